@@ -1,0 +1,228 @@
+//! The copier: turns one target fill into a sized [`OrderIntent`] (pure sizing in
+//! [`crate::risk::sizing`]) and hands it to the risk supervisor. For a SELL it learns how much of its
+//! position the target sold from the chain (`balanceOf` at the previous block), falling back to the
+//! position observed from the target's journaled fills.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::{Actor, ActorFutureExt, Addr, AtomicResponse, Context, Handler, Message, WrapFuture};
+use alloy::primitives::Address;
+use tracing::debug;
+
+use crate::actors::notifier::{Event, Notifier};
+use crate::actors::risk_supervisor::{Decision, Evaluate, Flush, GetPosition, RiskSupervisor};
+use crate::actors::store::{RecordRejection, StoreActor, TargetPosition};
+use crate::chain::Rpc;
+use crate::domain::{OrderIntent, OrderType, Shares, Side, TokenId, Usdc, u256_to_micros};
+use crate::risk::sizing::SizingContext;
+use crate::risk::{CopyRules, size_copy};
+use crate::store::PendingFill;
+
+/// Copy one journaled target fill.
+#[derive(Debug, Message)]
+#[rtype(result = "Decision")]
+pub struct Copy {
+    /// The fill (and its intent, when recovering after a crash).
+    pub pending: PendingFill,
+    /// The target's label.
+    pub label: String,
+    /// The target's rules.
+    pub rules: CopyRules,
+}
+
+/// Copy settings shared by all targets.
+#[derive(Debug, Clone, Copy)]
+pub struct CopierConfig {
+    /// Limit price distance, bps.
+    pub max_slippage_bps: u32,
+    /// Smallest order value.
+    pub min_order_usdc: Usdc,
+    /// The Conditional Tokens contract.
+    pub conditional_tokens: Address,
+}
+
+/// Sizes copies, one at a time.
+pub struct Copier {
+    cfg: CopierConfig,
+    rpc: Option<Arc<Rpc>>,
+    store: Addr<StoreActor>,
+    risk: Addr<RiskSupervisor>,
+    notifier: Addr<Notifier>,
+    /// Net shares each target traded of a token within a block so far: a second fill in the same
+    /// block must see the balance after the first, not the one at the previous block.
+    block_deltas: HashMap<(Address, TokenId, u64), i64>,
+}
+
+impl std::fmt::Debug for Copier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Copier")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Copier {
+    /// A copier reading balances through `rpc` (when given).
+    #[must_use]
+    pub fn new(
+        cfg: CopierConfig,
+        rpc: Option<Arc<Rpc>>,
+        store: Addr<StoreActor>,
+        risk: Addr<RiskSupervisor>,
+        notifier: Addr<Notifier>,
+    ) -> Self {
+        Self {
+            cfg,
+            rpc,
+            store,
+            risk,
+            notifier,
+            block_deltas: HashMap::new(),
+        }
+    }
+}
+
+impl Actor for Copier {
+    type Context = Context<Self>;
+}
+
+impl Handler<Copy> for Copier {
+    type Result = AtomicResponse<Self, Decision>;
+
+    /// Sizes the fill and has the risk supervisor decide. Atomic, so each copy sees our position
+    /// after the previous one.
+    fn handle(&mut self, m: Copy, _: &mut Context<Self>) -> Self::Result {
+        let fill = m.pending.fill.clone();
+        let key = (fill.wallet, fill.token_id, fill.block_number);
+        let earlier_in_block = self.block_deltas.get(&key).copied().unwrap_or(0);
+        let delta = if fill.side == Side::Buy {
+            fill.shares.0
+        } else {
+            -fill.shares.0
+        };
+        *self.block_deltas.entry(key).or_insert(0) += delta;
+        if self.block_deltas.len() > 10_000 {
+            let newest = fill.block_number;
+            self.block_deltas.retain(|k, _| k.2 + 16 >= newest);
+        }
+        let (cfg, rpc, store, risk, notifier) = (
+            self.cfg,
+            self.rpc.clone(),
+            self.store.clone(),
+            self.risk.clone(),
+            self.notifier.clone(),
+        );
+        let work = async move {
+            let evaluate = |intent: OrderIntent, recovered: bool| Evaluate {
+                intent,
+                fill: fill.clone(),
+                label: m.label.clone(),
+                max_trades_per_hour: m.rules.max_trades_per_hour,
+                min_trade_interval_s: m.rules.min_trade_interval_s,
+                recovered,
+            };
+            if let Some(intent) = m.pending.intent.clone() {
+                return risk
+                    .send(evaluate(intent, true))
+                    .await
+                    .unwrap_or_else(|e| Decision::Failed(e.to_string()));
+            }
+            let our_position = risk
+                .send(GetPosition(fill.token_id))
+                .await
+                .unwrap_or(Shares::ZERO);
+            let target_balance_before = if fill.side == Side::Sell {
+                target_balance_before(&cfg, rpc.as_deref(), &store, &fill, earlier_in_block).await
+            } else {
+                None
+            };
+            let ctx = SizingContext {
+                our_position,
+                target_balance_before,
+                max_slippage_bps: cfg.max_slippage_bps,
+                min_order_usdc: cfg.min_order_usdc,
+            };
+            match size_copy(&fill, &m.rules, &ctx) {
+                Err(reason) => {
+                    store.do_send(RecordRejection {
+                        row: m.pending.row,
+                        code: reason.code(),
+                        detail: reason.to_string(),
+                    });
+                    notifier.do_send(Event::Rejected {
+                        fill: fill.clone(),
+                        label: m.label.clone(),
+                        reason: reason.clone(),
+                    });
+                    Decision::Rejected(reason)
+                }
+                Ok(sized) => {
+                    let intent = OrderIntent {
+                        fill_id: fill.id,
+                        fill_row: m.pending.row,
+                        wallet: fill.wallet,
+                        token_id: fill.token_id,
+                        side: fill.side,
+                        shares: sized.shares,
+                        limit_price: sized.limit_price,
+                        target_price: fill.price,
+                        order_type: OrderType::Fak,
+                        block_ts: fill.block_ts,
+                    };
+                    risk.send(evaluate(intent, false))
+                        .await
+                        .unwrap_or_else(|e| Decision::Failed(e.to_string()))
+                }
+            }
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|d, _, _| d)))
+    }
+}
+
+/// The target's balance of the token just before this fill: on chain at the previous block plus what
+/// it traded earlier in the same block; else its observed position before this fill.
+async fn target_balance_before(
+    cfg: &CopierConfig,
+    rpc: Option<&Rpc>,
+    store: &Addr<StoreActor>,
+    fill: &crate::domain::TargetFill,
+    earlier_in_block: i64,
+) -> Option<Shares> {
+    if let Some(rpc) = rpc {
+        let at = fill.block_number.saturating_sub(1);
+        match rpc
+            .balance_of(cfg.conditional_tokens, fill.wallet, fill.token_id, at)
+            .await
+        {
+            Ok(b) => {
+                if let Some(v) = u256_to_micros(b) {
+                    return Some(Shares((v + earlier_in_block).max(0)));
+                }
+            }
+            Err(e) => debug!(cause = %e, "balanceOf failed; using the observed position"),
+        }
+    }
+    // The journal's observed position already includes this fill (a SELL): add it back.
+    let observed = store
+        .send(TargetPosition {
+            wallet: fill.wallet,
+            token: fill.token_id,
+        })
+        .await
+        .ok()?
+        .ok()??;
+    Some(Shares(observed.0 + fill.shares.0))
+}
+
+impl Handler<Flush> for Copier {
+    type Result = AtomicResponse<Self, ()>;
+
+    /// Replies after every copy queued before it, and the risk supervisor's work, is done.
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        let risk = self.risk.clone();
+        AtomicResponse::new(Box::pin(
+            async move { risk.send(Flush).await.unwrap_or(()) }.into_actor(self),
+        ))
+    }
+}

@@ -1,0 +1,119 @@
+//! The executor: places approved orders. Paper mode (the default) fills at the target's price moved
+//! against us by `paper.slippage_bps`, never past the order's limit price.
+
+use actix::{Actor, Context, Handler, Message};
+
+use crate::domain::{Execution, OrderIntent, Price, Side, Usdc, mul_price_ceil, mul_price_floor};
+use crate::risk::sizing::limit_price;
+
+/// Why an execution failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExecError {
+    /// The venue refused the order.
+    #[error("order rejected: {0}")]
+    Rejected(String),
+}
+
+/// Execute one approved intent.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Execution, ExecError>")]
+pub struct Execute {
+    /// The intent, already journaled.
+    pub intent: OrderIntent,
+    /// Unix ms now.
+    pub at_ms: i64,
+}
+
+/// Simulated execution.
+#[derive(Debug)]
+pub struct PaperExecutor {
+    slippage_bps: u32,
+}
+
+impl PaperExecutor {
+    /// A paper executor with this much simulated slippage.
+    #[must_use]
+    pub const fn new(slippage_bps: u32) -> Self {
+        Self { slippage_bps }
+    }
+}
+
+/// The paper fill of `intent`: target price moved against us, capped at the limit.
+#[must_use]
+pub fn paper_fill(intent: &OrderIntent, slippage_bps: u32, at_ms: i64) -> Execution {
+    let moved = limit_price(intent.side, intent.target_price, slippage_bps);
+    let price = match intent.side {
+        Side::Buy => Price(moved.0.min(intent.limit_price.0)),
+        Side::Sell => Price(moved.0.max(intent.limit_price.0)),
+    };
+    // We pay rounded up and receive rounded down: paper never flatters us.
+    let usdc = match intent.side {
+        Side::Buy => Usdc(mul_price_ceil(intent.shares, price)),
+        Side::Sell => Usdc(mul_price_floor(intent.shares, price)),
+    };
+    Execution {
+        fill_row: intent.fill_row,
+        side: intent.side,
+        token_id: intent.token_id,
+        shares: intent.shares,
+        price,
+        usdc,
+        mode: "paper",
+        at_ms,
+    }
+}
+
+impl Actor for PaperExecutor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Execute> for PaperExecutor {
+    type Result = Result<Execution, ExecError>;
+
+    /// Fills the intent on paper.
+    fn handle(&mut self, m: Execute, _: &mut Context<Self>) -> Self::Result {
+        Ok(paper_fill(&m.intent, self.slippage_bps, m.at_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{FillId, ONE, OrderType, Shares};
+    use alloy::primitives::{Address, B256, U256};
+
+    fn intent(side: Side, target: i64, limit: i64) -> OrderIntent {
+        OrderIntent {
+            fill_id: FillId {
+                tx_hash: B256::ZERO,
+                order_hash: B256::ZERO,
+                occurrence: 0,
+            },
+            fill_row: 1,
+            wallet: Address::ZERO,
+            token_id: U256::from(1),
+            side,
+            shares: Shares(10 * ONE),
+            limit_price: Price(limit),
+            target_price: Price(target),
+            order_type: OrderType::Fak,
+            block_ts: 0,
+        }
+    }
+
+    #[test]
+    fn fills_at_target_moved_against_us_capped_at_limit() {
+        // (side, target, limit, slippage bps) → price
+        for (side, target, limit, bps, want) in [
+            (Side::Buy, 500_000, 510_000, 0, 500_000),
+            (Side::Buy, 500_000, 510_000, 100, 505_000),
+            (Side::Buy, 500_000, 510_000, 1_000, 510_000),
+            (Side::Sell, 500_000, 490_000, 100, 495_000),
+            (Side::Sell, 500_000, 490_000, 1_000, 490_000),
+        ] {
+            let e = paper_fill(&intent(side, target, limit), bps, 0);
+            assert_eq!(e.price, Price(want), "{side:?} {bps}");
+            assert_eq!(e.usdc, Usdc(want * 10));
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The actix actors and their wiring. Data flows
+//! `ChainFeed → Registry → WalletWatcher (one per target) → Copier → RiskSupervisor → Executor`,
+//! with the `StoreActor` journaling each step and the `Notifier` hearing about every action.
+
+pub mod copier;
+pub mod executor;
+pub mod notifier;
+pub mod risk_supervisor;
+pub mod store;
+pub mod system;
+pub mod watcher;
+
+pub use system::{DaemonConfig, DaemonError, run_daemon};

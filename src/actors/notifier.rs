@@ -1,0 +1,269 @@
+//! The notifier: every action of the daemon arrives here as an [`Event`], is logged as a structured
+//! tracing event and appended to the journal's events log. Telegram becomes another sink of it.
+
+use actix::{Actor, Addr, Context, Handler, Message};
+use tracing::{error, info, warn};
+
+use crate::actors::store::{AddEvent, StoreActor};
+use crate::config::Problem;
+use crate::domain::{Execution, TargetFill, addr_lower};
+use crate::risk::{BreakerState, DenyReason};
+
+/// Something the operator should hear about.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub enum Event {
+    /// The daemon started.
+    Started {
+        /// PAPER or LIVE.
+        mode: &'static str,
+        /// Enabled targets.
+        targets: usize,
+        /// Our version.
+        version: &'static str,
+    },
+    /// The daemon is stopping.
+    Stopped {
+        /// Why.
+        reason: String,
+    },
+    /// A target fill was seen and journaled.
+    FillDetected {
+        /// The fill.
+        fill: TargetFill,
+        /// The target's label.
+        label: String,
+    },
+    /// A fill was not copied.
+    Rejected {
+        /// The fill.
+        fill: TargetFill,
+        /// The target's label.
+        label: String,
+        /// Why.
+        reason: DenyReason,
+    },
+    /// A copy was executed.
+    Executed {
+        /// The fill copied.
+        fill: TargetFill,
+        /// The target's label.
+        label: String,
+        /// What we did.
+        exec: Execution,
+        /// Block timestamp → execution, ms.
+        latency_ms: i64,
+    },
+    /// The breaker tripped.
+    BreakerTripped(BreakerState),
+    /// The breaker was cleared.
+    BreakerReset {
+        /// The state it had.
+        was: BreakerState,
+        /// Who cleared it.
+        by: String,
+    },
+    /// wallets.json was reloaded.
+    WalletsReloaded {
+        /// New targets.
+        added: Vec<String>,
+        /// Targets no longer watched.
+        removed: Vec<String>,
+        /// Targets whose rules changed.
+        changed: Vec<String>,
+    },
+    /// A wallets.json edit was refused; the last good targets keep running.
+    WalletsRejected(Vec<Problem>),
+    /// A reorg was detected.
+    Reorg {
+        /// Blocks rewound.
+        depth: u64,
+        /// Common ancestor.
+        ancestor: u64,
+        /// Journaled fills above it.
+        suspects: usize,
+    },
+    /// A fill left the chain before we acted on it: never copied.
+    Withdrawn {
+        /// The fill.
+        fill: TargetFill,
+    },
+    /// A fill we copied left the chain: our copy stands, the operator should know.
+    ReorgedAfterCopy {
+        /// The fill.
+        fill: TargetFill,
+    },
+    /// Something needs a human.
+    Error {
+        /// What.
+        message: String,
+    },
+}
+
+impl Event {
+    /// Stable kind name, as stored in the events log.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Started { .. } => "started",
+            Self::Stopped { .. } => "stopped",
+            Self::FillDetected { .. } => "fill_detected",
+            Self::Rejected { .. } => "rejected",
+            Self::Executed { .. } => "executed",
+            Self::BreakerTripped(_) => "breaker_tripped",
+            Self::BreakerReset { .. } => "breaker_reset",
+            Self::WalletsReloaded { .. } => "wallets_reloaded",
+            Self::WalletsRejected(_) => "wallets_rejected",
+            Self::Reorg { .. } => "reorg",
+            Self::Withdrawn { .. } => "withdrawn",
+            Self::ReorgedAfterCopy { .. } => "reorged_after_copy",
+            Self::Error { .. } => "error",
+        }
+    }
+
+    /// One line for a person.
+    #[must_use]
+    pub fn text(&self) -> String {
+        let fill_ref = |f: &TargetFill| format!("{}:{}", f.id.tx_hash, f.log_index);
+        match self {
+            Self::Started {
+                mode,
+                targets,
+                version,
+            } => format!("polycopy {version} started in {mode} mode, {targets} targets"),
+            Self::Stopped { reason } => format!("polycopy stopped: {reason}"),
+            Self::FillDetected { fill, label } => format!(
+                "{label} {} {} shares of {} at {} ({})",
+                fill.side,
+                fill.shares,
+                short_token(&fill.token_id.to_string()),
+                fill.price,
+                fill_ref(fill)
+            ),
+            Self::Rejected {
+                fill,
+                label,
+                reason,
+            } => {
+                format!(
+                    "not copied: {label} {} {} at {}: {reason}",
+                    fill.side, fill.shares, fill.price
+                )
+            }
+            Self::Executed {
+                fill,
+                label,
+                exec,
+                latency_ms,
+            } => format!(
+                "copied {label}: {} {} shares of {} at {} = {} USDC (target {} at {}, {latency_ms} ms after the block)",
+                exec.side,
+                exec.shares,
+                short_token(&exec.token_id.to_string()),
+                exec.price,
+                exec.usdc,
+                fill.shares,
+                fill.price
+            ),
+            Self::BreakerTripped(s) => {
+                format!("BREAKER TRIPPED ({}) by {}: {}", s.code, s.by, s.reason)
+            }
+            Self::BreakerReset { was, by } => {
+                format!("breaker reset by {by} (was {}: {})", was.code, was.reason)
+            }
+            Self::WalletsReloaded {
+                added,
+                removed,
+                changed,
+            } => format!(
+                "wallets reloaded: added [{}], removed [{}], changed [{}]",
+                added.join(", "),
+                removed.join(", "),
+                changed.join(", ")
+            ),
+            Self::WalletsRejected(p) => format!(
+                "wallets.json rejected, the last good targets keep running: {}",
+                p.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Self::Reorg {
+                depth,
+                ancestor,
+                suspects,
+            } => {
+                format!(
+                    "reorg of {depth} blocks back to {ancestor}; {suspects} journaled fills being re-checked"
+                )
+            }
+            Self::Withdrawn { fill } => format!(
+                "fill {} of {} left the chain before we acted: not copied",
+                fill_ref(fill),
+                addr_lower(&fill.wallet)
+            ),
+            Self::ReorgedAfterCopy { fill } => format!(
+                "fill {} of {} was COPIED and then left the chain in a reorg: our copy stands, check the position",
+                fill_ref(fill),
+                addr_lower(&fill.wallet)
+            ),
+            Self::Error { message } => format!("error: {message}"),
+        }
+    }
+}
+
+/// Shortens a long decimal token id for a person: `1234…5678`.
+#[must_use]
+pub fn short_token(t: &str) -> String {
+    if t.len() > 12 {
+        format!("{}…{}", &t[..4], &t[t.len() - 4..])
+    } else {
+        t.to_owned()
+    }
+}
+
+/// Logs and journals every event.
+#[derive(Debug)]
+pub struct Notifier {
+    store: Addr<StoreActor>,
+}
+
+impl Notifier {
+    /// A notifier journaling into `store`.
+    #[must_use]
+    pub const fn new(store: Addr<StoreActor>) -> Self {
+        Self { store }
+    }
+}
+
+impl Actor for Notifier {
+    type Context = Context<Self>;
+}
+
+impl Handler<Event> for Notifier {
+    type Result = ();
+
+    /// Logs the event with structured fields and appends it to the events log.
+    fn handle(&mut self, ev: Event, _: &mut Context<Self>) {
+        let kind = ev.kind();
+        let text = ev.text();
+        match &ev {
+            Event::BreakerTripped(_)
+            | Event::Error { .. }
+            | Event::ReorgedAfterCopy { .. }
+            | Event::WalletsRejected(_) => {
+                error!(event = kind, "{text}");
+            }
+            Event::Rejected { reason, .. } => warn!(event = kind, reason = reason.code(), "{text}"),
+            Event::Executed { latency_ms, .. } => info!(event = kind, latency_ms, "{text}"),
+            _ => info!(event = kind, "{text}"),
+        }
+        // Detected fills are already in the journal's fills table; no need to log them twice.
+        if !matches!(ev, Event::FillDetected { .. }) {
+            self.store.do_send(AddEvent {
+                kind,
+                message: text,
+            });
+        }
+    }
+}

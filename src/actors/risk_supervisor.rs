@@ -1,0 +1,439 @@
+//! The risk supervisor: the one gateway every order passes. It checks each intent against the
+//! limits and the breaker, journals it *before* execution, has the executor place it, journals the
+//! outcome, and keeps the book. It also watches the breaker (CLI halt/resume through the journal)
+//! and the emergency-stop file.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message,
+    MessageResult, Recipient, WrapFuture,
+};
+use alloy::primitives::Address;
+use tracing::error;
+
+use crate::actors::executor::{ExecError, Execute};
+use crate::actors::notifier::{Event, Notifier};
+use crate::actors::store::{
+    GetBreaker, RecordExecution, RecordIntent, RecordRejection, SetBreaker, StoreActor,
+};
+use crate::domain::{Execution, OrderIntent, Shares, TargetFill, TokenId, Usdc};
+use crate::risk::book::position_after;
+use crate::risk::{Book, Breaker, BreakerState, DenyReason, Limits, WalletActivity, check_intent};
+use crate::store::{now_ms, utc_day_start};
+
+/// What became of an intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Executed.
+    Executed(Execution),
+    /// Denied by a limit or the breaker.
+    Rejected(DenyReason),
+    /// Not executed because the journal says it must not be (already handled, or under a reorg).
+    Skipped,
+    /// The executor or the journal failed.
+    Failed(String),
+}
+
+/// Approve (or deny) and execute one intent.
+#[derive(Debug, Message)]
+#[rtype(result = "Decision")]
+pub struct Evaluate {
+    /// The sized intent.
+    pub intent: OrderIntent,
+    /// The fill it mirrors.
+    pub fill: TargetFill,
+    /// The target's label.
+    pub label: String,
+    /// The wallet's own per-hour limit.
+    pub max_trades_per_hour: Option<u32>,
+    /// The wallet's minimum gap between copies.
+    pub min_trade_interval_s: Option<u64>,
+    /// True when the intent was journaled before a crash: execute it, do not re-approve it.
+    pub recovered: bool,
+}
+
+/// Our current position in a token.
+#[derive(Debug, Message)]
+#[rtype(result = "Shares")]
+pub struct GetPosition(pub TokenId);
+
+/// Halt or resume trading from inside the daemon (Telegram, tests).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetTrading {
+    /// True to halt, false to resume.
+    pub halt: bool,
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub by: String,
+}
+
+/// Replies once every message sent before it was handled (used to drain at shutdown).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// What the supervisor starts from.
+#[derive(Debug)]
+pub struct RiskState {
+    /// Persisted breaker.
+    pub breaker: BreakerState,
+    /// Our positions.
+    pub book: Book,
+    /// Realized P&L today.
+    pub realized_today: Usdc,
+    /// Copies in the last hour: (wallet, unix ms).
+    pub recent_copies: Vec<(Address, i64)>,
+}
+
+/// The gateway actor.
+pub struct RiskSupervisor {
+    limits: Limits,
+    breaker: Breaker,
+    /// Bumped on every local breaker change, so a journal read that raced with it is ignored.
+    breaker_epoch: u64,
+    book: Book,
+    realized_today: Usdc,
+    day_start_ms: i64,
+    copies: HashMap<Address, VecDeque<i64>>,
+    store: Addr<StoreActor>,
+    executor: Recipient<Execute>,
+    notifier: Addr<Notifier>,
+    stop_file: PathBuf,
+    poll: Duration,
+    abort_after_intent: bool,
+}
+
+impl std::fmt::Debug for RiskSupervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RiskSupervisor")
+            .field("breaker", &self.breaker)
+            .field("book", &self.book)
+            .finish_non_exhaustive()
+    }
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl RiskSupervisor {
+    /// A supervisor starting from `state`.
+    #[must_use]
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        limits: Limits,
+        max_consecutive_errors: u32,
+        state: RiskState,
+        store: Addr<StoreActor>,
+        executor: Recipient<Execute>,
+        notifier: Addr<Notifier>,
+        stop_file: PathBuf,
+        poll: Duration,
+    ) -> Self {
+        let mut copies: HashMap<Address, VecDeque<i64>> = HashMap::new();
+        for (w, t) in state.recent_copies {
+            copies.entry(w).or_default().push_back(t);
+        }
+        Self {
+            limits,
+            breaker: Breaker::new(state.breaker, max_consecutive_errors),
+            breaker_epoch: 0,
+            book: state.book,
+            realized_today: state.realized_today,
+            day_start_ms: utc_day_start(now_ms()),
+            copies,
+            store,
+            executor,
+            notifier,
+            stop_file,
+            poll,
+            // Test-only fault injection: die right after an intent is journaled.
+            abort_after_intent: std::env::var("POLYCOPY_FAULT")
+                .is_ok_and(|v| v == "abort_after_intent"),
+        }
+    }
+
+    fn trip(&mut self, code: &str, reason: &str, by: &str) {
+        if self.breaker.trip(code, reason, by, now_ms()) {
+            self.breaker_epoch += 1;
+            self.store.do_send(SetBreaker(self.breaker.state.clone()));
+            self.notifier
+                .do_send(Event::BreakerTripped(self.breaker.state.clone()));
+        }
+    }
+
+    fn reset(&mut self, by: &str) {
+        if let Some(was) = self.breaker.reset(by, now_ms()) {
+            self.breaker_epoch += 1;
+            self.store.do_send(SetBreaker(self.breaker.state.clone()));
+            self.notifier.do_send(Event::BreakerReset {
+                was,
+                by: by.to_owned(),
+            });
+        }
+    }
+
+    fn activity(
+        &mut self,
+        wallet: &Address,
+        now: i64,
+        own_max: Option<u32>,
+        gap: Option<u64>,
+    ) -> WalletActivity {
+        let q = self.copies.entry(*wallet).or_default();
+        while q.front().is_some_and(|t| *t <= now - HOUR_MS) {
+            q.pop_front();
+        }
+        WalletActivity {
+            trades_last_hour: u32::try_from(q.len()).unwrap_or(u32::MAX),
+            last_trade_ms: q.back().copied(),
+            max_trades_per_hour: own_max,
+            min_trade_interval_s: gap,
+        }
+    }
+
+    fn reject(&self, m: &Evaluate, reason: DenyReason) -> Decision {
+        self.store.do_send(RecordRejection {
+            row: m.intent.fill_row,
+            code: reason.code(),
+            detail: reason.to_string(),
+        });
+        self.notifier.do_send(Event::Rejected {
+            fill: m.fill.clone(),
+            label: m.label.clone(),
+            reason: reason.clone(),
+        });
+        Decision::Rejected(reason)
+    }
+
+    /// Reads the journal's breaker (CLI halt/resume) and the stop file.
+    fn poll_breaker(&mut self, ctx: &mut Context<Self>) {
+        if self.breaker.is_active() && self.stop_file.exists() {
+            let reason = format!(
+                "emergency stop file {} is present",
+                self.stop_file.display()
+            );
+            self.trip("emergency_stop", &reason, "stop-file");
+        }
+        let epoch = self.breaker_epoch;
+        ctx.spawn(
+            self.store
+                .send(GetBreaker)
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    let Ok(Ok(db)) = res else { return };
+                    let mem = &act.breaker.state;
+                    if act.breaker_epoch != epoch || db == *mem || db.since_ms < mem.since_ms {
+                        return;
+                    }
+                    act.breaker_epoch += 1;
+                    if db.tripped {
+                        act.breaker.state = db.clone();
+                        act.notifier.do_send(Event::BreakerTripped(db));
+                    } else {
+                        let was = std::mem::replace(&mut act.breaker.state, db.clone());
+                        act.breaker.consecutive_errors = 0;
+                        if was.tripped {
+                            act.notifier.do_send(Event::BreakerReset { was, by: db.by });
+                        }
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for RiskSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.poll_breaker(ctx);
+        ctx.run_interval(self.poll, Self::poll_breaker);
+    }
+}
+
+/// The result of the journal-execute-journal sequence, applied to the actor's state afterwards.
+enum Step {
+    Done(Execution, bool),
+    Skipped,
+    DbError(String),
+    ExecFailed(ExecError),
+}
+
+impl Handler<Evaluate> for RiskSupervisor {
+    type Result = AtomicResponse<Self, Decision>;
+
+    /// Gates, journals, executes and books one intent. Atomic: no other message interleaves, so the
+    /// book and the limits always see the previous order's effect.
+    fn handle(&mut self, m: Evaluate, _: &mut Context<Self>) -> Self::Result {
+        let now = now_ms();
+        if utc_day_start(now) != self.day_start_ms {
+            self.day_start_ms = utc_day_start(now);
+            self.realized_today = Usdc::ZERO;
+        }
+        if !self.breaker.is_active() {
+            let d = self.reject(
+                &m,
+                DenyReason::Halted {
+                    reason: format!("{}: {}", self.breaker.state.code, self.breaker.state.reason),
+                },
+            );
+            return AtomicResponse::new(Box::pin(actix::fut::ready(d)));
+        }
+        if !m.recovered {
+            let activity = self.activity(
+                &m.intent.wallet,
+                now,
+                m.max_trades_per_hour,
+                m.min_trade_interval_s,
+            );
+            if let Err(r) = check_intent(
+                &m.intent,
+                &self.limits,
+                &self.book,
+                self.realized_today,
+                &activity,
+                now,
+            ) {
+                let d = self.reject(&m, r);
+                return AtomicResponse::new(Box::pin(actix::fut::ready(d)));
+            }
+        }
+        let (store, executor, abort) = (
+            self.store.clone(),
+            self.executor.clone(),
+            self.abort_after_intent,
+        );
+        let pos = self.book.position(&m.intent.token_id);
+        let intent = m.intent.clone();
+        let wallet = m.intent.wallet;
+        let work = async move {
+            if !m.recovered {
+                match store.send(RecordIntent(intent.clone())).await {
+                    Ok(Ok(true)) => {}
+                    Ok(Ok(false)) => return (m, Step::Skipped),
+                    Ok(Err(e)) => return (m, Step::DbError(e.to_string())),
+                    Err(e) => return (m, Step::DbError(e.to_string())),
+                }
+                if abort {
+                    error!("fault injection: aborting right after journaling the intent");
+                    std::process::abort();
+                }
+            }
+            let exec = match executor
+                .send(Execute {
+                    intent,
+                    at_ms: now_ms(),
+                })
+                .await
+            {
+                Ok(Ok(e)) => e,
+                Ok(Err(e)) => return (m, Step::ExecFailed(e)),
+                Err(e) => return (m, Step::ExecFailed(ExecError::Rejected(e.to_string()))),
+            };
+            let (position, realized) = position_after(pos, &exec);
+            match store
+                .send(RecordExecution {
+                    exec: exec.clone(),
+                    wallet,
+                    position,
+                    realized,
+                })
+                .await
+            {
+                Ok(Ok(fresh)) => (m, Step::Done(exec, fresh)),
+                Ok(Err(e)) => (m, Step::DbError(e.to_string())),
+                Err(e) => (m, Step::DbError(e.to_string())),
+            }
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            |(m, step), act, _| match step {
+                Step::Done(exec, fresh) => {
+                    if !fresh {
+                        return Decision::Skipped;
+                    }
+                    let realized = act.book.apply(&exec);
+                    act.realized_today = Usdc(act.realized_today.0 + realized.0);
+                    act.copies
+                        .entry(m.intent.wallet)
+                        .or_default()
+                        .push_back(exec.at_ms);
+                    act.breaker.record_success();
+                    let latency_ms =
+                        exec.at_ms - i64::try_from(m.fill.block_ts).unwrap_or(0) * 1000;
+                    act.notifier.do_send(Event::Executed {
+                        fill: m.fill,
+                        label: m.label,
+                        exec: exec.clone(),
+                        latency_ms,
+                    });
+                    if act.realized_today.0 <= -act.limits.daily_loss_limit_usdc.0 {
+                        let reason = format!(
+                            "realized P&L today {} reached the limit -{}",
+                            act.realized_today, act.limits.daily_loss_limit_usdc
+                        );
+                        act.trip("daily_loss_limit", &reason, "daemon");
+                    }
+                    Decision::Executed(exec)
+                }
+                Step::Skipped => Decision::Skipped,
+                Step::DbError(e) => {
+                    act.trip(
+                        "database_error",
+                        &format!("journal write failed: {e}"),
+                        "daemon",
+                    );
+                    Decision::Failed(e)
+                }
+                Step::ExecFailed(e) => {
+                    if act.breaker.record_error(now_ms()) {
+                        act.breaker_epoch += 1;
+                        act.store.do_send(SetBreaker(act.breaker.state.clone()));
+                        act.notifier
+                            .do_send(Event::BreakerTripped(act.breaker.state.clone()));
+                    }
+                    act.store.do_send(RecordRejection {
+                        row: m.intent.fill_row,
+                        code: "execution_error",
+                        detail: e.to_string(),
+                    });
+                    act.notifier.do_send(Event::Error {
+                        message: format!("execution failed for {}: {e}", m.label),
+                    });
+                    Decision::Failed(e.to_string())
+                }
+            },
+        )))
+    }
+}
+
+impl Handler<GetPosition> for RiskSupervisor {
+    type Result = MessageResult<GetPosition>;
+
+    /// Our shares of a token.
+    fn handle(&mut self, m: GetPosition, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.book.position(&m.0).shares)
+    }
+}
+
+impl Handler<SetTrading> for RiskSupervisor {
+    type Result = ();
+
+    /// Halts or resumes.
+    fn handle(&mut self, m: SetTrading, _: &mut Context<Self>) {
+        if m.halt {
+            self.trip("manual", &m.reason, &m.by)
+        } else {
+            self.reset(&m.by)
+        }
+    }
+}
+
+impl Handler<Flush> for RiskSupervisor {
+    type Result = ();
+
+    /// Nothing: replying proves the mailbox before it was drained.
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) {}
+}

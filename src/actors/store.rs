@@ -1,0 +1,143 @@
+//! The store actor: the only owner of the SQLite connection while the daemon runs. It lives on its
+//! own thread (`SyncArbiter` with one thread) because rusqlite is synchronous.
+
+use actix::{Actor, Handler, Message, SyncContext};
+use alloy::primitives::{Address, B256};
+
+use crate::domain::{Execution, OrderIntent, Shares, TargetFill, TokenId, Usdc};
+use crate::risk::{Book, BreakerState, Position};
+use crate::store::{JournalOutcome, PendingFill, Store, StoreResult};
+
+/// Owns the journal.
+#[derive(Debug)]
+pub struct StoreActor {
+    store: Store,
+}
+
+impl StoreActor {
+    /// Wraps an open journal.
+    #[must_use]
+    pub const fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+impl Actor for StoreActor {
+    type Context = SyncContext<Self>;
+}
+
+/// Implements a store message (plain data declared beside it): its reply type and its handler,
+/// which is one journal call.
+macro_rules! store_handler {
+    ($name:ident -> $out:ty, |$store:ident, $msg:ident| $body:expr) => {
+        impl Message for $name {
+            type Result = StoreResult<$out>;
+        }
+
+        impl Handler<$name> for StoreActor {
+            type Result = StoreResult<$out>;
+            fn handle(&mut self, $msg: $name, _: &mut SyncContext<Self>) -> Self::Result {
+                let $store = &mut self.store;
+                $body
+            }
+        }
+    };
+}
+
+/// Journal the fills of a range and move the checkpoint (one transaction).
+#[derive(Debug)]
+pub struct JournalRange {
+    /// The range's fills.
+    pub fills: Vec<TargetFill>,
+    /// The new checkpoint.
+    pub to: (u64, B256),
+    /// Blocks holding fills, for reorg detection.
+    pub blocks: Vec<(u64, B256)>,
+}
+store_handler!(JournalRange -> JournalOutcome, |s, m| s.journal_range(&m.fills, m.to, &m.blocks));
+
+/// Rewind to a reorg's common ancestor.
+#[derive(Debug)]
+pub struct Rewind(pub (u64, B256));
+store_handler!(Rewind -> usize, |s, m| s.rewind(m.0));
+
+/// Recently processed block hashes, newest first.
+#[derive(Debug)]
+pub struct RecentBlocks;
+store_handler!(RecentBlocks -> Vec<(u64, B256)>, |s, _m| s.recent_blocks());
+
+/// The stored checkpoint.
+#[derive(Debug)]
+pub struct GetCheckpoint;
+store_handler!(GetCheckpoint -> Option<(u64, B256)>, |s, _m| s.checkpoint());
+
+/// Record an intent before it is executed; false when the fill must not be executed.
+#[derive(Debug)]
+pub struct RecordIntent(pub OrderIntent);
+store_handler!(RecordIntent -> bool, |s, m| s.record_intent(&m.0));
+
+/// Record an execution with the position and P&L it produced.
+#[derive(Debug)]
+pub struct RecordExecution {
+    /// What was executed.
+    pub exec: Execution,
+    /// The target copied.
+    pub wallet: Address,
+    /// Our position afterwards.
+    pub position: Position,
+    /// P&L realized.
+    pub realized: Usdc,
+}
+store_handler!(RecordExecution -> bool, |s, m| s.record_execution(&m.exec, &m.wallet, m.position, m.realized));
+
+/// Mark a fill as not copied.
+#[derive(Debug)]
+pub struct RecordRejection {
+    /// Fill row.
+    pub row: i64,
+    /// Stable reason code.
+    pub code: &'static str,
+    /// Reason with numbers.
+    pub detail: String,
+}
+store_handler!(RecordRejection -> (), |s, m| s.record_rejection(m.row, m.code, &m.detail));
+
+/// Fills journaled but not finished.
+#[derive(Debug)]
+pub struct Unfinished;
+store_handler!(Unfinished -> Vec<PendingFill>, |s, _m| s.unfinished());
+
+/// Our positions.
+#[derive(Debug)]
+pub struct LoadBook;
+store_handler!(LoadBook -> Book, |s, _m| s.book());
+
+/// A target's observed position in a token.
+#[derive(Debug)]
+pub struct TargetPosition {
+    /// The target.
+    pub wallet: Address,
+    /// The token.
+    pub token: TokenId,
+}
+store_handler!(TargetPosition -> Option<Shares>, |s, m| s.target_position(&m.wallet, &m.token));
+
+/// The stored breaker.
+#[derive(Debug)]
+pub struct GetBreaker;
+store_handler!(GetBreaker -> BreakerState, |s, _m| s.breaker());
+
+/// Store the breaker.
+#[derive(Debug)]
+pub struct SetBreaker(pub BreakerState);
+store_handler!(SetBreaker -> (), |s, m| s.set_breaker(&m.0));
+
+/// Append to the events log.
+#[derive(Debug)]
+pub struct AddEvent {
+    /// Event kind.
+    pub kind: &'static str,
+    /// Text.
+    pub message: String,
+}
+store_handler!(AddEvent -> (), |s, m| s.add_event(m.kind, &m.message));

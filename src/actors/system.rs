@@ -1,0 +1,304 @@
+//! Starts the daemon: opens the journal, recovers unfinished work, starts every actor and the chain
+//! feed, watches wallets.json and signals, and shuts down cleanly.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::{Actor, Addr, SyncArbiter};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::actors::copier::{Copier, CopierConfig};
+use crate::actors::executor::PaperExecutor;
+use crate::actors::notifier::{Event, Notifier};
+use crate::actors::risk_supervisor::{Flush, RiskState, RiskSupervisor};
+use crate::actors::store::{GetCheckpoint, StoreActor, Unfinished};
+use crate::actors::watcher::{NewFills, Registry, Reload};
+use crate::chain::{ChainFeed, FeedConfig, FeedStatus, Rpc, RpcConfig};
+use crate::config::{Env, Settings, Wallets, problem::render};
+use crate::store::{Store, StoreError, now_ms};
+
+/// Everything the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Settings.
+    pub settings: Settings,
+    /// Endpoints and secrets.
+    pub env: Env,
+}
+
+/// Why the daemon could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The journal could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// wallets.json is invalid at start.
+    #[error("{file} is invalid:\n{problems}")]
+    Wallets {
+        /// The file.
+        file: String,
+        /// Every problem.
+        problems: String,
+    },
+    /// An actor went away during start.
+    #[error("actor unavailable during start: {0}")]
+    Mailbox(String),
+}
+
+fn mailbox(e: actix::MailboxError) -> DaemonError {
+    DaemonError::Mailbox(e.to_string())
+}
+
+/// Runs the daemon until SIGINT or SIGTERM. Must be called inside an actix `System`.
+///
+/// # Errors
+/// When it cannot start: journal, wallets.json.
+pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
+    let s = &cfg.settings;
+    let wallets = Wallets::load(&s.wallets_path).map_err(|p| DaemonError::Wallets {
+        file: s.wallets_path.display().to_string(),
+        problems: render(&p),
+    })?;
+    let store = Store::open(&s.db_path)?;
+    let now = now_ms();
+    let state = RiskState {
+        breaker: store.breaker()?,
+        book: store.book()?,
+        realized_today: store.realized_today(now)?,
+        recent_copies: store.copies_since(now - 3_600_000)?,
+    };
+    // The store actor owns this connection on its own thread.
+    let cell = Arc::new(Mutex::new(Some(store)));
+    let db_path = s.db_path.clone();
+    let store: Addr<StoreActor> = SyncArbiter::start(1, move || {
+        let taken = cell.lock().ok().and_then(|mut c| c.take());
+        // A restarted store actor reopens the file; failing that, nothing can be journaled: stop.
+        let store = taken
+            .map_or_else(|| Store::open(&db_path), Ok)
+            .unwrap_or_else(|e| {
+                tracing::error!(cause = %e, "cannot reopen the journal; exiting");
+                std::process::exit(70)
+            });
+        StoreActor::new(store)
+    });
+    let notifier = Notifier::new(store.clone()).start();
+    if state.breaker.tripped {
+        warn!(code = %state.breaker.code, reason = %state.breaker.reason, "starting with the breaker TRIPPED: no orders until `polycopy resume`");
+    }
+    let executor = PaperExecutor::new(s.paper.slippage_bps).start();
+    let risk = RiskSupervisor::new(
+        s.limits(),
+        s.risk.max_consecutive_errors,
+        state,
+        store.clone(),
+        executor.recipient(),
+        notifier.clone(),
+        s.emergency_stop_file.clone(),
+        Duration::from_millis(s.risk.breaker_poll_ms),
+    )
+    .start();
+    let rpc_cfg = RpcConfig {
+        ws_url: cfg.env.ws_url.clone(),
+        http_urls: cfg.env.rpc_urls.clone(),
+        requests_per_second: s.chain.rpc_requests_per_second,
+        timeout: Duration::from_millis(s.chain.request_timeout_ms),
+        failover_after: s.chain.failover_after_errors,
+    };
+    // Balance reads go over HTTP (lazy: no connection is made until the first call).
+    let mut balance_rpc = Rpc::new(RpcConfig {
+        ws_url: None,
+        ..rpc_cfg.clone()
+    });
+    let balance_rpc = match balance_rpc.connect().await {
+        Ok(()) => Some(Arc::new(balance_rpc)),
+        Err(e) => {
+            warn!(cause = %e, "balance reads unavailable; proportional sells use observed positions");
+            None
+        }
+    };
+    let copier_cfg = CopierConfig {
+        max_slippage_bps: s.copy.max_slippage_bps,
+        min_order_usdc: s.copy.min_order_usdc,
+        conditional_tokens: s.chain.conditional_tokens,
+    };
+    let copier = Copier::new(
+        copier_cfg,
+        balance_rpc,
+        store.clone(),
+        risk.clone(),
+        notifier.clone(),
+    )
+    .start();
+    let (targets_tx, targets_rx) = watch::channel(Vec::new());
+    let mut registry = Registry::new(
+        s.wallets_path.clone(),
+        copier.clone(),
+        notifier.clone(),
+        store.clone(),
+        targets_tx,
+    );
+    registry.apply(&wallets);
+    let n_targets = wallets.enabled().count();
+    let registry = registry.start();
+
+    // Finish what a crash interrupted before anything new comes in.
+    let unfinished = store.send(Unfinished).await.map_err(mailbox)??;
+    if !unfinished.is_empty() {
+        info!(
+            count = unfinished.len(),
+            "recovering fills journaled before the last stop"
+        );
+        registry.do_send(NewFills(unfinished));
+    }
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (status_tx, mut status_rx) = watch::channel(FeedStatus::default());
+    let feed_cfg = FeedConfig {
+        exchanges: s.chain.exchanges.clone(),
+        confirmations: s.chain.confirmations,
+        start_block: s.chain.start_block,
+        max_block_range: s.chain.max_block_range,
+        poll_interval: Duration::from_millis(s.chain.poll_interval_ms),
+        backoff_max: Duration::from_millis(s.chain.reconnect_backoff_max_ms),
+    };
+    let feed = ChainFeed::new(
+        feed_cfg,
+        Rpc::new(rpc_cfg),
+        store.clone(),
+        registry.clone().recipient(),
+        notifier.clone(),
+        targets_rx,
+        status_tx,
+    );
+    let feed_task = actix::spawn(feed.run(shutdown_rx));
+    let _file_watcher = watch_wallets_file(&s.wallets_path, registry.clone());
+
+    let mode = if cfg.env.paper_trading {
+        "PAPER"
+    } else {
+        "LIVE"
+    };
+    info!(mode, targets = n_targets, db = %s.db_path.display(), rpc = ?cfg.env.rpc_urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>(), "polycopy started");
+    notifier.do_send(Event::Started {
+        mode,
+        targets: n_targets,
+        version: env!("CARGO_PKG_VERSION"),
+    });
+    tokio::select! {
+        st = status_rx.wait_for(|st| st.live) => {
+            if let Ok(st) = st {
+                info!(block = st.processed, "chain feed live");
+            }
+        }
+        r = wait_for_signal(&registry) => {
+            shutdown(r, shutdown_tx, feed_task, &copier, &notifier, &store).await;
+            return Ok(());
+        }
+    }
+    let reason = wait_for_signal(&registry).await;
+    shutdown(reason, shutdown_tx, feed_task, &copier, &notifier, &store).await;
+    Ok(())
+}
+
+async fn shutdown(
+    reason: &'static str,
+    shutdown_tx: watch::Sender<bool>,
+    feed_task: tokio::task::JoinHandle<()>,
+    copier: &Addr<Copier>,
+    notifier: &Addr<Notifier>,
+    store: &Addr<StoreActor>,
+) {
+    info!(
+        reason,
+        "shutting down: no new fills; letting in-flight copies finish"
+    );
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), feed_task).await;
+    if tokio::time::timeout(Duration::from_secs(5), copier.send(Flush))
+        .await
+        .is_err()
+    {
+        warn!("in-flight copies did not finish within 5 s; they are resolved at the next start");
+    }
+    notifier.do_send(Event::Stopped {
+        reason: reason.to_owned(),
+    });
+    // The store handles messages in order: this reply means everything before it is written.
+    let _ = store.send(GetCheckpoint).await;
+    info!("stopped");
+}
+
+/// Waits for SIGINT/SIGTERM (returning which), reloading wallets.json on every SIGHUP meanwhile.
+async fn wait_for_signal(registry: &Addr<Registry>) -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        warn!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return "SIGTERM",
+            _ = int.recv() => return "SIGINT",
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading wallets.json");
+                registry.do_send(Reload);
+            }
+        }
+    }
+}
+
+/// Watches the directory holding wallets.json (editors replace files by renaming) and asks for a
+/// reload when the file changes. The watcher lives as long as the returned value.
+fn watch_wallets_file(
+    path: &std::path::Path,
+    registry: Addr<Registry>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let file_name = path.file_name()?.to_owned();
+    let dir: PathBuf = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let last = Arc::new(Mutex::new(
+        std::time::Instant::now() - Duration::from_secs(1),
+    ));
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        if !matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(_)) {
+            return;
+        }
+        if !ev
+            .paths
+            .iter()
+            .any(|p| p.file_name() == Some(file_name.as_os_str()))
+        {
+            return;
+        }
+        // Editors write in several steps: let them finish, then read once.
+        if let Ok(mut l) = last.lock() {
+            *l = std::time::Instant::now();
+        }
+        let (last, registry) = (last.clone(), registry.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            if last
+                .lock()
+                .is_ok_and(|l| l.elapsed() >= Duration::from_millis(140))
+            {
+                registry.do_send(Reload);
+            }
+        });
+    })
+    .map_err(|e| warn!(cause = %e, "cannot watch wallets.json; reload with SIGHUP"))
+    .ok()?;
+    w.watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|e| warn!(cause = %e, "cannot watch wallets.json; reload with SIGHUP"))
+        .ok()?;
+    Some(w)
+}

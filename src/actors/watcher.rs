@@ -1,0 +1,245 @@
+//! Target wallets: one [`WalletWatcher`] actor per enabled target, and the [`Registry`] that starts,
+//! stops and reconfigures them as `wallets.json` changes (hot reload) and routes fills to them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use actix::{Actor, Addr, Context, Handler, Message, MessageResult};
+use alloy::primitives::Address;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::actors::copier::{Copier, Copy};
+use crate::actors::notifier::{Event, Notifier};
+use crate::actors::store::{RecordRejection, StoreActor};
+use crate::config::{Target, Wallets};
+use crate::domain::addr_lower;
+use crate::risk::DenyReason;
+use crate::store::PendingFill;
+
+/// Newly journaled fills, from the feed (or recovery at start).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct NewFills(pub Vec<PendingFill>);
+
+/// One fill for one watcher.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct WatchedFill(PendingFill);
+
+/// New settings for a watcher.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Reconfigure(Target);
+
+/// Re-read wallets.json.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Reload;
+
+/// The targets and their stats.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(Target, u64)>")]
+pub struct ListTargets;
+
+/// Watches one target: holds its rules and stats and forwards its fills to the copier.
+#[derive(Debug)]
+pub struct WalletWatcher {
+    target: Target,
+    copier: Addr<Copier>,
+    notifier: Addr<Notifier>,
+    fills_seen: u64,
+}
+
+impl Actor for WalletWatcher {
+    type Context = Context<Self>;
+}
+
+impl Handler<WatchedFill> for WalletWatcher {
+    type Result = ();
+
+    /// Reports the fill and sends it to be copied under this target's rules.
+    fn handle(&mut self, WatchedFill(p): WatchedFill, _: &mut Context<Self>) {
+        self.fills_seen += 1;
+        if p.intent.is_none() {
+            self.notifier.do_send(Event::FillDetected {
+                fill: p.fill.clone(),
+                label: self.target.label.clone(),
+            });
+        }
+        self.copier.do_send(Copy {
+            pending: p,
+            label: self.target.label.clone(),
+            rules: self.target.rules.clone(),
+        });
+    }
+}
+
+impl Handler<Reconfigure> for WalletWatcher {
+    type Result = ();
+
+    /// Takes the new rules; stats are kept.
+    fn handle(&mut self, Reconfigure(t): Reconfigure, _: &mut Context<Self>) {
+        self.target = t;
+    }
+}
+
+/// Fills seen by a watcher.
+#[derive(Debug, Message)]
+#[rtype(result = "u64")]
+struct Stats;
+
+impl Handler<Stats> for WalletWatcher {
+    type Result = MessageResult<Stats>;
+
+    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.fills_seen)
+    }
+}
+
+/// Owns the watchers and the current target list.
+#[derive(Debug)]
+pub struct Registry {
+    path: PathBuf,
+    watchers: HashMap<Address, (Target, Addr<WalletWatcher>)>,
+    copier: Addr<Copier>,
+    notifier: Addr<Notifier>,
+    store: Addr<StoreActor>,
+    /// The feed's filter follows this list.
+    targets_tx: watch::Sender<Vec<Address>>,
+}
+
+impl Registry {
+    /// A registry for `wallets`, read from `path`, publishing the watched addresses to `targets_tx`.
+    #[must_use]
+    pub fn new(
+        path: PathBuf,
+        copier: Addr<Copier>,
+        notifier: Addr<Notifier>,
+        store: Addr<StoreActor>,
+        targets_tx: watch::Sender<Vec<Address>>,
+    ) -> Self {
+        Self {
+            path,
+            watchers: HashMap::new(),
+            copier,
+            notifier,
+            store,
+            targets_tx,
+        }
+    }
+
+    /// Applies a validated target list: starts, stops and reconfigures watchers. Returns the names of
+    /// (added, removed, changed) targets.
+    pub fn apply(&mut self, wallets: &Wallets) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+        let wanted: HashMap<Address, &Target> = wallets.enabled().map(|t| (t.address, t)).collect();
+        self.watchers.retain(|addr, (t, _)| {
+            let keep = wanted.contains_key(addr);
+            if !keep {
+                removed.push(t.label.clone());
+            }
+            keep // dropping the last Addr stops the watcher
+        });
+        for (addr, t) in wanted {
+            match self.watchers.get_mut(&addr) {
+                Some((old, w)) => {
+                    if old != t {
+                        changed.push(t.label.clone());
+                        *old = t.clone();
+                        w.do_send(Reconfigure(t.clone()));
+                    }
+                }
+                None => {
+                    added.push(t.label.clone());
+                    let w = WalletWatcher {
+                        target: t.clone(),
+                        copier: self.copier.clone(),
+                        notifier: self.notifier.clone(),
+                        fills_seen: 0,
+                    }
+                    .start();
+                    self.watchers.insert(addr, (t.clone(), w));
+                }
+            }
+        }
+        let mut addrs: Vec<Address> = self.watchers.keys().copied().collect();
+        addrs.sort();
+        self.targets_tx.send_replace(addrs);
+        (added, removed, changed)
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+}
+
+impl Handler<NewFills> for Registry {
+    type Result = ();
+
+    /// Routes each fill to its target's watcher; a fill of a target no longer watched is not copied.
+    fn handle(&mut self, NewFills(fills): NewFills, _: &mut Context<Self>) {
+        for p in fills {
+            match self.watchers.get(&p.fill.wallet) {
+                Some((_, w)) => w.do_send(WatchedFill(p)),
+                None => {
+                    let reason = DenyReason::WalletInactive;
+                    self.store.do_send(RecordRejection {
+                        row: p.row,
+                        code: reason.code(),
+                        detail: reason.to_string(),
+                    });
+                    self.notifier.do_send(Event::Rejected {
+                        label: addr_lower(&p.fill.wallet),
+                        fill: p.fill,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Reload> for Registry {
+    type Result = ();
+
+    /// Re-reads wallets.json; a valid file is applied, an invalid one is reported and ignored.
+    fn handle(&mut self, _: Reload, _: &mut Context<Self>) {
+        match Wallets::load(&self.path) {
+            Err(problems) => self.notifier.do_send(Event::WalletsRejected(problems)),
+            Ok(w) => {
+                let (added, removed, changed) = self.apply(&w);
+                if added.is_empty() && removed.is_empty() && changed.is_empty() {
+                    info!("wallets.json reloaded: no change");
+                } else {
+                    self.notifier.do_send(Event::WalletsReloaded {
+                        added,
+                        removed,
+                        changed,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Handler<ListTargets> for Registry {
+    type Result = actix::ResponseActFuture<Self, Vec<(Target, u64)>>;
+
+    /// Each watched target with the fills it saw since start.
+    fn handle(&mut self, _: ListTargets, _: &mut Context<Self>) -> Self::Result {
+        use actix::WrapFuture;
+        let list: Vec<(Target, Addr<WalletWatcher>)> = self.watchers.values().cloned().collect();
+        Box::pin(
+            async move {
+                let mut out = Vec::with_capacity(list.len());
+                for (t, w) in list {
+                    let n = w.send(Stats).await.unwrap_or(0);
+                    out.push((t, n));
+                }
+                out
+            }
+            .into_actor(self),
+        )
+    }
+}

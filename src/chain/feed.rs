@@ -1,0 +1,417 @@
+//! The chain feed: one `eth_getLogs` filter for all targets (maker topic only), backfill from the
+//! checkpoint in bounded ranges, then follow the head (websocket heads or polling), with reorgs
+//! detected by block hash and failover between endpoints.
+//!
+//! Exactly-once starts here: the fills of a range and the new checkpoint are journaled in one
+//! transaction *before* anything is dispatched, so a crash can neither skip nor repeat a range.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix::{Addr, Recipient};
+use alloy::primitives::{Address, B256};
+use alloy::rpc::types::{Filter, Log};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::actors::notifier::{Event, Notifier};
+use crate::actors::store::{self as store_msgs, StoreActor};
+use crate::actors::watcher::NewFills;
+use crate::chain::events::{
+    ORDER_FILLED_V1, ORDER_FILLED_V2, RawLog, address_topic, assign_occurrences,
+    decode_order_filled,
+};
+use crate::chain::rpc::{BlockRef, ChainError, Rpc};
+use crate::domain::TargetFill;
+
+/// Addresses per `eth_getLogs` topic list: keeps each request well under nodes' size limits.
+const TOPIC_CHUNK: usize = 2_000;
+
+/// What the feed needs to know.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    /// Watched exchange contracts.
+    pub exchanges: Vec<Address>,
+    /// Blocks of burial before acting.
+    pub confirmations: u64,
+    /// First block when there is no checkpoint (0 = head).
+    pub start_block: u64,
+    /// Largest range per `eth_getLogs`.
+    pub max_block_range: u64,
+    /// Poll period (and safety poll under websocket).
+    pub poll_interval: Duration,
+    /// Longest reconnect backoff.
+    pub backoff_max: Duration,
+}
+
+/// The feed's progress, published for status and health.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedStatus {
+    /// Latest head seen.
+    pub head: u64,
+    /// Last fully processed block.
+    pub processed: u64,
+    /// True once the first sync round completed.
+    pub live: bool,
+    /// Reconnections so far.
+    pub reconnects: u64,
+}
+
+/// The feed task's state.
+pub struct ChainFeed {
+    cfg: FeedConfig,
+    rpc: Rpc,
+    store: Addr<StoreActor>,
+    sink: Recipient<NewFills>,
+    notifier: Addr<Notifier>,
+    targets: watch::Receiver<Vec<Address>>,
+    status: watch::Sender<FeedStatus>,
+    checkpoint: Option<(u64, B256)>,
+}
+
+impl std::fmt::Debug for ChainFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainFeed")
+            .field("rpc", &self.rpc)
+            .field("checkpoint", &self.checkpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn ask<M, T>(store: &Addr<StoreActor>, msg: M) -> Result<T, ChainError>
+where
+    M: actix::Message<Result = crate::store::StoreResult<T>> + Send + 'static,
+    T: Send + 'static,
+    StoreActor: actix::Handler<M>,
+{
+    store
+        .send(msg)
+        .await
+        .map_err(|e| ChainError::Mailbox(e.to_string()))?
+        .map_err(ChainError::from)
+}
+
+impl ChainFeed {
+    /// A feed over `rpc`, journaling into `store` and dispatching to `sink`.
+    #[must_use]
+    pub fn new(
+        cfg: FeedConfig,
+        rpc: Rpc,
+        store: Addr<StoreActor>,
+        sink: Recipient<NewFills>,
+        notifier: Addr<Notifier>,
+        targets: watch::Receiver<Vec<Address>>,
+        status: watch::Sender<FeedStatus>,
+    ) -> Self {
+        Self {
+            cfg,
+            rpc,
+            store,
+            sink,
+            notifier,
+            targets,
+            status,
+            checkpoint: None,
+        }
+    }
+
+    /// Runs until `shutdown` turns true: connect, sync, wait for the next head, repeat; on errors
+    /// reconnect with capped exponential backoff and fail over between endpoints.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(250);
+        while !*shutdown.borrow() {
+            if !self.rpc.is_connected() {
+                if let Err(e) = self.rpc.connect().await {
+                    warn!(endpoint = %self.rpc.endpoint(), cause = %e, "cannot connect to the chain");
+                    if self.rpc.fail() {
+                        self.notifier.do_send(Event::Error {
+                            message: format!("failing over to {}", self.rpc.endpoint()),
+                        });
+                    }
+                    if sleep_or_shutdown(backoff, &mut shutdown).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(self.cfg.backoff_max);
+                    continue;
+                }
+                info!(endpoint = %self.rpc.endpoint(), ws = self.rpc.is_ws(), "connected to the chain");
+                self.status
+                    .send_modify(|s| s.reconnects = self.rpc.connects.saturating_sub(1));
+            }
+            let mut heads = if self.rpc.is_ws() {
+                match self.rpc.subscribe_heads().await {
+                    Ok(sub) => Some(sub.into_stream()),
+                    Err(e) => {
+                        warn!(cause = %e, "head subscription failed");
+                        self.rpc.fail();
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            loop {
+                match self.sync().await {
+                    Ok(()) => {
+                        self.rpc.ok();
+                        backoff = Duration::from_millis(250);
+                    }
+                    Err(ChainError::ChainMoved { from, to }) => {
+                        debug!(from, to, "chain moved during a read; reading again");
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(endpoint = %self.rpc.endpoint(), cause = %e, "chain sync failed; reconnecting");
+                        if self.rpc.fail() {
+                            self.notifier.do_send(Event::Error {
+                                message: format!(
+                                    "chain endpoint failing; now using {}",
+                                    self.rpc.endpoint()
+                                ),
+                            });
+                        }
+                        if sleep_or_shutdown(backoff, &mut shutdown).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(self.cfg.backoff_max);
+                        break;
+                    }
+                }
+                let poll = tokio::time::sleep(self.cfg.poll_interval);
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    () = poll => {}
+                    _ = self.targets.changed() => {}
+                    h = async { match heads.as_mut() { Some(s) => s.next().await, None => std::future::pending().await } } => {
+                        if h.is_none() {
+                            warn!("head subscription ended; reconnecting");
+                            self.rpc.fail();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One round: check for a reorg, then journal and dispatch every block up to the safe head.
+    async fn sync(&mut self) -> Result<(), ChainError> {
+        let head = self.rpc.block_number().await?;
+        let safe = head.saturating_sub(self.cfg.confirmations);
+        let mut cp = match self.checkpoint {
+            Some(cp) => cp,
+            None => self.initial_checkpoint(safe).await?,
+        };
+        let at_cp = self.rpc.block(cp.0).await?;
+        if at_cp.map(|b| b.hash) != Some(cp.1) {
+            cp = self.handle_reorg(cp).await?;
+        }
+        while cp.0 < safe {
+            let (from, to) = (cp.0 + 1, safe.min(cp.0 + self.cfg.max_block_range));
+            let first = self.rpc.block_required(from).await?;
+            if first.parent != cp.1 {
+                // A reorg below us since the check: the next round finds the ancestor.
+                return Err(ChainError::ChainMoved { from, to });
+            }
+            let end = if to == from {
+                first
+            } else {
+                self.rpc.block_required(to).await?
+            };
+            let logs = self.read_logs(from, to).await?;
+            let fills = self.decode(&logs, from, to).await?;
+            let end_after = self.rpc.block_required(to).await?;
+            if end_after.hash != end.hash {
+                return Err(ChainError::ChainMoved { from, to });
+            }
+            let blocks: Vec<(u64, B256)> = fills
+                .iter()
+                .map(|f| (f.block_number, f.block_hash))
+                .collect::<BTreeMap<_, _>>()
+                .into_iter()
+                .collect();
+            let n_fills = fills.len();
+            let outcome = ask(
+                &self.store,
+                store_msgs::JournalRange {
+                    fills,
+                    to: (to, end.hash),
+                    blocks,
+                },
+            )
+            .await?;
+            cp = (to, end.hash);
+            self.checkpoint = Some(cp);
+            if n_fills > 0 {
+                debug!(
+                    from,
+                    to,
+                    fills = n_fills,
+                    new = outcome.to_copy.len(),
+                    "journaled range"
+                );
+            }
+            for f in outcome.withdrawn {
+                self.notifier.do_send(Event::Withdrawn { fill: f });
+            }
+            for f in outcome.reorged_after_copy {
+                self.notifier.do_send(Event::ReorgedAfterCopy { fill: f });
+            }
+            if !outcome.to_copy.is_empty() {
+                self.sink.do_send(NewFills(outcome.to_copy));
+            }
+            self.status.send_modify(|s| {
+                s.head = head;
+                s.processed = to;
+            });
+        }
+        self.status.send_modify(|s| {
+            s.head = head;
+            s.processed = cp.0;
+            s.live = true;
+        });
+        Ok(())
+    }
+
+    async fn initial_checkpoint(&mut self, safe: u64) -> Result<(u64, B256), ChainError> {
+        if let Some(cp) = ask(&self.store, store_msgs::GetCheckpoint).await? {
+            info!(block = cp.0, "resuming from the stored checkpoint");
+            self.checkpoint = Some(cp);
+            return Ok(cp);
+        }
+        let start = if self.cfg.start_block > 0 {
+            self.cfg.start_block - 1
+        } else {
+            safe
+        };
+        let b = self.rpc.block_required(start).await?;
+        info!(
+            block = start,
+            "no checkpoint yet: starting after block {start} (history is not copied)"
+        );
+        ask(
+            &self.store,
+            store_msgs::JournalRange {
+                fills: Vec::new(),
+                to: (start, b.hash),
+                blocks: Vec::new(),
+            },
+        )
+        .await?;
+        self.checkpoint = Some((start, b.hash));
+        Ok((start, b.hash))
+    }
+
+    /// Finds the newest stored block still on the chain, rewinds the journal to it, and reports.
+    async fn handle_reorg(&mut self, cp: (u64, B256)) -> Result<(u64, B256), ChainError> {
+        let recent = ask(&self.store, store_msgs::RecentBlocks).await?;
+        let mut ancestor = None;
+        for (n, h) in recent.iter().filter(|(n, _)| *n <= cp.0) {
+            if self.rpc.block(*n).await?.map(|b| b.hash) == Some(*h) {
+                ancestor = Some((*n, *h));
+                break;
+            }
+        }
+        let ancestor = match ancestor {
+            Some(a) => a,
+            None => {
+                // Deeper than anything we remember: restart just below the oldest block we know.
+                let oldest = recent.last().map_or(cp.0, |(n, _)| *n).saturating_sub(1);
+                let b: BlockRef = self.rpc.block_required(oldest).await?;
+                (oldest, b.hash)
+            }
+        };
+        let suspects = ask(&self.store, store_msgs::Rewind(ancestor)).await?;
+        warn!(
+            from = cp.0,
+            ancestor = ancestor.0,
+            suspects,
+            "reorg detected; rescanning from the common ancestor"
+        );
+        self.notifier.do_send(Event::Reorg {
+            depth: cp.0 - ancestor.0,
+            ancestor: ancestor.0,
+            suspects,
+        });
+        self.checkpoint = Some(ancestor);
+        Ok(ancestor)
+    }
+
+    async fn read_logs(&self, from: u64, to: u64) -> Result<Vec<Log>, ChainError> {
+        let targets = self.targets.borrow().clone();
+        let mut out = Vec::new();
+        for chunk in targets.chunks(TOPIC_CHUNK) {
+            let filter = Filter::new()
+                .address(self.cfg.exchanges.clone())
+                .event_signature(vec![ORDER_FILLED_V1, ORDER_FILLED_V2])
+                .topic2(chunk.iter().map(address_topic).collect::<Vec<B256>>())
+                .from_block(from)
+                .to_block(to);
+            out.extend(self.rpc.logs(&filter).await?);
+        }
+        Ok(out)
+    }
+
+    /// Decodes logs into fills, checking each log's block against the chain we are reading.
+    async fn decode(
+        &self,
+        logs: &[Log],
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<TargetFill>, ChainError> {
+        let mut headers: BTreeMap<u64, BlockRef> = BTreeMap::new();
+        let mut fills = Vec::with_capacity(logs.len());
+        for log in logs.iter().filter(|l| !l.removed) {
+            let (Some(bn), Some(bh), Some(tx), Some(li)) = (
+                log.block_number,
+                log.block_hash,
+                log.transaction_hash,
+                log.log_index,
+            ) else {
+                warn!("log without block position ignored (pending log?)");
+                continue;
+            };
+            if !(from..=to).contains(&bn) {
+                continue;
+            }
+            if !headers.contains_key(&bn) {
+                headers.insert(bn, self.rpc.block_required(bn).await?);
+            }
+            let header = headers[&bn];
+            if header.hash != bh {
+                return Err(ChainError::ChainMoved { from, to });
+            }
+            let raw = RawLog {
+                address: log.address(),
+                topics: log.topics(),
+                data: &log.data().data,
+                tx_hash: tx,
+                block_number: bn,
+                block_hash: bh,
+                log_index: li,
+                block_ts: log.block_timestamp.unwrap_or(header.timestamp),
+            };
+            match decode_order_filled(&raw) {
+                Ok(f) => fills.push(f),
+                Err(e) => {
+                    warn!(tx = %tx, log_index = li, cause = %e, "undecodable OrderFilled log skipped");
+                    self.notifier.do_send(Event::Error {
+                        message: format!("undecodable fill log {tx}:{li}: {e}"),
+                    });
+                }
+            }
+        }
+        fills.sort_by_key(|f| (f.block_number, f.log_index));
+        assign_occurrences(&mut fills);
+        Ok(fills)
+    }
+}
+
+/// Sleeps for `d`; returns true if shutdown was requested meanwhile.
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = shutdown.changed() => true,
+        () = tokio::time::sleep(d) => *shutdown.borrow(),
+    }
+}

@@ -1,0 +1,9 @@
+//! Polygon: JSON-RPC access with pacing and failover ([`rpc`]), `OrderFilled` decoding ([`events`]),
+//! and the feed that backfills from the checkpoint, follows the head and handles reorgs ([`feed`]).
+
+pub mod events;
+pub mod feed;
+pub mod rpc;
+
+pub use feed::{ChainFeed, FeedConfig, FeedStatus};
+pub use rpc::{BlockRef, ChainError, Rpc, RpcConfig};

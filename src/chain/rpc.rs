@@ -1,0 +1,330 @@
+//! JSON-RPC access to Polygon through alloy: every call paced by governor and bounded by a timeout,
+//! endpoints tried in order (websocket first when configured, then the HTTP URLs), failing over
+//! after repeated errors. URLs are only ever shown redacted.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder, WsConnect};
+use alloy::rpc::types::{Filter, Log, TransactionRequest};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::config::redact_url;
+
+/// Errors talking to the chain. Messages carry redacted URLs only.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The node answered with an error or the transport failed.
+    #[error("rpc {endpoint}: {message}")]
+    Rpc {
+        /// Redacted endpoint.
+        endpoint: String,
+        /// What happened (scrubbed of the URL).
+        message: String,
+    },
+    /// The call took longer than the configured timeout.
+    #[error("rpc {endpoint}: timed out after {ms} ms")]
+    Timeout {
+        /// Redacted endpoint.
+        endpoint: String,
+        /// The timeout.
+        ms: u64,
+    },
+    /// The chain changed while a range was being read; it is read again.
+    #[error("chain moved while reading blocks {from}..={to}")]
+    ChainMoved {
+        /// Range start.
+        from: u64,
+        /// Range end.
+        to: u64,
+    },
+    /// A block the node should have is missing.
+    #[error("block {0} not found")]
+    MissingBlock(u64),
+    /// Not connected.
+    #[error("not connected")]
+    NotConnected,
+    /// The journal failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The store actor is gone.
+    #[error("store unavailable: {0}")]
+    Mailbox(String),
+}
+
+/// The parts of a block header the feed uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRef {
+    /// Number.
+    pub number: u64,
+    /// Hash.
+    pub hash: B256,
+    /// Parent hash.
+    pub parent: B256,
+    /// Timestamp, seconds.
+    pub timestamp: u64,
+}
+
+/// How to reach the chain.
+#[derive(Debug, Clone)]
+pub struct RpcConfig {
+    /// Websocket endpoint, tried first when set.
+    pub ws_url: Option<String>,
+    /// HTTP endpoints, in order.
+    pub http_urls: Vec<String>,
+    /// Requests per second.
+    pub requests_per_second: u32,
+    /// Per-call timeout.
+    pub timeout: Duration,
+    /// Errors in a row on one endpoint before moving to the next.
+    pub failover_after: u32,
+}
+
+/// A connection to one endpoint at a time, with failover.
+pub struct Rpc {
+    cfg: RpcConfig,
+    endpoints: Vec<String>,
+    idx: usize,
+    provider: Option<DynProvider>,
+    limiter: DefaultDirectRateLimiter,
+    errors_in_row: u32,
+    /// Connections made so far (for metrics: reconnects = connects − 1).
+    pub connects: u64,
+}
+
+impl std::fmt::Debug for Rpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rpc")
+            .field("endpoint", &self.endpoint())
+            .field("connected", &self.provider.is_some())
+            .finish()
+    }
+}
+
+const BALANCE_OF: [u8; 4] = [0x00, 0xfd, 0xd5, 0x8e];
+
+impl Rpc {
+    /// A client for `cfg` (not yet connected).
+    #[must_use]
+    pub fn new(cfg: RpcConfig) -> Self {
+        let endpoints: Vec<String> = cfg.ws_url.iter().chain(&cfg.http_urls).cloned().collect();
+        let rps = NonZeroU32::new(cfg.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        Self {
+            cfg,
+            endpoints,
+            idx: 0,
+            provider: None,
+            limiter: RateLimiter::direct(Quota::per_second(rps)),
+            errors_in_row: 0,
+            connects: 0,
+        }
+    }
+
+    /// The current endpoint, redacted.
+    #[must_use]
+    pub fn endpoint(&self) -> String {
+        self.endpoints
+            .get(self.idx)
+            .map(|u| redact_url(u))
+            .unwrap_or_default()
+    }
+
+    /// True when the current endpoint is a websocket (heads arrive by subscription).
+    #[must_use]
+    pub fn is_ws(&self) -> bool {
+        self.endpoints
+            .get(self.idx)
+            .is_some_and(|u| u.starts_with("ws"))
+    }
+
+    /// Connects to the current endpoint.
+    ///
+    /// # Errors
+    /// When the endpoint cannot be reached.
+    pub async fn connect(&mut self) -> Result<(), ChainError> {
+        let url = self
+            .endpoints
+            .get(self.idx)
+            .cloned()
+            .ok_or(ChainError::NotConnected)?;
+        let endpoint = redact_url(&url);
+        let err = |e: String| ChainError::Rpc {
+            endpoint: endpoint.clone(),
+            message: scrub_url(&e, &url),
+        };
+        let provider = if url.starts_with("ws") {
+            let fut = ProviderBuilder::new().connect_ws(WsConnect::new(url.clone()));
+            match tokio::time::timeout(self.cfg.timeout, fut).await {
+                Ok(Ok(p)) => p.erased(),
+                Ok(Err(e)) => return Err(err(e.to_string())),
+                Err(_) => {
+                    return Err(ChainError::Timeout {
+                        endpoint,
+                        ms: self.timeout_ms(),
+                    });
+                }
+            }
+        } else {
+            let parsed = url
+                .parse()
+                .map_err(|e: url::ParseError| err(e.to_string()))?;
+            ProviderBuilder::new().connect_http(parsed).erased()
+        };
+        self.provider = Some(provider);
+        self.connects += 1;
+        Ok(())
+    }
+
+    /// Drops the connection after a failure; after `failover_after` failures in a row, moves to the
+    /// next endpoint. Returns true when it failed over.
+    pub fn fail(&mut self) -> bool {
+        self.provider = None;
+        self.errors_in_row += 1;
+        if self.errors_in_row >= self.cfg.failover_after && self.endpoints.len() > 1 {
+            self.idx = (self.idx + 1) % self.endpoints.len();
+            self.errors_in_row = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Marks a successful round.
+    pub const fn ok(&mut self) {
+        self.errors_in_row = 0;
+    }
+
+    /// True when connected.
+    #[must_use]
+    pub const fn is_connected(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    fn timeout_ms(&self) -> u64 {
+        u64::try_from(self.cfg.timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn call<T, E: std::fmt::Display>(
+        &self,
+        fut: impl IntoFuture<Output = Result<T, E>>,
+    ) -> Result<T, ChainError> {
+        self.limiter.until_ready().await;
+        let endpoint = self.endpoint();
+        match tokio::time::timeout(self.cfg.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let url = self.endpoints.get(self.idx).map_or("", String::as_str);
+                Err(ChainError::Rpc {
+                    endpoint,
+                    message: scrub_url(&e.to_string(), url),
+                })
+            }
+            Err(_) => Err(ChainError::Timeout {
+                endpoint,
+                ms: self.timeout_ms(),
+            }),
+        }
+    }
+
+    fn provider(&self) -> Result<&DynProvider, ChainError> {
+        self.provider.as_ref().ok_or(ChainError::NotConnected)
+    }
+
+    /// The latest block number.
+    ///
+    /// # Errors
+    /// On an RPC failure.
+    pub async fn block_number(&self) -> Result<u64, ChainError> {
+        let p = self.provider()?;
+        self.call(p.get_block_number()).await
+    }
+
+    /// The header of block `n`, `None` if the node does not have it.
+    ///
+    /// # Errors
+    /// On an RPC failure.
+    pub async fn block(&self, n: u64) -> Result<Option<BlockRef>, ChainError> {
+        let p = self.provider()?;
+        let b = self
+            .call(p.get_block_by_number(BlockNumberOrTag::Number(n)))
+            .await?;
+        Ok(b.map(|b| BlockRef {
+            number: b.header.number,
+            hash: b.header.hash,
+            parent: b.header.parent_hash,
+            timestamp: b.header.timestamp,
+        }))
+    }
+
+    /// The header of block `n`; a missing block is an error.
+    ///
+    /// # Errors
+    /// On an RPC failure or a missing block.
+    pub async fn block_required(&self, n: u64) -> Result<BlockRef, ChainError> {
+        self.block(n).await?.ok_or(ChainError::MissingBlock(n))
+    }
+
+    /// Logs matching `filter`.
+    ///
+    /// # Errors
+    /// On an RPC failure.
+    pub async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, ChainError> {
+        let p = self.provider()?;
+        self.call(p.get_logs(filter)).await
+    }
+
+    /// ERC-1155 `balanceOf(owner, token)` on `contract` at block `at`.
+    ///
+    /// # Errors
+    /// On an RPC failure or a malformed answer.
+    pub async fn balance_of(
+        &self,
+        contract: Address,
+        owner: Address,
+        token: U256,
+        at: u64,
+    ) -> Result<U256, ChainError> {
+        let p = self.provider()?;
+        let mut data = Vec::with_capacity(68);
+        data.extend_from_slice(&BALANCE_OF);
+        data.extend_from_slice(owner.into_word().as_slice());
+        data.extend_from_slice(&token.to_be_bytes::<32>());
+        let tx = TransactionRequest::default()
+            .to(contract)
+            .input(Bytes::from(data).into());
+        let out: Bytes = self.call(p.call(tx).block(at.into())).await?;
+        if out.len() < 32 {
+            return Err(ChainError::Rpc {
+                endpoint: self.endpoint(),
+                message: format!("balanceOf returned {} bytes", out.len()),
+            });
+        }
+        Ok(U256::from_be_slice(&out[..32]))
+    }
+
+    /// Subscribes to new heads (websocket endpoints only).
+    ///
+    /// # Errors
+    /// On an RPC failure.
+    pub async fn subscribe_heads(
+        &self,
+    ) -> Result<alloy::pubsub::Subscription<alloy::rpc::types::Header>, ChainError> {
+        let p = self.provider()?;
+        self.call(p.subscribe_blocks()).await
+    }
+}
+
+/// Removes a URL (and its path, which may hold an API key) from an error text.
+fn scrub_url(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, &redact_url(url));
+    if let Some((_, rest)) = url.split_once("://") {
+        if let Some(i) = rest.find(['/', '?']) {
+            let tail = &rest[i..];
+            if tail.len() > 1 {
+                out = out.replace(tail, "/…");
+            }
+        }
+    }
+    out
+}

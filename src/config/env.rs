@@ -1,0 +1,303 @@
+//! Endpoints and secrets from the environment (and `.env`). Secrets never appear in `Debug`, logs or
+//! messages: [`Env`]'s `Debug` redacts them and URLs are shown by [`redact_url`].
+
+use std::fmt;
+
+use crate::config::Problem;
+
+/// The public Polygon endpoint used when `POLYGON_RPC_URL` is not set (fine for paper trading).
+pub const DEFAULT_RPC_URL: &str = "https://polygon-rpc.com";
+/// Polymarket's CLOB.
+pub const DEFAULT_CLOB_HOST: &str = "https://clob.polymarket.com";
+
+/// Endpoints and secrets.
+#[derive(Clone)]
+pub struct Env {
+    /// HTTP JSON-RPC endpoints, primary first, then fallbacks.
+    pub rpc_urls: Vec<String>,
+    /// Websocket endpoint; when set, heads arrive by subscription.
+    pub ws_url: Option<String>,
+    /// Signing key for live trading.
+    pub private_key: Option<String>,
+    /// CLOB base URL.
+    pub clob_host: String,
+    /// Telegram bot token.
+    pub telegram_bot_token: Option<String>,
+    /// Authorized Telegram chats.
+    pub telegram_chat_ids: Vec<i64>,
+    /// Paper trading (the default).
+    pub paper_trading: bool,
+}
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Env")
+            .field(
+                "rpc_urls",
+                &self
+                    .rpc_urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("ws_url", &self.ws_url.as_deref().map(redact_url))
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("clob_host", &redact_url(&self.clob_host))
+            .field(
+                "telegram_bot_token",
+                &self.telegram_bot_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("telegram_chat_ids", &self.telegram_chat_ids)
+            .field("paper_trading", &self.paper_trading)
+            .finish()
+    }
+}
+
+/// Shows only the scheme and host of a URL: paths and queries of RPC URLs often carry API keys.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = &rest[..host_end];
+    // user:password@host → host
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let tail = if host_end < rest.len() { "/…" } else { "" };
+    if scheme.is_empty() {
+        format!("{host}{tail}")
+    } else {
+        format!("{scheme}://{host}{tail}")
+    }
+}
+
+/// Replaces every occurrence of each secret in `text` (for error texts that embed URLs).
+#[must_use]
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets.iter().filter(|s| s.len() >= 6) {
+        out = out.replace(s, "<redacted>");
+    }
+    out
+}
+
+fn var(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    get(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn check_url(p: &mut Vec<Problem>, name: &str, url: &str, schemes: &[&str]) {
+    let ok = schemes
+        .iter()
+        .any(|s| url.starts_with(&format!("{s}://")) && url.len() > s.len() + 3);
+    if !ok {
+        p.push(Problem::new(
+            "environment",
+            name,
+            format!(
+                "must be a {} URL, got {}",
+                schemes.join(" or "),
+                redact_url(url)
+            ),
+        ));
+    }
+}
+
+impl Env {
+    /// Reads the process environment (after `.env` was loaded).
+    ///
+    /// # Errors
+    /// Every bad variable, named, without its secret value.
+    pub fn from_process() -> Result<Self, Vec<Problem>> {
+        Self::from_lookup(&|k| std::env::var(k).ok())
+    }
+
+    /// Reads variables through `get`; see [`Env::from_process`].
+    ///
+    /// # Errors
+    /// Every bad variable, named.
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, Vec<Problem>> {
+        let mut p = Vec::new();
+        let primary = var(get, "POLYGON_RPC_URL").unwrap_or_else(|| DEFAULT_RPC_URL.to_owned());
+        check_url(&mut p, "POLYGON_RPC_URL", &primary, &["http", "https"]);
+        let mut rpc_urls = vec![primary];
+        if let Some(list) = var(get, "POLYGON_RPC_FALLBACK_URLS") {
+            for u in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+                check_url(&mut p, "POLYGON_RPC_FALLBACK_URLS", u, &["http", "https"]);
+                rpc_urls.push(u.to_owned());
+            }
+        }
+        let ws_url = var(get, "POLYGON_WS_URL");
+        if let Some(u) = &ws_url {
+            check_url(&mut p, "POLYGON_WS_URL", u, &["ws", "wss"]);
+        }
+        let clob_host = var(get, "CLOB_HOST").unwrap_or_else(|| DEFAULT_CLOB_HOST.to_owned());
+        check_url(&mut p, "CLOB_HOST", &clob_host, &["http", "https"]);
+        let paper_trading = match var(get, "PAPER_TRADING").map(|v| v.to_ascii_lowercase()) {
+            None => true,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => true,
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => false,
+            Some(v) => {
+                p.push(Problem::new(
+                    "environment",
+                    "PAPER_TRADING",
+                    format!("must be true or false, got {v:?}"),
+                ));
+                true
+            }
+        };
+        let private_key = var(get, "PRIVATE_KEY");
+        if let Some(k) = &private_key {
+            let hex = k.strip_prefix("0x").unwrap_or(k);
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                p.push(Problem::new(
+                    "environment",
+                    "PRIVATE_KEY",
+                    "must be 32 bytes of hex (64 hex digits, 0x optional); the value is not shown",
+                ));
+            }
+        }
+        if !paper_trading {
+            if private_key.is_none() {
+                p.push(Problem::new(
+                    "environment",
+                    "PRIVATE_KEY",
+                    "PAPER_TRADING=false needs PRIVATE_KEY (the key that signs orders); set it or use paper trading",
+                ));
+            } else {
+                p.push(Problem::new(
+                    "environment",
+                    "PAPER_TRADING",
+                    "live trading is not available in this version yet; set PAPER_TRADING=true",
+                ));
+            }
+        }
+        let telegram_bot_token = var(get, "TELEGRAM_BOT_TOKEN");
+        let mut telegram_chat_ids = Vec::new();
+        if let Some(ids) = var(get, "TELEGRAM_CHAT_ID") {
+            for id in ids.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                match id.parse::<i64>() {
+                    Ok(n) => telegram_chat_ids.push(n),
+                    Err(_) => p.push(Problem::new(
+                        "environment",
+                        "TELEGRAM_CHAT_ID",
+                        format!("must be comma-separated numeric chat ids, got {id:?}"),
+                    )),
+                }
+            }
+        }
+        if p.is_empty() {
+            Ok(Self {
+                rpc_urls,
+                ws_url,
+                private_key,
+                clob_host,
+                telegram_bot_token,
+                telegram_chat_ids,
+                paper_trading,
+            })
+        } else {
+            Err(p)
+        }
+    }
+
+    /// Every secret value, for [`scrub`]bing error texts.
+    #[must_use]
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .private_key
+            .iter()
+            .chain(&self.telegram_bot_token)
+            .map(String::as_str)
+            .collect();
+        // URL paths and queries (API keys) are secrets too.
+        for u in self.rpc_urls.iter().chain(&self.ws_url) {
+            if let Some((_, rest)) = u.split_once("://") {
+                if let Some(i) = rest.find(['/', '?']) {
+                    v.push(&rest[i..]);
+                }
+            }
+        }
+        v.retain(|s| s.len() > 1);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<Env, Vec<Problem>> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Env::from_lookup(&move |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn paper_by_default_with_no_keys() {
+        let e = env(&[]).unwrap();
+        assert!(e.paper_trading);
+        assert_eq!(e.rpc_urls, vec![DEFAULT_RPC_URL.to_owned()]);
+    }
+
+    #[test]
+    fn names_every_bad_variable_without_leaking_secrets() {
+        let errs = env(&[
+            ("POLYGON_RPC_URL", "ftp://x"),
+            ("PAPER_TRADING", "maybe"),
+            ("PRIVATE_KEY", "0xdeadbeefsecret"),
+            ("TELEGRAM_CHAT_ID", "12,abc"),
+            ("POLYGON_WS_URL", "http://nope"),
+        ])
+        .unwrap_err();
+        let fields: Vec<_> = errs.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "POLYGON_RPC_URL",
+                "POLYGON_WS_URL",
+                "PAPER_TRADING",
+                "PRIVATE_KEY",
+                "TELEGRAM_CHAT_ID"
+            ]
+        );
+        assert!(!format!("{errs:?}").contains("deadbeefsecret"));
+    }
+
+    #[test]
+    fn live_needs_a_key() {
+        let errs = env(&[("PAPER_TRADING", "false")]).unwrap_err();
+        assert_eq!(errs[0].field, "PRIVATE_KEY");
+    }
+
+    #[test]
+    fn redacts_urls_and_debug() {
+        assert_eq!(
+            redact_url("https://polygon-mainnet.g.alchemy.com/v2/SECRETKEY"),
+            "https://polygon-mainnet.g.alchemy.com/…"
+        );
+        assert_eq!(
+            redact_url("wss://user:pw@node.example:8546"),
+            "wss://node.example:8546"
+        );
+        let e = env(&[
+            ("POLYGON_RPC_URL", "https://n.example/key123456"),
+            ("TELEGRAM_BOT_TOKEN", "123:ABCDEFGH"),
+        ])
+        .unwrap();
+        let dbg = format!("{e:?}");
+        assert!(
+            !dbg.contains("key123456") && !dbg.contains("ABCDEFGH"),
+            "{dbg}"
+        );
+        assert_eq!(
+            scrub("GET https://n.example/key123456 failed", &e.secrets()),
+            "GET https://n.example<redacted> failed"
+        );
+    }
+}

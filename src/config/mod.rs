@@ -1,0 +1,12 @@
+//! Everything an operator configures: settings (TOML, layered), the environment (endpoints and
+//! secrets) and `wallets.json` (targets), each validated so that *every* problem is reported at once.
+
+pub mod env;
+pub mod problem;
+pub mod settings;
+pub mod wallets;
+
+pub use env::{Env, redact_url};
+pub use problem::Problem;
+pub use settings::Settings;
+pub use wallets::{Target, Wallets};

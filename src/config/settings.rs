@@ -1,0 +1,373 @@
+//! Settings: `config/default.toml` (built in) < `/etc/polycopy/polycopy.toml` < `--config PATH` <
+//! `POLYCOPY_*` environment variables. Unknown keys are errors; amounts are read exactly.
+
+use std::path::PathBuf;
+
+use alloy::primitives::Address;
+use config::{Config, Environment, File, FileFormat};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer};
+
+use crate::config::Problem;
+use crate::domain::{Price, Usdc};
+use crate::risk::Limits;
+
+/// The built-in defaults, documented line by line.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+/// The system-wide settings file, read when present.
+pub const SYSTEM_TOML: &str = "/etc/polycopy/polycopy.toml";
+
+/// All settings of the daemon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// SQLite journal path.
+    pub db_path: PathBuf,
+    /// Targets file path.
+    pub wallets_path: PathBuf,
+    /// While this file exists the breaker is tripped.
+    pub emergency_stop_file: PathBuf,
+    /// "text" or "json".
+    pub log_format: String,
+    /// Chain access.
+    pub chain: ChainSettings,
+    /// Copy sizing.
+    pub copy: CopySettings,
+    /// Hard limits and breaker.
+    pub risk: RiskSettings,
+    /// Paper execution.
+    pub paper: PaperSettings,
+}
+
+/// `[chain]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSettings {
+    /// Watched exchange contracts.
+    pub exchanges: Vec<Address>,
+    /// Conditional Tokens (ERC-1155) contract for target balances.
+    pub conditional_tokens: Address,
+    /// Poll period, ms.
+    pub poll_interval_ms: u64,
+    /// Blocks of burial before acting.
+    pub confirmations: u64,
+    /// First block when there is no checkpoint; 0 = head.
+    pub start_block: u64,
+    /// Largest `eth_getLogs` range.
+    pub max_block_range: u64,
+    /// JSON-RPC pacing.
+    pub rpc_requests_per_second: u32,
+    /// Per-call timeout, ms.
+    pub request_timeout_ms: u64,
+    /// Reconnect backoff cap, ms.
+    pub reconnect_backoff_max_ms: u64,
+    /// Failures on one endpoint before trying the next.
+    pub failover_after_errors: u32,
+}
+
+/// `[copy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopySettings {
+    /// Limit price distance from the target's price, bps.
+    pub max_slippage_bps: u32,
+    /// Smallest order value.
+    #[serde(deserialize_with = "de_usdc")]
+    pub min_order_usdc: Usdc,
+}
+
+/// `[risk]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskSettings {
+    /// Per-order cap.
+    #[serde(deserialize_with = "de_usdc")]
+    pub max_order_usdc: Usdc,
+    /// Per-token position cap.
+    #[serde(deserialize_with = "de_usdc")]
+    pub max_position_usdc: Usdc,
+    /// Total exposure cap.
+    #[serde(deserialize_with = "de_usdc")]
+    pub max_total_exposure_usdc: Usdc,
+    /// Copies per wallet per hour.
+    pub max_trades_per_hour: u32,
+    /// Daily realized loss limit.
+    #[serde(deserialize_with = "de_usdc")]
+    pub daily_loss_limit_usdc: Usdc,
+    /// Error streak that trips the breaker.
+    pub max_consecutive_errors: u32,
+    /// Breaker/stop-file poll period, ms.
+    pub breaker_poll_ms: u64,
+}
+
+/// `[paper]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaperSettings {
+    /// Simulated slippage against us, bps.
+    pub slippage_bps: u32,
+}
+
+/// A number from TOML or the environment, as an exact decimal. Floats are read through their
+/// shortest round-trip text ("0.1" stays 0.1).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberLike {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+/// Parses a human-written number exactly.
+pub(crate) fn number_to_decimal(text: &str) -> Option<Decimal> {
+    text.trim()
+        .parse::<Decimal>()
+        .ok()
+        .or_else(|| Decimal::from_scientific(text.trim()).ok())
+}
+
+fn de_usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
+    let text = match NumberLike::deserialize(d)? {
+        NumberLike::Int(i) => i.to_string(),
+        NumberLike::Float(f) => f.to_string(),
+        NumberLike::Text(s) => s,
+    };
+    number_to_decimal(&text)
+        .filter(|d| !d.is_sign_negative())
+        .and_then(Usdc::from_decimal)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("expected a non-negative USDC amount, got {text:?}"))
+        })
+}
+
+/// `POLYCOPY_*` environment variables that are not settings: the system file's path and the
+/// test-only fault injection switch.
+pub const NOT_SETTINGS: [&str; 2] = ["POLYCOPY_SYSTEM_CONFIG", "POLYCOPY_FAULT"];
+
+/// Where settings come from.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsSources {
+    /// `--config PATH`.
+    pub config_file: Option<PathBuf>,
+    /// The system-wide file, read when present (`None`: not read).
+    pub system_file: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Loads and validates the layered settings.
+    ///
+    /// # Errors
+    /// Every problem found, each naming its file and key.
+    pub fn load(sources: &SettingsSources) -> Result<Self, Vec<Problem>> {
+        let mut b = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        let mut origin = "built-in defaults".to_owned();
+        if let Some(sys) = sources.system_file.as_deref().filter(|p| p.exists()) {
+            b = b.add_source(File::from(sys).format(FileFormat::Toml));
+            origin = sys.display().to_string();
+        }
+        if let Some(p) = &sources.config_file {
+            if !p.exists() {
+                return Err(vec![Problem::new(
+                    p.display().to_string(),
+                    "--config",
+                    "file not found",
+                )]);
+            }
+            b = b.add_source(File::from(p.as_path()).format(FileFormat::Toml));
+            origin = p.display().to_string();
+        }
+        // POLYCOPY_* variables that are not settings are left out of the settings source.
+        let env: config::Map<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("POLYCOPY_") && !NOT_SETTINGS.contains(&k.as_str()))
+            .collect();
+        b = b.add_source(
+            Environment::with_prefix("POLYCOPY")
+                .source(Some(env))
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("chain.exchanges"),
+        );
+        let cfg = b
+            .build()
+            .map_err(|e| vec![Problem::new(origin.clone(), "(file)", e.to_string())])?;
+        let s: Self = cfg
+            .try_deserialize()
+            .map_err(|e| vec![Problem::new(origin.clone(), "(settings)", e.to_string())])?;
+        let problems = s.validate(&origin);
+        if problems.is_empty() {
+            Ok(s)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Cross-field and range checks; every violation is returned.
+    #[must_use]
+    pub fn validate(&self, file: &str) -> Vec<Problem> {
+        let mut p = Vec::new();
+        let mut bad = |field: &str, msg: String| p.push(Problem::new(file, field, msg));
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bad(
+                "log_format",
+                format!("must be \"text\" or \"json\", got {:?}", self.log_format),
+            );
+        }
+        let c = &self.chain;
+        if c.exchanges.is_empty() {
+            bad("chain.exchanges", "must list at least one exchange".into());
+        }
+        if c.poll_interval_ms < 50 || c.poll_interval_ms > 600_000 {
+            bad(
+                "chain.poll_interval_ms",
+                format!("must be 50..=600000, got {}", c.poll_interval_ms),
+            );
+        }
+        if c.confirmations > 128 {
+            bad(
+                "chain.confirmations",
+                format!("must be 0..=128, got {}", c.confirmations),
+            );
+        }
+        if c.max_block_range == 0 || c.max_block_range > 10_000 {
+            bad(
+                "chain.max_block_range",
+                format!("must be 1..=10000, got {}", c.max_block_range),
+            );
+        }
+        if c.rpc_requests_per_second == 0 {
+            bad("chain.rpc_requests_per_second", "must be at least 1".into());
+        }
+        if c.request_timeout_ms < 100 {
+            bad(
+                "chain.request_timeout_ms",
+                format!("must be at least 100, got {}", c.request_timeout_ms),
+            );
+        }
+        if c.failover_after_errors == 0 {
+            bad("chain.failover_after_errors", "must be at least 1".into());
+        }
+        if self.copy.max_slippage_bps > 5_000 {
+            bad(
+                "copy.max_slippage_bps",
+                format!("must be 0..=5000, got {}", self.copy.max_slippage_bps),
+            );
+        }
+        let r = &self.risk;
+        for (field, v) in [
+            ("risk.max_order_usdc", r.max_order_usdc),
+            ("risk.max_position_usdc", r.max_position_usdc),
+            ("risk.max_total_exposure_usdc", r.max_total_exposure_usdc),
+            ("risk.daily_loss_limit_usdc", r.daily_loss_limit_usdc),
+        ] {
+            if v.0 <= 0 {
+                bad(field, "must be greater than 0".into());
+            }
+        }
+        if r.max_order_usdc > r.max_position_usdc {
+            bad(
+                "risk.max_order_usdc",
+                format!(
+                    "{} is above risk.max_position_usdc {}",
+                    r.max_order_usdc, r.max_position_usdc
+                ),
+            );
+        }
+        if r.max_position_usdc > r.max_total_exposure_usdc {
+            bad(
+                "risk.max_position_usdc",
+                format!(
+                    "{} is above risk.max_total_exposure_usdc {}",
+                    r.max_position_usdc, r.max_total_exposure_usdc
+                ),
+            );
+        }
+        if r.max_trades_per_hour == 0 {
+            bad("risk.max_trades_per_hour", "must be at least 1".into());
+        }
+        if r.max_consecutive_errors == 0 {
+            bad("risk.max_consecutive_errors", "must be at least 1".into());
+        }
+        if r.breaker_poll_ms < 10 || r.breaker_poll_ms > 1_000 {
+            bad(
+                "risk.breaker_poll_ms",
+                format!(
+                    "must be 10..=1000 so a halt is obeyed within a second, got {}",
+                    r.breaker_poll_ms
+                ),
+            );
+        }
+        if self.paper.slippage_bps > 5_000 {
+            bad(
+                "paper.slippage_bps",
+                format!("must be 0..=5000, got {}", self.paper.slippage_bps),
+            );
+        }
+        p
+    }
+
+    /// The hard limits, as the risk core takes them.
+    #[must_use]
+    pub const fn limits(&self) -> Limits {
+        Limits {
+            max_order_usdc: self.risk.max_order_usdc,
+            max_position_usdc: self.risk.max_position_usdc,
+            max_total_exposure_usdc: self.risk.max_total_exposure_usdc,
+            max_trades_per_hour: self.risk.max_trades_per_hour,
+            daily_loss_limit_usdc: self.risk.daily_loss_limit_usdc,
+        }
+    }
+}
+
+/// A price bound from an exact decimal in [0, 1].
+#[must_use]
+pub fn price_from_decimal(d: Decimal) -> Option<Price> {
+    Price::from_decimal(d).filter(|p| (0..=1_000_000).contains(&p.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = Settings::load(&SettingsSources::default()).unwrap();
+        assert_eq!(s.chain.exchanges.len(), 5);
+        assert_eq!(s.risk.max_order_usdc, Usdc(100_000_000));
+        assert_eq!(s.copy.min_order_usdc, Usdc(1_000_000));
+        assert_eq!(s.chain.confirmations, 0);
+    }
+
+    #[test]
+    fn overrides_from_a_file_are_exact_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(
+            &f,
+            "[risk]\nmax_order_usdc = 0.1\nmax_trades_per_hour = 0\n",
+        )
+        .unwrap();
+        let errs = Settings::load(&SettingsSources {
+            config_file: Some(f.clone()),
+            system_file: None,
+        })
+        .unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "risk.max_trades_per_hour");
+        std::fs::write(&f, "[risk]\nmax_order_usdc = 0.1\n").unwrap();
+        let s = Settings::load(&SettingsSources {
+            config_file: Some(f.clone()),
+            system_file: None,
+        })
+        .unwrap();
+        assert_eq!(s.risk.max_order_usdc, Usdc(100_000));
+        std::fs::write(&f, "[risk]\nmax_ordr_usdc = 1\n").unwrap();
+        let errs = Settings::load(&SettingsSources {
+            config_file: Some(f),
+            system_file: None,
+        })
+        .unwrap_err();
+        assert!(errs[0].message.contains("max_ordr_usdc"), "{errs:?}");
+    }
+}

@@ -1,0 +1,636 @@
+//! `wallets.json`: the target wallets and their copy rules.
+//!
+//! Two formats are accepted:
+//! - `{"defaults": {...}, "wallets": [{"address", "label", "enabled", ...rules}]}`; per-wallet rules
+//!   override `defaults`, which override the built-in defaults (multiplier 0.1, sells copied).
+//! - the seed runbooks' `{"target_wallets": ["0x…"], "max_trade_frequency": N,
+//!   "min_trade_interval_minutes": M}`: every address enabled, with those limits.
+//!
+//! The file is validated by hand over a JSON tree so that *every* problem is reported with its
+//! entry and field, not just the first one serde would stop at.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use alloy::primitives::Address;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use crate::config::Problem;
+use crate::config::settings::price_from_decimal;
+use crate::domain::{Usdc, addr_lower};
+use crate::risk::{CopyRules, SizingRule};
+
+/// One target wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The wallet (proxy/Safe/funder) address, as on its Polymarket profile.
+    pub address: Address,
+    /// A short name for reports.
+    pub label: String,
+    /// Disabled entries are kept in the file but not watched.
+    pub enabled: bool,
+    /// Its copy rules, defaults merged in.
+    pub rules: CopyRules,
+}
+
+/// A validated `wallets.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Wallets {
+    /// Every entry, enabled or not, in file order.
+    pub targets: Vec<Target>,
+}
+
+impl Wallets {
+    /// The enabled targets.
+    pub fn enabled(&self) -> impl Iterator<Item = &Target> {
+        self.targets.iter().filter(|t| t.enabled)
+    }
+
+    /// Reads and validates a file.
+    ///
+    /// # Errors
+    /// Every problem in the file.
+    pub fn load(path: &std::path::Path) -> Result<Self, Vec<Problem>> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![Problem::new(
+                &file,
+                "(file)",
+                format!("cannot read: {e}; copy config/wallets.json from the repository"),
+            )]
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Validates the text of a wallets file named `file`.
+    ///
+    /// # Errors
+    /// Every problem in the text.
+    pub fn parse(text: &str, file: &str) -> Result<Self, Vec<Problem>> {
+        let root: Value = serde_json::from_str(text).map_err(|e| {
+            vec![Problem::new(
+                file,
+                "(syntax)",
+                format!(
+                    "invalid JSON at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ),
+            )]
+        })?;
+        let mut v = Validator {
+            file,
+            problems: Vec::new(),
+        };
+        let targets = v.root(&root);
+        if v.problems.is_empty() {
+            Ok(Self { targets })
+        } else {
+            Err(v.problems)
+        }
+    }
+}
+
+const RULE_KEYS: [&str; 8] = [
+    "sizing",
+    "min_price",
+    "max_price",
+    "copy_sells",
+    "max_order_usdc",
+    "max_trades_per_hour",
+    "min_trade_interval_s",
+    "comment",
+];
+
+struct Validator<'a> {
+    file: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, entry: Option<&str>, field: &str, msg: impl Into<String>) {
+        let mut p = Problem::new(self.file, field, msg);
+        if let Some(e) = entry {
+            p = p.in_entry(e);
+        }
+        self.problems.push(p);
+    }
+
+    fn root(&mut self, root: &Value) -> Vec<Target> {
+        let Some(obj) = root.as_object() else {
+            self.err(
+                None,
+                "(root)",
+                format!("must be a JSON object, got {}", kind(root)),
+            );
+            return Vec::new();
+        };
+        if obj.contains_key("target_wallets") {
+            return self.runbook_format(obj);
+        }
+        for k in obj
+            .keys()
+            .filter(|k| !matches!(k.as_str(), "defaults" | "wallets" | "comment"))
+        {
+            self.err(
+                None,
+                k,
+                "unknown key (expected \"defaults\" and \"wallets\")",
+            );
+        }
+        let base = builtin_rules();
+        let defaults = match obj.get("defaults") {
+            None => base,
+            Some(d) => self.rules(d, &base, "defaults", &[]),
+        };
+        let Some(list) = obj.get("wallets") else {
+            self.err(
+                None,
+                "wallets",
+                "missing: list the target wallets here (an empty list is allowed)",
+            );
+            return Vec::new();
+        };
+        let Some(list) = list.as_array() else {
+            self.err(
+                None,
+                "wallets",
+                format!("must be a list, got {}", kind(list)),
+            );
+            return Vec::new();
+        };
+        let mut targets = Vec::new();
+        let mut seen_addr: HashMap<Address, String> = HashMap::new();
+        let mut seen_label: HashMap<String, String> = HashMap::new();
+        for (i, w) in list.iter().enumerate() {
+            let label_hint = w
+                .get("label")
+                .and_then(Value::as_str)
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default();
+            let entry = format!("wallets[{i}]{label_hint}");
+            let Some(wo) = w.as_object() else {
+                self.err(
+                    Some(&entry),
+                    "(entry)",
+                    format!("must be an object, got {}", kind(w)),
+                );
+                continue;
+            };
+            let before = self.problems.len();
+            let address = match wo.get("address") {
+                None => {
+                    self.err(Some(&entry), "address", "missing");
+                    None
+                }
+                Some(a) => self.address(a, &entry, "address"),
+            };
+            let label = match wo.get("label") {
+                None => address.map(|a| short(&a)).unwrap_or_default(),
+                Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 64 => {
+                    s.trim().to_owned()
+                }
+                Some(l) => {
+                    self.err(
+                        Some(&entry),
+                        "label",
+                        format!(
+                            "must be a non-empty string of at most 64 characters, got {}",
+                            kind(l)
+                        ),
+                    );
+                    String::new()
+                }
+            };
+            let enabled = match wo.get("enabled") {
+                None => true,
+                Some(Value::Bool(b)) => *b,
+                Some(x) => {
+                    self.err(
+                        Some(&entry),
+                        "enabled",
+                        format!("must be true or false, got {}", kind(x)),
+                    );
+                    false
+                }
+            };
+            let rules = self.rules(w, &defaults, &entry, &["address", "label", "enabled"]);
+            if let Some(a) = address {
+                if let Some(first) = seen_addr.insert(a, entry.clone()) {
+                    self.err(
+                        Some(&entry),
+                        "address",
+                        format!("duplicate of {first} ({})", addr_lower(&a)),
+                    );
+                }
+            }
+            if !label.is_empty() {
+                if let Some(first) = seen_label.insert(label.to_lowercase(), entry.clone()) {
+                    self.err(
+                        Some(&entry),
+                        "label",
+                        format!(
+                            "duplicate of {first} ({label:?}); labels name targets in commands"
+                        ),
+                    );
+                }
+            }
+            if self.problems.len() == before {
+                if let Some(address) = address {
+                    targets.push(Target {
+                        address,
+                        label,
+                        enabled,
+                        rules,
+                    });
+                }
+            }
+        }
+        targets
+    }
+
+    fn runbook_format(&mut self, obj: &Map<String, Value>) -> Vec<Target> {
+        for k in obj.keys() {
+            if !matches!(
+                k.as_str(),
+                "target_wallets" | "max_trade_frequency" | "min_trade_interval_minutes" | "comment"
+            ) {
+                self.err(None, k, "unknown key for the target_wallets format");
+            }
+        }
+        let mut rules = builtin_rules();
+        if let Some(v) = obj.get("max_trade_frequency") {
+            rules.max_trades_per_hour = self
+                .int(v, None, "max_trade_frequency", 1, 3600)
+                .map(|n| n as u32);
+        }
+        if let Some(v) = obj.get("min_trade_interval_minutes") {
+            rules.min_trade_interval_s = self
+                .int(v, None, "min_trade_interval_minutes", 0, 1440)
+                .map(|m| m * 60);
+        }
+        let Some(list) = obj.get("target_wallets").and_then(Value::as_array) else {
+            self.err(None, "target_wallets", "must be a list of addresses");
+            return Vec::new();
+        };
+        let mut out: Vec<Target> = Vec::new();
+        for (i, a) in list.iter().enumerate() {
+            let entry = format!("target_wallets[{i}]");
+            if let Some(address) = self.address(a, &entry, "address") {
+                if out.iter().any(|t| t.address == address) {
+                    self.err(
+                        Some(&entry),
+                        "address",
+                        format!("duplicate address {}", addr_lower(&address)),
+                    );
+                    continue;
+                }
+                out.push(Target {
+                    address,
+                    label: short(&address),
+                    enabled: true,
+                    rules: rules.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    fn address(&mut self, v: &Value, entry: &str, field: &str) -> Option<Address> {
+        let Some(s) = v.as_str() else {
+            self.err(
+                Some(entry),
+                field,
+                format!("must be a 0x-prefixed hex string, got {}", kind(v)),
+            );
+            return None;
+        };
+        let hex = s.strip_prefix("0x").unwrap_or("");
+        if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            self.err(
+                Some(entry),
+                field,
+                format!("{s:?} is not an address: expected 0x followed by 40 hex digits"),
+            );
+            return None;
+        }
+        let a = Address::from_str(s).ok()?;
+        let mixed = hex.chars().any(|c| c.is_ascii_lowercase())
+            && hex.chars().any(|c| c.is_ascii_uppercase());
+        if mixed && Address::parse_checksummed(s, None).is_err() {
+            self.err(
+                Some(entry),
+                field,
+                format!("{s:?} has a bad checksum (mixed case must be EIP-55); check for a typo or write it in lower case"),
+            );
+            return None;
+        }
+        if a == Address::ZERO {
+            self.err(Some(entry), field, "the zero address is not a wallet");
+            return None;
+        }
+        Some(a)
+    }
+
+    /// Reads rule keys from `v` over `base`; keys outside the rules and `extra` are errors.
+    fn rules(&mut self, v: &Value, base: &CopyRules, entry: &str, extra: &[&str]) -> CopyRules {
+        let mut r = base.clone();
+        let Some(o) = v.as_object() else {
+            self.err(
+                Some(entry),
+                "(entry)",
+                format!("must be an object, got {}", kind(v)),
+            );
+            return r;
+        };
+        for k in o
+            .keys()
+            .filter(|k| !RULE_KEYS.contains(&k.as_str()) && !extra.contains(&k.as_str()))
+        {
+            self.err(
+                Some(entry),
+                k,
+                format!(
+                    "unknown key (allowed: {})",
+                    [extra, &RULE_KEYS[..7]].concat().join(", ")
+                ),
+            );
+        }
+        if let Some(s) = o.get("sizing") {
+            if let Some(sz) = self.sizing(s, entry) {
+                r.sizing = sz;
+            }
+        }
+        for (key, slot) in [
+            ("min_price", &mut r.min_price),
+            ("max_price", &mut r.max_price),
+        ] {
+            if let Some(x) = o.get(key) {
+                *slot = match x {
+                    Value::Null => None,
+                    _ => match self.decimal(x, entry, key).and_then(price_from_decimal) {
+                        Some(p) => Some(p),
+                        None => {
+                            if self.problems.last().is_none_or(|p| p.field != key) {
+                                self.err(
+                                    Some(entry),
+                                    key,
+                                    format!("must be a price between 0 and 1, got {x}"),
+                                );
+                            }
+                            None
+                        }
+                    },
+                };
+            }
+        }
+        if let (Some(lo), Some(hi)) = (r.min_price, r.max_price) {
+            if lo > hi {
+                self.err(
+                    Some(entry),
+                    "min_price",
+                    format!("{lo} is above max_price {hi}"),
+                );
+            }
+        }
+        if let Some(x) = o.get("copy_sells") {
+            match x.as_bool() {
+                Some(b) => r.copy_sells = b,
+                None => self.err(
+                    Some(entry),
+                    "copy_sells",
+                    format!("must be true or false, got {}", kind(x)),
+                ),
+            }
+        }
+        if let Some(x) = o.get("max_order_usdc") {
+            r.max_order_usdc = self.usdc(x, entry, "max_order_usdc");
+        }
+        if let Some(x) = o.get("max_trades_per_hour") {
+            r.max_trades_per_hour = self
+                .int(x, Some(entry), "max_trades_per_hour", 1, 3600)
+                .map(|n| n as u32);
+        }
+        if let Some(x) = o.get("min_trade_interval_s") {
+            r.min_trade_interval_s = self.int(x, Some(entry), "min_trade_interval_s", 0, 86_400);
+        }
+        r
+    }
+
+    fn sizing(&mut self, v: &Value, entry: &str) -> Option<SizingRule> {
+        let Some(o) = v.as_object() else {
+            self.err(Some(entry), "sizing", format!("must be an object like {{\"mode\": \"multiplier\", \"multiplier\": 0.1}}, got {}", kind(v)));
+            return None;
+        };
+        let mode = o.get("mode").and_then(Value::as_str);
+        let (key, allowed) = match mode {
+            Some("multiplier") => ("multiplier", ["mode", "multiplier"]),
+            Some("fixed_usdc") => ("usdc", ["mode", "usdc"]),
+            _ => {
+                self.err(
+                    Some(entry),
+                    "sizing.mode",
+                    format!(
+                        "must be \"multiplier\" or \"fixed_usdc\", got {}",
+                        o.get("mode").map_or("nothing".into(), ToString::to_string)
+                    ),
+                );
+                return None;
+            }
+        };
+        for k in o.keys().filter(|k| !allowed.contains(&k.as_str())) {
+            self.err(
+                Some(entry),
+                &format!("sizing.{k}"),
+                format!("unknown key for mode {:?}", mode.unwrap_or_default()),
+            );
+        }
+        let field = format!("sizing.{key}");
+        let Some(x) = o.get(key) else {
+            self.err(Some(entry), &field, "missing");
+            return None;
+        };
+        let d = self.decimal(x, entry, &field)?;
+        if key == "multiplier" {
+            if d <= Decimal::ZERO || d > Decimal::from(100) {
+                self.err(
+                    Some(entry),
+                    &field,
+                    format!("must be greater than 0 and at most 100, got {d}"),
+                );
+                return None;
+            }
+            Some(SizingRule::Multiplier(d))
+        } else {
+            self.usdc(x, entry, &field).map(SizingRule::FixedUsdc)
+        }
+    }
+
+    fn decimal(&mut self, v: &Value, entry: &str, field: &str) -> Option<Decimal> {
+        // serde_json prints a float as its shortest round-trip text, so "0.1" stays exactly 0.1.
+        let parsed = match v {
+            Value::Number(n) => crate::config::settings::number_to_decimal(&n.to_string()),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.err(
+                Some(entry),
+                field,
+                format!("must be a number, got {}", kind(v)),
+            );
+        }
+        parsed
+    }
+
+    fn usdc(&mut self, v: &Value, entry: &str, field: &str) -> Option<Usdc> {
+        let d = self.decimal(v, entry, field)?;
+        if d <= Decimal::ZERO || d > Decimal::from(1_000_000) {
+            self.err(
+                Some(entry),
+                field,
+                format!("must be a USDC amount greater than 0 and at most 1000000, got {d}"),
+            );
+            return None;
+        }
+        let u = Usdc::from_decimal(d);
+        if u.is_none() {
+            self.err(Some(entry), field, format!("has more than 6 decimals: {d}"));
+        }
+        u
+    }
+
+    fn int(
+        &mut self,
+        v: &Value,
+        entry: Option<&str>,
+        field: &str,
+        min: u64,
+        max: u64,
+    ) -> Option<u64> {
+        match v.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.err(
+                    entry,
+                    field,
+                    format!("must be a whole number from {min} to {max}, got {v}"),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn kind(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+fn short(a: &Address) -> String {
+    let s = addr_lower(a);
+    format!("{}…{}", &s[..6], &s[s.len() - 4..])
+}
+
+/// The rules a wallet gets when neither it nor `defaults` says otherwise.
+#[must_use]
+pub fn builtin_rules() -> CopyRules {
+    CopyRules {
+        sizing: SizingRule::Multiplier(Decimal::new(1, 1)),
+        min_price: None,
+        max_price: None,
+        copy_sells: true,
+        max_order_usdc: None,
+        max_trades_per_hour: None,
+        min_trade_interval_s: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Price;
+
+    const A: &str = "0x1111111111111111111111111111111111111111";
+    const B: &str = "0x2222222222222222222222222222222222222222";
+
+    #[test]
+    fn merges_defaults_into_entries() {
+        let text = format!(
+            r#"{{"defaults": {{"sizing": {{"mode": "multiplier", "multiplier": 0.1}}, "max_order_usdc": 50}},
+                "wallets": [{{"address": "{A}", "label": "whale-1", "sizing": {{"mode": "fixed_usdc", "usdc": 20}}}},
+                            {{"address": "{B}", "enabled": false, "min_price": 0.05, "copy_sells": false}}]}}"#
+        );
+        let w = Wallets::parse(&text, "w.json").unwrap();
+        assert_eq!(
+            w.targets[0].rules.sizing,
+            SizingRule::FixedUsdc(Usdc(20_000_000))
+        );
+        assert_eq!(w.targets[0].rules.max_order_usdc, Some(Usdc(50_000_000)));
+        assert_eq!(
+            w.targets[1].rules.sizing,
+            SizingRule::Multiplier(Decimal::new(1, 1))
+        );
+        assert_eq!(w.targets[1].rules.min_price, Some(Price(50_000)));
+        assert!(!w.targets[1].rules.copy_sells);
+        assert_eq!(w.enabled().count(), 1);
+    }
+
+    #[test]
+    fn accepts_the_runbook_format() {
+        let text = format!(
+            r#"{{"target_wallets": ["{A}", "{B}"], "max_trade_frequency": 10, "min_trade_interval_minutes": 5}}"#
+        );
+        let w = Wallets::parse(&text, "w.json").unwrap();
+        assert_eq!(w.enabled().count(), 2);
+        assert_eq!(w.targets[0].rules.max_trades_per_hour, Some(10));
+        assert_eq!(w.targets[0].rules.min_trade_interval_s, Some(300));
+    }
+
+    #[test]
+    fn reports_every_problem_with_entry_and_field() {
+        let text = format!(
+            r#"{{"wallets": [
+                {{"address": "0x123", "label": "bad-hex"}},
+                {{"address": "{A}", "label": "a", "sizing": {{"mode": "multiplier", "multiplier": -1}}}},
+                {{"address": "{A}", "label": "dup", "colour": "red"}},
+                {{"address": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "max_trades_per_hour": "ten", "min_price": 2}},
+                {{"address": "0x5aAeb6053f3E94C9b9A09f33669435E7Ef1BeAed", "label": "bad-checksum"}}
+            ]}}"#
+        );
+        let errs = Wallets::parse(&text, "w.json").unwrap_err();
+        let got: Vec<(String, String)> = errs
+            .iter()
+            .map(|p| (p.entry.clone().unwrap_or_default(), p.field.clone()))
+            .collect();
+        let want = [
+            ("wallets[0] (bad-hex)", "address"),
+            ("wallets[1] (a)", "sizing.multiplier"),
+            ("wallets[2] (dup)", "colour"),
+            ("wallets[2] (dup)", "address"),
+            ("wallets[3]", "min_price"),
+            ("wallets[3]", "max_trades_per_hour"),
+            ("wallets[4] (bad-checksum)", "address"),
+        ];
+        assert_eq!(
+            got,
+            want.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect::<Vec<_>>(),
+            "{errs:#?}"
+        );
+        assert!(errs[3].message.contains("duplicate of wallets[1]"));
+    }
+
+    #[test]
+    fn syntax_errors_give_a_position() {
+        let errs = Wallets::parse("{\n \"wallets\": [,]\n}", "w.json").unwrap_err();
+        assert!(errs[0].message.contains("line 2"), "{errs:?}");
+    }
+}

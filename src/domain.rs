@@ -1,0 +1,357 @@
+//! The trading vocabulary shared by every module: fills, intents, executions and exact amounts.
+//!
+//! # Money
+//! Every amount is an integer count of micro-units (6 decimals), the unit the exchange itself uses for
+//! pUSD, USDC.e and outcome shares. No floating point anywhere on a money path.
+//!
+//! | type | unit | range used |
+//! |---|---|---|
+//! | [`Usdc`] | micro-USDC (1e-6) | signed: P&L can be negative |
+//! | [`Shares`] | micro-shares (1e-6) | signed for deltas, non-negative for positions |
+//! | [`Price`] | micro-USDC per share | 0 ..= 1_000_000 |
+
+use std::fmt;
+
+use alloy::primitives::{Address, B256, U256};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// One whole unit (1 USDC, 1 share, price 1.0) in micro-units.
+pub const ONE: i64 = 1_000_000;
+/// The CLOB's lot size: 0.01 share, in micro-shares.
+pub const LOT: i64 = 10_000;
+
+macro_rules! micros_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+        pub struct $name(pub i64);
+
+        impl $name {
+            /// Zero.
+            pub const ZERO: Self = Self(0);
+
+            /// Returns the raw micro-unit count.
+            #[must_use]
+            pub const fn micros(self) -> i64 {
+                self.0
+            }
+
+            /// Parses an exact decimal ("12.5"); `None` when it has more than 6 decimals or overflows.
+            #[must_use]
+            pub fn from_decimal(d: Decimal) -> Option<Self> {
+                decimal_to_micros(d).map(Self)
+            }
+
+            /// Returns the exact decimal value.
+            #[must_use]
+            pub fn to_decimal(self) -> Decimal {
+                Decimal::new(self.0, 6).normalize()
+            }
+
+            /// Adds, `None` on overflow.
+            #[must_use]
+            pub const fn checked_add(self, other: Self) -> Option<Self> {
+                match self.0.checked_add(other.0) {
+                    Some(v) => Some(Self(v)),
+                    None => None,
+                }
+            }
+
+            /// Subtracts, `None` on overflow.
+            #[must_use]
+            pub const fn checked_sub(self, other: Self) -> Option<Self> {
+                match self.0.checked_sub(other.0) {
+                    Some(v) => Some(Self(v)),
+                    None => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", format_micros(self.0))
+            }
+        }
+    };
+}
+
+micros_type!(
+    /// An amount of USDC (or pUSD) in micro-USDC.
+    Usdc
+);
+micros_type!(
+    /// A number of outcome shares in micro-shares.
+    Shares
+);
+micros_type!(
+    /// A price in micro-USDC per share; 1.0 (= 1_000_000) is the most a share can be worth.
+    Price
+);
+
+/// Formats micro-units for a person and for JSON: "12.5", "0.47", "-3", never an exponent.
+#[must_use]
+pub fn format_micros(v: i64) -> String {
+    Decimal::new(v, 6).normalize().to_string()
+}
+
+/// Converts an exact decimal to micro-units; `None` if it has sub-micro digits or does not fit.
+#[must_use]
+pub fn decimal_to_micros(d: Decimal) -> Option<i64> {
+    let scaled = d.checked_mul(Decimal::from(ONE))?;
+    if scaled.fract() != Decimal::ZERO {
+        return None;
+    }
+    i64::try_from(scaled.mantissa() / 10i128.pow(scaled.scale())).ok()
+}
+
+/// Converts an on-chain 6-decimal integer to micro-units; `None` if it does not fit in an `i64`.
+#[must_use]
+pub fn u256_to_micros(v: U256) -> Option<i64> {
+    i64::try_from(v).ok()
+}
+
+/// Which way a trade goes, from the point of view of the wallet that signed the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Side {
+    /// Paid collateral, received shares.
+    Buy,
+    /// Gave shares, received collateral.
+    Sell,
+}
+
+impl Side {
+    /// "BUY" or "SELL", as the CLOB and our journal spell it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Buy => "BUY",
+            Self::Sell => "SELL",
+        }
+    }
+
+    /// Parses "BUY"/"SELL".
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "BUY" => Some(Self::Buy),
+            "SELL" => Some(Self::Sell),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether the target's order rested on the book or crossed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The target's order was resting and got hit.
+    Maker,
+    /// The target's order crossed the book (the log's taker topic is the exchange itself).
+    Taker,
+}
+
+impl Role {
+    /// "maker" or "taker".
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Maker => "maker",
+            Self::Taker => "taker",
+        }
+    }
+}
+
+/// Which exchange event layout a log used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExchangeVersion {
+    /// The legacy CTF exchange: asset ids, collateral is asset 0.
+    V1,
+    /// CLOB V2 and Exchange V3: explicit side and token id.
+    V2,
+}
+
+/// The identity of one fill, stable when a reorg re-includes its transaction elsewhere.
+///
+/// `(tx_hash, log_index)` would change on re-inclusion; `(tx_hash, order_hash)` does not. The
+/// occurrence counter separates the theoretical case of the same order filled twice in one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FillId {
+    /// The transaction that carried the match.
+    pub tx_hash: B256,
+    /// The hash of the target's order.
+    pub order_hash: B256,
+    /// 0 for the first fill of this order in this transaction, 1 for the next...
+    pub occurrence: u32,
+}
+
+/// A token id of an outcome share (a decimal uint256 on the CLOB).
+pub type TokenId = U256;
+
+/// One fill of one target wallet's order, decoded from an `OrderFilled` log and seen from the target's side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetFill {
+    /// Stable identity across reorgs.
+    pub id: FillId,
+    /// The target wallet (the order's maker/funder).
+    pub wallet: Address,
+    /// Maker (rested) or taker (crossed).
+    pub role: Role,
+    /// What the target did.
+    pub side: Side,
+    /// The outcome token traded.
+    pub token_id: TokenId,
+    /// Shares that changed hands.
+    pub shares: Shares,
+    /// Collateral that changed hands (gross of fees).
+    pub usdc: Usdc,
+    /// `usdc / shares`, rounded down to a micro.
+    pub price: Price,
+    /// The fee field of the event.
+    pub fee: i64,
+    /// The exchange contract that emitted the log.
+    pub exchange: Address,
+    /// Which event layout it used.
+    pub version: ExchangeVersion,
+    /// Block number at which we saw it (may change on re-inclusion).
+    pub block_number: u64,
+    /// Hash of that block.
+    pub block_hash: B256,
+    /// Position of the log in the block.
+    pub log_index: u64,
+    /// Block timestamp, seconds.
+    pub block_ts: u64,
+}
+
+/// How the copy order should behave on the book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderType {
+    /// Fill what is there now, cancel the rest.
+    Fak,
+    /// All now or nothing.
+    Fok,
+}
+
+/// A sized order we intend to place to mirror one target fill. Immutable once created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderIntent {
+    /// The fill this mirrors; also our idempotency key.
+    pub fill_id: FillId,
+    /// Row id of the fill in the journal.
+    pub fill_row: i64,
+    /// The target that traded.
+    pub wallet: Address,
+    /// The token to trade.
+    pub token_id: TokenId,
+    /// Our side (always the target's side).
+    pub side: Side,
+    /// Our size, a whole number of lots.
+    pub shares: Shares,
+    /// The worst price we accept.
+    pub limit_price: Price,
+    /// The target's price, the reference for slippage.
+    pub target_price: Price,
+    /// How the order behaves on the book.
+    pub order_type: OrderType,
+    /// The target's block timestamp (seconds), for latency and staleness.
+    pub block_ts: u64,
+}
+
+impl OrderIntent {
+    /// The most this order can cost (or bring in): shares × limit price, rounded up.
+    #[must_use]
+    pub fn notional(&self) -> Usdc {
+        Usdc(mul_price_ceil(self.shares, self.limit_price))
+    }
+}
+
+/// shares × price in micro-USDC, rounded down.
+#[must_use]
+pub fn mul_price_floor(shares: Shares, price: Price) -> i64 {
+    let v = i128::from(shares.0) * i128::from(price.0) / i128::from(ONE);
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// shares × price in micro-USDC, rounded up (for limits, so a cap is never exceeded by rounding).
+#[must_use]
+pub fn mul_price_ceil(shares: Shares, price: Price) -> i64 {
+    let num = i128::from(shares.0) * i128::from(price.0);
+    let v = (num + i128::from(ONE) - 1).div_euclid(i128::from(ONE));
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// What our executor did with an intent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Execution {
+    /// The fill mirrored.
+    pub fill_row: i64,
+    /// Our side.
+    pub side: Side,
+    /// The token.
+    pub token_id: TokenId,
+    /// Shares we got (BUY) or gave (SELL).
+    pub shares: Shares,
+    /// Our average price.
+    pub price: Price,
+    /// Collateral paid (BUY) or received (SELL).
+    pub usdc: Usdc,
+    /// "paper" or "live".
+    pub mode: &'static str,
+    /// When it happened, unix ms.
+    pub at_ms: i64,
+}
+
+/// Formats an address as lower-case 0x-hex, the form we store and compare.
+#[must_use]
+pub fn addr_lower(a: &Address) -> String {
+    format!("{a:#x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn formats_micros_for_people() {
+        for (v, s) in [
+            (12_500_000, "12.5"),
+            (470_000, "0.47"),
+            (0, "0"),
+            (-3_000_000, "-3"),
+            (1, "0.000001"),
+        ] {
+            assert_eq!(format_micros(v), s);
+        }
+    }
+
+    #[test]
+    fn parses_decimals_exactly() {
+        assert_eq!(
+            decimal_to_micros(Decimal::from_str("0.1").unwrap()),
+            Some(100_000)
+        );
+        assert_eq!(
+            decimal_to_micros(Decimal::from_str("20").unwrap()),
+            Some(20_000_000)
+        );
+        assert_eq!(
+            decimal_to_micros(Decimal::from_str("0.0000001").unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn notional_rounds_up() {
+        assert_eq!(mul_price_ceil(Shares(1), Price(1)), 1);
+        assert_eq!(mul_price_floor(Shares(1), Price(1)), 0);
+        assert_eq!(mul_price_ceil(Shares(10 * ONE), Price(470_000)), 4_700_000);
+    }
+}

@@ -1,0 +1,22 @@
+//! # polycopy
+//!
+//! A Polymarket copy-trading daemon: it watches target wallets' fills on Polygon and mirrors them
+//! with its own orders, sized by rules, under hard risk limits. Paper trading is the default.
+//!
+//! ## Layout
+//! - [`config`]: settings, environment and `wallets.json`, validated with every problem reported.
+//! - [`domain`]: fills, intents, executions and exact fixed-point amounts.
+//! - [`chain`]: Polygon RPC with failover, `OrderFilled` decoding, the feed with backfill and reorgs.
+//! - [`risk`]: pure sizing, limits, book and circuit breaker.
+//! - [`store`]: the SQLite journal (exactly-once bookkeeping).
+//! - [`actors`]: the actix actors wiring it together: watchers, copier, risk supervisor, executor,
+//!   store, notifier, and the wallet registry with hot reload.
+//! - [`cli`]: the subcommands an operator runs.
+
+pub mod actors;
+pub mod chain;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod risk;
+pub mod store;

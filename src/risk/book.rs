@@ -1,0 +1,141 @@
+//! Our positions and realized P&L, kept at average cost. Pure arithmetic on exact amounts.
+
+use std::collections::HashMap;
+
+use crate::domain::{Execution, Shares, Side, TokenId, Usdc};
+
+/// Our holding of one token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// Shares held.
+    pub shares: Shares,
+    /// What they cost in total (average-cost basis).
+    pub cost: Usdc,
+}
+
+/// All our positions, plus today's realized P&L.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Book {
+    /// Open positions by token.
+    pub positions: HashMap<TokenId, Position>,
+}
+
+impl Book {
+    /// Our position in `token` (zero when we have none).
+    #[must_use]
+    pub fn position(&self, token: &TokenId) -> Position {
+        self.positions.get(token).copied().unwrap_or_default()
+    }
+
+    /// Total cost of all open positions: the money at risk.
+    #[must_use]
+    pub fn exposure(&self) -> Usdc {
+        Usdc(self.positions.values().map(|p| p.cost.0).sum())
+    }
+
+    /// Returns the position after `exec` and the P&L it realized, without changing the book.
+    #[must_use]
+    pub fn after(&self, exec: &Execution) -> (Position, Usdc) {
+        position_after(self.position(&exec.token_id), exec)
+    }
+
+    /// Applies `exec` and returns the P&L it realized.
+    pub fn apply(&mut self, exec: &Execution) -> Usdc {
+        let (pos, realized) = self.after(exec);
+        self.set(exec.token_id, pos);
+        realized
+    }
+
+    /// Replaces the position in `token` (dropping it when flat).
+    pub fn set(&mut self, token: TokenId, pos: Position) {
+        if pos.shares.0 == 0 {
+            self.positions.remove(&token);
+        } else {
+            self.positions.insert(token, pos);
+        }
+    }
+}
+
+/// The position after `exec` is applied to `pos`, and the P&L it realized (average cost).
+#[must_use]
+pub fn position_after(pos: Position, exec: &Execution) -> (Position, Usdc) {
+    match exec.side {
+        Side::Buy => (
+            Position {
+                shares: Shares(pos.shares.0 + exec.shares.0),
+                cost: Usdc(pos.cost.0 + exec.usdc.0),
+            },
+            Usdc::ZERO,
+        ),
+        Side::Sell => {
+            let sold = exec.shares.0.min(pos.shares.0);
+            // Cost of the shares sold, pro rata; the last share takes the remainder so no dust is left.
+            let cost_out = if sold == pos.shares.0 {
+                pos.cost.0
+            } else {
+                i64::try_from(
+                    i128::from(pos.cost.0) * i128::from(sold) / i128::from(pos.shares.0.max(1)),
+                )
+                .unwrap_or(pos.cost.0)
+            };
+            (
+                Position {
+                    shares: Shares(pos.shares.0 - sold),
+                    cost: Usdc(pos.cost.0 - cost_out),
+                },
+                Usdc(exec.usdc.0 - cost_out),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ONE, Price};
+    use alloy::primitives::U256;
+
+    fn exec(side: Side, shares: i64, usdc: i64) -> Execution {
+        Execution {
+            fill_row: 1,
+            side,
+            token_id: U256::from(1),
+            shares: Shares(shares),
+            price: Price(0),
+            usdc: Usdc(usdc),
+            mode: "paper",
+            at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn realizes_pnl_at_average_cost() {
+        let mut b = Book::default();
+        assert_eq!(b.apply(&exec(Side::Buy, 10 * ONE, 4 * ONE)), Usdc(0));
+        assert_eq!(b.apply(&exec(Side::Buy, 10 * ONE, 6 * ONE)), Usdc(0));
+        assert_eq!(b.exposure(), Usdc(10 * ONE));
+        // sell 5 of 20 at 0.7 = 3.5; cost out = 2.5
+        assert_eq!(b.apply(&exec(Side::Sell, 5 * ONE, 3_500_000)), Usdc(ONE));
+        assert_eq!(
+            b.position(&U256::from(1)),
+            Position {
+                shares: Shares(15 * ONE),
+                cost: Usdc(7_500_000)
+            }
+        );
+        // sell the rest at a loss: 15 for 6 → -1.5
+        assert_eq!(
+            b.apply(&exec(Side::Sell, 15 * ONE, 6 * ONE)),
+            Usdc(-1_500_000)
+        );
+        assert!(b.positions.is_empty());
+    }
+
+    #[test]
+    fn never_sells_below_zero() {
+        let mut b = Book::default();
+        b.apply(&exec(Side::Buy, 3 * ONE, ONE));
+        let _ = b.apply(&exec(Side::Sell, 5 * ONE, 2 * ONE));
+        assert_eq!(b.position(&U256::from(1)), Position::default());
+    }
+}

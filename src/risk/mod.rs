@@ -1,0 +1,14 @@
+//! The pure trading core: sizing a copy, checking it against limits, keeping the book, and the
+//! circuit breaker. No I/O and no clock: the actors gather state, call these, and do the effects.
+
+pub mod book;
+pub mod breaker;
+pub mod limits;
+pub mod reason;
+pub mod sizing;
+
+pub use book::{Book, Position};
+pub use breaker::{Breaker, BreakerState};
+pub use limits::{Limits, WalletActivity, check_intent};
+pub use reason::DenyReason;
+pub use sizing::{CopyRules, SizingRule, size_copy};

@@ -1,0 +1,148 @@
+//! Why a fill was not copied: one typed reason, one stable code, the same in logs, SQLite and messages.
+
+use std::fmt;
+
+use crate::domain::{Price, Shares, Usdc};
+
+/// Why a target fill was not copied. `Display` gives `code: key=value ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenyReason {
+    /// The target's price is outside the wallet's `min_price`/`max_price` band.
+    PriceOutOfBand {
+        /// The target's price.
+        price: Price,
+        /// Lower bound, if any.
+        min: Option<Price>,
+        /// Upper bound, if any.
+        max: Option<Price>,
+    },
+    /// The wallet has `copy_sells = false`.
+    SellsDisabled,
+    /// The copy rounds to less than one lot or less than the minimum order value.
+    BelowMinimum {
+        /// Our size after rounding.
+        shares: Shares,
+        /// Its value.
+        notional: Usdc,
+        /// The minimum order value.
+        min: Usdc,
+    },
+    /// The target sold a token we do not hold.
+    NoPosition,
+    /// The target sold but neither the chain nor its observed fills tell how much it held.
+    UnknownTargetBalance,
+    /// The order's value exceeds the per-order cap.
+    MaxOrderUsdc {
+        /// This order's value.
+        notional: Usdc,
+        /// The cap.
+        max: Usdc,
+    },
+    /// The position in this market would exceed its cap.
+    MaxPositionUsdc {
+        /// Cost of the position after this order.
+        after: Usdc,
+        /// The cap.
+        max: Usdc,
+    },
+    /// Total exposure would exceed its cap.
+    MaxTotalExposure {
+        /// Exposure after this order.
+        after: Usdc,
+        /// The cap.
+        max: Usdc,
+    },
+    /// The wallet already had its allowed number of copies in the last hour.
+    TradeRate {
+        /// Copies in the last hour.
+        count: u32,
+        /// Allowed per hour.
+        max: u32,
+    },
+    /// The last copy of this wallet was too recent.
+    MinTradeInterval {
+        /// Seconds since the last copy.
+        since_s: i64,
+        /// Required gap.
+        min_s: u64,
+    },
+    /// Today's realized loss reached the daily limit.
+    DailyLossLimit {
+        /// Today's realized P&L.
+        pnl: Usdc,
+        /// The limit (a positive amount of loss).
+        limit: Usdc,
+    },
+    /// The circuit breaker is tripped.
+    Halted {
+        /// Why it tripped.
+        reason: String,
+    },
+    /// The target wallet is paused or no longer a target.
+    WalletInactive,
+}
+
+impl DenyReason {
+    /// The stable, machine-readable code stored in the journal.
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::PriceOutOfBand { .. } => "price_out_of_band",
+            Self::SellsDisabled => "sells_disabled",
+            Self::BelowMinimum { .. } => "below_minimum",
+            Self::NoPosition => "no_position",
+            Self::UnknownTargetBalance => "unknown_target_balance",
+            Self::MaxOrderUsdc { .. } => "max_order_usdc",
+            Self::MaxPositionUsdc { .. } => "max_position_usdc",
+            Self::MaxTotalExposure { .. } => "max_total_exposure",
+            Self::TradeRate { .. } => "trade_rate",
+            Self::MinTradeInterval { .. } => "min_trade_interval",
+            Self::DailyLossLimit { .. } => "daily_loss_limit",
+            Self::Halted { .. } => "halted",
+            Self::WalletInactive => "wallet_inactive",
+        }
+    }
+}
+
+fn opt(p: Option<Price>) -> String {
+    p.map_or_else(|| "none".to_owned(), |p| p.to_string())
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = self.code();
+        match self {
+            Self::PriceOutOfBand { price, min, max } => {
+                write!(
+                    f,
+                    "{code}: price={price} min={} max={}",
+                    opt(*min),
+                    opt(*max)
+                )
+            }
+            Self::BelowMinimum {
+                shares,
+                notional,
+                min,
+            } => {
+                write!(f, "{code}: shares={shares} usdc={notional} min_usdc={min}")
+            }
+            Self::MaxOrderUsdc { notional, max } => write!(f, "{code}: usdc={notional} max={max}"),
+            Self::MaxPositionUsdc { after, max } | Self::MaxTotalExposure { after, max } => {
+                write!(f, "{code}: after={after} max={max}")
+            }
+            Self::TradeRate { count, max } => write!(f, "{code}: last_hour={count} max={max}"),
+            Self::MinTradeInterval { since_s, min_s } => {
+                write!(f, "{code}: since_s={since_s} min_s={min_s}")
+            }
+            Self::DailyLossLimit { pnl, limit } => {
+                write!(f, "{code}: pnl_today={pnl} limit=-{limit}")
+            }
+            Self::Halted { reason } => write!(f, "{code}: {reason}"),
+            Self::SellsDisabled
+            | Self::NoPosition
+            | Self::UnknownTargetBalance
+            | Self::WalletInactive => f.write_str(code),
+        }
+    }
+}

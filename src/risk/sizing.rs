@@ -1,0 +1,342 @@
+//! How big our copy of one target fill is. Pure; every rounding is down to the CLOB's 0.01-share lot.
+//!
+//! - BUY, `multiplier`: target shares × multiplier.
+//! - BUY, `fixed_usdc`: the amount ÷ the target's price.
+//! - BUY, either mode: clipped so that shares × limit price stays within the wallet's `max_order_usdc`.
+//! - SELL, any mode: the same fraction of our position as the target sold of its own (its balance
+//!   before the fill), never more than we hold.
+
+use rust_decimal::Decimal;
+
+use crate::domain::{LOT, ONE, Price, Shares, Side, TargetFill, Usdc, mul_price_floor};
+use crate::risk::DenyReason;
+
+/// How BUY copies are sized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizingRule {
+    /// Our shares = target shares × this.
+    Multiplier(Decimal),
+    /// Spend this much per copied BUY.
+    FixedUsdc(Usdc),
+}
+
+/// One target's copy settings, after `defaults` were merged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyRules {
+    /// BUY sizing.
+    pub sizing: SizingRule,
+    /// Skip fills priced below this.
+    pub min_price: Option<Price>,
+    /// Skip fills priced above this.
+    pub max_price: Option<Price>,
+    /// Mirror the target's sells.
+    pub copy_sells: bool,
+    /// Clip each BUY to this value.
+    pub max_order_usdc: Option<Usdc>,
+    /// Copies allowed per hour for this wallet (overrides the risk default).
+    pub max_trades_per_hour: Option<u32>,
+    /// Minimum seconds between two copies of this wallet.
+    pub min_trade_interval_s: Option<u64>,
+}
+
+/// What sizing needs to know besides the fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizingContext {
+    /// Our current position in the fill's token.
+    pub our_position: Shares,
+    /// The target's balance of the token just before this fill, when known.
+    pub target_balance_before: Option<Shares>,
+    /// How far the limit price may move from the target's price, in basis points.
+    pub max_slippage_bps: u32,
+    /// Smallest order value worth sending.
+    pub min_order_usdc: Usdc,
+}
+
+/// A sized copy: our shares and the worst price we accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sized {
+    /// Whole lots.
+    pub shares: Shares,
+    /// Worst acceptable price.
+    pub limit_price: Price,
+}
+
+/// Lowest and highest limit price we ever send (the widest tick range).
+const PRICE_FLOOR: i64 = 1_000;
+const PRICE_CEIL: i64 = ONE - 1_000;
+
+/// Rounds down to a whole number of lots.
+#[must_use]
+pub const fn floor_lot(micros: i64) -> i64 {
+    micros - micros.rem_euclid(LOT)
+}
+
+/// The target's price moved against us by `bps`, kept inside the tradable range.
+#[must_use]
+pub fn limit_price(side: Side, target: Price, bps: u32) -> Price {
+    let delta = i64::try_from(i128::from(target.0) * i128::from(bps) / 10_000).unwrap_or(ONE);
+    let p = match side {
+        Side::Buy => target.0.saturating_add(delta),
+        Side::Sell => target.0.saturating_sub(delta),
+    };
+    Price(p.clamp(PRICE_FLOOR, PRICE_CEIL))
+}
+
+/// Sizes our copy of `fill` under `rules`.
+///
+/// # Errors
+/// The [`DenyReason`] when the fill is not to be copied.
+pub fn size_copy(
+    fill: &TargetFill,
+    rules: &CopyRules,
+    ctx: &SizingContext,
+) -> Result<Sized, DenyReason> {
+    if rules.min_price.is_some_and(|m| fill.price < m)
+        || rules.max_price.is_some_and(|m| fill.price > m)
+    {
+        return Err(DenyReason::PriceOutOfBand {
+            price: fill.price,
+            min: rules.min_price,
+            max: rules.max_price,
+        });
+    }
+    let limit = limit_price(fill.side, fill.price, ctx.max_slippage_bps);
+    let shares = match fill.side {
+        Side::Buy => buy_shares(fill, rules, limit),
+        Side::Sell => {
+            if !rules.copy_sells {
+                return Err(DenyReason::SellsDisabled);
+            }
+            sell_shares(fill.shares, ctx)?
+        }
+    };
+    let notional = Usdc(mul_price_floor(Shares(shares), limit));
+    if shares < LOT || notional < ctx.min_order_usdc {
+        return Err(DenyReason::BelowMinimum {
+            shares: Shares(shares),
+            notional,
+            min: ctx.min_order_usdc,
+        });
+    }
+    Ok(Sized {
+        shares: Shares(shares),
+        limit_price: limit,
+    })
+}
+
+fn buy_shares(fill: &TargetFill, rules: &CopyRules, limit: Price) -> i64 {
+    let raw = match rules.sizing {
+        SizingRule::Multiplier(m) => {
+            let v = (Decimal::from(fill.shares.0) * m).floor();
+            i64::try_from(v.mantissa() / 10i128.pow(v.scale()))
+                .unwrap_or(0)
+                .max(0)
+        }
+        SizingRule::FixedUsdc(u) => div_by_price(u.0, fill.price),
+    };
+    let mut shares = floor_lot(raw);
+    if let Some(cap) = rules.max_order_usdc {
+        shares = shares.min(floor_lot(div_by_price(cap.0, limit)));
+    }
+    shares
+}
+
+/// usdc ÷ price, in micro-shares, rounded down.
+fn div_by_price(usdc: i64, price: Price) -> i64 {
+    if price.0 <= 0 {
+        return 0;
+    }
+    i64::try_from(i128::from(usdc) * i128::from(ONE) / i128::from(price.0)).unwrap_or(i64::MAX)
+}
+
+fn sell_shares(target_sold: Shares, ctx: &SizingContext) -> Result<i64, DenyReason> {
+    if ctx.our_position.0 <= 0 {
+        return Err(DenyReason::NoPosition);
+    }
+    let before = ctx
+        .target_balance_before
+        .ok_or(DenyReason::UnknownTargetBalance)?;
+    if before.0 <= target_sold.0 {
+        // It sold all it had (or more than we know of): we exit fully.
+        return Ok(ctx.our_position.0);
+    }
+    let ours = i128::from(ctx.our_position.0) * i128::from(target_sold.0) / i128::from(before.0);
+    Ok(floor_lot(i64::try_from(ours).unwrap_or(0)).min(ctx.our_position.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ExchangeVersion, FillId, Role};
+    use alloy::primitives::{Address, B256, U256};
+    use std::str::FromStr;
+
+    fn fill(side: Side, shares: i64, price: i64) -> TargetFill {
+        TargetFill {
+            id: FillId {
+                tx_hash: B256::ZERO,
+                order_hash: B256::ZERO,
+                occurrence: 0,
+            },
+            wallet: Address::ZERO,
+            role: Role::Maker,
+            side,
+            token_id: U256::from(1),
+            shares: Shares(shares),
+            usdc: Usdc(mul_price_floor(Shares(shares), Price(price))),
+            price: Price(price),
+            fee: 0,
+            exchange: Address::ZERO,
+            version: ExchangeVersion::V2,
+            block_number: 1,
+            block_hash: B256::ZERO,
+            log_index: 0,
+            block_ts: 0,
+        }
+    }
+
+    fn rules(sizing: SizingRule) -> CopyRules {
+        CopyRules {
+            sizing,
+            min_price: None,
+            max_price: None,
+            copy_sells: true,
+            max_order_usdc: None,
+            max_trades_per_hour: None,
+            min_trade_interval_s: None,
+        }
+    }
+
+    fn ctx(pos: i64, before: Option<i64>) -> SizingContext {
+        SizingContext {
+            our_position: Shares(pos),
+            target_balance_before: before.map(Shares),
+            max_slippage_bps: 0,
+            min_order_usdc: Usdc(ONE),
+        }
+    }
+
+    fn mult(s: &str) -> SizingRule {
+        SizingRule::Multiplier(Decimal::from_str(s).unwrap())
+    }
+
+    #[test]
+    fn sizes_buys_for_every_mode_and_rounding_case() {
+        // (rule, target shares, price, wallet cap, expected shares or reason code)
+        let cases: Vec<(SizingRule, i64, i64, Option<i64>, Result<i64, &str>)> = vec![
+            (mult("0.1"), 100 * ONE, 500_000, None, Ok(10 * ONE)),
+            (mult("0.1"), 123_456_789, 500_000, None, Ok(12_340_000)), // 12.3456789 → 12.34
+            (mult("1"), 10_009_999, 500_000, None, Ok(10_000_000)),    // 10.009999 → 10.00
+            (
+                mult("0.001"),
+                100 * ONE,
+                500_000,
+                None,
+                Err("below_minimum"),
+            ), // 0.1 share = $0.05
+            (mult("2.5"), 4 * ONE, 250_000, None, Ok(10 * ONE)),
+            (
+                SizingRule::FixedUsdc(Usdc(20 * ONE)),
+                1,
+                470_000,
+                None,
+                Ok(42_550_000),
+            ), // 42.553 → 42.55
+            (
+                SizingRule::FixedUsdc(Usdc(20 * ONE)),
+                1,
+                1_000_000 - 1_000,
+                None,
+                Ok(20_020_000),
+            ),
+            (
+                SizingRule::FixedUsdc(Usdc(ONE / 2)),
+                1,
+                500_000,
+                None,
+                Err("below_minimum"),
+            ),
+            // wallet cap clips: $50 fixed at 0.5 → 100 shares, capped at $20 → 40 shares
+            (
+                SizingRule::FixedUsdc(Usdc(50 * ONE)),
+                1,
+                500_000,
+                Some(20 * ONE),
+                Ok(40 * ONE),
+            ),
+            (
+                mult("1"),
+                1_000 * ONE,
+                300_000,
+                Some(10 * ONE),
+                Ok(33_330_000),
+            ),
+        ];
+        for (i, (rule, shares, price, cap, want)) in cases.into_iter().enumerate() {
+            let mut r = rules(rule);
+            r.max_order_usdc = cap.map(Usdc);
+            let got = size_copy(&fill(Side::Buy, shares, price), &r, &ctx(0, None));
+            match want {
+                Ok(s) => assert_eq!(got.map(|s| s.shares), Ok(Shares(s)), "case {i}"),
+                Err(code) => assert_eq!(got.map_err(|e| e.code()), Err(code), "case {i}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sizes_sells_in_proportion_and_never_beyond_our_position() {
+        // (our position, target sold, target balance before, expected)
+        let cases: Vec<(i64, i64, Option<i64>, Result<i64, &str>)> = vec![
+            (50 * ONE, 40 * ONE, Some(100 * ONE), Ok(20 * ONE)), // 40% of 50
+            (10 * ONE, 100 * ONE, Some(100 * ONE), Ok(10 * ONE)), // full exit
+            (10 * ONE, 150 * ONE, Some(100 * ONE), Ok(10 * ONE)), // sold more than we knew: all, no more
+            (33_330_000, 1 * ONE, Some(3 * ONE), Ok(11_110_000)),
+            (0, 40 * ONE, Some(100 * ONE), Err("no_position")),
+            (10 * ONE, 4 * ONE, None, Err("unknown_target_balance")),
+            (10 * ONE, ONE / 100, Some(100 * ONE), Err("below_minimum")),
+        ];
+        for (i, (pos, sold, before, want)) in cases.into_iter().enumerate() {
+            let got = size_copy(
+                &fill(Side::Sell, sold, 600_000),
+                &rules(mult("0.1")),
+                &ctx(pos, before),
+            );
+            match want {
+                Ok(s) => assert_eq!(got.map(|s| s.shares), Ok(Shares(s)), "case {i}"),
+                Err(code) => assert_eq!(got.map_err(|e| e.code()), Err(code), "case {i}"),
+            }
+        }
+    }
+
+    #[test]
+    fn filters_by_price_band_and_sell_switch() {
+        let mut r = rules(mult("1"));
+        r.min_price = Some(Price(100_000));
+        r.max_price = Some(Price(900_000));
+        for (price, ok) in [
+            (99_999, false),
+            (100_000, true),
+            (900_000, true),
+            (900_001, false),
+        ] {
+            let got = size_copy(&fill(Side::Buy, 10 * ONE, price), &r, &ctx(0, None));
+            assert_eq!(got.is_ok(), ok, "price {price}");
+        }
+        r.copy_sells = false;
+        let got = size_copy(
+            &fill(Side::Sell, 10 * ONE, 500_000),
+            &r,
+            &ctx(10 * ONE, Some(10 * ONE)),
+        );
+        assert_eq!(got.map_err(|e| e.code()), Err("sells_disabled"));
+    }
+
+    #[test]
+    fn limit_price_moves_against_us_within_range() {
+        assert_eq!(limit_price(Side::Buy, Price(500_000), 200), Price(510_000));
+        assert_eq!(limit_price(Side::Sell, Price(500_000), 200), Price(490_000));
+        assert_eq!(limit_price(Side::Buy, Price(995_000), 200), Price(999_000));
+        assert_eq!(limit_price(Side::Sell, Price(1_000), 200), Price(1_000));
+        assert_eq!(limit_price(Side::Buy, Price(470_000), 0), Price(470_000));
+    }
+}

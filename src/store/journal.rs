@@ -1,0 +1,575 @@
+//! Journal operations: fills in (atomically with the checkpoint), intents before execution,
+//! outcomes after, reorg bookkeeping, breaker state and events.
+
+use alloy::primitives::{Address, B256};
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Store, StoreResult, dec_u256, hex_addr, hex_b256, now_ms, utc_day_start};
+use crate::domain::{
+    ExchangeVersion, Execution, FillId, OrderIntent, OrderType, Price, Role, Shares, Side,
+    TargetFill, TokenId, Usdc, addr_lower,
+};
+use crate::risk::{Book, BreakerState, Position};
+
+/// A fill as journaled, with its row id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingFill {
+    /// Row id in `fills`.
+    pub row: i64,
+    /// The fill.
+    pub fill: TargetFill,
+    /// The intent already recorded for it, if any (a crash came between intent and outcome).
+    pub intent: Option<OrderIntent>,
+}
+
+/// What journaling a block range did.
+#[derive(Debug, Clone, Default)]
+pub struct JournalOutcome {
+    /// Fills to run through the pipeline: new ones, and ones a reorg withdrew and the chain re-included.
+    pub to_copy: Vec<PendingFill>,
+    /// Fills withdrawn by a reorg before we acted: never to be copied.
+    pub withdrawn: Vec<TargetFill>,
+    /// Fills we had already copied whose transaction left the chain.
+    pub reorged_after_copy: Vec<TargetFill>,
+}
+
+/// The columns [`fill_from_row`] reads, from `fills f`.
+const FILL_COLS: &str = "f.id, f.tx_hash, f.order_hash, f.occurrence, f.log_index, f.block_number, f.block_hash, \
+    f.block_ts, f.exchange, f.version, f.wallet, f.role, f.side, f.token_id, f.shares, f.usdc, f.price, f.fee";
+
+fn fill_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, [String; 8], [i64; 9])> {
+    Ok((
+        r.get(0)?,
+        [
+            r.get(1)?,
+            r.get(2)?,
+            r.get(6)?,
+            r.get(8)?,
+            r.get(9)?,
+            r.get(10)?,
+            r.get(11)?,
+            r.get(12)?,
+        ],
+        [
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(7)?,
+            r.get(14)?,
+            r.get(15)?,
+            r.get(16)?,
+            r.get(17)?,
+            0,
+        ],
+    ))
+}
+
+fn parse_fill(row: (i64, [String; 8], [i64; 9]), token: &str) -> StoreResult<(i64, TargetFill)> {
+    let (id, s, n) = row;
+    let corrupt = |column, value: &str| super::StoreError::Corrupt {
+        column,
+        value: value.to_owned(),
+    };
+    Ok((
+        id,
+        TargetFill {
+            id: FillId {
+                tx_hash: hex_b256(&s[0], "tx_hash")?,
+                order_hash: hex_b256(&s[1], "order_hash")?,
+                occurrence: u32::try_from(n[0])
+                    .map_err(|_| corrupt("occurrence", &n[0].to_string()))?,
+            },
+            wallet: hex_addr(&s[5], "wallet")?,
+            role: if s[6] == "taker" {
+                Role::Taker
+            } else {
+                Role::Maker
+            },
+            side: Side::parse(&s[7]).ok_or_else(|| corrupt("side", &s[7]))?,
+            token_id: dec_u256(token, "token_id")?,
+            shares: Shares(n[4]),
+            usdc: Usdc(n[5]),
+            price: Price(n[6]),
+            fee: n[7],
+            exchange: hex_addr(&s[3], "exchange")?,
+            version: if s[4] == "V1" {
+                ExchangeVersion::V1
+            } else {
+                ExchangeVersion::V2
+            },
+            block_number: n[2].unsigned_abs(),
+            block_hash: hex_b256(&s[2], "block_hash")?,
+            log_index: n[1].unsigned_abs(),
+            block_ts: n[3].unsigned_abs(),
+        },
+    ))
+}
+
+impl Store {
+    /// The last fully processed block.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn checkpoint(&self) -> StoreResult<Option<(u64, B256)>> {
+        let row: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT block_number, block_hash FROM checkpoint WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(n, h)| Ok((n.unsigned_abs(), hex_b256(&h, "checkpoint.block_hash")?)))
+            .transpose()
+    }
+
+    /// Hashes of recently processed blocks, newest first (for finding the common ancestor in a reorg).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn recent_blocks(&self) -> StoreResult<Vec<(u64, B256)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT number, hash FROM recent_blocks ORDER BY number DESC")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        rows.map(|r| {
+            let (n, h) = r?;
+            Ok((n.unsigned_abs(), hex_b256(&h, "recent_blocks.hash")?))
+        })
+        .collect()
+    }
+
+    /// Journals the fills of blocks `(checkpoint, to]` and moves the checkpoint to `to`, in one
+    /// transaction, so that a crash can never skip or half-record a range.
+    ///
+    /// # Errors
+    /// On a database error (nothing is written).
+    pub fn journal_range(
+        &mut self,
+        fills: &[TargetFill],
+        to: (u64, B256),
+        blocks: &[(u64, B256)],
+    ) -> StoreResult<JournalOutcome> {
+        let now = now_ms();
+        let tx = self.conn.transaction()?;
+        let mut out = JournalOutcome::default();
+        for f in fills {
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO fills (tx_hash, order_hash, occurrence, log_index, block_number, block_hash, block_ts, \
+                 exchange, version, wallet, role, side, token_id, shares, usdc, price, fee, seen_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                params![
+                    f.id.tx_hash.to_string(),
+                    f.id.order_hash.to_string(),
+                    f.id.occurrence,
+                    f.log_index as i64,
+                    f.block_number as i64,
+                    f.block_hash.to_string(),
+                    f.block_ts as i64,
+                    addr_lower(&f.exchange),
+                    if f.version == ExchangeVersion::V1 { "V1" } else { "V2" },
+                    addr_lower(&f.wallet),
+                    f.role.as_str(),
+                    f.side.as_str(),
+                    f.token_id.to_string(),
+                    f.shares.0,
+                    f.usdc.0,
+                    f.price.0,
+                    f.fee,
+                    now
+                ],
+            )?;
+            let key = params![
+                f.id.tx_hash.to_string(),
+                f.id.order_hash.to_string(),
+                f.id.occurrence
+            ];
+            let (row, status, suspect, has_intent): (i64, String, bool, bool) = tx.query_row(
+                "SELECT id, status, suspect, EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id) FROM fills \
+                 WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
+                key,
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            if inserted == 1 {
+                let delta = if f.side == Side::Buy {
+                    f.shares.0
+                } else {
+                    -f.shares.0
+                };
+                tx.execute(
+                    "INSERT INTO target_positions (wallet, token_id, shares) VALUES (?1, ?2, MAX(?3, 0)) \
+                     ON CONFLICT (wallet, token_id) DO UPDATE SET shares = MAX(shares + ?3, 0)",
+                    params![addr_lower(&f.wallet), f.token_id.to_string(), delta],
+                )?;
+                out.to_copy.push(PendingFill {
+                    row,
+                    fill: f.clone(),
+                    intent: None,
+                });
+                continue;
+            }
+            // Seen before: a re-inclusion after a reorg (same identity, maybe another block).
+            let revive = status == "withdrawn" && !has_intent;
+            if suspect || revive {
+                tx.execute(
+                    "UPDATE fills SET suspect = 0, block_number = ?2, block_hash = ?3, log_index = ?4, \
+                     status = CASE WHEN ?5 THEN 'pending' ELSE status END, reason = CASE WHEN ?5 THEN NULL ELSE reason END \
+                     WHERE id = ?1",
+                    params![row, f.block_number as i64, f.block_hash.to_string(), f.log_index as i64, revive],
+                )?;
+                if revive || (status == "pending" && !has_intent) {
+                    out.to_copy.push(PendingFill {
+                        row,
+                        fill: f.clone(),
+                        intent: None,
+                    });
+                }
+            }
+        }
+        // Suspects the rescan has passed without seeing again are gone from the chain.
+        let gone: Vec<(i64, String, String)> = {
+            let mut st = tx.prepare(&format!(
+                "SELECT {FILL_COLS}, f.status FROM fills f WHERE f.suspect = 1 AND f.block_number <= ?1"
+            ))?;
+            let rows = st.query_map([to.0 as i64], |r| {
+                Ok((r.get(0)?, r.get::<_, String>(13)?, r.get::<_, String>(18)?))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (row, token, status) in gone {
+            let fill = load_fill(&tx, row, &token)?;
+            if status == "executed" {
+                tx.execute(
+                    "UPDATE fills SET suspect = 0, reorged_after_copy = 1 WHERE id = ?1",
+                    [row],
+                )?;
+                out.reorged_after_copy.push(fill);
+            } else {
+                tx.execute(
+                    "UPDATE fills SET suspect = 0, status = 'withdrawn', reason = 'reorged_out' WHERE id = ?1 AND status != 'executed'",
+                    [row],
+                )?;
+                out.withdrawn.push(fill);
+            }
+        }
+        for (n, h) in blocks.iter().chain(std::iter::once(&to)) {
+            tx.execute(
+                "INSERT OR REPLACE INTO recent_blocks (number, hash) VALUES (?1, ?2)",
+                params![*n as i64, h.to_string()],
+            )?;
+        }
+        tx.execute(
+            "DELETE FROM recent_blocks WHERE number < ?1",
+            [to.0.saturating_sub(1024) as i64],
+        )?;
+        tx.execute(
+            "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
+             ON CONFLICT (id) DO UPDATE SET block_number = ?1, block_hash = ?2, updated_at_ms = ?3",
+            params![to.0 as i64, to.1.to_string(), now],
+        )?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Rewinds to the common ancestor after a reorg: fills above it become suspects until the rescan
+    /// sees them again (they keep their status: one already copied stays copied).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn rewind(&mut self, ancestor: (u64, B256)) -> StoreResult<usize> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE fills SET suspect = 1 WHERE block_number > ?1 AND status != 'withdrawn'",
+            [ancestor.0 as i64],
+        )?;
+        tx.execute(
+            "DELETE FROM recent_blocks WHERE number > ?1",
+            [ancestor.0 as i64],
+        )?;
+        tx.execute(
+            "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
+             ON CONFLICT (id) DO UPDATE SET block_number = ?1, block_hash = ?2, updated_at_ms = ?3",
+            params![ancestor.0 as i64, ancestor.1.to_string(), now_ms()],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Records an intent, but only for a fill that is still pending, not under a reorg cloud, and
+    /// has no intent yet. Returns false when the fill must not be executed.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn record_intent(&mut self, i: &OrderIntent) -> StoreResult<bool> {
+        let tx = self.conn.transaction()?;
+        let ok: bool = tx.query_row(
+            "SELECT status = 'pending' AND suspect = 0 AND NOT EXISTS (SELECT 1 FROM intents WHERE fill_id = ?1) \
+             FROM fills WHERE id = ?1",
+            [i.fill_row],
+            |r| r.get(0),
+        )?;
+        if ok {
+            tx.execute(
+                "INSERT INTO intents (fill_id, token_id, side, shares, limit_price, target_price, order_type, created_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    i.fill_row,
+                    i.token_id.to_string(),
+                    i.side.as_str(),
+                    i.shares.0,
+                    i.limit_price.0,
+                    i.target_price.0,
+                    if i.order_type == OrderType::Fok { "FOK" } else { "FAK" },
+                    now_ms()
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(ok)
+    }
+
+    /// Records what the executor did, the new position and the realized P&L, in one transaction.
+    /// Returns false if this fill already had an execution (nothing is written twice).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn record_execution(
+        &mut self,
+        e: &Execution,
+        wallet: &Address,
+        position: Position,
+        realized: Usdc,
+    ) -> StoreResult<bool> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO executions (fill_id, mode, wallet, side, token_id, shares, price, usdc, realized_pnl, executed_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                e.fill_row,
+                e.mode,
+                addr_lower(wallet),
+                e.side.as_str(),
+                e.token_id.to_string(),
+                e.shares.0,
+                e.price.0,
+                e.usdc.0,
+                realized.0,
+                e.at_ms
+            ],
+        )?;
+        if n == 1 {
+            tx.execute(
+                "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
+                params![e.token_id.to_string(), position.shares.0, position.cost.0, e.at_ms],
+            )?;
+            tx.execute("DELETE FROM positions WHERE shares = 0", [])?;
+            tx.execute(
+                "UPDATE fills SET status = 'executed', reason = NULL, detail = NULL WHERE id = ?1",
+                [e.fill_row],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    /// Marks a pending fill as not copied, with the stable reason code and its detail.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn record_rejection(&mut self, row: i64, code: &str, detail: &str) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE fills SET status = 'rejected', reason = ?2, detail = ?3 WHERE id = ?1 AND status = 'pending'",
+            params![row, code, detail],
+        )?;
+        Ok(())
+    }
+
+    /// Fills journaled but not finished (for recovery at start), oldest first, with their intents.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn unfinished(&self) -> StoreResult<Vec<PendingFill>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {FILL_COLS}, i.shares, i.limit_price, i.target_price, i.order_type, i.fill_id IS NOT NULL \
+             FROM fills f LEFT JOIN intents i ON i.fill_id = f.id \
+             WHERE f.status = 'pending' AND f.suspect = 0 ORDER BY f.block_number, f.log_index"
+        ))?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                fill_from_row(r)?,
+                r.get::<_, String>(13)?,
+                (
+                    r.get::<_, Option<i64>>(18)?,
+                    r.get::<_, Option<i64>>(19)?,
+                    r.get::<_, Option<i64>>(20)?,
+                ),
+                r.get::<_, Option<String>>(21)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (raw, token, (shares, limit, target), ot) = r?;
+            let (row, fill) = parse_fill(raw, &token)?;
+            let intent = match (shares, limit, target) {
+                (Some(s), Some(l), Some(t)) => Some(OrderIntent {
+                    fill_id: fill.id,
+                    fill_row: row,
+                    wallet: fill.wallet,
+                    token_id: fill.token_id,
+                    side: fill.side,
+                    shares: Shares(s),
+                    limit_price: Price(l),
+                    target_price: Price(t),
+                    order_type: if ot.as_deref() == Some("FOK") {
+                        OrderType::Fok
+                    } else {
+                        OrderType::Fak
+                    },
+                    block_ts: fill.block_ts,
+                }),
+                _ => None,
+            };
+            out.push(PendingFill { row, fill, intent });
+        }
+        Ok(out)
+    }
+
+    /// Our positions as stored.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn book(&self) -> StoreResult<Book> {
+        let mut st = self
+            .conn
+            .prepare("SELECT token_id, shares, cost FROM positions")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut b = Book::default();
+        for r in rows {
+            let (t, s, c) = r?;
+            b.set(
+                dec_u256(&t, "positions.token_id")?,
+                Position {
+                    shares: Shares(s),
+                    cost: Usdc(c),
+                },
+            );
+        }
+        Ok(b)
+    }
+
+    /// Realized P&L since the start of the UTC day containing `now_ms`.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn realized_today(&self, now_ms: i64) -> StoreResult<Usdc> {
+        let v: i64 = self.conn.query_row(
+            "SELECT COALESCE(SUM(realized_pnl), 0) FROM executions WHERE executed_at_ms >= ?1",
+            [utc_day_start(now_ms)],
+            |r| r.get(0),
+        )?;
+        Ok(Usdc(v))
+    }
+
+    /// Copies per wallet since `since_ms`: (wallet, executed_at_ms), oldest first.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn copies_since(&self, since_ms: i64) -> StoreResult<Vec<(Address, i64)>> {
+        let mut st = self.conn.prepare(
+            "SELECT wallet, executed_at_ms FROM executions WHERE executed_at_ms >= ?1 ORDER BY executed_at_ms",
+        )?;
+        let rows = st.query_map([since_ms], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        rows.map(|r| {
+            let (w, t) = r?;
+            Ok((hex_addr(&w, "executions.wallet")?, t))
+        })
+        .collect()
+    }
+
+    /// The target's position in `token` as observed from its journaled fills.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn target_position(
+        &self,
+        wallet: &Address,
+        token: &TokenId,
+    ) -> StoreResult<Option<Shares>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT shares FROM target_positions WHERE wallet = ?1 AND token_id = ?2",
+                params![addr_lower(wallet), token.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(Shares))
+    }
+
+    /// The stored breaker state (not tripped when never set).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn breaker(&self) -> StoreResult<BreakerState> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT tripped, code, reason, by, since_ms FROM breaker WHERE id = 1",
+                [],
+                |r| {
+                    Ok(BreakerState {
+                        tripped: r.get(0)?,
+                        code: r.get(1)?,
+                        reason: r.get(2)?,
+                        by: r.get(3)?,
+                        since_ms: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Stores the breaker state.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn set_breaker(&self, s: &BreakerState) -> StoreResult<()> {
+        self.conn.execute(
+            "INSERT INTO breaker (id, tripped, code, reason, by, since_ms) VALUES (1, ?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (id) DO UPDATE SET tripped = ?1, code = ?2, reason = ?3, by = ?4, since_ms = ?5",
+            params![s.tripped, s.code, s.reason, s.by, s.since_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Appends to the events log.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn add_event(&self, kind: &str, message: &str) -> StoreResult<()> {
+        self.conn.execute(
+            "INSERT INTO events (at_ms, kind, message) VALUES (?1, ?2, ?3)",
+            params![now_ms(), kind, message],
+        )?;
+        Ok(())
+    }
+}
+
+fn load_fill(tx: &rusqlite::Transaction<'_>, row: i64, token: &str) -> StoreResult<TargetFill> {
+    let raw = tx.query_row(
+        &format!("SELECT {FILL_COLS} FROM fills f WHERE f.id = ?1"),
+        [row],
+        fill_from_row,
+    )?;
+    Ok(parse_fill(raw, token)?.1)
+}

@@ -1,0 +1,170 @@
+//! Read-only views for the CLI (`status`, `trades`): plain rows with amounts as decimal strings.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Store, StoreResult, now_ms};
+use crate::domain::format_micros;
+use crate::risk::BreakerState;
+
+/// One line of `polycopy trades`: a target fill and what became of it. Field names are a stable interface.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TradeRow {
+    /// `0x<tx hash>:<log index>`.
+    pub fill: String,
+    /// Target wallet.
+    pub wallet: String,
+    /// The target's side.
+    pub side: String,
+    /// Token id (decimal).
+    pub token_id: String,
+    /// Shares the target traded.
+    pub target_shares: String,
+    /// The target's price.
+    pub target_price: String,
+    /// `executed` | `rejected` | `pending` | `withdrawn`.
+    pub status: String,
+    /// Reason code when rejected or withdrawn.
+    pub reason: Option<String>,
+    /// The reason with its numbers.
+    pub detail: Option<String>,
+    /// Our shares, when executed.
+    pub shares: Option<String>,
+    /// Our price, when executed.
+    pub price: Option<String>,
+    /// Our USDC, when executed.
+    pub usdc: Option<String>,
+    /// Block the fill is in.
+    pub block: u64,
+    /// True when we copied it and its transaction later left the chain.
+    pub reorged_after_copy: bool,
+    /// When we saw it, unix ms.
+    pub seen_at_ms: i64,
+}
+
+/// Everything `polycopy status` shows that the journal knows.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// The breaker.
+    pub breaker: BreakerState,
+    /// Last processed block.
+    pub last_block: Option<u64>,
+    /// Fills seen per wallet (lower-case address).
+    pub fills_by_wallet: HashMap<String, u64>,
+    /// Fills per status.
+    pub fills_by_status: HashMap<String, u64>,
+    /// Open positions: token, shares, cost.
+    pub positions: Vec<PositionRow>,
+    /// Total cost of open positions.
+    pub exposure_usdc: String,
+    /// Realized P&L today (UTC).
+    pub realized_today_usdc: String,
+    /// The newest fill.
+    pub last_fill: Option<TradeRow>,
+}
+
+/// One open position.
+#[derive(Debug, Clone, Serialize)]
+pub struct PositionRow {
+    /// Token id.
+    pub token_id: String,
+    /// Shares held.
+    pub shares: String,
+    /// Cost basis.
+    pub cost_usdc: String,
+    /// Average price paid.
+    pub avg_price: String,
+}
+
+impl Store {
+    /// The newest `limit` fills and their outcomes.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn trades(&self, limit: u32) -> StoreResult<Vec<TradeRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT f.tx_hash, f.log_index, f.wallet, f.side, f.token_id, f.shares, f.price, f.status, f.reason, f.detail, \
+                    e.shares, e.price, e.usdc, f.block_number, f.reorged_after_copy, f.seen_at_ms \
+             FROM fills f LEFT JOIN executions e ON e.fill_id = f.id ORDER BY f.id DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map(params![limit], |r| {
+            let opt = |v: Option<i64>| v.map(format_micros);
+            Ok(TradeRow {
+                fill: format!("{}:{}", r.get::<_, String>(0)?, r.get::<_, i64>(1)?),
+                wallet: r.get(2)?,
+                side: r.get(3)?,
+                token_id: r.get(4)?,
+                target_shares: format_micros(r.get(5)?),
+                target_price: format_micros(r.get(6)?),
+                status: r.get(7)?,
+                reason: r.get(8)?,
+                detail: r.get(9)?,
+                shares: opt(r.get(10)?),
+                price: opt(r.get(11)?),
+                usdc: opt(r.get(12)?),
+                block: r.get::<_, i64>(13)?.unsigned_abs(),
+                reorged_after_copy: r.get(14)?,
+                seen_at_ms: r.get(15)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The journal's part of `polycopy status`.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn status(&self) -> StoreResult<StatusReport> {
+        let count_by = |sql: &str| -> StoreResult<HashMap<String, u64>> {
+            let mut st = self.conn.prepare(sql)?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.unsigned_abs()))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        };
+        let mut st = self
+            .conn
+            .prepare("SELECT token_id, shares, cost FROM positions ORDER BY cost DESC")?;
+        let positions = st
+            .query_map([], |r| {
+                let (s, c): (i64, i64) = (r.get(1)?, r.get(2)?);
+                let avg = if s > 0 {
+                    i64::try_from(i128::from(c) * 1_000_000 / i128::from(s)).unwrap_or(0)
+                } else {
+                    0
+                };
+                Ok(PositionRow {
+                    token_id: r.get(0)?,
+                    shares: format_micros(s),
+                    cost_usdc: format_micros(c),
+                    avg_price: format_micros(avg),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let exposure: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(SUM(cost), 0) FROM positions", [], |r| {
+                    r.get(0)
+                })?;
+        let last_block: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT block_number FROM checkpoint WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(StatusReport {
+            breaker: self.breaker()?,
+            last_block: last_block.map(i64::unsigned_abs),
+            fills_by_wallet: count_by("SELECT wallet, COUNT(*) FROM fills GROUP BY wallet")?,
+            fills_by_status: count_by("SELECT status, COUNT(*) FROM fills GROUP BY status")?,
+            positions,
+            exposure_usdc: format_micros(exposure),
+            realized_today_usdc: format_micros(self.realized_today(now_ms())?.0),
+            last_fill: self.trades(1)?.into_iter().next(),
+        })
+    }
+}

@@ -1,0 +1,124 @@
+//! Schema and migrations, applied in order and recorded in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+/// Each entry moves the schema one version forward. Never edit a shipped entry; append a new one.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE fills (
+    id            INTEGER PRIMARY KEY,
+    tx_hash       TEXT NOT NULL,
+    order_hash    TEXT NOT NULL,
+    occurrence    INTEGER NOT NULL,
+    log_index     INTEGER NOT NULL,
+    block_number  INTEGER NOT NULL,
+    block_hash    TEXT NOT NULL,
+    block_ts      INTEGER NOT NULL,
+    exchange      TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    wallet        TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    side          TEXT NOT NULL,
+    token_id      TEXT NOT NULL,
+    shares        INTEGER NOT NULL,
+    usdc          INTEGER NOT NULL,
+    price         INTEGER NOT NULL,
+    fee           INTEGER NOT NULL,
+    seen_at_ms    INTEGER NOT NULL,
+    -- pending | executed | rejected | withdrawn
+    status        TEXT NOT NULL DEFAULT 'pending',
+    reason        TEXT,
+    detail        TEXT,
+    -- its block was reorged out; waiting to see whether it is re-included
+    suspect       INTEGER NOT NULL DEFAULT 0,
+    -- we copied it and then its transaction left the chain
+    reorged_after_copy INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (tx_hash, order_hash, occurrence)
+);
+CREATE INDEX fills_block ON fills (block_number);
+CREATE INDEX fills_status ON fills (status);
+CREATE INDEX fills_wallet ON fills (wallet);
+
+CREATE TABLE intents (
+    fill_id       INTEGER PRIMARY KEY REFERENCES fills (id),
+    token_id      TEXT NOT NULL,
+    side          TEXT NOT NULL,
+    shares        INTEGER NOT NULL,
+    limit_price   INTEGER NOT NULL,
+    target_price  INTEGER NOT NULL,
+    order_type    TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+
+CREATE TABLE executions (
+    fill_id        INTEGER PRIMARY KEY REFERENCES intents (fill_id),
+    mode           TEXT NOT NULL,
+    wallet         TEXT NOT NULL,
+    side           TEXT NOT NULL,
+    token_id       TEXT NOT NULL,
+    shares         INTEGER NOT NULL,
+    price          INTEGER NOT NULL,
+    usdc           INTEGER NOT NULL,
+    realized_pnl   INTEGER NOT NULL,
+    executed_at_ms INTEGER NOT NULL
+);
+CREATE INDEX executions_at ON executions (executed_at_ms);
+
+CREATE TABLE positions (
+    token_id      TEXT PRIMARY KEY,
+    shares        INTEGER NOT NULL,
+    cost          INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+
+-- targets' positions as observed from their fills: the fallback when balanceOf cannot be read
+CREATE TABLE target_positions (
+    wallet   TEXT NOT NULL,
+    token_id TEXT NOT NULL,
+    shares   INTEGER NOT NULL,
+    PRIMARY KEY (wallet, token_id)
+);
+
+CREATE TABLE checkpoint (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    block_number  INTEGER NOT NULL,
+    block_hash    TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+
+CREATE TABLE recent_blocks (
+    number INTEGER PRIMARY KEY,
+    hash   TEXT NOT NULL
+);
+
+CREATE TABLE breaker (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    tripped  INTEGER NOT NULL,
+    code     TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    by       TEXT NOT NULL,
+    since_ms INTEGER NOT NULL
+);
+
+CREATE TABLE events (
+    id      INTEGER PRIMARY KEY,
+    at_ms   INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX events_at ON events (at_ms);
+"];
+
+/// Brings the schema up to date.
+///
+/// # Errors
+/// When a migration fails (the transaction is rolled back).
+pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,535 @@
+//! Test support: a real anvil node, Polymarket's `OrderFilled` events emitted at the real exchange
+//! addresses, a Conditional Tokens stand-in, a TCP proxy that can cut connections, and the real
+//! polycopy binary run as a separate process against a temp dir with its own SQLite file.
+#![allow(dead_code, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, U256, address, keccak256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use serde_json::{Value, json};
+
+pub const V2_EXCHANGE: Address = address!("E111180000d2663C0091e4f400237545B87B996B");
+pub const V1_EXCHANGE: Address = address!("4bFb41d5B3570DeFd03C39a9A4D8dE6Bd8B8982E");
+pub const CONDITIONAL_TOKENS: Address = address!("4D97DCd97eC945f40cF65F87097ACe5EA0476045");
+const SENDER: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+const TOPIC_V1: &str = "d0a08e8c493f9c94f29311604c9de1b4e8c8d4c06bd0c789af57f2d65bfec0f6";
+const TOPIC_V2: &str = "d543adfd945773f1a62f74f0ee55a5e3b9b1a28262980ba90b1a89f2ea84d8ee";
+/// Emits LOG4 with topics = calldata[0..128], data = calldata[128..] (TESTING.md).
+const EMITTER: &str = "0x366000600037606035604035602035600035608036036080a400";
+/// `balanceOf(owner, id)` → sload(keccak256(pad32(owner) ‖ id)); ignores the selector.
+const BALANCES: &str = "0x60043560005260243560205260406000205460005260206000f3";
+
+pub const ONE: u64 = 1_000_000;
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `secs`.
+pub async fn wait_for<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn anvil_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ANVIL_BIN") {
+        return PathBuf::from(p);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from("anvil")
+    }
+}
+
+/// A running anvil with chain id 137.
+pub struct Anvil {
+    child: Child,
+    pub port: u16,
+    pub rpc: DynProvider,
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Anvil {
+    pub async fn start() -> Self {
+        let mut child = Command::new(anvil_bin())
+            .args(["--port", "0", "--chain-id", "137", "--number", "80000000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start anvil (scripts/test.sh installs it)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(rest) = line.split("Listening on ").nth(1) {
+                        let _ = tx.send(rest.trim().to_owned());
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("anvil printed its address");
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        let rpc = ProviderBuilder::new()
+            .connect_http(format!("http://127.0.0.1:{port}").parse().unwrap())
+            .erased();
+        let a = Self { child, port, rpc };
+        for ex in [V2_EXCHANGE, V1_EXCHANGE] {
+            a.raw("anvil_setCode", json!([ex, EMITTER])).await;
+        }
+        a
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn raw(&self, method: &'static str, params: Value) -> Value {
+        self.rpc
+            .raw_request::<_, Value>(method.into(), params)
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    pub async fn head(&self) -> u64 {
+        self.rpc.get_block_number().await.unwrap()
+    }
+
+    pub async fn mine(&self, n: u64) {
+        for _ in 0..n {
+            self.raw("evm_mine", json!([])).await;
+        }
+    }
+
+    /// Sends one log-emitting transaction; returns (block number, tx hash).
+    pub async fn emit(&self, fill: &Fill) -> (u64, B256) {
+        let tx: B256 = serde_json::from_value(
+            self.raw("eth_sendTransaction", json!([{"from": SENDER, "to": fill.exchange, "data": fill.calldata(), "gas": "0x100000"}])).await,
+        )
+        .unwrap();
+        let receipt = wait_for(10, "receipt", async || {
+            let r = self.raw("eth_getTransactionReceipt", json!([tx])).await;
+            (!r.is_null()).then_some(r)
+        })
+        .await;
+        let bn = u64::from_str_radix(
+            receipt["blockNumber"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("0x"),
+            16,
+        )
+        .unwrap();
+        (bn, tx)
+    }
+
+    /// Emits several fills in one block.
+    pub async fn emit_block(&self, fills: &[Fill]) -> u64 {
+        self.raw("evm_setAutomine", json!([false])).await;
+        for f in fills {
+            self.raw("eth_sendTransaction", json!([{"from": SENDER, "to": f.exchange, "data": f.calldata(), "gas": "0x100000"}])).await;
+        }
+        self.raw("evm_mine", json!([])).await;
+        self.raw("evm_setAutomine", json!([true])).await;
+        self.head().await
+    }
+
+    /// Installs the Conditional Tokens stand-in.
+    pub async fn install_balances(&self) {
+        self.raw("anvil_setCode", json!([CONDITIONAL_TOKENS, BALANCES]))
+            .await;
+    }
+
+    /// Sets `owner`'s ERC-1155 balance of `token` in the stand-in (then mines a block, so the
+    /// balance is history for the next block).
+    pub async fn set_balance(&self, owner: Address, token: u64, micros: u64) {
+        let mut key = [0u8; 64];
+        key[12..32].copy_from_slice(owner.as_slice());
+        key[32..].copy_from_slice(&U256::from(token).to_be_bytes::<32>());
+        let slot = keccak256(key);
+        let value = B256::from(U256::from(micros));
+        self.raw(
+            "anvil_setStorageAt",
+            json!([CONDITIONAL_TOKENS, slot, value]),
+        )
+        .await;
+        self.mine(1).await;
+    }
+}
+
+/// One `OrderFilled` log to emit.
+#[derive(Clone, Debug)]
+pub struct Fill {
+    pub exchange: Address,
+    pub v2: bool,
+    pub order_hash: B256,
+    pub maker: Address,
+    pub taker: Address,
+    pub words: Vec<U256>,
+}
+
+fn word(v: u64) -> U256 {
+    U256::from(v)
+}
+
+impl Fill {
+    /// V2: `side` 0 BUY / 1 SELL; BUY: maker pays `usdc` for `shares`; SELL: the reverse.
+    pub fn v2(
+        order: u8,
+        maker: Address,
+        taker: Address,
+        buy: bool,
+        token: u64,
+        shares: u64,
+        usdc: u64,
+    ) -> Self {
+        let (m, t) = if buy { (usdc, shares) } else { (shares, usdc) };
+        Self {
+            exchange: V2_EXCHANGE,
+            v2: true,
+            order_hash: B256::repeat_byte(order),
+            maker,
+            taker,
+            words: vec![
+                word(u64::from(!buy)),
+                word(token),
+                word(m),
+                word(t),
+                word(0),
+                U256::ZERO,
+                U256::ZERO,
+            ],
+        }
+    }
+
+    /// V1: asset 0 is collateral.
+    pub fn v1(
+        order: u8,
+        maker: Address,
+        taker: Address,
+        buy: bool,
+        token: u64,
+        shares: u64,
+        usdc: u64,
+    ) -> Self {
+        let words = if buy {
+            vec![word(0), word(token), word(usdc), word(shares), word(0)]
+        } else {
+            vec![word(token), word(0), word(shares), word(usdc), word(0)]
+        };
+        Self {
+            exchange: V1_EXCHANGE,
+            v2: false,
+            order_hash: B256::repeat_byte(order),
+            maker,
+            taker,
+            words,
+        }
+    }
+
+    pub fn calldata(&self) -> String {
+        let mut s = String::from("0x");
+        s.push_str(if self.v2 { TOPIC_V2 } else { TOPIC_V1 });
+        s.push_str(&hex(self.order_hash.as_slice()));
+        s.push_str(&hex(self.maker.into_word().as_slice()));
+        s.push_str(&hex(self.taker.into_word().as_slice()));
+        for w in &self.words {
+            s.push_str(&hex(&w.to_be_bytes::<32>()));
+        }
+        s
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A polycopy process with its own directory, settings, wallets file and journal.
+pub struct Daemon {
+    pub dir: PathBuf,
+    child: Option<Child>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_polycopy")
+}
+
+pub const BASE_SETTINGS: &str = r#"
+log_format = "text"
+[chain]
+poll_interval_ms = 100
+request_timeout_ms = 2000
+reconnect_backoff_max_ms = 400
+failover_after_errors = 2
+[copy]
+max_slippage_bps = 200
+min_order_usdc = 1
+[risk]
+max_order_usdc = 1000
+max_position_usdc = 5000
+max_total_exposure_usdc = 10000
+max_trades_per_hour = 1000
+daily_loss_limit_usdc = 1000
+breaker_poll_ms = 100
+"#;
+
+impl Daemon {
+    /// Prepares a directory with `settings_extra` appended to the test settings and `wallets`.
+    pub fn new(dir: &Path, rpc_url: &str, settings_extra: &str, wallets: &Value) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            dir.join("polycopy.toml"),
+            format!("{settings_extra}\n{BASE_SETTINGS}"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("wallets.json"),
+            serde_json::to_string_pretty(wallets).unwrap(),
+        )
+        .unwrap();
+        let env = vec![
+            ("POLYGON_RPC_URL".into(), rpc_url.to_owned()),
+            ("POLYCOPY_SYSTEM_CONFIG".into(), String::new()),
+            (
+                "POLYCOPY_EMERGENCY_STOP_FILE".into(),
+                dir.join("EMERGENCY_STOP").display().to_string(),
+            ),
+            ("RUST_LOG".into(), "info,polycopy=debug".into()),
+        ];
+        Self {
+            dir: dir.to_owned(),
+            child: None,
+            env,
+        }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(&self.dir)
+            .args([
+                "--config",
+                "polycopy.toml",
+                "--wallets",
+                "wallets.json",
+                "--db",
+                "journal.db",
+            ])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+
+    pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    pub fn start_with(&mut self, extra_env: &[(&str, &str)]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .unwrap();
+        let child = self
+            .cmd(&["run"])
+            .envs(extra_env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// Waits until the daemon logs that its feed is live.
+    pub async fn wait_live(&self) {
+        let n = self.log().matches("chain feed live").count();
+        wait_for(20, "feed live", async || {
+            (self.log().matches("chain feed live").count() > n || self.log_live_after_start())
+                .then_some(())
+        })
+        .await;
+    }
+
+    fn log_live_after_start(&self) -> bool {
+        // The last start line is followed by a live line.
+        let log = self.log();
+        match (log.rfind("polycopy started"), log.rfind("chain feed live")) {
+            (Some(s), Some(l)) => l > s,
+            _ => false,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit by itself (e.g. after fault injection).
+    pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        wait_for(20, "daemon exit", async || c.try_wait().unwrap()).await
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn run_cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cmd(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+
+    /// `polycopy trades --json`, oldest first.
+    pub fn trades(&self) -> Vec<Value> {
+        let (code, out, err) = self.run_cli(&["trades", "--json", "--limit", "1000"]);
+        assert_eq!(code, 0, "trades failed: {err}");
+        let mut v: Vec<Value> = serde_json::from_str(&out).unwrap();
+        v.reverse();
+        v
+    }
+
+    pub fn status(&self) -> Value {
+        let (code, out, err) = self.run_cli(&["status", "--json"]);
+        assert_eq!(code, 0, "status failed: {err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    pub fn write_wallets(&self, wallets: &Value) {
+        let tmp = self.dir.join("wallets.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(wallets).unwrap()).unwrap();
+        std::fs::rename(tmp, self.dir.join("wallets.json")).unwrap();
+    }
+
+    pub fn write_wallets_text(&self, text: &str) {
+        std::fs::write(self.dir.join("wallets.json"), text).unwrap();
+    }
+
+    /// Rows of the journal's events log of `kind`.
+    pub fn events(&self, kind: &str) -> Vec<String> {
+        let c = rusqlite::Connection::open(self.dir.join("journal.db")).unwrap();
+        let mut st = c
+            .prepare("SELECT message FROM events WHERE kind = ?1 ORDER BY id")
+            .unwrap();
+        st.query_map([kind], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// Number of executions recorded for the fill row with this tx hash.
+    pub fn executions_for(&self, tx: &B256) -> i64 {
+        let c = rusqlite::Connection::open(self.dir.join("journal.db")).unwrap();
+        c.query_row(
+            "SELECT COUNT(*) FROM executions e JOIN fills f ON f.id = e.fill_id WHERE f.tx_hash = ?1",
+            [tx.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+}
+
+/// `wallets.json` with these (address, label, enabled) targets and multiplier sizing.
+pub fn wallets(entries: &[(Address, &str, bool)], multiplier: f64) -> Value {
+    json!({
+        "defaults": {"sizing": {"mode": "multiplier", "multiplier": multiplier}},
+        "wallets": entries.iter().map(|(a, l, e)| json!({"address": a.to_string(), "label": l, "enabled": e})).collect::<Vec<_>>(),
+    })
+}
+
+/// The trade rows with a given status.
+pub fn with_status<'a>(rows: &'a [Value], status: &str) -> Vec<&'a Value> {
+    rows.iter().filter(|r| r["status"] == status).collect()
+}
+
+/// A TCP proxy in front of `target` that can cut every open connection.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let c2 = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                c2.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Self { addr, conns }
+    }
+
+    /// Drops every open connection (the client sees a reset).
+    pub fn cut(&self) -> usize {
+        let mut c = self.conns.lock().unwrap();
+        let n = c.len();
+        for h in c.drain(..) {
+            h.abort();
+        }
+        n
+    }
+}
