@@ -21,8 +21,6 @@ export ANVIL_BIN="${ANVIL_BIN:-$ANVIL}"
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --all-targets --no-fail-fast "$@"
-  # nextest does not run doctests
-  cargo test --doc --quiet
 else
   cargo test --all-targets --no-fail-fast "$@"
 fi

@@ -321,31 +321,16 @@ mod tests {
 
     #[test]
     fn formats_micros_for_people() {
-        for (v, s) in [
-            (12_500_000, "12.5"),
-            (470_000, "0.47"),
-            (0, "0"),
-            (-3_000_000, "-3"),
-            (1, "0.000001"),
-        ] {
+        for (v, s) in [(12_500_000, "12.5"), (470_000, "0.47"), (0, "0"), (-3_000_000, "-3"), (1, "0.000001")] {
             assert_eq!(format_micros(v), s);
         }
     }
 
     #[test]
     fn parses_decimals_exactly() {
-        assert_eq!(
-            decimal_to_micros(Decimal::from_str("0.1").unwrap()),
-            Some(100_000)
-        );
-        assert_eq!(
-            decimal_to_micros(Decimal::from_str("20").unwrap()),
-            Some(20_000_000)
-        );
-        assert_eq!(
-            decimal_to_micros(Decimal::from_str("0.0000001").unwrap()),
-            None
-        );
+        assert_eq!(decimal_to_micros(Decimal::from_str("0.1").unwrap()), Some(100_000));
+        assert_eq!(decimal_to_micros(Decimal::from_str("20").unwrap()), Some(20_000_000));
+        assert_eq!(decimal_to_micros(Decimal::from_str("0.0000001").unwrap()), None);
     }
 
     #[test]

@@ -11,20 +11,17 @@ use tracing_subscriber::EnvFilter;
 fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json { b.json().init() } else { b.init() }
 }
 
 fn main() {
     // A missing .env is normal (systemd passes an EnvironmentFile); a broken one is not silently ignored.
-    if let Err(e) = dotenvy::dotenv() {
-        if !e.not_found() {
-            eprintln!("Error: cannot read .env: {e}");
-            std::process::exit(1);
-        }
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("Error: cannot read .env: {e}");
+        std::process::exit(1);
     }
     let cli = Cli::parse();
     let code = match run(cli) {
@@ -46,14 +43,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Halt { reason } => cli::halt(&g, &reason).map(|()| 0),
         Command::Resume => cli::resume(&g).map(|()| 0),
         Command::Run => {
-            let settings = cli::load_settings(&g).map_err(|p| {
-                anyhow::anyhow!(
-                    "invalid settings:\n{}\n(run `polycopy check-config`)",
-                    render(&p)
-                )
-            })?;
-            let env = Env::from_process()
-                .map_err(|p| anyhow::anyhow!("invalid environment:\n{}", render(&p)))?;
+            let settings = cli::load_settings(&g)
+                .map_err(|p| anyhow::anyhow!("invalid settings:\n{}\n(run `polycopy check-config`)", render(&p)))?;
+            let env = Env::from_process().map_err(|p| anyhow::anyhow!("invalid environment:\n{}", render(&p)))?;
             init_logging(settings.log_format == "json");
             let system = actix_rt::System::new();
             system.block_on(run_daemon(DaemonConfig { settings, env }))?;

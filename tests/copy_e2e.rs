@@ -18,14 +18,7 @@ fn row(rows: &[Value], status: &str) -> Vec<(String, String, String, String, Str
         .iter()
         .map(|r| {
             let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
-            (
-                s("side"),
-                s("token_id"),
-                s("target_shares"),
-                s("target_price"),
-                s("shares"),
-                s("price"),
-            )
+            (s("side"), s("token_id"), s("target_shares"), s("target_price"), s("shares"), s("price"))
         })
         .collect()
 }
@@ -37,19 +30,12 @@ fn row(rows: &[Value], status: &str) -> Vec<(String, String, String, String, Str
 async fn test_copy_when_targets_rest_and_take_then_only_their_own_fills_are_copied() {
     let anvil = Anvil::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(
-        dir.path(),
-        &anvil.http_url(),
-        "",
-        &wallets(&[(A, "whale", true), (B, "off", false)], 0.1),
-    );
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true), (B, "off", false)], 0.1));
     d.start();
     d.wait_live().await;
 
     // 1. V2, A rests: buys 100 of token 1001 for 50 (0.5); the taker was C1.
-    anvil
-        .emit(&Fill::v2(1, A, C1, true, 1001, 100 * ONE, 50 * ONE))
-        .await;
+    anvil.emit(&Fill::v2(1, A, C1, true, 1001, 100 * ONE, 50 * ONE)).await;
     // 2. V2, A takes: buys 50 of 1002 for 30 (0.6) against two resting sellers, in one block:
     //    A's taker event (taker = exchange) plus C1's and C2's maker events that name A as taker.
     anvil
@@ -60,16 +46,10 @@ async fn test_copy_when_targets_rest_and_take_then_only_their_own_fills_are_copi
         ])
         .await;
     // 3. V1, A rests: buys 100 of 1003 for 35 (0.35).
-    anvil
-        .emit(&Fill::v1(5, A, C2, true, 1003, 100 * ONE, 35 * ONE))
-        .await;
+    anvil.emit(&Fill::v1(5, A, C2, true, 1003, 100 * ONE, 35 * ONE)).await;
     // 4. The disabled target and a stranger trade: never copied.
-    anvil
-        .emit(&Fill::v2(6, B, C1, true, 1001, 100 * ONE, 50 * ONE))
-        .await;
-    anvil
-        .emit(&Fill::v1(7, S, C1, true, 1001, 100 * ONE, 50 * ONE))
-        .await;
+    anvil.emit(&Fill::v2(6, B, C1, true, 1001, 100 * ONE, 50 * ONE)).await;
+    anvil.emit(&Fill::v1(7, S, C1, true, 1001, 100 * ONE, 50 * ONE)).await;
     // 5. V1, A takes: sells 50 of 1001 for 30 (0.6); the maker side was C1 buying (names A as taker).
     anvil
         .emit_block(&[
@@ -98,12 +78,7 @@ async fn test_copy_when_targets_rest_and_take_then_only_their_own_fills_are_copi
 
     let st = d.status();
     let positions = st["positions"].as_array().unwrap();
-    let pos = |t: &str| {
-        positions
-            .iter()
-            .find(|p| p["token_id"] == t)
-            .map(|p| p["shares"].as_str().unwrap().to_owned())
-    };
+    let pos = |t: &str| positions.iter().find(|p| p["token_id"] == t).map(|p| p["shares"].as_str().unwrap().to_owned());
     assert_eq!(pos("1001").as_deref(), Some("5"));
     assert_eq!(pos("1002").as_deref(), Some("5"));
     assert_eq!(pos("1003").as_deref(), Some("10"));
@@ -121,28 +96,16 @@ async fn test_sell_when_target_sells_part_of_its_balance_then_we_sell_the_same_f
     let anvil = Anvil::start().await;
     anvil.install_balances().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(
-        dir.path(),
-        &anvil.http_url(),
-        "",
-        &wallets(&[(A, "whale", true)], 0.1),
-    );
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
     d.start();
     d.wait_live().await;
 
     // A buys 100 → we buy 10. On chain A holds 1000 (it had more from elsewhere).
-    anvil
-        .emit(&Fill::v2(1, A, C1, true, 77, 100 * ONE, 40 * ONE))
-        .await;
-    wait_for(20, "the buy", async || {
-        (with_status(&d.trades(), "executed").len() == 1).then_some(())
-    })
-    .await;
+    anvil.emit(&Fill::v2(1, A, C1, true, 77, 100 * ONE, 40 * ONE)).await;
+    wait_for(20, "the buy", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
     anvil.set_balance(A, 77, 1000 * ONE).await;
     // A sells 400 of its 1000 (40%) → we sell 4 of our 10.
-    anvil
-        .emit(&Fill::v2(2, A, C1, false, 77, 400 * ONE, 200 * ONE))
-        .await;
+    anvil.emit(&Fill::v2(2, A, C1, false, 77, 400 * ONE, 200 * ONE)).await;
     let rows = wait_for(20, "the 40% sell", async || {
         let r = d.trades();
         (with_status(&r, "executed").len() == 2).then_some(r)
@@ -152,9 +115,7 @@ async fn test_sell_when_target_sells_part_of_its_balance_then_we_sell_the_same_f
     assert_eq!(rows[1]["shares"], "4");
     // A sells 600 with 600 left (all): we sell our remaining 6, not 60.
     anvil.set_balance(A, 77, 600 * ONE).await;
-    anvil
-        .emit(&Fill::v2(3, A, C1, false, 77, 600 * ONE, 300 * ONE))
-        .await;
+    anvil.emit(&Fill::v2(3, A, C1, false, 77, 600 * ONE, 300 * ONE)).await;
     let rows = wait_for(20, "the full exit", async || {
         let r = d.trades();
         (with_status(&r, "executed").len() == 3).then_some(r)
@@ -163,9 +124,7 @@ async fn test_sell_when_target_sells_part_of_its_balance_then_we_sell_the_same_f
     assert_eq!(rows[2]["shares"], "6");
     // Another sell: we hold nothing.
     anvil.set_balance(A, 77, 50 * ONE).await;
-    anvil
-        .emit(&Fill::v2(4, A, C1, false, 77, 50 * ONE, 25 * ONE))
-        .await;
+    anvil.emit(&Fill::v2(4, A, C1, false, 77, 50 * ONE, 25 * ONE)).await;
     let rows = wait_for(20, "the rejected sell", async || {
         let r = d.trades();
         (r.len() == 4 && r[3]["status"] == "rejected").then_some(r)

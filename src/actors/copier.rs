@@ -56,9 +56,7 @@ pub struct Copier {
 
 impl std::fmt::Debug for Copier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Copier")
-            .field("cfg", &self.cfg)
-            .finish_non_exhaustive()
+        f.debug_struct("Copier").field("cfg", &self.cfg).finish_non_exhaustive()
     }
 }
 
@@ -72,14 +70,7 @@ impl Copier {
         risk: Addr<RiskSupervisor>,
         notifier: Addr<Notifier>,
     ) -> Self {
-        Self {
-            cfg,
-            rpc,
-            store,
-            risk,
-            notifier,
-            block_deltas: HashMap::new(),
-        }
+        Self { cfg, rpc, store, risk, notifier, block_deltas: HashMap::new() }
     }
 }
 
@@ -96,23 +87,14 @@ impl Handler<Copy> for Copier {
         let fill = m.pending.fill.clone();
         let key = (fill.wallet, fill.token_id, fill.block_number);
         let earlier_in_block = self.block_deltas.get(&key).copied().unwrap_or(0);
-        let delta = if fill.side == Side::Buy {
-            fill.shares.0
-        } else {
-            -fill.shares.0
-        };
+        let delta = if fill.side == Side::Buy { fill.shares.0 } else { -fill.shares.0 };
         *self.block_deltas.entry(key).or_insert(0) += delta;
         if self.block_deltas.len() > 10_000 {
             let newest = fill.block_number;
             self.block_deltas.retain(|k, _| k.2 + 16 >= newest);
         }
-        let (cfg, rpc, store, risk, notifier) = (
-            self.cfg,
-            self.rpc.clone(),
-            self.store.clone(),
-            self.risk.clone(),
-            self.notifier.clone(),
-        );
+        let (cfg, rpc, store, risk, notifier) =
+            (self.cfg, self.rpc.clone(), self.store.clone(), self.risk.clone(), self.notifier.clone());
         let work = async move {
             let evaluate = |intent: OrderIntent, recovered: bool| Evaluate {
                 intent,
@@ -123,15 +105,9 @@ impl Handler<Copy> for Copier {
                 recovered,
             };
             if let Some(intent) = m.pending.intent.clone() {
-                return risk
-                    .send(evaluate(intent, true))
-                    .await
-                    .unwrap_or_else(|e| Decision::Failed(e.to_string()));
+                return risk.send(evaluate(intent, true)).await.unwrap_or_else(|e| Decision::Failed(e.to_string()));
             }
-            let our_position = risk
-                .send(GetPosition(fill.token_id))
-                .await
-                .unwrap_or(Shares::ZERO);
+            let our_position = risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO);
             let target_balance_before = if fill.side == Side::Sell {
                 target_balance_before(&cfg, rpc.as_deref(), &store, &fill, earlier_in_block).await
             } else {
@@ -170,9 +146,7 @@ impl Handler<Copy> for Copier {
                         order_type: OrderType::Fak,
                         block_ts: fill.block_ts,
                     };
-                    risk.send(evaluate(intent, false))
-                        .await
-                        .unwrap_or_else(|e| Decision::Failed(e.to_string()))
+                    risk.send(evaluate(intent, false)).await.unwrap_or_else(|e| Decision::Failed(e.to_string()))
                 }
             }
         };
@@ -191,10 +165,7 @@ async fn target_balance_before(
 ) -> Option<Shares> {
     if let Some(rpc) = rpc {
         let at = fill.block_number.saturating_sub(1);
-        match rpc
-            .balance_of(cfg.conditional_tokens, fill.wallet, fill.token_id, at)
-            .await
-        {
+        match rpc.balance_of(cfg.conditional_tokens, fill.wallet, fill.token_id, at).await {
             Ok(b) => {
                 if let Some(v) = u256_to_micros(b) {
                     return Some(Shares((v + earlier_in_block).max(0)));
@@ -204,14 +175,7 @@ async fn target_balance_before(
         }
     }
     // The journal's observed position already includes this fill (a SELL): add it back.
-    let observed = store
-        .send(TargetPosition {
-            wallet: fill.wallet,
-            token: fill.token_id,
-        })
-        .await
-        .ok()?
-        .ok()??;
+    let observed = store.send(TargetPosition { wallet: fill.wallet, token: fill.token_id }).await.ok()?.ok()??;
     Some(Shares(observed.0 + fill.shares.0))
 }
 
@@ -221,8 +185,6 @@ impl Handler<Flush> for Copier {
     /// Replies after every copy queued before it, and the risk supervisor's work, is done.
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
         let risk = self.risk.clone();
-        AtomicResponse::new(Box::pin(
-            async move { risk.send(Flush).await.unwrap_or(()) }.into_actor(self),
-        ))
+        AtomicResponse::new(Box::pin(async move { risk.send(Flush).await.unwrap_or(()) }.into_actor(self)))
     }
 }

@@ -84,11 +84,7 @@ mod tests {
 
     fn intent(side: Side, target: i64, limit: i64) -> OrderIntent {
         OrderIntent {
-            fill_id: FillId {
-                tx_hash: B256::ZERO,
-                order_hash: B256::ZERO,
-                occurrence: 0,
-            },
+            fill_id: FillId { tx_hash: B256::ZERO, order_hash: B256::ZERO, occurrence: 0 },
             fill_row: 1,
             wallet: Address::ZERO,
             token_id: U256::from(1),

@@ -126,11 +126,9 @@ impl Event {
     pub fn text(&self) -> String {
         let fill_ref = |f: &TargetFill| format!("{}:{}", f.id.tx_hash, f.log_index);
         match self {
-            Self::Started {
-                mode,
-                targets,
-                version,
-            } => format!("polycopy {version} started in {mode} mode, {targets} targets"),
+            Self::Started { mode, targets, version } => {
+                format!("polycopy {version} started in {mode} mode, {targets} targets")
+            }
             Self::Stopped { reason } => format!("polycopy stopped: {reason}"),
             Self::FillDetected { fill, label } => format!(
                 "{label} {} {} shares of {} at {} ({})",
@@ -140,22 +138,10 @@ impl Event {
                 fill.price,
                 fill_ref(fill)
             ),
-            Self::Rejected {
-                fill,
-                label,
-                reason,
-            } => {
-                format!(
-                    "not copied: {label} {} {} at {}: {reason}",
-                    fill.side, fill.shares, fill.price
-                )
+            Self::Rejected { fill, label, reason } => {
+                format!("not copied: {label} {} {} at {}: {reason}", fill.side, fill.shares, fill.price)
             }
-            Self::Executed {
-                fill,
-                label,
-                exec,
-                latency_ms,
-            } => format!(
+            Self::Executed { fill, label, exec, latency_ms } => format!(
                 "copied {label}: {} {} shares of {} at {} = {} USDC (target {} at {}, {latency_ms} ms after the block)",
                 exec.side,
                 exec.shares,
@@ -171,11 +157,7 @@ impl Event {
             Self::BreakerReset { was, by } => {
                 format!("breaker reset by {by} (was {}: {})", was.code, was.reason)
             }
-            Self::WalletsReloaded {
-                added,
-                removed,
-                changed,
-            } => format!(
+            Self::WalletsReloaded { added, removed, changed } => format!(
                 "wallets reloaded: added [{}], removed [{}], changed [{}]",
                 added.join(", "),
                 removed.join(", "),
@@ -183,19 +165,10 @@ impl Event {
             ),
             Self::WalletsRejected(p) => format!(
                 "wallets.json rejected, the last good targets keep running: {}",
-                p.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
             ),
-            Self::Reorg {
-                depth,
-                ancestor,
-                suspects,
-            } => {
-                format!(
-                    "reorg of {depth} blocks back to {ancestor}; {suspects} journaled fills being re-checked"
-                )
+            Self::Reorg { depth, ancestor, suspects } => {
+                format!("reorg of {depth} blocks back to {ancestor}; {suspects} journaled fills being re-checked")
             }
             Self::Withdrawn { fill } => format!(
                 "fill {} of {} left the chain before we acted: not copied",
@@ -215,11 +188,7 @@ impl Event {
 /// Shortens a long decimal token id for a person: `1234…5678`.
 #[must_use]
 pub fn short_token(t: &str) -> String {
-    if t.len() > 12 {
-        format!("{}…{}", &t[..4], &t[t.len() - 4..])
-    } else {
-        t.to_owned()
-    }
+    if t.len() > 12 { format!("{}…{}", &t[..4], &t[t.len() - 4..]) } else { t.to_owned() }
 }
 
 /// Logs and journals every event.
@@ -260,10 +229,7 @@ impl Handler<Event> for Notifier {
         }
         // Detected fills are already in the journal's fills table; no need to log them twice.
         if !matches!(ev, Event::FillDetected { .. }) {
-            self.store.do_send(AddEvent {
-                kind,
-                message: text,
-            });
+            self.store.do_send(AddEvent { kind, message: text });
         }
     }
 }

@@ -8,17 +8,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message,
-    MessageResult, Recipient, WrapFuture,
+    Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message, MessageResult, Recipient,
+    WrapFuture,
 };
 use alloy::primitives::Address;
 use tracing::error;
 
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::{Event, Notifier};
-use crate::actors::store::{
-    GetBreaker, RecordExecution, RecordIntent, RecordRejection, SetBreaker, StoreActor,
-};
+use crate::actors::store::{GetBreaker, RecordExecution, RecordIntent, RecordRejection, SetBreaker, StoreActor};
 use crate::domain::{Execution, OrderIntent, Shares, TargetFill, TokenId, Usdc};
 use crate::risk::book::position_after;
 use crate::risk::{Book, Breaker, BreakerState, DenyReason, Limits, WalletActivity, check_intent};
@@ -151,8 +149,7 @@ impl RiskSupervisor {
             stop_file,
             poll,
             // Test-only fault injection: die right after an intent is journaled.
-            abort_after_intent: std::env::var("POLYCOPY_FAULT")
-                .is_ok_and(|v| v == "abort_after_intent"),
+            abort_after_intent: std::env::var("POLYCOPY_FAULT").is_ok_and(|v| v == "abort_after_intent"),
         }
     }
 
@@ -160,8 +157,7 @@ impl RiskSupervisor {
         if self.breaker.trip(code, reason, by, now_ms()) {
             self.breaker_epoch += 1;
             self.store.do_send(SetBreaker(self.breaker.state.clone()));
-            self.notifier
-                .do_send(Event::BreakerTripped(self.breaker.state.clone()));
+            self.notifier.do_send(Event::BreakerTripped(self.breaker.state.clone()));
         }
     }
 
@@ -169,20 +165,11 @@ impl RiskSupervisor {
         if let Some(was) = self.breaker.reset(by, now_ms()) {
             self.breaker_epoch += 1;
             self.store.do_send(SetBreaker(self.breaker.state.clone()));
-            self.notifier.do_send(Event::BreakerReset {
-                was,
-                by: by.to_owned(),
-            });
+            self.notifier.do_send(Event::BreakerReset { was, by: by.to_owned() });
         }
     }
 
-    fn activity(
-        &mut self,
-        wallet: &Address,
-        now: i64,
-        own_max: Option<u32>,
-        gap: Option<u64>,
-    ) -> WalletActivity {
+    fn activity(&mut self, wallet: &Address, now: i64, own_max: Option<u32>, gap: Option<u64>) -> WalletActivity {
         let q = self.copies.entry(*wallet).or_default();
         while q.front().is_some_and(|t| *t <= now - HOUR_MS) {
             q.pop_front();
@@ -196,52 +183,36 @@ impl RiskSupervisor {
     }
 
     fn reject(&self, m: &Evaluate, reason: DenyReason) -> Decision {
-        self.store.do_send(RecordRejection {
-            row: m.intent.fill_row,
-            code: reason.code(),
-            detail: reason.to_string(),
-        });
-        self.notifier.do_send(Event::Rejected {
-            fill: m.fill.clone(),
-            label: m.label.clone(),
-            reason: reason.clone(),
-        });
+        self.store.do_send(RecordRejection { row: m.intent.fill_row, code: reason.code(), detail: reason.to_string() });
+        self.notifier.do_send(Event::Rejected { fill: m.fill.clone(), label: m.label.clone(), reason: reason.clone() });
         Decision::Rejected(reason)
     }
 
     /// Reads the journal's breaker (CLI halt/resume) and the stop file.
     fn poll_breaker(&mut self, ctx: &mut Context<Self>) {
         if self.breaker.is_active() && self.stop_file.exists() {
-            let reason = format!(
-                "emergency stop file {} is present",
-                self.stop_file.display()
-            );
+            let reason = format!("emergency stop file {} is present", self.stop_file.display());
             self.trip("emergency_stop", &reason, "stop-file");
         }
         let epoch = self.breaker_epoch;
-        ctx.spawn(
-            self.store
-                .send(GetBreaker)
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    let Ok(Ok(db)) = res else { return };
-                    let mem = &act.breaker.state;
-                    if act.breaker_epoch != epoch || db == *mem || db.since_ms < mem.since_ms {
-                        return;
-                    }
-                    act.breaker_epoch += 1;
-                    if db.tripped {
-                        act.breaker.state = db.clone();
-                        act.notifier.do_send(Event::BreakerTripped(db));
-                    } else {
-                        let was = std::mem::replace(&mut act.breaker.state, db.clone());
-                        act.breaker.consecutive_errors = 0;
-                        if was.tripped {
-                            act.notifier.do_send(Event::BreakerReset { was, by: db.by });
-                        }
-                    }
-                }),
-        );
+        ctx.spawn(self.store.send(GetBreaker).into_actor(self).map(move |res, act, _| {
+            let Ok(Ok(db)) = res else { return };
+            let mem = &act.breaker.state;
+            if act.breaker_epoch != epoch || db == *mem || db.since_ms < mem.since_ms {
+                return;
+            }
+            act.breaker_epoch += 1;
+            if db.tripped {
+                act.breaker.state = db.clone();
+                act.notifier.do_send(Event::BreakerTripped(db));
+            } else {
+                let was = std::mem::replace(&mut act.breaker.state, db.clone());
+                act.breaker.consecutive_errors = 0;
+                if was.tripped {
+                    act.notifier.do_send(Event::BreakerReset { was, by: db.by });
+                }
+            }
+        }));
     }
 }
 
@@ -276,36 +247,18 @@ impl Handler<Evaluate> for RiskSupervisor {
         if !self.breaker.is_active() {
             let d = self.reject(
                 &m,
-                DenyReason::Halted {
-                    reason: format!("{}: {}", self.breaker.state.code, self.breaker.state.reason),
-                },
+                DenyReason::Halted { reason: format!("{}: {}", self.breaker.state.code, self.breaker.state.reason) },
             );
             return AtomicResponse::new(Box::pin(actix::fut::ready(d)));
         }
         if !m.recovered {
-            let activity = self.activity(
-                &m.intent.wallet,
-                now,
-                m.max_trades_per_hour,
-                m.min_trade_interval_s,
-            );
-            if let Err(r) = check_intent(
-                &m.intent,
-                &self.limits,
-                &self.book,
-                self.realized_today,
-                &activity,
-                now,
-            ) {
+            let activity = self.activity(&m.intent.wallet, now, m.max_trades_per_hour, m.min_trade_interval_s);
+            if let Err(r) = check_intent(&m.intent, &self.limits, &self.book, self.realized_today, &activity, now) {
                 let d = self.reject(&m, r);
                 return AtomicResponse::new(Box::pin(actix::fut::ready(d)));
             }
         }
-        let (store, executor, abort) = (
-            self.store.clone(),
-            self.executor.clone(),
-            self.abort_after_intent,
-        );
+        let (store, executor, abort) = (self.store.clone(), self.executor.clone(), self.abort_after_intent);
         let pos = self.book.position(&m.intent.token_id);
         let intent = m.intent.clone();
         let wallet = m.intent.wallet;
@@ -322,90 +275,58 @@ impl Handler<Evaluate> for RiskSupervisor {
                     std::process::abort();
                 }
             }
-            let exec = match executor
-                .send(Execute {
-                    intent,
-                    at_ms: now_ms(),
-                })
-                .await
-            {
+            let exec = match executor.send(Execute { intent, at_ms: now_ms() }).await {
                 Ok(Ok(e)) => e,
                 Ok(Err(e)) => return (m, Step::ExecFailed(e)),
                 Err(e) => return (m, Step::ExecFailed(ExecError::Rejected(e.to_string()))),
             };
             let (position, realized) = position_after(pos, &exec);
-            match store
-                .send(RecordExecution {
-                    exec: exec.clone(),
-                    wallet,
-                    position,
-                    realized,
-                })
-                .await
-            {
+            match store.send(RecordExecution { exec: exec.clone(), wallet, position, realized }).await {
                 Ok(Ok(fresh)) => (m, Step::Done(exec, fresh)),
                 Ok(Err(e)) => (m, Step::DbError(e.to_string())),
                 Err(e) => (m, Step::DbError(e.to_string())),
             }
         };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(
-            |(m, step), act, _| match step {
-                Step::Done(exec, fresh) => {
-                    if !fresh {
-                        return Decision::Skipped;
-                    }
-                    let realized = act.book.apply(&exec);
-                    act.realized_today = Usdc(act.realized_today.0 + realized.0);
-                    act.copies
-                        .entry(m.intent.wallet)
-                        .or_default()
-                        .push_back(exec.at_ms);
-                    act.breaker.record_success();
-                    let latency_ms =
-                        exec.at_ms - i64::try_from(m.fill.block_ts).unwrap_or(0) * 1000;
-                    act.notifier.do_send(Event::Executed {
-                        fill: m.fill,
-                        label: m.label,
-                        exec: exec.clone(),
-                        latency_ms,
-                    });
-                    if act.realized_today.0 <= -act.limits.daily_loss_limit_usdc.0 {
-                        let reason = format!(
-                            "realized P&L today {} reached the limit -{}",
-                            act.realized_today, act.limits.daily_loss_limit_usdc
-                        );
-                        act.trip("daily_loss_limit", &reason, "daemon");
-                    }
-                    Decision::Executed(exec)
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|(m, step), act, _| match step {
+            Step::Done(exec, fresh) => {
+                if !fresh {
+                    return Decision::Skipped;
                 }
-                Step::Skipped => Decision::Skipped,
-                Step::DbError(e) => {
-                    act.trip(
-                        "database_error",
-                        &format!("journal write failed: {e}"),
-                        "daemon",
+                let realized = act.book.apply(&exec);
+                act.realized_today = Usdc(act.realized_today.0 + realized.0);
+                act.copies.entry(m.intent.wallet).or_default().push_back(exec.at_ms);
+                act.breaker.record_success();
+                let latency_ms = exec.at_ms - i64::try_from(m.fill.block_ts).unwrap_or(0) * 1000;
+                act.notifier.do_send(Event::Executed { fill: m.fill, label: m.label, exec: exec.clone(), latency_ms });
+                if act.realized_today.0 <= -act.limits.daily_loss_limit_usdc.0 {
+                    let reason = format!(
+                        "realized P&L today {} reached the limit -{}",
+                        act.realized_today, act.limits.daily_loss_limit_usdc
                     );
-                    Decision::Failed(e)
+                    act.trip("daily_loss_limit", &reason, "daemon");
                 }
-                Step::ExecFailed(e) => {
-                    if act.breaker.record_error(now_ms()) {
-                        act.breaker_epoch += 1;
-                        act.store.do_send(SetBreaker(act.breaker.state.clone()));
-                        act.notifier
-                            .do_send(Event::BreakerTripped(act.breaker.state.clone()));
-                    }
-                    act.store.do_send(RecordRejection {
-                        row: m.intent.fill_row,
-                        code: "execution_error",
-                        detail: e.to_string(),
-                    });
-                    act.notifier.do_send(Event::Error {
-                        message: format!("execution failed for {}: {e}", m.label),
-                    });
-                    Decision::Failed(e.to_string())
+                Decision::Executed(exec)
+            }
+            Step::Skipped => Decision::Skipped,
+            Step::DbError(e) => {
+                act.trip("database_error", &format!("journal write failed: {e}"), "daemon");
+                Decision::Failed(e)
+            }
+            Step::ExecFailed(e) => {
+                if act.breaker.record_error(now_ms()) {
+                    act.breaker_epoch += 1;
+                    act.store.do_send(SetBreaker(act.breaker.state.clone()));
+                    act.notifier.do_send(Event::BreakerTripped(act.breaker.state.clone()));
                 }
-            },
-        )))
+                act.store.do_send(RecordRejection {
+                    row: m.intent.fill_row,
+                    code: "execution_error",
+                    detail: e.to_string(),
+                });
+                act.notifier.do_send(Event::Error { message: format!("execution failed for {}: {e}", m.label) });
+                Decision::Failed(e.to_string())
+            }
+        })))
     }
 }
 
@@ -423,11 +344,7 @@ impl Handler<SetTrading> for RiskSupervisor {
 
     /// Halts or resumes.
     fn handle(&mut self, m: SetTrading, _: &mut Context<Self>) {
-        if m.halt {
-            self.trip("manual", &m.reason, &m.by)
-        } else {
-            self.reset(&m.by)
-        }
+        if m.halt { self.trip("manual", &m.reason, &m.by) } else { self.reset(&m.by) }
     }
 }
 

@@ -57,10 +57,8 @@ fn mailbox(e: actix::MailboxError) -> DaemonError {
 /// When it cannot start: journal, wallets.json.
 pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let s = &cfg.settings;
-    let wallets = Wallets::load(&s.wallets_path).map_err(|p| DaemonError::Wallets {
-        file: s.wallets_path.display().to_string(),
-        problems: render(&p),
-    })?;
+    let wallets = Wallets::load(&s.wallets_path)
+        .map_err(|p| DaemonError::Wallets { file: s.wallets_path.display().to_string(), problems: render(&p) })?;
     let store = Store::open(&s.db_path)?;
     let now = now_ms();
     let state = RiskState {
@@ -75,12 +73,10 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let store: Addr<StoreActor> = SyncArbiter::start(1, move || {
         let taken = cell.lock().ok().and_then(|mut c| c.take());
         // A restarted store actor reopens the file; failing that, nothing can be journaled: stop.
-        let store = taken
-            .map_or_else(|| Store::open(&db_path), Ok)
-            .unwrap_or_else(|e| {
-                tracing::error!(cause = %e, "cannot reopen the journal; exiting");
-                std::process::exit(70)
-            });
+        let store = taken.map_or_else(|| Store::open(&db_path), Ok).unwrap_or_else(|e| {
+            tracing::error!(cause = %e, "cannot reopen the journal; exiting");
+            std::process::exit(70)
+        });
         StoreActor::new(store)
     });
     let notifier = Notifier::new(store.clone()).start();
@@ -107,10 +103,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         failover_after: s.chain.failover_after_errors,
     };
     // Balance reads go over HTTP (lazy: no connection is made until the first call).
-    let mut balance_rpc = Rpc::new(RpcConfig {
-        ws_url: None,
-        ..rpc_cfg.clone()
-    });
+    let mut balance_rpc = Rpc::new(RpcConfig { ws_url: None, ..rpc_cfg.clone() });
     let balance_rpc = match balance_rpc.connect().await {
         Ok(()) => Some(Arc::new(balance_rpc)),
         Err(e) => {
@@ -123,22 +116,10 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         min_order_usdc: s.copy.min_order_usdc,
         conditional_tokens: s.chain.conditional_tokens,
     };
-    let copier = Copier::new(
-        copier_cfg,
-        balance_rpc,
-        store.clone(),
-        risk.clone(),
-        notifier.clone(),
-    )
-    .start();
+    let copier = Copier::new(copier_cfg, balance_rpc, store.clone(), risk.clone(), notifier.clone()).start();
     let (targets_tx, targets_rx) = watch::channel(Vec::new());
-    let mut registry = Registry::new(
-        s.wallets_path.clone(),
-        copier.clone(),
-        notifier.clone(),
-        store.clone(),
-        targets_tx,
-    );
+    let mut registry =
+        Registry::new(s.wallets_path.clone(), copier.clone(), notifier.clone(), store.clone(), targets_tx);
     registry.apply(&wallets);
     let n_targets = wallets.enabled().count();
     let registry = registry.start();
@@ -146,10 +127,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     // Finish what a crash interrupted before anything new comes in.
     let unfinished = store.send(Unfinished).await.map_err(mailbox)??;
     if !unfinished.is_empty() {
-        info!(
-            count = unfinished.len(),
-            "recovering fills journaled before the last stop"
-        );
+        info!(count = unfinished.len(), "recovering fills journaled before the last stop");
         registry.do_send(NewFills(unfinished));
     }
 
@@ -175,17 +153,9 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let feed_task = actix::spawn(feed.run(shutdown_rx));
     let _file_watcher = watch_wallets_file(&s.wallets_path, registry.clone());
 
-    let mode = if cfg.env.paper_trading {
-        "PAPER"
-    } else {
-        "LIVE"
-    };
+    let mode = if cfg.env.paper_trading { "PAPER" } else { "LIVE" };
     info!(mode, targets = n_targets, db = %s.db_path.display(), rpc = ?cfg.env.rpc_urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>(), "polycopy started");
-    notifier.do_send(Event::Started {
-        mode,
-        targets: n_targets,
-        version: env!("CARGO_PKG_VERSION"),
-    });
+    notifier.do_send(Event::Started { mode, targets: n_targets, version: env!("CARGO_PKG_VERSION") });
     tokio::select! {
         st = status_rx.wait_for(|st| st.live) => {
             if let Ok(st) = st {
@@ -210,21 +180,13 @@ async fn shutdown(
     notifier: &Addr<Notifier>,
     store: &Addr<StoreActor>,
 ) {
-    info!(
-        reason,
-        "shutting down: no new fills; letting in-flight copies finish"
-    );
+    info!(reason, "shutting down: no new fills; letting in-flight copies finish");
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), feed_task).await;
-    if tokio::time::timeout(Duration::from_secs(5), copier.send(Flush))
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(5), copier.send(Flush)).await.is_err() {
         warn!("in-flight copies did not finish within 5 s; they are resolved at the next start");
     }
-    notifier.do_send(Event::Stopped {
-        reason: reason.to_owned(),
-    });
+    notifier.do_send(Event::Stopped { reason: reason.to_owned() });
     // The store handles messages in order: this reply means everything before it is written.
     let _ = store.send(GetCheckpoint).await;
     info!("stopped");
@@ -233,11 +195,9 @@ async fn shutdown(
 /// Waits for SIGINT/SIGTERM (returning which), reloading wallets.json on every SIGHUP meanwhile.
 async fn wait_for_signal(registry: &Addr<Registry>) -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
         warn!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
@@ -255,29 +215,18 @@ async fn wait_for_signal(registry: &Addr<Registry>) -> &'static str {
 
 /// Watches the directory holding wallets.json (editors replace files by renaming) and asks for a
 /// reload when the file changes. The watcher lives as long as the returned value.
-fn watch_wallets_file(
-    path: &std::path::Path,
-    registry: Addr<Registry>,
-) -> Option<notify::RecommendedWatcher> {
+fn watch_wallets_file(path: &std::path::Path, registry: Addr<Registry>) -> Option<notify::RecommendedWatcher> {
     use notify::{EventKind, RecursiveMode, Watcher};
     let file_name = path.file_name()?.to_owned();
-    let dir: PathBuf = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), PathBuf::from);
-    let last = Arc::new(Mutex::new(
-        std::time::Instant::now() - Duration::from_secs(1),
-    ));
+    let dir: PathBuf =
+        path.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let last = Arc::new(Mutex::new(std::time::Instant::now() - Duration::from_secs(1)));
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
         if !matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(_)) {
             return;
         }
-        if !ev
-            .paths
-            .iter()
-            .any(|p| p.file_name() == Some(file_name.as_os_str()))
-        {
+        if !ev.paths.iter().any(|p| p.file_name() == Some(file_name.as_os_str())) {
             return;
         }
         // Editors write in several steps: let them finish, then read once.
@@ -287,10 +236,7 @@ fn watch_wallets_file(
         let (last, registry) = (last.clone(), registry.clone());
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(150));
-            if last
-                .lock()
-                .is_ok_and(|l| l.elapsed() >= Duration::from_millis(140))
-            {
+            if last.lock().is_ok_and(|l| l.elapsed() >= Duration::from_millis(140)) {
                 registry.do_send(Reload);
             }
         });

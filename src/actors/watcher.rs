@@ -62,16 +62,9 @@ impl Handler<WatchedFill> for WalletWatcher {
     fn handle(&mut self, WatchedFill(p): WatchedFill, _: &mut Context<Self>) {
         self.fills_seen += 1;
         if p.intent.is_none() {
-            self.notifier.do_send(Event::FillDetected {
-                fill: p.fill.clone(),
-                label: self.target.label.clone(),
-            });
+            self.notifier.do_send(Event::FillDetected { fill: p.fill.clone(), label: self.target.label.clone() });
         }
-        self.copier.do_send(Copy {
-            pending: p,
-            label: self.target.label.clone(),
-            rules: self.target.rules.clone(),
-        });
+        self.copier.do_send(Copy { pending: p, label: self.target.label.clone(), rules: self.target.rules.clone() });
     }
 }
 
@@ -119,14 +112,7 @@ impl Registry {
         store: Addr<StoreActor>,
         targets_tx: watch::Sender<Vec<Address>>,
     ) -> Self {
-        Self {
-            path,
-            watchers: HashMap::new(),
-            copier,
-            notifier,
-            store,
-            targets_tx,
-        }
+        Self { path, watchers: HashMap::new(), copier, notifier, store, targets_tx }
     }
 
     /// Applies a validated target list: starts, stops and reconfigures watchers. Returns the names of
@@ -184,16 +170,8 @@ impl Handler<NewFills> for Registry {
                 Some((_, w)) => w.do_send(WatchedFill(p)),
                 None => {
                     let reason = DenyReason::WalletInactive;
-                    self.store.do_send(RecordRejection {
-                        row: p.row,
-                        code: reason.code(),
-                        detail: reason.to_string(),
-                    });
-                    self.notifier.do_send(Event::Rejected {
-                        label: addr_lower(&p.fill.wallet),
-                        fill: p.fill,
-                        reason,
-                    });
+                    self.store.do_send(RecordRejection { row: p.row, code: reason.code(), detail: reason.to_string() });
+                    self.notifier.do_send(Event::Rejected { label: addr_lower(&p.fill.wallet), fill: p.fill, reason });
                 }
             }
         }
@@ -212,11 +190,7 @@ impl Handler<Reload> for Registry {
                 if added.is_empty() && removed.is_empty() && changed.is_empty() {
                     info!("wallets.json reloaded: no change");
                 } else {
-                    self.notifier.do_send(Event::WalletsReloaded {
-                        added,
-                        removed,
-                        changed,
-                    });
+                    self.notifier.do_send(Event::WalletsReloaded { added, removed, changed });
                 }
             }
         }

@@ -4,16 +4,12 @@
 
 use alloy::primitives::{Address, B256, U256, b256};
 
-use crate::domain::{
-    ExchangeVersion, FillId, Price, Role, Shares, Side, TargetFill, TokenId, Usdc, u256_to_micros,
-};
+use crate::domain::{ExchangeVersion, FillId, Price, Role, Shares, Side, TargetFill, TokenId, Usdc, u256_to_micros};
 
 /// topic0 of the V1 `OrderFilled` event.
-pub const ORDER_FILLED_V1: B256 =
-    b256!("d0a08e8c493f9c94f29311604c9de1b4e8c8d4c06bd0c789af57f2d65bfec0f6");
+pub const ORDER_FILLED_V1: B256 = b256!("d0a08e8c493f9c94f29311604c9de1b4e8c8d4c06bd0c789af57f2d65bfec0f6");
 /// topic0 of the V2/V3 `OrderFilled` event.
-pub const ORDER_FILLED_V2: B256 =
-    b256!("d543adfd945773f1a62f74f0ee55a5e3b9b1a28262980ba90b1a89f2ea84d8ee");
+pub const ORDER_FILLED_V2: B256 = b256!("d543adfd945773f1a62f74f0ee55a5e3b9b1a28262980ba90b1a89f2ea84d8ee");
 
 /// Why a log could not be turned into a fill.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,10 +98,7 @@ pub fn decode_order_filled(log: &RawLog<'_>) -> Result<TargetFill, DecodeError> 
         t => return Err(DecodeError::UnknownEvent(t)),
     };
     if log.data.len() != words * 32 {
-        return Err(DecodeError::DataLength {
-            expected: words,
-            got: log.data.len(),
-        });
+        return Err(DecodeError::DataLength { expected: words, got: log.data.len() });
     }
     let order_hash = log.topics[1];
     let maker = topic_address(&log.topics[2]);
@@ -143,17 +136,9 @@ pub fn decode_order_filled(log: &RawLog<'_>) -> Result<TargetFill, DecodeError> 
     let price = i64::try_from(i128::from(usdc) * 1_000_000 / i128::from(shares))
         .map_err(|_| DecodeError::Amount(U256::from(usdc.unsigned_abs())))?;
     Ok(TargetFill {
-        id: FillId {
-            tx_hash: log.tx_hash,
-            order_hash,
-            occurrence: 0,
-        },
+        id: FillId { tx_hash: log.tx_hash, order_hash, occurrence: 0 },
         wallet: maker,
-        role: if taker == log.address {
-            Role::Taker
-        } else {
-            Role::Maker
-        },
+        role: if taker == log.address { Role::Taker } else { Role::Maker },
         side,
         token_id,
         shares: Shares(shares),
@@ -190,10 +175,7 @@ mod tests {
     const OTHER: Address = address!("2222222222222222222222222222222222222222");
 
     fn data(words: &[u64]) -> Vec<u8> {
-        words
-            .iter()
-            .flat_map(|w| U256::from(*w).to_be_bytes::<32>())
-            .collect()
+        words.iter().flat_map(|w| U256::from(*w).to_be_bytes::<32>()).collect()
     }
 
     fn raw<'a>(topics: &'a [B256], data: &'a [u8]) -> RawLog<'a> {
@@ -263,12 +245,7 @@ mod tests {
             ),
         ];
         for (t0, words, taker, side, token, shares, usdc, price, role) in cases {
-            let topics = [
-                t0,
-                B256::repeat_byte(1),
-                address_topic(&TARGET),
-                address_topic(&taker),
-            ];
+            let topics = [t0, B256::repeat_byte(1), address_topic(&TARGET), address_topic(&taker)];
             let d = data(&words);
             let f = decode_order_filled(&raw(&topics, &d)).unwrap();
             assert_eq!(f.wallet, TARGET);
@@ -283,67 +260,31 @@ mod tests {
 
     #[test]
     fn rejects_malformed_logs() {
-        let topics = [
-            ORDER_FILLED_V2,
-            B256::ZERO,
-            address_topic(&TARGET),
-            address_topic(&OTHER),
-        ];
+        let topics = [ORDER_FILLED_V2, B256::ZERO, address_topic(&TARGET), address_topic(&OTHER)];
         let short = data(&[0, 1, 2]);
-        assert!(matches!(
-            decode_order_filled(&raw(&topics, &short)),
-            Err(DecodeError::DataLength { .. })
-        ));
+        assert!(matches!(decode_order_filled(&raw(&topics, &short)), Err(DecodeError::DataLength { .. })));
         let bad_side = data(&[2, 1, 1, 1, 0, 0, 0]);
-        assert!(matches!(
-            decode_order_filled(&raw(&topics, &bad_side)),
-            Err(DecodeError::Side(_))
-        ));
+        assert!(matches!(decode_order_filled(&raw(&topics, &bad_side)), Err(DecodeError::Side(_))));
         let zero = data(&[0, 1, 1, 0, 0, 0, 0]);
-        assert_eq!(
-            decode_order_filled(&raw(&topics, &zero)),
-            Err(DecodeError::ZeroShares)
-        );
-        let v1 = [
-            ORDER_FILLED_V1,
-            B256::ZERO,
-            address_topic(&TARGET),
-            address_topic(&OTHER),
-        ];
+        assert_eq!(decode_order_filled(&raw(&topics, &zero)), Err(DecodeError::ZeroShares));
+        let v1 = [ORDER_FILLED_V1, B256::ZERO, address_topic(&TARGET), address_topic(&OTHER)];
         let no_collateral = data(&[5, 6, 1, 1, 0]);
-        assert!(matches!(
-            decode_order_filled(&raw(&v1, &no_collateral)),
-            Err(DecodeError::NoCollateral(..))
-        ));
+        assert!(matches!(decode_order_filled(&raw(&v1, &no_collateral)), Err(DecodeError::NoCollateral(..))));
         let mut huge = data(&[0, 1, 0, 1, 0, 0, 0]);
         huge[64] = 0xff;
-        assert!(matches!(
-            decode_order_filled(&raw(&topics, &huge)),
-            Err(DecodeError::Amount(_))
-        ));
+        assert!(matches!(decode_order_filled(&raw(&topics, &huge)), Err(DecodeError::Amount(_))));
         let other = [B256::ZERO, B256::ZERO, B256::ZERO, B256::ZERO];
-        assert!(matches!(
-            decode_order_filled(&raw(&other, &short)),
-            Err(DecodeError::UnknownEvent(_))
-        ));
+        assert!(matches!(decode_order_filled(&raw(&other, &short)), Err(DecodeError::UnknownEvent(_))));
     }
 
     #[test]
     fn numbers_repeated_orders_in_one_transaction() {
-        let topics = [
-            ORDER_FILLED_V2,
-            B256::repeat_byte(1),
-            address_topic(&TARGET),
-            address_topic(&OTHER),
-        ];
+        let topics = [ORDER_FILLED_V2, B256::repeat_byte(1), address_topic(&TARGET), address_topic(&OTHER)];
         let d = data(&[0, 77, 1_000_000, 2_000_000, 0, 0, 0]);
         let f = decode_order_filled(&raw(&topics, &d)).unwrap();
         let mut fills = vec![f.clone(), f.clone(), f];
         fills[2].id.order_hash = B256::repeat_byte(2);
         assign_occurrences(&mut fills);
-        assert_eq!(
-            fills.iter().map(|f| f.id.occurrence).collect::<Vec<_>>(),
-            vec![0, 1, 0]
-        );
+        assert_eq!(fills.iter().map(|f| f.id.occurrence).collect::<Vec<_>>(), vec![0, 1, 0]);
     }
 }

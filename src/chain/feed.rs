@@ -19,8 +19,7 @@ use crate::actors::notifier::{Event, Notifier};
 use crate::actors::store::{self as store_msgs, StoreActor};
 use crate::actors::watcher::NewFills;
 use crate::chain::events::{
-    ORDER_FILLED_V1, ORDER_FILLED_V2, RawLog, address_topic, assign_occurrences,
-    decode_order_filled,
+    ORDER_FILLED_V1, ORDER_FILLED_V2, RawLog, address_topic, assign_occurrences, decode_order_filled,
 };
 use crate::chain::rpc::{BlockRef, ChainError, Rpc};
 use crate::domain::TargetFill;
@@ -85,11 +84,7 @@ where
     T: Send + 'static,
     StoreActor: actix::Handler<M>,
 {
-    store
-        .send(msg)
-        .await
-        .map_err(|e| ChainError::Mailbox(e.to_string()))?
-        .map_err(ChainError::from)
+    store.send(msg).await.map_err(|e| ChainError::Mailbox(e.to_string()))?.map_err(ChainError::from)
 }
 
 impl ChainFeed {
@@ -104,16 +99,7 @@ impl ChainFeed {
         targets: watch::Receiver<Vec<Address>>,
         status: watch::Sender<FeedStatus>,
     ) -> Self {
-        Self {
-            cfg,
-            rpc,
-            store,
-            sink,
-            notifier,
-            targets,
-            status,
-            checkpoint: None,
-        }
+        Self { cfg, rpc, store, sink, notifier, targets, status, checkpoint: None }
     }
 
     /// Runs until `shutdown` turns true: connect, sync, wait for the next head, repeat; on errors
@@ -125,9 +111,8 @@ impl ChainFeed {
                 if let Err(e) = self.rpc.connect().await {
                     warn!(endpoint = %self.rpc.endpoint(), cause = %e, "cannot connect to the chain");
                     if self.rpc.fail() {
-                        self.notifier.do_send(Event::Error {
-                            message: format!("failing over to {}", self.rpc.endpoint()),
-                        });
+                        self.notifier
+                            .do_send(Event::Error { message: format!("failing over to {}", self.rpc.endpoint()) });
                     }
                     if sleep_or_shutdown(backoff, &mut shutdown).await {
                         break;
@@ -136,8 +121,7 @@ impl ChainFeed {
                     continue;
                 }
                 info!(endpoint = %self.rpc.endpoint(), ws = self.rpc.is_ws(), "connected to the chain");
-                self.status
-                    .send_modify(|s| s.reconnects = self.rpc.connects.saturating_sub(1));
+                self.status.send_modify(|s| s.reconnects = self.rpc.connects.saturating_sub(1));
             }
             let mut heads = if self.rpc.is_ws() {
                 match self.rpc.subscribe_heads().await {
@@ -165,10 +149,7 @@ impl ChainFeed {
                         warn!(endpoint = %self.rpc.endpoint(), cause = %e, "chain sync failed; reconnecting");
                         if self.rpc.fail() {
                             self.notifier.do_send(Event::Error {
-                                message: format!(
-                                    "chain endpoint failing; now using {}",
-                                    self.rpc.endpoint()
-                                ),
+                                message: format!("chain endpoint failing; now using {}", self.rpc.endpoint()),
                             });
                         }
                         if sleep_or_shutdown(backoff, &mut shutdown).await {
@@ -214,43 +195,21 @@ impl ChainFeed {
                 // A reorg below us since the check: the next round finds the ancestor.
                 return Err(ChainError::ChainMoved { from, to });
             }
-            let end = if to == from {
-                first
-            } else {
-                self.rpc.block_required(to).await?
-            };
+            let end = if to == from { first } else { self.rpc.block_required(to).await? };
             let logs = self.read_logs(from, to).await?;
             let fills = self.decode(&logs, from, to).await?;
             let end_after = self.rpc.block_required(to).await?;
             if end_after.hash != end.hash {
                 return Err(ChainError::ChainMoved { from, to });
             }
-            let blocks: Vec<(u64, B256)> = fills
-                .iter()
-                .map(|f| (f.block_number, f.block_hash))
-                .collect::<BTreeMap<_, _>>()
-                .into_iter()
-                .collect();
+            let blocks: Vec<(u64, B256)> =
+                fills.iter().map(|f| (f.block_number, f.block_hash)).collect::<BTreeMap<_, _>>().into_iter().collect();
             let n_fills = fills.len();
-            let outcome = ask(
-                &self.store,
-                store_msgs::JournalRange {
-                    fills,
-                    to: (to, end.hash),
-                    blocks,
-                },
-            )
-            .await?;
+            let outcome = ask(&self.store, store_msgs::JournalRange { fills, to: (to, end.hash), blocks }).await?;
             cp = (to, end.hash);
             self.checkpoint = Some(cp);
             if n_fills > 0 {
-                debug!(
-                    from,
-                    to,
-                    fills = n_fills,
-                    new = outcome.to_copy.len(),
-                    "journaled range"
-                );
+                debug!(from, to, fills = n_fills, new = outcome.to_copy.len(), "journaled range");
             }
             for f in outcome.withdrawn {
                 self.notifier.do_send(Event::Withdrawn { fill: f });
@@ -280,25 +239,11 @@ impl ChainFeed {
             self.checkpoint = Some(cp);
             return Ok(cp);
         }
-        let start = if self.cfg.start_block > 0 {
-            self.cfg.start_block - 1
-        } else {
-            safe
-        };
+        let start = if self.cfg.start_block > 0 { self.cfg.start_block - 1 } else { safe };
         let b = self.rpc.block_required(start).await?;
-        info!(
-            block = start,
-            "no checkpoint yet: starting after block {start} (history is not copied)"
-        );
-        ask(
-            &self.store,
-            store_msgs::JournalRange {
-                fills: Vec::new(),
-                to: (start, b.hash),
-                blocks: Vec::new(),
-            },
-        )
-        .await?;
+        info!(block = start, "no checkpoint yet: starting after block {start} (history is not copied)");
+        ask(&self.store, store_msgs::JournalRange { fills: Vec::new(), to: (start, b.hash), blocks: Vec::new() })
+            .await?;
         self.checkpoint = Some((start, b.hash));
         Ok((start, b.hash))
     }
@@ -323,17 +268,8 @@ impl ChainFeed {
             }
         };
         let suspects = ask(&self.store, store_msgs::Rewind(ancestor)).await?;
-        warn!(
-            from = cp.0,
-            ancestor = ancestor.0,
-            suspects,
-            "reorg detected; rescanning from the common ancestor"
-        );
-        self.notifier.do_send(Event::Reorg {
-            depth: cp.0 - ancestor.0,
-            ancestor: ancestor.0,
-            suspects,
-        });
+        warn!(from = cp.0, ancestor = ancestor.0, suspects, "reorg detected; rescanning from the common ancestor");
+        self.notifier.do_send(Event::Reorg { depth: cp.0 - ancestor.0, ancestor: ancestor.0, suspects });
         self.checkpoint = Some(ancestor);
         Ok(ancestor)
     }
@@ -354,29 +290,21 @@ impl ChainFeed {
     }
 
     /// Decodes logs into fills, checking each log's block against the chain we are reading.
-    async fn decode(
-        &self,
-        logs: &[Log],
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<TargetFill>, ChainError> {
+    async fn decode(&self, logs: &[Log], from: u64, to: u64) -> Result<Vec<TargetFill>, ChainError> {
         let mut headers: BTreeMap<u64, BlockRef> = BTreeMap::new();
         let mut fills = Vec::with_capacity(logs.len());
         for log in logs.iter().filter(|l| !l.removed) {
-            let (Some(bn), Some(bh), Some(tx), Some(li)) = (
-                log.block_number,
-                log.block_hash,
-                log.transaction_hash,
-                log.log_index,
-            ) else {
+            let (Some(bn), Some(bh), Some(tx), Some(li)) =
+                (log.block_number, log.block_hash, log.transaction_hash, log.log_index)
+            else {
                 warn!("log without block position ignored (pending log?)");
                 continue;
             };
             if !(from..=to).contains(&bn) {
                 continue;
             }
-            if !headers.contains_key(&bn) {
-                headers.insert(bn, self.rpc.block_required(bn).await?);
+            if let std::collections::btree_map::Entry::Vacant(e) = headers.entry(bn) {
+                e.insert(self.rpc.block_required(bn).await?);
             }
             let header = headers[&bn];
             if header.hash != bh {
@@ -396,9 +324,7 @@ impl ChainFeed {
                 Ok(f) => fills.push(f),
                 Err(e) => {
                     warn!(tx = %tx, log_index = li, cause = %e, "undecodable OrderFilled log skipped");
-                    self.notifier.do_send(Event::Error {
-                        message: format!("undecodable fill log {tx}:{li}: {e}"),
-                    });
+                    self.notifier.do_send(Event::Error { message: format!("undecodable fill log {tx}:{li}: {e}") });
                 }
             }
         }

@@ -96,10 +96,7 @@ pub struct Rpc {
 
 impl std::fmt::Debug for Rpc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rpc")
-            .field("endpoint", &self.endpoint())
-            .field("connected", &self.provider.is_some())
-            .finish()
+        f.debug_struct("Rpc").field("endpoint", &self.endpoint()).field("connected", &self.provider.is_some()).finish()
     }
 }
 
@@ -125,18 +122,13 @@ impl Rpc {
     /// The current endpoint, redacted.
     #[must_use]
     pub fn endpoint(&self) -> String {
-        self.endpoints
-            .get(self.idx)
-            .map(|u| redact_url(u))
-            .unwrap_or_default()
+        self.endpoints.get(self.idx).map(|u| redact_url(u)).unwrap_or_default()
     }
 
     /// True when the current endpoint is a websocket (heads arrive by subscription).
     #[must_use]
     pub fn is_ws(&self) -> bool {
-        self.endpoints
-            .get(self.idx)
-            .is_some_and(|u| u.starts_with("ws"))
+        self.endpoints.get(self.idx).is_some_and(|u| u.starts_with("ws"))
     }
 
     /// Connects to the current endpoint.
@@ -144,32 +136,20 @@ impl Rpc {
     /// # Errors
     /// When the endpoint cannot be reached.
     pub async fn connect(&mut self) -> Result<(), ChainError> {
-        let url = self
-            .endpoints
-            .get(self.idx)
-            .cloned()
-            .ok_or(ChainError::NotConnected)?;
+        let url = self.endpoints.get(self.idx).cloned().ok_or(ChainError::NotConnected)?;
         let endpoint = redact_url(&url);
-        let err = |e: String| ChainError::Rpc {
-            endpoint: endpoint.clone(),
-            message: scrub_url(&e, &url),
-        };
+        let err = |e: String| ChainError::Rpc { endpoint: endpoint.clone(), message: scrub_url(&e, &url) };
         let provider = if url.starts_with("ws") {
             let fut = ProviderBuilder::new().connect_ws(WsConnect::new(url.clone()));
             match tokio::time::timeout(self.cfg.timeout, fut).await {
                 Ok(Ok(p)) => p.erased(),
                 Ok(Err(e)) => return Err(err(e.to_string())),
                 Err(_) => {
-                    return Err(ChainError::Timeout {
-                        endpoint,
-                        ms: self.timeout_ms(),
-                    });
+                    return Err(ChainError::Timeout { endpoint, ms: self.timeout_ms() });
                 }
             }
         } else {
-            let parsed = url
-                .parse()
-                .map_err(|e: url::ParseError| err(e.to_string()))?;
+            let parsed = url.parse().map_err(|e: url::ParseError| err(e.to_string()))?;
             ProviderBuilder::new().connect_http(parsed).erased()
         };
         self.provider = Some(provider);
@@ -215,15 +195,9 @@ impl Rpc {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let url = self.endpoints.get(self.idx).map_or("", String::as_str);
-                Err(ChainError::Rpc {
-                    endpoint,
-                    message: scrub_url(&e.to_string(), url),
-                })
+                Err(ChainError::Rpc { endpoint, message: scrub_url(&e.to_string(), url) })
             }
-            Err(_) => Err(ChainError::Timeout {
-                endpoint,
-                ms: self.timeout_ms(),
-            }),
+            Err(_) => Err(ChainError::Timeout { endpoint, ms: self.timeout_ms() }),
         }
     }
 
@@ -246,9 +220,7 @@ impl Rpc {
     /// On an RPC failure.
     pub async fn block(&self, n: u64) -> Result<Option<BlockRef>, ChainError> {
         let p = self.provider()?;
-        let b = self
-            .call(p.get_block_by_number(BlockNumberOrTag::Number(n)))
-            .await?;
+        let b = self.call(p.get_block_by_number(BlockNumberOrTag::Number(n))).await?;
         Ok(b.map(|b| BlockRef {
             number: b.header.number,
             hash: b.header.hash,
@@ -290,9 +262,7 @@ impl Rpc {
         data.extend_from_slice(&BALANCE_OF);
         data.extend_from_slice(owner.into_word().as_slice());
         data.extend_from_slice(&token.to_be_bytes::<32>());
-        let tx = TransactionRequest::default()
-            .to(contract)
-            .input(Bytes::from(data).into());
+        let tx = TransactionRequest::default().to(contract).input(Bytes::from(data).into());
         let out: Bytes = self.call(p.call(tx).block(at.into())).await?;
         if out.len() < 32 {
             return Err(ChainError::Rpc {
@@ -307,9 +277,7 @@ impl Rpc {
     ///
     /// # Errors
     /// On an RPC failure.
-    pub async fn subscribe_heads(
-        &self,
-    ) -> Result<alloy::pubsub::Subscription<alloy::rpc::types::Header>, ChainError> {
+    pub async fn subscribe_heads(&self) -> Result<alloy::pubsub::Subscription<alloy::rpc::types::Header>, ChainError> {
         let p = self.provider()?;
         self.call(p.subscribe_blocks()).await
     }
@@ -318,12 +286,12 @@ impl Rpc {
 /// Removes a URL (and its path, which may hold an API key) from an error text.
 fn scrub_url(text: &str, url: &str) -> String {
     let mut out = text.replace(url, &redact_url(url));
-    if let Some((_, rest)) = url.split_once("://") {
-        if let Some(i) = rest.find(['/', '?']) {
-            let tail = &rest[i..];
-            if tail.len() > 1 {
-                out = out.replace(tail, "/…");
-            }
+    if let Some((_, rest)) = url.split_once("://")
+        && let Some(i) = rest.find(['/', '?'])
+    {
+        let tail = &rest[i..];
+        if tail.len() > 1 {
+            out = out.replace(tail, "/…");
         }
     }
     out

@@ -87,10 +87,7 @@ pub fn load_settings(g: &GlobalArgs) -> Result<Settings, Vec<Problem>> {
         Some(p) if p.is_empty() => None,
         Some(p) => Some(PathBuf::from(p)),
     };
-    let mut s = Settings::load(&SettingsSources {
-        config_file: g.config.clone(),
-        system_file,
-    })?;
+    let mut s = Settings::load(&SettingsSources { config_file: g.config.clone(), system_file })?;
     if let Some(w) = &g.wallets {
         s.wallets_path.clone_from(w);
     }
@@ -121,9 +118,7 @@ pub fn check_config(g: &GlobalArgs, as_json: bool) -> Result<i32> {
         .clone()
         .or_else(|| settings.as_ref().map(|s| s.wallets_path.clone()))
         .unwrap_or_else(|| PathBuf::from("config/wallets.json"));
-    let wallets = Wallets::load(&wallets_path)
-        .map_err(|p| problems.extend(p))
-        .ok();
+    let wallets = Wallets::load(&wallets_path).map_err(|p| problems.extend(p)).ok();
     let enabled = wallets.as_ref().map_or(0, |w| w.enabled().count());
     if as_json {
         let out = json!({
@@ -141,35 +136,18 @@ pub fn check_config(g: &GlobalArgs, as_json: bool) -> Result<i32> {
             println!("  mode: {}", if e.paper_trading { "PAPER" } else { "LIVE" });
             println!(
                 "  rpc: {}",
-                e.rpc_urls
-                    .iter()
-                    .map(|u| crate::config::redact_url(u))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                e.rpc_urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>().join(", ")
             );
-            println!(
-                "  websocket: {}",
-                e.ws_url
-                    .as_deref()
-                    .map_or("none (polling)".into(), crate::config::redact_url)
-            );
+            println!("  websocket: {}", e.ws_url.as_deref().map_or("none (polling)".into(), crate::config::redact_url));
             println!("  journal: {}", s.db_path.display());
             println!(
                 "  telegram: {}",
-                if e.telegram_bot_token.is_some() {
-                    "configured"
-                } else {
-                    "off (TELEGRAM_BOT_TOKEN not set)"
-                }
+                if e.telegram_bot_token.is_some() { "configured" } else { "off (TELEGRAM_BOT_TOKEN not set)" }
             );
         }
         println!("  targets: {enabled} enabled in {}", wallets_path.display());
     } else {
-        eprintln!(
-            "{} problem(s) found:\n{}",
-            problems.len(),
-            render(&problems)
-        );
+        eprintln!("{} problem(s) found:\n{}", problems.len(), render(&problems));
     }
     Ok(i32::from(!problems.is_empty()))
 }
@@ -214,54 +192,30 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
     }
     let b = &report.breaker;
     if b.tripped {
-        println!(
-            "breaker: TRIPPED ({}) by {} since {}: {}",
-            b.code,
-            b.by,
-            fmt_ms(b.since_ms),
-            b.reason
-        );
+        println!("breaker: TRIPPED ({}) by {} since {}: {}", b.code, b.by, fmt_ms(b.since_ms), b.reason);
     } else {
         println!("breaker: ok (trading active)");
     }
     if stop_file {
-        println!(
-            "emergency stop file present: {}",
-            s.emergency_stop_file.display()
-        );
+        println!("emergency stop file present: {}", s.emergency_stop_file.display());
     }
-    println!(
-        "last processed block: {}",
-        report
-            .last_block
-            .map_or("none yet".into(), |n| n.to_string())
-    );
+    println!("last processed block: {}", report.last_block.map_or("none yet".into(), |n| n.to_string()));
     println!("targets:");
     for t in &targets {
         println!(
             "  {} {:<16} {:<8} fills seen {}",
             t["address"].as_str().unwrap_or(""),
             t["label"].as_str().unwrap_or(""),
-            if t["enabled"].as_bool().unwrap_or(false) {
-                "enabled"
-            } else {
-                "disabled"
-            },
+            if t["enabled"].as_bool().unwrap_or(false) { "enabled" } else { "disabled" },
             t["fills_seen"]
         );
     }
     if let Err(p) = &wallets {
         println!("  wallets.json has problems:\n{}", render(p));
     }
-    println!(
-        "positions (exposure {} USDC, realized today {} USDC):",
-        report.exposure_usdc, report.realized_today_usdc
-    );
+    println!("positions (exposure {} USDC, realized today {} USDC):", report.exposure_usdc, report.realized_today_usdc);
     for p in &report.positions {
-        println!(
-            "  {} shares of {} at avg {} (cost {} USDC)",
-            p.shares, p.token_id, p.avg_price, p.cost_usdc
-        );
+        println!("  {} shares of {} at avg {} (cost {} USDC)", p.shares, p.token_id, p.avg_price, p.cost_usdc);
     }
     if let Some(f) = &report.last_fill {
         println!(
@@ -313,10 +267,7 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<()> {
     let store = open_store(&s)?;
     let cur = store.breaker()?;
     if cur.tripped {
-        println!(
-            "already halted ({}) by {}: {}",
-            cur.code, cur.by, cur.reason
-        );
+        println!("already halted ({}) by {}: {}", cur.code, cur.by, cur.reason);
         return Ok(());
     }
     store.set_breaker(&BreakerState {
@@ -326,13 +277,8 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<()> {
         by: "cli".into(),
         since_ms: now_ms(),
     })?;
-    store.add_event(
-        "breaker_tripped",
-        &format!("halted from the command line: {reason}"),
-    )?;
-    println!(
-        "halted: no new orders (a running daemon obeys within a second). Undo with `polycopy resume`."
-    );
+    store.add_event("breaker_tripped", &format!("halted from the command line: {reason}"))?;
+    println!("halted: no new orders (a running daemon obeys within a second). Undo with `polycopy resume`.");
     Ok(())
 }
 
@@ -343,10 +289,7 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<()> {
 pub fn resume(g: &GlobalArgs) -> Result<()> {
     let s = settings_or_bail(g)?;
     if s.emergency_stop_file.exists() {
-        bail!(
-            "the emergency stop file {} is present: remove it first, then resume",
-            s.emergency_stop_file.display()
-        );
+        bail!("the emergency stop file {} is present: remove it first, then resume", s.emergency_stop_file.display());
     }
     let store = open_store(&s)?;
     let cur = store.breaker()?;
@@ -361,13 +304,7 @@ pub fn resume(g: &GlobalArgs) -> Result<()> {
         by: "cli".into(),
         since_ms: now_ms(),
     })?;
-    store.add_event(
-        "breaker_reset",
-        &format!(
-            "resumed from the command line (was {}: {})",
-            cur.code, cur.reason
-        ),
-    )?;
+    store.add_event("breaker_reset", &format!("resumed from the command line (was {}: {})", cur.code, cur.reason))?;
     println!("resumed (was {} by {}: {})", cur.code, cur.by, cur.reason);
     Ok(())
 }

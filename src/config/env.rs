@@ -32,24 +32,11 @@ pub struct Env {
 impl fmt::Debug for Env {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Env")
-            .field(
-                "rpc_urls",
-                &self
-                    .rpc_urls
-                    .iter()
-                    .map(|u| redact_url(u))
-                    .collect::<Vec<_>>(),
-            )
+            .field("rpc_urls", &self.rpc_urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
             .field("ws_url", &self.ws_url.as_deref().map(redact_url))
-            .field(
-                "private_key",
-                &self.private_key.as_ref().map(|_| "<redacted>"),
-            )
+            .field("private_key", &self.private_key.as_ref().map(|_| "<redacted>"))
             .field("clob_host", &redact_url(&self.clob_host))
-            .field(
-                "telegram_bot_token",
-                &self.telegram_bot_token.as_ref().map(|_| "<redacted>"),
-            )
+            .field("telegram_bot_token", &self.telegram_bot_token.as_ref().map(|_| "<redacted>"))
             .field("telegram_chat_ids", &self.telegram_chat_ids)
             .field("paper_trading", &self.paper_trading)
             .finish()
@@ -65,11 +52,7 @@ pub fn redact_url(url: &str) -> String {
     // user:password@host → host
     let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
     let tail = if host_end < rest.len() { "/…" } else { "" };
-    if scheme.is_empty() {
-        format!("{host}{tail}")
-    } else {
-        format!("{scheme}://{host}{tail}")
-    }
+    if scheme.is_empty() { format!("{host}{tail}") } else { format!("{scheme}://{host}{tail}") }
 }
 
 /// Replaces every occurrence of each secret in `text` (for error texts that embed URLs).
@@ -83,24 +66,16 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
 }
 
 fn var(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    get(name)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 fn check_url(p: &mut Vec<Problem>, name: &str, url: &str, schemes: &[&str]) {
-    let ok = schemes
-        .iter()
-        .any(|s| url.starts_with(&format!("{s}://")) && url.len() > s.len() + 3);
+    let ok = schemes.iter().any(|s| url.starts_with(&format!("{s}://")) && url.len() > s.len() + 3);
     if !ok {
         p.push(Problem::new(
             "environment",
             name,
-            format!(
-                "must be a {} URL, got {}",
-                schemes.join(" or "),
-                redact_url(url)
-            ),
+            format!("must be a {} URL, got {}", schemes.join(" or "), redact_url(url)),
         ));
     }
 }
@@ -140,11 +115,7 @@ impl Env {
             Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => true,
             Some(v) if matches!(v.as_str(), "false" | "0" | "no") => false,
             Some(v) => {
-                p.push(Problem::new(
-                    "environment",
-                    "PAPER_TRADING",
-                    format!("must be true or false, got {v:?}"),
-                ));
+                p.push(Problem::new("environment", "PAPER_TRADING", format!("must be true or false, got {v:?}")));
                 true
             }
         };
@@ -189,15 +160,7 @@ impl Env {
             }
         }
         if p.is_empty() {
-            Ok(Self {
-                rpc_urls,
-                ws_url,
-                private_key,
-                clob_host,
-                telegram_bot_token,
-                telegram_chat_ids,
-                paper_trading,
-            })
+            Ok(Self { rpc_urls, ws_url, private_key, clob_host, telegram_bot_token, telegram_chat_ids, paper_trading })
         } else {
             Err(p)
         }
@@ -206,18 +169,13 @@ impl Env {
     /// Every secret value, for [`scrub`]bing error texts.
     #[must_use]
     pub fn secrets(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self
-            .private_key
-            .iter()
-            .chain(&self.telegram_bot_token)
-            .map(String::as_str)
-            .collect();
+        let mut v: Vec<&str> = self.private_key.iter().chain(&self.telegram_bot_token).map(String::as_str).collect();
         // URL paths and queries (API keys) are secrets too.
         for u in self.rpc_urls.iter().chain(&self.ws_url) {
-            if let Some((_, rest)) = u.split_once("://") {
-                if let Some(i) = rest.find(['/', '?']) {
-                    v.push(&rest[i..]);
-                }
+            if let Some((_, rest)) = u.split_once("://")
+                && let Some(i) = rest.find(['/', '?'])
+            {
+                v.push(&rest[i..]);
             }
         }
         v.retain(|s| s.len() > 1);
@@ -231,10 +189,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> Result<Env, Vec<Problem>> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Env::from_lookup(&move |k| m.get(k).cloned())
     }
 
@@ -256,16 +211,7 @@ mod tests {
         ])
         .unwrap_err();
         let fields: Vec<_> = errs.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(
-            fields,
-            [
-                "POLYGON_RPC_URL",
-                "POLYGON_WS_URL",
-                "PAPER_TRADING",
-                "PRIVATE_KEY",
-                "TELEGRAM_CHAT_ID"
-            ]
-        );
+        assert_eq!(fields, ["POLYGON_RPC_URL", "POLYGON_WS_URL", "PAPER_TRADING", "PRIVATE_KEY", "TELEGRAM_CHAT_ID"]);
         assert!(!format!("{errs:?}").contains("deadbeefsecret"));
     }
 
@@ -281,20 +227,11 @@ mod tests {
             redact_url("https://polygon-mainnet.g.alchemy.com/v2/SECRETKEY"),
             "https://polygon-mainnet.g.alchemy.com/…"
         );
-        assert_eq!(
-            redact_url("wss://user:pw@node.example:8546"),
-            "wss://node.example:8546"
-        );
-        let e = env(&[
-            ("POLYGON_RPC_URL", "https://n.example/key123456"),
-            ("TELEGRAM_BOT_TOKEN", "123:ABCDEFGH"),
-        ])
-        .unwrap();
+        assert_eq!(redact_url("wss://user:pw@node.example:8546"), "wss://node.example:8546");
+        let e =
+            env(&[("POLYGON_RPC_URL", "https://n.example/key123456"), ("TELEGRAM_BOT_TOKEN", "123:ABCDEFGH")]).unwrap();
         let dbg = format!("{e:?}");
-        assert!(
-            !dbg.contains("key123456") && !dbg.contains("ABCDEFGH"),
-            "{dbg}"
-        );
+        assert!(!dbg.contains("key123456") && !dbg.contains("ABCDEFGH"), "{dbg}");
         assert_eq!(
             scrub("GET https://n.example/key123456 failed", &e.secrets()),
             "GET https://n.example<redacted> failed"

@@ -20,17 +20,8 @@ pub struct Problem {
 
 impl Problem {
     /// A problem in `file` at `field`.
-    pub fn new(
-        file: impl Into<String>,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            file: file.into(),
-            entry: None,
-            field: field.into(),
-            message: message.into(),
-        }
+    pub fn new(file: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { file: file.into(), entry: None, field: field.into(), message: message.into() }
     }
 
     /// The same problem, inside `entry`.
@@ -54,9 +45,5 @@ impl fmt::Display for Problem {
 /// Formats a list of problems, one per line.
 #[must_use]
 pub fn render(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("  - {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
 }

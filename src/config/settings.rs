@@ -120,10 +120,7 @@ enum NumberLike {
 
 /// Parses a human-written number exactly.
 pub(crate) fn number_to_decimal(text: &str) -> Option<Decimal> {
-    text.trim()
-        .parse::<Decimal>()
-        .ok()
-        .or_else(|| Decimal::from_scientific(text.trim()).ok())
+    text.trim().parse::<Decimal>().ok().or_else(|| Decimal::from_scientific(text.trim()).ok())
 }
 
 fn de_usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
@@ -135,9 +132,7 @@ fn de_usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
     number_to_decimal(&text)
         .filter(|d| !d.is_sign_negative())
         .and_then(Usdc::from_decimal)
-        .ok_or_else(|| {
-            serde::de::Error::custom(format!("expected a non-negative USDC amount, got {text:?}"))
-        })
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a non-negative USDC amount, got {text:?}")))
 }
 
 /// `POLYCOPY_*` environment variables that are not settings: the system file's path and the
@@ -167,11 +162,7 @@ impl Settings {
         }
         if let Some(p) = &sources.config_file {
             if !p.exists() {
-                return Err(vec![Problem::new(
-                    p.display().to_string(),
-                    "--config",
-                    "file not found",
-                )]);
+                return Err(vec![Problem::new(p.display().to_string(), "--config", "file not found")]);
             }
             b = b.add_source(File::from(p.as_path()).format(FileFormat::Toml));
             origin = p.display().to_string();
@@ -189,18 +180,11 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("chain.exchanges"),
         );
-        let cfg = b
-            .build()
-            .map_err(|e| vec![Problem::new(origin.clone(), "(file)", e.to_string())])?;
-        let s: Self = cfg
-            .try_deserialize()
-            .map_err(|e| vec![Problem::new(origin.clone(), "(settings)", e.to_string())])?;
+        let cfg = b.build().map_err(|e| vec![Problem::new(origin.clone(), "(file)", e.to_string())])?;
+        let s: Self =
+            cfg.try_deserialize().map_err(|e| vec![Problem::new(origin.clone(), "(settings)", e.to_string())])?;
         let problems = s.validate(&origin);
-        if problems.is_empty() {
-            Ok(s)
-        } else {
-            Err(problems)
-        }
+        if problems.is_empty() { Ok(s) } else { Err(problems) }
     }
 
     /// Cross-field and range checks; every violation is returned.
@@ -209,50 +193,32 @@ impl Settings {
         let mut p = Vec::new();
         let mut bad = |field: &str, msg: String| p.push(Problem::new(file, field, msg));
         if !matches!(self.log_format.as_str(), "text" | "json") {
-            bad(
-                "log_format",
-                format!("must be \"text\" or \"json\", got {:?}", self.log_format),
-            );
+            bad("log_format", format!("must be \"text\" or \"json\", got {:?}", self.log_format));
         }
         let c = &self.chain;
         if c.exchanges.is_empty() {
             bad("chain.exchanges", "must list at least one exchange".into());
         }
         if c.poll_interval_ms < 50 || c.poll_interval_ms > 600_000 {
-            bad(
-                "chain.poll_interval_ms",
-                format!("must be 50..=600000, got {}", c.poll_interval_ms),
-            );
+            bad("chain.poll_interval_ms", format!("must be 50..=600000, got {}", c.poll_interval_ms));
         }
         if c.confirmations > 128 {
-            bad(
-                "chain.confirmations",
-                format!("must be 0..=128, got {}", c.confirmations),
-            );
+            bad("chain.confirmations", format!("must be 0..=128, got {}", c.confirmations));
         }
         if c.max_block_range == 0 || c.max_block_range > 10_000 {
-            bad(
-                "chain.max_block_range",
-                format!("must be 1..=10000, got {}", c.max_block_range),
-            );
+            bad("chain.max_block_range", format!("must be 1..=10000, got {}", c.max_block_range));
         }
         if c.rpc_requests_per_second == 0 {
             bad("chain.rpc_requests_per_second", "must be at least 1".into());
         }
         if c.request_timeout_ms < 100 {
-            bad(
-                "chain.request_timeout_ms",
-                format!("must be at least 100, got {}", c.request_timeout_ms),
-            );
+            bad("chain.request_timeout_ms", format!("must be at least 100, got {}", c.request_timeout_ms));
         }
         if c.failover_after_errors == 0 {
             bad("chain.failover_after_errors", "must be at least 1".into());
         }
         if self.copy.max_slippage_bps > 5_000 {
-            bad(
-                "copy.max_slippage_bps",
-                format!("must be 0..=5000, got {}", self.copy.max_slippage_bps),
-            );
+            bad("copy.max_slippage_bps", format!("must be 0..=5000, got {}", self.copy.max_slippage_bps));
         }
         let r = &self.risk;
         for (field, v) in [
@@ -268,19 +234,13 @@ impl Settings {
         if r.max_order_usdc > r.max_position_usdc {
             bad(
                 "risk.max_order_usdc",
-                format!(
-                    "{} is above risk.max_position_usdc {}",
-                    r.max_order_usdc, r.max_position_usdc
-                ),
+                format!("{} is above risk.max_position_usdc {}", r.max_order_usdc, r.max_position_usdc),
             );
         }
         if r.max_position_usdc > r.max_total_exposure_usdc {
             bad(
                 "risk.max_position_usdc",
-                format!(
-                    "{} is above risk.max_total_exposure_usdc {}",
-                    r.max_position_usdc, r.max_total_exposure_usdc
-                ),
+                format!("{} is above risk.max_total_exposure_usdc {}", r.max_position_usdc, r.max_total_exposure_usdc),
             );
         }
         if r.max_trades_per_hour == 0 {
@@ -292,17 +252,11 @@ impl Settings {
         if r.breaker_poll_ms < 10 || r.breaker_poll_ms > 1_000 {
             bad(
                 "risk.breaker_poll_ms",
-                format!(
-                    "must be 10..=1000 so a halt is obeyed within a second, got {}",
-                    r.breaker_poll_ms
-                ),
+                format!("must be 10..=1000 so a halt is obeyed within a second, got {}", r.breaker_poll_ms),
             );
         }
         if self.paper.slippage_bps > 5_000 {
-            bad(
-                "paper.slippage_bps",
-                format!("must be 0..=5000, got {}", self.paper.slippage_bps),
-            );
+            bad("paper.slippage_bps", format!("must be 0..=5000, got {}", self.paper.slippage_bps));
         }
         p
     }
@@ -343,31 +297,15 @@ mod tests {
     fn overrides_from_a_file_are_exact_and_validated() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
-        std::fs::write(
-            &f,
-            "[risk]\nmax_order_usdc = 0.1\nmax_trades_per_hour = 0\n",
-        )
-        .unwrap();
-        let errs = Settings::load(&SettingsSources {
-            config_file: Some(f.clone()),
-            system_file: None,
-        })
-        .unwrap_err();
+        std::fs::write(&f, "[risk]\nmax_order_usdc = 0.1\nmax_trades_per_hour = 0\n").unwrap();
+        let errs = Settings::load(&SettingsSources { config_file: Some(f.clone()), system_file: None }).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].field, "risk.max_trades_per_hour");
         std::fs::write(&f, "[risk]\nmax_order_usdc = 0.1\n").unwrap();
-        let s = Settings::load(&SettingsSources {
-            config_file: Some(f.clone()),
-            system_file: None,
-        })
-        .unwrap();
+        let s = Settings::load(&SettingsSources { config_file: Some(f.clone()), system_file: None }).unwrap();
         assert_eq!(s.risk.max_order_usdc, Usdc(100_000));
         std::fs::write(&f, "[risk]\nmax_ordr_usdc = 1\n").unwrap();
-        let errs = Settings::load(&SettingsSources {
-            config_file: Some(f),
-            system_file: None,
-        })
-        .unwrap_err();
+        let errs = Settings::load(&SettingsSources { config_file: Some(f), system_file: None }).unwrap_err();
         assert!(errs[0].message.contains("max_ordr_usdc"), "{errs:?}");
     }
 }

@@ -72,23 +72,12 @@ impl Wallets {
             vec![Problem::new(
                 file,
                 "(syntax)",
-                format!(
-                    "invalid JSON at line {} column {}: {e}",
-                    e.line(),
-                    e.column()
-                ),
+                format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()),
             )]
         })?;
-        let mut v = Validator {
-            file,
-            problems: Vec::new(),
-        };
+        let mut v = Validator { file, problems: Vec::new() };
         let targets = v.root(&root);
-        if v.problems.is_empty() {
-            Ok(Self { targets })
-        } else {
-            Err(v.problems)
-        }
+        if v.problems.is_empty() { Ok(Self { targets }) } else { Err(v.problems) }
     }
 }
 
@@ -119,25 +108,14 @@ impl Validator<'_> {
 
     fn root(&mut self, root: &Value) -> Vec<Target> {
         let Some(obj) = root.as_object() else {
-            self.err(
-                None,
-                "(root)",
-                format!("must be a JSON object, got {}", kind(root)),
-            );
+            self.err(None, "(root)", format!("must be a JSON object, got {}", kind(root)));
             return Vec::new();
         };
         if obj.contains_key("target_wallets") {
             return self.runbook_format(obj);
         }
-        for k in obj
-            .keys()
-            .filter(|k| !matches!(k.as_str(), "defaults" | "wallets" | "comment"))
-        {
-            self.err(
-                None,
-                k,
-                "unknown key (expected \"defaults\" and \"wallets\")",
-            );
+        for k in obj.keys().filter(|k| !matches!(k.as_str(), "defaults" | "wallets" | "comment")) {
+            self.err(None, k, "unknown key (expected \"defaults\" and \"wallets\")");
         }
         let base = builtin_rules();
         let defaults = match obj.get("defaults") {
@@ -145,37 +123,21 @@ impl Validator<'_> {
             Some(d) => self.rules(d, &base, "defaults", &[]),
         };
         let Some(list) = obj.get("wallets") else {
-            self.err(
-                None,
-                "wallets",
-                "missing: list the target wallets here (an empty list is allowed)",
-            );
+            self.err(None, "wallets", "missing: list the target wallets here (an empty list is allowed)");
             return Vec::new();
         };
         let Some(list) = list.as_array() else {
-            self.err(
-                None,
-                "wallets",
-                format!("must be a list, got {}", kind(list)),
-            );
+            self.err(None, "wallets", format!("must be a list, got {}", kind(list)));
             return Vec::new();
         };
         let mut targets = Vec::new();
         let mut seen_addr: HashMap<Address, String> = HashMap::new();
         let mut seen_label: HashMap<String, String> = HashMap::new();
         for (i, w) in list.iter().enumerate() {
-            let label_hint = w
-                .get("label")
-                .and_then(Value::as_str)
-                .map(|l| format!(" ({l})"))
-                .unwrap_or_default();
+            let label_hint = w.get("label").and_then(Value::as_str).map(|l| format!(" ({l})")).unwrap_or_default();
             let entry = format!("wallets[{i}]{label_hint}");
             let Some(wo) = w.as_object() else {
-                self.err(
-                    Some(&entry),
-                    "(entry)",
-                    format!("must be an object, got {}", kind(w)),
-                );
+                self.err(Some(&entry), "(entry)", format!("must be an object, got {}", kind(w)));
                 continue;
             };
             let before = self.problems.len();
@@ -188,17 +150,12 @@ impl Validator<'_> {
             };
             let label = match wo.get("label") {
                 None => address.map(|a| short(&a)).unwrap_or_default(),
-                Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 64 => {
-                    s.trim().to_owned()
-                }
+                Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 64 => s.trim().to_owned(),
                 Some(l) => {
                     self.err(
                         Some(&entry),
                         "label",
-                        format!(
-                            "must be a non-empty string of at most 64 characters, got {}",
-                            kind(l)
-                        ),
+                        format!("must be a non-empty string of at most 64 characters, got {}", kind(l)),
                     );
                     String::new()
                 }
@@ -207,44 +164,29 @@ impl Validator<'_> {
                 None => true,
                 Some(Value::Bool(b)) => *b,
                 Some(x) => {
-                    self.err(
-                        Some(&entry),
-                        "enabled",
-                        format!("must be true or false, got {}", kind(x)),
-                    );
+                    self.err(Some(&entry), "enabled", format!("must be true or false, got {}", kind(x)));
                     false
                 }
             };
             let rules = self.rules(w, &defaults, &entry, &["address", "label", "enabled"]);
-            if let Some(a) = address {
-                if let Some(first) = seen_addr.insert(a, entry.clone()) {
-                    self.err(
-                        Some(&entry),
-                        "address",
-                        format!("duplicate of {first} ({})", addr_lower(&a)),
-                    );
-                }
+            if let Some(a) = address
+                && let Some(first) = seen_addr.insert(a, entry.clone())
+            {
+                self.err(Some(&entry), "address", format!("duplicate of {first} ({})", addr_lower(&a)));
             }
-            if !label.is_empty() {
-                if let Some(first) = seen_label.insert(label.to_lowercase(), entry.clone()) {
-                    self.err(
-                        Some(&entry),
-                        "label",
-                        format!(
-                            "duplicate of {first} ({label:?}); labels name targets in commands"
-                        ),
-                    );
-                }
+            if !label.is_empty()
+                && let Some(first) = seen_label.insert(label.to_lowercase(), entry.clone())
+            {
+                self.err(
+                    Some(&entry),
+                    "label",
+                    format!("duplicate of {first} ({label:?}); labels name targets in commands"),
+                );
             }
-            if self.problems.len() == before {
-                if let Some(address) = address {
-                    targets.push(Target {
-                        address,
-                        label,
-                        enabled,
-                        rules,
-                    });
-                }
+            if self.problems.len() == before
+                && let Some(address) = address
+            {
+                targets.push(Target { address, label, enabled, rules });
             }
         }
         targets
@@ -261,14 +203,10 @@ impl Validator<'_> {
         }
         let mut rules = builtin_rules();
         if let Some(v) = obj.get("max_trade_frequency") {
-            rules.max_trades_per_hour = self
-                .int(v, None, "max_trade_frequency", 1, 3600)
-                .map(|n| n as u32);
+            rules.max_trades_per_hour = self.int(v, None, "max_trade_frequency", 1, 3600).map(|n| n as u32);
         }
         if let Some(v) = obj.get("min_trade_interval_minutes") {
-            rules.min_trade_interval_s = self
-                .int(v, None, "min_trade_interval_minutes", 0, 1440)
-                .map(|m| m * 60);
+            rules.min_trade_interval_s = self.int(v, None, "min_trade_interval_minutes", 0, 1440).map(|m| m * 60);
         }
         let Some(list) = obj.get("target_wallets").and_then(Value::as_array) else {
             self.err(None, "target_wallets", "must be a list of addresses");
@@ -279,19 +217,10 @@ impl Validator<'_> {
             let entry = format!("target_wallets[{i}]");
             if let Some(address) = self.address(a, &entry, "address") {
                 if out.iter().any(|t| t.address == address) {
-                    self.err(
-                        Some(&entry),
-                        "address",
-                        format!("duplicate address {}", addr_lower(&address)),
-                    );
+                    self.err(Some(&entry), "address", format!("duplicate address {}", addr_lower(&address)));
                     continue;
                 }
-                out.push(Target {
-                    address,
-                    label: short(&address),
-                    enabled: true,
-                    rules: rules.clone(),
-                });
+                out.push(Target { address, label: short(&address), enabled: true, rules: rules.clone() });
             }
         }
         out
@@ -299,30 +228,23 @@ impl Validator<'_> {
 
     fn address(&mut self, v: &Value, entry: &str, field: &str) -> Option<Address> {
         let Some(s) = v.as_str() else {
-            self.err(
-                Some(entry),
-                field,
-                format!("must be a 0x-prefixed hex string, got {}", kind(v)),
-            );
+            self.err(Some(entry), field, format!("must be a 0x-prefixed hex string, got {}", kind(v)));
             return None;
         };
         let hex = s.strip_prefix("0x").unwrap_or("");
         if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            self.err(
-                Some(entry),
-                field,
-                format!("{s:?} is not an address: expected 0x followed by 40 hex digits"),
-            );
+            self.err(Some(entry), field, format!("{s:?} is not an address: expected 0x followed by 40 hex digits"));
             return None;
         }
         let a = Address::from_str(s).ok()?;
-        let mixed = hex.chars().any(|c| c.is_ascii_lowercase())
-            && hex.chars().any(|c| c.is_ascii_uppercase());
+        let mixed = hex.chars().any(|c| c.is_ascii_lowercase()) && hex.chars().any(|c| c.is_ascii_uppercase());
         if mixed && Address::parse_checksummed(s, None).is_err() {
             self.err(
                 Some(entry),
                 field,
-                format!("{s:?} has a bad checksum (mixed case must be EIP-55); check for a typo or write it in lower case"),
+                format!(
+                    "{s:?} has a bad checksum (mixed case must be EIP-55); check for a typo or write it in lower case"
+                ),
             );
             return None;
         }
@@ -337,35 +259,22 @@ impl Validator<'_> {
     fn rules(&mut self, v: &Value, base: &CopyRules, entry: &str, extra: &[&str]) -> CopyRules {
         let mut r = base.clone();
         let Some(o) = v.as_object() else {
-            self.err(
-                Some(entry),
-                "(entry)",
-                format!("must be an object, got {}", kind(v)),
-            );
+            self.err(Some(entry), "(entry)", format!("must be an object, got {}", kind(v)));
             return r;
         };
-        for k in o
-            .keys()
-            .filter(|k| !RULE_KEYS.contains(&k.as_str()) && !extra.contains(&k.as_str()))
-        {
+        for k in o.keys().filter(|k| !RULE_KEYS.contains(&k.as_str()) && !extra.contains(&k.as_str())) {
             self.err(
                 Some(entry),
                 k,
-                format!(
-                    "unknown key (allowed: {})",
-                    [extra, &RULE_KEYS[..7]].concat().join(", ")
-                ),
+                format!("unknown key (allowed: {})", [extra, &RULE_KEYS[..7]].concat().join(", ")),
             );
         }
-        if let Some(s) = o.get("sizing") {
-            if let Some(sz) = self.sizing(s, entry) {
-                r.sizing = sz;
-            }
+        if let Some(s) = o.get("sizing")
+            && let Some(sz) = self.sizing(s, entry)
+        {
+            r.sizing = sz;
         }
-        for (key, slot) in [
-            ("min_price", &mut r.min_price),
-            ("max_price", &mut r.max_price),
-        ] {
+        for (key, slot) in [("min_price", &mut r.min_price), ("max_price", &mut r.max_price)] {
             if let Some(x) = o.get(key) {
                 *slot = match x {
                     Value::Null => None,
@@ -373,11 +282,7 @@ impl Validator<'_> {
                         Some(p) => Some(p),
                         None => {
                             if self.problems.last().is_none_or(|p| p.field != key) {
-                                self.err(
-                                    Some(entry),
-                                    key,
-                                    format!("must be a price between 0 and 1, got {x}"),
-                                );
+                                self.err(Some(entry), key, format!("must be a price between 0 and 1, got {x}"));
                             }
                             None
                         }
@@ -385,32 +290,22 @@ impl Validator<'_> {
                 };
             }
         }
-        if let (Some(lo), Some(hi)) = (r.min_price, r.max_price) {
-            if lo > hi {
-                self.err(
-                    Some(entry),
-                    "min_price",
-                    format!("{lo} is above max_price {hi}"),
-                );
-            }
+        if let (Some(lo), Some(hi)) = (r.min_price, r.max_price)
+            && lo > hi
+        {
+            self.err(Some(entry), "min_price", format!("{lo} is above max_price {hi}"));
         }
         if let Some(x) = o.get("copy_sells") {
             match x.as_bool() {
                 Some(b) => r.copy_sells = b,
-                None => self.err(
-                    Some(entry),
-                    "copy_sells",
-                    format!("must be true or false, got {}", kind(x)),
-                ),
+                None => self.err(Some(entry), "copy_sells", format!("must be true or false, got {}", kind(x))),
             }
         }
         if let Some(x) = o.get("max_order_usdc") {
             r.max_order_usdc = self.usdc(x, entry, "max_order_usdc");
         }
         if let Some(x) = o.get("max_trades_per_hour") {
-            r.max_trades_per_hour = self
-                .int(x, Some(entry), "max_trades_per_hour", 1, 3600)
-                .map(|n| n as u32);
+            r.max_trades_per_hour = self.int(x, Some(entry), "max_trades_per_hour", 1, 3600).map(|n| n as u32);
         }
         if let Some(x) = o.get("min_trade_interval_s") {
             r.min_trade_interval_s = self.int(x, Some(entry), "min_trade_interval_s", 0, 86_400);
@@ -420,7 +315,11 @@ impl Validator<'_> {
 
     fn sizing(&mut self, v: &Value, entry: &str) -> Option<SizingRule> {
         let Some(o) = v.as_object() else {
-            self.err(Some(entry), "sizing", format!("must be an object like {{\"mode\": \"multiplier\", \"multiplier\": 0.1}}, got {}", kind(v)));
+            self.err(
+                Some(entry),
+                "sizing",
+                format!("must be an object like {{\"mode\": \"multiplier\", \"multiplier\": 0.1}}, got {}", kind(v)),
+            );
             return None;
         };
         let mode = o.get("mode").and_then(Value::as_str);
@@ -454,11 +353,7 @@ impl Validator<'_> {
         let d = self.decimal(x, entry, &field)?;
         if key == "multiplier" {
             if d <= Decimal::ZERO || d > Decimal::from(100) {
-                self.err(
-                    Some(entry),
-                    &field,
-                    format!("must be greater than 0 and at most 100, got {d}"),
-                );
+                self.err(Some(entry), &field, format!("must be greater than 0 and at most 100, got {d}"));
                 return None;
             }
             Some(SizingRule::Multiplier(d))
@@ -474,11 +369,7 @@ impl Validator<'_> {
             _ => None,
         };
         if parsed.is_none() {
-            self.err(
-                Some(entry),
-                field,
-                format!("must be a number, got {}", kind(v)),
-            );
+            self.err(Some(entry), field, format!("must be a number, got {}", kind(v)));
         }
         parsed
     }
@@ -486,11 +377,7 @@ impl Validator<'_> {
     fn usdc(&mut self, v: &Value, entry: &str, field: &str) -> Option<Usdc> {
         let d = self.decimal(v, entry, field)?;
         if d <= Decimal::ZERO || d > Decimal::from(1_000_000) {
-            self.err(
-                Some(entry),
-                field,
-                format!("must be a USDC amount greater than 0 and at most 1000000, got {d}"),
-            );
+            self.err(Some(entry), field, format!("must be a USDC amount greater than 0 and at most 1000000, got {d}"));
             return None;
         }
         let u = Usdc::from_decimal(d);
@@ -500,22 +387,11 @@ impl Validator<'_> {
         u
     }
 
-    fn int(
-        &mut self,
-        v: &Value,
-        entry: Option<&str>,
-        field: &str,
-        min: u64,
-        max: u64,
-    ) -> Option<u64> {
+    fn int(&mut self, v: &Value, entry: Option<&str>, field: &str, min: u64, max: u64) -> Option<u64> {
         match v.as_u64() {
             Some(n) if (min..=max).contains(&n) => Some(n),
             _ => {
-                self.err(
-                    entry,
-                    field,
-                    format!("must be a whole number from {min} to {max}, got {v}"),
-                );
+                self.err(entry, field, format!("must be a whole number from {min} to {max}, got {v}"));
                 None
             }
         }
@@ -568,15 +444,9 @@ mod tests {
                             {{"address": "{B}", "enabled": false, "min_price": 0.05, "copy_sells": false}}]}}"#
         );
         let w = Wallets::parse(&text, "w.json").unwrap();
-        assert_eq!(
-            w.targets[0].rules.sizing,
-            SizingRule::FixedUsdc(Usdc(20_000_000))
-        );
+        assert_eq!(w.targets[0].rules.sizing, SizingRule::FixedUsdc(Usdc(20_000_000)));
         assert_eq!(w.targets[0].rules.max_order_usdc, Some(Usdc(50_000_000)));
-        assert_eq!(
-            w.targets[1].rules.sizing,
-            SizingRule::Multiplier(Decimal::new(1, 1))
-        );
+        assert_eq!(w.targets[1].rules.sizing, SizingRule::Multiplier(Decimal::new(1, 1)));
         assert_eq!(w.targets[1].rules.min_price, Some(Price(50_000)));
         assert!(!w.targets[1].rules.copy_sells);
         assert_eq!(w.enabled().count(), 1);
@@ -605,10 +475,8 @@ mod tests {
             ]}}"#
         );
         let errs = Wallets::parse(&text, "w.json").unwrap_err();
-        let got: Vec<(String, String)> = errs
-            .iter()
-            .map(|p| (p.entry.clone().unwrap_or_default(), p.field.clone()))
-            .collect();
+        let got: Vec<(String, String)> =
+            errs.iter().map(|p| (p.entry.clone().unwrap_or_default(), p.field.clone())).collect();
         let want = [
             ("wallets[0] (bad-hex)", "address"),
             ("wallets[1] (a)", "sizing.multiplier"),
@@ -618,13 +486,7 @@ mod tests {
             ("wallets[3]", "max_trades_per_hour"),
             ("wallets[4] (bad-checksum)", "address"),
         ];
-        assert_eq!(
-            got,
-            want.iter()
-                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-                .collect::<Vec<_>>(),
-            "{errs:#?}"
-        );
+        assert_eq!(got, want.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect::<Vec<_>>(), "{errs:#?}");
         assert!(errs[3].message.contains("duplicate of wallets[1]"));
     }
 

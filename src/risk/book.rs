@@ -61,10 +61,7 @@ impl Book {
 pub fn position_after(pos: Position, exec: &Execution) -> (Position, Usdc) {
     match exec.side {
         Side::Buy => (
-            Position {
-                shares: Shares(pos.shares.0 + exec.shares.0),
-                cost: Usdc(pos.cost.0 + exec.usdc.0),
-            },
+            Position { shares: Shares(pos.shares.0 + exec.shares.0), cost: Usdc(pos.cost.0 + exec.usdc.0) },
             Usdc::ZERO,
         ),
         Side::Sell => {
@@ -73,16 +70,11 @@ pub fn position_after(pos: Position, exec: &Execution) -> (Position, Usdc) {
             let cost_out = if sold == pos.shares.0 {
                 pos.cost.0
             } else {
-                i64::try_from(
-                    i128::from(pos.cost.0) * i128::from(sold) / i128::from(pos.shares.0.max(1)),
-                )
-                .unwrap_or(pos.cost.0)
+                i64::try_from(i128::from(pos.cost.0) * i128::from(sold) / i128::from(pos.shares.0.max(1)))
+                    .unwrap_or(pos.cost.0)
             };
             (
-                Position {
-                    shares: Shares(pos.shares.0 - sold),
-                    cost: Usdc(pos.cost.0 - cost_out),
-                },
+                Position { shares: Shares(pos.shares.0 - sold), cost: Usdc(pos.cost.0 - cost_out) },
                 Usdc(exec.usdc.0 - cost_out),
             )
         }
@@ -116,18 +108,9 @@ mod tests {
         assert_eq!(b.exposure(), Usdc(10 * ONE));
         // sell 5 of 20 at 0.7 = 3.5; cost out = 2.5
         assert_eq!(b.apply(&exec(Side::Sell, 5 * ONE, 3_500_000)), Usdc(ONE));
-        assert_eq!(
-            b.position(&U256::from(1)),
-            Position {
-                shares: Shares(15 * ONE),
-                cost: Usdc(7_500_000)
-            }
-        );
+        assert_eq!(b.position(&U256::from(1)), Position { shares: Shares(15 * ONE), cost: Usdc(7_500_000) });
         // sell the rest at a loss: 15 for 6 → -1.5
-        assert_eq!(
-            b.apply(&exec(Side::Sell, 15 * ONE, 6 * ONE)),
-            Usdc(-1_500_000)
-        );
+        assert_eq!(b.apply(&exec(Side::Sell, 15 * ONE, 6 * ONE)), Usdc(-1_500_000));
         assert!(b.positions.is_empty());
     }
 

@@ -35,11 +35,7 @@ impl Breaker {
     /// A breaker in `state` that trips after `max_consecutive_errors` errors in a row.
     #[must_use]
     pub const fn new(state: BreakerState, max_consecutive_errors: u32) -> Self {
-        Self {
-            state,
-            consecutive_errors: 0,
-            max_consecutive_errors,
-        }
+        Self { state, consecutive_errors: 0, max_consecutive_errors }
     }
 
     /// True when orders may go out.

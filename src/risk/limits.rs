@@ -49,48 +49,26 @@ pub fn check_intent(
     now_ms: i64,
 ) -> Result<(), DenyReason> {
     if realized_today.0 <= -limits.daily_loss_limit_usdc.0 {
-        return Err(DenyReason::DailyLossLimit {
-            pnl: realized_today,
-            limit: limits.daily_loss_limit_usdc,
-        });
+        return Err(DenyReason::DailyLossLimit { pnl: realized_today, limit: limits.daily_loss_limit_usdc });
     }
     if intent.side == Side::Sell {
         return Ok(());
     }
     let notional = intent.notional();
     if notional > limits.max_order_usdc {
-        return Err(DenyReason::MaxOrderUsdc {
-            notional,
-            max: limits.max_order_usdc,
-        });
+        return Err(DenyReason::MaxOrderUsdc { notional, max: limits.max_order_usdc });
     }
-    let pos_after = Usdc(
-        book.position(&intent.token_id)
-            .cost
-            .0
-            .saturating_add(notional.0),
-    );
+    let pos_after = Usdc(book.position(&intent.token_id).cost.0.saturating_add(notional.0));
     if pos_after > limits.max_position_usdc {
-        return Err(DenyReason::MaxPositionUsdc {
-            after: pos_after,
-            max: limits.max_position_usdc,
-        });
+        return Err(DenyReason::MaxPositionUsdc { after: pos_after, max: limits.max_position_usdc });
     }
     let exp_after = Usdc(book.exposure().0.saturating_add(notional.0));
     if exp_after > limits.max_total_exposure_usdc {
-        return Err(DenyReason::MaxTotalExposure {
-            after: exp_after,
-            max: limits.max_total_exposure_usdc,
-        });
+        return Err(DenyReason::MaxTotalExposure { after: exp_after, max: limits.max_total_exposure_usdc });
     }
-    let max = activity
-        .max_trades_per_hour
-        .unwrap_or(limits.max_trades_per_hour);
+    let max = activity.max_trades_per_hour.unwrap_or(limits.max_trades_per_hour);
     if activity.trades_last_hour >= max {
-        return Err(DenyReason::TradeRate {
-            count: activity.trades_last_hour,
-            max,
-        });
+        return Err(DenyReason::TradeRate { count: activity.trades_last_hour, max });
     }
     if let (Some(min_s), Some(last)) = (activity.min_trade_interval_s, activity.last_trade_ms) {
         let since_s = (now_ms - last) / 1000;
@@ -109,11 +87,7 @@ mod tests {
 
     fn intent(side: Side, shares: i64, price: i64) -> OrderIntent {
         OrderIntent {
-            fill_id: FillId {
-                tx_hash: B256::ZERO,
-                order_hash: B256::ZERO,
-                occurrence: 0,
-            },
+            fill_id: FillId { tx_hash: B256::ZERO, order_hash: B256::ZERO, occurrence: 0 },
             fill_row: 1,
             wallet: Address::ZERO,
             token_id: U256::from(1),
@@ -166,62 +140,14 @@ mod tests {
         let now = 10_000_000;
         let cases: Vec<(OrderIntent, (i64, i64), i64, WalletActivity, Option<&str>)> = vec![
             (intent(Side::Buy, 100 * ONE, 500_000), (0, 0), 0, none, None), // exactly $50
-            (
-                intent(Side::Buy, 100 * ONE + 10_000, 500_000),
-                (0, 0),
-                0,
-                none,
-                Some("max_order_usdc"),
-            ),
-            (
-                intent(Side::Buy, 100 * ONE, 500_000),
-                (50 * ONE, 0),
-                0,
-                none,
-                None,
-            ), // position → exactly $100
-            (
-                intent(Side::Buy, 100 * ONE, 500_000),
-                (50 * ONE + 1, 0),
-                0,
-                none,
-                Some("max_position_usdc"),
-            ),
-            (
-                intent(Side::Buy, 100 * ONE, 500_000),
-                (50 * ONE, 50 * ONE),
-                0,
-                none,
-                None,
-            ), // exposure → $150
-            (
-                intent(Side::Buy, 100 * ONE, 500_000),
-                (50 * ONE, 50 * ONE + 1),
-                0,
-                none,
-                Some("max_total_exposure"),
-            ),
-            (
-                intent(Side::Buy, 2 * ONE, 500_000),
-                (0, 0),
-                0,
-                act(2, None, None, None),
-                None,
-            ),
-            (
-                intent(Side::Buy, 2 * ONE, 500_000),
-                (0, 0),
-                0,
-                act(3, None, None, None),
-                Some("trade_rate"),
-            ),
-            (
-                intent(Side::Buy, 2 * ONE, 500_000),
-                (0, 0),
-                0,
-                act(3, None, Some(4), None),
-                None,
-            ),
+            (intent(Side::Buy, 100 * ONE + 10_000, 500_000), (0, 0), 0, none, Some("max_order_usdc")),
+            (intent(Side::Buy, 100 * ONE, 500_000), (50 * ONE, 0), 0, none, None), // position → exactly $100
+            (intent(Side::Buy, 100 * ONE, 500_000), (50 * ONE + 1, 0), 0, none, Some("max_position_usdc")),
+            (intent(Side::Buy, 100 * ONE, 500_000), (50 * ONE, 50 * ONE), 0, none, None), // exposure → $150
+            (intent(Side::Buy, 100 * ONE, 500_000), (50 * ONE, 50 * ONE + 1), 0, none, Some("max_total_exposure")),
+            (intent(Side::Buy, 2 * ONE, 500_000), (0, 0), 0, act(2, None, None, None), None),
+            (intent(Side::Buy, 2 * ONE, 500_000), (0, 0), 0, act(3, None, None, None), Some("trade_rate")),
+            (intent(Side::Buy, 2 * ONE, 500_000), (0, 0), 0, act(3, None, Some(4), None), None),
             (
                 intent(Side::Buy, 2 * ONE, 500_000),
                 (0, 0),
@@ -229,34 +155,10 @@ mod tests {
                 act(1, Some(now - 299_999), None, Some(300)),
                 Some("min_trade_interval"),
             ),
-            (
-                intent(Side::Buy, 2 * ONE, 500_000),
-                (0, 0),
-                0,
-                act(1, Some(now - 300_000), None, Some(300)),
-                None,
-            ),
-            (
-                intent(Side::Buy, 2 * ONE, 500_000),
-                (0, 0),
-                -20 * ONE + 1,
-                none,
-                None,
-            ),
-            (
-                intent(Side::Buy, 2 * ONE, 500_000),
-                (0, 0),
-                -20 * ONE,
-                none,
-                Some("daily_loss_limit"),
-            ),
-            (
-                intent(Side::Sell, 2 * ONE, 500_000),
-                (0, 0),
-                -20 * ONE,
-                none,
-                Some("daily_loss_limit"),
-            ),
+            (intent(Side::Buy, 2 * ONE, 500_000), (0, 0), 0, act(1, Some(now - 300_000), None, Some(300)), None),
+            (intent(Side::Buy, 2 * ONE, 500_000), (0, 0), -20 * ONE + 1, none, None),
+            (intent(Side::Buy, 2 * ONE, 500_000), (0, 0), -20 * ONE, none, Some("daily_loss_limit")),
+            (intent(Side::Sell, 2 * ONE, 500_000), (0, 0), -20 * ONE, none, Some("daily_loss_limit")),
             // sells reduce risk: caps and frequency do not block them
             (
                 intent(Side::Sell, 1_000 * ONE, 500_000),

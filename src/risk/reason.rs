@@ -113,18 +113,9 @@ impl fmt::Display for DenyReason {
         let code = self.code();
         match self {
             Self::PriceOutOfBand { price, min, max } => {
-                write!(
-                    f,
-                    "{code}: price={price} min={} max={}",
-                    opt(*min),
-                    opt(*max)
-                )
+                write!(f, "{code}: price={price} min={} max={}", opt(*min), opt(*max))
             }
-            Self::BelowMinimum {
-                shares,
-                notional,
-                min,
-            } => {
+            Self::BelowMinimum { shares, notional, min } => {
                 write!(f, "{code}: shares={shares} usdc={notional} min_usdc={min}")
             }
             Self::MaxOrderUsdc { notional, max } => write!(f, "{code}: usdc={notional} max={max}"),
@@ -139,10 +130,9 @@ impl fmt::Display for DenyReason {
                 write!(f, "{code}: pnl_today={pnl} limit=-{limit}")
             }
             Self::Halted { reason } => write!(f, "{code}: {reason}"),
-            Self::SellsDisabled
-            | Self::NoPosition
-            | Self::UnknownTargetBalance
-            | Self::WalletInactive => f.write_str(code),
+            Self::SellsDisabled | Self::NoPosition | Self::UnknownTargetBalance | Self::WalletInactive => {
+                f.write_str(code)
+            }
         }
     }
 }

@@ -86,19 +86,9 @@ pub fn limit_price(side: Side, target: Price, bps: u32) -> Price {
 ///
 /// # Errors
 /// The [`DenyReason`] when the fill is not to be copied.
-pub fn size_copy(
-    fill: &TargetFill,
-    rules: &CopyRules,
-    ctx: &SizingContext,
-) -> Result<Sized, DenyReason> {
-    if rules.min_price.is_some_and(|m| fill.price < m)
-        || rules.max_price.is_some_and(|m| fill.price > m)
-    {
-        return Err(DenyReason::PriceOutOfBand {
-            price: fill.price,
-            min: rules.min_price,
-            max: rules.max_price,
-        });
+pub fn size_copy(fill: &TargetFill, rules: &CopyRules, ctx: &SizingContext) -> Result<Sized, DenyReason> {
+    if rules.min_price.is_some_and(|m| fill.price < m) || rules.max_price.is_some_and(|m| fill.price > m) {
+        return Err(DenyReason::PriceOutOfBand { price: fill.price, min: rules.min_price, max: rules.max_price });
     }
     let limit = limit_price(fill.side, fill.price, ctx.max_slippage_bps);
     let shares = match fill.side {
@@ -112,25 +102,16 @@ pub fn size_copy(
     };
     let notional = Usdc(mul_price_floor(Shares(shares), limit));
     if shares < LOT || notional < ctx.min_order_usdc {
-        return Err(DenyReason::BelowMinimum {
-            shares: Shares(shares),
-            notional,
-            min: ctx.min_order_usdc,
-        });
+        return Err(DenyReason::BelowMinimum { shares: Shares(shares), notional, min: ctx.min_order_usdc });
     }
-    Ok(Sized {
-        shares: Shares(shares),
-        limit_price: limit,
-    })
+    Ok(Sized { shares: Shares(shares), limit_price: limit })
 }
 
 fn buy_shares(fill: &TargetFill, rules: &CopyRules, limit: Price) -> i64 {
     let raw = match rules.sizing {
         SizingRule::Multiplier(m) => {
             let v = (Decimal::from(fill.shares.0) * m).floor();
-            i64::try_from(v.mantissa() / 10i128.pow(v.scale()))
-                .unwrap_or(0)
-                .max(0)
+            i64::try_from(v.mantissa() / 10i128.pow(v.scale())).unwrap_or(0).max(0)
         }
         SizingRule::FixedUsdc(u) => div_by_price(u.0, fill.price),
     };
@@ -153,9 +134,7 @@ fn sell_shares(target_sold: Shares, ctx: &SizingContext) -> Result<i64, DenyReas
     if ctx.our_position.0 <= 0 {
         return Err(DenyReason::NoPosition);
     }
-    let before = ctx
-        .target_balance_before
-        .ok_or(DenyReason::UnknownTargetBalance)?;
+    let before = ctx.target_balance_before.ok_or(DenyReason::UnknownTargetBalance)?;
     if before.0 <= target_sold.0 {
         // It sold all it had (or more than we know of): we exit fully.
         return Ok(ctx.our_position.0);
@@ -173,11 +152,7 @@ mod tests {
 
     fn fill(side: Side, shares: i64, price: i64) -> TargetFill {
         TargetFill {
-            id: FillId {
-                tx_hash: B256::ZERO,
-                order_hash: B256::ZERO,
-                occurrence: 0,
-            },
+            id: FillId { tx_hash: B256::ZERO, order_hash: B256::ZERO, occurrence: 0 },
             wallet: Address::ZERO,
             role: Role::Maker,
             side,
@@ -227,50 +202,14 @@ mod tests {
             (mult("0.1"), 100 * ONE, 500_000, None, Ok(10 * ONE)),
             (mult("0.1"), 123_456_789, 500_000, None, Ok(12_340_000)), // 12.3456789 → 12.34
             (mult("1"), 10_009_999, 500_000, None, Ok(10_000_000)),    // 10.009999 → 10.00
-            (
-                mult("0.001"),
-                100 * ONE,
-                500_000,
-                None,
-                Err("below_minimum"),
-            ), // 0.1 share = $0.05
+            (mult("0.001"), 100 * ONE, 500_000, None, Err("below_minimum")), // 0.1 share = $0.05
             (mult("2.5"), 4 * ONE, 250_000, None, Ok(10 * ONE)),
-            (
-                SizingRule::FixedUsdc(Usdc(20 * ONE)),
-                1,
-                470_000,
-                None,
-                Ok(42_550_000),
-            ), // 42.553 → 42.55
-            (
-                SizingRule::FixedUsdc(Usdc(20 * ONE)),
-                1,
-                1_000_000 - 1_000,
-                None,
-                Ok(20_020_000),
-            ),
-            (
-                SizingRule::FixedUsdc(Usdc(ONE / 2)),
-                1,
-                500_000,
-                None,
-                Err("below_minimum"),
-            ),
+            (SizingRule::FixedUsdc(Usdc(20 * ONE)), 1, 470_000, None, Ok(42_550_000)), // 42.553 → 42.55
+            (SizingRule::FixedUsdc(Usdc(20 * ONE)), 1, 1_000_000 - 1_000, None, Ok(20_020_000)),
+            (SizingRule::FixedUsdc(Usdc(ONE / 2)), 1, 500_000, None, Err("below_minimum")),
             // wallet cap clips: $50 fixed at 0.5 → 100 shares, capped at $20 → 40 shares
-            (
-                SizingRule::FixedUsdc(Usdc(50 * ONE)),
-                1,
-                500_000,
-                Some(20 * ONE),
-                Ok(40 * ONE),
-            ),
-            (
-                mult("1"),
-                1_000 * ONE,
-                300_000,
-                Some(10 * ONE),
-                Ok(33_330_000),
-            ),
+            (SizingRule::FixedUsdc(Usdc(50 * ONE)), 1, 500_000, Some(20 * ONE), Ok(40 * ONE)),
+            (mult("1"), 1_000 * ONE, 300_000, Some(10 * ONE), Ok(33_330_000)),
         ];
         for (i, (rule, shares, price, cap, want)) in cases.into_iter().enumerate() {
             let mut r = rules(rule);
@@ -287,20 +226,16 @@ mod tests {
     fn sizes_sells_in_proportion_and_never_beyond_our_position() {
         // (our position, target sold, target balance before, expected)
         let cases: Vec<(i64, i64, Option<i64>, Result<i64, &str>)> = vec![
-            (50 * ONE, 40 * ONE, Some(100 * ONE), Ok(20 * ONE)), // 40% of 50
+            (50 * ONE, 40 * ONE, Some(100 * ONE), Ok(20 * ONE)),  // 40% of 50
             (10 * ONE, 100 * ONE, Some(100 * ONE), Ok(10 * ONE)), // full exit
             (10 * ONE, 150 * ONE, Some(100 * ONE), Ok(10 * ONE)), // sold more than we knew: all, no more
-            (33_330_000, 1 * ONE, Some(3 * ONE), Ok(11_110_000)),
+            (33_330_000, ONE, Some(3 * ONE), Ok(11_110_000)),
             (0, 40 * ONE, Some(100 * ONE), Err("no_position")),
             (10 * ONE, 4 * ONE, None, Err("unknown_target_balance")),
             (10 * ONE, ONE / 100, Some(100 * ONE), Err("below_minimum")),
         ];
         for (i, (pos, sold, before, want)) in cases.into_iter().enumerate() {
-            let got = size_copy(
-                &fill(Side::Sell, sold, 600_000),
-                &rules(mult("0.1")),
-                &ctx(pos, before),
-            );
+            let got = size_copy(&fill(Side::Sell, sold, 600_000), &rules(mult("0.1")), &ctx(pos, before));
             match want {
                 Ok(s) => assert_eq!(got.map(|s| s.shares), Ok(Shares(s)), "case {i}"),
                 Err(code) => assert_eq!(got.map_err(|e| e.code()), Err(code), "case {i}"),
@@ -313,21 +248,12 @@ mod tests {
         let mut r = rules(mult("1"));
         r.min_price = Some(Price(100_000));
         r.max_price = Some(Price(900_000));
-        for (price, ok) in [
-            (99_999, false),
-            (100_000, true),
-            (900_000, true),
-            (900_001, false),
-        ] {
+        for (price, ok) in [(99_999, false), (100_000, true), (900_000, true), (900_001, false)] {
             let got = size_copy(&fill(Side::Buy, 10 * ONE, price), &r, &ctx(0, None));
             assert_eq!(got.is_ok(), ok, "price {price}");
         }
         r.copy_sells = false;
-        let got = size_copy(
-            &fill(Side::Sell, 10 * ONE, 500_000),
-            &r,
-            &ctx(10 * ONE, Some(10 * ONE)),
-        );
+        let got = size_copy(&fill(Side::Sell, 10 * ONE, 500_000), &r, &ctx(10 * ONE, Some(10 * ONE)));
         assert_eq!(got.map_err(|e| e.code()), Err("sells_disabled"));
     }
 

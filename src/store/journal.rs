@@ -6,8 +6,8 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Store, StoreResult, dec_u256, hex_addr, hex_b256, now_ms, utc_day_start};
 use crate::domain::{
-    ExchangeVersion, Execution, FillId, OrderIntent, OrderType, Price, Role, Shares, Side,
-    TargetFill, TokenId, Usdc, addr_lower,
+    ExchangeVersion, Execution, FillId, OrderIntent, OrderType, Price, Role, Shares, Side, TargetFill, TokenId, Usdc,
+    addr_lower,
 };
 use crate::risk::{Book, BreakerState, Position};
 
@@ -40,51 +40,24 @@ const FILL_COLS: &str = "f.id, f.tx_hash, f.order_hash, f.occurrence, f.log_inde
 fn fill_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, [String; 8], [i64; 9])> {
     Ok((
         r.get(0)?,
-        [
-            r.get(1)?,
-            r.get(2)?,
-            r.get(6)?,
-            r.get(8)?,
-            r.get(9)?,
-            r.get(10)?,
-            r.get(11)?,
-            r.get(12)?,
-        ],
-        [
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(7)?,
-            r.get(14)?,
-            r.get(15)?,
-            r.get(16)?,
-            r.get(17)?,
-            0,
-        ],
+        [r.get(1)?, r.get(2)?, r.get(6)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?],
+        [r.get(3)?, r.get(4)?, r.get(5)?, r.get(7)?, r.get(14)?, r.get(15)?, r.get(16)?, r.get(17)?, 0],
     ))
 }
 
 fn parse_fill(row: (i64, [String; 8], [i64; 9]), token: &str) -> StoreResult<(i64, TargetFill)> {
     let (id, s, n) = row;
-    let corrupt = |column, value: &str| super::StoreError::Corrupt {
-        column,
-        value: value.to_owned(),
-    };
+    let corrupt = |column, value: &str| super::StoreError::Corrupt { column, value: value.to_owned() };
     Ok((
         id,
         TargetFill {
             id: FillId {
                 tx_hash: hex_b256(&s[0], "tx_hash")?,
                 order_hash: hex_b256(&s[1], "order_hash")?,
-                occurrence: u32::try_from(n[0])
-                    .map_err(|_| corrupt("occurrence", &n[0].to_string()))?,
+                occurrence: u32::try_from(n[0]).map_err(|_| corrupt("occurrence", &n[0].to_string()))?,
             },
             wallet: hex_addr(&s[5], "wallet")?,
-            role: if s[6] == "taker" {
-                Role::Taker
-            } else {
-                Role::Maker
-            },
+            role: if s[6] == "taker" { Role::Taker } else { Role::Maker },
             side: Side::parse(&s[7]).ok_or_else(|| corrupt("side", &s[7]))?,
             token_id: dec_u256(token, "token_id")?,
             shares: Shares(n[4]),
@@ -92,11 +65,7 @@ fn parse_fill(row: (i64, [String; 8], [i64; 9]), token: &str) -> StoreResult<(i6
             price: Price(n[6]),
             fee: n[7],
             exchange: hex_addr(&s[3], "exchange")?,
-            version: if s[4] == "V1" {
-                ExchangeVersion::V1
-            } else {
-                ExchangeVersion::V2
-            },
+            version: if s[4] == "V1" { ExchangeVersion::V1 } else { ExchangeVersion::V2 },
             block_number: n[2].unsigned_abs(),
             block_hash: hex_b256(&s[2], "block_hash")?,
             log_index: n[1].unsigned_abs(),
@@ -113,14 +82,11 @@ impl Store {
     pub fn checkpoint(&self) -> StoreResult<Option<(u64, B256)>> {
         let row: Option<(i64, String)> = self
             .conn
-            .query_row(
-                "SELECT block_number, block_hash FROM checkpoint WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT block_number, block_hash FROM checkpoint WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
-        row.map(|(n, h)| Ok((n.unsigned_abs(), hex_b256(&h, "checkpoint.block_hash")?)))
-            .transpose()
+        row.map(|(n, h)| Ok((n.unsigned_abs(), hex_b256(&h, "checkpoint.block_hash")?))).transpose()
     }
 
     /// Hashes of recently processed blocks, newest first (for finding the common ancestor in a reorg).
@@ -128,9 +94,7 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn recent_blocks(&self) -> StoreResult<Vec<(u64, B256)>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT number, hash FROM recent_blocks ORDER BY number DESC")?;
+        let mut st = self.conn.prepare_cached("SELECT number, hash FROM recent_blocks ORDER BY number DESC")?;
         let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
         rows.map(|r| {
             let (n, h) = r?;
@@ -179,11 +143,7 @@ impl Store {
                     now
                 ],
             )?;
-            let key = params![
-                f.id.tx_hash.to_string(),
-                f.id.order_hash.to_string(),
-                f.id.occurrence
-            ];
+            let key = params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence];
             let (row, status, suspect, has_intent): (i64, String, bool, bool) = tx.query_row(
                 "SELECT id, status, suspect, EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id) FROM fills \
                  WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
@@ -191,21 +151,13 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
             if inserted == 1 {
-                let delta = if f.side == Side::Buy {
-                    f.shares.0
-                } else {
-                    -f.shares.0
-                };
+                let delta = if f.side == Side::Buy { f.shares.0 } else { -f.shares.0 };
                 tx.execute(
                     "INSERT INTO target_positions (wallet, token_id, shares) VALUES (?1, ?2, MAX(?3, 0)) \
                      ON CONFLICT (wallet, token_id) DO UPDATE SET shares = MAX(shares + ?3, 0)",
                     params![addr_lower(&f.wallet), f.token_id.to_string(), delta],
                 )?;
-                out.to_copy.push(PendingFill {
-                    row,
-                    fill: f.clone(),
-                    intent: None,
-                });
+                out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None });
                 continue;
             }
             // Seen before: a re-inclusion after a reorg (same identity, maybe another block).
@@ -218,11 +170,7 @@ impl Store {
                     params![row, f.block_number as i64, f.block_hash.to_string(), f.log_index as i64, revive],
                 )?;
                 if revive || (status == "pending" && !has_intent) {
-                    out.to_copy.push(PendingFill {
-                        row,
-                        fill: f.clone(),
-                        intent: None,
-                    });
+                    out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None });
                 }
             }
         }
@@ -231,18 +179,14 @@ impl Store {
             let mut st = tx.prepare(&format!(
                 "SELECT {FILL_COLS}, f.status FROM fills f WHERE f.suspect = 1 AND f.block_number <= ?1"
             ))?;
-            let rows = st.query_map([to.0 as i64], |r| {
-                Ok((r.get(0)?, r.get::<_, String>(13)?, r.get::<_, String>(18)?))
-            })?;
+            let rows =
+                st.query_map([to.0 as i64], |r| Ok((r.get(0)?, r.get::<_, String>(13)?, r.get::<_, String>(18)?)))?;
             rows.collect::<Result<_, _>>()?
         };
         for (row, token, status) in gone {
             let fill = load_fill(&tx, row, &token)?;
             if status == "executed" {
-                tx.execute(
-                    "UPDATE fills SET suspect = 0, reorged_after_copy = 1 WHERE id = ?1",
-                    [row],
-                )?;
+                tx.execute("UPDATE fills SET suspect = 0, reorged_after_copy = 1 WHERE id = ?1", [row])?;
                 out.reorged_after_copy.push(fill);
             } else {
                 tx.execute(
@@ -258,10 +202,7 @@ impl Store {
                 params![*n as i64, h.to_string()],
             )?;
         }
-        tx.execute(
-            "DELETE FROM recent_blocks WHERE number < ?1",
-            [to.0.saturating_sub(1024) as i64],
-        )?;
+        tx.execute("DELETE FROM recent_blocks WHERE number < ?1", [to.0.saturating_sub(1024) as i64])?;
         tx.execute(
             "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
              ON CONFLICT (id) DO UPDATE SET block_number = ?1, block_hash = ?2, updated_at_ms = ?3",
@@ -282,10 +223,7 @@ impl Store {
             "UPDATE fills SET suspect = 1 WHERE block_number > ?1 AND status != 'withdrawn'",
             [ancestor.0 as i64],
         )?;
-        tx.execute(
-            "DELETE FROM recent_blocks WHERE number > ?1",
-            [ancestor.0 as i64],
-        )?;
+        tx.execute("DELETE FROM recent_blocks WHERE number > ?1", [ancestor.0 as i64])?;
         tx.execute(
             "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
              ON CONFLICT (id) DO UPDATE SET block_number = ?1, block_hash = ?2, updated_at_ms = ?3",
@@ -399,11 +337,7 @@ impl Store {
             Ok((
                 fill_from_row(r)?,
                 r.get::<_, String>(13)?,
-                (
-                    r.get::<_, Option<i64>>(18)?,
-                    r.get::<_, Option<i64>>(19)?,
-                    r.get::<_, Option<i64>>(20)?,
-                ),
+                (r.get::<_, Option<i64>>(18)?, r.get::<_, Option<i64>>(19)?, r.get::<_, Option<i64>>(20)?),
                 r.get::<_, Option<String>>(21)?,
             ))
         })?;
@@ -421,11 +355,7 @@ impl Store {
                     shares: Shares(s),
                     limit_price: Price(l),
                     target_price: Price(t),
-                    order_type: if ot.as_deref() == Some("FOK") {
-                        OrderType::Fok
-                    } else {
-                        OrderType::Fak
-                    },
+                    order_type: if ot.as_deref() == Some("FOK") { OrderType::Fok } else { OrderType::Fak },
                     block_ts: fill.block_ts,
                 }),
                 _ => None,
@@ -440,26 +370,12 @@ impl Store {
     /// # Errors
     /// On a database error or a corrupt row.
     pub fn book(&self) -> StoreResult<Book> {
-        let mut st = self
-            .conn
-            .prepare("SELECT token_id, shares, cost FROM positions")?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
+        let mut st = self.conn.prepare("SELECT token_id, shares, cost FROM positions")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
         let mut b = Book::default();
         for r in rows {
             let (t, s, c) = r?;
-            b.set(
-                dec_u256(&t, "positions.token_id")?,
-                Position {
-                    shares: Shares(s),
-                    cost: Usdc(c),
-                },
-            );
+            b.set(dec_u256(&t, "positions.token_id")?, Position { shares: Shares(s), cost: Usdc(c) });
         }
         Ok(b)
     }
@@ -485,9 +401,7 @@ impl Store {
         let mut st = self.conn.prepare(
             "SELECT wallet, executed_at_ms FROM executions WHERE executed_at_ms >= ?1 ORDER BY executed_at_ms",
         )?;
-        let rows = st.query_map([since_ms], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
+        let rows = st.query_map([since_ms], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         rows.map(|r| {
             let (w, t) = r?;
             Ok((hex_addr(&w, "executions.wallet")?, t))
@@ -499,11 +413,7 @@ impl Store {
     ///
     /// # Errors
     /// On a database error.
-    pub fn target_position(
-        &self,
-        wallet: &Address,
-        token: &TokenId,
-    ) -> StoreResult<Option<Shares>> {
+    pub fn target_position(&self, wallet: &Address, token: &TokenId) -> StoreResult<Option<Shares>> {
         Ok(self
             .conn
             .query_row(
@@ -522,19 +432,15 @@ impl Store {
     pub fn breaker(&self) -> StoreResult<BreakerState> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT tripped, code, reason, by, since_ms FROM breaker WHERE id = 1",
-                [],
-                |r| {
-                    Ok(BreakerState {
-                        tripped: r.get(0)?,
-                        code: r.get(1)?,
-                        reason: r.get(2)?,
-                        by: r.get(3)?,
-                        since_ms: r.get(4)?,
-                    })
-                },
-            )
+            .query_row("SELECT tripped, code, reason, by, since_ms FROM breaker WHERE id = 1", [], |r| {
+                Ok(BreakerState {
+                    tripped: r.get(0)?,
+                    code: r.get(1)?,
+                    reason: r.get(2)?,
+                    by: r.get(3)?,
+                    since_ms: r.get(4)?,
+                })
+            })
             .optional()?
             .unwrap_or_default())
     }
@@ -566,10 +472,6 @@ impl Store {
 }
 
 fn load_fill(tx: &rusqlite::Transaction<'_>, row: i64, token: &str) -> StoreResult<TargetFill> {
-    let raw = tx.query_row(
-        &format!("SELECT {FILL_COLS} FROM fills f WHERE f.id = ?1"),
-        [row],
-        fill_from_row,
-    )?;
+    let raw = tx.query_row(&format!("SELECT {FILL_COLS} FROM fills f WHERE f.id = ?1"), [row], fill_from_row)?;
     Ok(parse_fill(raw, token)?.1)
 }

@@ -54,10 +54,7 @@ impl Store {
     /// # Errors
     /// When the file cannot be created, opened or migrated.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let io = |source| StoreError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io = |source| StoreError::Io { path: path.display().to_string(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -76,9 +73,7 @@ impl Store {
     /// # Errors
     /// The problems SQLite found, or a query error.
     pub fn integrity_check(&self) -> StoreResult<Result<(), String>> {
-        let r: String = self
-            .conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        let r: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
         Ok(if r == "ok" { Ok(()) } else { Err(r) })
     }
 }
@@ -95,32 +90,21 @@ fn set_private(_: &Path) -> std::io::Result<()> {
 }
 
 pub(crate) fn hex_b256(v: &str, column: &'static str) -> StoreResult<B256> {
-    v.parse().map_err(|_| StoreError::Corrupt {
-        column,
-        value: v.to_owned(),
-    })
+    v.parse().map_err(|_| StoreError::Corrupt { column, value: v.to_owned() })
 }
 
 pub(crate) fn hex_addr(v: &str, column: &'static str) -> StoreResult<Address> {
-    v.parse().map_err(|_| StoreError::Corrupt {
-        column,
-        value: v.to_owned(),
-    })
+    v.parse().map_err(|_| StoreError::Corrupt { column, value: v.to_owned() })
 }
 
 pub(crate) fn dec_u256(v: &str, column: &'static str) -> StoreResult<U256> {
-    U256::from_str_radix(v, 10).map_err(|_| StoreError::Corrupt {
-        column,
-        value: v.to_owned(),
-    })
+    U256::from_str_radix(v, 10).map_err(|_| StoreError::Corrupt { column, value: v.to_owned() })
 }
 
 /// Milliseconds since the epoch.
 #[must_use]
 pub fn now_ms() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 

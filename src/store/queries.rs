@@ -119,22 +119,14 @@ impl Store {
     pub fn status(&self) -> StoreResult<StatusReport> {
         let count_by = |sql: &str| -> StoreResult<HashMap<String, u64>> {
             let mut st = self.conn.prepare(sql)?;
-            let rows = st.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.unsigned_abs()))
-            })?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.unsigned_abs())))?;
             Ok(rows.collect::<Result<_, _>>()?)
         };
-        let mut st = self
-            .conn
-            .prepare("SELECT token_id, shares, cost FROM positions ORDER BY cost DESC")?;
+        let mut st = self.conn.prepare("SELECT token_id, shares, cost FROM positions ORDER BY cost DESC")?;
         let positions = st
             .query_map([], |r| {
                 let (s, c): (i64, i64) = (r.get(1)?, r.get(2)?);
-                let avg = if s > 0 {
-                    i64::try_from(i128::from(c) * 1_000_000 / i128::from(s)).unwrap_or(0)
-                } else {
-                    0
-                };
+                let avg = if s > 0 { i64::try_from(i128::from(c) * 1_000_000 / i128::from(s)).unwrap_or(0) } else { 0 };
                 Ok(PositionRow {
                     token_id: r.get(0)?,
                     shares: format_micros(s),
@@ -143,19 +135,9 @@ impl Store {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let exposure: i64 =
-            self.conn
-                .query_row("SELECT COALESCE(SUM(cost), 0) FROM positions", [], |r| {
-                    r.get(0)
-                })?;
-        let last_block: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT block_number FROM checkpoint WHERE id = 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let exposure: i64 = self.conn.query_row("SELECT COALESCE(SUM(cost), 0) FROM positions", [], |r| r.get(0))?;
+        let last_block: Option<i64> =
+            self.conn.query_row("SELECT block_number FROM checkpoint WHERE id = 1", [], |r| r.get(0)).optional()?;
         Ok(StatusReport {
             breaker: self.breaker()?,
             last_block: last_block.map(i64::unsigned_abs),

@@ -34,10 +34,7 @@ pub async fn wait_for<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Opti
         if let Some(v) = f().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -46,13 +43,9 @@ pub fn anvil_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("ANVIL_BIN") {
         return PathBuf::from(p);
     }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    if local.exists() {
-        local
-    } else {
-        PathBuf::from("anvil")
-    }
+    let local =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    if local.exists() { local } else { PathBuf::from("anvil") }
 }
 
 /// A running anvil with chain id 137.
@@ -82,21 +75,15 @@ impl Anvil {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !sent {
-                    if let Some(rest) = line.split("Listening on ").nth(1) {
-                        let _ = tx.send(rest.trim().to_owned());
-                        sent = true;
-                    }
+                if !sent && let Some(rest) = line.split("Listening on ").nth(1) {
+                    let _ = tx.send(rest.trim().to_owned());
+                    sent = true;
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("anvil printed its address");
+        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("anvil printed its address");
         let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-        let rpc = ProviderBuilder::new()
-            .connect_http(format!("http://127.0.0.1:{port}").parse().unwrap())
-            .erased();
+        let rpc = ProviderBuilder::new().connect_http(format!("http://127.0.0.1:{port}").parse().unwrap()).erased();
         let a = Self { child, port, rpc };
         for ex in [V2_EXCHANGE, V1_EXCHANGE] {
             a.raw("anvil_setCode", json!([ex, EMITTER])).await;
@@ -109,10 +96,7 @@ impl Anvil {
     }
 
     pub async fn raw(&self, method: &'static str, params: Value) -> Value {
-        self.rpc
-            .raw_request::<_, Value>(method.into(), params)
-            .await
-            .unwrap_or_else(|e| panic!("{method}: {e}"))
+        self.rpc.raw_request::<_, Value>(method.into(), params).await.unwrap_or_else(|e| panic!("{method}: {e}"))
     }
 
     pub async fn head(&self) -> u64 {
@@ -128,7 +112,11 @@ impl Anvil {
     /// Sends one log-emitting transaction; returns (block number, tx hash).
     pub async fn emit(&self, fill: &Fill) -> (u64, B256) {
         let tx: B256 = serde_json::from_value(
-            self.raw("eth_sendTransaction", json!([{"from": SENDER, "to": fill.exchange, "data": fill.calldata(), "gas": "0x100000"}])).await,
+            self.raw(
+                "eth_sendTransaction",
+                json!([{"from": SENDER, "to": fill.exchange, "data": fill.calldata(), "gas": "0x100000"}]),
+            )
+            .await,
         )
         .unwrap();
         let receipt = wait_for(10, "receipt", async || {
@@ -136,14 +124,7 @@ impl Anvil {
             (!r.is_null()).then_some(r)
         })
         .await;
-        let bn = u64::from_str_radix(
-            receipt["blockNumber"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("0x"),
-            16,
-        )
-        .unwrap();
+        let bn = u64::from_str_radix(receipt["blockNumber"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
         (bn, tx)
     }
 
@@ -151,7 +132,11 @@ impl Anvil {
     pub async fn emit_block(&self, fills: &[Fill]) -> u64 {
         self.raw("evm_setAutomine", json!([false])).await;
         for f in fills {
-            self.raw("eth_sendTransaction", json!([{"from": SENDER, "to": f.exchange, "data": f.calldata(), "gas": "0x100000"}])).await;
+            self.raw(
+                "eth_sendTransaction",
+                json!([{"from": SENDER, "to": f.exchange, "data": f.calldata(), "gas": "0x100000"}]),
+            )
+            .await;
         }
         self.raw("evm_mine", json!([])).await;
         self.raw("evm_setAutomine", json!([true])).await;
@@ -160,8 +145,7 @@ impl Anvil {
 
     /// Installs the Conditional Tokens stand-in.
     pub async fn install_balances(&self) {
-        self.raw("anvil_setCode", json!([CONDITIONAL_TOKENS, BALANCES]))
-            .await;
+        self.raw("anvil_setCode", json!([CONDITIONAL_TOKENS, BALANCES])).await;
     }
 
     /// Sets `owner`'s ERC-1155 balance of `token` in the stand-in (then mines a block, so the
@@ -172,11 +156,7 @@ impl Anvil {
         key[32..].copy_from_slice(&U256::from(token).to_be_bytes::<32>());
         let slot = keccak256(key);
         let value = B256::from(U256::from(micros));
-        self.raw(
-            "anvil_setStorageAt",
-            json!([CONDITIONAL_TOKENS, slot, value]),
-        )
-        .await;
+        self.raw("anvil_setStorageAt", json!([CONDITIONAL_TOKENS, slot, value])).await;
         self.mine(1).await;
     }
 }
@@ -198,15 +178,7 @@ fn word(v: u64) -> U256 {
 
 impl Fill {
     /// V2: `side` 0 BUY / 1 SELL; BUY: maker pays `usdc` for `shares`; SELL: the reverse.
-    pub fn v2(
-        order: u8,
-        maker: Address,
-        taker: Address,
-        buy: bool,
-        token: u64,
-        shares: u64,
-        usdc: u64,
-    ) -> Self {
+    pub fn v2(order: u8, maker: Address, taker: Address, buy: bool, token: u64, shares: u64, usdc: u64) -> Self {
         let (m, t) = if buy { (usdc, shares) } else { (shares, usdc) };
         Self {
             exchange: V2_EXCHANGE,
@@ -214,41 +186,18 @@ impl Fill {
             order_hash: B256::repeat_byte(order),
             maker,
             taker,
-            words: vec![
-                word(u64::from(!buy)),
-                word(token),
-                word(m),
-                word(t),
-                word(0),
-                U256::ZERO,
-                U256::ZERO,
-            ],
+            words: vec![word(u64::from(!buy)), word(token), word(m), word(t), word(0), U256::ZERO, U256::ZERO],
         }
     }
 
     /// V1: asset 0 is collateral.
-    pub fn v1(
-        order: u8,
-        maker: Address,
-        taker: Address,
-        buy: bool,
-        token: u64,
-        shares: u64,
-        usdc: u64,
-    ) -> Self {
+    pub fn v1(order: u8, maker: Address, taker: Address, buy: bool, token: u64, shares: u64, usdc: u64) -> Self {
         let words = if buy {
             vec![word(0), word(token), word(usdc), word(shares), word(0)]
         } else {
             vec![word(token), word(0), word(shares), word(usdc), word(0)]
         };
-        Self {
-            exchange: V1_EXCHANGE,
-            v2: false,
-            order_hash: B256::repeat_byte(order),
-            maker,
-            taker,
-            words,
-        }
+        Self { exchange: V1_EXCHANGE, v2: false, order_hash: B256::repeat_byte(order), maker, taker, words }
     }
 
     pub fn calldata(&self) -> String {
@@ -309,45 +258,25 @@ breaker_poll_ms = 100
 
 impl Daemon {
     /// Prepares a directory with `settings_extra` appended to the test settings and `wallets`.
-    pub fn new(dir: &Path, rpc_url: &str, settings_extra: &str, wallets: &Value) -> Self {
+    /// `chain_extra` lines go into the `[chain]` table of the test settings.
+    pub fn new(dir: &Path, rpc_url: &str, chain_extra: &str, wallets: &Value) -> Self {
         std::fs::create_dir_all(dir).unwrap();
-        std::fs::write(
-            dir.join("polycopy.toml"),
-            format!("{settings_extra}\n{BASE_SETTINGS}"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("wallets.json"),
-            serde_json::to_string_pretty(wallets).unwrap(),
-        )
-        .unwrap();
+        let settings = BASE_SETTINGS.replace("[chain]\n", &format!("[chain]\n{chain_extra}\n"));
+        std::fs::write(dir.join("polycopy.toml"), settings).unwrap();
+        std::fs::write(dir.join("wallets.json"), serde_json::to_string_pretty(wallets).unwrap()).unwrap();
         let env = vec![
             ("POLYGON_RPC_URL".into(), rpc_url.to_owned()),
             ("POLYCOPY_SYSTEM_CONFIG".into(), String::new()),
-            (
-                "POLYCOPY_EMERGENCY_STOP_FILE".into(),
-                dir.join("EMERGENCY_STOP").display().to_string(),
-            ),
+            ("POLYCOPY_EMERGENCY_STOP_FILE".into(), dir.join("EMERGENCY_STOP").display().to_string()),
             ("RUST_LOG".into(), "info,polycopy=debug".into()),
         ];
-        Self {
-            dir: dir.to_owned(),
-            child: None,
-            env,
-        }
+        Self { dir: dir.to_owned(), child: None, env }
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
         c.current_dir(&self.dir)
-            .args([
-                "--config",
-                "polycopy.toml",
-                "--wallets",
-                "wallets.json",
-                "--db",
-                "journal.db",
-            ])
+            .args(["--config", "polycopy.toml", "--wallets", "wallets.json", "--db", "journal.db"])
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -360,29 +289,19 @@ impl Daemon {
     }
 
     pub fn start_with(&mut self, extra_env: &[(&str, &str)]) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("daemon.log"))
-            .unwrap();
-        let child = self
-            .cmd(&["run"])
-            .envs(extra_env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
+        let child =
+            self.cmd(&["run"]).envs(extra_env.iter().copied()).stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.child = Some(child);
     }
 
     /// Waits until the daemon logs that its feed is live.
     pub async fn wait_live(&self) {
-        let n = self.log().matches("chain feed live").count();
-        wait_for(20, "feed live", async || {
-            (self.log().matches("chain feed live").count() > n || self.log_live_after_start())
-                .then_some(())
-        })
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log_live_after_start() {
+            assert!(Instant::now() < deadline, "daemon never went live; its log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn log_live_after_start(&self) -> bool {
@@ -401,9 +320,7 @@ impl Daemon {
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(s) = c.try_wait().unwrap() {
@@ -464,13 +381,8 @@ impl Daemon {
     /// Rows of the journal's events log of `kind`.
     pub fn events(&self, kind: &str) -> Vec<String> {
         let c = rusqlite::Connection::open(self.dir.join("journal.db")).unwrap();
-        let mut st = c
-            .prepare("SELECT message FROM events WHERE kind = ?1 ORDER BY id")
-            .unwrap();
-        st.query_map([kind], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        let mut st = c.prepare("SELECT message FROM events WHERE kind = ?1 ORDER BY id").unwrap();
+        st.query_map([kind], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     }
 
     /// Number of executions recorded for the fill row with this tx hash.

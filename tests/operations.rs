@@ -1,0 +1,163 @@
+//! What an operator does: emergency stop, halt and resume (surviving restarts), editing
+//! wallets.json while running, and checking a broken configuration.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, address};
+use serde_json::json;
+use support::*;
+
+const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+const D: Address = address!("dddddddddddddddddddddddddddddddddddddddd");
+const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
+
+fn buy(maker: Address, order: u8, token: u64) -> Fill {
+    Fill::v2(order, maker, C, true, token, 100 * ONE, 50 * ONE)
+}
+
+/// Waits for the n-th row to reach a final status and returns (status, reason).
+async fn outcome(d: &Daemon, n: usize) -> (String, String) {
+    wait_for(20, &format!("row {n} to finish"), async || {
+        let r = d.trades();
+        let row = r.get(n)?;
+        (row["status"] != "pending")
+            .then(|| (row["status"].as_str().unwrap().to_owned(), row["reason"].as_str().unwrap_or("").to_owned()))
+    })
+    .await
+}
+
+/// Polls the daemon's log for `needle` for at most one second (the promised reaction time).
+async fn within_a_second(d: &Daemon, needle: &str, times: usize) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while d.log().matches(needle).count() < times {
+        assert!(Instant::now() < deadline, "daemon did not log {needle:?} within a second:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The EMERGENCY_STOP file and `polycopy halt` stop new executions within a second, `resume`
+/// restarts them, and the halted state survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_halt_when_stop_file_or_cli_then_no_executions_until_resume() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    anvil.emit(&buy(A, 1, 1)).await;
+    assert_eq!(outcome(&d, 0).await.0, "executed");
+
+    std::fs::write(dir.path().join("EMERGENCY_STOP"), "").unwrap();
+    within_a_second(&d, "BREAKER TRIPPED (emergency_stop)", 1).await;
+    anvil.emit(&buy(A, 2, 2)).await;
+    assert_eq!(outcome(&d, 1).await, ("rejected".into(), "halted".into()));
+
+    let (code, _, err) = d.run_cli(&["resume"]);
+    assert_eq!(code, 1, "resume refuses while the stop file exists");
+    assert!(err.contains("EMERGENCY_STOP"), "{err}");
+    std::fs::remove_file(dir.path().join("EMERGENCY_STOP")).unwrap();
+    let (code, out, _) = d.run_cli(&["resume"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("was emergency_stop"), "{out}");
+    within_a_second(&d, "breaker reset by cli", 1).await;
+    anvil.emit(&buy(A, 3, 3)).await;
+    assert_eq!(outcome(&d, 2).await.0, "executed");
+
+    let (code, _, _) = d.run_cli(&["halt", "--reason", "checking the logs"]);
+    assert_eq!(code, 0);
+    within_a_second(&d, "BREAKER TRIPPED (manual) by cli", 1).await;
+    anvil.emit(&buy(A, 4, 4)).await;
+    assert_eq!(outcome(&d, 3).await, ("rejected".into(), "halted".into()));
+
+    assert!(d.stop().success());
+    d.start();
+    d.wait_live().await;
+    let st = d.status();
+    assert_eq!(st["breaker"]["tripped"], true);
+    assert_eq!(st["breaker"]["reason"], "checking the logs");
+    anvil.emit(&buy(A, 5, 5)).await;
+    assert_eq!(outcome(&d, 4).await, ("rejected".into(), "halted".into()));
+    let (code, _, _) = d.run_cli(&["resume"]);
+    assert_eq!(code, 0);
+    within_a_second(&d, "breaker reset by cli", 2).await;
+    anvil.emit(&buy(A, 6, 6)).await;
+    assert_eq!(outcome(&d, 5).await.0, "executed");
+}
+
+/// wallets.json edited while running: a new target is watched and copied without a restart; a
+/// broken edit is rejected with every problem reported and the old targets keep running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reload_when_wallets_edited_then_applied_or_rejected_live() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+
+    d.write_wallets(&wallets(&[(A, "a", true), (D, "newcomer", true)], 0.1));
+    wait_for(10, "the reload", async || (!d.events("wallets_reloaded").is_empty()).then_some(())).await;
+    assert!(d.events("wallets_reloaded")[0].contains("added [newcomer]"));
+    anvil.emit(&buy(D, 1, 10)).await;
+    assert_eq!(outcome(&d, 0).await.0, "executed");
+
+    d.write_wallets_text(&format!(
+        r#"{{"wallets": [
+            {{"address": "{A}", "label": "a"}},
+            {{"address": "0xnothex", "label": "typo"}},
+            {{"address": "{D}", "label": "newcomer", "sizing": {{"mode": "multiplier", "multiplier": -2}}}},
+            {{"address": "{A}", "label": "again"}}
+        ]}}"#
+    ));
+    let rejected = wait_for(10, "the rejection", async || d.events("wallets_rejected").into_iter().next()).await;
+    for needle in [
+        "wallets[1] (typo): address",
+        "wallets[2] (newcomer): sizing.multiplier",
+        "wallets[3] (again): address: duplicate",
+    ] {
+        assert!(rejected.contains(needle), "{needle} missing from {rejected}");
+        assert!(d.log().contains(needle));
+    }
+    anvil.emit(&buy(A, 2, 11)).await;
+    anvil.emit(&buy(D, 3, 12)).await;
+    assert_eq!(outcome(&d, 1).await.0, "executed");
+    assert_eq!(outcome(&d, 2).await.0, "executed");
+
+    // A valid file again, without D; SIGHUP also reloads.
+    d.write_wallets(&wallets(&[(A, "a", true)], 0.1));
+    wait_for(10, "the second reload", async || (d.events("wallets_reloaded").len() >= 2).then_some(())).await;
+    assert!(d.events("wallets_reloaded")[1].contains("removed [newcomer]"));
+    anvil.emit(&buy(D, 4, 13)).await;
+    anvil.emit(&buy(A, 5, 14)).await;
+    let (status, _) = outcome(&d, 3).await;
+    assert_eq!(status, "executed");
+    assert_eq!(d.trades()[3]["token_id"], "14", "the removed target's fill is not journaled");
+    assert!(d.stop().success());
+}
+
+/// `check-config` on a wallets.json with three different mistakes prints all three with their
+/// entries and exits 1; a clean configuration exits 0.
+#[test]
+fn test_check_config_when_three_mistakes_then_all_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::new(dir.path(), "http://127.0.0.1:1", "", &wallets(&[(A, "a", true)], 0.1));
+    let (code, out, _) = d.run_cli(&["check-config"]);
+    assert_eq!(code, 0, "{out}");
+    d.write_wallets(&json!({"wallets": [
+        {"address": "0x12345", "label": "short"},
+        {"address": A.to_string(), "label": "greedy", "max_order_usdc": -5},
+        {"address": D.to_string(), "label": "typo", "copy_sell": false}
+    ]}));
+    let (code, _, err) = d.run_cli(&["check-config"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("3 problem(s)"), "{err}");
+    assert!(err.contains("wallets[0] (short): address"), "{err}");
+    assert!(err.contains("wallets[1] (greedy): max_order_usdc"), "{err}");
+    assert!(err.contains("wallets[2] (typo): copy_sell: unknown key"), "{err}");
+    let (code, out, _) = d.run_cli(&["check-config", "--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["problems"].as_array().unwrap().len(), 3);
+    assert_eq!(v["problems"][0]["entry"], "wallets[0] (short)");
+}

@@ -1,0 +1,153 @@
+//! Nothing lost, nothing doubled: restarts with backfill, reorgs, a cut websocket, and a crash right
+//! after an intent was journaled.
+
+mod support;
+
+use alloy::primitives::{Address, address};
+use serde_json::json;
+use support::*;
+
+const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
+
+fn buy(order: u8, token: u64) -> Fill {
+    Fill::v2(order, A, C, true, token, 100 * ONE, 50 * ONE)
+}
+
+async fn executed(d: &Daemon, n: usize) -> Vec<serde_json::Value> {
+    wait_for(20, &format!("{n} executed copies"), async || {
+        let r = d.trades();
+        (with_status(&r, "executed").len() >= n).then_some(r)
+    })
+    .await
+}
+
+/// Restart with the same journal: the fill copied before is not copied again, and fills emitted
+/// while the daemon was down are backfilled from the checkpoint and copied once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_restart_when_fills_happened_while_down_then_backfills_without_duplicates() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    let (_, tx1) = anvil.emit(&buy(1, 11)).await;
+    executed(&d, 1).await;
+    assert!(d.stop().success());
+
+    let (_, tx2) = anvil.emit(&buy(2, 12)).await;
+    anvil.mine(3).await;
+    let (_, tx3) = anvil.emit(&buy(3, 13)).await;
+    d.start();
+    let rows = executed(&d, 3).await;
+    // Give a duplicate every chance to appear.
+    anvil.mine(2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let rows2 = d.trades();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows2.len(), 3);
+    for tx in [tx1, tx2, tx3] {
+        assert_eq!(d.executions_for(&tx), 1, "{tx}");
+    }
+    let st = d.status();
+    assert_eq!(st["positions"].as_array().unwrap().len(), 3);
+}
+
+/// With `confirmations = 2`, a fill reorged out before it had its confirmations is never copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reorg_when_fill_unconfirmed_then_never_copied() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    anvil.mine(3).await; // so that head − confirmations exists
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "confirmations = 2", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    let (bn, _) = anvil.emit(&buy(1, 21)).await;
+    anvil.raw("anvil_reorg", json!([1, []])).await;
+    anvil.mine(4).await;
+    // A later fill proves the feed went past the reorged block.
+    anvil.emit(&buy(2, 22)).await;
+    anvil.mine(2).await;
+    let rows = executed(&d, 1).await;
+    assert_eq!(rows.len(), 1, "only the surviving fill is journaled: {rows:#?}");
+    assert_eq!(rows[0]["token_id"], "22");
+    assert!(d.status()["last_block"].as_u64().unwrap() >= bn + 2);
+}
+
+/// With `confirmations = 0`, a fill already copied and then reorged out is reported as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reorg_when_fill_already_copied_then_reported() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    anvil.emit(&buy(1, 31)).await;
+    executed(&d, 1).await;
+    anvil.raw("anvil_reorg", json!([1, []])).await;
+    anvil.mine(1).await;
+    let rows = wait_for(20, "the reorg to be noticed", async || {
+        let r = d.trades();
+        (r[0]["reorged_after_copy"] == true).then_some(r)
+    })
+    .await;
+    assert_eq!(rows[0]["status"], "executed", "our copy stands");
+    let reported = d.events("reorged_after_copy");
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert!(reported[0].contains("COPIED"));
+    assert_eq!(d.events("reorg").len(), 1);
+}
+
+/// The websocket to the node is cut mid-stream: the daemon reconnects and backfills; no fill is lost
+/// and none doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_websocket_when_cut_then_reconnects_and_loses_nothing() {
+    let anvil = Anvil::start().await;
+    let proxy = Proxy::start(format!("127.0.0.1:{}", anvil.port).parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &format!("http://{}", proxy.addr), "", &wallets(&[(A, "a", true)], 0.1));
+    d.env.push(("POLYGON_WS_URL".into(), format!("ws://{}", proxy.addr)));
+    d.start();
+    d.wait_live().await;
+    assert!(d.log().contains("ws=true"), "connected over websocket");
+    anvil.emit(&buy(1, 41)).await;
+    executed(&d, 1).await;
+    let mut txs = Vec::new();
+    for i in 0..3u8 {
+        assert!(proxy.cut() > 0, "there was a connection to cut");
+        txs.push(anvil.emit(&buy(10 + i, 42 + u64::from(i))).await.1);
+        anvil.mine(1).await;
+    }
+    let rows = executed(&d, 4).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(d.trades().len(), 4, "{rows:#?}");
+    for tx in txs {
+        assert_eq!(d.executions_for(&tx), 1);
+    }
+    assert!(d.log().contains("connected to the chain"), "{}", d.log());
+}
+
+/// The process dies (abort, as hard as SIGKILL) right after an intent is journaled: after a restart
+/// the fill is executed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_crash_when_intent_journaled_then_executed_once_after_restart() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.start_with(&[("POLYCOPY_FAULT", "abort_after_intent")]);
+    d.wait_live().await;
+    let (_, tx) = anvil.emit(&buy(1, 51)).await;
+    let status = d.wait_exit().await;
+    assert!(!status.success(), "the fault killed it");
+    let rows = d.trades();
+    assert_eq!(rows[0]["status"], "pending", "journaled, not executed");
+    assert_eq!(d.executions_for(&tx), 0);
+
+    d.start();
+    executed(&d, 1).await;
+    anvil.mine(2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(d.executions_for(&tx), 1);
+    assert_eq!(d.trades().len(), 1);
+    assert!(d.log().contains("recovering fills journaled before the last stop"));
+}
