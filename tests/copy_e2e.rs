@@ -75,6 +75,8 @@ async fn test_copy_when_targets_rest_and_take_then_only_their_own_fills_are_copi
     assert_eq!(row(&rows, "executed"), want);
     assert_eq!(rows.len(), 4, "only A's own fills are journaled: {rows:#?}");
     assert!(rows.iter().all(|r| r["wallet"] == format!("{A:#x}")));
+    let roles: Vec<&str> = rows.iter().map(|r| r["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["maker", "taker", "maker", "taker"]);
 
     let st = d.status();
     let positions = st["positions"].as_array().unwrap();

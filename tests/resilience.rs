@@ -151,3 +151,20 @@ async fn test_crash_when_intent_journaled_then_executed_once_after_restart() {
     assert_eq!(d.trades().len(), 1);
     assert!(d.log().contains("recovering fills journaled before the last stop"));
 }
+
+/// The primary RPC endpoint is dead: the daemon fails over to the fallback URL and copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_rpc_when_primary_dead_then_fails_over_to_fallback() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Port 9 (discard) on loopback: nothing listens, connections are refused at once.
+    let mut d = Daemon::new(dir.path(), "http://127.0.0.1:9/secret-key-path", "", &wallets(&[(A, "a", true)], 0.1));
+    d.env.push(("POLYGON_RPC_FALLBACK_URLS".into(), anvil.http_url()));
+    d.start();
+    d.wait_live().await;
+    anvil.emit(&buy(1, 61)).await;
+    executed(&d, 1).await;
+    let log = d.log();
+    assert!(log.contains("failing over") || log.contains("now using"), "{log}");
+    assert!(!log.contains("secret-key-path"), "the URL path is redacted in logs");
+}

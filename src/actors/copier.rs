@@ -146,6 +146,7 @@ impl Handler<Copy> for Copier {
                         order_type: OrderType::Fak,
                         block_ts: fill.block_ts,
                     };
+                    notifier.do_send(Event::Sized { label: m.label.clone(), intent: intent.clone() });
                     risk.send(evaluate(intent, false)).await.unwrap_or_else(|e| Decision::Failed(e.to_string()))
                 }
             }

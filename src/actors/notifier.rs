@@ -6,7 +6,7 @@ use tracing::{error, info, warn};
 
 use crate::actors::store::{AddEvent, StoreActor};
 use crate::config::Problem;
-use crate::domain::{Execution, TargetFill, addr_lower};
+use crate::domain::{Execution, OrderIntent, TargetFill, addr_lower};
 use crate::risk::{BreakerState, DenyReason};
 
 /// Something the operator should hear about.
@@ -33,6 +33,13 @@ pub enum Event {
         fill: TargetFill,
         /// The target's label.
         label: String,
+    },
+    /// A fill was sized into an intent, before the risk checks.
+    Sized {
+        /// The target's label.
+        label: String,
+        /// The intent.
+        intent: OrderIntent,
     },
     /// A fill was not copied.
     Rejected {
@@ -108,6 +115,7 @@ impl Event {
             Self::Started { .. } => "started",
             Self::Stopped { .. } => "stopped",
             Self::FillDetected { .. } => "fill_detected",
+            Self::Sized { .. } => "sized",
             Self::Rejected { .. } => "rejected",
             Self::Executed { .. } => "executed",
             Self::BreakerTripped(_) => "breaker_tripped",
@@ -137,6 +145,13 @@ impl Event {
                 short_token(&fill.token_id.to_string()),
                 fill.price,
                 fill_ref(fill)
+            ),
+            Self::Sized { label, intent } => format!(
+                "sized copy of {label}: {} {} shares of {} limit {}",
+                intent.side,
+                intent.shares,
+                short_token(&intent.token_id.to_string()),
+                intent.limit_price
             ),
             Self::Rejected { fill, label, reason } => {
                 format!("not copied: {label} {} {} at {}: {reason}", fill.side, fill.shares, fill.price)
@@ -227,8 +242,8 @@ impl Handler<Event> for Notifier {
             Event::Executed { latency_ms, .. } => info!(event = kind, latency_ms, "{text}"),
             _ => info!(event = kind, "{text}"),
         }
-        // Detected fills are already in the journal's fills table; no need to log them twice.
-        if !matches!(ev, Event::FillDetected { .. }) {
+        // Detected and sized fills are already in the journal (fills, intents); no need to log them twice.
+        if !matches!(ev, Event::FillDetected { .. } | Event::Sized { .. }) {
             self.store.do_send(AddEvent { kind, message: text });
         }
     }

@@ -18,6 +18,8 @@ pub struct TradeRow {
     pub wallet: String,
     /// The target's side.
     pub side: String,
+    /// `maker` (the target's order rested) or `taker` (it crossed the book).
+    pub role: String,
     /// Token id (decimal).
     pub token_id: String,
     /// Shares the target traded.
@@ -86,7 +88,7 @@ impl Store {
     pub fn trades(&self, limit: u32) -> StoreResult<Vec<TradeRow>> {
         let mut st = self.conn.prepare_cached(
             "SELECT f.tx_hash, f.log_index, f.wallet, f.side, f.token_id, f.shares, f.price, f.status, f.reason, f.detail, \
-                    e.shares, e.price, e.usdc, f.block_number, f.reorged_after_copy, f.seen_at_ms \
+                    e.shares, e.price, e.usdc, f.block_number, f.reorged_after_copy, f.seen_at_ms, f.role \
              FROM fills f LEFT JOIN executions e ON e.fill_id = f.id ORDER BY f.id DESC LIMIT ?1",
         )?;
         let rows = st.query_map(params![limit], |r| {
@@ -107,6 +109,7 @@ impl Store {
                 block: r.get::<_, i64>(13)?.unsigned_abs(),
                 reorged_after_copy: r.get(14)?,
                 seen_at_ms: r.get(15)?,
+                role: r.get(16)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
