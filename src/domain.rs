@@ -272,6 +272,23 @@ impl OrderIntent {
     }
 }
 
+/// A BUY/SELL intent for token 1 with neutral identity fields, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_intent(side: Side, shares: i64, limit: i64, target: i64) -> OrderIntent {
+    OrderIntent {
+        fill_id: FillId { tx_hash: B256::ZERO, order_hash: B256::ZERO, occurrence: 0 },
+        fill_row: 1,
+        wallet: Address::ZERO,
+        token_id: U256::from(1),
+        side,
+        shares: Shares(shares),
+        limit_price: Price(limit),
+        target_price: Price(target),
+        order_type: OrderType::Fak,
+        block_ts: 0,
+    }
+}
+
 /// shares × price in micro-USDC, rounded down.
 #[must_use]
 pub fn mul_price_floor(shares: Shares, price: Price) -> i64 {

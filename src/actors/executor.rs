@@ -79,22 +79,10 @@ impl Handler<Execute> for PaperExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{FillId, ONE, OrderType, Shares};
-    use alloy::primitives::{Address, B256, U256};
+    use crate::domain::ONE;
 
     fn intent(side: Side, target: i64, limit: i64) -> OrderIntent {
-        OrderIntent {
-            fill_id: FillId { tx_hash: B256::ZERO, order_hash: B256::ZERO, occurrence: 0 },
-            fill_row: 1,
-            wallet: Address::ZERO,
-            token_id: U256::from(1),
-            side,
-            shares: Shares(10 * ONE),
-            limit_price: Price(limit),
-            target_price: Price(target),
-            order_type: OrderType::Fak,
-            block_ts: 0,
-        }
+        crate::domain::test_intent(side, 10 * ONE, limit, target)
     }
 
     #[test]

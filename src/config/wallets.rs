@@ -417,15 +417,7 @@ fn short(a: &Address) -> String {
 /// The rules a wallet gets when neither it nor `defaults` says otherwise.
 #[must_use]
 pub fn builtin_rules() -> CopyRules {
-    CopyRules {
-        sizing: SizingRule::Multiplier(Decimal::new(1, 1)),
-        min_price: None,
-        max_price: None,
-        copy_sells: true,
-        max_order_usdc: None,
-        max_trades_per_hour: None,
-        min_trade_interval_s: None,
-    }
+    CopyRules::new(SizingRule::Multiplier(Decimal::new(1, 1)))
 }
 
 #[cfg(test)]

@@ -82,22 +82,11 @@ pub fn check_intent(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Execution, FillId, ONE, OrderType, Price, Shares};
-    use alloy::primitives::{Address, B256, U256};
+    use crate::domain::{Execution, ONE, Price, Shares};
+    use alloy::primitives::U256;
 
     fn intent(side: Side, shares: i64, price: i64) -> OrderIntent {
-        OrderIntent {
-            fill_id: FillId { tx_hash: B256::ZERO, order_hash: B256::ZERO, occurrence: 0 },
-            fill_row: 1,
-            wallet: Address::ZERO,
-            token_id: U256::from(1),
-            side,
-            shares: Shares(shares),
-            limit_price: Price(price),
-            target_price: Price(price),
-            order_type: OrderType::Fak,
-            block_ts: 0,
-        }
+        crate::domain::test_intent(side, shares, price, price)
     }
 
     const LIMITS: Limits = Limits {

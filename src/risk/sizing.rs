@@ -39,6 +39,22 @@ pub struct CopyRules {
     pub min_trade_interval_s: Option<u64>,
 }
 
+impl CopyRules {
+    /// Rules with this sizing and nothing else restricted: sells copied, no band, no own limits.
+    #[must_use]
+    pub const fn new(sizing: SizingRule) -> Self {
+        Self {
+            sizing,
+            min_price: None,
+            max_price: None,
+            copy_sells: true,
+            max_order_usdc: None,
+            max_trades_per_hour: None,
+            min_trade_interval_s: None,
+        }
+    }
+}
+
 /// What sizing needs to know besides the fill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SizingContext {
@@ -171,15 +187,7 @@ mod tests {
     }
 
     fn rules(sizing: SizingRule) -> CopyRules {
-        CopyRules {
-            sizing,
-            min_price: None,
-            max_price: None,
-            copy_sells: true,
-            max_order_usdc: None,
-            max_trades_per_hour: None,
-            min_trade_interval_s: None,
-        }
+        CopyRules::new(sizing)
     }
 
     fn ctx(pos: i64, before: Option<i64>) -> SizingContext {
