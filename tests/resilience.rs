@@ -168,3 +168,36 @@ async fn test_rpc_when_primary_dead_then_fails_over_to_fallback() {
     assert!(log.contains("failing over") || log.contains("now using"), "{log}");
     assert!(!log.contains("secret-key-path"), "the URL path is redacted in logs");
 }
+
+/// A node that reports a reorg with `"removed": true` on the log subscription: with new heads hidden
+/// and a 30 s poll, only that notification can wake the feed, which then finds the reorg by hash and
+/// reports the copied fill that left the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reorg_when_node_sends_removed_log_then_detected_at_once() {
+    let anvil = Anvil::start().await;
+    let tap = support::ws_tap::WsTap::start(anvil.port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    let settings = std::fs::read_to_string(dir.path().join("polycopy.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("polycopy.toml"),
+        settings.replace("poll_interval_ms = 100", "poll_interval_ms = 30000"),
+    )
+    .unwrap();
+    d.env.push(("POLYGON_WS_URL".into(), format!("ws://{}", tap.addr)));
+    d.start();
+    d.wait_live().await;
+    tap.hide_heads();
+    // The log subscription alone delivers the fill and wakes the feed.
+    anvil.emit(&buy(1, 71)).await;
+    executed(&d, 1).await;
+    assert!(tap.saw_log());
+    anvil.raw("anvil_reorg", json!([1, []])).await;
+    assert!(tap.inject_removed());
+    wait_for(10, "the removed log to be acted on", async || {
+        (d.trades()[0]["reorged_after_copy"] == true).then_some(())
+    })
+    .await;
+    assert!(d.log().contains("node reported a removed log"), "{}", d.log());
+    assert_eq!(d.events("reorged_after_copy").len(), 1);
+}

@@ -123,17 +123,27 @@ impl ChainFeed {
                 info!(endpoint = %self.rpc.endpoint(), ws = self.rpc.is_ws(), "connected to the chain");
                 self.status.send_modify(|s| s.reconnects = self.rpc.connects.saturating_sub(1));
             }
-            let mut heads = if self.rpc.is_ws() {
-                match self.rpc.subscribe_heads().await {
-                    Ok(sub) => Some(sub.into_stream()),
-                    Err(e) => {
-                        warn!(cause = %e, "head subscription failed");
+            // Over websocket, new heads and our targets' logs arrive by subscription: both wake a
+            // sync at once; a log the node marks `removed` makes that sync find the reorg by hash.
+            let (mut heads, mut logs) = if self.rpc.is_ws() {
+                let targets = self.targets.borrow_and_update().clone();
+                let heads = self.rpc.subscribe_heads().await.map(|s| s.into_stream());
+                let logs = if targets.is_empty() {
+                    // An empty topic list would match every maker: subscribe to nothing instead.
+                    Ok(None)
+                } else {
+                    self.rpc.subscribe_logs(&self.filter(&targets)).await.map(|s| Some(s.into_stream()))
+                };
+                match (heads, logs) {
+                    (Ok(h), Ok(l)) => (Some(h), l),
+                    (Err(e), _) | (_, Err(e)) => {
+                        warn!(cause = %e, "subscription failed; reconnecting");
                         self.rpc.fail();
                         continue;
                     }
                 }
             } else {
-                None
+                (None, None)
             };
             loop {
                 match self.sync().await {
@@ -163,14 +173,29 @@ impl ChainFeed {
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     () = poll => {}
-                    _ = self.targets.changed() => {}
-                    h = async { match heads.as_mut() { Some(s) => s.next().await, None => std::future::pending().await } } => {
+                    _ = self.targets.changed() => {
+                        if heads.is_some() {
+                            break; // subscribe again with the new target list
+                        }
+                    }
+                    h = next_or_pending(heads.as_mut()) => {
                         if h.is_none() {
                             warn!("head subscription ended; reconnecting");
                             self.rpc.fail();
                             break;
                         }
                     }
+                    l = next_or_pending(logs.as_mut()) => match l {
+                        None => {
+                            warn!("log subscription ended; reconnecting");
+                            self.rpc.fail();
+                            break;
+                        }
+                        Some(log) if log.removed => {
+                            warn!(tx = ?log.transaction_hash, block = ?log.block_number, "node reported a removed log; checking for a reorg");
+                        }
+                        Some(_) => {}
+                    },
                 }
             }
         }
@@ -274,17 +299,19 @@ impl ChainFeed {
         Ok(ancestor)
     }
 
+    /// `OrderFilled` logs of the watched exchanges whose maker (topic 2) is one of `targets`.
+    fn filter(&self, targets: &[Address]) -> Filter {
+        Filter::new()
+            .address(self.cfg.exchanges.clone())
+            .event_signature(vec![ORDER_FILLED_V1, ORDER_FILLED_V2])
+            .topic2(targets.iter().map(address_topic).collect::<Vec<B256>>())
+    }
+
     async fn read_logs(&self, from: u64, to: u64) -> Result<Vec<Log>, ChainError> {
         let targets = self.targets.borrow().clone();
         let mut out = Vec::new();
         for chunk in targets.chunks(TOPIC_CHUNK) {
-            let filter = Filter::new()
-                .address(self.cfg.exchanges.clone())
-                .event_signature(vec![ORDER_FILLED_V1, ORDER_FILLED_V2])
-                .topic2(chunk.iter().map(address_topic).collect::<Vec<B256>>())
-                .from_block(from)
-                .to_block(to);
-            out.extend(self.rpc.logs(&filter).await?);
+            out.extend(self.rpc.logs(&self.filter(chunk).from_block(from).to_block(to)).await?);
         }
         Ok(out)
     }
@@ -331,6 +358,14 @@ impl ChainFeed {
         fills.sort_by_key(|f| (f.block_number, f.log_index));
         assign_occurrences(&mut fills);
         Ok(fills)
+    }
+}
+
+/// The next item of an optional stream; pending forever when there is no stream.
+async fn next_or_pending<S: futures_util::Stream + Unpin>(s: Option<&mut S>) -> Option<S::Item> {
+    match s {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -273,6 +273,15 @@ impl Rpc {
         Ok(U256::from_be_slice(&out[..32]))
     }
 
+    /// Subscribes to logs matching `filter` (websocket endpoints only).
+    ///
+    /// # Errors
+    /// On an RPC failure.
+    pub async fn subscribe_logs(&self, filter: &Filter) -> Result<alloy::pubsub::Subscription<Log>, ChainError> {
+        let p = self.provider()?;
+        self.call(p.subscribe_logs(filter)).await
+    }
+
     /// Subscribes to new heads (websocket endpoints only).
     ///
     /// # Errors

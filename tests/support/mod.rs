@@ -3,6 +3,8 @@
 //! polycopy binary run as a separate process against a temp dir with its own SQLite file.
 #![allow(dead_code, missing_docs)]
 
+pub mod ws_tap;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
