@@ -60,13 +60,12 @@ impl WsTap {
                     let sh_up = sh.clone();
                     tokio::spawn(async move {
                         while let Some(Ok(m)) = c_rx.next().await {
-                            if let Message::Text(t) = &m {
-                                if let Ok(v) = serde_json::from_str::<Value>(t) {
-                                    if v["method"] == "eth_subscribe" {
-                                        let kind = v["params"][0].as_str().unwrap_or("").to_owned();
-                                        sh_up.lock().unwrap().pending.insert(v["id"].to_string(), kind);
-                                    }
-                                }
+                            if let Message::Text(t) = &m
+                                && let Ok(v) = serde_json::from_str::<Value>(t)
+                                && v["method"] == "eth_subscribe"
+                            {
+                                let kind = v["params"][0].as_str().unwrap_or("").to_owned();
+                                sh_up.lock().unwrap().pending.insert(v["id"].to_string(), kind);
                             }
                             if n_tx.send(m).await.is_err() {
                                 break;
@@ -74,21 +73,21 @@ impl WsTap {
                         }
                     });
                     while let Some(Ok(m)) = n_rx.next().await {
-                        if let Message::Text(t) = &m {
-                            if let Ok(v) = serde_json::from_str::<Value>(t) {
-                                let mut s = sh.lock().unwrap();
-                                if let Some(kind) = s.pending.remove(&v["id"].to_string()) {
-                                    if let Some(sub) = v["result"].as_str() {
-                                        s.subs.insert(sub.to_owned(), kind);
-                                    }
-                                }
-                                if v["method"] == "eth_subscription" {
-                                    let sub = v["params"]["subscription"].as_str().unwrap_or("").to_owned();
-                                    match s.subs.get(&sub).map(String::as_str) {
-                                        Some("newHeads") if hh.load(Ordering::SeqCst) => continue,
-                                        Some("logs") => s.last_log = Some(v.clone()),
-                                        _ => {}
-                                    }
+                        if let Message::Text(t) = &m
+                            && let Ok(v) = serde_json::from_str::<Value>(t)
+                        {
+                            let mut s = sh.lock().unwrap();
+                            if let Some(kind) = s.pending.remove(&v["id"].to_string())
+                                && let Some(sub) = v["result"].as_str()
+                            {
+                                s.subs.insert(sub.to_owned(), kind);
+                            }
+                            if v["method"] == "eth_subscription" {
+                                let sub = v["params"]["subscription"].as_str().unwrap_or("").to_owned();
+                                match s.subs.get(&sub).map(String::as_str) {
+                                    Some("newHeads") if hh.load(Ordering::SeqCst) => continue,
+                                    Some("logs") => s.last_log = Some(v.clone()),
+                                    _ => {}
                                 }
                             }
                         }
