@@ -161,3 +161,34 @@ fn test_check_config_when_three_mistakes_then_all_reported() {
     assert_eq!(v["problems"].as_array().unwrap().len(), 3);
     assert_eq!(v["problems"][0]["entry"], "wallets[0] (short)");
 }
+
+/// The journal cannot be written (another process holds an exclusive lock past the busy timeout):
+/// the breaker trips with `database_error`, nothing is executed, and when the journal recovers the
+/// fill is journaled and refused as halted until the operator resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_journal_when_unwritable_then_breaker_trips() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    let db = dir.path().join("journal.db");
+    let locker = std::thread::spawn(move || {
+        let c = rusqlite::Connection::open(db).unwrap();
+        c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        std::thread::sleep(Duration::from_millis(6_500)); // > the daemon's 5 s busy timeout
+        c.execute_batch("COMMIT").unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    anvil.emit(&buy(A, 1, 1)).await;
+    wait_for(20, "the breaker to trip", async || d.log().contains("BREAKER TRIPPED (database_error)").then_some(()))
+        .await;
+    locker.join().unwrap();
+    assert_eq!(outcome(&d, 0).await, ("rejected".into(), "halted".into()));
+    assert_eq!(d.status()["breaker"]["code"], "database_error");
+    let (code, _, _) = d.run_cli(&["resume"]);
+    assert_eq!(code, 0);
+    within_a_second(&d, "breaker reset by cli", 1).await;
+    anvil.emit(&buy(A, 2, 2)).await;
+    assert_eq!(outcome(&d, 1).await.0, "executed");
+}

@@ -58,12 +58,14 @@ pub struct Evaluate {
 #[rtype(result = "Shares")]
 pub struct GetPosition(pub TokenId);
 
-/// Halt or resume trading from inside the daemon (Telegram, tests).
+/// Halt or resume trading from inside the daemon (the feed on a journal failure, Telegram).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct SetTrading {
     /// True to halt, false to resume.
     pub halt: bool,
+    /// Stable code of the cause when halting (`manual`, `database_error`, ...).
+    pub code: &'static str,
     /// Why.
     pub reason: String,
     /// Who.
@@ -198,7 +200,13 @@ impl RiskSupervisor {
         ctx.spawn(self.store.send(GetBreaker).into_actor(self).map(move |res, act, _| {
             let Ok(Ok(db)) = res else { return };
             let mem = &act.breaker.state;
-            if act.breaker_epoch != epoch || db == *mem || db.since_ms < mem.since_ms {
+            if act.breaker_epoch != epoch || db == *mem {
+                return;
+            }
+            if db.since_ms < mem.since_ms {
+                // Our newer state never reached the journal (it was failing): write it again, so
+                // a trip survives a restart.
+                act.store.do_send(SetBreaker(mem.clone()));
                 return;
             }
             act.breaker_epoch += 1;
@@ -344,7 +352,7 @@ impl Handler<SetTrading> for RiskSupervisor {
 
     /// Halts or resumes.
     fn handle(&mut self, m: SetTrading, _: &mut Context<Self>) {
-        if m.halt { self.trip("manual", &m.reason, &m.by) } else { self.reset(&m.by) }
+        if m.halt { self.trip(m.code, &m.reason, &m.by) } else { self.reset(&m.by) }
     }
 }
 

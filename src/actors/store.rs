@@ -38,7 +38,12 @@ macro_rules! store_handler {
             type Result = StoreResult<$out>;
             fn handle(&mut self, $msg: $name, _: &mut SyncContext<Self>) -> Self::Result {
                 let $store = &mut self.store;
-                $body
+                let result = $body;
+                // Logged here once, so an error is never lost when the sender used do_send.
+                if let Err(e) = &result {
+                    tracing::error!(message = stringify!($name), cause = %e, "journal operation failed");
+                }
+                result
             }
         }
     };

@@ -147,6 +147,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         store.clone(),
         registry.clone().recipient(),
         notifier.clone(),
+        risk.clone().recipient(),
         targets_rx,
         status_tx,
     );

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::actors::notifier::{Event, Notifier};
+use crate::actors::risk_supervisor::SetTrading;
 use crate::actors::store::{self as store_msgs, StoreActor};
 use crate::actors::watcher::NewFills;
 use crate::chain::events::{
@@ -64,6 +65,8 @@ pub struct ChainFeed {
     store: Addr<StoreActor>,
     sink: Recipient<NewFills>,
     notifier: Addr<Notifier>,
+    /// Where a journal failure is escalated: it trips the breaker.
+    halt: Recipient<SetTrading>,
     targets: watch::Receiver<Vec<Address>>,
     status: watch::Sender<FeedStatus>,
     checkpoint: Option<(u64, B256)>,
@@ -96,10 +99,11 @@ impl ChainFeed {
         store: Addr<StoreActor>,
         sink: Recipient<NewFills>,
         notifier: Addr<Notifier>,
+        halt: Recipient<SetTrading>,
         targets: watch::Receiver<Vec<Address>>,
         status: watch::Sender<FeedStatus>,
     ) -> Self {
-        Self { cfg, rpc, store, sink, notifier, targets, status, checkpoint: None }
+        Self { cfg, rpc, store, sink, notifier, halt, targets, status, checkpoint: None }
     }
 
     /// Runs until `shutdown` turns true: connect, sync, wait for the next head, repeat; on errors
@@ -154,6 +158,20 @@ impl ChainFeed {
                     Err(ChainError::ChainMoved { from, to }) => {
                         debug!(from, to, "chain moved during a read; reading again");
                         continue;
+                    }
+                    Err(ChainError::Store(e)) => {
+                        // The chain is fine; the journal is not. Nothing can be copied safely.
+                        self.halt.do_send(SetTrading {
+                            halt: true,
+                            code: "database_error",
+                            reason: format!("journal write failed: {e}"),
+                            by: "daemon".into(),
+                        });
+                        self.checkpoint = None; // re-read it from the journal when it recovers
+                        if sleep_or_shutdown(backoff, &mut shutdown).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(self.cfg.backoff_max);
                     }
                     Err(e) => {
                         warn!(endpoint = %self.rpc.endpoint(), cause = %e, "chain sync failed; reconnecting");
