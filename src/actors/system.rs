@@ -15,7 +15,7 @@ use crate::actors::notifier::{Event, Notifier};
 use crate::actors::risk_supervisor::{Flush, RiskState, RiskSupervisor};
 use crate::actors::store::{GetCheckpoint, StoreActor, Unfinished};
 use crate::actors::watcher::{NewFills, Registry, Reload};
-use crate::chain::{ChainFeed, FeedConfig, FeedStatus, Rpc, RpcConfig};
+use crate::chain::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, Rpc, RpcConfig};
 use crate::config::{Env, Settings, Wallets, problem::render};
 use crate::store::{Store, StoreError, now_ms};
 
@@ -144,10 +144,12 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let feed = ChainFeed::new(
         feed_cfg,
         Rpc::new(rpc_cfg),
-        store.clone(),
-        registry.clone().recipient(),
-        notifier.clone(),
-        risk.clone().recipient(),
+        FeedPeers {
+            store: store.clone(),
+            sink: registry.clone().recipient(),
+            notifier: notifier.clone(),
+            halt: risk.clone().recipient(),
+        },
         targets_rx,
         status_tx,
     );

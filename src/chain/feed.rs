@@ -58,6 +58,19 @@ pub struct FeedStatus {
     pub reconnects: u64,
 }
 
+/// The actors the feed talks to.
+#[derive(Debug, Clone)]
+pub struct FeedPeers {
+    /// Journal.
+    pub store: Addr<StoreActor>,
+    /// Where new fills go (the registry).
+    pub sink: Recipient<NewFills>,
+    /// Where events go.
+    pub notifier: Addr<Notifier>,
+    /// Where a journal failure is escalated: it trips the breaker.
+    pub halt: Recipient<SetTrading>,
+}
+
 /// The feed task's state.
 pub struct ChainFeed {
     cfg: FeedConfig,
@@ -65,7 +78,6 @@ pub struct ChainFeed {
     store: Addr<StoreActor>,
     sink: Recipient<NewFills>,
     notifier: Addr<Notifier>,
-    /// Where a journal failure is escalated: it trips the breaker.
     halt: Recipient<SetTrading>,
     targets: watch::Receiver<Vec<Address>>,
     status: watch::Sender<FeedStatus>,
@@ -96,13 +108,11 @@ impl ChainFeed {
     pub fn new(
         cfg: FeedConfig,
         rpc: Rpc,
-        store: Addr<StoreActor>,
-        sink: Recipient<NewFills>,
-        notifier: Addr<Notifier>,
-        halt: Recipient<SetTrading>,
+        peers: FeedPeers,
         targets: watch::Receiver<Vec<Address>>,
         status: watch::Sender<FeedStatus>,
     ) -> Self {
+        let FeedPeers { store, sink, notifier, halt } = peers;
         Self { cfg, rpc, store, sink, notifier, halt, targets, status, checkpoint: None }
     }
 
