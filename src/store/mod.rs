@@ -113,3 +113,69 @@ pub fn now_ms() -> i64 {
 pub const fn utc_day_start(now_ms: i64) -> i64 {
     now_ms - now_ms.rem_euclid(86_400_000)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ExchangeVersion, FillId, Price, Role, Shares, Side, TargetFill, Usdc};
+    use alloy::primitives::{Address, B256, U256};
+
+    fn fill(order: u8, block: u64) -> TargetFill {
+        TargetFill {
+            id: FillId { tx_hash: B256::repeat_byte(1), order_hash: B256::repeat_byte(order), occurrence: 0 },
+            wallet: Address::repeat_byte(0xaa),
+            role: Role::Maker,
+            side: Side::Buy,
+            token_id: U256::from(7),
+            shares: Shares(10_000_000),
+            usdc: Usdc(5_000_000),
+            price: Price(500_000),
+            fee: 0,
+            exchange: Address::ZERO,
+            version: ExchangeVersion::V2,
+            block_number: block,
+            block_hash: B256::repeat_byte(u8::try_from(block % 250).unwrap()),
+            log_index: 0,
+            block_ts: 0,
+        }
+    }
+
+    #[test]
+    fn opens_private_wal_file_and_journals_each_fill_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/j.db");
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let mode: String = s.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let first = s.journal_range(&[fill(1, 5)], (5, B256::repeat_byte(5)), &[]).unwrap();
+        assert_eq!(first.to_copy.len(), 1);
+        let again = s.journal_range(&[fill(1, 5)], (6, B256::repeat_byte(6)), &[]).unwrap();
+        assert!(again.to_copy.is_empty(), "a journaled fill is never handed out twice");
+        assert_eq!(s.checkpoint().unwrap(), Some((6, B256::repeat_byte(6))));
+        assert_eq!(s.integrity_check().unwrap(), Ok(()));
+        drop(s);
+        // Reopening migrates nothing twice and keeps the data.
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.unfinished().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_withdrawn_fill_is_never_executed_but_revives_if_reincluded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let out = s.journal_range(&[fill(1, 5)], (5, B256::repeat_byte(5)), &[(5, B256::repeat_byte(5))]).unwrap();
+        let row = out.to_copy[0].row;
+        assert_eq!(s.rewind((4, B256::repeat_byte(4))).unwrap(), 1);
+        let out = s.journal_range(&[], (5, B256::repeat_byte(9)), &[]).unwrap();
+        assert_eq!(out.withdrawn.len(), 1);
+        let intent = crate::domain::OrderIntent { fill_row: row, ..crate::domain::test_intent(Side::Buy, 1, 1, 1) };
+        assert!(!s.record_intent(&intent).unwrap(), "withdrawn fills get no intent");
+        // The transaction comes back in a later block: it is a real fill again.
+        let out = s.journal_range(&[fill(1, 7)], (7, B256::repeat_byte(7)), &[]).unwrap();
+        assert_eq!(out.to_copy.len(), 1);
+        assert!(s.record_intent(&intent).unwrap());
+        assert!(!s.record_intent(&intent).unwrap(), "one intent per fill");
+    }
+}
