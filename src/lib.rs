@@ -12,11 +12,17 @@
 //! - [`actors`]: the actix actors wiring it together: watchers, copier, risk supervisor, executor,
 //!   store, notifier, and the wallet registry with hot reload.
 //! - [`cli`]: the subcommands an operator runs.
+//! - [`health`], [`metrics`], [`http`]: `/health` and `/metrics` on loopback.
+//! - [`service`]: systemd integration (readiness, watchdog, stopping).
 
 pub mod actors;
 pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod health;
+pub mod http;
+pub mod metrics;
 pub mod risk;
+pub mod service;
 pub mod store;

@@ -1,12 +1,16 @@
 //! The notifier: every action of the daemon arrives here as an [`Event`], is logged as a structured
 //! tracing event and appended to the journal's events log. Telegram becomes another sink of it.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use actix::{Actor, Addr, Context, Handler, Message};
 use tracing::{error, info, warn};
 
 use crate::actors::store::{AddEvent, StoreActor};
 use crate::config::Problem;
 use crate::domain::{Execution, OrderIntent, TargetFill, addr_lower};
+use crate::metrics::Metrics;
 use crate::risk::{BreakerState, DenyReason};
 
 /// Something the operator should hear about.
@@ -206,17 +210,18 @@ pub fn short_token(t: &str) -> String {
     if t.len() > 12 { format!("{}…{}", &t[..4], &t[t.len() - 4..]) } else { t.to_owned() }
 }
 
-/// Logs and journals every event.
+/// Logs and journals every event, and counts it.
 #[derive(Debug)]
 pub struct Notifier {
     store: Addr<StoreActor>,
+    metrics: Arc<Metrics>,
 }
 
 impl Notifier {
-    /// A notifier journaling into `store`.
+    /// A notifier journaling into `store` and counting into `metrics`.
     #[must_use]
-    pub const fn new(store: Addr<StoreActor>) -> Self {
-        Self { store }
+    pub const fn new(store: Addr<StoreActor>, metrics: Arc<Metrics>) -> Self {
+        Self { store, metrics }
     }
 }
 
@@ -231,6 +236,17 @@ impl Handler<Event> for Notifier {
     fn handle(&mut self, ev: Event, _: &mut Context<Self>) {
         let kind = ev.kind();
         let text = ev.text();
+        match &ev {
+            Event::Executed { latency_ms, .. } => {
+                self.metrics.executed.fetch_add(1, Ordering::Relaxed);
+                self.metrics.observe_latency(*latency_ms);
+            }
+            Event::Rejected { reason, .. } => self.metrics.rejected(reason.code()),
+            Event::Reorg { .. } => {
+                self.metrics.reorgs.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
         match &ev {
             Event::BreakerTripped(_)
             | Event::Error { .. }

@@ -5,6 +5,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix::{
@@ -18,6 +20,7 @@ use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::store::{GetBreaker, RecordExecution, RecordIntent, RecordRejection, SetBreaker, StoreActor};
 use crate::domain::{Execution, OrderIntent, Shares, TargetFill, TokenId, Usdc};
+use crate::metrics::Metrics;
 use crate::risk::book::position_after;
 use crate::risk::{Book, Breaker, BreakerState, DenyReason, Limits, WalletActivity, check_intent};
 use crate::store::{now_ms, utc_day_start};
@@ -72,6 +75,11 @@ pub struct SetTrading {
     pub by: String,
 }
 
+/// The breaker's current state (for `/health`).
+#[derive(Debug, Message)]
+#[rtype(result = "BreakerState")]
+pub struct GetBreakerState;
+
 /// Replies once every message sent before it was handled (used to drain at shutdown).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -90,6 +98,19 @@ pub struct RiskState {
     pub recent_copies: Vec<(Address, i64)>,
 }
 
+/// Where the supervisor's collaborators and settings come from.
+#[derive(Debug)]
+pub struct RiskPeers {
+    /// Journal.
+    pub store: Addr<StoreActor>,
+    /// Order placement.
+    pub executor: Recipient<Execute>,
+    /// Events.
+    pub notifier: Addr<Notifier>,
+    /// Gauges.
+    pub metrics: Arc<Metrics>,
+}
+
 /// The gateway actor.
 pub struct RiskSupervisor {
     limits: Limits,
@@ -106,6 +127,7 @@ pub struct RiskSupervisor {
     stop_file: PathBuf,
     poll: Duration,
     abort_after_intent: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for RiskSupervisor {
@@ -122,17 +144,15 @@ const HOUR_MS: i64 = 3_600_000;
 impl RiskSupervisor {
     /// A supervisor starting from `state`.
     #[must_use]
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         limits: Limits,
         max_consecutive_errors: u32,
         state: RiskState,
-        store: Addr<StoreActor>,
-        executor: Recipient<Execute>,
-        notifier: Addr<Notifier>,
+        peers: RiskPeers,
         stop_file: PathBuf,
         poll: Duration,
     ) -> Self {
+        let RiskPeers { store, executor, notifier, metrics } = peers;
         let mut copies: HashMap<Address, VecDeque<i64>> = HashMap::new();
         for (w, t) in state.recent_copies {
             copies.entry(w).or_default().push_back(t);
@@ -152,7 +172,15 @@ impl RiskSupervisor {
             poll,
             // Test-only fault injection: die right after an intent is journaled.
             abort_after_intent: std::env::var("POLYCOPY_FAULT").is_ok_and(|v| v == "abort_after_intent"),
+            metrics,
         }
+    }
+
+    /// Publishes the breaker, exposure and P&L gauges.
+    fn publish(&self) {
+        self.metrics.breaker_tripped.store(self.breaker.state.tripped, Ordering::Relaxed);
+        self.metrics.exposure.store(self.book.exposure().0, Ordering::Relaxed);
+        self.metrics.pnl_today.store(self.realized_today.0, Ordering::Relaxed);
     }
 
     fn trip(&mut self, code: &str, reason: &str, by: &str) {
@@ -160,6 +188,7 @@ impl RiskSupervisor {
             self.breaker_epoch += 1;
             self.store.do_send(SetBreaker(self.breaker.state.clone()));
             self.notifier.do_send(Event::BreakerTripped(self.breaker.state.clone()));
+            self.publish();
         }
     }
 
@@ -192,6 +221,7 @@ impl RiskSupervisor {
 
     /// Reads the journal's breaker (CLI halt/resume) and the stop file.
     fn poll_breaker(&mut self, ctx: &mut Context<Self>) {
+        self.publish();
         if self.breaker.is_active() && self.stop_file.exists() {
             let reason = format!("emergency stop file {} is present", self.stop_file.display());
             self.trip("emergency_stop", &reason, "stop-file");
@@ -313,6 +343,7 @@ impl Handler<Evaluate> for RiskSupervisor {
                     );
                     act.trip("daily_loss_limit", &reason, "daemon");
                 }
+                act.publish();
                 Decision::Executed(exec)
             }
             Step::Skipped => Decision::Skipped,
@@ -335,6 +366,15 @@ impl Handler<Evaluate> for RiskSupervisor {
                 Decision::Failed(e.to_string())
             }
         })))
+    }
+}
+
+impl Handler<GetBreakerState> for RiskSupervisor {
+    type Result = MessageResult<GetBreakerState>;
+
+    /// The breaker as the supervisor holds it.
+    fn handle(&mut self, _: GetBreakerState, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.breaker.state.clone())
     }
 }
 

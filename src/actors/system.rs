@@ -12,11 +12,12 @@ use tracing::{info, warn};
 use crate::actors::copier::{Copier, CopierConfig};
 use crate::actors::executor::PaperExecutor;
 use crate::actors::notifier::{Event, Notifier};
-use crate::actors::risk_supervisor::{Flush, RiskState, RiskSupervisor};
+use crate::actors::risk_supervisor::{Flush, RiskPeers, RiskState, RiskSupervisor};
 use crate::actors::store::{GetCheckpoint, StoreActor, Unfinished};
 use crate::actors::watcher::{NewFills, Registry, Reload};
 use crate::chain::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, Rpc, RpcConfig};
 use crate::config::{Env, Settings, Wallets, problem::render};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, now_ms};
 
 /// Everything the daemon runs with.
@@ -41,6 +42,16 @@ pub enum DaemonError {
         file: String,
         /// Every problem.
         problems: String,
+    },
+    /// The health/metrics address cannot be bound.
+    #[error(
+        "cannot serve /health and /metrics on {addr}: {source} (change http.listen, or set it to \"\" to turn it off)"
+    )]
+    Http {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
     },
     /// An actor went away during start.
     #[error("actor unavailable during start: {0}")]
@@ -79,7 +90,8 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         });
         StoreActor::new(store)
     });
-    let notifier = Notifier::new(store.clone()).start();
+    let metrics = Arc::new(Metrics::default());
+    let notifier = Notifier::new(store.clone(), metrics.clone()).start();
     if state.breaker.tripped {
         warn!(code = %state.breaker.code, reason = %state.breaker.reason, "starting with the breaker TRIPPED: no orders until `polycopy resume`");
     }
@@ -88,9 +100,12 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         s.limits(),
         s.risk.max_consecutive_errors,
         state,
-        store.clone(),
-        executor.recipient(),
-        notifier.clone(),
+        RiskPeers {
+            store: store.clone(),
+            executor: executor.recipient(),
+            notifier: notifier.clone(),
+            metrics: metrics.clone(),
+        },
         s.emergency_stop_file.clone(),
         Duration::from_millis(s.risk.breaker_poll_ms),
     )
@@ -149,11 +164,34 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             sink: registry.clone().recipient(),
             notifier: notifier.clone(),
             halt: risk.clone().recipient(),
+            metrics: metrics.clone(),
         },
         targets_rx,
         status_tx,
     );
     let feed_task = actix::spawn(feed.run(shutdown_rx));
+    if !s.http.listen.is_empty() {
+        let listener = crate::http::bind(&s.http.listen)
+            .await
+            .map_err(|e| DaemonError::Http { addr: s.http.listen.clone(), source: e })?;
+        let state = crate::http::HttpState {
+            feed: status_rx.clone(),
+            metrics: metrics.clone(),
+            store: store.clone(),
+            risk: risk.clone(),
+            health: s.health,
+            confirmations: s.chain.confirmations,
+            paper: cfg.env.paper_trading,
+        };
+        let bound = listener.local_addr().map_or_else(|_| s.http.listen.clone(), |a| a.to_string());
+        info!(listen = %bound, "serving /health and /metrics on http://{bound}");
+        actix::spawn(crate::http::serve(listener, state));
+    }
+    let watchdog = actix::spawn(crate::service::watchdog(
+        status_rx.clone(),
+        risk.clone(),
+        Duration::from_secs(s.health.feed_stall_s),
+    ));
     let _file_watcher = watch_wallets_file(&s.wallets_path, registry.clone());
 
     let mode = if cfg.env.paper_trading { "PAPER" } else { "LIVE" };
@@ -163,6 +201,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         st = status_rx.wait_for(|st| st.live) => {
             if let Ok(st) = st {
                 info!(block = st.processed, "chain feed live");
+                crate::service::ready(&format!("copying {n_targets} targets from block {}", st.processed));
             }
         }
         r = wait_for_signal(&registry) => {
@@ -171,6 +210,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         }
     }
     let reason = wait_for_signal(&registry).await;
+    watchdog.abort(); // no WATCHDOG=1 after STOPPING=1
     shutdown(reason, shutdown_tx, feed_task, &copier, &notifier, &store).await;
     Ok(())
 }
@@ -184,6 +224,7 @@ async fn shutdown(
     store: &Addr<StoreActor>,
 ) {
     info!(reason, "shutting down: no new fills; letting in-flight copies finish");
+    crate::service::stopping();
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), feed_task).await;
     if tokio::time::timeout(Duration::from_secs(5), copier.send(Flush)).await.is_err() {

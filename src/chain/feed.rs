@@ -56,6 +56,8 @@ pub struct FeedStatus {
     pub live: bool,
     /// Reconnections so far.
     pub reconnects: u64,
+    /// When a sync round last succeeded, unix ms (0: never).
+    pub last_ok_ms: i64,
 }
 
 /// The actors the feed talks to.
@@ -69,6 +71,8 @@ pub struct FeedPeers {
     pub notifier: Addr<Notifier>,
     /// Where a journal failure is escalated: it trips the breaker.
     pub halt: Recipient<SetTrading>,
+    /// Counters.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// The feed task's state.
@@ -79,6 +83,7 @@ pub struct ChainFeed {
     sink: Recipient<NewFills>,
     notifier: Addr<Notifier>,
     halt: Recipient<SetTrading>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     targets: watch::Receiver<Vec<Address>>,
     status: watch::Sender<FeedStatus>,
     checkpoint: Option<(u64, B256)>,
@@ -112,8 +117,8 @@ impl ChainFeed {
         targets: watch::Receiver<Vec<Address>>,
         status: watch::Sender<FeedStatus>,
     ) -> Self {
-        let FeedPeers { store, sink, notifier, halt } = peers;
-        Self { cfg, rpc, store, sink, notifier, halt, targets, status, checkpoint: None }
+        let FeedPeers { store, sink, notifier, halt, metrics } = peers;
+        Self { cfg, rpc, store, sink, notifier, halt, metrics, targets, status, checkpoint: None }
     }
 
     /// Runs until `shutdown` turns true: connect, sync, wait for the next head, repeat; on errors
@@ -271,6 +276,7 @@ impl ChainFeed {
                 self.notifier.do_send(Event::ReorgedAfterCopy { fill: f });
             }
             if !outcome.to_copy.is_empty() {
+                self.metrics.fills_seen.fetch_add(outcome.to_copy.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 self.sink.do_send(NewFills(outcome.to_copy));
             }
             self.status.send_modify(|s| {
@@ -282,6 +288,7 @@ impl ChainFeed {
             s.head = head;
             s.processed = cp.0;
             s.live = true;
+            s.last_ok_ms = crate::store::now_ms();
         });
         Ok(())
     }

@@ -37,6 +37,28 @@ pub struct Settings {
     pub risk: RiskSettings,
     /// Paper execution.
     pub paper: PaperSettings,
+    /// The health and metrics server.
+    pub http: HttpSettings,
+    /// Health thresholds.
+    pub health: HealthSettings,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Listen address; empty = off.
+    pub listen: String,
+}
+
+/// `[health]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSettings {
+    /// Seconds without a successful chain read before the feed counts as stuck.
+    pub feed_stall_s: u64,
+    /// Blocks of lag before the feed counts as behind.
+    pub max_head_lag_blocks: u64,
 }
 
 /// `[chain]`.
@@ -254,6 +276,15 @@ impl Settings {
                 "risk.breaker_poll_ms",
                 format!("must be 10..=1000 so a halt is obeyed within a second, got {}", r.breaker_poll_ms),
             );
+        }
+        if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            bad(
+                "http.listen",
+                format!("must be an address like 127.0.0.1:9187 (or \"\" for off), got {:?}", self.http.listen),
+            );
+        }
+        if self.health.feed_stall_s == 0 {
+            bad("health.feed_stall_s", "must be at least 1".into());
         }
         if self.paper.slippage_bps > 5_000 {
             bad("paper.slippage_bps", format!("must be 0..=5000, got {}", self.paper.slippage_bps));

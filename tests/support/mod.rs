@@ -256,6 +256,10 @@ max_total_exposure_usdc = 10000
 max_trades_per_hour = 1000
 daily_loss_limit_usdc = 1000
 breaker_poll_ms = 100
+[http]
+listen = "127.0.0.1:0"
+[health]
+feed_stall_s = 3
 "#;
 
 impl Daemon {
@@ -313,6 +317,16 @@ impl Daemon {
             (Some(s), Some(l)) => l > s,
             _ => false,
         }
+    }
+
+    /// The base URL of the daemon's health/metrics server, from its log.
+    pub async fn http_base(&self) -> String {
+        wait_for(10, "the http server", async || {
+            let log = self.log();
+            let line = log.lines().rev().find(|l| l.contains("serving /health and /metrics on "))?;
+            Some(line.split("serving /health and /metrics on ").nth(1)?.split_whitespace().next()?.to_owned())
+        })
+        .await
     }
 
     pub fn log(&self) -> String {

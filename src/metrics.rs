@@ -1,0 +1,140 @@
+//! Counters and gauges the daemon exposes at `/metrics` (Prometheus text format). Updated by the
+//! notifier (every action passes there), the feed and the risk supervisor; never holds a secret.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use crate::chain::FeedStatus;
+use crate::domain::format_micros;
+
+/// Upper bounds of the detection latency buckets, milliseconds.
+const LATENCY_BUCKETS_MS: [i64; 10] = [250, 500, 1_000, 2_000, 3_000, 5_000, 10_000, 30_000, 60_000, 300_000];
+
+/// The daemon's metrics. Shared behind an `Arc`; every field is lock-free except the reasons map.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Target fills journaled.
+    pub fills_seen: AtomicU64,
+    /// Copies executed.
+    pub executed: AtomicU64,
+    rejected: Mutex<BTreeMap<String, u64>>,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
+    latency_count: AtomicU64,
+    latency_sum_ms: AtomicI64,
+    /// Breaker state.
+    pub breaker_tripped: AtomicBool,
+    /// Total cost of open positions, micro-USDC.
+    pub exposure: AtomicI64,
+    /// Realized P&L today, micro-USDC.
+    pub pnl_today: AtomicI64,
+    /// Telegram messages that could not be delivered.
+    pub telegram_send_failures: AtomicU64,
+    /// Reorgs detected.
+    pub reorgs: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a rejection under its reason code.
+    pub fn rejected(&self, code: &str) {
+        if let Ok(mut m) = self.rejected.lock() {
+            *m.entry(code.to_owned()).or_insert(0) += 1;
+        }
+    }
+
+    /// Records one detection latency (block timestamp → order sent).
+    pub fn observe_latency(&self, ms: i64) {
+        let ms = ms.max(0);
+        for (i, le) in LATENCY_BUCKETS_MS.iter().enumerate() {
+            if ms <= *le {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// Renders everything in the Prometheus text exposition format.
+    #[must_use]
+    pub fn render(&self, feed: &FeedStatus, now_ms: i64) -> String {
+        let mut o = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, String)]| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in lines {
+                let _ = writeln!(o, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: String| vec![(String::new(), v)];
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        metric("polycopy_up", "gauge", "1 while the daemon runs.", &one("1".into()));
+        metric(
+            "polycopy_fills_seen_total",
+            "counter",
+            "Target fills journaled since start.",
+            &one(ld(&self.fills_seen)),
+        );
+        metric("polycopy_copies_executed_total", "counter", "Copies executed since start.", &one(ld(&self.executed)));
+        let reasons: Vec<(String, String)> = self
+            .rejected
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (format!("{{reason=\"{k}\"}}"), v.to_string())).collect())
+            .unwrap_or_default();
+        metric("polycopy_copies_rejected_total", "counter", "Fills not copied since start, by reason code.", &reasons);
+        let tripped = u8::from(self.breaker_tripped.load(Ordering::Relaxed)).to_string();
+        metric("polycopy_breaker_tripped", "gauge", "1 while the circuit breaker is tripped.", &one(tripped));
+        let mut lat: Vec<(String, String)> = LATENCY_BUCKETS_MS
+            .iter()
+            .zip(&self.latency_buckets)
+            .map(|(le, c)| (format!("_bucket{{le=\"{}\"}}", format_micros(le * 1_000)), ld(c)))
+            .collect();
+        lat.push(("_bucket{le=\"+Inf\"}".into(), ld(&self.latency_count)));
+        lat.push(("_sum".into(), format_micros(self.latency_sum_ms.load(Ordering::Relaxed) * 1_000)));
+        lat.push(("_count".into(), ld(&self.latency_count)));
+        metric(
+            "polycopy_detection_latency_seconds",
+            "histogram",
+            "Target block timestamp to our order, seconds (block timestamps have 1 s resolution).",
+            &lat,
+        );
+        metric("polycopy_chain_head_block", "gauge", "Latest chain head seen.", &one(feed.head.to_string()));
+        metric(
+            "polycopy_chain_processed_block",
+            "gauge",
+            "Last fully processed block.",
+            &one(feed.processed.to_string()),
+        );
+        let lag = feed.head.saturating_sub(feed.processed).to_string();
+        metric(
+            "polycopy_chain_head_lag_blocks",
+            "gauge",
+            "Blocks between the head and the last processed block.",
+            &one(lag),
+        );
+        let since = if feed.last_ok_ms > 0 { format_micros((now_ms - feed.last_ok_ms) * 1_000) } else { "NaN".into() };
+        metric(
+            "polycopy_chain_seconds_since_sync",
+            "gauge",
+            "Seconds since the last successful chain read.",
+            &one(since),
+        );
+        metric(
+            "polycopy_rpc_reconnects_total",
+            "counter",
+            "Reconnections to the chain endpoints.",
+            &one(feed.reconnects.to_string()),
+        );
+        metric("polycopy_reorgs_total", "counter", "Reorgs detected since start.", &one(ld(&self.reorgs)));
+        metric(
+            "polycopy_telegram_send_failures_total",
+            "counter",
+            "Telegram messages that could not be delivered.",
+            &one(ld(&self.telegram_send_failures)),
+        );
+        let exposure = format_micros(self.exposure.load(Ordering::Relaxed));
+        metric("polycopy_exposure_usdc", "gauge", "Total cost of open positions, USDC.", &one(exposure));
+        let pnl = format_micros(self.pnl_today.load(Ordering::Relaxed));
+        metric("polycopy_pnl_today_usdc", "gauge", "Realized P&L today (UTC), USDC.", &one(pnl));
+        o
+    }
+}
