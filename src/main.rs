@@ -8,10 +8,26 @@ use polycopy::config::Env;
 use polycopy::config::problem::render;
 use tracing_subscriber::EnvFilter;
 
+/// Logs to journald with structured fields when systemd connected our stderr to the journal
+/// (`JOURNAL_STREAM`), else to stderr (text or JSON).
 fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                tracing_subscriber::registry()
+                    .with(filter())
+                    .with(layer.with_syslog_identifier("polycopy".into()))
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("journald unavailable ({e}); logging to stderr"),
+        }
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let b = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).with_ansi(ansi);
     if json { b.json().init() } else { b.init() }
 }
 
@@ -42,6 +58,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Trades { json, limit } => cli::trades(&g, json, limit).map(|()| 0),
         Command::Halt { reason } => cli::halt(&g, &reason).map(|()| 0),
         Command::Resume => cli::resume(&g).map(|()| 0),
+        Command::Backup { out } => cli::backup(&g, &out).map(|()| 0),
+        Command::DbCheck { file, quick } => cli::db_check(&g, file.as_deref(), quick),
+        Command::Maintenance { prune_days, no_vacuum } => cli::maintenance(&g, prune_days, no_vacuum),
         Command::Run => {
             let settings = cli::load_settings(&g)
                 .map_err(|p| anyhow::anyhow!("invalid settings:\n{}\n(run `polycopy check-config`)", render(&p)))?;

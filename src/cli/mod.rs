@@ -74,7 +74,34 @@ pub enum Command {
     },
     /// Clear the breaker.
     Resume,
+    /// Online backup of the journal to a file (safe while the daemon runs), integrity-checked.
+    Backup {
+        /// Where to write the copy.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check a journal file's integrity (the configured one, or --file); exit 1 when it is not sound.
+    DbCheck {
+        /// The file to check (default: the configured journal).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// `PRAGMA quick_check` instead of the full integrity check.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Integrity check, prune old journal rows, ANALYZE, and VACUUM unless the database is busy.
+    Maintenance {
+        /// Delete finished fills and events older than this many days.
+        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..))]
+        prune_days: u32,
+        /// Skip VACUUM.
+        #[arg(long)]
+        no_vacuum: bool,
+    },
 }
+
+/// Exit code when maintenance could not VACUUM because the database was busy (EX_TEMPFAIL).
+pub const EXIT_BUSY: i32 = 75;
 
 /// Loads the settings with the global overrides applied.
 ///
@@ -307,4 +334,77 @@ pub fn resume(g: &GlobalArgs) -> Result<()> {
     store.add_event("breaker_reset", &format!("resumed from the command line (was {}: {})", cur.code, cur.reason))?;
     println!("resumed (was {} by {}: {})", cur.code, cur.by, cur.reason);
     Ok(())
+}
+
+/// `backup`.
+///
+/// # Errors
+/// When the journal cannot be read or the copy written or verified.
+pub fn backup(g: &GlobalArgs, out: &std::path::Path) -> Result<()> {
+    let s = settings_or_bail(g)?;
+    if !s.db_path.exists() {
+        bail!("no journal at {}: nothing to back up", s.db_path.display());
+    }
+    let tmp = out.with_extension("partial");
+    let _ = std::fs::remove_file(&tmp);
+    open_store(&s)?.backup_to(&tmp).with_context(|| format!("writing the backup {}", tmp.display()))?;
+    std::fs::rename(&tmp, out)?;
+    println!("backup written and verified: {}", out.display());
+    Ok(())
+}
+
+/// `db-check`: returns the exit code.
+///
+/// # Errors
+/// When the settings cannot be loaded or the file cannot be opened.
+pub fn db_check(g: &GlobalArgs, file: Option<&std::path::Path>, quick: bool) -> Result<i32> {
+    let path = match file {
+        Some(f) => f.to_path_buf(),
+        None => settings_or_bail(g)?.db_path,
+    };
+    match crate::store::check_file(&path, quick)? {
+        Ok(()) => {
+            println!("{}: ok", path.display());
+            Ok(0)
+        }
+        Err(problem) => {
+            eprintln!("{}: {problem}", path.display());
+            Ok(1)
+        }
+    }
+}
+
+/// `maintenance`: returns the exit code (0 done, 1 integrity failure, 75 VACUUM skipped: busy).
+///
+/// # Errors
+/// On a database error.
+pub fn maintenance(g: &GlobalArgs, prune_days: u32, no_vacuum: bool) -> Result<i32> {
+    let s = settings_or_bail(g)?;
+    if let Err(problem) = crate::store::check_file(&s.db_path, false)? {
+        eprintln!("{}: {problem}; not touching it (see RUNBOOK: database corrupted)", s.db_path.display());
+        return Ok(1);
+    }
+    println!("integrity: ok");
+    let mut store = open_store(&s)?;
+    // Never hold the daemon up for long: wait at most a second for its lock, else come back later.
+    store.set_busy_timeout(std::time::Duration::from_secs(1))?;
+    let p = match store.prune(prune_days) {
+        Ok(p) => p,
+        Err(e) if e.is_busy() => {
+            eprintln!("database busy (the daemon is writing): prune and VACUUM skipped, run maintenance again later");
+            return Ok(EXIT_BUSY);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!("pruned {} finished fills and {} events older than {prune_days} days", p.fills, p.events);
+    if no_vacuum {
+        return Ok(0);
+    }
+    if store.vacuum_if_idle()? {
+        println!("analyze + vacuum: done");
+        Ok(0)
+    } else {
+        eprintln!("database busy (the daemon is writing): VACUUM skipped, run maintenance again later");
+        Ok(EXIT_BUSY)
+    }
 }

@@ -157,9 +157,18 @@ fn de_usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
         .ok_or_else(|| serde::de::Error::custom(format!("expected a non-negative USDC amount, got {text:?}")))
 }
 
-/// `POLYCOPY_*` environment variables that are not settings: the system file's path and the
-/// test-only fault injection switch.
-pub const NOT_SETTINGS: [&str; 2] = ["POLYCOPY_SYSTEM_CONFIG", "POLYCOPY_FAULT"];
+/// Top-level settings keys and sections: only `POLYCOPY_*` variables naming one of these are
+/// settings. Others (`POLYCOPY_SYSTEM_CONFIG`, the scripts' `POLYCOPY_BIN`, ...) are left alone, while
+/// a typo inside a section (`POLYCOPY_RISK__MAX_ORDR_USDC`) still fails as an unknown key.
+const SETTINGS_KEYS: [&str; 4] = ["db_path", "wallets_path", "emergency_stop_file", "log_format"];
+const SETTINGS_SECTIONS: [&str; 6] = ["chain__", "copy__", "risk__", "paper__", "http__", "health__"];
+
+fn is_settings_var(name: &str) -> bool {
+    name.strip_prefix("POLYCOPY_").is_some_and(|k| {
+        let k = k.to_ascii_lowercase();
+        SETTINGS_KEYS.contains(&k.as_str()) || SETTINGS_SECTIONS.iter().any(|s| k.starts_with(s))
+    })
+}
 
 /// Where settings come from.
 #[derive(Debug, Clone, Default)]
@@ -189,10 +198,7 @@ impl Settings {
             b = b.add_source(File::from(p.as_path()).format(FileFormat::Toml));
             origin = p.display().to_string();
         }
-        // POLYCOPY_* variables that are not settings are left out of the settings source.
-        let env: config::Map<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("POLYCOPY_") && !NOT_SETTINGS.contains(&k.as_str()))
-            .collect();
+        let env: config::Map<String, String> = std::env::vars().filter(|(k, _)| is_settings_var(k)).collect();
         b = b.add_source(
             Environment::with_prefix("POLYCOPY")
                 .source(Some(env))
@@ -314,6 +320,21 @@ pub fn price_from_decimal(d: Decimal) -> Option<Price> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_variables_naming_settings_are_settings() {
+        for (name, is) in [
+            ("POLYCOPY_DB_PATH", true),
+            ("POLYCOPY_RISK__MAX_ORDER_USDC", true),
+            ("POLYCOPY_RISK__MAX_ORDR_USDC", true),
+            ("POLYCOPY_BIN", false),
+            ("POLYCOPY_SYSTEM_CONFIG", false),
+            ("POLYCOPY_FAULT", false),
+            ("POLYGON_RPC_URL", false),
+        ] {
+            assert_eq!(is_settings_var(name), is, "{name}");
+        }
+    }
 
     #[test]
     fn defaults_load_and_validate() {

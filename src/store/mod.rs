@@ -5,6 +5,7 @@
 //! readers beside the writer, and the few CLI writes, halt and resume, are single statements).
 
 mod journal;
+mod maintenance;
 mod queries;
 mod schema;
 
@@ -13,6 +14,7 @@ use std::path::Path;
 use alloy::primitives::{Address, B256, U256};
 
 pub use journal::{JournalOutcome, PendingFill};
+pub use maintenance::{Pruned, check_file};
 pub use queries::{StatusReport, TradeRow};
 
 /// Errors from the journal.
@@ -37,6 +39,15 @@ pub enum StoreError {
         /// What.
         value: String,
     },
+}
+
+impl StoreError {
+    /// True when another connection holds the lock (the daemon is writing): retry later.
+    #[must_use]
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+    }
 }
 
 /// Result alias for the store.
@@ -66,6 +77,14 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&conn)?;
         Ok(Self { conn })
+    }
+
+    /// Sets how long a statement waits for another connection's lock.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn set_busy_timeout(&self, d: std::time::Duration) -> StoreResult<()> {
+        Ok(self.conn.busy_timeout(d)?)
     }
 
     /// Runs `PRAGMA integrity_check`; `Ok(())` when the file is sound.

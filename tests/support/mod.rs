@@ -280,9 +280,14 @@ impl Daemon {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_db("journal.db", args)
+    }
+
+    /// A polycopy command on another journal file.
+    pub fn cmd_db(&self, db: &str, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
         c.current_dir(&self.dir)
-            .args(["--config", "polycopy.toml", "--wallets", "wallets.json", "--db", "journal.db"])
+            .args(["--config", "polycopy.toml", "--wallets", "wallets.json", "--db", db])
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -369,6 +374,29 @@ impl Daemon {
         )
     }
 
+    /// A command running `scripts/NAME` with this daemon's binary, settings, journal and environment.
+    pub fn script_cmd(&self, name: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name);
+        let mut c = Command::new("bash");
+        c.arg(path)
+            .args(args)
+            .current_dir(&self.dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("POLYCOPY_BIN", bin())
+            .env("POLYCOPY_ARGS", "--config polycopy.toml --wallets wallets.json --db journal.db")
+            .envs(extra_env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Runs `scripts/NAME`; returns (exit code, stdout, stderr).
+    pub fn script(&self, name: &str, args: &[&str], extra_env: &[(&str, &str)]) -> (i32, String, String) {
+        output(self.script_cmd(name, args, extra_env).output().unwrap())
+    }
+
     /// `polycopy trades --json`, oldest first.
     pub fn trades(&self) -> Vec<Value> {
         let (code, out, err) = self.run_cli(&["trades", "--json", "--limit", "1000"]);
@@ -411,6 +439,15 @@ impl Daemon {
         )
         .unwrap()
     }
+}
+
+/// (exit code, stdout, stderr) of a finished process.
+pub fn output(out: std::process::Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// `wallets.json` with these (address, label, enabled) targets and multiplier sizing.

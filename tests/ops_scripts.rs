@@ -1,0 +1,220 @@
+//! The operator scripts, run for real: backup while the daemon writes, restore, retention, refusal
+//! of corrupt backups, health checks, and maintenance.
+
+mod support;
+
+use alloy::primitives::{Address, address};
+use serde_json::Value;
+use support::*;
+
+const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
+
+fn buy(order: u8) -> Fill {
+    Fill::v2(order, A, C, true, u64::from(order), 10 * ONE, 5 * ONE)
+}
+
+fn trades_of(d: &Daemon, db: &str) -> Vec<Value> {
+    let (code, out, err) = output(d.cmd_db(db, &["trades", "--json", "--limit", "1000"]).output().unwrap());
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// A backup taken while the daemon journals a stream of fills restores into a fresh, sound journal
+/// consistent with the live one; a quiet backup matches it exactly; corrupt backups are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_backup_when_daemon_writing_then_restores_consistent_journal() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 1.0));
+    d.start();
+    d.wait_live().await;
+    let backups = dir.path().join("backups");
+    let bdir = backups.display().to_string();
+
+    // Back up while fills stream in.
+    let mut backup = None;
+    for i in 1..=40u8 {
+        anvil.emit(&buy(i)).await;
+        if i == 20 {
+            wait_for(20, "some journaled fills", async || (d.trades().len() >= 10).then_some(())).await;
+            backup = Some(d.script_cmd("backup.sh", &["--dir", &bdir], &[]).spawn().unwrap());
+        }
+    }
+    let (code, out, err) = output(backup.unwrap().wait_with_output().unwrap());
+    assert_eq!(code, 0, "{err}");
+    let during = out.trim().to_owned();
+    assert!(std::path::Path::new(&format!("{during}.sha256")).exists());
+    wait_for(30, "all 40 copies", async || (with_status(&d.trades(), "executed").len() == 40).then_some(())).await;
+
+    let (code, _, err) = d.script("restore.sh", &[&during, "--db", "restored-during.db", "--no-service"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = d.run_cli(&["db-check", "--file", "restored-during.db"]);
+    assert_eq!(code, 0, "{out}");
+    let live = trades_of(&d, "journal.db");
+    let snap = trades_of(&d, "restored-during.db");
+    assert!(!snap.is_empty() && snap.len() <= live.len(), "{} backed up, {} live", snap.len(), live.len());
+    for row in &snap {
+        let now = live.iter().find(|r| r["fill"] == row["fill"]).expect("every backed-up fill is in the live journal");
+        assert!(row["status"] == now["status"] || row["status"] == "pending", "{row} vs {now}");
+    }
+
+    let (code, out, err) = d.script("backup.sh", &["--dir", &bdir], &[]);
+    assert_eq!(code, 0, "{err}");
+    let quiet = out.trim().to_owned();
+    let (code, _, err) = d.script("restore.sh", &[&quiet, "--db", "restored-quiet.db", "--no-service"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(trades_of(&d, "restored-quiet.db"), trades_of(&d, "journal.db"));
+
+    // A flipped byte: the checksum refuses it and nothing is touched.
+    let mut bytes = std::fs::read(&quiet).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&quiet, &bytes).unwrap();
+    let (code, _, err) = d.script("restore.sh", &[&quiet, "--db", "restored-quiet.db", "--no-service"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("does not match its checksum"), "{err}");
+    // A well-formed archive with a matching checksum whose content is not a sound journal.
+    let fake = backups.join("polycopy-fake.db.gz");
+    let gz = std::process::Command::new("sh").arg("-c").arg(format!("head -c 8192 /dev/urandom | gzip > {0} && cd {1} && sha256sum polycopy-fake.db.gz > polycopy-fake.db.gz.sha256", fake.display(), backups.display())).status().unwrap();
+    assert!(gz.success());
+    let (code, _, err) = d.script("restore.sh", &[fake.to_str().unwrap(), "--db", "x.db", "--no-service"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("integrity"), "{err}");
+    assert!(!dir.path().join("x.db").exists());
+}
+
+/// Retention deletes exactly the expired backups: by age, then by count.
+#[test]
+fn test_backup_retention_when_old_files_then_exactly_the_expired_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::new(dir.path(), "http://127.0.0.1:1", "", &wallets(&[(A, "a", true)], 1.0));
+    let (code, _, err) = d.run_cli(&["halt"]); // creates the journal
+    assert_eq!(code, 0, "{err}");
+    let b = dir.path().join("b");
+    std::fs::create_dir_all(&b).unwrap();
+    let touch = |name: &str, age: &str| {
+        for f in [name.to_owned(), format!("{name}.sha256")] {
+            std::fs::write(b.join(&f), "x").unwrap();
+            assert!(std::process::Command::new("touch").args(["-d", age]).arg(b.join(&f)).status().unwrap().success());
+        }
+    };
+    touch("polycopy-old1.db.gz", "20 days ago");
+    touch("polycopy-old2.db.gz", "15 days ago");
+    touch("polycopy-recent1.db.gz", "2 days ago");
+    touch("polycopy-recent2.db.gz", "1 day ago");
+    let bdir = b.display().to_string();
+    let (code, _, err) = d.script("backup.sh", &["--dir", &bdir, "--keep-days", "14", "--keep-count", "10"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let list = || {
+        let mut v: Vec<String> = std::fs::read_dir(&b)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".gz"))
+            .collect();
+        v.sort();
+        v
+    };
+    let after_age = list();
+    assert_eq!(after_age.len(), 3, "{after_age:?}");
+    assert!(after_age.iter().all(|n| !n.contains("old")));
+    assert!(!b.join("polycopy-old1.db.gz.sha256").exists());
+    let (code, out, err) = d.script("backup.sh", &["--dir", &bdir, "--keep-days", "14", "--keep-count", "2"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let kept = list();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept.iter().all(|n| !n.contains("recent")), "the two newest are the two real backups: {kept:?} ({out})");
+}
+
+/// health_check.sh: 0 against a healthy daemon; non-zero naming the check when the breaker is
+/// tripped, when the node is gone (the feed stalls), and when the daemon is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_health_check_when_things_break_then_names_the_check() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 1.0));
+    d.start();
+    d.wait_live().await;
+    let url = d.http_base().await;
+    let bdir = dir.path().join("backups").display().to_string();
+    let (code, _, err) = d.script("backup.sh", &["--dir", &bdir], &[]);
+    assert_eq!(code, 0, "{err}");
+    let check = |d: &Daemon, extra: &[&str]| {
+        let mut args = vec!["--url", url.as_str(), "--backup-dir", bdir.as_str(), "--min-disk-mb", "1"];
+        args.extend_from_slice(extra);
+        d.script("health_check.sh", &args, &[])
+    };
+    let (code, out, err) = check(&d, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.trim(), "healthy");
+
+    let (code, out, _) = check(&d, &["--backup-dir", "/nonexistent"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("backup: no backup"), "{out}");
+
+    d.run_cli(&["halt", "--reason", "test"]);
+    let (code, out, _) = wait_for(5, "breaker alert", async || {
+        let r = check(&d, &[]);
+        (r.0 != 0).then_some(r)
+    })
+    .await;
+    assert_eq!(code, 1);
+    assert!(out.contains("breaker: ") && out.contains("tripped"), "{out}");
+    d.run_cli(&["resume"]);
+    wait_for(5, "healthy again", async || (check(&d, &[]).0 == 0).then_some(())).await;
+
+    drop(anvil);
+    let (code, out, _) = wait_for(15, "chain alert", async || {
+        let r = check(&d, &[]);
+        (r.0 != 0).then_some(r)
+    })
+    .await;
+    assert_eq!(code, 1);
+    assert!(out.contains("chain: unhealthy: no successful chain read"), "{out}");
+
+    d.kill9();
+    let (code, out, _) = check(&d, &[]);
+    assert_eq!(code, 2);
+    assert!(out.contains("process: daemon down"), "{out}");
+}
+
+/// maintenance.sh prunes finished rows older than N days and keeps the rest; with the database busy
+/// it refuses to VACUUM (exit 75) instead of blocking the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_maintenance_when_old_rows_then_pruned_and_busy_db_is_not_vacuumed() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 1.0));
+    d.start();
+    d.wait_live().await;
+    for i in 1..=4u8 {
+        anvil.emit(&buy(i)).await;
+    }
+    wait_for(20, "4 copies", async || (with_status(&d.trades(), "executed").len() == 4).then_some(())).await;
+    assert!(d.stop().success());
+    let db = dir.path().join("journal.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let old = store_now_ms() - 40 * 86_400_000;
+        c.execute("UPDATE fills SET seen_at_ms = ?1 WHERE id IN (1, 2)", [old]).unwrap();
+        c.execute("UPDATE events SET at_ms = ?1", [old]).unwrap();
+    }
+    let (code, out, err) = d.script("maintenance.sh", &["--prune-days", "30"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("pruned 2 finished fills"), "{out}");
+    assert!(out.contains("vacuum: done"), "{out}");
+    let left = d.trades();
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|r| r["token_id"] == "3" || r["token_id"] == "4"));
+
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("BEGIN IMMEDIATE; INSERT INTO events (at_ms, kind, message) VALUES (0, 'x', 'busy')").unwrap();
+    let (code, out, _) = d.script("maintenance.sh", &["--prune-days", "30"], &[]);
+    assert_eq!(code, 75, "{out}");
+    assert!(out.contains("skipped"), "{out}");
+    c.execute_batch("ROLLBACK").unwrap();
+}
+
+fn store_now_ms() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
+}
