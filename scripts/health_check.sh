@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Health check for cron: the daemon's /health, the breaker (from the journal, so it works with the
 # daemon down), free disk, journal integrity, and the age of the newest backup. Exits non-zero and
-# raises a critical syslog alert naming every failing check.
+# raises an alert naming every failing check: through the daemon (POST /alert, relayed to its
+# notifier's sinks) when it is up, and always as a critical syslog line.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -94,6 +95,12 @@ if [ ${#failures[@]} -eq 0 ]; then
 fi
 msg="UNHEALTHY: $(IFS='; '; echo "${failures[*]}")"
 log crit "$msg"
+# With the daemon up, the alert goes through its notifier (and so to every sink it reports to);
+# with it down, the critical syslog line above is the alert.
+if [ "$down" = 0 ]; then
+  curl -sS --max-time 5 -o /dev/null -X POST --data-binary "health check: $msg" "$url/alert" 2>/dev/null \
+    || log crit "could not relay the alert through the daemon"
+fi
 echo "$msg"
 [ "$down" = 1 ] && exit 2
 exit 1

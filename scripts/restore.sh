@@ -11,6 +11,7 @@ Usage: restore.sh BACKUP.db.gz [--db PATH] [--service NAME | --no-service]
   --db PATH       journal to replace (default: the configured db_path)
   --service NAME  systemd unit to stop and start (default polycopy)
   --no-service    do not stop/start anything (the daemon must not be running)
+Environment: SYSTEMCTL (default systemctl), HEALTH_ARGS (extra health_check.sh arguments).
 Exit: 0 restored and healthy; 1 refused or failed (see the log line).
 USAGE
 }
@@ -58,6 +59,8 @@ run_polycopy db-check --file "$db" >/dev/null || die "the restored journal fails
 if [ -n "$service" ]; then
   log info "starting $service"
   "$systemctl_cmd" start "$service"
-  "$(dirname "$0")/health_check.sh" --wait 60 --no-backup-check >/dev/null || die "restored, but the daemon is not healthy: see health_check.sh"
+  # shellcheck disable=SC2086 # HEALTH_ARGS is a list of arguments
+  "$(dirname "$0")/health_check.sh" --wait 60 --no-backup-check ${HEALTH_ARGS:-} >/dev/null \
+    || die "restored, but the daemon is not healthy: see health_check.sh"
 fi
 log info "restored $db from $backup"

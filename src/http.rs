@@ -1,5 +1,6 @@
-//! A deliberately small HTTP/1.1 server on loopback for `GET /health` and `GET /metrics`: one
-//! request per connection, no keep-alive, nothing else. Neither answer ever holds a secret.
+//! A deliberately small HTTP/1.1 server on loopback for `GET /health`, `GET /metrics` and
+//! `POST /alert` (cron's health check relays its alerts through the daemon's notifier, and so to
+//! every sink). One request per connection, no keep-alive. No answer ever holds a secret.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::actors::notifier::{Event, Notifier};
 use crate::actors::risk_supervisor::{GetBreakerState, RiskSupervisor};
 use crate::actors::store::{GetCheckpoint, StoreActor};
 use crate::chain::FeedStatus;
@@ -29,6 +31,8 @@ pub struct HttpState {
     pub store: Addr<StoreActor>,
     /// The breaker's owner.
     pub risk: Addr<RiskSupervisor>,
+    /// Where relayed alerts go.
+    pub notifier: Addr<Notifier>,
     /// Thresholds.
     pub health: HealthSettings,
     /// Confirmations (expected lag).
@@ -114,7 +118,8 @@ async fn handle(mut sock: TcpStream, state: &HttpState) -> std::io::Result<()> {
     if !matches!(read, Ok(Ok(()))) {
         return Ok(());
     }
-    let head = String::from_utf8_lossy(&buf[..n]);
+    let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let (head, body_start) = request.split_once("\r\n\r\n").unwrap_or((&request, ""));
     let mut parts = head.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
@@ -127,8 +132,17 @@ async fn handle(mut sock: TcpStream, state: &HttpState) -> std::io::Result<()> {
         ("GET", "/metrics") => {
             ("200 OK", "text/plain; version=0.0.4", state.metrics.render(&state.feed.borrow(), now_ms()))
         }
+        ("POST", "/alert") => {
+            let message: String = body_start.trim().chars().filter(|c| !c.is_control()).take(1_000).collect();
+            if message.is_empty() {
+                ("400 Bad Request", "text/plain", "empty alert\n".to_owned())
+            } else {
+                state.notifier.do_send(Event::Alert { message });
+                ("202 Accepted", "text/plain", "relayed\n".to_owned())
+            }
+        }
         ("GET", _) => ("404 Not Found", "text/plain", "not found: try /health or /metrics\n".to_owned()),
-        _ => ("405 Method Not Allowed", "text/plain", "only GET\n".to_owned()),
+        _ => ("405 Method Not Allowed", "text/plain", "GET /health, GET /metrics or POST /alert\n".to_owned()),
     };
     let resp = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -205,5 +205,37 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
     let (code, out, err) = sh(&[&[bin()][..], &common[..]].concat());
     assert_eq!(code, 0, "{out}{err}");
     assert!(installed.with_extension("prev").exists());
+
+    // restore.sh with the service: stops it, restores, starts it, checks health.
+    let newest = std::fs::read_dir(dir.path().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "gz"))
+        .max()
+        .unwrap();
+    let (code, out, err) = d.script("restore.sh", &[newest.to_str().unwrap(), "--db", "journal.db"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("stopping polycopy") && err.contains("starting polycopy"), "{err}");
+    assert_eq!(d.trades(), before);
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("before-restore"))
+    );
     ctl("stop");
+}
+
+/// Every operator script explains itself with --help and exits 0.
+#[test]
+fn test_scripts_when_asked_for_help_then_explain_themselves() {
+    for s in ["backup.sh", "restore.sh", "health_check.sh", "maintenance.sh", "update.sh", "install.sh", "uninstall.sh"]
+    {
+        let (code, out, err) = run(Command::new("bash").arg(repo().join("scripts").join(s)).arg("--help"));
+        assert_eq!(code, 0, "{s}: {err}");
+        assert!(out.contains("Usage:"), "{s}: {out}");
+        let text = std::fs::read_to_string(repo().join("scripts").join(s)).unwrap();
+        assert!(text.contains("set -euo pipefail"), "{s}");
+    }
 }

@@ -104,6 +104,11 @@ pub enum Event {
         /// The fill.
         fill: TargetFill,
     },
+    /// An alert raised outside the daemon (health_check.sh), relayed to every sink.
+    Alert {
+        /// What the alert says.
+        message: String,
+    },
     /// Something needs a human.
     Error {
         /// What.
@@ -129,6 +134,7 @@ impl Event {
             Self::Reorg { .. } => "reorg",
             Self::Withdrawn { .. } => "withdrawn",
             Self::ReorgedAfterCopy { .. } => "reorged_after_copy",
+            Self::Alert { .. } => "alert",
             Self::Error { .. } => "error",
         }
     }
@@ -199,6 +205,7 @@ impl Event {
                 fill_ref(fill),
                 addr_lower(&fill.wallet)
             ),
+            Self::Alert { message } => format!("ALERT: {message}"),
             Self::Error { message } => format!("error: {message}"),
         }
     }

@@ -179,6 +179,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             metrics: metrics.clone(),
             store: store.clone(),
             risk: risk.clone(),
+            notifier: notifier.clone(),
             health: s.health,
             confirmations: s.chain.confirmations,
             paper: cfg.env.paper_trading,
