@@ -14,6 +14,8 @@
 //! - [`cli`]: the subcommands an operator runs.
 //! - [`health`], [`metrics`], [`http`]: `/health` and `/metrics` on loopback.
 //! - [`service`]: systemd integration (readiness, watchdog, stopping).
+//! - [`report`]: the daily/weekly report (text and PNG chart).
+//! - [`telegram`]: reports to and commands from the operator's chats.
 
 pub mod actors;
 pub mod chain;
@@ -23,6 +25,8 @@ pub mod domain;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod report;
 pub mod risk;
 pub mod service;
 pub mod store;
+pub mod telegram;

@@ -13,7 +13,15 @@ use tracing_subscriber::EnvFilter;
 fn init_logging(json: bool) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // teloxide's own log lines can carry request URLs, which hold the bot token: they are never
+    // shown; our code logs Telegram errors itself, scrubbed.
+    let filter = || {
+        let f = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        ["teloxide=off", "teloxide_core=off", "reqwest=off", "hyper=off", "hyper_util=off"]
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .fold(f, EnvFilter::add_directive)
+    };
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         match tracing_journald::layer() {
             Ok(layer) => {
@@ -61,6 +69,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Backup { out } => cli::backup(&g, &out).map(|()| 0),
         Command::DbCheck { file, quick } => cli::db_check(&g, file.as_deref(), quick),
         Command::Maintenance { prune_days, no_vacuum } => cli::maintenance(&g, prune_days, no_vacuum),
+        Command::Report { period, json } => cli::report(&g, period, json).map(|()| 0),
         Command::Run => {
             let settings = cli::load_settings(&g)
                 .map_err(|p| anyhow::anyhow!("invalid settings:\n{}\n(run `polycopy check-config`)", render(&p)))?;

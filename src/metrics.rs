@@ -33,6 +33,8 @@ pub struct Metrics {
     pub telegram_send_failures: AtomicU64,
     /// Reorgs detected.
     pub reorgs: AtomicU64,
+    /// Telegram updates from chats that are not authorized (ignored).
+    pub telegram_unauthorized: AtomicU64,
 }
 
 impl Metrics {
@@ -130,6 +132,12 @@ impl Metrics {
             "counter",
             "Telegram messages that could not be delivered.",
             &one(ld(&self.telegram_send_failures)),
+        );
+        metric(
+            "polycopy_telegram_unauthorized_total",
+            "counter",
+            "Telegram updates from unauthorized chats, ignored without reply.",
+            &one(ld(&self.telegram_unauthorized)),
         );
         let exposure = format_micros(self.exposure.load(Ordering::Relaxed));
         metric("polycopy_exposure_usdc", "gauge", "Total cost of open positions, USDC.", &one(exposure));

@@ -176,7 +176,7 @@ async fn test_journal_when_unwritable_then_breaker_trips() {
     let locker = std::thread::spawn(move || {
         let c = rusqlite::Connection::open(db).unwrap();
         c.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        std::thread::sleep(Duration::from_millis(6_500)); // > the daemon's 5 s busy timeout
+        std::thread::sleep(Duration::from_millis(9_000)); // well past the daemon's 5 s busy timeout
         c.execute_batch("COMMIT").unwrap();
     });
     tokio::time::sleep(Duration::from_millis(200)).await;

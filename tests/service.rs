@@ -72,6 +72,8 @@ async fn test_metrics_and_health_when_scripted_run_then_match_journal() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
     d.env.push(("TELEGRAM_BOT_TOKEN".into(), "123456:SECRET-BOT-TOKEN".into()));
+    d.env.push(("TELEGRAM_CHAT_ID".into(), "1".into()));
+    d.env.push(("TELEGRAM_API_URL".into(), "http://127.0.0.1:9".into())); // unreachable: errors carry the URL
     d.env.push(("POLYGON_RPC_FALLBACK_URLS".into(), format!("{}/secret-api-key", anvil.http_url())));
     d.start();
     d.wait_live().await;

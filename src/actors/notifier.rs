@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use actix::{Actor, Addr, Context, Handler, Message};
+use actix::{Actor, Addr, Context, Handler, Message, Recipient};
 use tracing::{error, info, warn};
 
 use crate::actors::store::{AddEvent, StoreActor};
@@ -217,19 +217,44 @@ pub fn short_token(t: &str) -> String {
     if t.len() > 12 { format!("{}…{}", &t[..4], &t[t.len() - 4..]) } else { t.to_owned() }
 }
 
-/// Logs and journals every event, and counts it.
+/// Logs and journals every event, counts it, and hands it to every sink (Telegram).
 #[derive(Debug)]
 pub struct Notifier {
     store: Addr<StoreActor>,
     metrics: Arc<Metrics>,
+    sinks: Vec<Recipient<Event>>,
 }
 
 impl Notifier {
     /// A notifier journaling into `store` and counting into `metrics`.
     #[must_use]
     pub const fn new(store: Addr<StoreActor>, metrics: Arc<Metrics>) -> Self {
-        Self { store, metrics }
+        Self { store, metrics, sinks: Vec::new() }
     }
+}
+
+/// Adds a sink that receives every event from now on.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct AddSink(pub Recipient<Event>);
+
+impl Handler<AddSink> for Notifier {
+    type Result = ();
+
+    fn handle(&mut self, m: AddSink, _: &mut Context<Self>) {
+        self.sinks.push(m.0);
+    }
+}
+
+/// Replies once every event sent before it was handled (used to flush at shutdown).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Flushed;
+
+impl Handler<Flushed> for Notifier {
+    type Result = ();
+
+    fn handle(&mut self, _: Flushed, _: &mut Context<Self>) {}
 }
 
 impl Actor for Notifier {
@@ -268,6 +293,9 @@ impl Handler<Event> for Notifier {
         // Detected and sized fills are already in the journal (fills, intents); no need to log them twice.
         if !matches!(ev, Event::FillDetected { .. } | Event::Sized { .. }) {
             self.store.do_send(AddEvent { kind, message: text });
+        }
+        for sink in &self.sinks {
+            sink.do_send(ev.clone());
         }
     }
 }

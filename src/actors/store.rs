@@ -146,3 +146,46 @@ pub struct AddEvent {
     pub message: String,
 }
 store_handler!(AddEvent -> (), |s, m| s.add_event(m.kind, &m.message));
+
+/// The journal's part of a status report.
+#[derive(Debug)]
+pub struct GetStatus;
+store_handler!(GetStatus -> crate::store::StatusReport, |s, _m| s.status());
+
+/// The newest journal rows.
+#[derive(Debug)]
+pub struct GetTrades(pub u32);
+store_handler!(GetTrades -> Vec<crate::store::TradeRow>, |s, m| s.trades(m.0));
+
+/// Realized P&L per day.
+#[derive(Debug)]
+pub struct GetPnlByDay {
+    /// How many days.
+    pub days: u32,
+    /// Now, unix ms.
+    pub now_ms: i64,
+}
+store_handler!(GetPnlByDay -> Vec<(i64, Usdc)>, |s, m| s.pnl_by_day(m.days, m.now_ms));
+
+/// Everything a report is built from: all executions, last prices, the period's fill counts.
+#[derive(Debug)]
+pub struct GetReportData {
+    /// Period start, unix ms.
+    pub since_ms: i64,
+}
+/// What [`GetReportData`] returns.
+pub type ReportData =
+    (Vec<crate::store::ExecRow>, std::collections::BTreeMap<TokenId, crate::domain::Price>, crate::store::FillCounts);
+store_handler!(GetReportData -> ReportData, |s, m| Ok((s.executions(0)?, s.last_prices()?, s.fill_counts(m.since_ms)?)));
+
+/// Persist a target's paused state.
+#[derive(Debug)]
+pub struct SetPaused {
+    /// The target.
+    pub wallet: Address,
+    /// Paused or not.
+    pub paused: bool,
+    /// Who.
+    pub by: String,
+}
+store_handler!(SetPaused -> bool, |s, m| s.set_paused(&m.wallet, m.paused, &m.by));

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::actors::copier::{Copier, CopierConfig};
 use crate::actors::executor::PaperExecutor;
-use crate::actors::notifier::{Event, Notifier};
+use crate::actors::notifier::{AddSink, Event, Flushed, Notifier};
 use crate::actors::risk_supervisor::{Flush, RiskPeers, RiskState, RiskSupervisor};
 use crate::actors::store::{GetCheckpoint, StoreActor, Unfinished};
 use crate::actors::watcher::{NewFills, Registry, Reload};
@@ -72,6 +72,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         .map_err(|p| DaemonError::Wallets { file: s.wallets_path.display().to_string(), problems: render(&p) })?;
     let store = Store::open(&s.db_path)?;
     let now = now_ms();
+    let paused = store.paused()?;
     let state = RiskState {
         breaker: store.breaker()?,
         book: store.book()?,
@@ -137,7 +138,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         Registry::new(s.wallets_path.clone(), copier.clone(), notifier.clone(), store.clone(), targets_tx);
     registry.apply(&wallets);
     let n_targets = wallets.enabled().count();
-    let registry = registry.start();
+    let registry = registry.with_paused(paused).start();
 
     // Finish what a crash interrupted before anything new comes in.
     let unfinished = store.send(Unfinished).await.map_err(mailbox)??;
@@ -195,6 +196,20 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     ));
     let _file_watcher = watch_wallets_file(&s.wallets_path, registry.clone());
 
+    let telegram = crate::telegram::start(&cfg.env, &s.telegram, |out| crate::telegram::commands::Ops {
+        store: store.clone(),
+        risk: risk.clone(),
+        registry: registry.clone(),
+        feed: status_rx.clone(),
+        paper: cfg.env.paper_trading,
+        out,
+        metrics: metrics.clone(),
+    })
+    .await;
+    if let Some(tg) = &telegram {
+        notifier.do_send(AddSink(tg.sink.clone().recipient()));
+    }
+
     let mode = if cfg.env.paper_trading { "PAPER" } else { "LIVE" };
     info!(mode, targets = n_targets, db = %s.db_path.display(), rpc = ?cfg.env.rpc_urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>(), "polycopy started");
     notifier.do_send(Event::Started { mode, targets: n_targets, version: env!("CARGO_PKG_VERSION") });
@@ -206,13 +221,14 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             }
         }
         r = wait_for_signal(&registry) => {
-            shutdown(r, shutdown_tx, feed_task, &copier, &notifier, &store).await;
+            watchdog.abort();
+            shutdown(r, shutdown_tx, feed_task, &copier, &notifier, &store, telegram.as_ref()).await;
             return Ok(());
         }
     }
     let reason = wait_for_signal(&registry).await;
     watchdog.abort(); // no WATCHDOG=1 after STOPPING=1
-    shutdown(reason, shutdown_tx, feed_task, &copier, &notifier, &store).await;
+    shutdown(reason, shutdown_tx, feed_task, &copier, &notifier, &store, telegram.as_ref()).await;
     Ok(())
 }
 
@@ -223,6 +239,7 @@ async fn shutdown(
     copier: &Addr<Copier>,
     notifier: &Addr<Notifier>,
     store: &Addr<StoreActor>,
+    telegram: Option<&crate::telegram::Telegram>,
 ) {
     info!(reason, "shutting down: no new fills; letting in-flight copies finish");
     crate::service::stopping();
@@ -232,6 +249,10 @@ async fn shutdown(
         warn!("in-flight copies did not finish within 5 s; they are resolved at the next start");
     }
     notifier.do_send(Event::Stopped { reason: reason.to_owned() });
+    let _ = notifier.send(Flushed).await;
+    if let Some(tg) = telegram {
+        tg.drain(Duration::from_secs(3)).await;
+    }
     // The store handles messages in order: this reply means everything before it is written.
     let _ = store.send(GetCheckpoint).await;
     info!("stopped");

@@ -1,7 +1,7 @@
 //! Target wallets: one [`WalletWatcher`] actor per enabled target, and the [`Registry`] that starts,
 //! stops and reconfigures them as `wallets.json` changes (hot reload) and routes fills to them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use actix::{Actor, Addr, Context, Handler, Message, MessageResult};
@@ -11,7 +11,7 @@ use tracing::info;
 
 use crate::actors::copier::{Copier, Copy};
 use crate::actors::notifier::{Event, Notifier};
-use crate::actors::store::{RecordRejection, StoreActor};
+use crate::actors::store::{RecordRejection, SetPaused, StoreActor};
 use crate::config::{Target, Wallets};
 use crate::domain::addr_lower;
 use crate::risk::DenyReason;
@@ -37,10 +37,33 @@ struct Reconfigure(Target);
 #[rtype(result = "()")]
 pub struct Reload;
 
-/// The targets and their stats.
+/// The targets, their stats and whether they are paused.
 #[derive(Debug, Message)]
-#[rtype(result = "Vec<(Target, u64)>")]
+#[rtype(result = "Vec<TargetInfo>")]
 pub struct ListTargets;
+
+/// One watched target as the operator sees it.
+#[derive(Debug, Clone)]
+pub struct TargetInfo {
+    /// The target.
+    pub target: Target,
+    /// Fills it had since the daemon started.
+    pub fills_seen: u64,
+    /// Paused by the operator.
+    pub paused: bool,
+}
+
+/// Pause or unpause one target, named by label or address; replies with its label, or why not.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String, String>")]
+pub struct SetTargetPaused {
+    /// Label or address.
+    pub who: String,
+    /// Pause (true) or unpause.
+    pub paused: bool,
+    /// Who asked.
+    pub by: String,
+}
 
 /// Watches one target: holds its rules and stats and forwards its fills to the copier.
 #[derive(Debug)]
@@ -100,6 +123,8 @@ pub struct Registry {
     store: Addr<StoreActor>,
     /// The feed's filter follows this list.
     targets_tx: watch::Sender<Vec<Address>>,
+    /// Targets the operator paused (persisted in the journal).
+    paused: HashSet<Address>,
 }
 
 impl Registry {
@@ -112,7 +137,14 @@ impl Registry {
         store: Addr<StoreActor>,
         targets_tx: watch::Sender<Vec<Address>>,
     ) -> Self {
-        Self { path, watchers: HashMap::new(), copier, notifier, store, targets_tx }
+        Self { path, watchers: HashMap::new(), copier, notifier, store, targets_tx, paused: HashSet::new() }
+    }
+
+    /// Starts with these targets paused.
+    #[must_use]
+    pub fn with_paused(mut self, paused: HashSet<Address>) -> Self {
+        self.paused = paused;
+        self
     }
 
     /// Applies a validated target list: starts, stops and reconfigures watchers. Returns the names of
@@ -167,6 +199,11 @@ impl Handler<NewFills> for Registry {
     fn handle(&mut self, NewFills(fills): NewFills, _: &mut Context<Self>) {
         for p in fills {
             match self.watchers.get(&p.fill.wallet) {
+                Some((t, _)) if self.paused.contains(&p.fill.wallet) && p.intent.is_none() => {
+                    let reason = DenyReason::Paused;
+                    self.store.do_send(RecordRejection { row: p.row, code: reason.code(), detail: reason.to_string() });
+                    self.notifier.do_send(Event::Rejected { label: t.label.clone(), fill: p.fill, reason });
+                }
                 Some((_, w)) => w.do_send(WatchedFill(p)),
                 None => {
                     let reason = DenyReason::WalletInactive;
@@ -198,22 +235,49 @@ impl Handler<Reload> for Registry {
 }
 
 impl Handler<ListTargets> for Registry {
-    type Result = actix::ResponseActFuture<Self, Vec<(Target, u64)>>;
+    type Result = actix::ResponseActFuture<Self, Vec<TargetInfo>>;
 
-    /// Each watched target with the fills it saw since start.
+    /// Each watched target with the fills it saw since start and its paused flag.
     fn handle(&mut self, _: ListTargets, _: &mut Context<Self>) -> Self::Result {
         use actix::WrapFuture;
-        let list: Vec<(Target, Addr<WalletWatcher>)> = self.watchers.values().cloned().collect();
+        let mut list: Vec<(Target, Addr<WalletWatcher>, bool)> =
+            self.watchers.iter().map(|(a, (t, w))| (t.clone(), w.clone(), self.paused.contains(a))).collect();
+        list.sort_by(|a, b| a.0.label.cmp(&b.0.label));
         Box::pin(
             async move {
                 let mut out = Vec::with_capacity(list.len());
-                for (t, w) in list {
-                    let n = w.send(Stats).await.unwrap_or(0);
-                    out.push((t, n));
+                for (target, w, paused) in list {
+                    let fills_seen = w.send(Stats).await.unwrap_or(0);
+                    out.push(TargetInfo { target, fills_seen, paused });
                 }
                 out
             }
             .into_actor(self),
         )
+    }
+}
+
+impl Handler<SetTargetPaused> for Registry {
+    type Result = Result<String, String>;
+
+    /// Finds the target by label (any case) or address, records the change and applies it at once.
+    fn handle(&mut self, m: SetTargetPaused, _: &mut Context<Self>) -> Self::Result {
+        let who = m.who.trim();
+        let found = self
+            .watchers
+            .values()
+            .map(|(t, _)| t)
+            .find(|t| t.label.eq_ignore_ascii_case(who) || addr_lower(&t.address) == who.to_ascii_lowercase())
+            .map(|t| (t.address, t.label.clone()));
+        let Some((address, label)) = found else {
+            return Err(format!("no watched target named {who:?}; /wallets lists them"));
+        };
+        let changed = if m.paused { self.paused.insert(address) } else { self.paused.remove(&address) };
+        self.store.do_send(SetPaused { wallet: address, paused: m.paused, by: m.by });
+        if changed {
+            Ok(label)
+        } else {
+            Err(format!("{label} is already {}", if m.paused { "paused" } else { "active" }))
+        }
     }
 }

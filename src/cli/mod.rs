@@ -89,6 +89,15 @@ pub enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// The daily or weekly report: P&L, copies and rejections, positions, per-target breakdown.
+    Report {
+        /// `daily` (since 00:00 UTC) or `weekly` (the last seven days).
+        #[arg(value_enum)]
+        period: ReportPeriod,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Integrity check, prune old journal rows, ANALYZE, and VACUUM unless the database is busy.
     Maintenance {
         /// Delete finished fills and events older than this many days.
@@ -98,6 +107,15 @@ pub enum Command {
         #[arg(long)]
         no_vacuum: bool,
     },
+}
+
+/// Which report.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReportPeriod {
+    /// Since 00:00 UTC.
+    Daily,
+    /// The last seven days.
+    Weekly,
 }
 
 /// Exit code when maintenance could not VACUUM because the database was busy (EX_TEMPFAIL).
@@ -407,4 +425,36 @@ pub fn maintenance(g: &GlobalArgs, prune_days: u32, no_vacuum: bool) -> Result<i
         eprintln!("database busy (the daemon is writing): VACUUM skipped, run maintenance again later");
         Ok(EXIT_BUSY)
     }
+}
+
+/// `report`.
+///
+/// # Errors
+/// When the settings or the journal cannot be read.
+pub fn report(g: &GlobalArgs, period: ReportPeriod, as_json: bool) -> Result<()> {
+    use crate::report::{self, Period};
+    let s = settings_or_bail(g)?;
+    let store = open_store(&s)?;
+    let period = match period {
+        ReportPeriod::Daily => Period::Daily,
+        ReportPeriod::Weekly => Period::Weekly,
+    };
+    let now = now_ms();
+    let labels = Wallets::load(&s.wallets_path)
+        .map(|w| w.targets.into_iter().map(|t| (t.address, t.label)).collect())
+        .unwrap_or_default();
+    let r = report::build(
+        period,
+        now,
+        &store.executions(0)?,
+        &store.last_prices()?,
+        &store.fill_counts(period.start(now))?,
+        &labels,
+    );
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!("{}", report::text(&r));
+    }
+    Ok(())
 }

@@ -7,6 +7,8 @@ use crate::config::Problem;
 
 /// The public Polygon endpoint used when `POLYGON_RPC_URL` is not set (fine for paper trading).
 pub const DEFAULT_RPC_URL: &str = "https://polygon-rpc.com";
+/// Telegram's Bot API.
+pub const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
 /// Polymarket's CLOB.
 pub const DEFAULT_CLOB_HOST: &str = "https://clob.polymarket.com";
 
@@ -25,6 +27,8 @@ pub struct Env {
     pub telegram_bot_token: Option<String>,
     /// Authorized Telegram chats.
     pub telegram_chat_ids: Vec<i64>,
+    /// The Bot API server (Telegram's own unless `TELEGRAM_API_URL` says otherwise).
+    pub telegram_api_url: String,
     /// Paper trading (the default).
     pub paper_trading: bool,
 }
@@ -38,6 +42,7 @@ impl fmt::Debug for Env {
             .field("clob_host", &redact_url(&self.clob_host))
             .field("telegram_bot_token", &self.telegram_bot_token.as_ref().map(|_| "<redacted>"))
             .field("telegram_chat_ids", &self.telegram_chat_ids)
+            .field("telegram_api_url", &redact_url(&self.telegram_api_url))
             .field("paper_trading", &self.paper_trading)
             .finish()
     }
@@ -159,8 +164,26 @@ impl Env {
                 }
             }
         }
+        let telegram_api_url = var(get, "TELEGRAM_API_URL").unwrap_or_else(|| DEFAULT_TELEGRAM_API.to_owned());
+        check_url(&mut p, "TELEGRAM_API_URL", &telegram_api_url, &["http", "https"]);
+        if telegram_bot_token.is_some() && telegram_chat_ids.is_empty() {
+            p.push(Problem::new(
+                "environment",
+                "TELEGRAM_CHAT_ID",
+                "TELEGRAM_BOT_TOKEN is set but no chat is authorized: list your chat id(s) here",
+            ));
+        }
         if p.is_empty() {
-            Ok(Self { rpc_urls, ws_url, private_key, clob_host, telegram_bot_token, telegram_chat_ids, paper_trading })
+            Ok(Self {
+                rpc_urls,
+                ws_url,
+                private_key,
+                clob_host,
+                telegram_bot_token,
+                telegram_chat_ids,
+                telegram_api_url,
+                paper_trading,
+            })
         } else {
             Err(p)
         }
@@ -228,8 +251,12 @@ mod tests {
             "https://polygon-mainnet.g.alchemy.com/…"
         );
         assert_eq!(redact_url("wss://user:pw@node.example:8546"), "wss://node.example:8546");
-        let e =
-            env(&[("POLYGON_RPC_URL", "https://n.example/key123456"), ("TELEGRAM_BOT_TOKEN", "123:ABCDEFGH")]).unwrap();
+        let e = env(&[
+            ("POLYGON_RPC_URL", "https://n.example/key123456"),
+            ("TELEGRAM_BOT_TOKEN", "123:ABCDEFGH"),
+            ("TELEGRAM_CHAT_ID", "42"),
+        ])
+        .unwrap();
         let dbg = format!("{e:?}");
         assert!(!dbg.contains("key123456") && !dbg.contains("ABCDEFGH"), "{dbg}");
         assert_eq!(

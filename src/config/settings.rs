@@ -41,6 +41,98 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Health thresholds.
     pub health: HealthSettings,
+    /// Telegram reports and commands.
+    pub telegram: TelegramSettings,
+}
+
+/// How loud one kind of Telegram message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyLevel {
+    /// Delivered with sound.
+    On,
+    /// Delivered without sound.
+    Silent,
+    /// Not sent.
+    Off,
+}
+
+/// `[telegram]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramSettings {
+    /// Level per event kind.
+    pub notify: std::collections::BTreeMap<String, NotifyLevel>,
+    /// Messages per second to one chat.
+    pub per_chat_per_second: u32,
+    /// Messages per minute to a group chat.
+    pub per_group_per_minute: u32,
+    /// Pending messages held.
+    pub queue_capacity: usize,
+    /// Attempts for a routine message.
+    pub routine_attempts: u32,
+    /// Daily report time, UTC.
+    pub daily_report_at: String,
+    /// Weekly report day.
+    pub weekly_report_day: String,
+    /// Long-poll timeout, seconds.
+    pub poll_timeout_s: u32,
+}
+
+/// Event kinds that must always reach the operator.
+pub const ALWAYS_ON: [&str; 4] = ["breaker_tripped", "breaker_reset", "error", "alert"];
+/// Event kinds that can be configured.
+pub const EVENT_KINDS: [&str; 15] = [
+    "started",
+    "stopped",
+    "fill_detected",
+    "sized",
+    "rejected",
+    "executed",
+    "breaker_tripped",
+    "breaker_reset",
+    "wallets_reloaded",
+    "wallets_rejected",
+    "reorg",
+    "withdrawn",
+    "reorged_after_copy",
+    "alert",
+    "error",
+];
+
+impl TelegramSettings {
+    /// The level of `kind` (alerts always on; unlisted kinds on).
+    #[must_use]
+    pub fn level(&self, kind: &str) -> NotifyLevel {
+        if ALWAYS_ON.contains(&kind) {
+            return NotifyLevel::On;
+        }
+        self.notify.get(kind).copied().unwrap_or(NotifyLevel::On)
+    }
+
+    /// The daily report time as seconds after midnight UTC.
+    #[must_use]
+    pub fn daily_report_secs(&self) -> Option<u32> {
+        let parts: Vec<&str> = self.daily_report_at.split(':').collect();
+        let n = |s: &str| s.parse::<u32>().ok();
+        match parts.as_slice() {
+            [h, m] => Some(n(h).filter(|h| *h < 24)? * 3600 + n(m).filter(|m| *m < 60)? * 60),
+            [h, m, s] => {
+                Some(n(h).filter(|h| *h < 24)? * 3600 + n(m).filter(|m| *m < 60)? * 60 + n(s).filter(|s| *s < 60)?)
+            }
+            _ => None,
+        }
+    }
+
+    /// The weekly report day, 0 = Monday.
+    #[must_use]
+    pub fn weekly_day(&self) -> Option<u32> {
+        let d = self.weekly_report_day.to_ascii_lowercase();
+        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            .iter()
+            .position(|x| d.starts_with(x))
+            .and_then(|i| u32::try_from(i).ok())
+    }
 }
 
 /// `[http]`.
@@ -161,7 +253,7 @@ fn de_usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
 /// settings. Others (`POLYCOPY_SYSTEM_CONFIG`, the scripts' `POLYCOPY_BIN`, ...) are left alone, while
 /// a typo inside a section (`POLYCOPY_RISK__MAX_ORDR_USDC`) still fails as an unknown key.
 const SETTINGS_KEYS: [&str; 4] = ["db_path", "wallets_path", "emergency_stop_file", "log_format"];
-const SETTINGS_SECTIONS: [&str; 6] = ["chain__", "copy__", "risk__", "paper__", "http__", "health__"];
+const SETTINGS_SECTIONS: [&str; 7] = ["chain__", "copy__", "risk__", "paper__", "http__", "health__", "telegram__"];
 
 fn is_settings_var(name: &str) -> bool {
     name.strip_prefix("POLYCOPY_").is_some_and(|k| {
@@ -291,6 +383,35 @@ impl Settings {
         }
         if self.health.feed_stall_s == 0 {
             bad("health.feed_stall_s", "must be at least 1".into());
+        }
+        let t = &self.telegram;
+        for (kind, level) in &t.notify {
+            if !EVENT_KINDS.contains(&kind.as_str()) {
+                bad(
+                    &format!("telegram.notify.{kind}"),
+                    format!("unknown event kind (known: {})", EVENT_KINDS.join(", ")),
+                );
+            } else if ALWAYS_ON.contains(&kind.as_str()) && *level != NotifyLevel::On {
+                bad(
+                    &format!("telegram.notify.{kind}"),
+                    "breaker, error and alert messages cannot be silenced or turned off".into(),
+                );
+            }
+        }
+        if t.per_chat_per_second == 0 || t.per_group_per_minute == 0 {
+            bad("telegram.per_chat_per_second", "the pacing limits must be at least 1".into());
+        }
+        if t.queue_capacity < 10 {
+            bad("telegram.queue_capacity", "must be at least 10".into());
+        }
+        if t.daily_report_secs().is_none() {
+            bad("telegram.daily_report_at", format!("must be a UTC time like \"18:00\", got {:?}", t.daily_report_at));
+        }
+        if t.weekly_day().is_none() {
+            bad("telegram.weekly_report_day", format!("must be a weekday like \"sun\", got {:?}", t.weekly_report_day));
+        }
+        if t.poll_timeout_s == 0 || t.poll_timeout_s > 50 {
+            bad("telegram.poll_timeout_s", format!("must be 1..=50, got {}", t.poll_timeout_s));
         }
         if self.paper.slippage_bps > 5_000 {
             bad("paper.slippage_bps", format!("must be 0..=5000, got {}", self.paper.slippage_bps));

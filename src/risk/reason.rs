@@ -78,8 +78,10 @@ pub enum DenyReason {
         /// Why it tripped.
         reason: String,
     },
-    /// The target wallet is paused or no longer a target.
+    /// The target wallet is no longer a watched target.
     WalletInactive,
+    /// The operator paused this target.
+    Paused,
 }
 
 impl DenyReason {
@@ -100,6 +102,7 @@ impl DenyReason {
             Self::DailyLossLimit { .. } => "daily_loss_limit",
             Self::Halted { .. } => "halted",
             Self::WalletInactive => "wallet_inactive",
+            Self::Paused => "paused",
         }
     }
 }
@@ -130,9 +133,11 @@ impl fmt::Display for DenyReason {
                 write!(f, "{code}: pnl_today={pnl} limit=-{limit}")
             }
             Self::Halted { reason } => write!(f, "{code}: {reason}"),
-            Self::SellsDisabled | Self::NoPosition | Self::UnknownTargetBalance | Self::WalletInactive => {
-                f.write_str(code)
-            }
+            Self::SellsDisabled
+            | Self::NoPosition
+            | Self::UnknownTargetBalance
+            | Self::WalletInactive
+            | Self::Paused => f.write_str(code),
         }
     }
 }

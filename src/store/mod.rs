@@ -6,6 +6,7 @@
 
 mod journal;
 mod maintenance;
+mod ops;
 mod queries;
 mod schema;
 
@@ -15,6 +16,7 @@ use alloy::primitives::{Address, B256, U256};
 
 pub use journal::{JournalOutcome, PendingFill};
 pub use maintenance::{Pruned, check_file};
+pub use ops::{ExecRow, FillCounts};
 pub use queries::{StatusReport, TradeRow};
 
 /// Errors from the journal.

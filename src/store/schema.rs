@@ -3,7 +3,8 @@
 use rusqlite::Connection;
 
 /// Each entry moves the schema one version forward. Never edit a shipped entry; append a new one.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE fills (
     id            INTEGER PRIMARY KEY,
     tx_hash       TEXT NOT NULL,
@@ -106,7 +107,16 @@ CREATE TABLE events (
     message TEXT NOT NULL
 );
 CREATE INDEX events_at ON events (at_ms);
-"];
+",
+    r"
+-- targets paused by the operator (Telegram /pause), kept across restarts
+CREATE TABLE paused_wallets (
+    wallet    TEXT PRIMARY KEY,
+    paused_at INTEGER NOT NULL,
+    by        TEXT NOT NULL
+);
+",
+];
 
 /// Brings the schema up to date.
 ///

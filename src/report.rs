@@ -1,0 +1,364 @@
+//! The daily and weekly report: P&L realized and marked, copies and rejections by reason, best and
+//! worst positions, a per-target breakdown, and a PNG chart of cumulative P&L and exposure. Built
+//! from the journal alone (pure functions over its rows), so the CLI and Telegram show the same.
+
+use std::collections::{BTreeMap, HashMap};
+
+use alloy::primitives::Address;
+use serde::Serialize;
+
+use crate::domain::{Price, TokenId, Usdc, addr_lower, format_micros, mul_price_floor};
+use crate::risk::Book;
+use crate::store::{ExecRow, FillCounts, utc_day_start};
+
+/// Which report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    /// Since 00:00 UTC today.
+    Daily,
+    /// The last seven days, today included.
+    Weekly,
+}
+
+impl Period {
+    /// Start of the period containing `now_ms`.
+    #[must_use]
+    pub const fn start(self, now_ms: i64) -> i64 {
+        match self {
+            Self::Daily => utc_day_start(now_ms),
+            Self::Weekly => utc_day_start(now_ms) - 6 * 86_400_000,
+        }
+    }
+}
+
+/// One open position in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PositionLine {
+    /// Token.
+    pub token_id: String,
+    /// Shares held.
+    pub shares: String,
+    /// Cost basis.
+    pub cost_usdc: String,
+    /// Marked at the last traded price.
+    pub value_usdc: String,
+    /// value − cost.
+    pub unrealized_usdc: String,
+    #[serde(skip)]
+    unrealized: i64,
+}
+
+/// One target in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetLine {
+    /// Label (or address).
+    pub target: String,
+    /// Copies executed.
+    pub copied: u64,
+    /// Fills not copied.
+    pub rejected: u64,
+    /// Realized P&L of its copies.
+    pub realized_usdc: String,
+}
+
+/// The report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Daily or weekly.
+    pub period: Period,
+    /// Period start, unix ms.
+    pub from_ms: i64,
+    /// Report time, unix ms.
+    pub to_ms: i64,
+    /// Realized P&L in the period.
+    pub realized_usdc: String,
+    /// Unrealized P&L of open positions, marked at the last traded price.
+    pub unrealized_usdc: String,
+    /// Cost of open positions.
+    pub exposure_usdc: String,
+    /// Copies executed in the period.
+    pub copied: u64,
+    /// Fills not copied, by reason code.
+    pub rejected: BTreeMap<String, u64>,
+    /// Best open positions (by unrealized P&L), up to 3.
+    pub best: Vec<PositionLine>,
+    /// Worst open positions, up to 3.
+    pub worst: Vec<PositionLine>,
+    /// Per target.
+    pub targets: Vec<TargetLine>,
+    /// (unix ms, cumulative realized P&L in the period, exposure) after each execution, for the chart.
+    #[serde(skip)]
+    pub series: Vec<(i64, i64, i64)>,
+}
+
+/// Builds the report from every execution ever (the book is replayed), the last traded prices, the
+/// period's fill counts and the targets' labels.
+#[must_use]
+pub fn build(
+    period: Period,
+    now_ms: i64,
+    executions: &[ExecRow],
+    last_prices: &BTreeMap<TokenId, Price>,
+    counts: &FillCounts,
+    labels: &HashMap<Address, String>,
+) -> Report {
+    let from = period.start(now_ms);
+    let mut book = Book::default();
+    let mut realized = 0i64;
+    let mut series = vec![(from, 0, 0)];
+    let mut per_target: BTreeMap<String, (u64, u64, i64)> = BTreeMap::new();
+    let name =
+        |w: &str| labels.iter().find(|(a, _)| addr_lower(a) == w).map_or_else(|| w.to_owned(), |(_, l)| l.clone());
+    for row in executions {
+        book.apply(&row.exec);
+        if row.exec.at_ms >= from {
+            realized += row.realized.0;
+            series.push((row.exec.at_ms, realized, book.exposure().0));
+            per_target.entry(name(&addr_lower(&row.wallet))).or_default().2 += row.realized.0;
+        }
+    }
+    if series.len() == 1 {
+        series[0].2 = book.exposure().0;
+    }
+    series.push((now_ms, realized, book.exposure().0));
+    let mut copied = 0;
+    let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
+    for ((wallet, status, reason), n) in &counts.by {
+        let t = per_target.entry(name(wallet)).or_default();
+        match status.as_str() {
+            "executed" => {
+                copied += n;
+                t.0 += n;
+            }
+            "rejected" => {
+                *rejected.entry(reason.clone()).or_default() += n;
+                t.1 += n;
+            }
+            _ => {}
+        }
+    }
+    let mut lines: Vec<PositionLine> = book
+        .positions
+        .iter()
+        .map(|(token, p)| {
+            let value = last_prices.get(token).map_or(p.cost.0, |px| mul_price_floor(p.shares, *px));
+            let unrealized = value - p.cost.0;
+            PositionLine {
+                token_id: token.to_string(),
+                shares: p.shares.to_string(),
+                cost_usdc: p.cost.to_string(),
+                value_usdc: format_micros(value),
+                unrealized_usdc: format_micros(unrealized),
+                unrealized,
+            }
+        })
+        .collect();
+    lines.sort_by_key(|l| std::cmp::Reverse(l.unrealized));
+    let unrealized: i64 = lines.iter().map(|l| l.unrealized).sum();
+    let best: Vec<PositionLine> = lines.iter().filter(|l| l.unrealized > 0).take(3).cloned().collect();
+    let worst: Vec<PositionLine> = lines.iter().rev().filter(|l| l.unrealized < 0).take(3).cloned().collect();
+    Report {
+        period,
+        from_ms: from,
+        to_ms: now_ms,
+        realized_usdc: format_micros(realized),
+        unrealized_usdc: format_micros(unrealized),
+        exposure_usdc: Usdc(book.exposure().0).to_string(),
+        copied,
+        rejected,
+        best,
+        worst,
+        targets: per_target
+            .into_iter()
+            .map(|(target, (c, r, pnl))| TargetLine {
+                target,
+                copied: c,
+                rejected: r,
+                realized_usdc: format_micros(pnl),
+            })
+            .collect(),
+        series,
+    }
+}
+
+/// The report as plain text for a person (CLI and Telegram).
+#[must_use]
+pub fn text(r: &Report) -> String {
+    let title = match r.period {
+        Period::Daily => "Daily report",
+        Period::Weekly => "Weekly report",
+    };
+    let mut s = format!(
+        "{title}\nP&L realized {} USDC, marked {} USDC (open positions at last traded price)\nexposure {} USDC\ncopies {}",
+        r.realized_usdc, r.unrealized_usdc, r.exposure_usdc, r.copied
+    );
+    let total_rejected: u64 = r.rejected.values().sum();
+    s.push_str(&format!(", not copied {total_rejected}"));
+    if !r.rejected.is_empty() {
+        let reasons: Vec<String> = r.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        s.push_str(&format!(" ({})", reasons.join(", ")));
+    }
+    let pos = |l: &PositionLine| {
+        format!(
+            "  {} sh of {}: {} USDC",
+            l.shares,
+            crate::actors::notifier::short_token(&l.token_id),
+            l.unrealized_usdc
+        )
+    };
+    if !r.best.is_empty() {
+        s.push_str("\nbest:\n");
+        s.push_str(&r.best.iter().map(pos).collect::<Vec<_>>().join("\n"));
+    }
+    if !r.worst.is_empty() {
+        s.push_str("\nworst:\n");
+        s.push_str(&r.worst.iter().map(pos).collect::<Vec<_>>().join("\n"));
+    }
+    if !r.targets.is_empty() {
+        s.push_str("\nper target:");
+        for t in &r.targets {
+            s.push_str(&format!(
+                "\n  {}: {} copied, {} not, P&L {} USDC",
+                t.target, t.copied, t.rejected, t.realized_usdc
+            ));
+        }
+    }
+    s
+}
+
+/// The UTC date of a unix-ms time, `YYYY-MM-DD`.
+#[must_use]
+pub fn date(ms: i64) -> String {
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian).
+    let z = ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The weekday of a unix-ms time, 0 = Monday.
+#[must_use]
+pub fn weekday(ms: i64) -> u32 {
+    // 1970-01-01 was a Thursday (3).
+    u32::try_from((ms.div_euclid(86_400_000) + 3).rem_euclid(7)).unwrap_or(0)
+}
+
+/// Why the chart could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot draw the report chart: {0}")]
+pub struct ChartError(String);
+
+/// Draws cumulative realized P&L (blue) and exposure (red) over the period as a PNG. The numbers
+/// are in the accompanying text; the chart carries no text so it needs no font.
+///
+/// # Errors
+/// When drawing or encoding fails.
+pub fn chart_png(r: &Report) -> Result<Vec<u8>, ChartError> {
+    use plotters::prelude::*;
+    const W: u32 = 800;
+    const H: u32 = 400;
+    let err = |e: &dyn std::fmt::Display| ChartError(e.to_string());
+    let mut rgb = vec![0u8; (W * H * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        // Drawing coordinates only (hours into the period, USDC): no money is computed here.
+        let hours = |ms: i64| (ms - r.from_ms) as f64 / 3_600_000.0;
+        let usdc = |micros: i64| micros as f64 / 1e6;
+        let x1 = hours(r.to_ms).max(0.001);
+        let lo = usdc(r.series.iter().map(|p| p.1.min(p.2)).min().unwrap_or(0).min(0));
+        let hi = usdc(r.series.iter().map(|p| p.1.max(p.2)).max().unwrap_or(0).max(1_000_000));
+        let mut chart = ChartBuilder::on(&root).margin(20).build_cartesian_2d(0.0..x1, lo..hi).map_err(|e| err(&e))?;
+        chart.configure_mesh().x_labels(0).y_labels(0).draw().map_err(|e| err(&e))?;
+        chart.draw_series(LineSeries::new([(0.0, 0.0), (x1, 0.0)], BLACK.stroke_width(1))).map_err(|e| err(&e))?;
+        let step = |f: fn(&(i64, i64, i64)) -> i64| {
+            let mut pts = Vec::with_capacity(r.series.len() * 2);
+            let mut last: Option<f64> = None;
+            for p in &r.series {
+                if let Some(v) = last {
+                    pts.push((hours(p.0), v));
+                }
+                pts.push((hours(p.0), usdc(f(p))));
+                last = Some(usdc(f(p)));
+            }
+            pts
+        };
+        chart.draw_series(LineSeries::new(step(|p| p.2), RED.stroke_width(2))).map_err(|e| err(&e))?;
+        chart.draw_series(LineSeries::new(step(|p| p.1), BLUE.stroke_width(3))).map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    let img = image::RgbImage::from_raw(W, H, rgb).ok_or_else(|| ChartError("bad buffer size".into()))?;
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageOutputFormat::Png).map_err(|e| err(&e))?;
+    Ok(png.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Execution, ONE, Shares, Side};
+    use alloy::primitives::U256;
+
+    fn exec(at: i64, side: Side, token: u64, shares: i64, usdc: i64, realized: i64, w: u8) -> ExecRow {
+        ExecRow {
+            exec: Execution {
+                fill_row: at,
+                side,
+                token_id: U256::from(token),
+                shares: Shares(shares),
+                price: Price(0),
+                usdc: Usdc(usdc),
+                mode: "paper",
+                at_ms: at,
+            },
+            wallet: Address::repeat_byte(w),
+            realized: Usdc(realized),
+        }
+    }
+
+    #[test]
+    fn sums_pnl_marks_positions_and_splits_by_target() {
+        let day = 20_000 * 86_400_000i64;
+        let now = day + 3_600_000;
+        let execs = vec![
+            exec(day - 1_000, Side::Buy, 1, 10 * ONE, 5 * ONE, 0, 1), // yesterday: in the book, not the period
+            exec(day + 1_000, Side::Buy, 2, 10 * ONE, 4 * ONE, 0, 2),
+            exec(day + 2_000, Side::Sell, 1, 5 * ONE, 3 * ONE, ONE / 2, 1),
+        ];
+        let prices = BTreeMap::from([(U256::from(1), Price(600_000)), (U256::from(2), Price(300_000))]);
+        let mut counts = FillCounts::default();
+        counts.by.insert((addr_lower(&Address::repeat_byte(1)), "executed".into(), String::new()), 1);
+        counts.by.insert((addr_lower(&Address::repeat_byte(2)), "executed".into(), String::new()), 1);
+        counts.by.insert((addr_lower(&Address::repeat_byte(2)), "rejected".into(), "max_order_usdc".into()), 2);
+        let labels = HashMap::from([(Address::repeat_byte(1), "whale".to_owned())]);
+        let r = build(Period::Daily, now, &execs, &prices, &counts, &labels);
+        assert_eq!(r.realized_usdc, "0.5");
+        // token 1: 5 sh cost 2.5 worth 3 → +0.5; token 2: 10 sh cost 4 worth 3 → −1
+        assert_eq!(r.unrealized_usdc, "-0.5");
+        assert_eq!(r.exposure_usdc, "6.5");
+        assert_eq!(r.copied, 2);
+        assert_eq!(r.rejected.get("max_order_usdc"), Some(&2));
+        assert_eq!(r.best[0].token_id, "1");
+        assert_eq!(r.worst[0].token_id, "2");
+        assert_eq!(r.targets.iter().find(|t| t.target == "whale").unwrap().realized_usdc, "0.5");
+        let t = text(&r);
+        assert!(t.contains("P&L realized 0.5 USDC") && t.contains("max_order_usdc 2"), "{t}");
+        let png = chart_png(&r).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+
+    #[test]
+    fn dates_and_weekdays() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(20_417 * 86_400_000 + 5), "2025-11-25");
+        assert_eq!(weekday(0), 3);
+        assert_eq!(date(951_782_400_000), "2000-02-29");
+    }
+}

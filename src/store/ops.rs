@@ -1,0 +1,158 @@
+//! Journal queries for the operator surfaces (Telegram commands, reports): paused targets, P&L by
+//! day, and the history a report is drawn from.
+
+use std::collections::{BTreeMap, HashSet};
+
+use alloy::primitives::Address;
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Store, StoreResult, dec_u256, hex_addr, now_ms};
+use crate::domain::{Execution, Price, Shares, Side, TokenId, Usdc, addr_lower};
+
+/// One execution as the report replays it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRow {
+    /// The execution.
+    pub exec: Execution,
+    /// The target copied.
+    pub wallet: Address,
+    /// P&L it realized.
+    pub realized: Usdc,
+}
+
+/// Counts of a period's fills by wallet and outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FillCounts {
+    /// (wallet, status, reason) → count.
+    pub by: BTreeMap<(String, String, String), u64>,
+}
+
+impl Store {
+    /// The paused targets.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn paused(&self) -> StoreResult<HashSet<Address>> {
+        let mut st = self.conn.prepare("SELECT wallet FROM paused_wallets")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| hex_addr(&r?, "paused_wallets.wallet")).collect()
+    }
+
+    /// Pauses or unpauses a target; returns false when it already was in that state.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn set_paused(&self, wallet: &Address, paused: bool, by: &str) -> StoreResult<bool> {
+        let n = if paused {
+            self.conn.execute(
+                "INSERT OR IGNORE INTO paused_wallets (wallet, paused_at, by) VALUES (?1, ?2, ?3)",
+                params![addr_lower(wallet), now_ms(), by],
+            )?
+        } else {
+            self.conn.execute("DELETE FROM paused_wallets WHERE wallet = ?1", [addr_lower(wallet)])?
+        };
+        Ok(n == 1)
+    }
+
+    /// Every execution since `since_ms`, oldest first, with everything before it needed to replay the
+    /// book (`since_ms` = 0 for all).
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn executions(&self, since_ms: i64) -> StoreResult<Vec<ExecRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT fill_id, side, token_id, shares, price, usdc, mode, executed_at_ms, wallet, realized_pnl \
+             FROM executions WHERE executed_at_ms >= ?1 ORDER BY executed_at_ms, fill_id",
+        )?;
+        let rows = st.query_map([since_ms], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                [
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, i64>(9)?,
+                ],
+                r.get::<_, String>(6)?,
+                r.get::<_, String>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (row, side, token, n, mode, wallet) = r?;
+            out.push(ExecRow {
+                exec: Execution {
+                    fill_row: row,
+                    side: if side == "SELL" { Side::Sell } else { Side::Buy },
+                    token_id: dec_u256(&token, "executions.token_id")?,
+                    shares: Shares(n[0]),
+                    price: Price(n[1]),
+                    usdc: Usdc(n[2]),
+                    mode: if mode == "live" { "live" } else { "paper" },
+                    at_ms: n[3],
+                },
+                wallet: hex_addr(&wallet, "executions.wallet")?,
+                realized: Usdc(n[4]),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The last price any target traded each token at (the mark for positions without a live price).
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn last_prices(&self) -> StoreResult<BTreeMap<TokenId, Price>> {
+        let mut st = self.conn.prepare(
+            "SELECT token_id, price FROM fills WHERE id IN (SELECT MAX(id) FROM fills WHERE status != 'withdrawn' GROUP BY token_id)",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|r| {
+            let (t, p) = r?;
+            Ok((dec_u256(&t, "fills.token_id")?, Price(p)))
+        })
+        .collect()
+    }
+
+    /// Fills seen since `since_ms`, counted by wallet, status and reason.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn fill_counts(&self, since_ms: i64) -> StoreResult<FillCounts> {
+        let mut st = self.conn.prepare(
+            "SELECT wallet, status, COALESCE(reason, ''), COUNT(*) FROM fills WHERE seen_at_ms >= ?1 GROUP BY 1, 2, 3",
+        )?;
+        let rows = st.query_map([since_ms], |r| {
+            Ok((
+                (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?),
+                r.get::<_, i64>(3)?.unsigned_abs(),
+            ))
+        })?;
+        Ok(FillCounts { by: rows.collect::<Result<_, _>>()? })
+    }
+
+    /// Realized P&L per UTC day for the last `days` days (oldest first, days without trades included).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn pnl_by_day(&self, days: u32, now_ms: i64) -> StoreResult<Vec<(i64, Usdc)>> {
+        let today = super::utc_day_start(now_ms);
+        let first = today - i64::from(days.saturating_sub(1)) * 86_400_000;
+        let mut st = self.conn.prepare(
+            "SELECT (executed_at_ms / 86400000) * 86400000, SUM(realized_pnl) FROM executions \
+             WHERE executed_at_ms >= ?1 GROUP BY 1",
+        )?;
+        let rows = st.query_map([first], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        let sums: BTreeMap<i64, i64> = rows.collect::<Result<_, _>>()?;
+        Ok((0..i64::from(days.max(1)))
+            .map(|i| {
+                let day = first + i * 86_400_000;
+                (day, Usdc(sums.get(&day).copied().unwrap_or(0)))
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,386 @@
+//! Commands from the authorized chats: one enum drives parsing, `/help` and the command menu. Each
+//! handler asks the actors or the journal and replies through the outbox (so replies are paced too).
+//! Messages from any other chat get no answer at all; they are logged with the chat id and counted.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix::Addr;
+use teloxide::prelude::*;
+use teloxide::types::{AllowedUpdate, UpdateKind};
+use teloxide::utils::command::BotCommands;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::actors::notifier::short_token;
+use crate::actors::risk_supervisor::{GetBreakerState, RiskSupervisor, SetTrading};
+use crate::actors::store::{GetPnlByDay, GetStatus, GetTrades, StoreActor};
+use crate::actors::watcher::{ListTargets, Registry, SetTargetPaused};
+use crate::chain::FeedStatus;
+use crate::config::env::scrub;
+use crate::metrics::Metrics;
+use crate::report::{self, Period};
+use crate::store::now_ms;
+use crate::telegram::outbox::{Class, Outgoing};
+use crate::telegram::schedule::build_report;
+
+/// The bot's commands.
+#[derive(BotCommands, Clone, Debug, PartialEq, Eq)]
+#[command(rename_rule = "lowercase", description = "polycopy commands:")]
+pub enum Command {
+    /// Mode, breaker, head lag, targets, exposure, today's P&L.
+    #[command(description = "mode, breaker, chain lag, targets, exposure, today's P&L")]
+    Status,
+    /// Open positions.
+    #[command(description = "open positions")]
+    Positions,
+    /// The last n journal rows.
+    #[command(description = "last n copied or rejected fills: /trades [n]")]
+    Trades(String),
+    /// Realized P&L per day.
+    #[command(description = "realized P&L per day: /pnl [days]")]
+    Pnl(String),
+    /// The targets and their stats.
+    #[command(description = "targets with their stats")]
+    Wallets,
+    /// Stop copying one target.
+    #[command(description = "stop copying one target: /pause <label|address>")]
+    Pause(String),
+    /// Copy one target again.
+    #[command(description = "copy a paused target again: /unpause <label|address>")]
+    Unpause(String),
+    /// Trip the breaker.
+    #[command(description = "stop all new orders now: /halt [reason]")]
+    Halt(String),
+    /// Clear the breaker, after a confirmation.
+    #[command(description = "clear the breaker (asks to confirm)")]
+    Resume,
+    /// Today's report now.
+    #[command(description = "today's report with its chart")]
+    Report,
+    /// The commands.
+    #[command(description = "this list")]
+    Help,
+}
+
+/// What the handlers talk to.
+#[derive(Clone)]
+pub struct Ops {
+    /// The journal.
+    pub store: Addr<StoreActor>,
+    /// The breaker's owner.
+    pub risk: Addr<RiskSupervisor>,
+    /// The targets.
+    pub registry: Addr<Registry>,
+    /// Chain progress.
+    pub feed: watch::Receiver<FeedStatus>,
+    /// Paper or live.
+    pub paper: bool,
+    /// Where replies go.
+    pub out: mpsc::Sender<Outgoing>,
+    /// Counters (unauthorized attempts).
+    pub metrics: Arc<Metrics>,
+}
+
+/// The callback data of the /resume confirmation button.
+const CONFIRM_RESUME: &str = "resume:confirm";
+
+/// Long-polls for updates until the process ends.
+pub async fn run(bot: Bot, ops: Ops, chats: HashSet<i64>, poll_timeout_s: u32, username: String, token: String) {
+    let mut offset: i32 = 0;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let req = bot
+            .get_updates()
+            .offset(offset)
+            .timeout(poll_timeout_s)
+            .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
+        match req.await {
+            Ok(updates) => {
+                backoff = Duration::from_millis(500);
+                for u in updates {
+                    offset = i32::try_from(u.id.0).unwrap_or(i32::MAX).saturating_add(1);
+                    handle_update(&bot, &ops, &chats, &username, u.kind, &token).await;
+                }
+            }
+            Err(teloxide::RequestError::RetryAfter(s)) => tokio::time::sleep(s.duration()).await,
+            Err(e) => {
+                warn!(cause = scrub(&e.to_string(), &[&token]), "Telegram getUpdates failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+fn unauthorized(ops: &Ops, chat: i64, what: &str) {
+    ops.metrics.telegram_unauthorized.fetch_add(1, Ordering::Relaxed);
+    warn!(chat, what, "Telegram update from an unauthorized chat ignored (no reply)");
+}
+
+async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &str, kind: UpdateKind, token: &str) {
+    match kind {
+        UpdateKind::Message(msg) => {
+            let chat = msg.chat.id.0;
+            let Some(text) = msg.text() else { return };
+            if !chats.contains(&chat) {
+                return unauthorized(ops, chat, "message");
+            }
+            if !text.starts_with('/') {
+                return;
+            }
+            let reply = match Command::parse(text, username) {
+                Ok(cmd) => {
+                    info!(chat, command = ?cmd, "Telegram command");
+                    execute(ops, chat, cmd).await
+                }
+                Err(_) => Reply::text(format!(
+                    "unknown command or bad arguments: {}\n/help lists the commands",
+                    text.split_whitespace().next().unwrap_or(text)
+                )),
+            };
+            send(ops, chat, reply).await;
+        }
+        UpdateKind::CallbackQuery(q) => {
+            let chat = q.message.as_ref().map(|m| m.chat().id.0);
+            let Some(chat) = chat.filter(|c| chats.contains(c)) else {
+                return unauthorized(ops, chat.unwrap_or(q.from.id.0 as i64), "button");
+            };
+            let answer = if q.data.as_deref() == Some(CONFIRM_RESUME) {
+                let was = ops.risk.send(GetBreakerState).await.ok();
+                ops.risk.do_send(SetTrading {
+                    halt: false,
+                    code: "manual",
+                    reason: String::new(),
+                    by: "telegram".into(),
+                });
+                let text = match was {
+                    Some(w) if w.tripped => format!("resumed: trading active again (was {}: {})", w.code, w.reason),
+                    _ => "not halted: nothing to resume".to_owned(),
+                };
+                send(ops, chat, Reply::text(text)).await;
+                "done"
+            } else {
+                "unknown button"
+            };
+            if let Err(e) = bot.answer_callback_query(q.id).text(answer).await {
+                warn!(cause = scrub(&e.to_string(), &[token]), "answerCallbackQuery failed");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A reply: text, maybe buttons, maybe a picture.
+struct Reply {
+    text: String,
+    buttons: Vec<(String, String)>,
+    photo: Option<Vec<u8>>,
+}
+
+impl Reply {
+    fn text(text: String) -> Self {
+        Self { text, buttons: Vec::new(), photo: None }
+    }
+}
+
+async fn send(ops: &Ops, chat: i64, r: Reply) {
+    let m = Outgoing {
+        kind: "reply",
+        text: r.text,
+        silent: false,
+        class: Class::Direct,
+        chat: Some(chat),
+        buttons: r.buttons,
+        photo: r.photo,
+    };
+    if ops.out.send(m).await.is_err() {
+        warn!("Telegram delivery stopped; reply dropped");
+    }
+}
+
+fn number(arg: &str, default: u32, max: u32, usage: &str) -> Result<u32, String> {
+    let a = arg.trim();
+    if a.is_empty() {
+        return Ok(default);
+    }
+    match a.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("usage: {usage} (a number from 1 to {max})")),
+    }
+}
+
+async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
+    let _ = chat;
+    let unavailable = |what: &str| Reply::text(format!("{what} is unavailable right now; try again"));
+    match cmd {
+        Command::Help => Reply::text(Command::descriptions().to_string()),
+        Command::Status => {
+            let (Ok(Ok(st)), Ok(b), Ok(targets)) = (
+                ops.store.send(GetStatus).await,
+                ops.risk.send(GetBreakerState).await,
+                ops.registry.send(ListTargets).await,
+            ) else {
+                return unavailable("the status");
+            };
+            let f = *ops.feed.borrow();
+            let breaker = if b.tripped {
+                format!("TRIPPED ({}) by {}: {}", b.code, b.by, b.reason)
+            } else {
+                "ok, trading active".into()
+            };
+            let paused = targets.iter().filter(|t| t.paused).count();
+            Reply::text(format!(
+                "mode {}\nbreaker {breaker}\nchain head {}, processed {} (lag {} blocks)\ntargets {} watched, {paused} paused\nexposure {} USDC\nP&L today {} USDC",
+                if ops.paper { "PAPER" } else { "LIVE" },
+                f.head,
+                f.processed,
+                f.head.saturating_sub(f.processed),
+                targets.len(),
+                st.exposure_usdc,
+                st.realized_today_usdc
+            ))
+        }
+        Command::Positions => {
+            let Ok(Ok(st)) = ops.store.send(GetStatus).await else { return unavailable("the journal") };
+            if st.positions.is_empty() {
+                return Reply::text("no open positions".into());
+            }
+            let lines: Vec<String> = st
+                .positions
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} sh of {} at avg {} (cost {} USDC)",
+                        p.shares,
+                        short_token(&p.token_id),
+                        p.avg_price,
+                        p.cost_usdc
+                    )
+                })
+                .collect();
+            Reply::text(format!(
+                "{} open positions, exposure {} USDC\n{}",
+                lines.len(),
+                st.exposure_usdc,
+                lines.join("\n")
+            ))
+        }
+        Command::Trades(arg) => {
+            let n = match number(&arg, 10, 50, "/trades [n]") {
+                Ok(n) => n,
+                Err(u) => return Reply::text(u),
+            };
+            let Ok(Ok(rows)) = ops.store.send(GetTrades(n)).await else { return unavailable("the journal") };
+            if rows.is_empty() {
+                return Reply::text("no fills yet".into());
+            }
+            let lines: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    let ours = match (&r.shares, &r.price) {
+                        (Some(s), Some(p)) => format!("ours {s} @{p}"),
+                        _ => r.reason.clone().unwrap_or_default(),
+                    };
+                    format!(
+                        "{} {} {} @{} {}: {}",
+                        r.status,
+                        r.side,
+                        r.target_shares,
+                        r.target_price,
+                        short_token(&r.token_id),
+                        ours
+                    )
+                })
+                .collect();
+            Reply::text(lines.join("\n"))
+        }
+        Command::Pnl(arg) => {
+            let days = match number(&arg, 7, 90, "/pnl [days]") {
+                Ok(n) => n,
+                Err(u) => return Reply::text(u),
+            };
+            let Ok(Ok(rows)) = ops.store.send(GetPnlByDay { days, now_ms: now_ms() }).await else {
+                return unavailable("the journal");
+            };
+            let total: i64 = rows.iter().map(|(_, p)| p.0).sum();
+            let lines: Vec<String> = rows.iter().map(|(day, p)| format!("{} {}", report::date(*day), p)).collect();
+            Reply::text(format!(
+                "realized P&L, last {days} days: {} USDC\n{}",
+                crate::domain::format_micros(total),
+                lines.join("\n")
+            ))
+        }
+        Command::Wallets => {
+            let (Ok(targets), Ok(Ok(st))) = (ops.registry.send(ListTargets).await, ops.store.send(GetStatus).await)
+            else {
+                return unavailable("the target list");
+            };
+            if targets.is_empty() {
+                return Reply::text("no targets watched: enable some in wallets.json".into());
+            }
+            let lines: Vec<String> = targets
+                .iter()
+                .map(|t| {
+                    let a = crate::domain::addr_lower(&t.target.address);
+                    let all = st.fills_by_wallet.get(&a).copied().unwrap_or(0);
+                    format!(
+                        "{} {}…{}: {}, {} fills since start, {all} in the journal",
+                        t.target.label,
+                        &a[..6],
+                        &a[a.len() - 4..],
+                        if t.paused { "PAUSED" } else { "copying" },
+                        t.fills_seen
+                    )
+                })
+                .collect();
+            Reply::text(lines.join("\n"))
+        }
+        Command::Pause(who) | Command::Unpause(who) if who.trim().is_empty() => {
+            Reply::text("usage: /pause <label|address> or /unpause <label|address>".into())
+        }
+        Command::Pause(who) => {
+            match ops.registry.send(SetTargetPaused { who, paused: true, by: "telegram".into() }).await {
+                Ok(Ok(label)) => {
+                    Reply::text(format!("paused {label}: its fills are not copied until /unpause {label}"))
+                }
+                Ok(Err(why)) => Reply::text(why),
+                Err(_) => unavailable("the target list"),
+            }
+        }
+        Command::Unpause(who) => {
+            match ops.registry.send(SetTargetPaused { who, paused: false, by: "telegram".into() }).await {
+                Ok(Ok(label)) => Reply::text(format!("copying {label} again")),
+                Ok(Err(why)) => Reply::text(why),
+                Err(_) => unavailable("the target list"),
+            }
+        }
+        Command::Halt(reason) => {
+            let reason =
+                if reason.trim().is_empty() { "halted from Telegram".to_owned() } else { reason.trim().to_owned() };
+            match ops
+                .risk
+                .send(SetTrading { halt: true, code: "manual", reason: reason.clone(), by: "telegram".into() })
+                .await
+            {
+                Ok(()) => Reply::text(format!("HALTED: no new orders ({reason}). /resume to clear")),
+                Err(_) => unavailable("the risk supervisor"),
+            }
+        }
+        Command::Resume => match ops.risk.send(GetBreakerState).await {
+            Ok(b) if b.tripped => Reply {
+                text: format!("the breaker is tripped ({}) by {}: {}\nresume trading?", b.code, b.by, b.reason),
+                buttons: vec![("Resume trading".into(), CONFIRM_RESUME.into())],
+                photo: None,
+            },
+            Ok(_) => Reply::text("not halted: trading is active".into()),
+            Err(_) => unavailable("the risk supervisor"),
+        },
+        Command::Report => match build_report(&ops.store, &ops.registry, Period::Daily).await {
+            Some((text, png)) => Reply { text, buttons: Vec::new(), photo: png },
+            None => unavailable("the report"),
+        },
+    }
+}

@@ -1,0 +1,163 @@
+//! Telegram: every action the notifier sees becomes a message to the authorized chats, and the
+//! operator commands the bot from them. Three tasks: delivery (paced, prioritized, digests), the
+//! command long-poll, and the report schedule. The [`TelegramActor`] is the notifier's sink.
+//!
+//! Security: only the chats in `TELEGRAM_CHAT_ID` are obeyed and receive reports; a group listed
+//! there is trusted as a whole (anyone in it can command the bot). The bot token is never printed:
+//! every error text is scrubbed of it before it is logged.
+
+pub mod commands;
+pub mod delivery;
+pub mod outbox;
+pub mod schedule;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, Context, Handler, Message};
+use teloxide::prelude::*;
+use teloxide::utils::command::BotCommands;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::actors::notifier::Event;
+use crate::config::Env;
+use crate::config::env::scrub;
+use crate::config::settings::{NotifyLevel, TelegramSettings};
+use crate::metrics::Metrics;
+use commands::{Command, Ops};
+use outbox::{Class, Outgoing};
+
+/// Event kinds that are alerts: first in line, never merged, retried until delivered.
+const ALERT_KINDS: [&str; 6] =
+    ["breaker_tripped", "breaker_reset", "error", "alert", "reorged_after_copy", "wallets_rejected"];
+
+/// The notifier's Telegram sink: filters by level and queues for delivery without ever waiting.
+#[derive(Debug)]
+pub struct TelegramActor {
+    settings: TelegramSettings,
+    out: mpsc::Sender<Outgoing>,
+    metrics: Arc<Metrics>,
+}
+
+impl Actor for TelegramActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Event> for TelegramActor {
+    type Result = ();
+
+    /// Queues the event's message (unless its kind is off); never blocks the notifier.
+    fn handle(&mut self, ev: Event, _: &mut Context<Self>) {
+        let kind = ev.kind();
+        let level = self.settings.level(kind);
+        if level == NotifyLevel::Off {
+            return;
+        }
+        let class = if ALERT_KINDS.contains(&kind) { Class::Alert } else { Class::Routine };
+        let m = Outgoing::text(kind, ev.text(), class, level == NotifyLevel::Silent);
+        if self.out.try_send(m).is_err() {
+            self.metrics.telegram_send_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            warn!(kind, "Telegram queue full: message dropped");
+        }
+    }
+}
+
+/// Replies once every event sent before it was queued (used to flush at shutdown).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Sync;
+
+impl Handler<Sync> for TelegramActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Sync, _: &mut Context<Self>) {}
+}
+
+/// A running Telegram integration.
+#[derive(Debug, Clone)]
+pub struct Telegram {
+    /// The notifier's sink.
+    pub sink: Addr<TelegramActor>,
+    out: mpsc::Sender<Outgoing>,
+}
+
+impl Telegram {
+    /// Waits (at most `timeout`) until everything queued so far was handed to Telegram.
+    pub async fn drain(&self, timeout: Duration) {
+        let _ = self.sink.send(Sync).await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        // The channel is empty once the delivery loop took everything; give the last send a moment.
+        while self.out.capacity() < self.out.max_capacity() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300).min(deadline - tokio::time::Instant::now())).await;
+    }
+}
+
+/// Starts Telegram when a token is configured: checks the token (`getMe`), registers the commands,
+/// and starts delivery, commands and the report schedule. Returns `None` (and says why, once) when
+/// Telegram is off; trading goes on either way.
+pub async fn start(
+    env: &Env,
+    settings: &TelegramSettings,
+    ops: impl FnOnce(mpsc::Sender<Outgoing>) -> Ops,
+) -> Option<Telegram> {
+    let Some(token) = env.telegram_bot_token.clone() else {
+        info!("Telegram off (TELEGRAM_BOT_TOKEN not set)");
+        return None;
+    };
+    let client = teloxide::net::default_reqwest_settings()
+        .timeout(Duration::from_secs(u64::from(settings.poll_timeout_s) + 15))
+        .build()
+        .map_err(|e| error!(cause = scrub(&e.to_string(), &[&token]), "Telegram HTTP client"))
+        .ok()?;
+    let url = env.telegram_api_url.parse().map_err(|e| error!(cause = %e, "TELEGRAM_API_URL")).ok()?;
+    let bot = Bot::with_client(token.clone(), client).set_api_url(url);
+    let username = match bot.get_me().await {
+        Ok(me) => {
+            info!(bot = %me.username(), chats = env.telegram_chat_ids.len(), "Telegram on");
+            me.username().to_owned()
+        }
+        Err(teloxide::RequestError::Api(e)) => {
+            error!(
+                cause = scrub(&e.to_string(), &[&token]),
+                "Telegram refused the bot token (getMe failed): Telegram is off, trading goes on. Check TELEGRAM_BOT_TOKEN"
+            );
+            return None;
+        }
+        Err(e) => {
+            warn!(cause = scrub(&e.to_string(), &[&token]), "Telegram unreachable at start; messages will be retried");
+            String::new()
+        }
+    };
+    if let Err(e) = bot.set_my_commands(Command::bot_commands()).await {
+        warn!(cause = scrub(&e.to_string(), &[&token]), "setMyCommands failed");
+    }
+    let (tx, rx) = mpsc::channel(settings.queue_capacity);
+    let ops = ops(tx.clone());
+    let metrics = ops.metrics.clone();
+    let cfg = delivery::DeliveryConfig {
+        per_chat_per_second: settings.per_chat_per_second,
+        per_group_per_minute: settings.per_group_per_minute,
+        capacity: settings.queue_capacity,
+        routine_attempts: settings.routine_attempts,
+    };
+    let chats: Vec<i64> = env.telegram_chat_ids.clone();
+    actix::spawn(delivery::run(bot.clone(), chats.clone(), rx, cfg, metrics.clone(), token.clone()));
+    let (store, registry) = (ops.store.clone(), ops.registry.clone());
+    actix::spawn(commands::run(
+        bot,
+        ops,
+        chats.iter().copied().collect::<HashSet<_>>(),
+        settings.poll_timeout_s,
+        username,
+        token,
+    ));
+    if let (Some(secs), Some(day)) = (settings.daily_report_secs(), settings.weekly_day()) {
+        actix::spawn(schedule::run(store, registry, tx.clone(), secs, day));
+    }
+    let sink = TelegramActor { settings: settings.clone(), out: tx.clone(), metrics }.start();
+    Some(Telegram { sink, out: tx })
+}

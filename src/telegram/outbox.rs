@@ -1,0 +1,183 @@
+//! What waits to be sent to Telegram, and in what order: alerts first and never merged, then
+//! direct messages (command replies, reports), then routine events, which are merged into one digest
+//! when more than one is waiting. Memory is bounded: past the capacity, routine texts are reduced to
+//! counts, so a burst is summarized, never lost. Pure; the delivery loop does the I/O.
+
+use std::collections::{BTreeMap, VecDeque};
+
+/// How a message is treated in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Breaker, errors, alerts: first, never merged, retried until delivered.
+    Alert,
+    /// Command replies and reports: after alerts, never merged.
+    Direct,
+    /// Everything else: merged into digests under a burst.
+    Routine,
+}
+
+/// One message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Event kind (for digests and counting).
+    pub kind: &'static str,
+    /// The text.
+    pub text: String,
+    /// Deliver without sound.
+    pub silent: bool,
+    /// Queue treatment.
+    pub class: Class,
+    /// One chat, or `None` for every authorized chat.
+    pub chat: Option<i64>,
+    /// Inline buttons: (label, callback data).
+    pub buttons: Vec<(String, String)>,
+    /// A PNG to send with the text as its caption.
+    pub photo: Option<Vec<u8>>,
+}
+
+impl Outgoing {
+    /// A text message of `class` to every authorized chat.
+    #[must_use]
+    pub fn text(kind: &'static str, text: String, class: Class, silent: bool) -> Self {
+        Self { kind, text, silent, class, chat: None, buttons: Vec::new(), photo: None }
+    }
+}
+
+/// Samples a digest quotes before summarizing the rest.
+const DIGEST_SAMPLES: usize = 5;
+
+/// The pending messages.
+#[derive(Debug, Clone, Default)]
+pub struct Outbox {
+    alerts: VecDeque<Outgoing>,
+    direct: VecDeque<Outgoing>,
+    routine: Vec<Outgoing>,
+    /// Routine messages beyond the capacity, counted by kind (their text is dropped).
+    overflow: BTreeMap<&'static str, u64>,
+    capacity: usize,
+}
+
+/// Plural noun for a digest line.
+fn noun(kind: &str) -> String {
+    match kind {
+        "executed" => "copies executed".into(),
+        "rejected" => "not copied".into(),
+        "fill_detected" => "fills detected".into(),
+        "withdrawn" => "fills withdrawn by reorgs".into(),
+        other => format!("{} events", other.replace('_', " ")),
+    }
+}
+
+impl Outbox {
+    /// An outbox holding at most `capacity` routine texts.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), ..Self::default() }
+    }
+
+    /// True when nothing waits.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty() && self.direct.is_empty() && self.routine.is_empty() && self.overflow.is_empty()
+    }
+
+    /// Queues a message.
+    pub fn push(&mut self, m: Outgoing) {
+        match m.class {
+            Class::Alert => self.alerts.push_back(m),
+            Class::Direct => self.direct.push_back(m),
+            Class::Routine if self.routine.len() < self.capacity => self.routine.push(m),
+            Class::Routine => *self.overflow.entry(m.kind).or_insert(0) += 1,
+        }
+    }
+
+    /// The next message to send: an alert, else a direct message, else the routine ones (one as is,
+    /// several as a digest).
+    pub fn pop(&mut self) -> Option<Outgoing> {
+        if let Some(a) = self.alerts.pop_front() {
+            return Some(a);
+        }
+        if let Some(d) = self.direct.pop_front() {
+            return Some(d);
+        }
+        if self.routine.len() == 1 && self.overflow.is_empty() {
+            return self.routine.pop();
+        }
+        if self.routine.is_empty() && self.overflow.is_empty() {
+            return None;
+        }
+        Some(self.digest())
+    }
+
+    fn digest(&mut self) -> Outgoing {
+        let pending = std::mem::take(&mut self.routine);
+        let overflow = std::mem::take(&mut self.overflow);
+        let silent = pending.iter().all(|m| m.silent);
+        let mut counts: Vec<(&'static str, u64)> = Vec::new();
+        for k in pending.iter().map(|m| m.kind).chain(overflow.keys().copied()) {
+            if !counts.iter().any(|(c, _)| *c == k) {
+                counts.push((k, 0));
+            }
+        }
+        for (k, n) in &mut counts {
+            *n = pending.iter().filter(|m| m.kind == *k).count() as u64 + overflow.get(k).copied().unwrap_or(0);
+        }
+        let total: u64 = counts.iter().map(|(_, n)| n).sum();
+        let mut text = counts.iter().map(|(k, n)| format!("{n} {}", noun(k))).collect::<Vec<_>>().join(", ");
+        text.push(':');
+        for m in pending.iter().take(DIGEST_SAMPLES) {
+            text.push_str("\n• ");
+            text.push_str(&m.text);
+        }
+        let shown = pending.len().min(DIGEST_SAMPLES) as u64;
+        if total > shown {
+            text.push_str(&format!("\n… and {} more (polycopy trades)", total - shown));
+        }
+        Outgoing::text("digest", text, Class::Routine, silent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(kind: &'static str, class: Class, text: &str) -> Outgoing {
+        Outgoing::text(kind, text.into(), class, false)
+    }
+
+    #[test]
+    fn alerts_first_then_direct_then_one_digest() {
+        let mut o = Outbox::new(100);
+        for i in 0..12 {
+            o.push(m("executed", Class::Routine, &format!("copied {i}")));
+        }
+        o.push(m("rejected", Class::Routine, "not copied x"));
+        o.push(m("breaker_tripped", Class::Alert, "BREAKER"));
+        o.push(m("reply", Class::Direct, "status"));
+        assert_eq!(o.pop().unwrap().text, "BREAKER");
+        assert_eq!(o.pop().unwrap().text, "status");
+        let d = o.pop().unwrap();
+        assert!(d.text.starts_with("12 copies executed, 1 not copied:"), "{}", d.text);
+        assert!(d.text.contains("copied 0") && d.text.contains("… and 8 more"), "{}", d.text);
+        assert!(o.pop().is_none() && o.is_empty());
+    }
+
+    #[test]
+    fn a_single_routine_message_goes_as_it_is() {
+        let mut o = Outbox::new(100);
+        o.push(m("executed", Class::Routine, "copied a"));
+        assert_eq!(o.pop().unwrap().text, "copied a");
+    }
+
+    #[test]
+    fn overflow_is_counted_not_lost() {
+        let mut o = Outbox::new(3);
+        for i in 0..200 {
+            o.push(m("executed", Class::Routine, &format!("copied {i}")));
+        }
+        let d = o.pop().unwrap();
+        assert!(d.text.starts_with("200 copies executed:"), "{}", d.text);
+        assert!(d.text.contains("… and 197 more"));
+        assert!(o.is_empty());
+    }
+}

@@ -1,0 +1,99 @@
+//! Scheduled reports: the daily one at a configured UTC time, the weekly one on a configured day,
+//! each sent as text plus a PNG chart.
+
+use actix::Addr;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::actors::store::{GetReportData, StoreActor};
+use crate::actors::watcher::{ListTargets, Registry};
+use crate::report::{self, Period};
+use crate::store::now_ms;
+use crate::telegram::outbox::{Class, Outgoing};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The next time (unix ms, strictly after `now_ms`) at `secs` past midnight UTC, on `weekday`
+/// (0 = Monday) when given.
+#[must_use]
+pub fn next_fire(now_ms: i64, secs: u32, weekday: Option<u32>) -> i64 {
+    let day0 = now_ms - now_ms.rem_euclid(DAY_MS);
+    let mut t = day0 + i64::from(secs) * 1000;
+    while t <= now_ms || weekday.is_some_and(|w| report::weekday(t) != w) {
+        t += DAY_MS;
+    }
+    t
+}
+
+/// Builds a report from the journal: its text and (when drawing works) its chart.
+pub async fn build_report(
+    store: &Addr<StoreActor>,
+    registry: &Addr<Registry>,
+    period: Period,
+) -> Option<(String, Option<Vec<u8>>)> {
+    let now = now_ms();
+    let (execs, prices, counts) = store.send(GetReportData { since_ms: period.start(now) }).await.ok()?.ok()?;
+    let labels =
+        registry.send(ListTargets).await.ok()?.into_iter().map(|t| (t.target.address, t.target.label)).collect();
+    let r = report::build(period, now, &execs, &prices, &counts, &labels);
+    let png = report::chart_png(&r).map_err(|e| warn!(cause = %e, "report chart")).ok();
+    Some((report::text(&r), png))
+}
+
+/// Sends the reports on schedule, forever.
+pub async fn run(
+    store: Addr<StoreActor>,
+    registry: Addr<Registry>,
+    out: mpsc::Sender<Outgoing>,
+    secs: u32,
+    weekly_day: u32,
+) {
+    loop {
+        let now = now_ms();
+        let daily = next_fire(now, secs, None);
+        let weekly = next_fire(now, secs, Some(weekly_day));
+        let at = daily.min(weekly);
+        tokio::time::sleep(std::time::Duration::from_millis(u64::try_from(at - now).unwrap_or(0))).await;
+        let mut due = vec![Period::Daily];
+        if weekly == at {
+            due.push(Period::Weekly);
+        }
+        for period in due {
+            if let Some((text, photo)) = build_report(&store, &registry, period).await {
+                info!(?period, "sending the scheduled report");
+                let m = Outgoing {
+                    kind: "report",
+                    text,
+                    silent: false,
+                    class: Class::Direct,
+                    chat: None,
+                    buttons: Vec::new(),
+                    photo,
+                };
+                if out.send(m).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fires_at_the_next_time_and_weekday() {
+        // 2026-11-25 is a Wednesday (weekday 2).
+        let wed_noon = 20_782 * DAY_MS + 12 * 3_600_000;
+        assert_eq!(report::weekday(wed_noon), 2);
+        let six_pm = 18 * 3600;
+        assert_eq!(next_fire(wed_noon, six_pm, None), 20_782 * DAY_MS + 18 * 3_600_000);
+        assert_eq!(next_fire(wed_noon, 11 * 3600, None), 20_783 * DAY_MS + 11 * 3_600_000);
+        // next Sunday (weekday 6) at 18:00
+        assert_eq!(next_fire(wed_noon, six_pm, Some(6)), 20_786 * DAY_MS + 18 * 3_600_000);
+        // exactly at the time: the next one
+        let at = 20_782 * DAY_MS + 18 * 3_600_000;
+        assert_eq!(next_fire(at, six_pm, None), at + DAY_MS);
+    }
+}
