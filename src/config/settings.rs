@@ -110,7 +110,13 @@ impl TelegramSettings {
         self.notify.get(kind).copied().unwrap_or(NotifyLevel::On)
     }
 
-    /// The daily report time as seconds after midnight UTC.
+    /// True when scheduled reports are turned off (`daily_report_at = "off"`).
+    #[must_use]
+    pub fn reports_off(&self) -> bool {
+        self.daily_report_at.eq_ignore_ascii_case("off")
+    }
+
+    /// The daily report time as seconds after midnight UTC (`None`: off or invalid).
     #[must_use]
     pub fn daily_report_secs(&self) -> Option<u32> {
         let parts: Vec<&str> = self.daily_report_at.split(':').collect();
@@ -404,8 +410,11 @@ impl Settings {
         if t.queue_capacity < 10 {
             bad("telegram.queue_capacity", "must be at least 10".into());
         }
-        if t.daily_report_secs().is_none() {
-            bad("telegram.daily_report_at", format!("must be a UTC time like \"18:00\", got {:?}", t.daily_report_at));
+        if t.daily_report_secs().is_none() && !t.reports_off() {
+            bad(
+                "telegram.daily_report_at",
+                format!("must be a UTC time like \"18:00\" (or \"off\"), got {:?}", t.daily_report_at),
+            );
         }
         if t.weekly_day().is_none() {
             bad("telegram.weekly_report_day", format!("must be a weekday like \"sun\", got {:?}", t.weekly_report_day));

@@ -26,42 +26,32 @@ use crate::store::now_ms;
 use crate::telegram::outbox::{Class, Outgoing};
 use crate::telegram::schedule::build_report;
 
-/// The bot's commands.
+/// The bot's commands. Each doc comment is the command's one-line description in `/help` and in
+/// Telegram's command menu.
 #[derive(BotCommands, Clone, Debug, PartialEq, Eq)]
-#[command(rename_rule = "lowercase", description = "polycopy commands:")]
+#[command(rename_rule = "lowercase")]
 pub enum Command {
-    /// Mode, breaker, head lag, targets, exposure, today's P&L.
-    #[command(description = "mode, breaker, chain lag, targets, exposure, today's P&L")]
+    /// mode, breaker, chain lag, targets, exposure, today's P&L
     Status,
-    /// Open positions.
-    #[command(description = "open positions")]
+    /// open positions
     Positions,
-    /// The last n journal rows.
-    #[command(description = "last n copied or rejected fills: /trades [n]")]
+    /// last n copied or rejected fills: /trades [n]
     Trades(String),
-    /// Realized P&L per day.
-    #[command(description = "realized P&L per day: /pnl [days]")]
+    /// realized P&L per day: /pnl [days]
     Pnl(String),
-    /// The targets and their stats.
-    #[command(description = "targets with their stats")]
+    /// targets with their stats
     Wallets,
-    /// Stop copying one target.
-    #[command(description = "stop copying one target: /pause <label|address>")]
+    /// stop copying one target: /pause <label|address>
     Pause(String),
-    /// Copy one target again.
-    #[command(description = "copy a paused target again: /unpause <label|address>")]
+    /// copy a paused target again: /unpause <label|address>
     Unpause(String),
-    /// Trip the breaker.
-    #[command(description = "stop all new orders now: /halt [reason]")]
+    /// stop all new orders now: /halt [reason]
     Halt(String),
-    /// Clear the breaker, after a confirmation.
-    #[command(description = "clear the breaker (asks to confirm)")]
+    /// clear the breaker (asks to confirm)
     Resume,
-    /// Today's report now.
-    #[command(description = "today's report with its chart")]
+    /// today's report with its chart
     Report,
-    /// The commands.
-    #[command(description = "this list")]
+    /// this list
     Help,
 }
 

@@ -132,7 +132,12 @@ pub async fn start(
             String::new()
         }
     };
-    if let Err(e) = bot.set_my_commands(Command::bot_commands()).await {
+    // Telegram wants command names without the leading slash.
+    let menu: Vec<teloxide::types::BotCommand> = Command::bot_commands()
+        .into_iter()
+        .map(|c| teloxide::types::BotCommand::new(c.command.trim_start_matches('/'), c.description))
+        .collect();
+    if let Err(e) = bot.set_my_commands(menu).await {
         warn!(cause = scrub(&e.to_string(), &[&token]), "setMyCommands failed");
     }
     let (tx, rx) = mpsc::channel(settings.queue_capacity);

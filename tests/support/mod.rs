@@ -3,6 +3,7 @@
 //! polycopy binary run as a separate process against a temp dir with its own SQLite file.
 #![allow(dead_code, missing_docs)]
 
+pub mod telegram;
 pub mod ws_tap;
 
 use std::io::{BufRead, BufReader};
@@ -260,6 +261,8 @@ breaker_poll_ms = 100
 listen = "127.0.0.1:0"
 [health]
 feed_stall_s = 3
+[telegram]
+daily_report_at = "off"
 "#;
 
 impl Daemon {
@@ -372,6 +375,26 @@ impl Daemon {
             String::from_utf8_lossy(&out.stdout).into(),
             String::from_utf8_lossy(&out.stderr).into(),
         )
+    }
+
+    /// Adds `line` to `[section]` of the test settings.
+    pub fn set(&self, section: &str, line: &str) {
+        let p = self.dir.join("polycopy.toml");
+        let s = std::fs::read_to_string(&p).unwrap();
+        let header = format!("[{section}]\n");
+        let s = if s.contains(&header) {
+            s.replace(&header, &format!("{header}{line}\n"))
+        } else {
+            format!("{s}\n{header}{line}\n")
+        };
+        std::fs::write(p, s).unwrap();
+    }
+
+    /// Points the daemon at a fake Bot API with `chats` authorized.
+    pub fn with_telegram(&mut self, fake: &telegram::FakeTelegram, chats: &str) {
+        self.env.push(("TELEGRAM_BOT_TOKEN".into(), fake.token.clone()));
+        self.env.push(("TELEGRAM_CHAT_ID".into(), chats.into()));
+        self.env.push(("TELEGRAM_API_URL".into(), fake.url.clone()));
     }
 
     /// A command running `scripts/NAME` with this daemon's binary, settings, journal and environment.

@@ -1,0 +1,382 @@
+//! A fake Telegram Bot API server: `getMe`, `getUpdates` (long polling with offsets), `sendMessage`,
+//! `sendPhoto` (multipart), `setMyCommands`, `deleteWebhook`, `answerCallbackQuery`, with Telegram's
+//! JSON shapes and error format. It checks the bot token like the real one, and can answer 429 with
+//! `retry_after`, go down, or answer slowly. The test injects users' messages and button presses and
+//! reads what the bot sent.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const BOT_ID: i64 = 999_000;
+
+/// One message the bot sent.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub chat: i64,
+    pub text: String,
+    pub silent: bool,
+    pub buttons: Vec<String>,
+    pub photo: Option<Vec<u8>>,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    updates: Vec<Value>,
+    next_update: i64,
+    next_message: i64,
+    sent: Vec<Sent>,
+    commands: Vec<Value>,
+    callbacks_answered: Vec<String>,
+    fail_429: u32,
+    retry_after: u32,
+    down_until: Option<Instant>,
+    delay: Duration,
+    requests: HashMap<String, u64>,
+}
+
+pub struct FakeTelegram {
+    pub url: String,
+    pub token: String,
+    state: Arc<Mutex<State>>,
+}
+
+fn chat_json(chat: i64) -> Value {
+    if chat < 0 {
+        json!({"id": chat, "type": "group", "title": "ops"})
+    } else {
+        json!({"id": chat, "type": "private", "first_name": "op"})
+    }
+}
+
+fn now_s() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap()
+}
+
+impl FakeTelegram {
+    pub async fn start(token: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let state: Arc<Mutex<State>> = Arc::default();
+        state.lock().unwrap().next_update = 1;
+        let (st, tok) = (state.clone(), token.to_owned());
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let (st, tok) = (st.clone(), tok.clone());
+                tokio::spawn(async move {
+                    let _ = serve(sock, st, tok).await;
+                });
+            }
+        });
+        Self { url: format!("http://{addr}"), token: token.to_owned(), state }
+    }
+
+    /// A user in `chat` sends `text`.
+    pub fn inject_message(&self, chat: i64, text: &str) {
+        let mut s = self.state.lock().unwrap();
+        let (u, m) = (s.next_update, s.next_message + 1_000_000);
+        s.next_update += 1;
+        s.next_message += 1;
+        let cmd_len = text.split_whitespace().next().unwrap_or("").len();
+        let mut msg = json!({"message_id": m, "date": now_s(), "chat": chat_json(chat),
+            "from": {"id": chat.abs(), "is_bot": false, "first_name": "op"}, "text": text});
+        if text.starts_with('/') {
+            msg["entities"] = json!([{"type": "bot_command", "offset": 0, "length": cmd_len}]);
+        }
+        s.updates.push(json!({"update_id": u, "message": msg}));
+    }
+
+    /// A user in `chat` presses an inline button carrying `data`.
+    pub fn inject_callback(&self, chat: i64, data: &str) {
+        let mut s = self.state.lock().unwrap();
+        let u = s.next_update;
+        s.next_update += 1;
+        let message = json!({"message_id": 1, "date": now_s(), "chat": chat_json(chat),
+            "from": {"id": BOT_ID, "is_bot": true, "first_name": "polycopy", "username": "polycopy_test_bot"}, "text": "resume?"});
+        s.updates.push(json!({"update_id": u, "callback_query": {"id": format!("cb{u}"),
+            "from": {"id": chat.abs(), "is_bot": false, "first_name": "op"}, "message": message,
+            "chat_instance": "ci", "data": data}}));
+    }
+
+    pub fn sent(&self) -> Vec<Sent> {
+        self.state.lock().unwrap().sent.clone()
+    }
+
+    pub fn sent_to(&self, chat: i64) -> Vec<Sent> {
+        self.sent().into_iter().filter(|m| m.chat == chat).collect()
+    }
+
+    pub fn commands(&self) -> Vec<Value> {
+        self.state.lock().unwrap().commands.clone()
+    }
+
+    pub fn callbacks_answered(&self) -> Vec<String> {
+        self.state.lock().unwrap().callbacks_answered.clone()
+    }
+
+    pub fn requests(&self, method: &str) -> u64 {
+        self.state.lock().unwrap().requests.get(&method.to_ascii_lowercase()).copied().unwrap_or(0)
+    }
+
+    /// The next `n` sends are answered 429 with `retry_after` seconds.
+    pub fn fail_429(&self, n: u32, retry_after: u32) {
+        let mut s = self.state.lock().unwrap();
+        s.fail_429 = n;
+        s.retry_after = retry_after;
+    }
+
+    /// Every request fails with 502 for `d`.
+    pub fn down_for(&self, d: Duration) {
+        self.state.lock().unwrap().down_until = Some(Instant::now() + d);
+    }
+
+    /// Every answer is delayed by `d`.
+    pub fn slow(&self, d: Duration) {
+        self.state.lock().unwrap().delay = d;
+    }
+}
+
+fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
+    h.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn read_request(sock: &mut TcpStream) -> Option<(String, String, Vec<u8>, String)> {
+    let mut buf = Vec::with_capacity(8192);
+    let mut tmp = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = sock.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.lines();
+    let mut first = lines.next()?.split_whitespace();
+    let (method, path) = (first.next()?.to_owned(), first.next()?.to_owned());
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned())
+        })
+    };
+    let ctype = header("content-type").unwrap_or_default();
+    let mut body = buf[head_end..].to_vec();
+    if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        while body.len() < len {
+            let n = sock.read(&mut tmp).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            body.extend_from_slice(&tmp[..n]);
+        }
+    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        // Read until the terminating chunk, then decode.
+        while find(&body, b"0\r\n\r\n").is_none() {
+            let n = sock.read(&mut tmp).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&tmp[..n]);
+        }
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        while let Some(i) = find(rest, b"\r\n") {
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..i]).trim(), 16).unwrap_or(0);
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[i + 2..i + 2 + size]);
+            rest = &rest[i + 2 + size + 2..];
+        }
+        body = out;
+    }
+    Some((method, path, body, ctype))
+}
+
+/// Multipart fields: name → bytes.
+fn multipart(body: &[u8], ctype: &str) -> HashMap<String, Vec<u8>> {
+    let mut out = HashMap::new();
+    let Some(boundary) = ctype.split("boundary=").nth(1).map(|b| format!("--{}", b.trim_matches('"'))) else {
+        return out;
+    };
+    let b = boundary.as_bytes();
+    let mut rest = body;
+    while let Some(i) = find(rest, b) {
+        rest = &rest[i + b.len()..];
+        let Some(h) = find(rest, b"\r\n\r\n") else { break };
+        let headers = String::from_utf8_lossy(&rest[..h]).into_owned();
+        let content = &rest[h + 4..];
+        let end = find(content, b).map_or(content.len(), |j| j.saturating_sub(2));
+        if let Some(name) = headers.split("name=\"").nth(1).and_then(|s| s.split('"').next()) {
+            out.insert(name.to_owned(), content[..end].to_vec());
+        }
+        rest = &content[end..];
+    }
+    out
+}
+
+async fn respond(sock: &mut TcpStream, code: u16, body: &Value) {
+    let text = body.to_string();
+    let reason = match code {
+        200 => "OK",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        _ => "Bad Gateway",
+    };
+    let r = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = sock.write_all(r.as_bytes()).await;
+    let _ = sock.shutdown().await;
+}
+
+fn err(code: u16, description: &str) -> Value {
+    json!({"ok": false, "error_code": code, "description": description})
+}
+
+async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>, token: String) -> Option<()> {
+    let (_, path, body, ctype) = read_request(&mut sock).await?;
+    let (tok, method) = path.trim_start_matches("/bot").split_once('/')?;
+    // Telegram's method names are case-insensitive (teloxide sends "GetMe").
+    let method = method.split('?').next()?.to_ascii_lowercase();
+    let delay = {
+        let mut s = st.lock().unwrap();
+        *s.requests.entry(method.clone()).or_insert(0) += 1;
+        s.delay
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if tok != token {
+        respond(&mut sock, 401, &err(401, "Unauthorized")).await;
+        return Some(());
+    }
+    if st.lock().unwrap().down_until.is_some_and(|t| Instant::now() < t) {
+        respond(&mut sock, 502, &err(502, "Bad Gateway")).await;
+        return Some(());
+    }
+    let json_body: Value =
+        if ctype.contains("json") { serde_json::from_slice(&body).unwrap_or(Value::Null) } else { Value::Null };
+    let (code, resp) = if method == "getupdates" {
+        let offset = json_body["offset"].as_i64().unwrap_or(0);
+        let timeout = json_body["timeout"].as_u64().unwrap_or(0).min(30);
+        let deadline = Instant::now() + Duration::from_secs(timeout);
+        loop {
+            let ready: Vec<Value> = {
+                let mut s = st.lock().unwrap();
+                s.updates.retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+                s.updates.clone()
+            };
+            if !ready.is_empty() || Instant::now() >= deadline {
+                break (200, json!({"ok": true, "result": ready}));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    } else {
+        handle(&mut st.lock().unwrap(), &method, &json_body, &body, &ctype)
+    };
+    respond(&mut sock, code, &resp).await;
+    Some(())
+}
+
+fn handle(s: &mut State, method: &str, json_body: &Value, body: &[u8], ctype: &str) -> (u16, Value) {
+    let ok = |result: Value| (200, json!({"ok": true, "result": result}));
+    let bot_user = json!({"id": BOT_ID, "is_bot": true, "first_name": "polycopy", "username": "polycopy_test_bot"});
+    match method {
+        "getme" => {
+            let mut me = bot_user;
+            for (k, v) in [
+                ("can_join_groups", true),
+                ("can_read_all_group_messages", false),
+                ("supports_inline_queries", false),
+                ("can_connect_to_business", false),
+                ("has_main_web_app", false),
+            ] {
+                me[k] = json!(v);
+            }
+            ok(me)
+        }
+        "deletewebhook" | "answercallbackquery" | "setmycommands" => {
+            if method == "setmycommands" {
+                let cmds = json_body["commands"].as_array().cloned().unwrap_or_default();
+                // What Telegram checks: 1-32 of a-z, 0-9, _; a description of 1-256 characters.
+                let valid = |c: &Value| {
+                    let name = c["command"].as_str().unwrap_or("");
+                    let desc = c["description"].as_str().unwrap_or("");
+                    (1..=32).contains(&name.len())
+                        && name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+                        && (1..=256).contains(&desc.chars().count())
+                };
+                if !cmds.iter().all(valid) {
+                    return (400, err(400, "Bad Request: BOT_COMMAND_INVALID"));
+                }
+                s.commands = cmds;
+            }
+            if method == "answercallbackquery" {
+                s.callbacks_answered.push(json_body["callback_query_id"].as_str().unwrap_or("").to_owned());
+            }
+            ok(json!(true))
+        }
+        "sendmessage" | "sendphoto" => {
+            if s.fail_429 > 0 {
+                s.fail_429 -= 1;
+                let retry = s.retry_after;
+                let mut e = err(429, &format!("Too Many Requests: retry after {retry}"));
+                e["parameters"] = json!({"retry_after": retry});
+                return (429, e);
+            }
+            s.next_message += 1;
+            let id = s.next_message;
+            let (chat, text, silent, buttons, photo) = if method == "sendmessage" {
+                let buttons = json_body["reply_markup"]["inline_keyboard"]
+                    .as_array()
+                    .map(|rows| {
+                        rows.iter()
+                            .flat_map(|r| r.as_array().cloned().unwrap_or_default())
+                            .filter_map(|b| b["callback_data"].as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (
+                    json_body["chat_id"].as_i64().unwrap_or(0),
+                    json_body["text"].as_str().unwrap_or("").to_owned(),
+                    json_body["disable_notification"].as_bool().unwrap_or(false),
+                    buttons,
+                    None,
+                )
+            } else {
+                let parts = multipart(body, ctype);
+                let field = |k: &str| parts.get(k).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+                (
+                    field("chat_id").trim().parse().unwrap_or(0),
+                    field("caption"),
+                    field("disable_notification") == "true",
+                    Vec::new(),
+                    parts.get("photo").cloned(),
+                )
+            };
+            s.sent.push(Sent { chat, text: text.clone(), silent, buttons, photo, at: Instant::now() });
+            let mut msg = json!({"message_id": id, "date": now_s(), "chat": chat_json(chat), "from": bot_user});
+            if method == "sendmessage" {
+                msg["text"] = json!(text);
+            } else {
+                msg["caption"] = json!(text);
+                msg["photo"] =
+                    json!([{"file_id": "f1", "file_unique_id": "u1", "width": 800, "height": 400, "file_size": 1000}]);
+            }
+            ok(msg)
+        }
+        _ => (404, err(404, "Not Found: method not found")),
+    }
+}

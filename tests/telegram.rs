@@ -1,0 +1,185 @@
+//! Telegram against a fake Bot API server: every action reported once, commands answered with the
+//! journal's truth from authorized chats only, paced delivery with digests under a burst, 429 and
+//! outages survived, scheduled reports with a PNG, and the token never leaked.
+
+mod support;
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, address};
+use serde_json::json;
+use support::telegram::FakeTelegram;
+use support::*;
+
+const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+const B: Address = address!("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
+const TOKEN: &str = "123456789:TEST-SECRET-TOKEN-abcdef";
+const OP: i64 = 1001;
+const STRANGER: i64 = 666;
+
+fn two_targets() -> serde_json::Value {
+    json!({"defaults": {"sizing": {"mode": "multiplier", "multiplier": 0.1}},
+           "wallets": [{"address": A.to_string(), "label": "whale", "max_price": 0.8},
+                       {"address": B.to_string(), "label": "shark"}]})
+}
+
+async fn message_containing(tg: &FakeTelegram, chat: i64, needle: &str) -> support::telegram::Sent {
+    wait_for(20, &format!("a message with {needle:?}"), async || {
+        tg.sent_to(chat).into_iter().find(|m| m.text.contains(needle))
+    })
+    .await
+}
+
+/// Waits for the reply to the n-th command (counting messages to the chat after `before`).
+async fn reply_after(tg: &FakeTelegram, chat: i64, before: usize) -> support::telegram::Sent {
+    wait_for(20, "a reply", async || tg.sent_to(chat).get(before).cloned()).await
+}
+
+/// A copy produces exactly one message with the right numbers, a rejected fill one message naming
+/// the rule; the start is announced and the commands are registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_report_when_copied_or_rejected_then_one_message_each() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &two_targets());
+    d.with_telegram(&tg, &OP.to_string());
+    d.start();
+    d.wait_live().await;
+    message_containing(&tg, OP, "started in PAPER mode, 2 targets").await;
+    let status_cmd = tg.commands().into_iter().find(|c| c["command"] == "status").expect("commands registered");
+    assert_eq!(status_cmd["description"], "mode, breaker, chain lag, targets, exposure, today's P&L");
+    assert_eq!(tg.commands().len(), 11);
+
+    anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    let m = message_containing(&tg, OP, "copied whale").await;
+    assert!(m.text.contains("BUY 10 shares of 7 at 0.5 = 5 USDC"), "{}", m.text);
+    anvil.emit(&Fill::v2(2, A, C, true, 8, 100 * ONE, 90 * ONE)).await;
+    let r = message_containing(&tg, OP, "not copied").await;
+    assert!(r.text.contains("price_out_of_band: price=0.9") && r.text.contains("max=0.8"), "{}", r.text);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("copied whale")).count(), 1);
+    assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("not copied")).count(), 1);
+    assert!(d.stop().success());
+    message_containing(&tg, OP, "polycopy stopped: SIGTERM").await;
+    assert!(!d.log().contains("TEST-SECRET-TOKEN"));
+}
+
+/// The commands answer from authorized chats with the journal's truth; /halt stops executions,
+/// /resume needs the button; /pause stops one target and survives a restart; a stranger's
+/// commands change nothing and get no reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &two_targets());
+    d.with_telegram(&tg, &OP.to_string());
+    d.set("telegram", r#"notify = { executed = "off", rejected = "off", started = "off", stopped = "off" }"#);
+    d.start();
+    d.wait_live().await;
+    anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "a copy", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
+
+    // Sends a command and returns the first new message containing `needle` (alerts may arrive first).
+    let ask = async |cmd: &str, needle: &str| {
+        let before = tg.sent_to(OP).len();
+        tg.inject_message(OP, cmd);
+        let found = wait_for(10, &format!("a reply to {cmd} with {needle:?}"), async || {
+            tg.sent_to(OP)[before..].iter().find(|m| m.text.contains(needle)).map(|m| m.text.clone())
+        })
+        .await;
+        found
+    };
+    let status = ask("/status", "mode PAPER").await;
+    assert!(
+        status.contains("mode PAPER") && status.contains("breaker ok") && status.contains("exposure 5 USDC"),
+        "{status}"
+    );
+    assert!(status.contains("targets 2 watched, 0 paused"), "{status}");
+    let positions = ask("/positions", "open positions").await;
+    assert!(positions.contains("10 sh of 7 at avg 0.5 (cost 5 USDC)"), "{positions}");
+    let trades = ask("/trades 5", "executed").await;
+    assert!(trades.contains("executed BUY 100 @0.5 7: ours 10 @0.5"), "{trades}");
+    let pnl = ask("/pnl 3", "realized P&L").await;
+    assert!(pnl.contains("last 3 days: 0 USDC"), "{pnl}");
+    let wallets = ask("/wallets", "whale").await;
+    assert!(wallets.contains("whale 0xaaaa…aaaa: copying, 1 fills since start"), "{wallets}");
+    let help = ask("/help", "/status").await;
+    assert!(help.contains("/pause") && help.contains("/report"), "{help}");
+    ask("/trades lots", "usage: /trades [n]").await;
+    ask("/frobnicate", "unknown command").await;
+
+    // A stranger: no reply, no effect.
+    for cmd in ["/halt", "/pause whale", "/status", "/resume"] {
+        tg.inject_message(STRANGER, cmd);
+    }
+    tg.inject_callback(STRANGER, "resume:confirm");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(tg.sent_to(STRANGER).is_empty());
+    assert!(d.log().contains("unauthorized chat"));
+    assert_eq!(d.status()["breaker"]["tripped"], false);
+
+    // /halt: the next fill is not executed (the breaker alert and the reply both arrive).
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/halt lunch");
+    wait_for(10, "the halt reply", async || {
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("HALTED")).then_some(())
+    })
+    .await;
+    assert!(
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("BREAKER TRIPPED (manual) by telegram: lunch")) || {
+            message_containing(&tg, OP, "BREAKER TRIPPED (manual) by telegram: lunch").await;
+            true
+        }
+    );
+    anvil.emit(&Fill::v2(2, A, C, true, 9, 100 * ONE, 50 * ONE)).await;
+    let last =
+        wait_for(20, "the halted fill", async || d.trades().into_iter().nth(1).filter(|r| r["status"] != "pending"))
+            .await;
+    assert_eq!((last["status"].as_str(), last["reason"].as_str()), (Some("rejected"), Some("halted")));
+    // /resume asks first; without the button nothing changes.
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/resume");
+    let confirm = reply_after(&tg, OP, before).await;
+    assert_eq!(confirm.buttons, vec!["resume:confirm".to_owned()], "{confirm:?}");
+    assert_eq!(d.status()["breaker"]["tripped"], true);
+    let before = tg.sent_to(OP).len();
+    tg.inject_callback(OP, "resume:confirm");
+    wait_for(10, "resumed", async || {
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("resumed: trading active again")).then_some(())
+    })
+    .await;
+    wait_for(5, "the callback answered", async || (!tg.callbacks_answered().is_empty()).then_some(())).await;
+    anvil.emit(&Fill::v2(3, A, C, true, 10, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "copying again", async || (with_status(&d.trades(), "executed").len() == 2).then_some(())).await;
+
+    // /pause one target only, across a restart.
+    ask("/pause WHALE", "paused whale").await;
+    anvil.emit(&Fill::v2(4, A, C, true, 11, 100 * ONE, 50 * ONE)).await;
+    anvil.emit(&Fill::v2(5, B, C, true, 12, 100 * ONE, 50 * ONE)).await;
+    let rows = wait_for(20, "both fills", async || {
+        let r = d.trades();
+        (r.len() == 5 && r.iter().all(|x| x["status"] != "pending")).then_some(r)
+    })
+    .await;
+    assert_eq!(rows[3]["reason"], "paused");
+    assert_eq!(rows[4]["status"], "executed");
+    assert!(d.stop().success());
+    d.start();
+    d.wait_live().await;
+    anvil.emit(&Fill::v2(6, A, C, true, 13, 100 * ONE, 50 * ONE)).await;
+    let row = wait_for(20, "the fill after restart", async || {
+        d.trades().into_iter().nth(5).filter(|r| r["status"] != "pending")
+    })
+    .await;
+    assert_eq!(row["reason"], "paused", "the pause survived the restart");
+    ask("/unpause whale", "copying whale again").await;
+    anvil.emit(&Fill::v2(7, A, C, true, 14, 100 * ONE, 50 * ONE)).await;
+    let row = wait_for(20, "the fill after unpause", async || {
+        d.trades().into_iter().nth(6).filter(|r| r["status"] != "pending")
+    })
+    .await;
+    assert_eq!(row["status"], "executed");
+}
