@@ -86,11 +86,10 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
     let ask = async |cmd: &str, needle: &str| {
         let before = tg.sent_to(OP).len();
         tg.inject_message(OP, cmd);
-        let found = wait_for(10, &format!("a reply to {cmd} with {needle:?}"), async || {
+        wait_for(10, &format!("a reply to {cmd} with {needle:?}"), async || {
             tg.sent_to(OP)[before..].iter().find(|m| m.text.contains(needle)).map(|m| m.text.clone())
         })
-        .await;
-        found
+        .await
     };
     let status = ask("/status", "mode PAPER").await;
     assert!(
