@@ -182,3 +182,193 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
     .await;
     assert_eq!(row["status"], "executed");
 }
+
+/// How many copies the messages to `chat` report: single "copied …" messages plus digest counts.
+fn copies_reported(tg: &FakeTelegram, chat: i64) -> u64 {
+    tg.sent_to(chat)
+        .iter()
+        .map(|m| {
+            if m.text.starts_with("copied ") {
+                1
+            } else if let Some(n) =
+                m.text.split(" copies executed").next().filter(|_| m.text.contains(" copies executed"))
+            {
+                n.trim().parse().unwrap_or(0)
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+/// Journal time to execution time of every execution, ms, in order.
+fn internal_latencies(dir: &std::path::Path) -> Vec<i64> {
+    let c = rusqlite::Connection::open(dir.join("journal.db")).unwrap();
+    let mut st = c
+        .prepare(
+            "SELECT e.executed_at_ms - f.seen_at_ms FROM executions e JOIN fills f ON f.id = e.fill_id ORDER BY f.id",
+        )
+        .unwrap();
+    st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+/// A burst of 200 copies: the fake sees no more than the allowed rate per chat (1/s, and 20/min in
+/// a group), nothing is lost (digests add up to 200 in each chat), and a Telegram that answers
+/// slowly does not slow the executions down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_burst_when_200_copies_then_paced_digested_and_trading_not_slowed() {
+    const GROUP: i64 = -100_123;
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &format!("{OP},{GROUP}"));
+    d.start();
+    d.wait_live().await;
+    let burst = async |first: u8| {
+        for b in 0..10u8 {
+            let fills: Vec<Fill> =
+                (0..10u8).map(|i| Fill::v2(first + b * 10 + i, A, C, true, 5, 100 * ONE, 50 * ONE)).collect();
+            anvil.emit_block(&fills).await;
+        }
+    };
+    burst(0).await;
+    wait_for(30, "100 copies", async || (with_status(&d.trades(), "executed").len() == 100).then_some(())).await;
+    let fast = *internal_latencies(dir.path()).iter().max().unwrap();
+
+    tg.slow(Duration::from_secs(3));
+    burst(100).await;
+    wait_for(30, "200 copies", async || (with_status(&d.trades(), "executed").len() == 200).then_some(())).await;
+    let slow_phase = internal_latencies(dir.path())[100..].iter().copied().max().unwrap();
+    assert!(slow_phase <= fast + 1_000, "a slow Telegram slowed executions: max {slow_phase} ms vs {fast} ms");
+    tg.slow(Duration::ZERO);
+
+    for chat in [OP, GROUP] {
+        wait_for(90, "all 200 copies reported", async || (copies_reported(&tg, chat) == 200).then_some(())).await;
+    }
+    assert_eq!(copies_reported(&tg, OP), 200, "nothing lost, nothing doubled");
+    for (chat, min_gap, per_min) in [(OP, 950, 60), (GROUP, 2_900, 20)] {
+        let times: Vec<std::time::Instant> = tg.sent_to(chat).iter().map(|m| m.at).collect();
+        for w in times.windows(2) {
+            let gap = w[1].duration_since(w[0]).as_millis();
+            assert!(gap + 50 >= min_gap, "chat {chat}: two messages {gap} ms apart");
+        }
+        for (i, t) in times.iter().enumerate() {
+            let in_minute = times[i..].iter().take_while(|u| u.duration_since(*t) < Duration::from_secs(60)).count();
+            assert!(in_minute <= per_min, "chat {chat}: {in_minute} messages within a minute");
+        }
+        assert!(times.len() < 60, "chat {chat}: a flood of {} messages instead of digests", times.len());
+    }
+}
+
+/// A 429 with `retry_after` is obeyed; a Telegram outage of a minute loses no alert; the token never
+/// appears in the daemon's output even while the fake fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_delivery_when_429_or_outage_then_obeyed_and_no_alert_lost() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &OP.to_string());
+    d.start();
+    d.wait_live().await;
+    message_containing(&tg, OP, "started in PAPER mode").await;
+
+    tg.fail_429(1, 2);
+    anvil.emit(&Fill::v2(1, A, C, true, 5, 100 * ONE, 50 * ONE)).await;
+    let m = message_containing(&tg, OP, "copied whale").await;
+    let refused = tg.last_429().expect("the first attempt got a 429");
+    assert!(m.at.duration_since(refused) >= Duration::from_millis(1_900), "retry_after not obeyed");
+    assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("copied whale")).count(), 1);
+
+    tg.down_for(Duration::from_secs(60));
+    let (code, _, _) = d.run_cli(&["halt", "--reason", "outage-test"]);
+    assert_eq!(code, 0);
+    anvil.emit(&Fill::v2(2, A, C, true, 6, 100 * ONE, 50 * ONE)).await; // rejected: halted (routine)
+    let alert = wait_for(100, "the alert after the outage", async || {
+        tg.sent_to(OP).into_iter().find(|m| m.text.contains("BREAKER TRIPPED (manual) by cli: outage-test"))
+    })
+    .await;
+    assert!(!alert.silent);
+    assert!(d.stop().success());
+    let log = d.log();
+    assert!(log.contains("Telegram send failed"), "the outage was noticed");
+    assert!(!log.contains("TEST-SECRET-TOKEN"), "the token leaked into the log");
+}
+
+/// `polycopy report daily` prints the report; the scheduled report arrives as text plus a valid PNG;
+/// /report sends it on demand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reports_when_due_or_asked_then_text_and_png() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &OP.to_string());
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 6;
+    let hms = format!("{:02}:{:02}:{:02}", (at / 3600) % 24, (at / 60) % 60, at % 60);
+    let settings = std::fs::read_to_string(dir.path().join("polycopy.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("polycopy.toml"),
+        settings.replace("daily_report_at = \"off\"", &format!("daily_report_at = \"{hms}\"")),
+    )
+    .unwrap();
+    d.start();
+    d.wait_live().await;
+    anvil.emit(&Fill::v2(1, A, C, true, 5, 100 * ONE, 50 * ONE)).await;
+    anvil.emit(&Fill::v2(2, A, C, false, 5, 50 * ONE, 30 * ONE)).await;
+    wait_for(20, "2 copies", async || (with_status(&d.trades(), "executed").len() == 2).then_some(())).await;
+
+    let (code, out, err) = d.run_cli(&["report", "daily"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Daily report") && out.contains("P&L realized 0.5 USDC") && out.contains("whale: 2 copied"),
+        "{out}"
+    );
+    let (code, out, _) = d.run_cli(&["report", "weekly", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["period"], "weekly");
+    assert_eq!(v["copied"], 2);
+
+    let scheduled =
+        wait_for(30, "the scheduled report", async || tg.sent_to(OP).into_iter().find(|m| m.photo.is_some())).await;
+    assert!(scheduled.text.starts_with("Daily report"), "{}", scheduled.text);
+    let img = image::load_from_memory(scheduled.photo.as_ref().unwrap()).expect("a valid PNG");
+    assert_eq!((img.width(), img.height()), (800, 400));
+
+    tg.inject_message(OP, "/report");
+    wait_for(20, "the report on demand", async || {
+        (tg.sent_to(OP).iter().filter(|m| m.photo.is_some()).count() == 2).then_some(())
+    })
+    .await;
+}
+
+/// A wrong token is reported clearly at start and trading goes on; without a token Telegram is off
+/// and says so once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_token_when_wrong_or_missing_then_trading_goes_on() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.env.push(("TELEGRAM_BOT_TOKEN".into(), "987654:WRONG-SECRET-TOKEN".into()));
+    d.env.push(("TELEGRAM_CHAT_ID".into(), OP.to_string()));
+    d.env.push(("TELEGRAM_API_URL".into(), tg.url.clone()));
+    d.start();
+    d.wait_live().await;
+    anvil.emit(&Fill::v2(1, A, C, true, 5, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "a copy", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
+    assert!(d.stop().success());
+    let log = d.log();
+    assert!(log.contains("Telegram refused the bot token (getMe failed): Telegram is off, trading goes on"), "{log}");
+    assert!(!log.contains("WRONG-SECRET-TOKEN"));
+    assert!(tg.sent().is_empty());
+
+    d.env.retain(|(k, _)| !k.starts_with("TELEGRAM"));
+    std::fs::remove_file(dir.path().join("daemon.log")).unwrap();
+    d.start();
+    d.wait_live().await;
+    assert!(d.stop().success());
+    assert_eq!(d.log().matches("Telegram off (TELEGRAM_BOT_TOKEN not set)").count(), 1);
+}

@@ -39,6 +39,7 @@ struct State {
     down_until: Option<Instant>,
     delay: Duration,
     requests: HashMap<String, u64>,
+    last_429: Option<Instant>,
 }
 
 pub struct FakeTelegram {
@@ -122,6 +123,11 @@ impl FakeTelegram {
 
     pub fn requests(&self, method: &str) -> u64 {
         self.state.lock().unwrap().requests.get(&method.to_ascii_lowercase()).copied().unwrap_or(0)
+    }
+
+    /// When a 429 was last answered.
+    pub fn last_429(&self) -> Option<Instant> {
+        self.state.lock().unwrap().last_429
     }
 
     /// The next `n` sends are answered 429 with `retry_after` seconds.
@@ -332,6 +338,7 @@ fn handle(s: &mut State, method: &str, json_body: &Value, body: &[u8], ctype: &s
             if s.fail_429 > 0 {
                 s.fail_429 -= 1;
                 let retry = s.retry_after;
+                s.last_429 = Some(Instant::now());
                 let mut e = err(429, &format!("Too Many Requests: retry after {retry}"));
                 e["parameters"] = json!({"retry_after": retry});
                 return (429, e);
@@ -363,7 +370,13 @@ fn handle(s: &mut State, method: &str, json_body: &Value, body: &[u8], ctype: &s
                     field("caption"),
                     field("disable_notification") == "true",
                     Vec::new(),
-                    parts.get("photo").cloned(),
+                    // The file is either the field itself or a part it names with attach://<name>.
+                    parts.get("photo").map(|v| {
+                        let t = String::from_utf8_lossy(v);
+                        t.strip_prefix("attach://")
+                            .and_then(|name| parts.get(name.trim()).cloned())
+                            .unwrap_or_else(|| v.clone())
+                    }),
                 )
             };
             s.sent.push(Sent { chat, text: text.clone(), silent, buttons, photo, at: Instant::now() });
