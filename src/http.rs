@@ -65,7 +65,13 @@ impl HttpState {
             confirmations: self.confirmations,
             breaker: &breaker,
             db,
-            telegram: None,
+            telegram: self.metrics.telegram_on.load(std::sync::atomic::Ordering::Relaxed).then(|| {
+                if self.metrics.telegram_failing.load(std::sync::atomic::Ordering::Relaxed) {
+                    Err("the last delivery to Telegram failed; retrying".to_owned())
+                } else {
+                    Ok(())
+                }
+            }),
             paper: self.paper,
             now_ms: now_ms(),
         };

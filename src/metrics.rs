@@ -35,6 +35,10 @@ pub struct Metrics {
     pub reorgs: AtomicU64,
     /// Telegram updates from chats that are not authorized (ignored).
     pub telegram_unauthorized: AtomicU64,
+    /// Telegram is configured and started.
+    pub telegram_on: AtomicBool,
+    /// The last attempt to deliver to Telegram failed (cleared by the next success).
+    pub telegram_failing: AtomicBool,
 }
 
 impl Metrics {

@@ -61,6 +61,20 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("copied whale")).count(), 1);
     assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("not copied")).count(), 1);
+    // A cron health alert relayed through the daemon reaches the chat, and /health shows Telegram.
+    let base = d.http_base().await;
+    let (code, _, _) = support::output(
+        std::process::Command::new("curl")
+            .args(["-sS", "-X", "POST", "--data-binary", "health check: disk low", &format!("{base}/alert")])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 0);
+    message_containing(&tg, OP, "ALERT: health check: disk low").await;
+    let health =
+        support::output(std::process::Command::new("curl").args(["-sS", &format!("{base}/health")]).output().unwrap())
+            .1;
+    assert!(health.contains(r#""name":"telegram","status":"healthy","detail":"connected""#), "{health}");
     assert!(d.stop().success());
     message_containing(&tg, OP, "polycopy stopped: SIGTERM").await;
     assert!(!d.log().contains("TEST-SECRET-TOKEN"));

@@ -251,7 +251,7 @@ async fn shutdown(
     notifier.do_send(Event::Stopped { reason: reason.to_owned() });
     let _ = notifier.send(Flushed).await;
     if let Some(tg) = telegram {
-        tg.drain(Duration::from_secs(3)).await;
+        tg.drain(Duration::from_secs(5)).await;
     }
     // The store handles messages in order: this reply means everything before it is written.
     let _ = store.send(GetCheckpoint).await;

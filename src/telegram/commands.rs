@@ -11,7 +11,7 @@ use actix::Addr;
 use teloxide::prelude::*;
 use teloxide::types::{AllowedUpdate, UpdateKind};
 use teloxide::utils::command::BotCommands;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::actors::notifier::short_token;
@@ -69,7 +69,7 @@ pub struct Ops {
     /// Paper or live.
     pub paper: bool,
     /// Where replies go.
-    pub out: mpsc::Sender<Outgoing>,
+    pub out: crate::telegram::Queue,
     /// Counters (unauthorized attempts).
     pub metrics: Arc<Metrics>,
 }
@@ -186,7 +186,7 @@ async fn send(ops: &Ops, chat: i64, r: Reply) {
         buttons: r.buttons,
         photo: r.photo,
     };
-    if ops.out.send(m).await.is_err() {
+    if !ops.out.push(m).await {
         warn!("Telegram delivery stopped; reply dropped");
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -57,11 +57,55 @@ impl Pacer {
     }
 }
 
+/// The sending side of the delivery queue: counts what is queued and not yet handled, so shutdown
+/// can wait for the last messages (the stop notice) to go out.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    tx: mpsc::Sender<Outgoing>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// A queue of `capacity` messages and its receiving end.
+    #[must_use]
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Outgoing>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx, pending: Arc::default() }, rx)
+    }
+
+    /// Queues without waiting; false when the queue is full or closed.
+    pub fn try_push(&self, m: Outgoing) -> bool {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let ok = self.tx.try_send(m).is_ok();
+        if !ok {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+        ok
+    }
+
+    /// Queues, waiting for room; false when delivery has stopped.
+    pub async fn push(&self, m: Outgoing) -> bool {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let ok = self.tx.send(m).await.is_ok();
+        if !ok {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+        ok
+    }
+
+    /// Messages queued and not yet handled.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+}
+
 /// Runs until the sender side is dropped and everything queued was attempted.
 pub async fn run(
     bot: Bot,
     chats: Vec<i64>,
     mut rx: mpsc::Receiver<Outgoing>,
+    pending: Queue,
     cfg: DeliveryConfig,
     metrics: Arc<Metrics>,
     token: String,
@@ -78,11 +122,12 @@ pub async fn run(
         while let Ok(m) = rx.try_recv() {
             outbox.push(m);
         }
-        let Some(msg) = outbox.pop() else { continue };
+        let Some((msg, stands_for)) = outbox.pop_counted() else { continue };
         let targets: Vec<i64> = msg.chat.map_or_else(|| chats.clone(), |c| vec![c]);
         for chat in targets {
             deliver(&bot, chat, &msg, &mut pacer, &metrics, &token).await;
         }
+        pending.pending.fetch_sub(stands_for, Ordering::SeqCst);
     }
 }
 
@@ -91,12 +136,16 @@ async fn deliver(bot: &Bot, chat: i64, msg: &Outgoing, pacer: &mut Pacer, metric
     loop {
         pacer.wait(chat).await;
         match send(bot, chat, msg).await {
-            Ok(()) => return,
+            Ok(()) => {
+                metrics.telegram_failing.store(false, Ordering::Relaxed);
+                return;
+            }
             Err(RequestError::RetryAfter(s)) => {
                 warn!(chat, retry_after_s = s.seconds(), "Telegram asks to slow down; waiting");
                 tokio::time::sleep(s.duration()).await;
             }
             Err(e) => {
+                metrics.telegram_failing.store(true, Ordering::Relaxed);
                 failures += 1;
                 let cause = scrub(&e.to_string(), &[token]);
                 if msg.class != Class::Alert && failures >= pacer.cfg.routine_attempts {

@@ -18,7 +18,6 @@ use std::time::Duration;
 use actix::{Actor, Addr, Context, Handler, Message};
 use teloxide::prelude::*;
 use teloxide::utils::command::BotCommands;
-use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::actors::notifier::Event;
@@ -27,6 +26,7 @@ use crate::config::env::scrub;
 use crate::config::settings::{NotifyLevel, TelegramSettings};
 use crate::metrics::Metrics;
 use commands::{Command, Ops};
+pub use delivery::Queue;
 use outbox::{Class, Outgoing};
 
 /// Event kinds that are alerts: first in line, never merged, retried until delivered.
@@ -37,7 +37,7 @@ const ALERT_KINDS: [&str; 6] =
 #[derive(Debug)]
 pub struct TelegramActor {
     settings: TelegramSettings,
-    out: mpsc::Sender<Outgoing>,
+    out: Queue,
     metrics: Arc<Metrics>,
 }
 
@@ -57,7 +57,7 @@ impl Handler<Event> for TelegramActor {
         }
         let class = if ALERT_KINDS.contains(&kind) { Class::Alert } else { Class::Routine };
         let m = Outgoing::text(kind, ev.text(), class, level == NotifyLevel::Silent);
-        if self.out.try_send(m).is_err() {
+        if !self.out.try_push(m) {
             self.metrics.telegram_send_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             warn!(kind, "Telegram queue full: message dropped");
         }
@@ -80,30 +80,24 @@ impl Handler<Sync> for TelegramActor {
 pub struct Telegram {
     /// The notifier's sink.
     pub sink: Addr<TelegramActor>,
-    out: mpsc::Sender<Outgoing>,
+    out: Queue,
 }
 
 impl Telegram {
-    /// Waits (at most `timeout`) until everything queued so far was handed to Telegram.
+    /// Waits (at most `timeout`) until everything queued so far was sent (or given up on).
     pub async fn drain(&self, timeout: Duration) {
         let _ = self.sink.send(Sync).await;
         let deadline = tokio::time::Instant::now() + timeout;
-        // The channel is empty once the delivery loop took everything; give the last send a moment.
-        while self.out.capacity() < self.out.max_capacity() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        while self.out.pending() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        tokio::time::sleep(Duration::from_millis(300).min(deadline - tokio::time::Instant::now())).await;
     }
 }
 
 /// Starts Telegram when a token is configured: checks the token (`getMe`), registers the commands,
 /// and starts delivery, commands and the report schedule. Returns `None` (and says why, once) when
 /// Telegram is off; trading goes on either way.
-pub async fn start(
-    env: &Env,
-    settings: &TelegramSettings,
-    ops: impl FnOnce(mpsc::Sender<Outgoing>) -> Ops,
-) -> Option<Telegram> {
+pub async fn start(env: &Env, settings: &TelegramSettings, ops: impl FnOnce(Queue) -> Ops) -> Option<Telegram> {
     let Some(token) = env.telegram_bot_token.clone() else {
         info!("Telegram off (TELEGRAM_BOT_TOKEN not set)");
         return None;
@@ -140,7 +134,7 @@ pub async fn start(
     if let Err(e) = bot.set_my_commands(menu).await {
         warn!(cause = scrub(&e.to_string(), &[&token]), "setMyCommands failed");
     }
-    let (tx, rx) = mpsc::channel(settings.queue_capacity);
+    let (tx, rx) = Queue::new(settings.queue_capacity);
     let ops = ops(tx.clone());
     let metrics = ops.metrics.clone();
     let cfg = delivery::DeliveryConfig {
@@ -150,7 +144,7 @@ pub async fn start(
         routine_attempts: settings.routine_attempts,
     };
     let chats: Vec<i64> = env.telegram_chat_ids.clone();
-    actix::spawn(delivery::run(bot.clone(), chats.clone(), rx, cfg, metrics.clone(), token.clone()));
+    actix::spawn(delivery::run(bot.clone(), chats.clone(), rx, tx.clone(), cfg, metrics.clone(), token.clone()));
     let (store, registry) = (ops.store.clone(), ops.registry.clone());
     actix::spawn(commands::run(
         bot,
@@ -163,6 +157,7 @@ pub async fn start(
     if let (Some(secs), Some(day)) = (settings.daily_report_secs(), settings.weekly_day()) {
         actix::spawn(schedule::run(store, registry, tx.clone(), secs, day));
     }
+    metrics.telegram_on.store(true, std::sync::atomic::Ordering::Relaxed);
     let sink = TelegramActor { settings: settings.clone(), out: tx.clone(), metrics }.start();
     Some(Telegram { sink, out: tx })
 }

@@ -94,19 +94,26 @@ impl Outbox {
     /// The next message to send: an alert, else a direct message, else the routine ones (one as is,
     /// several as a digest).
     pub fn pop(&mut self) -> Option<Outgoing> {
+        self.pop_counted().map(|(m, _)| m)
+    }
+
+    /// Like [`Outbox::pop`], with how many queued messages the result stands for (a digest: all it
+    /// merged), so the sender can tell when everything queued was handled.
+    pub fn pop_counted(&mut self) -> Option<(Outgoing, usize)> {
         if let Some(a) = self.alerts.pop_front() {
-            return Some(a);
+            return Some((a, 1));
         }
         if let Some(d) = self.direct.pop_front() {
-            return Some(d);
+            return Some((d, 1));
         }
         if self.routine.len() == 1 && self.overflow.is_empty() {
-            return self.routine.pop();
+            return self.routine.pop().map(|m| (m, 1));
         }
         if self.routine.is_empty() && self.overflow.is_empty() {
             return None;
         }
-        Some(self.digest())
+        let n = self.routine.len() + usize::try_from(self.overflow.values().sum::<u64>()).unwrap_or(usize::MAX);
+        Some((self.digest(), n))
     }
 
     fn digest(&mut self) -> Outgoing {

@@ -2,7 +2,6 @@
 //! each sent as text plus a PNG chart.
 
 use actix::Addr;
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::actors::store::{GetReportData, StoreActor};
@@ -44,7 +43,7 @@ pub async fn build_report(
 pub async fn run(
     store: Addr<StoreActor>,
     registry: Addr<Registry>,
-    out: mpsc::Sender<Outgoing>,
+    out: crate::telegram::Queue,
     secs: u32,
     weekly_day: u32,
 ) {
@@ -70,7 +69,7 @@ pub async fn run(
                     buttons: Vec::new(),
                     photo,
                 };
-                if out.send(m).await.is_err() {
+                if !out.push(m).await {
                     return;
                 }
             }
