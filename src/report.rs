@@ -352,6 +352,9 @@ mod tests {
         assert!(t.contains("P&L realized 0.5 USDC") && t.contains("max_order_usdc 2"), "{t}");
         let png = chart_png(&r).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        if let Some(p) = std::env::var_os("POLYCOPY_CHART_OUT") {
+            std::fs::write(p, &png).unwrap();
+        }
     }
 
     #[test]

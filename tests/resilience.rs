@@ -201,3 +201,25 @@ async fn test_reorg_when_node_sends_removed_log_then_detected_at_once() {
     assert!(d.log().contains("node reported a removed log"), "{}", d.log());
     assert_eq!(d.events("reorged_after_copy").len(), 1);
 }
+
+/// After a long enough outage the backfill journals what the target did but does not copy fills
+/// older than `max_copy_delay_s` at their stale prices; fresh fills are copied as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_backfill_when_fill_older_than_max_delay_then_journaled_as_stale() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.set("copy", "max_copy_delay_s = 2");
+    d.start();
+    d.wait_live().await;
+    assert!(d.stop().success());
+    anvil.emit(&buy(1, 81)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+    d.start();
+    let row =
+        wait_for(20, "the stale fill", async || d.trades().into_iter().next().filter(|r| r["status"] != "pending"))
+            .await;
+    assert_eq!((row["status"].as_str(), row["reason"].as_str()), (Some("rejected"), Some("stale")), "{row}");
+    anvil.emit(&buy(2, 82)).await;
+    executed(&d, 1).await;
+}

@@ -38,6 +38,8 @@ pub struct CopierConfig {
     pub max_slippage_bps: u32,
     /// Smallest order value.
     pub min_order_usdc: Usdc,
+    /// Oldest fill still copied, seconds (0: no limit).
+    pub max_copy_delay_s: u64,
     /// The Conditional Tokens contract.
     pub conditional_tokens: Address,
 }
@@ -118,6 +120,8 @@ impl Handler<Copy> for Copier {
                 target_balance_before,
                 max_slippage_bps: cfg.max_slippage_bps,
                 min_order_usdc: cfg.min_order_usdc,
+                max_copy_delay_s: cfg.max_copy_delay_s,
+                now_ms: crate::store::now_ms(),
             };
             match size_copy(&fill, &m.rules, &ctx) {
                 Err(reason) => {

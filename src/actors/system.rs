@@ -130,6 +130,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let copier_cfg = CopierConfig {
         max_slippage_bps: s.copy.max_slippage_bps,
         min_order_usdc: s.copy.min_order_usdc,
+        max_copy_delay_s: s.copy.max_copy_delay_s,
         conditional_tokens: s.chain.conditional_tokens,
     };
     let copier = Copier::new(copier_cfg, balance_rpc, store.clone(), risk.clone(), notifier.clone()).start();

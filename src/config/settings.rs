@@ -194,6 +194,8 @@ pub struct CopySettings {
     /// Smallest order value.
     #[serde(deserialize_with = "de_usdc")]
     pub min_order_usdc: Usdc,
+    /// Oldest fill still copied, seconds after its block (0: no limit).
+    pub max_copy_delay_s: u64,
 }
 
 /// `[risk]`.

@@ -82,6 +82,13 @@ pub enum DenyReason {
     WalletInactive,
     /// The operator paused this target.
     Paused,
+    /// The fill is older than the maximum copy delay.
+    Stale {
+        /// Seconds since the target's block.
+        age_s: i64,
+        /// The limit.
+        max_s: u64,
+    },
 }
 
 impl DenyReason {
@@ -103,6 +110,7 @@ impl DenyReason {
             Self::Halted { .. } => "halted",
             Self::WalletInactive => "wallet_inactive",
             Self::Paused => "paused",
+            Self::Stale { .. } => "stale",
         }
     }
 }
@@ -133,6 +141,7 @@ impl fmt::Display for DenyReason {
                 write!(f, "{code}: pnl_today={pnl} limit=-{limit}")
             }
             Self::Halted { reason } => write!(f, "{code}: {reason}"),
+            Self::Stale { age_s, max_s } => write!(f, "{code}: age_s={age_s} max_s={max_s}"),
             Self::SellsDisabled
             | Self::NoPosition
             | Self::UnknownTargetBalance

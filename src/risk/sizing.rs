@@ -66,6 +66,10 @@ pub struct SizingContext {
     pub max_slippage_bps: u32,
     /// Smallest order value worth sending.
     pub min_order_usdc: Usdc,
+    /// Oldest fill still copied, seconds (0: no limit).
+    pub max_copy_delay_s: u64,
+    /// Now, unix ms.
+    pub now_ms: i64,
 }
 
 /// A sized copy: our shares and the worst price we accept.
@@ -103,6 +107,10 @@ pub fn limit_price(side: Side, target: Price, bps: u32) -> Price {
 /// # Errors
 /// The [`DenyReason`] when the fill is not to be copied.
 pub fn size_copy(fill: &TargetFill, rules: &CopyRules, ctx: &SizingContext) -> Result<Sized, DenyReason> {
+    let age_s = ctx.now_ms / 1000 - i64::try_from(fill.block_ts).unwrap_or(i64::MAX);
+    if ctx.max_copy_delay_s > 0 && age_s > i64::try_from(ctx.max_copy_delay_s).unwrap_or(i64::MAX) {
+        return Err(DenyReason::Stale { age_s, max_s: ctx.max_copy_delay_s });
+    }
     if rules.min_price.is_some_and(|m| fill.price < m) || rules.max_price.is_some_and(|m| fill.price > m) {
         return Err(DenyReason::PriceOutOfBand { price: fill.price, min: rules.min_price, max: rules.max_price });
     }
@@ -196,6 +204,8 @@ mod tests {
             target_balance_before: before.map(Shares),
             max_slippage_bps: 0,
             min_order_usdc: Usdc(ONE),
+            max_copy_delay_s: 0,
+            now_ms: 0,
         }
     }
 
@@ -263,6 +273,22 @@ mod tests {
         r.copy_sells = false;
         let got = size_copy(&fill(Side::Sell, 10 * ONE, 500_000), &r, &ctx(10 * ONE, Some(10 * ONE)));
         assert_eq!(got.map_err(|e| e.code()), Err("sells_disabled"));
+    }
+
+    #[test]
+    fn rejects_stale_fills() {
+        let mut f = fill(Side::Buy, 10 * ONE, 500_000);
+        f.block_ts = 1_000;
+        let mut c = ctx(0, None);
+        c.max_copy_delay_s = 300;
+        for (now_s, ok) in [(1_000, true), (1_300, true), (1_301, false)] {
+            c.now_ms = now_s * 1000;
+            let got = size_copy(&f, &rules(mult("1")), &c);
+            assert_eq!(got.is_ok(), ok, "now {now_s}");
+        }
+        c.max_copy_delay_s = 0;
+        c.now_ms = 1_000_000_000;
+        assert!(size_copy(&f, &rules(mult("1")), &c).is_ok(), "0 = no limit");
     }
 
     #[test]

@@ -36,7 +36,11 @@ pub async fn build_report(
         registry.send(ListTargets).await.ok()?.into_iter().map(|t| (t.target.address, t.target.label)).collect();
     let r = report::build(period, now, &execs, &prices, &counts, &labels);
     let png = report::chart_png(&r).map_err(|e| warn!(cause = %e, "report chart")).ok();
-    Some((report::text(&r), png))
+    let mut text = report::text(&r);
+    if png.is_some() {
+        text.push_str("\nchart: blue = cumulative realized P&L, red = exposure, black = zero");
+    }
+    Some((text, png))
 }
 
 /// Sends the reports on schedule, forever.
