@@ -45,6 +45,7 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &two_targets());
     d.with_telegram(&tg, &OP.to_string());
+    d.set("telegram", r#"notify = { rejected = "silent" }"#);
     d.start();
     d.wait_live().await;
     message_containing(&tg, OP, "started in PAPER mode, 2 targets").await;
@@ -58,6 +59,7 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
     anvil.emit(&Fill::v2(2, A, C, true, 8, 100 * ONE, 90 * ONE)).await;
     let r = message_containing(&tg, OP, "not copied").await;
     assert!(r.text.contains("price_out_of_band: price=0.9") && r.text.contains("max=0.8"), "{}", r.text);
+    assert!(r.silent && !m.silent, "rejections are configured silent, copies are not");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("copied whale")).count(), 1);
     assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("not copied")).count(), 1);
