@@ -8,6 +8,7 @@
 //! - [`domain`]: fills, intents, executions and exact fixed-point amounts.
 //! - [`chain`]: Polygon RPC with failover, `OrderFilled` decoding, the feed with backfill and reorgs.
 //! - [`risk`]: pure sizing, limits, book and circuit breaker.
+//! - [`clob`]: Polymarket CLOB V2 rules for live orders (tick sizes, rounding, minimum size).
 //! - [`store`]: the SQLite journal (exactly-once bookkeeping).
 //! - [`actors`]: the actix actors wiring it together: watchers, copier, risk supervisor, executor,
 //!   store, notifier, and the wallet registry with hot reload.
@@ -20,6 +21,7 @@
 pub mod actors;
 pub mod chain;
 pub mod cli;
+pub mod clob;
 pub mod config;
 pub mod domain;
 pub mod health;
