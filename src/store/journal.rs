@@ -174,10 +174,11 @@ impl Store {
                 }
             }
         }
-        // Suspects the rescan has passed without seeing again are gone from the chain.
+        // Suspects the rescan has passed without seeing again are gone from the chain. The partial
+        // index keeps this sweep, run for every range, independent of the journal's size.
         let gone: Vec<(i64, String, String)> = {
             let mut st = tx.prepare(&format!(
-                "SELECT {FILL_COLS}, f.status FROM fills f WHERE f.suspect = 1 AND f.block_number <= ?1"
+                "SELECT {FILL_COLS}, f.status FROM fills f INDEXED BY fills_suspect WHERE f.suspect = 1 AND f.block_number <= ?1"
             ))?;
             let rows =
                 st.query_map([to.0 as i64], |r| Ok((r.get(0)?, r.get::<_, String>(13)?, r.get::<_, String>(18)?)))?;

@@ -116,6 +116,11 @@ CREATE TABLE paused_wallets (
     by        TEXT NOT NULL
 );
 ",
+    r"
+-- the reorg sweep after every journaled range looks only at suspects: keep that lookup
+-- independent of the journal's size
+CREATE INDEX fills_suspect ON fills (block_number) WHERE suspect = 1;
+",
 ];
 
 /// Brings the schema up to date.

@@ -1,0 +1,152 @@
+#![allow(missing_docs)] // criterion_main! generates an undocumented main
+//! Hot paths of one copy, measured: decoding a log, sizing plus every limit check, and the journal
+//! writes of one fill's life (fill + checkpoint, intent, execution) on a real SQLite file in WAL
+//! mode. Run: `cargo bench --bench core`. Figures go to BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::str::FromStr;
+
+use alloy::primitives::{Address, B256, U256};
+use criterion::{Criterion, criterion_group, criterion_main};
+use polycopy::chain::events::{ORDER_FILLED_V1, ORDER_FILLED_V2, RawLog, address_topic, decode_order_filled};
+use polycopy::domain::{Execution, FillId, OrderIntent, OrderType, Price, Shares, Side, Usdc};
+use polycopy::risk::sizing::SizingContext;
+use polycopy::risk::{Book, CopyRules, Limits, SizingRule, WalletActivity, check_intent, size_copy};
+use polycopy::store::Store;
+use rust_decimal::Decimal;
+
+const ONE: i64 = 1_000_000;
+
+fn words(w: &[u64]) -> Vec<u8> {
+    w.iter().flat_map(|x| U256::from(*x).to_be_bytes::<32>()).collect()
+}
+
+fn raw<'a>(topics: &'a [B256], data: &'a [u8]) -> RawLog<'a> {
+    RawLog {
+        address: Address::repeat_byte(0xe1),
+        topics,
+        data,
+        tx_hash: B256::repeat_byte(9),
+        block_number: 80_000_000,
+        block_hash: B256::repeat_byte(8),
+        log_index: 3,
+        block_ts: 1_700_000_000,
+    }
+}
+
+fn decoding(c: &mut Criterion) {
+    let maker = address_topic(&Address::repeat_byte(0xaa));
+    let taker = address_topic(&Address::repeat_byte(0xbb));
+    let v1_topics = [ORDER_FILLED_V1, B256::repeat_byte(1), maker, taker];
+    let v2_topics = [ORDER_FILLED_V2, B256::repeat_byte(1), maker, taker];
+    let v1 = words(&[0, 12_345, 47 * ONE as u64, 100 * ONE as u64, 0]);
+    let v2 = words(&[0, 12_345, 47 * ONE as u64, 100 * ONE as u64, 0, 0, 0]);
+    c.bench_function("decode V1 OrderFilled", |b| b.iter(|| decode_order_filled(black_box(&raw(&v1_topics, &v1)))));
+    c.bench_function("decode V2 OrderFilled", |b| b.iter(|| decode_order_filled(black_box(&raw(&v2_topics, &v2)))));
+}
+
+fn sizing_and_limits(c: &mut Criterion) {
+    let maker = address_topic(&Address::repeat_byte(0xaa));
+    let topics = [ORDER_FILLED_V2, B256::repeat_byte(1), maker, B256::ZERO];
+    let data = words(&[0, 12_345, 47 * ONE as u64, 100 * ONE as u64, 0, 0, 0]);
+    let fill = decode_order_filled(&raw(&topics, &data)).unwrap();
+    let mut rules = CopyRules::new(SizingRule::Multiplier(Decimal::from_str("0.1").unwrap()));
+    rules.max_order_usdc = Some(Usdc(50 * ONE));
+    let limits = Limits {
+        max_order_usdc: Usdc(100 * ONE),
+        max_position_usdc: Usdc(500 * ONE),
+        max_total_exposure_usdc: Usdc(100_000 * ONE),
+        max_trades_per_hour: 60,
+        daily_loss_limit_usdc: Usdc(200 * ONE),
+    };
+    let mut book = Book::default();
+    for t in 0..50u64 {
+        book.apply(&Execution {
+            fill_row: 0,
+            side: Side::Buy,
+            token_id: U256::from(t),
+            shares: Shares(10 * ONE),
+            price: Price(500_000),
+            usdc: Usdc(5 * ONE),
+            mode: "paper",
+            at_ms: 0,
+        });
+    }
+    let ctx = SizingContext {
+        our_position: Shares::ZERO,
+        target_balance_before: None,
+        max_slippage_bps: 200,
+        min_order_usdc: Usdc(ONE),
+        max_copy_delay_s: 300,
+        now_ms: 1_700_000_001_000,
+    };
+    let activity = WalletActivity { trades_last_hour: 10, ..WalletActivity::default() };
+    c.bench_function("size + check limits (50 open positions)", |b| {
+        b.iter(|| {
+            let sized = size_copy(black_box(&fill), &rules, &ctx).unwrap();
+            let intent = OrderIntent {
+                fill_id: fill.id,
+                fill_row: 1,
+                wallet: fill.wallet,
+                token_id: fill.token_id,
+                side: fill.side,
+                shares: sized.shares,
+                limit_price: sized.limit_price,
+                target_price: fill.price,
+                order_type: OrderType::Fak,
+                block_ts: fill.block_ts,
+            };
+            check_intent(&intent, &limits, &book, Usdc::ZERO, &activity, ctx.now_ms).unwrap();
+        });
+    });
+}
+
+fn journal(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("bench.db")).unwrap();
+    let maker = address_topic(&Address::repeat_byte(0xaa));
+    let data = words(&[0, 12_345, 47 * ONE as u64, 100 * ONE as u64, 0, 0, 0]);
+    let mut n: u64 = 0;
+    c.bench_function("journal one fill: fill+checkpoint, intent, execution (WAL, synchronous=NORMAL)", |b| {
+        b.iter(|| {
+            n += 1;
+            let order = B256::from(U256::from(n));
+            let topics = [ORDER_FILLED_V2, order, maker, B256::ZERO];
+            let mut fill = decode_order_filled(&raw(&topics, &data)).unwrap();
+            fill.id = FillId { tx_hash: order, order_hash: order, occurrence: 0 };
+            fill.block_number = 80_000_000 + n;
+            let out = store
+                .journal_range(std::slice::from_ref(&fill), (fill.block_number, B256::repeat_byte(1)), &[])
+                .unwrap();
+            let row = out.to_copy[0].row;
+            let intent = OrderIntent {
+                fill_id: fill.id,
+                fill_row: row,
+                wallet: fill.wallet,
+                token_id: fill.token_id,
+                side: Side::Buy,
+                shares: Shares(10 * ONE),
+                limit_price: Price(480_000),
+                target_price: fill.price,
+                order_type: OrderType::Fak,
+                block_ts: fill.block_ts,
+            };
+            assert!(store.record_intent(&intent).unwrap());
+            let exec = Execution {
+                fill_row: row,
+                side: Side::Buy,
+                token_id: fill.token_id,
+                shares: Shares(10 * ONE),
+                price: Price(470_000),
+                usdc: Usdc(4_700_000),
+                mode: "paper",
+                at_ms: 0,
+            };
+            let pos = polycopy::risk::Position { shares: Shares(10 * ONE), cost: Usdc(4_700_000) };
+            assert!(store.record_execution(&exec, &fill.wallet, pos, Usdc::ZERO).unwrap());
+        });
+    });
+}
+
+criterion_group!(benches, decoding, sizing_and_limits, journal);
+criterion_main!(benches);
