@@ -9,7 +9,7 @@ use std::str::FromStr;
 use alloy::primitives::{Address, B256, U256};
 use criterion::{Criterion, criterion_group, criterion_main};
 use polycopy::chain::events::{ORDER_FILLED_V1, ORDER_FILLED_V2, RawLog, address_topic, decode_order_filled};
-use polycopy::domain::{Execution, FillId, OrderIntent, OrderType, Price, Shares, Side, Usdc};
+use polycopy::domain::{Execution, FillId, OrderIntent, Price, Shares, Side, Usdc};
 use polycopy::risk::sizing::SizingContext;
 use polycopy::risk::{Book, CopyRules, Limits, SizingRule, WalletActivity, check_intent, size_copy};
 use polycopy::store::Store;
@@ -84,18 +84,7 @@ fn sizing_and_limits(c: &mut Criterion) {
     c.bench_function("size + check limits (50 open positions)", |b| {
         b.iter(|| {
             let sized = size_copy(black_box(&fill), &rules, &ctx).unwrap();
-            let intent = OrderIntent {
-                fill_id: fill.id,
-                fill_row: 1,
-                wallet: fill.wallet,
-                token_id: fill.token_id,
-                side: fill.side,
-                shares: sized.shares,
-                limit_price: sized.limit_price,
-                target_price: fill.price,
-                order_type: OrderType::Fak,
-                block_ts: fill.block_ts,
-            };
+            let intent = OrderIntent::for_fill(&fill, 1, sized.shares, sized.limit_price);
             check_intent(&intent, &limits, &book, Usdc::ZERO, &activity, ctx.now_ms).unwrap();
         });
     });
@@ -119,18 +108,7 @@ fn journal(c: &mut Criterion) {
                 .journal_range(std::slice::from_ref(&fill), (fill.block_number, B256::repeat_byte(1)), &[])
                 .unwrap();
             let row = out.to_copy[0].row;
-            let intent = OrderIntent {
-                fill_id: fill.id,
-                fill_row: row,
-                wallet: fill.wallet,
-                token_id: fill.token_id,
-                side: Side::Buy,
-                shares: Shares(10 * ONE),
-                limit_price: Price(480_000),
-                target_price: fill.price,
-                order_type: OrderType::Fak,
-                block_ts: fill.block_ts,
-            };
+            let intent = OrderIntent::for_fill(&fill, row, Shares(10 * ONE), Price(480_000));
             assert!(store.record_intent(&intent).unwrap());
             let exec = Execution {
                 fill_row: row,

@@ -265,6 +265,23 @@ pub struct OrderIntent {
 }
 
 impl OrderIntent {
+    /// Our copy of `fill` (journal row `fill_row`): same token and side, our size and limit, FAK.
+    #[must_use]
+    pub const fn for_fill(fill: &TargetFill, fill_row: i64, shares: Shares, limit_price: Price) -> Self {
+        Self {
+            fill_id: fill.id,
+            fill_row,
+            wallet: fill.wallet,
+            token_id: fill.token_id,
+            side: fill.side,
+            shares,
+            limit_price,
+            target_price: fill.price,
+            order_type: OrderType::Fak,
+            block_ts: fill.block_ts,
+        }
+    }
+
     /// The most this order can cost (or bring in): shares × limit price, rounded up.
     #[must_use]
     pub fn notional(&self) -> Usdc {

@@ -14,7 +14,7 @@ use crate::actors::notifier::{Event, Notifier};
 use crate::actors::risk_supervisor::{Decision, Evaluate, Flush, GetPosition, RiskSupervisor};
 use crate::actors::store::{RecordRejection, StoreActor, TargetPosition};
 use crate::chain::Rpc;
-use crate::domain::{OrderIntent, OrderType, Shares, Side, TokenId, Usdc, u256_to_micros};
+use crate::domain::{OrderIntent, Shares, Side, TokenId, Usdc, u256_to_micros};
 use crate::risk::sizing::SizingContext;
 use crate::risk::{CopyRules, size_copy};
 use crate::store::PendingFill;
@@ -138,18 +138,7 @@ impl Handler<Copy> for Copier {
                     Decision::Rejected(reason)
                 }
                 Ok(sized) => {
-                    let intent = OrderIntent {
-                        fill_id: fill.id,
-                        fill_row: m.pending.row,
-                        wallet: fill.wallet,
-                        token_id: fill.token_id,
-                        side: fill.side,
-                        shares: sized.shares,
-                        limit_price: sized.limit_price,
-                        target_price: fill.price,
-                        order_type: OrderType::Fak,
-                        block_ts: fill.block_ts,
-                    };
+                    let intent = OrderIntent::for_fill(&fill, m.pending.row, sized.shares, sized.limit_price);
                     notifier.do_send(Event::Sized { label: m.label.clone(), intent: intent.clone() });
                     risk.send(evaluate(intent, false)).await.unwrap_or_else(|e| Decision::Failed(e.to_string()))
                 }
