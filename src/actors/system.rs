@@ -139,6 +139,12 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         Registry::new(s.wallets_path.clone(), copier.clone(), notifier.clone(), store.clone(), targets_tx);
     registry.apply(&wallets);
     let n_targets = wallets.enabled().count();
+    if n_targets == 0 {
+        warn!(
+            wallets = %s.wallets_path.display(),
+            "no target wallet is enabled: nothing will be copied. Set \"enabled\": true on an entry of wallets.json (or add one); it is picked up without a restart"
+        );
+    }
     let registry = registry.with_paused(paused).start();
 
     // Finish what a crash interrupted before anything new comes in.

@@ -139,7 +139,11 @@ impl ChainFeed {
                     backoff = (backoff * 2).min(self.cfg.backoff_max);
                     continue;
                 }
-                info!(endpoint = %self.rpc.endpoint(), ws = self.rpc.is_ws(), "connected to the chain");
+                if self.rpc.is_ws() {
+                    info!(endpoint = %self.rpc.endpoint(), ws = true, "connected to the chain");
+                } else {
+                    info!(endpoint = %self.rpc.endpoint(), ws = false, "using chain endpoint (HTTP polling)");
+                }
                 self.status.send_modify(|s| s.reconnects = self.rpc.connects.saturating_sub(1));
             }
             // Over websocket, new heads and our targets' logs arrive by subscription: both wake a
