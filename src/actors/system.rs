@@ -119,7 +119,11 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         failover_after: s.chain.failover_after_errors,
     };
     // Balance reads go over HTTP (lazy: no connection is made until the first call).
-    let mut balance_rpc = Rpc::new(RpcConfig { ws_url: None, ..rpc_cfg.clone() });
+    let mut balance_rpc = Rpc::new(RpcConfig {
+        ws_url: None,
+        timeout: Duration::from_millis(s.chain.balance_timeout_ms.min(s.chain.request_timeout_ms)),
+        ..rpc_cfg.clone()
+    });
     let balance_rpc = match balance_rpc.connect().await {
         Ok(()) => Some(Arc::new(balance_rpc)),
         Err(e) => {

@@ -179,6 +179,8 @@ pub struct ChainSettings {
     pub rpc_requests_per_second: u32,
     /// Per-call timeout, ms.
     pub request_timeout_ms: u64,
+    /// Timeout of a target balance read, ms.
+    pub balance_timeout_ms: u64,
     /// Reconnect backoff cap, ms.
     pub reconnect_backoff_max_ms: u64,
     /// Failures on one endpoint before trying the next.
@@ -341,6 +343,9 @@ impl Settings {
         }
         if c.request_timeout_ms < 100 {
             bad("chain.request_timeout_ms", format!("must be at least 100, got {}", c.request_timeout_ms));
+        }
+        if c.balance_timeout_ms < 50 {
+            bad("chain.balance_timeout_ms", format!("must be at least 50, got {}", c.balance_timeout_ms));
         }
         if c.failover_after_errors == 0 {
             bad("chain.failover_after_errors", "must be at least 1".into());
