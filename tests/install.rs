@@ -181,6 +181,14 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
     let ctl = |cmd: &str| {
         run(Command::new(&fake_systemctl).arg(cmd).envs(d.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
     };
+    // Whatever happens below, the daemon the fake systemctl started is stopped.
+    struct StopOnDrop(PathBuf);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            let _ = Command::new(&self.0).arg("stop").output();
+        }
+    }
+    let _guard = StopOnDrop(fake_systemctl.clone());
     ctl("start");
     d.wait_live().await;
     anvil.emit(&Fill::v2(1, A, C, true, 1, 10 * ONE, 5 * ONE)).await;
