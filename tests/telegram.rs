@@ -143,12 +143,8 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
         tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("HALTED")).then_some(())
     })
     .await;
-    assert!(
-        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("BREAKER TRIPPED (manual) by telegram: lunch")) || {
-            message_containing(&tg, OP, "BREAKER TRIPPED (manual) by telegram: lunch").await;
-            true
-        }
-    );
+    // The breaker alert reaches the chat too (message_containing fails the test if it never does).
+    message_containing(&tg, OP, "BREAKER TRIPPED (manual) by telegram: lunch").await;
     anvil.emit(&Fill::v2(2, A, C, true, 9, 100 * ONE, 50 * ONE)).await;
     let last =
         wait_for(20, "the halted fill", async || d.trades().into_iter().nth(1).filter(|r| r["status"] != "pending"))
