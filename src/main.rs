@@ -66,6 +66,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Trades { json, limit } => cli::trades(&g, json, limit).map(|()| 0),
         Command::Halt { reason } => cli::halt(&g, &reason).map(|()| 0),
         Command::Resume => cli::resume(&g).map(|()| 0),
+        Command::Doctor { json } => cli::doctor(&g, json),
         Command::Backup { out } => cli::backup(&g, &out).map(|()| 0),
         Command::DbCheck { file, quick } => cli::db_check(&g, file.as_deref(), quick),
         Command::Maintenance { prune_days, no_vacuum } => cli::maintenance(&g, prune_days, no_vacuum),

@@ -6,12 +6,46 @@ use actix::{Actor, Context, Handler, Message};
 use crate::domain::{Execution, OrderIntent, Price, Side, Usdc, mul_price_ceil, mul_price_floor};
 use crate::risk::sizing::limit_price;
 
-/// Why an execution failed.
+/// Why an execution did not produce a fill.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ExecError {
-    /// The venue refused the order.
-    #[error("order rejected: {0}")]
-    Rejected(String),
+    /// Not placed, or refused by the exchange, for good. `code` is stable; `counts_as_error` says
+    /// whether it adds to the breaker's error streak (an account or venue problem, not the order's).
+    #[error("{code}: {message}")]
+    Rejected {
+        /// Stable code.
+        code: &'static str,
+        /// Why, in the exchange's or our words.
+        message: String,
+        /// Adds to the error streak.
+        counts_as_error: bool,
+    },
+    /// Accepted, but nothing matched (FAK/FOK without liquidity).
+    #[error("{code}: {message}")]
+    NoFill {
+        /// Stable code.
+        code: &'static str,
+        /// The exchange's words.
+        message: String,
+    },
+    /// Sent, and what became of it is not known yet: the next start looks it up (never re-sends a
+    /// new order).
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// The exchange refused our credentials even after deriving them again.
+    #[error("credentials refused: {0}")]
+    Auth(String),
+    /// The journal could not store the signed order, so it was not sent.
+    #[error("journal: {0}")]
+    Journal(String),
+}
+
+impl ExecError {
+    /// A failure of the machinery (mailbox, task), counted as an error.
+    #[must_use]
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Rejected { code: "execution_error", message: message.into(), counts_as_error: true }
+    }
 }
 
 /// Execute one approved intent.

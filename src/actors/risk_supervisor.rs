@@ -18,7 +18,9 @@ use tracing::error;
 
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::{Event, Notifier};
-use crate::actors::store::{GetBreaker, RecordExecution, RecordIntent, RecordRejection, SetBreaker, StoreActor};
+use crate::actors::store::{
+    GetBreaker, MarkUnresolved, RecordExecution, RecordIntent, RecordRejection, SetBreaker, StoreActor,
+};
 use crate::domain::{Execution, OrderIntent, Shares, TargetFill, TokenId, Usdc};
 use crate::metrics::Metrics;
 use crate::risk::book::position_after;
@@ -219,6 +221,51 @@ impl RiskSupervisor {
         Decision::Rejected(reason)
     }
 
+    fn count_error(&mut self) {
+        if self.breaker.record_error(now_ms()) {
+            self.breaker_epoch += 1;
+            self.store.do_send(SetBreaker(self.breaker.state.clone()));
+            self.notifier.do_send(Event::BreakerTripped(self.breaker.state.clone()));
+        }
+    }
+
+    /// Journals and reports an execution that produced no fill, and feeds the breaker.
+    fn exec_failed(&mut self, m: &Evaluate, e: ExecError) -> Decision {
+        match e {
+            ExecError::Rejected { code, message, counts_as_error } => {
+                if counts_as_error {
+                    self.count_error();
+                    self.notifier
+                        .do_send(Event::Error { message: format!("order for {} refused: {code}: {message}", m.label) });
+                }
+                self.reject(m, DenyReason::Venue { code, message })
+            }
+            ExecError::NoFill { code, message } => self.reject(m, DenyReason::Venue { code, message }),
+            ExecError::Unknown(message) => {
+                // Left pending: the next start looks the order up before anything new is sent.
+                self.count_error();
+                self.store.do_send(MarkUnresolved { row: m.intent.fill_row, detail: message.clone() });
+                self.notifier.do_send(Event::Error {
+                    message: format!("order for {} has an unknown outcome ({message}); it is looked up again at the next start, never re-sent as a new order", m.label),
+                });
+                Decision::Failed(message)
+            }
+            ExecError::Auth(message) => {
+                self.trip("auth_error", &format!("the CLOB refused our API credentials: {message}"), "daemon");
+                self.store.do_send(RecordRejection {
+                    row: m.intent.fill_row,
+                    code: "auth_error",
+                    detail: message.clone(),
+                });
+                Decision::Failed(message)
+            }
+            ExecError::Journal(message) => {
+                self.trip("database_error", &format!("journal write failed: {message}"), "daemon");
+                Decision::Failed(message)
+            }
+        }
+    }
+
     /// Reads the journal's breaker (CLI halt/resume) and the stop file.
     fn poll_breaker(&mut self, ctx: &mut Context<Self>) {
         self.publish();
@@ -316,7 +363,7 @@ impl Handler<Evaluate> for RiskSupervisor {
             let exec = match executor.send(Execute { intent, at_ms: now_ms() }).await {
                 Ok(Ok(e)) => e,
                 Ok(Err(e)) => return (m, Step::ExecFailed(e)),
-                Err(e) => return (m, Step::ExecFailed(ExecError::Rejected(e.to_string()))),
+                Err(e) => return (m, Step::ExecFailed(ExecError::internal(e.to_string()))),
             };
             let (position, realized) = position_after(pos, &exec);
             match store.send(RecordExecution { exec: exec.clone(), wallet, position, realized }).await {
@@ -351,20 +398,7 @@ impl Handler<Evaluate> for RiskSupervisor {
                 act.trip("database_error", &format!("journal write failed: {e}"), "daemon");
                 Decision::Failed(e)
             }
-            Step::ExecFailed(e) => {
-                if act.breaker.record_error(now_ms()) {
-                    act.breaker_epoch += 1;
-                    act.store.do_send(SetBreaker(act.breaker.state.clone()));
-                    act.notifier.do_send(Event::BreakerTripped(act.breaker.state.clone()));
-                }
-                act.store.do_send(RecordRejection {
-                    row: m.intent.fill_row,
-                    code: "execution_error",
-                    detail: e.to_string(),
-                });
-                act.notifier.do_send(Event::Error { message: format!("execution failed for {}: {e}", m.label) });
-                Decision::Failed(e.to_string())
-            }
+            Step::ExecFailed(e) => act.exec_failed(&m, e),
         })))
     }
 }

@@ -76,6 +76,55 @@ store_handler!(RecentBlocks -> Vec<(u64, B256)>, |s, _m| s.recent_blocks());
 pub struct GetCheckpoint;
 store_handler!(GetCheckpoint -> Option<(u64, B256)>, |s, _m| s.checkpoint());
 
+/// Store the signed order of a fill before it is sent (returns the fill's one order).
+#[derive(Debug)]
+pub struct RecordOrder {
+    /// The fill.
+    pub fill_row: i64,
+    /// The signed order.
+    pub order: crate::clob::order::StoredOrder,
+}
+store_handler!(RecordOrder -> crate::store::OrderRow, |s, m| s.record_order(m.fill_row, &m.order));
+
+/// The order stored for a fill.
+#[derive(Debug)]
+pub struct GetOrder(pub i64);
+store_handler!(GetOrder -> Option<crate::store::OrderRow>, |s, m| s.order_for(m.0));
+
+/// Count a send of a fill's order, before it leaves.
+#[derive(Debug)]
+pub struct OrderSent(pub i64);
+store_handler!(OrderSent -> (), |s, m| s.order_sent(m.0));
+
+/// What became of a fill's order.
+#[derive(Debug)]
+pub struct OrderOutcome {
+    /// The fill.
+    pub fill_row: i64,
+    /// New status.
+    pub status: &'static str,
+    /// Shares and pUSD, when it matched.
+    pub amounts: Option<(i64, i64)>,
+    /// The exchange's words.
+    pub message: String,
+}
+store_handler!(OrderOutcome -> (), |s, m| s.order_outcome(m.fill_row, m.status, m.amounts, &m.message));
+
+/// Our own order was seen settling on chain.
+#[derive(Debug)]
+pub struct OrderSettled {
+    /// The order hash.
+    pub order_id: String,
+    /// The settling transaction.
+    pub tx: String,
+}
+store_handler!(OrderSettled -> bool, |s, m| s.order_settled(&m.order_id, &m.tx));
+
+/// Matched orders whose settlement is overdue.
+#[derive(Debug)]
+pub struct UnsettledBefore(pub i64);
+store_handler!(UnsettledBefore -> Vec<crate::store::Unsettled>, |s, m| s.unsettled_before(m.0));
+
 /// Record an intent before it is executed; false when the fill must not be executed.
 #[derive(Debug)]
 pub struct RecordIntent(pub OrderIntent);
@@ -106,6 +155,16 @@ pub struct RecordRejection {
     pub detail: String,
 }
 store_handler!(RecordRejection -> (), |s, m| s.record_rejection(m.row, m.code, &m.detail));
+
+/// Keep a fill pending with reason `unknown`: its order's fate is looked up at the next start.
+#[derive(Debug)]
+pub struct MarkUnresolved {
+    /// Fill row.
+    pub row: i64,
+    /// What is known.
+    pub detail: String,
+}
+store_handler!(MarkUnresolved -> (), |s, m| s.mark_unresolved(m.row, &m.detail));
 
 /// Fills journaled but not finished.
 #[derive(Debug)]

@@ -11,11 +11,13 @@ use tracing::{info, warn};
 
 use crate::actors::copier::{Copier, CopierConfig};
 use crate::actors::executor::PaperExecutor;
+use crate::actors::live_executor::{LiveExecutor, LiveRules};
 use crate::actors::notifier::{AddSink, Event, Flushed, Notifier};
 use crate::actors::risk_supervisor::{Flush, RiskPeers, RiskState, RiskSupervisor};
 use crate::actors::store::{GetCheckpoint, StoreActor, Unfinished};
 use crate::actors::watcher::{NewFills, Registry, Reload};
 use crate::chain::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, Rpc, RpcConfig};
+use crate::clob::venue::{Venue, VenueConfig};
 use crate::config::{Env, Settings, Wallets, problem::render};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, now_ms};
@@ -53,6 +55,9 @@ pub enum DaemonError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The live-trading setup failed its checks.
+    #[error("live trading cannot start:\n{0}")]
+    Live(String),
     /// An actor went away during start.
     #[error("actor unavailable during start: {0}")]
     Mailbox(String),
@@ -60,6 +65,20 @@ pub enum DaemonError {
 
 fn mailbox(e: actix::MailboxError) -> DaemonError {
     DaemonError::Mailbox(e.to_string())
+}
+
+/// Checks the live setup like `polycopy doctor` and returns the connection; any failed check stops
+/// the start with the doctor's explanation.
+async fn live_venue(s: &Settings, env: &Env) -> Result<Arc<Venue>, DaemonError> {
+    let cfg = VenueConfig::from_settings(s, env).map_err(DaemonError::Live)?;
+    let d = crate::clob::doctor::diagnose(&cfg, s.live.check_geoblock).await;
+    for line in d.render().lines() {
+        info!("doctor {line}");
+    }
+    match d.venue {
+        Some(v) if d.healthy() => Ok(Arc::new(v)),
+        _ => Err(DaemonError::Live(d.render())),
+    }
 }
 
 /// Runs the daemon until SIGINT or SIGTERM. Must be called inside an actix `System`.
@@ -96,17 +115,26 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     if state.breaker.tripped {
         warn!(code = %state.breaker.code, reason = %state.breaker.reason, "starting with the breaker TRIPPED: no orders until `polycopy resume`");
     }
-    let executor = PaperExecutor::new(s.paper.slippage_bps).start();
+    let (executor, _venue) = if cfg.env.paper_trading {
+        (PaperExecutor::new(s.paper.slippage_bps).start().recipient(), None)
+    } else {
+        let venue = live_venue(s, &cfg.env).await?;
+        info!(funder = %format!("{:#x}", venue.funder()), signer = %format!("{:#x}", venue.signer()), "LIVE trading: real orders are signed and sent to the CLOB");
+        let rules = LiveRules {
+            max_slippage_bps: s.copy.max_slippage_bps,
+            max_copy_delay_s: s.copy.max_copy_delay_s,
+            resolve_for: Duration::from_secs(s.live.resolve_for_s),
+            max_retries: s.live.max_retries,
+            retry_backoff: Duration::from_millis(s.live.retry_backoff_ms),
+            rate_limit_wait: Duration::from_millis(s.live.rate_limit_wait_ms),
+        };
+        (LiveExecutor::new(venue.clone(), store.clone(), rules).start().recipient(), Some(venue))
+    };
     let risk = RiskSupervisor::new(
         s.limits(),
         s.risk.max_consecutive_errors,
         state,
-        RiskPeers {
-            store: store.clone(),
-            executor: executor.recipient(),
-            notifier: notifier.clone(),
-            metrics: metrics.clone(),
-        },
+        RiskPeers { store: store.clone(), executor, notifier: notifier.clone(), metrics: metrics.clone() },
         s.emergency_stop_file.clone(),
         Duration::from_millis(s.risk.breaker_poll_ms),
     )

@@ -74,6 +74,13 @@ pub enum Command {
     },
     /// Clear the breaker.
     Resume,
+    /// Check the live-trading setup (key, funder, CLOB, credentials, pUSD, allowances, region) and
+    /// explain each problem; exit 1 when live trading would fail. Needs PRIVATE_KEY.
+    Doctor {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Online backup of the journal to a file (safe while the daemon runs), integrity-checked.
     Backup {
         /// Where to write the copy.
@@ -138,6 +145,9 @@ pub fn load_settings(g: &GlobalArgs) -> Result<Settings, Vec<Problem>> {
     }
     if let Some(d) = &g.db {
         s.db_path.clone_from(d);
+    } else if crate::config::env::live_requested() {
+        // Real money keeps its own journal: paper history never mixes with it.
+        s.db_path.clone_from(&s.live.db_path);
     }
     Ok(s)
 }
@@ -457,4 +467,35 @@ pub fn report(g: &GlobalArgs, period: ReportPeriod, as_json: bool) -> Result<()>
         println!("{}", report::text(&r));
     }
     Ok(())
+}
+
+/// `doctor`: returns the exit code (0 healthy, 1 a check failed).
+///
+/// # Errors
+/// Invalid settings or environment, or no PRIVATE_KEY.
+pub fn doctor(g: &GlobalArgs, as_json: bool) -> Result<i32> {
+    let s = settings_or_bail(g)?;
+    let env = Env::from_process().map_err(|p| anyhow::anyhow!("invalid environment:\n{}", render(&p)))?;
+    let cfg = crate::clob::venue::VenueConfig::from_settings(&s, &env).map_err(anyhow::Error::msg)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let d = rt.block_on(crate::clob::doctor::diagnose(&cfg, s.live.check_geoblock));
+    if as_json {
+        let checks: Vec<_> = d
+            .checks
+            .iter()
+            .map(|c| json!({"check": c.name, "verdict": format!("{:?}", c.verdict).to_ascii_lowercase(), "detail": c.detail}))
+            .collect();
+        println!("{}", json!({"healthy": d.healthy(), "checks": checks}));
+    } else {
+        print!("{}", d.render());
+        println!(
+            "{}",
+            if d.healthy() {
+                "live trading setup looks right"
+            } else {
+                "live trading would fail: fix the FAIL lines above"
+            }
+        );
+    }
+    Ok(i32::from(!d.healthy()))
 }

@@ -1,7 +1,13 @@
-//! Polymarket's CLOB (V2). So far: the pure pricing rules every live order must satisfy
-//! ([`pricing`]). Order signing, posting and outcome resolution through `polymarket_client_sdk_v2`
-//! build on these.
+//! Polymarket's CLOB (V2): who signs ([`account`]), the pricing rules every order satisfies
+//! ([`pricing`]), the signed order as we store it ([`order`]), what each answer means ([`outcome`]),
+//! and the connection that places and looks up orders through `polymarket_client_sdk_v2` ([`venue`]).
 
+pub mod account;
+pub mod doctor;
+pub mod order;
+pub mod outcome;
 pub mod pricing;
+pub mod venue;
 
+pub use account::{OrderKind, SigType};
 pub use pricing::{TickSize, limit_price_on_tick};

@@ -31,6 +31,8 @@ pub struct Env {
     pub telegram_api_url: String,
     /// Paper trading (the default).
     pub paper_trading: bool,
+    /// Where the region check asks (Polymarket's own site unless set).
+    pub geoblock_url: Option<String>,
 }
 
 impl fmt::Debug for Env {
@@ -44,8 +46,16 @@ impl fmt::Debug for Env {
             .field("telegram_chat_ids", &self.telegram_chat_ids)
             .field("telegram_api_url", &redact_url(&self.telegram_api_url))
             .field("paper_trading", &self.paper_trading)
+            .field("geoblock_url", &self.geoblock_url.as_deref().map(redact_url))
             .finish()
     }
+}
+
+/// True when the environment asks for live trading (`PAPER_TRADING=false`), read before the rest is
+/// validated so that live runs pick the live journal.
+#[must_use]
+pub fn live_requested() -> bool {
+    std::env::var("PAPER_TRADING").is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no"))
 }
 
 /// Shows only the scheme and host of a URL: paths and queries of RPC URLs often carry API keys.
@@ -135,20 +145,16 @@ impl Env {
                 ));
             }
         }
-        if !paper_trading {
-            if private_key.is_none() {
-                p.push(Problem::new(
-                    "environment",
-                    "PRIVATE_KEY",
-                    "PAPER_TRADING=false needs PRIVATE_KEY (the key that signs orders); set it or use paper trading",
-                ));
-            } else {
-                p.push(Problem::new(
-                    "environment",
-                    "PAPER_TRADING",
-                    "live trading is not available in this version yet; set PAPER_TRADING=true",
-                ));
-            }
+        if !paper_trading && private_key.is_none() {
+            p.push(Problem::new(
+                "environment",
+                "PRIVATE_KEY",
+                "PAPER_TRADING=false needs PRIVATE_KEY (the key that signs orders); set it or use paper trading",
+            ));
+        }
+        let geoblock_url = var(get, "GEOBLOCK_URL");
+        if let Some(u) = &geoblock_url {
+            check_url(&mut p, "GEOBLOCK_URL", u, &["http", "https"]);
         }
         let telegram_bot_token = var(get, "TELEGRAM_BOT_TOKEN");
         let mut telegram_chat_ids = Vec::new();
@@ -183,6 +189,7 @@ impl Env {
                 telegram_chat_ids,
                 telegram_api_url,
                 paper_trading,
+                geoblock_url,
             })
         } else {
             Err(p)

@@ -43,6 +43,8 @@ pub struct Settings {
     pub health: HealthSettings,
     /// Telegram reports and commands.
     pub telegram: TelegramSettings,
+    /// Live trading on the CLOB.
+    pub live: LiveSettings,
 }
 
 /// How loud one kind of Telegram message is.
@@ -232,6 +234,38 @@ pub struct PaperSettings {
     pub slippage_bps: u32,
 }
 
+/// `[live]`: live trading on Polymarket's CLOB V2.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveSettings {
+    /// The journal used when live (paper history never mixes with real money).
+    pub db_path: PathBuf,
+    /// How the key signs: `eoa`, `poly_proxy`, `poly_gnosis_safe` or `poly_1271`.
+    pub signature_type: String,
+    /// The wallet holding the funds ("" = derived from the key for the signature type).
+    pub funder: String,
+    /// `FAK`, `FOK` or `GTD`.
+    pub order_type: String,
+    /// Lifetime of a GTD order, seconds (the CLOB wants at least a minute of margin).
+    pub gtd_expiry_s: u64,
+    /// One CLOB call longer than this is abandoned; after a POST its outcome is `unknown`, ms.
+    pub request_timeout_ms: u64,
+    /// How long an `unknown` order is looked up before it is left for the next start, seconds.
+    pub resolve_for_s: u64,
+    /// Retries of a POST answered 425 (engine restarting) or 503, while the copy is not stale.
+    pub max_retries: u32,
+    /// First wait before such a retry, doubled each time, ms.
+    pub retry_backoff_ms: u64,
+    /// Wait after a 429 when the answer names no delay, ms.
+    pub rate_limit_wait_ms: u64,
+    /// Most CLOB calls per second (Polymarket allows 350 order posts per second in bursts).
+    pub requests_per_second: u32,
+    /// A "matched" order not seen on chain within this many seconds is reported and reversed.
+    pub settle_timeout_s: u64,
+    /// Ask Polymarket whether this server's region may trade (`doctor`, live start).
+    pub check_geoblock: bool,
+}
+
 /// A number from TOML or the environment, as an exact decimal. Floats are read through their
 /// shortest round-trip text ("0.1" stays 0.1).
 #[derive(Deserialize)]
@@ -263,7 +297,8 @@ fn de_usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
 /// settings. Others (`POLYCOPY_SYSTEM_CONFIG`, the scripts' `POLYCOPY_BIN`, ...) are left alone, while
 /// a typo inside a section (`POLYCOPY_RISK__MAX_ORDR_USDC`) still fails as an unknown key.
 const SETTINGS_KEYS: [&str; 4] = ["db_path", "wallets_path", "emergency_stop_file", "log_format"];
-const SETTINGS_SECTIONS: [&str; 7] = ["chain__", "copy__", "risk__", "paper__", "http__", "health__", "telegram__"];
+const SETTINGS_SECTIONS: [&str; 8] =
+    ["chain__", "copy__", "risk__", "paper__", "http__", "health__", "telegram__", "live__"];
 
 fn is_settings_var(name: &str) -> bool {
     name.strip_prefix("POLYCOPY_").is_some_and(|k| {
@@ -431,6 +466,28 @@ impl Settings {
         }
         if self.paper.slippage_bps > 5_000 {
             bad("paper.slippage_bps", format!("must be 0..=5000, got {}", self.paper.slippage_bps));
+        }
+        let l = &self.live;
+        if let Err(e) = crate::clob::SigType::parse(&l.signature_type) {
+            bad("live.signature_type", e);
+        }
+        if !l.funder.is_empty() && l.funder.parse::<Address>().is_err() {
+            bad("live.funder", format!("must be a 0x address (or \"\" to derive it from the key), got {:?}", l.funder));
+        }
+        if let Err(e) = crate::clob::OrderKind::parse(&l.order_type) {
+            bad("live.order_type", e);
+        }
+        if l.gtd_expiry_s < 70 {
+            bad(
+                "live.gtd_expiry_s",
+                format!("must be at least 70 (the CLOB wants a minute of margin), got {}", l.gtd_expiry_s),
+            );
+        }
+        if l.request_timeout_ms < 100 {
+            bad("live.request_timeout_ms", format!("must be at least 100, got {}", l.request_timeout_ms));
+        }
+        if l.requests_per_second == 0 {
+            bad("live.requests_per_second", "must be at least 1".into());
         }
         p
     }

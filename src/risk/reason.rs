@@ -89,6 +89,14 @@ pub enum DenyReason {
         /// The limit.
         max_s: u64,
     },
+    /// The exchange refused the order or nothing matched; `code` is stable, `message` is the
+    /// exchange's own words.
+    Venue {
+        /// Stable code (`insufficient_balance`, `no_liquidity`, ...).
+        code: &'static str,
+        /// What the exchange said.
+        message: String,
+    },
 }
 
 impl DenyReason {
@@ -111,6 +119,7 @@ impl DenyReason {
             Self::WalletInactive => "wallet_inactive",
             Self::Paused => "paused",
             Self::Stale { .. } => "stale",
+            Self::Venue { code, .. } => code,
         }
     }
 }
@@ -142,6 +151,7 @@ impl fmt::Display for DenyReason {
             }
             Self::Halted { reason } => write!(f, "{code}: {reason}"),
             Self::Stale { age_s, max_s } => write!(f, "{code}: age_s={age_s} max_s={max_s}"),
+            Self::Venue { message, .. } => write!(f, "{code}: {message}"),
             Self::SellsDisabled
             | Self::NoPosition
             | Self::UnknownTargetBalance

@@ -7,6 +7,7 @@
 mod journal;
 mod maintenance;
 mod ops;
+mod orders;
 mod queries;
 mod schema;
 
@@ -17,6 +18,7 @@ use alloy::primitives::{Address, B256, U256};
 pub use journal::{JournalOutcome, PendingFill};
 pub use maintenance::{Pruned, check_file};
 pub use ops::{ExecRow, FillCounts};
+pub use orders::{OrderRow, Unsettled};
 pub use queries::{StatusReport, TradeRow};
 
 /// Errors from the journal.

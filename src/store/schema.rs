@@ -121,6 +121,34 @@ CREATE TABLE paused_wallets (
 -- independent of the journal's size
 CREATE INDEX fills_suspect ON fills (block_number) WHERE suspect = 1;
 ",
+    r"
+-- live orders: the signed order is stored with its intent before it is sent, so a crash can only
+-- ever lead to looking it up or sending the very same order again (same hash, cannot fill twice)
+CREATE TABLE orders (
+    fill_id       INTEGER PRIMARY KEY REFERENCES intents (fill_id),
+    order_id      TEXT NOT NULL UNIQUE,
+    signed        TEXT NOT NULL,
+    -- signed | sent | matched | live | delayed | no_fill | rejected | unknown
+    status        TEXT NOT NULL,
+    posts         INTEGER NOT NULL DEFAULT 0,
+    shares        INTEGER,
+    usdc          INTEGER,
+    message       TEXT,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    -- 0 waiting, 1 our OrderFilled was seen on chain, -1 never settled and reversed in our books
+    settled       INTEGER NOT NULL DEFAULT 0,
+    settle_tx     TEXT
+);
+CREATE INDEX orders_unsettled ON orders (updated_at_ms) WHERE status = 'matched' AND settled = 0;
+
+-- the last midpoint of each token we hold, for unrealized P&L
+CREATE TABLE marks (
+    token_id   TEXT PRIMARY KEY,
+    price      INTEGER NOT NULL,
+    at_ms      INTEGER NOT NULL
+);
+",
 ];
 
 /// Brings the schema up to date.

@@ -1,0 +1,285 @@
+//! The live executor: places an approved intent on Polymarket's CLOB exactly once.
+//!
+//! Order of events for one fill: market rules → limit on the tick and size in lots → the order is
+//! built and signed with a salt derived from the fill → **stored in the journal** → counted as sent →
+//! posted. An answer that does not say what happened (timeout, reset, 5xx, "Duplicated") is
+//! resolved by looking the order up by its hash; only an order the exchange does not have is sent
+//! again, and then it is the very same signed order, which cannot fill twice. A fill whose order
+//! is already in the journal (a crash came between) starts with that lookup.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Addr, Context, Handler, ResponseFuture};
+use rust_decimal::Decimal;
+use tracing::{info, warn};
+
+use crate::actors::executor::{ExecError, Execute};
+use crate::actors::store::{GetOrder, OrderOutcome, OrderSent, RecordOrder, StoreActor};
+use crate::clob::order::{StoredOrder, salt_for};
+use crate::clob::outcome::{LookupOutcome, PostOutcome};
+use crate::clob::pricing::{limit_price_on_tick, size_for_market};
+use crate::clob::venue::{Venue, decimal_to_micros};
+use crate::domain::{Execution, OrderIntent, Price, Shares, Side, Usdc, mul_price_ceil, mul_price_floor};
+use crate::store::now_ms;
+
+/// Timing and retry rules of live execution.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveRules {
+    /// Limit price distance from the target's price, bps.
+    pub max_slippage_bps: u32,
+    /// A copy older than this (target's block to now) is not sent, seconds; 0 = no limit.
+    pub max_copy_delay_s: u64,
+    /// How long an unknown outcome is looked up.
+    pub resolve_for: Duration,
+    /// Retries after 425/503/429.
+    pub max_retries: u32,
+    /// First backoff.
+    pub retry_backoff: Duration,
+    /// Wait after a 429 that names none.
+    pub rate_limit_wait: Duration,
+}
+
+/// Places orders on the CLOB.
+#[derive(Debug)]
+pub struct LiveExecutor {
+    venue: Arc<Venue>,
+    store: Addr<StoreActor>,
+    rules: LiveRules,
+}
+
+impl LiveExecutor {
+    /// An executor trading through `venue`, journaling through `store`.
+    #[must_use]
+    pub const fn new(venue: Arc<Venue>, store: Addr<StoreActor>, rules: LiveRules) -> Self {
+        Self { venue, store, rules }
+    }
+}
+
+impl Actor for LiveExecutor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Execute> for LiveExecutor {
+    type Result = ResponseFuture<Result<Execution, ExecError>>;
+
+    /// Places (or resolves) the intent's one order.
+    fn handle(&mut self, m: Execute, _: &mut Context<Self>) -> Self::Result {
+        let run = Run { venue: self.venue.clone(), store: self.store.clone(), rules: self.rules, intent: m.intent };
+        Box::pin(async move { run.execute().await })
+    }
+}
+
+struct Run {
+    venue: Arc<Venue>,
+    store: Addr<StoreActor>,
+    rules: LiveRules,
+    intent: OrderIntent,
+}
+
+fn journal_err(e: impl std::fmt::Display) -> ExecError {
+    ExecError::Journal(e.to_string())
+}
+
+impl Run {
+    fn age_s(&self) -> i64 {
+        now_ms() / 1000 - i64::try_from(self.intent.block_ts).unwrap_or(0)
+    }
+
+    fn stale(&self) -> Option<ExecError> {
+        let max = self.rules.max_copy_delay_s;
+        let age = self.age_s();
+        (max > 0 && age > i64::try_from(max).unwrap_or(i64::MAX)).then(|| ExecError::Rejected {
+            code: "stale",
+            message: format!("the target's fill is {age}s old (max_copy_delay_s = {max}); not sent"),
+            counts_as_error: false,
+        })
+    }
+
+    async fn execute(self) -> Result<Execution, ExecError> {
+        let row = self.intent.fill_row;
+        let existing = self.store.send(GetOrder(row)).await.map_err(journal_err)?.map_err(journal_err)?;
+        if let Some(o) = existing {
+            info!(fill = row, order = %o.order.id_hex(), status = %o.status, "resolving an order stored before the last stop");
+            return self.drive(o.order, true).await;
+        }
+        if let Some(e) = self.stale() {
+            return Err(e);
+        }
+        let i = &self.intent;
+        let rules = self.venue.market_rules(i.token_id).await.map_err(|e| ExecError::Rejected {
+            code: "clob_unavailable",
+            message: format!("market rules of token {}: {e}", i.token_id),
+            counts_as_error: true,
+        })?;
+        let deny = |r: crate::risk::DenyReason| ExecError::Rejected {
+            code: r.code(),
+            message: r.to_string(),
+            counts_as_error: false,
+        };
+        let limit =
+            limit_price_on_tick(i.side, i.target_price, self.rules.max_slippage_bps, rules.tick).map_err(deny)?;
+        let shares = size_for_market(i.shares, rules.min_size, limit).map_err(deny)?;
+        let order =
+            self.venue.sign(i.token_id, i.side, shares, limit, salt_for(&i.fill_id), rules.neg_risk).await.map_err(
+                |e| ExecError::Rejected { code: "order_not_built", message: e.to_string(), counts_as_error: true },
+            )?;
+        // Durable before it leaves: from here on, this fill has exactly this order.
+        let stored =
+            self.store.send(RecordOrder { fill_row: row, order }).await.map_err(journal_err)?.map_err(journal_err)?;
+        self.drive(stored.order, false).await
+    }
+
+    async fn outcome(&self, status: &'static str, amounts: Option<(i64, i64)>, message: &str) -> Result<(), ExecError> {
+        let m = OrderOutcome { fill_row: self.intent.fill_row, status, amounts, message: message.to_owned() };
+        self.store.send(m).await.map_err(journal_err)?.map_err(journal_err)
+    }
+
+    /// Posts and resolves until the order's fate is known (or the resolve window closes).
+    async fn drive(&self, order: StoredOrder, mut lookup_first: bool) -> Result<Execution, ExecError> {
+        let id = order.id_hex();
+        let mut retries = 0u32;
+        let mut reauthed = false;
+        let mut resolve_until: Option<Instant> = None;
+        let mut last_unknown = String::new();
+        loop {
+            if lookup_first {
+                let until = *resolve_until.get_or_insert_with(|| Instant::now() + self.rules.resolve_for);
+                match self.venue.lookup(&id).await {
+                    Ok(found) => match found.state {
+                        LookupOutcome::NotFound => {
+                            info!(order = %id, "the exchange does not have the order: sending the same signed order");
+                        }
+                        LookupOutcome::Done { matched } => {
+                            return self.finish_lookup(&order, matched, found.price).await;
+                        }
+                        LookupOutcome::Pending => {
+                            if Instant::now() >= until {
+                                return self.unknown(&format!("order {id} still working on the book")).await;
+                            }
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            continue;
+                        }
+                    },
+                    Err(e) => {
+                        if Instant::now() >= until {
+                            return self.unknown(&format!("{last_unknown}; lookup failed: {e}")).await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        continue;
+                    }
+                }
+            }
+            if retries > 0
+                && let Some(e) = self.stale()
+            {
+                self.outcome("rejected", None, &e.to_string()).await?;
+                return Err(e);
+            }
+            self.store.send(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?.map_err(journal_err)?;
+            match self.venue.post(&order).await {
+                PostOutcome::Matched { making, taking } => return self.finish_post(making, taking).await,
+                PostOutcome::Live | PostOutcome::Delayed => {
+                    lookup_first = true;
+                    resolve_until = None;
+                }
+                PostOutcome::NoFill { message } => {
+                    self.outcome("no_fill", None, &message).await?;
+                    return Err(ExecError::NoFill { code: "no_liquidity", message });
+                }
+                PostOutcome::Rejected { code, message, counts_as_error } => {
+                    self.outcome("rejected", None, &message).await?;
+                    return Err(ExecError::Rejected { code, message, counts_as_error });
+                }
+                PostOutcome::Retry { code, message, wait_ms } => {
+                    retries += 1;
+                    if retries > self.rules.max_retries {
+                        let message = format!("{message} (after {} attempts)", retries);
+                        self.outcome("rejected", None, &message).await?;
+                        return Err(ExecError::Rejected { code, message, counts_as_error: true });
+                    }
+                    let wait = match (code, wait_ms) {
+                        (_, Some(ms)) => Duration::from_millis(ms),
+                        ("rate_limited", None) => self.rules.rate_limit_wait,
+                        _ => self.rules.retry_backoff * 2u32.saturating_pow(retries - 1),
+                    };
+                    warn!(order = %id, code, attempt = retries, wait_ms = wait.as_millis() as u64, "order refused for now; sending the same order again after a wait");
+                    tokio::time::sleep(wait).await;
+                    lookup_first = false;
+                }
+                PostOutcome::Unauthorized { message } => {
+                    if reauthed {
+                        self.outcome("rejected", None, &message).await?;
+                        return Err(ExecError::Auth(message));
+                    }
+                    reauthed = true;
+                    warn!(order = %id, "the CLOB refused our API credentials; deriving them again");
+                    if let Err(e) = self.venue.reauthenticate().await {
+                        self.outcome("rejected", None, &e.to_string()).await?;
+                        return Err(ExecError::Auth(e.to_string()));
+                    }
+                    lookup_first = false;
+                }
+                PostOutcome::Unknown { message } => {
+                    warn!(order = %id, cause = %message, "order outcome unknown; looking it up (it is never sent as a new order)");
+                    self.outcome("unknown", None, &message).await?;
+                    last_unknown = message;
+                    lookup_first = true;
+                }
+            }
+        }
+    }
+
+    async fn unknown(&self, message: &str) -> Result<Execution, ExecError> {
+        self.outcome("unknown", None, message).await?;
+        Err(ExecError::Unknown(message.to_owned()))
+    }
+
+    fn execution(&self, shares: Shares, usdc: Usdc) -> Execution {
+        let price = if shares.0 > 0 {
+            Price(i64::try_from(i128::from(usdc.0) * 1_000_000 / i128::from(shares.0)).unwrap_or(0))
+        } else {
+            Price(0)
+        };
+        Execution {
+            fill_row: self.intent.fill_row,
+            side: self.intent.side,
+            token_id: self.intent.token_id,
+            shares,
+            price,
+            usdc,
+            mode: "live",
+            at_ms: now_ms(),
+        }
+    }
+
+    async fn finish_post(&self, making: Decimal, taking: Decimal) -> Result<Execution, ExecError> {
+        let (give, get) = (decimal_to_micros(making).unwrap_or(0), decimal_to_micros(taking).unwrap_or(0));
+        let (shares, usdc) = if self.intent.side == Side::Buy { (get, give) } else { (give, get) };
+        self.outcome("matched", Some((shares, usdc)), "matched").await?;
+        Ok(self.execution(Shares(shares), Usdc(usdc)))
+    }
+
+    async fn finish_lookup(
+        &self,
+        order: &StoredOrder,
+        matched: Decimal,
+        price: Decimal,
+    ) -> Result<Execution, ExecError> {
+        let shares = Shares(decimal_to_micros(matched).unwrap_or(0));
+        if shares.0 <= 0 {
+            let message = format!("order {} ended with nothing matched", order.id_hex());
+            self.outcome("no_fill", None, &message).await?;
+            return Err(ExecError::NoFill { code: "no_liquidity", message });
+        }
+        // The lookup gives the order's limit price; we book at it (paying at most that).
+        let p = Price(decimal_to_micros(price).unwrap_or(0));
+        let usdc = if self.intent.side == Side::Buy {
+            Usdc(mul_price_ceil(shares, p))
+        } else {
+            Usdc(mul_price_floor(shares, p))
+        };
+        self.outcome("matched", Some((shares.0, usdc.0)), "matched (found by lookup)").await?;
+        Ok(self.execution(shares, usdc))
+    }
+}

@@ -1,0 +1,272 @@
+//! `polycopy doctor`: checks a live setup end to end and explains each problem with its fix. Also
+//! run at every live start, where a failure stops the start. Peer bots lose most of their users
+//! to exactly these mistakes, reported as a bare HTTP error.
+
+use std::fmt::Write as _;
+
+use alloy::primitives::Address;
+use rust_decimal::Decimal;
+
+use crate::clob::account::{SigType, resolve_funder};
+use crate::clob::venue::{Venue, VenueConfig, VenueError, geoblocked, probe_version};
+
+/// How one check went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Fine.
+    Ok,
+    /// Works, but worth knowing.
+    Warn,
+    /// Live trading would fail.
+    Fail,
+    /// Not checked (an earlier failure, or turned off).
+    Skipped,
+}
+
+/// One check's result, in plain words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked.
+    pub name: &'static str,
+    /// How it went.
+    pub verdict: Verdict,
+    /// What was found, and the fix when something is wrong.
+    pub detail: String,
+}
+
+/// Every check, and the connection when the setup works.
+#[derive(Debug)]
+pub struct Diagnosis {
+    /// Checks in order.
+    pub checks: Vec<Check>,
+    /// The authenticated connection (reused by the daemon).
+    pub venue: Option<Venue>,
+}
+
+impl Diagnosis {
+    /// True when nothing failed.
+    #[must_use]
+    pub fn healthy(&self) -> bool {
+        self.checks.iter().all(|c| c.verdict != Verdict::Fail)
+    }
+
+    /// The checks as text, one per line, failures with their fix.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for c in &self.checks {
+            let mark = match c.verdict {
+                Verdict::Ok => "ok  ",
+                Verdict::Warn => "WARN",
+                Verdict::Fail => "FAIL",
+                Verdict::Skipped => "skip",
+            };
+            let _ = writeln!(out, "[{mark}] {}: {}", c.name, c.detail);
+        }
+        out
+    }
+}
+
+fn check(checks: &mut Vec<Check>, name: &'static str, verdict: Verdict, detail: impl Into<String>) {
+    checks.push(Check { name, verdict, detail: detail.into() });
+}
+
+fn unreachable_fix(host: &str, e: &VenueError) -> String {
+    format!(
+        "cannot reach the CLOB at {}: {e}. Check CLOB_HOST (default https://clob.polymarket.com), this server's \
+         DNS and outbound HTTPS, and https://status.polymarket.com",
+        crate::config::redact_url(host)
+    )
+}
+
+/// Runs every check against the CLOB named in `cfg`.
+pub async fn diagnose(cfg: &VenueConfig, check_region: bool) -> Diagnosis {
+    let mut checks = Vec::new();
+    let skip_rest = |checks: &mut Vec<Check>, names: &[&'static str]| {
+        for n in names {
+            check(checks, n, Verdict::Skipped, "not checked: fix the problem above first");
+        }
+    };
+    // 1. The key, and the funder it implies for the signature type.
+    let signer = match Venue::signer_address(&cfg.private_key) {
+        Ok(a) => a,
+        Err(e) => {
+            check(
+                &mut checks,
+                "signing key",
+                Verdict::Fail,
+                format!("{e}: set PRIVATE_KEY to the 64 hex digits of the key (0x optional)"),
+            );
+            skip_rest(&mut checks, &["funder", "clob", "credentials", "balance", "allowances", "region"]);
+            return Diagnosis { checks, venue: None };
+        }
+    };
+    check(&mut checks, "signing key", Verdict::Ok, format!("signs as {signer:#x}"));
+    match resolve_funder(cfg.sig, signer, cfg.funder) {
+        Ok(f) => check(&mut checks, "funder", Verdict::Ok, funder_text(cfg.sig, f)),
+        Err(e) => {
+            check(&mut checks, "funder", Verdict::Fail, e);
+            skip_rest(&mut checks, &["clob", "credentials", "balance", "allowances", "region"]);
+            return Diagnosis { checks, venue: None };
+        }
+    }
+    // 2. The CLOB, on protocol version 2.
+    match probe_version(cfg).await {
+        Ok(2) => check(
+            &mut checks,
+            "clob",
+            Verdict::Ok,
+            format!("{} answers, protocol version 2", crate::config::redact_url(&cfg.host)),
+        ),
+        Ok(v) => {
+            check(
+                &mut checks,
+                "clob",
+                Verdict::Fail,
+                format!(
+                    "{} speaks protocol version {v}, polycopy signs V2 orders (CLOB V2, live since 2026-04-28): check CLOB_HOST",
+                    crate::config::redact_url(&cfg.host)
+                ),
+            );
+            skip_rest(&mut checks, &["credentials", "balance", "allowances", "region"]);
+            return Diagnosis { checks, venue: None };
+        }
+        Err(e) => {
+            check(&mut checks, "clob", Verdict::Fail, unreachable_fix(&cfg.host, &e));
+            skip_rest(&mut checks, &["credentials", "balance", "allowances", "region"]);
+            return Diagnosis { checks, venue: None };
+        }
+    }
+    // 3. API credentials (derived from the key, L1).
+    let venue = match Venue::connect(cfg.clone()).await {
+        Ok(v) => {
+            check(&mut checks, "credentials", Verdict::Ok, "API key derived from the signing key");
+            v
+        }
+        Err(e) => {
+            check(
+                &mut checks,
+                "credentials",
+                Verdict::Fail,
+                format!(
+                    "the CLOB would not create or derive API credentials for this key: {e}. If the key has never \
+                 logged in to polymarket.com, log in once (that registers the account); check the server clock"
+                ),
+            );
+            skip_rest(&mut checks, &["balance", "allowances", "region"]);
+            return Diagnosis { checks, venue: None };
+        }
+    };
+    // 4. pUSD and the exchanges' allowances, as the CLOB sees them.
+    match venue.collateral().await {
+        Ok((balance, allowances)) => {
+            if balance > Decimal::ZERO {
+                check(
+                    &mut checks,
+                    "balance",
+                    Verdict::Ok,
+                    format!("{} pUSD available to {:#x}", balance_text(balance), venue.funder()),
+                );
+            } else {
+                check(
+                    &mut checks,
+                    "balance",
+                    Verdict::Warn,
+                    format!(
+                        "the funder {:#x} holds no pUSD: deposit on polymarket.com (or wrap USDC to pUSD) before buying",
+                        venue.funder()
+                    ),
+                );
+            }
+            let missing = missing_allowances(&allowances);
+            if missing.is_empty() {
+                check(&mut checks, "allowances", Verdict::Ok, "both V2 exchanges may spend the funder's pUSD");
+            } else {
+                check(
+                    &mut checks,
+                    "allowances",
+                    Verdict::Fail,
+                    format!(
+                        "missing allowance: {} may not spend the funder's pUSD, so every order would be refused with \
+                     \"not enough balance / allowance\". Approve pUSD for {} (polymarket.com: make any trade once, \
+                     or send the approve transactions from the funder)",
+                        missing.join(" and "),
+                        if missing.len() > 1 { "them" } else { "it" }
+                    ),
+                );
+            }
+        }
+        Err(e) => {
+            check(&mut checks, "balance", Verdict::Fail, format!("the balance could not be read: {e}"));
+            check(&mut checks, "allowances", Verdict::Skipped, "not checked: the balance could not be read");
+        }
+    }
+    // 5. The region.
+    if check_region {
+        match geoblocked(cfg).await {
+            Ok(None) => check(&mut checks, "region", Verdict::Ok, "this server's region may trade"),
+            Ok(Some((country, region))) => check(
+                &mut checks,
+                "region",
+                Verdict::Fail,
+                format!(
+                    "Polymarket does not accept orders from this server's location ({country} {region}): run polycopy \
+                 where trading is permitted"
+                ),
+            ),
+            Err(e) => check(&mut checks, "region", Verdict::Warn, format!("the region check failed: {e}")),
+        }
+    } else {
+        check(&mut checks, "region", Verdict::Skipped, "live.check_geoblock = false");
+    }
+    Diagnosis { checks, venue: Some(venue) }
+}
+
+fn funder_text(sig: SigType, funder: Address) -> String {
+    format!("trading from {funder:#x} (signature type {})", sig.name())
+}
+
+fn balance_text(d: Decimal) -> String {
+    // The CLOB reports base units (6 decimals) as an integer string.
+    if d.scale() == 0 && d > Decimal::from(1_000_000) {
+        (d / Decimal::from(1_000_000)).normalize().to_string()
+    } else {
+        d.normalize().to_string()
+    }
+}
+
+/// Names of the V2 exchanges without a non-zero allowance.
+fn missing_allowances(allowances: &std::collections::HashMap<Address, String>) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (name, neg) in [("the CTF Exchange V2", false), ("the NegRisk CTF Exchange V2", true)] {
+        let Some(exchange) =
+            polymarket_client_sdk_v2::contract_config(crate::clob::account::POLYGON, neg).and_then(|c| c.exchange_v2)
+        else {
+            continue;
+        };
+        let ok =
+            allowances.get(&exchange).is_some_and(|a| a.trim().parse::<Decimal>().is_ok_and(|v| v > Decimal::ZERO));
+        if !ok {
+            missing.push(format!("{name} ({exchange:#x})"));
+        }
+    }
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::address;
+
+    #[test]
+    fn allowances_must_cover_both_v2_exchanges() {
+        let std_ex = address!("E111180000d2663C0091e4f400237545B87B996B");
+        let neg_ex = address!("e2222d279d744050d28e00520010520000310F59");
+        let m = |pairs: &[(Address, &str)]| pairs.iter().map(|(a, v)| (*a, (*v).to_owned())).collect();
+        assert!(missing_allowances(&m(&[(std_ex, "1000"), (neg_ex, "5")])).is_empty());
+        let miss = missing_allowances(&m(&[(std_ex, "1000"), (neg_ex, "0")]));
+        assert_eq!(miss.len(), 1);
+        assert!(miss[0].contains("NegRisk"));
+        assert_eq!(missing_allowances(&m(&[])).len(), 2);
+    }
+}

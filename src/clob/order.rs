@@ -1,0 +1,201 @@
+//! A signed V2 order as we keep it: stored with the intent before it is sent, re-sent byte for byte
+//! after a crash (same hash, so it can never fill twice), and looked up by its hash.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use alloy::primitives::{Address, B256, Signature, U256, keccak256};
+use alloy::sol_types::{Eip712Domain, SolStruct};
+use polymarket_client_sdk_v2::auth::ApiKey;
+use polymarket_client_sdk_v2::clob::types::{OrderPayload, OrderType, OrderV2, SignedOrder};
+use serde::{Deserialize, Serialize};
+
+use crate::clob::account::POLYGON;
+use crate::domain::FillId;
+
+/// Largest integer a JSON number carries exactly (the CLOB reads `salt` as a JSON number).
+const JS_SAFE_MAX: u64 = (1 << 53) - 1;
+
+/// The salt of our copy of `fill`: a hash of the fill's identity, so the same fill always gives the
+/// same order and a copy built twice cannot be two different orders.
+#[must_use]
+pub fn salt_for(fill: &FillId) -> u64 {
+    let mut buf = [0u8; 68];
+    buf[..32].copy_from_slice(fill.tx_hash.as_slice());
+    buf[32..64].copy_from_slice(fill.order_hash.as_slice());
+    buf[64..].copy_from_slice(&fill.occurrence.to_be_bytes());
+    let h = keccak256(buf);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&h[..8]);
+    // Never 0: a zero salt reads as "unset" to some tools.
+    (u64::from_be_bytes(first) & JS_SAFE_MAX).max(1)
+}
+
+/// The EIP-712 domain orders are signed under: the V2 exchange, or the NegRisk V2 exchange.
+#[must_use]
+pub fn order_domain(neg_risk: bool) -> Option<Eip712Domain> {
+    let exchange = polymarket_client_sdk_v2::contract_config(POLYGON, neg_risk)?.exchange_v2?;
+    Some(Eip712Domain {
+        name: Some(Cow::Borrowed("Polymarket CTF Exchange")),
+        version: Some(Cow::Borrowed("2")),
+        chain_id: Some(U256::from(POLYGON)),
+        verifying_contract: Some(exchange),
+        ..Eip712Domain::default()
+    })
+}
+
+/// Everything needed to send the same signed order again, as stored in the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredOrder {
+    /// The order hash: the CLOB's order id.
+    pub order_id: B256,
+    /// Signed for the NegRisk exchange.
+    pub neg_risk: bool,
+    /// Fill-derived salt.
+    pub salt: u64,
+    /// Funder.
+    pub maker: Address,
+    /// Signing address.
+    pub signer: Address,
+    /// Token.
+    pub token_id: U256,
+    /// What we give (pUSD for a BUY, shares for a SELL), base units.
+    pub maker_amount: U256,
+    /// What we get.
+    pub taker_amount: U256,
+    /// 0 BUY, 1 SELL.
+    pub side: u8,
+    /// 0..=3.
+    pub signature_type: u8,
+    /// Signing time, unix ms.
+    pub timestamp: U256,
+    /// Unsigned expiry, unix seconds (0 unless GTD).
+    pub expiration: U256,
+    /// Signed metadata word.
+    pub metadata: B256,
+    /// Signed builder code.
+    pub builder: B256,
+    /// 65-byte ECDSA signature, 0x-hex.
+    pub signature: String,
+    /// FAK, FOK or GTD.
+    pub order_type: String,
+}
+
+/// Why a stored order cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// Not a V2 order (the SDK built something else).
+    #[error("the CLOB asked for a version {0} order; polycopy sends V2 orders only")]
+    NotV2(u32),
+    /// No contract known for the domain.
+    #[error("no V2 exchange is known for chain {POLYGON} (neg_risk = {0})")]
+    NoDomain(bool),
+    /// A wrapped (deposit wallet) signature or a corrupt one.
+    #[error("unusable signature: {0}")]
+    Signature(String),
+}
+
+impl StoredOrder {
+    /// Captures a signed order.
+    ///
+    /// # Errors
+    /// When it is not a V2 order or has no known domain.
+    pub fn from_signed(o: &SignedOrder, neg_risk: bool) -> Result<Self, OrderError> {
+        let OrderPayload::V2(p) = &o.payload else { return Err(OrderError::NotV2(o.payload.version())) };
+        let domain = order_domain(neg_risk).ok_or(OrderError::NoDomain(neg_risk))?;
+        let v = &p.order;
+        Ok(Self {
+            order_id: v.eip712_signing_hash(&domain),
+            neg_risk,
+            salt: u64::try_from(v.salt).map_err(|_| OrderError::Signature("salt above 64 bits".into()))?,
+            maker: v.maker,
+            signer: v.signer,
+            token_id: v.tokenId,
+            maker_amount: v.makerAmount,
+            taker_amount: v.takerAmount,
+            side: v.side,
+            signature_type: v.signatureType,
+            timestamp: v.timestamp,
+            expiration: p.expiration,
+            metadata: v.metadata,
+            builder: v.builder,
+            signature: o.signature.to_string(),
+            order_type: o.order_type.to_string(),
+        })
+    }
+
+    /// The CLOB order id, `0x`-hex.
+    #[must_use]
+    pub fn id_hex(&self) -> String {
+        format!("{:#x}", self.order_id)
+    }
+
+    /// The same signed order, ready to post again for `owner` (our API key).
+    ///
+    /// # Errors
+    /// On a corrupt stored signature.
+    pub fn to_signed(&self, owner: ApiKey) -> Result<SignedOrder, OrderError> {
+        let mut v = OrderV2::default();
+        v.salt = U256::from(self.salt);
+        v.maker = self.maker;
+        v.signer = self.signer;
+        v.tokenId = self.token_id;
+        v.makerAmount = self.maker_amount;
+        v.takerAmount = self.taker_amount;
+        v.side = self.side;
+        v.signatureType = self.signature_type;
+        v.timestamp = self.timestamp;
+        v.metadata = self.metadata;
+        v.builder = self.builder;
+        let sig = Signature::from_str(&self.signature).map_err(|e| OrderError::Signature(e.to_string()))?;
+        let order_type = match self.order_type.as_str() {
+            "FOK" => OrderType::FOK,
+            "GTD" => OrderType::GTD,
+            _ => OrderType::FAK,
+        };
+        Ok(SignedOrder::builder()
+            .payload(OrderPayload::new(v, self.expiration))
+            .signature(sig)
+            .order_type(order_type)
+            .owner(owner)
+            .post_only(false)
+            .defer_exec(true)
+            .build())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::b256;
+
+    #[test]
+    fn salt_is_stable_per_fill_distinct_across_fills_and_json_safe() {
+        let f = |o: u8, n: u32| FillId {
+            tx_hash: b256!("00000000000000000000000000000000000000000000000000000000000000aa"),
+            order_hash: B256::repeat_byte(o),
+            occurrence: n,
+        };
+        assert_eq!(salt_for(&f(1, 0)), salt_for(&f(1, 0)));
+        assert_ne!(salt_for(&f(1, 0)), salt_for(&f(2, 0)));
+        assert_ne!(salt_for(&f(1, 0)), salt_for(&f(1, 1)));
+        for o in 0..=255u8 {
+            let s = salt_for(&f(o, 0));
+            assert!(s > 0 && s <= JS_SAFE_MAX);
+        }
+    }
+
+    #[test]
+    fn domains_are_the_two_v2_exchanges() {
+        let std = order_domain(false).unwrap();
+        let neg = order_domain(true).unwrap();
+        assert_eq!(
+            std.verifying_contract,
+            Some(alloy::primitives::address!("E111180000d2663C0091e4f400237545B87B996B"))
+        );
+        assert_eq!(
+            neg.verifying_contract,
+            Some(alloy::primitives::address!("e2222d279d744050d28e00520010520000310F59"))
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! What an answer of the CLOB means for our copy: pure, so every message the exchange is known to
+//! send is pinned by a table test. Every outcome carries a stable code for the journal.
+
+use rust_decimal::Decimal;
+
+/// The meaning of one `POST /order` attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostOutcome {
+    /// Matched now, fully or partly: what we gave and what we got, in shares/pUSD (decimal).
+    Matched {
+        /// What we gave (pUSD for a BUY, shares for a SELL).
+        making: Decimal,
+        /// What we got.
+        taking: Decimal,
+    },
+    /// Resting on the book (GTD).
+    Live,
+    /// Accepted for delayed matching: look it up later.
+    Delayed,
+    /// Accepted, nothing matched (FAK/FOK with no liquidity).
+    NoFill {
+        /// The exchange's words.
+        message: String,
+    },
+    /// Refused for good.
+    Rejected {
+        /// Stable code.
+        code: &'static str,
+        /// The exchange's words.
+        message: String,
+        /// Whether it counts toward the breaker's error streak (our account's problem, not the
+        /// order's).
+        counts_as_error: bool,
+    },
+    /// Refused for now: the same signed order may be sent again after a wait.
+    Retry {
+        /// Stable code (`engine_restarting`, `trading_paused`, `rate_limited`).
+        code: &'static str,
+        /// The exchange's words.
+        message: String,
+        /// The wait the answer asked for, when it said.
+        wait_ms: Option<u64>,
+    },
+    /// Our API credentials were refused.
+    Unauthorized {
+        /// The exchange's words.
+        message: String,
+    },
+    /// We cannot know whether the exchange has the order: look it up, never post a new one.
+    Unknown {
+        /// What happened.
+        message: String,
+    },
+}
+
+/// The error text inside `{"error": "..."}`, or the body itself.
+#[must_use]
+pub fn error_text(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").or_else(|| v.get("errorMsg")).and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| body.trim().chars().take(300).collect())
+}
+
+/// A refusal message (HTTP 400, or `success: false`) → its outcome.
+#[must_use]
+pub fn classify_refusal(message: &str) -> PostOutcome {
+    let m = message.to_ascii_lowercase();
+    let rejected = |code, counts_as_error| PostOutcome::Rejected { code, message: message.to_owned(), counts_as_error };
+    if m.contains("no orders found to match") || m.contains("fully filled or killed") || m.contains("no match") {
+        PostOutcome::NoFill { message: message.to_owned() }
+    } else if m.contains("duplicated") || m.contains("already exists") {
+        // The exchange has this very order: what became of it is found by looking it up.
+        PostOutcome::Unknown { message: format!("the exchange already has this order ({message})") }
+    } else if m.contains("not enough balance") || m.contains("allowance") {
+        rejected("insufficient_balance", true)
+    } else if m.contains("lower than the minimum") {
+        rejected("below_minimum", false)
+    } else if m.contains("tick size") {
+        rejected("invalid_price", false)
+    } else if m.contains("closed only") || m.contains("close only") {
+        rejected("closed_only", true)
+    } else if m.contains("not accepting orders") || m.contains("market is closed") || m.contains("closed market") {
+        rejected("market_closed", false)
+    } else if m.contains("invalid signature") || m.contains("order signer") {
+        rejected("invalid_signature", true)
+    } else {
+        rejected("exchange_rejected", true)
+    }
+}
+
+/// A wait named in a 429 answer ("retry after 3 seconds", `"retry_after": 3`), in ms.
+fn named_wait_ms(message: &str) -> Option<u64> {
+    let m = message.to_ascii_lowercase();
+    let i = m.find("retry")?;
+    let digits: String = m[i..].chars().skip_while(|c| !c.is_ascii_digit()).take_while(char::is_ascii_digit).collect();
+    digits.parse::<u64>().ok().map(|s| s.min(600) * 1_000)
+}
+
+/// An HTTP error answer of `POST /order` → its outcome.
+#[must_use]
+pub fn classify_status(status: u16, body: &str) -> PostOutcome {
+    let message = error_text(body);
+    match status {
+        400 | 404 | 422 => classify_refusal(&message),
+        401 | 403 => PostOutcome::Unauthorized { message },
+        425 => PostOutcome::Retry { code: "engine_restarting", message, wait_ms: None },
+        429 => PostOutcome::Retry { code: "rate_limited", wait_ms: named_wait_ms(&message), message },
+        503 => PostOutcome::Retry { code: "trading_paused", message, wait_ms: None },
+        // 500, 502, 504...: the order may have been taken before the failure.
+        _ => PostOutcome::Unknown { message: format!("HTTP {status}: {message}") },
+    }
+}
+
+/// A `200` answer of `POST /order` → its outcome.
+#[must_use]
+pub fn classify_answer(
+    success: bool,
+    error_msg: Option<&str>,
+    status: &str,
+    making: Decimal,
+    taking: Decimal,
+) -> PostOutcome {
+    let err = error_msg.unwrap_or("").trim();
+    if !success {
+        return classify_refusal(if err.is_empty() { "refused without a message" } else { err });
+    }
+    match status.to_ascii_lowercase().as_str() {
+        "matched" if taking > Decimal::ZERO => PostOutcome::Matched { making, taking },
+        "matched" | "unmatched" | "canceled" => PostOutcome::NoFill {
+            message: if err.is_empty() { format!("order {status}, nothing matched") } else { err.to_owned() },
+        },
+        "live" => PostOutcome::Live,
+        "delayed" => PostOutcome::Delayed,
+        other => PostOutcome::Unknown { message: format!("unexpected order status {other:?}") },
+    }
+}
+
+/// What a lookup (`GET /data/order/{id}`) says became of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupOutcome {
+    /// The exchange never got it: the same signed order may be sent.
+    NotFound,
+    /// Finished: this many shares matched (possibly 0).
+    Done {
+        /// Shares matched.
+        matched: Decimal,
+    },
+    /// Still working (live or delayed).
+    Pending,
+}
+
+/// A found order's status and matched size → its outcome.
+#[must_use]
+pub fn classify_lookup(status: &str, size_matched: Decimal) -> LookupOutcome {
+    match status.to_ascii_lowercase().as_str() {
+        "live" | "delayed" => LookupOutcome::Pending,
+        _ => LookupOutcome::Done { matched: size_matched },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(o: &PostOutcome) -> &'static str {
+        match o {
+            PostOutcome::Matched { .. } => "matched",
+            PostOutcome::Live => "live",
+            PostOutcome::Delayed => "delayed",
+            PostOutcome::NoFill { .. } => "no_fill",
+            PostOutcome::Rejected { code, .. } | PostOutcome::Retry { code, .. } => code,
+            PostOutcome::Unauthorized { .. } => "unauthorized",
+            PostOutcome::Unknown { .. } => "unknown",
+        }
+    }
+
+    #[test]
+    fn every_known_answer_maps_to_its_code() {
+        for (status, body, want) in [
+            (400, r#"{"error":"not enough balance / allowance"}"#, "insufficient_balance"),
+            (400, r#"{"error":"Size (1.5) lower than the minimum: 5"}"#, "below_minimum"),
+            (400, r#"{"error":"order 0xab breaks minimum tick size rule: 0.01"}"#, "invalid_price"),
+            (400, r#"{"error":"order 0xab is invalid. Duplicated."}"#, "unknown"),
+            (400, r#"{"error":"order couldn't be fully filled. FOK orders are fully filled or killed."}"#, "no_fill"),
+            (400, r#"{"error":"no orders found to match with FAK order"}"#, "no_fill"),
+            (400, r#"{"error":"address in closed only mode"}"#, "closed_only"),
+            (400, r#"{"error":"the market is not accepting orders"}"#, "market_closed"),
+            (400, r#"{"error":"something new"}"#, "exchange_rejected"),
+            (401, r#"{"error":"Unauthorized/Invalid api key"}"#, "unauthorized"),
+            (425, r#"{"error":"too early"}"#, "engine_restarting"),
+            (429, r#"{"error":"Too Many Requests"}"#, "rate_limited"),
+            (503, r#"{"error":"trading is currently cancel-only"}"#, "trading_paused"),
+            (500, "oops", "unknown"),
+            (502, "<html>bad gateway</html>", "unknown"),
+        ] {
+            assert_eq!(code(&classify_status(status, body)), want, "{status} {body}");
+        }
+    }
+
+    #[test]
+    fn balance_errors_count_toward_the_breaker_but_order_errors_do_not() {
+        let counts = |b: &str| match classify_status(400, b) {
+            PostOutcome::Rejected { counts_as_error, .. } => counts_as_error,
+            other => panic!("{other:?}"),
+        };
+        assert!(counts(r#"{"error":"not enough balance / allowance"}"#));
+        assert!(!counts(r#"{"error":"Size (1) lower than the minimum: 5"}"#));
+    }
+
+    #[test]
+    fn a_429_wait_is_read_when_the_answer_names_one() {
+        assert_eq!(
+            classify_status(429, r#"{"error":"rate limited, retry after 3 seconds"}"#),
+            PostOutcome::Retry {
+                code: "rate_limited",
+                message: "rate limited, retry after 3 seconds".into(),
+                wait_ms: Some(3_000)
+            }
+        );
+        let PostOutcome::Retry { wait_ms, .. } = classify_status(429, "Too Many Requests") else { panic!() };
+        assert_eq!(wait_ms, None);
+    }
+
+    #[test]
+    fn success_answers_by_status() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        for (success, err, status, taking, want) in [
+            (true, None, "matched", "10", "matched"),
+            (true, None, "matched", "0", "no_fill"),
+            (true, None, "unmatched", "0", "no_fill"),
+            (true, None, "live", "0", "live"),
+            (true, None, "delayed", "0", "delayed"),
+            (false, Some("not enough balance / allowance"), "", "0", "insufficient_balance"),
+            (true, None, "weird", "0", "unknown"),
+        ] {
+            assert_eq!(code(&classify_answer(success, err, status, d("5"), d(taking))), want, "{status}");
+        }
+    }
+
+    #[test]
+    fn lookups() {
+        assert_eq!(classify_lookup("LIVE", Decimal::ZERO), LookupOutcome::Pending);
+        assert_eq!(classify_lookup("MATCHED", Decimal::TEN), LookupOutcome::Done { matched: Decimal::TEN });
+        assert_eq!(classify_lookup("CANCELED", Decimal::ZERO), LookupOutcome::Done { matched: Decimal::ZERO });
+    }
+}

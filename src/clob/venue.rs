@@ -1,0 +1,448 @@
+//! The connection to Polymarket's CLOB through `polymarket_client_sdk_v2`: authentication (L1 to
+//! derive API credentials, L2 HMAC on every trading call), market rules, order building and EIP-712
+//! signing, posting, lookups, midpoints and balances. Every call is paced and bounded by a timeout;
+//! nothing here decides what an answer means for a copy (that is [`crate::clob::outcome`]).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use alloy::signers::Signer as _;
+use alloy::signers::local::PrivateKeySigner;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use polymarket_client_sdk_v2::auth::Normal;
+use polymarket_client_sdk_v2::auth::state::Authenticated;
+use polymarket_client_sdk_v2::clob::types::request::{
+    BalanceAllowanceRequest, MidpointRequest, OrderBookSummaryRequest,
+};
+use polymarket_client_sdk_v2::clob::types::{AssetType, OrderPayload, OrderStatusType, Side as SdkSide};
+use polymarket_client_sdk_v2::clob::{Client, Config};
+use polymarket_client_sdk_v2::error::Status;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive as _;
+
+use crate::clob::account::{OrderKind, POLYGON, SigType, resolve_funder};
+use crate::clob::order::{OrderError, StoredOrder};
+use crate::clob::outcome::{LookupOutcome, PostOutcome, classify_answer, classify_lookup, classify_status};
+use crate::clob::pricing::TickSize;
+use crate::config::env::scrub;
+use crate::domain::{Price, Shares, Side, TokenId};
+
+/// How to reach and sign for the CLOB.
+#[derive(Clone)]
+pub struct VenueConfig {
+    /// Base URL.
+    pub host: String,
+    /// The signing key (never logged).
+    pub private_key: String,
+    /// Signature type.
+    pub sig: SigType,
+    /// Configured funder, if any.
+    pub funder: Option<Address>,
+    /// Order type for copies.
+    pub order_kind: OrderKind,
+    /// GTD lifetime, seconds.
+    pub gtd_expiry_s: u64,
+    /// Per-call timeout.
+    pub timeout: Duration,
+    /// Calls per second.
+    pub requests_per_second: u32,
+    /// Where the region check asks (Polymarket's site unless overridden).
+    pub geoblock_host: Option<String>,
+}
+
+impl VenueConfig {
+    /// The connection settings from the environment and `[live]`.
+    ///
+    /// # Errors
+    /// When PRIVATE_KEY is missing or a `[live]` value is invalid.
+    pub fn from_settings(s: &crate::config::Settings, env: &crate::config::Env) -> Result<Self, String> {
+        let Some(key) = env.private_key.clone() else {
+            return Err(
+                "PRIVATE_KEY is not set: live trading and doctor need the key that signs orders (see .env.template)"
+                    .into(),
+            );
+        };
+        let sig = SigType::parse(&s.live.signature_type).map_err(|e| format!("live.signature_type {e}"))?;
+        let order_kind = OrderKind::parse(&s.live.order_type).map_err(|e| format!("live.order_type {e}"))?;
+        let funder = if s.live.funder.is_empty() {
+            None
+        } else {
+            Some(s.live.funder.parse().map_err(|_| format!("live.funder is not an address: {:?}", s.live.funder))?)
+        };
+        Ok(Self {
+            host: env.clob_host.clone(),
+            private_key: key,
+            sig,
+            funder,
+            order_kind,
+            gtd_expiry_s: s.live.gtd_expiry_s,
+            timeout: Duration::from_millis(s.live.request_timeout_ms),
+            requests_per_second: s.live.requests_per_second,
+            geoblock_host: env.geoblock_url.clone(),
+        })
+    }
+}
+
+impl std::fmt::Debug for VenueConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VenueConfig")
+            .field("host", &crate::config::redact_url(&self.host))
+            .field("sig", &self.sig)
+            .field("funder", &self.funder)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a CLOB call failed (texts are scrubbed of secrets).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VenueError {
+    /// Bad key or funder setup; the message says how to fix it.
+    #[error("{0}")]
+    Setup(String),
+    /// The CLOB answered with an HTTP error.
+    #[error("the CLOB answered {status}: {message}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Its body.
+        message: String,
+    },
+    /// No answer in time.
+    #[error("the CLOB did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Transport or decoding failure.
+    #[error("the CLOB could not be reached: {0}")]
+    Transport(String),
+    /// The SDK refused to build the order.
+    #[error("order not built: {0}")]
+    Build(String),
+}
+
+impl From<OrderError> for VenueError {
+    fn from(e: OrderError) -> Self {
+        Self::Build(e.to_string())
+    }
+}
+
+/// A market's trading rules, from `GET /book`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarketRules {
+    /// Price increment.
+    pub tick: TickSize,
+    /// Smallest order, shares.
+    pub min_size: Shares,
+    /// Signed for the NegRisk exchange.
+    pub neg_risk: bool,
+}
+
+/// An order as the exchange reports it on lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundOrder {
+    /// Finished or still working.
+    pub state: LookupOutcome,
+    /// The order's limit price.
+    pub price: Decimal,
+}
+
+/// Converts micro-units to a decimal with no trailing zeros (the SDK counts decimal places).
+#[must_use]
+pub fn micros_to_decimal(m: i64) -> Decimal {
+    Decimal::new(m, 6).normalize()
+}
+
+/// Converts a decimal amount to micro-units, truncating.
+#[must_use]
+pub fn decimal_to_micros(d: Decimal) -> Option<i64> {
+    (d * Decimal::from(1_000_000)).trunc().to_i64()
+}
+
+/// The authenticated CLOB connection.
+pub struct Venue {
+    client: RwLock<Client<Authenticated<Normal>>>,
+    signer: PrivateKeySigner,
+    funder: Address,
+    cfg: VenueConfig,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl std::fmt::Debug for Venue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Venue").field("signer", &self.signer.address()).field("funder", &self.funder).finish()
+    }
+}
+
+fn sdk_error(e: &polymarket_client_sdk_v2::error::Error, secrets: &[&str]) -> VenueError {
+    if let Some(st) = e.downcast_ref::<Status>() {
+        return VenueError::Status { status: st.status_code.as_u16(), message: scrub(&st.message, secrets) };
+    }
+    VenueError::Transport(scrub(&e.to_string(), secrets))
+}
+
+impl Venue {
+    /// The signer's address for a key, without connecting.
+    ///
+    /// # Errors
+    /// When the key is not a valid secp256k1 key.
+    pub fn signer_address(private_key: &str) -> Result<Address, VenueError> {
+        PrivateKeySigner::from_str(private_key)
+            .map(|s| s.address())
+            .map_err(|_| VenueError::Setup("PRIVATE_KEY is not a valid private key".into()))
+    }
+
+    /// Derives (or creates) the API credentials and returns a connection ready to trade.
+    ///
+    /// # Errors
+    /// Setup mistakes (explained), or the CLOB unreachable or refusing.
+    pub async fn connect(cfg: VenueConfig) -> Result<Self, VenueError> {
+        let signer = PrivateKeySigner::from_str(&cfg.private_key)
+            .map_err(|_| VenueError::Setup("PRIVATE_KEY is not a valid private key".into()))?
+            .with_chain_id(Some(POLYGON));
+        let funder = resolve_funder(cfg.sig, signer.address(), cfg.funder).map_err(VenueError::Setup)?;
+        let client = Self::authenticate(&cfg, &signer, funder).await?;
+        let rps = NonZeroU32::new(cfg.requests_per_second).unwrap_or(NonZeroU32::MIN);
+        Ok(Self {
+            client: RwLock::new(client),
+            signer,
+            funder,
+            limiter: RateLimiter::direct(Quota::per_second(rps)),
+            cfg,
+        })
+    }
+
+    async fn authenticate(
+        cfg: &VenueConfig,
+        signer: &PrivateKeySigner,
+        funder: Address,
+    ) -> Result<Client<Authenticated<Normal>>, VenueError> {
+        let secrets = [cfg.private_key.as_str()];
+        let client = sdk_client(cfg).map_err(|e| sdk_error(&e, &secrets))?;
+        let mut b = client.authentication_builder(signer).signature_type(cfg.sig.sdk());
+        if cfg.sig != SigType::Eoa {
+            b = b.funder(funder);
+        }
+        match tokio::time::timeout(cfg.timeout, b.authenticate()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(sdk_error(&e, &secrets)),
+            Err(_) => Err(VenueError::Timeout(cfg.timeout)),
+        }
+    }
+
+    /// Derives the API credentials again (after a 401).
+    ///
+    /// # Errors
+    /// When the CLOB refuses again or cannot be reached.
+    pub async fn reauthenticate(&self) -> Result<(), VenueError> {
+        let c = Self::authenticate(&self.cfg, &self.signer, self.funder).await?;
+        if let Ok(mut w) = self.client.write() {
+            *w = c;
+        }
+        Ok(())
+    }
+
+    fn client(&self) -> Client<Authenticated<Normal>> {
+        match self.client.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The wallet that pays and receives (the `maker` of our orders and fills).
+    #[must_use]
+    pub const fn funder(&self) -> Address {
+        self.funder
+    }
+
+    /// The signing address.
+    #[must_use]
+    pub fn signer(&self) -> Address {
+        self.signer.address()
+    }
+
+    async fn call<T>(&self, fut: impl Future<Output = polymarket_client_sdk_v2::Result<T>>) -> Result<T, VenueError> {
+        self.limiter.until_ready().await;
+        match tokio::time::timeout(self.cfg.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(sdk_error(&e, &[self.cfg.private_key.as_str()])),
+            Err(_) => Err(VenueError::Timeout(self.cfg.timeout)),
+        }
+    }
+
+    /// The CLOB's protocol version (2 since 2026-04-28).
+    ///
+    /// # Errors
+    /// When the CLOB cannot be reached.
+    pub async fn version(&self) -> Result<u32, VenueError> {
+        let c = self.client();
+        self.call(c.version()).await
+    }
+
+    /// A market's tick, minimum size and exchange, from its order book; the SDK's own caches are
+    /// primed so building and signing make no further calls.
+    ///
+    /// # Errors
+    /// When the CLOB cannot be reached or knows no such token.
+    pub async fn market_rules(&self, token: TokenId) -> Result<MarketRules, VenueError> {
+        let c = self.client();
+        let req = OrderBookSummaryRequest::builder().token_id(token).build();
+        let book = self.call(c.order_book(&req)).await?;
+        let tick_micros = decimal_to_micros(book.tick_size.as_decimal()).unwrap_or(0);
+        let tick = TickSize::from_micros(tick_micros)
+            .ok_or_else(|| VenueError::Build(format!("unknown tick size {}", book.tick_size.as_decimal())))?;
+        c.set_tick_size(token, book.tick_size);
+        c.set_neg_risk(token, book.neg_risk);
+        Ok(MarketRules {
+            tick,
+            min_size: Shares(decimal_to_micros(book.min_order_size).unwrap_or(0)),
+            neg_risk: book.neg_risk,
+        })
+    }
+
+    /// Builds and signs our order: `shares` at `limit`, salted with `salt` (derived from the fill).
+    ///
+    /// # Errors
+    /// When the SDK refuses the order or signing fails.
+    pub async fn sign(
+        &self,
+        token: TokenId,
+        side: Side,
+        shares: Shares,
+        limit: Price,
+        salt: u64,
+        neg_risk: bool,
+    ) -> Result<StoredOrder, VenueError> {
+        let c = self.client();
+        let mut b = c
+            .limit_order()
+            .token_id(token)
+            .side(if side == Side::Buy { SdkSide::Buy } else { SdkSide::Sell })
+            .price(micros_to_decimal(limit.0))
+            .size(micros_to_decimal(shares.0))
+            .order_type(self.cfg.order_kind.sdk())
+            .defer_exec(true);
+        if self.cfg.order_kind == OrderKind::Gtd {
+            let secs = i64::try_from(self.cfg.gtd_expiry_s).unwrap_or(i64::MAX);
+            b = b.expiration(chrono_now() + chrono::Duration::seconds(secs));
+        }
+        let mut signable = self.call(b.build()).await.map_err(|e| VenueError::Build(e.to_string()))?;
+        match &mut signable.payload {
+            OrderPayload::V2(p) => p.order.salt = U256::from(salt),
+            other => return Err(OrderError::NotV2(other.version()).into()),
+        }
+        let signed = c.sign(&self.signer, signable).await.map_err(|e| VenueError::Build(scrub(&e.to_string(), &[])))?;
+        Ok(StoredOrder::from_signed(&signed, neg_risk)?)
+    }
+
+    /// Sends a stored signed order once and says what the answer means. A timeout or a broken
+    /// connection is [`PostOutcome::Unknown`]: the caller looks the order up.
+    pub async fn post(&self, order: &StoredOrder) -> PostOutcome {
+        let c = self.client();
+        let signed = match order.to_signed(c.credentials().key()) {
+            Ok(s) => s,
+            Err(e) => {
+                return PostOutcome::Rejected { code: "invalid_order", message: e.to_string(), counts_as_error: true };
+            }
+        };
+        match self.call(c.post_order(signed)).await {
+            Ok(r) => classify_answer(
+                r.success,
+                r.error_msg.as_deref(),
+                &format!("{:?}", r.status),
+                r.making_amount,
+                r.taking_amount,
+            ),
+            Err(VenueError::Status { status, message }) => classify_status(status, &message),
+            Err(e) => PostOutcome::Unknown { message: e.to_string() },
+        }
+    }
+
+    /// What became of an order, by its id.
+    ///
+    /// # Errors
+    /// When the CLOB cannot answer (the order's fate stays unknown).
+    pub async fn lookup(&self, order_id: &str) -> Result<FoundOrder, VenueError> {
+        let c = self.client();
+        match self.call(c.order(order_id)).await {
+            Ok(o) => {
+                let status = match o.status {
+                    OrderStatusType::Live => "live",
+                    OrderStatusType::Delayed => "delayed",
+                    OrderStatusType::Matched => "matched",
+                    _ => "done",
+                };
+                Ok(FoundOrder { state: classify_lookup(status, o.size_matched), price: o.price })
+            }
+            Err(VenueError::Status { status: 404, .. }) => {
+                Ok(FoundOrder { state: LookupOutcome::NotFound, price: Decimal::ZERO })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Midpoints of these tokens (one batched call); tokens without a book are missing.
+    ///
+    /// # Errors
+    /// When the CLOB cannot be reached.
+    pub async fn midpoints(&self, tokens: &[TokenId]) -> Result<HashMap<TokenId, Price>, VenueError> {
+        if tokens.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let c = self.client();
+        let reqs: Vec<MidpointRequest> =
+            tokens.iter().map(|t| MidpointRequest::builder().token_id(*t).build()).collect();
+        let r = self.call(c.midpoints(&reqs)).await?;
+        Ok(r.midpoints.into_iter().filter_map(|(t, m)| Some((t, Price(decimal_to_micros(m)?)))).collect())
+    }
+
+    /// pUSD balance and the allowances the exchanges have, as the CLOB sees them.
+    ///
+    /// # Errors
+    /// When the CLOB cannot be reached or refuses.
+    pub async fn collateral(&self) -> Result<(Decimal, HashMap<Address, String>), VenueError> {
+        let c = self.client();
+        let req = BalanceAllowanceRequest::builder().asset_type(AssetType::Collateral).build();
+        let r = self.call(c.balance_allowance(req)).await?;
+        Ok((r.balance, r.allowances))
+    }
+}
+
+fn sdk_client(cfg: &VenueConfig) -> polymarket_client_sdk_v2::Result<Client> {
+    let config = match &cfg.geoblock_host {
+        Some(h) => Config::builder().geoblock_host(h.clone()).build(),
+        None => Config::default(),
+    };
+    Client::new(&cfg.host, config)
+}
+
+/// Asks the CLOB its protocol version without credentials (is it there, and is it V2?).
+///
+/// # Errors
+/// When it cannot be reached or answers with an error.
+pub async fn probe_version(cfg: &VenueConfig) -> Result<u32, VenueError> {
+    let c = sdk_client(cfg).map_err(|e| sdk_error(&e, &[]))?;
+    match tokio::time::timeout(cfg.timeout, c.version()).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(sdk_error(&e, &[])),
+        Err(_) => Err(VenueError::Timeout(cfg.timeout)),
+    }
+}
+
+/// Whether Polymarket blocks this server's region: `Some((country, region))` when blocked.
+///
+/// # Errors
+/// When the check cannot be made.
+pub async fn geoblocked(cfg: &VenueConfig) -> Result<Option<(String, String)>, VenueError> {
+    let c = sdk_client(cfg).map_err(|e| sdk_error(&e, &[]))?;
+    match tokio::time::timeout(cfg.timeout, c.check_geoblock()).await {
+        Ok(Ok(g)) => Ok(g.blocked.then_some((g.country, g.region))),
+        Ok(Err(e)) => Err(sdk_error(&e, &[])),
+        Err(_) => Err(VenueError::Timeout(cfg.timeout)),
+    }
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}

@@ -1,0 +1,139 @@
+//! Live orders in the journal: the signed order stored before it is sent, its outcome after, and
+//! its settlement on chain.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError, StoreResult, now_ms};
+use crate::clob::order::StoredOrder;
+
+/// A stored live order and what is known of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRow {
+    /// The fill it copies.
+    pub fill_row: i64,
+    /// The signed order.
+    pub order: StoredOrder,
+    /// `signed`, `sent`, `matched`, `live`, `delayed`, `no_fill`, `rejected` or `unknown`.
+    pub status: String,
+    /// How many times it was posted.
+    pub posts: i64,
+}
+
+/// A matched order whose settlement on chain is overdue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsettled {
+    /// The fill it copies.
+    pub fill_row: i64,
+    /// The CLOB order id.
+    pub order_id: String,
+    /// When it matched, unix ms.
+    pub matched_at_ms: i64,
+}
+
+impl Store {
+    /// Stores a signed order for `fill_row` (whose intent is journaled). Never replaces one: an
+    /// existing order for the fill is returned instead, so the fill keeps one order forever.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn record_order(&mut self, fill_row: i64, o: &StoredOrder) -> StoreResult<OrderRow> {
+        let json =
+            serde_json::to_string(o).map_err(|e| StoreError::Corrupt { column: "signed", value: e.to_string() })?;
+        let now = now_ms();
+        self.conn.execute(
+            "INSERT OR IGNORE INTO orders (fill_id, order_id, signed, status, created_at_ms, updated_at_ms) \
+             VALUES (?1, ?2, ?3, 'signed', ?4, ?4)",
+            params![fill_row, o.id_hex(), json, now],
+        )?;
+        self.order_for(fill_row)?.ok_or(StoreError::Corrupt { column: "orders", value: fill_row.to_string() })
+    }
+
+    /// The order stored for a fill, if any.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn order_for(&self, fill_row: i64) -> StoreResult<Option<OrderRow>> {
+        let row = self
+            .conn
+            .query_row("SELECT signed, status, posts FROM orders WHERE fill_id = ?1", [fill_row], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })
+            .optional()?;
+        row.map(|(signed, status, posts)| {
+            let order =
+                serde_json::from_str(&signed).map_err(|_| StoreError::Corrupt { column: "signed", value: signed })?;
+            Ok(OrderRow { fill_row, order, status, posts })
+        })
+        .transpose()
+    }
+
+    /// Counts one more send of the order, before it leaves.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn order_sent(&self, fill_row: i64) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE orders SET posts = posts + 1, status = 'sent', updated_at_ms = ?2 WHERE fill_id = ?1",
+            params![fill_row, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Records what became of the order (amounts in base units when it matched).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn order_outcome(
+        &self,
+        fill_row: i64,
+        status: &str,
+        amounts: Option<(i64, i64)>,
+        message: &str,
+    ) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE orders SET status = ?2, shares = ?3, usdc = ?4, message = ?5, updated_at_ms = ?6 WHERE fill_id = ?1",
+            params![fill_row, status, amounts.map(|a| a.0), amounts.map(|a| a.1), message, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Marks our order settled on chain (our own `OrderFilled` was seen). Returns whether an order
+    /// of ours had this hash.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn order_settled(&self, order_id: &str, tx: &str) -> StoreResult<bool> {
+        let n = self.conn.execute(
+            "UPDATE orders SET settled = 1, settle_tx = ?2 WHERE order_id = ?1 AND settled = 0",
+            params![order_id.to_ascii_lowercase(), tx],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Leaves a pending fill pending, noting that its order's outcome is unknown.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn mark_unresolved(&self, row: i64, detail: &str) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE fills SET reason = 'unknown', detail = ?2 WHERE id = ?1 AND status = 'pending'",
+            params![row, detail],
+        )?;
+        Ok(())
+    }
+
+    /// Matched orders not seen on chain since before `before_ms`.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn unsettled_before(&self, before_ms: i64) -> StoreResult<Vec<Unsettled>> {
+        let mut st = self.conn.prepare(
+            "SELECT fill_id, order_id, updated_at_ms FROM orders \
+             WHERE status = 'matched' AND settled = 0 AND updated_at_ms < ?1 ORDER BY updated_at_ms",
+        )?;
+        let rows = st.query_map([before_ms], |r| {
+            Ok(Unsettled { fill_row: r.get(0)?, order_id: r.get(1)?, matched_at_ms: r.get(2)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

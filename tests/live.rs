@@ -1,0 +1,208 @@
+//! Live trading against a real anvil node and a fake CLOB that checks HMAC headers and order
+//! signatures like the real one: one signed V2 order per copied fill, the right outcome in the
+//! journal for every answer the exchange gives, and never a second order for a fill.
+
+mod support;
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, address};
+use serde_json::Value;
+use support::clob::{FakeClob, Play, Token};
+use support::*;
+
+const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
+/// anvil's first dev key and its address: our signer in these tests.
+const KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const SIGNER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+const STD_TOKEN: u64 = 1001;
+const NEG_TOKEN: u64 = 2002;
+
+struct Live {
+    anvil: Anvil,
+    clob: FakeClob,
+    d: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+/// A target A (multiplier 0.1), the fake CLOB listing a standard and a neg-risk token, and a live
+/// daemon (not started) configured for short timeouts.
+async fn live() -> Live {
+    let anvil = Anvil::start().await;
+    let clob = FakeClob::start(SIGNER).await;
+    for (t, neg) in [(STD_TOKEN, false), (NEG_TOKEN, true)] {
+        clob.token(t, Token { neg_risk: neg, tick: "0.01", min_size: "5", mid: None });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.env.extend(
+        [
+            ("PAPER_TRADING", "false"),
+            ("PRIVATE_KEY", KEY),
+            ("CLOB_HOST", clob.url.as_str()),
+            ("GEOBLOCK_URL", clob.url.as_str()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    for line in [
+        "request_timeout_ms = 1500",
+        "resolve_for_s = 15",
+        "max_retries = 2",
+        "retry_backoff_ms = 100",
+        "rate_limit_wait_ms = 700",
+    ] {
+        d.set("live", line);
+    }
+    Live { anvil, clob, d, _dir: dir }
+}
+
+/// A: buys 100 shares of `token` at 0.50 (we copy 10 at a limit of 0.51).
+fn buy(order: u8, token: u64) -> Fill {
+    Fill::v2(order, A, C, true, token, 100 * ONE, 50 * ONE)
+}
+
+async fn settled_row(d: &Daemon) -> Value {
+    wait_for(30, "the copy to finish", async || {
+        d.trades().into_iter().next().filter(|r| r["status"] != "pending" || r["reason"] == "unknown")
+    })
+    .await
+}
+
+fn orders_in_journal(d: &Daemon) -> Vec<(String, String, i64)> {
+    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+    let mut st = c.prepare("SELECT order_id, status, posts FROM orders ORDER BY fill_id").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+}
+
+async fn start_live(l: &mut Live) {
+    l.d.start();
+    l.d.wait_live().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_target_buys_then_one_signed_v2_order_recovers_to_our_signer() {
+    let mut l = live().await;
+    start_live(&mut l).await;
+    assert!(l.d.log().contains("LIVE trading"), "{}", l.d.log());
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    l.anvil.emit(&buy(2, NEG_TOKEN)).await;
+    wait_for(30, "two executions", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
+    assert!(l.clob.refused().is_empty(), "the fake refused: {:?}", l.clob.refused());
+    let mut orders = l.clob.orders();
+    orders.sort_by(|a, b| a.token.cmp(&b.token));
+    assert_eq!(orders.len(), 2);
+    for (o, token, neg) in [(&orders[0], STD_TOKEN, false), (&orders[1], NEG_TOKEN, true)] {
+        assert_eq!(o.token, token.to_string());
+        assert_eq!(o.side, "BUY");
+        assert_eq!(o.maker, SIGNER, "EOA: the signer is the funder");
+        assert!((o.shares - 10.0).abs() < 1e-9, "{o:?}");
+        assert!((o.price - 0.51).abs() < 1e-9, "limit = 0.50 + 2% on the 0.01 tick: {o:?}");
+        assert_eq!(o.neg_risk, neg, "verified under the {} exchange's domain", if neg { "NegRisk V2" } else { "V2" });
+    }
+    assert_eq!(l.clob.posts().len(), 2);
+    let rows = l.d.trades();
+    for r in with_status(&rows, "executed") {
+        assert_eq!((r["shares"].as_str(), r["price"].as_str()), (Some("10"), Some("0.51")), "{r}");
+    }
+    assert!(orders_in_journal(&l.d).iter().all(|(_, s, posts)| s == "matched" && *posts == 1));
+}
+
+/// Each scripted answer ends in its journal state and message, with the expected number of POSTs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_exchange_answers_each_way_then_journal_and_post_counts_match() {
+    let mut l = live().await;
+    start_live(&mut l).await;
+    // (plays, expected status, reason, posts, shares)
+    let cases: Vec<(Vec<Play>, &str, Option<&str>, usize, Option<&str>)> = vec![
+        (vec![Play::Fill], "executed", None, 1, Some("10")),
+        (vec![Play::Partial(40)], "executed", None, 1, Some("4")),
+        (vec![Play::NoLiquidity], "rejected", Some("no_liquidity"), 1, None),
+        (vec![Play::Status(400, "not enough balance / allowance")], "rejected", Some("insufficient_balance"), 1, None),
+        (vec![Play::Status(425, "too early"), Play::Fill], "executed", None, 2, Some("10")),
+        (vec![Play::Status(429, "Too Many Requests"), Play::Fill], "executed", None, 2, Some("10")),
+        (vec![Play::Status(503, "trading is cancel-only"); 3], "rejected", Some("trading_paused"), 3, None),
+    ];
+    for (i, (plays, status, reason, posts, shares)) in cases.into_iter().enumerate() {
+        let before = l.clob.posts().len();
+        l.clob.script(&plays);
+        let n = i + 1;
+        l.anvil.emit(&buy(u8::try_from(n).unwrap(), STD_TOKEN)).await;
+        let row = wait_for(30, &format!("case {n}"), async || {
+            let rows = l.d.trades();
+            rows.get(i).filter(|r| r["status"] != "pending").cloned()
+        })
+        .await;
+        assert_eq!(row["status"].as_str(), Some(status), "case {n}: {row}");
+        assert_eq!(row["reason"].as_str(), reason, "case {n}: {row}");
+        if let Some(s) = shares {
+            assert_eq!(row["shares"].as_str(), Some(s), "case {n}: {row}");
+        }
+        let sent = l.clob.posts();
+        assert_eq!(sent.len() - before, posts, "case {n}: POSTs");
+        if posts == 2 && row["status"] == "executed" && plays_first_is_429(i) {
+            let gap = sent[before + 1].0 - sent[before].0;
+            assert!(gap >= Duration::from_millis(650), "429 waited {gap:?}");
+        }
+        // The same signed order every time: one id per fill.
+        let ids: std::collections::HashSet<_> = sent[before..].iter().map(|(_, id)| id.clone()).collect();
+        assert_eq!(ids.len(), 1, "case {n}");
+    }
+    assert!(l.clob.refused().is_empty(), "{:?}", l.clob.refused());
+    // The balance refusal is an alert: an account problem, not the order's.
+    assert!(l.d.events("error").iter().any(|e| e.contains("insufficient_balance")), "{:?}", l.d.events("error"));
+}
+
+fn plays_first_is_429(i: usize) -> bool {
+    i == 5
+}
+
+/// The exchange takes the order and never answers: the daemon marks it unknown, finds it by lookup,
+/// and books it once, without a second POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_answer_never_comes_then_resolved_by_lookup_exactly_once() {
+    let mut l = live().await;
+    start_live(&mut l).await;
+    l.clob.script(&[Play::Hang]);
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let row = settled_row(&l.d).await;
+    assert_eq!(row["status"].as_str(), Some("executed"), "{row}");
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+    assert!(l.clob.requests("/data/order") >= 1, "looked up");
+    assert!(l.d.log().contains("order outcome unknown; looking it up"), "{}", l.d.log());
+    assert_eq!(orders_in_journal(&l.d)[0].1, "matched");
+}
+
+/// Killed between POST and answer: after a restart the stored order is looked up and booked; no
+/// second order is created for the fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_killed_between_post_and_answer_then_no_second_order_after_restart() {
+    let mut l = live().await;
+    start_live(&mut l).await;
+    l.clob.script(&[Play::Hang]);
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (!l.clob.posts().is_empty()).then_some(())).await;
+    l.d.kill9();
+    assert_eq!(orders_in_journal(&l.d).len(), 1, "the signed order was stored before it was sent");
+    start_live(&mut l).await;
+    let row = settled_row(&l.d).await;
+    assert_eq!(row["status"].as_str(), Some("executed"), "{row}");
+    assert_eq!(l.clob.orders().len(), 1);
+    assert_eq!(l.clob.posts().len(), 1, "no second POST");
+    assert!(l.d.log().contains("resolving an order stored before the last stop"), "{}", l.d.log());
+}
+
+/// A fill older than `max_copy_delay_s` is rejected as stale and nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_fill_is_stale_then_no_order_is_sent() {
+    let mut l = live().await;
+    l.d.set("copy", "max_copy_delay_s = 2");
+    start_live(&mut l).await;
+    assert!(l.d.stop().success());
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    start_live(&mut l).await;
+    let row = settled_row(&l.d).await;
+    assert_eq!((row["status"].as_str(), row["reason"].as_str()), (Some("rejected"), Some("stale")), "{row}");
+    assert!(l.clob.posts().is_empty());
+}

@@ -1,0 +1,472 @@
+//! A fake Polymarket CLOB (V2) that checks what the real one checks: the L1 EIP-712 `ClobAuth`
+//! signature when credentials are derived, the L2 HMAC on every trading call, and that each posted
+//! order's EIP-712 signature recovers to the configured signer under the right exchange's domain
+//! (the NegRisk V2 exchange for neg-risk tokens). Each `POST /order` plays the next scripted
+//! outcome; orders it accepted can be looked up by id.
+
+use std::collections::{HashMap, VecDeque};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, Signature, U256};
+use alloy::sol_types::{Eip712Domain, SolStruct};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE;
+use hmac::{Hmac, Mac};
+use polymarket_client_sdk_v2::clob::types::OrderV2;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const API_KEY: &str = "6f1c1e5e-8c1a-4b8e-9a7e-0d7e5a3b2c11";
+pub const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=";
+pub const PASSPHRASE: &str = "pass-phrase-0001";
+pub const STD_EXCHANGE: Address = alloy::primitives::address!("E111180000d2663C0091e4f400237545B87B996B");
+pub const NEG_EXCHANGE: Address = alloy::primitives::address!("e2222d279d744050d28e00520010520000310F59");
+
+alloy::sol! {
+    struct ClobAuth {
+        address address;
+        string  timestamp;
+        uint256 nonce;
+        string  message;
+    }
+}
+
+/// What the next `POST /order` does.
+#[derive(Debug, Clone)]
+pub enum Play {
+    /// Matched in full at the limit.
+    Fill,
+    /// Matched this percentage (rounded down to lots).
+    Partial(u32),
+    /// FAK with nothing to match (answered `success: false`).
+    NoLiquidity,
+    /// An HTTP error with this body text (`{"error": ...}`).
+    Status(u16, &'static str),
+    /// Takes the order (it matches in full) and never answers.
+    Hang,
+}
+
+/// An order the fake accepted.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: String,
+    pub token: String,
+    pub side: String,
+    pub shares: f64,
+    pub price: f64,
+    pub matched: f64,
+    pub neg_risk: bool,
+    pub maker: Address,
+    pub salt: u64,
+}
+
+/// A token the fake lists.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub neg_risk: bool,
+    pub tick: &'static str,
+    pub min_size: &'static str,
+    pub mid: Option<&'static str>,
+}
+
+#[derive(Default)]
+struct State {
+    signer: Address,
+    script: VecDeque<Play>,
+    tokens: HashMap<String, Token>,
+    orders: HashMap<String, Order>,
+    posts: Vec<(Instant, String)>,
+    requests: HashMap<String, u64>,
+    refused: Vec<String>,
+    allowance: &'static str,
+    version: u32,
+    blocked: bool,
+}
+
+pub struct FakeClob {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeClob {
+    /// A CLOB that accepts orders signed by `signer`.
+    pub async fn start(signer: Address) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State { signer, allowance: "1000000000000", version: 2, ..State::default() }));
+        let st = state.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let _ = serve(sock, st).await;
+                });
+            }
+        });
+        Self { url: format!("http://{addr}"), state }
+    }
+
+    pub fn token(&self, id: u64, t: Token) {
+        self.state.lock().unwrap().tokens.insert(id.to_string(), t);
+    }
+
+    pub fn script(&self, plays: &[Play]) {
+        self.state.lock().unwrap().script.extend(plays.iter().cloned());
+    }
+
+    pub fn set_allowance(&self, a: &'static str) {
+        self.state.lock().unwrap().allowance = a;
+    }
+
+    pub fn set_version(&self, v: u32) {
+        self.state.lock().unwrap().version = v;
+    }
+
+    pub fn set_mid(&self, token: u64, mid: &'static str) {
+        if let Some(t) = self.state.lock().unwrap().tokens.get_mut(&token.to_string()) {
+            t.mid = Some(mid);
+        }
+    }
+
+    /// Times of each `POST /order`, with the order id.
+    pub fn posts(&self) -> Vec<(Instant, String)> {
+        self.state.lock().unwrap().posts.clone()
+    }
+
+    pub fn orders(&self) -> Vec<Order> {
+        self.state.lock().unwrap().orders.values().cloned().collect()
+    }
+
+    /// Requests the fake refused for bad auth or signatures (should stay empty).
+    pub fn refused(&self) -> Vec<String> {
+        self.state.lock().unwrap().refused.clone()
+    }
+
+    pub fn requests(&self, path: &str) -> u64 {
+        self.state.lock().unwrap().requests.get(path).copied().unwrap_or(0)
+    }
+}
+
+async fn read(sock: &mut TcpStream) -> Option<(String, String, HashMap<String, String>, String)> {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = sock.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.lines();
+    let mut first = lines.next()?.split_whitespace();
+    let (method, path) = (first.next()?.to_owned(), first.next()?.to_owned());
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_uppercase(), v.trim().to_owned())))
+        .collect();
+    let len = headers.get("CONTENT-LENGTH").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        let n = sock.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&tmp[..n]);
+    }
+    Some((method, path, headers, String::from_utf8_lossy(&body).into_owned()))
+}
+
+async fn respond(sock: &mut TcpStream, code: u16, body: &Value, extra: &str) {
+    let text = body.to_string();
+    let r = format!(
+        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = sock.write_all(r.as_bytes()).await;
+    let _ = sock.shutdown().await;
+}
+
+fn l1_ok(h: &HashMap<String, String>) -> bool {
+    let (Some(addr), Some(sig), Some(ts), Some(nonce)) =
+        (h.get("POLY_ADDRESS"), h.get("POLY_SIGNATURE"), h.get("POLY_TIMESTAMP"), h.get("POLY_NONCE"))
+    else {
+        return false;
+    };
+    let Ok(addr) = Address::from_str(addr) else { return false };
+    let auth = ClobAuth {
+        address: addr,
+        timestamp: ts.clone(),
+        nonce: U256::from_str(nonce).unwrap_or_default(),
+        message: "This message attests that I control the given wallet".into(),
+    };
+    let domain = Eip712Domain {
+        name: Some("ClobAuthDomain".into()),
+        version: Some("1".into()),
+        chain_id: Some(U256::from(137)),
+        ..Eip712Domain::default()
+    };
+    Signature::from_str(sig)
+        .ok()
+        .and_then(|s| s.recover_address_from_prehash(&auth.eip712_signing_hash(&domain)).ok())
+        .is_some_and(|a| a == addr)
+}
+
+fn l2_ok(h: &HashMap<String, String>, method: &str, path: &str, body: &str) -> bool {
+    let (Some(sig), Some(ts), Some(key), Some(pass)) =
+        (h.get("POLY_SIGNATURE"), h.get("POLY_TIMESTAMP"), h.get("POLY_API_KEY"), h.get("POLY_PASSPHRASE"))
+    else {
+        return false;
+    };
+    if key != API_KEY || pass != PASSPHRASE || !h.contains_key("POLY_ADDRESS") {
+        return false;
+    }
+    let path = path.split('?').next().unwrap_or(path);
+    let mut mac = Hmac::<Sha256>::new_from_slice(&URL_SAFE.decode(SECRET).unwrap()).unwrap();
+    mac.update(format!("{ts}{method}{path}{body}").as_bytes());
+    URL_SAFE.encode(mac.finalize().into_bytes()) == *sig
+}
+
+fn query(path: &str, key: &str) -> String {
+    path.split_once('?')
+        .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix(&format!("{key}="))))
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn dec(v: &Value, k: &str) -> U256 {
+    U256::from_str(v[k].as_str().unwrap_or("0")).unwrap_or_default()
+}
+
+/// Rebuilds the signed order from the body and checks its signature; returns the order or why not.
+fn verify_order(order: &Value, signer: Address, neg_risk: bool) -> Result<(OrderV2, B256), String> {
+    let mut o = OrderV2::default();
+    o.salt = U256::from(order["salt"].as_u64().ok_or("salt is not a JSON number")?);
+    o.maker = Address::from_str(order["maker"].as_str().unwrap_or("")).map_err(|e| e.to_string())?;
+    o.signer = Address::from_str(order["signer"].as_str().unwrap_or("")).map_err(|e| e.to_string())?;
+    o.tokenId = dec(order, "tokenId");
+    o.makerAmount = dec(order, "makerAmount");
+    o.takerAmount = dec(order, "takerAmount");
+    o.side = match order["side"].as_str() {
+        Some("BUY") => 0,
+        Some("SELL") => 1,
+        _ => return Err("bad side".into()),
+    };
+    o.signatureType = u8::try_from(order["signatureType"].as_u64().unwrap_or(9)).unwrap_or(9);
+    o.timestamp = dec(order, "timestamp");
+    o.metadata = B256::from_str(order["metadata"].as_str().unwrap_or("")).map_err(|e| e.to_string())?;
+    o.builder = B256::from_str(order["builder"].as_str().unwrap_or("")).map_err(|e| e.to_string())?;
+    let domain = Eip712Domain {
+        name: Some("Polymarket CTF Exchange".into()),
+        version: Some("2".into()),
+        chain_id: Some(U256::from(137)),
+        verifying_contract: Some(if neg_risk { NEG_EXCHANGE } else { STD_EXCHANGE }),
+        ..Eip712Domain::default()
+    };
+    let hash = o.eip712_signing_hash(&domain);
+    let sig = Signature::from_str(order["signature"].as_str().unwrap_or("")).map_err(|e| e.to_string())?;
+    let who = sig.recover_address_from_prehash(&hash).map_err(|e| e.to_string())?;
+    if who != signer || o.signer != signer {
+        return Err(format!("signature recovers to {who}, expected {signer}"));
+    }
+    Ok((o, hash))
+}
+
+fn units(u: U256) -> f64 {
+    u.to::<u128>() as f64 / 1e6
+}
+
+fn book(token: &str, t: &Token) -> Value {
+    json!({"market": format!("0x{}", "11".repeat(32)), "asset_id": token, "timestamp": "1700000000000",
+        "hash": "h", "bids": [], "asks": [], "min_order_size": t.min_size, "neg_risk": t.neg_risk,
+        "tick_size": t.tick, "last_trade_price": "0.5"})
+}
+
+fn open_order(o: &Order) -> Value {
+    let status = if o.matched > 0.0 { "MATCHED" } else { "CANCELED" };
+    json!({"id": o.id, "status": status, "owner": API_KEY, "maker_address": o.maker,
+        "market": format!("0x{}", "11".repeat(32)), "asset_id": o.token, "side": o.side,
+        "original_size": format!("{}", o.shares), "size_matched": format!("{}", o.matched),
+        "price": format!("{}", o.price), "associate_trades": [], "outcome": "Yes",
+        "created_at": 1_700_000_000, "expiration": "0", "order_type": "FAK"})
+}
+
+async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
+    let (method, path, h, body) = read(&mut sock).await?;
+    let route = path.split('?').next().unwrap_or("").to_owned();
+    let key = if route.starts_with("/data/order/") { "/data/order".to_owned() } else { route.clone() };
+    *st.lock().unwrap().requests.entry(key).or_default() += 1;
+    let refuse = |st: &Arc<Mutex<State>>, why: String| st.lock().unwrap().refused.push(why);
+    match (method.as_str(), route.as_str()) {
+        ("POST", "/auth/api-key") | ("GET", "/auth/derive-api-key") => {
+            if !l1_ok(&h) {
+                refuse(&st, format!("L1 {route}"));
+                {
+                    respond(&mut sock, 401, &json!({"error": "Invalid L1 Request headers"}), "").await;
+                    return Some(());
+                }
+            }
+            respond(&mut sock, 200, &json!({"apiKey": API_KEY, "secret": SECRET, "passphrase": PASSPHRASE}), "").await;
+        }
+        ("GET", "/version") => {
+            let v = st.lock().unwrap().version;
+            respond(&mut sock, 200, &json!({"version": v}), "").await;
+        }
+        ("GET", "/api/geoblock") => {
+            let b = st.lock().unwrap().blocked;
+            respond(&mut sock, 200, &json!({"blocked": b, "ip": "127.0.0.1", "country": "NL", "region": "NH"}), "")
+                .await;
+        }
+        ("GET", "/book" | "/tick-size" | "/neg-risk") => {
+            let token = query(&path, "token_id");
+            let t = st.lock().unwrap().tokens.get(&token).cloned();
+            let Some(t) = t else {
+                {
+                    respond(&mut sock, 404, &json!({"error": "No orderbook exists for the requested token id"}), "")
+                        .await;
+                    return Some(());
+                }
+            };
+            let v = match route.as_str() {
+                "/book" => book(&token, &t),
+                "/tick-size" => json!({"minimum_tick_size": t.tick.parse::<f64>().unwrap()}),
+                _ => json!({"neg_risk": t.neg_risk}),
+            };
+            respond(&mut sock, 200, &v, "").await;
+        }
+        ("POST", "/midpoints") => {
+            let reqs: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let mut out = serde_json::Map::new();
+            {
+                let s = st.lock().unwrap();
+                for r in reqs.as_array().into_iter().flatten() {
+                    let t = r["token_id"].as_str().unwrap_or("").to_owned();
+                    if let Some(mid) = s.tokens.get(&t).and_then(|t| t.mid) {
+                        out.insert(t, json!(mid));
+                    }
+                }
+            }
+            respond(&mut sock, 200, &Value::Object(out), "").await;
+        }
+        ("GET", "/balance-allowance") => {
+            if !l2_ok(&h, &method, &path, &body) {
+                refuse(&st, format!("L2 {route}"));
+                {
+                    respond(&mut sock, 401, &json!({"error": "Unauthorized/Invalid api key"}), "").await;
+                    return Some(());
+                }
+            }
+            let a = st.lock().unwrap().allowance;
+            let v = json!({"balance": "250000000", "allowances": {
+                format!("{STD_EXCHANGE:#x}"): a, format!("{NEG_EXCHANGE:#x}"): a}});
+            respond(&mut sock, 200, &v, "").await;
+        }
+        ("GET", r) if r.starts_with("/data/order/") => {
+            if !l2_ok(&h, &method, &path, &body) {
+                refuse(&st, format!("L2 {route}"));
+                {
+                    respond(&mut sock, 401, &json!({"error": "Unauthorized/Invalid api key"}), "").await;
+                    return Some(());
+                }
+            }
+            let id = r.trim_start_matches("/data/order/").to_ascii_lowercase();
+            let o = st.lock().unwrap().orders.get(&id).cloned();
+            match o {
+                Some(o) => respond(&mut sock, 200, &open_order(&o), "").await,
+                None => respond(&mut sock, 404, &json!({"error": "order not found"}), "").await,
+            }
+        }
+        ("POST", "/order") => post_order(&mut sock, &st, &h, &path, &body).await,
+        _ => respond(&mut sock, 404, &json!({"error": format!("no route {method} {route}")}), "").await,
+    }
+    Some(())
+}
+
+async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<String, String>, path: &str, body: &str) {
+    if !l2_ok(h, "POST", path, body) {
+        st.lock().unwrap().refused.push("L2 /order".into());
+        return respond(sock, 401, &json!({"error": "Unauthorized/Invalid api key"}), "").await;
+    }
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let order = &v["order"];
+    let token = order["tokenId"].as_str().unwrap_or("").to_owned();
+    let (signer, tok) = {
+        let s = st.lock().unwrap();
+        (s.signer, s.tokens.get(&token).cloned())
+    };
+    let Some(tok) = tok else {
+        return respond(sock, 400, &json!({"error": "market not found"}), "").await;
+    };
+    if v["owner"].as_str() != Some(API_KEY) {
+        st.lock().unwrap().refused.push("owner".into());
+        return respond(sock, 400, &json!({"error": "the order owner has to be the owner of the API KEY"}), "").await;
+    }
+    let (o, hash) = match verify_order(order, signer, tok.neg_risk) {
+        Ok(x) => x,
+        Err(e) => {
+            st.lock().unwrap().refused.push(format!("signature: {e}"));
+            return respond(sock, 400, &json!({"error": "invalid signature"}), "").await;
+        }
+    };
+    let id = format!("{hash:#x}");
+    let buy = o.side == 0;
+    let (shares, cash) =
+        if buy { (units(o.takerAmount), units(o.makerAmount)) } else { (units(o.makerAmount), units(o.takerAmount)) };
+    let play = {
+        let mut s = st.lock().unwrap();
+        s.posts.push((Instant::now(), id.clone()));
+        if s.orders.contains_key(&id) { None } else { Some(s.script.pop_front().unwrap_or(Play::Fill)) }
+    };
+    let Some(play) = play else {
+        return respond(sock, 400, &json!({"error": format!("order {id} is invalid. Duplicated.")}), "").await;
+    };
+    let mut record = Order {
+        id: id.clone(),
+        token,
+        side: if buy { "BUY" } else { "SELL" }.into(),
+        shares,
+        price: if shares > 0.0 { (cash / shares * 10_000.0).round() / 10_000.0 } else { 0.0 },
+        matched: 0.0,
+        neg_risk: tok.neg_risk,
+        maker: o.maker,
+        salt: o.salt.to::<u64>(),
+    };
+    let answer = |matched: f64, price: f64| {
+        let (making, taking) = if buy { (matched * price, matched) } else { (matched, matched * price) };
+        json!({"success": true, "errorMsg": "", "orderID": id, "status": "matched",
+            "makingAmount": format!("{making:.6}"), "takingAmount": format!("{taking:.6}"),
+            "transactionsHashes": [], "tradeIDs": ["t1"]})
+    };
+    match play {
+        Play::Fill | Play::Partial(_) | Play::Hang => {
+            record.matched = match play {
+                Play::Partial(p) => (shares * f64::from(p) / 100.0 * 100.0).floor() / 100.0,
+                _ => shares,
+            };
+            let (m, p) = (record.matched, record.price);
+            st.lock().unwrap().orders.insert(id.clone(), record);
+            if matches!(play, Play::Hang) {
+                // Taken, and the answer never comes.
+                tokio::time::sleep(Duration::from_secs(3_600)).await;
+                return;
+            }
+            respond(sock, 200, &answer(m, p), "").await;
+        }
+        Play::NoLiquidity => {
+            st.lock().unwrap().orders.insert(id.clone(), record);
+            let v = json!({"success": false, "errorMsg": "no orders found to match with FAK order. FAK orders are partially filled or killed if no match is found.",
+                "orderID": id, "status": "unmatched", "makingAmount": "", "takingAmount": ""});
+            respond(sock, 200, &v, "").await;
+        }
+        Play::Status(code, text) => {
+            let extra = if code == 429 { "Retry-After: 1\r\n" } else { "" };
+            respond(sock, code, &json!({"error": text}), extra).await;
+        }
+    }
+}
