@@ -206,3 +206,98 @@ async fn test_live_when_fill_is_stale_then_no_order_is_sent() {
     assert_eq!((row["status"].as_str(), row["reason"].as_str()), (Some("rejected"), Some("stale")), "{row}");
     assert!(l.clob.posts().is_empty());
 }
+
+fn doctor(d: &Daemon, env: &[(&str, &str)]) -> (i32, Value) {
+    let out = d.cmd(&["doctor", "--json"]).envs(env.iter().copied()).output().unwrap();
+    let (code, stdout, stderr) = output(out);
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("doctor --json: {stdout}\n{stderr}"));
+    (code, v)
+}
+
+fn verdict<'a>(v: &'a Value, check: &str) -> (&'a str, &'a str) {
+    let c = v["checks"].as_array().unwrap().iter().find(|c| c["check"] == check).unwrap();
+    (c["verdict"].as_str().unwrap(), c["detail"].as_str().unwrap())
+}
+
+/// `doctor` passes a healthy setup and explains, in plain words with the fix, a funder that does
+/// not match the signature type, a missing allowance and an unreachable CLOB; live start refuses to
+/// run on a failed check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_doctor_when_setup_is_wrong_then_each_problem_is_explained_and_exit_is_nonzero() {
+    let mut l = live().await;
+    let (code, v) = doctor(&l.d, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(verdict(&v, "clob").0, "ok");
+    assert_eq!(verdict(&v, "region").0, "ok");
+    assert!(!v.to_string().contains(&KEY[2..]), "the key never appears");
+
+    // The operator's own EOA configured as a Safe funder.
+    let funder = format!("{SIGNER:#x}");
+    let (code, v) =
+        doctor(&l.d, &[("POLYCOPY_LIVE__SIGNATURE_TYPE", "poly_gnosis_safe"), ("POLYCOPY_LIVE__FUNDER", &funder)]);
+    assert_eq!(code, 1);
+    let (ver, detail) = verdict(&v, "funder");
+    assert_eq!(ver, "fail");
+    assert!(detail.contains("set live.signature_type = \"eoa\""), "{detail}");
+
+    l.clob.set_allowance("0");
+    let (code, v) = doctor(&l.d, &[]);
+    assert_eq!(code, 1);
+    let (ver, detail) = verdict(&v, "allowances");
+    assert_eq!(ver, "fail");
+    assert!(detail.contains("missing allowance") && detail.contains("Approve pUSD"), "{detail}");
+
+    // Live start runs the same checks and stops on a failure.
+    l.d.start();
+    let status = l.d.wait_exit().await;
+    assert!(!status.success());
+    assert!(l.d.log().contains("live trading cannot start") && l.d.log().contains("missing allowance"), "{}", l.d.log());
+    l.clob.set_allowance("1000000000");
+
+    let (code, v) = doctor(&l.d, &[("CLOB_HOST", "http://127.0.0.1:9")]);
+    assert_eq!(code, 1);
+    let (ver, detail) = verdict(&v, "clob");
+    assert_eq!(ver, "fail");
+    assert!(detail.contains("cannot reach the CLOB") && detail.contains("CLOB_HOST"), "{detail}");
+}
+
+fn settled(d: &Daemon) -> Vec<(String, i64)> {
+    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+    let mut st = c.prepare("SELECT order_id, settled FROM orders ORDER BY fill_id").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+fn position_shares(d: &Daemon, token: u64) -> i64 {
+    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+    c.query_row("SELECT COALESCE(SUM(shares), 0) FROM positions WHERE token_id = ?1", [token.to_string()], |r| r.get(0))
+        .unwrap()
+}
+
+/// Our own `OrderFilled` on chain confirms a matched order; a matched order that never shows up on
+/// chain is reported and taken out of our books after `settle_timeout_s`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_match_settles_or_not_on_chain_then_confirmed_or_reversed() {
+    let mut l = live().await;
+    l.d.set("live", "settle_timeout_s = 3");
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the first copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    let id = l.clob.orders()[0].id.clone();
+    // The exchange settles our order: our funder is the maker, the hash is our order id.
+    let mut ours = Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, 10 * ONE, 5_100_000);
+    ours.order_hash = id.parse().unwrap();
+    l.anvil.emit(&ours).await;
+    wait_for(20, "settlement", async || (settled(&l.d)[0].1 == 1).then_some(())).await;
+    assert_eq!(l.d.trades().len(), 1, "our own fill is never copied");
+
+    l.anvil.emit(&buy(2, NEG_TOKEN)).await;
+    wait_for(20, "the second copy", async || (position_shares(&l.d, NEG_TOKEN) == 10 * ONE as i64).then_some(())).await;
+    let alert = wait_for(20, "the unsettled alert", async || {
+        l.d.events("alert").into_iter().find(|e| e.contains("did not settle on chain"))
+    })
+    .await;
+    assert!(alert.contains(&format!("{NEG_TOKEN}")), "{alert}");
+    assert_eq!(position_shares(&l.d, NEG_TOKEN), 0, "reversed in our books");
+    assert_eq!(position_shares(&l.d, STD_TOKEN), 10 * ONE as i64, "the settled one stays");
+    assert_eq!(settled(&l.d)[1].1, -1);
+}

@@ -18,12 +18,12 @@ use tracing::error;
 
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::{Event, Notifier};
-use crate::actors::store::{
+use crate::actors::store::{GetExecution, RecordReversal, UnsettledBefore, 
     GetBreaker, MarkUnresolved, RecordExecution, RecordIntent, RecordRejection, SetBreaker, StoreActor,
 };
 use crate::domain::{Execution, OrderIntent, Shares, TargetFill, TokenId, Usdc};
 use crate::metrics::Metrics;
-use crate::risk::book::position_after;
+use crate::risk::book::{position_after, position_without};
 use crate::risk::{Book, Breaker, BreakerState, DenyReason, Limits, WalletActivity, check_intent};
 use crate::store::{now_ms, utc_day_start};
 
@@ -81,6 +81,14 @@ pub struct SetTrading {
 #[derive(Debug, Message)]
 #[rtype(result = "BreakerState")]
 pub struct GetBreakerState;
+
+/// Take matched orders that never settled on chain out of our books (live).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CheckSettlement {
+    /// How long a matched order may take to settle.
+    pub timeout: Duration,
+}
 
 /// Replies once every message sent before it was handled (used to drain at shutdown).
 #[derive(Debug, Message)]
@@ -435,4 +443,47 @@ impl Handler<Flush> for RiskSupervisor {
 
     /// Nothing: replying proves the mailbox before it was drained.
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) {}
+}
+
+impl Handler<CheckSettlement> for RiskSupervisor {
+    type Result = AtomicResponse<Self, ()>;
+
+    /// Reverses executions whose order matched on the CLOB but never appeared on chain.
+    fn handle(&mut self, m: CheckSettlement, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let before = now_ms() - i64::try_from(m.timeout.as_millis()).unwrap_or(i64::MAX);
+        let work = async move {
+            let overdue = match store.send(UnsettledBefore(before)).await {
+                Ok(Ok(v)) => v,
+                _ => return Vec::new(),
+            };
+            let mut out = Vec::new();
+            for u in overdue {
+                if let Ok(Ok(Some(e))) = store.send(GetExecution(u.fill_row)).await {
+                    out.push((u, e));
+                }
+            }
+            out
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |overdue, act, _| {
+            for (u, (exec, realized)) in overdue {
+                let pos = act.book.position(&exec.token_id);
+                let (after, undone) = position_without(pos, exec.side, exec.shares, exec.usdc, realized);
+                act.book.set(exec.token_id, after);
+                act.realized_today = Usdc(act.realized_today.0 - undone.0);
+                act.store.do_send(RecordReversal { fill_row: u.fill_row, token: exec.token_id, position: after });
+                let message = format!(
+                    "order {} matched on the CLOB but did not settle on chain within {}s: {} {} shares of token {} taken out of our books",
+                    u.order_id,
+                    m.timeout.as_secs(),
+                    exec.side.as_str(),
+                    exec.shares,
+                    exec.token_id
+                );
+                error!("{message}");
+                act.notifier.do_send(Event::Alert { message });
+            }
+            act.publish();
+        })))
+    }
 }

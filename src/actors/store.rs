@@ -166,6 +166,23 @@ pub struct MarkUnresolved {
 }
 store_handler!(MarkUnresolved -> (), |s, m| s.mark_unresolved(m.row, &m.detail));
 
+/// A fill's execution and its realized P&L.
+#[derive(Debug)]
+pub struct GetExecution(pub i64);
+store_handler!(GetExecution -> Option<(Execution, Usdc)>, |s, m| s.execution_for(m.0));
+
+/// Take an unsettled execution out of the books: the new position, the order marked reversed.
+#[derive(Debug)]
+pub struct RecordReversal {
+    /// The fill.
+    pub fill_row: i64,
+    /// Its token.
+    pub token: TokenId,
+    /// Our position without it.
+    pub position: Position,
+}
+store_handler!(RecordReversal -> (), |s, m| s.record_reversal(m.fill_row, &m.token, m.position));
+
 /// Fills journaled but not finished.
 #[derive(Debug)]
 pub struct Unfinished;

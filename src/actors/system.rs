@@ -13,7 +13,7 @@ use crate::actors::copier::{Copier, CopierConfig};
 use crate::actors::executor::PaperExecutor;
 use crate::actors::live_executor::{LiveExecutor, LiveRules};
 use crate::actors::notifier::{AddSink, Event, Flushed, Notifier};
-use crate::actors::risk_supervisor::{Flush, RiskPeers, RiskState, RiskSupervisor};
+use crate::actors::risk_supervisor::{CheckSettlement, Flush, RiskPeers, RiskState, RiskSupervisor};
 use crate::actors::store::{GetCheckpoint, StoreActor, Unfinished};
 use crate::actors::watcher::{NewFills, Registry, Reload};
 use crate::chain::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, Rpc, RpcConfig};
@@ -115,7 +115,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     if state.breaker.tripped {
         warn!(code = %state.breaker.code, reason = %state.breaker.reason, "starting with the breaker TRIPPED: no orders until `polycopy resume`");
     }
-    let (executor, _venue) = if cfg.env.paper_trading {
+    let (executor, venue) = if cfg.env.paper_trading {
         (PaperExecutor::new(s.paper.slippage_bps).start().recipient(), None)
     } else {
         let venue = live_venue(s, &cfg.env).await?;
@@ -195,6 +195,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         max_block_range: s.chain.max_block_range,
         poll_interval: Duration::from_millis(s.chain.poll_interval_ms),
         backoff_max: Duration::from_millis(s.chain.reconnect_backoff_max_ms),
+        own: venue.as_ref().map(|v| v.funder()),
     };
     let feed = ChainFeed::new(
         feed_cfg,
@@ -228,6 +229,19 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         info!(listen = %bound, "serving /health and /metrics on http://{bound}");
         actix::spawn(crate::http::serve(listener, state));
     }
+    if venue.is_some() {
+        // Matched orders must settle on chain; one that does not within the timeout is reported
+        // and taken out of our books.
+        let timeout = Duration::from_secs(s.live.settle_timeout_s);
+        let risk = risk.clone();
+        actix::spawn(async move {
+            let mut tick = tokio::time::interval((timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30)));
+            loop {
+                tick.tick().await;
+                risk.do_send(CheckSettlement { timeout });
+            }
+        });
+    }
     let watchdog = actix::spawn(crate::service::watchdog(
         status_rx.clone(),
         risk.clone(),
@@ -250,7 +264,8 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     }
 
     let mode = if cfg.env.paper_trading { "PAPER" } else { "LIVE" };
-    info!(mode, targets = n_targets, db = %s.db_path.display(), rpc = ?cfg.env.rpc_urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>(), "polycopy started");
+    let funder = venue.as_ref().map_or_else(|| "none (paper)".to_owned(), |v| format!("{:#x}", v.funder()));
+    info!(mode, funder = %funder, targets = n_targets, db = %s.db_path.display(), rpc = ?cfg.env.rpc_urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>(), "polycopy started");
     notifier.do_send(Event::Started { mode, targets: n_targets, version: env!("CARGO_PKG_VERSION") });
     tokio::select! {
         st = status_rx.wait_for(|st| st.live) => {

@@ -43,6 +43,8 @@ pub struct FeedConfig {
     pub poll_interval: Duration,
     /// Longest reconnect backoff.
     pub backoff_max: Duration,
+    /// Our own funder (live): its fills confirm our orders on chain instead of being copied.
+    pub own: Option<Address>,
 }
 
 /// The feed's progress, published for status and health.
@@ -149,7 +151,8 @@ impl ChainFeed {
             // Over websocket, new heads and our targets' logs arrive by subscription: both wake a
             // sync at once; a log the node marks `removed` makes that sync find the reorg by hash.
             let (mut heads, mut logs) = if self.rpc.is_ws() {
-                let targets = self.targets.borrow_and_update().clone();
+                let current = self.targets.borrow_and_update().clone();
+                let targets = self.watched(current);
                 let heads = self.rpc.subscribe_heads().await.map(|s| s.into_stream());
                 let logs = if targets.is_empty() {
                     // An empty topic list would match every maker: subscribe to nothing instead.
@@ -259,7 +262,12 @@ impl ChainFeed {
             }
             let end = if to == from { first } else { self.rpc.block_required(to).await? };
             let logs = self.read_logs(from, to).await?;
-            let fills = self.decode(&logs, from, to).await?;
+            let mut fills = self.decode(&logs, from, to).await?;
+            if let Some(own) = self.cfg.own {
+                let (ours, theirs): (Vec<_>, Vec<_>) = fills.into_iter().partition(|f| f.wallet == own);
+                fills = theirs;
+                self.settle_own(ours).await?;
+            }
             let end_after = self.rpc.block_required(to).await?;
             if end_after.hash != end.hash {
                 return Err(ChainError::ChainMoved { from, to });
@@ -346,8 +354,30 @@ impl ChainFeed {
             .topic2(targets.iter().map(address_topic).collect::<Vec<B256>>())
     }
 
+    /// The makers whose fills we read: the targets, and our own funder when live.
+    fn watched(&self, mut targets: Vec<Address>) -> Vec<Address> {
+        if let Some(own) = self.cfg.own
+            && !targets.contains(&own)
+        {
+            targets.push(own);
+        }
+        targets
+    }
+
+    /// Marks our own orders settled by these fills of our funder (never copied).
+    async fn settle_own(&self, own: Vec<TargetFill>) -> Result<(), ChainError> {
+        for f in own {
+            let order_id = format!("{:#x}", f.id.order_hash);
+            let tx = format!("{:#x}", f.id.tx_hash);
+            if ask(&self.store, store_msgs::OrderSettled { order_id: order_id.clone(), tx: tx.clone() }).await? {
+                info!(order = %order_id, tx = %tx, block = f.block_number, "our order settled on chain");
+            }
+        }
+        Ok(())
+    }
+
     async fn read_logs(&self, from: u64, to: u64) -> Result<Vec<Log>, ChainError> {
-        let targets = self.targets.borrow().clone();
+        let targets = self.watched(self.targets.borrow().clone());
         let mut out = Vec::new();
         for chunk in targets.chunks(TOPIC_CHUNK) {
             out.extend(self.rpc.logs(&self.filter(chunk).from_block(from).to_block(to)).await?);

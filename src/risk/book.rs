@@ -81,11 +81,41 @@ pub fn position_after(pos: Position, exec: &Execution) -> (Position, Usdc) {
     }
 }
 
+/// Our position after taking an execution out of the books (its order matched on the CLOB but
+/// never settled on chain): a BUY gives back its shares and cost; a SELL gets its shares back at the
+/// cost basis it released (`usdc - realized`). Returns the position and the realized P&L undone.
+#[must_use]
+pub fn position_without(pos: Position, side: Side, shares: Shares, usdc: Usdc, realized: Usdc) -> (Position, Usdc) {
+    match side {
+        Side::Buy => (
+            Position { shares: Shares((pos.shares.0 - shares.0).max(0)), cost: Usdc((pos.cost.0 - usdc.0).max(0)) },
+            Usdc::ZERO,
+        ),
+        Side::Sell => (
+            Position { shares: Shares(pos.shares.0 + shares.0), cost: Usdc(pos.cost.0 + usdc.0 - realized.0) },
+            realized,
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{ONE, Price};
     use alloy::primitives::U256;
+
+    #[test]
+    fn reversing_an_execution_restores_the_position_before_it() {
+        let start = Position { shares: Shares(10 * ONE), cost: Usdc(5 * ONE) };
+        // (side, shares, usdc) applied then taken out again gives back the start.
+        for (side, shares, usdc) in [(Side::Buy, 4 * ONE, 2_400_000), (Side::Sell, 4 * ONE, 3 * ONE)] {
+            let e = exec(side, shares, usdc);
+            let (after, realized) = position_after(start, &e);
+            let (back, undone) = position_without(after, side, e.shares, e.usdc, realized);
+            assert_eq!(back, start, "{side:?}");
+            assert_eq!(undone, realized);
+        }
+    }
 
     fn exec(side: Side, shares: i64, usdc: i64) -> Execution {
         Execution {

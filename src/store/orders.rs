@@ -3,8 +3,10 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, StoreResult, now_ms};
+use super::{Store, StoreError, StoreResult, dec_u256, now_ms};
 use crate::clob::order::StoredOrder;
+use crate::domain::{Execution, Price, Shares, Side, TokenId, Usdc};
+use crate::risk::Position;
 
 /// A stored live order and what is known of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,5 +137,61 @@ impl Store {
             Ok(Unsettled { fill_row: r.get(0)?, order_id: r.get(1)?, matched_at_ms: r.get(2)? })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A fill's execution with its realized P&L.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn execution_for(&self, row: i64) -> StoreResult<Option<(Execution, Usdc)>> {
+        let r = self
+            .conn
+            .query_row(
+                "SELECT side, token_id, shares, price, usdc, realized_pnl, executed_at_ms FROM executions WHERE fill_id = ?1",
+                [row],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        [r.get::<_, i64>(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((side, token, n)) = r else { return Ok(None) };
+        let side = Side::parse(&side).ok_or(StoreError::Corrupt { column: "executions.side", value: side })?;
+        let e = Execution {
+            fill_row: row,
+            side,
+            token_id: dec_u256(&token, "executions.token_id")?,
+            shares: Shares(n[0]),
+            price: Price(n[1]),
+            usdc: Usdc(n[2]),
+            mode: "live",
+            at_ms: n[4],
+        };
+        Ok(Some((e, Usdc(n[3]))))
+    }
+
+    /// Takes an unsettled execution out of the books in one transaction: the order is marked
+    /// reversed (`settled = -1`), the position set, and the event recorded.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn record_reversal(&mut self, row: i64, token: &TokenId, p: Position) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("UPDATE orders SET settled = -1, updated_at_ms = ?2 WHERE fill_id = ?1", params![row, now_ms()])?;
+        tx.execute(
+            "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
+            params![token.to_string(), p.shares.0, p.cost.0, now_ms()],
+        )?;
+        tx.execute("DELETE FROM positions WHERE shares = 0", [])?;
+        tx.execute(
+            "UPDATE fills SET reason = 'unsettled', detail = 'matched on the CLOB, never settled on chain; reversed' WHERE id = ?1",
+            [row],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 }
