@@ -29,6 +29,8 @@ pub struct Metrics {
     pub exposure: AtomicI64,
     /// Realized P&L today, micro-USDC.
     pub pnl_today: AtomicI64,
+    /// Unrealized P&L of open positions at their marks, micro-USDC.
+    pub unrealized_pnl: AtomicI64,
     /// Telegram messages that could not be delivered.
     pub telegram_send_failures: AtomicU64,
     /// Reorgs detected.
@@ -147,6 +149,13 @@ impl Metrics {
         metric("polycopy_exposure_usdc", "gauge", "Total cost of open positions, USDC.", &one(exposure));
         let pnl = format_micros(self.pnl_today.load(Ordering::Relaxed));
         metric("polycopy_pnl_today_usdc", "gauge", "Realized P&L today (UTC), USDC.", &one(pnl));
+        let unrealized = format_micros(self.unrealized_pnl.load(Ordering::Relaxed));
+        metric(
+            "polycopy_unrealized_pnl_usdc",
+            "gauge",
+            "Unrealized P&L of open positions at CLOB midpoints, USDC.",
+            &one(unrealized),
+        );
         o
     }
 }

@@ -251,7 +251,11 @@ async fn test_doctor_when_setup_is_wrong_then_each_problem_is_explained_and_exit
     l.d.start();
     let status = l.d.wait_exit().await;
     assert!(!status.success());
-    assert!(l.d.log().contains("live trading cannot start") && l.d.log().contains("missing allowance"), "{}", l.d.log());
+    assert!(
+        l.d.log().contains("live trading cannot start") && l.d.log().contains("missing allowance"),
+        "{}",
+        l.d.log()
+    );
     l.clob.set_allowance("1000000000");
 
     let (code, v) = doctor(&l.d, &[("CLOB_HOST", "http://127.0.0.1:9")]);
@@ -300,4 +304,40 @@ async fn test_live_when_match_settles_or_not_on_chain_then_confirmed_or_reversed
     assert_eq!(position_shares(&l.d, NEG_TOKEN), 0, "reversed in our books");
     assert_eq!(position_shares(&l.d, STD_TOKEN), 10 * ONE as i64, "the settled one stays");
     assert_eq!(settled(&l.d)[1].1, -1);
+}
+
+/// Midpoints from the CLOB mark our position; a mark that puts today's realized plus unrealized
+/// P&L past the daily loss limit trips the breaker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_marks_fall_past_daily_loss_limit_then_breaker_trips() {
+    let mut l = live().await;
+    l.d.set("risk", "mark_interval_s = 1");
+    l.clob.set_mid(STD_TOKEN, "0.5");
+    l.d.start_with(&[("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    // 10 shares bought for 5.10: at 0.50 that is -0.10, at 0.10 it is -4.10, past the -3 limit.
+    assert_eq!(l.d.status()["breaker"]["tripped"], false);
+    l.clob.set_mid(STD_TOKEN, "0.1");
+    let b = wait_for(20, "the breaker", async || {
+        let s = l.d.status();
+        (s["breaker"]["tripped"] == true).then(|| s["breaker"].clone())
+    })
+    .await;
+    assert_eq!(b["code"], "daily_loss_limit", "{b}");
+    assert!(b["reason"].as_str().unwrap().contains("unrealized -4.1"), "{b}");
+    let metrics = reqwest_get(&format!("{}/metrics", l.d.http_base().await)).await;
+    assert!(metrics.contains("polycopy_unrealized_pnl_usdc -4.1"), "{metrics}");
+    assert_eq!(l.d.status()["unrealized_usdc"], "-4.1");
+}
+
+async fn reqwest_get(url: &str) -> String {
+    let (host, path) = url.trim_start_matches("http://").split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }

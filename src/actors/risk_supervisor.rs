@@ -18,8 +18,9 @@ use tracing::error;
 
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::{Event, Notifier};
-use crate::actors::store::{GetExecution, RecordReversal, UnsettledBefore, 
-    GetBreaker, MarkUnresolved, RecordExecution, RecordIntent, RecordRejection, SetBreaker, StoreActor,
+use crate::actors::store::{
+    GetBreaker, GetExecution, MarkUnresolved, RecordExecution, RecordIntent, RecordRejection, RecordReversal,
+    SetBreaker, StoreActor, UnsettledBefore,
 };
 use crate::domain::{Execution, OrderIntent, Shares, TargetFill, TokenId, Usdc};
 use crate::metrics::Metrics;
@@ -90,6 +91,16 @@ pub struct CheckSettlement {
     pub timeout: Duration,
 }
 
+/// The tokens we hold (for marking to market).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<TokenId>")]
+pub struct GetOpenTokens;
+
+/// New marks (CLOB midpoints) for tokens we hold.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Marks(pub HashMap<TokenId, crate::domain::Price>);
+
 /// Replies once every message sent before it was handled (used to drain at shutdown).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -129,6 +140,9 @@ pub struct RiskSupervisor {
     breaker_epoch: u64,
     book: Book,
     realized_today: Usdc,
+    /// Marks (CLOB midpoints) of tokens we hold, and the unrealized P&L they give.
+    marks: HashMap<TokenId, crate::domain::Price>,
+    unrealized: Usdc,
     day_start_ms: i64,
     copies: HashMap<Address, VecDeque<i64>>,
     store: Addr<StoreActor>,
@@ -173,6 +187,8 @@ impl RiskSupervisor {
             breaker_epoch: 0,
             book: state.book,
             realized_today: state.realized_today,
+            marks: HashMap::new(),
+            unrealized: Usdc::ZERO,
             day_start_ms: utc_day_start(now_ms()),
             copies,
             store,
@@ -191,6 +207,7 @@ impl RiskSupervisor {
         self.metrics.breaker_tripped.store(self.breaker.state.tripped, Ordering::Relaxed);
         self.metrics.exposure.store(self.book.exposure().0, Ordering::Relaxed);
         self.metrics.pnl_today.store(self.realized_today.0, Ordering::Relaxed);
+        self.metrics.unrealized_pnl.store(self.unrealized.0, Ordering::Relaxed);
     }
 
     fn trip(&mut self, code: &str, reason: &str, by: &str) {
@@ -227,6 +244,34 @@ impl RiskSupervisor {
         self.store.do_send(RecordRejection { row: m.intent.fill_row, code: reason.code(), detail: reason.to_string() });
         self.notifier.do_send(Event::Rejected { fill: m.fill.clone(), label: m.label.clone(), reason: reason.clone() });
         Decision::Rejected(reason)
+    }
+
+    /// Realized P&L today plus the unrealized P&L of open positions at their marks.
+    fn pnl_today(&self) -> Usdc {
+        Usdc(self.realized_today.0 + self.unrealized.0)
+    }
+
+    /// Unrealized P&L of the positions that have a mark (unmarked ones count at cost).
+    fn revalue(&mut self) {
+        let mut total = 0i64;
+        for (token, mark) in &self.marks {
+            let p = self.book.position(token);
+            if p.shares.0 > 0 {
+                total += crate::domain::mul_price_floor(p.shares, *mark) - p.cost.0;
+            }
+        }
+        self.unrealized = Usdc(total);
+    }
+
+    fn check_daily_loss(&mut self) {
+        let pnl = self.pnl_today();
+        if self.breaker.is_active() && pnl.0 <= -self.limits.daily_loss_limit_usdc.0 {
+            let reason = format!(
+                "P&L today {pnl} (realized {}, unrealized {}) reached the limit -{}",
+                self.realized_today, self.unrealized, self.limits.daily_loss_limit_usdc
+            );
+            self.trip("daily_loss_limit", &reason, "daemon");
+        }
     }
 
     fn count_error(&mut self) {
@@ -346,7 +391,7 @@ impl Handler<Evaluate> for RiskSupervisor {
         }
         if !m.recovered {
             let activity = self.activity(&m.intent.wallet, now, m.max_trades_per_hour, m.min_trade_interval_s);
-            if let Err(r) = check_intent(&m.intent, &self.limits, &self.book, self.realized_today, &activity, now) {
+            if let Err(r) = check_intent(&m.intent, &self.limits, &self.book, self.pnl_today(), &activity, now) {
                 let d = self.reject(&m, r);
                 return AtomicResponse::new(Box::pin(actix::fut::ready(d)));
             }
@@ -391,13 +436,8 @@ impl Handler<Evaluate> for RiskSupervisor {
                 act.breaker.record_success();
                 let latency_ms = exec.at_ms - i64::try_from(m.fill.block_ts).unwrap_or(0) * 1000;
                 act.notifier.do_send(Event::Executed { fill: m.fill, label: m.label, exec: exec.clone(), latency_ms });
-                if act.realized_today.0 <= -act.limits.daily_loss_limit_usdc.0 {
-                    let reason = format!(
-                        "realized P&L today {} reached the limit -{}",
-                        act.realized_today, act.limits.daily_loss_limit_usdc
-                    );
-                    act.trip("daily_loss_limit", &reason, "daemon");
-                }
+                act.revalue();
+                act.check_daily_loss();
                 act.publish();
                 Decision::Executed(exec)
             }
@@ -485,5 +525,27 @@ impl Handler<CheckSettlement> for RiskSupervisor {
             }
             act.publish();
         })))
+    }
+}
+
+impl Handler<GetOpenTokens> for RiskSupervisor {
+    type Result = MessageResult<GetOpenTokens>;
+
+    /// Tokens with a non-zero position.
+    fn handle(&mut self, _: GetOpenTokens, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.book.tokens())
+    }
+}
+
+impl Handler<Marks> for RiskSupervisor {
+    type Result = ();
+
+    /// Revalues the book at the new marks; the daily loss limit counts the unrealized part too.
+    fn handle(&mut self, m: Marks, _: &mut Context<Self>) {
+        self.store.do_send(crate::actors::store::SetMarks(m.0.clone()));
+        self.marks.extend(m.0);
+        self.revalue();
+        self.check_daily_loss();
+        self.publish();
     }
 }

@@ -183,6 +183,11 @@ pub struct RecordReversal {
 }
 store_handler!(RecordReversal -> (), |s, m| s.record_reversal(m.fill_row, &m.token, m.position));
 
+/// The latest marks of tokens we hold.
+#[derive(Debug)]
+pub struct SetMarks(pub std::collections::HashMap<TokenId, crate::domain::Price>);
+store_handler!(SetMarks -> (), |s, m| s.set_marks(&m.0));
+
 /// Fills journaled but not finished.
 #[derive(Debug)]
 pub struct Unfinished;

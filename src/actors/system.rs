@@ -13,7 +13,9 @@ use crate::actors::copier::{Copier, CopierConfig};
 use crate::actors::executor::PaperExecutor;
 use crate::actors::live_executor::{LiveExecutor, LiveRules};
 use crate::actors::notifier::{AddSink, Event, Flushed, Notifier};
-use crate::actors::risk_supervisor::{CheckSettlement, Flush, RiskPeers, RiskState, RiskSupervisor};
+use crate::actors::risk_supervisor::{
+    CheckSettlement, Flush, GetOpenTokens, Marks, RiskPeers, RiskState, RiskSupervisor,
+};
 use crate::actors::store::{GetCheckpoint, StoreActor, Unfinished};
 use crate::actors::watcher::{NewFills, Registry, Reload};
 use crate::chain::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, Rpc, RpcConfig};
@@ -78,6 +80,30 @@ async fn live_venue(s: &Settings, env: &Env) -> Result<Arc<Venue>, DaemonError> 
     match d.venue {
         Some(v) if d.healthy() => Ok(Arc::new(v)),
         _ => Err(DaemonError::Live(d.render())),
+    }
+}
+
+/// Marks open positions at the CLOB's midpoints every `every`. A failure is logged once until the
+/// next success: the quick start runs without network access to the CLOB.
+async fn mark_to_market(src: crate::clob::venue::MarkSource, risk: Addr<RiskSupervisor>, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let Ok(tokens) = risk.send(GetOpenTokens).await else { return };
+        match src.midpoints(&tokens).await {
+            Ok(marks) => {
+                failing = false;
+                if !marks.is_empty() {
+                    risk.do_send(Marks(marks.into_iter().collect()));
+                }
+            }
+            Err(e) if !failing => {
+                failing = true;
+                warn!(cause = %e, "cannot read midpoints; unrealized P&L keeps its last marks");
+            }
+            Err(_) => {}
+        }
     }
 }
 
@@ -235,12 +261,22 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         let timeout = Duration::from_secs(s.live.settle_timeout_s);
         let risk = risk.clone();
         actix::spawn(async move {
-            let mut tick = tokio::time::interval((timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30)));
+            let mut tick =
+                tokio::time::interval((timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30)));
             loop {
                 tick.tick().await;
                 risk.do_send(CheckSettlement { timeout });
             }
         });
+    }
+    if s.risk.mark_interval_s > 0 {
+        match crate::clob::venue::MarkSource::new(&cfg.env.clob_host, Duration::from_millis(s.live.request_timeout_ms))
+        {
+            Ok(src) => {
+                actix::spawn(mark_to_market(src, risk.clone(), Duration::from_secs(s.risk.mark_interval_s)));
+            }
+            Err(e) => warn!(cause = %e, "positions are not marked to market"),
+        }
     }
     let watchdog = actix::spawn(crate::service::watchdog(
         status_rx.clone(),

@@ -238,6 +238,7 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
             "positions": report.positions,
             "exposure_usdc": report.exposure_usdc,
             "realized_today_usdc": report.realized_today_usdc,
+            "unrealized_usdc": report.unrealized_usdc,
             "last_block": report.last_block,
             "last_fill": report.last_fill,
             "fills_by_status": report.fills_by_status,
@@ -268,7 +269,10 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
     if let Err(p) = &wallets {
         println!("  wallets.json has problems:\n{}", render(p));
     }
-    println!("positions (exposure {} USDC, realized today {} USDC):", report.exposure_usdc, report.realized_today_usdc);
+    println!(
+        "positions (exposure {} USDC, realized today {} USDC, unrealized {} USDC at the last marks):",
+        report.exposure_usdc, report.realized_today_usdc, report.unrealized_usdc
+    );
     for p in &report.positions {
         println!("  {} shares of {} at avg {} (cost {} USDC)", p.shares, p.token_id, p.avg_price, p.cost_usdc);
     }

@@ -382,21 +382,6 @@ impl Venue {
         }
     }
 
-    /// Midpoints of these tokens (one batched call); tokens without a book are missing.
-    ///
-    /// # Errors
-    /// When the CLOB cannot be reached.
-    pub async fn midpoints(&self, tokens: &[TokenId]) -> Result<HashMap<TokenId, Price>, VenueError> {
-        if tokens.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let c = self.client();
-        let reqs: Vec<MidpointRequest> =
-            tokens.iter().map(|t| MidpointRequest::builder().token_id(*t).build()).collect();
-        let r = self.call(c.midpoints(&reqs)).await?;
-        Ok(r.midpoints.into_iter().filter_map(|(t, m)| Some((t, Price(decimal_to_micros(m)?)))).collect())
-    }
-
     /// pUSD balance and the allowances the exchanges have, as the CLOB sees them.
     ///
     /// # Errors
@@ -440,6 +425,42 @@ pub async fn geoblocked(cfg: &VenueConfig) -> Result<Option<(String, String)>, V
         Ok(Ok(g)) => Ok(g.blocked.then_some((g.country, g.region))),
         Ok(Err(e)) => Err(sdk_error(&e, &[])),
         Err(_) => Err(VenueError::Timeout(cfg.timeout)),
+    }
+}
+
+/// Reads midpoints from the CLOB's public endpoint (no credentials): marks for paper and live.
+#[derive(Debug, Clone)]
+pub struct MarkSource {
+    client: Client,
+    timeout: Duration,
+}
+
+impl MarkSource {
+    /// A reader of `host`.
+    ///
+    /// # Errors
+    /// When the URL is invalid.
+    pub fn new(host: &str, timeout: Duration) -> Result<Self, VenueError> {
+        Ok(Self { client: Client::new(host, Config::default()).map_err(|e| sdk_error(&e, &[]))?, timeout })
+    }
+
+    /// Midpoints of these tokens in one batched call; tokens without a book are missing.
+    ///
+    /// # Errors
+    /// When the CLOB cannot be reached.
+    pub async fn midpoints(&self, tokens: &[TokenId]) -> Result<HashMap<TokenId, Price>, VenueError> {
+        if tokens.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let reqs: Vec<MidpointRequest> =
+            tokens.iter().map(|t| MidpointRequest::builder().token_id(*t).build()).collect();
+        match tokio::time::timeout(self.timeout, self.client.midpoints(&reqs)).await {
+            Ok(Ok(r)) => {
+                Ok(r.midpoints.into_iter().filter_map(|(t, m)| Some((t, Price(decimal_to_micros(m)?)))).collect())
+            }
+            Ok(Err(e)) => Err(sdk_error(&e, &[])),
+            Err(_) => Err(VenueError::Timeout(self.timeout)),
+        }
     }
 }
 

@@ -224,6 +224,8 @@ pub struct RiskSettings {
     pub max_consecutive_errors: u32,
     /// Breaker/stop-file poll period, ms.
     pub breaker_poll_ms: u64,
+    /// How often open positions are marked at CLOB midpoints, seconds (0 = never).
+    pub mark_interval_s: u64,
 }
 
 /// `[paper]`.

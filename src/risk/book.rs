@@ -46,6 +46,12 @@ impl Book {
         realized
     }
 
+    /// Tokens we hold shares of.
+    #[must_use]
+    pub fn tokens(&self) -> Vec<TokenId> {
+        self.positions.iter().filter(|(_, p)| p.shares.0 > 0).map(|(t, _)| *t).collect()
+    }
+
     /// Replaces the position in `token` (dropping it when flat).
     pub fn set(&mut self, token: TokenId, pos: Position) {
         if pos.shares.0 == 0 {

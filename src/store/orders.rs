@@ -194,4 +194,22 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+
+    /// Stores the latest mark of each token.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn set_marks(&mut self, marks: &std::collections::HashMap<TokenId, Price>) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        let now = now_ms();
+        for (t, p) in marks {
+            tx.execute(
+                "INSERT INTO marks (token_id, price, at_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (token_id) DO UPDATE SET price = ?2, at_ms = ?3",
+                params![t.to_string(), p.0, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
 }

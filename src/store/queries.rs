@@ -63,6 +63,8 @@ pub struct StatusReport {
     pub exposure_usdc: String,
     /// Realized P&L today (UTC).
     pub realized_today_usdc: String,
+    /// Unrealized P&L of the positions with a mark (CLOB midpoint); unmarked ones count at cost.
+    pub unrealized_usdc: String,
     /// The newest fill.
     pub last_fill: Option<TradeRow>,
 }
@@ -141,6 +143,12 @@ impl Store {
         let exposure: i64 = self.conn.query_row("SELECT COALESCE(SUM(cost), 0) FROM positions", [], |r| r.get(0))?;
         let last_block: Option<i64> =
             self.conn.query_row("SELECT block_number FROM checkpoint WHERE id = 1", [], |r| r.get(0)).optional()?;
+        // shares × mark (both micro) / 1e6, rounded down like the daemon's own valuation.
+        let unrealized: i64 = self.conn.query_row(
+            "SELECT COALESCE(SUM((p.shares * m.price) / 1000000 - p.cost), 0) FROM positions p JOIN marks m USING (token_id)",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(StatusReport {
             breaker: self.breaker()?,
             last_block: last_block.map(i64::unsigned_abs),
@@ -149,6 +157,7 @@ impl Store {
             positions,
             exposure_usdc: format_micros(exposure),
             realized_today_usdc: format_micros(self.realized_today(now_ms())?.0),
+            unrealized_usdc: format_micros(unrealized),
             last_fill: self.trades(1)?.into_iter().next(),
         })
     }
