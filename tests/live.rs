@@ -341,3 +341,23 @@ async fn reqwest_get(url: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// Live and paper keep separate journals by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_no_db_given_then_live_journal_is_separate_from_paper() {
+    let l = live().await;
+    let db_of = |live: bool| {
+        let mut c = std::process::Command::new(bin());
+        c.current_dir(&l.d.dir)
+            .args(["--config", "polycopy.toml", "--wallets", "wallets.json", "check-config", "--json"])
+            .env_clear()
+            .env("POLYCOPY_SYSTEM_CONFIG", "")
+            .env("PRIVATE_KEY", KEY)
+            .env("PAPER_TRADING", if live { "false" } else { "true" });
+        let (_, out, err) = output(c.output().unwrap());
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+        (v["db_path"].as_str().unwrap().to_owned(), v["mode"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(db_of(false), ("data/polycopy-paper.db".to_owned(), "paper".to_owned()));
+    assert_eq!(db_of(true), ("data/polycopy-live.db".to_owned(), "live".to_owned()));
+}
