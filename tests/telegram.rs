@@ -263,7 +263,11 @@ async fn test_burst_when_200_copies_then_paced_digested_and_trading_not_slowed()
         let times: Vec<std::time::Instant> = tg.sent_to(chat).iter().map(|m| m.at).collect();
         for w in times.windows(2) {
             let gap = w[1].duration_since(w[0]).as_millis();
-            assert!(gap + 50 >= min_gap, "chat {chat}: two messages {gap} ms apart");
+            assert!(
+                gap + 50 >= min_gap,
+                "chat {chat}: two messages {gap} ms apart: {:?}",
+                tg.sent_to(chat).iter().map(|m| m.text.chars().take(60).collect::<String>()).collect::<Vec<_>>()
+            );
         }
         for (i, t) in times.iter().enumerate() {
             let in_minute = times[i..].iter().take_while(|u| u.duration_since(*t) < Duration::from_secs(60)).count();

@@ -253,6 +253,8 @@ fn err(code: u16, description: &str) -> Value {
 
 async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>, token: String) -> Option<()> {
     let (_, path, body, ctype) = read_request(&mut sock).await?;
+    // When Telegram got the request (what its rate limits count), not when a slow answer left.
+    let arrived = Instant::now();
     let (tok, method) = path.trim_start_matches("/bot").split_once('/')?;
     // Telegram's method names are case-insensitive (teloxide sends "GetMe").
     let method = method.split('?').next()?.to_ascii_lowercase();
@@ -290,13 +292,13 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>, token: String) -> Opt
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     } else {
-        handle(&mut st.lock().unwrap(), &method, &json_body, &body, &ctype)
+        handle(&mut st.lock().unwrap(), &method, &json_body, &body, &ctype, arrived)
     };
     respond(&mut sock, code, &resp).await;
     Some(())
 }
 
-fn handle(s: &mut State, method: &str, json_body: &Value, body: &[u8], ctype: &str) -> (u16, Value) {
+fn handle(s: &mut State, method: &str, json_body: &Value, body: &[u8], ctype: &str, arrived: Instant) -> (u16, Value) {
     let ok = |result: Value| (200, json!({"ok": true, "result": result}));
     let bot_user = json!({"id": BOT_ID, "is_bot": true, "first_name": "polycopy", "username": "polycopy_test_bot"});
     match method {
@@ -379,7 +381,7 @@ fn handle(s: &mut State, method: &str, json_body: &Value, body: &[u8], ctype: &s
                     }),
                 )
             };
-            s.sent.push(Sent { chat, text: text.clone(), silent, buttons, photo, at: Instant::now() });
+            s.sent.push(Sent { chat, text: text.clone(), silent, buttons, photo, at: arrived });
             let mut msg = json!({"message_id": id, "date": now_s(), "chat": chat_json(chat), "from": bot_user});
             if method == "sendmessage" {
                 msg["text"] = json!(text);
