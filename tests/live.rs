@@ -184,12 +184,22 @@ async fn test_live_when_killed_between_post_and_answer_then_no_second_order_afte
     wait_for(20, "the POST", async || (!l.clob.posts().is_empty()).then_some(())).await;
     l.d.kill9();
     assert_eq!(orders_in_journal(&l.d).len(), 1, "the signed order was stored before it was sent");
+    // Halted while down: the order already sent is still resolved (and booked), nothing new leaves.
+    let (code, _, err) = l.d.run_cli(&["halt", "--reason", "operator"]);
+    assert_eq!(code, 0, "{err}");
     start_live(&mut l).await;
     let row = settled_row(&l.d).await;
     assert_eq!(row["status"].as_str(), Some("executed"), "{row}");
     assert_eq!(l.clob.orders().len(), 1);
     assert_eq!(l.clob.posts().len(), 1, "no second POST");
     assert!(l.d.log().contains("resolving an order stored before the last stop"), "{}", l.d.log());
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    let row = wait_for(20, "the halted copy", async || {
+        l.d.trades().into_iter().nth(1).filter(|r| r["status"] != "pending")
+    })
+    .await;
+    assert_eq!(row["reason"].as_str(), Some("halted"), "{row}");
+    assert_eq!(l.clob.posts().len(), 1, "nothing sent while halted");
 }
 
 /// A fill older than `max_copy_delay_s` is rejected as stale and nothing is sent.

@@ -38,6 +38,10 @@ pub enum ExecError {
     /// The journal could not store the signed order, so it was not sent.
     #[error("journal: {0}")]
     Journal(String),
+    /// Nothing was (or will be) sent because sending was not allowed (the breaker is tripped); any
+    /// order already at the exchange was resolved first.
+    #[error("not sent: trading is halted")]
+    NotSent,
 }
 
 impl ExecError {
@@ -56,6 +60,8 @@ pub struct Execute {
     pub intent: OrderIntent,
     /// Unix ms now.
     pub at_ms: i64,
+    /// False while the breaker is tripped: only resolve what an earlier run already sent.
+    pub may_send: bool,
 }
 
 /// Simulated execution.
@@ -106,6 +112,9 @@ impl Handler<Execute> for PaperExecutor {
 
     /// Fills the intent on paper.
     fn handle(&mut self, m: Execute, _: &mut Context<Self>) -> Self::Result {
+        if !m.may_send {
+            return Err(ExecError::NotSent);
+        }
         Ok(paper_fill(&m.intent, self.slippage_bps, m.at_ms))
     }
 }

@@ -65,7 +65,13 @@ impl Handler<Execute> for LiveExecutor {
 
     /// Places (or resolves) the intent's one order.
     fn handle(&mut self, m: Execute, _: &mut Context<Self>) -> Self::Result {
-        let run = Run { venue: self.venue.clone(), store: self.store.clone(), rules: self.rules, intent: m.intent };
+        let run = Run {
+            venue: self.venue.clone(),
+            store: self.store.clone(),
+            rules: self.rules,
+            intent: m.intent,
+            may_send: m.may_send,
+        };
         Box::pin(async move { run.execute().await })
     }
 }
@@ -75,6 +81,8 @@ struct Run {
     store: Addr<StoreActor>,
     rules: LiveRules,
     intent: OrderIntent,
+    /// False while halted: resolve an order sent before, send nothing.
+    may_send: bool,
 }
 
 fn journal_err(e: impl std::fmt::Display) -> ExecError {
@@ -102,6 +110,9 @@ impl Run {
         if let Some(o) = existing {
             info!(fill = row, order = %o.order.id_hex(), status = %o.status, "resolving an order stored before the last stop");
             return self.drive(o.order, true).await;
+        }
+        if !self.may_send {
+            return Err(ExecError::NotSent);
         }
         if let Some(e) = self.stale() {
             return Err(e);
@@ -147,6 +158,7 @@ impl Run {
                 let until = *resolve_until.get_or_insert_with(|| Instant::now() + self.rules.resolve_for);
                 match self.venue.lookup(&id).await {
                     Ok(found) => match found.state {
+                        LookupOutcome::NotFound if !self.may_send => return Err(ExecError::NotSent),
                         LookupOutcome::NotFound => {
                             info!(order = %id, "the exchange does not have the order: sending the same signed order");
                         }
@@ -170,9 +182,9 @@ impl Run {
                     }
                 }
             }
-            if retries > 0
-                && let Some(e) = self.stale()
-            {
+            // Checked before every send, a re-send after a crash or a retry included: a copy never
+            // leaves at an old price.
+            if let Some(e) = self.stale() {
                 self.outcome("rejected", None, &e.to_string()).await?;
                 return Err(e);
             }

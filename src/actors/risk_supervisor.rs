@@ -282,9 +282,14 @@ impl RiskSupervisor {
         }
     }
 
+    fn halted_reason(&self) -> DenyReason {
+        DenyReason::Halted { reason: format!("{}: {}", self.breaker.state.code, self.breaker.state.reason) }
+    }
+
     /// Journals and reports an execution that produced no fill, and feeds the breaker.
     fn exec_failed(&mut self, m: &Evaluate, e: ExecError) -> Decision {
         match e {
+            ExecError::NotSent => self.reject(m, self.halted_reason()),
             ExecError::Rejected { code, message, counts_as_error } => {
                 if counts_as_error {
                     self.count_error();
@@ -382,11 +387,11 @@ impl Handler<Evaluate> for RiskSupervisor {
             self.day_start_ms = utc_day_start(now);
             self.realized_today = Usdc::ZERO;
         }
-        if !self.breaker.is_active() {
-            let d = self.reject(
-                &m,
-                DenyReason::Halted { reason: format!("{}: {}", self.breaker.state.code, self.breaker.state.reason) },
-            );
+        // A recovered intent may already be at the exchange: even while halted it goes to the
+        // executor, which only resolves what was sent and sends nothing new.
+        let may_send = self.breaker.is_active();
+        if !may_send && !m.recovered {
+            let d = self.reject(&m, self.halted_reason());
             return AtomicResponse::new(Box::pin(actix::fut::ready(d)));
         }
         if !m.recovered {
@@ -413,7 +418,7 @@ impl Handler<Evaluate> for RiskSupervisor {
                     std::process::abort();
                 }
             }
-            let exec = match executor.send(Execute { intent, at_ms: now_ms() }).await {
+            let exec = match executor.send(Execute { intent, at_ms: now_ms(), may_send }).await {
                 Ok(Ok(e)) => e,
                 Ok(Err(e)) => return (m, Step::ExecFailed(e)),
                 Err(e) => return (m, Step::ExecFailed(ExecError::internal(e.to_string()))),
