@@ -194,10 +194,9 @@ async fn test_live_when_killed_between_post_and_answer_then_no_second_order_afte
     assert_eq!(l.clob.posts().len(), 1, "no second POST");
     assert!(l.d.log().contains("resolving an order stored before the last stop"), "{}", l.d.log());
     l.anvil.emit(&buy(2, STD_TOKEN)).await;
-    let row = wait_for(20, "the halted copy", async || {
-        l.d.trades().into_iter().nth(1).filter(|r| r["status"] != "pending")
-    })
-    .await;
+    let row =
+        wait_for(20, "the halted copy", async || l.d.trades().into_iter().nth(1).filter(|r| r["status"] != "pending"))
+            .await;
     assert_eq!(row["reason"].as_str(), Some("halted"), "{row}");
     assert_eq!(l.clob.posts().len(), 1, "nothing sent while halted");
 }
@@ -314,6 +313,15 @@ async fn test_live_when_match_settles_or_not_on_chain_then_confirmed_or_reversed
     assert_eq!(position_shares(&l.d, NEG_TOKEN), 0, "reversed in our books");
     assert_eq!(position_shares(&l.d, STD_TOKEN), 10 * ONE as i64, "the settled one stays");
     assert_eq!(settled(&l.d)[1].1, -1);
+
+    // It settles after all: put back.
+    let late_id = settled(&l.d)[1].0.clone();
+    let mut late = Fill::v2(0, SIGNER, V2_EXCHANGE, true, NEG_TOKEN, 10 * ONE, 5_100_000);
+    late.order_hash = late_id.parse().unwrap();
+    l.anvil.emit(&late).await;
+    wait_for(20, "the late settlement", async || (settled(&l.d)[1].1 == 1).then_some(())).await;
+    assert_eq!(position_shares(&l.d, NEG_TOKEN), 10 * ONE as i64, "put back in our books");
+    assert!(l.d.events("alert").iter().any(|e| e.contains("put back")), "{:?}", l.d.events("alert"));
 }
 
 /// Midpoints from the CLOB mark our position; a mark that puts today's realized plus unrealized

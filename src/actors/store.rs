@@ -171,17 +171,19 @@ store_handler!(MarkUnresolved -> (), |s, m| s.mark_unresolved(m.row, &m.detail))
 pub struct GetExecution(pub i64);
 store_handler!(GetExecution -> Option<(Execution, Usdc)>, |s, m| s.execution_for(m.0));
 
-/// Take an unsettled execution out of the books: the new position, the order marked reversed.
+/// Take an unsettled execution out of the books, or put one that settled late back.
 #[derive(Debug)]
-pub struct RecordReversal {
+pub struct RecordSettlementChange {
     /// The fill.
     pub fill_row: i64,
     /// Its token.
     pub token: TokenId,
-    /// Our position without it.
+    /// Our position after the change.
     pub position: Position,
+    /// True when put back.
+    pub restored: bool,
 }
-store_handler!(RecordReversal -> (), |s, m| s.record_reversal(m.fill_row, &m.token, m.position));
+store_handler!(RecordSettlementChange -> (), |s, m| s.record_settlement_change(m.fill_row, &m.token, m.position, m.restored));
 
 /// The latest marks of tokens we hold.
 #[derive(Debug)]

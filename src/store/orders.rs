@@ -21,7 +21,8 @@ pub struct OrderRow {
     pub posts: i64,
 }
 
-/// A matched order whose settlement on chain is overdue.
+/// A matched order whose place in our books must change: its settlement on chain is overdue
+/// (take it out), or it settled after it was taken out (put it back).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsettled {
     /// The fill it copies.
@@ -30,6 +31,8 @@ pub struct Unsettled {
     pub order_id: String,
     /// When it matched, unix ms.
     pub matched_at_ms: i64,
+    /// True when it settled after it had been taken out of the books.
+    pub settled_late: bool,
 }
 
 impl Store {
@@ -99,14 +102,16 @@ impl Store {
         Ok(())
     }
 
-    /// Marks our order settled on chain (our own `OrderFilled` was seen). Returns whether an order
-    /// of ours had this hash.
+    /// Marks our order settled on chain (our own `OrderFilled` was seen). An order already taken
+    /// out of the books is marked `2` (settled late) so it is put back. Returns whether an order of
+    /// ours had this hash.
     ///
     /// # Errors
     /// On a database error.
     pub fn order_settled(&self, order_id: &str, tx: &str) -> StoreResult<bool> {
         let n = self.conn.execute(
-            "UPDATE orders SET settled = 1, settle_tx = ?2 WHERE order_id = ?1 AND settled = 0",
+            "UPDATE orders SET settled = CASE settled WHEN -1 THEN 2 ELSE 1 END, settle_tx = ?2 \
+             WHERE order_id = ?1 AND settled IN (0, -1)",
             params![order_id.to_ascii_lowercase(), tx],
         )?;
         Ok(n > 0)
@@ -124,17 +129,23 @@ impl Store {
         Ok(())
     }
 
-    /// Matched orders not seen on chain since before `before_ms`.
+    /// Matched orders not seen on chain since before `before_ms`, and orders that settled after
+    /// they were taken out of the books.
     ///
     /// # Errors
     /// On a database error.
     pub fn unsettled_before(&self, before_ms: i64) -> StoreResult<Vec<Unsettled>> {
         let mut st = self.conn.prepare(
-            "SELECT fill_id, order_id, updated_at_ms FROM orders \
-             WHERE status = 'matched' AND settled = 0 AND updated_at_ms < ?1 ORDER BY updated_at_ms",
+            "SELECT fill_id, order_id, updated_at_ms, settled = 2 FROM orders \
+             WHERE (status = 'matched' AND settled = 0 AND updated_at_ms < ?1) OR settled = 2 ORDER BY updated_at_ms",
         )?;
         let rows = st.query_map([before_ms], |r| {
-            Ok(Unsettled { fill_row: r.get(0)?, order_id: r.get(1)?, matched_at_ms: r.get(2)? })
+            Ok(Unsettled {
+                fill_row: r.get(0)?,
+                order_id: r.get(1)?,
+                matched_at_ms: r.get(2)?,
+                settled_late: r.get(3)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -173,24 +184,38 @@ impl Store {
         Ok(Some((e, Usdc(n[3]))))
     }
 
-    /// Takes an unsettled execution out of the books in one transaction: the order is marked
-    /// reversed (`settled = -1`), the position set, and the event recorded.
+    /// Takes an unsettled execution out of the books (`restored` false: the order is marked
+    /// `settled = -1`), or puts one that settled late back (`restored` true: `settled = 1`), with the
+    /// new position, in one transaction.
     ///
     /// # Errors
     /// On a database error.
-    pub fn record_reversal(&mut self, row: i64, token: &TokenId, p: Position) -> StoreResult<()> {
+    pub fn record_settlement_change(
+        &mut self,
+        row: i64,
+        token: &TokenId,
+        p: Position,
+        restored: bool,
+    ) -> StoreResult<()> {
         let tx = self.conn.transaction()?;
-        tx.execute("UPDATE orders SET settled = -1, updated_at_ms = ?2 WHERE fill_id = ?1", params![row, now_ms()])?;
+        tx.execute(
+            "UPDATE orders SET settled = ?3, updated_at_ms = ?2 WHERE fill_id = ?1",
+            params![row, now_ms(), if restored { 1 } else { -1 }],
+        )?;
         tx.execute(
             "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
             params![token.to_string(), p.shares.0, p.cost.0, now_ms()],
         )?;
         tx.execute("DELETE FROM positions WHERE shares = 0", [])?;
-        tx.execute(
-            "UPDATE fills SET reason = 'unsettled', detail = 'matched on the CLOB, never settled on chain; reversed' WHERE id = ?1",
-            [row],
-        )?;
+        if restored {
+            tx.execute("UPDATE fills SET reason = NULL, detail = NULL WHERE id = ?1", [row])?;
+        } else {
+            tx.execute(
+                "UPDATE fills SET reason = 'unsettled', detail = 'matched on the CLOB, not settled on chain in time; reversed' WHERE id = ?1",
+                [row],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }

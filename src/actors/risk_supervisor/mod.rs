@@ -1,7 +1,11 @@
 //! The risk supervisor: the one gateway every order passes. It checks each intent against the
 //! limits and the breaker, journals it *before* execution, has the executor place it, journals the
 //! outcome, and keeps the book. It also watches the breaker (CLI halt/resume through the journal)
-//! and the emergency-stop file.
+//! and the emergency-stop file. Valuation (marks, settlement on chain) is in [`valuation`].
+
+mod valuation;
+
+pub use valuation::{CheckSettlement, GetOpenTokens, Marks};
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -19,12 +23,11 @@ use tracing::error;
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::store::{
-    GetBreaker, GetExecution, MarkUnresolved, RecordExecution, RecordIntent, RecordRejection, RecordReversal,
-    SetBreaker, StoreActor, UnsettledBefore,
+    GetBreaker, MarkUnresolved, RecordExecution, RecordIntent, RecordRejection, SetBreaker, StoreActor,
 };
 use crate::domain::{Execution, OrderIntent, Shares, TargetFill, TokenId, Usdc};
 use crate::metrics::Metrics;
-use crate::risk::book::{position_after, position_without};
+use crate::risk::book::position_after;
 use crate::risk::{Book, Breaker, BreakerState, DenyReason, Limits, WalletActivity, check_intent};
 use crate::store::{now_ms, utc_day_start};
 
@@ -82,24 +85,6 @@ pub struct SetTrading {
 #[derive(Debug, Message)]
 #[rtype(result = "BreakerState")]
 pub struct GetBreakerState;
-
-/// Take matched orders that never settled on chain out of our books (live).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct CheckSettlement {
-    /// How long a matched order may take to settle.
-    pub timeout: Duration,
-}
-
-/// The tokens we hold (for marking to market).
-#[derive(Debug, Message)]
-#[rtype(result = "Vec<TokenId>")]
-pub struct GetOpenTokens;
-
-/// New marks (CLOB midpoints) for tokens we hold.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Marks(pub HashMap<TokenId, crate::domain::Price>);
 
 /// Replies once every message sent before it was handled (used to drain at shutdown).
 #[derive(Debug, Message)]
@@ -244,34 +229,6 @@ impl RiskSupervisor {
         self.store.do_send(RecordRejection { row: m.intent.fill_row, code: reason.code(), detail: reason.to_string() });
         self.notifier.do_send(Event::Rejected { fill: m.fill.clone(), label: m.label.clone(), reason: reason.clone() });
         Decision::Rejected(reason)
-    }
-
-    /// Realized P&L today plus the unrealized P&L of open positions at their marks.
-    fn pnl_today(&self) -> Usdc {
-        Usdc(self.realized_today.0 + self.unrealized.0)
-    }
-
-    /// Unrealized P&L of the positions that have a mark (unmarked ones count at cost).
-    fn revalue(&mut self) {
-        let mut total = 0i64;
-        for (token, mark) in &self.marks {
-            let p = self.book.position(token);
-            if p.shares.0 > 0 {
-                total += crate::domain::mul_price_floor(p.shares, *mark) - p.cost.0;
-            }
-        }
-        self.unrealized = Usdc(total);
-    }
-
-    fn check_daily_loss(&mut self) {
-        let pnl = self.pnl_today();
-        if self.breaker.is_active() && pnl.0 <= -self.limits.daily_loss_limit_usdc.0 {
-            let reason = format!(
-                "P&L today {pnl} (realized {}, unrealized {}) reached the limit -{}",
-                self.realized_today, self.unrealized, self.limits.daily_loss_limit_usdc
-            );
-            self.trip("daily_loss_limit", &reason, "daemon");
-        }
     }
 
     fn count_error(&mut self) {
@@ -488,69 +445,4 @@ impl Handler<Flush> for RiskSupervisor {
 
     /// Nothing: replying proves the mailbox before it was drained.
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) {}
-}
-
-impl Handler<CheckSettlement> for RiskSupervisor {
-    type Result = AtomicResponse<Self, ()>;
-
-    /// Reverses executions whose order matched on the CLOB but never appeared on chain.
-    fn handle(&mut self, m: CheckSettlement, _: &mut Context<Self>) -> Self::Result {
-        let store = self.store.clone();
-        let before = now_ms() - i64::try_from(m.timeout.as_millis()).unwrap_or(i64::MAX);
-        let work = async move {
-            let overdue = match store.send(UnsettledBefore(before)).await {
-                Ok(Ok(v)) => v,
-                _ => return Vec::new(),
-            };
-            let mut out = Vec::new();
-            for u in overdue {
-                if let Ok(Ok(Some(e))) = store.send(GetExecution(u.fill_row)).await {
-                    out.push((u, e));
-                }
-            }
-            out
-        };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |overdue, act, _| {
-            for (u, (exec, realized)) in overdue {
-                let pos = act.book.position(&exec.token_id);
-                let (after, undone) = position_without(pos, exec.side, exec.shares, exec.usdc, realized);
-                act.book.set(exec.token_id, after);
-                act.realized_today = Usdc(act.realized_today.0 - undone.0);
-                act.store.do_send(RecordReversal { fill_row: u.fill_row, token: exec.token_id, position: after });
-                let message = format!(
-                    "order {} matched on the CLOB but did not settle on chain within {}s: {} {} shares of token {} taken out of our books",
-                    u.order_id,
-                    m.timeout.as_secs(),
-                    exec.side.as_str(),
-                    exec.shares,
-                    exec.token_id
-                );
-                error!("{message}");
-                act.notifier.do_send(Event::Alert { message });
-            }
-            act.publish();
-        })))
-    }
-}
-
-impl Handler<GetOpenTokens> for RiskSupervisor {
-    type Result = MessageResult<GetOpenTokens>;
-
-    /// Tokens with a non-zero position.
-    fn handle(&mut self, _: GetOpenTokens, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.book.tokens())
-    }
-}
-
-impl Handler<Marks> for RiskSupervisor {
-    type Result = ();
-
-    /// Revalues the book at the new marks; the daily loss limit counts the unrealized part too.
-    fn handle(&mut self, m: Marks, _: &mut Context<Self>) {
-        self.store.do_send(crate::actors::store::SetMarks(m.0.clone()));
-        self.marks.extend(m.0);
-        self.revalue();
-        self.check_daily_loss();
-        self.publish();
-    }
 }

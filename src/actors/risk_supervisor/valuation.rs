@@ -1,0 +1,139 @@
+//! Valuation of the book: marks to market (CLOB midpoints) and settlement on chain. The daily loss
+//! limit counts realized plus unrealized P&L; a live match that never settles is taken out of the
+//! books, and put back if it settles after all.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::{ActorFutureExt, AtomicResponse, Context, Handler, Message, MessageResult, WrapFuture};
+use tracing::error;
+
+use super::RiskSupervisor;
+use crate::actors::notifier::Event;
+use crate::actors::store::{GetExecution, RecordSettlementChange, SetMarks, UnsettledBefore};
+use crate::domain::{Price, TokenId, Usdc, mul_price_floor};
+use crate::risk::book::{position_with, position_without};
+use crate::store::now_ms;
+
+/// Take matched orders that never settled on chain out of our books (live).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CheckSettlement {
+    /// How long a matched order may take to settle.
+    pub timeout: Duration,
+}
+
+/// The tokens we hold (for marking to market).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<TokenId>")]
+pub struct GetOpenTokens;
+
+/// New marks (CLOB midpoints) for tokens we hold.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Marks(pub HashMap<TokenId, Price>);
+
+impl RiskSupervisor {
+    /// Realized P&L today plus the unrealized P&L of open positions at their marks.
+    pub(super) fn pnl_today(&self) -> Usdc {
+        Usdc(self.realized_today.0 + self.unrealized.0)
+    }
+
+    /// Unrealized P&L of the positions that have a mark (unmarked ones count at cost).
+    pub(super) fn revalue(&mut self) {
+        let mut total = 0i64;
+        for (token, mark) in &self.marks {
+            let p = self.book.position(token);
+            if p.shares.0 > 0 {
+                total += mul_price_floor(p.shares, *mark) - p.cost.0;
+            }
+        }
+        self.unrealized = Usdc(total);
+    }
+
+    pub(super) fn check_daily_loss(&mut self) {
+        let pnl = self.pnl_today();
+        if self.breaker.is_active() && pnl.0 <= -self.limits.daily_loss_limit_usdc.0 {
+            let reason = format!(
+                "P&L today {pnl} (realized {}, unrealized {}) reached the limit -{}",
+                self.realized_today, self.unrealized, self.limits.daily_loss_limit_usdc
+            );
+            self.trip("daily_loss_limit", &reason, "daemon");
+        }
+    }
+}
+
+impl Handler<CheckSettlement> for RiskSupervisor {
+    type Result = AtomicResponse<Self, ()>;
+
+    /// Takes out of the books executions whose order matched on the CLOB but never appeared on
+    /// chain, and puts back those that appeared after all.
+    fn handle(&mut self, m: CheckSettlement, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let before = now_ms() - i64::try_from(m.timeout.as_millis()).unwrap_or(i64::MAX);
+        let work = async move {
+            let overdue = match store.send(UnsettledBefore(before)).await {
+                Ok(Ok(v)) => v,
+                _ => return Vec::new(),
+            };
+            let mut out = Vec::new();
+            for u in overdue {
+                if let Ok(Ok(Some(e))) = store.send(GetExecution(u.fill_row)).await {
+                    out.push((u, e));
+                }
+            }
+            out
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |changes, act, _| {
+            for (u, (exec, realized)) in changes {
+                let pos = act.book.position(&exec.token_id);
+                let restored = u.settled_late;
+                let (after, realized_change) = if restored {
+                    position_with(pos, exec.side, exec.shares, exec.usdc, realized)
+                } else {
+                    let (p, undone) = position_without(pos, exec.side, exec.shares, exec.usdc, realized);
+                    (p, Usdc(-undone.0))
+                };
+                act.book.set(exec.token_id, after);
+                act.realized_today = Usdc(act.realized_today.0 + realized_change.0);
+                act.store.do_send(RecordSettlementChange { fill_row: u.fill_row, token: exec.token_id, position: after, restored });
+                let what = format!("{} {} shares of token {}", exec.side.as_str(), exec.shares, exec.token_id);
+                let message = if restored {
+                    format!("order {} settled on chain after it was taken out of our books: {what} put back", u.order_id)
+                } else {
+                    format!(
+                        "order {} matched on the CLOB but did not settle on chain within {}s: {what} taken out of our books",
+                        u.order_id,
+                        m.timeout.as_secs()
+                    )
+                };
+                error!("{message}");
+                act.notifier.do_send(Event::Alert { message });
+            }
+            act.revalue();
+            act.publish();
+        })))
+    }
+}
+
+impl Handler<GetOpenTokens> for RiskSupervisor {
+    type Result = MessageResult<GetOpenTokens>;
+
+    /// Tokens with a non-zero position.
+    fn handle(&mut self, _: GetOpenTokens, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.book.tokens())
+    }
+}
+
+impl Handler<Marks> for RiskSupervisor {
+    type Result = ();
+
+    /// Revalues the book at the new marks; the daily loss limit counts the unrealized part too.
+    fn handle(&mut self, m: Marks, _: &mut Context<Self>) {
+        self.store.do_send(SetMarks(m.0.clone()));
+        self.marks.extend(m.0);
+        self.revalue();
+        self.check_daily_loss();
+        self.publish();
+    }
+}
