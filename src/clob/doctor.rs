@@ -226,13 +226,9 @@ fn funder_text(sig: SigType, funder: Address) -> String {
     format!("trading from {funder:#x} (signature type {})", sig.name())
 }
 
-fn balance_text(d: Decimal) -> String {
-    // The CLOB reports base units (6 decimals) as an integer string.
-    if d.scale() == 0 && d > Decimal::from(1_000_000) {
-        (d / Decimal::from(1_000_000)).normalize().to_string()
-    } else {
-        d.normalize().to_string()
-    }
+/// The CLOB reports the balance in base units (6 decimals): "5533220" is 5.53322 pUSD.
+fn balance_text(base_units: Decimal) -> String {
+    (base_units / Decimal::from(1_000_000)).normalize().to_string()
 }
 
 /// Names of the V2 exchanges without a non-zero allowance.

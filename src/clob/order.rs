@@ -7,7 +7,7 @@ use std::str::FromStr;
 use alloy::primitives::{Address, B256, Signature, U256, keccak256};
 use alloy::sol_types::{Eip712Domain, SolStruct};
 use polymarket_client_sdk_v2::auth::ApiKey;
-use polymarket_client_sdk_v2::clob::types::{OrderPayload, OrderType, OrderV2, SignedOrder};
+use polymarket_client_sdk_v2::clob::types::{OrderPayload, OrderV2, SignedOrder};
 use serde::{Deserialize, Serialize};
 
 use crate::clob::account::POLYGON;
@@ -93,6 +93,9 @@ pub enum OrderError {
     /// A wrapped (deposit wallet) signature or a corrupt one.
     #[error("unusable signature: {0}")]
     Signature(String),
+    /// A stored field that cannot be read back.
+    #[error("corrupt stored order: {0}")]
+    Corrupt(String),
 }
 
 impl StoredOrder {
@@ -107,7 +110,7 @@ impl StoredOrder {
         Ok(Self {
             order_id: v.eip712_signing_hash(&domain),
             neg_risk,
-            salt: u64::try_from(v.salt).map_err(|_| OrderError::Signature("salt above 64 bits".into()))?,
+            salt: u64::try_from(v.salt).map_err(|_| OrderError::Corrupt("salt above 64 bits".into()))?,
             maker: v.maker,
             signer: v.signer,
             token_id: v.tokenId,
@@ -148,11 +151,10 @@ impl StoredOrder {
         v.metadata = self.metadata;
         v.builder = self.builder;
         let sig = Signature::from_str(&self.signature).map_err(|e| OrderError::Signature(e.to_string()))?;
-        let order_type = match self.order_type.as_str() {
-            "FOK" => OrderType::FOK,
-            "GTD" => OrderType::GTD,
-            _ => OrderType::FAK,
-        };
+        // Re-sent exactly as it was first sent: an unreadable type is an error, never a default.
+        let order_type = crate::clob::OrderKind::parse(&self.order_type)
+            .map_err(|e| OrderError::Corrupt(format!("order type {e}")))?
+            .sdk();
         Ok(SignedOrder::builder()
             .payload(OrderPayload::new(v, self.expiration))
             .signature(sig)
@@ -183,6 +185,43 @@ mod tests {
             let s = salt_for(&f(o, 0));
             assert!(s > 0 && s <= JS_SAFE_MAX);
         }
+    }
+
+    /// What is stored is what is sent again: the re-built order serializes to the same body,
+    /// signature and order type included.
+    #[test]
+    fn a_stored_order_is_sent_again_byte_for_byte() {
+        use alloy::signers::SignerSync as _;
+        use alloy::signers::local::PrivateKeySigner;
+        use polymarket_client_sdk_v2::clob::types::OrderType;
+        let key: PrivateKeySigner =
+            "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80".parse().unwrap();
+        let mut v = OrderV2::default();
+        v.salt = U256::from(42u64);
+        v.maker = key.address();
+        v.signer = key.address();
+        v.tokenId = U256::from(1001u64);
+        v.makerAmount = U256::from(5_100_000u64);
+        v.takerAmount = U256::from(10_000_000u64);
+        v.timestamp = U256::from(1_700_000_000_000u64);
+        let sig = key.sign_hash_sync(&v.eip712_signing_hash(&order_domain(false).unwrap())).unwrap();
+        let owner = ApiKey::nil();
+        let signed = SignedOrder::builder()
+            .payload(OrderPayload::new(v, U256::ZERO))
+            .signature(sig)
+            .order_type(OrderType::FOK)
+            .owner(owner)
+            .post_only(false)
+            .defer_exec(true)
+            .build();
+        let stored = StoredOrder::from_signed(&signed, false).unwrap();
+        let json = serde_json::to_string(&stored).unwrap();
+        let back: StoredOrder = serde_json::from_str(&json).unwrap();
+        let again = back.to_signed(owner).unwrap();
+        assert_eq!(serde_json::to_value(&again).unwrap(), serde_json::to_value(&signed).unwrap());
+        let mut bad = back;
+        bad.order_type = "GTC".into();
+        assert!(bad.to_signed(owner).is_err(), "never silently re-sent as another type");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
@@ -18,7 +18,9 @@ use polymarket_client_sdk_v2::auth::state::Authenticated;
 use polymarket_client_sdk_v2::clob::types::request::{
     BalanceAllowanceRequest, MidpointRequest, OrderBookSummaryRequest,
 };
-use polymarket_client_sdk_v2::clob::types::{AssetType, OrderPayload, OrderStatusType, Side as SdkSide};
+use polymarket_client_sdk_v2::clob::types::{
+    AssetType, OrderPayload, OrderStatusType, Side as SdkSide, TickSize as SdkTickSize,
+};
 use polymarket_client_sdk_v2::clob::{Client, Config};
 use polymarket_client_sdk_v2::error::Status;
 use rust_decimal::Decimal;
@@ -167,7 +169,13 @@ pub struct Venue {
     funder: Address,
     cfg: VenueConfig,
     limiter: DefaultDirectRateLimiter,
+    /// Market rules by token: one `/book` call per market and minute, not one per order.
+    rules: Mutex<HashMap<TokenId, (std::time::Instant, MarketRules, SdkTickSize)>>,
 }
+
+/// How long a market's tick, minimum size and exchange are trusted (the CLOB changes a market's
+/// tick when its price nears 0 or 1).
+const RULES_TTL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Venue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -210,6 +218,7 @@ impl Venue {
             funder,
             limiter: RateLimiter::direct(Quota::per_second(rps)),
             cfg,
+            rules: Mutex::default(),
         })
     }
 
@@ -287,6 +296,15 @@ impl Venue {
     /// When the CLOB cannot be reached or knows no such token.
     pub async fn market_rules(&self, token: TokenId) -> Result<MarketRules, VenueError> {
         let c = self.client();
+        let cached = self.rules.lock().ok().and_then(|m| m.get(&token).copied());
+        if let Some((at, rules, sdk_tick)) = cached
+            && at.elapsed() < RULES_TTL
+        {
+            // The SDK's own caches may be new (credentials derived again): prime them again.
+            c.set_tick_size(token, sdk_tick);
+            c.set_neg_risk(token, rules.neg_risk);
+            return Ok(rules);
+        }
         let req = OrderBookSummaryRequest::builder().token_id(token).build();
         let book = self.call(c.order_book(&req)).await?;
         let tick_micros = decimal_to_micros(book.tick_size.as_decimal()).unwrap_or(0);
@@ -294,11 +312,15 @@ impl Venue {
             .ok_or_else(|| VenueError::Build(format!("unknown tick size {}", book.tick_size.as_decimal())))?;
         c.set_tick_size(token, book.tick_size);
         c.set_neg_risk(token, book.neg_risk);
-        Ok(MarketRules {
+        let rules = MarketRules {
             tick,
             min_size: Shares(decimal_to_micros(book.min_order_size).unwrap_or(0)),
             neg_risk: book.neg_risk,
-        })
+        };
+        if let Ok(mut m) = self.rules.lock() {
+            m.insert(token, (std::time::Instant::now(), rules, book.tick_size));
+        }
+        Ok(rules)
     }
 
     /// Builds and signs our order: `shares` at `limit`, salted with `salt` (derived from the fill).
