@@ -85,7 +85,7 @@ async fn live_venue(s: &Settings, env: &Env) -> Result<Arc<Venue>, DaemonError> 
 
 /// Marks open positions at the CLOB's midpoints every `every`. A failure is logged once until the
 /// next success: the quick start runs without network access to the CLOB.
-async fn mark_to_market(src: crate::clob::venue::MarkSource, risk: Addr<RiskSupervisor>, every: Duration) {
+async fn mark_to_market(src: crate::clob::public::MarkSource, risk: Addr<RiskSupervisor>, every: Duration) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut failing = false;
     loop {
@@ -270,7 +270,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         });
     }
     if s.risk.mark_interval_s > 0 {
-        match crate::clob::venue::MarkSource::new(&cfg.env.clob_host, Duration::from_millis(s.live.request_timeout_ms))
+        match crate::clob::public::MarkSource::new(&cfg.env.clob_host, Duration::from_millis(s.live.request_timeout_ms))
         {
             Ok(src) => {
                 actix::spawn(mark_to_market(src, risk.clone(), Duration::from_secs(s.risk.mark_interval_s)));

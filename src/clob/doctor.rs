@@ -8,7 +8,8 @@ use alloy::primitives::Address;
 use rust_decimal::Decimal;
 
 use crate::clob::account::{SigType, resolve_funder};
-use crate::clob::venue::{Venue, VenueConfig, VenueError, geoblocked, probe_version};
+use crate::clob::public::{geoblocked, probe_version};
+use crate::clob::venue::{Venue, VenueConfig, VenueError};
 
 /// How one check went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

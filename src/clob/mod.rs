@@ -1,12 +1,14 @@
 //! Polymarket's CLOB (V2): who signs ([`account`]), the pricing rules every order satisfies
 //! ([`pricing`]), the signed order as we store it ([`order`]), what each answer means ([`outcome`]),
-//! and the connection that places and looks up orders through `polymarket_client_sdk_v2` ([`venue`]).
+//! the connection that places and looks up orders through `polymarket_client_sdk_v2` ([`venue`]), and
+//! the calls that need no credentials ([`public`]).
 
 pub mod account;
 pub mod doctor;
 pub mod order;
 pub mod outcome;
 pub mod pricing;
+pub mod public;
 pub mod venue;
 
 pub use account::{OrderKind, SigType};

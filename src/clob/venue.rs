@@ -15,13 +15,11 @@ use alloy::signers::local::PrivateKeySigner;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use polymarket_client_sdk_v2::auth::Normal;
 use polymarket_client_sdk_v2::auth::state::Authenticated;
-use polymarket_client_sdk_v2::clob::types::request::{
-    BalanceAllowanceRequest, MidpointRequest, OrderBookSummaryRequest,
-};
+use polymarket_client_sdk_v2::clob::Client;
+use polymarket_client_sdk_v2::clob::types::request::{BalanceAllowanceRequest, OrderBookSummaryRequest};
 use polymarket_client_sdk_v2::clob::types::{
     AssetType, OrderPayload, OrderStatusType, Side as SdkSide, TickSize as SdkTickSize,
 };
-use polymarket_client_sdk_v2::clob::{Client, Config};
 use polymarket_client_sdk_v2::error::Status;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive as _;
@@ -183,7 +181,20 @@ impl std::fmt::Debug for Venue {
     }
 }
 
-fn sdk_error(e: &polymarket_client_sdk_v2::error::Error, secrets: &[&str]) -> VenueError {
+/// Runs one SDK call within `timeout`, its error texts scrubbed of `secrets`.
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    secrets: &[&str],
+    fut: impl Future<Output = polymarket_client_sdk_v2::Result<T>>,
+) -> Result<T, VenueError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(sdk_error(&e, secrets)),
+        Err(_) => Err(VenueError::Timeout(timeout)),
+    }
+}
+
+pub(crate) fn sdk_error(e: &polymarket_client_sdk_v2::error::Error, secrets: &[&str]) -> VenueError {
     if let Some(st) = e.downcast_ref::<Status>() {
         return VenueError::Status { status: st.status_code.as_u16(), message: scrub(&st.message, secrets) };
     }
@@ -228,16 +239,12 @@ impl Venue {
         funder: Address,
     ) -> Result<Client<Authenticated<Normal>>, VenueError> {
         let secrets = [cfg.private_key.as_str()];
-        let client = sdk_client(cfg).map_err(|e| sdk_error(&e, &secrets))?;
+        let client = crate::clob::public::sdk_client(cfg).map_err(|e| sdk_error(&e, &secrets))?;
         let mut b = client.authentication_builder(signer).signature_type(cfg.sig.sdk());
         if cfg.sig != SigType::Eoa {
             b = b.funder(funder);
         }
-        match tokio::time::timeout(cfg.timeout, b.authenticate()).await {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(sdk_error(&e, &secrets)),
-            Err(_) => Err(VenueError::Timeout(cfg.timeout)),
-        }
+        bounded(cfg.timeout, &secrets, b.authenticate()).await
     }
 
     /// Derives the API credentials again (after a 401).
@@ -273,11 +280,7 @@ impl Venue {
 
     async fn call<T>(&self, fut: impl Future<Output = polymarket_client_sdk_v2::Result<T>>) -> Result<T, VenueError> {
         self.limiter.until_ready().await;
-        match tokio::time::timeout(self.cfg.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(sdk_error(&e, &[self.cfg.private_key.as_str()])),
-            Err(_) => Err(VenueError::Timeout(self.cfg.timeout)),
-        }
+        bounded(self.cfg.timeout, &[self.cfg.private_key.as_str()], fut).await
     }
 
     /// The CLOB's protocol version (2 since 2026-04-28).
@@ -413,76 +416,6 @@ impl Venue {
         let req = BalanceAllowanceRequest::builder().asset_type(AssetType::Collateral).build();
         let r = self.call(c.balance_allowance(req)).await?;
         Ok((r.balance, r.allowances))
-    }
-}
-
-fn sdk_client(cfg: &VenueConfig) -> polymarket_client_sdk_v2::Result<Client> {
-    let config = match &cfg.geoblock_host {
-        Some(h) => Config::builder().geoblock_host(h.clone()).build(),
-        None => Config::default(),
-    };
-    Client::new(&cfg.host, config)
-}
-
-/// Asks the CLOB its protocol version without credentials (is it there, and is it V2?).
-///
-/// # Errors
-/// When it cannot be reached or answers with an error.
-pub async fn probe_version(cfg: &VenueConfig) -> Result<u32, VenueError> {
-    let c = sdk_client(cfg).map_err(|e| sdk_error(&e, &[]))?;
-    match tokio::time::timeout(cfg.timeout, c.version()).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(sdk_error(&e, &[])),
-        Err(_) => Err(VenueError::Timeout(cfg.timeout)),
-    }
-}
-
-/// Whether Polymarket blocks this server's region: `Some((country, region))` when blocked.
-///
-/// # Errors
-/// When the check cannot be made.
-pub async fn geoblocked(cfg: &VenueConfig) -> Result<Option<(String, String)>, VenueError> {
-    let c = sdk_client(cfg).map_err(|e| sdk_error(&e, &[]))?;
-    match tokio::time::timeout(cfg.timeout, c.check_geoblock()).await {
-        Ok(Ok(g)) => Ok(g.blocked.then_some((g.country, g.region))),
-        Ok(Err(e)) => Err(sdk_error(&e, &[])),
-        Err(_) => Err(VenueError::Timeout(cfg.timeout)),
-    }
-}
-
-/// Reads midpoints from the CLOB's public endpoint (no credentials): marks for paper and live.
-#[derive(Debug, Clone)]
-pub struct MarkSource {
-    client: Client,
-    timeout: Duration,
-}
-
-impl MarkSource {
-    /// A reader of `host`.
-    ///
-    /// # Errors
-    /// When the URL is invalid.
-    pub fn new(host: &str, timeout: Duration) -> Result<Self, VenueError> {
-        Ok(Self { client: Client::new(host, Config::default()).map_err(|e| sdk_error(&e, &[]))?, timeout })
-    }
-
-    /// Midpoints of these tokens in one batched call; tokens without a book are missing.
-    ///
-    /// # Errors
-    /// When the CLOB cannot be reached.
-    pub async fn midpoints(&self, tokens: &[TokenId]) -> Result<HashMap<TokenId, Price>, VenueError> {
-        if tokens.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let reqs: Vec<MidpointRequest> =
-            tokens.iter().map(|t| MidpointRequest::builder().token_id(*t).build()).collect();
-        match tokio::time::timeout(self.timeout, self.client.midpoints(&reqs)).await {
-            Ok(Ok(r)) => {
-                Ok(r.midpoints.into_iter().filter_map(|(t, m)| Some((t, Price(decimal_to_micros(m)?)))).collect())
-            }
-            Ok(Err(e)) => Err(sdk_error(&e, &[])),
-            Err(_) => Err(VenueError::Timeout(self.timeout)),
-        }
     }
 }
 
