@@ -17,7 +17,7 @@ use hmac::{Hmac, Mac};
 use polymarket_client_sdk_v2::clob::types::OrderV2;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 pub const API_KEY: &str = "6f1c1e5e-8c1a-4b8e-9a7e-0d7e5a3b2c11";
@@ -151,38 +151,6 @@ impl FakeClob {
     }
 }
 
-async fn read(sock: &mut TcpStream) -> Option<(String, String, HashMap<String, String>, String)> {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.lines();
-    let mut first = lines.next()?.split_whitespace();
-    let (method, path) = (first.next()?.to_owned(), first.next()?.to_owned());
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_uppercase(), v.trim().to_owned())))
-        .collect();
-    let len = headers.get("CONTENT-LENGTH").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < len {
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&tmp[..n]);
-    }
-    Some((method, path, headers, String::from_utf8_lossy(&body).into_owned()))
-}
-
 async fn respond(sock: &mut TcpStream, code: u16, body: &Value, extra: &str) {
     let text = body.to_string();
     let r = format!(
@@ -298,7 +266,8 @@ fn open_order(o: &Order) -> Value {
 }
 
 async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
-    let (method, path, h, body) = read(&mut sock).await?;
+    let (method, path, body, h) = super::http::read_request(&mut sock).await?;
+    let body = String::from_utf8_lossy(&body).into_owned();
     let route = path.split('?').next().unwrap_or("").to_owned();
     let key = if route.starts_with("/data/order/") { "/data/order".to_owned() } else { route.clone() };
     *st.lock().unwrap().requests.entry(key).or_default() += 1;

@@ -4,6 +4,7 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod clob;
+pub mod http;
 pub mod telegram;
 pub mod ws_tap;
 

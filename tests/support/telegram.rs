@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::http::{find, read_request};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 pub const BOT_ID: i64 = 999_000;
@@ -148,66 +150,6 @@ impl FakeTelegram {
     }
 }
 
-fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
-    h.windows(needle.len()).position(|w| w == needle)
-}
-
-async fn read_request(sock: &mut TcpStream) -> Option<(String, String, Vec<u8>, String)> {
-    let mut buf = Vec::with_capacity(8192);
-    let mut tmp = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.lines();
-    let mut first = lines.next()?.split_whitespace();
-    let (method, path) = (first.next()?.to_owned(), first.next()?.to_owned());
-    let header = |name: &str| {
-        head.lines().find_map(|l| {
-            l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned())
-        })
-    };
-    let ctype = header("content-type").unwrap_or_default();
-    let mut body = buf[head_end..].to_vec();
-    if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        while body.len() < len {
-            let n = sock.read(&mut tmp).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            body.extend_from_slice(&tmp[..n]);
-        }
-    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        // Read until the terminating chunk, then decode.
-        while find(&body, b"0\r\n\r\n").is_none() {
-            let n = sock.read(&mut tmp).await.ok()?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&tmp[..n]);
-        }
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        while let Some(i) = find(rest, b"\r\n") {
-            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..i]).trim(), 16).unwrap_or(0);
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[i + 2..i + 2 + size]);
-            rest = &rest[i + 2 + size + 2..];
-        }
-        body = out;
-    }
-    Some((method, path, body, ctype))
-}
-
 /// Multipart fields: name → bytes.
 fn multipart(body: &[u8], ctype: &str) -> HashMap<String, Vec<u8>> {
     let mut out = HashMap::new();
@@ -252,7 +194,8 @@ fn err(code: u16, description: &str) -> Value {
 }
 
 async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>, token: String) -> Option<()> {
-    let (_, path, body, ctype) = read_request(&mut sock).await?;
+    let (_, path, body, headers) = read_request(&mut sock).await?;
+    let ctype = headers.get("CONTENT-TYPE").cloned().unwrap_or_default();
     // When Telegram got the request (what its rate limits count), not when a slow answer left.
     let arrived = Instant::now();
     let (tok, method) = path.trim_start_matches("/bot").split_once('/')?;
