@@ -28,11 +28,7 @@ fn row(rows: &[Value], status: &str) -> Vec<(String, String, String, String, Str
 /// fills are journaled and copied, as the hand-computed table says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_copy_when_targets_rest_and_take_then_only_their_own_fills_are_copied() {
-    let anvil = Anvil::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true), (B, "off", false)], 0.1));
-    d.start();
-    d.wait_live().await;
+    let Running { anvil, dir: _dir, mut d } = running(&wallets(&[(A, "whale", true), (B, "off", false)], 0.1)).await;
 
     // 1. V2, A rests: buys 100 of token 1001 for 50 (0.5); the taker was C1.
     anvil.emit(&Fill::v2(1, A, C1, true, 1001, 100 * ONE, 50 * ONE)).await;

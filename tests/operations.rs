@@ -41,11 +41,7 @@ async fn within_a_second(d: &Daemon, needle: &str, times: usize) {
 /// restarts them, and the halted state survives a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_halt_when_stop_file_or_cli_then_no_executions_until_resume() {
-    let anvil = Anvil::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
-    d.start();
-    d.wait_live().await;
+    let Running { anvil, dir, mut d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
     anvil.emit(&buy(A, 1, 1)).await;
     assert_eq!(outcome(&d, 0).await.0, "executed");
 
@@ -90,11 +86,7 @@ async fn test_halt_when_stop_file_or_cli_then_no_executions_until_resume() {
 /// broken edit is rejected with every problem reported and the old targets keep running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_reload_when_wallets_edited_then_applied_or_rejected_live() {
-    let anvil = Anvil::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
-    d.start();
-    d.wait_live().await;
+    let Running { anvil, dir: _dir, mut d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
 
     d.write_wallets(&wallets(&[(A, "a", true), (D, "newcomer", true)], 0.1));
     wait_for(10, "the reload", async || (!d.events("wallets_reloaded").is_empty()).then_some(())).await;
@@ -167,11 +159,7 @@ fn test_check_config_when_three_mistakes_then_all_reported() {
 /// fill is journaled and refused as halted until the operator resumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_journal_when_unwritable_then_breaker_trips() {
-    let anvil = Anvil::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
-    d.start();
-    d.wait_live().await;
+    let Running { anvil, dir, d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
     let db = dir.path().join("journal.db");
     let locker = std::thread::spawn(move || {
         let c = rusqlite::Connection::open(db).unwrap();

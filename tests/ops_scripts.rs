@@ -24,11 +24,7 @@ fn trades_of(d: &Daemon, db: &str) -> Vec<Value> {
 /// consistent with the live one; a quiet backup matches it exactly; corrupt backups are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_backup_when_daemon_writing_then_restores_consistent_journal() {
-    let anvil = Anvil::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 1.0));
-    d.start();
-    d.wait_live().await;
+    let Running { anvil, dir, d } = running(&wallets(&[(A, "a", true)], 1.0)).await;
     let backups = dir.path().join("backups");
     let bdir = backups.display().to_string();
 
@@ -130,11 +126,7 @@ fn test_backup_retention_when_old_files_then_exactly_the_expired_are_deleted() {
 /// tripped, when the node is gone (the feed stalls), and when the daemon is down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_health_check_when_things_break_then_names_the_check() {
-    let anvil = Anvil::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 1.0));
-    d.start();
-    d.wait_live().await;
+    let Running { anvil, dir, mut d } = running(&wallets(&[(A, "a", true)], 1.0)).await;
     let url = d.http_base().await;
     let bdir = dir.path().join("backups").display().to_string();
     let (code, _, err) = d.script("backup.sh", &["--dir", &bdir], &[]);
@@ -185,11 +177,7 @@ async fn test_health_check_when_things_break_then_names_the_check() {
 /// it refuses to VACUUM (exit 75) instead of blocking the daemon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_maintenance_when_old_rows_then_pruned_and_busy_db_is_not_vacuumed() {
-    let anvil = Anvil::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 1.0));
-    d.start();
-    d.wait_live().await;
+    let Running { anvil, dir, mut d } = running(&wallets(&[(A, "a", true)], 1.0)).await;
     for i in 1..=4u8 {
         anvil.emit(&buy(i)).await;
     }

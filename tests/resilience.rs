@@ -26,11 +26,7 @@ async fn executed(d: &Daemon, n: usize) -> Vec<serde_json::Value> {
 /// while the daemon was down are backfilled from the checkpoint and copied once each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_restart_when_fills_happened_while_down_then_backfills_without_duplicates() {
-    let anvil = Anvil::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
-    d.start();
-    d.wait_live().await;
+    let Running { anvil, dir: _dir, mut d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
     let (_, tx1) = anvil.emit(&buy(1, 11)).await;
     executed(&d, 1).await;
     assert!(d.stop().success());
@@ -77,11 +73,7 @@ async fn test_reorg_when_fill_unconfirmed_then_never_copied() {
 /// With `confirmations = 0`, a fill already copied and then reorged out is reported as such.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_reorg_when_fill_already_copied_then_reported() {
-    let anvil = Anvil::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
-    d.start();
-    d.wait_live().await;
+    let Running { anvil, dir: _dir, d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
     anvil.emit(&buy(1, 31)).await;
     executed(&d, 1).await;
     anvil.raw("anvil_reorg", json!([1, []])).await;

@@ -466,6 +466,24 @@ impl Daemon {
     }
 }
 
+/// A live paper daemon on its own anvil node and temp directory (dropped in reverse: the daemon
+/// stops before its directory and node go away).
+pub struct Running {
+    pub anvil: Anvil,
+    pub dir: tempfile::TempDir,
+    pub d: Daemon,
+}
+
+/// Starts anvil and a daemon watching `wallets` with the test settings, and waits until it is live.
+pub async fn running(wallets: &Value) -> Running {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", wallets);
+    d.start();
+    d.wait_live().await;
+    Running { anvil, dir, d }
+}
+
 /// (exit code, stdout, stderr) of a finished process.
 pub fn output(out: std::process::Output) -> (i32, String, String) {
     (
