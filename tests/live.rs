@@ -383,3 +383,21 @@ async fn test_live_when_no_db_given_then_live_journal_is_separate_from_paper() {
     assert_eq!(db_of(false), ("data/polycopy-paper.db".to_owned(), "paper".to_owned()));
     assert_eq!(db_of(true), ("data/polycopy-live.db".to_owned(), "live".to_owned()));
 }
+
+/// Killed after the exchange's answer was journaled but before the execution was: after a restart
+/// the journaled answer is booked as it is, with no lookup and no second POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_killed_after_the_answer_then_it_is_booked_from_the_journal() {
+    let mut l = live().await;
+    l.d.start_with(&[("POLYCOPY_FAULT", "abort_after_order_outcome")]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let status = l.d.wait_exit().await;
+    assert!(!status.success(), "the fault aborted the daemon");
+    assert_eq!(orders_in_journal(&l.d)[0].1, "matched");
+    start_live(&mut l).await;
+    let row = settled_row(&l.d).await;
+    assert_eq!((row["status"].as_str(), row["shares"].as_str()), (Some("executed"), Some("10")), "{row}");
+    assert_eq!(l.clob.posts().len(), 1);
+    assert_eq!(l.clob.requests("/data/order"), 0, "nothing to look up: the answer was journaled");
+}

@@ -17,11 +17,11 @@ use tracing::{info, warn};
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::store::{GetOrder, OrderOutcome, OrderSent, RecordOrder, StoreActor};
 use crate::clob::order::{StoredOrder, salt_for};
-use crate::clob::outcome::{LookupOutcome, PostOutcome};
+use crate::clob::outcome::{LookupOutcome, PostOutcome, stable_code};
 use crate::clob::pricing::{limit_price_on_tick, size_for_market};
 use crate::clob::venue::{Venue, decimal_to_micros};
 use crate::domain::{Execution, OrderIntent, Price, Shares, Side, Usdc, mul_price_ceil, mul_price_floor};
-use crate::store::now_ms;
+use crate::store::{OrderRow, now_ms};
 
 /// Timing and retry rules of live execution.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +38,8 @@ pub struct LiveRules {
     pub retry_backoff: Duration,
     /// Wait after a 429 that names none.
     pub rate_limit_wait: Duration,
+    /// Test-only fault injection (`POLYCOPY_FAULT=abort_after_order_outcome`).
+    pub abort_after_outcome: bool,
 }
 
 /// Places orders on the CLOB.
@@ -109,6 +111,9 @@ impl Run {
         let existing = self.store.send(GetOrder(row)).await.map_err(journal_err)?.map_err(journal_err)?;
         if let Some(o) = existing {
             info!(fill = row, order = %o.order.id_hex(), status = %o.status, "resolving an order stored before the last stop");
+            if let Some(done) = self.replay(&o) {
+                return done;
+            }
             return self.drive(o.order, true).await;
         }
         if !self.may_send {
@@ -159,6 +164,11 @@ impl Run {
                 match self.venue.lookup(&id).await {
                     Ok(found) => match found.state {
                         LookupOutcome::NotFound if !self.may_send => return Err(ExecError::NotSent),
+                        LookupOutcome::NotFound if Instant::now() >= until => {
+                            return self
+                                .unknown(&format!("{last_unknown}; the exchange still does not have order {id}"))
+                                .await;
+                        }
                         LookupOutcome::NotFound => {
                             info!(order = %id, "the exchange does not have the order: sending the same signed order");
                         }
@@ -184,9 +194,8 @@ impl Run {
             }
             // Checked before every send, a re-send after a crash or a retry included: a copy never
             // leaves at an old price.
-            if let Some(e) = self.stale() {
-                self.outcome("rejected", None, &e.to_string()).await?;
-                return Err(e);
+            if let Some(ExecError::Rejected { code, message, counts_as_error }) = self.stale() {
+                return self.refused(code, message, counts_as_error).await;
             }
             self.store.send(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?.map_err(journal_err)?;
             match self.venue.post(&order).await {
@@ -200,15 +209,12 @@ impl Run {
                     return Err(ExecError::NoFill { code: "no_liquidity", message });
                 }
                 PostOutcome::Rejected { code, message, counts_as_error } => {
-                    self.outcome("rejected", None, &message).await?;
-                    return Err(ExecError::Rejected { code, message, counts_as_error });
+                    return self.refused(code, message, counts_as_error).await;
                 }
                 PostOutcome::Retry { code, message, wait_ms } => {
                     retries += 1;
                     if retries > self.rules.max_retries {
-                        let message = format!("{message} (after {} attempts)", retries);
-                        self.outcome("rejected", None, &message).await?;
-                        return Err(ExecError::Rejected { code, message, counts_as_error: true });
+                        return self.refused(code, format!("{message} (after {retries} attempts)"), true).await;
                     }
                     let wait = match (code, wait_ms) {
                         (_, Some(ms)) => Duration::from_millis(ms),
@@ -221,13 +227,13 @@ impl Run {
                 }
                 PostOutcome::Unauthorized { message } => {
                     if reauthed {
-                        self.outcome("rejected", None, &message).await?;
+                        self.outcome("rejected", None, &format!("auth_error: {message}")).await?;
                         return Err(ExecError::Auth(message));
                     }
                     reauthed = true;
                     warn!(order = %id, "the CLOB refused our API credentials; deriving them again");
                     if let Err(e) = self.venue.reauthenticate().await {
-                        self.outcome("rejected", None, &e.to_string()).await?;
+                        self.outcome("rejected", None, &format!("auth_error: {e}")).await?;
                         return Err(ExecError::Auth(e.to_string()));
                     }
                     lookup_first = false;
@@ -239,6 +245,36 @@ impl Run {
                     lookup_first = true;
                 }
             }
+        }
+    }
+
+    /// Journals a final refusal as `code: message` (so a restart replays it with its code).
+    async fn refused(
+        &self,
+        code: &'static str,
+        message: String,
+        counts_as_error: bool,
+    ) -> Result<Execution, ExecError> {
+        self.outcome("rejected", None, &format!("{code}: {message}")).await?;
+        Err(ExecError::Rejected { code, message, counts_as_error })
+    }
+
+    /// The outcome an earlier run already journaled for this fill's order, when it is final.
+    fn replay(&self, o: &OrderRow) -> Option<Result<Execution, ExecError>> {
+        let message = o.message.clone().unwrap_or_default();
+        match (o.status.as_str(), o.amounts) {
+            ("matched", Some((shares, usdc))) => Some(Ok(self.execution(Shares(shares), Usdc(usdc)))),
+            ("no_fill", _) => Some(Err(ExecError::NoFill { code: "no_liquidity", message })),
+            ("rejected", _) => {
+                let (code, rest) = message.split_once(": ").unwrap_or(("", &message));
+                Some(Err(ExecError::Rejected {
+                    code: stable_code(code),
+                    message: rest.to_owned(),
+                    // Counted when it happened.
+                    counts_as_error: false,
+                }))
+            }
+            _ => None,
         }
     }
 
@@ -269,6 +305,10 @@ impl Run {
         let (give, get) = (decimal_to_micros(making).unwrap_or(0), decimal_to_micros(taking).unwrap_or(0));
         let (shares, usdc) = if self.intent.side == Side::Buy { (get, give) } else { (give, get) };
         self.outcome("matched", Some((shares, usdc)), "matched").await?;
+        if self.rules.abort_after_outcome {
+            tracing::error!("fault injection: aborting after the order's outcome is journaled, before its execution");
+            std::process::abort();
+        }
         Ok(self.execution(Shares(shares), Usdc(usdc)))
     }
 

@@ -153,6 +153,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             max_retries: s.live.max_retries,
             retry_backoff: Duration::from_millis(s.live.retry_backoff_ms),
             rate_limit_wait: Duration::from_millis(s.live.rate_limit_wait_ms),
+            abort_after_outcome: std::env::var("POLYCOPY_FAULT").is_ok_and(|v| v == "abort_after_order_outcome"),
         };
         (LiveExecutor::new(venue.clone(), store.clone(), rules).start().recipient(), Some(venue))
     };

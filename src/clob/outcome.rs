@@ -53,6 +53,31 @@ pub enum PostOutcome {
     },
 }
 
+/// Every code a refused order can be journaled with.
+pub const REFUSAL_CODES: [&str; 15] = [
+    "insufficient_balance",
+    "below_minimum",
+    "invalid_price",
+    "closed_only",
+    "market_closed",
+    "invalid_signature",
+    "exchange_rejected",
+    "engine_restarting",
+    "rate_limited",
+    "trading_paused",
+    "stale",
+    "invalid_order",
+    "auth_error",
+    "price_out_of_band",
+    "order_not_built",
+];
+
+/// The stable code spelled `code` (as journaled), `exchange_rejected` for anything else.
+#[must_use]
+pub fn stable_code(code: &str) -> &'static str {
+    REFUSAL_CODES.iter().find(|c| **c == code).copied().unwrap_or("exchange_rejected")
+}
+
 /// The error text inside `{"error": "..."}`, or the body itself.
 #[must_use]
 pub fn error_text(body: &str) -> String {
@@ -196,6 +221,26 @@ mod tests {
         ] {
             assert_eq!(code(&classify_status(status, body)), want, "{status} {body}");
         }
+    }
+
+    /// A refusal journaled as `code: message` is read back with the same code after a restart.
+    #[test]
+    fn every_refusal_code_reads_back() {
+        for status in [400, 401, 425, 429, 503] {
+            for body in
+                [r#"{"error":"not enough balance / allowance"}"#, r#"{"error":"address in closed only mode"}"#, "x"]
+            {
+                if let PostOutcome::Rejected { code, .. } | PostOutcome::Retry { code, .. } =
+                    classify_status(status, body)
+                {
+                    assert_eq!(stable_code(code), code);
+                }
+            }
+        }
+        for code in ["stale", "auth_error", "below_minimum"] {
+            assert_eq!(stable_code(code), code);
+        }
+        assert_eq!(stable_code("something else"), "exchange_rejected");
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub struct OrderRow {
     pub status: String,
     /// How many times it was posted.
     pub posts: i64,
+    /// Shares and pUSD, once it matched.
+    pub amounts: Option<(i64, i64)>,
+    /// The last thing the exchange (or we) said about it.
+    pub message: Option<String>,
 }
 
 /// A matched order whose place in our books must change: its settlement on chain is overdue
@@ -60,14 +64,22 @@ impl Store {
     pub fn order_for(&self, fill_row: i64) -> StoreResult<Option<OrderRow>> {
         let row = self
             .conn
-            .query_row("SELECT signed, status, posts FROM orders WHERE fill_id = ?1", [fill_row], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
-            })
+            .query_row(
+                "SELECT signed, status, posts, shares, usdc, message FROM orders WHERE fill_id = ?1",
+                [fill_row],
+                |r| {
+                    let amounts = match (r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?) {
+                        (Some(s), Some(u)) => Some((s, u)),
+                        _ => None,
+                    };
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, amounts, r.get(5)?))
+                },
+            )
             .optional()?;
-        row.map(|(signed, status, posts)| {
+        row.map(|(signed, status, posts, amounts, message)| {
             let order =
                 serde_json::from_str(&signed).map_err(|_| StoreError::Corrupt { column: "signed", value: signed })?;
-            Ok(OrderRow { fill_row, order, status, posts })
+            Ok(OrderRow { fill_row, order, status, posts, amounts, message })
         })
         .transpose()
     }
