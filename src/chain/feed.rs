@@ -262,16 +262,15 @@ impl ChainFeed {
             }
             let end = if to == from { first } else { self.rpc.block_required(to).await? };
             let logs = self.read_logs(from, to).await?;
-            let mut fills = self.decode(&logs, from, to).await?;
-            if let Some(own) = self.cfg.own {
-                let (ours, theirs): (Vec<_>, Vec<_>) = fills.into_iter().partition(|f| f.wallet == own);
-                fills = theirs;
-                self.settle_own(ours).await?;
-            }
+            // Our own funder's fills settle our orders; they are never copied.
+            let (ours, fills): (Vec<_>, Vec<_>) =
+                self.decode(&logs, from, to).await?.into_iter().partition(|f| Some(f.wallet) == self.cfg.own);
             let end_after = self.rpc.block_required(to).await?;
             if end_after.hash != end.hash {
                 return Err(ChainError::ChainMoved { from, to });
             }
+            // Idempotent, and before the checkpoint moves: a failure re-reads the range.
+            self.settle_own(ours).await?;
             let blocks: Vec<(u64, B256)> =
                 fills.iter().map(|f| (f.block_number, f.block_hash)).collect::<BTreeMap<_, _>>().into_iter().collect();
             let n_fills = fills.len();

@@ -357,7 +357,9 @@ impl Venue {
             OrderPayload::V2(p) => p.order.salt = U256::from(salt),
             other => return Err(OrderError::NotV2(other.version()).into()),
         }
-        let signed = c.sign(&self.signer, signable).await.map_err(|e| VenueError::Build(scrub(&e.to_string(), &[])))?;
+        let signed = bounded(self.cfg.timeout, &[self.cfg.private_key.as_str()], c.sign(&self.signer, signable))
+            .await
+            .map_err(|e| VenueError::Build(e.to_string()))?;
         Ok(StoredOrder::from_signed(&signed, neg_risk)?)
     }
 
