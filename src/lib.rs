@@ -26,6 +26,7 @@ pub mod config;
 pub mod domain;
 pub mod health;
 pub mod http;
+pub mod market;
 pub mod metrics;
 pub mod report;
 pub mod risk;

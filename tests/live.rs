@@ -32,7 +32,7 @@ async fn live() -> Live {
     let anvil = Anvil::start().await;
     let clob = FakeClob::start(SIGNER).await;
     for (t, neg) in [(STD_TOKEN, false), (NEG_TOKEN, true)] {
-        clob.token(t, Token { neg_risk: neg, tick: "0.01", min_size: "5", mid: None });
+        clob.token(t, Token::open(neg));
     }
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
@@ -42,6 +42,7 @@ async fn live() -> Live {
             ("PRIVATE_KEY", KEY),
             ("CLOB_HOST", clob.url.as_str()),
             ("GEOBLOCK_URL", clob.url.as_str()),
+            ("GAMMA_URL", clob.url.as_str()),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
@@ -400,4 +401,36 @@ async fn test_live_when_killed_after_the_answer_then_it_is_booked_from_the_journ
     assert_eq!((row["status"].as_str(), row["shares"].as_str()), (Some("executed"), Some("10")), "{row}");
     assert_eq!(l.clob.posts().len(), 1);
     assert_eq!(l.clob.requests("/data/order"), 0, "nothing to look up: the answer was journaled");
+}
+
+/// Market metadata from the Gamma API: a copy into a closed market, or a buy into one ending within
+/// `copy.min_minutes_to_end`, is held back without an order; copies carry the market's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_markets_when_closed_or_ending_then_held_back_and_named() {
+    let mut l = live().await;
+    const CLOSED: u64 = 3003;
+    const ENDING: u64 = 4004;
+    l.clob.token(CLOSED, Token { closed: true, ..Token::open(false) });
+    l.clob.token(ENDING, Token { ends_in_min: 20, ..Token::open(false) });
+    l.d.set("copy", "min_minutes_to_end = 60");
+    start_live(&mut l).await;
+    for (order, token) in [(1, CLOSED), (2, ENDING), (3, STD_TOKEN)] {
+        l.anvil.emit(&buy(order, token)).await;
+    }
+    let rows = wait_for(20, "three finished copies", async || {
+        let r = l.d.trades();
+        (r.len() == 3 && r.iter().all(|r| r["status"] != "pending")).then_some(r)
+    })
+    .await;
+    let got: Vec<_> = rows.iter().map(|r| (r["status"].as_str(), r["reason"].as_str(), r["market"].as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (Some("rejected"), Some("market_closed"), Some("Market 3003 — Yes")),
+            (Some("rejected"), Some("near_end"), Some("Market 4004 — Yes")),
+            (Some("executed"), None, Some("Market 1001 — Yes")),
+        ]
+    );
+    assert_eq!(l.clob.posts().len(), 1, "only the open market got an order");
+    assert!(l.d.log().contains("of Market 1001 — Yes"), "the report names the market");
 }

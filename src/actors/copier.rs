@@ -1,7 +1,8 @@
 //! The copier: turns one target fill into a sized [`OrderIntent`] (pure sizing in
 //! [`crate::risk::sizing`]) and hands it to the risk supervisor. For a SELL it learns how much of its
 //! position the target sold from the chain (`balanceOf` at the previous block), falling back to the
-//! position observed from the target's journaled fills.
+//! position observed from the target's journaled fills. A copy into a closed market, or a buy into
+//! one ending too soon, is held back (market metadata from [`crate::market`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use crate::actors::risk_supervisor::{Decision, Evaluate, Flush, GetPosition, Ris
 use crate::actors::store::{RecordRejection, StoreActor, TargetPosition};
 use crate::chain::Rpc;
 use crate::domain::{OrderIntent, Shares, Side, TokenId, Usdc, u256_to_micros};
+use crate::market::{MarketDirectory, MarketInfo};
+use crate::risk::market::check_market;
 use crate::risk::sizing::SizingContext;
 use crate::risk::{CopyRules, size_copy};
 use crate::store::PendingFill;
@@ -42,12 +45,17 @@ pub struct CopierConfig {
     pub max_copy_delay_s: u64,
     /// The Conditional Tokens contract.
     pub conditional_tokens: Address,
+    /// Do not copy into closed markets.
+    pub skip_closed: bool,
+    /// Do not buy into a market ending within this many minutes (0: no limit).
+    pub min_minutes_to_end: u64,
 }
 
 /// Sizes copies, one at a time.
 pub struct Copier {
     cfg: CopierConfig,
     rpc: Option<Arc<Rpc>>,
+    markets: Option<Arc<MarketDirectory>>,
     store: Addr<StoreActor>,
     risk: Addr<RiskSupervisor>,
     notifier: Addr<Notifier>,
@@ -63,16 +71,17 @@ impl std::fmt::Debug for Copier {
 }
 
 impl Copier {
-    /// A copier reading balances through `rpc` (when given).
+    /// A copier reading balances through `rpc` and market metadata from `markets` (when given).
     #[must_use]
     pub fn new(
         cfg: CopierConfig,
         rpc: Option<Arc<Rpc>>,
+        markets: Option<Arc<MarketDirectory>>,
         store: Addr<StoreActor>,
         risk: Addr<RiskSupervisor>,
         notifier: Addr<Notifier>,
     ) -> Self {
-        Self { cfg, rpc, store, risk, notifier, block_deltas: HashMap::new() }
+        Self { cfg, rpc, markets, store, risk, notifier, block_deltas: HashMap::new() }
     }
 }
 
@@ -95,9 +104,20 @@ impl Handler<Copy> for Copier {
             let newest = fill.block_number;
             self.block_deltas.retain(|k, _| k.2 + 16 >= newest);
         }
-        let (cfg, rpc, store, risk, notifier) =
-            (self.cfg, self.rpc.clone(), self.store.clone(), self.risk.clone(), self.notifier.clone());
+        let (cfg, rpc, markets, store, risk, notifier) = (
+            self.cfg,
+            self.rpc.clone(),
+            self.markets.clone(),
+            self.store.clone(),
+            self.risk.clone(),
+            self.notifier.clone(),
+        );
         let work = async move {
+            let info = match &markets {
+                Some(d) => d.get(fill.token_id).await,
+                None => None,
+            };
+            let market = info.as_ref().map(MarketInfo::name);
             let evaluate = |intent: OrderIntent, recovered: bool| Evaluate {
                 intent,
                 fill: fill.clone(),
@@ -105,25 +125,33 @@ impl Handler<Copy> for Copier {
                 max_trades_per_hour: m.rules.max_trades_per_hour,
                 min_trade_interval_s: m.rules.min_trade_interval_s,
                 recovered,
+                market: market.clone(),
             };
             if let Some(intent) = m.pending.intent.clone() {
                 return risk.send(evaluate(intent, true)).await.unwrap_or_else(|e| Decision::Failed(e.to_string()));
             }
-            let our_position = risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO);
-            let target_balance_before = if fill.side == Side::Sell {
-                target_balance_before(&cfg, rpc.as_deref(), &store, &fill, earlier_in_block).await
-            } else {
-                None
+            let now_ms = crate::store::now_ms();
+            let sized = match check_market(fill.side, info.as_ref(), cfg.skip_closed, cfg.min_minutes_to_end, now_ms) {
+                Err(r) => Err(r),
+                Ok(()) => {
+                    let our_position = risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO);
+                    let target_balance_before = if fill.side == Side::Sell {
+                        target_balance_before(&cfg, rpc.as_deref(), &store, &fill, earlier_in_block).await
+                    } else {
+                        None
+                    };
+                    let ctx = SizingContext {
+                        our_position,
+                        target_balance_before,
+                        max_slippage_bps: cfg.max_slippage_bps,
+                        min_order_usdc: cfg.min_order_usdc,
+                        max_copy_delay_s: cfg.max_copy_delay_s,
+                        now_ms,
+                    };
+                    size_copy(&fill, &m.rules, &ctx)
+                }
             };
-            let ctx = SizingContext {
-                our_position,
-                target_balance_before,
-                max_slippage_bps: cfg.max_slippage_bps,
-                min_order_usdc: cfg.min_order_usdc,
-                max_copy_delay_s: cfg.max_copy_delay_s,
-                now_ms: crate::store::now_ms(),
-            };
-            match size_copy(&fill, &m.rules, &ctx) {
+            match sized {
                 Err(reason) => {
                     store.do_send(RecordRejection {
                         row: m.pending.row,
@@ -134,6 +162,7 @@ impl Handler<Copy> for Copier {
                         fill: fill.clone(),
                         label: m.label.clone(),
                         reason: reason.clone(),
+                        market: market.clone(),
                     });
                     Decision::Rejected(reason)
                 }

@@ -53,6 +53,8 @@ pub enum Event {
         label: String,
         /// Why.
         reason: DenyReason,
+        /// "question — outcome", when known.
+        market: Option<String>,
     },
     /// A copy was executed.
     Executed {
@@ -64,6 +66,8 @@ pub enum Event {
         exec: Execution,
         /// Block timestamp → execution, ms.
         latency_ms: i64,
+        /// "question — outcome", when known.
+        market: Option<String>,
     },
     /// The breaker tripped.
     BreakerTripped(BreakerState),
@@ -163,14 +167,15 @@ impl Event {
                 short_token(&intent.token_id.to_string()),
                 intent.limit_price
             ),
-            Self::Rejected { fill, label, reason } => {
-                format!("not copied: {label} {} {} at {}: {reason}", fill.side, fill.shares, fill.price)
+            Self::Rejected { fill, label, reason, market } => {
+                let of = market.as_ref().map_or_else(String::new, |m| format!(" of {m}"));
+                format!("not copied: {label} {} {}{of} at {}: {reason}", fill.side, fill.shares, fill.price)
             }
-            Self::Executed { fill, label, exec, latency_ms } => format!(
+            Self::Executed { fill, label, exec, latency_ms, market } => format!(
                 "copied {label}: {} {} shares of {} at {} = {} USDC (target {} at {}, {latency_ms} ms after the block)",
                 exec.side,
                 exec.shares,
-                short_token(&exec.token_id.to_string()),
+                market.clone().unwrap_or_else(|| short_token(&exec.token_id.to_string())),
                 exec.price,
                 exec.usdc,
                 fill.shares,

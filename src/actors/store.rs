@@ -190,6 +190,16 @@ store_handler!(RecordSettlementChange -> (), |s, m| s.record_settlement_change(m
 pub struct SetMarks(pub std::collections::HashMap<TokenId, crate::domain::Price>);
 store_handler!(SetMarks -> (), |s, m| s.set_marks(&m.0));
 
+/// What a token is, with when it was fetched.
+#[derive(Debug)]
+pub struct GetMarket(pub TokenId);
+store_handler!(GetMarket -> Option<(crate::market::MarketInfo, i64)>, |s, m| s.market(&m.0));
+
+/// Cache what a token is.
+#[derive(Debug)]
+pub struct PutMarket(pub crate::market::MarketInfo);
+store_handler!(PutMarket -> (), |s, m| s.put_market(&m.0));
+
 /// Fills journaled but not finished.
 #[derive(Debug)]
 pub struct Unfinished;

@@ -21,6 +21,7 @@ use crate::actors::watcher::{NewFills, Registry, Reload};
 use crate::chain::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, Rpc, RpcConfig};
 use crate::clob::venue::{Venue, VenueConfig};
 use crate::config::{Env, Settings, Wallets, problem::render};
+use crate::market::MarketDirectory;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, now_ms};
 
@@ -191,8 +192,23 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         min_order_usdc: s.copy.min_order_usdc,
         max_copy_delay_s: s.copy.max_copy_delay_s,
         conditional_tokens: s.chain.conditional_tokens,
+        skip_closed: s.copy.skip_closed,
+        min_minutes_to_end: s.copy.min_minutes_to_end,
     };
-    let copier = Copier::new(copier_cfg, balance_rpc, store.clone(), risk.clone(), notifier.clone()).start();
+    let markets = match MarketDirectory::new(
+        &cfg.env.gamma_url,
+        store.clone(),
+        Duration::from_secs(s.markets.refresh_s),
+        Duration::from_millis(s.markets.timeout_ms),
+    ) {
+        Ok(d) => Some(Arc::new(d)),
+        Err(e) => {
+            warn!(cause = %e, "market metadata unavailable: closed markets are not skipped");
+            None
+        }
+    };
+    let copier =
+        Copier::new(copier_cfg, balance_rpc, markets.clone(), store.clone(), risk.clone(), notifier.clone()).start();
     let (targets_tx, targets_rx) = watch::channel(Vec::new());
     let mut registry =
         Registry::new(s.wallets_path.clone(), copier.clone(), notifier.clone(), store.clone(), targets_tx);

@@ -202,13 +202,23 @@ impl Handler<NewFills> for Registry {
                 Some((t, _)) if self.paused.contains(&p.fill.wallet) && p.intent.is_none() => {
                     let reason = DenyReason::Paused;
                     self.store.do_send(RecordRejection { row: p.row, code: reason.code(), detail: reason.to_string() });
-                    self.notifier.do_send(Event::Rejected { label: t.label.clone(), fill: p.fill, reason });
+                    self.notifier.do_send(Event::Rejected {
+                        label: t.label.clone(),
+                        fill: p.fill,
+                        reason,
+                        market: None,
+                    });
                 }
                 Some((_, w)) => w.do_send(WatchedFill(p)),
                 None => {
                     let reason = DenyReason::WalletInactive;
                     self.store.do_send(RecordRejection { row: p.row, code: reason.code(), detail: reason.to_string() });
-                    self.notifier.do_send(Event::Rejected { label: addr_lower(&p.fill.wallet), fill: p.fill, reason });
+                    self.notifier.do_send(Event::Rejected {
+                        label: addr_lower(&p.fill.wallet),
+                        fill: p.fill,
+                        reason,
+                        market: None,
+                    });
                 }
             }
         }

@@ -309,9 +309,10 @@ pub fn trades(g: &GlobalArgs, as_json: bool, limit: u32) -> Result<()> {
             (Some(s), Some(p)) => format!("ours {s} at {p}"),
             _ => r.detail.clone().or(r.reason.clone()).unwrap_or_default(),
         };
+        let what = r.market.clone().unwrap_or_else(|| format!("token {}", r.token_id));
         println!(
-            "{:<9} {} {} {:<4} {} at {} token {}  {}",
-            r.status, r.fill, r.wallet, r.side, r.target_shares, r.target_price, r.token_id, ours
+            "{:<9} {} {} {:<4} {} at {} {what}  {}",
+            r.status, r.fill, r.wallet, r.side, r.target_shares, r.target_price, ours
         );
     }
     Ok(())

@@ -9,6 +9,8 @@ use crate::config::Problem;
 pub const DEFAULT_RPC_URL: &str = "https://polygon-rpc.com";
 /// Telegram's Bot API.
 pub const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
+/// Polymarket's Gamma API (market metadata).
+pub const DEFAULT_GAMMA_URL: &str = "https://gamma-api.polymarket.com";
 /// Polymarket's CLOB.
 pub const DEFAULT_CLOB_HOST: &str = "https://clob.polymarket.com";
 
@@ -33,6 +35,8 @@ pub struct Env {
     pub paper_trading: bool,
     /// Where the region check asks (Polymarket's own site unless set).
     pub geoblock_url: Option<String>,
+    /// The Gamma API (market metadata).
+    pub gamma_url: String,
 }
 
 impl fmt::Debug for Env {
@@ -47,6 +51,7 @@ impl fmt::Debug for Env {
             .field("telegram_api_url", &redact_url(&self.telegram_api_url))
             .field("paper_trading", &self.paper_trading)
             .field("geoblock_url", &self.geoblock_url.as_deref().map(redact_url))
+            .field("gamma_url", &redact_url(&self.gamma_url))
             .finish()
     }
 }
@@ -152,6 +157,8 @@ impl Env {
                 "PAPER_TRADING=false needs PRIVATE_KEY (the key that signs orders); set it or use paper trading",
             ));
         }
+        let gamma_url = var(get, "GAMMA_URL").unwrap_or_else(|| DEFAULT_GAMMA_URL.to_owned());
+        check_url(&mut p, "GAMMA_URL", &gamma_url, &["http", "https"]);
         let geoblock_url = var(get, "GEOBLOCK_URL");
         if let Some(u) = &geoblock_url {
             check_url(&mut p, "GEOBLOCK_URL", u, &["http", "https"]);
@@ -190,6 +197,7 @@ impl Env {
                 telegram_api_url,
                 paper_trading,
                 geoblock_url,
+                gamma_url,
             })
         } else {
             Err(p)

@@ -45,6 +45,8 @@ pub struct Settings {
     pub telegram: TelegramSettings,
     /// Live trading on the CLOB.
     pub live: LiveSettings,
+    /// Market metadata.
+    pub markets: MarketsSettings,
 }
 
 /// How loud one kind of Telegram message is.
@@ -200,6 +202,20 @@ pub struct CopySettings {
     pub min_order_usdc: Usdc,
     /// Oldest fill still copied, seconds after its block (0: no limit).
     pub max_copy_delay_s: u64,
+    /// Do not copy into closed markets.
+    pub skip_closed: bool,
+    /// Do not buy into a market ending within this many minutes (0: no limit).
+    pub min_minutes_to_end: u64,
+}
+
+/// `[markets]`: market metadata from the Gamma API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketsSettings {
+    /// Metadata older than this is fetched again, seconds (resolved markets never are).
+    pub refresh_s: u64,
+    /// One Gamma call longer than this is abandoned, ms.
+    pub timeout_ms: u64,
 }
 
 /// `[risk]`.
@@ -299,8 +315,8 @@ fn de_usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
 /// settings. Others (`POLYCOPY_SYSTEM_CONFIG`, the scripts' `POLYCOPY_BIN`, ...) are left alone, while
 /// a typo inside a section (`POLYCOPY_RISK__MAX_ORDR_USDC`) still fails as an unknown key.
 const SETTINGS_KEYS: [&str; 4] = ["db_path", "wallets_path", "emergency_stop_file", "log_format"];
-const SETTINGS_SECTIONS: [&str; 8] =
-    ["chain__", "copy__", "risk__", "paper__", "http__", "health__", "telegram__", "live__"];
+const SETTINGS_SECTIONS: [&str; 9] =
+    ["chain__", "copy__", "risk__", "paper__", "http__", "health__", "telegram__", "live__", "markets__"];
 
 fn is_settings_var(name: &str) -> bool {
     name.strip_prefix("POLYCOPY_").is_some_and(|k| {

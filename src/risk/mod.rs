@@ -4,6 +4,7 @@
 pub mod book;
 pub mod breaker;
 pub mod limits;
+pub mod market;
 pub mod reason;
 pub mod sizing;
 

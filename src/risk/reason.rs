@@ -89,6 +89,15 @@ pub enum DenyReason {
         /// The limit.
         max_s: u64,
     },
+    /// The market no longer trades (`copy.skip_closed`).
+    MarketClosed,
+    /// The market ends too soon to buy into (`copy.min_minutes_to_end`).
+    NearEnd {
+        /// Minutes left.
+        minutes_left: i64,
+        /// The setting.
+        min: u64,
+    },
     /// The exchange refused the order or nothing matched; `code` is stable, `message` is the
     /// exchange's own words.
     Venue {
@@ -119,6 +128,8 @@ impl DenyReason {
             Self::WalletInactive => "wallet_inactive",
             Self::Paused => "paused",
             Self::Stale { .. } => "stale",
+            Self::MarketClosed => "market_closed",
+            Self::NearEnd { .. } => "near_end",
             Self::Venue { code, .. } => code,
         }
     }
@@ -152,11 +163,13 @@ impl fmt::Display for DenyReason {
             Self::Halted { reason } => write!(f, "{code}: {reason}"),
             Self::Stale { age_s, max_s } => write!(f, "{code}: age_s={age_s} max_s={max_s}"),
             Self::Venue { message, .. } => write!(f, "{code}: {message}"),
+            Self::NearEnd { minutes_left, min } => write!(f, "{code}: minutes_left={minutes_left} min={min}"),
             Self::SellsDisabled
             | Self::NoPosition
             | Self::UnknownTargetBalance
             | Self::WalletInactive
-            | Self::Paused => f.write_str(code),
+            | Self::Paused
+            | Self::MarketClosed => f.write_str(code),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod journal;
 mod maintenance;
+mod markets;
 mod ops;
 mod orders;
 mod queries;

@@ -44,6 +44,8 @@ pub struct TradeRow {
     pub reorged_after_copy: bool,
     /// When we saw it, unix ms.
     pub seen_at_ms: i64,
+    /// "question — outcome", when the market's metadata is known.
+    pub market: Option<String>,
 }
 
 /// Everything `polycopy status` shows that the journal knows.
@@ -90,8 +92,10 @@ impl Store {
     pub fn trades(&self, limit: u32) -> StoreResult<Vec<TradeRow>> {
         let mut st = self.conn.prepare_cached(
             "SELECT f.tx_hash, f.log_index, f.wallet, f.side, f.token_id, f.shares, f.price, f.status, f.reason, f.detail, \
-                    e.shares, e.price, e.usdc, f.block_number, f.reorged_after_copy, f.seen_at_ms, f.role \
-             FROM fills f LEFT JOIN executions e ON e.fill_id = f.id ORDER BY f.id DESC LIMIT ?1",
+                    e.shares, e.price, e.usdc, f.block_number, f.reorged_after_copy, f.seen_at_ms, f.role, \
+                    m.question || ' — ' || m.outcome \
+             FROM fills f LEFT JOIN executions e ON e.fill_id = f.id LEFT JOIN markets m ON m.token_id = f.token_id \
+             ORDER BY f.id DESC LIMIT ?1",
         )?;
         let rows = st.query_map(params![limit], |r| {
             let opt = |v: Option<i64>| v.map(format_micros);
@@ -112,6 +116,7 @@ impl Store {
                 reorged_after_copy: r.get(14)?,
                 seen_at_ms: r.get(15)?,
                 role: r.get(16)?,
+                market: r.get(17)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

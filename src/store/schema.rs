@@ -148,6 +148,21 @@ CREATE TABLE marks (
     price      INTEGER NOT NULL,
     at_ms      INTEGER NOT NULL
 );
+
+-- what each token is (Gamma API), refreshed when older than markets.refresh_s
+CREATE TABLE markets (
+    token_id      TEXT PRIMARY KEY,
+    condition_id  TEXT,
+    question      TEXT NOT NULL,
+    outcome       TEXT NOT NULL,
+    neg_risk      INTEGER NOT NULL,
+    tick          INTEGER,
+    min_size      INTEGER NOT NULL,
+    closed        INTEGER NOT NULL,
+    end_ms        INTEGER,
+    payout        INTEGER,
+    fetched_at_ms INTEGER NOT NULL
+);
 ",
 ];
 

@@ -64,13 +64,25 @@ pub struct Order {
     pub salt: u64,
 }
 
-/// A token the fake lists.
+/// A token the fake lists (its Gamma market is "Market <token>", outcome "Yes").
 #[derive(Debug, Clone)]
 pub struct Token {
     pub neg_risk: bool,
     pub tick: &'static str,
     pub min_size: &'static str,
     pub mid: Option<&'static str>,
+    /// The market no longer trades.
+    pub closed: bool,
+    /// Resolved: what a share of this token pays ("1" or "0").
+    pub payout: Option<&'static str>,
+    /// Minutes from now to the market's end.
+    pub ends_in_min: i64,
+}
+
+impl Token {
+    pub fn open(neg_risk: bool) -> Self {
+        Self { neg_risk, tick: "0.01", min_size: "5", mid: None, closed: false, payout: None, ends_in_min: 24 * 60 }
+    }
 }
 
 #[derive(Default)]
@@ -127,8 +139,12 @@ impl FakeClob {
     }
 
     pub fn set_mid(&self, token: u64, mid: &'static str) {
+        self.edit_token(token, |t| t.mid = Some(mid));
+    }
+
+    pub fn edit_token(&self, token: u64, f: impl FnOnce(&mut Token)) {
         if let Some(t) = self.state.lock().unwrap().tokens.get_mut(&token.to_string()) {
-            t.mid = Some(mid);
+            f(t);
         }
     }
 
@@ -256,6 +272,26 @@ fn book(token: &str, t: &Token) -> Value {
         "tick_size": t.tick, "last_trade_price": "0.5"})
 }
 
+fn gamma_market(token: &str, t: &Token) -> Value {
+    let (yes, no) = match t.payout {
+        Some("1") => ("1", "0"),
+        Some(_) => ("0", "1"),
+        None => (t.mid.unwrap_or("0.5"), "0.5"),
+    };
+    let end = iso_in_minutes(t.ends_in_min);
+    json!({"id": format!("m{token}"), "question": format!("Market {token}"),
+        "conditionId": format!("0x{}", "22".repeat(32)), "endDate": end,
+        "outcomes": "[\"Yes\", \"No\"]", "outcomePrices": format!("[\"{yes}\", \"{no}\"]"),
+        "active": !t.closed, "closed": t.closed, "orderPriceMinTickSize": t.tick.parse::<f64>().unwrap(),
+        "orderMinSize": t.min_size.parse::<f64>().unwrap(), "negRisk": t.neg_risk,
+        "clobTokenIds": format!("[\"{token}\", \"9{token}\"]")})
+}
+
+/// An RFC 3339 UTC time `minutes` from now.
+fn iso_in_minutes(minutes: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 fn open_order(o: &Order) -> Value {
     let status = if o.matched > 0.0 { "MATCHED" } else { "CANCELED" };
     json!({"id": o.id, "status": status, "owner": API_KEY, "maker_address": o.maker,
@@ -291,6 +327,20 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
             let b = st.lock().unwrap().blocked;
             respond(&mut sock, 200, &json!({"blocked": b, "ip": "127.0.0.1", "country": "NL", "region": "NH"}), "")
                 .await;
+        }
+        // Gamma's market list, served here too (GAMMA_URL points at this fake in the tests).
+        ("GET", "/markets") => {
+            let wanted: Vec<String> = path
+                .split_once('?')
+                .map(|(_, q)| {
+                    q.split('&').filter_map(|kv| kv.strip_prefix("clob_token_ids=")).map(str::to_owned).collect()
+                })
+                .unwrap_or_default();
+            let list: Vec<Value> = {
+                let s = st.lock().unwrap();
+                wanted.iter().filter_map(|t| s.tokens.get(t).map(|tok| gamma_market(t, tok))).collect()
+            };
+            respond(&mut sock, 200, &Value::Array(list), "").await;
         }
         ("GET", "/book" | "/tick-size" | "/neg-risk") => {
             let token = query(&path, "token_id");

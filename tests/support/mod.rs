@@ -280,6 +280,8 @@ impl Daemon {
             ("POLYCOPY_SYSTEM_CONFIG".into(), String::new()),
             ("POLYCOPY_EMERGENCY_STOP_FILE".into(), dir.join("EMERGENCY_STOP").display().to_string()),
             ("RUST_LOG".into(), "info,polycopy=debug".into()),
+            // Offline: market metadata is refused at once (a closed port), never looked up online.
+            ("GAMMA_URL".into(), "http://127.0.0.1:9".into()),
         ];
         Self { dir: dir.to_owned(), child: None, env }
     }

@@ -60,6 +60,8 @@ pub struct Evaluate {
     pub min_trade_interval_s: Option<u64>,
     /// True when the intent was journaled before a crash: execute it, do not re-approve it.
     pub recovered: bool,
+    /// "question — outcome", when known.
+    pub market: Option<String>,
 }
 
 /// Our current position in a token.
@@ -227,7 +229,12 @@ impl RiskSupervisor {
 
     fn reject(&self, m: &Evaluate, reason: DenyReason) -> Decision {
         self.store.do_send(RecordRejection { row: m.intent.fill_row, code: reason.code(), detail: reason.to_string() });
-        self.notifier.do_send(Event::Rejected { fill: m.fill.clone(), label: m.label.clone(), reason: reason.clone() });
+        self.notifier.do_send(Event::Rejected {
+            fill: m.fill.clone(),
+            label: m.label.clone(),
+            reason: reason.clone(),
+            market: m.market.clone(),
+        });
         Decision::Rejected(reason)
     }
 
@@ -397,7 +404,13 @@ impl Handler<Evaluate> for RiskSupervisor {
                 act.copies.entry(m.intent.wallet).or_default().push_back(exec.at_ms);
                 act.breaker.record_success();
                 let latency_ms = exec.at_ms - i64::try_from(m.fill.block_ts).unwrap_or(0) * 1000;
-                act.notifier.do_send(Event::Executed { fill: m.fill, label: m.label, exec: exec.clone(), latency_ms });
+                act.notifier.do_send(Event::Executed {
+                    fill: m.fill,
+                    label: m.label,
+                    exec: exec.clone(),
+                    latency_ms,
+                    market: m.market,
+                });
                 act.revalue();
                 act.check_daily_loss();
                 act.publish();

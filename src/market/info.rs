@@ -1,0 +1,123 @@
+//! What a token is: its market's question, its outcome, the trading rules and whether (and how) it
+//! resolved, read from a Gamma API market. Pure, so every shape Gamma sends is pinned by a test.
+
+use alloy::primitives::B256;
+use polymarket_client_sdk_v2::gamma::types::response::Market;
+use rust_decimal::Decimal;
+
+use crate::clob::TickSize;
+use crate::clob::venue::decimal_to_micros;
+use crate::domain::{ONE, Price, Shares, TokenId};
+
+/// One outcome token of a market.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketInfo {
+    /// The token.
+    pub token_id: TokenId,
+    /// The market's condition id.
+    pub condition_id: Option<B256>,
+    /// The market's question.
+    pub question: String,
+    /// This token's outcome ("Yes", "Trump", ...).
+    pub outcome: String,
+    /// Traded on the NegRisk exchange.
+    pub neg_risk: bool,
+    /// Price increment.
+    pub tick: Option<TickSize>,
+    /// Smallest order, shares.
+    pub min_size: Shares,
+    /// No longer trading.
+    pub closed: bool,
+    /// When the market ends, unix ms.
+    pub end_ms: Option<i64>,
+    /// What one share pays out once the market resolved (exactly 1 or 0).
+    pub payout: Option<Price>,
+}
+
+impl MarketInfo {
+    /// "question — outcome", for people.
+    #[must_use]
+    pub fn name(&self) -> String {
+        format!("{} — {}", self.question, self.outcome)
+    }
+
+    /// Minutes until the market ends (negative once past), if its end is known.
+    #[must_use]
+    pub fn minutes_to_end(&self, now_ms: i64) -> Option<i64> {
+        self.end_ms.map(|e| (e - now_ms).div_euclid(60_000))
+    }
+}
+
+/// The entry for `token` in a Gamma market, if the market lists it.
+#[must_use]
+pub fn from_gamma(m: &Market, token: TokenId) -> Option<MarketInfo> {
+    let i = m.clob_token_ids.as_ref()?.iter().position(|t| *t == token)?;
+    let outcome = m.outcomes.as_ref().and_then(|o| o.get(i)).cloned().unwrap_or_else(|| format!("outcome {i}"));
+    let closed = m.closed.unwrap_or(false);
+    // A closed market whose price for this outcome is exactly 0 or 1 has resolved.
+    let payout = m
+        .outcome_prices
+        .as_ref()
+        .and_then(|p| p.get(i))
+        .filter(|p| closed && (**p == Decimal::ONE || p.is_zero()))
+        .map(|p| if p.is_zero() { Price(0) } else { Price(ONE) });
+    Some(MarketInfo {
+        token_id: token,
+        condition_id: m.condition_id,
+        question: m.question.clone().unwrap_or_default(),
+        outcome,
+        neg_risk: m.neg_risk.unwrap_or(false),
+        tick: m.order_price_min_tick_size.and_then(decimal_to_micros).and_then(TickSize::from_micros),
+        min_size: Shares(m.order_min_size.and_then(decimal_to_micros).unwrap_or(0)),
+        closed,
+        end_ms: m.end_date.map(|d| d.timestamp_millis()),
+        payout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::U256;
+
+    fn market(json: &str) -> Market {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const OPEN: &str = r#"{"id":"521917","question":"Will it rain?","conditionId":"0x62995cb8a7c8c0d216a8882109bd1e05574b5df87d313f06cb3e1cd5593e6d13",
+        "endDate":"2026-12-01T12:00:00Z","outcomes":"[\"Yes\", \"No\"]","outcomePrices":"[\"0.42\", \"0.58\"]",
+        "active":true,"closed":false,"orderPriceMinTickSize":0.01,"orderMinSize":5,"clobTokenIds":"[\"1001\", \"1002\"]","negRisk":false}"#;
+
+    #[test]
+    fn reads_an_open_market_from_gammas_json_strings() {
+        let m = market(OPEN);
+        let yes = from_gamma(&m, U256::from(1001)).unwrap();
+        let no = from_gamma(&m, U256::from(1002)).unwrap();
+        assert_eq!((yes.outcome.as_str(), no.outcome.as_str()), ("Yes", "No"));
+        assert_eq!(yes.name(), "Will it rain? — Yes");
+        assert_eq!(yes.tick.map(TickSize::micros), Some(10_000));
+        assert_eq!(yes.min_size, Shares(5 * ONE));
+        assert!(!yes.closed && yes.payout.is_none() && !yes.neg_risk);
+        assert_eq!(yes.minutes_to_end(yes.end_ms.unwrap() - 90_000), Some(1));
+        assert!(from_gamma(&m, U256::from(9)).is_none());
+    }
+
+    #[test]
+    fn a_resolved_market_pays_one_to_the_winner_and_zero_to_the_loser() {
+        // (closed, prices, winner's payout, loser's payout)
+        for (closed, prices, yes, no) in [
+            (true, r#""[\"1\", \"0\"]""#, Some(Price(ONE)), Some(Price(0))),
+            (true, r#""[\"0\", \"1\"]""#, Some(Price(0)), Some(Price(ONE))),
+            // Closed but not resolved yet (prices still trading): no payout.
+            (true, r#""[\"0.97\", \"0.03\"]""#, None, None),
+            (false, r#""[\"1\", \"0\"]""#, None, None),
+        ] {
+            let json = OPEN
+                .replace(r#""closed":false"#, &format!(r#""closed":{closed}"#))
+                .replace(r#""[\"0.42\", \"0.58\"]""#, prices);
+            let m = market(&json);
+            assert_eq!(from_gamma(&m, U256::from(1001)).unwrap().payout, yes, "{prices}");
+            assert_eq!(from_gamma(&m, U256::from(1002)).unwrap().payout, no, "{prices}");
+        }
+    }
+}
