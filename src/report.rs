@@ -73,7 +73,7 @@ pub struct Report {
     pub to_ms: i64,
     /// Realized P&L in the period.
     pub realized_usdc: String,
-    /// Unrealized P&L of open positions, marked at the last traded price.
+    /// Unrealized P&L of open positions, at their CLOB midpoint (else the last traded price).
     pub unrealized_usdc: String,
     /// Cost of open positions.
     pub exposure_usdc: String,
@@ -115,7 +115,12 @@ pub fn build(
         if row.exec.at_ms >= from {
             realized += row.realized.0;
             series.push((row.exec.at_ms, realized, book.exposure().0));
-            per_target.entry(name(&addr_lower(&row.wallet))).or_default().2 += row.realized.0;
+            let who = if row.exec.mode == "settlement" {
+                "resolved markets".to_owned()
+            } else {
+                name(&addr_lower(&row.wallet))
+            };
+            per_target.entry(who).or_default().2 += row.realized.0;
         }
     }
     if series.len() == 1 {
@@ -190,7 +195,7 @@ pub fn text(r: &Report) -> String {
         Period::Weekly => "Weekly report",
     };
     let mut s = format!(
-        "{title}\nP&L realized {} USDC, marked {} USDC (open positions at last traded price)\nexposure {} USDC\ncopies {}",
+        "{title}\nP&L realized {} USDC, unrealized {} USDC (open positions at their CLOB midpoint, else the last traded price)\nexposure {} USDC\ncopies {}",
         r.realized_usdc, r.unrealized_usdc, r.exposure_usdc, r.copied
     );
     let total_rejected: u64 = r.rejected.values().sum();

@@ -353,6 +353,10 @@ async fn test_live_when_marks_fall_past_daily_loss_limit_then_breaker_trips() {
     let metrics = reqwest_get(&format!("{}/metrics", l.d.http_base().await)).await;
     assert!(metrics.contains("polycopy_unrealized_pnl_usdc -4.1"), "{metrics}");
     assert_eq!(l.d.status()["unrealized_usdc"], "-4.1");
+    let (code, out, err) = l.d.run_cli(&["report", "daily", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((report["realized_usdc"].as_str(), report["unrealized_usdc"].as_str()), (Some("0"), Some("-4.1")));
 }
 
 async fn reqwest_get(url: &str) -> String {
@@ -433,4 +437,43 @@ async fn test_markets_when_closed_or_ending_then_held_back_and_named() {
     );
     assert_eq!(l.clob.posts().len(), 1, "only the open market got an order");
     assert!(l.d.log().contains("of Market 1001 — Yes"), "the report names the market");
+}
+
+/// A market that resolves settles our position at what a share pays: the position closes, its P&L
+/// is realized, reported, and counted in `status` and the daily report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_markets_when_resolved_then_position_settles_at_one_or_zero() {
+    let mut l = live().await;
+    l.d.set("risk", "mark_interval_s = 1");
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    l.anvil.emit(&buy(2, NEG_TOKEN)).await;
+    wait_for(20, "two copies", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
+    // Each position: 10 shares for 5.10. The first market resolves for us, the second against us.
+    l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
+    l.clob.edit_token(NEG_TOKEN, |t| (t.closed, t.payout) = (true, Some("0")));
+    let status = wait_for(20, "both settlements", async || {
+        let s = l.d.status();
+        s["positions"].as_array().unwrap().is_empty().then_some(s)
+    })
+    .await;
+    // +4.90 and -5.10.
+    assert_eq!(status["realized_today_usdc"], "-0.2", "{status}");
+    let settled = l.d.events("settled");
+    assert_eq!(settled.len(), 2, "{settled:?}");
+    assert!(
+        settled
+            .iter()
+            .any(|e| e.contains("Market 1001 — Yes") && e.contains("settled at 1") && e.contains("realized 4.9"))
+    );
+    assert!(
+        settled
+            .iter()
+            .any(|e| e.contains("Market 2002 — Yes") && e.contains("settled at 0") && e.contains("realized -5.1"))
+    );
+    let (code, out, err) = l.d.run_cli(&["report", "daily", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["realized_usdc"], "-0.2", "{report}");
+    assert_eq!(report["exposure_usdc"], "0", "{report}");
 }

@@ -9,7 +9,7 @@ use tracing::{error, info, warn};
 
 use crate::actors::store::{AddEvent, StoreActor};
 use crate::config::Problem;
-use crate::domain::{Execution, OrderIntent, TargetFill, addr_lower};
+use crate::domain::{Execution, OrderIntent, Price, Shares, TargetFill, Usdc, addr_lower};
 use crate::metrics::Metrics;
 use crate::risk::{BreakerState, DenyReason};
 
@@ -108,6 +108,17 @@ pub enum Event {
         /// The fill.
         fill: TargetFill,
     },
+    /// A resolved market settled one of our positions at 1 or 0.
+    Settled {
+        /// "question — outcome".
+        market: String,
+        /// Shares settled.
+        shares: Shares,
+        /// What a share paid.
+        payout: Price,
+        /// P&L realized by the settlement.
+        realized: Usdc,
+    },
     /// An alert raised outside the daemon (health_check.sh), relayed to every sink.
     Alert {
         /// What the alert says.
@@ -138,6 +149,7 @@ impl Event {
             Self::Reorg { .. } => "reorg",
             Self::Withdrawn { .. } => "withdrawn",
             Self::ReorgedAfterCopy { .. } => "reorged_after_copy",
+            Self::Settled { .. } => "settled",
             Self::Alert { .. } => "alert",
             Self::Error { .. } => "error",
         }
@@ -210,6 +222,9 @@ impl Event {
                 fill_ref(fill),
                 addr_lower(&fill.wallet)
             ),
+            Self::Settled { market, shares, payout, realized } => {
+                format!("market resolved: {market}: {shares} shares settled at {payout}, realized {realized} USDC")
+            }
             Self::Alert { message } => format!("ALERT: {message}"),
             Self::Error { message } => format!("error: {message}"),
         }

@@ -200,6 +200,16 @@ store_handler!(GetMarket -> Option<(crate::market::MarketInfo, i64)>, |s, m| s.m
 pub struct PutMarket(pub crate::market::MarketInfo);
 store_handler!(PutMarket -> (), |s, m| s.put_market(&m.0));
 
+/// A resolved market closed one of our positions.
+#[derive(Debug)]
+pub struct RecordSettlement {
+    /// The settlement, as a SELL at the payout.
+    pub exec: Execution,
+    /// P&L it realized.
+    pub realized: Usdc,
+}
+store_handler!(RecordSettlement -> (), |s, m| s.record_settlement(&m.exec, m.realized));
+
 /// Fills journaled but not finished.
 #[derive(Debug)]
 pub struct Unfinished;

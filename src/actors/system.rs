@@ -14,7 +14,7 @@ use crate::actors::executor::PaperExecutor;
 use crate::actors::live_executor::{LiveExecutor, LiveRules};
 use crate::actors::notifier::{AddSink, Event, Flushed, Notifier};
 use crate::actors::risk_supervisor::{
-    CheckSettlement, Flush, GetOpenTokens, Marks, RiskPeers, RiskState, RiskSupervisor,
+    CheckSettlement, Flush, GetOpenTokens, Marks, Resolved, RiskPeers, RiskState, RiskSupervisor,
 };
 use crate::actors::store::{GetCheckpoint, StoreActor, Unfinished};
 use crate::actors::watcher::{NewFills, Registry, Reload};
@@ -84,9 +84,15 @@ async fn live_venue(s: &Settings, env: &Env) -> Result<Arc<Venue>, DaemonError> 
     }
 }
 
-/// Marks open positions at the CLOB's midpoints every `every`. A failure is logged once until the
-/// next success: the quick start runs without network access to the CLOB.
-async fn mark_to_market(src: crate::clob::public::MarkSource, risk: Addr<RiskSupervisor>, every: Duration) {
+/// Marks open positions at the CLOB's midpoints every `every`, and settles those whose market
+/// resolved (Gamma). A failure is logged once until the next success: the quick start runs without
+/// network access to Polymarket.
+async fn mark_to_market(
+    src: crate::clob::public::MarkSource,
+    markets: Option<Arc<MarketDirectory>>,
+    risk: Addr<RiskSupervisor>,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut failing = false;
     loop {
@@ -104,6 +110,12 @@ async fn mark_to_market(src: crate::clob::public::MarkSource, risk: Addr<RiskSup
                 warn!(cause = %e, "cannot read midpoints; unrealized P&L keeps its last marks");
             }
             Err(_) => {}
+        }
+        if let Some(d) = &markets {
+            let resolved: Vec<_> = d.refresh(&tokens).await.into_iter().filter(|i| i.payout.is_some()).collect();
+            if !resolved.is_empty() {
+                risk.do_send(Resolved(resolved));
+            }
         }
     }
 }
@@ -290,7 +302,12 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         match crate::clob::public::MarkSource::new(&cfg.env.clob_host, Duration::from_millis(s.live.request_timeout_ms))
         {
             Ok(src) => {
-                actix::spawn(mark_to_market(src, risk.clone(), Duration::from_secs(s.risk.mark_interval_s)));
+                actix::spawn(mark_to_market(
+                    src,
+                    markets.clone(),
+                    risk.clone(),
+                    Duration::from_secs(s.risk.mark_interval_s),
+                ));
             }
             Err(e) => warn!(cause = %e, "positions are not marked to market"),
         }

@@ -86,7 +86,7 @@ pub struct TelegramSettings {
 /// Event kinds that must always reach the operator.
 pub const ALWAYS_ON: [&str; 4] = ["breaker_tripped", "breaker_reset", "error", "alert"];
 /// Event kinds that can be configured.
-pub const EVENT_KINDS: [&str; 15] = [
+pub const EVENT_KINDS: [&str; 16] = [
     "started",
     "stopped",
     "fill_detected",
@@ -100,6 +100,7 @@ pub const EVENT_KINDS: [&str; 15] = [
     "reorg",
     "withdrawn",
     "reorged_after_copy",
+    "settled",
     "alert",
     "error",
 ];

@@ -28,6 +28,8 @@ pub struct MarketDirectory {
     mem: Mutex<HashMap<TokenId, (Instant, Option<MarketInfo>)>>,
     ttl: Duration,
     timeout: Duration,
+    /// Set while Gamma fails, so the failure is logged once, not on every lookup.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for MarketDirectory {
@@ -47,7 +49,14 @@ impl MarketDirectory {
     /// When the URL is invalid.
     pub fn new(host: &str, store: Addr<StoreActor>, ttl: Duration, timeout: Duration) -> Result<Self, VenueError> {
         let gamma = Gamma::new(host).map_err(|e| sdk_error(&e, &[]))?;
-        Ok(Self { gamma, store, mem: Mutex::default(), ttl, timeout })
+        Ok(Self {
+            gamma,
+            store,
+            mem: Mutex::default(),
+            ttl,
+            timeout,
+            failing: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// What `token` is, if Gamma (now or earlier) said so.
@@ -75,9 +84,14 @@ impl MarketDirectory {
         }
         let req = MarketsRequest::builder().clob_token_ids(tokens.to_vec()).build();
         let markets = match bounded(self.timeout, &[], self.gamma.markets(&req)).await {
-            Ok(m) => m,
+            Ok(m) => {
+                self.failing.store(false, std::sync::atomic::Ordering::Relaxed);
+                m
+            }
             Err(e) => {
-                warn!(cause = %e, tokens = tokens.len(), "market metadata unavailable from the Gamma API");
+                if !self.failing.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    warn!(cause = %e, "market metadata unavailable from the Gamma API; copies go on without it");
+                }
                 for t in tokens {
                     self.remember(*t, None);
                 }

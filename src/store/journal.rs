@@ -387,7 +387,8 @@ impl Store {
     /// On a database error.
     pub fn realized_today(&self, now_ms: i64) -> StoreResult<Usdc> {
         let v: i64 = self.conn.query_row(
-            "SELECT COALESCE(SUM(realized_pnl), 0) FROM executions WHERE executed_at_ms >= ?1",
+            "SELECT COALESCE(SUM(p), 0) FROM (SELECT realized_pnl AS p FROM executions WHERE executed_at_ms >= ?1 \
+             UNION ALL SELECT realized_pnl FROM settlements WHERE at_ms >= ?1)",
             [utc_day_start(now_ms)],
             |r| r.get(0),
         )?;

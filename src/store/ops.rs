@@ -63,9 +63,11 @@ impl Store {
     pub fn executions(&self, since_ms: i64) -> StoreResult<Vec<ExecRow>> {
         let mut st = self.conn.prepare(
             "SELECT fill_id, side, token_id, shares, price, usdc, mode, executed_at_ms, wallet, realized_pnl \
-             FROM executions WHERE executed_at_ms >= ?1 ORDER BY executed_at_ms, fill_id",
+             FROM executions WHERE executed_at_ms >= ?1 \
+             UNION ALL SELECT -id, 'SELL', token_id, shares, price, usdc, 'settlement', at_ms, ?2, realized_pnl \
+             FROM settlements WHERE at_ms >= ?1 ORDER BY 8, 1",
         )?;
-        let rows = st.query_map([since_ms], |r| {
+        let rows = st.query_map(params![since_ms, addr_lower(&Address::ZERO)], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -92,7 +94,11 @@ impl Store {
                     shares: Shares(n[0]),
                     price: Price(n[1]),
                     usdc: Usdc(n[2]),
-                    mode: if mode == "live" { "live" } else { "paper" },
+                    mode: match mode.as_str() {
+                        "live" => "live",
+                        "settlement" => "settlement",
+                        _ => "paper",
+                    },
                     at_ms: n[3],
                 },
                 wallet: hex_addr(&wallet, "executions.wallet")?,
@@ -102,7 +108,25 @@ impl Store {
         Ok(out)
     }
 
-    /// The last price any target traded each token at (the mark for positions without a live price).
+    /// Closes a position its market's resolution settled (one transaction): the settlement is
+    /// recorded, the position and its mark removed.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn record_settlement(&mut self, e: &Execution, realized: Usdc) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO settlements (token_id, shares, price, usdc, realized_pnl, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![e.token_id.to_string(), e.shares.0, e.price.0, e.usdc.0, realized.0, e.at_ms],
+        )?;
+        tx.execute("DELETE FROM positions WHERE token_id = ?1", [e.token_id.to_string()])?;
+        tx.execute("DELETE FROM marks WHERE token_id = ?1", [e.token_id.to_string()])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The price each token is marked at: its last CLOB midpoint, else the last price any target
+    /// traded it at.
     ///
     /// # Errors
     /// On a database error or a corrupt row.
@@ -111,11 +135,19 @@ impl Store {
             "SELECT token_id, price FROM fills WHERE id IN (SELECT MAX(id) FROM fills WHERE status != 'withdrawn' GROUP BY token_id)",
         )?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        rows.map(|r| {
-            let (t, p) = r?;
-            Ok((dec_u256(&t, "fills.token_id")?, Price(p)))
-        })
-        .collect()
+        let mut out: BTreeMap<TokenId, Price> = rows
+            .map(|r| {
+                let (t, p) = r?;
+                Ok((dec_u256(&t, "fills.token_id")?, Price(p)))
+            })
+            .collect::<StoreResult<_>>()?;
+        let mut st = self.conn.prepare("SELECT token_id, price FROM marks")?;
+        let marks = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for m in marks {
+            let (t, p) = m?;
+            out.insert(dec_u256(&t, "marks.token_id")?, Price(p));
+        }
+        Ok(out)
     }
 
     /// Fills seen since `since_ms`, counted by wallet, status and reason.
@@ -143,8 +175,8 @@ impl Store {
         let today = super::utc_day_start(now_ms);
         let first = today - i64::from(days.saturating_sub(1)) * 86_400_000;
         let mut st = self.conn.prepare(
-            "SELECT (executed_at_ms / 86400000) * 86400000, SUM(realized_pnl) FROM executions \
-             WHERE executed_at_ms >= ?1 GROUP BY 1",
+            "SELECT (t / 86400000) * 86400000, SUM(p) FROM (SELECT executed_at_ms AS t, realized_pnl AS p FROM executions \
+             UNION ALL SELECT at_ms, realized_pnl FROM settlements) WHERE t >= ?1 GROUP BY 1",
         )?;
         let rows = st.query_map([first], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
         let sums: BTreeMap<i64, i64> = rows.collect::<Result<_, _>>()?;

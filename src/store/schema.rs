@@ -149,6 +149,17 @@ CREATE TABLE marks (
     at_ms      INTEGER NOT NULL
 );
 
+-- positions closed by their market's resolution (a share pays 1 or 0), replayed like SELLs
+CREATE TABLE settlements (
+    id            INTEGER PRIMARY KEY,
+    token_id      TEXT NOT NULL,
+    shares        INTEGER NOT NULL,
+    price         INTEGER NOT NULL,
+    usdc          INTEGER NOT NULL,
+    realized_pnl  INTEGER NOT NULL,
+    at_ms         INTEGER NOT NULL
+);
+
 -- what each token is (Gamma API), refreshed when older than markets.refresh_s
 CREATE TABLE markets (
     token_id      TEXT PRIMARY KEY,

@@ -5,7 +5,7 @@
 
 mod valuation;
 
-pub use valuation::{CheckSettlement, GetOpenTokens, Marks};
+pub use valuation::{CheckSettlement, GetOpenTokens, Marks, Resolved};
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;

@@ -10,9 +10,10 @@ use tracing::error;
 
 use super::RiskSupervisor;
 use crate::actors::notifier::Event;
-use crate::actors::store::{GetExecution, RecordSettlementChange, SetMarks, UnsettledBefore};
-use crate::domain::{Price, TokenId, Usdc, mul_price_floor};
-use crate::risk::book::{position_with, position_without};
+use crate::actors::store::{GetExecution, RecordSettlement, RecordSettlementChange, SetMarks, UnsettledBefore};
+use crate::domain::{Execution, Price, Side, TokenId, Usdc, mul_price_floor};
+use crate::market::MarketInfo;
+use crate::risk::book::{position_after, position_with, position_without};
 use crate::store::now_ms;
 
 /// Take matched orders that never settled on chain out of our books (live).
@@ -113,6 +114,44 @@ impl Handler<CheckSettlement> for RiskSupervisor {
             act.revalue();
             act.publish();
         })))
+    }
+}
+
+/// Markets that resolved: our positions in them settle at what a share pays (1 or 0).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Resolved(pub Vec<MarketInfo>);
+
+impl Handler<Resolved> for RiskSupervisor {
+    type Result = ();
+
+    /// Closes each position in a resolved market as a SELL at its payout, realizing its P&L.
+    fn handle(&mut self, m: Resolved, _: &mut Context<Self>) {
+        for info in m.0 {
+            let (Some(payout), pos) = (info.payout, self.book.position(&info.token_id)) else { continue };
+            if pos.shares.0 <= 0 {
+                continue;
+            }
+            let exec = Execution {
+                fill_row: 0,
+                side: Side::Sell,
+                token_id: info.token_id,
+                shares: pos.shares,
+                price: payout,
+                usdc: Usdc(mul_price_floor(pos.shares, payout)),
+                mode: "settlement",
+                at_ms: now_ms(),
+            };
+            let (after, realized) = position_after(pos, &exec);
+            self.book.set(info.token_id, after);
+            self.marks.remove(&info.token_id);
+            self.realized_today = Usdc(self.realized_today.0 + realized.0);
+            self.store.do_send(RecordSettlement { exec, realized });
+            self.notifier.do_send(Event::Settled { market: info.name(), shares: pos.shares, payout, realized });
+        }
+        self.revalue();
+        self.check_daily_loss();
+        self.publish();
     }
 }
 
