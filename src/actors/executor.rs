@@ -1,9 +1,13 @@
-//! The executor: places approved orders. Paper mode (the default) fills at the target's price moved
-//! against us by `paper.slippage_bps`, never past the order's limit price.
+//! The paper executor. Its default fill model (`target_price`) fills at the target's price moved
+//! against us by `paper.slippage_bps`, never past the order's limit price, and needs no network.
+//! The `order_book` model walks the token's live CLOB book up to the limit instead, partial fills
+//! included. Live orders are [`crate::actors::live_executor`]'s.
 
-use actix::{Actor, Context, Handler, Message};
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
 
-use crate::domain::{Execution, OrderIntent, Price, Side, Usdc, mul_price_ceil, mul_price_floor};
+use crate::clob::public::PublicClob;
+use crate::domain::{Execution, OrderIntent, OrderType, Price, Shares, Side, Usdc, mul_price_ceil, mul_price_floor};
+use crate::risk::book_walk::walk_book;
 use crate::risk::sizing::limit_price;
 
 /// Why an execution did not produce a fill.
@@ -68,14 +72,46 @@ pub struct Execute {
 #[derive(Debug)]
 pub struct PaperExecutor {
     slippage_bps: u32,
+    /// Set for the `order_book` fill model: where the books come from.
+    books: Option<PublicClob>,
 }
 
 impl PaperExecutor {
-    /// A paper executor with this much simulated slippage.
+    /// A paper executor with this much simulated slippage, filling against `books` when given
+    /// (the `order_book` fill model).
     #[must_use]
-    pub const fn new(slippage_bps: u32) -> Self {
-        Self { slippage_bps }
+    pub const fn new(slippage_bps: u32, books: Option<PublicClob>) -> Self {
+        Self { slippage_bps, books }
     }
+}
+
+/// The paper fill of `intent` against a book's levels on the other side (a FAK or FOK).
+///
+/// # Errors
+/// [`ExecError::NoFill`] when nothing fills within the limit.
+pub fn book_fill(
+    intent: &OrderIntent,
+    opposite: &[crate::risk::book_walk::Level],
+    at_ms: i64,
+) -> Result<Execution, ExecError> {
+    let w = walk_book(intent.side, intent.shares, intent.limit_price, opposite, intent.order_type == OrderType::Fok);
+    if w.shares == Shares::ZERO {
+        return Err(ExecError::NoFill {
+            code: "no_liquidity",
+            message: format!("no {} liquidity within the limit {} in the order book", intent.side, intent.limit_price),
+        });
+    }
+    let price = Price(i64::try_from(i128::from(w.usdc.0) * 1_000_000 / i128::from(w.shares.0)).unwrap_or(0));
+    Ok(Execution {
+        fill_row: intent.fill_row,
+        side: intent.side,
+        token_id: intent.token_id,
+        shares: w.shares,
+        price,
+        usdc: w.usdc,
+        mode: "paper",
+        at_ms,
+    })
 }
 
 /// The paper fill of `intent`: target price moved against us, capped at the limit.
@@ -108,14 +144,25 @@ impl Actor for PaperExecutor {
 }
 
 impl Handler<Execute> for PaperExecutor {
-    type Result = Result<Execution, ExecError>;
+    type Result = ResponseFuture<Result<Execution, ExecError>>;
 
     /// Fills the intent on paper.
     fn handle(&mut self, m: Execute, _: &mut Context<Self>) -> Self::Result {
         if !m.may_send {
-            return Err(ExecError::NotSent);
+            return Box::pin(async { Err(ExecError::NotSent) });
         }
-        Ok(paper_fill(&m.intent, self.slippage_bps, m.at_ms))
+        let Some(books) = self.books.clone() else {
+            let fill = paper_fill(&m.intent, self.slippage_bps, m.at_ms);
+            return Box::pin(async move { Ok(fill) });
+        };
+        Box::pin(async move {
+            let (bids, asks) = books.book(m.intent.token_id).await.map_err(|e| ExecError::Rejected {
+                code: "clob_unavailable",
+                message: format!("order book of token {}: {e}", m.intent.token_id),
+                counts_as_error: true,
+            })?;
+            book_fill(&m.intent, if m.intent.side == Side::Buy { &asks } else { &bids }, m.at_ms)
+        })
     }
 }
 

@@ -58,6 +58,9 @@ pub enum DaemonError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A setting cannot be put to work.
+    #[error("cannot start: {0}")]
+    Setup(String),
     /// The live-trading setup failed its checks.
     #[error("live trading cannot start:\n{0}")]
     Live(String),
@@ -88,7 +91,7 @@ async fn live_venue(s: &Settings, env: &Env) -> Result<Arc<Venue>, DaemonError> 
 /// resolved (Gamma). A failure is logged once until the next success: the quick start runs without
 /// network access to Polymarket.
 async fn mark_to_market(
-    src: crate::clob::public::MarkSource,
+    src: crate::clob::public::PublicClob,
     markets: Option<Arc<MarketDirectory>>,
     risk: Addr<RiskSupervisor>,
     every: Duration,
@@ -155,7 +158,18 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         warn!(code = %state.breaker.code, reason = %state.breaker.reason, "starting with the breaker TRIPPED: no orders until `polycopy resume`");
     }
     let (executor, venue) = if cfg.env.paper_trading {
-        (PaperExecutor::new(s.paper.slippage_bps).start().recipient(), None)
+        let books = if s.paper.fill_model == "order_book" {
+            let timeout = Duration::from_millis(s.live.request_timeout_ms);
+            match crate::clob::public::PublicClob::new(&cfg.env.clob_host, timeout) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    return Err(DaemonError::Setup(format!("paper.fill_model = \"order_book\" needs CLOB_HOST: {e}")));
+                }
+            }
+        } else {
+            None
+        };
+        (PaperExecutor::new(s.paper.slippage_bps, books).start().recipient(), None)
     } else {
         let venue = live_venue(s, &cfg.env).await?;
         info!(funder = %format!("{:#x}", venue.funder()), signer = %format!("{:#x}", venue.signer()), "LIVE trading: real orders are signed and sent to the CLOB");
@@ -299,7 +313,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         });
     }
     if s.risk.mark_interval_s > 0 {
-        match crate::clob::public::MarkSource::new(&cfg.env.clob_host, Duration::from_millis(s.live.request_timeout_ms))
+        match crate::clob::public::PublicClob::new(&cfg.env.clob_host, Duration::from_millis(s.live.request_timeout_ms))
         {
             Ok(src) => {
                 actix::spawn(mark_to_market(

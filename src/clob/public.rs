@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use polymarket_client_sdk_v2::clob::types::request::MidpointRequest;
+use polymarket_client_sdk_v2::clob::types::request::{MidpointRequest, OrderBookSummaryRequest};
+use polymarket_client_sdk_v2::clob::types::response::OrderSummary;
 use polymarket_client_sdk_v2::clob::{Client, Config};
 
 use crate::clob::venue::{VenueConfig, VenueError, bounded, decimal_to_micros, sdk_error};
-use crate::domain::{Price, TokenId};
+use crate::domain::{Price, Shares, TokenId};
+use crate::risk::book_walk::Level;
 
 /// An unauthenticated SDK client for `cfg`'s host.
 pub(crate) fn sdk_client(cfg: &VenueConfig) -> polymarket_client_sdk_v2::Result<Client> {
@@ -38,14 +40,15 @@ pub async fn geoblocked(cfg: &VenueConfig) -> Result<Option<(String, String)>, V
     Ok(g.blocked.then_some((g.country, g.region)))
 }
 
-/// Reads midpoints from the CLOB's public endpoint (no credentials): marks for paper and live.
+/// The CLOB's public reads (no credentials): midpoints that mark positions, and order books for
+/// paper trading's `order_book` fill model.
 #[derive(Debug, Clone)]
-pub struct MarkSource {
+pub struct PublicClob {
     client: Client,
     timeout: Duration,
 }
 
-impl MarkSource {
+impl PublicClob {
     /// A reader of `host`.
     ///
     /// # Errors
@@ -66,5 +69,22 @@ impl MarkSource {
             tokens.iter().map(|t| MidpointRequest::builder().token_id(*t).build()).collect();
         let r = bounded(self.timeout, &[], self.client.midpoints(&reqs)).await?;
         Ok(r.midpoints.into_iter().filter_map(|(t, m)| Some((t, Price(decimal_to_micros(m)?)))).collect())
+    }
+
+    /// A token's order book: (bids, asks).
+    ///
+    /// # Errors
+    /// When the CLOB cannot be reached or has no book for the token.
+    pub async fn book(&self, token: TokenId) -> Result<(Vec<Level>, Vec<Level>), VenueError> {
+        let req = OrderBookSummaryRequest::builder().token_id(token).build();
+        let b = bounded(self.timeout, &[], self.client.order_book(&req)).await?;
+        let levels = |side: &[OrderSummary]| {
+            side.iter()
+                .filter_map(|l| {
+                    Some(Level { price: Price(decimal_to_micros(l.price)?), size: Shares(decimal_to_micros(l.size)?) })
+                })
+                .collect()
+        };
+        Ok((levels(&b.bids), levels(&b.asks)))
     }
 }

@@ -249,8 +249,10 @@ pub struct RiskSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaperSettings {
-    /// Simulated slippage against us, bps.
+    /// Simulated slippage against us, bps (`target_price` model).
     pub slippage_bps: u32,
+    /// `target_price` (no network) or `order_book` (walk the CLOB's live book).
+    pub fill_model: String,
 }
 
 /// `[live]`: live trading on Polymarket's CLOB V2.
@@ -485,6 +487,12 @@ impl Settings {
         }
         if self.paper.slippage_bps > 5_000 {
             bad("paper.slippage_bps", format!("must be 0..=5000, got {}", self.paper.slippage_bps));
+        }
+        if !matches!(self.paper.fill_model.as_str(), "target_price" | "order_book") {
+            bad(
+                "paper.fill_model",
+                format!("must be \"target_price\" or \"order_book\", got {:?}", self.paper.fill_model),
+            );
         }
         let l = &self.live;
         if let Err(e) = crate::clob::SigType::parse(&l.signature_type) {

@@ -2,6 +2,7 @@
 //! circuit breaker. No I/O and no clock: the actors gather state, call these, and do the effects.
 
 pub mod book;
+pub mod book_walk;
 pub mod breaker;
 pub mod limits;
 pub mod market;

@@ -77,11 +77,24 @@ pub struct Token {
     pub payout: Option<&'static str>,
     /// Minutes from now to the market's end.
     pub ends_in_min: i64,
+    /// Resting (price, size) levels.
+    pub bids: Vec<(&'static str, &'static str)>,
+    pub asks: Vec<(&'static str, &'static str)>,
 }
 
 impl Token {
     pub fn open(neg_risk: bool) -> Self {
-        Self { neg_risk, tick: "0.01", min_size: "5", mid: None, closed: false, payout: None, ends_in_min: 24 * 60 }
+        Self {
+            neg_risk,
+            tick: "0.01",
+            min_size: "5",
+            mid: None,
+            closed: false,
+            payout: None,
+            ends_in_min: 24 * 60,
+            bids: Vec::new(),
+            asks: Vec::new(),
+        }
     }
 }
 
@@ -267,9 +280,18 @@ fn units(u: U256) -> f64 {
 }
 
 fn book(token: &str, t: &Token) -> Value {
+    // Like the real CLOB: bids ascending and asks descending, the best level last.
+    let side = |levels: &[(&str, &str)], asc: bool| {
+        let mut v: Vec<_> = levels.to_vec();
+        v.sort_by(|a, b| a.0.parse::<f64>().unwrap().total_cmp(&b.0.parse::<f64>().unwrap()));
+        if !asc {
+            v.reverse();
+        }
+        v.into_iter().map(|(p, s)| json!({"price": p, "size": s})).collect::<Vec<_>>()
+    };
     json!({"market": format!("0x{}", "11".repeat(32)), "asset_id": token, "timestamp": "1700000000000",
-        "hash": "h", "bids": [], "asks": [], "min_order_size": t.min_size, "neg_risk": t.neg_risk,
-        "tick_size": t.tick, "last_trade_price": "0.5"})
+        "hash": "h", "bids": side(&t.bids, true), "asks": side(&t.asks, false), "min_order_size": t.min_size,
+        "neg_risk": t.neg_risk, "tick_size": t.tick, "last_trade_price": "0.5"})
 }
 
 fn gamma_market(token: &str, t: &Token) -> Value {
