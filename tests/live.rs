@@ -99,6 +99,7 @@ async fn test_live_when_target_buys_then_one_signed_v2_order_recovers_to_our_sig
         assert_eq!(o.maker, SIGNER, "EOA: the signer is the funder");
         assert!((o.shares - 10.0).abs() < 1e-9, "{o:?}");
         assert!((o.price - 0.51).abs() < 1e-9, "limit = 0.50 + 2% on the 0.01 tick: {o:?}");
+        assert_eq!((o.order_type.as_str(), o.expiration), ("FAK", 0), "FAK by default, no expiry");
         assert_eq!(o.neg_risk, neg, "verified under the {} exchange's domain", if neg { "NegRisk V2" } else { "V2" });
     }
     assert_eq!(l.clob.posts().len(), 2);
@@ -476,4 +477,53 @@ async fn test_markets_when_resolved_then_position_settles_at_one_or_zero() {
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["realized_usdc"], "-0.2", "{report}");
     assert_eq!(report["exposure_usdc"], "0", "{report}");
+}
+
+/// `live.order_type` FOK and GTD reach the exchange as such; a GTD order carries an expiry
+/// `live.gtd_expiry_s` out (the fake refuses one under a minute, like the real CLOB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_order_type_set_then_fok_or_gtd_with_expiry_is_sent() {
+    for (kind, token) in [("FOK", STD_TOKEN), ("GTD", NEG_TOKEN)] {
+        let mut l = live().await;
+        l.d.set("live", &format!("order_type = \"{kind}\""));
+        start_live(&mut l).await;
+        l.anvil.emit(&buy(1, token)).await;
+        settled_row(&l.d).await;
+        assert!(l.clob.refused().is_empty(), "{kind}: {:?}", l.clob.refused());
+        let o = l.clob.orders().pop().unwrap();
+        assert_eq!(o.order_type, kind);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        match kind {
+            "GTD" => assert!((now + 280..=now + 305).contains(&o.expiration), "expires {} (now {now})", o.expiration),
+            _ => assert_eq!(o.expiration, 0),
+        }
+    }
+}
+
+/// A 401 makes the daemon derive its API credentials again and send the same order once more; a
+/// second 401 trips the breaker (`auth_error`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_credentials_refused_then_derived_again_then_breaker() {
+    let mut l = live().await;
+    start_live(&mut l).await;
+    let derives = l.clob.requests("/auth/api-key");
+    l.clob.script(&[Play::Status(401, "Unauthorized/Invalid api key"), Play::Fill]);
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let row = settled_row(&l.d).await;
+    assert_eq!(row["status"].as_str(), Some("executed"), "{row}");
+    assert_eq!(l.clob.posts().len(), 2);
+    assert_eq!(l.clob.requests("/auth/api-key"), derives + 1, "credentials derived again once");
+
+    l.clob.script(&[
+        Play::Status(401, "Unauthorized/Invalid api key"),
+        Play::Status(401, "Unauthorized/Invalid api key"),
+    ]);
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    let b = wait_for(20, "the breaker", async || {
+        let s = l.d.status();
+        (s["breaker"]["tripped"] == true).then(|| s["breaker"].clone())
+    })
+    .await;
+    assert_eq!(b["code"], "auth_error", "{b}");
+    assert_eq!(l.clob.posts().len(), 4);
 }

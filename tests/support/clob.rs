@@ -62,6 +62,9 @@ pub struct Order {
     pub neg_risk: bool,
     pub maker: Address,
     pub salt: u64,
+    pub order_type: String,
+    /// Unix seconds (0 unless GTD).
+    pub expiration: u64,
 }
 
 /// A token the fake lists (its Gamma market is "Market <token>", outcome "Yes").
@@ -477,7 +480,24 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
         neg_risk: tok.neg_risk,
         maker: o.maker,
         salt: o.salt.to::<u64>(),
+        order_type: v["orderType"].as_str().unwrap_or("").to_owned(),
+        expiration: order["expiration"].as_str().and_then(|e| e.parse().ok()).unwrap_or(u64::MAX),
     };
+    // What the real CLOB checks of the unsigned fields: a GTD expiry at least a minute out, none
+    // on other types.
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let expiry_ok = match record.order_type.as_str() {
+        "GTD" => record.expiration >= now_s + 60,
+        "FAK" | "FOK" | "GTC" => record.expiration == 0,
+        _ => false,
+    };
+    if !expiry_ok {
+        st.lock()
+            .unwrap()
+            .refused
+            .push(format!("order type {} with expiration {}", record.order_type, record.expiration));
+        return respond(sock, 400, &json!({"error": "invalid order expiration"}), "").await;
+    }
     let answer = |matched: f64, price: f64| {
         let (making, taking) = if buy { (matched * price, matched) } else { (matched, matched * price) };
         json!({"success": true, "errorMsg": "", "orderID": id, "status": "matched",
