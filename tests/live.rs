@@ -1,86 +1,15 @@
 //! Live trading against a real anvil node and a fake CLOB that checks HMAC headers and order
 //! signatures like the real one: one signed V2 order per copied fill, the right outcome in the
-//! journal for every answer the exchange gives, and never a second order for a fill.
+//! journal for every answer the exchange gives, never a second order for a fill, and `doctor`.
 
 mod support;
 
 use std::time::Duration;
 
-use alloy::primitives::{Address, address};
 use serde_json::Value;
-use support::clob::{FakeClob, Play, Token};
+use support::clob::Play;
+use support::live::*;
 use support::*;
-
-const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
-const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
-/// anvil's first dev key and its address: our signer in these tests.
-const KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-const SIGNER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
-const STD_TOKEN: u64 = 1001;
-const NEG_TOKEN: u64 = 2002;
-
-struct Live {
-    anvil: Anvil,
-    clob: FakeClob,
-    d: Daemon,
-    _dir: tempfile::TempDir,
-}
-
-/// A target A (multiplier 0.1), the fake CLOB listing a standard and a neg-risk token, and a live
-/// daemon (not started) configured for short timeouts.
-async fn live() -> Live {
-    let anvil = Anvil::start().await;
-    let clob = FakeClob::start(SIGNER).await;
-    for (t, neg) in [(STD_TOKEN, false), (NEG_TOKEN, true)] {
-        clob.token(t, Token::open(neg));
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
-    d.env.extend(
-        [
-            ("PAPER_TRADING", "false"),
-            ("PRIVATE_KEY", KEY),
-            ("CLOB_HOST", clob.url.as_str()),
-            ("GEOBLOCK_URL", clob.url.as_str()),
-            ("GAMMA_URL", clob.url.as_str()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
-    for line in [
-        "request_timeout_ms = 1500",
-        "resolve_for_s = 15",
-        "max_retries = 2",
-        "retry_backoff_ms = 100",
-        "rate_limit_wait_ms = 700",
-    ] {
-        d.set("live", line);
-    }
-    Live { anvil, clob, d, _dir: dir }
-}
-
-/// A: buys 100 shares of `token` at 0.50 (we copy 10 at a limit of 0.51).
-fn buy(order: u8, token: u64) -> Fill {
-    Fill::v2(order, A, C, true, token, 100 * ONE, 50 * ONE)
-}
-
-async fn settled_row(d: &Daemon) -> Value {
-    wait_for(30, "the copy to finish", async || {
-        d.trades().into_iter().next().filter(|r| r["status"] != "pending" || r["reason"] == "unknown")
-    })
-    .await
-}
-
-fn orders_in_journal(d: &Daemon) -> Vec<(String, String, i64)> {
-    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
-    let mut st = c.prepare("SELECT order_id, status, posts FROM orders ORDER BY fill_id").unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
-}
-
-async fn start_live(l: &mut Live) {
-    l.d.start();
-    l.d.wait_live().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_target_buys_then_one_signed_v2_order_recovers_to_our_signer() {
     let mut l = live().await;
@@ -280,96 +209,6 @@ async fn test_doctor_when_setup_is_wrong_then_each_problem_is_explained_and_exit
     assert!(detail.contains("cannot reach the CLOB") && detail.contains("CLOB_HOST"), "{detail}");
 }
 
-fn settled(d: &Daemon) -> Vec<(String, i64)> {
-    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
-    let mut st = c.prepare("SELECT order_id, settled FROM orders ORDER BY fill_id").unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
-}
-
-fn position_shares(d: &Daemon, token: u64) -> i64 {
-    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
-    c.query_row("SELECT COALESCE(SUM(shares), 0) FROM positions WHERE token_id = ?1", [token.to_string()], |r| r.get(0))
-        .unwrap()
-}
-
-/// Our own `OrderFilled` on chain confirms a matched order; a matched order that never shows up on
-/// chain is reported and taken out of our books after `settle_timeout_s`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_live_when_match_settles_or_not_on_chain_then_confirmed_or_reversed() {
-    let mut l = live().await;
-    l.d.set("live", "settle_timeout_s = 3");
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the first copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
-    let id = l.clob.orders()[0].id.clone();
-    // The exchange settles our order: our funder is the maker, the hash is our order id.
-    let mut ours = Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, 10 * ONE, 5_100_000);
-    ours.order_hash = id.parse().unwrap();
-    l.anvil.emit(&ours).await;
-    wait_for(20, "settlement", async || (settled(&l.d)[0].1 == 1).then_some(())).await;
-    assert_eq!(l.d.trades().len(), 1, "our own fill is never copied");
-
-    l.anvil.emit(&buy(2, NEG_TOKEN)).await;
-    wait_for(20, "the second copy", async || (position_shares(&l.d, NEG_TOKEN) == 10 * ONE as i64).then_some(())).await;
-    let alert = wait_for(20, "the unsettled alert", async || {
-        l.d.events("alert").into_iter().find(|e| e.contains("did not settle on chain"))
-    })
-    .await;
-    assert!(alert.contains(&format!("{NEG_TOKEN}")), "{alert}");
-    assert_eq!(position_shares(&l.d, NEG_TOKEN), 0, "reversed in our books");
-    assert_eq!(position_shares(&l.d, STD_TOKEN), 10 * ONE as i64, "the settled one stays");
-    assert_eq!(settled(&l.d)[1].1, -1);
-
-    // It settles after all: put back.
-    let late_id = settled(&l.d)[1].0.clone();
-    let mut late = Fill::v2(0, SIGNER, V2_EXCHANGE, true, NEG_TOKEN, 10 * ONE, 5_100_000);
-    late.order_hash = late_id.parse().unwrap();
-    l.anvil.emit(&late).await;
-    wait_for(20, "the late settlement", async || (settled(&l.d)[1].1 == 1).then_some(())).await;
-    assert_eq!(position_shares(&l.d, NEG_TOKEN), 10 * ONE as i64, "put back in our books");
-    assert!(l.d.events("alert").iter().any(|e| e.contains("put back")), "{:?}", l.d.events("alert"));
-}
-
-/// Midpoints from the CLOB mark our position; a mark that puts today's realized plus unrealized
-/// P&L past the daily loss limit trips the breaker.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_live_when_marks_fall_past_daily_loss_limit_then_breaker_trips() {
-    let mut l = live().await;
-    l.d.set("risk", "mark_interval_s = 1");
-    l.clob.set_mid(STD_TOKEN, "0.5");
-    l.d.start_with(&[("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")]);
-    l.d.wait_live().await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
-    // 10 shares bought for 5.10: at 0.50 that is -0.10, at 0.10 it is -4.10, past the -3 limit.
-    assert_eq!(l.d.status()["breaker"]["tripped"], false);
-    l.clob.set_mid(STD_TOKEN, "0.1");
-    let b = wait_for(20, "the breaker", async || {
-        let s = l.d.status();
-        (s["breaker"]["tripped"] == true).then(|| s["breaker"].clone())
-    })
-    .await;
-    assert_eq!(b["code"], "daily_loss_limit", "{b}");
-    assert!(b["reason"].as_str().unwrap().contains("unrealized -4.1"), "{b}");
-    let metrics = reqwest_get(&format!("{}/metrics", l.d.http_base().await)).await;
-    assert!(metrics.contains("polycopy_unrealized_pnl_usdc -4.1"), "{metrics}");
-    assert_eq!(l.d.status()["unrealized_usdc"], "-4.1");
-    let (code, out, err) = l.d.run_cli(&["report", "daily", "--json"]);
-    assert_eq!(code, 0, "{err}");
-    let report: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((report["realized_usdc"].as_str(), report["unrealized_usdc"].as_str()), (Some("0"), Some("-4.1")));
-}
-
-async fn reqwest_get(url: &str) -> String {
-    let (host, path) = url.trim_start_matches("http://").split_once('/').unwrap();
-    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    s.write_all(format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
 /// Live and paper keep separate journals by default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_no_db_given_then_live_journal_is_separate_from_paper() {
@@ -410,75 +249,8 @@ async fn test_live_when_killed_after_the_answer_then_it_is_booked_from_the_journ
 
 /// Market metadata from the Gamma API: a copy into a closed market, or a buy into one ending within
 /// `copy.min_minutes_to_end`, is held back without an order; copies carry the market's name.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_markets_when_closed_or_ending_then_held_back_and_named() {
-    let mut l = live().await;
-    const CLOSED: u64 = 3003;
-    const ENDING: u64 = 4004;
-    l.clob.token(CLOSED, Token { closed: true, ..Token::open(false) });
-    l.clob.token(ENDING, Token { ends_in_min: 20, ..Token::open(false) });
-    l.d.set("copy", "min_minutes_to_end = 60");
-    start_live(&mut l).await;
-    for (order, token) in [(1, CLOSED), (2, ENDING), (3, STD_TOKEN)] {
-        l.anvil.emit(&buy(order, token)).await;
-    }
-    let rows = wait_for(20, "three finished copies", async || {
-        let r = l.d.trades();
-        (r.len() == 3 && r.iter().all(|r| r["status"] != "pending")).then_some(r)
-    })
-    .await;
-    let got: Vec<_> = rows.iter().map(|r| (r["status"].as_str(), r["reason"].as_str(), r["market"].as_str())).collect();
-    assert_eq!(
-        got,
-        [
-            (Some("rejected"), Some("market_closed"), Some("Market 3003 — Yes")),
-            (Some("rejected"), Some("near_end"), Some("Market 4004 — Yes")),
-            (Some("executed"), None, Some("Market 1001 — Yes")),
-        ]
-    );
-    assert_eq!(l.clob.posts().len(), 1, "only the open market got an order");
-    assert!(l.d.log().contains("of Market 1001 — Yes"), "the report names the market");
-}
-
 /// A market that resolves settles our position at what a share pays: the position closes, its P&L
 /// is realized, reported, and counted in `status` and the daily report.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_markets_when_resolved_then_position_settles_at_one_or_zero() {
-    let mut l = live().await;
-    l.d.set("risk", "mark_interval_s = 1");
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    l.anvil.emit(&buy(2, NEG_TOKEN)).await;
-    wait_for(20, "two copies", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
-    // Each position: 10 shares for 5.10. The first market resolves for us, the second against us.
-    l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
-    l.clob.edit_token(NEG_TOKEN, |t| (t.closed, t.payout) = (true, Some("0")));
-    let status = wait_for(20, "both settlements", async || {
-        let s = l.d.status();
-        s["positions"].as_array().unwrap().is_empty().then_some(s)
-    })
-    .await;
-    // +4.90 and -5.10.
-    assert_eq!(status["realized_today_usdc"], "-0.2", "{status}");
-    let settled = l.d.events("settled");
-    assert_eq!(settled.len(), 2, "{settled:?}");
-    assert!(
-        settled
-            .iter()
-            .any(|e| e.contains("Market 1001 — Yes") && e.contains("settled at 1") && e.contains("realized 4.9"))
-    );
-    assert!(
-        settled
-            .iter()
-            .any(|e| e.contains("Market 2002 — Yes") && e.contains("settled at 0") && e.contains("realized -5.1"))
-    );
-    let (code, out, err) = l.d.run_cli(&["report", "daily", "--json"]);
-    assert_eq!(code, 0, "{err}");
-    let report: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(report["realized_usdc"], "-0.2", "{report}");
-    assert_eq!(report["exposure_usdc"], "0", "{report}");
-}
-
 /// `live.order_type` FOK and GTD reach the exchange as such; a GTD order carries an expiry
 /// `live.gtd_expiry_s` out (the fake refuses one under a minute, like the real CLOB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,22 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy::primitives::{Address, address};
+use support::http::http_get;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
-
-/// A plain HTTP GET; returns (status code, body).
-async fn get(base: &str, path: &str) -> (u16, String) {
-    let addr = base.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    let code = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (code, buf.split_once("\r\n\r\n").unwrap().1.to_owned())
-}
 
 /// The daemon speaks sd_notify: READY=1 once the feed is live, WATCHDOG=1 periodically, no more
 /// watchdog pings once the chain feed is stuck (node gone), and STOPPING=1 on SIGTERM.
@@ -88,7 +77,7 @@ async fn test_metrics_and_health_when_scripted_run_then_match_journal() {
     })
     .await;
 
-    let (code, body) = get(&base, "/metrics").await;
+    let (code, body) = http_get(&base, "/metrics").await;
     assert_eq!(code, 200);
     let lines = body.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
@@ -114,7 +103,7 @@ async fn test_metrics_and_health_when_scripted_run_then_match_journal() {
     assert_eq!(value("polycopy_exposure_usdc", None), 9.0); // 10 × 0.5 + 10 × 0.4
     assert!(scrape.samples.iter().any(|s| s.metric == "polycopy_detection_latency_seconds"), "{body}");
 
-    let (code, health) = get(&base, "/health").await;
+    let (code, health) = http_get(&base, "/health").await;
     assert_eq!(code, 200, "{health}");
     let h: serde_json::Value = serde_json::from_str(&health).unwrap();
     // Everything is fine but Telegram, which this test points at a dead port: degraded, still HTTP 200.
@@ -126,17 +115,17 @@ async fn test_metrics_and_health_when_scripted_run_then_match_journal() {
     let (c, _, _) = d.run_cli(&["halt", "--reason", "maintenance"]);
     assert_eq!(c, 0);
     let (code, health) = wait_for(5, "unhealthy", async || {
-        let (code, body) = get(&base, "/health").await;
+        let (code, body) = http_get(&base, "/health").await;
         (code == 503).then_some((code, body))
     })
     .await;
     assert_eq!(code, 503);
     assert!(health.contains("\"breaker\"") && health.contains("maintenance"), "{health}");
-    let (_, metrics) = get(&base, "/metrics").await;
+    let (_, metrics) = http_get(&base, "/metrics").await;
     assert!(metrics.contains("polycopy_breaker_tripped 1"));
     for body in [&metrics, &health, &d.log()] {
         assert!(!body.contains("SECRET-BOT-TOKEN") && !body.contains("secret-api-key"), "a secret leaked");
     }
-    let (code, _) = get(&base, "/nope").await;
+    let (code, _) = http_get(&base, "/nope").await;
     assert_eq!(code, 404);
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Where `needle` starts in `h`.
@@ -64,4 +64,15 @@ pub async fn read_request(sock: &mut TcpStream) -> Option<(String, String, Vec<u
         body = out;
     }
     Some((method, path, body, headers))
+}
+
+/// A plain HTTP GET of `path` on `base` (`http://host:port`); returns (status code, body).
+pub async fn http_get(base: &str, path: &str) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let code = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, buf.split_once("\r\n\r\n").unwrap().1.to_owned())
 }

@@ -1,0 +1,191 @@
+//! What our book is worth and when it is final, against anvil and the fake CLOB/Gamma: settlement
+//! of our own orders on chain, marks driving the daily loss limit, market metadata (closed, ending,
+//! resolved markets), and paper trading's `order_book` fill model.
+
+mod support;
+
+use alloy::primitives::Address;
+use serde_json::Value;
+use support::clob::{FakeClob, Token};
+use support::http::http_get;
+use support::live::*;
+use support::*;
+
+fn settled(d: &Daemon) -> Vec<(String, i64)> {
+    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+    let mut st = c.prepare("SELECT order_id, settled FROM orders ORDER BY fill_id").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+fn position_shares(d: &Daemon, token: u64) -> i64 {
+    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+    c.query_row("SELECT COALESCE(SUM(shares), 0) FROM positions WHERE token_id = ?1", [token.to_string()], |r| r.get(0))
+        .unwrap()
+}
+
+/// Our own `OrderFilled` on chain confirms a matched order; a matched order that never shows up on
+/// chain is reported and taken out of our books after `settle_timeout_s`.
+/// Midpoints from the CLOB mark our position; a mark that puts today's realized plus unrealized
+/// P&L past the daily loss limit trips the breaker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_match_settles_or_not_on_chain_then_confirmed_or_reversed() {
+    let mut l = live().await;
+    l.d.set("live", "settle_timeout_s = 3");
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the first copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    let id = l.clob.orders()[0].id.clone();
+    // The exchange settles our order: our funder is the maker, the hash is our order id.
+    let mut ours = Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, 10 * ONE, 5_100_000);
+    ours.order_hash = id.parse().unwrap();
+    l.anvil.emit(&ours).await;
+    wait_for(20, "settlement", async || (settled(&l.d)[0].1 == 1).then_some(())).await;
+    assert_eq!(l.d.trades().len(), 1, "our own fill is never copied");
+
+    l.anvil.emit(&buy(2, NEG_TOKEN)).await;
+    wait_for(20, "the second copy", async || (position_shares(&l.d, NEG_TOKEN) == 10 * ONE as i64).then_some(())).await;
+    let alert = wait_for(20, "the unsettled alert", async || {
+        l.d.events("alert").into_iter().find(|e| e.contains("did not settle on chain"))
+    })
+    .await;
+    assert!(alert.contains(&format!("{NEG_TOKEN}")), "{alert}");
+    assert_eq!(position_shares(&l.d, NEG_TOKEN), 0, "reversed in our books");
+    assert_eq!(position_shares(&l.d, STD_TOKEN), 10 * ONE as i64, "the settled one stays");
+    assert_eq!(settled(&l.d)[1].1, -1);
+
+    // It settles after all: put back.
+    let late_id = settled(&l.d)[1].0.clone();
+    let mut late = Fill::v2(0, SIGNER, V2_EXCHANGE, true, NEG_TOKEN, 10 * ONE, 5_100_000);
+    late.order_hash = late_id.parse().unwrap();
+    l.anvil.emit(&late).await;
+    wait_for(20, "the late settlement", async || (settled(&l.d)[1].1 == 1).then_some(())).await;
+    assert_eq!(position_shares(&l.d, NEG_TOKEN), 10 * ONE as i64, "put back in our books");
+    assert!(l.d.events("alert").iter().any(|e| e.contains("put back")), "{:?}", l.d.events("alert"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_marks_fall_past_daily_loss_limit_then_breaker_trips() {
+    let mut l = live().await;
+    l.d.set("risk", "mark_interval_s = 1");
+    l.clob.set_mid(STD_TOKEN, "0.5");
+    l.d.start_with(&[("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    // 10 shares bought for 5.10: at 0.50 that is -0.10, at 0.10 it is -4.10, past the -3 limit.
+    assert_eq!(l.d.status()["breaker"]["tripped"], false);
+    l.clob.set_mid(STD_TOKEN, "0.1");
+    let b = wait_for(20, "the breaker", async || {
+        let s = l.d.status();
+        (s["breaker"]["tripped"] == true).then(|| s["breaker"].clone())
+    })
+    .await;
+    assert_eq!(b["code"], "daily_loss_limit", "{b}");
+    assert!(b["reason"].as_str().unwrap().contains("unrealized -4.1"), "{b}");
+    let (_, metrics) = http_get(&l.d.http_base().await, "/metrics").await;
+    assert!(metrics.contains("polycopy_unrealized_pnl_usdc -4.1"), "{metrics}");
+    assert_eq!(l.d.status()["unrealized_usdc"], "-4.1");
+    let (code, out, err) = l.d.run_cli(&["report", "daily", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((report["realized_usdc"].as_str(), report["unrealized_usdc"].as_str()), (Some("0"), Some("-4.1")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_markets_when_closed_or_ending_then_held_back_and_named() {
+    let mut l = live().await;
+    const CLOSED: u64 = 3003;
+    const ENDING: u64 = 4004;
+    l.clob.token(CLOSED, Token { closed: true, ..Token::open(false) });
+    l.clob.token(ENDING, Token { ends_in_min: 20, ..Token::open(false) });
+    l.d.set("copy", "min_minutes_to_end = 60");
+    start_live(&mut l).await;
+    for (order, token) in [(1, CLOSED), (2, ENDING), (3, STD_TOKEN)] {
+        l.anvil.emit(&buy(order, token)).await;
+    }
+    let rows = wait_for(20, "three finished copies", async || {
+        let r = l.d.trades();
+        (r.len() == 3 && r.iter().all(|r| r["status"] != "pending")).then_some(r)
+    })
+    .await;
+    let got: Vec<_> = rows.iter().map(|r| (r["status"].as_str(), r["reason"].as_str(), r["market"].as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (Some("rejected"), Some("market_closed"), Some("Market 3003 — Yes")),
+            (Some("rejected"), Some("near_end"), Some("Market 4004 — Yes")),
+            (Some("executed"), None, Some("Market 1001 — Yes")),
+        ]
+    );
+    assert_eq!(l.clob.posts().len(), 1, "only the open market got an order");
+    assert!(l.d.log().contains("of Market 1001 — Yes"), "the report names the market");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_markets_when_resolved_then_position_settles_at_one_or_zero() {
+    let mut l = live().await;
+    l.d.set("risk", "mark_interval_s = 1");
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    l.anvil.emit(&buy(2, NEG_TOKEN)).await;
+    wait_for(20, "two copies", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
+    // Each position: 10 shares for 5.10. The first market resolves for us, the second against us.
+    l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
+    l.clob.edit_token(NEG_TOKEN, |t| (t.closed, t.payout) = (true, Some("0")));
+    let status = wait_for(20, "both settlements", async || {
+        let s = l.d.status();
+        s["positions"].as_array().unwrap().is_empty().then_some(s)
+    })
+    .await;
+    // +4.90 and -5.10.
+    assert_eq!(status["realized_today_usdc"], "-0.2", "{status}");
+    let settled = l.d.events("settled");
+    assert_eq!(settled.len(), 2, "{settled:?}");
+    assert!(
+        settled
+            .iter()
+            .any(|e| e.contains("Market 1001 — Yes") && e.contains("settled at 1") && e.contains("realized 4.9"))
+    );
+    assert!(
+        settled
+            .iter()
+            .any(|e| e.contains("Market 2002 — Yes") && e.contains("settled at 0") && e.contains("realized -5.1"))
+    );
+    let (code, out, err) = l.d.run_cli(&["report", "daily", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["realized_usdc"], "-0.2", "{report}");
+    assert_eq!(report["exposure_usdc"], "0", "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_paper_when_order_book_model_then_fills_walk_the_book() {
+    let anvil = Anvil::start().await;
+    let clob = FakeClob::start(Address::ZERO).await;
+    // Asks: 4 at 0.50, 3 at 0.51, 10 at 0.53. Our copies buy 10 at a limit of 0.51.
+    clob.token(1001, Token { asks: vec![("0.53", "10"), ("0.50", "4"), ("0.51", "3")], ..Token::open(false) });
+    clob.token(1002, Token { asks: vec![("0.60", "50")], ..Token::open(false) });
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.env.push(("CLOB_HOST".into(), clob.url.clone()));
+    d.set("paper", "fill_model = \"order_book\"");
+    d.start();
+    d.wait_live().await;
+    for (order, token) in [(1, 1001), (2, 1002)] {
+        anvil.emit(&Fill::v2(order, A, C, true, token, 100 * ONE, 50 * ONE)).await;
+    }
+    let rows = wait_for(20, "both copies", async || {
+        let r = d.trades();
+        (r.len() == 2 && r.iter().all(|r| r["status"] != "pending")).then_some(r)
+    })
+    .await;
+    // 4 × 0.50 + 3 × 0.51 = 3.53 for 7 shares: a partial fill at the average price.
+    assert_eq!(
+        (rows[0]["status"].as_str(), rows[0]["shares"].as_str(), rows[0]["usdc"].as_str()),
+        (Some("executed"), Some("7"), Some("3.53")),
+        "{}",
+        rows[0]
+    );
+    assert_eq!((rows[1]["status"].as_str(), rows[1]["reason"].as_str()), (Some("rejected"), Some("no_liquidity")));
+    assert!(clob.requests("/book") >= 2);
+}
