@@ -230,7 +230,8 @@ async fn test_live_when_no_db_given_then_live_journal_is_separate_from_paper() {
 }
 
 /// Killed after the exchange's answer was journaled but before the execution was: after a restart
-/// the journaled answer is booked as it is, with no lookup and no second POST.
+/// the journaled answer is booked as it is, with no lookup and no second POST, even though the
+/// target was disabled meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_killed_after_the_answer_then_it_is_booked_from_the_journal() {
     let mut l = live().await;
@@ -240,6 +241,8 @@ async fn test_live_when_killed_after_the_answer_then_it_is_booked_from_the_journ
     let status = l.d.wait_exit().await;
     assert!(!status.success(), "the fault aborted the daemon");
     assert_eq!(orders_in_journal(&l.d)[0].1, "matched");
+    // The operator disables the target meanwhile: its order is still booked, not dropped.
+    l.d.write_wallets(&wallets(&[(A, "whale", false)], 0.1));
     start_live(&mut l).await;
     let row = settled_row(&l.d).await;
     assert_eq!((row["status"].as_str(), row["shares"].as_str()), (Some("executed"), Some("10")), "{row}");

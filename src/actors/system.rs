@@ -17,7 +17,7 @@ use crate::actors::risk_supervisor::{
     CheckSettlement, Flush, GetOpenTokens, Marks, Resolved, RiskPeers, RiskState, RiskSupervisor,
 };
 use crate::actors::store::{GetCheckpoint, StoreActor, Unfinished};
-use crate::actors::watcher::{NewFills, Registry, Reload};
+use crate::actors::watcher::{Recover, Registry, Reload};
 use crate::chain::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, Rpc, RpcConfig};
 use crate::clob::venue::{Venue, VenueConfig};
 use crate::config::{Env, Settings, Wallets, problem::render};
@@ -248,13 +248,6 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     }
     let registry = registry.with_paused(paused).start();
 
-    // Finish what a crash interrupted before anything new comes in.
-    let unfinished = store.send(Unfinished).await.map_err(mailbox)??;
-    if !unfinished.is_empty() {
-        info!(count = unfinished.len(), "recovering fills journaled before the last stop");
-        registry.do_send(NewFills(unfinished));
-    }
-
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (status_tx, mut status_rx) = watch::channel(FeedStatus::default());
     let feed_cfg = FeedConfig {
@@ -279,7 +272,6 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         targets_rx,
         status_tx,
     );
-    let feed_task = actix::spawn(feed.run(shutdown_rx));
     if !s.http.listen.is_empty() {
         let listener = crate::http::bind(&s.http.listen)
             .await
@@ -346,6 +338,17 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     if let Some(tg) = &telegram {
         notifier.do_send(AddSink(tg.sink.clone().recipient()));
     }
+
+    // Finish what a crash interrupted before anything new comes in: the feed starts only once
+    // every fill journaled before the last stop (and any order sent for it) is decided.
+    let unfinished = store.send(Unfinished).await.map_err(mailbox)??;
+    if !unfinished.is_empty() {
+        info!(count = unfinished.len(), "recovering fills journaled before the last stop");
+        let n = registry.send(Recover(unfinished)).await.map_err(mailbox)?;
+        info!(decided = n, "recovery finished");
+    }
+
+    let feed_task = actix::spawn(feed.run(shutdown_rx));
 
     let mode = if cfg.env.paper_trading { "PAPER" } else { "LIVE" };
     let funder = venue.as_ref().map_or_else(|| "none (paper)".to_owned(), |v| format!("{:#x}", v.funder()));

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use actix::{Actor, Addr, Context, Handler, Message, MessageResult};
+use actix::{Actor, Addr, Context, Handler, Message, MessageResult, ResponseFuture};
 use alloy::primitives::Address;
 use tokio::sync::watch;
 use tracing::info;
@@ -15,7 +15,9 @@ use crate::actors::store::{RecordRejection, SetPaused, StoreActor};
 use crate::config::{Target, Wallets};
 use crate::domain::addr_lower;
 use crate::risk::DenyReason;
+use crate::risk::{CopyRules, SizingRule};
 use crate::store::PendingFill;
+use rust_decimal::Decimal;
 
 /// Newly journaled fills, from the feed (or recovery at start).
 #[derive(Debug, Message)]
@@ -192,36 +194,69 @@ impl Actor for Registry {
     type Context = Context<Self>;
 }
 
+/// Fills journaled before the last stop, copied (or resolved) before anything new: replies once
+/// every one of them was decided.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct Recover(pub Vec<PendingFill>);
+
+impl Registry {
+    fn reject(&self, p: PendingFill, label: String, reason: DenyReason) {
+        self.store.do_send(RecordRejection { row: p.row, code: reason.code(), detail: reason.to_string() });
+        self.notifier.do_send(Event::Rejected { label, fill: p.fill, reason, market: None });
+    }
+
+    /// The copy of `p` and the watcher it belongs to; `None` (journaled and reported) when it is
+    /// not copied: its target is paused or no longer watched. An intent journaled before a crash is
+    /// always copied, watched or not: its order may be at the exchange and must be resolved.
+    fn destination(&self, p: PendingFill) -> Option<(Copy, Option<Addr<WalletWatcher>>)> {
+        match self.watchers.get(&p.fill.wallet) {
+            Some((t, _)) if self.paused.contains(&p.fill.wallet) && p.intent.is_none() => {
+                self.reject(p, t.label.clone(), DenyReason::Paused);
+                None
+            }
+            Some((t, w)) => {
+                Some((Copy { pending: p, label: t.label.clone(), rules: t.rules.clone() }, Some(w.clone())))
+            }
+            None if p.intent.is_some() => {
+                let label = addr_lower(&p.fill.wallet);
+                // Rules are not applied to a recovered intent: it was approved before the crash.
+                let rules = CopyRules::new(SizingRule::Multiplier(Decimal::ONE));
+                Some((Copy { pending: p, label, rules }, None))
+            }
+            None => {
+                let label = addr_lower(&p.fill.wallet);
+                self.reject(p, label, DenyReason::WalletInactive);
+                None
+            }
+        }
+    }
+}
+
 impl Handler<NewFills> for Registry {
     type Result = ();
 
     /// Routes each fill to its target's watcher; a fill of a target no longer watched is not copied.
     fn handle(&mut self, NewFills(fills): NewFills, _: &mut Context<Self>) {
         for p in fills {
-            match self.watchers.get(&p.fill.wallet) {
-                Some((t, _)) if self.paused.contains(&p.fill.wallet) && p.intent.is_none() => {
-                    let reason = DenyReason::Paused;
-                    self.store.do_send(RecordRejection { row: p.row, code: reason.code(), detail: reason.to_string() });
-                    self.notifier.do_send(Event::Rejected {
-                        label: t.label.clone(),
-                        fill: p.fill,
-                        reason,
-                        market: None,
-                    });
-                }
-                Some((_, w)) => w.do_send(WatchedFill(p)),
-                None => {
-                    let reason = DenyReason::WalletInactive;
-                    self.store.do_send(RecordRejection { row: p.row, code: reason.code(), detail: reason.to_string() });
-                    self.notifier.do_send(Event::Rejected {
-                        label: addr_lower(&p.fill.wallet),
-                        fill: p.fill,
-                        reason,
-                        market: None,
-                    });
-                }
+            match self.destination(p) {
+                Some((c, Some(w))) => w.do_send(WatchedFill(c.pending)),
+                Some((c, None)) => self.copier.do_send(c),
+                None => {}
             }
         }
+    }
+}
+
+impl Handler<Recover> for Registry {
+    type Result = ResponseFuture<usize>;
+
+    /// Copies each recovered fill and replies when all were decided, so the daemon starts its feed
+    /// only after every order an earlier run may have sent is resolved.
+    fn handle(&mut self, Recover(fills): Recover, _: &mut Context<Self>) -> Self::Result {
+        let decided: Vec<_> =
+            fills.into_iter().filter_map(|p| self.destination(p)).map(|(c, _)| self.copier.send(c)).collect();
+        Box::pin(async move { futures_util::future::join_all(decided).await.len() })
     }
 }
 
