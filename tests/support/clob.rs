@@ -113,6 +113,32 @@ struct State {
     allowance: &'static str,
     version: u32,
     blocked: bool,
+    /// When set, unscripted POSTs draw a random play from this generator state.
+    chaos: Option<u64>,
+    /// Faults played at random: (hang, 503, 425, partial, no liquidity).
+    faults: [u64; 5],
+}
+
+impl State {
+    /// The next play in chaos mode (a fill otherwise): 80% fills, the rest faults.
+    fn random_play(&mut self) -> Play {
+        let Some(x) = self.chaos.as_mut() else { return Play::Fill };
+        // xorshift64*
+        *x ^= *x >> 12;
+        *x ^= *x << 25;
+        *x ^= *x >> 27;
+        let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D) % 100;
+        let (play, i) = match r {
+            0..=2 => (Play::Hang, 0),
+            3..=8 => (Play::Status(503, "trading is currently cancel-only"), 1),
+            9..=13 => (Play::Status(425, "too early"), 2),
+            14..=16 => (Play::Partial(50), 3),
+            17..=19 => (Play::NoLiquidity, 4),
+            _ => return Play::Fill,
+        };
+        self.faults[i] += 1;
+        play
+    }
 }
 
 pub struct FakeClob {
@@ -144,6 +170,16 @@ impl FakeClob {
 
     pub fn script(&self, plays: &[Play]) {
         self.state.lock().unwrap().script.extend(plays.iter().cloned());
+    }
+
+    /// Unscripted POSTs play random faults from now on (seeded, so a run can be repeated).
+    pub fn chaos(&self, seed: u64) {
+        self.state.lock().unwrap().chaos = Some(seed.max(1));
+    }
+
+    /// Faults played so far: (hang, 503, 425, partial, no liquidity).
+    pub fn faults(&self) -> [u64; 5] {
+        self.state.lock().unwrap().faults
     }
 
     pub fn set_allowance(&self, a: &'static str) {
@@ -465,7 +501,12 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
     let play = {
         let mut s = st.lock().unwrap();
         s.posts.push((Instant::now(), id.clone()));
-        if s.orders.contains_key(&id) { None } else { Some(s.script.pop_front().unwrap_or(Play::Fill)) }
+        if s.orders.contains_key(&id) {
+            None
+        } else {
+            let scripted = s.script.pop_front();
+            Some(scripted.unwrap_or_else(|| s.random_play()))
+        }
     };
     let Some(play) = play else {
         return respond(sock, 400, &json!({"error": format!("order {id} is invalid. Duplicated.")}), "").await;
