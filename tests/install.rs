@@ -50,7 +50,7 @@ fn test_install_when_run_twice_then_same_tree_and_operator_edits_kept() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path().display().to_string();
     let install =
-        || run(Command::new("bash").arg(repo().join("scripts/install.sh")).args(["--root", &r, "--bin", bin()]));
+        || run(Command::new("bash").arg(repo().join("scripts/install.sh")).args(["--root", &r, "--bin", &bin()]));
     let (code, _, err) = install();
     assert_eq!(code, 0, "{err}");
     let first = tree(root.path());
@@ -133,7 +133,7 @@ fn test_unit_when_verified_then_systemd_accepts_it_and_it_is_hardened() {
     // verify checks that ExecStart exists: point it at the binary under test.
     let dir = tempfile::tempdir().unwrap();
     let staged = dir.path().join("polycopy.service");
-    std::fs::write(&staged, unit.replace("/usr/local/bin/polycopy", bin())).unwrap();
+    std::fs::write(&staged, unit.replace("/usr/local/bin/polycopy", &bin())).unwrap();
     let (code, out, err) = run(Command::new("systemd-analyze").arg("verify").arg(&staged));
     assert_eq!(code, 0, "{out}{err}");
     assert!(!err.contains("polycopy.service:"), "warnings about the unit: {err}");
@@ -210,7 +210,8 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
     assert_eq!(code, 0, "{out}{err}");
 
     // A good binary goes through.
-    let (code, out, err) = sh(&[&[bin()][..], &common[..]].concat());
+    let good = bin();
+    let (code, out, err) = sh(&[&[good.as_str()][..], &common[..]].concat());
     assert_eq!(code, 0, "{out}{err}");
     assert!(installed.with_extension("prev").exists());
 

@@ -2,7 +2,7 @@
 //! outcomes after, reorg bookkeeping, breaker state and events.
 
 use alloy::primitives::{Address, B256};
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Store, StoreResult, dec_u256, hex_addr, hex_b256, now_ms, utc_day_start};
 use crate::domain::{
@@ -10,6 +10,22 @@ use crate::domain::{
     addr_lower,
 };
 use crate::risk::{Book, BreakerState, Position};
+
+/// Runs a statement through the connection's statement cache: the journal's few statements run for
+/// every fill, and parsing them again each time cost more than executing them.
+fn exec<P: rusqlite::Params>(c: &Connection, sql: &str, p: P) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(p)
+}
+
+/// [`exec`] for a one-row query.
+fn query_one<T, P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    p: P,
+    f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(p, f)
+}
 
 /// A fill as journaled, with its row id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +134,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut out = JournalOutcome::default();
         for f in fills {
-            let inserted = tx.execute(
+            let inserted = exec(&tx, 
                 "INSERT OR IGNORE INTO fills (tx_hash, order_hash, occurrence, log_index, block_number, block_hash, block_ts, \
                  exchange, version, wallet, role, side, token_id, shares, usdc, price, fee, seen_at_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
@@ -144,7 +160,7 @@ impl Store {
                 ],
             )?;
             let key = params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence];
-            let (row, status, suspect, has_intent): (i64, String, bool, bool) = tx.query_row(
+            let (row, status, suspect, has_intent): (i64, String, bool, bool) = query_one(&tx, 
                 "SELECT id, status, suspect, EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id) FROM fills \
                  WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
                 key,
@@ -152,7 +168,7 @@ impl Store {
             )?;
             if inserted == 1 {
                 let delta = if f.side == Side::Buy { f.shares.0 } else { -f.shares.0 };
-                tx.execute(
+                exec(&tx, 
                     "INSERT INTO target_positions (wallet, token_id, shares) VALUES (?1, ?2, MAX(?3, 0)) \
                      ON CONFLICT (wallet, token_id) DO UPDATE SET shares = MAX(shares + ?3, 0)",
                     params![addr_lower(&f.wallet), f.token_id.to_string(), delta],
@@ -163,7 +179,7 @@ impl Store {
             // Seen before: a re-inclusion after a reorg (same identity, maybe another block).
             let revive = status == "withdrawn" && !has_intent;
             if suspect || revive {
-                tx.execute(
+                exec(&tx, 
                     "UPDATE fills SET suspect = 0, block_number = ?2, block_hash = ?3, log_index = ?4, \
                      status = CASE WHEN ?5 THEN 'pending' ELSE status END, reason = CASE WHEN ?5 THEN NULL ELSE reason END \
                      WHERE id = ?1",
@@ -187,10 +203,10 @@ impl Store {
         for (row, token, status) in gone {
             let fill = load_fill(&tx, row, &token)?;
             if status == "executed" {
-                tx.execute("UPDATE fills SET suspect = 0, reorged_after_copy = 1 WHERE id = ?1", [row])?;
+                exec(&tx, "UPDATE fills SET suspect = 0, reorged_after_copy = 1 WHERE id = ?1", [row])?;
                 out.reorged_after_copy.push(fill);
             } else {
-                tx.execute(
+                exec(&tx, 
                     "UPDATE fills SET suspect = 0, status = 'withdrawn', reason = 'reorged_out' WHERE id = ?1 AND status != 'executed'",
                     [row],
                 )?;
@@ -198,13 +214,13 @@ impl Store {
             }
         }
         for (n, h) in blocks.iter().chain(std::iter::once(&to)) {
-            tx.execute(
+            exec(&tx, 
                 "INSERT OR REPLACE INTO recent_blocks (number, hash) VALUES (?1, ?2)",
                 params![*n as i64, h.to_string()],
             )?;
         }
-        tx.execute("DELETE FROM recent_blocks WHERE number < ?1", [to.0.saturating_sub(1024) as i64])?;
-        tx.execute(
+        exec(&tx, "DELETE FROM recent_blocks WHERE number < ?1", [to.0.saturating_sub(1024) as i64])?;
+        exec(&tx, 
             "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
              ON CONFLICT (id) DO UPDATE SET block_number = ?1, block_hash = ?2, updated_at_ms = ?3",
             params![to.0 as i64, to.1.to_string(), now],
@@ -220,12 +236,12 @@ impl Store {
     /// On a database error.
     pub fn rewind(&mut self, ancestor: (u64, B256)) -> StoreResult<usize> {
         let tx = self.conn.transaction()?;
-        let n = tx.execute(
+        let n = exec(&tx, 
             "UPDATE fills SET suspect = 1 WHERE block_number > ?1 AND status != 'withdrawn'",
             [ancestor.0 as i64],
         )?;
-        tx.execute("DELETE FROM recent_blocks WHERE number > ?1", [ancestor.0 as i64])?;
-        tx.execute(
+        exec(&tx, "DELETE FROM recent_blocks WHERE number > ?1", [ancestor.0 as i64])?;
+        exec(&tx, 
             "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
              ON CONFLICT (id) DO UPDATE SET block_number = ?1, block_hash = ?2, updated_at_ms = ?3",
             params![ancestor.0 as i64, ancestor.1.to_string(), now_ms()],
@@ -241,14 +257,14 @@ impl Store {
     /// On a database error.
     pub fn record_intent(&mut self, i: &OrderIntent) -> StoreResult<bool> {
         let tx = self.conn.transaction()?;
-        let ok: bool = tx.query_row(
+        let ok: bool = query_one(&tx, 
             "SELECT status = 'pending' AND suspect = 0 AND NOT EXISTS (SELECT 1 FROM intents WHERE fill_id = ?1) \
              FROM fills WHERE id = ?1",
             [i.fill_row],
             |r| r.get(0),
         )?;
         if ok {
-            tx.execute(
+            exec(&tx, 
                 "INSERT INTO intents (fill_id, token_id, side, shares, limit_price, target_price, order_type, created_at_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -280,7 +296,7 @@ impl Store {
         realized: Usdc,
     ) -> StoreResult<bool> {
         let tx = self.conn.transaction()?;
-        let n = tx.execute(
+        let n = exec(&tx, 
             "INSERT OR IGNORE INTO executions (fill_id, mode, wallet, side, token_id, shares, price, usdc, realized_pnl, executed_at_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
@@ -297,13 +313,13 @@ impl Store {
             ],
         )?;
         if n == 1 {
-            tx.execute(
+            exec(&tx, 
                 "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
                 params![e.token_id.to_string(), position.shares.0, position.cost.0, e.at_ms],
             )?;
-            tx.execute("DELETE FROM positions WHERE shares = 0", [])?;
-            tx.execute(
+            exec(&tx, "DELETE FROM positions WHERE shares = 0", [])?;
+            exec(&tx, 
                 "UPDATE fills SET status = 'executed', reason = NULL, detail = NULL WHERE id = ?1",
                 [e.fill_row],
             )?;
@@ -317,7 +333,7 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn record_rejection(&mut self, row: i64, code: &str, detail: &str) -> StoreResult<()> {
-        self.conn.execute(
+        exec(&self.conn, 
             "UPDATE fills SET status = 'rejected', reason = ?2, detail = ?3 WHERE id = ?1 AND status = 'pending'",
             params![row, code, detail],
         )?;
@@ -386,7 +402,7 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn realized_today(&self, now_ms: i64) -> StoreResult<Usdc> {
-        let v: i64 = self.conn.query_row(
+        let v: i64 = query_one(&self.conn, 
             "SELECT COALESCE(SUM(p), 0) FROM (SELECT realized_pnl AS p FROM executions WHERE executed_at_ms >= ?1 \
              UNION ALL SELECT realized_pnl FROM settlements WHERE at_ms >= ?1)",
             [utc_day_start(now_ms)],
@@ -452,7 +468,7 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn set_breaker(&self, s: &BreakerState) -> StoreResult<()> {
-        self.conn.execute(
+        exec(&self.conn, 
             "INSERT INTO breaker (id, tripped, code, reason, by, since_ms) VALUES (1, ?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (id) DO UPDATE SET tripped = ?1, code = ?2, reason = ?3, by = ?4, since_ms = ?5",
             params![s.tripped, s.code, s.reason, s.by, s.since_ms],
@@ -465,7 +481,7 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn add_event(&self, kind: &str, message: &str) -> StoreResult<()> {
-        self.conn.execute(
+        exec(&self.conn, 
             "INSERT INTO events (at_ms, kind, message) VALUES (?1, ?2, ?3)",
             params![now_ms(), kind, message],
         )?;
@@ -474,6 +490,6 @@ impl Store {
 }
 
 fn load_fill(tx: &rusqlite::Transaction<'_>, row: i64, token: &str) -> StoreResult<TargetFill> {
-    let raw = tx.query_row(&format!("SELECT {FILL_COLS} FROM fills f WHERE f.id = ?1"), [row], fill_from_row)?;
+    let raw = query_one(tx, &format!("SELECT {FILL_COLS} FROM fills f WHERE f.id = ?1"), [row], fill_from_row)?;
     Ok(parse_fill(raw, token)?.1)
 }

@@ -80,6 +80,8 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every statement of a fill's life stays prepared.
+        conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&conn)?;
         Ok(Self { conn })
     }

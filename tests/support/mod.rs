@@ -239,8 +239,13 @@ impl Drop for Daemon {
     }
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_polycopy")
+/// The polycopy binary: cargo's for the tests; for the load harness (an example, where cargo does
+/// not say) `POLYCOPY_BIN` or the release build.
+pub fn bin() -> String {
+    option_env!("CARGO_BIN_EXE_polycopy").map_or_else(
+        || std::env::var("POLYCOPY_BIN").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/polycopy").into()),
+        str::to_owned,
+    )
 }
 
 pub const BASE_SETTINGS: &str = r#"
@@ -364,6 +369,11 @@ impl Daemon {
     pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
         wait_for(20, "daemon exit", async || c.try_wait().unwrap()).await
+    }
+
+    /// The running daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn kill9(&mut self) {

@@ -1,0 +1,156 @@
+#![allow(missing_docs, clippy::cast_precision_loss)] // a measuring tool: figures are printed as floats
+//! The load harness (issue #7): drives the real `polycopy` binary against a real anvil node and
+//! reports, for a number of watched wallets:
+//! - cold start: spawn → "chain feed live" (journal open, settings and wallets validated, feed
+//!   subscribed), which includes the node's own answers;
+//! - throughput: fills emitted while the daemon was down are backfilled and copied through the whole
+//!   paper pipeline (feed → watcher → copier → risk → executor → journal), fills/s until all are done;
+//! - latency at a steady rate: journaled → executed (paper), or journaled → signed order stored
+//!   (live, against the fake CLOB), p50/p99/max; and detection delay from the block timestamp;
+//! - peak RSS of the daemon.
+//!
+//! `cargo build --release && cargo run --release --example loadgen -- [wallets] [fills] [paper|live]`
+//! (defaults: 10 wallets, 5000 fills, paper). Needs anvil (scripts/test.sh installs it).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, keccak256};
+use serde_json::json;
+use support::clob::{FakeClob, Token};
+use support::live::{KEY, SIGNER};
+use support::*;
+
+const C: Address = alloy::primitives::address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
+const ACTIVE: usize = 10;
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+fn query(d: &Daemon, sql: &str) -> Vec<i64> {
+    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+    let mut st = c.prepare(sql).unwrap();
+    st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+async fn wait_count(d: &Daemon, sql: &str, n: i64, secs: u64) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if query(d, sql).first().copied().unwrap_or(0) >= n {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {n}: {sql}\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n_wallets: usize = args.first().and_then(|v| v.parse().ok()).unwrap_or(10).max(ACTIVE);
+    let n_fills: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let live = args.get(2).is_some_and(|m| m == "live");
+
+    let anvil = Anvil::start().await;
+    let makers: Vec<Address> = (0..n_wallets).map(|i| Address::from_word(keccak256(i.to_be_bytes()))).collect();
+    let labels: Vec<String> = (0..n_wallets).map(|i| format!("w{i}")).collect();
+    let entries: Vec<(Address, &str, bool)> = makers.iter().zip(&labels).map(|(a, l)| (*a, l.as_str(), true)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "max_block_range = 2000", &wallets(&entries, 0.1));
+    d.env.push(("RUST_LOG".into(), "warn,polycopy=info".into()));
+    let _clob = if live {
+        let clob = FakeClob::start(SIGNER).await;
+        clob.token(1001, Token::open(false));
+        for (k, v) in [("PAPER_TRADING", "false"), ("PRIVATE_KEY", KEY), ("CLOB_HOST", clob.url.as_str()), ("GAMMA_URL", clob.url.as_str())] {
+            d.env.push((k.into(), v.into()));
+        }
+        d.set("live", "check_geoblock = false");
+        Some(clob)
+    } else {
+        None
+    };
+    let env = [
+        ("POLYCOPY_RISK__MAX_TRADES_PER_HOUR", "100000000"),
+        ("POLYCOPY_RISK__MAX_POSITION_USDC", "100000000"),
+        ("POLYCOPY_RISK__MAX_TOTAL_EXPOSURE_USDC", "100000000"),
+        ("POLYCOPY_COPY__MAX_COPY_DELAY_S", "0"),
+        ("POLYCOPY_HTTP__LISTEN", ""),
+    ];
+
+    // 1. Cold start (no checkpoint yet: it starts at the head).
+    let t = Instant::now();
+    d.start_with(&env);
+    d.wait_live().await;
+    let cold = t.elapsed();
+    d.stop();
+
+    // 2. Throughput: fills land while the daemon is down, then it backfills and copies them all.
+    let fill = |i: usize| Fill::v2(u8::try_from(i % 250 + 1).unwrap(), makers[i % ACTIVE], C, true, 1001, 100 * ONE, 50 * ONE);
+    let t = Instant::now();
+    for chunk in (0..n_fills).collect::<Vec<_>>().chunks(200) {
+        anvil.emit_block(&chunk.iter().map(|i| fill(*i)).collect::<Vec<_>>()).await;
+    }
+    let emit = t.elapsed();
+    let t = Instant::now();
+    d.start_with(&env);
+    let done = wait_count(&d, "SELECT COUNT(*) FROM executions", n_fills as i64, 600).await;
+    let backfill = done - t;
+    let pid = d.pid().unwrap_or(0);
+
+    // 3. Latency at a steady rate: 5 fills a block, a block every 50 ms.
+    let steady = 500usize;
+    let before = query(&d, "SELECT COUNT(*) FROM executions")[0];
+    for b in 0..steady / 5 {
+        anvil.emit_block(&(0..5).map(|i| fill(n_fills + b * 5 + i)).collect::<Vec<_>>()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_count(&d, "SELECT COUNT(*) FROM executions", before + steady as i64, 120).await;
+    let since = format!("(SELECT MAX(id) - {steady} FROM fills)");
+    let mut processing = if live {
+        query(&d, &format!("SELECT o.created_at_ms - f.seen_at_ms FROM orders o JOIN fills f ON f.id = o.fill_id WHERE f.id > {since}"))
+    } else {
+        query(&d, &format!("SELECT e.executed_at_ms - f.seen_at_ms FROM executions e JOIN fills f ON f.id = e.fill_id WHERE f.id > {since}"))
+    };
+    let mut detection = query(&d, &format!("SELECT seen_at_ms - block_ts * 1000 FROM fills WHERE id > {since}"));
+    if std::env::var_os("LOADGEN_TRACE").is_some() {
+        eprintln!("latencies in fill order: {:?}", &processing);
+    }
+    processing.sort_unstable();
+    detection.sort_unstable();
+    let rss = peak_rss_mb(pid);
+    d.stop();
+
+    let what = if live { "journaled → signed order stored" } else { "journaled → executed" };
+    let report = json!({
+        "mode": if live { "live" } else { "paper" },
+        "wallets": n_wallets,
+        "fills": n_fills,
+        "cold_start_ms": cold.as_millis(),
+        "emit_s": emit.as_secs_f64(),
+        "backfill_s": backfill.as_secs_f64(),
+        "throughput_fills_per_s": (n_fills as f64 / backfill.as_secs_f64()).round(),
+        "latency": what,
+        "latency_ms_p50_p99_max": [percentile(&processing, 0.5), percentile(&processing, 0.99), processing.last().copied().unwrap_or(0)],
+        "detection_ms_p50_p99_max": [percentile(&detection, 0.5), percentile(&detection, 0.99), detection.last().copied().unwrap_or(0)],
+        "peak_rss_mb": (rss * 10.0).round() / 10.0,
+    });
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+}
