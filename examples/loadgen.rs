@@ -83,6 +83,9 @@ async fn main() {
             d.env.push((k.into(), v.into()));
         }
         d.set("live", "check_geoblock = false");
+        // Our own processing is measured, not Polymarket's pacing (live.requests_per_second, 50 by
+        // default, caps real order flow well below this harness's rates).
+        d.set("live", "requests_per_second = 100000");
         Some(clob)
     } else {
         None

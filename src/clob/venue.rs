@@ -352,7 +352,10 @@ impl Venue {
             let secs = i64::try_from(self.cfg.gtd_expiry_s).unwrap_or(i64::MAX);
             b = b.expiration(chrono_now() + chrono::Duration::seconds(secs));
         }
-        let mut signable = self.call(b.build()).await.map_err(|e| VenueError::Build(e.to_string()))?;
+        // Local work (the rules were primed by `market_rules`): bounded, but not paced like a call.
+        let mut signable = bounded(self.cfg.timeout, &[self.cfg.private_key.as_str()], b.build())
+            .await
+            .map_err(|e| VenueError::Build(e.to_string()))?;
         match &mut signable.payload {
             OrderPayload::V2(p) => p.order.salt = U256::from(salt),
             other => return Err(OrderError::NotV2(other.version()).into()),
