@@ -5,12 +5,12 @@
 //!   subscribed), which includes the node's own answers;
 //! - throughput: fills emitted while the daemon was down are backfilled and copied through the whole
 //!   paper pipeline (feed → watcher → copier → risk → executor → journal), fills/s until all are done;
-//! - latency at a steady rate: journaled → executed (paper), or journaled → signed order stored
+//! - latency at a steady RATE fills/s: journaled → executed (paper), or journaled → signed order stored
 //!   (live, against the fake CLOB), p50/p99/max; and detection delay from the block timestamp;
 //! - peak RSS of the daemon.
 //!
-//! `cargo build --release && cargo run --release --example loadgen -- [wallets] [fills] [paper|live]`
-//! (defaults: 10 wallets, 5000 fills, paper). Needs anvil (scripts/test.sh installs it).
+//! `cargo build --release && cargo run --release --example loadgen -- [wallets] [fills] [paper|live] [rate]`
+//! (defaults: 10 wallets, 5000 fills, paper, 100 fills/s). Needs anvil (scripts/test.sh installs it).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -68,6 +68,7 @@ async fn main() {
     let n_wallets: usize = args.first().and_then(|v| v.parse().ok()).unwrap_or(10).max(ACTIVE);
     let n_fills: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(5000);
     let live = args.get(2).is_some_and(|m| m == "live");
+    let rate: u64 = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(100).clamp(5, 10_000);
 
     let anvil = Anvil::start().await;
     let makers: Vec<Address> = (0..n_wallets).map(|i| Address::from_word(keccak256(i.to_be_bytes()))).collect();
@@ -118,12 +119,19 @@ async fn main() {
     let backfill = done - t;
     let pid = d.pid().unwrap_or(0);
 
-    // 3. Latency at a steady rate: 5 fills a block, a block every 50 ms.
+    // 3. Latency at a steady rate: blocks of 5 fills (one fill a block up to 20 fills/s), paced to
+    //    `rate` fills/s.
     let steady = 500usize;
+    let per_block: usize = if rate <= 20 { 1 } else { 5 };
     let before = query(&d, "SELECT COUNT(*) FROM executions")[0];
-    for b in 0..steady / 5 {
-        anvil.emit_block(&(0..5).map(|i| fill(n_fills + b * 5 + i)).collect::<Vec<_>>()).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let gap = Duration::from_micros(1_000_000 * per_block as u64 / rate);
+    let t = Instant::now();
+    for b in 0..steady / per_block {
+        anvil
+            .emit_block(&(0..per_block).map(|i| fill(n_fills + b * per_block + i)).collect::<Vec<_>>())
+            .await;
+        let next = gap * u32::try_from(b + 1).unwrap_or(u32::MAX);
+        tokio::time::sleep(next.saturating_sub(t.elapsed())).await;
     }
     wait_count(&d, "SELECT COUNT(*) FROM executions", before + steady as i64, 120).await;
     let since = format!("(SELECT MAX(id) - {steady} FROM fills)");
@@ -151,6 +159,7 @@ async fn main() {
         "backfill_s": backfill.as_secs_f64(),
         "throughput_fills_per_s": (n_fills as f64 / backfill.as_secs_f64()).round(),
         "latency": what,
+        "steady_rate_fills_per_s": rate,
         "latency_ms_p50_p99_max": [percentile(&processing, 0.5), percentile(&processing, 0.99), processing.last().copied().unwrap_or(0)],
         "detection_ms_p50_p99_max": [percentile(&detection, 0.5), percentile(&detection, 0.99), detection.last().copied().unwrap_or(0)],
         "peak_rss_mb": (rss * 10.0).round() / 10.0,
