@@ -80,7 +80,12 @@ async fn main() {
     let _clob = if live {
         let clob = FakeClob::start(SIGNER).await;
         clob.token(1001, Token::open(false));
-        for (k, v) in [("PAPER_TRADING", "false"), ("PRIVATE_KEY", KEY), ("CLOB_HOST", clob.url.as_str()), ("GAMMA_URL", clob.url.as_str())] {
+        for (k, v) in [
+            ("PAPER_TRADING", "false"),
+            ("PRIVATE_KEY", KEY),
+            ("CLOB_HOST", clob.url.as_str()),
+            ("GAMMA_URL", clob.url.as_str()),
+        ] {
             d.env.push((k.into(), v.into()));
         }
         d.set("live", "check_geoblock = false");
@@ -107,7 +112,8 @@ async fn main() {
     d.stop();
 
     // 2. Throughput: fills land while the daemon is down, then it backfills and copies them all.
-    let fill = |i: usize| Fill::v2(u8::try_from(i % 250 + 1).unwrap(), makers[i % ACTIVE], C, true, 1001, 100 * ONE, 50 * ONE);
+    let fill =
+        |i: usize| Fill::v2(u8::try_from(i % 250 + 1).unwrap(), makers[i % ACTIVE], C, true, 1001, 100 * ONE, 50 * ONE);
     let t = Instant::now();
     for chunk in (0..n_fills).collect::<Vec<_>>().chunks(200) {
         anvil.emit_block(&chunk.iter().map(|i| fill(*i)).collect::<Vec<_>>()).await;
@@ -127,18 +133,26 @@ async fn main() {
     let gap = Duration::from_micros(1_000_000 * per_block as u64 / rate);
     let t = Instant::now();
     for b in 0..steady / per_block {
-        anvil
-            .emit_block(&(0..per_block).map(|i| fill(n_fills + b * per_block + i)).collect::<Vec<_>>())
-            .await;
+        anvil.emit_block(&(0..per_block).map(|i| fill(n_fills + b * per_block + i)).collect::<Vec<_>>()).await;
         let next = gap * u32::try_from(b + 1).unwrap_or(u32::MAX);
         tokio::time::sleep(next.saturating_sub(t.elapsed())).await;
     }
     wait_count(&d, "SELECT COUNT(*) FROM executions", before + steady as i64, 120).await;
     let since = format!("(SELECT MAX(id) - {steady} FROM fills)");
     let mut processing = if live {
-        query(&d, &format!("SELECT o.created_at_ms - f.seen_at_ms FROM orders o JOIN fills f ON f.id = o.fill_id WHERE f.id > {since}"))
+        query(
+            &d,
+            &format!(
+                "SELECT o.created_at_ms - f.seen_at_ms FROM orders o JOIN fills f ON f.id = o.fill_id WHERE f.id > {since}"
+            ),
+        )
     } else {
-        query(&d, &format!("SELECT e.executed_at_ms - f.seen_at_ms FROM executions e JOIN fills f ON f.id = e.fill_id WHERE f.id > {since}"))
+        query(
+            &d,
+            &format!(
+                "SELECT e.executed_at_ms - f.seen_at_ms FROM executions e JOIN fills f ON f.id = e.fill_id WHERE f.id > {since}"
+            ),
+        )
     };
     let mut detection = query(&d, &format!("SELECT seen_at_ms - block_ts * 1000 FROM fills WHERE id > {since}"));
     if std::env::var_os("LOADGEN_TRACE").is_some() {

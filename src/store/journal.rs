@@ -134,7 +134,8 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut out = JournalOutcome::default();
         for f in fills {
-            let inserted = exec(&tx, 
+            let inserted = exec(
+                &tx,
                 "INSERT OR IGNORE INTO fills (tx_hash, order_hash, occurrence, log_index, block_number, block_hash, block_ts, \
                  exchange, version, wallet, role, side, token_id, shares, usdc, price, fee, seen_at_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
@@ -160,7 +161,8 @@ impl Store {
                 ],
             )?;
             let key = params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence];
-            let (row, status, suspect, has_intent): (i64, String, bool, bool) = query_one(&tx, 
+            let (row, status, suspect, has_intent): (i64, String, bool, bool) = query_one(
+                &tx,
                 "SELECT id, status, suspect, EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id) FROM fills \
                  WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
                 key,
@@ -168,7 +170,8 @@ impl Store {
             )?;
             if inserted == 1 {
                 let delta = if f.side == Side::Buy { f.shares.0 } else { -f.shares.0 };
-                exec(&tx, 
+                exec(
+                    &tx,
                     "INSERT INTO target_positions (wallet, token_id, shares) VALUES (?1, ?2, MAX(?3, 0)) \
                      ON CONFLICT (wallet, token_id) DO UPDATE SET shares = MAX(shares + ?3, 0)",
                     params![addr_lower(&f.wallet), f.token_id.to_string(), delta],
@@ -179,7 +182,8 @@ impl Store {
             // Seen before: a re-inclusion after a reorg (same identity, maybe another block).
             let revive = status == "withdrawn" && !has_intent;
             if suspect || revive {
-                exec(&tx, 
+                exec(
+                    &tx,
                     "UPDATE fills SET suspect = 0, block_number = ?2, block_hash = ?3, log_index = ?4, \
                      status = CASE WHEN ?5 THEN 'pending' ELSE status END, reason = CASE WHEN ?5 THEN NULL ELSE reason END \
                      WHERE id = ?1",
@@ -206,7 +210,8 @@ impl Store {
                 exec(&tx, "UPDATE fills SET suspect = 0, reorged_after_copy = 1 WHERE id = ?1", [row])?;
                 out.reorged_after_copy.push(fill);
             } else {
-                exec(&tx, 
+                exec(
+                    &tx,
                     "UPDATE fills SET suspect = 0, status = 'withdrawn', reason = 'reorged_out' WHERE id = ?1 AND status != 'executed'",
                     [row],
                 )?;
@@ -214,13 +219,15 @@ impl Store {
             }
         }
         for (n, h) in blocks.iter().chain(std::iter::once(&to)) {
-            exec(&tx, 
+            exec(
+                &tx,
                 "INSERT OR REPLACE INTO recent_blocks (number, hash) VALUES (?1, ?2)",
                 params![*n as i64, h.to_string()],
             )?;
         }
         exec(&tx, "DELETE FROM recent_blocks WHERE number < ?1", [to.0.saturating_sub(1024) as i64])?;
-        exec(&tx, 
+        exec(
+            &tx,
             "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
              ON CONFLICT (id) DO UPDATE SET block_number = ?1, block_hash = ?2, updated_at_ms = ?3",
             params![to.0 as i64, to.1.to_string(), now],
@@ -236,12 +243,14 @@ impl Store {
     /// On a database error.
     pub fn rewind(&mut self, ancestor: (u64, B256)) -> StoreResult<usize> {
         let tx = self.conn.transaction()?;
-        let n = exec(&tx, 
+        let n = exec(
+            &tx,
             "UPDATE fills SET suspect = 1 WHERE block_number > ?1 AND status != 'withdrawn'",
             [ancestor.0 as i64],
         )?;
         exec(&tx, "DELETE FROM recent_blocks WHERE number > ?1", [ancestor.0 as i64])?;
-        exec(&tx, 
+        exec(
+            &tx,
             "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
              ON CONFLICT (id) DO UPDATE SET block_number = ?1, block_hash = ?2, updated_at_ms = ?3",
             params![ancestor.0 as i64, ancestor.1.to_string(), now_ms()],
@@ -257,14 +266,16 @@ impl Store {
     /// On a database error.
     pub fn record_intent(&mut self, i: &OrderIntent) -> StoreResult<bool> {
         let tx = self.conn.transaction()?;
-        let ok: bool = query_one(&tx, 
+        let ok: bool = query_one(
+            &tx,
             "SELECT status = 'pending' AND suspect = 0 AND NOT EXISTS (SELECT 1 FROM intents WHERE fill_id = ?1) \
              FROM fills WHERE id = ?1",
             [i.fill_row],
             |r| r.get(0),
         )?;
         if ok {
-            exec(&tx, 
+            exec(
+                &tx,
                 "INSERT INTO intents (fill_id, token_id, side, shares, limit_price, target_price, order_type, created_at_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -296,7 +307,8 @@ impl Store {
         realized: Usdc,
     ) -> StoreResult<bool> {
         let tx = self.conn.transaction()?;
-        let n = exec(&tx, 
+        let n = exec(
+            &tx,
             "INSERT OR IGNORE INTO executions (fill_id, mode, wallet, side, token_id, shares, price, usdc, realized_pnl, executed_at_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
@@ -313,13 +325,15 @@ impl Store {
             ],
         )?;
         if n == 1 {
-            exec(&tx, 
+            exec(
+                &tx,
                 "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
                 params![e.token_id.to_string(), position.shares.0, position.cost.0, e.at_ms],
             )?;
             exec(&tx, "DELETE FROM positions WHERE shares = 0", [])?;
-            exec(&tx, 
+            exec(
+                &tx,
                 "UPDATE fills SET status = 'executed', reason = NULL, detail = NULL WHERE id = ?1",
                 [e.fill_row],
             )?;
@@ -333,7 +347,8 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn record_rejection(&mut self, row: i64, code: &str, detail: &str) -> StoreResult<()> {
-        exec(&self.conn, 
+        exec(
+            &self.conn,
             "UPDATE fills SET status = 'rejected', reason = ?2, detail = ?3 WHERE id = ?1 AND status = 'pending'",
             params![row, code, detail],
         )?;
@@ -402,7 +417,8 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn realized_today(&self, now_ms: i64) -> StoreResult<Usdc> {
-        let v: i64 = query_one(&self.conn, 
+        let v: i64 = query_one(
+            &self.conn,
             "SELECT COALESCE(SUM(p), 0) FROM (SELECT realized_pnl AS p FROM executions WHERE executed_at_ms >= ?1 \
              UNION ALL SELECT realized_pnl FROM settlements WHERE at_ms >= ?1)",
             [utc_day_start(now_ms)],
@@ -468,7 +484,8 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn set_breaker(&self, s: &BreakerState) -> StoreResult<()> {
-        exec(&self.conn, 
+        exec(
+            &self.conn,
             "INSERT INTO breaker (id, tripped, code, reason, by, since_ms) VALUES (1, ?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (id) DO UPDATE SET tripped = ?1, code = ?2, reason = ?3, by = ?4, since_ms = ?5",
             params![s.tripped, s.code, s.reason, s.by, s.since_ms],
@@ -481,7 +498,8 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn add_event(&self, kind: &str, message: &str) -> StoreResult<()> {
-        exec(&self.conn, 
+        exec(
+            &self.conn,
             "INSERT INTO events (at_ms, kind, message) VALUES (?1, ?2, ?3)",
             params![now_ms(), kind, message],
         )?;

@@ -243,7 +243,10 @@ impl Drop for Daemon {
 /// not say) `POLYCOPY_BIN` or the release build.
 pub fn bin() -> String {
     option_env!("CARGO_BIN_EXE_polycopy").map_or_else(
-        || std::env::var("POLYCOPY_BIN").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/polycopy").into()),
+        || {
+            std::env::var("POLYCOPY_BIN")
+                .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/polycopy").into())
+        },
         str::to_owned,
     )
 }
