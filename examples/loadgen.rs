@@ -88,6 +88,7 @@ async fn main() {
         ] {
             d.env.push((k.into(), v.into()));
         }
+        d.set_top("mode = \"live\"");
         d.set("live", "check_geoblock = false");
         // Our own processing is measured, not Polymarket's pacing (live.requests_per_second, 50 by
         // default, caps real order flow well below this harness's rates).

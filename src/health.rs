@@ -3,8 +3,10 @@
 use serde::Serialize;
 
 use crate::chain::FeedStatus;
+use crate::clob::reachability::ReachabilitySnapshot;
 use crate::config::settings::HealthSettings;
 use crate::risk::BreakerState;
+use crate::store::OrderHealth;
 
 /// How bad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -51,10 +53,21 @@ pub struct HealthInput<'a> {
     pub db: Result<(), String>,
     /// Telegram: `None` when not configured.
     pub telegram: Option<Result<(), String>>,
-    /// Paper or live.
-    pub paper: bool,
+    /// Live trading's own state; `None` in paper mode.
+    pub live: Option<LiveInput>,
     /// Now, unix ms.
     pub now_ms: i64,
+}
+
+/// What the live checks look at.
+#[derive(Debug, Clone)]
+pub struct LiveInput {
+    /// The CLOB as last seen.
+    pub clob: ReachabilitySnapshot,
+    /// Orders in flight (`Err`: the journal did not say).
+    pub orders: Result<OrderHealth, String>,
+    /// A matched order should settle on chain within this, ms.
+    pub settle_timeout_ms: i64,
 }
 
 /// Evaluates every check.
@@ -95,11 +108,47 @@ pub fn evaluate(i: &HealthInput<'_>, t: &HealthSettings) -> HealthReport {
         Some(Ok(())) => Check { name: "telegram", status: Level::Healthy, detail: "connected".into() },
         Some(Err(e)) => Check { name: "telegram", status: Level::Degraded, detail: e.clone() },
     });
-    if !i.paper {
-        checks.push(Check { name: "clob", status: Level::Unhealthy, detail: "live trading is not available".into() });
+    if let Some(l) = &i.live {
+        checks.push(clob_check(&l.clob, i.now_ms, t.clob_stale_s));
+        checks.push(orders_check(&l.orders, l.settle_timeout_ms, i.now_ms));
     }
     let status = checks.iter().map(|c| c.status).max().unwrap_or(Level::Healthy);
     HealthReport { status, checks }
+}
+
+fn clob_check(c: &ReachabilitySnapshot, now_ms: i64, stale_s: u64) -> Check {
+    let stale_ms = i64::try_from(stale_s).unwrap_or(i64::MAX).saturating_mul(1000);
+    let (status, detail) = if c.auth_refused {
+        (Level::Unhealthy, format!("the CLOB refuses our API credentials ({}): see RUNBOOK, API errors", c.last_error))
+    } else if c.last_answer_ms == 0 {
+        (Level::Degraded, "no answer from the CLOB yet".to_owned())
+    } else if now_ms - c.last_answer_ms > stale_ms {
+        let why = if c.last_error.is_empty() { String::new() } else { format!(": {}", c.last_error) };
+        (Level::Unhealthy, format!("no answer from the CLOB for {} s{why}", (now_ms - c.last_answer_ms) / 1000))
+    } else {
+        (
+            Level::Healthy,
+            format!("reachable and authenticated, last answer {} s ago", (now_ms - c.last_answer_ms) / 1000),
+        )
+    };
+    Check { name: "clob", status, detail }
+}
+
+fn orders_check(o: &Result<OrderHealth, String>, settle_timeout_ms: i64, now_ms: i64) -> Check {
+    let o = match o {
+        Ok(o) => o,
+        Err(e) => {
+            return Check { name: "orders", status: Level::Degraded, detail: format!("cannot count orders: {e}") };
+        }
+    };
+    let late = o.oldest_awaiting_ms.is_some_and(|t| now_ms - t > settle_timeout_ms);
+    let status = if o.unresolved > 0 || late { Level::Degraded } else { Level::Healthy };
+    let oldest = o.oldest_awaiting_ms.map_or(String::new(), |t| format!(" (oldest {} s)", (now_ms - t) / 1000));
+    let detail = format!(
+        "{} unresolved (sent, outcome being looked up), {} awaiting on-chain settlement{oldest}",
+        o.unresolved, o.awaiting_settlement
+    );
+    Check { name: "orders", status, detail }
 }
 
 #[cfg(test)]
@@ -107,10 +156,10 @@ mod tests {
     use super::*;
 
     fn input(feed: FeedStatus, breaker: &BreakerState, db: Result<(), String>) -> HealthInput<'_> {
-        HealthInput { feed, confirmations: 0, breaker, db, telegram: None, paper: true, now_ms: 100_000 }
+        HealthInput { feed, confirmations: 0, breaker, db, telegram: None, live: None, now_ms: 100_000 }
     }
 
-    const T: HealthSettings = HealthSettings { feed_stall_s: 60, max_head_lag_blocks: 30 };
+    const T: HealthSettings = HealthSettings { feed_stall_s: 60, max_head_lag_blocks: 30, clob_stale_s: 120 };
 
     #[test]
     fn each_check_sets_the_verdict() {
@@ -129,6 +178,49 @@ mod tests {
         ];
         for (i, (feed, b, db, want)) in cases.into_iter().enumerate() {
             assert_eq!(evaluate(&input(feed, b, db), &T).status, want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn live_checks_name_what_fails() {
+        let ok = BreakerState::default();
+        let now = 1_000_000;
+        let feed = FeedStatus { head: 100, processed: 100, live: true, reconnects: 0, last_ok_ms: now - 1_000 };
+        let clob = |answer: i64, auth_refused: bool| ReachabilitySnapshot {
+            last_answer_ms: answer,
+            last_failure_ms: 0,
+            auth_refused,
+            last_error: "timeout".into(),
+        };
+        let orders = |unresolved: i64, oldest: Option<i64>| OrderHealth {
+            unresolved,
+            awaiting_settlement: i64::from(oldest.is_some()),
+            oldest_awaiting_ms: oldest,
+        };
+        // (clob, orders) → (overall, failing check)
+        let cases = [
+            (clob(now - 5_000, false), orders(0, None), Level::Healthy, None),
+            (clob(now - 5_000, false), orders(0, Some(now - 10_000)), Level::Healthy, None),
+            (clob(now - 500_000, false), orders(0, None), Level::Unhealthy, Some("clob")),
+            (clob(now - 5_000, true), orders(0, None), Level::Unhealthy, Some("clob")),
+            (clob(0, false), orders(0, None), Level::Degraded, Some("clob")),
+            (clob(now - 5_000, false), orders(2, None), Level::Degraded, Some("orders")),
+            (clob(now - 5_000, false), orders(0, Some(now - 200_000)), Level::Degraded, Some("orders")),
+        ];
+        for (i, (c, o, want, failing)) in cases.into_iter().enumerate() {
+            let input = HealthInput {
+                feed,
+                confirmations: 0,
+                breaker: &ok,
+                db: Ok(()),
+                telegram: None,
+                live: Some(LiveInput { clob: c, orders: Ok(o), settle_timeout_ms: 120_000 }),
+                now_ms: now,
+            };
+            let r = evaluate(&input, &T);
+            assert_eq!(r.status, want, "case {i}: {r:?}");
+            let bad: Vec<_> = r.checks.iter().filter(|c| c.status != Level::Healthy).map(|c| c.name).collect();
+            assert_eq!(bad.first().copied(), failing, "case {i}");
         }
     }
 }

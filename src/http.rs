@@ -1,24 +1,46 @@
-//! A deliberately small HTTP/1.1 server on loopback for `GET /health`, `GET /metrics` and
-//! `POST /alert` (cron's health check relays its alerts through the daemon's notifier, and so to
-//! every sink). One request per connection, no keep-alive. No answer ever holds a secret.
+//! The loopback HTTP server: `GET /health`, `GET /metrics` and `POST /alert` (cron's health check
+//! relays its alerts through the daemon's notifier, and so to every sink), on hyper's HTTP/1 server.
+//! Requests are bounded (head size, body size, time) and so are connections; no answer holds a secret.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 use tracing::{debug, warn};
 
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::risk_supervisor::{GetBreakerState, RiskSupervisor};
-use crate::actors::store::{GetCheckpoint, StoreActor};
+use crate::actors::store::{GetCheckpoint, GetOrderHealth, StoreActor};
 use crate::chain::FeedStatus;
+use crate::clob::reachability::Reachability;
 use crate::config::settings::HealthSettings;
-use crate::health::{HealthInput, HealthReport, Level, evaluate};
+use crate::health::{HealthInput, HealthReport, Level, LiveInput, evaluate};
 use crate::metrics::Metrics;
 use crate::store::now_ms;
+
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 32;
+/// Largest request head.
+const MAX_HEAD: usize = 8 * 1024;
+/// Largest `POST /alert` body.
+const MAX_ALERT_BODY: usize = 2 * 1024;
+
+/// What the live checks read.
+#[derive(Debug, Clone)]
+pub struct LiveHealthSource {
+    /// The CLOB as last seen.
+    pub reach: Arc<Reachability>,
+    /// Matched orders should settle within this.
+    pub settle_timeout: Duration,
+}
 
 /// What the server reads to answer.
 #[derive(Debug, Clone)]
@@ -37,8 +59,8 @@ pub struct HttpState {
     pub health: HealthSettings,
     /// Confirmations (expected lag).
     pub confirmations: u64,
-    /// Paper mode.
-    pub paper: bool,
+    /// Live trading's sources; `None` in paper mode.
+    pub live: Option<LiveHealthSource>,
 }
 
 impl HttpState {
@@ -60,6 +82,19 @@ impl HttpState {
                 reason: "risk supervisor did not answer".into(),
                 ..Default::default()
             });
+        let live = match &self.live {
+            None => None,
+            Some(l) => {
+                let orders = match tokio::time::timeout(Duration::from_secs(2), self.store.send(GetOrderHealth)).await {
+                    Ok(Ok(Ok(o))) => Ok(o),
+                    Ok(Ok(Err(e))) => Err(e.to_string()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("journal did not answer within 2 s".into()),
+                };
+                let settle_timeout_ms = i64::try_from(l.settle_timeout.as_millis()).unwrap_or(i64::MAX);
+                Some(LiveInput { clob: l.reach.snapshot(), orders, settle_timeout_ms })
+            }
+        };
         let input = HealthInput {
             feed: *self.feed.borrow(),
             confirmations: self.confirmations,
@@ -72,14 +107,14 @@ impl HttpState {
                     Ok(())
                 }
             }),
-            paper: self.paper,
+            live,
             now_ms: now_ms(),
         };
         evaluate(&input, &self.health)
     }
 }
 
-/// Serves until the listener fails. Bind errors are returned so the caller can report them.
+/// Binds the listener. Bind errors are returned so the caller can report them.
 ///
 /// # Errors
 /// When the address cannot be bound.
@@ -87,16 +122,31 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Accepts connections forever.
+/// Accepts connections forever, at most [`MAX_CONNECTIONS`] at once.
 pub async fn serve(listener: TcpListener, state: HttpState) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
         match listener.accept().await {
             Ok((sock, _)) => {
                 let state = state.clone();
                 actix::spawn(async move {
-                    if let Err(e) = handle(sock, &state).await {
-                        debug!(cause = %e, "http connection ended with an error");
+                    let svc = hyper::service::service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(route(req, &state).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(5))
+                        .max_buf_size(MAX_HEAD)
+                        .keep_alive(false)
+                        .serve_connection(TokioIo::new(sock), svc);
+                    match tokio::time::timeout(Duration::from_secs(30), conn).await {
+                        Ok(Err(e)) => debug!(cause = %e, "http connection ended with an error"),
+                        Err(_) => debug!("http connection cut after 30 s"),
+                        Ok(Ok(())) => {}
                     }
+                    drop(permit);
                 });
             }
             Err(e) => {
@@ -107,53 +157,47 @@ pub async fn serve(listener: TcpListener, state: HttpState) {
     }
 }
 
-async fn handle(mut sock: TcpStream, state: &HttpState) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 4096];
-    let mut n = 0;
-    // Read the request head (bounded); bodies are not accepted.
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            let m = sock.read(&mut buf[n..]).await?;
-            n += m;
-            if m == 0 || buf[..n].windows(4).any(|w| w == b"\r\n\r\n") || n == buf.len() {
-                return Ok::<(), std::io::Error>(());
-            }
-        }
-    })
-    .await;
-    if !matches!(read, Ok(Ok(()))) {
-        return Ok(());
+fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
-    let request = String::from_utf8_lossy(&buf[..n]).into_owned();
-    let (head, body_start) = request.split_once("\r\n\r\n").unwrap_or((&request, ""));
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/health") => {
+    r
+}
+
+async fn route(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/health") => {
             let report = state.health().await;
-            let code = if report.status == Level::Unhealthy { "503 Service Unavailable" } else { "200 OK" };
-            (code, "application/json", serde_json::to_string(&report).unwrap_or_default())
+            let code = if report.status == Level::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+            text(code, "application/json", serde_json::to_string(&report).unwrap_or_default())
         }
-        ("GET", "/metrics") => {
-            ("200 OK", "text/plain; version=0.0.4", state.metrics.render(&state.feed.borrow(), now_ms()))
+        (&Method::GET, "/metrics") => {
+            text(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render(&state.feed.borrow(), now_ms()))
         }
-        ("POST", "/alert") => {
-            let message: String = body_start.trim().chars().filter(|c| !c.is_control()).take(1_000).collect();
-            if message.is_empty() {
-                ("400 Bad Request", "text/plain", "empty alert\n".to_owned())
-            } else {
-                state.notifier.do_send(Event::Alert { message });
-                ("202 Accepted", "text/plain", "relayed\n".to_owned())
-            }
+        (&Method::POST, "/alert") => alert(req, state).await,
+        (&Method::GET, _) => text(StatusCode::NOT_FOUND, "text/plain", "not found: try /health or /metrics\n".into()),
+        _ => text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET /health, GET /metrics or POST /alert\n".into()),
+    }
+}
+
+async fn alert(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes>> {
+    let body = match Limited::new(req.into_body(), MAX_ALERT_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "text/plain",
+                format!("an alert is at most {MAX_ALERT_BODY} bytes\n"),
+            );
         }
-        ("GET", _) => ("404 Not Found", "text/plain", "not found: try /health or /metrics\n".to_owned()),
-        _ => ("405 Method Not Allowed", "text/plain", "GET /health, GET /metrics or POST /alert\n".to_owned()),
     };
-    let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    sock.write_all(resp.as_bytes()).await?;
-    sock.shutdown().await
+    let message: String =
+        String::from_utf8_lossy(&body).trim().chars().filter(|c| !c.is_control()).take(1_000).collect();
+    if message.is_empty() {
+        return text(StatusCode::BAD_REQUEST, "text/plain", "empty alert\n".into());
+    }
+    state.notifier.do_send(Event::Alert { message });
+    text(StatusCode::ACCEPTED, "text/plain", "relayed\n".into())
 }

@@ -13,6 +13,7 @@
 //! - [`actors`]: the actix actors wiring it together: watchers, copier, risk supervisor, executor,
 //!   store, notifier, and the wallet registry with hot reload.
 //! - [`cli`]: the subcommands an operator runs.
+//! - [`control`]: the control socket through which commands reach the running daemon.
 //! - [`health`], [`metrics`], [`http`]: `/health` and `/metrics` on loopback.
 //! - [`service`]: systemd integration (readiness, watchdog, stopping).
 //! - [`report`]: the daily/weekly report (text and PNG chart).
@@ -23,11 +24,13 @@ pub mod chain;
 pub mod cli;
 pub mod clob;
 pub mod config;
+pub mod control;
 pub mod domain;
 pub mod health;
 pub mod http;
 pub mod market;
 pub mod metrics;
+pub mod metrics_process;
 pub mod report;
 pub mod risk;
 pub mod service;

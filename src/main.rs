@@ -2,9 +2,8 @@
 
 use anyhow::Result;
 use clap::Parser;
-use polycopy::actors::{DaemonConfig, run_daemon};
+use polycopy::actors::{DaemonConfig, DaemonError, run_daemon};
 use polycopy::cli::{self, Cli, Command};
-use polycopy::config::Env;
 use polycopy::config::problem::render;
 use tracing_subscriber::EnvFilter;
 
@@ -39,20 +38,40 @@ fn init_logging(json: bool) {
     if json { b.json().init() } else { b.init() }
 }
 
-fn main() {
-    // A missing .env is normal (systemd passes an EnvironmentFile); a broken one is not silently ignored.
-    if let Err(e) = dotenvy::dotenv()
-        && !e.not_found()
-    {
-        eprintln!("Error: cannot read .env: {e}");
-        std::process::exit(1);
+/// Loads `.env` from the working directory only (never from its parents) and then the
+/// installation's `polycopy.env` when readable; variables already set win. A malformed line is named
+/// by its number only: its text may hold a secret.
+fn load_env_files(g: &cli::GlobalArgs) -> Result<(), String> {
+    let dotenv = std::path::PathBuf::from(".env");
+    for file in std::iter::once(dotenv).chain(cli::env_file(g)) {
+        match dotenvy::from_path(&file) {
+            Ok(()) => {}
+            Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(dotenvy::Error::LineParse(_, index)) => {
+                return Err(format!(
+                    "cannot read {}: line {} is not KEY=VALUE (its text is not shown: it may hold a secret)",
+                    file.display(),
+                    index + 1
+                ));
+            }
+            Err(dotenvy::Error::Io(e)) => return Err(format!("cannot read {}: {e}", file.display())),
+            Err(_) => return Err(format!("cannot read {}: invalid content (not shown)", file.display())),
+        }
     }
+    Ok(())
+}
+
+fn main() {
     let cli = Cli::parse();
+    if let Err(e) = load_env_files(&cli.global) {
+        eprintln!("Error: {e}");
+        std::process::exit(cli::EXIT_CONFIG);
+    }
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("Error: {e:#}");
-            1
+            if e.downcast_ref::<cli::ConfigError>().is_some() { cli::EXIT_CONFIG } else { 1 }
         }
     };
     std::process::exit(code);
@@ -64,20 +83,24 @@ fn run(cli: Cli) -> Result<i32> {
         Command::CheckConfig { json } => cli::check_config(&g, json),
         Command::Status { json } => cli::status(&g, json).map(|()| 0),
         Command::Trades { json, limit } => cli::trades(&g, json, limit).map(|()| 0),
-        Command::Halt { reason } => cli::halt(&g, &reason).map(|()| 0),
-        Command::Resume => cli::resume(&g).map(|()| 0),
+        Command::Halt { reason } => cli::halt(&g, &reason),
+        Command::Resume => cli::resume(&g),
         Command::Doctor { json } => cli::doctor(&g, json),
         Command::Backup { out } => cli::backup(&g, &out).map(|()| 0),
         Command::DbCheck { file, quick } => cli::db_check(&g, file.as_deref(), quick),
         Command::Maintenance { prune_days, no_vacuum } => cli::maintenance(&g, prune_days, no_vacuum),
         Command::Report { period, json } => cli::report(&g, period, json).map(|()| 0),
         Command::Run => {
-            let settings = cli::load_settings(&g)
-                .map_err(|p| anyhow::anyhow!("invalid settings:\n{}\n(run `polycopy check-config`)", render(&p)))?;
-            let env = Env::from_process().map_err(|p| anyhow::anyhow!("invalid environment:\n{}", render(&p)))?;
+            let settings = cli::load_settings(&g).map_err(|p| {
+                cli::ConfigError(format!("invalid settings:\n{}\n(run `polycopy check-config`)", render(&p)))
+            })?;
+            let env = cli::env_for(&settings, true)?;
             init_logging(settings.log_format == "json");
             let system = actix_rt::System::new();
-            system.block_on(run_daemon(DaemonConfig { settings, env }))?;
+            system.block_on(run_daemon(DaemonConfig { settings, env })).map_err(|e| match e {
+                DaemonError::Wallets { .. } => anyhow::Error::new(cli::ConfigError(e.to_string())),
+                e => anyhow::Error::new(e),
+            })?;
             Ok(0)
         }
     }

@@ -41,9 +41,15 @@ pub struct Metrics {
     pub telegram_on: AtomicBool,
     /// The last attempt to deliver to Telegram failed (cleared by the next success).
     pub telegram_failing: AtomicBool,
+    /// Live trading (else paper).
+    pub live: AtomicBool,
 }
 
 impl Metrics {
+    fn mode(&self) -> &'static str {
+        if self.live.load(Ordering::Relaxed) { "live" } else { "paper" }
+    }
+
     /// Counts a rejection under its reason code.
     pub fn rejected(&self, code: &str) {
         if let Ok(mut m) = self.rejected.lock() {
@@ -76,6 +82,15 @@ impl Metrics {
         let one = |v: String| vec![(String::new(), v)];
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
         metric("polycopy_up", "gauge", "1 while the daemon runs.", &one("1".into()));
+        metric(
+            "polycopy_build_info",
+            "gauge",
+            "Always 1; the labels say which build runs.",
+            &[(format!("{{version=\"{}\",mode=\"{}\"}}", env!("CARGO_PKG_VERSION"), self.mode()), "1".into())],
+        );
+        for (name, kind, help, v) in crate::metrics_process::sample() {
+            metric(name, kind, help, &one(v));
+        }
         metric(
             "polycopy_fills_seen_total",
             "counter",
@@ -126,6 +141,13 @@ impl Metrics {
             "Seconds since the last successful chain read.",
             &one(since),
         );
+        let at = if feed.last_ok_ms > 0 { format_micros(feed.last_ok_ms * 1_000) } else { "NaN".into() };
+        metric(
+            "polycopy_chain_last_sync_timestamp_seconds",
+            "gauge",
+            "Unix time of the last successful chain read.",
+            &one(at),
+        );
         metric(
             "polycopy_rpc_reconnects_total",
             "counter",
@@ -148,7 +170,7 @@ impl Metrics {
         let exposure = format_micros(self.exposure.load(Ordering::Relaxed));
         metric("polycopy_exposure_usdc", "gauge", "Total cost of open positions, USDC.", &one(exposure));
         let pnl = format_micros(self.pnl_today.load(Ordering::Relaxed));
-        metric("polycopy_pnl_today_usdc", "gauge", "Realized P&L today (UTC), USDC.", &one(pnl));
+        metric("polycopy_realized_pnl_today_usdc", "gauge", "Realized P&L today (UTC), USDC.", &one(pnl));
         let unrealized = format_micros(self.unrealized_pnl.load(Ordering::Relaxed));
         metric(
             "polycopy_unrealized_pnl_usdc",

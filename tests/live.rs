@@ -120,8 +120,9 @@ async fn test_live_when_killed_between_post_and_answer_then_no_second_order_afte
     l.d.kill9();
     assert_eq!(orders_in_journal(&l.d).len(), 1, "the signed order was stored before it was sent");
     // Halted while down: the order already sent is still resolved (and booked), nothing new leaves.
-    let (code, _, err) = l.d.run_cli(&["halt", "--reason", "operator"]);
-    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "operator"]);
+    assert_eq!(code, 3, "no daemon runs: the halt is stored and the exit code says so: {out}{err}");
+    assert!(err.contains("no daemon is running on this journal"), "{err}");
     start_live(&mut l).await;
     let row = settled_row(&l.d).await;
     assert_eq!(row["status"].as_str(), Some("executed"), "{row}");
@@ -213,20 +214,31 @@ async fn test_doctor_when_setup_is_wrong_then_each_problem_is_explained_and_exit
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_no_db_given_then_live_journal_is_separate_from_paper() {
     let l = live().await;
-    let db_of = |live: bool| {
+    let db_of = |mode: &str, paper_var: Option<&str>| {
+        let settings = std::fs::read_to_string(l.d.dir.join("polycopy.toml")).unwrap();
+        let settings = settings.replace("mode = \"live\"", &format!("mode = \"{mode}\""));
+        std::fs::write(l.d.dir.join("mode.toml"), settings).unwrap();
         let mut c = std::process::Command::new(bin());
         c.current_dir(&l.d.dir)
-            .args(["--config", "polycopy.toml", "--wallets", "wallets.json", "check-config", "--json"])
+            .args(["--config", "mode.toml", "--wallets", "wallets.json", "check-config", "--json"])
             .env_clear()
             .env("POLYCOPY_SYSTEM_CONFIG", "")
-            .env("PRIVATE_KEY", KEY)
-            .env("PAPER_TRADING", if live { "false" } else { "true" });
-        let (_, out, err) = output(c.output().unwrap());
+            .env("PRIVATE_KEY", KEY);
+        if let Some(v) = paper_var {
+            c.env("PAPER_TRADING", v);
+        }
+        let (code, out, err) = output(c.output().unwrap());
         let v: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
-        (v["db_path"].as_str().unwrap().to_owned(), v["mode"].as_str().unwrap().to_owned())
+        (code, v["db_path"].as_str().unwrap().to_owned(), v["mode"].as_str().unwrap().to_owned())
     };
-    assert_eq!(db_of(false), ("data/polycopy-paper.db".to_owned(), "paper".to_owned()));
-    assert_eq!(db_of(true), ("data/polycopy-live.db".to_owned(), "live".to_owned()));
+    let paper = (0, "data/polycopy-paper.db".to_owned(), "paper".to_owned());
+    let live_db = (0, "data/polycopy-live.db".to_owned(), "live".to_owned());
+    assert_eq!(db_of("paper", None), paper);
+    assert_eq!(db_of("live", None), live_db);
+    // The environment may confirm the mode, never change it: a disagreement is a configuration error.
+    assert_eq!(db_of("live", Some("false")), live_db);
+    assert_eq!(db_of("paper", Some("false")).0, 78);
+    assert_eq!(db_of("live", Some("true")).0, 78);
 }
 
 /// Killed after the exchange's answer was journaled but before the execution was: after a restart

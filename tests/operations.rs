@@ -129,7 +129,7 @@ async fn test_reload_when_wallets_edited_then_applied_or_rejected_live() {
 }
 
 /// `check-config` on a wallets.json with three different mistakes prints all three with their
-/// entries and exits 1; a clean configuration exits 0.
+/// entries and exits 78 (EX_CONFIG); a clean configuration exits 0.
 #[test]
 fn test_check_config_when_three_mistakes_then_all_reported() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,13 +142,13 @@ fn test_check_config_when_three_mistakes_then_all_reported() {
         {"address": D.to_string(), "label": "typo", "copy_sell": false}
     ]}));
     let (code, _, err) = d.run_cli(&["check-config"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 78, "a configuration problem is EX_CONFIG");
     assert!(err.contains("3 problem(s)"), "{err}");
     assert!(err.contains("wallets[0] (short): address"), "{err}");
     assert!(err.contains("wallets[1] (greedy): max_order_usdc"), "{err}");
     assert!(err.contains("wallets[2] (typo): copy_sell: unknown key"), "{err}");
     let (code, out, _) = d.run_cli(&["check-config", "--json"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 78);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["problems"].as_array().unwrap().len(), 3);
     assert_eq!(v["problems"][0]["entry"], "wallets[0] (short)");

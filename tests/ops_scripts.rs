@@ -85,8 +85,7 @@ async fn test_backup_when_daemon_writing_then_restores_consistent_journal() {
 fn test_backup_retention_when_old_files_then_exactly_the_expired_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::new(dir.path(), "http://127.0.0.1:1", "", &wallets(&[(A, "a", true)], 1.0));
-    let (code, _, err) = d.run_cli(&["halt"]); // creates the journal
-    assert_eq!(code, 0, "{err}");
+    drop(polycopy::store::Store::open(&dir.path().join("journal.db")).unwrap());
     let b = dir.path().join("b");
     std::fs::create_dir_all(&b).unwrap();
     let touch = |name: &str, age: &str| {
@@ -173,30 +172,63 @@ async fn test_health_check_when_things_break_then_names_the_check() {
     assert!(out.contains("process: daemon down"), "{out}");
 }
 
-/// maintenance.sh prunes finished rows older than N days and keeps the rest; with the database busy
-/// it refuses to VACUUM (exit 75) instead of blocking the daemon.
+/// maintenance.sh archives then prunes fills never copied and events older than N days, keeps
+/// every copy (positions, P&L and reports read them: the report is the same before and after), works
+/// on a live-shaped journal (orders reference intents), and with the database busy refuses to VACUUM
+/// (exit 75) instead of blocking the daemon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_maintenance_when_old_rows_then_pruned_and_busy_db_is_not_vacuumed() {
     let Running { anvil, dir, mut d } = running(&wallets(&[(A, "a", true)], 1.0)).await;
-    for i in 1..=4u8 {
+    for i in 1..=2u8 {
         anvil.emit(&buy(i)).await;
     }
-    wait_for(20, "4 copies", async || (with_status(&d.trades(), "executed").len() == 4).then_some(())).await;
+    // Two SELLs of tokens we never bought: refused (no_position), never copied.
+    for i in 3..=4u8 {
+        anvil.emit(&Fill::v2(i, A, C, false, u64::from(i), 10 * ONE, 5 * ONE)).await;
+    }
+    wait_for(20, "4 decisions", async || {
+        (d.trades().iter().all(|r| r["status"] != "pending") && d.trades().len() == 4).then_some(())
+    })
+    .await;
     assert!(d.stop().success());
+    let report = |d: &Daemon| {
+        let (code, out, err) = d.run_cli(&["report", "weekly", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let mut v: Value = serde_json::from_str(&out).unwrap();
+        v["from_ms"] = Value::Null;
+        v["to_ms"] = Value::Null;
+        v
+    };
     let db = dir.path().join("journal.db");
     {
         let c = rusqlite::Connection::open(&db).unwrap();
         let old = store_now_ms() - 40 * 86_400_000;
-        c.execute("UPDATE fills SET seen_at_ms = ?1 WHERE id IN (1, 2)", [old]).unwrap();
+        c.execute("UPDATE fills SET seen_at_ms = ?1", [old]).unwrap();
         c.execute("UPDATE events SET at_ms = ?1", [old]).unwrap();
+        // As a live journal has them: an order row for a refused fill references its intent.
+        c.execute_batch(
+            "INSERT INTO intents (fill_id, token_id, side, shares, limit_price, target_price, order_type, created_at_ms) \
+             SELECT id, token_id, side, shares, price, price, 'FAK', 0 FROM fills WHERE status = 'rejected' \
+             AND id NOT IN (SELECT fill_id FROM intents); \
+             INSERT INTO orders (fill_id, order_id, signed, status, created_at_ms, updated_at_ms) \
+             SELECT fill_id, '0x' || fill_id, '{}', 'rejected', 0, 0 FROM intents WHERE fill_id IN \
+             (SELECT id FROM fills WHERE status = 'rejected');",
+        )
+        .unwrap();
     }
+    let before = report(&d);
     let (code, out, err) = d.script("maintenance.sh", &["--prune-days", "30"], &[]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("pruned 2 finished fills"), "{out}");
+    assert!(out.contains("pruned 2 fills never copied"), "{out}");
     assert!(out.contains("vacuum: done"), "{out}");
     let left = d.trades();
     assert_eq!(left.len(), 2);
-    assert!(left.iter().all(|r| r["token_id"] == "3" || r["token_id"] == "4"));
+    assert!(left.iter().all(|r| r["status"] == "executed"), "{left:?}");
+    assert_eq!(report(&d), before, "pruning changes no figure a report shows");
+    let archive = rusqlite::Connection::open(dir.path().join("journal.db.archive.db")).unwrap();
+    let n = |t: &str| archive.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!((n("fills"), n("orders")), (2, 2), "archived before deletion");
+    assert!(n("events") > 0);
 
     let c = rusqlite::Connection::open(&db).unwrap();
     c.execute_batch("BEGIN IMMEDIATE; INSERT INTO events (at_ms, kind, message) VALUES (0, 'x', 'busy')").unwrap();

@@ -21,6 +21,7 @@ use crate::clob::outcome::{LookupOutcome, PostOutcome, stable_code};
 use crate::clob::pricing::{limit_price_on_tick, size_for_market};
 use crate::clob::venue::{Venue, decimal_to_micros};
 use crate::domain::{Execution, OrderIntent, Price, Shares, Side, Usdc, mul_price_ceil, mul_price_floor};
+use crate::risk::TradingGate;
 use crate::store::{OrderRow, now_ms};
 
 /// Timing and retry rules of live execution.
@@ -48,13 +49,15 @@ pub struct LiveExecutor {
     venue: Arc<Venue>,
     store: Addr<StoreActor>,
     rules: LiveRules,
+    gate: TradingGate,
 }
 
 impl LiveExecutor {
-    /// An executor trading through `venue`, journaling through `store`.
+    /// An executor trading through `venue`, journaling through `store`, sending nothing while
+    /// `gate` is closed.
     #[must_use]
-    pub const fn new(venue: Arc<Venue>, store: Addr<StoreActor>, rules: LiveRules) -> Self {
-        Self { venue, store, rules }
+    pub const fn new(venue: Arc<Venue>, store: Addr<StoreActor>, rules: LiveRules, gate: TradingGate) -> Self {
+        Self { venue, store, rules, gate }
     }
 }
 
@@ -73,6 +76,7 @@ impl Handler<Execute> for LiveExecutor {
             rules: self.rules,
             intent: m.intent,
             may_send: m.may_send,
+            gate: self.gate.clone(),
         };
         Box::pin(async move { run.execute().await })
     }
@@ -85,6 +89,8 @@ struct Run {
     intent: OrderIntent,
     /// False while halted: resolve an order sent before, send nothing.
     may_send: bool,
+    /// Checked again before every send: a halt during a long resolution stops re-sends too.
+    gate: TradingGate,
 }
 
 fn journal_err(e: impl std::fmt::Display) -> ExecError {
@@ -92,6 +98,10 @@ fn journal_err(e: impl std::fmt::Display) -> ExecError {
 }
 
 impl Run {
+    fn may_send(&self) -> bool {
+        self.may_send && !self.gate.is_closed()
+    }
+
     fn age_s(&self) -> i64 {
         now_ms() / 1000 - i64::try_from(self.intent.block_ts).unwrap_or(0)
     }
@@ -116,7 +126,7 @@ impl Run {
             }
             return self.drive(o.order, true).await;
         }
-        if !self.may_send {
+        if !self.may_send() {
             return Err(ExecError::NotSent);
         }
         if let Some(e) = self.stale() {
@@ -163,7 +173,7 @@ impl Run {
                 let until = *resolve_until.get_or_insert_with(|| Instant::now() + self.rules.resolve_for);
                 match self.venue.lookup(&id).await {
                     Ok(found) => match found.state {
-                        LookupOutcome::NotFound if !self.may_send => return Err(ExecError::NotSent),
+                        LookupOutcome::NotFound if !self.may_send() => return Err(ExecError::NotSent),
                         LookupOutcome::NotFound if Instant::now() >= until => {
                             return self
                                 .unknown(&format!("{last_unknown}; the exchange still does not have order {id}"))
@@ -196,6 +206,10 @@ impl Run {
             // leaves at an old price.
             if let Some(ExecError::Rejected { code, message, counts_as_error }) = self.stale() {
                 return self.refused(code, message, counts_as_error).await;
+            }
+            if !lookup_first && !self.may_send() {
+                // Halted between approval and the first send: the stored order never leaves.
+                return Err(ExecError::NotSent);
             }
             self.store.send(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?.map_err(journal_err)?;
             match self.venue.post(&order).await {

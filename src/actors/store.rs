@@ -76,6 +76,11 @@ store_handler!(RecentBlocks -> Vec<(u64, B256)>, |s, _m| s.recent_blocks());
 pub struct GetCheckpoint;
 store_handler!(GetCheckpoint -> Option<(u64, B256)>, |s, _m| s.checkpoint());
 
+/// Orders in flight, for `/health`.
+#[derive(Debug)]
+pub struct GetOrderHealth;
+store_handler!(GetOrderHealth -> crate::store::OrderHealth, |s, _m| s.order_health());
+
 /// Store the signed order of a fill before it is sent (returns the fill's one order).
 #[derive(Debug)]
 pub struct RecordOrder {

@@ -123,14 +123,33 @@ async fn mark_to_market(
     }
 }
 
+/// Keeps `/health`'s view of the CLOB current when no order goes out: an authenticated read every
+/// 15 s unless some other call got an answer in the meantime.
+async fn probe_clob(venue: Arc<Venue>) {
+    let every = Duration::from_secs(15);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let last = venue.reachability().snapshot().last_answer_ms;
+        if now_ms() - last >= i64::try_from(every.as_millis()).unwrap_or(i64::MAX) {
+            // The answer (or its absence) is recorded by the venue itself.
+            let _ = venue.collateral().await;
+        }
+    }
+}
+
 /// Runs the daemon until SIGINT or SIGTERM. Must be called inside an actix `System`.
 ///
 /// # Errors
 /// When it cannot start: journal, wallets.json.
 pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let s = &cfg.settings;
+    let paper = s.mode.is_paper();
     let wallets = Wallets::load(&s.wallets_path)
         .map_err(|p| DaemonError::Wallets { file: s.wallets_path.display().to_string(), problems: render(&p) })?;
+    // First, so a second daemon on the same journal stops here, before it touches anything.
+    let (control_listener, _control_file) =
+        crate::control::server::bind(&s.control_socket_path()).map_err(DaemonError::Setup)?;
     let store = Store::open(&s.db_path)?;
     let now = now_ms();
     let paused = store.paused()?;
@@ -153,11 +172,13 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         StoreActor::new(store)
     });
     let metrics = Arc::new(Metrics::default());
+    metrics.live.store(!paper, std::sync::atomic::Ordering::Relaxed);
     let notifier = Notifier::new(store.clone(), metrics.clone()).start();
     if state.breaker.tripped {
         warn!(code = %state.breaker.code, reason = %state.breaker.reason, "starting with the breaker TRIPPED: no orders until `polycopy resume`");
     }
-    let (executor, venue) = if cfg.env.paper_trading {
+    let gate = crate::risk::TradingGate::new(state.breaker.tripped);
+    let (executor, venue) = if paper {
         let books = if s.paper.fill_model == "order_book" {
             let timeout = Duration::from_millis(s.live.request_timeout_ms);
             match crate::clob::public::PublicClob::new(&cfg.env.clob_host, timeout) {
@@ -182,17 +203,34 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             rate_limit_wait: Duration::from_millis(s.live.rate_limit_wait_ms),
             abort_after_outcome: std::env::var("POLYCOPY_FAULT").is_ok_and(|v| v == "abort_after_order_outcome"),
         };
-        (LiveExecutor::new(venue.clone(), store.clone(), rules).start().recipient(), Some(venue))
+        (LiveExecutor::new(venue.clone(), store.clone(), rules, gate.clone()).start().recipient(), Some(venue))
     };
     let risk = RiskSupervisor::new(
         s.limits(),
         s.risk.max_consecutive_errors,
         state,
-        RiskPeers { store: store.clone(), executor, notifier: notifier.clone(), metrics: metrics.clone() },
+        RiskPeers {
+            store: store.clone(),
+            executor,
+            notifier: notifier.clone(),
+            metrics: metrics.clone(),
+            gate: gate.clone(),
+        },
         s.emergency_stop_file.clone(),
         Duration::from_millis(s.risk.breaker_poll_ms),
     )
     .start();
+    actix::spawn(crate::control::server::serve(
+        control_listener,
+        crate::control::server::ControlPeers {
+            store: store.clone(),
+            risk: risk.clone(),
+            gate: gate.clone(),
+            stop_file: s.emergency_stop_file.clone(),
+            mode: s.mode,
+            journal: s.db_path.clone(),
+        },
+    ));
     let rpc_cfg = RpcConfig {
         ws_url: cfg.env.ws_url.clone(),
         http_urls: cfg.env.rpc_urls.clone(),
@@ -284,11 +322,17 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             notifier: notifier.clone(),
             health: s.health,
             confirmations: s.chain.confirmations,
-            paper: cfg.env.paper_trading,
+            live: venue.as_ref().map(|v| crate::http::LiveHealthSource {
+                reach: v.reachability(),
+                settle_timeout: Duration::from_secs(s.live.settle_timeout_s),
+            }),
         };
         let bound = listener.local_addr().map_or_else(|_| s.http.listen.clone(), |a| a.to_string());
         info!(listen = %bound, "serving /health and /metrics on http://{bound}");
         actix::spawn(crate::http::serve(listener, state));
+    }
+    if let Some(v) = &venue {
+        actix::spawn(probe_clob(v.clone()));
     }
     if venue.is_some() {
         // Matched orders must settle on chain; one that does not within the timeout is reported
@@ -330,7 +374,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         risk: risk.clone(),
         registry: registry.clone(),
         feed: status_rx.clone(),
-        paper: cfg.env.paper_trading,
+        paper,
         out,
         metrics: metrics.clone(),
     })
@@ -350,7 +394,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
 
     let feed_task = actix::spawn(feed.run(shutdown_rx));
 
-    let mode = if cfg.env.paper_trading { "PAPER" } else { "LIVE" };
+    let mode = if paper { "PAPER" } else { "LIVE" };
     let funder = venue.as_ref().map_or_else(|| "none (paper)".to_owned(), |v| format!("{:#x}", v.funder()));
     info!(mode, funder = %funder, targets = n_targets, db = %s.db_path.display(), rpc = ?cfg.env.rpc_urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>(), "polycopy started");
     notifier.do_send(Event::Started { mode, targets: n_targets, version: env!("CARGO_PKG_VERSION") });

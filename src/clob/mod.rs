@@ -9,6 +9,7 @@ pub mod order;
 pub mod outcome;
 pub mod pricing;
 pub mod public;
+pub mod reachability;
 pub mod venue;
 
 pub use account::{OrderKind, SigType};

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
@@ -28,6 +28,7 @@ use crate::clob::account::{OrderKind, POLYGON, SigType, resolve_funder};
 use crate::clob::order::{OrderError, StoredOrder};
 use crate::clob::outcome::{LookupOutcome, PostOutcome, classify_answer, classify_lookup, classify_status};
 use crate::clob::pricing::TickSize;
+use crate::clob::reachability::Reachability;
 use crate::config::env::scrub;
 use crate::domain::{Price, Shares, Side, TokenId};
 
@@ -169,6 +170,8 @@ pub struct Venue {
     limiter: DefaultDirectRateLimiter,
     /// Market rules by token: one `/book` call per market and minute, not one per order.
     rules: Mutex<HashMap<TokenId, (std::time::Instant, MarketRules, SdkTickSize)>>,
+    /// When the CLOB last answered, for `/health`.
+    reach: Arc<Reachability>,
 }
 
 /// How long a market's tick, minimum size and exchange are trusted (the CLOB changes a market's
@@ -230,6 +233,7 @@ impl Venue {
             limiter: RateLimiter::direct(Quota::per_second(rps)),
             cfg,
             rules: Mutex::default(),
+            reach: Arc::default(),
         })
     }
 
@@ -280,7 +284,15 @@ impl Venue {
 
     async fn call<T>(&self, fut: impl Future<Output = polymarket_client_sdk_v2::Result<T>>) -> Result<T, VenueError> {
         self.limiter.until_ready().await;
-        bounded(self.cfg.timeout, &[self.cfg.private_key.as_str()], fut).await
+        let r = bounded(self.cfg.timeout, &[self.cfg.private_key.as_str()], fut).await;
+        self.reach.record(&r, crate::store::now_ms());
+        r
+    }
+
+    /// When the CLOB last answered and whether it accepts our credentials.
+    #[must_use]
+    pub fn reachability(&self) -> Arc<Reachability> {
+        self.reach.clone()
     }
 
     /// The CLOB's protocol version (2 since 2026-04-28).

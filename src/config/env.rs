@@ -31,8 +31,9 @@ pub struct Env {
     pub telegram_chat_ids: Vec<i64>,
     /// The Bot API server (Telegram's own unless `TELEGRAM_API_URL` says otherwise).
     pub telegram_api_url: String,
-    /// Paper trading (the default).
-    pub paper_trading: bool,
+    /// `PAPER_TRADING` as set (`None`: unset). The settings' `mode` decides; this may only confirm it
+    /// ([`crate::config::mode::check_mode`]).
+    pub paper_trading: Option<bool>,
     /// Where the region check asks (Polymarket's own site unless set).
     pub geoblock_url: Option<String>,
     /// The Gamma API (market metadata).
@@ -54,13 +55,6 @@ impl fmt::Debug for Env {
             .field("gamma_url", &redact_url(&self.gamma_url))
             .finish()
     }
-}
-
-/// True when the environment asks for live trading (`PAPER_TRADING=false`), read before the rest is
-/// validated so that live runs pick the live journal.
-#[must_use]
-pub fn live_requested() -> bool {
-    std::env::var("PAPER_TRADING").is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no"))
 }
 
 /// Shows only the scheme and host of a URL: paths and queries of RPC URLs often carry API keys.
@@ -131,12 +125,12 @@ impl Env {
         let clob_host = var(get, "CLOB_HOST").unwrap_or_else(|| DEFAULT_CLOB_HOST.to_owned());
         check_url(&mut p, "CLOB_HOST", &clob_host, &["http", "https"]);
         let paper_trading = match var(get, "PAPER_TRADING").map(|v| v.to_ascii_lowercase()) {
-            None => true,
-            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => true,
-            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => false,
+            None => None,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => Some(true),
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => Some(false),
             Some(v) => {
                 p.push(Problem::new("environment", "PAPER_TRADING", format!("must be true or false, got {v:?}")));
-                true
+                None
             }
         };
         let private_key = var(get, "PRIVATE_KEY");
@@ -149,13 +143,6 @@ impl Env {
                     "must be 32 bytes of hex (64 hex digits, 0x optional); the value is not shown",
                 ));
             }
-        }
-        if !paper_trading && private_key.is_none() {
-            p.push(Problem::new(
-                "environment",
-                "PRIVATE_KEY",
-                "PAPER_TRADING=false needs PRIVATE_KEY (the key that signs orders); set it or use paper trading",
-            ));
         }
         let gamma_url = var(get, "GAMMA_URL").unwrap_or_else(|| DEFAULT_GAMMA_URL.to_owned());
         check_url(&mut p, "GAMMA_URL", &gamma_url, &["http", "https"]);
@@ -186,6 +173,7 @@ impl Env {
                 "TELEGRAM_BOT_TOKEN is set but no chat is authorized: list your chat id(s) here",
             ));
         }
+        p.extend(crate::config::mode::legacy_env_problems(get));
         if p.is_empty() {
             Ok(Self {
                 rpc_urls,
@@ -234,7 +222,7 @@ mod tests {
     #[test]
     fn paper_by_default_with_no_keys() {
         let e = env(&[]).unwrap();
-        assert!(e.paper_trading);
+        assert_eq!(e.paper_trading, None);
         assert_eq!(e.rpc_urls, vec![DEFAULT_RPC_URL.to_owned()]);
     }
 
@@ -254,9 +242,9 @@ mod tests {
     }
 
     #[test]
-    fn live_needs_a_key() {
-        let errs = env(&[("PAPER_TRADING", "false")]).unwrap_err();
-        assert_eq!(errs[0].field, "PRIVATE_KEY");
+    fn legacy_names_are_refused() {
+        let errs = env(&[("MAX_DAILY_LOSS", "50")]).unwrap_err();
+        assert_eq!(errs[0].field, "MAX_DAILY_LOSS");
     }
 
     #[test]

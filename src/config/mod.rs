@@ -2,11 +2,15 @@
 //! secrets) and `wallets.json` (targets), each validated so that *every* problem is reported at once.
 
 pub mod env;
+pub mod location;
+pub mod mode;
 pub mod problem;
 pub mod settings;
 pub mod wallets;
 
 pub use env::{Env, redact_url};
+pub use location::Location;
+pub use mode::Mode;
 pub use problem::Problem;
 pub use settings::Settings;
 pub use wallets::{Target, Wallets};

@@ -21,8 +21,12 @@ pub const SYSTEM_TOML: &str = "/etc/polycopy/polycopy.toml";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// SQLite journal path.
+    /// Paper or live: every command reads it here, so they all act on the same journal.
+    pub mode: crate::config::Mode,
+    /// SQLite journal path (the paper journal; after [`Settings::load`] the journal of the mode).
     pub db_path: PathBuf,
+    /// The daemon's control socket ("" = the journal's path with `.sock` appended).
+    pub control_socket: PathBuf,
     /// Targets file path.
     pub wallets_path: PathBuf,
     /// While this file exists the breaker is tripped.
@@ -47,6 +51,9 @@ pub struct Settings {
     pub live: LiveSettings,
     /// Market metadata.
     pub markets: MarketsSettings,
+    /// The settings files read, for messages.
+    #[serde(skip)]
+    pub origin: String,
 }
 
 /// How loud one kind of Telegram message is.
@@ -162,6 +169,8 @@ pub struct HealthSettings {
     pub feed_stall_s: u64,
     /// Blocks of lag before the feed counts as behind.
     pub max_head_lag_blocks: u64,
+    /// Live: seconds without any answer from the CLOB before it counts as unreachable.
+    pub clob_stale_s: u64,
 }
 
 /// `[chain]`.
@@ -317,9 +326,15 @@ fn de_usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
 /// Top-level settings keys and sections: only `POLYCOPY_*` variables naming one of these are
 /// settings. Others (`POLYCOPY_SYSTEM_CONFIG`, the scripts' `POLYCOPY_BIN`, ...) are left alone, while
 /// a typo inside a section (`POLYCOPY_RISK__MAX_ORDR_USDC`) still fails as an unknown key.
-const SETTINGS_KEYS: [&str; 4] = ["db_path", "wallets_path", "emergency_stop_file", "log_format"];
+const SETTINGS_KEYS: [&str; 6] =
+    ["mode", "db_path", "control_socket", "wallets_path", "emergency_stop_file", "log_format"];
 const SETTINGS_SECTIONS: [&str; 9] =
     ["chain__", "copy__", "risk__", "paper__", "http__", "health__", "telegram__", "live__", "markets__"];
+
+/// Settings that decide which journal a command acts on: never from the environment, which the
+/// service sees and an operator's shell does not.
+const FILE_ONLY_VARS: [&str; 4] =
+    ["POLYCOPY_MODE", "POLYCOPY_DB_PATH", "POLYCOPY_LIVE__DB_PATH", "POLYCOPY_CONTROL_SOCKET"];
 
 fn is_settings_var(name: &str) -> bool {
     name.strip_prefix("POLYCOPY_").is_some_and(|k| {
@@ -345,9 +360,11 @@ impl Settings {
     pub fn load(sources: &SettingsSources) -> Result<Self, Vec<Problem>> {
         let mut b = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
         let mut origin = "built-in defaults".to_owned();
+        let mut read = Vec::new();
         if let Some(sys) = sources.system_file.as_deref().filter(|p| p.exists()) {
             b = b.add_source(File::from(sys).format(FileFormat::Toml));
             origin = sys.display().to_string();
+            read.push(origin.clone());
         }
         if let Some(p) = &sources.config_file {
             if !p.exists() {
@@ -355,8 +372,26 @@ impl Settings {
             }
             b = b.add_source(File::from(p.as_path()).format(FileFormat::Toml));
             origin = p.display().to_string();
+            if !read.contains(&origin) {
+                read.push(origin.clone());
+            }
         }
         let env: config::Map<String, String> = std::env::vars().filter(|(k, _)| is_settings_var(k)).collect();
+        let pinned: Vec<Problem> = env
+            .keys()
+            .filter(|k| FILE_ONLY_VARS.contains(&k.to_ascii_uppercase().as_str()))
+            .map(|k| {
+                Problem::new(
+                    "environment",
+                    k.as_str(),
+                    "the mode, journals and control socket are set only in the settings file, so that the \
+                     daemon, the command line and cron always act on the same journal: move it there",
+                )
+            })
+            .collect();
+        if !pinned.is_empty() {
+            return Err(pinned);
+        }
         b = b.add_source(
             Environment::with_prefix("POLYCOPY")
                 .source(Some(env))
@@ -367,8 +402,9 @@ impl Settings {
                 .with_list_parse_key("chain.exchanges"),
         );
         let cfg = b.build().map_err(|e| vec![Problem::new(origin.clone(), "(file)", e.to_string())])?;
-        let s: Self =
+        let mut s: Self =
             cfg.try_deserialize().map_err(|e| vec![Problem::new(origin.clone(), "(settings)", e.to_string())])?;
+        s.origin = if read.is_empty() { "built-in defaults".to_owned() } else { read.join(" + ") };
         let problems = s.validate(&origin);
         if problems.is_empty() { Ok(s) } else { Err(problems) }
     }
@@ -453,6 +489,12 @@ impl Settings {
         if self.health.feed_stall_s == 0 {
             bad("health.feed_stall_s", "must be at least 1".into());
         }
+        if self.health.clob_stale_s < 30 {
+            bad(
+                "health.clob_stale_s",
+                format!("must be at least 30 (the CLOB is probed every 15 s), got {}", self.health.clob_stale_s),
+            );
+        }
         let t = &self.telegram;
         for (kind, level) in &t.notify {
             if !EVENT_KINDS.contains(&kind.as_str()) {
@@ -517,6 +559,18 @@ impl Settings {
             bad("live.requests_per_second", "must be at least 1".into());
         }
         p
+    }
+
+    /// The daemon's control socket: `control_socket`, or the journal's path with `.sock` appended.
+    #[must_use]
+    pub fn control_socket_path(&self) -> PathBuf {
+        if self.control_socket.as_os_str().is_empty() {
+            let mut p = self.db_path.clone().into_os_string();
+            p.push(".sock");
+            PathBuf::from(p)
+        } else {
+            self.control_socket.clone()
+        }
     }
 
     /// The hard limits, as the risk core takes them.

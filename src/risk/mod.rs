@@ -4,6 +4,7 @@
 pub mod book;
 pub mod book_walk;
 pub mod breaker;
+pub mod gate;
 pub mod limits;
 pub mod market;
 pub mod reason;
@@ -11,6 +12,7 @@ pub mod sizing;
 
 pub use book::{Book, Position};
 pub use breaker::{Breaker, BreakerState};
+pub use gate::TradingGate;
 pub use limits::{Limits, WalletActivity, check_intent};
 pub use reason::DenyReason;
 pub use sizing::{CopyRules, SizingRule, size_copy};

@@ -19,7 +19,7 @@ use alloy::primitives::{Address, B256, U256};
 pub use journal::{JournalOutcome, PendingFill};
 pub use maintenance::{Pruned, check_file};
 pub use ops::{ExecRow, FillCounts};
-pub use orders::{OrderRow, Unsettled};
+pub use orders::{OrderHealth, OrderRow, Unsettled};
 pub use queries::{StatusReport, TradeRow};
 
 /// Errors from the journal.
@@ -76,6 +76,22 @@ impl Store {
         }
         let conn = rusqlite::Connection::open(path)?;
         set_private(path).map_err(io)?;
+        Self::configure(conn)
+    }
+
+    /// Opens an existing journal (migrating it if needed); never creates one. For the commands that
+    /// only read or control: a missing file is an error, not a new empty journal.
+    ///
+    /// # Errors
+    /// When the file does not exist or cannot be opened or migrated.
+    pub fn open_existing(path: &Path) -> StoreResult<Self> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags(path, flags)?;
+        Self::configure(conn)
+    }
+
+    fn configure(conn: rusqlite::Connection) -> StoreResult<Self> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -105,13 +121,13 @@ impl Store {
 }
 
 #[cfg(unix)]
-fn set_private(path: &Path) -> std::io::Result<()> {
+pub(crate) fn set_private(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 #[cfg(not(unix))]
-fn set_private(_: &Path) -> std::io::Result<()> {
+pub(crate) fn set_private(_: &Path) -> std::io::Result<()> {
     Ok(())
 }
 

@@ -141,6 +141,25 @@ impl Store {
         Ok(())
     }
 
+    /// The orders `/health` watches: sent but with no final answer (their fill still pending), and
+    /// matched but not yet seen settling on chain (count, and the oldest one's last update, unix ms).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn order_health(&self) -> StoreResult<OrderHealth> {
+        let unresolved: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM orders o JOIN fills f ON f.id = o.fill_id WHERE f.status = 'pending' AND o.posts > 0",
+            [],
+            |r| r.get(0),
+        )?;
+        let (awaiting, oldest): (i64, Option<i64>) = self.conn.query_row(
+            "SELECT COUNT(*), MIN(updated_at_ms) FROM orders WHERE status = 'matched' AND settled = 0",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(OrderHealth { unresolved, awaiting_settlement: awaiting, oldest_awaiting_ms: oldest })
+    }
+
     /// Matched orders not seen on chain since before `before_ms`, and orders that settled after
     /// they were taken out of the books.
     ///
@@ -249,4 +268,15 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Orders still in flight, for `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OrderHealth {
+    /// Sent, no final answer yet.
+    pub unresolved: i64,
+    /// Matched, not yet seen on chain.
+    pub awaiting_settlement: i64,
+    /// Last update of the oldest of those, unix ms.
+    pub oldest_awaiting_ms: Option<i64>,
 }

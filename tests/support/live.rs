@@ -32,6 +32,7 @@ pub async fn live() -> Live {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.set_top("mode = \"live\"");
     d.env.extend(
         [
             ("PAPER_TRADING", "false"),

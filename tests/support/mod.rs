@@ -395,6 +395,13 @@ impl Daemon {
         )
     }
 
+    /// Adds a top-level `line` (before any section) to the test settings.
+    pub fn set_top(&self, line: &str) {
+        let p = self.dir.join("polycopy.toml");
+        let s = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(p, format!("{line}\n{s}")).unwrap();
+    }
+
     /// Adds `line` to `[section]` of the test settings.
     pub fn set(&self, section: &str, line: &str) {
         let p = self.dir.join("polycopy.toml");

@@ -117,6 +117,8 @@ pub struct RiskPeers {
     pub notifier: Addr<Notifier>,
     /// Gauges.
     pub metrics: Arc<Metrics>,
+    /// Where the breaker is published for senders (and closed early by the control socket).
+    pub gate: crate::risk::TradingGate,
 }
 
 /// The gateway actor.
@@ -139,6 +141,7 @@ pub struct RiskSupervisor {
     poll: Duration,
     abort_after_intent: bool,
     metrics: Arc<Metrics>,
+    gate: crate::risk::TradingGate,
 }
 
 impl std::fmt::Debug for RiskSupervisor {
@@ -163,7 +166,12 @@ impl RiskSupervisor {
         stop_file: PathBuf,
         poll: Duration,
     ) -> Self {
-        let RiskPeers { store, executor, notifier, metrics } = peers;
+        let RiskPeers { store, executor, notifier, metrics, gate } = peers;
+        if state.breaker.tripped {
+            gate.close();
+        } else {
+            gate.open();
+        }
         let mut copies: HashMap<Address, VecDeque<i64>> = HashMap::new();
         for (w, t) in state.recent_copies {
             copies.entry(w).or_default().push_back(t);
@@ -186,11 +194,16 @@ impl RiskSupervisor {
             // Test-only fault injection: die right after an intent is journaled.
             abort_after_intent: std::env::var("POLYCOPY_FAULT").is_ok_and(|v| v == "abort_after_intent"),
             metrics,
+            gate,
         }
     }
 
     /// Publishes the breaker, exposure and P&L gauges.
     fn publish(&self) {
+        // Only ever closes here: opening is a resume's job (see TradingGate).
+        if self.breaker.state.tripped {
+            self.gate.close();
+        }
         self.metrics.breaker_tripped.store(self.breaker.state.tripped, Ordering::Relaxed);
         self.metrics.exposure.store(self.book.exposure().0, Ordering::Relaxed);
         self.metrics.pnl_today.store(self.realized_today.0, Ordering::Relaxed);
@@ -208,6 +221,7 @@ impl RiskSupervisor {
 
     fn reset(&mut self, by: &str) {
         if let Some(was) = self.breaker.reset(by, now_ms()) {
+            self.gate.open();
             self.breaker_epoch += 1;
             self.store.do_send(SetBreaker(self.breaker.state.clone()));
             self.notifier.do_send(Event::BreakerReset { was, by: by.to_owned() });
@@ -240,6 +254,7 @@ impl RiskSupervisor {
 
     fn count_error(&mut self) {
         if self.breaker.record_error(now_ms()) {
+            self.gate.close();
             self.breaker_epoch += 1;
             self.store.do_send(SetBreaker(self.breaker.state.clone()));
             self.notifier.do_send(Event::BreakerTripped(self.breaker.state.clone()));
@@ -310,11 +325,13 @@ impl RiskSupervisor {
             }
             act.breaker_epoch += 1;
             if db.tripped {
+                act.gate.close();
                 act.breaker.state = db.clone();
                 act.notifier.do_send(Event::BreakerTripped(db));
             } else {
                 let was = std::mem::replace(&mut act.breaker.state, db.clone());
                 act.breaker.consecutive_errors = 0;
+                act.gate.open();
                 if was.tripped {
                     act.notifier.do_send(Event::BreakerReset { was, by: db.by });
                 }
@@ -353,9 +370,15 @@ impl Handler<Evaluate> for RiskSupervisor {
         }
         // A recovered intent may already be at the exchange: even while halted it goes to the
         // executor, which only resolves what was sent and sends nothing new.
-        let may_send = self.breaker.is_active();
+        let may_send = self.breaker.is_active() && !self.gate.is_closed();
         if !may_send && !m.recovered {
-            let d = self.reject(&m, self.halted_reason());
+            let reason = if self.breaker.is_active() {
+                // Closed by the control socket; the halt itself is the next message in the mailbox.
+                DenyReason::Halted { reason: "manual: a halt was requested".into() }
+            } else {
+                self.halted_reason()
+            };
+            let d = self.reject(&m, reason);
             return AtomicResponse::new(Box::pin(actix::fut::ready(d)));
         }
         if !m.recovered {

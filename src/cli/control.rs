@@ -1,0 +1,121 @@
+//! `halt` and `resume`: through the running daemon's control socket when one runs, else stored in
+//! the journal for the next start. Either way the operator is told which happened.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::{EXIT_NO_ACK, EXIT_NO_DAEMON, GlobalArgs, open_store, settings_or_bail};
+use crate::control::client::{ControlError, ask};
+use crate::control::{Reply, Request};
+use crate::risk::BreakerState;
+use crate::store::now_ms;
+
+/// How long a command waits for the daemon's acknowledgement.
+const ACK_WAIT: Duration = Duration::from_secs(1);
+
+fn said(r: &Reply) -> String {
+    format!("the {} daemon (pid {}, journal {}) {}", r.mode, r.pid, r.journal, r.message)
+}
+
+/// `halt`: returns the exit code (0 acknowledged, 3 no daemon, 4 no acknowledgement).
+///
+/// # Errors
+/// When the settings are invalid, or with no daemon the journal cannot be written.
+pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
+    let s = settings_or_bail(g)?;
+    let req = Request::Halt { reason: reason.to_owned(), by: "cli".into() };
+    match ask(&s.control_socket_path(), &req, ACK_WAIT) {
+        Ok(r) if r.ok => {
+            println!("{}. Undo with `polycopy resume`.", said(&r));
+            Ok(0)
+        }
+        Ok(r) => {
+            eprintln!("{}", said(&r));
+            Ok(1)
+        }
+        Err(ControlError::NoDaemon(sock)) => {
+            let store = open_store(&s)?;
+            let cur = store.breaker()?;
+            if cur.tripped {
+                println!("already halted ({}) by {}: {}", cur.code, cur.by, cur.reason);
+            } else {
+                store.set_breaker(&BreakerState {
+                    tripped: true,
+                    code: "manual".into(),
+                    reason: reason.into(),
+                    by: "cli".into(),
+                    since_ms: now_ms(),
+                })?;
+                store.add_event("breaker_tripped", &format!("halted from the command line: {reason}"))?;
+                println!("halted in the journal {}: the next start stays halted.", s.db_path.display());
+            }
+            eprintln!("note: no daemon is running on this journal (nothing listens on {sock})");
+            Ok(EXIT_NO_DAEMON)
+        }
+        Err(e) => {
+            eprintln!(
+                "error: {e}. The halt is NOT confirmed: check `systemctl status polycopy`, or touch the emergency stop file {}",
+                s.emergency_stop_file.display()
+            );
+            Ok(EXIT_NO_ACK)
+        }
+    }
+}
+
+/// `resume`: returns the exit code as [`halt`] does; 1 when refused (stop file present).
+///
+/// # Errors
+/// When the settings are invalid, or with no daemon the journal cannot be written.
+pub fn resume(g: &GlobalArgs) -> Result<i32> {
+    let s = settings_or_bail(g)?;
+    if s.emergency_stop_file.exists() {
+        eprintln!(
+            "refused: the emergency stop file {} is present: remove it first, then resume",
+            s.emergency_stop_file.display()
+        );
+        return Ok(1);
+    }
+    match ask(&s.control_socket_path(), &Request::Resume { by: "cli".into() }, ACK_WAIT) {
+        Ok(r) if r.ok => {
+            println!("{}", said(&r));
+            Ok(0)
+        }
+        Ok(r) => {
+            eprintln!("{}", said(&r));
+            Ok(1)
+        }
+        Err(ControlError::NoDaemon(sock)) => {
+            let store = open_store(&s)?;
+            let cur = store.breaker()?;
+            if cur.tripped {
+                store.set_breaker(&BreakerState {
+                    tripped: false,
+                    code: String::new(),
+                    reason: String::new(),
+                    by: "cli".into(),
+                    since_ms: now_ms(),
+                })?;
+                store.add_event(
+                    "breaker_reset",
+                    &format!("resumed from the command line (was {}: {})", cur.code, cur.reason),
+                )?;
+                println!(
+                    "resumed in the journal {} (was {} by {}: {})",
+                    s.db_path.display(),
+                    cur.code,
+                    cur.by,
+                    cur.reason
+                );
+            } else {
+                println!("not halted: nothing to resume");
+            }
+            eprintln!("note: no daemon is running on this journal (nothing listens on {sock})");
+            Ok(EXIT_NO_DAEMON)
+        }
+        Err(e) => {
+            eprintln!("error: {e}. The resume is NOT confirmed");
+            Ok(EXIT_NO_ACK)
+        }
+    }
+}

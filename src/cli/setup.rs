@@ -1,0 +1,111 @@
+//! `check-config` and `doctor`: is the configuration right, and would live trading work.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::{ConfigError, EXIT_CONFIG, GlobalArgs, load_settings, settings_or_bail};
+use crate::config::mode::check_mode;
+use crate::config::problem::render;
+use crate::config::{Env, Settings, Wallets};
+
+/// Reads the environment and checks it against the settings' mode. `need_key`: the command signs.
+///
+/// # Errors
+/// Every problem, as a [`ConfigError`].
+pub fn env_for(s: &Settings, need_key: bool) -> Result<Env> {
+    let env = Env::from_process().map_err(|p| ConfigError(format!("invalid environment:\n{}", render(&p))))?;
+    let p = check_mode(s.mode, env.paper_trading, env.private_key.is_some(), &s.origin, need_key);
+    if p.is_empty() { Ok(env) } else { Err(ConfigError(format!("invalid environment:\n{}", render(&p))).into()) }
+}
+
+/// `check-config`: returns the process exit code (0 clean, 78 problems).
+///
+/// # Errors
+/// Never for a bad configuration (that is the output); only when printing fails.
+pub fn check_config(g: &GlobalArgs, as_json: bool) -> Result<i32> {
+    let mut problems = Vec::new();
+    let settings = load_settings(g).map_err(|p| problems.extend(p)).ok();
+    let env = Env::from_process().map_err(|p| problems.extend(p)).ok();
+    if let (Some(s), Some(e)) = (&settings, &env) {
+        problems.extend(check_mode(s.mode, e.paper_trading, e.private_key.is_some(), &s.origin, true));
+    }
+    let wallets_path = g
+        .wallets
+        .clone()
+        .or_else(|| settings.as_ref().map(|s| s.wallets_path.clone()))
+        .unwrap_or_else(|| PathBuf::from("config/wallets.json"));
+    let wallets = Wallets::load(&wallets_path).map_err(|p| problems.extend(p)).ok();
+    let enabled = wallets.as_ref().map_or(0, |w| w.enabled().count());
+    if as_json {
+        let out = json!({
+            "ok": problems.is_empty(),
+            "problems": problems,
+            "mode": settings.as_ref().map(|s| s.mode.as_str()),
+            "targets_enabled": enabled,
+            "wallets_path": wallets_path.display().to_string(),
+            "db_path": settings.as_ref().map(|s| s.db_path.display().to_string()),
+            "control_socket": settings.as_ref().map(|s| s.control_socket_path().display().to_string()),
+            "http_listen": settings.as_ref().map(|s| s.http.listen.clone()),
+            "emergency_stop_file": settings.as_ref().map(|s| s.emergency_stop_file.display().to_string()),
+            "settings_file": settings.as_ref().map(|s| s.origin.clone()),
+            "instance": g.instance,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if problems.is_empty() {
+        println!("configuration OK");
+        if let (Some(s), Some(e)) = (&settings, &env) {
+            println!("  mode: {}", s.mode.as_str().to_ascii_uppercase());
+            println!("  settings: {}", s.origin);
+            println!(
+                "  rpc: {}",
+                e.rpc_urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>().join(", ")
+            );
+            println!("  websocket: {}", e.ws_url.as_deref().map_or("none (polling)".into(), crate::config::redact_url));
+            println!("  journal: {}", s.db_path.display());
+            if s.db_path.is_relative() {
+                println!("    (relative: it depends on the directory a command runs from; servers use absolute paths)");
+            }
+            println!(
+                "  telegram: {}",
+                if e.telegram_bot_token.is_some() { "configured" } else { "off (TELEGRAM_BOT_TOKEN not set)" }
+            );
+        }
+        println!("  targets: {enabled} enabled in {}", wallets_path.display());
+    } else {
+        eprintln!("{} problem(s) found:\n{}", problems.len(), render(&problems));
+    }
+    Ok(if problems.is_empty() { 0 } else { EXIT_CONFIG })
+}
+
+/// `doctor`: returns the exit code (0 healthy, 1 a check failed).
+///
+/// # Errors
+/// Invalid settings or environment, or no PRIVATE_KEY.
+pub fn doctor(g: &GlobalArgs, as_json: bool) -> Result<i32> {
+    let s = settings_or_bail(g)?;
+    let env = env_for(&s, true)?;
+    let cfg = crate::clob::venue::VenueConfig::from_settings(&s, &env).map_err(anyhow::Error::msg)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let d = rt.block_on(crate::clob::doctor::diagnose(&cfg, s.live.check_geoblock));
+    if as_json {
+        let checks: Vec<_> = d
+            .checks
+            .iter()
+            .map(|c| json!({"check": c.name, "verdict": format!("{:?}", c.verdict).to_ascii_lowercase(), "detail": c.detail}))
+            .collect();
+        println!("{}", json!({"healthy": d.healthy(), "checks": checks}));
+    } else {
+        print!("{}", d.render());
+        println!(
+            "{}",
+            if d.healthy() {
+                "live trading setup looks right"
+            } else {
+                "live trading would fail: fix the FAIL lines above"
+            }
+        );
+    }
+    Ok(i32::from(!d.healthy()))
+}

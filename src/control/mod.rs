@@ -1,0 +1,55 @@
+//! The control socket: how `polycopy halt` and `resume` reach the daemon that trades on a journal,
+//! and learn within a second whether it obeyed.
+//!
+//! One Unix socket per journal (`<journal>.sock` by default), one JSON line each way. The socket is
+//! the daemon's identity on that journal: a command that finds nobody listening knows no daemon
+//! trades there, says so, and persists its change in the journal for the next start.
+
+pub mod client;
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+
+use crate::risk::BreakerState;
+
+/// Longest request or reply line accepted.
+pub const MAX_LINE: usize = 4096;
+
+/// What a command asks the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Stop sending orders now.
+    Halt {
+        /// Why, for the record.
+        reason: String,
+        /// Who asked (`cli`, ...).
+        by: String,
+    },
+    /// Trade again.
+    Resume {
+        /// Who asked.
+        by: String,
+    },
+    /// Who are you and what is your state.
+    Status,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// True when the request was carried out.
+    pub ok: bool,
+    /// What happened, for people.
+    pub message: String,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// `paper` or `live`.
+    pub mode: String,
+    /// The journal it trades on.
+    pub journal: String,
+    /// True while nothing may be sent.
+    pub halted: bool,
+    /// The breaker as the daemon holds it after the request.
+    pub breaker: BreakerState,
+}

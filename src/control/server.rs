@@ -1,0 +1,218 @@
+//! The daemon side of the control socket.
+//!
+//! A halt closes the trading gate first (so nothing new leaves from that instant, even while the
+//! risk supervisor waits on an order in flight), persists the breaker through the journal actor
+//! (its own thread), and only then tells the risk supervisor. None of these waits on a venue call,
+//! so the acknowledgement comes within a second.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix::Addr;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{debug, info, warn};
+
+use super::{MAX_LINE, Reply, Request};
+use crate::actors::risk_supervisor::{GetBreakerState, RiskSupervisor, SetTrading};
+use crate::actors::store::{GetBreaker, SetBreaker, StoreActor};
+use crate::config::Mode;
+use crate::risk::{BreakerState, TradingGate};
+use crate::store::now_ms;
+
+/// Longest socket path the kernel accepts (`sun_path` less its terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// What the control server works with.
+#[derive(Debug, Clone)]
+pub struct ControlPeers {
+    /// The journal actor (persists a halt without waiting on the risk supervisor).
+    pub store: Addr<StoreActor>,
+    /// The breaker's owner.
+    pub risk: Addr<RiskSupervisor>,
+    /// Closed at once on a halt.
+    pub gate: TradingGate,
+    /// While it exists, resume is refused.
+    pub stop_file: PathBuf,
+    /// Paper or live.
+    pub mode: Mode,
+    /// The journal this daemon trades on.
+    pub journal: PathBuf,
+}
+
+/// Removes the socket file when the daemon stops.
+#[derive(Debug)]
+pub struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Binds the control socket, refusing when another daemon already answers on it (two daemons on one
+/// journal would each check the caps against their own memory).
+///
+/// # Errors
+/// A message for the operator: path too long, another daemon running, or the bind failure.
+pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), String> {
+    let shown = path.display();
+    if path.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(format!(
+            "the control socket path {shown} is longer than {MAX_SOCKET_PATH} bytes: set control_socket to a shorter path"
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => {
+            return Err(format!(
+                "another polycopy daemon is running on this journal (it answers on {shown}); stop it first"
+            ));
+        }
+        // A socket left by a daemon that was killed: nobody listens, take it over.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| format!("cannot listen on {shown}: {e}"))?;
+    // The service user and its group (operators in it) may command; nobody else.
+    set_mode(path, 0o660).map_err(|e| format!("cannot set the mode of {shown}: {e}"))?;
+    Ok((listener, SocketFile(path.to_owned())))
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Answers commands until the listener fails.
+pub async fn serve(listener: UnixListener, peers: ControlPeers) {
+    info!(socket = ?listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)), "control socket ready");
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let peers = peers.clone();
+                actix::spawn(async move {
+                    if let Err(e) = handle(stream, &peers).await {
+                        debug!(cause = %e, "control connection ended with an error");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(cause = %e, "control socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(stream: UnixStream, peers: &ControlPeers) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(MAX_LINE as u64));
+    let n = tokio::time::timeout(Duration::from_secs(2), reader.read_line(&mut line)).await;
+    if !matches!(n, Ok(Ok(1..))) {
+        return Ok(());
+    }
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(req) => apply(req, peers).await,
+        Err(e) => reply(peers, false, format!("unreadable request: {e}"), current(peers).await),
+    };
+    let mut out = serde_json::to_string(&reply).unwrap_or_default();
+    out.push('\n');
+    write.write_all(out.as_bytes()).await?;
+    write.shutdown().await
+}
+
+fn reply(peers: &ControlPeers, ok: bool, message: String, breaker: BreakerState) -> Reply {
+    Reply {
+        ok,
+        message,
+        pid: std::process::id(),
+        mode: peers.mode.as_str().to_owned(),
+        journal: peers.journal.display().to_string(),
+        halted: peers.gate.is_closed() || breaker.tripped,
+        breaker,
+    }
+}
+
+/// The breaker as the supervisor holds it, or (while it is busy) as the journal has it.
+async fn current(peers: &ControlPeers) -> BreakerState {
+    if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_millis(200), peers.risk.send(GetBreakerState)).await {
+        return b;
+    }
+    match tokio::time::timeout(Duration::from_millis(300), peers.store.send(GetBreaker)).await {
+        Ok(Ok(Ok(b))) => b,
+        _ => BreakerState::default(),
+    }
+}
+
+async fn apply(req: Request, peers: &ControlPeers) -> Reply {
+    match req {
+        Request::Status => {
+            let b = current(peers).await;
+            reply(peers, true, "running".into(), b)
+        }
+        Request::Halt { reason, by } => halt(peers, reason, by).await,
+        Request::Resume { by } => resume(peers, by).await,
+    }
+}
+
+async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {
+    // From this instant nothing new is sent.
+    peers.gate.close();
+    let before = current(peers).await;
+    if before.tripped {
+        let msg = format!("already halted ({}) by {}: {}", before.code, before.by, before.reason);
+        return reply(peers, true, msg, before);
+    }
+    let state = BreakerState {
+        tripped: true,
+        code: "manual".into(),
+        reason: reason.clone(),
+        by: by.clone(),
+        since_ms: now_ms(),
+    };
+    let persisted = matches!(
+        tokio::time::timeout(Duration::from_millis(700), peers.store.send(SetBreaker(state.clone()))).await,
+        Ok(Ok(Ok(())))
+    );
+    peers.risk.do_send(SetTrading { halt: true, code: "manual", reason, by });
+    let msg = if persisted {
+        "halted: nothing new is sent".to_owned()
+    } else {
+        "halted: nothing new is sent (the journal did not confirm the write within 0.7 s; the daemon writes it again)"
+            .to_owned()
+    };
+    reply(peers, true, msg, state)
+}
+
+async fn resume(peers: &ControlPeers, by: String) -> Reply {
+    if peers.stop_file.exists() {
+        let msg =
+            format!("the emergency stop file {} is present: remove it first, then resume", peers.stop_file.display());
+        return reply(peers, false, msg, current(peers).await);
+    }
+    let before = current(peers).await;
+    if !before.tripped && !peers.gate.is_closed() {
+        return reply(peers, true, "not halted: nothing to resume".into(), before);
+    }
+    // The message is queued at once; the supervisor handles it after an order in flight.
+    let req = peers.risk.send(SetTrading { halt: false, code: "", reason: String::new(), by });
+    match tokio::time::timeout(Duration::from_millis(900), req).await {
+        Ok(Ok(())) => {
+            let after = current(peers).await;
+            let msg = format!("resumed (was {} by {}: {})", before.code, before.by, before.reason);
+            reply(peers, !after.tripped, msg, after)
+        }
+        _ => reply(
+            peers,
+            true,
+            "resume queued: the daemon is finishing an order in flight and resumes right after".into(),
+            before,
+        ),
+    }
+}
