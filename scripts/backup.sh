@@ -1,31 +1,39 @@
 #!/usr/bin/env bash
 # Online backup of the polycopy journal: SQLite backup API (safe while the daemon writes), gzip,
 # SHA-256 checksum, integrity check of what was written, retention by age and by count.
+# Backups hold the whole trading history: they are written mode 0600 in a 0700 directory.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+umask 077
 
 usage() {
   cat <<USAGE
-Usage: backup.sh [--dir DIR] [--keep-days N] [--keep-count N]
-  --dir DIR        where backups go (default /var/backups/polycopy)
+Usage: backup.sh [--instance NAME] [--dir DIR] [--keep-days N] [--keep-count N]
+  --instance NAME  back up this instance's journal (polycopy --instance NAME)
+  --dir DIR        where backups go (default /var/backups/polycopy, /NAME for an instance)
   --keep-days N    delete backups older than N days (default 14)
   --keep-count N   keep at most the N newest backups (default 30)
-Environment: POLYCOPY_BIN (binary), POLYCOPY_ARGS (global polycopy arguments, e.g. --config F --db F).
-Exit: 0 backup written and verified; 1 failure (nothing older is deleted then).
+The journal is the one of the configured mode (db_path, or live.db_path in live mode).
+Environment: POLYCOPY_BIN (binary), POLYCOPY_ARGS (extra global polycopy arguments, e.g. --db F).
+Exit: 0 backup written and verified (its path is printed); 1 failure (nothing older is deleted
+then); 64 bad usage.
 USAGE
 }
 
-dir=/var/backups/polycopy keep_days=14 keep_count=30
+dir="" keep_days=14 keep_count=30
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dir) dir=$2; shift 2 ;;
-    --keep-days) keep_days=$2; shift 2 ;;
-    --keep-count) keep_count=$2; shift 2 ;;
+    --instance) need_value "$1" $#; set_instance "$2"; shift 2 ;;
+    --dir) need_value "$1" $#; dir=$2; shift 2 ;;
+    --keep-days) need_value "$1" $#; keep_days=$2; shift 2 ;;
+    --keep-count) need_value "$1" $#; keep_count=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
-    *) usage >&2; exit 2 ;;
+    *) usage_error "unknown argument: $1" ;;
   esac
 done
-[[ "$keep_days" =~ ^[0-9]+$ && "$keep_count" =~ ^[1-9][0-9]*$ ]] || die "--keep-days and --keep-count must be whole numbers (count at least 1)"
+[[ "$keep_days" =~ ^[0-9]+$ && "$keep_count" =~ ^[1-9][0-9]*$ ]] \
+  || usage_error "--keep-days and --keep-count must be whole numbers (count at least 1)"
+[ -n "$dir" ] || dir=$(default_backup_dir)
 
 mkdir -p "$dir"
 chmod 0700 "$dir"
@@ -40,6 +48,7 @@ gzip -9 -c "$work/journal.db" > "$work/$name"
 gunzip -c "$work/$name" > "$work/check.db"
 run_polycopy db-check --file "$work/check.db" >/dev/null || die "the written backup failed its integrity check"
 (cd "$work" && sha256sum "$name" > "$name.sha256")
+chmod 0600 "$work/$name" "$work/$name.sha256"
 mv "$work/$name" "$work/$name.sha256" "$dir/"
 log info "backup written: $dir/$name ($(du -h "$dir/$name" | cut -f1))"
 
@@ -48,6 +57,7 @@ deleted=0
 while IFS= read -r old; do
   rm -f -- "$old" "$old.sha256"; deleted=$((deleted + 1))
 done < <(find "$dir" -maxdepth 1 -name 'polycopy-*.db.gz' -mmin +$((keep_days * 1440)) -print)
+# shellcheck disable=SC2012 # backup names are ours: no newlines
 while IFS= read -r old; do
   rm -f -- "$old" "$old.sha256"; deleted=$((deleted + 1))
 done < <(ls -1t "$dir"/polycopy-*.db.gz 2>/dev/null | tail -n +$((keep_count + 1)))

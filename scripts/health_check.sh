@@ -1,66 +1,97 @@
 #!/usr/bin/env bash
-# Health check for cron: the daemon's /health, the breaker (from the journal, so it works with the
-# daemon down), free disk, journal integrity, and the age of the newest backup. Exits non-zero and
-# raises an alert naming every failing check: through the daemon (POST /alert, relayed to its
-# notifier's sinks) when it is up, and always as a critical syslog line.
+# Health check for cron: the daemon's /health (which carries every check the daemon makes, the
+# live-trading ones included), the breaker (from the journal, so it works with the daemon down),
+# free disk, journal integrity, and the age of the newest backup. Exits non-zero and raises an alert
+# naming every failing check: through the daemon (POST /alert, relayed to its notifier's sinks) when
+# it is up, and always as a critical syslog line.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 usage() {
   cat <<USAGE
-Usage: health_check.sh [--url URL] [--backup-dir DIR] [--max-backup-age-h N] [--no-backup-check]
-                       [--min-disk-mb N] [--wait SECONDS]
-  --url URL            the daemon's health server (default http://127.0.0.1:9187)
-  --backup-dir DIR     where backup.sh writes (default /var/backups/polycopy)
+Usage: health_check.sh [--instance NAME] [--url URL] [--backup-dir DIR] [--max-backup-age-h N]
+                       [--no-backup-check] [--min-disk-mb N] [--wait SECONDS]
+  --instance NAME      check this instance (polycopy --instance NAME), not the default one
+  --url URL            the daemon's health server (default: http:// + [http] listen of the settings)
+  --backup-dir DIR     where backup.sh writes (default /var/backups/polycopy, /NAME for an instance)
   --max-backup-age-h N alert when the newest backup is older (default 26)
   --no-backup-check    skip the backup age check
   --min-disk-mb N      alert below this much free space next to the journal (default 500)
   --wait SECONDS       retry until healthy or this much time has passed (after a start)
-Exit: 0 healthy; 1 unhealthy (the failing checks are named); 2 the daemon is down.
+The journal checked is the one of the configured mode (check-config's db_path).
+Environment: POLYCOPY_BIN (binary), POLYCOPY_ARGS (extra global polycopy arguments).
+Exit: 0 healthy; 1 unhealthy (every failing check is named); 2 the daemon is down; 64 bad usage.
 USAGE
 }
 
-url=http://127.0.0.1:9187 backup_dir=/var/backups/polycopy max_age_h=26 check_backup=1 min_disk_mb=500 wait_s=0
+url="" backup_dir="" max_age_h=26 check_backup=1 min_disk_mb=500 wait_s=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --url) url=${2%/}; shift 2 ;;
-    --backup-dir) backup_dir=$2; shift 2 ;;
-    --max-backup-age-h) max_age_h=$2; shift 2 ;;
+    --instance) need_value "$1" $#; set_instance "$2"; shift 2 ;;
+    --url) need_value "$1" $#; url=${2%/}; shift 2 ;;
+    --backup-dir) need_value "$1" $#; backup_dir=$2; shift 2 ;;
+    --max-backup-age-h) need_value "$1" $#; max_age_h=$2; shift 2 ;;
     --no-backup-check) check_backup=0; shift ;;
-    --min-disk-mb) min_disk_mb=$2; shift 2 ;;
-    --wait) wait_s=$2; shift 2 ;;
+    --min-disk-mb) need_value "$1" $#; min_disk_mb=$2; shift 2 ;;
+    --wait) need_value "$1" $#; wait_s=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
-    *) usage >&2; exit 2 ;;
+    *) usage_error "unknown argument: $1" ;;
   esac
 done
+for n in "$max_age_h" "$min_disk_mb" "$wait_s"; do
+  [[ "$n" =~ ^[0-9]+$ ]] || usage_error "not a whole number: $n"
+done
+[ -n "$backup_dir" ] || backup_dir=$(default_backup_dir)
+
+url_given=$url db="" cfg_problem=""
+# settings: reads `check-config --json` (again each round until it answers: right after an update
+# the binary may be the problem) and sets db and, without --url, url.
+settings() {
+  [ -n "$pc_config_json" ] || load_config
+  if [ -z "$pc_config_json" ]; then
+    cfg_problem="$(polycopy_bin) check-config --json gave no answer (the binary or its settings are broken)"
+    return 1
+  fi
+  db=$(db_path)
+  if [ -z "$url_given" ] && ! url=$(health_url); then
+    cfg_problem="cannot tell where /health is served: [http] listen is off or port 0 in $(config_field settings_file) (pass --url)"
+    return 1
+  fi
+}
 
 tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
+trap 'rm -f "$tmp" "$tmp.err"' EXIT
+
+# unescape: the JSON escapes a detail may hold, made readable.
+unescape() { sed -e 's/\\"/"/g' -e 's#\\/#/#g' -e 's/\\\\/\\/g'; }
 
 check_once() {
   failures=() down=0
+  if ! settings; then
+    failures+=("config: $cfg_problem")
+    [ -n "$url" ] || return 1
+  fi
   local code
   if ! code=$(curl -sS --max-time 5 -o "$tmp" -w '%{http_code}' "$url/health" 2>/dev/null); then
     down=1
     failures+=("process: daemon down ($url/health unreachable)")
-  else
-    if [ "$code" != 200 ]; then
-      while IFS= read -r c; do
-        failures+=("$(printf '%s' "$c" | sed 's/^"name":"\([^"]*\)","status":"\([^"]*\)","detail":"\(.*\)"$/\1: \2: \3/')")
-      done < <(grep -o '"name":"[a-z]*","status":"unhealthy","detail":"[^"]*"' "$tmp" || true)
-      [ ${#failures[@]} -gt 0 ] || failures+=("health: HTTP $code")
-    fi
+  elif [ "$code" != 200 ]; then
+    # /health is {"status":…,"checks":[{"name":…,"status":…,"detail":…},…]}; HTTP 503 when unhealthy.
+    while IFS= read -r c; do
+      failures+=("$(printf '%s' "$c" | sed -E 's/^"name":"([^"]*)","status":"([^"]*)","detail":"(.*)"$/\1: \2: \3/' | unescape)")
+    done < <(grep -oE '"name":"[A-Za-z0-9_]+","status":"unhealthy","detail":"([^"\\]|\\.)*"' "$tmp" || true)
+    [ ${#failures[@]} -gt 0 ] || failures+=("health: HTTP $code from $url/health")
   fi
-  local status
-  if status=$(run_polycopy status --json 2>/dev/null); then
+  local status err
+  if status=$(run_polycopy status --json 2>"$tmp.err"); then
     if printf '%s' "$status" | grep -q '"tripped": true' && ! printf '%s\n' "${failures[@]:-}" | grep -q '^breaker'; then
       failures+=("breaker: tripped ($(printf '%s' "$status" | sed -n 's/.*"reason": "\([^"]*\)".*/\1/p' | head -n1))")
     fi
   else
-    failures+=("status: polycopy status failed")
+    err=$(head -n1 "$tmp.err" 2>/dev/null || true)
+    failures+=("status: polycopy status failed${err:+: $err}")
   fi
-  local db
-  db=$(db_path)
+  rm -f "$tmp.err"
   if [ -n "$db" ]; then
     local avail_kb
     avail_kb=$(df -Pk "$(dirname "$db")" 2>/dev/null | awk 'NR == 2 { print $4 }')
@@ -70,9 +101,12 @@ check_once() {
     if [ -f "$db" ] && ! run_polycopy db-check --quick >/dev/null 2>&1; then
       failures+=("database: integrity check failed for $db")
     fi
+  elif [ -n "$pc_config_json" ]; then
+    failures+=("config: check-config names no journal (run: polycopy$(instance_suffix ' --instance ') check-config)")
   fi
   if [ "$check_backup" = 1 ]; then
     local newest
+    # shellcheck disable=SC2012 # backup names are ours: no newlines
     newest=$(ls -1t "$backup_dir"/polycopy-*.db.gz 2>/dev/null | head -n1 || true)
     if [ -z "$newest" ]; then
       failures+=("backup: no backup in $backup_dir")
@@ -93,11 +127,14 @@ if [ ${#failures[@]} -eq 0 ]; then
   echo "healthy"
   exit 0
 fi
-msg="UNHEALTHY: $(IFS='; '; echo "${failures[*]}")"
+tag=""
+[ -z "$pc_instance" ] || tag=" [$pc_instance]"
+joined=$(printf '%s; ' "${failures[@]}")
+msg="UNHEALTHY$tag: ${joined%; }"
 log crit "$msg"
 # With the daemon up, the alert goes through its notifier (and so to every sink it reports to);
 # with it down, the critical syslog line above is the alert.
-if [ "$down" = 0 ]; then
+if [ "$down" = 0 ] && [ -n "$url" ]; then
   curl -sS --max-time 5 -o /dev/null -X POST --data-binary "health check: $msg" "$url/alert" 2>/dev/null \
     || log crit "could not relay the alert through the daemon"
 fi

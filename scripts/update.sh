@@ -7,55 +7,66 @@ set -euo pipefail
 
 usage() {
   cat <<USAGE
-Usage: update.sh NEW_BINARY [--bin-path PATH] [--service NAME] [--backup-dir DIR] [--timeout S]
+Usage: update.sh NEW_BINARY [--instance NAME] [--bin-path PATH] [--service NAME] [--backup-dir DIR]
+                 [--timeout S]
   NEW_BINARY       the new polycopy binary (e.g. target/release/polycopy)
+  --instance NAME  back up, restart and check this instance (unit polycopy@NAME). The binary is
+                   shared: restart the other instances afterwards (see the runbook)
   --bin-path PATH  the installed binary (default /usr/local/bin/polycopy)
-  --service NAME   systemd unit (default polycopy)
-  --backup-dir DIR where the pre-update backup goes (default /var/backups/polycopy)
+  --service NAME   systemd unit (default polycopy, or polycopy@NAME)
+  --backup-dir DIR where the pre-update backup goes (default /var/backups/polycopy, /NAME for an instance)
   --timeout S      seconds the new version has to become healthy (default 90)
 Environment: SYSTEMCTL (default systemctl), HEALTH_ARGS (extra health_check.sh arguments).
-Exit: 0 updated and healthy; 1 rolled back (the old version runs again); 2 usage.
+Exit: 0 updated and healthy; 1 not updated: refused before the swap (backup failed, binary does not
+run) or rolled back (the old binary and journal are back); 64 bad usage.
 USAGE
 }
 
-new="" bin_path=/usr/local/bin/polycopy service=polycopy backup_dir=/var/backups/polycopy timeout=90
+new="" bin_path="" service="" backup_dir="" timeout=90
 while [ $# -gt 0 ]; do
   case "$1" in
-    --bin-path) bin_path=$2; shift 2 ;;
-    --service) service=$2; shift 2 ;;
-    --backup-dir) backup_dir=$2; shift 2 ;;
-    --timeout) timeout=$2; shift 2 ;;
+    --instance) need_value "$1" $#; set_instance "$2"; shift 2 ;;
+    --bin-path) need_value "$1" $#; bin_path=$2; shift 2 ;;
+    --service) need_value "$1" $#; service=$2; shift 2 ;;
+    --backup-dir) need_value "$1" $#; backup_dir=$2; shift 2 ;;
+    --timeout) need_value "$1" $#; timeout=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
-    -*) usage >&2; exit 2 ;;
-    *) new=$1; shift ;;
+    -*) usage_error "unknown option: $1" ;;
+    *) [ -z "$new" ] || usage_error "one new binary at a time ($new, $1)"; new=$1; shift ;;
   esac
 done
-[ -n "$new" ] || { usage >&2; exit 2; }
+[ -n "$new" ] || usage_error "which binary? (e.g. target/release/polycopy)"
+[[ "$timeout" =~ ^[0-9]+$ ]] || usage_error "--timeout must be a whole number of seconds"
+[ -n "$bin_path" ] || bin_path=$(installed_bin)
+[ -n "$service" ] || service=$(default_service)
+[ -n "$backup_dir" ] || backup_dir=$(default_backup_dir)
 [ -x "$new" ] || die "not an executable: $new"
+[ -x "$bin_path" ] || die "no installed binary at $bin_path (install with install.sh first)"
 version=$("$new" --version 2>/dev/null) || die "the new binary does not run: $new --version failed"
 systemctl_cmd=${SYSTEMCTL:-systemctl}
 here=$(dirname "$0")
+mapfile -t inst < <(instance_args)
 export POLYCOPY_BIN="$bin_path"
 
-log info "updating to $version: backing up the journal first"
-backup=$("$here/backup.sh" --dir "$backup_dir" | tail -n1) || die "backup failed: not updating"
+log info "updating $service to $version: backing up the journal first"
+backup=$("$here/backup.sh" ${inst[@]+"${inst[@]}"} --dir "$backup_dir" | tail -n1) || die "backup failed: not updating"
 cp -p "$bin_path" "$bin_path.prev"
 install -m 0755 "$new" "$bin_path.new"
 mv -f "$bin_path.new" "$bin_path"
 "$systemctl_cmd" restart "$service" || true
 # shellcheck disable=SC2086 # HEALTH_ARGS is a list of arguments
-if "$here/health_check.sh" --wait "$timeout" --no-backup-check ${HEALTH_ARGS:-} >/dev/null; then
-  log info "updated to $version and healthy (previous binary kept as $bin_path.prev)"
+if "$here/health_check.sh" ${inst[@]+"${inst[@]}"} --wait "$timeout" --no-backup-check ${HEALTH_ARGS:-} >/dev/null; then
+  log info "updated $service to $version and healthy (previous binary kept as $bin_path.prev)"
   exit 0
 fi
 
 log crit "$version is not healthy: rolling back binary and journal"
 "$systemctl_cmd" stop "$service" || true
 mv -f "$bin_path.prev" "$bin_path"
-"$here/restore.sh" "$backup" --no-service >/dev/null || log crit "journal restore failed: restore $backup by hand"
+"$here/restore.sh" "$backup" ${inst[@]+"${inst[@]}"} --no-service >/dev/null || log crit "journal restore failed: restore $backup by hand"
 "$systemctl_cmd" start "$service" || true
 # shellcheck disable=SC2086
-if "$here/health_check.sh" --wait "$timeout" --no-backup-check ${HEALTH_ARGS:-} >/dev/null; then
+if "$here/health_check.sh" ${inst[@]+"${inst[@]}"} --wait "$timeout" --no-backup-check ${HEALTH_ARGS:-} >/dev/null; then
   log warning "rolled back: the previous version runs again"
 else
   log crit "rolled back, but the previous version is not healthy either: see the runbook"

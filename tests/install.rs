@@ -99,44 +99,48 @@ fn test_install_when_run_twice_then_same_tree_and_operator_edits_kept() {
     assert!(wallets.exists() && root.path().join("etc/polycopy/polycopy.env").exists(), "settings kept");
 }
 
-/// The unit has every hardening option asked for and `systemd-analyze verify` accepts it.
+/// Both units (the plain one and the per-instance template) have every hardening option asked for,
+/// do not restart on a configuration error, and `systemd-analyze verify` accepts them.
 #[test]
 fn test_unit_when_verified_then_systemd_accepts_it_and_it_is_hardened() {
-    let unit = std::fs::read_to_string(repo().join("systemd/polycopy.service")).unwrap();
-    for opt in [
-        "Type=notify",
-        "WatchdogSec=",
-        "Restart=on-failure",
-        "StartLimitBurst=",
-        "ExecReload=/bin/kill -HUP $MAINPID",
-        "User=polycopy",
-        "StateDirectory=polycopy",
-        "ConfigurationDirectory=polycopy",
-        "EnvironmentFile=/etc/polycopy/polycopy.env",
-        "NoNewPrivileges=yes",
-        "ProtectSystem=strict",
-        "ProtectHome=yes",
-        "PrivateTmp=yes",
-        "PrivateDevices=yes",
-        "CapabilityBoundingSet=\n",
-        "RestrictAddressFamilies=",
-        "SystemCallFilter=@system-service",
-        "MemoryMax=",
-    ] {
-        assert!(unit.contains(opt), "{opt} missing from the unit");
+    for (name, instance) in [("polycopy.service", ""), ("polycopy@.service", "%i/")] {
+        let unit = std::fs::read_to_string(repo().join("systemd").join(name)).unwrap();
+        for opt in [
+            "Type=notify",
+            "WatchdogSec=",
+            "Restart=on-failure",
+            "RestartPreventExitStatus=78",
+            "StartLimitBurst=",
+            "ExecReload=/bin/kill -HUP $MAINPID",
+            "User=polycopy",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ProtectHome=yes",
+            "PrivateTmp=yes",
+            "PrivateDevices=yes",
+            "CapabilityBoundingSet=\n",
+            "RestrictAddressFamilies=",
+            "SystemCallFilter=@system-service",
+            "MemoryMax=",
+        ] {
+            assert!(unit.contains(opt), "{opt} missing from {name}");
+        }
+        assert!(unit.contains(&format!("EnvironmentFile=/etc/polycopy/{instance}polycopy.env")), "{name}");
+        assert!(unit.contains("StateDirectory=polycopy"), "{name}");
+        if Command::new("systemd-analyze").arg("--version").output().is_err() {
+            assert!(std::env::var_os("CI").is_none(), "CI must install systemd-analyze (.ci/run does)");
+            eprintln!("systemd-analyze not installed: verification skipped on this machine");
+            return;
+        }
+        // verify checks that ExecStart exists: point it at the binary under test.
+        let dir = tempfile::tempdir().unwrap();
+        let staged_name = if instance.is_empty() { name.to_owned() } else { "polycopy@acct1.service".to_owned() };
+        let staged = dir.path().join(&staged_name);
+        std::fs::write(&staged, unit.replace("/usr/local/bin/polycopy", &bin())).unwrap();
+        let (code, out, err) = run(Command::new("systemd-analyze").arg("verify").arg(&staged));
+        assert_eq!(code, 0, "{name}: {out}{err}");
+        assert!(!err.contains(&format!("{staged_name}:")), "warnings about {name}: {err}");
     }
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "CI must install systemd-analyze (.ci/run does)");
-        eprintln!("systemd-analyze not installed: verification skipped on this machine");
-        return;
-    }
-    // verify checks that ExecStart exists: point it at the binary under test.
-    let dir = tempfile::tempdir().unwrap();
-    let staged = dir.path().join("polycopy.service");
-    std::fs::write(&staged, unit.replace("/usr/local/bin/polycopy", &bin())).unwrap();
-    let (code, out, err) = run(Command::new("systemd-analyze").arg("verify").arg(&staged));
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(!err.contains("polycopy.service:"), "warnings about the unit: {err}");
 }
 
 /// update.sh with a binary that starts but never becomes healthy: it backs up, swaps, restarts,

@@ -124,9 +124,8 @@ async fn mark_to_market(
 }
 
 /// Keeps `/health`'s view of the CLOB current when no order goes out: an authenticated read every
-/// 15 s unless some other call got an answer in the meantime.
-async fn probe_clob(venue: Arc<Venue>) {
-    let every = Duration::from_secs(15);
+/// `every` unless some other call got an answer in the meantime.
+async fn probe_clob(venue: Arc<Venue>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
@@ -332,7 +331,9 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         actix::spawn(crate::http::serve(listener, state));
     }
     if let Some(v) = &venue {
-        actix::spawn(probe_clob(v.clone()));
+        let every =
+            (Duration::from_secs(s.health.clob_stale_s) / 4).clamp(Duration::from_secs(1), Duration::from_secs(15));
+        actix::spawn(probe_clob(v.clone(), every));
     }
     if venue.is_some() {
         // Matched orders must settle on chain; one that does not within the timeout is reported

@@ -187,12 +187,12 @@ pub fn db_check(g: &GlobalArgs, file: Option<&std::path::Path>, quick: bool) -> 
 /// On a database error.
 pub fn maintenance(g: &GlobalArgs, prune_days: u32, no_vacuum: bool) -> Result<i32> {
     let s = settings_or_bail(g)?;
+    let mut store = open_store(&s)?;
     if let Err(problem) = crate::store::check_file(&s.db_path, false)? {
         eprintln!("{}: {problem}; not touching it (see RUNBOOK: database corrupted)", s.db_path.display());
         return Ok(1);
     }
     println!("integrity: ok");
-    let mut store = open_store(&s)?;
     // Never hold the daemon up for long: wait at most a second for its lock, else come back later.
     store.set_busy_timeout(std::time::Duration::from_secs(1))?;
     let archive = {

@@ -489,10 +489,13 @@ impl Settings {
         if self.health.feed_stall_s == 0 {
             bad("health.feed_stall_s", "must be at least 1".into());
         }
-        if self.health.clob_stale_s < 30 {
+        if self.health.clob_stale_s < 4 {
             bad(
                 "health.clob_stale_s",
-                format!("must be at least 30 (the CLOB is probed every 15 s), got {}", self.health.clob_stale_s),
+                format!(
+                    "must be at least 4 (the CLOB is probed every quarter of it), got {}",
+                    self.health.clob_stale_s
+                ),
             );
         }
         let t = &self.telegram;

@@ -113,6 +113,8 @@ struct State {
     allowance: &'static str,
     version: u32,
     blocked: bool,
+    /// Our API key was revoked: authenticated reads answer 401.
+    revoked: bool,
     /// When set, unscripted POSTs draw a random play from this generator state.
     chaos: Option<u64>,
     /// Faults played at random: (hang, 503, 425, partial, no liquidity).
@@ -184,6 +186,11 @@ impl FakeClob {
 
     pub fn set_allowance(&self, a: &'static str) {
         self.state.lock().unwrap().allowance = a;
+    }
+
+    /// Revokes our API key: authenticated reads answer 401 from now on.
+    pub fn revoke(&self) {
+        self.state.lock().unwrap().revoked = true;
     }
 
     pub fn set_version(&self, v: u32) {
@@ -435,7 +442,7 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
             respond(&mut sock, 200, &Value::Object(out), "").await;
         }
         ("GET", "/balance-allowance") => {
-            if !l2_ok(&h, &method, &path, &body) {
+            if !l2_ok(&h, &method, &path, &body) || st.lock().unwrap().revoked {
                 refuse(&st, format!("L2 {route}"));
                 {
                     respond(&mut sock, 401, &json!({"error": "Unauthorized/Invalid api key"}), "").await;

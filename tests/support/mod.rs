@@ -5,6 +5,7 @@
 
 pub mod clob;
 pub mod http;
+pub mod installed;
 pub mod live;
 pub mod telegram;
 pub mod ws_tap;

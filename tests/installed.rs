@@ -1,0 +1,315 @@
+//! Live mode as installed and operated: a staged install (`install.sh --root`), the daemon started
+//! exactly as its unit starts it (ExecStart, WorkingDirectory, EnvironmentFile) in live mode against
+//! the fake CLOB, and every documented operator command run from another directory with a clean
+//! environment. Each must act on the live journal of the daemon that trades.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::clob::{FakeClob, Token};
+use support::http::http_get;
+use support::installed::{Installed, clean};
+use support::live::{A, KEY, SIGNER, STD_TOKEN, buy};
+use support::*;
+
+/// The running live install and what it talks to (dropped daemon first).
+struct LiveInstall {
+    inst: Installed,
+    clob: FakeClob,
+    anvil: Anvil,
+    /// Where the operator's shell is: not the service's working directory.
+    elsewhere: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+}
+
+async fn live_install() -> LiveInstall {
+    let anvil = Anvil::start().await;
+    let clob = FakeClob::start(SIGNER).await;
+    clob.token(STD_TOKEN, Token::open(false));
+    let dir = tempfile::tempdir().unwrap();
+    let mut inst = Installed::stage(&dir.path().join("root"), None);
+    inst.edit("mode = \"paper\"", "mode = \"live\"");
+    inst.fast();
+    inst.set(Some("live"), "request_timeout_ms = 1500");
+    // Probed every 2 s, so a revoked key shows within seconds.
+    inst.set(Some("health"), "clob_stale_s = 8");
+    let w = wallets(&[(A, "whale", true)], 0.1);
+    std::fs::write(inst.root.join("etc/polycopy/wallets.json"), w.to_string()).unwrap();
+    inst.env(&[
+        ("POLYGON_RPC_URL", &anvil.http_url()),
+        ("PAPER_TRADING", "false"),
+        ("PRIVATE_KEY", KEY),
+        ("CLOB_HOST", &clob.url),
+        ("GEOBLOCK_URL", &clob.url),
+        ("GAMMA_URL", &clob.url),
+        ("RUST_LOG", "info,polycopy=debug"),
+    ]);
+    inst.start();
+    inst.wait_live().await;
+    LiveInstall { inst, clob, anvil, elsewhere: tempfile::tempdir().unwrap(), _dir: dir }
+}
+
+impl LiveInstall {
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        self.inst.cli(self.elsewhere.path(), args)
+    }
+
+    fn script(&self, name: &str, args: &[&str]) -> (i32, String, String) {
+        self.inst.script(self.elsewhere.path(), name, args)
+    }
+
+    fn trades(&self) -> Vec<Value> {
+        let (code, out, err) = self.cli(&["trades", "--json"]);
+        assert_eq!(code, 0, "{out}{err}");
+        let mut v: Vec<Value> = serde_json::from_str(&out).unwrap();
+        v.reverse();
+        v
+    }
+
+    fn live_db(&self) -> std::path::PathBuf {
+        self.inst.state().join("polycopy-live.db")
+    }
+
+    async fn decided(&self, n: usize) -> Vec<Value> {
+        wait_for(20, "the copies to be decided", async || {
+            let t = self.trades();
+            (t.len() == n && t.iter().all(|r| r["status"] != "pending")).then_some(t)
+        })
+        .await
+    }
+
+    fn nothing_in(&self, dir: &Path) {
+        let n = std::fs::read_dir(dir).unwrap().count();
+        assert_eq!(n, 0, "a command created files in the operator's directory");
+    }
+}
+
+/// `polycopy halt` from another directory with a clean environment stops the live daemon (a
+/// following target fill sends nothing to the CLOB), and `resume` restarts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_halted_from_elsewhere_then_nothing_sent_until_resume() {
+    let l = live_install().await;
+    let (code, out, err) = l.cli(&["halt", "--reason", "operator check"]);
+    assert_eq!(code, 0, "the live daemon acknowledges: {out}{err}");
+    assert!(out.contains("live daemon") && out.contains("polycopy-live.db"), "{out}");
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let t = l.decided(1).await;
+    assert_eq!((t[0]["status"].as_str(), t[0]["reason"].as_str()), (Some("rejected"), Some("halted")), "{t:?}");
+    assert!(l.clob.posts().is_empty(), "nothing reached the CLOB while halted");
+
+    let (code, out, err) = l.cli(&["resume"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("resumed"), "{out}");
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    let t = l.decided(2).await;
+    assert_eq!(t[1]["status"], "executed", "{t:?}");
+    assert_eq!(l.clob.posts().len(), 1);
+    l.nothing_in(l.elsewhere.path());
+    assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal appeared");
+}
+
+/// `status` and `trades` from elsewhere show the live journal and the live daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_status_and_trades_then_they_read_the_live_journal() {
+    let l = live_install().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let t = l.decided(1).await;
+    assert_eq!(t[0]["status"], "executed");
+    let (code, out, err) = l.cli(&["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let st: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["mode"], "live");
+    assert_eq!(st["journal"].as_str(), l.live_db().to_str());
+    assert_eq!(st["daemon"]["running"], true, "{st}");
+    assert_eq!(st["positions"].as_array().map(Vec::len), Some(1), "{st}");
+    let (code, out, _) = l.cli(&["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("mode: LIVE") && out.contains("daemon: running"), "{out}");
+    l.nothing_in(l.elsewhere.path());
+}
+
+/// `backup.sh` backs up the live journal (0600); `maintenance.sh` prunes it; `health_check.sh` is
+/// green; all from elsewhere with a clean environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_scripts_run_then_they_act_on_the_live_journal() {
+    use std::os::unix::fs::PermissionsExt;
+    let l = live_install().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    l.decided(1).await;
+
+    let (code, out, err) = l.script("backup.sh", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let gz = l.inst.root.join("var/backups/polycopy");
+    let file = std::fs::read_dir(&gz)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "gz"))
+        .expect("a backup in the installed backup directory");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let restored = l.elsewhere.path().join("check.db");
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("gunzip -c {} > {}", file.display(), restored.display()))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let c = rusqlite::Connection::open(&restored).unwrap();
+    let n: i64 = c.query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 1, "the backup is of the live journal (it has our order)");
+    drop(c);
+    std::fs::remove_file(&restored).unwrap();
+
+    // A refused fill, aged: maintenance archives and prunes it from the live journal.
+    assert_eq!(l.cli(&["halt"]).0, 0);
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    l.decided(2).await;
+    {
+        let c = rusqlite::Connection::open(l.live_db()).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        c.execute("UPDATE fills SET seen_at_ms = 0 WHERE status = 'rejected'", []).unwrap();
+    }
+    let (code, out, err) = l.script("maintenance.sh", &["--prune-days", "1", "--no-vacuum"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("pruned 1 fills never copied"), "{out}");
+    assert!(l.inst.state().join("polycopy-live.db.archive.db").exists());
+    assert_eq!(l.trades().len(), 1, "the copy stays");
+    l.cli(&["resume"]);
+
+    let (code, out, err) = l.script("health_check.sh", &["--no-backup-check", "--min-disk-mb", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.trim(), "healthy");
+    l.nothing_in(l.elsewhere.path());
+}
+
+/// Live `/health` is 200 and healthy when all is well, and names the failing live check (the CLOB
+/// refusing our credentials) otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_all_well_then_healthy_and_a_failing_live_check_is_named() {
+    let l = live_install().await;
+    let (code, body) = http_get(&l.inst.base(), "/health").await;
+    assert_eq!(code, 200, "{body}");
+    let h: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["status"], "healthy", "{body}");
+    let names: Vec<&str> = h["checks"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    assert!(names.contains(&"clob") && names.contains(&"orders"), "{names:?}");
+    let (_, metrics) = http_get(&l.inst.base(), "/metrics").await;
+    assert!(metrics.contains("polycopy_build_info{version=") && metrics.contains("mode=\"live\""), "{metrics}");
+    assert!(metrics.contains("process_resident_memory_bytes"), "{metrics}");
+
+    l.clob.revoke();
+    let body = wait_for(30, "the clob check to fail", async || {
+        let (code, body) = http_get(&l.inst.base(), "/health").await;
+        (code == 503).then_some(body)
+    })
+    .await;
+    let h: Value = serde_json::from_str(&body).unwrap();
+    let clob = h["checks"].as_array().unwrap().iter().find(|c| c["name"] == "clob").unwrap();
+    assert_eq!(clob["status"], "unhealthy", "{body}");
+    assert!(clob["detail"].as_str().unwrap().contains("refuses our API credentials"), "{body}");
+    let (code, out, _) = l.script("health_check.sh", &["--no-backup-check", "--min-disk-mb", "1"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("clob: unhealthy"), "{out}");
+}
+
+/// `status` from a directory without a journal creates no file and says why.
+#[test]
+fn test_status_when_no_journal_then_nothing_created_and_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in [&["status"][..], &["trades"], &["halt"], &["backup", "--out", "b.db"], &["maintenance"]] {
+        let mut c = std::process::Command::new(bin());
+        c.args(cmd).current_dir(dir.path());
+        let (code, out, err) = output(clean(&mut c).env("POLYCOPY_SYSTEM_CONFIG", "").output().unwrap());
+        assert_ne!(code, 0, "{cmd:?}: {out}");
+        assert!(err.contains("no journal at data/polycopy-paper.db"), "{cmd:?}: {err}");
+        assert!(err.contains("has not run with these settings yet"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "{cmd:?} created {left:?}");
+    }
+}
+
+/// Two instances of the template unit on one staged root keep separate journals, and both answer
+/// their scripts and commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_two_instances_when_installed_then_separate_journals_and_both_answer() {
+    use alloy::primitives::address;
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let targets =
+        [address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), address!("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")];
+    let mut insts = Vec::new();
+    for (name, t) in ["acct1", "acct2"].into_iter().zip(targets) {
+        let mut i = Installed::stage(&root, Some(name));
+        i.fast();
+        std::fs::write(
+            root.join(format!("etc/polycopy/{name}/wallets.json")),
+            wallets(&[(t, name, true)], 1.0).to_string(),
+        )
+        .unwrap();
+        i.env(&[
+            ("POLYGON_RPC_URL", &anvil.http_url()),
+            ("GAMMA_URL", "http://127.0.0.1:9"),
+            ("CLOB_HOST", "http://127.0.0.1:9"),
+        ]);
+        i.start();
+        insts.push(i);
+    }
+    for i in &insts {
+        i.wait_live().await;
+    }
+    let c = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
+    anvil.emit(&Fill::v2(1, targets[0], c, true, 11, 10 * ONE, 5 * ONE)).await;
+    anvil.emit(&Fill::v2(2, targets[1], c, true, 22, 10 * ONE, 5 * ONE)).await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    for (i, token) in insts.iter().zip(["11", "22"]) {
+        let rows: Vec<Value> = wait_for(20, "each instance's copy", async || {
+            let (code, out, _) = i.cli(elsewhere.path(), &["trades", "--json"]);
+            let v: Vec<Value> = if code == 0 { serde_json::from_str(&out).ok()? } else { return None };
+            (v.len() == 1 && v[0]["status"] == "executed").then_some(v)
+        })
+        .await;
+        assert_eq!(rows[0]["token_id"], token, "each journal holds only its own target's fill");
+        let (code, out, _) = i.cli(elsewhere.path(), &["status", "--json"]);
+        assert_eq!(code, 0);
+        let st: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(st["journal"].as_str(), i.state().join("polycopy-paper.db").to_str());
+        let (code, out, err) =
+            i.script(elsewhere.path(), "health_check.sh", &["--no-backup-check", "--min-disk-mb", "1"]);
+        assert_eq!(code, 0, "{out}{err}");
+        let (code, out, err) = i.script(elsewhere.path(), "backup.sh", &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        let name = i.instance.clone().unwrap();
+        assert!(out.contains(&format!("var/backups/polycopy/{name}/")), "{out}");
+    }
+    // A halt of one instance leaves the other trading.
+    let (code, out, err) = insts[0].cli(elsewhere.path(), &["halt"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, out, _) = insts[1].cli(elsewhere.path(), &["status", "--json"]);
+    let st: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["breaker"]["tripped"], false, "{st}");
+}
+
+/// A configuration error exits 78 (EX_CONFIG), and both units tell systemd not to restart on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_config_error_when_started_then_exits_78_and_is_not_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut inst = Installed::stage(&dir.path().join("root"), None);
+    inst.set(Some("risk"), "max_trades_per_hour = 0");
+    inst.start();
+    let status = wait_for(20, "the daemon to exit", async || inst.exited()).await;
+    assert_eq!(status.code(), Some(78), "{}", inst.log());
+    assert!(inst.log().contains("risk.max_trades_per_hour"), "{}", inst.log());
+    for unit in ["polycopy.service", "polycopy@.service"] {
+        let text = std::fs::read_to_string(dir.path().join("root/etc/systemd/system").join(unit)).unwrap();
+        assert!(text.contains("RestartPreventExitStatus=78"), "{unit}");
+    }
+    // The environment may not contradict the settings either.
+    let mut inst2 = Installed::stage(&dir.path().join("root2"), None);
+    inst2.env(&[("PAPER_TRADING", "false")]);
+    inst2.start();
+    let status = wait_for(20, "the daemon to exit", async || inst2.exited()).await;
+    assert_eq!(status.code(), Some(78));
+    assert!(inst2.log().contains("set mode = \"live\""), "{}", inst2.log());
+}
