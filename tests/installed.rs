@@ -312,4 +312,12 @@ async fn test_config_error_when_started_then_exits_78_and_is_not_restarted() {
     let status = wait_for(20, "the daemon to exit", async || inst2.exited()).await;
     assert_eq!(status.code(), Some(78));
     assert!(inst2.log().contains("set mode = \"live\""), "{}", inst2.log());
+    // Live in the settings, but the key is missing from the environment: the error says exactly that.
+    let mut inst3 = Installed::stage(&dir.path().join("root3"), None);
+    inst3.edit("mode = \"paper\"", "mode = \"live\"");
+    inst3.start();
+    let status = wait_for(20, "the daemon to exit", async || inst3.exited()).await;
+    assert_eq!(status.code(), Some(78));
+    let log = inst3.log();
+    assert!(log.contains("say mode = \"live\", but PRIVATE_KEY is not in the environment"), "{log}");
 }

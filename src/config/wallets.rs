@@ -194,11 +194,16 @@ impl Validator<'_> {
 
     fn runbook_format(&mut self, obj: &Map<String, Value>) -> Vec<Target> {
         for k in obj.keys() {
-            if !matches!(
-                k.as_str(),
-                "target_wallets" | "max_trade_frequency" | "min_trade_interval_minutes" | "comment"
-            ) {
-                self.err(None, k, "unknown key for the target_wallets format");
+            match k.as_str() {
+                "target_wallets" | "max_trade_frequency" | "min_trade_interval_minutes" | "comment" => {}
+                "min_confidence_score" => self.err(
+                    None,
+                    k,
+                    "not supported: polycopy scores no trades, it copies every fill of a target that passes \
+                     its rules. Remove it; to be selective, use the {\"wallets\": [...]} format with per-wallet \
+                     min_price / max_price, max_order_usdc and sizing (see README, wallets.json)",
+                ),
+                _ => self.err(None, k, "unknown key for the target_wallets format"),
             }
         }
         let mut rules = builtin_rules();
@@ -453,6 +458,11 @@ mod tests {
         assert_eq!(w.enabled().count(), 2);
         assert_eq!(w.targets[0].rules.max_trades_per_hour, Some(10));
         assert_eq!(w.targets[0].rules.min_trade_interval_s, Some(300));
+        // The seed example's confidence filter has no equivalent: refused, naming what to use instead.
+        let text = format!(r#"{{"target_wallets": ["{A}"], "min_confidence_score": 0.7}}"#);
+        let errs = Wallets::parse(&text, "w.json").unwrap_err();
+        assert_eq!(errs[0].field, "min_confidence_score");
+        assert!(errs[0].message.contains("min_price") && errs[0].message.contains("not supported"), "{errs:?}");
     }
 
     #[test]
