@@ -16,6 +16,8 @@ use tracing::{info, warn};
 
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::store::{GetOrder, OrderOutcome, OrderSent, RecordOrder, StoreActor};
+use crate::clob::account::OrderKind;
+use crate::clob::amounts::market_order_amounts;
 use crate::clob::order::{StoredOrder, salt_for};
 use crate::clob::outcome::{LookupOutcome, PostOutcome, stable_code};
 use crate::clob::pricing::{limit_price_on_tick, size_for_market};
@@ -145,11 +147,20 @@ impl Run {
         };
         let limit =
             limit_price_on_tick(i.side, i.target_price, self.rules.max_slippage_bps, rules.tick).map_err(deny)?;
-        let shares = size_for_market(i.shares, rules.min_size, limit).map_err(deny)?;
+        let mut shares = size_for_market(i.shares, rules.min_size, limit).map_err(deny)?;
+        // Market orders carry a whole-cent pUSD side (docs/PROTOCOL.md §7); GTD follows the tick rules.
+        let amounts = if self.venue.order_kind() == OrderKind::Gtd {
+            None
+        } else {
+            let a = market_order_amounts(i.side, shares, limit, rules.min_size).map_err(deny)?;
+            shares = a.shares;
+            Some(a)
+        };
+        let salt = salt_for(&i.fill_id);
         let order =
-            self.venue.sign(i.token_id, i.side, shares, limit, salt_for(&i.fill_id), rules.neg_risk).await.map_err(
-                |e| ExecError::Rejected { code: "order_not_built", message: e.to_string(), counts_as_error: true },
-            )?;
+            self.venue.sign(i.token_id, i.side, shares, limit, salt, rules.neg_risk, amounts).await.map_err(|e| {
+                ExecError::Rejected { code: "order_not_built", message: e.to_string(), counts_as_error: true }
+            })?;
         // Durable before it leaves: from here on, this fill has exactly this order.
         let stored =
             self.store.send(RecordOrder { fill_row: row, order }).await.map_err(journal_err)?.map_err(journal_err)?;
@@ -316,7 +327,10 @@ impl Run {
     }
 
     async fn finish_post(&self, making: Decimal, taking: Decimal) -> Result<Execution, ExecError> {
-        let (give, get) = (decimal_to_micros(making).unwrap_or(0), decimal_to_micros(taking).unwrap_or(0));
+        let (Some(give), Some(get)) = (decimal_to_micros(making), decimal_to_micros(taking)) else {
+            // An amount we cannot read is not zero: the order's fate is looked up instead.
+            return self.unknown(&format!("unreadable matched amounts {making} / {taking}")).await;
+        };
         let (shares, usdc) = if self.intent.side == Side::Buy { (get, give) } else { (give, get) };
         self.outcome("matched", Some((shares, usdc)), "matched").await?;
         if self.rules.abort_after_outcome {
@@ -332,14 +346,17 @@ impl Run {
         matched: Decimal,
         price: Decimal,
     ) -> Result<Execution, ExecError> {
-        let shares = Shares(decimal_to_micros(matched).unwrap_or(0));
+        let (Some(matched_units), Some(price_units)) = (decimal_to_micros(matched), decimal_to_micros(price)) else {
+            return self.unknown(&format!("unreadable lookup amounts {matched} at {price}")).await;
+        };
+        let shares = Shares(matched_units);
         if shares.0 <= 0 {
             let message = format!("order {} ended with nothing matched", order.id_hex());
             self.outcome("no_fill", None, &message).await?;
             return Err(ExecError::NoFill { code: "no_liquidity", message });
         }
         // The lookup gives the order's limit price; we book at it (paying at most that).
-        let p = Price(decimal_to_micros(price).unwrap_or(0));
+        let p = Price(price_units);
         let usdc = if self.intent.side == Side::Buy {
             Usdc(mul_price_ceil(shares, p))
         } else {

@@ -1,6 +1,6 @@
 //! Decoding `OrderFilled` logs (V1 and V2/V3 layouts) into [`TargetFill`]s, seen from the maker's side.
 //!
-//! Pure functions: no I/O. PROTOCOL.md §3 is the specification; the tests pin it.
+//! Pure functions: no I/O. docs/PROTOCOL.md §3 is the specification; the tests pin it.
 
 use alloy::primitives::{Address, B256, U256, b256};
 

@@ -7,7 +7,7 @@ use polymarket_client_sdk_v2::clob::types::{OrderType, SignatureType};
 /// Polygon's chain id: the only chain live orders are signed for.
 pub const POLYGON: u64 = 137;
 
-/// How the key signs for the funder (PROTOCOL.md §4).
+/// How the key signs for the funder (docs/PROTOCOL.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigType {
     /// The key's own address holds the funds.

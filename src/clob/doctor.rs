@@ -232,7 +232,17 @@ fn balance_text(base_units: Decimal) -> String {
     (base_units / Decimal::from(1_000_000)).normalize().to_string()
 }
 
-/// Names of the V2 exchanges without a non-zero allowance.
+/// Reads an allowance as the chain holds it: a uint256 in base units. Polymarket's own approval flow
+/// sets the maximum (78 digits), which no decimal type holds (docs/PROTOCOL.md §7).
+fn allowance_units(text: &str) -> Option<alloy::primitives::U256> {
+    let t = text.trim();
+    match t.strip_prefix("0x") {
+        Some(hex) => alloy::primitives::U256::from_str_radix(hex, 16).ok(),
+        None => alloy::primitives::U256::from_str_radix(t, 10).ok(),
+    }
+}
+
+/// Names of the V2 exchanges without a non-zero allowance (an unreadable one is named as such).
 fn missing_allowances(allowances: &std::collections::HashMap<Address, String>) -> Vec<String> {
     let mut missing = Vec::new();
     for (name, neg) in [("the CTF Exchange V2", false), ("the NegRisk CTF Exchange V2", true)] {
@@ -241,10 +251,12 @@ fn missing_allowances(allowances: &std::collections::HashMap<Address, String>) -
         else {
             continue;
         };
-        let ok =
-            allowances.get(&exchange).is_some_and(|a| a.trim().parse::<Decimal>().is_ok_and(|v| v > Decimal::ZERO));
-        if !ok {
-            missing.push(format!("{name} ({exchange:#x})"));
+        match allowances.get(&exchange).map(|a| (a, allowance_units(a))) {
+            Some((_, Some(v))) if !v.is_zero() => {}
+            Some((a, None)) => {
+                missing.push(format!("{name} ({exchange:#x}; the CLOB reported an unreadable allowance {a:?})"))
+            }
+            _ => missing.push(format!("{name} ({exchange:#x})")),
         }
     }
     missing
@@ -265,5 +277,11 @@ mod tests {
         assert_eq!(miss.len(), 1);
         assert!(miss[0].contains("NegRisk"));
         assert_eq!(missing_allowances(&m(&[])).len(), 2);
+        // Polymarket's own approval sets the uint256 maximum: 78 digits.
+        let max = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+        assert!(missing_allowances(&m(&[(std_ex, max), (neg_ex, max)])).is_empty());
+        assert!(missing_allowances(&m(&[(std_ex, "0xffffffffffffffff"), (neg_ex, max)])).is_empty());
+        let bad = missing_allowances(&m(&[(std_ex, "lots"), (neg_ex, max)]));
+        assert!(bad.len() == 1 && bad[0].contains("unreadable"), "{bad:?}");
     }
 }

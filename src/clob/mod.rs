@@ -4,6 +4,7 @@
 //! the calls that need no credentials ([`public`]).
 
 pub mod account;
+pub mod amounts;
 pub mod doctor;
 pub mod order;
 pub mod outcome;

@@ -1,4 +1,4 @@
-//! The CLOB's price and size rules (PROTOCOL.md §5), as pure functions:
+//! The CLOB's price and size rules (docs/PROTOCOL.md §5), as pure functions:
 //! - a price is a multiple of the market's tick and lies in `[tick, 1 − tick]`;
 //! - our limit is the target's price moved against us by at most `max_slippage_bps`, rounded to the
 //!   tick *inward* (a BUY rounds down, a SELL rounds up), so rounding never adds slippage;

@@ -327,21 +327,28 @@ impl Venue {
             .ok_or_else(|| VenueError::Build(format!("unknown tick size {}", book.tick_size.as_decimal())))?;
         c.set_tick_size(token, book.tick_size);
         c.set_neg_risk(token, book.neg_risk);
-        let rules = MarketRules {
-            tick,
-            min_size: Shares(decimal_to_micros(book.min_order_size).unwrap_or(0)),
-            neg_risk: book.neg_risk,
-        };
+        let min_size = decimal_to_micros(book.min_order_size)
+            .ok_or_else(|| VenueError::Build(format!("unreadable minimum order size {}", book.min_order_size)))?;
+        let rules = MarketRules { tick, min_size: Shares(min_size), neg_risk: book.neg_risk };
         if let Ok(mut m) = self.rules.lock() {
             m.insert(token, (std::time::Instant::now(), rules, book.tick_size));
         }
         Ok(rules)
     }
 
+    /// The order type every order is sent with.
+    #[must_use]
+    pub const fn order_kind(&self) -> OrderKind {
+        self.cfg.order_kind
+    }
+
     /// Builds and signs our order: `shares` at `limit`, salted with `salt` (derived from the fill).
+    /// `amounts` replaces the builder's maker and taker amounts: market orders (FAK/FOK) must carry
+    /// a whole-cent pUSD side, which the SDK's builder does not ensure (see `clob::amounts`).
     ///
     /// # Errors
     /// When the SDK refuses the order or signing fails.
+    #[allow(clippy::too_many_arguments)]
     pub async fn sign(
         &self,
         token: TokenId,
@@ -350,6 +357,7 @@ impl Venue {
         limit: Price,
         salt: u64,
         neg_risk: bool,
+        amounts: Option<crate::clob::amounts::OrderAmounts>,
     ) -> Result<StoredOrder, VenueError> {
         let c = self.client();
         let mut b = c
@@ -369,7 +377,17 @@ impl Venue {
             .await
             .map_err(|e| VenueError::Build(e.to_string()))?;
         match &mut signable.payload {
-            OrderPayload::V2(p) => p.order.salt = U256::from(salt),
+            OrderPayload::V2(p) => {
+                p.order.salt = U256::from(salt);
+                if let Some(a) = amounts {
+                    let (maker, taker) = a.maker_taker(side);
+                    let units = |v: i64| {
+                        u64::try_from(v).map(U256::from).map_err(|_| VenueError::Build(format!("negative amount {v}")))
+                    };
+                    p.order.makerAmount = units(maker)?;
+                    p.order.takerAmount = units(taker)?;
+                }
+            }
             other => return Err(OrderError::NotV2(other.version()).into()),
         }
         let signed = bounded(self.cfg.timeout, &[self.cfg.private_key.as_str()], c.sign(&self.signer, signable))

@@ -143,6 +143,9 @@ impl State {
     }
 }
 
+/// What Polymarket's own approval flow sets: the uint256 maximum (docs/PROTOCOL.md §7).
+pub const MAX_ALLOWANCE: &str = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+
 pub struct FakeClob {
     pub url: String,
     state: Arc<Mutex<State>>,
@@ -153,7 +156,7 @@ impl FakeClob {
     pub async fn start(signer: Address) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(State { signer, allowance: "1000000000000", version: 2, ..State::default() }));
+        let state = Arc::new(Mutex::new(State { signer, allowance: MAX_ALLOWANCE, version: 2, ..State::default() }));
         let st = state.clone();
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
@@ -545,6 +548,19 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
             .refused
             .push(format!("order type {} with expiration {}", record.order_type, record.expiration));
         return respond(sock, 400, &json!({"error": "invalid order expiration"}), "").await;
+    }
+    // The real CLOB's market-order precision rule (docs/PROTOCOL.md §7): the pUSD side of a FAK/FOK
+    // order carries at most 2 decimals, the shares side at most 4.
+    let (pusd, shares_units) = if buy { (o.makerAmount, o.takerAmount) } else { (o.takerAmount, o.makerAmount) };
+    if matches!(record.order_type.as_str(), "FAK" | "FOK")
+        && (pusd % U256::from(10_000u64) != U256::ZERO || shares_units % U256::from(100u64) != U256::ZERO)
+    {
+        st.lock().unwrap().refused.push(format!("market order amounts {pusd} pUSD / {shares_units} shares"));
+        let side = if buy { "buy" } else { "sell" };
+        let msg = format!(
+            "invalid amounts, the market {side} orders pUSD amount supports a max accuracy of 2 decimals, shares a max of 4 decimals"
+        );
+        return respond(sock, 400, &json!({"error": msg}), "").await;
     }
     let answer = |matched: f64, price: f64| {
         let (making, taking) = if buy { (matched * price, matched) } else { (matched, matched * price) };

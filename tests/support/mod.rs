@@ -27,7 +27,7 @@ pub const CONDITIONAL_TOKENS: Address = address!("4D97DCd97eC945f40cF65F87097ACe
 const SENDER: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
 const TOPIC_V1: &str = "d0a08e8c493f9c94f29311604c9de1b4e8c8d4c06bd0c789af57f2d65bfec0f6";
 const TOPIC_V2: &str = "d543adfd945773f1a62f74f0ee55a5e3b9b1a28262980ba90b1a89f2ea84d8ee";
-/// Emits LOG4 with topics = calldata[0..128], data = calldata[128..] (TESTING.md).
+/// Emits LOG4 with topics = calldata[0..128], data = calldata[128..] (docs/TESTING.md §5).
 const EMITTER: &str = "0x366000600037606035604035602035600035608036036080a400";
 /// `balanceOf(owner, id)` → sload(keccak256(pad32(owner) ‖ id)); ignores the selector.
 const BALANCES: &str = "0x60043560005260243560205260406000205460005260206000f3";
