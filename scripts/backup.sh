@@ -38,7 +38,11 @@ done
 mkdir -p "$dir"
 chmod 0700 "$dir"
 stamp=$(date -u +%Y%m%dT%H%M%S%3NZ)
-name="polycopy-$stamp.db.gz"
+# The mode is in the name: paper and live backups never stand in for each other (retention by count,
+# the health check's backup age, restore.sh's refusal to cross modes).
+mode=$(config_field mode)
+case "$mode" in paper|live) ;; *) die "cannot tell the mode from the settings (check-config): not backing up" ;; esac
+name="polycopy-$mode-$stamp.db.gz"
 work=$(mktemp -d "$dir/.backup.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -60,6 +64,6 @@ done < <(find "$dir" -maxdepth 1 -name 'polycopy-*.db.gz' -mmin +$((keep_days * 
 # shellcheck disable=SC2012 # backup names are ours: no newlines
 while IFS= read -r old; do
   rm -f -- "$old" "$old.sha256"; deleted=$((deleted + 1))
-done < <(ls -1t "$dir"/polycopy-*.db.gz 2>/dev/null | tail -n +$((keep_count + 1)))
+done < <(ls -1t "$dir"/polycopy-"$mode"-*.db.gz 2>/dev/null | tail -n +$((keep_count + 1)))
 [ "$deleted" -eq 0 ] || log info "retention: deleted $deleted old backup(s)"
 echo "$dir/$name"

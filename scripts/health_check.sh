@@ -82,6 +82,13 @@ check_once() {
     done < <(grep -oE '"name":"[A-Za-z0-9_]+","status":"unhealthy","detail":"([^"\\]|\\.)*"' "$tmp" || true)
     [ ${#failures[@]} -gt 0 ] || failures+=("health: HTTP $code from $url/health")
   fi
+  # Degraded checks (orders being resolved, feed lag, Telegram) are warnings: logged, not alerts.
+  warnings=()
+  if [ "$down" = 0 ] && [ -s "$tmp" ]; then
+    while IFS= read -r c; do
+      warnings+=("$(printf '%s' "$c" | sed -E 's/^"name":"([^"]*)","status":"([^"]*)","detail":"(.*)"$/\1: \2: \3/' | unescape)")
+    done < <(grep -oE '"name":"[A-Za-z0-9_]+","status":"degraded","detail":"([^"\\]|\\.)*"' "$tmp" || true)
+  fi
   local status err
   if status=$(run_polycopy status --json 2>"$tmp.err"); then
     if printf '%s' "$status" | grep -q '"tripped": true' && ! printf '%s\n' "${failures[@]:-}" | grep -q '^breaker'; then
@@ -105,11 +112,15 @@ check_once() {
     failures+=("config: check-config names no journal (run: polycopy$(instance_suffix ' --instance ') check-config)")
   fi
   if [ "$check_backup" = 1 ]; then
-    local newest
+    local newest mode
+    mode=$(config_field mode)
     # shellcheck disable=SC2012 # backup names are ours: no newlines
-    newest=$(ls -1t "$backup_dir"/polycopy-*.db.gz 2>/dev/null | head -n1 || true)
+    newest=$(ls -1t "$backup_dir"/polycopy-"${mode:-*}"-*.db.gz 2>/dev/null | head -n1 || true)
     if [ -z "$newest" ]; then
-      failures+=("backup: no backup in $backup_dir")
+      # A fresh install (or a fresh switch to live) has had no time for its first backup yet.
+      if [ ! -d "$backup_dir" ] || [ -n "$(find "$backup_dir" -maxdepth 0 -mmin +$((max_age_h * 60)) -print)" ]; then
+        failures+=("backup: no backup${mode:+ of the $mode journal} in $backup_dir")
+      fi
     elif [ -n "$(find "$newest" -mmin +$((max_age_h * 60)) -print)" ]; then
       failures+=("backup: newest backup is older than ${max_age_h} h ($newest)")
     fi
@@ -123,6 +134,9 @@ until check_once; do
   sleep 2
 done
 
+for w in "${warnings[@]}"; do
+  log warning "degraded$([ -z "$pc_instance" ] || echo " [$pc_instance]"): $w"
+done
 if [ ${#failures[@]} -eq 0 ]; then
   echo "healthy"
   exit 0

@@ -43,6 +43,17 @@ fi
 systemctl_cmd=${SYSTEMCTL:-systemctl}
 mapfile -t inst < <(instance_args)
 
+# A backup names its mode (backup.sh): paper history never replaces the live journal, or the reverse.
+mode=$(config_field mode)
+case "$(basename "$backup")" in
+  polycopy-paper-*) from=paper ;;
+  polycopy-live-*) from=live ;;
+  *) from="" ;;
+esac
+if [ -n "$from" ] && [ -n "$mode" ] && [ "$from" != "$mode" ] && [ "${ALLOW_OTHER_MODE:-}" != 1 ]; then
+  die "refusing: $backup is a $from backup and this installation trades $mode (set ALLOW_OTHER_MODE=1 to restore it anyway)"
+fi
+
 sum="$backup.sha256"
 [ -f "$sum" ] || die "refusing: checksum file $sum is missing"
 (cd "$(dirname "$backup")" && sha256sum --status -c "$(basename "$sum")") || die "refusing: $backup does not match its checksum"

@@ -9,7 +9,7 @@ use sd_notify::NotifyState;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::actors::risk_supervisor::{Flush, RiskSupervisor};
+use crate::actors::risk_supervisor::{GetBreakerState, RiskSupervisor};
 use crate::chain::FeedStatus;
 use crate::store::now_ms;
 
@@ -42,7 +42,9 @@ pub async fn watchdog(feed: watch::Receiver<FeedStatus>, risk: Addr<RiskSupervis
         let st = *feed.borrow();
         let stalled_ms = now_ms() - st.last_ok_ms;
         let feed_ok = st.live && stalled_ms <= i64::try_from(stall.as_millis()).unwrap_or(i64::MAX);
-        let actors_ok = matches!(tokio::time::timeout(Duration::from_secs(1), risk.send(Flush)).await, Ok(Ok(())));
+        // The supervisor answers at once (placements run beside it), so this probes its mailbox only.
+        let actors_ok =
+            matches!(tokio::time::timeout(Duration::from_secs(1), risk.send(GetBreakerState)).await, Ok(Ok(_)));
         if feed_ok && actors_ok {
             send(&[NotifyState::Watchdog]);
         } else {

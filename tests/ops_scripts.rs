@@ -94,10 +94,10 @@ fn test_backup_retention_when_old_files_then_exactly_the_expired_are_deleted() {
             assert!(std::process::Command::new("touch").args(["-d", age]).arg(b.join(&f)).status().unwrap().success());
         }
     };
-    touch("polycopy-old1.db.gz", "20 days ago");
-    touch("polycopy-old2.db.gz", "15 days ago");
-    touch("polycopy-recent1.db.gz", "2 days ago");
-    touch("polycopy-recent2.db.gz", "1 day ago");
+    touch("polycopy-paper-old1.db.gz", "20 days ago");
+    touch("polycopy-paper-old2.db.gz", "15 days ago");
+    touch("polycopy-paper-recent1.db.gz", "2 days ago");
+    touch("polycopy-paper-recent2.db.gz", "1 day ago");
     let bdir = b.display().to_string();
     let (code, _, err) = d.script("backup.sh", &["--dir", &bdir, "--keep-days", "14", "--keep-count", "10"], &[]);
     assert_eq!(code, 0, "{err}");
@@ -113,7 +113,7 @@ fn test_backup_retention_when_old_files_then_exactly_the_expired_are_deleted() {
     let after_age = list();
     assert_eq!(after_age.len(), 3, "{after_age:?}");
     assert!(after_age.iter().all(|n| !n.contains("old")));
-    assert!(!b.join("polycopy-old1.db.gz.sha256").exists());
+    assert!(!b.join("polycopy-paper-old1.db.gz.sha256").exists());
     let (code, out, err) = d.script("backup.sh", &["--dir", &bdir, "--keep-days", "14", "--keep-count", "2"], &[]);
     assert_eq!(code, 0, "{err}");
     let kept = list();

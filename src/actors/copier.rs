@@ -134,11 +134,14 @@ impl Handler<Copy> for Copier {
             let sized = match check_market(fill.side, info.as_ref(), cfg.skip_closed, cfg.min_minutes_to_end, now_ms) {
                 Err(r) => Err(r),
                 Ok(()) => {
-                    let our_position = risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO);
-                    let target_balance_before = if fill.side == Side::Sell {
-                        target_balance_before(&cfg, rpc.as_deref(), &store, &fill, earlier_in_block).await
+                    // Only a SELL is sized on our position (and waits for a BUY of the token in flight).
+                    let (our_position, target_balance_before) = if fill.side == Side::Sell {
+                        (
+                            risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO),
+                            target_balance_before(&cfg, rpc.as_deref(), &store, &fill, earlier_in_block).await,
+                        )
                     } else {
-                        None
+                        (Shares::ZERO, None)
                     };
                     let ctx = SizingContext {
                         our_position,

@@ -126,7 +126,8 @@ impl Run {
             if let Some(done) = self.replay(&o) {
                 return done;
             }
-            return self.drive(o.order, true).await;
+            let ever_sent = o.status != "signed" || o.posts > 0;
+            return self.drive(o.order, ever_sent).await;
         }
         if !self.may_send() {
             return Err(ExecError::NotSent);
@@ -173,43 +174,22 @@ impl Run {
     }
 
     /// Posts and resolves until the order's fate is known (or the resolve window closes).
-    async fn drive(&self, order: StoredOrder, mut lookup_first: bool) -> Result<Execution, ExecError> {
+    /// `ever_sent`: the order may already be at the exchange (a stored order that was posted).
+    async fn drive(&self, order: StoredOrder, ever_sent: bool) -> Result<Execution, ExecError> {
         let id = order.id_hex();
+        let mut r = Resolution::new(ever_sent, self.rules.resolve_for);
         let mut retries = 0u32;
         let mut reauthed = false;
-        let mut resolve_until: Option<Instant> = None;
-        let mut last_unknown = String::new();
         loop {
-            if lookup_first {
-                let until = *resolve_until.get_or_insert_with(|| Instant::now() + self.rules.resolve_for);
-                match self.venue.lookup(&id).await {
-                    Ok(found) => match found.state {
-                        LookupOutcome::NotFound if !self.may_send() => return Err(ExecError::NotSent),
-                        LookupOutcome::NotFound if Instant::now() >= until => {
-                            return self
-                                .unknown(&format!("{last_unknown}; the exchange still does not have order {id}"))
-                                .await;
-                        }
-                        LookupOutcome::NotFound => {
-                            info!(order = %id, "the exchange does not have the order: sending the same signed order");
-                        }
-                        LookupOutcome::Done { matched } => {
-                            return self.finish_lookup(&order, matched, found.price).await;
-                        }
-                        LookupOutcome::Pending => {
-                            if Instant::now() >= until {
-                                return self.unknown(&format!("order {id} still working on the book")).await;
-                            }
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            continue;
-                        }
-                    },
-                    Err(e) => {
-                        if Instant::now() >= until {
-                            return self.unknown(&format!("{last_unknown}; lookup failed: {e}")).await;
-                        }
-                        tokio::time::sleep(Duration::from_millis(300)).await;
+            if r.lookup_first {
+                match self.look_up(&order, &mut r).await {
+                    Step::Done(result) => return result,
+                    Step::Wait => {
+                        tokio::time::sleep(r.next_wait()).await;
                         continue;
+                    }
+                    Step::Send => {
+                        info!(order = %id, "the exchange does not have the order: sending the same signed order once")
                     }
                 }
             }
@@ -218,16 +198,24 @@ impl Run {
             if let Some(ExecError::Rejected { code, message, counts_as_error }) = self.stale() {
                 return self.refused(code, message, counts_as_error).await;
             }
-            if !lookup_first && !self.may_send() {
+            if !self.may_send() {
+                if r.ever_sent {
+                    // Sent before the halt: its fate is still looked up, nothing new leaves.
+                    r.lookup_first = true;
+                    r.resent = true;
+                    continue;
+                }
                 // Halted between approval and the first send: the stored order never leaves.
                 return Err(ExecError::NotSent);
             }
             self.store.send(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?.map_err(journal_err)?;
+            r.ever_sent = true;
             match self.venue.post(&order).await {
                 PostOutcome::Matched { making, taking } => return self.finish_post(making, taking).await,
                 PostOutcome::Live | PostOutcome::Delayed => {
-                    lookup_first = true;
-                    resolve_until = None;
+                    r.known = true;
+                    r.lookup_first = true;
+                    r.reset_window(self.resting_window(&order));
                 }
                 PostOutcome::NoFill { message } => {
                     self.outcome("no_fill", None, &message).await?;
@@ -248,7 +236,7 @@ impl Run {
                     };
                     warn!(order = %id, code, attempt = retries, wait_ms = wait.as_millis() as u64, "order refused for now; sending the same order again after a wait");
                     tokio::time::sleep(wait).await;
-                    lookup_first = false;
+                    r.lookup_first = false;
                 }
                 PostOutcome::Unauthorized { message } => {
                     if reauthed {
@@ -261,15 +249,68 @@ impl Run {
                         self.outcome("rejected", None, &format!("auth_error: {e}")).await?;
                         return Err(ExecError::Auth(e.to_string()));
                     }
-                    lookup_first = false;
+                    r.lookup_first = false;
+                }
+                PostOutcome::Duplicate { message } => {
+                    // The exchange has this very order: from now on only lookups and the chain decide.
+                    r.known = true;
+                    self.outcome("unknown", None, &message).await?;
+                    r.last_unknown = message;
+                    r.lookup_first = true;
                 }
                 PostOutcome::Unknown { message } => {
                     warn!(order = %id, cause = %message, "order outcome unknown; looking it up (it is never sent as a new order)");
                     self.outcome("unknown", None, &message).await?;
-                    last_unknown = message;
-                    lookup_first = true;
+                    r.last_unknown = message;
+                    r.lookup_first = true;
                 }
             }
+        }
+    }
+
+    /// How long an order accepted onto the book is watched: a GTD order until its expiry (plus the
+    /// time the CLOB takes to expire it), else the resolve window.
+    fn resting_window(&self, order: &StoredOrder) -> Duration {
+        let expiry_s = u64::try_from(order.expiration).unwrap_or(0);
+        let now_s = u64::try_from(now_ms() / 1000).unwrap_or(0);
+        if expiry_s > now_s {
+            Duration::from_secs(expiry_s - now_s) + self.rules.resolve_for
+        } else {
+            self.rules.resolve_for
+        }
+    }
+
+    /// One lookup of an order whose fate is open, and what to do next.
+    async fn look_up(&self, order: &StoredOrder, r: &mut Resolution) -> Step {
+        let id = order.id_hex();
+        match self.venue.lookup(&id).await {
+            Ok(found) => match found.state {
+                LookupOutcome::Done { matched } => Step::Done(self.finish_lookup(order, matched, found.price).await),
+                // A resting order is neither an error nor a reason to send anything: it is watched.
+                LookupOutcome::Pending if r.expired() => {
+                    Step::Done(self.unknown(&format!("order {id} still working on the book")).await)
+                }
+                LookupOutcome::Pending => Step::Wait,
+                // Not found is not proof of absence: the CLOB answers `null` for some filled orders
+                // (docs/PROTOCOL.md §7). The same signed order goes again at most once per window,
+                // and never once the exchange said it has it; our own fill on chain settles the rest.
+                LookupOutcome::NotFound if r.expired() => Step::Done(
+                    self.unknown(&format!("{}; the exchange does not report order {id}", r.last_unknown)).await,
+                ),
+                LookupOutcome::NotFound if r.known || r.resent || !self.may_send() => {
+                    if !r.ever_sent && !self.may_send() {
+                        return Step::Done(Err(ExecError::NotSent));
+                    }
+                    Step::Wait
+                }
+                LookupOutcome::NotFound => {
+                    r.resent = true;
+                    r.lookup_first = false;
+                    Step::Send
+                }
+            },
+            Err(e) if r.expired() => Step::Done(self.unknown(&format!("{}; lookup failed: {e}", r.last_unknown)).await),
+            Err(_) => Step::Wait,
         }
     }
 
@@ -365,4 +406,61 @@ impl Run {
         self.outcome("matched", Some((shares.0, usdc.0)), "matched (found by lookup)").await?;
         Ok(self.execution(shares, usdc))
     }
+}
+
+/// Where the resolution of one order stands.
+#[derive(Debug)]
+struct Resolution {
+    /// The next step is a lookup (else a send).
+    lookup_first: bool,
+    /// It may be at the exchange: it was posted (now or before a restart).
+    ever_sent: bool,
+    /// The exchange said it has it ("Duplicated", resting, delayed): never sent again.
+    known: bool,
+    /// Sent again in this window already.
+    resent: bool,
+    /// The last inconclusive answer, for the record.
+    last_unknown: String,
+    until: Instant,
+    wait: Duration,
+}
+
+impl Resolution {
+    fn new(ever_sent: bool, window: Duration) -> Self {
+        Self {
+            lookup_first: ever_sent,
+            ever_sent,
+            known: false,
+            resent: false,
+            last_unknown: String::new(),
+            until: Instant::now() + window,
+            wait: Duration::from_millis(250),
+        }
+    }
+
+    fn expired(&self) -> bool {
+        Instant::now() >= self.until
+    }
+
+    fn reset_window(&mut self, window: Duration) {
+        self.until = Instant::now() + window;
+        self.wait = Duration::from_millis(250);
+    }
+
+    /// Backoff between lookups: 250 ms doubling to 4 s, never a tight loop.
+    fn next_wait(&mut self) -> Duration {
+        let w = self.wait;
+        self.wait = (self.wait * 2).min(Duration::from_secs(4));
+        w
+    }
+}
+
+/// What a lookup leads to.
+enum Step {
+    /// The order's fate (or the window's end) is decided.
+    Done(Result<Execution, ExecError>),
+    /// Look again after a wait.
+    Wait,
+    /// Send the same signed order (once).
+    Send,
 }

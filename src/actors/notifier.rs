@@ -108,6 +108,13 @@ pub enum Event {
         /// The fill.
         fill: TargetFill,
     },
+    /// An order of ours the CLOB never confirmed was filled on chain, and is booked from there.
+    BookedOnChain {
+        /// Our order id.
+        order: String,
+        /// What was booked.
+        exec: Execution,
+    },
     /// A resolved market settled one of our positions at 1 or 0.
     Settled {
         /// "question — outcome".
@@ -141,7 +148,7 @@ impl Event {
             Self::FillDetected { .. } => "fill_detected",
             Self::Sized { .. } => "sized",
             Self::Rejected { .. } => "rejected",
-            Self::Executed { .. } => "executed",
+            Self::Executed { .. } | Self::BookedOnChain { .. } => "executed",
             Self::BreakerTripped(_) => "breaker_tripped",
             Self::BreakerReset { .. } => "breaker_reset",
             Self::WalletsReloaded { .. } => "wallets_reloaded",
@@ -221,6 +228,15 @@ impl Event {
                 "fill {} of {} was COPIED and then left the chain in a reorg: our copy stands, check the position",
                 fill_ref(fill),
                 addr_lower(&fill.wallet)
+            ),
+            Self::BookedOnChain { order, exec } => format!(
+                "our order {} was filled on chain, never confirmed by the CLOB: booked {} {} shares of {} at {} ({} USDC)",
+                short_token(order),
+                exec.side,
+                exec.shares,
+                short_token(&exec.token_id.to_string()),
+                exec.price,
+                exec.usdc
             ),
             Self::Settled { market, shares, payout, realized } => {
                 format!("market resolved: {market}: {shares} shares settled at {payout}, realized {realized} USDC")

@@ -76,6 +76,20 @@ store_handler!(RecentBlocks -> Vec<(u64, B256)>, |s, _m| s.recent_blocks());
 pub struct GetCheckpoint;
 store_handler!(GetCheckpoint -> Option<(u64, B256)>, |s, _m| s.checkpoint());
 
+/// Book our order from its fill on chain (see [`crate::store::OwnBooking`]).
+#[derive(Debug)]
+pub struct BookOwnFill {
+    /// Our order id (its hash).
+    pub order_id: String,
+    /// Shares filled on chain.
+    pub shares: Shares,
+    /// pUSD paid or received.
+    pub usdc: Usdc,
+    /// The settling transaction.
+    pub tx: String,
+}
+store_handler!(BookOwnFill -> Option<crate::store::OwnBooking>, |s, m| s.book_own_fill(&m.order_id, m.shares, m.usdc, &m.tx));
+
 /// Orders in flight, for `/health`.
 #[derive(Debug)]
 pub struct GetOrderHealth;
@@ -142,12 +156,8 @@ pub struct RecordExecution {
     pub exec: Execution,
     /// The target copied.
     pub wallet: Address,
-    /// Our position afterwards.
-    pub position: Position,
-    /// P&L realized.
-    pub realized: Usdc,
 }
-store_handler!(RecordExecution -> bool, |s, m| s.record_execution(&m.exec, &m.wallet, m.position, m.realized));
+store_handler!(RecordExecution -> Option<(Position, Usdc)>, |s, m| s.record_execution(&m.exec, &m.wallet));
 
 /// Mark a fill as not copied.
 #[derive(Debug)]

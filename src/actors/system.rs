@@ -147,6 +147,8 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let wallets = Wallets::load(&s.wallets_path)
         .map_err(|p| DaemonError::Wallets { file: s.wallets_path.display().to_string(), problems: render(&p) })?;
     // First, so a second daemon on the same journal stops here, before it touches anything.
+    let _journal_lock =
+        crate::store::lock::JournalLock::acquire(&s.db_path).map_err(|e| DaemonError::Setup(e.to_string()))?;
     let (control_listener, _control_file) =
         crate::control::server::bind(&s.control_socket_path()).map_err(DaemonError::Setup)?;
     let store = Store::open(&s.db_path)?;
@@ -217,6 +219,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         },
         s.emergency_stop_file.clone(),
         Duration::from_millis(s.risk.breaker_poll_ms),
+        s.copy.max_in_flight,
     )
     .start();
     actix::spawn(crate::control::server::serve(
@@ -305,6 +308,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             notifier: notifier.clone(),
             halt: risk.clone().recipient(),
             metrics: metrics.clone(),
+            own_fills: venue.as_ref().map(|_| risk.clone().recipient()),
         },
         targets_rx,
         status_tx,

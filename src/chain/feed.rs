@@ -75,6 +75,22 @@ pub struct FeedPeers {
     pub halt: Recipient<SetTrading>,
     /// Counters.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Where our own fills go that settle no matched order (live: the risk supervisor books them).
+    pub own_fills: Option<Recipient<OwnFill>>,
+}
+
+/// Our funder's fill of one of our orders, seen on chain, summed over the logs of one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub struct OwnFill {
+    /// Our order id (its hash, 0x-hex).
+    pub order_id: String,
+    /// Shares filled.
+    pub shares: crate::domain::Shares,
+    /// pUSD paid or received.
+    pub usdc: crate::domain::Usdc,
+    /// The transaction, 0x-hex.
+    pub tx: String,
 }
 
 /// The feed task's state.
@@ -85,6 +101,7 @@ pub struct ChainFeed {
     sink: Recipient<NewFills>,
     notifier: Addr<Notifier>,
     halt: Recipient<SetTrading>,
+    own_fills: Option<Recipient<OwnFill>>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     targets: watch::Receiver<Vec<Address>>,
     status: watch::Sender<FeedStatus>,
@@ -119,8 +136,8 @@ impl ChainFeed {
         targets: watch::Receiver<Vec<Address>>,
         status: watch::Sender<FeedStatus>,
     ) -> Self {
-        let FeedPeers { store, sink, notifier, halt, metrics } = peers;
-        Self { cfg, rpc, store, sink, notifier, halt, metrics, targets, status, checkpoint: None }
+        let FeedPeers { store, sink, notifier, halt, metrics, own_fills } = peers;
+        Self { cfg, rpc, store, sink, notifier, halt, metrics, own_fills, targets, status, checkpoint: None }
     }
 
     /// Runs until `shutdown` turns true: connect, sync, wait for the next head, repeat; on errors
@@ -363,13 +380,14 @@ impl ChainFeed {
         targets
     }
 
-    /// Marks our own orders settled by these fills of our funder (never copied).
+    /// Marks our own orders settled by these fills of our funder (never copied); a fill of an order
+    /// whose outcome the CLOB never confirmed goes to be booked.
     async fn settle_own(&self, own: Vec<TargetFill>) -> Result<(), ChainError> {
-        for f in own {
-            let order_id = format!("{:#x}", f.id.order_hash);
-            let tx = format!("{:#x}", f.id.tx_hash);
-            if ask(&self.store, store_msgs::OrderSettled { order_id: order_id.clone(), tx: tx.clone() }).await? {
-                info!(order = %order_id, tx = %tx, block = f.block_number, "our order settled on chain");
+        for f in sum_by_order(own) {
+            if ask(&self.store, store_msgs::OrderSettled { order_id: f.order_id.clone(), tx: f.tx.clone() }).await? {
+                info!(order = %f.order_id, tx = %f.tx, "our order settled on chain");
+            } else if let Some(r) = &self.own_fills {
+                r.do_send(f);
             }
         }
         Ok(())
@@ -435,6 +453,22 @@ async fn next_or_pending<S: futures_util::Stream + Unpin>(s: Option<&mut S>) -> 
         Some(s) => s.next().await,
         None => std::future::pending().await,
     }
+}
+
+/// One [`OwnFill`] per (order, transaction): an order matched against several makers has a log each.
+fn sum_by_order(own: Vec<TargetFill>) -> Vec<OwnFill> {
+    let mut out: Vec<OwnFill> = Vec::new();
+    for f in own {
+        let (order_id, tx) = (format!("{:#x}", f.id.order_hash), format!("{:#x}", f.id.tx_hash));
+        match out.iter_mut().find(|o| o.order_id == order_id && o.tx == tx) {
+            Some(o) => {
+                o.shares = crate::domain::Shares(o.shares.0 + f.shares.0);
+                o.usdc = crate::domain::Usdc(o.usdc.0 + f.usdc.0);
+            }
+            None => out.push(OwnFill { order_id, shares: f.shares, usdc: f.usdc, tx }),
+        }
+    }
+    out
 }
 
 /// Sleeps for `d`; returns true if shutdown was requested meanwhile.

@@ -18,6 +18,28 @@ fn said(r: &Reply) -> String {
     format!("the {} daemon (pid {}, journal {}) {}", r.mode, r.pid, r.journal, r.message)
 }
 
+/// `polycopy` with the instance, for the hints we print.
+fn cmd(g: &GlobalArgs) -> String {
+    g.instance.as_ref().map_or_else(|| "polycopy".to_owned(), |i| format!("polycopy --instance {i}"))
+}
+
+/// With no answer on the socket: a daemon may still hold the journal (its socket was removed).
+/// It reads the journal's breaker every `risk.breaker_poll_ms`, so the stored change reaches it.
+fn no_socket_note(s: &crate::config::Settings, sock: &str) -> (String, i32) {
+    match crate::store::lock::holder(&s.db_path) {
+        Some(pid) => (
+            format!(
+                "warning: a daemon{} holds this journal but nothing answers on {sock}: the change is stored in \
+                 the journal, which it reads every {} ms; check it with `status`",
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                s.risk.breaker_poll_ms
+            ),
+            EXIT_NO_ACK,
+        ),
+        None => (format!("note: no daemon is running on this journal (nothing listens on {sock})"), EXIT_NO_DAEMON),
+    }
+}
+
 /// `halt`: returns the exit code (0 acknowledged, 3 no daemon, 4 no acknowledgement).
 ///
 /// # Errors
@@ -27,7 +49,7 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
     let req = Request::Halt { reason: reason.to_owned(), by: "cli".into() };
     match ask(&s.control_socket_path(), &req, ACK_WAIT) {
         Ok(r) if r.ok => {
-            println!("{}. Undo with `polycopy resume`.", said(&r));
+            println!("{}. Undo with `{} resume`.", said(&r), cmd(g));
             Ok(0)
         }
         Ok(r) => {
@@ -110,8 +132,9 @@ pub fn resume(g: &GlobalArgs) -> Result<i32> {
             } else {
                 println!("not halted: nothing to resume");
             }
-            eprintln!("note: no daemon is running on this journal (nothing listens on {sock})");
-            Ok(EXIT_NO_DAEMON)
+            let (note, code) = no_socket_note(&s, &sock);
+            eprintln!("{note}");
+            Ok(code)
         }
         Err(e) => {
             eprintln!("error: {e}. The resume is NOT confirmed");

@@ -41,11 +41,16 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
     // The running daemon's own view wins (its breaker may be ahead of the journal, e.g. disk full).
     let daemon = ask(&s.control_socket_path(), &Request::Status, Duration::from_millis(500)).ok();
     let breaker = daemon.as_ref().map_or_else(|| report.breaker.clone(), |d| d.breaker.clone());
+    let holder = if daemon.is_some() { None } else { crate::store::lock::holder(&s.db_path) };
     if as_json {
         let out = json!({
             "mode": s.mode.as_str(),
             "journal": s.db_path.display().to_string(),
-            "daemon": daemon.as_ref().map(|d| json!({"running": true, "pid": d.pid, "halted": d.halted})).unwrap_or_else(|| json!({"running": false})),
+            "daemon": match (&daemon, &holder) {
+                (Some(d), _) => json!({"running": true, "pid": d.pid, "halted": d.halted, "answers": true}),
+                (None, Some(pid)) => json!({"running": true, "pid": pid, "answers": false}),
+                (None, None) => json!({"running": false}),
+            },
             "breaker": breaker_json(&breaker),
             "emergency_stop_file": stop_file,
             "targets": targets,
@@ -62,9 +67,13 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
         return Ok(());
     }
     println!("mode: {} (journal {})", s.mode.as_str().to_ascii_uppercase(), s.db_path.display());
-    match &daemon {
-        Some(d) => println!("daemon: running (pid {}){}", d.pid, if d.halted { ", halted" } else { "" }),
-        None => println!("daemon: not running on this journal"),
+    match (&daemon, &holder) {
+        (Some(d), _) => println!("daemon: running (pid {}){}", d.pid, if d.halted { ", halted" } else { "" }),
+        (None, Some(pid)) => println!(
+            "daemon: running{} but its control socket does not answer",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ),
+        (None, None) => println!("daemon: not running on this journal"),
     }
     let b = &breaker;
     if b.tripped {

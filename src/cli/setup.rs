@@ -36,7 +36,12 @@ pub fn check_config(g: &GlobalArgs, as_json: bool) -> Result<i32> {
         .clone()
         .or_else(|| settings.as_ref().map(|s| s.wallets_path.clone()))
         .unwrap_or_else(|| PathBuf::from("config/wallets.json"));
-    let wallets = Wallets::load(&wallets_path).map_err(|p| problems.extend(p)).ok();
+    // Without valid settings the wallets path is a guess: only check the file named on the command line.
+    let wallets = if settings.is_some() || g.wallets.is_some() {
+        Wallets::load(&wallets_path).map_err(|p| problems.extend(p)).ok()
+    } else {
+        None
+    };
     let enabled = wallets.as_ref().map_or(0, |w| w.enabled().count());
     if as_json {
         let out = json!({

@@ -46,6 +46,12 @@ pub enum PostOutcome {
         /// The exchange's words.
         message: String,
     },
+    /// The exchange already has this very order ("Duplicated"): its fate is found by lookups and on
+    /// chain; it is never sent again.
+    Duplicate {
+        /// What the exchange said.
+        message: String,
+    },
     /// We cannot know whether the exchange has the order: look it up, never post a new one.
     Unknown {
         /// What happened.
@@ -96,7 +102,7 @@ pub fn classify_refusal(message: &str) -> PostOutcome {
         PostOutcome::NoFill { message: message.to_owned() }
     } else if m.contains("duplicated") || m.contains("already exists") {
         // The exchange has this very order: what became of it is found by looking it up.
-        PostOutcome::Unknown { message: format!("the exchange already has this order ({message})") }
+        PostOutcome::Duplicate { message: format!("the exchange already has this order ({message})") }
     } else if m.contains("not enough balance") || m.contains("allowance") {
         rejected("insufficient_balance", true)
     } else if m.contains("lower than the minimum") {
@@ -196,6 +202,7 @@ mod tests {
             PostOutcome::NoFill { .. } => "no_fill",
             PostOutcome::Rejected { code, .. } | PostOutcome::Retry { code, .. } => code,
             PostOutcome::Unauthorized { .. } => "unauthorized",
+            PostOutcome::Duplicate { .. } => "duplicate",
             PostOutcome::Unknown { .. } => "unknown",
         }
     }
@@ -206,7 +213,7 @@ mod tests {
             (400, r#"{"error":"not enough balance / allowance"}"#, "insufficient_balance"),
             (400, r#"{"error":"Size (1.5) lower than the minimum: 5"}"#, "below_minimum"),
             (400, r#"{"error":"order 0xab breaks minimum tick size rule: 0.01"}"#, "invalid_price"),
-            (400, r#"{"error":"order 0xab is invalid. Duplicated."}"#, "unknown"),
+            (400, r#"{"error":"order 0xab is invalid. Duplicated."}"#, "duplicate"),
             (400, r#"{"error":"order couldn't be fully filled. FOK orders are fully filled or killed."}"#, "no_fill"),
             (400, r#"{"error":"no orders found to match with FAK order"}"#, "no_fill"),
             (400, r#"{"error":"address in closed only mode"}"#, "closed_only"),

@@ -67,8 +67,8 @@ pub fn check_mode(mode: Mode, paper_var: Option<bool>, has_key: bool, origin: &s
             "PRIVATE_KEY",
             format!(
                 "the settings ({origin}) say mode = \"live\", but PRIVATE_KEY is not in the environment. The \
-                 service reads it from its EnvironmentFile (/etc/polycopy/polycopy.env); by hand, run the \
-                 command as root so polycopy.env is read, or export it"
+                 service reads it from its EnvironmentFile (polycopy.env beside those settings); by hand, run \
+                 the command as root so that file is read, or export it"
             ),
         ));
     }

@@ -216,6 +216,8 @@ pub struct CopySettings {
     pub skip_closed: bool,
     /// Do not buy into a market ending within this many minutes (0: no limit).
     pub min_minutes_to_end: u64,
+    /// Orders placed at once; further approved copies wait for a slot.
+    pub max_in_flight: usize,
 }
 
 /// `[markets]`: market metadata from the Gamma API.
@@ -361,6 +363,21 @@ impl Settings {
         let mut b = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
         let mut origin = "built-in defaults".to_owned();
         let mut read = Vec::new();
+        // A settings file that exists but cannot be read is an error, never skipped: skipping it would
+        // make this command act on another journal than the daemon's (e.g. run without sudo).
+        for f in sources.system_file.iter().chain(&sources.config_file) {
+            if let Err(e) = std::fs::File::open(f)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(vec![Problem::new(
+                    f.display().to_string(),
+                    "(file)",
+                    format!(
+                        "cannot read it: {e}. It holds the mode and journal every command must agree on: run as root (sudo) or as the service user"
+                    ),
+                )]);
+            }
+        }
         if let Some(sys) = sources.system_file.as_deref().filter(|p| p.exists()) {
             b = b.add_source(File::from(sys).format(FileFormat::Toml));
             origin = sys.display().to_string();
@@ -441,6 +458,9 @@ impl Settings {
         }
         if c.failover_after_errors == 0 {
             bad("chain.failover_after_errors", "must be at least 1".into());
+        }
+        if !(1..=64).contains(&self.copy.max_in_flight) {
+            bad("copy.max_in_flight", format!("must be 1..=64, got {}", self.copy.max_in_flight));
         }
         if self.copy.max_slippage_bps > 5_000 {
             bad("copy.max_slippage_bps", format!("must be 0..=5000, got {}", self.copy.max_slippage_bps));

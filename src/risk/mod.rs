@@ -8,6 +8,7 @@ pub mod gate;
 pub mod limits;
 pub mod market;
 pub mod reason;
+pub mod reservations;
 pub mod sizing;
 
 pub use book::{Book, Position};
@@ -15,4 +16,5 @@ pub use breaker::{Breaker, BreakerState};
 pub use gate::TradingGate;
 pub use limits::{Limits, WalletActivity, check_intent};
 pub use reason::DenyReason;
+pub use reservations::{Reservation, Reservations};
 pub use sizing::{CopyRules, SizingRule, size_copy};

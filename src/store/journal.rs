@@ -294,52 +294,18 @@ impl Store {
         Ok(ok)
     }
 
-    /// Records what the executor did, the new position and the realized P&L, in one transaction.
-    /// Returns false if this fill already had an execution (nothing is written twice).
+    /// Records what the executor did, and the position and realized P&L it leads to, in one
+    /// transaction. The position is computed here from the journal's own row, so concurrent orders
+    /// on one token can never write a stale position. Returns `None` if this fill already had an
+    /// execution (nothing is written twice), else the new position and the P&L realized.
     ///
     /// # Errors
     /// On a database error.
-    pub fn record_execution(
-        &mut self,
-        e: &Execution,
-        wallet: &Address,
-        position: Position,
-        realized: Usdc,
-    ) -> StoreResult<bool> {
+    pub fn record_execution(&mut self, e: &Execution, wallet: &Address) -> StoreResult<Option<(Position, Usdc)>> {
         let tx = self.conn.transaction()?;
-        let n = exec(
-            &tx,
-            "INSERT OR IGNORE INTO executions (fill_id, mode, wallet, side, token_id, shares, price, usdc, realized_pnl, executed_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                e.fill_row,
-                e.mode,
-                addr_lower(wallet),
-                e.side.as_str(),
-                e.token_id.to_string(),
-                e.shares.0,
-                e.price.0,
-                e.usdc.0,
-                realized.0,
-                e.at_ms
-            ],
-        )?;
-        if n == 1 {
-            exec(
-                &tx,
-                "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
-                params![e.token_id.to_string(), position.shares.0, position.cost.0, e.at_ms],
-            )?;
-            exec(&tx, "DELETE FROM positions WHERE shares = 0", [])?;
-            exec(
-                &tx,
-                "UPDATE fills SET status = 'executed', reason = NULL, detail = NULL WHERE id = ?1",
-                [e.fill_row],
-            )?;
-        }
+        let fresh = record_execution_in(&tx, e, wallet)?;
         tx.commit()?;
-        Ok(n == 1)
+        Ok(fresh)
     }
 
     /// Marks a pending fill as not copied, with the stable reason code and its detail.
@@ -510,4 +476,51 @@ impl Store {
 fn load_fill(tx: &rusqlite::Transaction<'_>, row: i64, token: &str) -> StoreResult<TargetFill> {
     let raw = query_one(tx, &format!("SELECT {FILL_COLS} FROM fills f WHERE f.id = ?1"), [row], fill_from_row)?;
     Ok(parse_fill(raw, token)?.1)
+}
+
+/// [`Store::record_execution`] inside a caller's transaction.
+pub(crate) fn record_execution_in(
+    tx: &rusqlite::Transaction<'_>,
+    e: &Execution,
+    wallet: &Address,
+) -> StoreResult<Option<(Position, Usdc)>> {
+    let token = e.token_id.to_string();
+    let before = {
+        let mut st = tx.prepare_cached("SELECT shares, cost FROM positions WHERE token_id = ?1")?;
+        let mut rows = st.query([&token])?;
+        match rows.next()? {
+            Some(r) => Position { shares: Shares(r.get(0)?), cost: Usdc(r.get(1)?) },
+            None => Position::default(),
+        }
+    };
+    let (position, realized) = crate::risk::book::position_after(before, e);
+    let n = exec(
+        tx,
+        "INSERT OR IGNORE INTO executions (fill_id, mode, wallet, side, token_id, shares, price, usdc, realized_pnl, executed_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            e.fill_row,
+            e.mode,
+            addr_lower(wallet),
+            e.side.as_str(),
+            token,
+            e.shares.0,
+            e.price.0,
+            e.usdc.0,
+            realized.0,
+            e.at_ms
+        ],
+    )?;
+    if n != 1 {
+        return Ok(None);
+    }
+    exec(
+        tx,
+        "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
+        params![token, position.shares.0, position.cost.0, e.at_ms],
+    )?;
+    exec(tx, "DELETE FROM positions WHERE shares = 0", [])?;
+    exec(tx, "UPDATE fills SET status = 'executed', reason = NULL, detail = NULL WHERE id = ?1", [e.fill_row])?;
+    Ok(Some((position, realized)))
 }

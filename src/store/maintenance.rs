@@ -53,6 +53,11 @@ impl Store {
         drop(Connection::open(archive)?);
         self.conn.execute("ATTACH DATABASE ?1 AS archive", [name])?;
         let _ = super::set_private(archive);
+        // Owned like the journal: run once as root, the archive must stay writable for the service
+        // user's weekly cron job.
+        if let Some(journal) = self.path.as_deref() {
+            super::same_owner(archive, journal);
+        }
         let result = self.archive_and_delete(cutoff);
         let detached = self.conn.execute_batch("DETACH DATABASE archive");
         let pruned = result?;

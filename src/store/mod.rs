@@ -5,10 +5,12 @@
 //! readers beside the writer, and the few CLI writes, halt and resume, are single statements).
 
 mod journal;
+pub mod lock;
 mod maintenance;
 mod markets;
 mod ops;
 mod orders;
+mod own_fills;
 mod queries;
 mod schema;
 
@@ -20,6 +22,7 @@ pub use journal::{JournalOutcome, PendingFill};
 pub use maintenance::{Pruned, check_file};
 pub use ops::{ExecRow, FillCounts};
 pub use orders::{OrderHealth, OrderRow, Unsettled};
+pub use own_fills::OwnBooking;
 pub use queries::{StatusReport, TradeRow};
 
 /// Errors from the journal.
@@ -62,6 +65,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Debug)]
 pub struct Store {
     conn: rusqlite::Connection,
+    /// The journal file (None for an in-memory journal).
+    path: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -76,7 +81,7 @@ impl Store {
         }
         let conn = rusqlite::Connection::open(path)?;
         set_private(path).map_err(io)?;
-        Self::configure(conn)
+        Self::configure(conn, path)
     }
 
     /// Opens an existing journal (migrating it if needed); never creates one. For the commands that
@@ -88,10 +93,10 @@ impl Store {
         use rusqlite::OpenFlags;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = rusqlite::Connection::open_with_flags(path, flags)?;
-        Self::configure(conn)
+        Self::configure(conn, path)
     }
 
-    fn configure(conn: rusqlite::Connection) -> StoreResult<Self> {
+    fn configure(conn: rusqlite::Connection, path: &Path) -> StoreResult<Self> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -99,7 +104,7 @@ impl Store {
         // Every statement of a fill's life stays prepared.
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&conn)?;
-        Ok(Self { conn })
+        Ok(Self { conn, path: Some(path.to_owned()) })
     }
 
     /// Sets how long a statement waits for another connection's lock.
@@ -125,6 +130,20 @@ pub(crate) fn set_private(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
+
+/// Gives `file` the owner and group of `like` (when run as root; otherwise a no-op that fails quietly).
+#[cfg(unix)]
+pub(crate) fn same_owner(file: &Path, like: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(want), Ok(have)) = (std::fs::metadata(like), std::fs::metadata(file))
+        && (want.uid() != have.uid() || want.gid() != have.gid())
+    {
+        let _ = std::os::unix::fs::chown(file, Some(want.uid()), Some(want.gid()));
+    }
+}
+
+#[cfg(not(unix))]
+pub(crate) fn same_owner(_: &Path, _: &Path) {}
 
 #[cfg(not(unix))]
 pub(crate) fn set_private(_: &Path) -> std::io::Result<()> {

@@ -123,7 +123,7 @@ impl Store {
     pub fn order_settled(&self, order_id: &str, tx: &str) -> StoreResult<bool> {
         let n = self.conn.execute(
             "UPDATE orders SET settled = CASE settled WHEN -1 THEN 2 ELSE 1 END, settle_tx = ?2 \
-             WHERE order_id = ?1 AND settled IN (0, -1)",
+             WHERE order_id = ?1 AND settled IN (0, -1) AND status = 'matched'",
             params![order_id.to_ascii_lowercase(), tx],
         )?;
         Ok(n > 0)

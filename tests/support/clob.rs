@@ -48,6 +48,10 @@ pub enum Play {
     Status(u16, &'static str),
     /// Takes the order (it matches in full) and never answers.
     Hang,
+    /// Takes the order (it matches in full) and answers after this many milliseconds.
+    Slow(u64),
+    /// A GTD order that rests on the book (answered `live`) until `fill_resting`.
+    Rest,
 }
 
 /// An order the fake accepted.
@@ -65,6 +69,8 @@ pub struct Order {
     pub order_type: String,
     /// Unix seconds (0 unless GTD).
     pub expiration: u64,
+    /// Resting on the book, not yet filled.
+    pub resting: bool,
 }
 
 /// A token the fake lists (its Gamma market is "Market <token>", outcome "Yes").
@@ -115,6 +121,13 @@ struct State {
     blocked: bool,
     /// Our API key was revoked: authenticated reads answer 401.
     revoked: bool,
+    /// Lookups of filled orders answer `null`, as the real CLOB does for some filled FAK orders.
+    null_lookups: bool,
+    /// Order lookups answer 503 (the engine is down).
+    lookups_down: bool,
+    /// POSTs being answered now, and the most at once.
+    posting: u64,
+    max_posting: u64,
     /// When set, unscripted POSTs draw a random play from this generator state.
     chaos: Option<u64>,
     /// Faults played at random: (hang, 503, 425, partial, no liquidity).
@@ -189,6 +202,31 @@ impl FakeClob {
 
     pub fn set_allowance(&self, a: &'static str) {
         self.state.lock().unwrap().allowance = a;
+    }
+
+    /// Lookups of filled orders answer `null` from now on (the real CLOB's quirk, docs/PROTOCOL.md §7).
+    pub fn null_lookups(&self) {
+        self.state.lock().unwrap().null_lookups = true;
+    }
+
+    /// Order lookups answer 503 from now on (or again normally).
+    pub fn lookups_down(&self, down: bool) {
+        self.state.lock().unwrap().lookups_down = down;
+    }
+
+    /// Fills every resting order in full.
+    pub fn fill_resting(&self) {
+        for o in self.state.lock().unwrap().orders.values_mut() {
+            if o.resting {
+                o.resting = false;
+                o.matched = o.shares;
+            }
+        }
+    }
+
+    /// The most POSTs the fake was answering at once.
+    pub fn max_concurrent_posts(&self) -> u64 {
+        self.state.lock().unwrap().max_posting
     }
 
     /// Revokes our API key: authenticated reads answer 401 from now on.
@@ -364,7 +402,13 @@ fn iso_in_minutes(minutes: i64) -> String {
 }
 
 fn open_order(o: &Order) -> Value {
-    let status = if o.matched > 0.0 { "MATCHED" } else { "CANCELED" };
+    let status = if o.resting {
+        "LIVE"
+    } else if o.matched > 0.0 {
+        "MATCHED"
+    } else {
+        "CANCELED"
+    };
     json!({"id": o.id, "status": status, "owner": API_KEY, "maker_address": o.maker,
         "market": format!("0x{}", "11".repeat(32)), "asset_id": o.token, "side": o.side,
         "original_size": format!("{}", o.shares), "size_matched": format!("{}", o.matched),
@@ -466,8 +510,16 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
                 }
             }
             let id = r.trim_start_matches("/data/order/").to_ascii_lowercase();
-            let o = st.lock().unwrap().orders.get(&id).cloned();
+            let (o, null, down) = {
+                let s = st.lock().unwrap();
+                (s.orders.get(&id).cloned(), s.null_lookups, s.lookups_down)
+            };
+            if down {
+                respond(&mut sock, 503, &json!({"error": "trading is currently unavailable"}), "").await;
+                return Some(());
+            }
             match o {
+                Some(o) if null && o.matched > 0.0 => respond(&mut sock, 200, &Value::Null, "").await,
                 Some(o) => respond(&mut sock, 200, &open_order(&o), "").await,
                 None => respond(&mut sock, 404, &json!({"error": "order not found"}), "").await,
             }
@@ -533,6 +585,7 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
         salt: o.salt.to::<u64>(),
         order_type: v["orderType"].as_str().unwrap_or("").to_owned(),
         expiration: order["expiration"].as_str().and_then(|e| e.parse().ok()).unwrap_or(u64::MAX),
+        resting: false,
     };
     // What the real CLOB checks of the unsigned fields: a GTD expiry at least a minute out, none
     // on other types.
@@ -569,7 +622,7 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
             "transactionsHashes": [], "tradeIDs": ["t1"]})
     };
     match play {
-        Play::Fill | Play::Partial(_) | Play::Hang => {
+        Play::Fill | Play::Partial(_) | Play::Hang | Play::Slow(_) => {
             record.matched = match play {
                 Play::Partial(p) => (shares * f64::from(p) / 100.0 * 100.0).floor() / 100.0,
                 _ => shares,
@@ -581,7 +634,23 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
                 tokio::time::sleep(Duration::from_secs(3_600)).await;
                 return;
             }
+            if let Play::Slow(ms) = play {
+                {
+                    let mut s = st.lock().unwrap();
+                    s.posting += 1;
+                    s.max_posting = s.max_posting.max(s.posting);
+                }
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                st.lock().unwrap().posting -= 1;
+            }
             respond(sock, 200, &answer(m, p), "").await;
+        }
+        Play::Rest => {
+            record.resting = true;
+            st.lock().unwrap().orders.insert(id.clone(), record);
+            let v = json!({"success": true, "errorMsg": "", "orderID": id, "status": "live",
+                "makingAmount": "0", "takingAmount": "0", "transactionsHashes": [], "tradeIDs": []});
+            respond(sock, 200, &v, "").await;
         }
         Play::NoLiquidity => {
             st.lock().unwrap().orders.insert(id.clone(), record);

@@ -3,6 +3,7 @@
 //! outcome, and keeps the book. It also watches the breaker (CLI halt/resume through the journal)
 //! and the emergency-stop file. Valuation (marks, settlement on chain) is in [`valuation`].
 
+mod placement;
 mod valuation;
 
 pub use valuation::{CheckSettlement, GetOpenTokens, Marks, Resolved};
@@ -14,26 +15,23 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message, MessageResult, Recipient,
-    WrapFuture,
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, MessageResult, Recipient, WrapFuture,
 };
 use alloy::primitives::Address;
-use tracing::error;
 
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::{Event, Notifier};
-use crate::actors::store::{
-    GetBreaker, MarkUnresolved, RecordExecution, RecordIntent, RecordRejection, SetBreaker, StoreActor,
-};
+use crate::actors::store::{GetBreaker, MarkUnresolved, RecordRejection, SetBreaker, StoreActor};
 use crate::domain::{Execution, OrderIntent, Shares, TargetFill, TokenId, Usdc};
 use crate::metrics::Metrics;
-use crate::risk::book::position_after;
-use crate::risk::{Book, Breaker, BreakerState, DenyReason, Limits, WalletActivity, check_intent};
+use crate::risk::{Book, Breaker, BreakerState, DenyReason, Limits, WalletActivity};
 use crate::store::{now_ms, utc_day_start};
 
 /// What became of an intent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// Approved: its exposure is reserved and its placement runs (the outcome is reported).
+    Approved,
     /// Executed.
     Executed(Execution),
     /// Denied by a limit or the breaker.
@@ -88,7 +86,7 @@ pub struct SetTrading {
 #[rtype(result = "BreakerState")]
 pub struct GetBreakerState;
 
-/// Replies once every message sent before it was handled (used to drain at shutdown).
+/// Replies once every placement started before it has finished (used to drain at shutdown).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Flush;
@@ -142,6 +140,16 @@ pub struct RiskSupervisor {
     abort_after_intent: bool,
     metrics: Arc<Metrics>,
     gate: crate::risk::TradingGate,
+    /// Exposure held by orders in flight (and by orders whose outcome is still unknown).
+    reserved: crate::risk::Reservations,
+    /// Placements running now (journal, send, resolve).
+    in_flight: usize,
+    /// At most this many placements run at once; the rest wait for a slot, not the mailbox.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Replied to when no placement runs any more (shutdown).
+    drained: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Position questions waiting for a BUY in flight on their token (see [`GetPosition`]).
+    position_waiters: Vec<(TokenId, std::time::Instant, tokio::sync::oneshot::Sender<Shares>)>,
 }
 
 impl std::fmt::Debug for RiskSupervisor {
@@ -165,6 +173,7 @@ impl RiskSupervisor {
         peers: RiskPeers,
         stop_file: PathBuf,
         poll: Duration,
+        max_in_flight: usize,
     ) -> Self {
         let RiskPeers { store, executor, notifier, metrics, gate } = peers;
         if state.breaker.tripped {
@@ -195,6 +204,11 @@ impl RiskSupervisor {
             abort_after_intent: std::env::var("POLYCOPY_FAULT").is_ok_and(|v| v == "abort_after_intent"),
             metrics,
             gate,
+            reserved: crate::risk::Reservations::default(),
+            in_flight: 0,
+            slots: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
+            drained: Vec::new(),
+            position_waiters: Vec::new(),
         }
     }
 
@@ -306,6 +320,7 @@ impl RiskSupervisor {
     /// Reads the journal's breaker (CLI halt/resume) and the stop file.
     fn poll_breaker(&mut self, ctx: &mut Context<Self>) {
         self.publish();
+        self.wake_position_waiters();
         if self.breaker.is_active() && self.stop_file.exists() {
             let reason = format!("emergency stop file {} is present", self.stop_file.display());
             self.trip("emergency_stop", &reason, "stop-file");
@@ -349,106 +364,6 @@ impl Actor for RiskSupervisor {
     }
 }
 
-/// The result of the journal-execute-journal sequence, applied to the actor's state afterwards.
-enum Step {
-    Done(Execution, bool),
-    Skipped,
-    DbError(String),
-    ExecFailed(ExecError),
-}
-
-impl Handler<Evaluate> for RiskSupervisor {
-    type Result = AtomicResponse<Self, Decision>;
-
-    /// Gates, journals, executes and books one intent. Atomic: no other message interleaves, so the
-    /// book and the limits always see the previous order's effect.
-    fn handle(&mut self, m: Evaluate, _: &mut Context<Self>) -> Self::Result {
-        let now = now_ms();
-        if utc_day_start(now) != self.day_start_ms {
-            self.day_start_ms = utc_day_start(now);
-            self.realized_today = Usdc::ZERO;
-        }
-        // A recovered intent may already be at the exchange: even while halted it goes to the
-        // executor, which only resolves what was sent and sends nothing new.
-        let may_send = self.breaker.is_active() && !self.gate.is_closed();
-        if !may_send && !m.recovered {
-            let reason = if self.breaker.is_active() {
-                // Closed by the control socket; the halt itself is the next message in the mailbox.
-                DenyReason::Halted { reason: "manual: a halt was requested".into() }
-            } else {
-                self.halted_reason()
-            };
-            let d = self.reject(&m, reason);
-            return AtomicResponse::new(Box::pin(actix::fut::ready(d)));
-        }
-        if !m.recovered {
-            let activity = self.activity(&m.intent.wallet, now, m.max_trades_per_hour, m.min_trade_interval_s);
-            if let Err(r) = check_intent(&m.intent, &self.limits, &self.book, self.pnl_today(), &activity, now) {
-                let d = self.reject(&m, r);
-                return AtomicResponse::new(Box::pin(actix::fut::ready(d)));
-            }
-        }
-        let (store, executor, abort) = (self.store.clone(), self.executor.clone(), self.abort_after_intent);
-        let pos = self.book.position(&m.intent.token_id);
-        let intent = m.intent.clone();
-        let wallet = m.intent.wallet;
-        let work = async move {
-            if !m.recovered {
-                match store.send(RecordIntent(intent.clone())).await {
-                    Ok(Ok(true)) => {}
-                    Ok(Ok(false)) => return (m, Step::Skipped),
-                    Ok(Err(e)) => return (m, Step::DbError(e.to_string())),
-                    Err(e) => return (m, Step::DbError(e.to_string())),
-                }
-                if abort {
-                    error!("fault injection: aborting right after journaling the intent");
-                    std::process::abort();
-                }
-            }
-            let exec = match executor.send(Execute { intent, at_ms: now_ms(), may_send }).await {
-                Ok(Ok(e)) => e,
-                Ok(Err(e)) => return (m, Step::ExecFailed(e)),
-                Err(e) => return (m, Step::ExecFailed(ExecError::internal(e.to_string()))),
-            };
-            let (position, realized) = position_after(pos, &exec);
-            match store.send(RecordExecution { exec: exec.clone(), wallet, position, realized }).await {
-                Ok(Ok(fresh)) => (m, Step::Done(exec, fresh)),
-                Ok(Err(e)) => (m, Step::DbError(e.to_string())),
-                Err(e) => (m, Step::DbError(e.to_string())),
-            }
-        };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|(m, step), act, _| match step {
-            Step::Done(exec, fresh) => {
-                if !fresh {
-                    return Decision::Skipped;
-                }
-                let realized = act.book.apply(&exec);
-                act.realized_today = Usdc(act.realized_today.0 + realized.0);
-                act.copies.entry(m.intent.wallet).or_default().push_back(exec.at_ms);
-                act.breaker.record_success();
-                let latency_ms = exec.at_ms - i64::try_from(m.fill.block_ts).unwrap_or(0) * 1000;
-                act.notifier.do_send(Event::Executed {
-                    fill: m.fill,
-                    label: m.label,
-                    exec: exec.clone(),
-                    latency_ms,
-                    market: m.market,
-                });
-                act.revalue();
-                act.check_daily_loss();
-                act.publish();
-                Decision::Executed(exec)
-            }
-            Step::Skipped => Decision::Skipped,
-            Step::DbError(e) => {
-                act.trip("database_error", &format!("journal write failed: {e}"), "daemon");
-                Decision::Failed(e)
-            }
-            Step::ExecFailed(e) => act.exec_failed(&m, e),
-        })))
-    }
-}
-
 impl Handler<GetBreakerState> for RiskSupervisor {
     type Result = MessageResult<GetBreakerState>;
 
@@ -459,11 +374,39 @@ impl Handler<GetBreakerState> for RiskSupervisor {
 }
 
 impl Handler<GetPosition> for RiskSupervisor {
-    type Result = MessageResult<GetPosition>;
+    type Result = actix::ResponseFuture<Shares>;
 
-    /// Our shares of a token.
+    /// Our shares of a token that no SELL in flight has claimed. While a BUY of that token is in
+    /// flight the answer waits for its outcome (at most [`POSITION_WAIT`]): a SELL right after a BUY
+    /// is sized on what the BUY actually got.
     fn handle(&mut self, m: GetPosition, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.book.position(&m.0).shares)
+        if !self.reserved.buying(&m.0) {
+            let shares = self.reserved.sellable(&self.book, &m.0);
+            return Box::pin(async move { shares });
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.position_waiters.push((m.0, std::time::Instant::now() + POSITION_WAIT, tx));
+        Box::pin(async move { rx.await.unwrap_or(Shares::ZERO) })
+    }
+}
+
+/// Longest a position question waits for a BUY in flight (an order whose outcome stays unknown
+/// keeps its reservation; the SELL is then sized on what is booked).
+const POSITION_WAIT: Duration = Duration::from_secs(30);
+
+impl RiskSupervisor {
+    /// Answers the position questions whose token has no BUY in flight any more, or that waited long
+    /// enough.
+    pub(super) fn wake_position_waiters(&mut self) {
+        let now = std::time::Instant::now();
+        let waiters = std::mem::take(&mut self.position_waiters);
+        for (token, deadline, tx) in waiters {
+            if !self.reserved.buying(&token) || now >= deadline {
+                let _ = tx.send(self.reserved.sellable(&self.book, &token));
+            } else {
+                self.position_waiters.push((token, deadline, tx));
+            }
+        }
     }
 }
 
@@ -477,8 +420,17 @@ impl Handler<SetTrading> for RiskSupervisor {
 }
 
 impl Handler<Flush> for RiskSupervisor {
-    type Result = ();
+    type Result = actix::ResponseFuture<()>;
 
-    /// Nothing: replying proves the mailbox before it was drained.
-    fn handle(&mut self, _: Flush, _: &mut Context<Self>) {}
+    /// Replies once no placement runs any more (at shutdown: in-flight orders finish or time out).
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        if self.in_flight == 0 {
+            return Box::pin(async {});
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.drained.push(tx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
 }

@@ -1,0 +1,184 @@
+//! Approving an intent and running its placement without holding the supervisor.
+//!
+//! Approval is quick and happens in the actor: the breaker, the limits against the book *with every
+//! order in flight reserved*, then the reservation. The placement (journal the intent, send, resolve,
+//! journal the outcome) runs beside the actor, bounded by a number of slots; its outcome comes back
+//! as an event that books the execution and releases the reservation. So halts, `/health`, the
+//! watchdog and Telegram never wait behind a venue call, and several orders can be in flight at once.
+
+use actix::{ActorFutureExt, AsyncContext, Context, Handler, MessageResult, WrapFuture};
+use tracing::error;
+
+use super::{Decision, Evaluate, RiskSupervisor};
+use crate::actors::executor::{ExecError, Execute};
+use crate::actors::notifier::Event;
+use crate::actors::store::{BookOwnFill, RecordExecution, RecordIntent};
+use crate::chain::OwnFill;
+use crate::domain::{Execution, Usdc};
+use crate::risk::{DenyReason, Position, Reservation, check_intent};
+use crate::store::{OwnBooking, now_ms, utc_day_start};
+
+/// How a placement ended, applied to the actor's state when it comes back.
+pub(super) enum Step {
+    /// Executed and journaled: the execution and the position and P&L the journal computed
+    /// (`None`: this fill already had an execution, nothing to book).
+    Done(Execution, Option<(Position, Usdc)>),
+    /// The journal says it must not be executed (already handled, or under a reorg).
+    Skipped,
+    /// A journal write failed.
+    DbError(String),
+    /// The executor failed.
+    ExecFailed(ExecError),
+}
+
+impl Handler<Evaluate> for RiskSupervisor {
+    type Result = MessageResult<Evaluate>;
+
+    /// Gates and reserves one intent, then lets its placement run; replies `Approved` at once.
+    fn handle(&mut self, m: Evaluate, ctx: &mut Context<Self>) -> Self::Result {
+        let now = now_ms();
+        if utc_day_start(now) != self.day_start_ms {
+            self.day_start_ms = utc_day_start(now);
+            self.realized_today = Usdc::ZERO;
+        }
+        // A recovered intent may already be at the exchange: even while halted it goes to the
+        // executor, which only resolves what was sent and sends nothing new.
+        let may_send = self.breaker.is_active() && !self.gate.is_closed();
+        if !may_send && !m.recovered {
+            let reason = if self.breaker.is_active() {
+                // Closed by the control socket; the halt itself is the next message in the mailbox.
+                DenyReason::Halted { reason: "manual: a halt was requested".into() }
+            } else {
+                self.halted_reason()
+            };
+            return MessageResult(self.reject(&m, reason));
+        }
+        if !m.recovered {
+            let activity = self.activity(&m.intent.wallet, now, m.max_trades_per_hour, m.min_trade_interval_s);
+            let view = self.reserved.view(&self.book);
+            if let Err(r) = check_intent(&m.intent, &self.limits, &view, self.pnl_today(), &activity, now) {
+                return MessageResult(self.reject(&m, r));
+            }
+            // Counted when approved: two orders in flight for one wallet are two trades.
+            self.copies.entry(m.intent.wallet).or_default().push_back(now);
+        }
+        self.reserved.add(m.intent.fill_row, Reservation::of(&m.intent));
+        self.in_flight += 1;
+        let work = place(self, m, may_send);
+        ctx.spawn(work.into_actor(self).map(|(m, step), act, _| act.finish(&m, step)));
+        MessageResult(Decision::Approved)
+    }
+}
+
+/// Journal the intent (before anything leaves), have the executor place it, journal the outcome.
+fn place(
+    act: &RiskSupervisor,
+    m: Evaluate,
+    may_send: bool,
+) -> impl std::future::Future<Output = (Evaluate, Step)> + 'static {
+    let (store, executor, abort, slots) =
+        (act.store.clone(), act.executor.clone(), act.abort_after_intent, act.slots.clone());
+    async move {
+        // Waits for a slot here, beside the actor, never in its mailbox.
+        let _slot = slots.acquire_owned().await;
+        let intent = m.intent.clone();
+        if !m.recovered {
+            match store.send(RecordIntent(intent.clone())).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => return (m, Step::Skipped),
+                Ok(Err(e)) => return (m, Step::DbError(e.to_string())),
+                Err(e) => return (m, Step::DbError(e.to_string())),
+            }
+            if abort {
+                error!("fault injection: aborting right after journaling the intent");
+                std::process::abort();
+            }
+        }
+        let wallet = intent.wallet;
+        let exec = match executor.send(Execute { intent, at_ms: now_ms(), may_send }).await {
+            Ok(Ok(e)) => e,
+            Ok(Err(e)) => return (m, Step::ExecFailed(e)),
+            Err(e) => return (m, Step::ExecFailed(ExecError::internal(e.to_string()))),
+        };
+        match store.send(RecordExecution { exec: exec.clone(), wallet }).await {
+            Ok(Ok(booked)) => (m, Step::Done(exec, booked)),
+            Ok(Err(e)) => (m, Step::DbError(e.to_string())),
+            Err(e) => (m, Step::DbError(e.to_string())),
+        }
+    }
+}
+
+impl RiskSupervisor {
+    /// Applies a placement's outcome: books it, releases its reservation (kept while the outcome is
+    /// unknown: the order may still fill), and wakes a shutdown waiting for the last one.
+    fn finish(&mut self, m: &Evaluate, step: Step) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let unknown = matches!(step, Step::ExecFailed(ExecError::Unknown(_)));
+        if !unknown {
+            self.reserved.release(m.intent.fill_row);
+        }
+        match step {
+            Step::Done(exec, Some((position, realized))) => self.booked(m, exec, position, realized),
+            Step::Done(_, None) | Step::Skipped => {}
+            Step::DbError(e) => self.trip("database_error", &format!("journal write failed: {e}"), "daemon"),
+            Step::ExecFailed(e) => {
+                let _ = self.exec_failed(m, e);
+            }
+        }
+        self.wake_position_waiters();
+        if self.in_flight == 0 {
+            for tx in self.drained.drain(..) {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// A copy the journal booked: the book takes the journal's position, P&L and limits follow.
+    pub(super) fn booked(&mut self, m: &Evaluate, exec: Execution, position: Position, realized: Usdc) {
+        self.book.set(exec.token_id, position);
+        self.realized_today = Usdc(self.realized_today.0 + realized.0);
+        self.breaker.record_success();
+        let latency_ms = exec.at_ms - i64::try_from(m.fill.block_ts).unwrap_or(0) * 1000;
+        self.notifier.do_send(Event::Executed {
+            fill: m.fill.clone(),
+            label: m.label.clone(),
+            exec,
+            latency_ms,
+            market: m.market.clone(),
+        });
+        self.revalue();
+        self.check_daily_loss();
+        self.publish();
+    }
+}
+
+impl Handler<OwnFill> for RiskSupervisor {
+    type Result = ();
+
+    /// Books our order from its fill on chain when the CLOB never confirmed it (a lookup answering
+    /// `null`, a POST never answered), without waiting for a restart.
+    fn handle(&mut self, m: OwnFill, ctx: &mut Context<Self>) {
+        let msg = BookOwnFill { order_id: m.order_id.clone(), shares: m.shares, usdc: m.usdc, tx: m.tx.clone() };
+        let store = self.store.clone();
+        ctx.spawn(async move { store.send(msg).await }.into_actor(self).map(move |res, act, _| match res {
+            Ok(Ok(Some(b))) => act.booked_on_chain(&m.order_id, b),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => act.trip("database_error", &format!("journal write failed: {e}"), "daemon"),
+            Err(e) => act.trip("database_error", &format!("journal unavailable: {e}"), "daemon"),
+        }));
+    }
+}
+
+impl RiskSupervisor {
+    fn booked_on_chain(&mut self, order: &str, b: OwnBooking) {
+        self.reserved.release(b.exec.fill_row);
+        self.book.set(b.exec.token_id, b.position);
+        self.realized_today = Usdc(self.realized_today.0 + b.realized.0);
+        self.breaker.record_success();
+        self.notifier.do_send(Event::BookedOnChain { order: order.to_owned(), exec: b.exec });
+        self.revalue();
+        self.check_daily_loss();
+        self.publish();
+        self.wake_position_waiters();
+    }
+}

@@ -1,0 +1,72 @@
+//! Our own fills on chain, booked for orders whose outcome the CLOB never confirmed.
+//!
+//! The CLOB may answer `null` to a lookup of an order it filled (docs/PROTOCOL.md §7), and a POST may
+//! never be answered at all. Our funder's `OrderFilled` on chain, whose order hash is our order id,
+//! is the final word: it books the execution, in the same transaction as the order's outcome.
+
+use alloy::primitives::Address;
+use rusqlite::{OptionalExtension, params};
+
+use super::journal::record_execution_in;
+use super::{Store, StoreError, StoreResult, dec_u256, hex_addr, now_ms};
+use crate::domain::{Execution, Price, Shares, Side, Usdc};
+use crate::risk::Position;
+
+/// An order of ours booked from its fill on chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnBooking {
+    /// What was booked.
+    pub exec: Execution,
+    /// The target whose fill the order copied.
+    pub wallet: Address,
+    /// Our position afterwards, as the journal computed it.
+    pub position: Position,
+    /// P&L realized.
+    pub realized: Usdc,
+}
+
+impl Store {
+    /// Books our order `order_id` from its fill on chain (`shares` for `usdc`, in transaction `tx`),
+    /// when its fill is still pending with no execution. Returns `None` when there is nothing to book
+    /// (not ours, already booked, or decided otherwise).
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn book_own_fill(
+        &mut self,
+        order_id: &str,
+        shares: Shares,
+        usdc: Usdc,
+        tx_hash: &str,
+    ) -> StoreResult<Option<OwnBooking>> {
+        if shares.0 <= 0 {
+            return Ok(None);
+        }
+        let tx = self.conn.transaction()?;
+        let row: Option<(i64, String, String, String)> = tx
+            .query_row(
+                "SELECT o.fill_id, i.side, i.token_id, f.wallet FROM orders o \
+                 JOIN intents i ON i.fill_id = o.fill_id JOIN fills f ON f.id = o.fill_id \
+                 WHERE o.order_id = ?1 AND f.status = 'pending' \
+                 AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = o.fill_id)",
+                [order_id.to_ascii_lowercase()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((fill_row, side, token, wallet)) = row else { return Ok(None) };
+        let side = Side::parse(&side).ok_or(StoreError::Corrupt { column: "intents.side", value: side })?;
+        let token_id = dec_u256(&token, "intents.token_id")?;
+        let wallet = hex_addr(&wallet, "fills.wallet")?;
+        let price = i64::try_from(i128::from(usdc.0) * 1_000_000 / i128::from(shares.0)).unwrap_or(0);
+        let exec =
+            Execution { fill_row, side, token_id, shares, price: Price(price), usdc, mode: "live", at_ms: now_ms() };
+        tx.execute(
+            "UPDATE orders SET status = 'matched', shares = ?2, usdc = ?3, settled = 1, settle_tx = ?4, \
+             message = 'booked from our fill on chain', updated_at_ms = ?5 WHERE fill_id = ?1",
+            params![fill_row, shares.0, usdc.0, tx_hash, now_ms()],
+        )?;
+        let booked = record_execution_in(&tx, &exec, &wallet)?;
+        tx.commit()?;
+        Ok(booked.map(|(position, realized)| OwnBooking { exec, wallet, position, realized }))
+    }
+}

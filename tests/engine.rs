@@ -1,0 +1,184 @@
+//! The trading engine against the fake CLOB: orders in flight without a lock (a hanging POST holds
+//! up no halt, no health answer, no other copy), several orders in flight at once, every outcome
+//! resolved as it happens (a `null` lookup, a resting GTD order, our own fill on chain), and a
+//! restart with unresolved orders that becomes ready at once.
+
+mod support;
+
+use std::time::Duration;
+
+use alloy::primitives::B256;
+use serde_json::Value;
+use support::clob::{Play, Token};
+use support::http::http_get;
+use support::live::*;
+use support::telegram::FakeTelegram;
+use support::*;
+
+/// Replaces a setting the live harness wrote (a second line would be a duplicate key).
+fn reset(d: &Daemon, from: &str, to: &str) {
+    let p = d.dir.join("polycopy.toml");
+    let s = std::fs::read_to_string(&p).unwrap();
+    assert!(s.contains(from), "{from} not in the settings");
+    std::fs::write(p, s.replace(from, to)).unwrap();
+}
+
+fn row(d: &Daemon, n: usize) -> Option<Value> {
+    d.trades().into_iter().nth(n)
+}
+
+/// The order's id (its hash) as the journal has it.
+fn order_id(d: &Daemon, n: usize) -> B256 {
+    orders_in_journal(d)[n].0.parse().unwrap()
+}
+
+/// An accepted order whose answer never comes and whose lookups answer `null` (the real CLOB's
+/// quirk): a handful of POSTs at most, never a loop, and our own fill on chain books it without a
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_lookups_answer_null_then_booked_from_our_fill_on_chain_without_restart() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 3");
+    l.clob.null_lookups();
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    let pid = l.d.pid();
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let r = wait_for(30, "the outcome to be unknown", async || row(&l.d, 0).filter(|r| r["reason"] == "unknown")).await;
+    assert_eq!(r["status"], "pending", "{r}");
+    let posts = l.clob.posts().len();
+    assert!((1..=3).contains(&posts), "a null lookup led to {posts} POSTs");
+    assert!(l.clob.requests("/data/order") >= 2, "looked up, with backoff");
+
+    // Our funder's fill of that order settles on chain: 10 shares for 5.10 pUSD.
+    let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 10 * ONE, 5_100_000) };
+    l.anvil.emit(&ours).await;
+    let r = wait_for(20, "the booking", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
+    assert_eq!((r["shares"].as_str(), r["usdc"].as_str()), (Some("10"), Some("5.1")), "{r}");
+    assert_eq!(l.d.pid(), pid, "no restart was needed");
+    assert!(l.d.log().contains("was filled on chain, never confirmed by the CLOB"), "{}", l.d.log());
+    assert_eq!(orders_in_journal(&l.d)[0].1, "matched");
+    assert_eq!(l.clob.posts().len(), posts, "nothing more was sent");
+    let st = l.d.status();
+    assert_eq!(st["positions"][0]["shares"], "10", "{st}");
+}
+
+/// A GTD order resting on the book longer than the resolve window is neither an error nor sent
+/// again, and is booked once when it fills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_gtd_order_rests_then_no_error_no_resend_and_booked_once_when_filled() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
+    l.d.set("live", "order_type = \"GTD\"");
+    l.clob.script(&[Play::Rest]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    // Lookups back off 0.25, 0.5, 1, 2, 4 s: six of them span well past the 2 s window.
+    wait_for(30, "six lookups of the resting order", async || (l.clob.requests("/data/order") >= 6).then_some(()))
+        .await;
+    let r = row(&l.d, 0).unwrap();
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("pending"), None), "resting is not an error: {r}");
+    assert!(l.d.events("error").is_empty(), "{:?}", l.d.events("error"));
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+
+    l.clob.fill_resting();
+    let r = wait_for(20, "the fill", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
+    assert_eq!(r["shares"].as_str(), Some("10"), "{r}");
+    assert_eq!(l.clob.posts().len(), 1);
+    assert_eq!(l.d.executions_for(&l.anvil_tx_of_first_fill().await), 1);
+}
+
+/// Six fills on six tokens reach the CLOB together, each order placed while the others wait on
+/// their answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_six_fills_on_six_tokens_then_their_orders_are_in_flight_together() {
+    let mut l = live().await;
+    let tokens: Vec<u64> = (0..6).map(|i| 3001 + i).collect();
+    for t in &tokens {
+        l.clob.token(*t, Token::open(false));
+    }
+    l.clob.script(&vec![Play::Slow(1_500); 6]);
+    start_live(&mut l).await;
+    let fills: Vec<Fill> = tokens.iter().zip(1u8..).map(|(t, o)| buy(o, *t)).collect();
+    l.anvil.emit_block(&fills).await;
+    wait_for(30, "six executions", async || (with_status(&l.d.trades(), "executed").len() == 6).then_some(())).await;
+    assert!(
+        l.clob.max_concurrent_posts() >= 5,
+        "at most {} orders were in flight at once",
+        l.clob.max_concurrent_posts()
+    );
+    assert!(l.clob.refused().is_empty(), "{:?}", l.clob.refused());
+}
+
+/// A POST that hangs for 40 s holds up nothing: a halt is obeyed at once (nothing new is sent),
+/// `/health` and Telegram's `/status` answer, and another fill's order goes out and is booked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_post_hangs_then_halt_health_status_and_other_orders_do_not_wait() {
+    let mut l = live().await;
+    reset(&l.d, "request_timeout_ms = 1500", "request_timeout_ms = 40000");
+    let tg = FakeTelegram::start("123456789:ENGINE-TEST-TOKEN-abcdef").await;
+    l.d.with_telegram(&tg, "1001");
+    l.clob.script(&[Play::Hang, Play::Fill]);
+    start_live(&mut l).await;
+    let base = l.d.http_base().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the hanging POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+
+    // Another fill's order goes out and is booked while the first one hangs.
+    l.anvil.emit(&buy(2, NEG_TOKEN)).await;
+    wait_for(20, "the second copy", async || row(&l.d, 1).filter(|r| r["status"] == "executed")).await;
+    assert_eq!(row(&l.d, 0).unwrap()["status"], "pending", "the first one still hangs");
+
+    let health = tokio::time::timeout(Duration::from_secs(1), http_get(&base, "/health")).await;
+    assert!(matches!(&health, Ok((200, _))), "{health:?}");
+    tg.inject_message(1001, "/status");
+    wait_for(5, "the /status reply", async || {
+        tg.sent_to(1001).into_iter().find(|m| m.text.to_lowercase().contains("breaker")).map(|_| ())
+    })
+    .await;
+
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "hang test"]);
+    assert_eq!(code, 0, "acknowledged within a second: {out}{err}");
+    l.anvil.emit(&buy(3, NEG_TOKEN)).await;
+    let r = wait_for(20, "the halted copy", async || row(&l.d, 2).filter(|r| r["status"] != "pending")).await;
+    assert_eq!(r["reason"], "halted", "{r}");
+    assert_eq!(l.clob.posts().len(), 2, "nothing new was sent while halted");
+}
+
+/// A restart with an unresolved order while the CLOB's engine answers 503 becomes ready at once
+/// (the order is resolved beside the feed) and sends no second order for that fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_restarted_with_unresolved_orders_while_clob_503_then_ready_promptly() {
+    let mut l = live().await;
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    l.d.kill9();
+    l.clob.lookups_down(true);
+    let lookups_before = l.clob.requests("/data/order");
+    l.d.start();
+    // Ready while the order is still being looked up (every lookup answers 503).
+    l.d.wait_live().await;
+    wait_for(20, "lookups after the restart", async || {
+        (l.clob.requests("/data/order") >= lookups_before + 2).then_some(())
+    })
+    .await;
+    assert_eq!(row(&l.d, 0).unwrap()["status"], "pending");
+    assert_eq!(l.clob.posts().len(), 1, "no second order for the fill");
+    l.clob.lookups_down(false);
+    let r = wait_for(30, "the resolution", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
+    assert_eq!(r["shares"].as_str(), Some("10"), "{r}");
+    assert_eq!(l.clob.posts().len(), 1);
+}
+
+trait FirstTx {
+    async fn anvil_tx_of_first_fill(&self) -> B256;
+}
+
+impl FirstTx for Live {
+    async fn anvil_tx_of_first_fill(&self) -> B256 {
+        let fill = self.d.trades()[0]["fill"].as_str().unwrap().to_owned();
+        fill.split(':').next().unwrap().parse().unwrap()
+    }
+}
