@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::chain::FeedStatus;
 use crate::clob::reachability::ReachabilitySnapshot;
 use crate::config::settings::HealthSettings;
-use crate::risk::BreakerState;
+use crate::risk::{BreakerState, TradingState};
 use crate::store::OrderHealth;
 
 /// How bad.
@@ -94,14 +94,19 @@ pub fn evaluate(i: &HealthInput<'_>, t: &HealthSettings) -> HealthReport {
         Ok(()) => Check { name: "database", status: Level::Healthy, detail: "journal answers".into() },
         Err(e) => Check { name: "database", status: Level::Unhealthy, detail: e.clone() },
     });
-    checks.push(if i.breaker.tripped {
-        Check {
+    let b = i.breaker;
+    checks.push(match b.trading() {
+        TradingState::Halted => Check {
             name: "breaker",
             status: Level::Unhealthy,
-            detail: format!("tripped ({}) by {}: {}", i.breaker.code, i.breaker.by, i.breaker.reason),
-        }
-    } else {
-        Check { name: "breaker", status: Level::Healthy, detail: "trading active".into() }
+            detail: format!("tripped ({}) by {}: {}", b.code, b.by, b.reason),
+        },
+        TradingState::Reducing => Check {
+            name: "breaker",
+            status: Level::Degraded,
+            detail: format!("reducing ({}) by {}: {}: only exits are copied", b.code, b.by, b.reason),
+        },
+        TradingState::Active => Check { name: "breaker", status: Level::Healthy, detail: "trading active".into() },
     });
     checks.push(match &i.telegram {
         None => Check { name: "telegram", status: Level::Healthy, detail: "not configured".into() },

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub telegram_failing: AtomicBool,
     /// Live trading (else paper).
     pub live: AtomicBool,
+    /// 0 active, 1 reducing, 2 halted.
+    pub trading_state: std::sync::atomic::AtomicU8,
 }
 
 impl Metrics {
@@ -106,6 +108,12 @@ impl Metrics {
         metric("polycopy_copies_rejected_total", "counter", "Fills not copied since start, by reason code.", &reasons);
         let tripped = u8::from(self.breaker_tripped.load(Ordering::Relaxed)).to_string();
         metric("polycopy_breaker_tripped", "gauge", "1 while the circuit breaker is tripped.", &one(tripped));
+        metric(
+            "polycopy_trading_state",
+            "gauge",
+            "0 active, 1 reducing (only exits are copied), 2 halted.",
+            &one(self.trading_state.load(Ordering::Relaxed).to_string()),
+        );
         let mut lat: Vec<(String, String)> = LATENCY_BUCKETS_MS
             .iter()
             .zip(&self.latency_buckets)

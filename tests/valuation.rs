@@ -64,7 +64,7 @@ async fn test_live_when_match_settles_or_not_on_chain_then_confirmed_or_reversed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_live_when_marks_fall_past_daily_loss_limit_then_breaker_trips() {
+async fn test_live_when_daily_loss_limit_reached_then_reducing_exits_copied_buys_refused() {
     let mut l = live().await;
     l.d.set("risk", "mark_interval_s = 1");
     l.clob.set_mid(STD_TOKEN, "0.5");
@@ -72,23 +72,44 @@ async fn test_live_when_marks_fall_past_daily_loss_limit_then_breaker_trips() {
     l.d.wait_live().await;
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
-    // 10 shares bought for 5.10: at 0.50 that is -0.10, at 0.10 it is -4.10, past the -3 limit.
-    assert_eq!(l.d.status()["breaker"]["tripped"], false);
+    // 10 shares bought for 5.10 today: at 0.50 that is -0.10, at 0.10 it is -4.10, past the -3 limit.
+    assert_eq!(l.d.status()["breaker"]["state"], "active");
     l.clob.set_mid(STD_TOKEN, "0.1");
-    let b = wait_for(20, "the breaker", async || {
+    let b = wait_for(20, "reducing", async || {
         let s = l.d.status();
-        (s["breaker"]["tripped"] == true).then(|| s["breaker"].clone())
+        (s["breaker"]["state"] == "reducing").then(|| s["breaker"].clone())
     })
     .await;
-    assert_eq!(b["code"], "daily_loss_limit", "{b}");
-    assert!(b["reason"].as_str().unwrap().contains("unrealized -4.1"), "{b}");
-    let (_, metrics) = http_get(&l.d.http_base().await, "/metrics").await;
+    assert_eq!((b["code"].as_str(), b["tripped"].as_bool()), (Some("daily_loss_limit"), Some(false)), "{b}");
+    assert!(b["reason"].as_str().unwrap().contains("P&L today -4.1"), "{b}");
+    let base = l.d.http_base().await;
+    let (_, metrics) = http_get(&base, "/metrics").await;
     assert!(metrics.contains("polycopy_unrealized_pnl_usdc -4.1"), "{metrics}");
+    assert!(metrics.contains("polycopy_trading_state 1"), "{metrics}");
+    let (code, health) = http_get(&base, "/health").await;
+    assert!(code == 200 && health.contains("reducing"), "reducing is degraded, not down: {health}");
     assert_eq!(l.d.status()["unrealized_usdc"], "-4.1");
     let (code, out, err) = l.d.run_cli(&["report", "daily", "--json"]);
     assert_eq!(code, 0, "{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!((report["realized_usdc"].as_str(), report["unrealized_usdc"].as_str()), (Some("0"), Some("-4.1")));
+
+    // The target exits: our exit is copied. It buys again: refused, nothing is added.
+    l.anvil.emit(&Fill::v2(2, A, C, false, STD_TOKEN, 100 * ONE, 50 * ONE)).await;
+    l.anvil.emit(&buy(3, STD_TOKEN)).await;
+    let rows = wait_for(20, "both decided", async || {
+        let t = l.d.trades();
+        (t.len() == 3 && t.iter().all(|r| r["status"] != "pending")).then_some(t)
+    })
+    .await;
+    assert_eq!((rows[1]["side"].as_str(), rows[1]["status"].as_str()), (Some("SELL"), Some("executed")), "{}", rows[1]);
+    assert_eq!(
+        (rows[2]["status"].as_str(), rows[2]["reason"].as_str()),
+        (Some("rejected"), Some("reducing")),
+        "{}",
+        rows[2]
+    );
+    assert_eq!(l.clob.posts().len(), 2, "the BUY never reached the CLOB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

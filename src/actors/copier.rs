@@ -19,6 +19,7 @@ use crate::domain::{OrderIntent, Shares, Side, TokenId, Usdc, u256_to_micros};
 use crate::market::{MarketDirectory, MarketInfo};
 use crate::risk::market::check_market;
 use crate::risk::sizing::SizingContext;
+use crate::risk::sizing::check_fresh;
 use crate::risk::{CopyRules, size_copy};
 use crate::store::PendingFill;
 
@@ -113,9 +114,15 @@ impl Handler<Copy> for Copier {
             self.notifier.clone(),
         );
         let work = async move {
-            let info = match &markets {
-                Some(d) => d.get(fill.token_id).await,
-                None => None,
+            // A stale fill is refused before any network lookup (market metadata, balances).
+            let stale = if m.pending.intent.is_none() {
+                check_fresh(&fill, cfg.max_copy_delay_s, crate::store::now_ms()).err()
+            } else {
+                None
+            };
+            let info = match (&markets, &stale) {
+                (Some(d), None) => d.get(fill.token_id).await,
+                _ => None,
             };
             let market = info.as_ref().map(MarketInfo::name);
             let evaluate = |intent: OrderIntent, recovered: bool| Evaluate {
@@ -131,7 +138,10 @@ impl Handler<Copy> for Copier {
                 return risk.send(evaluate(intent, true)).await.unwrap_or_else(|e| Decision::Failed(e.to_string()));
             }
             let now_ms = crate::store::now_ms();
-            let sized = match check_market(fill.side, info.as_ref(), cfg.skip_closed, cfg.min_minutes_to_end, now_ms) {
+            let sized = match stale.map_or_else(
+                || check_market(fill.side, info.as_ref(), cfg.skip_closed, cfg.min_minutes_to_end, now_ms),
+                Err,
+            ) {
                 Err(r) => Err(r),
                 Ok(()) => {
                     // Only a SELL is sized on our position (and waits for a BUY of the token in flight).

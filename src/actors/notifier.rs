@@ -200,6 +200,9 @@ impl Event {
                 fill.shares,
                 fill.price
             ),
+            Self::BreakerTripped(s) if s.reducing => {
+                format!("TRADING REDUCING ({}) by {}: {}: only exits are copied until resume", s.code, s.by, s.reason)
+            }
             Self::BreakerTripped(s) => {
                 format!("BREAKER TRIPPED ({}) by {}: {}", s.code, s.by, s.reason)
             }

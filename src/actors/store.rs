@@ -90,6 +90,16 @@ pub struct BookOwnFill {
 }
 store_handler!(BookOwnFill -> Option<crate::store::OwnBooking>, |s, m| s.book_own_fill(&m.order_id, m.shares, m.usdc, &m.tx));
 
+/// Record the unrealized P&L a trading day opened with.
+#[derive(Debug)]
+pub struct SetDayOpen {
+    /// The day's opening, unix ms.
+    pub day_start_ms: i64,
+    /// Unrealized P&L of the open positions then.
+    pub unrealized: Usdc,
+}
+store_handler!(SetDayOpen -> (), |s, m| s.set_day_open(m.day_start_ms, m.unrealized));
+
 /// Orders in flight, for `/health`.
 #[derive(Debug)]
 pub struct GetOrderHealth;

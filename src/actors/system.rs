@@ -14,13 +14,14 @@ use crate::actors::executor::PaperExecutor;
 use crate::actors::live_executor::{LiveExecutor, LiveRules};
 use crate::actors::notifier::{AddSink, Event, Flushed, Notifier};
 use crate::actors::risk_supervisor::{
-    CheckSettlement, Flush, GetOpenTokens, Marks, Resolved, RiskPeers, RiskState, RiskSupervisor,
+    CheckSettlement, Flush, GetOpenTokens, Marks, Resolved, RiskConfig, RiskPeers, RiskState, RiskSupervisor,
 };
 use crate::actors::store::{GetCheckpoint, StoreActor, Unfinished};
 use crate::actors::watcher::{Recover, Registry, Reload};
 use crate::chain::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, Rpc, RpcConfig};
 use crate::clob::venue::{Venue, VenueConfig};
 use crate::config::{Env, Settings, Wallets, problem::render};
+use crate::domain::Usdc;
 use crate::market::MarketDirectory;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, now_ms};
@@ -154,11 +155,18 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let store = Store::open(&s.db_path)?;
     let now = now_ms();
     let paused = store.paused()?;
+    let day_start_ms = crate::risk::day::day_start(now, s.risk.day_starts_at_hour);
+    let book = store.book()?;
+    // With nothing open, the day's opening unrealized P&L is simply zero; otherwise the first marks
+    // set it when the journal has no record for today (a first start mid-day).
+    let unrealized_at_open = store.day_open(day_start_ms)?.or_else(|| book.positions.is_empty().then_some(Usdc::ZERO));
     let state = RiskState {
         breaker: store.breaker()?,
-        book: store.book()?,
-        realized_today: store.realized_today(now)?,
+        book,
+        realized_today: store.realized_since(day_start_ms)?,
         recent_copies: store.copies_since(now - 3_600_000)?,
+        day_start_ms,
+        unrealized_at_open,
     };
     // The store actor owns this connection on its own thread.
     let cell = Arc::new(Mutex::new(Some(store)));
@@ -207,8 +215,15 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         (LiveExecutor::new(venue.clone(), store.clone(), rules, gate.clone()).start().recipient(), Some(venue))
     };
     let risk = RiskSupervisor::new(
-        s.limits(),
-        s.risk.max_consecutive_errors,
+        RiskConfig {
+            limits: s.limits(),
+            max_consecutive_errors: s.risk.max_consecutive_errors,
+            stop_file: s.emergency_stop_file.clone(),
+            poll: Duration::from_millis(s.risk.breaker_poll_ms),
+            max_in_flight: s.copy.max_in_flight,
+            day_starts_at_hour: s.risk.day_starts_at_hour,
+            daily_loss_halts: s.risk.daily_loss_action == "halt",
+        },
         state,
         RiskPeers {
             store: store.clone(),
@@ -217,9 +232,6 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             metrics: metrics.clone(),
             gate: gate.clone(),
         },
-        s.emergency_stop_file.clone(),
-        Duration::from_millis(s.risk.breaker_poll_ms),
-        s.copy.max_in_flight,
     )
     .start();
     actix::spawn(crate::control::server::serve(

@@ -68,6 +68,7 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
                     reason: reason.into(),
                     by: "cli".into(),
                     since_ms: now_ms(),
+                    ..BreakerState::default()
                 })?;
                 store.add_event("breaker_tripped", &format!("halted from the command line: {reason}"))?;
                 println!("halted in the journal {}: the next start stays halted.", s.db_path.display());
@@ -110,13 +111,14 @@ pub fn resume(g: &GlobalArgs) -> Result<i32> {
         Err(ControlError::NoDaemon(sock)) => {
             let store = open_store(&s)?;
             let cur = store.breaker()?;
-            if cur.tripped {
+            if cur.trading() != crate::risk::TradingState::Active {
                 store.set_breaker(&BreakerState {
                     tripped: false,
                     code: String::new(),
                     reason: String::new(),
                     by: "cli".into(),
                     since_ms: now_ms(),
+                    ..BreakerState::default()
                 })?;
                 store.add_event(
                     "breaker_reset",

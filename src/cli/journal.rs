@@ -76,7 +76,15 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
         (None, None) => println!("daemon: not running on this journal"),
     }
     let b = &breaker;
-    if b.tripped {
+    if b.reducing {
+        println!(
+            "trading: REDUCING ({}) by {} since {}: {}: only exits are copied",
+            b.code,
+            b.by,
+            fmt_ms(b.since_ms),
+            b.reason
+        );
+    } else if b.tripped {
         println!("breaker: TRIPPED ({}) by {} since {}: {}", b.code, b.by, fmt_ms(b.since_ms), b.reason);
     } else {
         println!("breaker: ok (trading active)");
@@ -115,7 +123,8 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
 }
 
 fn breaker_json(b: &BreakerState) -> serde_json::Value {
-    json!({"tripped": b.tripped, "code": b.code, "reason": b.reason, "by": b.by, "since_ms": b.since_ms})
+    json!({"state": b.trading().as_str(), "tripped": b.tripped, "reducing": b.reducing, "code": b.code,
+           "reason": b.reason, "by": b.by, "since_ms": b.since_ms})
 }
 
 fn fmt_ms(ms: i64) -> String {

@@ -254,6 +254,10 @@ pub struct RiskSettings {
     pub breaker_poll_ms: u64,
     /// How often open positions are marked at CLOB midpoints, seconds (0 = never).
     pub mark_interval_s: u64,
+    /// What the daily loss limit does: `reduce` (only exits are copied) or `halt`.
+    pub daily_loss_action: String,
+    /// The trading day (and the daily loss limit) opens at this hour, UTC.
+    pub day_starts_at_hour: u32,
 }
 
 /// `[paper]`.
@@ -487,6 +491,12 @@ impl Settings {
                 "risk.max_position_usdc",
                 format!("{} is above risk.max_total_exposure_usdc {}", r.max_position_usdc, r.max_total_exposure_usdc),
             );
+        }
+        if !matches!(r.daily_loss_action.as_str(), "reduce" | "halt") {
+            bad("risk.daily_loss_action", format!("must be \"reduce\" or \"halt\", got {:?}", r.daily_loss_action));
+        }
+        if r.day_starts_at_hour > 23 {
+            bad("risk.day_starts_at_hour", format!("must be 0..=23 (UTC), got {}", r.day_starts_at_hour));
         }
         if r.max_trades_per_hour == 0 {
             bad("risk.max_trades_per_hour", "must be at least 1".into());

@@ -175,6 +175,7 @@ async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {
         reason: reason.clone(),
         by: by.clone(),
         since_ms: now_ms(),
+        reducing: false,
     };
     let persisted = matches!(
         tokio::time::timeout(Duration::from_millis(700), peers.store.send(SetBreaker(state.clone()))).await,
@@ -197,7 +198,7 @@ async fn resume(peers: &ControlPeers, by: String) -> Reply {
         return reply(peers, false, msg, current(peers).await);
     }
     let before = current(peers).await;
-    if !before.tripped && !peers.gate.is_closed() {
+    if before.trading() == crate::risk::TradingState::Active && !peers.gate.is_closed() {
         return reply(peers, true, "not halted: nothing to resume".into(), before);
     }
     // The message is queued at once; the supervisor handles it after an order in flight.

@@ -1,15 +1,44 @@
-//! The circuit breaker: a small state machine deciding whether any order may leave.
+//! The trading state, as a small state machine: `active`, `reducing` (exits of open positions are
+//! copied, anything that adds exposure is refused) or `halted` (nothing is sent).
 //!
-//! It trips on a manual halt, the emergency-stop file, N consecutive execution errors, a database
-//! error or the daily loss limit. Only an explicit resume clears it; the actor persists every change.
+//! A manual halt, the emergency-stop file, N consecutive execution errors and a database error halt;
+//! the daily loss limit reduces by default. Only an explicit resume goes back to active; the actor
+//! persists every change.
 
 use serde::{Deserialize, Serialize};
+
+/// What may be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TradingState {
+    /// Copies go out.
+    Active,
+    /// Only exits (SELLs of open positions) go out.
+    Reducing,
+    /// Nothing goes out.
+    Halted,
+}
+
+impl TradingState {
+    /// `active`, `reducing` or `halted`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Reducing => "reducing",
+            Self::Halted => "halted",
+        }
+    }
+}
 
 /// The breaker's persisted state.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BreakerState {
-    /// True while no order may be sent.
+    /// True while no order may be sent (halted).
     pub tripped: bool,
+    /// True while only exits may be sent (reducing; never with `tripped`).
+    #[serde(default)]
+    pub reducing: bool,
     /// Stable code of the cause: `manual`, `emergency_stop`, `error_streak`, `database_error`, `daily_loss_limit`.
     pub code: String,
     /// Human-readable cause.
@@ -18,6 +47,20 @@ pub struct BreakerState {
     pub by: String,
     /// When it last changed, unix ms.
     pub since_ms: i64,
+}
+
+impl BreakerState {
+    /// The trading state this is.
+    #[must_use]
+    pub const fn trading(&self) -> TradingState {
+        if self.tripped {
+            TradingState::Halted
+        } else if self.reducing {
+            TradingState::Reducing
+        } else {
+            TradingState::Active
+        }
+    }
 }
 
 /// The breaker plus the error streak that can trip it.
@@ -44,14 +87,15 @@ impl Breaker {
         !self.state.tripped
     }
 
-    /// Trips it; returns false (and changes nothing) when it was already tripped, so the first cause
-    /// is the one kept and reported.
+    /// Halts; returns false (and changes nothing) when it was already halted, so the first cause
+    /// is the one kept and reported. Reducing gives way to halted.
     pub fn trip(&mut self, code: &str, reason: &str, by: &str, now_ms: i64) -> bool {
         if self.state.tripped {
             return false;
         }
         self.state = BreakerState {
             tripped: true,
+            reducing: false,
             code: code.to_owned(),
             reason: reason.to_owned(),
             by: by.to_owned(),
@@ -60,15 +104,32 @@ impl Breaker {
         true
     }
 
-    /// Clears it; returns the state it had, or `None` when it was not tripped.
+    /// Moves from active to reducing; returns false (and changes nothing) otherwise.
+    pub fn reduce(&mut self, code: &str, reason: &str, by: &str, now_ms: i64) -> bool {
+        if self.state.trading() != TradingState::Active {
+            return false;
+        }
+        self.state = BreakerState {
+            tripped: false,
+            reducing: true,
+            code: code.to_owned(),
+            reason: reason.to_owned(),
+            by: by.to_owned(),
+            since_ms: now_ms,
+        };
+        true
+    }
+
+    /// Back to active; returns the state it had, or `None` when it was active.
     pub fn reset(&mut self, by: &str, now_ms: i64) -> Option<BreakerState> {
-        if !self.state.tripped {
+        if self.state.trading() == TradingState::Active {
             return None;
         }
         let was = std::mem::replace(
             &mut self.state,
             BreakerState {
                 tripped: false,
+                reducing: false,
                 code: String::new(),
                 reason: String::new(),
                 by: by.to_owned(),
@@ -111,6 +172,29 @@ mod tests {
         assert_eq!(was.reason, "going to lunch");
         assert!(b.is_active());
         assert_eq!(b.reset("cli", 8), None);
+    }
+
+    #[test]
+    fn reducing_sits_between_active_and_halted() {
+        let mut b = Breaker::new(BreakerState::default(), 3);
+        // (action, changed, state after)
+        let steps: [(&str, bool, TradingState); 6] = [
+            ("reduce", true, TradingState::Reducing),
+            ("reduce", false, TradingState::Reducing),
+            ("trip", true, TradingState::Halted),
+            ("reduce", false, TradingState::Halted),
+            ("reset", true, TradingState::Active),
+            ("reset", false, TradingState::Active),
+        ];
+        for (i, (action, changed, after)) in steps.into_iter().enumerate() {
+            let did = match action {
+                "reduce" => b.reduce("daily_loss_limit", "loss", "daemon", 1),
+                "trip" => b.trip("manual", "halt", "cli", 2),
+                _ => b.reset("cli", 3).is_some(),
+            };
+            assert_eq!((did, b.state.trading()), (changed, after), "step {i}");
+        }
+        assert!(b.is_active());
     }
 
     #[test]

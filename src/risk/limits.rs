@@ -48,11 +48,12 @@ pub fn check_intent(
     activity: &WalletActivity,
     now_ms: i64,
 ) -> Result<(), DenyReason> {
-    if realized_today.0 <= -limits.daily_loss_limit_usdc.0 {
-        return Err(DenyReason::DailyLossLimit { pnl: realized_today, limit: limits.daily_loss_limit_usdc });
-    }
+    // Exits always go (they only reduce risk); the trading state decides the rest.
     if intent.side == Side::Sell {
         return Ok(());
+    }
+    if realized_today.0 <= -limits.daily_loss_limit_usdc.0 {
+        return Err(DenyReason::DailyLossLimit { pnl: realized_today, limit: limits.daily_loss_limit_usdc });
     }
     let notional = intent.notional();
     if notional > limits.max_order_usdc {
@@ -147,7 +148,8 @@ mod tests {
             (intent(Side::Buy, 2 * ONE, 500_000), (0, 0), 0, act(1, Some(now - 300_000), None, Some(300)), None),
             (intent(Side::Buy, 2 * ONE, 500_000), (0, 0), -20 * ONE + 1, none, None),
             (intent(Side::Buy, 2 * ONE, 500_000), (0, 0), -20 * ONE, none, Some("daily_loss_limit")),
-            (intent(Side::Sell, 2 * ONE, 500_000), (0, 0), -20 * ONE, none, Some("daily_loss_limit")),
+            // an exit is never held back by the loss limit: it only reduces risk
+            (intent(Side::Sell, 2 * ONE, 500_000), (0, 0), -20 * ONE, none, None),
             // sells reduce risk: caps and frequency do not block them
             (
                 intent(Side::Sell, 1_000 * ONE, 500_000),

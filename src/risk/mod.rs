@@ -4,6 +4,7 @@
 pub mod book;
 pub mod book_walk;
 pub mod breaker;
+pub mod day;
 pub mod gate;
 pub mod limits;
 pub mod market;
@@ -12,7 +13,7 @@ pub mod reservations;
 pub mod sizing;
 
 pub use book::{Book, Position};
-pub use breaker::{Breaker, BreakerState};
+pub use breaker::{Breaker, BreakerState, TradingState};
 pub use gate::TradingGate;
 pub use limits::{Limits, WalletActivity, check_intent};
 pub use reason::DenyReason;

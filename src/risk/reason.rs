@@ -78,6 +78,11 @@ pub enum DenyReason {
         /// Why it tripped.
         reason: String,
     },
+    /// Trading is reducing: only exits are copied, this would add exposure.
+    Reducing {
+        /// Why trading is reducing.
+        reason: String,
+    },
     /// The target wallet is no longer a watched target.
     WalletInactive,
     /// The operator paused this target.
@@ -125,6 +130,7 @@ impl DenyReason {
             Self::MinTradeInterval { .. } => "min_trade_interval",
             Self::DailyLossLimit { .. } => "daily_loss_limit",
             Self::Halted { .. } => "halted",
+            Self::Reducing { .. } => "reducing",
             Self::WalletInactive => "wallet_inactive",
             Self::Paused => "paused",
             Self::Stale { .. } => "stale",
@@ -160,7 +166,7 @@ impl fmt::Display for DenyReason {
             Self::DailyLossLimit { pnl, limit } => {
                 write!(f, "{code}: pnl_today={pnl} limit=-{limit}")
             }
-            Self::Halted { reason } => write!(f, "{code}: {reason}"),
+            Self::Halted { reason } | Self::Reducing { reason } => write!(f, "{code}: {reason}"),
             Self::Stale { age_s, max_s } => write!(f, "{code}: age_s={age_s} max_s={max_s}"),
             Self::Venue { message, .. } => write!(f, "{code}: {message}"),
             Self::NearEnd { minutes_left, min } => write!(f, "{code}: minutes_left={minutes_left} min={min}"),

@@ -102,15 +102,25 @@ pub fn limit_price(side: Side, target: Price, bps: u32) -> Price {
     Price(p.clamp(PRICE_FLOOR, PRICE_CEIL))
 }
 
+/// Refuses a fill older than `max_copy_delay_s` (0: no limit) at `now_ms`: checked before anything
+/// is looked up on the network, and again in [`size_copy`].
+///
+/// # Errors
+/// [`DenyReason::Stale`].
+pub fn check_fresh(fill: &TargetFill, max_copy_delay_s: u64, now_ms: i64) -> Result<(), DenyReason> {
+    let age_s = now_ms / 1000 - i64::try_from(fill.block_ts).unwrap_or(i64::MAX);
+    if max_copy_delay_s > 0 && age_s > i64::try_from(max_copy_delay_s).unwrap_or(i64::MAX) {
+        return Err(DenyReason::Stale { age_s, max_s: max_copy_delay_s });
+    }
+    Ok(())
+}
+
 /// Sizes our copy of `fill` under `rules`.
 ///
 /// # Errors
 /// The [`DenyReason`] when the fill is not to be copied.
 pub fn size_copy(fill: &TargetFill, rules: &CopyRules, ctx: &SizingContext) -> Result<Sized, DenyReason> {
-    let age_s = ctx.now_ms / 1000 - i64::try_from(fill.block_ts).unwrap_or(i64::MAX);
-    if ctx.max_copy_delay_s > 0 && age_s > i64::try_from(ctx.max_copy_delay_s).unwrap_or(i64::MAX) {
-        return Err(DenyReason::Stale { age_s, max_s: ctx.max_copy_delay_s });
-    }
+    check_fresh(fill, ctx.max_copy_delay_s, ctx.now_ms)?;
     if rules.min_price.is_some_and(|m| fill.price < m) || rules.max_price.is_some_and(|m| fill.price > m) {
         return Err(DenyReason::PriceOutOfBand { price: fill.price, min: rules.min_price, max: rules.max_price });
     }

@@ -378,19 +378,52 @@ impl Store {
         Ok(b)
     }
 
+    /// Realized P&L since `day_start_ms` (the trading day's opening).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn realized_since(&self, day_start_ms: i64) -> StoreResult<Usdc> {
+        let v: i64 = query_one(
+            &self.conn,
+            "SELECT COALESCE(SUM(p), 0) FROM (SELECT realized_pnl AS p FROM executions WHERE executed_at_ms >= ?1 \
+             UNION ALL SELECT realized_pnl FROM settlements WHERE at_ms >= ?1)",
+            [day_start_ms],
+            |r| r.get(0),
+        )?;
+        Ok(Usdc(v))
+    }
+
     /// Realized P&L since the start of the UTC day containing `now_ms`.
     ///
     /// # Errors
     /// On a database error.
     pub fn realized_today(&self, now_ms: i64) -> StoreResult<Usdc> {
-        let v: i64 = query_one(
+        self.realized_since(utc_day_start(now_ms))
+    }
+
+    /// The open positions' unrealized P&L when the trading day of `day_start_ms` opened.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn day_open(&self, day_start_ms: i64) -> StoreResult<Option<Usdc>> {
+        Ok(self
+            .conn
+            .query_row("SELECT unrealized FROM day_open WHERE day_start_ms = ?1", [day_start_ms], |r| r.get(0))
+            .optional()?
+            .map(Usdc))
+    }
+
+    /// Records the unrealized P&L a trading day opened with (the first record of a day stands).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn set_day_open(&self, day_start_ms: i64, unrealized: Usdc) -> StoreResult<()> {
+        exec(
             &self.conn,
-            "SELECT COALESCE(SUM(p), 0) FROM (SELECT realized_pnl AS p FROM executions WHERE executed_at_ms >= ?1 \
-             UNION ALL SELECT realized_pnl FROM settlements WHERE at_ms >= ?1)",
-            [utc_day_start(now_ms)],
-            |r| r.get(0),
+            "INSERT OR IGNORE INTO day_open (day_start_ms, unrealized) VALUES (?1, ?2)",
+            params![day_start_ms, unrealized.0],
         )?;
-        Ok(Usdc(v))
+        Ok(())
     }
 
     /// Copies per wallet since `since_ms`: (wallet, executed_at_ms), oldest first.
@@ -432,13 +465,14 @@ impl Store {
     pub fn breaker(&self) -> StoreResult<BreakerState> {
         Ok(self
             .conn
-            .query_row("SELECT tripped, code, reason, by, since_ms FROM breaker WHERE id = 1", [], |r| {
+            .query_row("SELECT tripped, code, reason, by, since_ms, reducing FROM breaker WHERE id = 1", [], |r| {
                 Ok(BreakerState {
                     tripped: r.get(0)?,
                     code: r.get(1)?,
                     reason: r.get(2)?,
                     by: r.get(3)?,
                     since_ms: r.get(4)?,
+                    reducing: r.get(5)?,
                 })
             })
             .optional()?
@@ -452,9 +486,9 @@ impl Store {
     pub fn set_breaker(&self, s: &BreakerState) -> StoreResult<()> {
         exec(
             &self.conn,
-            "INSERT INTO breaker (id, tripped, code, reason, by, since_ms) VALUES (1, ?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (id) DO UPDATE SET tripped = ?1, code = ?2, reason = ?3, by = ?4, since_ms = ?5",
-            params![s.tripped, s.code, s.reason, s.by, s.since_ms],
+            "INSERT INTO breaker (id, tripped, code, reason, by, since_ms, reducing) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (id) DO UPDATE SET tripped = ?1, code = ?2, reason = ?3, by = ?4, since_ms = ?5, reducing = ?6",
+            params![s.tripped, s.code, s.reason, s.by, s.since_ms, s.reducing],
         )?;
         Ok(())
     }

@@ -175,6 +175,17 @@ CREATE TABLE markets (
     fetched_at_ms INTEGER NOT NULL
 );
 ",
+    r"
+-- the trading state between active and halted: only exits are copied (daily loss limit)
+ALTER TABLE breaker ADD COLUMN reducing INTEGER NOT NULL DEFAULT 0;
+
+-- the unrealized P&L of open positions when each trading day opened: the daily loss limit counts
+-- the day's change of it, not lifetime unrealized against cost
+CREATE TABLE day_open (
+    day_start_ms INTEGER PRIMARY KEY,
+    unrealized   INTEGER NOT NULL
+);
+",
 ];
 
 /// Brings the schema up to date.

@@ -147,7 +147,9 @@ async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &st
                     by: "telegram".into(),
                 });
                 let text = match was {
-                    Some(w) if w.tripped => format!("resumed: trading active again (was {}: {})", w.code, w.reason),
+                    Some(w) if w.tripped || w.reducing => {
+                        format!("resumed: trading active again (was {}: {})", w.code, w.reason)
+                    }
                     _ => "not halted: nothing to resume".to_owned(),
                 };
                 send(ops, chat, Reply::text(text)).await;
@@ -218,6 +220,8 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             let f = *ops.feed.borrow();
             let breaker = if b.tripped {
                 format!("TRIPPED ({}) by {}: {}", b.code, b.by, b.reason)
+            } else if b.reducing {
+                format!("REDUCING ({}) by {}: {}: only exits are copied", b.code, b.by, b.reason)
             } else {
                 "ok, trading active".into()
             };
@@ -360,8 +364,14 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             }
         }
         Command::Resume => match ops.risk.send(GetBreakerState).await {
-            Ok(b) if b.tripped => Reply {
-                text: format!("the breaker is tripped ({}) by {}: {}\nresume trading?", b.code, b.by, b.reason),
+            Ok(b) if b.tripped || b.reducing => Reply {
+                text: format!(
+                    "trading is {} ({}) by {}: {}\nresume trading?",
+                    b.trading().as_str(),
+                    b.code,
+                    b.by,
+                    b.reason
+                ),
                 buttons: vec![("Resume trading".into(), CONFIRM_RESUME.into())],
                 photo: None,
             },

@@ -3,6 +3,7 @@
 //! outcome, and keeps the book. It also watches the breaker (CLI halt/resume through the journal)
 //! and the emergency-stop file. Valuation (marks, settlement on chain) is in [`valuation`].
 
+mod day;
 mod placement;
 mod valuation;
 
@@ -25,7 +26,7 @@ use crate::actors::store::{GetBreaker, MarkUnresolved, RecordRejection, SetBreak
 use crate::domain::{Execution, OrderIntent, Shares, TargetFill, TokenId, Usdc};
 use crate::metrics::Metrics;
 use crate::risk::{Book, Breaker, BreakerState, DenyReason, Limits, WalletActivity};
-use crate::store::{now_ms, utc_day_start};
+use crate::store::now_ms;
 
 /// What became of an intent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +103,29 @@ pub struct RiskState {
     pub realized_today: Usdc,
     /// Copies in the last hour: (wallet, unix ms).
     pub recent_copies: Vec<(Address, i64)>,
+    /// When the current trading day opened, unix ms.
+    pub day_start_ms: i64,
+    /// The open positions' unrealized P&L when it opened, if recorded.
+    pub unrealized_at_open: Option<Usdc>,
+}
+
+/// How the supervisor decides.
+#[derive(Debug, Clone)]
+pub struct RiskConfig {
+    /// The hard limits.
+    pub limits: Limits,
+    /// Execution errors in a row that halt.
+    pub max_consecutive_errors: u32,
+    /// While this file exists trading is halted.
+    pub stop_file: PathBuf,
+    /// How often the breaker, the stop file and the trading day are checked.
+    pub poll: Duration,
+    /// Placements running at once.
+    pub max_in_flight: usize,
+    /// The trading day opens at this hour, UTC.
+    pub day_starts_at_hour: u32,
+    /// The daily loss limit halts (else it reduces: only exits are copied).
+    pub daily_loss_halts: bool,
 }
 
 /// Where the supervisor's collaborators and settings come from.
@@ -131,6 +155,10 @@ pub struct RiskSupervisor {
     marks: HashMap<TokenId, crate::domain::Price>,
     unrealized: Usdc,
     day_start_ms: i64,
+    /// The open positions' unrealized P&L when the trading day opened (`None`: not known yet).
+    unrealized_at_open: Option<Usdc>,
+    day_starts_at_hour: u32,
+    daily_loss_halts: bool,
     copies: HashMap<Address, VecDeque<i64>>,
     store: Addr<StoreActor>,
     executor: Recipient<Execute>,
@@ -166,15 +194,16 @@ const HOUR_MS: i64 = 3_600_000;
 impl RiskSupervisor {
     /// A supervisor starting from `state`.
     #[must_use]
-    pub fn new(
-        limits: Limits,
-        max_consecutive_errors: u32,
-        state: RiskState,
-        peers: RiskPeers,
-        stop_file: PathBuf,
-        poll: Duration,
-        max_in_flight: usize,
-    ) -> Self {
+    pub fn new(cfg: RiskConfig, state: RiskState, peers: RiskPeers) -> Self {
+        let RiskConfig {
+            limits,
+            max_consecutive_errors,
+            stop_file,
+            poll,
+            max_in_flight,
+            day_starts_at_hour,
+            daily_loss_halts,
+        } = cfg;
         let RiskPeers { store, executor, notifier, metrics, gate } = peers;
         if state.breaker.tripped {
             gate.close();
@@ -193,7 +222,10 @@ impl RiskSupervisor {
             realized_today: state.realized_today,
             marks: HashMap::new(),
             unrealized: Usdc::ZERO,
-            day_start_ms: utc_day_start(now_ms()),
+            day_start_ms: state.day_start_ms,
+            unrealized_at_open: state.unrealized_at_open,
+            day_starts_at_hour,
+            daily_loss_halts,
             copies,
             store,
             executor,
@@ -219,6 +251,12 @@ impl RiskSupervisor {
             self.gate.close();
         }
         self.metrics.breaker_tripped.store(self.breaker.state.tripped, Ordering::Relaxed);
+        let state = match self.breaker.state.trading() {
+            crate::risk::TradingState::Active => 0,
+            crate::risk::TradingState::Reducing => 1,
+            crate::risk::TradingState::Halted => 2,
+        };
+        self.metrics.trading_state.store(state, Ordering::Relaxed);
         self.metrics.exposure.store(self.book.exposure().0, Ordering::Relaxed);
         self.metrics.pnl_today.store(self.realized_today.0, Ordering::Relaxed);
         self.metrics.unrealized_pnl.store(self.unrealized.0, Ordering::Relaxed);
@@ -233,7 +271,17 @@ impl RiskSupervisor {
         }
     }
 
-    fn reset(&mut self, by: &str) {
+    /// Moves to reducing: only exits go out from now on.
+    pub(super) fn reduce(&mut self, code: &str, reason: &str, by: &str) {
+        if self.breaker.reduce(code, reason, by, now_ms()) {
+            self.breaker_epoch += 1;
+            self.store.do_send(SetBreaker(self.breaker.state.clone()));
+            self.notifier.do_send(Event::BreakerTripped(self.breaker.state.clone()));
+            self.publish();
+        }
+    }
+
+    pub(super) fn reset(&mut self, by: &str) {
         if let Some(was) = self.breaker.reset(by, now_ms()) {
             self.gate.open();
             self.breaker_epoch += 1;
@@ -319,6 +367,7 @@ impl RiskSupervisor {
 
     /// Reads the journal's breaker (CLI halt/resume) and the stop file.
     fn poll_breaker(&mut self, ctx: &mut Context<Self>) {
+        self.roll_day(now_ms());
         self.publish();
         self.wake_position_waiters();
         if self.breaker.is_active() && self.stop_file.exists() {
@@ -339,15 +388,19 @@ impl RiskSupervisor {
                 return;
             }
             act.breaker_epoch += 1;
-            if db.tripped {
-                act.gate.close();
+            if db.trading() != crate::risk::TradingState::Active {
+                if db.tripped {
+                    act.gate.close();
+                } else {
+                    act.gate.open();
+                }
                 act.breaker.state = db.clone();
                 act.notifier.do_send(Event::BreakerTripped(db));
             } else {
                 let was = std::mem::replace(&mut act.breaker.state, db.clone());
                 act.breaker.consecutive_errors = 0;
                 act.gate.open();
-                if was.tripped {
+                if was.trading() != crate::risk::TradingState::Active {
                     act.notifier.do_send(Event::BreakerReset { was, by: db.by });
                 }
             }

@@ -16,7 +16,7 @@ use crate::actors::store::{BookOwnFill, RecordExecution, RecordIntent};
 use crate::chain::OwnFill;
 use crate::domain::{Execution, Usdc};
 use crate::risk::{DenyReason, Position, Reservation, check_intent};
-use crate::store::{OwnBooking, now_ms, utc_day_start};
+use crate::store::{OwnBooking, now_ms};
 
 /// How a placement ended, applied to the actor's state when it comes back.
 pub(super) enum Step {
@@ -37,10 +37,7 @@ impl Handler<Evaluate> for RiskSupervisor {
     /// Gates and reserves one intent, then lets its placement run; replies `Approved` at once.
     fn handle(&mut self, m: Evaluate, ctx: &mut Context<Self>) -> Self::Result {
         let now = now_ms();
-        if utc_day_start(now) != self.day_start_ms {
-            self.day_start_ms = utc_day_start(now);
-            self.realized_today = Usdc::ZERO;
-        }
+        self.roll_day(now);
         // A recovered intent may already be at the exchange: even while halted it goes to the
         // executor, which only resolves what was sent and sends nothing new.
         let may_send = self.breaker.is_active() && !self.gate.is_closed();
@@ -50,6 +47,12 @@ impl Handler<Evaluate> for RiskSupervisor {
                 DenyReason::Halted { reason: "manual: a halt was requested".into() }
             } else {
                 self.halted_reason()
+            };
+            return MessageResult(self.reject(&m, reason));
+        }
+        if self.breaker.state.reducing && !m.recovered && m.intent.side == crate::domain::Side::Buy {
+            let reason = DenyReason::Reducing {
+                reason: format!("only exits are copied ({}: {})", self.breaker.state.code, self.breaker.state.reason),
             };
             return MessageResult(self.reject(&m, reason));
         }

@@ -35,9 +35,9 @@ pub struct GetOpenTokens;
 pub struct Marks(pub HashMap<TokenId, Price>);
 
 impl RiskSupervisor {
-    /// Realized P&L today plus the unrealized P&L of open positions at their marks.
+    /// Realized P&L today plus the change of the open positions' unrealized P&L since the day opened.
     pub(super) fn pnl_today(&self) -> Usdc {
-        Usdc(self.realized_today.0 + self.unrealized.0)
+        crate::risk::day::pnl_today(self.realized_today, self.unrealized, self.unrealized_at_open)
     }
 
     /// Unrealized P&L of the positions that have a mark (unmarked ones count at cost).
@@ -54,12 +54,18 @@ impl RiskSupervisor {
 
     pub(super) fn check_daily_loss(&mut self) {
         let pnl = self.pnl_today();
-        if self.breaker.is_active() && pnl.0 <= -self.limits.daily_loss_limit_usdc.0 {
+        let active = self.breaker.state.trading() == crate::risk::TradingState::Active;
+        if active && pnl.0 <= -self.limits.daily_loss_limit_usdc.0 {
+            let change = Usdc(pnl.0 - self.realized_today.0);
             let reason = format!(
-                "P&L today {pnl} (realized {}, unrealized {}) reached the limit -{}",
-                self.realized_today, self.unrealized, self.limits.daily_loss_limit_usdc
+                "P&L today {pnl} (realized {}, change of unrealized since the day opened {change}) reached the limit -{}",
+                self.realized_today, self.limits.daily_loss_limit_usdc
             );
-            self.trip("daily_loss_limit", &reason, "daemon");
+            if self.daily_loss_halts {
+                self.trip("daily_loss_limit", &reason, "daemon");
+            } else {
+                self.reduce("daily_loss_limit", &reason, "daemon");
+            }
         }
     }
 }
@@ -172,6 +178,10 @@ impl Handler<Marks> for RiskSupervisor {
         self.store.do_send(SetMarks(m.0.clone()));
         self.marks.extend(m.0);
         self.revalue();
+        // The first marks of a day whose opening value was not recorded (a start mid-day): from now on.
+        if self.unrealized_at_open.is_none() {
+            self.open_day_at(self.unrealized);
+        }
         self.check_daily_loss();
         self.publish();
     }

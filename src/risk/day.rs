@@ -1,0 +1,64 @@
+//! The trading day and its P&L. The daily loss limit counts what was lost *today*: the P&L realized
+//! since the day opened plus the change of the open positions' unrealized P&L since then, not the
+//! lifetime unrealized P&L of positions opened on earlier days.
+
+use crate::domain::Usdc;
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// When the trading day containing `now_ms` opened, for days that start at `hour` UTC.
+#[must_use]
+pub const fn day_start(now_ms: i64, hour: u32) -> i64 {
+    let offset = hour as i64 * HOUR_MS;
+    let shifted = now_ms - offset;
+    shifted - shifted.rem_euclid(DAY_MS) + offset
+}
+
+/// Today's P&L: realized today plus the change of unrealized P&L since the day opened (`None`: the
+/// opening value is not known yet, so nothing unrealized counts).
+#[must_use]
+pub const fn pnl_today(realized_today: Usdc, unrealized_now: Usdc, unrealized_at_open: Option<Usdc>) -> Usdc {
+    let change = match unrealized_at_open {
+        Some(open) => unrealized_now.0 - open.0,
+        None => 0,
+    };
+    Usdc(realized_today.0 + change)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_open_at_the_configured_hour() {
+        let midnight = 1_796_083_200_000; // 2026-12-01 00:00 UTC
+        // (now, hour) → day start
+        let cases = [
+            (midnight, 0, midnight),
+            (midnight + 5 * HOUR_MS, 0, midnight),
+            (midnight - 1, 0, midnight - DAY_MS),
+            (midnight + 5 * HOUR_MS, 6, midnight - DAY_MS + 6 * HOUR_MS),
+            (midnight + 6 * HOUR_MS, 6, midnight + 6 * HOUR_MS),
+            (midnight + 23 * HOUR_MS, 22, midnight + 22 * HOUR_MS),
+        ];
+        for (i, (now, hour, want)) in cases.into_iter().enumerate() {
+            assert_eq!(day_start(now, hour), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn only_todays_change_of_unrealized_counts() {
+        // (realized today, unrealized now, at open) → P&L today
+        let cases = [
+            (0, -50, Some(-50), 0),   // a loss carried from yesterday is not today's
+            (0, -80, Some(-50), -30), // it grew by 30 today
+            (-20, 0, Some(-20), 0),   // sold today at yesterday's mark: no loss today
+            (10, -5, Some(0), 5),
+            (10, -500, None, 10), // opening value unknown yet: realized only
+        ];
+        for (i, (r, u, open, want)) in cases.into_iter().enumerate() {
+            assert_eq!(pnl_today(Usdc(r), Usdc(u), open.map(Usdc)), Usdc(want), "case {i}");
+        }
+    }
+}
