@@ -130,8 +130,8 @@ struct State {
     max_posting: u64,
     /// When set, unscripted POSTs draw a random play from this generator state.
     chaos: Option<u64>,
-    /// Faults played at random: (hang, 503, 425, partial, no liquidity).
-    faults: [u64; 5],
+    /// Faults played at random: (hang, 503, 425, partial, no liquidity, rest).
+    faults: [u64; 6],
 }
 
 impl State {
@@ -149,6 +149,7 @@ impl State {
             9..=13 => (Play::Status(425, "too early"), 2),
             14..=16 => (Play::Partial(50), 3),
             17..=19 => (Play::NoLiquidity, 4),
+            20..=22 => (Play::Rest, 5),
             _ => return Play::Fill,
         };
         self.faults[i] += 1;
@@ -195,8 +196,8 @@ impl FakeClob {
         self.state.lock().unwrap().chaos = Some(seed.max(1));
     }
 
-    /// Faults played so far: (hang, 503, 425, partial, no liquidity).
-    pub fn faults(&self) -> [u64; 5] {
+    /// Faults played so far: (hang, 503, 425, partial, no liquidity, rested).
+    pub fn faults(&self) -> [u64; 6] {
         self.state.lock().unwrap().faults
     }
 
