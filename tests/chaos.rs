@@ -96,7 +96,7 @@ async fn run(n: usize, seed: u64) {
                 let order = u8::try_from((b * batch + i) % 250 + 1).unwrap();
                 let token = if i % 2 == 0 { STD_TOKEN } else { NEG_TOKEN };
                 // Every fourth fill is the target selling part of what it bought.
-                if i % 4 == 3 { Fill::v2(order, A, C, false, token, 40 * ONE, 20 * ONE) } else { buy(order, token) }
+                if i % 4 == 3 { Fill::v2(order, A, C, false, token, 90 * ONE, 45 * ONE) } else { buy(order, token) }
             })
             .collect();
         fills.extend(settlements(&l, &mut settled));
@@ -115,7 +115,8 @@ async fn run(n: usize, seed: u64) {
     }
 
     // Let it finish; an order whose outcome stayed unknown is resolved by the next start.
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let limit: u64 = std::env::var("CHAOS_FINISH_S").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
+    let deadline = Instant::now() + Duration::from_secs(limit);
     let mut last_progress = (Instant::now(), -1);
     loop {
         let journaled = count(&l.d, "SELECT COUNT(*) FROM fills");
@@ -128,7 +129,55 @@ async fn run(n: usize, seed: u64) {
         if !ours.is_empty() {
             l.anvil.emit_block(&ours).await;
         }
-        assert!(Instant::now() < deadline, "unfinished: {journaled} journaled, {pending} pending\n{}", l.d.log());
+        if Instant::now() >= deadline {
+            let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+            let mut st = c
+                .prepare(
+                    "SELECT f.id, f.side, f.reason, f.detail, o.order_id, o.status, o.posts, o.settled, o.message \
+                     FROM fills f LEFT JOIN orders o ON o.fill_id = f.id WHERE f.status = 'pending'",
+                )
+                .unwrap();
+            let rows: Vec<String> = st
+                .query_map([], |r| {
+                    Ok(format!(
+                        "{:?}",
+                        (
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                            r.get::<_, Option<String>>(5)?,
+                            r.get::<_, Option<i64>>(6)?,
+                            r.get::<_, Option<i64>>(7)?,
+                            r.get::<_, Option<String>>(8)?
+                        )
+                    ))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let fake: Vec<String> = l
+                .clob
+                .orders()
+                .iter()
+                .map(|o| format!("{} {} m={} r={}", o.id, o.side, o.matched, o.resting))
+                .collect();
+            let log = l.d.log();
+            let errors: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("chain::feed"))
+                .collect();
+            let all: Vec<&str> = log.lines().collect();
+            eprintln!("LOG TAIL:\n{}", all[all.len().saturating_sub(40)..].join("\n"));
+            let tail = &errors[errors.len().saturating_sub(25)..];
+            panic!(
+                "unfinished: {journaled} journaled, {pending} pending:\n{}\nat the fake:\n{}\nlast warnings:\n{}",
+                rows.join("\n"),
+                fake.join("\n"),
+                tail.join("\n")
+            );
+        }
         if pending != last_progress.1 {
             last_progress = (Instant::now(), pending);
         } else if last_progress.0.elapsed() > Duration::from_secs(30) {
@@ -165,6 +214,54 @@ async fn run(n: usize, seed: u64) {
          FROM executions GROUP BY token_id) e LEFT JOIN positions p USING (token_id) WHERE COALESCE(p.shares, 0) != e.s",
     );
     let sells = count(d, "SELECT COUNT(*) FROM executions WHERE side = 'SELL'");
+    if mismatched > 0 {
+        let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+        let mut st = c
+            .prepare(
+                "SELECT e.fill_id, e.side, e.token_id, e.shares, o.status, o.settled, o.shares, o.message \
+                 FROM executions e LEFT JOIN orders o ON o.fill_id = e.fill_id ORDER BY e.fill_id",
+            )
+            .unwrap();
+        let rows: Vec<String> = st
+            .query_map([], |r| {
+                Ok(format!(
+                    "{:?}",
+                    (
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
+                        r.get::<_, Option<String>>(7)?
+                    )
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let pos: Vec<(String, i64)> = c
+            .prepare("SELECT token_id, shares FROM positions")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        eprintln!("positions {pos:?}\nexecutions:\n{}", rows.join("\n"));
+        let log = d.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("on chain")
+                    || l.contains("not settled")
+                    || l.contains("polycopy started")
+                    || l.contains("reversed")
+            })
+            .take(60)
+            .collect();
+        eprintln!("LOG:\n{}", lines.join("\n"));
+    }
     let lost = n as i64 - journaled;
     let [hangs, unavailable, early, partial, no_liquidity, rested] = l.clob.faults();
     eprintln!(

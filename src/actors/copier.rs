@@ -4,11 +4,12 @@
 //! position observed from the target's journaled fills. A copy into a closed market, or a buy into
 //! one ending too soon, is held back (market metadata from [`crate::market`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use actix::{Actor, ActorFutureExt, Addr, AtomicResponse, Context, Handler, Message, WrapFuture};
+use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
 use alloy::primitives::Address;
+use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::actors::notifier::{Event, Notifier};
@@ -52,7 +53,11 @@ pub struct CopierConfig {
     pub min_minutes_to_end: u64,
 }
 
-/// Sizes copies, one at a time.
+/// A copy waiting for the one before it on the same token, with where its decision goes.
+type Queued = (Copy, oneshot::Sender<Decision>);
+
+/// Sizes copies: one at a time per token (a SELL must see what the BUY before it got), several
+/// tokens at once (a slow metadata or balance read on one holds up no other).
 pub struct Copier {
     cfg: CopierConfig,
     rpc: Option<Arc<Rpc>>,
@@ -63,6 +68,10 @@ pub struct Copier {
     /// Net shares each target traded of a token within a block so far: a second fill in the same
     /// block must see the balance after the first, not the one at the previous block.
     block_deltas: HashMap<(Address, TokenId, u64), i64>,
+    /// Tokens with a copy being sized, and the copies waiting behind it.
+    busy: HashMap<TokenId, VecDeque<Queued>>,
+    /// Replied to when no copy is being sized any more.
+    idle: Vec<oneshot::Sender<()>>,
 }
 
 impl std::fmt::Debug for Copier {
@@ -82,7 +91,17 @@ impl Copier {
         risk: Addr<RiskSupervisor>,
         notifier: Addr<Notifier>,
     ) -> Self {
-        Self { cfg, rpc, markets, store, risk, notifier, block_deltas: HashMap::new() }
+        Self {
+            cfg,
+            rpc,
+            markets,
+            store,
+            risk,
+            notifier,
+            block_deltas: HashMap::new(),
+            busy: HashMap::new(),
+            idle: Vec::new(),
+        }
     }
 }
 
@@ -91,11 +110,48 @@ impl Actor for Copier {
 }
 
 impl Handler<Copy> for Copier {
-    type Result = AtomicResponse<Self, Decision>;
+    type Result = ResponseFuture<Decision>;
 
-    /// Sizes the fill and has the risk supervisor decide. Atomic, so each copy sees our position
-    /// after the previous one.
-    fn handle(&mut self, m: Copy, _: &mut Context<Self>) -> Self::Result {
+    /// Sizes the fill and has the risk supervisor decide, after any copy of the same token before it.
+    fn handle(&mut self, m: Copy, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let token = m.pending.fill.token_id;
+        if let Some(q) = self.busy.get_mut(&token) {
+            q.push_back((m, tx));
+        } else {
+            self.busy.insert(token, VecDeque::new());
+            self.start(m, tx, ctx);
+        }
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Decision::Failed("the copier stopped".into())) })
+    }
+}
+
+impl Copier {
+    /// Sizes `m` beside the actor; when decided, the next copy of its token starts.
+    fn start(&mut self, m: Copy, tx: oneshot::Sender<Decision>, ctx: &mut Context<Self>) {
+        let token = m.pending.fill.token_id;
+        let work = self.size_and_decide(m);
+        ctx.spawn(work.into_actor(self).map(move |d, act, ctx| {
+            let _ = tx.send(d);
+            act.next(token, ctx);
+        }));
+    }
+
+    fn next(&mut self, token: TokenId, ctx: &mut Context<Self>) {
+        match self.busy.get_mut(&token).and_then(VecDeque::pop_front) {
+            Some((m, tx)) => self.start(m, tx, ctx),
+            None => {
+                self.busy.remove(&token);
+                if self.busy.is_empty() {
+                    for w in self.idle.drain(..) {
+                        let _ = w.send(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn size_and_decide(&mut self, m: Copy) -> impl std::future::Future<Output = Decision> + 'static {
         let fill = m.pending.fill.clone();
         let key = (fill.wallet, fill.token_id, fill.block_number);
         let earlier_in_block = self.block_deltas.get(&key).copied().unwrap_or(0);
@@ -113,7 +169,7 @@ impl Handler<Copy> for Copier {
             self.risk.clone(),
             self.notifier.clone(),
         );
-        let work = async move {
+        async move {
             // A stale fill is refused before any network lookup (market metadata, balances).
             let stale = if m.pending.intent.is_none() {
                 check_fresh(&fill, cfg.max_copy_delay_s, crate::store::now_ms()).err()
@@ -185,8 +241,7 @@ impl Handler<Copy> for Copier {
                     risk.send(evaluate(intent, false)).await.unwrap_or_else(|e| Decision::Failed(e.to_string()))
                 }
             }
-        };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|d, _, _| d)))
+        }
     }
 }
 
@@ -216,11 +271,23 @@ async fn target_balance_before(
 }
 
 impl Handler<Flush> for Copier {
-    type Result = AtomicResponse<Self, ()>;
+    type Result = ResponseFuture<()>;
 
     /// Replies after every copy queued before it, and the risk supervisor's work, is done.
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
         let risk = self.risk.clone();
-        AtomicResponse::new(Box::pin(async move { risk.send(Flush).await.unwrap_or(()) }.into_actor(self)))
+        let sized = if self.busy.is_empty() {
+            None
+        } else {
+            let (tx, rx) = oneshot::channel();
+            self.idle.push(tx);
+            Some(rx)
+        };
+        Box::pin(async move {
+            if let Some(rx) = sized {
+                let _ = rx.await;
+            }
+            risk.send(Flush).await.unwrap_or(());
+        })
     }
 }

@@ -76,7 +76,7 @@ store_handler!(RecentBlocks -> Vec<(u64, B256)>, |s, _m| s.recent_blocks());
 pub struct GetCheckpoint;
 store_handler!(GetCheckpoint -> Option<(u64, B256)>, |s, _m| s.checkpoint());
 
-/// Book our order from its fill on chain (see [`crate::store::OwnBooking`]).
+/// Settle (or book) our order with its fill on chain (see [`crate::store::OwnSettlement`]).
 #[derive(Debug)]
 pub struct BookOwnFill {
     /// Our order id (its hash).
@@ -88,7 +88,7 @@ pub struct BookOwnFill {
     /// The settling transaction.
     pub tx: String,
 }
-store_handler!(BookOwnFill -> Option<crate::store::OwnBooking>, |s, m| s.book_own_fill(&m.order_id, m.shares, m.usdc, &m.tx));
+store_handler!(BookOwnFill -> crate::store::OwnSettlement, |s, m| s.settle_own_fill(&m.order_id, m.shares, m.usdc, &m.tx));
 
 /// Record the unrealized P&L a trading day opened with.
 #[derive(Debug)]

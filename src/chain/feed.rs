@@ -24,6 +24,7 @@ use crate::chain::events::{
 };
 use crate::chain::rpc::{BlockRef, ChainError, Rpc};
 use crate::domain::TargetFill;
+use crate::store::OwnSettlement;
 
 /// Addresses per `eth_getLogs` topic list: keeps each request well under nodes' size limits.
 const TOPIC_CHUNK: usize = 2_000;
@@ -75,13 +76,22 @@ pub struct FeedPeers {
     pub halt: Recipient<SetTrading>,
     /// Counters.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
-    /// Where our own fills go that settle no matched order (live: the risk supervisor books them).
-    pub own_fills: Option<Recipient<OwnFill>>,
+    /// Where orders booked from our own fills are announced (live: the risk supervisor's book).
+    pub own_fills: Option<Recipient<OwnBooked>>,
+}
+
+/// An order of ours the journal booked from its fill on chain (the CLOB never confirmed it).
+#[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub struct OwnBooked {
+    /// Our order id.
+    pub order_id: String,
+    /// What the journal booked.
+    pub booking: crate::store::OwnBooking,
 }
 
 /// Our funder's fill of one of our orders, seen on chain, summed over the logs of one transaction.
-#[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
-#[rtype(result = "()")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnFill {
     /// Our order id (its hash, 0x-hex).
     pub order_id: String,
@@ -101,7 +111,7 @@ pub struct ChainFeed {
     sink: Recipient<NewFills>,
     notifier: Addr<Notifier>,
     halt: Recipient<SetTrading>,
-    own_fills: Option<Recipient<OwnFill>>,
+    own_fills: Option<Recipient<OwnBooked>>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     targets: watch::Receiver<Vec<Address>>,
     status: watch::Sender<FeedStatus>,
@@ -380,14 +390,26 @@ impl ChainFeed {
         targets
     }
 
-    /// Marks our own orders settled by these fills of our funder (never copied); a fill of an order
-    /// whose outcome the CLOB never confirmed goes to be booked.
+    /// Marks our own orders settled by these fills of our funder (never copied); an order whose
+    /// outcome the CLOB never confirmed is booked from its fill. Both are journaled before the
+    /// checkpoint moves past these blocks, so a crash cannot lose them.
     async fn settle_own(&self, own: Vec<TargetFill>) -> Result<(), ChainError> {
         for f in sum_by_order(own) {
-            if ask(&self.store, store_msgs::OrderSettled { order_id: f.order_id.clone(), tx: f.tx.clone() }).await? {
-                info!(order = %f.order_id, tx = %f.tx, "our order settled on chain");
-            } else if let Some(r) = &self.own_fills {
-                r.do_send(f);
+            let m = store_msgs::BookOwnFill {
+                order_id: f.order_id.clone(),
+                shares: f.shares,
+                usdc: f.usdc,
+                tx: f.tx.clone(),
+            };
+            match ask(&self.store, m).await? {
+                OwnSettlement::Settled => info!(order = %f.order_id, tx = %f.tx, "our order settled on chain"),
+                OwnSettlement::Booked(booking) => {
+                    info!(order = %f.order_id, tx = %f.tx, "our order booked from its fill on chain");
+                    if let Some(r) = &self.own_fills {
+                        r.do_send(OwnBooked { order_id: f.order_id, booking });
+                    }
+                }
+                OwnSettlement::Nothing => {}
             }
         }
         Ok(())

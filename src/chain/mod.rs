@@ -5,5 +5,5 @@ pub mod events;
 pub mod feed;
 pub mod rpc;
 
-pub use feed::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, OwnFill};
+pub use feed::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, OwnBooked, OwnFill};
 pub use rpc::{BlockRef, ChainError, Rpc, RpcConfig};

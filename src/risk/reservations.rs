@@ -18,6 +18,9 @@ pub struct Reservation {
     pub shares: Shares,
     /// At most this much pUSD (shares at the limit price, rounded up).
     pub usdc: Usdc,
+    /// Being placed now (else its outcome is unknown and it waits for a lookup or our fill on chain:
+    /// its exposure stays reserved, but nothing waits for it).
+    pub placing: bool,
 }
 
 impl Reservation {
@@ -29,6 +32,7 @@ impl Reservation {
             side: intent.side,
             shares: intent.shares,
             usdc: Usdc(mul_price_ceil(intent.shares, intent.limit_price)),
+            placing: true,
         }
     }
 }
@@ -41,6 +45,14 @@ impl Reservations {
     /// Holds `r` for the order of `fill_row`.
     pub fn add(&mut self, fill_row: i64, r: Reservation) {
         self.0.insert(fill_row, r);
+    }
+
+    /// The order of `fill_row` is no longer being placed; its outcome is unknown, so its exposure
+    /// stays reserved until a lookup or our fill on chain decides it.
+    pub fn unresolved(&mut self, fill_row: i64) {
+        if let Some(r) = self.0.get_mut(&fill_row) {
+            r.placing = false;
+        }
     }
 
     /// Lets go of the order of `fill_row`.
@@ -72,10 +84,10 @@ impl Reservations {
         view
     }
 
-    /// True while a BUY of `token` is in flight: a SELL sized now would not see what it buys.
+    /// True while a BUY of `token` is being placed: a SELL sized now would not see what it buys.
     #[must_use]
     pub fn buying(&self, token: &TokenId) -> bool {
-        self.0.values().any(|r| r.side == Side::Buy && &r.token == token)
+        self.0.values().any(|r| r.placing && r.side == Side::Buy && &r.token == token)
     }
 
     /// Our position in `token` that no SELL in flight has claimed yet: what the next SELL is sized on.
@@ -107,6 +119,9 @@ mod tests {
         assert_eq!(r.sellable(&book, &U256::from(1)), Shares(10_000_000 - sell.shares.0));
         assert_eq!(r.len(), 2);
         assert!(r.buying(&U256::from(1)) && !r.buying(&U256::from(2)));
+        r.unresolved(1);
+        assert!(!r.buying(&U256::from(1)), "an order with an unknown outcome holds exposure, not the next SELL");
+        assert_eq!(r.view(&book).exposure(), Usdc(5_000_000 + mul_price_ceil(buy.shares, buy.limit_price)));
         r.release(1);
         r.release(2);
         assert!(r.is_empty());

@@ -22,7 +22,7 @@ pub use journal::{JournalOutcome, PendingFill};
 pub use maintenance::{Pruned, check_file};
 pub use ops::{ExecRow, FillCounts};
 pub use orders::{OrderHealth, OrderRow, Unsettled};
-pub use own_fills::OwnBooking;
+pub use own_fills::{OwnBooking, OwnSettlement};
 pub use queries::{StatusReport, TradeRow};
 
 /// Errors from the journal.

@@ -90,7 +90,8 @@ impl Store {
     /// On a database error.
     pub fn order_sent(&self, fill_row: i64) -> StoreResult<()> {
         self.conn.execute(
-            "UPDATE orders SET posts = posts + 1, status = 'sent', updated_at_ms = ?2 WHERE fill_id = ?1",
+            "UPDATE orders SET posts = posts + 1, status = CASE status WHEN 'matched' THEN status ELSE 'sent' END, \
+             updated_at_ms = ?2 WHERE fill_id = ?1",
             params![fill_row, now_ms()],
         )?;
         Ok(())
@@ -108,7 +109,10 @@ impl Store {
         message: &str,
     ) -> StoreResult<()> {
         self.conn.execute(
-            "UPDATE orders SET status = ?2, shares = ?3, usdc = ?4, message = ?5, updated_at_ms = ?6 WHERE fill_id = ?1",
+            // A match (booked from the POST, a lookup or our fill on chain) is never downgraded by a
+            // later inconclusive answer about the same order.
+            "UPDATE orders SET status = ?2, shares = ?3, usdc = ?4, message = ?5, updated_at_ms = ?6 \
+             WHERE fill_id = ?1 AND NOT (status = 'matched' AND ?2 IN ('unknown', 'sent', 'live', 'delayed'))",
             params![fill_row, status, amounts.map(|a| a.0), amounts.map(|a| a.1), message, now_ms()],
         )?;
         Ok(())

@@ -25,7 +25,49 @@ pub struct OwnBooking {
     pub realized: Usdc,
 }
 
+/// What our own fill on chain did to our order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnSettlement {
+    /// Not an order of ours, or already settled.
+    Nothing,
+    /// A booked order is now known to be settled on chain.
+    Settled,
+    /// An order the CLOB never confirmed is booked from its fill.
+    Booked(OwnBooking),
+}
+
 impl Store {
+    /// Settles our order `order_id` with its fill on chain, in one transaction (so no outcome the
+    /// executor journals meanwhile can slip between the two cases): an order already booked is
+    /// marked settled (put back in the books if it had been taken out); an order whose fill is still
+    /// pending is booked from the fill.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn settle_own_fill(
+        &mut self,
+        order_id: &str,
+        shares: Shares,
+        usdc: Usdc,
+        tx_hash: &str,
+    ) -> StoreResult<OwnSettlement> {
+        let id = order_id.to_ascii_lowercase();
+        let booked: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM orders o JOIN executions e ON e.fill_id = o.fill_id WHERE o.order_id = ?1)",
+            [&id],
+            |r| r.get(0),
+        )?;
+        if booked {
+            let n = self.conn.execute(
+                "UPDATE orders SET settled = CASE settled WHEN -1 THEN 2 ELSE 1 END, settle_tx = ?2 \
+                 WHERE order_id = ?1 AND settled IN (0, -1)",
+                params![id, tx_hash],
+            )?;
+            return Ok(if n > 0 { OwnSettlement::Settled } else { OwnSettlement::Nothing });
+        }
+        Ok(self.book_own_fill(&id, shares, usdc, tx_hash)?.map_or(OwnSettlement::Nothing, OwnSettlement::Booked))
+    }
+
     /// Books our order `order_id` from its fill on chain (`shares` for `usdc`, in transaction `tx`),
     /// when its fill is still pending with no execution. Returns `None` when there is nothing to book
     /// (not ours, already booked, or decided otherwise).

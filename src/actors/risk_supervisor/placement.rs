@@ -12,8 +12,8 @@ use tracing::error;
 use super::{Decision, Evaluate, RiskSupervisor};
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::Event;
-use crate::actors::store::{BookOwnFill, RecordExecution, RecordIntent};
-use crate::chain::OwnFill;
+use crate::actors::store::{RecordExecution, RecordIntent};
+use crate::chain::OwnBooked;
 use crate::domain::{Execution, Usdc};
 use crate::risk::{DenyReason, Position, Reservation, check_intent};
 use crate::store::{OwnBooking, now_ms};
@@ -35,7 +35,7 @@ impl Handler<Evaluate> for RiskSupervisor {
     type Result = MessageResult<Evaluate>;
 
     /// Gates and reserves one intent, then lets its placement run; replies `Approved` at once.
-    fn handle(&mut self, m: Evaluate, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, mut m: Evaluate, ctx: &mut Context<Self>) -> Self::Result {
         let now = now_ms();
         self.roll_day(now);
         // A recovered intent may already be at the exchange: even while halted it goes to the
@@ -55,6 +55,15 @@ impl Handler<Evaluate> for RiskSupervisor {
                 reason: format!("only exits are copied ({}: {})", self.breaker.state.code, self.breaker.state.reason),
             };
             return MessageResult(self.reject(&m, reason));
+        }
+        if !m.recovered && m.intent.side == crate::domain::Side::Sell {
+            // Never sell what another SELL in flight already claimed, or what we do not hold.
+            let sellable = self.reserved.sellable(&self.book, &m.intent.token_id);
+            let whole = crate::domain::Shares(sellable.0 - sellable.0.rem_euclid(crate::domain::LOT));
+            if whole.0 <= 0 {
+                return MessageResult(self.reject(&m, DenyReason::NoPosition));
+            }
+            m.intent.shares = m.intent.shares.min(whole);
         }
         if !m.recovered {
             let activity = self.activity(&m.intent.wallet, now, m.max_trades_per_hour, m.min_trade_interval_s);
@@ -116,8 +125,9 @@ impl RiskSupervisor {
     /// unknown: the order may still fill), and wakes a shutdown waiting for the last one.
     fn finish(&mut self, m: &Evaluate, step: Step) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        let unknown = matches!(step, Step::ExecFailed(ExecError::Unknown(_)));
-        if !unknown {
+        if matches!(step, Step::ExecFailed(ExecError::Unknown(_))) {
+            self.reserved.unresolved(m.intent.fill_row);
+        } else {
             self.reserved.release(m.intent.fill_row);
         }
         match step {
@@ -155,20 +165,13 @@ impl RiskSupervisor {
     }
 }
 
-impl Handler<OwnFill> for RiskSupervisor {
+impl Handler<OwnBooked> for RiskSupervisor {
     type Result = ();
 
-    /// Books our order from its fill on chain when the CLOB never confirmed it (a lookup answering
-    /// `null`, a POST never answered), without waiting for a restart.
-    fn handle(&mut self, m: OwnFill, ctx: &mut Context<Self>) {
-        let msg = BookOwnFill { order_id: m.order_id.clone(), shares: m.shares, usdc: m.usdc, tx: m.tx.clone() };
-        let store = self.store.clone();
-        ctx.spawn(async move { store.send(msg).await }.into_actor(self).map(move |res, act, _| match res {
-            Ok(Ok(Some(b))) => act.booked_on_chain(&m.order_id, b),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => act.trip("database_error", &format!("journal write failed: {e}"), "daemon"),
-            Err(e) => act.trip("database_error", &format!("journal unavailable: {e}"), "daemon"),
-        }));
+    /// Takes into the book an order the journal booked from our fill on chain (the CLOB never
+    /// confirmed it: a lookup answering `null`, a POST never answered), without waiting for a restart.
+    fn handle(&mut self, m: OwnBooked, _: &mut Context<Self>) {
+        self.booked_on_chain(&m.order_id, m.booking);
     }
 }
 
