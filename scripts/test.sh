@@ -20,7 +20,7 @@ export ANVIL_BIN="${ANVIL_BIN:-$ANVIL}"
 "$ANVIL_BIN" --version | head -1
 
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --all-targets --no-fail-fast "$@"
+  cargo nextest run --all-targets --features fault-injection --no-fail-fast "$@"
 else
-  cargo test --all-targets --no-fail-fast "$@"
+  cargo test --all-targets --features fault-injection --no-fail-fast "$@"
 fi

@@ -26,6 +26,7 @@ pub mod clob;
 pub mod config;
 pub mod control;
 pub mod domain;
+pub mod fault;
 pub mod health;
 pub mod http;
 pub mod market;

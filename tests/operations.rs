@@ -161,13 +161,15 @@ fn test_check_config_when_three_mistakes_then_all_reported() {
 async fn test_journal_when_unwritable_then_breaker_trips() {
     let Running { anvil, dir, d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
     let db = dir.path().join("journal.db");
+    let (locked_tx, locked) = std::sync::mpsc::channel();
     let locker = std::thread::spawn(move || {
         let c = rusqlite::Connection::open(db).unwrap();
         c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        locked_tx.send(()).unwrap();
         std::thread::sleep(Duration::from_millis(9_000)); // well past the daemon's 5 s busy timeout
         c.execute_batch("COMMIT").unwrap();
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    locked.recv().unwrap();
     anvil.emit(&buy(A, 1, 1)).await;
     wait_for(20, "the breaker to trip", async || d.log().contains("BREAKER TRIPPED (database_error)").then_some(()))
         .await;
@@ -179,4 +181,26 @@ async fn test_journal_when_unwritable_then_breaker_trips() {
     within_a_second(&d, "breaker reset by cli", 1).await;
     anvil.emit(&buy(A, 2, 2)).await;
     assert_eq!(outcome(&d, 1).await.0, "executed");
+}
+
+/// One daemon per journal: a second `run` on the same journal is refused even with another control
+/// socket and HTTP port, naming the running daemon's pid; the first keeps trading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_second_daemon_when_same_journal_then_refused_naming_the_first() {
+    let Running { anvil, dir, d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
+    let settings = std::fs::read_to_string(dir.path().join("polycopy.toml")).unwrap();
+    std::fs::write(dir.path().join("other.toml"), format!("control_socket = \"other.sock\"\n{settings}")).unwrap();
+    let mut c = std::process::Command::new(bin());
+    c.current_dir(dir.path())
+        .args(["--config", "other.toml", "--wallets", "wallets.json", "--db", "journal.db", "run"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(d.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (code, out, err) = support::output(c.output().unwrap());
+    assert_ne!(code, 0, "{out}{err}");
+    let pid = d.pid().unwrap();
+    assert!(err.contains(&format!("another polycopy daemon (pid {pid}) is running on the journal")), "{err}");
+    assert!(!dir.path().join("other.sock").exists());
+    anvil.emit(&buy(A, 1, 1)).await;
+    assert_eq!(outcome(&d, 0).await.0, "executed", "the first daemon trades on");
 }

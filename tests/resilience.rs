@@ -14,6 +14,22 @@ fn buy(order: u8, token: u64) -> Fill {
     Fill::v2(order, A, C, true, token, 100 * ONE, 50 * ONE)
 }
 
+/// Emits a marker fill after everything else and waits until it is journaled and decided: every
+/// block before it has been processed, so a duplicate of an earlier fill would be in the journal by
+/// now. Returns the marker's tx hash.
+async fn marker(anvil: &Anvil, d: &Daemon, order: u8, token: u64) -> alloy::primitives::B256 {
+    let (_, tx) = anvil.emit(&buy(order, token)).await;
+    let hex = format!("{tx:#x}");
+    wait_for(20, "the marker fill", async || {
+        d.trades()
+            .iter()
+            .any(|r| r["fill"].as_str().is_some_and(|f| f.starts_with(&hex)) && r["status"] != "pending")
+            .then_some(())
+    })
+    .await;
+    tx
+}
+
 async fn executed(d: &Daemon, n: usize) -> Vec<serde_json::Value> {
     wait_for(20, &format!("{n} executed copies"), async || {
         let r = d.trades();
@@ -36,17 +52,17 @@ async fn test_restart_when_fills_happened_while_down_then_backfills_without_dupl
     let (_, tx3) = anvil.emit(&buy(3, 13)).await;
     d.start();
     let rows = executed(&d, 3).await;
-    // Give a duplicate every chance to appear.
+    // Give a duplicate every chance to appear: a later marker fill is processed after all of them.
     anvil.mine(2).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    marker(&anvil, &d, 99, 19).await;
     let rows2 = d.trades();
     assert_eq!(rows.len(), 3);
-    assert_eq!(rows2.len(), 3);
+    assert_eq!(rows2.len(), 4, "the three fills and the marker, nothing twice");
     for tx in [tx1, tx2, tx3] {
         assert_eq!(d.executions_for(&tx), 1, "{tx}");
     }
     let st = d.status();
-    assert_eq!(st["positions"].as_array().unwrap().len(), 3);
+    assert_eq!(st["positions"].as_array().unwrap().len(), 4, "three tokens and the marker's");
 }
 
 /// With `confirmations = 2`, a fill reorged out before it had its confirmations is never copied.
@@ -106,13 +122,15 @@ async fn test_websocket_when_cut_then_reconnects_and_loses_nothing() {
     executed(&d, 1).await;
     let mut txs = Vec::new();
     for i in 0..3u8 {
+        // Cut only once the daemon is connected again (on a loaded machine a reconnect takes a while).
+        wait_for(30, "the daemon to be connected", async || (proxy.open() > 0).then_some(())).await;
         assert!(proxy.cut() > 0, "there was a connection to cut");
         txs.push(anvil.emit(&buy(10 + i, 42 + u64::from(i))).await.1);
         anvil.mine(1).await;
     }
     let rows = executed(&d, 4).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(d.trades().len(), 4, "{rows:#?}");
+    marker(&anvil, &d, 99, 49).await;
+    assert_eq!(d.trades().len(), 5, "four fills and the marker, nothing twice: {rows:#?}");
     for tx in txs {
         assert_eq!(d.executions_for(&tx), 1);
     }
@@ -138,9 +156,9 @@ async fn test_crash_when_intent_journaled_then_executed_once_after_restart() {
     d.start();
     executed(&d, 1).await;
     anvil.mine(2).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    marker(&anvil, &d, 99, 59).await;
     assert_eq!(d.executions_for(&tx), 1);
-    assert_eq!(d.trades().len(), 1);
+    assert_eq!(d.trades().len(), 2, "the fill once, and the marker");
     assert!(d.log().contains("recovering fills journaled before the last stop"));
 }
 

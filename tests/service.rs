@@ -42,11 +42,16 @@ async fn test_sd_notify_when_run_under_systemd_then_ready_watchdog_stopping() {
     assert!(d.log().contains("chain feed live"), "READY only after the feed is live");
     wait_for(10, "watchdog pings", async || (count("WATCHDOG=1") >= 3).then_some(())).await;
 
+    // feed_stall_s is 3 in the test settings: pings stop a little after the node is gone. Each
+    // watchdog tick that does not ping logs it: three such ticks after the count are the marker that
+    // nothing more was sent.
+    let skipped = || d.log().matches("watchdog not fed").count();
+    let before_drop = skipped();
     drop(anvil); // the node is gone: the feed can no longer read the chain
-    // feed_stall_s is 3 in the test settings: pings stop a little after that.
-    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    wait_for(20, "the watchdog to stop", async || (skipped() > before_drop).then_some(())).await;
     let before = count("WATCHDOG=1");
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let ticks = skipped();
+    wait_for(10, "three more watchdog ticks", async || (skipped() >= ticks + 3).then_some(())).await;
     assert_eq!(count("WATCHDOG=1"), before, "no watchdog pings while the feed is stuck");
 
     assert!(d.stop().success());

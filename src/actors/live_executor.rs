@@ -20,7 +20,7 @@ use crate::clob::account::OrderKind;
 use crate::clob::amounts::market_order_amounts;
 use crate::clob::order::{StoredOrder, salt_for};
 use crate::clob::outcome::{LookupOutcome, PostOutcome, stable_code};
-use crate::clob::pricing::{limit_price_on_tick, size_for_market};
+use crate::clob::pricing::{approved_limit_on_tick, size_for_market};
 use crate::clob::venue::{Venue, decimal_to_micros};
 use crate::domain::{Execution, OrderIntent, Price, Shares, Side, Usdc, mul_price_ceil, mul_price_floor};
 use crate::risk::TradingGate;
@@ -29,8 +29,6 @@ use crate::store::{OrderRow, now_ms};
 /// Timing and retry rules of live execution.
 #[derive(Debug, Clone, Copy)]
 pub struct LiveRules {
-    /// Limit price distance from the target's price, bps.
-    pub max_slippage_bps: u32,
     /// A copy older than this (target's block to now) is not sent, seconds; 0 = no limit.
     pub max_copy_delay_s: u64,
     /// How long an unknown outcome is looked up.
@@ -41,8 +39,6 @@ pub struct LiveRules {
     pub retry_backoff: Duration,
     /// Wait after a 429 that names none.
     pub rate_limit_wait: Duration,
-    /// Test-only fault injection (`POLYCOPY_FAULT=abort_after_order_outcome`).
-    pub abort_after_outcome: bool,
 }
 
 /// Places orders on the CLOB.
@@ -146,8 +142,8 @@ impl Run {
             message: r.to_string(),
             counts_as_error: false,
         };
-        let limit =
-            limit_price_on_tick(i.side, i.target_price, self.rules.max_slippage_bps, rules.tick).map_err(deny)?;
+        // The limit the risk supervisor approved, on the tick, never worse: the one price everywhere.
+        let limit = approved_limit_on_tick(i.side, i.limit_price, rules.tick).map_err(deny)?;
         let mut shares = size_for_market(i.shares, rules.min_size, limit).map_err(deny)?;
         // Market orders carry a whole-cent pUSD side (docs/PROTOCOL.md §7); GTD follows the tick rules.
         let amounts = if self.venue.order_kind() == OrderKind::Gtd {
@@ -374,10 +370,7 @@ impl Run {
         };
         let (shares, usdc) = if self.intent.side == Side::Buy { (get, give) } else { (give, get) };
         self.outcome("matched", Some((shares, usdc)), "matched").await?;
-        if self.rules.abort_after_outcome {
-            tracing::error!("fault injection: aborting after the order's outcome is journaled, before its execution");
-            std::process::abort();
-        }
+        crate::fault::abort_at("abort_after_order_outcome");
         Ok(self.execution(Shares(shares), Usdc(usdc)))
     }
 

@@ -204,13 +204,11 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         let venue = live_venue(s, &cfg.env).await?;
         info!(funder = %format!("{:#x}", venue.funder()), signer = %format!("{:#x}", venue.signer()), "LIVE trading: real orders are signed and sent to the CLOB");
         let rules = LiveRules {
-            max_slippage_bps: s.copy.max_slippage_bps,
             max_copy_delay_s: s.copy.max_copy_delay_s,
             resolve_for: Duration::from_secs(s.live.resolve_for_s),
             max_retries: s.live.max_retries,
             retry_backoff: Duration::from_millis(s.live.retry_backoff_ms),
             rate_limit_wait: Duration::from_millis(s.live.rate_limit_wait_ms),
-            abort_after_outcome: std::env::var("POLYCOPY_FAULT").is_ok_and(|v| v == "abort_after_order_outcome"),
         };
         (LiveExecutor::new(venue.clone(), store.clone(), rules, gate.clone()).start().recipient(), Some(venue))
     };

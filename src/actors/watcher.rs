@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use actix::{Actor, Addr, Context, Handler, Message, MessageResult, ResponseFuture};
+use actix::{Actor, ActorFutureExt, Addr, Context, Handler, Message, MessageResult, ResponseFuture, WrapFuture};
 use alloy::primitives::Address;
 use tokio::sync::watch;
 use tracing::info;
@@ -303,26 +303,47 @@ impl Handler<ListTargets> for Registry {
 }
 
 impl Handler<SetTargetPaused> for Registry {
-    type Result = Result<String, String>;
+    type Result = actix::ResponseActFuture<Self, Result<String, String>>;
 
-    /// Finds the target by label (any case) or address, records the change and applies it at once.
+    /// Finds the target by label (any case) or address, records the change in the journal and only
+    /// then applies it: a pause the journal did not take is refused, not kept in memory only.
     fn handle(&mut self, m: SetTargetPaused, _: &mut Context<Self>) -> Self::Result {
-        let who = m.who.trim();
-        let found = self
-            .watchers
+        let found = self.find(&m.who);
+        let Some((address, label)) = found else {
+            let who = m.who.trim().to_owned();
+            return Box::pin(actix::fut::ready(Err(format!("no watched target named {who:?}; /wallets lists them"))));
+        };
+        let already = m.paused == self.paused.contains(&address);
+        let paused = m.paused;
+        let write = self.store.send(SetPaused { wallet: address, paused, by: m.by });
+        Box::pin(write.into_actor(self).map(move |r, act, _| {
+            if !matches!(r, Ok(Ok(_))) {
+                return Err(format!(
+                    "{label}: the journal did not record the change, so it is not applied; see /status"
+                ));
+            }
+            if paused {
+                act.paused.insert(address);
+            } else {
+                act.paused.remove(&address);
+            }
+            if already {
+                Err(format!("{label} is already {}", if paused { "paused" } else { "active" }))
+            } else {
+                Ok(label)
+            }
+        }))
+    }
+}
+
+impl Registry {
+    /// A watched target by label (any case) or address.
+    fn find(&self, who: &str) -> Option<(Address, String)> {
+        let who = who.trim();
+        self.watchers
             .values()
             .map(|(t, _)| t)
             .find(|t| t.label.eq_ignore_ascii_case(who) || addr_lower(&t.address) == who.to_ascii_lowercase())
-            .map(|t| (t.address, t.label.clone()));
-        let Some((address, label)) = found else {
-            return Err(format!("no watched target named {who:?}; /wallets lists them"));
-        };
-        let changed = if m.paused { self.paused.insert(address) } else { self.paused.remove(&address) };
-        self.store.do_send(SetPaused { wallet: address, paused: m.paused, by: m.by });
-        if changed {
-            Ok(label)
-        } else {
-            Err(format!("{label} is already {}", if m.paused { "paused" } else { "active" }))
-        }
+            .map(|t| (t.address, t.label.clone()))
     }
 }

@@ -73,12 +73,14 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
                 store.add_event("breaker_tripped", &format!("halted from the command line: {reason}"))?;
                 println!("halted in the journal {}: the next start stays halted.", s.db_path.display());
             }
-            eprintln!("note: no daemon is running on this journal (nothing listens on {sock})");
-            Ok(EXIT_NO_DAEMON)
+            let (note, code) = no_socket_note(&s, &sock);
+            eprintln!("{note}");
+            Ok(code)
         }
         Err(e) => {
+            let unit = g.instance.as_ref().map_or_else(|| "polycopy".to_owned(), |i| format!("polycopy@{i}"));
             eprintln!(
-                "error: {e}. The halt is NOT confirmed: check `systemctl status polycopy`, or touch the emergency stop file {}",
+                "error: {e}. The halt is NOT confirmed: check `systemctl status {unit}`, or touch the emergency stop file {}",
                 s.emergency_stop_file.display()
             );
             Ok(EXIT_NO_ACK)

@@ -85,6 +85,27 @@ pub fn limit_price_on_tick(
     Ok(Price(clamped))
 }
 
+/// The approved limit on the market's tick, rounded inward (a BUY down, a SELL up), so the price
+/// sent is never worse than the one the risk supervisor approved.
+///
+/// # Errors
+/// [`DenyReason::PriceOutOfBand`] when no valid price lies on our side of the approved limit.
+pub fn approved_limit_on_tick(side: Side, approved: Price, tick: TickSize) -> Result<Price, DenyReason> {
+    let t = tick.micros();
+    let p = match side {
+        Side::Buy => approved.0.div_euclid(t) * t,
+        Side::Sell => (approved.0 + t - 1).div_euclid(t) * t,
+    };
+    if p < tick.min_price().0 || p > tick.max_price().0 {
+        return Err(DenyReason::PriceOutOfBand {
+            price: approved,
+            min: Some(tick.min_price()),
+            max: Some(tick.max_price()),
+        });
+    }
+    Ok(Price(p))
+}
+
 /// Rounds a size down to whole lots and checks it against the market's minimum.
 ///
 /// # Errors
@@ -187,6 +208,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_price_sent_is_never_worse_than_the_approved_limit() {
+        for t in TickSize::ALLOWED {
+            for approved in (500..1_000_000).step_by(3_331) {
+                if let Ok(p) = approved_limit_on_tick(Side::Buy, Price(approved), tick(t)) {
+                    assert!(p.0 <= approved && tick(t).is_valid(p), "buy {approved} tick {t}: {p:?}");
+                }
+                if let Ok(p) = approved_limit_on_tick(Side::Sell, Price(approved), tick(t)) {
+                    assert!(p.0 >= approved && tick(t).is_valid(p), "sell {approved} tick {t}: {p:?}");
+                }
+            }
+        }
+        assert_eq!(approved_limit_on_tick(Side::Buy, Price(510_000), tick(10_000)), Ok(Price(510_000)));
+        assert_eq!(approved_limit_on_tick(Side::Buy, Price(519_999), tick(10_000)), Ok(Price(510_000)));
+        assert_eq!(approved_limit_on_tick(Side::Sell, Price(490_001), tick(10_000)), Ok(Price(500_000)));
+        assert!(approved_limit_on_tick(Side::Buy, Price(5_000), tick(10_000)).is_err());
     }
 
     #[test]

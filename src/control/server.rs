@@ -201,7 +201,7 @@ async fn resume(peers: &ControlPeers, by: String) -> Reply {
     if before.trading() == crate::risk::TradingState::Active && !peers.gate.is_closed() {
         return reply(peers, true, "not halted: nothing to resume".into(), before);
     }
-    // The message is queued at once; the supervisor handles it after an order in flight.
+    // The message is queued at once; the supervisor answers within the wait (it never waits on a venue).
     let req = peers.risk.send(SetTrading { halt: false, code: "", reason: String::new(), by });
     match tokio::time::timeout(Duration::from_millis(900), req).await {
         Ok(Ok(())) => {
@@ -212,7 +212,7 @@ async fn resume(peers: &ControlPeers, by: String) -> Reply {
         _ => reply(
             peers,
             true,
-            "resume queued: the daemon is finishing an order in flight and resumes right after".into(),
+            "resume queued: the supervisor did not confirm within 0.9 s; check `status`".into(),
             before,
         ),
     }

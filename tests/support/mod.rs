@@ -555,6 +555,11 @@ impl Proxy {
         Self { addr, conns }
     }
 
+    /// Connections open through the proxy now.
+    pub fn open(&self) -> usize {
+        self.conns.lock().unwrap().iter().filter(|h| !h.is_finished()).count()
+    }
+
     /// Drops every open connection (the client sees a reset).
     pub fn cut(&self) -> usize {
         let mut c = self.conns.lock().unwrap();

@@ -165,7 +165,6 @@ pub struct RiskSupervisor {
     notifier: Addr<Notifier>,
     stop_file: PathBuf,
     poll: Duration,
-    abort_after_intent: bool,
     metrics: Arc<Metrics>,
     gate: crate::risk::TradingGate,
     /// Exposure held by orders in flight (and by orders whose outcome is still unknown).
@@ -232,8 +231,6 @@ impl RiskSupervisor {
             notifier,
             stop_file,
             poll,
-            // Test-only fault injection: die right after an intent is journaled.
-            abort_after_intent: std::env::var("POLYCOPY_FAULT").is_ok_and(|v| v == "abort_after_intent"),
             metrics,
             gate,
             reserved: crate::risk::Reservations::default(),

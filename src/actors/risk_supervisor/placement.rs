@@ -7,7 +7,6 @@
 //! watchdog and Telegram never wait behind a venue call, and several orders can be in flight at once.
 
 use actix::{ActorFutureExt, AsyncContext, Context, Handler, MessageResult, WrapFuture};
-use tracing::error;
 
 use super::{Decision, Evaluate, RiskSupervisor};
 use crate::actors::executor::{ExecError, Execute};
@@ -88,8 +87,7 @@ fn place(
     m: Evaluate,
     may_send: bool,
 ) -> impl std::future::Future<Output = (Evaluate, Step)> + 'static {
-    let (store, executor, abort, slots) =
-        (act.store.clone(), act.executor.clone(), act.abort_after_intent, act.slots.clone());
+    let (store, executor, slots) = (act.store.clone(), act.executor.clone(), act.slots.clone());
     async move {
         // Waits for a slot here, beside the actor, never in its mailbox.
         let _slot = slots.acquire_owned().await;
@@ -101,10 +99,7 @@ fn place(
                 Ok(Err(e)) => return (m, Step::DbError(e.to_string())),
                 Err(e) => return (m, Step::DbError(e.to_string())),
             }
-            if abort {
-                error!("fault injection: aborting right after journaling the intent");
-                std::process::abort();
-            }
+            crate::fault::abort_at("abort_after_intent");
         }
         let wallet = intent.wallet;
         let exec = match executor.send(Execute { intent, at_ms: now_ms(), may_send }).await {

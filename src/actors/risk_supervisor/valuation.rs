@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use actix::{ActorFutureExt, AtomicResponse, Context, Handler, Message, MessageResult, WrapFuture};
+use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, MessageResult, WrapFuture};
 use tracing::error;
 
 use super::RiskSupervisor;
@@ -35,6 +35,20 @@ pub struct GetOpenTokens;
 pub struct Marks(pub HashMap<TokenId, Price>);
 
 impl RiskSupervisor {
+    /// Journals a write that changes our positions; if it fails, trading halts with
+    /// `database_error` (the books in memory and in the journal would drift apart unnoticed).
+    pub(super) fn journal_or_halt<M>(&mut self, ctx: &mut Context<Self>, what: &'static str, msg: M)
+    where
+        M: Message<Result = crate::store::StoreResult<()>> + Send + 'static,
+        crate::actors::store::StoreActor: actix::Handler<M>,
+    {
+        ctx.spawn(self.store.send(msg).into_actor(self).map(move |r, act, _| match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => act.trip("database_error", &format!("journal write failed ({what}): {e}"), "daemon"),
+            Err(e) => act.trip("database_error", &format!("journal unavailable ({what}): {e}"), "daemon"),
+        }));
+    }
+
     /// Realized P&L today plus the change of the open positions' unrealized P&L since the day opened.
     pub(super) fn pnl_today(&self) -> Usdc {
         crate::risk::day::pnl_today(self.realized_today, self.unrealized, self.unrealized_at_open)
@@ -91,7 +105,7 @@ impl Handler<CheckSettlement> for RiskSupervisor {
             }
             out
         };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |changes, act, _| {
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |changes, act, ctx| {
             for (u, (exec, realized)) in changes {
                 let pos = act.book.position(&exec.token_id);
                 let restored = u.settled_late;
@@ -103,7 +117,8 @@ impl Handler<CheckSettlement> for RiskSupervisor {
                 };
                 act.book.set(exec.token_id, after);
                 act.realized_today = Usdc(act.realized_today.0 + realized_change.0);
-                act.store.do_send(RecordSettlementChange { fill_row: u.fill_row, token: exec.token_id, position: after, restored });
+                let change = RecordSettlementChange { fill_row: u.fill_row, token: exec.token_id, position: after, restored };
+                act.journal_or_halt(ctx, "a settlement change of our position", change);
                 let what = format!("{} {} shares of token {}", exec.side.as_str(), exec.shares, exec.token_id);
                 let message = if restored {
                     format!("order {} settled on chain after it was taken out of our books: {what} put back", u.order_id)
@@ -132,7 +147,7 @@ impl Handler<Resolved> for RiskSupervisor {
     type Result = ();
 
     /// Closes each position in a resolved market as a SELL at its payout, realizing its P&L.
-    fn handle(&mut self, m: Resolved, _: &mut Context<Self>) {
+    fn handle(&mut self, m: Resolved, ctx: &mut Context<Self>) {
         for info in m.0 {
             let (Some(payout), pos) = (info.payout, self.book.position(&info.token_id)) else { continue };
             if pos.shares.0 <= 0 {
@@ -152,7 +167,7 @@ impl Handler<Resolved> for RiskSupervisor {
             self.book.set(info.token_id, after);
             self.marks.remove(&info.token_id);
             self.realized_today = Usdc(self.realized_today.0 + realized.0);
-            self.store.do_send(RecordSettlement { exec, realized });
+            self.journal_or_halt(ctx, "the settlement of a resolved market", RecordSettlement { exec, realized });
             self.notifier.do_send(Event::Settled { market: info.name(), shares: pos.shares, payout, realized });
         }
         self.revalue();

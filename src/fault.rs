@@ -1,0 +1,17 @@
+//! Fault injection for the crash tests: the process dies at a named point when `POLYCOPY_FAULT`
+//! names it. Compiled only with the `fault-injection` feature (the test command enables it); a
+//! release build has no such hook at all.
+
+/// Aborts the process (as hard as SIGKILL) when `POLYCOPY_FAULT` is `point`.
+#[cfg(feature = "fault-injection")]
+pub fn abort_at(point: &str) {
+    if std::env::var("POLYCOPY_FAULT").is_ok_and(|v| v == point) {
+        tracing::error!(point, "fault injection: aborting");
+        std::process::abort();
+    }
+}
+
+/// Without the `fault-injection` feature: nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline]
+pub const fn abort_at(_point: &str) {}
