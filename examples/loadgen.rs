@@ -80,6 +80,11 @@ async fn main() {
     let _clob = if live {
         let clob = FakeClob::start(SIGNER).await;
         clob.token(1001, Token::open(false));
+        // LOADGEN_CLOB_MS: the fake CLOB answers every order after this long (the real one takes tens
+        // of milliseconds), so orders overlap in flight.
+        if let Some(ms) = std::env::var("LOADGEN_CLOB_MS").ok().and_then(|v| v.parse().ok()) {
+            clob.default_play(support::clob::Play::Slow(ms));
+        }
         for (k, v) in [
             ("PAPER_TRADING", "false"),
             ("PRIVATE_KEY", KEY),
@@ -97,7 +102,9 @@ async fn main() {
     } else {
         None
     };
+    let in_flight = std::env::var("LOADGEN_IN_FLIGHT").unwrap_or_else(|_| "8".into());
     let env = [
+        ("POLYCOPY_COPY__MAX_IN_FLIGHT", in_flight.as_str()),
         ("POLYCOPY_RISK__MAX_TRADES_PER_HOUR", "100000000"),
         ("POLYCOPY_RISK__MAX_POSITION_USDC", "100000000"),
         ("POLYCOPY_RISK__MAX_TOTAL_EXPOSURE_USDC", "100000000"),

@@ -125,6 +125,8 @@ struct State {
     null_lookups: bool,
     /// Order lookups answer 503 (the engine is down).
     lookups_down: bool,
+    /// What an unscripted POST gets outside chaos mode (a fill by default).
+    default_play: Option<Play>,
     /// POSTs being answered now, and the most at once.
     posting: u64,
     max_posting: u64,
@@ -137,7 +139,7 @@ struct State {
 impl State {
     /// The next play in chaos mode (a fill otherwise): 80% fills, the rest faults.
     fn random_play(&mut self) -> Play {
-        let Some(x) = self.chaos.as_mut() else { return Play::Fill };
+        let Some(x) = self.chaos.as_mut() else { return self.default_play.clone().unwrap_or(Play::Fill) };
         // xorshift64*
         *x ^= *x >> 12;
         *x ^= *x << 25;
@@ -208,6 +210,11 @@ impl FakeClob {
     /// Lookups of filled orders answer `null` from now on (the real CLOB's quirk, docs/PROTOCOL.md §7).
     pub fn null_lookups(&self) {
         self.state.lock().unwrap().null_lookups = true;
+    }
+
+    /// Every unscripted POST gets `play` from now on (e.g. `Slow(50)`: a CLOB answering in 50 ms).
+    pub fn default_play(&self, play: Play) {
+        self.state.lock().unwrap().default_play = Some(play);
     }
 
     /// Order lookups answer 503 from now on (or again normally).
