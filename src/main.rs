@@ -61,7 +61,22 @@ fn load_env_files(g: &cli::GlobalArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// `polycopy trades | head -1`: once the reader of our output is gone, the command ends quietly
+/// with the shell's usual status for it (128 + SIGPIPE), like any Unix tool, instead of a panic.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied());
+        if msg.is_some_and(|m| m.contains("Broken pipe")) {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     if let Err(e) = load_env_files(&cli.global) {
         eprintln!("Error: {e}");

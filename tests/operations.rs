@@ -204,3 +204,19 @@ async fn test_second_daemon_when_same_journal_then_refused_naming_the_first() {
     anvil.emit(&buy(A, 1, 1)).await;
     assert_eq!(outcome(&d, 0).await.0, "executed", "the first daemon trades on");
 }
+
+/// `polycopy status | head -1`: a reader that goes away ends the command quietly (128 + SIGPIPE),
+/// never with a panic and a backtrace.
+#[test]
+fn test_cli_when_output_pipe_closes_then_quiet_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::new(dir.path(), "http://127.0.0.1:1", "", &wallets(&[(A, "a", true)], 0.1));
+    drop(polycopy::store::Store::open(&dir.path().join("journal.db")).unwrap());
+    let mut child =
+        d.cmd(&["status"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}

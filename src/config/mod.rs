@@ -2,6 +2,7 @@
 //! secrets) and `wallets.json` (targets), each validated so that *every* problem is reported at once.
 
 pub mod env;
+pub mod env_vars;
 pub mod location;
 pub mod mode;
 pub mod problem;

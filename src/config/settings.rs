@@ -159,6 +159,8 @@ impl TelegramSettings {
 pub struct HttpSettings {
     /// Listen address; empty = off.
     pub listen: String,
+    /// Allow a listen address that is not loopback.
+    pub allow_remote: bool,
 }
 
 /// `[health]`.
@@ -397,6 +399,11 @@ impl Settings {
                 read.push(origin.clone());
             }
         }
+        let names: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+        let unknown = crate::config::env_vars::unknown_vars(names.iter().map(String::as_str));
+        if !unknown.is_empty() {
+            return Err(unknown);
+        }
         let env: config::Map<String, String> = std::env::vars().filter(|(k, _)| is_settings_var(k)).collect();
         let pinned: Vec<Problem> = env
             .keys()
@@ -514,6 +521,37 @@ impl Settings {
             bad(
                 "http.listen",
                 format!("must be an address like 127.0.0.1:9187 (or \"\" for off), got {:?}", self.http.listen),
+            );
+        }
+        if self.chain.reconnect_backoff_max_ms < 100 {
+            bad(
+                "chain.reconnect_backoff_max_ms",
+                format!(
+                    "must be at least 100 (0 would reconnect in a tight loop), got {}",
+                    self.chain.reconnect_backoff_max_ms
+                ),
+            );
+        }
+        for (field, path) in [
+            ("db_path", &self.db_path),
+            ("live.db_path", &self.live.db_path),
+            ("wallets_path", &self.wallets_path),
+            ("emergency_stop_file", &self.emergency_stop_file),
+        ] {
+            if path.as_os_str().is_empty() {
+                bad(field, "must not be empty (an empty stop file path would silently disable the stop file)".into());
+            }
+        }
+        if let Ok(addr) = self.http.listen.parse::<std::net::SocketAddr>()
+            && !addr.ip().is_loopback()
+            && !self.http.allow_remote
+        {
+            bad(
+                "http.listen",
+                format!(
+                    "{addr} is not a loopback address: /health, /metrics and /alert would be reachable from the network. \
+                     Keep it on 127.0.0.1, or set http.allow_remote = true if a firewall guards it"
+                ),
             );
         }
         if self.health.feed_stall_s == 0 {
@@ -651,6 +689,26 @@ mod tests {
         assert_eq!(s.risk.max_order_usdc, Usdc(100_000_000));
         assert_eq!(s.copy.min_order_usdc, Usdc(1_000_000));
         assert_eq!(s.chain.confirmations, 0);
+    }
+
+    #[test]
+    fn risky_settings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        // (settings text, field refused)
+        for (text, field) in [
+            ("emergency_stop_file = \"\"\n", "emergency_stop_file"),
+            ("db_path = \"\"\n", "db_path"),
+            ("[chain]\nreconnect_backoff_max_ms = 0\n", "chain.reconnect_backoff_max_ms"),
+            ("[http]\nlisten = \"0.0.0.0:9187\"\n", "http.listen"),
+        ] {
+            std::fs::write(&f, text).unwrap();
+            let errs =
+                Settings::load(&SettingsSources { config_file: Some(f.clone()), system_file: None }).unwrap_err();
+            assert!(errs.iter().any(|p| p.field == field), "{text}: {errs:?}");
+        }
+        std::fs::write(&f, "[http]\nlisten = \"0.0.0.0:9187\"\nallow_remote = true\n").unwrap();
+        assert!(Settings::load(&SettingsSources { config_file: Some(f), system_file: None }).is_ok());
     }
 
     #[test]

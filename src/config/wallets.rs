@@ -68,6 +68,8 @@ impl Wallets {
     /// # Errors
     /// Every problem in the text.
     pub fn parse(text: &str, file: &str) -> Result<Self, Vec<Problem>> {
+        // Some editors start a UTF-8 file with a byte-order mark; JSON has no use for it.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let root: Value = serde_json::from_str(text).map_err(|e| {
             vec![Problem::new(
                 file,
@@ -458,6 +460,9 @@ mod tests {
         assert_eq!(w.enabled().count(), 2);
         assert_eq!(w.targets[0].rules.max_trades_per_hour, Some(10));
         assert_eq!(w.targets[0].rules.min_trade_interval_s, Some(300));
+        // Some editors start the file with a UTF-8 byte-order mark: accepted.
+        let with_bom = format!("\u{feff}{text}");
+        assert_eq!(Wallets::parse(&with_bom, "w.json").unwrap(), w, "a BOM is accepted");
         // The seed example's confidence filter has no equivalent: refused, naming what to use instead.
         let text = format!(r#"{{"target_wallets": ["{A}"], "min_confidence_score": 0.7}}"#);
         let errs = Wallets::parse(&text, "w.json").unwrap_err();
