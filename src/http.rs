@@ -61,12 +61,16 @@ pub struct HttpState {
     pub confirmations: u64,
     /// Live trading's sources; `None` in paper mode.
     pub live: Option<LiveHealthSource>,
+    /// The journal file and which file it was when opened.
+    pub journal: Option<(std::path::PathBuf, crate::store::identity::FileIdentity)>,
 }
 
 impl HttpState {
     /// Runs every health check now.
     pub async fn health(&self) -> HealthReport {
+        let moved = self.journal.as_ref().and_then(|(p, id)| crate::store::identity::journal_moved(p, Some(*id)));
         let db = match tokio::time::timeout(Duration::from_secs(2), self.store.send(GetCheckpoint)).await {
+            _ if moved.is_some() => Err(moved.unwrap_or_default()),
             Ok(Ok(Ok(_))) => Ok(()),
             Ok(Ok(Err(e))) => Err(format!("journal error: {e}")),
             Ok(Err(e)) => Err(format!("journal actor gone: {e}")),

@@ -220,3 +220,18 @@ fn test_cli_when_output_pipe_closes_then_quiet_exit() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(141), "{err}");
 }
+
+/// A journal deleted under the running daemon is noticed within a second: trading halts
+/// (`database_error`) and `/health` turns red naming the journal, instead of trading on into an
+/// unlinked file nothing reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_journal_when_deleted_while_running_then_halted_and_health_red() {
+    let Running { anvil: _anvil, dir, d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
+    let base = d.http_base().await;
+    std::fs::remove_file(dir.path().join("journal.db")).unwrap();
+    within_a_second(&d, "BREAKER TRIPPED (database_error)", 1).await;
+    assert!(d.log().contains("was deleted while the daemon runs"), "{}", d.log());
+    let (code, health) = support::http::http_get(&base, "/health").await;
+    assert_eq!(code, 503, "{health}");
+    assert!(health.contains("\"database\"") && health.contains("deleted"), "{health}");
+}

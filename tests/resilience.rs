@@ -233,3 +233,19 @@ async fn test_backfill_when_fill_older_than_max_delay_then_journaled_as_stale() 
     anvil.emit(&buy(2, 82)).await;
     executed(&d, 1).await;
 }
+
+/// An RPC endpoint on another chain is never taken for Polygon: the daemon refuses it at every
+/// connect, names the endpoint's chain and the setting, and copies nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_rpc_when_endpoint_on_another_chain_then_refused_and_named() {
+    let anvil = Anvil::start_on_chain(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    let base = d.http_base().await;
+    wait_for(20, "the refusal", async || d.log().contains("is on chain 1, not 137").then_some(())).await;
+    assert!(d.log().contains("POLYGON_RPC_URL"), "{}", d.log());
+    let (_, health) = support::http::http_get(&base, "/health").await;
+    assert!(health.contains("starting"), "never live on the wrong chain: {health}");
+    assert!(!d.log().contains("chain feed live"));
+}

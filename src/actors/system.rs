@@ -51,7 +51,7 @@ pub enum DaemonError {
     },
     /// The health/metrics address cannot be bound.
     #[error(
-        "cannot serve /health and /metrics on {addr}: {source} (change http.listen, or set it to \"\" to turn it off)"
+        "cannot serve /health and /metrics on {addr} (change http.listen, or set it to \"\" to turn it off)"
     )]
     Http {
         /// The address.
@@ -221,6 +221,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             max_in_flight: s.copy.max_in_flight,
             day_starts_at_hour: s.risk.day_starts_at_hour,
             daily_loss_halts: s.risk.daily_loss_action == "halt",
+            journal: crate::store::identity::FileIdentity::of(&s.db_path).map(|id| (s.db_path.clone(), id)),
         },
         state,
         RiskPeers {
@@ -244,6 +245,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         },
     ));
     let rpc_cfg = RpcConfig {
+        chain_id: s.chain.chain_id,
         ws_url: cfg.env.ws_url.clone(),
         http_urls: cfg.env.rpc_urls.clone(),
         requests_per_second: s.chain.rpc_requests_per_second,
@@ -335,6 +337,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             notifier: notifier.clone(),
             health: s.health,
             confirmations: s.chain.confirmations,
+            journal: crate::store::identity::FileIdentity::of(&s.db_path).map(|id| (s.db_path.clone(), id)),
             live: venue.as_ref().map(|v| crate::http::LiveHealthSource {
                 reach: v.reachability(),
                 settle_timeout: Duration::from_secs(s.live.settle_timeout_s),

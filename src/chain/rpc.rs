@@ -46,6 +46,16 @@ pub enum ChainError {
     /// Not connected.
     #[error("not connected")]
     NotConnected,
+    /// The endpoint serves another chain.
+    #[error("rpc {endpoint} is on chain {got}, not {want}: check POLYGON_RPC_URL (or chain.chain_id for a test chain)")]
+    WrongChain {
+        /// Redacted endpoint.
+        endpoint: String,
+        /// What it said.
+        got: u64,
+        /// What the settings want.
+        want: u64,
+    },
     /// The journal failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -80,6 +90,8 @@ pub struct RpcConfig {
     pub timeout: Duration,
     /// Errors in a row on one endpoint before moving to the next.
     pub failover_after: u32,
+    /// The chain every endpoint must be on (137: Polygon), checked at every connect.
+    pub chain_id: u64,
 }
 
 /// A connection to one endpoint at a time, with failover.
@@ -152,6 +164,16 @@ impl Rpc {
             let parsed = url.parse().map_err(|e: url::ParseError| err(e.to_string()))?;
             ProviderBuilder::new().connect_http(parsed).erased()
         };
+        // Identify the chain before anything is read from it: an endpoint on another chain (or a
+        // test node left in a setting) must never be taken for Polygon.
+        let got = match tokio::time::timeout(self.cfg.timeout, provider.get_chain_id()).await {
+            Ok(Ok(id)) => id,
+            Ok(Err(e)) => return Err(err(e.to_string())),
+            Err(_) => return Err(ChainError::Timeout { endpoint, ms: self.timeout_ms() }),
+        };
+        if got != self.cfg.chain_id {
+            return Err(ChainError::WrongChain { endpoint, got, want: self.cfg.chain_id });
+        }
         self.provider = Some(provider);
         self.connects += 1;
         Ok(())

@@ -179,6 +179,8 @@ pub struct HealthSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainSettings {
+    /// The chain id every RPC endpoint must report (137: Polygon).
+    pub chain_id: u64,
     /// Watched exchange contracts.
     pub exchanges: Vec<Address>,
     /// Conditional Tokens (ERC-1155) contract for target balances.

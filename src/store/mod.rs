@@ -4,6 +4,7 @@
 //! Only the store actor writes while the daemon runs; the CLI opens its own connection (WAL allows
 //! readers beside the writer, and the few CLI writes, halt and resume, are single statements).
 
+pub mod identity;
 mod journal;
 pub mod lock;
 mod maintenance;

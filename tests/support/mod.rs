@@ -71,8 +71,13 @@ impl Drop for Anvil {
 
 impl Anvil {
     pub async fn start() -> Self {
+        Self::start_on_chain(137).await
+    }
+
+    /// A node on another chain (Polygon is 137).
+    pub async fn start_on_chain(chain_id: u64) -> Self {
         let mut child = Command::new(anvil_bin())
-            .args(["--port", "0", "--chain-id", "137", "--number", "80000000"])
+            .args(["--port", "0", "--chain-id", &chain_id.to_string(), "--number", "80000000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -126,6 +126,9 @@ pub struct RiskConfig {
     pub day_starts_at_hour: u32,
     /// The daily loss limit halts (else it reduces: only exits are copied).
     pub daily_loss_halts: bool,
+    /// The journal file, and which file it was when opened: watched so trading halts if it is
+    /// deleted or replaced.
+    pub journal: Option<(PathBuf, crate::store::identity::FileIdentity)>,
 }
 
 /// Where the supervisor's collaborators and settings come from.
@@ -159,6 +162,7 @@ pub struct RiskSupervisor {
     unrealized_at_open: Option<Usdc>,
     day_starts_at_hour: u32,
     daily_loss_halts: bool,
+    journal: Option<(PathBuf, crate::store::identity::FileIdentity)>,
     copies: HashMap<Address, VecDeque<i64>>,
     store: Addr<StoreActor>,
     executor: Recipient<Execute>,
@@ -202,6 +206,7 @@ impl RiskSupervisor {
             max_in_flight,
             day_starts_at_hour,
             daily_loss_halts,
+            journal,
         } = cfg;
         let RiskPeers { store, executor, notifier, metrics, gate } = peers;
         if state.breaker.tripped {
@@ -225,6 +230,7 @@ impl RiskSupervisor {
             unrealized_at_open: state.unrealized_at_open,
             day_starts_at_hour,
             daily_loss_halts,
+            journal,
             copies,
             store,
             executor,
@@ -365,6 +371,11 @@ impl RiskSupervisor {
     /// Reads the journal's breaker (CLI halt/resume) and the stop file.
     fn poll_breaker(&mut self, ctx: &mut Context<Self>) {
         self.roll_day(now_ms());
+        if let Some((path, opened)) = &self.journal
+            && let Some(why) = crate::store::identity::journal_moved(path, Some(*opened))
+        {
+            self.trip("database_error", &format!("{why}: restore it (see RUNBOOK) and restart"), "daemon");
+        }
         self.publish();
         self.wake_position_waiters();
         if self.breaker.is_active() && self.stop_file.exists() {
