@@ -35,6 +35,18 @@ fn count(d: &Daemon, sql: &str) -> i64 {
     c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// Every row of a diagnostic query, one line each.
+fn dump(st: &mut rusqlite::Statement<'_>) -> Vec<String> {
+    let n = st.column_count();
+    st.query_map([], |r| {
+        let cells: Vec<String> = (0..n).map(|i| format!("{:?}", r.get_ref(i).map(|v| format!("{v:?}")))).collect();
+        Ok(cells.join(", "))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
 /// Our own `OrderFilled` for every order the fake matched and that was not settled yet, as the
 /// exchange's operator would send on chain.
 fn settlements(l: &Live, settled: &mut HashSet<String>) -> Vec<Fill> {
@@ -137,26 +149,7 @@ async fn run(n: usize, seed: u64) {
                      FROM fills f LEFT JOIN orders o ON o.fill_id = f.id WHERE f.status = 'pending'",
                 )
                 .unwrap();
-            let rows: Vec<String> = st
-                .query_map([], |r| {
-                    Ok(format!(
-                        "{:?}",
-                        (
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                            r.get::<_, Option<String>>(3)?,
-                            r.get::<_, Option<String>>(4)?,
-                            r.get::<_, Option<String>>(5)?,
-                            r.get::<_, Option<i64>>(6)?,
-                            r.get::<_, Option<i64>>(7)?,
-                            r.get::<_, Option<String>>(8)?
-                        )
-                    ))
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
+            let rows = dump(&mut st);
             let fake: Vec<String> = l
                 .clob
                 .orders()
@@ -222,25 +215,7 @@ async fn run(n: usize, seed: u64) {
                  FROM executions e LEFT JOIN orders o ON o.fill_id = e.fill_id ORDER BY e.fill_id",
             )
             .unwrap();
-        let rows: Vec<String> = st
-            .query_map([], |r| {
-                Ok(format!(
-                    "{:?}",
-                    (
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, Option<i64>>(5)?,
-                        r.get::<_, Option<i64>>(6)?,
-                        r.get::<_, Option<String>>(7)?
-                    )
-                ))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let rows = dump(&mut st);
         let pos: Vec<(String, i64)> = c
             .prepare("SELECT token_id, shares FROM positions")
             .unwrap()

@@ -50,9 +50,7 @@ pub enum DaemonError {
         problems: String,
     },
     /// The health/metrics address cannot be bound.
-    #[error(
-        "cannot serve /health and /metrics on {addr} (change http.listen, or set it to \"\" to turn it off)"
-    )]
+    #[error("cannot serve /health and /metrics on {addr} (change http.listen, or set it to \"\" to turn it off)")]
     Http {
         /// The address.
         addr: String,

@@ -6,10 +6,11 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{EXIT_NO_ACK, EXIT_NO_DAEMON, GlobalArgs, open_store, settings_or_bail};
+use crate::config::Settings;
 use crate::control::client::{ControlError, ask};
 use crate::control::{Reply, Request};
-use crate::risk::BreakerState;
-use crate::store::now_ms;
+use crate::risk::{BreakerState, TradingState};
+use crate::store::{Store, now_ms};
 
 /// How long a command waits for the daemon's acknowledgement.
 const ACK_WAIT: Duration = Duration::from_secs(1);
@@ -40,16 +41,19 @@ fn no_socket_note(s: &crate::config::Settings, sock: &str) -> (String, i32) {
     }
 }
 
-/// `halt`: returns the exit code (0 acknowledged, 3 no daemon, 4 no acknowledgement).
-///
-/// # Errors
-/// When the settings are invalid, or with no daemon the journal cannot be written.
-pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
-    let s = settings_or_bail(g)?;
-    let req = Request::Halt { reason: reason.to_owned(), by: "cli".into() };
-    match ask(&s.control_socket_path(), &req, ACK_WAIT) {
+/// Asks the running daemon to carry out `req`; with no daemon, `offline` stores the change in the
+/// journal and says what it did. Returns the exit code (0 acknowledged, 1 refused, 3 no daemon,
+/// 4 no acknowledgement).
+fn reach(
+    g: &GlobalArgs,
+    s: &Settings,
+    req: &Request,
+    ok_hint: &str,
+    offline: impl FnOnce(&Store) -> Result<String>,
+) -> Result<i32> {
+    match ask(&s.control_socket_path(), req, ACK_WAIT) {
         Ok(r) if r.ok => {
-            println!("{}. Undo with `{} resume`.", said(&r), cmd(g));
+            println!("{}{ok_hint}", said(&r));
             Ok(0)
         }
         Ok(r) => {
@@ -57,35 +61,48 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
             Ok(1)
         }
         Err(ControlError::NoDaemon(sock)) => {
-            let store = open_store(&s)?;
-            let cur = store.breaker()?;
-            if cur.tripped {
-                println!("already halted ({}) by {}: {}", cur.code, cur.by, cur.reason);
-            } else {
-                store.set_breaker(&BreakerState {
-                    tripped: true,
-                    code: "manual".into(),
-                    reason: reason.into(),
-                    by: "cli".into(),
-                    since_ms: now_ms(),
-                    ..BreakerState::default()
-                })?;
-                store.add_event("breaker_tripped", &format!("halted from the command line: {reason}"))?;
-                println!("halted in the journal {}: the next start stays halted.", s.db_path.display());
-            }
-            let (note, code) = no_socket_note(&s, &sock);
+            println!("{}", offline(&open_store(s)?)?);
+            let (note, code) = no_socket_note(s, &sock);
             eprintln!("{note}");
             Ok(code)
         }
         Err(e) => {
             let unit = g.instance.as_ref().map_or_else(|| "polycopy".to_owned(), |i| format!("polycopy@{i}"));
             eprintln!(
-                "error: {e}. The halt is NOT confirmed: check `systemctl status {unit}`, or touch the emergency stop file {}",
+                "error: {e}. NOT confirmed: check `systemctl status {unit}`; to stop trading for sure, touch the \
+                 emergency stop file {}",
                 s.emergency_stop_file.display()
             );
             Ok(EXIT_NO_ACK)
         }
     }
+}
+
+/// `halt`: returns the exit code (0 acknowledged, 3 no daemon, 4 no acknowledgement).
+///
+/// # Errors
+/// When the settings are invalid, or with no daemon the journal cannot be written.
+pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
+    let s = settings_or_bail(g)?;
+    let req = Request::Halt { reason: reason.to_owned(), by: "cli".into() };
+    let hint = format!(". Undo with `{} resume`.", cmd(g));
+    reach(g, &s, &req, &hint, |store| {
+        let cur = store.breaker()?;
+        if cur.tripped {
+            return Ok(format!("already halted ({}) by {}: {}", cur.code, cur.by, cur.reason));
+        }
+        let state = BreakerState {
+            tripped: true,
+            code: "manual".into(),
+            reason: reason.into(),
+            by: "cli".into(),
+            since_ms: now_ms(),
+            ..BreakerState::default()
+        };
+        store.set_breaker(&state)?;
+        store.add_event("breaker_tripped", &format!("halted from the command line: {reason}"))?;
+        Ok(format!("halted in the journal {}: the next start stays halted.", s.db_path.display()))
+    })
 }
 
 /// `resume`: returns the exit code as [`halt`] does; 1 when refused (stop file present).
@@ -101,48 +118,14 @@ pub fn resume(g: &GlobalArgs) -> Result<i32> {
         );
         return Ok(1);
     }
-    match ask(&s.control_socket_path(), &Request::Resume { by: "cli".into() }, ACK_WAIT) {
-        Ok(r) if r.ok => {
-            println!("{}", said(&r));
-            Ok(0)
+    reach(g, &s, &Request::Resume { by: "cli".into() }, "", |store| {
+        let cur = store.breaker()?;
+        if cur.trading() == TradingState::Active {
+            return Ok("not halted: nothing to resume".to_owned());
         }
-        Ok(r) => {
-            eprintln!("{}", said(&r));
-            Ok(1)
-        }
-        Err(ControlError::NoDaemon(sock)) => {
-            let store = open_store(&s)?;
-            let cur = store.breaker()?;
-            if cur.trading() != crate::risk::TradingState::Active {
-                store.set_breaker(&BreakerState {
-                    tripped: false,
-                    code: String::new(),
-                    reason: String::new(),
-                    by: "cli".into(),
-                    since_ms: now_ms(),
-                    ..BreakerState::default()
-                })?;
-                store.add_event(
-                    "breaker_reset",
-                    &format!("resumed from the command line (was {}: {})", cur.code, cur.reason),
-                )?;
-                println!(
-                    "resumed in the journal {} (was {} by {}: {})",
-                    s.db_path.display(),
-                    cur.code,
-                    cur.by,
-                    cur.reason
-                );
-            } else {
-                println!("not halted: nothing to resume");
-            }
-            let (note, code) = no_socket_note(&s, &sock);
-            eprintln!("{note}");
-            Ok(code)
-        }
-        Err(e) => {
-            eprintln!("error: {e}. The resume is NOT confirmed");
-            Ok(EXIT_NO_ACK)
-        }
-    }
+        store.set_breaker(&BreakerState { by: "cli".into(), since_ms: now_ms(), ..BreakerState::default() })?;
+        let was = format!("{}: {}", cur.code, cur.reason);
+        store.add_event("breaker_reset", &format!("resumed from the command line (was {was})"))?;
+        Ok(format!("resumed in the journal {} (was {} by {}: {})", s.db_path.display(), cur.code, cur.by, cur.reason))
+    })
 }
