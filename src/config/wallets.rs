@@ -220,10 +220,12 @@ impl Validator<'_> {
             return Vec::new();
         };
         let mut out: Vec<Target> = Vec::new();
+        // A set, not a scan of `out`: a seed file can list many thousands of addresses.
+        let mut seen = std::collections::HashSet::new();
         for (i, a) in list.iter().enumerate() {
             let entry = format!("target_wallets[{i}]");
             if let Some(address) = self.address(a, &entry, "address") {
-                if out.iter().any(|t| t.address == address) {
+                if !seen.insert(address) {
                     self.err(Some(&entry), "address", format!("duplicate address {}", addr_lower(&address)));
                     continue;
                 }
