@@ -180,8 +180,8 @@ async fn test_live_when_fill_is_stale_then_no_order_is_sent() {
     l.d.set("copy", "max_copy_delay_s = 2");
     start_live(&mut l).await;
     assert!(l.d.stop().success());
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let (block, _) = l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    l.anvil.wait_older_than(block, 2).await;
     start_live(&mut l).await;
     let row = settled_row(&l.d).await;
     assert_eq!((row["status"].as_str(), row["reason"].as_str()), (Some("rejected"), Some("stale")), "{row}");

@@ -223,8 +223,8 @@ async fn test_backfill_when_fill_older_than_max_delay_then_journaled_as_stale() 
     d.start();
     d.wait_live().await;
     assert!(d.stop().success());
-    anvil.emit(&buy(1, 81)).await;
-    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+    let (block, _) = anvil.emit(&buy(1, 81)).await;
+    anvil.wait_older_than(block, 2).await;
     d.start();
     let row =
         wait_for(20, "the stale fill", async || d.trades().into_iter().next().filter(|r| r["status"] != "pending"))

@@ -140,6 +140,18 @@ impl Anvil {
         (bn, tx)
     }
 
+    /// Waits until block `n` is more than `secs` seconds old by the wall clock (what the daemon's
+    /// staleness check compares): a condition on the block's own timestamp, not a guessed sleep.
+    pub async fn wait_older_than(&self, n: u64, secs: u64) {
+        let b = self.raw("eth_getBlockByNumber", json!([format!("{n:#x}"), false])).await;
+        let ts = u64::from_str_radix(b["timestamp"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        wait_for(secs + 10, "the block to age", async || {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            (now > ts + secs).then_some(())
+        })
+        .await;
+    }
+
     /// Emits several fills in one block.
     pub async fn emit_block(&self, fills: &[Fill]) -> u64 {
         self.raw("evm_setAutomine", json!([false])).await;
