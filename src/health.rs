@@ -193,7 +193,6 @@ mod tests {
         let feed = FeedStatus { head: 100, processed: 100, live: true, reconnects: 0, last_ok_ms: now - 1_000 };
         let clob = |answer: i64, auth_refused: bool| ReachabilitySnapshot {
             last_answer_ms: answer,
-            last_failure_ms: 0,
             auth_refused,
             last_error: "timeout".into(),
         };

@@ -69,12 +69,16 @@ impl HttpState {
     /// Runs every health check now.
     pub async fn health(&self) -> HealthReport {
         let moved = self.journal.as_ref().and_then(|(p, id)| crate::store::identity::journal_moved(p, Some(*id)));
-        let db = match tokio::time::timeout(Duration::from_secs(2), self.store.send(GetCheckpoint)).await {
-            _ if moved.is_some() => Err(moved.unwrap_or_default()),
-            Ok(Ok(Ok(_))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(format!("journal error: {e}")),
-            Ok(Err(e)) => Err(format!("journal actor gone: {e}")),
-            Err(_) => Err("journal did not answer within 2 s".into()),
+        let answered = match moved {
+            Some(why) => Err(why),
+            None => Ok(tokio::time::timeout(Duration::from_secs(2), self.store.send(GetCheckpoint)).await),
+        };
+        let db = match answered {
+            Err(why) => Err(why),
+            Ok(Ok(Ok(Ok(_)))) => Ok(()),
+            Ok(Ok(Ok(Err(e)))) => Err(format!("journal error: {e}")),
+            Ok(Ok(Err(e))) => Err(format!("journal actor gone: {e}")),
+            Ok(Err(_)) => Err("journal did not answer within 2 s".into()),
         };
         let breaker = tokio::time::timeout(Duration::from_secs(2), self.risk.send(GetBreakerState))
             .await

@@ -139,16 +139,6 @@ pub struct OrderOutcome {
 }
 store_handler!(OrderOutcome -> (), |s, m| s.order_outcome(m.fill_row, m.status, m.amounts, &m.message));
 
-/// Our own order was seen settling on chain.
-#[derive(Debug)]
-pub struct OrderSettled {
-    /// The order hash.
-    pub order_id: String,
-    /// The settling transaction.
-    pub tx: String,
-}
-store_handler!(OrderSettled -> bool, |s, m| s.order_settled(&m.order_id, &m.tx));
-
 /// Matched orders whose settlement is overdue.
 #[derive(Debug)]
 pub struct UnsettledBefore(pub i64);

@@ -151,6 +151,8 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let (control_listener, _control_file) =
         crate::control::server::bind(&s.control_socket_path()).map_err(DaemonError::Setup)?;
     let store = Store::open(&s.db_path)?;
+    // Which file the journal is, watched by the supervisor and /health (deleted or replaced).
+    let journal_file = crate::store::identity::FileIdentity::of(&s.db_path).map(|id| (s.db_path.clone(), id));
     let now = now_ms();
     let paused = store.paused()?;
     let day_start_ms = crate::risk::day::day_start(now, s.risk.day_starts_at_hour);
@@ -219,7 +221,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             max_in_flight: s.copy.max_in_flight,
             day_starts_at_hour: s.risk.day_starts_at_hour,
             daily_loss_halts: s.risk.daily_loss_action == "halt",
-            journal: crate::store::identity::FileIdentity::of(&s.db_path).map(|id| (s.db_path.clone(), id)),
+            journal: journal_file.clone(),
         },
         state,
         RiskPeers {
@@ -253,6 +255,9 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     // Balance reads go over HTTP (lazy: no connection is made until the first call).
     let mut balance_rpc = Rpc::new(RpcConfig {
         ws_url: None,
+        // Lazy, as before: the feed identifies the chain on the same endpoints, and a node that is
+        // down at start must not turn balance reads off for the daemon's whole life.
+        chain_id: 0,
         timeout: Duration::from_millis(s.chain.balance_timeout_ms.min(s.chain.request_timeout_ms)),
         ..rpc_cfg.clone()
     });
@@ -335,7 +340,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             notifier: notifier.clone(),
             health: s.health,
             confirmations: s.chain.confirmations,
-            journal: crate::store::identity::FileIdentity::of(&s.db_path).map(|id| (s.db_path.clone(), id)),
+            journal: journal_file.clone(),
             live: venue.as_ref().map(|v| crate::http::LiveHealthSource {
                 reach: v.reachability(),
                 settle_timeout: Duration::from_secs(s.live.settle_timeout_s),

@@ -90,7 +90,8 @@ pub struct RpcConfig {
     pub timeout: Duration,
     /// Errors in a row on one endpoint before moving to the next.
     pub failover_after: u32,
-    /// The chain every endpoint must be on (137: Polygon), checked at every connect.
+    /// The chain every endpoint must be on (137: Polygon), checked at every connect; 0 = not
+    /// checked (a lazy HTTP connection that makes no call until it is used).
     pub chain_id: u64,
 }
 
@@ -166,13 +167,15 @@ impl Rpc {
         };
         // Identify the chain before anything is read from it: an endpoint on another chain (or a
         // test node left in a setting) must never be taken for Polygon.
-        let got = match tokio::time::timeout(self.cfg.timeout, provider.get_chain_id()).await {
-            Ok(Ok(id)) => id,
-            Ok(Err(e)) => return Err(err(e.to_string())),
-            Err(_) => return Err(ChainError::Timeout { endpoint, ms: self.timeout_ms() }),
-        };
-        if got != self.cfg.chain_id {
-            return Err(ChainError::WrongChain { endpoint, got, want: self.cfg.chain_id });
+        if self.cfg.chain_id != 0 {
+            let got = match tokio::time::timeout(self.cfg.timeout, provider.get_chain_id()).await {
+                Ok(Ok(id)) => id,
+                Ok(Err(e)) => return Err(err(e.to_string())),
+                Err(_) => return Err(ChainError::Timeout { endpoint, ms: self.timeout_ms() }),
+            };
+            if got != self.cfg.chain_id {
+                return Err(ChainError::WrongChain { endpoint, got, want: self.cfg.chain_id });
+            }
         }
         self.provider = Some(provider);
         self.connects += 1;

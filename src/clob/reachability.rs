@@ -11,8 +11,6 @@ use super::venue::VenueError;
 pub struct Reachability {
     /// Unix ms of the last answer of any kind (an HTTP error is an answer); 0 = none yet.
     last_answer_ms: AtomicI64,
-    /// Unix ms of the last call that got no answer (timeout, transport); 0 = none.
-    last_failure_ms: AtomicI64,
     /// The CLOB refused our credentials (401) on the last authenticated answer.
     auth_refused: AtomicBool,
     /// The last failure, scrubbed.
@@ -24,8 +22,6 @@ pub struct Reachability {
 pub struct ReachabilitySnapshot {
     /// Unix ms of the last answer (0: none).
     pub last_answer_ms: i64,
-    /// Unix ms of the last call without answer (0: none).
-    pub last_failure_ms: i64,
     /// 401 on the last authenticated answer.
     pub auth_refused: bool,
     /// The last failure's text.
@@ -47,10 +43,7 @@ impl Reachability {
                     self.set_error(format!("401: {message}"));
                 }
             }
-            Err(e @ (VenueError::Timeout(_) | VenueError::Transport(_))) => {
-                self.last_failure_ms.store(now_ms, Ordering::Relaxed);
-                self.set_error(e.to_string());
-            }
+            Err(e @ (VenueError::Timeout(_) | VenueError::Transport(_))) => self.set_error(e.to_string()),
             Err(_) => {}
         }
     }
@@ -66,7 +59,6 @@ impl Reachability {
     pub fn snapshot(&self) -> ReachabilitySnapshot {
         ReachabilitySnapshot {
             last_answer_ms: self.last_answer_ms.load(Ordering::Relaxed),
-            last_failure_ms: self.last_failure_ms.load(Ordering::Relaxed),
             auth_refused: self.auth_refused.load(Ordering::Relaxed),
             last_error: self.last_error.lock().map(|g| g.clone()).unwrap_or_default(),
         }

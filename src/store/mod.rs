@@ -92,7 +92,7 @@ impl Store {
     /// When the file does not exist or cannot be opened or migrated.
     pub fn open_existing(path: &Path) -> StoreResult<Self> {
         use rusqlite::OpenFlags;
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = rusqlite::Connection::open_with_flags(path, flags)?;
         Self::configure(conn, path)
     }

@@ -37,10 +37,10 @@ pub enum OwnSettlement {
 }
 
 impl Store {
-    /// Settles our order `order_id` with its fill on chain, in one transaction (so no outcome the
-    /// executor journals meanwhile can slip between the two cases): an order already booked is
-    /// marked settled (put back in the books if it had been taken out); an order whose fill is still
-    /// pending is booked from the fill.
+    /// Settles our order `order_id` with its fill on chain, in one call on the journal's one thread
+    /// (so no outcome the executor journals meanwhile can slip between the two cases): an order
+    /// already booked is marked settled (put back in the books if it had been taken out); an order
+    /// whose fill is still pending is booked from the fill, in one transaction.
     ///
     /// # Errors
     /// On a database error or a corrupt row.
@@ -58,12 +58,7 @@ impl Store {
             |r| r.get(0),
         )?;
         if booked {
-            let n = self.conn.execute(
-                "UPDATE orders SET settled = CASE settled WHEN -1 THEN 2 ELSE 1 END, settle_tx = ?2 \
-                 WHERE order_id = ?1 AND settled IN (0, -1)",
-                params![id, tx_hash],
-            )?;
-            return Ok(if n > 0 { OwnSettlement::Settled } else { OwnSettlement::Nothing });
+            return Ok(if self.order_settled(&id, tx_hash)? { OwnSettlement::Settled } else { OwnSettlement::Nothing });
         }
         Ok(self.book_own_fill(&id, shares, usdc, tx_hash)?.map_or(OwnSettlement::Nothing, OwnSettlement::Booked))
     }

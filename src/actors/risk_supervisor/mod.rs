@@ -23,7 +23,7 @@ use alloy::primitives::Address;
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::store::{GetBreaker, MarkUnresolved, RecordRejection, SetBreaker, StoreActor};
-use crate::domain::{Execution, OrderIntent, Shares, TargetFill, TokenId, Usdc};
+use crate::domain::{OrderIntent, Shares, TargetFill, TokenId, Usdc};
 use crate::metrics::Metrics;
 use crate::risk::{Book, Breaker, BreakerState, DenyReason, Limits, WalletActivity};
 use crate::store::now_ms;
@@ -33,12 +33,8 @@ use crate::store::now_ms;
 pub enum Decision {
     /// Approved: its exposure is reserved and its placement runs (the outcome is reported).
     Approved,
-    /// Executed.
-    Executed(Execution),
     /// Denied by a limit or the breaker.
     Rejected(DenyReason),
-    /// Not executed because the journal says it must not be (already handled, or under a reorg).
-    Skipped,
     /// The executor or the journal failed.
     Failed(String),
 }

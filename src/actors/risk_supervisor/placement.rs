@@ -15,7 +15,7 @@ use crate::actors::store::{RecordExecution, RecordIntent};
 use crate::chain::OwnBooked;
 use crate::domain::{Execution, Usdc};
 use crate::risk::{DenyReason, Position, Reservation, check_intent};
-use crate::store::{OwnBooking, now_ms};
+use crate::store::now_ms;
 
 /// How a placement ended, applied to the actor's state when it comes back.
 pub(super) enum Step {
@@ -143,17 +143,24 @@ impl RiskSupervisor {
 
     /// A copy the journal booked: the book takes the journal's position, P&L and limits follow.
     pub(super) fn booked(&mut self, m: &Evaluate, exec: Execution, position: Position, realized: Usdc) {
+        let latency_ms = exec.at_ms - i64::try_from(m.fill.block_ts).unwrap_or(0) * 1000;
+        let event = Event::Executed {
+            fill: m.fill.clone(),
+            label: m.label.clone(),
+            exec: exec.clone(),
+            latency_ms,
+            market: m.market.clone(),
+        };
+        self.take_booking(&exec, position, realized, event);
+    }
+
+    /// What every booking does, whoever learned of it: the journal's position replaces ours, the
+    /// realized P&L counts today, the error streak ends, the event is reported, limits follow.
+    fn take_booking(&mut self, exec: &Execution, position: Position, realized: Usdc, event: Event) {
         self.book.set(exec.token_id, position);
         self.realized_today = Usdc(self.realized_today.0 + realized.0);
         self.breaker.record_success();
-        let latency_ms = exec.at_ms - i64::try_from(m.fill.block_ts).unwrap_or(0) * 1000;
-        self.notifier.do_send(Event::Executed {
-            fill: m.fill.clone(),
-            label: m.label.clone(),
-            exec,
-            latency_ms,
-            market: m.market.clone(),
-        });
+        self.notifier.do_send(event);
         self.revalue();
         self.check_daily_loss();
         self.publish();
@@ -166,20 +173,10 @@ impl Handler<OwnBooked> for RiskSupervisor {
     /// Takes into the book an order the journal booked from our fill on chain (the CLOB never
     /// confirmed it: a lookup answering `null`, a POST never answered), without waiting for a restart.
     fn handle(&mut self, m: OwnBooked, _: &mut Context<Self>) {
-        self.booked_on_chain(&m.order_id, m.booking);
-    }
-}
-
-impl RiskSupervisor {
-    fn booked_on_chain(&mut self, order: &str, b: OwnBooking) {
+        let b = m.booking;
         self.reserved.release(b.exec.fill_row);
-        self.book.set(b.exec.token_id, b.position);
-        self.realized_today = Usdc(self.realized_today.0 + b.realized.0);
-        self.breaker.record_success();
-        self.notifier.do_send(Event::BookedOnChain { order: order.to_owned(), exec: b.exec });
-        self.revalue();
-        self.check_daily_loss();
-        self.publish();
+        let event = Event::BookedOnChain { order: m.order_id, exec: b.exec.clone() };
+        self.take_booking(&b.exec, b.position, b.realized, event);
         self.wake_position_waiters();
     }
 }
