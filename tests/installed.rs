@@ -110,9 +110,9 @@ async fn test_installed_live_when_halted_from_elsewhere_then_nothing_sent_until_
     assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal appeared");
 }
 
-/// `status` and `trades` from elsewhere show the live journal and the live daemon.
+/// `status` from elsewhere shows the live journal and the live daemon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_installed_live_when_status_and_trades_then_they_read_the_live_journal() {
+async fn test_installed_live_when_status_then_it_reads_the_live_journal() {
     let l = live_install().await;
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     let t = l.decided(1).await;
@@ -130,15 +130,26 @@ async fn test_installed_live_when_status_and_trades_then_they_read_the_live_jour
     l.nothing_in(l.elsewhere.path());
 }
 
-/// `backup.sh` backs up the live journal (0600); `maintenance.sh` prunes it; `health_check.sh` is
-/// green; all from elsewhere with a clean environment.
+/// `trades` from elsewhere lists the live journal's copy, with our order's fill.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_installed_live_when_scripts_run_then_they_act_on_the_live_journal() {
+async fn test_installed_live_when_trades_then_they_read_the_live_journal() {
+    let l = live_install().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    l.decided(1).await;
+    let (code, out, err) = l.cli(&["trades"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("executed") && out.contains("ours 10 at 0.51"), "{out}");
+    assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal was read or made");
+    l.nothing_in(l.elsewhere.path());
+}
+
+/// `backup.sh` from elsewhere with a clean environment backs up the live journal, mode 0600.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_backup_sh_runs_then_the_live_journal_is_backed_up() {
     use std::os::unix::fs::PermissionsExt;
     let l = live_install().await;
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     l.decided(1).await;
-
     let (code, out, err) = l.script("backup.sh", &[]);
     assert_eq!(code, 0, "{out}{err}");
     let gz = l.inst.root.join("var/backups/polycopy");
@@ -147,8 +158,9 @@ async fn test_installed_live_when_scripts_run_then_they_act_on_the_live_journal(
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "gz"))
         .expect("a backup in the installed backup directory");
+    assert!(file.file_name().unwrap().to_string_lossy().starts_with("polycopy-live-"), "{file:?}");
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
-    let restored = l.elsewhere.path().join("check.db");
+    let restored = l.inst.root.join("check.db");
     let ok = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("gunzip -c {} > {}", file.display(), restored.display()))
@@ -158,9 +170,16 @@ async fn test_installed_live_when_scripts_run_then_they_act_on_the_live_journal(
     let c = rusqlite::Connection::open(&restored).unwrap();
     let n: i64 = c.query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 1, "the backup is of the live journal (it has our order)");
-    drop(c);
-    std::fs::remove_file(&restored).unwrap();
+    l.nothing_in(l.elsewhere.path());
+}
 
+/// `maintenance.sh` from elsewhere with a clean environment archives and prunes the live journal
+/// (its orders reference intents), keeping the copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_maintenance_sh_runs_then_the_live_journal_is_pruned() {
+    let l = live_install().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    l.decided(1).await;
     // A refused fill, aged: maintenance archives and prunes it from the live journal.
     assert_eq!(l.cli(&["halt"]).0, 0);
     l.anvil.emit(&buy(2, STD_TOKEN)).await;
@@ -175,9 +194,17 @@ async fn test_installed_live_when_scripts_run_then_they_act_on_the_live_journal(
     assert!(out.contains("pruned 1 fills never copied"), "{out}");
     assert!(l.inst.state().join("polycopy-live.db.archive.db").exists());
     assert_eq!(l.trades().len(), 1, "the copy stays");
-    l.cli(&["resume"]);
+    l.nothing_in(l.elsewhere.path());
+}
 
-    let (code, out, err) = l.script("health_check.sh", &["--no-backup-check", "--min-disk-mb", "1"]);
+/// `health_check.sh` from elsewhere with a clean environment, as cron runs it, is green on a
+/// healthy live daemon (its first backup is not due yet on a fresh install).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_health_check_sh_runs_then_green() {
+    let l = live_install().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    l.decided(1).await;
+    let (code, out, err) = l.script("health_check.sh", &["--min-disk-mb", "1"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(out.trim(), "healthy");
     l.nothing_in(l.elsewhere.path());
