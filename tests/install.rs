@@ -65,6 +65,15 @@ fn test_install_when_run_twice_then_same_tree_and_operator_edits_kept() {
     assert_eq!(mode("etc/logrotate.d/polycopy"), 0o644);
     assert_eq!(mode("usr/local/lib/polycopy/backup.sh"), 0o755);
     assert!(first.contains_key("usr/local/share/doc/polycopy/RUNBOOK.md"));
+    // The generated settings name the settings reference, and it is installed right there.
+    let toml = String::from_utf8(first["etc/polycopy/polycopy.toml"].1.clone()).unwrap();
+    let reference = format!("{r}/usr/local/share/doc/polycopy/default.toml");
+    assert!(toml.contains(&reference), "{toml}");
+    assert_eq!(std::fs::read(&reference).unwrap(), std::fs::read(repo().join("config/default.toml")).unwrap());
+    assert!(
+        toml.contains("mode = \"paper\"") && toml.contains(&format!("{r}/var/lib/polycopy/polycopy-live.db")),
+        "{toml}"
+    );
     let cron = String::from_utf8(first["etc/cron.d/polycopy"].1.clone()).unwrap();
     assert!(cron.contains("/usr/local/lib/polycopy/backup.sh") && !cron.contains('@'), "{cron}");
 
