@@ -111,6 +111,11 @@ async fn test_reload_when_wallets_edited_then_applied_or_rejected_live() {
         assert!(rejected.contains(needle), "{needle} missing from {rejected}");
         assert!(d.log().contains(needle));
     }
+    // `status` shows the set still running, not the refused file's nothing.
+    let st = d.status();
+    let labels: Vec<&str> = st["targets"].as_array().unwrap().iter().filter_map(|t| t["label"].as_str()).collect();
+    assert_eq!(labels, ["a", "newcomer"], "{st}");
+    assert!(st["wallets_error"].as_str().unwrap().contains("typo"), "{st}");
     anvil.emit(&buy(A, 2, 11)).await;
     anvil.emit(&buy(D, 3, 12)).await;
     assert_eq!(outcome(&d, 1).await.0, "executed");

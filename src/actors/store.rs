@@ -307,3 +307,8 @@ pub struct SetPaused {
     pub by: String,
 }
 store_handler!(SetPaused -> bool, |s, m| s.set_paused(&m.wallet, m.paused, &m.by));
+
+/// Record the targets the daemon now watches.
+#[derive(Debug)]
+pub struct SetRunningTargets(pub Vec<(Address, String)>);
+store_handler!(SetRunningTargets -> (), |s, m| s.set_running_targets(&m.0));

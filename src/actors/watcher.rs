@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use actix::{Actor, ActorFutureExt, Addr, Context, Handler, Message, MessageResult, ResponseFuture, WrapFuture};
 use alloy::primitives::Address;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::actors::copier::{Copier, Copy};
 use crate::actors::notifier::{Event, Notifier};
@@ -185,6 +185,8 @@ impl Registry {
         }
         let mut addrs: Vec<Address> = self.watchers.keys().copied().collect();
         addrs.sort();
+        let running = self.watchers.values().map(|(t, _)| (t.address, t.label.clone())).collect();
+        self.store.do_send(crate::actors::store::SetRunningTargets(running));
         self.targets_tx.send_replace(addrs);
         (added, removed, changed)
     }
@@ -261,21 +263,27 @@ impl Handler<Recover> for Registry {
 }
 
 impl Handler<Reload> for Registry {
-    type Result = ();
+    type Result = actix::ResponseActFuture<Self, ()>;
 
     /// Re-reads wallets.json; a valid file is applied, an invalid one is reported and ignored.
-    fn handle(&mut self, _: Reload, _: &mut Context<Self>) {
-        match Wallets::load(&self.path) {
-            Err(problems) => self.notifier.do_send(Event::WalletsRejected(problems)),
-            Ok(w) => {
-                let (added, removed, changed) = self.apply(&w);
+    /// Reading and validating run on a blocking thread: a large file must not hold up the actors
+    /// (halts, `/health`, fills) while it is parsed.
+    fn handle(&mut self, _: Reload, _: &mut Context<Self>) -> Self::Result {
+        use actix::{ActorFutureExt as _, WrapFuture as _};
+        let path = self.path.clone();
+        let read = tokio::task::spawn_blocking(move || Wallets::load(&path));
+        Box::pin(read.into_actor(self).map(|loaded, act, _| match loaded {
+            Err(e) => error!(cause = %e, "wallets.json reload task failed"),
+            Ok(Err(problems)) => act.notifier.do_send(Event::WalletsRejected(problems)),
+            Ok(Ok(w)) => {
+                let (added, removed, changed) = act.apply(&w);
                 if added.is_empty() && removed.is_empty() && changed.is_empty() {
                     info!("wallets.json reloaded: no change");
                 } else {
-                    self.notifier.do_send(Event::WalletsReloaded { added, removed, changed });
+                    act.notifier.do_send(Event::WalletsReloaded { added, removed, changed });
                 }
             }
-        }
+        }))
     }
 }
 

@@ -35,7 +35,15 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
                        "fills_seen": report.fills_by_wallet.get(&a).copied().unwrap_or(0)})
             })
             .collect(),
-        Err(_) => Vec::new(),
+        // The edit was refused, so the daemon still runs the set it last applied: show that one.
+        Err(_) => store
+            .running_targets()?
+            .into_iter()
+            .map(|(a, label)| {
+                let fills_seen = report.fills_by_wallet.get(&a).copied().unwrap_or(0);
+                json!({"address": a, "label": label, "enabled": true, "fills_seen": fills_seen, "running": true})
+            })
+            .collect(),
     };
     let stop_file = s.emergency_stop_file.exists();
     // The running daemon's own view wins (its breaker may be ahead of the journal, e.g. disk full).
@@ -93,7 +101,11 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
         println!("emergency stop file present: {}", s.emergency_stop_file.display());
     }
     println!("last processed block: {}", report.last_block.map_or("none yet".into(), |n| n.to_string()));
-    println!("targets:");
+    if wallets.is_err() {
+        println!("targets (wallets.json is refused: the set the daemon last applied, still running):");
+    } else {
+        println!("targets:");
+    }
     for t in &targets {
         println!(
             "  {} {:<16} {:<8} fills seen {}",

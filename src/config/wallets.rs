@@ -52,14 +52,22 @@ impl Wallets {
     /// # Errors
     /// Every problem in the file.
     pub fn load(path: &std::path::Path) -> Result<Self, Vec<Problem>> {
+        use std::io::Read as _;
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![Problem::new(
-                &file,
-                "(file)",
-                format!("cannot read: {e}; copy config/wallets.json from the repository"),
-            )]
-        })?;
+        let cannot = |e: String| vec![Problem::new(&file, "(file)", e)];
+        let f = std::fs::File::open(path)
+            .map_err(|e| cannot(format!("cannot read: {e}; copy config/wallets.json from the repository")))?;
+        // Read one byte past the limit, so a file that is too big is said to be, not cut and misread.
+        let mut bytes = Vec::new();
+        f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| cannot(format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(cannot(format!(
+                "larger than {} MiB: polycopy reads at most that much (at most {MAX_TARGETS} targets)",
+                MAX_FILE_BYTES >> 20
+            )));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| cannot(format!("not UTF-8 text (byte {}): save it as UTF-8", e.utf8_error().valid_up_to())))?;
         Self::parse(&text, &file)
     }
 
@@ -70,7 +78,7 @@ impl Wallets {
     pub fn parse(text: &str, file: &str) -> Result<Self, Vec<Problem>> {
         // Some editors start a UTF-8 file with a byte-order mark; JSON has no use for it.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let root: Value = serde_json::from_str(text).map_err(|e| {
+        let root: Value = super::strict_json::parse(text).map_err(|e| {
             vec![Problem::new(
                 file,
                 "(syntax)",
@@ -82,6 +90,12 @@ impl Wallets {
         if v.problems.is_empty() { Ok(Self { targets }) } else { Err(v.problems) }
     }
 }
+
+/// Largest `wallets.json` read: ample for [`MAX_TARGETS`] entries with rules and comments, and a
+/// bound on what a runaway generator can make the daemon parse.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+/// Most entries a file may list (each enabled one is a watcher actor and a log filter topic).
+pub const MAX_TARGETS: usize = 10_000;
 
 const RULE_KEYS: [&str; 8] = [
     "sizing",
@@ -132,11 +146,16 @@ impl Validator<'_> {
             self.err(None, "wallets", format!("must be a list, got {}", kind(list)));
             return Vec::new();
         };
+        if list.len() > MAX_TARGETS {
+            self.err(None, "wallets", format!("lists {} entries; at most {MAX_TARGETS} are allowed", list.len()));
+            return Vec::new();
+        }
         let mut targets = Vec::new();
         let mut seen_addr: HashMap<Address, String> = HashMap::new();
         let mut seen_label: HashMap<String, String> = HashMap::new();
         for (i, w) in list.iter().enumerate() {
-            let label_hint = w.get("label").and_then(Value::as_str).map(|l| format!(" ({l})")).unwrap_or_default();
+            let label_hint =
+                w.get("label").and_then(Value::as_str).map(|l| format!(" ({})", l.escape_debug())).unwrap_or_default();
             let entry = format!("wallets[{i}]{label_hint}");
             let Some(wo) = w.as_object() else {
                 self.err(Some(&entry), "(entry)", format!("must be an object, got {}", kind(w)));
@@ -152,7 +171,12 @@ impl Validator<'_> {
             };
             let label = match wo.get("label") {
                 None => address.map(|a| short(&a)).unwrap_or_default(),
-                Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 64 => s.trim().to_owned(),
+                Some(Value::String(s)) if s.chars().any(char::is_control) => {
+                    // A newline in a label would forge lines in the text log and in messages.
+                    self.err(Some(&entry), "label", "must not contain control characters (newlines, tabs, escapes)");
+                    String::new()
+                }
+                Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 64 => s.trim().to_owned(),
                 Some(l) => {
                     self.err(
                         Some(&entry),
@@ -219,6 +243,11 @@ impl Validator<'_> {
             self.err(None, "target_wallets", "must be a list of addresses");
             return Vec::new();
         };
+        if list.len() > MAX_TARGETS {
+            let n = list.len();
+            self.err(None, "target_wallets", format!("lists {n} addresses; at most {MAX_TARGETS} are allowed"));
+            return Vec::new();
+        }
         let mut out: Vec<Target> = Vec::new();
         // A set, not a scan of `out`: a seed file can list many thousands of addresses.
         let mut seen = std::collections::HashSet::new();
@@ -497,6 +526,36 @@ mod tests {
         ];
         assert_eq!(got, want.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect::<Vec<_>>(), "{errs:#?}");
         assert!(errs[3].message.contains("duplicate of wallets[1]"));
+    }
+
+    #[test]
+    fn refuses_what_would_silently_change_meaning_or_forge_log_lines() {
+        // A key written twice: serde_json would keep the last one and copy a wallet meant to stop.
+        let text = format!(r#"{{"wallets": [{{"address": "{A}", "enabled": false, "enabled": true}}]}}"#);
+        let errs = Wallets::parse(&text, "w.json").unwrap_err();
+        assert!(errs[0].message.contains("\"enabled\" appears twice"), "{errs:?}");
+        // A label with a newline would write a forged line into the text log.
+        let text = format!(r#"{{"wallets": [{{"address": "{A}", "label": "x\nERROR breaker tripped"}}]}}"#);
+        let errs = Wallets::parse(&text, "w.json").unwrap_err();
+        assert_eq!(errs[0].field, "label", "{errs:?}");
+        assert!(!errs.iter().any(|e| e.to_string().contains('\n')), "no raw newline in any message: {errs:?}");
+        // Too many entries: refused with the limit, and quickly (the check is linear).
+        let many: Vec<String> = (1..=MAX_TARGETS + 1).map(|i| format!("\"0x{i:040x}\"")).collect();
+        let text = format!(r#"{{"target_wallets": [{}]}}"#, many.join(","));
+        let errs = Wallets::parse(&text, "w.json").unwrap_err();
+        assert!(errs[0].message.contains(&format!("at most {MAX_TARGETS}")), "{errs:?}");
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_refused_with_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wallets.json");
+        let pad = " ".repeat(usize::try_from(MAX_FILE_BYTES).unwrap());
+        std::fs::write(&path, format!(r#"{{"wallets": []{pad}}}"#)).unwrap();
+        let errs = Wallets::load(&path).unwrap_err();
+        assert!(errs[0].message.contains("larger than 4 MiB"), "{errs:?}");
+        std::fs::write(&path, r#"{"wallets": []}"#).unwrap();
+        assert!(Wallets::load(&path).unwrap().targets.is_empty());
     }
 
     #[test]

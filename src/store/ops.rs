@@ -55,6 +55,33 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Replaces the record of the targets the daemon watches.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn set_running_targets(&mut self, targets: &[(Address, String)]) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM running_targets", [])?;
+        {
+            let mut st = tx.prepare("INSERT OR REPLACE INTO running_targets (address, label) VALUES (?1, ?2)")?;
+            for (a, label) in targets {
+                st.execute(params![addr_lower(a), label])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The targets the daemon last applied, by label: `(address, label)`.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn running_targets(&self) -> StoreResult<Vec<(String, String)>> {
+        let mut st = self.conn.prepare("SELECT address, label FROM running_targets ORDER BY label")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Every execution since `since_ms`, oldest first, with everything before it needed to replay the
     /// book (`since_ms` = 0 for all).
     ///

@@ -186,6 +186,14 @@ CREATE TABLE day_open (
     unrealized   INTEGER NOT NULL
 );
 ",
+    r"
+-- the targets the daemon watches, as it last applied them: while a wallets.json edit is refused,
+-- `status` shows these (the set still running), not the broken file's nothing
+CREATE TABLE running_targets (
+    address TEXT PRIMARY KEY,
+    label   TEXT NOT NULL
+);
+",
 ];
 
 /// Brings the schema up to date.
