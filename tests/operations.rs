@@ -159,6 +159,30 @@ fn test_check_config_when_three_mistakes_then_all_reported() {
     assert_eq!(v["problems"][0]["entry"], "wallets[0] (short)");
 }
 
+/// Settings of the wrong type are all reported at once, each where it was written: a fraction in
+/// a whole-number setting is refused (not rounded), and a bad environment override names its
+/// variable, not the settings file or the built-in defaults.
+#[test]
+fn test_check_config_when_settings_have_type_errors_then_each_is_named_where_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::new(dir.path(), "http://127.0.0.1:1", "", &wallets(&[(A, "a", true)], 0.1));
+    d.set("chain", "max_block_range = 1.5");
+    d.set("copy", "skip_closed = \"yes\"");
+    d.set("risk", "mark_interval_s = -3");
+    let out = d.cmd(&["check-config"]).env("POLYCOPY_HEALTH__FEED_STALL_S", "soon").output().unwrap();
+    let (code, _, err) = support::output(out);
+    assert_eq!(code, 78, "{err}");
+    for needle in [
+        "chain.max_block_range: must be a whole number of at least 0, got 1.5",
+        "copy.skip_closed: must be true or false, got \"yes\"",
+        "risk.mark_interval_s: must be a whole number of at least 0, got -3",
+        "environment: POLYCOPY_HEALTH__FEED_STALL_S: must be a whole number",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from {err}");
+    }
+    assert!(!err.contains("built-in defaults"), "{err}");
+}
+
 /// The journal cannot be written (another process holds an exclusive lock past the busy timeout):
 /// the breaker trips with `database_error`, nothing is executed, and when the journal recovers the
 /// fill is journaled and refused as halted until the operator resumes.

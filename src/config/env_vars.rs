@@ -45,7 +45,8 @@ pub fn known_names() -> Vec<String> {
     out
 }
 
-fn distance(a: &str, b: &str) -> usize {
+/// Edit distance between two names (for "did you mean").
+pub(crate) fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -7,6 +7,7 @@ pub mod location;
 pub mod mode;
 pub mod problem;
 pub mod settings;
+pub mod settings_check;
 pub mod strict_json;
 pub mod wallets;
 

@@ -353,6 +353,19 @@ fn is_settings_var(name: &str) -> bool {
     })
 }
 
+/// Every value of the wrong type in the merged settings, each at its file or variable.
+fn type_problems(cfg: &Config) -> Vec<Problem> {
+    let defaults = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml)).build();
+    let table = |c: &Config| match &c.cache.kind {
+        config::ValueKind::Table(t) => t.clone(),
+        _ => config::Map::new(),
+    };
+    match defaults {
+        Ok(d) => crate::config::settings_check::check(&table(&d), &table(cfg)),
+        Err(e) => vec![Problem::new("built-in defaults", "(settings)", e.to_string())],
+    }
+}
+
 /// Where settings come from.
 #[derive(Debug, Clone, Default)]
 pub struct SettingsSources {
@@ -432,6 +445,10 @@ impl Settings {
                 .with_list_parse_key("chain.exchanges"),
         );
         let cfg = b.build().map_err(|e| vec![Problem::new(origin.clone(), "(file)", e.to_string())])?;
+        let typed = type_problems(&cfg);
+        if !typed.is_empty() {
+            return Err(typed);
+        }
         let mut s: Self =
             cfg.try_deserialize().map_err(|e| vec![Problem::new(origin.clone(), "(settings)", e.to_string())])?;
         s.origin = if read.is_empty() { "built-in defaults".to_owned() } else { read.join(" + ") };
