@@ -86,7 +86,13 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("Error: {e:#}");
-            if e.downcast_ref::<cli::ConfigError>().is_some() { cli::EXIT_CONFIG } else { 1 }
+            if e.downcast_ref::<cli::ConfigError>().is_some() {
+                cli::EXIT_CONFIG
+            } else if e.downcast_ref::<cli::DataError>().is_some() {
+                cli::EXIT_DATAERR
+            } else {
+                1
+            }
         }
     };
     std::process::exit(code);
@@ -114,6 +120,9 @@ fn run(cli: Cli) -> Result<i32> {
             let system = actix_rt::System::new();
             system.block_on(run_daemon(DaemonConfig { settings, env })).map_err(|e| match e {
                 DaemonError::Wallets { .. } => anyhow::Error::new(cli::ConfigError(e.to_string())),
+                DaemonError::Store(polycopy::store::StoreError::Damaged { .. }) => {
+                    anyhow::Error::new(cli::DataError(e.to_string()))
+                }
                 e => anyhow::Error::new(e),
             })?;
             Ok(0)

@@ -118,7 +118,7 @@ fn test_unit_when_verified_then_systemd_accepts_it_and_it_is_hardened() {
             "Type=notify",
             "WatchdogSec=",
             "Restart=on-failure",
-            "RestartPreventExitStatus=78",
+            "RestartPreventExitStatus=65 78",
             "StartLimitBurst=",
             "ExecReload=/bin/kill -HUP $MAINPID",
             "User=polycopy",

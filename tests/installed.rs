@@ -330,7 +330,7 @@ async fn test_config_error_when_started_then_exits_78_and_is_not_restarted() {
     assert!(inst.log().contains("risk.max_trades_per_hour"), "{}", inst.log());
     for unit in ["polycopy.service", "polycopy@.service"] {
         let text = std::fs::read_to_string(dir.path().join("root/etc/systemd/system").join(unit)).unwrap();
-        assert!(text.contains("RestartPreventExitStatus=78"), "{unit}");
+        assert!(text.contains("RestartPreventExitStatus=65 78"), "{unit}");
     }
     // The environment may not contradict the settings either.
     let mut inst2 = Installed::stage(&dir.path().join("root2"), None);

@@ -204,6 +204,9 @@ async fn test_journal_when_unwritable_then_breaker_trips() {
     anvil.emit(&buy(A, 1, 1)).await;
     wait_for(20, "the breaker to trip", async || d.log().contains("BREAKER TRIPPED (database_error)").then_some(()))
         .await;
+    // While the journal cannot take the breaker, `status` shows the daemon's own (tripped) breaker.
+    let st = d.status();
+    assert_eq!(st["breaker"]["code"], "database_error", "{st}");
     release_tx.send(()).unwrap();
     locker.join().unwrap();
     assert_eq!(outcome(&d, 0).await, ("rejected".into(), "halted".into()));
@@ -213,6 +216,38 @@ async fn test_journal_when_unwritable_then_breaker_trips() {
     within_a_second(&d, "breaker reset by cli", 1).await;
     anvil.emit(&buy(A, 2, 2)).await;
     assert_eq!(outcome(&d, 1).await.0, "executed");
+}
+
+/// A damaged journal is found at start, not at the first write: a truncated file and a file that is
+/// not a database each stop the daemon with exit 65 (systemd does not restart it), a message naming
+/// the file and the way out, and `status` says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_start_when_journal_damaged_then_refused_naming_file_and_restore() {
+    let Running { anvil, dir, mut d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
+    for i in 0..20 {
+        anvil.emit(&buy(A, i, u64::from(i) + 1)).await;
+    }
+    outcome(&d, 19).await;
+    assert!(d.stop().success());
+    let db = dir.path().join("journal.db");
+    // Everything in the main file (no WAL left to read pages from), so cutting the file cuts data.
+    rusqlite::Connection::open(&db).unwrap().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let _ = std::fs::remove_file(dir.path().join("journal.db-wal"));
+    let _ = std::fs::remove_file(dir.path().join("journal.db-shm"));
+    let len = std::fs::metadata(&db).unwrap().len();
+    let truncated = std::fs::read(&db).unwrap()[..usize::try_from(len / 2).unwrap()].to_vec();
+    for (what, bytes) in [("truncated", truncated), ("not a database", b"hello, this is not SQLite".repeat(200))] {
+        std::fs::write(&db, &bytes).unwrap();
+        d.start();
+        let status = d.wait_exit().await;
+        assert_eq!(status.code(), Some(65), "{what}: {}", d.log());
+        let log = d.log();
+        assert!(log.contains("journal.db is damaged") && log.contains("restore.sh"), "{what}: {log}");
+        let (code, _, err) = d.run_cli(&["status"]);
+        assert_ne!(code, 0);
+        assert!(err.contains("journal.db is damaged"), "{what}: {err}");
+        assert_eq!(std::fs::read(&db).unwrap(), bytes, "{what}: the damaged file is left as it was");
+    }
 }
 
 /// One daemon per journal: a second `run` on the same journal is refused even with another control

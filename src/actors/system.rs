@@ -151,6 +151,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let (control_listener, _control_file) =
         crate::control::server::bind(&s.control_socket_path()).map_err(DaemonError::Setup)?;
     let store = Store::open(&s.db_path)?;
+    store.quick_check()?;
     // Which file the journal is, watched by the supervisor and /health (deleted or replaced).
     let journal_file = crate::store::identity::FileIdentity::of(&s.db_path).map(|id| (s.db_path.clone(), id));
     let now = now_ms();

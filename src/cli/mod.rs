@@ -146,6 +146,14 @@ pub const EXIT_NO_DAEMON: i32 = 3;
 /// Exit code of `halt`/`resume` when the daemon did not acknowledge within a second.
 pub const EXIT_NO_ACK: i32 = 4;
 
+/// Exit code of a damaged journal (EX_DATAERR): restarting does not heal it, so systemd does not.
+pub const EXIT_DATAERR: i32 = 65;
+
+/// The journal is damaged: the process exits [`EXIT_DATAERR`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DataError(pub String);
+
 /// A configuration problem: the process exits [`EXIT_CONFIG`].
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

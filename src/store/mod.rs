@@ -40,6 +40,18 @@ pub enum StoreError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The file is not a sound SQLite database (truncated, overwritten, or not a journal at all).
+    #[error(
+        "the journal {path} is damaged or is not a polycopy journal ({cause}). Nothing was changed. \
+         Restore the newest backup with scripts/restore.sh (RUNBOOK.md, \"Journal damaged\") and keep \
+         the damaged file for inspection"
+    )]
+    Damaged {
+        /// The file.
+        path: String,
+        /// What SQLite said.
+        cause: String,
+    },
     /// A stored value did not parse back (the file was edited by hand or is corrupt).
     #[error("corrupt value in column {column}: {value:?}")]
     Corrupt {
@@ -51,6 +63,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// This error, as [`StoreError::Damaged`] when SQLite says the file is not a sound database.
+    #[must_use]
+    pub fn damaged_at(self, path: &Path) -> Self {
+        match &self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) =>
+            {
+                Self::Damaged { path: path.display().to_string(), cause: self.to_string() }
+            }
+            _ => self,
+        }
+    }
+
     /// True when another connection holds the lock (the daemon is writing): retry later.
     #[must_use]
     pub fn is_busy(&self) -> bool {
@@ -98,6 +123,10 @@ impl Store {
     }
 
     fn configure(conn: rusqlite::Connection, path: &Path) -> StoreResult<Self> {
+        Self::prepare(conn, path).map_err(|e| e.damaged_at(path))
+    }
+
+    fn prepare(conn: rusqlite::Connection, path: &Path) -> StoreResult<Self> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -114,6 +143,24 @@ impl Store {
     /// On a database error.
     pub fn set_busy_timeout(&self, d: std::time::Duration) -> StoreResult<()> {
         Ok(self.conn.busy_timeout(d)?)
+    }
+
+    /// Runs `PRAGMA quick_check` (a few seconds even on a large journal): the daemon refuses to
+    /// start on a damaged file instead of finding out at its first write.
+    ///
+    /// # Errors
+    /// [`StoreError::Damaged`] naming the file and the way out.
+    pub fn quick_check(&self) -> StoreResult<()> {
+        let path = self.path.as_ref().map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
+        let r: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| StoreError::Damaged { path: path.clone(), cause: e.to_string() })?;
+        if r == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Damaged { path, cause: r.lines().take(3).collect::<Vec<_>>().join("; ") })
+        }
     }
 
     /// Runs `PRAGMA integrity_check`; `Ok(())` when the file is sound.
