@@ -103,7 +103,7 @@ run_polycopy() {
 # the script's own shell (not inside $(...)) for the cache to stick. check-config exits non-zero
 # when it finds problems but still prints the object, so its exit code is not looked at here.
 load_config() {
-  pc_config_json=$(run_polycopy check-config --json 2>/dev/null || true)
+  pc_config_json=$(run_polycopy check-config --json --offline 2>/dev/null || true)
 }
 
 # config_field KEY: a top-level string (or number / boolean) field of `check-config --json`;

@@ -77,12 +77,25 @@ pub fn evaluate(i: &HealthInput<'_>, t: &HealthSettings) -> HealthReport {
     let f = &i.feed;
     let stalled_s = (i.now_ms - f.last_ok_ms) / 1000;
     let lag = f.head.saturating_sub(f.processed).saturating_sub(i.confirmations);
+    let stall_s = i64::try_from(t.feed_stall_s).unwrap_or(i64::MAX);
+    let why = f.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+    let failing_s = (f.failing_since_ms != 0).then(|| (i.now_ms - f.failing_since_ms) / 1000);
     let chain = if !f.live {
-        (Level::Degraded, "starting: first chain sync not finished".to_owned())
-    } else if stalled_s > i64::try_from(t.feed_stall_s).unwrap_or(i64::MAX) {
+        match failing_s {
+            // Still waiting for the chain after the stall threshold: the operator must act.
+            Some(s) if f.started_ms != 0 && s > stall_s => {
+                (Level::Unhealthy, format!("no chain sync since the start, failing for {s} s{why}"))
+            }
+            Some(s) => (Level::Degraded, format!("starting: the chain does not answer yet ({s} s){why}")),
+            None if f.processed > 0 => {
+                (Level::Degraded, format!("catching up: processed {} of head {}", f.processed, f.head))
+            }
+            None => (Level::Degraded, "starting: first chain sync not finished".to_owned()),
+        }
+    } else if stalled_s > stall_s {
         (
             Level::Unhealthy,
-            format!("no successful chain read for {stalled_s} s (head {}, processed {})", f.head, f.processed),
+            format!("no successful chain read for {stalled_s} s (head {}, processed {}){why}", f.head, f.processed),
         )
     } else if lag > t.max_head_lag_blocks {
         (Level::Degraded, format!("{lag} blocks behind the head {}", f.head))
@@ -170,16 +183,33 @@ mod tests {
     fn each_check_sets_the_verdict() {
         let ok = BreakerState::default();
         let tripped = BreakerState { tripped: true, code: "manual".into(), ..BreakerState::default() };
-        let live = FeedStatus { head: 100, processed: 100, live: true, reconnects: 0, last_ok_ms: 99_000 };
+        let live = FeedStatus {
+            head: 100,
+            processed: 100,
+            live: true,
+            last_ok_ms: 99_000,
+            started_ms: 1_000,
+            ..FeedStatus::default()
+        };
+        let down = |since: i64| FeedStatus {
+            live: false,
+            processed: 0,
+            failing_since_ms: since,
+            last_error: Some("dns error: failed to lookup address".into()),
+            ..live.clone()
+        };
         // (feed, breaker, db) → overall
         let cases = [
-            (live, &ok, Ok(()), Level::Healthy),
-            (FeedStatus { live: false, ..live }, &ok, Ok(()), Level::Degraded),
-            (FeedStatus { processed: 69, ..live }, &ok, Ok(()), Level::Degraded),
-            (FeedStatus { processed: 70, ..live }, &ok, Ok(()), Level::Healthy),
-            (FeedStatus { last_ok_ms: 39_000, ..live }, &ok, Ok(()), Level::Unhealthy),
-            (live, &tripped, Ok(()), Level::Unhealthy),
-            (live, &ok, Err("timeout".into()), Level::Unhealthy),
+            (live.clone(), &ok, Ok(()), Level::Healthy),
+            (FeedStatus { live: false, ..live.clone() }, &ok, Ok(()), Level::Degraded),
+            (FeedStatus { processed: 69, ..live.clone() }, &ok, Ok(()), Level::Degraded),
+            (FeedStatus { processed: 70, ..live.clone() }, &ok, Ok(()), Level::Healthy),
+            (FeedStatus { last_ok_ms: 39_000, ..live.clone() }, &ok, Ok(()), Level::Unhealthy),
+            (live.clone(), &tripped, Ok(()), Level::Unhealthy),
+            (live.clone(), &ok, Err("timeout".into()), Level::Unhealthy),
+            // The chain never answered since the start: starting for a while, then unhealthy.
+            (down(50_000), &ok, Ok(()), Level::Degraded),
+            (down(30_000), &ok, Ok(()), Level::Unhealthy),
         ];
         for (i, (feed, b, db, want)) in cases.into_iter().enumerate() {
             assert_eq!(evaluate(&input(feed, b, db), &T).status, want, "case {i}");
@@ -190,7 +220,8 @@ mod tests {
     fn live_checks_name_what_fails() {
         let ok = BreakerState::default();
         let now = 1_000_000;
-        let feed = FeedStatus { head: 100, processed: 100, live: true, reconnects: 0, last_ok_ms: now - 1_000 };
+        let feed =
+            FeedStatus { head: 100, processed: 100, live: true, last_ok_ms: now - 1_000, ..FeedStatus::default() };
         let clob = |answer: i64, auth_refused: bool| ReachabilitySnapshot {
             last_answer_ms: answer,
             auth_refused,
@@ -213,7 +244,7 @@ mod tests {
         ];
         for (i, (c, o, want, failing)) in cases.into_iter().enumerate() {
             let input = HealthInput {
-                feed,
+                feed: feed.clone(),
                 confirmations: 0,
                 breaker: &ok,
                 db: Ok(()),

@@ -104,7 +104,7 @@ impl HttpState {
             }
         };
         let input = HealthInput {
-            feed: *self.feed.borrow(),
+            feed: self.feed.borrow().clone(),
             confirmations: self.confirmations,
             breaker: &breaker,
             db,

@@ -101,7 +101,7 @@ fn main() {
 fn run(cli: Cli) -> Result<i32> {
     let g = cli.global;
     match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig { json } => cli::check_config(&g, json),
+        Command::CheckConfig { json, offline } => cli::check_config(&g, json, offline),
         Command::Status { json } => cli::status(&g, json).map(|()| 0),
         Command::Trades { json, limit } => cli::trades(&g, json, limit).map(|()| 0),
         Command::Halt { reason } => cli::halt(&g, &reason),

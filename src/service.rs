@@ -32,23 +32,30 @@ fn send(states: &[NotifyState<'_>]) {
     }
 }
 
-/// Feeds the systemd watchdog at half its period, but only while the chain feed made progress
-/// within `stall` and the actor system answers: a stuck daemon gets restarted instead of lingering.
-pub async fn watchdog(feed: watch::Receiver<FeedStatus>, risk: Addr<RiskSupervisor>, stall: Duration) {
+/// Feeds the systemd watchdog at half its period while the daemon is alive and trying: the actor
+/// system answers and the chain feed attempted a read within `trying_within` (successful or not).
+/// A chain outage does not stop the pings (a restart cannot fix a provider, and would only turn an
+/// outage into a restart loop); it shows in `/health` and is alerted. A stuck loop does stop them.
+pub async fn watchdog(feed: watch::Receiver<FeedStatus>, risk: Addr<RiskSupervisor>, trying_within: Duration) {
     let Some(period) = sd_notify::watchdog_enabled() else { return };
     let mut tick = tokio::time::interval(period / 2);
+    let window = i64::try_from(trying_within.as_millis()).unwrap_or(i64::MAX);
     loop {
         tick.tick().await;
-        let st = *feed.borrow();
-        let stalled_ms = now_ms() - st.last_ok_ms;
-        let feed_ok = st.live && stalled_ms <= i64::try_from(stall.as_millis()).unwrap_or(i64::MAX);
+        let since_attempt_ms = now_ms() - feed.borrow().attempt_ms;
+        let feed_trying = since_attempt_ms <= window;
         // The supervisor answers at once (placements run beside it), so this probes its mailbox only.
         let actors_ok =
             matches!(tokio::time::timeout(Duration::from_secs(1), risk.send(GetBreakerState)).await, Ok(Ok(_)));
-        if feed_ok && actors_ok {
+        if feed_trying && actors_ok {
             send(&[NotifyState::Watchdog]);
         } else {
-            debug!(feed_ok, actors_ok, stalled_ms, "watchdog not fed");
+            debug!(feed_trying, actors_ok, since_attempt_ms, "watchdog not fed");
         }
     }
+}
+
+/// Updates the status line systemd shows (`systemctl status`).
+pub fn status(line: &str) {
+    send(&[NotifyState::Status(line)]);
 }

@@ -95,6 +95,7 @@ fn test_install_when_run_twice_then_same_tree_and_operator_edits_kept() {
             "--wallets",
             wallets.to_str().unwrap(),
             "check-config",
+            "--offline",
         ])
         .env("POLYCOPY_SYSTEM_CONFIG", ""));
     assert_eq!(code, 0, "{out}{err}");

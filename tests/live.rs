@@ -256,7 +256,7 @@ async fn test_live_when_no_db_given_then_live_journal_is_separate_from_paper() {
         std::fs::write(l.d.dir.join("mode.toml"), settings).unwrap();
         let mut c = std::process::Command::new(bin());
         c.current_dir(&l.d.dir)
-            .args(["--config", "mode.toml", "--wallets", "wallets.json", "check-config", "--json"])
+            .args(["--config", "mode.toml", "--wallets", "wallets.json", "check-config", "--json", "--offline"])
             .env_clear()
             .env("POLYCOPY_SYSTEM_CONFIG", "")
             .env("PRIVATE_KEY", KEY);

@@ -139,24 +139,50 @@ async fn test_reload_when_wallets_edited_then_applied_or_rejected_live() {
 fn test_check_config_when_three_mistakes_then_all_reported() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::new(dir.path(), "http://127.0.0.1:1", "", &wallets(&[(A, "a", true)], 0.1));
-    let (code, out, _) = d.run_cli(&["check-config"]);
+    let (code, out, _) = d.run_cli(&["check-config", "--offline"]);
     assert_eq!(code, 0, "{out}");
     d.write_wallets(&json!({"wallets": [
         {"address": "0x12345", "label": "short"},
         {"address": A.to_string(), "label": "greedy", "max_order_usdc": -5},
         {"address": D.to_string(), "label": "typo", "copy_sell": false}
     ]}));
-    let (code, _, err) = d.run_cli(&["check-config"]);
+    let (code, _, err) = d.run_cli(&["check-config", "--offline"]);
     assert_eq!(code, 78, "a configuration problem is EX_CONFIG");
     assert!(err.contains("3 problem(s)"), "{err}");
     assert!(err.contains("wallets[0] (short): address"), "{err}");
     assert!(err.contains("wallets[1] (greedy): max_order_usdc"), "{err}");
     assert!(err.contains("wallets[2] (typo): copy_sell: unknown key"), "{err}");
-    let (code, out, _) = d.run_cli(&["check-config", "--json"]);
+    let (code, out, _) = d.run_cli(&["check-config", "--json", "--offline"]);
     assert_eq!(code, 78);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["problems"].as_array().unwrap().len(), 3);
     assert_eq!(v["problems"][0]["entry"], "wallets[0] (short)");
+}
+
+/// `check-config` tries every chain endpoint: a node on Polygon's chain id answers with its head; a
+/// closed port and a node on another chain are problems naming the variable (exit 78); `--offline`
+/// skips the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_check_config_when_endpoints_tried_then_dead_or_wrong_chain_refused() {
+    let anvil = Anvil::start().await;
+    let other = Anvil::start_on_chain(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    let (code, out, err) = d.run_cli(&["check-config"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("answers, chain 137, head block"), "{out}");
+    let cases = [
+        ("http://127.0.0.1:1".to_owned(), "POLYGON_RPC_URL: http://127.0.0.1:1 does not work"),
+        (other.http_url(), "is on chain 1, not 137"),
+    ];
+    for (url, want) in cases {
+        let out = d.cmd(&["check-config"]).env("POLYGON_RPC_URL", &url).output().unwrap();
+        let (code, _, err) = support::output(out);
+        assert_eq!(code, 78, "{url}: {err}");
+        assert!(err.contains(want), "{url}: {err}");
+        let out = d.cmd(&["check-config", "--offline"]).env("POLYGON_RPC_URL", &url).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{url}: --offline does not try it");
+    }
 }
 
 /// Settings of the wrong type are all reported at once, each where it was written: a fraction in

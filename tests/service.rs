@@ -14,11 +14,15 @@ use support::*;
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
 
-/// The daemon speaks sd_notify: READY=1 once the feed is live, WATCHDOG=1 periodically, no more
-/// watchdog pings once the chain feed is stuck (node gone), and STOPPING=1 on SIGTERM.
+/// The daemon speaks sd_notify: READY=1 once it is set up, even while the chain does not answer (a
+/// provider outage must not become a systemd restart loop), WATCHDOG=1 all along while it is alive
+/// and trying, and STOPPING=1 on SIGTERM. Meanwhile `/health` turns unhealthy (503) naming the
+/// cause and the variable to check, the outage is alerted once, and its end is announced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_sd_notify_when_run_under_systemd_then_ready_watchdog_stopping() {
+async fn test_sd_notify_when_chain_down_at_start_then_ready_pings_and_health_says_why() {
     let anvil = Anvil::start().await;
+    let proxy = Proxy::start(format!("127.0.0.1:{}", anvil.port).parse().unwrap()).await;
+    proxy.set_down(true);
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
@@ -34,28 +38,57 @@ async fn test_sd_notify_when_run_under_systemd_then_ready_watchdog_stopping() {
         }
     });
     let count = |needle: &str| got.lock().unwrap().iter().filter(|m| m.lines().any(|l| l == needle)).count();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    let mut d = Daemon::new(dir.path(), &format!("http://{}", proxy.addr), "", &wallets(&[(A, "a", true)], 0.1));
     d.env.push(("NOTIFY_SOCKET".into(), sock_path.display().to_string()));
     d.env.push(("WATCHDOG_USEC".into(), "400000".into())); // pings every 200 ms
     d.start();
     wait_for(20, "READY=1", async || (count("READY=1") == 1).then_some(())).await;
-    assert!(d.log().contains("chain feed live"), "READY only after the feed is live");
+    assert!(!d.log().contains("chain feed live"), "ready while the chain is still down");
     wait_for(10, "watchdog pings", async || (count("WATCHDOG=1") >= 3).then_some(())).await;
 
-    // feed_stall_s is 3 in the test settings: pings stop a little after the node is gone. Each
-    // watchdog tick that does not ping logs it: three such ticks after the count are the marker that
-    // nothing more was sent.
-    let skipped = || d.log().matches("watchdog not fed").count();
-    let before_drop = skipped();
-    drop(anvil); // the node is gone: the feed can no longer read the chain
-    wait_for(20, "the watchdog to stop", async || (skipped() > before_drop).then_some(())).await;
-    let before = count("WATCHDOG=1");
-    let ticks = skipped();
-    wait_for(10, "three more watchdog ticks", async || (skipped() >= ticks + 3).then_some(())).await;
-    assert_eq!(count("WATCHDOG=1"), before, "no watchdog pings while the feed is stuck");
+    // feed_stall_s is 3 in the test settings: past it, /health is unhealthy and says why.
+    let base = d.http_base().await;
+    let health = wait_for(20, "an unhealthy /health", async || {
+        let (code, body) = http_get(&base, "/health").await;
+        (code == 503).then_some(body)
+    })
+    .await;
+    assert!(health.contains("no chain sync since the start"), "{health}");
+    let alert = wait_for(10, "the outage alert", async || {
+        d.events("error").into_iter().find(|e| e.contains("has not answered"))
+    })
+    .await;
+    assert!(alert.contains("POLYGON_RPC_URL"), "{alert}");
+    assert!(d.log().contains("check POLYGON_RPC_URL"), "the log names the variable");
+    let pings = count("WATCHDOG=1");
+    wait_for(10, "pings during the outage", async || (count("WATCHDOG=1") >= pings + 3).then_some(())).await;
+
+    proxy.set_down(false);
+    d.wait_live().await;
+    wait_for(20, "the end of the outage", async || d.events("error").into_iter().find(|e| e.contains("answers again")))
+        .await;
+    let (code, _) = http_get(&base, "/health").await;
+    assert_eq!(code, 200);
+    assert_eq!(count("READY=1"), 1, "READY is sent once");
 
     assert!(d.stop().success());
     assert_eq!(count("STOPPING=1"), 1);
+}
+
+/// A chain endpoint whose name does not resolve: the log gives the DNS cause, not only "error
+/// sending request", and names the variable to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_chain_when_endpoint_name_does_not_resolve_then_log_gives_dns_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), "http://polygon-rpc.invalid:8545", "", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    let line = wait_for(20, "the connection failure", async || {
+        d.log().lines().find(|l| l.contains("chain sync failed") || l.contains("cannot connect")).map(str::to_owned)
+    })
+    .await;
+    assert!(line.contains("dns error") || line.contains("failed to lookup"), "{line}");
+    assert!(line.contains("POLYGON_RPC_URL"), "{line}");
+    assert!(d.stop().success());
 }
 
 /// After a scripted run, `/metrics` parses as Prometheus text and its counters match the journal;

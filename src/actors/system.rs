@@ -314,6 +314,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         poll_interval: Duration::from_millis(s.chain.poll_interval_ms),
         backoff_max: Duration::from_millis(s.chain.reconnect_backoff_max_ms),
         own: venue.as_ref().map(|v| v.funder()),
+        stall: Duration::from_secs(s.health.feed_stall_s),
     };
     let feed = ChainFeed::new(
         feed_cfg,
@@ -384,11 +385,11 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             Err(e) => warn!(cause = %e, "positions are not marked to market"),
         }
     }
-    let watchdog = actix::spawn(crate::service::watchdog(
-        status_rx.clone(),
-        risk.clone(),
-        Duration::from_secs(s.health.feed_stall_s),
-    ));
+    // The feed tries at least once per backoff cap plus a call's timeout; a longer silence is a stuck loop.
+    let trying_within = Duration::from_secs(s.health.feed_stall_s).max(
+        Duration::from_millis(s.chain.reconnect_backoff_max_ms) + 3 * Duration::from_millis(s.chain.request_timeout_ms),
+    );
+    let watchdog = actix::spawn(crate::service::watchdog(status_rx.clone(), risk.clone(), trying_within));
     let _file_watcher = watch_wallets_file(&s.wallets_path, registry.clone());
 
     let telegram = crate::telegram::start(&cfg.env, &s.telegram, |out| crate::telegram::commands::Ops {
@@ -415,6 +416,9 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     }
 
     let feed_task = actix::spawn(feed.run(shutdown_rx));
+    // Alive and trying: systemd may count the start done now; the chain may still be unreachable
+    // (a provider outage must not become a restart loop), which /health shows and the feed alerts.
+    crate::service::ready(&format!("started with {n_targets} targets; waiting for the chain"));
 
     let mode = if paper { "PAPER" } else { "LIVE" };
     let funder = venue.as_ref().map_or_else(|| "none (paper)".to_owned(), |v| format!("{:#x}", v.funder()));
@@ -424,7 +428,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         st = status_rx.wait_for(|st| st.live) => {
             if let Ok(st) = st {
                 info!(block = st.processed, "chain feed live");
-                crate::service::ready(&format!("copying {n_targets} targets from block {}", st.processed));
+                crate::service::status(&format!("copying {n_targets} targets from block {}", st.processed));
             }
         }
         r = wait_for_signal(&registry) => {

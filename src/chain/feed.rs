@@ -46,10 +46,12 @@ pub struct FeedConfig {
     pub backoff_max: Duration,
     /// Our own funder (live): its fills confirm our orders on chain instead of being copied.
     pub own: Option<Address>,
+    /// An outage this long is alerted (the health check's `feed_stall_s`).
+    pub stall: Duration,
 }
 
 /// The feed's progress, published for status and health.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FeedStatus {
     /// Latest head seen.
     pub head: u64,
@@ -61,6 +63,14 @@ pub struct FeedStatus {
     pub reconnects: u64,
     /// When a sync round last succeeded, unix ms (0: never).
     pub last_ok_ms: i64,
+    /// When the feed started, unix ms.
+    pub started_ms: i64,
+    /// When the feed last tried the chain, successfully or not, unix ms: "alive and trying".
+    pub attempt_ms: i64,
+    /// Since when every attempt has failed, unix ms (0: the last attempt succeeded).
+    pub failing_since_ms: i64,
+    /// Why the last attempt failed (endpoint redacted, every cause kept).
+    pub last_error: Option<String>,
 }
 
 /// The actors the feed talks to.
@@ -101,6 +111,12 @@ pub struct OwnFill {
     pub usdc: crate::domain::Usdc,
     /// The transaction, 0x-hex.
     pub tx: String,
+}
+
+/// Whether the current outage was alerted (so it is alerted once, and its end announced).
+#[derive(Debug, Default)]
+struct Outage {
+    alerted: bool,
 }
 
 /// The feed task's state.
@@ -154,10 +170,17 @@ impl ChainFeed {
     /// reconnect with capped exponential backoff and fail over between endpoints.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(250);
+        let now = crate::store::now_ms();
+        self.status.send_modify(|s| {
+            s.started_ms = now;
+            s.attempt_ms = now;
+        });
+        let mut outage = Outage::default();
         while !*shutdown.borrow() {
             if !self.rpc.is_connected() {
                 if let Err(e) = self.rpc.connect().await {
-                    warn!(endpoint = %self.rpc.endpoint(), cause = %e, "cannot connect to the chain");
+                    warn!(endpoint = %self.rpc.endpoint(), cause = %e, "cannot connect to the chain: check POLYGON_RPC_URL / POLYGON_WS_URL and the network");
+                    self.attempt_failed(&e, &mut outage);
                     if self.rpc.fail() {
                         self.notifier
                             .do_send(Event::Error { message: format!("failing over to {}", self.rpc.endpoint()) });
@@ -203,6 +226,7 @@ impl ChainFeed {
                     Ok(()) => {
                         self.rpc.ok();
                         backoff = Duration::from_millis(250);
+                        self.attempt_succeeded(&mut outage);
                     }
                     Err(ChainError::ChainMoved { from, to }) => {
                         debug!(from, to, "chain moved during a read; reading again");
@@ -223,7 +247,8 @@ impl ChainFeed {
                         backoff = (backoff * 2).min(self.cfg.backoff_max);
                     }
                     Err(e) => {
-                        warn!(endpoint = %self.rpc.endpoint(), cause = %e, "chain sync failed; reconnecting");
+                        warn!(endpoint = %self.rpc.endpoint(), cause = %e, "chain sync failed; reconnecting (check POLYGON_RPC_URL if it persists)");
+                        self.attempt_failed(&e, &mut outage);
                         if self.rpc.fail() {
                             self.notifier.do_send(Event::Error {
                                 message: format!("chain endpoint failing; now using {}", self.rpc.endpoint()),
@@ -265,6 +290,52 @@ impl ChainFeed {
                     },
                 }
             }
+        }
+    }
+
+    /// Publishes a failed attempt; an outage longer than the stall threshold is alerted once.
+    fn attempt_failed(&mut self, e: &ChainError, outage: &mut Outage) {
+        let now = crate::store::now_ms();
+        let cause = e.to_string();
+        let mut since = now;
+        self.status.send_modify(|s| {
+            s.attempt_ms = now;
+            if s.failing_since_ms == 0 {
+                s.failing_since_ms = now;
+            }
+            since = s.failing_since_ms;
+            s.last_error = Some(cause.clone());
+        });
+        let stall_ms = i64::try_from(self.cfg.stall.as_millis()).unwrap_or(i64::MAX);
+        if !outage.alerted && now - since >= stall_ms {
+            outage.alerted = true;
+            self.notifier.do_send(Event::Error {
+                message: format!(
+                    "the chain has not answered for {} s ({cause}); nothing can be copied until it does. \
+                     Check POLYGON_RPC_URL and the provider",
+                    (now - since) / 1000
+                ),
+            });
+        }
+    }
+
+    /// Publishes a successful attempt; the end of an alerted outage is announced.
+    fn attempt_succeeded(&mut self, outage: &mut Outage) {
+        let now = crate::store::now_ms();
+        let mut since = 0;
+        self.status.send_modify(|s| {
+            since = s.failing_since_ms;
+            s.attempt_ms = now;
+            s.failing_since_ms = 0;
+            s.last_error = None;
+        });
+        if std::mem::take(&mut outage.alerted) {
+            self.notifier.do_send(Event::Error {
+                message: format!(
+                    "the chain answers again after {} s without it; copying resumed",
+                    (now - since) / 1000
+                ),
+            });
         }
     }
 
@@ -320,6 +391,7 @@ impl ChainFeed {
             self.status.send_modify(|s| {
                 s.head = head;
                 s.processed = to;
+                s.attempt_ms = crate::store::now_ms();
             });
         }
         self.status.send_modify(|s| {

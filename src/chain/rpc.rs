@@ -156,7 +156,7 @@ impl Rpc {
             let fut = ProviderBuilder::new().connect_ws(WsConnect::new(url.clone()));
             match tokio::time::timeout(self.cfg.timeout, fut).await {
                 Ok(Ok(p)) => p.erased(),
-                Ok(Err(e)) => return Err(err(e.to_string())),
+                Ok(Err(e)) => return Err(err(with_causes(&e))),
                 Err(_) => {
                     return Err(ChainError::Timeout { endpoint, ms: self.timeout_ms() });
                 }
@@ -170,7 +170,7 @@ impl Rpc {
         if self.cfg.chain_id != 0 {
             let got = match tokio::time::timeout(self.cfg.timeout, provider.get_chain_id()).await {
                 Ok(Ok(id)) => id,
-                Ok(Err(e)) => return Err(err(e.to_string())),
+                Ok(Err(e)) => return Err(err(with_causes(&e))),
                 Err(_) => return Err(ChainError::Timeout { endpoint, ms: self.timeout_ms() }),
             };
             if got != self.cfg.chain_id {
@@ -210,7 +210,7 @@ impl Rpc {
         u64::try_from(self.cfg.timeout.as_millis()).unwrap_or(u64::MAX)
     }
 
-    async fn call<T, E: std::fmt::Display>(
+    async fn call<T, E: std::error::Error>(
         &self,
         fut: impl IntoFuture<Output = Result<T, E>>,
     ) -> Result<T, ChainError> {
@@ -220,7 +220,7 @@ impl Rpc {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let url = self.endpoints.get(self.idx).map_or("", String::as_str);
-                Err(ChainError::Rpc { endpoint, message: scrub_url(&e.to_string(), url) })
+                Err(ChainError::Rpc { endpoint, message: scrub_url(&with_causes(&e), url) })
             }
             Err(_) => Err(ChainError::Timeout { endpoint, ms: self.timeout_ms() }),
         }
@@ -318,6 +318,22 @@ impl Rpc {
 }
 
 /// Removes a URL (and its path, which may hold an API key) from an error text.
+/// An error with every cause under it: the transport's "error sending request" alone hides whether
+/// DNS, the TCP connection or TLS failed, which is what the operator needs to know.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+        next = cause.source();
+    }
+    out
+}
+
 fn scrub_url(text: &str, url: &str) -> String {
     let mut out = text.replace(url, &redact_url(url));
     if let Some((_, rest)) = url.split_once("://")

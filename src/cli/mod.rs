@@ -60,6 +60,9 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Do not try the chain endpoints (scripts that only read the settings' fields).
+        #[arg(long)]
+        offline: bool,
     },
     /// Breaker, targets, positions, last block, last fill.
     Status {

@@ -24,7 +24,7 @@ pub fn env_for(s: &Settings, need_key: bool) -> Result<Env> {
 ///
 /// # Errors
 /// Never for a bad configuration (that is the output); only when printing fails.
-pub fn check_config(g: &GlobalArgs, as_json: bool) -> Result<i32> {
+pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32> {
     let mut problems = Vec::new();
     let settings = load_settings(g).map_err(|p| problems.extend(p)).ok();
     let env = Env::from_process().map_err(|p| problems.extend(p)).ok();
@@ -43,6 +43,10 @@ pub fn check_config(g: &GlobalArgs, as_json: bool) -> Result<i32> {
         None
     };
     let enabled = wallets.as_ref().map_or(0, |w| w.enabled().count());
+    let endpoints = match (&settings, &env) {
+        (Some(s), Some(e)) if !offline => probe_endpoints(s, e, &mut problems),
+        _ => Vec::new(),
+    };
     if as_json {
         let out = json!({
             "ok": problems.is_empty(),
@@ -56,6 +60,7 @@ pub fn check_config(g: &GlobalArgs, as_json: bool) -> Result<i32> {
             "emergency_stop_file": settings.as_ref().map(|s| s.emergency_stop_file.display().to_string()),
             "settings_file": settings.as_ref().map(|s| s.origin.clone()),
             "instance": g.instance,
+            "endpoints": endpoints,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if problems.is_empty() {
@@ -68,6 +73,9 @@ pub fn check_config(g: &GlobalArgs, as_json: bool) -> Result<i32> {
                 e.rpc_urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>().join(", ")
             );
             println!("  websocket: {}", e.ws_url.as_deref().map_or("none (polling)".into(), crate::config::redact_url));
+            for line in &endpoints {
+                println!("    {line}");
+            }
             println!("  journal: {}", s.db_path.display());
             if s.db_path.is_relative() {
                 println!("    (relative: it depends on the directory a command runs from; servers use absolute paths)");
@@ -82,6 +90,48 @@ pub fn check_config(g: &GlobalArgs, as_json: bool) -> Result<i32> {
         eprintln!("{} problem(s) found:\n{}", problems.len(), render(&problems));
     }
     Ok(if problems.is_empty() { 0 } else { EXIT_CONFIG })
+}
+
+/// Tries every chain endpoint: it must answer and be on the configured chain. Returns one line per
+/// endpoint that answered; each failure is a problem naming its variable.
+fn probe_endpoints(s: &Settings, e: &Env, problems: &mut Vec<crate::config::Problem>) -> Vec<String> {
+    use crate::chain::{Rpc, RpcConfig};
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return Vec::new() };
+    let mut named: Vec<(&str, &String)> = Vec::new();
+    named.extend(e.ws_url.iter().map(|u| ("POLYGON_WS_URL", u)));
+    named.extend(
+        e.rpc_urls
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (if i == 0 { "POLYGON_RPC_URL" } else { "POLYGON_RPC_FALLBACK_URLS" }, u)),
+    );
+    let mut ok = Vec::new();
+    for (var, url) in named {
+        let (ws, http) =
+            if url.starts_with("ws") { (Some(url.clone()), Vec::new()) } else { (None, vec![url.clone()]) };
+        let mut rpc = Rpc::new(RpcConfig {
+            ws_url: ws,
+            http_urls: http,
+            requests_per_second: s.chain.rpc_requests_per_second,
+            timeout: std::time::Duration::from_millis(s.chain.request_timeout_ms.min(5_000)),
+            failover_after: 1,
+            chain_id: s.chain.chain_id,
+        });
+        let shown = crate::config::redact_url(url);
+        let head = rt.block_on(async {
+            rpc.connect().await?;
+            rpc.block_number().await
+        });
+        match head {
+            Ok(n) => ok.push(format!("{shown}: answers, chain {}, head block {n}", s.chain.chain_id)),
+            Err(err) => problems.push(crate::config::Problem::new(
+                "environment",
+                var,
+                format!("{shown} does not work: {err} (check-config --offline skips this check)"),
+            )),
+        }
+    }
+    ok
 }
 
 /// `doctor`: returns the exit code (0 healthy, 1 a check failed).

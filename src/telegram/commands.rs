@@ -217,7 +217,7 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             ) else {
                 return unavailable("the status");
             };
-            let f = *ops.feed.borrow();
+            let f = ops.feed.borrow().clone();
             let breaker = if b.tripped {
                 format!("TRIPPED ({}) by {}: {}", b.code, b.by, b.reason)
             } else if b.reducing {

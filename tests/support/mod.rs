@@ -551,6 +551,7 @@ pub fn with_status<'a>(rows: &'a [Value], status: &str) -> Vec<&'a Value> {
 pub struct Proxy {
     pub addr: SocketAddr,
     conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -558,9 +559,14 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
-        let c2 = conns.clone();
+        let down: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let (c2, d2) = (conns.clone(), down.clone());
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                if d2.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound); // the endpoint is "down": every connection is closed at once
+                    continue;
+                }
                 let task = tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
@@ -569,7 +575,15 @@ impl Proxy {
                 c2.lock().unwrap().push(task.abort_handle());
             }
         });
-        Self { addr, conns }
+        Self { addr, conns, down }
+    }
+
+    /// Takes the endpoint down (every connection closed at once) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+        if down {
+            self.cut();
+        }
     }
 
     /// Connections open through the proxy now.
