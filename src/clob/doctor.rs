@@ -89,7 +89,7 @@ pub async fn diagnose(cfg: &VenueConfig, check_region: bool) -> Diagnosis {
         }
     };
     // 1. The key, and the funder it implies for the signature type.
-    let signer = match Venue::signer_address(&cfg.private_key) {
+    let signer = match Venue::signer_address(secrecy::ExposeSecret::expose_secret(&cfg.private_key)) {
         Ok(a) => a,
         Err(e) => {
             check(

@@ -13,6 +13,7 @@ use alloy::primitives::{Address, U256};
 use alloy::signers::Signer as _;
 use alloy::signers::local::PrivateKeySigner;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use secrecy::ExposeSecret as _;
 use polymarket_client_sdk_v2::auth::Normal;
 use polymarket_client_sdk_v2::auth::state::Authenticated;
 use polymarket_client_sdk_v2::clob::Client;
@@ -38,7 +39,7 @@ pub struct VenueConfig {
     /// Base URL.
     pub host: String,
     /// The signing key (never logged).
-    pub private_key: String,
+    pub private_key: secrecy::SecretString,
     /// Signature type.
     pub sig: SigType,
     /// Configured funder, if any.
@@ -220,7 +221,7 @@ impl Venue {
     /// # Errors
     /// Setup mistakes (explained), or the CLOB unreachable or refusing.
     pub async fn connect(cfg: VenueConfig) -> Result<Self, VenueError> {
-        let signer = PrivateKeySigner::from_str(&cfg.private_key)
+        let signer = PrivateKeySigner::from_str(cfg.private_key.expose_secret())
             .map_err(|_| VenueError::Setup("PRIVATE_KEY is not a valid private key".into()))?
             .with_chain_id(Some(POLYGON));
         let funder = resolve_funder(cfg.sig, signer.address(), cfg.funder).map_err(VenueError::Setup)?;
@@ -242,7 +243,7 @@ impl Venue {
         signer: &PrivateKeySigner,
         funder: Address,
     ) -> Result<Client<Authenticated<Normal>>, VenueError> {
-        let secrets = [cfg.private_key.as_str()];
+        let secrets = [cfg.private_key.expose_secret()];
         let client = crate::clob::public::sdk_client(cfg).map_err(|e| sdk_error(&e, &secrets))?;
         let mut b = client.authentication_builder(signer).signature_type(cfg.sig.sdk());
         if cfg.sig != SigType::Eoa {
@@ -284,7 +285,7 @@ impl Venue {
 
     async fn call<T>(&self, fut: impl Future<Output = polymarket_client_sdk_v2::Result<T>>) -> Result<T, VenueError> {
         self.limiter.until_ready().await;
-        let r = bounded(self.cfg.timeout, &[self.cfg.private_key.as_str()], fut).await;
+        let r = bounded(self.cfg.timeout, &[self.cfg.private_key.expose_secret()], fut).await;
         self.reach.record(&r, crate::store::now_ms());
         r
     }
@@ -373,7 +374,7 @@ impl Venue {
             b = b.expiration(chrono_now() + chrono::Duration::seconds(secs));
         }
         // Local work (the rules were primed by `market_rules`): bounded, but not paced like a call.
-        let mut signable = bounded(self.cfg.timeout, &[self.cfg.private_key.as_str()], b.build())
+        let mut signable = bounded(self.cfg.timeout, &[self.cfg.private_key.expose_secret()], b.build())
             .await
             .map_err(|e| VenueError::Build(e.to_string()))?;
         match &mut signable.payload {
@@ -390,7 +391,7 @@ impl Venue {
             }
             other => return Err(OrderError::NotV2(other.version()).into()),
         }
-        let signed = bounded(self.cfg.timeout, &[self.cfg.private_key.as_str()], c.sign(&self.signer, signable))
+        let signed = bounded(self.cfg.timeout, &[self.cfg.private_key.expose_secret()], c.sign(&self.signer, signable))
             .await
             .map_err(|e| VenueError::Build(e.to_string()))?;
         Ok(StoredOrder::from_signed(&signed, neg_risk)?)

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use secrecy::{ExposeSecret as _, SecretString};
+
 use crate::config::Problem;
 
 /// The public Polygon endpoint used when `POLYGON_RPC_URL` is not set (fine for paper trading).
@@ -22,11 +24,11 @@ pub struct Env {
     /// Websocket endpoint; when set, heads arrive by subscription.
     pub ws_url: Option<String>,
     /// Signing key for live trading.
-    pub private_key: Option<String>,
+    pub private_key: Option<SecretString>,
     /// CLOB base URL.
     pub clob_host: String,
     /// Telegram bot token.
-    pub telegram_bot_token: Option<String>,
+    pub telegram_bot_token: Option<SecretString>,
     /// Authorized Telegram chats.
     pub telegram_chat_ids: Vec<i64>,
     /// The Bot API server (Telegram's own unless `TELEGRAM_API_URL` says otherwise).
@@ -178,9 +180,9 @@ impl Env {
             Ok(Self {
                 rpc_urls,
                 ws_url,
-                private_key,
+                private_key: private_key.map(SecretString::from),
                 clob_host,
-                telegram_bot_token,
+                telegram_bot_token: telegram_bot_token.map(SecretString::from),
                 telegram_chat_ids,
                 telegram_api_url,
                 paper_trading,
@@ -195,7 +197,8 @@ impl Env {
     /// Every secret value, for [`scrub`]bing error texts.
     #[must_use]
     pub fn secrets(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.private_key.iter().chain(&self.telegram_bot_token).map(String::as_str).collect();
+        let mut v: Vec<&str> =
+            self.private_key.iter().chain(&self.telegram_bot_token).map(|s| s.expose_secret()).collect();
         // URL paths and queries (API keys) are secrets too.
         for u in self.rpc_urls.iter().chain(&self.ws_url) {
             if let Some((_, rest)) = u.split_once("://")
