@@ -60,7 +60,7 @@ settings() {
 }
 
 tmp=$(mktemp)
-trap 'rm -f "$tmp" "$tmp.err"' EXIT
+trap 'rm -f "$tmp" "$tmp.err" "$tmp.hdr"' EXIT
 
 # unescape: the JSON escapes a detail may hold, made readable.
 unescape() { sed -e 's/\\"/"/g' -e 's#\\/#/#g' -e 's/\\\\/\\/g'; }
@@ -148,9 +148,18 @@ msg="UNHEALTHY$tag: ${joined%; }"
 log crit "$msg"
 # With the daemon up, the alert goes through its notifier (and so to every sink it reports to);
 # with it down, the critical syslog line above is the alert.
+# The daemon only takes alerts with its token (<journal>.alert-token, readable by the service's
+# group); the header goes through a private file so the token never shows in the process list.
 if [ "$down" = 0 ] && [ -n "$url" ]; then
-  curl -sS --max-time 5 -o /dev/null -X POST --data-binary "health check: $msg" "$url/alert" 2>/dev/null \
-    || log crit "could not relay the alert through the daemon"
+  token_file=$(config_field alert_token_file)
+  hdr="$tmp.hdr"
+  if [ -n "$token_file" ] && [ -r "$token_file" ] && (umask 077 && printf 'Authorization: Bearer %s\n' "$(tr -d '\n' <"$token_file")" >"$hdr"); then
+    curl -sS --fail --max-time 5 -o /dev/null -H "@$hdr" -X POST --data-binary "health check: $msg" "$url/alert" 2>/dev/null \
+      || log crit "could not relay the alert through the daemon"
+    rm -f "$hdr"
+  else
+    log crit "cannot read the alert token ${token_file:-(unknown)}: run as the service user or its group"
+  fi
 fi
 echo "$msg"
 [ "$down" = 1 ] && exit 2

@@ -63,6 +63,10 @@ pub struct HttpState {
     pub live: Option<LiveHealthSource>,
     /// The journal file and which file it was when opened.
     pub journal: Option<(std::path::PathBuf, crate::store::identity::FileIdentity)>,
+    /// Who may `POST /alert`, and how often.
+    pub alerts: Arc<crate::alert_gate::AlertGate>,
+    /// Where the alert token is (named in a refusal; the token itself never is).
+    pub alert_token_file: std::path::PathBuf,
 }
 
 impl HttpState {
@@ -191,6 +195,28 @@ async fn route(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes
 }
 
 async fn alert(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes>> {
+    use crate::alert_gate::Refusal;
+    let auth = req.headers().get(hyper::header::AUTHORIZATION).map(hyper::header::HeaderValue::as_bytes);
+    let dropped = match state.alerts.admit(auth) {
+        Ok(n) => n,
+        Err(Refusal::Unauthorized) => {
+            let file = state.alert_token_file.display();
+            return text(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                format!("POST /alert needs \"Authorization: Bearer <token>\" with the token in {file}\n"),
+            );
+        }
+        Err(Refusal::TooMany) => {
+            let mut r = text(
+                StatusCode::TOO_MANY_REQUESTS,
+                "text/plain",
+                "too many alerts: one a minute after a burst; this one is counted and reported with the next\n".into(),
+            );
+            r.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("60"));
+            return r;
+        }
+    };
     let body = match Limited::new(req.into_body(), MAX_ALERT_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -206,6 +232,8 @@ async fn alert(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes
     if message.is_empty() {
         return text(StatusCode::BAD_REQUEST, "text/plain", "empty alert\n".into());
     }
+    let message =
+        if dropped > 0 { format!("{message} ({dropped} earlier alert(s) refused by the rate limit)") } else { message };
     state.notifier.do_send(Event::Alert { message });
     text(StatusCode::ACCEPTED, "text/plain", "relayed\n".into())
 }

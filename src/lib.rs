@@ -20,6 +20,7 @@
 //! - [`telegram`]: reports to and commands from the operator's chats.
 
 pub mod actors;
+pub mod alert_gate;
 pub mod chain;
 pub mod cli;
 pub mod clob;

@@ -66,15 +66,29 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
     assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("copied whale")).count(), 2);
     assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("not copied")).count(), 1);
     // A cron health alert relayed through the daemon reaches the chat, and /health shows Telegram.
+    // Only with the daemon's token (any local process or a web page could otherwise flood the chat),
+    // and at a bounded pace.
     let base = d.http_base().await;
-    let (code, _, _) = support::output(
-        std::process::Command::new("curl")
-            .args(["-sS", "-X", "POST", "--data-binary", "health check: disk low", &format!("{base}/alert")])
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(code, 0);
+    let token = std::fs::read_to_string(dir.path().join("journal.db.alert-token")).unwrap();
+    let post = |auth: Option<String>, body: &str| {
+        let mut c = std::process::Command::new("curl");
+        c.args(["-sS", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", "POST", "--data-binary", body]);
+        if let Some(a) = auth {
+            c.args(["-H", &format!("Authorization: Bearer {}", a.trim())]);
+        }
+        let (_, code, answer) = support::output(c.arg(format!("{base}/alert")).output().unwrap());
+        (code, answer)
+    };
+    let (code, answer) = post(None, "forged: no token");
+    assert_eq!(code, "401");
+    assert!(answer.contains("journal.db.alert-token") && !answer.contains(token.trim()), "{answer}");
+    assert_eq!(post(Some("0".repeat(64)), "forged: wrong token").0, "401");
+    assert_eq!(post(Some(token.clone()), "health check: disk low").0, "202");
     message_containing(&tg, OP, "ALERT: health check: disk low").await;
+    let codes: Vec<String> = (0..6).map(|i| post(Some(token.clone()), &format!("flood {i}")).0).collect();
+    assert_eq!(codes.iter().filter(|c| *c == "429").count(), 2, "a burst of 5 then one a minute: {codes:?}");
+    message_containing(&tg, OP, "ALERT: flood 3").await;
+    assert!(!tg.sent_to(OP).iter().any(|m| m.text.contains("forged") || m.text.contains("flood 5")));
     let health =
         support::output(std::process::Command::new("curl").args(["-sS", &format!("{base}/health")]).output().unwrap())
             .1;

@@ -334,7 +334,13 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         let listener = crate::http::bind(&s.http.listen)
             .await
             .map_err(|e| DaemonError::Http { addr: s.http.listen.clone(), source: e })?;
+        let alert_token_file = crate::alert_gate::token_path(&s.db_path);
+        let token = crate::alert_gate::load_or_create(&alert_token_file)
+            .map_err(|e| DaemonError::Setup(format!("the alert token: {e}")))?;
+        crate::store::same_owner_of(&alert_token_file, &s.db_path);
         let state = crate::http::HttpState {
+            alerts: Arc::new(crate::alert_gate::AlertGate::new(token)),
+            alert_token_file,
             feed: status_rx.clone(),
             metrics: metrics.clone(),
             store: store.clone(),

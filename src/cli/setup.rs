@@ -58,6 +58,7 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
             "control_socket": settings.as_ref().map(|s| s.control_socket_path().display().to_string()),
             "http_listen": settings.as_ref().map(|s| s.http.listen.clone()),
             "emergency_stop_file": settings.as_ref().map(|s| s.emergency_stop_file.display().to_string()),
+            "alert_token_file": settings.as_ref().map(|s| crate::alert_gate::token_path(&s.db_path).display().to_string()),
             "settings_file": settings.as_ref().map(|s| s.origin.clone()),
             "instance": g.instance,
             "endpoints": endpoints,

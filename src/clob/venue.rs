@@ -13,7 +13,6 @@ use alloy::primitives::{Address, U256};
 use alloy::signers::Signer as _;
 use alloy::signers::local::PrivateKeySigner;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use secrecy::ExposeSecret as _;
 use polymarket_client_sdk_v2::auth::Normal;
 use polymarket_client_sdk_v2::auth::state::Authenticated;
 use polymarket_client_sdk_v2::clob::Client;
@@ -24,6 +23,7 @@ use polymarket_client_sdk_v2::clob::types::{
 use polymarket_client_sdk_v2::error::Status;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive as _;
+use secrecy::ExposeSecret as _;
 
 use crate::clob::account::{OrderKind, POLYGON, SigType, resolve_funder};
 use crate::clob::order::{OrderError, StoredOrder};

@@ -179,6 +179,11 @@ pub(crate) fn set_private(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
+/// Gives `file` the owner and group of `like` (files the daemon creates beside its journal).
+pub fn same_owner_of(file: &Path, like: &Path) {
+    same_owner(file, like);
+}
+
 /// Gives `file` the owner and group of `like` (when run as root; otherwise a no-op that fails quietly).
 #[cfg(unix)]
 pub(crate) fn same_owner(file: &Path, like: &Path) {

@@ -99,7 +99,8 @@ impl Telegram {
 /// Telegram is off; trading goes on either way.
 pub async fn start(env: &Env, settings: &TelegramSettings, ops: impl FnOnce(Queue) -> Ops) -> Option<Telegram> {
     // teloxide keeps the token as a plain string inside its client; ours is only used for scrubbing.
-    let Some(token) = env.telegram_bot_token.as_ref().map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned()) else {
+    let Some(token) = env.telegram_bot_token.as_ref().map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned())
+    else {
         info!("Telegram off (TELEGRAM_BOT_TOKEN not set)");
         return None;
     };
