@@ -1,33 +1,70 @@
-//! The store actor: the only owner of the SQLite connection while the daemon runs. It lives on its
-//! own thread (`SyncArbiter` with one thread) because rusqlite is synchronous.
+//! The store actor: the daemon's only way into the journal. Its jobs run on the journal's writer
+//! thread (rusqlite is synchronous), which commits everything waiting in one transaction (group
+//! commit, [`crate::store::batch`]); each sender gets its answer once its write is durable.
 
-use actix::{Actor, Handler, Message, SyncContext};
+use std::sync::mpsc::Sender;
+
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use alloy::primitives::{Address, B256};
 
 use crate::domain::{Execution, OrderIntent, Shares, TargetFill, TokenId, Usdc};
 use crate::risk::{Book, BreakerState, Position};
-use crate::store::{JournalOutcome, PendingFill, Store, StoreResult};
+use crate::store::batch::{Job, Reply, commit_failed, spawn_writer};
+use crate::store::{JournalOutcome, PendingFill, Store, StoreError, StoreResult};
 
-/// Owns the journal.
+/// Hands journal work to the writer thread.
 #[derive(Debug)]
 pub struct StoreActor {
-    store: Store,
+    jobs: Sender<Job>,
 }
 
 impl StoreActor {
-    /// Wraps an open journal.
-    #[must_use]
-    pub const fn new(store: Store) -> Self {
-        Self { store }
+    /// Starts the writer thread that owns `store`.
+    ///
+    /// # Errors
+    /// When the thread cannot be started.
+    pub fn new(store: Store) -> std::io::Result<Self> {
+        Ok(Self { jobs: spawn_writer(store)? })
+    }
+
+    /// Queues `work` and returns its answer, sent once the batch it ran in committed.
+    fn submit<T: Send + 'static>(
+        &self,
+        name: &'static str,
+        work: impl FnOnce(&mut Store) -> StoreResult<T> + Send + 'static,
+    ) -> ResponseFuture<StoreResult<T>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |store: &mut Store| {
+            let result = store.atomically(work);
+            Box::new(move |commit: Option<&str>| {
+                let result = match commit {
+                    Some(e) => Err(commit_failed(e)),
+                    None => result,
+                };
+                // Logged here once, so an error is never lost when the sender used do_send.
+                if let Err(e) = &result {
+                    tracing::error!(message = name, cause = %e, "journal operation failed");
+                }
+                let _ = tx.send(result);
+            }) as Reply
+        });
+        let sent = self.jobs.send(job).is_ok();
+        Box::pin(async move {
+            if !sent {
+                tracing::error!(message = name, "journal operation failed: the writer stopped");
+                return Err(StoreError::WriterGone);
+            }
+            rx.await.unwrap_or(Err(StoreError::WriterGone))
+        })
     }
 }
 
 impl Actor for StoreActor {
-    type Context = SyncContext<Self>;
+    type Context = Context<Self>;
 }
 
 /// Implements a store message (plain data declared beside it): its reply type and its handler,
-/// which is one journal call.
+/// which is one journal call run atomically on the writer thread.
 macro_rules! store_handler {
     ($name:ident -> $out:ty, |$store:ident, $msg:ident| $body:expr) => {
         impl Message for $name {
@@ -35,15 +72,9 @@ macro_rules! store_handler {
         }
 
         impl Handler<$name> for StoreActor {
-            type Result = StoreResult<$out>;
-            fn handle(&mut self, $msg: $name, _: &mut SyncContext<Self>) -> Self::Result {
-                let $store = &mut self.store;
-                let result = $body;
-                // Logged here once, so an error is never lost when the sender used do_send.
-                if let Err(e) = &result {
-                    tracing::error!(message = stringify!($name), cause = %e, "journal operation failed");
-                }
-                result
+            type Result = ResponseFuture<StoreResult<$out>>;
+            fn handle(&mut self, $msg: $name, _: &mut Context<Self>) -> Self::Result {
+                self.submit(stringify!($name), move |$store: &mut Store| $body)
             }
         }
     };

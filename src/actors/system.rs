@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix::{Actor, Addr, SyncArbiter};
+use actix::{Actor, Addr};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -169,18 +169,10 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         day_start_ms,
         unrealized_at_open,
     };
-    // The store actor owns this connection on its own thread.
-    let cell = Arc::new(Mutex::new(Some(store)));
-    let db_path = s.db_path.clone();
-    let store: Addr<StoreActor> = SyncArbiter::start(1, move || {
-        let taken = cell.lock().ok().and_then(|mut c| c.take());
-        // A restarted store actor reopens the file; failing that, nothing can be journaled: stop.
-        let store = taken.map_or_else(|| Store::open(&db_path), Ok).unwrap_or_else(|e| {
-            tracing::error!(cause = %e, "cannot reopen the journal; exiting");
-            std::process::exit(70)
-        });
-        StoreActor::new(store)
-    });
+    // The journal's writer thread owns this connection from here on.
+    let store: Addr<StoreActor> = StoreActor::new(store)
+        .map_err(|e| DaemonError::Setup(format!("cannot start the journal writer: {e}")))?
+        .start();
     let metrics = Arc::new(Metrics::default());
     metrics.live.store(!paper, std::sync::atomic::Ordering::Relaxed);
     let notifier = Notifier::new(store.clone(), metrics.clone()).start();

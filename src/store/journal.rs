@@ -131,7 +131,7 @@ impl Store {
         blocks: &[(u64, B256)],
     ) -> StoreResult<JournalOutcome> {
         let now = now_ms();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let mut out = JournalOutcome::default();
         for f in fills {
             let inserted = exec(
@@ -242,7 +242,7 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn rewind(&mut self, ancestor: (u64, B256)) -> StoreResult<usize> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let n = exec(
             &tx,
             "UPDATE fills SET suspect = 1 WHERE block_number > ?1 AND status != 'withdrawn'",
@@ -265,7 +265,7 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn record_intent(&mut self, i: &OrderIntent) -> StoreResult<bool> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let ok: bool = query_one(
             &tx,
             "SELECT status = 'pending' AND suspect = 0 AND NOT EXISTS (SELECT 1 FROM intents WHERE fill_id = ?1) \
@@ -302,7 +302,7 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn record_execution(&mut self, e: &Execution, wallet: &Address) -> StoreResult<Option<(Position, Usdc)>> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let fresh = record_execution_in(&tx, e, wallet)?;
         tx.commit()?;
         Ok(fresh)
@@ -507,14 +507,14 @@ impl Store {
     }
 }
 
-fn load_fill(tx: &rusqlite::Transaction<'_>, row: i64, token: &str) -> StoreResult<TargetFill> {
+fn load_fill(tx: &rusqlite::Connection, row: i64, token: &str) -> StoreResult<TargetFill> {
     let raw = query_one(tx, &format!("SELECT {FILL_COLS} FROM fills f WHERE f.id = ?1"), [row], fill_from_row)?;
     Ok(parse_fill(raw, token)?.1)
 }
 
 /// [`Store::record_execution`] inside a caller's transaction.
 pub(crate) fn record_execution_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     e: &Execution,
     wallet: &Address,
 ) -> StoreResult<Option<(Position, Usdc)>> {

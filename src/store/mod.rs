@@ -4,6 +4,7 @@
 //! Only the store actor writes while the daemon runs; the CLI opens its own connection (WAL allows
 //! readers beside the writer, and the few CLI writes, halt and resume, are single statements).
 
+pub mod batch;
 pub mod identity;
 mod journal;
 pub mod lock;
@@ -52,6 +53,12 @@ pub enum StoreError {
         /// What SQLite said.
         cause: String,
     },
+    /// The batch this write was part of did not commit: the write did not happen.
+    #[error("{0}")]
+    NotCommitted(String),
+    /// The journal's writer thread is gone: nothing can be journaled.
+    #[error("the journal writer stopped")]
+    WriterGone,
     /// A stored value did not parse back (the file was edited by hand or is corrupt).
     #[error("corrupt value in column {column}: {value:?}")]
     Corrupt {

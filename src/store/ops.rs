@@ -60,7 +60,7 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn set_running_targets(&mut self, targets: &[(Address, String)]) -> StoreResult<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         tx.execute("DELETE FROM running_targets", [])?;
         {
             let mut st = tx.prepare("INSERT OR REPLACE INTO running_targets (address, label) VALUES (?1, ?2)")?;
@@ -141,7 +141,7 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn record_settlement(&mut self, e: &Execution, realized: Usdc) -> StoreResult<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         tx.execute(
             "INSERT INTO settlements (token_id, shares, price, usdc, realized_pnl, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![e.token_id.to_string(), e.shares.0, e.price.0, e.usdc.0, realized.0, e.at_ms],

@@ -232,7 +232,7 @@ impl Store {
         p: Position,
         restored: bool,
     ) -> StoreResult<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         tx.execute(
             "UPDATE orders SET settled = ?3, updated_at_ms = ?2 WHERE fill_id = ?1",
             params![row, now_ms(), if restored { 1 } else { -1 }],
@@ -260,7 +260,7 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn set_marks(&mut self, marks: &std::collections::HashMap<TokenId, Price>) -> StoreResult<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let now = now_ms();
         for (t, p) in marks {
             tx.execute(

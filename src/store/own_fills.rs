@@ -79,7 +79,7 @@ impl Store {
         if shares.0 <= 0 {
             return Ok(None);
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let row: Option<(i64, String, String, String)> = tx
             .query_row(
                 "SELECT o.fill_id, i.side, i.token_id, f.wallet FROM orders o \

@@ -1,0 +1,101 @@
+//! Group commit: the journal's writer thread runs every job waiting for it in one SQLite
+//! transaction, and answers each job only after that transaction committed.
+//!
+//! One fill's life is several journal writes (its range, the intent, the order, the outcome, the
+//! execution, events), and every other fill's writes queue on the same thread. Committing each
+//! on its own made the journal the pipeline's bottleneck; committing whatever is queued at once
+//! costs one commit for many writes, and nothing leaves before its write is durable: a job's
+//! answer (which is what lets an order go out) is sent after the commit, never before.
+//!
+//! Each job runs inside its own savepoint, so a job that fails is rolled back alone and the others
+//! in the batch still commit. When the commit itself fails, every job of the batch is answered
+//! with that error: none of their writes happened.
+
+use std::sync::mpsc::{Receiver, Sender};
+
+use super::{Store, StoreError, StoreResult};
+
+/// The most jobs in one transaction (bounds how long a batch holds the write lock).
+const MAX_BATCH: usize = 512;
+
+/// What a job leaves for after the commit: it answers its caller, given the commit's error if any.
+pub type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+/// One unit of journal work.
+pub type Job = Box<dyn FnOnce(&mut Store) -> Reply + Send>;
+
+/// Starts the writer thread that owns `store`; jobs sent to the returned sender run in batches.
+///
+/// # Errors
+/// When the thread cannot be started.
+pub fn spawn_writer(store: Store) -> std::io::Result<Sender<Job>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new().name("journal".into()).spawn(move || run(store, &rx))?;
+    Ok(tx)
+}
+
+fn run(mut store: Store, rx: &Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let replies = run_batch(&mut store, batch);
+        let (replies, commit) = replies;
+        for r in replies {
+            r(commit.as_deref());
+        }
+    }
+}
+
+/// Runs a batch in one transaction; returns each job's reply and the commit's error, if any.
+fn run_batch(store: &mut Store, batch: Vec<Job>) -> (Vec<Reply>, Option<String>) {
+    // Without the outer transaction (BEGIN refused: busy, disk) each job still commits on its own.
+    let outer = store.conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+    let mut replies = Vec::with_capacity(batch.len());
+    for job in batch {
+        // A job that panics must not take the writer (and every later write) with it.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(store))) {
+            Ok(r) => replies.push(r),
+            Err(_) => tracing::error!("a journal job panicked; its caller gets no answer"),
+        }
+    }
+    let commit = if outer {
+        store.conn.execute_batch("COMMIT").err().map(|e| {
+            let _ = store.conn.execute_batch("ROLLBACK");
+            format!("the journal could not commit: {e}")
+        })
+    } else {
+        None
+    };
+    (replies, commit)
+}
+
+impl Store {
+    /// Runs `f` inside a savepoint: all of its writes or none of them, whether or not a batch
+    /// transaction is open around it.
+    ///
+    /// # Errors
+    /// `f`'s error (its writes rolled back) or the savepoint's own.
+    pub fn atomically<T>(&mut self, f: impl FnOnce(&mut Self) -> StoreResult<T>) -> StoreResult<T> {
+        self.conn.execute_batch("SAVEPOINT job")?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("RELEASE job")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The error a job's caller gets when its batch did not commit.
+#[must_use]
+pub fn commit_failed(msg: &str) -> StoreError {
+    StoreError::NotCommitted(msg.to_owned())
+}
