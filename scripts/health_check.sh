@@ -158,7 +158,7 @@ if [ "$down" = 0 ] && [ -n "$url" ]; then
       || log crit "could not relay the alert through the daemon"
     rm -f "$hdr"
   else
-    log crit "cannot read the alert token ${token_file:-(unknown)}: run as the service user or its group"
+    log crit "cannot read the alert token ${token_file:-(unknown)}: run as the service user (or root)"
   fi
 fi
 echo "$msg"

@@ -1,5 +1,6 @@
-//! systemd integration through the sd_notify protocol: `READY=1` once the chain feed is live,
-//! `WATCHDOG=1` only while the daemon's loops are healthy, `STOPPING=1` on shutdown. Without
+//! systemd integration through the sd_notify protocol: `READY=1` once the daemon is set up (the
+//! chain may still be unreachable), `WATCHDOG=1` while it is alive and trying, a status line, and
+//! `STOPPING=1` on shutdown. Without
 //! `NOTIFY_SOCKET` (not under systemd) every call is a no-op.
 
 use std::time::Duration;
