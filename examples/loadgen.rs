@@ -76,7 +76,9 @@ async fn main() {
     let entries: Vec<(Address, &str, bool)> = makers.iter().zip(&labels).map(|(a, l)| (*a, l.as_str(), true)).collect();
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "max_block_range = 2000", &wallets(&entries, 0.1));
-    d.env.push(("RUST_LOG".into(), "warn,polycopy=info".into()));
+    // LOADGEN_RUST_LOG / LOADGEN_LOG: a more detailed log, kept at that path (to see where time goes).
+    let filter = std::env::var("LOADGEN_RUST_LOG").unwrap_or_else(|_| "warn,polycopy=info".into());
+    d.env.push(("RUST_LOG".into(), filter));
     let _clob = if live {
         let clob = FakeClob::start(SIGNER).await;
         clob.token(1001, Token::open(false));
@@ -110,6 +112,8 @@ async fn main() {
         ("POLYCOPY_RISK__MAX_TOTAL_EXPOSURE_USDC", "100000000"),
         ("POLYCOPY_COPY__MAX_COPY_DELAY_S", "0"),
         ("POLYCOPY_HTTP__LISTEN", ""),
+        // The node is local: our processing is measured, not the pacing meant for a paid provider.
+        ("POLYCOPY_CHAIN__RPC_REQUESTS_PER_SECOND", "100000"),
     ];
 
     // 1. Cold start (no checkpoint yet: it starts at the head).
@@ -170,6 +174,9 @@ async fn main() {
     detection.sort_unstable();
     let rss = peak_rss_mb(pid);
     d.stop();
+    if let Ok(keep) = std::env::var("LOADGEN_LOG") {
+        let _ = std::fs::copy(d.dir.join("daemon.log"), keep);
+    }
 
     let what = if live { "journaled → signed order stored" } else { "journaled → executed" };
     let report = json!({

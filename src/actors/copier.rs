@@ -4,7 +4,7 @@
 //! position observed from the target's journaled fills. A copy into a closed market, or a buy into
 //! one ending too soon, is held back (market metadata from [`crate::market`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
@@ -12,6 +12,7 @@ use alloy::primitives::Address;
 use tokio::sync::oneshot;
 use tracing::debug;
 
+use crate::actors::lanes::{Access, Lanes};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::risk_supervisor::{Decision, Evaluate, Flush, GetPosition, RiskSupervisor};
 use crate::actors::store::{RecordRejection, StoreActor, TargetPosition};
@@ -54,6 +55,10 @@ pub struct CopierConfig {
 }
 
 /// A copy waiting for the one before it on the same token, with where its decision goes.
+/// BUYs of one token sized at once: enough to keep the placement slots busy, few enough that a
+/// backfill of thousands of fills on one token does not start thousands of tasks.
+const MAX_BUYS_PER_TOKEN: usize = 16;
+
 type Queued = (Copy, oneshot::Sender<Decision>);
 
 /// Sizes copies: one at a time per token (a SELL must see what the BUY before it got), several
@@ -68,8 +73,8 @@ pub struct Copier {
     /// Net shares each target traded of a token within a block so far: a second fill in the same
     /// block must see the balance after the first, not the one at the previous block.
     block_deltas: HashMap<(Address, TokenId, u64), i64>,
-    /// Tokens with a copy being sized, and the copies waiting behind it.
-    busy: HashMap<TokenId, VecDeque<Queued>>,
+    /// Copies being sized per token, and those waiting their turn.
+    lanes: Lanes<TokenId, Queued>,
     /// Replied to when no copy is being sized any more.
     idle: Vec<oneshot::Sender<()>>,
 }
@@ -99,7 +104,7 @@ impl Copier {
             risk,
             notifier,
             block_deltas: HashMap::new(),
-            busy: HashMap::new(),
+            lanes: Lanes::new(MAX_BUYS_PER_TOKEN),
             idle: Vec::new(),
         }
     }
@@ -112,43 +117,41 @@ impl Actor for Copier {
 impl Handler<Copy> for Copier {
     type Result = ResponseFuture<Decision>;
 
-    /// Sizes the fill and has the risk supervisor decide, after any copy of the same token before it.
+    /// Sizes the fill and has the risk supervisor decide, in its token's order (see [`Lanes`]).
     fn handle(&mut self, m: Copy, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         let token = m.pending.fill.token_id;
-        if let Some(q) = self.busy.get_mut(&token) {
-            q.push_back((m, tx));
-        } else {
-            self.busy.insert(token, VecDeque::new());
+        let access = access_of(&m);
+        if let Some((m, tx)) = self.lanes.arrive(token, access, (m, tx)) {
             self.start(m, tx, ctx);
         }
         Box::pin(async move { rx.await.unwrap_or_else(|_| Decision::Failed("the copier stopped".into())) })
     }
 }
 
+/// BUYs of a token are sized side by side; a SELL (sized on our position and the target's balance
+/// after every earlier copy) and a recovered intent run alone.
+fn access_of(m: &Copy) -> Access {
+    if m.pending.fill.side == Side::Buy && m.pending.intent.is_none() { Access::Shared } else { Access::Exclusive }
+}
+
 impl Copier {
-    /// Sizes `m` beside the actor; when decided, the next copy of its token starts.
+    /// Sizes `m` beside the actor; when decided, the copies of its token waiting for it start.
     fn start(&mut self, m: Copy, tx: oneshot::Sender<Decision>, ctx: &mut Context<Self>) {
         let token = m.pending.fill.token_id;
+        let access = access_of(&m);
         let work = self.size_and_decide(m);
         ctx.spawn(work.into_actor(self).map(move |d, act, ctx| {
             let _ = tx.send(d);
-            act.next(token, ctx);
-        }));
-    }
-
-    fn next(&mut self, token: TokenId, ctx: &mut Context<Self>) {
-        match self.busy.get_mut(&token).and_then(VecDeque::pop_front) {
-            Some((m, tx)) => self.start(m, tx, ctx),
-            None => {
-                self.busy.remove(&token);
-                if self.busy.is_empty() {
-                    for w in self.idle.drain(..) {
-                        let _ = w.send(());
-                    }
+            for (m, tx) in act.lanes.done(token, access) {
+                act.start(m, tx, ctx);
+            }
+            if act.lanes.is_idle() {
+                for w in act.idle.drain(..) {
+                    let _ = w.send(());
                 }
             }
-        }
+        }));
     }
 
     fn size_and_decide(&mut self, m: Copy) -> impl std::future::Future<Output = Decision> + 'static {
@@ -276,7 +279,7 @@ impl Handler<Flush> for Copier {
     /// Replies after every copy queued before it, and the risk supervisor's work, is done.
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
         let risk = self.risk.clone();
-        let sized = if self.busy.is_empty() {
+        let sized = if self.lanes.is_idle() {
             None
         } else {
             let (tx, rx) = oneshot::channel();

@@ -4,6 +4,7 @@
 
 pub mod copier;
 pub mod executor;
+pub mod lanes;
 pub mod live_executor;
 pub mod notifier;
 pub mod risk_supervisor;

@@ -498,7 +498,15 @@ impl ChainFeed {
 
     /// Decodes logs into fills, checking each log's block against the chain we are reading.
     async fn decode(&self, logs: &[Log], from: u64, to: u64) -> Result<Vec<TargetFill>, ChainError> {
-        let mut headers: BTreeMap<u64, BlockRef> = BTreeMap::new();
+        // Every block holding a log, asked for at once (still paced): one round trip, not one per block.
+        let wanted: std::collections::BTreeSet<u64> = logs
+            .iter()
+            .filter(|l| !l.removed)
+            .filter_map(|l| l.block_number)
+            .filter(|n| (from..=to).contains(n))
+            .collect();
+        let got = futures_util::future::try_join_all(wanted.iter().map(|n| self.rpc.block_required(*n))).await?;
+        let headers: BTreeMap<u64, BlockRef> = got.into_iter().map(|b| (b.number, b)).collect();
         let mut fills = Vec::with_capacity(logs.len());
         for log in logs.iter().filter(|l| !l.removed) {
             let (Some(bn), Some(bh), Some(tx), Some(li)) =
@@ -510,10 +518,9 @@ impl ChainFeed {
             if !(from..=to).contains(&bn) {
                 continue;
             }
-            if let std::collections::btree_map::Entry::Vacant(e) = headers.entry(bn) {
-                e.insert(self.rpc.block_required(bn).await?);
-            }
-            let header = headers[&bn];
+            let Some(header) = headers.get(&bn).copied() else {
+                return Err(ChainError::MissingBlock(bn));
+            };
             if header.hash != bh {
                 return Err(ChainError::ChainMoved { from, to });
             }
