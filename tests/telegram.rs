@@ -323,10 +323,69 @@ async fn test_delivery_when_429_or_outage_then_obeyed_and_no_alert_lost() {
     })
     .await;
     assert!(!alert.silent);
-    assert!(d.stop().success());
+    // The routine notice sent during the outage is not dropped either: it follows, alone or in a digest.
+    message_containing(&tg, OP, "not copied").await;
     let log = d.log();
     assert!(log.contains("Telegram send failed"), "the outage was noticed");
-    assert!(!log.contains("TEST-SECRET-TOKEN"), "the token leaked into the log");
+    assert!(!log.contains("dropped"), "nothing is dropped: {log}");
+
+    // Down again, then a stop: what is undelivered is kept in the journal and sent after the start.
+    tg.down_for(Duration::from_secs(3600));
+    anvil.emit(&Fill::v2(3, A, C, true, 7, 100 * ONE, 50 * ONE)).await; // rejected: halted
+    wait_for(20, "the rejection", async || {
+        d.trades().iter().any(|t| t["token_id"] == "7" && t["status"] == "rejected").then_some(())
+    })
+    .await;
+    assert!(d.stop().success());
+    assert!(d.log().contains("kept for the next start"), "{}", d.log());
+    tg.down_for(Duration::ZERO);
+    d.start();
+    d.wait_live().await;
+    let held = wait_for(20, "the held refusal", async || {
+        tg.sent_to(OP).into_iter().find(|m| m.text.starts_with("(held from before the restart)") && m.text.contains("not copied"))
+    })
+    .await;
+    let held = [held.text];
+    assert!(held.iter().any(|t| t.contains("not copied")), "the refusal of fill 3 was held: {held:?}");
+    assert!(d.stop().success());
+    assert!(!d.log().contains("TEST-SECRET-TOKEN"), "the token leaked into the log");
+}
+
+/// Two authorized chats, one of which blocked the bot (Telegram answers 403): the other chat gets
+/// every reply and notice within seconds, is told once that the first is refused, and the blocked
+/// chat's messages are held and delivered when it unblocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_delivery_when_one_chat_blocked_then_the_other_is_served() {
+    const OTHER: i64 = 2002;
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    tg.block(OTHER, true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &format!("{OTHER},{OP}"));
+    d.set("telegram", "parked_retry_s = 2");
+    d.start();
+    d.wait_live().await;
+    message_containing(&tg, OP, "started in PAPER mode").await;
+    let notice = message_containing(&tg, OP, &format!("refuses messages to chat {OTHER}")).await;
+    assert!(notice.text.contains("blocked"), "{}", notice.text);
+    for (i, cmd) in ["/status", "/halt first", "/status"].iter().enumerate() {
+        let before = tg.sent_to(OP).len();
+        tg.inject_message(OP, cmd);
+        let r = wait_for(5, &format!("the reply to {cmd}"), async || tg.sent_to(OP).get(before).cloned()).await;
+        assert!(!r.text.is_empty(), "{i}");
+    }
+    anvil.emit(&Fill::v2(1, A, C, true, 5, 100 * ONE, 50 * ONE)).await;
+    message_containing(&tg, OP, "not copied").await;
+    assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("refuses messages")).count(), 1, "said once");
+    assert!(d.log().matches("will not deliver to this chat").count() == 1, "one log line");
+
+    tg.block(OTHER, false);
+    message_containing(&tg, OTHER, "started in PAPER mode").await;
+    message_containing(&tg, OTHER, "not copied").await;
+    assert!(d.stop().success());
+    message_containing(&tg, OP, "polycopy stopped").await;
+    message_containing(&tg, OTHER, "polycopy stopped").await;
 }
 
 /// `polycopy report daily` prints the report; the scheduled report arrives as text plus a valid PNG;

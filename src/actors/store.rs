@@ -343,3 +343,13 @@ store_handler!(SetPaused -> bool, |s, m| s.set_paused(&m.wallet, m.paused, &m.by
 #[derive(Debug)]
 pub struct SetRunningTargets(pub Vec<(Address, String)>);
 store_handler!(SetRunningTargets -> (), |s, m| s.set_running_targets(&m.0));
+
+/// Keep Telegram messages undelivered at a stop.
+#[derive(Debug)]
+pub struct HoldTelegram(pub Vec<crate::store::HeldMessage>);
+store_handler!(HoldTelegram -> (), |s, m| s.hold_telegram(&m.0));
+
+/// Take the Telegram messages held from before the last stop.
+#[derive(Debug)]
+pub struct TakeHeldTelegram;
+store_handler!(TakeHeldTelegram -> Vec<crate::store::HeldMessage>, |s, _m| s.take_held_telegram());

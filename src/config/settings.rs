@@ -88,6 +88,8 @@ pub struct TelegramSettings {
     pub weekly_report_day: String,
     /// Long-poll timeout, seconds.
     pub poll_timeout_s: u32,
+    /// A chat Telegram refuses for good (bot blocked, chat not found) is tried again this often, seconds.
+    pub parked_retry_s: u32,
 }
 
 /// Event kinds that must always reach the operator.

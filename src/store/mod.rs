@@ -22,7 +22,7 @@ use alloy::primitives::{Address, B256, U256};
 
 pub use journal::{JournalOutcome, PendingFill};
 pub use maintenance::{Pruned, check_file};
-pub use ops::{ExecRow, FillCounts};
+pub use ops::{ExecRow, FillCounts, HeldMessage};
 pub use orders::{OrderHealth, OrderRow, Unsettled};
 pub use own_fills::{OwnBooking, OwnSettlement};
 pub use queries::{StatusReport, TradeRow};

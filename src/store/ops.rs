@@ -28,6 +28,21 @@ pub struct FillCounts {
     pub by: BTreeMap<(String, String, String), u64>,
 }
 
+/// A Telegram message kept in the journal across a stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldMessage {
+    /// Its chat.
+    pub chat: i64,
+    /// An alert (sent first).
+    pub alert: bool,
+    /// Its text.
+    pub text: String,
+    /// Without sound.
+    pub silent: bool,
+    /// Telegram HTML.
+    pub html: bool,
+}
+
 impl Store {
     /// The paused targets.
     ///
@@ -53,6 +68,42 @@ impl Store {
             self.conn.execute("DELETE FROM paused_wallets WHERE wallet = ?1", [addr_lower(wallet)])?
         };
         Ok(n == 1)
+    }
+
+    /// Keeps Telegram messages that could not be delivered before a stop.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn hold_telegram(&mut self, held: &[HeldMessage]) -> StoreResult<()> {
+        let tx = self.conn.savepoint()?;
+        {
+            let mut st = tx.prepare(
+                "INSERT INTO telegram_held (chat, alert, text, silent, html, held_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for h in held {
+                st.execute(params![h.chat, h.alert, h.text, h.silent, h.html, now_ms()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Takes (and forgets) the Telegram messages held from before the last stop, oldest first.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn take_held_telegram(&mut self) -> StoreResult<Vec<HeldMessage>> {
+        let tx = self.conn.savepoint()?;
+        let held = {
+            let mut st = tx.prepare("SELECT chat, alert, text, silent, html FROM telegram_held ORDER BY id")?;
+            let rows = st.query_map([], |r| {
+                Ok(HeldMessage { chat: r.get(0)?, alert: r.get(1)?, text: r.get(2)?, silent: r.get(3)?, html: r.get(4)? })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        tx.execute("DELETE FROM telegram_held", [])?;
+        tx.commit()?;
+        Ok(held)
     }
 
     /// Replaces the record of the targets the daemon watches.

@@ -194,6 +194,19 @@ CREATE TABLE running_targets (
     label   TEXT NOT NULL
 );
 ",
+    r"
+-- Telegram messages still undelivered when the daemon stopped (Telegram down, a chat parked):
+-- sent after the next start, so a notice an operator would want to read is not lost in a restart
+CREATE TABLE telegram_held (
+    id      INTEGER PRIMARY KEY,
+    chat    INTEGER NOT NULL,
+    alert   INTEGER NOT NULL,
+    text    TEXT NOT NULL,
+    silent  INTEGER NOT NULL,
+    html    INTEGER NOT NULL,
+    held_at INTEGER NOT NULL
+);
+",
 ];
 
 /// Brings the schema up to date.

@@ -187,6 +187,7 @@ async fn send(ops: &Ops, chat: i64, r: Reply) {
         chat: Some(chat),
         buttons: r.buttons,
         photo: r.photo,
+        html: false,
     };
     if !ops.out.push(m).await {
         warn!("Telegram delivery stopped; reply dropped");

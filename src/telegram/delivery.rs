@@ -1,20 +1,22 @@
-//! The delivery loop: takes messages from the outbox in priority order and sends them to every
-//! authorized chat, paced under Telegram's limits, obeying `retry_after`, retrying failures (alerts
-//! until delivered, routine messages a bounded number of times, then counted). It runs on its own
-//! task: a slow or unreachable Telegram never holds up trading.
+//! Delivery: one worker per authorized chat, each with its own outbox, pacing and retries, so one
+//! chat that cannot be reached never holds up another. Nothing an operator would want to read is
+//! dropped: while Telegram fails, messages wait (routine ones are merged into a digest when it
+//! answers again); a chat that refuses us for good (blocked the bot, chat not found) is parked
+//! with one log line and a notice to the other chats, and tried again now and then. What is still
+//! undelivered at shutdown is kept in the journal and sent after the next start.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use teloxide::RequestError;
 use teloxide::prelude::*;
-use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup, InputFile};
+use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup, InputFile, ParseMode};
+use teloxide::{ApiError, RequestError};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::env::scrub;
 use crate::metrics::Metrics;
@@ -27,139 +29,297 @@ pub struct DeliveryConfig {
     pub per_chat_per_second: u32,
     /// Messages per minute to a group chat.
     pub per_group_per_minute: u32,
-    /// Routine texts held before they are reduced to counts.
+    /// Routine texts held per chat before they are reduced to counts.
     pub capacity: usize,
-    /// Attempts for a routine message.
+    /// Failures of one message before the chat counts as failing (reported in `/health`).
     pub routine_attempts: u32,
+    /// How often a parked chat is tried again.
+    pub parked_retry: Duration,
 }
 
-/// Per-chat limiters: one message per `1/per_second` s, and for groups (negative ids) also the
-/// per-minute limit, without bursts.
-struct Pacer {
-    cfg: DeliveryConfig,
-    chats: HashMap<i64, (DefaultDirectRateLimiter, Option<DefaultDirectRateLimiter>)>,
+/// What one chat's worker shows the rest: how much it still has to send, and whether it is parked.
+#[derive(Debug, Default)]
+struct ChatState {
+    backlog: AtomicUsize,
+    parked: AtomicBool,
+    outbox: Mutex<Outbox>,
+    /// The message being sent (and retried) now.
+    current: Mutex<Option<Outgoing>>,
 }
 
-impl Pacer {
-    async fn wait(&mut self, chat: i64) {
-        let cfg = self.cfg;
-        let (a, b) = self.chats.entry(chat).or_insert_with(|| {
-            let per_s = NonZeroU32::new(cfg.per_chat_per_second).unwrap_or(NonZeroU32::MIN);
-            let per_min = NonZeroU32::new(cfg.per_group_per_minute).unwrap_or(NonZeroU32::MIN);
-            let group =
-                (chat < 0).then(|| RateLimiter::direct(Quota::per_minute(per_min).allow_burst(NonZeroU32::MIN)));
-            (RateLimiter::direct(Quota::per_second(per_s).allow_burst(NonZeroU32::MIN)), group)
-        });
-        a.until_ready().await;
-        if let Some(b) = b {
-            b.until_ready().await;
-        }
-    }
-}
-
-/// The sending side of the delivery queue: counts what is queued and not yet handled, so shutdown
-/// can wait for the last messages (the stop notice) to go out.
+/// The sending side of delivery: queues without blocking and knows how much is still to send.
 #[derive(Debug, Clone)]
 pub struct Queue {
     tx: mpsc::Sender<Outgoing>,
-    pending: Arc<AtomicUsize>,
+    /// Queued and not yet handed to a chat's worker.
+    undispatched: Arc<AtomicUsize>,
+    chats: Arc<Mutex<Vec<(i64, Arc<ChatState>)>>>,
 }
 
 impl Queue {
     /// A queue of `capacity` messages and its receiving end.
     #[must_use]
     pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Outgoing>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        (Self { tx, pending: Arc::default() }, rx)
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self { tx, undispatched: Arc::default(), chats: Arc::default() }, rx)
     }
 
     /// Queues without waiting; false when the queue is full or closed.
     pub fn try_push(&self, m: Outgoing) -> bool {
-        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.undispatched.fetch_add(1, Ordering::SeqCst);
         let ok = self.tx.try_send(m).is_ok();
         if !ok {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
+            self.undispatched.fetch_sub(1, Ordering::SeqCst);
         }
         ok
     }
 
     /// Queues, waiting for room; false when delivery has stopped.
     pub async fn push(&self, m: Outgoing) -> bool {
-        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.undispatched.fetch_add(1, Ordering::SeqCst);
         let ok = self.tx.send(m).await.is_ok();
         if !ok {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
+            self.undispatched.fetch_sub(1, Ordering::SeqCst);
         }
         ok
     }
 
-    /// Messages queued and not yet handled.
+    /// Messages still to be sent to a chat that is not parked (what a shutdown waits for).
     #[must_use]
     pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::SeqCst)
+        let chats = self.chats.lock().map(|c| c.clone()).unwrap_or_default();
+        self.undispatched.load(Ordering::SeqCst)
+            + chats
+                .iter()
+                .filter(|(_, s)| !s.parked.load(Ordering::SeqCst))
+                .map(|(_, s)| s.backlog.load(Ordering::SeqCst))
+                .sum::<usize>()
+    }
+
+    /// Everything not yet delivered, per chat (for the journal at shutdown).
+    #[must_use]
+    pub fn undelivered(&self) -> Vec<(i64, Vec<Outgoing>)> {
+        let chats = self.chats.lock().map(|c| c.clone()).unwrap_or_default();
+        chats
+            .iter()
+            .filter_map(|(chat, s)| {
+                let mut held: Vec<Outgoing> = s.current.lock().ok()?.iter().cloned().collect();
+                held.extend(s.outbox.lock().ok()?.snapshot());
+                (!held.is_empty()).then_some((*chat, held))
+            })
+            .collect()
     }
 }
 
-/// Runs until the sender side is dropped and everything queued was attempted.
+/// What every worker shares.
+struct Shared {
+    bot: Bot,
+    cfg: DeliveryConfig,
+    metrics: Arc<Metrics>,
+    token: String,
+    /// Notices about one chat, for the others (a parked chat).
+    notices: mpsc::UnboundedSender<(i64, String)>,
+}
+
+/// Runs until the sending side is dropped: hands each message to its chats' workers.
 pub async fn run(
     bot: Bot,
     chats: Vec<i64>,
     mut rx: mpsc::Receiver<Outgoing>,
-    pending: Queue,
+    queue: Queue,
     cfg: DeliveryConfig,
     metrics: Arc<Metrics>,
     token: String,
 ) {
-    let mut outbox = Outbox::new(cfg.capacity);
-    let mut pacer = Pacer { cfg, chats: HashMap::new() };
+    let (notices_tx, mut notices) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared { bot, cfg, metrics, token, notices: notices_tx });
+    let mut lines: HashMap<i64, (mpsc::UnboundedSender<Outgoing>, Arc<ChatState>)> = HashMap::new();
+    for chat in &chats {
+        let state = Arc::new(ChatState { outbox: Mutex::new(Outbox::new(cfg.capacity)), ..ChatState::default() });
+        let (tx, wrx) = mpsc::unbounded_channel();
+        if let Ok(mut c) = queue.chats.lock() {
+            c.push((*chat, state.clone()));
+        }
+        tokio::spawn(worker(shared.clone(), *chat, wrx, state.clone()));
+        lines.insert(*chat, (tx, state));
+    }
+    let route = |m: Outgoing, lines: &HashMap<i64, (mpsc::UnboundedSender<Outgoing>, Arc<ChatState>)>| {
+        let targets: Vec<i64> = m.chat.map_or_else(|| chats.clone(), |c| vec![c]);
+        for chat in targets {
+            if let Some((tx, state)) = lines.get(&chat) {
+                state.backlog.fetch_add(1, Ordering::SeqCst);
+                if tx.send(Outgoing { chat: Some(chat), ..m.clone() }).is_err() {
+                    state.backlog.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+    };
     loop {
-        if outbox.is_empty() {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => {
+                    route(m, &lines);
+                    queue.undispatched.fetch_sub(1, Ordering::SeqCst);
+                }
+                None => return,
+            },
+            Some((about, text)) = notices.recv() => {
+                for other in chats.iter().filter(|c| **c != about) {
+                    route(Outgoing { chat: Some(*other), ..Outgoing::text("error", text.clone(), Class::Alert, false) }, &lines);
+                }
+            }
+        }
+    }
+}
+
+/// One chat: takes its messages in priority order and sends them, paced, until they are delivered.
+async fn worker(shared: Arc<Shared>, chat: i64, mut rx: mpsc::UnboundedReceiver<Outgoing>, state: Arc<ChatState>) {
+    let mut pacer = Pacer::new(shared.cfg, chat);
+    loop {
+        let empty = state.outbox.lock().map(|o| o.is_empty()).unwrap_or(true);
+        if empty {
             match rx.recv().await {
-                Some(m) => outbox.push(m),
+                Some(m) => push(&state, m),
                 None => return,
             }
         }
         while let Ok(m) = rx.try_recv() {
-            outbox.push(m);
+            push(&state, m);
         }
-        let Some((msg, stands_for)) = outbox.pop_counted() else { continue };
-        let targets: Vec<i64> = msg.chat.map_or_else(|| chats.clone(), |c| vec![c]);
-        for chat in targets {
-            deliver(&bot, chat, &msg, &mut pacer, &metrics, &token).await;
+        let next = state.outbox.lock().ok().and_then(|mut o| o.pop_counted());
+        let Some((msg, stands_for)) = next else { continue };
+        if let Ok(mut c) = state.current.lock() {
+            *c = Some(msg.clone());
         }
-        pending.pending.fetch_sub(stands_for, Ordering::SeqCst);
+        deliver(&shared, chat, msg, &mut pacer, &state, &mut rx).await;
+        if let Ok(mut c) = state.current.lock() {
+            *c = None;
+        }
+        state.backlog.fetch_sub(stands_for, Ordering::SeqCst);
     }
 }
 
-async fn deliver(bot: &Bot, chat: i64, msg: &Outgoing, pacer: &mut Pacer, metrics: &Metrics, token: &str) {
+fn push(state: &ChatState, m: Outgoing) {
+    if let Ok(mut o) = state.outbox.lock() {
+        o.push(m);
+    }
+}
+
+/// Why a send failed.
+enum Failure {
+    /// Telegram will not deliver to this chat until something changes on its side.
+    Permanent(String),
+    /// Worth retrying (network, 5xx, a timeout).
+    Transient(String),
+}
+
+fn classify(e: &RequestError, token: &str) -> Failure {
+    let cause = scrub(&e.to_string(), &[token]);
+    match e {
+        RequestError::Api(
+            ApiError::BotBlocked
+            | ApiError::ChatNotFound
+            | ApiError::UserDeactivated
+            | ApiError::BotKicked
+            | ApiError::BotKickedFromSupergroup
+            | ApiError::CantInitiateConversation
+            | ApiError::CantTalkWithBots,
+        ) => Failure::Permanent(cause),
+        RequestError::Api(ApiError::Unknown(d)) if d.starts_with("Forbidden") => Failure::Permanent(cause),
+        _ => Failure::Transient(cause),
+    }
+}
+
+/// Sends `msg` until it is delivered; never gives up on it. Meanwhile new messages for the chat
+/// are taken into its outbox (so they are merged, counted and kept, never lost).
+async fn deliver(
+    shared: &Shared,
+    chat: i64,
+    msg: Outgoing,
+    pacer: &mut Pacer,
+    state: &ChatState,
+    rx: &mut mpsc::UnboundedReceiver<Outgoing>,
+) {
     let mut failures = 0u32;
     loop {
-        pacer.wait(chat).await;
-        match send(bot, chat, msg).await {
+        pacer.wait().await;
+        let wait = match send(&shared.bot, chat, &msg).await {
             Ok(()) => {
-                metrics.telegram_failing.store(false, Ordering::Relaxed);
+                shared.metrics.telegram_failing.store(false, Ordering::Relaxed);
+                if state.parked.swap(false, Ordering::SeqCst) {
+                    info!(chat, "Telegram chat reachable again: its held messages follow");
+                }
                 return;
             }
             Err(RequestError::RetryAfter(s)) => {
                 warn!(chat, retry_after_s = s.seconds(), "Telegram asks to slow down; waiting");
-                tokio::time::sleep(s.duration()).await;
+                s.duration()
             }
             Err(e) => {
-                metrics.telegram_failing.store(true, Ordering::Relaxed);
                 failures += 1;
-                let cause = scrub(&e.to_string(), &[token]);
-                if msg.class != Class::Alert && failures >= pacer.cfg.routine_attempts {
-                    metrics.telegram_send_failures.fetch_add(1, Ordering::Relaxed);
-                    warn!(chat, kind = msg.kind, cause, "Telegram message dropped after {failures} attempts");
-                    return;
+                match classify(&e, &shared.token) {
+                    Failure::Permanent(cause) => {
+                        if !state.parked.swap(true, Ordering::SeqCst) {
+                            warn!(chat, cause, "Telegram will not deliver to this chat; it is parked and tried again every {} s", shared.cfg.parked_retry.as_secs());
+                            let notice = format!(
+                                "Telegram refuses messages to chat {chat} ({cause}); they are held and tried again every {} min",
+                                shared.cfg.parked_retry.as_secs().div_ceil(60)
+                            );
+                            let _ = shared.notices.send((chat, notice));
+                        }
+                        shared.cfg.parked_retry
+                    }
+                    Failure::Transient(cause) => {
+                        if failures >= shared.cfg.routine_attempts {
+                            shared.metrics.telegram_failing.store(true, Ordering::Relaxed);
+                        }
+                        if failures == 1 {
+                            warn!(chat, kind = msg.kind, cause, "Telegram send failed; retrying until it is delivered");
+                        } else {
+                            debug!(chat, kind = msg.kind, cause, failures, "Telegram send failed; retrying");
+                        }
+                        Duration::from_millis(500 * 2u64.pow(failures.min(6))).min(Duration::from_secs(15))
+                    }
                 }
-                debug!(chat, kind = msg.kind, cause, failures, "Telegram send failed; retrying");
-                if failures == 1 {
-                    warn!(chat, kind = msg.kind, cause, "Telegram send failed; retrying");
-                }
-                tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(failures.min(6))).min(Duration::from_secs(15)))
-                    .await;
             }
+        };
+        // Wait, taking in whatever arrives for this chat meanwhile.
+        let until = tokio::time::sleep(wait);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                () = &mut until => break,
+                m = rx.recv() => match m {
+                    Some(m) => push(state, m),
+                    None => break,
+                },
+            }
+        }
+    }
+}
+
+/// One chat's limiters: one message per `1/per_second` s, and for groups (negative ids) also the
+/// per-minute limit, without bursts.
+struct Pacer {
+    per_chat: DefaultDirectRateLimiter,
+    per_group: Option<DefaultDirectRateLimiter>,
+}
+
+impl Pacer {
+    fn new(cfg: DeliveryConfig, chat: i64) -> Self {
+        let per_s = NonZeroU32::new(cfg.per_chat_per_second).unwrap_or(NonZeroU32::MIN);
+        let per_min = NonZeroU32::new(cfg.per_group_per_minute).unwrap_or(NonZeroU32::MIN);
+        Self {
+            per_chat: RateLimiter::direct(Quota::per_second(per_s).allow_burst(NonZeroU32::MIN)),
+            per_group: (chat < 0)
+                .then(|| RateLimiter::direct(Quota::per_minute(per_min).allow_burst(NonZeroU32::MIN))),
+        }
+    }
+
+    async fn wait(&self) {
+        self.per_chat.until_ready().await;
+        if let Some(g) = &self.per_group {
+            g.until_ready().await;
         }
     }
 }
@@ -176,10 +336,22 @@ async fn send(bot: &Bot, chat: i64, m: &Outgoing) -> Result<(), RequestError> {
     if let Some(png) = &m.photo {
         let mut req = bot.send_photo(ChatId(chat), InputFile::memory(png.clone()).file_name("report.png"));
         req = req.caption(truncate(&m.text, 1024)).disable_notification(m.silent);
+        if m.html {
+            req = req.parse_mode(ParseMode::Html);
+        }
         req.await?;
         return Ok(());
     }
     let mut req = bot.send_message(ChatId(chat), truncate(&m.text, 4096)).disable_notification(m.silent);
+    if m.html {
+        req = req.parse_mode(ParseMode::Html).link_preview_options(teloxide::types::LinkPreviewOptions {
+            is_disabled: true,
+            url: None,
+            prefer_small_media: false,
+            prefer_large_media: false,
+            show_above_text: false,
+        });
+    }
     if let Some(k) = markup {
         req = req.reply_markup(k);
     }

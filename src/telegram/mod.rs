@@ -24,7 +24,9 @@ use crate::actors::notifier::Event;
 use crate::config::Env;
 use crate::config::env::scrub;
 use crate::config::settings::{NotifyLevel, TelegramSettings};
+use crate::actors::store::{HoldTelegram, TakeHeldTelegram};
 use crate::metrics::Metrics;
+use crate::store::HeldMessage;
 use commands::{Command, Ops};
 pub use delivery::Queue;
 use outbox::{Class, Outgoing};
@@ -81,15 +83,35 @@ pub struct Telegram {
     /// The notifier's sink.
     pub sink: Addr<TelegramActor>,
     out: Queue,
+    store: Addr<crate::actors::store::StoreActor>,
 }
 
 impl Telegram {
-    /// Waits (at most `timeout`) until everything queued so far was sent (or given up on).
+    /// Waits (at most `timeout`) until everything queued so far was sent; what could not be sent
+    /// (Telegram down, a parked chat) is kept in the journal for the next start.
     pub async fn drain(&self, timeout: Duration) {
         let _ = self.sink.send(Sync).await;
         let deadline = tokio::time::Instant::now() + timeout;
         while self.out.pending() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let held: Vec<HeldMessage> = self
+            .out
+            .undelivered()
+            .into_iter()
+            .flat_map(|(chat, msgs)| {
+                msgs.into_iter().filter(|m| m.photo.is_none() && m.buttons.is_empty()).map(move |m| HeldMessage {
+                    chat,
+                    alert: m.class == Class::Alert,
+                    text: m.text,
+                    silent: m.silent,
+                    html: m.html,
+                })
+            })
+            .collect();
+        if !held.is_empty() {
+            warn!(messages = held.len(), "Telegram messages undelivered at stop are kept for the next start");
+            let _ = self.store.send(HoldTelegram(held)).await;
         }
     }
 }
@@ -144,10 +166,21 @@ pub async fn start(env: &Env, settings: &TelegramSettings, ops: impl FnOnce(Queu
         per_group_per_minute: settings.per_group_per_minute,
         capacity: settings.queue_capacity,
         routine_attempts: settings.routine_attempts,
+        parked_retry: Duration::from_secs(u64::from(settings.parked_retry_s)),
     };
     let chats: Vec<i64> = env.telegram_chat_ids.clone();
     actix::spawn(delivery::run(bot.clone(), chats.clone(), rx, tx.clone(), cfg, metrics.clone(), token.clone()));
     let (store, registry) = (ops.store.clone(), ops.registry.clone());
+    let held_store = store.clone();
+    // What could not be delivered before the last stop goes out first.
+    if let Ok(Ok(held)) = store.send(TakeHeldTelegram).await {
+        for h in held {
+            let class = if h.alert { Class::Alert } else { Class::Routine };
+            let text = format!("(held from before the restart) {}", h.text);
+            let m = Outgoing { chat: Some(h.chat), html: h.html, ..Outgoing::text("held", text, class, h.silent) };
+            let _ = tx.push(m).await;
+        }
+    }
     actix::spawn(commands::run(
         bot,
         ops,
@@ -161,5 +194,5 @@ pub async fn start(env: &Env, settings: &TelegramSettings, ops: impl FnOnce(Queu
     }
     metrics.telegram_on.store(true, std::sync::atomic::Ordering::Relaxed);
     let sink = TelegramActor { settings: settings.clone(), out: tx.clone(), metrics }.start();
-    Some(Telegram { sink, out: tx })
+    Some(Telegram { sink, out: tx, store: held_store })
 }

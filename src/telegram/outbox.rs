@@ -33,13 +33,15 @@ pub struct Outgoing {
     pub buttons: Vec<(String, String)>,
     /// A PNG to send with the text as its caption.
     pub photo: Option<Vec<u8>>,
+    /// The text is Telegram HTML (escaped where it holds data).
+    pub html: bool,
 }
 
 impl Outgoing {
     /// A text message of `class` to every authorized chat.
     #[must_use]
     pub fn text(kind: &'static str, text: String, class: Class, silent: bool) -> Self {
-        Self { kind, text, silent, class, chat: None, buttons: Vec::new(), photo: None }
+        Self { kind, text, silent, class, chat: None, buttons: Vec::new(), photo: None, html: false }
     }
 }
 
@@ -79,6 +81,17 @@ impl Outbox {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.alerts.is_empty() && self.direct.is_empty() && self.routine.is_empty() && self.overflow.is_empty()
+    }
+
+    /// Copies of everything waiting, in the order it would go (overflow as one counted line).
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<Outgoing> {
+        let mut out: Vec<Outgoing> = self.alerts.iter().chain(&self.direct).chain(&self.routine).cloned().collect();
+        if !self.overflow.is_empty() {
+            let counts = self.overflow.iter().map(|(k, n)| format!("{n} {}", noun(k))).collect::<Vec<_>>().join(", ");
+            out.push(Outgoing::text("digest", format!("{counts} (texts not kept)"), Class::Routine, true));
+        }
+        out
     }
 
     /// Queues a message.

@@ -72,6 +72,7 @@ pub async fn run(
                     chat: None,
                     buttons: Vec::new(),
                     photo,
+                    html: false,
                 };
                 if !out.push(m).await {
                     return;

@@ -42,6 +42,14 @@ struct State {
     delay: Duration,
     requests: HashMap<String, u64>,
     last_429: Option<Instant>,
+    /// Chats that blocked the bot: Telegram answers 403 to every send there.
+    blocked: std::collections::HashSet<i64>,
+    /// Refused sends per chat.
+    refused: HashMap<i64, u64>,
+    /// Every parse_mode seen on a send.
+    parse_modes: Vec<String>,
+    /// Buttons removed (editMessageReplyMarkup): (chat, message id).
+    markups_removed: Vec<(i64, i64)>,
 }
 
 pub struct FakeTelegram {
@@ -142,6 +150,31 @@ impl FakeTelegram {
     /// Every request fails with 502 for `d`.
     pub fn down_for(&self, d: Duration) {
         self.state.lock().unwrap().down_until = Some(Instant::now() + d);
+    }
+
+    /// The user of `chat` blocks the bot (Telegram: 403 "bot was blocked by the user"), or unblocks it.
+    pub fn block(&self, chat: i64, blocked: bool) {
+        let mut s = self.state.lock().unwrap();
+        if blocked {
+            s.blocked.insert(chat);
+        } else {
+            s.blocked.remove(&chat);
+        }
+    }
+
+    /// Sends to `chat` refused so far.
+    pub fn refused(&self, chat: i64) -> u64 {
+        self.state.lock().unwrap().refused.get(&chat).copied().unwrap_or(0)
+    }
+
+    /// The parse modes the bot asked for.
+    pub fn parse_modes(&self) -> Vec<String> {
+        self.state.lock().unwrap().parse_modes.clone()
+    }
+
+    /// Messages whose buttons the bot removed.
+    pub fn markups_removed(&self) -> Vec<(i64, i64)> {
+        self.state.lock().unwrap().markups_removed.clone()
     }
 
     /// Every answer is delayed by `d`.
@@ -279,7 +312,25 @@ fn handle(s: &mut State, method: &str, json_body: &Value, body: &[u8], ctype: &s
             }
             ok(json!(true))
         }
+        "editmessagereplymarkup" => {
+            let chat = json_body["chat_id"].as_i64().unwrap_or(0);
+            let id = json_body["message_id"].as_i64().unwrap_or(0);
+            s.markups_removed.push((chat, id));
+            let msg = json!({"message_id": id, "date": now_s(), "chat": chat_json(chat), "from": bot_user, "text": "x"});
+            ok(msg)
+        }
         "sendmessage" | "sendphoto" => {
+            let target = json_body["chat_id"].as_i64().unwrap_or_else(|| {
+                let parts = multipart(body, ctype);
+                parts.get("chat_id").and_then(|v| String::from_utf8_lossy(v).trim().parse().ok()).unwrap_or(0)
+            });
+            if s.blocked.contains(&target) {
+                *s.refused.entry(target).or_insert(0) += 1;
+                return (403, err(403, "Forbidden: bot was blocked by the user"));
+            }
+            if let Some(mode) = json_body["parse_mode"].as_str() {
+                s.parse_modes.push(mode.to_owned());
+            }
             if s.fail_429 > 0 {
                 s.fail_429 -= 1;
                 let retry = s.retry_after;
