@@ -49,9 +49,10 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
     d.start();
     d.wait_live().await;
     message_containing(&tg, OP, "started in PAPER mode, 2 targets").await;
-    let status_cmd = tg.commands().into_iter().find(|c| c["command"] == "status").expect("commands registered");
+    let status_cmd =
+        wait_for(10, "the command menu", async || tg.commands().into_iter().find(|c| c["command"] == "status")).await;
     assert_eq!(status_cmd["description"], "mode, breaker, chain lag, targets, exposure, today's P&L");
-    assert_eq!(tg.commands().len(), 11);
+    assert_eq!(tg.commands().len(), 12);
 
     anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
     let m = message_containing(&tg, OP, "copied whale").await;
@@ -138,15 +139,24 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
     let wallets = ask("/wallets", "whale").await;
     assert!(wallets.contains("whale 0xaaaa…aaaa: copying, 1 fills since start"), "{wallets}");
     let help = ask("/help", "/status").await;
-    assert!(help.contains("/pause") && help.contains("/report"), "{help}");
+    assert!(help.starts_with("polycopy commands:") && help.contains("/pause") && help.contains("/report"), "{help}");
+    assert!(!help.contains("doc comment") && !help.contains("variant"), "no source comment in /help: {help}");
+    ask("/start", "copies the trades").await;
+    ask("/STATUS", "mode PAPER").await;
     ask("/trades lots", "usage: /trades [n]").await;
     ask("/frobnicate", "unknown command").await;
+    // A command addressed to another bot in a group gets no answer; ours (with our name) does.
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/halt@OtherBot");
+    ask("/status@polycopy_test_bot", "mode PAPER").await;
+    assert_eq!(tg.sent_to(OP).len(), before + 1, "only the marker was answered");
+    assert_eq!(d.status()["breaker"]["tripped"], false, "another bot's /halt is not ours");
 
     // A stranger: no reply, no effect.
     for cmd in ["/halt", "/pause whale", "/status", "/resume"] {
         tg.inject_message(STRANGER, cmd);
     }
-    tg.inject_callback(STRANGER, "resume:confirm");
+    tg.inject_callback(STRANGER, "resume:0:0");
     // Updates are handled in order: the answer to a later command of ours is the marker.
     ask("/status", "mode PAPER").await;
     assert!(tg.sent_to(STRANGER).is_empty());
@@ -167,19 +177,53 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
         wait_for(20, "the halted fill", async || d.trades().into_iter().nth(1).filter(|r| r["status"] != "pending"))
             .await;
     assert_eq!((last["status"].as_str(), last["reason"].as_str()), (Some("rejected"), Some("halted")));
+    // A second /halt does not pretend to store its reason.
+    ask("/halt dinner", "already halted (manual) by telegram: lunch").await;
     // /resume asks first; without the button nothing changes.
     let before = tg.sent_to(OP).len();
     tg.inject_message(OP, "/resume");
     let confirm = reply_after(&tg, OP, before).await;
-    assert_eq!(confirm.buttons, vec!["resume:confirm".to_owned()], "{confirm:?}");
+    assert_eq!(confirm.buttons.len(), 1, "{confirm:?}");
+    let button = confirm.buttons[0].clone();
+    assert!(button.starts_with("resume:"), "{button}");
     assert_eq!(d.status()["breaker"]["tripped"], true);
+    // With the emergency stop file present, neither /resume nor the button resumes, and both say why.
+    std::fs::write(dir.path().join("EMERGENCY_STOP"), "").unwrap();
+    ask("/resume", "emergency stop file").await;
     let before = tg.sent_to(OP).len();
-    tg.inject_callback(OP, "resume:confirm");
+    tg.inject_callback(OP, &button);
+    wait_for(10, "the refusal", async || {
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("emergency stop file")).then_some(())
+    })
+    .await;
+    std::fs::remove_file(dir.path().join("EMERGENCY_STOP")).unwrap();
+    // Without the file, the button resumes the halt it was offered for.
+    let before = tg.sent_to(OP).len();
+    tg.inject_callback(OP, &button);
     wait_for(10, "resumed", async || {
         tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("resumed: trading active again")).then_some(())
     })
     .await;
+    // A newer halt: the old button, pressed again, is refused and changes nothing.
+    ask("/halt again", "HALTED").await;
+    let before = tg.sent_to(OP).len();
+    tg.inject_callback(OP, &button);
+    wait_for(10, "the stale button refused", async || {
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("this button was for an earlier halt")).then_some(())
+    })
+    .await;
+    assert_eq!(d.status()["breaker"]["tripped"], true, "a stale button does not clear a newer halt");
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/resume");
+    let button = reply_after(&tg, OP, before).await.buttons[0].clone();
+    let before = tg.sent_to(OP).len();
+    tg.inject_callback(OP, &button);
+    wait_for(10, "resumed again", async || {
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("resumed: trading active again")).then_some(())
+    })
+    .await;
     wait_for(5, "the callback answered", async || (!tg.callbacks_answered().is_empty()).then_some(())).await;
+    wait_for(5, "the used button removed", async || (!tg.markups_removed().is_empty()).then_some(())).await;
     anvil.emit(&Fill::v2(3, A, C, true, 10, 100 * ONE, 50 * ONE)).await;
     wait_for(20, "copying again", async || (with_status(&d.trades(), "executed").len() == 2).then_some(())).await;
 
@@ -342,7 +386,9 @@ async fn test_delivery_when_429_or_outage_then_obeyed_and_no_alert_lost() {
     d.start();
     d.wait_live().await;
     let held = wait_for(20, "the held refusal", async || {
-        tg.sent_to(OP).into_iter().find(|m| m.text.starts_with("(held from before the restart)") && m.text.contains("not copied"))
+        tg.sent_to(OP)
+            .into_iter()
+            .find(|m| m.text.starts_with("(held from before the restart)") && m.text.contains("not copied"))
     })
     .await;
     let held = [held.text];
@@ -463,4 +509,58 @@ async fn test_token_when_wrong_or_missing_then_trading_goes_on() {
     d.wait_live().await;
     assert!(d.stop().success());
     assert_eq!(d.log().matches("Telegram off (TELEGRAM_BOT_TOKEN not set)").count(), 1);
+}
+
+/// A start while halted says so first thing; Telegram down at start still gets its command menu
+/// once it answers; a refused wallets.json edit is announced once, however often it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_start_when_halted_and_telegram_down_then_said_and_menu_registered() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &OP.to_string());
+    d.start();
+    d.wait_live().await;
+    message_containing(&tg, OP, "started in PAPER mode").await;
+    assert!(d.stop().success());
+    let (code, _, _) = d.run_cli(&["halt", "--reason", "weekend"]);
+    assert_eq!(code, 3, "no daemon: stored in the journal");
+
+    tg.down_for(Duration::from_secs(4));
+    let menus_before = tg.requests("setMyCommands");
+    d.start();
+    d.wait_live().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let started = loop {
+        if let Some(m) = tg.sent_to(OP).into_iter().filter(|m| m.text.contains("started in PAPER mode")).nth(1) {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "no second start notice: {:?}\n{}", tg.sent_to(OP), d.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(started.text.contains("trading is HALTED (manual) by cli: weekend"), "{}", started.text);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !(tg.requests("setMyCommands") > menus_before && tg.commands().len() > 10) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "menu not registered after the outage: {} requests (before {menus_before}), {} commands\n{}",
+            tg.requests("setMyCommands"),
+            tg.commands().len(),
+            d.log().lines().filter(|l| l.contains("elegram")).collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The same broken file read three times (two writes and a SIGHUP): one announcement.
+    let broken = format!(r#"{{"wallets": [{{"address": "{A}", "label": "whale", "sizing": 3}}]}}"#);
+    d.write_wallets_text(&broken);
+    wait_for(10, "the rejection", async || (!d.events("wallets_rejected").is_empty()).then_some(())).await;
+    d.write_wallets_text(&broken);
+    let _ = std::process::Command::new("kill").args(["-HUP", &d.pid().unwrap().to_string()]).status();
+    d.write_wallets(&wallets(&[(A, "whale", true), (B, "shark", true)], 0.1));
+    message_containing(&tg, OP, "added [shark]").await;
+    assert_eq!(d.events("wallets_rejected").len(), 1, "announced once");
+    assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("wallets.json rejected")).count(), 1);
+    assert!(d.stop().success());
 }

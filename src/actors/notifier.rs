@@ -25,6 +25,8 @@ pub enum Event {
         targets: usize,
         /// Our version.
         version: &'static str,
+        /// Set when it starts halted or reducing: what the operator must know first.
+        trading: Option<String>,
     },
     /// The daemon is stopping.
     Stopped {
@@ -167,8 +169,9 @@ impl Event {
     pub fn text(&self) -> String {
         let fill_ref = |f: &TargetFill| format!("{}:{}", f.id.tx_hash, f.log_index);
         match self {
-            Self::Started { mode, targets, version } => {
-                format!("polycopy {version} started in {mode} mode, {targets} targets")
+            Self::Started { mode, targets, version, trading } => {
+                let state = trading.as_ref().map(|t| format!(": {t}")).unwrap_or_default();
+                format!("polycopy {version} started in {mode} mode, {targets} targets{state}")
             }
             Self::Stopped { reason } => format!("polycopy stopped: {reason}"),
             Self::FillDetected { fill, label } => format!(

@@ -180,6 +180,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         warn!(code = %state.breaker.code, reason = %state.breaker.reason, "starting with the breaker TRIPPED: no orders until `polycopy resume`");
     }
     let gate = crate::risk::TradingGate::new(state.breaker.tripped);
+    let state_at_start = state.breaker.clone();
     let (executor, venue) = if paper {
         let books = if s.paper.fill_model == "order_book" {
             let timeout = Duration::from_millis(s.live.request_timeout_ms);
@@ -398,6 +399,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         paper,
         out,
         metrics: metrics.clone(),
+        stop_file: s.emergency_stop_file.clone(),
     })
     .await;
     if let Some(tg) = &telegram {
@@ -421,7 +423,18 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let mode = if paper { "PAPER" } else { "LIVE" };
     let funder = venue.as_ref().map_or_else(|| "none (paper)".to_owned(), |v| format!("{:#x}", v.funder()));
     info!(mode, funder = %funder, targets = n_targets, db = %s.db_path.display(), rpc = ?cfg.env.rpc_urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>(), "polycopy started");
-    notifier.do_send(Event::Started { mode, targets: n_targets, version: env!("CARGO_PKG_VERSION") });
+    let b = &state_at_start;
+    let trading = (b.tripped || b.reducing).then(|| {
+        format!(
+            "trading is {} ({}) by {}: {} — nothing new is bought{} until /resume",
+            b.trading().as_str().to_ascii_uppercase(),
+            b.code,
+            b.by,
+            b.reason,
+            if b.reducing { " (exits still copied)" } else { " or sold" }
+        )
+    });
+    notifier.do_send(Event::Started { mode, targets: n_targets, version: env!("CARGO_PKG_VERSION"), trading });
     tokio::select! {
         st = status_rx.wait_for(|st| st.live) => {
             if let Ok(st) = st {

@@ -127,6 +127,9 @@ pub struct Registry {
     targets_tx: watch::Sender<Vec<Address>>,
     /// Targets the operator paused (persisted in the journal).
     paused: HashSet<Address>,
+    /// The problems of the last refused edit: the same refusal (an editor saving twice, a
+    /// SIGHUP after the file change) is announced once.
+    last_refused: Option<Vec<crate::config::Problem>>,
 }
 
 impl Registry {
@@ -139,7 +142,16 @@ impl Registry {
         store: Addr<StoreActor>,
         targets_tx: watch::Sender<Vec<Address>>,
     ) -> Self {
-        Self { path, watchers: HashMap::new(), copier, notifier, store, targets_tx, paused: HashSet::new() }
+        Self {
+            path,
+            watchers: HashMap::new(),
+            copier,
+            notifier,
+            store,
+            targets_tx,
+            paused: HashSet::new(),
+            last_refused: None,
+        }
     }
 
     /// Starts with these targets paused.
@@ -274,8 +286,15 @@ impl Handler<Reload> for Registry {
         let read = tokio::task::spawn_blocking(move || Wallets::load(&path));
         Box::pin(read.into_actor(self).map(|loaded, act, _| match loaded {
             Err(e) => error!(cause = %e, "wallets.json reload task failed"),
-            Ok(Err(problems)) => act.notifier.do_send(Event::WalletsRejected(problems)),
+            Ok(Err(problems)) if act.last_refused.as_ref() == Some(&problems) => {
+                info!("wallets.json read again, still with the same problems: already reported");
+            }
+            Ok(Err(problems)) => {
+                act.last_refused = Some(problems.clone());
+                act.notifier.do_send(Event::WalletsRejected(problems));
+            }
             Ok(Ok(w)) => {
+                act.last_refused = None;
                 let (added, removed, changed) = act.apply(&w);
                 if added.is_empty() && removed.is_empty() && changed.is_empty() {
                     info!("wallets.json reloaded: no change");

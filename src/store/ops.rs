@@ -97,7 +97,13 @@ impl Store {
         let held = {
             let mut st = tx.prepare("SELECT chat, alert, text, silent, html FROM telegram_held ORDER BY id")?;
             let rows = st.query_map([], |r| {
-                Ok(HeldMessage { chat: r.get(0)?, alert: r.get(1)?, text: r.get(2)?, silent: r.get(3)?, html: r.get(4)? })
+                Ok(HeldMessage {
+                    chat: r.get(0)?,
+                    alert: r.get(1)?,
+                    text: r.get(2)?,
+                    silent: r.get(3)?,
+                    html: r.get(4)?,
+                })
             })?;
             rows.collect::<Result<Vec<_>, _>>()?
         };

@@ -26,11 +26,13 @@ use crate::store::now_ms;
 use crate::telegram::outbox::{Class, Outgoing};
 use crate::telegram::schedule::build_report;
 
-/// The bot's commands. Each doc comment is the command's one-line description in `/help` and in
-/// Telegram's command menu.
+/// The bot's commands. Each variant's doc comment is its one-line description in `/help` and in
+/// Telegram's command menu (`/help` is built from that list, not from this comment).
 #[derive(BotCommands, Clone, Debug, PartialEq, Eq)]
 #[command(rename_rule = "lowercase")]
 pub enum Command {
+    /// what this bot does
+    Start,
     /// mode, breaker, chain lag, targets, exposure, today's P&L
     Status,
     /// open positions
@@ -72,16 +74,28 @@ pub struct Ops {
     pub out: crate::telegram::Queue,
     /// Counters (unauthorized attempts).
     pub metrics: Arc<Metrics>,
+    /// While this file exists, resume is refused.
+    pub stop_file: std::path::PathBuf,
 }
 
-/// The callback data of the /resume confirmation button.
-const CONFIRM_RESUME: &str = "resume:confirm";
+/// The /resume confirmation button: `resume:<since_ms of the halt it was offered for>:<offered at ms>`.
+const RESUME_PREFIX: &str = "resume:";
+/// A confirmation button older than this is refused (the situation may have changed).
+const BUTTON_TTL_MS: i64 = 10 * 60 * 1000;
 
 /// Long-polls for updates until the process ends.
 pub async fn run(bot: Bot, ops: Ops, chats: HashSet<i64>, poll_timeout_s: u32, username: String, token: String) {
     let mut offset: i32 = 0;
     let mut backoff = Duration::from_millis(500);
+    let mut username = username;
     loop {
+        // Unknown when Telegram was down at start: "/cmd@ourbot" needs our name to be recognised.
+        if username.is_empty()
+            && let Ok(me) = bot.get_me().await
+        {
+            username = me.username().to_owned();
+            info!(bot = %username, "Telegram answers: bot name known");
+        }
         let req = bot
             .get_updates()
             .offset(offset)
@@ -121,15 +135,18 @@ async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &st
             if !text.starts_with('/') {
                 return;
             }
-            let reply = match Command::parse(text, username) {
+            // Command names are case-insensitive for people ("/STATUS"); arguments are kept as typed.
+            let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+            let normalized =
+                if rest.is_empty() { word.to_lowercase() } else { format!("{} {rest}", word.to_lowercase()) };
+            let reply = match Command::parse(&normalized, username) {
                 Ok(cmd) => {
                     info!(chat, command = ?cmd, "Telegram command");
                     execute(ops, chat, cmd).await
                 }
-                Err(_) => Reply::text(format!(
-                    "unknown command or bad arguments: {}\n/help lists the commands",
-                    text.split_whitespace().next().unwrap_or(text)
-                )),
+                // In a group, a command for another bot is none of our business: no answer at all.
+                Err(teloxide::utils::command::ParseError::WrongBotName(_)) => return,
+                Err(_) => Reply::text(format!("unknown command or bad arguments: {}\n/help lists the commands", word)),
             };
             send(ops, chat, reply).await;
         }
@@ -138,24 +155,19 @@ async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &st
             let Some(chat) = chat.filter(|c| chats.contains(c)) else {
                 return unauthorized(ops, chat.unwrap_or(q.from.id.0 as i64), "button");
             };
-            let answer = if q.data.as_deref() == Some(CONFIRM_RESUME) {
-                let was = ops.risk.send(GetBreakerState).await.ok();
-                ops.risk.do_send(SetTrading {
-                    halt: false,
-                    code: "manual",
-                    reason: String::new(),
-                    by: "telegram".into(),
-                });
-                let text = match was {
-                    Some(w) if w.tripped || w.reducing => {
-                        format!("resumed: trading active again (was {}: {})", w.code, w.reason)
+            let answer = match q.data.as_deref().and_then(|d| d.strip_prefix(RESUME_PREFIX)) {
+                Some(bound) => {
+                    let text = confirm_resume(ops, bound).await;
+                    send(ops, chat, Reply::text(text)).await;
+                    // A button is used once: remove it from the message it was on.
+                    if let Some(m) = q.message.as_ref()
+                        && let Err(e) = bot.edit_message_reply_markup(m.chat().id, m.id()).await
+                    {
+                        warn!(cause = scrub(&e.to_string(), &[token]), "removing the used button failed");
                     }
-                    _ => "not halted: nothing to resume".to_owned(),
-                };
-                send(ops, chat, Reply::text(text)).await;
-                "done"
-            } else {
-                "unknown button"
+                    "done"
+                }
+                None => "unknown button",
             };
             if let Err(e) = bot.answer_callback_query(q.id).text(answer).await {
                 warn!(cause = scrub(&e.to_string(), &[token]), "answerCallbackQuery failed");
@@ -163,6 +175,52 @@ async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &st
         }
         _ => {}
     }
+}
+
+/// Carries out a pressed "Resume trading" button, bound to the halt it was offered for.
+async fn confirm_resume(ops: &Ops, bound: &str) -> String {
+    let (since, offered) = bound.split_once(':').unwrap_or((bound, "0"));
+    let (since, offered) = (since.parse::<i64>().unwrap_or(-1), offered.parse::<i64>().unwrap_or(0));
+    if now_ms() - offered > BUTTON_TTL_MS {
+        return "this button has expired: send /resume again".into();
+    }
+    let Ok(now) = ops.risk.send(GetBreakerState).await else {
+        return "the risk supervisor is unavailable right now; try again".into();
+    };
+    if !(now.tripped || now.reducing) {
+        return "not halted: nothing to resume".into();
+    }
+    if now.since_ms != since {
+        return format!(
+            "not resumed: this button was for an earlier halt; trading is now {} ({}) by {}: {}. Send /resume again",
+            now.trading().as_str(),
+            now.code,
+            now.by,
+            now.reason
+        );
+    }
+    if let Some(why) = stop_file_blocks(ops) {
+        return why;
+    }
+    ops.risk.do_send(SetTrading { halt: false, code: "manual", reason: String::new(), by: "telegram".into() });
+    format!("resumed: trading active again (was {}: {})", now.code, now.reason)
+}
+
+/// Why resuming is refused while the emergency stop file exists (the CLI refuses the same way).
+fn stop_file_blocks(ops: &Ops) -> Option<String> {
+    ops.stop_file.exists().then(|| {
+        format!(
+            "not resumed: the emergency stop file {} is present; remove it on the server first, then /resume",
+            ops.stop_file.display()
+        )
+    })
+}
+
+/// `/help`: one line per command, from the same list as Telegram's menu.
+fn help_text() -> String {
+    let lines: Vec<String> =
+        Command::bot_commands().iter().map(|c| format!("{} — {}", c.command, c.description)).collect();
+    format!("polycopy commands:\n{}", lines.join("\n"))
 }
 
 /// A reply: text, maybe buttons, maybe a picture.
@@ -209,7 +267,13 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
     let _ = chat;
     let unavailable = |what: &str| Reply::text(format!("{what} is unavailable right now; try again"));
     match cmd {
-        Command::Help => Reply::text(Command::descriptions().to_string()),
+        Command::Help => Reply::text(help_text()),
+        Command::Start => Reply::text(format!(
+            "polycopy copies the trades of the wallets in wallets.json ({} mode) and reports each one here. \
+             Only this chat's members can command it.\n\n{}",
+            if ops.paper { "PAPER" } else { "LIVE" },
+            help_text()
+        )),
         Command::Status => {
             let (Ok(Ok(st)), Ok(b), Ok(targets)) = (
                 ops.store.send(GetStatus).await,
@@ -355,6 +419,15 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
         Command::Halt(reason) => {
             let reason =
                 if reason.trim().is_empty() { "halted from Telegram".to_owned() } else { reason.trim().to_owned() };
+            // Already halted: the first halt's reason stays; say so rather than pretend to store this one.
+            if let Ok(b) = ops.risk.send(GetBreakerState).await
+                && b.tripped
+            {
+                return Reply::text(format!(
+                    "already halted ({}) by {}: {}. That reason stays; /resume to clear",
+                    b.code, b.by, b.reason
+                ));
+            }
             match ops
                 .risk
                 .send(SetTrading { halt: true, code: "manual", reason: reason.clone(), by: "telegram".into() })
@@ -365,6 +438,9 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             }
         }
         Command::Resume => match ops.risk.send(GetBreakerState).await {
+            Ok(b) if (b.tripped || b.reducing) && ops.stop_file.exists() => {
+                Reply::text(stop_file_blocks(ops).unwrap_or_default())
+            }
             Ok(b) if b.tripped || b.reducing => Reply {
                 text: format!(
                     "trading is {} ({}) by {}: {}\nresume trading?",
@@ -373,7 +449,7 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
                     b.by,
                     b.reason
                 ),
-                buttons: vec![("Resume trading".into(), CONFIRM_RESUME.into())],
+                buttons: vec![("Resume trading".into(), format!("{RESUME_PREFIX}{}:{}", b.since_ms, now_ms()))],
                 photo: None,
             },
             Ok(_) => Reply::text("not halted: trading is active".into()),

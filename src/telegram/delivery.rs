@@ -260,7 +260,12 @@ async fn deliver(
                 match classify(&e, &shared.token) {
                     Failure::Permanent(cause) => {
                         if !state.parked.swap(true, Ordering::SeqCst) {
-                            warn!(chat, cause, "Telegram will not deliver to this chat; it is parked and tried again every {} s", shared.cfg.parked_retry.as_secs());
+                            warn!(
+                                chat,
+                                cause,
+                                "Telegram will not deliver to this chat; it is parked and tried again every {} s",
+                                shared.cfg.parked_retry.as_secs()
+                            );
                             let notice = format!(
                                 "Telegram refuses messages to chat {chat} ({cause}); they are held and tried again every {} min",
                                 shared.cfg.parked_retry.as_secs().div_ceil(60)
@@ -311,8 +316,7 @@ impl Pacer {
         let per_min = NonZeroU32::new(cfg.per_group_per_minute).unwrap_or(NonZeroU32::MIN);
         Self {
             per_chat: RateLimiter::direct(Quota::per_second(per_s).allow_burst(NonZeroU32::MIN)),
-            per_group: (chat < 0)
-                .then(|| RateLimiter::direct(Quota::per_minute(per_min).allow_burst(NonZeroU32::MIN))),
+            per_group: (chat < 0).then(|| RateLimiter::direct(Quota::per_minute(per_min).allow_burst(NonZeroU32::MIN))),
         }
     }
 

@@ -18,13 +18,13 @@ use std::time::Duration;
 use actix::{Actor, Addr, Context, Handler, Message};
 use teloxide::prelude::*;
 use teloxide::utils::command::BotCommands;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::actors::notifier::Event;
+use crate::actors::store::{HoldTelegram, TakeHeldTelegram};
 use crate::config::Env;
 use crate::config::env::scrub;
 use crate::config::settings::{NotifyLevel, TelegramSettings};
-use crate::actors::store::{HoldTelegram, TakeHeldTelegram};
 use crate::metrics::Metrics;
 use crate::store::HeldMessage;
 use commands::{Command, Ops};
@@ -133,12 +133,16 @@ pub async fn start(env: &Env, settings: &TelegramSettings, ops: impl FnOnce(Queu
         .ok()?;
     let url = env.telegram_api_url.parse().map_err(|e| error!(cause = %e, "TELEGRAM_API_URL")).ok()?;
     let bot = Bot::with_client(token.clone(), client).set_api_url(url);
-    let username = match bot.get_me().await {
+    // Bounded: a Telegram that is down must not hold up the daemon's start (trading does not need it).
+    let me = tokio::time::timeout(Duration::from_secs(5), bot.get_me())
+        .await
+        .unwrap_or_else(|_| Err(teloxide::RequestError::Io(std::io::Error::other("getMe timed out after 5 s").into())));
+    let username = match me {
         Ok(me) => {
             info!(bot = %me.username(), chats = env.telegram_chat_ids.len(), "Telegram on");
             me.username().to_owned()
         }
-        Err(teloxide::RequestError::Api(e)) => {
+        Err(teloxide::RequestError::Api(e @ teloxide::ApiError::InvalidToken)) => {
             error!(
                 cause = scrub(&e.to_string(), &[&token]),
                 "Telegram refused the bot token (getMe failed): Telegram is off, trading goes on. Check TELEGRAM_BOT_TOKEN"
@@ -155,9 +159,22 @@ pub async fn start(env: &Env, settings: &TelegramSettings, ops: impl FnOnce(Queu
         .into_iter()
         .map(|c| teloxide::types::BotCommand::new(c.command.trim_start_matches('/'), c.description))
         .collect();
-    if let Err(e) = bot.set_my_commands(menu).await {
-        warn!(cause = scrub(&e.to_string(), &[&token]), "setMyCommands failed");
-    }
+    // Registered beside the start, retried until Telegram takes it (it may be down right now).
+    let (menu_bot, menu_token) = (bot.clone(), token.clone());
+    actix::spawn(async move {
+        let mut wait = Duration::from_secs(2);
+        loop {
+            match menu_bot.set_my_commands(menu.clone()).await {
+                Ok(_) => {
+                    debug!("Telegram command menu registered");
+                    return;
+                }
+                Err(e) => warn!(cause = scrub(&e.to_string(), &[&menu_token]), "setMyCommands failed; trying again"),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(120));
+        }
+    });
     let (tx, rx) = Queue::new(settings.queue_capacity);
     let ops = ops(tx.clone());
     let metrics = ops.metrics.clone();

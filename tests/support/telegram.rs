@@ -316,7 +316,8 @@ fn handle(s: &mut State, method: &str, json_body: &Value, body: &[u8], ctype: &s
             let chat = json_body["chat_id"].as_i64().unwrap_or(0);
             let id = json_body["message_id"].as_i64().unwrap_or(0);
             s.markups_removed.push((chat, id));
-            let msg = json!({"message_id": id, "date": now_s(), "chat": chat_json(chat), "from": bot_user, "text": "x"});
+            let msg =
+                json!({"message_id": id, "date": now_s(), "chat": chat_json(chat), "from": bot_user, "text": "x"});
             ok(msg)
         }
         "sendmessage" | "sendphoto" => {
