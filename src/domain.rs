@@ -289,6 +289,29 @@ impl OrderIntent {
     }
 }
 
+/// A target fill for tests: `shares` at `price`, everything else zero.
+#[cfg(test)]
+pub(crate) fn test_fill(side: Side, shares: Shares, price: Price) -> TargetFill {
+    use alloy::primitives::{Address, B256, U256};
+    TargetFill {
+        id: FillId { tx_hash: B256::ZERO, order_hash: B256::ZERO, occurrence: 0 },
+        wallet: Address::ZERO,
+        role: Role::Maker,
+        side,
+        token_id: U256::from(7),
+        shares,
+        usdc: Usdc(mul_price_floor(shares, price)),
+        price,
+        fee: 0,
+        exchange: Address::ZERO,
+        version: ExchangeVersion::V2,
+        block_number: 1,
+        block_hash: B256::ZERO,
+        log_index: 0,
+        block_ts: 0,
+    }
+}
+
 /// A BUY/SELL intent for token 1 with neutral identity fields, for unit tests.
 #[cfg(test)]
 pub(crate) fn test_intent(side: Side, shares: i64, limit: i64, target: i64) -> OrderIntent {

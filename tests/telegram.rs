@@ -55,16 +55,22 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
     assert_eq!(tg.commands().len(), 12);
 
     anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
-    let m = message_containing(&tg, OP, "copied whale").await;
-    assert!(m.text.contains("BUY 10 shares of 7 at 0.5 = 5 USDC"), "{}", m.text);
+    // Formatted for a phone: HTML, the side at a glance, the numbers, the target, the trade's link.
+    let m = message_containing(&tg, OP, "copied <i>whale</i>").await;
+    for want in ["🟢 <b>BUY</b> 10 shares", "<b>token 7</b>", "at 0.5 = <b>5 USDC</b>", "(target 100 at 0.5)"] {
+        assert!(m.text.contains(want), "{want:?} missing in {}", m.text);
+    }
+    assert!(m.text.contains("<a href=\"https://polygonscan.com/tx/0x"), "{}", m.text);
+    assert!(tg.parse_modes().iter().all(|p| p == "HTML") && !tg.parse_modes().is_empty());
     anvil.emit(&Fill::v2(2, A, C, true, 8, 100 * ONE, 90 * ONE)).await;
     let r = message_containing(&tg, OP, "not copied").await;
-    assert!(r.text.contains("price_out_of_band: price=0.9") && r.text.contains("max=0.8"), "{}", r.text);
+    assert!(r.text.contains("the target's price 0.9 is outside this target's band (0 to 0.8)"), "{}", r.text);
+    assert!(r.text.contains("<code>price_out_of_band</code>") && !r.text.contains("🟢"), "{}", r.text);
     assert!(r.silent && !m.silent, "rejections are configured silent, copies are not");
     // A later copy is the marker: once its notice is out, a duplicate of the earlier ones would be too.
     anvil.emit(&Fill::v2(3, A, C, true, 9, 100 * ONE, 50 * ONE)).await;
-    message_containing(&tg, OP, "BUY 10 shares of 9").await;
-    assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("copied whale")).count(), 2);
+    message_containing(&tg, OP, "<b>token 9</b>").await;
+    assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("copied <i>whale</i>")).count(), 2);
     assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("not copied")).count(), 1);
     // A cron health alert relayed through the daemon reaches the chat, and /health shows Telegram.
     // Only with the daemon's token (any local process or a web page could otherwise flood the chat),
@@ -261,7 +267,7 @@ fn copies_reported(tg: &FakeTelegram, chat: i64) -> u64 {
     tg.sent_to(chat)
         .iter()
         .map(|m| {
-            if m.text.starts_with("copied ") {
+            if m.text.contains("copied <i>") && !m.text.contains(" copies executed") {
                 1
             } else if let Some(n) =
                 m.text.split(" copies executed").next().filter(|_| m.text.contains(" copies executed"))
@@ -353,10 +359,10 @@ async fn test_delivery_when_429_or_outage_then_obeyed_and_no_alert_lost() {
 
     tg.fail_429(1, 2);
     anvil.emit(&Fill::v2(1, A, C, true, 5, 100 * ONE, 50 * ONE)).await;
-    let m = message_containing(&tg, OP, "copied whale").await;
+    let m = message_containing(&tg, OP, "copied <i>whale</i>").await;
     let refused = tg.last_429().expect("the first attempt got a 429");
     assert!(m.at.duration_since(refused) >= Duration::from_millis(1_900), "retry_after not obeyed");
-    assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("copied whale")).count(), 1);
+    assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("copied <i>whale</i>")).count(), 1);
 
     tg.down_for(Duration::from_secs(60));
     let (code, _, _) = d.run_cli(&["halt", "--reason", "outage-test"]);

@@ -183,7 +183,7 @@ impl Copier {
                 (Some(d), None) => d.get(fill.token_id).await,
                 _ => None,
             };
-            let market = info.as_ref().map(MarketInfo::name);
+            let market = info.as_ref().map(MarketInfo::reference);
             let evaluate = |intent: OrderIntent, recovered: bool| Evaluate {
                 intent,
                 fill: fill.clone(),

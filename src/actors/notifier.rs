@@ -55,8 +55,8 @@ pub enum Event {
         label: String,
         /// Why.
         reason: DenyReason,
-        /// "question — outcome", when known.
-        market: Option<String>,
+        /// The market, when known.
+        market: Option<crate::market::MarketRef>,
     },
     /// A copy was executed.
     Executed {
@@ -68,8 +68,10 @@ pub enum Event {
         exec: Execution,
         /// Block timestamp → execution, ms.
         latency_ms: i64,
-        /// "question — outcome", when known.
-        market: Option<String>,
+        /// The market, when known.
+        market: Option<crate::market::MarketRef>,
+        /// P&L this copy realized (a SELL).
+        realized: Option<Usdc>,
     },
     /// The breaker tripped.
     BreakerTripped(BreakerState),
@@ -193,11 +195,11 @@ impl Event {
                 let of = market.as_ref().map_or_else(String::new, |m| format!(" of {m}"));
                 format!("not copied: {label} {} {}{of} at {}: {reason}", fill.side, fill.shares, fill.price)
             }
-            Self::Executed { fill, label, exec, latency_ms, market } => format!(
+            Self::Executed { fill, label, exec, latency_ms, market, .. } => format!(
                 "copied {label}: {} {} shares of {} at {} = {} USDC (target {} at {}, {latency_ms} ms after the block)",
                 exec.side,
                 exec.shares,
-                market.clone().unwrap_or_else(|| short_token(&exec.token_id.to_string())),
+                market.as_ref().map_or_else(|| short_token(&exec.token_id.to_string()), ToString::to_string),
                 exec.price,
                 exec.usdc,
                 fill.shares,

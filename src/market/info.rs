@@ -32,6 +32,34 @@ pub struct MarketInfo {
     pub end_ms: Option<i64>,
     /// What one share pays out once the market resolved (exactly 1 or 0).
     pub payout: Option<Price>,
+    /// The market's slug on polymarket.com (its page), when Gamma gave one.
+    pub slug: Option<String>,
+}
+
+/// A market as messages name it: "question — outcome", and its page when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketRef {
+    /// "question — outcome".
+    pub name: String,
+    /// The slug of its page on polymarket.com.
+    pub slug: Option<String>,
+}
+
+impl std::fmt::Display for MarketRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl MarketRef {
+    /// Its page on polymarket.com, when the slug is known and safe to put in a link.
+    #[must_use]
+    pub fn url(&self) -> Option<String> {
+        self.slug
+            .as_ref()
+            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .map(|s| format!("https://polymarket.com/market/{s}"))
+    }
 }
 
 impl MarketInfo {
@@ -39,6 +67,12 @@ impl MarketInfo {
     #[must_use]
     pub fn name(&self) -> String {
         format!("{} — {}", self.question, self.outcome)
+    }
+
+    /// How messages name it.
+    #[must_use]
+    pub fn reference(&self) -> MarketRef {
+        MarketRef { name: self.name(), slug: self.slug.clone() }
     }
 
     /// Minutes until the market ends (negative once past), if its end is known.
@@ -72,6 +106,7 @@ pub fn from_gamma(m: &Market, token: TokenId) -> Option<MarketInfo> {
         closed,
         end_ms: m.end_date.map(|d| d.timestamp_millis()),
         payout,
+        slug: m.slug.clone(),
     })
 }
 

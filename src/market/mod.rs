@@ -6,4 +6,4 @@ pub mod directory;
 pub mod info;
 
 pub use directory::MarketDirectory;
-pub use info::MarketInfo;
+pub use info::{MarketInfo, MarketRef};

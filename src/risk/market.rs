@@ -49,6 +49,7 @@ mod tests {
             closed,
             end_ms: end_in_min.map(|m| m * 60_000),
             payout: None,
+            slug: None,
         }
     }
 

@@ -141,6 +141,58 @@ impl DenyReason {
     }
 }
 
+impl DenyReason {
+    /// Why, in plain words for the operator (the code stays beside it for searching).
+    #[must_use]
+    pub fn explain(&self) -> String {
+        match self {
+            Self::PriceOutOfBand { price, min, max } => format!(
+                "the target's price {price} is outside this target's band ({} to {})",
+                min.map_or_else(|| "0".to_owned(), |p| p.to_string()),
+                max.map_or_else(|| "1".to_owned(), |p| p.to_string())
+            ),
+            Self::SellsDisabled => "this target's sells are not copied (copy_sells is false)".into(),
+            Self::BelowMinimum { shares, notional, min } => {
+                format!("too small: {shares} shares for {notional} USDC, under the {min} USDC minimum")
+            }
+            Self::NoPosition => "we hold none of this outcome to sell".into(),
+            Self::UnknownTargetBalance => {
+                "the target's holding before this sale is unknown, so the share it sold cannot be mirrored".into()
+            }
+            Self::MaxOrderUsdc { notional, max } => {
+                format!("over your {max} USDC per-order cap: this copy would be {notional} USDC")
+            }
+            Self::MaxPositionUsdc { after, max } => {
+                format!("over your {max} USDC per-market cap: the position would be {after} USDC")
+            }
+            Self::MaxTotalExposure { after, max } => {
+                format!("over your {max} USDC total exposure cap: exposure would be {after} USDC")
+            }
+            Self::TradeRate { count, max } => {
+                format!("this target already had {count} copies in the last hour (at most {max})")
+            }
+            Self::MinTradeInterval { since_s, min_s } => {
+                format!("only {since_s} s since this target's last copy (at least {min_s} s apart)")
+            }
+            Self::DailyLossLimit { pnl, limit } => {
+                format!("today's P&L {pnl} USDC reached the daily loss limit of {limit} USDC")
+            }
+            Self::Halted { reason } => format!("trading is halted: {reason}"),
+            Self::Reducing { reason } => format!("only exits are copied now: {reason}"),
+            Self::WalletInactive => "this wallet is no longer a watched target".into(),
+            Self::Paused => "this target is paused (/unpause to copy it again)".into(),
+            Self::Stale { age_s, max_s } => {
+                format!("seen {age_s} s after its block, later than the {max_s} s copy delay allows")
+            }
+            Self::MarketClosed => "the market no longer trades".into(),
+            Self::NearEnd { minutes_left, min } => {
+                format!("the market ends in {minutes_left} min (no buys within {min} min of the end)")
+            }
+            Self::Venue { message, .. } => format!("the exchange did not fill it: {message}"),
+        }
+    }
+}
+
 fn opt(p: Option<Price>) -> String {
     p.map_or_else(|| "none".to_owned(), |p| p.to_string())
 }

@@ -15,7 +15,7 @@ impl Store {
     pub fn put_market(&self, m: &MarketInfo) -> StoreResult<()> {
         self.conn.execute(
             "INSERT OR REPLACE INTO markets (token_id, condition_id, question, outcome, neg_risk, tick, min_size, closed, \
-             end_ms, payout, fetched_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             end_ms, payout, fetched_at_ms, slug) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 m.token_id.to_string(),
                 m.condition_id.map(|c| format!("{c:#x}")),
@@ -27,7 +27,8 @@ impl Store {
                 m.closed,
                 m.end_ms,
                 m.payout.map(|p| p.0),
-                now_ms()
+                now_ms(),
+                m.slug
             ],
         )?;
         Ok(())
@@ -41,8 +42,8 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT condition_id, question, outcome, neg_risk, tick, min_size, closed, end_ms, payout, fetched_at_ms \
-                 FROM markets WHERE token_id = ?1",
+                "SELECT condition_id, question, outcome, neg_risk, tick, min_size, closed, end_ms, payout, fetched_at_ms, \
+                 slug FROM markets WHERE token_id = ?1",
                 [token.to_string()],
                 |r| {
                     Ok((
@@ -56,11 +57,12 @@ impl Store {
                         r.get::<_, Option<i64>>(7)?,
                         r.get::<_, Option<i64>>(8)?,
                         r.get::<_, i64>(9)?,
+                        r.get::<_, Option<String>>(10)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((cond, question, outcome, neg_risk, tick, min_size, closed, end_ms, payout, at)) = row else {
+        let Some((cond, question, outcome, neg_risk, tick, min_size, closed, end_ms, payout, at, slug)) = row else {
             return Ok(None);
         };
         let info = MarketInfo {
@@ -74,6 +76,7 @@ impl Store {
             closed,
             end_ms,
             payout: payout.map(Price),
+            slug,
         };
         Ok(Some((info, at)))
     }

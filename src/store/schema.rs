@@ -207,6 +207,10 @@ CREATE TABLE telegram_held (
     held_at INTEGER NOT NULL
 );
 ",
+    r"
+-- a market's page on polymarket.com, linked from Telegram messages
+ALTER TABLE markets ADD COLUMN slug TEXT;
+",
 ];
 
 /// Brings the schema up to date.

@@ -246,6 +246,7 @@ async fn send(ops: &Ops, chat: i64, r: Reply) {
         buttons: r.buttons,
         photo: r.photo,
         html: false,
+        tally: crate::telegram::outbox::Tally::default(),
     };
     if !ops.out.push(m).await {
         warn!("Telegram delivery stopped; reply dropped");

@@ -8,6 +8,7 @@
 
 pub mod commands;
 pub mod delivery;
+pub mod format;
 pub mod outbox;
 pub mod schedule;
 
@@ -58,7 +59,16 @@ impl Handler<Event> for TelegramActor {
             return;
         }
         let class = if ALERT_KINDS.contains(&kind) { Class::Alert } else { Class::Routine };
-        let m = Outgoing::text(kind, ev.text(), class, level == NotifyLevel::Silent);
+        let tally = match &ev {
+            Event::Executed { exec, .. } => outbox::Tally { usdc: Some(exec.usdc), refusal: None },
+            Event::Rejected { reason, .. } => outbox::Tally { usdc: None, refusal: Some(reason.code()) },
+            _ => outbox::Tally::default(),
+        };
+        let m = Outgoing {
+            html: true,
+            tally,
+            ..Outgoing::text(kind, format::html(&ev), class, level == NotifyLevel::Silent)
+        };
         if !self.out.try_push(m) {
             self.metrics.telegram_send_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             warn!(kind, "Telegram queue full: message dropped");

@@ -35,13 +35,34 @@ pub struct Outgoing {
     pub photo: Option<Vec<u8>>,
     /// The text is Telegram HTML (escaped where it holds data).
     pub html: bool,
+    /// What a digest counts of it.
+    pub tally: Tally,
+}
+
+/// What a digest adds up: the USDC of a copy, the code of a refusal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// A copy's USDC.
+    pub usdc: Option<crate::domain::Usdc>,
+    /// A refusal's code.
+    pub refusal: Option<&'static str>,
 }
 
 impl Outgoing {
     /// A text message of `class` to every authorized chat.
     #[must_use]
     pub fn text(kind: &'static str, text: String, class: Class, silent: bool) -> Self {
-        Self { kind, text, silent, class, chat: None, buttons: Vec::new(), photo: None, html: false }
+        Self {
+            kind,
+            text,
+            silent,
+            class,
+            chat: None,
+            buttons: Vec::new(),
+            photo: None,
+            html: false,
+            tally: Tally::default(),
+        }
     }
 }
 
@@ -133,6 +154,7 @@ impl Outbox {
         let pending = std::mem::take(&mut self.routine);
         let overflow = std::mem::take(&mut self.overflow);
         let silent = pending.iter().all(|m| m.silent);
+        let html = pending.iter().any(|m| m.html);
         let mut counts: Vec<(&'static str, u64)> = Vec::new();
         for k in pending.iter().map(|m| m.kind).chain(overflow.keys().copied()) {
             if !counts.iter().any(|(c, _)| *c == k) {
@@ -143,17 +165,40 @@ impl Outbox {
             *n = pending.iter().filter(|m| m.kind == *k).count() as u64 + overflow.get(k).copied().unwrap_or(0);
         }
         let total: u64 = counts.iter().map(|(_, n)| n).sum();
-        let mut text = counts.iter().map(|(k, n)| format!("{n} {}", noun(k))).collect::<Vec<_>>().join(", ");
+        let usdc: i64 = pending.iter().filter_map(|m| m.tally.usdc).map(|u| u.0).sum();
+        let mut refusals: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for code in pending.iter().filter_map(|m| m.tally.refusal) {
+            *refusals.entry(code).or_insert(0) += 1;
+        }
+        let mut text = counts
+            .iter()
+            .map(|(k, n)| {
+                let extra = match *k {
+                    "executed" if usdc != 0 => format!(" ({} USDC)", crate::domain::Usdc(usdc)),
+                    "rejected" if !refusals.is_empty() => format!(
+                        " ({})",
+                        refusals.iter().map(|(c, n)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")
+                    ),
+                    _ => String::new(),
+                };
+                format!("{n} {}{extra}", noun(k))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         text.push(':');
         for m in pending.iter().take(DIGEST_SAMPLES) {
             text.push_str("\n• ");
-            text.push_str(&m.text);
+            // A plain sample inside an HTML digest is escaped like any other data.
+            text.push_str(&if html && !m.html { super::format::escape(&m.text) } else { m.text.clone() });
         }
         let shown = pending.len().min(DIGEST_SAMPLES) as u64;
         if total > shown {
-            text.push_str(&format!("\n… and {} more (polycopy trades)", total - shown));
+            text.push_str(&format!(
+                "\n… and {} more: /trades lists them (polycopy trades on the server)",
+                total - shown
+            ));
         }
-        Outgoing::text("digest", text, Class::Routine, silent)
+        Outgoing { html, ..Outgoing::text("digest", text, Class::Routine, silent) }
     }
 }
 
@@ -180,6 +225,26 @@ mod tests {
         assert!(d.text.starts_with("12 copies executed, 1 not copied:"), "{}", d.text);
         assert!(d.text.contains("copied 0") && d.text.contains("… and 8 more"), "{}", d.text);
         assert!(o.pop().is_none() && o.is_empty());
+    }
+
+    #[test]
+    fn a_digest_says_why_copies_were_refused_and_how_much_was_copied() {
+        let mut o = Outbox::new(100);
+        let with = |kind: &'static str, tally: Tally| Outgoing { tally, html: true, ..m(kind, Class::Routine, "x") };
+        for _ in 0..3 {
+            o.push(with("executed", Tally { usdc: Some(crate::domain::Usdc(5_000_000)), refusal: None }));
+        }
+        for code in ["max_order_usdc", "max_order_usdc", "price_out_of_band"] {
+            o.push(with("rejected", Tally { usdc: None, refusal: Some(code) }));
+        }
+        let d = o.pop().unwrap();
+        assert!(d.html);
+        assert!(
+            d.text.starts_with("3 copies executed (15 USDC), 3 not copied (2 max_order_usdc, 1 price_out_of_band):"),
+            "{}",
+            d.text
+        );
+        assert!(d.text.contains("/trades lists them"), "{}", d.text);
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub async fn run(
                     buttons: Vec::new(),
                     photo,
                     html: false,
+                    tally: crate::telegram::outbox::Tally::default(),
                 };
                 if !out.push(m).await {
                     return;

@@ -56,7 +56,7 @@ pub struct Evaluate {
     /// True when the intent was journaled before a crash: execute it, do not re-approve it.
     pub recovered: bool,
     /// "question — outcome", when known.
-    pub market: Option<String>,
+    pub market: Option<crate::market::MarketRef>,
 }
 
 /// Our current position in a token.

@@ -150,6 +150,7 @@ impl RiskSupervisor {
             exec: exec.clone(),
             latency_ms,
             market: m.market.clone(),
+            realized: (exec.side == crate::domain::Side::Sell).then_some(realized),
         };
         self.take_booking(&exec, position, realized, event);
     }
