@@ -16,7 +16,8 @@ fn init_logging(json: bool) {
     // shown; our code logs Telegram errors itself, scrubbed.
     let filter = || {
         let f = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        ["teloxide=off", "teloxide_core=off", "reqwest=off", "hyper=off", "hyper_util=off"]
+        // alloy's HTTP transport names its URL (an RPC API key in the path) in its trace spans.
+        ["teloxide=off", "teloxide_core=off", "reqwest=off", "hyper=off", "hyper_util=off", "alloy_transport_http=info"]
             .iter()
             .filter_map(|d| d.parse().ok())
             .fold(f, EnvFilter::add_directive)
@@ -47,11 +48,11 @@ fn load_env_files(g: &cli::GlobalArgs) -> Result<(), String> {
         match dotenvy::from_path(&file) {
             Ok(()) => {}
             Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(dotenvy::Error::LineParse(_, index)) => {
+            Err(dotenvy::Error::LineParse(..)) => {
                 return Err(format!(
                     "cannot read {}: line {} is not KEY=VALUE (its text is not shown: it may hold a secret)",
                     file.display(),
-                    index + 1
+                    bad_env_line(&file)
                 ));
             }
             Err(dotenvy::Error::Io(e)) => return Err(format!("cannot read {}: {e}", file.display())),
@@ -59,6 +60,19 @@ fn load_env_files(g: &cli::GlobalArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The number of the first line of an env file that does not parse (the parser's own position is
+/// an offset within its current entry, not a line): the shortest prefix of lines that fails.
+fn bad_env_line(file: &std::path::Path) -> usize {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    (1..=lines.len())
+        .find(|&n| {
+            let prefix = lines[..n].join("\n");
+            dotenvy::from_read_iter(prefix.as_bytes()).any(|r| r.is_err())
+        })
+        .unwrap_or(0)
 }
 
 /// `polycopy trades | head -1`: once the reader of our output is gone, the command ends quietly
@@ -70,6 +84,11 @@ fn quiet_on_broken_pipe() {
         let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied());
         if msg.is_some_and(|m| m.contains("Broken pipe")) {
             std::process::exit(141);
+        }
+        // Output that cannot be written (a full disk, /dev/full): a clean error, EX_IOERR.
+        if let Some(m) = msg.filter(|m| m.contains("failed printing to stdout")) {
+            eprintln!("Error: cannot write the output: {}", m.rsplit(": ").next().unwrap_or(m));
+            std::process::exit(74);
         }
         default(info);
     }));

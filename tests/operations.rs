@@ -262,7 +262,9 @@ async fn test_start_when_journal_damaged_then_refused_naming_file_and_restore() 
     let _ = std::fs::remove_file(dir.path().join("journal.db-shm"));
     let len = std::fs::metadata(&db).unwrap().len();
     let truncated = std::fs::read(&db).unwrap()[..usize::try_from(len / 2).unwrap()].to_vec();
-    for (what, bytes) in [("truncated", truncated), ("not a database", b"hello, this is not SQLite".repeat(200))] {
+    let cases =
+        [("truncated", truncated), ("not a database", b"hello, this is not SQLite".repeat(200)), ("empty", Vec::new())];
+    for (what, bytes) in cases {
         std::fs::write(&db, &bytes).unwrap();
         d.start();
         let status = d.wait_exit().await;
@@ -294,6 +296,18 @@ async fn test_second_daemon_when_same_journal_then_refused_naming_the_first() {
     let pid = d.pid().unwrap();
     assert!(err.contains(&format!("another polycopy daemon (pid {pid}) is running on the journal")), "{err}");
     assert!(!dir.path().join("other.sock").exists());
+    // Another path to the same file (a symlink), even with the lock file deleted: refused too.
+    std::os::unix::fs::symlink(dir.path().join("journal.db"), dir.path().join("alias.db")).unwrap();
+    std::fs::remove_file(dir.path().join("journal.db.lock")).unwrap();
+    let mut c = std::process::Command::new(bin());
+    c.current_dir(dir.path())
+        .args(["--config", "other.toml", "--wallets", "wallets.json", "--db", "alias.db", "run"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(d.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (code, out, err) = support::output(c.output().unwrap());
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("through another path to the same file"), "{err}");
     anvil.emit(&buy(A, 1, 1)).await;
     assert_eq!(outcome(&d, 0).await.0, "executed", "the first daemon trades on");
 }

@@ -52,7 +52,7 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
     let status_cmd =
         wait_for(10, "the command menu", async || tg.commands().into_iter().find(|c| c["command"] == "status")).await;
     assert_eq!(status_cmd["description"], "mode, breaker, chain lag, targets, exposure, today's P&L");
-    assert_eq!(tg.commands().len(), 12);
+    assert_eq!(tg.commands().len(), 14);
 
     anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
     // Formatted for a phone: HTML, the side at a glance, the numbers, the target, the trade's link.
@@ -137,7 +137,13 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
     );
     assert!(status.contains("targets 2 watched, 0 paused"), "{status}");
     let positions = ask("/positions", "open positions").await;
-    assert!(positions.contains("10 sh of 7 at avg 0.5 (cost 5 USDC)"), "{positions}");
+    assert!(positions.contains("token 7\n  10 sh at avg 0.5 (cost 5 USDC)"), "{positions}");
+    let status = ask("/status", "daily loss limit").await;
+    assert!(status.contains("of 10000 USDC allowed") && status.contains("unrealized"), "{status}");
+    assert!(status.contains("last fill BUY 100 7 at 0.5 → executed"), "{status}");
+    ask("/version", "PAPER mode, up").await;
+    ask("/targets", "whale 0xaaaa…aaaa").await;
+    ask("/report fortnightly", "usage: /report [daily|weekly]").await;
     let trades = ask("/trades 5", "executed").await;
     assert!(trades.contains("executed BUY 100 @0.5 7: ours 10 @0.5"), "{trades}");
     let pnl = ask("/pnl 3", "realized P&L").await;

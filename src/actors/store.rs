@@ -353,3 +353,8 @@ store_handler!(HoldTelegram -> (), |s, m| s.hold_telegram(&m.0));
 #[derive(Debug)]
 pub struct TakeHeldTelegram;
 store_handler!(TakeHeldTelegram -> Vec<crate::store::HeldMessage>, |s, _m| s.take_held_telegram());
+
+/// The names of the markets the journal knows, by token.
+#[derive(Debug)]
+pub struct MarketNames;
+store_handler!(MarketNames -> std::collections::HashMap<TokenId, String>, |s, _m| s.market_names());

@@ -146,11 +146,24 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let wallets = Wallets::load(&s.wallets_path)
         .map_err(|p| DaemonError::Wallets { file: s.wallets_path.display().to_string(), problems: render(&p) })?;
     // First, so a second daemon on the same journal stops here, before it touches anything.
-    let _journal_lock =
+    let mut journal_lock =
         crate::store::lock::JournalLock::acquire(&s.db_path).map_err(|e| DaemonError::Setup(e.to_string()))?;
     let (control_listener, _control_file) =
         crate::control::server::bind(&s.control_socket_path()).map_err(DaemonError::Setup)?;
+    // Bound before any actor starts: a port in use is a clean refusal, not a half-started daemon.
+    let http_listener = if s.http.listen.is_empty() {
+        None
+    } else {
+        Some(
+            crate::http::bind(&s.http.listen)
+                .await
+                .map_err(|e| DaemonError::Http { addr: s.http.listen.clone(), source: e })?,
+        )
+    };
     let store = Store::open(&s.db_path)?;
+    journal_lock
+        .lock_file(&s.db_path)
+        .map_err(|e| DaemonError::Setup(format!("{e} (through another path to the same file)")))?;
     store.quick_check()?;
     // Which file the journal is, watched by the supervisor and /health (deleted or replaced).
     let journal_file = crate::store::identity::FileIdentity::of(&s.db_path).map(|id| (s.db_path.clone(), id));
@@ -323,10 +336,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         targets_rx,
         status_tx,
     );
-    if !s.http.listen.is_empty() {
-        let listener = crate::http::bind(&s.http.listen)
-            .await
-            .map_err(|e| DaemonError::Http { addr: s.http.listen.clone(), source: e })?;
+    if let Some(listener) = http_listener {
         let alert_token_file = crate::alert_gate::token_path(&s.db_path);
         let token = crate::alert_gate::load_or_create(&alert_token_file)
             .map_err(|e| DaemonError::Setup(format!("the alert token: {e}")))?;
@@ -400,6 +410,8 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         out,
         metrics: metrics.clone(),
         stop_file: s.emergency_stop_file.clone(),
+        limits: s.limits(),
+        started_ms: now,
     })
     .await;
     if let Some(tg) = &telegram {

@@ -138,7 +138,8 @@ impl Env {
         let private_key = var(get, "PRIVATE_KEY");
         if let Some(k) = &private_key {
             let hex = k.strip_prefix("0x").unwrap_or(k);
-            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            // All zeros is not a key: no signer exists for it (and it is the classic placeholder).
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) || hex.chars().all(|c| c == '0') {
                 p.push(Problem::new(
                     "environment",
                     "PRIVATE_KEY",

@@ -454,7 +454,15 @@ impl Settings {
         let mut s: Self =
             cfg.try_deserialize().map_err(|e| vec![Problem::new(origin.clone(), "(settings)", e.to_string())])?;
         s.origin = if read.is_empty() { "built-in defaults".to_owned() } else { read.join(" + ") };
-        let problems = s.validate(&origin);
+        // A value set by a POLYCOPY_ variable is blamed on that variable, not on the file.
+        let problems: Vec<Problem> = s
+            .validate(&origin)
+            .into_iter()
+            .map(|p| {
+                let var = format!("POLYCOPY_{}", p.field.replace('.', "__").to_ascii_uppercase());
+                if std::env::var_os(&var).is_some() { Problem::new("environment", &var, p.message) } else { p }
+            })
+            .collect();
         if problems.is_empty() { Ok(s) } else { Err(problems) }
     }
 
@@ -560,7 +568,12 @@ impl Settings {
             ("emergency_stop_file", &self.emergency_stop_file),
         ] {
             if path.as_os_str().is_empty() {
-                bad(field, "must not be empty (an empty stop file path would silently disable the stop file)".into());
+                let why = if field == "emergency_stop_file" {
+                    "must not be empty (an empty stop file path would silently disable the stop file)"
+                } else {
+                    "must not be empty: name the journal file"
+                };
+                bad(field, why.into());
             }
         }
         if let Ok(addr) = self.http.listen.parse::<std::net::SocketAddr>()

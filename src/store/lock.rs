@@ -39,6 +39,9 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct JournalLock {
     _file: File,
+    /// The journal file itself, locked too once it exists: a symlink or another path to the same
+    /// file, or a deleted lock file, must not let a second daemon in.
+    _journal: Option<File>,
 }
 
 fn open(path: &Path) -> std::io::Result<File> {
@@ -75,7 +78,25 @@ impl JournalLock {
         f.set_len(0).map_err(io)?;
         f.rewind().map_err(io)?;
         writeln!(f, "{}", std::process::id()).map_err(io)?;
-        Ok(Self { _file: f })
+        Ok(Self { _file: f, _journal: None })
+    }
+
+    /// Also locks the journal file itself (its inode, whatever path leads to it). SQLite's own
+    /// locks are of another kind (fcntl), so this never gets in its way.
+    ///
+    /// # Errors
+    /// [`LockError::Held`] when another daemon holds the file through another path.
+    pub fn lock_file(&mut self, journal: &Path) -> Result<(), LockError> {
+        let io = |cause| LockError::Io { path: journal.display().to_string(), cause };
+        let f = File::open(journal).map_err(io)?;
+        match f.try_lock() {
+            Ok(()) => {
+                self._journal = Some(f);
+                Ok(())
+            }
+            Err(TryLockError::WouldBlock) => Err(LockError::Held { pid: None, journal: journal.display().to_string() }),
+            Err(TryLockError::Error(e)) => Err(io(e)),
+        }
     }
 }
 

@@ -109,6 +109,7 @@ impl Store {
     /// When the file cannot be created, opened or migrated.
     pub fn open(path: &Path) -> StoreResult<Self> {
         let io = |source| StoreError::Io { path: path.display().to_string(), source };
+        refuse_empty(path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -124,6 +125,7 @@ impl Store {
     /// When the file does not exist or cannot be opened or migrated.
     pub fn open_existing(path: &Path) -> StoreResult<Self> {
         use rusqlite::OpenFlags;
+        refuse_empty(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = rusqlite::Connection::open_with_flags(path, flags)?;
         Self::configure(conn, path)
@@ -178,6 +180,18 @@ impl Store {
         let r: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
         Ok(if r == "ok" { Ok(()) } else { Err(r) })
     }
+}
+
+/// SQLite takes an empty file for a new database: a journal emptied by accident would start over
+/// without a word, positions and history gone. A new journal is a file that is absent.
+fn refuse_empty(path: &Path) -> StoreResult<()> {
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        return Err(StoreError::Damaged {
+            path: path.display().to_string(),
+            cause: "the file is empty (0 bytes); if this is a new installation, delete it and start again".into(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(unix)]

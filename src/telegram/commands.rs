@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::actors::notifier::short_token;
 use crate::actors::risk_supervisor::{GetBreakerState, RiskSupervisor, SetTrading};
-use crate::actors::store::{GetPnlByDay, GetStatus, GetTrades, StoreActor};
+use crate::actors::store::{GetPnlByDay, GetStatus, GetTrades, MarketNames, StoreActor};
 use crate::actors::watcher::{ListTargets, Registry, SetTargetPaused};
 use crate::chain::FeedStatus;
 use crate::config::env::scrub;
@@ -43,6 +43,8 @@ pub enum Command {
     Pnl(String),
     /// targets with their stats
     Wallets,
+    /// targets with their stats (same as /wallets)
+    Targets,
     /// stop copying one target: /pause <label|address>
     Pause(String),
     /// copy a paused target again: /unpause <label|address>
@@ -51,8 +53,10 @@ pub enum Command {
     Halt(String),
     /// clear the breaker (asks to confirm)
     Resume,
-    /// today's report with its chart
-    Report,
+    /// the report with its chart: /report [daily|weekly]
+    Report(String),
+    /// version, mode and uptime
+    Version,
     /// this list
     Help,
 }
@@ -76,6 +80,10 @@ pub struct Ops {
     pub metrics: Arc<Metrics>,
     /// While this file exists, resume is refused.
     pub stop_file: std::path::PathBuf,
+    /// The hard limits, shown against today's figures.
+    pub limits: crate::risk::Limits,
+    /// When the daemon started, unix ms.
+    pub started_ms: i64,
 }
 
 /// The /resume confirmation button: `resume:<since_ms of the halt it was offered for>:<offered at ms>`.
@@ -292,15 +300,34 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
                 "ok, trading active".into()
             };
             let paused = targets.iter().filter(|t| t.paused).count();
+            let l = &ops.limits;
+            let last = st.last_fill.as_ref().map_or_else(
+                || "none yet".to_owned(),
+                |f| {
+                    format!(
+                        "{} {} {} at {} → {}",
+                        f.side,
+                        f.target_shares,
+                        short_token(&f.token_id),
+                        f.target_price,
+                        f.status
+                    )
+                },
+            );
             Reply::text(format!(
-                "mode {}\nbreaker {breaker}\nchain head {}, processed {} (lag {} blocks)\ntargets {} watched, {paused} paused\nexposure {} USDC\nP&L today {} USDC",
+                "mode {}\nbreaker {breaker}\nchain head {}, processed {} (lag {} blocks)\ntargets {} watched, {paused} paused\n\
+                 exposure {} USDC of {} USDC allowed\nP&L today {} USDC realized, {} USDC unrealized at the last marks\n\
+                 daily loss limit {} USDC\nlast fill {last}",
                 if ops.paper { "PAPER" } else { "LIVE" },
                 f.head,
                 f.processed,
                 f.head.saturating_sub(f.processed),
                 targets.len(),
                 st.exposure_usdc,
-                st.realized_today_usdc
+                l.max_total_exposure_usdc,
+                st.realized_today_usdc,
+                st.unrealized_usdc,
+                l.daily_loss_limit_usdc,
             ))
         }
         Command::Positions => {
@@ -308,23 +335,25 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             if st.positions.is_empty() {
                 return Reply::text("no open positions".into());
             }
+            let names = ops.store.send(MarketNames).await.ok().and_then(Result::ok).unwrap_or_default();
             let lines: Vec<String> = st
                 .positions
                 .iter()
                 .map(|p| {
-                    format!(
-                        "{} sh of {} at avg {} (cost {} USDC)",
-                        p.shares,
-                        short_token(&p.token_id),
-                        p.avg_price,
-                        p.cost_usdc
-                    )
+                    let name = p
+                        .token_id
+                        .parse::<crate::domain::TokenId>()
+                        .ok()
+                        .and_then(|t| names.get(&t).cloned())
+                        .unwrap_or_else(|| format!("token {}", short_token(&p.token_id)));
+                    format!("• {name}\n  {} sh at avg {} (cost {} USDC)", p.shares, p.avg_price, p.cost_usdc)
                 })
                 .collect();
             Reply::text(format!(
-                "{} open positions, exposure {} USDC\n{}",
+                "{} open positions, exposure {} USDC, unrealized {} USDC at the last marks\n{}",
                 lines.len(),
                 st.exposure_usdc,
+                st.unrealized_usdc,
                 lines.join("\n")
             ))
         }
@@ -373,7 +402,7 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
                 lines.join("\n")
             ))
         }
-        Command::Wallets => {
+        Command::Wallets | Command::Targets => {
             let (Ok(targets), Ok(Ok(st))) = (ops.registry.send(ListTargets).await, ops.store.send(GetStatus).await)
             else {
                 return unavailable("the target list");
@@ -456,9 +485,33 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             Ok(_) => Reply::text("not halted: trading is active".into()),
             Err(_) => unavailable("the risk supervisor"),
         },
-        Command::Report => match build_report(&ops.store, &ops.registry, Period::Daily).await {
-            Some((text, png)) => Reply { text, buttons: Vec::new(), photo: png },
-            None => unavailable("the report"),
-        },
+        Command::Version => Reply::text(format!(
+            "polycopy {} in {} mode, up {}",
+            env!("CARGO_PKG_VERSION"),
+            if ops.paper { "PAPER" } else { "LIVE" },
+            uptime(now_ms() - ops.started_ms)
+        )),
+        Command::Report(arg) => {
+            let period = match arg.trim().to_ascii_lowercase().as_str() {
+                "" | "daily" | "day" => Period::Daily,
+                "weekly" | "week" => Period::Weekly,
+                _ => return Reply::text("usage: /report [daily|weekly]".into()),
+            };
+            match build_report(&ops.store, &ops.registry, period).await {
+                Some((text, png)) => Reply { text, buttons: Vec::new(), photo: png },
+                None => unavailable("the report"),
+            }
+        }
+    }
+}
+
+/// "3 d 4 h", "5 h 2 min", "42 s".
+fn uptime(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
     }
 }

@@ -275,8 +275,9 @@ async fn deliver(
                         shared.cfg.parked_retry
                     }
                     Failure::Transient(cause) => {
-                        if failures >= shared.cfg.routine_attempts {
-                            shared.metrics.telegram_failing.store(true, Ordering::Relaxed);
+                        shared.metrics.telegram_failing.store(true, Ordering::Relaxed);
+                        if failures == shared.cfg.routine_attempts {
+                            shared.metrics.telegram_send_failures.fetch_add(1, Ordering::Relaxed);
                         }
                         if failures == 1 {
                             warn!(chat, kind = msg.kind, cause, "Telegram send failed; retrying until it is delivered");

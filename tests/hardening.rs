@@ -1,0 +1,86 @@
+//! Hostile input and lost resources at the edges of the CLI: a malformed `.env` never echoes a
+//! secret and names the right line, a port in use is a clean refusal, output that cannot be
+//! written is a clean error, a placeholder key is refused, and an environment override is blamed
+//! on its variable.
+
+mod support;
+
+use alloy::primitives::{Address, address};
+use support::*;
+
+const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+const KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+
+fn daemon(dir: &std::path::Path) -> Daemon {
+    Daemon::new(dir, "http://127.0.0.1:1", "", &wallets(&[(A, "a", true)], 0.1))
+}
+
+/// A `.env` line that does not parse: the error names its real line and never the value; a `.env`
+/// in a parent directory is not read.
+#[test]
+fn test_env_file_when_malformed_then_line_named_and_secret_not_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&dir.path().join("work"));
+    let env = format!("A=1\nB=2\n# a comment\nC=3\nPRIVATE_KEY=\"{KEY}\nD=4\n");
+    std::fs::write(d.dir.join(".env"), env).unwrap();
+    let (code, out, err) = d.run_cli(&["check-config", "--offline"]);
+    assert_eq!(code, 78, "{out}{err}");
+    assert!(err.contains("line 5 is not KEY=VALUE"), "{err}");
+    assert!(!err.contains(&KEY[2..]) && !out.contains(&KEY[2..]), "the key was shown: {err}");
+    // In the parent directory only: not read (the wrong chain URL would fail the offline check).
+    std::fs::remove_file(d.dir.join(".env")).unwrap();
+    std::fs::write(dir.path().join(".env"), "PAPER_TRADING=maybe\n").unwrap();
+    let (code, out, err) = d.run_cli(&["check-config", "--offline"]);
+    assert_eq!(code, 0, "a parent directory's .env was read: {out}{err}");
+}
+
+/// The health port taken by another process: a clean message naming the setting, no panic and no
+/// backtrace, and nothing started.
+#[test]
+fn test_run_when_port_in_use_then_clean_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let d = daemon(dir.path());
+    let out = d.cmd(&["run"]).env("POLYCOPY_HTTP__LISTEN", format!("127.0.0.1:{port}")).output().unwrap();
+    let (code, _, err) = support::output(out);
+    assert_ne!(code, 0);
+    assert!(err.contains("Address already in use") && err.contains("http.listen"), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+}
+
+/// Output to a full disk (`/dev/full`): a clean error and EX_IOERR, not a panic.
+#[test]
+fn test_cli_when_output_cannot_be_written_then_clean_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(dir.path());
+    drop(polycopy::store::Store::open(&dir.path().join("journal.db")).unwrap());
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = d.cmd(&["status"]).stdout(full).output().unwrap();
+    let (code, _, err) = support::output(out);
+    assert_eq!(code, 74, "{err}");
+    assert!(err.contains("cannot write the output") && !err.contains("panicked"), "{err}");
+}
+
+/// The all-zero placeholder key is not a key; a non-loopback listen set through the environment is
+/// blamed on that variable, not on the settings file.
+#[test]
+fn test_check_config_when_placeholder_key_or_env_listen_then_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(dir.path());
+    d.set_top("mode = \"live\"");
+    let zeros = format!("0x{}", "0".repeat(64));
+    let out = d.cmd(&["check-config", "--offline"]).env("PRIVATE_KEY", &zeros).output().unwrap();
+    let (code, _, err) = support::output(out);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("PRIVATE_KEY") && !err.contains(&zeros), "{err}");
+    let out = d
+        .cmd(&["check-config", "--offline"])
+        .env("PRIVATE_KEY", KEY)
+        .env("POLYCOPY_HTTP__LISTEN", "0.0.0.0:9187")
+        .output()
+        .unwrap();
+    let (code, _, err) = support::output(out);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("environment: POLYCOPY_HTTP__LISTEN"), "{err}");
+}
