@@ -19,6 +19,14 @@ pub enum Period {
     Daily,
     /// The last seven days, today included.
     Weekly,
+    /// The last thirty days, today included.
+    Monthly,
+}
+
+/// "HH:MM" UTC of a unix-ms time, for short lists.
+#[must_use]
+pub fn time_of_day(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(String::new, |t| t.format("%H:%M").to_string())
 }
 
 impl Period {
@@ -28,6 +36,7 @@ impl Period {
         match self {
             Self::Daily => utc_day_start(now_ms),
             Self::Weekly => utc_day_start(now_ms) - 6 * 86_400_000,
+            Self::Monthly => utc_day_start(now_ms) - 29 * 86_400_000,
         }
     }
 }
@@ -193,6 +202,7 @@ pub fn text(r: &Report) -> String {
     let title = match r.period {
         Period::Daily => "Daily report",
         Period::Weekly => "Weekly report",
+        Period::Monthly => "Monthly report (30 days)",
     };
     let mut s = format!(
         "{title}\nP&L realized {} USDC, unrealized {} USDC (open positions at their CLOB midpoint, else the last traded price)\nexposure {} USDC\ncopies {}",

@@ -143,9 +143,9 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
     assert!(status.contains("last fill BUY 100 7 at 0.5 → executed"), "{status}");
     ask("/version", "PAPER mode, up").await;
     ask("/targets", "whale 0xaaaa…aaaa").await;
-    ask("/report fortnightly", "usage: /report [daily|weekly]").await;
-    let trades = ask("/trades 5", "executed").await;
-    assert!(trades.contains("executed BUY 100 @0.5 7: ours 10 @0.5"), "{trades}");
+    ask("/report fortnightly", "usage: /report [daily|weekly|monthly]").await;
+    let trades = ask("/trades 5", "ours").await;
+    assert!(trades.contains("whale BUY 100 at 0.5 · token 7\n  ours 10 at 0.5 = 5 USDC"), "{trades}");
     let pnl = ask("/pnl 3", "realized P&L").await;
     assert!(pnl.contains("last 3 days: 0 USDC"), "{pnl}");
     let wallets = ask("/wallets", "whale").await;

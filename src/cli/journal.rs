@@ -267,6 +267,7 @@ pub fn report(g: &GlobalArgs, period: ReportPeriod, as_json: bool) -> Result<()>
     let period = match period {
         ReportPeriod::Daily => Period::Daily,
         ReportPeriod::Weekly => Period::Weekly,
+        ReportPeriod::Monthly => Period::Monthly,
     };
     let now = now_ms();
     let labels = Wallets::load(&s.wallets_path)

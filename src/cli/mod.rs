@@ -138,6 +138,8 @@ pub enum ReportPeriod {
     Daily,
     /// The last seven days.
     Weekly,
+    /// The last thirty days.
+    Monthly,
 }
 
 /// Exit code when maintenance could not VACUUM because the database was busy (EX_TEMPFAIL).

@@ -53,7 +53,7 @@ pub enum Command {
     Halt(String),
     /// clear the breaker (asks to confirm)
     Resume,
-    /// the report with its chart: /report [daily|weekly]
+    /// the report with its chart: /report [daily|weekly|monthly]
     Report(String),
     /// version, mode and uptime
     Version,
@@ -366,21 +366,29 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             if rows.is_empty() {
                 return Reply::text("no fills yet".into());
             }
+            let labels: std::collections::HashMap<String, String> = ops
+                .registry
+                .send(ListTargets)
+                .await
+                .map(|ts| {
+                    ts.into_iter().map(|t| (crate::domain::addr_lower(&t.target.address), t.target.label)).collect()
+                })
+                .unwrap_or_default();
             let lines: Vec<String> = rows
                 .iter()
                 .map(|r| {
-                    let ours = match (&r.shares, &r.price) {
-                        (Some(s), Some(p)) => format!("ours {s} @{p}"),
-                        _ => r.reason.clone().unwrap_or_default(),
+                    let who = labels.get(&r.wallet).cloned().unwrap_or_else(|| short_token(&r.wallet));
+                    let market = r.market.clone().unwrap_or_else(|| format!("token {}", short_token(&r.token_id)));
+                    let ours = match (&r.shares, &r.price, &r.usdc) {
+                        (Some(s), Some(p), Some(u)) => format!("ours {s} at {p} = {u} USDC"),
+                        _ => format!("{}: {}", r.status, r.reason.clone().unwrap_or_default()),
                     };
                     format!(
-                        "{} {} {} @{} {}: {}",
-                        r.status,
+                        "{} {who} {} {} at {} · {market}\n  {ours}",
+                        report::time_of_day(r.seen_at_ms),
                         r.side,
                         r.target_shares,
                         r.target_price,
-                        short_token(&r.token_id),
-                        ours
                     )
                 })
                 .collect();
@@ -495,7 +503,8 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             let period = match arg.trim().to_ascii_lowercase().as_str() {
                 "" | "daily" | "day" => Period::Daily,
                 "weekly" | "week" => Period::Weekly,
-                _ => return Reply::text("usage: /report [daily|weekly]".into()),
+                "monthly" | "month" => Period::Monthly,
+                _ => return Reply::text("usage: /report [daily|weekly|monthly]".into()),
             };
             match build_report(&ops.store, &ops.registry, period).await {
                 Some((text, png)) => Reply { text, buttons: Vec::new(), photo: png },
