@@ -386,7 +386,11 @@ impl ChainFeed {
             }
             if !outcome.to_copy.is_empty() {
                 self.metrics.fills_seen.fetch_add(outcome.to_copy.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                self.sink.do_send(NewFills(outcome.to_copy));
+                // Awaited, not fired: the feed reads no further range until the registry has taken
+                // these (back-pressure; they are journaled, so a registry gone is recovered at start).
+                if let Err(e) = self.sink.send(NewFills(outcome.to_copy)).await {
+                    warn!(cause = %e, "fills journaled but not handed on; they are copied at the next start");
+                }
             }
             self.status.send_modify(|s| {
                 s.head = head;

@@ -82,6 +82,10 @@ pub struct PositionRow {
     pub cost_usdc: String,
     /// Average price paid.
     pub avg_price: String,
+    /// The last mark (CLOB midpoint), when there is one.
+    pub mark: Option<String>,
+    /// Value at the mark minus cost, when marked.
+    pub unrealized_usdc: Option<String>,
 }
 
 impl Store {
@@ -132,16 +136,23 @@ impl Store {
             let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.unsigned_abs())))?;
             Ok(rows.collect::<Result<_, _>>()?)
         };
-        let mut st = self.conn.prepare("SELECT token_id, shares, cost FROM positions ORDER BY cost DESC")?;
+        let mut st = self.conn.prepare(
+            "SELECT p.token_id, p.shares, p.cost, m.price FROM positions p LEFT JOIN marks m USING (token_id) \
+             ORDER BY p.cost DESC",
+        )?;
         let positions = st
             .query_map([], |r| {
-                let (s, c): (i64, i64) = (r.get(1)?, r.get(2)?);
+                let (s, c, mark): (i64, i64, Option<i64>) = (r.get(1)?, r.get(2)?, r.get(3)?);
                 let avg = if s > 0 { i64::try_from(i128::from(c) * 1_000_000 / i128::from(s)).unwrap_or(0) } else { 0 };
+                // Rounded down like the daemon's own valuation.
+                let value = |m: i64| i64::try_from(i128::from(s) * i128::from(m) / 1_000_000).unwrap_or(i64::MAX);
                 Ok(PositionRow {
                     token_id: r.get(0)?,
                     shares: format_micros(s),
                     cost_usdc: format_micros(c),
                     avg_price: format_micros(avg),
+                    mark: mark.map(format_micros),
+                    unrealized_usdc: mark.map(|m| format_micros(value(m) - c)),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

@@ -346,7 +346,11 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
                         .ok()
                         .and_then(|t| names.get(&t).cloned())
                         .unwrap_or_else(|| format!("token {}", short_token(&p.token_id)));
-                    format!("• {name}\n  {} sh at avg {} (cost {} USDC)", p.shares, p.avg_price, p.cost_usdc)
+                    let marked = match (&p.mark, &p.unrealized_usdc) {
+                        (Some(m), Some(u)) => format!(", mark {m}, P&L {u} USDC"),
+                        _ => ", not marked yet".to_owned(),
+                    };
+                    format!("• {name}\n  {} sh at avg {} (cost {} USDC){marked}", p.shares, p.avg_price, p.cost_usdc)
                 })
                 .collect();
             Reply::text(format!(
