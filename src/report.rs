@@ -69,6 +69,8 @@ pub struct TargetLine {
     pub rejected: u64,
     /// Realized P&L of its copies.
     pub realized_usdc: String,
+    #[serde(skip)]
+    realized: i64,
 }
 
 /// The report.
@@ -190,20 +192,26 @@ pub fn build(
                 copied: c,
                 rejected: r,
                 realized_usdc: format_micros(pnl),
+                realized: pnl,
             })
             .collect(),
         series,
     }
 }
 
-/// The report as plain text for a person (CLI and Telegram).
-#[must_use]
-pub fn text(r: &Report) -> String {
-    let title = match r.period {
+/// The report's title.
+const fn title(p: Period) -> &'static str {
+    match p {
         Period::Daily => "Daily report",
         Period::Weekly => "Weekly report",
         Period::Monthly => "Monthly report (30 days)",
-    };
+    }
+}
+
+/// The report as plain text for a person (CLI and Telegram).
+#[must_use]
+pub fn text(r: &Report) -> String {
+    let title = title(r.period);
     let mut s = format!(
         "{title}\nP&L realized {} USDC, unrealized {} USDC (open positions at their CLOB midpoint, else the last traded price)\nexposure {} USDC\ncopies {}",
         r.realized_usdc, r.unrealized_usdc, r.exposure_usdc, r.copied
@@ -270,49 +278,161 @@ pub fn weekday(ms: i64) -> u32 {
 #[error("cannot draw the report chart: {0}")]
 pub struct ChartError(String);
 
-/// Draws cumulative realized P&L (blue) and exposure (red) over the period as a PNG. The numbers
-/// are in the accompanying text; the chart carries no text so it needs no font.
+/// The chart's font, shipped with the program (DejaVu Sans; its license is beside it).
+static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+
+fn register_font() -> Result<(), ChartError> {
+    static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *DONE
+        .get_or_init(|| plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT).is_ok());
+    if ok { Ok(()) } else { Err(ChartError("the shipped font did not load".into())) }
+}
+
+/// Draws the report as a PNG a person reads on a phone without the caption: a title, cumulative
+/// realized P&L (blue) and exposure (red) over the period with labelled axes and a legend, and
+/// each target's realized P&L as bars (green for a gain, red for a loss).
 ///
 /// # Errors
 /// When drawing or encoding fails.
 pub fn chart_png(r: &Report) -> Result<Vec<u8>, ChartError> {
     use plotters::prelude::*;
-    const W: u32 = 800;
-    const H: u32 = 400;
+    const W: u32 = 1000;
+    const H: u32 = 700;
+    register_font()?;
     let err = |e: &dyn std::fmt::Display| ChartError(e.to_string());
     let mut rgb = vec![0u8; (W * H * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (W, H)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
-        // Drawing coordinates only (hours into the period, USDC): no money is computed here.
-        let hours = |ms: i64| (ms - r.from_ms) as f64 / 3_600_000.0;
-        let usdc = |micros: i64| micros as f64 / 1e6;
-        let x1 = hours(r.to_ms).max(0.001);
-        let lo = usdc(r.series.iter().map(|p| p.1.min(p.2)).min().unwrap_or(0).min(0));
-        let hi = usdc(r.series.iter().map(|p| p.1.max(p.2)).max().unwrap_or(0).max(1_000_000));
-        let mut chart = ChartBuilder::on(&root).margin(20).build_cartesian_2d(0.0..x1, lo..hi).map_err(|e| err(&e))?;
-        chart.configure_mesh().x_labels(0).y_labels(0).draw().map_err(|e| err(&e))?;
-        chart.draw_series(LineSeries::new([(0.0, 0.0), (x1, 0.0)], BLACK.stroke_width(1))).map_err(|e| err(&e))?;
-        let step = |f: fn(&(i64, i64, i64)) -> i64| {
-            let mut pts = Vec::with_capacity(r.series.len() * 2);
-            let mut last: Option<f64> = None;
-            for p in &r.series {
-                if let Some(v) = last {
-                    pts.push((hours(p.0), v));
-                }
-                pts.push((hours(p.0), usdc(f(p))));
-                last = Some(usdc(f(p)));
-            }
-            pts
-        };
-        chart.draw_series(LineSeries::new(step(|p| p.2), RED.stroke_width(2))).map_err(|e| err(&e))?;
-        chart.draw_series(LineSeries::new(step(|p| p.1), BLUE.stroke_width(3))).map_err(|e| err(&e))?;
+        let title = format!(
+            "{} · {} → {} UTC · realized {} USDC",
+            title(r.period),
+            date(r.from_ms),
+            date(r.to_ms),
+            r.realized_usdc
+        );
+        let root = root.titled(&title, ("sans-serif", 28)).map_err(|e| err(&e))?;
+        let (top, bottom) = root.split_vertically(H * 62 / 100);
+        draw_lines(r, &top).map_err(|e| err(&e))?;
+        draw_targets(r, &bottom).map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
     }
     let img = image::RgbImage::from_raw(W, H, rgb).ok_or_else(|| ChartError("bad buffer size".into()))?;
     let mut png = std::io::Cursor::new(Vec::new());
     img.write_to(&mut png, image::ImageOutputFormat::Png).map_err(|e| err(&e))?;
     Ok(png.into_inner())
+}
+
+type Area<'a> = plotters::drawing::DrawingArea<plotters::backend::BitMapBackend<'a>, plotters::coord::Shift>;
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// P&L and exposure over the period. Drawing coordinates only (hours, USDC as floats): no money is
+/// computed here.
+fn draw_lines(r: &Report, area: &Area<'_>) -> DrawResult {
+    use plotters::prelude::*;
+    let hours = |ms: i64| (ms - r.from_ms) as f64 / 3_600_000.0;
+    let usdc = |micros: i64| micros as f64 / 1e6;
+    let x1 = hours(r.to_ms).max(0.001);
+    let lo = usdc(r.series.iter().map(|p| p.1.min(p.2)).min().unwrap_or(0).min(0));
+    let hi = usdc(r.series.iter().map(|p| p.1.max(p.2)).max().unwrap_or(0).max(1_000_000)) * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0.0..x1, lo..hi)?;
+    chart
+        .configure_mesh()
+        .x_desc(if x1 > 48.0 { "days into the period" } else { "hours into the period" })
+        .y_desc("USDC")
+        .x_label_formatter(&|h| {
+            if x1 > 48.0 {
+                format!("{:.0}", h / 24.0)
+            } else if x1 < 6.0 {
+                format!("{h:.1}")
+            } else {
+                format!("{h:.0}")
+            }
+        })
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .draw()?;
+    chart.draw_series(LineSeries::new([(0.0, 0.0), (x1, 0.0)], BLACK.stroke_width(1)))?;
+    let step = |f: fn(&(i64, i64, i64)) -> i64| {
+        let mut pts = Vec::with_capacity(r.series.len() * 2 + 1);
+        let mut last: Option<f64> = None;
+        for p in &r.series {
+            if let Some(v) = last {
+                pts.push((hours(p.0), v));
+            }
+            pts.push((hours(p.0), usdc(f(p))));
+            last = Some(usdc(f(p)));
+        }
+        if let Some(v) = last {
+            pts.push((x1, v));
+        }
+        pts
+    };
+    chart
+        .draw_series(LineSeries::new(step(|p| p.2), RED.stroke_width(2)))?
+        .label("exposure (cost of open positions)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 24, y)], RED.stroke_width(3)));
+    chart
+        .draw_series(LineSeries::new(step(|p| p.1), BLUE.stroke_width(3)))?
+        .label("realized P&L, cumulative")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 24, y)], BLUE.stroke_width(3)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// Each target's realized P&L in the period, as bars.
+fn draw_targets(r: &Report, area: &Area<'_>) -> DrawResult {
+    use plotters::prelude::*;
+    let shown: Vec<&TargetLine> = r.targets.iter().take(12).collect();
+    let usdc = |micros: i64| micros as f64 / 1e6;
+    let lo = shown.iter().map(|t| usdc(t.realized)).fold(0.0_f64, f64::min);
+    let hi = shown.iter().map(|t| usdc(t.realized)).fold(1.0_f64, f64::max);
+    let pad = (hi - lo) * 0.15;
+    let n = shown.len().max(1);
+    let mut chart = ChartBuilder::on(area)
+        .margin(15)
+        .caption("realized P&L per target (USDC)", ("sans-serif", 20))
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d((0..n).into_segmented(), (lo - pad)..(hi + pad))?;
+    let names: Vec<String> = shown.iter().map(|t| t.target.chars().take(14).collect()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|x| match x {
+            SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .y_label_formatter(&|v| format!("{v:.1}"))
+        .label_style(("sans-serif", 15))
+        .draw()?;
+    chart.draw_series(shown.iter().enumerate().map(|(i, t)| {
+        let v = usdc(t.realized);
+        let color = if v >= 0.0 { GREEN.mix(0.8) } else { RED.mix(0.8) };
+        let mut bar = Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), v)], color.filled());
+        bar.set_margin(0, 0, 20, 20);
+        bar
+    }))?;
+    if shown.is_empty() {
+        chart.draw_series(std::iter::once(Text::new(
+            "no copies in this period",
+            (SegmentValue::Exact(0), hi / 2.0),
+            ("sans-serif", 18),
+        )))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -367,6 +487,17 @@ mod tests {
         assert!(t.contains("P&L realized 0.5 USDC") && t.contains("max_order_usdc 2"), "{t}");
         let png = chart_png(&r).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // Not a blank picture: a title in dark text, the blue P&L line, a green bar for the whale.
+        let img = image::load_from_memory(&png).unwrap().to_rgb8();
+        let count = |rows: std::ops::Range<u32>, f: &dyn Fn(&image::Rgb<u8>) -> bool| {
+            rows.flat_map(|y| (0..img.width()).map(move |x| (x, y))).filter(|(x, y)| f(img.get_pixel(*x, *y))).count()
+        };
+        let dark = |p: &image::Rgb<u8>| p.0.iter().all(|c| *c < 90);
+        let blue = |p: &image::Rgb<u8>| p.0[2] > 200 && p.0[0] < 80 && p.0[1] < 80;
+        let green = |p: &image::Rgb<u8>| p.0[1] > 150 && p.0[0] < 100 && p.0[2] < 100;
+        assert!(count(0..40, &dark) > 300, "the title is drawn");
+        assert!(count(40..img.height(), &blue) > 200, "the P&L line is drawn");
+        assert!(count(img.height() / 2..img.height(), &green) > 500, "the whale's gain is a green bar");
         if let Some(p) = std::env::var_os("POLYCOPY_CHART_OUT") {
             std::fs::write(p, &png).unwrap();
         }
