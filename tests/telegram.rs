@@ -52,7 +52,7 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
     let status_cmd =
         wait_for(10, "the command menu", async || tg.commands().into_iter().find(|c| c["command"] == "status")).await;
     assert_eq!(status_cmd["description"], "mode, breaker, chain lag, targets, exposure, today's P&L");
-    assert_eq!(tg.commands().len(), 14);
+    assert_eq!(tg.commands().len(), 15);
 
     anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
     // Formatted for a phone: HTML, the side at a glance, the numbers, the target, the trade's link.
@@ -142,6 +142,11 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
     assert!(status.contains("of 10000 USDC allowed") && status.contains("unrealized"), "{status}");
     assert!(status.contains("last fill BUY 100 7 at 0.5 → executed"), "{status}");
     ask("/version", "PAPER mode, up").await;
+    let balance = ask("/balance", "PAPER mode: no wallet").await;
+    assert!(
+        balance.contains("open positions: cost 5 USDC") && balance.contains("realized P&L, all time: 0 USDC"),
+        "{balance}"
+    );
     ask("/targets", "whale 0xaaaa…aaaa").await;
     ask("/report fortnightly", "usage: /report [daily|weekly|monthly]").await;
     let trades = ask("/trades 5", "ours").await;
@@ -485,7 +490,14 @@ async fn test_reports_when_due_or_asked_then_text_and_png() {
         wait_for(30, "the scheduled report", async || tg.sent_to(OP).into_iter().find(|m| m.photo.is_some())).await;
     assert!(scheduled.text.starts_with("Daily report"), "{}", scheduled.text);
     let img = image::load_from_memory(scheduled.photo.as_ref().unwrap()).expect("a valid PNG");
-    assert_eq!((img.width(), img.height()), (800, 400));
+    assert_eq!((img.width(), img.height()), (1000, 700));
+    // Not blank: dark title text at the top, and more than a handful of colours.
+    let rgb = img.to_rgb8();
+    let dark = (0..40)
+        .flat_map(|y| (0..rgb.width()).map(move |x| (x, y)))
+        .filter(|(x, y)| rgb.get_pixel(*x, *y).0.iter().all(|c| *c < 90))
+        .count();
+    assert!(dark > 300, "the chart has a title");
 
     tg.inject_message(OP, "/report");
     wait_for(20, "the report on demand", async || {

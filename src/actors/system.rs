@@ -412,6 +412,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         stop_file: s.emergency_stop_file.clone(),
         limits: s.limits(),
         started_ms: now,
+        venue: venue.clone(),
     })
     .await;
     if let Some(tg) = &telegram {

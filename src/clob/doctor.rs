@@ -228,7 +228,8 @@ fn funder_text(sig: SigType, funder: Address) -> String {
 }
 
 /// The CLOB reports the balance in base units (6 decimals): "5533220" is 5.53322 pUSD.
-fn balance_text(base_units: Decimal) -> String {
+/// A pUSD amount the CLOB gives in base units (6 decimals), for people.
+pub(crate) fn balance_text(base_units: Decimal) -> String {
     (base_units / Decimal::from(1_000_000)).normalize().to_string()
 }
 

@@ -55,6 +55,8 @@ pub enum Command {
     Resume,
     /// the report with its chart: /report [daily|weekly|monthly]
     Report(String),
+    /// money: pUSD available (live), positions' cost and value, realized P&L
+    Balance,
     /// version, mode and uptime
     Version,
     /// this list
@@ -84,6 +86,8 @@ pub struct Ops {
     pub limits: crate::risk::Limits,
     /// When the daemon started, unix ms.
     pub started_ms: i64,
+    /// The CLOB connection (live only): where the pUSD balance is asked.
+    pub venue: Option<Arc<crate::clob::venue::Venue>>,
 }
 
 /// The /resume confirmation button: `resume:<since_ms of the halt it was offered for>:<offered at ms>`.
@@ -497,6 +501,7 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             Ok(_) => Reply::text("not halted: trading is active".into()),
             Err(_) => unavailable("the risk supervisor"),
         },
+        Command::Balance => balance(ops).await,
         Command::Version => Reply::text(format!(
             "polycopy {} in {} mode, up {}",
             env!("CARGO_PKG_VERSION"),
@@ -516,6 +521,32 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             }
         }
     }
+}
+
+/// `/balance`: what the account holds. Live: the pUSD the CLOB says the funder has; both modes: the
+/// open positions' cost and unrealized P&L, and all realized P&L in the journal.
+async fn balance(ops: &Ops) -> Reply {
+    let Ok(Ok(st)) = ops.store.send(GetStatus).await else {
+        return Reply::text("the journal is unavailable right now; try again".into());
+    };
+    let realized: i64 = match ops.store.send(GetPnlByDay { days: 36_500, now_ms: now_ms() }).await {
+        Ok(Ok(rows)) => rows.iter().map(|(_, p)| p.0).sum(),
+        _ => 0,
+    };
+    let cash = match &ops.venue {
+        None => "PAPER mode: no wallet, no cash is simulated".to_owned(),
+        Some(v) => match tokio::time::timeout(Duration::from_secs(5), v.collateral()).await {
+            Ok(Ok((b, _))) => format!("{} pUSD available to {:#x}", crate::clob::doctor::balance_text(b), v.funder()),
+            Ok(Err(e)) => format!("pUSD balance unavailable: {e}"),
+            Err(_) => "pUSD balance unavailable: the CLOB did not answer within 5 s".to_owned(),
+        },
+    };
+    Reply::text(format!(
+        "{cash}\nopen positions: cost {} USDC, unrealized {} USDC at the last marks\nrealized P&L, all time: {} USDC",
+        st.exposure_usdc,
+        st.unrealized_usdc,
+        crate::domain::format_micros(realized)
+    ))
 }
 
 /// "3 d 4 h", "5 h 2 min", "42 s".
