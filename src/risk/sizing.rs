@@ -180,28 +180,11 @@ fn sell_shares(target_sold: Shares, ctx: &SizingContext) -> Result<i64, DenyReas
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ExchangeVersion, FillId, Role};
-    use alloy::primitives::{Address, B256, U256};
+    use alloy::primitives::U256;
     use std::str::FromStr;
 
     fn fill(side: Side, shares: i64, price: i64) -> TargetFill {
-        TargetFill {
-            id: FillId { tx_hash: B256::ZERO, order_hash: B256::ZERO, occurrence: 0 },
-            wallet: Address::ZERO,
-            role: Role::Maker,
-            side,
-            token_id: U256::from(1),
-            shares: Shares(shares),
-            usdc: Usdc(mul_price_floor(Shares(shares), Price(price))),
-            price: Price(price),
-            fee: 0,
-            exchange: Address::ZERO,
-            version: ExchangeVersion::V2,
-            block_number: 1,
-            block_hash: B256::ZERO,
-            log_index: 0,
-            block_ts: 0,
-        }
+        TargetFill { token_id: U256::from(1), ..crate::domain::test_fill(side, Shares(shares), Price(price)) }
     }
 
     fn rules(sizing: SizingRule) -> CopyRules {
