@@ -24,6 +24,7 @@ use crate::clob::pricing::{approved_limit_on_tick, size_for_market};
 use crate::clob::venue::{Venue, decimal_to_micros};
 use crate::domain::{Execution, OrderIntent, Price, Shares, Side, Usdc, mul_price_ceil, mul_price_floor};
 use crate::risk::TradingGate;
+use crate::store::OrderStatus;
 use crate::store::{OrderRow, now_ms};
 
 /// Timing and retry rules of live execution.
@@ -122,7 +123,7 @@ impl Run {
             if let Some(done) = self.replay(&o) {
                 return done;
             }
-            let ever_sent = o.status != "signed" || o.posts > 0;
+            let ever_sent = o.status != OrderStatus::Signed || o.posts > 0;
             return self.drive(o.order, ever_sent).await;
         }
         if !self.may_send() {
@@ -164,7 +165,7 @@ impl Run {
         self.drive(stored.order, false).await
     }
 
-    async fn outcome(&self, status: &'static str, amounts: Option<(i64, i64)>, message: &str) -> Result<(), ExecError> {
+    async fn outcome(&self, status: OrderStatus, amounts: Option<(i64, i64)>, message: &str) -> Result<(), ExecError> {
         let m = OrderOutcome { fill_row: self.intent.fill_row, status, amounts, message: message.to_owned() };
         self.store.send(m).await.map_err(journal_err)?.map_err(journal_err)
     }
@@ -214,7 +215,7 @@ impl Run {
                     r.reset_window(self.resting_window(&order));
                 }
                 PostOutcome::NoFill { message } => {
-                    self.outcome("no_fill", None, &message).await?;
+                    self.outcome(OrderStatus::NoFill, None, &message).await?;
                     return Err(ExecError::NoFill { code: "no_liquidity", message });
                 }
                 PostOutcome::Rejected { code, message, counts_as_error } => {
@@ -236,13 +237,13 @@ impl Run {
                 }
                 PostOutcome::Unauthorized { message } => {
                     if reauthed {
-                        self.outcome("rejected", None, &format!("auth_error: {message}")).await?;
+                        self.outcome(OrderStatus::Rejected, None, &format!("auth_error: {message}")).await?;
                         return Err(ExecError::Auth(message));
                     }
                     reauthed = true;
                     warn!(order = %id, "the CLOB refused our API credentials; deriving them again");
                     if let Err(e) = self.venue.reauthenticate().await {
-                        self.outcome("rejected", None, &format!("auth_error: {e}")).await?;
+                        self.outcome(OrderStatus::Rejected, None, &format!("auth_error: {e}")).await?;
                         return Err(ExecError::Auth(e.to_string()));
                     }
                     r.lookup_first = false;
@@ -250,13 +251,13 @@ impl Run {
                 PostOutcome::Duplicate { message } => {
                     // The exchange has this very order: from now on only lookups and the chain decide.
                     r.known = true;
-                    self.outcome("unknown", None, &message).await?;
+                    self.outcome(OrderStatus::Unknown, None, &message).await?;
                     r.last_unknown = message;
                     r.lookup_first = true;
                 }
                 PostOutcome::Unknown { message } => {
                     warn!(order = %id, cause = %message, "order outcome unknown; looking it up (it is never sent as a new order)");
-                    self.outcome("unknown", None, &message).await?;
+                    self.outcome(OrderStatus::Unknown, None, &message).await?;
                     r.last_unknown = message;
                     r.lookup_first = true;
                 }
@@ -317,17 +318,17 @@ impl Run {
         message: String,
         counts_as_error: bool,
     ) -> Result<Execution, ExecError> {
-        self.outcome("rejected", None, &format!("{code}: {message}")).await?;
+        self.outcome(OrderStatus::Rejected, None, &format!("{code}: {message}")).await?;
         Err(ExecError::Rejected { code, message, counts_as_error })
     }
 
     /// The outcome an earlier run already journaled for this fill's order, when it is final.
     fn replay(&self, o: &OrderRow) -> Option<Result<Execution, ExecError>> {
         let message = o.message.clone().unwrap_or_default();
-        match (o.status.as_str(), o.amounts) {
-            ("matched", Some((shares, usdc))) => Some(Ok(self.execution(Shares(shares), Usdc(usdc)))),
-            ("no_fill", _) => Some(Err(ExecError::NoFill { code: "no_liquidity", message })),
-            ("rejected", _) => {
+        match (o.status, o.amounts) {
+            (OrderStatus::Matched, Some((shares, usdc))) => Some(Ok(self.execution(Shares(shares), Usdc(usdc)))),
+            (OrderStatus::NoFill, _) => Some(Err(ExecError::NoFill { code: "no_liquidity", message })),
+            (OrderStatus::Rejected, _) => {
                 let (code, rest) = message.split_once(": ").unwrap_or(("", &message));
                 Some(Err(ExecError::Rejected {
                     code: stable_code(code),
@@ -341,7 +342,7 @@ impl Run {
     }
 
     async fn unknown(&self, message: &str) -> Result<Execution, ExecError> {
-        self.outcome("unknown", None, message).await?;
+        self.outcome(OrderStatus::Unknown, None, message).await?;
         Err(ExecError::Unknown(message.to_owned()))
     }
 
@@ -369,7 +370,7 @@ impl Run {
             return self.unknown(&format!("unreadable matched amounts {making} / {taking}")).await;
         };
         let (shares, usdc) = if self.intent.side == Side::Buy { (get, give) } else { (give, get) };
-        self.outcome("matched", Some((shares, usdc)), "matched").await?;
+        self.outcome(OrderStatus::Matched, Some((shares, usdc)), "matched").await?;
         crate::fault::abort_at("abort_after_order_outcome");
         Ok(self.execution(Shares(shares), Usdc(usdc)))
     }
@@ -386,7 +387,7 @@ impl Run {
         let shares = Shares(matched_units);
         if shares.0 <= 0 {
             let message = format!("order {} ended with nothing matched", order.id_hex());
-            self.outcome("no_fill", None, &message).await?;
+            self.outcome(OrderStatus::NoFill, None, &message).await?;
             return Err(ExecError::NoFill { code: "no_liquidity", message });
         }
         // The lookup gives the order's limit price; we book at it (paying at most that).
@@ -396,7 +397,7 @@ impl Run {
         } else {
             Usdc(mul_price_floor(shares, p))
         };
-        self.outcome("matched", Some((shares.0, usdc.0)), "matched (found by lookup)").await?;
+        self.outcome(OrderStatus::Matched, Some((shares.0, usdc.0)), "matched (found by lookup)").await?;
         Ok(self.execution(shares, usdc))
     }
 }

@@ -162,7 +162,7 @@ pub struct OrderOutcome {
     /// The fill.
     pub fill_row: i64,
     /// New status.
-    pub status: &'static str,
+    pub status: crate::store::OrderStatus,
     /// Shares and pUSD, when it matched.
     pub amounts: Option<(i64, i64)>,
     /// The exchange's words.

@@ -23,7 +23,7 @@ use alloy::primitives::{Address, B256, U256};
 pub use journal::{JournalOutcome, PendingFill};
 pub use maintenance::{Pruned, check_file};
 pub use ops::{ExecRow, FillCounts, HeldMessage};
-pub use orders::{OrderHealth, OrderRow, Unsettled};
+pub use orders::{OrderHealth, OrderRow, OrderStatus, Unsettled};
 pub use own_fills::{OwnBooking, OwnSettlement};
 pub use queries::{StatusReport, TradeRow};
 

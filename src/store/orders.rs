@@ -15,14 +15,76 @@ pub struct OrderRow {
     pub fill_row: i64,
     /// The signed order.
     pub order: StoredOrder,
-    /// `signed`, `sent`, `matched`, `live`, `delayed`, `no_fill`, `rejected` or `unknown`.
-    pub status: String,
+    /// Where it stands.
+    pub status: OrderStatus,
     /// How many times it was posted.
     pub posts: i64,
     /// Shares and pUSD, once it matched.
     pub amounts: Option<(i64, i64)>,
     /// The last thing the exchange (or we) said about it.
     pub message: Option<String>,
+}
+
+/// Where one of our orders stands, as the journal keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderStatus {
+    /// Signed and stored, never posted.
+    Signed,
+    /// Posted; the exchange's answer is not in yet.
+    Sent,
+    /// Matched (shares and pUSD known); settles on chain.
+    Matched,
+    /// Resting on the book (GTD).
+    Live,
+    /// Accepted for delayed matching.
+    Delayed,
+    /// Nothing matched (FAK/FOK killed, or cancelled).
+    NoFill,
+    /// Refused by the exchange.
+    Rejected,
+    /// Its fate is not known yet: looked up, never sent again blindly.
+    Unknown,
+}
+
+impl OrderStatus {
+    /// The name stored in the journal.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Signed => "signed",
+            Self::Sent => "sent",
+            Self::Matched => "matched",
+            Self::Live => "live",
+            Self::Delayed => "delayed",
+            Self::NoFill => "no_fill",
+            Self::Rejected => "rejected",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// Reads a stored name.
+    ///
+    /// # Errors
+    /// A name the journal should not hold.
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        Ok(match s {
+            "signed" => Self::Signed,
+            "sent" => Self::Sent,
+            "matched" => Self::Matched,
+            "live" => Self::Live,
+            "delayed" => Self::Delayed,
+            "no_fill" => Self::NoFill,
+            "rejected" => Self::Rejected,
+            "unknown" => Self::Unknown,
+            other => return Err(StoreError::Corrupt { column: "orders.status", value: other.to_owned() }),
+        })
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A matched order whose place in our books must change: its settlement on chain is overdue
@@ -79,7 +141,7 @@ impl Store {
         row.map(|(signed, status, posts, amounts, message)| {
             let order =
                 serde_json::from_str(&signed).map_err(|_| StoreError::Corrupt { column: "signed", value: signed })?;
-            Ok(OrderRow { fill_row, order, status, posts, amounts, message })
+            Ok(OrderRow { fill_row, order, status: OrderStatus::parse(&status)?, posts, amounts, message })
         })
         .transpose()
     }
@@ -104,7 +166,7 @@ impl Store {
     pub fn order_outcome(
         &self,
         fill_row: i64,
-        status: &str,
+        status: OrderStatus,
         amounts: Option<(i64, i64)>,
         message: &str,
     ) -> StoreResult<()> {
@@ -113,7 +175,7 @@ impl Store {
             // later inconclusive answer about the same order.
             "UPDATE orders SET status = ?2, shares = ?3, usdc = ?4, message = ?5, updated_at_ms = ?6 \
              WHERE fill_id = ?1 AND NOT (status = 'matched' AND ?2 IN ('unknown', 'sent', 'live', 'delayed'))",
-            params![fill_row, status, amounts.map(|a| a.0), amounts.map(|a| a.1), message, now_ms()],
+            params![fill_row, status.as_str(), amounts.map(|a| a.0), amounts.map(|a| a.1), message, now_ms()],
         )?;
         Ok(())
     }
