@@ -182,3 +182,33 @@ impl FirstTx for Live {
         fill.split(':').next().unwrap().parse().unwrap()
     }
 }
+
+/// An order whose outcome is still unknown when its resolve window closes is not left for the
+/// next start: it stays reserved and is looked up again in the background, and booked once the
+/// exchange answers, without a restart and without a second order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_outcome_unknown_past_its_window_then_resolved_in_background() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
+    l.clob.script(&[Play::Hang]);
+    l.clob.lookups_down(true);
+    l.d.start();
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    // The window closes without an outcome: reported once, the fill stays pending.
+    wait_for(30, "the window to close", async || {
+        l.d.events("error").into_iter().find(|e| e.contains("unknown outcome"))
+    })
+    .await;
+    assert_eq!(row(&l.d, 0).unwrap()["status"], "pending");
+    // The exchange answers again: the background resolver books it, no restart.
+    l.clob.lookups_down(false);
+    let r =
+        wait_for(60, "the background resolution", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
+    assert_eq!(r["shares"].as_str(), Some("10"), "{r}");
+    let ids: std::collections::HashSet<String> = l.clob.posts().into_iter().map(|(_, id)| id).collect();
+    assert_eq!(ids.len(), 1, "one signed order, however often it was posted");
+    assert_eq!(l.d.events("error").iter().filter(|e| e.contains("unknown outcome")).count(), 1, "reported once");
+    assert!(l.d.stop().success());
+}

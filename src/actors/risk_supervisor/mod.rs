@@ -5,6 +5,7 @@
 
 mod day;
 mod placement;
+mod resolver;
 mod valuation;
 
 pub use valuation::{CheckSettlement, GetOpenTokens, Marks, Resolved};
@@ -40,7 +41,7 @@ pub enum Decision {
 }
 
 /// Approve (or deny) and execute one intent.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Decision")]
 pub struct Evaluate {
     /// The sized intent.
@@ -171,6 +172,8 @@ pub struct RiskSupervisor {
     reserved: crate::risk::Reservations,
     /// Placements running now (journal, send, resolve).
     in_flight: usize,
+    /// Orders whose outcome is still unknown after their window, resolved in the background.
+    unresolved: resolver::Unresolved,
     /// At most this many placements run at once; the rest wait for a slot, not the mailbox.
     slots: Arc<tokio::sync::Semaphore>,
     /// Replied to when no placement runs any more (shutdown).
@@ -237,6 +240,7 @@ impl RiskSupervisor {
             gate,
             reserved: crate::risk::Reservations::default(),
             in_flight: 0,
+            unresolved: resolver::Unresolved::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
             drained: Vec::new(),
             position_waiters: Vec::new(),
@@ -340,11 +344,12 @@ impl RiskSupervisor {
             }
             ExecError::NoFill { code, message } => self.reject(m, DenyReason::Venue { code, message }),
             ExecError::Unknown(message) => {
-                // Left pending: the next start looks the order up before anything new is sent.
+                // Left pending and reserved: it is looked up again in the background (resolver.rs),
+                // booked if it filled, and never sent as a new order.
                 self.count_error();
                 self.store.do_send(MarkUnresolved { row: m.intent.fill_row, detail: message.clone() });
                 self.notifier.do_send(Event::Error {
-                    message: format!("order for {} has an unknown outcome ({message}); it is looked up again at the next start, never re-sent as a new order", m.label),
+                    message: format!("order for {} has an unknown outcome ({message}); it keeps being looked up in the background and is booked if it filled, never sent as a new order", m.label),
                 });
                 Decision::Failed(message)
             }
@@ -418,6 +423,7 @@ impl Actor for RiskSupervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.poll_breaker(ctx);
         ctx.run_interval(self.poll, Self::poll_breaker);
+        ctx.run_interval(Duration::from_secs(5), Self::resolve_due);
     }
 }
 

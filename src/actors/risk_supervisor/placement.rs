@@ -82,7 +82,7 @@ impl Handler<Evaluate> for RiskSupervisor {
 }
 
 /// Journal the intent (before anything leaves), have the executor place it, journal the outcome.
-fn place(
+pub(super) fn place(
     act: &RiskSupervisor,
     m: Evaluate,
     may_send: bool,
@@ -118,17 +118,23 @@ fn place(
 impl RiskSupervisor {
     /// Applies a placement's outcome: books it, releases its reservation (kept while the outcome is
     /// unknown: the order may still fill), and wakes a shutdown waiting for the last one.
-    fn finish(&mut self, m: &Evaluate, step: Step) {
+    pub(super) fn finish(&mut self, m: &Evaluate, step: Step) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        // A background attempt that ends unknown again is only rescheduled: it was reported (and
+        // counted toward the error streak) once, when its first window closed.
+        let retrying = self.unresolved.contains(m.intent.fill_row);
         if matches!(step, Step::ExecFailed(ExecError::Unknown(_))) {
             self.reserved.unresolved(m.intent.fill_row);
+            self.unresolved.failed(m, now_ms());
         } else {
             self.reserved.release(m.intent.fill_row);
+            self.unresolved.done(m.intent.fill_row);
         }
         match step {
             Step::Done(exec, Some((position, realized))) => self.booked(m, exec, position, realized),
             Step::Done(_, None) | Step::Skipped => {}
             Step::DbError(e) => self.trip("database_error", &format!("journal write failed: {e}"), "daemon"),
+            Step::ExecFailed(ExecError::Unknown(_)) if retrying => {}
             Step::ExecFailed(e) => {
                 let _ = self.exec_failed(m, e);
             }
@@ -176,6 +182,7 @@ impl Handler<OwnBooked> for RiskSupervisor {
     fn handle(&mut self, m: OwnBooked, _: &mut Context<Self>) {
         let b = m.booking;
         self.reserved.release(b.exec.fill_row);
+        self.unresolved.done(b.exec.fill_row);
         let event = Event::BookedOnChain { order: m.order_id, exec: b.exec.clone() };
         self.take_booking(&b.exec, b.position, b.realized, event);
         self.wake_position_waiters();
