@@ -79,7 +79,7 @@ async fn main() {
     // LOADGEN_RUST_LOG / LOADGEN_LOG: a more detailed log, kept at that path (to see where time goes).
     let filter = std::env::var("LOADGEN_RUST_LOG").unwrap_or_else(|_| "warn,polycopy=info".into());
     d.env.push(("RUST_LOG".into(), filter));
-    let _clob = if live {
+    let fake_clob = if live {
         let clob = FakeClob::start(SIGNER).await;
         clob.token(1001, Token::open(false));
         // LOADGEN_CLOB_MS: the fake CLOB answers every order after this long (the real one takes tens
@@ -172,6 +172,42 @@ async fn main() {
     }
     processing.sort_unstable();
     detection.sort_unstable();
+
+    // 4. Live: halt-to-stop under in-flight load. Fills keep arriving at the same rate for a second
+    //    before and after `polycopy halt`; measured: the command's acknowledgement, and the last
+    //    POST the fake CLOB received after the halt was issued (0: none).
+    let halt = if let Some(clob) = fake_clob.as_ref() {
+        let emit_for = |from: usize| {
+            let anvil = &anvil;
+            async move {
+                let t = Instant::now();
+                for b in 0..(rate as usize / per_block).max(1) {
+                    let i0 = from + b * per_block;
+                    anvil.emit_block(&(0..per_block).map(|i| fill(i0 + i)).collect::<Vec<_>>()).await;
+                    let next = gap * u32::try_from(b + 1).unwrap_or(u32::MAX);
+                    tokio::time::sleep(next.saturating_sub(t.elapsed())).await;
+                }
+            }
+        };
+        let base = n_fills + steady + 10;
+        emit_for(base).await;
+        let issued = Instant::now();
+        let (code, _, err) = d.run_cli(&["halt", "--reason", "loadgen"]);
+        let ack_ms = issued.elapsed().as_millis();
+        assert_eq!(code, 0, "halt: {err}");
+        emit_for(base + rate as usize + 10).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let last_post_ms = clob
+            .posts()
+            .iter()
+            .filter(|(at, _)| *at >= issued)
+            .map(|(at, _)| at.duration_since(issued).as_millis())
+            .max()
+            .unwrap_or(0);
+        Some(json!({"halt_ack_ms": ack_ms, "last_post_after_halt_ms": last_post_ms}))
+    } else {
+        None
+    };
     let rss = peak_rss_mb(pid);
     d.stop();
     if let Ok(keep) = std::env::var("LOADGEN_LOG") {
@@ -192,6 +228,7 @@ async fn main() {
         "latency_ms_p50_p99_max": [percentile(&processing, 0.5), percentile(&processing, 0.99), processing.last().copied().unwrap_or(0)],
         "detection_ms_p50_p99_max": [percentile(&detection, 0.5), percentile(&detection, 0.99), detection.last().copied().unwrap_or(0)],
         "peak_rss_mb": (rss * 10.0).round() / 10.0,
+        "halt_under_load": halt,
     });
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
 }
