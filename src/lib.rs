@@ -37,4 +37,5 @@ pub mod report;
 pub mod risk;
 pub mod service;
 pub mod store;
+pub mod tasks;
 pub mod telegram;

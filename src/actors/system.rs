@@ -240,17 +240,22 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         },
     )
     .start();
-    actix::spawn(crate::control::server::serve(
-        control_listener,
-        crate::control::server::ControlPeers {
-            store: store.clone(),
-            risk: risk.clone(),
-            gate: gate.clone(),
-            stop_file: s.emergency_stop_file.clone(),
-            mode: s.mode,
-            journal: s.db_path.clone(),
-        },
-    ));
+    // One token ends every background task at shutdown (see crate::tasks).
+    let stop = tokio_util::sync::CancellationToken::new();
+    crate::tasks::spawn_until(
+        &stop,
+        crate::control::server::serve(
+            control_listener,
+            crate::control::server::ControlPeers {
+                store: store.clone(),
+                risk: risk.clone(),
+                gate: gate.clone(),
+                stop_file: s.emergency_stop_file.clone(),
+                mode: s.mode,
+                journal: s.db_path.clone(),
+            },
+        ),
+    );
     let rpc_cfg = RpcConfig {
         chain_id: s.chain.chain_id,
         ws_url: cfg.env.ws_url.clone(),
@@ -310,7 +315,6 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     }
     let registry = registry.with_paused(paused).start();
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (status_tx, mut status_rx) = watch::channel(FeedStatus::default());
     let feed_cfg = FeedConfig {
         exchanges: s.chain.exchanges.clone(),
@@ -359,19 +363,19 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         };
         let bound = listener.local_addr().map_or_else(|_| s.http.listen.clone(), |a| a.to_string());
         info!(listen = %bound, "serving /health and /metrics on http://{bound}");
-        actix::spawn(crate::http::serve(listener, state));
+        crate::tasks::spawn_until(&stop, crate::http::serve(listener, state));
     }
     if let Some(v) = &venue {
         let every =
             (Duration::from_secs(s.health.clob_stale_s) / 4).clamp(Duration::from_secs(1), Duration::from_secs(15));
-        actix::spawn(probe_clob(v.clone(), every));
+        crate::tasks::spawn_until(&stop, probe_clob(v.clone(), every));
     }
     if venue.is_some() {
         // Matched orders must settle on chain; one that does not within the timeout is reported
         // and taken out of our books.
         let timeout = Duration::from_secs(s.live.settle_timeout_s);
         let risk = risk.clone();
-        actix::spawn(async move {
+        crate::tasks::spawn_until(&stop, async move {
             let mut tick =
                 tokio::time::interval((timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30)));
             loop {
@@ -384,12 +388,10 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         match crate::clob::public::PublicClob::new(&cfg.env.clob_host, Duration::from_millis(s.live.request_timeout_ms))
         {
             Ok(src) => {
-                actix::spawn(mark_to_market(
-                    src,
-                    markets.clone(),
-                    risk.clone(),
-                    Duration::from_secs(s.risk.mark_interval_s),
-                ));
+                crate::tasks::spawn_until(
+                    &stop,
+                    mark_to_market(src, markets.clone(), risk.clone(), Duration::from_secs(s.risk.mark_interval_s)),
+                );
             }
             Err(e) => warn!(cause = %e, "positions are not marked to market"),
         }
@@ -398,10 +400,12 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let trying_within = Duration::from_secs(s.health.feed_stall_s).max(
         Duration::from_millis(s.chain.reconnect_backoff_max_ms) + 3 * Duration::from_millis(s.chain.request_timeout_ms),
     );
-    let watchdog = actix::spawn(crate::service::watchdog(status_rx.clone(), risk.clone(), trying_within));
+    // No WATCHDOG=1 after STOPPING=1: the pings stop first.
+    let pings = stop.child_token();
+    crate::tasks::spawn_until(&pings, crate::service::watchdog(status_rx.clone(), risk.clone(), trying_within));
     let _file_watcher = watch_wallets_file(&s.wallets_path, registry.clone());
 
-    let telegram = crate::telegram::start(&cfg.env, &s.telegram, |out| crate::telegram::commands::Ops {
+    let telegram = crate::telegram::start(&cfg.env, &s.telegram, &stop, |out| crate::telegram::commands::Ops {
         store: store.clone(),
         risk: risk.clone(),
         registry: registry.clone(),
@@ -428,7 +432,10 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         info!(decided = n, "recovery finished");
     }
 
-    let feed_task = actix::spawn(feed.run(shutdown_rx));
+    // The feed stops first at shutdown (no new fills), on its own child of the token.
+    let feed_stop = stop.child_token();
+    let feed_task = actix::spawn(feed.run(feed_stop.clone()));
+    let stops = Stops { all: stop.clone(), feed: feed_stop, pings };
     // Alive and trying: systemd may count the start done now; the chain may still be unreachable
     // (a provider outage must not become a restart loop), which /health shows and the feed alerts.
     crate::service::ready(&format!("started with {n_targets} targets; waiting for the chain"));
@@ -456,20 +463,28 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             }
         }
         r = wait_for_signal(&registry) => {
-            watchdog.abort();
-            shutdown(r, shutdown_tx, feed_task, &copier, &notifier, &store, telegram.as_ref()).await;
+            shutdown(r, &stops, feed_task, &copier, &notifier, &store, telegram.as_ref()).await;
             return Ok(());
         }
     }
     let reason = wait_for_signal(&registry).await;
-    watchdog.abort(); // no WATCHDOG=1 after STOPPING=1
-    shutdown(reason, shutdown_tx, feed_task, &copier, &notifier, &store, telegram.as_ref()).await;
+    shutdown(reason, &stops, feed_task, &copier, &notifier, &store, telegram.as_ref()).await;
     Ok(())
+}
+
+/// The daemon's cancellation token and the children that stop first.
+struct Stops {
+    /// Every background task.
+    all: tokio_util::sync::CancellationToken,
+    /// The chain feed.
+    feed: tokio_util::sync::CancellationToken,
+    /// The systemd watchdog pings.
+    pings: tokio_util::sync::CancellationToken,
 }
 
 async fn shutdown(
     reason: &'static str,
-    shutdown_tx: watch::Sender<bool>,
+    stops: &Stops,
     feed_task: tokio::task::JoinHandle<()>,
     copier: &Addr<Copier>,
     notifier: &Addr<Notifier>,
@@ -477,8 +492,9 @@ async fn shutdown(
     telegram: Option<&crate::telegram::Telegram>,
 ) {
     info!(reason, "shutting down: no new fills; letting in-flight copies finish");
+    stops.pings.cancel();
     crate::service::stopping();
-    let _ = shutdown_tx.send(true);
+    stops.feed.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), feed_task).await;
     if tokio::time::timeout(Duration::from_secs(5), copier.send(Flush)).await.is_err() {
         warn!("in-flight copies did not finish within 5 s; they are resolved at the next start");
@@ -490,6 +506,7 @@ async fn shutdown(
     }
     // The store handles messages in order: this reply means everything before it is written.
     let _ = store.send(GetCheckpoint).await;
+    stops.all.cancel();
     info!("stopped");
 }
 

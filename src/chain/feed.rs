@@ -166,9 +166,9 @@ impl ChainFeed {
         Self { cfg, rpc, store, sink, notifier, halt, metrics, own_fills, targets, status, checkpoint: None }
     }
 
-    /// Runs until `shutdown` turns true: connect, sync, wait for the next head, repeat; on errors
+    /// Runs until `shutdown` is cancelled: connect, sync, wait for the next head, repeat; on errors
     /// reconnect with capped exponential backoff and fail over between endpoints.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, shutdown: tokio_util::sync::CancellationToken) {
         let mut backoff = Duration::from_millis(250);
         let now = crate::store::now_ms();
         self.status.send_modify(|s| {
@@ -176,7 +176,7 @@ impl ChainFeed {
             s.attempt_ms = now;
         });
         let mut outage = Outage::default();
-        while !*shutdown.borrow() {
+        while !shutdown.is_cancelled() {
             if !self.rpc.is_connected() {
                 if let Err(e) = self.rpc.connect().await {
                     warn!(endpoint = %self.rpc.endpoint(), cause = %e, "cannot connect to the chain: check POLYGON_RPC_URL / POLYGON_WS_URL and the network");
@@ -185,7 +185,7 @@ impl ChainFeed {
                         self.notifier
                             .do_send(Event::Error { message: format!("failing over to {}", self.rpc.endpoint()) });
                     }
-                    if sleep_or_shutdown(backoff, &mut shutdown).await {
+                    if sleep_or_shutdown(backoff, &shutdown).await {
                         break;
                     }
                     backoff = (backoff * 2).min(self.cfg.backoff_max);
@@ -241,7 +241,7 @@ impl ChainFeed {
                             by: "daemon".into(),
                         });
                         self.checkpoint = None; // re-read it from the journal when it recovers
-                        if sleep_or_shutdown(backoff, &mut shutdown).await {
+                        if sleep_or_shutdown(backoff, &shutdown).await {
                             return;
                         }
                         backoff = (backoff * 2).min(self.cfg.backoff_max);
@@ -254,7 +254,7 @@ impl ChainFeed {
                                 message: format!("chain endpoint failing; now using {}", self.rpc.endpoint()),
                             });
                         }
-                        if sleep_or_shutdown(backoff, &mut shutdown).await {
+                        if sleep_or_shutdown(backoff, &shutdown).await {
                             return;
                         }
                         backoff = (backoff * 2).min(self.cfg.backoff_max);
@@ -263,7 +263,7 @@ impl ChainFeed {
                 }
                 let poll = tokio::time::sleep(self.cfg.poll_interval);
                 tokio::select! {
-                    _ = shutdown.changed() => return,
+                    () = shutdown.cancelled() => return,
                     () = poll => {}
                     _ = self.targets.changed() => {
                         if heads.is_some() {
@@ -577,9 +577,9 @@ fn sum_by_order(own: Vec<TargetFill>) -> Vec<OwnFill> {
 }
 
 /// Sleeps for `d`; returns true if shutdown was requested meanwhile.
-async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+async fn sleep_or_shutdown(d: Duration, shutdown: &tokio_util::sync::CancellationToken) -> bool {
     tokio::select! {
-        _ = shutdown.changed() => true,
-        () = tokio::time::sleep(d) => *shutdown.borrow(),
+        () = shutdown.cancelled() => true,
+        () = tokio::time::sleep(d) => shutdown.is_cancelled(),
     }
 }

@@ -129,7 +129,12 @@ impl Telegram {
 /// Starts Telegram when a token is configured: checks the token (`getMe`), registers the commands,
 /// and starts delivery, commands and the report schedule. Returns `None` (and says why, once) when
 /// Telegram is off; trading goes on either way.
-pub async fn start(env: &Env, settings: &TelegramSettings, ops: impl FnOnce(Queue) -> Ops) -> Option<Telegram> {
+pub async fn start(
+    env: &Env,
+    settings: &TelegramSettings,
+    stop: &tokio_util::sync::CancellationToken,
+    ops: impl FnOnce(Queue) -> Ops,
+) -> Option<Telegram> {
     // teloxide keeps the token as a plain string inside its client; ours is only used for scrubbing.
     let Some(token) = env.telegram_bot_token.as_ref().map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned())
     else {
@@ -171,7 +176,7 @@ pub async fn start(env: &Env, settings: &TelegramSettings, ops: impl FnOnce(Queu
         .collect();
     // Registered beside the start, retried until Telegram takes it (it may be down right now).
     let (menu_bot, menu_token) = (bot.clone(), token.clone());
-    actix::spawn(async move {
+    crate::tasks::spawn_until(stop, async move {
         let mut wait = Duration::from_secs(2);
         loop {
             match menu_bot.set_my_commands(menu.clone()).await {
@@ -196,7 +201,10 @@ pub async fn start(env: &Env, settings: &TelegramSettings, ops: impl FnOnce(Queu
         parked_retry: Duration::from_secs(u64::from(settings.parked_retry_s)),
     };
     let chats: Vec<i64> = env.telegram_chat_ids.clone();
-    actix::spawn(delivery::run(bot.clone(), chats.clone(), rx, tx.clone(), cfg, metrics.clone(), token.clone()));
+    crate::tasks::spawn_until(
+        stop,
+        delivery::run(bot.clone(), chats.clone(), rx, tx.clone(), cfg, metrics.clone(), token.clone()),
+    );
     let (store, registry) = (ops.store.clone(), ops.registry.clone());
     let held_store = store.clone();
     // What could not be delivered before the last stop goes out first.
@@ -208,16 +216,19 @@ pub async fn start(env: &Env, settings: &TelegramSettings, ops: impl FnOnce(Queu
             let _ = tx.push(m).await;
         }
     }
-    actix::spawn(commands::run(
-        bot,
-        ops,
-        chats.iter().copied().collect::<HashSet<_>>(),
-        settings.poll_timeout_s,
-        username,
-        token,
-    ));
+    crate::tasks::spawn_until(
+        stop,
+        commands::run(
+            bot,
+            ops,
+            chats.iter().copied().collect::<HashSet<_>>(),
+            settings.poll_timeout_s,
+            username,
+            token,
+        ),
+    );
     if let (Some(secs), Some(day)) = (settings.daily_report_secs(), settings.weekly_day()) {
-        actix::spawn(schedule::run(store, registry, tx.clone(), secs, day));
+        crate::tasks::spawn_until(stop, schedule::run(store, registry, tx.clone(), secs, day));
     }
     metrics.telegram_on.store(true, std::sync::atomic::Ordering::Relaxed);
     let sink = TelegramActor { settings: settings.clone(), out: tx.clone(), metrics }.start();
