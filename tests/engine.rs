@@ -136,6 +136,13 @@ async fn test_live_when_a_post_hangs_then_halt_health_status_and_other_orders_do
         tg.sent_to(1001).into_iter().find(|m| m.text.to_lowercase().contains("breaker")).map(|_| ())
     })
     .await;
+    // /balance asks the CLOB for the funder's pUSD (250 in the fake), beside the hanging order.
+    tg.inject_message(1001, "/balance");
+    let balance = wait_for(10, "the /balance reply", async || {
+        tg.sent_to(1001).into_iter().find(|m| m.text.contains("pUSD available to 0x")).map(|m| m.text)
+    })
+    .await;
+    assert!(balance.starts_with("250 pUSD available to 0x") && balance.contains("open positions: cost"), "{balance}");
 
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "hang test"]);
     assert_eq!(code, 0, "acknowledged within a second: {out}{err}");
