@@ -138,8 +138,9 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
     assert!(status.contains("targets 2 watched, 0 paused"), "{status}");
     let positions = ask("/positions", "open positions").await;
     assert!(positions.contains("token 7\n  10 sh at avg 0.5 (cost 5 USDC), not marked yet"), "{positions}");
-    let status = ask("/status", "daily loss limit").await;
+    let status = ask("/status", "daily loss limit used").await;
     assert!(status.contains("of 10000 USDC allowed") && status.contains("unrealized"), "{status}");
+    assert!(status.contains("today's P&L 0 USDC, 0% of the 1000 USDC daily loss limit used"), "{status}");
     assert!(status.contains("last fill BUY 100 7 at 0.5 → executed"), "{status}");
     ask("/version", "PAPER mode, up").await;
     let balance = ask("/balance", "PAPER mode: no wallet").await;

@@ -26,9 +26,32 @@ pub const fn pnl_today(realized_today: Usdc, unrealized_now: Usdc, unrealized_at
     Usdc(realized_today.0 + change)
 }
 
+/// How close today is to the daily loss limit, for people: "today's P&L -12.5 USDC, 6% of the 200
+/// USDC daily loss limit used".
+#[must_use]
+pub fn daily_loss_line(pnl_today: Usdc, limit: Usdc) -> String {
+    let used = if pnl_today.0 < 0 && limit.0 > 0 {
+        i64::try_from(i128::from(-pnl_today.0) * 100 / i128::from(limit.0)).unwrap_or(i64::MAX)
+    } else {
+        0
+    };
+    format!("today's P&L {pnl_today} USDC, {used}% of the {limit} USDC daily loss limit used")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_daily_loss_line_says_how_much_of_the_limit_is_used() {
+        for (pnl, limit, want) in [
+            (-12_500_000, 200_000_000, "today's P&L -12.5 USDC, 6% of the 200 USDC daily loss limit used"),
+            (5_000_000, 200_000_000, "today's P&L 5 USDC, 0% of the 200 USDC daily loss limit used"),
+            (-250_000_000, 200_000_000, "today's P&L -250 USDC, 125% of the 200 USDC daily loss limit used"),
+        ] {
+            assert_eq!(daily_loss_line(Usdc(pnl), Usdc(limit)), want);
+        }
+    }
 
     #[test]
     fn days_open_at_the_configured_hour() {

@@ -305,6 +305,11 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             };
             let paused = targets.iter().filter(|t| t.paused).count();
             let l = &ops.limits;
+            let day = ops.risk.send(crate::actors::risk_supervisor::GetPnlToday).await.ok();
+            let daily = day.map_or_else(
+                || format!("daily loss limit {} USDC", l.daily_loss_limit_usdc),
+                |pnl| crate::risk::day::daily_loss_line(pnl, l.daily_loss_limit_usdc),
+            );
             let last = st.last_fill.as_ref().map_or_else(
                 || "none yet".to_owned(),
                 |f| {
@@ -321,7 +326,7 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             Reply::text(format!(
                 "mode {}\nbreaker {breaker}\nchain head {}, processed {} (lag {} blocks)\ntargets {} watched, {paused} paused\n\
                  exposure {} USDC of {} USDC allowed\nP&L today {} USDC realized, {} USDC unrealized at the last marks\n\
-                 daily loss limit {} USDC\nlast fill {last}",
+                 {daily}\nlast fill {last}",
                 if ops.paper { "PAPER" } else { "LIVE" },
                 f.head,
                 f.processed,
@@ -331,7 +336,6 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
                 l.max_total_exposure_usdc,
                 st.realized_today_usdc,
                 st.unrealized_usdc,
-                l.daily_loss_limit_usdc,
             ))
         }
         Command::Positions => {

@@ -8,6 +8,8 @@ mod placement;
 mod resolver;
 mod valuation;
 
+pub use valuation::GetPnlToday;
+
 pub use valuation::{CheckSettlement, GetOpenTokens, Marks, Resolved};
 
 use std::collections::{HashMap, VecDeque};

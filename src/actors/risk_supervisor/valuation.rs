@@ -201,3 +201,17 @@ impl Handler<Marks> for RiskSupervisor {
         self.publish();
     }
 }
+
+/// Today's P&L as the daily loss limit counts it (realized today plus the change of unrealized
+/// P&L since the day opened).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "Usdc")]
+pub struct GetPnlToday;
+
+impl actix::Handler<GetPnlToday> for RiskSupervisor {
+    type Result = actix::MessageResult<GetPnlToday>;
+
+    fn handle(&mut self, _: GetPnlToday, _: &mut actix::Context<Self>) -> Self::Result {
+        actix::MessageResult(self.pnl_today())
+    }
+}
