@@ -274,6 +274,19 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
     assert_eq!(row["status"], "executed");
 }
 
+/// A running paper daemon copying "whale" (A), reporting to the operator's chat, its start announced.
+async fn whale_with_telegram() -> (Anvil, FakeTelegram, tempfile::TempDir, Daemon) {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &OP.to_string());
+    d.start();
+    d.wait_live().await;
+    message_containing(&tg, OP, "started in PAPER mode").await;
+    (anvil, tg, dir, d)
+}
+
 /// How many copies the messages to `chat` report: single "copied …" messages plus digest counts.
 fn copies_reported(tg: &FakeTelegram, chat: i64) -> u64 {
     tg.sent_to(chat)
@@ -360,14 +373,7 @@ async fn test_burst_when_200_copies_then_paced_digested_and_trading_not_slowed()
 /// appears in the daemon's output even while the fake fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_delivery_when_429_or_outage_then_obeyed_and_no_alert_lost() {
-    let anvil = Anvil::start().await;
-    let tg = FakeTelegram::start(TOKEN).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
-    d.with_telegram(&tg, &OP.to_string());
-    d.start();
-    d.wait_live().await;
-    message_containing(&tg, OP, "started in PAPER mode").await;
+    let (anvil, tg, _dir, mut d) = whale_with_telegram().await;
 
     tg.fail_429(1, 2);
     anvil.emit(&Fill::v2(1, A, C, true, 5, 100 * ONE, 50 * ONE)).await;
@@ -540,14 +546,7 @@ async fn test_token_when_wrong_or_missing_then_trading_goes_on() {
 /// once it answers; a refused wallets.json edit is announced once, however often it is read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_start_when_halted_and_telegram_down_then_said_and_menu_registered() {
-    let anvil = Anvil::start().await;
-    let tg = FakeTelegram::start(TOKEN).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
-    d.with_telegram(&tg, &OP.to_string());
-    d.start();
-    d.wait_live().await;
-    message_containing(&tg, OP, "started in PAPER mode").await;
+    let (_anvil, tg, _dir, mut d) = whale_with_telegram().await;
     assert!(d.stop().success());
     let (code, _, _) = d.run_cli(&["halt", "--reason", "weekend"]);
     assert_eq!(code, 3, "no daemon: stored in the journal");
