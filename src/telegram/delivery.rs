@@ -211,6 +211,8 @@ enum Failure {
     Permanent(String),
     /// Worth retrying (network, 5xx, a timeout).
     Transient(String),
+    /// Telegram refuses this message itself (its markup, its length): retrying it cannot work.
+    BadMessage(String),
 }
 
 fn classify(e: &RequestError, token: &str) -> Failure {
@@ -226,6 +228,13 @@ fn classify(e: &RequestError, token: &str) -> Failure {
             | ApiError::CantTalkWithBots,
         ) => Failure::Permanent(cause),
         RequestError::Api(ApiError::Unknown(d)) if d.starts_with("Forbidden") => Failure::Permanent(cause),
+        RequestError::Api(
+            ApiError::CantParseEntities(_)
+            | ApiError::MessageTextIsEmpty
+            | ApiError::MessageIsTooLong
+            | ApiError::ButtonDataInvalid,
+        ) => Failure::BadMessage(cause),
+        RequestError::Api(ApiError::Unknown(d)) if d.starts_with("Bad Request") => Failure::BadMessage(cause),
         _ => Failure::Transient(cause),
     }
 }
@@ -235,7 +244,7 @@ fn classify(e: &RequestError, token: &str) -> Failure {
 async fn deliver(
     shared: &Shared,
     chat: i64,
-    msg: Outgoing,
+    mut msg: Outgoing,
     pacer: &mut Pacer,
     state: &ChatState,
     rx: &mut mpsc::UnboundedReceiver<Outgoing>,
@@ -258,6 +267,24 @@ async fn deliver(
             Err(e) => {
                 failures += 1;
                 match classify(&e, &shared.token) {
+                    // Retrying the same message would loop and hold up the chat: send it once more
+                    // as plain text without buttons, and if Telegram refuses that too, count it and move on.
+                    Failure::BadMessage(cause) if msg.html || !msg.buttons.is_empty() => {
+                        warn!(
+                            chat,
+                            kind = msg.kind,
+                            cause,
+                            "Telegram refused the message's formatting; sending it as plain text"
+                        );
+                        msg =
+                            Outgoing { text: super::format::plain(&msg.text), html: false, buttons: Vec::new(), ..msg };
+                        Duration::ZERO
+                    }
+                    Failure::BadMessage(cause) => {
+                        shared.metrics.telegram_send_failures.fetch_add(1, Ordering::Relaxed);
+                        warn!(chat, kind = msg.kind, cause, "Telegram refused the message itself; it is not sent");
+                        return;
+                    }
                     Failure::Permanent(cause) => {
                         if !state.parked.swap(true, Ordering::SeqCst) {
                             warn!(

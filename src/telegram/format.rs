@@ -26,6 +26,22 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// The text of an HTML message without its tags and entities (when Telegram refuses the markup).
+#[must_use]
+pub fn plain(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&")
+}
+
 fn link(url: &str, text: &str) -> String {
     format!("<a href=\"{}\">{}</a>", escape(url), escape(text))
 }
@@ -223,6 +239,14 @@ mod tests {
             }
         }
         assert!(!html(&refused).contains("🟢") && !html(&buy).contains("not copied"));
+    }
+
+    #[test]
+    fn plain_text_drops_tags_and_entities() {
+        assert_eq!(
+            plain("⚪ <b>not copied</b> · <i>a&amp;b</i> &lt;x&gt; <a href=\"https://x\">tx</a>"),
+            "⚪ not copied · a&b <x> tx"
+        );
     }
 
     #[test]
