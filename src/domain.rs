@@ -21,6 +21,10 @@ pub const ONE: i64 = 1_000_000;
 /// The CLOB's lot size: 0.01 share, in micro-shares.
 pub const LOT: i64 = 10_000;
 
+/// The wallet of the orders the operator asks for by hand (`polycopy close`): journaled as fills of
+/// this address so they pass the same exactly-once path as copies. No target can have it.
+pub const OPERATOR: Address = Address::ZERO;
+
 macro_rules! micros_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

@@ -52,7 +52,7 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
     let status_cmd =
         wait_for(10, "the command menu", async || tg.commands().into_iter().find(|c| c["command"] == "status")).await;
     assert_eq!(status_cmd["description"], "mode, breaker, chain lag, targets, exposure, today's P&L");
-    assert_eq!(tg.commands().len(), 15);
+    assert_eq!(tg.commands().len(), 18);
 
     anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
     // Formatted for a phone: HTML, the side at a glance, the numbers, the target, the trade's link.
@@ -587,4 +587,54 @@ async fn test_start_when_halted_and_telegram_down_then_said_and_menu_registered(
     assert_eq!(d.events("wallets_rejected").len(), 1, "announced once");
     assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("wallets.json rejected")).count(), 1);
     assert!(d.stop().success());
+}
+
+/// `/close all` offers a button listing the positions; pressed while halted, it sells them and says
+/// so; pressed again it does nothing. `/pausemarket` refuses the next buy there, `/resumemarket`
+/// lifts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_confirmed_then_sold_once_and_pausemarket_obeyed() {
+    let (anvil, tg, _dir, d) = whale_with_telegram().await;
+    anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    wait_for(30, "the copy", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
+    let ask = async |cmd: &str, want: &str| {
+        let before = tg.sent_to(OP).len();
+        tg.inject_message(OP, cmd);
+        wait_for(20, &format!("a reply to {cmd} with {want:?}"), async || {
+            tg.sent_to(OP)[before..].iter().find(|m| m.text.contains(want)).cloned()
+        })
+        .await
+    };
+    ask("/halt", "HALTED").await;
+    ask("/close", "usage: /close").await;
+    let offer = ask("/close all", "close ALL open positions at market").await;
+    assert!(offer.text.contains("10 sh of 7"), "{}", offer.text);
+    assert_eq!(offer.buttons.len(), 1);
+    assert!(with_status(&d.trades(), "executed").len() == 1, "nothing is sold before the button");
+    let before = tg.sent_to(OP).len();
+    tg.inject_callback(OP, &offer.buttons[0]);
+    wait_for(20, "the close", async || {
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("closed by the operator: SELL 10 shares")).then_some(())
+    })
+    .await;
+    assert!(d.status()["positions"].as_array().is_some_and(Vec::is_empty));
+    let before = tg.sent_to(OP).len();
+    tg.inject_callback(OP, &offer.buttons[0]);
+    wait_for(20, "the second press refused", async || {
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("already used")).then_some(())
+    })
+    .await;
+    assert_eq!(with_status(&d.trades(), "executed").len(), 2, "one close, once");
+
+    ask("/resume", "resume trading?").await;
+    ask("/pausemarket 8", "paused token 8").await;
+    let resume = tg.sent_to(OP).into_iter().rev().find(|m| !m.buttons.is_empty()).unwrap();
+    tg.inject_callback(OP, &resume.buttons[0]);
+    message_containing(&tg, OP, "resumed: trading active again").await;
+    anvil.emit(&Fill::v2(2, A, C, true, 8, 100 * ONE, 50 * ONE)).await;
+    ask("/status", "markets PAUSED (no buys, exits copied): token 8").await;
+    let row = wait_for(20, "the paused buy", async || d.trades().into_iter().find(|r| r["status"] == "rejected")).await;
+    assert_eq!(row["reason"], "market_paused");
+    ask("/resumemarket 8", "token 8 is copied again").await;
+    ask("/status", "mode PAPER").await;
 }

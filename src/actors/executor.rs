@@ -66,6 +66,9 @@ pub struct Execute {
     pub at_ms: i64,
     /// False while the breaker is tripped: only resolve what an earlier run already sent.
     pub may_send: bool,
+    /// The operator's own order (a close): sent whatever the trading state, so a closed trading
+    /// gate does not stop it.
+    pub manual: bool,
 }
 
 /// Simulated execution.

@@ -75,6 +75,7 @@ impl Handler<Execute> for LiveExecutor {
             rules: self.rules,
             intent: m.intent,
             may_send: m.may_send,
+            manual: m.manual,
             gate: self.gate.clone(),
         };
         Box::pin(async move { run.execute().await })
@@ -88,6 +89,8 @@ struct Run {
     intent: OrderIntent,
     /// False while halted: resolve an order sent before, send nothing.
     may_send: bool,
+    /// The operator's own order: the trading gate does not stop it.
+    manual: bool,
     /// Checked again before every send: a halt during a long resolution stops re-sends too.
     gate: TradingGate,
 }
@@ -98,7 +101,7 @@ fn journal_err(e: impl std::fmt::Display) -> ExecError {
 
 impl Run {
     fn may_send(&self) -> bool {
-        self.may_send && !self.gate.is_closed()
+        self.may_send && (self.manual || !self.gate.is_closed())
     }
 
     fn age_s(&self) -> i64 {

@@ -135,6 +135,11 @@ pub enum Event {
         /// What the alert says.
         message: String,
     },
+    /// The operator acted by hand (a close, a market pause): reported to every chat.
+    Operator {
+        /// What was done.
+        message: String,
+    },
     /// Something needs a human.
     Error {
         /// What.
@@ -162,6 +167,7 @@ impl Event {
             Self::ReorgedAfterCopy { .. } => "reorged_after_copy",
             Self::Settled { .. } => "settled",
             Self::Alert { .. } => "alert",
+            Self::Operator { .. } => "operator",
             Self::Error { .. } => "error",
         }
     }
@@ -191,6 +197,22 @@ impl Event {
                 short_token(&intent.token_id.to_string()),
                 intent.limit_price
             ),
+            Self::Rejected { fill, reason, .. } if fill.wallet == crate::domain::OPERATOR => format!(
+                "close not filled: SELL {} shares of {}: {}",
+                fill.shares,
+                short_token(&fill.token_id.to_string()),
+                reason.explain()
+            ),
+            Self::Executed { fill, exec, realized, .. } if fill.wallet == crate::domain::OPERATOR => {
+                format!(
+                    "closed by the operator: SELL {} shares of {} at {} = {} USDC{}",
+                    exec.shares,
+                    short_token(&exec.token_id.to_string()),
+                    exec.price,
+                    exec.usdc,
+                    realized.map(|r| format!(", realized {r} USDC")).unwrap_or_default()
+                )
+            }
             Self::Rejected { fill, label, reason, market } => {
                 let of = market.as_ref().map_or_else(String::new, |m| format!(" of {m}"));
                 format!("not copied: {label} {} {}{of} at {}: {reason}", fill.side, fill.shares, fill.price)
@@ -250,6 +272,7 @@ impl Event {
                 format!("market resolved: {market}: {shares} shares settled at {payout}, realized {realized} USDC")
             }
             Self::Alert { message } => format!("ALERT: {message}"),
+            Self::Operator { message } => message.clone(),
             Self::Error { message } => format!("error: {message}"),
         }
     }

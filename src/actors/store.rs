@@ -358,3 +358,46 @@ store_handler!(TakeHeldTelegram -> Vec<crate::store::HeldMessage>, |s, _m| s.tak
 #[derive(Debug)]
 pub struct MarketNames;
 store_handler!(MarketNames -> std::collections::HashMap<TokenId, String>, |s, _m| s.market_names());
+
+/// Journal a close order with its intent (before it is sent); answers its fill row, the fill and the intent.
+#[derive(Debug)]
+pub struct RecordClose {
+    /// The SELL.
+    pub order: crate::risk::close::CloseOrder,
+    /// Separates closes asked within one millisecond.
+    pub nonce: u64,
+}
+store_handler!(RecordClose -> (i64, crate::domain::TargetFill, crate::domain::OrderIntent), |s, m| s.record_close(&m.order, m.nonce));
+
+/// The tokens of a market as the journal knows them.
+#[derive(Debug)]
+pub struct TokensOf(pub crate::risk::close::MarketSelector);
+store_handler!(TokensOf -> Vec<TokenId>, |s, m| s.tokens_of(&m.0));
+
+/// Pause a market (true) or lift its pause (false); answers whether anything changed.
+#[derive(Debug)]
+pub struct SetMarketPaused {
+    /// The market.
+    pub selector: crate::risk::close::MarketSelector,
+    /// Its tokens known now.
+    pub tokens: Vec<TokenId>,
+    /// Pause or lift.
+    pub paused: bool,
+    /// Who.
+    pub by: String,
+}
+store_handler!(SetMarketPaused -> bool, |s, m| if m.paused {
+    s.pause_market(&m.selector, &m.tokens, &m.by)
+} else {
+    s.resume_market(&m.selector)
+});
+
+/// The paused markets.
+#[derive(Debug)]
+pub struct PausedMarkets;
+store_handler!(PausedMarkets -> Vec<crate::store::PausedMarket>, |s, _m| s.paused_markets());
+
+/// The price each token is marked at (last midpoint, else the last price traded).
+#[derive(Debug)]
+pub struct LastPrices;
+store_handler!(LastPrices -> std::collections::BTreeMap<TokenId, crate::domain::Price>, |s, _m| s.last_prices());

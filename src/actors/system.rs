@@ -181,6 +181,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         recent_copies: store.copies_since(now - 3_600_000)?,
         day_start_ms,
         unrealized_at_open,
+        paused_markets: store.paused_markets()?,
     };
     // The journal's writer thread owns this connection from here on.
     let store: Addr<StoreActor> = StoreActor::new(store)
@@ -228,6 +229,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             max_in_flight: s.copy.max_in_flight,
             day_starts_at_hour: s.risk.day_starts_at_hour,
             daily_loss_halts: s.risk.daily_loss_action == "halt",
+            close_slippage_bps: s.copy.max_slippage_bps,
             journal: journal_file.clone(),
         },
         state,
@@ -417,6 +419,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         limits: s.limits(),
         started_ms: now,
         venue: venue.clone(),
+        closes: crate::telegram::operator::PendingCloses::default(),
     })
     .await;
     if let Some(tg) = &telegram {

@@ -233,7 +233,11 @@ impl Registry {
                 Some((Copy { pending: p, label: t.label.clone(), rules: t.rules.clone() }, Some(w.clone())))
             }
             None if p.intent.is_some() => {
-                let label = addr_lower(&p.fill.wallet);
+                let label = if p.fill.wallet == crate::domain::OPERATOR {
+                    "close".to_owned()
+                } else {
+                    addr_lower(&p.fill.wallet)
+                };
                 // Rules are not applied to a recovered intent: it was approved before the crash.
                 let rules = CopyRules::new(SizingRule::Multiplier(Decimal::ONE));
                 Some((Copy { pending: p, label, rules }, None))

@@ -46,6 +46,14 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
             .collect(),
     };
     let stop_file = s.emergency_stop_file.exists();
+    let paused_markets: Vec<serde_json::Value> = store
+        .paused_markets()?
+        .iter()
+        .map(|m| {
+            json!({"market": m.selector.to_string(), "key": m.selector.key(), "since_ms": m.since_ms, "by": m.by,
+                        "tokens": m.tokens.iter().map(ToString::to_string).collect::<Vec<_>>()})
+        })
+        .collect();
     // The running daemon's own view wins (its breaker may be ahead of the journal, e.g. disk full).
     let daemon = ask(&s.control_socket_path(), &Request::Status, Duration::from_millis(500)).ok();
     let breaker = daemon.as_ref().map_or_else(|| report.breaker.clone(), |d| d.breaker.clone());
@@ -61,6 +69,7 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
             },
             "breaker": breaker_json(&breaker),
             "emergency_stop_file": stop_file,
+            "paused_markets": paused_markets,
             "targets": targets,
             "wallets_error": wallets.as_ref().err().map(|p| render(p)),
             "positions": report.positions,
@@ -117,6 +126,14 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
     }
     if let Err(p) = &wallets {
         println!("  wallets.json has problems:\n{}", render(p));
+    }
+    for m in &paused_markets {
+        println!(
+            "market PAUSED (no buys, exits copied): {} by {} since {}",
+            m["market"].as_str().unwrap_or(""),
+            m["by"].as_str().unwrap_or(""),
+            fmt_ms(m["since_ms"].as_i64().unwrap_or(0))
+        );
     }
     println!(
         "positions (exposure {} USDC, realized today {} USDC, unrealized {} USDC at the last marks):",

@@ -5,6 +5,7 @@
 
 mod control;
 mod journal;
+mod operator;
 mod setup;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use crate::store::Store;
 
 pub use control::{halt, resume};
 pub use journal::{backup, db_check, maintenance, report, status, trades};
+pub use operator::{close, pause_market};
 pub use setup::{check_config, doctor, env_for};
 
 /// polycopy: mirror Polymarket target wallets' trades, paper trading by default.
@@ -89,6 +91,31 @@ pub enum Command {
     },
     /// Clear the breaker (refused while the emergency stop file exists). Exit codes as for `halt`.
     Resume,
+    /// Sell our positions at market within the slippage cap, in any trading state (a halt never
+    /// closes anything by itself): one market (token id, condition id or slug) or `--all`. Waits for
+    /// the outcomes; exit 0 all sold, 1 refused or not all filled, 3 no daemon, 4 no answer.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["market", "all"])))]
+    Close {
+        /// The market: a token id, a condition id (0x…) or a slug.
+        market: Option<String>,
+        /// Every open position.
+        #[arg(long)]
+        all: bool,
+        /// Seconds to wait for the outcomes (0: do not wait).
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
+    /// Stop buying into one market (token id, condition id or slug); exits are still copied.
+    /// Persisted; shown in `status`. Exit codes as for `halt`.
+    PauseMarket {
+        /// The market: a token id, a condition id (0x…) or a slug.
+        market: String,
+    },
+    /// Lift a market's pause. Exit codes as for `halt`.
+    ResumeMarket {
+        /// The market as it was paused.
+        market: String,
+    },
     /// Check the live-trading setup (key, funder, CLOB, credentials, pUSD, allowances, region) and
     /// explain each problem; exit 1 when live trading would fail. Needs PRIVATE_KEY.
     Doctor {
@@ -142,6 +169,8 @@ pub enum ReportPeriod {
     Monthly,
 }
 
+/// Exit code of bad input on the command line (EX_USAGE).
+pub const EXIT_USAGE: i32 = 64;
 /// Exit code when maintenance could not VACUUM because the database was busy (EX_TEMPFAIL).
 pub const EXIT_BUSY: i32 = 75;
 /// Exit code of a configuration error (EX_CONFIG): systemd does not restart on it.

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{MAX_LINE, Reply, Request};
+use super::{MAX_REPLY, Reply, Request};
 
 /// Why the daemon did not answer.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +57,7 @@ pub fn ask(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply, Con
         serde_json::to_string(req).map_err(|e| ControlError::Io { path: path.clone(), cause: e.to_string() })?;
     line.push('\n');
     (&stream).write_all(line.as_bytes()).map_err(io)?;
-    let mut reader = BufReader::new((&stream).take(MAX_LINE as u64));
+    let mut reader = BufReader::new((&stream).take(MAX_REPLY as u64));
     let mut answer = String::new();
     reader.read_line(&mut answer).map_err(io)?;
     if answer.is_empty() {

@@ -6,14 +6,17 @@
 //! trades there, says so, and persists its change in the journal for the next start.
 
 pub mod client;
+pub mod market_ops;
 pub mod server;
 
 use serde::{Deserialize, Serialize};
 
 use crate::risk::BreakerState;
 
-/// Longest request or reply line accepted.
+/// Longest request line accepted.
 pub const MAX_LINE: usize = 4096;
+/// Longest reply line accepted (a close lists every order it sent).
+pub const MAX_REPLY: usize = 1 << 20;
 
 /// What a command asks the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +36,22 @@ pub enum Request {
     },
     /// Who are you and what is your state.
     Status,
+    /// Sell our positions at market within the slippage cap, in any trading state.
+    Close {
+        /// A token id, a condition id or a slug; `None`: every position.
+        market: Option<String>,
+        /// Who asked.
+        by: String,
+    },
+    /// Pause a market (no buys into it) or lift its pause.
+    PauseMarket {
+        /// A token id, a condition id or a slug.
+        market: String,
+        /// Pause (true) or lift (false).
+        paused: bool,
+        /// Who asked.
+        by: String,
+    },
 }
 
 /// The daemon's answer.
@@ -52,4 +71,7 @@ pub struct Reply {
     pub halted: bool,
     /// The breaker as the daemon holds it after the request.
     pub breaker: BreakerState,
+    /// Journal rows of the orders a close sent (their outcomes can be followed there).
+    #[serde(default)]
+    pub rows: Vec<i64>,
 }

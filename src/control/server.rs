@@ -136,6 +136,7 @@ fn reply(peers: &ControlPeers, ok: bool, message: String, breaker: BreakerState)
         journal: peers.journal.display().to_string(),
         halted: peers.gate.is_closed() || breaker.tripped,
         breaker,
+        rows: Vec::new(),
     }
 }
 
@@ -158,6 +159,26 @@ async fn apply(req: Request, peers: &ControlPeers) -> Reply {
         }
         Request::Halt { reason, by } => halt(peers, reason, by).await,
         Request::Resume { by } => resume(peers, by).await,
+        Request::Close { market, by } => {
+            let result = super::market_ops::close(&peers.store, &peers.risk, market.as_deref(), &by).await;
+            let b = current(peers).await;
+            match result {
+                Ok(started) => {
+                    let mut r = reply(peers, true, super::market_ops::close_text(&started, &by), b);
+                    r.rows = started.orders.iter().map(|(row, _)| *row).collect();
+                    r
+                }
+                Err(e) => reply(peers, false, e, b),
+            }
+        }
+        Request::PauseMarket { market, paused, by } => {
+            let result = super::market_ops::set_paused(&peers.store, &peers.risk, &market, paused, &by).await;
+            let b = current(peers).await;
+            match result {
+                Ok(m) => reply(peers, true, m, b),
+                Err(e) => reply(peers, false, e, b),
+            }
+        }
     }
 }
 

@@ -43,6 +43,8 @@ pub struct MarketRef {
     pub name: String,
     /// The slug of its page on polymarket.com.
     pub slug: Option<String>,
+    /// The market's condition id (what a market pause names).
+    pub condition: Option<B256>,
 }
 
 impl std::fmt::Display for MarketRef {
@@ -72,7 +74,7 @@ impl MarketInfo {
     /// How messages name it.
     #[must_use]
     pub fn reference(&self) -> MarketRef {
-        MarketRef { name: self.name(), slug: self.slug.clone() }
+        MarketRef { name: self.name(), slug: self.slug.clone(), condition: self.condition_id }
     }
 
     /// Minutes until the market ends (negative once past), if its end is known.

@@ -4,6 +4,7 @@
 pub mod book;
 pub mod book_walk;
 pub mod breaker;
+pub mod close;
 pub mod day;
 pub mod gate;
 pub mod limits;

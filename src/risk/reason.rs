@@ -87,6 +87,11 @@ pub enum DenyReason {
     WalletInactive,
     /// The operator paused this target.
     Paused,
+    /// The operator paused this market: nothing that adds exposure to it is copied.
+    MarketPaused {
+        /// The pause as the operator gave it (token, condition or slug).
+        market: String,
+    },
     /// The fill is older than the maximum copy delay.
     Stale {
         /// Seconds since the target's block.
@@ -133,6 +138,7 @@ impl DenyReason {
             Self::Reducing { .. } => "reducing",
             Self::WalletInactive => "wallet_inactive",
             Self::Paused => "paused",
+            Self::MarketPaused { .. } => "market_paused",
             Self::Stale { .. } => "stale",
             Self::MarketClosed => "market_closed",
             Self::NearEnd { .. } => "near_end",
@@ -181,6 +187,9 @@ impl DenyReason {
             Self::Reducing { reason } => format!("only exits are copied now: {reason}"),
             Self::WalletInactive => "this wallet is no longer a watched target".into(),
             Self::Paused => "this target is paused (/unpause to copy it again)".into(),
+            Self::MarketPaused { market } => {
+                format!("this market is paused ({market}): exits are copied, buys are not (/resumemarket to lift it)")
+            }
             Self::Stale { age_s, max_s } => {
                 format!("seen {age_s} s after its block, later than the {max_s} s copy delay allows")
             }
@@ -219,6 +228,7 @@ impl fmt::Display for DenyReason {
                 write!(f, "{code}: pnl_today={pnl} limit=-{limit}")
             }
             Self::Halted { reason } | Self::Reducing { reason } => write!(f, "{code}: {reason}"),
+            Self::MarketPaused { market } => write!(f, "{code}: {market}"),
             Self::Stale { age_s, max_s } => write!(f, "{code}: age_s={age_s} max_s={max_s}"),
             Self::Venue { message, .. } => write!(f, "{code}: {message}"),
             Self::NearEnd { minutes_left, min } => write!(f, "{code}: minutes_left={minutes_left} min={min}"),

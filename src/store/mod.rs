@@ -10,6 +10,7 @@ mod journal;
 pub mod lock;
 mod maintenance;
 mod markets;
+mod operator;
 mod ops;
 mod orders;
 mod own_fills;
@@ -22,6 +23,7 @@ use alloy::primitives::{Address, B256, U256};
 
 pub use journal::{JournalOutcome, PendingFill};
 pub use maintenance::{Pruned, check_file};
+pub use operator::PausedMarket;
 pub use ops::{ExecRow, FillCounts, HeldMessage};
 pub use orders::{OrderHealth, OrderRow, OrderStatus, Unsettled};
 pub use own_fills::{OwnBooking, OwnSettlement};

@@ -211,6 +211,16 @@ CREATE TABLE telegram_held (
 -- a market's page on polymarket.com, linked from Telegram messages
 ALTER TABLE markets ADD COLUMN slug TEXT;
 ",
+    r"
+-- markets the operator paused (polycopy pause-market, Telegram /pausemarket): buys into them are
+-- refused, exits are copied; tokens are the market's tokens known when it was paused
+CREATE TABLE paused_markets (
+    key      TEXT PRIMARY KEY,
+    tokens   TEXT NOT NULL,
+    since_ms INTEGER NOT NULL,
+    by       TEXT NOT NULL
+);
+",
 ];
 
 /// Brings the schema up to date.

@@ -53,6 +53,12 @@ pub enum Command {
     Halt(String),
     /// clear the breaker (asks to confirm)
     Resume,
+    /// sell positions at market, even while halted (asks to confirm): /close <market|all>
+    Close(String),
+    /// no more buys into one market, exits still copied: /pausemarket <market>
+    PauseMarket(String),
+    /// buy into a paused market again: /resumemarket <market>
+    ResumeMarket(String),
     /// the report with its chart: /report [daily|weekly|monthly]
     Report(String),
     /// money: pUSD available (live), positions' cost and value, realized P&L
@@ -88,6 +94,8 @@ pub struct Ops {
     pub started_ms: i64,
     /// The CLOB connection (live only): where the pUSD balance is asked.
     pub venue: Option<Arc<crate::clob::venue::Venue>>,
+    /// Closes offered and waiting for their button.
+    pub closes: crate::telegram::operator::PendingCloses,
 }
 
 /// The /resume confirmation button: `resume:<since_ms of the halt it was offered for>:<offered at ms>`.
@@ -167,9 +175,16 @@ async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &st
             let Some(chat) = chat.filter(|c| chats.contains(c)) else {
                 return unauthorized(ops, chat.unwrap_or(q.from.id.0 as i64), "button");
             };
-            let answer = match q.data.as_deref().and_then(|d| d.strip_prefix(RESUME_PREFIX)) {
-                Some(bound) => {
-                    let text = confirm_resume(ops, bound).await;
+            let data = q.data.as_deref().unwrap_or("");
+            let pressed = if let Some(bound) = data.strip_prefix(RESUME_PREFIX) {
+                Some(confirm_resume(ops, bound).await)
+            } else if let Some(nonce) = data.strip_prefix(crate::telegram::operator::CLOSE_PREFIX) {
+                Some(crate::telegram::operator::confirm_close(ops, nonce).await)
+            } else {
+                None
+            };
+            let answer = match pressed {
+                Some(text) => {
                     send(ops, chat, Reply::text(text)).await;
                     // A button is used once: remove it from the message it was on.
                     if let Some(m) = q.message.as_ref()
@@ -323,8 +338,15 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
                     )
                 },
             );
+            let markets = match ops.store.send(crate::actors::store::PausedMarkets).await {
+                Ok(Ok(list)) if !list.is_empty() => format!(
+                    "\nmarkets PAUSED (no buys, exits copied): {}",
+                    list.iter().map(|m| m.selector.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+                _ => String::new(),
+            };
             Reply::text(format!(
-                "mode {}\nbreaker {breaker}\nchain head {}, processed {} (lag {} blocks)\ntargets {} watched, {paused} paused\n\
+                "mode {}\nbreaker {breaker}\nchain head {}, processed {} (lag {} blocks)\ntargets {} watched, {paused} paused{markets}\n\
                  exposure {} USDC of {} USDC allowed\nP&L today {} USDC realized, {} USDC unrealized at the last marks\n\
                  {daily}\nlast fill {last}",
                 if ops.paper { "PAPER" } else { "LIVE" },
@@ -506,6 +528,12 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             Err(_) => unavailable("the risk supervisor"),
         },
         Command::Balance => balance(ops).await,
+        Command::Close(arg) => {
+            let (text, buttons) = crate::telegram::operator::offer_close(ops, &arg).await;
+            Reply { text, buttons, photo: None }
+        }
+        Command::PauseMarket(arg) => Reply::text(crate::telegram::operator::set_paused(ops, &arg, true).await),
+        Command::ResumeMarket(arg) => Reply::text(crate::telegram::operator::set_paused(ops, &arg, false).await),
         Command::Version => Reply::text(format!(
             "polycopy {} in {} mode, up {}",
             env!("CARGO_PKG_VERSION"),

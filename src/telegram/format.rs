@@ -74,6 +74,10 @@ fn signed(u: Usdc) -> String {
 #[must_use]
 pub fn html(ev: &Event) -> String {
     match ev {
+        // The operator's own close: no target, no target's trade to link.
+        Event::Executed { fill, .. } | Event::Rejected { fill, .. } if fill.wallet == crate::domain::OPERATOR => {
+            format!("🧹 {}", escape(&ev.text()))
+        }
         Event::Executed { fill, label, exec, latency_ms, market, realized } => {
             let token = exec.token_id.to_string();
             let mut text = format!(
@@ -174,8 +178,11 @@ mod tests {
 
     #[test]
     fn copies_and_refusals_read_differently_and_are_valid_html() {
-        let market =
-            Some(MarketRef { name: "Will <X> & Y happen? — Yes".into(), slug: Some("will-x-happen".into()) });
+        let market = Some(MarketRef {
+            name: "Will <X> & Y happen? — Yes".into(),
+            slug: Some("will-x-happen".into()),
+            condition: None,
+        });
         let exec = |side: Side| Execution {
             fill_row: 1,
             side,

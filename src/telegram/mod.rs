@@ -9,6 +9,7 @@
 pub mod commands;
 pub mod delivery;
 pub mod format;
+pub mod operator;
 pub mod outbox;
 pub mod schedule;
 

@@ -4,10 +4,12 @@
 //! and the emergency-stop file. Valuation (marks, settlement on chain) is in [`valuation`].
 
 mod day;
+mod operator;
 mod placement;
 mod resolver;
 mod valuation;
 
+pub use operator::{Close, CloseStarted, MarketPauses, close_summary};
 pub use valuation::GetPnlToday;
 
 pub use valuation::{CheckSettlement, GetOpenTokens, Marks, Resolved};
@@ -106,6 +108,8 @@ pub struct RiskState {
     pub day_start_ms: i64,
     /// The open positions' unrealized P&L when it opened, if recorded.
     pub unrealized_at_open: Option<Usdc>,
+    /// Markets the operator paused.
+    pub paused_markets: Vec<crate::store::PausedMarket>,
 }
 
 /// How the supervisor decides.
@@ -125,6 +129,8 @@ pub struct RiskConfig {
     pub day_starts_at_hour: u32,
     /// The daily loss limit halts (else it reduces: only exits are copied).
     pub daily_loss_halts: bool,
+    /// A close sells at most this far under its reference price (the copy slippage cap).
+    pub close_slippage_bps: u32,
     /// The journal file, and which file it was when opened: watched so trading halts if it is
     /// deleted or replaced.
     pub journal: Option<(PathBuf, crate::store::identity::FileIdentity)>,
@@ -182,6 +188,12 @@ pub struct RiskSupervisor {
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Position questions waiting for a BUY in flight on their token (see [`GetPosition`]).
     position_waiters: Vec<(TokenId, std::time::Instant, tokio::sync::oneshot::Sender<Shares>)>,
+    /// Markets the operator paused: no BUY into them.
+    paused_markets: operator::Paused,
+    /// A close's limit is this far under its reference price.
+    close_slippage_bps: u32,
+    /// Counts close orders (keys of their reservations while they are journaled).
+    close_nonce: u64,
 }
 
 impl std::fmt::Debug for RiskSupervisor {
@@ -207,6 +219,7 @@ impl RiskSupervisor {
             max_in_flight,
             day_starts_at_hour,
             daily_loss_halts,
+            close_slippage_bps,
             journal,
         } = cfg;
         let RiskPeers { store, executor, notifier, metrics, gate } = peers;
@@ -246,6 +259,9 @@ impl RiskSupervisor {
             slots: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
             drained: Vec::new(),
             position_waiters: Vec::new(),
+            paused_markets: operator::Paused::new(&state.paused_markets),
+            close_slippage_bps,
+            close_nonce: 0,
         }
     }
 

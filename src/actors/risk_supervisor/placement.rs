@@ -39,7 +39,8 @@ impl Handler<Evaluate> for RiskSupervisor {
         self.roll_day(now);
         // A recovered intent may already be at the exchange: even while halted it goes to the
         // executor, which only resolves what was sent and sends nothing new.
-        let may_send = self.breaker.is_active() && !self.gate.is_closed();
+        // The operator's own close goes out in every trading state.
+        let may_send = super::operator::is_operator(&m) || (self.breaker.is_active() && !self.gate.is_closed());
         if !may_send && !m.recovered {
             let reason = if self.breaker.is_active() {
                 // Closed by the control socket; the halt itself is the next message in the mailbox.
@@ -53,6 +54,13 @@ impl Handler<Evaluate> for RiskSupervisor {
             let reason = DenyReason::Reducing {
                 reason: format!("only exits are copied ({}: {})", self.breaker.state.code, self.breaker.state.reason),
             };
+            return MessageResult(self.reject(&m, reason));
+        }
+        if !m.recovered
+            && m.intent.side == crate::domain::Side::Buy
+            && let Some(market) = self.paused_markets.covering(&m.intent.token_id, m.market.as_ref())
+        {
+            let reason = DenyReason::MarketPaused { market: market.to_owned() };
             return MessageResult(self.reject(&m, reason));
         }
         if !m.recovered && m.intent.side == crate::domain::Side::Sell {
@@ -102,7 +110,8 @@ pub(super) fn place(
             crate::fault::abort_at("abort_after_intent");
         }
         let wallet = intent.wallet;
-        let exec = match executor.send(Execute { intent, at_ms: now_ms(), may_send }).await {
+        let manual = super::operator::is_operator(&m);
+        let exec = match executor.send(Execute { intent, at_ms: now_ms(), may_send, manual }).await {
             Ok(Ok(e)) => e,
             Ok(Err(e)) => return (m, Step::ExecFailed(e)),
             Err(e) => return (m, Step::ExecFailed(ExecError::internal(e.to_string()))),

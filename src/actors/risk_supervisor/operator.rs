@@ -1,0 +1,231 @@
+//! The operator's own orders and market pauses, owned by the supervisor like every other order.
+//!
+//! A close sells our positions at market within the slippage cap, in every trading state: a halt
+//! stops copies, never the operator's own exits (and a halt never closes anything by itself). Each
+//! close order is journaled with its intent before it leaves and then runs the same placement as a
+//! copy: exactly-once, looked up when its outcome is unknown, recovered after a crash.
+
+use std::collections::HashMap;
+
+use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseActFuture, WrapFuture};
+use alloy::primitives::B256;
+
+use super::{Evaluate, RiskSupervisor};
+use crate::actors::notifier::Event;
+use crate::actors::store::{LastPrices, RecordClose};
+use crate::domain::{OPERATOR, Price, Side, TokenId, Usdc, mul_price_ceil};
+use crate::risk::Reservation;
+use crate::risk::close::{CloseOrder, CloseScope, Holding, MarketSelector, Unsold, plan_close};
+use crate::store::PausedMarket;
+
+/// Close our positions in `scope` now.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CloseStarted, String>")]
+pub struct Close {
+    /// What to close.
+    pub scope: CloseScope,
+    /// Who asked (`cli`, `telegram`).
+    pub by: String,
+}
+
+/// What a close sent and what it left.
+#[derive(Debug, Clone, Default)]
+pub struct CloseStarted {
+    /// Journaled and being placed: (fill row, order).
+    pub orders: Vec<(i64, CloseOrder)>,
+    /// Not sold, with the reason.
+    pub unsold: Vec<Unsold>,
+    /// Orders that could not be journaled (so were not sent).
+    pub failed: Vec<(CloseOrder, String)>,
+}
+
+/// The paused markets changed: the supervisor takes the journal's list.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct MarketPauses(pub Vec<PausedMarket>);
+
+/// The markets the operator paused, as the supervisor checks them for every BUY.
+#[derive(Debug, Clone, Default)]
+pub struct Paused {
+    tokens: HashMap<TokenId, String>,
+    conditions: HashMap<B256, String>,
+    slugs: HashMap<String, String>,
+}
+
+impl Paused {
+    /// The set for `list`.
+    #[must_use]
+    pub fn new(list: &[PausedMarket]) -> Self {
+        let mut p = Self::default();
+        for m in list {
+            let name = m.selector.to_string();
+            match &m.selector {
+                MarketSelector::Token(t) => {
+                    p.tokens.insert(*t, name.clone());
+                }
+                MarketSelector::Condition(c) => {
+                    p.conditions.insert(*c, name.clone());
+                }
+                MarketSelector::Slug(s) => {
+                    p.slugs.insert(s.clone(), name.clone());
+                }
+            }
+            for t in &m.tokens {
+                p.tokens.entry(*t).or_insert_with(|| name.clone());
+            }
+        }
+        p
+    }
+
+    /// The pause that covers `token` (or its market), if any.
+    #[must_use]
+    pub fn covering(&self, token: &TokenId, market: Option<&crate::market::MarketRef>) -> Option<&str> {
+        self.tokens
+            .get(token)
+            .or_else(|| market.and_then(|m| m.condition.as_ref()).and_then(|c| self.conditions.get(c)))
+            .or_else(|| market.and_then(|m| m.slug.as_ref()).and_then(|s| self.slugs.get(&s.to_ascii_lowercase())))
+            .map(String::as_str)
+    }
+}
+
+impl RiskSupervisor {
+    /// Every position we hold, with what no SELL in flight claims.
+    fn holdings(&self) -> Vec<Holding> {
+        self.book
+            .tokens()
+            .into_iter()
+            .map(|t| Holding {
+                token_id: t,
+                held: self.book.position(&t).shares,
+                sellable: self.reserved.sellable(&self.book, &t),
+            })
+            .collect()
+    }
+
+    /// Runs one journaled close order through the same placement as a copy, sent whatever the
+    /// trading state.
+    fn start_close(
+        &mut self,
+        ctx: &mut Context<Self>,
+        fill: crate::domain::TargetFill,
+        intent: crate::domain::OrderIntent,
+    ) {
+        let m = Evaluate {
+            intent,
+            fill,
+            label: "close".into(),
+            max_trades_per_hour: None,
+            min_trade_interval_s: None,
+            recovered: true,
+            market: None,
+        };
+        self.reserved.add(m.intent.fill_row, Reservation::of(&m.intent));
+        self.in_flight += 1;
+        let work = super::placement::place(self, m, true);
+        ctx.spawn(work.into_actor(self).map(|(m, step), act, _| act.finish(&m, step)));
+    }
+}
+
+/// True for the operator's own orders: sent in every trading state.
+#[must_use]
+pub fn is_operator(m: &Evaluate) -> bool {
+    m.fill.wallet == OPERATOR
+}
+
+impl Handler<Close> for RiskSupervisor {
+    type Result = ResponseActFuture<Self, Result<CloseStarted, String>>;
+
+    /// Plans the close against the book and every order in flight, holds the shares, journals each
+    /// order with its intent, then places them.
+    fn handle(&mut self, m: Close, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let prices = async move { store.send(LastPrices).await };
+        Box::pin(prices.into_actor(self).then(move |prices, act, _| {
+            let mut prices: HashMap<TokenId, Price> = match prices {
+                Ok(Ok(p)) => p.into_iter().collect(),
+                _ => HashMap::new(),
+            };
+            prices.extend(act.marks.iter().map(|(t, p)| (*t, *p)));
+            let plan = plan_close(&act.holdings(), &m.scope, &prices, act.close_slippage_bps);
+            // Held while they are journaled, so a copy's SELL cannot claim the same shares.
+            let mut held = Vec::new();
+            for o in &plan.orders {
+                act.close_nonce += 1;
+                let key = -i64::try_from(act.close_nonce).unwrap_or(i64::MAX);
+                let r = Reservation {
+                    token: o.token_id,
+                    side: Side::Sell,
+                    shares: o.shares,
+                    usdc: Usdc(mul_price_ceil(o.shares, o.limit)),
+                    placing: true,
+                };
+                act.reserved.add(key, r);
+                held.push(key);
+            }
+            let (store, nonce) = (act.store.clone(), act.close_nonce);
+            let records: Vec<_> = plan
+                .orders
+                .iter()
+                .enumerate()
+                .map(|(i, o)| store.send(RecordClose { order: o.clone(), nonce: nonce + i as u64 }))
+                .collect();
+            let by = m.by;
+            async move { futures_util::future::join_all(records).await }.into_actor(act).map(
+                move |results, act, ctx| {
+                    for k in held {
+                        act.reserved.release(k);
+                    }
+                    let mut started = CloseStarted { unsold: plan.unsold, ..CloseStarted::default() };
+                    for (o, r) in plan.orders.into_iter().zip(results) {
+                        match r {
+                            Ok(Ok((row, fill, intent))) => {
+                                act.start_close(ctx, fill, intent);
+                                started.orders.push((row, o));
+                            }
+                            Ok(Err(e)) => started.failed.push((o, e.to_string())),
+                            Err(e) => started.failed.push((o, e.to_string())),
+                        }
+                    }
+                    act.notifier.do_send(Event::Operator { message: close_summary(&started, &by) });
+                    Ok(started)
+                },
+            )
+        }))
+    }
+}
+
+/// One line per order and per unsold remainder, for the reply and the report.
+#[must_use]
+pub fn close_summary(s: &CloseStarted, by: &str) -> String {
+    let token = |t: &TokenId| crate::actors::notifier::short_token(&t.to_string());
+    let mut lines = vec![if s.orders.is_empty() && s.failed.is_empty() {
+        format!("close by {by}: nothing to sell")
+    } else {
+        format!("close by {by}: {} SELL order(s) sent at market", s.orders.len())
+    }];
+    for (_, o) in &s.orders {
+        lines.push(format!(
+            "SELL {} shares of {} at ≥ {} (last price {})",
+            o.shares,
+            token(&o.token_id),
+            o.limit,
+            o.reference
+        ));
+    }
+    for (o, e) in &s.failed {
+        lines.push(format!("NOT SENT: {} shares of {}: journal write failed: {e}", o.shares, token(&o.token_id)));
+    }
+    for u in &s.unsold {
+        lines.push(format!("left: {} shares of {}: {}", u.shares, token(&u.token_id), u.why));
+    }
+    lines.join("\n")
+}
+
+impl Handler<MarketPauses> for RiskSupervisor {
+    type Result = ();
+
+    /// Takes the journal's paused markets.
+    fn handle(&mut self, m: MarketPauses, _: &mut Context<Self>) {
+        self.paused_markets = Paused::new(&m.0);
+    }
+}

@@ -1,0 +1,108 @@
+//! Closing positions and pausing markets, as every command surface asks for them (the control socket
+//! for the CLI, Telegram): one implementation, so both say and do the same.
+
+use std::time::Duration;
+
+use actix::Addr;
+
+use crate::actors::risk_supervisor::{Close, CloseStarted, MarketPauses, RiskSupervisor};
+use crate::actors::store::{PausedMarkets, SetMarketPaused, StoreActor, TokensOf};
+use crate::risk::close::{CloseScope, MarketSelector};
+
+/// Longest a close waits for the supervisor and the journal (journaling each order, not its fill).
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// What `market` (a token id, a condition id or a slug; `None`: everything) closes.
+///
+/// # Errors
+/// A message for the operator: unreadable selector, unknown market, journal unavailable.
+pub async fn scope(store: &Addr<StoreActor>, market: Option<&str>) -> Result<CloseScope, String> {
+    let Some(m) = market else { return Ok(CloseScope::All) };
+    let sel = MarketSelector::parse(m)?;
+    let tokens = tokens(store, &sel).await?;
+    if tokens.is_empty() {
+        return Err(format!(
+            "the journal knows no token of {sel}: name the token id, or check the slug or condition id"
+        ));
+    }
+    Ok(CloseScope::Tokens(tokens))
+}
+
+async fn tokens(store: &Addr<StoreActor>, sel: &MarketSelector) -> Result<Vec<crate::domain::TokenId>, String> {
+    match store.send(TokensOf(sel.clone())).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(format!("the journal could not be read: {e}")),
+        Err(_) => Err("the journal is unavailable right now; try again".into()),
+    }
+}
+
+/// Closes our positions in `market` (all when `None`) at market within the slippage cap.
+///
+/// # Errors
+/// A message for the operator when nothing could be started.
+pub async fn close(
+    store: &Addr<StoreActor>,
+    risk: &Addr<RiskSupervisor>,
+    market: Option<&str>,
+    by: &str,
+) -> Result<CloseStarted, String> {
+    let scope = scope(store, market).await?;
+    match tokio::time::timeout(CLOSE_WAIT, risk.send(Close { scope, by: by.to_owned() })).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err("the risk supervisor is unavailable".into()),
+        Err(_) => Err(format!(
+            "the close was not confirmed within {} s: check `polycopy trades` before asking again",
+            CLOSE_WAIT.as_secs()
+        )),
+    }
+}
+
+/// Pauses (or lifts the pause of) a market; the supervisor takes the journal's list at once.
+/// Returns what was done, in words.
+///
+/// # Errors
+/// A message for the operator: unreadable selector, journal unavailable.
+pub async fn set_paused(
+    store: &Addr<StoreActor>,
+    risk: &Addr<RiskSupervisor>,
+    market: &str,
+    paused: bool,
+    by: &str,
+) -> Result<String, String> {
+    let sel = MarketSelector::parse(market)?;
+    let tokens = tokens(store, &sel).await?;
+    let req = SetMarketPaused { selector: sel.clone(), tokens: tokens.clone(), paused, by: by.to_owned() };
+    let changed = match store.send(req).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(format!("the journal could not be written: {e}")),
+        Err(_) => return Err("the journal is unavailable right now; try again".into()),
+    };
+    if let Ok(Ok(list)) = store.send(PausedMarkets).await {
+        risk.do_send(MarketPauses(list));
+    }
+    Ok(paused_text(&sel, tokens.len(), paused, changed))
+}
+
+/// The answer to a pause or resume of a market.
+#[must_use]
+pub fn paused_text(sel: &MarketSelector, known_tokens: usize, paused: bool, changed: bool) -> String {
+    match (paused, changed) {
+        (true, true) => format!(
+            "paused {sel}: buys into it are refused, exits are still copied ({known_tokens} token(s) known); \
+             lift with resume-market"
+        ),
+        (true, false) => format!("{sel} was already paused"),
+        (false, true) => format!("{sel} is copied again"),
+        (false, false) => format!("{sel} was not paused"),
+    }
+}
+
+/// The close's reply for people.
+#[must_use]
+pub fn close_text(s: &CloseStarted, by: &str) -> String {
+    let mut t = crate::actors::risk_supervisor::close_summary(s, by);
+    if !s.orders.is_empty() {
+        t.push_str("\neach order's outcome is reported as it is known (`polycopy trades`, Telegram)");
+    }
+    t
+}

@@ -1,0 +1,108 @@
+//! `/close` (with a confirmation button), `/pausemarket` and `/resumemarket`: the same actions as
+//! `polycopy close` and `pause-market`, carried out by the same code (`control::market_ops`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::actors::store::GetStatus;
+use crate::control::market_ops;
+use crate::risk::close::CloseScope;
+use crate::store::now_ms;
+
+/// The close confirmation button: `close:<nonce>`; the request it confirms is kept here (a token
+/// id does not fit in a button's 64 bytes).
+pub const CLOSE_PREFIX: &str = "close:";
+/// A close button older than this is refused: positions and prices move.
+const CLOSE_TTL_MS: i64 = 2 * 60 * 1000;
+
+/// Closes offered and not yet confirmed: nonce → (market or all, offered at).
+#[derive(Debug, Clone, Default)]
+pub struct PendingCloses(Arc<Mutex<HashMap<u64, (Option<String>, i64)>>>);
+
+impl PendingCloses {
+    fn offer(&self, market: Option<String>) -> u64 {
+        let nonce = rand_nonce();
+        if let Ok(mut m) = self.0.lock() {
+            m.retain(|_, (_, at)| now_ms() - *at <= CLOSE_TTL_MS);
+            m.insert(nonce, (market, now_ms()));
+        }
+        nonce
+    }
+
+    fn take(&self, nonce: u64) -> Option<(Option<String>, i64)> {
+        self.0.lock().ok()?.remove(&nonce)
+    }
+}
+
+fn rand_nonce() -> u64 {
+    // Only the authorized chats' buttons are ever read, so the nonce need only be unique.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    u64::try_from(now_ms()).unwrap_or(0).wrapping_mul(1000).wrapping_add(n)
+}
+
+/// `/close <market|all>`: says what would be sold and offers the confirmation button.
+pub async fn offer_close(ops: &super::commands::Ops, arg: &str) -> (String, Vec<(String, String)>) {
+    let arg = arg.trim();
+    if arg.is_empty() {
+        return ("usage: /close <token id|condition id|slug> or /close all".into(), Vec::new());
+    }
+    let market = (!arg.eq_ignore_ascii_case("all")).then(|| arg.to_owned());
+    let scope = match market_ops::scope(&ops.store, market.as_deref()).await {
+        Ok(s) => s,
+        Err(e) => return (e, Vec::new()),
+    };
+    let Ok(Ok(st)) = ops.store.send(GetStatus).await else {
+        return ("the journal is unavailable right now; try again".into(), Vec::new());
+    };
+    let held: Vec<String> = st
+        .positions
+        .iter()
+        .filter(|p| p.token_id.parse().is_ok_and(|t| scope.covers(&t)))
+        .map(|p| {
+            format!(
+                "• {} sh of {} (cost {} USDC)",
+                p.shares,
+                crate::actors::notifier::short_token(&p.token_id),
+                p.cost_usdc
+            )
+        })
+        .collect();
+    if held.is_empty() {
+        return ("no open position to close there".into(), Vec::new());
+    }
+    let what = if scope == CloseScope::All { "ALL open positions".to_owned() } else { format!("positions in {arg}") };
+    let nonce = ops.closes.offer(market);
+    (
+        format!(
+            "close {what} at market (limit: last price less the slippage cap), whatever the trading state?\n{}",
+            held.join("\n")
+        ),
+        vec![(format!("Close {} position(s)", held.len()), format!("{CLOSE_PREFIX}{nonce}"))],
+    )
+}
+
+/// A pressed close button: carries out the close it was offered for, once.
+pub async fn confirm_close(ops: &super::commands::Ops, nonce: &str) -> String {
+    let Some((market, offered)) = nonce.parse::<u64>().ok().and_then(|n| ops.closes.take(n)) else {
+        return "this button was already used or is unknown: send /close again".into();
+    };
+    if now_ms() - offered > CLOSE_TTL_MS {
+        return "this button has expired (prices move): send /close again".into();
+    }
+    match market_ops::close(&ops.store, &ops.risk, market.as_deref(), "telegram").await {
+        Ok(started) => market_ops::close_text(&started, "telegram"),
+        Err(e) => format!("not closed: {e}"),
+    }
+}
+
+/// `/pausemarket` and `/resumemarket`.
+pub async fn set_paused(ops: &super::commands::Ops, arg: &str, paused: bool) -> String {
+    if arg.trim().is_empty() {
+        return "usage: /pausemarket <token id|condition id|slug> or /resumemarket <same>".into();
+    }
+    match market_ops::set_paused(&ops.store, &ops.risk, arg.trim(), paused, "telegram").await {
+        Ok(m) => m,
+        Err(e) => e,
+    }
+}

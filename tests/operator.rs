@@ -1,0 +1,144 @@
+//! The operator's own actions, run as an operator would: `close` (paper and against the fake CLOB),
+//! allowed while halted and never done by a halt; `pause-market` obeyed by copies (exits still
+//! copied), shown in status, persisted across restarts.
+
+mod support;
+
+use alloy::primitives::{Address, address};
+use serde_json::Value;
+use support::*;
+
+const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
+
+fn positions(d: &Daemon) -> Vec<Value> {
+    d.status()["positions"].as_array().cloned().unwrap_or_default()
+}
+
+/// Two positions; a halt closes nothing; `close --all` while halted sells both at market (journaled
+/// like any order, reported), leaves the breaker as it was, and a second close finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_all_when_halted_then_everything_sold_and_still_halted() {
+    let Running { anvil, dir: _dir, d } = running(&wallets(&[(A, "whale", true)], 0.1)).await;
+    anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    anvil.emit(&Fill::v2(2, A, C, true, 8, 200 * ONE, 80 * ONE)).await;
+    wait_for(30, "two copies", async || (with_status(&d.trades(), "executed").len() == 2).then_some(())).await;
+
+    let (code, _, err) = d.run_cli(&["halt", "--reason", "3am incident"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(positions(&d).len(), 2, "a halt never closes anything by itself");
+
+    let (code, out, err) = d.run_cli(&["close", "--all"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 SELL order(s) sent at market"), "{out}");
+    assert_eq!(out.matches("sold ").count(), 2, "both outcomes followed: {out}");
+    wait_for(10, "the book empty", async || positions(&d).is_empty().then_some(())).await;
+    let st = d.status();
+    assert_eq!(st["breaker"]["tripped"], true, "a close does not resume trading");
+    let rows = d.trades();
+    let closes: Vec<&Value> = rows.iter().filter(|r| r["wallet"] == format!("{:#x}", Address::ZERO)).collect();
+    assert_eq!(closes.len(), 2, "each close order is journaled like any order: {rows:?}");
+    for r in &closes {
+        assert_eq!(r["status"], "executed", "{r}");
+        assert_eq!(r["side"], "SELL", "{r}");
+    }
+    // At the last prices (the test settings simulate no paper slippage).
+    let sold: Vec<(&str, &str)> =
+        closes.iter().map(|r| (r["shares"].as_str().unwrap(), r["price"].as_str().unwrap())).collect();
+    assert!(sold.contains(&("10", "0.5")) && sold.contains(&("20", "0.4")), "{sold:?}");
+    assert_eq!(d.events("operator").len(), 1, "the close is reported once: {:?}", d.events("operator"));
+
+    let (code, out, _) = d.run_cli(&["close", "--all"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing to sell"), "{out}");
+}
+
+/// Bad input is refused with the reason; a close with no daemon says how to get one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_bad_market_or_no_daemon_then_clear_refusal() {
+    let Running { anvil: _anvil, dir: _dir, mut d } = running(&wallets(&[(A, "whale", true)], 0.1)).await;
+    let (code, _, err) = d.run_cli(&["close", "0x1234"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("not a condition id"), "{err}");
+    let (code, _, err) = d.run_cli(&["close", "no-such-market"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("knows no token of market no-such-market"), "{err}");
+    let (code, _, err) = d.run_cli(&["close"]);
+    assert_eq!(code, 2, "market or --all is required: {err}");
+    d.stop();
+    let (code, _, err) = d.run_cli(&["close", "--all"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("Start it"), "{err}");
+}
+
+/// A paused market refuses buys with its own code, still copies exits, shows in status, survives a
+/// restart (stored in the journal when no daemon runs), and copies buys again once resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_pause_market_when_paused_then_buys_refused_exits_copied_until_resumed() {
+    let Running { anvil, dir: _dir, mut d } = running(&wallets(&[(A, "whale", true)], 0.1)).await;
+    anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    wait_for(30, "the first copy", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
+
+    let (code, out, err) = d.run_cli(&["pause-market", "7"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("paused token 7"), "{out}");
+    let st = d.status();
+    assert_eq!(st["paused_markets"][0]["market"], "token 7", "{st}");
+    let (_, text, _) = d.run_cli(&["status"]);
+    assert!(text.contains("market PAUSED (no buys, exits copied): token 7 by cli"), "{text}");
+
+    anvil.emit(&Fill::v2(2, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    // An unpaused token is the marker that the paused one was decided.
+    anvil.emit(&Fill::v2(3, A, C, true, 9, 100 * ONE, 50 * ONE)).await;
+    let rows = wait_for(30, "both decided", async || {
+        let t = d.trades();
+        (t.len() == 3 && t.iter().all(|r| r["status"] != "pending")).then_some(t)
+    })
+    .await;
+    assert_eq!((rows[1]["status"].as_str(), rows[1]["reason"].as_str()), (Some("rejected"), Some("market_paused")));
+    assert_eq!(rows[2]["status"], "executed");
+    // The target sells half: the exit is copied although the market is paused.
+    anvil.emit(&Fill::v2(4, A, C, false, 7, 100 * ONE, 50 * ONE)).await;
+    wait_for(30, "the exit", async || (d.trades().get(3).is_some_and(|r| r["status"] == "executed")).then_some(()))
+        .await;
+
+    // With the daemon stopped the pause is lifted in the journal (exit 3 says no daemon), and a
+    // new pause by slug is stored; the next start obeys the journal.
+    d.stop();
+    let (code, out, _) = d.run_cli(&["resume-market", "7"]);
+    assert_eq!(code, 3);
+    assert!(out.contains("token 7 is copied again"), "{out}");
+    d.start();
+    d.wait_live().await;
+    anvil.emit(&Fill::v2(5, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    wait_for(30, "buys copied again", async || {
+        (d.trades().get(4).is_some_and(|r| r["status"] == "executed")).then_some(())
+    })
+    .await;
+    assert_eq!(d.status()["paused_markets"].as_array().map(Vec::len), Some(0));
+}
+
+/// Live: a close while halted sends one SELL to the CLOB, within the slippage cap and in whole
+/// cents, and books what the exchange matched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_live_and_halted_then_one_sell_within_the_cap() {
+    use support::live::*;
+    let mut l = live().await;
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    let (code, _, err) = l.d.run_cli(&["halt"]);
+    assert_eq!(code, 0, "{err}");
+
+    let (code, out, err) = l.d.run_cli(&["close", &STD_TOKEN.to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("sold 10 shares"), "{out}");
+    let sells: Vec<_> = l.clob.orders().into_iter().filter(|o| o.side == "SELL").collect();
+    assert_eq!(sells.len(), 1, "{sells:?}");
+    // The last price is the target's 0.50; the cap (2 %) puts the limit at 0.49.
+    assert!(sells[0].price >= 0.49 - 1e-9, "{:?}", sells[0]);
+    assert!((sells[0].shares - 10.0).abs() < 1e-9, "{:?}", sells[0]);
+    assert!(l.clob.refused().is_empty(), "{:?}", l.clob.refused());
+    assert!(positions(&l.d).is_empty());
+    assert_eq!(l.d.status()["breaker"]["tripped"], true);
+}
