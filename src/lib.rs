@@ -39,3 +39,4 @@ pub mod service;
 pub mod store;
 pub mod tasks;
 pub mod telegram;
+pub mod warnings;

@@ -45,11 +45,72 @@ pub struct Metrics {
     pub live: AtomicBool,
     /// 0 active, 1 reducing, 2 halted.
     pub trading_state: std::sync::atomic::AtomicU8,
+    warnings: Mutex<BTreeMap<String, u64>>,
+    /// Warning checks run (see `crate::warnings`).
+    pub warning_checks: AtomicU64,
+    /// Targets being copied (enabled, not paused), at the last warning check.
+    pub targets_copying: AtomicU64,
+    /// The CLOB's last answer time to the warning check, ms (at least 1; 0: unknown).
+    pub clob_response_ms: AtomicI64,
 }
 
 impl Metrics {
     fn mode(&self) -> &'static str {
         if self.live.load(Ordering::Relaxed) { "live" } else { "paper" }
+    }
+
+    /// Counts a warning sent, under its kind.
+    pub fn warning(&self, code: &str) {
+        if let Ok(mut m) = self.warnings.lock() {
+            *m.entry(code.to_owned()).or_insert(0) += 1;
+        }
+    }
+
+    /// The warning and operations series (appended to [`Metrics::render`]).
+    fn render_operations(&self, o: &mut String) {
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let kinds: Vec<(String, String)> = self
+            .warnings
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (format!("{{kind=\"{k}\"}}"), v.to_string())).collect())
+            .unwrap_or_default();
+        write_metric(o, "polycopy_warnings_total", "counter", "Warning alerts sent since start, by kind.", &kinds);
+        let one = |v: String| vec![(String::new(), v)];
+        write_metric(
+            o,
+            "polycopy_warning_checks_total",
+            "counter",
+            "Warning checks run since start.",
+            &one(ld(&self.warning_checks)),
+        );
+        write_metric(
+            o,
+            "polycopy_targets_copying",
+            "gauge",
+            "Targets being copied (enabled and not paused) at the last warning check.",
+            &one(ld(&self.targets_copying)),
+        );
+        let ms = self.clob_response_ms.load(Ordering::Relaxed);
+        let secs = if ms > 0 { format_micros(ms * 1_000) } else { "NaN".into() };
+        write_metric(
+            o,
+            "polycopy_clob_response_seconds",
+            "gauge",
+            "The CLOB's last answer time to the warning check (live).",
+            &one(secs),
+        );
+        let tg = if self.telegram_on.load(Ordering::Relaxed) {
+            u8::from(self.telegram_failing.load(Ordering::Relaxed)).to_string()
+        } else {
+            "NaN".into()
+        };
+        write_metric(
+            o,
+            "polycopy_telegram_failing",
+            "gauge",
+            "1 while the last Telegram delivery failed (NaN: Telegram off).",
+            &one(tg),
+        );
     }
 
     /// Counts a rejection under its reason code.
@@ -186,6 +247,15 @@ impl Metrics {
             "Unrealized P&L of open positions at CLOB midpoints, USDC.",
             &one(unrealized),
         );
+        self.render_operations(&mut o);
         o
+    }
+}
+
+/// Appends one metric with its HELP and TYPE lines.
+fn write_metric(o: &mut String, name: &str, kind: &str, help: &str, lines: &[(String, String)]) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in lines {
+        let _ = writeln!(o, "{name}{labels} {v}");
     }
 }

@@ -135,6 +135,13 @@ pub enum Event {
         /// What the alert says.
         message: String,
     },
+    /// A warning: not an outage yet, but the operator should look (see `crate::warnings`).
+    Warning {
+        /// Stable kind (`disk_low`, `drawdown`, ...).
+        code: &'static str,
+        /// What was seen, with the threshold.
+        message: String,
+    },
     /// The operator acted by hand (a close, a market pause): reported to every chat.
     Operator {
         /// What was done.
@@ -168,6 +175,7 @@ impl Event {
             Self::Settled { .. } => "settled",
             Self::Alert { .. } => "alert",
             Self::Operator { .. } => "operator",
+            Self::Warning { .. } => "warning",
             Self::Error { .. } => "error",
         }
     }
@@ -273,6 +281,7 @@ impl Event {
             }
             Self::Alert { message } => format!("ALERT: {message}"),
             Self::Operator { message } => message.clone(),
+            Self::Warning { code, message } => format!("WARNING ({code}): {message}"),
             Self::Error { message } => format!("error: {message}"),
         }
     }
@@ -353,6 +362,7 @@ impl Handler<Event> for Notifier {
             | Event::WalletsRejected(_) => {
                 error!(event = kind, "{text}");
             }
+            Event::Warning { code, .. } => warn!(event = kind, code, "{text}"),
             Event::Rejected { reason, .. } => warn!(event = kind, reason = reason.code(), "{text}"),
             Event::Executed { latency_ms, .. } => info!(event = kind, latency_ms, "{text}"),
             _ => info!(event = kind, "{text}"),

@@ -401,3 +401,13 @@ store_handler!(PausedMarkets -> Vec<crate::store::PausedMarket>, |s, _m| s.pause
 #[derive(Debug)]
 pub struct LastPrices;
 store_handler!(LastPrices -> std::collections::BTreeMap<TokenId, crate::domain::Price>, |s, _m| s.last_prices());
+
+/// When the last target fill was seen (unix ms), if any.
+#[derive(Debug)]
+pub struct TargetActivity;
+store_handler!(TargetActivity -> Option<i64>, |s, _m| s.last_target_fill_ms());
+
+/// (wins, trades) among the latest `n` closed trades (SELLs and settlements).
+#[derive(Debug)]
+pub struct RecentWins(pub u32);
+store_handler!(RecentWins -> (u32, u32), |s, m| s.recent_wins(m.0));

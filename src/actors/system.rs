@@ -255,6 +255,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
                 stop_file: s.emergency_stop_file.clone(),
                 mode: s.mode,
                 journal: s.db_path.clone(),
+                http: http_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()),
             },
         ),
     );
@@ -425,6 +426,20 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     if let Some(tg) = &telegram {
         notifier.do_send(AddSink(tg.sink.clone().recipient()));
     }
+    let warnings = crate::warnings::probe::Sources {
+        store: store.clone(),
+        risk: risk.clone(),
+        registry: registry.clone(),
+        notifier: notifier.clone(),
+        venue: venue.clone(),
+        journal_dir: s
+            .db_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf),
+        metrics: metrics.clone(),
+    };
+    crate::tasks::spawn_until(&stop, crate::warnings::probe::run(warnings, warning_schedule(s, now)));
 
     // Finish what a crash interrupted before anything new comes in: the feed starts only once
     // every fill journaled before the last stop (and any order sent for it) is decided.
@@ -568,4 +583,24 @@ fn watch_wallets_file(path: &std::path::Path, registry: Addr<Registry>) -> Optio
         .map_err(|e| warn!(cause = %e, "cannot watch wallets.json; reload with SIGHUP"))
         .ok()?;
     Some(w)
+}
+
+/// The warnings' schedule and thresholds from `[alerts]`.
+fn warning_schedule(s: &Settings, started_ms: i64) -> crate::warnings::probe::Schedule {
+    let a = &s.alerts;
+    crate::warnings::probe::Schedule {
+        every: Duration::from_secs(a.check_every_s.max(1)),
+        cooldown: Duration::from_secs(a.cooldown_min.saturating_mul(60)),
+        thresholds: crate::warnings::Thresholds {
+            no_fill_minutes: a.no_fill_minutes,
+            drawdown_pct: a.drawdown_pct,
+            clob_slow_ms: a.clob_slow_ms,
+            disk_min_free_mb: a.disk_min_free_mb,
+            clock_max_offset_ms: a.clock_max_offset_ms,
+            win_rate_min_pct: a.win_rate_min_pct,
+            win_rate_window: a.win_rate_window,
+        },
+        daily_loss_limit: s.risk.daily_loss_limit_usdc,
+        started_ms,
+    }
 }

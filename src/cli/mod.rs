@@ -3,6 +3,7 @@
 //! the journal of the mode the settings name. Halt and resume reach the running daemon through its
 //! control socket; the read-only commands read the journal and never create one.
 
+mod alert;
 mod control;
 mod journal;
 mod operator;
@@ -18,6 +19,7 @@ use crate::config::settings::SettingsSources;
 use crate::config::{Location, Mode, Problem, Settings};
 use crate::store::Store;
 
+pub use alert::alert;
 pub use control::{halt, resume};
 pub use journal::{backup, db_check, maintenance, report, status, trades};
 pub use operator::{close, pause_market};
@@ -110,6 +112,15 @@ pub enum Command {
     PauseMarket {
         /// The market: a token id, a condition id (0x…) or a slug.
         market: String,
+    },
+    /// Hand a message to the running daemon's notifier (log, journal, Telegram) through POST /alert,
+    /// as the cron scripts do; `--test` sends a test alert to prove the path end to end.
+    Alert {
+        /// Send a test alert.
+        #[arg(long)]
+        test: bool,
+        /// The message (unless --test).
+        message: Option<String>,
     },
     /// Lift a market's pause. Exit codes as for `halt`.
     ResumeMarket {

@@ -443,6 +443,15 @@ impl Venue {
         }
     }
 
+    /// The CLOB's clock, unix seconds.
+    ///
+    /// # Errors
+    /// When the CLOB cannot be reached.
+    pub async fn server_time(&self) -> Result<i64, VenueError> {
+        let c = self.client();
+        self.call(c.server_time()).await
+    }
+
     /// pUSD balance and the allowances the exchanges have, as the CLOB sees them.
     ///
     /// # Errors

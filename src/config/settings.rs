@@ -51,6 +51,8 @@ pub struct Settings {
     pub live: LiveSettings,
     /// Market metadata.
     pub markets: MarketsSettings,
+    /// Warning alerts.
+    pub alerts: AlertsSettings,
     /// The settings files read, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -93,9 +95,11 @@ pub struct TelegramSettings {
 }
 
 /// Event kinds that must always reach the operator.
-pub const ALWAYS_ON: [&str; 4] = ["breaker_tripped", "breaker_reset", "error", "alert"];
+pub const ALWAYS_ON: [&str; 6] = ["breaker_tripped", "breaker_reset", "error", "alert", "warning", "operator"];
 /// Event kinds that can be configured.
-pub const EVENT_KINDS: [&str; 16] = [
+pub const EVENT_KINDS: [&str; 18] = [
+    "warning",
+    "operator",
     "started",
     "stopped",
     "fill_detected",
@@ -236,6 +240,30 @@ pub struct MarketsSettings {
     pub timeout_ms: u64,
 }
 
+/// `[alerts]`: warnings through the notifier before things become an outage; 0 turns one off.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSettings {
+    /// Seconds between two checks.
+    pub check_every_s: u64,
+    /// A warning repeats at most this often, minutes.
+    pub cooldown_min: u64,
+    /// Minutes without a target fill while targets are copied.
+    pub no_fill_minutes: u64,
+    /// Share of the daily loss limit used, percent.
+    pub drawdown_pct: u32,
+    /// Slowest acceptable CLOB answer, ms (live).
+    pub clob_slow_ms: u64,
+    /// Least free disk beside the journal, MiB.
+    pub disk_min_free_mb: u64,
+    /// Largest clock offset against the CLOB, ms (live); an unsynchronised clock is warned about too.
+    pub clock_max_offset_ms: u64,
+    /// Lowest acceptable win rate of the latest closed trades, percent.
+    pub win_rate_min_pct: u32,
+    /// How many of the latest closed trades.
+    pub win_rate_window: u32,
+}
+
 /// `[risk]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -340,8 +368,8 @@ fn de_usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
 /// a typo inside a section (`POLYCOPY_RISK__MAX_ORDR_USDC`) still fails as an unknown key.
 const SETTINGS_KEYS: [&str; 6] =
     ["mode", "db_path", "control_socket", "wallets_path", "emergency_stop_file", "log_format"];
-const SETTINGS_SECTIONS: [&str; 9] =
-    ["chain__", "copy__", "risk__", "paper__", "http__", "health__", "telegram__", "live__", "markets__"];
+const SETTINGS_SECTIONS: [&str; 10] =
+    ["chain__", "copy__", "risk__", "paper__", "http__", "health__", "telegram__", "live__", "markets__", "alerts__"];
 
 /// Settings that decide which journal a command acts on: never from the environment, which the
 /// service sees and an operator's shell does not.
@@ -587,6 +615,16 @@ impl Settings {
                      Keep it on 127.0.0.1, or set http.allow_remote = true if a firewall guards it"
                 ),
             );
+        }
+        let a = &self.alerts;
+        if a.check_every_s == 0 {
+            bad("alerts.check_every_s", "must be at least 1".into());
+        }
+        if a.drawdown_pct > 100 {
+            bad("alerts.drawdown_pct", format!("must be 0..=100 (0: off), got {}", a.drawdown_pct));
+        }
+        if a.win_rate_min_pct > 100 {
+            bad("alerts.win_rate_min_pct", format!("must be 0..=100 (0: off), got {}", a.win_rate_min_pct));
         }
         if self.health.feed_stall_s == 0 {
             bad("health.feed_stall_s", "must be at least 1".into());

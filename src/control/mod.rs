@@ -74,4 +74,7 @@ pub struct Reply {
     /// Journal rows of the orders a close sent (their outcomes can be followed there).
     #[serde(default)]
     pub rows: Vec<i64>,
+    /// Where the daemon's HTTP server listens, when it runs one.
+    #[serde(default)]
+    pub http: Option<String>,
 }

@@ -38,6 +38,8 @@ pub struct ControlPeers {
     pub mode: Mode,
     /// The journal this daemon trades on.
     pub journal: PathBuf,
+    /// Where its HTTP server listens (`POST /alert`), when it runs one.
+    pub http: Option<String>,
 }
 
 /// Removes the socket file when the daemon stops.
@@ -137,6 +139,7 @@ fn reply(peers: &ControlPeers, ok: bool, message: String, breaker: BreakerState)
         halted: peers.gate.is_closed() || breaker.tripped,
         breaker,
         rows: Vec::new(),
+        http: peers.http.clone(),
     }
 }
 

@@ -184,4 +184,34 @@ impl Store {
             )
             .optional()?)
     }
+
+    /// When the last target fill (not an operator's close) was seen, unix ms.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn last_target_fill_ms(&self) -> StoreResult<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT MAX(seen_at_ms) FROM fills WHERE wallet != ?1",
+            [addr_lower(&OPERATOR)],
+            |r| r.get::<_, Option<i64>>(0),
+        )?)
+    }
+
+    /// (wins, trades) among the latest `n` closed trades: SELL executions and settlements, a win
+    /// being a positive realized P&L.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn recent_wins(&self, n: u32) -> StoreResult<(u32, u32)> {
+        let (wins, total): (i64, i64) = self.conn.query_row(
+            "SELECT COALESCE(SUM(pnl > 0), 0), COUNT(*) FROM ( \
+               SELECT realized_pnl AS pnl, at FROM ( \
+                 SELECT realized_pnl, executed_at_ms AS at FROM executions WHERE side = 'SELL' \
+                 UNION ALL SELECT realized_pnl, at_ms AS at FROM settlements) \
+               ORDER BY at DESC LIMIT ?1)",
+            [n],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((u32::try_from(wins).unwrap_or(0), u32::try_from(total).unwrap_or(0)))
+    }
 }

@@ -122,7 +122,11 @@ pub fn html(ev: &Event) -> String {
         ),
         Event::BreakerTripped(_) => format!("🛑 <b>{}</b>", escape(&ev.text())),
         Event::BreakerReset { .. } => format!("✅ {}", escape(&ev.text())),
-        Event::Alert { .. } | Event::Error { .. } | Event::ReorgedAfterCopy { .. } | Event::WalletsRejected(_) => {
+        Event::Alert { .. }
+        | Event::Warning { .. }
+        | Event::Error { .. }
+        | Event::ReorgedAfterCopy { .. }
+        | Event::WalletsRejected(_) => {
             format!("⚠️ {}", escape(&ev.text()))
         }
         Event::Settled { realized, .. } => format!("🏁 {} ({})", escape(&ev.text()), signed(*realized)),

@@ -34,8 +34,16 @@ pub use delivery::Queue;
 use outbox::{Class, Outgoing};
 
 /// Event kinds that are alerts: first in line, never merged, retried until delivered.
-const ALERT_KINDS: [&str; 6] =
-    ["breaker_tripped", "breaker_reset", "error", "alert", "reorged_after_copy", "wallets_rejected"];
+const ALERT_KINDS: [&str; 8] = [
+    "breaker_tripped",
+    "breaker_reset",
+    "error",
+    "alert",
+    "warning",
+    "operator",
+    "reorged_after_copy",
+    "wallets_rejected",
+];
 
 /// The notifier's Telegram sink: filters by level and queues for delivery without ever waiting.
 #[derive(Debug)]

@@ -134,6 +134,9 @@ struct State {
     chaos: Option<u64>,
     /// Faults played at random: (hang, 503, 425, partial, no liquidity, rest).
     faults: [u64; 6],
+    /// `GET /time`: the server's clock is this far ahead of ours (s), answered after this delay.
+    time_offset_s: i64,
+    time_delay_ms: u64,
 }
 
 impl State {
@@ -208,6 +211,13 @@ impl FakeClob {
     }
 
     /// Lookups of filled orders answer `null` from now on (the real CLOB's quirk, docs/PROTOCOL.md §7).
+    /// `GET /time` answers a clock `offset_s` ahead of ours, after `delay_ms`.
+    pub fn clock(&self, offset_s: i64, delay_ms: u64) {
+        let mut s = self.state.lock().unwrap();
+        s.time_offset_s = offset_s;
+        s.time_delay_ms = delay_ms;
+    }
+
     pub fn null_lookups(&self) {
         self.state.lock().unwrap().null_lookups = true;
     }
@@ -441,6 +451,16 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
                 }
             }
             respond(&mut sock, 200, &json!({"apiKey": API_KEY, "secret": SECRET, "passphrase": PASSPHRASE}), "").await;
+        }
+        // The real CLOB answers its clock as a bare number of seconds.
+        ("GET", "/time") => {
+            let (offset, delay) = {
+                let s = st.lock().unwrap();
+                (s.time_offset_s, s.time_delay_ms)
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            respond(&mut sock, 200, &json!(now as i64 + offset), "").await;
         }
         ("GET", "/version") => {
             let v = st.lock().unwrap().version;

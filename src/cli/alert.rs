@@ -1,0 +1,94 @@
+//! `polycopy alert`: hands a message to the running daemon's notifier through `POST /alert`, the
+//! same path the cron scripts use, so `alert --test` proves that path end to end (token, HTTP
+//! server, notifier, Telegram). One blocking HTTP/1.1 request over loopback: a client crate would add
+//! a dependency for a dozen lines.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::{EXIT_NO_DAEMON, GlobalArgs, settings_or_bail};
+
+/// `alert [--test] [MESSAGE]`: exit 0 when the daemon took it, 1 when it refused it (rate limit,
+/// token), 3 when no daemon answers, 64 on bad usage.
+///
+/// # Errors
+/// When the settings are invalid.
+pub fn alert(g: &GlobalArgs, test: bool, message: Option<&str>) -> Result<i32> {
+    let s = settings_or_bail(g)?;
+    let text = match (test, message.map(str::trim)) {
+        (true, _) => {
+            format!("TEST alert from `polycopy alert --test` on {}: if you read this, alerts reach you", hostname())
+        }
+        (false, Some(m)) if !m.is_empty() => m.to_owned(),
+        _ => {
+            eprintln!("error: give a message, or --test");
+            return Ok(super::EXIT_USAGE);
+        }
+    };
+    // The running daemon says where it listens (the settings may name port 0, or an old address).
+    let running =
+        crate::control::client::ask(&s.control_socket_path(), &crate::control::Request::Status, Duration::from_secs(1))
+            .ok()
+            .and_then(|r| r.http);
+    let Ok(addr) = running.as_deref().unwrap_or(&s.http.listen).parse::<SocketAddr>() else {
+        eprintln!(
+            "error: the daemon's HTTP server is off (http.listen = {:?}): alerts are relayed through POST /alert",
+            s.http.listen
+        );
+        return Ok(1);
+    };
+    let token_file = crate::alert_gate::token_path(&s.db_path);
+    let token = match std::fs::read_to_string(&token_file) {
+        Ok(t) => t.trim().to_owned(),
+        Err(e) => {
+            eprintln!(
+                "error: cannot read the alert token {}: {e}. Run as the service user (or root); the daemon \
+                 creates it at start",
+                token_file.display()
+            );
+            return Ok(if e.kind() == std::io::ErrorKind::NotFound { EXIT_NO_DAEMON } else { 1 });
+        }
+    };
+    match post(addr, &token, &text) {
+        Ok((200..=299, _)) => {
+            println!(
+                "the daemon on {addr} took the alert: it goes to its log, the journal's events and every Telegram chat"
+            );
+            Ok(0)
+        }
+        Ok((code, body)) => {
+            eprintln!("the daemon refused the alert ({code}): {}", body.trim());
+            Ok(1)
+        }
+        Err(e) => {
+            eprintln!("error: no daemon answers on {addr} ({e}): is it running? (`polycopy status`)");
+            Ok(EXIT_NO_DAEMON)
+        }
+    }
+}
+
+/// Sends one `POST /alert`; returns the status code and body.
+fn post(addr: SocketAddr, token: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let req = format!(
+        "POST /alert HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: text/plain; \
+         charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())?;
+    let mut answer = String::new();
+    s.take(64 * 1024).read_to_string(&mut answer)?;
+    let code = answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let text = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((code, text))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "this server".to_owned(), |h| h.trim().to_owned())
+}

@@ -1,0 +1,211 @@
+//! Gathers the warnings' observation every `alerts.check_every_s` and sends each due warning through
+//! the notifier once per cool-down. Every source is bounded in time (a hung `df` on a dead mount, a
+//! slow CLOB) and a source that fails is simply unknown: it never warns and never blocks the rest.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use tracing::debug;
+
+use super::{ClockReading, Cooldowns, Observation, Thresholds, due};
+use crate::actors::notifier::{Event, Notifier};
+use crate::actors::risk_supervisor::{GetBreakerState, GetPnlToday, RiskSupervisor};
+use crate::actors::store::{RecentWins, StoreActor, TargetActivity};
+use crate::actors::watcher::{ListTargets, Registry};
+use crate::clob::venue::Venue;
+use crate::domain::Usdc;
+use crate::metrics::Metrics;
+use crate::store::now_ms;
+
+/// Longest any one source may take.
+const SOURCE_WAIT: Duration = Duration::from_secs(5);
+
+/// What the warnings look at.
+#[derive(Clone)]
+pub struct Sources {
+    /// Last target fill, latest closed trades.
+    pub store: Addr<StoreActor>,
+    /// Today's P&L and the breaker.
+    pub risk: Addr<RiskSupervisor>,
+    /// Targets being copied.
+    pub registry: Addr<Registry>,
+    /// Where warnings go.
+    pub notifier: Addr<Notifier>,
+    /// Live only: the CLOB's answer time and clock.
+    pub venue: Option<Arc<Venue>>,
+    /// The journal's directory (its disk).
+    pub journal_dir: PathBuf,
+    /// Counts checks and warnings.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The `[alerts]` settings the loop needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// Between two looks.
+    pub every: Duration,
+    /// A warning repeats only after this.
+    pub cooldown: Duration,
+    /// The thresholds.
+    pub thresholds: Thresholds,
+    /// The daily loss limit.
+    pub daily_loss_limit: Usdc,
+    /// Unix ms the daemon started.
+    pub started_ms: i64,
+}
+
+/// Looks, warns, waits; until cancelled.
+pub async fn run(src: Sources, sch: Schedule) {
+    let mut cooldowns = Cooldowns::default();
+    let cooldown_ms = i64::try_from(sch.cooldown.as_millis()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(sch.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let o = observe(&src, &sch).await;
+        src.metrics.targets_copying.store(o.targets_copying as u64, Ordering::Relaxed);
+        if let Some(ms) = o.clob_ms {
+            src.metrics.clob_response_ms.store(i64::try_from(ms.max(1)).unwrap_or(i64::MAX), Ordering::Relaxed);
+        }
+        for (kind, message) in due(&o, &sch.thresholds) {
+            if cooldowns.admit(kind, o.now_ms, cooldown_ms) {
+                src.metrics.warning(kind.code());
+                src.notifier.do_send(Event::Warning { code: kind.code(), message });
+            }
+        }
+        src.metrics.warning_checks.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn bounded<T>(f: impl std::future::Future<Output = Option<T>>) -> Option<T> {
+    tokio::time::timeout(SOURCE_WAIT, f).await.ok().flatten()
+}
+
+async fn observe(src: &Sources, sch: &Schedule) -> Observation {
+    let t = &sch.thresholds;
+    let targets = bounded(async { src.registry.send(ListTargets).await.ok() }).await;
+    let last_fill = bounded(async { src.store.send(TargetActivity).await.ok()?.ok() }).await.flatten();
+    let pnl = bounded(async { src.risk.send(GetPnlToday).await.ok() }).await;
+    let breaker = bounded(async { src.risk.send(GetBreakerState).await.ok() }).await;
+    let wins = if t.win_rate_min_pct > 0 && t.win_rate_window > 0 {
+        bounded(async { src.store.send(RecentWins(t.win_rate_window)).await.ok()?.ok() }).await
+    } else {
+        None
+    };
+    let (clob_ms, offset_ms) = match &src.venue {
+        Some(v) => clob_clock(v).await,
+        None => (None, None),
+    };
+    let disk = if t.disk_min_free_mb > 0 { free_bytes(&src.journal_dir).await } else { None };
+    let synchronised = if t.clock_max_offset_ms > 0 { ntp_synchronised().await } else { None };
+    Observation {
+        now_ms: now_ms(),
+        targets_copying: targets.map_or(0, |ts| ts.iter().filter(|t| !t.paused).count()),
+        last_fill_ms: last_fill,
+        started_ms: sch.started_ms,
+        pnl_today: pnl,
+        daily_loss_limit: sch.daily_loss_limit,
+        breaker_tripped: breaker.is_some_and(|b| b.tripped || b.reducing),
+        clob_ms,
+        disk_free_bytes: disk,
+        clock: ClockReading { synchronised, offset_ms },
+        wins,
+    }
+}
+
+/// The CLOB's answer time and our clock against its own (which it gives in whole seconds: only
+/// an offset beyond that second is counted).
+async fn clob_clock(v: &Venue) -> (Option<u64>, Option<i64>) {
+    let sent = now_ms();
+    let t0 = Instant::now();
+    let Ok(Ok(server_s)) = tokio::time::timeout(SOURCE_WAIT, v.server_time()).await else {
+        return (None, None);
+    };
+    let took = t0.elapsed();
+    let mid = sent + i64::try_from(took.as_millis() / 2).unwrap_or(0);
+    (u64::try_from(took.as_millis()).ok(), Some(clock_offset_ms(mid, server_s)))
+}
+
+/// Our time less the CLOB's, where the CLOB's is `server_s` whole seconds (so anything inside
+/// that second is no offset at all).
+#[must_use]
+pub fn clock_offset_ms(ours_ms: i64, server_s: i64) -> i64 {
+    let lo = server_s.saturating_mul(1000);
+    let hi = lo + 999;
+    if ours_ms < lo {
+        ours_ms - lo
+    } else if ours_ms > hi {
+        ours_ms - hi
+    } else {
+        0
+    }
+}
+
+/// Free bytes on the journal's file system (`df`, bounded: a dead mount must not hang the loop).
+async fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let out = tokio::time::timeout(
+        SOURCE_WAIT,
+        tokio::process::Command::new("df").arg("-Pk").arg(dir).kill_on_drop(true).output(),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kb = parse_df_available_kb(&text);
+    if kb.is_none() {
+        debug!(output = %text, "df gave no free space");
+    }
+    kb.map(|k| k.saturating_mul(1024))
+}
+
+/// The "Available" column of `df -Pk` output.
+#[must_use]
+pub fn parse_df_available_kb(text: &str) -> Option<u64> {
+    text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Whether NTP keeps the clock synchronised, as systemd says (`None` off systemd).
+async fn ntp_synchronised() -> Option<bool> {
+    let out = tokio::time::timeout(
+        SOURCE_WAIT,
+        tokio::process::Command::new("timedatectl")
+            .args(["show", "--property=NTPSynchronized", "--value"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "yes" => Some(true),
+        "no" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_offset_counts_only_beyond_the_servers_second() {
+        for (ours, server, want) in [(5_000, 5, 0), (5_999, 5, 0), (6_500, 5, 501), (3_000, 5, -2_000), (4_999, 5, -1)]
+        {
+            assert_eq!(clock_offset_ms(ours, server), want, "{ours} vs {server}");
+        }
+    }
+
+    #[test]
+    fn df_output_is_read_or_unknown() {
+        let ok = "Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/sda1 100 40 60 40% /\n";
+        assert_eq!(parse_df_available_kb(ok), Some(60));
+        assert_eq!(parse_df_available_kb("garbage"), None);
+        assert_eq!(parse_df_available_kb(""), None);
+    }
+}
