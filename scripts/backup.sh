@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Online backup of the polycopy journal: SQLite backup API (safe while the daemon writes), gzip,
-# SHA-256 checksum, integrity check of what was written, retention by age and by count.
+# Online backup of the polycopy journal, with the settings and wallets.json it runs with: SQLite
+# backup API (safe while the daemon writes), gzip, optional encryption (age or gpg), SHA-256
+# checksums, integrity check of the journal written, retention by age (optionally capped by count),
+# optional copy to an off-site destination. The secrets file (polycopy.env) is never backed up.
 # Backups hold the whole trading history: they are written mode 0600 in a 0700 directory.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -9,31 +11,80 @@ umask 077
 usage() {
   cat <<USAGE
 Usage: backup.sh [--instance NAME] [--dir DIR] [--keep-days N] [--keep-count N]
-  --instance NAME  back up this instance's journal (polycopy --instance NAME)
+                 [--encrypt-to RECIPIENT]... [--no-encrypt] [--copy-to DEST] [--no-copy]
+  --instance NAME  back up this instance (polycopy --instance NAME)
   --dir DIR        where backups go (default /var/backups/polycopy, /NAME for an instance)
-  --keep-days N    delete backups older than N days (default 14)
-  --keep-count N   keep at most the N newest backups (default 30)
-The journal is the one of the configured mode (db_path, or live.db_path in live mode).
-Environment: POLYCOPY_BIN (binary), POLYCOPY_ARGS (extra global polycopy arguments, e.g. --db F).
+  --keep-days N    delete backups older than N days (default 30). Age is the retention rule
+  --keep-count N   also keep at most the N newest backups of this mode (default: no limit). A cap
+                   for a small disk: it can delete backups younger than --keep-days (logged as a
+                   warning, since restores then reach back less than N days)
+  --encrypt-to R   encrypt the backup to recipient R (repeat for several): an age public key
+                   (age1...) uses age, anything else is a gpg key (id, fingerprint or e-mail) of the
+                   running user's keyring. The plaintext never reaches DIR; files end in .age/.gpg
+  --no-encrypt     do not encrypt, whatever BACKUP_ENCRYPT_TO says
+  --copy-to DEST   copy the new backup to DEST as well: a local directory (created 0700) or an
+                   rsync destination (host:/path, user@host:/path, rsync://...; ssh in batch mode)
+  --no-copy        no off-site copy, whatever BACKUP_COPY_TO says
+Writes, per backup (stem polycopy-<mode>-<UTC stamp>), each with a .sha256 beside it:
+  <stem>.db.gz[.age|.gpg]       the journal of the configured mode (db_path, or live.db_path)
+  <stem>.config.tgz[.age|.gpg]  the settings file(s), wallets.json and backup.conf, with a MANIFEST
+NOT backed up: the secrets file polycopy.env (private key, bot token, RPC keys). Keep it elsewhere.
+Settings without a command-line option: the environment, else backup.conf beside the settings
+file (/etc/polycopy/backup.conf; KEY=VALUE lines, survives reinstalls): BACKUP_ENCRYPT_TO
+(recipients, blank-separated), BACKUP_COPY_TO (destination).
+Environment: POLYCOPY_BIN (binary), POLYCOPY_ARGS (extra global polycopy arguments, e.g. --db F),
+BACKUP_CONF (another backup.conf), GNUPGHOME, RSYNC_RSH.
 Exit: 0 backup written and verified (its path is printed); 1 failure (nothing older is deleted
-then); 64 bad usage.
+then); 64 bad usage; 75 backup written (path printed, retention done) but the off-site copy failed.
 USAGE
 }
 
-dir="" keep_days=14 keep_count=30
+dir="" keep_days=30 keep_count="" copy_to="" no_encrypt=0 no_copy=0
+recipients=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --instance) need_value "$1" $#; set_instance "$2"; shift 2 ;;
     --dir) need_value "$1" $#; dir=$2; shift 2 ;;
     --keep-days) need_value "$1" $#; keep_days=$2; shift 2 ;;
     --keep-count) need_value "$1" $#; keep_count=$2; shift 2 ;;
+    --encrypt-to) need_value "$1" $#; [ -n "$2" ] || usage_error "--encrypt-to needs a recipient"; recipients+=("$2"); shift 2 ;;
+    --no-encrypt) no_encrypt=1; shift ;;
+    --copy-to) need_value "$1" $#; [ -n "$2" ] || usage_error "--copy-to needs a destination"; copy_to=$2; shift 2 ;;
+    --no-copy) no_copy=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage_error "unknown argument: $1" ;;
   esac
 done
-[[ "$keep_days" =~ ^[0-9]+$ && "$keep_count" =~ ^[1-9][0-9]*$ ]] \
-  || usage_error "--keep-days and --keep-count must be whole numbers (count at least 1)"
+[[ "$keep_days" =~ ^[1-9][0-9]*$ ]] || usage_error "--keep-days must be a whole number of days (at least 1)"
+[ -z "$keep_count" ] || [[ "$keep_count" =~ ^[1-9][0-9]*$ ]] || usage_error "--keep-count must be a whole number (at least 1)"
+[ "$no_encrypt" = 0 ] || [ ${#recipients[@]} -eq 0 ] || usage_error "--encrypt-to and --no-encrypt contradict each other"
+[ "$no_copy" = 0 ] || [ -z "$copy_to" ] || usage_error "--copy-to and --no-copy contradict each other"
+load_config   # once, in this shell: every config_field below reads it
 [ -n "$dir" ] || dir=$(default_backup_dir)
+if [ "$no_encrypt" = 0 ] && [ ${#recipients[@]} -eq 0 ]; then
+  read -r -a recipients <<<"$(backup_setting BACKUP_ENCRYPT_TO)"
+fi
+if [ "$no_copy" = 0 ] && [ -z "$copy_to" ]; then
+  copy_to=$(backup_setting BACKUP_COPY_TO)
+fi
+
+# Encryption: every recipient of one kind.
+enc="" sfx=""
+for r in ${recipients[@]+"${recipients[@]}"}; do
+  case "$r" in age1*) k=age ;; *) k=gpg ;; esac
+  [ -z "$enc" ] || [ "$enc" = "$k" ] || usage_error "encryption recipients mix age and gpg keys (${recipients[*]}): use one kind"
+  enc=$k
+done
+if [ -n "$enc" ]; then
+  sfx=".$enc"
+  command -v "$enc" >/dev/null 2>&1 || die "$enc is not installed: cannot encrypt to ${recipients[*]} (not writing an unencrypted backup instead)"
+  if [ "$enc" = gpg ]; then
+    for r in "${recipients[@]}"; do
+      gpg --batch --no-tty --list-keys -- "$r" >/dev/null 2>&1 \
+        || die "no gpg public key for $r in the keyring of $(id -un)${GNUPGHOME:+ ($GNUPGHOME)}: import it first (gpg --import)"
+    done
+  fi
+fi
 
 mkdir -p "$dir"
 chmod 0700 "$dir"
@@ -42,28 +93,147 @@ stamp=$(date -u +%Y%m%dT%H%M%S%3NZ)
 # the health check's backup age, restore.sh's refusal to cross modes).
 mode=$(config_field mode)
 case "$mode" in paper|live) ;; *) die "cannot tell the mode from the settings (check-config): not backing up" ;; esac
-name="polycopy-$mode-$stamp.db.gz"
-work=$(mktemp -d "$dir/.backup.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+stem="polycopy-$mode-$stamp"
+jname="$stem.db.gz$sfx"
+cname="$stem.config.tgz$sfx"
 
-run_polycopy backup --out "$work/journal.db" >/dev/null || die "backup failed"
-gzip -9 -c "$work/journal.db" > "$work/$name"
-# Verify what is on disk, not what we meant to write.
-gunzip -c "$work/$name" > "$work/check.db"
-run_polycopy db-check --file "$work/check.db" >/dev/null || die "the written backup failed its integrity check"
-(cd "$work" && sha256sum "$name" > "$name.sha256")
-chmod 0600 "$work/$name" "$work/$name.sha256"
-mv "$work/$name" "$work/$name.sha256" "$dir/"
-log info "backup written: $dir/$name ($(du -h "$dir/$name" | cut -f1))"
+# Leftovers of runs killed before their cleanup (here, and plaintext copies beside the journal).
+find "$dir" -maxdepth 1 -type d -name '.backup.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
+db=$(db_path)
+if [ -n "$db" ]; then
+  find "$(dirname "$db")" -maxdepth 1 -type d -name '.polycopy-tmp.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
+fi
+stage="" plain=""
+trap 'rm -rf "$stage" "$plain"' EXIT
+stage=$(mktemp -d "$dir/.backup.XXXXXX")   # what goes into DIR (atomic rename from here)
+plain=$(private_workdir)                     # plaintext: beside the journal, never in DIR
 
-# Retention: by age, then by count (newest kept).
+# The journal.
+run_polycopy backup --out "$plain/journal.db" >/dev/null || die "backup failed"
+if [ -n "$enc" ]; then
+  run_polycopy db-check --file "$plain/journal.db" >/dev/null || die "the backup copy failed its integrity check"
+  gzip -9 -c "$plain/journal.db" > "$plain/journal.db.gz"
+  gzip -t "$plain/journal.db.gz" || die "gzip failed"
+  encrypt_file "$enc" "$plain/journal.db.gz" "$stage/$jname" "${recipients[@]}" \
+    || die "encryption to ${recipients[*]} failed: not backing up"
+  [ -s "$stage/$jname" ] || die "encryption to ${recipients[*]} wrote nothing: not backing up"
+else
+  gzip -9 -c "$plain/journal.db" > "$stage/$jname"
+  # Verify what is on disk, not what we meant to write.
+  gunzip -c "$stage/$jname" > "$plain/check.db"
+  run_polycopy db-check --file "$plain/check.db" >/dev/null || die "the written backup failed its integrity check"
+fi
+
+# The settings and wallets the daemon runs with (check-config names them). Never a secrets file.
+mkdir -m 0700 "$plain/config"
+: > "$plain/config/MANIFEST"
+entries=(MANIFEST)
+add_config() { # add_config ENTRY PATH
+  local f
+  f=$(readlink -f -- "$2" 2>/dev/null || true)
+  [ -n "$f" ] && [ -f "$f" ] || return 0
+  case "$(basename "$f")" in
+    *.env | .env*) log warning "not backing up $f: secrets files are never backed up"; return 0 ;;
+  esac
+  [ -r "$f" ] || { log warning "cannot read $f: not in the backup"; return 0; }
+  cp -- "$f" "$plain/config/$1"
+  printf '%s\t%s\n' "$1" "$f" >> "$plain/config/MANIFEST"
+  entries+=("$1")
+}
+origins=$(config_field settings_file) n=0
+while [ -n "$origins" ]; do
+  part=${origins%%" + "*}
+  if [ "$part" = "$origins" ]; then origins=""; else origins=${origins#*" + "}; fi
+  [ "$part" != "built-in defaults" ] || continue
+  n=$((n + 1))
+  add_config "settings-$n.toml" "$part"
+done
+add_config wallets.json "$(config_field wallets_path)"
+add_config backup.conf "$(backup_conf_file)"
+if [ ${#entries[@]} -gt 1 ]; then
+  tar -C "$plain/config" -czf "$plain/config.tgz" "${entries[@]}"
+  tar -tzf "$plain/config.tgz" >/dev/null || die "the settings archive is unreadable"
+  if [ -n "$enc" ]; then
+    encrypt_file "$enc" "$plain/config.tgz" "$stage/$cname" "${recipients[@]}" \
+      || die "encryption of the settings archive to ${recipients[*]} failed: not backing up"
+  else
+    mv "$plain/config.tgz" "$stage/$cname"
+  fi
+else
+  log warning "no settings file or wallets file found to back up (check-config names none that exists)"
+  cname=""
+fi
+
+written=("$jname")
+[ -z "$cname" ] || written+=("$cname")
+for f in "${written[@]}"; do
+  (cd "$stage" && sha256sum "$f" > "$f.sha256")
+  chmod 0600 "$stage/$f" "$stage/$f.sha256"
+done
+# The settings first, the journal (what the health check looks for) last.
+for f in ${cname:+"$cname"} "$jname"; do
+  mv "$stage/$f" "$stage/$f.sha256" "$dir/"
+done
+log info "backup written: $dir/$jname ($(du -h "$dir/$jname" | cut -f1))${cname:+, settings: $dir/$cname}${enc:+, encrypted with $enc to ${recipients[*]}}"
+
+# Off-site copy: the whole set, checksums included. A failure keeps the local backup.
+copy_failed=0
+copy_out() { # copy_out DEST FILE... (files in $dir)
+  local dest=$1; shift
+  local -a paths=()
+  local f
+  for f in "$@"; do paths+=("$dir/$f" "$dir/$f.sha256"); done
+  if [[ "$dest" =~ ^[^/]*: ]]; then
+    command -v rsync >/dev/null 2>&1 || { echo "rsync is not installed (needed for $dest)"; return 1; }
+    RSYNC_RSH=${RSYNC_RSH:-ssh -o BatchMode=yes} rsync -t --timeout=600 --chmod=F600 -- "${paths[@]}" "${dest%/}/" 2>&1 | tail -n3
+    return "${PIPESTATUS[0]}"
+  fi
+  [ -d "$dest" ] || (umask 077 && mkdir -p -- "$dest") 2>&1 || return 1
+  if command -v rsync >/dev/null 2>&1; then
+    rsync -t --chmod=F600 -- "${paths[@]}" "${dest%/}/" 2>&1 || return 1
+  else
+    for f in "${paths[@]}"; do
+      cp -p -- "$f" "$dest/.$(basename "$f").partial" 2>&1 && mv -f -- "$dest/.$(basename "$f").partial" "$dest/$(basename "$f")" 2>&1 || return 1
+    done
+  fi
+  # A local destination is checked as well.
+  for f in "$@"; do
+    (cd "$dest" && sha256sum --status -c "$f.sha256") 2>&1 || { echo "the copy of $f in $dest does not match its checksum"; return 1; }
+  done
+}
+if [ -n "$copy_to" ]; then
+  if why=$(copy_out "$copy_to" "${written[@]}"); then
+    log info "copied off-site to $copy_to: ${written[*]}"
+  else
+    copy_failed=1
+    log err "off-site copy to $copy_to FAILED$([ -z "$why" ] || echo ": $(echo "$why" | paste -sd ' ' -)"); the local backup is kept: $dir/$jname"
+  fi
+fi
+
+# Retention by age: every backup file (journal or settings, any mode, encrypted or not) older than
+# --keep-days, with its checksum; then checksums left without their backup.
+days_min=$((keep_days * 1440))
 deleted=0
 while IFS= read -r old; do
+  is_backup_data "$old" || continue
   rm -f -- "$old" "$old.sha256"; deleted=$((deleted + 1))
-done < <(find "$dir" -maxdepth 1 -name 'polycopy-*.db.gz' -mmin +$((keep_days * 1440)) -print)
-# shellcheck disable=SC2012 # backup names are ours: no newlines
+done < <(find "$dir" -maxdepth 1 -type f -name 'polycopy-*' ! -name '*.sha256' -mmin +"$days_min" -print)
+[ "$deleted" -eq 0 ] || log info "retention: deleted $deleted backup file(s) older than $keep_days days"
 while IFS= read -r old; do
-  rm -f -- "$old" "$old.sha256"; deleted=$((deleted + 1))
-done < <(ls -1t "$dir"/polycopy-"$mode"-*.db.gz 2>/dev/null | tail -n +$((keep_count + 1)))
-[ "$deleted" -eq 0 ] || log info "retention: deleted $deleted old backup(s)"
-echo "$dir/$name"
+  [ -e "${old%.sha256}" ] || rm -f -- "$old"
+done < <(find "$dir" -maxdepth 1 -type f -name 'polycopy-*.sha256' -mmin +"$days_min" -print)
+# Optional cap by count: the newest N journal backups of this mode are kept, with their settings.
+if [ -n "$keep_count" ]; then
+  young=0 capped=0
+  # shellcheck disable=SC2012 # backup names are ours: no newlines
+  while IFS= read -r old; do
+    s=$(backup_stem "$old")
+    [ -n "$(find "$old" -mmin +"$days_min" -print)" ] || young=$((young + 1))
+    rm -f -- "$dir/$s".db.gz* "$dir/$s".config.tgz*; capped=$((capped + 1))
+  done < <(ls -1t "$dir"/polycopy-"$mode"-*.db.gz "$dir"/polycopy-"$mode"-*.db.gz.age "$dir"/polycopy-"$mode"-*.db.gz.gpg 2>/dev/null \
+             | tail -n +$((keep_count + 1)))
+  [ "$capped" -eq 0 ] || log info "retention: --keep-count $keep_count deleted $capped older backup(s) of the $mode journal"
+  [ "$young" -eq 0 ] || log warning "retention: --keep-count $keep_count deleted $young backup(s) younger than --keep-days $keep_days: restores reach back less than $keep_days days"
+fi
+echo "$dir/$jname"
+[ "$copy_failed" = 0 ] || exit 75

@@ -21,7 +21,7 @@ Usage: install.sh [--root DIR] [--bin PATH] [--instance NAME] [--http-port N]
                    instance; required with --instance, and different for every instance)
 Installs (DIR first with --root):
   /usr/local/bin/polycopy, /usr/local/lib/polycopy/*.sh, /usr/local/share/doc/polycopy/
-  (README.md, RUNBOOK.md, default.toml: every setting), /etc/systemd/system/polycopy.service and
+  (README.md, RUNBOOK.md, BACKUPS.md, default.toml: every setting), /etc/systemd/system/polycopy.service and
   polycopy@.service, /etc/logrotate.d/polycopy, /var/log/polycopy
   default instance: /etc/polycopy/{polycopy.toml, wallets.json, polycopy.env (0600)},
   /var/lib/polycopy, /var/backups/polycopy, /etc/cron.d/polycopy
@@ -117,10 +117,10 @@ install -d -m 0750 "$etc_base" "$etc" "$logs"
 install -d -m 0700 "$root/var/lib/polycopy" "$root/var/backups/polycopy" "$state" "$backups"
 
 install -m 0755 "$bin" "$root/usr/local/bin/polycopy"
-for s in lib.sh backup.sh restore.sh health_check.sh maintenance.sh update.sh uninstall.sh; do
+for s in lib.sh backup.sh backup_audit.sh restore.sh health_check.sh maintenance.sh update.sh uninstall.sh; do
   install -m 0755 "$repo/scripts/$s" "$lib/$s"
 done
-install -m 0644 "$repo/docs/RUNBOOK.md" "$repo/README.md" "$doc/"
+install -m 0644 "$repo/docs/RUNBOOK.md" "$repo/docs/BACKUPS.md" "$repo/README.md" "$doc/"
 install -m 0644 "$repo/config/default.toml" "$doc/default.toml"
 
 tmp=$(mktemp -d)

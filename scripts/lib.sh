@@ -135,3 +135,158 @@ health_url() {
   esac
   printf 'http://%s\n' "$listen"
 }
+
+# --- Backups (backup.sh, restore.sh, backup_audit.sh) ---------------------------------------------
+# A backup is a set of files sharing one name stem, polycopy-<mode>-<stamp>:
+#   <stem>.db.gz        the journal (SQLite backup API copy, gzip)
+#   <stem>.config.tgz   the settings file(s), wallets.json and backup.conf, with a MANIFEST
+# each possibly encrypted (+ .age or .gpg) and each with its <file>.sha256. The secrets file
+# (polycopy.env: private key, bot token) is never part of a backup.
+
+# backup_conf_file: the operator's backup settings (encryption recipients, off-site destination),
+# backup.conf beside the settings file in use (the last one check-config names): installed,
+# /etc/polycopy/backup.conf (/etc/polycopy/NAME/backup.conf for an instance). BACKUP_CONF names
+# another. install.sh never writes it, so it survives a reinstall (the cron file does not).
+backup_conf_file() {
+  local origin
+  if [ -n "${BACKUP_CONF:-}" ]; then printf '%s\n' "$BACKUP_CONF"; return 0; fi
+  origin=$(config_field settings_file)
+  origin=${origin##*" + "}
+  if [ -n "$origin" ] && [ -f "$origin" ]; then
+    printf '%s/backup.conf\n' "$(dirname "$origin")"
+  else
+    printf '%s/backup.conf\n' "$(dirname "$(settings_file)")"
+  fi
+}
+
+# backup_setting NAME: the environment variable NAME when set and not empty, else the last
+# NAME=VALUE line of backup_conf_file (read as data, never sourced; surrounding quotes removed).
+backup_setting() {
+  local name=$1 file value
+  if [ -n "${!name:-}" ]; then printf '%s\n' "${!name}"; return 0; fi
+  file=$(backup_conf_file)
+  [ -r "$file" ] || return 0
+  value=$(sed -n -E "s/^[[:space:]]*(export[[:space:]]+)?${name}[[:space:]]*=[[:space:]]*//p" "$file" | tail -n1)
+  value=${value%"${value##*[![:space:]]}"}
+  case "$value" in
+    \"*\") value=${value#\"}; value=${value%\"} ;;
+    \'*\') value=${value#\'}; value=${value%\'} ;;
+  esac
+  printf '%s\n' "$value"
+}
+
+# is_backup_data NAME: a backup file (journal or settings, plain or encrypted), not a checksum.
+is_backup_data() {
+  [[ "$(basename "$1")" =~ ^polycopy-.+\.(db\.gz|config\.tgz)(\.age|\.gpg)?$ ]]
+}
+
+# backup_stem FILE: the name shared by every file of its backup set (polycopy-<mode>-<stamp>).
+backup_stem() {
+  local n
+  n=$(basename "$1")
+  n=${n%%.db.gz*}
+  printf '%s\n' "${n%%.config.tgz*}"
+}
+
+# encryption_of FILE: age, gpg, or "" (not encrypted), from the name.
+encryption_of() {
+  case "$1" in
+    *.age) echo age ;;
+    *.gpg) echo gpg ;;
+    *) echo "" ;;
+  esac
+}
+
+# encrypt_file KIND IN OUT RECIPIENT...: encrypts IN to OUT for every RECIPIENT (KIND age or gpg).
+# gpg uses the caller's keyring (GNUPGHOME); the recipients' public keys must be imported there.
+encrypt_file() {
+  local kind=$1 in=$2 out=$3; shift 3
+  local -a r=()
+  local x
+  case "$kind" in
+    age)
+      for x in "$@"; do r+=(-r "$x"); done
+      age "${r[@]}" -o "$out" "$in" ;;
+    gpg)
+      for x in "$@"; do r+=(--recipient "$x"); done
+      gpg --batch --yes --quiet --no-tty --trust-model always "${r[@]}" --output "$out" --encrypt "$in" ;;
+    *) return 1 ;;
+  esac
+}
+
+# decrypt_file IN OUT IDENTITY: decrypts IN (by its suffix: .age with the age identity file
+# IDENTITY, .gpg with a secret key of gpg's keyring) to OUT. On failure OUT is removed, the reason
+# is printed (one line, on stdout) and the status is 1.
+decrypt_file() {
+  local in=$1 out=$2 identity=$3 err rc=0
+  err=$(mktemp)
+  case "$(encryption_of "$in")" in
+    age)
+      if [ -z "$identity" ]; then
+        echo "encrypted with age: pass --identity FILE (the age identity matching the recipient it was encrypted to)"
+        rm -f "$err"; return 1
+      fi
+      if [ ! -r "$identity" ]; then
+        echo "cannot read the age identity $identity"
+        rm -f "$err"; return 1
+      fi
+      age -d -i "$identity" -o "$out" "$in" 2>"$err" || rc=$?
+      if [ "$rc" != 0 ]; then
+        if grep -qi 'no identity matched' "$err"; then
+          echo "cannot decrypt with $identity: it is not the key this backup was encrypted to"
+        else
+          echo "cannot decrypt with $identity: $(grep -v '^[[:space:]]*$' "$err" | head -n1)"
+        fi
+      fi ;;
+    gpg)
+      # At a terminal, gpg may ask for the key's passphrase; from cron it must not wait for one.
+      local -a batch=(--batch --no-tty)
+      [ ! -t 0 ] || batch=()
+      gpg ${batch[@]+"${batch[@]}"} --yes --quiet --output "$out" --decrypt "$in" 2>"$err" || rc=$?
+      if [ "$rc" != 0 ]; then
+        if grep -qi 'no secret key' "$err"; then
+          echo "cannot decrypt: no secret key for it in gpg's keyring${GNUPGHOME:+ ($GNUPGHOME)}"
+        else
+          echo "cannot decrypt with gpg: $(grep -v '^[[:space:]]*$' "$err" | head -n1)"
+        fi
+      fi ;;
+    *) cp -- "$in" "$out" || rc=$? ;;
+  esac
+  rm -f "$err"
+  if [ "$rc" != 0 ]; then rm -f -- "$out"; return 1; fi
+}
+
+# private_workdir: a new private (0700) directory for plaintext copies of the journal, beside the
+# configured journal (as private as the journal itself, and on a disk sized for it), else in TMPDIR.
+# Never in the backup directory: with encryption on, plaintext must not reach it.
+private_workdir() {
+  local db base
+  db=$(db_path)
+  base=$(dirname "${db:-/nonexistent/x}")
+  if [ -n "$db" ] && [ -d "$base" ] && [ -w "$base" ]; then
+    mktemp -d "$base/.polycopy-tmp.XXXXXX"
+  else
+    mktemp -d
+  fi
+}
+
+# relay_alert URL MESSAGE: hands MESSAGE to the daemon at URL (POST /alert with its token), whose
+# notifier sends it to every sink (log, journal events, Telegram). The token file (<journal>.alert-token)
+# is readable by the service user and root; the header goes through a private file so the token never
+# shows in the process list. Status 1 (and a critical log line) when it could not be relayed.
+relay_alert() {
+  local url=$1 msg=$2 token_file hdr rc=0
+  token_file=$(config_field alert_token_file)
+  if [ -z "$token_file" ] || [ ! -r "$token_file" ]; then
+    log crit "cannot read the alert token ${token_file:-(unknown)}: run as the service user (or root)"
+    return 1
+  fi
+  hdr=$(mktemp)
+  printf 'Authorization: Bearer %s\n' "$(tr -d '\n' <"$token_file")" >"$hdr"
+  curl -sS --fail --max-time 5 -o /dev/null -H "@$hdr" -X POST --data-binary "$msg" "$url/alert" 2>/dev/null || rc=$?
+  rm -f "$hdr"
+  if [ "$rc" != 0 ]; then
+    log crit "could not relay the alert through the daemon at $url"
+    return 1
+  fi
+}

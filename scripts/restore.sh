@@ -1,72 +1,175 @@
 #!/usr/bin/env bash
-# Restores the polycopy journal from a backup made by backup.sh: verifies checksum and integrity
-# first (a corrupt backup is refused and nothing is touched), stops the service, keeps the current
-# journal aside, restores, starts, and checks health.
+# Restores the polycopy journal (and, on request, the settings and wallets.json saved with it) from a
+# backup made by backup.sh: verifies checksums, decrypts (age or gpg) and checks integrity first (a
+# corrupt backup, or one the key given cannot open, is refused and nothing is touched), stops the
+# service, keeps the current files aside, restores, starts, and checks health.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 umask 077
 
 usage() {
   cat <<USAGE
-Usage: restore.sh BACKUP.db.gz [--instance NAME] [--db PATH] [--service NAME | --no-service]
+Usage: restore.sh BACKUP [--instance NAME] [--db PATH] [--service NAME | --no-service]
+                  [--identity FILE] [--with-config | --config-to DIR]
+  BACKUP           a journal backup written by backup.sh: polycopy-<mode>-<stamp>.db.gz, or
+                   .db.gz.age / .db.gz.gpg when encrypted
   --instance NAME  restore this instance's journal; the unit is then polycopy@NAME
   --db PATH        journal to replace (default: the configured one, db_path or live.db_path by mode)
   --service NAME   systemd unit to stop and start (default polycopy, or polycopy@NAME)
   --no-service     do not stop/start anything (the daemon must not be running)
+  --identity FILE  the age identity (secret key file) that opens an .age backup (default
+                   BACKUP_IDENTITY, from the environment or backup.conf beside the settings).
+                   A .gpg backup is opened with a secret key of gpg's keyring
+  --with-config    also put back the settings file(s), wallets.json and backup.conf saved with this
+                   backup (<stem>.config.tgz beside it) where this installation reads them; the
+                   current ones are kept aside as <file>.before-restore-<stamp>
+  --config-to DIR  only extract the saved settings, wallets.json, backup.conf and their MANIFEST
+                   (where each was) into DIR, to read or copy by hand: nothing else is touched
+The secrets file (polycopy.env: private key, bot token) is never in a backup: it is not restored.
 Environment: SYSTEMCTL (default systemctl), HEALTH_ARGS (extra health_check.sh arguments),
-POLYCOPY_BIN (binary), POLYCOPY_ARGS (extra global polycopy arguments).
-Exit: 0 restored (and healthy, with the service); 1 refused or failed (see the log line); 64 bad usage.
+POLYCOPY_BIN (binary), POLYCOPY_ARGS (extra global polycopy arguments), BACKUP_IDENTITY, GNUPGHOME,
+ALLOW_OTHER_MODE=1 (restore a backup of the other mode).
+Exit: 0 restored (and healthy, with the service); 1 refused (bad checksum, cannot decrypt, not a
+sound journal: nothing was touched) or failed (see the log line); 64 bad usage.
 USAGE
 }
 
-backup="" db="" service="" use_service=1
+backup="" db="" service="" use_service=1 identity="" with_config=0 config_to=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --instance) need_value "$1" $#; set_instance "$2"; shift 2 ;;
     --db) need_value "$1" $#; db=$2; shift 2 ;;
     --service) need_value "$1" $#; service=$2; use_service=1; shift 2 ;;
     --no-service) use_service=0; shift ;;
+    --identity) need_value "$1" $#; identity=$2; shift 2 ;;
+    --with-config) with_config=1; shift ;;
+    --config-to) need_value "$1" $#; config_to=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) usage_error "unknown option: $1" ;;
     *) [ -z "$backup" ] || usage_error "one backup at a time ($backup, $1)"; backup=$1; shift ;;
   esac
 done
 [ -n "$backup" ] || usage_error "which backup? (a polycopy-*.db.gz written by backup.sh)"
-if [ "$use_service" = 1 ]; then
+[ "$with_config" = 0 ] || [ -z "$config_to" ] || usage_error "--with-config restores in place, --config-to DIR only extracts: choose one"
+case "$(basename "$backup")" in
+  *.config.tgz | *.config.tgz.age | *.config.tgz.gpg)
+    usage_error "$backup is the settings archive: pass the journal backup of the same name (…db.gz…) with --config-to DIR or --with-config" ;;
+esac
+if [ "$use_service" = 1 ] && [ -z "$config_to" ]; then
   [ -n "$service" ] || service=$(default_service)
 else
   service=""
 fi
+load_config   # once, in this shell: every config_field below reads it
+[ -n "$identity" ] || identity=$(backup_setting BACKUP_IDENTITY)
 [ -f "$backup" ] || die "no such backup: $backup"
-[ -n "$db" ] || db=$(db_path)
-[ -n "$db" ] || die "cannot tell where the journal is (check-config names none): pass --db"
 systemctl_cmd=${SYSTEMCTL:-systemctl}
 mapfile -t inst < <(instance_args)
-
-# A backup names its mode (backup.sh): paper history never replaces the live journal, or the reverse.
-mode=$(config_field mode)
-case "$(basename "$backup")" in
-  polycopy-paper-*) from=paper ;;
-  polycopy-live-*) from=live ;;
-  *) from="" ;;
-esac
-if [ -n "$from" ] && [ -n "$mode" ] && [ "$from" != "$mode" ] && [ "${ALLOW_OTHER_MODE:-}" != 1 ]; then
-  die "refusing: $backup is a $from backup and this installation trades $mode (set ALLOW_OTHER_MODE=1 to restore it anyway)"
+bdir=$(dirname "$backup")
+enc=$(encryption_of "$backup")
+cfg=""
+if [ "$with_config" = 1 ] || [ -n "$config_to" ]; then
+  cfg="$bdir/$(backup_stem "$backup").config.tgz${enc:+.$enc}"
+  [ -f "$cfg" ] || die "refusing: no settings archive $cfg beside $backup (backups made before settings were backed up have none)"
 fi
 
-sum="$backup.sha256"
-[ -f "$sum" ] || die "refusing: checksum file $sum is missing"
-(cd "$(dirname "$backup")" && sha256sum --status -c "$(basename "$sum")") || die "refusing: $backup does not match its checksum"
-work=$(mktemp -d)
+# verify_sum FILE: the checksum file exists and matches.
+verify_sum() {
+  [ -f "$1.sha256" ] || die "refusing: checksum file $1.sha256 is missing"
+  (cd "$(dirname "$1")" && sha256sum --status -c "$(basename "$1").sha256") || die "refusing: $1 does not match its checksum"
+}
+
+if [ -z "$config_to" ]; then
+  [ -n "$db" ] || db=$(db_path)
+  [ -n "$db" ] || die "cannot tell where the journal is (check-config names none): pass --db"
+  # A backup names its mode (backup.sh): paper history never replaces the live journal, or the reverse.
+  mode=$(config_field mode)
+  case "$(basename "$backup")" in
+    polycopy-paper-*) from=paper ;;
+    polycopy-live-*) from=live ;;
+    *) from="" ;;
+  esac
+  if [ -n "$from" ] && [ -n "$mode" ] && [ "$from" != "$mode" ] && [ "${ALLOW_OTHER_MODE:-}" != 1 ]; then
+    die "refusing: $backup is a $from backup and this installation trades $mode (set ALLOW_OTHER_MODE=1 to restore it anyway)"
+  fi
+  verify_sum "$backup"
+fi
+[ -z "$cfg" ] || verify_sum "$cfg"
+
+# Plaintext goes beside the journal it replaces (as private, same disk), else in TMPDIR.
+work=""
 trap 'rm -rf "$work"' EXIT
-gunzip -c "$backup" > "$work/restore.db" || die "refusing: $backup is not a valid gzip file"
-run_polycopy db-check --file "$work/restore.db" >/dev/null || die "refusing: $backup fails the integrity check"
+if [ -n "$db" ] && [ -d "$(dirname "$db")" ] && [ -w "$(dirname "$db")" ]; then
+  work=$(mktemp -d "$(dirname "$db")/.polycopy-tmp.XXXXXX")
+else
+  work=$(mktemp -d)
+fi
+
+if [ -z "$config_to" ]; then
+  why=$(decrypt_file "$backup" "$work/restore.db.gz" "$identity") || die "refusing: $backup: $why"
+  gunzip -c "$work/restore.db.gz" > "$work/restore.db" || die "refusing: $backup is not a valid gzip file"
+  rm -f "$work/restore.db.gz"
+  run_polycopy db-check --file "$work/restore.db" >/dev/null || die "refusing: $backup fails the integrity check"
+fi
+
+# The settings archive: only our own entry names, extracted into the private work directory.
+entry_re='^(MANIFEST|settings-[0-9]+\.toml|wallets\.json|backup\.conf)$'
+if [ -n "$cfg" ]; then
+  why=$(decrypt_file "$cfg" "$work/config.tgz" "$identity") || die "refusing: $cfg: $why"
+  names=$(tar -tzf "$work/config.tgz" 2>/dev/null) || die "refusing: $cfg is not a valid archive"
+  while IFS= read -r e; do
+    [[ "$e" =~ $entry_re ]] || die "refusing: $cfg holds an unexpected entry '$e'"
+  done <<<"$names"
+  grep -qx MANIFEST <<<"$names" || die "refusing: $cfg has no MANIFEST"
+  mkdir "$work/config"
+  tar -xzf "$work/config.tgz" -C "$work/config" --no-same-owner --no-same-permissions
+fi
+
+if [ -n "$config_to" ]; then
+  mkdir -p "$config_to"
+  while IFS= read -r e; do
+    [ ! -e "$config_to/$e" ] || die "refusing to overwrite $config_to/$e: choose an empty directory"
+  done <<<"$names"
+  while IFS= read -r e; do
+    install -m 0600 "$work/config/$e" "$config_to/$e"
+  done <<<"$names"
+  log info "extracted the settings saved with $backup into $config_to (MANIFEST: where each file was)"
+  sed 's/^/  /' "$config_to/MANIFEST" >&2
+  echo "$config_to"
+  exit 0
+fi
+
+# --with-config: each saved file goes where this installation reads it now (check-config), never to
+# a path taken from the archive itself.
+tab=$'\t'
+targets=()   # "entry<TAB>path"
+if [ "$with_config" = 1 ]; then
+  saved=$(grep -c '^settings-[0-9]*\.toml$' <<<"$names" || true)
+  current=()
+  origins=$(config_field settings_file)
+  while [ -n "$origins" ]; do
+    part=${origins%%" + "*}
+    if [ "$part" = "$origins" ]; then origins=""; else origins=${origins#*" + "}; fi
+    [ "$part" = "built-in defaults" ] || current+=("$part")
+  done
+  # Settings too broken for check-config to name: the installation's own settings file.
+  [ ${#current[@]} -gt 0 ] || [ "$saved" != 1 ] || current=("$(settings_file)")
+  [ "$saved" = "${#current[@]}" ] \
+    || die "refusing: the backup holds $saved settings file(s) and this installation reads ${#current[@]} (${current[*]:-none}): use --config-to DIR and copy them by hand"
+  for i in $(seq 1 "$saved"); do targets+=("settings-$i.toml$tab${current[$((i - 1))]}"); done
+  if grep -qx wallets.json <<<"$names"; then
+    w=$(config_field wallets_path)
+    [ -n "$w" ] || w="$(dirname "${current[0]:-$(settings_file)}")/wallets.json"
+    targets+=("wallets.json$tab$w")
+  fi
+  if grep -qx backup.conf <<<"$names"; then targets+=("backup.conf$tab$(backup_conf_file)"); fi
+fi
 
 if [ -n "$service" ]; then
   log info "stopping $service"
   "$systemctl_cmd" stop "$service"
 fi
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
+stamp=$(date -u +%Y%m%dT%H%M%S%3NZ)
 aside=""
 if [ -f "$db" ]; then
   aside="$db.before-restore-$stamp"
@@ -81,6 +184,27 @@ install -m 0600 "$work/restore.db" "$db"
 if [ "$(id -u)" = 0 ]; then
   chown --reference="${aside:-$(dirname "$db")}" "$db" 2>/dev/null || true
 fi
+for t in ${targets[@]+"${targets[@]}"}; do
+  e=${t%%"$tab"*} path=${t#*"$tab"}
+  if [ -f "$path" ] && cmp -s "$work/config/$e" "$path"; then
+    log info "$path is the same as in $(basename "$cfg"): left as it is"
+    continue
+  fi
+  ref=""
+  if [ -f "$path" ]; then
+    ref="$path.before-restore-$stamp"
+    cp -p -- "$path" "$ref"
+  fi
+  # Owner and mode like the file it replaces (or its directory's owner, mode 0640: the service reads it).
+  mkdir -p "$(dirname "$path")"
+  cp -- "$work/config/$e" "$path.restoring"
+  if [ -n "$ref" ]; then chmod --reference="$ref" "$path.restoring"; else chmod 0640 "$path.restoring"; fi
+  if [ "$(id -u)" = 0 ]; then
+    chown --reference="${ref:-$(dirname "$path")}" "$path.restoring" 2>/dev/null || true
+  fi
+  mv -f -- "$path.restoring" "$path"
+  log info "restored $path from $(basename "$cfg")${ref:+ (the previous one kept aside as $ref)}"
+done
 run_polycopy db-check --file "$db" >/dev/null || die "the restored journal fails its check: the previous one is at ${aside:-nowhere}"
 if [ -n "$service" ]; then
   log info "starting $service"
