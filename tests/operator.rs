@@ -142,3 +142,53 @@ async fn test_close_when_live_and_halted_then_one_sell_within_the_cap() {
     assert!(positions(&l.d).is_empty());
     assert_eq!(l.d.status()["breaker"]["tripped"], true);
 }
+
+/// `incident` writes one owner-only file with the evidence (status, health, breaker history,
+/// events, trades, settings, versions) and no secret: not the key, the bot token, the alert token
+/// or an RPC URL's API key, even where one of them reached the journal's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_incident_when_written_then_evidence_without_any_secret() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use support::live::*;
+    const BOT: &str = "987654321:SECRET-bot-token-xyz";
+    const RPC_KEY: &str = "secretapikey0123456789";
+    let mut l = live().await;
+    l.d.env.push(("TELEGRAM_BOT_TOKEN".into(), BOT.into()));
+    l.d.env.push(("TELEGRAM_CHAT_ID".into(), "1001".into()));
+    l.d.env.push(("POLYGON_RPC_FALLBACK_URLS".into(), format!("https://rpc.example/v2/{RPC_KEY}")));
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    // An operator pastes a secret into a halt reason: it reaches the journal's events.
+    let (code, _, err) = l.d.run_cli(&["halt", "--reason", &format!("leaked {BOT} and {KEY}")]);
+    assert_eq!(code, 0, "{err}");
+    let alert_token = std::fs::read_to_string(l.d.dir.join("journal.db.alert-token")).unwrap();
+
+    let out = l.d.dir.join("incident.txt");
+    let (code, stdout, err) = l.d.run_cli(&["incident", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("incident.txt"), "{stdout}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    for section in [
+        "===== status (polycopy status --json)",
+        "===== health (GET /health",
+        "breaker history",
+        "===== settings files",
+        "===== wallets.json",
+        "===== environment",
+        "log lines (journald)",
+        "polycopy 0.",
+    ] {
+        assert!(text.contains(section), "missing {section:?}");
+    }
+    assert!(text.contains("\"tripped\": true"), "the status shows the halt");
+    assert!(text.contains("TELEGRAM_BOT_TOKEN: set") && text.contains("PRIVATE_KEY: set"));
+    for secret in [BOT, KEY, KEY.trim_start_matches("0x"), RPC_KEY, alert_token.trim()] {
+        assert!(!text.contains(secret), "a secret is in the bundle");
+    }
+    assert!(text.contains("leaked <redacted>"), "the event is kept, its secret cut");
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (code, _, err) = l.d.run_cli(&["incident", "--out", out.to_str().unwrap()]);
+    assert_ne!(code, 0, "an existing bundle is never overwritten: {err}");
+}

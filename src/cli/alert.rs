@@ -52,7 +52,7 @@ pub fn alert(g: &GlobalArgs, test: bool, message: Option<&str>) -> Result<i32> {
             return Ok(if e.kind() == std::io::ErrorKind::NotFound { EXIT_NO_DAEMON } else { 1 });
         }
     };
-    match post(addr, &token, &text) {
+    match request(addr, "POST", "/alert", Some(&token), &text) {
         Ok((200..=299, _)) => {
             println!(
                 "the daemon on {addr} took the alert: it goes to its log, the journal's events and every Telegram chat"
@@ -70,19 +70,26 @@ pub fn alert(g: &GlobalArgs, test: bool, message: Option<&str>) -> Result<i32> {
     }
 }
 
-/// Sends one `POST /alert`; returns the status code and body.
-fn post(addr: SocketAddr, token: &str, body: &str) -> std::io::Result<(u16, String)> {
+/// One HTTP/1.1 request to the daemon on loopback; returns the status code and body.
+pub(super) fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let req = format!(
-        "POST /alert HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: text/plain; \
-         charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes())?;
     let mut answer = String::new();
-    s.take(64 * 1024).read_to_string(&mut answer)?;
+    s.take(256 * 1024).read_to_string(&mut answer)?;
     let code = answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let text = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Ok((code, text))

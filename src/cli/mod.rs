@@ -5,9 +5,11 @@
 
 mod alert;
 mod control;
+mod incident;
 mod journal;
 mod operator;
 mod setup;
+mod status;
 
 use std::path::PathBuf;
 
@@ -21,9 +23,11 @@ use crate::store::Store;
 
 pub use alert::alert;
 pub use control::{halt, resume};
-pub use journal::{backup, db_check, maintenance, report, status, trades};
+pub use incident::incident;
+pub use journal::{backup, db_check, maintenance, report, trades};
 pub use operator::{close, pause_market};
 pub use setup::{check_config, doctor, env_for};
+pub use status::status;
 
 /// polycopy: mirror Polymarket target wallets' trades, paper trading by default.
 #[derive(Debug, Parser)]
@@ -121,6 +125,13 @@ pub enum Command {
         test: bool,
         /// The message (unless --test).
         message: Option<String>,
+    },
+    /// Write an incident evidence bundle (status, health, breaker history, events, trades, settings
+    /// and wallets without secrets, the last journald lines, versions) to one owner-only file.
+    Incident {
+        /// The file to write (default: polycopy-incident-<UTC time>.txt here); must not exist.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Lift a market's pause. Exit codes as for `halt`.
     ResumeMarket {

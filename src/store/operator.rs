@@ -214,4 +214,24 @@ impl Store {
         )?;
         Ok((u32::try_from(wins).unwrap_or(0), u32::try_from(total).unwrap_or(0)))
     }
+
+    /// The latest `n` events of these kinds (all kinds when empty), newest first: (at ms, kind, message).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn recent_events(&self, kinds: &[&str], n: u32) -> StoreResult<Vec<(i64, String, String)>> {
+        let filter = if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "WHERE kind IN ({})",
+                kinds.iter().map(|k| format!("'{}'", k.replace('\'', ""))).collect::<Vec<_>>().join(",")
+            )
+        };
+        let mut st = self
+            .conn
+            .prepare(&format!("SELECT at_ms, kind, message FROM events {filter} ORDER BY id DESC LIMIT ?1"))?;
+        let rows = st.query_map([n], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
 }
