@@ -14,7 +14,8 @@ Usage: health_check.sh [--instance NAME] [--url URL] [--backup-dir DIR] [--max-b
   --instance NAME      check this instance (polycopy --instance NAME), not the default one
   --url URL            the daemon's health server (default: http:// + [http] listen of the settings)
   --backup-dir DIR     where backup.sh writes (default /var/backups/polycopy, /NAME for an instance)
-  --max-backup-age-h N alert when the newest backup is older (default 26)
+  --max-backup-age-h N alert when the newest journal backup of the configured mode (.db.gz, or
+                       .db.gz.age / .db.gz.gpg when encrypted) is older (default 26)
   --no-backup-check    skip the backup age check
   --min-disk-mb N      alert below this much free space next to the journal (default 500)
   --wait SECONDS       retry until healthy or this much time has passed (after a start)
@@ -114,8 +115,10 @@ check_once() {
   if [ "$check_backup" = 1 ]; then
     local newest mode
     mode=$(config_field mode)
+    # The newest journal backup of this mode, plain or encrypted (backup.sh --encrypt-to: .age, .gpg).
     # shellcheck disable=SC2012 # backup names are ours: no newlines
-    newest=$(ls -1t "$backup_dir"/polycopy-"${mode:-*}"-*.db.gz 2>/dev/null | head -n1 || true)
+    newest=$(ls -1td "$backup_dir"/polycopy-"${mode:-*}"-*.db.gz "$backup_dir"/polycopy-"${mode:-*}"-*.db.gz.age \
+               "$backup_dir"/polycopy-"${mode:-*}"-*.db.gz.gpg 2>/dev/null | head -n1 || true)
     if [ -z "$newest" ]; then
       # A fresh install (or a fresh switch to live) has had no time for its first backup yet.
       if [ ! -d "$backup_dir" ] || [ -n "$(find "$backup_dir" -maxdepth 0 -mmin +$((max_age_h * 60)) -print)" ]; then

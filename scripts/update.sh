@@ -16,6 +16,11 @@ Usage: update.sh NEW_BINARY [--instance NAME] [--bin-path PATH] [--service NAME]
   --service NAME   systemd unit (default polycopy, or polycopy@NAME)
   --backup-dir DIR where the pre-update backup goes (default /var/backups/polycopy, /NAME for an instance)
   --timeout S      seconds the new version has to become healthy (default 90)
+The pre-update backup is the rollback's: backup.sh --no-encrypt --no-copy, whatever backup.conf
+says. It stays local (mode 0600 in the 0700 backup directory, like every backup) and unencrypted,
+so that the rollback never needs a decryption key on the server and an off-site copy that fails
+never stops an update. Retention deletes it like any other backup; with encryption on, delete it
+yourself once the update has proved itself if no plaintext backup should stay.
 Environment: SYSTEMCTL (default systemctl), HEALTH_ARGS (extra health_check.sh arguments).
 Exit: 0 updated and healthy; 1 not updated: refused before the swap (backup failed, binary does not
 run) or rolled back (the old binary and journal are back); 64 bad usage.
@@ -48,15 +53,29 @@ here=$(dirname "$0")
 mapfile -t inst < <(instance_args)
 export POLYCOPY_BIN="$bin_path"
 
-log info "updating $service to $version: backing up the journal first"
-backup=$("$here/backup.sh" ${inst[@]+"${inst[@]}"} --dir "$backup_dir" | tail -n1) || die "backup failed: not updating"
+# The rollback's backup: local and unencrypted (see --help), so restoring it needs no key and an
+# off-site destination being down does not block the update.
+log info "updating $service to $version: backing up the journal first (local, unencrypted: backup.sh --no-encrypt --no-copy)"
+rc=0
+backup=$("$here/backup.sh" ${inst[@]+"${inst[@]}"} --dir "$backup_dir" --no-encrypt --no-copy | tail -n1) || rc=$?
+case $rc in
+  0) ;;
+  # Only an off-site copy failed (not expected with --no-copy): the local backup is there.
+  75) log warning "the off-site copy of the pre-update backup failed; the local backup is enough for the rollback" ;;
+  *) die "backup failed: not updating" ;;
+esac
+# The rollback restores this file: it must be a plain journal backup that exists.
+case "$backup" in
+  */polycopy-*.db.gz) [ -f "$backup" ] || die "backup.sh names no backup file ($backup): not updating" ;;
+  *) die "backup.sh did not name a plain journal backup (${backup:-nothing}): not updating" ;;
+esac
 cp -p "$bin_path" "$bin_path.prev"
 install -m 0755 "$new" "$bin_path.new"
 mv -f "$bin_path.new" "$bin_path"
 "$systemctl_cmd" restart "$service" || true
 # shellcheck disable=SC2086 # HEALTH_ARGS is a list of arguments
 if "$here/health_check.sh" ${inst[@]+"${inst[@]}"} --wait "$timeout" --no-backup-check ${HEALTH_ARGS:-} >/dev/null; then
-  log info "updated $service to $version and healthy (previous binary kept as $bin_path.prev)"
+  log info "updated $service to $version and healthy (previous binary kept as $bin_path.prev, journal before the update: $backup)"
   exit 0
 fi
 

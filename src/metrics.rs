@@ -69,11 +69,11 @@ impl Metrics {
     /// The warning and operations series (appended to [`Metrics::render`]).
     fn render_operations(&self, o: &mut String) {
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        let kinds: Vec<(String, String)> = self
-            .warnings
-            .lock()
-            .map(|m| m.iter().map(|(k, v)| (format!("{{kind=\"{k}\"}}"), v.to_string())).collect())
-            .unwrap_or_default();
+        let sent = self.warnings.lock().map(|m| m.clone()).unwrap_or_default();
+        let kinds: Vec<(String, String)> = crate::warnings::WarningKind::ALL
+            .iter()
+            .map(|k| (format!("{{kind=\"{}\"}}", k.code()), sent.get(k.code()).copied().unwrap_or(0).to_string()))
+            .collect();
         write_metric(o, "polycopy_warnings_total", "counter", "Warning alerts sent since start, by kind.", &kinds);
         let one = |v: String| vec![(String::new(), v)];
         write_metric(

@@ -192,7 +192,15 @@ fn test_alerts_when_read_then_each_has_severity_annotations_and_existing_runbook
     let alerts = alert_blocks(&rules);
     assert!(alerts.len() >= 10, "only {} alerts in {RULES}", alerts.len());
     let names: BTreeSet<&str> = alerts.iter().map(|(n, _)| n.as_str()).collect();
-    for must in ["PolycopyDown", "PolycopyTradingHalted", "PolycopyChainFeedStalled", "PolycopyOrderErrors"] {
+    for must in [
+        "PolycopyDown",
+        "PolycopyTradingHalted",
+        "PolycopyChainFeedStalled",
+        "PolycopyOrderErrors",
+        "PolycopyTelegramDeliveryFailing",
+        "PolycopyWarning",
+        "PolycopyWarningChecksStalled",
+    ] {
         assert!(names.contains(must), "{must} missing from {RULES}: {names:?}");
     }
     for (name, lines) in &alerts {

@@ -5,6 +5,7 @@ mod support;
 
 use alloy::primitives::{Address, address};
 use serde_json::Value;
+use std::os::unix::fs::PermissionsExt as _;
 use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
@@ -225,10 +226,40 @@ async fn test_maintenance_when_old_rows_then_pruned_and_busy_db_is_not_vacuumed(
     assert_eq!(left.len(), 2);
     assert!(left.iter().all(|r| r["status"] == "executed"), "{left:?}");
     assert_eq!(report(&d), before, "pruning changes no figure a report shows");
-    let archive = rusqlite::Connection::open(dir.path().join("journal.db.archive.db")).unwrap();
-    let n = |t: &str| archive.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get::<_, i64>(0)).unwrap();
-    assert_eq!((n("fills"), n("orders")), (2, 2), "archived before deletion");
-    assert!(n("events") > 0);
+    // One gzip-compressed SQLite file for the month the rows are from, owner-only.
+    let month = chrono_month(store_now_ms() - 40 * 86_400_000);
+    let gz = dir.path().join(format!("journal.db.archive/{month}.db.gz"));
+    assert!(out.contains(&format!("{month}.db.gz")), "{out}");
+    assert_eq!(std::fs::metadata(&gz).unwrap().permissions().mode() & 0o777, 0o600);
+    let counts = |gz: &std::path::Path| {
+        let plain = dir.path().join("archive-check.db");
+        let (code, _, err) = output(
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("gunzip -c '{}' > '{}'", gz.display(), plain.display()))
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(code, 0, "{err}");
+        let archive = rusqlite::Connection::open(&plain).unwrap();
+        let n = |t: &str| archive.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get::<_, i64>(0)).unwrap();
+        (n("fills"), n("orders"), n("events"))
+    };
+    let (fills, orders, events) = counts(&gz);
+    assert_eq!((fills, orders), (2, 2), "archived before deletion");
+    assert!(events > 0);
+    // A second prune of more rows of that month appends to the same file, without duplicates.
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute(
+            "INSERT INTO events (at_ms, kind, message) VALUES (?1, 'x', 'late')",
+            [store_now_ms() - 40 * 86_400_000],
+        )
+        .unwrap();
+    }
+    let (code, out, err) = d.script("maintenance.sh", &["--prune-days", "30", "--no-vacuum"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(counts(&gz), (2, 2, events + 1), "appended once: {out}");
 
     let c = rusqlite::Connection::open(&db).unwrap();
     c.execute_batch("BEGIN IMMEDIATE; INSERT INTO events (at_ms, kind, message) VALUES (0, 'x', 'busy')").unwrap();
@@ -240,4 +271,19 @@ async fn test_maintenance_when_old_rows_then_pruned_and_busy_db_is_not_vacuumed(
 
 fn store_now_ms() -> i64 {
     i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
+}
+
+/// "YYYY-MM" (UTC) of a unix ms time, as the archive names its files.
+fn chrono_month(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}")
 }

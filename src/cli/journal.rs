@@ -93,7 +93,7 @@ pub fn maintenance(g: &GlobalArgs, prune_days: u32, no_vacuum: bool) -> Result<i
     store.set_busy_timeout(std::time::Duration::from_secs(1))?;
     let archive = {
         let mut a = s.db_path.clone().into_os_string();
-        a.push(".archive.db");
+        a.push(".archive");
         std::path::PathBuf::from(a)
     };
     let p = match store.prune(prune_days, &archive) {
@@ -104,11 +104,14 @@ pub fn maintenance(g: &GlobalArgs, prune_days: u32, no_vacuum: bool) -> Result<i
         }
         Err(e) => return Err(e.into()),
     };
+    let files: Vec<String> =
+        p.files.iter().map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
     println!(
-        "pruned {} fills never copied and {} events older than {prune_days} days (archived first to {}); copies are kept",
+        "pruned {} fills never copied and {} events older than {prune_days} days (archived first to {}/{}); copies are kept",
         p.fills,
         p.events,
-        archive.display()
+        archive.display(),
+        if files.is_empty() { "nothing to archive".to_owned() } else { files.join(", ") }
     );
     if no_vacuum {
         return Ok(0);

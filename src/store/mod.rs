@@ -4,6 +4,7 @@
 //! Only the store actor writes while the daemon runs; the CLI opens its own connection (WAL allows
 //! readers beside the writer, and the few CLI writes, halt and resume, are single statements).
 
+mod archive;
 pub mod batch;
 pub mod identity;
 mod journal;
@@ -21,8 +22,9 @@ use std::path::Path;
 
 use alloy::primitives::{Address, B256, U256};
 
+pub use archive::Pruned;
 pub use journal::{JournalOutcome, PendingFill};
-pub use maintenance::{Pruned, check_file};
+pub use maintenance::check_file;
 pub use operator::PausedMarket;
 pub use ops::{ExecRow, FillCounts, HeldMessage};
 pub use orders::{OrderHealth, OrderRow, OrderStatus, Unsettled};
@@ -194,6 +196,12 @@ fn refuse_empty(path: &Path) -> StoreResult<()> {
         });
     }
     Ok(())
+}
+
+/// Mode 0700 for a directory of ours (the monthly archives).
+pub(crate) fn set_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
 }
 
 #[cfg(unix)]

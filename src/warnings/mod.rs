@@ -28,6 +28,10 @@ pub enum WarningKind {
 }
 
 impl WarningKind {
+    /// Every kind (each has a series in `/metrics` from the start, so a first warning is an increase).
+    pub const ALL: [Self; 6] =
+        [Self::NoFills, Self::Drawdown, Self::ClobSlow, Self::DiskLow, Self::Clock, Self::WinRate];
+
     /// Stable code, as journaled and shown.
     #[must_use]
     pub const fn code(self) -> &'static str {

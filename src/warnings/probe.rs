@@ -67,9 +67,9 @@ pub async fn run(src: Sources, sch: Schedule) {
         tick.tick().await;
         let o = observe(&src, &sch).await;
         src.metrics.targets_copying.store(o.targets_copying as u64, Ordering::Relaxed);
-        if let Some(ms) = o.clob_ms {
-            src.metrics.clob_response_ms.store(i64::try_from(ms.max(1)).unwrap_or(i64::MAX), Ordering::Relaxed);
-        }
+        // An unanswered probe is unknown (0), not the last answer's time.
+        let ms = o.clob_ms.map_or(0, |ms| i64::try_from(ms.max(1)).unwrap_or(i64::MAX));
+        src.metrics.clob_response_ms.store(ms, Ordering::Relaxed);
         for (kind, message) in due(&o, &sch.thresholds) {
             if cooldowns.admit(kind, o.now_ms, cooldown_ms) {
                 src.metrics.warning(kind.code());
@@ -121,8 +121,11 @@ async fn observe(src: &Sources, sch: &Schedule) -> Observation {
 async fn clob_clock(v: &Venue) -> (Option<u64>, Option<i64>) {
     let sent = now_ms();
     let t0 = Instant::now();
-    let Ok(Ok(server_s)) = tokio::time::timeout(SOURCE_WAIT, v.server_time()).await else {
-        return (None, None);
+    let server_s = match tokio::time::timeout(SOURCE_WAIT, v.server_time()).await {
+        Ok(Ok(s)) => s,
+        // No answer within the wait is an answer time of at least the wait: slow, whatever else.
+        Err(_) => return (u64::try_from(SOURCE_WAIT.as_millis()).ok(), None),
+        Ok(Err(_)) => return (None, None),
     };
     let took = t0.elapsed();
     let mid = sent + i64::try_from(took.as_millis() / 2).unwrap_or(0);

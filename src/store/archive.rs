@@ -1,0 +1,160 @@
+//! Archive before prune: rows the journal no longer needs go to one compressed SQLite database per
+//! month (`<journal>.archive/YYYY-MM.db.gz`, by the row's own time) before they are deleted.
+//!
+//! The rows to move are fixed once (temporary id tables), archived month by month (a month's file is
+//! opened, appended to with `INSERT OR IGNORE` on each row's identity, compressed to a temporary file, synced
+//! and renamed over the old one), and only then deleted from the journal, exactly those ids, in one
+//! transaction. A crash at any point leaves every row in the journal, the archive, or both; never in
+//! neither, and running again does not duplicate archived rows.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+use super::{Store, StoreError, StoreResult, now_ms};
+
+/// What pruning moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pruned {
+    /// Fills never copied (with their intents and orders), archived then deleted.
+    pub fills: usize,
+    /// Events.
+    pub events: usize,
+    /// The monthly archive files written.
+    pub files: Vec<PathBuf>,
+}
+
+/// Fills nothing reads any more: never copied (refused, withdrawn), not under a reorg check.
+const OLD_FILLS: &str = "SELECT id, strftime('%Y-%m', seen_at_ms / 1000, 'unixepoch') FROM main.fills \
+    WHERE status IN ('rejected', 'withdrawn') AND suspect = 0 AND seen_at_ms < ?1 \
+    AND id NOT IN (SELECT fill_id FROM main.executions)";
+
+impl Store {
+    /// Moves fills older than `days` that were never copied (with their intents and orders) and
+    /// events older than `days` into the monthly archives under `dir`, then deletes them. Copied
+    /// fills, their orders and executions stay: positions, P&L, reports and reconciliation read them.
+    ///
+    /// # Errors
+    /// On a database or file error (nothing is deleted then).
+    pub fn prune(&mut self, days: u32, dir: &Path) -> StoreResult<Pruned> {
+        let cutoff = now_ms() - i64::from(days) * 86_400_000;
+        self.conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS prune_fills (id INTEGER PRIMARY KEY, month TEXT NOT NULL); \
+             CREATE TEMP TABLE IF NOT EXISTS prune_events (id INTEGER PRIMARY KEY, month TEXT NOT NULL); \
+             DELETE FROM prune_fills; DELETE FROM prune_events;",
+        )?;
+        self.conn.execute(&format!("INSERT INTO prune_fills {OLD_FILLS}"), [cutoff])?;
+        self.conn.execute(
+            "INSERT INTO prune_events SELECT id, strftime('%Y-%m', at_ms / 1000, 'unixepoch') FROM main.events \
+             WHERE at_ms < ?1",
+            [cutoff],
+        )?;
+        let months: Vec<String> = {
+            let mut st =
+                self.conn.prepare("SELECT month FROM prune_fills UNION SELECT month FROM prune_events ORDER BY 1")?;
+            st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+        };
+        let mut files = Vec::new();
+        if !months.is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            let _ = super::set_private_dir(dir);
+        }
+        for m in &months {
+            files.push(self.archive_month(dir, m)?);
+        }
+        let tx = self.conn.transaction()?;
+        // Children first: orders and intents reference the fill.
+        tx.execute("DELETE FROM main.orders WHERE fill_id IN (SELECT id FROM prune_fills)", [])?;
+        tx.execute("DELETE FROM main.intents WHERE fill_id IN (SELECT id FROM prune_fills)", [])?;
+        let fills = tx.execute("DELETE FROM main.fills WHERE id IN (SELECT id FROM prune_fills)", [])?;
+        let events = tx.execute("DELETE FROM main.events WHERE id IN (SELECT id FROM prune_events)", [])?;
+        tx.commit()?;
+        self.conn.execute_batch("DROP TABLE prune_fills; DROP TABLE prune_events;")?;
+        Ok(Pruned { fills, events, files })
+    }
+
+    /// Appends month `m`'s rows to `dir/m.db.gz`; returns the file.
+    fn archive_month(&mut self, dir: &Path, m: &str) -> StoreResult<PathBuf> {
+        let gz = dir.join(format!("{m}.db.gz"));
+        let work = dir.join(format!(".{m}.db.work"));
+        let _ = std::fs::remove_file(&work);
+        if gz.exists() {
+            gunzip(&gz, &work)?;
+        }
+        // ATTACH opens with the journal's flags, which do not create files: create it first.
+        drop(Connection::open(&work)?);
+        let name = work
+            .to_str()
+            .ok_or_else(|| StoreError::Corrupt { column: "archive path", value: work.display().to_string() })?;
+        self.conn.execute("ATTACH DATABASE ?1 AS archive", [name])?;
+        let appended = self.append_month(m);
+        let detached = self.conn.execute_batch("DETACH DATABASE archive");
+        appended?;
+        detached?;
+        let tmp = dir.join(format!(".{m}.db.gz.tmp"));
+        gzip(&work, &tmp)?;
+        let _ = super::set_private(&tmp);
+        if let Some(journal) = self.path.as_deref() {
+            // Owned like the journal: a run as root must not leave files the service's cron cannot update.
+            super::same_owner(&tmp, journal);
+        }
+        std::fs::rename(&tmp, &gz).map_err(|e| io(&gz, e))?;
+        let _ = std::fs::remove_file(&work);
+        Ok(gz)
+    }
+
+    fn append_month(&mut self, m: &str) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        // Row ids are not identities here: SQLite hands a deleted highest id out again. Each row is
+        // known by what it is, so a run repeated after a crash adds nothing twice.
+        for (t, key) in [
+            ("fills", "tx_hash, order_hash, occurrence"),
+            ("intents", "fill_id, created_at_ms"),
+            ("orders", "order_id"),
+            ("events", "id, at_ms, kind, message"),
+        ] {
+            tx.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS archive.{t} AS SELECT * FROM main.{t} WHERE 0; \
+                 CREATE UNIQUE INDEX IF NOT EXISTS archive.{t}_key ON {t} ({key});"
+            ))?;
+        }
+        for (t, key) in [("fills", "id"), ("intents", "fill_id"), ("orders", "fill_id")] {
+            tx.execute(
+                &format!(
+                    "INSERT OR IGNORE INTO archive.{t} SELECT * FROM main.{t} \
+                     WHERE {key} IN (SELECT id FROM prune_fills WHERE month = ?1)"
+                ),
+                [m],
+            )?;
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO archive.events SELECT * FROM main.events \
+             WHERE id IN (SELECT id FROM prune_events WHERE month = ?1)",
+            [m],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn io(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io { path: path.display().to_string(), source }
+}
+
+fn gunzip(from: &Path, to: &Path) -> StoreResult<()> {
+    let f = std::fs::File::open(from).map_err(|e| io(from, e))?;
+    let mut d = flate2::read::GzDecoder::new(f);
+    let mut buf = Vec::new();
+    d.read_to_end(&mut buf).map_err(|e| io(from, e))?;
+    std::fs::write(to, buf).map_err(|e| io(to, e))
+}
+
+fn gzip(from: &Path, to: &Path) -> StoreResult<()> {
+    let data = std::fs::read(from).map_err(|e| io(from, e))?;
+    let f = std::fs::File::create(to).map_err(|e| io(to, e))?;
+    let mut e = flate2::write::GzEncoder::new(f, flate2::Compression::best());
+    e.write_all(&data).map_err(|err| io(to, err))?;
+    let f = e.finish().map_err(|err| io(to, err))?;
+    f.sync_all().map_err(|err| io(to, err))
+}
