@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Journal maintenance for cron: integrity check, prune finished rows older than N days (archived
-# first to <journal>.archive.db), ANALYZE and VACUUM. VACUUM is skipped (exit 75) rather than
+# first to <journal>.archive/YYYY-MM.db.gz), ANALYZE and VACUUM. VACUUM is skipped (exit 75) rather than
 # blocking the daemon when the database is busy.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -11,7 +11,8 @@ Usage: maintenance.sh [--instance NAME] [--prune-days N] [--no-vacuum]
   --instance NAME  maintain this instance's journal (polycopy --instance NAME)
   --prune-days N   move fills older than N days that were never copied (refused, stale, withdrawn,
                    with their intents and orders) and events older than N days into
-                   <journal>.archive.db, then delete them from the journal; copies, their orders and
+                   <journal>.archive/YYYY-MM.db.gz (one gzip-compressed SQLite database per
+                   month, owner-only), then delete them from the journal; copies, their orders and
                    executions stay (positions, P&L and reports need them). Default 90
   --no-vacuum      skip VACUUM
 Environment: POLYCOPY_BIN (binary), POLYCOPY_ARGS (extra global polycopy arguments).

@@ -293,13 +293,14 @@ impl OrderIntent {
     }
 }
 
-/// A target fill for tests: `shares` at `price`, everything else zero.
+/// A target fill for tests: `shares` at `price` by target 0x…01, everything else zero.
 #[cfg(test)]
 pub(crate) fn test_fill(side: Side, shares: Shares, price: Price) -> TargetFill {
     use alloy::primitives::{Address, B256, U256};
     TargetFill {
         id: FillId { tx_hash: B256::ZERO, order_hash: B256::ZERO, occurrence: 0 },
-        wallet: Address::ZERO,
+        // Not the zero address: that is the operator's own orders (OPERATOR).
+        wallet: Address::with_last_byte(1),
         role: Role::Maker,
         side,
         token_id: U256::from(7),

@@ -192,7 +192,7 @@ async fn test_installed_live_when_maintenance_sh_runs_then_the_live_journal_is_p
     let (code, out, err) = l.script("maintenance.sh", &["--prune-days", "1", "--no-vacuum"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("pruned 1 fills never copied"), "{out}");
-    assert!(l.inst.state().join("polycopy-live.db.archive.db").exists());
+    assert!(l.inst.state().join("polycopy-live.db.archive").is_dir(), "the monthly archives sit beside the journal");
     assert_eq!(l.trades().len(), 1, "the copy stays");
     l.nothing_in(l.elsewhere.path());
 }

@@ -121,7 +121,7 @@ async fn test_pause_market_when_paused_then_buys_refused_exits_copied_until_resu
 /// Live: a close while halted sends one SELL to the CLOB, within the slippage cap and in whole
 /// cents, and books what the exchange matched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_close_when_live_and_halted_then_one_sell_within_the_cap() {
+async fn test_close_when_live_and_halted_then_sells_within_the_cap_and_says_partial_fills() {
     use support::live::*;
     let mut l = live().await;
     start_live(&mut l).await;
@@ -130,17 +130,42 @@ async fn test_close_when_live_and_halted_then_one_sell_within_the_cap() {
     let (code, _, err) = l.d.run_cli(&["halt"]);
     assert_eq!(code, 0, "{err}");
 
+    // The book takes half: the close says so and fails; closing again sells the rest.
+    l.clob.script(&[support::clob::Play::Partial(50)]);
+    let (code, out, err) = l.d.run_cli(&["close", &STD_TOKEN.to_string()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("PARTLY filled: sold 5 of 10 shares"), "{out}");
     let (code, out, err) = l.d.run_cli(&["close", &STD_TOKEN.to_string()]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("sold 10 shares"), "{out}");
+    assert!(out.contains("sold 5 shares"), "{out}");
     let sells: Vec<_> = l.clob.orders().into_iter().filter(|o| o.side == "SELL").collect();
-    assert_eq!(sells.len(), 1, "{sells:?}");
+    assert_eq!(sells.len(), 2, "{sells:?}");
     // The last price is the target's 0.50; the cap (2 %) puts the limit at 0.49.
-    assert!(sells[0].price >= 0.49 - 1e-9, "{:?}", sells[0]);
-    assert!((sells[0].shares - 10.0).abs() < 1e-9, "{:?}", sells[0]);
+    assert!(sells.iter().all(|o| o.price >= 0.49 - 1e-9), "{sells:?}");
+    let mut sizes: Vec<f64> = sells.iter().map(|o| o.shares).collect();
+    sizes.sort_by(f64::total_cmp);
+    assert_eq!(sizes, [5.0, 10.0], "{sells:?}");
     assert!(l.clob.refused().is_empty(), "{:?}", l.clob.refused());
     assert!(positions(&l.d).is_empty());
     assert_eq!(l.d.status()["breaker"]["tripped"], true);
+
+    // close --all against the CLOB: a standard and a neg-risk position, each sold once under its
+    // own exchange's domain, still halted.
+    let (code, _, err) = l.d.run_cli(&["resume"]);
+    assert_eq!(code, 0, "{err}");
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    l.anvil.emit(&buy(3, NEG_TOKEN)).await;
+    wait_for(30, "two more buys", async || (with_status(&l.d.trades(), "executed").len() == 5).then_some(())).await;
+    let (code, _, err) = l.d.run_cli(&["halt"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = l.d.run_cli(&["close", "--all"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches("sold 10 shares").count(), 2, "{out}");
+    let sells: Vec<_> = l.clob.orders().into_iter().filter(|o| o.side == "SELL").collect();
+    assert_eq!(sells.len(), 4, "{sells:?}");
+    assert!(sells.iter().any(|o| o.token == NEG_TOKEN.to_string() && o.neg_risk), "{sells:?}");
+    assert!(l.clob.refused().is_empty(), "{:?}", l.clob.refused());
+    assert!(positions(&l.d).is_empty());
 }
 
 /// `incident` writes one owner-only file with the evidence (status, health, breaker history,

@@ -67,12 +67,24 @@ fn follow(s: &crate::config::Settings, rows: &[i64], wait: Duration) -> Result<i
         let mut still = Vec::new();
         for row in open {
             match store.fill_outcome(row)? {
-                Some((status, _, Some((shares, price)))) if status == "executed" => {
-                    println!("close order {row}: sold {shares} shares at {price}");
+                Some(o) if o.status == "executed" => {
+                    let (shares, price) = o.executed.unwrap_or_default();
+                    match o.ordered {
+                        // FAK: the book may take only part; the rest is still ours.
+                        Some(want) if shares < want => {
+                            failed = true;
+                            println!(
+                                "close order {row}: PARTLY filled: sold {shares} of {want} shares at {price}; {} left \
+                                 (close again, or see `polycopy status`)",
+                                crate::domain::Shares(want.0 - shares.0)
+                            );
+                        }
+                        _ => println!("close order {row}: sold {shares} shares at {price}"),
+                    }
                 }
-                Some((status, detail, _)) if status != "pending" => {
+                Some(o) if o.status != "pending" => {
                     failed = true;
-                    println!("close order {row}: {status}: {}", detail.unwrap_or_default());
+                    println!("close order {row}: {}: {}", o.status, o.detail.unwrap_or_default());
                 }
                 _ => still.push(row),
             }

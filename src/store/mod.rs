@@ -25,7 +25,7 @@ use alloy::primitives::{Address, B256, U256};
 pub use archive::Pruned;
 pub use journal::{JournalOutcome, PendingFill};
 pub use maintenance::check_file;
-pub use operator::PausedMarket;
+pub use operator::{FillOutcome, PausedMarket};
 pub use ops::{ExecRow, FillCounts, HeldMessage};
 pub use orders::{OrderHealth, OrderRow, OrderStatus, Unsettled};
 pub use own_fills::{OwnBooking, OwnSettlement};

@@ -24,6 +24,19 @@ pub struct PausedMarket {
     pub by: String,
 }
 
+/// How one journaled order ended, as far as the journal knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillOutcome {
+    /// `pending`, `executed`, `rejected`, `withdrawn`.
+    pub status: String,
+    /// Why, when refused.
+    pub detail: Option<String>,
+    /// The shares the order asked for.
+    pub ordered: Option<Shares>,
+    /// What it got: shares and average price.
+    pub executed: Option<(Shares, Price)>,
+}
+
 impl Store {
     /// Journals a close order and its intent in one transaction, before anything is sent: the row
     /// is recovered after a crash like any copy (looked up, never sent twice).
@@ -163,23 +176,28 @@ impl Store {
         Ok(out)
     }
 
-    /// How a fill row ended: its status, and our execution's shares and price when it executed.
+    /// How a fill row ended (`None`: no such row).
     ///
     /// # Errors
     /// On a database error.
-    pub fn fill_outcome(&self, row: i64) -> StoreResult<Option<(String, Option<String>, Option<(Shares, Price)>)>> {
+    pub fn fill_outcome(&self, row: i64) -> StoreResult<Option<FillOutcome>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT f.status, f.detail, e.shares, e.price FROM fills f LEFT JOIN executions e ON e.fill_id = f.id \
-                 WHERE f.id = ?1",
+                "SELECT f.status, f.detail, i.shares, e.shares, e.price FROM fills f \
+                 LEFT JOIN intents i ON i.fill_id = f.id LEFT JOIN executions e ON e.fill_id = f.id WHERE f.id = ?1",
                 [row],
                 |r| {
-                    let exec = match (r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(3)?) {
+                    let exec = match (r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?) {
                         (Some(s), Some(p)) => Some((Shares(s), Price(p))),
                         _ => None,
                     };
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, exec))
+                    Ok(FillOutcome {
+                        status: r.get(0)?,
+                        detail: r.get(1)?,
+                        ordered: r.get::<_, Option<i64>>(2)?.map(Shares),
+                        executed: exec,
+                    })
                 },
             )
             .optional()?)
