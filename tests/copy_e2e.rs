@@ -131,3 +131,33 @@ async fn test_sell_when_target_sells_part_of_its_balance_then_we_sell_the_same_f
     assert_eq!(rows[3]["reason"], "no_position");
     assert!(d.status()["positions"].as_array().unwrap().is_empty());
 }
+
+/// A V3-market target's SELL is sized from its PositionManager balance, not from Conditional Tokens
+/// (where it holds nothing) nor from its observed fills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_sell_when_v3_market_then_sized_from_the_position_manager() {
+    let anvil = Anvil::start().await;
+    anvil.install_balances().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    let v3 = |order, buy, shares, usdc| Fill { exchange: V3_EXCHANGE, ..Fill::v2(order, A, C1, buy, 88, shares, usdc) };
+    // A buys 100 on the V3 exchange → we buy 10. It holds 200 in the PositionManager, 0 in CTF.
+    anvil.emit(&v3(1, true, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "the buy", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
+    anvil.set_balance_in(POSITION_MANAGER, A, 88, 200 * ONE).await;
+    // A sells 50 of its 200 (25 %) → we sell 2.5 of our 10 (observed fills would say 50 %).
+    anvil.emit(&v3(2, false, 50 * ONE, 25 * ONE)).await;
+    let rows = wait_for(20, "the sell", async || {
+        let r = d.trades();
+        (r.len() == 2 && r[1]["status"] != "pending").then_some(r)
+    })
+    .await;
+    assert_eq!(
+        (rows[1]["status"].as_str(), rows[1]["shares"].as_str()),
+        (Some("executed"), Some("2.5")),
+        "{}",
+        rows[1]
+    );
+}

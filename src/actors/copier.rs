@@ -38,7 +38,7 @@ pub struct Copy {
 }
 
 /// Copy settings shared by all targets.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CopierConfig {
     /// Limit price distance, bps.
     pub max_slippage_bps: u32,
@@ -46,8 +46,8 @@ pub struct CopierConfig {
     pub min_order_usdc: Usdc,
     /// Oldest fill still copied, seconds (0: no limit).
     pub max_copy_delay_s: u64,
-    /// The Conditional Tokens contract.
-    pub conditional_tokens: Address,
+    /// Where outcome-token balances are held: Conditional Tokens, or Exchange V3's PositionManager.
+    pub positions: crate::chain::positions::PositionContracts,
     /// Do not copy into closed markets.
     pub skip_closed: bool,
     /// Do not buy into a market ending within this many minutes (0: no limit).
@@ -165,7 +165,7 @@ impl Copier {
             self.block_deltas.retain(|k, _| k.2 + 16 >= newest);
         }
         let (cfg, rpc, markets, store, risk, notifier) = (
-            self.cfg,
+            self.cfg.clone(),
             self.rpc.clone(),
             self.markets.clone(),
             self.store.clone(),
@@ -259,7 +259,9 @@ async fn target_balance_before(
 ) -> Option<Shares> {
     if let Some(rpc) = rpc {
         let at = fill.block_number.saturating_sub(1);
-        match rpc.balance_of(cfg.conditional_tokens, fill.wallet, fill.token_id, at).await {
+        // The market's generation decides the contract: V3 markets keep positions in PositionManager.
+        let contract = cfg.positions.for_exchange(fill.exchange);
+        match rpc.balance_of(contract, fill.wallet, fill.token_id, at).await {
             Ok(b) => {
                 if let Some(v) = u256_to_micros(b) {
                     return Some(Shares((v + earlier_in_block).max(0)));

@@ -287,7 +287,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         max_slippage_bps: s.copy.max_slippage_bps,
         min_order_usdc: s.copy.min_order_usdc,
         max_copy_delay_s: s.copy.max_copy_delay_s,
-        conditional_tokens: s.chain.conditional_tokens,
+        positions: crate::chain::positions::PositionContracts::from_settings(&s.chain),
         skip_closed: s.copy.skip_closed,
         min_minutes_to_end: s.copy.min_minutes_to_end,
     };

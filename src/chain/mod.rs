@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod feed;
+pub mod positions;
 pub mod rpc;
 
 pub use feed::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, OwnBooked, OwnFill};

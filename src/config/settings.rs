@@ -191,6 +191,10 @@ pub struct ChainSettings {
     pub exchanges: Vec<Address>,
     /// Conditional Tokens (ERC-1155) contract for target balances.
     pub conditional_tokens: Address,
+    /// Exchange V3's ERC-1155 PositionManager: where V3 markets' positions are held.
+    pub position_manager: Address,
+    /// The exchanges of the V3 generation (their tokens' balances are read from the PositionManager).
+    pub v3_exchanges: Vec<Address>,
     /// Poll period, ms.
     pub poll_interval_ms: u64,
     /// Blocks of burial before acting.

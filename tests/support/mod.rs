@@ -24,6 +24,9 @@ use serde_json::{Value, json};
 pub const V2_EXCHANGE: Address = address!("E111180000d2663C0091e4f400237545B87B996B");
 pub const V1_EXCHANGE: Address = address!("4bFb41d5B3570DeFd03C39a9A4D8dE6Bd8B8982E");
 pub const CONDITIONAL_TOKENS: Address = address!("4D97DCd97eC945f40cF65F87097ACe5EA0476045");
+/// Exchange V3 and its PositionManager, at the addresses the default settings name.
+pub const V3_EXCHANGE: Address = address!("e3333700cA9d93003F00f0F71f8515005F6c00Aa");
+pub const POSITION_MANAGER: Address = address!("006F54F7f9A22e0000CC2AB60031000000ae9fEF");
 const SENDER: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
 const TOPIC_V1: &str = "d0a08e8c493f9c94f29311604c9de1b4e8c8d4c06bd0c789af57f2d65bfec0f6";
 const TOPIC_V2: &str = "d543adfd945773f1a62f74f0ee55a5e3b9b1a28262980ba90b1a89f2ea84d8ee";
@@ -97,7 +100,7 @@ impl Anvil {
         let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
         let rpc = ProviderBuilder::new().connect_http(format!("http://127.0.0.1:{port}").parse().unwrap()).erased();
         let a = Self { child, port, rpc };
-        for ex in [V2_EXCHANGE, V1_EXCHANGE] {
+        for ex in [V2_EXCHANGE, V1_EXCHANGE, V3_EXCHANGE] {
             a.raw("anvil_setCode", json!([ex, EMITTER])).await;
         }
         a
@@ -167,20 +170,27 @@ impl Anvil {
         self.head().await
     }
 
-    /// Installs the Conditional Tokens stand-in.
+    /// Installs the Conditional Tokens and PositionManager stand-ins (ERC-1155 `balanceOf`).
     pub async fn install_balances(&self) {
-        self.raw("anvil_setCode", json!([CONDITIONAL_TOKENS, BALANCES])).await;
+        for at in [CONDITIONAL_TOKENS, POSITION_MANAGER] {
+            self.raw("anvil_setCode", json!([at, BALANCES])).await;
+        }
     }
 
     /// Sets `owner`'s ERC-1155 balance of `token` in the stand-in (then mines a block, so the
     /// balance is history for the next block).
     pub async fn set_balance(&self, owner: Address, token: u64, micros: u64) {
+        self.set_balance_in(CONDITIONAL_TOKENS, owner, token, micros).await;
+    }
+
+    /// [`Anvil::set_balance`] in the stand-in at `contract` (the PositionManager for V3 tokens).
+    pub async fn set_balance_in(&self, contract: Address, owner: Address, token: u64, micros: u64) {
         let mut key = [0u8; 64];
         key[12..32].copy_from_slice(owner.as_slice());
         key[32..].copy_from_slice(&U256::from(token).to_be_bytes::<32>());
         let slot = keccak256(key);
         let value = B256::from(U256::from(micros));
-        self.raw("anvil_setStorageAt", json!([CONDITIONAL_TOKENS, slot, value])).await;
+        self.raw("anvil_setStorageAt", json!([contract, slot, value])).await;
         self.mine(1).await;
     }
 }
