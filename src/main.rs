@@ -126,6 +126,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Halt { reason } => cli::halt(&g, &reason),
         Command::Resume => cli::resume(&g),
         Command::Close { market, all: _, wait } => cli::close(&g, market.as_deref(), wait),
+        Command::Reconcile { json, apply, alert } => cli::reconcile(&g, json, apply, alert),
         Command::Incident { out } => cli::incident(&g, out.as_deref()),
         Command::Alert { test, message } => cli::alert(&g, test, message.as_deref()),
         Command::PauseMarket { market } => cli::pause_market(&g, &market, true),

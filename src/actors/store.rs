@@ -411,3 +411,19 @@ store_handler!(TargetActivity -> Option<i64>, |s, _m| s.last_target_fill_ms());
 #[derive(Debug)]
 pub struct RecentWins(pub u32);
 store_handler!(RecentWins -> (u32, u32), |s, m| s.recent_wins(m.0));
+
+/// Set our position in a token to what the chain holds (`reconcile --apply`).
+#[derive(Debug)]
+pub struct AdjustPosition {
+    /// The token.
+    pub token: TokenId,
+    /// The shares the chain holds.
+    pub to: crate::domain::Shares,
+    /// An increase comes in at this price.
+    pub price: crate::domain::Price,
+    /// Why (the reconcile cause).
+    pub cause: String,
+    /// Who.
+    pub by: String,
+}
+store_handler!(AdjustPosition -> crate::risk::Position, |s, m| s.adjust_position(m.token, m.to, m.price, &m.cause, &m.by));

@@ -28,6 +28,15 @@ pub fn alert(g: &GlobalArgs, test: bool, message: Option<&str>) -> Result<i32> {
             return Ok(super::EXIT_USAGE);
         }
     };
+    Ok(match send(&s, &text) {
+        Ok(()) => 0,
+        Err(code) => code,
+    })
+}
+
+/// Hands `text` to the running daemon's notifier through `POST /alert`; says what happened on
+/// stdout/stderr. `Err` carries the exit code: 1 refused or no HTTP server, 3 no daemon.
+pub(super) fn send(s: &crate::config::Settings, text: &str) -> Result<(), i32> {
     // The running daemon says where it listens (the settings may name port 0, or an old address).
     let running =
         crate::control::client::ask(&s.control_socket_path(), &crate::control::Request::Status, Duration::from_secs(1))
@@ -38,7 +47,7 @@ pub fn alert(g: &GlobalArgs, test: bool, message: Option<&str>) -> Result<i32> {
             "error: the daemon's HTTP server is off (http.listen = {:?}): alerts are relayed through POST /alert",
             s.http.listen
         );
-        return Ok(1);
+        return Err(1);
     };
     let token_file = crate::alert_gate::token_path(&s.db_path);
     let token = match std::fs::read_to_string(&token_file) {
@@ -49,23 +58,23 @@ pub fn alert(g: &GlobalArgs, test: bool, message: Option<&str>) -> Result<i32> {
                  creates it at start",
                 token_file.display()
             );
-            return Ok(if e.kind() == std::io::ErrorKind::NotFound { EXIT_NO_DAEMON } else { 1 });
+            return Err(if e.kind() == std::io::ErrorKind::NotFound { EXIT_NO_DAEMON } else { 1 });
         }
     };
-    match request(addr, "POST", "/alert", Some(&token), &text) {
+    match request(addr, "POST", "/alert", Some(&token), text) {
         Ok((200..=299, _)) => {
             println!(
                 "the daemon on {addr} took the alert: it goes to its log, the journal's events and every Telegram chat"
             );
-            Ok(0)
+            Ok(())
         }
         Ok((code, body)) => {
             eprintln!("the daemon refused the alert ({code}): {}", body.trim());
-            Ok(1)
+            Err(1)
         }
         Err(e) => {
             eprintln!("error: no daemon answers on {addr} ({e}): is it running? (`polycopy status`)");
-            Ok(EXIT_NO_DAEMON)
+            Err(EXIT_NO_DAEMON)
         }
     }
 }

@@ -8,6 +8,7 @@ mod control;
 mod incident;
 mod journal;
 mod operator;
+mod reconcile;
 mod setup;
 mod status;
 
@@ -26,6 +27,7 @@ pub use control::{halt, resume};
 pub use incident::incident;
 pub use journal::{backup, db_check, maintenance, report, trades};
 pub use operator::{close, pause_market};
+pub use reconcile::reconcile;
 pub use setup::{check_config, doctor, env_for};
 pub use status::status;
 
@@ -132,6 +134,20 @@ pub enum Command {
         /// The file to write (default: polycopy-incident-<UTC time>.txt here); must not exist.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// Compare the journal's positions with the chain (our funder's balances) and Polymarket's Data
+    /// API, each difference with its likely cause. Exit 0 no difference, 1 differences.
+    Reconcile {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Book the chain's figure for outside trades and dust (journaled adjustments, never trades;
+        /// through the running daemon when there is one).
+        #[arg(long)]
+        apply: bool,
+        /// Hand any difference to the daemon's notifier (log, journal, Telegram): for cron.
+        #[arg(long)]
+        alert: bool,
     },
     /// Lift a market's pause. Exit codes as for `halt`.
     ResumeMarket {

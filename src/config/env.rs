@@ -13,6 +13,8 @@ pub const DEFAULT_RPC_URL: &str = "https://polygon-rpc.com";
 pub const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
 /// Polymarket's Gamma API (market metadata).
 pub const DEFAULT_GAMMA_URL: &str = "https://gamma-api.polymarket.com";
+/// Polymarket's Data API (positions as the exchange sees them), unless `DATA_API_URL` says otherwise.
+pub const DEFAULT_DATA_API_URL: &str = "https://data-api.polymarket.com";
 /// Polymarket's CLOB.
 pub const DEFAULT_CLOB_HOST: &str = "https://clob.polymarket.com";
 
@@ -40,6 +42,8 @@ pub struct Env {
     pub geoblock_url: Option<String>,
     /// The Gamma API (market metadata).
     pub gamma_url: String,
+    /// The Data API (our positions as Polymarket reports them, for `reconcile`).
+    pub data_api_url: String,
 }
 
 impl fmt::Debug for Env {
@@ -149,6 +153,8 @@ impl Env {
         }
         let gamma_url = var(get, "GAMMA_URL").unwrap_or_else(|| DEFAULT_GAMMA_URL.to_owned());
         check_url(&mut p, "GAMMA_URL", &gamma_url, &["http", "https"]);
+        let data_api_url = var(get, "DATA_API_URL").unwrap_or_else(|| DEFAULT_DATA_API_URL.to_owned());
+        check_url(&mut p, "DATA_API_URL", &data_api_url, &["http", "https"]);
         let geoblock_url = var(get, "GEOBLOCK_URL");
         if let Some(u) = &geoblock_url {
             check_url(&mut p, "GEOBLOCK_URL", u, &["http", "https"]);
@@ -189,6 +195,7 @@ impl Env {
                 paper_trading,
                 geoblock_url,
                 gamma_url,
+                data_api_url,
             })
         } else {
             Err(p)

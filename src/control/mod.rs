@@ -43,6 +43,19 @@ pub enum Request {
         /// Who asked.
         by: String,
     },
+    /// Set our position in a token to what the chain holds (`reconcile --apply`): booked, not traded.
+    Adjust {
+        /// The token id (decimal).
+        token: String,
+        /// The shares the chain holds, micro-shares.
+        shares: i64,
+        /// An increase comes in at this price, micro-USDC per share.
+        price: i64,
+        /// The reconcile cause.
+        cause: String,
+        /// Who asked.
+        by: String,
+    },
     /// Pause a market (no buys into it) or lift its pause.
     PauseMarket {
         /// A token id, a condition id or a slug.

@@ -174,6 +174,14 @@ async fn apply(req: Request, peers: &ControlPeers) -> Reply {
                 Err(e) => reply(peers, false, e, b),
             }
         }
+        Request::Adjust { token, shares, price, cause, by } => {
+            let result = adjust(peers, &token, shares, price, cause, by).await;
+            let b = current(peers).await;
+            match result {
+                Ok(m) => reply(peers, true, m, b),
+                Err(e) => reply(peers, false, e, b),
+            }
+        }
         Request::PauseMarket { market, paused, by } => {
             let result = super::market_ops::set_paused(&peers.store, &peers.risk, &market, paused, &by).await;
             let b = current(peers).await;
@@ -239,5 +247,33 @@ async fn resume(peers: &ControlPeers, by: String) -> Reply {
             "resume queued: the supervisor did not confirm within 0.9 s; check `status`".into(),
             before,
         ),
+    }
+}
+
+/// Books a reconcile correction through the journal actor, then gives the supervisor the new
+/// position (it owns the book the limits are checked against).
+async fn adjust(
+    peers: &ControlPeers,
+    token: &str,
+    shares: i64,
+    price: i64,
+    cause: String,
+    by: String,
+) -> Result<String, String> {
+    let t: crate::domain::TokenId = token.parse().map_err(|_| format!("{token:?} is not a token id"))?;
+    let req = crate::actors::store::AdjustPosition {
+        token: t,
+        to: crate::domain::Shares(shares),
+        price: crate::domain::Price(price),
+        cause,
+        by,
+    };
+    match peers.store.send(req).await {
+        Ok(Ok(pos)) => {
+            peers.risk.do_send(crate::actors::risk_supervisor::BookAdjusted { token: t, position: pos });
+            Ok(format!("position in {t} is now {} shares", pos.shares))
+        }
+        Ok(Err(e)) => Err(format!("the journal could not book it: {e}")),
+        Err(_) => Err("the journal is unavailable right now".into()),
     }
 }

@@ -10,6 +10,7 @@ pub mod gate;
 pub mod limits;
 pub mod market;
 pub mod reason;
+pub mod reconcile;
 pub mod reservations;
 pub mod sizing;
 

@@ -16,6 +16,7 @@ mod ops;
 mod orders;
 mod own_fills;
 mod queries;
+mod reconcile;
 mod schema;
 
 use std::path::Path;
@@ -30,6 +31,7 @@ pub use ops::{ExecRow, FillCounts, HeldMessage};
 pub use orders::{OrderHealth, OrderRow, OrderStatus, Unsettled};
 pub use own_fills::{OwnBooking, OwnSettlement};
 pub use queries::{StatusReport, TradeRow};
+pub use reconcile::TokenState;
 
 /// Errors from the journal.
 #[derive(Debug, thiserror::Error)]

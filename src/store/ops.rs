@@ -149,7 +149,9 @@ impl Store {
             "SELECT fill_id, side, token_id, shares, price, usdc, mode, executed_at_ms, wallet, realized_pnl \
              FROM executions WHERE executed_at_ms >= ?1 \
              UNION ALL SELECT -id, 'SELL', token_id, shares, price, usdc, 'settlement', at_ms, ?2, realized_pnl \
-             FROM settlements WHERE at_ms >= ?1 ORDER BY 8, 1",
+             FROM settlements WHERE at_ms >= ?1 \
+             UNION ALL SELECT -1000000000000 - id, side, token_id, shares, price, usdc, 'adjustment', at_ms, ?2, \
+             realized_pnl FROM adjustments WHERE at_ms >= ?1 ORDER BY 8, 1",
         )?;
         let rows = st.query_map(params![since_ms, addr_lower(&Address::ZERO)], |r| {
             Ok((
@@ -181,6 +183,7 @@ impl Store {
                     mode: match mode.as_str() {
                         "live" => "live",
                         "settlement" => "settlement",
+                        "adjustment" => "adjustment",
                         _ => "paper",
                     },
                     at_ms: n[3],

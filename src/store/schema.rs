@@ -221,6 +221,22 @@ CREATE TABLE paused_markets (
     by       TEXT NOT NULL
 );
 ",
+    r"
+-- positions corrected by polycopy reconcile --apply to what the chain holds (never a trade):
+-- replayed like executions, a decrease at the average cost (no P&L), an increase at the last price
+CREATE TABLE adjustments (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    token_id     TEXT NOT NULL,
+    side         TEXT NOT NULL,
+    shares       INTEGER NOT NULL,
+    price        INTEGER NOT NULL,
+    usdc         INTEGER NOT NULL,
+    realized_pnl INTEGER NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    cause        TEXT NOT NULL,
+    by           TEXT NOT NULL
+);
+",
 ];
 
 /// Brings the schema up to date.

@@ -137,6 +137,8 @@ struct State {
     /// `GET /time`: the server's clock is this far ahead of ours (s), answered after this delay.
     time_offset_s: i64,
     time_delay_ms: u64,
+    /// The Data API's `/positions` of any user: (token, size as the API writes it, redeemable).
+    data_positions: Vec<(String, String, bool)>,
 }
 
 impl State {
@@ -211,6 +213,12 @@ impl FakeClob {
     }
 
     /// Lookups of filled orders answer `null` from now on (the real CLOB's quirk, docs/PROTOCOL.md §7).
+    /// The Data API's `/positions` answer (GAMMA_URL-like: DATA_API_URL points here in the tests).
+    pub fn data_positions(&self, list: &[(u64, &str, bool)]) {
+        self.state.lock().unwrap().data_positions =
+            list.iter().map(|(t, size, r)| (t.to_string(), (*size).to_owned(), *r)).collect();
+    }
+
     /// `GET /time` answers a clock `offset_s` ahead of ours, after `delay_ms`.
     pub fn clock(&self, offset_s: i64, delay_ms: u64) {
         let mut s = self.state.lock().unwrap();
@@ -451,6 +459,26 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
                 }
             }
             respond(&mut sock, 200, &json!({"apiKey": API_KEY, "secret": SECRET, "passphrase": PASSPHRASE}), "").await;
+        }
+        // The Data API's positions, with every field the real one sends.
+        ("GET", "/positions") => {
+            let user = query(&path, "user");
+            let rows: Vec<Value> = st
+                .lock()
+                .unwrap()
+                .data_positions
+                .iter()
+                .map(|(asset, size, redeemable)| {
+                    json!({"proxyWallet": user, "asset": asset, "conditionId": format!("0x{}", "11".repeat(32)),
+                       "size": size.parse::<f64>().unwrap(), "avgPrice": 0.5, "initialValue": 1, "currentValue": 1,
+                       "cashPnl": 0, "percentPnl": 0, "totalBought": 1, "realizedPnl": 0, "percentRealizedPnl": 0,
+                       "curPrice": 0.5, "redeemable": redeemable, "mergeable": false, "title": "Will it?",
+                       "slug": "will-it", "icon": "", "eventSlug": "will-it", "eventId": "", "outcome": "Yes",
+                       "outcomeIndex": 0, "oppositeOutcome": "No", "oppositeAsset": "1", "endDate": "",
+                       "negativeRisk": false})
+                })
+                .collect();
+            respond(&mut sock, 200, &Value::Array(rows), "").await;
         }
         // The real CLOB answers its clock as a bare number of seconds.
         ("GET", "/time") => {

@@ -40,6 +40,7 @@ pub async fn live() -> Live {
             ("CLOB_HOST", clob.url.as_str()),
             ("GEOBLOCK_URL", clob.url.as_str()),
             ("GAMMA_URL", clob.url.as_str()),
+            ("DATA_API_URL", clob.url.as_str()),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );

@@ -9,7 +9,7 @@ mod placement;
 mod resolver;
 mod valuation;
 
-pub use operator::{Close, CloseStarted, MarketPauses, close_summary};
+pub use operator::{BookAdjusted, Close, CloseStarted, MarketPauses, close_summary};
 pub use valuation::GetPnlToday;
 
 pub use valuation::{CheckSettlement, GetOpenTokens, Marks, Resolved};

@@ -229,3 +229,23 @@ impl Handler<MarketPauses> for RiskSupervisor {
         self.paused_markets = Paused::new(&m.0);
     }
 }
+
+/// A position the journal corrected (`reconcile --apply`): the book takes it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct BookAdjusted {
+    /// The token.
+    pub token: TokenId,
+    /// Its position as the journal now has it.
+    pub position: crate::risk::Position,
+}
+
+impl Handler<BookAdjusted> for RiskSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, m: BookAdjusted, _: &mut Context<Self>) {
+        self.book.set(m.token, m.position);
+        self.revalue();
+        self.publish();
+    }
+}

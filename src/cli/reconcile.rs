@@ -1,0 +1,252 @@
+//! `polycopy reconcile`: our journal's positions against the chain (our funder's balances in
+//! Conditional Tokens and the V3 PositionManager) and Polymarket's Data API, each difference with
+//! its likely cause. `--apply` books the chain's figure (through the daemon that trades, when one
+//! runs; never a trade); `--alert` hands any difference to the daemon's notifier (cron).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use polymarket_client_sdk_v2::data::types::request::PositionsRequest;
+use serde_json::json;
+
+use super::{EXIT_NO_DAEMON, GlobalArgs, open_store, settings_or_bail};
+use crate::chain::positions::PositionContracts;
+use crate::chain::rpc::{Rpc, RpcConfig};
+use crate::config::{Env, Mode, Settings};
+use crate::domain::{Price, Shares, TokenId};
+use crate::risk::reconcile::{Difference, Sighting, compare};
+
+/// Longest the chain or the Data API may take for one answer.
+const SOURCE_WAIT: Duration = Duration::from_secs(20);
+
+/// `reconcile [--json] [--apply] [--alert]`: exit 0 no difference, 1 differences (or a source
+/// unreadable), 3 `--apply`/`--alert` found no daemon where one was needed.
+///
+/// # Errors
+/// When the settings, the environment or the journal cannot be read.
+pub fn reconcile(g: &GlobalArgs, as_json: bool, apply: bool, alert: bool) -> Result<i32> {
+    let s = settings_or_bail(g)?;
+    if s.mode == Mode::Paper {
+        println!("paper mode: positions are simulated, there is nothing on chain to reconcile them with");
+        return Ok(0);
+    }
+    let env = super::env_for(&s, true)?;
+    let funder = funder(&s, &env)?;
+    let store = open_store(&s)?;
+    let book = store.book()?;
+    let state = store.reconcile_state()?;
+    let prices = store.last_prices()?;
+    drop(store);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let data = rt.block_on(data_positions(&env.data_api_url, funder));
+    let mut tokens: Vec<TokenId> = state.keys().copied().collect();
+    if let Ok(d) = &data {
+        tokens.extend(d.keys().copied());
+    }
+    tokens.sort();
+    tokens.dedup();
+    let chain = rt.block_on(chain_balances(&s, &env, funder, &tokens));
+    let sightings: Vec<Sighting> = tokens
+        .iter()
+        .map(|t| {
+            let st = state.get(t).copied().unwrap_or_default();
+            let listed = data.as_ref().ok().and_then(|d| d.get(t));
+            Sighting {
+                token_id: *t,
+                journal: book.position(t).shares,
+                chain: chain.as_ref().ok().and_then(|c| c.get(t).copied()),
+                // Listed or not: a readable Data API that does not list a token says 0.
+                data: data.as_ref().ok().map(|_| listed.map_or(Shares(0), |p| p.0)),
+                unsettled: st.unsettled,
+                resolved: st.resolved || listed.is_some_and(|p| p.1),
+            }
+        })
+        .collect();
+    let diffs = compare(&sightings);
+    let problems: Vec<String> = [("chain", chain.err()), ("Data API", data.err())]
+        .into_iter()
+        .filter_map(|(what, e)| e.map(|e| format!("{what} unreadable: {e}")))
+        .collect();
+    print_report(&s, funder, &diffs, &problems, as_json, sightings.len())?;
+    let mut code = i32::from(!diffs.is_empty() || !problems.is_empty());
+    if apply {
+        code = code.max(apply_all(&s, &diffs, &prices)?);
+    }
+    if alert && !diffs.is_empty() {
+        code = code.max(raise(&s, &diffs));
+    }
+    Ok(code)
+}
+
+fn funder(s: &Settings, env: &Env) -> Result<alloy::primitives::Address> {
+    let cfg = crate::clob::venue::VenueConfig::from_settings(s, env).map_err(anyhow::Error::msg)?;
+    let key = env.private_key.as_ref().context("PRIVATE_KEY is not set")?;
+    let signer = crate::clob::venue::Venue::signer_address(secrecy::ExposeSecret::expose_secret(key))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sig = crate::clob::SigType::parse(&s.live.signature_type).map_err(anyhow::Error::msg)?;
+    crate::clob::account::resolve_funder(sig, signer, cfg.funder).map_err(anyhow::Error::msg)
+}
+
+/// The Data API's positions of `funder`: token → (size, redeemable).
+async fn data_positions(
+    url: &str,
+    funder: alloy::primitives::Address,
+) -> Result<BTreeMap<TokenId, (Shares, bool)>, String> {
+    let client = polymarket_client_sdk_v2::data::Client::new(url).map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    for page in 0..20 {
+        let req = PositionsRequest::builder()
+            .user(funder)
+            .size_threshold(rust_decimal::Decimal::ZERO)
+            .limit(500)
+            .map_err(|e| e.to_string())?
+            .offset(page * 500)
+            .map_err(|e| e.to_string())?
+            .build();
+        let rows = tokio::time::timeout(SOURCE_WAIT, client.positions(&req))
+            .await
+            .map_err(|_| format!("no answer within {} s", SOURCE_WAIT.as_secs()))?
+            .map_err(|e| e.to_string())?;
+        let n = rows.len();
+        for p in rows {
+            let size = crate::clob::venue::decimal_to_micros(p.size).ok_or("a position size out of range")?;
+            out.insert(p.asset, (Shares(size), p.redeemable));
+        }
+        if n < 500 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Our funder's balance of each token: Conditional Tokens plus the V3 PositionManager (a token
+/// lives in one of them; the other answers 0).
+async fn chain_balances(
+    s: &Settings,
+    env: &Env,
+    funder: alloy::primitives::Address,
+    tokens: &[TokenId],
+) -> Result<BTreeMap<TokenId, Shares>, String> {
+    let mut rpc = Rpc::new(RpcConfig {
+        ws_url: None,
+        http_urls: env.rpc_urls.clone(),
+        requests_per_second: s.chain.rpc_requests_per_second,
+        timeout: Duration::from_millis(s.chain.request_timeout_ms),
+        failover_after: s.chain.failover_after_errors,
+        chain_id: s.chain.chain_id,
+    });
+    tokio::time::timeout(SOURCE_WAIT, rpc.connect())
+        .await
+        .map_err(|_| "no answer".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let head = rpc.block_number().await.map_err(|e| e.to_string())?;
+    let c = PositionContracts::from_settings(&s.chain);
+    let mut out = BTreeMap::new();
+    for t in tokens {
+        let mut total = alloy::primitives::U256::ZERO;
+        for contract in [c.conditional_tokens, c.position_manager] {
+            total += rpc.balance_of(contract, funder, *t, head).await.map_err(|e| e.to_string())?;
+        }
+        let micros = i64::try_from(total).map_err(|_| format!("the balance of {t} is out of range"))?;
+        out.insert(*t, Shares(micros));
+    }
+    Ok(out)
+}
+
+fn shown(s: Option<Shares>) -> String {
+    s.map_or_else(|| "?".to_owned(), |v| v.to_string())
+}
+
+fn print_report(
+    s: &Settings,
+    funder: alloy::primitives::Address,
+    diffs: &[Difference],
+    problems: &[String],
+    as_json: bool,
+    checked: usize,
+) -> Result<()> {
+    if as_json {
+        let rows: Vec<_> = diffs
+            .iter()
+            .map(|d| {
+                // Shares as decimal strings, as `status --json` writes them.
+                let s = |v: Option<Shares>| v.map(|v| v.to_string());
+                json!({"token_id": d.seen.token_id.to_string(), "journal": d.seen.journal.to_string(),
+                       "chain": s(d.seen.chain), "data_api": s(d.seen.data), "delta": d.delta.to_string(),
+                       "cause": d.cause, "advice": d.cause.advice(), "applies": d.cause.applies()})
+            })
+            .collect();
+        let out = json!({"funder": format!("{funder:#x}"), "journal": s.db_path.display().to_string(),
+                         "tokens_checked": checked, "differences": rows, "problems": problems});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("reconcile of {} (funder {funder:#x}): {checked} token(s) checked", s.db_path.display());
+    for p in problems {
+        println!("WARNING: {p}");
+    }
+    if diffs.is_empty() {
+        println!("no difference: the journal, the chain and the Data API agree");
+    }
+    for d in diffs {
+        println!(
+            "{}: journal {} · chain {} · Data API {} → {} ({}): {}",
+            d.seen.token_id,
+            d.seen.journal,
+            shown(d.seen.chain),
+            shown(d.seen.data),
+            d.delta,
+            d.cause,
+            d.cause.advice()
+        );
+    }
+    Ok(())
+}
+
+/// Books each difference `--apply` may book, through the running daemon when there is one.
+fn apply_all(s: &Settings, diffs: &[Difference], prices: &BTreeMap<TokenId, Price>) -> Result<i32> {
+    let mut code = 0;
+    for d in diffs.iter().filter(|d| d.cause.applies()) {
+        let Some(to) = d.truth else { continue };
+        let price = prices.get(&d.seen.token_id).copied().unwrap_or(Price(0));
+        let req = crate::control::Request::Adjust {
+            token: d.seen.token_id.to_string(),
+            shares: to.0,
+            price: price.0,
+            cause: d.cause.to_string(),
+            by: "cli".into(),
+        };
+        match crate::control::client::ask(&s.control_socket_path(), &req, Duration::from_secs(5)) {
+            Ok(r) if r.ok => println!("applied: {}", r.message),
+            Ok(r) => {
+                code = 1;
+                eprintln!("not applied: {}", r.message);
+            }
+            Err(crate::control::client::ControlError::NoDaemon(_)) => {
+                let mut store = open_store(s)?;
+                let pos = store.adjust_position(d.seen.token_id, to, price, &d.cause.to_string(), "cli")?;
+                println!(
+                    "applied in the journal (no daemon runs): position in {} is now {} shares",
+                    d.seen.token_id, pos.shares
+                );
+            }
+            Err(e) => {
+                code = 1;
+                eprintln!("not applied: {e}");
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Hands the differences to the daemon's notifier (log, journal, Telegram).
+fn raise(s: &Settings, diffs: &[Difference]) -> i32 {
+    let lines: Vec<String> = diffs.iter().map(|d| format!("{} {} ({})", d.seen.token_id, d.delta, d.cause)).collect();
+    let text =
+        format!("reconcile: {} difference(s) between the journal and the chain: {}", diffs.len(), lines.join("; "));
+    match super::alert::send(s, &text) {
+        Ok(()) => 1,
+        Err(code) => code.clamp(1, EXIT_NO_DAEMON),
+    }
+}

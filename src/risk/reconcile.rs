@@ -1,0 +1,184 @@
+//! Reconciliation: our journal's positions against what the chain holds for our funder and what
+//! Polymarket's Data API reports, each difference with its likely cause. Pure, so every case is
+//! pinned by a table; reading the three sources is `polycopy reconcile`'s job.
+
+use std::fmt;
+
+use crate::domain::{LOT, Shares, TokenId};
+
+/// One token as the three sources see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting {
+    /// The token.
+    pub token_id: TokenId,
+    /// Our journal's position.
+    pub journal: Shares,
+    /// Our funder's balance on chain (Conditional Tokens plus PositionManager); `None`: unread.
+    pub chain: Option<Shares>,
+    /// The Data API's position; `None`: not listed or unread.
+    pub data: Option<Shares>,
+    /// Shares the journal booked from matches the chain has not settled yet (BUY positive).
+    pub unsettled: Shares,
+    /// The market resolved (the journal booked its payout, or the Data API says redeemable).
+    pub resolved: bool,
+}
+
+/// Why the journal and the chain disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// Less than one lot apart: rounding at the exchange.
+    Dust,
+    /// A match booked by us that has not settled on chain yet.
+    UnsettledMatch,
+    /// The market resolved and the chain still holds its tokens: redeem them.
+    Unredeemed,
+    /// The market resolved and the tokens are gone (redeemed); the journal settles it itself.
+    Redeemed,
+    /// The chain holds more: bought or received outside polycopy, or a fill not booked.
+    BoughtOutside,
+    /// The chain holds less: sold or sent outside polycopy.
+    SoldOutside,
+    /// The chain and the journal agree but the Data API does not (it lags the chain).
+    DataApiLags,
+    /// Neither the chain nor the Data API answered for this token.
+    Unknown,
+}
+
+impl Cause {
+    /// What the operator should do.
+    #[must_use]
+    pub const fn advice(self) -> &'static str {
+        match self {
+            Self::Dust => "dust left by rounding; `reconcile --apply` books it",
+            Self::UnsettledMatch => "wait: the exchange settles matches on chain within minutes",
+            Self::Unredeemed => "the winnings are still tokens: redeem them (Polymarket's site or auto-redeem)",
+            Self::Redeemed => "already redeemed; the journal books the payout when it reads the resolution",
+            Self::BoughtOutside => "a trade outside polycopy (or a fill not booked); `reconcile --apply` books it",
+            Self::SoldOutside => "sold or moved outside polycopy; `reconcile --apply` books it",
+            Self::DataApiLags => "the Data API lags the chain; nothing to do unless it persists",
+            Self::Unknown => "the chain and the Data API did not answer; run again",
+        }
+    }
+
+    /// True when `--apply` books the chain's figure into the journal.
+    #[must_use]
+    pub const fn applies(self) -> bool {
+        matches!(self, Self::Dust | Self::BoughtOutside | Self::SoldOutside)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Dust => "dust",
+            Self::UnsettledMatch => "unsettled match",
+            Self::Unredeemed => "resolved, not redeemed",
+            Self::Redeemed => "redeemed",
+            Self::BoughtOutside => "bought outside polycopy",
+            Self::SoldOutside => "sold outside polycopy",
+            Self::DataApiLags => "Data API lags",
+            Self::Unknown => "unknown",
+        })
+    }
+}
+
+/// One disagreement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Difference {
+    /// What was seen.
+    pub seen: Sighting,
+    /// The figure the journal should hold: the chain's, else the Data API's.
+    pub truth: Option<Shares>,
+    /// Truth less the journal.
+    pub delta: Shares,
+    /// The likely cause.
+    pub cause: Cause,
+}
+
+/// The differences among `sightings`, each with its likely cause; agreeing tokens are left out.
+#[must_use]
+pub fn compare(sightings: &[Sighting]) -> Vec<Difference> {
+    sightings.iter().filter_map(classify).collect()
+}
+
+fn classify(s: &Sighting) -> Option<Difference> {
+    let Some(truth) = s.chain.or(s.data) else {
+        return (s.journal.0 != 0).then_some(Difference {
+            seen: *s,
+            truth: None,
+            delta: Shares(0),
+            cause: Cause::Unknown,
+        });
+    };
+    let delta = Shares(truth.0 - s.journal.0);
+    let diff = |cause| Some(Difference { seen: *s, truth: Some(truth), delta, cause });
+    if delta.0 == 0 {
+        return match (s.chain, s.data) {
+            (Some(c), Some(d)) if (c.0 - d.0).abs() >= LOT => diff(Cause::DataApiLags),
+            _ => None,
+        };
+    }
+    if s.unsettled.0 != 0 && delta.0 == -s.unsettled.0 {
+        return diff(Cause::UnsettledMatch);
+    }
+    if s.resolved && s.journal.0 == 0 && truth.0 > 0 {
+        return diff(Cause::Unredeemed);
+    }
+    if s.resolved && truth.0 == 0 {
+        return diff(Cause::Redeemed);
+    }
+    if delta.0.abs() < LOT {
+        return diff(Cause::Dust);
+    }
+    diff(if delta.0 > 0 { Cause::BoughtOutside } else { Cause::SoldOutside })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ONE;
+
+    fn s(journal: i64, chain: Option<i64>, data: Option<i64>) -> Sighting {
+        Sighting {
+            token_id: TokenId::from(1u8),
+            journal: Shares(journal),
+            chain: chain.map(Shares),
+            data: data.map(Shares),
+            unsettled: Shares(0),
+            resolved: false,
+        }
+    }
+
+    #[test]
+    fn each_difference_gets_its_likely_cause() {
+        let cases: Vec<(&str, Sighting, Option<(i64, Cause)>)> = vec![
+            ("agree", s(10 * ONE, Some(10 * ONE), Some(10 * ONE)), None),
+            ("agree, no Data API row", s(10 * ONE, Some(10 * ONE), None), None),
+            ("both empty", s(0, Some(0), None), None),
+            ("chain holds more", s(10 * ONE, Some(12 * ONE), Some(12 * ONE)), Some((2 * ONE, Cause::BoughtOutside))),
+            ("chain holds less", s(10 * ONE, Some(4 * ONE), Some(4 * ONE)), Some((-6 * ONE, Cause::SoldOutside))),
+            ("only on chain", s(0, Some(5 * ONE), Some(5 * ONE)), Some((5 * ONE, Cause::BoughtOutside))),
+            ("half a lot", s(10 * ONE, Some(10 * ONE + LOT / 2), None), Some((LOT / 2, Cause::Dust))),
+            ("Data API lags", s(10 * ONE, Some(10 * ONE), Some(7 * ONE)), Some((0, Cause::DataApiLags))),
+            ("chain unread: Data API decides", s(10 * ONE, None, Some(8 * ONE)), Some((-2 * ONE, Cause::SoldOutside))),
+            ("nothing answered", s(10 * ONE, None, None), Some((0, Cause::Unknown))),
+            ("nothing answered, nothing held", s(0, None, None), None),
+        ];
+        for (name, sighting, want) in cases {
+            let got = compare(&[sighting]).first().map(|d| (d.delta.0, d.cause));
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn unsettled_and_resolved_markets_are_not_called_outside_trades() {
+        let unsettled = Sighting { unsettled: Shares(10 * ONE), ..s(10 * ONE, Some(0), None) };
+        assert_eq!(compare(&[unsettled])[0].cause, Cause::UnsettledMatch);
+        let unredeemed = Sighting { resolved: true, ..s(0, Some(10 * ONE), Some(10 * ONE)) };
+        assert_eq!(compare(&[unredeemed])[0].cause, Cause::Unredeemed);
+        let redeemed = Sighting { resolved: true, ..s(10 * ONE, Some(0), None) };
+        assert_eq!(compare(&[redeemed])[0].cause, Cause::Redeemed);
+        assert!(Cause::SoldOutside.applies() && !Cause::Redeemed.applies() && !Cause::UnsettledMatch.applies());
+    }
+}

@@ -1,0 +1,120 @@
+//! `polycopy reconcile` against a real node and the Data API as the fake serves it: differences
+//! planted in each direction are found and explained, `--apply` books them through the running
+//! daemon, a second run is clean, and `--alert` (the cron job) reaches the notifier.
+
+mod support;
+
+use serde_json::Value;
+use support::clob::Token;
+use support::live::*;
+use support::*;
+
+const OTHER: u64 = 3003;
+const DUSTY: u64 = 4004;
+
+fn positions(d: &Daemon) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = d.status()["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["token_id"].as_str().unwrap().to_owned(), p["shares"].as_str().unwrap().to_owned()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_chain_differs_then_explained_applied_and_alerted() {
+    let mut l = live().await;
+    l.clob.token(DUSTY, Token::open(false));
+    l.anvil.install_balances().await;
+    start_live(&mut l).await;
+    for (i, t) in [(1, STD_TOKEN), (2, NEG_TOKEN), (3, DUSTY)] {
+        l.anvil.emit(&buy(i, t)).await;
+    }
+    wait_for(30, "three buys", async || (with_status(&l.d.trades(), "executed").len() == 3).then_some(())).await;
+    // The chain: 2 more of one token, 6 fewer of another, a V3 token we never journaled, and half a
+    // hundredth of a share of dust. The Data API says the same.
+    l.anvil.set_balance(SIGNER, STD_TOKEN, 12 * ONE).await;
+    l.anvil.set_balance(SIGNER, NEG_TOKEN, 4 * ONE).await;
+    l.anvil.set_balance(SIGNER, DUSTY, 10 * ONE + 5_000).await;
+    l.anvil.set_balance_in(POSITION_MANAGER, SIGNER, OTHER, 5 * ONE).await;
+    l.clob.data_positions(&[
+        (STD_TOKEN, "12", false),
+        (NEG_TOKEN, "4", false),
+        (DUSTY, "10.005", false),
+        (OTHER, "5", false),
+    ]);
+
+    let (code, out, err) = l.d.run_cli(&["reconcile", "--json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let mut found: Vec<(String, String, String)> = r["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["token_id"].as_str().unwrap().to_owned(),
+                d["delta"].as_str().unwrap().to_owned(),
+                d["cause"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    found.sort();
+    let want = [
+        (STD_TOKEN.to_string(), "2".to_owned(), "bought_outside".to_owned()),
+        (NEG_TOKEN.to_string(), "-6".to_owned(), "sold_outside".to_owned()),
+        (OTHER.to_string(), "5".to_owned(), "bought_outside".to_owned()),
+        (DUSTY.to_string(), "0.005".to_owned(), "dust".to_owned()),
+    ];
+    let mut want = want.to_vec();
+    want.sort();
+    assert_eq!(found, want, "{out}");
+    assert!(r["problems"].as_array().unwrap().is_empty(), "{out}");
+
+    // --apply books each one through the daemon (its book follows), never as an order.
+    let posts = l.clob.posts().len();
+    let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
+    assert_eq!(code, 1, "differences were found: {out}{err}");
+    assert_eq!(out.matches("applied: position in").count(), 4, "{out}");
+    assert_eq!(l.clob.posts().len(), posts, "reconcile never trades");
+    let mut want_pos = vec![
+        (STD_TOKEN.to_string(), "12".to_owned()),
+        (NEG_TOKEN.to_string(), "4".to_owned()),
+        (DUSTY.to_string(), "10.005".to_owned()),
+        (OTHER.to_string(), "5".to_owned()),
+    ];
+    want_pos.sort();
+    assert_eq!(positions(&l.d), want_pos);
+    let (code, out, _) = l.d.run_cli(&["reconcile"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("no difference"), "{out}");
+    assert_eq!(l.d.events("reconcile").len(), 4);
+
+    // The daily cron job: a new difference alerts through the daemon's notifier.
+    l.anvil.set_balance(SIGNER, STD_TOKEN, 11 * ONE).await;
+    l.clob.data_positions(&[
+        (STD_TOKEN, "11", false),
+        (NEG_TOKEN, "4", false),
+        (DUSTY, "10.005", false),
+        (OTHER, "5", false),
+    ]);
+    let (code, out, err) = l.d.run_cli(&["reconcile", "--alert"]);
+    assert_eq!(code, 1, "{out}{err}");
+    wait_for(10, "the reconcile alert", async || {
+        l.d.events("alert")
+            .into_iter()
+            .find(|m| m.contains("reconcile: 1 difference(s)") && m.contains("sold outside polycopy"))
+    })
+    .await;
+}
+
+/// Paper mode has nothing on chain to reconcile with, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_paper_then_says_there_is_nothing_to_compare() {
+    let Running { anvil: _a, dir: _dir, d } = running(&wallets(&[(A, "whale", true)], 0.1)).await;
+    let (code, out, _) = d.run_cli(&["reconcile"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("paper mode"), "{out}");
+}
