@@ -68,7 +68,7 @@ audit_one() {
       gunzip -c "$work/data" > "$work/journal.db" 2>/dev/null || { echo "not a valid gzip file"; return 1; }
       rm -f "$work/data"
       if ! out=$(run_polycopy db-check --file "$work/journal.db" 2>&1); then
-        echo "integrity check failed: $(printf '%s\n' "$out" | grep -v '^[[:space:]]*$' | head -n1 | sed "s#$work/journal.db: ##")"
+        echo "integrity check failed: $(printf '%s\n' "$out" | grep -v '^[[:space:]]*$' | head -n1 | sed -e "s#$work/journal.db: ##" -e 's#^integrity check failed: ##')"
         return 1
       fi
       echo "journal sound (integrity check passed${enc:+, decrypted with $enc})" ;;

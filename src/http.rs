@@ -229,6 +229,8 @@ async fn alert(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes
     };
     let message: String =
         String::from_utf8_lossy(&body).trim().chars().filter(|c| !c.is_control()).take(1_000).collect();
+    // Stored, logged and sent on: never with a secret pasted into it.
+    let message = crate::config::env::redact(&message);
     if message.is_empty() {
         return text(StatusCode::BAD_REQUEST, "text/plain", "empty alert\n".into());
     }

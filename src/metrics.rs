@@ -161,11 +161,12 @@ impl Metrics {
             &one(ld(&self.fills_seen)),
         );
         metric("polycopy_copies_executed_total", "counter", "Copies executed since start.", &one(ld(&self.executed)));
-        let reasons: Vec<(String, String)> = self
-            .rejected
-            .lock()
-            .map(|m| m.iter().map(|(k, v)| (format!("{{reason=\"{k}\"}}"), v.to_string())).collect())
-            .unwrap_or_default();
+        let mut counted = self.rejected.lock().map(|m| m.clone()).unwrap_or_default();
+        for code in crate::risk::reason::KNOWN_CODES {
+            counted.entry(code.to_owned()).or_insert(0);
+        }
+        let reasons: Vec<(String, String)> =
+            counted.iter().map(|(k, v)| (format!("{{reason=\"{k}\"}}"), v.to_string())).collect();
         metric("polycopy_copies_rejected_total", "counter", "Fills not copied since start, by reason code.", &reasons);
         let tripped = u8::from(self.breaker_tripped.load(Ordering::Relaxed)).to_string();
         metric("polycopy_breaker_tripped", "gauge", "1 while the circuit breaker is tripped.", &one(tripped));

@@ -107,7 +107,7 @@ async fn test_pause_market_when_paused_then_buys_refused_exits_copied_until_resu
     d.stop();
     let (code, out, _) = d.run_cli(&["resume-market", "7"]);
     assert_eq!(code, 3);
-    assert!(out.contains("token 7 is copied again"), "{out}");
+    assert!(out.contains("token 7: buys are copied again"), "{out}");
     d.start();
     d.wait_live().await;
     anvil.emit(&Fill::v2(5, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
@@ -188,6 +188,13 @@ async fn test_incident_when_written_then_evidence_without_any_secret() {
     let (code, _, err) = l.d.run_cli(&["halt", "--reason", &format!("leaked {BOT} and {KEY}")]);
     assert_eq!(code, 0, "{err}");
     let alert_token = std::fs::read_to_string(l.d.dir.join("journal.db.alert-token")).unwrap();
+    // The daemon cleans a pasted secret from the reason before it stores, logs or sends it.
+    let reason = l.d.status()["breaker"]["reason"].as_str().unwrap().to_owned();
+    assert_eq!(reason, "leaked <redacted> and <redacted>");
+    let (code, _, err) = l.d.run_cli(&["alert", &format!("pasted {}", alert_token.trim())]);
+    assert_eq!(code, 0, "{err}");
+    wait_for(10, "the alert", async || l.d.events("alert").into_iter().find(|m| m.contains("pasted <redacted>"))).await;
+    assert!(!l.d.log().contains(BOT) && !l.d.log().contains(alert_token.trim()), "no secret in the log");
 
     let out = l.d.dir.join("incident.txt");
     let (code, stdout, err) = l.d.run_cli(&["incident", "--out", out.to_str().unwrap()]);

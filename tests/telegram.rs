@@ -635,6 +635,6 @@ async fn test_close_when_confirmed_then_sold_once_and_pausemarket_obeyed() {
     ask("/status", "markets PAUSED (no buys, exits copied): token 8").await;
     let row = wait_for(20, "the paused buy", async || d.trades().into_iter().find(|r| r["status"] == "rejected")).await;
     assert_eq!(row["reason"], "market_paused");
-    ask("/resumemarket 8", "token 8 is copied again").await;
+    ask("/resumemarket 8", "token 8: buys are copied again").await;
     ask("/status", "mode PAPER").await;
 }

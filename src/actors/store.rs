@@ -427,3 +427,12 @@ pub struct AdjustPosition {
     pub by: String,
 }
 store_handler!(AdjustPosition -> crate::risk::Position, |s, m| s.adjust_position(m.token, m.to, m.price, &m.cause, &m.by));
+
+/// The latest warnings journaled (unix ms, message), newest first: their cool-downs survive a restart.
+#[derive(Debug)]
+pub struct RecentWarnings;
+store_handler!(RecentWarnings -> Vec<(i64, String)>, |s, _m| Ok(s
+    .recent_events(&["warning"], 100)?
+    .into_iter()
+    .map(|(at, _, message)| (at, message))
+    .collect()));

@@ -347,6 +347,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         let alert_token_file = crate::alert_gate::token_path(&s.db_path);
         let token = crate::alert_gate::load_or_create(&alert_token_file)
             .map_err(|e| DaemonError::Setup(format!("the alert token: {e}")))?;
+        crate::config::env::register_secrets([secrecy::ExposeSecret::expose_secret(&token)]);
         crate::store::same_owner_of(&alert_token_file, &s.db_path);
         let state = crate::http::HttpState {
             alerts: Arc::new(crate::alert_gate::AlertGate::new(token)),

@@ -84,6 +84,10 @@ fn reach(
 /// When the settings are invalid, or with no daemon the journal cannot be written.
 pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
     let s = settings_or_bail(g)?;
+    if let Ok(t) = std::fs::read_to_string(crate::alert_gate::token_path(&s.db_path)) {
+        crate::config::env::register_secrets([t.as_str()]);
+    }
+    let reason = &crate::config::env::redact(reason);
     let req = Request::Halt { reason: reason.to_owned(), by: "cli".into() };
     let hint = format!(". Undo with `{} resume`.", cmd(g));
     reach(g, &s, &req, &hint, |store| {

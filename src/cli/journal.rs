@@ -111,7 +111,7 @@ pub fn maintenance(g: &GlobalArgs, prune_days: u32, no_vacuum: bool) -> Result<i
         p.fills,
         p.events,
         archive.display(),
-        if files.is_empty() { "nothing to archive".to_owned() } else { files.join(", ") }
+        if files.is_empty() { "nothing old enough".to_owned() } else { files.join(", ") }
     );
     if no_vacuum {
         return Ok(0);

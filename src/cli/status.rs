@@ -186,6 +186,9 @@ fn print_book(report: &StatusReport) {
         "positions (exposure {} USDC, realized today {} USDC, unrealized {} USDC at the last marks):",
         report.exposure_usdc, report.realized_today_usdc, report.unrealized_usdc
     );
+    if report.positions.is_empty() {
+        println!("  none");
+    }
     for p in &report.positions {
         println!("  {} shares of {} at avg {} (cost {} USDC)", p.shares, p.token_id, p.avg_price, p.cost_usdc);
     }

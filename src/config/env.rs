@@ -220,6 +220,40 @@ impl Env {
     }
 }
 
+/// The secrets this process knows (key, bot token, RPC URL paths, the alert token), registered once
+/// at start so text an operator typed (a halt reason, an alert) can be cleaned before it is stored,
+/// logged or sent.
+static KNOWN_SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Adds secrets to the registry used by [`redact`].
+pub fn register_secrets<'a>(secrets: impl IntoIterator<Item = &'a str>) {
+    if let Ok(mut known) = KNOWN_SECRETS.write() {
+        for s in secrets {
+            let s = s.trim();
+            if s.len() >= 6 && !known.iter().any(|k| k == s) {
+                known.push(s.to_owned());
+                // A key is often pasted without (or with) its 0x.
+                if let Some(bare) = s.strip_prefix("0x").filter(|b| b.len() >= 6) {
+                    known.push(bare.to_owned());
+                }
+            }
+        }
+        known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    }
+}
+
+/// `text` with every registered secret replaced by `<redacted>`.
+#[must_use]
+pub fn redact(text: &str) -> String {
+    match KNOWN_SECRETS.read() {
+        Ok(known) => {
+            let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+            scrub(text, &refs)
+        }
+        Err(_) => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

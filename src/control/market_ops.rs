@@ -48,6 +48,10 @@ pub async fn close(
 ) -> Result<CloseStarted, String> {
     let scope = scope(store, market).await?;
     match tokio::time::timeout(CLOSE_WAIT, risk.send(Close { scope, by: by.to_owned() })).await {
+        // A market named and nothing held there: likely a typo, not a success.
+        Ok(Ok(Ok(s))) if market.is_some() && s.orders.is_empty() && s.unsold.is_empty() && s.failed.is_empty() => Err(
+            format!("we hold no position in {}: nothing to close (`polycopy status` lists them)", market.unwrap_or("")),
+        ),
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err("the risk supervisor is unavailable".into()),
         Err(_) => Err(format!(
@@ -89,10 +93,10 @@ pub fn paused_text(sel: &MarketSelector, known_tokens: usize, paused: bool, chan
     match (paused, changed) {
         (true, true) => format!(
             "paused {sel}: buys into it are refused, exits are still copied ({known_tokens} token(s) known); \
-             lift with resume-market"
+             lift the pause with `polycopy resume-market` or /resumemarket"
         ),
         (true, false) => format!("{sel} was already paused"),
-        (false, true) => format!("{sel} is copied again"),
+        (false, true) => format!("{sel}: buys are copied again (exits always were)"),
         (false, false) => format!("{sel} was not paused"),
     }
 }

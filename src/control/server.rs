@@ -196,6 +196,8 @@ async fn apply(req: Request, peers: &ControlPeers) -> Reply {
 async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {
     // From this instant nothing new is sent.
     peers.gate.close();
+    // A reason is stored, logged and sent: never with a secret pasted into it.
+    let reason = crate::config::env::redact(&reason);
     let before = current(peers).await;
     if before.tripped {
         let msg = format!("already halted ({}) by {}: {}", before.code, before.by, before.reason);

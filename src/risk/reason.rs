@@ -118,6 +118,42 @@ pub enum DenyReason {
     },
 }
 
+/// Every refusal code known ahead of time: the rules' own and the exchange's that the order path
+/// names. `/metrics` shows each from the start (at 0), so a first refusal is an increase.
+pub const KNOWN_CODES: [&str; 31] = [
+    "price_out_of_band",
+    "sells_disabled",
+    "below_minimum",
+    "no_position",
+    "unknown_target_balance",
+    "max_order_usdc",
+    "max_position_usdc",
+    "max_total_exposure",
+    "trade_rate",
+    "min_trade_interval",
+    "daily_loss_limit",
+    "halted",
+    "reducing",
+    "wallet_inactive",
+    "paused",
+    "market_paused",
+    "stale",
+    "market_closed",
+    "near_end",
+    "no_liquidity",
+    "insufficient_balance",
+    "closed_only",
+    "invalid_signature",
+    "exchange_rejected",
+    "engine_restarting",
+    "rate_limited",
+    "trading_paused",
+    "invalid_order",
+    "auth_error",
+    "order_not_built",
+    "clob_unavailable",
+];
+
 impl DenyReason {
     /// The stable, machine-readable code stored in the journal.
     #[must_use]

@@ -94,13 +94,25 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn trades(&self, limit: u32) -> StoreResult<Vec<TradeRow>> {
-        let mut st = self.conn.prepare_cached(
+        self.trade_rows("", limit)
+    }
+
+    /// The newest fill of a target (not one of the operator's closes).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn last_target_fill(&self) -> StoreResult<Option<TradeRow>> {
+        Ok(self.trade_rows("WHERE f.wallet != '0x0000000000000000000000000000000000000000'", 1)?.into_iter().next())
+    }
+
+    fn trade_rows(&self, filter: &str, limit: u32) -> StoreResult<Vec<TradeRow>> {
+        let mut st = self.conn.prepare_cached(&format!(
             "SELECT f.tx_hash, f.log_index, f.wallet, f.side, f.token_id, f.shares, f.price, f.status, f.reason, f.detail, \
                     e.shares, e.price, e.usdc, f.block_number, f.reorged_after_copy, f.seen_at_ms, f.role, \
                     m.question || ' — ' || m.outcome \
              FROM fills f LEFT JOIN executions e ON e.fill_id = f.id LEFT JOIN markets m ON m.token_id = f.token_id \
-             ORDER BY f.id DESC LIMIT ?1",
-        )?;
+             {filter} ORDER BY f.id DESC LIMIT ?1"
+        ))?;
         let rows = st.query_map(params![limit], |r| {
             let opt = |v: Option<i64>| v.map(format_micros);
             Ok(TradeRow {
@@ -174,7 +186,7 @@ impl Store {
             exposure_usdc: format_micros(exposure),
             realized_today_usdc: format_micros(self.realized_today(now_ms())?.0),
             unrealized_usdc: format_micros(unrealized),
-            last_fill: self.trades(1)?.into_iter().next(),
+            last_fill: self.last_target_fill()?,
         })
     }
 }

@@ -184,6 +184,10 @@ async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &st
                 None
             };
             let answer = match pressed {
+                Some(text) if text.starts_with("this button") || text.starts_with("not ") => {
+                    send(ops, chat, Reply::text(text)).await;
+                    "refused"
+                }
                 Some(text) => {
                     send(ops, chat, Reply::text(text)).await;
                     // A button is used once: remove it from the message it was on.
@@ -489,8 +493,11 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             }
         }
         Command::Halt(reason) => {
-            let reason =
-                if reason.trim().is_empty() { "halted from Telegram".to_owned() } else { reason.trim().to_owned() };
+            let reason = if reason.trim().is_empty() {
+                "halted from Telegram".to_owned()
+            } else {
+                crate::config::env::redact(reason.trim())
+            };
             // Already halted: the first halt's reason stays; say so rather than pretend to store this one.
             if let Ok(b) = ops.risk.send(GetBreakerState).await
                 && b.tripped

@@ -91,7 +91,11 @@ pub async fn confirm_close(ops: &super::commands::Ops, nonce: &str) -> String {
         return "this button has expired (prices move): send /close again".into();
     }
     match market_ops::close(&ops.store, &ops.risk, market.as_deref(), "telegram").await {
-        Ok(started) => market_ops::close_text(&started, "telegram"),
+        // The close itself is reported to every chat (the operator event); this chat only needs to
+        // know its press was taken.
+        Ok(s) => {
+            format!("close started: {} order(s) sent; each outcome is reported here as it is known", s.orders.len())
+        }
         Err(e) => format!("not closed: {e}"),
     }
 }

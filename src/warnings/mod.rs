@@ -32,6 +32,13 @@ impl WarningKind {
     pub const ALL: [Self; 6] =
         [Self::NoFills, Self::Drawdown, Self::ClobSlow, Self::DiskLow, Self::Clock, Self::WinRate];
 
+    /// The kind a journaled warning names (`WARNING (<code>): …`).
+    #[must_use]
+    pub fn from_message(message: &str) -> Option<Self> {
+        let code = message.strip_prefix("WARNING (")?.split(')').next()?;
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+
     /// Stable code, as journaled and shown.
     #[must_use]
     pub const fn code(self) -> &'static str {
@@ -203,6 +210,12 @@ pub fn due(o: &Observation, t: &Thresholds) -> Vec<(WarningKind, String)> {
 pub struct Cooldowns(HashMap<WarningKind, i64>);
 
 impl Cooldowns {
+    /// Remembers that `kind` went out at `at_ms` (a warning journaled before a restart).
+    pub fn remember(&mut self, kind: WarningKind, at_ms: i64) {
+        let last = self.0.entry(kind).or_insert(at_ms);
+        *last = (*last).max(at_ms);
+    }
+
     /// True (and remembered) when `kind` may be sent at `now_ms`.
     pub fn admit(&mut self, kind: WarningKind, now_ms: i64, cooldown_ms: i64) -> bool {
         match self.0.get(&kind) {
@@ -319,6 +332,16 @@ mod tests {
         o.clob_ms = Some(60_000);
         let off = Thresholds { disk_min_free_mb: 0, clob_slow_ms: 0, ..T };
         assert!(due(&o, &off).is_empty());
+    }
+
+    #[test]
+    fn journaled_warnings_name_their_kind() {
+        assert_eq!(WarningKind::from_message("WARNING (disk_low): 3 MiB free"), Some(WarningKind::DiskLow));
+        assert_eq!(WarningKind::from_message("WARNING (nope): x"), None);
+        assert_eq!(WarningKind::from_message("ALERT: x"), None);
+        let mut c = Cooldowns::default();
+        c.remember(WarningKind::Clock, 10);
+        assert!(!c.admit(WarningKind::Clock, 10 + H - 1, H), "a restart does not reset the cool-down");
     }
 
     #[test]

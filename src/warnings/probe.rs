@@ -60,6 +60,14 @@ pub struct Schedule {
 /// Looks, warns, waits; until cancelled.
 pub async fn run(src: Sources, sch: Schedule) {
     let mut cooldowns = Cooldowns::default();
+    // Warnings sent before a restart keep their cool-down.
+    if let Some(sent) = bounded(async { src.store.send(crate::actors::store::RecentWarnings).await.ok()?.ok() }).await {
+        for (at, message) in sent {
+            if let Some(kind) = super::WarningKind::from_message(&message) {
+                cooldowns.remember(kind, at);
+            }
+        }
+    }
     let cooldown_ms = i64::try_from(sch.cooldown.as_millis()).unwrap_or(i64::MAX);
     let mut tick = tokio::time::interval(sch.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
