@@ -33,6 +33,7 @@ pub mod http;
 pub mod market;
 pub mod metrics;
 pub mod metrics_process;
+pub mod redeem;
 pub mod report;
 pub mod risk;
 pub mod service;

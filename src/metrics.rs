@@ -50,6 +50,8 @@ pub struct Metrics {
     pub warning_checks: AtomicU64,
     /// Targets being copied (enabled, not paused), at the last warning check.
     pub targets_copying: AtomicU64,
+    /// Redemption rounds run (see `crate::redeem`).
+    pub redeem_rounds: AtomicU64,
     /// The CLOB's last answer time to the warning check, ms (at least 1; 0: unknown).
     pub clob_response_ms: AtomicI64,
 }
@@ -82,6 +84,13 @@ impl Metrics {
             "counter",
             "Warning checks run since start.",
             &one(ld(&self.warning_checks)),
+        );
+        write_metric(
+            o,
+            "polycopy_redeem_rounds_total",
+            "counter",
+            "Redemption rounds run since start.",
+            &one(ld(&self.redeem_rounds)),
         );
         write_metric(
             o,

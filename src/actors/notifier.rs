@@ -142,6 +142,17 @@ pub enum Event {
         /// What was seen, with the threshold.
         message: String,
     },
+    /// A resolved market's winnings were redeemed into pUSD (paper: simulated).
+    Redeemed {
+        /// The market.
+        condition: alloy::primitives::B256,
+        /// Shares redeemed.
+        shares: crate::domain::Shares,
+        /// pUSD paid.
+        payout: Usdc,
+        /// The transaction (`None` in paper mode).
+        tx: Option<alloy::primitives::B256>,
+    },
     /// The operator acted by hand (a close, a market pause): reported to every chat.
     Operator {
         /// What was done.
@@ -175,6 +186,7 @@ impl Event {
             Self::Settled { .. } => "settled",
             Self::Alert { .. } => "alert",
             Self::Operator { .. } => "operator",
+            Self::Redeemed { .. } => "redeemed",
             Self::Warning { .. } => "warning",
             Self::Error { .. } => "error",
         }
@@ -281,6 +293,12 @@ impl Event {
             }
             Self::Alert { message } => format!("ALERT: {message}"),
             Self::Operator { message } => message.clone(),
+            Self::Redeemed { condition, shares, payout, tx } => match tx {
+                Some(tx) => {
+                    format!("redeemed {shares} shares of market {condition:#x}: {payout} pUSD paid (tx {tx:#x})")
+                }
+                None => format!("paper: redeemed {shares} shares of market {condition:#x}: {payout} pUSD (simulated)"),
+            },
             Self::Warning { code, message } => format!("WARNING ({code}): {message}"),
             Self::Error { message } => format!("error: {message}"),
         }

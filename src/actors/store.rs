@@ -436,3 +436,62 @@ store_handler!(RecentWarnings -> Vec<(i64, String)>, |s, _m| Ok(s
     .into_iter()
     .map(|(at, _, message)| (at, message))
     .collect()));
+
+/// Our resolved tokens with their payouts.
+#[derive(Debug)]
+pub struct ResolvedTokens;
+store_handler!(ResolvedTokens -> Vec<crate::store::Resolved>, |s, _m| s.resolved_tokens());
+
+/// Redemptions being worked on.
+#[derive(Debug)]
+pub struct OpenRedemptions;
+store_handler!(OpenRedemptions -> Vec<crate::store::RedemptionRow>, |s, _m| s.open_redemptions());
+
+/// Journal a new redemption; answers its row id.
+#[derive(Debug)]
+pub struct PlanRedemption {
+    /// The market.
+    pub condition_id: alloy::primitives::B256,
+    /// Its tokens we hold.
+    pub tokens: Vec<TokenId>,
+    /// Shares held.
+    pub shares: crate::domain::Shares,
+    /// What it pays.
+    pub expected: crate::domain::Usdc,
+    /// Planned (live) or paper.
+    pub status: crate::store::RedeemStatus,
+}
+store_handler!(PlanRedemption -> i64, |s, m| s.plan_redemption(&m.condition_id, &m.tokens, m.shares, m.expected, m.status));
+
+/// Journal a redemption's signed transaction (before it is sent).
+#[derive(Debug)]
+pub struct RedemptionSigned {
+    /// The row.
+    pub id: i64,
+    /// Its hash.
+    pub tx_hash: alloy::primitives::B256,
+    /// Its bytes, hex.
+    pub raw_tx: String,
+}
+store_handler!(RedemptionSigned -> (), |s, m| s.redemption_signed(m.id, &m.tx_hash, &m.raw_tx));
+
+/// Move a redemption on.
+#[derive(Debug)]
+pub struct RedemptionStatus {
+    /// The row.
+    pub id: i64,
+    /// Its new status.
+    pub status: crate::store::RedeemStatus,
+    /// Why.
+    pub message: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Not before (unix ms).
+    pub next_try_ms: i64,
+}
+store_handler!(RedemptionStatus -> (), |s, m| s.redemption_status(m.id, m.status, &m.message, m.attempts, m.next_try_ms));
+
+/// Whether a market has any redemption row.
+#[derive(Debug)]
+pub struct RedemptionExists(pub alloy::primitives::B256);
+store_handler!(RedemptionExists -> bool, |s, m| s.redemption_exists(&m.0));

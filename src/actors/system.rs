@@ -441,6 +441,12 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         metrics: metrics.clone(),
     };
     crate::tasks::spawn_until(&stop, crate::warnings::probe::run(warnings, warning_schedule(s, now)));
+    if s.redeem.enabled {
+        match redeemer(s, &cfg.env, venue.as_deref(), store.clone(), notifier.clone(), metrics.clone()) {
+            Ok(r) => crate::tasks::spawn_until(&stop, r.run()),
+            Err(why) => notifier.do_send(crate::actors::notifier::Event::Error { message: why }),
+        }
+    }
 
     // Finish what a crash interrupted before anything new comes in: the feed starts only once
     // every fill journaled before the last stop (and any order sent for it) is decided.
@@ -604,4 +610,65 @@ fn warning_schedule(s: &Settings, started_ms: i64) -> crate::warnings::probe::Sc
         daily_loss_limit: s.risk.daily_loss_limit_usdc,
         started_ms,
     }
+}
+
+/// The redemption loop for this mode, or why it cannot run (said once, at start).
+fn redeemer(
+    s: &Settings,
+    env: &crate::config::Env,
+    venue: Option<&crate::clob::venue::Venue>,
+    store: Addr<StoreActor>,
+    notifier: Addr<Notifier>,
+    metrics: Arc<Metrics>,
+) -> Result<crate::redeem::task::Redeemer, String> {
+    use crate::clob::SigType;
+    let r = &s.redeem;
+    let cfg = crate::redeem::task::RedeemConfig {
+        every: Duration::from_secs(r.check_every_s.max(1)),
+        attempts: r.attempts.max(1),
+        retry_base: Duration::from_secs(r.retry_after_s),
+        confirm_wait: Duration::from_secs(r.confirm_wait_s),
+        contracts: crate::redeem::task::Contracts {
+            ctf: s.chain.conditional_tokens,
+            pusd: r.pusd,
+            standard_adapter: r.standard_adapter,
+            neg_risk_adapter: r.neg_risk_adapter,
+        },
+    };
+    let Some(v) = venue else {
+        return Ok(crate::redeem::task::Redeemer {
+            store,
+            notifier,
+            chain: None,
+            funder: alloy::primitives::Address::ZERO,
+            safe: false,
+            cfg,
+            metrics,
+        });
+    };
+    let sig = SigType::parse(&s.live.signature_type).map_err(|e| format!("redemption off: live.signature_type {e}"))?;
+    if matches!(sig, SigType::PolyProxy | SigType::Poly1271) {
+        return Err(format!(
+            "redemption is off: a {} funder acts through Polymarket's own wallet contracts, which polycopy does not \
+             drive; turn on Polymarket's auto-redeem, or redeem on polymarket.com (set redeem.enabled = false to \
+             silence this)",
+            s.live.signature_type
+        ));
+    }
+    let key = env.private_key.as_ref().ok_or("redemption off: PRIVATE_KEY is not set")?;
+    let signer: alloy::signers::local::PrivateKeySigner = secrecy::ExposeSecret::expose_secret(key)
+        .parse()
+        .map_err(|_| "redemption off: PRIVATE_KEY is not a key".to_owned())?;
+    let url = env.rpc_urls.first().ok_or("redemption off: no POLYGON_RPC_URL")?;
+    let chain =
+        crate::redeem::chain::Chain::new(url, signer, s.chain.chain_id).map_err(|e| format!("redemption off: {e}"))?;
+    Ok(crate::redeem::task::Redeemer {
+        store,
+        notifier,
+        chain: Some(chain),
+        funder: v.funder(),
+        safe: sig == SigType::PolyGnosisSafe,
+        cfg,
+        metrics,
+    })
 }

@@ -53,6 +53,8 @@ pub struct Settings {
     pub markets: MarketsSettings,
     /// Warning alerts.
     pub alerts: AlertsSettings,
+    /// Redemption of resolved markets.
+    pub redeem: RedeemSettings,
     /// The settings files read, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -97,7 +99,8 @@ pub struct TelegramSettings {
 /// Event kinds that must always reach the operator.
 pub const ALWAYS_ON: [&str; 6] = ["breaker_tripped", "breaker_reset", "error", "alert", "warning", "operator"];
 /// Event kinds that can be configured.
-pub const EVENT_KINDS: [&str; 18] = [
+pub const EVENT_KINDS: [&str; 19] = [
+    "redeemed",
     "warning",
     "operator",
     "started",
@@ -268,6 +271,28 @@ pub struct AlertsSettings {
     pub win_rate_window: u32,
 }
 
+/// `[redeem]`: turning resolved markets' winning tokens back into pUSD.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemSettings {
+    /// Redeem (false: Polymarket's auto-redeem does it).
+    pub enabled: bool,
+    /// Seconds between rounds.
+    pub check_every_s: u64,
+    /// Attempts before a redemption is left to the operator.
+    pub attempts: u32,
+    /// Seconds before the first retry (doubling after each next one, at most an hour).
+    pub retry_after_s: u64,
+    /// Seconds a round waits for a transaction to be mined.
+    pub confirm_wait_s: u64,
+    /// pUSD, the collateral the adapters pay.
+    pub pusd: Address,
+    /// The standard collateral adapter.
+    pub standard_adapter: Address,
+    /// The neg-risk collateral adapter.
+    pub neg_risk_adapter: Address,
+}
+
 /// `[risk]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -372,8 +397,19 @@ fn de_usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
 /// a typo inside a section (`POLYCOPY_RISK__MAX_ORDR_USDC`) still fails as an unknown key.
 const SETTINGS_KEYS: [&str; 6] =
     ["mode", "db_path", "control_socket", "wallets_path", "emergency_stop_file", "log_format"];
-const SETTINGS_SECTIONS: [&str; 10] =
-    ["chain__", "copy__", "risk__", "paper__", "http__", "health__", "telegram__", "live__", "markets__", "alerts__"];
+const SETTINGS_SECTIONS: [&str; 11] = [
+    "chain__",
+    "copy__",
+    "risk__",
+    "paper__",
+    "http__",
+    "health__",
+    "telegram__",
+    "live__",
+    "markets__",
+    "alerts__",
+    "redeem__",
+];
 
 /// Settings that decide which journal a command acts on: never from the environment, which the
 /// service sees and an operator's shell does not.
@@ -619,6 +655,9 @@ impl Settings {
                      Keep it on 127.0.0.1, or set http.allow_remote = true if a firewall guards it"
                 ),
             );
+        }
+        if self.redeem.check_every_s == 0 || self.redeem.attempts == 0 {
+            bad("redeem", "check_every_s and attempts must be at least 1".into());
         }
         let a = &self.alerts;
         if a.check_every_s == 0 {

@@ -17,6 +17,7 @@ mod orders;
 mod own_fills;
 mod queries;
 mod reconcile;
+mod redemptions;
 mod schema;
 
 use std::path::Path;
@@ -32,6 +33,7 @@ pub use orders::{OrderHealth, OrderRow, OrderStatus, Unsettled};
 pub use own_fills::{OwnBooking, OwnSettlement};
 pub use queries::{StatusReport, TradeRow};
 pub use reconcile::TokenState;
+pub use redemptions::{RedeemStatus, RedemptionRow, Resolved};
 
 /// Errors from the journal.
 #[derive(Debug, thiserror::Error)]

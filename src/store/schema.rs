@@ -237,6 +237,27 @@ CREATE TABLE adjustments (
     by           TEXT NOT NULL
 );
 ",
+    r"
+-- redemptions of resolved markets' winning tokens: journaled (with the signed transaction) before
+-- anything is sent, so a restart looks the transaction up or sends the very same one again
+CREATE TABLE redemptions (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    condition_id  TEXT NOT NULL,
+    tokens        TEXT NOT NULL,
+    shares        INTEGER NOT NULL,
+    expected      INTEGER NOT NULL,
+    -- planned | signed | sent | redeemed | reverted | failed | dropped | paper
+    status        TEXT NOT NULL,
+    tx_hash       TEXT,
+    raw_tx        TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_try_ms   INTEGER NOT NULL DEFAULT 0,
+    message       TEXT,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE INDEX redemptions_open ON redemptions (condition_id) WHERE status IN ('planned', 'signed', 'sent', 'reverted');
+",
 ];
 
 /// Brings the schema up to date.

@@ -415,7 +415,8 @@ fn gamma_market(token: &str, t: &Token) -> Value {
     };
     let end = iso_in_minutes(t.ends_in_min);
     json!({"id": format!("m{token}"), "question": format!("Market {token}"),
-        "conditionId": format!("0x{}", "22".repeat(32)), "endDate": end,
+        // One condition per market: both outcomes (`token` and `9token`) share it.
+        "conditionId": format!("0x{:064x}", token.trim_start_matches('9').parse::<u64>().unwrap_or(0)), "endDate": end,
         "outcomes": "[\"Yes\", \"No\"]", "outcomePrices": format!("[\"{yes}\", \"{no}\"]"),
         "active": !t.closed, "closed": t.closed, "orderPriceMinTickSize": t.tick.parse::<f64>().unwrap(),
         "orderMinSize": t.min_size.parse::<f64>().unwrap(), "negRisk": t.neg_risk,

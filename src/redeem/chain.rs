@@ -1,0 +1,228 @@
+//! The node side of a redemption: reads (balances, approvals, the Safe's nonce), gas, and sending
+//! a transaction we signed ourselves, so the signed bytes can be journaled before they leave and
+//! sent again, identical, after a crash.
+
+use std::time::Duration;
+
+use alloy::consensus::{SignableTransaction as _, TxEip1559, TxEnvelope};
+use alloy::eips::eip2718::Encodable2718 as _;
+use alloy::network::TxSignerSync as _;
+use alloy::primitives::{Address, B256, Bytes, TxKind, U256};
+use alloy::providers::{DynProvider, Provider as _, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::SignerSync as _;
+use alloy::signers::local::PrivateKeySigner;
+
+use super::calls;
+
+/// Longest one node call may take.
+const CALL_WAIT: Duration = Duration::from_secs(15);
+
+/// Why a node call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The node did not answer in time or refused the call.
+    #[error("{0}")]
+    Rpc(String),
+    /// The call would revert (gas estimation said so).
+    #[error("it would revert: {0}")]
+    WouldRevert(String),
+    /// Not enough POL to pay for gas.
+    #[error("not enough POL for gas: {have} wei held, about {need} wei needed")]
+    NoGas {
+        /// Held by the signer.
+        have: U256,
+        /// The estimate at the current price.
+        need: U256,
+    },
+}
+
+/// A transaction signed and ready to send.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// Its hash.
+    pub hash: B256,
+    /// Its bytes, hex.
+    pub raw: String,
+}
+
+/// How a sent transaction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landed {
+    /// Mined and succeeded.
+    Success,
+    /// Mined and reverted.
+    Reverted,
+    /// Known to the node, not mined yet.
+    Pending,
+    /// The node does not know it.
+    Unknown,
+}
+
+/// Our signer on the node.
+pub struct Chain {
+    provider: DynProvider,
+    signer: PrivateKeySigner,
+    chain_id: u64,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain").field("signer", &self.signer.address()).field("chain_id", &self.chain_id).finish()
+    }
+}
+
+async fn bounded<T, E: std::fmt::Display>(f: impl IntoFuture<Output = Result<T, E>>) -> Result<T, ChainError> {
+    match tokio::time::timeout(CALL_WAIT, f.into_future()).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ChainError::Rpc(e.to_string())),
+        Err(_) => Err(ChainError::Rpc(format!("no answer within {} s", CALL_WAIT.as_secs()))),
+    }
+}
+
+impl Chain {
+    /// A connection to `url` sending as `signer` on chain `chain_id`.
+    ///
+    /// # Errors
+    /// When the URL is not valid.
+    pub fn new(url: &str, signer: PrivateKeySigner, chain_id: u64) -> Result<Self, ChainError> {
+        let url = url.parse().map_err(|e| ChainError::Rpc(format!("the RPC URL is not valid: {e}")))?;
+        Ok(Self { provider: ProviderBuilder::new().connect_http(url).erased(), signer, chain_id })
+    }
+
+    /// The signing address (it pays the gas).
+    #[must_use]
+    pub fn signer(&self) -> Address {
+        self.signer.address()
+    }
+
+    async fn call(&self, to: Address, data: Bytes) -> Result<Bytes, ChainError> {
+        let tx = TransactionRequest::default().to(to).input(data.into());
+        bounded(self.provider.call(tx)).await
+    }
+
+    /// A word-sized answer of a view call.
+    async fn word(&self, to: Address, data: Bytes) -> Result<U256, ChainError> {
+        let out = self.call(to, data).await?;
+        if out.len() < 32 {
+            return Err(ChainError::Rpc(format!("the call to {to:#x} answered {} bytes", out.len())));
+        }
+        Ok(U256::from_be_slice(&out[..32]))
+    }
+
+    /// ERC-1155 balance of `owner` in `token` on `contract`.
+    ///
+    /// # Errors
+    /// When the node does not answer.
+    pub async fn balance_1155(&self, contract: Address, owner: Address, token: U256) -> Result<U256, ChainError> {
+        let mut data = alloy::primitives::hex!("00fdd58e").to_vec();
+        data.extend_from_slice(owner.into_word().as_slice());
+        data.extend_from_slice(&token.to_be_bytes::<32>());
+        self.word(contract, data.into()).await
+    }
+
+    /// ERC-20 balance.
+    ///
+    /// # Errors
+    /// When the node does not answer.
+    pub async fn balance_20(&self, token: Address, owner: Address) -> Result<U256, ChainError> {
+        self.word(token, calls::erc20_balance(owner)).await
+    }
+
+    /// Whether `operator` may move `owner`'s tokens on `ctf`.
+    ///
+    /// # Errors
+    /// When the node does not answer.
+    pub async fn approved(&self, ctf: Address, owner: Address, operator: Address) -> Result<bool, ChainError> {
+        Ok(!self.word(ctf, calls::is_approved(owner, operator)).await?.is_zero())
+    }
+
+    /// The transaction that makes `call` (to `target`) as `funder`: directly from an EOA funder, or
+    /// through the Safe `funder` with its owner's (our signer's) signature.
+    ///
+    /// # Errors
+    /// When the Safe's nonce cannot be read.
+    pub async fn as_funder(
+        &self,
+        funder: Address,
+        safe: bool,
+        target: Address,
+        call: Bytes,
+    ) -> Result<(Address, Bytes), ChainError> {
+        if !safe {
+            return Ok((target, call));
+        }
+        let nonce = self.word(funder, calls::safe_nonce()).await?;
+        let hash = calls::safe_tx_hash(self.chain_id, funder, target, &call, nonce);
+        let sig = self.signer.sign_hash_sync(&hash).map_err(|e| ChainError::Rpc(format!("signing: {e}")))?;
+        Ok((funder, calls::safe_exec(target, call, sig.as_bytes())))
+    }
+
+    /// Estimates, checks the gas money and signs a transaction to `to` with `data`.
+    ///
+    /// # Errors
+    /// [`ChainError::WouldRevert`] when the estimate says it would fail, [`ChainError::NoGas`] when
+    /// the signer cannot pay for it, or a node failure.
+    pub async fn sign(&self, to: Address, data: Bytes) -> Result<Signed, ChainError> {
+        let from = self.signer.address();
+        let req = TransactionRequest::default().from(from).to(to).input(data.clone().into());
+        let gas = match tokio::time::timeout(CALL_WAIT, self.provider.estimate_gas(req).into_future()).await {
+            Ok(Ok(g)) => g,
+            Ok(Err(e)) => return Err(ChainError::WouldRevert(e.to_string())),
+            Err(_) => return Err(ChainError::Rpc("gas estimate: no answer".into())),
+        };
+        let gas = gas.saturating_mul(5) / 4;
+        let price = bounded(self.provider.get_gas_price()).await?;
+        let tip = bounded(self.provider.get_max_priority_fee_per_gas()).await.unwrap_or(price / 10);
+        let max_fee = price.saturating_mul(2).max(tip + 1);
+        let have = bounded(self.provider.get_balance(from)).await?;
+        let need = U256::from(gas) * U256::from(max_fee);
+        if have < need {
+            return Err(ChainError::NoGas { have, need });
+        }
+        let nonce = bounded(self.provider.get_transaction_count(from).pending()).await?;
+        let mut tx = TxEip1559 {
+            chain_id: self.chain_id,
+            nonce,
+            gas_limit: gas,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip.min(max_fee),
+            to: TxKind::Call(to),
+            value: U256::ZERO,
+            access_list: alloy::eips::eip2930::AccessList::default(),
+            input: data,
+        };
+        let sig = self.signer.sign_transaction_sync(&mut tx).map_err(|e| ChainError::Rpc(format!("signing: {e}")))?;
+        let envelope: TxEnvelope = tx.into_signed(sig).into();
+        Ok(Signed { hash: *envelope.tx_hash(), raw: alloy::primitives::hex::encode_prefixed(envelope.encoded_2718()) })
+    }
+
+    /// Sends signed bytes; a node that already has them is fine.
+    ///
+    /// # Errors
+    /// When the node refuses them (e.g. their nonce was used by another transaction).
+    pub async fn send(&self, raw: &str) -> Result<(), ChainError> {
+        let bytes =
+            alloy::primitives::hex::decode(raw).map_err(|e| ChainError::Rpc(format!("stored transaction: {e}")))?;
+        match bounded(self.provider.send_raw_transaction(&bytes)).await {
+            Ok(_) => Ok(()),
+            Err(ChainError::Rpc(e)) if e.contains("already known") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where transaction `hash` stands.
+    ///
+    /// # Errors
+    /// When the node does not answer.
+    pub async fn landed(&self, hash: B256) -> Result<Landed, ChainError> {
+        if let Some(r) = bounded(self.provider.get_transaction_receipt(hash)).await? {
+            return Ok(if r.status() { Landed::Success } else { Landed::Reverted });
+        }
+        Ok(if bounded(self.provider.get_transaction_by_hash(hash)).await?.is_some() {
+            Landed::Pending
+        } else {
+            Landed::Unknown
+        })
+    }
+}

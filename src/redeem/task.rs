@@ -1,0 +1,318 @@
+//! The redemption loop: every `redeem.check_every_s`, finish what an earlier round (or run) sent,
+//! then redeem each resolved market whose winning tokens our funder still holds. Each redemption
+//! is journaled before anything is signed, its signed transaction before it is sent, and after a
+//! restart it is looked up by hash and, if the node never saw it, the very same bytes are sent
+//! again: one redemption can never become two. A revert is retried after a doubling pause within a
+//! budget, then reported for the operator.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use actix::Addr;
+use alloy::primitives::{Address, B256};
+use tracing::{info, warn};
+
+use super::chain::{Chain, ChainError, Landed};
+use super::{Held, Plan, calls, plan, retry_after_ms};
+use crate::actors::notifier::{Event, Notifier};
+use crate::actors::store::{
+    OpenRedemptions, PlanRedemption, RedemptionExists, RedemptionSigned, RedemptionStatus, ResolvedTokens, StoreActor,
+};
+use crate::domain::{Shares, Usdc};
+use crate::store::{RedeemStatus, RedemptionRow, now_ms};
+
+/// The contracts a redemption talks to.
+#[derive(Debug, Clone, Copy)]
+pub struct Contracts {
+    /// Conditional Tokens (approvals, balances).
+    pub ctf: Address,
+    /// pUSD, the collateral the adapters pay.
+    pub pusd: Address,
+    /// The standard collateral adapter.
+    pub standard_adapter: Address,
+    /// The neg-risk collateral adapter.
+    pub neg_risk_adapter: Address,
+}
+
+/// How the loop runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RedeemConfig {
+    /// Between rounds.
+    pub every: Duration,
+    /// Attempts before a redemption is left to the operator.
+    pub attempts: u32,
+    /// The pause after the first failed attempt (doubling after each next one).
+    pub retry_base: Duration,
+    /// How long a round waits for a transaction to be mined before leaving it to the next.
+    pub confirm_wait: Duration,
+    /// The addresses.
+    pub contracts: Contracts,
+}
+
+/// Who redeems.
+pub struct Redeemer {
+    /// The journal.
+    pub store: Addr<StoreActor>,
+    /// Where outcomes are reported.
+    pub notifier: Addr<Notifier>,
+    /// Live: our signer on the node; `None` in paper mode (redemptions are simulated).
+    pub chain: Option<Chain>,
+    /// The wallet that holds the tokens.
+    pub funder: Address,
+    /// The funder is a Gnosis Safe owned by our signer.
+    pub safe: bool,
+    /// Settings.
+    pub cfg: RedeemConfig,
+    /// Counts rounds.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+impl Redeemer {
+    /// Runs rounds until cancelled.
+    pub async fn run(self) {
+        let mut tick = tokio::time::interval(self.cfg.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut worthless = HashSet::new();
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.round(&mut worthless).await {
+                warn!(cause = %e, "redemption round failed; trying again next round");
+            }
+            self.metrics.redeem_rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    async fn round(&self, worthless: &mut HashSet<B256>) -> Result<(), String> {
+        let Some(chain) = &self.chain else { return self.paper_round().await };
+        for row in self.open().await? {
+            if matches!(row.status, RedeemStatus::Signed | RedeemStatus::Sent) {
+                self.follow(chain, &row).await;
+            }
+        }
+        let resolved = ask(self.store.send(ResolvedTokens).await)?;
+        let mut held = Vec::new();
+        for r in resolved {
+            let b =
+                chain.balance_1155(self.cfg.contracts.ctf, self.funder, r.token_id).await.map_err(|e| e.to_string())?;
+            let shares = Shares(i64::try_from(b).map_err(|_| "a balance out of range".to_owned())?);
+            held.push(Held {
+                token_id: r.token_id,
+                condition_id: r.condition_id,
+                neg_risk: r.neg_risk,
+                payout: r.payout,
+                shares,
+            });
+        }
+        let open = self.open().await?;
+        for p in plan(&held) {
+            match p {
+                Plan::Worthless { condition_id, shares } => {
+                    if worthless.insert(condition_id) {
+                        info!(market = %condition_id, %shares, "resolved against us: worth nothing, no transaction spent on it");
+                    }
+                }
+                Plan::Redeem { condition_id, neg_risk, tokens, shares, expected } => {
+                    let existing = open.iter().find(|r| r.condition_id == condition_id);
+                    let row = match existing {
+                        Some(r) if r.status == RedeemStatus::Reverted && r.next_try_ms <= now_ms() => r.clone(),
+                        Some(_) => continue,
+                        None => {
+                            let id = ask(self
+                                .store
+                                .send(PlanRedemption {
+                                    condition_id,
+                                    tokens,
+                                    shares,
+                                    expected,
+                                    status: RedeemStatus::Planned,
+                                })
+                                .await)?;
+                            RedemptionRow {
+                                id,
+                                condition_id,
+                                tokens: Vec::new(),
+                                shares,
+                                expected,
+                                status: RedeemStatus::Planned,
+                                tx_hash: None,
+                                raw_tx: None,
+                                attempts: 0,
+                                next_try_ms: 0,
+                            }
+                        }
+                    };
+                    self.attempt(chain, &row, neg_risk).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn open(&self) -> Result<Vec<RedemptionRow>, String> {
+        ask(self.store.send(OpenRedemptions).await)
+    }
+
+    /// Approves the adapter once, then signs, journals and sends the redemption.
+    async fn attempt(&self, chain: &Chain, row: &RedemptionRow, neg_risk: bool) {
+        let c = self.cfg.contracts;
+        let adapter = if neg_risk { c.neg_risk_adapter } else { c.standard_adapter };
+        if let Err(e) = self.ensure_approved(chain, adapter).await {
+            return self.failed(row, &format!("approving the adapter {adapter:#x}: {e}")).await;
+        }
+        let call = calls::redeem(c.pusd, row.condition_id);
+        let signed = match chain.as_funder(self.funder, self.safe, adapter, call).await {
+            Ok((to, data)) => chain.sign(to, data).await,
+            Err(e) => Err(e),
+        };
+        let signed = match signed {
+            Ok(s) => s,
+            Err(e) => return self.failed(row, &e.to_string()).await,
+        };
+        // Durable before it leaves: from here on this redemption is exactly this transaction.
+        if let Err(e) = ask(self
+            .store
+            .send(RedemptionSigned { id: row.id, tx_hash: signed.hash, raw_tx: signed.raw.clone() })
+            .await)
+        {
+            warn!(cause = %e, "journaling the signed redemption failed: not sent");
+            return;
+        }
+        crate::fault::abort_at("abort_after_redeem_signed");
+        let signed_row = RedemptionRow {
+            tx_hash: Some(signed.hash),
+            raw_tx: Some(signed.raw),
+            status: RedeemStatus::Signed,
+            ..row.clone()
+        };
+        self.follow(chain, &signed_row).await;
+    }
+
+    async fn ensure_approved(&self, chain: &Chain, adapter: Address) -> Result<(), ChainError> {
+        let ctf = self.cfg.contracts.ctf;
+        if chain.approved(ctf, self.funder, adapter).await? {
+            return Ok(());
+        }
+        let (to, data) = chain.as_funder(self.funder, self.safe, ctf, calls::approve(adapter)).await?;
+        let tx = chain.sign(to, data).await?;
+        chain.send(&tx.raw).await?;
+        match self.mined(chain, tx.hash).await? {
+            Landed::Success => Ok(()),
+            other => Err(ChainError::Rpc(format!("the approval {:#x} is {other:?}", tx.hash))),
+        }
+    }
+
+    /// Waits (at most `confirm_wait`) for `hash` to be mined.
+    async fn mined(&self, chain: &Chain, hash: B256) -> Result<Landed, ChainError> {
+        let until = tokio::time::Instant::now() + self.cfg.confirm_wait;
+        loop {
+            let l = chain.landed(hash).await?;
+            if matches!(l, Landed::Success | Landed::Reverted) || tokio::time::Instant::now() >= until {
+                return Ok(l);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Sends (again) a journaled transaction the node does not know, and books how it landed.
+    async fn follow(&self, chain: &Chain, row: &RedemptionRow) {
+        let (Some(hash), Some(raw)) = (row.tx_hash, row.raw_tx.as_deref()) else { return };
+        match chain.landed(hash).await {
+            Ok(Landed::Unknown) => match chain.send(raw).await {
+                Ok(()) => self.set(row, RedeemStatus::Sent, "sent", row.attempts, 0).await,
+                // Its nonce went to another transaction: this one can never be mined.
+                Err(e) if e.to_string().contains("nonce") => {
+                    self.set(row, RedeemStatus::Dropped, &e.to_string(), row.attempts, 0).await;
+                    return;
+                }
+                Err(e) => {
+                    warn!(cause = %e, tx = %hash, "sending the journaled redemption failed; next round tries again");
+                    return;
+                }
+            },
+            Ok(_) => {}
+            Err(e) => {
+                warn!(cause = %e, tx = %hash, "looking up a redemption failed; next round tries again");
+                return;
+            }
+        }
+        match self.mined(chain, hash).await {
+            Ok(Landed::Success) => {
+                self.set(row, RedeemStatus::Redeemed, "mined", row.attempts, 0).await;
+                self.notifier.do_send(Event::Redeemed {
+                    condition: row.condition_id,
+                    shares: row.shares,
+                    payout: row.expected,
+                    tx: Some(hash),
+                });
+            }
+            Ok(Landed::Reverted) => self.failed(row, &format!("transaction {hash:#x} reverted")).await,
+            Ok(_) | Err(_) => self.set(row, RedeemStatus::Sent, "sent, not mined yet", row.attempts, 0).await,
+        }
+    }
+
+    /// Counts a failed attempt: retried after a pause within the budget, then left to the operator.
+    async fn failed(&self, row: &RedemptionRow, why: &str) {
+        let attempts = row.attempts + 1;
+        if attempts >= self.cfg.attempts {
+            self.set(row, RedeemStatus::Failed, why, attempts, 0).await;
+            self.notifier.do_send(Event::Error {
+                message: format!(
+                    "redemption of market {:#x} ({} shares, {} pUSD) failed {attempts} times, the last: {why}. \
+                     Not tried again: redeem it on polymarket.com (RUNBOOK, \"Redemption failed\")",
+                    row.condition_id, row.shares, row.expected
+                ),
+            });
+            return;
+        }
+        let pause = retry_after_ms(i64::try_from(self.cfg.retry_base.as_millis()).unwrap_or(60_000), attempts - 1);
+        self.set(row, RedeemStatus::Reverted, why, attempts, now_ms() + pause).await;
+        self.notifier.do_send(Event::Error {
+            message: format!(
+                "redemption of market {:#x} failed (attempt {attempts} of {}): {why}; tried again in {} s",
+                row.condition_id,
+                self.cfg.attempts,
+                pause / 1000
+            ),
+        });
+    }
+
+    async fn set(&self, row: &RedemptionRow, status: RedeemStatus, message: &str, attempts: u32, next_try_ms: i64) {
+        let m = RedemptionStatus { id: row.id, status, message: message.to_owned(), attempts, next_try_ms };
+        if let Err(e) = ask(self.store.send(m).await) {
+            warn!(cause = %e, "journaling a redemption's status failed");
+        }
+    }
+
+    /// Paper: the same lifecycle without a chain: each resolved winning position is redeemed once,
+    /// in the journal, at its payout.
+    async fn paper_round(&self) -> Result<(), String> {
+        let resolved = ask(self.store.send(ResolvedTokens).await)?;
+        let mut by_market: std::collections::BTreeMap<B256, (Shares, Usdc, Vec<crate::domain::TokenId>)> =
+            std::collections::BTreeMap::new();
+        for r in resolved.iter().filter(|r| r.payout.0 > 0 && r.settled.0 > 0) {
+            let e = by_market.entry(r.condition_id).or_default();
+            e.0 = Shares(e.0.0 + r.settled.0);
+            e.1 = Usdc(e.1.0 + crate::domain::mul_price_floor(r.settled, r.payout));
+            e.2.push(r.token_id);
+        }
+        for (condition_id, (shares, expected, tokens)) in by_market {
+            if ask(self.store.send(RedemptionExists(condition_id)).await)? {
+                continue;
+            }
+            ask(self
+                .store
+                .send(PlanRedemption { condition_id, tokens, shares, expected, status: RedeemStatus::Paper })
+                .await)?;
+            self.notifier.do_send(Event::Redeemed { condition: condition_id, shares, payout: expected, tx: None });
+        }
+        Ok(())
+    }
+}
+
+fn ask<T, E: std::fmt::Display>(r: Result<Result<T, E>, actix::MailboxError>) -> Result<T, String> {
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}

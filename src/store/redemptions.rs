@@ -1,0 +1,267 @@
+//! Redemptions in the journal: one row per attempt to turn a resolved market's winning tokens into
+//! pUSD, with the signed transaction stored before it is sent.
+
+use alloy::primitives::B256;
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Store, StoreResult, dec_u256, hex_b256, now_ms};
+use crate::domain::{Price, Shares, TokenId, Usdc};
+
+/// Where a redemption stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedeemStatus {
+    /// Journaled, nothing signed yet.
+    Planned,
+    /// The signed transaction is journaled; it may or may not have left.
+    Signed,
+    /// Sent; waiting for its receipt.
+    Sent,
+    /// Mined and paid.
+    Redeemed,
+    /// The last attempt reverted (or would have): tried again after a pause, within the budget.
+    Reverted,
+    /// The budget is spent: reported, left to the operator.
+    Failed,
+    /// Its transaction never made it (another took its nonce): the next round plans it again.
+    Dropped,
+    /// Paper mode: the redemption is simulated.
+    Paper,
+}
+
+impl RedeemStatus {
+    /// As journaled.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Planned => "planned",
+            Self::Signed => "signed",
+            Self::Sent => "sent",
+            Self::Redeemed => "redeemed",
+            Self::Reverted => "reverted",
+            Self::Failed => "failed",
+            Self::Dropped => "dropped",
+            Self::Paper => "paper",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Planned,
+            Self::Signed,
+            Self::Sent,
+            Self::Redeemed,
+            Self::Reverted,
+            Self::Failed,
+            Self::Dropped,
+            Self::Paper,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+/// One redemption row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedemptionRow {
+    /// Row id.
+    pub id: i64,
+    /// The market.
+    pub condition_id: B256,
+    /// Its tokens we held.
+    pub tokens: Vec<TokenId>,
+    /// Shares held on chain when planned.
+    pub shares: Shares,
+    /// What it should pay.
+    pub expected: Usdc,
+    /// Where it stands.
+    pub status: RedeemStatus,
+    /// Its transaction, once signed.
+    pub tx_hash: Option<B256>,
+    /// The signed transaction (hex), once signed.
+    pub raw_tx: Option<String>,
+    /// Attempts that reverted.
+    pub attempts: u32,
+    /// Not before this (unix ms).
+    pub next_try_ms: i64,
+}
+
+/// A resolved token of ours with what a share pays, as the journal knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    /// The token.
+    pub token_id: TokenId,
+    /// Its market.
+    pub condition_id: B256,
+    /// Traded on the neg-risk exchange.
+    pub neg_risk: bool,
+    /// What one share pays.
+    pub payout: Price,
+    /// Shares the journal settled at the resolution.
+    pub settled: Shares,
+}
+
+const COLS: &str = "id, condition_id, tokens, shares, expected, status, tx_hash, raw_tx, attempts, next_try_ms";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<(i64, [String; 3], [i64; 4], Option<String>, Option<String>)> {
+    Ok((
+        r.get(0)?,
+        [r.get(1)?, r.get(2)?, r.get(5)?],
+        [r.get(3)?, r.get(4)?, r.get(8)?, r.get(9)?],
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn parse(raw: (i64, [String; 3], [i64; 4], Option<String>, Option<String>)) -> StoreResult<RedemptionRow> {
+    let (id, s, n, tx, rawtx) = raw;
+    let corrupt = |c: &'static str, v: &str| super::StoreError::Corrupt { column: c, value: v.to_owned() };
+    Ok(RedemptionRow {
+        id,
+        condition_id: hex_b256(&s[0], "redemptions.condition_id")?,
+        tokens: s[1]
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| dec_u256(t, "redemptions.tokens"))
+            .collect::<StoreResult<_>>()?,
+        shares: Shares(n[0]),
+        expected: Usdc(n[1]),
+        status: RedeemStatus::parse(&s[2]).ok_or_else(|| corrupt("redemptions.status", &s[2]))?,
+        tx_hash: tx.map(|h| hex_b256(&h, "redemptions.tx_hash")).transpose()?,
+        raw_tx: rawtx,
+        attempts: u32::try_from(n[2]).unwrap_or(0),
+        next_try_ms: n[3],
+    })
+}
+
+impl Store {
+    /// Our resolved tokens: settled positions and tokens whose payout the journal knows.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn resolved_tokens(&self) -> StoreResult<Vec<Resolved>> {
+        let mut st = self.conn.prepare(
+            "SELECT m.token_id, m.condition_id, m.neg_risk, m.payout, \
+             (SELECT COALESCE(SUM(shares), 0) FROM settlements s WHERE s.token_id = m.token_id) \
+             FROM markets m WHERE m.payout IS NOT NULL AND m.condition_id IS NOT NULL \
+             AND m.token_id IN (SELECT token_id FROM settlements UNION SELECT token_id FROM executions)",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (t, c, neg_risk, payout, settled) = r?;
+            out.push(Resolved {
+                token_id: dec_u256(&t, "markets.token_id")?,
+                condition_id: hex_b256(&c, "markets.condition_id")?,
+                neg_risk,
+                payout: Price(payout),
+                settled: Shares(settled),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The redemption of `condition` still being worked on (not redeemed, failed or dropped).
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn open_redemption(&self, condition: &B256) -> StoreResult<Option<RedemptionRow>> {
+        let raw = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {COLS} FROM redemptions WHERE condition_id = ?1 \
+                     AND status IN ('planned', 'signed', 'sent', 'reverted') ORDER BY id DESC LIMIT 1"
+                ),
+                [condition.to_string()],
+                row,
+            )
+            .optional()?;
+        raw.map(parse).transpose()
+    }
+
+    /// Every redemption being worked on.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn open_redemptions(&self) -> StoreResult<Vec<RedemptionRow>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {COLS} FROM redemptions WHERE status IN ('planned', 'signed', 'sent', 'reverted') ORDER BY id"
+        ))?;
+        let rows: Vec<_> = st.query_map([], row)?.collect::<rusqlite::Result<_>>()?;
+        rows.into_iter().map(parse).collect()
+    }
+
+    /// Whether `condition` has any redemption row.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn redemption_exists(&self, condition: &B256) -> StoreResult<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM redemptions WHERE condition_id = ?1)",
+            [condition.to_string()],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Journals a new redemption.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn plan_redemption(
+        &self,
+        condition: &B256,
+        tokens: &[TokenId],
+        shares: Shares,
+        expected: Usdc,
+        status: RedeemStatus,
+    ) -> StoreResult<i64> {
+        let now = now_ms();
+        let list: Vec<String> = tokens.iter().map(ToString::to_string).collect();
+        self.conn.execute(
+            "INSERT INTO redemptions (condition_id, tokens, shares, expected, status, created_at_ms, updated_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            params![condition.to_string(), list.join(","), shares.0, expected.0, status.as_str(), now],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Stores the signed transaction before it is sent.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn redemption_signed(&self, id: i64, tx_hash: &B256, raw_tx: &str) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE redemptions SET status = 'signed', tx_hash = ?2, raw_tx = ?3, updated_at_ms = ?4 WHERE id = ?1",
+            params![id, tx_hash.to_string(), raw_tx, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Moves a redemption on.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn redemption_status(
+        &self,
+        id: i64,
+        status: RedeemStatus,
+        message: &str,
+        attempts: u32,
+        next_try_ms: i64,
+    ) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE redemptions SET status = ?2, message = ?3, attempts = ?4, next_try_ms = ?5, updated_at_ms = ?6 \
+             WHERE id = ?1",
+            params![id, status.as_str(), message, attempts, next_try_ms, now_ms()],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,255 @@
+//! Redemption on a real node: stand-ins at the real addresses (tests/contracts/Standins.sol) accept
+//! the real calls and move balances. A resolved winning position is redeemed once, a losing one
+//! costs no transaction, a kill between journaling and sending does not redeem twice, a revert is
+//! retried within a budget and reported, and a Safe funder redeems through `execTransaction`
+//! signed by its owner.
+
+mod support;
+
+use alloy::primitives::{Address, B256, U256, address};
+use alloy::sol;
+use alloy::sol_types::SolCall;
+use serde_json::{Value, json};
+use support::live::*;
+use support::*;
+
+const PUSD: Address = address!("C011a7E12a19f7B1f670d46F03B03f3342E82DFB");
+const STD_ADAPTER: Address = address!("AdA100Db00Ca00073811820692005400218FcE1f");
+const NEG_ADAPTER: Address = address!("adA2005600Dec949baf300f4C6120000bDB6eAab");
+/// anvil's second dev account: sets the stand-ins up without touching our signer's nonce.
+const SETUP: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+
+mod ctf {
+    alloy::sol! {
+        function setBalance(address owner, uint256 id, uint256 value);
+        function balanceOf(address owner, uint256 id) returns (uint256);
+    }
+}
+mod erc20 {
+    alloy::sol! { function balanceOf(address owner) returns (uint256); }
+}
+sol! {
+    function setMarket(bytes32 conditionId, uint256 t0, uint256 t1, uint256 p0, uint256 p1);
+    function setFailing(bool f);
+    function calls() returns (uint256);
+    function setOwner(address o);
+    function nonce() returns (uint256);
+}
+
+fn code(name: &str) -> String {
+    let all: Value =
+        serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contracts/standins.json")))
+            .unwrap();
+    all[name].as_str().unwrap().to_owned()
+}
+
+/// The fake Gamma's condition of a token's market.
+fn condition(token: u64) -> B256 {
+    B256::from(U256::from(token))
+}
+
+async fn send(a: &Anvil, to: Address, data: Vec<u8>) {
+    let tx: String = serde_json::from_value(
+        a.raw("eth_sendTransaction", json!([{"from": SETUP, "to": to, "data": format!("0x{}", alloy::primitives::hex::encode(data)), "gas": "0x200000"}]))
+            .await,
+    )
+    .unwrap();
+    wait_for(10, "the setup transaction", async || {
+        let r = a.raw("eth_getTransactionReceipt", json!([tx])).await;
+        (!r.is_null()).then_some(())
+    })
+    .await;
+}
+
+async fn read(a: &Anvil, to: Address, data: Vec<u8>) -> U256 {
+    let out: String = serde_json::from_value(
+        a.raw("eth_call", json!([{"to": to, "data": format!("0x{}", alloy::primitives::hex::encode(data))}, "latest"]))
+            .await,
+    )
+    .unwrap();
+    U256::from_str_radix(out.trim_start_matches("0x"), 16).unwrap_or_default()
+}
+
+async fn install(a: &Anvil) {
+    for (at, name) in [
+        (CONDITIONAL_TOKENS, "MockCTF"),
+        (PUSD, "MockPUSD"),
+        (STD_ADAPTER, "MockAdapter"),
+        (NEG_ADAPTER, "MockAdapter"),
+    ] {
+        a.raw("anvil_setCode", json!([at, code(name)])).await;
+    }
+}
+
+async fn hold(a: &Anvil, owner: Address, token: u64, micros: u64) {
+    let data = ctf::setBalanceCall { owner, id: U256::from(token), value: U256::from(micros) }.abi_encode();
+    send(a, CONDITIONAL_TOKENS, data).await;
+}
+
+async fn market(a: &Anvil, adapter: Address, token: u64, wins: bool) {
+    let (p0, p1) = if wins { (ONE, 0) } else { (0, ONE) };
+    let t1 = format!("9{token}").parse::<u64>().unwrap();
+    let data = setMarketCall {
+        conditionId: condition(token),
+        t0: U256::from(token),
+        t1: U256::from(t1),
+        p0: U256::from(p0),
+        p1: U256::from(p1),
+    }
+    .abi_encode();
+    send(a, adapter, data).await;
+}
+
+async fn calls_to(a: &Anvil, adapter: Address) -> U256 {
+    read(a, adapter, callsCall {}.abi_encode()).await
+}
+
+async fn pusd_of(a: &Anvil, who: Address) -> U256 {
+    read(a, PUSD, erc20::balanceOfCall { owner: who }.abi_encode()).await
+}
+
+/// A live daemon redeeming every second, with a winning and a losing position settled.
+async fn settled(extra: &[(&str, &str)], fault: Option<&str>) -> Live {
+    let mut l = live().await;
+    install(&l.anvil).await;
+    l.d.set("risk", "mark_interval_s = 1");
+    for (k, v) in [("CHECK_EVERY_S", "1"), ("RETRY_AFTER_S", "1"), ("CONFIRM_WAIT_S", "10")].iter().chain(extra) {
+        l.d.env.push((format!("POLYCOPY_REDEEM__{k}"), (*v).to_owned()));
+    }
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    l.anvil.emit(&buy(2, NEG_TOKEN)).await;
+    wait_for(30, "two copies", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
+    // What the exchange left us on chain, and how the two markets resolve.
+    hold(&l.anvil, SIGNER, STD_TOKEN, 10 * ONE).await;
+    hold(&l.anvil, SIGNER, NEG_TOKEN, 10 * ONE).await;
+    market(&l.anvil, STD_ADAPTER, STD_TOKEN, true).await;
+    market(&l.anvil, NEG_ADAPTER, NEG_TOKEN, false).await;
+    if let Some(point) = fault {
+        // Restarted with the fault armed before the markets resolve.
+        l.d.stop();
+        l.d.start_with(&[("POLYCOPY_FAULT", point)]);
+        l.d.wait_live().await;
+    }
+    l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
+    l.clob.edit_token(NEG_TOKEN, |t| (t.closed, t.payout) = (true, Some("0")));
+    l
+}
+
+/// Redemption rounds run, from /metrics: the marker that nothing more was going to happen.
+async fn rounds(d: &Daemon) -> u64 {
+    let (_, body) = support::http::http_get(&d.http_base().await, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix("polycopy_redeem_rounds_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The journal's redemption rows: (market, status).
+async fn rows(d: &Daemon) -> Vec<(String, String)> {
+    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+    let mut st = c.prepare("SELECT condition_id, status FROM redemptions ORDER BY id").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_market_resolves_then_winner_redeemed_once_loser_without_a_transaction() {
+    let l = settled(&[], None).await;
+    wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
+        .await;
+    let ev = wait_for(10, "the redemption reported", async || l.d.events("redeemed").into_iter().next()).await;
+    assert!(ev.contains("redeemed 10 shares") && ev.contains("10 pUSD paid"), "{ev}");
+    // Three later rounds: still one call, and never one for the losing market.
+    let start = rounds(&l.d).await;
+    wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
+    assert_eq!(calls_to(&l.anvil, NEG_ADAPTER).await, U256::ZERO, "a losing position costs no transaction");
+    assert_eq!(rows(&l.d).await.len(), 1, "one redemption, for the winner");
+    assert_eq!(rows(&l.d).await[0].1, "redeemed");
+    assert!(l.d.status()["positions"].as_array().unwrap().is_empty(), "both closed in the books");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_killed_between_journal_and_send_then_sent_once_after_restart() {
+    let mut l = settled(&[], Some("abort_after_redeem_signed")).await;
+    let status = l.d.wait_exit().await;
+    assert!(!status.success(), "the fault aborted the daemon");
+    assert_eq!(rows(&l.d).await.first().map(|r| r.1.clone()), Some("signed".to_owned()), "journaled, not sent");
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::ZERO);
+    l.d.start();
+    l.d.wait_live().await;
+    wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
+        .await;
+    wait_for(10, "the row redeemed", async || (rows(&l.d).await[0].1 == "redeemed").then_some(())).await;
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1), "the same transaction, once");
+    assert_eq!(rows(&l.d).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_it_reverts_then_retried_within_budget_and_reported() {
+    let l = settled(&[("ATTEMPTS", "3")], None).await;
+    let data = setFailingCall { f: true }.abi_encode();
+    send(&l.anvil, STD_ADAPTER, data.clone()).await;
+    send(&l.anvil, NEG_ADAPTER, data).await;
+    wait_for(30, "the first failure reported", async || {
+        l.d.events("error").into_iter().find(|m| m.contains("failed (attempt 1 of 3)") && m.contains("revert"))
+    })
+    .await;
+    // It works again before the budget is spent: redeemed on a retry.
+    send(&l.anvil, STD_ADAPTER, setFailingCall { f: false }.abi_encode()).await;
+    wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
+        .await;
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_budget_spent_then_left_to_the_operator() {
+    let l = settled(&[("ATTEMPTS", "2")], None).await;
+    send(&l.anvil, STD_ADAPTER, setFailingCall { f: true }.abi_encode()).await;
+    wait_for(30, "the final failure", async || {
+        l.d.events("error")
+            .into_iter()
+            .find(|m| m.contains("failed 2 times") && m.contains("redeem it on polymarket.com"))
+    })
+    .await;
+    assert_eq!(rows(&l.d).await[0].1, "failed");
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::ZERO);
+}
+
+/// A Gnosis Safe funder: the approval and the redemption go through `execTransaction`, whose
+/// signature the stand-in Safe recovers to its owner (our signer) before it calls as the Safe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_safe_funder_then_exec_transaction_signed_by_the_owner() {
+    let safe = polycopy::clob::SigType::PolyGnosisSafe.derived_funder(SIGNER).unwrap();
+    let mut l = live().await;
+    install(&l.anvil).await;
+    l.anvil.raw("anvil_setCode", json!([safe, code("MockSafe")])).await;
+    send(&l.anvil, safe, setOwnerCall { o: SIGNER }.abi_encode()).await;
+    l.d.set("live", "signature_type = \"poly_gnosis_safe\"");
+    for (k, v) in [("CHECK_EVERY_S", "1"), ("CONFIRM_WAIT_S", "10")] {
+        l.d.env.push((format!("POLYCOPY_REDEEM__{k}"), v.to_owned()));
+    }
+    start_live(&mut l).await;
+    // The Safe holds a resolved winning token the journal settled.
+    hold(&l.anvil, safe, STD_TOKEN, 7 * ONE).await;
+    market(&l.anvil, STD_ADAPTER, STD_TOKEN, true).await;
+    {
+        let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+        c.execute(
+            "INSERT INTO markets (token_id, condition_id, question, outcome, neg_risk, tick, min_size, closed, end_ms, payout, fetched_at_ms) \
+             VALUES (?1, ?2, 'Will it?', 'Yes', 0, 10000, 5000000, 1, 0, 1000000, ?3)",
+            rusqlite::params![STD_TOKEN.to_string(), condition(STD_TOKEN).to_string(), i64::MAX / 2],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO settlements (token_id, shares, price, usdc, realized_pnl, at_ms) VALUES (?1, 7000000, 1000000, 7000000, 0, 0)",
+            [STD_TOKEN.to_string()],
+        )
+        .unwrap();
+    }
+    wait_for(30, "the Safe paid", async || (pusd_of(&l.anvil, safe).await == U256::from(7 * ONE)).then_some(())).await;
+    assert_eq!(pusd_of(&l.anvil, SIGNER).await, U256::ZERO, "paid to the Safe, not to the signer");
+    // Approval and redemption: two Safe transactions, each checked against the owner's signature.
+    assert_eq!(read(&l.anvil, safe, nonceCall {}.abi_encode()).await, U256::from(2));
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
+}
