@@ -211,6 +211,22 @@ async fn test_doctor_when_setup_is_wrong_then_each_problem_is_explained_and_exit
     assert_eq!(verdict(&v, "clob").0, "ok");
     assert_eq!(verdict(&v, "region").0, "ok");
     assert!(!v.to_string().contains(&KEY[2..]), "the key never appears");
+    // The money lifecycle's contracts are checked for code, not trusted; on a test chain a missing
+    // one is a warning (on Polygon, a failure).
+    assert_eq!(verdict(&v, "redemption").0, "ok", "{v}");
+    let (ver, detail) = verdict(&v, "contract: conditional tokens");
+    assert_eq!(ver, "warn", "{detail}");
+    assert!(detail.contains("holds no code"), "{detail}");
+    l.anvil.install_balances().await;
+    let (code, v) = doctor(&l.d, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(verdict(&v, "contract: conditional tokens").0, "ok");
+    assert_eq!(verdict(&v, "contract: V3 position manager").0, "ok");
+    let (code, v) = doctor(&l.d, &[("POLYCOPY_LIVE__SIGNATURE_TYPE", "poly_proxy")]);
+    let (ver, detail) = verdict(&v, "redemption");
+    assert_eq!(ver, "warn", "{v}");
+    assert!(detail.contains("not supported") && detail.contains("auto-redeem"), "{detail}");
+    let _ = code;
 
     // The operator's own EOA configured as a Safe funder.
     let funder = format!("{SIGNER:#x}");

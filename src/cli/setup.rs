@@ -144,7 +144,8 @@ pub fn doctor(g: &GlobalArgs, as_json: bool) -> Result<i32> {
     let env = env_for(&s, true)?;
     let cfg = crate::clob::venue::VenueConfig::from_settings(&s, &env).map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let d = rt.block_on(crate::clob::doctor::diagnose(&cfg, s.live.check_geoblock));
+    let mut d = rt.block_on(crate::clob::doctor::diagnose(&cfg, s.live.check_geoblock));
+    d.checks.extend(rt.block_on(crate::redeem::doctor::checks(&s, env.rpc_urls.first().map(String::as_str), cfg.sig)));
     if as_json {
         let checks: Vec<_> = d
             .checks

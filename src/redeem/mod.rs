@@ -10,6 +10,7 @@
 
 pub mod calls;
 pub mod chain;
+pub mod doctor;
 pub mod task;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,80 @@
+//! `doctor`'s checks of the money lifecycle: each contract the settings name holds code on this
+//! chain (verified, not trusted as a constant), and whether redemption can run for this funder.
+
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use alloy::providers::{Provider as _, ProviderBuilder};
+
+use crate::clob::SigType;
+use crate::clob::doctor::{Check, Verdict};
+use crate::config::Settings;
+
+/// The contracts and their checks, then the redemption support of `sig`.
+pub async fn checks(s: &Settings, rpc_url: Option<&str>, sig: SigType) -> Vec<Check> {
+    let mut out = vec![redemption(s, sig)];
+    let contracts: [(&'static str, Address); 6] = [
+        ("contract: conditional tokens", s.chain.conditional_tokens),
+        ("contract: V3 position manager", s.chain.position_manager),
+        ("contract: pUSD", s.redeem.pusd),
+        ("contract: standard adapter", s.redeem.standard_adapter),
+        ("contract: neg-risk adapter", s.redeem.neg_risk_adapter),
+        ("contract: V3 exchange", s.chain.v3_exchanges.first().copied().unwrap_or(Address::ZERO)),
+    ];
+    let provider = rpc_url.and_then(|u| u.parse().ok()).map(|u| ProviderBuilder::new().connect_http(u));
+    for (name, at) in contracts {
+        let Some(p) = &provider else {
+            out.push(Check { name, verdict: Verdict::Skipped, detail: "no POLYGON_RPC_URL to ask".into() });
+            continue;
+        };
+        let code = tokio::time::timeout(Duration::from_secs(10), p.get_code_at(at).into_future()).await;
+        out.push(match code {
+            Ok(Ok(c)) if !c.is_empty() => Check { name, verdict: Verdict::Ok, detail: format!("{at:#x} holds code") },
+            // Orders still work without it (a warning, not a failure); redemption, reconciliation or
+            // proportional exits of that generation do not.
+            Ok(Ok(_)) => Check {
+                name,
+                verdict: Verdict::Warn,
+                detail: format!(
+                    "{at:#x} holds no code on chain {}: redemption, reconcile and proportional exits that use it will \
+                     not work; check the address in the settings against Polymarket's published contracts \
+                     (docs/PROTOCOL.md)",
+                    s.chain.chain_id
+                ),
+            },
+            Ok(Err(e)) => Check { name, verdict: Verdict::Warn, detail: format!("could not ask the node: {e}") },
+            Err(_) => Check { name, verdict: Verdict::Warn, detail: "the node did not answer within 10 s".into() },
+        });
+    }
+    out
+}
+
+fn redemption(s: &Settings, sig: SigType) -> Check {
+    let name = "redemption";
+    if !s.redeem.enabled {
+        return Check { name, verdict: Verdict::Skipped, detail: "redeem.enabled = false (auto-redeem?)".into() };
+    }
+    match sig {
+        SigType::Eoa => Check {
+            name,
+            verdict: Verdict::Ok,
+            detail: "resolved winnings are redeemed through the collateral adapters, gas paid in POL by the key".into(),
+        },
+        SigType::PolyGnosisSafe => Check {
+            name,
+            verdict: Verdict::Ok,
+            detail: "resolved winnings are redeemed through the Safe's execTransaction signed by the key (its owner); \
+                     gas paid in POL by the key"
+                .into(),
+        },
+        SigType::PolyProxy | SigType::Poly1271 => Check {
+            name,
+            verdict: Verdict::Warn,
+            detail: format!(
+                "not supported for {} funders (they act through Polymarket's own wallet contracts): turn on \
+                 Polymarket's auto-redeem, or set redeem.enabled = false; reconcile lists unredeemed winnings",
+                s.live.signature_type
+            ),
+        },
+    }
+}
