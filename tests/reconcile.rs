@@ -92,12 +92,29 @@ async fn test_reconcile_when_chain_differs_then_explained_applied_and_alerted() 
     assert!(out.contains("no difference"), "{out}");
     assert_eq!(l.d.events("reconcile").len(), 4);
 
+    // The target exits its whole position in the dusty token: we sell every whole lot (10) and the
+    // 0.005 left is reported as dust, not left silently.
+    l.anvil.set_balance(A, DUSTY, 100 * ONE).await;
+    l.anvil.emit(&Fill::v2(9, A, C, false, DUSTY, 100 * ONE, 50 * ONE)).await;
+    let warning = wait_for(30, "the dust warning", async || {
+        l.d.events("warning").into_iter().find(|m| m.contains("WARNING (dust)"))
+    })
+    .await;
+    assert!(warning.contains("0.005 shares") && warning.contains("less than one lot"), "{warning}");
+    l.anvil.set_balance(SIGNER, DUSTY, 5_000).await;
+    l.clob.data_positions(&[
+        (STD_TOKEN, "12", false),
+        (NEG_TOKEN, "4", false),
+        (DUSTY, "0.005", false),
+        (OTHER, "5", false),
+    ]);
+
     // The daily cron job: a new difference alerts through the daemon's notifier.
     l.anvil.set_balance(SIGNER, STD_TOKEN, 11 * ONE).await;
     l.clob.data_positions(&[
         (STD_TOKEN, "11", false),
         (NEG_TOKEN, "4", false),
-        (DUSTY, "10.005", false),
+        (DUSTY, "0.005", false),
         (OTHER, "5", false),
     ]);
     let (code, out, err) = l.d.run_cli(&["reconcile", "--alert"]);

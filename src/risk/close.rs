@@ -100,6 +100,12 @@ impl CloseScope {
     }
 }
 
+/// The part of a position that cannot be sold (less than one lot), if any.
+#[must_use]
+pub const fn dust(held: Shares) -> Option<Shares> {
+    if held.0 > 0 && held.0 < LOT { Some(held) } else { None }
+}
+
 /// One SELL a close sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseOrder {
@@ -223,6 +229,13 @@ mod tests {
                 (Err(e), Err(w)) => assert!(e.contains(w), "{input}: {e}"),
                 (got, w) => panic!("{input}: {got:?} vs {w:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn dust_is_a_positive_remainder_below_one_lot() {
+        for (held, want) in [(0, None), (LOT / 2, Some(LOT / 2)), (LOT, None), (LOT + 1, None), (-1, None)] {
+            assert_eq!(dust(Shares(held)), want.map(Shares), "{held}");
         }
     }
 

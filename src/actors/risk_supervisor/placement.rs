@@ -167,7 +167,20 @@ impl RiskSupervisor {
             market: m.market.clone(),
             realized: (exec.side == crate::domain::Side::Sell).then_some(realized),
         };
+        let dust =
+            (exec.side == crate::domain::Side::Sell).then(|| crate::risk::close::dust(position.shares)).flatten();
         self.take_booking(&exec, position, realized, event);
+        if let Some(left) = dust {
+            // A full exit sells every whole lot; what is left cannot be sold and is said, not hidden.
+            self.notifier.do_send(Event::Warning {
+                code: "dust",
+                message: format!(
+                    "{left} shares of {} are left after this sale: less than one lot, the exchange cannot take them \
+                     (they pay out when the market resolves)",
+                    crate::actors::notifier::short_token(&exec.token_id.to_string())
+                ),
+            });
+        }
     }
 
     /// What every booking does, whoever learned of it: the journal's position replaces ours, the
