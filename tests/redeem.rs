@@ -16,6 +16,9 @@ use support::*;
 const PUSD: Address = address!("C011a7E12a19f7B1f670d46F03B03f3342E82DFB");
 const STD_ADAPTER: Address = address!("AdA100Db00Ca00073811820692005400218FcE1f");
 const NEG_ADAPTER: Address = address!("adA2005600Dec949baf300f4C6120000bDB6eAab");
+const ROUTER: Address = address!("12121212006e4CD160D18e3f00711DA5c3372600");
+/// A V3 position: condition 0x…77 (31 bytes), outcome 0.
+const V3_TOKEN: u64 = 0x7700;
 /// anvil's second dev account: sets the stand-ins up without touching our signer's nonce.
 const SETUP: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 
@@ -34,6 +37,7 @@ sol! {
     function calls() returns (uint256);
     function setOwner(address o);
     function nonce() returns (uint256);
+    function setPayout(uint256 positionId, uint256 payout);
 }
 
 fn code(name: &str) -> String {
@@ -73,17 +77,23 @@ async fn read(a: &Anvil, to: Address, data: Vec<u8>) -> U256 {
 async fn install(a: &Anvil) {
     for (at, name) in [
         (CONDITIONAL_TOKENS, "MockCTF"),
+        (POSITION_MANAGER, "MockCTF"),
         (PUSD, "MockPUSD"),
         (STD_ADAPTER, "MockAdapter"),
         (NEG_ADAPTER, "MockAdapter"),
+        (ROUTER, "MockRouter"),
     ] {
         a.raw("anvil_setCode", json!([at, code(name)])).await;
     }
 }
 
 async fn hold(a: &Anvil, owner: Address, token: u64, micros: u64) {
+    hold_in(a, CONDITIONAL_TOKENS, owner, token, micros).await;
+}
+
+async fn hold_in(a: &Anvil, book: Address, owner: Address, token: u64, micros: u64) {
     let data = ctf::setBalanceCall { owner, id: U256::from(token), value: U256::from(micros) }.abi_encode();
-    send(a, CONDITIONAL_TOKENS, data).await;
+    send(a, book, data).await;
 }
 
 async fn market(a: &Anvil, adapter: Address, token: u64, wins: bool) {
@@ -252,4 +262,32 @@ async fn test_redeem_when_safe_funder_then_exec_transaction_signed_by_the_owner(
     // Approval and redemption: two Safe transactions, each checked against the owner's signature.
     assert_eq!(read(&l.anvil, safe, nonceCall {}.abi_encode()).await, U256::from(2));
     assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
+}
+
+/// An Exchange V3 market: its PositionManager shares are redeemed through the Router, after the
+/// Router is approved on the PositionManager, for the amount held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_v3_market_resolves_then_redeemed_through_the_router() {
+    let mut l = live().await;
+    install(&l.anvil).await;
+    l.clob.token(V3_TOKEN, support::clob::Token::open(false));
+    l.d.set("risk", "mark_interval_s = 1");
+    for (k, v) in [("CHECK_EVERY_S", "1"), ("CONFIRM_WAIT_S", "10")] {
+        l.d.env.push((format!("POLYCOPY_REDEEM__{k}"), v.to_owned()));
+    }
+    start_live(&mut l).await;
+    l.anvil.emit(&Fill { exchange: V3_EXCHANGE, ..buy(1, V3_TOKEN) }).await;
+    wait_for(30, "the V3 copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    hold_in(&l.anvil, POSITION_MANAGER, SIGNER, V3_TOKEN, 10 * ONE).await;
+    send(&l.anvil, ROUTER, setPayoutCall { positionId: U256::from(V3_TOKEN), payout: U256::from(ONE) }.abi_encode())
+        .await;
+    l.clob.edit_token(V3_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
+    wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
+        .await;
+    assert_eq!(calls_to(&l.anvil, ROUTER).await, U256::from(1));
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::ZERO, "not through a CTF adapter");
+    let left =
+        read(&l.anvil, POSITION_MANAGER, ctf::balanceOfCall { owner: SIGNER, id: U256::from(V3_TOKEN) }.abi_encode())
+            .await;
+    assert_eq!(left, U256::ZERO, "every share redeemed");
 }

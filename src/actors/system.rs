@@ -630,6 +630,9 @@ fn redeemer(
         confirm_wait: Duration::from_secs(r.confirm_wait_s),
         contracts: crate::redeem::task::Contracts {
             ctf: s.chain.conditional_tokens,
+            position_manager: s.chain.position_manager,
+            router: r.router,
+            v3_exchanges: s.chain.v3_exchanges.clone(),
             pusd: r.pusd,
             standard_adapter: r.standard_adapter,
             neg_risk_adapter: r.neg_risk_adapter,
@@ -644,6 +647,7 @@ fn redeemer(
             safe: false,
             cfg,
             metrics,
+            data_api: None,
         });
     };
     let sig = SigType::parse(&s.live.signature_type).map_err(|e| format!("redemption off: live.signature_type {e}"))?;
@@ -670,5 +674,6 @@ fn redeemer(
         safe: sig == SigType::PolyGnosisSafe,
         cfg,
         metrics,
+        data_api: Some(env.data_api_url.clone()),
     })
 }

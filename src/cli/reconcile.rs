@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use polymarket_client_sdk_v2::data::types::request::PositionsRequest;
 use serde_json::json;
 
 use super::{EXIT_NO_DAEMON, GlobalArgs, open_store, settings_or_bail};
@@ -17,7 +16,7 @@ use crate::config::{Env, Mode, Settings};
 use crate::domain::{Price, Shares, TokenId};
 use crate::risk::reconcile::{Difference, Sighting, compare};
 
-/// Longest the chain or the Data API may take for one answer.
+/// Longest the chain may take for one answer.
 const SOURCE_WAIT: Duration = Duration::from_secs(20);
 
 /// `reconcile [--json] [--apply] [--alert]`: exit 0 no difference, 1 differences (or a source
@@ -39,7 +38,7 @@ pub fn reconcile(g: &GlobalArgs, as_json: bool, apply: bool, alert: bool) -> Res
     let prices = store.last_prices()?;
     drop(store);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let data = rt.block_on(data_positions(&env.data_api_url, funder));
+    let data = rt.block_on(crate::market::data_api::positions(&env.data_api_url, funder));
     let mut tokens: Vec<TokenId> = state.keys().copied().collect();
     if let Ok(d) = &data {
         tokens.extend(d.keys().copied());
@@ -86,38 +85,6 @@ fn funder(s: &Settings, env: &Env) -> Result<alloy::primitives::Address> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let sig = crate::clob::SigType::parse(&s.live.signature_type).map_err(anyhow::Error::msg)?;
     crate::clob::account::resolve_funder(sig, signer, cfg.funder).map_err(anyhow::Error::msg)
-}
-
-/// The Data API's positions of `funder`: token → (size, redeemable).
-async fn data_positions(
-    url: &str,
-    funder: alloy::primitives::Address,
-) -> Result<BTreeMap<TokenId, (Shares, bool)>, String> {
-    let client = polymarket_client_sdk_v2::data::Client::new(url).map_err(|e| e.to_string())?;
-    let mut out = BTreeMap::new();
-    for page in 0..20 {
-        let req = PositionsRequest::builder()
-            .user(funder)
-            .size_threshold(rust_decimal::Decimal::ZERO)
-            .limit(500)
-            .map_err(|e| e.to_string())?
-            .offset(page * 500)
-            .map_err(|e| e.to_string())?
-            .build();
-        let rows = tokio::time::timeout(SOURCE_WAIT, client.positions(&req))
-            .await
-            .map_err(|_| format!("no answer within {} s", SOURCE_WAIT.as_secs()))?
-            .map_err(|e| e.to_string())?;
-        let n = rows.len();
-        for p in rows {
-            let size = crate::clob::venue::decimal_to_micros(p.size).ok_or("a position size out of range")?;
-            out.insert(p.asset, (Shares(size), p.redeemable));
-        }
-        if n < 500 {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 /// Our funder's balance of each token: Conditional Tokens plus the V3 PositionManager (a token

@@ -291,6 +291,8 @@ pub struct RedeemSettings {
     pub standard_adapter: Address,
     /// The neg-risk collateral adapter.
     pub neg_risk_adapter: Address,
+    /// Exchange V3's Router (redeems V3 positions).
+    pub router: Address,
 }
 
 /// `[risk]`.

@@ -2,6 +2,7 @@
 //! the journal with an expiry ([`directory`]). Used to skip closed or ending markets, to settle
 //! resolved positions, and to name markets in reports.
 
+pub mod data_api;
 pub mod directory;
 pub mod info;
 

@@ -20,6 +20,8 @@ sol! {
     function execTransaction(address to, uint256 value, bytes data, uint8 operation, uint256 safeTxGas, uint256 baseGas, uint256 gasPrice, address gasToken, address refundReceiver, bytes signatures) returns (bool success);
     /// Gnosis Safe: its transaction counter.
     function nonce() returns (uint256);
+    /// Exchange V3's Router: redeem `amount` shares of one outcome of a V3 market.
+    function redeem(bytes31 conditionId, uint256 outcomeIndex, uint256 amount);
 }
 
 /// `redeemPositions(pUSD, 0, condition, [1, 2])`: both outcomes of a binary market.
@@ -30,6 +32,20 @@ pub fn redeem(pusd: Address, condition: B256) -> Bytes {
         parentCollectionId: B256::ZERO,
         conditionId: condition,
         indexSets: vec![U256::from(1), U256::from(2)],
+    }
+    .abi_encode()
+    .into()
+}
+
+/// The Router's `redeem(conditionId, outcomeIndex, amount)` for a V3 position: its id is the
+/// market's 31-byte condition id followed by the outcome index byte.
+#[must_use]
+pub fn router_redeem(position: U256, amount: U256) -> Bytes {
+    let id = position.to_be_bytes::<32>();
+    redeemCall {
+        conditionId: alloy::primitives::FixedBytes::<31>::from_slice(&id[..31]),
+        outcomeIndex: U256::from(id[31]),
+        amount,
     }
     .abi_encode()
     .into()
@@ -112,6 +128,19 @@ mod tests {
         assert_eq!(&approve(Address::ZERO)[..4], hex!("a22cb465"));
         assert_eq!(&is_approved(Address::ZERO, Address::ZERO)[..4], hex!("e985e9c5"));
         assert_eq!(&safe_exec(Address::ZERO, Bytes::new(), [0; 65])[..4], hex!("6a761202"));
+        assert_eq!(&router_redeem(U256::ZERO, U256::ZERO)[..4], hex!("d217a3cc"));
+    }
+
+    #[test]
+    fn a_v3_position_splits_into_condition_and_outcome() {
+        // position = condition (31 bytes) << 8 | outcome
+        let position = (U256::from(0xabcdu64) << 8) | U256::from(1);
+        let data = router_redeem(position, U256::from(7));
+        // The bytes31 argument is left-aligned in its word: 29 zero bytes, then 0xabcd, then padding.
+        assert_eq!(&data[4 + 29..4 + 31], &[0xab, 0xcd]);
+        assert_eq!(data[4 + 31], 0);
+        assert_eq!(U256::from_be_slice(&data[36..68]), U256::from(1));
+        assert_eq!(U256::from_be_slice(&data[68..100]), U256::from(7));
     }
 
     #[test]

@@ -13,13 +13,14 @@ use crate::config::Settings;
 /// The contracts and their checks, then the redemption support of `sig`.
 pub async fn checks(s: &Settings, rpc_url: Option<&str>, sig: SigType) -> Vec<Check> {
     let mut out = vec![redemption(s, sig)];
-    let contracts: [(&'static str, Address); 6] = [
+    let contracts: [(&'static str, Address); 7] = [
         ("contract: conditional tokens", s.chain.conditional_tokens),
         ("contract: V3 position manager", s.chain.position_manager),
         ("contract: pUSD", s.redeem.pusd),
         ("contract: standard adapter", s.redeem.standard_adapter),
         ("contract: neg-risk adapter", s.redeem.neg_risk_adapter),
         ("contract: V3 exchange", s.chain.v3_exchanges.first().copied().unwrap_or(Address::ZERO)),
+        ("contract: V3 router", s.redeem.router),
     ];
     let provider = rpc_url.and_then(|u| u.parse().ok()).map(|u| ProviderBuilder::new().connect_http(u));
     for (name, at) in contracts {
@@ -58,7 +59,10 @@ fn redemption(s: &Settings, sig: SigType) -> Check {
         SigType::Eoa => Check {
             name,
             verdict: Verdict::Ok,
-            detail: "resolved winnings are redeemed through the collateral adapters, gas paid in POL by the key".into(),
+            detail:
+                "resolved winnings are redeemed through the collateral adapters (V3 markets: the Router), gas paid \
+                     in POL by the key"
+                    .into(),
         },
         SigType::PolyGnosisSafe => Check {
             name,

@@ -2,11 +2,12 @@
 //! not drain into resolved positions. What to redeem is a pure function of what the journal knows
 //! (resolutions, payouts) and what the chain holds; sending is in [`task`], the calls in [`calls`].
 //!
-//! Supported: CTF markets (the V1 and CLOB V2 exchanges) through the collateral adapters, for an
-//! EOA funder (the key's own address) and a Gnosis Safe funder (through `execTransaction` signed
-//! by its owner). Not supported, and said so by `doctor`: Polymarket proxy wallets (they act
-//! through the proxy factory and its relayer) and Exchange V3 markets (redeemed through the
-//! Router); their winnings are reported as unredeemed by `reconcile`.
+//! Supported: CTF markets (the V1 and CLOB V2 exchanges) through the collateral adapters, and
+//! Exchange V3 markets through the Router (per outcome, an explicit amount of PositionManager
+//! shares), for an EOA funder (the key's own address) and a Gnosis Safe funder (through
+//! `execTransaction` signed by its owner). Not supported, and said so by `doctor`: Polymarket proxy
+//! wallets (they act through the proxy factory and its relayer); their winnings are reported as
+//! unredeemed by `reconcile`.
 
 pub mod calls;
 pub mod chain;
@@ -32,6 +33,8 @@ pub struct Held {
     pub payout: Price,
     /// Shares our funder holds on chain.
     pub shares: Shares,
+    /// An Exchange V3 token (a PositionManager position, redeemed through the Router).
+    pub v3: bool,
 }
 
 /// What to do with one resolved market.
@@ -39,8 +42,10 @@ pub struct Held {
 pub enum Plan {
     /// Winning tokens on chain: one redemption transaction.
     Redeem {
-        /// The market.
+        /// The market (a V3 position: the position id itself, each outcome being redeemed alone).
         condition_id: B256,
+        /// Through the V3 Router.
+        v3: bool,
         /// Through the neg-risk adapter.
         neg_risk: bool,
         /// Its tokens we hold.
@@ -64,7 +69,9 @@ pub enum Plan {
 pub fn plan(held: &[Held]) -> Vec<Plan> {
     let mut by_market: BTreeMap<B256, Vec<&Held>> = BTreeMap::new();
     for h in held.iter().filter(|h| h.shares.0 > 0) {
-        by_market.entry(h.condition_id).or_default().push(h);
+        // A CTF redemption takes a market's outcomes at once; the V3 Router one outcome and amount.
+        let key = if h.v3 { B256::from(h.token_id) } else { h.condition_id };
+        by_market.entry(key).or_default().push(h);
     }
     by_market
         .into_iter()
@@ -76,6 +83,7 @@ pub fn plan(held: &[Held]) -> Vec<Plan> {
             } else {
                 Plan::Redeem {
                     condition_id,
+                    v3: hs.iter().any(|h| h.v3),
                     neg_risk: hs.iter().any(|h| h.neg_risk),
                     tokens: hs.iter().map(|h| h.token_id).collect(),
                     shares,
@@ -104,6 +112,7 @@ mod tests {
             neg_risk: market == 9,
             payout: Price(payout),
             shares: Shares(shares),
+            v3: market == 7,
         }
     }
 
@@ -115,12 +124,25 @@ mod tests {
             h(3, 2, 0, 7 * ONE),    // lost market
             h(4, 3, ONE, 0),        // nothing left on chain
             h(5, 9, ONE, 2 * ONE),  // neg-risk market
+            h(6, 7, ONE, 4 * ONE),  // V3 market, winning outcome: redeemed alone
+            h(8, 7, 0, ONE),        // its losing outcome: no transaction
         ]);
         assert_eq!(
             plans,
+            // Ordered by key: the V3 positions' ids are small numbers here.
             vec![
                 Plan::Redeem {
+                    condition_id: B256::from(TokenId::from(6u8)),
+                    v3: true,
+                    neg_risk: false,
+                    tokens: vec![TokenId::from(6u8)],
+                    shares: Shares(4 * ONE),
+                    expected: Usdc(4 * ONE),
+                },
+                Plan::Worthless { condition_id: B256::from(TokenId::from(8u8)), shares: Shares(ONE) },
+                Plan::Redeem {
                     condition_id: B256::repeat_byte(1),
+                    v3: false,
                     neg_risk: false,
                     tokens: vec![TokenId::from(1u8), TokenId::from(2u8)],
                     shares: Shares(13 * ONE),
@@ -129,6 +151,7 @@ mod tests {
                 Plan::Worthless { condition_id: B256::repeat_byte(2), shares: Shares(7 * ONE) },
                 Plan::Redeem {
                     condition_id: B256::repeat_byte(9),
+                    v3: false,
                     neg_risk: true,
                     tokens: vec![TokenId::from(5u8)],
                     shares: Shares(2 * ONE),

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use actix::Addr;
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, U256};
 use tracing::{info, warn};
 
 use super::chain::{Chain, ChainError, Landed};
@@ -21,11 +21,34 @@ use crate::actors::store::{
 use crate::domain::{Shares, Usdc};
 use crate::store::{RedeemStatus, RedemptionRow, now_ms};
 
-/// The contracts a redemption talks to.
+/// How one redemption is made.
 #[derive(Debug, Clone, Copy)]
+enum Route {
+    /// A CTF market through its collateral adapter (the whole balance of both outcomes).
+    Adapter {
+        /// The neg-risk adapter.
+        neg_risk: bool,
+    },
+    /// An Exchange V3 position through the Router (an explicit amount of one outcome).
+    Router {
+        /// The position (token) id.
+        position: crate::domain::TokenId,
+        /// Shares held.
+        shares: Shares,
+    },
+}
+
+/// The contracts a redemption talks to.
+#[derive(Debug, Clone)]
 pub struct Contracts {
     /// Conditional Tokens (approvals, balances).
     pub ctf: Address,
+    /// Exchange V3's PositionManager (V3 balances and the Router's approval).
+    pub position_manager: Address,
+    /// Exchange V3's Router (redeems V3 positions).
+    pub router: Address,
+    /// The exchanges of the V3 generation.
+    pub v3_exchanges: Vec<Address>,
     /// pUSD, the collateral the adapters pay.
     pub pusd: Address,
     /// The standard collateral adapter.
@@ -35,7 +58,7 @@ pub struct Contracts {
 }
 
 /// How the loop runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RedeemConfig {
     /// Between rounds.
     pub every: Duration,
@@ -65,6 +88,8 @@ pub struct Redeemer {
     pub cfg: RedeemConfig,
     /// Counts rounds.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Live: the Data API, whose `redeemable` flag cross-checks the journal's resolutions.
+    pub data_api: Option<String>,
 }
 
 impl Redeemer {
@@ -90,10 +115,13 @@ impl Redeemer {
             }
         }
         let resolved = ask(self.store.send(ResolvedTokens).await)?;
+        self.cross_check(&resolved, worthless).await;
         let mut held = Vec::new();
         for r in resolved {
-            let b =
-                chain.balance_1155(self.cfg.contracts.ctf, self.funder, r.token_id).await.map_err(|e| e.to_string())?;
+            let c = &self.cfg.contracts;
+            let v3 = r.exchange.is_some_and(|e| c.v3_exchanges.contains(&e));
+            let book = if v3 { c.position_manager } else { c.ctf };
+            let b = chain.balance_1155(book, self.funder, r.token_id).await.map_err(|e| e.to_string())?;
             let shares = Shares(i64::try_from(b).map_err(|_| "a balance out of range".to_owned())?);
             held.push(Held {
                 token_id: r.token_id,
@@ -101,6 +129,7 @@ impl Redeemer {
                 neg_risk: r.neg_risk,
                 payout: r.payout,
                 shares,
+                v3,
             });
         }
         let open = self.open().await?;
@@ -111,7 +140,11 @@ impl Redeemer {
                         info!(market = %condition_id, %shares, "resolved against us: worth nothing, no transaction spent on it");
                     }
                 }
-                Plan::Redeem { condition_id, neg_risk, tokens, shares, expected } => {
+                Plan::Redeem { condition_id, v3, neg_risk, tokens, shares, expected } => {
+                    let route = match (v3, tokens.first()) {
+                        (true, Some(t)) => Route::Router { position: *t, shares },
+                        _ => Route::Adapter { neg_risk },
+                    };
                     let existing = open.iter().find(|r| r.condition_id == condition_id);
                     let row = match existing {
                         Some(r) if r.status == RedeemStatus::Reverted && r.next_try_ms <= now_ms() => r.clone(),
@@ -141,26 +174,54 @@ impl Redeemer {
                             }
                         }
                     };
-                    self.attempt(chain, &row, neg_risk).await;
+                    self.attempt(chain, &row, route).await;
                 }
             }
         }
         Ok(())
     }
 
+    /// Says (once per token) when the Data API calls a position redeemable that the journal has not
+    /// seen resolve: Gamma lagging, or tokens bought outside polycopy (`reconcile` shows them).
+    async fn cross_check(&self, resolved: &[crate::store::Resolved], told: &mut HashSet<B256>) {
+        let Some(url) = &self.data_api else { return };
+        let Ok(listed) = crate::market::data_api::positions(url, self.funder).await else { return };
+        for (token, (shares, redeemable)) in listed {
+            let key = B256::from(token);
+            if redeemable && shares.0 > 0 && !resolved.iter().any(|r| r.token_id == token) && told.insert(key) {
+                self.notifier.do_send(Event::Warning {
+                    code: "redeemable",
+                    message: format!(
+                        "the Data API lists {shares} shares of {} as redeemable, but the journal has not seen that \
+                         market resolve (Gamma lagging, or bought outside polycopy): run `polycopy reconcile`",
+                        crate::actors::notifier::short_token(&token.to_string())
+                    ),
+                });
+            }
+        }
+    }
+
     async fn open(&self) -> Result<Vec<RedemptionRow>, String> {
         ask(self.store.send(OpenRedemptions).await)
     }
 
-    /// Approves the adapter once, then signs, journals and sends the redemption.
-    async fn attempt(&self, chain: &Chain, row: &RedemptionRow, neg_risk: bool) {
-        let c = self.cfg.contracts;
-        let adapter = if neg_risk { c.neg_risk_adapter } else { c.standard_adapter };
-        if let Err(e) = self.ensure_approved(chain, adapter).await {
-            return self.failed(row, &format!("approving the adapter {adapter:#x}: {e}")).await;
+    /// Approves the redeeming contract once, then signs, journals and sends the redemption.
+    async fn attempt(&self, chain: &Chain, row: &RedemptionRow, route: Route) {
+        let c = &self.cfg.contracts;
+        let (book, target, call) = match route {
+            Route::Adapter { neg_risk } => {
+                let adapter = if neg_risk { c.neg_risk_adapter } else { c.standard_adapter };
+                (c.ctf, adapter, calls::redeem(c.pusd, row.condition_id))
+            }
+            Route::Router { position, shares } => {
+                let amount = U256::from(u64::try_from(shares.0).unwrap_or(0));
+                (c.position_manager, c.router, calls::router_redeem(position, amount))
+            }
+        };
+        if let Err(e) = self.ensure_approved(chain, book, target).await {
+            return self.failed(row, &format!("approving {target:#x}: {e}")).await;
         }
-        let call = calls::redeem(c.pusd, row.condition_id);
-        let signed = match chain.as_funder(self.funder, self.safe, adapter, call).await {
+        let signed = match chain.as_funder(self.funder, self.safe, target, call).await {
             Ok((to, data)) => chain.sign(to, data).await,
             Err(e) => Err(e),
         };
@@ -187,12 +248,12 @@ impl Redeemer {
         self.follow(chain, &signed_row).await;
     }
 
-    async fn ensure_approved(&self, chain: &Chain, adapter: Address) -> Result<(), ChainError> {
-        let ctf = self.cfg.contracts.ctf;
-        if chain.approved(ctf, self.funder, adapter).await? {
+    /// Makes `operator` an approved operator of our tokens on `book` (once).
+    async fn ensure_approved(&self, chain: &Chain, book: Address, operator: Address) -> Result<(), ChainError> {
+        if chain.approved(book, self.funder, operator).await? {
             return Ok(());
         }
-        let (to, data) = chain.as_funder(self.funder, self.safe, ctf, calls::approve(adapter)).await?;
+        let (to, data) = chain.as_funder(self.funder, self.safe, book, calls::approve(operator)).await?;
         let tx = chain.sign(to, data).await?;
         chain.send(&tx.raw).await?;
         match self.mined(chain, tx.hash).await? {

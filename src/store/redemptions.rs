@@ -98,6 +98,8 @@ pub struct Resolved {
     pub payout: Price,
     /// Shares the journal settled at the resolution.
     pub settled: Shares,
+    /// The exchange it was traded on (its generation: V3 tokens live in the PositionManager).
+    pub exchange: Option<alloy::primitives::Address>,
 }
 
 const COLS: &str = "id, condition_id, tokens, shares, expected, status, tx_hash, raw_tx, attempts, next_try_ms";
@@ -141,7 +143,8 @@ impl Store {
     pub fn resolved_tokens(&self) -> StoreResult<Vec<Resolved>> {
         let mut st = self.conn.prepare(
             "SELECT m.token_id, m.condition_id, m.neg_risk, m.payout, \
-             (SELECT COALESCE(SUM(shares), 0) FROM settlements s WHERE s.token_id = m.token_id) \
+             (SELECT COALESCE(SUM(shares), 0) FROM settlements s WHERE s.token_id = m.token_id), \
+             (SELECT exchange FROM fills f WHERE f.token_id = m.token_id LIMIT 1) \
              FROM markets m WHERE m.payout IS NOT NULL AND m.condition_id IS NOT NULL \
              AND m.token_id IN (SELECT token_id FROM settlements UNION SELECT token_id FROM executions)",
         )?;
@@ -152,17 +155,19 @@ impl Store {
                 r.get::<_, bool>(2)?,
                 r.get::<_, i64>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, Option<String>>(5)?,
             ))
         })?;
         let mut out = Vec::new();
         for r in rows {
-            let (t, c, neg_risk, payout, settled) = r?;
+            let (t, c, neg_risk, payout, settled, exchange) = r?;
             out.push(Resolved {
                 token_id: dec_u256(&t, "markets.token_id")?,
                 condition_id: hex_b256(&c, "markets.condition_id")?,
                 neg_risk,
                 payout: Price(payout),
                 settled: Shares(settled),
+                exchange: exchange.map(|e| super::hex_addr(&e, "fills.exchange")).transpose()?,
             });
         }
         Ok(out)

@@ -34,6 +34,35 @@ contract MockCTF {
         value = balances[owner][id];
         balances[owner][id] = 0;
     }
+
+    function burn(address owner, uint256 id, uint256 amount) external {
+        require(approvals[owner][msg.sender], "positions: router not approved");
+        require(balances[owner][id] >= amount, "positions: more than held");
+        balances[owner][id] -= amount;
+    }
+}
+
+/// Exchange V3's Router: `redeem(conditionId, outcomeIndex, amount)` burns that many of the
+/// caller's PositionManager shares (position id = conditionId << 8 | outcomeIndex; the Router must
+/// be approved on the PositionManager) and pays pUSD at the resolution's payout.
+contract MockRouter {
+    address constant POSITION_MANAGER = 0x006F54F7f9A22e0000CC2AB60031000000ae9fEF;
+    address constant PUSD = 0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB;
+
+    mapping(uint256 => uint256) public payoutOf; // micro-pUSD per whole share
+    uint256 public calls;
+
+    function setPayout(uint256 positionId, uint256 payout) external {
+        payoutOf[positionId] = payout;
+    }
+
+    function redeem(bytes31 conditionId, uint256 outcomeIndex, uint256 amount) external {
+        require(outcomeIndex <= 1, "router: invalid outcome index");
+        uint256 positionId = (uint256(uint248(conditionId)) << 8) | outcomeIndex;
+        calls += 1;
+        MockCTF(POSITION_MANAGER).burn(msg.sender, positionId, amount);
+        MockPUSD(PUSD).mint(msg.sender, amount * payoutOf[positionId] / 1e6);
+    }
 }
 
 /// pUSD: what a redemption pays.
