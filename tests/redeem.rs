@@ -291,3 +291,34 @@ async fn test_redeem_when_v3_market_resolves_then_redeemed_through_the_router() 
             .await;
     assert_eq!(left, U256::ZERO, "every share redeemed");
 }
+
+/// Paper mode runs the same lifecycle without a chain: a resolved winning position is redeemed
+/// once, in the journal, at its payout, and reported; a losing one is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_paper_then_simulated_once() {
+    let anvil = Anvil::start().await;
+    let clob = support::clob::FakeClob::start(Address::ZERO).await;
+    for (t, neg) in [(STD_TOKEN, false), (NEG_TOKEN, true)] {
+        clob.token(t, support::clob::Token::open(neg));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.set("risk", "mark_interval_s = 1");
+    d.env.extend(
+        [("GAMMA_URL", clob.url.as_str()), ("CLOB_HOST", clob.url.as_str()), ("POLYCOPY_REDEEM__CHECK_EVERY_S", "1")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    d.start();
+    d.wait_live().await;
+    anvil.emit(&buy(1, STD_TOKEN)).await;
+    anvil.emit(&buy(2, NEG_TOKEN)).await;
+    wait_for(30, "two copies", async || (with_status(&d.trades(), "executed").len() == 2).then_some(())).await;
+    clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
+    clob.edit_token(NEG_TOKEN, |t| (t.closed, t.payout) = (true, Some("0")));
+    let ev = wait_for(30, "the simulated redemption", async || d.events("redeemed").into_iter().next()).await;
+    assert!(ev.contains("paper: redeemed 10 shares") && ev.contains("10 pUSD (simulated)"), "{ev}");
+    let start = rounds(&d).await;
+    wait_for(20, "later rounds", async || (rounds(&d).await >= start + 3).then_some(())).await;
+    assert_eq!(d.events("redeemed").len(), 1, "once, and not for the losing market");
+    assert_eq!(rows(&d).await, vec![(condition(STD_TOKEN).to_string(), "paper".to_owned())]);
+}
