@@ -223,6 +223,11 @@ async fn test_redeem_when_budget_spent_then_left_to_the_operator() {
     })
     .await;
     assert_eq!(rows(&l.d).await[0].1, "failed");
+    // Left to the operator: later rounds plan nothing new and repeat no error.
+    let start = rounds(&l.d).await;
+    wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
+    assert_eq!(rows(&l.d).await.len(), 1);
+    assert_eq!(l.d.events("error").iter().filter(|m| m.contains("failed 2 times")).count(), 1);
     assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::ZERO);
 }
 
@@ -276,12 +281,28 @@ async fn test_redeem_when_v3_market_resolves_then_redeemed_through_the_router() 
         l.d.env.push((format!("POLYCOPY_REDEEM__{k}"), v.to_owned()));
     }
     start_live(&mut l).await;
+    // Live orders are not signed for V3 markets: the target's fill is refused with its own reason.
     l.anvil.emit(&Fill { exchange: V3_EXCHANGE, ..buy(1, V3_TOKEN) }).await;
-    wait_for(30, "the V3 copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    let row = wait_for(30, "the V3 fill decided", async || {
+        l.d.trades().into_iter().next().filter(|r| r["status"] != "pending")
+    })
+    .await;
+    assert_eq!(row["reason"], "v3_unsupported", "{row}");
+    // Our funder holds V3 shares (bought on polymarket.com) of a market that resolved for us.
     hold_in(&l.anvil, POSITION_MANAGER, SIGNER, V3_TOKEN, 10 * ONE).await;
     send(&l.anvil, ROUTER, setPayoutCall { positionId: U256::from(V3_TOKEN), payout: U256::from(ONE) }.abi_encode())
         .await;
-    l.clob.edit_token(V3_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
+    {
+        let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+        c.execute("UPDATE markets SET payout = 1000000, closed = 1 WHERE token_id = ?1", [V3_TOKEN.to_string()])
+            .unwrap();
+        c.execute(
+            "INSERT INTO settlements (token_id, shares, price, usdc, realized_pnl, at_ms) \
+             VALUES (?1, 10000000, 1000000, 10000000, 0, 0)",
+            [V3_TOKEN.to_string()],
+        )
+        .unwrap();
+    }
     wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
         .await;
     assert_eq!(calls_to(&l.anvil, ROUTER).await, U256::from(1));

@@ -48,6 +48,9 @@ pub struct CopierConfig {
     pub max_copy_delay_s: u64,
     /// Where outcome-token balances are held: Conditional Tokens, or Exchange V3's PositionManager.
     pub positions: crate::chain::positions::PositionContracts,
+    /// Live: orders on Exchange V3 markets are not signed (only CLOB V2 orders are), so their
+    /// copies are refused with a clear reason rather than sent to fail at the exchange.
+    pub refuse_v3: bool,
     /// Do not copy into closed markets.
     pub skip_closed: bool,
     /// Do not buy into a market ending within this many minutes (0: no limit).
@@ -197,7 +200,15 @@ impl Copier {
                 return risk.send(evaluate(intent, true)).await.unwrap_or_else(|e| Decision::Failed(e.to_string()));
             }
             let now_ms = crate::store::now_ms();
-            let sized = match stale.map_or_else(
+            let v3 = (cfg.refuse_v3 && cfg.positions.v3_exchanges.contains(&fill.exchange)).then(|| {
+                crate::risk::DenyReason::Venue {
+                    code: "v3_unsupported",
+                    message: "an Exchange V3 market: live orders there are not supported yet (exits are sized, \
+                              positions reconciled and redeemed)"
+                        .into(),
+                }
+            });
+            let sized = match stale.or(v3).map_or_else(
                 || check_market(fill.side, info.as_ref(), cfg.skip_closed, cfg.min_minutes_to_end, now_ms),
                 Err,
             ) {

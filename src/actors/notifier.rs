@@ -368,6 +368,7 @@ impl Handler<Event> for Notifier {
                 self.metrics.observe_latency(*latency_ms);
             }
             Event::Rejected { reason, .. } => self.metrics.rejected(reason.code()),
+            Event::Warning { code, .. } => self.metrics.warning(code),
             Event::Reorg { .. } => {
                 self.metrics.reorgs.fetch_add(1, Ordering::Relaxed);
             }

@@ -288,6 +288,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         min_order_usdc: s.copy.min_order_usdc,
         max_copy_delay_s: s.copy.max_copy_delay_s,
         positions: crate::chain::positions::PositionContracts::from_settings(&s.chain),
+        refuse_v3: !paper,
         skip_closed: s.copy.skip_closed,
         min_minutes_to_end: s.copy.min_minutes_to_end,
     };

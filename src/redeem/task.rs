@@ -147,7 +147,13 @@ impl Redeemer {
                     };
                     let existing = open.iter().find(|r| r.condition_id == condition_id);
                     let row = match existing {
-                        Some(r) if r.status == RedeemStatus::Reverted && r.next_try_ms <= now_ms() => r.clone(),
+                        // Due for a retry, or planned and never signed (stopped before): try it.
+                        Some(r)
+                            if (r.status == RedeemStatus::Reverted && r.next_try_ms <= now_ms())
+                                || r.status == RedeemStatus::Planned =>
+                        {
+                            r.clone()
+                        }
                         Some(_) => continue,
                         None => {
                             let id = ask(self

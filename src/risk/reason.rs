@@ -120,7 +120,8 @@ pub enum DenyReason {
 
 /// Every refusal code known ahead of time: the rules' own and the exchange's that the order path
 /// names. `/metrics` shows each from the start (at 0), so a first refusal is an increase.
-pub const KNOWN_CODES: [&str; 31] = [
+pub const KNOWN_CODES: [&str; 32] = [
+    "v3_unsupported",
     "price_out_of_band",
     "sells_disabled",
     "below_minimum",

@@ -192,13 +192,14 @@ impl Store {
         raw.map(parse).transpose()
     }
 
-    /// Every redemption being worked on.
+    /// Every redemption being worked on, and the ones left to the operator (`failed`: not planned
+    /// again, so a cause that cannot heal does not repeat its errors).
     ///
     /// # Errors
     /// On a database error or a corrupt row.
     pub fn open_redemptions(&self) -> StoreResult<Vec<RedemptionRow>> {
         let mut st = self.conn.prepare(&format!(
-            "SELECT {COLS} FROM redemptions WHERE status IN ('planned', 'signed', 'sent', 'reverted') ORDER BY id"
+            "SELECT {COLS} FROM redemptions WHERE status IN ('planned', 'signed', 'sent', 'reverted', 'failed') ORDER BY id"
         ))?;
         let rows: Vec<_> = st.query_map([], row)?.collect::<rusqlite::Result<_>>()?;
         rows.into_iter().map(parse).collect()

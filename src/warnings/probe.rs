@@ -80,7 +80,6 @@ pub async fn run(src: Sources, sch: Schedule) {
         src.metrics.clob_response_ms.store(ms, Ordering::Relaxed);
         for (kind, message) in due(&o, &sch.thresholds) {
             if cooldowns.admit(kind, o.now_ms, cooldown_ms) {
-                src.metrics.warning(kind.code());
                 src.notifier.do_send(Event::Warning { code: kind.code(), message });
             }
         }
