@@ -50,6 +50,8 @@ pub struct Metrics {
     pub warning_checks: AtomicU64,
     /// Targets being copied (enabled, not paused), at the last warning check.
     pub targets_copying: AtomicU64,
+    /// Each target's copy quality (label, figures), refreshed with the warning checks.
+    pub targets: Mutex<Vec<(String, crate::store::TargetQuality)>>,
     /// Redemption rounds run (see `crate::redeem`).
     pub redeem_rounds: AtomicU64,
     /// The CLOB's last answer time to the warning check, ms (at least 1; 0: unknown).
@@ -119,6 +121,59 @@ impl Metrics {
             "gauge",
             "1 while the last Telegram delivery failed (NaN: Telegram off).",
             &one(tg),
+        );
+    }
+
+    /// The per-target series (labels are the targets' own: few, and escaped).
+    fn render_targets(&self, o: &mut String) {
+        let targets = self.targets.lock().map(|t| t.clone()).unwrap_or_default();
+        let esc = |l: &str| l.replace('\\', "\\\\").replace('"', "\\\"");
+        let series = |f: &dyn Fn(&crate::store::TargetQuality) -> Option<String>| -> Vec<(String, String)> {
+            targets.iter().filter_map(|(l, q)| f(q).map(|v| (format!("{{target=\"{}\"}}", esc(l)), v))).collect()
+        };
+        write_metric(
+            o,
+            "polycopy_target_copies",
+            "gauge",
+            "Copies of each target in the journal.",
+            &series(&|q| Some(q.copies.to_string())),
+        );
+        write_metric(
+            o,
+            "polycopy_target_refusals",
+            "gauge",
+            "Fills of each target not copied, in the journal.",
+            &series(&|q| Some(q.refusals.values().sum::<u64>().to_string())),
+        );
+        write_metric(
+            o,
+            "polycopy_target_slippage_bps",
+            "gauge",
+            "Mean price of our copies against each target's, basis points (positive: against us).",
+            &series(&|q| q.slippage_bps.map(|b| b.to_string())),
+        );
+        write_metric(
+            o,
+            "polycopy_target_detection_seconds",
+            "gauge",
+            "Median time from each target's block to our seeing its fill, seconds.",
+            &series(&|q| q.detection_ms.map(|ms| format_micros(ms * 1_000))),
+        );
+        let mut pnl = series(&|q| Some(q.our_realized_usdc.to_string()));
+        for (labels, _) in &mut pnl {
+            labels.insert_str(labels.len() - 1, ",whose=\"ours\"");
+        }
+        let mut theirs = series(&|q| Some(q.target_realized_usdc.to_string()));
+        for (labels, _) in &mut theirs {
+            labels.insert_str(labels.len() - 1, ",whose=\"target\"");
+        }
+        pnl.extend(theirs);
+        write_metric(
+            o,
+            "polycopy_target_realized_pnl_usdc",
+            "gauge",
+            "Realized P&L on each target's copied fills: ours, and the target's own on the same fills.",
+            &pnl,
         );
     }
 
@@ -258,6 +313,7 @@ impl Metrics {
             &one(unrealized),
         );
         self.render_operations(&mut o);
+        self.render_targets(&mut o);
         o
     }
 }

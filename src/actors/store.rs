@@ -495,3 +495,8 @@ store_handler!(RedemptionStatus -> (), |s, m| s.redemption_status(m.id, m.status
 #[derive(Debug)]
 pub struct RedemptionExists(pub alloy::primitives::B256);
 store_handler!(RedemptionExists -> bool, |s, m| s.redemption_exists(&m.0));
+
+/// Every target's copy quality since a time (0: all).
+#[derive(Debug)]
+pub struct GetTargetQuality(pub i64);
+store_handler!(GetTargetQuality -> std::collections::BTreeMap<Address, crate::store::TargetQuality>, |s, m| s.target_quality(m.0));

@@ -30,15 +30,23 @@ struct View {
 fn gather(s: &Settings) -> Result<View> {
     let store = open_store(s)?;
     let report = store.status()?;
+    let quality = store.target_quality(0)?;
     let wallets = Wallets::load(&s.wallets_path);
     let seen = |a: &str| report.fills_by_wallet.get(a).copied().unwrap_or(0);
+    let quality_of = |a: &str| {
+        a.parse::<alloy::primitives::Address>()
+            .ok()
+            .and_then(|w| quality.get(&w))
+            .map_or(serde_json::Value::Null, quality_json)
+    };
     let targets: Vec<Value> = match &wallets {
         Ok(w) => w
             .targets
             .iter()
             .map(|t| {
                 let a = addr_lower(&t.address);
-                json!({"address": a, "label": t.label, "enabled": t.enabled, "fills_seen": seen(&a)})
+                json!({"address": a, "label": t.label, "enabled": t.enabled, "fills_seen": seen(&a),
+                       "quality": quality_of(&a)})
             })
             .collect(),
         // The edit was refused, so the daemon still runs the set it last applied: show that one.
@@ -46,7 +54,9 @@ fn gather(s: &Settings) -> Result<View> {
             .running_targets()?
             .into_iter()
             .map(|(a, label)| {
-                json!({"address": a, "label": label, "enabled": true, "fills_seen": seen(&a), "running": true})
+                let q = quality_of(&a);
+                json!({"address": a, "label": label, "enabled": true, "fills_seen": seen(&a), "running": true,
+                       "quality": q})
             })
             .collect(),
     };
@@ -207,4 +217,17 @@ fn breaker_json(b: &BreakerState) -> Value {
 
 fn fmt_ms(ms: i64) -> String {
     format!("{}s ago", (now_ms() - ms) / 1000)
+}
+
+/// A target's copy quality as `status --json` shows it (amounts as decimal strings).
+fn quality_json(q: &crate::store::TargetQuality) -> Value {
+    json!({
+        "copies": q.copies,
+        "refusals": q.refusals,
+        "slippage_bps": q.slippage_bps,
+        "detection_ms": q.detection_ms,
+        "our_realized_usdc": q.our_realized_usdc.to_string(),
+        "target_realized_usdc": q.target_realized_usdc.to_string(),
+        "last_seen_ms": q.last_seen_ms,
+    })
 }

@@ -448,31 +448,10 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
                 lines.join("\n")
             ))
         }
-        Command::Wallets | Command::Targets => {
-            let (Ok(targets), Ok(Ok(st))) = (ops.registry.send(ListTargets).await, ops.store.send(GetStatus).await)
-            else {
-                return unavailable("the target list");
-            };
-            if targets.is_empty() {
-                return Reply::text("no targets watched: enable some in wallets.json".into());
-            }
-            let lines: Vec<String> = targets
-                .iter()
-                .map(|t| {
-                    let a = crate::domain::addr_lower(&t.target.address);
-                    let all = st.fills_by_wallet.get(&a).copied().unwrap_or(0);
-                    format!(
-                        "{} {}…{}: {}, {} fills since start, {all} in the journal",
-                        t.target.label,
-                        &a[..6],
-                        &a[a.len() - 4..],
-                        if t.paused { "PAUSED" } else { "copying" },
-                        t.fills_seen
-                    )
-                })
-                .collect();
-            Reply::text(lines.join("\n"))
-        }
+        Command::Wallets | Command::Targets => match crate::telegram::targets::reply(ops).await {
+            Some(text) => Reply::text(text),
+            None => unavailable("the target list"),
+        },
         Command::Pause(who) | Command::Unpause(who) if who.trim().is_empty() => {
             Reply::text("usage: /pause <label|address> or /unpause <label|address>".into())
         }

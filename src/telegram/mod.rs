@@ -12,6 +12,7 @@ pub mod format;
 pub mod operator;
 pub mod outbox;
 pub mod schedule;
+pub mod targets;
 
 use std::collections::HashSet;
 use std::sync::Arc;

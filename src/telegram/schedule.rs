@@ -32,11 +32,22 @@ pub async fn build_report(
 ) -> Option<(String, Option<Vec<u8>>)> {
     let now = now_ms();
     let (execs, prices, counts) = store.send(GetReportData { since_ms: period.start(now) }).await.ok()?.ok()?;
-    let labels =
+    let labels: std::collections::HashMap<_, _> =
         registry.send(ListTargets).await.ok()?.into_iter().map(|t| (t.target.address, t.target.label)).collect();
     let r = report::build(period, now, &execs, &prices, &counts, &labels);
     let png = report::chart_png(&r).map_err(|e| warn!(cause = %e, "report chart")).ok();
     let mut text = report::text(&r);
+    // The weekly (and monthly) report says how copying each target went over the period.
+    if period != Period::Daily
+        && let Ok(Ok(quality)) = store.send(crate::actors::store::GetTargetQuality(period.start(now))).await
+        && !quality.is_empty()
+    {
+        text.push_str("\ncopy quality by target:");
+        for (wallet, q) in &quality {
+            let who = labels.get(wallet).cloned().unwrap_or_else(|| crate::domain::addr_lower(wallet));
+            text.push_str(&format!("\n{who}: {}", crate::telegram::targets::quality_line(q)));
+        }
+    }
     if png.is_some() {
         text.push_str("\nchart: blue = cumulative realized P&L, red = exposure, black = zero");
     }

@@ -83,6 +83,7 @@ pub async fn run(src: Sources, sch: Schedule) {
                 src.notifier.do_send(Event::Warning { code: kind.code(), message });
             }
         }
+        publish_targets(&src).await;
         src.metrics.warning_checks.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -137,6 +138,23 @@ async fn clob_clock(v: &Venue) -> (Option<u64>, Option<i64>) {
     let took = t0.elapsed();
     let mid = sent + i64::try_from(took.as_millis() / 2).unwrap_or(0);
     (u64::try_from(took.as_millis()).ok(), Some(clock_offset_ms(mid, server_s)))
+}
+
+/// Refreshes the per-target series of `/metrics` (labelled by the targets' labels).
+async fn publish_targets(src: &Sources) {
+    let (Some(targets), Some(quality)) = (
+        bounded(async { src.registry.send(ListTargets).await.ok() }).await,
+        bounded(async { src.store.send(crate::actors::store::GetTargetQuality(0)).await.ok()?.ok() }).await,
+    ) else {
+        return;
+    };
+    let rows = targets
+        .iter()
+        .map(|t| (t.target.label.clone(), quality.get(&t.target.address).cloned().unwrap_or_default()))
+        .collect();
+    if let Ok(mut m) = src.metrics.targets.lock() {
+        *m = rows;
+    }
 }
 
 /// Our time less the CLOB's, where the CLOB's is `server_s` whole seconds (so anything inside
