@@ -189,8 +189,24 @@ async fn route(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes
             text(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render(&state.feed.borrow(), now_ms()))
         }
         (&Method::POST, "/alert") => alert(req, state).await,
+        (&Method::GET, "/dashboard") => {
+            let part = req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "part=live"));
+            match dashboard_view(state).await {
+                Some(v) => {
+                    let body = if part { crate::dashboard::live(&v) } else { crate::dashboard::page(&v) };
+                    text(StatusCode::OK, "text/html; charset=utf-8", body)
+                }
+                None => {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "the journal did not answer; retry\n".into())
+                }
+            }
+        }
         (&Method::GET, _) => text(StatusCode::NOT_FOUND, "text/plain", "not found: try /health or /metrics\n".into()),
-        _ => text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET /health, GET /metrics or POST /alert\n".into()),
+        _ => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET /health, GET /metrics, GET /dashboard or POST /alert\n".into(),
+        ),
     }
 }
 
@@ -238,4 +254,44 @@ async fn alert(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes
         if dropped > 0 { format!("{message} ({dropped} earlier alert(s) refused by the rate limit)") } else { message };
     state.notifier.do_send(Event::Alert { message });
     text(StatusCode::ACCEPTED, "text/plain", "relayed\n".into())
+}
+
+/// What the dashboard shows, each part bounded in time (the page never waits on a busy actor).
+async fn dashboard_view(state: &HttpState) -> Option<crate::dashboard::View> {
+    use crate::actors::store::{GetPnlByDay, GetStatus, GetTrades, MarketNames};
+    let wait = Duration::from_secs(2);
+    let status = tokio::time::timeout(wait, state.store.send(GetStatus)).await.ok()?.ok()?.ok()?;
+    let pnl = tokio::time::timeout(wait, state.store.send(GetPnlByDay { days: 30, now_ms: now_ms() }))
+        .await
+        .ok()
+        .and_then(|r| r.ok()?.ok())
+        .unwrap_or_default();
+    let trades = tokio::time::timeout(wait, state.store.send(GetTrades(20)))
+        .await
+        .ok()
+        .and_then(|r| r.ok()?.ok())
+        .unwrap_or_default();
+    let names = tokio::time::timeout(wait, state.store.send(MarketNames))
+        .await
+        .ok()
+        .and_then(|r| r.ok()?.ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(t, n)| (t.to_string(), n))
+        .collect();
+    let breaker = match tokio::time::timeout(Duration::from_millis(500), state.risk.send(GetBreakerState)).await {
+        Ok(Ok(b)) => b,
+        _ => status.breaker.clone(),
+    };
+    let mut pnl_by_day: Vec<(i64, i64)> = pnl.into_iter().map(|(d, p)| (d, p.0)).collect();
+    pnl_by_day.sort_unstable();
+    Some(crate::dashboard::View {
+        mode: if state.metrics.live.load(std::sync::atomic::Ordering::Relaxed) { "live" } else { "paper" },
+        breaker,
+        status,
+        pnl_by_day,
+        targets: state.metrics.targets.lock().map(|t| t.clone()).unwrap_or_default(),
+        trades,
+        names,
+    })
 }

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod clob;
 pub mod config;
 pub mod control;
+pub mod dashboard;
 pub mod domain;
 pub mod fault;
 pub mod health;

@@ -50,8 +50,9 @@ pub struct Metrics {
     pub warning_checks: AtomicU64,
     /// Targets being copied (enabled, not paused), at the last warning check.
     pub targets_copying: AtomicU64,
-    /// Each target's copy quality (label, figures), refreshed with the warning checks.
-    pub targets: Mutex<Vec<(String, crate::store::TargetQuality)>>,
+    /// Each target's copy quality (label, lower-case address, figures), refreshed with the warning
+    /// checks.
+    pub targets: Mutex<Vec<(String, String, crate::store::TargetQuality)>>,
     /// Redemption rounds run (see `crate::redeem`).
     pub redeem_rounds: AtomicU64,
     /// The CLOB's last answer time to the warning check, ms (at least 1; 0: unknown).
@@ -129,7 +130,7 @@ impl Metrics {
         let targets = self.targets.lock().map(|t| t.clone()).unwrap_or_default();
         let esc = |l: &str| l.replace('\\', "\\\\").replace('"', "\\\"");
         let series = |f: &dyn Fn(&crate::store::TargetQuality) -> Option<String>| -> Vec<(String, String)> {
-            targets.iter().filter_map(|(l, q)| f(q).map(|v| (format!("{{target=\"{}\"}}", esc(l)), v))).collect()
+            targets.iter().filter_map(|(l, _, q)| f(q).map(|v| (format!("{{target=\"{}\"}}", esc(l)), v))).collect()
         };
         write_metric(
             o,

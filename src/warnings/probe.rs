@@ -150,7 +150,10 @@ async fn publish_targets(src: &Sources) {
     };
     let rows = targets
         .iter()
-        .map(|t| (t.target.label.clone(), quality.get(&t.target.address).cloned().unwrap_or_default()))
+        .map(|t| {
+            let q = quality.get(&t.target.address).cloned().unwrap_or_default();
+            (t.target.label.clone(), crate::domain::addr_lower(&t.target.address), q)
+        })
         .collect();
     if let Ok(mut m) = src.metrics.targets.lock() {
         *m = rows;
