@@ -177,6 +177,10 @@ async fn test_redeem_when_market_resolves_then_winner_redeemed_once_loser_withou
     assert_eq!(rows(&l.d).await.len(), 1, "one redemption, for the winner");
     assert_eq!(rows(&l.d).await[0].1, "redeemed");
     assert!(l.d.status()["positions"].as_array().unwrap().is_empty(), "both closed in the books");
+    // The lost market's tokens stay in the funder, worth nothing: reconcile has nothing to say.
+    let (code, out, err) = l.d.run_cli(&["reconcile"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("no difference"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,12 @@ const SOURCE_WAIT: Duration = Duration::from_secs(20);
 pub fn reconcile(g: &GlobalArgs, as_json: bool, apply: bool, alert: bool) -> Result<i32> {
     let s = settings_or_bail(g)?;
     if s.mode == Mode::Paper {
-        println!("paper mode: positions are simulated, there is nothing on chain to reconcile them with");
+        let why = "paper mode: positions are simulated, there is nothing on chain to reconcile them with";
+        if as_json {
+            println!("{}", json!({"mode": "paper", "differences": [], "problems": [], "note": why}));
+        } else {
+            println!("{why}");
+        }
         return Ok(0);
     }
     let env = super::env_for(&s, true)?;
@@ -59,6 +64,7 @@ pub fn reconcile(g: &GlobalArgs, as_json: bool, apply: bool, alert: bool) -> Res
                 data: data.as_ref().ok().map(|_| listed.map_or(Shares(0), |p| p.0)),
                 unsettled: st.unsettled,
                 resolved: st.resolved || listed.is_some_and(|p| p.1),
+                worthless: st.worthless,
             }
         })
         .collect();
@@ -153,8 +159,10 @@ fn print_report(
     for p in problems {
         println!("WARNING: {p}");
     }
-    if diffs.is_empty() {
+    if diffs.is_empty() && problems.is_empty() {
         println!("no difference: the journal, the chain and the Data API agree");
+    } else if diffs.is_empty() {
+        println!("no difference among the sources that answered (see the warnings above)");
     }
     for d in diffs {
         println!(

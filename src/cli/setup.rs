@@ -145,7 +145,15 @@ pub fn doctor(g: &GlobalArgs, as_json: bool) -> Result<i32> {
     let cfg = crate::clob::venue::VenueConfig::from_settings(&s, &env).map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut d = rt.block_on(crate::clob::doctor::diagnose(&cfg, s.live.check_geoblock));
-    d.checks.extend(rt.block_on(crate::redeem::doctor::checks(&s, env.rpc_urls.first().map(String::as_str), cfg.sig)));
+    let funder = crate::clob::venue::Venue::signer_address(secrecy::ExposeSecret::expose_secret(&cfg.private_key))
+        .ok()
+        .and_then(|signer| crate::clob::account::resolve_funder(cfg.sig, signer, cfg.funder).ok());
+    d.checks.extend(rt.block_on(crate::redeem::doctor::checks(
+        &s,
+        env.rpc_urls.first().map(String::as_str),
+        cfg.sig,
+        funder,
+    )));
     if as_json {
         let checks: Vec<_> = d
             .checks

@@ -10,20 +10,26 @@ use crate::clob::SigType;
 use crate::clob::doctor::{Check, Verdict};
 use crate::config::Settings;
 
-/// The contracts and their checks, then the redemption support of `sig`.
-pub async fn checks(s: &Settings, rpc_url: Option<&str>, sig: SigType) -> Vec<Check> {
+/// The contracts and their checks, then the redemption support of `sig` (and, for a Safe funder,
+/// that the Safe exists).
+pub async fn checks(s: &Settings, rpc_url: Option<&str>, sig: SigType, funder: Option<Address>) -> Vec<Check> {
     let mut out = vec![redemption(s, sig)];
-    let contracts: [(&'static str, Address); 7] = [
-        ("contract: conditional tokens", s.chain.conditional_tokens),
-        ("contract: V3 position manager", s.chain.position_manager),
-        ("contract: pUSD", s.redeem.pusd),
-        ("contract: standard adapter", s.redeem.standard_adapter),
-        ("contract: neg-risk adapter", s.redeem.neg_risk_adapter),
-        ("contract: V3 exchange", s.chain.v3_exchanges.first().copied().unwrap_or(Address::ZERO)),
-        ("contract: V3 router", s.redeem.router),
+    let ctf_uses = "target exits and reconcile of CTF markets";
+    let v3_uses = "target exits, reconcile and redemption of V3 markets";
+    let mut contracts: Vec<(&'static str, Address, &str)> = vec![
+        ("contract: conditional tokens", s.chain.conditional_tokens, ctf_uses),
+        ("contract: V3 position manager", s.chain.position_manager, v3_uses),
+        ("contract: pUSD", s.redeem.pusd, "redemption payouts"),
+        ("contract: standard adapter", s.redeem.standard_adapter, "redemption of CTF markets"),
+        ("contract: neg-risk adapter", s.redeem.neg_risk_adapter, "redemption of neg-risk markets"),
+        ("contract: V3 exchange", s.chain.v3_exchanges.first().copied().unwrap_or(Address::ZERO), "watching V3 fills"),
+        ("contract: V3 router", s.redeem.router, "redemption of V3 markets"),
     ];
+    if let (SigType::PolyGnosisSafe, Some(f)) = (sig, funder) {
+        contracts.push(("funder: Safe", f, "everything the funder does (it is not deployed)"));
+    }
     let provider = rpc_url.and_then(|u| u.parse().ok()).map(|u| ProviderBuilder::new().connect_http(u));
-    for (name, at) in contracts {
+    for (name, at, uses) in contracts {
         let Some(p) = &provider else {
             out.push(Check { name, verdict: Verdict::Skipped, detail: "no POLYGON_RPC_URL to ask".into() });
             continue;
@@ -37,9 +43,8 @@ pub async fn checks(s: &Settings, rpc_url: Option<&str>, sig: SigType) -> Vec<Ch
                 name,
                 verdict: Verdict::Warn,
                 detail: format!(
-                    "{at:#x} holds no code on chain {}: redemption, reconcile and proportional exits that use it will \
-                     not work; check the address in the settings against Polymarket's published contracts \
-                     (docs/PROTOCOL.md)",
+                    "{at:#x} holds no code on chain {}: {uses} will not work; check the address in the settings \
+                     against Polymarket's published contracts (docs/PROTOCOL.md)",
                     s.chain.chain_id
                 ),
             },

@@ -21,6 +21,8 @@ pub struct Sighting {
     pub unsettled: Shares,
     /// The market resolved (the journal booked its payout, or the Data API says redeemable).
     pub resolved: bool,
+    /// It resolved against us: its tokens pay nothing, so holding them is no difference to act on.
+    pub worthless: bool,
 }
 
 /// Why the journal and the chain disagree.
@@ -111,6 +113,11 @@ fn classify(s: &Sighting) -> Option<Difference> {
             cause: Cause::Unknown,
         });
     };
+    // Losing tokens stay in the funder (redeeming them would cost gas for nothing); the journal
+    // settled them at 0, which is what they are worth.
+    if s.worthless && s.journal.0 == 0 {
+        return None;
+    }
     let delta = Shares(truth.0 - s.journal.0);
     let diff = |cause| Some(Difference { seen: *s, truth: Some(truth), delta, cause });
     if delta.0 == 0 {
@@ -147,6 +154,7 @@ mod tests {
             data: data.map(Shares),
             unsettled: Shares(0),
             resolved: false,
+            worthless: false,
         }
     }
 
@@ -179,6 +187,8 @@ mod tests {
         assert_eq!(compare(&[unredeemed])[0].cause, Cause::Unredeemed);
         let redeemed = Sighting { resolved: true, ..s(10 * ONE, Some(0), None) };
         assert_eq!(compare(&[redeemed])[0].cause, Cause::Redeemed);
+        let lost = Sighting { resolved: true, worthless: true, ..s(0, Some(10 * ONE), Some(0)) };
+        assert!(compare(&[lost]).is_empty(), "a lost market's tokens are worth nothing: no difference");
         assert!(Cause::SoldOutside.applies() && !Cause::Redeemed.applies() && !Cause::UnsettledMatch.applies());
     }
 }

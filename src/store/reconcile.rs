@@ -17,6 +17,8 @@ pub struct TokenState {
     pub unsettled: Shares,
     /// Its market resolved (a payout is known or a settlement was booked).
     pub resolved: bool,
+    /// It resolved against us (pays 0).
+    pub worthless: bool,
 }
 
 impl Store {
@@ -42,12 +44,15 @@ impl Store {
             let (t, n) = r?;
             out.entry(dec_u256(&t, "token_id")?).or_default().unsettled = Shares(n);
         }
-        let mut st = self
-            .conn
-            .prepare("SELECT token_id FROM markets WHERE payout IS NOT NULL UNION SELECT token_id FROM settlements")?;
-        for t in st.query_map([], |r| r.get::<_, String>(0))? {
-            if let Some(s) = out.get_mut(&dec_u256(&t?, "token_id")?) {
+        let mut st = self.conn.prepare(
+            "SELECT token_id, MIN(paid) FROM (SELECT token_id, payout AS paid FROM markets WHERE payout IS NOT NULL \
+             UNION ALL SELECT token_id, price FROM settlements) GROUP BY token_id",
+        )?;
+        for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            let (t, paid) = r?;
+            if let Some(s) = out.get_mut(&dec_u256(&t, "token_id")?) {
                 s.resolved = true;
+                s.worthless = paid == 0;
             }
         }
         Ok(out)
