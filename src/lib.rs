@@ -41,4 +41,5 @@ pub mod service;
 pub mod store;
 pub mod tasks;
 pub mod telegram;
+pub mod vet;
 pub mod warnings;

@@ -1,0 +1,418 @@
+//! Vetting a wallet before copying it: its fills replayed through the same sizing and limits the
+//! daemon applies, each copy priced as it would really have been (after a copy delay), and the
+//! figures a trader decides on. Pure: reading the wallet's history (chain, Gamma) is the caller's.
+//!
+//! Pricing model, said per copy: the wallet's own next fill of the same token and side at or
+//! shortly after the delay (`next_fill`: the market as it really was then), else the target's
+//! price moved by the slippage cap (`slippage_cap`: the worst the copy's limit accepts). A next fill beyond the cap
+//! means the copy's limit would not have filled: refused as `price_moved`.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+
+use crate::domain::{
+    ExchangeVersion, Execution, FillId, OrderIntent, Price, Role, Shares, Side, TargetFill, TokenId, Usdc,
+    mul_price_ceil, mul_price_floor,
+};
+use crate::risk::book::position_after;
+use crate::risk::sizing::{SizingContext, limit_price, size_copy};
+use crate::risk::{Book, CopyRules, Limits, WalletActivity, check_intent};
+
+/// One fill of the vetted wallet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trade {
+    /// When (its block's time), unix ms.
+    pub at_ms: i64,
+    /// Its side.
+    pub side: Side,
+    /// The token.
+    pub token_id: TokenId,
+    /// Shares.
+    pub shares: Shares,
+    /// Price.
+    pub price: Price,
+}
+
+/// How the replay copies.
+#[derive(Debug, Clone)]
+pub struct VetConfig {
+    /// The wallet's rules (from wallets.json, or the defaults).
+    pub rules: CopyRules,
+    /// The hard limits.
+    pub limits: Limits,
+    /// Copy delay after the wallet's fill, ms.
+    pub delay_ms: i64,
+    /// The slippage cap, bps.
+    pub max_slippage_bps: u32,
+    /// Smallest order value.
+    pub min_order_usdc: Usdc,
+    /// A sale within this long of the buy it closes is a round trip (the high-frequency flag).
+    pub round_trip_ms: i64,
+    /// The wallet's next fill prices a copy only when it comes within this long after the copy
+    /// (later, it says nothing about the market at the copy's time).
+    pub price_window_ms: i64,
+}
+
+/// How a copy was priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceModel {
+    /// The wallet's own next fill of the token after the delay.
+    NextFill,
+    /// The wallet's price moved by the slippage cap.
+    SlippageCap,
+}
+
+/// One replayed copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Copy {
+    /// When it would have been placed, unix ms.
+    pub at_ms: i64,
+    /// Side.
+    pub side: Side,
+    /// Token.
+    pub token_id: TokenId,
+    /// Our shares.
+    pub shares: Shares,
+    /// Our price.
+    pub price: Price,
+    /// How the price was found.
+    pub model: PriceModel,
+    /// P&L it realized (SELLs).
+    pub realized: Usdc,
+}
+
+/// What vetting found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    /// The wallet's fills in the period.
+    pub fills: usize,
+    /// The copies.
+    pub copies: Vec<Copy>,
+    /// Fills not copied, by reason.
+    pub refusals: BTreeMap<String, u64>,
+    /// What the BUY copies cost.
+    pub invested: Usdc,
+    /// Realized P&L (SELLs and resolved markets).
+    pub realized: Usdc,
+    /// Open positions' value less their cost (at the last price seen).
+    pub open_pnl: Usdc,
+    /// Share of closed trades that made money, percent.
+    pub win_rate_pct: Option<u32>,
+    /// Largest fall of cumulative realized P&L from a peak.
+    pub max_drawdown: Usdc,
+    /// Median time a position was held before a sale, ms.
+    pub median_hold_ms: Option<i64>,
+    /// The wallet's fills per hour over the period.
+    pub trades_per_hour: Decimal,
+    /// Share of the wallet's sales that close its own buy within the round-trip window, percent.
+    pub round_trip_pct: u32,
+    /// Flagged as high-frequency / wash trading: most sales are quick round trips.
+    pub high_frequency: bool,
+    /// The largest share of the money invested in one token, percent.
+    pub concentration_pct: u32,
+}
+
+/// Replays `trades` (oldest first) under `cfg`; `resolved` settles markets at their payout.
+#[must_use]
+pub fn replay(trades: &[Trade], cfg: &VetConfig, resolved: &BTreeMap<TokenId, Price>) -> Report {
+    let mut r = Report { fills: trades.len(), ..Report::default() };
+    let mut book = Book::default();
+    let mut target_held: BTreeMap<TokenId, Shares> = BTreeMap::new();
+    let mut opened_at: BTreeMap<TokenId, i64> = BTreeMap::new();
+    let mut invested_by: BTreeMap<TokenId, i64> = BTreeMap::new();
+    let mut last_price: BTreeMap<TokenId, Price> = BTreeMap::new();
+    let mut copies_at: Vec<i64> = Vec::new();
+    let (mut holds, mut wins, mut closed) = (Vec::new(), 0u32, 0u32);
+    let (mut cum, mut peak) = (0i64, 0i64);
+    for (i, t) in trades.iter().enumerate() {
+        last_price.insert(t.token_id, t.price);
+        let before = target_held.get(&t.token_id).copied().unwrap_or_default();
+        let after = match t.side {
+            Side::Buy => before.0 + t.shares.0,
+            Side::Sell => (before.0 - t.shares.0).max(0),
+        };
+        target_held.insert(t.token_id, Shares(after));
+        let at = t.at_ms + cfg.delay_ms;
+        let outcome = copy_one(t, &trades[i + 1..], before, at, cfg, &book, &copies_at);
+        let (shares, price, model) = match outcome {
+            Ok(c) => c,
+            Err(code) => {
+                *r.refusals.entry(code).or_insert(0) += 1;
+                continue;
+            }
+        };
+        let usdc = match t.side {
+            Side::Buy => Usdc(mul_price_ceil(shares, price)),
+            Side::Sell => Usdc(mul_price_floor(shares, price)),
+        };
+        let exec = Execution {
+            fill_row: 0,
+            side: t.side,
+            token_id: t.token_id,
+            shares,
+            price,
+            usdc,
+            mode: "paper",
+            at_ms: at,
+        };
+        let held_before = book.position(&t.token_id);
+        let (pos, realized) = position_after(held_before, &exec);
+        book.set(t.token_id, pos);
+        copies_at.push(at);
+        if t.side == Side::Buy {
+            r.invested.0 += usdc.0;
+            *invested_by.entry(t.token_id).or_insert(0) += usdc.0;
+            opened_at.entry(t.token_id).or_insert(at);
+        } else {
+            if let Some(since) = opened_at.get(&t.token_id) {
+                holds.push(at - since);
+            }
+            if pos.shares.0 == 0 {
+                opened_at.remove(&t.token_id);
+            }
+            closed += 1;
+            wins += u32::from(realized.0 > 0);
+            cum += realized.0;
+            peak = peak.max(cum);
+            r.max_drawdown = Usdc(r.max_drawdown.0.max(peak - cum));
+        }
+        r.realized.0 += realized.0;
+        r.copies.push(Copy { at_ms: at, side: t.side, token_id: t.token_id, shares, price, model, realized });
+    }
+    // What is still open: settled at its market's payout, else valued at the last price seen.
+    for token in book.tokens() {
+        let pos = book.position(&token);
+        if let Some(payout) = resolved.get(&token) {
+            let paid = mul_price_floor(pos.shares, *payout);
+            let realized = paid - pos.cost.0;
+            r.realized.0 += realized;
+            closed += 1;
+            wins += u32::from(realized > 0);
+            cum += realized;
+            peak = peak.max(cum);
+            r.max_drawdown = Usdc(r.max_drawdown.0.max(peak - cum));
+        } else if let Some(p) = last_price.get(&token) {
+            r.open_pnl.0 += mul_price_floor(pos.shares, *p) - pos.cost.0;
+        }
+    }
+    r.win_rate_pct = (closed > 0).then(|| wins * 100 / closed);
+    holds.sort_unstable();
+    r.median_hold_ms = holds.get(holds.len() / 2).copied();
+    r.trades_per_hour = per_hour(trades);
+    r.round_trip_pct = round_trips(trades, cfg.round_trip_ms);
+    r.high_frequency = r.round_trip_pct >= 50;
+    r.concentration_pct = match (invested_by.values().max(), r.invested.0) {
+        (Some(top), total) if total > 0 => u32::try_from(i128::from(*top) * 100 / i128::from(total)).unwrap_or(100),
+        _ => 0,
+    };
+    r
+}
+
+/// Sizes, limits and prices one copy, or says why it is not made.
+fn copy_one(
+    t: &Trade,
+    later: &[Trade],
+    target_before: Shares,
+    at: i64,
+    cfg: &VetConfig,
+    book: &Book,
+    copies_at: &[i64],
+) -> Result<(Shares, Price, PriceModel), String> {
+    let fill = as_fill(t);
+    let ctx = SizingContext {
+        our_position: book.position(&t.token_id).shares,
+        target_balance_before: Some(target_before),
+        max_slippage_bps: cfg.max_slippage_bps,
+        min_order_usdc: cfg.min_order_usdc,
+        max_copy_delay_s: 0,
+        now_ms: at,
+    };
+    let sized = size_copy(&fill, &cfg.rules, &ctx).map_err(|r| r.code().to_owned())?;
+    let mut shares = sized.shares;
+    if t.side == Side::Sell {
+        shares = shares.min(book.position(&t.token_id).shares);
+    }
+    let intent = OrderIntent::for_fill(&fill, 0, shares, sized.limit_price);
+    let activity = WalletActivity {
+        trades_last_hour: u32::try_from(copies_at.iter().filter(|c| **c > at - 3_600_000).count()).unwrap_or(u32::MAX),
+        last_trade_ms: copies_at.last().copied(),
+        max_trades_per_hour: cfg.rules.max_trades_per_hour,
+        min_trade_interval_s: cfg.rules.min_trade_interval_s,
+    };
+    check_intent(&intent, &cfg.limits, book, Usdc::ZERO, &activity, at).map_err(|r| r.code().to_owned())?;
+    // The market as it really was after the delay, where the wallet's own next fill says so.
+    let next = later
+        .iter()
+        .take_while(|n| n.at_ms <= at + cfg.price_window_ms)
+        .find(|n| n.token_id == t.token_id && n.side == t.side && n.at_ms >= at);
+    match next {
+        Some(n) => {
+            let beyond = match t.side {
+                Side::Buy => n.price > sized.limit_price,
+                Side::Sell => n.price < sized.limit_price,
+            };
+            if beyond {
+                return Err("price_moved".into());
+            }
+            Ok((shares, n.price, PriceModel::NextFill))
+        }
+        None => Ok((shares, limit_price(t.side, t.price, cfg.max_slippage_bps), PriceModel::SlippageCap)),
+    }
+}
+
+fn as_fill(t: &Trade) -> TargetFill {
+    use alloy::primitives::{Address, B256};
+    TargetFill {
+        id: FillId { tx_hash: B256::ZERO, order_hash: B256::ZERO, occurrence: 0 },
+        wallet: Address::with_last_byte(1),
+        role: Role::Maker,
+        side: t.side,
+        token_id: t.token_id,
+        shares: t.shares,
+        usdc: Usdc(mul_price_floor(t.shares, t.price)),
+        price: t.price,
+        fee: 0,
+        exchange: Address::ZERO,
+        version: ExchangeVersion::V2,
+        block_number: 0,
+        block_hash: B256::ZERO,
+        log_index: 0,
+        block_ts: u64::try_from(t.at_ms / 1000).unwrap_or(0),
+    }
+}
+
+/// Fills per hour over the span of `trades` (at least an hour), two decimals.
+fn per_hour(trades: &[Trade]) -> Decimal {
+    let (Some(first), Some(last)) = (trades.first(), trades.last()) else { return Decimal::ZERO };
+    let span_ms = (last.at_ms - first.at_ms).max(3_600_000);
+    (Decimal::from(trades.len()) * Decimal::from(3_600_000) / Decimal::from(span_ms)).round_dp(2)
+}
+
+/// Share of the wallet's sales that close a buy of the same token within `window_ms`, percent.
+fn round_trips(trades: &[Trade], window_ms: i64) -> u32 {
+    let sells = trades.iter().filter(|t| t.side == Side::Sell).count();
+    if sells == 0 {
+        return 0;
+    }
+    let quick = trades
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.side == Side::Sell)
+        .filter(|(i, t)| {
+            trades[..*i]
+                .iter()
+                .rev()
+                .any(|b| b.side == Side::Buy && b.token_id == t.token_id && t.at_ms - b.at_ms <= window_ms)
+        })
+        .count();
+    u32::try_from(quick * 100 / sells).unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ONE;
+    use crate::risk::SizingRule;
+
+    const MIN: i64 = 60_000;
+    const H: i64 = 60 * MIN;
+
+    fn t(at_ms: i64, side: Side, token: u64, shares: i64, price: i64) -> Trade {
+        Trade { at_ms, side, token_id: TokenId::from(token), shares: Shares(shares * ONE), price: Price(price) }
+    }
+
+    fn cfg(delay_ms: i64) -> VetConfig {
+        VetConfig {
+            rules: CopyRules::new(SizingRule::Multiplier(Decimal::new(1, 1))),
+            limits: Limits {
+                max_order_usdc: Usdc(1_000 * ONE),
+                max_position_usdc: Usdc(5_000 * ONE),
+                max_total_exposure_usdc: Usdc(10_000 * ONE),
+                max_trades_per_hour: 1_000,
+                daily_loss_limit_usdc: Usdc(1_000 * ONE),
+            },
+            delay_ms,
+            max_slippage_bps: 200,
+            min_order_usdc: Usdc(ONE),
+            round_trip_ms: 5 * MIN,
+            price_window_ms: MIN,
+        }
+    }
+
+    #[test]
+    fn a_slow_profitable_wallet_stays_profitable_when_copied() {
+        // Buys 100 at 0.40, sells them hours later at 0.60. We copy 10 each; no next fill after
+        // the delay: priced at the slippage cap (0.408 and 0.588).
+        let trades = [t(0, Side::Buy, 1, 100, 400_000), t(5 * H, Side::Sell, 1, 100, 600_000)];
+        let r = replay(&trades, &cfg(2_000), &BTreeMap::new());
+        assert_eq!(r.copies.len(), 2);
+        assert!(r.copies.iter().all(|c| c.model == PriceModel::SlippageCap));
+        assert_eq!((r.copies[0].price, r.copies[1].price), (Price(408_000), Price(588_000)));
+        // 10 × 0.588 − 10 × 0.408
+        assert_eq!(r.realized, Usdc(1_800_000));
+        assert_eq!(r.invested, Usdc(4_080_000));
+        assert_eq!(r.win_rate_pct, Some(100));
+        assert_eq!(r.median_hold_ms, Some(5 * H));
+        assert!(!r.high_frequency);
+        assert_eq!(r.concentration_pct, 100);
+    }
+
+    #[test]
+    fn an_edge_that_lives_in_one_block_disappears_with_the_delay() {
+        // The wallet buys at 0.40; a block later the market is at 0.404 (its own next buy), and it
+        // sells at 0.41 at once: +1.06 for it. Copied 2 s late we buy 10 at 0.404 (its second buy,
+        // 1 share, is under the 1 USDC minimum) and sell them at the cap under 0.41 (0.4018): a loss.
+        let trades = [
+            t(0, Side::Buy, 2, 100, 400_000),
+            t(2_000, Side::Buy, 2, 10, 404_000),
+            t(2_500, Side::Sell, 2, 110, 410_000),
+        ];
+        let r = replay(&trades, &cfg(2_000), &BTreeMap::new());
+        let models: Vec<_> = r.copies.iter().map(|c| (c.side, c.price, c.model)).collect();
+        assert_eq!(
+            models,
+            vec![
+                (Side::Buy, Price(404_000), PriceModel::NextFill),
+                (Side::Sell, Price(401_800), PriceModel::SlippageCap),
+            ]
+        );
+        assert_eq!(r.refusals.get("below_minimum"), Some(&1));
+        assert_eq!(r.realized, Usdc(4_018_000 - 4_040_000));
+        assert!(r.realized.0 < 0 && r.win_rate_pct == Some(0));
+    }
+
+    #[test]
+    fn a_quick_round_tripper_is_flagged() {
+        let mut trades = Vec::new();
+        for k in 0..6 {
+            trades.push(t(k * 10 * MIN, Side::Buy, 3, 50, 500_000));
+            trades.push(t(k * 10 * MIN + MIN, Side::Sell, 3, 50, 501_000));
+        }
+        let r = replay(&trades, &cfg(2_000), &BTreeMap::new());
+        assert_eq!(r.round_trip_pct, 100);
+        assert!(r.high_frequency);
+        // 12 fills in 51 minutes: counted over at least an hour.
+        assert_eq!(r.trades_per_hour, Decimal::from(12));
+    }
+
+    #[test]
+    fn a_price_beyond_the_cap_is_not_copied_and_resolutions_settle_what_is_open() {
+        // The next fill is 10 % higher than the buy: our limit (2 %) would not have filled.
+        let trades = [
+            t(0, Side::Buy, 4, 100, 400_000),
+            t(3_000, Side::Buy, 4, 100, 440_000),
+            t(4_000, Side::Buy, 5, 100, 300_000),
+        ];
+        let resolved: BTreeMap<TokenId, Price> =
+            [(TokenId::from(4u8), Price(ONE)), (TokenId::from(5u8), Price(0))].into();
+        let r = replay(&trades, &cfg(2_000), &resolved);
+        assert_eq!(r.refusals.get("price_moved"), Some(&1));
+        // Copies: 10 of token 4 at the cap over 0.44 (0.4488: no later fill) → 4.488, settles at 10;
+        // 10 of token 5 at 0.306 → 3.06, settles at 0.
+        assert_eq!(r.realized, Usdc(10 * ONE - 4_488_000 - 3_060_000));
+        assert_eq!(r.win_rate_pct, Some(50));
+        assert_eq!(r.max_drawdown, Usdc(3_060_000));
+    }
+}
