@@ -301,10 +301,12 @@ fn round_trips(trades: &[Trade], window_ms: i64) -> u32 {
         .enumerate()
         .filter(|(_, t)| t.side == Side::Sell)
         .filter(|(i, t)| {
+            // Only the fills inside the window can be the buy it closes: look back no further.
             trades[..*i]
                 .iter()
                 .rev()
-                .any(|b| b.side == Side::Buy && b.token_id == t.token_id && t.at_ms - b.at_ms <= window_ms)
+                .take_while(|b| t.at_ms - b.at_ms <= window_ms)
+                .any(|b| b.side == Side::Buy && b.token_id == t.token_id)
         })
         .count();
     u32::try_from(quick * 100 / sells).unwrap_or(100)
