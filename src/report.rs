@@ -295,32 +295,46 @@ fn register_font() -> Result<(), ChartError> {
 /// # Errors
 /// When drawing or encoding fails.
 pub fn chart_png(r: &Report) -> Result<Vec<u8>, ChartError> {
+    let title = format!(
+        "{} · {} → {} UTC · realized {} USDC",
+        title(r.period),
+        date(r.from_ms),
+        date(r.to_ms),
+        r.realized_usdc
+    );
+    png(700, &title, |root| {
+        let (top, bottom) = root.split_vertically(700 * 62 / 100);
+        draw_lines(&r.series, r.from_ms, r.to_ms, &top)?;
+        draw_targets(r, &bottom)
+    })
+}
+
+/// Cumulative realized P&L and exposure over `from_ms..to_ms` alone, under `title` (`vet`'s chart).
+///
+/// # Errors
+/// When drawing or encoding fails.
+pub fn lines_png(title: &str, series: &[(i64, i64, i64)], from_ms: i64, to_ms: i64) -> Result<Vec<u8>, ChartError> {
+    png(520, title, |root| draw_lines(series, from_ms, to_ms, root))
+}
+
+/// A 1000-pixel-wide white PNG, `height` tall, titled, with `draw` filling the rest.
+fn png(height: u32, title: &str, draw: impl FnOnce(&Area<'_>) -> DrawResult) -> Result<Vec<u8>, ChartError> {
     use plotters::prelude::*;
     const W: u32 = 1000;
-    const H: u32 = 700;
     register_font()?;
     let err = |e: &dyn std::fmt::Display| ChartError(e.to_string());
-    let mut rgb = vec![0u8; (W * H * 3) as usize];
+    let mut rgb = vec![0u8; (W * height * 3) as usize];
     {
-        let root = BitMapBackend::with_buffer(&mut rgb, (W, H)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut rgb, (W, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
-        let title = format!(
-            "{} · {} → {} UTC · realized {} USDC",
-            title(r.period),
-            date(r.from_ms),
-            date(r.to_ms),
-            r.realized_usdc
-        );
-        let root = root.titled(&title, ("sans-serif", 28)).map_err(|e| err(&e))?;
-        let (top, bottom) = root.split_vertically(H * 62 / 100);
-        draw_lines(r, &top).map_err(|e| err(&e))?;
-        draw_targets(r, &bottom).map_err(|e| err(&e))?;
+        let root = root.titled(title, ("sans-serif", 28)).map_err(|e| err(&e))?;
+        draw(&root).map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
     }
-    let img = image::RgbImage::from_raw(W, H, rgb).ok_or_else(|| ChartError("bad buffer size".into()))?;
-    let mut png = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut png, image::ImageOutputFormat::Png).map_err(|e| err(&e))?;
-    Ok(png.into_inner())
+    let img = image::RgbImage::from_raw(W, height, rgb).ok_or_else(|| ChartError("bad buffer size".into()))?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageOutputFormat::Png).map_err(|e| err(&e))?;
+    Ok(out.into_inner())
 }
 
 type Area<'a> = plotters::drawing::DrawingArea<plotters::backend::BitMapBackend<'a>, plotters::coord::Shift>;
@@ -328,13 +342,13 @@ type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 /// P&L and exposure over the period. Drawing coordinates only (hours, USDC as floats): no money is
 /// computed here.
-fn draw_lines(r: &Report, area: &Area<'_>) -> DrawResult {
+fn draw_lines(series: &[(i64, i64, i64)], from_ms: i64, to_ms: i64, area: &Area<'_>) -> DrawResult {
     use plotters::prelude::*;
-    let hours = |ms: i64| (ms - r.from_ms) as f64 / 3_600_000.0;
+    let hours = |ms: i64| (ms - from_ms) as f64 / 3_600_000.0;
     let usdc = |micros: i64| micros as f64 / 1e6;
-    let x1 = hours(r.to_ms).max(0.001);
-    let lo = usdc(r.series.iter().map(|p| p.1.min(p.2)).min().unwrap_or(0).min(0));
-    let hi = usdc(r.series.iter().map(|p| p.1.max(p.2)).max().unwrap_or(0).max(1_000_000)) * 1.1;
+    let x1 = hours(to_ms).max(0.001);
+    let lo = usdc(series.iter().map(|p| p.1.min(p.2)).min().unwrap_or(0).min(0));
+    let hi = usdc(series.iter().map(|p| p.1.max(p.2)).max().unwrap_or(0).max(1_000_000)) * 1.1;
     let mut chart = ChartBuilder::on(area)
         .margin(15)
         .x_label_area_size(40)
@@ -359,9 +373,9 @@ fn draw_lines(r: &Report, area: &Area<'_>) -> DrawResult {
         .draw()?;
     chart.draw_series(LineSeries::new([(0.0, 0.0), (x1, 0.0)], BLACK.stroke_width(1)))?;
     let step = |f: fn(&(i64, i64, i64)) -> i64| {
-        let mut pts = Vec::with_capacity(r.series.len() * 2 + 1);
+        let mut pts = Vec::with_capacity(series.len() * 2 + 1);
         let mut last: Option<f64> = None;
-        for p in &r.series {
+        for p in series {
             if let Some(v) = last {
                 pts.push((hours(p.0), v));
             }

@@ -19,9 +19,7 @@ use crate::actors::notifier::{Event, Notifier};
 use crate::actors::risk_supervisor::SetTrading;
 use crate::actors::store::{self as store_msgs, StoreActor};
 use crate::actors::watcher::NewFills;
-use crate::chain::events::{
-    ORDER_FILLED_V1, ORDER_FILLED_V2, RawLog, address_topic, assign_occurrences, decode_order_filled,
-};
+use crate::chain::history::{decode_logs, fills_filter, headers_for};
 use crate::chain::rpc::{BlockRef, ChainError, Rpc};
 use crate::domain::TargetFill;
 use crate::store::OwnSettlement;
@@ -450,10 +448,7 @@ impl ChainFeed {
 
     /// `OrderFilled` logs of the watched exchanges whose maker (topic 2) is one of `targets`.
     fn filter(&self, targets: &[Address]) -> Filter {
-        Filter::new()
-            .address(self.cfg.exchanges.clone())
-            .event_signature(vec![ORDER_FILLED_V1, ORDER_FILLED_V2])
-            .topic2(targets.iter().map(address_topic).collect::<Vec<B256>>())
+        fills_filter(&self.cfg.exchanges, targets)
     }
 
     /// The makers whose fills we read: the targets, and our own funder when live.
@@ -502,53 +497,13 @@ impl ChainFeed {
 
     /// Decodes logs into fills, checking each log's block against the chain we are reading.
     async fn decode(&self, logs: &[Log], from: u64, to: u64) -> Result<Vec<TargetFill>, ChainError> {
-        // Every block holding a log, asked for at once (still paced): one round trip, not one per block.
-        let wanted: std::collections::BTreeSet<u64> = logs
-            .iter()
-            .filter(|l| !l.removed)
-            .filter_map(|l| l.block_number)
-            .filter(|n| (from..=to).contains(n))
-            .collect();
-        let got = futures_util::future::try_join_all(wanted.iter().map(|n| self.rpc.block_required(*n))).await?;
-        let headers: BTreeMap<u64, BlockRef> = got.into_iter().map(|b| (b.number, b)).collect();
-        let mut fills = Vec::with_capacity(logs.len());
-        for log in logs.iter().filter(|l| !l.removed) {
-            let (Some(bn), Some(bh), Some(tx), Some(li)) =
-                (log.block_number, log.block_hash, log.transaction_hash, log.log_index)
-            else {
-                warn!("log without block position ignored (pending log?)");
-                continue;
-            };
-            if !(from..=to).contains(&bn) {
-                continue;
-            }
-            let Some(header) = headers.get(&bn).copied() else {
-                return Err(ChainError::MissingBlock(bn));
-            };
-            if header.hash != bh {
-                return Err(ChainError::ChainMoved { from, to });
-            }
-            let raw = RawLog {
-                address: log.address(),
-                topics: log.topics(),
-                data: &log.data().data,
-                tx_hash: tx,
-                block_number: bn,
-                block_hash: bh,
-                log_index: li,
-                block_ts: log.block_timestamp.unwrap_or(header.timestamp),
-            };
-            match decode_order_filled(&raw) {
-                Ok(f) => fills.push(f),
-                Err(e) => {
-                    warn!(tx = %tx, log_index = li, cause = %e, "undecodable OrderFilled log skipped");
-                    self.notifier.do_send(Event::Error { message: format!("undecodable fill log {tx}:{li}: {e}") });
-                }
-            }
+        let headers = headers_for(&self.rpc, logs, from, to).await?;
+        let decoded = decode_logs(logs, &headers, from, to)?;
+        for (tx, li, e) in decoded.undecodable {
+            warn!(tx = %tx, log_index = li, cause = %e, "undecodable OrderFilled log skipped");
+            self.notifier.do_send(Event::Error { message: format!("undecodable fill log {tx}:{li}: {e}") });
         }
-        fills.sort_by_key(|f| (f.block_number, f.log_index));
-        assign_occurrences(&mut fills);
-        Ok(fills)
+        Ok(decoded.fills)
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod feed;
+pub mod history;
 pub mod positions;
 pub mod rpc;
 

@@ -258,6 +258,28 @@ CREATE TABLE redemptions (
 );
 CREATE INDEX redemptions_open ON redemptions (condition_id) WHERE status IN ('planned', 'signed', 'sent', 'reverted');
 ",
+    r"
+-- `polycopy vet`'s cache of wallets' fills read from the chain: which blocks were read for a wallet
+-- (one contiguous range of buried blocks, under one set of exchanges) and the fills found there
+CREATE TABLE vet_scans (
+    wallet        TEXT PRIMARY KEY,
+    exchanges     TEXT NOT NULL,
+    from_block    INTEGER NOT NULL,
+    to_block      INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE TABLE vet_fills (
+    wallet       TEXT NOT NULL,
+    block_number INTEGER NOT NULL,
+    log_index    INTEGER NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    side         TEXT NOT NULL,
+    token_id     TEXT NOT NULL,
+    shares       INTEGER NOT NULL,
+    price        INTEGER NOT NULL,
+    PRIMARY KEY (wallet, block_number, log_index)
+) WITHOUT ROWID;
+",
 ];
 
 /// Brings the schema up to date.

@@ -1,6 +1,6 @@
-//! Vetting a wallet before copying it: its fills replayed through the same sizing and limits the
-//! daemon applies, each copy priced as it would really have been (after a copy delay), and the
-//! figures a trader decides on. Pure: reading the wallet's history (chain, Gamma) is the caller's.
+//! The replay: a wallet's fills through the same sizing and limits the daemon applies, each copy
+//! priced as it would really have been (after a copy delay), and the figures a trader decides on.
+//! Pure: reading the wallet's history (chain, Gamma) is the caller's.
 //!
 //! Pricing model, said per copy: the wallet's own next fill of the same token and side at or
 //! shortly after the delay (`next_fill`: the market as it really was then), else the target's
@@ -112,6 +112,9 @@ pub struct Report {
     pub high_frequency: bool,
     /// The largest share of the money invested in one token, percent.
     pub concentration_pct: u32,
+    /// After each copy: (unix ms, cumulative realized P&L, cost of what is open), for the chart.
+    #[serde(skip)]
+    pub series: Vec<(i64, i64, i64)>,
 }
 
 /// Replays `trades` (oldest first) under `cfg`; `resolved` settles markets at their payout.
@@ -179,6 +182,7 @@ pub fn replay(trades: &[Trade], cfg: &VetConfig, resolved: &BTreeMap<TokenId, Pr
             r.max_drawdown = Usdc(r.max_drawdown.0.max(peak - cum));
         }
         r.realized.0 += realized.0;
+        r.series.push((at, r.realized.0, book.exposure().0));
         r.copies.push(Copy { at_ms: at, side: t.side, token_id: t.token_id, shares, price, model, realized });
     }
     // What is still open: settled at its market's payout, else valued at the last price seen.
@@ -196,6 +200,12 @@ pub fn replay(trades: &[Trade], cfg: &VetConfig, resolved: &BTreeMap<TokenId, Pr
         } else if let Some(p) = last_price.get(&token) {
             r.open_pnl.0 += mul_price_floor(pos.shares, *p) - pos.cost.0;
         }
+    }
+    if let (Some(last), false) = (trades.last(), r.copies.is_empty()) {
+        // Settled markets move the line at the period's end; what is left open is its cost.
+        let open: i64 =
+            book.tokens().iter().filter(|t| !resolved.contains_key(*t)).map(|t| book.position(t).cost.0).sum();
+        r.series.push((last.at_ms + cfg.delay_ms, r.realized.0, open));
     }
     r.win_rate_pct = (closed > 0).then(|| wins * 100 / closed);
     holds.sort_unstable();

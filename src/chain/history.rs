@@ -1,0 +1,141 @@
+//! Reading fills from the chain's past: the `eth_getLogs` filter by maker, the headers a range of
+//! logs needs, decoding those logs into fills, and finding blocks by time. Shared by the live feed
+//! (its backfill) and `polycopy vet` (a wallet's history), so both read the chain the same way.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use alloy::primitives::{Address, B256};
+use alloy::rpc::types::{Filter, Log};
+
+use crate::chain::events::{
+    DecodeError, ORDER_FILLED_V1, ORDER_FILLED_V2, RawLog, address_topic, assign_occurrences, decode_order_filled,
+};
+use crate::chain::rpc::{BlockRef, ChainError, Rpc};
+use crate::domain::TargetFill;
+
+/// `OrderFilled` logs of `exchanges` whose maker (topic 2) is one of `makers`.
+#[must_use]
+pub fn fills_filter(exchanges: &[Address], makers: &[Address]) -> Filter {
+    Filter::new()
+        .address(exchanges.to_vec())
+        .event_signature(vec![ORDER_FILLED_V1, ORDER_FILLED_V2])
+        .topic2(makers.iter().map(address_topic).collect::<Vec<B256>>())
+}
+
+/// The headers of every block in `from..=to` that holds one of `logs`, asked for at once (still
+/// paced by the RPC client): one round trip, not one per block.
+///
+/// # Errors
+/// On an RPC failure or a block the node does not have.
+pub async fn headers_for(rpc: &Rpc, logs: &[Log], from: u64, to: u64) -> Result<BTreeMap<u64, BlockRef>, ChainError> {
+    let wanted: BTreeSet<u64> =
+        logs.iter().filter(|l| !l.removed).filter_map(|l| l.block_number).filter(|n| (from..=to).contains(n)).collect();
+    let got = futures_util::future::try_join_all(wanted.iter().map(|n| rpc.block_required(*n))).await?;
+    Ok(got.into_iter().map(|b| (b.number, b)).collect())
+}
+
+/// What a range of logs decoded into.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// The fills, in chain order, occurrences numbered.
+    pub fills: Vec<TargetFill>,
+    /// Logs that did not decode: (transaction, log index, why).
+    pub undecodable: Vec<(B256, u64, DecodeError)>,
+}
+
+/// Decodes the logs of `from..=to` into fills, checking each log's block hash against `headers`
+/// (the chain we are reading): a log of another branch means the chain moved under us.
+///
+/// # Errors
+/// [`ChainError::ChainMoved`] or [`ChainError::MissingBlock`]: read the range again.
+pub fn decode_logs(logs: &[Log], headers: &BTreeMap<u64, BlockRef>, from: u64, to: u64) -> Result<Decoded, ChainError> {
+    let mut out = Decoded { fills: Vec::with_capacity(logs.len()), undecodable: Vec::new() };
+    for log in logs.iter().filter(|l| !l.removed) {
+        let (Some(bn), Some(bh), Some(tx), Some(li)) =
+            (log.block_number, log.block_hash, log.transaction_hash, log.log_index)
+        else {
+            tracing::warn!("log without block position ignored (pending log?)");
+            continue;
+        };
+        if !(from..=to).contains(&bn) {
+            continue;
+        }
+        let header = headers.get(&bn).copied().ok_or(ChainError::MissingBlock(bn))?;
+        if header.hash != bh {
+            return Err(ChainError::ChainMoved { from, to });
+        }
+        let raw = RawLog {
+            address: log.address(),
+            topics: log.topics(),
+            data: &log.data().data,
+            tx_hash: tx,
+            block_number: bn,
+            block_hash: bh,
+            log_index: li,
+            block_ts: log.block_timestamp.unwrap_or(header.timestamp),
+        };
+        match decode_order_filled(&raw) {
+            Ok(f) => out.fills.push(f),
+            Err(e) => out.undecodable.push((tx, li, e)),
+        }
+    }
+    out.fills.sort_by_key(|f| (f.block_number, f.log_index));
+    assign_occurrences(&mut out.fills);
+    Ok(out)
+}
+
+/// The fills of `makers` on `exchanges` in `from..=to`, read in one `eth_getLogs` (the caller
+/// keeps the range within the node's limit).
+///
+/// # Errors
+/// On an RPC failure, or when the chain moved while the range was read.
+pub async fn read_fills(
+    rpc: &Rpc,
+    exchanges: &[Address],
+    makers: &[Address],
+    from: u64,
+    to: u64,
+) -> Result<Decoded, ChainError> {
+    let logs = rpc.logs(&fills_filter(exchanges, makers).from_block(from).to_block(to)).await?;
+    let headers = headers_for(rpc, &logs, from, to).await?;
+    decode_logs(&logs, &headers, from, to)
+}
+
+/// The oldest block the node has a header for (0 on an archive node; a pruned or freshly started
+/// node begins later). A binary search: about 30 paced calls.
+///
+/// # Errors
+/// On an RPC failure.
+pub async fn earliest_block(rpc: &Rpc, head: u64) -> Result<BlockRef, ChainError> {
+    if let Some(b) = rpc.block(0).await? {
+        return Ok(b);
+    }
+    // Invariant: `hi` exists, everything below `lo` does not.
+    let (mut lo, mut hi) = (1, head);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if rpc.block(mid).await?.is_some() {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    rpc.block_required(hi).await
+}
+
+/// The first block in `lo..=hi` whose timestamp is at or after `ts` (seconds); `hi` when none is.
+/// Block times only grow, so a binary search finds it.
+///
+/// # Errors
+/// On an RPC failure or a missing block.
+pub async fn first_block_at(rpc: &Rpc, mut lo: u64, mut hi: u64, ts: u64) -> Result<u64, ChainError> {
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if rpc.block_required(mid).await?.timestamp >= ts {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(lo)
+}
