@@ -11,6 +11,7 @@ mod operator;
 mod reconcile;
 mod setup;
 mod status;
+mod vet;
 
 use std::path::PathBuf;
 
@@ -30,6 +31,7 @@ pub use operator::{close, pause_market};
 pub use reconcile::reconcile;
 pub use setup::{check_config, doctor, env_for};
 pub use status::status;
+pub use vet::{VetArgs, vet};
 
 /// polycopy: mirror Polymarket target wallets' trades, paper trading by default.
 #[derive(Debug, Parser)]
@@ -149,6 +151,10 @@ pub enum Command {
         #[arg(long)]
         alert: bool,
     },
+    /// Would copying this wallet have paid? Its fills over the period, read from the chain (cached
+    /// in the journal), replayed through our sizing and limits with a copy delay and slippage,
+    /// settled where Gamma says a market resolved. Exit 0 reported, 1 no fills, 64 bad input.
+    Vet(VetArgs),
     /// Lift a market's pause. Exit codes as for `halt`.
     ResumeMarket {
         /// The market as it was paused.

@@ -137,16 +137,18 @@ pub async fn read(
     let total: u64 = stretches.iter().map(|s| s.to - s.from + 1).sum();
     let mut h = History::default();
     let mut fresh = Vec::new();
+    let mut found = 0;
     progress(0, total, 0);
     for st in &stretches {
         for (from, to) in chunks(st, span.chunk.max(1)) {
             let fills = read_chunk(rpc, span, from, to).await?;
             h.read_blocks += to - from + 1;
+            found += fills.len();
             match cache {
                 Some(s) if st.cache => s.vet_store(span.wallet, &key, from, to, &fills)?,
                 _ => fresh.extend(fills),
             }
-            progress(h.read_blocks, total, fresh.len());
+            progress(h.read_blocks, total, found);
         }
     }
     if let Some(s) = cache {

@@ -82,7 +82,7 @@ pub fn text(v: &Vetted) -> String {
         "copying      delay {} ms, slippage cap {} bps, rules from {}",
         v.delay_ms, v.max_slippage_bps, v.rules_from
     );
-    let _ = writeln!(s, "fills        {} ({} per hour)", r.fills, r.trades_per_hour);
+    let _ = writeln!(s, "fills        {} ({} per hour)", r.fills, r.trades_per_hour.normalize());
     let priced: Vec<String> = priced_by(r).iter().map(|(k, n)| format!("{n} by {k}")).collect();
     let _ = writeln!(
         s,
@@ -156,7 +156,7 @@ pub fn json(v: &Vetted) -> Value {
         "win_rate_pct": r.win_rate_pct,
         "max_drawdown_usdc": usdc(r.max_drawdown.0),
         "median_hold_ms": r.median_hold_ms,
-        "trades_per_hour": r.trades_per_hour.to_string(),
+        "trades_per_hour": r.trades_per_hour.normalize().to_string(),
         "round_trip_pct": r.round_trip_pct,
         "high_frequency": r.high_frequency,
         "concentration_pct": r.concentration_pct,

@@ -79,8 +79,18 @@ impl Anvil {
 
     /// A node on another chain (Polygon is 137).
     pub async fn start_on_chain(chain_id: u64) -> Self {
+        Self::start_with(chain_id, &[]).await
+    }
+
+    /// A node whose genesis block is `secs` (unix) old: history can be planted in the past.
+    pub async fn start_at(genesis_ts: u64) -> Self {
+        Self::start_with(137, &["--timestamp", &genesis_ts.to_string()]).await
+    }
+
+    async fn start_with(chain_id: u64, extra: &[&str]) -> Self {
         let mut child = Command::new(anvil_bin())
             .args(["--port", "0", "--chain-id", &chain_id.to_string(), "--number", "80000000"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -141,6 +151,12 @@ impl Anvil {
         .await;
         let bn = u64::from_str_radix(receipt["blockNumber"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
         (bn, tx)
+    }
+
+    /// Emits `fill` in a block stamped `ts` (unix seconds, later than the head's).
+    pub async fn emit_at(&self, ts: u64, fill: &Fill) -> (u64, B256) {
+        self.raw("evm_setNextBlockTimestamp", json!([ts])).await;
+        self.emit(fill).await
     }
 
     /// Waits until block `n` is more than `secs` seconds old by the wall clock (what the daemon's

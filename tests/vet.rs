@@ -1,0 +1,222 @@
+//! `polycopy vet` on history planted on anvil: three wallets (a slow profitable one, one whose edge
+//! lives inside one block, a quick round-tripper), figures checked against tables computed by hand
+//! below; the second run reads from the journal's cache; bad input gets a clear message.
+
+mod support;
+
+use alloy::primitives::{Address, address};
+use serde_json::Value;
+use support::clob::{FakeClob, Token};
+use support::*;
+
+const SLOW: Address = address!("5105105105105105105105105105105105105105");
+const EDGE: Address = address!("ed9eed9eed9eed9eed9eed9eed9eed9eed9eed9e");
+const FLIP: Address = address!("f11bf11bf11bf11bf11bf11bf11bf11bf11bf11b");
+const OTHER: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
+const DAY: u64 = 86_400;
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Plants the three wallets' fills from `p` (unix seconds) on; returns nothing, the tables below
+/// say what each must give.
+async fn plant(anvil: &Anvil, p: u64) {
+    // SLOW: buys 100 of token 11 at 0.40, sells them 5 h later at 0.60; buys 100 of token 12 at
+    // 0.30 and holds (its market resolves Yes).
+    anvil.emit_at(p, &Fill::v2(1, SLOW, OTHER, true, 11, 100 * ONE, 40 * ONE)).await;
+    anvil.emit_at(p + 5 * 3600, &Fill::v2(2, SLOW, OTHER, false, 11, 100 * ONE, 60 * ONE)).await;
+    anvil.emit_at(p + 6 * 3600, &Fill::v2(3, SLOW, OTHER, true, 12, 100 * ONE, 30 * ONE)).await;
+    // EDGE: buys 100 at 0.40; a block later it buys 10 more at 0.404 (the market moved) and at
+    // once sells all 110 at 0.41.
+    let q = p + 7 * 3600;
+    anvil.emit_at(q, &Fill::v2(4, EDGE, OTHER, true, 21, 100 * ONE, 40 * ONE)).await;
+    anvil.emit_at(q + 2, &Fill::v2(5, EDGE, OTHER, true, 21, 10 * ONE, 4_040_000)).await;
+    anvil.emit_at(q + 3, &Fill::v2(6, EDGE, OTHER, false, 21, 110 * ONE, 45_100_000)).await;
+    // FLIP: six round trips, each a buy of 50 at 0.50 sold a minute later at 0.501.
+    let r = p + 8 * 3600;
+    for k in 0..6u8 {
+        let t = r + u64::from(k) * 600;
+        anvil.emit_at(t, &Fill::v2(10 + 2 * k, FLIP, OTHER, true, 31, 50 * ONE, 25 * ONE)).await;
+        anvil.emit_at(t + 60, &Fill::v2(11 + 2 * k, FLIP, OTHER, false, 31, 50 * ONE, 25_050_000)).await;
+    }
+    // Bury it all under the cache's depth.
+    anvil.mine(70).await;
+}
+
+fn vet(d: &Daemon, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["vet"];
+    all.extend_from_slice(args);
+    d.run_cli(&all)
+}
+
+fn vet_json(d: &Daemon, who: &str) -> Value {
+    let (code, out, err) = vet(d, &[who, "--days", "2", "--delay-ms", "2000", "--json"]);
+    assert_eq!(code, 0, "vet {who}: {out}{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// The figures that matter, as (field, value) pairs.
+fn figures(v: &Value) -> Vec<(&'static str, Value)> {
+    [
+        "fills",
+        "copies",
+        "refusals",
+        "priced_by",
+        "invested_usdc",
+        "realized_usdc",
+        "open_pnl_usdc",
+        "win_rate_pct",
+        "max_drawdown_usdc",
+        "median_hold_ms",
+        "trades_per_hour",
+        "round_trip_pct",
+        "high_frequency",
+        "concentration_pct",
+        "markets_resolved",
+    ]
+    .into_iter()
+    .map(|k| (k, v[k].clone()))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_vet_when_history_is_planted_then_figures_equal_hand_computed_tables() {
+    let genesis = now() - 3 * DAY;
+    let anvil = Anvil::start_at(genesis).await;
+    plant(&anvil, genesis + 2 * DAY).await;
+    let clob = FakeClob::start(OTHER).await;
+    clob.token(12, Token { closed: true, payout: Some("1"), ..Token::open(false) });
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(
+        dir.path(),
+        &anvil.http_url(),
+        "",
+        &wallets(&[(SLOW, "slow", false), (EDGE, "edge", false), (FLIP, "flipper", false)], 0.1),
+    );
+    d.env.retain(|(k, _)| k != "GAMMA_URL");
+    d.env.push(("GAMMA_URL".into(), clob.url.clone()));
+    use serde_json::json;
+
+    // SLOW, copied 10 % with a 2 % cap and no later fill to price by: buy 10 at 0.408 (4.08),
+    // sell 10 at 0.588 (5.88): +1.80; buy 10 of token 12 at 0.306 (3.06), resolved at 1: +6.94.
+    let slow = vet_json(&d, "slow");
+    assert_eq!(
+        figures(&slow),
+        vec![
+            ("fills", json!(3)),
+            ("copies", json!(3)),
+            ("refusals", json!({})),
+            ("priced_by", json!({"slippage_cap": 3})),
+            ("invested_usdc", json!("7.14")),
+            ("realized_usdc", json!("8.74")),
+            ("open_pnl_usdc", json!("0")),
+            ("win_rate_pct", json!(100)),
+            ("max_drawdown_usdc", json!("0")),
+            ("median_hold_ms", json!(5 * 3_600_000)),
+            ("trades_per_hour", json!("0.5")),
+            ("round_trip_pct", json!(0)),
+            ("high_frequency", json!(false)),
+            // 4.08 of 7.14 in token 11.
+            ("concentration_pct", json!(57)),
+            ("markets_resolved", json!(1)),
+        ]
+    );
+    assert_eq!(slow["cached_blocks"], 0, "the first run reads the chain");
+
+    // EDGE, copied 2 s late: we buy 10 at its next fill's 0.404 (4.04); its 1-share buy is under
+    // the 1 USDC minimum; we sell at the cap under 0.41 (0.4018): 4.018 − 4.04 = −0.022.
+    let edge = vet_json(&d, "edge");
+    assert_eq!(
+        figures(&edge),
+        vec![
+            ("fills", json!(3)),
+            ("copies", json!(2)),
+            ("refusals", json!({"below_minimum": 1})),
+            ("priced_by", json!({"next_fill": 1, "slippage_cap": 1})),
+            ("invested_usdc", json!("4.04")),
+            ("realized_usdc", json!("-0.022")),
+            ("open_pnl_usdc", json!("0")),
+            ("win_rate_pct", json!(0)),
+            ("max_drawdown_usdc", json!("0.022")),
+            ("median_hold_ms", json!(3_000)),
+            // Three fills, counted over at least an hour.
+            ("trades_per_hour", json!("3")),
+            ("round_trip_pct", json!(100)),
+            ("high_frequency", json!(true)),
+            ("concentration_pct", json!(100)),
+            ("markets_resolved", json!(0)),
+        ]
+    );
+
+    // FLIP: each round trip buys 5 at 0.51 (2.55) and sells at 0.49098 (2.4549): −0.0951, six times.
+    let flip = vet_json(&d, "flipper");
+    assert_eq!(
+        figures(&flip),
+        vec![
+            ("fills", json!(12)),
+            ("copies", json!(12)),
+            ("refusals", json!({})),
+            ("priced_by", json!({"slippage_cap": 12})),
+            ("invested_usdc", json!("15.3")),
+            ("realized_usdc", json!("-0.5706")),
+            ("open_pnl_usdc", json!("0")),
+            ("win_rate_pct", json!(0)),
+            ("max_drawdown_usdc", json!("0.5706")),
+            ("median_hold_ms", json!(60_000)),
+            // 12 fills in 51 minutes, counted over an hour.
+            ("trades_per_hour", json!("12")),
+            ("round_trip_pct", json!(100)),
+            ("high_frequency", json!(true)),
+            ("concentration_pct", json!(100)),
+            ("markets_resolved", json!(0)),
+        ]
+    );
+
+    // The second run reads the buried blocks from the journal's cache and says the same.
+    let again = vet_json(&d, "slow");
+    assert_eq!(figures(&again), figures(&slow));
+    let span = again["to_block"].as_u64().unwrap() - again["from_block"].as_u64().unwrap() + 1;
+    assert!(again["cached_blocks"].as_u64().unwrap() >= span - 64, "{again}");
+
+    // The text report and the chart.
+    let png = dir.path().join("flipper.png");
+    let (code, out, err) = vet(&d, &["flipper", "--days", "2", "--chart", png.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in ["FLAG high-frequency", "realized     -0.5706 USDC", "priced: 12 by slippage_cap", "refused      none"]
+    {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"), "a PNG chart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_vet_when_input_is_bad_then_it_says_what_is_wrong() {
+    let genesis = now() - 3 * DAY;
+    let anvil = Anvil::start_at(genesis).await;
+    plant(&anvil, genesis + 2 * DAY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(SLOW, "slow", false)], 0.1));
+
+    let (code, _, err) = vet(&d, &["nobody"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("no target labelled \"nobody\"") && err.contains("labels there: slow"), "{err}");
+
+    let (code, _, err) = vet(&d, &["0x12345"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("is not a wallet address"), "{err}");
+
+    let (code, _, err) = vet(&d, &["0x000000000000000000000000000000000000dEaD", "--days", "2"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("made no fills") && err.contains("proxy/Safe address"), "{err}");
+
+    // The node began three days ago: thirty days is more history than it has.
+    let (code, _, err) = vet(&d, &["slow", "--days", "30"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("keeps blocks only from") && err.contains("--days 2 or fewer"), "{err}");
+
+    std::fs::write(dir.path().join("rules.json"), r#"{"sizing": {"mode": "multiplier", "multiplier": "x"}}"#).unwrap();
+    let (code, _, err) = vet(&d, &["slow", "--days", "2", "--rules", "rules.json"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--rules rules.json") && err.contains("multiplier"), "{err}");
+}
