@@ -220,3 +220,57 @@ async fn test_vet_when_input_is_bad_then_it_says_what_is_wrong() {
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("--rules rules.json") && err.contains("multiplier"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_targets_suggest_when_the_leaderboard_lists_traders_then_each_is_vetted_and_add_appends_disabled() {
+    let genesis = now() - 3 * DAY;
+    let anvil = Anvil::start_at(genesis).await;
+    plant(&anvil, genesis + 2 * DAY).await;
+    let clob = FakeClob::start(OTHER).await;
+    clob.token(12, Token { closed: true, payout: Some("1"), ..Token::open(false) });
+    let dead = address!("000000000000000000000000000000000000dEaD");
+    let last = i64::try_from(now()).unwrap() - 3600;
+    clob.leaderboard(&[
+        (SLOW, "Slow And/Steady", "1250.5", "90000", last),
+        (FLIP, "flipper", "900", "500000", last),
+        (EDGE, "edgy", "800", "1000", last),
+        (dead, "", "10", "10", last),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(EDGE, "edge", false)], 0.1));
+    d.env.retain(|(k, _)| k != "GAMMA_URL");
+    d.env.push(("GAMMA_URL".into(), clob.url.clone()));
+    d.env.push(("DATA_API_URL".into(), clob.url.clone()));
+
+    let (code, out, err) = d.run_cli(&["targets", "suggest", "--days", "2", "--limit", "4", "--add", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let c = v["candidates"].as_array().unwrap();
+    assert_eq!(c.len(), 4, "{v}");
+    // The same figures `vet` gives (the table in the test above).
+    assert_eq!((c[0]["rank"].as_i64(), c[0]["vet"]["realized_usdc"].as_str()), (Some(1), Some("8.74")), "{v}");
+    assert_eq!(c[0]["last_trade_ms"], last * 1000);
+    assert_eq!(c[1]["vet"]["high_frequency"], true, "{v}");
+    assert_eq!(c[2]["listed"], true, "{v}");
+    assert!(c[3]["problem"].as_str().unwrap().contains("no fills"), "{v}");
+    let worth: Vec<bool> = c.iter().map(|x| x["worth_adding"].as_bool().unwrap()).collect();
+    assert_eq!(worth, vec![true, false, false, false]);
+    // Only the slow wallet is appended, disabled, named after its user name made safe.
+    assert_eq!(v["added"], serde_json::json!(["SlowAndSteady"]));
+    let text = std::fs::read_to_string(dir.path().join("wallets.json")).unwrap();
+    let w: Value = serde_json::from_str(&text).unwrap();
+    let list = w["wallets"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{text}");
+    assert_eq!(list[0]["label"], "edge", "what was there stays");
+    assert_eq!(list[1]["address"], SLOW.to_string().to_lowercase());
+    assert_eq!((list[1]["label"].as_str(), list[1]["enabled"].as_bool()), (Some("SlowAndSteady"), Some(false)));
+    assert!(list[1]["comment"].as_str().unwrap().contains("realized 8.74 USDC"), "{text}");
+    let (code, out, err) = d.run_cli(&["check-config", "--offline"]);
+    assert_eq!(code, 0, "the file still validates: {out}{err}");
+
+    // Run again: the slow wallet is listed now, nothing more is added.
+    let (code, out, err) = d.run_cli(&["targets", "suggest", "--days", "2", "--limit", "4", "--add"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("nothing added"), "{out}");
+    assert!(out.contains("FLAG high-frequency"), "{out}");
+}

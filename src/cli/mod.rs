@@ -11,6 +11,7 @@ mod operator;
 mod reconcile;
 mod setup;
 mod status;
+mod suggest;
 mod vet;
 
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ pub use operator::{close, pause_market};
 pub use reconcile::reconcile;
 pub use setup::{check_config, doctor, env_for};
 pub use status::status;
+pub use suggest::{SuggestArgs, suggest};
 pub use vet::{VetArgs, vet};
 
 /// polycopy: mirror Polymarket target wallets' trades, paper trading by default.
@@ -155,6 +157,12 @@ pub enum Command {
     /// in the journal), replayed through our sizing and limits with a copy delay and slippage,
     /// settled where Gamma says a market resolved. Exit 0 reported, 1 no fills, 64 bad input.
     Vet(VetArgs),
+    /// Finding whom to copy.
+    Targets {
+        /// What to do.
+        #[command(subcommand)]
+        command: TargetsCommand,
+    },
     /// Lift a market's pause. Exit codes as for `halt`.
     ResumeMarket {
         /// The market as it was paused.
@@ -200,6 +208,14 @@ pub enum Command {
         #[arg(long)]
         no_vacuum: bool,
     },
+}
+
+/// `targets` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TargetsCommand {
+    /// Candidates from Polymarket's leaderboard, each with its last trade and `vet`'s figures;
+    /// `--add` appends the ones worth a look to wallets.json, disabled.
+    Suggest(SuggestArgs),
 }
 
 /// Which report.

@@ -83,11 +83,15 @@ pub fn vet(g: &GlobalArgs, a: &VetArgs) -> Result<i32> {
 }
 
 /// The wallet being vetted and the rules it is vetted with.
-struct Who {
-    wallet: Address,
-    label: Option<String>,
-    rules: CopyRules,
-    rules_from: String,
+pub(super) struct Who {
+    /// The wallet.
+    pub wallet: Address,
+    /// Its label, if listed.
+    pub label: Option<String>,
+    /// The rules to replay with.
+    pub rules: CopyRules,
+    /// Where they came from.
+    pub rules_from: String,
 }
 
 /// The wallet, its label, its rules and where they came from.
@@ -125,7 +129,7 @@ fn resolve(s: &Settings, a: &VetArgs) -> Result<(Address, Option<String>, CopyRu
 }
 
 /// The rules wallets.json gives a wallet it does not list: its `defaults` (else the built-in ones).
-fn defaults_of(path: &std::path::Path, wallet: Address) -> CopyRules {
+pub(super) fn defaults_of(path: &std::path::Path, wallet: Address) -> CopyRules {
     let defaults = std::fs::read_to_string(path)
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
@@ -169,83 +173,24 @@ fn rules_file(path: &std::path::Path, wallet: Address) -> Result<CopyRules, BadI
 }
 
 async fn run(s: &Settings, env: &crate::config::Env, a: &VetArgs, who: Who) -> Result<i32> {
-    let mut rpc = Rpc::new(RpcConfig {
-        ws_url: None,
-        http_urls: env.rpc_urls.clone(),
-        requests_per_second: s.chain.rpc_requests_per_second,
-        timeout: Duration::from_millis(s.chain.request_timeout_ms),
-        failover_after: s.chain.failover_after_errors,
-        chain_id: s.chain.chain_id,
-    });
-    rpc.connect().await.context("connecting to the chain (POLYGON_RPC_URL)")?;
-    let head = rpc.block_number().await?;
-    let head_ts = rpc.block_required(head).await?.timestamp;
-    let start_ts = head_ts.saturating_sub(u64::from(a.days) * 86_400);
-    let earliest = earliest_block(&rpc, head).await?;
-    if start_ts < earliest.timestamp {
-        let kept = (head_ts - earliest.timestamp) / 86_400;
-        eprintln!(
-            "Error: --days {} reaches back to {} UTC, but the node ({}) keeps blocks only from {} ({} UTC, {} days \
-             ago). Ask for --days {} or fewer, or use a node that keeps more history (POLYGON_RPC_URL)",
-            a.days,
-            crate::report::date(ms(start_ts)),
-            rpc.endpoint(),
-            earliest.number,
-            crate::report::date(ms(earliest.timestamp)),
-            kept,
-            kept.max(1)
-        );
-        return Ok(EXIT_USAGE);
-    }
-    let from = first_block_at(&rpc, earliest.number, head, start_ts).await?;
-    let span = Span {
-        wallet: who.wallet,
-        exchanges: s.chain.exchanges.clone(),
-        from,
-        to: head,
-        buried: head.saturating_sub(s.chain.confirmations.max(CACHE_BURIAL)),
-        chunk: s.chain.max_block_range.max(1),
-    };
-    let cache = if a.no_cache { None } else { open_cache(s) };
-    let mut bar = Progress::new(!a.json && std::io::stderr().is_terminal());
-    let h = history::read(&rpc, cache.as_ref(), &span, &mut |done, total, n| bar.show(done, total, n)).await;
-    bar.finish();
-    let h = h?;
-    let trades: Vec<Trade> = h.fills.iter().map(|(_, _, t)| *t).collect();
-    if trades.is_empty() {
-        eprintln!(
-            "Error: {} made no fills on the watched exchanges in the last {} days (blocks {from}..={head}): nothing \
-             to vet. Check that it is the wallet's proxy/Safe address shown on its Polymarket profile (not the \
-             signer's), or ask for more --days",
-            addr_lower(&who.wallet),
-            a.days
-        );
-        return Ok(1);
-    }
-    let (resolved, asked, gamma_error) = resolutions(env, cache.as_ref(), &trades).await;
-    let cfg = VetConfig {
-        rules: who.rules,
-        limits: s.limits(),
-        delay_ms: a.delay_ms.map_or_else(|| default_delay(s), i64::from),
-        max_slippage_bps: s.copy.max_slippage_bps,
-        min_order_usdc: s.copy.min_order_usdc,
-        round_trip_ms: 5 * 60_000,
-        price_window_ms: 60_000,
-    };
-    let report = replay(&trades, &cfg, &resolved);
-    let v = Vetted {
-        wallet: who.wallet,
-        label: who.label,
-        from_ms: ms(start_ts),
-        to_ms: ms(head_ts),
-        blocks: (from, head),
-        cached_blocks: h.cached_blocks,
-        delay_ms: cfg.delay_ms,
-        max_slippage_bps: cfg.max_slippage_bps,
-        rules_from: who.rules_from,
-        settled: (resolved.len(), asked),
-        gamma_error,
-        report,
+    let src = Source::connect(s, env, a.no_cache).await?;
+    let wallet = who.wallet;
+    let v = match analyze(s, env, &src, who, a.days, a.delay_ms, !a.json && std::io::stderr().is_terminal()).await? {
+        Outcome::Vetted(v) => v,
+        Outcome::TooOld(why) => {
+            eprintln!("Error: {why}");
+            return Ok(EXIT_USAGE);
+        }
+        Outcome::NoFills { from, to } => {
+            eprintln!(
+                "Error: {} made no fills on the watched exchanges in the last {} days (blocks {from}..={to}): \
+                 nothing to vet. Check that it is the wallet's proxy/Safe address shown on its Polymarket \
+                 profile (not the signer's), or ask for more --days",
+                addr_lower(&wallet),
+                a.days
+            );
+            return Ok(1);
+        }
     };
     if let Some(p) = &a.chart {
         let png = render::chart(&v).map_err(|e| anyhow::anyhow!("drawing the chart: {e}"))?;
@@ -260,6 +205,118 @@ async fn run(s: &Settings, env: &crate::config::Env, a: &VetArgs, who: Who) -> R
         }
     }
     Ok(0)
+}
+
+/// The chain and the journal's cache a vet reads.
+pub(super) struct Source {
+    rpc: Rpc,
+    cache: Option<Store>,
+    head: u64,
+    head_ts: u64,
+    earliest: crate::chain::BlockRef,
+}
+
+impl Source {
+    /// Connects to the chain (and opens the cache unless `no_cache`).
+    pub(super) async fn connect(s: &Settings, env: &crate::config::Env, no_cache: bool) -> Result<Self> {
+        let mut rpc = Rpc::new(RpcConfig {
+            ws_url: None,
+            http_urls: env.rpc_urls.clone(),
+            requests_per_second: s.chain.rpc_requests_per_second,
+            timeout: Duration::from_millis(s.chain.request_timeout_ms),
+            failover_after: s.chain.failover_after_errors,
+            chain_id: s.chain.chain_id,
+        });
+        rpc.connect().await.context("connecting to the chain (POLYGON_RPC_URL)")?;
+        let head = rpc.block_number().await?;
+        let head_ts = rpc.block_required(head).await?.timestamp;
+        let earliest = earliest_block(&rpc, head).await?;
+        let cache = if no_cache { None } else { open_cache(s) };
+        Ok(Self { rpc, cache, head, head_ts, earliest })
+    }
+}
+
+/// What vetting one wallet came to.
+pub(super) enum Outcome {
+    /// The report.
+    Vetted(Box<Vetted>),
+    /// The period reaches before the node's history (the message says how far it goes).
+    TooOld(String),
+    /// The wallet made no fills in these blocks.
+    NoFills {
+        /// First block.
+        from: u64,
+        /// Last block.
+        to: u64,
+    },
+}
+
+/// Reads `who`'s last `days` of fills and replays them.
+pub(super) async fn analyze(
+    s: &Settings,
+    env: &crate::config::Env,
+    src: &Source,
+    who: Who,
+    days: u32,
+    delay_ms: Option<u32>,
+    progress: bool,
+) -> Result<Outcome> {
+    let (head, head_ts, earliest) = (src.head, src.head_ts, src.earliest);
+    let start_ts = head_ts.saturating_sub(u64::from(days) * 86_400);
+    if start_ts < earliest.timestamp {
+        let kept = (head_ts - earliest.timestamp) / 86_400;
+        return Ok(Outcome::TooOld(format!(
+            "--days {days} reaches back to {} UTC, but the node ({}) keeps blocks only from {} ({} UTC, {kept} days \
+             ago). Ask for --days {} or fewer, or use a node that keeps more history (POLYGON_RPC_URL)",
+            crate::report::date(ms(start_ts)),
+            src.rpc.endpoint(),
+            earliest.number,
+            crate::report::date(ms(earliest.timestamp)),
+            kept.max(1)
+        )));
+    }
+    let from = first_block_at(&src.rpc, earliest.number, head, start_ts).await?;
+    let span = Span {
+        wallet: who.wallet,
+        exchanges: s.chain.exchanges.clone(),
+        from,
+        to: head,
+        buried: head.saturating_sub(s.chain.confirmations.max(CACHE_BURIAL)),
+        chunk: s.chain.max_block_range.max(1),
+    };
+    let mut bar = Progress::new(progress);
+    let h = history::read(&src.rpc, src.cache.as_ref(), &span, &mut |done, total, n| bar.show(done, total, n)).await;
+    bar.finish();
+    let h = h?;
+    let trades: Vec<Trade> = h.fills.iter().map(|(_, _, t)| *t).collect();
+    if trades.is_empty() {
+        return Ok(Outcome::NoFills { from, to: head });
+    }
+    let (resolved, asked, gamma_error) = resolutions(env, src.cache.as_ref(), &trades).await;
+    let cfg = VetConfig {
+        rules: who.rules,
+        limits: s.limits(),
+        delay_ms: delay_ms.map_or_else(|| default_delay(s), i64::from),
+        max_slippage_bps: s.copy.max_slippage_bps,
+        min_order_usdc: s.copy.min_order_usdc,
+        round_trip_ms: 5 * 60_000,
+        price_window_ms: 60_000,
+    };
+    let report = replay(&trades, &cfg, &resolved);
+    Ok(Outcome::Vetted(Box::new(Vetted {
+        wallet: who.wallet,
+        label: who.label,
+        from_ms: ms(start_ts),
+        to_ms: ms(head_ts),
+        blocks: (from, head),
+        cached_blocks: h.cached_blocks,
+        delay_ms: cfg.delay_ms,
+        max_slippage_bps: cfg.max_slippage_bps,
+        rules_from: who.rules_from,
+        settled: (resolved.len(), asked),
+        gamma_error,
+        report,
+    })))
 }
 
 fn ms(secs: u64) -> i64 {

@@ -10,6 +10,7 @@ pub mod settings;
 pub mod settings_check;
 pub mod strict_json;
 pub mod wallets;
+pub mod wallets_edit;
 
 pub use env::{Env, redact_url};
 pub use location::Location;

@@ -139,6 +139,8 @@ struct State {
     time_delay_ms: u64,
     /// The Data API's `/positions` of any user: (token, size as the API writes it, redeemable).
     data_positions: Vec<(String, String, bool)>,
+    /// The Data API's trader leaderboard: (wallet, user name, P&L, volume, last trade unix s).
+    leaderboard: Vec<(Address, String, String, String, i64)>,
 }
 
 impl State {
@@ -214,6 +216,12 @@ impl FakeClob {
 
     /// Lookups of filled orders answer `null` from now on (the real CLOB's quirk, docs/PROTOCOL.md §7).
     /// The Data API's `/positions` answer (GAMMA_URL-like: DATA_API_URL points here in the tests).
+    /// The Data API leaderboard (and each trader's last trade, for `/trades`).
+    pub fn leaderboard(&self, rows: &[(Address, &str, &str, &str, i64)]) {
+        self.state.lock().unwrap().leaderboard =
+            rows.iter().map(|(a, n, p, v, t)| (*a, (*n).to_owned(), (*p).to_owned(), (*v).to_owned(), *t)).collect();
+    }
+
     pub fn data_positions(&self, list: &[(u64, &str, bool)]) {
         self.state.lock().unwrap().data_positions =
             list.iter().map(|(t, size, r)| (t.to_string(), (*size).to_owned(), *r)).collect();
@@ -477,6 +485,45 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
                        "slug": "will-it", "icon": "", "eventSlug": "will-it", "eventId": "", "outcome": "Yes",
                        "outcomeIndex": 0, "oppositeOutcome": "No", "oppositeAsset": "1", "endDate": "",
                        "negativeRisk": false})
+                })
+                .collect();
+            respond(&mut sock, 200, &Value::Array(rows), "").await;
+        }
+        // The Data API's leaderboard, with the fields the real one sends (numbers as numbers, rank
+        // as a string).
+        ("GET", "/v1/leaderboard") => {
+            let limit: usize = query(&path, "limit").parse().unwrap_or(25);
+            let rows: Vec<Value> = st
+                .lock()
+                .unwrap()
+                .leaderboard
+                .iter()
+                .take(limit)
+                .enumerate()
+                .map(|(i, (a, name, pnl, vol, _))| {
+                    json!({"rank": (i + 1).to_string(), "proxyWallet": a.to_string(), "userName": name,
+                           "vol": vol.parse::<f64>().unwrap(), "pnl": pnl.parse::<f64>().unwrap(),
+                           "profileImage": "", "xUsername": "", "verifiedBadge": false})
+                })
+                .collect();
+            respond(&mut sock, 200, &Value::Array(rows), "").await;
+        }
+        // The Data API's trades of a user, newest first (one row: its last trade).
+        ("GET", "/trades") => {
+            let user = query(&path, "user").to_ascii_lowercase();
+            let rows: Vec<Value> = st
+                .lock()
+                .unwrap()
+                .leaderboard
+                .iter()
+                .filter(|r| r.0.to_string().to_ascii_lowercase() == user)
+                .map(|(a, name, _, _, ts)| {
+                    json!({"proxyWallet": a.to_string(), "side": "BUY", "asset": "11",
+                           "conditionId": format!("0x{}", "11".repeat(32)), "size": 10, "price": 0.5,
+                           "timestamp": ts, "title": "Will it?", "slug": "will-it", "icon": "",
+                           "eventSlug": "will-it", "outcome": "Yes", "outcomeIndex": 0, "name": name,
+                           "pseudonym": name, "bio": "", "profileImage": "", "profileImageOptimized": "",
+                           "transactionHash": format!("0x{}", "ab".repeat(32))})
                 })
                 .collect();
             respond(&mut sock, 200, &Value::Array(rows), "").await;
