@@ -274,3 +274,65 @@ async fn test_targets_suggest_when_the_leaderboard_lists_traders_then_each_is_ve
     assert!(out.contains("nothing added"), "{out}");
     assert!(out.contains("FLAG high-frequency"), "{out}");
 }
+
+/// The chain-read figure for BENCHMARKS.md: 10,000 fills of one wallet (100 blocks of 100, a block
+/// a minute, 20 tokens, two buys for one sale), `vet` run twice (chain, then cache), timed, with
+/// peak memory from `/usr/bin/time` when there is one. Ignored by default:
+/// `cargo nextest run --release --test vet --run-ignored only --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "load figure for BENCHMARKS.md"]
+async fn load_vet_reads_10000_fills_from_the_chain() {
+    let genesis = now() - 3 * DAY;
+    let anvil = Anvil::start_at(genesis).await;
+    let start = genesis + 2 * DAY;
+    anvil.raw("evm_setAutomine", serde_json::json!([false])).await;
+    for b in 0..100u64 {
+        for i in 0..100u64 {
+            let n = b * 100 + i;
+            let buy = n % 3 != 2;
+            let shares = (50 + n % 50) * ONE;
+            let usdc = shares / 1_000_000 * (300_000 + (n * 7_919) % 400_000);
+            let f = Fill::v2((n % 250) as u8, SLOW, OTHER, buy, 1 + n % 20, shares, usdc);
+            anvil.raw("eth_sendTransaction", serde_json::json!([{"from": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "to": f.exchange, "data": f.calldata(), "gas": "0x100000"}])).await;
+        }
+        anvil.raw("evm_mine", serde_json::json!([start + b * 60])).await;
+    }
+    anvil.raw("evm_setAutomine", serde_json::json!([true])).await;
+    anvil.mine(70).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(SLOW, "slow", false)], 0.1));
+    let timed = std::path::Path::new("/usr/bin/time").exists();
+    for run in ["chain", "cache"] {
+        let t = std::time::Instant::now();
+        let mut c = if timed {
+            let mut c = std::process::Command::new("/usr/bin/time");
+            c.arg("-v").arg(bin());
+            c.current_dir(&d.dir).args([
+                "--config",
+                "polycopy.toml",
+                "--wallets",
+                "wallets.json",
+                "--db",
+                "journal.db",
+            ]);
+            c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+            c.envs(d.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            c
+        } else {
+            d.cmd(&[])
+        };
+        let out = c.args(["vet", "slow", "--days", "2", "--json"]).output().unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        let (code, stdout, stderr) = output(out);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["fills"], 10_000);
+        let rss =
+            stderr.lines().find(|l| l.contains("Maximum resident set size")).unwrap_or("peak memory not measured");
+        println!(
+            "vet of 10,000 fills from the {run}: {secs:.2} s, cached blocks {}, {}",
+            v["cached_blocks"],
+            rss.trim()
+        );
+    }
+}

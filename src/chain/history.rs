@@ -85,7 +85,9 @@ pub fn decode_logs(logs: &[Log], headers: &BTreeMap<u64, BlockRef>, from: u64, t
 }
 
 /// The fills of `makers` on `exchanges` in `from..=to`, read in one `eth_getLogs` (the caller
-/// keeps the range within the node's limit).
+/// keeps the range within the node's limit). Block times come from the logs where the node puts
+/// them there, else from the headers. For settled history only: the live feed checks each log's
+/// block against the header it fetched.
 ///
 /// # Errors
 /// On an RPC failure, or when the chain moved while the range was read.
@@ -97,8 +99,22 @@ pub async fn read_fills(
     to: u64,
 ) -> Result<Decoded, ChainError> {
     let logs = rpc.logs(&fills_filter(exchanges, makers).from_block(from).to_block(to)).await?;
-    let headers = headers_for(rpc, &logs, from, to).await?;
+    let headers = match stamped(&logs) {
+        Some(h) => h,
+        None => headers_for(rpc, &logs, from, to).await?,
+    };
     decode_logs(&logs, &headers, from, to)
+}
+
+/// The blocks of `logs` as the logs themselves describe them, when every log carries its block's
+/// time (nodes that implement `blockTimestamp` in logs): no header needs to be fetched.
+fn stamped(logs: &[Log]) -> Option<BTreeMap<u64, BlockRef>> {
+    let mut out = BTreeMap::new();
+    for l in logs.iter().filter(|l| !l.removed) {
+        let (number, hash, timestamp) = (l.block_number?, l.block_hash?, l.block_timestamp?);
+        out.insert(number, BlockRef { number, hash, parent: B256::ZERO, timestamp });
+    }
+    Some(out)
 }
 
 /// The oldest block the node has a header for (0 on an archive node; a pruned or freshly started
