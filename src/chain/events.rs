@@ -3,6 +3,9 @@
 //! Pure functions: no I/O. docs/PROTOCOL.md §3 is the specification; the tests pin it.
 
 use alloy::primitives::{Address, B256, U256, b256};
+use alloy::sol_types::SolEvent as _;
+
+use crate::chain::abi;
 
 use crate::domain::{ExchangeVersion, FillId, Price, Role, Shares, Side, TargetFill, TokenId, Usdc, u256_to_micros};
 
@@ -63,10 +66,6 @@ pub struct RawLog<'a> {
     pub block_ts: u64,
 }
 
-fn word(data: &[u8], i: usize) -> U256 {
-    U256::from_be_slice(&data[i * 32..(i + 1) * 32])
-}
-
 fn micros(v: U256) -> Result<i64, DecodeError> {
     u256_to_micros(v).ok_or(DecodeError::Amount(v))
 }
@@ -103,30 +102,31 @@ pub fn decode_order_filled(log: &RawLog<'_>) -> Result<TargetFill, DecodeError> 
     let order_hash = log.topics[1];
     let maker = topic_address(&log.topics[2]);
     let taker = topic_address(&log.topics[3]);
-    let d = log.data;
+    let malformed = |_| DecodeError::DataLength { expected: words, got: log.data.len() };
     let (side, token_id, shares, usdc, fee): (Side, TokenId, i64, i64, U256) = match version {
         ExchangeVersion::V1 => {
-            let (maker_asset, taker_asset) = (word(d, 0), word(d, 1));
-            let (maker_amt, taker_amt) = (micros(word(d, 2))?, micros(word(d, 3))?);
-            if maker_asset.is_zero() && !taker_asset.is_zero() {
-                (Side::Buy, taker_asset, taker_amt, maker_amt, word(d, 4))
-            } else if taker_asset.is_zero() && !maker_asset.is_zero() {
-                (Side::Sell, maker_asset, maker_amt, taker_amt, word(d, 4))
+            let e = abi::v1::OrderFilled::decode_raw_log(log.topics.iter().copied(), log.data).map_err(malformed)?;
+            let (maker_amt, taker_amt) = (micros(e.makerAmountFilled)?, micros(e.takerAmountFilled)?);
+            if e.makerAssetId.is_zero() && !e.takerAssetId.is_zero() {
+                (Side::Buy, e.takerAssetId, taker_amt, maker_amt, e.fee)
+            } else if e.takerAssetId.is_zero() && !e.makerAssetId.is_zero() {
+                (Side::Sell, e.makerAssetId, maker_amt, taker_amt, e.fee)
             } else {
-                return Err(DecodeError::NoCollateral(maker_asset, taker_asset));
+                return Err(DecodeError::NoCollateral(e.makerAssetId, e.takerAssetId));
             }
         }
         ExchangeVersion::V2 => {
-            let side = match word(d, 0) {
+            // The side is read as a whole word: a uint8 field with high bits set is not a fill.
+            let side = match U256::from_be_slice(&log.data[..32]) {
                 s if s.is_zero() => Side::Buy,
                 s if s == U256::from(1) => Side::Sell,
                 s => return Err(DecodeError::Side(s)),
             };
-            let token = word(d, 1);
-            let (maker_amt, taker_amt) = (micros(word(d, 2))?, micros(word(d, 3))?);
+            let e = abi::v2::OrderFilled::decode_raw_log(log.topics.iter().copied(), log.data).map_err(malformed)?;
+            let (maker_amt, taker_amt) = (micros(e.makerAmountFilled)?, micros(e.takerAmountFilled)?);
             match side {
-                Side::Buy => (side, token, taker_amt, maker_amt, word(d, 4)),
-                Side::Sell => (side, token, maker_amt, taker_amt, word(d, 4)),
+                Side::Buy => (side, e.tokenId, taker_amt, maker_amt, e.fee),
+                Side::Sell => (side, e.tokenId, maker_amt, taker_amt, e.fee),
             }
         }
     };

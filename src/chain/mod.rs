@@ -1,6 +1,7 @@
 //! Polygon: JSON-RPC access with pacing and failover ([`rpc`]), `OrderFilled` decoding ([`events`]),
 //! and the feed that backfills from the checkpoint, follows the head and handles reorgs ([`feed`]).
 
+pub mod abi;
 pub mod events;
 pub mod feed;
 pub mod history;

@@ -113,8 +113,6 @@ impl std::fmt::Debug for Rpc {
     }
 }
 
-const BALANCE_OF: [u8; 4] = [0x00, 0xfd, 0xd5, 0x8e];
-
 impl Rpc {
     /// A client for `cfg` (not yet connected).
     #[must_use]
@@ -282,20 +280,15 @@ impl Rpc {
         token: U256,
         at: u64,
     ) -> Result<U256, ChainError> {
+        use alloy::sol_types::SolCall as _;
         let p = self.provider()?;
-        let mut data = Vec::with_capacity(68);
-        data.extend_from_slice(&BALANCE_OF);
-        data.extend_from_slice(owner.into_word().as_slice());
-        data.extend_from_slice(&token.to_be_bytes::<32>());
+        let data = crate::chain::abi::balanceOfCall { owner, id: token }.abi_encode();
         let tx = TransactionRequest::default().to(contract).input(Bytes::from(data).into());
         let out: Bytes = self.call(p.call(tx).block(at.into())).await?;
-        if out.len() < 32 {
-            return Err(ChainError::Rpc {
-                endpoint: self.endpoint(),
-                message: format!("balanceOf returned {} bytes", out.len()),
-            });
-        }
-        Ok(U256::from_be_slice(&out[..32]))
+        crate::chain::abi::balanceOfCall::abi_decode_returns(&out).map_err(|e| ChainError::Rpc {
+            endpoint: self.endpoint(),
+            message: format!("balanceOf returned {} bytes: {e}", out.len()),
+        })
     }
 
     /// Subscribes to logs matching `filter` (websocket endpoints only).
