@@ -303,6 +303,9 @@ pub(super) async fn analyze(
         price_window_ms: 60_000,
     };
     let report = replay(&trades, &cfg, &resolved);
+    if src.cache.is_some() {
+        keep_owner(&s.db_path, &s.db_path);
+    }
     Ok(Outcome::Vetted(Box::new(Vetted {
         wallet: who.wallet,
         label: who.label,
@@ -328,15 +331,36 @@ fn default_delay(s: &Settings) -> i64 {
     BLOCK_MS * (1 + i64::try_from(s.chain.confirmations).unwrap_or(0))
 }
 
-/// The journal for the cache: the configured one (created as the daemon would), or none when it
-/// cannot be opened (the read then goes to the chain, and says so).
+/// The journal for the cache: the configured one (created as the daemon would, owned like its
+/// directory so a run as root does not lock the daemon out), or none when it cannot be opened
+/// (the read then goes to the chain, and says so).
 fn open_cache(s: &Settings) -> Option<Store> {
-    match Store::open(&s.db_path) {
-        Ok(st) => Some(st),
+    let existed = s.db_path.exists();
+    let opened = if existed { Store::open_existing(&s.db_path) } else { Store::open(&s.db_path) };
+    match opened {
+        Ok(st) => {
+            let like = if existed {
+                s.db_path.clone()
+            } else {
+                s.db_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default()
+            };
+            keep_owner(&s.db_path, &like);
+            Some(st)
+        }
         Err(e) => {
             eprintln!("warning: no cache ({e}); reading everything from the chain");
             None
         }
+    }
+}
+
+/// Gives the journal and its WAL files the owner of `like` (only root can change it; elsewhere a
+/// no-op): SQLite creates the `-wal` and `-shm` files as whoever opens the journal first.
+pub(super) fn keep_owner(db: &std::path::Path, like: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut f = db.as_os_str().to_owned();
+        f.push(suffix);
+        crate::store::same_owner_of(std::path::Path::new(&f), like);
     }
 }
 

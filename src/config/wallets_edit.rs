@@ -103,6 +103,12 @@ pub fn append_to_file(path: &std::path::Path, entries: &[Value]) -> Result<(), S
     })?;
     let tmp = path.with_extension("json.new");
     std::fs::write(&tmp, &new).map_err(|e| format!("{}: cannot write: {e}", tmp.display()))?;
+    // The new file keeps the old one's mode and owner (an installed wallets.json is root:polycopy
+    // 0640; a rename would otherwise leave whoever ran the command owning it).
+    if let Ok(m) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, m.permissions());
+    }
+    crate::store::same_owner_of(&tmp, path);
     std::fs::rename(&tmp, path).map_err(|e| format!("{name}: cannot replace: {e}"))
 }
 
