@@ -104,7 +104,8 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            // Whatever failed, its message is cleaned of the secrets this process knows.
+            eprintln!("Error: {}", polycopy::config::env::redact(&format!("{e:#}")));
             if e.downcast_ref::<cli::ConfigError>().is_some() {
                 cli::EXIT_CONFIG
             } else if e.downcast_ref::<cli::DataError>().is_some() {

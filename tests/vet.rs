@@ -143,7 +143,8 @@ async fn test_vet_when_history_is_planted_then_figures_equal_hand_computed_table
             // Three fills, counted over at least an hour.
             ("trades_per_hour", json!("3")),
             ("round_trip_pct", json!(100)),
-            ("high_frequency", json!(true)),
+            // One quick sale is not a pattern.
+            ("high_frequency", json!(false)),
             ("concentration_pct", json!(100)),
             ("markets_resolved", json!(0)),
         ]

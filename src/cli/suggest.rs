@@ -41,14 +41,14 @@ pub struct SuggestArgs {
     /// The leaderboard's period.
     #[arg(long, value_enum, default_value = "month")]
     pub period: Period,
-    /// How many of the leaderboard's top traders to vet.
+    /// How many of the leaderboard's top traders to vet (1–50, the Data API's most).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub limit: u32,
-    /// Days of chain history each candidate is vetted over.
+    /// Days of chain history each candidate is vetted over (1–90; `vet` takes up to 365).
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=90))]
     pub days: u32,
-    /// Append the candidates worth a look (not listed yet, not flagged high-frequency, with at
-    /// least one copy) to wallets.json, disabled.
+    /// Append the candidates worth a look (not listed yet, not flagged high-frequency, copies that
+    /// made money over the period) to wallets.json, disabled.
     #[arg(long)]
     pub add: bool,
     /// Machine-readable output.
@@ -70,9 +70,18 @@ struct Candidate {
 }
 
 impl Candidate {
-    /// Worth appending: new, copyable, and copying it did something.
+    /// Worth appending: new, copyable, and copying it made money over the period.
     fn worth_adding(&self) -> bool {
-        !self.listed && self.vetted.as_ref().is_some_and(|v| !v.report.high_frequency && !v.report.copies.is_empty())
+        !self.listed
+            && self.vetted.as_ref().is_some_and(|v| {
+                let r = &v.report;
+                !r.high_frequency && !r.copies.is_empty() && r.realized.0 + r.open_pnl.0 > 0
+            })
+    }
+
+    /// Its name as a terminal shows it: control characters (escapes, newlines) dropped.
+    fn shown_name(&self) -> String {
+        self.name.as_deref().unwrap_or("-").chars().filter(|c| !c.is_control()).collect()
     }
 }
 
@@ -84,14 +93,32 @@ pub fn suggest(g: &GlobalArgs, a: &SuggestArgs) -> Result<i32> {
     let s = settings_or_bail(g)?;
     let env = super::env_for(&s, false)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Appending needs a sound file: say so before the long part, not after it.
+    let listed = match Wallets::load(&s.wallets_path) {
+        Ok(w) => w.targets,
+        Err(p) if a.add => {
+            anyhow::bail!(
+                "{} is not valid, so nothing can be added to it; fix it first (`polycopy check-config`):\n{}",
+                s.wallets_path.display(),
+                crate::config::problem::render(&p)
+            )
+        }
+        Err(p) => {
+            eprintln!(
+                "warning: {} is not valid; candidates are vetted with the built-in rules:\n{}",
+                s.wallets_path.display(),
+                crate::config::problem::render(&p)
+            );
+            Vec::new()
+        }
+    };
     let mut list = rt.block_on(candidates(&env.data_api_url, a))?;
-    let listed = Wallets::load(&s.wallets_path).map(|w| w.targets).unwrap_or_default();
     let src = rt.block_on(Source::connect(&s, &env, false))?;
     let chatty = !a.json && std::io::stderr().is_terminal();
     let n = list.len();
     for (i, c) in list.iter_mut().enumerate() {
         if chatty {
-            eprintln!("vetting {}/{n}: {} …", i + 1, c.name.as_deref().unwrap_or(&addr_lower(&c.wallet)));
+            eprintln!("vetting {}/{n}: {} ({}) …", i + 1, c.shown_name(), addr_lower(&c.wallet));
         }
         let entry = listed.iter().find(|t| t.address == c.wallet);
         c.listed = entry.is_some();
@@ -189,7 +216,12 @@ fn label_for(c: &Candidate, taken: &mut HashSet<String>) -> String {
         .filter(|ch| ch.is_ascii_alphanumeric() || *ch == '-' || *ch == '_')
         .take(32)
         .collect();
-    let base = if clean.is_empty() { format!("lb-{}", &addr_lower(&c.wallet)[2..8]) } else { clean };
+    // A label that looks like an address would be read as one by `vet`.
+    let base = if clean.is_empty() || clean.to_ascii_lowercase().starts_with("0x") {
+        format!("lb-{}", &addr_lower(&c.wallet)[2..8])
+    } else {
+        clean
+    };
     let mut label = base.clone();
     let mut k = 2;
     while taken.contains(&label.to_lowercase()) {
@@ -253,7 +285,7 @@ fn table(list: &[Candidate], days: u32) -> String {
         "rank", "trader", "wallet", "P&L (board)", "last trade", "",
     );
     for c in list {
-        let name: String = c.name.as_deref().unwrap_or("-").chars().take(20).collect();
+        let name: String = c.shown_name().chars().take(20).collect();
         let last = c.last_trade_ms.map_or_else(|| "-".into(), crate::report::date);
         let vet = match (&c.vetted, &c.problem) {
             (Some(v), _) => {

@@ -97,7 +97,9 @@ pub(super) struct Who {
 /// The wallet, its label, its rules and where they came from.
 fn resolve(s: &Settings, a: &VetArgs) -> Result<(Address, Option<String>, CopyRules, String), BadInput> {
     let file = s.wallets_path.display().to_string();
-    let listed = Wallets::load(&s.wallets_path).ok();
+    let loaded = Wallets::load(&s.wallets_path);
+    let unreadable = loaded.as_ref().err().map(|p| crate::config::problem::render(p));
+    let listed = loaded.ok();
     let arg = a.wallet.trim();
     let entry = if arg.starts_with("0x") || arg.starts_with("0X") {
         let addr: Address = arg
@@ -120,7 +122,18 @@ fn resolve(s: &Settings, a: &VetArgs) -> Result<(Address, Option<String>, CopyRu
     };
     let (wallet, label, rules, from) = match entry {
         Ok(t) => (t.address, Some(t.label), t.rules, format!("its entry in {file}")),
-        Err(addr) => (addr, None, defaults_of(&s.wallets_path, addr), format!("the defaults of {file}")),
+        Err(addr) => match &unreadable {
+            None => (addr, None, defaults_of(&s.wallets_path, addr), format!("the defaults of {file}")),
+            Some(why) => {
+                eprintln!("warning: {file} is not valid, so its rules cannot be used:\n{why}");
+                (
+                    addr,
+                    None,
+                    crate::config::wallets::builtin_rules(),
+                    format!("the built-in defaults ({file} is not valid)"),
+                )
+            }
+        },
     };
     match &a.rules {
         None => Ok((wallet, label, rules, from)),
@@ -173,6 +186,10 @@ fn rules_file(path: &std::path::Path, wallet: Address) -> Result<CopyRules, BadI
 }
 
 async fn run(s: &Settings, env: &crate::config::Env, a: &VetArgs, who: Who) -> Result<i32> {
+    // A chart that cannot be written is said before the chain is read, not after.
+    if let Some(p) = &a.chart {
+        std::fs::File::create(p).with_context(|| format!("--chart: cannot write {}", p.display()))?;
+    }
     let src = Source::connect(s, env, a.no_cache).await?;
     let wallet = who.wallet;
     let v = match analyze(s, env, &src, who, a.days, a.delay_ms, !a.json && std::io::stderr().is_terminal()).await? {

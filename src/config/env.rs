@@ -85,6 +85,13 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
     out
 }
 
+/// An API base URL with a path ends in `/`: the SDK appends its routes to the text, so
+/// `https://proxy/gamma` would otherwise ask `https://proxy/gammamarkets`.
+fn api_base(url: String) -> String {
+    let has_path = url.split_once("://").is_some_and(|(_, rest)| rest.trim_end_matches('/').contains('/'));
+    if has_path && !url.ends_with('/') { format!("{url}/") } else { url }
+}
+
 fn var(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
@@ -151,9 +158,9 @@ impl Env {
                 ));
             }
         }
-        let gamma_url = var(get, "GAMMA_URL").unwrap_or_else(|| DEFAULT_GAMMA_URL.to_owned());
+        let gamma_url = api_base(var(get, "GAMMA_URL").unwrap_or_else(|| DEFAULT_GAMMA_URL.to_owned()));
         check_url(&mut p, "GAMMA_URL", &gamma_url, &["http", "https"]);
-        let data_api_url = var(get, "DATA_API_URL").unwrap_or_else(|| DEFAULT_DATA_API_URL.to_owned());
+        let data_api_url = api_base(var(get, "DATA_API_URL").unwrap_or_else(|| DEFAULT_DATA_API_URL.to_owned()));
         check_url(&mut p, "DATA_API_URL", &data_api_url, &["http", "https"]);
         let geoblock_url = var(get, "GEOBLOCK_URL");
         if let Some(u) = &geoblock_url {
@@ -208,7 +215,7 @@ impl Env {
         let mut v: Vec<&str> =
             self.private_key.iter().chain(&self.telegram_bot_token).map(|s| s.expose_secret()).collect();
         // URL paths and queries (API keys) are secrets too.
-        for u in self.rpc_urls.iter().chain(&self.ws_url) {
+        for u in self.rpc_urls.iter().chain(&self.ws_url).chain([&self.gamma_url, &self.data_api_url]) {
             if let Some((_, rest)) = u.split_once("://")
                 && let Some(i) = rest.find(['/', '?'])
             {

@@ -96,8 +96,15 @@ pub fn append_entries(text: &str, entries: &[Value]) -> Result<String, String> {
 /// When the file cannot be read, has no `wallets` list, would not validate, or cannot be written.
 pub fn append_to_file(path: &std::path::Path, entries: &[Value]) -> Result<(), String> {
     let name = path.display().to_string();
+    // A symlinked wallets.json is edited where it really is; the link stays a link.
+    let real = std::fs::canonicalize(path).map_err(|e| format!("{name}: {e}"))?;
+    let path = real.as_path();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
-    let new = append_entries(&text, entries).map_err(|e| format!("{name}: {e}"))?;
+    let mut new = append_entries(&text, entries).map_err(|e| format!("{name}: {e}"))?;
+    if text.contains("\r\n") {
+        // Keep a Windows-edited file's line endings.
+        new = new.replace("\r\n", "\n").replace('\n', "\r\n");
+    }
     super::Wallets::parse(&new, &name).map_err(|p| {
         format!("{name}: the new entries would not validate, nothing was written:\n{}", super::problem::render(&p))
     })?;

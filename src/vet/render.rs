@@ -106,11 +106,14 @@ pub fn text(v: &Vetted) -> String {
     );
     let _ = writeln!(s, "max drawdown {} USDC", usdc(r.max_drawdown.0));
     let _ = writeln!(s, "median hold  {}", r.median_hold_ms.map_or_else(|| "n/a".into(), hours));
-    let _ = writeln!(s, "round trips  {}% of its sales close a buy within minutes", r.round_trip_pct);
+    let _ = writeln!(s, "round trips  {}% of its sales close its own buy within 5 minutes", r.round_trip_pct);
     let _ = writeln!(s, "concentration {}% of the money in one token", r.concentration_pct);
     let _ = writeln!(s, "settled      {} of {} markets resolved (Gamma)", v.settled.0, v.settled.1);
     if let Some(e) = &v.gamma_error {
-        let _ = writeln!(s, "             Gamma unreachable ({e}): open positions valued at the last price seen");
+        let _ = writeln!(
+            s,
+            "             Gamma did not answer ({e}); markets it did not settle are valued at the last price seen"
+        );
     }
     if r.high_frequency {
         let _ = writeln!(

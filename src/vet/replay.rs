@@ -209,10 +209,12 @@ pub fn replay(trades: &[Trade], cfg: &VetConfig, resolved: &BTreeMap<TokenId, Pr
     }
     r.win_rate_pct = (closed > 0).then(|| wins * 100 / closed);
     holds.sort_unstable();
-    r.median_hold_ms = holds.get(holds.len() / 2).copied();
+    r.median_hold_ms = median(&holds);
     r.trades_per_hour = per_hour(trades);
     r.round_trip_pct = round_trips(trades, cfg.round_trip_ms);
-    r.high_frequency = r.round_trip_pct >= 50;
+    // One quick sale is not a pattern: the flag needs a few.
+    let sells = trades.iter().filter(|t| t.side == Side::Sell).count();
+    r.high_frequency = r.round_trip_pct >= 50 && sells >= MIN_SALES_FOR_FLAG;
     r.concentration_pct = match (invested_by.values().max(), r.invested.0) {
         (Some(top), total) if total > 0 => u32::try_from(i128::from(*top) * 100 / i128::from(total)).unwrap_or(100),
         _ => 0,
@@ -290,6 +292,19 @@ fn as_fill(t: &Trade) -> TargetFill {
         block_hash: B256::ZERO,
         log_index: 0,
         block_ts: u64::try_from(t.at_ms / 1000).unwrap_or(0),
+    }
+}
+
+/// Sales a wallet needs before its round trips can flag it.
+const MIN_SALES_FOR_FLAG: usize = 3;
+
+/// The median of sorted values (the mean of the two middle ones for an even count).
+fn median(sorted: &[i64]) -> Option<i64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2),
     }
 }
 
@@ -393,6 +408,15 @@ mod tests {
         assert_eq!(r.refusals.get("below_minimum"), Some(&1));
         assert_eq!(r.realized, Usdc(4_018_000 - 4_040_000));
         assert!(r.realized.0 < 0 && r.win_rate_pct == Some(0));
+    }
+
+    #[test]
+    fn median_is_the_middle_or_the_mean_of_the_two_middles() {
+        let cases: [(&[i64], Option<i64>); 4] =
+            [(&[], None), (&[5], Some(5)), (&[1, 3], Some(2)), (&[1, 2, 9], Some(2))];
+        for (v, want) in cases {
+            assert_eq!(median(v), want, "{v:?}");
+        }
     }
 
     #[test]
