@@ -92,6 +92,28 @@ pub struct JournalRange {
 }
 store_handler!(JournalRange -> JournalOutcome, |s, m| s.journal_range(&m.fills, m.to, &m.blocks));
 
+/// Journal fills seen in a pending transaction (see [`crate::store::Store::journal_pending`]).
+#[derive(Debug)]
+pub struct JournalPending {
+    /// The provisional fills.
+    pub fills: Vec<TargetFill>,
+    /// Which source saw them.
+    pub source: &'static str,
+    /// Wallets whose fills are copied at once (trigger `pending`).
+    pub act_now: std::collections::HashSet<alloy::primitives::Address>,
+}
+store_handler!(JournalPending -> Vec<PendingFill>, |s, m| s.journal_pending(&m.fills, m.source, &m.act_now));
+
+/// Orphan the provisional fills of a transaction that will not be mined.
+#[derive(Debug)]
+pub struct OrphanTx(pub B256);
+store_handler!(OrphanTx -> Vec<crate::store::Orphan>, |s, m| s.orphan_tx(m.0));
+
+/// Transactions with provisional fills waiting for their block.
+#[derive(Debug)]
+pub struct ProvisionalTxs;
+store_handler!(ProvisionalTxs -> Vec<B256>, |s, _m| s.provisional_txs());
+
 /// Rewind to a reorg's common ancestor.
 #[derive(Debug)]
 pub struct Rewind(pub (u64, B256));

@@ -55,6 +55,8 @@ pub struct Settings {
     pub alerts: AlertsSettings,
     /// Redemption of resolved markets.
     pub redeem: RedeemSettings,
+    /// `[detection]`.
+    pub detection: DetectionSettings,
     /// The settings files read, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -293,6 +295,54 @@ pub struct RedeemSettings {
     pub neg_risk_adapter: Address,
     /// Exchange V3's Router (redeems V3 positions).
     pub router: Address,
+}
+
+/// When a target's fill is acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// On the mined `OrderFilled` log (certain, later).
+    Confirmed,
+    /// On the first sighting of its settlement, before its block (sooner; it may never be mined).
+    Pending,
+}
+
+impl Trigger {
+    /// "confirmed" or "pending".
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Pending => "pending",
+        }
+    }
+
+    /// Parses "confirmed"/"pending".
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "confirmed" => Some(Self::Confirmed),
+            "pending" => Some(Self::Pending),
+            _ => None,
+        }
+    }
+}
+
+/// `[detection]`: seeing a target's trade before its block.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionSettings {
+    /// Watch pending transactions to the exchanges (the node must expose its transaction pool).
+    pub pending: bool,
+    /// When fills are acted on, unless a target's own `trigger` says otherwise.
+    pub trigger: Trigger,
+    /// How often the transaction pool is read, ms.
+    pub pending_poll_ms: u64,
+    /// A sighted transaction not mined after this many blocks is an orphan.
+    pub orphan_after_blocks: u64,
+    /// The largest copy of a fill seen only pending (0: the usual caps alone).
+    #[serde(deserialize_with = "de_usdc")]
+    pub pending_max_order_usdc: Usdc,
 }
 
 /// `[risk]`.
@@ -660,6 +710,13 @@ impl Settings {
         }
         if self.redeem.check_every_s == 0 || self.redeem.attempts == 0 {
             bad("redeem", "check_every_s and attempts must be at least 1".into());
+        }
+        let d = &self.detection;
+        if !(20..=60_000).contains(&d.pending_poll_ms) {
+            bad("detection.pending_poll_ms", format!("must be 20..=60000, got {}", d.pending_poll_ms));
+        }
+        if d.orphan_after_blocks == 0 {
+            bad("detection.orphan_after_blocks", "must be at least 1".into());
         }
         let a = &self.alerts;
         if a.check_every_s == 0 {

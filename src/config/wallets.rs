@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use crate::config::Problem;
-use crate::config::settings::price_from_decimal;
+use crate::config::settings::{Trigger, price_from_decimal};
 use crate::domain::{Usdc, addr_lower};
 use crate::risk::{CopyRules, SizingRule};
 
@@ -32,6 +32,8 @@ pub struct Target {
     pub enabled: bool,
     /// Its copy rules, defaults merged in.
     pub rules: CopyRules,
+    /// When its fills are acted on (its own, else the file's defaults'; none: the settings').
+    pub trigger: Option<Trigger>,
 }
 
 /// A validated `wallets.json`.
@@ -136,8 +138,10 @@ impl Validator<'_> {
         let base = builtin_rules();
         let defaults = match obj.get("defaults") {
             None => base,
-            Some(d) => self.rules(d, &base, "defaults", &[]),
+            Some(d) => self.rules(d, &base, "defaults", &["trigger"]),
         };
+        let default_trigger =
+            obj.get("defaults").and_then(|d| d.get("trigger")).and_then(|t| self.trigger(t, "defaults"));
         let Some(list) = obj.get("wallets") else {
             self.err(None, "wallets", "missing: list the target wallets here (an empty list is allowed)");
             return Vec::new();
@@ -194,7 +198,8 @@ impl Validator<'_> {
                     false
                 }
             };
-            let rules = self.rules(w, &defaults, &entry, &["address", "label", "enabled"]);
+            let rules = self.rules(w, &defaults, &entry, &["address", "label", "enabled", "trigger"]);
+            let trigger = wo.get("trigger").and_then(|t| self.trigger(t, &entry)).or(default_trigger);
             if let Some(a) = address
                 && let Some(first) = seen_addr.insert(a, entry.clone())
             {
@@ -212,7 +217,7 @@ impl Validator<'_> {
             if self.problems.len() == before
                 && let Some(address) = address
             {
-                targets.push(Target { address, label, enabled, rules });
+                targets.push(Target { address, label, enabled, rules, trigger });
             }
         }
         targets
@@ -258,7 +263,13 @@ impl Validator<'_> {
                     self.err(Some(&entry), "address", format!("duplicate address {}", addr_lower(&address)));
                     continue;
                 }
-                out.push(Target { address, label: short(&address), enabled: true, rules: rules.clone() });
+                out.push(Target {
+                    address,
+                    label: short(&address),
+                    enabled: true,
+                    rules: rules.clone(),
+                    trigger: None,
+                });
             }
         }
         out
@@ -294,6 +305,14 @@ impl Validator<'_> {
     }
 
     /// Reads rule keys from `v` over `base`; keys outside the rules and `extra` are errors.
+    fn trigger(&mut self, v: &Value, entry: &str) -> Option<Trigger> {
+        let t = v.as_str().and_then(Trigger::parse);
+        if t.is_none() {
+            self.err(Some(entry), "trigger", format!("must be \"confirmed\" or \"pending\", got {v}"));
+        }
+        t
+    }
+
     fn rules(&mut self, v: &Value, base: &CopyRules, entry: &str, extra: &[&str]) -> CopyRules {
         let mut r = base.clone();
         let Some(o) = v.as_object() else {

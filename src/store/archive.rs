@@ -118,6 +118,7 @@ impl Store {
                 "CREATE TABLE IF NOT EXISTS archive.{t} AS SELECT * FROM main.{t} WHERE 0; \
                  CREATE UNIQUE INDEX IF NOT EXISTS archive.{t}_key ON {t} ({key});"
             ))?;
+            widen(&tx, t)?;
         }
         for (t, key) in [("fills", "id"), ("intents", "fill_id"), ("orders", "fill_id")] {
             tx.execute(
@@ -157,4 +158,19 @@ fn gzip(from: &Path, to: &Path) -> StoreResult<()> {
     e.write_all(&data).map_err(|err| io(to, err))?;
     let f = e.finish().map_err(|err| io(to, err))?;
     f.sync_all().map_err(|err| io(to, err))
+}
+
+/// Gives an archive's table the columns the journal's has gained since the archive was made (a
+/// month archived before an upgrade and appended to after it), so `SELECT *` still lines up.
+fn widen(tx: &rusqlite::Transaction<'_>, t: &str) -> rusqlite::Result<()> {
+    let columns = |schema: &str| -> rusqlite::Result<Vec<String>> {
+        let mut st = tx.prepare(&format!("PRAGMA {schema}.table_info({t})"))?;
+        let names = st.query_map([], |r| r.get::<_, String>(1))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(names)
+    };
+    let have = columns("archive")?;
+    for c in columns("main")?.into_iter().filter(|c| !have.contains(c)) {
+        tx.execute_batch(&format!("ALTER TABLE archive.{t} ADD COLUMN \"{c}\""))?;
+    }
+    Ok(())
 }

@@ -13,18 +13,74 @@ use crate::risk::{Book, BreakerState, Position};
 
 /// Runs a statement through the connection's statement cache: the journal's few statements run for
 /// every fill, and parsing them again each time cost more than executing them.
-fn exec<P: rusqlite::Params>(c: &Connection, sql: &str, p: P) -> rusqlite::Result<usize> {
+pub(super) fn exec<P: rusqlite::Params>(c: &Connection, sql: &str, p: P) -> rusqlite::Result<usize> {
     c.prepare_cached(sql)?.execute(p)
 }
 
 /// [`exec`] for a one-row query.
-fn query_one<T, P: rusqlite::Params>(
+pub(super) fn query_one<T, P: rusqlite::Params>(
     c: &Connection,
     sql: &str,
     p: P,
     f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
     c.prepare_cached(sql)?.query_row(p, f)
+}
+
+/// Inserts a fill unless its identity is journaled already (then nothing changes); a new fill
+/// moves the target's tracked position. `provisional`: seen pending, its block not yet known;
+/// `triggered`: which sighting hands it to the copier (`None`: not yet). True when inserted.
+pub(super) fn insert_fill(
+    tx: &Connection,
+    f: &TargetFill,
+    now: i64,
+    provisional: bool,
+    triggered: Option<&str>,
+) -> rusqlite::Result<bool> {
+    let inserted = exec(
+        tx,
+        "INSERT OR IGNORE INTO fills (tx_hash, order_hash, occurrence, log_index, block_number, block_hash, block_ts, \
+         exchange, version, wallet, role, side, token_id, shares, usdc, price, fee, seen_at_ms, provisional, triggered_by) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+        params![
+            f.id.tx_hash.to_string(),
+            f.id.order_hash.to_string(),
+            f.id.occurrence,
+            f.log_index as i64,
+            f.block_number as i64,
+            f.block_hash.to_string(),
+            f.block_ts as i64,
+            addr_lower(&f.exchange),
+            if f.version == ExchangeVersion::V1 { "V1" } else { "V2" },
+            addr_lower(&f.wallet),
+            f.role.as_str(),
+            f.side.as_str(),
+            f.token_id.to_string(),
+            f.shares.0,
+            f.usdc.0,
+            f.price.0,
+            f.fee,
+            now,
+            provisional,
+            triggered
+        ],
+    )? == 1;
+    if inserted {
+        move_target_position(tx, f, 1)?;
+    }
+    Ok(inserted)
+}
+
+/// Moves the target's tracked position by `sign` × the fill (−1 takes a fill back).
+pub(super) fn move_target_position(tx: &Connection, f: &TargetFill, sign: i64) -> rusqlite::Result<()> {
+    let delta = sign * if f.side == Side::Buy { f.shares.0 } else { -f.shares.0 };
+    exec(
+        tx,
+        "INSERT INTO target_positions (wallet, token_id, shares) VALUES (?1, ?2, MAX(?3, 0)) \
+         ON CONFLICT (wallet, token_id) DO UPDATE SET shares = MAX(shares + ?3, 0)",
+        params![addr_lower(&f.wallet), f.token_id.to_string(), delta],
+    )?;
+    Ok(())
 }
 
 /// A fill as journaled, with its row id.
@@ -50,10 +106,10 @@ pub struct JournalOutcome {
 }
 
 /// The columns [`fill_from_row`] reads, from `fills f`.
-const FILL_COLS: &str = "f.id, f.tx_hash, f.order_hash, f.occurrence, f.log_index, f.block_number, f.block_hash, \
+pub(super) const FILL_COLS: &str = "f.id, f.tx_hash, f.order_hash, f.occurrence, f.log_index, f.block_number, f.block_hash, \
     f.block_ts, f.exchange, f.version, f.wallet, f.role, f.side, f.token_id, f.shares, f.usdc, f.price, f.fee";
 
-fn fill_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, [String; 8], [i64; 9])> {
+pub(super) fn fill_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, [String; 8], [i64; 9])> {
     Ok((
         r.get(0)?,
         [r.get(1)?, r.get(2)?, r.get(6)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?],
@@ -61,7 +117,7 @@ fn fill_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, [String; 8], [i64; 9])> 
     ))
 }
 
-fn parse_fill(row: (i64, [String; 8], [i64; 9]), token: &str) -> StoreResult<(i64, TargetFill)> {
+pub(super) fn parse_fill(row: (i64, [String; 8], [i64; 9]), token: &str) -> StoreResult<(i64, TargetFill)> {
     let (id, s, n) = row;
     let corrupt = |column, value: &str| super::StoreError::Corrupt { column, value: value.to_owned() };
     Ok((
@@ -134,49 +190,35 @@ impl Store {
         let tx = self.conn.savepoint()?;
         let mut out = JournalOutcome::default();
         for f in fills {
-            let inserted = exec(
+            let known: bool = query_one(
                 &tx,
-                "INSERT OR IGNORE INTO fills (tx_hash, order_hash, occurrence, log_index, block_number, block_hash, block_ts, \
-                 exchange, version, wallet, role, side, token_id, shares, usdc, price, fee, seen_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-                params![
-                    f.id.tx_hash.to_string(),
-                    f.id.order_hash.to_string(),
-                    f.id.occurrence,
-                    f.log_index as i64,
-                    f.block_number as i64,
-                    f.block_hash.to_string(),
-                    f.block_ts as i64,
-                    addr_lower(&f.exchange),
-                    if f.version == ExchangeVersion::V1 { "V1" } else { "V2" },
-                    addr_lower(&f.wallet),
-                    f.role.as_str(),
-                    f.side.as_str(),
-                    f.token_id.to_string(),
-                    f.shares.0,
-                    f.usdc.0,
-                    f.price.0,
-                    f.fee,
-                    now
-                ],
+                "SELECT EXISTS (SELECT 1 FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3)",
+                params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence],
+                |r| r.get(0),
             )?;
+            if !known {
+                super::sightings::adopt_replacement(&tx, f)?;
+            }
+            let inserted = insert_fill(&tx, f, now, false, Some("chain"))?;
             let key = params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence];
-            let (row, status, suspect, has_intent): (i64, String, bool, bool) = query_one(
+            let (row, status, suspect, has_intent, provisional): (i64, String, bool, bool, bool) = query_one(
                 &tx,
-                "SELECT id, status, suspect, EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id) FROM fills \
-                 WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
+                "SELECT id, status, suspect, EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id), provisional \
+                 FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
                 key,
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )?;
-            if inserted == 1 {
-                let delta = if f.side == Side::Buy { f.shares.0 } else { -f.shares.0 };
-                exec(
-                    &tx,
-                    "INSERT INTO target_positions (wallet, token_id, shares) VALUES (?1, ?2, MAX(?3, 0)) \
-                     ON CONFLICT (wallet, token_id) DO UPDATE SET shares = MAX(shares + ?3, 0)",
-                    params![addr_lower(&f.wallet), f.token_id.to_string(), delta],
-                )?;
+            super::sightings::record_sighting(&tx, row, "chain", now)?;
+            if inserted {
                 out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None });
+                continue;
+            }
+            if provisional {
+                // Seen pending first: the mined log confirms it (and hands it on if the target's
+                // trigger waited for the block).
+                if let Some(p) = super::sightings::confirm(&tx, row, f)? {
+                    out.to_copy.push(p);
+                }
                 continue;
             }
             // Seen before: a re-inclusion after a reorg (same identity, maybe another block).
@@ -329,7 +371,8 @@ impl Store {
         let mut st = self.conn.prepare(&format!(
             "SELECT {FILL_COLS}, i.shares, i.limit_price, i.target_price, i.order_type, i.fill_id IS NOT NULL \
              FROM fills f LEFT JOIN intents i ON i.fill_id = f.id \
-             WHERE f.status = 'pending' AND f.suspect = 0 ORDER BY f.block_number, f.log_index"
+             WHERE f.status = 'pending' AND f.suspect = 0 AND f.orphaned = 0 \
+             AND NOT (f.provisional = 1 AND f.triggered_by IS NULL) ORDER BY f.block_number, f.log_index"
         ))?;
         let rows = st.query_map([], |r| {
             Ok((
@@ -507,7 +550,7 @@ impl Store {
     }
 }
 
-fn load_fill(tx: &rusqlite::Connection, row: i64, token: &str) -> StoreResult<TargetFill> {
+pub(super) fn load_fill(tx: &rusqlite::Connection, row: i64, token: &str) -> StoreResult<TargetFill> {
     let raw = query_one(tx, &format!("SELECT {FILL_COLS} FROM fills f WHERE f.id = ?1"), [row], fill_from_row)?;
     Ok(parse_fill(raw, token)?.1)
 }

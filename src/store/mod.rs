@@ -20,6 +20,7 @@ mod queries;
 mod reconcile;
 mod redemptions;
 mod schema;
+mod sightings;
 mod vet_cache;
 
 use std::path::Path;
@@ -37,6 +38,7 @@ pub use quality::TargetQuality;
 pub use queries::{StatusReport, TradeRow};
 pub use reconcile::TokenState;
 pub use redemptions::{RedeemStatus, RedemptionRow, Resolved};
+pub use sightings::{DetectionStats, Orphan};
 pub use vet_cache::Coverage;
 
 /// Errors from the journal.

@@ -280,6 +280,23 @@ CREATE TABLE vet_fills (
     PRIMARY KEY (wallet, block_number, log_index)
 ) WITHOUT ROWID;
 ",
+    r"
+-- Detection before the block: a fill seen in a pending settlement is journaled provisional (its
+-- block unknown) and confirmed by the mined log; `triggered_by` says which sighting handed it to
+-- the copier (NULL: none yet, the target waits for the block); an orphan's transaction was dropped,
+-- replaced or reverted
+ALTER TABLE fills ADD COLUMN provisional INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE fills ADD COLUMN triggered_by TEXT;
+ALTER TABLE fills ADD COLUMN orphaned INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX fills_provisional ON fills (tx_hash) WHERE provisional = 1;
+-- every source's first sighting of a fill: pending | rtds | chain
+CREATE TABLE sightings (
+    fill_id    INTEGER NOT NULL REFERENCES fills (id) ON DELETE CASCADE,
+    source     TEXT NOT NULL,
+    seen_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (fill_id, source)
+) WITHOUT ROWID;
+",
 ];
 
 /// Brings the schema up to date.
