@@ -57,7 +57,18 @@ pub struct Metrics {
     pub redeem_rounds: AtomicU64,
     /// The CLOB's last answer time to the warning check, ms (at least 1; 0: unknown).
     pub clob_response_ms: AtomicI64,
+    /// Detection figures over the last day (each source's lead over the mined log), refreshed
+    /// with the per-target figures.
+    pub detection: Mutex<crate::store::DetectionStats>,
+    pending_buckets: [AtomicU64; PENDING_BUCKETS_US.len()],
+    pending_count: AtomicU64,
+    pending_sum_us: AtomicI64,
 }
+
+/// Upper bounds of the pending-path processing histogram, microseconds.
+const PENDING_BUCKETS_US: [i64; 8] = [100, 250, 500, 1_000, 2_000, 5_000, 10_000, 50_000];
+/// Upper bounds of the detection-lead histogram, ms (negative: the source was later than the log).
+const LEAD_BUCKETS_MS: [i64; 10] = [-1_000, 0, 500, 1_000, 2_000, 3_000, 5_000, 10_000, 30_000, 60_000];
 
 impl Metrics {
     fn mode(&self) -> &'static str {
@@ -175,6 +186,66 @@ impl Metrics {
             "gauge",
             "Realized P&L on each target's copied fills: ours, and the target's own on the same fills.",
             &pnl,
+        );
+    }
+
+    /// Records the time our pending path took for one round's settlements (decode to journaled).
+    pub fn observe_pending_decode(&self, d: std::time::Duration) {
+        let us = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        for (i, le) in PENDING_BUCKETS_US.iter().enumerate() {
+            if us <= *le {
+                self.pending_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.pending_count.fetch_add(1, Ordering::Relaxed);
+        self.pending_sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// The detection series: each source's lead over the mined log, orphans, our pending path's time.
+    fn render_detection(&self, o: &mut String) {
+        let d = self.detection.lock().map(|d| d.clone()).unwrap_or_default();
+        let mut lead = Vec::new();
+        for (source, leads) in &d.leads {
+            for le in LEAD_BUCKETS_MS {
+                let n = leads.iter().filter(|l| **l <= le).count();
+                lead.push((
+                    format!("_bucket{{source=\"{source}\",le=\"{}\"}}", format_micros(le * 1_000)),
+                    n.to_string(),
+                ));
+            }
+            lead.push((format!("_bucket{{source=\"{source}\",le=\"+Inf\"}}"), leads.len().to_string()));
+            lead.push((format!("_sum{{source=\"{source}\"}}"), format_micros(leads.iter().sum::<i64>() * 1_000)));
+            lead.push((format!("_count{{source=\"{source}\"}}"), leads.len().to_string()));
+        }
+        write_metric(
+            o,
+            "polycopy_detection_lead_seconds",
+            "histogram",
+            "How long before the mined log each source saw a fill, over the last day, seconds (negative: later).",
+            &lead,
+        );
+        write_metric(
+            o,
+            "polycopy_detection_orphans",
+            "gauge",
+            "Fills seen pending in the last day whose transaction was never mined.",
+            &[(String::new(), d.orphans.to_string())],
+        );
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let mut own: Vec<(String, String)> = PENDING_BUCKETS_US
+            .iter()
+            .zip(&self.pending_buckets)
+            .map(|(le, c)| (format!("_bucket{{le=\"{}\"}}", format_micros(*le)), ld(c)))
+            .collect();
+        own.push(("_bucket{le=\"+Inf\"}".into(), ld(&self.pending_count)));
+        own.push(("_sum".into(), format_micros(self.pending_sum_us.load(Ordering::Relaxed))));
+        own.push(("_count".into(), ld(&self.pending_count)));
+        write_metric(
+            o,
+            "polycopy_pending_processing_seconds",
+            "histogram",
+            "Our own time per pool round with settlements of targets: decoding to journaled, seconds.",
+            &own,
         );
     }
 
@@ -315,6 +386,7 @@ impl Metrics {
         );
         self.render_operations(&mut o);
         self.render_targets(&mut o);
+        self.render_detection(&mut o);
         o
     }
 }

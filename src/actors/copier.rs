@@ -55,6 +55,8 @@ pub struct CopierConfig {
     pub skip_closed: bool,
     /// Do not buy into a market ending within this many minutes (0: no limit).
     pub min_minutes_to_end: u64,
+    /// The largest copy of a fill seen only pending (0: none beyond the usual caps).
+    pub pending_max_order_usdc: Usdc,
 }
 
 /// A copy waiting for the one before it on the same token, with where its decision goes.
@@ -231,7 +233,18 @@ impl Copier {
                         max_copy_delay_s: cfg.max_copy_delay_s,
                         now_ms,
                     };
-                    size_copy(&fill, &m.rules, &ctx)
+                    // A fill seen only pending (no block yet) may never happen: its own, tighter cap.
+                    let provisional = fill.block_number == 0 && cfg.pending_max_order_usdc.0 > 0;
+                    if provisional {
+                        let mut rules = m.rules.clone();
+                        let cap = rules
+                            .max_order_usdc
+                            .map_or(cfg.pending_max_order_usdc, |c| c.min(cfg.pending_max_order_usdc));
+                        rules.max_order_usdc = Some(cap);
+                        size_copy(&fill, &rules, &ctx)
+                    } else {
+                        size_copy(&fill, &m.rules, &ctx)
+                    }
                 }
             };
             match sized {

@@ -107,6 +107,15 @@ pub enum Event {
         /// The fill.
         fill: TargetFill,
     },
+    /// A fill seen pending whose transaction was dropped, replaced or reverted: it never happened.
+    Orphaned {
+        /// The fill as it was seen pending.
+        fill: TargetFill,
+        /// We had acted on it: our copy stands and is reconciled like any position.
+        copied: bool,
+        /// What became of its transaction.
+        cause: String,
+    },
     /// A fill we copied left the chain: our copy stands, the operator should know.
     ReorgedAfterCopy {
         /// The fill.
@@ -182,6 +191,7 @@ impl Event {
             Self::WalletsRejected(_) => "wallets_rejected",
             Self::Reorg { .. } => "reorg",
             Self::Withdrawn { .. } => "withdrawn",
+            Self::Orphaned { .. } => "orphaned",
             Self::ReorgedAfterCopy { .. } => "reorged_after_copy",
             Self::Settled { .. } => "settled",
             Self::Alert { .. } => "alert",
@@ -273,6 +283,18 @@ impl Event {
                 "fill {} of {} left the chain before we acted: not copied",
                 fill_ref(fill),
                 addr_lower(&fill.wallet)
+            ),
+            Self::Orphaned { fill, copied, cause } => format!(
+                "pending fill {} of {} ({} {} shares) is an orphan: its transaction was {cause}. {}",
+                fill.id.tx_hash,
+                addr_lower(&fill.wallet),
+                fill.side,
+                fill.shares,
+                if *copied {
+                    "It was COPIED before its block: our copy stands; check the position (`polycopy reconcile`)"
+                } else {
+                    "Not copied"
+                }
             ),
             Self::ReorgedAfterCopy { fill } => format!(
                 "fill {} of {} was COPIED and then left the chain in a reorg: our copy stands, check the position",

@@ -109,6 +109,11 @@ store_handler!(JournalPending -> Vec<PendingFill>, |s, m| s.journal_pending(&m.f
 pub struct OrphanTx(pub B256);
 store_handler!(OrphanTx -> Vec<crate::store::Orphan>, |s, m| s.orphan_tx(m.0));
 
+/// Each detection source's lead over the mined log since a time (unix ms).
+#[derive(Debug)]
+pub struct GetDetectionStats(pub i64);
+store_handler!(GetDetectionStats -> crate::store::DetectionStats, |s, m| s.detection_stats(m.0));
+
 /// Transactions with provisional fills waiting for their block.
 #[derive(Debug)]
 pub struct ProvisionalTxs;

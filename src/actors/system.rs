@@ -291,6 +291,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         refuse_v3: !paper,
         skip_closed: s.copy.skip_closed,
         min_minutes_to_end: s.copy.min_minutes_to_end,
+        pending_max_order_usdc: s.detection.pending_max_order_usdc,
     };
     let markets = match MarketDirectory::new(
         &cfg.env.gamma_url,
@@ -307,8 +308,10 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let copier =
         Copier::new(copier_cfg, balance_rpc, markets.clone(), store.clone(), risk.clone(), notifier.clone()).start();
     let (targets_tx, targets_rx) = watch::channel(Vec::new());
+    let (act_now_tx, act_now_rx) = watch::channel(std::collections::HashSet::new());
     let mut registry =
-        Registry::new(s.wallets_path.clone(), copier.clone(), notifier.clone(), store.clone(), targets_tx);
+        Registry::new(s.wallets_path.clone(), copier.clone(), notifier.clone(), store.clone(), targets_tx)
+            .with_triggers(s.detection.trigger, act_now_tx);
     registry.apply(&wallets);
     let n_targets = wallets.enabled().count();
     if n_targets == 0 {
@@ -332,7 +335,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     };
     let feed = ChainFeed::new(
         feed_cfg,
-        Rpc::new(rpc_cfg),
+        Rpc::new(rpc_cfg.clone()),
         FeedPeers {
             store: store.clone(),
             sink: registry.clone().recipient(),
@@ -341,7 +344,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             metrics: metrics.clone(),
             own_fills: venue.as_ref().map(|_| risk.clone().recipient()),
         },
-        targets_rx,
+        targets_rx.clone(),
         status_tx,
     );
     if let Some(listener) = http_listener {
@@ -461,6 +464,28 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     // The feed stops first at shutdown (no new fills), on its own child of the token.
     let feed_stop = stop.child_token();
     let feed_task = actix::spawn(feed.run(feed_stop.clone()));
+    if s.detection.pending {
+        let mempool = crate::chain::mempool::Mempool::new(
+            crate::chain::mempool::MempoolConfig {
+                exchanges: s.chain.exchanges.clone(),
+                chain_id: s.chain.chain_id,
+                poll: Duration::from_millis(s.detection.pending_poll_ms),
+                orphan_after_blocks: s.detection.orphan_after_blocks,
+            },
+            // Its own connection over HTTP: reading the pool never waits behind the feed.
+            Rpc::new(RpcConfig { ws_url: None, ..rpc_cfg.clone() }),
+            crate::chain::mempool::MempoolPeers {
+                store: store.clone(),
+                sink: registry.clone().recipient(),
+                notifier: notifier.clone(),
+                metrics: metrics.clone(),
+            },
+            targets_rx.clone(),
+            act_now_rx,
+        );
+        actix::spawn(mempool.run(feed_stop.clone()));
+        info!(trigger = s.detection.trigger.as_str(), "watching pending transactions to the exchanges");
+    }
     let stops = Stops { all: stop.clone(), feed: feed_stop, pings };
     // Alive and trying: systemd may count the start done now; the chain may still be unreachable
     // (a provider outage must not become a restart loop), which /health shows and the feed alerts.

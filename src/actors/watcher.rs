@@ -125,6 +125,10 @@ pub struct Registry {
     store: Addr<StoreActor>,
     /// The feed's filter follows this list.
     targets_tx: watch::Sender<Vec<Address>>,
+    /// The wallets whose fills are copied at their first pending sighting.
+    pending_tx: watch::Sender<HashSet<Address>>,
+    /// The trigger of targets that name none.
+    default_trigger: crate::config::settings::Trigger,
     /// Targets the operator paused (persisted in the journal).
     paused: HashSet<Address>,
     /// The problems of the last refused edit: the same refusal (an editor saving twice, a
@@ -149,9 +153,23 @@ impl Registry {
             notifier,
             store,
             targets_tx,
+            pending_tx: watch::channel(HashSet::new()).0,
+            default_trigger: crate::config::settings::Trigger::Confirmed,
             paused: HashSet::new(),
             last_refused: None,
         }
+    }
+
+    /// Publishes the wallets whose trigger is `pending` (their own, else `default`) to `tx`.
+    #[must_use]
+    pub fn with_triggers(
+        mut self,
+        default: crate::config::settings::Trigger,
+        tx: watch::Sender<HashSet<Address>>,
+    ) -> Self {
+        self.default_trigger = default;
+        self.pending_tx = tx;
+        self
     }
 
     /// Starts with these targets paused.
@@ -200,6 +218,13 @@ impl Registry {
         let running = self.watchers.values().map(|(t, _)| (t.address, t.label.clone())).collect();
         self.store.do_send(crate::actors::store::SetRunningTargets(running));
         self.targets_tx.send_replace(addrs);
+        let on_pending = self
+            .watchers
+            .values()
+            .filter(|(t, _)| t.trigger.unwrap_or(self.default_trigger) == crate::config::settings::Trigger::Pending)
+            .map(|(t, _)| t.address)
+            .collect();
+        self.pending_tx.send_replace(on_pending);
         (added, removed, changed)
     }
 }

@@ -5,6 +5,7 @@ pub mod abi;
 pub mod events;
 pub mod feed;
 pub mod history;
+pub mod mempool;
 pub mod pending;
 pub mod positions;
 pub mod rpc;

@@ -291,6 +291,43 @@ impl Rpc {
         })
     }
 
+    /// The node's pending transactions (`txpool_content`, its `pending` part): (hash, to, input)
+    /// of each, those without a recipient (contract creations) left out.
+    ///
+    /// # Errors
+    /// On an RPC failure, or when the node does not expose its pool.
+    pub async fn txpool_pending(&self) -> Result<Vec<(B256, Address, Bytes)>, ChainError> {
+        let p = self.provider()?;
+        let v: serde_json::Value = self.call(p.raw_request("txpool_content".into(), ())).await?;
+        let mut out = Vec::new();
+        for by_nonce in v.get("pending").and_then(serde_json::Value::as_object).into_iter().flat_map(|m| m.values()) {
+            for tx in by_nonce.as_object().into_iter().flat_map(|m| m.values()) {
+                let field = |k: &str| tx.get(k).and_then(serde_json::Value::as_str);
+                let (Some(hash), Some(to), Some(input)) = (
+                    field("hash").and_then(|h| h.parse().ok()),
+                    field("to").and_then(|t| t.parse().ok()),
+                    field("input"),
+                ) else {
+                    continue;
+                };
+                if let Ok(input) = input.parse::<Bytes>() {
+                    out.push((hash, to, input));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether transaction `hash` was mined and succeeded: `None` when the node has no receipt.
+    ///
+    /// # Errors
+    /// On an RPC failure.
+    pub async fn receipt_status(&self, hash: B256) -> Result<Option<bool>, ChainError> {
+        let p = self.provider()?;
+        let r = self.call(p.get_transaction_receipt(hash)).await?;
+        Ok(r.map(|r| r.status()))
+    }
+
     /// Subscribes to logs matching `filter` (websocket endpoints only).
     ///
     /// # Errors

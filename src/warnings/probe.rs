@@ -164,6 +164,13 @@ async fn publish_targets(src: &Sources) {
     if let Ok(mut m) = src.metrics.targets.lock() {
         *m = rows;
     }
+    let day_ago = crate::store::now_ms() - 86_400_000;
+    if let Some(d) =
+        bounded(async { src.store.send(crate::actors::store::GetDetectionStats(day_ago)).await.ok()?.ok() }).await
+        && let Ok(mut m) = src.metrics.detection.lock()
+    {
+        *m = d;
+    }
 }
 
 /// Our time less the CLOB's, where the CLOB's is `server_s` whole seconds (so anything inside

@@ -1,0 +1,229 @@
+//! The pending-transaction source: the node's pool of pending transactions is read on a timer;
+//! settlements (`matchOrders`) sent to the watched exchanges are decoded into the fills of our
+//! targets, journaled provisional with the identity their mined logs will have, and handed on at
+//! once for targets whose trigger is `pending`. A settlement that leaves the pool without being
+//! mined (dropped, replaced), reverts, or stays unmined too long makes its fills orphans,
+//! reported. Reading the pool never blocks the feed: this task has its own connection.
+//!
+//! The pool is read with `txpool_content` (Bor and Geth expose it; a provider may not): one call
+//! per round whatever the traffic, filtered here by recipient.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use actix::{Addr, Recipient};
+use alloy::primitives::{Address, B256};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::actors::notifier::{Event, Notifier};
+use crate::actors::store::{JournalPending, OrphanTx, ProvisionalTxs, StoreActor};
+use crate::actors::watcher::NewFills;
+use crate::chain::pending::{Sighting, decode_pending};
+use crate::chain::rpc::{ChainError, Rpc};
+
+/// Rounds a sighted transaction may be missing from the pool with no receipt before it counts
+/// as dropped (one round may fall between its leaving the pool and its receipt appearing).
+const MISSING_ROUNDS: u32 = 2;
+/// Transaction hashes remembered as already decoded, at most.
+const SEEN_MAX: usize = 50_000;
+
+/// What the source needs to know.
+#[derive(Debug, Clone)]
+pub struct MempoolConfig {
+    /// The watched exchanges.
+    pub exchanges: Vec<Address>,
+    /// The chain (the order hash's EIP-712 domain).
+    pub chain_id: u64,
+    /// How often the pool is read.
+    pub poll: Duration,
+    /// Blocks after which a sighted, still unmined transaction is an orphan.
+    pub orphan_after_blocks: u64,
+}
+
+/// Where the source's results go.
+#[derive(Debug, Clone)]
+pub struct MempoolPeers {
+    /// The journal.
+    pub store: Addr<StoreActor>,
+    /// The registry (fills to copy now).
+    pub sink: Recipient<NewFills>,
+    /// Reports.
+    pub notifier: Addr<Notifier>,
+    /// Counters.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+/// A sighted transaction waiting for its block.
+#[derive(Debug, Clone, Copy)]
+struct Tracked {
+    first_head: u64,
+    missing: u32,
+}
+
+/// The source's state.
+pub struct Mempool {
+    cfg: MempoolConfig,
+    rpc: Rpc,
+    peers: MempoolPeers,
+    targets: watch::Receiver<Vec<Address>>,
+    act_now: watch::Receiver<HashSet<Address>>,
+    seen: HashSet<B256>,
+    tracked: HashMap<B256, Tracked>,
+}
+
+impl std::fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mempool").field("tracked", &self.tracked.len()).finish_non_exhaustive()
+    }
+}
+
+impl Mempool {
+    /// A source reading the pool through `rpc`.
+    #[must_use]
+    pub fn new(
+        cfg: MempoolConfig,
+        rpc: Rpc,
+        peers: MempoolPeers,
+        targets: watch::Receiver<Vec<Address>>,
+        act_now: watch::Receiver<HashSet<Address>>,
+    ) -> Self {
+        Self { cfg, rpc, peers, targets, act_now, seen: HashSet::new(), tracked: HashMap::new() }
+    }
+
+    /// Reads the pool until `shutdown`; failures are logged once per outage and retried.
+    pub async fn run(mut self, shutdown: tokio_util::sync::CancellationToken) {
+        let (mut failing, mut resumed) = (false, false);
+        loop {
+            if !self.rpc.is_connected()
+                && let Err(e) = self.rpc.connect().await
+            {
+                failing = self.failed(failing, &e);
+            }
+            if self.rpc.is_connected() {
+                if !resumed {
+                    resumed = self.resume_tracking().await;
+                }
+                match self.round().await {
+                    Ok(()) => {
+                        if failing {
+                            info!("pending-transaction source back");
+                        }
+                        failing = false;
+                        self.rpc.ok();
+                    }
+                    Err(e) => {
+                        failing = self.failed(failing, &e);
+                        self.rpc.fail();
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.cfg.poll) => {}
+            }
+        }
+    }
+
+    fn failed(&self, already: bool, e: &ChainError) -> bool {
+        if !already {
+            warn!(cause = %e, "pending-transaction source failing; fills are still seen when mined");
+        }
+        true
+    }
+
+    /// Transactions the journal still waits for (after a restart) are followed again. True once done.
+    async fn resume_tracking(&mut self) -> bool {
+        let Ok(head) = self.rpc.block_number().await else { return false };
+        let Ok(Ok(txs)) = self.peers.store.send(ProvisionalTxs).await else { return false };
+        for tx in txs {
+            self.seen.insert(tx);
+            self.tracked.entry(tx).or_insert(Tracked { first_head: head, missing: 0 });
+        }
+        true
+    }
+
+    /// One read of the pool: new settlements decoded and journaled, the tracked ones followed up.
+    async fn round(&mut self) -> Result<(), ChainError> {
+        let head = self.rpc.block_number().await?;
+        let pool = self.rpc.txpool_pending().await?;
+        let seen_at = Instant::now();
+        let targets: HashSet<Address> = self.targets.borrow().iter().copied().collect();
+        let in_pool: HashSet<B256> = pool.iter().map(|(h, _, _)| *h).collect();
+        let seen_s = u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0);
+        let mut fills = Vec::new();
+        for (hash, to, input) in &pool {
+            if !self.cfg.exchanges.contains(to) || !self.seen.insert(*hash) {
+                continue;
+            }
+            let s = Sighting { tx_hash: *hash, exchange: *to, chain_id: self.cfg.chain_id, seen_s };
+            match decode_pending(&s, input, &targets) {
+                Ok(f) if !f.is_empty() => {
+                    self.tracked.insert(*hash, Tracked { first_head: head, missing: 0 });
+                    fills.extend(f);
+                }
+                Ok(_) => {}
+                Err(e) => debug!(tx = %hash, cause = %e, "pending transaction to an exchange not decoded"),
+            }
+        }
+        if !fills.is_empty() {
+            let act_now = self.act_now.borrow().clone();
+            let n = fills.len();
+            let to_copy = self
+                .peers
+                .store
+                .send(JournalPending { fills, source: "pending", act_now })
+                .await
+                .map_err(|e| ChainError::Mailbox(e.to_string()))??;
+            self.peers.metrics.observe_pending_decode(seen_at.elapsed());
+            debug!(fills = n, now = to_copy.len(), "pending fills journaled");
+            if !to_copy.is_empty() && self.peers.sink.send(NewFills(to_copy)).await.is_err() {
+                warn!("pending fills journaled but not handed on; they are copied at the next start");
+            }
+        }
+        self.follow_up(head, &in_pool).await?;
+        if self.seen.len() > SEEN_MAX {
+            // Old hashes are mined or gone; keep only what is still pending or followed.
+            self.seen.retain(|h| in_pool.contains(h) || self.tracked.contains_key(h));
+        }
+        Ok(())
+    }
+
+    /// Sighted transactions that left the pool: mined (the feed confirms them), or orphans.
+    async fn follow_up(&mut self, head: u64, in_pool: &HashSet<B256>) -> Result<(), ChainError> {
+        let mut orphans = Vec::new();
+        let tracked: Vec<(B256, Tracked)> = self.tracked.iter().map(|(h, t)| (*h, *t)).collect();
+        for (hash, t) in tracked {
+            if in_pool.contains(&hash) {
+                if head.saturating_sub(t.first_head) > self.cfg.orphan_after_blocks {
+                    orphans.push((hash, format!("not mined within {} blocks", self.cfg.orphan_after_blocks)));
+                }
+                continue;
+            }
+            match self.rpc.receipt_status(hash).await? {
+                Some(true) => {
+                    self.tracked.remove(&hash);
+                }
+                Some(false) => orphans.push((hash, "reverted".to_owned())),
+                None => {
+                    let missing = t.missing + 1;
+                    if missing >= MISSING_ROUNDS {
+                        orphans.push((hash, "dropped or replaced".to_owned()));
+                    } else if let Some(e) = self.tracked.get_mut(&hash) {
+                        e.missing = missing;
+                    }
+                }
+            }
+        }
+        for (hash, cause) in orphans {
+            self.tracked.remove(&hash);
+            let found =
+                self.peers.store.send(OrphanTx(hash)).await.map_err(|e| ChainError::Mailbox(e.to_string()))??;
+            for o in found {
+                warn!(tx = %hash, wallet = %o.fill.wallet, copied = o.copied, cause = %cause, "pending fill orphaned");
+                self.peers.notifier.do_send(Event::Orphaned { fill: o.fill, copied: o.copied, cause: cause.clone() });
+            }
+        }
+        Ok(())
+    }
+}
