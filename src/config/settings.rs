@@ -449,7 +449,7 @@ fn de_usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
 /// a typo inside a section (`POLYCOPY_RISK__MAX_ORDR_USDC`) still fails as an unknown key.
 const SETTINGS_KEYS: [&str; 6] =
     ["mode", "db_path", "control_socket", "wallets_path", "emergency_stop_file", "log_format"];
-const SETTINGS_SECTIONS: [&str; 11] = [
+const SETTINGS_SECTIONS: [&str; 12] = [
     "chain__",
     "copy__",
     "risk__",
@@ -461,6 +461,7 @@ const SETTINGS_SECTIONS: [&str; 11] = [
     "markets__",
     "alerts__",
     "redeem__",
+    "detection__",
 ];
 
 /// Settings that decide which journal a command acts on: never from the environment, which the
@@ -840,6 +841,21 @@ pub fn price_from_decimal(d: Decimal) -> Option<Price> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_section_of_the_defaults_takes_environment_variables() {
+        // A section left out of SETTINGS_SECTIONS would have its POLYCOPY_ variables ignored.
+        let c = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml))
+            .build()
+            .unwrap();
+        let map = c.try_deserialize::<config::Map<String, config::Value>>().unwrap();
+        for (k, v) in &map {
+            if matches!(v.kind, config::ValueKind::Table(_)) {
+                assert!(SETTINGS_SECTIONS.contains(&format!("{k}__").as_str()), "[{k}] is not in SETTINGS_SECTIONS");
+            }
+        }
+    }
 
     #[test]
     fn only_variables_naming_settings_are_settings() {

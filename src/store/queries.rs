@@ -46,6 +46,14 @@ pub struct TradeRow {
     pub seen_at_ms: i64,
     /// "question — outcome", when the market's metadata is known.
     pub market: Option<String>,
+    /// Seen in a pending settlement and its block not seen yet.
+    pub provisional: bool,
+    /// Its transaction was dropped, replaced or reverted before it was mined.
+    pub orphaned: bool,
+    /// Which sighting handed it to the copier: `pending`, `chain` (none yet: waiting for its block).
+    pub triggered_by: Option<String>,
+    /// Each source's first sighting, "source@unix ms", earliest first.
+    pub sightings: Vec<String>,
 }
 
 /// Everything `polycopy status` shows that the journal knows.
@@ -109,7 +117,9 @@ impl Store {
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT f.tx_hash, f.log_index, f.wallet, f.side, f.token_id, f.shares, f.price, f.status, f.reason, f.detail, \
                     e.shares, e.price, e.usdc, f.block_number, f.reorged_after_copy, f.seen_at_ms, f.role, \
-                    m.question || ' — ' || m.outcome \
+                    m.question || ' — ' || m.outcome, f.provisional, f.orphaned, f.triggered_by, \
+                    (SELECT group_concat(source || '@' || seen_at_ms, ',') FROM \
+                        (SELECT source, seen_at_ms FROM sightings WHERE fill_id = f.id ORDER BY seen_at_ms)) \
              FROM fills f LEFT JOIN executions e ON e.fill_id = f.id LEFT JOIN markets m ON m.token_id = f.token_id \
              {filter} ORDER BY f.id DESC LIMIT ?1"
         ))?;
@@ -133,6 +143,13 @@ impl Store {
                 seen_at_ms: r.get(15)?,
                 role: r.get(16)?,
                 market: r.get(17)?,
+                provisional: r.get(18)?,
+                orphaned: r.get(19)?,
+                triggered_by: r.get(20)?,
+                sightings: r
+                    .get::<_, Option<String>>(21)?
+                    .map(|s| s.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default(),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

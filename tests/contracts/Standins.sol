@@ -165,3 +165,28 @@ contract MockSafe {
         emit ExecutionSuccess(h, 0);
     }
 }
+
+/// The exchanges' stand-in for the detection tests: takes the operator's real `matchOrders`
+/// calldata (any call at all) and emits the `OrderFilled` logs the test appended after it, as
+/// the real exchange would when the settlement is mined. Decoders of the call ignore the trailer.
+/// Trailer: abi.encode(bytes32[4][] topics, bytes[] data), then its length as the last word.
+contract MockExchange {
+    fallback() external {
+        uint256 n = msg.data.length;
+        require(n >= 36, "no trailer");
+        uint256 len = uint256(bytes32(msg.data[n - 32:n]));
+        require(len + 32 <= n, "bad trailer");
+        (bytes32[4][] memory topics, bytes[] memory datas) =
+            abi.decode(msg.data[n - 32 - len:n - 32], (bytes32[4][], bytes[]));
+        for (uint256 i = 0; i < topics.length; i++) {
+            bytes memory d = datas[i];
+            bytes32 t0 = topics[i][0];
+            bytes32 t1 = topics[i][1];
+            bytes32 t2 = topics[i][2];
+            bytes32 t3 = topics[i][3];
+            assembly {
+                log4(add(d, 32), mload(d), t0, t1, t2, t3)
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Detection before the block, on anvil with automine off so a genuine `matchOrders` transaction
+//! sits in the pool: the stand-in exchange (tests/contracts, MockExchange) takes the real calldata
+//! and emits the `OrderFilled` logs appended after it when the block is mined.
+//!
+//! Checked: a target whose trigger is `pending` is copied before the block; the mined log adds no
+//! second copy and the fill's row shows both sightings; a dropped transaction becomes an orphan,
+//! reported; with trigger `confirmed` nothing is sent before the block; V2 and V3 calldata both.
+
+mod support;
+
+use alloy::primitives::{Address, B256, Bytes, U256, address};
+use alloy::sol_types::{SolCall as _, SolValue as _};
+use polycopy::chain::abi::v2;
+use polycopy::chain::pending::{Generation, order_hash_v2};
+use serde_json::{Value, json};
+use support::*;
+
+const FAST: Address = address!("fa57fa57fa57fa57fa57fa57fa57fa57fa57fa57");
+const SLOW: Address = address!("5105105105105105105105105105105105105105");
+const OTHER: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
+const SENDER: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+const ORDER_FILLED: &str = "d543adfd945773f1a62f74f0ee55a5e3b9b1a28262980ba90b1a89f2ea84d8ee";
+
+fn order(maker: Address, side: u8, token: u64, maker_amount: u64, taker_amount: u64, salt: u64) -> v2::SignedOrder {
+    v2::SignedOrder {
+        salt: U256::from(salt),
+        maker,
+        signer: maker,
+        tokenId: U256::from(token),
+        makerAmount: U256::from(maker_amount),
+        takerAmount: U256::from(taker_amount),
+        side,
+        signatureType: 0,
+        timestamp: U256::from(1_764_000_000_000u64),
+        metadata: B256::ZERO,
+        builder: B256::ZERO,
+        signature: Bytes::from(vec![1u8; 65]),
+    }
+}
+
+/// The `OrderFilled` log the exchange emits for one order's fill: (topics, data).
+fn filled(
+    hash: B256,
+    maker: Address,
+    taker: Address,
+    side: u8,
+    token: u64,
+    making: u64,
+    taking: u64,
+) -> ([B256; 4], Bytes) {
+    let data = (
+        U256::from(side),
+        U256::from(token),
+        U256::from(making),
+        U256::from(taking),
+        U256::ZERO,
+        B256::ZERO,
+        B256::ZERO,
+    )
+        .abi_encode_params();
+    ([ORDER_FILLED.parse().unwrap(), hash, maker.into_word(), taker.into_word()], Bytes::from(data))
+}
+
+/// A settlement in which `target` BUYs `shares` at `price_micros` as the resting maker, against
+/// another wallet's SELL, on the V2 exchange or Exchange V3: the real calldata, and the logs.
+fn settlement(
+    generation: Generation,
+    target: Address,
+    token: u64,
+    shares: u64,
+    usdc: u64,
+    salt: u64,
+) -> (Address, String) {
+    let exchange = if generation == Generation::V3 { V3_EXCHANGE } else { V2_EXCHANGE };
+    let maker = order(target, 0, token, usdc, shares, salt);
+    let taker = order(OTHER, 1, token, shares, usdc, salt + 1);
+    let (mh, th) = (order_hash_v2(&maker, generation, 137, exchange), order_hash_v2(&taker, generation, 137, exchange));
+    let mut call = match generation {
+        Generation::V3 => v2::matchOrders_1Call {
+            takerOrder: taker,
+            makerOrders: vec![maker],
+            makerFillAmounts: vec![U256::from(usdc)],
+            makerFeeAmounts: vec![U256::ZERO],
+            takerAmounts: v2::TakerAmounts {
+                fillAmount: U256::from(shares),
+                receiveAmount: U256::from(usdc),
+                feeAmount: U256::ZERO,
+            },
+        }
+        .abi_encode(),
+        _ => v2::matchOrders_0Call {
+            conditionId: B256::repeat_byte(3),
+            takerOrder: taker,
+            makerOrders: vec![maker],
+            takerFillAmount: U256::from(shares),
+            makerFillAmounts: vec![U256::from(usdc)],
+            takerFeeAmount: U256::ZERO,
+            makerFeeAmounts: vec![U256::ZERO],
+        }
+        .abi_encode(),
+    };
+    // The makers' logs first, then the taker's, as the exchange emits them.
+    let logs = [filled(mh, target, OTHER, 0, token, usdc, shares), filled(th, OTHER, exchange, 1, token, shares, usdc)];
+    let (topics, datas): (Vec<[B256; 4]>, Vec<Bytes>) = logs.into_iter().unzip();
+    let trailer = (topics, datas).abi_encode_params();
+    let len = U256::from(trailer.len()).to_be_bytes::<32>();
+    call.extend_from_slice(&trailer);
+    call.extend_from_slice(&len);
+    (exchange, format!("0x{}", alloy::hex::encode(call)))
+}
+
+async fn send(anvil: &Anvil, to: Address, data: &str) -> B256 {
+    let v =
+        anvil.raw("eth_sendTransaction", json!([{"from": SENDER, "to": to, "data": data, "gas": "0x200000"}])).await;
+    serde_json::from_value(v).unwrap()
+}
+
+fn rows_of(d: &Daemon, wallet: Address) -> Vec<Value> {
+    let w = wallet.to_string().to_lowercase();
+    d.trades().into_iter().filter(|r| r["wallet"] == w).collect()
+}
+
+fn sources(row: &Value) -> Vec<String> {
+    row["sightings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().split('@').next().unwrap().to_owned())
+        .collect()
+}
+
+async fn receipt(anvil: &Anvil, tx: B256) -> Value {
+    anvil.raw("eth_getTransactionReceipt", json!([tx])).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_settlement_is_pending_then_the_trigger_decides_and_the_block_confirms() {
+    let anvil = Anvil::start().await;
+    let code: Value =
+        serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contracts/standins.json")))
+            .unwrap();
+    for ex in [V2_EXCHANGE, V3_EXCHANGE] {
+        anvil.raw("anvil_setCode", json!([ex, code["MockExchange"]])).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut wallets = wallets(&[(FAST, "fast", true), (SLOW, "slow", true)], 0.1);
+    wallets["wallets"][1]["trigger"] = json!("confirmed");
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets);
+    for (k, v) in [
+        ("POLYCOPY_DETECTION__PENDING", "true"),
+        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
+        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
+    ] {
+        d.env.push((k.to_owned(), v.to_owned()));
+    }
+    d.start();
+    d.wait_live().await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+
+    // FAST (trigger pending) buys 100 at 0.40 on V2: copied while the transaction is in the pool.
+    let (ex, data) = settlement(Generation::V2, FAST, 11, 100 * ONE, 40 * ONE, 1);
+    let tx = send(&anvil, ex, &data).await;
+    let row =
+        wait_for(20, "the pending copy", async || rows_of(&d, FAST).into_iter().find(|r| r["status"] == "executed"))
+            .await;
+    assert!(receipt(&anvil, tx).await.is_null(), "copied before the block");
+    assert_eq!((row["provisional"].as_bool(), row["triggered_by"].as_str()), (Some(true), Some("pending")), "{row}");
+    assert_eq!(sources(&row), vec!["pending"]);
+
+    // SLOW (trigger confirmed) in the same pool: journaled as seen, not sent before its block.
+    let (ex, data) = settlement(Generation::V3, SLOW, 12, 50 * ONE, 30 * ONE, 10);
+    let slow_tx = send(&anvil, ex, &data).await;
+    let seen = wait_for(20, "the confirmed-trigger sighting", async || rows_of(&d, SLOW).into_iter().next()).await;
+    assert_eq!((seen["status"].as_str(), seen["triggered_by"].as_str()), (Some("pending"), None), "{seen}");
+    // A later pending copy of FAST is the marker that the pool was read again since.
+    let (ex, data) = settlement(Generation::V2, FAST, 13, 100 * ONE, 50 * ONE, 20);
+    send(&anvil, ex, &data).await;
+    wait_for(20, "the marker copy", async || {
+        (rows_of(&d, FAST).iter().filter(|r| r["status"] == "executed").count() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(rows_of(&d, SLOW)[0]["status"], "pending", "nothing sent for SLOW before its block");
+    assert_eq!(d.executions_for(&slow_tx), 0);
+
+    // The block: FAST's fills are confirmed on their own rows (no second copy), SLOW's is copied now.
+    anvil.mine(1).await;
+    wait_for(20, "the block's fills", async || {
+        let fast = rows_of(&d, FAST);
+        let slow = rows_of(&d, SLOW);
+        (fast.iter().all(|r| r["provisional"] == false)
+            && slow.first().is_some_and(|r| r["status"] == "executed" && r["provisional"] == false))
+        .then_some(())
+    })
+    .await;
+    let fast = rows_of(&d, FAST);
+    assert_eq!(fast.len(), 2, "one row per fill: {fast:?}");
+    assert_eq!(d.executions_for(&tx), 1, "the mined log added no second copy");
+    let first = fast.iter().find(|r| r["fill"].as_str().unwrap().starts_with(&tx.to_string())).unwrap();
+    assert_eq!(sources(first), vec!["pending", "chain"], "{first}");
+    let slow = &rows_of(&d, SLOW)[0];
+    assert_eq!(
+        (slow["triggered_by"].as_str(), sources(slow)),
+        (Some("chain"), vec!["pending".to_owned(), "chain".to_owned()])
+    );
+    assert_eq!(d.executions_for(&slow_tx), 1);
+
+    // A settlement dropped from the pool: FAST's copy was made, the fill becomes an orphan, reported.
+    let (ex, data) = settlement(Generation::V2, FAST, 14, 100 * ONE, 30 * ONE, 30);
+    let dropped = send(&anvil, ex, &data).await;
+    wait_for(20, "the copy of the doomed fill", async || {
+        rows_of(&d, FAST)
+            .into_iter()
+            .find(|r| r["status"] == "executed" && r["fill"].as_str().unwrap().starts_with(&dropped.to_string()))
+    })
+    .await;
+    anvil.raw("anvil_dropTransaction", json!([dropped])).await;
+    let orphan = wait_for(20, "the orphan report", async || {
+        d.events("orphaned").into_iter().find(|m| m.contains(&dropped.to_string()))
+    })
+    .await;
+    assert!(orphan.contains("dropped or replaced") && orphan.contains("COPIED"), "{orphan}");
+    let row =
+        rows_of(&d, FAST).into_iter().find(|r| r["fill"].as_str().unwrap().starts_with(&dropped.to_string())).unwrap();
+    assert_eq!(row["orphaned"], true, "{row}");
+    anvil.mine(1).await;
+    assert!(receipt(&anvil, dropped).await.is_null(), "it was never mined");
+    assert_eq!(d.stop().code(), Some(0));
+}
