@@ -138,6 +138,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::ResumeMarket { market } => cli::pause_market(&g, &market, false),
         Command::Doctor { json } => cli::doctor(&g, json),
         Command::Vet(a) => cli::vet(&g, &a),
+        Command::Stats { command: cli::StatsCommand::Detection { days, json } } => {
+            cli::stats_detection(&g, days, json).map(|()| 0)
+        }
         Command::Targets { command: cli::TargetsCommand::Suggest(a) } => cli::suggest(&g, &a),
         Command::Backup { out } => cli::backup(&g, &out).map(|()| 0),
         Command::DbCheck { file, quick } => cli::db_check(&g, file.as_deref(), quick),

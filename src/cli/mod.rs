@@ -10,6 +10,7 @@ mod journal;
 mod operator;
 mod reconcile;
 mod setup;
+mod stats;
 mod status;
 mod suggest;
 mod vet;
@@ -31,6 +32,7 @@ pub use journal::{backup, db_check, maintenance, report, trades};
 pub use operator::{close, pause_market};
 pub use reconcile::reconcile;
 pub use setup::{check_config, doctor, env_for};
+pub use stats::detection as stats_detection;
 pub use status::status;
 pub use suggest::{SuggestArgs, suggest};
 pub use vet::{VetArgs, vet};
@@ -157,6 +159,12 @@ pub enum Command {
     /// in the journal), replayed through our sizing and limits with a copy delay and slippage,
     /// settled where Gamma says a market resolved. Exit 0 reported, 1 no fills, 64 bad input.
     Vet(VetArgs),
+    /// Figures from the journal.
+    Stats {
+        /// Which figures.
+        #[command(subcommand)]
+        command: StatsCommand,
+    },
     /// Finding whom to copy.
     Targets {
         /// What to do.
@@ -207,6 +215,21 @@ pub enum Command {
         /// Skip VACUUM.
         #[arg(long)]
         no_vacuum: bool,
+    },
+}
+
+/// `stats` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StatsCommand {
+    /// Which source saw the targets' fills first (pending pool, chain), by how much (p50/p90/p99
+    /// of the lead over the mined log), and how many pending sightings were never mined.
+    Detection {
+        /// Days back from now.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
 }
 
