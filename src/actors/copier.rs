@@ -162,9 +162,14 @@ impl Copier {
     fn size_and_decide(&mut self, m: Copy) -> impl std::future::Future<Output = Decision> + 'static {
         let fill = m.pending.fill.clone();
         let key = (fill.wallet, fill.token_id, fill.block_number);
-        let earlier_in_block = self.block_deltas.get(&key).copied().unwrap_or(0);
+        // A fill seen pending has no block yet (0): its balance is read at the head, which it is
+        // not in, and it counts toward no block's running total.
+        let provisional = fill.block_number == 0;
+        let earlier_in_block = if provisional { 0 } else { self.block_deltas.get(&key).copied().unwrap_or(0) };
         let delta = if fill.side == Side::Buy { fill.shares.0 } else { -fill.shares.0 };
-        *self.block_deltas.entry(key).or_insert(0) += delta;
+        if !provisional {
+            *self.block_deltas.entry(key).or_insert(0) += delta;
+        }
         if self.block_deltas.len() > 10_000 {
             let newest = fill.block_number;
             self.block_deltas.retain(|k, _| k.2 + 16 >= newest);
@@ -281,8 +286,11 @@ async fn target_balance_before(
     fill: &crate::domain::TargetFill,
     earlier_in_block: i64,
 ) -> Option<Shares> {
-    if let Some(rpc) = rpc {
-        let at = fill.block_number.saturating_sub(1);
+    let at = match (rpc, fill.block_number) {
+        (Some(rpc), 0) => rpc.block_number().await.ok(),
+        (_, n) => Some(n.saturating_sub(1)),
+    };
+    if let (Some(rpc), Some(at)) = (rpc, at) {
         // The market's generation decides the contract: V3 markets keep positions in PositionManager.
         let contract = cfg.positions.for_exchange(fill.exchange);
         match rpc.balance_of(contract, fill.wallet, fill.token_id, at).await {

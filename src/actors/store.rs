@@ -104,6 +104,11 @@ pub struct JournalPending {
 }
 store_handler!(JournalPending -> Vec<PendingFill>, |s, m| s.journal_pending(&m.fills, m.source, &m.act_now));
 
+/// Journal RTDS rows of targets as sightings (see [`crate::store::Store::record_rtds`]).
+#[derive(Debug)]
+pub struct RecordRtds(pub Vec<(crate::market::rtds::row::RtdsRow, i64)>);
+store_handler!(RecordRtds -> (), |s, m| s.record_rtds(&m.0));
+
 /// Orphan the provisional fills of a transaction that will not be mined.
 #[derive(Debug)]
 pub struct OrphanTx(pub B256);

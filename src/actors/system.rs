@@ -486,6 +486,15 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         actix::spawn(mempool.run(feed_stop.clone()));
         info!(trigger = s.detection.trigger.as_str(), "watching pending transactions to the exchanges");
     }
+    if s.detection.rtds {
+        let cfg = crate::market::rtds::RtdsConfig {
+            url: s.detection.rtds_url.clone(),
+            stale: Duration::from_secs(s.detection.rtds_stale_s),
+            standby: s.detection.rtds_standby,
+        };
+        actix::spawn(crate::market::rtds::run(cfg, store.clone(), targets_rx.clone(), feed_stop.clone()));
+        info!(url = %crate::config::redact_url(&s.detection.rtds_url), "reading the RTDS trade feed (sightings only)");
+    }
     let stops = Stops { all: stop.clone(), feed: feed_stop, pings };
     // Alive and trying: systemd may count the start done now; the chain may still be unreachable
     // (a provider outage must not become a restart loop), which /health shows and the feed alerts.

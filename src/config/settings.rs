@@ -329,7 +329,7 @@ impl Trigger {
 }
 
 /// `[detection]`: seeing a target's trade before its block.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectionSettings {
     /// Watch pending transactions to the exchanges (the node must expose its transaction pool).
@@ -343,6 +343,14 @@ pub struct DetectionSettings {
     /// The largest copy of a fill seen only pending (0: the usual caps alone).
     #[serde(deserialize_with = "de_usdc")]
     pub pending_max_order_usdc: Usdc,
+    /// Read Polymarket's RTDS trade feed as a sighting source (it never triggers a copy).
+    pub rtds: bool,
+    /// RTDS's websocket URL.
+    pub rtds_url: String,
+    /// No RTDS data for this long: the socket is rebuilt, seconds.
+    pub rtds_stale_s: u64,
+    /// Keep a second RTDS socket as a standby.
+    pub rtds_standby: bool,
 }
 
 /// `[risk]`.
@@ -718,6 +726,12 @@ impl Settings {
         }
         if d.orphan_after_blocks == 0 {
             bad("detection.orphan_after_blocks", "must be at least 1".into());
+        }
+        if d.rtds && !(d.rtds_url.starts_with("wss://") || d.rtds_url.starts_with("ws://")) {
+            bad("detection.rtds_url", format!("must be a ws:// or wss:// URL, got {:?}", d.rtds_url));
+        }
+        if d.rtds_stale_s == 0 {
+            bad("detection.rtds_stale_s", "must be at least 1".into());
         }
         let a = &self.alerts;
         if a.check_every_s == 0 {

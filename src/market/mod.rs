@@ -5,6 +5,7 @@
 pub mod data_api;
 pub mod directory;
 pub mod info;
+pub mod rtds;
 
 pub use directory::MarketDirectory;
 pub use info::{MarketInfo, MarketRef};

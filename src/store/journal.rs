@@ -209,6 +209,7 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )?;
             super::sightings::record_sighting(&tx, row, "chain", now)?;
+            super::sightings::link_staged(&tx, row, f)?;
             if inserted {
                 out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None });
                 continue;

@@ -297,6 +297,20 @@ CREATE TABLE sightings (
     PRIMARY KEY (fill_id, source)
 ) WITHOUT ROWID;
 ",
+    r"
+-- RTDS rows of targets seen before their fill was journaled: linked to the fill (as its 'rtds'
+-- sighting) when the fill arrives, by transaction, wallet, token, side, shares and occurrence
+CREATE TABLE rtds_staged (
+    tx_hash    TEXT NOT NULL,
+    wallet     TEXT NOT NULL,
+    token_id   TEXT NOT NULL,
+    side       TEXT NOT NULL,
+    shares     INTEGER NOT NULL,
+    occurrence INTEGER NOT NULL,
+    seen_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (tx_hash, wallet, token_id, side, shares, occurrence)
+) WITHOUT ROWID;
+",
 ];
 
 /// Brings the schema up to date.

@@ -22,6 +22,36 @@ pub(super) fn record_sighting(tx: &Connection, row: i64, source: &str, at_ms: i6
     Ok(())
 }
 
+/// Links an RTDS row seen before `row` was journaled to it (as its `rtds` sighting).
+pub(super) fn link_staged(tx: &Connection, row: i64, f: &TargetFill) -> rusqlite::Result<()> {
+    let key =
+        params![f.id.tx_hash.to_string(), addr_lower(&f.wallet), f.token_id.to_string(), f.side.as_str(), f.shares.0];
+    let staged: Option<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT occurrence, seen_at_ms FROM rtds_staged WHERE tx_hash = ?1 AND wallet = ?2 AND token_id = ?3 \
+             AND side = ?4 AND shares = ?5 ORDER BY occurrence LIMIT 1",
+        )?
+        .query_row(key, |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((occurrence, at)) = staged {
+        record_sighting(tx, row, "rtds", at)?;
+        exec(
+            tx,
+            "DELETE FROM rtds_staged WHERE tx_hash = ?1 AND wallet = ?2 AND token_id = ?3 AND side = ?4 AND shares = ?5 \
+             AND occurrence = ?6",
+            params![
+                f.id.tx_hash.to_string(),
+                addr_lower(&f.wallet),
+                f.token_id.to_string(),
+                f.side.as_str(),
+                f.shares.0,
+                occurrence
+            ],
+        )?;
+    }
+    Ok(())
+}
+
 /// The mined log of a provisional fill: its block and exact amounts replace the provisional ones,
 /// an orphan that was mined after all is one no more, and a fill whose target waited for the
 /// block is handed on (returned).
@@ -121,6 +151,48 @@ pub struct DetectionStats {
 }
 
 impl Store {
+    /// Journals RTDS rows of targets as sightings: of the fill they describe when it is journaled
+    /// already (the `occurrence`-th of its transaction's identical fills), else staged until it is.
+    /// Staged rows older than a day are dropped: their fill never came.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn record_rtds(&mut self, rows: &[(crate::market::rtds::row::RtdsRow, i64)]) -> StoreResult<()> {
+        let tx = self.conn.savepoint()?;
+        for (r, at) in rows {
+            let (txh, wallet, token) = (r.tx_hash.to_string(), addr_lower(&r.wallet), r.token_id.to_string());
+            let fill: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT id FROM fills WHERE tx_hash = ?1 AND wallet = ?2 AND token_id = ?3 AND side = ?4 AND shares = ?5 \
+                     ORDER BY occurrence LIMIT 1 OFFSET ?6",
+                )?
+                .query_row(params![txh, wallet, token, r.side.as_str(), r.shares.0, r.occurrence], |x| x.get(0))
+                .optional()?;
+            match fill {
+                Some(row) => record_sighting(&tx, row, "rtds", *at)?,
+                None => {
+                    exec(
+                        &tx,
+                        "INSERT OR IGNORE INTO rtds_staged (tx_hash, wallet, token_id, side, shares, occurrence, seen_at_ms) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![txh, wallet, token, r.side.as_str(), r.shares.0, r.occurrence, at],
+                    )?;
+                }
+            }
+        }
+        exec(&tx, "DELETE FROM rtds_staged WHERE seen_at_ms < ?1", [now_ms() - 86_400_000])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// RTDS rows waiting for their fill.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn rtds_staged(&self) -> StoreResult<u64> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM rtds_staged", [], |r| r.get::<_, i64>(0))?.unsigned_abs())
+    }
+
     /// Journals fills seen in a pending transaction by `source` (provisional, block unknown).
     /// Those of wallets in `act_now` are handed to the copier at once (their trigger is
     /// `pending`); the others wait for the mined log. Returns the fills to copy now.
@@ -138,6 +210,24 @@ impl Store {
         let mut out = Vec::new();
         for f in fills {
             let act = act_now.contains(&f.wallet);
+            let known: bool = query_one(
+                &tx,
+                "SELECT EXISTS (SELECT 1 FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3)",
+                params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence],
+                |r| r.get(0),
+            )?;
+            // A resubmitted settlement (a new transaction for the same match) seen in the pool
+            // takes over the first one's row rather than being copied again.
+            if !known && adopt_replacement(&tx, f)?.is_some() {
+                let row: i64 = query_one(
+                    &tx,
+                    "SELECT id FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
+                    params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence],
+                    |r| r.get(0),
+                )?;
+                record_sighting(&tx, row, source, now)?;
+                continue;
+            }
             let inserted = insert_fill(&tx, f, now, true, act.then_some(source))?;
             let row: i64 = query_one(
                 &tx,
@@ -146,6 +236,7 @@ impl Store {
                 |r| r.get(0),
             )?;
             record_sighting(&tx, row, source, now)?;
+            link_staged(&tx, row, f)?;
             if inserted && act {
                 out.push(PendingFill { row, fill: f.clone(), intent: None });
             }
@@ -238,5 +329,86 @@ impl Store {
             |r| r.get::<_, i64>(0),
         )? as u64;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::U256;
+
+    use super::*;
+    use crate::domain::{ExchangeVersion, FillId, Price, Role, Shares, Side, Usdc};
+
+    const WALLET: Address = Address::repeat_byte(0xaa);
+
+    fn fill(tx: u8, order: u8, block: u64) -> TargetFill {
+        TargetFill {
+            id: FillId { tx_hash: B256::repeat_byte(tx), order_hash: B256::repeat_byte(order), occurrence: 0 },
+            wallet: WALLET,
+            role: Role::Maker,
+            side: Side::Buy,
+            token_id: U256::from(7),
+            shares: Shares(10_000_000),
+            usdc: Usdc(5_000_000),
+            price: Price(500_000),
+            fee: 0,
+            exchange: Address::ZERO,
+            version: ExchangeVersion::V2,
+            block_number: block,
+            block_hash: B256::repeat_byte(u8::try_from(block % 250).unwrap()),
+            log_index: 0,
+            block_ts: 0,
+        }
+    }
+
+    fn rows(s: &Store) -> Vec<(String, bool, bool, Option<String>, String)> {
+        let mut st = s
+            .conn
+            .prepare("SELECT tx_hash, provisional, orphaned, triggered_by, status FROM fills ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn a_resubmitted_settlement_takes_over_the_row_and_the_block_confirms_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let now: HashSet<Address> = [WALLET].into();
+        assert_eq!(s.journal_pending(&[fill(1, 9, 0)], "pending", &now).unwrap().len(), 1, "copied at once");
+        // The operator resubmits the same match as transaction 2: no second copy.
+        assert!(s.journal_pending(&[fill(2, 9, 0)], "pending", &now).unwrap().is_empty());
+        assert_eq!(s.provisional_txs().unwrap(), vec![B256::repeat_byte(2)]);
+        // Transaction 1 is then gone from the pool: nothing of it is left to orphan.
+        assert!(s.orphan_tx(B256::repeat_byte(1)).unwrap().is_empty());
+        let out = s.journal_range(&[fill(2, 9, 5)], (5, B256::repeat_byte(5)), &[(5, B256::repeat_byte(5))]).unwrap();
+        assert!(out.to_copy.is_empty(), "it was handed on when first seen");
+        let r = rows(&s);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!((r[0].1, r[0].2, r[0].3.as_deref()), (false, false, Some("pending")));
+        assert_eq!(
+            s.sightings_of(1).unwrap().iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+            vec!["pending", "chain"]
+        );
+    }
+
+    #[test]
+    fn a_waiting_fill_is_handed_on_by_its_block_and_an_orphan_mined_after_all_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        // Trigger confirmed: journaled, not handed on, not recovered at a restart.
+        assert!(s.journal_pending(&[fill(1, 9, 0)], "pending", &HashSet::new()).unwrap().is_empty());
+        assert!(s.unfinished().unwrap().is_empty(), "a waiting fill is not copied at a restart");
+        let o = s.orphan_tx(B256::repeat_byte(1)).unwrap();
+        assert_eq!(o.len(), 1);
+        assert!(!o[0].copied);
+        assert_eq!(rows(&s)[0].4, "withdrawn");
+        // Mined after all: revived and handed on by the block.
+        let out = s.journal_range(&[fill(1, 9, 6)], (6, B256::repeat_byte(6)), &[(6, B256::repeat_byte(6))]).unwrap();
+        assert_eq!(out.to_copy.len(), 1);
+        let r = rows(&s);
+        assert_eq!((r[0].1, r[0].2, r[0].3.as_deref(), r[0].4.as_str()), (false, false, Some("chain"), "pending"));
     }
 }

@@ -7,6 +7,7 @@ pub mod clob;
 pub mod http;
 pub mod installed;
 pub mod live;
+pub mod rtds;
 pub mod telegram;
 pub mod ws_tap;
 
