@@ -226,3 +226,62 @@ async fn test_detection_when_a_settlement_is_pending_then_the_trigger_decides_an
     assert!(receipt(&anvil, dropped).await.is_null(), "it was never mined");
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// The load figures for BENCHMARKS.md: anvil mining a block every 2 s, 40 settlements of a
+/// target sent at spread-out moments (the pending source's lead over the mined log), then 200
+/// settlements in one second (decoded without falling behind), our own pending-path time from
+/// /metrics. Ignored by default:
+/// `cargo nextest run --release --test detection --run-ignored only --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "load figure for BENCHMARKS.md"]
+async fn load_detection_lead_at_two_second_blocks() {
+    let anvil = Anvil::start().await;
+    let code: Value =
+        serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contracts/standins.json"))).unwrap();
+    anvil.raw("anvil_setCode", json!([V2_EXCHANGE, code["MockExchange"]])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(FAST, "fast", true)], 0.1));
+    for (k, v) in [
+        ("POLYCOPY_DETECTION__PENDING", "true"),
+        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
+        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
+        ("POLYCOPY_CHAIN__POLL_INTERVAL_MS", "100"),
+        ("POLYCOPY_RISK__MAX_TRADES_PER_HOUR", "100000"),
+    ] {
+        d.env.push((k.to_owned(), v.to_owned()));
+    }
+    d.start();
+    d.wait_live().await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    anvil.raw("evm_setIntervalMining", json!([2])).await;
+    // Spread over blocks: each settlement lands at another moment of its block's 2 s.
+    let mut salt = 1_000;
+    for i in 0..40u64 {
+        salt += 2;
+        let (ex, data) = settlement(Generation::V2, FAST, 100 + i, 100 * ONE, 40 * ONE, salt);
+        send(&anvil, ex, &data).await;
+        tokio::time::sleep(std::time::Duration::from_millis(700 + (i * 389) % 1_100)).await;
+    }
+    wait_for(60, "all 40 confirmed", async || {
+        let t = d.trades();
+        (t.len() == 40 && t.iter().all(|r| r["provisional"] == false)).then_some(())
+    })
+    .await;
+    let (_, out, _) = d.run_cli(&["stats", "detection", "--days", "1"]);
+    println!("lead at 2 s blocks, 40 settlements:\n{out}");
+    // A burst: 200 settlements in about a second (a target's and others' orders).
+    let t0 = std::time::Instant::now();
+    for i in 0..200u64 {
+        salt += 2;
+        let (ex, data) = settlement(Generation::V2, FAST, 1_000 + i, 100 * ONE, 40 * ONE, salt);
+        send(&anvil, ex, &data).await;
+    }
+    let sent_s = t0.elapsed().as_secs_f64();
+    wait_for(120, "the burst journaled", async || (d.trades().len() >= 240).then_some(())).await;
+    let took = t0.elapsed().as_secs_f64();
+    let (_, body) = support::http::http_get(&d.http_base().await, "/metrics").await;
+    let own: Vec<&str> = body.lines().filter(|l| l.starts_with("polycopy_pending_processing_seconds")).collect();
+    println!("burst: 200 settlements sent in {sent_s:.2} s, all journaled {took:.2} s after the first was sent");
+    println!("{}", own.join("\n"));
+    assert_eq!(d.stop().code(), Some(0));
+}
