@@ -28,6 +28,8 @@ pub struct View {
     pub trades: Vec<TradeRow>,
     /// Market names by token id, where known.
     pub names: std::collections::HashMap<String, String>,
+    /// Each detection source's lead over the mined log, the last day.
+    pub detection: crate::store::DetectionStats,
 }
 
 /// Text safe inside HTML elements and attribute values (the same escaping as Telegram's HTML).
@@ -80,8 +82,40 @@ pub fn live(v: &View) -> String {
     h.push_str(&pnl_chart(&v.pnl_by_day));
     positions(&mut h, v);
     targets(&mut h, v);
+    detection(&mut h, v);
     trades(&mut h, v);
     h
+}
+
+/// Which source saw the targets' fills first, the last day (only once a source besides the chain
+/// is on).
+fn detection(h: &mut String, v: &View) {
+    let d = &v.detection;
+    if d.leads.is_empty() && d.orphans == 0 {
+        return;
+    }
+    h.push_str(
+        "<h2>Detection lead over the mined log, last day</h2><table id=\"detection\"><tr><th class=\"l\">source</th>\
+         <th>fills</th><th>seen first</th><th>lead p50</th><th>lead p90</th><th>lead p99</th></tr>",
+    );
+    let secs = |ms: Option<i64>| ms.map_or_else(|| "–".to_owned(), |ms| format!("{} s", format_micros(ms * 1_000)));
+    for (source, leads) in &d.leads {
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(source),
+            leads.len(),
+            d.led(source),
+            secs(d.lead(source, 50)),
+            secs(d.lead(source, 90)),
+            secs(d.lead(source, 99))
+        );
+    }
+    let _ = write!(
+        h,
+        "</table><p class=\"muted\">{} fills seen only in their block · {} orphans (seen pending, never mined)</p>",
+        d.chain_only, d.orphans
+    );
 }
 
 fn name(v: &View, token: &str) -> String {

@@ -293,5 +293,6 @@ async fn dashboard_view(state: &HttpState) -> Option<crate::dashboard::View> {
         targets: state.metrics.targets.lock().map(|t| t.clone()).unwrap_or_default(),
         trades,
         names,
+        detection: state.metrics.detection.lock().map(|d| d.clone()).unwrap_or_default(),
     })
 }

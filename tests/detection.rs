@@ -19,6 +19,8 @@ const FAST: Address = address!("fa57fa57fa57fa57fa57fa57fa57fa57fa57fa57");
 const SLOW: Address = address!("5105105105105105105105105105105105105105");
 const OTHER: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
 const SENDER: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+/// Another of anvil's accounts: not an operator of any exchange.
+const STRANGER: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const ORDER_FILLED: &str = "d543adfd945773f1a62f74f0ee55a5e3b9b1a28262980ba90b1a89f2ea84d8ee";
 
 fn order(maker: Address, side: u8, token: u64, maker_amount: u64, taker_amount: u64, salt: u64) -> v2::SignedOrder {
@@ -110,9 +112,25 @@ fn settlement(
 }
 
 async fn send(anvil: &Anvil, to: Address, data: &str) -> B256 {
-    let v =
-        anvil.raw("eth_sendTransaction", json!([{"from": SENDER, "to": to, "data": data, "gas": "0x200000"}])).await;
+    send_from(anvil, SENDER, to, data).await
+}
+
+async fn send_from(anvil: &Anvil, from: &str, to: Address, data: &str) -> B256 {
+    let v = anvil.raw("eth_sendTransaction", json!([{"from": from, "to": to, "data": data, "gas": "0x200000"}])).await;
     serde_json::from_value(v).unwrap()
+}
+
+/// Installs the stand-in exchange at `ex` with our sender as its only operator (mined at once).
+async fn install_exchange(anvil: &Anvil, ex: Address) {
+    let code: Value =
+        serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contracts/standins.json")))
+            .unwrap();
+    anvil.raw("anvil_setCode", json!([ex, code["MockExchange"]])).await;
+    // addOperator(SENDER)
+    let selector = alloy::hex::encode(&alloy::primitives::keccak256("addOperator(address)")[..4]);
+    let data = format!("0x{selector}{:0>64}", SENDER.trim_start_matches("0x").to_lowercase());
+    let tx = send(anvil, ex, &data).await;
+    wait_for(10, "the operator added", async || (!receipt(anvil, tx).await.is_null()).then_some(())).await;
 }
 
 fn rows_of(d: &Daemon, wallet: Address) -> Vec<Value> {
@@ -136,11 +154,8 @@ async fn receipt(anvil: &Anvil, tx: B256) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_detection_when_a_settlement_is_pending_then_the_trigger_decides_and_the_block_confirms() {
     let anvil = Anvil::start().await;
-    let code: Value =
-        serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contracts/standins.json")))
-            .unwrap();
     for ex in [V2_EXCHANGE, V3_EXCHANGE] {
-        anvil.raw("anvil_setCode", json!([ex, code["MockExchange"]])).await;
+        install_exchange(&anvil, ex).await;
     }
     let dir = tempfile::tempdir().unwrap();
     let mut wallets = wallets(&[(FAST, "fast", true), (SLOW, "slow", true)], 0.1);
@@ -172,6 +187,10 @@ async fn test_detection_when_a_settlement_is_pending_then_the_trigger_decides_an
     let slow_tx = send(&anvil, ex, &data).await;
     let seen = wait_for(20, "the confirmed-trigger sighting", async || rows_of(&d, SLOW).into_iter().next()).await;
     assert_eq!((seen["status"].as_str(), seen["triggered_by"].as_str()), (Some("pending"), None), "{seen}");
+    // A forged settlement naming FAST, sent by someone who is not the exchange's operator: never
+    // acted on (anyone can put one in the pool for free).
+    let (ex, data) = settlement(Generation::V2, FAST, 15, 10_000 * ONE, 9_500 * ONE, 40);
+    let forged = send_from(&anvil, STRANGER, ex, &data).await;
     // A later pending copy of FAST is the marker that the pool was read again since.
     let (ex, data) = settlement(Generation::V2, FAST, 13, 100 * ONE, 50 * ONE, 20);
     send(&anvil, ex, &data).await;
@@ -180,6 +199,11 @@ async fn test_detection_when_a_settlement_is_pending_then_the_trigger_decides_an
     })
     .await;
     assert_eq!(rows_of(&d, SLOW)[0]["status"], "pending", "nothing sent for SLOW before its block");
+    assert!(
+        rows_of(&d, FAST).iter().all(|r| !r["fill"].as_str().unwrap().starts_with(&forged.to_string())),
+        "forged: ignored"
+    );
+    anvil.raw("anvil_dropTransaction", json!([forged])).await;
     assert_eq!(d.executions_for(&slow_tx), 0);
 
     // The block: FAST's fills are confirmed on their own rows (no second copy), SLOW's is copied now.
@@ -236,9 +260,7 @@ async fn test_detection_when_a_settlement_is_pending_then_the_trigger_decides_an
 #[ignore = "load figure for BENCHMARKS.md"]
 async fn load_detection_lead_at_two_second_blocks() {
     let anvil = Anvil::start().await;
-    let code: Value =
-        serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contracts/standins.json"))).unwrap();
-    anvil.raw("anvil_setCode", json!([V2_EXCHANGE, code["MockExchange"]])).await;
+    install_exchange(&anvil, V2_EXCHANGE).await;
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(FAST, "fast", true)], 0.1));
     for (k, v) in [

@@ -107,14 +107,20 @@ pub enum Event {
         /// The fill.
         fill: TargetFill,
     },
-    /// A fill seen pending whose transaction was dropped, replaced or reverted: it never happened.
+    /// A pending settlement was dropped, replaced or reverted: its targets' fills never happened.
+    /// One report per transaction, whatever the number of fills in it.
     Orphaned {
-        /// The fill as it was seen pending.
-        fill: TargetFill,
-        /// We had acted on it: our copy stands and is reconciled like any position.
-        copied: bool,
-        /// What became of its transaction.
+        /// The transaction.
+        tx: alloy::primitives::B256,
+        /// Its fills of our targets, each with whether we had copied it.
+        fills: Vec<crate::store::Orphan>,
+        /// What became of it.
         cause: String,
+    },
+    /// A fill reported orphaned was mined after all: it stands, and a copy made of it is right.
+    Unorphaned {
+        /// The fill as mined.
+        fill: TargetFill,
     },
     /// A fill we copied left the chain: our copy stands, the operator should know.
     ReorgedAfterCopy {
@@ -192,6 +198,7 @@ impl Event {
             Self::Reorg { .. } => "reorg",
             Self::Withdrawn { .. } => "withdrawn",
             Self::Orphaned { .. } => "orphaned",
+            Self::Unorphaned { .. } => "unorphaned",
             Self::ReorgedAfterCopy { .. } => "reorged_after_copy",
             Self::Settled { .. } => "settled",
             Self::Alert { .. } => "alert",
@@ -284,17 +291,40 @@ impl Event {
                 fill_ref(fill),
                 addr_lower(&fill.wallet)
             ),
-            Self::Orphaned { fill, copied, cause } => format!(
-                "pending fill {} of {} ({} {} shares) is an orphan: its transaction was {cause}. {}",
-                fill.id.tx_hash,
+            Self::Orphaned { tx, fills, cause } => {
+                let copied: Vec<String> = fills
+                    .iter()
+                    .filter(|o| o.copied)
+                    .map(|o| {
+                        format!(
+                            "{} {} shares of {} for {}",
+                            o.fill.side,
+                            o.fill.shares,
+                            short_token(&o.fill.token_id.to_string()),
+                            addr_lower(&o.fill.wallet)
+                        )
+                    })
+                    .collect();
+                format!(
+                    "pending settlement {tx} was {cause}: {} fill(s) of targets never happened. {}",
+                    fills.len(),
+                    if copied.is_empty() {
+                        "None was copied".to_owned()
+                    } else {
+                        format!(
+                            "COPIED before its block: {}. Our copies stand; check the positions (`polycopy reconcile`). \
+                             Should it be mined after all, that is reported too",
+                            copied.join("; ")
+                        )
+                    }
+                )
+            }
+            Self::Unorphaned { fill } => format!(
+                "fill {} of {} reported orphaned was mined after all: it stands ({} {} shares); a copy made of it is right",
+                fill_ref(fill),
                 addr_lower(&fill.wallet),
                 fill.side,
-                fill.shares,
-                if *copied {
-                    "It was COPIED before its block: our copy stands; check the position (`polycopy reconcile`)"
-                } else {
-                    "Not copied"
-                }
+                fill.shares
             ),
             Self::ReorgedAfterCopy { fill } => format!(
                 "fill {} of {} was COPIED and then left the chain in a reorg: our copy stands, check the position",

@@ -157,6 +157,9 @@ pub mod v2 {
 sol! {
     /// ERC-1155 balance (Conditional Tokens, the V3 PositionManager).
     function balanceOf(address owner, uint256 id) external view returns (uint256);
+
+    /// Whether an address may settle matches on an exchange (every generation has it).
+    function isOperator(address usr) external view returns (bool);
 }
 
 #[cfg(test)]

@@ -382,6 +382,9 @@ impl ChainFeed {
             for f in outcome.reorged_after_copy {
                 self.notifier.do_send(Event::ReorgedAfterCopy { fill: f });
             }
+            for f in outcome.unorphaned {
+                self.notifier.do_send(Event::Unorphaned { fill: f });
+            }
             if !outcome.to_copy.is_empty() {
                 self.metrics.fills_seen.fetch_add(outcome.to_copy.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 // Awaited, not fired: the feed reads no further range until the registry has taken

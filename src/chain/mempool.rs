@@ -27,6 +27,8 @@ use crate::chain::rpc::{ChainError, Rpc};
 const MISSING_ROUNDS: u32 = 2;
 /// Transaction hashes remembered as already decoded, at most.
 const SEEN_MAX: usize = 50_000;
+/// How long an exchange's answer to "is this sender an operator" is trusted.
+const OPERATOR_TTL: Duration = Duration::from_secs(600);
 
 /// What the source needs to know.
 #[derive(Debug, Clone)]
@@ -70,6 +72,8 @@ pub struct Mempool {
     act_now: watch::Receiver<HashSet<Address>>,
     seen: HashSet<B256>,
     tracked: HashMap<B256, Tracked>,
+    /// (exchange, sender) → is an operator, and when the exchange said so.
+    operators: HashMap<(Address, Address), (bool, Instant)>,
 }
 
 impl std::fmt::Debug for Mempool {
@@ -88,7 +92,16 @@ impl Mempool {
         targets: watch::Receiver<Vec<Address>>,
         act_now: watch::Receiver<HashSet<Address>>,
     ) -> Self {
-        Self { cfg, rpc, peers, targets, act_now, seen: HashSet::new(), tracked: HashMap::new() }
+        Self {
+            cfg,
+            rpc,
+            peers,
+            targets,
+            act_now,
+            seen: HashSet::new(),
+            tracked: HashMap::new(),
+            operators: HashMap::new(),
+        }
     }
 
     /// Reads the pool until `shutdown`; failures are logged once per outage and retried.
@@ -149,16 +162,18 @@ impl Mempool {
         let pool = self.rpc.txpool_pending().await?;
         let seen_at = Instant::now();
         let targets: HashSet<Address> = self.targets.borrow().iter().copied().collect();
-        let in_pool: HashSet<B256> = pool.iter().map(|(h, _, _)| *h).collect();
+        let in_pool: HashSet<B256> = pool.iter().map(|(h, _, _, _)| *h).collect();
         let seen_s = u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0);
         let mut fills = Vec::new();
-        for (hash, to, input) in &pool {
+        for (hash, from, to, input) in &pool {
             if !self.cfg.exchanges.contains(to) || !self.seen.insert(*hash) {
                 continue;
             }
             let s = Sighting { tx_hash: *hash, exchange: *to, chain_id: self.cfg.chain_id, seen_s };
             match decode_pending(&s, input, &targets) {
-                Ok(f) if !f.is_empty() => {
+                // Anyone can put a matchOrders naming a target in the pool (for free, if it is
+                // never mined): only the exchange's own operators' settlements count.
+                Ok(f) if !f.is_empty() && self.operator(*to, *from).await => {
                     self.tracked.insert(*hash, Tracked { first_head: head, missing: 0 });
                     fills.extend(f);
                 }
@@ -187,6 +202,32 @@ impl Mempool {
             self.seen.retain(|h| in_pool.contains(h) || self.tracked.contains_key(h));
         }
         Ok(())
+    }
+
+    /// Whether `from` is an operator of `exchange` (cached; an unanswered question is a no).
+    async fn operator(&mut self, exchange: Address, from: Address) -> bool {
+        if let Some((is, at)) = self.operators.get(&(exchange, from))
+            && at.elapsed() < OPERATOR_TTL
+        {
+            return *is;
+        }
+        match self.rpc.is_operator(exchange, from).await {
+            Ok(is) => {
+                if !is {
+                    warn!(
+                        exchange = %exchange,
+                        sender = %from,
+                        "a settlement naming a target was sent by an address that is not an operator of the exchange: ignored (forged, or not Polymarket's)"
+                    );
+                }
+                self.operators.insert((exchange, from), (is, Instant::now()));
+                is
+            }
+            Err(e) => {
+                debug!(cause = %e, "isOperator unanswered; the settlement is not trusted");
+                false
+            }
+        }
     }
 
     /// Sighted transactions that left the pool: mined (the feed confirms them), or orphans.
@@ -219,9 +260,10 @@ impl Mempool {
             self.tracked.remove(&hash);
             let found =
                 self.peers.store.send(OrphanTx(hash)).await.map_err(|e| ChainError::Mailbox(e.to_string()))??;
-            for o in found {
-                warn!(tx = %hash, wallet = %o.fill.wallet, copied = o.copied, cause = %cause, "pending fill orphaned");
-                self.peers.notifier.do_send(Event::Orphaned { fill: o.fill, copied: o.copied, cause: cause.clone() });
+            if !found.is_empty() {
+                let copied = found.iter().filter(|o| o.copied).count();
+                warn!(tx = %hash, fills = found.len(), copied, cause = %cause, "pending settlement orphaned");
+                self.peers.notifier.do_send(Event::Orphaned { tx: hash, fills: found, cause });
             }
         }
         Ok(())

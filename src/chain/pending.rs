@@ -203,6 +203,30 @@ fn legs(input: &[u8], chain_id: u64, exchange: Address) -> Result<(Generation, V
     Err(PendingError::NotAMatch)
 }
 
+/// A leg's (side, shares, usdc, price), or why it is out of range.
+fn amounts(leg: &Leg) -> Result<(Side, i64, i64, i64), PendingError> {
+    if leg.maker_amount.is_zero() {
+        return Err(PendingError::OutOfRange("maker amount of zero"));
+    }
+    let taking = match leg.taking {
+        Some(t) => t,
+        // Floor, as the exchange computes the taking amount of a partial fill.
+        None => leg.making.checked_mul(leg.taker_amount).ok_or(PendingError::OutOfRange("amount"))? / leg.maker_amount,
+    };
+    let (making, taking) = (micros(leg.making, "making amount")?, micros(taking, "taking amount")?);
+    let (side, shares, usdc) = match leg.side {
+        0 => (Side::Buy, taking, making),
+        1 => (Side::Sell, making, taking),
+        _ => return Err(PendingError::OutOfRange("side")),
+    };
+    if shares == 0 {
+        return Err(PendingError::OutOfRange("zero shares"));
+    }
+    let price = i64::try_from(i128::from(usdc) * 1_000_000 / i128::from(shares))
+        .map_err(|_| PendingError::OutOfRange("price"))?;
+    Ok((side, shares, usdc, price))
+}
+
 fn micros(v: U256, what: &'static str) -> Result<i64, PendingError> {
     u256_to_micros(v).ok_or(PendingError::OutOfRange(what))
 }
@@ -224,7 +248,7 @@ pub struct Sighting {
 /// identify them. Legs of other makers are skipped; an empty result is not an error.
 ///
 /// # Errors
-/// When the input is not a `matchOrders` call, or a watched maker's order is out of range.
+/// When the input is not a `matchOrders` call. A watched maker's order out of range is skipped.
 pub fn decode_pending(s: &Sighting, input: &[u8], watched: &HashSet<Address>) -> Result<Vec<TargetFill>, PendingError> {
     let (generation, legs) = legs(input, s.chain_id, s.exchange)?;
     let version = if generation == Generation::V1 { ExchangeVersion::V1 } else { ExchangeVersion::V2 };
@@ -240,27 +264,15 @@ pub fn decode_pending(s: &Sighting, input: &[u8], watched: &HashSet<Address>) ->
         if !watched.contains(&leg.maker) || leg.making.is_zero() {
             continue;
         }
-        if leg.maker_amount.is_zero() {
-            return Err(PendingError::OutOfRange("maker amount of zero"));
-        }
-        let taking = match leg.taking {
-            Some(t) => t,
-            // Floor, as the exchange computes the taking amount of a partial fill.
-            None => {
-                leg.making.checked_mul(leg.taker_amount).ok_or(PendingError::OutOfRange("amount"))? / leg.maker_amount
+        // One unreadable order does not hide the others: it is skipped (its fill is still seen
+        // when mined, if it ever is).
+        let (side, shares, usdc, price) = match amounts(&leg) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(tx = %s.tx_hash, order = %leg.hash, cause = %e, "pending order skipped");
+                continue;
             }
         };
-        let (making, taking) = (micros(leg.making, "making amount")?, micros(taking, "taking amount")?);
-        let (side, shares, usdc) = match leg.side {
-            0 => (Side::Buy, taking, making),
-            1 => (Side::Sell, making, taking),
-            _ => return Err(PendingError::OutOfRange("side")),
-        };
-        if shares == 0 {
-            return Err(PendingError::OutOfRange("zero shares"));
-        }
-        let price = i64::try_from(i128::from(usdc) * 1_000_000 / i128::from(shares))
-            .map_err(|_| PendingError::OutOfRange("price"))?;
         fills.push(TargetFill {
             id: FillId { tx_hash: s.tx_hash, order_hash: leg.hash, occurrence },
             wallet: leg.maker,

@@ -291,31 +291,46 @@ impl Rpc {
         })
     }
 
-    /// The node's pending transactions (`txpool_content`, its `pending` part): (hash, to, input)
-    /// of each, those without a recipient (contract creations) left out.
+    /// The node's pending transactions (`txpool_content`, its `pending` part): (hash, from, to,
+    /// input) of each, those without a recipient (contract creations) left out.
     ///
     /// # Errors
     /// On an RPC failure, or when the node does not expose its pool.
-    pub async fn txpool_pending(&self) -> Result<Vec<(B256, Address, Bytes)>, ChainError> {
+    pub async fn txpool_pending(&self) -> Result<Vec<(B256, Address, Address, Bytes)>, ChainError> {
         let p = self.provider()?;
         let v: serde_json::Value = self.call(p.raw_request("txpool_content".into(), ())).await?;
         let mut out = Vec::new();
         for by_nonce in v.get("pending").and_then(serde_json::Value::as_object).into_iter().flat_map(|m| m.values()) {
             for tx in by_nonce.as_object().into_iter().flat_map(|m| m.values()) {
                 let field = |k: &str| tx.get(k).and_then(serde_json::Value::as_str);
-                let (Some(hash), Some(to), Some(input)) = (
+                let (Some(hash), Some(from), Some(to), Some(input)) = (
                     field("hash").and_then(|h| h.parse().ok()),
+                    field("from").and_then(|f| f.parse().ok()),
                     field("to").and_then(|t| t.parse().ok()),
                     field("input"),
                 ) else {
                     continue;
                 };
                 if let Ok(input) = input.parse::<Bytes>() {
-                    out.push((hash, to, input));
+                    out.push((hash, from, to, input));
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Whether `who` is an operator of `exchange` (may settle matches there), at the head.
+    ///
+    /// # Errors
+    /// On an RPC failure or an answer that is not a boolean (not an exchange).
+    pub async fn is_operator(&self, exchange: Address, who: Address) -> Result<bool, ChainError> {
+        use alloy::sol_types::SolCall as _;
+        let p = self.provider()?;
+        let data = crate::chain::abi::isOperatorCall { usr: who }.abi_encode();
+        let tx = TransactionRequest::default().to(exchange).input(Bytes::from(data).into());
+        let out: Bytes = self.call(p.call(tx)).await?;
+        crate::chain::abi::isOperatorCall::abi_decode_returns(&out)
+            .map_err(|e| ChainError::Rpc { endpoint: self.endpoint(), message: format!("isOperator: {e}") })
     }
 
     /// Whether transaction `hash` was mined and succeeded: `None` when the node has no receipt.

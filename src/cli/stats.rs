@@ -7,15 +7,7 @@ use serde_json::{Value, json};
 use super::{GlobalArgs, open_store, settings_or_bail};
 use crate::domain::format_micros;
 use crate::store::DetectionStats;
-
-/// The nearest-rank percentile `p` (0–100) of sorted values.
-fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied()
-}
+use crate::store::sightings::percentile;
 
 /// Seconds with millisecond precision, for people and JSON.
 fn secs(ms: i64) -> String {

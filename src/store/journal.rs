@@ -103,6 +103,8 @@ pub struct JournalOutcome {
     pub withdrawn: Vec<TargetFill>,
     /// Fills we had already copied whose transaction left the chain.
     pub reorged_after_copy: Vec<TargetFill>,
+    /// Fills reported orphaned whose transaction was mined after all.
+    pub unorphaned: Vec<TargetFill>,
 }
 
 /// The columns [`fill_from_row`] reads, from `fills f`.
@@ -217,8 +219,12 @@ impl Store {
             if provisional {
                 // Seen pending first: the mined log confirms it (and hands it on if the target's
                 // trigger waited for the block).
-                if let Some(p) = super::sightings::confirm(&tx, row, f)? {
+                let (hand_on, was_orphan) = super::sightings::confirm(&tx, row, f)?;
+                if let Some(p) = hand_on {
                     out.to_copy.push(p);
+                }
+                if was_orphan {
+                    out.unorphaned.push(f.clone());
                 }
                 continue;
             }

@@ -20,7 +20,7 @@ mod queries;
 mod reconcile;
 mod redemptions;
 mod schema;
-mod sightings;
+pub mod sightings;
 mod vet_cache;
 
 use std::path::Path;

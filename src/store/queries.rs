@@ -119,7 +119,7 @@ impl Store {
                     e.shares, e.price, e.usdc, f.block_number, f.reorged_after_copy, f.seen_at_ms, f.role, \
                     m.question || ' — ' || m.outcome, f.provisional, f.orphaned, f.triggered_by, \
                     (SELECT group_concat(source || '@' || seen_at_ms, ',') FROM \
-                        (SELECT source, seen_at_ms FROM sightings WHERE fill_id = f.id ORDER BY seen_at_ms)) \
+                        (SELECT source, seen_at_ms FROM sightings WHERE fill_id = f.id ORDER BY seen_at_ms, source = 'chain')) \
              FROM fills f LEFT JOIN executions e ON e.fill_id = f.id LEFT JOIN markets m ON m.token_id = f.token_id \
              {filter} ORDER BY f.id DESC LIMIT ?1"
         ))?;

@@ -54,8 +54,8 @@ pub(super) fn link_staged(tx: &Connection, row: i64, f: &TargetFill) -> rusqlite
 
 /// The mined log of a provisional fill: its block and exact amounts replace the provisional ones,
 /// an orphan that was mined after all is one no more, and a fill whose target waited for the
-/// block is handed on (returned).
-pub(super) fn confirm(tx: &Connection, row: i64, mined: &TargetFill) -> StoreResult<Option<PendingFill>> {
+/// block is handed on. Returns what to hand on, and whether it had been reported orphaned.
+pub(super) fn confirm(tx: &Connection, row: i64, mined: &TargetFill) -> StoreResult<(Option<PendingFill>, bool)> {
     let token = mined.token_id.to_string();
     let before = load_fill(tx, row, &token)?;
     let (status, triggered, has_intent, orphaned): (String, Option<String>, bool, bool) = query_one(
@@ -94,7 +94,7 @@ pub(super) fn confirm(tx: &Connection, row: i64, mined: &TargetFill) -> StoreRes
         move_target_position(tx, &before, -1)?;
         move_target_position(tx, mined, 1)?;
     }
-    Ok(hand_on.then(|| PendingFill { row, fill: mined.clone(), intent: None }))
+    Ok((hand_on.then(|| PendingFill { row, fill: mined.clone(), intent: None }), orphaned))
 }
 
 /// A provisional fill of another transaction with the same order, side, token and amount as
@@ -148,6 +148,30 @@ pub struct DetectionStats {
     pub orphans: u64,
     /// Fills seen only on chain.
     pub chain_only: u64,
+}
+
+impl DetectionStats {
+    /// The nearest-rank percentile `p` (0–100) of `source`'s leads, ms.
+    #[must_use]
+    pub fn lead(&self, source: &str, p: usize) -> Option<i64> {
+        percentile(self.leads.get(source)?, p)
+    }
+
+    /// How many of `source`'s fills it saw before the mined log.
+    #[must_use]
+    pub fn led(&self, source: &str) -> usize {
+        self.leads.get(source).map_or(0, |v| v.iter().filter(|l| **l > 0).count())
+    }
+}
+
+/// The nearest-rank percentile `p` (0–100) of sorted values.
+#[must_use]
+pub fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
 }
 
 impl Store {
@@ -292,9 +316,9 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn sightings_of(&self, row: i64) -> StoreResult<Vec<(String, i64)>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT source, seen_at_ms FROM sightings WHERE fill_id = ?1 ORDER BY seen_at_ms")?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT source, seen_at_ms FROM sightings WHERE fill_id = ?1 ORDER BY seen_at_ms, source = 'chain'",
+        )?;
         let rows = st.query_map([row], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
         Ok(rows)
     }

@@ -169,8 +169,16 @@ contract MockSafe {
 /// The exchanges' stand-in for the detection tests: takes the operator's real `matchOrders`
 /// calldata (any call at all) and emits the `OrderFilled` logs the test appended after it, as
 /// the real exchange would when the settlement is mined. Decoders of the call ignore the trailer.
+/// Like the real exchanges it answers `isOperator` (empty until the test adds one).
 /// Trailer: abi.encode(bytes32[4][] topics, bytes[] data), then its length as the last word.
 contract MockExchange {
+    /// The exchanges' own operator registry (Auth): who may settle matches.
+    mapping(address => bool) public isOperator;
+
+    function addOperator(address who) external {
+        isOperator[who] = true;
+    }
+
     fallback() external {
         uint256 n = msg.data.length;
         require(n >= 36, "no trailer");
