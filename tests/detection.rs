@@ -307,3 +307,52 @@ async fn load_detection_lead_at_two_second_blocks() {
     println!("{}", own.join("\n"));
     assert_eq!(d.stop().code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_pending_transactions_come_by_subscription_then_copied_before_the_block() {
+    let anvil = Anvil::start().await;
+    install_exchange(&anvil, V2_EXCHANGE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(FAST, "fast", true)], 0.1));
+    for (k, v) in [
+        ("POLYCOPY_DETECTION__PENDING", "true".to_owned()),
+        ("POLYCOPY_DETECTION__PENDING_SOURCE", "subscription".to_owned()),
+        ("POLYCOPY_DETECTION__TRIGGER", "pending".to_owned()),
+        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100".to_owned()),
+        ("POLYGON_WS_URL", format!("ws://127.0.0.1:{}", anvil.port)),
+    ] {
+        d.env.push((k.to_owned(), v));
+    }
+    d.start();
+    d.wait_live().await;
+    wait_for(20, "the subscription", async || d.log().contains("pending transactions: ").then_some(())).await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement(Generation::V2, FAST, 21, 100 * ONE, 40 * ONE, 500);
+    let tx = send(&anvil, ex, &data).await;
+    let row =
+        wait_for(20, "the pending copy", async || rows_of(&d, FAST).into_iter().find(|r| r["status"] == "executed"))
+            .await;
+    assert!(receipt(&anvil, tx).await.is_null(), "copied before the block");
+    assert_eq!(row["triggered_by"], "pending", "{row}");
+    // Dropped: without a pool snapshot, the node is asked about the transaction itself.
+    let (ex, data) = settlement(Generation::V2, FAST, 22, 100 * ONE, 40 * ONE, 510);
+    let dropped = send(&anvil, ex, &data).await;
+    wait_for(20, "the second pending copy", async || {
+        (rows_of(&d, FAST).iter().filter(|r| r["status"] == "executed").count() == 2).then_some(())
+    })
+    .await;
+    anvil.raw("anvil_dropTransaction", json!([dropped])).await;
+    wait_for(20, "the orphan report", async || {
+        d.events("orphaned").into_iter().find(|m| m.contains(&dropped.to_string()))
+    })
+    .await;
+    anvil.mine(1).await;
+    wait_for(20, "the first confirmed", async || {
+        rows_of(&d, FAST)
+            .into_iter()
+            .find(|r| r["provisional"] == false && r["fill"].as_str().unwrap().starts_with(&tx.to_string()))
+    })
+    .await;
+    assert_eq!(d.executions_for(&tx), 1);
+    assert_eq!(d.stop().code(), Some(0));
+}

@@ -474,6 +474,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             },
             // Its own connection over HTTP: reading the pool never waits behind the feed.
             Rpc::new(RpcConfig { ws_url: None, ..rpc_cfg.clone() }),
+            pool_source(s, &rpc_cfg, &feed_stop),
             crate::chain::mempool::MempoolPeers {
                 store: store.clone(),
                 sink: registry.clone().recipient(),
@@ -711,4 +712,28 @@ fn redeemer(
         metrics,
         data_api: Some(env.data_api_url.clone()),
     })
+}
+
+/// Where the pending-transaction source reads: the node's pool, or a websocket subscription (its
+/// own connection, started here) when the settings ask for one and POLYGON_WS_URL is set.
+fn pool_source(
+    s: &Settings,
+    rpc_cfg: &RpcConfig,
+    stop: &tokio_util::sync::CancellationToken,
+) -> crate::chain::mempool::PoolSource {
+    use crate::chain::mempool::PoolSource;
+    use crate::config::settings::PendingSource;
+    match (s.detection.pending_source, &rpc_cfg.ws_url) {
+        (PendingSource::Txpool, _) => PoolSource::Txpool,
+        (PendingSource::Subscription, None) => {
+            warn!("detection.pending_source = \"subscription\" needs POLYGON_WS_URL; reading the node's pool instead");
+            PoolSource::Txpool
+        }
+        (PendingSource::Subscription, Some(_)) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(4_096);
+            let ws = Rpc::new(RpcConfig { http_urls: Vec::new(), ..rpc_cfg.clone() });
+            actix::spawn(crate::chain::mempool::subscribe(ws, s.chain.exchanges.clone(), tx, stop.clone()));
+            PoolSource::Subscription(rx)
+        }
+    }
 }

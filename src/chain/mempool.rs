@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use actix::{Addr, Recipient};
 use alloy::primitives::{Address, B256};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::store::{JournalPending, OrphanTx, ProvisionalTxs, StoreActor};
 use crate::actors::watcher::NewFills;
 use crate::chain::pending::{Sighting, decode_pending};
-use crate::chain::rpc::{ChainError, Rpc};
+use crate::chain::rpc::{ChainError, PoolTx, Rpc};
 
 /// Rounds a sighted transaction may be missing from the pool with no receipt before it counts
 /// as dropped (one round may fall between its leaving the pool and its receipt appearing).
@@ -41,6 +41,15 @@ pub struct MempoolConfig {
     pub poll: Duration,
     /// Blocks after which a sighted, still unmined transaction is an orphan.
     pub orphan_after_blocks: u64,
+}
+
+/// Where pending transactions come from.
+#[derive(Debug)]
+pub enum PoolSource {
+    /// `txpool_content` read every round.
+    Txpool,
+    /// A websocket subscription (full bodies, else hashes looked up), fed in by [`subscribe`].
+    Subscription(mpsc::Receiver<PoolTx>),
 }
 
 /// Where the source's results go.
@@ -67,6 +76,7 @@ struct Tracked {
 pub struct Mempool {
     cfg: MempoolConfig,
     rpc: Rpc,
+    source: PoolSource,
     peers: MempoolPeers,
     targets: watch::Receiver<Vec<Address>>,
     act_now: watch::Receiver<HashSet<Address>>,
@@ -88,6 +98,7 @@ impl Mempool {
     pub fn new(
         cfg: MempoolConfig,
         rpc: Rpc,
+        source: PoolSource,
         peers: MempoolPeers,
         targets: watch::Receiver<Vec<Address>>,
         act_now: watch::Receiver<HashSet<Address>>,
@@ -95,6 +106,7 @@ impl Mempool {
         Self {
             cfg,
             rpc,
+            source,
             peers,
             targets,
             act_now,
@@ -159,10 +171,22 @@ impl Mempool {
     /// One read of the pool: new settlements decoded and journaled, the tracked ones followed up.
     async fn round(&mut self) -> Result<(), ChainError> {
         let head = self.rpc.block_number().await?;
-        let pool = self.rpc.txpool_pending().await?;
+        let (pool, in_pool) = match &mut self.source {
+            PoolSource::Txpool => {
+                let pool = self.rpc.txpool_pending().await?;
+                let in_pool: HashSet<B256> = pool.iter().map(|(h, _, _, _)| *h).collect();
+                (pool, Some(in_pool))
+            }
+            PoolSource::Subscription(rx) => {
+                let mut pool = Vec::new();
+                while let Ok(t) = rx.try_recv() {
+                    pool.push(t);
+                }
+                (pool, None)
+            }
+        };
         let seen_at = Instant::now();
         let targets: HashSet<Address> = self.targets.borrow().iter().copied().collect();
-        let in_pool: HashSet<B256> = pool.iter().map(|(h, _, _, _)| *h).collect();
         let seen_s = u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0);
         let mut fills = Vec::new();
         for (hash, from, to, input) in &pool {
@@ -196,10 +220,11 @@ impl Mempool {
                 warn!("pending fills journaled but not handed on; they are copied at the next start");
             }
         }
-        self.follow_up(head, &in_pool).await?;
+        self.follow_up(head, in_pool.as_ref()).await?;
         if self.seen.len() > SEEN_MAX {
-            // Old hashes are mined or gone; keep only what is still pending or followed.
-            self.seen.retain(|h| in_pool.contains(h) || self.tracked.contains_key(h));
+            // Old hashes are mined or gone; keep only what is still pending (as far as we know)
+            // or followed.
+            self.seen.retain(|h| in_pool.as_ref().is_some_and(|p| p.contains(h)) || self.tracked.contains_key(h));
         }
         Ok(())
     }
@@ -231,12 +256,17 @@ impl Mempool {
     }
 
     /// Sighted transactions that left the pool: mined (the feed confirms them), or orphans.
-    async fn follow_up(&mut self, head: u64, in_pool: &HashSet<B256>) -> Result<(), ChainError> {
+    async fn follow_up(&mut self, head: u64, in_pool: Option<&HashSet<B256>>) -> Result<(), ChainError> {
         let mut orphans = Vec::new();
         let tracked: Vec<(B256, Tracked)> = self.tracked.iter().map(|(h, t)| (*h, *t)).collect();
         for (hash, t) in tracked {
-            if in_pool.contains(&hash) {
-                if head.saturating_sub(t.first_head) > self.cfg.orphan_after_blocks {
+            let pending = match in_pool {
+                Some(p) => p.contains(&hash),
+                // No pool snapshot (a subscription): ask the node about this one.
+                None => self.rpc.transaction(hash).await?.is_some_and(|(_, pending)| pending),
+            };
+            if pending {
+                if head.saturating_sub(t.first_head) >= self.cfg.orphan_after_blocks {
                     orphans.push((hash, format!("not mined within {} blocks", self.cfg.orphan_after_blocks)));
                 }
                 continue;
@@ -268,4 +298,68 @@ impl Mempool {
         }
         Ok(())
     }
+}
+
+/// Feeds a subscription's pending transactions to the exchanges into `out` until `shutdown`:
+/// full bodies where the node offers them, else hashes each looked up (paced by `rpc`).
+/// Reconnects after a failure, with a doubling pause.
+pub async fn subscribe(
+    mut rpc: Rpc,
+    exchanges: Vec<Address>,
+    out: mpsc::Sender<PoolTx>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let ended = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = follow_subscription(&mut rpc, &exchanges, &out) => r,
+        };
+        if let Err(e) = ended {
+            warn!(cause = %e, "pending-transaction subscription failed; resubscribing");
+            rpc.fail();
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn follow_subscription(
+    rpc: &mut Rpc,
+    exchanges: &[Address],
+    out: &mpsc::Sender<PoolTx>,
+) -> Result<(), ChainError> {
+    use futures_util::StreamExt as _;
+    if !rpc.is_connected() {
+        rpc.connect().await?;
+    }
+    match rpc.subscribe_pending_full().await {
+        Ok(sub) => {
+            info!("pending transactions: full bodies by subscription");
+            let mut stream = sub.into_stream();
+            while let Some(t) = stream.next().await {
+                if let Some(p) = crate::chain::rpc::pool_tx(&t).filter(|p| exchanges.contains(&p.2))
+                    && out.send(p).await.is_err()
+                {
+                    return Ok(());
+                }
+            }
+        }
+        Err(e) => {
+            info!(cause = %e, "full pending transactions not offered; subscribing to hashes");
+            let mut stream = rpc.subscribe_pending_hashes().await?.into_stream();
+            while let Some(h) = stream.next().await {
+                if let Some((p, true)) = rpc.transaction(h).await?
+                    && exchanges.contains(&p.2)
+                    && out.send(p).await.is_err()
+                {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Err(ChainError::NotConnected)
 }

@@ -64,6 +64,17 @@ pub enum ChainError {
     Mailbox(String),
 }
 
+/// A pending transaction as the detection source reads it: (hash, from, to, input).
+pub type PoolTx = (B256, Address, Address, Bytes);
+
+/// A transaction's (hash, from, to, input), if it has a recipient.
+#[must_use]
+pub fn pool_tx(t: &alloy::rpc::types::Transaction) -> Option<PoolTx> {
+    use alloy::consensus::Transaction as _;
+    let to = t.to()?;
+    Some((*t.inner.tx_hash(), t.inner.signer(), to, t.input().clone()))
+}
+
 /// The parts of a block header the feed uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockRef {
@@ -296,7 +307,7 @@ impl Rpc {
     ///
     /// # Errors
     /// On an RPC failure, or when the node does not expose its pool.
-    pub async fn txpool_pending(&self) -> Result<Vec<(B256, Address, Address, Bytes)>, ChainError> {
+    pub async fn txpool_pending(&self) -> Result<Vec<PoolTx>, ChainError> {
         let p = self.provider()?;
         let v: serde_json::Value = self.call(p.raw_request("txpool_content".into(), ())).await?;
         let mut out = Vec::new();
@@ -317,6 +328,37 @@ impl Rpc {
             }
         }
         Ok(out)
+    }
+
+    /// Subscribes to pending transactions with their bodies (websocket endpoints that support it).
+    ///
+    /// # Errors
+    /// On an RPC failure, or when the node does not offer full bodies.
+    pub async fn subscribe_pending_full(
+        &self,
+    ) -> Result<alloy::pubsub::Subscription<alloy::rpc::types::Transaction>, ChainError> {
+        let p = self.provider()?;
+        self.call(p.subscribe_full_pending_transactions()).await
+    }
+
+    /// Subscribes to pending transactions' hashes (websocket endpoints).
+    ///
+    /// # Errors
+    /// On an RPC failure.
+    pub async fn subscribe_pending_hashes(&self) -> Result<alloy::pubsub::Subscription<B256>, ChainError> {
+        let p = self.provider()?;
+        self.call(p.subscribe_pending_transactions()).await
+    }
+
+    /// Transaction `hash` as (hash, from, to, input) and whether it is still pending; `None` when
+    /// the node does not know it (dropped) or it has no recipient.
+    ///
+    /// # Errors
+    /// On an RPC failure.
+    pub async fn transaction(&self, hash: B256) -> Result<Option<(PoolTx, bool)>, ChainError> {
+        let p = self.provider()?;
+        let tx = self.call(p.get_transaction_by_hash(hash)).await?;
+        Ok(tx.and_then(|t| pool_tx(&t).map(|x| (x, t.block_number.is_none()))))
     }
 
     /// Whether `who` is an operator of `exchange` (may settle matches there), at the head.

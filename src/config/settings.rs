@@ -328,12 +328,25 @@ impl Trigger {
     }
 }
 
+/// Where pending transactions are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PendingSource {
+    /// The node's pool, read on a timer.
+    Txpool,
+    /// A websocket subscription.
+    Subscription,
+}
+
 /// `[detection]`: seeing a target's trade before its block.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectionSettings {
     /// Watch pending transactions to the exchanges (the node must expose its transaction pool).
     pub pending: bool,
+    /// Where they come from: `txpool` (`txpool_content` read on a timer) or `subscription`
+    /// (`eth_subscribe` over POLYGON_WS_URL: full bodies, else hashes looked up).
+    pub pending_source: PendingSource,
     /// When fills are acted on, unless a target's own `trigger` says otherwise.
     pub trigger: Trigger,
     /// How often the transaction pool is read, ms.
