@@ -197,10 +197,17 @@ impl Mempool {
             match decode_pending(&s, input, &targets) {
                 // Anyone can put a matchOrders naming a target in the pool (for free, if it is
                 // never mined): only the exchange's own operators' settlements count.
-                Ok(f) if !f.is_empty() && self.operator(*to, *from).await => {
-                    self.tracked.insert(*hash, Tracked { first_head: head, missing: 0 });
-                    fills.extend(f);
-                }
+                Ok(f) if !f.is_empty() => match self.operator(*to, *from).await {
+                    Some(true) => {
+                        self.tracked.insert(*hash, Tracked { first_head: head, missing: 0 });
+                        fills.extend(f);
+                    }
+                    Some(false) => {}
+                    // Unanswered: asked again next round, while it is still pending.
+                    None => {
+                        self.seen.remove(hash);
+                    }
+                },
                 Ok(_) => {}
                 Err(e) => debug!(tx = %hash, cause = %e, "pending transaction to an exchange not decoded"),
             }
@@ -229,12 +236,13 @@ impl Mempool {
         Ok(())
     }
 
-    /// Whether `from` is an operator of `exchange` (cached; an unanswered question is a no).
-    async fn operator(&mut self, exchange: Address, from: Address) -> bool {
+    /// Whether `from` is an operator of `exchange` (cached); `None` when the exchange did not
+    /// answer (the settlement is not trusted until it does).
+    async fn operator(&mut self, exchange: Address, from: Address) -> Option<bool> {
         if let Some((is, at)) = self.operators.get(&(exchange, from))
             && at.elapsed() < OPERATOR_TTL
         {
-            return *is;
+            return Some(*is);
         }
         match self.rpc.is_operator(exchange, from).await {
             Ok(is) => {
@@ -246,11 +254,11 @@ impl Mempool {
                     );
                 }
                 self.operators.insert((exchange, from), (is, Instant::now()));
-                is
+                Some(is)
             }
             Err(e) => {
-                debug!(cause = %e, "isOperator unanswered; the settlement is not trusted");
-                false
+                debug!(cause = %e, "isOperator unanswered; the settlement is not trusted yet");
+                None
             }
         }
     }
@@ -311,6 +319,7 @@ pub async fn subscribe(
 ) {
     let mut pause = Duration::from_secs(1);
     loop {
+        let started = Instant::now();
         let ended = tokio::select! {
             () = shutdown.cancelled() => return,
             r = follow_subscription(&mut rpc, &exchanges, &out) => r,
@@ -318,6 +327,10 @@ pub async fn subscribe(
         if let Err(e) = ended {
             warn!(cause = %e, "pending-transaction subscription failed; resubscribing");
             rpc.fail();
+        }
+        // A subscription that ran a good while was healthy: the next failure starts the pauses over.
+        if started.elapsed() > Duration::from_secs(60) {
+            pause = Duration::from_secs(1);
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

@@ -136,6 +136,24 @@ fn leg_v2(o: &v2::SignedOrder, hash: B256, making: U256, taking: Option<U256>, f
     }
 }
 
+/// The maker orders of a V2/V3 match as legs (a missing amount reads as zero: no fill).
+fn maker_legs(
+    orders: &[v2::SignedOrder],
+    fills: &[U256],
+    fees: &[U256],
+    h: &dyn Fn(&v2::SignedOrder) -> B256,
+) -> Vec<Leg> {
+    orders
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let fill = fills.get(i).copied().unwrap_or_default();
+            let fee = fees.get(i).copied().unwrap_or_default();
+            leg_v2(o, h(o), fill, None, fee, Role::Maker)
+        })
+        .collect()
+}
+
 /// The legs of a match in the order the exchange emits their `OrderFilled` logs: the maker
 /// orders first, then the taker order.
 fn legs(input: &[u8], chain_id: u64, exchange: Address) -> Result<(Generation, Vec<Leg>), PendingError> {
@@ -145,16 +163,7 @@ fn legs(input: &[u8], chain_id: u64, exchange: Address) -> Result<(Generation, V
     if selector == v2::matchOrders_0Call::SELECTOR {
         let c = v2::matchOrders_0Call::abi_decode(input).map_err(bad)?;
         let h = |o: &v2::SignedOrder| order_hash_v2(o, Generation::V2, chain_id, exchange);
-        let mut out: Vec<Leg> = c
-            .makerOrders
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let fill = c.makerFillAmounts.get(i).copied().unwrap_or(zero);
-                let fee = c.makerFeeAmounts.get(i).copied().unwrap_or(zero);
-                leg_v2(o, h(o), fill, None, fee, Role::Maker)
-            })
-            .collect();
+        let mut out = maker_legs(&c.makerOrders, &c.makerFillAmounts, &c.makerFeeAmounts, &h);
         let t = &c.takerOrder;
         out.push(leg_v2(t, h(t), c.takerFillAmount, None, c.takerFeeAmount, Role::Taker));
         return Ok((Generation::V2, out));
@@ -162,16 +171,7 @@ fn legs(input: &[u8], chain_id: u64, exchange: Address) -> Result<(Generation, V
     if selector == v2::matchOrders_1Call::SELECTOR {
         let c = v2::matchOrders_1Call::abi_decode(input).map_err(bad)?;
         let h = |o: &v2::SignedOrder| order_hash_v2(o, Generation::V3, chain_id, exchange);
-        let mut out: Vec<Leg> = c
-            .makerOrders
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let fill = c.makerFillAmounts.get(i).copied().unwrap_or(zero);
-                let fee = c.makerFeeAmounts.get(i).copied().unwrap_or(zero);
-                leg_v2(o, h(o), fill, None, fee, Role::Maker)
-            })
-            .collect();
+        let mut out = maker_legs(&c.makerOrders, &c.makerFillAmounts, &c.makerFeeAmounts, &h);
         let (t, a) = (&c.takerOrder, &c.takerAmounts);
         let taking = (!a.receiveAmount.is_zero()).then_some(a.receiveAmount);
         out.push(leg_v2(t, h(t), a.fillAmount, taking, a.feeAmount, Role::Taker));

@@ -344,3 +344,16 @@ fn open_store(s: &Settings) -> Result<Store> {
     }
     Store::open_existing(&s.db_path).with_context(|| format!("opening the journal {}", s.db_path.display()))
 }
+
+/// An HTTP connection to the chain as the settings and environment name it (not yet connected):
+/// what the commands that read the chain use.
+fn http_rpc(s: &Settings, env: &crate::config::Env) -> crate::chain::Rpc {
+    crate::chain::Rpc::new(crate::chain::RpcConfig {
+        ws_url: None,
+        http_urls: env.rpc_urls.clone(),
+        requests_per_second: s.chain.rpc_requests_per_second,
+        timeout: std::time::Duration::from_millis(s.chain.request_timeout_ms),
+        failover_after: s.chain.failover_after_errors,
+        chain_id: s.chain.chain_id,
+    })
+}

@@ -11,7 +11,6 @@ use serde_json::json;
 
 use super::{EXIT_NO_DAEMON, GlobalArgs, open_store, settings_or_bail};
 use crate::chain::positions::PositionContracts;
-use crate::chain::rpc::{Rpc, RpcConfig};
 use crate::config::{Env, Mode, Settings};
 use crate::domain::{Price, Shares, TokenId};
 use crate::risk::reconcile::{Difference, Sighting, compare};
@@ -101,14 +100,7 @@ async fn chain_balances(
     funder: alloy::primitives::Address,
     tokens: &[TokenId],
 ) -> Result<BTreeMap<TokenId, Shares>, String> {
-    let mut rpc = Rpc::new(RpcConfig {
-        ws_url: None,
-        http_urls: env.rpc_urls.clone(),
-        requests_per_second: s.chain.rpc_requests_per_second,
-        timeout: Duration::from_millis(s.chain.request_timeout_ms),
-        failover_after: s.chain.failover_after_errors,
-        chain_id: s.chain.chain_id,
-    });
+    let mut rpc = super::http_rpc(s, env);
     tokio::time::timeout(SOURCE_WAIT, rpc.connect())
         .await
         .map_err(|_| "no answer".to_owned())?

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{EXIT_USAGE, GlobalArgs, settings_or_bail};
 use crate::chain::history::{earliest_block, first_block_at};
-use crate::chain::rpc::{Rpc, RpcConfig};
+use crate::chain::rpc::Rpc;
 use crate::config::{Settings, Wallets};
 use crate::domain::{Price, TokenId, addr_lower};
 use crate::risk::CopyRules;
@@ -236,14 +236,7 @@ pub(super) struct Source {
 impl Source {
     /// Connects to the chain (and opens the cache unless `no_cache`).
     pub(super) async fn connect(s: &Settings, env: &crate::config::Env, no_cache: bool) -> Result<Self> {
-        let mut rpc = Rpc::new(RpcConfig {
-            ws_url: None,
-            http_urls: env.rpc_urls.clone(),
-            requests_per_second: s.chain.rpc_requests_per_second,
-            timeout: Duration::from_millis(s.chain.request_timeout_ms),
-            failover_after: s.chain.failover_after_errors,
-            chain_id: s.chain.chain_id,
-        });
+        let mut rpc = super::http_rpc(s, env);
         rpc.connect().await.context("connecting to the chain (POLYGON_RPC_URL)")?;
         let head = rpc.block_number().await?;
         let head_ts = rpc.block_required(head).await?.timestamp;

@@ -101,7 +101,7 @@ pub struct TelegramSettings {
 /// Event kinds that must always reach the operator.
 pub const ALWAYS_ON: [&str; 6] = ["breaker_tripped", "breaker_reset", "error", "alert", "warning", "operator"];
 /// Event kinds that can be configured.
-pub const EVENT_KINDS: [&str; 19] = [
+pub const EVENT_KINDS: [&str; 21] = [
     "redeemed",
     "warning",
     "operator",
@@ -118,6 +118,8 @@ pub const EVENT_KINDS: [&str; 19] = [
     "reorg",
     "withdrawn",
     "reorged_after_copy",
+    "orphaned",
+    "unorphaned",
     "settled",
     "alert",
     "error",

@@ -192,13 +192,7 @@ impl Store {
         let tx = self.conn.savepoint()?;
         let mut out = JournalOutcome::default();
         for f in fills {
-            let known: bool = query_one(
-                &tx,
-                "SELECT EXISTS (SELECT 1 FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3)",
-                params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence],
-                |r| r.get(0),
-            )?;
-            if !known {
+            if super::sightings::row_of(&tx, f)?.is_none() {
                 super::sightings::adopt_replacement(&tx, f)?;
             }
             let inserted = insert_fill(&tx, f, now, false, Some("chain"))?;

@@ -12,6 +12,13 @@ use super::journal::{PendingFill, exec, insert_fill, load_fill, move_target_posi
 use super::{Store, StoreResult, hex_b256, now_ms};
 use crate::domain::{TargetFill, addr_lower};
 
+/// The row of fill `f`'s identity, if journaled.
+pub(super) fn row_of(tx: &Connection, f: &TargetFill) -> rusqlite::Result<Option<i64>> {
+    tx.prepare_cached("SELECT id FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3")?
+        .query_row(params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence], |r| r.get(0))
+        .optional()
+}
+
 /// Records `source`'s first sighting of fill `row`.
 pub(super) fn record_sighting(tx: &Connection, row: i64, source: &str, at_ms: i64) -> rusqlite::Result<()> {
     exec(
@@ -234,31 +241,15 @@ impl Store {
         let mut out = Vec::new();
         for f in fills {
             let act = act_now.contains(&f.wallet);
-            let known: bool = query_one(
-                &tx,
-                "SELECT EXISTS (SELECT 1 FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3)",
-                params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence],
-                |r| r.get(0),
-            )?;
             // A resubmitted settlement (a new transaction for the same match) seen in the pool
             // takes over the first one's row rather than being copied again.
-            if !known && adopt_replacement(&tx, f)?.is_some() {
-                let row: i64 = query_one(
-                    &tx,
-                    "SELECT id FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
-                    params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence],
-                    |r| r.get(0),
-                )?;
+            if row_of(&tx, f)?.is_none() && adopt_replacement(&tx, f)?.is_some() {
+                let row = row_of(&tx, f)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 record_sighting(&tx, row, source, now)?;
                 continue;
             }
             let inserted = insert_fill(&tx, f, now, true, act.then_some(source))?;
-            let row: i64 = query_one(
-                &tx,
-                "SELECT id FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
-                params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence],
-                |r| r.get(0),
-            )?;
+            let row = row_of(&tx, f)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             record_sighting(&tx, row, source, now)?;
             link_staged(&tx, row, f)?;
             if inserted && act {
