@@ -184,8 +184,13 @@ async fn test_vet_when_history_is_planted_then_figures_equal_hand_computed_table
     let png = dir.path().join("flipper.png");
     let (code, out, err) = vet(&d, &["flipper", "--days", "2", "--chart", png.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
-    for want in ["FLAG high-frequency", "realized     -0.5706 USDC", "priced: 12 by slippage_cap", "refused      none"]
-    {
+    for want in [
+        "FLAG high-frequency",
+        "realized     -0.5706 USDC",
+        "priced: 12 by slippage_cap",
+        "refused      none",
+        "× 0.1 of its shares, sells copied",
+    ] {
         assert!(out.contains(want), "{want:?} missing:\n{out}");
     }
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"), "a PNG chart");
@@ -210,6 +215,10 @@ async fn test_vet_when_input_is_bad_then_it_says_what_is_wrong() {
     let (code, _, err) = vet(&d, &["0x000000000000000000000000000000000000dEaD", "--days", "2"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("made no fills") && err.contains("proxy/Safe address"), "{err}");
+    // The same for machines.
+    let (code, out, _) = vet(&d, &["0x000000000000000000000000000000000000dEaD", "--days", "2", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((code, v["error"].as_str()), (1, Some("no_fills")), "{v}");
 
     // The node began three days ago: thirty days is more history than it has.
     let (code, _, err) = vet(&d, &["slow", "--days", "30"]);

@@ -194,19 +194,16 @@ async fn run(s: &Settings, env: &crate::config::Env, a: &VetArgs, who: Who) -> R
     let wallet = who.wallet;
     let v = match analyze(s, env, &src, who, a.days, a.delay_ms, !a.json && std::io::stderr().is_terminal()).await? {
         Outcome::Vetted(v) => v,
-        Outcome::TooOld(why) => {
-            eprintln!("Error: {why}");
-            return Ok(EXIT_USAGE);
-        }
+        Outcome::TooOld(why) => return Ok(refuse(a, wallet, "period_too_long", &why, EXIT_USAGE)),
         Outcome::NoFills { from, to } => {
-            eprintln!(
-                "Error: {} made no fills on the watched exchanges in the last {} days (blocks {from}..={to}): \
-                 nothing to vet. Check that it is the wallet's proxy/Safe address shown on its Polymarket \
-                 profile (not the signer's), or ask for more --days",
+            let why = format!(
+                "{} made no fills on the watched exchanges in the last {} days (blocks {from}..={to}): nothing to \
+                 vet. Check that it is the wallet's proxy/Safe address shown on its Polymarket profile (not the \
+                 signer's), or ask for more --days",
                 addr_lower(&wallet),
                 a.days
             );
-            return Ok(1);
+            return Ok(refuse(a, wallet, "no_fills", &why, 1));
         }
     };
     if let Some(p) = &a.chart {
@@ -303,6 +300,7 @@ pub(super) async fn analyze(
         return Ok(Outcome::NoFills { from, to: head });
     }
     let (resolved, asked, gamma_error) = resolutions(env, src.cache.as_ref(), &trades).await;
+    let rules_text = who.rules.to_string();
     let cfg = VetConfig {
         rules: who.rules,
         limits: s.limits(),
@@ -326,10 +324,21 @@ pub(super) async fn analyze(
         delay_ms: cfg.delay_ms,
         max_slippage_bps: cfg.max_slippage_bps,
         rules_from: who.rules_from,
+        rules: rules_text,
         settled: (resolved.len(), asked),
         gamma_error,
         report,
     })))
+}
+
+/// Says why nothing was vetted (on stderr; and as JSON on stdout with `--json`, for machines); the
+/// exit code.
+fn refuse(a: &VetArgs, wallet: Address, code: &str, why: &str, exit: i32) -> i32 {
+    eprintln!("Error: {why}");
+    if a.json {
+        println!("{}", serde_json::json!({"wallet": addr_lower(&wallet), "error": code, "message": why}));
+    }
+    exit
 }
 
 fn ms(secs: u64) -> i64 {

@@ -177,6 +177,38 @@ fn sell_shares(target_sold: Shares, ctx: &SizingContext) -> Result<i64, DenyReas
     Ok(floor_lot(i64::try_from(ours).unwrap_or(0)).min(ctx.our_position.0))
 }
 
+impl std::fmt::Display for CopyRules {
+    /// The rules in a trader's words: "× 0.1 of its shares, BUYs at most 50 USDC, prices
+    /// 0.05–0.95, sells copied, at most 20 copies an hour, 60 s apart".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::domain::format_micros;
+        match self.sizing {
+            SizingRule::Multiplier(m) => write!(f, "× {} of its shares", m.normalize())?,
+            SizingRule::FixedUsdc(u) => write!(f, "{} USDC per BUY", format_micros(u.0))?,
+        }
+        if let Some(c) = self.max_order_usdc {
+            write!(f, ", BUYs at most {} USDC", format_micros(c.0))?;
+        }
+        match (self.min_price, self.max_price) {
+            (None, None) => {}
+            (lo, hi) => write!(
+                f,
+                ", prices {}–{}",
+                format_micros(lo.map_or(0, |p| p.0)),
+                format_micros(hi.map_or(ONE, |p| p.0))
+            )?,
+        }
+        f.write_str(if self.copy_sells { ", sells copied" } else { ", sells not copied" })?;
+        if let Some(n) = self.max_trades_per_hour {
+            write!(f, ", at most {n} copies an hour")?;
+        }
+        if let Some(s) = self.min_trade_interval_s.filter(|s| *s > 0) {
+            write!(f, ", {s} s apart")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +323,21 @@ mod tests {
         assert_eq!(limit_price(Side::Buy, Price(995_000), 200), Price(999_000));
         assert_eq!(limit_price(Side::Sell, Price(1_000), 200), Price(1_000));
         assert_eq!(limit_price(Side::Buy, Price(470_000), 0), Price(470_000));
+    }
+
+    #[test]
+    fn rules_read_as_a_trader_would_say_them() {
+        let mut r = CopyRules::new(SizingRule::Multiplier(Decimal::new(10, 2)));
+        assert_eq!(r.to_string(), "× 0.1 of its shares, sells copied");
+        r.sizing = SizingRule::FixedUsdc(Usdc(20 * ONE));
+        r.max_order_usdc = Some(Usdc(50 * ONE));
+        r.min_price = Some(Price(50_000));
+        r.copy_sells = false;
+        r.max_trades_per_hour = Some(20);
+        r.min_trade_interval_s = Some(60);
+        assert_eq!(
+            r.to_string(),
+            "20 USDC per BUY, BUYs at most 50 USDC, prices 0.05–1, sells not copied, at most 20 copies an hour, 60 s apart"
+        );
     }
 }

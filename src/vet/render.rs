@@ -30,6 +30,8 @@ pub struct Vetted {
     pub max_slippage_bps: u32,
     /// Where the rules came from ("wallets.json", the --rules file, "defaults").
     pub rules_from: String,
+    /// The rules, in words.
+    pub rules: String,
     /// Markets of the replayed tokens Gamma said are resolved / tokens asked about.
     pub settled: (usize, usize),
     /// Why markets could not be settled (Gamma unreachable), if so.
@@ -79,8 +81,8 @@ pub fn text(v: &Vetted) -> String {
     );
     let _ = writeln!(
         s,
-        "copying      delay {} ms, slippage cap {} bps, rules from {}",
-        v.delay_ms, v.max_slippage_bps, v.rules_from
+        "copying      delay {} ms, slippage cap {} bps, rules from {}:\n             {}",
+        v.delay_ms, v.max_slippage_bps, v.rules_from, v.rules
     );
     let _ = writeln!(s, "fills        {} ({} per hour)", r.fills, r.trades_per_hour.normalize());
     let priced: Vec<String> = priced_by(r).iter().map(|(k, n)| format!("{n} by {k}")).collect();
@@ -149,6 +151,7 @@ pub fn json(v: &Vetted) -> Value {
         "delay_ms": v.delay_ms,
         "max_slippage_bps": v.max_slippage_bps,
         "rules_from": v.rules_from,
+        "rules": v.rules,
         "fills": r.fills,
         "copies": r.copies.len(),
         "priced_by": priced_by(r),
