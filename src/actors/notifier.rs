@@ -13,6 +13,9 @@ use crate::domain::{Execution, OrderIntent, Price, Shares, TargetFill, Usdc, add
 use crate::metrics::Metrics;
 use crate::risk::{BreakerState, DenyReason};
 
+/// Copies an orphan report names one by one (the rest are counted): a message stays readable.
+const ORPHANS_LISTED: usize = 10;
+
 /// Something the operator should hear about.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -117,10 +120,12 @@ pub enum Event {
         /// What became of it.
         cause: String,
     },
-    /// A fill reported orphaned was mined after all: it stands, and a copy made of it is right.
+    /// Fills reported orphaned were mined after all (in this transaction): they stand.
     Unorphaned {
-        /// The fill as mined.
-        fill: TargetFill,
+        /// The transaction that carried them.
+        tx: alloy::primitives::B256,
+        /// The fills as mined.
+        fills: Vec<TargetFill>,
     },
     /// A fill we copied left the chain: our copy stands, the operator should know.
     ReorgedAfterCopy {
@@ -255,14 +260,16 @@ impl Event {
                 format!("not copied: {label} {} {}{of} at {}: {reason}", fill.side, fill.shares, fill.price)
             }
             Self::Executed { fill, label, exec, latency_ms, market, .. } => format!(
-                "copied {label}: {} {} shares of {} at {} = {} USDC (target {} at {}, {latency_ms} ms after the block)",
+                "copied {label}: {} {} shares of {} at {} = {} USDC (target {} at {}, {latency_ms} ms after {})",
                 exec.side,
                 exec.shares,
                 market.as_ref().map_or_else(|| short_token(&exec.token_id.to_string()), ToString::to_string),
                 exec.price,
                 exec.usdc,
                 fill.shares,
-                fill.price
+                fill.price,
+                // A fill seen pending has no block yet: its time is when it was seen.
+                if fill.block_number == 0 { "it was seen pending" } else { "the block" },
             ),
             Self::BreakerTripped(s) if s.reducing => {
                 format!("TRADING REDUCING ({}) by {}: {}: only exits are copied until resume", s.code, s.by, s.reason)
@@ -292,9 +299,11 @@ impl Event {
                 addr_lower(&fill.wallet)
             ),
             Self::Orphaned { tx, fills, cause } => {
-                let copied: Vec<String> = fills
+                let n_copied = fills.iter().filter(|o| o.copied).count();
+                let mut copied: Vec<String> = fills
                     .iter()
                     .filter(|o| o.copied)
+                    .take(ORPHANS_LISTED)
                     .map(|o| {
                         format!(
                             "{} {} shares of {} for {}",
@@ -305,8 +314,11 @@ impl Event {
                         )
                     })
                     .collect();
+                if n_copied > ORPHANS_LISTED {
+                    copied.push(format!("and {} more", n_copied - ORPHANS_LISTED));
+                }
                 format!(
-                    "pending settlement {tx} was {cause}: {} fill(s) of targets never happened. {}",
+                    "pending settlement {tx} was {cause}: {} fill(s) of targets never happened, {n_copied} of them copied. {}",
                     fills.len(),
                     if copied.is_empty() {
                         "None was copied".to_owned()
@@ -319,12 +331,10 @@ impl Event {
                     }
                 )
             }
-            Self::Unorphaned { fill } => format!(
-                "fill {} of {} reported orphaned was mined after all: it stands ({} {} shares); a copy made of it is right",
-                fill_ref(fill),
-                addr_lower(&fill.wallet),
-                fill.side,
-                fill.shares
+            Self::Unorphaned { tx, fills } => format!(
+                "{} fill(s) reported orphaned were mined after all in {tx}: they stand, and copies made of them are \
+                 right (targets waiting for the block are copied now)",
+                fills.len()
             ),
             Self::ReorgedAfterCopy { fill } => format!(
                 "fill {} of {} was COPIED and then left the chain in a reorg: our copy stands, check the position",

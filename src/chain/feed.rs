@@ -382,8 +382,12 @@ impl ChainFeed {
             for f in outcome.reorged_after_copy {
                 self.notifier.do_send(Event::ReorgedAfterCopy { fill: f });
             }
+            let mut unorphaned: BTreeMap<B256, Vec<TargetFill>> = BTreeMap::new();
             for f in outcome.unorphaned {
-                self.notifier.do_send(Event::Unorphaned { fill: f });
+                unorphaned.entry(f.id.tx_hash).or_default().push(f);
+            }
+            for (tx, fills) in unorphaned {
+                self.notifier.do_send(Event::Unorphaned { tx, fills });
             }
             if !outcome.to_copy.is_empty() {
                 self.metrics.fills_seen.fetch_add(outcome.to_copy.len() as u64, std::sync::atomic::Ordering::Relaxed);

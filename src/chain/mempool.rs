@@ -84,6 +84,8 @@ pub struct Mempool {
     tracked: HashMap<B256, Tracked>,
     /// (exchange, sender) → is an operator, and when the exchange said so.
     operators: HashMap<(Address, Address), (bool, Instant)>,
+    /// When an unanswered isOperator was last warned about.
+    operator_warned: Option<Instant>,
 }
 
 impl std::fmt::Debug for Mempool {
@@ -113,6 +115,7 @@ impl Mempool {
             seen: HashSet::new(),
             tracked: HashMap::new(),
             operators: HashMap::new(),
+            operator_warned: None,
         }
     }
 
@@ -257,7 +260,11 @@ impl Mempool {
                 Some(is)
             }
             Err(e) => {
-                debug!(cause = %e, "isOperator unanswered; the settlement is not trusted yet");
+                // Said once a minute at most: while it lasts, every settlement waits for its block.
+                if self.operator_warned.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    warn!(cause = %e, exchange = %exchange, "the exchange does not answer isOperator: pending settlements are not trusted until it does (fills still count when mined)");
+                    self.operator_warned = Some(Instant::now());
+                }
                 None
             }
         }

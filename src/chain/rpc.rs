@@ -370,7 +370,7 @@ impl Rpc {
         let p = self.provider()?;
         let data = crate::chain::abi::isOperatorCall { usr: who }.abi_encode();
         let tx = TransactionRequest::default().to(exchange).input(Bytes::from(data).into());
-        let out: Bytes = self.call(p.call(tx)).await?;
+        let out: Bytes = self.call(p.call(tx).block(alloy::eips::BlockId::latest())).await?;
         crate::chain::abi::isOperatorCall::abi_decode_returns(&out)
             .map_err(|e| ChainError::Rpc { endpoint: self.endpoint(), message: format!("isOperator: {e}") })
     }

@@ -12,8 +12,11 @@ use crate::risk::BreakerState;
 /// One line of `polycopy trades`: a target fill and what became of it. Field names are a stable interface.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TradeRow {
-    /// `0x<tx hash>:<log index>`.
+    /// `0x<tx hash>:<log index>`; a fill seen only pending (its log index not known yet) is
+    /// `0x<tx hash>:pending-<order hash's first 8 hex digits>-<occurrence>`.
     pub fill: String,
+    /// The fill's identity, stable from its first sighting on: `0x<tx>:0x<order hash>:<occurrence>`.
+    pub id: String,
     /// Target wallet.
     pub wallet: String,
     /// The target's side.
@@ -118,6 +121,7 @@ impl Store {
             "SELECT f.tx_hash, f.log_index, f.wallet, f.side, f.token_id, f.shares, f.price, f.status, f.reason, f.detail, \
                     e.shares, e.price, e.usdc, f.block_number, f.reorged_after_copy, f.seen_at_ms, f.role, \
                     m.question || ' — ' || m.outcome, f.provisional, f.orphaned, f.triggered_by, \
+                    f.order_hash, f.occurrence, \
                     (SELECT group_concat(source || '@' || seen_at_ms, ',') FROM \
                         (SELECT source, seen_at_ms FROM sightings WHERE fill_id = f.id ORDER BY seen_at_ms, source = 'chain')) \
              FROM fills f LEFT JOIN executions e ON e.fill_id = f.id LEFT JOIN markets m ON m.token_id = f.token_id \
@@ -125,8 +129,15 @@ impl Store {
         ))?;
         let rows = st.query_map(params![limit], |r| {
             let opt = |v: Option<i64>| v.map(format_micros);
+            let (tx, order, occurrence): (String, String, i64) = (r.get(0)?, r.get(21)?, r.get(22)?);
+            let provisional: bool = r.get(18)?;
             Ok(TradeRow {
-                fill: format!("{}:{}", r.get::<_, String>(0)?, r.get::<_, i64>(1)?),
+                fill: if provisional {
+                    format!("{tx}:pending-{}-{occurrence}", order.trim_start_matches("0x").get(..8).unwrap_or_default())
+                } else {
+                    format!("{tx}:{}", r.get::<_, i64>(1)?)
+                },
+                id: format!("{tx}:{order}:{occurrence}"),
                 wallet: r.get(2)?,
                 side: r.get(3)?,
                 token_id: r.get(4)?,
@@ -143,11 +154,11 @@ impl Store {
                 seen_at_ms: r.get(15)?,
                 role: r.get(16)?,
                 market: r.get(17)?,
-                provisional: r.get(18)?,
+                provisional,
                 orphaned: r.get(19)?,
                 triggered_by: r.get(20)?,
                 sightings: r
-                    .get::<_, Option<String>>(21)?
+                    .get::<_, Option<String>>(23)?
                     .map(|s| s.split(',').map(str::to_owned).collect())
                     .unwrap_or_default(),
             })
