@@ -191,8 +191,10 @@ impl Store {
         let now = now_ms();
         let tx = self.conn.savepoint()?;
         let mut out = JournalOutcome::default();
+        // Detection's bookkeeping costs nothing when there is nothing for it: asked once per range.
+        let (provisional_any, staged_any) = super::sightings::anything_waiting(&tx)?;
         for f in fills {
-            if super::sightings::row_of(&tx, f)?.is_none() {
+            if provisional_any && super::sightings::row_of(&tx, f)?.is_none() {
                 super::sightings::adopt_replacement(&tx, f)?;
             }
             let inserted = insert_fill(&tx, f, now, false, Some("chain"))?;
@@ -204,8 +206,10 @@ impl Store {
                 key,
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )?;
-            super::sightings::record_sighting(&tx, row, "chain", now)?;
-            super::sightings::link_staged(&tx, row, f)?;
+            // The chain's sighting of a fill it shows first is the fill's own seen_at_ms.
+            if staged_any {
+                super::sightings::link_staged(&tx, row, f)?;
+            }
             if inserted {
                 out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None });
                 continue;
@@ -213,6 +217,7 @@ impl Store {
             if provisional {
                 // Seen pending first: the mined log confirms it (and hands it on if the target's
                 // trigger waited for the block).
+                super::sightings::record_sighting(&tx, row, "chain", now)?;
                 let (hand_on, was_orphan) = super::sightings::confirm(&tx, row, f)?;
                 if let Some(p) = hand_on {
                     out.to_copy.push(p);

@@ -123,7 +123,11 @@ impl Store {
                     m.question || ' — ' || m.outcome, f.provisional, f.orphaned, f.triggered_by, \
                     f.order_hash, f.occurrence, \
                     (SELECT group_concat(source || '@' || seen_at_ms, ',') FROM \
-                        (SELECT source, seen_at_ms FROM sightings WHERE fill_id = f.id ORDER BY seen_at_ms, source = 'chain')) \
+                        (SELECT source, seen_at_ms FROM \
+                            (SELECT source, seen_at_ms FROM sightings WHERE fill_id = f.id \
+                             UNION ALL SELECT 'chain', f.seen_at_ms WHERE f.provisional = 0 AND NOT EXISTS \
+                                (SELECT 1 FROM sightings c WHERE c.fill_id = f.id AND c.source = 'chain')) \
+                         ORDER BY seen_at_ms, source = 'chain')) \
              FROM fills f LEFT JOIN executions e ON e.fill_id = f.id LEFT JOIN markets m ON m.token_id = f.token_id \
              {filter} ORDER BY f.id DESC LIMIT ?1"
         ))?;

@@ -12,6 +12,17 @@ use super::journal::{PendingFill, exec, insert_fill, load_fill, move_target_posi
 use super::{Store, StoreResult, hex_b256, now_ms};
 use crate::domain::{TargetFill, addr_lower};
 
+/// Whether any fill waits for its block (provisional) and any RTDS row waits for its fill.
+pub(super) fn anything_waiting(tx: &Connection) -> rusqlite::Result<(bool, bool)> {
+    query_one(
+        tx,
+        "SELECT EXISTS (SELECT 1 FROM fills INDEXED BY fills_provisional WHERE provisional = 1), \
+                EXISTS (SELECT 1 FROM rtds_staged)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
 /// The row of fill `f`'s identity, if journaled.
 pub(super) fn row_of(tx: &Connection, f: &TargetFill) -> rusqlite::Result<Option<i64>> {
     tx.prepare_cached("SELECT id FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3")?
@@ -135,6 +146,14 @@ pub(super) fn adopt_replacement(tx: &Connection, mined: &TargetFill) -> StoreRes
     }
     Ok(row)
 }
+
+/// Every sighting of fill ?1, earliest first: the journaled ones, and the chain's own when it
+/// showed the fill first (the fill's seen_at_ms). Ties list the chain last.
+const SIGHTINGS_OF: &str = "SELECT source, seen_at_ms FROM ( \
+    SELECT source, seen_at_ms FROM sightings WHERE fill_id = ?1 \
+    UNION ALL SELECT 'chain', f.seen_at_ms FROM fills f WHERE f.id = ?1 AND f.provisional = 0 \
+        AND NOT EXISTS (SELECT 1 FROM sightings c WHERE c.fill_id = ?1 AND c.source = 'chain')) \
+    ORDER BY seen_at_ms, source = 'chain'";
 
 /// A provisional fill taken back: what it was and whether we had copied it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,9 +326,7 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn sightings_of(&self, row: i64) -> StoreResult<Vec<(String, i64)>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT source, seen_at_ms FROM sightings WHERE fill_id = ?1 ORDER BY seen_at_ms, source = 'chain'",
-        )?;
+        let mut st = self.conn.prepare_cached(SIGHTINGS_OF)?;
         let rows = st.query_map([row], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -320,10 +337,13 @@ impl Store {
     /// On a database error.
     pub fn detection_stats(&self, since_ms: i64) -> StoreResult<DetectionStats> {
         let mut out = DetectionStats::default();
+        // The chain saw a fill when it confirmed it (its 'chain' sighting) or, when the chain
+        // showed it first, when it was journaled (its seen_at_ms).
         let mut st = self.conn.prepare(
-            "SELECT s.source, c.seen_at_ms - s.seen_at_ms FROM sightings s \
-             JOIN sightings c ON c.fill_id = s.fill_id AND c.source = 'chain' \
-             WHERE s.source != 'chain' AND s.seen_at_ms >= ?1",
+            "SELECT s.source, COALESCE(c.seen_at_ms, f.seen_at_ms) - s.seen_at_ms FROM sightings s \
+             JOIN fills f ON f.id = s.fill_id \
+             LEFT JOIN sightings c ON c.fill_id = s.fill_id AND c.source = 'chain' \
+             WHERE s.source != 'chain' AND f.provisional = 0 AND s.seen_at_ms >= ?1",
         )?;
         for r in st.query_map([since_ms], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
             let (source, lead) = r?;
@@ -338,8 +358,8 @@ impl Store {
             |r| r.get::<_, i64>(0),
         )? as u64;
         out.chain_only = self.conn.query_row(
-            "SELECT COUNT(*) FROM sightings c WHERE c.source = 'chain' AND c.seen_at_ms >= ?1 \
-             AND NOT EXISTS (SELECT 1 FROM sightings o WHERE o.fill_id = c.fill_id AND o.source != 'chain')",
+            "SELECT COUNT(*) FROM fills f WHERE f.provisional = 0 AND f.seen_at_ms >= ?1 \
+             AND NOT EXISTS (SELECT 1 FROM sightings o WHERE o.fill_id = f.id AND o.source != 'chain')",
             [since_ms],
             |r| r.get::<_, i64>(0),
         )? as u64;
