@@ -86,6 +86,8 @@ pub struct Mempool {
     operators: HashMap<(Address, Address), (bool, Instant)>,
     /// When an unanswered isOperator was last warned about.
     operator_warned: Option<Instant>,
+    /// Settlements whose sender could not be checked yet (a subscription delivers each once).
+    retry: Vec<PoolTx>,
 }
 
 impl std::fmt::Debug for Mempool {
@@ -116,6 +118,7 @@ impl Mempool {
             tracked: HashMap::new(),
             operators: HashMap::new(),
             operator_warned: None,
+            retry: Vec::new(),
         }
     }
 
@@ -181,7 +184,7 @@ impl Mempool {
                 (pool, Some(in_pool))
             }
             PoolSource::Subscription(rx) => {
-                let mut pool = Vec::new();
+                let mut pool = std::mem::take(&mut self.retry);
                 while let Ok(t) = rx.try_recv() {
                     pool.push(t);
                 }
@@ -206,9 +209,13 @@ impl Mempool {
                         fills.extend(f);
                     }
                     Some(false) => {}
-                    // Unanswered: asked again next round, while it is still pending.
+                    // Unanswered: asked again next round (a subscription delivers it only once,
+                    // so it is kept for the next round).
                     None => {
                         self.seen.remove(hash);
+                        if matches!(self.source, PoolSource::Subscription(_)) && self.retry.len() < SEEN_MAX {
+                            self.retry.push((*hash, *from, *to, input.clone()));
+                        }
                     }
                 },
                 Ok(_) => {}

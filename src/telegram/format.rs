@@ -81,7 +81,7 @@ pub fn html(ev: &Event) -> String {
         Event::Executed { fill, label, exec, latency_ms, market, realized } => {
             let token = exec.token_id.to_string();
             let mut text = format!(
-                "{} <b>{}</b> {} shares · <b>{}</b>\nat {} = <b>{} USDC</b>\ncopied <i>{}</i> (target {} at {}), {:.1} s after its block",
+                "{} <b>{}</b> {} shares · <b>{}</b>\nat {} = <b>{} USDC</b>\ncopied <i>{}</i> (target {} at {}), {:.1} s after {}",
                 side_mark(exec.side),
                 exec.side,
                 exec.shares,
@@ -91,7 +91,9 @@ pub fn html(ev: &Event) -> String {
                 escape(label),
                 fill.shares,
                 fill.price,
-                *latency_ms as f64 / 1000.0
+                *latency_ms as f64 / 1000.0,
+                // A fill seen pending has no block yet.
+                if fill.block_number == 0 { "it was seen pending" } else { "its block" }
             );
             if let Some(r) = realized {
                 text.push_str(&format!("\nrealized P&amp;L <b>{} USDC</b>", signed(*r)));
