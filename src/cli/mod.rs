@@ -347,7 +347,7 @@ fn open_store(s: &Settings) -> Result<Store> {
 
 /// An HTTP connection to the chain as the settings and environment name it (not yet connected):
 /// what the commands that read the chain use.
-fn http_rpc(s: &Settings, env: &crate::config::Env) -> crate::chain::Rpc {
+pub(crate) fn http_rpc(s: &Settings, env: &crate::config::Env) -> crate::chain::Rpc {
     crate::chain::Rpc::new(crate::chain::RpcConfig {
         ws_url: None,
         http_urls: env.rpc_urls.clone(),
