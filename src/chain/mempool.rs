@@ -86,8 +86,11 @@ pub struct Mempool {
     operators: HashMap<(Address, Address), (bool, Instant)>,
     /// When an unanswered isOperator was last warned about.
     operator_warned: Option<Instant>,
-    /// Settlements whose sender could not be checked yet (a subscription delivers each once).
+    /// Settlements whose sender could not be checked yet (a subscription delivers each once),
+    /// and a subscription's arrivals waiting for their round.
     retry: Vec<PoolTx>,
+    /// When the followed transactions were last looked at.
+    followed_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Mempool {
@@ -119,6 +122,7 @@ impl Mempool {
             operators: HashMap::new(),
             operator_warned: None,
             retry: Vec::new(),
+            followed_at: None,
         }
     }
 
@@ -149,9 +153,18 @@ impl Mempool {
                     }
                 }
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(self.cfg.poll) => {}
+            let wait = tokio::time::sleep(self.cfg.poll);
+            match &mut self.source {
+                // A subscription's transaction is dealt with as it arrives, not at the next tick.
+                PoolSource::Subscription(rx) => tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = wait => {}
+                    t = rx.recv() => if let Some(t) = t { self.retry.push(t) },
+                },
+                PoolSource::Txpool => tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = wait => {}
+                },
             }
         }
     }
@@ -237,7 +250,11 @@ impl Mempool {
                 warn!("pending fills journaled but not handed on; they are copied at the next start");
             }
         }
-        self.follow_up(head, in_pool.as_ref()).await?;
+        // Following up costs a call per followed transaction: once per poll period at most.
+        if self.followed_at.is_none_or(|t| t.elapsed() >= self.cfg.poll) {
+            self.follow_up(head, in_pool.as_ref()).await?;
+            self.followed_at = Some(Instant::now());
+        }
         if self.seen.len() > SEEN_MAX {
             // Old hashes are mined or gone; keep only what is still pending (as far as we know)
             // or followed.
