@@ -276,8 +276,13 @@ mod tests {
     use alloy::primitives::{Address, B256, U256};
 
     fn fill(order: u8, block: u64) -> TargetFill {
+        fill_in(1, order, block)
+    }
+
+    /// A BUY of 10 shares at 0.50 by wallet 0xaa…, in transaction `tx` (shared by the store's tests).
+    pub(in crate::store) fn fill_in(tx: u8, order: u8, block: u64) -> TargetFill {
         TargetFill {
-            id: FillId { tx_hash: B256::repeat_byte(1), order_hash: B256::repeat_byte(order), occurrence: 0 },
+            id: FillId { tx_hash: B256::repeat_byte(tx), order_hash: B256::repeat_byte(order), occurrence: 0 },
             wallet: Address::repeat_byte(0xaa),
             role: Role::Maker,
             side: Side::Buy,

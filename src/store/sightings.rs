@@ -369,31 +369,13 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use alloy::primitives::U256;
 
     use super::*;
-    use crate::domain::{ExchangeVersion, FillId, Price, Role, Shares, Side, Usdc};
 
     const WALLET: Address = Address::repeat_byte(0xaa);
 
     fn fill(tx: u8, order: u8, block: u64) -> TargetFill {
-        TargetFill {
-            id: FillId { tx_hash: B256::repeat_byte(tx), order_hash: B256::repeat_byte(order), occurrence: 0 },
-            wallet: WALLET,
-            role: Role::Maker,
-            side: Side::Buy,
-            token_id: U256::from(7),
-            shares: Shares(10_000_000),
-            usdc: Usdc(5_000_000),
-            price: Price(500_000),
-            fee: 0,
-            exchange: Address::ZERO,
-            version: ExchangeVersion::V2,
-            block_number: block,
-            block_hash: B256::repeat_byte(u8::try_from(block % 250).unwrap()),
-            log_index: 0,
-            block_ts: 0,
-        }
+        crate::store::tests::fill_in(tx, order, block)
     }
 
     fn rows(s: &Store) -> Vec<(String, bool, bool, Option<String>, String)> {
