@@ -12,7 +12,7 @@
 //! `cargo build --release && cargo run --release --example loadgen -- [wallets] [fills] [paper|live] [rate]`
 //! (defaults: 10 wallets, 5000 fills, paper, 100 fills/s). Needs anvil (scripts/test.sh installs it).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/scenarios/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Stand-ins for the redemption tests (tests/redeem.rs), installed with anvil_setCode at the real
+// Stand-ins for the redemption tests (tests/scenarios/redeem.rs), installed with anvil_setCode at the real
 // Polygon addresses the settings name: they accept the real calls, move balances like the real
 // contracts and record what they were asked. Compiled by tests/contracts/build.sh (solcjs from npm);
 // the runtime bytecode is committed in tests/contracts/standins.json so the tests need no compiler.

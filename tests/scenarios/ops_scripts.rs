@@ -1,12 +1,10 @@
 //! The operator scripts, run for real: backup while the daemon writes, restore, retention, refusal
 //! of corrupt backups, health checks, and maintenance.
 
-mod support;
-
+use crate::support::*;
 use alloy::primitives::{Address, address};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt as _;
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");

@@ -2,12 +2,10 @@
 //! console error, shows the planted positions and targets, refreshes in place, and a screenshot
 //! is kept as a test artifact (target/test-artifacts/dashboard.png).
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::*;
 use alloy::primitives::{Address, address};
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const B: Address = address!("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
@@ -57,7 +55,7 @@ async fn test_dashboard_when_opened_in_a_browser_then_positions_and_targets_with
     let base = d.http_base().await;
     // The target figures are refreshed with the warning checks: wait for them on the page itself.
     wait_for(20, "the targets on the page", async || {
-        let (_, body) = support::http::http_get(&base, "/dashboard").await;
+        let (_, body) = crate::support::http::http_get(&base, "/dashboard").await;
         body.contains("<td class=\"l\">whale</td><td>1</td>").then_some(())
     })
     .await;
@@ -80,7 +78,7 @@ async fn test_dashboard_when_opened_in_a_browser_then_positions_and_targets_with
         assert!(!log.contains(bad), "the browser reported {bad:?}:\n{log}");
     }
     // The live part alone, as the page's refresh fetches it.
-    let (code, part) = support::http::http_get(&base, "/dashboard?part=live").await;
+    let (code, part) = crate::support::http::http_get(&base, "/dashboard?part=live").await;
     assert_eq!(code, 200);
     assert!(part.contains("id=\"positions\"") && !part.contains("<html"), "{part}");
 

@@ -2,14 +2,12 @@
 //! signatures like the real one: one signed V2 order per copied fill, the right outcome in the
 //! journal for every answer the exchange gives, never a second order for a fill, and `doctor`.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::clob::Play;
+use crate::support::live::*;
+use crate::support::*;
 use serde_json::Value;
-use support::clob::Play;
-use support::live::*;
-use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_target_buys_then_one_signed_v2_order_recovers_to_our_signer() {
     let mut l = live().await;

@@ -1,12 +1,10 @@
 //! Per-target copy quality, live: two targets, the figures in `status --json`, `/targets` and
 //! `/metrics` match what the journal says happened (hand-computed below).
 
-mod support;
-
+use crate::support::telegram::FakeTelegram;
+use crate::support::*;
 use alloy::primitives::{Address, address};
 use serde_json::Value;
-use support::telegram::FakeTelegram;
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const B: Address = address!("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
@@ -72,7 +70,7 @@ async fn test_target_quality_when_two_targets_then_status_telegram_and_metrics_m
     assert!(reply.text.contains("0 copies, 1 refused (most: no_position 1)"), "{}", reply.text);
 
     let metrics = wait_for(20, "the per-target series", async || {
-        let (_, body) = support::http::http_get(&d.http_base().await, "/metrics").await;
+        let (_, body) = crate::support::http::http_get(&d.http_base().await, "/metrics").await;
         body.contains("polycopy_target_copies{target=\"whale\"} 2").then_some(body)
     })
     .await;

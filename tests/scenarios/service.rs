@@ -1,15 +1,13 @@
 //! What systemd and monitoring see: the sd_notify protocol on a real unix datagram socket, and
 //! `/health` and `/metrics` over HTTP.
 
-mod support;
-
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::http::http_get;
+use crate::support::*;
 use alloy::primitives::{Address, address};
-use support::http::http_get;
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");

@@ -2,11 +2,9 @@
 //! allowed while halted and never done by a halt; `pause-market` obeyed by copies (exits still
 //! copied), shown in status, persisted across restarts.
 
-mod support;
-
+use crate::support::*;
 use alloy::primitives::{Address, address};
 use serde_json::Value;
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
@@ -122,7 +120,7 @@ async fn test_pause_market_when_paused_then_buys_refused_exits_copied_until_resu
 /// cents, and books what the exchange matched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_close_when_live_and_halted_then_sells_within_the_cap_and_says_partial_fills() {
-    use support::live::*;
+    use crate::support::live::*;
     let mut l = live().await;
     start_live(&mut l).await;
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
@@ -131,7 +129,7 @@ async fn test_close_when_live_and_halted_then_sells_within_the_cap_and_says_part
     assert_eq!(code, 0, "{err}");
 
     // The book takes half: the close says so and fails; closing again sells the rest.
-    l.clob.script(&[support::clob::Play::Partial(50)]);
+    l.clob.script(&[crate::support::clob::Play::Partial(50)]);
     let (code, out, err) = l.d.run_cli(&["close", &STD_TOKEN.to_string()]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("PARTLY filled: sold 5 of 10 shares"), "{out}");
@@ -173,8 +171,8 @@ async fn test_close_when_live_and_halted_then_sells_within_the_cap_and_says_part
 /// or an RPC URL's API key, even where one of them reached the journal's events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_incident_when_written_then_evidence_without_any_secret() {
+    use crate::support::live::*;
     use std::os::unix::fs::PermissionsExt as _;
-    use support::live::*;
     const BOT: &str = "987654321:SECRET-bot-token-xyz";
     const RPC_KEY: &str = "secretapikey0123456789";
     let mut l = live().await;

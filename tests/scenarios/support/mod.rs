@@ -321,7 +321,7 @@ feed_stall_s = 3
 daily_report_at = "off"
 [alerts]
 # Warnings that depend on the machine (free disk) or on a test's trades stay off unless a test
-# turns them on (tests/warnings.rs, through POLYCOPY_ALERTS__* variables).
+# turns them on (tests/scenarios/warnings.rs, through POLYCOPY_ALERTS__* variables).
 disk_min_free_mb = 0
 win_rate_min_pct = 0
 clock_max_offset_ms = 0

@@ -1,13 +1,11 @@
 //! What an operator does: emergency stop, halt and resume (surviving restarts), editing
 //! wallets.json while running, and checking a broken configuration.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use alloy::primitives::{Address, address};
 use serde_json::json;
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const D: Address = address!("dddddddddddddddddddddddddddddddddddddddd");
@@ -177,7 +175,7 @@ async fn test_check_config_when_endpoints_tried_then_dead_or_wrong_chain_refused
     ];
     for (url, want) in cases {
         let out = d.cmd(&["check-config"]).env("POLYGON_RPC_URL", &url).output().unwrap();
-        let (code, _, err) = support::output(out);
+        let (code, _, err) = crate::support::output(out);
         assert_eq!(code, 78, "{url}: {err}");
         assert!(err.contains(want), "{url}: {err}");
         let out = d.cmd(&["check-config", "--offline"]).env("POLYGON_RPC_URL", &url).output().unwrap();
@@ -196,7 +194,7 @@ fn test_check_config_when_settings_have_type_errors_then_each_is_named_where_wri
     d.set("copy", "skip_closed = \"yes\"");
     d.set("risk", "mark_interval_s = -3");
     let out = d.cmd(&["check-config"]).env("POLYCOPY_HEALTH__FEED_STALL_S", "soon").output().unwrap();
-    let (code, _, err) = support::output(out);
+    let (code, _, err) = crate::support::output(out);
     assert_eq!(code, 78, "{err}");
     for needle in [
         "chain.max_block_range: must be a whole number of at least 0, got 1.5",
@@ -291,7 +289,7 @@ async fn test_second_daemon_when_same_journal_then_refused_naming_the_first() {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(d.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let (code, out, err) = support::output(c.output().unwrap());
+    let (code, out, err) = crate::support::output(c.output().unwrap());
     assert_ne!(code, 0, "{out}{err}");
     let pid = d.pid().unwrap();
     assert!(err.contains(&format!("another polycopy daemon (pid {pid}) is running on the journal")), "{err}");
@@ -305,7 +303,7 @@ async fn test_second_daemon_when_same_journal_then_refused_naming_the_first() {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(d.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let (code, out, err) = support::output(c.output().unwrap());
+    let (code, out, err) = crate::support::output(c.output().unwrap());
     assert_ne!(code, 0, "{out}{err}");
     assert!(err.contains("through another path to the same file"), "{err}");
     anvil.emit(&buy(A, 1, 1)).await;
@@ -338,7 +336,7 @@ async fn test_journal_when_deleted_while_running_then_halted_and_health_red() {
     std::fs::remove_file(dir.path().join("journal.db")).unwrap();
     within_a_second(&d, "BREAKER TRIPPED (database_error)", 1).await;
     assert!(d.log().contains("was deleted while the daemon runs"), "{}", d.log());
-    let (code, health) = support::http::http_get(&base, "/health").await;
+    let (code, health) = crate::support::http::http_get(&base, "/health").await;
     assert_eq!(code, 503, "{health}");
     assert!(health.contains("\"database\"") && health.contains("deleted"), "{health}");
 }

@@ -1,11 +1,9 @@
 //! End to end against a real anvil node: exactly the enabled targets' own fills are copied, once
 //! each, with the right side, token, size and price; proportional exits read the chain.
 
-mod support;
-
+use crate::support::*;
 use alloy::primitives::{Address, address};
 use serde_json::Value;
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"); // enabled target
 const B: Address = address!("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"); // disabled target
@@ -50,7 +48,7 @@ async fn test_copy_when_targets_rest_and_take_then_only_their_own_fills_are_copi
     anvil
         .emit_block(&[
             Fill::v1(8, C1, A, true, 1001, 50 * ONE, 30 * ONE),
-            Fill::v1(9, A, support::V1_EXCHANGE, false, 1001, 50 * ONE, 30 * ONE),
+            Fill::v1(9, A, crate::support::V1_EXCHANGE, false, 1001, 50 * ONE, 30 * ONE),
         ])
         .await;
 

@@ -7,16 +7,14 @@
 //! exchange, and positions equal the executions, side by side.
 //!
 //! 200 fills run with the test suite; the 1,000-fill run is ignored by default:
-//! `cargo nextest run --release --test chaos --run-ignored only --no-capture`
+//! `cargo nextest run --release --test scenarios chaos:: --run-ignored only --no-capture`
 //! (`CHAOS_FILLS` changes its size, `CHAOS_SEED` repeats a run).
-
-mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use support::live::*;
-use support::*;
+use crate::support::live::*;
+use crate::support::*;
 
 /// A small deterministic generator, so a failing run can be repeated with its seed.
 struct Rng(u64);

@@ -2,12 +2,10 @@
 //! planted in each direction are found and explained, `--apply` books them through the running
 //! daemon, a second run is clean, and `--alert` (the cron job) reaches the notifier.
 
-mod support;
-
+use crate::support::clob::Token;
+use crate::support::live::*;
+use crate::support::*;
 use serde_json::Value;
-use support::clob::Token;
-use support::live::*;
-use support::*;
 
 const OTHER: u64 = 3003;
 const DUSTY: u64 = 4004;

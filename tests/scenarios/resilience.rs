@@ -1,11 +1,9 @@
 //! Nothing lost, nothing doubled: restarts with backfill, reorgs, a cut websocket, and a crash right
 //! after an intent was journaled.
 
-mod support;
-
+use crate::support::*;
 use alloy::primitives::{Address, address};
 use serde_json::json;
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
@@ -185,7 +183,7 @@ async fn test_rpc_when_primary_dead_then_fails_over_to_fallback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_reorg_when_node_sends_removed_log_then_detected_at_once() {
     let anvil = Anvil::start().await;
-    let tap = support::ws_tap::WsTap::start(anvil.port).await;
+    let tap = crate::support::ws_tap::WsTap::start(anvil.port).await;
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
     let settings = std::fs::read_to_string(dir.path().join("polycopy.toml")).unwrap();
@@ -245,7 +243,7 @@ async fn test_rpc_when_endpoint_on_another_chain_then_refused_and_named() {
     let base = d.http_base().await;
     wait_for(20, "the refusal", async || d.log().contains("is on chain 1, not 137").then_some(())).await;
     assert!(d.log().contains("POLYGON_RPC_URL"), "{}", d.log());
-    let (_, health) = support::http::http_get(&base, "/health").await;
+    let (_, health) = crate::support::http::http_get(&base, "/health").await;
     assert!(health.contains("starting"), "never live on the wrong chain: {health}");
     assert!(!d.log().contains("chain feed live"));
 }

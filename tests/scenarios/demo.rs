@@ -2,9 +2,7 @@
 //! planted target trades, paper polycopy copying them within a minute, and everything stopped and
 //! removed on exit.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[test]
 fn test_demo_when_run_then_three_copies_shown_and_everything_cleaned_up() {

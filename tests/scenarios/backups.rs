@@ -3,14 +3,12 @@
 //! that restore only with their key, the settings and wallets saved with the journal and restorable,
 //! and the off-site copy.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::*;
 use alloy::primitives::{Address, address};
 use serde_json::Value;
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");

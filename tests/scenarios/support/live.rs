@@ -1,4 +1,4 @@
-//! The live-trading harness: a target, a fake CLOB (tests/support/clob.rs) listing a standard and a
+//! The live-trading harness: a target, a fake CLOB (tests/scenarios/support/clob.rs) listing a standard and a
 //! neg-risk token, and a live daemon signing with anvil's first dev key.
 
 use alloy::primitives::{Address, address};

@@ -6,14 +6,12 @@
 //! second copy and the fill's row shows both sightings; a dropped transaction becomes an orphan,
 //! reported; with trigger `confirmed` nothing is sent before the block; V2 and V3 calldata both.
 
-mod support;
-
+use crate::support::*;
 use alloy::primitives::{Address, B256, Bytes, U256, address};
 use alloy::sol_types::{SolCall as _, SolValue as _};
 use polycopy::chain::abi::v2;
 use polycopy::chain::pending::{Generation, order_hash_v2};
 use serde_json::{Value, json};
-use support::*;
 
 const FAST: Address = address!("fa57fa57fa57fa57fa57fa57fa57fa57fa57fa57");
 const SLOW: Address = address!("5105105105105105105105105105105105105105");
@@ -255,7 +253,7 @@ async fn test_detection_when_a_settlement_is_pending_then_the_trigger_decides_an
 /// target sent at spread-out moments (the pending source's lead over the mined log), then 200
 /// settlements in one second (decoded without falling behind), our own pending-path time from
 /// /metrics. Ignored by default:
-/// `cargo nextest run --release --test detection --run-ignored only --no-capture`.
+/// `cargo nextest run --release --test scenarios detection:: --run-ignored only --no-capture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "load figure for BENCHMARKS.md"]
 async fn load_detection_lead_at_two_second_blocks() {
@@ -301,7 +299,7 @@ async fn load_detection_lead_at_two_second_blocks() {
     let sent_s = t0.elapsed().as_secs_f64();
     wait_for(120, "the burst journaled", async || (d.trades().len() >= 240).then_some(())).await;
     let took = t0.elapsed().as_secs_f64();
-    let (_, body) = support::http::http_get(&d.http_base().await, "/metrics").await;
+    let (_, body) = crate::support::http::http_get(&d.http_base().await, "/metrics").await;
     let own: Vec<&str> = body.lines().filter(|l| l.starts_with("polycopy_pending_processing_seconds")).collect();
     println!("burst: 200 settlements sent in {sent_s:.2} s, all journaled {took:.2} s after the first was sent");
     println!("{}", own.join("\n"));

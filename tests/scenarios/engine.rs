@@ -3,17 +3,15 @@
 //! resolved as it happens (a `null` lookup, a resting GTD order, our own fill on chain), and a
 //! restart with unresolved orders that becomes ready at once.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::clob::{Play, Token};
+use crate::support::http::http_get;
+use crate::support::live::*;
+use crate::support::telegram::FakeTelegram;
+use crate::support::*;
 use alloy::primitives::B256;
 use serde_json::Value;
-use support::clob::{Play, Token};
-use support::http::http_get;
-use support::live::*;
-use support::telegram::FakeTelegram;
-use support::*;
 
 /// Replaces a setting the live harness wrote (a second line would be a duplicate key).
 fn reset(d: &Daemon, from: &str, to: &str) {

@@ -2,12 +2,10 @@
 //! and not again within its cool-down (checked after several later checks, counted by
 //! `polycopy_warning_checks_total`); `polycopy alert --test` reaches Telegram through POST /alert.
 
-mod support;
-
+use crate::support::http::http_get;
+use crate::support::telegram::FakeTelegram;
+use crate::support::*;
 use alloy::primitives::{Address, address};
-use support::http::http_get;
-use support::telegram::FakeTelegram;
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
@@ -102,7 +100,7 @@ async fn test_warning_when_no_fill_for_the_window_then_sent_once() {
 /// Live: a CLOB that answers slowly, with a clock 30 s ahead of ours, is warned about, once each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_warnings_when_clob_slow_and_clock_skewed_then_both_sent_once() {
-    use support::live::*;
+    use crate::support::live::*;
     let mut l = live().await;
     let tg = FakeTelegram::start(TOKEN).await;
     l.d.with_telegram(&tg, &OP.to_string());

@@ -3,16 +3,14 @@
 //! the fake CLOB, and every documented operator command run from another directory with a clean
 //! environment. Each must act on the live journal of the daemon that trades.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::clob::{FakeClob, Token};
+use crate::support::http::http_get;
+use crate::support::installed::{Installed, clean};
+use crate::support::live::{A, KEY, SIGNER, STD_TOKEN, buy};
+use crate::support::*;
 use serde_json::Value;
-use support::clob::{FakeClob, Token};
-use support::http::http_get;
-use support::installed::{Installed, clean};
-use support::live::{A, KEY, SIGNER, STD_TOKEN, buy};
-use support::*;
 
 /// The running live install and what it talks to (dropped daemon first).
 struct LiveInstall {

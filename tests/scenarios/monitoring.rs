@@ -3,17 +3,15 @@
 //! bad it is and which RUNBOOK section to open, the Grafana dashboard is valid JSON whose queries
 //! parse, and every metric the rules and the dashboard name is one a real paper daemon serves.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::http::http_get;
+use crate::support::*;
 use alloy::primitives::{Address, address};
 use serde_json::Value;
-use support::http::http_get;
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 

@@ -3,14 +3,12 @@
 //! become sightings of their fills, seen before or after the fill is journaled; an RTDS row and
 //! the mined log are one fill; a silent socket is rebuilt within the watchdog time.
 
-mod support;
-
 use std::time::Instant;
 
+use crate::support::rtds::{FakeRtds, trade_frame};
+use crate::support::*;
 use alloy::primitives::{Address, B256, address};
 use serde_json::{Value, json};
-use support::rtds::{FakeRtds, trade_frame};
-use support::*;
 
 const FAST: Address = address!("fa57fa57fa57fa57fa57fa57fa57fa57fa57fa57");
 const OTHER: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");

@@ -4,14 +4,12 @@
 //! retried within a budget and reported, and a Safe funder redeems through `execTransaction`
 //! signed by its owner.
 
-mod support;
-
+use crate::support::live::*;
+use crate::support::*;
 use alloy::primitives::{Address, B256, U256, address};
 use alloy::sol;
 use alloy::sol_types::SolCall;
 use serde_json::{Value, json};
-use support::live::*;
-use support::*;
 
 const PUSD: Address = address!("C011a7E12a19f7B1f670d46F03B03f3342E82DFB");
 const STD_ADAPTER: Address = address!("AdA100Db00Ca00073811820692005400218FcE1f");
@@ -148,7 +146,7 @@ async fn settled(extra: &[(&str, &str)], fault: Option<&str>) -> Live {
 
 /// Redemption rounds run, from /metrics: the marker that nothing more was going to happen.
 async fn rounds(d: &Daemon) -> u64 {
-    let (_, body) = support::http::http_get(&d.http_base().await, "/metrics").await;
+    let (_, body) = crate::support::http::http_get(&d.http_base().await, "/metrics").await;
     body.lines()
         .find_map(|l| l.strip_prefix("polycopy_redeem_rounds_total "))
         .and_then(|v| v.trim().parse().ok())
@@ -279,7 +277,7 @@ async fn test_redeem_when_safe_funder_then_exec_transaction_signed_by_the_owner(
 async fn test_redeem_when_v3_market_resolves_then_redeemed_through_the_router() {
     let mut l = live().await;
     install(&l.anvil).await;
-    l.clob.token(V3_TOKEN, support::clob::Token::open(false));
+    l.clob.token(V3_TOKEN, crate::support::clob::Token::open(false));
     l.d.set("risk", "mark_interval_s = 1");
     for (k, v) in [("CHECK_EVERY_S", "1"), ("CONFIRM_WAIT_S", "10")] {
         l.d.env.push((format!("POLYCOPY_REDEEM__{k}"), v.to_owned()));
@@ -322,9 +320,9 @@ async fn test_redeem_when_v3_market_resolves_then_redeemed_through_the_router() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_redeem_when_paper_then_simulated_once() {
     let anvil = Anvil::start().await;
-    let clob = support::clob::FakeClob::start(Address::ZERO).await;
+    let clob = crate::support::clob::FakeClob::start(Address::ZERO).await;
     for (t, neg) in [(STD_TOKEN, false), (NEG_TOKEN, true)] {
-        clob.token(t, support::clob::Token::open(neg));
+        clob.token(t, crate::support::clob::Token::open(neg));
     }
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));

@@ -2,14 +2,12 @@
 //! of our own orders on chain, marks driving the daily loss limit, market metadata (closed, ending,
 //! resolved markets), and paper trading's `order_book` fill model.
 
-mod support;
-
+use crate::support::clob::{FakeClob, Token};
+use crate::support::http::http_get;
+use crate::support::live::*;
+use crate::support::*;
 use alloy::primitives::Address;
 use serde_json::Value;
-use support::clob::{FakeClob, Token};
-use support::http::http_get;
-use support::live::*;
-use support::*;
 
 fn settled(d: &Daemon) -> Vec<(String, i64)> {
     let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();

@@ -2,12 +2,10 @@
 //! lives inside one block, a quick round-tripper), figures checked against tables computed by hand
 //! below; the second run reads from the journal's cache; bad input gets a clear message.
 
-mod support;
-
+use crate::support::clob::{FakeClob, Token};
+use crate::support::*;
 use alloy::primitives::{Address, address};
 use serde_json::Value;
-use support::clob::{FakeClob, Token};
-use support::*;
 
 const SLOW: Address = address!("5105105105105105105105105105105105105105");
 const EDGE: Address = address!("ed9eed9eed9eed9eed9eed9eed9eed9eed9eed9e");
@@ -288,7 +286,7 @@ async fn test_targets_suggest_when_the_leaderboard_lists_traders_then_each_is_ve
 /// The chain-read figure for BENCHMARKS.md: 10,000 fills of one wallet (100 blocks of 100, a block
 /// a minute, 20 tokens, two buys for one sale), `vet` run twice (chain, then cache), timed, with
 /// peak memory from `/usr/bin/time` when there is one. Ignored by default:
-/// `cargo nextest run --release --test vet --run-ignored only --no-capture`.
+/// `cargo nextest run --release --test scenarios vet:: --run-ignored only --no-capture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "load figure for BENCHMARKS.md"]
 async fn load_vet_reads_10000_fills_from_the_chain() {

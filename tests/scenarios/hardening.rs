@@ -3,10 +3,8 @@
 //! written is a clean error, a placeholder key is refused, and an environment override is blamed
 //! on its variable.
 
-mod support;
-
+use crate::support::*;
 use alloy::primitives::{Address, address};
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
@@ -43,7 +41,7 @@ fn test_run_when_port_in_use_then_clean_refusal() {
     let port = taken.local_addr().unwrap().port();
     let d = daemon(dir.path());
     let out = d.cmd(&["run"]).env("POLYCOPY_HTTP__LISTEN", format!("127.0.0.1:{port}")).output().unwrap();
-    let (code, _, err) = support::output(out);
+    let (code, _, err) = crate::support::output(out);
     assert_ne!(code, 0);
     assert!(err.contains("Address already in use") && err.contains("http.listen"), "{err}");
     assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
@@ -57,7 +55,7 @@ fn test_cli_when_output_cannot_be_written_then_clean_error() {
     drop(polycopy::store::Store::open(&dir.path().join("journal.db")).unwrap());
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
     let out = d.cmd(&["status"]).stdout(full).output().unwrap();
-    let (code, _, err) = support::output(out);
+    let (code, _, err) = crate::support::output(out);
     assert_eq!(code, 74, "{err}");
     assert!(err.contains("cannot write the output") && !err.contains("panicked"), "{err}");
 }
@@ -71,7 +69,7 @@ fn test_check_config_when_placeholder_key_or_env_listen_then_refused_by_name() {
     d.set_top("mode = \"live\"");
     let zeros = format!("0x{}", "0".repeat(64));
     let out = d.cmd(&["check-config", "--offline"]).env("PRIVATE_KEY", &zeros).output().unwrap();
-    let (code, _, err) = support::output(out);
+    let (code, _, err) = crate::support::output(out);
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("PRIVATE_KEY") && !err.contains(&zeros), "{err}");
     let out = d
@@ -80,7 +78,7 @@ fn test_check_config_when_placeholder_key_or_env_listen_then_refused_by_name() {
         .env("POLYCOPY_HTTP__LISTEN", "0.0.0.0:9187")
         .output()
         .unwrap();
-    let (code, _, err) = support::output(out);
+    let (code, _, err) = crate::support::output(out);
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("environment: POLYCOPY_HTTP__LISTEN"), "{err}");
 }

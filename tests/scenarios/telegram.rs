@@ -2,14 +2,12 @@
 //! journal's truth from authorized chats only, paced delivery with digests under a burst, 429 and
 //! outages survived, scheduled reports with a PNG, and the token never leaked.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::telegram::FakeTelegram;
+use crate::support::*;
 use alloy::primitives::{Address, address};
 use serde_json::json;
-use support::telegram::FakeTelegram;
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const B: Address = address!("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
@@ -24,7 +22,7 @@ fn two_targets() -> serde_json::Value {
                        {"address": B.to_string(), "label": "shark"}]})
 }
 
-async fn message_containing(tg: &FakeTelegram, chat: i64, needle: &str) -> support::telegram::Sent {
+async fn message_containing(tg: &FakeTelegram, chat: i64, needle: &str) -> crate::support::telegram::Sent {
     wait_for(20, &format!("a message with {needle:?}"), async || {
         tg.sent_to(chat).into_iter().find(|m| m.text.contains(needle))
     })
@@ -32,7 +30,7 @@ async fn message_containing(tg: &FakeTelegram, chat: i64, needle: &str) -> suppo
 }
 
 /// Waits for the reply to the n-th command (counting messages to the chat after `before`).
-async fn reply_after(tg: &FakeTelegram, chat: i64, before: usize) -> support::telegram::Sent {
+async fn reply_after(tg: &FakeTelegram, chat: i64, before: usize) -> crate::support::telegram::Sent {
     wait_for(20, "a reply", async || tg.sent_to(chat).get(before).cloned()).await
 }
 
@@ -83,7 +81,7 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
         if let Some(a) = auth {
             c.args(["-H", &format!("Authorization: Bearer {}", a.trim())]);
         }
-        let (_, code, answer) = support::output(c.arg(format!("{base}/alert")).output().unwrap());
+        let (_, code, answer) = crate::support::output(c.arg(format!("{base}/alert")).output().unwrap());
         (code, answer)
     };
     let (code, answer) = post(None, "forged: no token");
@@ -96,9 +94,10 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
     assert_eq!(codes.iter().filter(|c| *c == "429").count(), 2, "a burst of 5 then one a minute: {codes:?}");
     message_containing(&tg, OP, "ALERT: flood 3").await;
     assert!(!tg.sent_to(OP).iter().any(|m| m.text.contains("forged") || m.text.contains("flood 5")));
-    let health =
-        support::output(std::process::Command::new("curl").args(["-sS", &format!("{base}/health")]).output().unwrap())
-            .1;
+    let health = crate::support::output(
+        std::process::Command::new("curl").args(["-sS", &format!("{base}/health")]).output().unwrap(),
+    )
+    .1;
     assert!(health.contains(r#""name":"telegram","status":"healthy","detail":"connected""#), "{health}");
     assert!(d.stop().success());
     message_containing(&tg, OP, "polycopy stopped: SIGTERM").await;

@@ -1,15 +1,13 @@
 //! Installing, uninstalling and updating, in staging roots: idempotent installs that keep the
 //! operator's edits, a unit systemd accepts, and an update that rolls back a broken binary.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::*;
 use alloy::primitives::{Address, address};
-use support::*;
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
