@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
+use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, ResponseFuture};
 use alloy::primitives::Address;
 use tokio::sync::oneshot;
 use tracing::debug;
@@ -141,24 +141,44 @@ fn access_of(m: &Copy) -> Access {
 }
 
 impl Copier {
-    /// Sizes `m` beside the actor; when decided, the copies of its token waiting for it start.
+    /// Sizes `m` as its own task (not a future on the actor's context, which actix polls on
+    /// every wake); when decided, [`Decided`] starts the copies of its token waiting for it.
     fn start(&mut self, m: Copy, tx: oneshot::Sender<Decision>, ctx: &mut Context<Self>) {
         let token = m.pending.fill.token_id;
         let access = access_of(&m);
         let work = self.size_and_decide(m);
-        ctx.spawn(work.into_actor(self).map(move |d, act, ctx| {
-            let _ = tx.send(d);
-            for (m, tx) in act.lanes.done(token, access) {
-                act.start(m, tx, ctx);
-            }
-            if act.lanes.is_idle() {
-                for w in act.idle.drain(..) {
-                    let _ = w.send(());
-                }
-            }
-        }));
+        let me = ctx.address();
+        actix::spawn(async move {
+            let _ = tx.send(work.await);
+            me.do_send(Decided { token, access });
+        });
     }
+}
 
+/// A copy of `token` was decided: its lane moves on.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Decided {
+    token: TokenId,
+    access: Access,
+}
+
+impl Handler<Decided> for Copier {
+    type Result = ();
+
+    fn handle(&mut self, Decided { token, access }: Decided, ctx: &mut Context<Self>) {
+        for (m, tx) in self.lanes.done(token, access) {
+            self.start(m, tx, ctx);
+        }
+        if self.lanes.is_idle() {
+            for w in self.idle.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+impl Copier {
     fn size_and_decide(&mut self, m: Copy) -> impl std::future::Future<Output = Decision> + 'static {
         let fill = m.pending.fill.clone();
         let key = (fill.wallet, fill.token_id, fill.block_number);

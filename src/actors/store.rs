@@ -222,6 +222,49 @@ pub struct RecordExecution {
 }
 store_handler!(RecordExecution -> Option<(Position, Usdc)>, |s, m| s.record_execution(&m.exec, &m.wallet));
 
+/// A paper copy's intent and simulated execution, journaled in one write (see
+/// [`crate::actors::risk_supervisor`]'s placement): nothing leaves the process, so the intent needs
+/// no write of its own before the execution.
+#[derive(Debug)]
+pub struct RecordPaperCopy {
+    /// The approved intent.
+    pub intent: OrderIntent,
+    /// Its simulated execution.
+    pub exec: Execution,
+    /// The target copied.
+    pub wallet: Address,
+    /// The intent is new (else it was journaled before a restart).
+    pub fresh: bool,
+    /// False while trading is halted: the intent is journaled, nothing is executed.
+    pub may_send: bool,
+}
+
+/// What became of a paper copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaperCopy {
+    /// Executed: the execution and the position and P&L it led to (`None`: the fill already had
+    /// an execution, nothing was booked twice).
+    Booked(Execution, Option<(Position, Usdc)>),
+    /// The journal says it must not be executed (already handled, or under a reorg).
+    Skipped,
+    /// Halted: journaled, not executed.
+    NotSent,
+}
+
+store_handler!(RecordPaperCopy -> PaperCopy, |s, m| {
+    if m.fresh && !s.record_intent(&m.intent)? {
+        return Ok(PaperCopy::Skipped);
+    }
+    // The crash test's hook: dying here loses the intent with the execution (one write), so the
+    // fill is still pending and is copied once after the restart.
+    crate::fault::abort_at("abort_after_intent");
+    if !m.may_send {
+        return Ok(PaperCopy::NotSent);
+    }
+    let booked = s.record_execution(&m.exec, &m.wallet)?;
+    Ok(PaperCopy::Booked(m.exec, booked))
+});
+
 /// Mark a fill as not copied.
 #[derive(Debug)]
 pub struct RecordRejection {

@@ -231,6 +231,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             daily_loss_halts: s.risk.daily_loss_action == "halt",
             close_slippage_bps: s.copy.max_slippage_bps,
             journal: journal_file.clone(),
+            paper_instant: (paper && s.paper.fill_model != "order_book").then_some(s.paper.slippage_bps),
         },
         state,
         RiskPeers {

@@ -62,6 +62,25 @@ impl Book {
     }
 }
 
+/// What the caps are checked against: a position's cost and the total at risk. The book itself,
+/// or the book with the orders in flight reserved ([`crate::risk::reservations::Reserved`]).
+pub trait Exposure {
+    /// Our position in `token` (zero when we have none).
+    fn position(&self, token: &TokenId) -> Position;
+    /// Total cost of all open positions: the money at risk.
+    fn exposure(&self) -> Usdc;
+}
+
+impl Exposure for Book {
+    fn position(&self, token: &TokenId) -> Position {
+        Self::position(self, token)
+    }
+
+    fn exposure(&self) -> Usdc {
+        Self::exposure(self)
+    }
+}
+
 /// The position after `exec` is applied to `pos`, and the P&L it realized (average cost).
 #[must_use]
 pub fn position_after(pos: Position, exec: &Execution) -> (Position, Usdc) {

@@ -6,7 +6,7 @@
 //! (halt) stops everything.
 
 use crate::domain::{OrderIntent, Side, Usdc};
-use crate::risk::{Book, DenyReason};
+use crate::risk::{DenyReason, Exposure};
 
 /// The operator's hard limits (`[risk]` in the settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub struct WalletActivity {
 pub fn check_intent(
     intent: &OrderIntent,
     limits: &Limits,
-    book: &Book,
+    book: &impl Exposure,
     realized_today: Usdc,
     activity: &WalletActivity,
     now_ms: i64,
@@ -84,6 +84,7 @@ pub fn check_intent(
 mod tests {
     use super::*;
     use crate::domain::{Execution, ONE, Price, Shares};
+    use crate::risk::Book;
     use alloy::primitives::U256;
 
     fn intent(side: Side, shares: i64, price: i64) -> OrderIntent {

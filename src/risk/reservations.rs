@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::domain::{OrderIntent, Shares, Side, TokenId, Usdc, mul_price_ceil};
-use crate::risk::{Book, Position};
+use crate::risk::{Book, Exposure, Position};
 
 /// What one order in flight may still do to the book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,65 +37,119 @@ impl Reservation {
     }
 }
 
-/// Reservations by fill row (one order per fill).
+/// What the orders in flight on one token hold, kept as running totals so that checking an intent
+/// costs the same with thousands of orders in flight as with one (a backfill approves thousands
+/// before the first is placed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Held {
+    buy_shares: i64,
+    buy_usdc: i64,
+    sell_shares: i64,
+    /// BUYs being placed now (not those whose outcome is unknown).
+    placing_buys: u32,
+}
+
+/// Reservations by fill row (one order per fill), with running totals per token and overall.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Reservations(HashMap<i64, Reservation>);
+pub struct Reservations {
+    by_fill: HashMap<i64, Reservation>,
+    by_token: HashMap<TokenId, Held>,
+    buy_usdc: i64,
+}
 
 impl Reservations {
-    /// Holds `r` for the order of `fill_row`.
+    /// Holds `r` for the order of `fill_row` (replacing what that fill held before).
     pub fn add(&mut self, fill_row: i64, r: Reservation) {
-        self.0.insert(fill_row, r);
+        self.release(fill_row);
+        self.count(&r, 1);
+        self.by_fill.insert(fill_row, r);
     }
 
     /// The order of `fill_row` is no longer being placed; its outcome is unknown, so its exposure
     /// stays reserved until a lookup or our fill on chain decides it.
     pub fn unresolved(&mut self, fill_row: i64) {
-        if let Some(r) = self.0.get_mut(&fill_row) {
-            r.placing = false;
+        let Some(r) = self.by_fill.get_mut(&fill_row) else { return };
+        if r.placing && r.side == Side::Buy {
+            self.by_token.entry(r.token).or_default().placing_buys -= 1;
         }
+        r.placing = false;
     }
 
     /// Lets go of the order of `fill_row`.
     pub fn release(&mut self, fill_row: i64) -> Option<Reservation> {
-        self.0.remove(&fill_row)
+        let r = self.by_fill.remove(&fill_row)?;
+        self.count(&r, -1);
+        Some(r)
+    }
+
+    /// Adds (`sign` 1) or takes away (-1) `r` from the running totals.
+    fn count(&mut self, r: &Reservation, sign: i64) {
+        let held = self.by_token.entry(r.token).or_default();
+        match r.side {
+            Side::Buy => {
+                held.buy_shares += sign * r.shares.0;
+                held.buy_usdc += sign * r.usdc.0;
+                self.buy_usdc += sign * r.usdc.0;
+                if r.placing {
+                    held.placing_buys = held.placing_buys.saturating_add_signed(i32::try_from(sign).unwrap_or(0));
+                }
+            }
+            Side::Sell => held.sell_shares += sign * r.shares.0,
+        }
+        if *held == Held::default() {
+            self.by_token.remove(&r.token);
+        }
     }
 
     /// Orders in flight.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.by_fill.len()
     }
 
     /// True when nothing is in flight.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.by_fill.is_empty()
     }
 
     /// The book with every BUY in flight filled at its limit: what the caps are checked against.
     /// SELLs in flight are not subtracted (they lower exposure only once they fill).
     #[must_use]
-    pub fn view(&self, book: &Book) -> Book {
-        let mut view = book.clone();
-        for r in self.0.values().filter(|r| r.side == Side::Buy) {
-            let p = view.position(&r.token);
-            view.set(r.token, Position { shares: Shares(p.shares.0 + r.shares.0), cost: Usdc(p.cost.0 + r.usdc.0) });
-        }
-        view
+    pub const fn over<'a>(&'a self, book: &'a Book) -> Reserved<'a> {
+        Reserved { book, reserved: self }
     }
 
     /// True while a BUY of `token` is being placed: a SELL sized now would not see what it buys.
     #[must_use]
     pub fn buying(&self, token: &TokenId) -> bool {
-        self.0.values().any(|r| r.placing && r.side == Side::Buy && &r.token == token)
+        self.by_token.get(token).is_some_and(|h| h.placing_buys > 0)
     }
 
     /// Our position in `token` that no SELL in flight has claimed yet: what the next SELL is sized on.
     #[must_use]
     pub fn sellable(&self, book: &Book, token: &TokenId) -> Shares {
-        let claimed: i64 =
-            self.0.values().filter(|r| r.side == Side::Sell && &r.token == token).map(|r| r.shares.0).sum();
+        let claimed = self.by_token.get(token).map_or(0, |h| h.sell_shares);
         Shares((book.position(token).shares.0 - claimed).max(0))
+    }
+}
+
+/// The book as it will be once every BUY in flight fills at its limit (see [`Reservations::over`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Reserved<'a> {
+    book: &'a Book,
+    reserved: &'a Reservations,
+}
+
+impl Exposure for Reserved<'_> {
+    fn position(&self, token: &TokenId) -> Position {
+        let p = self.book.position(token);
+        let h = self.reserved.by_token.get(token).copied().unwrap_or_default();
+        Position { shares: Shares(p.shares.0 + h.buy_shares), cost: Usdc(p.cost.0 + h.buy_usdc) }
+    }
+
+    fn exposure(&self) -> Usdc {
+        Usdc(self.book.exposure().0 + self.reserved.buy_usdc)
     }
 }
 
@@ -114,17 +168,17 @@ mod tests {
         r.add(1, Reservation::of(&buy));
         let sell = test_intent(Side::Sell, 3_000_000, 490_000, 500_000);
         r.add(2, Reservation::of(&sell));
-        let view = r.view(&book);
+        let view = r.over(&book);
         assert_eq!(view.exposure(), Usdc(5_000_000 + mul_price_ceil(buy.shares, buy.limit_price)));
         assert_eq!(r.sellable(&book, &U256::from(1)), Shares(10_000_000 - sell.shares.0));
         assert_eq!(r.len(), 2);
         assert!(r.buying(&U256::from(1)) && !r.buying(&U256::from(2)));
         r.unresolved(1);
         assert!(!r.buying(&U256::from(1)), "an order with an unknown outcome holds exposure, not the next SELL");
-        assert_eq!(r.view(&book).exposure(), Usdc(5_000_000 + mul_price_ceil(buy.shares, buy.limit_price)));
+        assert_eq!(r.over(&book).exposure(), Usdc(5_000_000 + mul_price_ceil(buy.shares, buy.limit_price)));
         r.release(1);
         r.release(2);
         assert!(r.is_empty());
-        assert_eq!(r.view(&book), book);
+        assert_eq!(r, Reservations::default(), "no running total is left behind");
     }
 }

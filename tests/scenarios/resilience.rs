@@ -135,8 +135,9 @@ async fn test_websocket_when_cut_then_reconnects_and_loses_nothing() {
     assert!(d.log().contains("connected to the chain"), "{}", d.log());
 }
 
-/// The process dies (abort, as hard as SIGKILL) right after an intent is journaled: after a restart
-/// the fill is executed exactly once.
+/// The process dies (abort, as hard as SIGKILL) right after the intent is written: after a restart
+/// the fill is executed exactly once. (In paper the intent and its simulated execution are one
+/// write, so the crash leaves the fill pending with neither; live journals the intent alone first.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_crash_when_intent_journaled_then_executed_once_after_restart() {
     let anvil = Anvil::start().await;

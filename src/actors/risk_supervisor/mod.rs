@@ -134,6 +134,9 @@ pub struct RiskConfig {
     /// The journal file, and which file it was when opened: watched so trading halts if it is
     /// deleted or replaced.
     pub journal: Option<(PathBuf, crate::store::identity::FileIdentity)>,
+    /// Paper trading at the target's price (the slippage, bps): each copy is journaled with its
+    /// simulated execution in one write, with no executor round trip and no placement slot.
+    pub paper_instant: Option<u32>,
 }
 
 /// Where the supervisor's collaborators and settings come from.
@@ -194,6 +197,8 @@ pub struct RiskSupervisor {
     close_slippage_bps: u32,
     /// Counts close orders (keys of their reservations while they are journaled).
     close_nonce: u64,
+    /// See [`RiskConfig::paper_instant`].
+    paper_instant: Option<u32>,
 }
 
 impl std::fmt::Debug for RiskSupervisor {
@@ -221,6 +226,7 @@ impl RiskSupervisor {
             daily_loss_halts,
             close_slippage_bps,
             journal,
+            paper_instant,
         } = cfg;
         let RiskPeers { store, executor, notifier, metrics, gate } = peers;
         if state.breaker.tripped {
@@ -262,6 +268,7 @@ impl RiskSupervisor {
             paused_markets: operator::Paused::new(&state.paused_markets),
             close_slippage_bps,
             close_nonce: 0,
+            paper_instant,
         }
     }
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseActFuture, WrapFuture};
+use actix::{ActorFutureExt, Context, Handler, Message, ResponseActFuture, WrapFuture};
 use alloy::primitives::B256;
 
 use super::{Evaluate, RiskSupervisor};
@@ -120,9 +120,7 @@ impl RiskSupervisor {
             market: None,
         };
         self.reserved.add(m.intent.fill_row, Reservation::of(&m.intent));
-        self.in_flight += 1;
-        let work = super::placement::place(self, m, true);
-        ctx.spawn(work.into_actor(self).map(|(m, step), act, _| act.finish(&m, step)));
+        self.launch(ctx, m, true);
     }
 }
 

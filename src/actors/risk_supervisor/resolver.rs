@@ -6,9 +6,8 @@
 
 use std::collections::HashMap;
 
-use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
+use actix::Context;
 
-use super::placement::place;
 use super::{Evaluate, RiskSupervisor};
 use crate::actors::notifier::Event;
 use crate::store::now_ms;
@@ -108,9 +107,7 @@ impl RiskSupervisor {
         }
         let may_send = self.breaker.is_active() && !self.gate.is_closed();
         for m in run {
-            self.in_flight += 1;
-            let work = place(self, m, may_send);
-            ctx.spawn(work.into_actor(self).map(|(m, step), act, _| act.finish(&m, step)));
+            self.launch(ctx, m, may_send);
         }
     }
 }
