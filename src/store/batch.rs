@@ -27,13 +27,22 @@ pub type Job = Box<dyn FnOnce(&mut Store) -> Reply + Send>;
 ///
 /// # Errors
 /// When the thread cannot be started.
-pub fn spawn_writer(store: Store) -> std::io::Result<Sender<Job>> {
+pub fn spawn_writer(mut store: Store) -> std::io::Result<Sender<Job>> {
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
-    std::thread::Builder::new().name("journal".into()).spawn(move || run(store, &rx))?;
+    // Checkpoints run beside the writer, never inside one of its commits (see `checkpoint`).
+    let checkpointer = store.checkpoint_in_background().unwrap_or_else(|e| {
+        tracing::warn!(cause = %e, "the journal checkpoints on its writer");
+        None
+    });
+    std::thread::Builder::new().name("journal".into()).spawn(move || {
+        run(&mut store, &rx);
+        drop(store);
+        drop(checkpointer);
+    })?;
     Ok(tx)
 }
 
-fn run(mut store: Store, rx: &Receiver<Job>) {
+fn run(store: &mut Store, rx: &Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -42,7 +51,7 @@ fn run(mut store: Store, rx: &Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let replies = run_batch(&mut store, batch);
+        let replies = run_batch(store, batch);
         let (replies, commit) = replies;
         for r in replies {
             r(commit.as_deref());

@@ -6,6 +6,7 @@
 
 mod archive;
 pub mod batch;
+mod checkpoint;
 pub mod identity;
 mod journal;
 pub mod lock;
