@@ -104,9 +104,9 @@ async fn main() {
     } else {
         None
     };
-    let in_flight = std::env::var("LOADGEN_IN_FLIGHT").unwrap_or_else(|_| "8".into());
-    let env = [
-        ("POLYCOPY_COPY__MAX_IN_FLIGHT", in_flight.as_str()),
+    // LOADGEN_IN_FLIGHT: copy.max_in_flight (else the daemon's default).
+    let in_flight = std::env::var("LOADGEN_IN_FLIGHT").ok();
+    let mut env = vec![
         ("POLYCOPY_RISK__MAX_TRADES_PER_HOUR", "100000000"),
         ("POLYCOPY_RISK__MAX_POSITION_USDC", "100000000"),
         ("POLYCOPY_RISK__MAX_TOTAL_EXPOSURE_USDC", "100000000"),
@@ -115,6 +115,9 @@ async fn main() {
         // The node is local: our processing is measured, not the pacing meant for a paid provider.
         ("POLYCOPY_CHAIN__RPC_REQUESTS_PER_SECOND", "100000"),
     ];
+    if let Some(n) = in_flight.as_deref() {
+        env.push(("POLYCOPY_COPY__MAX_IN_FLIGHT", n));
+    }
 
     // 1. Cold start (no checkpoint yet: it starts at the head).
     let t = Instant::now();

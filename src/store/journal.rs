@@ -29,46 +29,53 @@ pub(super) fn query_one<T, P: rusqlite::Params>(
 
 /// Inserts a fill unless its identity is journaled already (then nothing changes); a new fill
 /// moves the target's tracked position. `provisional`: seen pending, its block not yet known;
-/// `triggered`: which sighting hands it to the copier (`None`: not yet). True when inserted.
+/// `triggered`: which sighting hands it to the copier (`None`: not yet). The new row, or `None`
+/// when the identity was journaled already.
 pub(super) fn insert_fill(
     tx: &Connection,
     f: &TargetFill,
     now: i64,
     provisional: bool,
     triggered: Option<&str>,
-) -> rusqlite::Result<bool> {
-    let inserted = exec(
-        tx,
+) -> rusqlite::Result<Option<i64>> {
+    // RETURNING hands back the new row, so the common case (a fill not seen before) needs no
+    // second lookup by identity.
+    let mut st = tx.prepare_cached(
         "INSERT OR IGNORE INTO fills (tx_hash, order_hash, occurrence, log_index, block_number, block_hash, block_ts, \
          exchange, version, wallet, role, side, token_id, shares, usdc, price, fee, seen_at_ms, provisional, triggered_by) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-        params![
-            f.id.tx_hash.to_string(),
-            f.id.order_hash.to_string(),
-            f.id.occurrence,
-            f.log_index as i64,
-            f.block_number as i64,
-            f.block_hash.to_string(),
-            f.block_ts as i64,
-            addr_lower(&f.exchange),
-            if f.version == ExchangeVersion::V1 { "V1" } else { "V2" },
-            addr_lower(&f.wallet),
-            f.role.as_str(),
-            f.side.as_str(),
-            f.token_id.to_string(),
-            f.shares.0,
-            f.usdc.0,
-            f.price.0,
-            f.fee,
-            now,
-            provisional,
-            triggered
-        ],
-    )? == 1;
-    if inserted {
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) RETURNING id",
+    )?;
+    let row: Option<i64> = st
+        .query_row(
+            params![
+                f.id.tx_hash.to_string(),
+                f.id.order_hash.to_string(),
+                f.id.occurrence,
+                f.log_index as i64,
+                f.block_number as i64,
+                f.block_hash.to_string(),
+                f.block_ts as i64,
+                addr_lower(&f.exchange),
+                if f.version == ExchangeVersion::V1 { "V1" } else { "V2" },
+                addr_lower(&f.wallet),
+                f.role.as_str(),
+                f.side.as_str(),
+                f.token_id.to_string(),
+                f.shares.0,
+                f.usdc.0,
+                f.price.0,
+                f.fee,
+                now,
+                provisional,
+                triggered
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if row.is_some() {
         move_target_position(tx, f, 1)?;
     }
-    Ok(inserted)
+    Ok(row)
 }
 
 /// Moves the target's tracked position by `sign` × the fill (−1 takes a fill back).
@@ -197,7 +204,13 @@ impl Store {
             if provisional_any && super::sightings::row_of(&tx, f)?.is_none() {
                 super::sightings::adopt_replacement(&tx, f)?;
             }
-            let inserted = insert_fill(&tx, f, now, false, Some("chain"))?;
+            if let Some(row) = insert_fill(&tx, f, now, false, Some("chain"))? {
+                if staged_any {
+                    super::sightings::link_staged(&tx, row, f)?;
+                }
+                out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None });
+                continue;
+            }
             let key = params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence];
             let (row, status, suspect, has_intent, provisional): (i64, String, bool, bool, bool) = query_one(
                 &tx,
@@ -209,10 +222,6 @@ impl Store {
             // The chain's sighting of a fill it shows first is the fill's own seen_at_ms.
             if staged_any {
                 super::sightings::link_staged(&tx, row, f)?;
-            }
-            if inserted {
-                out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None });
-                continue;
             }
             if provisional {
                 // Seen pending first: the mined log confirms it (and hands it on if the target's
@@ -245,7 +254,7 @@ impl Store {
         // Suspects the rescan has passed without seeing again are gone from the chain. The partial
         // index keeps this sweep, run for every range, independent of the journal's size.
         let gone: Vec<(i64, String, String)> = {
-            let mut st = tx.prepare(&format!(
+            let mut st = tx.prepare_cached(&format!(
                 "SELECT {FILL_COLS}, f.status FROM fills f INDEXED BY fills_suspect WHERE f.suspect = 1 AND f.block_number <= ?1"
             ))?;
             let rows =

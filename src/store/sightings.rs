@@ -267,7 +267,7 @@ impl Store {
                 record_sighting(&tx, row, source, now)?;
                 continue;
             }
-            let inserted = insert_fill(&tx, f, now, true, act.then_some(source))?;
+            let inserted = insert_fill(&tx, f, now, true, act.then_some(source))?.is_some();
             let row = row_of(&tx, f)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             record_sighting(&tx, row, source, now)?;
             link_staged(&tx, row, f)?;
