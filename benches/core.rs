@@ -139,7 +139,8 @@ fn journal_range_of_ten(c: &mut Criterion) {
                 .map(|_| {
                     n += 1;
                     let order = B256::from(U256::from(n));
-                    let mut fill = decode_order_filled(&raw(&[ORDER_FILLED_V2, order, maker, B256::ZERO], &data)).unwrap();
+                    let mut fill =
+                        decode_order_filled(&raw(&[ORDER_FILLED_V2, order, maker, B256::ZERO], &data)).unwrap();
                     fill.id = FillId { tx_hash: order, order_hash: order, occurrence: 0 };
                     fill.block_number = 80_000_000 + n / 5;
                     fill

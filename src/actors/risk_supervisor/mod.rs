@@ -212,6 +212,10 @@ impl std::fmt::Debug for RiskSupervisor {
 
 const HOUR_MS: i64 = 3_600_000;
 
+/// Paper copies at the target's price waiting on the journal at once: about one group commit's
+/// worth, so a backfill's copies are journaled together without all of them queued at once.
+const PAPER_SLOTS: usize = 256;
+
 impl RiskSupervisor {
     /// A supervisor starting from `state`.
     #[must_use]
@@ -262,7 +266,11 @@ impl RiskSupervisor {
             reserved: crate::risk::Reservations::default(),
             in_flight: 0,
             unresolved: resolver::Unresolved::default(),
-            slots: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
+            slots: Arc::new(tokio::sync::Semaphore::new(if paper_instant.is_some() {
+                PAPER_SLOTS
+            } else {
+                max_in_flight.max(1)
+            })),
             drained: Vec::new(),
             position_waiters: Vec::new(),
             paused_markets: operator::Paused::new(&state.paused_markets),

@@ -12,10 +12,11 @@
 //! made each message cost as much as all of them (measured: 20,000 fills ran at a third of the
 //! speed of 5,000).
 //!
-//! Paper fills at the target's price need neither a venue nor a slot: the intent and its simulated
-//! execution are journaled in one write ([`crate::actors::store::RecordPaperCopy`]).
+//! Paper fills at the target's price need no venue: the intent and its simulated execution are
+//! journaled in one write ([`crate::actors::store::RecordPaperCopy`]), with many more slots (they
+//! bound only how many copies wait on the journal at once, which its group commit takes together).
 
-use actix::{AsyncContext, Context, Handler, Message, MessageResult};
+use actix::{AsyncContext, Context, Handler, Message, ResponseFuture};
 
 use super::{Decision, Evaluate, RiskSupervisor};
 use crate::actors::executor::{ExecError, Execute};
@@ -40,10 +41,32 @@ pub(super) enum Step {
 }
 
 impl Handler<Evaluate> for RiskSupervisor {
-    type Result = MessageResult<Evaluate>;
+    type Result = ResponseFuture<Decision>;
 
-    /// Gates and reserves one intent, then lets its placement run; replies `Approved` at once.
-    fn handle(&mut self, mut m: Evaluate, ctx: &mut Context<Self>) -> Self::Result {
+    /// Gates and reserves one intent, then lets its placement run. `Approved` comes once the
+    /// placement has its slot: a backfill's copies then wait, small, in the copier, not as
+    /// thousands of placements started at once (each holding its order and its journal writes).
+    fn handle(&mut self, m: Evaluate, ctx: &mut Context<Self>) -> Self::Result {
+        match self.approve(m) {
+            Err(decision) => Box::pin(async move { decision }),
+            Ok((m, may_send)) => {
+                self.in_flight += 1;
+                let (placer, slots) = (self.placer(ctx), self.slots.clone());
+                Box::pin(async move {
+                    let slot = slots.acquire_owned().await.ok();
+                    placer.start(m, may_send, slot);
+                    Decision::Approved
+                })
+            }
+        }
+    }
+}
+
+impl RiskSupervisor {
+    /// The breaker, the trading state, paused markets and every limit against the book with the
+    /// orders in flight reserved; approved, the intent's exposure is reserved. Returns the intent
+    /// (a SELL cut to what is sellable) and whether it may be sent, or the refusal.
+    fn approve(&mut self, mut m: Evaluate) -> Result<(Evaluate, bool), Decision> {
         let now = now_ms();
         self.roll_day(now);
         // A recovered intent may already be at the exchange: even while halted it goes to the
@@ -57,27 +80,27 @@ impl Handler<Evaluate> for RiskSupervisor {
             } else {
                 self.halted_reason()
             };
-            return MessageResult(self.reject(&m, reason));
+            return Err(self.reject(&m, reason));
         }
         if self.breaker.state.reducing && !m.recovered && m.intent.side == crate::domain::Side::Buy {
             let reason = DenyReason::Reducing {
                 reason: format!("only exits are copied ({}: {})", self.breaker.state.code, self.breaker.state.reason),
             };
-            return MessageResult(self.reject(&m, reason));
+            return Err(self.reject(&m, reason));
         }
         if !m.recovered
             && m.intent.side == crate::domain::Side::Buy
             && let Some(market) = self.paused_markets.covering(&m.intent.token_id, m.market.as_ref())
         {
             let reason = DenyReason::MarketPaused { market: market.to_owned() };
-            return MessageResult(self.reject(&m, reason));
+            return Err(self.reject(&m, reason));
         }
         if !m.recovered && m.intent.side == crate::domain::Side::Sell {
             // Never sell what another SELL in flight already claimed, or what we do not hold.
             let sellable = self.reserved.sellable(&self.book, &m.intent.token_id);
             let whole = crate::domain::Shares(sellable.0 - sellable.0.rem_euclid(crate::domain::LOT));
             if whole.0 <= 0 {
-                return MessageResult(self.reject(&m, DenyReason::NoPosition));
+                return Err(self.reject(&m, DenyReason::NoPosition));
             }
             m.intent.shares = m.intent.shares.min(whole);
         }
@@ -85,14 +108,13 @@ impl Handler<Evaluate> for RiskSupervisor {
             let activity = self.activity(&m.intent.wallet, now, m.max_trades_per_hour, m.min_trade_interval_s);
             let view = self.reserved.over(&self.book);
             if let Err(r) = check_intent(&m.intent, &self.limits, &view, self.pnl_today(), &activity, now) {
-                return MessageResult(self.reject(&m, r));
+                return Err(self.reject(&m, r));
             }
             // Counted when approved: two orders in flight for one wallet are two trades.
             self.copies.entry(m.intent.wallet).or_default().push_back(now);
         }
         self.reserved.add(m.intent.fill_row, Reservation::of(&m.intent));
-        self.launch(ctx, m, may_send);
-        MessageResult(Decision::Approved)
+        Ok((m, may_send))
     }
 }
 
@@ -115,54 +137,77 @@ impl Handler<Placed> for RiskSupervisor {
 }
 
 impl RiskSupervisor {
-    /// Runs the placement of `m` (already reserved) as its own task; [`Placed`] brings the outcome.
+    /// Runs the placement of `m` (already reserved) as its own task once it has a slot; [`Placed`]
+    /// brings the outcome.
     pub(super) fn launch(&mut self, ctx: &mut Context<Self>, m: Evaluate, may_send: bool) {
         self.in_flight += 1;
-        let work = place(self, m, may_send);
-        let me = ctx.address();
+        let (placer, slots) = (self.placer(ctx), self.slots.clone());
         actix::spawn(async move {
-            let (m, step) = work.await;
-            me.do_send(Placed { m, step });
+            let slot = slots.acquire_owned().await.ok();
+            placer.start(m, may_send, slot);
+        });
+    }
+
+    fn placer(&self, ctx: &Context<Self>) -> Placer {
+        Placer {
+            store: self.store.clone(),
+            executor: self.executor.clone(),
+            paper: self.paper_instant,
+            me: ctx.address(),
+        }
+    }
+}
+
+/// What a placement needs from the supervisor, taken along so that it runs beside it.
+struct Placer {
+    store: actix::Addr<StoreActor>,
+    executor: actix::Recipient<Execute>,
+    paper: Option<u32>,
+    me: actix::Addr<RiskSupervisor>,
+}
+
+impl Placer {
+    /// Runs the placement of `m` as its own task, holding `slot` until it ends.
+    fn start(self, m: Evaluate, may_send: bool, slot: Option<tokio::sync::OwnedSemaphorePermit>) {
+        actix::spawn(async move {
+            let (m, step) = match self.paper {
+                Some(slippage_bps) => paper_copy(&self.store, m, may_send, slippage_bps).await,
+                None => place(&self.store, &self.executor, m, may_send).await,
+            };
+            drop(slot);
+            self.me.do_send(Placed { m, step });
         });
     }
 }
 
 /// Journal the intent (before anything leaves), have the executor place it, journal the outcome.
-fn place(
-    act: &RiskSupervisor,
+async fn place(
+    store: &actix::Addr<StoreActor>,
+    executor: &actix::Recipient<Execute>,
     m: Evaluate,
     may_send: bool,
-) -> impl std::future::Future<Output = (Evaluate, Step)> + 'static {
-    let (store, executor, slots, paper) =
-        (act.store.clone(), act.executor.clone(), act.slots.clone(), act.paper_instant);
-    async move {
-        if let Some(slippage_bps) = paper {
-            return paper_copy(&store, m, may_send, slippage_bps).await;
+) -> (Evaluate, Step) {
+    let intent = m.intent.clone();
+    if !m.recovered {
+        match store.send(RecordIntent(intent.clone())).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return (m, Step::Skipped),
+            Ok(Err(e)) => return (m, Step::DbError(e.to_string())),
+            Err(e) => return (m, Step::DbError(e.to_string())),
         }
-        // Waits for a slot here, beside the actor, never in its mailbox.
-        let _slot = slots.acquire_owned().await;
-        let intent = m.intent.clone();
-        if !m.recovered {
-            match store.send(RecordIntent(intent.clone())).await {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => return (m, Step::Skipped),
-                Ok(Err(e)) => return (m, Step::DbError(e.to_string())),
-                Err(e) => return (m, Step::DbError(e.to_string())),
-            }
-            crate::fault::abort_at("abort_after_intent");
-        }
-        let wallet = intent.wallet;
-        let manual = super::operator::is_operator(&m);
-        let exec = match executor.send(Execute { intent, at_ms: now_ms(), may_send, manual }).await {
-            Ok(Ok(e)) => e,
-            Ok(Err(e)) => return (m, Step::ExecFailed(e)),
-            Err(e) => return (m, Step::ExecFailed(ExecError::internal(e.to_string()))),
-        };
-        match store.send(RecordExecution { exec: exec.clone(), wallet }).await {
-            Ok(Ok(booked)) => (m, Step::Done(exec, booked)),
-            Ok(Err(e)) => (m, Step::DbError(e.to_string())),
-            Err(e) => (m, Step::DbError(e.to_string())),
-        }
+        crate::fault::abort_at("abort_after_intent");
+    }
+    let wallet = intent.wallet;
+    let manual = super::operator::is_operator(&m);
+    let exec = match executor.send(Execute { intent, at_ms: now_ms(), may_send, manual }).await {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => return (m, Step::ExecFailed(e)),
+        Err(e) => return (m, Step::ExecFailed(ExecError::internal(e.to_string()))),
+    };
+    match store.send(RecordExecution { exec: exec.clone(), wallet }).await {
+        Ok(Ok(booked)) => (m, Step::Done(exec, booked)),
+        Ok(Err(e)) => (m, Step::DbError(e.to_string())),
+        Err(e) => (m, Step::DbError(e.to_string())),
     }
 }
 
