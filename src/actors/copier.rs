@@ -35,6 +35,9 @@ pub struct Copy {
     pub label: String,
     /// The target's rules.
     pub rules: CopyRules,
+    /// Part of recovery at start, which waits for every decision before the feed starts: decided
+    /// without waiting for a placement slot (see [`Evaluate::at_start`]).
+    pub at_start: bool,
 }
 
 /// Copy settings shared by all targets.
@@ -221,6 +224,7 @@ impl Copier {
                 max_trades_per_hour: m.rules.max_trades_per_hour,
                 min_trade_interval_s: m.rules.min_trade_interval_s,
                 recovered,
+                at_start: m.at_start,
                 market: market.clone(),
             };
             if let Some(intent) = m.pending.intent.clone() {

@@ -89,7 +89,12 @@ impl Handler<WatchedFill> for WalletWatcher {
         if p.intent.is_none() {
             self.notifier.do_send(Event::FillDetected { fill: p.fill.clone(), label: self.target.label.clone() });
         }
-        self.copier.do_send(Copy { pending: p, label: self.target.label.clone(), rules: self.target.rules.clone() });
+        self.copier.do_send(Copy {
+            pending: p,
+            label: self.target.label.clone(),
+            rules: self.target.rules.clone(),
+            at_start: false,
+        });
     }
 }
 
@@ -248,14 +253,15 @@ impl Registry {
     /// The copy of `p` and the watcher it belongs to; `None` (journaled and reported) when it is
     /// not copied: its target is paused or no longer watched. An intent journaled before a crash is
     /// always copied, watched or not: its order may be at the exchange and must be resolved.
-    fn destination(&self, p: PendingFill) -> Option<(Copy, Option<Addr<WalletWatcher>>)> {
+    /// `at_start`: part of recovery at start (see [`Copy::at_start`]).
+    fn destination(&self, p: PendingFill, at_start: bool) -> Option<(Copy, Option<Addr<WalletWatcher>>)> {
         match self.watchers.get(&p.fill.wallet) {
             Some((t, _)) if self.paused.contains(&p.fill.wallet) && p.intent.is_none() => {
                 self.reject(p, t.label.clone(), DenyReason::Paused);
                 None
             }
             Some((t, w)) => {
-                Some((Copy { pending: p, label: t.label.clone(), rules: t.rules.clone() }, Some(w.clone())))
+                Some((Copy { pending: p, label: t.label.clone(), rules: t.rules.clone(), at_start }, Some(w.clone())))
             }
             None if p.intent.is_some() => {
                 let label = if p.fill.wallet == crate::domain::OPERATOR {
@@ -265,7 +271,7 @@ impl Registry {
                 };
                 // Rules are not applied to a recovered intent: it was approved before the crash.
                 let rules = CopyRules::new(SizingRule::Multiplier(Decimal::ONE));
-                Some((Copy { pending: p, label, rules }, None))
+                Some((Copy { pending: p, label, rules, at_start }, None))
             }
             None => {
                 let label = addr_lower(&p.fill.wallet);
@@ -282,7 +288,7 @@ impl Handler<NewFills> for Registry {
     /// Routes each fill to its target's watcher; a fill of a target no longer watched is not copied.
     fn handle(&mut self, NewFills(fills): NewFills, _: &mut Context<Self>) {
         for p in fills {
-            match self.destination(p) {
+            match self.destination(p, false) {
                 Some((c, Some(w))) => w.do_send(WatchedFill(c.pending)),
                 Some((c, None)) => self.copier.do_send(c),
                 None => {}
@@ -298,7 +304,7 @@ impl Handler<Recover> for Registry {
     /// only after every order an earlier run may have sent is resolved.
     fn handle(&mut self, Recover(fills): Recover, _: &mut Context<Self>) -> Self::Result {
         let decided: Vec<_> =
-            fills.into_iter().filter_map(|p| self.destination(p)).map(|(c, _)| self.copier.send(c)).collect();
+            fills.into_iter().filter_map(|p| self.destination(p, true)).map(|(c, _)| self.copier.send(c)).collect();
         Box::pin(async move { futures_util::future::join_all(decided).await.len() })
     }
 }

@@ -177,6 +177,36 @@ async fn test_live_when_restarted_with_unresolved_orders_while_clob_503_then_rea
     assert_eq!(l.clob.posts().len(), 1);
 }
 
+/// More unfinished fills at a restart than placement slots, while the CLOB's engine answers 503:
+/// recovery does not wait for slots held by orders that cannot be resolved yet, so the daemon is
+/// ready at once; the waiting fill is sent once a slot frees, and each fill gets one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_restarted_with_more_unfinished_than_slots_then_ready_promptly() {
+    let mut l = live().await;
+    l.d.set("copy", "max_in_flight = 1");
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    wait_for(20, "the second fill journaled", async || (l.d.trades().len() == 2).then_some(())).await;
+    assert_eq!(l.clob.posts().len(), 1, "the second copy waits for the one slot");
+    l.d.kill9();
+    l.clob.lookups_down(true);
+    let lookups_before = l.clob.requests("/data/order");
+    l.d.start();
+    l.d.wait_live().await;
+    wait_for(20, "lookups after the restart", async || {
+        (l.clob.requests("/data/order") >= lookups_before + 2).then_some(())
+    })
+    .await;
+    assert_eq!(l.clob.posts().len(), 1, "nothing new while the first order holds the slot");
+    l.clob.lookups_down(false);
+    wait_for(60, "both copies executed", async || l.d.trades().iter().all(|r| r["status"] == "executed").then_some(()))
+        .await;
+    assert_eq!(l.clob.posts().len(), 2, "one order per fill");
+}
+
 trait FirstTx {
     async fn anvil_tx_of_first_fill(&self) -> B256;
 }

@@ -60,6 +60,9 @@ pub struct Evaluate {
     pub min_trade_interval_s: Option<u64>,
     /// True when the intent was journaled before a crash: execute it, do not re-approve it.
     pub recovered: bool,
+    /// Part of recovery at start: answered as soon as it is approved, not once its placement has
+    /// a slot, so that a start never waits behind orders hanging at the exchange.
+    pub at_start: bool,
     /// "question — outcome", when known.
     pub market: Option<crate::market::MarketRef>,
 }
@@ -135,7 +138,7 @@ pub struct RiskConfig {
     /// deleted or replaced.
     pub journal: Option<(PathBuf, crate::store::identity::FileIdentity)>,
     /// Paper trading at the target's price (the slippage, bps): each copy is journaled with its
-    /// simulated execution in one write, with no executor round trip and no placement slot.
+    /// simulated execution in one write, with no executor round trip (and many more slots).
     pub paper_instant: Option<u32>,
 }
 

@@ -117,6 +117,7 @@ impl RiskSupervisor {
             max_trades_per_hour: None,
             min_trade_interval_s: None,
             recovered: true,
+            at_start: false,
             market: None,
         };
         self.reserved.add(m.intent.fill_row, Reservation::of(&m.intent));

@@ -49,6 +49,12 @@ impl Handler<Evaluate> for RiskSupervisor {
     fn handle(&mut self, m: Evaluate, ctx: &mut Context<Self>) -> Self::Result {
         match self.approve(m) {
             Err(decision) => Box::pin(async move { decision }),
+            // Recovery at start waits for every answer before the feed starts: it must not wait
+            // behind orders hanging at the exchange.
+            Ok((m, may_send)) if m.recovered || m.at_start => {
+                self.launch(ctx, m, may_send);
+                Box::pin(async { Decision::Approved })
+            }
             Ok((m, may_send)) => {
                 self.in_flight += 1;
                 let (placer, slots) = (self.placer(ctx), self.slots.clone());

@@ -273,6 +273,10 @@ pub struct Daemon {
     pub dir: PathBuf,
     child: Option<Child>,
     pub env: Vec<(String, String)>,
+    /// Where the log stood when the daemon was last started: `wait_live` reads only what the
+    /// running process wrote (a restarted daemon logs its start line only after recovery, so the
+    /// previous run's "live" line must not count).
+    log_at_start: usize,
 }
 
 impl Drop for Daemon {
@@ -343,7 +347,7 @@ impl Daemon {
             // Offline: market metadata is refused at once (a closed port), never looked up online.
             ("GAMMA_URL".into(), "http://127.0.0.1:9".into()),
         ];
-        Self { dir: dir.to_owned(), child: None, env }
+        Self { dir: dir.to_owned(), child: None, env, log_at_start: 0 }
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
@@ -367,6 +371,7 @@ impl Daemon {
     }
 
     pub fn start_with(&mut self, extra_env: &[(&str, &str)]) {
+        self.log_at_start = self.log().len();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
         let child =
             self.cmd(&["run"]).envs(extra_env.iter().copied()).stdout(Stdio::null()).stderr(log).spawn().unwrap();
@@ -383,8 +388,9 @@ impl Daemon {
     }
 
     fn log_live_after_start(&self) -> bool {
-        // The last start line is followed by a live line.
+        // This run's start line is followed by a live line.
         let log = self.log();
+        let log = log.get(self.log_at_start..).unwrap_or(&log);
         match (log.rfind("polycopy started"), log.rfind("chain feed live")) {
             (Some(s), Some(l)) => l > s,
             _ => false,
