@@ -150,6 +150,20 @@ async fn test_live_when_a_post_hangs_then_halt_health_status_and_other_orders_do
     assert_eq!(l.clob.posts().len(), 2, "nothing new was sent while halted");
 }
 
+/// Kills the daemon, has every order lookup answer 503 and starts it again: it must become ready
+/// while the unresolved order is still being looked up.
+async fn restart_with_lookups_down(l: &mut Live) {
+    l.d.kill9();
+    l.clob.lookups_down(true);
+    let lookups_before = l.clob.requests("/data/order");
+    l.d.start();
+    l.d.wait_live().await;
+    wait_for(20, "lookups after the restart", async || {
+        (l.clob.requests("/data/order") >= lookups_before + 2).then_some(())
+    })
+    .await;
+}
+
 /// A restart with an unresolved order while the CLOB's engine answers 503 becomes ready at once
 /// (the order is resolved beside the feed) and sends no second order for that fill.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,16 +173,7 @@ async fn test_live_when_restarted_with_unresolved_orders_while_clob_503_then_rea
     start_live(&mut l).await;
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
-    l.d.kill9();
-    l.clob.lookups_down(true);
-    let lookups_before = l.clob.requests("/data/order");
-    l.d.start();
-    // Ready while the order is still being looked up (every lookup answers 503).
-    l.d.wait_live().await;
-    wait_for(20, "lookups after the restart", async || {
-        (l.clob.requests("/data/order") >= lookups_before + 2).then_some(())
-    })
-    .await;
+    restart_with_lookups_down(&mut l).await;
     assert_eq!(row(&l.d, 0).unwrap()["status"], "pending");
     assert_eq!(l.clob.posts().len(), 1, "no second order for the fill");
     l.clob.lookups_down(false);
@@ -191,15 +196,7 @@ async fn test_live_when_restarted_with_more_unfinished_than_slots_then_ready_pro
     l.anvil.emit(&buy(2, STD_TOKEN)).await;
     wait_for(20, "the second fill journaled", async || (l.d.trades().len() == 2).then_some(())).await;
     assert_eq!(l.clob.posts().len(), 1, "the second copy waits for the one slot");
-    l.d.kill9();
-    l.clob.lookups_down(true);
-    let lookups_before = l.clob.requests("/data/order");
-    l.d.start();
-    l.d.wait_live().await;
-    wait_for(20, "lookups after the restart", async || {
-        (l.clob.requests("/data/order") >= lookups_before + 2).then_some(())
-    })
-    .await;
+    restart_with_lookups_down(&mut l).await;
     assert_eq!(l.clob.posts().len(), 1, "nothing new while the first order holds the slot");
     l.clob.lookups_down(false);
     wait_for(60, "both copies executed", async || l.d.trades().iter().all(|r| r["status"] == "executed").then_some(()))
