@@ -195,8 +195,9 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     }
     let gate = crate::risk::TradingGate::new(state.breaker.tripped);
     let state_at_start = state.breaker.clone();
+    let walks_books = s.paper.fill_model == "order_book";
     let (executor, venue) = if paper {
-        let books = if s.paper.fill_model == "order_book" {
+        let books = if walks_books {
             let timeout = Duration::from_millis(s.live.request_timeout_ms);
             match crate::clob::public::PublicClob::new(&cfg.env.clob_host, timeout) {
                 Ok(p) => Some(p),
@@ -231,7 +232,8 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             daily_loss_halts: s.risk.daily_loss_action == "halt",
             close_slippage_bps: s.copy.max_slippage_bps,
             journal: journal_file.clone(),
-            paper_instant: (paper && s.paper.fill_model != "order_book").then_some(s.paper.slippage_bps),
+            // Paper without an order book to walk fills at the target's price: no executor needed.
+            paper_instant: (paper && !walks_books).then_some(s.paper.slippage_bps),
         },
         state,
         RiskPeers {

@@ -70,7 +70,8 @@ impl Reservations {
     pub fn unresolved(&mut self, fill_row: i64) {
         let Some(r) = self.by_fill.get_mut(&fill_row) else { return };
         if r.placing && r.side == Side::Buy {
-            self.by_token.entry(r.token).or_default().placing_buys -= 1;
+            let held = self.by_token.entry(r.token).or_default();
+            held.placing_buys = held.placing_buys.saturating_sub(1);
         }
         r.placing = false;
     }
@@ -91,7 +92,8 @@ impl Reservations {
                 held.buy_usdc += sign * r.usdc.0;
                 self.buy_usdc += sign * r.usdc.0;
                 if r.placing {
-                    held.placing_buys = held.placing_buys.saturating_add_signed(i32::try_from(sign).unwrap_or(0));
+                    held.placing_buys =
+                        if sign > 0 { held.placing_buys + 1 } else { held.placing_buys.saturating_sub(1) };
                 }
             }
             Side::Sell => held.sell_shares += sign * r.shares.0,

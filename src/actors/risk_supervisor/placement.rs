@@ -56,11 +56,9 @@ impl Handler<Evaluate> for RiskSupervisor {
                 Box::pin(async { Decision::Approved })
             }
             Ok((m, may_send)) => {
-                self.in_flight += 1;
-                let (placer, slots) = (self.placer(ctx), self.slots.clone());
+                let started = self.placement(ctx, m, may_send);
                 Box::pin(async move {
-                    let slot = slots.acquire_owned().await.ok();
-                    placer.start(m, may_send, slot);
+                    started.await;
                     Decision::Approved
                 })
             }
@@ -146,20 +144,28 @@ impl RiskSupervisor {
     /// Runs the placement of `m` (already reserved) as its own task once it has a slot; [`Placed`]
     /// brings the outcome.
     pub(super) fn launch(&mut self, ctx: &mut Context<Self>, m: Evaluate, may_send: bool) {
-        self.in_flight += 1;
-        let (placer, slots) = (self.placer(ctx), self.slots.clone());
-        actix::spawn(async move {
-            let slot = slots.acquire_owned().await.ok();
-            placer.start(m, may_send, slot);
-        });
+        actix::spawn(self.placement(ctx, m, may_send));
     }
 
-    fn placer(&self, ctx: &Context<Self>) -> Placer {
-        Placer {
+    /// Counts the placement of `m` as in flight; the returned future waits for its slot and then
+    /// starts it as its own task.
+    fn placement(
+        &mut self,
+        ctx: &Context<Self>,
+        m: Evaluate,
+        may_send: bool,
+    ) -> impl std::future::Future<Output = ()> + 'static {
+        self.in_flight += 1;
+        let slots = self.slots.clone();
+        let placer = Placer {
             store: self.store.clone(),
             executor: self.executor.clone(),
             paper: self.paper_instant,
             me: ctx.address(),
+        };
+        async move {
+            let slot = slots.acquire_owned().await.ok();
+            placer.start(m, may_send, slot);
         }
     }
 }
