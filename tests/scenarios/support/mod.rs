@@ -277,6 +277,8 @@ pub struct Daemon {
     /// running process wrote (a restarted daemon logs its start line only after recovery, so the
     /// previous run's "live" line must not count).
     log_at_start: usize,
+    /// wallets.json, relative to `dir`.
+    wallets: &'static str,
 }
 
 impl Drop for Daemon {
@@ -347,7 +349,18 @@ impl Daemon {
             // Offline: market metadata is refused at once (a closed port), never looked up online.
             ("GAMMA_URL".into(), "http://127.0.0.1:9".into()),
         ];
-        Self { dir: dir.to_owned(), child: None, env, log_at_start: 0 }
+        Self { dir: dir.to_owned(), child: None, env, log_at_start: 0, wallets: "wallets.json" }
+    }
+
+    /// Moves wallets.json into `config/`, apart from the journal and the log, as an installed
+    /// daemon (and the quick start) keeps them: the daemon watches wallets.json's directory, so
+    /// beside the journal every WAL write would wake its watcher (the load harness measures the
+    /// real layout).
+    pub fn with_config_apart(mut self) -> Self {
+        std::fs::create_dir_all(self.dir.join("config")).unwrap();
+        std::fs::rename(self.dir.join("wallets.json"), self.dir.join("config/wallets.json")).unwrap();
+        self.wallets = "config/wallets.json";
+        self
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
@@ -358,7 +371,7 @@ impl Daemon {
     pub fn cmd_db(&self, db: &str, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
         c.current_dir(&self.dir)
-            .args(["--config", "polycopy.toml", "--wallets", "wallets.json", "--db", db])
+            .args(["--config", "polycopy.toml", "--wallets", self.wallets, "--db", db])
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -490,7 +503,7 @@ impl Daemon {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("POLYCOPY_BIN", bin())
-            .env("POLYCOPY_ARGS", "--config polycopy.toml --wallets wallets.json --db journal.db")
+            .env("POLYCOPY_ARGS", format!("--config polycopy.toml --wallets {} --db journal.db", self.wallets))
             .envs(extra_env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -518,13 +531,13 @@ impl Daemon {
     }
 
     pub fn write_wallets(&self, wallets: &Value) {
-        let tmp = self.dir.join("wallets.json.tmp");
+        let tmp = self.dir.join(format!("{}.tmp", self.wallets));
         std::fs::write(&tmp, serde_json::to_string_pretty(wallets).unwrap()).unwrap();
-        std::fs::rename(tmp, self.dir.join("wallets.json")).unwrap();
+        std::fs::rename(tmp, self.dir.join(self.wallets)).unwrap();
     }
 
     pub fn write_wallets_text(&self, text: &str) {
-        std::fs::write(self.dir.join("wallets.json"), text).unwrap();
+        std::fs::write(self.dir.join(self.wallets), text).unwrap();
     }
 
     /// Rows of the journal's events log of `kind`.
