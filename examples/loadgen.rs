@@ -75,7 +75,8 @@ async fn main() {
     let labels: Vec<String> = (0..n_wallets).map(|i| format!("w{i}")).collect();
     let entries: Vec<(Address, &str, bool)> = makers.iter().zip(&labels).map(|(a, l)| (*a, l.as_str(), true)).collect();
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "max_block_range = 2000", &wallets(&entries, 0.1));
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "max_block_range = 2000", &wallets(&entries, 0.1))
+        .with_config_apart();
     // LOADGEN_RUST_LOG / LOADGEN_LOG: a more detailed log, kept at that path (to see where time goes).
     let filter = std::env::var("LOADGEN_RUST_LOG").unwrap_or_else(|_| "warn,polycopy=info".into());
     d.env.push(("RUST_LOG".into(), filter));
@@ -136,15 +137,36 @@ async fn main() {
     let emit = t.elapsed();
     let t = Instant::now();
     d.start_with(&env);
+    let pid = d.pid().unwrap_or(0);
+    // LOADGEN_PERF=FILE: `perf record` of the daemon during the backfill, into FILE (call graphs
+    // from frame pointers, or as LOADGEN_PERF_CALLGRAPH says, e.g. `dwarf`).
+    let perf = std::env::var("LOADGEN_PERF").ok().map(|out| {
+        std::process::Command::new("perf")
+            .args([
+                "record",
+                "-F",
+                "4000",
+                "--call-graph",
+                &std::env::var("LOADGEN_PERF_CALLGRAPH").unwrap_or_else(|_| "fp".into()),
+            ])
+            .args(["-o", &out, "-p", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("perf")
+    });
     let done = wait_count(&d, "SELECT COUNT(*) FROM executions", n_fills as i64, 600).await;
     let backfill = done - t;
-    let pid = d.pid().unwrap_or(0);
+    if let Some(mut p) = perf {
+        let _ = std::process::Command::new("kill").args(["-INT", &p.id().to_string()]).status();
+        let _ = p.wait();
+    }
 
     // 3. Latency at a steady rate: blocks of 5 fills (one fill a block up to 20 fills/s), paced to
     //    `rate` fills/s.
     let steady = 500usize;
     let per_block: usize = if rate <= 20 { 1 } else { 5 };
     let before = query(&d, "SELECT COUNT(*) FROM executions")[0];
+    let log_before = d.log().len();
     let gap = Duration::from_micros(1_000_000 * per_block as u64 / rate);
     let t = Instant::now();
     for b in 0..steady / per_block {
@@ -170,6 +192,14 @@ async fn main() {
         )
     };
     let mut detection = query(&d, &format!("SELECT seen_at_ms - block_ts * 1000 FROM fills WHERE id > {since}"));
+    // The daemon's own measure, µs: the fill's journal write committed → the paper copy journaled
+    // (the `copied` line) or the signed order journaled (the `order signed` line).
+    let mut pipeline_us: Vec<i64> = d.log()[log_before..]
+        .lines()
+        .filter(|l| l.contains(if live { "order signed and journaled" } else { "copied " }))
+        .filter_map(|l| l.split("pipeline_us=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    pipeline_us.sort_unstable();
     if std::env::var_os("LOADGEN_TRACE").is_some() {
         eprintln!("latencies in fill order: {:?}", &processing);
     }
@@ -229,6 +259,12 @@ async fn main() {
         "latency": what,
         "steady_rate_fills_per_s": rate,
         "latency_ms_p50_p99_max": [percentile(&processing, 0.5), percentile(&processing, 0.99), processing.last().copied().unwrap_or(0)],
+        "pipeline_us": {
+            "from": "fill journaled (its range committed)",
+            "to": if live { "signed order journaled" } else { "paper execution journaled" },
+            "count": pipeline_us.len(),
+            "p50_p99_max": [percentile(&pipeline_us, 0.5), percentile(&pipeline_us, 0.99), pipeline_us.last().copied().unwrap_or(0)],
+        },
         "detection_ms_p50_p99_max": [percentile(&detection, 0.5), percentile(&detection, 0.99), detection.last().copied().unwrap_or(0)],
         "peak_rss_mb": (rss * 10.0).round() / 10.0,
         "halt_under_load": halt,

@@ -226,6 +226,7 @@ impl Copier {
                 recovered,
                 at_start: m.at_start,
                 market: market.clone(),
+                journaled: m.pending.journaled,
             };
             if let Some(intent) = m.pending.intent.clone() {
                 return risk.send(evaluate(intent, true)).await.unwrap_or_else(|e| Decision::Failed(e.to_string()));

@@ -69,6 +69,8 @@ pub struct Execute {
     /// The operator's own order (a close): sent whatever the trading state, so a closed trading
     /// gate does not stop it.
     pub manual: bool,
+    /// When the fill's journal write committed: the signed order's storing is timed from it.
+    pub journaled: Option<std::time::Instant>,
 }
 
 /// Simulated execution.

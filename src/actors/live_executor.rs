@@ -77,6 +77,7 @@ impl Handler<Execute> for LiveExecutor {
             may_send: m.may_send,
             manual: m.manual,
             gate: self.gate.clone(),
+            journaled: m.journaled,
         };
         Box::pin(async move { run.execute().await })
     }
@@ -93,6 +94,8 @@ struct Run {
     manual: bool,
     /// Checked again before every send: a halt during a long resolution stops re-sends too.
     gate: TradingGate,
+    /// When the fill's journal write committed.
+    journaled: Option<std::time::Instant>,
 }
 
 fn journal_err(e: impl std::fmt::Display) -> ExecError {
@@ -163,8 +166,13 @@ impl Run {
                 ExecError::Rejected { code: "order_not_built", message: e.to_string(), counts_as_error: true }
             })?;
         // Durable before it leaves: from here on, this fill has exactly this order.
-        let stored =
+        let (stored, committed) =
             self.store.send(RecordOrder { fill_row: row, order }).await.map_err(journal_err)?.map_err(journal_err)?;
+        // Our own part of a live copy, µs: the fill's journal commit → the signed order's.
+        let pipeline_us =
+            self.journaled.zip(committed.0).map(|(from, to)| crate::actors::micros(to.saturating_duration_since(from)));
+        info!(fill = row, order = %stored.order.id_hex(), side = %i.side, shares = %shares, limit = %limit, pipeline_us,
+            "order signed and journaled; sending");
         self.drive(stored.order, false).await
     }
 

@@ -13,3 +13,9 @@ pub mod system;
 pub mod watcher;
 
 pub use system::{DaemonConfig, DaemonError, run_daemon};
+
+/// A measured duration in whole microseconds, as logged (saturating: never wraps).
+#[must_use]
+pub fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}

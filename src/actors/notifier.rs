@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use actix::{Actor, Addr, Context, Handler, Message, Recipient};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::actors::store::{AddEvent, StoreActor};
 use crate::config::Problem;
@@ -71,6 +71,9 @@ pub enum Event {
         exec: Execution,
         /// Block timestamp → execution, ms.
         latency_ms: i64,
+        /// Our own part, µs: the fill's journal write committed → this copy's journaled (paper);
+        /// `None` when not measured (live copies, recovered fills).
+        pipeline_us: Option<u64>,
         /// The market, when known.
         market: Option<crate::market::MarketRef>,
         /// P&L this copy realized (a SELL).
@@ -423,6 +426,17 @@ impl Handler<Event> for Notifier {
     /// Logs the event with structured fields and appends it to the events log.
     fn handle(&mut self, ev: Event, _: &mut Context<Self>) {
         let kind = ev.kind();
+        // A detected fill and its sizing are journaled (fills, intents), and the fill's outcome gets
+        // an info line of its own that names the target's trade (copied, or not copied and why):
+        // these two lines are for debugging, and are not even formatted otherwise. A backfill
+        // detects and sizes thousands a second, and journald drops what passes its rate limit.
+        if let Event::FillDetected { .. } | Event::Sized { .. } = ev {
+            debug!(event = kind, "{}", ev.text());
+            for sink in &self.sinks {
+                sink.do_send(ev.clone());
+            }
+            return;
+        }
         let text = ev.text();
         match &ev {
             Event::Executed { latency_ms, .. } => {
@@ -445,11 +459,12 @@ impl Handler<Event> for Notifier {
             }
             Event::Warning { code, .. } => warn!(event = kind, code, "{text}"),
             Event::Rejected { reason, .. } => warn!(event = kind, reason = reason.code(), "{text}"),
-            Event::Executed { latency_ms, .. } => info!(event = kind, latency_ms, "{text}"),
+            Event::Executed { latency_ms, pipeline_us, .. } => info!(event = kind, latency_ms, pipeline_us, "{text}"),
             _ => info!(event = kind, "{text}"),
         }
-        // Detected and sized fills are already in the journal (fills, intents); no need to log them twice.
-        if !matches!(ev, Event::FillDetected { .. } | Event::Sized { .. }) {
+        // Detected fills and executed copies have the journal's own rows (fills, executions): not
+        // written twice, one journal job fewer per copy.
+        if !matches!(ev, Event::Executed { .. }) {
             self.store.do_send(AddEvent { kind, message: text });
         }
         for sink in &self.sinks {

@@ -10,7 +10,7 @@ use alloy::primitives::{Address, B256};
 use crate::domain::{Execution, OrderIntent, Shares, TargetFill, TokenId, Usdc};
 use crate::risk::{Book, BreakerState, Position};
 use crate::store::batch::{Job, Reply, commit_failed, spawn_writer};
-use crate::store::{JournalOutcome, PendingFill, Store, StoreError, StoreResult};
+use crate::store::{JournalOutcome, PaperBooking, PendingFill, Store, StoreError, StoreResult};
 
 /// Hands journal work to the writer thread.
 #[derive(Debug)]
@@ -27,20 +27,26 @@ impl StoreActor {
         Ok(Self { jobs: spawn_writer(store)? })
     }
 
-    /// Queues `work` and returns its answer, sent once the batch it ran in committed.
+    /// Queues `work` and returns its answer, sent once the batch it ran in committed. `stamp` is
+    /// given a successful answer and the moment its commit ended (the start or the end of a copy's
+    /// measured latency).
     fn submit<T: Send + 'static>(
         &self,
         name: &'static str,
         work: impl FnOnce(&mut Store) -> StoreResult<T> + Send + 'static,
+        stamp: fn(&mut T, std::time::Instant),
     ) -> ResponseFuture<StoreResult<T>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |store: &mut Store| {
             let result = store.atomically(work);
             Box::new(move |commit: Option<&str>| {
-                let result = match commit {
+                let mut result = match commit {
                     Some(e) => Err(commit_failed(e)),
                     None => result,
                 };
+                if let Ok(v) = &mut result {
+                    stamp(v, std::time::Instant::now());
+                }
                 // Logged here once, so an error is never lost when the sender used do_send.
                 if let Err(e) = &result {
                     tracing::error!(message = name, cause = %e, "journal operation failed");
@@ -64,9 +70,13 @@ impl Actor for StoreActor {
 }
 
 /// Implements a store message (plain data declared beside it): its reply type and its handler,
-/// which is one journal call run atomically on the writer thread.
+/// which is one journal call run atomically on the writer thread. `stamped by f`: `f` is given the
+/// answer and the moment its commit ended.
 macro_rules! store_handler {
     ($name:ident -> $out:ty, |$store:ident, $msg:ident| $body:expr) => {
+        store_handler!($name -> $out, stamped by |_, _| {}, |$store, $msg| $body);
+    };
+    ($name:ident -> $out:ty, stamped by $stamp:expr, |$store:ident, $msg:ident| $body:expr) => {
         impl Message for $name {
             type Result = StoreResult<$out>;
         }
@@ -74,7 +84,7 @@ macro_rules! store_handler {
         impl Handler<$name> for StoreActor {
             type Result = ResponseFuture<StoreResult<$out>>;
             fn handle(&mut self, $msg: $name, _: &mut Context<Self>) -> Self::Result {
-                self.submit(stringify!($name), move |$store: &mut Store| $body)
+                self.submit(stringify!($name), move |$store: &mut Store| $body, $stamp)
             }
         }
     };
@@ -90,7 +100,16 @@ pub struct JournalRange {
     /// Blocks holding fills, for reorg detection.
     pub blocks: Vec<(u64, B256)>,
 }
-store_handler!(JournalRange -> JournalOutcome, |s, m| s.journal_range(&m.fills, m.to, &m.blocks));
+store_handler!(JournalRange -> JournalOutcome, stamped by |o, at| stamp_journaled(&mut o.to_copy, at), |s, m| {
+    s.journal_range(&m.fills, m.to, &m.blocks)
+});
+
+/// Marks fills whose journal write committed at `at`: their copies' latency is measured from then.
+fn stamp_journaled(fills: &mut [PendingFill], at: std::time::Instant) {
+    for p in fills {
+        p.journaled = Some(at);
+    }
+}
 
 /// Journal fills seen in a pending transaction (see [`crate::store::Store::journal_pending`]).
 #[derive(Debug)]
@@ -102,7 +121,9 @@ pub struct JournalPending {
     /// Wallets whose fills are copied at once (trigger `pending`).
     pub act_now: std::collections::HashSet<alloy::primitives::Address>,
 }
-store_handler!(JournalPending -> Vec<PendingFill>, |s, m| s.journal_pending(&m.fills, m.source, &m.act_now));
+store_handler!(JournalPending -> Vec<PendingFill>, stamped by |v, at| stamp_journaled(v, at), |s, m| {
+    s.journal_pending(&m.fills, m.source, &m.act_now)
+});
 
 /// Journal RTDS rows of targets as sightings (see [`crate::store::Store::record_rtds`]).
 #[derive(Debug)]
@@ -176,7 +197,13 @@ pub struct RecordOrder {
     /// The signed order.
     pub order: crate::clob::order::StoredOrder,
 }
-store_handler!(RecordOrder -> crate::store::OrderRow, |s, m| s.record_order(m.fill_row, &m.order));
+store_handler!(RecordOrder -> (crate::store::OrderRow, Committed), stamped by |(_, c), at| c.0 = Some(at), |s, m| {
+    Ok((s.record_order(m.fill_row, &m.order)?, Committed::default()))
+});
+
+/// When a write's commit ended (set once it did).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Committed(pub Option<std::time::Instant>);
 
 /// The order stored for a fill.
 #[derive(Debug)]
@@ -251,18 +278,13 @@ pub enum PaperCopy {
     NotSent,
 }
 
-store_handler!(RecordPaperCopy -> PaperCopy, |s, m| {
-    if m.fresh && !s.record_intent(&m.intent)? {
-        return Ok(PaperCopy::Skipped);
-    }
-    // The crash test's hook: dying here loses the intent with the execution (one write), so the
-    // fill is still pending and is copied once after the restart.
-    crate::fault::abort_at("abort_after_intent");
-    if !m.may_send {
-        return Ok(PaperCopy::NotSent);
-    }
-    let booked = s.record_execution(&m.exec, &m.wallet)?;
-    Ok(PaperCopy::Booked(m.exec, booked))
+store_handler!(RecordPaperCopy -> (PaperCopy, Committed), stamped by |(_, c), at| c.0 = Some(at), |s, m| {
+    let copy = match s.record_paper_copy(&m.intent, &m.exec, &m.wallet, m.fresh, m.may_send)? {
+        PaperBooking::Booked(booked) => PaperCopy::Booked(m.exec, booked),
+        PaperBooking::Skipped => PaperCopy::Skipped,
+        PaperBooking::NotSent => PaperCopy::NotSent,
+    };
+    Ok((copy, Committed::default()))
 });
 
 /// Mark a fill as not copied.

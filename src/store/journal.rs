@@ -90,6 +90,18 @@ pub(super) fn move_target_position(tx: &Connection, f: &TargetFill, sign: i64) -
     Ok(())
 }
 
+/// What journaling a paper copy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaperBooking {
+    /// Executed: the position and P&L it led to (`None`: the fill already had an execution,
+    /// nothing was booked twice).
+    Booked(Option<(Position, Usdc)>),
+    /// The journal says it must not be executed (already handled, or under a reorg).
+    Skipped,
+    /// Halted: the intent is journaled, nothing executed.
+    NotSent,
+}
+
 /// A fill as journaled, with its row id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingFill {
@@ -99,6 +111,9 @@ pub struct PendingFill {
     pub fill: TargetFill,
     /// The intent already recorded for it, if any (a crash came between intent and outcome).
     pub intent: Option<OrderIntent>,
+    /// When the daemon learned that this fill's journal write committed (set by whoever handed
+    /// it on; `None` for fills recovered at start): the start of its copy's measured latency.
+    pub journaled: Option<std::time::Instant>,
 }
 
 /// What journaling a block range did.
@@ -208,7 +223,7 @@ impl Store {
                 if staged_any {
                     super::sightings::link_staged(&tx, row, f)?;
                 }
-                out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None });
+                out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None, journaled: None });
                 continue;
             }
             let key = params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence];
@@ -247,7 +262,7 @@ impl Store {
                     params![row, f.block_number as i64, f.block_hash.to_string(), f.log_index as i64, revive],
                 )?;
                 if revive || (status == "pending" && !has_intent) {
-                    out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None });
+                    out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None, journaled: None });
                 }
             }
         }
@@ -323,30 +338,7 @@ impl Store {
     /// On a database error.
     pub fn record_intent(&mut self, i: &OrderIntent) -> StoreResult<bool> {
         let tx = self.conn.savepoint()?;
-        let ok: bool = query_one(
-            &tx,
-            "SELECT status = 'pending' AND suspect = 0 AND NOT EXISTS (SELECT 1 FROM intents WHERE fill_id = ?1) \
-             FROM fills WHERE id = ?1",
-            [i.fill_row],
-            |r| r.get(0),
-        )?;
-        if ok {
-            exec(
-                &tx,
-                "INSERT INTO intents (fill_id, token_id, side, shares, limit_price, target_price, order_type, created_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    i.fill_row,
-                    i.token_id.to_string(),
-                    i.side.as_str(),
-                    i.shares.0,
-                    i.limit_price.0,
-                    i.target_price.0,
-                    if i.order_type == OrderType::Fok { "FOK" } else { "FAK" },
-                    now_ms()
-                ],
-            )?;
-        }
+        let ok = record_intent_in(&tx, i)?;
         tx.commit()?;
         Ok(ok)
     }
@@ -363,6 +355,32 @@ impl Store {
         let fresh = record_execution_in(&tx, e, wallet)?;
         tx.commit()?;
         Ok(fresh)
+    }
+
+    /// A paper copy in one write: its intent (unless `fresh` is false: journaled before a restart)
+    /// and, when `may_send`, its simulated execution. Already inside the job's savepoint, so no
+    /// savepoint of its own: a nested one would copy every page it touches once more.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn record_paper_copy(
+        &mut self,
+        i: &OrderIntent,
+        e: &Execution,
+        wallet: &Address,
+        fresh: bool,
+        may_send: bool,
+    ) -> StoreResult<PaperBooking> {
+        if fresh && !record_intent_in(&self.conn, i)? {
+            return Ok(PaperBooking::Skipped);
+        }
+        // The crash test's hook: dying here loses the intent with the execution (one write), so the
+        // fill is still pending and is copied once after the restart.
+        crate::fault::abort_at("abort_after_intent");
+        if !may_send {
+            return Ok(PaperBooking::NotSent);
+        }
+        Ok(PaperBooking::Booked(record_execution_in(&self.conn, e, wallet)?))
     }
 
     /// Marks a pending fill as not copied, with the stable reason code and its detail.
@@ -416,7 +434,7 @@ impl Store {
                 }),
                 _ => None,
             };
-            out.push(PendingFill { row, fill, intent });
+            out.push(PendingFill { row, fill, intent, journaled: None });
         }
         Ok(out)
     }
@@ -570,6 +588,35 @@ pub(super) fn load_fill(tx: &rusqlite::Connection, row: i64, token: &str) -> Sto
     Ok(parse_fill(raw, token)?.1)
 }
 
+/// [`Store::record_intent`] inside a caller's transaction.
+pub(crate) fn record_intent_in(tx: &Connection, i: &OrderIntent) -> StoreResult<bool> {
+    let ok: bool = query_one(
+        tx,
+        "SELECT status = 'pending' AND suspect = 0 AND NOT EXISTS (SELECT 1 FROM intents WHERE fill_id = ?1) \
+         FROM fills WHERE id = ?1",
+        [i.fill_row],
+        |r| r.get(0),
+    )?;
+    if ok {
+        exec(
+            tx,
+            "INSERT INTO intents (fill_id, token_id, side, shares, limit_price, target_price, order_type, created_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                i.fill_row,
+                i.token_id.to_string(),
+                i.side.as_str(),
+                i.shares.0,
+                i.limit_price.0,
+                i.target_price.0,
+                if i.order_type == OrderType::Fok { "FOK" } else { "FAK" },
+                now_ms()
+            ],
+        )?;
+    }
+    Ok(ok)
+}
+
 /// [`Store::record_execution`] inside a caller's transaction.
 pub(crate) fn record_execution_in(
     tx: &rusqlite::Connection,
@@ -606,13 +653,16 @@ pub(crate) fn record_execution_in(
     if n != 1 {
         return Ok(None);
     }
-    exec(
-        tx,
-        "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
-        params![token, position.shares.0, position.cost.0, e.at_ms],
-    )?;
-    exec(tx, "DELETE FROM positions WHERE shares = 0", [])?;
+    if position.shares.0 == 0 {
+        exec(tx, "DELETE FROM positions WHERE token_id = ?1", [&token])?;
+    } else {
+        exec(
+            tx,
+            "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
+            params![token, position.shares.0, position.cost.0, e.at_ms],
+        )?;
+    }
     exec(tx, "UPDATE fills SET status = 'executed', reason = NULL, detail = NULL WHERE id = ?1", [e.fill_row])?;
     Ok(Some((position, realized)))
 }

@@ -29,7 +29,7 @@ use std::path::Path;
 use alloy::primitives::{Address, B256, U256};
 
 pub use archive::Pruned;
-pub use journal::{JournalOutcome, PendingFill};
+pub use journal::{JournalOutcome, PaperBooking, PendingFill};
 pub use maintenance::check_file;
 pub use operator::{FillOutcome, PausedMarket};
 pub use ops::{ExecRow, FillCounts, HeldMessage};

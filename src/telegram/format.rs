@@ -78,7 +78,7 @@ pub fn html(ev: &Event) -> String {
         Event::Executed { fill, .. } | Event::Rejected { fill, .. } if fill.wallet == crate::domain::OPERATOR => {
             format!("🧹 {}", escape(&ev.text()))
         }
-        Event::Executed { fill, label, exec, latency_ms, market, realized } => {
+        Event::Executed { fill, label, exec, latency_ms, market, realized, .. } => {
             let token = exec.token_id.to_string();
             let mut text = format!(
                 "{} <b>{}</b> {} shares · <b>{}</b>\nat {} = <b>{} USDC</b>\ncopied <i>{}</i> (target {} at {}), {:.1} s after {}",
@@ -204,6 +204,7 @@ mod tests {
             label: "whale<1>".into(),
             exec: exec(Side::Buy),
             latency_ms: 1200,
+            pipeline_us: None,
             market: market.clone(),
             realized: None,
         };
@@ -212,6 +213,7 @@ mod tests {
             label: "whale".into(),
             exec: exec(Side::Sell),
             latency_ms: 900,
+            pipeline_us: Some(400),
             market: None,
             realized: Some(Usdc(1_200_000)),
         };

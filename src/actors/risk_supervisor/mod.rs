@@ -65,6 +65,8 @@ pub struct Evaluate {
     pub at_start: bool,
     /// "question — outcome", when known.
     pub market: Option<crate::market::MarketRef>,
+    /// When the fill's journal write committed (see [`crate::store::PendingFill::journaled`]).
+    pub journaled: Option<std::time::Instant>,
 }
 
 /// Our current position in a token.

@@ -119,6 +119,7 @@ impl RiskSupervisor {
             recovered: true,
             at_start: false,
             market: None,
+            journaled: None,
         };
         self.reserved.add(m.intent.fill_row, Reservation::of(&m.intent));
         self.launch(ctx, m, true);

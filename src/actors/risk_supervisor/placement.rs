@@ -126,6 +126,9 @@ impl RiskSupervisor {
 pub(super) struct Placed {
     m: Evaluate,
     step: Step,
+    /// The fill's journal commit → the paper copy's (live orders measure theirs when the signed
+    /// order is stored, in the executor).
+    elapsed: Option<std::time::Duration>,
 }
 
 impl Message for Placed {
@@ -135,8 +138,8 @@ impl Message for Placed {
 impl Handler<Placed> for RiskSupervisor {
     type Result = ();
 
-    fn handle(&mut self, Placed { m, step }: Placed, _: &mut Context<Self>) {
-        self.finish(&m, step);
+    fn handle(&mut self, Placed { m, step, elapsed }: Placed, _: &mut Context<Self>) {
+        self.finish(&m, step, elapsed);
     }
 }
 
@@ -182,12 +185,19 @@ impl Placer {
     /// Runs the placement of `m` as its own task, holding `slot` until it ends.
     fn start(self, m: Evaluate, may_send: bool, slot: Option<tokio::sync::OwnedSemaphorePermit>) {
         actix::spawn(async move {
-            let (m, step) = match self.paper {
-                Some(slippage_bps) => paper_copy(&self.store, m, may_send, slippage_bps).await,
-                None => place(&self.store, &self.executor, m, may_send).await,
+            let (m, step, elapsed) = match self.paper {
+                Some(slippage_bps) => {
+                    let (m, step, committed) = paper_copy(&self.store, m, may_send, slippage_bps).await;
+                    let elapsed = m.journaled.zip(committed).map(|(from, to)| to.saturating_duration_since(from));
+                    (m, step, elapsed)
+                }
+                None => {
+                    let (m, step) = place(&self.store, &self.executor, m, may_send).await;
+                    (m, step, None)
+                }
             };
             drop(slot);
-            self.me.do_send(Placed { m, step });
+            self.me.do_send(Placed { m, step, elapsed });
         });
     }
 }
@@ -211,7 +221,8 @@ async fn place(
     }
     let wallet = intent.wallet;
     let manual = super::operator::is_operator(&m);
-    let exec = match executor.send(Execute { intent, at_ms: now_ms(), may_send, manual }).await {
+    let journaled = m.journaled;
+    let exec = match executor.send(Execute { intent, at_ms: now_ms(), may_send, manual, journaled }).await {
         Ok(Ok(e)) => e,
         Ok(Err(e)) => return (m, Step::ExecFailed(e)),
         Err(e) => return (m, Step::ExecFailed(ExecError::internal(e.to_string()))),
@@ -225,29 +236,30 @@ async fn place(
 
 /// A paper copy at the target's price: the intent (unless recovered) and its simulated execution
 /// in one journal write. Nothing leaves the process, so there is nothing to be durable before.
+/// Also returns when that write's commit ended.
 async fn paper_copy(
     store: &actix::Addr<StoreActor>,
     m: Evaluate,
     may_send: bool,
     slippage_bps: u32,
-) -> (Evaluate, Step) {
+) -> (Evaluate, Step, Option<std::time::Instant>) {
     let exec = crate::actors::executor::paper_fill(&m.intent, slippage_bps, now_ms());
     let copy =
         RecordPaperCopy { intent: m.intent.clone(), exec, wallet: m.intent.wallet, fresh: !m.recovered, may_send };
-    let step = match store.send(copy).await {
-        Ok(Ok(PaperCopy::Booked(exec, booked))) => Step::Done(exec, booked),
-        Ok(Ok(PaperCopy::Skipped)) => Step::Skipped,
-        Ok(Ok(PaperCopy::NotSent)) => Step::ExecFailed(ExecError::NotSent),
-        Ok(Err(e)) => Step::DbError(e.to_string()),
-        Err(e) => Step::DbError(e.to_string()),
+    let (step, committed) = match store.send(copy).await {
+        Ok(Ok((PaperCopy::Booked(exec, booked), c))) => (Step::Done(exec, booked), c.0),
+        Ok(Ok((PaperCopy::Skipped, c))) => (Step::Skipped, c.0),
+        Ok(Ok((PaperCopy::NotSent, c))) => (Step::ExecFailed(ExecError::NotSent), c.0),
+        Ok(Err(e)) => (Step::DbError(e.to_string()), None),
+        Err(e) => (Step::DbError(e.to_string()), None),
     };
-    (m, step)
+    (m, step, committed)
 }
 
 impl RiskSupervisor {
     /// Applies a placement's outcome: books it, releases its reservation (kept while the outcome is
     /// unknown: the order may still fill), and wakes a shutdown waiting for the last one.
-    pub(super) fn finish(&mut self, m: &Evaluate, step: Step) {
+    pub(super) fn finish(&mut self, m: &Evaluate, step: Step, elapsed: Option<std::time::Duration>) {
         self.in_flight = self.in_flight.saturating_sub(1);
         // A background attempt that ends unknown again is only rescheduled: it was reported (and
         // counted toward the error streak) once, when its first window closed.
@@ -260,7 +272,7 @@ impl RiskSupervisor {
             self.unresolved.done(m.intent.fill_row);
         }
         match step {
-            Step::Done(exec, Some((position, realized))) => self.booked(m, exec, position, realized),
+            Step::Done(exec, Some((position, realized))) => self.booked(m, exec, position, realized, elapsed),
             Step::Done(_, None) | Step::Skipped => {}
             Step::DbError(e) => self.trip("database_error", &format!("journal write failed: {e}"), "daemon"),
             Step::ExecFailed(ExecError::Unknown(_)) if retrying => {}
@@ -277,13 +289,21 @@ impl RiskSupervisor {
     }
 
     /// A copy the journal booked: the book takes the journal's position, P&L and limits follow.
-    pub(super) fn booked(&mut self, m: &Evaluate, exec: Execution, position: Position, realized: Usdc) {
+    pub(super) fn booked(
+        &mut self,
+        m: &Evaluate,
+        exec: Execution,
+        position: Position,
+        realized: Usdc,
+        elapsed: Option<std::time::Duration>,
+    ) {
         let latency_ms = exec.at_ms - i64::try_from(m.fill.block_ts).unwrap_or(0) * 1000;
         let event = Event::Executed {
             fill: m.fill.clone(),
             label: m.label.clone(),
             exec: exec.clone(),
             latency_ms,
+            pipeline_us: elapsed.map(crate::actors::micros),
             market: m.market.clone(),
             realized: (exec.side == crate::domain::Side::Sell).then_some(realized),
         };

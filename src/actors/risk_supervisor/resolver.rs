@@ -52,7 +52,8 @@ impl Unresolved {
     /// `work` ended without an outcome again: schedule its next attempt.
     pub fn failed(&mut self, work: &Evaluate, now: i64) {
         let p = self.pending.entry(work.intent.fill_row).or_insert_with(|| Pending {
-            work: Evaluate { recovered: true, ..work.clone() },
+            // A retry's time is not the first attempt's pipeline latency.
+            work: Evaluate { recovered: true, journaled: None, ..work.clone() },
             attempts: 0,
             next_at_ms: 0,
             running: false,
