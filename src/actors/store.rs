@@ -99,9 +99,12 @@ pub struct JournalRange {
     pub to: (u64, B256),
     /// Blocks holding fills, for reorg detection.
     pub blocks: Vec<(u64, B256)>,
+    /// The last (or only) part of the range read: sweeps the suspects it did not see again (see
+    /// [`crate::store::Store::journal_blocks`]).
+    pub sweep: bool,
 }
 store_handler!(JournalRange -> JournalOutcome, stamped by |o, at| stamp_journaled(&mut o.to_copy, at), |s, m| {
-    s.journal_range(&m.fills, m.to, &m.blocks)
+    s.journal_blocks(&m.fills, m.to, &m.blocks, m.sweep)
 });
 
 /// Marks fills whose journal write committed at `at`: their copies' latency is measured from then.

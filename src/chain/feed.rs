@@ -367,15 +367,48 @@ impl ChainFeed {
             }
             // Idempotent, and before the checkpoint moves: a failure re-reads the range.
             self.settle_own(ours).await?;
-            let blocks: Vec<(u64, B256)> =
-                fills.iter().map(|f| (f.block_number, f.block_hash)).collect::<BTreeMap<_, _>>().into_iter().collect();
-            let n_fills = fills.len();
-            let outcome = ask(&self.store, store_msgs::JournalRange { fills, to: (to, end.hash), blocks }).await?;
-            cp = (to, end.hash);
-            self.checkpoint = Some(cp);
-            if n_fills > 0 {
-                debug!(from, to, fills = n_fills, new = outcome.to_copy.len(), "journaled range");
+            // A long range is journaled in parts, each handed on as soon as it is journaled.
+            let mut parts = split_at_blocks(fills);
+            let last = parts.len() - 1;
+            for (k, part) in parts.drain(..).enumerate() {
+                let part_to = match part.last() {
+                    Some(f) if k < last => (f.block_number, f.block_hash),
+                    _ => (to, end.hash),
+                };
+                let blocks: Vec<(u64, B256)> = part
+                    .iter()
+                    .map(|f| (f.block_number, f.block_hash))
+                    .collect::<BTreeMap<_, _>>()
+                    .into_iter()
+                    .collect();
+                let n_fills = part.len();
+                let write = store_msgs::JournalRange { fills: part, to: part_to, blocks, sweep: k == last };
+                let outcome = ask(&self.store, write).await?;
+                cp = part_to;
+                self.checkpoint = Some(cp);
+                if n_fills > 0 {
+                    debug!(from, to = part_to.0, fills = n_fills, new = outcome.to_copy.len(), "journaled range");
+                }
+                self.hand_on(outcome).await;
             }
+            self.status.send_modify(|s| {
+                s.head = head;
+                s.processed = to;
+                s.attempt_ms = crate::store::now_ms();
+            });
+        }
+        self.status.send_modify(|s| {
+            s.head = head;
+            s.processed = cp.0;
+            s.live = true;
+            s.last_ok_ms = crate::store::now_ms();
+        });
+        Ok(())
+    }
+
+    /// Reports what a journal write found and hands its new fills to the registry.
+    async fn hand_on(&mut self, outcome: crate::store::JournalOutcome) {
+        {
             for f in outcome.withdrawn {
                 self.notifier.do_send(Event::Withdrawn { fill: f });
             }
@@ -397,19 +430,7 @@ impl ChainFeed {
                     warn!(cause = %e, "fills journaled but not handed on; they are copied at the next start");
                 }
             }
-            self.status.send_modify(|s| {
-                s.head = head;
-                s.processed = to;
-                s.attempt_ms = crate::store::now_ms();
-            });
         }
-        self.status.send_modify(|s| {
-            s.head = head;
-            s.processed = cp.0;
-            s.live = true;
-            s.last_ok_ms = crate::store::now_ms();
-        });
-        Ok(())
     }
 
     async fn initial_checkpoint(&mut self, safe: u64) -> Result<(u64, B256), ChainError> {
@@ -421,8 +442,11 @@ impl ChainFeed {
         let start = if self.cfg.start_block > 0 { self.cfg.start_block - 1 } else { safe };
         let b = self.rpc.block_required(start).await?;
         info!(block = start, "no checkpoint yet: starting after block {start} (history is not copied)");
-        ask(&self.store, store_msgs::JournalRange { fills: Vec::new(), to: (start, b.hash), blocks: Vec::new() })
-            .await?;
+        ask(
+            &self.store,
+            store_msgs::JournalRange { fills: Vec::new(), to: (start, b.hash), blocks: Vec::new(), sweep: true },
+        )
+        .await?;
         self.checkpoint = Some((start, b.hash));
         Ok((start, b.hash))
     }
@@ -544,4 +568,22 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &tokio_util::sync::Cancellatio
         () = shutdown.cancelled() => true,
         () = tokio::time::sleep(d) => shutdown.is_cancelled(),
     }
+}
+
+/// A range's fills cut into journal writes at block boundaries ([`crate::chain::parts`]); one
+/// empty part when there are none (the checkpoint still moves).
+fn split_at_blocks(mut fills: Vec<TargetFill>) -> Vec<Vec<TargetFill>> {
+    let blocks: Vec<u64> = fills.iter().map(|f| f.block_number).collect();
+    let cuts = crate::chain::parts::cuts_at_blocks(&blocks, crate::chain::parts::PART_FILLS);
+    let mut parts = Vec::with_capacity(cuts.len().max(1));
+    let mut taken = 0;
+    for cut in cuts {
+        let rest = fills.split_off(cut - taken);
+        parts.push(std::mem::replace(&mut fills, rest));
+        taken = cut;
+    }
+    if parts.is_empty() {
+        parts.push(Vec::new());
+    }
+    parts
 }

@@ -6,6 +6,7 @@ pub mod events;
 pub mod feed;
 pub mod history;
 pub mod mempool;
+pub mod parts;
 pub mod pending;
 pub mod positions;
 pub mod rpc;

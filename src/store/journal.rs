@@ -210,6 +210,23 @@ impl Store {
         to: (u64, B256),
         blocks: &[(u64, B256)],
     ) -> StoreResult<JournalOutcome> {
+        self.journal_blocks(fills, to, blocks, true)
+    }
+
+    /// [`Store::journal_range`] for one part of a range cut at a block boundary
+    /// ([`crate::chain::parts`]): `sweep` false while parts of the range are still to come. Suspects
+    /// of a reorg are swept only once the whole range was journaled, since a later part may bring
+    /// one of them back in a later block.
+    ///
+    /// # Errors
+    /// On a database error (nothing is written).
+    pub fn journal_blocks(
+        &mut self,
+        fills: &[TargetFill],
+        to: (u64, B256),
+        blocks: &[(u64, B256)],
+        sweep: bool,
+    ) -> StoreResult<JournalOutcome> {
         let now = now_ms();
         let tx = self.conn.savepoint()?;
         let mut out = JournalOutcome::default();
@@ -268,7 +285,9 @@ impl Store {
         }
         // Suspects the rescan has passed without seeing again are gone from the chain. The partial
         // index keeps this sweep, run for every range, independent of the journal's size.
-        let gone: Vec<(i64, String, String)> = {
+        let gone: Vec<(i64, String, String)> = if !sweep {
+            Vec::new()
+        } else {
             let mut st = tx.prepare_cached(&format!(
                 "SELECT {FILL_COLS}, f.status FROM fills f INDEXED BY fills_suspect WHERE f.suspect = 1 AND f.block_number <= ?1"
             ))?;

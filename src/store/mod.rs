@@ -339,4 +339,29 @@ mod tests {
         assert!(s.record_intent(&intent).unwrap());
         assert!(!s.record_intent(&intent).unwrap(), "one intent per fill");
     }
+
+    /// A range journaled in parts (a long backfill): a reorg's suspect that a later part brings
+    /// back in a later block is not swept as gone by an earlier part.
+    #[test]
+    fn a_suspect_is_swept_only_once_the_whole_range_is_journaled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let h = B256::repeat_byte;
+        s.journal_range(&[fill(1, 5), fill(2, 6)], (6, h(6)), &[(5, h(5)), (6, h(6))]).unwrap();
+        assert_eq!(s.rewind((4, h(4))).unwrap(), 2);
+        // The rescan: block 5 again with the first fill (one part), then block 8 brings the second
+        // one back (the last part).
+        let first = s.journal_blocks(&[fill(1, 5)], (7, h(7)), &[(5, h(5))], false).unwrap();
+        assert!(first.withdrawn.is_empty(), "not swept before the range is done: {first:?}");
+        let last = s.journal_blocks(&[fill(2, 8)], (8, h(8)), &[(8, h(8))], true).unwrap();
+        assert!(last.withdrawn.is_empty() && last.reorged_after_copy.is_empty(), "{last:?}");
+        assert_eq!(s.checkpoint().unwrap(), Some((8, h(8))));
+        // Without it, the sweep at the end of the range finds the suspect gone.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        s.journal_range(&[fill(1, 5), fill(2, 6)], (6, h(6)), &[(5, h(5)), (6, h(6))]).unwrap();
+        s.rewind((4, h(4))).unwrap();
+        let last = s.journal_blocks(&[fill(1, 5)], (8, h(8)), &[(5, h(5))], true).unwrap();
+        assert_eq!(last.withdrawn.len(), 1, "{last:?}");
+    }
 }

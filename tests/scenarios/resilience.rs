@@ -248,3 +248,43 @@ async fn test_rpc_when_endpoint_on_another_chain_then_refused_and_named() {
     assert!(health.contains("starting"), "never live on the wrong chain: {health}");
     assert!(!d.log().contains("chain feed live"));
 }
+
+/// A backfill longer than one journal part (1,000 fills): the daemon is killed (SIGKILL) once the
+/// first part is journaled, while its copies run; after the restart every fill is copied exactly
+/// once and the checkpoint is past the last block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_backfill_when_killed_between_journal_parts_then_each_fill_copied_once() {
+    let Running { anvil, dir: _dir, mut d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
+    assert!(d.stop().success());
+    // 2,400 fills while the daemon is down: 12 blocks of 200, three parts of at least 1,000.
+    for b in 0..12u16 {
+        let fills: Vec<Fill> = (0..200u16)
+            .map(|i| Fill::v2(u8::try_from((b * 200 + i) % 250 + 1).unwrap(), A, C, true, 1001, ONE, ONE / 2))
+            .collect();
+        anvil.emit_block(&fills).await;
+    }
+    let env = [
+        ("POLYCOPY_RISK__MAX_TRADES_PER_HOUR", "100000000"),
+        ("POLYCOPY_RISK__MAX_POSITION_USDC", "100000000"),
+        ("POLYCOPY_RISK__MAX_TOTAL_EXPOSURE_USDC", "100000000"),
+        ("POLYCOPY_COPY__MAX_COPY_DELAY_S", "0"),
+        ("POLYCOPY_COPY__MIN_ORDER_USDC", "0"),
+    ];
+    d.start_with(&env);
+    wait_for(60, "the first journal part", async || d.log().contains("fills=1000 new=1000").then_some(())).await;
+    d.kill9();
+    let db = d.dir.join("journal.db");
+    let count = |sql: &str| -> i64 {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    };
+    let fills_at_kill = count("SELECT COUNT(*) FROM fills");
+    assert!(fills_at_kill >= 1000, "the first part was journaled: {fills_at_kill}");
+    d.start_with(&env);
+    wait_for(120, "2,400 executed copies", async || (count("SELECT COUNT(*) FROM executions") >= 2400).then_some(()))
+        .await;
+    marker(&anvil, &d, 99, 19).await;
+    assert_eq!(count("SELECT COUNT(*) FROM fills"), 2401, "each fill journaled once, and the marker");
+    assert_eq!(count("SELECT COUNT(*) FROM executions"), 2401, "each fill copied once, and the marker");
+    assert_eq!(count("SELECT COUNT(*) FROM (SELECT fill_id FROM executions GROUP BY fill_id HAVING COUNT(*) > 1)"), 0);
+}
