@@ -166,7 +166,6 @@ async fn main() {
     let steady = 500usize;
     let per_block: usize = if rate <= 20 { 1 } else { 5 };
     let before = query(&d, "SELECT COUNT(*) FROM executions")[0];
-    let log_before = d.log().len();
     let gap = Duration::from_micros(1_000_000 * per_block as u64 / rate);
     let t = Instant::now();
     for b in 0..steady / per_block {
@@ -193,12 +192,15 @@ async fn main() {
     };
     let mut detection = query(&d, &format!("SELECT seen_at_ms - block_ts * 1000 FROM fills WHERE id > {since}"));
     // The daemon's own measure, µs: the fill's journal write committed → the paper copy journaled
-    // (the `copied` line) or the signed order journaled (the `order signed` line).
-    let mut pipeline_us: Vec<i64> = d.log()[log_before..]
+    // (the `copied` line) or the signed order journaled (the `order signed` line). The steady
+    // phase's copies are the last ones logged (a backfill's last lines may follow its last row).
+    let mut pipeline_us: Vec<i64> = d
+        .log()
         .lines()
         .filter(|l| l.contains(if live { "order signed and journaled" } else { "copied " }))
         .filter_map(|l| l.split("pipeline_us=").nth(1)?.split_whitespace().next()?.parse().ok())
         .collect();
+    pipeline_us.drain(..pipeline_us.len().saturating_sub(steady));
     pipeline_us.sort_unstable();
     if std::env::var_os("LOADGEN_TRACE").is_some() {
         eprintln!("latencies in fill order: {:?}", &processing);
