@@ -432,13 +432,22 @@ impl Handler<Event> for Notifier {
         // detects and sizes thousands a second, and journald drops what passes its rate limit.
         if let Event::FillDetected { .. } | Event::Sized { .. } = ev {
             debug!(event = kind, "{}", ev.text());
-            for sink in &self.sinks {
-                sink.do_send(ev.clone());
-            }
-            return;
+        } else {
+            self.log_and_journal(&ev);
         }
+        for sink in &self.sinks {
+            sink.do_send(ev.clone());
+        }
+    }
+}
+
+impl Notifier {
+    /// Counts the event for `/metrics`, logs it at its level, and appends it to the events log
+    /// unless it has a journal row of its own.
+    fn log_and_journal(&self, ev: &Event) {
+        let kind = ev.kind();
         let text = ev.text();
-        match &ev {
+        match ev {
             Event::Executed { latency_ms, .. } => {
                 self.metrics.executed.fetch_add(1, Ordering::Relaxed);
                 self.metrics.observe_latency(*latency_ms);
@@ -450,7 +459,7 @@ impl Handler<Event> for Notifier {
             }
             _ => {}
         }
-        match &ev {
+        match ev {
             Event::BreakerTripped(_)
             | Event::Error { .. }
             | Event::ReorgedAfterCopy { .. }
@@ -462,13 +471,10 @@ impl Handler<Event> for Notifier {
             Event::Executed { latency_ms, pipeline_us, .. } => info!(event = kind, latency_ms, pipeline_us, "{text}"),
             _ => info!(event = kind, "{text}"),
         }
-        // Detected fills and executed copies have the journal's own rows (fills, executions): not
-        // written twice, one journal job fewer per copy.
+        // An executed copy has the journal's own row (executions): not written twice, one journal
+        // job fewer per copy.
         if !matches!(ev, Event::Executed { .. }) {
             self.store.do_send(AddEvent { kind, message: text });
-        }
-        for sink in &self.sinks {
-            sink.do_send(ev.clone());
         }
     }
 }

@@ -368,11 +368,12 @@ impl ChainFeed {
             // Idempotent, and before the checkpoint moves: a failure re-reads the range.
             self.settle_own(ours).await?;
             // A long range is journaled in parts, each handed on as soon as it is journaled.
-            let mut parts = split_at_blocks(fills);
-            let last = parts.len() - 1;
-            for (k, part) in parts.drain(..).enumerate() {
+            let parts = crate::chain::parts::split_at_blocks(fills);
+            let n_parts = parts.len();
+            for (k, part) in parts.into_iter().enumerate() {
+                let last = k + 1 == n_parts;
                 let part_to = match part.last() {
-                    Some(f) if k < last => (f.block_number, f.block_hash),
+                    Some(f) if !last => (f.block_number, f.block_hash),
                     _ => (to, end.hash),
                 };
                 let blocks: Vec<(u64, B256)> = part
@@ -382,7 +383,7 @@ impl ChainFeed {
                     .into_iter()
                     .collect();
                 let n_fills = part.len();
-                let write = store_msgs::JournalRange { fills: part, to: part_to, blocks, sweep: k == last };
+                let write = store_msgs::JournalRange { fills: part, to: part_to, blocks, sweep: last };
                 let outcome = ask(&self.store, write).await?;
                 cp = part_to;
                 self.checkpoint = Some(cp);
@@ -408,27 +409,25 @@ impl ChainFeed {
 
     /// Reports what a journal write found and hands its new fills to the registry.
     async fn hand_on(&mut self, outcome: crate::store::JournalOutcome) {
-        {
-            for f in outcome.withdrawn {
-                self.notifier.do_send(Event::Withdrawn { fill: f });
-            }
-            for f in outcome.reorged_after_copy {
-                self.notifier.do_send(Event::ReorgedAfterCopy { fill: f });
-            }
-            let mut unorphaned: BTreeMap<B256, Vec<TargetFill>> = BTreeMap::new();
-            for f in outcome.unorphaned {
-                unorphaned.entry(f.id.tx_hash).or_default().push(f);
-            }
-            for (tx, fills) in unorphaned {
-                self.notifier.do_send(Event::Unorphaned { tx, fills });
-            }
-            if !outcome.to_copy.is_empty() {
-                self.metrics.fills_seen.fetch_add(outcome.to_copy.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                // Awaited, not fired: the feed reads no further range until the registry has taken
-                // these (back-pressure; they are journaled, so a registry gone is recovered at start).
-                if let Err(e) = self.sink.send(NewFills(outcome.to_copy)).await {
-                    warn!(cause = %e, "fills journaled but not handed on; they are copied at the next start");
-                }
+        for f in outcome.withdrawn {
+            self.notifier.do_send(Event::Withdrawn { fill: f });
+        }
+        for f in outcome.reorged_after_copy {
+            self.notifier.do_send(Event::ReorgedAfterCopy { fill: f });
+        }
+        let mut unorphaned: BTreeMap<B256, Vec<TargetFill>> = BTreeMap::new();
+        for f in outcome.unorphaned {
+            unorphaned.entry(f.id.tx_hash).or_default().push(f);
+        }
+        for (tx, fills) in unorphaned {
+            self.notifier.do_send(Event::Unorphaned { tx, fills });
+        }
+        if !outcome.to_copy.is_empty() {
+            self.metrics.fills_seen.fetch_add(outcome.to_copy.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            // Awaited, not fired: the feed reads no further range until the registry has taken
+            // these (back-pressure; they are journaled, so a registry gone is recovered at start).
+            if let Err(e) = self.sink.send(NewFills(outcome.to_copy)).await {
+                warn!(cause = %e, "fills journaled but not handed on; they are copied at the next start");
             }
         }
     }
@@ -568,22 +567,4 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &tokio_util::sync::Cancellatio
         () = shutdown.cancelled() => true,
         () = tokio::time::sleep(d) => shutdown.is_cancelled(),
     }
-}
-
-/// A range's fills cut into journal writes at block boundaries ([`crate::chain::parts`]); one
-/// empty part when there are none (the checkpoint still moves).
-fn split_at_blocks(mut fills: Vec<TargetFill>) -> Vec<Vec<TargetFill>> {
-    let blocks: Vec<u64> = fills.iter().map(|f| f.block_number).collect();
-    let cuts = crate::chain::parts::cuts_at_blocks(&blocks, crate::chain::parts::PART_FILLS);
-    let mut parts = Vec::with_capacity(cuts.len().max(1));
-    let mut taken = 0;
-    for cut in cuts {
-        let rest = fills.split_off(cut - taken);
-        parts.push(std::mem::replace(&mut fills, rest));
-        taken = cut;
-    }
-    if parts.is_empty() {
-        parts.push(Vec::new());
-    }
-    parts
 }
