@@ -62,6 +62,63 @@ async fn wait_count(d: &Daemon, sql: &str, n: i64, secs: u64) -> Instant {
     }
 }
 
+/// `perf record` of `pid` into `$LOADGEN_PERF`, when set.
+fn record_perf(pid: u32) -> Option<std::process::Child> {
+    let out = std::env::var("LOADGEN_PERF").ok()?;
+    let callgraph = std::env::var("LOADGEN_PERF_CALLGRAPH").unwrap_or_else(|_| "fp".into());
+    std::process::Command::new("perf")
+        .args(["record", "-F", "4000", "--call-graph", &callgraph, "-o", &out, "-p", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()
+}
+
+/// CPU time (user + system, ms) of each thread of `pid`, by thread name: the machine's noise
+/// moves wall-clock figures from run to run, a thread's CPU time per fill much less.
+fn cpu_ms_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut by = std::collections::BTreeMap::new();
+    let tick_ms = 1000.0 / 100.0; // USER_HZ is 100 on Linux
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by };
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else { continue };
+        // comm is in parentheses and may hold spaces; the fields after it are space-separated.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat[open + 1..close].to_owned();
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *by.entry(name).or_insert(0.0) += ticks * tick_ms;
+    }
+    by
+}
+
+/// Per-thread CPU µs per fill between two readings.
+fn cpu_us_per_fill(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    fills: usize,
+) -> serde_json::Value {
+    let per = |ms: f64| (ms * 1000.0 / fills as f64).round();
+    let mut out = serde_json::Map::new();
+    let mut total = 0.0;
+    for (name, ms) in after {
+        let d = ms - before.get(name).copied().unwrap_or(0.0);
+        total += d;
+        if d > 0.0 {
+            out.insert(name.clone(), json!(per(d)));
+        }
+    }
+    out.insert("total".into(), json!(per(total)));
+    serde_json::Value::Object(out)
+}
+
+fn stop_perf(perf: Option<std::process::Child>) {
+    if let Some(mut p) = perf {
+        let _ = std::process::Command::new("kill").args(["-INT", &p.id().to_string()]).status();
+        let _ = p.wait();
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -138,28 +195,16 @@ async fn main() {
     let t = Instant::now();
     d.start_with(&env);
     let pid = d.pid().unwrap_or(0);
-    // LOADGEN_PERF=FILE: `perf record` of the daemon during the backfill, into FILE (call graphs
-    // from frame pointers, or as LOADGEN_PERF_CALLGRAPH says, e.g. `dwarf`).
-    let perf = std::env::var("LOADGEN_PERF").ok().map(|out| {
-        std::process::Command::new("perf")
-            .args([
-                "record",
-                "-F",
-                "4000",
-                "--call-graph",
-                &std::env::var("LOADGEN_PERF_CALLGRAPH").unwrap_or_else(|_| "fp".into()),
-            ])
-            .args(["-o", &out, "-p", &pid.to_string()])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("perf")
-    });
+    // LOADGEN_PERF=FILE: `perf record` of the daemon during the backfill (or, with
+    // LOADGEN_PERF_PHASE=steady, during the steady phase), into FILE (call graphs from frame
+    // pointers, or as LOADGEN_PERF_CALLGRAPH says, e.g. `dwarf`).
+    let perf_steady = std::env::var("LOADGEN_PERF_PHASE").is_ok_and(|p| p == "steady");
+    let perf = (!perf_steady).then(|| record_perf(pid)).flatten();
+    let cpu_before = cpu_ms_by_thread(pid);
     let done = wait_count(&d, "SELECT COUNT(*) FROM executions", n_fills as i64, 600).await;
+    let backfill_cpu = cpu_us_per_fill(&cpu_before, &cpu_ms_by_thread(pid), n_fills);
     let backfill = done - t;
-    if let Some(mut p) = perf {
-        let _ = std::process::Command::new("kill").args(["-INT", &p.id().to_string()]).status();
-        let _ = p.wait();
-    }
+    stop_perf(perf);
 
     // 3. Latency at a steady rate: blocks of 5 fills (one fill a block up to 20 fills/s), paced to
     //    `rate` fills/s.
@@ -167,6 +212,8 @@ async fn main() {
     let per_block: usize = if rate <= 20 { 1 } else { 5 };
     let before = query(&d, "SELECT COUNT(*) FROM executions")[0];
     let gap = Duration::from_micros(1_000_000 * per_block as u64 / rate);
+    let perf = perf_steady.then(|| record_perf(pid)).flatten();
+    let cpu_before = cpu_ms_by_thread(pid);
     let t = Instant::now();
     for b in 0..steady / per_block {
         anvil.emit_block(&(0..per_block).map(|i| fill(n_fills + b * per_block + i)).collect::<Vec<_>>()).await;
@@ -174,6 +221,8 @@ async fn main() {
         tokio::time::sleep(next.saturating_sub(t.elapsed())).await;
     }
     wait_count(&d, "SELECT COUNT(*) FROM executions", before + steady as i64, 120).await;
+    stop_perf(perf);
+    let steady_cpu = cpu_us_per_fill(&cpu_before, &cpu_ms_by_thread(pid), steady);
     let since = format!("(SELECT MAX(id) - {steady} FROM fills)");
     let mut processing = if live {
         query(
@@ -258,6 +307,7 @@ async fn main() {
         "emit_s": emit.as_secs_f64(),
         "backfill_s": backfill.as_secs_f64(),
         "throughput_fills_per_s": (n_fills as f64 / backfill.as_secs_f64()).round(),
+        "backfill_cpu_us_per_fill": backfill_cpu,
         "latency": what,
         "steady_rate_fills_per_s": rate,
         "latency_ms_p50_p99_max": [percentile(&processing, 0.5), percentile(&processing, 0.99), processing.last().copied().unwrap_or(0)],
@@ -267,6 +317,7 @@ async fn main() {
             "count": pipeline_us.len(),
             "p50_p99_max": [percentile(&pipeline_us, 0.5), percentile(&pipeline_us, 0.99), pipeline_us.last().copied().unwrap_or(0)],
         },
+        "steady_cpu_us_per_fill": steady_cpu,
         "detection_ms_p50_p99_max": [percentile(&detection, 0.5), percentile(&detection, 0.99), detection.last().copied().unwrap_or(0)],
         "peak_rss_mb": (rss * 10.0).round() / 10.0,
         "halt_under_load": halt,
