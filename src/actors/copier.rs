@@ -40,6 +40,13 @@ pub struct Copy {
     pub at_start: bool,
 }
 
+/// A copy nobody waits for (a watcher's): [`Copy`] without a reply. A waited copy holds a future
+/// on the copier's context until decided, and actix polls every such future on each wake: a
+/// backfill's hundreds of them made each message cost as much as all of them.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Unwaited(pub Copy);
+
 /// Copy settings shared by all targets.
 #[derive(Debug, Clone)]
 pub struct CopierConfig {
@@ -67,12 +74,13 @@ pub struct CopierConfig {
 /// backfill of thousands of fills on one token does not start thousands of tasks.
 const MAX_BUYS_PER_TOKEN: usize = 16;
 
-type Queued = (Copy, oneshot::Sender<Decision>);
+type Queued = (Copy, Option<oneshot::Sender<Decision>>);
 
 /// Sizes copies: one at a time per token (a SELL must see what the BUY before it got), several
 /// tokens at once (a slow metadata or balance read on one holds up no other).
 pub struct Copier {
-    cfg: CopierConfig,
+    /// Shared with each copy's task (a clone per copy allocated its lists).
+    cfg: Arc<CopierConfig>,
     rpc: Option<Arc<Rpc>>,
     markets: Option<Arc<MarketDirectory>>,
     store: Addr<StoreActor>,
@@ -105,7 +113,7 @@ impl Copier {
         notifier: Addr<Notifier>,
     ) -> Self {
         Self {
-            cfg,
+            cfg: Arc::new(cfg),
             rpc,
             markets,
             store,
@@ -128,12 +136,17 @@ impl Handler<Copy> for Copier {
     /// Sizes the fill and has the risk supervisor decide, in its token's order (see [`Lanes`]).
     fn handle(&mut self, m: Copy, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let token = m.pending.fill.token_id;
-        let access = access_of(&m);
-        if let Some((m, tx)) = self.lanes.arrive(token, access, (m, tx)) {
-            self.start(m, tx, ctx);
-        }
+        self.arrive(m, Some(tx), ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Decision::Failed("the copier stopped".into())) })
+    }
+}
+
+impl Handler<Unwaited> for Copier {
+    type Result = ();
+
+    /// Sizes the fill and has the risk supervisor decide, in its token's order (see [`Lanes`]).
+    fn handle(&mut self, Unwaited(m): Unwaited, ctx: &mut Context<Self>) {
+        self.arrive(m, None, ctx);
     }
 }
 
@@ -144,15 +157,28 @@ fn access_of(m: &Copy) -> Access {
 }
 
 impl Copier {
-    /// Sizes `m` as its own task (not a future on the actor's context, which actix polls on
-    /// every wake); when decided, [`Decided`] starts the copies of its token waiting for it.
-    fn start(&mut self, m: Copy, tx: oneshot::Sender<Decision>, ctx: &mut Context<Self>) {
+    /// Starts `m` now, or queues it behind the copies of its token it must follow.
+    fn arrive(&mut self, m: Copy, tx: Option<oneshot::Sender<Decision>>, ctx: &mut Context<Self>) {
         let token = m.pending.fill.token_id;
         let access = access_of(&m);
-        let work = self.size_and_decide(m);
+        if let Some((m, tx)) = self.lanes.arrive(token, access, (m, tx)) {
+            self.start(m, tx, ctx);
+        }
+    }
+
+    /// Sizes `m` as its own task (not a future on the actor's context, which actix polls on
+    /// every wake); when decided, [`Decided`] starts the copies of its token waiting for it.
+    fn start(&mut self, m: Copy, tx: Option<oneshot::Sender<Decision>>, ctx: &mut Context<Self>) {
+        let token = m.pending.fill.token_id;
+        let access = access_of(&m);
+        // Boxed once: the sizing future is about 2 KB, and a task moves its future several times.
+        let work = Box::pin(self.size_and_decide(m));
         let me = ctx.address();
         actix::spawn(async move {
-            let _ = tx.send(work.await);
+            let decision = work.await;
+            if let Some(tx) = tx {
+                let _ = tx.send(decision);
+            }
             me.do_send(Decided { token, access });
         });
     }
@@ -213,7 +239,9 @@ impl Copier {
                 None
             };
             let info = match (&markets, &stale) {
-                (Some(d), None) => d.get(fill.token_id).await,
+                // Boxed, as the balance read below: their states would otherwise make every copy's
+                // task several KB, copied on each move (a profile showed it in memmove).
+                (Some(d), None) => Box::pin(d.get(fill.token_id)).await,
                 _ => None,
             };
             let market = info.as_ref().map(MarketInfo::reference);
@@ -250,7 +278,8 @@ impl Copier {
                     let (our_position, target_balance_before) = if fill.side == Side::Sell {
                         (
                             risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO),
-                            target_balance_before(&cfg, rpc.as_deref(), &store, &fill, earlier_in_block).await,
+                            Box::pin(target_balance_before(&cfg, rpc.as_deref(), &store, &fill, earlier_in_block))
+                                .await,
                         )
                     } else {
                         (Shares::ZERO, None)

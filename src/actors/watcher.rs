@@ -9,7 +9,7 @@ use alloy::primitives::Address;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use crate::actors::copier::{Copier, Copy};
+use crate::actors::copier::{Copier, Copy, Unwaited};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::store::{RecordRejection, SetPaused, StoreActor};
 use crate::config::{Target, Wallets};
@@ -89,12 +89,12 @@ impl Handler<WatchedFill> for WalletWatcher {
         if p.intent.is_none() {
             self.notifier.do_send(Event::FillDetected { fill: p.fill.clone(), label: self.target.label.clone() });
         }
-        self.copier.do_send(Copy {
+        self.copier.do_send(Unwaited(Copy {
             pending: p,
             label: self.target.label.clone(),
             rules: self.target.rules.clone(),
             at_start: false,
-        });
+        }));
     }
 }
 
@@ -290,7 +290,7 @@ impl Handler<NewFills> for Registry {
         for p in fills {
             match self.destination(p, false) {
                 Some((c, Some(w))) => w.do_send(WatchedFill(c.pending)),
-                Some((c, None)) => self.copier.do_send(c),
+                Some((c, None)) => self.copier.do_send(Unwaited(c)),
                 None => {}
             }
         }
