@@ -15,7 +15,7 @@ use crate::store::{JournalOutcome, PaperBooking, PendingFill, Store, StoreError,
 /// Hands journal work to the writer thread.
 #[derive(Debug)]
 pub struct StoreActor {
-    jobs: Sender<Job>,
+    writer: Writer,
 }
 
 impl StoreActor {
@@ -24,18 +24,53 @@ impl StoreActor {
     /// # Errors
     /// When the thread cannot be started.
     pub fn new(store: Store) -> std::io::Result<Self> {
-        Ok(Self { jobs: spawn_writer(store)? })
+        Ok(Self { writer: Writer { jobs: spawn_writer(store)? } })
     }
 
-    /// Queues `work` and returns its answer, sent once the batch it ran in committed. `stamp` is
-    /// given a successful answer and the moment its commit ended (the start or the end of a copy's
+    /// A way to the same writer that does not pass through this actor's mailbox.
+    #[must_use]
+    pub fn writer(&self) -> Writer {
+        self.writer.clone()
+    }
+}
+
+/// One journal call, run atomically on the writer thread: every store message is one.
+pub trait Request: Send + 'static {
+    /// Its answer.
+    type Out: Send + 'static;
+    /// Named in the log when it fails.
+    const NAME: &'static str;
+    /// Runs it against the journal.
+    ///
+    /// # Errors
+    /// The journal's.
+    fn run(self, store: &mut Store) -> StoreResult<Self::Out>;
+    /// Given a successful answer and the moment its commit ended (the start or the end of a copy's
     /// measured latency).
+    fn stamp(_: &mut Self::Out, _: std::time::Instant) {}
+}
+
+/// Queues requests straight on the journal's writer thread, beside the store actor. The copy path
+/// uses it: the actor's mailbox adds a hop each way (its context polls the answer too), and at a
+/// poll's burst of fills each hop is taken by every fill before the next.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    jobs: Sender<Job>,
+}
+
+impl Writer {
+    /// Queues `r`; its answer comes once the batch it ran in committed.
+    pub fn ask<R: Request>(&self, r: R) -> impl std::future::Future<Output = StoreResult<R::Out>> + 'static {
+        self.submit(R::NAME, move |s| r.run(s), R::stamp)
+    }
+
+    /// Queues `work` and returns its answer, sent once the batch it ran in committed.
     fn submit<T: Send + 'static>(
         &self,
         name: &'static str,
         work: impl FnOnce(&mut Store) -> StoreResult<T> + Send + 'static,
         stamp: fn(&mut T, std::time::Instant),
-    ) -> ResponseFuture<StoreResult<T>> {
+    ) -> impl std::future::Future<Output = StoreResult<T>> + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |store: &mut Store| {
             let result = store.atomically(work);
@@ -55,13 +90,13 @@ impl StoreActor {
             }) as Reply
         });
         let sent = self.jobs.send(job).is_ok();
-        Box::pin(async move {
+        async move {
             if !sent {
                 tracing::error!(message = name, "journal operation failed: the writer stopped");
                 return Err(StoreError::WriterGone);
             }
             rx.await.unwrap_or(Err(StoreError::WriterGone))
-        })
+        }
     }
 }
 
@@ -81,10 +116,23 @@ macro_rules! store_handler {
             type Result = StoreResult<$out>;
         }
 
+        impl Request for $name {
+            type Out = $out;
+            const NAME: &'static str = stringify!($name);
+            fn run(self, $store: &mut Store) -> StoreResult<$out> {
+                let $msg = self;
+                $body
+            }
+            fn stamp(out: &mut $out, at: std::time::Instant) {
+                let stamp: fn(&mut $out, std::time::Instant) = $stamp;
+                stamp(out, at);
+            }
+        }
+
         impl Handler<$name> for StoreActor {
             type Result = ResponseFuture<StoreResult<$out>>;
-            fn handle(&mut self, $msg: $name, _: &mut Context<Self>) -> Self::Result {
-                self.submit(stringify!($name), move |$store: &mut Store| $body, $stamp)
+            fn handle(&mut self, m: $name, _: &mut Context<Self>) -> Self::Result {
+                Box::pin(self.writer.ask(m))
             }
         }
     };

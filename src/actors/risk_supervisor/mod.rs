@@ -149,6 +149,8 @@ pub struct RiskConfig {
 pub struct RiskPeers {
     /// Journal.
     pub store: Addr<StoreActor>,
+    /// The same journal's writer, straight: a placement's writes skip the store actor's mailbox.
+    pub writer: crate::actors::store::Writer,
     /// Order placement.
     pub executor: Recipient<Execute>,
     /// Events.
@@ -178,6 +180,7 @@ pub struct RiskSupervisor {
     journal: Option<(PathBuf, crate::store::identity::FileIdentity)>,
     copies: HashMap<Address, VecDeque<i64>>,
     store: Addr<StoreActor>,
+    writer: crate::actors::store::Writer,
     executor: Recipient<Execute>,
     notifier: Addr<Notifier>,
     stop_file: PathBuf,
@@ -237,7 +240,7 @@ impl RiskSupervisor {
             journal,
             paper_instant,
         } = cfg;
-        let RiskPeers { store, executor, notifier, metrics, gate } = peers;
+        let RiskPeers { store, writer, executor, notifier, metrics, gate } = peers;
         if state.breaker.tripped {
             gate.close();
         } else {
@@ -262,6 +265,7 @@ impl RiskSupervisor {
             journal,
             copies,
             store,
+            writer,
             executor,
             notifier,
             stop_file,

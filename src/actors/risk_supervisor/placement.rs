@@ -16,12 +16,13 @@
 //! journaled in one write ([`crate::actors::store::RecordPaperCopy`]), with many more slots (they
 //! bound only how many copies wait on the journal at once, which its group commit takes together).
 
-use actix::{AsyncContext, Context, Handler, Message, ResponseFuture};
+use actix::{AsyncContext, Context, Handler, Message, Response};
+use futures_util::future::LocalBoxFuture;
 
 use super::{Decision, Evaluate, RiskSupervisor};
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::Event;
-use crate::actors::store::{PaperCopy, RecordExecution, RecordIntent, RecordPaperCopy, StoreActor};
+use crate::actors::store::{PaperCopy, RecordExecution, RecordIntent, RecordPaperCopy, Writer};
 use crate::chain::OwnBooked;
 use crate::domain::{Execution, Usdc};
 use crate::risk::{DenyReason, Position, Reservation, check_intent};
@@ -41,27 +42,28 @@ pub(super) enum Step {
 }
 
 impl Handler<Evaluate> for RiskSupervisor {
-    type Result = ResponseFuture<Decision>;
+    type Result = Response<Decision>;
 
     /// Gates and reserves one intent, then lets its placement run. `Approved` comes once the
     /// placement has its slot: a backfill's copies then wait, small, in the copier, not as
     /// thousands of placements started at once (each holding its order and its journal writes).
+    /// A decision known at once is replied at once (no future to spawn and poll).
     fn handle(&mut self, m: Evaluate, ctx: &mut Context<Self>) -> Self::Result {
         match self.approve(m) {
-            Err(decision) => Box::pin(async move { decision }),
+            Err(decision) => Response::reply(decision),
             // Recovery at start waits for every answer before the feed starts: it must not wait
             // behind orders hanging at the exchange.
             Ok((m, may_send)) if m.recovered || m.at_start => {
                 self.launch(ctx, m, may_send);
-                Box::pin(async { Decision::Approved })
+                Response::reply(Decision::Approved)
             }
-            Ok((m, may_send)) => {
-                let started = self.placement(ctx, m, may_send);
-                Box::pin(async move {
-                    started.await;
+            Ok((m, may_send)) => match self.placement(ctx, m, may_send) {
+                None => Response::reply(Decision::Approved),
+                Some(waiting) => Response::fut(async move {
+                    waiting.await;
                     Decision::Approved
-                })
-            }
+                }),
+            },
         }
     }
 }
@@ -147,35 +149,42 @@ impl RiskSupervisor {
     /// Runs the placement of `m` (already reserved) as its own task once it has a slot; [`Placed`]
     /// brings the outcome.
     pub(super) fn launch(&mut self, ctx: &mut Context<Self>, m: Evaluate, may_send: bool) {
-        actix::spawn(self.placement(ctx, m, may_send));
+        if let Some(waiting) = self.placement(ctx, m, may_send) {
+            actix::spawn(waiting);
+        }
     }
 
-    /// Counts the placement of `m` as in flight; the returned future waits for its slot and then
-    /// starts it as its own task.
-    fn placement(
-        &mut self,
-        ctx: &Context<Self>,
-        m: Evaluate,
-        may_send: bool,
-    ) -> impl std::future::Future<Output = ()> + 'static {
+    /// Counts the placement of `m` as in flight and starts it as its own task when a slot is free
+    /// (`None`); else the returned future waits for its slot and then starts it. Slots go to
+    /// waiters in turn, so one free now means nobody was waiting for it.
+    fn placement(&mut self, ctx: &Context<Self>, m: Evaluate, may_send: bool) -> Option<LocalBoxFuture<'static, ()>> {
         self.in_flight += 1;
-        let slots = self.slots.clone();
         let placer = Placer {
-            store: self.store.clone(),
+            writer: self.writer.clone(),
             executor: self.executor.clone(),
             paper: self.paper_instant,
             me: ctx.address(),
         };
-        async move {
-            let slot = slots.acquire_owned().await.ok();
-            placer.start(m, may_send, slot);
+        match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                placer.start(m, may_send, Some(slot));
+                None
+            }
+            Err(_) => {
+                let slots = self.slots.clone();
+                Some(Box::pin(async move {
+                    // Closed only at shutdown: the placement then runs without a slot.
+                    let slot = slots.acquire_owned().await.ok();
+                    placer.start(m, may_send, slot);
+                }))
+            }
         }
     }
 }
 
 /// What a placement needs from the supervisor, taken along so that it runs beside it.
 struct Placer {
-    store: actix::Addr<StoreActor>,
+    writer: Writer,
     executor: actix::Recipient<Execute>,
     paper: Option<u32>,
     me: actix::Addr<RiskSupervisor>,
@@ -187,12 +196,12 @@ impl Placer {
         actix::spawn(async move {
             let (m, step, elapsed) = match self.paper {
                 Some(slippage_bps) => {
-                    let (m, step, committed) = paper_copy(&self.store, m, may_send, slippage_bps).await;
+                    let (m, step, committed) = paper_copy(&self.writer, m, may_send, slippage_bps).await;
                     let elapsed = m.journaled.zip(committed).map(|(from, to)| to.saturating_duration_since(from));
                     (m, step, elapsed)
                 }
                 None => {
-                    let (m, step) = place(&self.store, &self.executor, m, may_send).await;
+                    let (m, step) = place(&self.writer, &self.executor, m, may_send).await;
                     (m, step, None)
                 }
             };
@@ -203,18 +212,12 @@ impl Placer {
 }
 
 /// Journal the intent (before anything leaves), have the executor place it, journal the outcome.
-async fn place(
-    store: &actix::Addr<StoreActor>,
-    executor: &actix::Recipient<Execute>,
-    m: Evaluate,
-    may_send: bool,
-) -> (Evaluate, Step) {
+async fn place(writer: &Writer, executor: &actix::Recipient<Execute>, m: Evaluate, may_send: bool) -> (Evaluate, Step) {
     let intent = m.intent.clone();
     if !m.recovered {
-        match store.send(RecordIntent(intent.clone())).await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return (m, Step::Skipped),
-            Ok(Err(e)) => return (m, Step::DbError(e.to_string())),
+        match writer.ask(RecordIntent(intent.clone())).await {
+            Ok(true) => {}
+            Ok(false) => return (m, Step::Skipped),
             Err(e) => return (m, Step::DbError(e.to_string())),
         }
         crate::fault::abort_at("abort_after_intent");
@@ -227,9 +230,8 @@ async fn place(
         Ok(Err(e)) => return (m, Step::ExecFailed(e)),
         Err(e) => return (m, Step::ExecFailed(ExecError::internal(e.to_string()))),
     };
-    match store.send(RecordExecution { exec: exec.clone(), wallet }).await {
-        Ok(Ok(booked)) => (m, Step::Done(exec, booked)),
-        Ok(Err(e)) => (m, Step::DbError(e.to_string())),
+    match writer.ask(RecordExecution { exec: exec.clone(), wallet }).await {
+        Ok(booked) => (m, Step::Done(exec, booked)),
         Err(e) => (m, Step::DbError(e.to_string())),
     }
 }
@@ -238,7 +240,7 @@ async fn place(
 /// in one journal write. Nothing leaves the process, so there is nothing to be durable before.
 /// Also returns when that write's commit ended.
 async fn paper_copy(
-    store: &actix::Addr<StoreActor>,
+    writer: &Writer,
     m: Evaluate,
     may_send: bool,
     slippage_bps: u32,
@@ -246,11 +248,10 @@ async fn paper_copy(
     let exec = crate::actors::executor::paper_fill(&m.intent, slippage_bps, now_ms());
     let copy =
         RecordPaperCopy { intent: m.intent.clone(), exec, wallet: m.intent.wallet, fresh: !m.recovered, may_send };
-    let (step, committed) = match store.send(copy).await {
-        Ok(Ok((PaperCopy::Booked(exec, booked), c))) => (Step::Done(exec, booked), c.0),
-        Ok(Ok((PaperCopy::Skipped, c))) => (Step::Skipped, c.0),
-        Ok(Ok((PaperCopy::NotSent, c))) => (Step::ExecFailed(ExecError::NotSent), c.0),
-        Ok(Err(e)) => (Step::DbError(e.to_string()), None),
+    let (step, committed) = match writer.ask(copy).await {
+        Ok((PaperCopy::Booked(exec, booked), c)) => (Step::Done(exec, booked), c.0),
+        Ok((PaperCopy::Skipped, c)) => (Step::Skipped, c.0),
+        Ok((PaperCopy::NotSent, c)) => (Step::ExecFailed(ExecError::NotSent), c.0),
         Err(e) => (Step::DbError(e.to_string()), None),
     };
     (m, step, committed)
