@@ -46,8 +46,8 @@ pub trait Request: Send + 'static {
     /// The journal's.
     fn run(self, store: &mut Store) -> StoreResult<Self::Out>;
     /// Given a successful answer and the moment its commit ended (the start or the end of a copy's
-    /// measured latency).
-    fn stamp(_: &mut Self::Out, _: std::time::Instant) {}
+    /// measured latency; most answers carry no time and ignore it).
+    fn stamp(out: &mut Self::Out, at: std::time::Instant);
 }
 
 /// Queues requests straight on the journal's writer thread, beside the store actor. The copy path
@@ -61,26 +61,17 @@ pub struct Writer {
 impl Writer {
     /// Queues `r`; its answer comes once the batch it ran in committed.
     pub fn ask<R: Request>(&self, r: R) -> impl std::future::Future<Output = StoreResult<R::Out>> + 'static {
-        self.submit(R::NAME, move |s| r.run(s), R::stamp)
-    }
-
-    /// Queues `work` and returns its answer, sent once the batch it ran in committed.
-    fn submit<T: Send + 'static>(
-        &self,
-        name: &'static str,
-        work: impl FnOnce(&mut Store) -> StoreResult<T> + Send + 'static,
-        stamp: fn(&mut T, std::time::Instant),
-    ) -> impl std::future::Future<Output = StoreResult<T>> + 'static {
+        let name = R::NAME;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |store: &mut Store| {
-            let result = store.atomically(work);
+            let result = store.atomically(move |s| r.run(s));
             Box::new(move |commit: Option<&str>| {
                 let mut result = match commit {
                     Some(e) => Err(commit_failed(e)),
                     None => result,
                 };
                 if let Ok(v) = &mut result {
-                    stamp(v, std::time::Instant::now());
+                    R::stamp(v, std::time::Instant::now());
                 }
                 // Logged here once, so an error is never lost when the sender used do_send.
                 if let Err(e) = &result {

@@ -537,6 +537,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         }
         r = wait_for_signal(&registry) => {
             shutdown(r, &stops, feed_task, &copier, &notifier, &store, telegram.as_ref()).await;
+            reports.stop();
             return Ok(());
         }
     }
