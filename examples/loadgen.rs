@@ -92,6 +92,42 @@ fn cpu_ms_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {
     by
 }
 
+/// Each daemon thread's write calls and bytes so far (`syscw`, `wchar` of its `io` under
+/// `/proc/<pid>/task`): the journal's WAL frames (writer thread), the checkpoints copying them into
+/// the database (checkpoint thread), the log's lines.
+fn writes_by_thread(pid: u32) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let mut by = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by };
+    for t in tasks.flatten() {
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_owned();
+        let io = std::fs::read_to_string(t.path().join("io")).unwrap_or_default();
+        let field = |key: &str| {
+            io.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0)
+        };
+        let e = by.entry(name).or_insert((0, 0));
+        e.0 += field("syscw:");
+        e.1 += field("wchar:");
+    }
+    by
+}
+
+/// Per-thread write calls and kilobytes per fill between two readings.
+fn writes_per_fill(
+    before: &std::collections::BTreeMap<String, (u64, u64)>,
+    after: &std::collections::BTreeMap<String, (u64, u64)>,
+    fills: usize,
+) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (name, (calls, bytes)) in after {
+        let (c0, b0) = before.get(name).copied().unwrap_or((0, 0));
+        if *bytes > b0 {
+            let per = |d: u64, scale: f64| ((d as f64 / fills as f64 / scale) * 10.0).round() / 10.0;
+            out.insert(name.clone(), json!({ "calls": per(calls - c0, 1.0), "kb": per(bytes - b0, 1024.0) }));
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
 /// Per-thread CPU µs per fill between two readings.
 fn cpu_us_per_fill(
     before: &std::collections::BTreeMap<String, f64>,
@@ -201,8 +237,10 @@ async fn main() {
     let perf_steady = std::env::var("LOADGEN_PERF_PHASE").is_ok_and(|p| p == "steady");
     let perf = (!perf_steady).then(|| record_perf(pid)).flatten();
     let cpu_before = cpu_ms_by_thread(pid);
+    let writes_before = writes_by_thread(pid);
     let done = wait_count(&d, "SELECT COUNT(*) FROM executions", n_fills as i64, 600).await;
     let backfill_cpu = cpu_us_per_fill(&cpu_before, &cpu_ms_by_thread(pid), n_fills);
+    let backfill_writes = writes_per_fill(&writes_before, &writes_by_thread(pid), n_fills);
     let backfill = done - t;
     stop_perf(perf);
 
@@ -297,6 +335,10 @@ async fn main() {
     if let Ok(keep) = std::env::var("LOADGEN_LOG") {
         let _ = std::fs::copy(d.dir.join("daemon.log"), keep);
     }
+    // LOADGEN_KEEP_DB=FILE: the journal after the run, to look at its tables and indexes.
+    if let Ok(keep) = std::env::var("LOADGEN_KEEP_DB") {
+        let _ = std::fs::copy(d.dir.join("journal.db"), keep);
+    }
 
     let what = if live { "journaled → signed order stored" } else { "journaled → executed" };
     let report = json!({
@@ -308,6 +350,7 @@ async fn main() {
         "backfill_s": backfill.as_secs_f64(),
         "throughput_fills_per_s": (n_fills as f64 / backfill.as_secs_f64()).round(),
         "backfill_cpu_us_per_fill": backfill_cpu,
+        "backfill_writes_per_fill": backfill_writes,
         "latency": what,
         "steady_rate_fills_per_s": rate,
         "latency_ms_p50_p99_max": [percentile(&processing, 0.5), percentile(&processing, 0.99), processing.last().copied().unwrap_or(0)],

@@ -154,6 +154,10 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // A job's savepoint keeps the pages it changes for a rollback; on a file, past 64 KiB, that
+        // doubled the bytes the writer wrote (BENCHMARKS.md, sixth round). Rollback data only: the
+        // WAL, and so what a crash keeps, is the same.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Every statement of a fill's life stays prepared.
         conn.set_prepared_statement_cache_capacity(64);
