@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix::{Addr, Recipient};
 use alloy::primitives::{Address, B256};
-use alloy::rpc::types::{Filter, Log};
+use alloy::rpc::types::Filter;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -19,13 +19,11 @@ use crate::actors::notifier::{Event, Notifier};
 use crate::actors::risk_supervisor::SetTrading;
 use crate::actors::store::{self as store_msgs, StoreActor};
 use crate::actors::watcher::NewFills;
-use crate::chain::history::{decode_logs, fills_filter, headers_for};
+use crate::chain::history::fills_filter;
+use crate::chain::range::{MAX_SHRINKS, RangeRead, RangeReader, Span};
 use crate::chain::rpc::{BlockRef, ChainError, Rpc};
 use crate::domain::TargetFill;
 use crate::store::OwnSettlement;
-
-/// Addresses per `eth_getLogs` topic list: keeps each request well under nodes' size limits.
-const TOPIC_CHUNK: usize = 2_000;
 
 /// What the feed needs to know.
 #[derive(Debug, Clone)]
@@ -130,6 +128,7 @@ pub struct ChainFeed {
     targets: watch::Receiver<Vec<Address>>,
     status: watch::Sender<FeedStatus>,
     checkpoint: Option<(u64, B256)>,
+    span: Span,
 }
 
 impl std::fmt::Debug for ChainFeed {
@@ -161,7 +160,8 @@ impl ChainFeed {
         status: watch::Sender<FeedStatus>,
     ) -> Self {
         let FeedPeers { store, sink, notifier, halt, metrics, own_fills } = peers;
-        Self { cfg, rpc, store, sink, notifier, halt, metrics, own_fills, targets, status, checkpoint: None }
+        let span = Span::new(cfg.max_block_range);
+        Self { cfg, rpc, store, sink, notifier, halt, metrics, own_fills, targets, status, checkpoint: None, span }
     }
 
     /// Runs until `shutdown` is cancelled: connect, sync, wait for the next head, repeat; on errors
@@ -339,6 +339,15 @@ impl ChainFeed {
 
     /// One round: check for a reorg, then journal and dispatch every block up to the safe head.
     async fn sync(&mut self) -> Result<(), ChainError> {
+        let mut span = self.span;
+        let done = self.sync_ranges(&mut span).await;
+        self.span = span;
+        done
+    }
+
+    /// [`Self::sync`], reading each range while the one before it is journaled; `span` learns from
+    /// every read.
+    async fn sync_ranges(&mut self, span: &mut Span) -> Result<(), ChainError> {
         let head = self.rpc.block_number().await?;
         let safe = head.saturating_sub(self.cfg.confirmations);
         let mut cp = match self.checkpoint {
@@ -349,54 +358,56 @@ impl ChainFeed {
         if at_cp.map(|b| b.hash) != Some(cp.1) {
             cp = self.handle_reorg(cp).await?;
         }
-        while cp.0 < safe {
-            let (from, to) = (cp.0 + 1, safe.min(cp.0 + self.cfg.max_block_range));
-            let first = self.rpc.block_required(from).await?;
-            if first.parent != cp.1 {
-                // A reorg below us since the check: the next round finds the ancestor.
-                return Err(ChainError::ChainMoved { from, to });
-            }
-            let end = if to == from { first } else { self.rpc.block_required(to).await? };
-            let logs = self.read_logs(from, to).await?;
-            // Our own funder's fills settle our orders; they are never copied.
-            let (ours, fills): (Vec<_>, Vec<_>) =
-                self.decode(&logs, from, to).await?.into_iter().partition(|f| Some(f.wallet) == self.cfg.own);
-            let end_after = self.rpc.block_required(to).await?;
-            if end_after.hash != end.hash {
-                return Err(ChainError::ChainMoved { from, to });
-            }
-            // Idempotent, and before the checkpoint moves: a failure re-reads the range.
-            self.settle_own(ours).await?;
-            // A long range is journaled in parts, each handed on as soon as it is journaled.
-            let parts = crate::chain::parts::split_at_blocks(fills);
-            let n_parts = parts.len();
-            for (k, part) in parts.into_iter().enumerate() {
-                let last = k + 1 == n_parts;
-                let part_to = match part.last() {
-                    Some(f) if !last => (f.block_number, f.block_hash),
-                    _ => (to, end.hash),
-                };
-                let blocks: Vec<(u64, B256)> = part
-                    .iter()
-                    .map(|f| (f.block_number, f.block_hash))
-                    .collect::<BTreeMap<_, _>>()
-                    .into_iter()
-                    .collect();
-                let n_fills = part.len();
-                let write = store_msgs::JournalRange { fills: part, to: part_to, blocks, sweep: last };
-                let outcome = ask(&self.store, write).await?;
-                cp = part_to;
-                self.checkpoint = Some(cp);
-                if n_fills > 0 {
-                    debug!(from, to = part_to.0, fills = n_fills, new = outcome.to_copy.len(), "journaled range");
+        // The target list is read again for every range: a target added during a long backfill
+        // is watched from the next range on.
+        let reader =
+            RangeReader { rpc: &self.rpc, exchanges: &self.cfg.exchanges, own: self.cfg.own, notifier: &self.notifier };
+        let next_range = |after: u64, span: Span| (after < safe).then(|| (after + 1, safe.min(after + span.blocks())));
+        *span = span.for_sync();
+        let mut shrinks = 0;
+        let mut read = match next_range(cp.0, *span) {
+            Some((from, to)) => Some(reader.read(self.watched(self.targets.borrow().clone()), from, to, cp.1).await),
+            None => None,
+        };
+        while let Some(result) = read.take() {
+            let this = match result {
+                Ok(this) => this,
+                // Everything before the refused range is journaled: read it again from `cp`, smaller.
+                Err(ChainError::LogsRefused { from, to, cause }) if to > from && shrinks < MAX_SHRINKS => {
+                    shrinks += 1;
+                    *span = span.after_refusal(to - from + 1);
+                    warn!(from, to, blocks = span.blocks(), cause = %cause, "the node refused a range of logs; reading smaller ranges");
+                    read = match next_range(cp.0, *span) {
+                        Some((from, to)) => {
+                            Some(reader.read(self.watched(self.targets.borrow().clone()), from, to, cp.1).await)
+                        }
+                        None => None,
+                    };
+                    continue;
                 }
-                self.hand_on(outcome).await;
-            }
+                Err(e) => return Err(e),
+            };
+            *span = span.after_read(this.to - this.from + 1, this.logs);
+            let (to, parent) = (this.to, this.end.hash);
+            // The next range is read while this one is journaled: both only borrow the feed, and
+            // the checkpoint moves in `cp` as each part commits.
+            let journal = self.journal_range(this, &mut cp);
+            let (journaled, next) = match next_range(to, *span) {
+                Some((from, next_to)) => {
+                    let next = reader.read(self.watched(self.targets.borrow().clone()), from, next_to, parent);
+                    let (j, n) = tokio::join!(journal, next);
+                    (j, Some(n))
+                }
+                None => (journal.await, None),
+            };
+            self.checkpoint = Some(cp);
+            journaled?;
             self.status.send_modify(|s| {
                 s.head = head;
                 s.processed = to;
                 s.attempt_ms = crate::store::now_ms();
             });
+            read = next;
         }
         self.status.send_modify(|s| {
             s.head = head;
@@ -407,8 +418,36 @@ impl ChainFeed {
         Ok(())
     }
 
+    /// Journals a range read and hands its new fills on, in parts; `cp` follows each committed part.
+    async fn journal_range(&self, read: RangeRead, cp: &mut (u64, B256)) -> Result<(), ChainError> {
+        let RangeRead { from, to, end, fills, ours, .. } = read;
+        // Idempotent, and before the checkpoint moves: a failure re-reads the range.
+        self.settle_own(ours).await?;
+        // A long range is journaled in parts, each handed on as soon as it is journaled.
+        let parts = crate::chain::parts::split_at_blocks(fills);
+        let n_parts = parts.len();
+        for (k, part) in parts.into_iter().enumerate() {
+            let last = k + 1 == n_parts;
+            let part_to = match part.last() {
+                Some(f) if !last => (f.block_number, f.block_hash),
+                _ => (to, end.hash),
+            };
+            let blocks: Vec<(u64, B256)> =
+                part.iter().map(|f| (f.block_number, f.block_hash)).collect::<BTreeMap<_, _>>().into_iter().collect();
+            let n_fills = part.len();
+            let write = store_msgs::JournalRange { fills: part, to: part_to, blocks, sweep: last };
+            let outcome = ask(&self.store, write).await?;
+            *cp = part_to;
+            if n_fills > 0 {
+                debug!(from, to = part_to.0, fills = n_fills, new = outcome.to_copy.len(), "journaled range");
+            }
+            self.hand_on(outcome).await;
+        }
+        Ok(())
+    }
+
     /// Reports what a journal write found and hands its new fills to the registry.
-    async fn hand_on(&mut self, outcome: crate::store::JournalOutcome) {
+    async fn hand_on(&self, outcome: crate::store::JournalOutcome) {
         for f in outcome.withdrawn {
             self.notifier.do_send(Event::Withdrawn { fill: f });
         }
@@ -514,26 +553,6 @@ impl ChainFeed {
             }
         }
         Ok(())
-    }
-
-    async fn read_logs(&self, from: u64, to: u64) -> Result<Vec<Log>, ChainError> {
-        let targets = self.watched(self.targets.borrow().clone());
-        let mut out = Vec::new();
-        for chunk in targets.chunks(TOPIC_CHUNK) {
-            out.extend(self.rpc.logs(&self.filter(chunk).from_block(from).to_block(to)).await?);
-        }
-        Ok(out)
-    }
-
-    /// Decodes logs into fills, checking each log's block against the chain we are reading.
-    async fn decode(&self, logs: &[Log], from: u64, to: u64) -> Result<Vec<TargetFill>, ChainError> {
-        let headers = headers_for(&self.rpc, logs, from, to).await?;
-        let decoded = decode_logs(logs, &headers, from, to)?;
-        for (tx, li, e) in decoded.undecodable {
-            warn!(tx = %tx, log_index = li, cause = %e, "undecodable OrderFilled log skipped");
-            self.notifier.do_send(Event::Error { message: format!("undecodable fill log {tx}:{li}: {e}") });
-        }
-        Ok(decoded.fills)
     }
 }
 

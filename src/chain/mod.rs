@@ -9,6 +9,7 @@ pub mod mempool;
 pub mod parts;
 pub mod pending;
 pub mod positions;
+pub mod range;
 pub mod rpc;
 
 pub use feed::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, OwnBooked, OwnFill};

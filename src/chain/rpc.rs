@@ -40,6 +40,17 @@ pub enum ChainError {
         /// Range end.
         to: u64,
     },
+    /// `eth_getLogs` over a range failed while the node answered for its blocks: providers refuse
+    /// a range whose answer would be too large, so the feed reads it again in halves.
+    #[error("reading the logs of blocks {from}..={to}: {cause}")]
+    LogsRefused {
+        /// Range start.
+        from: u64,
+        /// Range end.
+        to: u64,
+        /// The node's answer.
+        cause: Box<ChainError>,
+    },
     /// A block the node should have is missing.
     #[error("block {0} not found")]
     MissingBlock(u64),

@@ -288,3 +288,35 @@ async fn test_backfill_when_killed_between_journal_parts_then_each_fill_copied_o
     assert_eq!(count("SELECT COUNT(*) FROM executions"), 2401, "each fill copied once, and the marker");
     assert_eq!(count("SELECT COUNT(*) FROM (SELECT fill_id FROM executions GROUP BY fill_id HAVING COUNT(*) > 1)"), 0);
 }
+
+/// A provider that refuses `eth_getLogs` over more than 3 blocks (docs/PROTOCOL.md §3, "Reading
+/// logs"): the backfill reads smaller ranges, copies every fill once, and is never taken for an
+/// outage of the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_backfill_when_provider_caps_log_ranges_then_reads_smaller_ranges_and_copies_all() {
+    let anvil = Anvil::start().await;
+    let rpc = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &rpc.url, "max_block_range = 50", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    assert!(d.stop().success());
+
+    let mut txs = Vec::new();
+    for i in 0..8u8 {
+        txs.push(anvil.emit(&buy(i + 1, 200 + u64::from(i))).await.1);
+        anvil.mine(4).await;
+    }
+    d.start();
+    executed(&d, 8).await;
+    marker(&anvil, &d, 99, 299).await;
+    for tx in &txs {
+        assert_eq!(d.executions_for(tx), 1, "{tx}");
+    }
+    assert_eq!(d.trades().len(), 9, "the eight fills and the marker, nothing twice");
+    assert!(rpc.refused() >= 1, "the first backfill read (4 blocks) is over the cap");
+    assert!(rpc.served() >= 10, "the 40 blocks were read in ranges of at most 3");
+    let log = d.log();
+    assert!(log.contains("reading smaller ranges"), "{log}");
+    assert!(!log.contains("chain sync failed"), "a refused range is not an outage: {log}");
+}

@@ -3,6 +3,7 @@
 //! polycopy binary run as a separate process against a temp dir with its own SQLite file.
 #![allow(dead_code, missing_docs)]
 
+pub mod capped_rpc;
 pub mod clob;
 pub mod http;
 pub mod installed;

@@ -1,0 +1,220 @@
+//! Reading one block range for the feed, and how many blocks each read asks for.
+//!
+//! A backfill reads the chain in ranges, and each range is journaled before the next one moves
+//! the checkpoint. The feed reads range k+1 while range k is being journaled. Without that, every
+//! `eth_getLogs` round trip stood idle beside the journal: a quarter of a 5,000-fill backfill was
+//! the node serving one long range while nothing else ran (BENCHMARKS.md, sixth round).
+//!
+//! The size of a range adapts to how dense the logs are. The target is about one journal part of
+//! fills per read ([`crate::chain::parts::PART_FILLS`]):
+//! - sparse history is read in long ranges, up to `chain.max_block_range`;
+//! - a dense stretch is read in short ones, so its first part is journaled and copied sooner;
+//! - a read that fails halves the range. Providers refuse a range whose answer is too large
+//!   (docs/PROTOCOL.md, "Reading logs"), and retrying the same range would fail forever.
+
+use std::collections::BTreeMap;
+
+use actix::Addr;
+use alloy::primitives::{Address, B256};
+use alloy::rpc::types::Log;
+use tracing::{debug, warn};
+
+use crate::actors::notifier::{Event, Notifier};
+use crate::chain::history::{decode_logs, fills_filter, headers_for};
+use crate::chain::parts::PART_FILLS;
+use crate::chain::rpc::{BlockRef, ChainError, Rpc};
+use crate::domain::TargetFill;
+
+/// Addresses per `eth_getLogs` topic list: keeps each request well under nodes' size limits.
+const TOPIC_CHUNK: usize = 2_000;
+
+/// Blocks in the first read of a feed: small, so that a dense backfill's first copies come early;
+/// sparse history doubles it on every read.
+const FIRST_SPAN: u64 = 4;
+
+/// Reads of one sync that may fail for the size of their range before the sync gives up: each
+/// halves the range (from 500 blocks down to 62).
+pub const MAX_SHRINKS: u32 = 3;
+
+/// How many blocks the next read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    blocks: u64,
+    /// The most blocks a read may ask for in this sync: `chain.max_block_range`, lowered below a
+    /// range the node refused.
+    ceiling: u64,
+    max: u64,
+}
+
+impl Span {
+    /// The first span of a feed whose reads are capped at `max` blocks (at least one).
+    #[must_use]
+    pub fn new(max: u64) -> Self {
+        let max = max.max(1);
+        Self { blocks: FIRST_SPAN.min(max), ceiling: max, max }
+    }
+
+    /// Blocks for the next read.
+    #[must_use]
+    pub fn blocks(self) -> u64 {
+        self.blocks
+    }
+
+    /// At the start of a sync: a range refused in an earlier sync may be tried again (a refusal
+    /// may have been a passing fault), at the span learned so far.
+    #[must_use]
+    pub fn for_sync(self) -> Self {
+        Self { ceiling: self.max, ..self }
+    }
+
+    /// Learns from a read of `blocks` blocks that brought `logs` logs. The span aims at about
+    /// [`PART_FILLS`] logs a read, and grows at most twofold a read: one empty read over a short
+    /// range says little about the blocks after it.
+    #[must_use]
+    pub fn after_read(self, blocks: u64, logs: usize) -> Self {
+        let target = PART_FILLS as u64;
+        let fitting = match logs as u64 {
+            0 => u64::MAX,
+            n => blocks.max(1).saturating_mul(target) / n,
+        };
+        let grown = fitting.min(self.blocks.saturating_mul(2)).min(self.ceiling).max(1);
+        Self { blocks: grown, ..self }
+    }
+
+    /// After the node refused a read of `blocks` blocks: half of it (a provider may refuse a range
+    /// for the size of its answer), at least one, and no read of this sync grows back to it.
+    #[must_use]
+    pub fn after_refusal(self, blocks: u64) -> Self {
+        let half = (blocks / 2).max(1);
+        Self { blocks: half, ceiling: half, max: self.max }
+    }
+}
+
+/// What one range read brought: the fills to journal and our own funder's fills, checked against
+/// one chain from `from` to `end`.
+#[derive(Debug)]
+pub struct RangeRead {
+    /// First block.
+    pub from: u64,
+    /// Last block.
+    pub to: u64,
+    /// The last block as it was when the logs were read.
+    pub end: BlockRef,
+    /// Our targets' fills, in chain order.
+    pub fills: Vec<TargetFill>,
+    /// Our own funder's fills (they settle our orders, they are never copied).
+    pub ours: Vec<TargetFill>,
+    /// Logs the node returned.
+    pub logs: usize,
+}
+
+/// What a range read needs from the feed, borrowed: the feed keeps journaling while it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RangeReader<'a> {
+    /// The chain.
+    pub rpc: &'a Rpc,
+    /// Watched exchange contracts.
+    pub exchanges: &'a [Address],
+    /// Our own funder, if live.
+    pub own: Option<Address>,
+    /// Where an undecodable log is reported.
+    pub notifier: &'a Addr<Notifier>,
+}
+
+impl RangeReader<'_> {
+    /// Reads the fills of the `watched` makers (the targets and our own funder) in `from..=to`,
+    /// whose first block must follow the block hashed `parent`.
+    ///
+    /// # Errors
+    /// [`ChainError::ChainMoved`] when the chain changed under the read (read it again), or the
+    /// RPC's error.
+    pub async fn read(self, watched: Vec<Address>, from: u64, to: u64, parent: B256) -> Result<RangeRead, ChainError> {
+        let started = std::time::Instant::now();
+        let first = self.rpc.block_required(from).await?;
+        if first.parent != parent {
+            // A reorg below us since the check: the next round finds the ancestor.
+            return Err(ChainError::ChainMoved { from, to });
+        }
+        let end = if to == from { first } else { self.rpc.block_required(to).await? };
+        let logs = self.logs(&watched, from, to).await.map_err(|e| ChainError::LogsRefused {
+            from,
+            to,
+            cause: Box::new(e),
+        })?;
+        let (ours, fills): (Vec<_>, Vec<_>) =
+            self.decode(&logs, from, to).await?.into_iter().partition(|f| Some(f.wallet) == self.own);
+        let end_after = self.rpc.block_required(to).await?;
+        if end_after.hash != end.hash {
+            return Err(ChainError::ChainMoved { from, to });
+        }
+        if !logs.is_empty() {
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            debug!(from, to, logs = logs.len(), ms, "read range");
+        }
+        Ok(RangeRead { from, to, end, fills, ours, logs: logs.len() })
+    }
+
+    async fn logs(self, watched: &[Address], from: u64, to: u64) -> Result<Vec<Log>, ChainError> {
+        let mut out = Vec::new();
+        for chunk in watched.chunks(TOPIC_CHUNK) {
+            out.extend(self.rpc.logs(&fills_filter(self.exchanges, chunk).from_block(from).to_block(to)).await?);
+        }
+        Ok(out)
+    }
+
+    /// Decodes logs into fills, checking each log's block against the chain we are reading.
+    async fn decode(self, logs: &[Log], from: u64, to: u64) -> Result<Vec<TargetFill>, ChainError> {
+        let headers: BTreeMap<u64, BlockRef> = headers_for(self.rpc, logs, from, to).await?;
+        let decoded = decode_logs(logs, &headers, from, to)?;
+        for (tx, li, e) in decoded.undecodable {
+            warn!(tx = %tx, log_index = li, cause = %e, "undecodable OrderFilled log skipped");
+            self.notifier.do_send(Event::Error { message: format!("undecodable fill log {tx}:{li}: {e}") });
+        }
+        Ok(decoded.fills)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_span_when_reads_come_back_then_aims_at_a_part_of_logs() {
+        // (span before, blocks read, logs, max, span after)
+        let cases: &[(u64, u64, usize, u64, u64)] = &[
+            (4, 4, 0, 500, 8),           // empty: doubles
+            (400, 2, 0, 500, 500),       // empty: doubles, capped at the maximum
+            (4, 4, 800, 500, 5),         // 200 a block: five blocks make a part
+            (8, 8, 1_600, 500, 5),       // the same, from above
+            (64, 64, 10, 500, 128),      // sparse: at most twofold
+            (5, 5, 50_000, 500, 1),      // denser than a part a block: one block
+            (500, 500, 1_000, 500, 500), // exactly a part
+            (1, 1, 0, 1, 1),             // a maximum of one block
+        ];
+        for &(before, blocks, logs, max, after) in cases {
+            let span = Span { blocks: before, ceiling: max, max };
+            assert_eq!(span.after_read(blocks, logs).blocks(), after, "{before} {blocks} {logs} {max}");
+        }
+    }
+
+    #[test]
+    fn test_span_when_a_range_is_refused_then_halves_and_stays_below_it_for_the_sync() {
+        // (blocks refused, span after, span after two empty reads)
+        let cases: &[(u64, u64, u64)] = &[(500, 250, 250), (8, 4, 4), (3, 1, 1), (1, 1, 1)];
+        for &(refused, after, grown) in cases {
+            let span = Span { blocks: refused, ceiling: 500, max: 500 }.after_refusal(refused);
+            assert_eq!(span.blocks(), after, "{refused}");
+            assert_eq!(span.after_read(after, 0).after_read(after, 0).blocks(), grown, "{refused}");
+        }
+        // The next sync may grow past it again.
+        let span = Span { blocks: 8, ceiling: 500, max: 500 }.after_refusal(8).for_sync();
+        assert_eq!(span.after_read(4, 0).blocks(), 8);
+    }
+
+    #[test]
+    fn test_span_first_read_is_small_and_never_above_the_maximum() {
+        assert_eq!(Span::new(500).blocks(), FIRST_SPAN);
+        assert_eq!(Span::new(2).blocks(), 2);
+        assert_eq!(Span::new(0).blocks(), 1);
+    }
+}

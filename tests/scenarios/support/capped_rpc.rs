@@ -1,0 +1,103 @@
+//! A JSON-RPC endpoint in front of anvil that refuses `eth_getLogs` over more than `cap` blocks, as
+//! RPC providers do (docs/PROTOCOL.md §3, "Reading logs": QuickNode's free plan allows 5). Every
+//! other call, and every range within the cap, is passed to anvil unchanged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::http::read_request;
+
+/// The endpoint, and what it refused and served.
+pub struct CappedRpc {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    refused: Arc<AtomicUsize>,
+    served: Arc<AtomicUsize>,
+}
+
+impl CappedRpc {
+    /// Listens on a free port, forwarding to `upstream` (`http://host:port`).
+    pub async fn start(upstream: &str, cap: u64) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (refused, served): (Arc<AtomicUsize>, Arc<AtomicUsize>) = (Arc::default(), Arc::default());
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let (r, s) = (refused.clone(), served.clone());
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                tokio::spawn(serve(sock, upstream.clone(), cap, r.clone(), s.clone()));
+            }
+        });
+        Self { url, refused, served }
+    }
+
+    /// `eth_getLogs` calls refused for their range.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+
+    /// `eth_getLogs` calls passed on.
+    pub fn served(&self) -> usize {
+        self.served.load(Ordering::SeqCst)
+    }
+}
+
+/// One keep-alive connection: each request is refused or forwarded.
+async fn serve(mut sock: TcpStream, upstream: String, cap: u64, refused: Arc<AtomicUsize>, served: Arc<AtomicUsize>) {
+    while let Some((_, _, body, _)) = read_request(&mut sock).await {
+        let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let answer = match over_cap(&req, cap) {
+            Some(id) => {
+                refused.fetch_add(1, Ordering::SeqCst);
+                // QuickNode's words for it.
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32614, "message": format!("eth_getLogs is limited to a {cap} range")}})
+                    .to_string()
+                    .into_bytes()
+            }
+            None => {
+                if req["method"] == "eth_getLogs" {
+                    served.fetch_add(1, Ordering::SeqCst);
+                }
+                match forward(&upstream, &body).await {
+                    Some(b) => b,
+                    None => return,
+                }
+            }
+        };
+        let head =
+            format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", answer.len());
+        if sock.write_all(head.as_bytes()).await.is_err() || sock.write_all(&answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The request's id when it is an `eth_getLogs` over more than `cap` blocks.
+fn over_cap(req: &Value, cap: u64) -> Option<Value> {
+    if req["method"] != "eth_getLogs" {
+        return None;
+    }
+    let block =
+        |k: &str| req["params"][0][k].as_str().and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok());
+    let (from, to) = (block("fromBlock")?, block("toBlock")?);
+    (to.saturating_sub(from) + 1 > cap).then(|| req["id"].clone())
+}
+
+/// Passes `body` to anvil on a connection of its own; its answer's body.
+async fn forward(upstream: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(upstream).await.ok()?;
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {upstream}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.ok()?;
+    s.write_all(body).await.ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let at = super::http::find(&buf, b"\r\n\r\n")? + 4;
+    Some(buf[at..].to_vec())
+}
