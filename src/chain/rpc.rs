@@ -135,6 +135,16 @@ impl std::fmt::Debug for Rpc {
     }
 }
 
+/// The HTTP client every JSON-RPC connection of the process shares. Building one reads and
+/// parses the system's root certificates (about 6 ms of CPU, on the actor thread): each endpoint
+/// and every reconnect built its own, five of them before a start's first read
+/// (BENCHMARKS.md, sixth round). A connection that failed is dropped from the shared pool with
+/// its request, so a reconnect still opens a fresh one.
+fn http_client() -> alloy::transports::http::Client {
+    static CLIENT: std::sync::OnceLock<alloy::transports::http::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(alloy::transports::http::Client::new).clone()
+}
+
 impl Rpc {
     /// A client for `cfg` (not yet connected).
     #[must_use]
@@ -183,7 +193,8 @@ impl Rpc {
             }
         } else {
             let parsed = url.parse().map_err(|e: url::ParseError| err(e.to_string()))?;
-            ProviderBuilder::new().connect_http(parsed).erased()
+            let client = alloy::rpc::client::ClientBuilder::default().http_with_client(http_client(), parsed);
+            ProviderBuilder::new().connect_client(client).erased()
         };
         // Identify the chain before anything is read from it: an endpoint on another chain (or a
         // test node left in a setting) must never be taken for Polygon.
