@@ -376,6 +376,11 @@ impl ChainFeed {
                 Err(ChainError::LogsRefused { from, to, cause }) if to > from && shrinks < MAX_SHRINKS => {
                     shrinks += 1;
                     *span = span.after_refusal(to - from + 1);
+                    if matches!(*cause, ChainError::Timeout { .. }) {
+                        // Too slow for the range, not a refusal: each retry would wait a whole
+                        // timeout. The next sync, after the usual backoff, reads half of it.
+                        return Err(*cause);
+                    }
                     warn!(from, to, blocks = span.blocks(), cause = %cause, "the node refused a range of logs; reading smaller ranges");
                     read = match next_range(cp.0, *span) {
                         Some((from, to)) => {

@@ -28,13 +28,13 @@ use crate::domain::TargetFill;
 /// Addresses per `eth_getLogs` topic list: keeps each request well under nodes' size limits.
 const TOPIC_CHUNK: usize = 2_000;
 
-/// Blocks in the first read of a feed: small, so that a dense backfill's first copies come early;
-/// sparse history doubles it on every read.
+/// Blocks in the first read of a start: small, so that a dense backfill's first copies come early
+/// and its reads overlap the journal from the start.
 const FIRST_SPAN: u64 = 4;
 
-/// Reads of one sync that may fail for the size of their range before the sync gives up: each
-/// halves the range (from 500 blocks down to 62).
-pub const MAX_SHRINKS: u32 = 3;
+/// Refused reads one sync takes before it gives up: each halves the range, so nine take the
+/// default 500 blocks down to one. A refusal is an answer, so each costs one quick call.
+pub const MAX_SHRINKS: u32 = 9;
 
 /// How many blocks the next read asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +67,9 @@ impl Span {
         Self { ceiling: self.max, ..self }
     }
 
-    /// Learns from a read of `blocks` blocks that brought `logs` logs. The span aims at about
-    /// [`PART_FILLS`] logs a read, and grows at most twofold a read: one empty read over a short
-    /// range says little about the blocks after it.
+    /// Learns from a read of `blocks` blocks that brought `logs` logs: the next read aims at about
+    /// [`PART_FILLS`] logs at that density. Only the first read of a start is small; sparse
+    /// history goes straight back to the longest range (each read costs several paced calls).
     #[must_use]
     pub fn after_read(self, blocks: u64, logs: usize) -> Self {
         let target = PART_FILLS as u64;
@@ -77,8 +77,7 @@ impl Span {
             0 => u64::MAX,
             n => blocks.max(1).saturating_mul(target) / n,
         };
-        let grown = fitting.min(self.blocks.saturating_mul(2)).min(self.ceiling).max(1);
-        Self { blocks: grown, ..self }
+        Self { blocks: fitting.min(self.ceiling).max(1), ..self }
     }
 
     /// After the node refused a read of `blocks` blocks: half of it (a provider may refuse a range
@@ -182,11 +181,12 @@ mod tests {
     fn test_span_when_reads_come_back_then_aims_at_a_part_of_logs() {
         // (span before, blocks read, logs, max, span after)
         let cases: &[(u64, u64, usize, u64, u64)] = &[
-            (4, 4, 0, 500, 8),           // empty: doubles
-            (400, 2, 0, 500, 500),       // empty: doubles, capped at the maximum
+            (4, 4, 0, 500, 500),         // empty: the longest range
+            (400, 2, 0, 500, 500),       // empty: the longest range
             (4, 4, 800, 500, 5),         // 200 a block: five blocks make a part
             (8, 8, 1_600, 500, 5),       // the same, from above
-            (64, 64, 10, 500, 128),      // sparse: at most twofold
+            (4, 4, 10, 500, 400),        // 2.5 a block: 400 blocks make a part
+            (64, 64, 10, 500, 500),      // sparser: capped at the maximum
             (5, 5, 50_000, 500, 1),      // denser than a part a block: one block
             (500, 500, 1_000, 500, 500), // exactly a part
             (1, 1, 0, 1, 1),             // a maximum of one block
@@ -199,16 +199,16 @@ mod tests {
 
     #[test]
     fn test_span_when_a_range_is_refused_then_halves_and_stays_below_it_for_the_sync() {
-        // (blocks refused, span after, span after two empty reads)
+        // (blocks refused, span after, span after an empty read)
         let cases: &[(u64, u64, u64)] = &[(500, 250, 250), (8, 4, 4), (3, 1, 1), (1, 1, 1)];
         for &(refused, after, grown) in cases {
             let span = Span { blocks: refused, ceiling: 500, max: 500 }.after_refusal(refused);
             assert_eq!(span.blocks(), after, "{refused}");
-            assert_eq!(span.after_read(after, 0).after_read(after, 0).blocks(), grown, "{refused}");
+            assert_eq!(span.after_read(after, 0).blocks(), grown, "{refused}");
         }
         // The next sync may grow past it again.
         let span = Span { blocks: 8, ceiling: 500, max: 500 }.after_refusal(8).for_sync();
-        assert_eq!(span.after_read(4, 0).blocks(), 8);
+        assert_eq!(span.after_read(4, 0).blocks(), 500);
     }
 
     #[test]
