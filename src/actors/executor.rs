@@ -71,6 +71,9 @@ pub struct Execute {
     pub manual: bool,
     /// When the fill's journal write committed: the signed order's storing is timed from it.
     pub journaled: Option<std::time::Instant>,
+    /// The intent was journaled by this very placement, so no order can exist for it yet (an
+    /// order row needs its intent's): the live executor skips looking one up.
+    pub fresh_intent: bool,
 }
 
 /// Simulated execution.

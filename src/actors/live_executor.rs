@@ -10,12 +10,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, Context, Handler, ResponseFuture};
+use actix::{Actor, Context, Handler, ResponseFuture};
 use rust_decimal::Decimal;
 use tracing::{info, warn};
 
 use crate::actors::executor::{ExecError, Execute};
-use crate::actors::store::{GetOrder, OrderOutcome, OrderSent, RecordOrder, StoreActor};
+use crate::actors::store::{GetOrder, OrderOutcome, OrderSent, RecordOrder, Writer};
 use crate::clob::account::OrderKind;
 use crate::clob::amounts::market_order_amounts;
 use crate::clob::order::{StoredOrder, salt_for};
@@ -46,17 +46,18 @@ pub struct LiveRules {
 #[derive(Debug)]
 pub struct LiveExecutor {
     venue: Arc<Venue>,
-    store: Addr<StoreActor>,
+    writer: Writer,
     rules: LiveRules,
     gate: TradingGate,
 }
 
 impl LiveExecutor {
-    /// An executor trading through `venue`, journaling through `store`, sending nothing while
-    /// `gate` is closed.
+    /// An executor trading through `venue`, journaling straight on the journal's `writer` (the
+    /// store actor's mailbox would add a hop each way to every step of an order), sending nothing
+    /// while `gate` is closed.
     #[must_use]
-    pub const fn new(venue: Arc<Venue>, store: Addr<StoreActor>, rules: LiveRules, gate: TradingGate) -> Self {
-        Self { venue, store, rules, gate }
+    pub const fn new(venue: Arc<Venue>, writer: Writer, rules: LiveRules, gate: TradingGate) -> Self {
+        Self { venue, writer, rules, gate }
     }
 }
 
@@ -71,13 +72,14 @@ impl Handler<Execute> for LiveExecutor {
     fn handle(&mut self, m: Execute, _: &mut Context<Self>) -> Self::Result {
         let run = Run {
             venue: self.venue.clone(),
-            store: self.store.clone(),
+            writer: self.writer.clone(),
             rules: self.rules,
             intent: m.intent,
             may_send: m.may_send,
             manual: m.manual,
             gate: self.gate.clone(),
             journaled: m.journaled,
+            fresh_intent: m.fresh_intent,
         };
         Box::pin(async move { run.execute().await })
     }
@@ -85,7 +87,7 @@ impl Handler<Execute> for LiveExecutor {
 
 struct Run {
     venue: Arc<Venue>,
-    store: Addr<StoreActor>,
+    writer: Writer,
     rules: LiveRules,
     intent: OrderIntent,
     /// False while halted: resolve an order sent before, send nothing.
@@ -96,6 +98,8 @@ struct Run {
     gate: TradingGate,
     /// When the fill's journal write committed.
     journaled: Option<std::time::Instant>,
+    /// The intent was journaled by this placement.
+    fresh_intent: bool,
 }
 
 fn journal_err(e: impl std::fmt::Display) -> ExecError {
@@ -123,7 +127,9 @@ impl Run {
 
     async fn execute(self) -> Result<Execution, ExecError> {
         let row = self.intent.fill_row;
-        let existing = self.store.send(GetOrder(row)).await.map_err(journal_err)?.map_err(journal_err)?;
+        // A fresh intent cannot have an order yet (an order needs its intent): no lookup.
+        let existing =
+            if self.fresh_intent { None } else { self.writer.ask(GetOrder(row)).await.map_err(journal_err)? };
         if let Some(o) = existing {
             info!(fill = row, order = %o.order.id_hex(), status = %o.status, "resolving an order stored before the last stop");
             if let Some(done) = self.replay(&o) {
@@ -166,8 +172,7 @@ impl Run {
                 ExecError::Rejected { code: "order_not_built", message: e.to_string(), counts_as_error: true }
             })?;
         // Durable before it leaves: from here on, this fill has exactly this order.
-        let (stored, committed) =
-            self.store.send(RecordOrder { fill_row: row, order }).await.map_err(journal_err)?.map_err(journal_err)?;
+        let (stored, committed) = self.writer.ask(RecordOrder { fill_row: row, order }).await.map_err(journal_err)?;
         // Our own part of a live copy, µs: the fill's journal commit → the signed order's.
         let pipeline_us =
             self.journaled.zip(committed.0).map(|(from, to)| crate::actors::micros(to.saturating_duration_since(from)));
@@ -178,7 +183,7 @@ impl Run {
 
     async fn outcome(&self, status: OrderStatus, amounts: Option<(i64, i64)>, message: &str) -> Result<(), ExecError> {
         let m = OrderOutcome { fill_row: self.intent.fill_row, status, amounts, message: message.to_owned() };
-        self.store.send(m).await.map_err(journal_err)?.map_err(journal_err)
+        self.writer.ask(m).await.map_err(journal_err)
     }
 
     /// Posts and resolves until the order's fate is known (or the resolve window closes).
@@ -216,7 +221,7 @@ impl Run {
                 // Halted between approval and the first send: the stored order never leaves.
                 return Err(ExecError::NotSent);
             }
-            self.store.send(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?.map_err(journal_err)?;
+            self.writer.ask(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?;
             r.ever_sent = true;
             match self.venue.post(&order).await {
                 PostOutcome::Matched { making, taking } => return self.finish_post(making, taking).await,

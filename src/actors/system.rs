@@ -227,7 +227,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             retry_backoff: Duration::from_millis(s.live.retry_backoff_ms),
             rate_limit_wait: Duration::from_millis(s.live.rate_limit_wait_ms),
         };
-        (LiveExecutor::new(venue.clone(), store.clone(), rules, gate.clone()).start().recipient(), Some(venue))
+        (LiveExecutor::new(venue.clone(), writer.clone(), rules, gate.clone()).start().recipient(), Some(venue))
     };
     let risk = RiskSupervisor::new(
         RiskConfig {

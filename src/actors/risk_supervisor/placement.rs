@@ -225,7 +225,9 @@ async fn place(writer: &Writer, executor: &actix::Recipient<Execute>, m: Evaluat
     let wallet = intent.wallet;
     let manual = super::operator::is_operator(&m);
     let journaled = m.journaled;
-    let exec = match executor.send(Execute { intent, at_ms: now_ms(), may_send, manual, journaled }).await {
+    let fresh_intent = !m.recovered;
+    let exec = match executor.send(Execute { intent, at_ms: now_ms(), may_send, manual, journaled, fresh_intent }).await
+    {
         Ok(Ok(e)) => e,
         Ok(Err(e)) => return (m, Step::ExecFailed(e)),
         Err(e) => return (m, Step::ExecFailed(ExecError::internal(e.to_string()))),
