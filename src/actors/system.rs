@@ -246,7 +246,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         state,
         RiskPeers {
             store: store.clone(),
-            writer,
+            writer: writer.clone(),
             executor,
             notifier: notifier.clone(),
             metrics: metrics.clone(),
@@ -349,7 +349,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         feed_cfg,
         Rpc::new(rpc_cfg.clone()),
         FeedPeers {
-            store: store.clone(),
+            writer: writer.clone(),
             sink: registry.clone().recipient(),
             notifier: notifier.clone(),
             halt: risk.clone().recipient(),

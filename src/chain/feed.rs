@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::risk_supervisor::SetTrading;
-use crate::actors::store::{self as store_msgs, StoreActor};
+use crate::actors::store::{self as store_msgs, Request, Writer};
 use crate::actors::watcher::NewFills;
 use crate::chain::history::fills_filter;
 use crate::chain::range::{MAX_SHRINKS, RangeRead, RangeReader, Span};
@@ -72,8 +72,8 @@ pub struct FeedStatus {
 /// The actors the feed talks to.
 #[derive(Debug, Clone)]
 pub struct FeedPeers {
-    /// Journal.
-    pub store: Addr<StoreActor>,
+    /// The journal's writer.
+    pub writer: Writer,
     /// Where new fills go (the registry).
     pub sink: Recipient<NewFills>,
     /// Where events go.
@@ -119,7 +119,7 @@ struct Outage {
 pub struct ChainFeed {
     cfg: FeedConfig,
     rpc: Rpc,
-    store: Addr<StoreActor>,
+    writer: Writer,
     sink: Recipient<NewFills>,
     notifier: Addr<Notifier>,
     halt: Recipient<SetTrading>,
@@ -140,13 +140,11 @@ impl std::fmt::Debug for ChainFeed {
     }
 }
 
-async fn ask<M, T>(store: &Addr<StoreActor>, msg: M) -> Result<T, ChainError>
-where
-    M: actix::Message<Result = crate::store::StoreResult<T>> + Send + 'static,
-    T: Send + 'static,
-    StoreActor: actix::Handler<M>,
-{
-    store.send(msg).await.map_err(|e| ChainError::Mailbox(e.to_string()))?.map_err(ChainError::from)
+/// Runs `r` on the journal's writer thread. Straight, not through the store actor's mailbox: a
+/// poll's fills are handed on as soon as the feed has the answer, and each fill's latency is
+/// counted from the commit.
+async fn ask<R: Request>(writer: &Writer, r: R) -> Result<R::Out, ChainError> {
+    writer.ask(r).await.map_err(ChainError::from)
 }
 
 impl ChainFeed {
@@ -159,9 +157,9 @@ impl ChainFeed {
         targets: watch::Receiver<Vec<Address>>,
         status: watch::Sender<FeedStatus>,
     ) -> Self {
-        let FeedPeers { store, sink, notifier, halt, metrics, own_fills } = peers;
+        let FeedPeers { writer, sink, notifier, halt, metrics, own_fills } = peers;
         let span = Span::new(cfg.max_block_range);
-        Self { cfg, rpc, store, sink, notifier, halt, metrics, own_fills, targets, status, checkpoint: None, span }
+        Self { cfg, rpc, writer, sink, notifier, halt, metrics, own_fills, targets, status, checkpoint: None, span }
     }
 
     /// Runs until `shutdown` is cancelled: connect, sync, wait for the next head, repeat; on errors
@@ -441,7 +439,7 @@ impl ChainFeed {
                 part.iter().map(|f| (f.block_number, f.block_hash)).collect::<BTreeMap<_, _>>().into_iter().collect();
             let n_fills = part.len();
             let write = store_msgs::JournalRange { fills: part, to: part_to, blocks, sweep: last };
-            let outcome = ask(&self.store, write).await?;
+            let outcome = ask(&self.writer, write).await?;
             *cp = part_to;
             if n_fills > 0 {
                 debug!(from, to = part_to.0, fills = n_fills, new = outcome.to_copy.len(), "journaled range");
@@ -477,7 +475,7 @@ impl ChainFeed {
     }
 
     async fn initial_checkpoint(&mut self, safe: u64) -> Result<(u64, B256), ChainError> {
-        if let Some(cp) = ask(&self.store, store_msgs::GetCheckpoint).await? {
+        if let Some(cp) = ask(&self.writer, store_msgs::GetCheckpoint).await? {
             info!(block = cp.0, "resuming from the stored checkpoint");
             self.checkpoint = Some(cp);
             return Ok(cp);
@@ -486,7 +484,7 @@ impl ChainFeed {
         let b = self.rpc.block_required(start).await?;
         info!(block = start, "no checkpoint yet: starting after block {start} (history is not copied)");
         ask(
-            &self.store,
+            &self.writer,
             store_msgs::JournalRange { fills: Vec::new(), to: (start, b.hash), blocks: Vec::new(), sweep: true },
         )
         .await?;
@@ -496,7 +494,7 @@ impl ChainFeed {
 
     /// Finds the newest stored block still on the chain, rewinds the journal to it, and reports.
     async fn handle_reorg(&mut self, cp: (u64, B256)) -> Result<(u64, B256), ChainError> {
-        let recent = ask(&self.store, store_msgs::RecentBlocks).await?;
+        let recent = ask(&self.writer, store_msgs::RecentBlocks).await?;
         let mut ancestor = None;
         for (n, h) in recent.iter().filter(|(n, _)| *n <= cp.0) {
             if self.rpc.block(*n).await?.map(|b| b.hash) == Some(*h) {
@@ -513,7 +511,7 @@ impl ChainFeed {
                 (oldest, b.hash)
             }
         };
-        let suspects = ask(&self.store, store_msgs::Rewind(ancestor)).await?;
+        let suspects = ask(&self.writer, store_msgs::Rewind(ancestor)).await?;
         warn!(from = cp.0, ancestor = ancestor.0, suspects, "reorg detected; rescanning from the common ancestor");
         self.notifier.do_send(Event::Reorg { depth: cp.0 - ancestor.0, ancestor: ancestor.0, suspects });
         self.checkpoint = Some(ancestor);
@@ -546,7 +544,7 @@ impl ChainFeed {
                 usdc: f.usdc,
                 tx: f.tx.clone(),
             };
-            match ask(&self.store, m).await? {
+            match ask(&self.writer, m).await? {
                 OwnSettlement::Settled => info!(order = %f.order_id, tx = %f.tx, "our order settled on chain"),
                 OwnSettlement::Booked(booking) => {
                     info!(order = %f.order_id, tx = %f.tx, "our order booked from its fill on chain");
