@@ -4,7 +4,8 @@
 //! - cold start: spawn → "chain feed live" (journal open, settings and wallets validated, feed
 //!   subscribed), which includes the node's own answers;
 //! - throughput: fills emitted while the daemon was down are backfilled and copied through the whole
-//!   paper pipeline (feed → watcher → copier → risk → executor → journal), fills/s until all are done;
+//!   paper pipeline (feed → watcher → copier → risk → executor → journal), fills/s from spawn to the
+//!   last execution, and from the first fill journaled to the last execution (the pipeline alone);
 //! - latency at a steady RATE fills/s: journaled → executed (paper), or journaled → signed order stored
 //!   (live, against the fake CLOB), p50/p99/max; and detection delay from the block timestamp;
 //! - peak RSS of the daemon.
