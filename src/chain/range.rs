@@ -9,8 +9,8 @@
 //! fills per read ([`crate::chain::parts::PART_FILLS`]):
 //! - sparse history is read in long ranges, up to `chain.max_block_range`;
 //! - a dense stretch is read in short ones, so its first part is journaled and copied sooner;
-//! - a read that fails halves the range. Providers refuse a range whose answer is too large
-//!   (docs/PROTOCOL.md, "Reading logs"), and retrying the same range would fail forever.
+//! - a read the node refuses halves the range. Providers refuse a range whose answer is too large
+//!   (docs/PROTOCOL.md §3, "Reading logs"), and asking for the same range again would fail forever.
 
 use std::collections::BTreeMap;
 
