@@ -363,14 +363,19 @@ impl ChainFeed {
         let next_range = |after: u64, span: Span| (after < safe).then(|| (after + 1, safe.min(after + span.blocks())));
         *span = span.for_sync();
         let mut shrinks = 0;
-        let mut read = match next_range(cp.0, *span) {
-            Some((from, to)) => Some(reader.read(self.watched(self.targets.borrow().clone()), from, to, cp.1).await),
-            None => None,
-        };
-        while let Some(result) = read.take() {
+        // A range read ahead while the one before it was journaled; none: read from `cp`.
+        let mut read = None;
+        loop {
+            let result = match read.take() {
+                Some(result) => result,
+                None => match next_range(cp.0, *span) {
+                    Some((from, to)) => reader.read(self.watched_now(), from, to, cp.1).await,
+                    None => break,
+                },
+            };
             let this = match result {
                 Ok(this) => this,
-                // Everything before the refused range is journaled: read it again from `cp`, smaller.
+                // Everything before the refused range is journaled: it is read again from `cp`, smaller.
                 Err(ChainError::LogsRefused { from, to, cause }) if to > from && shrinks < MAX_SHRINKS => {
                     shrinks += 1;
                     *span = span.after_refusal(to - from + 1);
@@ -380,12 +385,6 @@ impl ChainFeed {
                         return Err(*cause);
                     }
                     warn!(from, to, blocks = span.blocks(), cause = %cause, "the node refused a range of logs; reading smaller ranges");
-                    read = match next_range(cp.0, *span) {
-                        Some((from, to)) => {
-                            Some(reader.read(self.watched(self.targets.borrow().clone()), from, to, cp.1).await)
-                        }
-                        None => None,
-                    };
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -397,7 +396,7 @@ impl ChainFeed {
             let journal = self.journal_range(this, &mut cp);
             let (journaled, next) = match next_range(to, *span) {
                 Some((from, next_to)) => {
-                    let next = reader.read(self.watched(self.targets.borrow().clone()), from, next_to, parent);
+                    let next = reader.read(self.watched_now(), from, next_to, parent);
                     let (j, n) = tokio::join!(journal, next);
                     (j, Some(n))
                 }
@@ -521,6 +520,11 @@ impl ChainFeed {
     /// `OrderFilled` logs of the watched exchanges whose maker (topic 2) is one of `targets`.
     fn filter(&self, targets: &[Address]) -> Filter {
         fills_filter(&self.cfg.exchanges, targets)
+    }
+
+    /// [`Self::watched`] for the target list as it is now (it changes when wallets.json does).
+    fn watched_now(&self) -> Vec<Address> {
+        self.watched(self.targets.borrow().clone())
     }
 
     /// The makers whose fills we read: the targets, and our own funder when live.
