@@ -4,6 +4,7 @@
 
 pub mod copier;
 pub mod executor;
+pub mod handoff;
 pub mod lanes;
 pub mod live_executor;
 pub mod notifier;

@@ -17,7 +17,7 @@ use crate::actors::risk_supervisor::{
     CheckSettlement, Flush, GetOpenTokens, Marks, Resolved, RiskConfig, RiskPeers, RiskState, RiskSupervisor,
 };
 use crate::actors::store::{GetCheckpoint, StoreActor, Unfinished};
-use crate::actors::watcher::{Recover, Registry, Reload};
+use crate::actors::watcher::{HandedOn, Recover, Registry, Reload};
 use crate::chain::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, Rpc, RpcConfig};
 use crate::clob::venue::{Venue, VenueConfig};
 use crate::config::{Env, Settings, Wallets, problem::render};
@@ -536,13 +536,13 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             }
         }
         r = wait_for_signal(&registry) => {
-            shutdown(r, &stops, feed_task, &copier, &notifier, &store, telegram.as_ref()).await;
+            shutdown(r, &stops, feed_task, (&registry, &copier), &notifier, &store, telegram.as_ref()).await;
             reports.stop();
             return Ok(());
         }
     }
     let reason = wait_for_signal(&registry).await;
-    shutdown(reason, &stops, feed_task, &copier, &notifier, &store, telegram.as_ref()).await;
+    shutdown(reason, &stops, feed_task, (&registry, &copier), &notifier, &store, telegram.as_ref()).await;
     reports.stop();
     Ok(())
 }
@@ -561,7 +561,7 @@ async fn shutdown(
     reason: &'static str,
     stops: &Stops,
     feed_task: tokio::task::JoinHandle<()>,
-    copier: &Addr<Copier>,
+    (registry, copier): (&Addr<Registry>, &Addr<Copier>),
     notifier: &Addr<Notifier>,
     store: &Addr<StoreActor>,
     telegram: Option<&crate::telegram::Telegram>,
@@ -571,6 +571,7 @@ async fn shutdown(
     crate::service::stopping();
     stops.feed.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), feed_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), registry.send(HandedOn)).await;
     if tokio::time::timeout(Duration::from_secs(5), copier.send(Flush)).await.is_err() {
         warn!("in-flight copies did not finish within 5 s; they are resolved at the next start");
     }

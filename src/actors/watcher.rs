@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::actors::copier::{Copier, Copy, Unwaited};
+use crate::actors::handoff::Handoff;
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::store::{RecordRejection, SetPaused, StoreActor};
 use crate::config::{Target, Wallets};
@@ -139,6 +140,16 @@ pub struct Registry {
     /// The problems of the last refused edit: the same refusal (an editor saving twice, a
     /// SIGHUP after the file change) is announced once.
     last_refused: Option<Vec<crate::config::Problem>>,
+    /// New fills on their way to their watchers, in widening slices (see [`Handoff`]).
+    handoff: Handoff<Route>,
+}
+
+/// Where a new fill goes: its target's watcher, or (an intent of a target no longer watched)
+/// straight to the copier.
+#[derive(Debug)]
+enum Route {
+    Watcher(Addr<WalletWatcher>, PendingFill),
+    Copier(Copy),
 }
 
 impl Registry {
@@ -151,6 +162,11 @@ impl Registry {
         store: Addr<StoreActor>,
         targets_tx: watch::Sender<Vec<Address>>,
     ) -> Self {
+        let to_copier = copier.clone();
+        let handoff = Handoff::new(move |r| match r {
+            Route::Watcher(w, p) => w.do_send(WatchedFill(p)),
+            Route::Copier(c) => to_copier.do_send(Unwaited(c)),
+        });
         Self {
             path,
             watchers: HashMap::new(),
@@ -162,6 +178,7 @@ impl Registry {
             default_trigger: crate::config::settings::Trigger::Confirmed,
             paused: HashSet::new(),
             last_refused: None,
+            handoff,
         }
     }
 
@@ -283,17 +300,33 @@ impl Registry {
 }
 
 impl Handler<NewFills> for Registry {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
     /// Routes each fill to its target's watcher; a fill of a target no longer watched is not copied.
-    fn handle(&mut self, NewFills(fills): NewFills, _: &mut Context<Self>) {
-        for p in fills {
-            match self.destination(p, false) {
-                Some((c, Some(w))) => w.do_send(WatchedFill(c.pending)),
-                Some((c, None)) => self.copier.do_send(Unwaited(c)),
-                None => {}
-            }
-        }
+    /// Answers once every fill was handed on (the feed's back-pressure).
+    fn handle(&mut self, NewFills(fills): NewFills, _: &mut Context<Self>) -> Self::Result {
+        let routes = fills
+            .into_iter()
+            .filter_map(|p| match self.destination(p, false)? {
+                (c, Some(w)) => Some(Route::Watcher(w, c.pending)),
+                (c, None) => Some(Route::Copier(c)),
+            })
+            .collect();
+        Box::pin(self.handoff.push(routes))
+    }
+}
+
+/// Replies once every fill handed to the registry went on to its watcher (shutdown waits for it
+/// before it waits for the copier).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct HandedOn;
+
+impl Handler<HandedOn> for Registry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: HandedOn, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.handoff.drained())
     }
 }
 
