@@ -259,7 +259,8 @@ async fn main() {
 
     // 3. Latency at a steady rate: blocks of 5 fills (one fill a block up to 20 fills/s), paced to
     //    `rate` fills/s.
-    let steady = 500usize;
+    // LOADGEN_STEADY: how many fills (default 500; more gives a steadier p99).
+    let steady: usize = std::env::var("LOADGEN_STEADY").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
     let per_block: usize = if rate <= 20 { 1 } else { 5 };
     let before = query(&d, "SELECT COUNT(*) FROM executions")[0];
     let gap = Duration::from_micros(1_000_000 * per_block as u64 / rate);
