@@ -48,30 +48,7 @@ impl Store {
     }
 }
 
-/// The checkpoint thread's nice value, the lowest: a fill's copy then preempts a checkpoint at
-/// once instead of queueing behind it on the same core. Load harness, p99 of 2,000 paper copies at
-/// 100 fills/s (BENCHMARKS.md, seventh round): at the same priority 0.91–1.67 ms (1 run of 9 under
-/// 1 ms); at nice 10 1.07 and 1.10 ms; at nice 19 0.85–1.24 ms (6 runs of 7 under 1 ms). Even at
-/// 19 it keeps a small share of a busy core, so a long backfill delays checkpoints (the WAL grows
-/// meanwhile) but never stops them; they catch up once the backfill ends.
-const NICE: i32 = 19;
-
-/// Lowers the calling thread's priority to [`NICE`]. Linux's nice value is per thread; elsewhere
-/// `setpriority` would lower the whole process, so this does nothing there.
-#[allow(unsafe_code)]
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: setpriority only reads its arguments; `who` = 0 is the calling thread on Linux.
-        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
-        if r != 0 {
-            tracing::debug!(cause = %std::io::Error::last_os_error(), "the checkpoint thread keeps its priority");
-        }
-    }
-}
-
 fn run(conn: &rusqlite::Connection, stop: &Receiver<()>) {
-    lower_priority();
     loop {
         let last = matches!(stop.recv_timeout(EVERY), Err(RecvTimeoutError::Disconnected));
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
@@ -89,36 +66,6 @@ mod tests {
 
     fn wal_frames(path: &std::path::Path) -> u64 {
         std::fs::metadata(path.with_extension("db-wal")).map_or(0, |m| m.len())
-    }
-
-    /// The nice value of this process's thread named `name`, from /proc (field 19 of its stat).
-    #[cfg(target_os = "linux")]
-    fn nice_of(name: &str) -> Option<i32> {
-        std::fs::read_dir("/proc/self/task").ok()?.flatten().find_map(|t| {
-            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
-            if comm.trim() != name {
-                return None;
-            }
-            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-            // After the command's closing parenthesis: state is field 3, nice field 19.
-            stat.rsplit_once(')')?.1.split_whitespace().nth(16)?.parse().ok()
-        })
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn the_checkpoint_thread_runs_below_the_trading_threads() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("journal.db")).unwrap();
-        let _stop = store.checkpoint_in_background().unwrap().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            match nice_of("checkpoint") {
-                Some(n) if n == NICE => break,
-                seen => assert!(std::time::Instant::now() < deadline, "checkpoint thread's nice: {seen:?}"),
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
 
     #[test]
