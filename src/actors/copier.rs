@@ -67,6 +67,8 @@ pub struct CopierConfig {
     pub min_minutes_to_end: u64,
     /// The largest copy of a fill seen only pending (0: none beyond the usual caps).
     pub pending_max_order_usdc: Usdc,
+    /// Whether a sized copy is reported (see [`crate::actors::notifier::Details`]).
+    pub report_sized: bool,
 }
 
 /// A copy waiting for the one before it on the same token, with where its decision goes.
@@ -323,7 +325,9 @@ impl Copier {
                 }
                 Ok(sized) => {
                     let intent = OrderIntent::for_fill(&fill, m.pending.row, sized.shares, sized.limit_price);
-                    notifier.do_send(Event::Sized { label: m.label.clone(), intent: intent.clone() });
+                    if cfg.report_sized {
+                        notifier.do_send(Event::Sized { label: m.label.clone(), intent: intent.clone() });
+                    }
                     risk.send(evaluate(intent, false)).await.unwrap_or_else(|e| Decision::Failed(e.to_string()))
                 }
             }

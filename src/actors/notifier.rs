@@ -13,6 +13,39 @@ use crate::domain::{Execution, OrderIntent, Price, Shares, TargetFill, Usdc, add
 use crate::metrics::Metrics;
 use crate::risk::{BreakerState, DenyReason};
 
+/// Which per-fill detail events (a fill detected, a copy sized) anyone reads: the notifier's debug
+/// log, or a Telegram set to report them (both off by default). Each one sent wakes the report
+/// thread, on the core the journal's writer would otherwise have (BENCHMARKS.md, seventh round), so
+/// those nobody reads are not sent. Settled at start: neither the log filter nor Telegram's levels
+/// change while the daemon runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Details {
+    /// Send [`Event::FillDetected`].
+    pub fill_detected: bool,
+    /// Send [`Event::Sized`].
+    pub sized: bool,
+}
+
+impl Details {
+    /// Every detail event (for a caller that does not decide).
+    pub const ALL: Self = Self { fill_detected: true, sized: true };
+
+    /// What is read, given whether the notifier's debug lines are logged and the levels of the
+    /// Telegram that is configured, if any.
+    #[must_use]
+    pub fn wanted(debug_logged: bool, telegram: Option<&crate::config::settings::TelegramSettings>) -> Self {
+        let reported =
+            |kind: &str| telegram.is_some_and(|t| t.level(kind) != crate::config::settings::NotifyLevel::Off);
+        Self { fill_detected: debug_logged || reported("fill_detected"), sized: debug_logged || reported("sized") }
+    }
+
+    /// Whether the log filter keeps the notifier's debug lines (where the detail events are logged).
+    #[must_use]
+    pub fn debug_logged() -> bool {
+        tracing::enabled!(target: "polycopy::actors::notifier", tracing::Level::DEBUG)
+    }
+}
+
 /// Copies an orphan report names one by one (the rest are counted): a message stays readable.
 const ORPHANS_LISTED: usize = 10;
 
@@ -475,6 +508,34 @@ impl Notifier {
         // job fewer per copy.
         if !matches!(ev, Event::Executed { .. }) {
             self.store.do_send(AddEvent { kind, message: text });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::settings::{NotifyLevel, Settings, SettingsSources};
+
+    #[test]
+    fn detail_events_are_sent_only_when_someone_reads_them() {
+        let defaults = Settings::load(&SettingsSources::default()).unwrap().telegram;
+        let mut detected = defaults.clone();
+        detected.notify.insert("fill_detected".into(), NotifyLevel::Silent);
+        let mut sized = defaults.clone();
+        sized.notify.insert("sized".into(), NotifyLevel::On);
+        let none = Details { fill_detected: false, sized: false };
+        let cases = [
+            (false, None, none),
+            (false, Some(&defaults), none),
+            (true, None, Details::ALL),
+            (true, Some(&defaults), Details::ALL),
+            (false, Some(&detected), Details { fill_detected: true, sized: false }),
+            (false, Some(&sized), Details { fill_detected: false, sized: true }),
+        ];
+        for (debug, telegram, want) in cases {
+            let got = Details::wanted(debug, telegram);
+            assert_eq!(got, want, "debug {debug}, telegram {:?}", telegram.map(|t| &t.notify));
         }
     }
 }

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use crate::actors::copier::{Copier, CopierConfig};
 use crate::actors::executor::PaperExecutor;
 use crate::actors::live_executor::{LiveExecutor, LiveRules};
-use crate::actors::notifier::{AddSink, Event, Flushed, Notifier};
+use crate::actors::notifier::{AddSink, Details, Event, Flushed, Notifier};
 use crate::actors::risk_supervisor::{
     CheckSettlement, Flush, GetOpenTokens, Marks, Resolved, RiskConfig, RiskPeers, RiskState, RiskSupervisor,
 };
@@ -295,6 +295,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             None
         }
     };
+    let details = Details::wanted(Details::debug_logged(), cfg.env.telegram_bot_token.as_ref().map(|_| &s.telegram));
     let copier_cfg = CopierConfig {
         max_slippage_bps: s.copy.max_slippage_bps,
         min_order_usdc: s.copy.min_order_usdc,
@@ -304,6 +305,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         skip_closed: s.copy.skip_closed,
         min_minutes_to_end: s.copy.min_minutes_to_end,
         pending_max_order_usdc: s.detection.pending_max_order_usdc,
+        report_sized: details.sized,
     };
     let markets = match MarketDirectory::new(
         &cfg.env.gamma_url,
@@ -323,7 +325,8 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let (act_now_tx, act_now_rx) = watch::channel(std::collections::HashSet::new());
     let mut registry =
         Registry::new(s.wallets_path.clone(), copier.clone(), notifier.clone(), store.clone(), targets_tx)
-            .with_triggers(s.detection.trigger, act_now_tx);
+            .with_triggers(s.detection.trigger, act_now_tx)
+            .with_details(details);
     registry.apply(&wallets);
     let n_targets = wallets.enabled().count();
     if n_targets == 0 {

@@ -11,7 +11,7 @@ use tracing::{error, info};
 
 use crate::actors::copier::{Copier, Copy, Unwaited};
 use crate::actors::handoff::Handoff;
-use crate::actors::notifier::{Event, Notifier};
+use crate::actors::notifier::{Details, Event, Notifier};
 use crate::actors::store::{RecordRejection, SetPaused, StoreActor};
 use crate::config::{Target, Wallets};
 use crate::domain::addr_lower;
@@ -71,6 +71,8 @@ pub struct SetTargetPaused {
 /// Watches one target: holds its rules and stats and forwards its fills to the copier.
 #[derive(Debug)]
 pub struct WalletWatcher {
+    /// Whether the fills' detection is reported (see [`Details`]).
+    report_detected: bool,
     target: Target,
     copier: Addr<Copier>,
     notifier: Addr<Notifier>,
@@ -87,7 +89,7 @@ impl Handler<WatchedFill> for WalletWatcher {
     /// Reports the fill and sends it to be copied under this target's rules.
     fn handle(&mut self, WatchedFill(p): WatchedFill, _: &mut Context<Self>) {
         self.fills_seen += 1;
-        if p.intent.is_none() {
+        if p.intent.is_none() && self.report_detected {
             self.notifier.do_send(Event::FillDetected { fill: p.fill.clone(), label: self.target.label.clone() });
         }
         self.copier.do_send(Unwaited(Copy {
@@ -142,6 +144,8 @@ pub struct Registry {
     last_refused: Option<Vec<crate::config::Problem>>,
     /// New fills on their way to their watchers, in widening slices (see [`Handoff`]).
     handoff: Handoff<Route>,
+    /// Which detail events are sent.
+    details: Details,
 }
 
 /// Where a new fill goes: its target's watcher, or (an intent of a target no longer watched)
@@ -179,6 +183,7 @@ impl Registry {
             paused: HashSet::new(),
             last_refused: None,
             handoff,
+            details: Details::ALL,
         }
     }
 
@@ -191,6 +196,13 @@ impl Registry {
     ) -> Self {
         self.default_trigger = default;
         self.pending_tx = tx;
+        self
+    }
+
+    /// Sends only the detail events someone reads (else all of them).
+    #[must_use]
+    pub const fn with_details(mut self, details: Details) -> Self {
+        self.details = details;
         self
     }
 
@@ -225,6 +237,7 @@ impl Registry {
                 None => {
                     added.push(t.label.clone());
                     let w = WalletWatcher {
+                        report_detected: self.details.fill_detected,
                         target: t.clone(),
                         copier: self.copier.clone(),
                         notifier: self.notifier.clone(),
