@@ -101,8 +101,22 @@ impl<T: 'static> Handoff<T> {
     }
 }
 
+/// Marks the queue as not draining when the delivering task ends however it ends (dropped at
+/// shutdown, or a delivery that panicked): the next push then starts a new one, instead of queueing
+/// behind a task that is gone, and its sender waiting forever.
+struct Draining<T>(Rc<RefCell<Queue<T>>>);
+
+impl<T> Drop for Draining<T> {
+    fn drop(&mut self) {
+        if let Ok(mut q) = self.0.try_borrow_mut() {
+            q.draining = false;
+        }
+    }
+}
+
 /// Delivers the queue in widening slices, yielding between them, until it is empty.
 async fn drain<T>(queue: Rc<RefCell<Queue<T>>>, deliver: Rc<dyn Fn(T)>) {
+    let _draining = Draining(queue.clone());
     let mut slice = 1;
     loop {
         let taken: Vec<_> = {
@@ -175,6 +189,22 @@ mod tests {
             let pos = |s: &str| got.iter().position(|x| x == s).unwrap();
             assert!(pos("b 1") < pos("in 2"), "{got:?}");
             assert_eq!(got.iter().filter(|x| x.starts_with("b ")).count(), 4, "{got:?}");
+        });
+    }
+
+    #[test]
+    fn a_delivery_that_panics_does_not_stop_later_batches() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let l = log.clone();
+        let h = Handoff::new(move |i: u32| {
+            assert!(i != 2, "this delivery fails");
+            l.borrow_mut().push(i);
+        });
+        run_local(async move {
+            // Answered although its task died: the senders of what it held are dropped.
+            h.push(vec![1, 2, 3]).await;
+            h.push(vec![4]).await;
+            assert_eq!(*log.borrow(), vec![1, 4]);
         });
     }
 

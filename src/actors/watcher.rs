@@ -25,10 +25,12 @@ use rust_decimal::Decimal;
 #[rtype(result = "()")]
 pub struct NewFills(pub Vec<PendingFill>);
 
-/// One fill for one watcher.
+/// One fill for one watcher, with its target's label and rules as they were when the registry took
+/// it: an edit of `wallets.json` made while the fill waited in the hand-off applies to later fills,
+/// not to this one.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-struct WatchedFill(PendingFill);
+struct WatchedFill(Copy);
 
 /// New settings for a watcher.
 #[derive(Debug, Message)]
@@ -86,18 +88,13 @@ impl Actor for WalletWatcher {
 impl Handler<WatchedFill> for WalletWatcher {
     type Result = ();
 
-    /// Reports the fill and sends it to be copied under this target's rules.
-    fn handle(&mut self, WatchedFill(p): WatchedFill, _: &mut Context<Self>) {
+    /// Reports the fill and sends it to be copied under the rules it arrived with.
+    fn handle(&mut self, WatchedFill(c): WatchedFill, _: &mut Context<Self>) {
         self.fills_seen += 1;
-        if p.intent.is_none() && self.report_detected {
-            self.notifier.do_send(Event::FillDetected { fill: p.fill.clone(), label: self.target.label.clone() });
+        if c.pending.intent.is_none() && self.report_detected {
+            self.notifier.do_send(Event::FillDetected { fill: c.pending.fill.clone(), label: c.label.clone() });
         }
-        self.copier.do_send(Unwaited(Copy {
-            pending: p,
-            label: self.target.label.clone(),
-            rules: self.target.rules.clone(),
-            at_start: false,
-        }));
+        self.copier.do_send(Unwaited(c));
     }
 }
 
@@ -152,7 +149,7 @@ pub struct Registry {
 /// straight to the copier.
 #[derive(Debug)]
 enum Route {
-    Watcher(Addr<WalletWatcher>, PendingFill),
+    Watcher(Addr<WalletWatcher>, Copy),
     Copier(Copy),
 }
 
@@ -168,7 +165,7 @@ impl Registry {
     ) -> Self {
         let to_copier = copier.clone();
         let handoff = Handoff::new(move |r| match r {
-            Route::Watcher(w, p) => w.do_send(WatchedFill(p)),
+            Route::Watcher(w, c) => w.do_send(WatchedFill(c)),
             Route::Copier(c) => to_copier.do_send(Unwaited(c)),
         });
         Self {
@@ -321,7 +318,7 @@ impl Handler<NewFills> for Registry {
         let routes = fills
             .into_iter()
             .filter_map(|p| match self.destination(p, false)? {
-                (c, Some(w)) => Some(Route::Watcher(w, c.pending)),
+                (c, Some(w)) => Some(Route::Watcher(w, c)),
                 (c, None) => Some(Route::Copier(c)),
             })
             .collect();
