@@ -203,7 +203,10 @@ mod tests {
         run_local(async move {
             // Answered although its task died: the senders of what it held are dropped.
             h.push(vec![1, 2, 3]).await;
-            h.push(vec![4]).await;
+            // Without the guard this would wait forever: bounded, so the test fails instead.
+            tokio::time::timeout(std::time::Duration::from_secs(5), h.push(vec![4]))
+                .await
+                .expect("a later batch is still delivered");
             assert_eq!(*log.borrow(), vec![1, 4]);
         });
     }
