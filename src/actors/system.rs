@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use crate::actors::copier::{Copier, CopierConfig};
 use crate::actors::executor::PaperExecutor;
 use crate::actors::live_executor::{LiveExecutor, LiveRules};
-use crate::actors::notifier::{AddSink, Details, Event, Flushed, Notifier};
+use crate::actors::notifier::{AddSink, Details, Event, Flushed, Notifier, ReportWriter};
 use crate::actors::risk_supervisor::{
     CheckSettlement, Flush, GetOpenTokens, Marks, Resolved, RiskConfig, RiskPeers, RiskState, RiskSupervisor,
 };
@@ -196,7 +196,8 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let reports = actix::Arbiter::new();
     let notifier = {
         let (store, metrics) = (store.clone(), metrics.clone());
-        Notifier::start_in_arbiter(&reports.handle(), move |_| Notifier::new(store, metrics))
+        let writer = ReportWriter::start_in_arbiter(&reports.handle(), move |_| ReportWriter::new(store, metrics));
+        Notifier::new(&writer).start()
     };
     if state.breaker.tripped {
         warn!(code = %state.breaker.code, reason = %state.breaker.reason, "starting with the breaker TRIPPED: no orders until `polycopy resume`");

@@ -11,7 +11,10 @@ use crate::actors::store::{AddEvent, StoreActor};
 use crate::config::Problem;
 use crate::domain::{Execution, OrderIntent, Price, Shares, TargetFill, Usdc, addr_lower};
 use crate::metrics::Metrics;
+
+mod burst;
 use crate::risk::{BreakerState, DenyReason};
+pub use burst::Notifier;
 
 /// Which per-fill detail events (a fill detected, a copy sized) anyone reads: the notifier's debug
 /// log, or a Telegram set to report them (both off by default). Each one sent wakes the report
@@ -409,16 +412,17 @@ pub fn short_token(t: &str) -> String {
     if t.len() > 12 { format!("{}…{}", &t[..4], &t[t.len() - 4..]) } else { t.to_owned() }
 }
 
-/// Logs and journals every event, counts it, and hands it to every sink (Telegram).
+/// The report thread's side: logs and journals every event, counts it, and hands it to every sink
+/// (Telegram). Events arrive from the [`Notifier`] in bursts.
 #[derive(Debug)]
-pub struct Notifier {
+pub struct ReportWriter {
     store: Addr<StoreActor>,
     metrics: Arc<Metrics>,
     sinks: Vec<Recipient<Event>>,
 }
 
-impl Notifier {
-    /// A notifier journaling into `store` and counting into `metrics`.
+impl ReportWriter {
+    /// A report writer journaling into `store` and counting into `metrics`.
     #[must_use]
     pub const fn new(store: Addr<StoreActor>, metrics: Arc<Metrics>) -> Self {
         Self { store, metrics, sinks: Vec::new() }
@@ -430,7 +434,7 @@ impl Notifier {
 #[rtype(result = "()")]
 pub struct AddSink(pub Recipient<Event>);
 
-impl Handler<AddSink> for Notifier {
+impl Handler<AddSink> for ReportWriter {
     type Result = ();
 
     fn handle(&mut self, m: AddSink, _: &mut Context<Self>) {
@@ -443,21 +447,34 @@ impl Handler<AddSink> for Notifier {
 #[rtype(result = "()")]
 pub struct Flushed;
 
-impl Handler<Flushed> for Notifier {
+impl Handler<Flushed> for ReportWriter {
     type Result = ();
 
     fn handle(&mut self, _: Flushed, _: &mut Context<Self>) {}
 }
 
-impl Actor for Notifier {
+impl Actor for ReportWriter {
     type Context = Context<Self>;
 }
 
-impl Handler<Event> for Notifier {
+/// Events in the order they were sent, handed to the report thread at once.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Burst(pub Vec<Event>);
+
+impl Handler<Burst> for ReportWriter {
     type Result = ();
 
-    /// Logs the event with structured fields and appends it to the events log.
-    fn handle(&mut self, ev: Event, _: &mut Context<Self>) {
+    fn handle(&mut self, burst: Burst, _: &mut Context<Self>) {
+        for ev in burst.0 {
+            self.report(ev);
+        }
+    }
+}
+
+impl ReportWriter {
+    /// Logs the event with structured fields, appends it to the events log and hands it on.
+    fn report(&self, ev: Event) {
         let kind = ev.kind();
         // A detected fill and its sizing are journaled (fills, intents), and the fill's outcome gets
         // an info line of its own that names the target's trade (copied, or not copied and why):
@@ -468,13 +485,16 @@ impl Handler<Event> for Notifier {
         } else {
             self.log_and_journal(&ev);
         }
-        for sink in &self.sinks {
-            sink.do_send(ev.clone());
+        if let Some((last, rest)) = self.sinks.split_last() {
+            for sink in rest {
+                sink.do_send(ev.clone());
+            }
+            last.do_send(ev);
         }
     }
 }
 
-impl Notifier {
+impl ReportWriter {
     /// Counts the event for `/metrics`, logs it at its level, and appends it to the events log
     /// unless it has a journal row of its own.
     fn log_and_journal(&self, ev: &Event) {

@@ -1,0 +1,181 @@
+//! The notifier's front, on the actors' thread: events are gathered into bursts and handed to the
+//! report thread ([`ReportWriter`]) together, in the order they were sent.
+//!
+//! Each event sent across threads on its own woke the report thread once per copy, in the very
+//! millisecond the journal's writer needed the other core for the same copies (BENCHMARKS.md,
+//! seventh and eighth rounds). A burst waits at most [`BURST_WINDOW`] after its first event, which
+//! no reader of a report notices, and is handed on at once when it reaches [`BURST_MAX`], so a
+//! backfill's reports keep flowing beside the copies and the buffer stays small.
+
+use std::time::Duration;
+
+use actix::{Actor, Addr, AsyncContext, Context, Handler, Recipient, ResponseFuture};
+
+#[cfg(doc)]
+use super::ReportWriter;
+use super::{AddSink, Burst, Event, Flushed};
+
+/// How long a burst's first event waits for the rest: longer than one poll's copies take.
+pub const BURST_WINDOW: Duration = Duration::from_millis(2);
+
+/// A burst this large is handed on without waiting.
+pub const BURST_MAX: usize = 256;
+
+/// Every action of the daemon arrives here as an [`Event`] and is reported by the
+/// [`ReportWriter`] on the report thread: logged, journaled, counted and sent to Telegram.
+#[derive(Debug)]
+pub struct Notifier {
+    bursts: Recipient<Burst>,
+    sinks: Recipient<AddSink>,
+    flushes: Recipient<Flushed>,
+    pending: Vec<Event>,
+    /// A hand-on is scheduled for the pending events.
+    scheduled: bool,
+}
+
+impl Notifier {
+    /// A notifier handing its events to `writer` (a [`ReportWriter`], on the report thread).
+    #[must_use]
+    pub fn new<W>(writer: &Addr<W>) -> Self
+    where
+        W: Actor<Context = Context<W>> + Handler<Burst> + Handler<AddSink> + Handler<Flushed>,
+    {
+        Self {
+            bursts: writer.clone().recipient(),
+            sinks: writer.clone().recipient(),
+            flushes: writer.clone().recipient(),
+            pending: Vec::new(),
+            scheduled: false,
+        }
+    }
+
+    /// Hands the pending events to the report thread.
+    fn hand_on(&mut self) {
+        if !self.pending.is_empty() {
+            self.bursts.do_send(Burst(std::mem::take(&mut self.pending)));
+        }
+    }
+}
+
+impl Actor for Notifier {
+    type Context = Context<Self>;
+}
+
+impl Handler<Event> for Notifier {
+    type Result = ();
+
+    fn handle(&mut self, ev: Event, ctx: &mut Context<Self>) {
+        self.pending.push(ev);
+        if self.pending.len() >= BURST_MAX {
+            self.hand_on();
+        } else if !self.scheduled {
+            self.scheduled = true;
+            ctx.run_later(BURST_WINDOW, |n, _| {
+                n.scheduled = false;
+                n.hand_on();
+            });
+        }
+    }
+}
+
+impl Handler<AddSink> for Notifier {
+    type Result = ();
+
+    /// The sink receives the events sent after this message, not the ones pending before it.
+    fn handle(&mut self, m: AddSink, _: &mut Context<Self>) {
+        self.hand_on();
+        self.sinks.do_send(m);
+    }
+}
+
+impl Handler<Flushed> for Notifier {
+    type Result = ResponseFuture<()>;
+
+    /// Replies once every event sent before it was reported.
+    fn handle(&mut self, m: Flushed, _: &mut Context<Self>) -> Self::Result {
+        self.hand_on();
+        let flushes = self.flushes.clone();
+        Box::pin(async move {
+            let _ = flushes.send(m).await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects what reaches the report thread, burst by burst.
+    struct Collect(std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>);
+
+    impl Actor for Collect {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Burst> for Collect {
+        type Result = ();
+        fn handle(&mut self, b: Burst, _: &mut Context<Self>) {
+            self.0.lock().unwrap().push(b.0.iter().map(Event::text).collect());
+        }
+    }
+
+    impl Handler<AddSink> for Collect {
+        type Result = ();
+        fn handle(&mut self, _: AddSink, _: &mut Context<Self>) {}
+    }
+
+    impl Handler<Flushed> for Collect {
+        type Result = ();
+        fn handle(&mut self, _: Flushed, _: &mut Context<Self>) {}
+    }
+
+    fn warning(i: usize) -> Event {
+        Event::Warning { code: "test", message: format!("w{i}") }
+    }
+
+    #[test]
+    fn bursts_keep_order_wait_briefly_and_are_bounded() {
+        // (events sent in one go, the bursts wanted: their sizes)
+        let cases: [(usize, &[usize]); 4] =
+            [(1, &[1]), (10, &[10]), (BURST_MAX, &[BURST_MAX]), (BURST_MAX + 3, &[BURST_MAX, 3])];
+        for (sent, want) in cases {
+            let got = actix::System::new().block_on(async move {
+                let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+                let writer = Collect(seen.clone()).start();
+                let n = Notifier::new(&writer).start();
+                for i in 0..sent {
+                    n.do_send(warning(i));
+                }
+                // The timer hands on the rest, without a Flushed.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                loop {
+                    let bursts = seen.lock().unwrap().clone();
+                    if bursts.iter().map(Vec::len).sum::<usize>() == sent || std::time::Instant::now() > deadline {
+                        return bursts;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            });
+            let sizes: Vec<usize> = got.iter().map(Vec::len).collect();
+            assert_eq!(sizes, want, "{sent} events");
+            let texts: Vec<String> = got.concat();
+            let expected: Vec<String> = (0..sent).map(|i| warning(i).text()).collect();
+            assert_eq!(texts, expected, "order of {sent} events");
+        }
+    }
+
+    #[test]
+    fn flushed_answers_after_everything_sent_before_it_was_handed_on() {
+        let got = actix::System::new().block_on(async {
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let n = Notifier::new(&Collect(seen.clone()).start()).start();
+            for i in 0..3 {
+                n.do_send(warning(i));
+            }
+            let _ = n.send(Flushed).await;
+            let texts: Vec<String> = seen.lock().unwrap().concat();
+            texts
+        });
+        assert_eq!(got, (0..3).map(|i| warning(i).text()).collect::<Vec<_>>());
+    }
+}
