@@ -65,13 +65,13 @@ impl Writer {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |store: &mut Store| {
             let result = store.atomically(move |s| r.run(s));
-            Box::new(move |commit: Option<&str>| {
+            Box::new(move |commit: Option<&str>, committed: std::time::Instant| {
                 let mut result = match commit {
                     Some(e) => Err(commit_failed(e)),
                     None => result,
                 };
                 if let Ok(v) = &mut result {
-                    R::stamp(v, std::time::Instant::now());
+                    R::stamp(v, committed);
                 }
                 // Logged here once, so an error is never lost when the sender used do_send.
                 if let Err(e) = &result {
