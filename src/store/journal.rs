@@ -558,9 +558,12 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn breaker(&self) -> StoreResult<BreakerState> {
-        Ok(self
-            .conn
-            .query_row("SELECT tripped, code, reason, by, since_ms, reducing FROM breaker WHERE id = 1", [], |r| {
+        // Polled several times a second on the writer: prepared once.
+        Ok(query_one(
+            &self.conn,
+            "SELECT tripped, code, reason, by, since_ms, reducing FROM breaker WHERE id = 1",
+            [],
+            |r| {
                 Ok(BreakerState {
                     tripped: r.get(0)?,
                     code: r.get(1)?,
@@ -569,9 +572,10 @@ impl Store {
                     since_ms: r.get(4)?,
                     reducing: r.get(5)?,
                 })
-            })
-            .optional()?
-            .unwrap_or_default())
+            },
+        )
+        .optional()?
+        .unwrap_or_default())
     }
 
     /// Stores the breaker state.
