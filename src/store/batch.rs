@@ -31,6 +31,8 @@ pub type Reply = Box<dyn FnOnce(Option<&str>, Instant) + Send>;
 pub type Job = Box<dyn FnOnce(&mut Store) -> Reply + Send>;
 
 /// Starts the writer thread that owns `store`; jobs sent to the returned sender run in batches.
+/// Answers are delivered by a task on the runtime this is called from (the daemon's), or by the
+/// writer itself when there is none or that runtime has stopped.
 ///
 /// # Errors
 /// When the thread cannot be started.
@@ -73,8 +75,15 @@ struct Answered {
 
 impl Answered {
     fn deliver(self) {
+        let commit = self.commit.as_deref();
         for r in self.replies {
-            r(self.commit.as_deref(), self.at);
+            // One reply that panics must not cost the others (or, on the runtime, every later
+            // batch's) their answers.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r(commit, self.at))).is_err() {
+                tracing::error!(
+                    "a journal answer panicked; its caller is told the writer is gone, whether or not its write committed"
+                );
+            }
         }
     }
 }
@@ -104,9 +113,13 @@ impl Answers {
 
     fn send(&self, a: Answered) {
         match self {
-            // The task is gone only when its runtime stopped: nobody is left to await the answers,
-            // and a reply dropped unanswered tells its caller the writer is gone.
-            Self::Runtime(tx) => drop(tx.send(a)),
+            // The task is gone only when its runtime stopped: the writer answers itself, so that
+            // a caller elsewhere still hears back and a failed write is still logged.
+            Self::Runtime(tx) => {
+                if let Err(unsent) = tx.send(a) {
+                    unsent.0.deliver();
+                }
+            }
             Self::Writer => a.deliver(),
         }
     }
@@ -114,9 +127,16 @@ impl Answers {
 
 /// Runs a batch in one transaction; returns each job's reply and the commit's error, if any.
 fn run_batch(store: &mut Store, batch: Vec<Job>) -> (Vec<Reply>, Option<String>) {
+    // A transaction left open (a failed COMMIT whose ROLLBACK failed too) would swallow every
+    // later write while its callers are told it committed: close it first.
+    if !store.conn.is_autocommit() {
+        let _ = store.conn.execute_batch("ROLLBACK");
+    }
     // Without the outer transaction (BEGIN refused: busy, disk) each job still commits on its own.
     // Both prepared once: every batch runs them.
     let outer = super::journal::exec(&store.conn, "BEGIN IMMEDIATE", []).is_ok();
+    // Still inside one: nothing of this batch could commit; it is run, rolled back and refused.
+    let stuck = !outer && !store.conn.is_autocommit();
     let mut replies = Vec::with_capacity(batch.len());
     for job in batch {
         // A job that panics must not take the writer (and every later write) with it.
@@ -130,6 +150,9 @@ fn run_batch(store: &mut Store, batch: Vec<Job>) -> (Vec<Reply>, Option<String>)
             let _ = store.conn.execute_batch("ROLLBACK");
             format!("the journal could not commit: {e}")
         })
+    } else if stuck {
+        let _ = store.conn.execute_batch("ROLLBACK");
+        Some("the journal is stuck in a transaction it cannot close".to_owned())
     } else {
         None
     };
@@ -162,4 +185,108 @@ impl Store {
 #[must_use]
 pub fn commit_failed(msg: &str) -> StoreError {
     StoreError::NotCommitted(msg.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job that writes nothing and answers `n` (or panics in its answer when `panics`) with the
+    /// moment its commit ended.
+    fn job(n: u32, panics: bool, tx: std::sync::mpsc::Sender<(u32, Instant)>) -> Job {
+        Box::new(move |_: &mut Store| {
+            Box::new(move |_: Option<&str>, at: Instant| {
+                assert!(!panics, "this answer panics");
+                let _ = tx.send((n, at));
+            }) as Reply
+        })
+    }
+
+    fn answers_of(jobs: &Sender<Job>, specs: &[(u32, bool)]) -> Vec<(u32, Instant)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for &(n, panics) in specs {
+            jobs.send(job(n, panics, tx.clone())).unwrap();
+        }
+        drop(tx);
+        let want = specs.iter().filter(|s| !s.1).count();
+        (0..want).map(|_| rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap()).collect()
+    }
+
+    /// Where the writer is started.
+    #[derive(Debug, Clone, Copy)]
+    enum Started {
+        /// Outside any runtime: the writer answers itself.
+        Alone,
+        /// On a runtime with worker threads.
+        MultiThread,
+        /// On a single-threaded runtime, as the daemon's: its task answers while it runs.
+        CurrentThread,
+    }
+
+    /// The answers to `specs` and then to one more batch, from a writer started `how`.
+    fn answers_when(how: Started, specs: &'static [(u32, bool)]) -> (Vec<(u32, Instant)>, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("j.db")).unwrap();
+        let both = move |jobs: Sender<Job>| (answers_of(&jobs, specs), answers_of(&jobs, &[(9, false)]).len());
+        match how {
+            Started::Alone => both(spawn_writer(store).unwrap()),
+            Started::MultiThread => {
+                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+                let jobs = rt.block_on(async { spawn_writer(store).unwrap() });
+                both(jobs)
+            }
+            Started::CurrentThread => {
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                // The answers are awaited off the runtime's thread while it runs.
+                rt.block_on(async {
+                    let jobs = spawn_writer(store).unwrap();
+                    tokio::task::spawn_blocking(move || both(jobs)).await.unwrap()
+                })
+            }
+        }
+    }
+
+    #[test]
+    fn answers_arrive_in_order_past_a_panicking_one_wherever_the_writer_started() {
+        // (where the writer started, the jobs and whether each one's answer panics)
+        let cases: [(Started, &'static [(u32, bool)]); 6] = [
+            (Started::CurrentThread, &[(1, false), (2, false), (3, false)]),
+            (Started::CurrentThread, &[(1, false), (2, true), (3, false)]),
+            (Started::MultiThread, &[(1, false), (2, true), (3, false)]),
+            (Started::Alone, &[(1, false), (2, false)]),
+            (Started::Alone, &[(1, true), (2, false)]),
+            (Started::MultiThread, &[(1, false)]),
+        ];
+        for (how, specs) in cases {
+            let (got, later) = answers_when(how, specs);
+            let order: Vec<u32> = got.iter().map(|a| a.0).collect();
+            let want: Vec<u32> = specs.iter().filter(|s| !s.1).map(|s| s.0).collect();
+            assert_eq!(order, want, "{how:?}: {specs:?}");
+            assert_eq!(later, 1, "{how:?}: a later batch is answered");
+        }
+    }
+
+    #[test]
+    fn a_writer_whose_runtime_stopped_answers_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("j.db")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let jobs = rt.block_on(async { spawn_writer(store).unwrap() });
+        drop(rt);
+        assert_eq!(answers_of(&jobs, &[(1, false), (2, false)]).len(), 2);
+    }
+
+    #[test]
+    fn a_batch_is_stamped_with_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("j.db")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let batch: Vec<Job> = (0..5).map(|n| job(n, false, tx.clone())).collect();
+        let (replies, commit) = run_batch(&mut store, batch);
+        assert!(commit.is_none());
+        let at = Instant::now();
+        Answered { replies, commit, at }.deliver();
+        let stamps: Vec<Instant> = rx.try_iter().map(|a| a.1).collect();
+        assert_eq!(stamps, vec![at; 5]);
+    }
 }
