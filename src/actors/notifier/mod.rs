@@ -11,15 +11,15 @@ use crate::actors::store::{AddEvent, StoreActor};
 use crate::config::Problem;
 use crate::domain::{Execution, OrderIntent, Price, Shares, TargetFill, Usdc, addr_lower};
 use crate::metrics::Metrics;
+use crate::risk::{BreakerState, DenyReason};
 
 mod burst;
-use crate::risk::{BreakerState, DenyReason};
 pub use burst::Notifier;
 
 /// Which per-fill detail events (a fill detected, a copy sized) anyone reads: the notifier's debug
-/// log, or a Telegram set to report them (both off by default). Each one sent wakes the report
-/// thread, on the core the journal's writer would otherwise have (BENCHMARKS.md, seventh round), so
-/// those nobody reads are not sent. Settled at start: neither the log filter nor Telegram's levels
+/// log, or a Telegram set to report them (both off by default). Each one sent costs the actors'
+/// thread and the report thread work on every fill (BENCHMARKS.md, seventh round), so those nobody
+/// reads are not sent. Settled at start: neither the log filter nor Telegram's levels
 /// change while the daemon runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Details {
