@@ -113,8 +113,19 @@ async fn test_metrics_and_health_when_scripted_run_then_match_journal() {
     })
     .await;
 
-    let (code, body) = http_get(&base, "/metrics").await;
-    assert_eq!(code, 200);
+    // The counters follow the reports, which reach the report thread a moment after the journal.
+    let (executed, rejected) =
+        (with_status(&rows, "executed").len() as f64, with_status(&rows, "rejected").len() as f64);
+    let body = wait_for(10, "the copies counted in /metrics", async || {
+        let (code, body) = http_get(&base, "/metrics").await;
+        assert_eq!(code, 200);
+        let counted = |name: &str| body.lines().any(|l| l.split_once(' ').is_some_and(|(k, _)| k == name));
+        (counted("polycopy_copies_executed_total")
+            && body.contains(&format!("polycopy_copies_executed_total {executed}"))
+            && counted("polycopy_copies_rejected_total{reason=\"no_position\"}"))
+        .then_some(body)
+    })
+    .await;
     let lines = body.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
     let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
@@ -130,8 +141,6 @@ async fn test_metrics_and_health_when_scripted_run_then_match_journal() {
             })
             .unwrap_or_else(|| panic!("{name} missing in\n{body}"))
     };
-    let executed = with_status(&rows, "executed").len() as f64;
-    let rejected = with_status(&rows, "rejected").len() as f64;
     assert_eq!(value("polycopy_fills_seen_total", None), rows.len() as f64);
     assert_eq!(value("polycopy_copies_executed_total", None), executed);
     assert_eq!(value("polycopy_copies_rejected_total", Some(("reason", "no_position"))), rejected);
