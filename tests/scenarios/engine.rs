@@ -54,7 +54,11 @@ async fn test_live_when_lookups_answer_null_then_booked_from_our_fill_on_chain_w
     let r = wait_for(20, "the booking", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
     assert_eq!((r["shares"].as_str(), r["usdc"].as_str()), (Some("10"), Some("5.1")), "{r}");
     assert_eq!(l.d.pid(), pid, "no restart was needed");
-    assert!(l.d.log().contains("was filled on chain, never confirmed by the CLOB"), "{}", l.d.log());
+    // Reported a moment after the journal's booking.
+    wait_for(10, "the booking reported", async || {
+        l.d.log().contains("was filled on chain, never confirmed by the CLOB").then_some(())
+    })
+    .await;
     assert_eq!(orders_in_journal(&l.d)[0].1, "matched");
     assert_eq!(l.clob.posts().len(), posts, "nothing more was sent");
     let st = l.d.status();

@@ -123,7 +123,10 @@ async fn test_live_when_exchange_answers_each_way_then_journal_and_post_counts_m
     }
     assert!(l.clob.refused().is_empty(), "{:?}", l.clob.refused());
     // The balance refusal is an alert: an account problem, not the order's.
-    assert!(l.d.events("error").iter().any(|e| e.contains("insufficient_balance")), "{:?}", l.d.events("error"));
+    wait_for(10, "the balance alert", async || {
+        l.d.events("error").into_iter().find(|e| e.contains("insufficient_balance"))
+    })
+    .await;
 }
 
 /// The exchange takes the order and never answers: the daemon marks it unknown, finds it by lookup,

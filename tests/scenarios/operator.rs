@@ -44,7 +44,12 @@ async fn test_close_all_when_halted_then_everything_sold_and_still_halted() {
     let sold: Vec<(&str, &str)> =
         closes.iter().map(|r| (r["shares"].as_str().unwrap(), r["price"].as_str().unwrap())).collect();
     assert!(sold.contains(&("10", "0.5")) && sold.contains(&("20", "0.4")), "{sold:?}");
-    assert_eq!(d.events("operator").len(), 1, "the close is reported once: {:?}", d.events("operator"));
+    let reported = wait_for(10, "the close reported", async || {
+        let r = d.events("operator");
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(reported.len(), 1, "the close is reported once: {reported:?}");
 
     let (code, out, _) = d.run_cli(&["close", "--all"]);
     assert_eq!(code, 0);

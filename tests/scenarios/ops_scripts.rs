@@ -150,9 +150,11 @@ async fn test_health_check_when_things_break_then_names_the_check() {
     .await;
     assert_eq!(code, 1);
     assert!(out.contains("breaker: ") && out.contains("tripped"), "{out}");
-    // The alert went through the daemon's notifier.
-    let alerts = d.events("alert");
-    assert!(alerts.iter().any(|a| a.contains("health check: UNHEALTHY") && a.contains("breaker")), "{alerts:?}");
+    // The alert went through the daemon's notifier (journaled a moment after the script's answer).
+    wait_for(10, "the breaker alert journaled", async || {
+        d.events("alert").into_iter().find(|a| a.contains("health check: UNHEALTHY") && a.contains("breaker"))
+    })
+    .await;
     d.run_cli(&["resume"]);
     wait_for(5, "healthy again", async || (check(&d, &[]).0 == 0).then_some(())).await;
 

@@ -88,7 +88,7 @@ async fn test_reconcile_when_chain_differs_then_explained_applied_and_alerted() 
     let (code, out, _) = l.d.run_cli(&["reconcile"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("no difference"), "{out}");
-    assert_eq!(l.d.events("reconcile").len(), 4);
+    wait_for(10, "the four reconcile reports", async || (l.d.events("reconcile").len() == 4).then_some(())).await;
 
     // The target exits its whole position in the dusty token: we sell every whole lot (10) and the
     // 0.005 left is reported as dust, not left silently.

@@ -98,7 +98,11 @@ async fn test_reorg_when_fill_already_copied_then_reported() {
     })
     .await;
     assert_eq!(rows[0]["status"], "executed", "our copy stands");
-    let reported = d.events("reorged_after_copy");
+    let reported = wait_for(10, "the reorg reported", async || {
+        let r = d.events("reorged_after_copy");
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
     assert_eq!(reported.len(), 1, "{reported:?}");
     assert!(reported[0].contains("COPIED"));
     assert_eq!(d.events("reorg").len(), 1);
@@ -208,7 +212,7 @@ async fn test_reorg_when_node_sends_removed_log_then_detected_at_once() {
     })
     .await;
     assert!(d.log().contains("node reported a removed log"), "{}", d.log());
-    assert_eq!(d.events("reorged_after_copy").len(), 1);
+    wait_for(10, "the reorg reported", async || (d.events("reorged_after_copy").len() == 1).then_some(())).await;
 }
 
 /// After a long enough outage the backfill journals what the target did but does not copy fills

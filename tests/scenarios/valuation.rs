@@ -137,7 +137,11 @@ async fn test_markets_when_closed_or_ending_then_held_back_and_named() {
         ]
     );
     assert_eq!(l.clob.posts().len(), 1, "only the open market got an order");
-    assert!(l.d.log().contains("of Market 1001 — Yes"), "the report names the market");
+    // The report names the market (it follows the journal's row by a moment).
+    wait_for(10, "the copy reported with its market", async || {
+        l.d.log().contains("of Market 1001 — Yes").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
