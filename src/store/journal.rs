@@ -111,8 +111,9 @@ pub struct PendingFill {
     pub fill: TargetFill,
     /// The intent already recorded for it, if any (a crash came between intent and outcome).
     pub intent: Option<OrderIntent>,
-    /// When this fill's journal write committed, stamped by the store actor right after the commit
-    /// (`None` for fills recovered at start): the start of its copy's measured latency.
+    /// When this fill's journal write committed: the end of its batch's commit, as the journal's
+    /// writer answered (`None` for fills recovered at start). The start of its copy's measured
+    /// latency.
     pub journaled: Option<std::time::Instant>,
 }
 
