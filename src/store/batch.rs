@@ -289,4 +289,31 @@ mod tests {
         let stamps: Vec<Instant> = rx.try_iter().map(|a| a.1).collect();
         assert_eq!(stamps, vec![at; 5]);
     }
+
+    #[test]
+    fn a_transaction_left_open_is_closed_before_the_next_batch_which_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let mut store = Store::open(&path).unwrap();
+        store.conn.execute_batch("CREATE TABLE probe (x INTEGER)").unwrap();
+        // Left open, as after a COMMIT and a ROLLBACK that both failed: its write was refused.
+        store.conn.execute_batch("BEGIN; INSERT INTO probe VALUES (0)").unwrap();
+        let write: Job = Box::new(|s: &mut Store| {
+            let done = s.atomically(|s| Ok(s.conn.execute("INSERT INTO probe VALUES (1)", [])?));
+            Box::new(move |_: Option<&str>, _: Instant| drop(done)) as Reply
+        });
+        let (_, commit) = run_batch(&mut store, vec![write]);
+        assert_eq!(commit, None);
+        assert!(store.conn.is_autocommit(), "no transaction is left open");
+        // Another connection sees only the batch's write.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        let rows: Vec<i64> = other
+            .prepare("SELECT x FROM probe")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows, vec![1]);
+    }
 }
