@@ -1,0 +1,228 @@
+//! Starts the daemon: opens the journal, recovers unfinished work, starts every actor and the chain
+//! feed, watches wallets.json and signals, and shuts down cleanly.
+
+mod background;
+mod detection;
+mod inputs;
+mod opening;
+mod redeemer;
+mod trading;
+mod wallets_file;
+
+use std::time::Duration;
+
+use actix::Addr;
+use tracing::{info, warn};
+
+use crate::actors::copier::Copier;
+use crate::actors::notifier::{Event, Flushed, Notifier};
+use crate::actors::risk_supervisor::Flush;
+use crate::actors::store::{GetCheckpoint, StoreActor, Unfinished};
+use crate::actors::watcher::{HandedOn, Recover, Registry, Reload};
+use crate::config::{Env, Settings};
+use crate::store::StoreError;
+use inputs::Inputs;
+
+/// Everything the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Settings.
+    pub settings: Settings,
+    /// Endpoints and secrets.
+    pub env: Env,
+}
+
+/// Why the daemon could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The journal could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// wallets.json is invalid at start.
+    #[error("{file} is invalid:\n{problems}")]
+    Wallets {
+        /// The file.
+        file: String,
+        /// Every problem.
+        problems: String,
+    },
+    /// The health/metrics address cannot be bound.
+    #[error("cannot serve /health and /metrics on {addr} (change http.listen, or set it to \"\" to turn it off)")]
+    Http {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A setting cannot be put to work.
+    #[error("cannot start: {0}")]
+    Setup(String),
+    /// The live-trading setup failed its checks.
+    #[error("live trading cannot start:\n{0}")]
+    Live(String),
+    /// An actor went away during start.
+    #[error("actor unavailable during start: {0}")]
+    Mailbox(String),
+}
+
+fn mailbox(e: actix::MailboxError) -> DaemonError {
+    DaemonError::Mailbox(e.to_string())
+}
+
+/// Runs the daemon until SIGINT or SIGTERM. Must be called inside an actix `System`.
+///
+/// The start runs in phases, each in its own module: [`opening`] checks everything that can
+/// refuse a start, [`trading`] starts the actors that own state and orders, [`inputs`] builds what
+/// brings fills in, [`background`] starts the tasks beside the trading path. Recovery of what a
+/// crash interrupted comes last, before the feed runs.
+///
+/// # Errors
+/// When it cannot start: journal, wallets.json.
+pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
+    let s = &cfg.settings;
+    let o = opening::open(s).await?;
+    // Held until the daemon returns: the journal's lock and the control socket's file.
+    let (_journal_lock, _control_file) = (o.journal_lock, o.control_file);
+    let t = trading::start(s, &cfg.env, o.store, o.state, o.journal_file, o.now).await?;
+    // One token ends every background task at shutdown (see crate::tasks).
+    let stop = tokio_util::sync::CancellationToken::new();
+    crate::tasks::spawn_until(&stop, crate::control::server::serve(o.control, control_peers(s, &t, o.http.as_ref())));
+    let i = inputs::build(s, &cfg.env, &t, &o.wallets, o.paused).await;
+    let b = background::start(s, &cfg.env, &t, &i, o.http, &stop).await?;
+
+    // Finish what a crash interrupted before anything new comes in: the feed starts only once
+    // every fill journaled before the last stop (and any order sent for it) is decided.
+    let unfinished = t.store.send(Unfinished).await.map_err(mailbox)??;
+    if !unfinished.is_empty() {
+        info!(count = unfinished.len(), "recovering fills journaled before the last stop");
+        let n = i.registry.send(Recover(unfinished)).await.map_err(mailbox)?;
+        info!(decided = n, "recovery finished");
+    }
+
+    // The feed stops first at shutdown (no new fills), on its own child of the token.
+    let feed_stop = stop.child_token();
+    detection::start(s, &t, &i, &feed_stop);
+    let Inputs { copier, registry, feed, mut status, n_targets, .. } = i;
+    let feed_task = actix::spawn(feed.run(feed_stop.clone()));
+    let stops = Stops { all: stop.clone(), feed: feed_stop, pings: b.pings.clone() };
+    announce(&cfg, &t, n_targets);
+    // The status is read and let go in the arm: a reference held on would block the feed's updates.
+    let early = tokio::select! {
+        st = status.wait_for(|st| st.live) => {
+            if let Ok(st) = st {
+                info!(block = st.processed, "chain feed live");
+                crate::service::status(&format!("copying {n_targets} targets from block {}", st.processed));
+            }
+            None
+        }
+        r = wait_for_signal(&registry) => Some(r),
+    };
+    let reason = match early {
+        Some(r) => r,
+        None => wait_for_signal(&registry).await,
+    };
+    shutdown(reason, &stops, feed_task, (&registry, &copier), &t.notifier, &t.store, b.telegram.as_ref()).await;
+    drop(b.file_watcher);
+    t.reports.stop();
+    Ok(())
+}
+
+/// What the CLI's control socket acts on.
+fn control_peers(
+    s: &Settings,
+    t: &trading::Trading,
+    http: Option<&tokio::net::TcpListener>,
+) -> crate::control::server::ControlPeers {
+    crate::control::server::ControlPeers {
+        store: t.store.clone(),
+        risk: t.risk.clone(),
+        gate: t.gate.clone(),
+        stop_file: s.emergency_stop_file.clone(),
+        mode: s.mode,
+        journal: s.db_path.clone(),
+        http: http.and_then(|l| l.local_addr().ok()).map(|a| a.to_string()),
+    }
+}
+
+/// Tells systemd the start is done, and the log and the operator what started.
+fn announce(cfg: &DaemonConfig, t: &trading::Trading, n_targets: usize) {
+    let s = &cfg.settings;
+    // Alive and trying: systemd may count the start done now; the chain may still be unreachable
+    // (a provider outage must not become a restart loop), which /health shows and the feed alerts.
+    crate::service::ready(&format!("started with {n_targets} targets; waiting for the chain"));
+    let mode = if s.mode.is_paper() { "PAPER" } else { "LIVE" };
+    let funder = t.venue.as_ref().map_or_else(|| "none (paper)".to_owned(), |v| format!("{:#x}", v.funder()));
+    info!(mode, funder = %funder, targets = n_targets, db = %s.db_path.display(), rpc = ?cfg.env.rpc_urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>(), "polycopy started");
+    let b = &t.state_at_start;
+    let trading = (b.tripped || b.reducing).then(|| {
+        format!(
+            "trading is {} ({}) by {}: {} — nothing new is bought{} until /resume",
+            b.trading().as_str().to_ascii_uppercase(),
+            b.code,
+            b.by,
+            b.reason,
+            if b.reducing { " (exits still copied)" } else { " or sold" }
+        )
+    });
+    t.notifier.do_send(Event::Started { mode, targets: n_targets, version: env!("CARGO_PKG_VERSION"), trading });
+}
+
+/// The daemon's cancellation token and the children that stop first.
+struct Stops {
+    /// Every background task.
+    all: tokio_util::sync::CancellationToken,
+    /// The chain feed.
+    feed: tokio_util::sync::CancellationToken,
+    /// The systemd watchdog pings.
+    pings: tokio_util::sync::CancellationToken,
+}
+
+async fn shutdown(
+    reason: &'static str,
+    stops: &Stops,
+    feed_task: tokio::task::JoinHandle<()>,
+    (registry, copier): (&Addr<Registry>, &Addr<Copier>),
+    notifier: &Addr<Notifier>,
+    store: &Addr<StoreActor>,
+    telegram: Option<&crate::telegram::Telegram>,
+) {
+    info!(reason, "shutting down: no new fills; letting in-flight copies finish");
+    stops.pings.cancel();
+    crate::service::stopping();
+    stops.feed.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), feed_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), registry.send(HandedOn)).await;
+    if tokio::time::timeout(Duration::from_secs(5), copier.send(Flush)).await.is_err() {
+        warn!("in-flight copies did not finish within 5 s; they are resolved at the next start");
+    }
+    notifier.do_send(Event::Stopped { reason: reason.to_owned() });
+    let _ = notifier.send(Flushed).await;
+    if let Some(tg) = telegram {
+        tg.drain(Duration::from_secs(5)).await;
+    }
+    // The store handles messages in order: this reply means everything before it is written.
+    let _ = store.send(GetCheckpoint).await;
+    stops.all.cancel();
+    info!("stopped");
+}
+
+/// Waits for SIGINT/SIGTERM (returning which), reloading wallets.json on every SIGHUP meanwhile.
+async fn wait_for_signal(registry: &Addr<Registry>) -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        warn!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return "SIGTERM",
+            _ = int.recv() => return "SIGINT",
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading wallets.json");
+                registry.do_send(Reload);
+            }
+        }
+    }
+}

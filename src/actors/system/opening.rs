@@ -1,0 +1,87 @@
+//! The start's first phase: everything that can refuse a start is checked before any actor runs,
+//! and the trading state is read from the journal while this thread still owns it.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use alloy::primitives::Address;
+
+use super::DaemonError;
+use crate::actors::risk_supervisor::RiskState;
+use crate::config::{Settings, Wallets, problem::render};
+use crate::domain::Usdc;
+use crate::store::identity::FileIdentity;
+use crate::store::lock::JournalLock;
+use crate::store::{Store, now_ms};
+
+/// What the first phase leaves for the rest of the start.
+pub(super) struct Opened {
+    /// wallets.json as validated at start.
+    pub wallets: Wallets,
+    /// Held for the daemon's life: a second daemon on the same journal refuses to start.
+    pub journal_lock: JournalLock,
+    /// The CLI's control socket, bound.
+    pub control: tokio::net::UnixListener,
+    /// Removes the control socket's file when the daemon ends.
+    pub control_file: crate::control::server::SocketFile,
+    /// `/health` and `/metrics`, bound (none when `http.listen` is empty).
+    pub http: Option<tokio::net::TcpListener>,
+    /// The journal, opened, migrated and checked.
+    pub store: Store,
+    /// Which file the journal is, watched by the supervisor and `/health` (deleted or replaced).
+    pub journal_file: Option<(PathBuf, FileIdentity)>,
+    /// Targets the operator paused.
+    pub paused: HashSet<Address>,
+    /// The trading state as the journal left it.
+    pub state: RiskState,
+    /// When the start began (ms since the epoch).
+    pub now: i64,
+}
+
+/// Validates wallets.json, takes the journal's lock, binds the control socket and the HTTP
+/// address, opens the journal and reads the trading state from it.
+pub(super) async fn open(s: &Settings) -> Result<Opened, DaemonError> {
+    let wallets = Wallets::load(&s.wallets_path)
+        .map_err(|p| DaemonError::Wallets { file: s.wallets_path.display().to_string(), problems: render(&p) })?;
+    // First, so a second daemon on the same journal stops here, before it touches anything.
+    let mut journal_lock = JournalLock::acquire(&s.db_path).map_err(|e| DaemonError::Setup(e.to_string()))?;
+    let (control, control_file) = crate::control::server::bind(&s.control_socket_path()).map_err(DaemonError::Setup)?;
+    // Bound before any actor starts: a port in use is a clean refusal, not a half-started daemon.
+    let http = if s.http.listen.is_empty() {
+        None
+    } else {
+        Some(
+            crate::http::bind(&s.http.listen)
+                .await
+                .map_err(|e| DaemonError::Http { addr: s.http.listen.clone(), source: e })?,
+        )
+    };
+    let store = Store::open(&s.db_path)?;
+    journal_lock
+        .lock_file(&s.db_path)
+        .map_err(|e| DaemonError::Setup(format!("{e} (through another path to the same file)")))?;
+    store.quick_check()?;
+    let journal_file = FileIdentity::of(&s.db_path).map(|id| (s.db_path.clone(), id));
+    let now = now_ms();
+    let paused = store.paused()?;
+    let state = trading_state(&store, s, now)?;
+    Ok(Opened { wallets, journal_lock, control, control_file, http, store, journal_file, paused, state, now })
+}
+
+/// The risk supervisor's state as the journal left it: breaker, book, today's P&L and activity.
+fn trading_state(store: &Store, s: &Settings, now: i64) -> Result<RiskState, DaemonError> {
+    let day_start_ms = crate::risk::day::day_start(now, s.risk.day_starts_at_hour);
+    let book = store.book()?;
+    // With nothing open, the day's opening unrealized P&L is simply zero; otherwise the first marks
+    // set it when the journal has no record for today (a first start mid-day).
+    let unrealized_at_open = store.day_open(day_start_ms)?.or_else(|| book.positions.is_empty().then_some(Usdc::ZERO));
+    Ok(RiskState {
+        breaker: store.breaker()?,
+        book,
+        realized_today: store.realized_since(day_start_ms)?,
+        recent_copies: store.copies_since(now - 3_600_000)?,
+        day_start_ms,
+        unrealized_at_open,
+        paused_markets: store.paused_markets()?,
+    })
+}
