@@ -14,17 +14,15 @@ use teloxide::utils::command::BotCommands;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::actors::notifier::short_token;
 use crate::actors::risk_supervisor::{GetBreakerState, RiskSupervisor, SetTrading};
-use crate::actors::store::{GetPnlByDay, GetStatus, GetTrades, MarketNames, StoreActor};
-use crate::actors::watcher::{ListTargets, Registry, SetTargetPaused};
+use crate::actors::store::StoreActor;
+use crate::actors::watcher::Registry;
 use crate::chain::FeedStatus;
 use crate::config::env::scrub;
 use crate::metrics::Metrics;
-use crate::report::{self, Period};
 use crate::store::now_ms;
 use crate::telegram::outbox::{Class, Outgoing};
-use crate::telegram::schedule::build_report;
+use crate::telegram::replies::{self, Reply};
 
 /// The bot's commands. Each variant's doc comment is its one-line description in `/help` and in
 /// Telegram's command menu (`/help` is built from that list, not from this comment).
@@ -162,7 +160,7 @@ async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &st
             let reply = match Command::parse(&normalized, username) {
                 Ok(cmd) => {
                     info!(chat, command = ?cmd, "Telegram command");
-                    execute(ops, chat, cmd).await
+                    execute(ops, cmd).await
                 }
                 // In a group, a command for another bot is none of our business: no answer at all.
                 Err(teloxide::utils::command::ParseError::WrongBotName(_)) => return,
@@ -254,19 +252,6 @@ fn help_text() -> String {
     format!("polycopy commands:\n{}", lines.join("\n"))
 }
 
-/// A reply: text, maybe buttons, maybe a picture.
-struct Reply {
-    text: String,
-    buttons: Vec<(String, String)>,
-    photo: Option<Vec<u8>>,
-}
-
-impl Reply {
-    fn text(text: String) -> Self {
-        Self { text, buttons: Vec::new(), photo: None }
-    }
-}
-
 async fn send(ops: &Ops, chat: i64, r: Reply) {
     let m = Outgoing {
         kind: "reply",
@@ -284,20 +269,30 @@ async fn send(ops: &Ops, chat: i64, r: Reply) {
     }
 }
 
-fn number(arg: &str, default: u32, max: u32, usage: &str) -> Result<u32, String> {
-    let a = arg.trim();
-    if a.is_empty() {
-        return Ok(default);
-    }
-    match a.parse::<u32>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(format!("usage: {usage} (a number from 1 to {max})")),
+/// `/resume`: asks to confirm with a button bound to the state being cleared, or says why not.
+async fn resume_offer(ops: &Ops) -> Reply {
+    match ops.risk.send(GetBreakerState).await {
+        Ok(b) if (b.tripped || b.reducing) && ops.stop_file.exists() => {
+            Reply::text(stop_file_blocks(ops).unwrap_or_default())
+        }
+        Ok(b) if b.tripped || b.reducing => Reply {
+            text: format!(
+                "trading is {} ({}) by {}: {}\nresume trading?",
+                b.trading().as_str(),
+                b.code,
+                b.by,
+                b.reason
+            ),
+            buttons: vec![("Resume trading".into(), format!("{RESUME_PREFIX}{}:{}", b.since_ms, now_ms()))],
+            photo: None,
+        },
+        Ok(_) => Reply::text("not halted: trading is active".into()),
+        Err(_) => replies::unavailable("the risk supervisor"),
     }
 }
 
-async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
-    let _ = chat;
-    let unavailable = |what: &str| Reply::text(format!("{what} is unavailable right now; try again"));
+/// The reply to one command from an authorized chat.
+async fn execute(ops: &Ops, cmd: Command) -> Reply {
     match cmd {
         Command::Help => Reply::text(help_text()),
         Command::Start => Reply::text(format!(
@@ -306,214 +301,22 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             if ops.paper { "PAPER" } else { "LIVE" },
             help_text()
         )),
-        Command::Status => {
-            let (Ok(Ok(st)), Ok(b), Ok(targets)) = (
-                ops.store.send(GetStatus).await,
-                ops.risk.send(GetBreakerState).await,
-                ops.registry.send(ListTargets).await,
-            ) else {
-                return unavailable("the status");
-            };
-            let f = ops.feed.borrow().clone();
-            let breaker = if b.tripped {
-                format!("TRIPPED ({}) by {}: {}", b.code, b.by, b.reason)
-            } else if b.reducing {
-                format!("REDUCING ({}) by {}: {}: only exits are copied", b.code, b.by, b.reason)
-            } else {
-                "ok, trading active".into()
-            };
-            let paused = targets.iter().filter(|t| t.paused).count();
-            let l = &ops.limits;
-            let day = ops.risk.send(crate::actors::risk_supervisor::GetPnlToday).await.ok();
-            let daily = day.map_or_else(
-                || format!("daily loss limit {} USDC", l.daily_loss_limit_usdc),
-                |pnl| crate::risk::day::daily_loss_line(pnl, l.daily_loss_limit_usdc),
-            );
-            let last = st.last_fill.as_ref().map_or_else(
-                || "none yet".to_owned(),
-                |f| {
-                    format!(
-                        "{} {} {} at {} → {}",
-                        f.side,
-                        f.target_shares,
-                        short_token(&f.token_id),
-                        f.target_price,
-                        f.status
-                    )
-                },
-            );
-            let markets = match ops.store.send(crate::actors::store::PausedMarkets).await {
-                Ok(Ok(list)) if !list.is_empty() => format!(
-                    "\nmarkets PAUSED (no buys, exits copied): {}",
-                    list.iter().map(|m| m.selector.to_string()).collect::<Vec<_>>().join(", ")
-                ),
-                _ => String::new(),
-            };
-            Reply::text(format!(
-                "mode {}\nbreaker {breaker}\nchain head {}, processed {} (lag {} blocks)\ntargets {} watched, {paused} paused{markets}\n\
-                 exposure {} USDC of {} USDC allowed\nP&L today {} USDC realized, {} USDC unrealized at the last marks\n\
-                 {daily}\nlast fill {last}",
-                if ops.paper { "PAPER" } else { "LIVE" },
-                f.head,
-                f.processed,
-                f.head.saturating_sub(f.processed),
-                targets.len(),
-                st.exposure_usdc,
-                l.max_total_exposure_usdc,
-                st.realized_today_usdc,
-                st.unrealized_usdc,
-            ))
-        }
-        Command::Positions => {
-            let Ok(Ok(st)) = ops.store.send(GetStatus).await else { return unavailable("the journal") };
-            if st.positions.is_empty() {
-                return Reply::text("no open positions".into());
-            }
-            let names = ops.store.send(MarketNames).await.ok().and_then(Result::ok).unwrap_or_default();
-            let lines: Vec<String> = st
-                .positions
-                .iter()
-                .map(|p| {
-                    let name = p
-                        .token_id
-                        .parse::<crate::domain::TokenId>()
-                        .ok()
-                        .and_then(|t| names.get(&t).cloned())
-                        .unwrap_or_else(|| format!("token {}", short_token(&p.token_id)));
-                    let marked = match (&p.mark, &p.unrealized_usdc) {
-                        (Some(m), Some(u)) => format!(", mark {m}, P&L {u} USDC"),
-                        _ => ", not marked yet".to_owned(),
-                    };
-                    format!("• {name}\n  {} sh at avg {} (cost {} USDC){marked}", p.shares, p.avg_price, p.cost_usdc)
-                })
-                .collect();
-            Reply::text(format!(
-                "{} open positions, exposure {} USDC, unrealized {} USDC at the last marks\n{}",
-                lines.len(),
-                st.exposure_usdc,
-                st.unrealized_usdc,
-                lines.join("\n")
-            ))
-        }
-        Command::Trades(arg) => {
-            let n = match number(&arg, 10, 50, "/trades [n]") {
-                Ok(n) => n,
-                Err(u) => return Reply::text(u),
-            };
-            let Ok(Ok(rows)) = ops.store.send(GetTrades(n)).await else { return unavailable("the journal") };
-            if rows.is_empty() {
-                return Reply::text("no fills yet".into());
-            }
-            let labels: std::collections::HashMap<String, String> = ops
-                .registry
-                .send(ListTargets)
-                .await
-                .map(|ts| {
-                    ts.into_iter().map(|t| (crate::domain::addr_lower(&t.target.address), t.target.label)).collect()
-                })
-                .unwrap_or_default();
-            let lines: Vec<String> = rows
-                .iter()
-                .map(|r| {
-                    let who = labels.get(&r.wallet).cloned().unwrap_or_else(|| short_token(&r.wallet));
-                    let market = r.market.clone().unwrap_or_else(|| format!("token {}", short_token(&r.token_id)));
-                    let ours = match (&r.shares, &r.price, &r.usdc) {
-                        (Some(s), Some(p), Some(u)) => format!("ours {s} at {p} = {u} USDC"),
-                        _ => format!("{}: {}", r.status, r.reason.clone().unwrap_or_default()),
-                    };
-                    format!(
-                        "{} {who} {} {} at {} · {market}\n  {ours}",
-                        report::time_of_day(r.seen_at_ms),
-                        r.side,
-                        r.target_shares,
-                        r.target_price,
-                    )
-                })
-                .collect();
-            Reply::text(lines.join("\n"))
-        }
-        Command::Pnl(arg) => {
-            let days = match number(&arg, 7, 90, "/pnl [days]") {
-                Ok(n) => n,
-                Err(u) => return Reply::text(u),
-            };
-            let Ok(Ok(rows)) = ops.store.send(GetPnlByDay { days, now_ms: now_ms() }).await else {
-                return unavailable("the journal");
-            };
-            let total: i64 = rows.iter().map(|(_, p)| p.0).sum();
-            let lines: Vec<String> = rows.iter().map(|(day, p)| format!("{} {}", report::date(*day), p)).collect();
-            Reply::text(format!(
-                "realized P&L, last {days} days: {} USDC\n{}",
-                crate::domain::format_micros(total),
-                lines.join("\n")
-            ))
-        }
+        Command::Status => replies::status(ops).await,
+        Command::Positions => replies::positions(ops).await,
+        Command::Trades(arg) => replies::trades(ops, &arg).await,
+        Command::Pnl(arg) => replies::pnl(ops, &arg).await,
         Command::Wallets | Command::Targets => match crate::telegram::targets::reply(ops).await {
             Some(text) => Reply::text(text),
-            None => unavailable("the target list"),
+            None => replies::unavailable("the target list"),
         },
         Command::Pause(who) | Command::Unpause(who) if who.trim().is_empty() => {
             Reply::text("usage: /pause <label|address> or /unpause <label|address>".into())
         }
-        Command::Pause(who) => {
-            match ops.registry.send(SetTargetPaused { who, paused: true, by: "telegram".into() }).await {
-                Ok(Ok(label)) => {
-                    Reply::text(format!("paused {label}: its fills are not copied until /unpause {label}"))
-                }
-                Ok(Err(why)) => Reply::text(why),
-                Err(_) => unavailable("the target list"),
-            }
-        }
-        Command::Unpause(who) => {
-            match ops.registry.send(SetTargetPaused { who, paused: false, by: "telegram".into() }).await {
-                Ok(Ok(label)) => Reply::text(format!("copying {label} again")),
-                Ok(Err(why)) => Reply::text(why),
-                Err(_) => unavailable("the target list"),
-            }
-        }
-        Command::Halt(reason) => {
-            let reason = if reason.trim().is_empty() {
-                "halted from Telegram".to_owned()
-            } else {
-                crate::config::env::redact(reason.trim())
-            };
-            // Already halted: the first halt's reason stays; say so rather than pretend to store this one.
-            if let Ok(b) = ops.risk.send(GetBreakerState).await
-                && b.tripped
-            {
-                return Reply::text(format!(
-                    "already halted ({}) by {}: {}. That reason stays; /resume to clear",
-                    b.code, b.by, b.reason
-                ));
-            }
-            match ops
-                .risk
-                .send(SetTrading { halt: true, code: "manual", reason: reason.clone(), by: "telegram".into() })
-                .await
-            {
-                Ok(()) => Reply::text(format!("HALTED: no new orders ({reason}). /resume to clear")),
-                Err(_) => unavailable("the risk supervisor"),
-            }
-        }
-        Command::Resume => match ops.risk.send(GetBreakerState).await {
-            Ok(b) if (b.tripped || b.reducing) && ops.stop_file.exists() => {
-                Reply::text(stop_file_blocks(ops).unwrap_or_default())
-            }
-            Ok(b) if b.tripped || b.reducing => Reply {
-                text: format!(
-                    "trading is {} ({}) by {}: {}\nresume trading?",
-                    b.trading().as_str(),
-                    b.code,
-                    b.by,
-                    b.reason
-                ),
-                buttons: vec![("Resume trading".into(), format!("{RESUME_PREFIX}{}:{}", b.since_ms, now_ms()))],
-                photo: None,
-            },
-            Ok(_) => Reply::text("not halted: trading is active".into()),
-            Err(_) => unavailable("the risk supervisor"),
-        },
-        Command::Balance => balance(ops).await,
+        Command::Pause(who) => replies::set_target_paused(ops, who, true).await,
+        Command::Unpause(who) => replies::set_target_paused(ops, who, false).await,
+        Command::Halt(reason) => replies::halt(ops, &reason).await,
+        Command::Resume => resume_offer(ops).await,
+        Command::Balance => replies::balance(ops).await,
         Command::Close(arg) => {
             let (text, buttons) = crate::telegram::operator::offer_close(ops, &arg).await;
             Reply { text, buttons, photo: None }
@@ -524,56 +327,8 @@ async fn execute(ops: &Ops, chat: i64, cmd: Command) -> Reply {
             "polycopy {} in {} mode, up {}",
             env!("CARGO_PKG_VERSION"),
             if ops.paper { "PAPER" } else { "LIVE" },
-            uptime(now_ms() - ops.started_ms)
+            replies::uptime(now_ms() - ops.started_ms)
         )),
-        Command::Report(arg) => {
-            let period = match arg.trim().to_ascii_lowercase().as_str() {
-                "" | "daily" | "day" => Period::Daily,
-                "weekly" | "week" => Period::Weekly,
-                "monthly" | "month" => Period::Monthly,
-                _ => return Reply::text("usage: /report [daily|weekly|monthly]".into()),
-            };
-            match build_report(&ops.store, &ops.registry, period).await {
-                Some((text, png)) => Reply { text, buttons: Vec::new(), photo: png },
-                None => unavailable("the report"),
-            }
-        }
-    }
-}
-
-/// `/balance`: what the account holds. Live: the pUSD the CLOB says the funder has; both modes: the
-/// open positions' cost and unrealized P&L, and all realized P&L in the journal.
-async fn balance(ops: &Ops) -> Reply {
-    let Ok(Ok(st)) = ops.store.send(GetStatus).await else {
-        return Reply::text("the journal is unavailable right now; try again".into());
-    };
-    let realized: i64 = match ops.store.send(GetPnlByDay { days: 36_500, now_ms: now_ms() }).await {
-        Ok(Ok(rows)) => rows.iter().map(|(_, p)| p.0).sum(),
-        _ => 0,
-    };
-    let cash = match &ops.venue {
-        None => "PAPER mode: no wallet, no cash is simulated".to_owned(),
-        Some(v) => match tokio::time::timeout(Duration::from_secs(5), v.collateral()).await {
-            Ok(Ok((b, _))) => format!("{} pUSD available to {:#x}", crate::clob::doctor::balance_text(b), v.funder()),
-            Ok(Err(e)) => format!("pUSD balance unavailable: {e}"),
-            Err(_) => "pUSD balance unavailable: the CLOB did not answer within 5 s".to_owned(),
-        },
-    };
-    Reply::text(format!(
-        "{cash}\nopen positions: cost {} USDC, unrealized {} USDC at the last marks\nrealized P&L, all time: {} USDC",
-        st.exposure_usdc,
-        st.unrealized_usdc,
-        crate::domain::format_micros(realized)
-    ))
-}
-
-/// "3 d 4 h", "5 h 2 min", "42 s".
-fn uptime(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min", s / 60),
-        3600..86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
-        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+        Command::Report(arg) => replies::report(ops, &arg).await,
     }
 }

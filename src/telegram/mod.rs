@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod format;
 pub mod operator;
 pub mod outbox;
+mod replies;
 pub mod schedule;
 pub mod targets;
 
