@@ -8,6 +8,7 @@ pub mod mode;
 pub mod problem;
 pub mod settings;
 pub mod settings_check;
+mod settings_rules;
 pub mod strict_json;
 pub mod wallets;
 pub mod wallets_edit;

@@ -1,0 +1,268 @@
+//! The settings' range and cross-field checks, one function per section. Every violation is
+//! reported, each at its field, so that one start shows them all.
+
+use alloy::primitives::Address;
+
+use super::settings::{ALWAYS_ON, EVENT_KINDS, NotifyLevel, Settings};
+use crate::config::Problem;
+
+/// Every violation in `s`, each naming `file`.
+pub(super) fn all(s: &Settings, file: &str) -> Vec<Problem> {
+    let mut p = Vec::new();
+    let mut bad = |field: &str, msg: String| p.push(Problem::new(file, field, msg));
+    general(s, &mut bad);
+    chain(s, &mut bad);
+    copy(s, &mut bad);
+    risk(s, &mut bad);
+    http_and_paths(s, &mut bad);
+    detection(s, &mut bad);
+    alerts_and_health(s, &mut bad);
+    telegram(s, &mut bad);
+    paper_and_live(s, &mut bad);
+    p
+}
+
+/// The log format.
+fn general(s: &Settings, bad: &mut impl FnMut(&str, String)) {
+    if !matches!(s.log_format.as_str(), "text" | "json") {
+        bad("log_format", format!("must be \"text\" or \"json\", got {:?}", s.log_format));
+    }
+}
+
+/// `[chain]`: the feed's pace, ranges, timeouts and failover.
+fn chain(s: &Settings, bad: &mut impl FnMut(&str, String)) {
+    let c = &s.chain;
+    if c.exchanges.is_empty() {
+        bad("chain.exchanges", "must list at least one exchange".into());
+    }
+    if c.poll_interval_ms < 50 || c.poll_interval_ms > 600_000 {
+        bad("chain.poll_interval_ms", format!("must be 50..=600000, got {}", c.poll_interval_ms));
+    }
+    if c.confirmations > 128 {
+        bad("chain.confirmations", format!("must be 0..=128, got {}", c.confirmations));
+    }
+    if c.max_block_range == 0 || c.max_block_range > 10_000 {
+        bad("chain.max_block_range", format!("must be 1..=10000, got {}", c.max_block_range));
+    }
+    if c.rpc_requests_per_second == 0 {
+        bad("chain.rpc_requests_per_second", "must be at least 1".into());
+    }
+    if c.request_timeout_ms < 100 {
+        bad("chain.request_timeout_ms", format!("must be at least 100, got {}", c.request_timeout_ms));
+    }
+    if c.balance_timeout_ms < 50 {
+        bad("chain.balance_timeout_ms", format!("must be at least 50, got {}", c.balance_timeout_ms));
+    }
+    if c.failover_after_errors == 0 {
+        bad("chain.failover_after_errors", "must be at least 1".into());
+    }
+}
+
+/// `[copy]`: orders in flight and slippage.
+fn copy(s: &Settings, bad: &mut impl FnMut(&str, String)) {
+    if !(1..=64).contains(&s.copy.max_in_flight) {
+        bad("copy.max_in_flight", format!("must be 1..=64, got {}", s.copy.max_in_flight));
+    }
+    if s.copy.max_slippage_bps > 5_000 {
+        bad("copy.max_slippage_bps", format!("must be 0..=5000, got {}", s.copy.max_slippage_bps));
+    }
+}
+
+/// `[risk]`: limits that fit inside each other, the daily loss action, the breaker's poll.
+fn risk(s: &Settings, bad: &mut impl FnMut(&str, String)) {
+    let r = &s.risk;
+    for (field, v) in [
+        ("risk.max_order_usdc", r.max_order_usdc),
+        ("risk.max_position_usdc", r.max_position_usdc),
+        ("risk.max_total_exposure_usdc", r.max_total_exposure_usdc),
+        ("risk.daily_loss_limit_usdc", r.daily_loss_limit_usdc),
+    ] {
+        if v.0 <= 0 {
+            bad(field, "must be greater than 0".into());
+        }
+    }
+    if r.max_order_usdc > r.max_position_usdc {
+        bad(
+            "risk.max_order_usdc",
+            format!("{} is above risk.max_position_usdc {}", r.max_order_usdc, r.max_position_usdc),
+        );
+    }
+    if r.max_position_usdc > r.max_total_exposure_usdc {
+        bad(
+            "risk.max_position_usdc",
+            format!("{} is above risk.max_total_exposure_usdc {}", r.max_position_usdc, r.max_total_exposure_usdc),
+        );
+    }
+    if !matches!(r.daily_loss_action.as_str(), "reduce" | "halt") {
+        bad("risk.daily_loss_action", format!("must be \"reduce\" or \"halt\", got {:?}", r.daily_loss_action));
+    }
+    if r.day_starts_at_hour > 23 {
+        bad("risk.day_starts_at_hour", format!("must be 0..=23 (UTC), got {}", r.day_starts_at_hour));
+    }
+    if r.max_trades_per_hour == 0 {
+        bad("risk.max_trades_per_hour", "must be at least 1".into());
+    }
+    if r.max_consecutive_errors == 0 {
+        bad("risk.max_consecutive_errors", "must be at least 1".into());
+    }
+    if r.breaker_poll_ms < 10 || r.breaker_poll_ms > 1_000 {
+        bad(
+            "risk.breaker_poll_ms",
+            format!("must be 10..=1000 so a halt is obeyed within a second, got {}", r.breaker_poll_ms),
+        );
+    }
+}
+
+/// `[http]` and the files: an address that parses and stays local unless allowed; no empty path.
+fn http_and_paths(s: &Settings, bad: &mut impl FnMut(&str, String)) {
+    if !s.http.listen.is_empty() && s.http.listen.parse::<std::net::SocketAddr>().is_err() {
+        bad(
+            "http.listen",
+            format!("must be an address like 127.0.0.1:9187 (or \"\" for off), got {:?}", s.http.listen),
+        );
+    }
+    if s.chain.reconnect_backoff_max_ms < 100 {
+        bad(
+            "chain.reconnect_backoff_max_ms",
+            format!(
+                "must be at least 100 (0 would reconnect in a tight loop), got {}",
+                s.chain.reconnect_backoff_max_ms
+            ),
+        );
+    }
+    for (field, path) in [
+        ("db_path", &s.db_path),
+        ("live.db_path", &s.live.db_path),
+        ("wallets_path", &s.wallets_path),
+        ("emergency_stop_file", &s.emergency_stop_file),
+    ] {
+        if path.as_os_str().is_empty() {
+            let why = if field == "emergency_stop_file" {
+                "must not be empty (an empty stop file path would silently disable the stop file)"
+            } else {
+                "must not be empty: name the journal file"
+            };
+            bad(field, why.into());
+        }
+    }
+    if let Ok(addr) = s.http.listen.parse::<std::net::SocketAddr>()
+        && !addr.ip().is_loopback()
+        && !s.http.allow_remote
+    {
+        bad(
+            "http.listen",
+            format!(
+                "{addr} is not a loopback address: /health, /metrics and /alert would be reachable from the network. \
+                 Keep it on 127.0.0.1, or set http.allow_remote = true if a firewall guards it"
+            ),
+        );
+    }
+}
+
+/// `[redeem]` and `[detection]`.
+fn detection(s: &Settings, bad: &mut impl FnMut(&str, String)) {
+    if s.redeem.check_every_s == 0 || s.redeem.attempts == 0 {
+        bad("redeem", "check_every_s and attempts must be at least 1".into());
+    }
+    let d = &s.detection;
+    if !(20..=60_000).contains(&d.pending_poll_ms) {
+        bad("detection.pending_poll_ms", format!("must be 20..=60000, got {}", d.pending_poll_ms));
+    }
+    if d.orphan_after_blocks == 0 {
+        bad("detection.orphan_after_blocks", "must be at least 1".into());
+    }
+    if d.rtds && !(d.rtds_url.starts_with("wss://") || d.rtds_url.starts_with("ws://")) {
+        bad("detection.rtds_url", format!("must be a ws:// or wss:// URL, got {:?}", d.rtds_url));
+    }
+    if d.rtds_stale_s == 0 {
+        bad("detection.rtds_stale_s", "must be at least 1".into());
+    }
+}
+
+/// `[alerts]` and `[health]`.
+fn alerts_and_health(s: &Settings, bad: &mut impl FnMut(&str, String)) {
+    let a = &s.alerts;
+    if a.check_every_s == 0 {
+        bad("alerts.check_every_s", "must be at least 1".into());
+    }
+    if a.drawdown_pct > 100 {
+        bad("alerts.drawdown_pct", format!("must be 0..=100 (0: off), got {}", a.drawdown_pct));
+    }
+    if a.win_rate_min_pct > 100 {
+        bad("alerts.win_rate_min_pct", format!("must be 0..=100 (0: off), got {}", a.win_rate_min_pct));
+    }
+    if s.health.feed_stall_s == 0 {
+        bad("health.feed_stall_s", "must be at least 1".into());
+    }
+    if s.health.clob_stale_s < 4 {
+        bad(
+            "health.clob_stale_s",
+            format!("must be at least 4 (the CLOB is probed every quarter of it), got {}", s.health.clob_stale_s),
+        );
+    }
+}
+
+/// `[telegram]`: known event kinds, pacing, report times.
+fn telegram(s: &Settings, bad: &mut impl FnMut(&str, String)) {
+    let t = &s.telegram;
+    for (kind, level) in &t.notify {
+        if !EVENT_KINDS.contains(&kind.as_str()) {
+            bad(&format!("telegram.notify.{kind}"), format!("unknown event kind (known: {})", EVENT_KINDS.join(", ")));
+        } else if ALWAYS_ON.contains(&kind.as_str()) && *level != NotifyLevel::On {
+            bad(
+                &format!("telegram.notify.{kind}"),
+                "breaker, error and alert messages cannot be silenced or turned off".into(),
+            );
+        }
+    }
+    if t.per_chat_per_second == 0 || t.per_group_per_minute == 0 {
+        bad("telegram.per_chat_per_second", "the pacing limits must be at least 1".into());
+    }
+    if t.queue_capacity < 10 {
+        bad("telegram.queue_capacity", "must be at least 10".into());
+    }
+    if t.daily_report_secs().is_none() && !t.reports_off() {
+        bad(
+            "telegram.daily_report_at",
+            format!("must be a UTC time like \"18:00\" (or \"off\"), got {:?}", t.daily_report_at),
+        );
+    }
+    if t.weekly_day().is_none() {
+        bad("telegram.weekly_report_day", format!("must be a weekday like \"sun\", got {:?}", t.weekly_report_day));
+    }
+    if t.poll_timeout_s == 0 || t.poll_timeout_s > 50 {
+        bad("telegram.poll_timeout_s", format!("must be 1..=50, got {}", t.poll_timeout_s));
+    }
+}
+
+/// `[paper]` and `[live]`.
+fn paper_and_live(s: &Settings, bad: &mut impl FnMut(&str, String)) {
+    if s.paper.slippage_bps > 5_000 {
+        bad("paper.slippage_bps", format!("must be 0..=5000, got {}", s.paper.slippage_bps));
+    }
+    if !matches!(s.paper.fill_model.as_str(), "target_price" | "order_book") {
+        bad("paper.fill_model", format!("must be \"target_price\" or \"order_book\", got {:?}", s.paper.fill_model));
+    }
+    let l = &s.live;
+    if let Err(e) = crate::clob::SigType::parse(&l.signature_type) {
+        bad("live.signature_type", e);
+    }
+    if !l.funder.is_empty() && l.funder.parse::<Address>().is_err() {
+        bad("live.funder", format!("must be a 0x address (or \"\" to derive it from the key), got {:?}", l.funder));
+    }
+    if let Err(e) = crate::clob::OrderKind::parse(&l.order_type) {
+        bad("live.order_type", e);
+    }
+    if l.gtd_expiry_s < 70 {
+        bad(
+            "live.gtd_expiry_s",
+            format!("must be at least 70 (the CLOB wants a minute of margin), got {}", l.gtd_expiry_s),
+        );
+    }
+    if l.request_timeout_ms < 100 {
+        bad("live.request_timeout_ms", format!("must be at least 100, got {}", l.request_timeout_ms));
+    }
+    if l.requests_per_second == 0 {
+        bad("live.requests_per_second", "must be at least 1".into());
+    }
+}
