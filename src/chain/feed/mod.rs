@@ -11,7 +11,6 @@ use std::time::Duration;
 use actix::{Addr, Recipient};
 use alloy::primitives::{Address, B256};
 use alloy::rpc::types::Filter;
-use futures_util::StreamExt;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -24,6 +23,8 @@ use crate::chain::range::{MAX_SHRINKS, RangeRead, RangeReader, Span};
 use crate::chain::rpc::{BlockRef, ChainError, Rpc};
 use crate::domain::TargetFill;
 use crate::store::OwnSettlement;
+
+mod follow;
 
 /// What the feed needs to know.
 #[derive(Debug, Clone)]
@@ -109,12 +110,6 @@ pub struct OwnFill {
     pub tx: String,
 }
 
-/// Whether the current outage was alerted (so it is alerted once, and its end announced).
-#[derive(Debug, Default)]
-struct Outage {
-    alerted: bool,
-}
-
 /// The feed task's state.
 pub struct ChainFeed {
     cfg: FeedConfig,
@@ -160,179 +155,6 @@ impl ChainFeed {
         let FeedPeers { writer, sink, notifier, halt, metrics, own_fills } = peers;
         let span = Span::new(cfg.max_block_range);
         Self { cfg, rpc, writer, sink, notifier, halt, metrics, own_fills, targets, status, checkpoint: None, span }
-    }
-
-    /// Runs until `shutdown` is cancelled: connect, sync, wait for the next head, repeat; on errors
-    /// reconnect with capped exponential backoff and fail over between endpoints.
-    pub async fn run(mut self, shutdown: tokio_util::sync::CancellationToken) {
-        let mut backoff = Duration::from_millis(250);
-        let now = crate::store::now_ms();
-        self.status.send_modify(|s| {
-            s.started_ms = now;
-            s.attempt_ms = now;
-        });
-        let mut outage = Outage::default();
-        while !shutdown.is_cancelled() {
-            if !self.rpc.is_connected() {
-                if let Err(e) = self.rpc.connect().await {
-                    warn!(endpoint = %self.rpc.endpoint(), cause = %e, "cannot connect to the chain: check POLYGON_RPC_URL / POLYGON_WS_URL and the network");
-                    self.attempt_failed(&e, &mut outage);
-                    if self.rpc.fail() {
-                        self.notifier
-                            .do_send(Event::Error { message: format!("failing over to {}", self.rpc.endpoint()) });
-                    }
-                    if sleep_or_shutdown(backoff, &shutdown).await {
-                        break;
-                    }
-                    backoff = (backoff * 2).min(self.cfg.backoff_max);
-                    continue;
-                }
-                if self.rpc.is_ws() {
-                    info!(endpoint = %self.rpc.endpoint(), ws = true, "connected to the chain");
-                } else {
-                    info!(endpoint = %self.rpc.endpoint(), ws = false, "using chain endpoint (HTTP polling)");
-                }
-                self.status.send_modify(|s| s.reconnects = self.rpc.connects.saturating_sub(1));
-            }
-            // Over websocket, new heads and our targets' logs arrive by subscription: both wake a
-            // sync at once; a log the node marks `removed` makes that sync find the reorg by hash.
-            let (mut heads, mut logs) = if self.rpc.is_ws() {
-                let current = self.targets.borrow_and_update().clone();
-                let targets = self.watched(current);
-                let heads = self.rpc.subscribe_heads().await.map(|s| s.into_stream());
-                let logs = if targets.is_empty() {
-                    // An empty topic list would match every maker: subscribe to nothing instead.
-                    Ok(None)
-                } else {
-                    self.rpc.subscribe_logs(&self.filter(&targets)).await.map(|s| Some(s.into_stream()))
-                };
-                match (heads, logs) {
-                    (Ok(h), Ok(l)) => (Some(h), l),
-                    (Err(e), _) | (_, Err(e)) => {
-                        warn!(cause = %e, "subscription failed; reconnecting");
-                        self.rpc.fail();
-                        continue;
-                    }
-                }
-            } else {
-                (None, None)
-            };
-            loop {
-                match self.sync().await {
-                    Ok(()) => {
-                        self.rpc.ok();
-                        backoff = Duration::from_millis(250);
-                        self.attempt_succeeded(&mut outage);
-                    }
-                    Err(ChainError::ChainMoved { from, to }) => {
-                        debug!(from, to, "chain moved during a read; reading again");
-                        continue;
-                    }
-                    Err(ChainError::Store(e)) => {
-                        // The chain is fine; the journal is not. Nothing can be copied safely.
-                        self.halt.do_send(SetTrading {
-                            halt: true,
-                            code: "database_error",
-                            reason: format!("journal write failed: {e}"),
-                            by: "daemon".into(),
-                        });
-                        self.checkpoint = None; // re-read it from the journal when it recovers
-                        if sleep_or_shutdown(backoff, &shutdown).await {
-                            return;
-                        }
-                        backoff = (backoff * 2).min(self.cfg.backoff_max);
-                    }
-                    Err(e) => {
-                        warn!(endpoint = %self.rpc.endpoint(), cause = %e, "chain sync failed; reconnecting (check POLYGON_RPC_URL if it persists)");
-                        self.attempt_failed(&e, &mut outage);
-                        if self.rpc.fail() {
-                            self.notifier.do_send(Event::Error {
-                                message: format!("chain endpoint failing; now using {}", self.rpc.endpoint()),
-                            });
-                        }
-                        if sleep_or_shutdown(backoff, &shutdown).await {
-                            return;
-                        }
-                        backoff = (backoff * 2).min(self.cfg.backoff_max);
-                        break;
-                    }
-                }
-                let poll = tokio::time::sleep(self.cfg.poll_interval);
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = poll => {}
-                    _ = self.targets.changed() => {
-                        if heads.is_some() {
-                            break; // subscribe again with the new target list
-                        }
-                    }
-                    h = next_or_pending(heads.as_mut()) => {
-                        if h.is_none() {
-                            warn!("head subscription ended; reconnecting");
-                            self.rpc.fail();
-                            break;
-                        }
-                    }
-                    l = next_or_pending(logs.as_mut()) => match l {
-                        None => {
-                            warn!("log subscription ended; reconnecting");
-                            self.rpc.fail();
-                            break;
-                        }
-                        Some(log) if log.removed => {
-                            warn!(tx = ?log.transaction_hash, block = ?log.block_number, "node reported a removed log; checking for a reorg");
-                        }
-                        Some(_) => {}
-                    },
-                }
-            }
-        }
-    }
-
-    /// Publishes a failed attempt; an outage longer than the stall threshold is alerted once.
-    fn attempt_failed(&mut self, e: &ChainError, outage: &mut Outage) {
-        let now = crate::store::now_ms();
-        let cause = e.to_string();
-        let mut since = now;
-        self.status.send_modify(|s| {
-            s.attempt_ms = now;
-            if s.failing_since_ms == 0 {
-                s.failing_since_ms = now;
-            }
-            since = s.failing_since_ms;
-            s.last_error = Some(cause.clone());
-        });
-        let stall_ms = i64::try_from(self.cfg.stall.as_millis()).unwrap_or(i64::MAX);
-        if !outage.alerted && now - since >= stall_ms {
-            outage.alerted = true;
-            self.notifier.do_send(Event::Error {
-                message: format!(
-                    "the chain has not answered for {} s ({cause}); nothing can be copied until it does. \
-                     Check POLYGON_RPC_URL and the provider",
-                    (now - since) / 1000
-                ),
-            });
-        }
-    }
-
-    /// Publishes a successful attempt; the end of an alerted outage is announced.
-    fn attempt_succeeded(&mut self, outage: &mut Outage) {
-        let now = crate::store::now_ms();
-        let mut since = 0;
-        self.status.send_modify(|s| {
-            since = s.failing_since_ms;
-            s.attempt_ms = now;
-            s.failing_since_ms = 0;
-            s.last_error = None;
-        });
-        if std::mem::take(&mut outage.alerted) {
-            self.notifier.do_send(Event::Error {
-                message: format!(
-                    "the chain answers again after {} s without it; copying resumed",
-                    (now - since) / 1000
-                ),
-            });
-        }
     }
 
     /// One round: check for a reorg, then journal and dispatch every block up to the safe head.
@@ -563,14 +385,6 @@ impl ChainFeed {
     }
 }
 
-/// The next item of an optional stream; pending forever when there is no stream.
-async fn next_or_pending<S: futures_util::Stream + Unpin>(s: Option<&mut S>) -> Option<S::Item> {
-    match s {
-        Some(s) => s.next().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// One [`OwnFill`] per (order, transaction): an order matched against several makers has a log each.
 fn sum_by_order(own: Vec<TargetFill>) -> Vec<OwnFill> {
     let mut out: Vec<OwnFill> = Vec::new();
@@ -585,12 +399,4 @@ fn sum_by_order(own: Vec<TargetFill>) -> Vec<OwnFill> {
         }
     }
     out
-}
-
-/// Sleeps for `d`; returns true if shutdown was requested meanwhile.
-async fn sleep_or_shutdown(d: Duration, shutdown: &tokio_util::sync::CancellationToken) -> bool {
-    tokio::select! {
-        () = shutdown.cancelled() => true,
-        () = tokio::time::sleep(d) => shutdown.is_cancelled(),
-    }
 }
