@@ -13,17 +13,16 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::actors::lanes::{Access, Lanes};
-use crate::actors::notifier::{Event, Notifier};
-use crate::actors::risk_supervisor::{Decision, Evaluate, Flush, GetPosition, RiskSupervisor};
-use crate::actors::store::{RecordRejection, StoreActor, TargetPosition};
+use crate::actors::notifier::Notifier;
+use crate::actors::risk_supervisor::{Decision, Flush, RiskSupervisor};
+use crate::actors::store::{StoreActor, TargetPosition};
 use crate::chain::Rpc;
-use crate::domain::{OrderIntent, Shares, Side, TokenId, Usdc, u256_to_micros};
-use crate::market::{MarketDirectory, MarketInfo};
-use crate::risk::market::check_market;
-use crate::risk::sizing::SizingContext;
-use crate::risk::sizing::check_fresh;
-use crate::risk::{CopyRules, size_copy};
+use crate::domain::{Shares, Side, TokenId, Usdc, u256_to_micros};
+use crate::market::MarketDirectory;
+use crate::risk::CopyRules;
 use crate::store::PendingFill;
+
+mod decide;
 
 /// Copy one journaled target fill.
 #[derive(Debug, Message)]
@@ -210,134 +209,44 @@ impl Handler<Decided> for Copier {
 }
 
 impl Copier {
+    /// Books `m` in its block's running totals and starts its decision, which runs beside the
+    /// copier (metadata and balance reads are network calls).
     fn size_and_decide(&mut self, m: Copy) -> impl std::future::Future<Output = Decision> + 'static {
-        let fill = m.pending.fill.clone();
-        let key = (fill.wallet, fill.token_id, fill.block_number);
-        // A fill seen pending has no block yet (0): its balance is read at the head, which it is
-        // not in, and it counts toward no block's running total.
-        let provisional = fill.block_number == 0;
-        let earlier_in_block = if provisional { 0 } else { self.block_deltas.get(&key).copied().unwrap_or(0) };
-        let delta = if fill.side == Side::Buy { fill.shares.0 } else { -fill.shares.0 };
-        if !provisional {
-            *self.block_deltas.entry(key).or_insert(0) += delta;
+        let earlier_in_block = self.earlier_in_block(&m.pending.fill);
+        let task = decide::CopyTask {
+            cfg: self.cfg.clone(),
+            rpc: self.rpc.clone(),
+            markets: self.markets.clone(),
+            store: self.store.clone(),
+            risk: self.risk.clone(),
+            notifier: self.notifier.clone(),
+        };
+        task.decide(m, earlier_in_block)
+    }
+
+    /// The net shares the target traded of this fill's token earlier in its block; this fill is
+    /// added for the next one. A fill seen pending has no block yet (0): its balance is read at the
+    /// head, which it is not in, and it counts toward no block's running total.
+    fn earlier_in_block(&mut self, fill: &crate::domain::TargetFill) -> i64 {
+        if fill.block_number == 0 {
+            return 0;
         }
+        let key = (fill.wallet, fill.token_id, fill.block_number);
+        let delta = if fill.side == Side::Buy { fill.shares.0 } else { -fill.shares.0 };
+        let running = self.block_deltas.entry(key).or_insert(0);
+        let earlier = *running;
+        *running += delta;
         if self.block_deltas.len() > 10_000 {
             let newest = fill.block_number;
             self.block_deltas.retain(|k, _| k.2 + 16 >= newest);
         }
-        let (cfg, rpc, markets, store, risk, notifier) = (
-            self.cfg.clone(),
-            self.rpc.clone(),
-            self.markets.clone(),
-            self.store.clone(),
-            self.risk.clone(),
-            self.notifier.clone(),
-        );
-        async move {
-            // A stale fill is refused before any network lookup (market metadata, balances).
-            let stale = if m.pending.intent.is_none() {
-                check_fresh(&fill, cfg.max_copy_delay_s, crate::store::now_ms()).err()
-            } else {
-                None
-            };
-            let info = match (&markets, &stale) {
-                // Boxed, as the balance read below: their states would otherwise make every copy's
-                // task several KB, copied on each move (a profile showed it in memmove).
-                (Some(d), None) => Box::pin(d.get(fill.token_id)).await,
-                _ => None,
-            };
-            let market = info.as_ref().map(MarketInfo::reference);
-            let evaluate = |intent: OrderIntent, recovered: bool| Evaluate {
-                intent,
-                fill: fill.clone(),
-                label: m.label.clone(),
-                max_trades_per_hour: m.rules.max_trades_per_hour,
-                min_trade_interval_s: m.rules.min_trade_interval_s,
-                recovered,
-                at_start: m.at_start,
-                market: market.clone(),
-                journaled: m.pending.journaled,
-            };
-            if let Some(intent) = m.pending.intent.clone() {
-                return risk.send(evaluate(intent, true)).await.unwrap_or_else(|e| Decision::Failed(e.to_string()));
-            }
-            let now_ms = crate::store::now_ms();
-            let v3 = (cfg.refuse_v3 && cfg.positions.v3_exchanges.contains(&fill.exchange)).then(|| {
-                crate::risk::DenyReason::Venue {
-                    code: "v3_unsupported",
-                    message: "an Exchange V3 market: live orders there are not supported yet (exits are sized, \
-                              positions reconciled and redeemed)"
-                        .into(),
-                }
-            });
-            let sized = match stale.or(v3).map_or_else(
-                || check_market(fill.side, info.as_ref(), cfg.skip_closed, cfg.min_minutes_to_end, now_ms),
-                Err,
-            ) {
-                Err(r) => Err(r),
-                Ok(()) => {
-                    // Only a SELL is sized on our position (and waits for a BUY of the token in flight).
-                    let (our_position, target_balance_before) = if fill.side == Side::Sell {
-                        (
-                            risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO),
-                            Box::pin(target_balance_before(&cfg, rpc.as_deref(), &store, &fill, earlier_in_block))
-                                .await,
-                        )
-                    } else {
-                        (Shares::ZERO, None)
-                    };
-                    let ctx = SizingContext {
-                        our_position,
-                        target_balance_before,
-                        max_slippage_bps: cfg.max_slippage_bps,
-                        min_order_usdc: cfg.min_order_usdc,
-                        max_copy_delay_s: cfg.max_copy_delay_s,
-                        now_ms,
-                    };
-                    // A fill seen only pending (no block yet) may never happen: its own, tighter cap.
-                    let provisional = fill.block_number == 0 && cfg.pending_max_order_usdc.0 > 0;
-                    if provisional {
-                        let mut rules = m.rules.clone();
-                        let cap = rules
-                            .max_order_usdc
-                            .map_or(cfg.pending_max_order_usdc, |c| c.min(cfg.pending_max_order_usdc));
-                        rules.max_order_usdc = Some(cap);
-                        size_copy(&fill, &rules, &ctx)
-                    } else {
-                        size_copy(&fill, &m.rules, &ctx)
-                    }
-                }
-            };
-            match sized {
-                Err(reason) => {
-                    store.do_send(RecordRejection {
-                        row: m.pending.row,
-                        code: reason.code(),
-                        detail: reason.to_string(),
-                    });
-                    notifier.do_send(Event::Rejected {
-                        fill: fill.clone(),
-                        label: m.label.clone(),
-                        reason: reason.clone(),
-                        market: market.clone(),
-                    });
-                    Decision::Rejected(reason)
-                }
-                Ok(sized) => {
-                    let intent = OrderIntent::for_fill(&fill, m.pending.row, sized.shares, sized.limit_price);
-                    if cfg.report_sized {
-                        notifier.do_send(Event::Sized { label: m.label.clone(), intent: intent.clone() });
-                    }
-                    risk.send(evaluate(intent, false)).await.unwrap_or_else(|e| Decision::Failed(e.to_string()))
-                }
-            }
-        }
+        earlier
     }
 }
 
 /// The target's balance of the token just before this fill: on chain at the previous block plus what
 /// it traded earlier in the same block; else its observed position before this fill.
-async fn target_balance_before(
+pub(super) async fn target_balance_before(
     cfg: &CopierConfig,
     rpc: Option<&Rpc>,
     store: &Addr<StoreActor>,

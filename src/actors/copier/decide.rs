@@ -1,0 +1,139 @@
+//! One copy's decision: refuse it early (stale, unsupported venue, closed market), size it on the
+//! target's rules, or pass a recovered intent as it was; then ask the risk supervisor.
+
+use std::sync::Arc;
+
+use actix::Addr;
+
+use super::{CopierConfig, Copy, target_balance_before};
+use crate::actors::notifier::{Event, Notifier};
+use crate::actors::risk_supervisor::{Decision, Evaluate, GetPosition, RiskSupervisor};
+use crate::actors::store::{RecordRejection, StoreActor};
+use crate::chain::Rpc;
+use crate::domain::{OrderIntent, Shares, Side, TargetFill};
+use crate::market::{MarketDirectory, MarketInfo, MarketRef};
+use crate::risk::market::check_market;
+use crate::risk::sizing::{Sized, SizingContext, check_fresh};
+use crate::risk::{DenyReason, size_copy};
+
+/// What one copy's decision needs from the copier, taken along so that it runs beside it.
+pub(super) struct CopyTask {
+    pub cfg: Arc<CopierConfig>,
+    pub rpc: Option<Arc<Rpc>>,
+    pub markets: Option<Arc<MarketDirectory>>,
+    pub store: Addr<StoreActor>,
+    pub risk: Addr<RiskSupervisor>,
+    pub notifier: Addr<Notifier>,
+}
+
+impl CopyTask {
+    /// Decides `m`: a refusal is journaled and reported; an intent goes to the risk supervisor.
+    pub(super) async fn decide(self, m: Copy, earlier_in_block: i64) -> Decision {
+        let fill = &m.pending.fill;
+        // A stale fill is refused before any network lookup (market metadata, balances).
+        let stale = if m.pending.intent.is_none() {
+            check_fresh(fill, self.cfg.max_copy_delay_s, crate::store::now_ms()).err()
+        } else {
+            None
+        };
+        let info = match (&self.markets, &stale) {
+            // Boxed, as the balance read: their states would otherwise make every copy's task
+            // several KB, copied on each move (a profile showed it in memmove).
+            (Some(d), None) => Box::pin(d.get(fill.token_id)).await,
+            _ => None,
+        };
+        let market = info.as_ref().map(MarketInfo::reference);
+        if let Some(intent) = m.pending.intent.clone() {
+            return self.evaluate(&m, intent, true, market).await;
+        }
+        let now_ms = crate::store::now_ms();
+        let c = &self.cfg;
+        let sized = match stale
+            .or_else(|| self.v3_refusal(fill))
+            .map_or_else(|| check_market(fill.side, info.as_ref(), c.skip_closed, c.min_minutes_to_end, now_ms), Err)
+        {
+            Err(r) => Err(r),
+            Ok(()) => self.size(&m, earlier_in_block, now_ms).await,
+        };
+        match sized {
+            Err(reason) => self.reject(&m, reason, market),
+            Ok(sized) => {
+                let intent = OrderIntent::for_fill(fill, m.pending.row, sized.shares, sized.limit_price);
+                if self.cfg.report_sized {
+                    self.notifier.do_send(Event::Sized { label: m.label.clone(), intent: intent.clone() });
+                }
+                self.evaluate(&m, intent, false, market).await
+            }
+        }
+    }
+
+    /// Live orders are signed for CLOB V2 only: a fill on an Exchange V3 market is refused clearly.
+    fn v3_refusal(&self, fill: &TargetFill) -> Option<DenyReason> {
+        (self.cfg.refuse_v3 && self.cfg.positions.v3_exchanges.contains(&fill.exchange)).then(|| DenyReason::Venue {
+            code: "v3_unsupported",
+            message: "an Exchange V3 market: live orders there are not supported yet (exits are sized, positions \
+                      reconciled and redeemed)"
+                .into(),
+        })
+    }
+
+    /// Sizes the copy on the target's rules. Only a SELL is sized on our position (and waits for a
+    /// BUY of the token in flight) and on the target's balance before its fill.
+    async fn size(&self, m: &Copy, earlier_in_block: i64, now_ms: i64) -> Result<Sized, DenyReason> {
+        let fill = &m.pending.fill;
+        let cfg = &self.cfg;
+        let (our_position, target_balance_before) = if fill.side == Side::Sell {
+            (
+                self.risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO),
+                Box::pin(target_balance_before(cfg, self.rpc.as_deref(), &self.store, fill, earlier_in_block)).await,
+            )
+        } else {
+            (Shares::ZERO, None)
+        };
+        let ctx = SizingContext {
+            our_position,
+            target_balance_before,
+            max_slippage_bps: cfg.max_slippage_bps,
+            min_order_usdc: cfg.min_order_usdc,
+            max_copy_delay_s: cfg.max_copy_delay_s,
+            now_ms,
+        };
+        // A fill seen only pending (no block yet) may never happen: its own, tighter cap.
+        if fill.block_number == 0 && cfg.pending_max_order_usdc.0 > 0 {
+            let mut rules = m.rules.clone();
+            let cap = rules.max_order_usdc.map_or(cfg.pending_max_order_usdc, |c| c.min(cfg.pending_max_order_usdc));
+            rules.max_order_usdc = Some(cap);
+            size_copy(fill, &rules, &ctx)
+        } else {
+            size_copy(fill, &m.rules, &ctx)
+        }
+    }
+
+    /// Journals and reports a refused copy.
+    fn reject(&self, m: &Copy, reason: DenyReason, market: Option<MarketRef>) -> Decision {
+        self.store.do_send(RecordRejection { row: m.pending.row, code: reason.code(), detail: reason.to_string() });
+        self.notifier.do_send(Event::Rejected {
+            fill: m.pending.fill.clone(),
+            label: m.label.clone(),
+            reason: reason.clone(),
+            market,
+        });
+        Decision::Rejected(reason)
+    }
+
+    /// Asks the risk supervisor to approve `intent` (`recovered`: journaled before a restart).
+    async fn evaluate(&self, m: &Copy, intent: OrderIntent, recovered: bool, market: Option<MarketRef>) -> Decision {
+        let e = Evaluate {
+            intent,
+            fill: m.pending.fill.clone(),
+            label: m.label.clone(),
+            max_trades_per_hour: m.rules.max_trades_per_hour,
+            min_trade_interval_s: m.rules.min_trade_interval_s,
+            recovered,
+            at_start: m.at_start,
+            market,
+            journaled: m.pending.journaled,
+        };
+        self.risk.send(e).await.unwrap_or_else(|e| Decision::Failed(e.to_string()))
+    }
+}
