@@ -1,7 +1,7 @@
-//! Journal operations: fills in (atomically with the checkpoint), intents before execution,
-//! outcomes after, reorg bookkeeping, breaker state and events.
+//! Journal operations: a fill's row and the target's position, intents before execution, outcomes
+//! after, the book, breaker state and events. Block ranges and reorgs are in [`super::ranges`].
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::Address;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Store, StoreResult, dec_u256, hex_addr, hex_b256, now_ms, utc_day_start};
@@ -117,19 +117,6 @@ pub struct PendingFill {
     pub journaled: Option<std::time::Instant>,
 }
 
-/// What journaling a block range did.
-#[derive(Debug, Clone, Default)]
-pub struct JournalOutcome {
-    /// Fills to run through the pipeline: new ones, and ones a reorg withdrew and the chain re-included.
-    pub to_copy: Vec<PendingFill>,
-    /// Fills withdrawn by a reorg before we acted: never to be copied.
-    pub withdrawn: Vec<TargetFill>,
-    /// Fills we had already copied whose transaction left the chain.
-    pub reorged_after_copy: Vec<TargetFill>,
-    /// Fills reported orphaned whose transaction was mined after all.
-    pub unorphaned: Vec<TargetFill>,
-}
-
 /// The columns [`fill_from_row`] reads, from `fills f`.
 pub(super) const FILL_COLS: &str = "f.id, f.tx_hash, f.order_hash, f.occurrence, f.log_index, f.block_number, f.block_hash, \
     f.block_ts, f.exchange, f.version, f.wallet, f.role, f.side, f.token_id, f.shares, f.usdc, f.price, f.fee";
@@ -172,185 +159,6 @@ pub(super) fn parse_fill(row: (i64, [String; 8], [i64; 9]), token: &str) -> Stor
 }
 
 impl Store {
-    /// The last fully processed block.
-    ///
-    /// # Errors
-    /// On a database error.
-    pub fn checkpoint(&self) -> StoreResult<Option<(u64, B256)>> {
-        let row: Option<(i64, String)> = self
-            .conn
-            .query_row("SELECT block_number, block_hash FROM checkpoint WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        row.map(|(n, h)| Ok((n.unsigned_abs(), hex_b256(&h, "checkpoint.block_hash")?))).transpose()
-    }
-
-    /// Hashes of recently processed blocks, newest first (for finding the common ancestor in a reorg).
-    ///
-    /// # Errors
-    /// On a database error.
-    pub fn recent_blocks(&self) -> StoreResult<Vec<(u64, B256)>> {
-        let mut st = self.conn.prepare_cached("SELECT number, hash FROM recent_blocks ORDER BY number DESC")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-        rows.map(|r| {
-            let (n, h) = r?;
-            Ok((n.unsigned_abs(), hex_b256(&h, "recent_blocks.hash")?))
-        })
-        .collect()
-    }
-
-    /// Journals the fills of blocks `(checkpoint, to]` and moves the checkpoint to `to`, in one
-    /// transaction, so that a crash can never skip or half-record a range.
-    ///
-    /// # Errors
-    /// On a database error (nothing is written).
-    pub fn journal_range(
-        &mut self,
-        fills: &[TargetFill],
-        to: (u64, B256),
-        blocks: &[(u64, B256)],
-    ) -> StoreResult<JournalOutcome> {
-        self.journal_blocks(fills, to, blocks, true)
-    }
-
-    /// [`Store::journal_range`] for one part of a range cut at a block boundary
-    /// ([`crate::chain::parts`]): `sweep` false while parts of the range are still to come. Suspects
-    /// of a reorg are swept only once the whole range was journaled, since a later part may bring
-    /// one of them back in a later block.
-    ///
-    /// # Errors
-    /// On a database error (nothing is written).
-    pub fn journal_blocks(
-        &mut self,
-        fills: &[TargetFill],
-        to: (u64, B256),
-        blocks: &[(u64, B256)],
-        sweep: bool,
-    ) -> StoreResult<JournalOutcome> {
-        let now = now_ms();
-        let tx = self.conn.savepoint()?;
-        let mut out = JournalOutcome::default();
-        // Detection's bookkeeping costs nothing when there is nothing for it: asked once per range.
-        let (provisional_any, staged_any) = super::sightings::anything_waiting(&tx)?;
-        for f in fills {
-            if provisional_any && super::sightings::row_of(&tx, f)?.is_none() {
-                super::sightings::adopt_replacement(&tx, f)?;
-            }
-            if let Some(row) = insert_fill(&tx, f, now, false, Some("chain"))? {
-                if staged_any {
-                    super::sightings::link_staged(&tx, row, f)?;
-                }
-                out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None, journaled: None });
-                continue;
-            }
-            let key = params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence];
-            let (row, status, suspect, has_intent, provisional): (i64, String, bool, bool, bool) = query_one(
-                &tx,
-                "SELECT id, status, suspect, EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id), provisional \
-                 FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
-                key,
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )?;
-            // The chain's sighting of a fill it shows first is the fill's own seen_at_ms.
-            if staged_any {
-                super::sightings::link_staged(&tx, row, f)?;
-            }
-            if provisional {
-                // Seen pending first: the mined log confirms it (and hands it on if the target's
-                // trigger waited for the block).
-                super::sightings::record_sighting(&tx, row, "chain", now)?;
-                let (hand_on, was_orphan) = super::sightings::confirm(&tx, row, f)?;
-                if let Some(p) = hand_on {
-                    out.to_copy.push(p);
-                }
-                if was_orphan {
-                    out.unorphaned.push(f.clone());
-                }
-                continue;
-            }
-            // Seen before: a re-inclusion after a reorg (same identity, maybe another block).
-            let revive = status == "withdrawn" && !has_intent;
-            if suspect || revive {
-                exec(
-                    &tx,
-                    "UPDATE fills SET suspect = 0, block_number = ?2, block_hash = ?3, log_index = ?4, \
-                     status = CASE WHEN ?5 THEN 'pending' ELSE status END, reason = CASE WHEN ?5 THEN NULL ELSE reason END \
-                     WHERE id = ?1",
-                    params![row, f.block_number as i64, f.block_hash.to_string(), f.log_index as i64, revive],
-                )?;
-                if revive || (status == "pending" && !has_intent) {
-                    out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None, journaled: None });
-                }
-            }
-        }
-        // Suspects the rescan has passed without seeing again are gone from the chain. The partial
-        // index keeps this sweep, run for every range, independent of the journal's size.
-        let gone: Vec<(i64, String, String)> = if !sweep {
-            Vec::new()
-        } else {
-            let mut st = tx.prepare_cached(&format!(
-                "SELECT {FILL_COLS}, f.status FROM fills f INDEXED BY fills_suspect WHERE f.suspect = 1 AND f.block_number <= ?1"
-            ))?;
-            let rows =
-                st.query_map([to.0 as i64], |r| Ok((r.get(0)?, r.get::<_, String>(13)?, r.get::<_, String>(18)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        for (row, token, status) in gone {
-            let fill = load_fill(&tx, row, &token)?;
-            if status == "executed" {
-                exec(&tx, "UPDATE fills SET suspect = 0, reorged_after_copy = 1 WHERE id = ?1", [row])?;
-                out.reorged_after_copy.push(fill);
-            } else {
-                exec(
-                    &tx,
-                    "UPDATE fills SET suspect = 0, status = 'withdrawn', reason = 'reorged_out' WHERE id = ?1 AND status != 'executed'",
-                    [row],
-                )?;
-                out.withdrawn.push(fill);
-            }
-        }
-        for (n, h) in blocks.iter().chain(std::iter::once(&to)) {
-            exec(
-                &tx,
-                "INSERT OR REPLACE INTO recent_blocks (number, hash) VALUES (?1, ?2)",
-                params![*n as i64, h.to_string()],
-            )?;
-        }
-        exec(&tx, "DELETE FROM recent_blocks WHERE number < ?1", [to.0.saturating_sub(1024) as i64])?;
-        exec(
-            &tx,
-            "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
-             ON CONFLICT (id) DO UPDATE SET block_number = ?1, block_hash = ?2, updated_at_ms = ?3",
-            params![to.0 as i64, to.1.to_string(), now],
-        )?;
-        tx.commit()?;
-        Ok(out)
-    }
-
-    /// Rewinds to the common ancestor after a reorg: fills above it become suspects until the rescan
-    /// sees them again (they keep their status: one already copied stays copied).
-    ///
-    /// # Errors
-    /// On a database error.
-    pub fn rewind(&mut self, ancestor: (u64, B256)) -> StoreResult<usize> {
-        let tx = self.conn.savepoint()?;
-        let n = exec(
-            &tx,
-            "UPDATE fills SET suspect = 1 WHERE block_number > ?1 AND status != 'withdrawn'",
-            [ancestor.0 as i64],
-        )?;
-        exec(&tx, "DELETE FROM recent_blocks WHERE number > ?1", [ancestor.0 as i64])?;
-        exec(
-            &tx,
-            "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
-             ON CONFLICT (id) DO UPDATE SET block_number = ?1, block_hash = ?2, updated_at_ms = ?3",
-            params![ancestor.0 as i64, ancestor.1.to_string(), now_ms()],
-        )?;
-        tx.commit()?;
-        Ok(n)
-    }
-
     /// Records an intent, but only for a fill that is still pending, not under a reorg cloud, and
     /// has no intent yet. Returns false when the fill must not be executed.
     ///

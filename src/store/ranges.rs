@@ -1,0 +1,257 @@
+//! Fills in: the fills of a block range are journaled with the checkpoint in one transaction, so
+//! that a crash can never skip or half-record a range; a reorg rewinds the checkpoint and makes
+//! the fills above the common ancestor suspects until the rescan sees them again.
+
+use alloy::primitives::B256;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::journal::{FILL_COLS, PendingFill, exec, insert_fill, load_fill, query_one};
+use super::{Store, StoreResult, hex_b256, now_ms};
+use crate::domain::TargetFill;
+
+/// What journaling a block range did.
+#[derive(Debug, Clone, Default)]
+pub struct JournalOutcome {
+    /// Fills to run through the pipeline: new ones, and ones a reorg withdrew and the chain re-included.
+    pub to_copy: Vec<PendingFill>,
+    /// Fills withdrawn by a reorg before we acted: never to be copied.
+    pub withdrawn: Vec<TargetFill>,
+    /// Fills we had already copied whose transaction left the chain.
+    pub reorged_after_copy: Vec<TargetFill>,
+    /// Fills reported orphaned whose transaction was mined after all.
+    pub unorphaned: Vec<TargetFill>,
+}
+
+/// What the journal knows of a fill seen again.
+struct Known {
+    row: i64,
+    status: String,
+    suspect: bool,
+    has_intent: bool,
+    provisional: bool,
+}
+
+/// Whether detection left anything for a range's fills to meet: asked once per range, so that its
+/// bookkeeping costs nothing when there is nothing for it.
+#[derive(Clone, Copy)]
+struct Waiting {
+    provisional: bool,
+    staged: bool,
+}
+
+impl Store {
+    /// The last fully processed block.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn checkpoint(&self) -> StoreResult<Option<(u64, B256)>> {
+        let row: Option<(i64, String)> = self
+            .conn
+            .query_row("SELECT block_number, block_hash FROM checkpoint WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        row.map(|(n, h)| Ok((n.unsigned_abs(), hex_b256(&h, "checkpoint.block_hash")?))).transpose()
+    }
+
+    /// Hashes of recently processed blocks, newest first (for finding the common ancestor in a reorg).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn recent_blocks(&self) -> StoreResult<Vec<(u64, B256)>> {
+        let mut st = self.conn.prepare_cached("SELECT number, hash FROM recent_blocks ORDER BY number DESC")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        rows.map(|r| {
+            let (n, h) = r?;
+            Ok((n.unsigned_abs(), hex_b256(&h, "recent_blocks.hash")?))
+        })
+        .collect()
+    }
+
+    /// Journals the fills of blocks `(checkpoint, to]` and moves the checkpoint to `to`, in one
+    /// transaction, so that a crash can never skip or half-record a range.
+    ///
+    /// # Errors
+    /// On a database error (nothing is written).
+    pub fn journal_range(
+        &mut self,
+        fills: &[TargetFill],
+        to: (u64, B256),
+        blocks: &[(u64, B256)],
+    ) -> StoreResult<JournalOutcome> {
+        self.journal_blocks(fills, to, blocks, true)
+    }
+
+    /// [`Store::journal_range`] for one part of a range cut at a block boundary
+    /// ([`crate::chain::parts`]): `sweep` false while parts of the range are still to come. Suspects
+    /// of a reorg are swept only once the whole range was journaled, since a later part may bring
+    /// one of them back in a later block.
+    ///
+    /// # Errors
+    /// On a database error (nothing is written).
+    pub fn journal_blocks(
+        &mut self,
+        fills: &[TargetFill],
+        to: (u64, B256),
+        blocks: &[(u64, B256)],
+        sweep: bool,
+    ) -> StoreResult<JournalOutcome> {
+        let now = now_ms();
+        let tx = self.conn.savepoint()?;
+        let mut out = JournalOutcome::default();
+        let (provisional, staged) = super::sightings::anything_waiting(&tx)?;
+        let waiting = Waiting { provisional, staged };
+        for f in fills {
+            journal_fill(&tx, f, now, waiting, &mut out)?;
+        }
+        if sweep {
+            sweep_gone(&tx, to.0, &mut out)?;
+        }
+        advance_checkpoint(&tx, to, blocks, now)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Rewinds to the common ancestor after a reorg: fills above it become suspects until the rescan
+    /// sees them again (they keep their status: one already copied stays copied).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn rewind(&mut self, ancestor: (u64, B256)) -> StoreResult<usize> {
+        let tx = self.conn.savepoint()?;
+        let n = exec(
+            &tx,
+            "UPDATE fills SET suspect = 1 WHERE block_number > ?1 AND status != 'withdrawn'",
+            [ancestor.0 as i64],
+        )?;
+        exec(&tx, "DELETE FROM recent_blocks WHERE number > ?1", [ancestor.0 as i64])?;
+        exec(
+            &tx,
+            "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
+             ON CONFLICT (id) DO UPDATE SET block_number = ?1, block_hash = ?2, updated_at_ms = ?3",
+            params![ancestor.0 as i64, ancestor.1.to_string(), now_ms()],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+}
+
+/// Journals one fill of a range: a new one is handed on; one seen before is confirmed (seen
+/// pending first) or revived (re-included after a reorg).
+fn journal_fill(
+    tx: &Connection,
+    f: &TargetFill,
+    now: i64,
+    waiting: Waiting,
+    out: &mut JournalOutcome,
+) -> StoreResult<()> {
+    if waiting.provisional && super::sightings::row_of(tx, f)?.is_none() {
+        super::sightings::adopt_replacement(tx, f)?;
+    }
+    if let Some(row) = insert_fill(tx, f, now, false, Some("chain"))? {
+        if waiting.staged {
+            super::sightings::link_staged(tx, row, f)?;
+        }
+        out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None, journaled: None });
+        return Ok(());
+    }
+    let k = known(tx, f)?;
+    // The chain's sighting of a fill it shows first is the fill's own seen_at_ms.
+    if waiting.staged {
+        super::sightings::link_staged(tx, k.row, f)?;
+    }
+    if k.provisional {
+        // Seen pending first: the mined log confirms it (and hands it on if the target's trigger
+        // waited for the block).
+        super::sightings::record_sighting(tx, k.row, "chain", now)?;
+        let (hand_on, was_orphan) = super::sightings::confirm(tx, k.row, f)?;
+        out.to_copy.extend(hand_on);
+        if was_orphan {
+            out.unorphaned.push(f.clone());
+        }
+        return Ok(());
+    }
+    // Seen before: a re-inclusion after a reorg (same identity, maybe another block).
+    let revive = k.status == "withdrawn" && !k.has_intent;
+    if k.suspect || revive {
+        exec(
+            tx,
+            "UPDATE fills SET suspect = 0, block_number = ?2, block_hash = ?3, log_index = ?4, \
+             status = CASE WHEN ?5 THEN 'pending' ELSE status END, reason = CASE WHEN ?5 THEN NULL ELSE reason END \
+             WHERE id = ?1",
+            params![k.row, f.block_number as i64, f.block_hash.to_string(), f.log_index as i64, revive],
+        )?;
+        if revive || (k.status == "pending" && !k.has_intent) {
+            out.to_copy.push(PendingFill { row: k.row, fill: f.clone(), intent: None, journaled: None });
+        }
+    }
+    Ok(())
+}
+
+/// What the journal holds for a fill already journaled, by its identity.
+fn known(tx: &Connection, f: &TargetFill) -> StoreResult<Known> {
+    let key = params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence];
+    Ok(query_one(
+        tx,
+        "SELECT id, status, suspect, EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id), provisional \
+         FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
+        key,
+        |r| {
+            Ok(Known {
+                row: r.get(0)?,
+                status: r.get(1)?,
+                suspect: r.get(2)?,
+                has_intent: r.get(3)?,
+                provisional: r.get(4)?,
+            })
+        },
+    )?)
+}
+
+/// Suspects the rescan has passed (up to block `to`) without seeing again are gone from the chain:
+/// one already copied is flagged, any other is withdrawn. The partial index keeps this sweep, run
+/// for every range, independent of the journal's size.
+fn sweep_gone(tx: &Connection, to: u64, out: &mut JournalOutcome) -> StoreResult<()> {
+    let gone: Vec<(i64, String, String)> = {
+        let mut st = tx.prepare_cached(&format!(
+            "SELECT {FILL_COLS}, f.status FROM fills f INDEXED BY fills_suspect WHERE f.suspect = 1 AND f.block_number <= ?1"
+        ))?;
+        let rows = st.query_map([to as i64], |r| Ok((r.get(0)?, r.get::<_, String>(13)?, r.get::<_, String>(18)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (row, token, status) in gone {
+        let fill = load_fill(tx, row, &token)?;
+        if status == "executed" {
+            exec(tx, "UPDATE fills SET suspect = 0, reorged_after_copy = 1 WHERE id = ?1", [row])?;
+            out.reorged_after_copy.push(fill);
+        } else {
+            exec(
+                tx,
+                "UPDATE fills SET suspect = 0, status = 'withdrawn', reason = 'reorged_out' WHERE id = ?1 AND status != 'executed'",
+                [row],
+            )?;
+            out.withdrawn.push(fill);
+        }
+    }
+    Ok(())
+}
+
+/// Records the range's block hashes (for finding a reorg's common ancestor, the last 1,024 kept)
+/// and moves the checkpoint to `to`.
+fn advance_checkpoint(tx: &Connection, to: (u64, B256), blocks: &[(u64, B256)], now: i64) -> StoreResult<()> {
+    for (n, h) in blocks.iter().chain(std::iter::once(&to)) {
+        exec(
+            tx,
+            "INSERT OR REPLACE INTO recent_blocks (number, hash) VALUES (?1, ?2)",
+            params![*n as i64, h.to_string()],
+        )?;
+    }
+    exec(tx, "DELETE FROM recent_blocks WHERE number < ?1", [to.0.saturating_sub(1024) as i64])?;
+    exec(
+        tx,
+        "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
+         ON CONFLICT (id) DO UPDATE SET block_number = ?1, block_hash = ?2, updated_at_ms = ?3",
+        params![to.0 as i64, to.1.to_string(), now],
+    )?;
+    Ok(())
+}
