@@ -134,7 +134,7 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Accepts connections forever, at most [`MAX_CONNECTIONS`] at once.
+/// Accepts connections forever, at most `MAX_CONNECTIONS` at once.
 pub async fn serve(listener: TcpListener, state: HttpState) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {

@@ -137,7 +137,7 @@ pub enum Command {
     /// Write an incident evidence bundle (status, health, breaker history, events, trades, settings
     /// and wallets without secrets, the last journald lines, versions) to one owner-only file.
     Incident {
-        /// The file to write (default: polycopy-incident-<UTC time>.txt here); must not exist.
+        /// The file to write (default: `polycopy-incident-<UTC time>.txt` here); must not exist.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },

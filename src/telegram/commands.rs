@@ -26,6 +26,8 @@ use crate::telegram::replies::{self, Reply};
 
 /// The bot's commands. Each variant's doc comment is its one-line description in `/help` and in
 /// Telegram's command menu (`/help` is built from that list, not from this comment).
+// The variants' doc comments are the menu's texts, with `[n]` and `<market>` as users type them.
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 #[derive(BotCommands, Clone, Debug, PartialEq, Eq)]
 #[command(rename_rule = "lowercase")]
 pub enum Command {

@@ -1,4 +1,4 @@
-//! The copier: turns one target fill into a sized [`OrderIntent`] (pure sizing in
+//! The copier: turns one target fill into a sized [`OrderIntent`](crate::domain::OrderIntent) (pure sizing in
 //! [`crate::risk::sizing`]) and hands it to the risk supervisor. For a SELL it learns how much of its
 //! position the target sold from the chain (`balanceOf` at the previous block), falling back to the
 //! position observed from the target's journaled fills. A copy into a closed market, or a buy into
@@ -35,11 +35,11 @@ pub struct Copy {
     /// The target's rules.
     pub rules: CopyRules,
     /// Part of recovery at start, which waits for every decision before the feed starts: decided
-    /// without waiting for a placement slot (see [`Evaluate::at_start`]).
+    /// without waiting for a placement slot (see [`Evaluate::at_start`](crate::actors::risk_supervisor::Evaluate::at_start)).
     pub at_start: bool,
 }
 
-/// A copy nobody waits for (a watcher's): [`Copy`] without a reply. A waited copy holds a future
+/// A copy nobody waits for (a watcher's): [`Copy`](struct@Copy) without a reply. A waited copy holds a future
 /// on the copier's context until decided, and actix polls every such future on each wake: a
 /// backfill's hundreds of them made each message cost as much as all of them.
 #[derive(Debug, Message)]

@@ -1,7 +1,7 @@
 //! The risk supervisor: the one gateway every order passes. It checks each intent against the
 //! limits and the breaker, journals it *before* execution, has the executor place it, journals the
 //! outcome, and keeps the book. It also watches the breaker (CLI halt/resume through the journal)
-//! and the emergency-stop file. Valuation (marks, settlement on chain) is in [`valuation`].
+//! and the emergency-stop file. Valuation (marks, settlement on chain) is in `valuation`.
 
 mod day;
 mod operator;
@@ -482,7 +482,7 @@ impl Handler<GetPosition> for RiskSupervisor {
     type Result = actix::ResponseFuture<Shares>;
 
     /// Our shares of a token that no SELL in flight has claimed. While a BUY of that token is in
-    /// flight the answer waits for its outcome (at most [`POSITION_WAIT`]): a SELL right after a BUY
+    /// flight the answer waits for its outcome (at most `POSITION_WAIT`): a SELL right after a BUY
     /// is sized on what the BUY actually got.
     fn handle(&mut self, m: GetPosition, _: &mut Context<Self>) -> Self::Result {
         if !self.reserved.buying(&m.0) {

@@ -71,10 +71,10 @@ fn mailbox(e: actix::MailboxError) -> DaemonError {
 
 /// Runs the daemon until SIGINT or SIGTERM. Must be called inside an actix `System`.
 ///
-/// The start runs in phases, each in its own module: [`opening`] checks everything that can
-/// refuse a start, [`trading`] starts the actors that own state and orders, [`inputs`] builds what
-/// brings fills in, [`background`] starts the tasks beside the trading path. Recovery of what a
-/// crash interrupted comes last, before the feed runs.
+/// The start runs in phases, each in its own module: `opening` checks everything that can refuse
+/// a start, `trading` starts the actors that own state and orders, `inputs` builds what brings
+/// fills in, `background` starts the tasks beside the trading path. Recovery of what a crash
+/// interrupted comes last, before the feed runs.
 ///
 /// # Errors
 /// When it cannot start: journal, wallets.json.

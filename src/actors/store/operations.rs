@@ -1,0 +1,255 @@
+//! Messages for the daemon's other readers and writers: recovery, status and reports, targets and
+//! markets paused, operator closes and adjustments, Telegram's held messages, redemptions.
+
+use actix::{Context, Handler, Message, ResponseFuture};
+use alloy::primitives::Address;
+
+use super::{Request, StoreActor};
+use crate::domain::{Shares, TokenId, Usdc};
+use crate::risk::{Book, BreakerState};
+use crate::store::{PendingFill, Store, StoreResult};
+
+/// Fills journaled but not finished.
+#[derive(Debug)]
+pub struct Unfinished;
+store_handler!(Unfinished -> Vec<PendingFill>, |s, _m| s.unfinished());
+
+/// Our positions.
+#[derive(Debug)]
+pub struct LoadBook;
+store_handler!(LoadBook -> Book, |s, _m| s.book());
+
+/// A target's observed position in a token.
+#[derive(Debug)]
+pub struct TargetPosition {
+    /// The target.
+    pub wallet: Address,
+    /// The token.
+    pub token: TokenId,
+}
+store_handler!(TargetPosition -> Option<Shares>, |s, m| s.target_position(&m.wallet, &m.token));
+
+/// The stored breaker.
+#[derive(Debug)]
+pub struct GetBreaker;
+store_handler!(GetBreaker -> BreakerState, |s, _m| s.breaker());
+
+/// Store the breaker.
+#[derive(Debug)]
+pub struct SetBreaker(pub BreakerState);
+store_handler!(SetBreaker -> (), |s, m| s.set_breaker(&m.0));
+
+/// Append to the events log.
+#[derive(Debug)]
+pub struct AddEvent {
+    /// Event kind.
+    pub kind: &'static str,
+    /// Text.
+    pub message: String,
+}
+store_handler!(AddEvent -> (), |s, m| s.add_event(m.kind, &m.message));
+
+/// The journal's part of a status report.
+#[derive(Debug)]
+pub struct GetStatus;
+store_handler!(GetStatus -> crate::store::StatusReport, |s, _m| s.status());
+
+/// The newest journal rows.
+#[derive(Debug)]
+pub struct GetTrades(pub u32);
+store_handler!(GetTrades -> Vec<crate::store::TradeRow>, |s, m| s.trades(m.0));
+
+/// Realized P&L per day.
+#[derive(Debug)]
+pub struct GetPnlByDay {
+    /// How many days.
+    pub days: u32,
+    /// Now, unix ms.
+    pub now_ms: i64,
+}
+store_handler!(GetPnlByDay -> Vec<(i64, Usdc)>, |s, m| s.pnl_by_day(m.days, m.now_ms));
+
+/// Everything a report is built from: all executions, last prices, the period's fill counts.
+#[derive(Debug)]
+pub struct GetReportData {
+    /// Period start, unix ms.
+    pub since_ms: i64,
+}
+/// What [`GetReportData`] returns.
+pub type ReportData =
+    (Vec<crate::store::ExecRow>, std::collections::BTreeMap<TokenId, crate::domain::Price>, crate::store::FillCounts);
+store_handler!(GetReportData -> ReportData, |s, m| Ok((s.executions(0)?, s.last_prices()?, s.fill_counts(m.since_ms)?)));
+
+/// Persist a target's paused state.
+#[derive(Debug)]
+pub struct SetPaused {
+    /// The target.
+    pub wallet: Address,
+    /// Paused or not.
+    pub paused: bool,
+    /// Who.
+    pub by: String,
+}
+store_handler!(SetPaused -> bool, |s, m| s.set_paused(&m.wallet, m.paused, &m.by));
+
+/// Record the targets the daemon now watches.
+#[derive(Debug)]
+pub struct SetRunningTargets(pub Vec<(Address, String)>);
+store_handler!(SetRunningTargets -> (), |s, m| s.set_running_targets(&m.0));
+
+/// Keep Telegram messages undelivered at a stop.
+#[derive(Debug)]
+pub struct HoldTelegram(pub Vec<crate::store::HeldMessage>);
+store_handler!(HoldTelegram -> (), |s, m| s.hold_telegram(&m.0));
+
+/// Take the Telegram messages held from before the last stop.
+#[derive(Debug)]
+pub struct TakeHeldTelegram;
+store_handler!(TakeHeldTelegram -> Vec<crate::store::HeldMessage>, |s, _m| s.take_held_telegram());
+
+/// The names of the markets the journal knows, by token.
+#[derive(Debug)]
+pub struct MarketNames;
+store_handler!(MarketNames -> std::collections::HashMap<TokenId, String>, |s, _m| s.market_names());
+
+/// Journal a close order with its intent (before it is sent); answers its fill row, the fill and the intent.
+#[derive(Debug)]
+pub struct RecordClose {
+    /// The SELL.
+    pub order: crate::risk::close::CloseOrder,
+    /// Separates closes asked within one millisecond.
+    pub nonce: u64,
+}
+store_handler!(RecordClose -> (i64, crate::domain::TargetFill, crate::domain::OrderIntent), |s, m| s.record_close(&m.order, m.nonce));
+
+/// The tokens of a market as the journal knows them.
+#[derive(Debug)]
+pub struct TokensOf(pub crate::risk::close::MarketSelector);
+store_handler!(TokensOf -> Vec<TokenId>, |s, m| s.tokens_of(&m.0));
+
+/// Pause a market (true) or lift its pause (false); answers whether anything changed.
+#[derive(Debug)]
+pub struct SetMarketPaused {
+    /// The market.
+    pub selector: crate::risk::close::MarketSelector,
+    /// Its tokens known now.
+    pub tokens: Vec<TokenId>,
+    /// Pause or lift.
+    pub paused: bool,
+    /// Who.
+    pub by: String,
+}
+store_handler!(SetMarketPaused -> bool, |s, m| if m.paused {
+    s.pause_market(&m.selector, &m.tokens, &m.by)
+} else {
+    s.resume_market(&m.selector)
+});
+
+/// The paused markets.
+#[derive(Debug)]
+pub struct PausedMarkets;
+store_handler!(PausedMarkets -> Vec<crate::store::PausedMarket>, |s, _m| s.paused_markets());
+
+/// The price each token is marked at (last midpoint, else the last price traded).
+#[derive(Debug)]
+pub struct LastPrices;
+store_handler!(LastPrices -> std::collections::BTreeMap<TokenId, crate::domain::Price>, |s, _m| s.last_prices());
+
+/// When the last target fill was seen (unix ms), if any.
+#[derive(Debug)]
+pub struct TargetActivity;
+store_handler!(TargetActivity -> Option<i64>, |s, _m| s.last_target_fill_ms());
+
+/// (wins, trades) among the latest `n` closed trades (SELLs and settlements).
+#[derive(Debug)]
+pub struct RecentWins(pub u32);
+store_handler!(RecentWins -> (u32, u32), |s, m| s.recent_wins(m.0));
+
+/// Set our position in a token to what the chain holds (`reconcile --apply`).
+#[derive(Debug)]
+pub struct AdjustPosition {
+    /// The token.
+    pub token: TokenId,
+    /// The shares the chain holds.
+    pub to: crate::domain::Shares,
+    /// An increase comes in at this price.
+    pub price: crate::domain::Price,
+    /// Why (the reconcile cause).
+    pub cause: String,
+    /// Who.
+    pub by: String,
+}
+store_handler!(AdjustPosition -> crate::risk::Position, |s, m| s.adjust_position(m.token, m.to, m.price, &m.cause, &m.by));
+
+/// The latest warnings journaled (unix ms, message), newest first: their cool-downs survive a restart.
+#[derive(Debug)]
+pub struct RecentWarnings;
+store_handler!(RecentWarnings -> Vec<(i64, String)>, |s, _m| Ok(s
+    .recent_events(&["warning"], 100)?
+    .into_iter()
+    .map(|(at, _, message)| (at, message))
+    .collect()));
+
+/// Our resolved tokens with their payouts.
+#[derive(Debug)]
+pub struct ResolvedTokens;
+store_handler!(ResolvedTokens -> Vec<crate::store::Resolved>, |s, _m| s.resolved_tokens());
+
+/// Redemptions being worked on.
+#[derive(Debug)]
+pub struct OpenRedemptions;
+store_handler!(OpenRedemptions -> Vec<crate::store::RedemptionRow>, |s, _m| s.open_redemptions());
+
+/// Journal a new redemption; answers its row id.
+#[derive(Debug)]
+pub struct PlanRedemption {
+    /// The market.
+    pub condition_id: alloy::primitives::B256,
+    /// Its tokens we hold.
+    pub tokens: Vec<TokenId>,
+    /// Shares held.
+    pub shares: crate::domain::Shares,
+    /// What it pays.
+    pub expected: crate::domain::Usdc,
+    /// Planned (live) or paper.
+    pub status: crate::store::RedeemStatus,
+}
+store_handler!(PlanRedemption -> i64, |s, m| s.plan_redemption(&m.condition_id, &m.tokens, m.shares, m.expected, m.status));
+
+/// Journal a redemption's signed transaction (before it is sent).
+#[derive(Debug)]
+pub struct RedemptionSigned {
+    /// The row.
+    pub id: i64,
+    /// Its hash.
+    pub tx_hash: alloy::primitives::B256,
+    /// Its bytes, hex.
+    pub raw_tx: String,
+}
+store_handler!(RedemptionSigned -> (), |s, m| s.redemption_signed(m.id, &m.tx_hash, &m.raw_tx));
+
+/// Move a redemption on.
+#[derive(Debug)]
+pub struct RedemptionStatus {
+    /// The row.
+    pub id: i64,
+    /// Its new status.
+    pub status: crate::store::RedeemStatus,
+    /// Why.
+    pub message: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Not before (unix ms).
+    pub next_try_ms: i64,
+}
+store_handler!(RedemptionStatus -> (), |s, m| s.redemption_status(m.id, m.status, &m.message, m.attempts, m.next_try_ms));
+
+/// Whether a market has any redemption row.
+#[derive(Debug)]
+pub struct RedemptionExists(pub alloy::primitives::B256);
+store_handler!(RedemptionExists -> bool, |s, m| s.redemption_exists(&m.0));
+
+/// Every target's copy quality since a time (0: all).
+#[derive(Debug)]
+pub struct GetTargetQuality(pub i64);
+store_handler!(GetTargetQuality -> std::collections::BTreeMap<Address, crate::store::TargetQuality>, |s, m| s.target_quality(m.0));

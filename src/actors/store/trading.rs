@@ -1,0 +1,203 @@
+//! Messages for the trading path: intents before anything leaves, orders and their outcomes,
+//! executions, settlements, our own fills on chain, marks and market metadata.
+
+use actix::{Context, Handler, Message, ResponseFuture};
+use alloy::primitives::Address;
+
+use super::{Request, StoreActor};
+use crate::domain::{Execution, OrderIntent, Shares, TokenId, Usdc};
+use crate::risk::Position;
+use crate::store::{PaperBooking, Store, StoreResult};
+
+/// Settle (or book) our order with its fill on chain (see [`crate::store::OwnSettlement`]).
+#[derive(Debug)]
+pub struct BookOwnFill {
+    /// Our order id (its hash).
+    pub order_id: String,
+    /// Shares filled on chain.
+    pub shares: Shares,
+    /// pUSD paid or received.
+    pub usdc: Usdc,
+    /// The settling transaction.
+    pub tx: String,
+}
+store_handler!(BookOwnFill -> crate::store::OwnSettlement, |s, m| s.settle_own_fill(&m.order_id, m.shares, m.usdc, &m.tx));
+
+/// Record the unrealized P&L a trading day opened with.
+#[derive(Debug)]
+pub struct SetDayOpen {
+    /// The day's opening, unix ms.
+    pub day_start_ms: i64,
+    /// Unrealized P&L of the open positions then.
+    pub unrealized: Usdc,
+}
+store_handler!(SetDayOpen -> (), |s, m| s.set_day_open(m.day_start_ms, m.unrealized));
+
+/// Orders in flight, for `/health`.
+#[derive(Debug)]
+pub struct GetOrderHealth;
+store_handler!(GetOrderHealth -> crate::store::OrderHealth, |s, _m| s.order_health());
+
+/// Store the signed order of a fill before it is sent (returns the fill's one order).
+#[derive(Debug)]
+pub struct RecordOrder {
+    /// The fill.
+    pub fill_row: i64,
+    /// The signed order.
+    pub order: crate::clob::order::StoredOrder,
+}
+store_handler!(RecordOrder -> (crate::store::OrderRow, Committed), stamped by |(_, c), at| c.0 = Some(at), |s, m| {
+    Ok((s.record_order(m.fill_row, &m.order)?, Committed::default()))
+});
+
+/// When a write's commit ended (set once it did).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Committed(pub Option<std::time::Instant>);
+
+/// The order stored for a fill.
+#[derive(Debug)]
+pub struct GetOrder(pub i64);
+store_handler!(GetOrder -> Option<crate::store::OrderRow>, |s, m| s.order_for(m.0));
+
+/// Count a send of a fill's order, before it leaves.
+#[derive(Debug)]
+pub struct OrderSent(pub i64);
+store_handler!(OrderSent -> (), |s, m| s.order_sent(m.0));
+
+/// What became of a fill's order.
+#[derive(Debug)]
+pub struct OrderOutcome {
+    /// The fill.
+    pub fill_row: i64,
+    /// New status.
+    pub status: crate::store::OrderStatus,
+    /// Shares and pUSD, when it matched.
+    pub amounts: Option<(i64, i64)>,
+    /// The exchange's words.
+    pub message: String,
+}
+store_handler!(OrderOutcome -> (), |s, m| s.order_outcome(m.fill_row, m.status, m.amounts, &m.message));
+
+/// Matched orders whose settlement is overdue.
+#[derive(Debug)]
+pub struct UnsettledBefore(pub i64);
+store_handler!(UnsettledBefore -> Vec<crate::store::Unsettled>, |s, m| s.unsettled_before(m.0));
+
+/// Record an intent before it is executed; false when the fill must not be executed.
+#[derive(Debug)]
+pub struct RecordIntent(pub OrderIntent);
+store_handler!(RecordIntent -> bool, |s, m| s.record_intent(&m.0));
+
+/// Record an execution with the position and P&L it produced.
+#[derive(Debug)]
+pub struct RecordExecution {
+    /// What was executed.
+    pub exec: Execution,
+    /// The target copied.
+    pub wallet: Address,
+}
+store_handler!(RecordExecution -> Option<(Position, Usdc)>, |s, m| s.record_execution(&m.exec, &m.wallet));
+
+/// A paper copy's intent and simulated execution, journaled in one write (see
+/// [`crate::actors::risk_supervisor`]'s placement): nothing leaves the process, so the intent needs
+/// no write of its own before the execution.
+#[derive(Debug)]
+pub struct RecordPaperCopy {
+    /// The approved intent.
+    pub intent: OrderIntent,
+    /// Its simulated execution.
+    pub exec: Execution,
+    /// The target copied.
+    pub wallet: Address,
+    /// The intent is new (else it was journaled before a restart).
+    pub fresh: bool,
+    /// False while trading is halted: the intent is journaled, nothing is executed.
+    pub may_send: bool,
+}
+
+/// What became of a paper copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaperCopy {
+    /// Executed: the execution and the position and P&L it led to (`None`: the fill already had
+    /// an execution, nothing was booked twice).
+    Booked(Execution, Option<(Position, Usdc)>),
+    /// The journal says it must not be executed (already handled, or under a reorg).
+    Skipped,
+    /// Halted: journaled, not executed.
+    NotSent,
+}
+
+store_handler!(RecordPaperCopy -> (PaperCopy, Committed), stamped by |(_, c), at| c.0 = Some(at), |s, m| {
+    let copy = match s.record_paper_copy(&m.intent, &m.exec, &m.wallet, m.fresh, m.may_send)? {
+        PaperBooking::Booked(booked) => PaperCopy::Booked(m.exec, booked),
+        PaperBooking::Skipped => PaperCopy::Skipped,
+        PaperBooking::NotSent => PaperCopy::NotSent,
+    };
+    Ok((copy, Committed::default()))
+});
+
+/// Mark a fill as not copied.
+#[derive(Debug)]
+pub struct RecordRejection {
+    /// Fill row.
+    pub row: i64,
+    /// Stable reason code.
+    pub code: &'static str,
+    /// Reason with numbers.
+    pub detail: String,
+}
+store_handler!(RecordRejection -> (), |s, m| s.record_rejection(m.row, m.code, &m.detail));
+
+/// Keep a fill pending with reason `unknown`: its order's fate is looked up at the next start.
+#[derive(Debug)]
+pub struct MarkUnresolved {
+    /// Fill row.
+    pub row: i64,
+    /// What is known.
+    pub detail: String,
+}
+store_handler!(MarkUnresolved -> (), |s, m| s.mark_unresolved(m.row, &m.detail));
+
+/// A fill's execution and its realized P&L.
+#[derive(Debug)]
+pub struct GetExecution(pub i64);
+store_handler!(GetExecution -> Option<(Execution, Usdc)>, |s, m| s.execution_for(m.0));
+
+/// Take an unsettled execution out of the books, or put one that settled late back.
+#[derive(Debug)]
+pub struct RecordSettlementChange {
+    /// The fill.
+    pub fill_row: i64,
+    /// Its token.
+    pub token: TokenId,
+    /// Our position after the change.
+    pub position: Position,
+    /// True when put back.
+    pub restored: bool,
+}
+store_handler!(RecordSettlementChange -> (), |s, m| s.record_settlement_change(m.fill_row, &m.token, m.position, m.restored));
+
+/// The latest marks of tokens we hold.
+#[derive(Debug)]
+pub struct SetMarks(pub std::collections::HashMap<TokenId, crate::domain::Price>);
+store_handler!(SetMarks -> (), |s, m| s.set_marks(&m.0));
+
+/// What a token is, with when it was fetched.
+#[derive(Debug)]
+pub struct GetMarket(pub TokenId);
+store_handler!(GetMarket -> Option<(crate::market::MarketInfo, i64)>, |s, m| s.market(&m.0));
+
+/// Cache what a token is.
+#[derive(Debug)]
+pub struct PutMarket(pub crate::market::MarketInfo);
+store_handler!(PutMarket -> (), |s, m| s.put_market(&m.0));
+
+/// A resolved market closed one of our positions.
+#[derive(Debug)]
+pub struct RecordSettlement {
+    /// The settlement, as a SELL at the payout.
+    pub exec: Execution,
+    /// P&L it realized.
+    pub realized: Usdc,
+}
+store_handler!(RecordSettlement -> (), |s, m| s.record_settlement(&m.exec, m.realized));
