@@ -4,12 +4,16 @@
 //! and the emergency-stop file. Valuation (marks, settlement on chain) is in `valuation`.
 
 mod day;
+mod messages;
 mod operator;
 mod placement;
 mod resolver;
+mod setup;
 mod valuation;
 
+pub use messages::{Decision, Evaluate, Flush, GetBreakerState, GetPosition, SetTrading};
 pub use operator::{BookAdjusted, Close, CloseStarted, MarketPauses, close_summary};
+pub use setup::{RiskConfig, RiskPeers, RiskState};
 pub use valuation::GetPnlToday;
 
 pub use valuation::{CheckSettlement, GetOpenTokens, Marks, Resolved};
@@ -20,146 +24,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use actix::{
-    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, MessageResult, Recipient, WrapFuture,
-};
+use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, MessageResult, Recipient, WrapFuture};
 use alloy::primitives::Address;
 
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::store::{GetBreaker, MarkUnresolved, RecordRejection, SetBreaker, StoreActor};
-use crate::domain::{OrderIntent, Shares, TargetFill, TokenId, Usdc};
+use crate::domain::{Shares, TokenId, Usdc};
 use crate::metrics::Metrics;
-use crate::risk::{Book, Breaker, BreakerState, DenyReason, Limits, WalletActivity};
+use crate::risk::{Book, Breaker, DenyReason, Limits, WalletActivity};
 use crate::store::now_ms;
-
-/// What became of an intent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Approved: its exposure is reserved and its placement runs (the outcome is reported).
-    Approved,
-    /// Denied by a limit or the breaker.
-    Rejected(DenyReason),
-    /// The executor or the journal failed.
-    Failed(String),
-}
-
-/// Approve (or deny) and execute one intent.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Decision")]
-pub struct Evaluate {
-    /// The sized intent.
-    pub intent: OrderIntent,
-    /// The fill it mirrors.
-    pub fill: TargetFill,
-    /// The target's label.
-    pub label: String,
-    /// The wallet's own per-hour limit.
-    pub max_trades_per_hour: Option<u32>,
-    /// The wallet's minimum gap between copies.
-    pub min_trade_interval_s: Option<u64>,
-    /// True when the intent was journaled before a crash: execute it, do not re-approve it.
-    pub recovered: bool,
-    /// Part of recovery at start: answered as soon as it is approved, not once its placement has
-    /// a slot, so that a start never waits behind orders hanging at the exchange.
-    pub at_start: bool,
-    /// "question — outcome", when known.
-    pub market: Option<crate::market::MarketRef>,
-    /// When the fill's journal write committed (see [`crate::store::PendingFill::journaled`]).
-    pub journaled: Option<std::time::Instant>,
-}
-
-/// Our current position in a token.
-#[derive(Debug, Message)]
-#[rtype(result = "Shares")]
-pub struct GetPosition(pub TokenId);
-
-/// Halt or resume trading from inside the daemon (the feed on a journal failure, Telegram).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SetTrading {
-    /// True to halt, false to resume.
-    pub halt: bool,
-    /// Stable code of the cause when halting (`manual`, `database_error`, ...).
-    pub code: &'static str,
-    /// Why.
-    pub reason: String,
-    /// Who.
-    pub by: String,
-}
-
-/// The breaker's current state (for `/health`).
-#[derive(Debug, Message)]
-#[rtype(result = "BreakerState")]
-pub struct GetBreakerState;
-
-/// Replies once every placement started before it has finished (used to drain at shutdown).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Flush;
-
-/// What the supervisor starts from.
-#[derive(Debug)]
-pub struct RiskState {
-    /// Persisted breaker.
-    pub breaker: BreakerState,
-    /// Our positions.
-    pub book: Book,
-    /// Realized P&L today.
-    pub realized_today: Usdc,
-    /// Copies in the last hour: (wallet, unix ms).
-    pub recent_copies: Vec<(Address, i64)>,
-    /// When the current trading day opened, unix ms.
-    pub day_start_ms: i64,
-    /// The open positions' unrealized P&L when it opened, if recorded.
-    pub unrealized_at_open: Option<Usdc>,
-    /// Markets the operator paused.
-    pub paused_markets: Vec<crate::store::PausedMarket>,
-}
-
-/// How the supervisor decides.
-#[derive(Debug, Clone)]
-pub struct RiskConfig {
-    /// The hard limits.
-    pub limits: Limits,
-    /// Execution errors in a row that halt.
-    pub max_consecutive_errors: u32,
-    /// While this file exists trading is halted.
-    pub stop_file: PathBuf,
-    /// How often the breaker, the stop file and the trading day are checked.
-    pub poll: Duration,
-    /// Placements running at once.
-    pub max_in_flight: usize,
-    /// The trading day opens at this hour, UTC.
-    pub day_starts_at_hour: u32,
-    /// The daily loss limit halts (else it reduces: only exits are copied).
-    pub daily_loss_halts: bool,
-    /// A close sells at most this far under its reference price (the copy slippage cap).
-    pub close_slippage_bps: u32,
-    /// The journal file, and which file it was when opened: watched so trading halts if it is
-    /// deleted or replaced.
-    pub journal: Option<(PathBuf, crate::store::identity::FileIdentity)>,
-    /// Paper trading at the target's price (the slippage, bps): each copy is journaled with its
-    /// simulated execution in one write, with no executor round trip (and many more slots).
-    pub paper_instant: Option<u32>,
-}
-
-/// Where the supervisor's collaborators and settings come from.
-#[derive(Debug)]
-pub struct RiskPeers {
-    /// Journal.
-    pub store: Addr<StoreActor>,
-    /// The same journal's writer, straight: a placement's writes skip the store actor's mailbox.
-    pub writer: crate::actors::store::Writer,
-    /// Order placement.
-    pub executor: Recipient<Execute>,
-    /// Events.
-    pub notifier: Addr<Notifier>,
-    /// Gauges.
-    pub metrics: Arc<Metrics>,
-    /// Where the breaker is published for senders (and closed early by the control socket).
-    pub gate: crate::risk::TradingGate,
-}
 
 /// The gateway actor.
 pub struct RiskSupervisor {

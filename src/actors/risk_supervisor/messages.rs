@@ -1,0 +1,72 @@
+//! The messages the risk supervisor answers: an intent to evaluate, trading halted or resumed,
+//! the trading state, a position, and the drain at shutdown.
+
+use actix::Message;
+
+use crate::domain::{OrderIntent, Shares, TargetFill, TokenId};
+use crate::risk::{BreakerState, DenyReason};
+
+/// What became of an intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Approved: its exposure is reserved and its placement runs (the outcome is reported).
+    Approved,
+    /// Denied by a limit or the breaker.
+    Rejected(DenyReason),
+    /// The executor or the journal failed.
+    Failed(String),
+}
+
+/// Approve (or deny) and execute one intent.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Decision")]
+pub struct Evaluate {
+    /// The sized intent.
+    pub intent: OrderIntent,
+    /// The fill it mirrors.
+    pub fill: TargetFill,
+    /// The target's label.
+    pub label: String,
+    /// The wallet's own per-hour limit.
+    pub max_trades_per_hour: Option<u32>,
+    /// The wallet's minimum gap between copies.
+    pub min_trade_interval_s: Option<u64>,
+    /// True when the intent was journaled before a crash: execute it, do not re-approve it.
+    pub recovered: bool,
+    /// Part of recovery at start: answered as soon as it is approved, not once its placement has
+    /// a slot, so that a start never waits behind orders hanging at the exchange.
+    pub at_start: bool,
+    /// "question — outcome", when known.
+    pub market: Option<crate::market::MarketRef>,
+    /// When the fill's journal write committed (see [`crate::store::PendingFill::journaled`]).
+    pub journaled: Option<std::time::Instant>,
+}
+
+/// Our current position in a token.
+#[derive(Debug, Message)]
+#[rtype(result = "Shares")]
+pub struct GetPosition(pub TokenId);
+
+/// Halt or resume trading from inside the daemon (the feed on a journal failure, Telegram).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetTrading {
+    /// True to halt, false to resume.
+    pub halt: bool,
+    /// Stable code of the cause when halting (`manual`, `database_error`, ...).
+    pub code: &'static str,
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub by: String,
+}
+
+/// The breaker's current state (for `/health`).
+#[derive(Debug, Message)]
+#[rtype(result = "BreakerState")]
+pub struct GetBreakerState;
+
+/// Replies once every placement started before it has finished (used to drain at shutdown).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Flush;
