@@ -191,8 +191,7 @@ impl Run {
     async fn drive(&self, order: StoredOrder, ever_sent: bool) -> Result<Execution, ExecError> {
         let id = order.id_hex();
         let mut r = Resolution::new(ever_sent, self.rules.resolve_for);
-        let mut retries = 0u32;
-        let mut reauthed = false;
+        let mut tries = Tries::default();
         loop {
             if r.lookup_first {
                 match self.look_up(&order, &mut r).await {
@@ -223,62 +222,81 @@ impl Run {
             }
             self.writer.ask(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?;
             r.ever_sent = true;
-            match self.venue.post(&order).await {
-                PostOutcome::Matched { making, taking } => return self.finish_post(making, taking).await,
-                PostOutcome::Live | PostOutcome::Delayed => {
-                    r.known = true;
-                    r.lookup_first = true;
-                    r.reset_window(self.resting_window(&order));
-                }
-                PostOutcome::NoFill { message } => {
-                    self.outcome(OrderStatus::NoFill, None, &message).await?;
-                    return Err(ExecError::NoFill { code: "no_liquidity", message });
-                }
-                PostOutcome::Rejected { code, message, counts_as_error } => {
-                    return self.refused(code, message, counts_as_error).await;
-                }
-                PostOutcome::Retry { code, message, wait_ms } => {
-                    retries += 1;
-                    if retries > self.rules.max_retries {
-                        return self.refused(code, format!("{message} (after {retries} attempts)"), true).await;
-                    }
-                    let wait = match (code, wait_ms) {
-                        (_, Some(ms)) => Duration::from_millis(ms),
-                        ("rate_limited", None) => self.rules.rate_limit_wait,
-                        _ => self.rules.retry_backoff * 2u32.saturating_pow(retries - 1),
-                    };
-                    warn!(order = %id, code, attempt = retries, wait_ms = wait.as_millis() as u64, "order refused for now; sending the same order again after a wait");
-                    tokio::time::sleep(wait).await;
-                    r.lookup_first = false;
-                }
-                PostOutcome::Unauthorized { message } => {
-                    if reauthed {
-                        self.outcome(OrderStatus::Rejected, None, &format!("auth_error: {message}")).await?;
-                        return Err(ExecError::Auth(message));
-                    }
-                    reauthed = true;
-                    warn!(order = %id, "the CLOB refused our API credentials; deriving them again");
-                    if let Err(e) = self.venue.reauthenticate().await {
-                        self.outcome(OrderStatus::Rejected, None, &format!("auth_error: {e}")).await?;
-                        return Err(ExecError::Auth(e.to_string()));
-                    }
-                    r.lookup_first = false;
-                }
-                PostOutcome::Duplicate { message } => {
-                    // The exchange has this very order: from now on only lookups and the chain decide.
-                    r.known = true;
-                    self.outcome(OrderStatus::Unknown, None, &message).await?;
-                    r.last_unknown = message;
-                    r.lookup_first = true;
-                }
-                PostOutcome::Unknown { message } => {
-                    warn!(order = %id, cause = %message, "order outcome unknown; looking it up (it is never sent as a new order)");
-                    self.outcome(OrderStatus::Unknown, None, &message).await?;
-                    r.last_unknown = message;
-                    r.lookup_first = true;
-                }
+            match self.after_post(self.venue.post(&order).await, &order, &mut r, &mut tries).await? {
+                AfterPost::Done(result) => return result,
+                AfterPost::Again => {}
             }
         }
+    }
+
+    /// Acts on what a POST answered: books a match, records a refusal, waits before the same signed
+    /// order is sent again, or turns to lookups when the exchange may have it.
+    async fn after_post(
+        &self,
+        outcome: PostOutcome,
+        order: &StoredOrder,
+        r: &mut Resolution,
+        tries: &mut Tries,
+    ) -> Result<AfterPost, ExecError> {
+        let id = order.id_hex();
+        let done = |result| Ok(AfterPost::Done(result));
+        match outcome {
+            PostOutcome::Matched { making, taking } => return done(self.finish_post(making, taking).await),
+            PostOutcome::Live | PostOutcome::Delayed => {
+                r.known = true;
+                r.lookup_first = true;
+                r.reset_window(self.resting_window(order));
+            }
+            PostOutcome::NoFill { message } => {
+                self.outcome(OrderStatus::NoFill, None, &message).await?;
+                return done(Err(ExecError::NoFill { code: "no_liquidity", message }));
+            }
+            PostOutcome::Rejected { code, message, counts_as_error } => {
+                return done(self.refused(code, message, counts_as_error).await);
+            }
+            PostOutcome::Retry { code, message, wait_ms } => {
+                tries.retries += 1;
+                let retries = tries.retries;
+                if retries > self.rules.max_retries {
+                    return done(self.refused(code, format!("{message} (after {retries} attempts)"), true).await);
+                }
+                let wait = match (code, wait_ms) {
+                    (_, Some(ms)) => Duration::from_millis(ms),
+                    ("rate_limited", None) => self.rules.rate_limit_wait,
+                    _ => self.rules.retry_backoff * 2u32.saturating_pow(retries - 1),
+                };
+                warn!(order = %id, code, attempt = retries, wait_ms = wait.as_millis() as u64, "order refused for now; sending the same order again after a wait");
+                tokio::time::sleep(wait).await;
+                r.lookup_first = false;
+            }
+            PostOutcome::Unauthorized { message } => {
+                if tries.reauthed {
+                    self.outcome(OrderStatus::Rejected, None, &format!("auth_error: {message}")).await?;
+                    return done(Err(ExecError::Auth(message)));
+                }
+                tries.reauthed = true;
+                warn!(order = %id, "the CLOB refused our API credentials; deriving them again");
+                if let Err(e) = self.venue.reauthenticate().await {
+                    self.outcome(OrderStatus::Rejected, None, &format!("auth_error: {e}")).await?;
+                    return done(Err(ExecError::Auth(e.to_string())));
+                }
+                r.lookup_first = false;
+            }
+            PostOutcome::Duplicate { message } => {
+                // The exchange has this very order: from now on only lookups and the chain decide.
+                r.known = true;
+                self.outcome(OrderStatus::Unknown, None, &message).await?;
+                r.last_unknown = message;
+                r.lookup_first = true;
+            }
+            PostOutcome::Unknown { message } => {
+                warn!(order = %id, cause = %message, "order outcome unknown; looking it up (it is never sent as a new order)");
+                self.outcome(OrderStatus::Unknown, None, &message).await?;
+                r.last_unknown = message;
+                r.lookup_first = true;
+            }
+        }
+        Ok(AfterPost::Again)
     }
 
     /// How long an order accepted onto the book is watched: a GTD order until its expiry (plus the
@@ -473,4 +491,20 @@ enum Step {
     Wait,
     /// Send the same signed order (once).
     Send,
+}
+
+/// Sends of one order the exchange refused for now, and whether our credentials were derived
+/// again (once per order).
+#[derive(Debug, Default)]
+struct Tries {
+    retries: u32,
+    reauthed: bool,
+}
+
+/// What a POST's answer leaves to do.
+enum AfterPost {
+    /// The order's fate is known.
+    Done(Result<Execution, ExecError>),
+    /// Send again or look it up, as the resolution now says.
+    Again,
 }
