@@ -139,6 +139,44 @@ async fn test_websocket_when_cut_then_reconnects_and_loses_nothing() {
     assert!(d.log().contains("connected to the chain"), "{}", d.log());
 }
 
+/// The node accepts the websocket but refuses subscriptions (and failover is out of reach): the
+/// daemon backs off between attempts instead of reconnecting in a loop, and copies once the node
+/// accepts them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_websocket_when_subscriptions_refused_then_backs_off_and_recovers() {
+    let anvil = Anvil::start().await;
+    let tap = crate::support::ws_tap::WsTap::start(anvil.port).await;
+    tap.refuse_subscriptions(true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    // No failover to the HTTP endpoint: only the backoff stands between refusals.
+    let settings = std::fs::read_to_string(dir.path().join("polycopy.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("polycopy.toml"),
+        settings.replace("failover_after_errors = 2", "failover_after_errors = 1000"),
+    )
+    .unwrap();
+    d.env.push(("POLYGON_WS_URL".into(), format!("ws://{}", tap.addr)));
+    d.start();
+    wait_for(30, "the daemon started", async || d.log().contains("polycopy started").then_some(())).await;
+    // The marker is the daemon's own outage alert, due once the chain has failed for
+    // health.feed_stall_s (3 s here): until then only the backoff paces the attempts.
+    let alert = wait_for(30, "the outage alert", async || {
+        d.events("error").into_iter().find(|m| m.contains("has not answered"))
+    })
+    .await;
+    assert!(alert.contains("subscriptions are not available"), "{alert}");
+    let refused = tap.refused();
+    // A backoff doubling from 250 ms makes about five attempts (two subscriptions each) in 3 s;
+    // reconnecting in a loop makes hundreds.
+    assert!(refused < 30, "{refused} subscriptions refused in 3 s: the daemon retried without backing off");
+    tap.refuse_subscriptions(false);
+    d.wait_live().await;
+    anvil.emit(&buy(1, 61)).await;
+    executed(&d, 1).await;
+    assert!(d.log().contains("subscription failed; reconnecting"));
+}
+
 /// The process dies (abort, as hard as SIGKILL) right after the intent is written: after a restart
 /// the fill is executed exactly once. (In paper the intent and its simulated execution are one
 /// write, so the crash leaves the fill pending with neither; live journals the intent alone first.)

@@ -18,11 +18,17 @@ use crate::risk::{DenyReason, size_copy};
 
 /// What one copy's decision needs from the copier, taken along so that it runs beside it.
 pub(super) struct CopyTask {
+    /// The copier's settings.
     pub cfg: Arc<CopierConfig>,
+    /// Balance reads (a SELL's target balance before its fill).
     pub rpc: Option<Arc<Rpc>>,
+    /// Market metadata (closed markets, end dates).
     pub markets: Option<Arc<MarketDirectory>>,
+    /// The journal: refusals are recorded there.
     pub store: Addr<StoreActor>,
+    /// The risk supervisor, which approves or refuses every intent.
     pub risk: Addr<RiskSupervisor>,
+    /// Where refusals and sized copies are reported.
     pub notifier: Addr<Notifier>,
 }
 

@@ -25,8 +25,11 @@ struct Outage {
 
 /// How long to wait before the next attempt, and the outage being lived through.
 struct Retry {
+    /// The next wait.
     backoff: Duration,
+    /// The cap it doubles up to.
     max: Duration,
+    /// The outage this failure belongs to.
     outage: Outage,
 }
 
@@ -44,7 +47,9 @@ impl Retry {
 /// Over websocket, new heads and the targets' logs (none over HTTP: the feed polls).
 #[derive(Default)]
 struct Subscriptions {
+    /// New heads.
     heads: Option<SubscriptionStream<Header>>,
+    /// The targets' fills (none when no target is watched).
     logs: Option<SubscriptionStream<Log>>,
 }
 

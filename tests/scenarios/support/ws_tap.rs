@@ -1,6 +1,7 @@
 //! A websocket JSON-RPC tap between the daemon and anvil: forwards everything, remembers the
 //! subscriptions, can hide new-head notifications, and can inject a log notification with
-//! `"removed": true` (which anvil 1.7.1 never sends), as some real nodes do on a reorg.
+//! `"removed": true` (which anvil 1.7.1 never sends), as some real nodes do on a reorg; and can
+//! refuse subscriptions with a JSON-RPC error, as a provider without websocket subscriptions does.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,6 +23,10 @@ struct Shared {
     last_log: Option<Value>,
     /// Writers to each connected client.
     clients: Vec<mpsc::UnboundedSender<Message>>,
+    /// eth_subscribe is answered with an error instead of being forwarded.
+    refuse_subscriptions: bool,
+    /// How many eth_subscribe requests were refused.
+    refused: usize,
 }
 
 pub struct WsTap {
@@ -57,15 +62,23 @@ impl WsTap {
                             }
                         }
                     });
-                    let sh_up = sh.clone();
+                    let (sh_up, refusals) = (sh.clone(), out_tx.clone());
                     tokio::spawn(async move {
                         while let Some(Ok(m)) = c_rx.next().await {
                             if let Message::Text(t) = &m
                                 && let Ok(v) = serde_json::from_str::<Value>(t)
                                 && v["method"] == "eth_subscribe"
                             {
+                                let mut s = sh_up.lock().unwrap();
+                                if s.refuse_subscriptions {
+                                    s.refused += 1;
+                                    let error = serde_json::json!({"jsonrpc": "2.0", "id": v["id"],
+                                        "error": {"code": -32601, "message": "subscriptions are not available"}});
+                                    let _ = refusals.send(Message::text(error.to_string()));
+                                    continue;
+                                }
                                 let kind = v["params"][0].as_str().unwrap_or("").to_owned();
-                                sh_up.lock().unwrap().pending.insert(v["id"].to_string(), kind);
+                                s.pending.insert(v["id"].to_string(), kind);
                             }
                             if n_tx.send(m).await.is_err() {
                                 break;
@@ -120,5 +133,15 @@ impl WsTap {
         v["params"]["result"]["removed"] = Value::Bool(true);
         let text = v.to_string();
         s.clients.iter().any(|c| c.send(Message::text(text.clone())).is_ok())
+    }
+
+    /// Answers every eth_subscribe with an error (`true`) or forwards them again (`false`).
+    pub fn refuse_subscriptions(&self, on: bool) {
+        self.shared.lock().unwrap().refuse_subscriptions = on;
+    }
+
+    /// How many eth_subscribe requests were refused so far.
+    pub fn refused(&self) -> usize {
+        self.shared.lock().unwrap().refused
     }
 }
