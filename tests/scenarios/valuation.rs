@@ -58,7 +58,8 @@ async fn test_live_when_match_settles_or_not_on_chain_then_confirmed_or_reversed
     l.anvil.emit(&late).await;
     wait_for(20, "the late settlement", async || (settled(&l.d)[1].1 == 1).then_some(())).await;
     assert_eq!(position_shares(&l.d, NEG_TOKEN), 10 * ONE as i64, "put back in our books");
-    assert!(l.d.events("alert").iter().any(|e| e.contains("put back")), "{:?}", l.d.events("alert"));
+    // Reports are journaled on their own thread, after the booking they tell of: wait for it.
+    wait_for(20, "the put-back alert", async || l.d.events("alert").into_iter().find(|e| e.contains("put back"))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +163,12 @@ async fn test_markets_when_resolved_then_position_settles_at_one_or_zero() {
     .await;
     // +4.90 and -5.10.
     assert_eq!(status["realized_today_usdc"], "-0.2", "{status}");
-    let settled = l.d.events("settled");
+    // Reports are journaled on their own thread, after the booking they tell of: wait for both.
+    let settled = wait_for(20, "both settlements reported", async || {
+        let e = l.d.events("settled");
+        (e.len() >= 2).then_some(e)
+    })
+    .await;
     assert_eq!(settled.len(), 2, "{settled:?}");
     assert!(
         settled
