@@ -150,12 +150,7 @@ async fn test_websocket_when_subscriptions_refused_then_backs_off_and_recovers()
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
     // No failover to the HTTP endpoint: only the backoff stands between refusals.
-    let settings = std::fs::read_to_string(dir.path().join("polycopy.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("polycopy.toml"),
-        settings.replace("failover_after_errors = 2", "failover_after_errors = 1000"),
-    )
-    .unwrap();
+    d.replace_setting("failover_after_errors = 2", "failover_after_errors = 1000");
     d.env.push(("POLYGON_WS_URL".into(), format!("ws://{}", tap.addr)));
     d.start();
     wait_for(30, "the daemon started", async || d.log().contains("polycopy started").then_some(())).await;
@@ -229,12 +224,7 @@ async fn test_reorg_when_node_sends_removed_log_then_detected_at_once() {
     let tap = crate::support::ws_tap::WsTap::start(anvil.port).await;
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
-    let settings = std::fs::read_to_string(dir.path().join("polycopy.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("polycopy.toml"),
-        settings.replace("poll_interval_ms = 100", "poll_interval_ms = 30000"),
-    )
-    .unwrap();
+    d.replace_setting("poll_interval_ms = 100", "poll_interval_ms = 30000");
     d.env.push(("POLYGON_WS_URL".into(), format!("ws://{}", tap.addr)));
     d.start();
     d.wait_live().await;

@@ -468,12 +468,7 @@ async fn test_reports_when_due_or_asked_then_text_and_png() {
     d.with_telegram(&tg, &OP.to_string());
     let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 6;
     let hms = format!("{:02}:{:02}:{:02}", (at / 3600) % 24, (at / 60) % 60, at % 60);
-    let settings = std::fs::read_to_string(dir.path().join("polycopy.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("polycopy.toml"),
-        settings.replace("daily_report_at = \"off\"", &format!("daily_report_at = \"{hms}\"")),
-    )
-    .unwrap();
+    d.replace_setting("daily_report_at = \"off\"", &format!("daily_report_at = \"{hms}\""));
     d.start();
     d.wait_live().await;
     anvil.emit(&Fill::v2(1, A, C, true, 5, 100 * ONE, 50 * ONE)).await;

@@ -486,6 +486,15 @@ impl Daemon {
         std::fs::write(p, s).unwrap();
     }
 
+    /// Replaces one line of the settings file; the line must be there (a test that edits a setting
+    /// the file does not have would silently test the default).
+    pub fn replace_setting(&self, from: &str, to: &str) {
+        let p = self.dir.join("polycopy.toml");
+        let s = std::fs::read_to_string(&p).unwrap();
+        assert!(s.contains(from), "polycopy.toml has no {from:?}");
+        std::fs::write(p, s.replace(from, to)).unwrap();
+    }
+
     /// Points the daemon at a fake Bot API with `chats` authorized.
     pub fn with_telegram(&mut self, fake: &telegram::FakeTelegram, chats: &str) {
         self.env.push(("TELEGRAM_BOT_TOKEN".into(), fake.token.clone()));
