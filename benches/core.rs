@@ -152,5 +152,74 @@ fn journal_range_of_ten(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decoding, sizing_and_limits, journal, journal_range_of_ten);
+/// What a steady poll's ten copies cost the journal's writer: ten paper copies (intent and
+/// execution, each in its own savepoint) on the real writer thread, committed in one batch, timed
+/// from the first statement to the end of the commit. Their range is journaled first, untimed.
+fn ten_paper_copies(c: &mut Criterion) {
+    use polycopy::store::batch::{Job, spawn_writer};
+    use std::sync::mpsc::channel;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let writer = spawn_writer(Store::open(&dir.path().join("bench.db")).unwrap()).unwrap();
+    let maker = address_topic(&Address::repeat_byte(0xaa));
+    let data = words(&[0, 12_345, 47 * ONE as u64, 100 * ONE as u64, 0, 0, 0]);
+    let mut n: u64 = 0;
+    c.bench_function("ten paper copies through the journal's writer (one batch)", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let fills: Vec<_> = (0..10)
+                    .map(|_| {
+                        n += 1;
+                        let order = B256::from(U256::from(n));
+                        let mut fill =
+                            decode_order_filled(&raw(&[ORDER_FILLED_V2, order, maker, B256::ZERO], &data)).unwrap();
+                        fill.id = FillId { tx_hash: order, order_hash: order, occurrence: 0 };
+                        fill.block_number = 80_000_000 + n / 5;
+                        fill
+                    })
+                    .collect();
+                let (rows_tx, rows_rx) = channel();
+                let range = fills.clone();
+                let job: Job = Box::new(move |s: &mut Store| {
+                    let to = (range[9].block_number, B256::repeat_byte(1));
+                    let rows: Vec<i64> =
+                        s.journal_range(&range, to, &[]).unwrap().to_copy.iter().map(|f| f.row).collect();
+                    Box::new(move |_: Option<&str>, _| rows_tx.send(rows).unwrap())
+                });
+                writer.send(job).unwrap();
+                let rows = rows_rx.recv().unwrap();
+                // One job for the ten, so that they share one batch as a poll's copies do, and the
+                // time is taken on the writer: the statements and the commit, not the hand-overs.
+                let (done_tx, done_rx) = channel();
+                let job: Job = Box::new(move |s: &mut Store| {
+                    let start = Instant::now();
+                    for (fill, row) in fills.into_iter().zip(rows) {
+                        let intent = OrderIntent::for_fill(&fill, row, Shares(10 * ONE), Price(480_000));
+                        let exec = Execution {
+                            fill_row: row,
+                            side: Side::Buy,
+                            token_id: fill.token_id,
+                            shares: Shares(10 * ONE),
+                            price: Price(470_000),
+                            usdc: Usdc(4_700_000),
+                            mode: "paper",
+                            at_ms: 0,
+                        };
+                        let booked =
+                            s.atomically(|s| s.record_paper_copy(&intent, &exec, &fill.wallet, true, true)).unwrap();
+                        assert!(matches!(booked, polycopy::store::PaperBooking::Booked(Some(_))));
+                    }
+                    Box::new(move |_: Option<&str>, committed: Instant| done_tx.send(committed - start).unwrap())
+                });
+                writer.send(job).unwrap();
+                spent += done_rx.recv().unwrap();
+            }
+            spent
+        });
+    });
+}
+
+criterion_group!(benches, decoding, sizing_and_limits, journal, journal_range_of_ten, ten_paper_copies);
 criterion_main!(benches);
