@@ -80,147 +80,145 @@ fn unreachable_fix(host: &str, e: &VenueError) -> String {
     )
 }
 
+/// Every check, in the order it runs: a failure skips the ones after it.
+const ORDER: [&str; 7] = ["signing key", "funder", "clob", "credentials", "balance", "allowances", "region"];
+
+/// Records a failed check and marks every later one in [`ORDER`] as not checked.
+fn fail_and_stop(checks: &mut Vec<Check>, name: &'static str, detail: impl Into<String>) -> Diagnosis {
+    check(checks, name, Verdict::Fail, detail);
+    for n in ORDER.iter().skip_while(|n| **n != name).skip(1) {
+        check(checks, n, Verdict::Skipped, "not checked: fix the problem above first");
+    }
+    Diagnosis { checks: std::mem::take(checks), venue: None }
+}
+
 /// Runs every check against the CLOB named in `cfg`.
 pub async fn diagnose(cfg: &VenueConfig, check_region: bool) -> Diagnosis {
     let mut checks = Vec::new();
-    let skip_rest = |checks: &mut Vec<Check>, names: &[&'static str]| {
-        for n in names {
-            check(checks, n, Verdict::Skipped, "not checked: fix the problem above first");
-        }
+    let venue = match connect(&mut checks, cfg).await {
+        Ok(v) => v,
+        Err(stopped) => return stopped,
     };
-    // 1. The key, and the funder it implies for the signature type.
+    collateral(&mut checks, &venue).await;
+    region(&mut checks, cfg, check_region).await;
+    Diagnosis { checks, venue: Some(venue) }
+}
+
+/// The key, the funder it implies, the CLOB's protocol version and the API credentials: each
+/// needs the one before, so the first failure ends the diagnosis.
+async fn connect(checks: &mut Vec<Check>, cfg: &VenueConfig) -> Result<Venue, Diagnosis> {
     let signer = match Venue::signer_address(secrecy::ExposeSecret::expose_secret(&cfg.private_key)) {
         Ok(a) => a,
         Err(e) => {
-            check(
-                &mut checks,
+            return Err(fail_and_stop(
+                checks,
                 "signing key",
-                Verdict::Fail,
                 format!("{e}: set PRIVATE_KEY to the 64 hex digits of the key (0x optional)"),
-            );
-            skip_rest(&mut checks, &["funder", "clob", "credentials", "balance", "allowances", "region"]);
-            return Diagnosis { checks, venue: None };
+            ));
         }
     };
-    check(&mut checks, "signing key", Verdict::Ok, format!("signs as {signer:#x}"));
+    check(checks, "signing key", Verdict::Ok, format!("signs as {signer:#x}"));
     match resolve_funder(cfg.sig, signer, cfg.funder) {
-        Ok(f) => check(&mut checks, "funder", Verdict::Ok, funder_text(cfg.sig, f)),
-        Err(e) => {
-            check(&mut checks, "funder", Verdict::Fail, e);
-            skip_rest(&mut checks, &["clob", "credentials", "balance", "allowances", "region"]);
-            return Diagnosis { checks, venue: None };
-        }
+        Ok(f) => check(checks, "funder", Verdict::Ok, funder_text(cfg.sig, f)),
+        Err(e) => return Err(fail_and_stop(checks, "funder", e)),
     }
-    // 2. The CLOB, on protocol version 2.
+    let host = crate::config::redact_url(&cfg.host);
     match probe_version(cfg).await {
-        Ok(2) => check(
-            &mut checks,
-            "clob",
-            Verdict::Ok,
-            format!("{} answers, protocol version 2", crate::config::redact_url(&cfg.host)),
-        ),
+        Ok(2) => check(checks, "clob", Verdict::Ok, format!("{host} answers, protocol version 2")),
         Ok(v) => {
-            check(
-                &mut checks,
+            return Err(fail_and_stop(
+                checks,
                 "clob",
-                Verdict::Fail,
                 format!(
-                    "{} speaks protocol version {v}, polycopy signs V2 orders (CLOB V2, live since 2026-04-28): check CLOB_HOST",
-                    crate::config::redact_url(&cfg.host)
+                    "{host} speaks protocol version {v}, polycopy signs V2 orders (CLOB V2, live since 2026-04-28): check CLOB_HOST"
                 ),
-            );
-            skip_rest(&mut checks, &["credentials", "balance", "allowances", "region"]);
-            return Diagnosis { checks, venue: None };
+            ));
         }
-        Err(e) => {
-            check(&mut checks, "clob", Verdict::Fail, unreachable_fix(&cfg.host, &e));
-            skip_rest(&mut checks, &["credentials", "balance", "allowances", "region"]);
-            return Diagnosis { checks, venue: None };
-        }
+        Err(e) => return Err(fail_and_stop(checks, "clob", unreachable_fix(&cfg.host, &e))),
     }
-    // 3. API credentials (derived from the key, L1).
-    let venue = match Venue::connect(cfg.clone()).await {
+    // The API credentials are derived from the key (L1).
+    match Venue::connect(cfg.clone()).await {
         Ok(v) => {
-            check(&mut checks, "credentials", Verdict::Ok, "API key derived from the signing key");
-            v
+            check(checks, "credentials", Verdict::Ok, "API key derived from the signing key");
+            Ok(v)
         }
-        Err(e) => {
-            check(
-                &mut checks,
-                "credentials",
-                Verdict::Fail,
-                format!(
-                    "the CLOB would not create or derive API credentials for this key: {e}. If the key has never \
+        Err(e) => Err(fail_and_stop(
+            checks,
+            "credentials",
+            format!(
+                "the CLOB would not create or derive API credentials for this key: {e}. If the key has never \
                  logged in to polymarket.com, log in once (that registers the account); check the server clock"
-                ),
-            );
-            skip_rest(&mut checks, &["balance", "allowances", "region"]);
-            return Diagnosis { checks, venue: None };
+            ),
+        )),
+    }
+}
+
+/// pUSD and the exchanges' allowances, as the CLOB sees them.
+async fn collateral(checks: &mut Vec<Check>, venue: &Venue) {
+    let (balance, allowances) = match venue.collateral().await {
+        Ok(found) => found,
+        Err(e) => {
+            check(checks, "balance", Verdict::Fail, format!("the balance could not be read: {e}"));
+            check(checks, "allowances", Verdict::Skipped, "not checked: the balance could not be read");
+            return;
         }
     };
-    // 4. pUSD and the exchanges' allowances, as the CLOB sees them.
-    match venue.collateral().await {
-        Ok((balance, allowances)) => {
-            if balance > Decimal::ZERO {
-                check(
-                    &mut checks,
-                    "balance",
-                    Verdict::Ok,
-                    format!("{} pUSD available to {:#x}", balance_text(balance), venue.funder()),
-                );
-            } else {
-                check(
-                    &mut checks,
-                    "balance",
-                    Verdict::Warn,
-                    format!(
-                        "the funder {:#x} holds no pUSD: deposit on polymarket.com (or wrap USDC to pUSD) before buying",
-                        venue.funder()
-                    ),
-                );
-            }
-            let missing = missing_allowances(&allowances);
-            if missing.is_empty() {
-                check(&mut checks, "allowances", Verdict::Ok, "both V2 exchanges may spend the funder's pUSD");
-            } else {
-                check(
-                    &mut checks,
-                    "allowances",
-                    Verdict::Fail,
-                    format!(
-                        "missing allowance: {} may not spend the funder's pUSD, so every order would be refused with \
-                     \"not enough balance / allowance\". Approve pUSD for {} (polymarket.com: make any trade once, \
-                     or send the approve transactions from the funder)",
-                        missing.join(" and "),
-                        if missing.len() > 1 { "them" } else { "it" }
-                    ),
-                );
-            }
-        }
-        Err(e) => {
-            check(&mut checks, "balance", Verdict::Fail, format!("the balance could not be read: {e}"));
-            check(&mut checks, "allowances", Verdict::Skipped, "not checked: the balance could not be read");
-        }
-    }
-    // 5. The region.
-    if check_region {
-        match geoblocked(cfg).await {
-            Ok(None) => check(&mut checks, "region", Verdict::Ok, "this server's region may trade"),
-            Ok(Some((country, region))) => check(
-                &mut checks,
-                "region",
-                Verdict::Fail,
-                format!(
-                    "Polymarket does not accept orders from this server's location ({country} {region}): run polycopy \
-                 where trading is permitted"
-                ),
-            ),
-            Err(e) => check(&mut checks, "region", Verdict::Warn, format!("the region check failed: {e}")),
-        }
+    if balance > Decimal::ZERO {
+        check(
+            checks,
+            "balance",
+            Verdict::Ok,
+            format!("{} pUSD available to {:#x}", balance_text(balance), venue.funder()),
+        );
     } else {
-        check(&mut checks, "region", Verdict::Skipped, "live.check_geoblock = false");
+        check(
+            checks,
+            "balance",
+            Verdict::Warn,
+            format!(
+                "the funder {:#x} holds no pUSD: deposit on polymarket.com (or wrap USDC to pUSD) before buying",
+                venue.funder()
+            ),
+        );
     }
-    Diagnosis { checks, venue: Some(venue) }
+    let missing = missing_allowances(&allowances);
+    if missing.is_empty() {
+        check(checks, "allowances", Verdict::Ok, "both V2 exchanges may spend the funder's pUSD");
+    } else {
+        check(
+            checks,
+            "allowances",
+            Verdict::Fail,
+            format!(
+                "missing allowance: {} may not spend the funder's pUSD, so every order would be refused with \
+                 \"not enough balance / allowance\". Approve pUSD for {} (polymarket.com: make any trade once, \
+                 or send the approve transactions from the funder)",
+                missing.join(" and "),
+                if missing.len() > 1 { "them" } else { "it" }
+            ),
+        );
+    }
+}
+
+/// Whether this server's location may trade (skipped when the operator turned the check off).
+async fn region(checks: &mut Vec<Check>, cfg: &VenueConfig, check_region: bool) {
+    if !check_region {
+        check(checks, "region", Verdict::Skipped, "live.check_geoblock = false");
+        return;
+    }
+    match geoblocked(cfg).await {
+        Ok(None) => check(checks, "region", Verdict::Ok, "this server's region may trade"),
+        Ok(Some((country, region))) => check(
+            checks,
+            "region",
+            Verdict::Fail,
+            format!(
+                "Polymarket does not accept orders from this server's location ({country} {region}): run polycopy \
+                 where trading is permitted"
+            ),
+        ),
+        Err(e) => check(checks, "region", Verdict::Warn, format!("the region check failed: {e}")),
+    }
 }
 
 fn funder_text(sig: SigType, funder: Address) -> String {
@@ -267,6 +265,27 @@ fn missing_allowances(allowances: &std::collections::HashMap<Address, String>) -
 mod tests {
     use super::*;
     use alloy::primitives::address;
+
+    #[test]
+    fn a_failure_skips_every_later_check_and_only_those() {
+        let cases: [(&str, &[&str]); 4] = [
+            ("signing key", &["funder", "clob", "credentials", "balance", "allowances", "region"]),
+            ("funder", &["clob", "credentials", "balance", "allowances", "region"]),
+            ("clob", &["credentials", "balance", "allowances", "region"]),
+            ("credentials", &["balance", "allowances", "region"]),
+        ];
+        for (failed, skipped) in cases {
+            let mut checks = vec![Check { name: "earlier", verdict: Verdict::Ok, detail: String::new() }];
+            let d = fail_and_stop(&mut checks, ORDER.iter().find(|n| **n == failed).unwrap(), "why");
+            assert!(checks.is_empty(), "the checks moved into the diagnosis");
+            assert!(d.venue.is_none() && !d.healthy());
+            assert_eq!(d.checks[0].verdict, Verdict::Ok);
+            assert_eq!((d.checks[1].name, d.checks[1].verdict), (failed, Verdict::Fail));
+            let rest: Vec<_> = d.checks[2..].iter().map(|c| (c.name, c.verdict)).collect();
+            let want: Vec<_> = skipped.iter().map(|n| (*n, Verdict::Skipped)).collect();
+            assert_eq!(rest, want, "after {failed}");
+        }
+    }
 
     #[test]
     fn allowances_must_cover_both_v2_exchanges() {
