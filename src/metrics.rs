@@ -84,14 +84,12 @@ impl Metrics {
 
     /// The warning and operations series (appended to [`Metrics::render`]).
     fn render_operations(&self, o: &mut String) {
-        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
         let sent = self.warnings.lock().map(|m| m.clone()).unwrap_or_default();
         let kinds: Vec<(String, String)> = crate::warnings::WarningKind::ALL
             .iter()
             .map(|k| (format!("{{kind=\"{}\"}}", k.code()), sent.get(k.code()).copied().unwrap_or(0).to_string()))
             .collect();
         write_metric(o, "polycopy_warnings_total", "counter", "Warning alerts sent since start, by kind.", &kinds);
-        let one = |v: String| vec![(String::new(), v)];
         write_metric(
             o,
             "polycopy_warning_checks_total",
@@ -231,7 +229,6 @@ impl Metrics {
             "Fills seen pending in the last day whose transaction was never mined.",
             &[(String::new(), d.orphans.to_string())],
         );
-        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
         let mut own: Vec<(String, String)> = PENDING_BUCKETS_US
             .iter()
             .zip(&self.pending_buckets)
@@ -272,41 +269,60 @@ impl Metrics {
     #[must_use]
     pub fn render(&self, feed: &FeedStatus, now_ms: i64) -> String {
         let mut o = String::with_capacity(2048);
-        let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, String)]| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in lines {
-                let _ = writeln!(o, "{name}{labels} {v}");
-            }
-        };
-        let one = |v: String| vec![(String::new(), v)];
-        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        metric("polycopy_up", "gauge", "1 while the daemon runs.", &one("1".into()));
-        metric(
+        write_metric(&mut o, "polycopy_up", "gauge", "1 while the daemon runs.", &one("1".into()));
+        write_metric(
+            &mut o,
             "polycopy_build_info",
             "gauge",
             "Always 1; the labels say which build runs.",
             &[(format!("{{version=\"{}\",mode=\"{}\"}}", env!("CARGO_PKG_VERSION"), self.mode()), "1".into())],
         );
         for (name, kind, help, v) in crate::metrics_process::sample() {
-            metric(name, kind, help, &one(v));
+            write_metric(&mut o, name, kind, help, &one(v));
         }
-        metric(
+        self.render_copies(&mut o);
+        self.render_incidents(&mut o);
+        render_chain(&mut o, feed, now_ms);
+        self.render_money(&mut o);
+        self.render_operations(&mut o);
+        self.render_targets(&mut o);
+        self.render_detection(&mut o);
+        o
+    }
+
+    /// Fills seen, copies executed and refused, the breaker, the trading state, and latency.
+    fn render_copies(&self, o: &mut String) {
+        write_metric(
+            o,
             "polycopy_fills_seen_total",
             "counter",
             "Target fills journaled since start.",
             &one(ld(&self.fills_seen)),
         );
-        metric("polycopy_copies_executed_total", "counter", "Copies executed since start.", &one(ld(&self.executed)));
+        write_metric(
+            o,
+            "polycopy_copies_executed_total",
+            "counter",
+            "Copies executed since start.",
+            &one(ld(&self.executed)),
+        );
         let mut counted = self.rejected.lock().map(|m| m.clone()).unwrap_or_default();
         for code in crate::risk::reason::KNOWN_CODES {
             counted.entry(code.to_owned()).or_insert(0);
         }
         let reasons: Vec<(String, String)> =
             counted.iter().map(|(k, v)| (format!("{{reason=\"{k}\"}}"), v.to_string())).collect();
-        metric("polycopy_copies_rejected_total", "counter", "Fills not copied since start, by reason code.", &reasons);
+        write_metric(
+            o,
+            "polycopy_copies_rejected_total",
+            "counter",
+            "Fills not copied since start, by reason code.",
+            &reasons,
+        );
         let tripped = u8::from(self.breaker_tripped.load(Ordering::Relaxed)).to_string();
-        metric("polycopy_breaker_tripped", "gauge", "1 while the circuit breaker is tripped.", &one(tripped));
-        metric(
+        write_metric(o, "polycopy_breaker_tripped", "gauge", "1 while the circuit breaker is tripped.", &one(tripped));
+        write_metric(
+            o,
             "polycopy_trading_state",
             "gauge",
             "0 active, 1 reducing (only exits are copied), 2 halted.",
@@ -320,75 +336,102 @@ impl Metrics {
         lat.push(("_bucket{le=\"+Inf\"}".into(), ld(&self.latency_count)));
         lat.push(("_sum".into(), format_micros(self.latency_sum_ms.load(Ordering::Relaxed) * 1_000)));
         lat.push(("_count".into(), ld(&self.latency_count)));
-        metric(
+        write_metric(
+            o,
             "polycopy_detection_latency_seconds",
             "histogram",
             "Target block timestamp to our order, seconds (block timestamps have 1 s resolution).",
             &lat,
         );
-        metric("polycopy_chain_head_block", "gauge", "Latest chain head seen.", &one(feed.head.to_string()));
-        metric(
-            "polycopy_chain_processed_block",
-            "gauge",
-            "Last fully processed block.",
-            &one(feed.processed.to_string()),
-        );
-        let lag = feed.head.saturating_sub(feed.processed).to_string();
-        metric(
-            "polycopy_chain_head_lag_blocks",
-            "gauge",
-            "Blocks between the head and the last processed block.",
-            &one(lag),
-        );
-        let since = if feed.last_ok_ms > 0 { format_micros((now_ms - feed.last_ok_ms) * 1_000) } else { "NaN".into() };
-        metric(
-            "polycopy_chain_seconds_since_sync",
-            "gauge",
-            "Seconds since the last successful chain read.",
-            &one(since),
-        );
-        let at = if feed.last_ok_ms > 0 { format_micros(feed.last_ok_ms * 1_000) } else { "NaN".into() };
-        metric(
-            "polycopy_chain_last_sync_timestamp_seconds",
-            "gauge",
-            "Unix time of the last successful chain read.",
-            &one(at),
-        );
-        metric(
-            "polycopy_rpc_reconnects_total",
-            "counter",
-            "Reconnections to the chain endpoints.",
-            &one(feed.reconnects.to_string()),
-        );
-        metric("polycopy_reorgs_total", "counter", "Reorgs detected since start.", &one(ld(&self.reorgs)));
-        metric(
+    }
+
+    /// Reorgs and Telegram delivery: what went wrong around the trading.
+    fn render_incidents(&self, o: &mut String) {
+        write_metric(o, "polycopy_reorgs_total", "counter", "Reorgs detected since start.", &one(ld(&self.reorgs)));
+        write_metric(
+            o,
             "polycopy_telegram_send_failures_total",
             "counter",
             "Telegram messages that could not be delivered.",
             &one(ld(&self.telegram_send_failures)),
         );
-        metric(
+        write_metric(
+            o,
             "polycopy_telegram_unauthorized_total",
             "counter",
             "Telegram updates from unauthorized chats, ignored without reply.",
             &one(ld(&self.telegram_unauthorized)),
         );
+    }
+
+    /// Exposure and P&L.
+    fn render_money(&self, o: &mut String) {
         let exposure = format_micros(self.exposure.load(Ordering::Relaxed));
-        metric("polycopy_exposure_usdc", "gauge", "Total cost of open positions, USDC.", &one(exposure));
+        write_metric(o, "polycopy_exposure_usdc", "gauge", "Total cost of open positions, USDC.", &one(exposure));
         let pnl = format_micros(self.pnl_today.load(Ordering::Relaxed));
-        metric("polycopy_realized_pnl_today_usdc", "gauge", "Realized P&L today (UTC), USDC.", &one(pnl));
+        write_metric(o, "polycopy_realized_pnl_today_usdc", "gauge", "Realized P&L today (UTC), USDC.", &one(pnl));
         let unrealized = format_micros(self.unrealized_pnl.load(Ordering::Relaxed));
-        metric(
+        write_metric(
+            o,
             "polycopy_unrealized_pnl_usdc",
             "gauge",
             "Unrealized P&L of open positions at CLOB midpoints, USDC.",
             &one(unrealized),
         );
-        self.render_operations(&mut o);
-        self.render_targets(&mut o);
-        self.render_detection(&mut o);
-        o
     }
+}
+
+/// One unlabelled value.
+fn one(v: String) -> Vec<(String, String)> {
+    vec![(String::new(), v)]
+}
+
+/// A counter's value as text.
+fn ld(a: &AtomicU64) -> String {
+    a.load(Ordering::Relaxed).to_string()
+}
+
+/// Where the chain feed stands: head, processed block, lag, last sync, reconnects.
+fn render_chain(o: &mut String, feed: &FeedStatus, now_ms: i64) {
+    write_metric(o, "polycopy_chain_head_block", "gauge", "Latest chain head seen.", &one(feed.head.to_string()));
+    write_metric(
+        o,
+        "polycopy_chain_processed_block",
+        "gauge",
+        "Last fully processed block.",
+        &one(feed.processed.to_string()),
+    );
+    let lag = feed.head.saturating_sub(feed.processed).to_string();
+    write_metric(
+        o,
+        "polycopy_chain_head_lag_blocks",
+        "gauge",
+        "Blocks between the head and the last processed block.",
+        &one(lag),
+    );
+    let since = if feed.last_ok_ms > 0 { format_micros((now_ms - feed.last_ok_ms) * 1_000) } else { "NaN".into() };
+    write_metric(
+        o,
+        "polycopy_chain_seconds_since_sync",
+        "gauge",
+        "Seconds since the last successful chain read.",
+        &one(since),
+    );
+    let at = if feed.last_ok_ms > 0 { format_micros(feed.last_ok_ms * 1_000) } else { "NaN".into() };
+    write_metric(
+        o,
+        "polycopy_chain_last_sync_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful chain read.",
+        &one(at),
+    );
+    write_metric(
+        o,
+        "polycopy_rpc_reconnects_total",
+        "counter",
+        "Reconnections to the chain endpoints.",
+        &one(feed.reconnects.to_string()),
+    );
 }
 
 /// Appends one metric with its HELP and TYPE lines.
