@@ -146,6 +146,48 @@ pub async fn start(
     stop: &tokio_util::sync::CancellationToken,
     ops: impl FnOnce(Queue) -> Ops,
 ) -> Option<Telegram> {
+    let (bot, token, username) = connect(env, settings).await?;
+    register_menu(stop, bot.clone(), token.clone());
+    let (tx, rx) = Queue::new(settings.queue_capacity);
+    let ops = ops(tx.clone());
+    let metrics = ops.metrics.clone();
+    let cfg = delivery::DeliveryConfig {
+        per_chat_per_second: settings.per_chat_per_second,
+        per_group_per_minute: settings.per_group_per_minute,
+        capacity: settings.queue_capacity,
+        routine_attempts: settings.routine_attempts,
+        parked_retry: Duration::from_secs(u64::from(settings.parked_retry_s)),
+    };
+    let chats: Vec<i64> = env.telegram_chat_ids.clone();
+    crate::tasks::spawn_until(
+        stop,
+        delivery::run(bot.clone(), chats.clone(), rx, tx.clone(), cfg, metrics.clone(), token.clone()),
+    );
+    let (store, registry) = (ops.store.clone(), ops.registry.clone());
+    let held_store = store.clone();
+    resend_held(&store, &tx).await;
+    crate::tasks::spawn_until(
+        stop,
+        commands::run(
+            bot,
+            ops,
+            chats.iter().copied().collect::<HashSet<_>>(),
+            settings.poll_timeout_s,
+            username,
+            token,
+        ),
+    );
+    if let (Some(secs), Some(day)) = (settings.daily_report_secs(), settings.weekly_day()) {
+        crate::tasks::spawn_until(stop, schedule::run(store, registry, tx.clone(), secs, day));
+    }
+    metrics.telegram_on.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sink = TelegramActor { settings: settings.clone(), out: tx.clone(), metrics }.start();
+    Some(Telegram { sink, out: tx, store: held_store })
+}
+
+/// The bot, with its token (kept only to scrub it from errors) and its username (empty when
+/// Telegram could not be reached at start). `None` when Telegram is off or refuses the token.
+async fn connect(env: &Env, settings: &TelegramSettings) -> Option<(Bot, String, String)> {
     // teloxide keeps the token as a plain string inside its client; ours is only used for scrubbing.
     let Some(token) = env.telegram_bot_token.as_ref().map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned())
     else {
@@ -180,45 +222,35 @@ pub async fn start(
             String::new()
         }
     };
+    Some((bot, token, username))
+}
+
+/// Registers the command menu beside the start, retried with backoff until Telegram takes it (it
+/// may be down right now).
+fn register_menu(stop: &tokio_util::sync::CancellationToken, bot: Bot, token: String) {
     // Telegram wants command names without the leading slash.
     let menu: Vec<teloxide::types::BotCommand> = Command::bot_commands()
         .into_iter()
         .map(|c| teloxide::types::BotCommand::new(c.command.trim_start_matches('/'), c.description))
         .collect();
-    // Registered beside the start, retried until Telegram takes it (it may be down right now).
-    let (menu_bot, menu_token) = (bot.clone(), token.clone());
     crate::tasks::spawn_until(stop, async move {
         let mut wait = Duration::from_secs(2);
         loop {
-            match menu_bot.set_my_commands(menu.clone()).await {
+            match bot.set_my_commands(menu.clone()).await {
                 Ok(_) => {
                     debug!("Telegram command menu registered");
                     return;
                 }
-                Err(e) => warn!(cause = scrub(&e.to_string(), &[&menu_token]), "setMyCommands failed; trying again"),
+                Err(e) => warn!(cause = scrub(&e.to_string(), &[&token]), "setMyCommands failed; trying again"),
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(120));
         }
     });
-    let (tx, rx) = Queue::new(settings.queue_capacity);
-    let ops = ops(tx.clone());
-    let metrics = ops.metrics.clone();
-    let cfg = delivery::DeliveryConfig {
-        per_chat_per_second: settings.per_chat_per_second,
-        per_group_per_minute: settings.per_group_per_minute,
-        capacity: settings.queue_capacity,
-        routine_attempts: settings.routine_attempts,
-        parked_retry: Duration::from_secs(u64::from(settings.parked_retry_s)),
-    };
-    let chats: Vec<i64> = env.telegram_chat_ids.clone();
-    crate::tasks::spawn_until(
-        stop,
-        delivery::run(bot.clone(), chats.clone(), rx, tx.clone(), cfg, metrics.clone(), token.clone()),
-    );
-    let (store, registry) = (ops.store.clone(), ops.registry.clone());
-    let held_store = store.clone();
-    // What could not be delivered before the last stop goes out first.
+}
+
+/// What could not be delivered before the last stop goes out first.
+async fn resend_held(store: &actix::Addr<crate::actors::store::StoreActor>, tx: &Queue) {
     if let Ok(Ok(held)) = store.send(TakeHeldTelegram).await {
         for h in held {
             let class = if h.alert { Class::Alert } else { Class::Routine };
@@ -227,21 +259,4 @@ pub async fn start(
             let _ = tx.push(m).await;
         }
     }
-    crate::tasks::spawn_until(
-        stop,
-        commands::run(
-            bot,
-            ops,
-            chats.iter().copied().collect::<HashSet<_>>(),
-            settings.poll_timeout_s,
-            username,
-            token,
-        ),
-    );
-    if let (Some(secs), Some(day)) = (settings.daily_report_secs(), settings.weekly_day()) {
-        crate::tasks::spawn_until(stop, schedule::run(store, registry, tx.clone(), secs, day));
-    }
-    metrics.telegram_on.store(true, std::sync::atomic::Ordering::Relaxed);
-    let sink = TelegramActor { settings: settings.clone(), out: tx.clone(), metrics }.start();
-    Some(Telegram { sink, out: tx, store: held_store })
 }
