@@ -266,67 +266,83 @@ async fn deliver(
             }
             Err(e) => {
                 failures += 1;
-                match classify(&e, &shared.token) {
-                    // Retrying the same message would loop and hold up the chat: send it once more
-                    // as plain text without buttons, and if Telegram refuses that too, count it and move on.
-                    Failure::BadMessage(cause) if msg.html || !msg.buttons.is_empty() => {
-                        warn!(
-                            chat,
-                            kind = msg.kind,
-                            cause,
-                            "Telegram refused the message's formatting; sending it as plain text"
-                        );
-                        msg =
-                            Outgoing { text: super::format::plain(&msg.text), html: false, buttons: Vec::new(), ..msg };
-                        Duration::ZERO
-                    }
-                    Failure::BadMessage(cause) => {
-                        shared.metrics.telegram_send_failures.fetch_add(1, Ordering::Relaxed);
-                        warn!(chat, kind = msg.kind, cause, "Telegram refused the message itself; it is not sent");
-                        return;
-                    }
-                    Failure::Permanent(cause) => {
-                        if !state.parked.swap(true, Ordering::SeqCst) {
-                            warn!(
-                                chat,
-                                cause,
-                                "Telegram will not deliver to this chat; it is parked and tried again every {} s",
-                                shared.cfg.parked_retry.as_secs()
-                            );
-                            let notice = format!(
-                                "Telegram refuses messages to chat {chat} ({cause}); they are held and tried again every {} min",
-                                shared.cfg.parked_retry.as_secs().div_ceil(60)
-                            );
-                            let _ = shared.notices.send((chat, notice));
-                        }
-                        shared.cfg.parked_retry
-                    }
-                    Failure::Transient(cause) => {
-                        shared.metrics.telegram_failing.store(true, Ordering::Relaxed);
-                        if failures == shared.cfg.routine_attempts {
-                            shared.metrics.telegram_send_failures.fetch_add(1, Ordering::Relaxed);
-                        }
-                        if failures == 1 {
-                            warn!(chat, kind = msg.kind, cause, "Telegram send failed; retrying until it is delivered");
-                        } else {
-                            debug!(chat, kind = msg.kind, cause, failures, "Telegram send failed; retrying");
-                        }
-                        Duration::from_millis(500 * 2u64.pow(failures.min(6))).min(Duration::from_secs(15))
-                    }
+                match after_failure(shared, chat, &mut msg, state, failures, &e) {
+                    Some(wait) => wait,
+                    None => return,
                 }
             }
         };
-        // Wait, taking in whatever arrives for this chat meanwhile.
-        let until = tokio::time::sleep(wait);
-        tokio::pin!(until);
-        loop {
-            tokio::select! {
-                () = &mut until => break,
-                m = rx.recv() => match m {
-                    Some(m) => push(state, m),
-                    None => break,
-                },
+        wait_taking(wait, state, rx).await;
+    }
+}
+
+/// Waits `wait`, taking in whatever arrives for this chat meanwhile.
+async fn wait_taking(wait: Duration, state: &ChatState, rx: &mut mpsc::UnboundedReceiver<Outgoing>) {
+    let until = tokio::time::sleep(wait);
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            () = &mut until => break,
+            m = rx.recv() => match m {
+                Some(m) => push(state, m),
+                None => break,
+            },
+        }
+    }
+}
+
+/// What a failed send leads to: how long to wait before the next try (`msg` may have been made
+/// plain), or `None` when the message is given up.
+fn after_failure(
+    shared: &Shared,
+    chat: i64,
+    msg: &mut Outgoing,
+    state: &ChatState,
+    failures: u32,
+    e: &RequestError,
+) -> Option<Duration> {
+    match classify(e, &shared.token) {
+        // Retrying the same message would loop and hold up the chat: send it once more as plain
+        // text without buttons, and if Telegram refuses that too, count it and move on.
+        Failure::BadMessage(cause) if msg.html || !msg.buttons.is_empty() => {
+            warn!(chat, kind = msg.kind, cause, "Telegram refused the message's formatting; sending it as plain text");
+            msg.text = super::format::plain(&msg.text);
+            msg.html = false;
+            msg.buttons = Vec::new();
+            Some(Duration::ZERO)
+        }
+        Failure::BadMessage(cause) => {
+            shared.metrics.telegram_send_failures.fetch_add(1, Ordering::Relaxed);
+            warn!(chat, kind = msg.kind, cause, "Telegram refused the message itself; it is not sent");
+            None
+        }
+        Failure::Permanent(cause) => {
+            if !state.parked.swap(true, Ordering::SeqCst) {
+                warn!(
+                    chat,
+                    cause,
+                    "Telegram will not deliver to this chat; it is parked and tried again every {} s",
+                    shared.cfg.parked_retry.as_secs()
+                );
+                let notice = format!(
+                    "Telegram refuses messages to chat {chat} ({cause}); they are held and tried again every {} min",
+                    shared.cfg.parked_retry.as_secs().div_ceil(60)
+                );
+                let _ = shared.notices.send((chat, notice));
             }
+            Some(shared.cfg.parked_retry)
+        }
+        Failure::Transient(cause) => {
+            shared.metrics.telegram_failing.store(true, Ordering::Relaxed);
+            if failures == shared.cfg.routine_attempts {
+                shared.metrics.telegram_send_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            if failures == 1 {
+                warn!(chat, kind = msg.kind, cause, "Telegram send failed; retrying until it is delivered");
+            } else {
+                debug!(chat, kind = msg.kind, cause, failures, "Telegram send failed; retrying");
+            }
+            Some(Duration::from_millis(500 * 2u64.pow(failures.min(6))).min(Duration::from_secs(15)))
         }
     }
 }
