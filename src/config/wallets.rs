@@ -110,6 +110,14 @@ const RULE_KEYS: [&str; 8] = [
     "comment",
 ];
 
+/// The addresses and labels (lowercased) of the entries read so far, each with the entry that
+/// named it first.
+#[derive(Default)]
+struct Seen {
+    addresses: HashMap<Address, String>,
+    labels: HashMap<String, String>,
+}
+
 struct Validator<'a> {
     file: &'a str,
     problems: Vec<Problem>,
@@ -155,72 +163,88 @@ impl Validator<'_> {
             return Vec::new();
         }
         let mut targets = Vec::new();
-        let mut seen_addr: HashMap<Address, String> = HashMap::new();
-        let mut seen_label: HashMap<String, String> = HashMap::new();
+        let mut seen = Seen::default();
         for (i, w) in list.iter().enumerate() {
-            let label_hint =
-                w.get("label").and_then(Value::as_str).map(|l| format!(" ({})", l.escape_debug())).unwrap_or_default();
-            let entry = format!("wallets[{i}]{label_hint}");
-            let Some(wo) = w.as_object() else {
-                self.err(Some(&entry), "(entry)", format!("must be an object, got {}", kind(w)));
-                continue;
-            };
-            let before = self.problems.len();
-            let address = match wo.get("address") {
-                None => {
-                    self.err(Some(&entry), "address", "missing");
-                    None
-                }
-                Some(a) => self.address(a, &entry, "address"),
-            };
-            let label = match wo.get("label") {
-                None => address.map(|a| short(&a)).unwrap_or_default(),
-                Some(Value::String(s)) if s.chars().any(char::is_control) => {
-                    // A newline in a label would forge lines in the text log and in messages.
-                    self.err(Some(&entry), "label", "must not contain control characters (newlines, tabs, escapes)");
-                    String::new()
-                }
-                Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 64 => s.trim().to_owned(),
-                Some(l) => {
-                    self.err(
-                        Some(&entry),
-                        "label",
-                        format!("must be a non-empty string of at most 64 characters, got {}", kind(l)),
-                    );
-                    String::new()
-                }
-            };
-            let enabled = match wo.get("enabled") {
-                None => true,
-                Some(Value::Bool(b)) => *b,
-                Some(x) => {
-                    self.err(Some(&entry), "enabled", format!("must be true or false, got {}", kind(x)));
-                    false
-                }
-            };
-            let rules = self.rules(w, &defaults, &entry, &["address", "label", "enabled", "trigger"]);
-            let trigger = wo.get("trigger").and_then(|t| self.trigger(t, &entry)).or(default_trigger);
-            if let Some(a) = address
-                && let Some(first) = seen_addr.insert(a, entry.clone())
-            {
-                self.err(Some(&entry), "address", format!("duplicate of {first} ({})", addr_lower(&a)));
-            }
-            if !label.is_empty()
-                && let Some(first) = seen_label.insert(label.to_lowercase(), entry.clone())
-            {
-                self.err(
-                    Some(&entry),
-                    "label",
-                    format!("duplicate of {first} ({label:?}); labels name targets in commands"),
-                );
-            }
-            if self.problems.len() == before
-                && let Some(address) = address
-            {
-                targets.push(Target { address, label, enabled, rules, trigger });
+            if let Some(t) = self.entry(i, w, &defaults, default_trigger, &mut seen) {
+                targets.push(t);
             }
         }
         targets
+    }
+
+    /// One entry of `wallets`: the target it names, or `None` when it has any problem (each one
+    /// recorded, in the order of its fields, then duplicates of earlier entries).
+    fn entry(
+        &mut self,
+        i: usize,
+        w: &Value,
+        defaults: &CopyRules,
+        default_trigger: Option<Trigger>,
+        seen: &mut Seen,
+    ) -> Option<Target> {
+        let label_hint =
+            w.get("label").and_then(Value::as_str).map(|l| format!(" ({})", l.escape_debug())).unwrap_or_default();
+        let entry = format!("wallets[{i}]{label_hint}");
+        let Some(wo) = w.as_object() else {
+            self.err(Some(&entry), "(entry)", format!("must be an object, got {}", kind(w)));
+            return None;
+        };
+        let before = self.problems.len();
+        let address = match wo.get("address") {
+            None => {
+                self.err(Some(&entry), "address", "missing");
+                None
+            }
+            Some(a) => self.address(a, &entry, "address"),
+        };
+        let label = self.label(wo, &entry, address);
+        let enabled = match wo.get("enabled") {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(x) => {
+                self.err(Some(&entry), "enabled", format!("must be true or false, got {}", kind(x)));
+                false
+            }
+        };
+        let rules = self.rules(w, defaults, &entry, &["address", "label", "enabled", "trigger"]);
+        let trigger = wo.get("trigger").and_then(|t| self.trigger(t, &entry)).or(default_trigger);
+        if let Some(a) = address
+            && let Some(first) = seen.addresses.insert(a, entry.clone())
+        {
+            self.err(Some(&entry), "address", format!("duplicate of {first} ({})", addr_lower(&a)));
+        }
+        if !label.is_empty()
+            && let Some(first) = seen.labels.insert(label.to_lowercase(), entry.clone())
+        {
+            self.err(
+                Some(&entry),
+                "label",
+                format!("duplicate of {first} ({label:?}); labels name targets in commands"),
+            );
+        }
+        let address = address.filter(|_| self.problems.len() == before)?;
+        Some(Target { address, label, enabled, rules, trigger })
+    }
+
+    /// An entry's label: its own (trimmed), or the short address when it has none.
+    fn label(&mut self, wo: &Map<String, Value>, entry: &str, address: Option<Address>) -> String {
+        match wo.get("label") {
+            None => address.map(|a| short(&a)).unwrap_or_default(),
+            Some(Value::String(s)) if s.chars().any(char::is_control) => {
+                // A newline in a label would forge lines in the text log and in messages.
+                self.err(Some(entry), "label", "must not contain control characters (newlines, tabs, escapes)");
+                String::new()
+            }
+            Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 64 => s.trim().to_owned(),
+            Some(l) => {
+                self.err(
+                    Some(entry),
+                    "label",
+                    format!("must be a non-empty string of at most 64 characters, got {}", kind(l)),
+                );
+                String::new()
+            }
+        }
     }
 
     fn runbook_format(&mut self, obj: &Map<String, Value>) -> Vec<Target> {
