@@ -92,6 +92,87 @@ fn api_base(url: String) -> String {
     if has_path && !url.ends_with('/') { format!("{url}/") } else { url }
 }
 
+/// An http(s) URL variable, or its default; checked either way.
+fn url_or(get: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>, name: &str, default: &str) -> String {
+    let url = var(get, name).unwrap_or_else(|| default.to_owned());
+    check_url(p, name, &url, &["http", "https"]);
+    url
+}
+
+/// A URL variable with no default, checked when set.
+fn optional_url(
+    get: &dyn Fn(&str) -> Option<String>,
+    p: &mut Vec<Problem>,
+    name: &str,
+    schemes: &[&str],
+) -> Option<String> {
+    let url = var(get, name);
+    if let Some(u) = &url {
+        check_url(p, name, u, schemes);
+    }
+    url
+}
+
+/// The primary RPC URL (or the public default), then the fallbacks in the order listed.
+fn rpc_urls(get: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Vec<String> {
+    let mut urls = vec![url_or(get, p, "POLYGON_RPC_URL", DEFAULT_RPC_URL)];
+    if let Some(list) = var(get, "POLYGON_RPC_FALLBACK_URLS") {
+        for u in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            check_url(p, "POLYGON_RPC_FALLBACK_URLS", u, &["http", "https"]);
+            urls.push(u.to_owned());
+        }
+    }
+    urls
+}
+
+/// `PAPER_TRADING`, when set: true/1/yes or false/0/no.
+fn paper_trading(get: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Option<bool> {
+    match var(get, "PAPER_TRADING").map(|v| v.to_ascii_lowercase()) {
+        None => None,
+        Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => Some(true),
+        Some(v) if matches!(v.as_str(), "false" | "0" | "no") => Some(false),
+        Some(v) => {
+            p.push(Problem::new("environment", "PAPER_TRADING", format!("must be true or false, got {v:?}")));
+            None
+        }
+    }
+}
+
+/// `PRIVATE_KEY`, when set; a malformed one is a problem whose text never shows the value.
+fn private_key(get: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Option<String> {
+    let key = var(get, "PRIVATE_KEY");
+    if let Some(k) = &key {
+        let hex = k.strip_prefix("0x").unwrap_or(k);
+        // All zeros is not a key: no signer exists for it (and it is the classic placeholder).
+        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) || hex.chars().all(|c| c == '0') {
+            p.push(Problem::new(
+                "environment",
+                "PRIVATE_KEY",
+                "must be 32 bytes of hex (64 hex digits, 0x optional); the value is not shown",
+            ));
+        }
+    }
+    key
+}
+
+/// The authorized Telegram chats: comma-separated numeric ids.
+fn chat_ids(get: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Vec<i64> {
+    let mut ids = Vec::new();
+    if let Some(list) = var(get, "TELEGRAM_CHAT_ID") {
+        for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match id.parse::<i64>() {
+                Ok(n) => ids.push(n),
+                Err(_) => p.push(Problem::new(
+                    "environment",
+                    "TELEGRAM_CHAT_ID",
+                    format!("must be comma-separated numeric chat ids, got {id:?}"),
+                )),
+            }
+        }
+    }
+    ids
+}
+
 fn var(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
@@ -122,66 +203,19 @@ impl Env {
     /// Every bad variable, named.
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, Vec<Problem>> {
         let mut p = Vec::new();
-        let primary = var(get, "POLYGON_RPC_URL").unwrap_or_else(|| DEFAULT_RPC_URL.to_owned());
-        check_url(&mut p, "POLYGON_RPC_URL", &primary, &["http", "https"]);
-        let mut rpc_urls = vec![primary];
-        if let Some(list) = var(get, "POLYGON_RPC_FALLBACK_URLS") {
-            for u in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-                check_url(&mut p, "POLYGON_RPC_FALLBACK_URLS", u, &["http", "https"]);
-                rpc_urls.push(u.to_owned());
-            }
-        }
-        let ws_url = var(get, "POLYGON_WS_URL");
-        if let Some(u) = &ws_url {
-            check_url(&mut p, "POLYGON_WS_URL", u, &["ws", "wss"]);
-        }
-        let clob_host = var(get, "CLOB_HOST").unwrap_or_else(|| DEFAULT_CLOB_HOST.to_owned());
-        check_url(&mut p, "CLOB_HOST", &clob_host, &["http", "https"]);
-        let paper_trading = match var(get, "PAPER_TRADING").map(|v| v.to_ascii_lowercase()) {
-            None => None,
-            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => Some(true),
-            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => Some(false),
-            Some(v) => {
-                p.push(Problem::new("environment", "PAPER_TRADING", format!("must be true or false, got {v:?}")));
-                None
-            }
-        };
-        let private_key = var(get, "PRIVATE_KEY");
-        if let Some(k) = &private_key {
-            let hex = k.strip_prefix("0x").unwrap_or(k);
-            // All zeros is not a key: no signer exists for it (and it is the classic placeholder).
-            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) || hex.chars().all(|c| c == '0') {
-                p.push(Problem::new(
-                    "environment",
-                    "PRIVATE_KEY",
-                    "must be 32 bytes of hex (64 hex digits, 0x optional); the value is not shown",
-                ));
-            }
-        }
+        let rpc_urls = rpc_urls(get, &mut p);
+        let ws_url = optional_url(get, &mut p, "POLYGON_WS_URL", &["ws", "wss"]);
+        let clob_host = url_or(get, &mut p, "CLOB_HOST", DEFAULT_CLOB_HOST);
+        let paper_trading = paper_trading(get, &mut p);
+        let private_key = private_key(get, &mut p);
         let gamma_url = api_base(var(get, "GAMMA_URL").unwrap_or_else(|| DEFAULT_GAMMA_URL.to_owned()));
         check_url(&mut p, "GAMMA_URL", &gamma_url, &["http", "https"]);
         let data_api_url = api_base(var(get, "DATA_API_URL").unwrap_or_else(|| DEFAULT_DATA_API_URL.to_owned()));
         check_url(&mut p, "DATA_API_URL", &data_api_url, &["http", "https"]);
-        let geoblock_url = var(get, "GEOBLOCK_URL");
-        if let Some(u) = &geoblock_url {
-            check_url(&mut p, "GEOBLOCK_URL", u, &["http", "https"]);
-        }
+        let geoblock_url = optional_url(get, &mut p, "GEOBLOCK_URL", &["http", "https"]);
         let telegram_bot_token = var(get, "TELEGRAM_BOT_TOKEN");
-        let mut telegram_chat_ids = Vec::new();
-        if let Some(ids) = var(get, "TELEGRAM_CHAT_ID") {
-            for id in ids.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                match id.parse::<i64>() {
-                    Ok(n) => telegram_chat_ids.push(n),
-                    Err(_) => p.push(Problem::new(
-                        "environment",
-                        "TELEGRAM_CHAT_ID",
-                        format!("must be comma-separated numeric chat ids, got {id:?}"),
-                    )),
-                }
-            }
-        }
-        let telegram_api_url = var(get, "TELEGRAM_API_URL").unwrap_or_else(|| DEFAULT_TELEGRAM_API.to_owned());
-        check_url(&mut p, "TELEGRAM_API_URL", &telegram_api_url, &["http", "https"]);
+        let telegram_chat_ids = chat_ids(get, &mut p);
+        let telegram_api_url = url_or(get, &mut p, "TELEGRAM_API_URL", DEFAULT_TELEGRAM_API);
         if telegram_bot_token.is_some() && telegram_chat_ids.is_empty() {
             p.push(Problem::new(
                 "environment",
