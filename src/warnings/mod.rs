@@ -117,92 +117,102 @@ pub struct Observation {
 /// The warnings due now, each with its message.
 #[must_use]
 pub fn due(o: &Observation, t: &Thresholds) -> Vec<(WarningKind, String)> {
-    let mut out = Vec::new();
-    if t.no_fill_minutes > 0 && o.targets_copying > 0 {
-        let window = i64::try_from(t.no_fill_minutes).unwrap_or(i64::MAX / 60_000).saturating_mul(60_000);
-        // A quiet spell counts from the last fill, but only once the daemon has watched that long.
-        let since = o.last_fill_ms.unwrap_or(o.started_ms);
-        if o.now_ms - since >= window && o.now_ms - o.started_ms >= window {
-            out.push((
-                WarningKind::NoFills,
-                format!(
-                    "no target fill seen for {} min while {} target(s) are copied: check the feed (status, /health) \
-                     and that chain.exchanges lists the current exchange contracts",
-                    (o.now_ms - since) / 60_000,
-                    o.targets_copying
-                ),
-            ));
-        }
+    [no_fills(o, t), drawdown(o, t), clob_slow(o, t), disk_low(o, t), clock(o, t), win_rate(o, t)]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// A warning: its kind and its text.
+type Due = Option<(WarningKind, String)>;
+
+fn no_fills(o: &Observation, t: &Thresholds) -> Due {
+    if t.no_fill_minutes == 0 || o.targets_copying == 0 {
+        return None;
     }
-    if t.drawdown_pct > 0
-        && !o.breaker_tripped
-        && o.daily_loss_limit.0 > 0
-        && let Some(pnl) = o.pnl_today
-        && pnl.0 < 0
-    {
-        let used = i128::from(-pnl.0) * 100 / i128::from(o.daily_loss_limit.0);
-        if used >= i128::from(t.drawdown_pct) {
-            out.push((
-                WarningKind::Drawdown,
-                format!(
-                    "today's P&L {pnl} USDC has used {used} % of the {} USDC daily loss limit (warning at {} %)",
-                    o.daily_loss_limit, t.drawdown_pct
-                ),
-            ));
-        }
-    }
-    if t.clob_slow_ms > 0
-        && let Some(ms) = o.clob_ms
-        && ms > t.clob_slow_ms
-    {
-        out.push((WarningKind::ClobSlow, format!("the CLOB took {ms} ms to answer (threshold {} ms)", t.clob_slow_ms)));
-    }
-    if t.disk_min_free_mb > 0
-        && let Some(free) = o.disk_free_bytes
-        && free / (1024 * 1024) < t.disk_min_free_mb
-    {
-        out.push((
-            WarningKind::DiskLow,
+    let window = i64::try_from(t.no_fill_minutes).unwrap_or(i64::MAX / 60_000).saturating_mul(60_000);
+    // A quiet spell counts from the last fill, but only once the daemon has watched that long.
+    let since = o.last_fill_ms.unwrap_or(o.started_ms);
+    (o.now_ms - since >= window && o.now_ms - o.started_ms >= window).then(|| {
+        (
+            WarningKind::NoFills,
             format!(
-                "{} MiB free beside the journal (threshold {} MiB): prune old backups and logs (RUNBOOK, Maintenance)",
-                free / (1024 * 1024),
-                t.disk_min_free_mb
+                "no target fill seen for {} min while {} target(s) are copied: check the feed (status, /health) \
+                 and that chain.exchanges lists the current exchange contracts",
+                (o.now_ms - since) / 60_000,
+                o.targets_copying
             ),
+        )
+    })
+}
+
+fn drawdown(o: &Observation, t: &Thresholds) -> Due {
+    let pnl = o.pnl_today.filter(|pnl| pnl.0 < 0)?;
+    if t.drawdown_pct == 0 || o.breaker_tripped || o.daily_loss_limit.0 <= 0 {
+        return None;
+    }
+    let used = i128::from(-pnl.0) * 100 / i128::from(o.daily_loss_limit.0);
+    (used >= i128::from(t.drawdown_pct)).then(|| {
+        (
+            WarningKind::Drawdown,
+            format!(
+                "today's P&L {pnl} USDC has used {used} % of the {} USDC daily loss limit (warning at {} %)",
+                o.daily_loss_limit, t.drawdown_pct
+            ),
+        )
+    })
+}
+
+fn clob_slow(o: &Observation, t: &Thresholds) -> Due {
+    let ms = o.clob_ms.filter(|ms| t.clob_slow_ms > 0 && *ms > t.clob_slow_ms)?;
+    Some((WarningKind::ClobSlow, format!("the CLOB took {ms} ms to answer (threshold {} ms)", t.clob_slow_ms)))
+}
+
+fn disk_low(o: &Observation, t: &Thresholds) -> Due {
+    let free_mb =
+        o.disk_free_bytes.map(|b| b / (1024 * 1024)).filter(|mb| t.disk_min_free_mb > 0 && *mb < t.disk_min_free_mb)?;
+    Some((
+        WarningKind::DiskLow,
+        format!(
+            "{free_mb} MiB free beside the journal (threshold {} MiB): prune old backups and logs (RUNBOOK, Maintenance)",
+            t.disk_min_free_mb
+        ),
+    ))
+}
+
+fn clock(o: &Observation, t: &Thresholds) -> Due {
+    if t.clock_max_offset_ms == 0 {
+        return None;
+    }
+    if o.clock.synchronised == Some(false) {
+        return Some((
+            WarningKind::Clock,
+            "the system clock is not synchronised by NTP (timedatectl): order expiries and the trading day \
+             depend on it"
+                .into(),
         ));
     }
-    if t.clock_max_offset_ms > 0 {
-        if o.clock.synchronised == Some(false) {
-            out.push((
-                WarningKind::Clock,
-                "the system clock is not synchronised by NTP (timedatectl): order expiries and the trading day \
-                 depend on it"
-                    .into(),
-            ));
-        } else if let Some(off) = o.clock.offset_ms
-            && off.unsigned_abs() > t.clock_max_offset_ms
-        {
-            out.push((
-                WarningKind::Clock,
-                format!("our clock is {off} ms off the CLOB's (threshold {} ms)", t.clock_max_offset_ms),
-            ));
-        }
-    }
-    if t.win_rate_min_pct > 0
-        && t.win_rate_window > 0
-        && let Some((wins, n)) = o.wins
-        && n >= t.win_rate_window
-        && wins * 100 < t.win_rate_min_pct * n
+    let off = o.clock.offset_ms.filter(|off| off.unsigned_abs() > t.clock_max_offset_ms)?;
+    Some((WarningKind::Clock, format!("our clock is {off} ms off the CLOB's (threshold {} ms)", t.clock_max_offset_ms)))
+}
+
+fn win_rate(o: &Observation, t: &Thresholds) -> Due {
+    let (wins, n) = o.wins?;
+    if t.win_rate_min_pct == 0
+        || t.win_rate_window == 0
+        || n < t.win_rate_window
+        || wins * 100 >= t.win_rate_min_pct * n
     {
-        out.push((
-            WarningKind::WinRate,
-            format!(
-                "only {wins} of the last {n} closed trades made money ({} %, threshold {} %): review the targets",
-                wins * 100 / n,
-                t.win_rate_min_pct
-            ),
-        ));
+        return None;
     }
-    out
+    Some((
+        WarningKind::WinRate,
+        format!(
+            "only {wins} of the last {n} closed trades made money ({} %, threshold {} %): review the targets",
+            wins * 100 / n,
+            t.win_rate_min_pct
+        ),
+    ))
 }
 
 /// When each warning last went out: one is sent again only after its cool-down.
