@@ -6,13 +6,30 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::inputs::Inputs;
+use actix::Addr;
+use alloy::primitives::Address;
+use std::collections::HashSet;
+use tokio::sync::watch;
+
 use super::trading::Trading;
+use crate::actors::watcher::Registry;
 use crate::chain::{Rpc, RpcConfig};
 use crate::config::Settings;
 
+/// What detection reads from and hands its sightings to.
+pub(super) struct Sources<'a> {
+    /// The RPC endpoints' settings.
+    pub rpc: &'a RpcConfig,
+    /// The watchers, which act on a sighting.
+    pub registry: &'a Addr<Registry>,
+    /// The targets being watched.
+    pub targets: &'a watch::Receiver<Vec<Address>>,
+    /// Targets whose pending trades are acted on before the block.
+    pub act_now: &'a watch::Receiver<HashSet<Address>>,
+}
+
 /// Starts what `[detection]` asks for, each until `stop`.
-pub(super) fn start(s: &Settings, t: &Trading, i: &Inputs, stop: &CancellationToken) {
+pub(super) fn start(s: &Settings, t: &Trading, i: &Sources<'_>, stop: &CancellationToken) {
     if s.detection.pending {
         let mempool = crate::chain::mempool::Mempool::new(
             crate::chain::mempool::MempoolConfig {
@@ -23,7 +40,7 @@ pub(super) fn start(s: &Settings, t: &Trading, i: &Inputs, stop: &CancellationTo
             },
             // Its own connection over HTTP: reading the pool never waits behind the feed.
             Rpc::new(RpcConfig { ws_url: None, ..i.rpc.clone() }),
-            pool_source(s, &i.rpc, stop),
+            pool_source(s, i.rpc, stop),
             crate::chain::mempool::MempoolPeers {
                 store: t.store.clone(),
                 sink: i.registry.clone().recipient(),

@@ -101,9 +101,10 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
 
     // The feed stops first at shutdown (no new fills), on its own child of the token.
     let feed_stop = stop.child_token();
-    detection::start(s, &t, &i, &feed_stop);
-    let Inputs { copier, registry, feed, mut status, n_targets, .. } = i;
+    let Inputs { copier, registry, feed, mut status, n_targets, rpc, targets, act_now, .. } = i;
     let feed_task = actix::spawn(feed.run(feed_stop.clone()));
+    let sources = detection::Sources { rpc: &rpc, registry: &registry, targets: &targets, act_now: &act_now };
+    detection::start(s, &t, &sources, &feed_stop);
     let stops = Stops { all: stop.clone(), feed: feed_stop, pings: b.pings.clone() };
     announce(&cfg, &t, n_targets);
     // The status is read and let go in the arm: a reference held on would block the feed's updates.
