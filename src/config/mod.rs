@@ -8,6 +8,7 @@ pub mod mode;
 pub mod problem;
 pub mod settings;
 pub mod settings_check;
+mod settings_load;
 mod settings_rules;
 pub mod strict_json;
 pub mod wallets;

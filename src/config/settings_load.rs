@@ -1,0 +1,212 @@
+//! Loading the settings: the built-in defaults, the system file, `--config`, then `POLYCOPY_`
+//! variables, each layer over the one before; every problem is named at its file or variable.
+
+use std::path::PathBuf;
+
+use config::{Config, Environment, File, FileFormat};
+
+use super::settings::{DEFAULT_TOML, Settings};
+use crate::config::Problem;
+
+/// Top-level settings keys and sections: only `POLYCOPY_*` variables naming one of these are
+/// settings. Others (`POLYCOPY_SYSTEM_CONFIG`, the scripts' `POLYCOPY_BIN`, ...) are left alone, while
+/// a typo inside a section (`POLYCOPY_RISK__MAX_ORDR_USDC`) still fails as an unknown key.
+const SETTINGS_KEYS: [&str; 6] =
+    ["mode", "db_path", "control_socket", "wallets_path", "emergency_stop_file", "log_format"];
+const SETTINGS_SECTIONS: [&str; 12] = [
+    "chain__",
+    "copy__",
+    "risk__",
+    "paper__",
+    "http__",
+    "health__",
+    "telegram__",
+    "live__",
+    "markets__",
+    "alerts__",
+    "redeem__",
+    "detection__",
+];
+
+/// Settings that decide which journal a command acts on: never from the environment, which the
+/// service sees and an operator's shell does not.
+const FILE_ONLY_VARS: [&str; 4] =
+    ["POLYCOPY_MODE", "POLYCOPY_DB_PATH", "POLYCOPY_LIVE__DB_PATH", "POLYCOPY_CONTROL_SOCKET"];
+
+/// The settings files layered on the defaults: the system file, then `--config`.
+struct Layers {
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+    /// The last file read (problems are blamed on it), or the defaults.
+    origin: String,
+    /// Every file read, in order.
+    read: Vec<String>,
+}
+
+/// Adds the system settings file and `--config` to `builder`, in that order.
+fn files(
+    sources: &SettingsSources,
+    mut builder: config::ConfigBuilder<config::builder::DefaultState>,
+) -> Result<Layers, Vec<Problem>> {
+    let mut origin = "built-in defaults".to_owned();
+    let mut read = Vec::new();
+    // A settings file that exists but cannot be read is an error, never skipped: skipping it would
+    // make this command act on another journal than the daemon's (e.g. run without sudo).
+    for f in sources.system_file.iter().chain(&sources.config_file) {
+        if let Err(e) = std::fs::File::open(f)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(vec![Problem::new(
+                f.display().to_string(),
+                "(file)",
+                format!(
+                    "cannot read it: {e}. It holds the mode and journal every command must agree on: run as root (sudo) or as the service user"
+                ),
+            )]);
+        }
+    }
+    if let Some(sys) = sources.system_file.as_deref().filter(|p| p.exists()) {
+        builder = builder.add_source(File::from(sys).format(FileFormat::Toml));
+        origin = sys.display().to_string();
+        read.push(origin.clone());
+    }
+    if let Some(p) = &sources.config_file {
+        if !p.exists() {
+            return Err(vec![Problem::new(p.display().to_string(), "--config", "file not found")]);
+        }
+        builder = builder.add_source(File::from(p.as_path()).format(FileFormat::Toml));
+        origin = p.display().to_string();
+        if !read.contains(&origin) {
+            read.push(origin.clone());
+        }
+    }
+    Ok(Layers { builder, origin, read })
+}
+
+/// The `POLYCOPY_` variables as a settings layer. Refused: a variable polycopy does not know (a
+/// typo would otherwise be ignored), and one for a setting only the file may hold.
+fn env_source() -> Result<Environment, Vec<Problem>> {
+    let names: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    let unknown = crate::config::env_vars::unknown_vars(names.iter().map(String::as_str));
+    if !unknown.is_empty() {
+        return Err(unknown);
+    }
+    let env: config::Map<String, String> = std::env::vars().filter(|(k, _)| is_settings_var(k)).collect();
+    let pinned: Vec<Problem> = env
+        .keys()
+        .filter(|k| FILE_ONLY_VARS.contains(&k.to_ascii_uppercase().as_str()))
+        .map(|k| {
+            Problem::new(
+                "environment",
+                k.as_str(),
+                "the mode, journals and control socket are set only in the settings file, so that the \
+                 daemon, the command line and cron always act on the same journal: move it there",
+            )
+        })
+        .collect();
+    if !pinned.is_empty() {
+        return Err(pinned);
+    }
+    Ok(Environment::with_prefix("POLYCOPY")
+        .source(Some(env))
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",")
+        .with_list_parse_key("chain.exchanges"))
+}
+
+fn is_settings_var(name: &str) -> bool {
+    name.strip_prefix("POLYCOPY_").is_some_and(|k| {
+        let k = k.to_ascii_lowercase();
+        SETTINGS_KEYS.contains(&k.as_str()) || SETTINGS_SECTIONS.iter().any(|s| k.starts_with(s))
+    })
+}
+
+/// Every value of the wrong type in the merged settings, each at its file or variable.
+fn type_problems(cfg: &Config) -> Vec<Problem> {
+    let defaults = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml)).build();
+    let table = |c: &Config| match &c.cache.kind {
+        config::ValueKind::Table(t) => t.clone(),
+        _ => config::Map::new(),
+    };
+    match defaults {
+        Ok(d) => crate::config::settings_check::check(&table(&d), &table(cfg)),
+        Err(e) => vec![Problem::new("built-in defaults", "(settings)", e.to_string())],
+    }
+}
+
+/// Where settings come from.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsSources {
+    /// `--config PATH`.
+    pub config_file: Option<PathBuf>,
+    /// The system-wide file, read when present (`None`: not read).
+    pub system_file: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Loads and validates the layered settings.
+    ///
+    /// # Errors
+    /// Every problem found, each naming its file and key.
+    pub fn load(sources: &SettingsSources) -> Result<Self, Vec<Problem>> {
+        let builder = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        let Layers { builder, origin, read } = files(sources, builder)?;
+        let cfg = builder
+            .add_source(env_source()?)
+            .build()
+            .map_err(|e| vec![Problem::new(origin.clone(), "(file)", e.to_string())])?;
+        let typed = type_problems(&cfg);
+        if !typed.is_empty() {
+            return Err(typed);
+        }
+        let mut s: Self =
+            cfg.try_deserialize().map_err(|e| vec![Problem::new(origin.clone(), "(settings)", e.to_string())])?;
+        s.origin = if read.is_empty() { "built-in defaults".to_owned() } else { read.join(" + ") };
+        // A value set by a POLYCOPY_ variable is blamed on that variable, not on the file.
+        let problems: Vec<Problem> = s
+            .validate(&origin)
+            .into_iter()
+            .map(|p| {
+                let var = format!("POLYCOPY_{}", p.field.replace('.', "__").to_ascii_uppercase());
+                if std::env::var_os(&var).is_some() { Problem::new("environment", &var, p.message) } else { p }
+            })
+            .collect();
+        if problems.is_empty() { Ok(s) } else { Err(problems) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_section_of_the_defaults_takes_environment_variables() {
+        // A section left out of SETTINGS_SECTIONS would have its POLYCOPY_ variables ignored.
+        let c = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml))
+            .build()
+            .unwrap();
+        let map = c.try_deserialize::<config::Map<String, config::Value>>().unwrap();
+        for (k, v) in &map {
+            if matches!(v.kind, config::ValueKind::Table(_)) {
+                assert!(SETTINGS_SECTIONS.contains(&format!("{k}__").as_str()), "[{k}] is not in SETTINGS_SECTIONS");
+            }
+        }
+    }
+
+    #[test]
+    fn only_variables_naming_settings_are_settings() {
+        for (name, is) in [
+            ("POLYCOPY_DB_PATH", true),
+            ("POLYCOPY_RISK__MAX_ORDER_USDC", true),
+            ("POLYCOPY_RISK__MAX_ORDR_USDC", true),
+            ("POLYCOPY_BIN", false),
+            ("POLYCOPY_SYSTEM_CONFIG", false),
+            ("POLYCOPY_FAULT", false),
+            ("POLYGON_RPC_URL", false),
+        ] {
+            assert_eq!(is_settings_var(name), is, "{name}");
+        }
+    }
+}
