@@ -116,22 +116,7 @@ impl Redeemer {
         }
         let resolved = ask(self.store.send(ResolvedTokens).await)?;
         self.cross_check(&resolved, worthless).await;
-        let mut held = Vec::new();
-        for r in resolved {
-            let c = &self.cfg.contracts;
-            let v3 = r.exchange.is_some_and(|e| c.v3_exchanges.contains(&e));
-            let book = if v3 { c.position_manager } else { c.ctf };
-            let b = chain.balance_1155(book, self.funder, r.token_id).await.map_err(|e| e.to_string())?;
-            let shares = Shares(i64::try_from(b).map_err(|_| "a balance out of range".to_owned())?);
-            held.push(Held {
-                token_id: r.token_id,
-                condition_id: r.condition_id,
-                neg_risk: r.neg_risk,
-                payout: r.payout,
-                shares,
-                v3,
-            });
-        }
+        let held = self.holdings(chain, resolved).await?;
         let open = self.open().await?;
         for p in plan(&held) {
             match p {
@@ -145,46 +130,73 @@ impl Redeemer {
                         (true, Some(t)) => Route::Router { position: *t, shares },
                         _ => Route::Adapter { neg_risk },
                     };
-                    let existing = open.iter().find(|r| r.condition_id == condition_id);
-                    let row = match existing {
-                        // Due for a retry, or planned and never signed (stopped before): try it.
-                        Some(r)
-                            if (r.status == RedeemStatus::Reverted && r.next_try_ms <= now_ms())
-                                || r.status == RedeemStatus::Planned =>
-                        {
-                            r.clone()
-                        }
-                        Some(_) => continue,
-                        None => {
-                            let id = ask(self
-                                .store
-                                .send(PlanRedemption {
-                                    condition_id,
-                                    tokens,
-                                    shares,
-                                    expected,
-                                    status: RedeemStatus::Planned,
-                                })
-                                .await)?;
-                            RedemptionRow {
-                                id,
-                                condition_id,
-                                tokens: Vec::new(),
-                                shares,
-                                expected,
-                                status: RedeemStatus::Planned,
-                                tx_hash: None,
-                                raw_tx: None,
-                                attempts: 0,
-                                next_try_ms: 0,
-                            }
-                        }
+                    let Some(row) = self.due(&open, condition_id, tokens, shares, expected).await? else {
+                        continue;
                     };
                     self.attempt(chain, &row, route).await;
                 }
             }
         }
         Ok(())
+    }
+
+    /// What the funder holds on chain of each resolved token, and through which book.
+    async fn holdings(&self, chain: &Chain, resolved: Vec<crate::store::Resolved>) -> Result<Vec<Held>, String> {
+        let c = &self.cfg.contracts;
+        let mut held = Vec::with_capacity(resolved.len());
+        for r in resolved {
+            let v3 = r.exchange.is_some_and(|e| c.v3_exchanges.contains(&e));
+            let book = if v3 { c.position_manager } else { c.ctf };
+            let b = chain.balance_1155(book, self.funder, r.token_id).await.map_err(|e| e.to_string())?;
+            let shares = Shares(i64::try_from(b).map_err(|_| "a balance out of range".to_owned())?);
+            held.push(Held {
+                token_id: r.token_id,
+                condition_id: r.condition_id,
+                neg_risk: r.neg_risk,
+                payout: r.payout,
+                shares,
+                v3,
+            });
+        }
+        Ok(held)
+    }
+
+    /// The redemption of `condition_id` to try now: its open row when due for a retry or planned
+    /// and never signed (stopped before), a new planned one when it has none, or `None` while one
+    /// is in flight or waiting for its retry.
+    async fn due(
+        &self,
+        open: &[RedemptionRow],
+        condition_id: B256,
+        tokens: Vec<crate::domain::TokenId>,
+        shares: Shares,
+        expected: Usdc,
+    ) -> Result<Option<RedemptionRow>, String> {
+        match open.iter().find(|r| r.condition_id == condition_id) {
+            Some(r)
+                if (r.status == RedeemStatus::Reverted && r.next_try_ms <= now_ms())
+                    || r.status == RedeemStatus::Planned =>
+            {
+                Ok(Some(r.clone()))
+            }
+            Some(_) => Ok(None),
+            None => {
+                let planned = PlanRedemption { condition_id, tokens, shares, expected, status: RedeemStatus::Planned };
+                let id = ask(self.store.send(planned).await)?;
+                Ok(Some(RedemptionRow {
+                    id,
+                    condition_id,
+                    tokens: Vec::new(),
+                    shares,
+                    expected,
+                    status: RedeemStatus::Planned,
+                    tx_hash: None,
+                    raw_tx: None,
+                    attempts: 0,
+                    next_try_ms: 0,
+                }))
+            }
+        }
     }
 
     /// Says (once per token) when the Data API calls a position redeemable that the journal has not
