@@ -120,87 +120,12 @@ pub struct Report {
 /// Replays `trades` (oldest first) under `cfg`; `resolved` settles markets at their payout.
 #[must_use]
 pub fn replay(trades: &[Trade], cfg: &VetConfig, resolved: &BTreeMap<TokenId, Price>) -> Report {
-    let mut r = Report { fills: trades.len(), ..Report::default() };
-    let mut book = Book::default();
-    let mut target_held: BTreeMap<TokenId, Shares> = BTreeMap::new();
-    let mut opened_at: BTreeMap<TokenId, i64> = BTreeMap::new();
-    let mut invested_by: BTreeMap<TokenId, i64> = BTreeMap::new();
-    let mut last_price: BTreeMap<TokenId, Price> = BTreeMap::new();
-    let mut copies_at: Vec<i64> = Vec::new();
-    let (mut holds, mut wins, mut closed) = (Vec::new(), 0u32, 0u32);
-    let (mut cum, mut peak) = (0i64, 0i64);
+    let mut run = Replay { r: Report { fills: trades.len(), ..Report::default() }, ..Replay::default() };
     for (i, t) in trades.iter().enumerate() {
-        last_price.insert(t.token_id, t.price);
-        let before = target_held.get(&t.token_id).copied().unwrap_or_default();
-        let after = match t.side {
-            Side::Buy => before.0 + t.shares.0,
-            Side::Sell => (before.0 - t.shares.0).max(0),
-        };
-        target_held.insert(t.token_id, Shares(after));
-        let at = t.at_ms + cfg.delay_ms;
-        let outcome = copy_one(t, &trades[i + 1..], before, at, cfg, &book, &copies_at);
-        let (shares, price, model) = match outcome {
-            Ok(c) => c,
-            Err(code) => {
-                *r.refusals.entry(code).or_insert(0) += 1;
-                continue;
-            }
-        };
-        let usdc = match t.side {
-            Side::Buy => Usdc(mul_price_ceil(shares, price)),
-            Side::Sell => Usdc(mul_price_floor(shares, price)),
-        };
-        let exec = Execution {
-            fill_row: 0,
-            side: t.side,
-            token_id: t.token_id,
-            shares,
-            price,
-            usdc,
-            mode: "paper",
-            at_ms: at,
-        };
-        let held_before = book.position(&t.token_id);
-        let (pos, realized) = position_after(held_before, &exec);
-        book.set(t.token_id, pos);
-        copies_at.push(at);
-        if t.side == Side::Buy {
-            r.invested.0 += usdc.0;
-            *invested_by.entry(t.token_id).or_insert(0) += usdc.0;
-            opened_at.entry(t.token_id).or_insert(at);
-        } else {
-            if let Some(since) = opened_at.get(&t.token_id) {
-                holds.push(at - since);
-            }
-            if pos.shares.0 == 0 {
-                opened_at.remove(&t.token_id);
-            }
-            closed += 1;
-            wins += u32::from(realized.0 > 0);
-            cum += realized.0;
-            peak = peak.max(cum);
-            r.max_drawdown = Usdc(r.max_drawdown.0.max(peak - cum));
-        }
-        r.realized.0 += realized.0;
-        r.series.push((at, r.realized.0, book.exposure().0));
-        r.copies.push(Copy { at_ms: at, side: t.side, token_id: t.token_id, shares, price, model, realized });
+        run.trade(t, &trades[i + 1..], cfg);
     }
-    // What is still open: settled at its market's payout, else valued at the last price seen.
-    for token in book.tokens() {
-        let pos = book.position(&token);
-        if let Some(payout) = resolved.get(&token) {
-            let paid = mul_price_floor(pos.shares, *payout);
-            let realized = paid - pos.cost.0;
-            r.realized.0 += realized;
-            closed += 1;
-            wins += u32::from(realized > 0);
-            cum += realized;
-            peak = peak.max(cum);
-            r.max_drawdown = Usdc(r.max_drawdown.0.max(peak - cum));
-        } else if let Some(p) = last_price.get(&token) {
-            r.open_pnl.0 += mul_price_floor(pos.shares, *p) - pos.cost.0;
-        }
-    }
+    run.settle(resolved);
+    let Replay { mut r, book, invested_by, mut holds, wins, closed, .. } = run;
     if let (Some(last), false) = (trades.last(), r.copies.is_empty()) {
         // Settled markets move the line at the period's end; what is left open is its cost.
         let open: i64 =
@@ -220,6 +145,101 @@ pub fn replay(trades: &[Trade], cfg: &VetConfig, resolved: &BTreeMap<TokenId, Pr
         _ => 0,
     };
     r
+}
+
+/// The replay's running state: our simulated book, what the target holds, and the figures so far.
+#[derive(Default)]
+struct Replay {
+    r: Report,
+    book: Book,
+    target_held: BTreeMap<TokenId, Shares>,
+    opened_at: BTreeMap<TokenId, i64>,
+    invested_by: BTreeMap<TokenId, i64>,
+    last_price: BTreeMap<TokenId, Price>,
+    copies_at: Vec<i64>,
+    holds: Vec<i64>,
+    wins: u32,
+    closed: u32,
+    /// Realized P&L so far, and its highest point (for the drawdown).
+    cum: i64,
+    peak: i64,
+}
+
+impl Replay {
+    /// One of the target's fills: copied (booked in our simulated book) or refused with its code.
+    fn trade(&mut self, t: &Trade, later: &[Trade], cfg: &VetConfig) {
+        self.last_price.insert(t.token_id, t.price);
+        let before = self.target_held.get(&t.token_id).copied().unwrap_or_default();
+        let after = match t.side {
+            Side::Buy => before.0 + t.shares.0,
+            Side::Sell => (before.0 - t.shares.0).max(0),
+        };
+        self.target_held.insert(t.token_id, Shares(after));
+        let at = t.at_ms + cfg.delay_ms;
+        let (shares, price, model) = match copy_one(t, later, before, at, cfg, &self.book, &self.copies_at) {
+            Ok(c) => c,
+            Err(code) => {
+                *self.r.refusals.entry(code).or_insert(0) += 1;
+                return;
+            }
+        };
+        let usdc = match t.side {
+            Side::Buy => Usdc(mul_price_ceil(shares, price)),
+            Side::Sell => Usdc(mul_price_floor(shares, price)),
+        };
+        let exec = Execution {
+            fill_row: 0,
+            side: t.side,
+            token_id: t.token_id,
+            shares,
+            price,
+            usdc,
+            mode: "paper",
+            at_ms: at,
+        };
+        let (pos, realized) = position_after(self.book.position(&t.token_id), &exec);
+        self.book.set(t.token_id, pos);
+        self.copies_at.push(at);
+        if t.side == Side::Buy {
+            self.r.invested.0 += usdc.0;
+            *self.invested_by.entry(t.token_id).or_insert(0) += usdc.0;
+            self.opened_at.entry(t.token_id).or_insert(at);
+        } else {
+            if let Some(since) = self.opened_at.get(&t.token_id) {
+                self.holds.push(at - since);
+            }
+            if pos.shares.0 == 0 {
+                self.opened_at.remove(&t.token_id);
+            }
+            self.close(realized.0);
+        }
+        self.r.realized.0 += realized.0;
+        self.r.series.push((at, self.r.realized.0, self.book.exposure().0));
+        self.r.copies.push(Copy { at_ms: at, side: t.side, token_id: t.token_id, shares, price, model, realized });
+    }
+
+    /// A closed trade: counted, a win when it made money, and the drawdown follows the running P&L.
+    fn close(&mut self, realized: i64) {
+        self.closed += 1;
+        self.wins += u32::from(realized > 0);
+        self.cum += realized;
+        self.peak = self.peak.max(self.cum);
+        self.r.max_drawdown = Usdc(self.r.max_drawdown.0.max(self.peak - self.cum));
+    }
+
+    /// What is still open: settled at its market's payout, else valued at the last price seen.
+    fn settle(&mut self, resolved: &BTreeMap<TokenId, Price>) {
+        for token in self.book.tokens() {
+            let pos = self.book.position(&token);
+            if let Some(payout) = resolved.get(&token) {
+                let realized = mul_price_floor(pos.shares, *payout) - pos.cost.0;
+                self.r.realized.0 += realized;
+                self.close(realized);
+            } else if let Some(p) = self.last_price.get(&token) {
+                self.r.open_pnl.0 += mul_price_floor(pos.shares, *p) - pos.cost.0;
+            }
+        }
+    }
 }
 
 /// Sizes, limits and prices one copy, or says why it is not made.
