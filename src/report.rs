@@ -138,39 +138,8 @@ pub fn build(
         series[0].2 = book.exposure().0;
     }
     series.push((now_ms, realized, book.exposure().0));
-    let mut copied = 0;
-    let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
-    for ((wallet, status, reason), n) in &counts.by {
-        let t = per_target.entry(name(wallet)).or_default();
-        match status.as_str() {
-            "executed" => {
-                copied += n;
-                t.0 += n;
-            }
-            "rejected" => {
-                *rejected.entry(reason.clone()).or_default() += n;
-                t.1 += n;
-            }
-            _ => {}
-        }
-    }
-    let mut lines: Vec<PositionLine> = book
-        .positions
-        .iter()
-        .map(|(token, p)| {
-            let value = last_prices.get(token).map_or(p.cost.0, |px| mul_price_floor(p.shares, *px));
-            let unrealized = value - p.cost.0;
-            PositionLine {
-                token_id: token.to_string(),
-                shares: p.shares.to_string(),
-                cost_usdc: p.cost.to_string(),
-                value_usdc: format_micros(value),
-                unrealized_usdc: format_micros(unrealized),
-                unrealized,
-            }
-        })
-        .collect();
-    lines.sort_by_key(|l| std::cmp::Reverse(l.unrealized));
+    let (copied, rejected) = tally(counts, &mut per_target, name);
+    let lines = position_lines(&book, last_prices);
     let unrealized: i64 = lines.iter().map(|l| l.unrealized).sum();
     let best: Vec<PositionLine> = lines.iter().filter(|l| l.unrealized > 0).take(3).cloned().collect();
     let worst: Vec<PositionLine> = lines.iter().rev().filter(|l| l.unrealized < 0).take(3).cloned().collect();
@@ -197,6 +166,54 @@ pub fn build(
             .collect(),
         series,
     }
+}
+
+/// Copies and refusals in the period: in total, refusals by reason, and each target's counts in
+/// `per_target` (copied, refused, P&L).
+fn tally(
+    counts: &FillCounts,
+    per_target: &mut BTreeMap<String, (u64, u64, i64)>,
+    name: impl Fn(&str) -> String,
+) -> (u64, BTreeMap<String, u64>) {
+    let mut copied = 0;
+    let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
+    for ((wallet, status, reason), n) in &counts.by {
+        let t = per_target.entry(name(wallet)).or_default();
+        match status.as_str() {
+            "executed" => {
+                copied += n;
+                t.0 += n;
+            }
+            "rejected" => {
+                *rejected.entry(reason.clone()).or_default() += n;
+                t.1 += n;
+            }
+            _ => {}
+        }
+    }
+    (copied, rejected)
+}
+
+/// Every open position valued at its last price (at cost when none is known), best first.
+fn position_lines(book: &Book, last_prices: &BTreeMap<TokenId, Price>) -> Vec<PositionLine> {
+    let mut lines: Vec<PositionLine> = book
+        .positions
+        .iter()
+        .map(|(token, p)| {
+            let value = last_prices.get(token).map_or(p.cost.0, |px| mul_price_floor(p.shares, *px));
+            let unrealized = value - p.cost.0;
+            PositionLine {
+                token_id: token.to_string(),
+                shares: p.shares.to_string(),
+                cost_usdc: p.cost.to_string(),
+                value_usdc: format_micros(value),
+                unrealized_usdc: format_micros(unrealized),
+                unrealized,
+            }
+        })
+        .collect();
+    lines.sort_by_key(|l| std::cmp::Reverse(l.unrealized));
+    lines
 }
 
 /// The report's title.
