@@ -263,6 +263,12 @@ pub(crate) fn dec_u256(v: &str, column: &'static str) -> StoreResult<U256> {
     U256::from_str_radix(v, 10).map_err(|_| StoreError::Corrupt { column, value: v.to_owned() })
 }
 
+/// A side as the journal spells it; anything else is a corrupt row, never a guess (a SELL read as
+/// a BUY would turn a position the wrong way).
+pub(crate) fn side(v: &str, column: &'static str) -> StoreResult<crate::domain::Side> {
+    crate::domain::Side::parse(v).ok_or_else(|| StoreError::Corrupt { column, value: v.to_owned() })
+}
+
 /// Milliseconds since the epoch.
 #[must_use]
 pub fn now_ms() -> i64 {
@@ -305,6 +311,41 @@ mod tests {
             log_index: 0,
             block_ts: 0,
         }
+    }
+
+    #[test]
+    fn a_corrupt_side_or_mode_is_an_error_never_a_guess() {
+        use crate::domain::{Execution, OrderIntent};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let f = fill(1, 5);
+        let row = s.journal_range(std::slice::from_ref(&f), (5, B256::repeat_byte(5)), &[]).unwrap().to_copy[0].row;
+        assert!(s.record_intent(&OrderIntent::for_fill(&f, row, Shares(10_000_000), Price(500_000))).unwrap());
+        let exec = Execution {
+            fill_row: row,
+            side: Side::Sell,
+            token_id: f.token_id,
+            shares: Shares(10_000_000),
+            price: Price(500_000),
+            usdc: Usdc(5_000_000),
+            mode: "paper",
+            at_ms: 1,
+        };
+        s.record_execution(&exec, &f.wallet).unwrap();
+        assert_eq!(s.executions(0).unwrap()[0].exec.side, Side::Sell);
+        assert!(s.target_quality(0).is_ok());
+        for (sql, column) in [
+            ("UPDATE executions SET side = 'sell'", "executions.side"),
+            ("UPDATE executions SET side = 'SELL', mode = 'papr'", "executions.mode"),
+        ] {
+            s.conn.execute(sql, []).unwrap();
+            match s.executions(0) {
+                Err(StoreError::Corrupt { column: c, .. }) => assert_eq!(c, column),
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+        s.conn.execute("UPDATE fills SET side = 'Sell'", []).unwrap();
+        assert!(matches!(s.target_quality(0), Err(StoreError::Corrupt { column: "fills.side", .. })));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{Store, StoreResult, dec_u256, hex_addr, now_ms};
-use crate::domain::{Execution, Price, Shares, Side, TokenId, Usdc, addr_lower};
+use crate::domain::{Execution, Price, Shares, TokenId, Usdc, addr_lower};
 
 /// One execution as the report replays it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,16 +175,17 @@ impl Store {
             out.push(ExecRow {
                 exec: Execution {
                     fill_row: row,
-                    side: if side == "SELL" { Side::Sell } else { Side::Buy },
+                    side: super::side(&side, "executions.side")?,
                     token_id: dec_u256(&token, "executions.token_id")?,
                     shares: Shares(n[0]),
                     price: Price(n[1]),
                     usdc: Usdc(n[2]),
                     mode: match mode.as_str() {
+                        "paper" => "paper",
                         "live" => "live",
                         "settlement" => "settlement",
                         "adjustment" => "adjustment",
-                        _ => "paper",
+                        _ => return Err(super::StoreError::Corrupt { column: "executions.mode", value: mode }),
                     },
                     at_ms: n[3],
                 },

@@ -50,6 +50,19 @@ impl Store {
     pub fn target_quality(&self, since_ms: i64) -> StoreResult<BTreeMap<Address, TargetQuality>> {
         let mut out: BTreeMap<Address, TargetQuality> = BTreeMap::new();
         let operator = addr_lower(&OPERATOR);
+        self.quality_counts(since_ms, &operator, &mut out)?;
+        self.detection_delays(since_ms, &operator, &mut out)?;
+        self.copy_results(since_ms, &operator, &mut out)?;
+        Ok(out)
+    }
+
+    /// Each target's copies, refusals by reason, and last fill seen since `since_ms`.
+    fn quality_counts(
+        &self,
+        since_ms: i64,
+        operator: &str,
+        out: &mut BTreeMap<Address, TargetQuality>,
+    ) -> StoreResult<()> {
         let mut st = self.conn.prepare(
             "SELECT wallet, status, COALESCE(reason, ''), COUNT(*), MAX(seen_at_ms) FROM fills \
              WHERE seen_at_ms >= ?1 AND wallet != ?2 GROUP BY wallet, status, reason",
@@ -74,6 +87,16 @@ impl Store {
             }
             q.last_seen_ms = q.last_seen_ms.max(Some(last));
         }
+        Ok(())
+    }
+
+    /// Each target's median delay from its block's time to our seeing the fill.
+    fn detection_delays(
+        &self,
+        since_ms: i64,
+        operator: &str,
+        out: &mut BTreeMap<Address, TargetQuality>,
+    ) -> StoreResult<()> {
         let mut st = self.conn.prepare(
             "SELECT f.wallet, f.seen_at_ms - f.block_ts * 1000 FROM fills f \
              WHERE f.seen_at_ms >= ?1 AND f.wallet != ?2 AND f.block_ts > 0 ORDER BY f.wallet, 2",
@@ -86,6 +109,16 @@ impl Store {
         for (w, d) in delays {
             out.entry(w).or_default().detection_ms = d.get(d.len() / 2).copied();
         }
+        Ok(())
+    }
+
+    /// Each target's copies against its own fills: our realized P&L, its, and the slippage.
+    fn copy_results(
+        &self,
+        since_ms: i64,
+        operator: &str,
+        out: &mut BTreeMap<Address, TargetQuality>,
+    ) -> StoreResult<()> {
         let mut st = self.conn.prepare(
             "SELECT f.wallet, f.side, f.token_id, f.shares, f.usdc, f.price, e.price, e.realized_pnl FROM fills f \
              JOIN executions e ON e.fill_id = f.id WHERE f.seen_at_ms >= ?1 AND f.wallet != ?2 ORDER BY f.id",
@@ -110,7 +143,7 @@ impl Store {
             let wallet = hex_addr(&w, "fills.wallet")?;
             out.entry(wallet).or_default().our_realized_usdc.0 += n[4];
             pairs.entry(wallet).or_default().push(Pair {
-                side: if side == "SELL" { Side::Sell } else { Side::Buy },
+                side: super::side(&side, "fills.side")?,
                 token: dec_u256(&token, "fills.token_id")?,
                 target_shares: Shares(n[0]),
                 target_usdc: Usdc(n[1]),
@@ -123,7 +156,7 @@ impl Store {
             q.slippage_bps = slippage_bps(&ps);
             q.target_realized_usdc = target_realized(&ps);
         }
-        Ok(out)
+        Ok(())
     }
 }
 
