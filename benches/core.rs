@@ -125,27 +125,31 @@ fn journal(c: &mut Criterion) {
     });
 }
 
+/// Ten new fills of one wallet, two blocks' worth (`n` numbers them across calls).
+fn ten_fills(n: &mut u64) -> Vec<polycopy::domain::TargetFill> {
+    let maker = address_topic(&Address::repeat_byte(0xaa));
+    let data = words(&[0, 12_345, 47 * ONE as u64, 100 * ONE as u64, 0, 0, 0]);
+    (0..10)
+        .map(|_| {
+            *n += 1;
+            let order = B256::from(U256::from(*n));
+            let mut fill = decode_order_filled(&raw(&[ORDER_FILLED_V2, order, maker, B256::ZERO], &data)).unwrap();
+            fill.id = FillId { tx_hash: order, order_hash: order, occurrence: 0 };
+            fill.block_number = 80_000_000 + *n / 5;
+            fill
+        })
+        .collect()
+}
+
 /// What a paper copy waits for first: one poll's block range of ten fills journaled in one
 /// transaction (the load harness's steady rate brings ten fills a poll).
 fn journal_range_of_ten(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("bench.db")).unwrap();
-    let maker = address_topic(&Address::repeat_byte(0xaa));
-    let data = words(&[0, 12_345, 47 * ONE as u64, 100 * ONE as u64, 0, 0, 0]);
     let mut n: u64 = 0;
     c.bench_function("journal a block range of 10 fills (one transaction)", |b| {
         b.iter(|| {
-            let fills: Vec<_> = (0..10)
-                .map(|_| {
-                    n += 1;
-                    let order = B256::from(U256::from(n));
-                    let mut fill =
-                        decode_order_filled(&raw(&[ORDER_FILLED_V2, order, maker, B256::ZERO], &data)).unwrap();
-                    fill.id = FillId { tx_hash: order, order_hash: order, occurrence: 0 };
-                    fill.block_number = 80_000_000 + n / 5;
-                    fill
-                })
-                .collect();
+            let fills = ten_fills(&mut n);
             let to = (fills[9].block_number, B256::repeat_byte(1));
             assert_eq!(store.journal_range(&fills, to, &[]).unwrap().to_copy.len(), 10);
         });
@@ -162,24 +166,12 @@ fn ten_paper_copies(c: &mut Criterion) {
 
     let dir = tempfile::tempdir().unwrap();
     let writer = spawn_writer(Store::open(&dir.path().join("bench.db")).unwrap()).unwrap();
-    let maker = address_topic(&Address::repeat_byte(0xaa));
-    let data = words(&[0, 12_345, 47 * ONE as u64, 100 * ONE as u64, 0, 0, 0]);
     let mut n: u64 = 0;
     c.bench_function("ten paper copies through the journal's writer (one batch)", |b| {
         b.iter_custom(|iters| {
             let mut spent = Duration::ZERO;
             for _ in 0..iters {
-                let fills: Vec<_> = (0..10)
-                    .map(|_| {
-                        n += 1;
-                        let order = B256::from(U256::from(n));
-                        let mut fill =
-                            decode_order_filled(&raw(&[ORDER_FILLED_V2, order, maker, B256::ZERO], &data)).unwrap();
-                        fill.id = FillId { tx_hash: order, order_hash: order, occurrence: 0 };
-                        fill.block_number = 80_000_000 + n / 5;
-                        fill
-                    })
-                    .collect();
+                let fills = ten_fills(&mut n);
                 let (rows_tx, rows_rx) = channel();
                 let range = fills.clone();
                 let job: Job = Box::new(move |s: &mut Store| {
