@@ -110,19 +110,24 @@ fn journal(c: &mut Criterion) {
             let row = out.to_copy[0].row;
             let intent = OrderIntent::for_fill(&fill, row, Shares(10 * ONE), Price(480_000));
             assert!(store.record_intent(&intent).unwrap());
-            let exec = Execution {
-                fill_row: row,
-                side: Side::Buy,
-                token_id: fill.token_id,
-                shares: Shares(10 * ONE),
-                price: Price(470_000),
-                usdc: Usdc(4_700_000),
-                mode: "paper",
-                at_ms: 0,
-            };
+            let exec = paper_buy(row, &fill);
             assert!(store.record_execution(&exec, &fill.wallet).unwrap().is_some());
         });
     });
+}
+
+/// Our paper BUY of 10 shares at 0.47 copying `fill` (journaled at `row`).
+fn paper_buy(row: i64, fill: &polycopy::domain::TargetFill) -> Execution {
+    Execution {
+        fill_row: row,
+        side: Side::Buy,
+        token_id: fill.token_id,
+        shares: Shares(10 * ONE),
+        price: Price(470_000),
+        usdc: Usdc(4_700_000),
+        mode: "paper",
+        at_ms: 0,
+    }
 }
 
 /// Ten new fills of one wallet, two blocks' worth (`n` numbers them across calls).
@@ -189,16 +194,7 @@ fn ten_paper_copies(c: &mut Criterion) {
                     let start = Instant::now();
                     for (fill, row) in fills.into_iter().zip(rows) {
                         let intent = OrderIntent::for_fill(&fill, row, Shares(10 * ONE), Price(480_000));
-                        let exec = Execution {
-                            fill_row: row,
-                            side: Side::Buy,
-                            token_id: fill.token_id,
-                            shares: Shares(10 * ONE),
-                            price: Price(470_000),
-                            usdc: Usdc(4_700_000),
-                            mode: "paper",
-                            at_ms: 0,
-                        };
+                        let exec = paper_buy(row, &fill);
                         let booked =
                             s.atomically(|s| s.record_paper_copy(&intent, &exec, &fill.wallet, true, true)).unwrap();
                         assert!(matches!(booked, polycopy::store::PaperBooking::Booked(Some(_))));
