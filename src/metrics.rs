@@ -281,8 +281,8 @@ impl Metrics {
             write_metric(&mut o, name, kind, help, &one(v));
         }
         self.render_copies(&mut o);
-        self.render_incidents(&mut o);
         render_chain(&mut o, feed, now_ms);
+        self.render_incidents(&mut o);
         self.render_money(&mut o);
         self.render_operations(&mut o);
         self.render_targets(&mut o);
