@@ -9,7 +9,7 @@ use std::str::FromStr;
 use alloy::primitives::{Address, B256, U256};
 use criterion::{Criterion, criterion_group, criterion_main};
 use polycopy::chain::events::{ORDER_FILLED_V1, ORDER_FILLED_V2, RawLog, address_topic, decode_order_filled};
-use polycopy::domain::{Execution, FillId, OrderIntent, Price, Shares, Side, Usdc};
+use polycopy::domain::{ExecMode, Execution, FillId, OrderIntent, Price, Shares, Side, Usdc};
 use polycopy::risk::sizing::SizingContext;
 use polycopy::risk::{Book, CopyRules, Limits, SizingRule, WalletActivity, check_intent, size_copy};
 use polycopy::store::Store;
@@ -68,7 +68,7 @@ fn sizing_and_limits(c: &mut Criterion) {
             shares: Shares(10 * ONE),
             price: Price(500_000),
             usdc: Usdc(5 * ONE),
-            mode: "paper",
+            mode: ExecMode::Paper,
             at_ms: 0,
         });
     }
@@ -125,7 +125,7 @@ fn paper_buy(row: i64, fill: &polycopy::domain::TargetFill) -> Execution {
         shares: Shares(10 * ONE),
         price: Price(470_000),
         usdc: Usdc(4_700_000),
-        mode: "paper",
+        mode: ExecMode::Paper,
         at_ms: 0,
     }
 }

@@ -115,6 +115,40 @@ pub fn u256_to_micros(v: U256) -> Option<i64> {
     i64::try_from(v).ok()
 }
 
+/// What an execution in the journal is: a copy (paper or live), a resolved market paying out, or
+/// the operator's reconciliation. Spelled in the journal as [`ExecMode::as_str`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecMode {
+    /// A simulated fill (paper trading).
+    Paper,
+    /// A fill on the exchange.
+    Live,
+    /// A resolved market's payout.
+    Settlement,
+    /// A correction recorded by `reconcile`.
+    Adjustment,
+}
+
+impl ExecMode {
+    /// As the journal spells it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Paper => "paper",
+            Self::Live => "live",
+            Self::Settlement => "settlement",
+            Self::Adjustment => "adjustment",
+        }
+    }
+
+    /// Parses the journal's spelling.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Paper, Self::Live, Self::Settlement, Self::Adjustment].into_iter().find(|m| m.as_str() == s)
+    }
+}
+
 /// Which way a trade goes, from the point of view of the wallet that signed the order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -364,8 +398,8 @@ pub struct Execution {
     pub price: Price,
     /// Collateral paid (BUY) or received (SELL).
     pub usdc: Usdc,
-    /// "paper" or "live".
-    pub mode: &'static str,
+    /// Where it happened: a paper or live fill, a market's settlement, or an operator's adjustment.
+    pub mode: ExecMode,
     /// When it happened, unix ms.
     pub at_ms: i64,
 }
@@ -400,5 +434,16 @@ mod tests {
         assert_eq!(mul_price_ceil(Shares(1), Price(1)), 1);
         assert_eq!(mul_price_floor(Shares(1), Price(1)), 0);
         assert_eq!(mul_price_ceil(Shares(10 * ONE), Price(470_000)), 4_700_000);
+    }
+
+    #[test]
+    fn an_execution_mode_reads_back_as_written_in_the_journal_and_in_json() {
+        for m in [ExecMode::Paper, ExecMode::Live, ExecMode::Settlement, ExecMode::Adjustment] {
+            assert_eq!(ExecMode::parse(m.as_str()), Some(m));
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{}\"", m.as_str()));
+        }
+        for bad in ["", "Paper", "PAPER", "papr", "dry"] {
+            assert_eq!(ExecMode::parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use alloy::primitives::Address;
 use serde::Serialize;
 
-use crate::domain::{Price, TokenId, Usdc, addr_lower, format_micros, mul_price_floor};
+use crate::domain::{ExecMode, Price, TokenId, Usdc, addr_lower, format_micros, mul_price_floor};
 use crate::risk::Book;
 use crate::store::{ExecRow, FillCounts, utc_day_start};
 
@@ -126,7 +126,7 @@ pub fn build(
         if row.exec.at_ms >= from {
             realized += row.realized.0;
             series.push((row.exec.at_ms, realized, book.exposure().0));
-            let who = if row.exec.mode == "settlement" {
+            let who = if row.exec.mode == ExecMode::Settlement {
                 "resolved markets".to_owned()
             } else {
                 name(&addr_lower(&row.wallet))
@@ -481,7 +481,7 @@ mod tests {
                 shares: Shares(shares),
                 price: Price(0),
                 usdc: Usdc(usdc),
-                mode: "paper",
+                mode: ExecMode::Paper,
                 at_ms: at,
             },
             wallet: Address::repeat_byte(w),

@@ -6,7 +6,9 @@
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 
 use crate::clob::public::PublicClob;
-use crate::domain::{Execution, OrderIntent, OrderType, Price, Shares, Side, Usdc, mul_price_ceil, mul_price_floor};
+use crate::domain::{
+    ExecMode, Execution, OrderIntent, OrderType, Price, Shares, Side, Usdc, mul_price_ceil, mul_price_floor,
+};
 use crate::risk::book_walk::walk_book;
 use crate::risk::sizing::limit_price;
 
@@ -117,7 +119,7 @@ pub fn book_fill(
         shares: w.shares,
         price,
         usdc: w.usdc,
-        mode: "paper",
+        mode: ExecMode::Paper,
         at_ms,
     })
 }
@@ -142,7 +144,7 @@ pub fn paper_fill(intent: &OrderIntent, slippage_bps: u32, at_ms: i64) -> Execut
         shares: intent.shares,
         price,
         usdc,
-        mode: "paper",
+        mode: ExecMode::Paper,
         at_ms,
     }
 }

@@ -22,7 +22,7 @@ use crate::clob::order::{StoredOrder, salt_for};
 use crate::clob::outcome::{LookupOutcome, PostOutcome, stable_code};
 use crate::clob::pricing::{approved_limit_on_tick, size_for_market};
 use crate::clob::venue::{Venue, decimal_to_micros};
-use crate::domain::{Execution, OrderIntent, Price, Shares, Side, Usdc, mul_price_ceil, mul_price_floor};
+use crate::domain::{ExecMode, Execution, OrderIntent, Price, Shares, Side, Usdc, mul_price_ceil, mul_price_floor};
 use crate::risk::TradingGate;
 use crate::store::OrderStatus;
 use crate::store::{OrderRow, now_ms};
@@ -393,7 +393,7 @@ impl Run {
             shares,
             price,
             usdc,
-            mode: "live",
+            mode: ExecMode::Live,
             at_ms: now_ms(),
         }
     }

@@ -170,7 +170,7 @@ mod tests {
             shares: Shares(shares),
             price: Price(0),
             usdc: Usdc(usdc),
-            mode: "paper",
+            mode: crate::domain::ExecMode::Paper,
             at_ms: 0,
         }
     }

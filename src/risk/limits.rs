@@ -110,7 +110,7 @@ mod tests {
                     shares: Shares(c * 2),
                     price: Price(500_000),
                     usdc: Usdc(c),
-                    mode: "paper",
+                    mode: crate::domain::ExecMode::Paper,
                     at_ms: 0,
                 });
             }

@@ -471,7 +471,7 @@ pub(crate) fn record_execution_in(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             e.fill_row,
-            e.mode,
+            e.mode.as_str(),
             addr_lower(wallet),
             e.side.as_str(),
             token,

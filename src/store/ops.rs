@@ -180,13 +180,8 @@ impl Store {
                     shares: Shares(n[0]),
                     price: Price(n[1]),
                     usdc: Usdc(n[2]),
-                    mode: match mode.as_str() {
-                        "paper" => "paper",
-                        "live" => "live",
-                        "settlement" => "settlement",
-                        "adjustment" => "adjustment",
-                        _ => return Err(super::StoreError::Corrupt { column: "executions.mode", value: mode }),
-                    },
+                    mode: crate::domain::ExecMode::parse(&mode)
+                        .ok_or(super::StoreError::Corrupt { column: "executions.mode", value: mode })?,
                     at_ms: n[3],
                 },
                 wallet: hex_addr(&wallet, "executions.wallet")?,

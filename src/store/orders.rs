@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, StoreResult, dec_u256, now_ms};
 use crate::clob::order::StoredOrder;
-use crate::domain::{Execution, Price, Shares, Side, TokenId, Usdc};
+use crate::domain::{ExecMode, Execution, Price, Shares, Side, TokenId, Usdc};
 use crate::risk::Position;
 
 /// A stored live order and what is known of it.
@@ -275,7 +275,7 @@ impl Store {
             shares: Shares(n[0]),
             price: Price(n[1]),
             usdc: Usdc(n[2]),
-            mode: "live",
+            mode: ExecMode::Live,
             at_ms: n[4],
         };
         Ok(Some((e, Usdc(n[3]))))

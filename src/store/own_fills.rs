@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::journal::record_execution_in;
 use super::{Store, StoreError, StoreResult, dec_u256, hex_addr, now_ms};
-use crate::domain::{Execution, Price, Shares, Side, Usdc};
+use crate::domain::{ExecMode, Execution, Price, Shares, Side, Usdc};
 use crate::risk::Position;
 
 /// An order of ours booked from its fill on chain.
@@ -95,8 +95,16 @@ impl Store {
         let token_id = dec_u256(&token, "intents.token_id")?;
         let wallet = hex_addr(&wallet, "fills.wallet")?;
         let price = i64::try_from(i128::from(usdc.0) * 1_000_000 / i128::from(shares.0)).unwrap_or(0);
-        let exec =
-            Execution { fill_row, side, token_id, shares, price: Price(price), usdc, mode: "live", at_ms: now_ms() };
+        let exec = Execution {
+            fill_row,
+            side,
+            token_id,
+            shares,
+            price: Price(price),
+            usdc,
+            mode: ExecMode::Live,
+            at_ms: now_ms(),
+        };
         tx.execute(
             "UPDATE orders SET status = 'matched', shares = ?2, usdc = ?3, settled = 1, settle_tx = ?4, \
              message = 'booked from our fill on chain', updated_at_ms = ?5 WHERE fill_id = ?1",

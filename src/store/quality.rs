@@ -8,7 +8,7 @@ use alloy::primitives::Address;
 use rusqlite::params;
 
 use super::{Store, StoreResult, dec_u256, hex_addr};
-use crate::domain::{OPERATOR, Shares, Side, TokenId, Usdc, addr_lower};
+use crate::domain::{ExecMode, OPERATOR, Shares, Side, TokenId, Usdc, addr_lower};
 use crate::risk::Position;
 use crate::risk::book::position_after;
 
@@ -189,7 +189,7 @@ fn target_realized(ps: &[Pair]) -> Usdc {
             shares: p.target_shares,
             price: crate::domain::Price(p.target_price),
             usdc: p.target_usdc,
-            mode: "paper",
+            mode: ExecMode::Paper,
             at_ms: 0,
         };
         let (after, r) = position_after(pos, &exec);

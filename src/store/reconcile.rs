@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rusqlite::params;
 
 use super::{Store, StoreResult, dec_u256, now_ms};
-use crate::domain::{Execution, Price, Shares, Side, TokenId, Usdc, mul_price_ceil};
+use crate::domain::{ExecMode, Execution, Price, Shares, Side, TokenId, Usdc, mul_price_ceil};
 use crate::risk::Position;
 use crate::risk::book::position_after;
 
@@ -94,7 +94,7 @@ impl Store {
             shares,
             price: avg,
             usdc,
-            mode: "adjustment",
+            mode: ExecMode::Adjustment,
             at_ms: now_ms(),
         };
         let (after, realized) = position_after(pos, &exec);

@@ -196,7 +196,7 @@ mod tests {
             shares: Shares(10_000_000),
             price: Price(500_000),
             usdc: Usdc(5_000_000),
-            mode: "paper",
+            mode: crate::domain::ExecMode::Paper,
             at_ms: 0,
         };
         let buy = Event::Executed {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use crate::domain::{
-    ExchangeVersion, Execution, FillId, OrderIntent, Price, Role, Shares, Side, TargetFill, TokenId, Usdc,
+    ExchangeVersion, ExecMode, Execution, FillId, OrderIntent, Price, Role, Shares, Side, TargetFill, TokenId, Usdc,
     mul_price_ceil, mul_price_floor,
 };
 use crate::risk::book::position_after;
@@ -194,7 +194,7 @@ impl Replay {
             shares,
             price,
             usdc,
-            mode: "paper",
+            mode: ExecMode::Paper,
             at_ms: at,
         };
         let (pos, realized) = position_after(self.book.position(&t.token_id), &exec);

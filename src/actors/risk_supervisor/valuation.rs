@@ -11,7 +11,7 @@ use tracing::error;
 use super::RiskSupervisor;
 use crate::actors::notifier::Event;
 use crate::actors::store::{GetExecution, RecordSettlement, RecordSettlementChange, SetMarks, UnsettledBefore};
-use crate::domain::{Execution, Price, Side, TokenId, Usdc, mul_price_floor};
+use crate::domain::{ExecMode, Execution, Price, Side, TokenId, Usdc, mul_price_floor};
 use crate::market::MarketInfo;
 use crate::risk::book::{position_after, position_with, position_without};
 use crate::store::now_ms;
@@ -160,7 +160,7 @@ impl Handler<Resolved> for RiskSupervisor {
                 shares: pos.shares,
                 price: payout,
                 usdc: Usdc(mul_price_floor(pos.shares, payout)),
-                mode: "settlement",
+                mode: ExecMode::Settlement,
                 at_ms: now_ms(),
             };
             let (after, realized) = position_after(pos, &exec);
