@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::domain::{ExecMode, Price, TokenId, Usdc, addr_lower, format_micros, mul_price_floor};
 use crate::risk::Book;
-use crate::store::{ExecRow, FillCounts, utc_day_start};
+use crate::store::{ExecRow, FillCounts, FillStatus, utc_day_start};
 
 /// Which report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -179,16 +179,16 @@ fn tally(
     let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
     for ((wallet, status, reason), n) in &counts.by {
         let t = per_target.entry(name(wallet)).or_default();
-        match status.as_str() {
-            "executed" => {
+        match status {
+            FillStatus::Executed => {
                 copied += n;
                 t.0 += n;
             }
-            "rejected" => {
+            FillStatus::Rejected => {
                 *rejected.entry(reason.clone()).or_default() += n;
                 t.1 += n;
             }
-            _ => {}
+            FillStatus::Pending | FillStatus::Withdrawn => {}
         }
     }
     (copied, rejected)
@@ -500,9 +500,9 @@ mod tests {
         ];
         let prices = BTreeMap::from([(U256::from(1), Price(600_000)), (U256::from(2), Price(300_000))]);
         let mut counts = FillCounts::default();
-        counts.by.insert((addr_lower(&Address::repeat_byte(1)), "executed".into(), String::new()), 1);
-        counts.by.insert((addr_lower(&Address::repeat_byte(2)), "executed".into(), String::new()), 1);
-        counts.by.insert((addr_lower(&Address::repeat_byte(2)), "rejected".into(), "max_order_usdc".into()), 2);
+        counts.by.insert((addr_lower(&Address::repeat_byte(1)), FillStatus::Executed, String::new()), 1);
+        counts.by.insert((addr_lower(&Address::repeat_byte(2)), FillStatus::Executed, String::new()), 1);
+        counts.by.insert((addr_lower(&Address::repeat_byte(2)), FillStatus::Rejected, "max_order_usdc".into()), 2);
         let labels = HashMap::from([(Address::repeat_byte(1), "whale".to_owned())]);
         let r = build(Period::Daily, now, &execs, &prices, &counts, &labels);
         assert_eq!(r.realized_usdc, "0.5");

@@ -9,6 +9,7 @@ use super::{EXIT_NO_ACK, EXIT_NO_DAEMON, GlobalArgs, open_store, settings_or_bai
 use crate::control::client::{ControlError, ask};
 use crate::control::{Reply, Request};
 use crate::risk::close::MarketSelector;
+use crate::store::FillStatus;
 
 /// How long the CLI waits for the daemon to journal a close's orders.
 const CLOSE_ACK: Duration = Duration::from_secs(12);
@@ -67,7 +68,7 @@ fn follow(s: &crate::config::Settings, rows: &[i64], wait: Duration) -> Result<i
         let mut still = Vec::new();
         for row in open {
             match store.fill_outcome(row)? {
-                Some(o) if o.status == "executed" => {
+                Some(o) if o.status == FillStatus::Executed => {
                     let (shares, price) = o.executed.unwrap_or_default();
                     match o.ordered {
                         // FAK: the book may take only part; the rest is still ours.
@@ -82,7 +83,7 @@ fn follow(s: &crate::config::Settings, rows: &[i64], wait: Duration) -> Result<i
                         _ => println!("close order {row}: sold {shares} shares at {price}"),
                     }
                 }
-                Some(o) if o.status != "pending" => {
+                Some(o) if o.status != FillStatus::Pending => {
                     failed = true;
                     println!("close order {row}: {}: {}", o.status, o.detail.unwrap_or_default());
                 }

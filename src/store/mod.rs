@@ -7,6 +7,7 @@
 mod archive;
 pub mod batch;
 mod checkpoint;
+mod fill_status;
 pub mod identity;
 mod journal;
 pub mod lock;
@@ -30,6 +31,7 @@ use std::path::Path;
 use alloy::primitives::{Address, B256, U256};
 
 pub use archive::Pruned;
+pub use fill_status::FillStatus;
 pub use journal::{PaperBooking, PendingFill};
 pub use maintenance::check_file;
 pub use operator::{FillOutcome, PausedMarket};

@@ -27,8 +27,8 @@ pub struct PausedMarket {
 /// How one journaled order ended, as far as the journal knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FillOutcome {
-    /// `pending`, `executed`, `rejected`, `withdrawn`.
-    pub status: String,
+    /// Where the fill stands.
+    pub status: super::FillStatus,
     /// Why, when refused.
     pub detail: Option<String>,
     /// The shares the order asked for.

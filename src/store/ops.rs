@@ -25,7 +25,7 @@ pub struct ExecRow {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FillCounts {
     /// (wallet, status, reason) → count.
-    pub by: BTreeMap<(String, String, String), u64>,
+    pub by: BTreeMap<(String, super::FillStatus, String), u64>,
 }
 
 /// A Telegram message kept in the journal across a stop.
@@ -243,7 +243,7 @@ impl Store {
         )?;
         let rows = st.query_map([since_ms], |r| {
             Ok((
-                (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?),
+                (r.get::<_, String>(0)?, r.get::<_, super::FillStatus>(1)?, r.get::<_, String>(2)?),
                 r.get::<_, i64>(3)?.unsigned_abs(),
             ))
         })?;

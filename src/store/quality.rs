@@ -70,7 +70,7 @@ impl Store {
         let rows = st.query_map(params![since_ms, operator], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
+                r.get::<_, super::FillStatus>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, i64>(3)?,
                 r.get::<_, i64>(4)?,
@@ -80,10 +80,10 @@ impl Store {
             let (w, status, reason, n, last) = r?;
             let q = out.entry(hex_addr(&w, "fills.wallet")?).or_default();
             let n = u64::try_from(n).unwrap_or(0);
-            match status.as_str() {
-                "executed" => q.copies += n,
-                "rejected" => *q.refusals.entry(reason).or_insert(0) += n,
-                _ => {}
+            match status {
+                super::FillStatus::Executed => q.copies += n,
+                super::FillStatus::Rejected => *q.refusals.entry(reason).or_insert(0) += n,
+                super::FillStatus::Pending | super::FillStatus::Withdrawn => {}
             }
             q.last_seen_ms = q.last_seen_ms.max(Some(last));
         }

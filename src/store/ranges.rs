@@ -25,7 +25,7 @@ pub struct JournalOutcome {
 /// What the journal knows of a fill seen again.
 struct Known {
     row: i64,
-    status: String,
+    status: super::FillStatus,
     suspect: bool,
     has_intent: bool,
     provisional: bool,
@@ -172,7 +172,7 @@ fn journal_fill(
         return Ok(());
     }
     // Seen before: a re-inclusion after a reorg (same identity, maybe another block).
-    let revive = k.status == "withdrawn" && !k.has_intent;
+    let revive = k.status == super::FillStatus::Withdrawn && !k.has_intent;
     if k.suspect || revive {
         exec(
             tx,
@@ -181,7 +181,7 @@ fn journal_fill(
              WHERE id = ?1",
             params![k.row, f.block_number as i64, f.block_hash.to_string(), f.log_index as i64, revive],
         )?;
-        if revive || (k.status == "pending" && !k.has_intent) {
+        if revive || (k.status == super::FillStatus::Pending && !k.has_intent) {
             out.to_copy.push(PendingFill { row: k.row, fill: f.clone(), intent: None, journaled: None });
         }
     }
@@ -212,16 +212,16 @@ fn known(tx: &Connection, f: &TargetFill) -> StoreResult<Known> {
 /// one already copied is flagged, any other is withdrawn. The partial index keeps this sweep, run
 /// for every range, independent of the journal's size.
 fn sweep_gone(tx: &Connection, to: u64, out: &mut JournalOutcome) -> StoreResult<()> {
-    let gone: Vec<(i64, String, String)> = {
+    let gone: Vec<(i64, String, super::FillStatus)> = {
         let mut st = tx.prepare_cached(&format!(
             "SELECT {FILL_COLS}, f.status FROM fills f INDEXED BY fills_suspect WHERE f.suspect = 1 AND f.block_number <= ?1"
         ))?;
-        let rows = st.query_map([to as i64], |r| Ok((r.get(0)?, r.get::<_, String>(13)?, r.get::<_, String>(18)?)))?;
+        let rows = st.query_map([to as i64], |r| Ok((r.get(0)?, r.get::<_, String>(13)?, r.get(18)?)))?;
         rows.collect::<Result<_, _>>()?
     };
     for (row, token, status) in gone {
         let fill = load_fill(tx, row, &token)?;
-        if status == "executed" {
+        if status == super::FillStatus::Executed {
             exec(tx, "UPDATE fills SET suspect = 0, reorged_after_copy = 1 WHERE id = ?1", [row])?;
             out.reorged_after_copy.push(fill);
         } else {

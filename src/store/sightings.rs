@@ -76,14 +76,14 @@ pub(super) fn link_staged(tx: &Connection, row: i64, f: &TargetFill) -> rusqlite
 pub(super) fn confirm(tx: &Connection, row: i64, mined: &TargetFill) -> StoreResult<(Option<PendingFill>, bool)> {
     let token = mined.token_id.to_string();
     let before = load_fill(tx, row, &token)?;
-    let (status, triggered, has_intent, orphaned): (String, Option<String>, bool, bool) = query_one(
+    let (status, triggered, has_intent, orphaned): (super::FillStatus, Option<String>, bool, bool) = query_one(
         tx,
         "SELECT status, triggered_by, EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id), orphaned FROM fills WHERE id = ?1",
         [row],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    let revive = orphaned && status == "withdrawn" && !has_intent;
-    let hand_on = !has_intent && (revive || (status == "pending" && triggered.is_none()));
+    let revive = orphaned && status == super::FillStatus::Withdrawn && !has_intent;
+    let hand_on = !has_intent && (revive || (status == super::FillStatus::Pending && triggered.is_none()));
     exec(
         tx,
         "UPDATE fills SET provisional = 0, orphaned = 0, block_number = ?2, block_hash = ?3, log_index = ?4, \
