@@ -348,6 +348,19 @@ mod tests {
         }
         s.conn.execute("UPDATE fills SET side = 'Sell'", []).unwrap();
         assert!(matches!(s.target_quality(0), Err(StoreError::Corrupt { column: "fills.side", .. })));
+        let token = f.token_id.to_string();
+        for (sql, column) in [
+            ("UPDATE fills SET side = 'BUY', role = 'Taker'", "role"),
+            ("UPDATE fills SET role = 'maker', version = 'V3'", "version"),
+        ] {
+            s.conn.execute(sql, []).unwrap();
+            match journal::load_fill(&s.conn, row, &token) {
+                Err(StoreError::Corrupt { column: c, .. }) => assert_eq!(c, column),
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+        s.conn.execute("UPDATE fills SET version = 'V2', status = 'done'", []).unwrap();
+        assert!(s.fill_outcome(row).is_err(), "an unknown status is not read as any status");
     }
 
     #[test]
