@@ -151,7 +151,7 @@ fn run(cli: Cli) -> Result<i32> {
                 cli::ConfigError(format!("invalid settings:\n{}\n(run `polycopy check-config`)", render(&p)))
             })?;
             let env = cli::env_for(&settings, true)?;
-            init_logging(settings.log_format == "json");
+            init_logging(settings.log_format == polycopy::config::settings::LogFormat::Json);
             let system = actix_rt::System::new();
             system.block_on(run_daemon(DaemonConfig { settings, env })).map_err(|e| match e {
                 DaemonError::Wallets { .. } => anyhow::Error::new(cli::ConfigError(e.to_string())),

@@ -32,8 +32,8 @@ pub struct Settings {
     pub wallets_path: PathBuf,
     /// While this file exists the breaker is tripped.
     pub emergency_stop_file: PathBuf,
-    /// "text" or "json".
-    pub log_format: String,
+    /// How the log is written.
+    pub log_format: LogFormat,
     /// Chain access.
     pub chain: ChainSettings,
     /// Copy sizing.
@@ -331,6 +331,36 @@ impl Trigger {
     }
 }
 
+/// How the log is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line, for a log shipper.
+    Json,
+}
+
+/// What reaching the daily loss limit does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DailyLossAction {
+    /// Trading goes to `reducing`: exits of open positions are still copied, nothing new is bought.
+    Reduce,
+    /// Trading halts: nothing is sent.
+    Halt,
+}
+
+/// How a paper copy is priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillModel {
+    /// At the target's price moved by the simulated slippage (no network).
+    TargetPrice,
+    /// By walking the CLOB's live order book.
+    OrderBook,
+}
+
 /// Where pending transactions are read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -393,8 +423,8 @@ pub struct RiskSettings {
     pub breaker_poll_ms: u64,
     /// How often open positions are marked at CLOB midpoints, seconds (0 = never).
     pub mark_interval_s: u64,
-    /// What the daily loss limit does: `reduce` (only exits are copied) or `halt`.
-    pub daily_loss_action: String,
+    /// What the daily loss limit does.
+    pub daily_loss_action: DailyLossAction,
     /// The trading day (and the daily loss limit) opens at this hour, UTC.
     pub day_starts_at_hour: u32,
 }
@@ -405,8 +435,8 @@ pub struct RiskSettings {
 pub struct PaperSettings {
     /// Simulated slippage against us, bps (`target_price` model).
     pub slippage_bps: u32,
-    /// `target_price` (no network) or `order_book` (walk the CLOB's live book).
-    pub fill_model: String,
+    /// How a paper copy is priced.
+    pub fill_model: FillModel,
 }
 
 /// `[live]`: live trading on Polymarket's CLOB V2.

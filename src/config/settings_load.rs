@@ -33,6 +33,61 @@ const SETTINGS_SECTIONS: [&str; 12] = [
 const FILE_ONLY_VARS: [&str; 4] =
     ["POLYCOPY_MODE", "POLYCOPY_DB_PATH", "POLYCOPY_LIVE__DB_PATH", "POLYCOPY_CONTROL_SOCKET"];
 
+/// A value set by a `POLYCOPY_` variable is blamed on that variable, not on the file.
+fn blame_variables(problems: Vec<Problem>) -> Vec<Problem> {
+    problems
+        .into_iter()
+        .map(|p| {
+            let var = format!("POLYCOPY_{}", p.field.replace('.', "__").to_ascii_uppercase());
+            if std::env::var_os(&var).is_some() { Problem::new("environment", &var, p.message) } else { p }
+        })
+        .collect()
+}
+
+/// Settings that take one of a few words, with the words.
+const CHOICES: [(&str, &[&str]); 6] = [
+    ("mode", &["paper", "live"]),
+    ("log_format", &["text", "json"]),
+    ("risk.daily_loss_action", &["reduce", "halt"]),
+    ("paper.fill_model", &["target_price", "order_book"]),
+    ("detection.trigger", &["confirmed", "pending"]),
+    ("detection.pending_source", &["txpool", "subscription"]),
+];
+
+/// How loud each kind of Telegram message is (`[telegram.notify]`).
+const NOTIFY_LEVELS: [&str; 3] = ["on", "silent", "off"];
+
+/// Every word-valued setting holding a word it does not take, each at its key with the words it
+/// takes. Checked before the settings are typed: typing would stop at the first one and name the
+/// program's enum instead of the setting's choices.
+fn choice_problems(cfg: &Config, origin: &str) -> Vec<Problem> {
+    let mut found: Vec<(String, String, &[&str])> = CHOICES
+        .iter()
+        .filter_map(|(key, words)| cfg.get_string(key).ok().map(|v| ((*key).to_owned(), v, *words)))
+        .collect();
+    if let Ok(levels) = cfg.get_table("telegram.notify") {
+        for (kind, v) in levels {
+            found.push((format!("telegram.notify.{kind}"), v.to_string(), &NOTIFY_LEVELS[..]));
+        }
+    }
+    found
+        .into_iter()
+        .filter(|(_, v, words)| !words.contains(&v.as_str()))
+        .map(|(key, v, words)| Problem::new(origin, &key, must_be(words, &v)))
+        .collect()
+}
+
+/// "must be "a" or "b", got "x"", or with more words, "must be one of …".
+fn must_be(words: &[&str], got: &str) -> String {
+    match words {
+        [a, b] => format!("must be {a:?} or {b:?}, got {got:?}"),
+        _ => {
+            let all: Vec<String> = words.iter().map(|w| format!("{w:?}")).collect();
+            format!("must be one of {}, got {got:?}", all.join(", "))
+        }
+    }
+}
+
 /// The settings files layered on the defaults: the system file, then `--config`.
 struct Layers {
     builder: config::ConfigBuilder<config::builder::DefaultState>,
@@ -160,18 +215,14 @@ impl Settings {
         if !typed.is_empty() {
             return Err(typed);
         }
+        let words = blame_variables(choice_problems(&cfg, &origin));
+        if !words.is_empty() {
+            return Err(words);
+        }
         let mut s: Self =
             cfg.try_deserialize().map_err(|e| vec![Problem::new(origin.clone(), "(settings)", e.to_string())])?;
         s.origin = if read.is_empty() { "built-in defaults".to_owned() } else { read.join(" + ") };
-        // A value set by a POLYCOPY_ variable is blamed on that variable, not on the file.
-        let problems: Vec<Problem> = s
-            .validate(&origin)
-            .into_iter()
-            .map(|p| {
-                let var = format!("POLYCOPY_{}", p.field.replace('.', "__").to_ascii_uppercase());
-                if std::env::var_os(&var).is_some() { Problem::new("environment", &var, p.message) } else { p }
-            })
-            .collect();
+        let problems = blame_variables(s.validate(&origin));
         if problems.is_empty() { Ok(s) } else { Err(problems) }
     }
 }
@@ -208,5 +259,46 @@ mod tests {
         ] {
             assert_eq!(is_settings_var(name), is, "{name}");
         }
+    }
+
+    #[test]
+    fn a_word_a_setting_does_not_take_is_named_with_the_words_it_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        let cases = [
+            ("mode = \"lve\"", "mode", "must be \"paper\" or \"live\", got \"lve\""),
+            ("log_format = \"xml\"", "log_format", "must be \"text\" or \"json\", got \"xml\""),
+            ("[risk]\ndaily_loss_action = \"halts\"", "risk.daily_loss_action", "must be \"reduce\" or \"halt\""),
+            ("[paper]\nfill_model = \"book\"", "paper.fill_model", "must be \"target_price\" or \"order_book\""),
+            ("[detection]\ntrigger = \"soon\"", "detection.trigger", "must be \"confirmed\" or \"pending\""),
+            ("[detection]\npending_source = \"ws\"", "detection.pending_source", "\"txpool\" or \"subscription\""),
+            (
+                "[telegram.notify]\nexecuted = \"loud\"",
+                "telegram.notify.executed",
+                "one of \"on\", \"silent\", \"off\"",
+            ),
+        ];
+        for (text, key, says) in cases {
+            std::fs::write(&f, text).unwrap();
+            let sources = SettingsSources { config_file: Some(f.clone()), system_file: None };
+            let problems = Settings::load(&sources).unwrap_err();
+            assert_eq!(problems.len(), 1, "{text}: {problems:?}");
+            assert_eq!(problems[0].field, key, "{text}");
+            assert!(problems[0].message.contains(says), "{text}: {}", problems[0].message);
+        }
+        // Every wrong word at once, not only the first.
+        std::fs::write(&f, "log_format = \"xml\"\n[paper]\nfill_model = \"book\"\n").unwrap();
+        let sources = SettingsSources { config_file: Some(f.clone()), system_file: None };
+        assert_eq!(Settings::load(&sources).unwrap_err().len(), 2);
+        // And the right words load as their typed values.
+        std::fs::write(
+            &f,
+            "log_format = \"json\"\n[risk]\ndaily_loss_action = \"halt\"\n[paper]\nfill_model = \"order_book\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(&SettingsSources { config_file: Some(f), system_file: None }).unwrap();
+        assert_eq!(s.log_format, crate::config::settings::LogFormat::Json);
+        assert_eq!(s.risk.daily_loss_action, crate::config::settings::DailyLossAction::Halt);
+        assert_eq!(s.paper.fill_model, crate::config::settings::FillModel::OrderBook);
     }
 }

@@ -10,7 +10,6 @@ use crate::config::Problem;
 pub(super) fn all(s: &Settings, file: &str) -> Vec<Problem> {
     let mut p = Vec::new();
     let mut bad = |field: &str, msg: String| p.push(Problem::new(file, field, msg));
-    general(s, &mut bad);
     chain(s, &mut bad);
     copy(s, &mut bad);
     risk(s, &mut bad);
@@ -20,13 +19,6 @@ pub(super) fn all(s: &Settings, file: &str) -> Vec<Problem> {
     telegram(s, &mut bad);
     paper_and_live(s, &mut bad);
     p
-}
-
-/// The log format.
-fn general(s: &Settings, bad: &mut impl FnMut(&str, String)) {
-    if !matches!(s.log_format.as_str(), "text" | "json") {
-        bad("log_format", format!("must be \"text\" or \"json\", got {:?}", s.log_format));
-    }
 }
 
 /// `[chain]`: the feed's pace, ranges, timeouts and failover.
@@ -92,9 +84,6 @@ fn risk(s: &Settings, bad: &mut impl FnMut(&str, String)) {
             "risk.max_position_usdc",
             format!("{} is above risk.max_total_exposure_usdc {}", r.max_position_usdc, r.max_total_exposure_usdc),
         );
-    }
-    if !matches!(r.daily_loss_action.as_str(), "reduce" | "halt") {
-        bad("risk.daily_loss_action", format!("must be \"reduce\" or \"halt\", got {:?}", r.daily_loss_action));
     }
     if r.day_starts_at_hour > 23 {
         bad("risk.day_starts_at_hour", format!("must be 0..=23 (UTC), got {}", r.day_starts_at_hour));
@@ -239,9 +228,6 @@ fn telegram(s: &Settings, bad: &mut impl FnMut(&str, String)) {
 fn paper_and_live(s: &Settings, bad: &mut impl FnMut(&str, String)) {
     if s.paper.slippage_bps > 5_000 {
         bad("paper.slippage_bps", format!("must be 0..=5000, got {}", s.paper.slippage_bps));
-    }
-    if !matches!(s.paper.fill_model.as_str(), "target_price" | "order_book") {
-        bad("paper.fill_model", format!("must be \"target_price\" or \"order_book\", got {:?}", s.paper.fill_model));
     }
     let l = &s.live;
     if let Err(e) = crate::clob::SigType::parse(&l.signature_type) {

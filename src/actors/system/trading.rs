@@ -104,7 +104,7 @@ async fn executor(
     gate: &TradingGate,
 ) -> Result<(actix::Recipient<crate::actors::executor::Execute>, Option<Arc<Venue>>), DaemonError> {
     if s.mode.is_paper() {
-        let books = if s.paper.fill_model == "order_book" {
+        let books = if s.paper.fill_model == crate::config::settings::FillModel::OrderBook {
             let timeout = Duration::from_millis(s.live.request_timeout_ms);
             match crate::clob::public::PublicClob::new(&env.clob_host, timeout) {
                 Ok(p) => Some(p),
@@ -132,7 +132,7 @@ async fn executor(
 
 /// The risk supervisor's settings.
 fn risk_config(s: &Settings, journal: Option<(PathBuf, FileIdentity)>, paper: bool) -> RiskConfig {
-    let walks_books = s.paper.fill_model == "order_book";
+    let walks_books = s.paper.fill_model == crate::config::settings::FillModel::OrderBook;
     RiskConfig {
         limits: s.limits(),
         max_consecutive_errors: s.risk.max_consecutive_errors,
@@ -140,7 +140,7 @@ fn risk_config(s: &Settings, journal: Option<(PathBuf, FileIdentity)>, paper: bo
         poll: Duration::from_millis(s.risk.breaker_poll_ms),
         max_in_flight: s.copy.max_in_flight,
         day_starts_at_hour: s.risk.day_starts_at_hour,
-        daily_loss_halts: s.risk.daily_loss_action == "halt",
+        daily_loss_halts: s.risk.daily_loss_action == crate::config::settings::DailyLossAction::Halt,
         close_slippage_bps: s.copy.max_slippage_bps,
         journal,
         // Paper without an order book to walk fills at the target's price: no executor needed.
