@@ -4,6 +4,10 @@ use std::fmt;
 
 use crate::domain::{Price, Shares, Usdc};
 
+/// The code of the daily loss limit: its refusals, and the trading state it sets (the new day
+/// lifts the `reducing` it set, and only that one).
+pub const DAILY_LOSS_LIMIT: &str = "daily_loss_limit";
+
 /// Why a target fill was not copied. `Display` gives `code: key=value ...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DenyReason {
@@ -170,7 +174,7 @@ impl DenyReason {
             Self::MaxTotalExposure { .. } => "max_total_exposure",
             Self::TradeRate { .. } => "trade_rate",
             Self::MinTradeInterval { .. } => "min_trade_interval",
-            Self::DailyLossLimit { .. } => "daily_loss_limit",
+            Self::DailyLossLimit { .. } => DAILY_LOSS_LIMIT,
             Self::Halted { .. } => "halted",
             Self::Reducing { .. } => "reducing",
             Self::WalletInactive => "wallet_inactive",

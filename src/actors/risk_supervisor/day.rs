@@ -25,7 +25,7 @@ impl RiskSupervisor {
         // The daily loss limit is daily: its `reducing` ends with the day. A halt (manual, errors,
         // or the limit configured to halt) waits for the operator.
         let s = &self.breaker.state;
-        if s.trading() == TradingState::Reducing && s.code == "daily_loss_limit" {
+        if s.trading() == TradingState::Reducing && s.code == crate::risk::reason::DAILY_LOSS_LIMIT {
             self.reset("daemon");
             self.notifier.do_send(Event::Alert {
                 message: "a new trading day opened: the daily loss limit is reset and copies are active again".into(),

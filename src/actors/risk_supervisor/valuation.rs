@@ -76,9 +76,9 @@ impl RiskSupervisor {
                 self.realized_today, self.limits.daily_loss_limit_usdc
             );
             if self.daily_loss_halts {
-                self.trip("daily_loss_limit", &reason, "daemon");
+                self.trip(crate::risk::reason::DAILY_LOSS_LIMIT, &reason, "daemon");
             } else {
-                self.reduce("daily_loss_limit", &reason, "daemon");
+                self.reduce(crate::risk::reason::DAILY_LOSS_LIMIT, &reason, "daemon");
             }
         }
     }
