@@ -42,13 +42,16 @@ struct Pair {
     our_price: i64,
 }
 
+/// Each target's figures, as they are gathered.
+type Qualities = BTreeMap<Address, TargetQuality>;
+
 impl Store {
     /// Every target's figures since `since_ms` (0: all time), by wallet.
     ///
     /// # Errors
     /// On a database error or a corrupt row.
     pub fn target_quality(&self, since_ms: i64) -> StoreResult<BTreeMap<Address, TargetQuality>> {
-        let mut out: BTreeMap<Address, TargetQuality> = BTreeMap::new();
+        let mut out = Qualities::new();
         let operator = addr_lower(&OPERATOR);
         self.quality_counts(since_ms, &operator, &mut out)?;
         self.detection_delays(since_ms, &operator, &mut out)?;
@@ -57,12 +60,7 @@ impl Store {
     }
 
     /// Each target's copies, refusals by reason, and last fill seen since `since_ms`.
-    fn quality_counts(
-        &self,
-        since_ms: i64,
-        operator: &str,
-        out: &mut BTreeMap<Address, TargetQuality>,
-    ) -> StoreResult<()> {
+    fn quality_counts(&self, since_ms: i64, operator: &str, out: &mut Qualities) -> StoreResult<()> {
         let mut st = self.conn.prepare(
             "SELECT wallet, status, COALESCE(reason, ''), COUNT(*), MAX(seen_at_ms) FROM fills \
              WHERE seen_at_ms >= ?1 AND wallet != ?2 GROUP BY wallet, status, reason",
@@ -91,12 +89,7 @@ impl Store {
     }
 
     /// Each target's median delay from its block's time to our seeing the fill.
-    fn detection_delays(
-        &self,
-        since_ms: i64,
-        operator: &str,
-        out: &mut BTreeMap<Address, TargetQuality>,
-    ) -> StoreResult<()> {
+    fn detection_delays(&self, since_ms: i64, operator: &str, out: &mut Qualities) -> StoreResult<()> {
         let mut st = self.conn.prepare(
             "SELECT f.wallet, f.seen_at_ms - f.block_ts * 1000 FROM fills f \
              WHERE f.seen_at_ms >= ?1 AND f.wallet != ?2 AND f.block_ts > 0 ORDER BY f.wallet, 2",
@@ -113,12 +106,7 @@ impl Store {
     }
 
     /// Each target's copies against its own fills: our realized P&L, its, and the slippage.
-    fn copy_results(
-        &self,
-        since_ms: i64,
-        operator: &str,
-        out: &mut BTreeMap<Address, TargetQuality>,
-    ) -> StoreResult<()> {
+    fn copy_results(&self, since_ms: i64, operator: &str, out: &mut Qualities) -> StoreResult<()> {
         let mut st = self.conn.prepare(
             "SELECT f.wallet, f.side, f.token_id, f.shares, f.usdc, f.price, e.price, e.realized_pnl FROM fills f \
              JOIN executions e ON e.fill_id = f.id WHERE f.seen_at_ms >= ?1 AND f.wallet != ?2 ORDER BY f.id",
