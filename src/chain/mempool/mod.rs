@@ -21,6 +21,10 @@ use crate::actors::store::{JournalPending, OrphanTx, ProvisionalTxs, StoreActor}
 use crate::actors::watcher::NewFills;
 use crate::chain::pending::{Sighting, decode_pending};
 use crate::chain::rpc::{ChainError, PoolTx, Rpc};
+use crate::domain::TargetFill;
+
+mod subscription;
+pub use subscription::subscribe;
 
 /// Rounds a sighted transaction may be missing from the pool with no receipt before it counts
 /// as dropped (one round may fall between its leaving the pool and its receipt appearing).
@@ -190,7 +194,29 @@ impl Mempool {
     /// One read of the pool: new settlements decoded and journaled, the tracked ones followed up.
     async fn round(&mut self) -> Result<(), ChainError> {
         let head = self.rpc.block_number().await?;
-        let (pool, in_pool) = match &mut self.source {
+        let (pool, in_pool) = self.read_pool().await?;
+        let seen_at = Instant::now();
+        let fills = self.decode_new(&pool, head).await;
+        if !fills.is_empty() {
+            self.hand_on(fills, seen_at).await?;
+        }
+        // Following up costs a call per followed transaction: once per poll period at most.
+        if self.followed_at.is_none_or(|t| t.elapsed() >= self.cfg.poll) {
+            self.follow_up(head, in_pool.as_ref()).await?;
+            self.followed_at = Some(Instant::now());
+        }
+        if self.seen.len() > SEEN_MAX {
+            // Old hashes are mined or gone; keep only what is still pending (as far as we know)
+            // or followed.
+            self.seen.retain(|h| in_pool.as_ref().is_some_and(|p| p.contains(h)) || self.tracked.contains_key(h));
+        }
+        Ok(())
+    }
+
+    /// This round's transactions, and the pool's hashes when the whole pool was read (a
+    /// subscription gives only arrivals, so nothing can be concluded from a hash's absence).
+    async fn read_pool(&mut self) -> Result<(Vec<PoolTx>, Option<HashSet<B256>>), ChainError> {
+        Ok(match &mut self.source {
             PoolSource::Txpool => {
                 let pool = self.rpc.txpool_pending().await?;
                 let in_pool: HashSet<B256> = pool.iter().map(|(h, _, _, _)| *h).collect();
@@ -203,12 +229,16 @@ impl Mempool {
                 }
                 (pool, None)
             }
-        };
-        let seen_at = Instant::now();
+        })
+    }
+
+    /// Our targets' fills in settlements not seen before, sent by one of the exchange's operators;
+    /// each such settlement is followed from now on.
+    async fn decode_new(&mut self, pool: &[PoolTx], head: u64) -> Vec<TargetFill> {
         let targets: HashSet<Address> = self.targets.borrow().iter().copied().collect();
         let seen_s = u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0);
         let mut fills = Vec::new();
-        for (hash, from, to, input) in &pool {
+        for (hash, from, to, input) in pool {
             if !self.cfg.exchanges.contains(to) || !self.seen.insert(*hash) {
                 continue;
             }
@@ -235,30 +265,24 @@ impl Mempool {
                 Err(e) => debug!(tx = %hash, cause = %e, "pending transaction to an exchange not decoded"),
             }
         }
-        if !fills.is_empty() {
-            let act_now = self.act_now.borrow().clone();
-            let n = fills.len();
-            let to_copy = self
-                .peers
-                .store
-                .send(JournalPending { fills, source: "pending", act_now })
-                .await
-                .map_err(|e| ChainError::Mailbox(e.to_string()))??;
-            self.peers.metrics.observe_pending_decode(seen_at.elapsed());
-            debug!(fills = n, now = to_copy.len(), "pending fills journaled");
-            if !to_copy.is_empty() && self.peers.sink.send(NewFills(to_copy)).await.is_err() {
-                warn!("pending fills journaled but not handed on; they are copied at the next start");
-            }
-        }
-        // Following up costs a call per followed transaction: once per poll period at most.
-        if self.followed_at.is_none_or(|t| t.elapsed() >= self.cfg.poll) {
-            self.follow_up(head, in_pool.as_ref()).await?;
-            self.followed_at = Some(Instant::now());
-        }
-        if self.seen.len() > SEEN_MAX {
-            // Old hashes are mined or gone; keep only what is still pending (as far as we know)
-            // or followed.
-            self.seen.retain(|h| in_pool.as_ref().is_some_and(|p| p.contains(h)) || self.tracked.contains_key(h));
+        fills
+    }
+
+    /// Journals sighted fills as provisional and hands those whose target acts on sight to the
+    /// registry.
+    async fn hand_on(&self, fills: Vec<TargetFill>, seen_at: Instant) -> Result<(), ChainError> {
+        let act_now = self.act_now.borrow().clone();
+        let n = fills.len();
+        let to_copy = self
+            .peers
+            .store
+            .send(JournalPending { fills, source: "pending", act_now })
+            .await
+            .map_err(|e| ChainError::Mailbox(e.to_string()))??;
+        self.peers.metrics.observe_pending_decode(seen_at.elapsed());
+        debug!(fills = n, now = to_copy.len(), "pending fills journaled");
+        if !to_copy.is_empty() && self.peers.sink.send(NewFills(to_copy)).await.is_err() {
+            warn!("pending fills journaled but not handed on; they are copied at the next start");
         }
         Ok(())
     }
@@ -337,73 +361,4 @@ impl Mempool {
         }
         Ok(())
     }
-}
-
-/// Feeds a subscription's pending transactions to the exchanges into `out` until `shutdown`:
-/// full bodies where the node offers them, else hashes each looked up (paced by `rpc`).
-/// Reconnects after a failure, with a doubling pause.
-pub async fn subscribe(
-    mut rpc: Rpc,
-    exchanges: Vec<Address>,
-    out: mpsc::Sender<PoolTx>,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let mut pause = Duration::from_secs(1);
-    loop {
-        let started = Instant::now();
-        let ended = tokio::select! {
-            () = shutdown.cancelled() => return,
-            r = follow_subscription(&mut rpc, &exchanges, &out) => r,
-        };
-        if let Err(e) = ended {
-            warn!(cause = %e, "pending-transaction subscription failed; resubscribing");
-            rpc.fail();
-        }
-        // A subscription that ran a good while was healthy: the next failure starts the pauses over.
-        if started.elapsed() > Duration::from_secs(60) {
-            pause = Duration::from_secs(1);
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(Duration::from_secs(30));
-    }
-}
-
-async fn follow_subscription(
-    rpc: &mut Rpc,
-    exchanges: &[Address],
-    out: &mpsc::Sender<PoolTx>,
-) -> Result<(), ChainError> {
-    use futures_util::StreamExt as _;
-    if !rpc.is_connected() {
-        rpc.connect().await?;
-    }
-    match rpc.subscribe_pending_full().await {
-        Ok(sub) => {
-            info!("pending transactions: full bodies by subscription");
-            let mut stream = sub.into_stream();
-            while let Some(t) = stream.next().await {
-                if let Some(p) = crate::chain::rpc::pool_tx(&t).filter(|p| exchanges.contains(&p.2))
-                    && out.send(p).await.is_err()
-                {
-                    return Ok(());
-                }
-            }
-        }
-        Err(e) => {
-            info!(cause = %e, "full pending transactions not offered; subscribing to hashes");
-            let mut stream = rpc.subscribe_pending_hashes().await?.into_stream();
-            while let Some(h) = stream.next().await {
-                if let Some((p, true)) = rpc.transaction(h).await?
-                    && exchanges.contains(&p.2)
-                    && out.send(p).await.is_err()
-                {
-                    return Ok(());
-                }
-            }
-        }
-    }
-    Err(ChainError::NotConnected)
 }
