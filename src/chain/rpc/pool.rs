@@ -1,0 +1,104 @@
+//! The node's pending transactions: the pool, its subscriptions, and the checks a sighted
+//! settlement needs (who sent it, whether it was mined).
+
+use alloy::primitives::{Address, B256, Bytes};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
+
+use super::{ChainError, Rpc};
+
+/// A pending transaction as the detection source reads it: (hash, from, to, input).
+pub type PoolTx = (B256, Address, Address, Bytes);
+
+/// A transaction's (hash, from, to, input), if it has a recipient.
+#[must_use]
+pub fn pool_tx(t: &alloy::rpc::types::Transaction) -> Option<PoolTx> {
+    use alloy::consensus::Transaction as _;
+    let to = t.to()?;
+    Some((*t.inner.tx_hash(), t.inner.signer(), to, t.input().clone()))
+}
+
+impl Rpc {
+    /// The node's pending transactions (`txpool_content`, its `pending` part): (hash, from, to,
+    /// input) of each, those without a recipient (contract creations) left out.
+    ///
+    /// # Errors
+    /// On an RPC failure, or when the node does not expose its pool.
+    pub async fn txpool_pending(&self) -> Result<Vec<PoolTx>, ChainError> {
+        let p = self.provider()?;
+        let v: serde_json::Value = self.call(p.raw_request("txpool_content".into(), ())).await?;
+        let mut out = Vec::new();
+        for by_nonce in v.get("pending").and_then(serde_json::Value::as_object).into_iter().flat_map(|m| m.values()) {
+            for tx in by_nonce.as_object().into_iter().flat_map(|m| m.values()) {
+                let field = |k: &str| tx.get(k).and_then(serde_json::Value::as_str);
+                let (Some(hash), Some(from), Some(to), Some(input)) = (
+                    field("hash").and_then(|h| h.parse().ok()),
+                    field("from").and_then(|f| f.parse().ok()),
+                    field("to").and_then(|t| t.parse().ok()),
+                    field("input"),
+                ) else {
+                    continue;
+                };
+                if let Ok(input) = input.parse::<Bytes>() {
+                    out.push((hash, from, to, input));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Subscribes to pending transactions with their bodies (websocket endpoints that support it).
+    ///
+    /// # Errors
+    /// On an RPC failure, or when the node does not offer full bodies.
+    pub async fn subscribe_pending_full(
+        &self,
+    ) -> Result<alloy::pubsub::Subscription<alloy::rpc::types::Transaction>, ChainError> {
+        let p = self.provider()?;
+        self.call(p.subscribe_full_pending_transactions()).await
+    }
+
+    /// Subscribes to pending transactions' hashes (websocket endpoints).
+    ///
+    /// # Errors
+    /// On an RPC failure.
+    pub async fn subscribe_pending_hashes(&self) -> Result<alloy::pubsub::Subscription<B256>, ChainError> {
+        let p = self.provider()?;
+        self.call(p.subscribe_pending_transactions()).await
+    }
+
+    /// Transaction `hash` as (hash, from, to, input) and whether it is still pending; `None` when
+    /// the node does not know it (dropped) or it has no recipient.
+    ///
+    /// # Errors
+    /// On an RPC failure.
+    pub async fn transaction(&self, hash: B256) -> Result<Option<(PoolTx, bool)>, ChainError> {
+        let p = self.provider()?;
+        let tx = self.call(p.get_transaction_by_hash(hash)).await?;
+        Ok(tx.and_then(|t| pool_tx(&t).map(|x| (x, t.block_number.is_none()))))
+    }
+
+    /// Whether `who` is an operator of `exchange` (may settle matches there), at the head.
+    ///
+    /// # Errors
+    /// On an RPC failure or an answer that is not a boolean (not an exchange).
+    pub async fn is_operator(&self, exchange: Address, who: Address) -> Result<bool, ChainError> {
+        use alloy::sol_types::SolCall as _;
+        let p = self.provider()?;
+        let data = crate::chain::abi::isOperatorCall { usr: who }.abi_encode();
+        let tx = TransactionRequest::default().to(exchange).input(Bytes::from(data).into());
+        let out: Bytes = self.call(p.call(tx).block(alloy::eips::BlockId::latest())).await?;
+        crate::chain::abi::isOperatorCall::abi_decode_returns(&out)
+            .map_err(|e| ChainError::Rpc { endpoint: self.endpoint(), message: format!("isOperator: {e}") })
+    }
+
+    /// Whether transaction `hash` was mined and succeeded: `None` when the node has no receipt.
+    ///
+    /// # Errors
+    /// On an RPC failure.
+    pub async fn receipt_status(&self, hash: B256) -> Result<Option<bool>, ChainError> {
+        let p = self.provider()?;
+        let r = self.call(p.get_transaction_receipt(hash)).await?;
+        Ok(r.map(|r| r.status()))
+    }
+}
