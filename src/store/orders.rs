@@ -334,6 +334,21 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+
+    /// The last stored mark of each token: after a restart the book is valued at what the CLOB last
+    /// said, as the day's opening was, rather than at cost until the next midpoints.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn marks(&self) -> StoreResult<std::collections::HashMap<TokenId, Price>> {
+        let mut st = self.conn.prepare("SELECT token_id, price FROM marks")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|r| {
+            let (t, p) = r?;
+            Ok((dec_u256(&t, "marks.token_id")?, Price(p)))
+        })
+        .collect()
+    }
 }
 
 /// Orders still in flight, for `/health`.

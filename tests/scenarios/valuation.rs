@@ -112,6 +112,53 @@ async fn test_live_when_daily_loss_limit_reached_then_reducing_exits_copied_buys
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_restart_when_a_day_opened_with_a_gain_then_no_phantom_loss_and_an_earlier_days_limit_ends() {
+    let mut l = live().await;
+    l.d.set("risk", "mark_interval_s = 1");
+    l.clob.set_mid(STD_TOKEN, "0.9");
+    let limit = [("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")];
+    l.d.start_with(&limit);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    // 10 shares for 5.10, marked at 0.90: +3.90.
+    wait_for(20, "the copy marked", async || (l.d.status()["unrealized_usdc"] == "3.9").then_some(())).await;
+    l.d.stop();
+
+    // As if the day had opened with that gain, and yesterday's loss limit had left `reducing`
+    // while the daemon was down at the roll. The CLOB no longer marks the token.
+    let day_ms = polycopy::store::now_ms() / 86_400_000 * 86_400_000;
+    let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+    c.execute("INSERT OR REPLACE INTO day_open (day_start_ms, unrealized) VALUES (?1, 3900000)", [day_ms]).unwrap();
+    c.execute(
+        "INSERT OR REPLACE INTO breaker (id, tripped, reducing, code, reason, by, since_ms) \
+         VALUES (1, 0, 1, 'daily_loss_limit', 'P&L yesterday', 'daemon', ?1)",
+        [day_ms - 3_600_000],
+    )
+    .unwrap();
+    drop(c);
+    l.clob.edit_token(STD_TOKEN, |t| t.mid = None);
+
+    l.d.start_with(&limit);
+    l.d.wait_live().await;
+    assert_eq!(l.d.events("breaker_tripped").len(), 0, "the journal's state was written, not reached");
+    wait_for(20, "yesterday's limit lifted", async || (l.d.status()["breaker"]["state"] == "active").then_some(()))
+        .await;
+    wait_for(20, "the lift reported", async || {
+        l.d.events("alert").into_iter().find(|e| e.contains("daily loss limit is reset"))
+    })
+    .await;
+    // Valued at its last mark, not at cost: the day's gain is not counted as a -3.90 loss.
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    let rows = wait_for(20, "the second copy", async || {
+        let t = l.d.trades();
+        (t.len() == 2 && t.iter().all(|r| r["status"] != "pending")).then_some(t)
+    })
+    .await;
+    assert_eq!((rows[1]["status"].as_str(), rows[1]["reason"].as_str()), (Some("executed"), None), "{}", rows[1]);
+    assert_eq!(l.d.status()["breaker"]["state"], "active");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_markets_when_closed_or_ending_then_held_back_and_named() {
     let mut l = live().await;
     const CLOSED: u64 = 3003;

@@ -8,24 +8,27 @@ use super::RiskSupervisor;
 use crate::actors::notifier::Event;
 use crate::actors::store::SetDayOpen;
 use crate::domain::Usdc;
-use crate::risk::TradingState;
 use crate::risk::day::day_start;
+use crate::risk::{BreakerState, TradingState};
 
 impl RiskSupervisor {
-    /// Opens a new trading day when `now_ms` is past the current one.
+    /// Opens a new trading day when `now_ms` is past the current one, and lifts a `reducing` the
+    /// loss limit set on an earlier day (also one the daemon was not running to see end).
     pub(super) fn roll_day(&mut self, now_ms: i64) {
         let start = day_start(now_ms, self.day_starts_at_hour);
-        if start == self.day_start_ms {
-            return;
+        if start != self.day_start_ms {
+            self.day_start_ms = start;
+            self.realized_today = Usdc::ZERO;
+            if self.marked_since_start {
+                self.open_day_at(self.unrealized);
+            } else {
+                // Valued only at the journal's last marks: the CLOB's first marks open the day
+                // (see the Marks handler), so a stale mark's move does not count as today's.
+                self.unrealized_at_open = None;
+            }
+            info!(day_start_ms = start, "a new trading day opened");
         }
-        self.day_start_ms = start;
-        self.realized_today = Usdc::ZERO;
-        self.open_day_at(self.unrealized);
-        info!(day_start_ms = start, "a new trading day opened");
-        // The daily loss limit is daily: its `reducing` ends with the day. A halt (manual, errors,
-        // or the limit configured to halt) waits for the operator.
-        let s = &self.breaker.state;
-        if s.trading() == TradingState::Reducing && s.code == crate::risk::reason::DAILY_LOSS_LIMIT {
+        if daily_limit_of_an_earlier_day(&self.breaker.state, self.day_start_ms) {
             self.reset("daemon");
             self.notifier.do_send(Event::Alert {
                 message: "a new trading day opened: the daily loss limit is reset and copies are active again".into(),
@@ -38,5 +41,41 @@ impl RiskSupervisor {
     pub(super) fn open_day_at(&mut self, unrealized: Usdc) {
         self.unrealized_at_open = Some(unrealized);
         self.store.do_send(SetDayOpen { day_start_ms: self.day_start_ms, unrealized });
+    }
+}
+
+/// Whether `state` is the `reducing` of a daily loss limit reached before the day that opened at
+/// `day_start_ms`: the limit is daily, so its `reducing` ends with its day. A halt (manual, errors,
+/// or the limit configured to halt) waits for the operator.
+fn daily_limit_of_an_earlier_day(state: &BreakerState, day_start_ms: i64) -> bool {
+    state.trading() == TradingState::Reducing
+        && state.code == crate::risk::reason::DAILY_LOSS_LIMIT
+        && state.since_ms < day_start_ms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(tripped: bool, reducing: bool, code: &str, since_ms: i64) -> BreakerState {
+        BreakerState { tripped, reducing, code: code.into(), reason: String::new(), by: "daemon".into(), since_ms }
+    }
+
+    #[test]
+    fn only_a_loss_limit_reducing_from_an_earlier_day_is_lifted() {
+        let day = 1_000_000;
+        let limit = crate::risk::reason::DAILY_LOSS_LIMIT;
+        let cases = [
+            (state(false, true, limit, day - 1), true, "reached yesterday (also while stopped)"),
+            (state(false, true, limit, day), false, "reached at today's opening"),
+            (state(false, true, limit, day + 5), false, "reached today"),
+            (state(true, false, limit, day - 1), false, "the limit configured to halt"),
+            (state(false, true, "manual", day - 1), false, "another cause's reducing"),
+            (state(true, false, "manual", day - 1), false, "a manual halt"),
+            (state(false, false, "", day - 1), false, "active"),
+        ];
+        for (s, lifted, why) in cases {
+            assert_eq!(daily_limit_of_an_earlier_day(&s, day), lifted, "{why}");
+        }
     }
 }

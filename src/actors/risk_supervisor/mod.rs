@@ -46,6 +46,8 @@ pub struct RiskSupervisor {
     /// Marks (CLOB midpoints) of tokens we hold, and the unrealized P&L they give.
     marks: HashMap<TokenId, crate::domain::Price>,
     unrealized: Usdc,
+    /// Whether the CLOB has marked the book since the start (before, the journal's last marks).
+    marked_since_start: bool,
     day_start_ms: i64,
     /// The open positions' unrealized P&L when the trading day opened (`None`: not known yet).
     unrealized_at_open: Option<Usdc>,
@@ -124,14 +126,15 @@ impl RiskSupervisor {
         for (w, t) in state.recent_copies {
             copies.entry(w).or_default().push_back(t);
         }
-        Self {
+        let mut supervisor = Self {
             limits,
             breaker: Breaker::new(state.breaker, max_consecutive_errors),
             breaker_epoch: 0,
             book: state.book,
             realized_today: state.realized_today,
-            marks: HashMap::new(),
+            marks: state.marks,
             unrealized: Usdc::ZERO,
+            marked_since_start: false,
             day_start_ms: state.day_start_ms,
             unrealized_at_open: state.unrealized_at_open,
             day_starts_at_hour,
@@ -160,7 +163,11 @@ impl RiskSupervisor {
             close_slippage_bps,
             close_nonce: 0,
             paper_instant,
-        }
+        };
+        // Valued at the journal's last marks until the CLOB marks it again (a token it no longer
+        // marks keeps its last mark instead of counting at cost against an opening that did not).
+        supervisor.revalue();
+        supervisor
     }
 
     /// Publishes the breaker, exposure and P&L gauges.

@@ -30,6 +30,8 @@ pub struct RiskState {
     pub day_start_ms: i64,
     /// The open positions' unrealized P&L when it opened, if recorded.
     pub unrealized_at_open: Option<Usdc>,
+    /// The last marks the journal holds (the opening above was valued at marks like these).
+    pub marks: std::collections::HashMap<crate::domain::TokenId, crate::domain::Price>,
     /// Markets the operator paused.
     pub paused_markets: Vec<crate::store::PausedMarket>,
 }

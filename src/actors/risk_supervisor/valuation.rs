@@ -192,6 +192,7 @@ impl Handler<Marks> for RiskSupervisor {
     fn handle(&mut self, m: Marks, _: &mut Context<Self>) {
         self.store.do_send(SetMarks(m.0.clone()));
         self.marks.extend(m.0);
+        self.marked_since_start = true;
         self.revalue();
         // The first marks of a day whose opening value was not recorded (a start mid-day): from now on.
         if self.unrealized_at_open.is_none() {

@@ -210,7 +210,8 @@ async fn mark_to_market(
     risk: Addr<RiskSupervisor>,
     every: Duration,
 ) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // The first marks at once: until then the book is valued at the journal's last marks.
+    let mut tick = tokio::time::interval(every);
     let mut failing = false;
     loop {
         tick.tick().await;

@@ -82,6 +82,7 @@ fn trading_state(store: &Store, s: &Settings, now: i64) -> Result<RiskState, Dae
         recent_copies: store.copies_since(now - 3_600_000)?,
         day_start_ms,
         unrealized_at_open,
+        marks: store.marks()?,
         paused_markets: store.paused_markets()?,
     })
 }
