@@ -201,6 +201,9 @@ impl Run {
                         continue;
                     }
                     Step::Send => {
+                        if let Some(done) = self.booked_meanwhile().await? {
+                            return done;
+                        }
                         info!(order = %id, "the exchange does not have the order: sending the same signed order once")
                     }
                 }
@@ -208,8 +211,18 @@ impl Run {
             // Checked before every send, a re-send after a crash or a retry included: a copy never
             // leaves at an old price.
             if let Some(ExecError::Rejected { code, message, counts_as_error }) = self.stale() {
+                if r.uncertain {
+                    // Too old to send again, but an earlier send may have filled: looked up only.
+                    r.last_unknown = format!("not sent again ({message})");
+                    r.lookup_first = true;
+                    r.resent = true;
+                    continue;
+                }
                 return self.refused(code, message, counts_as_error).await;
             }
+            // The gate is checked after the wait for a turn under the CLOB's pace (which can be
+            // long under load): a halt during that wait stops this send.
+            self.venue.pace().await;
             if !self.may_send() {
                 if r.ever_sent {
                     // Sent before the halt: its fate is still looked up, nothing new leaves.
@@ -240,10 +253,22 @@ impl Run {
     ) -> Result<AfterPost, ExecError> {
         let id = order.id_hex();
         let done = |result| Ok(AfterPost::Done(result));
+        if r.uncertain && outcome.refuses() {
+            // The refusal is of this send only; what an earlier one did is looked up (never a new
+            // order), and our own fill on chain books it if it filled.
+            warn!(order = %id, answer = ?outcome, "the same order sent again was refused; an earlier send may have filled: looking it up");
+            r.last_unknown = format!("sent again and refused ({outcome:?}); an earlier send's fate is unknown");
+            r.lookup_first = true;
+            r.resent = true;
+            return Ok(AfterPost::Again);
+        }
         match outcome {
             PostOutcome::Matched { making, taking } => return done(self.finish_post(making, taking).await),
             PostOutcome::Live | PostOutcome::Delayed => {
                 r.known = true;
+                r.uncertain = true;
+                r.resting = true;
+                self.outcome(OrderStatus::Live, None, "resting on the book").await?;
                 r.lookup_first = true;
                 r.reset_window(self.resting_window(order));
             }
@@ -285,12 +310,14 @@ impl Run {
             PostOutcome::Duplicate { message } => {
                 // The exchange has this very order: from now on only lookups and the chain decide.
                 r.known = true;
+                r.uncertain = true;
                 self.outcome(OrderStatus::Unknown, None, &message).await?;
                 r.last_unknown = message;
                 r.lookup_first = true;
             }
             PostOutcome::Unknown { message } => {
                 warn!(order = %id, cause = %message, "order outcome unknown; looking it up (it is never sent as a new order)");
+                r.uncertain = true;
                 self.outcome(OrderStatus::Unknown, None, &message).await?;
                 r.last_unknown = message;
                 r.lookup_first = true;
@@ -317,7 +344,18 @@ impl Run {
         match self.venue.lookup(&id).await {
             Ok(found) => match found.state {
                 LookupOutcome::Done { matched } => Step::Done(self.finish_lookup(order, matched, found.price).await),
-                // A resting order is neither an error nor a reason to send anything: it is watched.
+                // A resting order is neither an error nor a reason to send anything: it is watched,
+                // a GTD order until its expiry, however we learnt it rests (an answer, a lookup).
+                LookupOutcome::Pending if !r.resting => {
+                    r.resting = true;
+                    r.known = true;
+                    r.uncertain = true;
+                    r.reset_window(self.resting_window(order));
+                    match self.outcome(OrderStatus::Live, None, "resting on the book (found by lookup)").await {
+                        Ok(()) => Step::Wait,
+                        Err(e) => Step::Done(Err(e)),
+                    }
+                }
                 LookupOutcome::Pending if r.expired() => {
                     Step::Done(self.unknown(&format!("order {id} still working on the book")).await)
                 }
@@ -356,6 +394,12 @@ impl Run {
         Err(ExecError::Rejected { code, message, counts_as_error })
     }
 
+    /// The booking our own fill on chain made while this order was being resolved, if it did.
+    async fn booked_meanwhile(&self) -> Result<Option<Result<Execution, ExecError>>, ExecError> {
+        let row = self.writer.ask(GetOrder(self.intent.fill_row)).await.map_err(journal_err)?;
+        Ok(row.filter(|o| o.status == OrderStatus::Matched).and_then(|o| self.replay(&o)))
+    }
+
     /// The outcome an earlier run already journaled for this fill's order, when it is final.
     fn replay(&self, o: &OrderRow) -> Option<Result<Execution, ExecError>> {
         let message = o.message.clone().unwrap_or_default();
@@ -376,6 +420,10 @@ impl Run {
     }
 
     async fn unknown(&self, message: &str) -> Result<Execution, ExecError> {
+        // Our own fill on chain may have booked the order while it was being looked up.
+        if let Some(done) = self.booked_meanwhile().await? {
+            return done;
+        }
         self.outcome(OrderStatus::Unknown, None, message).await?;
         Err(ExecError::Unknown(message.to_owned()))
     }
@@ -443,10 +491,17 @@ struct Resolution {
     lookup_first: bool,
     /// It may be at the exchange: it was posted (now or before a restart).
     ever_sent: bool,
+    /// A send of it may have reached the exchange with its fate unknown (posted before a restart,
+    /// or answered inconclusively). From then on no refusal is final: the exchange refuses the same
+    /// order sent again once it filled it, a copy is stale by the time a resolver looks again, and
+    /// only a lookup or our own fill on chain can say what the first send did.
+    uncertain: bool,
     /// The exchange said it has it ("Duplicated", resting, delayed): never sent again.
     known: bool,
     /// Sent again in this window already.
     resent: bool,
+    /// Known to rest on the book: watched until its expiry.
+    resting: bool,
     /// The last inconclusive answer, for the record.
     last_unknown: String,
     until: Instant,
@@ -458,8 +513,10 @@ impl Resolution {
         Self {
             lookup_first: ever_sent,
             ever_sent,
+            uncertain: ever_sent,
             known: false,
             resent: false,
+            resting: false,
             last_unknown: String::new(),
             until: Instant::now() + window,
             wait: Duration::from_millis(250),

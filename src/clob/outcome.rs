@@ -59,6 +59,15 @@ pub enum PostOutcome {
     },
 }
 
+impl PostOutcome {
+    /// Whether this answer refuses the order sent (for good, for now, or our credentials): said of
+    /// the same order sent again, it tells nothing of what an earlier send did.
+    #[must_use]
+    pub const fn refuses(&self) -> bool {
+        matches!(self, Self::NoFill { .. } | Self::Rejected { .. } | Self::Retry { .. } | Self::Unauthorized { .. })
+    }
+}
+
 /// Every code a refused order can be journaled with.
 pub const REFUSAL_CODES: [&str; 15] = [
     "insufficient_balance",
@@ -158,7 +167,10 @@ pub fn classify_answer(
     }
     match status.to_ascii_lowercase().as_str() {
         "matched" if taking > Decimal::ZERO => PostOutcome::Matched { making, taking },
-        "matched" | "unmatched" | "canceled" => PostOutcome::NoFill {
+        // "matched" with no amount (the SDK reads an empty one as 0) says something matched without
+        // saying what: not a no-fill. Looked up, and booked from our fill on chain.
+        "matched" => PostOutcome::Unknown { message: format!("order matched with no amounts ({making} / {taking})") },
+        "unmatched" | "canceled" => PostOutcome::NoFill {
             message: if err.is_empty() { format!("order {status}, nothing matched") } else { err.to_owned() },
         },
         "live" => PostOutcome::Live,
@@ -185,8 +197,9 @@ pub enum LookupOutcome {
 #[must_use]
 pub fn classify_lookup(status: &str, size_matched: Decimal) -> LookupOutcome {
     match status.to_ascii_lowercase().as_str() {
-        "live" | "delayed" => LookupOutcome::Pending,
-        _ => LookupOutcome::Done { matched: size_matched },
+        "matched" | "canceled" | "unmatched" => LookupOutcome::Done { matched: size_matched },
+        // Live, delayed, or a status we do not know: not final, looked up again.
+        _ => LookupOutcome::Pending,
     }
 }
 
@@ -279,7 +292,9 @@ mod tests {
         let d = |s: &str| s.parse::<Decimal>().unwrap();
         for (success, err, status, taking, want) in [
             (true, None, "matched", "10", "matched"),
-            (true, None, "matched", "0", "no_fill"),
+            // Matched without an amount (the SDK reads "" as 0) is looked up, never a no-fill.
+            (true, None, "matched", "0", "unknown"),
+            (true, None, "canceled", "0", "no_fill"),
             (true, None, "unmatched", "0", "no_fill"),
             (true, None, "live", "0", "live"),
             (true, None, "delayed", "0", "delayed"),
@@ -295,5 +310,9 @@ mod tests {
         assert_eq!(classify_lookup("LIVE", Decimal::ZERO), LookupOutcome::Pending);
         assert_eq!(classify_lookup("MATCHED", Decimal::TEN), LookupOutcome::Done { matched: Decimal::TEN });
         assert_eq!(classify_lookup("CANCELED", Decimal::ZERO), LookupOutcome::Done { matched: Decimal::ZERO });
+        assert_eq!(classify_lookup("UNMATCHED", Decimal::ZERO), LookupOutcome::Done { matched: Decimal::ZERO });
+        // A status we do not know is not final: its fate is looked up again (and the chain decides).
+        assert_eq!(classify_lookup("unknown", Decimal::ZERO), LookupOutcome::Pending);
+        assert_eq!(classify_lookup("PARTIALLY_SETTLED", Decimal::TEN), LookupOutcome::Pending);
     }
 }

@@ -285,6 +285,14 @@ impl Venue {
 
     async fn call<T>(&self, fut: impl Future<Output = polymarket_client_sdk_v2::Result<T>>) -> Result<T, VenueError> {
         self.limiter.until_ready().await;
+        self.call_paced(fut).await
+    }
+
+    /// A call whose turn under the request pace was already taken ([`Venue::pace`]).
+    async fn call_paced<T>(
+        &self,
+        fut: impl Future<Output = polymarket_client_sdk_v2::Result<T>>,
+    ) -> Result<T, VenueError> {
         let r = bounded(self.cfg.timeout, &[self.cfg.private_key.expose_secret()], fut).await;
         self.reach.record(&r, crate::store::now_ms());
         r
@@ -397,8 +405,15 @@ impl Venue {
         Ok(StoredOrder::from_signed(&signed, neg_risk)?)
     }
 
-    /// Sends a stored signed order once and says what the answer means. A timeout or a broken
-    /// connection is [`PostOutcome::Unknown`]: the caller looks the order up.
+    /// Waits for a request's turn under the pace the CLOB allows. An order takes its turn before
+    /// its last check of the trading gate, so a halt during a long wait for a turn still stops it.
+    pub async fn pace(&self) {
+        self.limiter.until_ready().await;
+    }
+
+    /// Sends a stored signed order once, its turn taken ([`Venue::pace`]), and says what the answer
+    /// means. A timeout or a broken connection is [`PostOutcome::Unknown`]: the caller looks the
+    /// order up.
     pub async fn post(&self, order: &StoredOrder) -> PostOutcome {
         let c = self.client();
         let signed = match order.to_signed(c.credentials().key()) {
@@ -407,7 +422,7 @@ impl Venue {
                 return PostOutcome::Rejected { code: "invalid_order", message: e.to_string(), counts_as_error: true };
             }
         };
-        match self.call(c.post_order(signed)).await {
+        match self.call_paced(c.post_order(signed)).await {
             Ok(r) => classify_answer(
                 r.success,
                 r.error_msg.as_deref(),
@@ -428,11 +443,19 @@ impl Venue {
         let c = self.client();
         match self.call(c.order(order_id)).await {
             Ok(o) => {
-                let status = match o.status {
+                let status = match &o.status {
                     OrderStatusType::Live => "live",
                     OrderStatusType::Delayed => "delayed",
                     OrderStatusType::Matched => "matched",
-                    _ => "done",
+                    OrderStatusType::Canceled => "canceled",
+                    OrderStatusType::Unmatched => "unmatched",
+                    // A status we do not know is not a final one: looked up again, and the chain
+                    // decides if it never becomes one.
+                    OrderStatusType::Unknown(s) => {
+                        tracing::warn!(order = order_id, status = %s, "the CLOB reports a status we do not know; looking again");
+                        "unknown"
+                    }
+                    _ => "unknown",
                 };
                 Ok(FoundOrder { state: classify_lookup(status, o.size_matched), price: o.price })
             }

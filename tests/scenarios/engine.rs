@@ -90,6 +90,63 @@ async fn test_live_when_gtd_order_rests_then_no_error_no_resend_and_booked_once_
     assert_eq!(l.d.executions_for(&l.anvil_tx_of_first_fill().await), 1);
 }
 
+/// An order sent before a crash whose lookups answer `null`, found again after the copy has grown
+/// too old to send: the exchange may have filled it, so it is not refused as stale (which would
+/// drop our fill on chain later), it is not sent again, and our fill on chain books it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_an_unanswered_order_is_found_stale_after_a_restart_then_kept_and_booked_from_chain() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
+    l.d.set("copy", "max_copy_delay_s = 2");
+    l.clob.null_lookups();
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    let (block, _) = l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (!l.clob.posts().is_empty()).then_some(())).await;
+    l.d.kill9();
+    l.anvil.wait_older_than(block, 2).await;
+    start_live(&mut l).await;
+    let r = wait_for(30, "the outcome to be unknown", async || row(&l.d, 0).filter(|r| r["reason"] == "unknown")).await;
+    assert_eq!(r["status"], "pending", "an order the exchange may have filled is not refused: {r}");
+    assert_eq!(l.clob.posts().len(), 1, "too old to send again");
+
+    let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 10 * ONE, 5_100_000) };
+    l.anvil.emit(&ours).await;
+    let r = wait_for(20, "the booking", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
+    assert_eq!((r["shares"].as_str(), r["usdc"].as_str()), (Some("10"), Some("5.1")), "{r}");
+    assert_eq!(l.d.status()["positions"][0]["shares"], "10");
+    assert_eq!(l.clob.posts().len(), 1);
+}
+
+/// A GTD order found resting by a lookup (here after a restart, as after a POST whose answer was
+/// lost) is watched until its expiry like one answered `live`: no error, no alert, never sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_resting_gtd_order_is_found_by_lookup_after_a_restart_then_watched_not_an_error() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
+    l.d.set("live", "order_type = \"GTD\"");
+    l.clob.script(&[Play::Rest]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the order resting", async || (orders_in_journal(&l.d).first()?.1 == "live").then_some(())).await;
+    l.d.kill9();
+    start_live(&mut l).await;
+    let before = l.clob.requests("/data/order");
+    // Lookups back off 0.25, 0.5, 1, 2, 4 s: six of them span well past the 2 s window.
+    wait_for(30, "six lookups after the restart", async || {
+        (l.clob.requests("/data/order") >= before + 6).then_some(())
+    })
+    .await;
+    let r = row(&l.d, 0).unwrap();
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("pending"), None), "resting is not an error: {r}");
+    assert!(l.d.events("error").is_empty(), "{:?}", l.d.events("error"));
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+    l.clob.fill_resting();
+    let r = wait_for(20, "the fill", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
+    assert_eq!(r["shares"].as_str(), Some("10"), "{r}");
+    assert_eq!(l.clob.posts().len(), 1);
+}
+
 /// Six fills on six tokens reach the CLOB together, each order placed while the others wait on
 /// their answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -346,6 +346,18 @@ impl Handler<OwnBooked> for RiskSupervisor {
     /// confirmed it: a lookup answering `null`, a POST never answered), without waiting for a restart.
     fn handle(&mut self, m: OwnBooked, _: &mut Context<Self>) {
         let b = m.booking;
+        if let Some(was) = b.overturned {
+            let message = format!(
+                "our order {} filled on chain ({} {} shares of token {}) after its copy had been journaled {}: booked now; check why (docs/RUNBOOK.md, reconcile)",
+                m.order_id,
+                b.exec.side.as_str(),
+                b.exec.shares,
+                b.exec.token_id,
+                was.as_str()
+            );
+            tracing::error!("{message}");
+            self.notifier.do_send(Event::Alert { message });
+        }
         self.reserved.release(b.exec.fill_row);
         self.unresolved.done(b.exec.fill_row);
         let event = Event::BookedOnChain { order: m.order_id, exec: b.exec.clone() };
