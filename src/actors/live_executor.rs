@@ -108,7 +108,7 @@ fn journal_err(e: impl std::fmt::Display) -> ExecError {
 
 impl Run {
     fn may_send(&self) -> bool {
-        self.may_send && (self.manual || !self.gate.is_closed())
+        self.may_send && (self.manual || self.gate.allows(self.intent.side))
     }
 
     fn age_s(&self) -> i64 {

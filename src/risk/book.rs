@@ -98,9 +98,18 @@ pub fn position_after(pos: Position, exec: &Execution) -> (Position, Usdc) {
                 i64::try_from(i128::from(pos.cost.0) * i128::from(sold) / i128::from(pos.shares.0.max(1)))
                     .unwrap_or(pos.cost.0)
             };
+            // Proceeds of shares the book never held (a position settled or sold meanwhile, shares
+            // bought before they were watched) have no known cost: they realize nothing, rather
+            // than counting whole as profit.
+            let proceeds = if sold == exec.shares.0 {
+                exec.usdc.0
+            } else {
+                i64::try_from(i128::from(exec.usdc.0) * i128::from(sold) / i128::from(exec.shares.0.max(1)))
+                    .unwrap_or(exec.usdc.0)
+            };
             (
                 Position { shares: Shares(pos.shares.0 - sold), cost: Usdc(pos.cost.0 - cost_out) },
-                Usdc(exec.usdc.0 - cost_out),
+                Usdc(proceeds - cost_out),
             )
         }
     }
@@ -121,6 +130,14 @@ pub fn position_without(pos: Position, side: Side, shares: Shares, usdc: Usdc, r
             realized,
         ),
     }
+}
+
+/// The order in which settlement changes are applied: executions taken out of the books newest
+/// first (a SELL sized on a BUY is undone before that BUY, so no step clamps at zero), then those put
+/// back oldest first. Sort by this key.
+#[must_use]
+pub const fn change_order(put_back: bool, at_ms: i64) -> (u8, i64) {
+    if put_back { (1, at_ms) } else { (0, -at_ms) }
 }
 
 /// The inverse of [`position_without`]: an execution taken out of the books put back (its order
@@ -187,6 +204,38 @@ mod tests {
         // sell the rest at a loss: 15 for 6 → -1.5
         assert_eq!(b.apply(&exec(Side::Sell, 15 * ONE, 6 * ONE)), Usdc(-1_500_000));
         assert!(b.positions.is_empty());
+    }
+
+    #[test]
+    fn a_buy_and_the_sell_sized_on_it_taken_out_leave_nothing() {
+        let buy = (Side::Buy, Shares(100 * ONE), Usdc(50 * ONE), Usdc::ZERO, 1_000);
+        let sell = (Side::Sell, Shares(50 * ONE), Usdc(30 * ONE), Usdc(5 * ONE), 2_000);
+        let mut changes = [buy, sell];
+        changes.sort_by_key(|c| change_order(false, c.4));
+        let mut pos = Position { shares: Shares(50 * ONE), cost: Usdc(25 * ONE) };
+        for (side, shares, usdc, realized, _) in changes {
+            pos = position_without(pos, side, shares, usdc, realized).0;
+        }
+        assert_eq!(pos, Position::default(), "no phantom shares");
+        assert!(change_order(true, 5) > change_order(false, 9), "put back after every take-out");
+    }
+
+    #[test]
+    fn a_sell_beyond_the_position_realizes_only_what_the_book_held() {
+        let held = |shares: i64, cost: i64| Position { shares: Shares(shares * ONE), cost: Usdc(cost * ONE) };
+        let sell = |shares: i64, usdc: i64| exec(Side::Sell, shares * ONE, usdc * ONE);
+        // (position, sell, position after, realized)
+        let cases = [
+            (held(100, 60), sell(100, 95), held(0, 0), Usdc(35 * ONE)),
+            (held(100, 60), sell(50, 40), held(50, 30), Usdc(10 * ONE)),
+            // Half the shares sold were never on the books: half the proceeds count.
+            (held(50, 30), sell(100, 80), held(0, 0), Usdc(10 * ONE)),
+            // Nothing held (settled meanwhile): nothing realized, not the whole 95.
+            (held(0, 0), sell(100, 95), held(0, 0), Usdc(0)),
+        ];
+        for (pos, e, after, realized) in cases {
+            assert_eq!(position_after(pos, &e), (after, realized), "{pos:?} {e:?}");
+        }
     }
 
     #[test]

@@ -1,37 +1,97 @@
-//! The trading gate: one flag, read without a lock by everything that is about to send an order.
+//! The trading gate: the trading state as everything about to send an order reads it, without a
+//! lock: open, exits only (reducing), or closed (halted).
 //!
 //! The risk supervisor owns the breaker and publishes it here. A halt may also close the gate ahead
 //! of the supervisor (the control socket does, so a halt is obeyed within a second even while the
 //! supervisor waits on an order in flight); only the supervisor opens it again, when it resumes.
-//! Closing early is always safe: the worst case is one copy refused a moment sooner.
+//! Closing early is always safe: the worst case is one copy refused a moment sooner. An order
+//! approved before a switch to reducing and still waiting for its turn reads the gate again before
+//! it is sent: a BUY then stays home.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
-/// Shared "nothing may be sent" flag.
+use crate::domain::Side;
+use crate::risk::TradingState;
+
+const OPEN: u8 = 0;
+const EXITS_ONLY: u8 = 1;
+const CLOSED: u8 = 2;
+
+const fn level(state: TradingState) -> u8 {
+    match state {
+        TradingState::Active => OPEN,
+        TradingState::Reducing => EXITS_ONLY,
+        TradingState::Halted => CLOSED,
+    }
+}
+
+/// Shared trading state for senders.
 #[derive(Debug, Clone, Default)]
-pub struct TradingGate(Arc<AtomicBool>);
+pub struct TradingGate(Arc<AtomicU8>);
 
 impl TradingGate {
     /// A gate that starts open or closed.
     #[must_use]
     pub fn new(halted: bool) -> Self {
-        Self(Arc::new(AtomicBool::new(halted)))
+        Self(Arc::new(AtomicU8::new(if halted { CLOSED } else { OPEN })))
     }
 
     /// Nothing new may be sent from now on.
     pub fn close(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.restrict(TradingState::Halted);
     }
 
     /// Sending is allowed again (the risk supervisor only, on resume).
     pub fn open(&self) {
-        self.0.store(false, Ordering::SeqCst);
+        self.set(TradingState::Active);
+    }
+
+    /// The gate as `state` says (the risk supervisor only: it may open it).
+    pub fn set(&self, state: TradingState) {
+        self.0.store(level(state), Ordering::SeqCst);
+    }
+
+    /// The gate at least as restrictive as `state`: never opens what a halt closed meanwhile.
+    pub fn restrict(&self, state: TradingState) {
+        self.0.fetch_max(level(state), Ordering::SeqCst);
     }
 
     /// True while nothing may be sent.
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.load(Ordering::SeqCst) == CLOSED
+    }
+
+    /// Whether an order on `side` may be sent now: anything while open, a SELL (an exit) while
+    /// reducing, nothing while closed.
+    #[must_use]
+    pub fn allows(&self, side: Side) -> bool {
+        match self.0.load(Ordering::SeqCst) {
+            OPEN => true,
+            EXITS_ONLY => side == Side::Sell,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_state_lets_through_what_it_should_and_a_halt_is_never_undone_by_a_restriction() {
+        let g = TradingGate::new(false);
+        assert!(g.allows(Side::Buy) && g.allows(Side::Sell));
+        g.restrict(TradingState::Reducing);
+        assert!(!g.allows(Side::Buy) && g.allows(Side::Sell) && !g.is_closed());
+        g.close();
+        assert!(!g.allows(Side::Buy) && !g.allows(Side::Sell) && g.is_closed());
+        g.restrict(TradingState::Reducing);
+        assert!(g.is_closed(), "a halt from the control socket stays");
+        g.set(TradingState::Reducing);
+        assert!(g.allows(Side::Sell) && !g.allows(Side::Buy));
+        g.open();
+        assert!(g.allows(Side::Buy));
     }
 }

@@ -128,6 +128,12 @@ impl Reservations {
         self.by_token.get(token).is_some_and(|h| h.placing_buys > 0)
     }
 
+    /// True while a SELL of `token` is in flight or of unknown outcome.
+    #[must_use]
+    pub fn selling(&self, token: &TokenId) -> bool {
+        self.by_token.get(token).is_some_and(|h| h.sell_shares > 0)
+    }
+
     /// Our position in `token` that no SELL in flight has claimed yet: what the next SELL is sized on.
     #[must_use]
     pub fn sellable(&self, book: &Book, token: &TokenId) -> Shares {

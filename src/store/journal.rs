@@ -166,6 +166,10 @@ pub(super) fn parse_fill(row: (i64, [String; 8], [i64; 9]), token: &str) -> Stor
     ))
 }
 
+/// SQL condition on an execution `e`: still in our books. An execution whose order matched on the
+/// CLOB but never settled on chain was taken out of them (`orders.settled = -1`), with its P&L.
+pub(crate) const IN_BOOKS: &str = "NOT EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = e.fill_id AND o.settled = -1)";
+
 impl Store {
     /// Records an intent, but only for a fill that is still pending, not under a reorg cloud, and
     /// has no intent yet. Returns false when the fill must not be executed.
@@ -290,15 +294,18 @@ impl Store {
         Ok(b)
     }
 
-    /// Realized P&L since `day_start_ms` (the trading day's opening).
+    /// Realized P&L since `day_start_ms` (the trading day's opening), of executions still in our
+    /// books (not those whose match never settled on chain and was taken out).
     ///
     /// # Errors
     /// On a database error.
     pub fn realized_since(&self, day_start_ms: i64) -> StoreResult<Usdc> {
         let v: i64 = query_one(
             &self.conn,
-            "SELECT COALESCE(SUM(p), 0) FROM (SELECT realized_pnl AS p FROM executions WHERE executed_at_ms >= ?1 \
-             UNION ALL SELECT realized_pnl FROM settlements WHERE at_ms >= ?1)",
+            &format!(
+                "SELECT COALESCE(SUM(p), 0) FROM (SELECT realized_pnl AS p FROM executions e WHERE executed_at_ms >= ?1 \
+                 AND {IN_BOOKS} UNION ALL SELECT realized_pnl FROM settlements WHERE at_ms >= ?1)"
+            ),
             [day_start_ms],
             |r| r.get(0),
         )?;

@@ -1,6 +1,7 @@
 //! Journal queries for the operator surfaces (Telegram commands, reports): paused targets, P&L by
 //! day, and the history a report is drawn from.
 
+use super::journal::IN_BOOKS;
 use std::collections::{BTreeMap, HashSet};
 
 use alloy::primitives::Address;
@@ -145,14 +146,14 @@ impl Store {
     /// # Errors
     /// On a database error or a corrupt row.
     pub fn executions(&self, since_ms: i64) -> StoreResult<Vec<ExecRow>> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn.prepare(&format!(
             "SELECT fill_id, side, token_id, shares, price, usdc, mode, executed_at_ms, wallet, realized_pnl \
-             FROM executions WHERE executed_at_ms >= ?1 \
+             FROM executions e WHERE executed_at_ms >= ?1 AND {IN_BOOKS} \
              UNION ALL SELECT -id, 'SELL', token_id, shares, price, usdc, 'settlement', at_ms, ?2, realized_pnl \
              FROM settlements WHERE at_ms >= ?1 \
              UNION ALL SELECT -1000000000000 - id, side, token_id, shares, price, usdc, 'adjustment', at_ms, ?2, \
-             realized_pnl FROM adjustments WHERE at_ms >= ?1 ORDER BY 8, 1",
-        )?;
+             realized_pnl FROM adjustments WHERE at_ms >= ?1 ORDER BY 8, 1"
+        ))?;
         let rows = st.query_map(params![since_ms, addr_lower(&Address::ZERO)], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -257,10 +258,10 @@ impl Store {
     pub fn pnl_by_day(&self, days: u32, now_ms: i64) -> StoreResult<Vec<(i64, Usdc)>> {
         let today = super::utc_day_start(now_ms);
         let first = today - i64::from(days.saturating_sub(1)) * 86_400_000;
-        let mut st = self.conn.prepare(
-            "SELECT (t / 86400000) * 86400000, SUM(p) FROM (SELECT executed_at_ms AS t, realized_pnl AS p FROM executions \
-             UNION ALL SELECT at_ms, realized_pnl FROM settlements) WHERE t >= ?1 GROUP BY 1",
-        )?;
+        let mut st = self.conn.prepare(&format!(
+            "SELECT (t / 86400000) * 86400000, SUM(p) FROM (SELECT executed_at_ms AS t, realized_pnl AS p FROM executions e \
+             WHERE {IN_BOOKS} UNION ALL SELECT at_ms, realized_pnl FROM settlements) WHERE t >= ?1 GROUP BY 1"
+        ))?;
         let rows = st.query_map([first], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
         let sums: BTreeMap<i64, i64> = rows.collect::<Result<_, _>>()?;
         Ok((0..i64::from(days.max(1)))

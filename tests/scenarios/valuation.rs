@@ -158,6 +158,35 @@ async fn test_restart_when_a_day_opened_with_a_gain_then_no_phantom_loss_and_an_
     assert_eq!(l.d.status()["breaker"]["state"], "active");
 }
 
+/// A BUY whose intent was journaled but never sent (the process died in between) is not sent after
+/// a restart that finds trading `reducing`: only exits go out, whenever they were approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_restart_when_reducing_then_a_recovered_buy_never_sent_stays_home() {
+    let mut l = live().await;
+    l.d.start_with(&[("POLYCOPY_FAULT", "abort_after_intent")]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    assert!(!l.d.wait_exit().await.success(), "the fault killed it");
+    assert_eq!(l.d.trades()[0]["status"], "pending");
+    let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+    c.execute(
+        "INSERT OR REPLACE INTO breaker (id, tripped, reducing, code, reason, by, since_ms) \
+         VALUES (1, 0, 1, 'daily_loss_limit', 'P&L today -250', 'daemon', ?1)",
+        [polycopy::store::now_ms()],
+    )
+    .unwrap();
+    drop(c);
+    l.d.start();
+    l.d.wait_live().await;
+    let r = wait_for(20, "the recovered BUY decided", async || {
+        l.d.trades().into_iter().next().filter(|r| r["status"] != "pending")
+    })
+    .await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("reducing")), "{r}");
+    assert!(l.clob.posts().is_empty(), "nothing was sent");
+    assert_eq!(l.d.status()["breaker"]["state"], "reducing");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_markets_when_closed_or_ending_then_held_back_and_named() {
     let mut l = live().await;

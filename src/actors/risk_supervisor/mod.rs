@@ -117,11 +117,7 @@ impl RiskSupervisor {
             paper_instant,
         } = cfg;
         let RiskPeers { store, writer, executor, notifier, metrics, gate } = peers;
-        if state.breaker.tripped {
-            gate.close();
-        } else {
-            gate.open();
-        }
+        gate.set(state.breaker.trading());
         let mut copies: HashMap<Address, VecDeque<i64>> = HashMap::new();
         for (w, t) in state.recent_copies {
             copies.entry(w).or_default().push_back(t);
@@ -172,10 +168,8 @@ impl RiskSupervisor {
 
     /// Publishes the breaker, exposure and P&L gauges.
     fn publish(&self) {
-        // Only ever closes here: opening is a resume's job (see TradingGate).
-        if self.breaker.state.tripped {
-            self.gate.close();
-        }
+        // Only ever restricts here: opening is a resume's job (see TradingGate).
+        self.gate.restrict(self.breaker.state.trading());
         self.metrics.breaker_tripped.store(self.breaker.state.tripped, Ordering::Relaxed);
         let state = match self.breaker.state.trading() {
             crate::risk::TradingState::Active => 0,
@@ -256,6 +250,12 @@ impl RiskSupervisor {
     /// Journals and reports an execution that produced no fill, and feeds the breaker.
     fn exec_failed(&mut self, m: &Evaluate, e: ExecError) -> Decision {
         match e {
+            ExecError::NotSent if !self.breaker.state.tripped && self.breaker.state.reducing => {
+                let reason = DenyReason::Reducing {
+                    reason: format!("only exits are sent ({}: {})", self.breaker.state.code, self.breaker.state.reason),
+                };
+                self.reject(m, reason)
+            }
             ExecError::NotSent => self.reject(m, self.halted_reason()),
             ExecError::Rejected { code, message, counts_as_error } => {
                 if counts_as_error {
@@ -321,11 +321,7 @@ impl RiskSupervisor {
             }
             act.breaker_epoch += 1;
             if db.trading() != crate::risk::TradingState::Active {
-                if db.tripped {
-                    act.gate.close();
-                } else {
-                    act.gate.open();
-                }
+                act.gate.set(db.trading());
                 act.breaker.state = db.clone();
                 act.notifier.do_send(Event::BreakerTripped(db));
             } else {

@@ -78,19 +78,20 @@ impl RiskSupervisor {
         // A recovered intent may already be at the exchange: even while halted it goes to the
         // executor, which only resolves what was sent and sends nothing new.
         // The operator's own close goes out in every trading state.
-        let may_send = super::operator::is_operator(&m) || (self.breaker.is_active() && !self.gate.is_closed());
+        let may_send =
+            super::operator::is_operator(&m) || (self.breaker.is_active() && self.gate.allows(m.intent.side));
+        if self.breaker.state.reducing && !m.recovered && m.intent.side == crate::domain::Side::Buy {
+            let reason = DenyReason::Reducing {
+                reason: format!("only exits are copied ({}: {})", self.breaker.state.code, self.breaker.state.reason),
+            };
+            return Err(self.reject(&m, reason));
+        }
         if !may_send && !m.recovered {
             let reason = if self.breaker.is_active() {
                 // Closed by the control socket; the halt itself is the next message in the mailbox.
                 DenyReason::Halted { reason: "manual: a halt was requested".into() }
             } else {
                 self.halted_reason()
-            };
-            return Err(self.reject(&m, reason));
-        }
-        if self.breaker.state.reducing && !m.recovered && m.intent.side == crate::domain::Side::Buy {
-            let reason = DenyReason::Reducing {
-                reason: format!("only exits are copied ({}: {})", self.breaker.state.code, self.breaker.state.reason),
             };
             return Err(self.reject(&m, reason));
         }

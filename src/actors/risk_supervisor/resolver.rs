@@ -106,8 +106,8 @@ impl RiskSupervisor {
                 ),
             });
         }
-        let may_send = self.breaker.is_active() && !self.gate.is_closed();
         for m in run {
+            let may_send = self.breaker.is_active() && self.gate.allows(m.intent.side);
             self.launch(ctx, m, may_send);
         }
     }

@@ -105,7 +105,8 @@ impl Handler<CheckSettlement> for RiskSupervisor {
             }
             out
         };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |changes, act, ctx| {
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |mut changes, act, ctx| {
+            changes.sort_by_key(|(u, (exec, _))| crate::risk::book::change_order(u.settled_late, exec.at_ms));
             for (u, (exec, realized)) in changes {
                 let pos = act.book.position(&exec.token_id);
                 let restored = u.settled_late;
@@ -116,7 +117,10 @@ impl Handler<CheckSettlement> for RiskSupervisor {
                     (p, Usdc(-undone.0))
                 };
                 act.book.set(exec.token_id, after);
-                act.realized_today = Usdc(act.realized_today.0 + realized_change.0);
+                // Today's P&L counts it only if it was booked today (as the journal's sum does).
+                if exec.at_ms >= act.day_start_ms {
+                    act.realized_today = Usdc(act.realized_today.0 + realized_change.0);
+                }
                 let change = RecordSettlementChange { fill_row: u.fill_row, token: exec.token_id, position: after, restored };
                 act.journal_or_halt(ctx, "a settlement change of our position", change);
                 let what = format!("{} {} shares of token {}", exec.side.as_str(), exec.shares, exec.token_id);
@@ -151,6 +155,11 @@ impl Handler<Resolved> for RiskSupervisor {
         for info in m.0 {
             let (Some(payout), pos) = (info.payout, self.book.position(&info.token_id)) else { continue };
             if pos.shares.0 <= 0 {
+                continue;
+            }
+            if self.reserved.selling(&info.token_id) {
+                // What the SELL sold is not ours to settle: settled at a later check, once the
+                // SELL's outcome is booked.
                 continue;
             }
             let exec = Execution {
