@@ -76,6 +76,23 @@ impl Reservations {
         r.placing = false;
     }
 
+    /// The order of `fill_row`, still being placed, filled `shares` for `usdc` in part (a GTD order
+    /// resting on the book, booked from its fill on chain): the book holds that part now, so the
+    /// reservation keeps only the rest, which may still fill. Returns false when the order is not
+    /// being placed (nothing of it is held then, or only an unknown outcome is).
+    pub fn filled_part(&mut self, fill_row: i64, shares: Shares, usdc: Usdc) -> bool {
+        let Some(r) = self.by_fill.get(&fill_row).copied() else { return false };
+        if !r.placing {
+            return false;
+        }
+        let rest =
+            Reservation { shares: Shares((r.shares.0 - shares.0).max(0)), usdc: Usdc((r.usdc.0 - usdc.0).max(0)), ..r };
+        self.count(&r, -1);
+        self.count(&rest, 1);
+        self.by_fill.insert(fill_row, rest);
+        true
+    }
+
     /// Lets go of the order of `fill_row`.
     pub fn release(&mut self, fill_row: i64) -> Option<Reservation> {
         let r = self.by_fill.remove(&fill_row)?;
@@ -188,5 +205,27 @@ mod tests {
         r.release(2);
         assert!(r.is_empty());
         assert_eq!(r, Reservations::default(), "no running total is left behind");
+    }
+
+    /// A BUY being placed that fills in part keeps holding only the rest; one whose outcome is
+    /// unknown is not shrunk (the caller lets it go).
+    #[test]
+    fn a_part_filled_while_placing_leaves_only_the_rest_held() {
+        let book = Book::default();
+        let mut r = Reservations::default();
+        let buy = test_intent(Side::Buy, 10_000_000, 500_000, 500_000);
+        r.add(1, Reservation::of(&buy));
+        assert_eq!(r.over(&book).exposure(), Usdc(5_000_000));
+        assert!(r.filled_part(1, Shares(4_000_000), Usdc(2_000_000)));
+        assert_eq!(r.over(&book).exposure(), Usdc(3_000_000));
+        assert!(r.buying(&U256::from(1)), "still being placed");
+        assert!(r.filled_part(1, Shares(7_000_000), Usdc(3_500_000)), "more than the rest holds nothing, not less");
+        assert_eq!(r.over(&book).exposure(), Usdc::ZERO);
+        r.release(1);
+        assert_eq!(r, Reservations::default());
+        r.add(2, Reservation::of(&buy));
+        r.unresolved(2);
+        assert!(!r.filled_part(2, Shares(1), Usdc(1)));
+        assert_eq!(r.over(&book).exposure(), Usdc(5_000_000), "left to the caller");
     }
 }

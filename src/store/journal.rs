@@ -498,18 +498,27 @@ pub(crate) fn record_execution_in(
         ],
     )?;
     if n != 1 {
-        return Ok(None);
+        // Booked already: a later answer for the same order may say it filled further (a GTD
+        // order resting, a match booked in part from the chain first); only that part is booked.
+        return Ok(super::own_fills::grow_execution_in(tx, e.fill_row, e.shares, e.usdc, e.at_ms)?
+            .map(|g| (g.position, g.realized)));
     }
+    write_position(tx, &token, position, e.at_ms)?;
+    exec(tx, "UPDATE fills SET status = 'executed', reason = NULL, detail = NULL WHERE id = ?1", [e.fill_row])?;
+    Ok(Some((position, realized)))
+}
+
+/// Stores our position in `token` (none at all once it holds no shares).
+pub(crate) fn write_position(tx: &Connection, token: &str, position: Position, at_ms: i64) -> StoreResult<()> {
     if position.shares.0 == 0 {
-        exec(tx, "DELETE FROM positions WHERE token_id = ?1", [&token])?;
+        exec(tx, "DELETE FROM positions WHERE token_id = ?1", [token])?;
     } else {
         exec(
             tx,
             "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
-            params![token, position.shares.0, position.cost.0, e.at_ms],
+            params![token, position.shares.0, position.cost.0, at_ms],
         )?;
     }
-    exec(tx, "UPDATE fills SET status = 'executed', reason = NULL, detail = NULL WHERE id = ?1", [e.fill_row])?;
-    Ok(Some((position, realized)))
+    Ok(())
 }

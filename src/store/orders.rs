@@ -181,21 +181,6 @@ impl Store {
         Ok(())
     }
 
-    /// Marks our booked order settled on chain (our own `OrderFilled` was seen). An order already
-    /// taken out of the books is marked `2` (settled late) so it is put back. Returns whether an
-    /// order of ours was still waiting for it.
-    ///
-    /// # Errors
-    /// On a database error.
-    pub fn order_settled(&self, order_id: &str, tx: &str) -> StoreResult<bool> {
-        let n = self.conn.execute(
-            "UPDATE orders SET settled = CASE settled WHEN -1 THEN 2 ELSE 1 END, settle_tx = ?2 \
-             WHERE order_id = ?1 AND settled IN (0, -1)",
-            params![order_id.to_ascii_lowercase(), tx],
-        )?;
-        Ok(n > 0)
-    }
-
     /// Leaves a pending fill pending, noting that its order's outcome is unknown.
     ///
     /// # Errors

@@ -5,9 +5,9 @@
 //! is the final word: it books the execution, in the same transaction as the order's outcome.
 
 use alloy::primitives::Address;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::journal::record_execution_in;
+use super::journal::{exec as run, query_one, record_execution_in, write_position};
 use super::{Store, StoreError, StoreResult, dec_u256, hex_addr, now_ms};
 use crate::domain::{ExecMode, Execution, Price, Shares, Side, Usdc};
 use crate::risk::Position;
@@ -16,7 +16,7 @@ use crate::store::FillStatus;
 /// An order of ours booked from its fill on chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnBooking {
-    /// What was booked.
+    /// What was booked: the whole fill so far, or the part a later transaction added.
     pub exec: Execution,
     /// The target whose fill the order copied.
     pub wallet: Address,
@@ -32,19 +32,34 @@ pub struct OwnBooking {
 /// What our own fill on chain did to our order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnSettlement {
-    /// Not an order of ours, or already settled.
+    /// Not an order of ours, or a transaction already counted.
     Nothing,
     /// A booked order is now known to be settled on chain.
     Settled,
-    /// An order the CLOB never confirmed is booked from its fill.
+    /// An order the CLOB never confirmed is booked from its fill, or a booked one filled further.
     Booked(OwnBooking),
 }
 
+/// The part of an execution a later fill of its order added (see [`grow_execution_in`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Grown {
+    /// The part: the shares and pUSD added.
+    pub part: Execution,
+    /// The target whose fill the order copied.
+    pub wallet: Address,
+    /// Our position afterwards.
+    pub position: Position,
+    /// P&L the part realized.
+    pub realized: Usdc,
+}
+
 impl Store {
-    /// Settles our order `order_id` with its fill on chain, in one call on the journal's one thread
-    /// (so no outcome the executor journals meanwhile can slip between the two cases): an order
-    /// already booked is marked settled (put back in the books if it had been taken out); an order
-    /// whose fill is still pending is booked from the fill, in one transaction.
+    /// Settles our order `order_id` with its fill in transaction `tx_hash` (`shares` for `usdc`, all
+    /// its logs summed), in one call on the journal's one thread, so no outcome the executor journals
+    /// meanwhile can slip in between. Each transaction counts once, however often it is read. An
+    /// order can fill in several (a GTD order resting on the book, a big match the operator settles
+    /// in parts), so what the chain says is the sum of them all: an order with no execution yet is
+    /// booked from that sum; a booked one grows by what the sum adds to it, else it is marked settled.
     ///
     /// # Errors
     /// On a database error or a corrupt row.
@@ -56,70 +71,183 @@ impl Store {
         tx_hash: &str,
     ) -> StoreResult<OwnSettlement> {
         let id = order_id.to_ascii_lowercase();
-        let booked: bool = self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM orders o JOIN executions e ON e.fill_id = o.fill_id WHERE o.order_id = ?1)",
-            [&id],
-            |r| r.get(0),
-        )?;
-        if booked {
-            return Ok(if self.order_settled(&id, tx_hash)? { OwnSettlement::Settled } else { OwnSettlement::Nothing });
-        }
-        Ok(self.book_own_fill(&id, shares, usdc, tx_hash)?.map_or(OwnSettlement::Nothing, OwnSettlement::Booked))
-    }
-
-    /// Books our order `order_id` from its fill on chain (`shares` for `usdc`, in transaction `tx`),
-    /// when its fill has no execution yet: still pending, or even decided otherwise (refused after
-    /// an unanswered send, say), as what the chain holds is what we own. Returns `None` when there
-    /// is nothing to book (not ours, or already booked).
-    ///
-    /// # Errors
-    /// On a database error or a corrupt row.
-    pub fn book_own_fill(
-        &mut self,
-        order_id: &str,
-        shares: Shares,
-        usdc: Usdc,
-        tx_hash: &str,
-    ) -> StoreResult<Option<OwnBooking>> {
-        if shares.0 <= 0 {
-            return Ok(None);
-        }
         let tx = self.conn.savepoint()?;
-        let row: Option<(i64, String, String, String, FillStatus)> = tx
+        let order: Option<(i64, bool)> = tx
             .query_row(
-                "SELECT o.fill_id, i.side, i.token_id, f.wallet, f.status FROM orders o \
-                 JOIN intents i ON i.fill_id = o.fill_id JOIN fills f ON f.id = o.fill_id \
-                 WHERE o.order_id = ?1 \
-                 AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = o.fill_id)",
-                [order_id.to_ascii_lowercase()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                "SELECT o.fill_id, EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = o.fill_id) \
+                 FROM orders o WHERE o.order_id = ?1",
+                [&id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let Some((fill_row, side, token, wallet, status)) = row else { return Ok(None) };
-        let overturned = (status != FillStatus::Pending).then_some(status);
-        let side = Side::parse(&side).ok_or(StoreError::Corrupt { column: "intents.side", value: side })?;
-        let token_id = dec_u256(&token, "intents.token_id")?;
-        let wallet = hex_addr(&wallet, "fills.wallet")?;
-        let price = i64::try_from(i128::from(usdc.0) * 1_000_000 / i128::from(shares.0)).unwrap_or(0);
-        let exec = Execution {
-            fill_row,
-            side,
-            token_id,
-            shares,
-            price: Price(price),
-            usdc,
-            mode: ExecMode::Live,
-            at_ms: now_ms(),
-        };
-        tx.execute(
-            "UPDATE orders SET status = 'matched', shares = ?2, usdc = ?3, settled = 1, settle_tx = ?4, \
-             message = 'booked from our fill on chain', updated_at_ms = ?5 WHERE fill_id = ?1",
-            params![fill_row, shares.0, usdc.0, tx_hash, now_ms()],
+        let Some((fill_row, booked)) = order else { return Ok(OwnSettlement::Nothing) };
+        let counted = run(
+            &tx,
+            "INSERT OR IGNORE INTO own_fills (order_id, tx_hash, shares, usdc, seen_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, tx_hash, shares.0, usdc.0, now_ms()],
         )?;
-        let booked = record_execution_in(&tx, &exec, &wallet)?;
+        if counted == 0 || shares.0 <= 0 {
+            return Ok(OwnSettlement::Nothing);
+        }
+        let (all_shares, all_usdc): (i64, i64) = query_one(
+            &tx,
+            "SELECT COALESCE(SUM(shares), 0), COALESCE(SUM(usdc), 0) FROM own_fills WHERE order_id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let (all_shares, all_usdc) = (Shares(all_shares), Usdc(all_usdc));
+        let result = if booked {
+            let grown = grow_execution_in(&tx, fill_row, all_shares, all_usdc, now_ms())?;
+            let settled = order_settled(&tx, &id, tx_hash)?;
+            if grown.is_some() || settled {
+                run(
+                    &tx,
+                    "UPDATE orders SET shares = MAX(COALESCE(shares, 0), ?2), usdc = CASE WHEN COALESCE(shares, 0) < ?2 \
+                     THEN ?3 ELSE usdc END WHERE fill_id = ?1",
+                    params![fill_row, all_shares.0, all_usdc.0],
+                )?;
+            }
+            match grown {
+                Some(g) => OwnSettlement::Booked(OwnBooking {
+                    exec: g.part,
+                    wallet: g.wallet,
+                    position: g.position,
+                    realized: g.realized,
+                    overturned: None,
+                }),
+                None if settled => OwnSettlement::Settled,
+                None => OwnSettlement::Nothing,
+            }
+        } else {
+            book_own_fill(&tx, fill_row, all_shares, all_usdc, tx_hash)?
+                .map_or(OwnSettlement::Nothing, OwnSettlement::Booked)
+        };
         tx.commit()?;
-        Ok(booked.map(|(position, realized)| OwnBooking { exec, wallet, position, realized, overturned }))
+        Ok(result)
     }
+}
+
+/// Marks our booked order settled on chain (our own `OrderFilled` was seen). An order already
+/// taken out of the books is marked `2` (settled late) so it is put back. Returns whether the
+/// order was still waiting for it.
+fn order_settled(tx: &Connection, order_id: &str, tx_hash: &str) -> StoreResult<bool> {
+    let n = run(
+        tx,
+        "UPDATE orders SET settled = CASE settled WHEN -1 THEN 2 ELSE 1 END, settle_tx = ?2 \
+         WHERE order_id = ?1 AND settled IN (0, -1)",
+        params![order_id, tx_hash],
+    )?;
+    Ok(n > 0)
+}
+
+/// Books the order of `fill_row` from its fill on chain (`shares` for `usdc`, the last transaction
+/// `tx_hash`), when its fill has no execution yet: still pending, or even decided otherwise
+/// (refused after an unanswered send, say), as what the chain holds is what we own.
+fn book_own_fill(
+    tx: &Connection,
+    fill_row: i64,
+    shares: Shares,
+    usdc: Usdc,
+    tx_hash: &str,
+) -> StoreResult<Option<OwnBooking>> {
+    let (side, token, wallet, status): (String, String, String, FillStatus) = query_one(
+        tx,
+        "SELECT i.side, i.token_id, f.wallet, f.status FROM intents i JOIN fills f ON f.id = i.fill_id \
+         WHERE i.fill_id = ?1",
+        [fill_row],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let overturned = (status != FillStatus::Pending).then_some(status);
+    let side = Side::parse(&side).ok_or(StoreError::Corrupt { column: "intents.side", value: side })?;
+    let exec = Execution {
+        fill_row,
+        side,
+        token_id: dec_u256(&token, "intents.token_id")?,
+        shares,
+        price: price_of(shares, usdc),
+        usdc,
+        mode: ExecMode::Live,
+        at_ms: now_ms(),
+    };
+    let wallet = hex_addr(&wallet, "fills.wallet")?;
+    run(
+        tx,
+        "UPDATE orders SET status = 'matched', shares = ?2, usdc = ?3, settled = 1, settle_tx = ?4, \
+         message = 'booked from our fill on chain', updated_at_ms = ?5 WHERE fill_id = ?1",
+        params![fill_row, shares.0, usdc.0, tx_hash, now_ms()],
+    )?;
+    let booked = record_execution_in(tx, &exec, &wallet)?;
+    Ok(booked.map(|(position, realized)| OwnBooking { exec, wallet, position, realized, overturned }))
+}
+
+/// The average price of `shares` for `usdc` (0 for no shares).
+fn price_of(shares: Shares, usdc: Usdc) -> Price {
+    if shares.0 <= 0 {
+        return Price(0);
+    }
+    Price(i64::try_from(i128::from(usdc.0) * 1_000_000 / i128::from(shares.0)).unwrap_or(0))
+}
+
+/// Grows the execution of `fill_row` to `shares` for `usdc` in all, when that is more shares than
+/// it holds: an order that fills in parts is booked part by part, each part moving the position and
+/// P&L by what it adds (so the totals are exact whichever source, the CLOB or the chain, said
+/// more first). An execution taken out of the books (its match reversed) grows in its row only:
+/// putting it back brings the whole. Returns the part booked, if any.
+pub(crate) fn grow_execution_in(
+    tx: &Connection,
+    fill_row: i64,
+    shares: Shares,
+    usdc: Usdc,
+    at_ms: i64,
+) -> StoreResult<Option<Grown>> {
+    type Row = (String, String, String, i64, i64, bool);
+    let row: Option<Row> = tx
+        .query_row(
+            "SELECT e.side, e.token_id, e.wallet, e.shares, e.usdc, \
+             EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = e.fill_id AND o.settled IN (-1, 2)) \
+             FROM executions e WHERE e.fill_id = ?1",
+            [fill_row],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .optional()?;
+    let Some((side, token, wallet, had_shares, had_usdc, out_of_books)) = row else { return Ok(None) };
+    if shares.0 <= had_shares {
+        return Ok(None);
+    }
+    let side = Side::parse(&side).ok_or(StoreError::Corrupt { column: "executions.side", value: side })?;
+    let part_shares = Shares(shares.0 - had_shares);
+    let part_usdc = Usdc(usdc.0 - had_usdc);
+    let part = Execution {
+        fill_row,
+        side,
+        token_id: dec_u256(&token, "executions.token_id")?,
+        shares: part_shares,
+        price: price_of(part_shares, part_usdc),
+        usdc: part_usdc,
+        mode: ExecMode::Live,
+        at_ms,
+    };
+    let (position, realized) = if out_of_books {
+        (Position::default(), Usdc::ZERO)
+    } else {
+        let before: Position = tx
+            .query_row("SELECT shares, cost FROM positions WHERE token_id = ?1", [&token], |r| {
+                Ok(Position { shares: Shares(r.get(0)?), cost: Usdc(r.get(1)?) })
+            })
+            .optional()?
+            .unwrap_or_default();
+        crate::risk::book::position_after(before, &part)
+    };
+    run(
+        tx,
+        "UPDATE executions SET shares = ?2, usdc = ?3, price = ?4, realized_pnl = realized_pnl + ?5 WHERE fill_id = ?1",
+        params![fill_row, shares.0, usdc.0, price_of(shares, usdc).0, realized.0],
+    )?;
+    if out_of_books {
+        return Ok(None);
+    }
+    write_position(tx, &token, position, at_ms)?;
+    Ok(Some(Grown { part, wallet: hex_addr(&wallet, "executions.wallet")?, position, realized }))
 }
 
 #[cfg(test)]
@@ -149,6 +277,122 @@ mod tests {
             signature: String::new(),
             order_type: "FAK".into(),
         }
+    }
+
+    /// Journals `n` copies of token 7 (`side`, 10 shares at 0.51), each with its stored order
+    /// `0x5N`; returns their fill rows.
+    fn copies(s: &mut Store, side: Side, n: u8) -> Vec<i64> {
+        let h = B256::repeat_byte;
+        let fills: Vec<_> = (1..=n).map(|i| fill_in(i, i, 5)).collect();
+        let out = s.journal_range(&fills, (5, h(5)), &[]).unwrap();
+        let rows: Vec<i64> = out.to_copy.iter().map(|p| p.row).collect();
+        for (row, id) in rows.iter().zip(0x51..) {
+            let intent = crate::domain::OrderIntent {
+                fill_row: *row,
+                token_id: U256::from(7),
+                ..crate::domain::test_intent(side, 10_000_000, 510_000, 500_000)
+            };
+            assert!(s.record_intent(&intent).unwrap());
+            s.record_order(*row, &order(id)).unwrap();
+        }
+        rows
+    }
+
+    fn id(b: u8) -> String {
+        format!("{:#x}", B256::repeat_byte(b))
+    }
+
+    fn position(s: &Store) -> (i64, i64) {
+        let p = s.book().unwrap().positions.values().next().copied().unwrap_or_default();
+        (p.shares.0, p.cost.0)
+    }
+
+    /// An order that fills in several transactions (a GTD order resting on the book) is booked
+    /// part by part, whichever source says more first: the chain, or the CLOB's lookup. Each
+    /// transaction counts once, and the totals are exactly what filled.
+    #[test]
+    fn an_order_filled_in_parts_is_booked_part_by_part_whoever_says_more_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let rows = copies(&mut s, Side::Buy, 1);
+        let part = |got: OwnSettlement| match got {
+            OwnSettlement::Booked(b) => (b.exec.shares.0, b.exec.usdc.0, b.position.shares.0),
+            other => panic!("{other:?}"),
+        };
+        // 4 shares settle first: booked from the chain.
+        assert_eq!(
+            part(s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_000_000), "0xa").unwrap()),
+            (4_000_000, 2_000_000, 4_000_000)
+        );
+        assert_eq!(
+            s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_000_000), "0xa").unwrap(),
+            OwnSettlement::Nothing,
+            "read again"
+        );
+        // 3 more in a second transaction: only the part is booked.
+        assert_eq!(
+            part(s.settle_own_fill(&id(0x51), Shares(3_000_000), Usdc(1_530_000), "0xb").unwrap()),
+            (3_000_000, 1_530_000, 7_000_000)
+        );
+        assert_eq!(position(&s), (7_000_000, 3_530_000));
+        // The CLOB's lookup says all 10 matched (at the limit, 5.10): the last 3 are booked.
+        let whole = Execution {
+            fill_row: rows[0],
+            side: Side::Buy,
+            token_id: U256::from(7),
+            shares: Shares(10_000_000),
+            price: Price(510_000),
+            usdc: Usdc(5_100_000),
+            mode: ExecMode::Live,
+            at_ms: 1,
+        };
+        let grown = s.record_execution(&whole, &Address::repeat_byte(0xaa)).unwrap();
+        assert_eq!(grown, Some((Position { shares: Shares(10_000_000), cost: Usdc(5_100_000) }, Usdc::ZERO)));
+        assert_eq!(s.record_execution(&whole, &Address::repeat_byte(0xaa)).unwrap(), None, "said again");
+        // Their transaction comes last: nothing more to book.
+        assert_eq!(
+            s.settle_own_fill(&id(0x51), Shares(3_000_000), Usdc(1_500_000), "0xc").unwrap(),
+            OwnSettlement::Nothing
+        );
+        assert_eq!(position(&s), (10_000_000, 5_100_000));
+        let (e, realized) = s.execution_for(rows[0]).unwrap().unwrap();
+        assert_eq!((e.shares.0, e.usdc.0, e.price.0, realized.0), (10_000_000, 5_100_000, 510_000, 0));
+    }
+
+    /// A SELL settled in two transactions realizes each part against the cost it takes out.
+    #[test]
+    fn a_sell_filled_in_parts_realizes_each_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let rows = copies(&mut s, Side::Sell, 1);
+        let held = Execution {
+            fill_row: rows[0] + 100,
+            side: Side::Buy,
+            token_id: U256::from(7),
+            shares: Shares(10_000_000),
+            price: Price(500_000),
+            usdc: Usdc(5_000_000),
+            mode: ExecMode::Live,
+            at_ms: 1,
+        };
+        // A position of 10 at 0.50, as an earlier copy left it.
+        crate::store::journal::write_position(&s.conn, "7", Position { shares: held.shares, cost: held.usdc }, 1)
+            .unwrap();
+        let realized = |got: OwnSettlement| match got {
+            OwnSettlement::Booked(b) => (b.realized.0, b.position.shares.0),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            realized(s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_400_000), "0xa").unwrap()),
+            (400_000, 6_000_000)
+        );
+        assert_eq!(
+            realized(s.settle_own_fill(&id(0x51), Shares(6_000_000), Usdc(3_600_000), "0xb").unwrap()),
+            (600_000, 0)
+        );
+        let (e, realized) = s.execution_for(rows[0]).unwrap().unwrap();
+        assert_eq!((e.shares.0, e.usdc.0, realized.0), (10_000_000, 6_000_000, 1_000_000));
+        assert_eq!(position(&s), (0, 0));
     }
 
     /// Our order's fill on chain is what we own: it is booked whether the copy was still pending

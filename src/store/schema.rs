@@ -311,6 +311,19 @@ CREATE TABLE rtds_staged (
     PRIMARY KEY (tx_hash, wallet, token_id, side, shares, occurrence)
 ) WITHOUT ROWID;
 ",
+    r"
+-- our own orders' fills on chain, one row per (order, transaction), all its logs summed: an order
+-- can fill in several transactions, and what it filled is their sum; a transaction read again
+-- (a backfill, a restart) counts once
+CREATE TABLE own_fills (
+    order_id   TEXT NOT NULL,
+    tx_hash    TEXT NOT NULL,
+    shares     INTEGER NOT NULL,
+    usdc       INTEGER NOT NULL,
+    seen_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (order_id, tx_hash)
+) WITHOUT ROWID;
+",
 ];
 
 /// Brings the schema up to date.

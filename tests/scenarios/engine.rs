@@ -147,6 +147,48 @@ async fn test_live_when_a_resting_gtd_order_is_found_by_lookup_after_a_restart_t
     assert_eq!(l.clob.posts().len(), 1);
 }
 
+/// A resting GTD order that fills in two transactions before the CLOB's lookup says so is booked
+/// part by part from our fills on chain, and the lookup's "matched" adds nothing more: one
+/// execution, the position exactly what filled, one POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_resting_gtd_order_fills_in_two_transactions_then_both_parts_are_booked() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
+    l.d.set("live", "order_type = \"GTD\"");
+    l.clob.script(&[Play::Rest]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the order resting", async || (orders_in_journal(&l.d).first()?.1 == "live").then_some(())).await;
+    let ours = |shares: u64, usdc: u64| Fill {
+        order_hash: order_id(&l.d, 0),
+        ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, shares * ONE, usdc)
+    };
+    l.anvil.emit(&ours(4, 2_040_000)).await;
+    let r = wait_for(20, "the first part", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
+    assert_eq!((r["shares"].as_str(), r["usdc"].as_str()), (Some("4"), Some("2.04")), "{r}");
+    l.anvil.emit(&ours(6, 3_060_000)).await;
+    let r = wait_for(20, "the second part", async || row(&l.d, 0).filter(|r| r["shares"] == "10")).await;
+    assert_eq!(r["usdc"].as_str(), Some("5.1"), "{r}");
+    wait_for(20, "the book to hold both parts", async || {
+        (l.d.status()["positions"][0]["shares"] == "10").then_some(())
+    })
+    .await;
+    // The CLOB now says the whole order matched: nothing more is booked.
+    l.clob.fill_resting();
+    wait_for(30, "the lookup's answer journaled", async || {
+        let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).ok()?;
+        let m: String = c.query_row("SELECT message FROM orders", [], |r| r.get(0)).ok()?;
+        m.contains("found by lookup").then_some(())
+    })
+    .await;
+    let st = l.d.status();
+    assert_eq!(st["positions"][0]["shares"], "10", "{st}");
+    assert_eq!(row(&l.d, 0).unwrap()["shares"], "10");
+    assert_eq!(l.d.executions_for(&l.anvil_tx_of_first_fill().await), 1);
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+    assert!(l.d.events("error").is_empty(), "{:?}", l.d.events("error"));
+}
+
 /// Six fills on six tokens reach the CLOB together, each order placed while the others wait on
 /// their answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -359,8 +359,12 @@ impl Handler<OwnBooked> for RiskSupervisor {
             tracing::error!("{message}");
             self.notifier.do_send(Event::Alert { message });
         }
-        self.reserved.release(b.exec.fill_row);
-        self.unresolved.done(b.exec.fill_row);
+        // An order still being placed may fill further (a GTD order resting): its placement ends
+        // it, holding what may still fill until then. Any other is done with.
+        if !self.reserved.filled_part(b.exec.fill_row, b.exec.shares, b.exec.usdc) {
+            self.reserved.release(b.exec.fill_row);
+            self.unresolved.done(b.exec.fill_row);
+        }
         let event = Event::BookedOnChain { order: m.order_id, exec: b.exec.clone() };
         self.take_booking(&b.exec, b.position, b.realized, event);
         self.wake_position_waiters();
