@@ -195,7 +195,7 @@ fn apply_all(s: &Settings, diffs: &[Difference], prices: &BTreeMap<TokenId, Pric
                 let pos = store.adjust_position(d.seen.token_id, to, price, &d.cause.to_string(), "cli")?;
                 println!(
                     "applied in the journal (no daemon runs): position in {} is now {} shares",
-                    d.seen.token_id, pos.shares
+                    d.seen.token_id, pos.position.shares
                 );
             }
             Err(e) => {

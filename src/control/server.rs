@@ -273,7 +273,7 @@ async fn adjust(
     match peers.store.send(req).await {
         Ok(Ok(pos)) => {
             peers.risk.do_send(crate::actors::risk_supervisor::BookAdjusted { token: t, position: pos });
-            Ok(format!("position in {t} is now {} shares", pos.shares))
+            Ok(format!("position in {t} is now {} shares", pos.position.shares))
         }
         Ok(Err(e)) => Err(format!("the journal could not book it: {e}")),
         Err(_) => Err("the journal is unavailable right now".into()),

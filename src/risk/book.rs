@@ -13,6 +13,18 @@ pub struct Position {
     pub cost: Usdc,
 }
 
+/// A position as the journal wrote it, stamped with the order of that write. Answers about
+/// different writes can reach the book in another order than they were written (a booking still
+/// queued while a settlement change is applied): the book takes a position only when it is newer
+/// than the one it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Written {
+    /// The position.
+    pub position: Position,
+    /// The journal's count of position writes at this one (increasing over the process's life).
+    pub seq: u64,
+}
+
 /// All our positions, plus today's realized P&L.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Book {

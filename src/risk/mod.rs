@@ -14,7 +14,7 @@ pub mod reconcile;
 pub mod reservations;
 pub mod sizing;
 
-pub use book::{Book, Exposure, Position};
+pub use book::{Book, Exposure, Position, Written};
 pub use breaker::{Breaker, BreakerState, TradingState};
 pub use gate::TradingGate;
 pub use limits::{Limits, WalletActivity, check_intent};

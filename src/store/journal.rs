@@ -9,7 +9,7 @@ use crate::domain::{
     ExchangeVersion, Execution, FillId, OrderIntent, OrderType, Price, Role, Shares, Side, TargetFill, TokenId, Usdc,
     addr_lower,
 };
-use crate::risk::{Book, BreakerState, Position};
+use crate::risk::{Book, BreakerState, Position, Written};
 
 /// Runs a statement through the connection's statement cache: the journal's few statements run for
 /// every fill, and parsing them again each time cost more than executing them.
@@ -95,7 +95,7 @@ pub(super) fn move_target_position(tx: &Connection, f: &TargetFill, sign: i64) -
 pub enum PaperBooking {
     /// Executed: the position and P&L it led to (`None`: the fill already had an execution,
     /// nothing was booked twice).
-    Booked(Option<(Position, Usdc)>),
+    Booked(Option<(Written, Usdc)>),
     /// The journal says it must not be executed (already handled, or under a reorg).
     Skipped,
     /// Halted: the intent is journaled, nothing executed.
@@ -190,7 +190,7 @@ impl Store {
     ///
     /// # Errors
     /// On a database error.
-    pub fn record_execution(&mut self, e: &Execution, wallet: &Address) -> StoreResult<Option<(Position, Usdc)>> {
+    pub fn record_execution(&mut self, e: &Execution, wallet: &Address) -> StoreResult<Option<(Written, Usdc)>> {
         let tx = self.conn.savepoint()?;
         let fresh = record_execution_in(&tx, e, wallet)?;
         tx.commit()?;
@@ -469,7 +469,7 @@ pub(crate) fn record_execution_in(
     tx: &rusqlite::Connection,
     e: &Execution,
     wallet: &Address,
-) -> StoreResult<Option<(Position, Usdc)>> {
+) -> StoreResult<Option<(Written, Usdc)>> {
     let token = e.token_id.to_string();
     let before = {
         let mut st = tx.prepare_cached("SELECT shares, cost FROM positions WHERE token_id = ?1")?;
@@ -503,13 +503,18 @@ pub(crate) fn record_execution_in(
         return Ok(super::own_fills::grow_execution_in(tx, e.fill_row, e.shares, e.usdc, e.at_ms)?
             .map(|g| (g.position, g.realized)));
     }
-    write_position(tx, &token, position, e.at_ms)?;
+    let written = write_position(tx, &token, position, e.at_ms)?;
     exec(tx, "UPDATE fills SET status = 'executed', reason = NULL, detail = NULL WHERE id = ?1", [e.fill_row])?;
-    Ok(Some((position, realized)))
+    Ok(Some((written, realized)))
 }
 
-/// Stores our position in `token` (none at all once it holds no shares).
-pub(crate) fn write_position(tx: &Connection, token: &str, position: Position, at_ms: i64) -> StoreResult<()> {
+/// Position writes so far in this process: each write takes the next number, in the order the
+/// journal's one writer makes them, so the book can tell a newer position from an older one.
+static POSITION_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Stores our position in `token` (none at all once it holds no shares); returns it stamped with
+/// the order of this write.
+pub(crate) fn write_position(tx: &Connection, token: &str, position: Position, at_ms: i64) -> StoreResult<Written> {
     if position.shares.0 == 0 {
         exec(tx, "DELETE FROM positions WHERE token_id = ?1", [token])?;
     } else {
@@ -520,5 +525,6 @@ pub(crate) fn write_position(tx: &Connection, token: &str, position: Position, a
             params![token, position.shares.0, position.cost.0, at_ms],
         )?;
     }
-    Ok(())
+    let seq = POSITION_WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    Ok(Written { position, seq })
 }

@@ -36,7 +36,7 @@ pub use journal::{PaperBooking, PendingFill};
 pub use maintenance::check_file;
 pub use operator::{FillOutcome, PausedMarket};
 pub use ops::{ExecRow, FillCounts, HeldMessage};
-pub use orders::{OrderHealth, OrderRow, OrderStatus, Unsettled};
+pub use orders::{OrderHealth, OrderRow, OrderStatus, SettlementChange, Unsettled};
 pub use own_fills::{OwnBooking, OwnSettlement};
 pub use quality::TargetQuality;
 pub use queries::{StatusReport, TradeRow};

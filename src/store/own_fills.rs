@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::journal::{exec as run, query_one, record_execution_in, write_position};
 use super::{Store, StoreError, StoreResult, dec_u256, hex_addr, now_ms};
 use crate::domain::{ExecMode, Execution, Price, Shares, Side, Usdc};
-use crate::risk::Position;
+use crate::risk::{Position, Written};
 use crate::store::FillStatus;
 
 /// An order of ours booked from its fill on chain.
@@ -20,8 +20,8 @@ pub struct OwnBooking {
     pub exec: Execution,
     /// The target whose fill the order copied.
     pub wallet: Address,
-    /// Our position afterwards, as the journal computed it.
-    pub position: Position,
+    /// Our position afterwards, as the journal wrote it.
+    pub position: Written,
     /// P&L realized.
     pub realized: Usdc,
     /// What the journal had decided for the fill before (rejected, withdrawn), when the fill on
@@ -47,8 +47,8 @@ pub(crate) struct Grown {
     pub part: Execution,
     /// The target whose fill the order copied.
     pub wallet: Address,
-    /// Our position afterwards.
-    pub position: Position,
+    /// Our position afterwards, as the journal wrote it.
+    pub position: Written,
     /// P&L the part realized.
     pub realized: Usdc,
 }
@@ -227,7 +227,7 @@ pub(crate) fn grow_execution_in(
         mode: ExecMode::Live,
         at_ms,
     };
-    let (position, realized) = if out_of_books {
+    let (after, realized) = if out_of_books {
         (Position::default(), Usdc::ZERO)
     } else {
         let before: Position = tx
@@ -246,7 +246,7 @@ pub(crate) fn grow_execution_in(
     if out_of_books {
         return Ok(None);
     }
-    write_position(tx, &token, position, at_ms)?;
+    let position = write_position(tx, &token, after, at_ms)?;
     Ok(Some(Grown { part, wallet: hex_addr(&wallet, "executions.wallet")?, position, realized }))
 }
 
@@ -316,7 +316,7 @@ mod tests {
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let rows = copies(&mut s, Side::Buy, 1);
         let part = |got: OwnSettlement| match got {
-            OwnSettlement::Booked(b) => (b.exec.shares.0, b.exec.usdc.0, b.position.shares.0),
+            OwnSettlement::Booked(b) => (b.exec.shares.0, b.exec.usdc.0, b.position.position.shares.0),
             other => panic!("{other:?}"),
         };
         // 4 shares settle first: booked from the chain.
@@ -347,7 +347,11 @@ mod tests {
             at_ms: 1,
         };
         let grown = s.record_execution(&whole, &Address::repeat_byte(0xaa)).unwrap();
-        assert_eq!(grown, Some((Position { shares: Shares(10_000_000), cost: Usdc(5_100_000) }, Usdc::ZERO)));
+        let (written, realized) = grown.unwrap();
+        assert_eq!(
+            (written.position, realized),
+            (Position { shares: Shares(10_000_000), cost: Usdc(5_100_000) }, Usdc::ZERO)
+        );
         assert_eq!(s.record_execution(&whole, &Address::repeat_byte(0xaa)).unwrap(), None, "said again");
         // Their transaction comes last: nothing more to book.
         assert_eq!(
@@ -379,7 +383,7 @@ mod tests {
         crate::store::journal::write_position(&s.conn, "7", Position { shares: held.shares, cost: held.usdc }, 1)
             .unwrap();
         let realized = |got: OwnSettlement| match got {
-            OwnSettlement::Booked(b) => (b.realized.0, b.position.shares.0),
+            OwnSettlement::Booked(b) => (b.realized.0, b.position.position.shares.0),
             other => panic!("{other:?}"),
         };
         assert_eq!(
@@ -393,6 +397,42 @@ mod tests {
         let (e, realized) = s.execution_for(rows[0]).unwrap().unwrap();
         assert_eq!((e.shares.0, e.usdc.0, realized.0), (10_000_000, 6_000_000, 1_000_000));
         assert_eq!(position(&s), (0, 0));
+    }
+
+    /// A match taken out of the books (and put back once it settles) changes the journal's own
+    /// position row, which already holds a later booking on the same token, and every write is
+    /// stamped later than the one before it; the change is made once.
+    #[test]
+    fn a_settlement_change_applies_to_the_journals_row_and_is_made_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let rows = copies(&mut s, Side::Buy, 2);
+        let buy = |row: i64, usdc: i64| Execution {
+            fill_row: row,
+            side: Side::Buy,
+            token_id: U256::from(7),
+            shares: Shares(10_000_000),
+            price: Price(usdc / 10),
+            usdc: Usdc(usdc),
+            mode: ExecMode::Live,
+            at_ms: 1,
+        };
+        let wallet = Address::repeat_byte(0xaa);
+        let (first, _) = s.record_execution(&buy(rows[0], 5_100_000), &wallet).unwrap().unwrap();
+        let (second, _) = s.record_execution(&buy(rows[1], 5_000_000), &wallet).unwrap().unwrap();
+        assert!(second.seq > first.seq);
+        let out = s.record_settlement_change(rows[0], false).unwrap().unwrap();
+        assert_eq!(out.position.position, Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) });
+        assert!(out.position.seq > second.seq, "stamped after the booking it includes");
+        assert_eq!(s.record_settlement_change(rows[0], false).unwrap(), None, "made once");
+        assert_eq!(s.record_settlement_change(rows[0], true).unwrap(), None, "not settled yet: nothing to put back");
+        assert_eq!(
+            s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_100_000), "0xa").unwrap(),
+            OwnSettlement::Settled
+        );
+        let back = s.record_settlement_change(rows[0], true).unwrap().unwrap();
+        assert_eq!(back.position.position, Position { shares: Shares(20_000_000), cost: Usdc(10_100_000) });
+        assert_eq!(position(&s), (20_000_000, 10_100_000));
     }
 
     /// Our order's fill on chain is what we own: it is booked whether the copy was still pending

@@ -7,7 +7,7 @@ use rusqlite::params;
 
 use super::{Store, StoreResult, dec_u256, now_ms};
 use crate::domain::{ExecMode, Execution, Price, Shares, Side, TokenId, Usdc, mul_price_ceil};
-use crate::risk::Position;
+use crate::risk::Written;
 use crate::risk::book::position_after;
 
 /// Per token: matched shares not yet settled on chain (BUY positive), and whether it resolved.
@@ -59,7 +59,8 @@ impl Store {
     }
 
     /// Sets our position in `token` to `to` shares (one transaction): a decrease leaves at the
-    /// average cost (no P&L), an increase comes in at `price`. Returns the new position.
+    /// average cost (no P&L), an increase comes in at `price`. Returns the new position as written
+    /// (stamped 0 when nothing changed).
     ///
     /// # Errors
     /// On a database error.
@@ -70,11 +71,11 @@ impl Store {
         price: Price,
         cause: &str,
         by: &str,
-    ) -> StoreResult<Position> {
+    ) -> StoreResult<Written> {
         let pos = self.book()?.position(&token);
         let delta = to.0 - pos.shares.0;
         if delta == 0 {
-            return Ok(pos);
+            return Ok(Written { position: pos, seq: 0 });
         }
         let (side, shares) = if delta > 0 { (Side::Buy, Shares(delta)) } else { (Side::Sell, Shares(-delta)) };
         let usdc = match side {
@@ -105,15 +106,7 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![token.to_string(), side.as_str(), shares.0, avg.0, usdc.0, realized.0, now, cause, by],
         )?;
-        if after.shares.0 == 0 {
-            tx.execute("DELETE FROM positions WHERE token_id = ?1", [token.to_string()])?;
-        } else {
-            tx.execute(
-                "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
-                params![token.to_string(), after.shares.0, after.cost.0, now],
-            )?;
-        }
+        let written = super::journal::write_position(&tx, &token.to_string(), after, now)?;
         tx.execute(
             "INSERT INTO events (at_ms, kind, message) VALUES (?1, 'reconcile', ?2)",
             params![
@@ -122,6 +115,6 @@ impl Store {
             ],
         )?;
         tx.commit()?;
-        Ok(after)
+        Ok(written)
     }
 }

@@ -8,6 +8,7 @@ mod messages;
 mod operator;
 mod placement;
 mod resolver;
+mod settlement;
 mod setup;
 mod valuation;
 
@@ -16,7 +17,8 @@ pub use operator::{BookAdjusted, Close, CloseStarted, MarketPauses, close_summar
 pub use setup::{RiskConfig, RiskPeers, RiskState};
 pub use valuation::GetPnlToday;
 
-pub use valuation::{CheckSettlement, GetOpenTokens, Marks, Resolved};
+pub use settlement::CheckSettlement;
+pub use valuation::{GetOpenTokens, Marks, Resolved};
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -32,7 +34,7 @@ use crate::actors::notifier::{Event, Notifier};
 use crate::actors::store::{GetBreaker, MarkUnresolved, RecordRejection, SetBreaker, StoreActor};
 use crate::domain::{Shares, TokenId, Usdc};
 use crate::metrics::Metrics;
-use crate::risk::{Book, Breaker, DenyReason, Limits, WalletActivity};
+use crate::risk::{Book, Breaker, DenyReason, Limits, WalletActivity, Written};
 use crate::store::now_ms;
 
 /// The gateway actor.
@@ -42,6 +44,8 @@ pub struct RiskSupervisor {
     /// Bumped on every local breaker change, so a journal read that raced with it is ignored.
     breaker_epoch: u64,
     book: Book,
+    /// The journal's stamp of the last position the book took for each token (see [`Written`]).
+    written: HashMap<TokenId, u64>,
     realized_today: Usdc,
     /// Marks (CLOB midpoints) of tokens we hold, and the unrealized P&L they give.
     marks: HashMap<TokenId, crate::domain::Price>,
@@ -127,6 +131,7 @@ impl RiskSupervisor {
             breaker: Breaker::new(state.breaker, max_consecutive_errors),
             breaker_epoch: 0,
             book: state.book,
+            written: HashMap::new(),
             realized_today: state.realized_today,
             marks: state.marks,
             unrealized: Usdc::ZERO,
@@ -164,6 +169,16 @@ impl RiskSupervisor {
         // marks keeps its last mark instead of counting at cost against an opening that did not).
         supervisor.revalue();
         supervisor
+    }
+
+    /// Takes the journal's position in `token` unless the book already has a newer one: answers
+    /// about the journal's writes may arrive in another order than they were written.
+    fn adopt(&mut self, token: TokenId, w: Written) {
+        let seen = self.written.entry(token).or_default();
+        if w.seq > *seen {
+            *seen = w.seq;
+            self.book.set(token, w.position);
+        }
     }
 
     /// Publishes the breaker, exposure and P&L gauges.

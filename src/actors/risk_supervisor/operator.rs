@@ -236,15 +236,15 @@ impl Handler<MarketPauses> for RiskSupervisor {
 pub struct BookAdjusted {
     /// The token.
     pub token: TokenId,
-    /// Its position as the journal now has it.
-    pub position: crate::risk::Position,
+    /// Its position as the journal wrote it.
+    pub position: crate::risk::Written,
 }
 
 impl Handler<BookAdjusted> for RiskSupervisor {
     type Result = ();
 
     fn handle(&mut self, m: BookAdjusted, _: &mut Context<Self>) {
-        self.book.set(m.token, m.position);
+        self.adopt(m.token, m.position);
         self.revalue();
         self.publish();
     }

@@ -25,14 +25,14 @@ use crate::actors::notifier::Event;
 use crate::actors::store::{PaperCopy, RecordExecution, RecordIntent, RecordPaperCopy, Writer};
 use crate::chain::OwnBooked;
 use crate::domain::{Execution, Usdc};
-use crate::risk::{DenyReason, Position, Reservation, check_intent};
+use crate::risk::{DenyReason, Reservation, Written, check_intent};
 use crate::store::now_ms;
 
 /// How a placement ended, applied to the actor's state when it comes back.
 pub(super) enum Step {
     /// Executed and journaled: the execution and the position and P&L the journal computed
     /// (`None`: this fill already had an execution, nothing to book).
-    Done(Execution, Option<(Position, Usdc)>),
+    Done(Execution, Option<(Written, Usdc)>),
     /// The journal says it must not be executed (already handled, or under a reorg).
     Skipped,
     /// A journal write failed.
@@ -297,7 +297,7 @@ impl RiskSupervisor {
         &mut self,
         m: &Evaluate,
         exec: Execution,
-        position: Position,
+        position: Written,
         realized: Usdc,
         elapsed: Option<std::time::Duration>,
     ) {
@@ -311,8 +311,9 @@ impl RiskSupervisor {
             market: m.market.clone(),
             realized: (exec.side == crate::domain::Side::Sell).then_some(realized),
         };
-        let dust =
-            (exec.side == crate::domain::Side::Sell).then(|| crate::risk::close::dust(position.shares)).flatten();
+        let dust = (exec.side == crate::domain::Side::Sell)
+            .then(|| crate::risk::close::dust(position.position.shares))
+            .flatten();
         self.take_booking(&exec, position, realized, event);
         if let Some(left) = dust {
             // A full exit sells every whole lot; what is left cannot be sold and is said, not hidden.
@@ -329,8 +330,8 @@ impl RiskSupervisor {
 
     /// What every booking does, whoever learned of it: the journal's position replaces ours, the
     /// realized P&L counts today, the error streak ends, the event is reported, limits follow.
-    fn take_booking(&mut self, exec: &Execution, position: Position, realized: Usdc, event: Event) {
-        self.book.set(exec.token_id, position);
+    fn take_booking(&mut self, exec: &Execution, position: Written, realized: Usdc, event: Event) {
+        self.adopt(exec.token_id, position);
         self.realized_today = Usdc(self.realized_today.0 + realized.0);
         self.breaker.record_success();
         self.notifier.do_send(event);

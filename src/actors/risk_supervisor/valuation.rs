@@ -1,28 +1,17 @@
-//! Valuation of the book: marks to market (CLOB midpoints) and settlement on chain. The daily loss
-//! limit counts realized plus unrealized P&L; a live match that never settles is taken out of the
-//! books, and put back if it settles after all.
+//! Valuation of the book: marks to market (CLOB midpoints) and resolved markets. The daily loss
+//! limit counts realized plus unrealized P&L.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, MessageResult, WrapFuture};
-use tracing::error;
+use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, MessageResult, WrapFuture};
 
 use super::RiskSupervisor;
 use crate::actors::notifier::Event;
-use crate::actors::store::{GetExecution, RecordSettlement, RecordSettlementChange, SetMarks, UnsettledBefore};
+use crate::actors::store::{RecordSettlement, SetMarks};
 use crate::domain::{ExecMode, Execution, Price, Side, TokenId, Usdc, mul_price_floor};
 use crate::market::MarketInfo;
-use crate::risk::book::{position_after, position_with, position_without};
+use crate::risk::book::position_after;
 use crate::store::now_ms;
-
-/// Take matched orders that never settled on chain out of our books (live).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct CheckSettlement {
-    /// How long a matched order may take to settle.
-    pub timeout: Duration,
-}
 
 /// The tokens we hold (for marking to market).
 #[derive(Debug, Message)]
@@ -81,64 +70,6 @@ impl RiskSupervisor {
                 self.reduce(crate::risk::reason::DAILY_LOSS_LIMIT, &reason, "daemon");
             }
         }
-    }
-}
-
-impl Handler<CheckSettlement> for RiskSupervisor {
-    type Result = AtomicResponse<Self, ()>;
-
-    /// Takes out of the books executions whose order matched on the CLOB but never appeared on
-    /// chain, and puts back those that appeared after all.
-    fn handle(&mut self, m: CheckSettlement, _: &mut Context<Self>) -> Self::Result {
-        let store = self.store.clone();
-        let before = now_ms() - i64::try_from(m.timeout.as_millis()).unwrap_or(i64::MAX);
-        let work = async move {
-            let overdue = match store.send(UnsettledBefore(before)).await {
-                Ok(Ok(v)) => v,
-                _ => return Vec::new(),
-            };
-            let mut out = Vec::new();
-            for u in overdue {
-                if let Ok(Ok(Some(e))) = store.send(GetExecution(u.fill_row)).await {
-                    out.push((u, e));
-                }
-            }
-            out
-        };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |mut changes, act, ctx| {
-            changes.sort_by_key(|(u, (exec, _))| crate::risk::book::change_order(u.settled_late, exec.at_ms));
-            for (u, (exec, realized)) in changes {
-                let pos = act.book.position(&exec.token_id);
-                let restored = u.settled_late;
-                let (after, realized_change) = if restored {
-                    position_with(pos, exec.side, exec.shares, exec.usdc, realized)
-                } else {
-                    let (p, undone) = position_without(pos, exec.side, exec.shares, exec.usdc, realized);
-                    (p, Usdc(-undone.0))
-                };
-                act.book.set(exec.token_id, after);
-                // Today's P&L counts it only if it was booked today (as the journal's sum does).
-                if exec.at_ms >= act.day_start_ms {
-                    act.realized_today = Usdc(act.realized_today.0 + realized_change.0);
-                }
-                let change = RecordSettlementChange { fill_row: u.fill_row, token: exec.token_id, position: after, restored };
-                act.journal_or_halt(ctx, "a settlement change of our position", change);
-                let what = format!("{} {} shares of token {}", exec.side.as_str(), exec.shares, exec.token_id);
-                let message = if restored {
-                    format!("order {} settled on chain after it was taken out of our books: {what} put back", u.order_id)
-                } else {
-                    format!(
-                        "order {} matched on the CLOB but did not settle on chain within {}s: {what} taken out of our books",
-                        u.order_id,
-                        m.timeout.as_secs()
-                    )
-                };
-                error!("{message}");
-                act.notifier.do_send(Event::Alert { message });
-            }
-            act.revalue();
-            act.publish();
-        })))
     }
 }
 

@@ -179,7 +179,7 @@ pub struct AdjustPosition {
     /// Who.
     pub by: String,
 }
-store_handler!(AdjustPosition -> crate::risk::Position, |s, m| s.adjust_position(m.token, m.to, m.price, &m.cause, &m.by));
+store_handler!(AdjustPosition -> crate::risk::Written, |s, m| s.adjust_position(m.token, m.to, m.price, &m.cause, &m.by));
 
 /// The latest warnings journaled (unix ms, message), newest first: their cool-downs survive a restart.
 #[derive(Debug)]

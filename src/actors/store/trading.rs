@@ -6,7 +6,7 @@ use alloy::primitives::Address;
 
 use super::{Request, StoreActor};
 use crate::domain::{Execution, OrderIntent, Shares, TokenId, Usdc};
-use crate::risk::Position;
+use crate::risk::Written;
 use crate::store::{PaperBooking, Store, StoreResult};
 
 /// Settle (or book) our order with its fill on chain (see [`crate::store::OwnSettlement`]).
@@ -96,7 +96,7 @@ pub struct RecordExecution {
     /// The target copied.
     pub wallet: Address,
 }
-store_handler!(RecordExecution -> Option<(Position, Usdc)>, |s, m| s.record_execution(&m.exec, &m.wallet));
+store_handler!(RecordExecution -> Option<(Written, Usdc)>, |s, m| s.record_execution(&m.exec, &m.wallet));
 
 /// A paper copy's intent and simulated execution, journaled in one write (see
 /// [`crate::actors::risk_supervisor`]'s placement): nothing leaves the process, so the intent needs
@@ -120,7 +120,7 @@ pub struct RecordPaperCopy {
 pub enum PaperCopy {
     /// Executed: the execution and the position and P&L it led to (`None`: the fill already had
     /// an execution, nothing was booked twice).
-    Booked(Execution, Option<(Position, Usdc)>),
+    Booked(Execution, Option<(Written, Usdc)>),
     /// The journal says it must not be executed (already handled, or under a reorg).
     Skipped,
     /// Halted: journaled, not executed.
@@ -168,14 +168,10 @@ store_handler!(GetExecution -> Option<(Execution, Usdc)>, |s, m| s.execution_for
 pub struct RecordSettlementChange {
     /// The fill.
     pub fill_row: i64,
-    /// Its token.
-    pub token: TokenId,
-    /// Our position after the change.
-    pub position: Position,
     /// True when put back.
     pub restored: bool,
 }
-store_handler!(RecordSettlementChange -> (), |s, m| s.record_settlement_change(m.fill_row, &m.token, m.position, m.restored));
+store_handler!(RecordSettlementChange -> Option<crate::store::SettlementChange>, |s, m| s.record_settlement_change(m.fill_row, m.restored));
 
 /// The latest marks of tokens we hold.
 #[derive(Debug)]

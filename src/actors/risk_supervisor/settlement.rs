@@ -1,0 +1,93 @@
+//! Live matches that never settle on chain: taken out of the books once overdue, and put back if
+//! they settle after all.
+
+use std::time::Duration;
+
+use actix::{ActorFutureExt, Context, Handler, Message, ResponseActFuture, WrapFuture};
+use tracing::error;
+
+use super::RiskSupervisor;
+use crate::actors::notifier::Event;
+use crate::actors::store::{GetExecution, RecordSettlementChange, StoreActor, UnsettledBefore};
+use crate::domain::Usdc;
+use crate::store::{SettlementChange, Unsettled, now_ms};
+
+/// Take matched orders that never settled on chain out of our books (live).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CheckSettlement {
+    /// How long a matched order may take to settle.
+    pub timeout: Duration,
+}
+
+/// What one check changed, and the journal error that stopped it, if one did.
+type Changes = (Vec<(Unsettled, SettlementChange)>, Option<String>);
+
+impl Handler<CheckSettlement> for RiskSupervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    /// The journal makes each change on its own rows, and the book takes the positions it wrote
+    /// unless it has newer ones: a booking on the same token still on its way to us is never
+    /// overwritten, and nothing waits behind the journal meanwhile (not even a halt's report).
+    fn handle(&mut self, m: CheckSettlement, _: &mut Context<Self>) -> Self::Result {
+        let before = now_ms() - i64::try_from(m.timeout.as_millis()).unwrap_or(i64::MAX);
+        let work = change_in_journal(self.store.clone(), before);
+        Box::pin(work.into_actor(self).map(move |(changes, failed), act, _| {
+            for (u, c) in changes {
+                act.adopt(c.exec.token_id, c.position);
+                // Today's P&L counts it only if it was booked today (as the journal's sum does).
+                if c.exec.at_ms >= act.day_start_ms {
+                    act.realized_today = Usdc(act.realized_today.0 + c.realized_change.0);
+                }
+                let e = &c.exec;
+                let what = format!("{} {} shares of token {}", e.side.as_str(), e.shares, e.token_id);
+                let message = if u.settled_late {
+                    format!("order {} settled on chain after it was taken out of our books: {what} put back", u.order_id)
+                } else {
+                    format!(
+                        "order {} matched on the CLOB but did not settle on chain within {}s: {what} taken out of our books",
+                        u.order_id,
+                        m.timeout.as_secs()
+                    )
+                };
+                error!("{message}");
+                act.notifier.do_send(Event::Alert { message });
+            }
+            if let Some(e) = failed {
+                act.trip("database_error", &format!("journal write failed (a settlement change of our position): {e}"), "daemon");
+            }
+            act.revalue();
+            act.check_daily_loss();
+            act.publish();
+        }))
+    }
+}
+
+/// Finds the matches overdue (`before`, unix ms) and those that settled late, and has the journal
+/// change each, in an order that never leaves a position the reverse would not: per token, takes
+/// out newest first and puts back oldest first ([`crate::risk::book::change_order`]).
+async fn change_in_journal(store: actix::Addr<StoreActor>, before: i64) -> Changes {
+    let overdue = match store.send(UnsettledBefore(before)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return (Vec::new(), Some(e.to_string())),
+        Err(e) => return (Vec::new(), Some(e.to_string())),
+    };
+    let mut found = Vec::new();
+    for u in overdue {
+        if let Ok(Ok(Some((exec, _)))) = store.send(GetExecution(u.fill_row)).await {
+            found.push((u, exec.at_ms));
+        }
+    }
+    found.sort_by_key(|(u, at)| crate::risk::book::change_order(u.settled_late, *at));
+    let mut changes = Vec::new();
+    for (u, _) in found {
+        match store.send(RecordSettlementChange { fill_row: u.fill_row, restored: u.settled_late }).await {
+            Ok(Ok(Some(c))) => changes.push((u, c)),
+            // Settled meanwhile, or another check made the change.
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => return (changes, Some(e.to_string())),
+            Err(e) => return (changes, Some(e.to_string())),
+        }
+    }
+    (changes, None)
+}
