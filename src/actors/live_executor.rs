@@ -16,10 +16,11 @@ use tracing::{info, warn};
 
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::store::{GetOrder, OrderOutcome, OrderSent, RecordOrder, Writer};
+use crate::chain::ChainClock;
 use crate::clob::account::OrderKind;
 use crate::clob::amounts::market_order_amounts;
 use crate::clob::order::{StoredOrder, salt_for};
-use crate::clob::outcome::{LookupOutcome, PostOutcome, stable_code};
+use crate::clob::outcome::{LookupOutcome, PostOutcome, past_any_fill, stable_code};
 use crate::clob::pricing::{approved_limit_on_tick, size_for_market};
 use crate::clob::venue::{Venue, decimal_to_micros};
 use crate::domain::{ExecMode, Execution, OrderIntent, Price, Shares, Side, Usdc, mul_price_ceil, mul_price_floor};
@@ -40,6 +41,9 @@ pub struct LiveRules {
     pub retry_backoff: Duration,
     /// Wait after a 429 that names none.
     pub rate_limit_wait: Duration,
+    /// A match settles on chain within this (else it is reversed): an order of unknown fate with
+    /// no fill of ours on chain this long after its last chance to match did not fill.
+    pub settle_within: Duration,
 }
 
 /// Places orders on the CLOB.
@@ -49,15 +53,22 @@ pub struct LiveExecutor {
     writer: Writer,
     rules: LiveRules,
     gate: TradingGate,
+    chain: ChainClock,
 }
 
 impl LiveExecutor {
     /// An executor trading through `venue`, journaling straight on the journal's `writer` (the
     /// store actor's mailbox would add a hop each way to every step of an order), sending nothing
-    /// while `gate` is closed.
+    /// while `gate` is closed, and knowing from `chain` how far our own fills on chain are journaled.
     #[must_use]
-    pub const fn new(venue: Arc<Venue>, writer: Writer, rules: LiveRules, gate: TradingGate) -> Self {
-        Self { venue, writer, rules, gate }
+    pub const fn new(
+        venue: Arc<Venue>,
+        writer: Writer,
+        rules: LiveRules,
+        gate: TradingGate,
+        chain: ChainClock,
+    ) -> Self {
+        Self { venue, writer, rules, gate, chain }
     }
 }
 
@@ -78,6 +89,7 @@ impl Handler<Execute> for LiveExecutor {
             may_send: m.may_send,
             manual: m.manual,
             gate: self.gate.clone(),
+            chain: self.chain.clone(),
             journaled: m.journaled,
             fresh_intent: m.fresh_intent,
         };
@@ -96,6 +108,8 @@ struct Run {
     manual: bool,
     /// Checked again before every send: a halt during a long resolution stops re-sends too.
     gate: TradingGate,
+    /// How far our own fills on chain are journaled.
+    chain: ChainClock,
     /// When the fill's journal write committed.
     journaled: Option<std::time::Instant>,
     /// The intent was journaled by this placement.
@@ -419,10 +433,33 @@ impl Run {
         }
     }
 
+    /// Ends a resolution window without an answer from the exchange: the chain decides when it can
+    /// (our own fill booked the order meanwhile, or none came long after the order could last
+    /// match); else the outcome stays unknown and the order is resolved in the background.
     async fn unknown(&self, message: &str) -> Result<Execution, ExecError> {
-        // Our own fill on chain may have booked the order while it was being looked up.
-        if let Some(done) = self.booked_meanwhile().await? {
-            return done;
+        // Read before the order: every fill of ours up to this block time is journaled by now.
+        let chain_read_s = self.chain.read_through_s();
+        let row = self.writer.ask(GetOrder(self.intent.fill_row)).await.map_err(journal_err)?;
+        if let Some(o) = row {
+            if o.status == OrderStatus::Matched
+                && let Some(done) = self.replay(&o)
+            {
+                return done;
+            }
+            let last_sent_s = o.last_sent_ms.map_or(0, |ms| u64::try_from(ms / 1000).unwrap_or(0));
+            let expiry_s = u64::try_from(o.order.expiration).unwrap_or(u64::MAX);
+            let within_s = self.rules.settle_within.as_secs();
+            if o.last_sent_ms.is_some()
+                && past_any_fill(&o.order.order_type, last_sent_s, expiry_s, within_s, chain_read_s)
+            {
+                let message = format!(
+                    "order {} did not fill: no fill of ours on chain {within_s}s after it could last match ({message})",
+                    o.order.id_hex()
+                );
+                warn!(order = %o.order.id_hex(), "{message}");
+                self.outcome(OrderStatus::NoFill, None, &message).await?;
+                return Err(ExecError::NoFill { code: "no_liquidity", message });
+            }
         }
         self.outcome(OrderStatus::Unknown, None, message).await?;
         Err(ExecError::Unknown(message.to_owned()))

@@ -2,6 +2,7 @@
 //! and the feed that backfills from the checkpoint, follows the head and handles reorgs ([`feed`]).
 
 pub mod abi;
+pub mod clock;
 pub mod events;
 pub mod feed;
 pub mod history;
@@ -12,5 +13,6 @@ pub mod positions;
 pub mod range;
 pub mod rpc;
 
+pub use clock::ChainClock;
 pub use feed::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, OwnBooked, OwnFill};
 pub use rpc::{BlockRef, ChainError, Rpc, RpcConfig};

@@ -203,9 +203,56 @@ pub fn classify_lookup(status: &str, size_matched: Decimal) -> LookupOutcome {
     }
 }
 
+/// True when an order whose fate the CLOB never told us can no longer have filled unseen: its last
+/// chance to match (a FAK or FOK order matches when it arrives or never, so its last send; a GTD
+/// order rests until its expiry) plus the time a match takes to settle on chain is behind the chain
+/// as journaled (`chain_read_s`, with our own fills). With no fill of ours on chain by then, it did
+/// not fill; a match that never settles would be taken out of the books at that point anyway. An
+/// order with no expiry that may rest never passes this point. All times are unix seconds.
+#[must_use]
+pub fn past_any_fill(
+    order_type: &str,
+    last_sent_s: u64,
+    expiration_s: u64,
+    settle_within_s: u64,
+    chain_read_s: u64,
+) -> bool {
+    let last_chance_s = match order_type.to_ascii_uppercase().as_str() {
+        "FAK" | "FOK" => last_sent_s,
+        "GTD" if expiration_s > 0 => expiration_s.max(last_sent_s),
+        _ => return false,
+    };
+    chain_read_s >= last_chance_s.saturating_add(settle_within_s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_order_is_past_any_fill_once_the_chain_is_read_beyond_its_last_chance_and_settlement() {
+        // (type, last sent, expiry, settle within, chain read through, past any fill)
+        for (kind, sent, expiry, within, chain, want) in [
+            ("FAK", 1_000, 0, 600, 1_599, false),
+            ("FAK", 1_000, 0, 600, 1_600, true),
+            ("fok", 1_000, 0, 600, 5_000, true),
+            ("FAK", 1_000, 0, 600, 0, false),
+            // A GTD order can match until it expires.
+            ("GTD", 1_000, 3_000, 600, 1_600, false),
+            ("GTD", 1_000, 3_000, 600, 3_600, true),
+            // Sent again after its expiry (refused then): the send is the last chance.
+            ("GTD", 4_000, 3_000, 600, 4_599, false),
+            ("GTD", 0, 0, 600, u64::MAX, false),
+            ("GTC", 1_000, 0, 600, u64::MAX, false),
+            ("FAK", u64::MAX, 0, 600, u64::MAX, true),
+        ] {
+            assert_eq!(
+                past_any_fill(kind, sent, expiry, within, chain),
+                want,
+                "{kind} {sent} {expiry} {within} {chain}"
+            );
+        }
+    }
 
     fn code(o: &PostOutcome) -> &'static str {
         match o {

@@ -36,6 +36,8 @@ pub struct OrderRow {
     pub amounts: Option<(i64, i64)>,
     /// The last thing the exchange (or we) said about it.
     pub message: Option<String>,
+    /// When it was last sent, unix ms (`None`: never).
+    pub last_sent_ms: Option<i64>,
 }
 
 /// Where one of our orders stands, as the journal keeps it.
@@ -140,21 +142,32 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT signed, status, posts, shares, usdc, message FROM orders WHERE fill_id = ?1",
+                // Orders journaled before the send time was kept: their last update is no earlier.
+                "SELECT signed, status, posts, shares, usdc, message, COALESCE(last_sent_ms, updated_at_ms) \
+                 FROM orders WHERE fill_id = ?1",
                 [fill_row],
                 |r| {
                     let amounts = match (r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?) {
                         (Some(s), Some(u)) => Some((s, u)),
                         _ => None,
                     };
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, amounts, r.get(5)?))
+                    let sent = if r.get::<_, i64>(2)? > 0 { Some(r.get::<_, i64>(6)?) } else { None };
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, amounts, r.get(5)?, sent))
                 },
             )
             .optional()?;
-        row.map(|(signed, status, posts, amounts, message)| {
+        row.map(|(signed, status, posts, amounts, message, last_sent_ms)| {
             let order =
                 serde_json::from_str(&signed).map_err(|_| StoreError::Corrupt { column: "signed", value: signed })?;
-            Ok(OrderRow { fill_row, order, status: OrderStatus::parse(&status)?, posts, amounts, message })
+            Ok(OrderRow {
+                fill_row,
+                order,
+                status: OrderStatus::parse(&status)?,
+                posts,
+                amounts,
+                message,
+                last_sent_ms,
+            })
         })
         .transpose()
     }
@@ -166,7 +179,7 @@ impl Store {
     pub fn order_sent(&self, fill_row: i64) -> StoreResult<()> {
         self.conn.execute(
             "UPDATE orders SET posts = posts + 1, status = CASE status WHEN 'matched' THEN status ELSE 'sent' END, \
-             updated_at_ms = ?2 WHERE fill_id = ?1",
+             updated_at_ms = ?2, last_sent_ms = ?2 WHERE fill_id = ?1",
             params![fill_row, now_ms()],
         )?;
         Ok(())

@@ -324,6 +324,11 @@ CREATE TABLE own_fills (
     PRIMARY KEY (order_id, tx_hash)
 ) WITHOUT ROWID;
 ",
+    r"
+-- when the order was last sent (unix ms): a FAK order matches then or never, so with no fill of
+-- ours on chain long after it, it did not fill
+ALTER TABLE orders ADD COLUMN last_sent_ms INTEGER;
+",
 ];
 
 /// Brings the schema up to date.

@@ -65,6 +65,36 @@ async fn test_live_when_lookups_answer_null_then_booked_from_our_fill_on_chain_w
     assert_eq!(st["positions"][0]["shares"], "10", "{st}");
 }
 
+/// An order whose answer never comes, whose lookups fail, and with no fill of ours on chain long
+/// after it was sent did not fill: a FAK order matches when it arrives or never, and a match
+/// settles within `settle_timeout_s`. Once the chain is read that far it ends as a no-fill, without
+/// a restart or an alert, its exposure released and nothing sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_an_unanswered_order_has_no_fill_on_chain_past_settlement_then_it_did_not_fill() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 3");
+    l.d.set("live", "settle_timeout_s = 2");
+    l.clob.script(&[Play::HangUnmatched]);
+    l.clob.lookups_down(true);
+    start_live(&mut l).await;
+    let pid = l.d.pid();
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the order sent", async || (l.clob.posts().len() == 1).then_some(())).await;
+    // Blocks go on being mined (and read) while the order's fate is looked up.
+    let r = wait_for(40, "the copy to end", async || {
+        l.anvil.mine(1).await;
+        row(&l.d, 0).filter(|r| r["status"] != "pending")
+    })
+    .await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("no_liquidity")), "{r}");
+    assert_eq!(orders_in_journal(&l.d)[0].1, "no_fill");
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+    assert_eq!(l.d.pid(), pid, "no restart was needed");
+    assert!(l.d.events("error").is_empty(), "{:?}", l.d.events("error"));
+    let st = l.d.status();
+    assert!(st["positions"].as_array().is_none_or(Vec::is_empty), "{st}");
+}
+
 /// A GTD order resting on the book longer than the resolve window is neither an error nor sent
 /// again, and is booked once when it fills.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

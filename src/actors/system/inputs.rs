@@ -84,6 +84,7 @@ pub(super) async fn build(s: &Settings, env: &Env, t: &Trading, wallets: &Wallet
         halt: t.risk.clone().recipient(),
         metrics: t.metrics.clone(),
         own_fills: t.venue.as_ref().map(|_| t.risk.clone().recipient()),
+        clock: t.chain_clock.clone(),
     };
     let feed = ChainFeed::new(feed_config(s, t), Rpc::new(rpc.clone()), peers, targets.clone(), status_tx);
     Inputs { copier, registry, feed, targets, act_now, status, n_targets, markets, rpc }

@@ -45,6 +45,8 @@ pub(super) struct Trading {
     pub journal: Option<(PathBuf, FileIdentity)>,
     /// When the start began (ms since the epoch).
     pub started_ms: i64,
+    /// How far the feed has journaled the chain (the live executor reads it).
+    pub chain_clock: crate::chain::ChainClock,
 }
 
 /// Starts the journal's writer, the reports' thread, the executor for this mode and the risk
@@ -79,7 +81,8 @@ pub(super) async fn start(
     }
     let gate = TradingGate::new(state.breaker.tripped);
     let state_at_start = state.breaker.clone();
-    let (executor, venue) = executor(s, env, &writer, &gate).await?;
+    let chain_clock = crate::chain::ChainClock::default();
+    let (executor, venue) = executor(s, env, &writer, &gate, &chain_clock).await?;
     let risk = RiskSupervisor::new(
         risk_config(s, journal.clone(), paper),
         state,
@@ -93,7 +96,20 @@ pub(super) async fn start(
         },
     )
     .start();
-    Ok(Trading { store, writer, metrics, reports, notifier, gate, state_at_start, venue, risk, journal, started_ms })
+    Ok(Trading {
+        store,
+        writer,
+        metrics,
+        reports,
+        notifier,
+        gate,
+        state_at_start,
+        venue,
+        risk,
+        journal,
+        started_ms,
+        chain_clock,
+    })
 }
 
 /// The executor for this mode, and the CLOB connection in live mode.
@@ -102,6 +118,7 @@ async fn executor(
     env: &Env,
     writer: &Writer,
     gate: &TradingGate,
+    chain: &crate::chain::ChainClock,
 ) -> Result<(actix::Recipient<crate::actors::executor::Execute>, Option<Arc<Venue>>), DaemonError> {
     if s.mode.is_paper() {
         let books = if s.paper.fill_model == crate::config::settings::FillModel::OrderBook {
@@ -125,8 +142,10 @@ async fn executor(
         max_retries: s.live.max_retries,
         retry_backoff: Duration::from_millis(s.live.retry_backoff_ms),
         rate_limit_wait: Duration::from_millis(s.live.rate_limit_wait_ms),
+        settle_within: Duration::from_secs(s.live.settle_timeout_s),
     };
-    let executor = LiveExecutor::new(venue.clone(), writer.clone(), rules, gate.clone()).start().recipient();
+    let executor =
+        LiveExecutor::new(venue.clone(), writer.clone(), rules, gate.clone(), chain.clone()).start().recipient();
     Ok((executor, Some(venue)))
 }
 

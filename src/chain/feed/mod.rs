@@ -85,6 +85,8 @@ pub struct FeedPeers {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Where orders booked from our own fills are announced (live: the risk supervisor's book).
     pub own_fills: Option<Recipient<OwnBooked>>,
+    /// Told how far the chain is journaled (our own fills included).
+    pub clock: crate::chain::ChainClock,
 }
 
 /// An order of ours the journal booked from its fill on chain (the CLOB never confirmed it).
@@ -119,6 +121,7 @@ pub struct ChainFeed {
     notifier: Addr<Notifier>,
     halt: Recipient<SetTrading>,
     own_fills: Option<Recipient<OwnBooked>>,
+    clock: crate::chain::ChainClock,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     targets: watch::Receiver<Vec<Address>>,
     status: watch::Sender<FeedStatus>,
@@ -152,9 +155,23 @@ impl ChainFeed {
         targets: watch::Receiver<Vec<Address>>,
         status: watch::Sender<FeedStatus>,
     ) -> Self {
-        let FeedPeers { writer, sink, notifier, halt, metrics, own_fills } = peers;
+        let FeedPeers { writer, sink, notifier, halt, metrics, own_fills, clock } = peers;
         let span = Span::new(cfg.max_block_range);
-        Self { cfg, rpc, writer, sink, notifier, halt, metrics, own_fills, targets, status, checkpoint: None, span }
+        Self {
+            cfg,
+            rpc,
+            writer,
+            sink,
+            notifier,
+            halt,
+            metrics,
+            own_fills,
+            clock,
+            targets,
+            status,
+            checkpoint: None,
+            span,
+        }
     }
 
     /// One round: check for a reorg, then journal and dispatch every block up to the safe head.
@@ -212,7 +229,7 @@ impl ChainFeed {
                 Err(e) => return Err(e),
             };
             *span = span.after_read(this.to - this.from + 1, this.logs);
-            let (to, parent) = (this.to, this.end.hash);
+            let (to, parent, end_ts) = (this.to, this.end.hash, this.end.timestamp);
             // The next range is read while this one is journaled: both only borrow the feed, and
             // the checkpoint moves in `cp` as each part commits.
             let journal = self.journal_range(this, &mut cp);
@@ -226,6 +243,7 @@ impl ChainFeed {
             };
             self.checkpoint = Some(cp);
             journaled?;
+            self.clock.advance(end_ts);
             self.status.send_modify(|s| {
                 s.head = head;
                 s.processed = to;

@@ -48,6 +48,8 @@ pub enum Play {
     Status(u16, &'static str),
     /// Takes the order (it matches in full) and never answers.
     Hang,
+    /// Takes the order, finds nothing to match (a FAK order killed), and never answers.
+    HangUnmatched,
     /// Takes the order (it matches in full) and answers after this many milliseconds.
     Slow(u64),
     /// A GTD order that rests on the book (answered `live`) until `fill_resting`.
@@ -755,6 +757,10 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
             let v = json!({"success": true, "errorMsg": "", "orderID": id, "status": "live",
                 "makingAmount": "0", "takingAmount": "0", "transactionsHashes": [], "tradeIDs": []});
             respond(sock, 200, &v, "").await;
+        }
+        Play::HangUnmatched => {
+            st.lock().unwrap().orders.insert(id.clone(), record);
+            tokio::time::sleep(Duration::from_secs(3_600)).await;
         }
         Play::NoLiquidity => {
             st.lock().unwrap().orders.insert(id.clone(), record);
