@@ -211,7 +211,18 @@ impl Run {
                 match self.look_up(&order, &mut r).await {
                     Step::Done(result) => return result,
                     Step::Wait => {
-                        tokio::time::sleep(r.next_wait()).await;
+                        // A change of the trading state wakes the wait: a resting order is taken
+                        // off the book at once when trading stops.
+                        let changed = self.gate.changed();
+                        // Stopped between that lookup and now: cancelled without waiting. (A cancel
+                        // that failed is asked again after the wait, never in a loop.)
+                        let stopped_since = r.resting && r.sendable_at_lookup && !self.may_send();
+                        if !stopped_since {
+                            tokio::select! {
+                                () = tokio::time::sleep(r.next_wait()) => {}
+                                () = changed => {}
+                            }
+                        }
                         continue;
                     }
                     Step::Send => {
@@ -352,12 +363,36 @@ impl Run {
         }
     }
 
+    /// Takes a resting order off the book once trading no longer allows its side (halted; a BUY
+    /// while reducing): an order that stays there could still fill. Asked once per resolution; the
+    /// lookups that follow say what it matched before.
+    async fn cancel_if_stopped(&self, order: &StoredOrder, r: &mut Resolution) {
+        r.sendable_at_lookup = self.may_send();
+        if !r.resting || r.cancel_asked || r.sendable_at_lookup {
+            return;
+        }
+        let id = order.id_hex();
+        match self.venue.cancel(&id).await {
+            Ok(cancelled) => {
+                r.cancel_asked = true;
+                info!(order = %id, cancelled, "trading stopped: our resting order is taken off the book");
+            }
+            // Asked again at the next lookup, after its wait.
+            Err(e) => {
+                warn!(order = %id, cause = %e, "trading stopped, but our resting order could not be cancelled yet")
+            }
+        }
+    }
+
     /// One lookup of an order whose fate is open, and what to do next.
     async fn look_up(&self, order: &StoredOrder, r: &mut Resolution) -> Step {
         let id = order.id_hex();
+        self.cancel_if_stopped(order, r).await;
         match self.venue.lookup(&id).await {
             Ok(found) => match found.state {
-                LookupOutcome::Done { matched } => Step::Done(self.finish_lookup(order, matched, found.price).await),
+                LookupOutcome::Done { matched } => {
+                    Step::Done(self.finish_lookup(order, matched, found.price, r.cancel_asked).await)
+                }
                 // A resting order is neither an error nor a reason to send anything: it is watched,
                 // a GTD order until its expiry, however we learnt it rests (an answer, a lookup).
                 LookupOutcome::Pending if !r.resting => {
@@ -499,13 +534,15 @@ impl Run {
         order: &StoredOrder,
         matched: Decimal,
         price: Decimal,
+        cancelled: bool,
     ) -> Result<Execution, ExecError> {
         let (Some(matched_units), Some(price_units)) = (decimal_to_micros(matched), decimal_to_micros(price)) else {
             return self.unknown(&format!("unreadable lookup amounts {matched} at {price}")).await;
         };
         let shares = Shares(matched_units);
         if shares.0 <= 0 {
-            let message = format!("order {} ended with nothing matched", order.id_hex());
+            let why = if cancelled { " (taken off the book when trading stopped)" } else { "" };
+            let message = format!("order {} ended with nothing matched{why}", order.id_hex());
             self.outcome(OrderStatus::NoFill, None, &message).await?;
             return Err(ExecError::NoFill { code: "no_liquidity", message });
         }
@@ -539,6 +576,10 @@ struct Resolution {
     resent: bool,
     /// Known to rest on the book: watched until its expiry.
     resting: bool,
+    /// Its cancellation was asked for (trading stopped while it rested).
+    cancel_asked: bool,
+    /// Trading allowed its side at the last lookup.
+    sendable_at_lookup: bool,
     /// The last inconclusive answer, for the record.
     last_unknown: String,
     until: Instant,
@@ -554,6 +595,8 @@ impl Resolution {
             known: false,
             resent: false,
             resting: false,
+            cancel_asked: false,
+            sendable_at_lookup: true,
             last_unknown: String::new(),
             until: Instant::now() + window,
             wait: Duration::from_millis(250),

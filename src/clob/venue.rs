@@ -435,6 +435,17 @@ impl Venue {
         }
     }
 
+    /// Takes our resting order `order_id` off the book. Returns whether the exchange cancelled it
+    /// (false: it was no longer open, already matched, expired or cancelled; a lookup says which).
+    ///
+    /// # Errors
+    /// When the CLOB cannot answer (the order may still rest: asked again later).
+    pub async fn cancel(&self, order_id: &str) -> Result<bool, VenueError> {
+        let c = self.client();
+        let answer = self.call(c.cancel_order(order_id)).await?;
+        Ok(answer.canceled.iter().any(|id| id.eq_ignore_ascii_case(order_id)))
+    }
+
     /// What became of an order, by its id.
     ///
     /// # Errors

@@ -26,15 +26,25 @@ const fn level(state: TradingState) -> u8 {
     }
 }
 
-/// Shared trading state for senders.
+/// Shared trading state for senders, and a bell rung at each change for those waiting on it.
 #[derive(Debug, Clone, Default)]
-pub struct TradingGate(Arc<AtomicU8>);
+pub struct TradingGate {
+    level: Arc<AtomicU8>,
+    bell: Arc<tokio::sync::Notify>,
+}
 
 impl TradingGate {
     /// A gate that starts open or closed.
     #[must_use]
     pub fn new(halted: bool) -> Self {
-        Self(Arc::new(AtomicU8::new(if halted { CLOSED } else { OPEN })))
+        Self { level: Arc::new(AtomicU8::new(if halted { CLOSED } else { OPEN })), bell: Arc::default() }
+    }
+
+    /// Resolves at the gate's next change (or a change to the same level). Created before the gate
+    /// is read, it misses no change made after that read: an order resting on the book that waits
+    /// between lookups wakes at once when trading stops.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.bell.notified()
     }
 
     /// Nothing new may be sent from now on.
@@ -49,25 +59,27 @@ impl TradingGate {
 
     /// The gate as `state` says (the risk supervisor only: it may open it).
     pub fn set(&self, state: TradingState) {
-        self.0.store(level(state), Ordering::SeqCst);
+        self.level.store(level(state), Ordering::SeqCst);
+        self.bell.notify_waiters();
     }
 
     /// The gate at least as restrictive as `state`: never opens what a halt closed meanwhile.
     pub fn restrict(&self, state: TradingState) {
-        self.0.fetch_max(level(state), Ordering::SeqCst);
+        self.level.fetch_max(level(state), Ordering::SeqCst);
+        self.bell.notify_waiters();
     }
 
     /// True while nothing may be sent.
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.0.load(Ordering::SeqCst) == CLOSED
+        self.level.load(Ordering::SeqCst) == CLOSED
     }
 
     /// Whether an order on `side` may be sent now: anything while open, a SELL (an exit) while
     /// reducing, nothing while closed.
     #[must_use]
     pub fn allows(&self, side: Side) -> bool {
-        match self.0.load(Ordering::SeqCst) {
+        match self.level.load(Ordering::SeqCst) {
             OPEN => true,
             EXITS_ONLY => side == Side::Sell,
             _ => false,
@@ -93,5 +105,15 @@ mod tests {
         assert!(g.allows(Side::Sell) && !g.allows(Side::Buy));
         g.open();
         assert!(g.allows(Side::Buy));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_at_a_change_made_after_it_began_waiting() {
+        let g = TradingGate::new(false);
+        let wake = g.changed();
+        let other = g.clone();
+        std::thread::spawn(move || other.close());
+        wake.await;
+        assert!(g.is_closed());
     }
 }

@@ -177,6 +177,29 @@ async fn test_live_when_a_resting_gtd_order_is_found_by_lookup_after_a_restart_t
     assert_eq!(l.clob.posts().len(), 1);
 }
 
+/// A GTD order resting on the book when trading is halted is taken off it (it could still fill
+/// and add exposure nobody approved any more): cancelled once, its copy ends with nothing matched
+/// and says why, and nothing is sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_while_a_gtd_order_rests_then_it_is_cancelled() {
+    let mut l = live().await;
+    l.d.set("live", "order_type = \"GTD\"");
+    l.clob.script(&[Play::Rest]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the order resting", async || (orders_in_journal(&l.d).first()?.1 == "live").then_some(())).await;
+    assert!(l.clob.cancels().is_empty(), "not cancelled while trading goes on");
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "resting order test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let cancels = wait_for(10, "the cancel", async || Some(l.clob.cancels()).filter(|c| !c.is_empty())).await;
+    assert_eq!(cancels[0].1, format!("{:#x}", order_id(&l.d, 0)));
+    let r = wait_for(20, "the copy to end", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!(r["reason"], "no_liquidity", "{r}");
+    assert!(r["detail"].as_str().unwrap_or("").contains("when trading stopped"), "{r}");
+    assert_eq!(orders_in_journal(&l.d)[0].1, "no_fill");
+    assert_eq!((l.clob.cancels().len(), l.clob.posts().len()), (1, 1), "cancelled once, never sent again");
+}
+
 /// A resting GTD order that fills in two transactions before the CLOB's lookup says so is booked
 /// part by part from our fills on chain, and the lookup's "matched" adds nothing more: one
 /// execution, the position exactly what filled, one POST.

@@ -116,6 +116,8 @@ struct State {
     tokens: HashMap<String, Token>,
     orders: HashMap<String, Order>,
     posts: Vec<(Instant, String)>,
+    /// Order ids `DELETE /order` asked to cancel, in order, with when.
+    cancels: Vec<(Instant, String)>,
     requests: HashMap<String, u64>,
     refused: Vec<String>,
     allowance: &'static str,
@@ -258,6 +260,11 @@ impl FakeClob {
                 o.matched = o.shares;
             }
         }
+    }
+
+    /// Order ids we were asked to cancel, with when.
+    pub fn cancels(&self) -> Vec<(Instant, String)> {
+        self.state.lock().unwrap().cancels.clone()
     }
 
     /// The most POSTs the fake was answering at once.
@@ -631,6 +638,32 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
             }
         }
         ("POST", "/order") => post_order(&mut sock, &st, &h, &path, &body).await,
+        ("DELETE", "/order") => {
+            if !l2_ok(&h, &method, &path, &body) {
+                refuse(&st, format!("L2 DELETE {route}"));
+                respond(&mut sock, 401, &json!({"error": "Unauthorized/Invalid api key"}), "").await;
+                return Some(());
+            }
+            let id = serde_json::from_str::<Value>(&body).ok()?["orderID"].as_str()?.to_ascii_lowercase();
+            // As the real CLOB: only an open order can be cancelled; what it matched stays matched.
+            let cancelled = {
+                let mut s = st.lock().unwrap();
+                s.cancels.push((Instant::now(), id.clone()));
+                match s.orders.get_mut(&id) {
+                    Some(o) if o.resting => {
+                        o.resting = false;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            let v = if cancelled {
+                json!({"canceled": [id], "not_canceled": {}})
+            } else {
+                json!({"canceled": [], "not_canceled": {id: "order can't be found - already canceled or matched"}})
+            };
+            respond(&mut sock, 200, &v, "").await;
+        }
         _ => respond(&mut sock, 404, &json!({"error": format!("no route {method} {route}")}), "").await,
     }
     Some(())
