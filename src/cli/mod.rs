@@ -342,7 +342,9 @@ fn open_store(s: &Settings) -> Result<Store> {
             s.origin
         );
     }
-    Store::open_existing(&s.db_path).with_context(|| format!("opening the journal {}", s.db_path.display()))
+    Store::open_existing(&s.db_path)
+        .map(|store| store.with_trading_day(s.risk.day_starts_at_hour))
+        .with_context(|| format!("opening the journal {}", s.db_path.display()))
 }
 
 /// An HTTP connection to the chain as the settings and environment name it (not yet connected):

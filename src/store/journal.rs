@@ -4,7 +4,7 @@
 use alloy::primitives::Address;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{Store, StoreResult, dec_u256, hex_addr, hex_b256, now_ms, utc_day_start};
+use super::{Store, StoreResult, dec_u256, hex_addr, hex_b256, now_ms};
 use crate::domain::{
     ExchangeVersion, Execution, FillId, OrderIntent, OrderType, Price, Role, Shares, Side, TargetFill, TokenId, Usdc,
     addr_lower,
@@ -312,12 +312,13 @@ impl Store {
         Ok(Usdc(v))
     }
 
-    /// Realized P&L since the start of the UTC day containing `now_ms`.
+    /// Realized P&L since the start of the trading day containing `now_ms` (the day the daily loss
+    /// limit counts; see [`Store::with_trading_day`]).
     ///
     /// # Errors
     /// On a database error.
     pub fn realized_today(&self, now_ms: i64) -> StoreResult<Usdc> {
-        self.realized_since(utc_day_start(now_ms))
+        self.realized_since(self.trading_day_start(now_ms))
     }
 
     /// The open positions' unrealized P&L when the trading day of `day_start_ms` opened.

@@ -119,6 +119,9 @@ pub struct Store {
     conn: rusqlite::Connection,
     /// The journal file (None for an in-memory journal).
     path: Option<std::path::PathBuf>,
+    /// The UTC hour the trading day starts at (`risk.day_starts_at_hour`): "today" in what the
+    /// journal reports is the day the daily loss limit counts.
+    day_starts_at_hour: u32,
 }
 
 impl Store {
@@ -166,7 +169,20 @@ impl Store {
         // Every statement of a fill's life stays prepared.
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&conn)?;
-        Ok(Self { conn, path: Some(path.to_owned()) })
+        Ok(Self { conn, path: Some(path.to_owned()), day_starts_at_hour: 0 })
+    }
+
+    /// The journal with its trading day starting at `hour` UTC (0 unless set: the UTC day).
+    #[must_use]
+    pub const fn with_trading_day(mut self, hour: u32) -> Self {
+        self.day_starts_at_hour = hour;
+        self
+    }
+
+    /// Start (unix ms) of the trading day containing `now_ms`.
+    #[must_use]
+    pub fn trading_day_start(&self, now_ms: i64) -> i64 {
+        crate::risk::day::day_start(now_ms, self.day_starts_at_hour)
     }
 
     /// Sets how long a statement waits for another connection's lock.
@@ -361,6 +377,40 @@ mod tests {
         }
         s.conn.execute("UPDATE fills SET version = 'V2', status = 'done'", []).unwrap();
         assert!(s.fill_outcome(row).is_err(), "an unknown status is not read as any status");
+    }
+
+    /// With the trading day starting at 13:00 UTC, "today" and the days of the P&L history are the
+    /// trading days the daily loss limit counts, not UTC days.
+    #[test]
+    fn realized_today_and_pnl_by_day_follow_the_trading_day() {
+        use crate::domain::{ExecMode, Execution};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap().with_trading_day(13);
+        let hour = 3_600_000;
+        let day = 20_000 * 24 * hour;
+        let settle = |s: &mut Store, at_ms: i64, realized: i64| {
+            let exec = Execution {
+                fill_row: 0,
+                side: Side::Sell,
+                token_id: U256::from(7),
+                shares: Shares(1_000_000),
+                price: Price(1_000_000),
+                usdc: Usdc(1_000_000),
+                mode: ExecMode::Settlement,
+                at_ms,
+            };
+            s.record_settlement(&exec, Usdc(realized)).unwrap();
+        };
+        settle(&mut s, day + 12 * hour, 1_000_000);
+        settle(&mut s, day + 14 * hour, 2_000_000);
+        let now = day + 15 * hour;
+        assert_eq!(s.realized_today(now).unwrap(), Usdc(2_000_000), "12:00 belongs to the day before");
+        assert_eq!(
+            s.pnl_by_day(2, now).unwrap(),
+            vec![(day - 11 * hour, Usdc(1_000_000)), (day + 13 * hour, Usdc(2_000_000))]
+        );
+        let utc = Store::open(&dir.path().join("j.db")).unwrap();
+        assert_eq!(utc.realized_today(now).unwrap(), Usdc(3_000_000), "unset: the UTC day");
     }
 
     #[test]

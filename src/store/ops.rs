@@ -251,16 +251,18 @@ impl Store {
         Ok(FillCounts { by: rows.collect::<Result<_, _>>()? })
     }
 
-    /// Realized P&L per UTC day for the last `days` days (oldest first, days without trades included).
+    /// Realized P&L per trading day (see [`Store::with_trading_day`]) for the last `days` days,
+    /// oldest first, days without trades included; each day is keyed by its start.
     ///
     /// # Errors
     /// On a database error.
     pub fn pnl_by_day(&self, days: u32, now_ms: i64) -> StoreResult<Vec<(i64, Usdc)>> {
-        let today = super::utc_day_start(now_ms);
+        let today = self.trading_day_start(now_ms);
         let first = today - i64::from(days.saturating_sub(1)) * 86_400_000;
+        // Days are counted from `first`, a day start, so each row falls in the day it belongs to.
         let mut st = self.conn.prepare(&format!(
-            "SELECT (t / 86400000) * 86400000, SUM(p) FROM (SELECT executed_at_ms AS t, realized_pnl AS p FROM executions e \
-             WHERE {IN_BOOKS} UNION ALL SELECT at_ms, realized_pnl FROM settlements) WHERE t >= ?1 GROUP BY 1"
+            "SELECT ?1 + ((t - ?1) / 86400000) * 86400000, SUM(p) FROM (SELECT executed_at_ms AS t, realized_pnl AS p \
+             FROM executions e WHERE {IN_BOOKS} UNION ALL SELECT at_ms, realized_pnl FROM settlements) WHERE t >= ?1 GROUP BY 1"
         ))?;
         let rows = st.query_map([first], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
         let sums: BTreeMap<i64, i64> = rows.collect::<Result<_, _>>()?;

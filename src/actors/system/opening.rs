@@ -56,7 +56,7 @@ pub(super) async fn open(s: &Settings) -> Result<Opened, DaemonError> {
                 .map_err(|e| DaemonError::Http { addr: s.http.listen.clone(), source: e })?,
         )
     };
-    let store = Store::open(&s.db_path)?;
+    let store = Store::open(&s.db_path)?.with_trading_day(s.risk.day_starts_at_hour);
     journal_lock
         .lock_file(&s.db_path)
         .map_err(|e| DaemonError::Setup(format!("{e} (through another path to the same file)")))?;
