@@ -211,18 +211,7 @@ impl Run {
                 match self.look_up(&order, &mut r).await {
                     Step::Done(result) => return result,
                     Step::Wait => {
-                        // A change of the trading state wakes the wait: a resting order is taken
-                        // off the book at once when trading stops.
-                        let changed = self.gate.changed();
-                        // Stopped between that lookup and now: cancelled without waiting. (A cancel
-                        // that failed is asked again after the wait, never in a loop.)
-                        let stopped_since = r.resting && r.sendable_at_lookup && !self.may_send();
-                        if !stopped_since {
-                            tokio::select! {
-                                () = tokio::time::sleep(r.next_wait()) => {}
-                                () = changed => {}
-                            }
-                        }
+                        self.wait_or_stop(&mut r).await;
                         continue;
                     }
                     Step::Send => {
@@ -363,6 +352,24 @@ impl Run {
         }
     }
 
+    /// Waits before the next lookup. When trading stops this resting order's side meanwhile, the
+    /// wait ends at once, so it is cancelled without waiting; other changes of the trading state
+    /// (they are rare: the gate rings only when its level changes) leave the wait as it was. A
+    /// cancel that failed is asked again after the wait, never in a loop.
+    async fn wait_or_stop(&self, r: &mut Resolution) {
+        let until = tokio::time::Instant::now() + r.next_wait();
+        loop {
+            let changed = self.gate.changed();
+            if r.resting && r.sendable_at_lookup && !self.may_send() {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => return,
+                () = changed => {}
+            }
+        }
+    }
+
     /// Takes a resting order off the book once trading no longer allows its side (halted; a BUY
     /// while reducing): an order that stays there could still fill. Asked once per resolution; the
     /// lookups that follow say what it matched before.
@@ -373,10 +380,13 @@ impl Run {
         }
         let id = order.id_hex();
         match self.venue.cancel(&id).await {
-            Ok(cancelled) => {
+            Ok(true) => {
                 r.cancel_asked = true;
-                info!(order = %id, cancelled, "trading stopped: our resting order is taken off the book");
+                info!(order = %id, "trading stopped: our resting order is taken off the book");
             }
+            // Not open to cancel now (matched, expired, or not on the book yet: a delayed order):
+            // the lookup says which, and a cancel is asked again after the next wait while it rests.
+            Ok(false) => info!(order = %id, "trading stopped: the exchange did not cancel our order; looking it up"),
             // Asked again at the next lookup, after its wait.
             Err(e) => {
                 warn!(order = %id, cause = %e, "trading stopped, but our resting order could not be cancelled yet")
@@ -487,6 +497,10 @@ impl Run {
             if o.last_sent_ms.is_some()
                 && past_any_fill(&o.order.order_type, last_sent_s, expiry_s, within_s, chain_read_s)
             {
+                // Filled in part on chain (a GTD order that rested): that part is its outcome.
+                if let Some(done) = self.filled_in_part(&o).await? {
+                    return Ok(done);
+                }
                 let message = format!(
                     "order {} did not fill: no fill of ours on chain {within_s}s after it could last match ({message})",
                     o.order.id_hex()
@@ -498,6 +512,15 @@ impl Run {
         }
         self.outcome(OrderStatus::Unknown, None, message).await?;
         Err(ExecError::Unknown(message.to_owned()))
+    }
+
+    /// The part of this order our fills on chain booked while it could still fill (`o.amounts` on
+    /// an order with no final answer), made its final outcome now that it can fill no more.
+    async fn filled_in_part(&self, o: &OrderRow) -> Result<Option<Execution>, ExecError> {
+        let Some((shares, usdc)) = o.amounts.filter(|(shares, _)| *shares > 0) else { return Ok(None) };
+        self.outcome(OrderStatus::Matched, Some((shares, usdc)), "filled in part on chain; it can fill no more")
+            .await?;
+        Ok(Some(self.execution(Shares(shares), Usdc(usdc))))
     }
 
     fn execution(&self, shares: Shares, usdc: Usdc) -> Execution {
@@ -541,6 +564,13 @@ impl Run {
         };
         let shares = Shares(matched_units);
         if shares.0 <= 0 {
+            // The exchange may not count yet what our fills on chain already booked.
+            let row = self.writer.ask(GetOrder(self.intent.fill_row)).await.map_err(journal_err)?;
+            if let Some(o) = row
+                && let Some(done) = self.filled_in_part(&o).await?
+            {
+                return Ok(done);
+            }
             let why = if cancelled { " (taken off the book when trading stopped)" } else { "" };
             let message = format!("order {} ended with nothing matched{why}", order.id_hex());
             self.outcome(OrderStatus::NoFill, None, &message).await?;

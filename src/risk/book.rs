@@ -152,24 +152,6 @@ pub const fn change_order(put_back: bool, at_ms: i64) -> (u8, i64) {
     if put_back { (1, at_ms) } else { (0, -at_ms) }
 }
 
-/// The inverse of [`position_without`]: an execution taken out of the books put back (its order
-/// settled after all). Returns the position and the realized P&L restored.
-#[must_use]
-pub fn position_with(pos: Position, side: Side, shares: Shares, usdc: Usdc, realized: Usdc) -> (Position, Usdc) {
-    match side {
-        Side::Buy => {
-            (Position { shares: Shares(pos.shares.0 + shares.0), cost: Usdc(pos.cost.0 + usdc.0) }, Usdc::ZERO)
-        }
-        Side::Sell => (
-            Position {
-                shares: Shares((pos.shares.0 - shares.0).max(0)),
-                cost: Usdc((pos.cost.0 - (usdc.0 - realized.0)).max(0)),
-            },
-            realized,
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,7 +168,8 @@ mod tests {
             let (back, undone) = position_without(after, side, e.shares, e.usdc, realized);
             assert_eq!(back, start, "{side:?}");
             assert_eq!(undone, realized);
-            let (again, restored) = position_with(back, side, e.shares, e.usdc, realized);
+            // Put back, it is booked again as it was.
+            let (again, restored) = position_after(back, &e);
             assert_eq!((again, restored), (after, realized), "{side:?}");
         }
     }

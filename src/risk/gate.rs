@@ -40,9 +40,10 @@ impl TradingGate {
         Self { level: Arc::new(AtomicU8::new(if halted { CLOSED } else { OPEN })), bell: Arc::default() }
     }
 
-    /// Resolves at the gate's next change (or a change to the same level). Created before the gate
-    /// is read, it misses no change made after that read: an order resting on the book that waits
-    /// between lookups wakes at once when trading stops.
+    /// Resolves at the gate's next change of level (the supervisor publishes the same level many
+    /// times a second; that rings nothing). Created before the gate is read, it misses no change
+    /// made after that read: an order resting on the book that waits between lookups wakes at once
+    /// when trading stops.
     pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.bell.notified()
     }
@@ -59,14 +60,16 @@ impl TradingGate {
 
     /// The gate as `state` says (the risk supervisor only: it may open it).
     pub fn set(&self, state: TradingState) {
-        self.level.store(level(state), Ordering::SeqCst);
-        self.bell.notify_waiters();
+        if self.level.swap(level(state), Ordering::SeqCst) != level(state) {
+            self.bell.notify_waiters();
+        }
     }
 
     /// The gate at least as restrictive as `state`: never opens what a halt closed meanwhile.
     pub fn restrict(&self, state: TradingState) {
-        self.level.fetch_max(level(state), Ordering::SeqCst);
-        self.bell.notify_waiters();
+        if self.level.fetch_max(level(state), Ordering::SeqCst) < level(state) {
+            self.bell.notify_waiters();
+        }
     }
 
     /// True while nothing may be sent.
@@ -108,8 +111,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_waiter_wakes_at_a_change_made_after_it_began_waiting() {
+    async fn a_waiter_wakes_at_a_change_made_after_it_began_waiting_and_not_at_a_republish() {
         let g = TradingGate::new(false);
+        let same = g.changed();
+        g.set(TradingState::Active);
+        g.restrict(TradingState::Active);
+        let mut same = std::pin::pin!(same);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(std::future::Future::poll(same.as_mut(), &mut cx).is_pending(), "the same level rings nothing");
         let wake = g.changed();
         let other = g.clone();
         std::thread::spawn(move || other.close());

@@ -76,15 +76,17 @@ impl Reservations {
         r.placing = false;
     }
 
-    /// The order of `fill_row`, still being placed, filled `shares` for `usdc` in part (a GTD order
-    /// resting on the book, booked from its fill on chain): the book holds that part now, so the
-    /// reservation keeps only the rest, which may still fill. Returns false when the order is not
-    /// being placed (nothing of it is held then, or only an unknown outcome is).
+    /// True while the order of `fill_row` is being placed (not only of unknown outcome).
+    #[must_use]
+    pub fn placing(&self, fill_row: i64) -> bool {
+        self.by_fill.get(&fill_row).is_some_and(|r| r.placing)
+    }
+
+    /// The order of `fill_row` filled `shares` for `usdc` in part (a GTD order resting on the
+    /// book, booked from its fill on chain): the book holds that part now, so the reservation
+    /// keeps only the rest, which may still fill. Returns false when nothing is held for it.
     pub fn filled_part(&mut self, fill_row: i64, shares: Shares, usdc: Usdc) -> bool {
         let Some(r) = self.by_fill.get(&fill_row).copied() else { return false };
-        if !r.placing {
-            return false;
-        }
         let rest =
             Reservation { shares: Shares((r.shares.0 - shares.0).max(0)), usdc: Usdc((r.usdc.0 - usdc.0).max(0)), ..r };
         self.count(&r, -1);
@@ -207,8 +209,7 @@ mod tests {
         assert_eq!(r, Reservations::default(), "no running total is left behind");
     }
 
-    /// A BUY being placed that fills in part keeps holding only the rest; one whose outcome is
-    /// unknown is not shrunk (the caller lets it go).
+    /// A BUY that fills in part keeps holding only the rest, being placed or not.
     #[test]
     fn a_part_filled_while_placing_leaves_only_the_rest_held() {
         let book = Book::default();
@@ -224,8 +225,12 @@ mod tests {
         r.release(1);
         assert_eq!(r, Reservations::default());
         r.add(2, Reservation::of(&buy));
+        assert!(r.placing(2));
         r.unresolved(2);
-        assert!(!r.filled_part(2, Shares(1), Usdc(1)));
-        assert_eq!(r.over(&book).exposure(), Usdc(5_000_000), "left to the caller");
+        assert!(!r.placing(2));
+        assert!(r.filled_part(2, Shares(4_000_000), Usdc(2_000_000)), "an order of unknown outcome shrinks too");
+        assert_eq!(r.over(&book).exposure(), Usdc(3_000_000));
+        assert!(!r.buying(&U256::from(1)), "and is still not being placed");
+        assert!(!r.filled_part(3, Shares(1), Usdc(1)), "nothing held");
     }
 }

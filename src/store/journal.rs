@@ -244,7 +244,9 @@ impl Store {
         let mut st = self.conn.prepare(&format!(
             "SELECT {FILL_COLS}, i.shares, i.limit_price, i.target_price, i.order_type, i.fill_id IS NOT NULL \
              FROM fills f LEFT JOIN intents i ON i.fill_id = f.id \
-             WHERE f.status = 'pending' AND f.suspect = 0 AND f.orphaned = 0 \
+             WHERE (f.status = 'pending' OR (f.status = 'executed' AND EXISTS (SELECT 1 FROM orders o \
+             WHERE o.fill_id = f.id AND o.status IN ('live', 'delayed', 'unknown', 'sent')))) \
+             AND f.suspect = 0 AND f.orphaned = 0 \
              AND NOT (f.provisional = 1 AND f.triggered_by IS NULL) ORDER BY f.block_number, f.log_index"
         ))?;
         let rows = st.query_map([], |r| {

@@ -35,7 +35,7 @@ pub use fill_status::FillStatus;
 pub use journal::{PaperBooking, PendingFill};
 pub use maintenance::check_file;
 pub use operator::{FillOutcome, PausedMarket};
-pub use ops::{ExecRow, FillCounts, HeldMessage};
+pub use ops::{ExecRow, FillCounts, HeldMessage, Resolution};
 pub use orders::{OrderHealth, OrderRow, OrderStatus, SettlementChange, Unsettled};
 pub use own_fills::{OwnBooking, OwnSettlement};
 pub use quality::TargetQuality;
@@ -383,23 +383,17 @@ mod tests {
     /// trading days the daily loss limit counts, not UTC days.
     #[test]
     fn realized_today_and_pnl_by_day_follow_the_trading_day() {
-        use crate::domain::{ExecMode, Execution};
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap().with_trading_day(13);
         let hour = 3_600_000;
         let day = 20_000 * 24 * hour;
         let settle = |s: &mut Store, at_ms: i64, realized: i64| {
-            let exec = Execution {
-                fill_row: 0,
-                side: Side::Sell,
-                token_id: U256::from(7),
-                shares: Shares(1_000_000),
-                price: Price(1_000_000),
-                usdc: Usdc(1_000_000),
-                mode: ExecMode::Settlement,
-                at_ms,
-            };
-            s.record_settlement(&exec, Usdc(realized)).unwrap();
+            s.conn
+                .execute(
+                    "INSERT INTO settlements (token_id, shares, price, usdc, realized_pnl, at_ms) VALUES ('7', 1, 1, 1, ?1, ?2)",
+                    [realized, at_ms],
+                )
+                .unwrap();
         };
         settle(&mut s, day + 12 * hour, 1_000_000);
         settle(&mut s, day + 14 * hour, 2_000_000);

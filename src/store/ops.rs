@@ -5,11 +5,23 @@ use super::journal::IN_BOOKS;
 use std::collections::{BTreeMap, HashSet};
 
 use alloy::primitives::Address;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Store, StoreResult, dec_u256, hex_addr, now_ms};
-use crate::domain::{Execution, Price, Shares, TokenId, Usdc, addr_lower};
+use crate::domain::{ExecMode, Execution, Price, Shares, Side, TokenId, Usdc, addr_lower, mul_price_floor};
+use crate::risk::{Position, Written};
+
+/// A position closed by its market's resolution (see [`Store::record_settlement`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// The settlement, as a SELL of every share at the payout.
+    pub exec: Execution,
+    /// Our position afterwards, as the journal wrote it (none).
+    pub position: Written,
+    /// P&L it realized.
+    pub realized: Usdc,
+}
 
 /// One execution as the report replays it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,21 +204,40 @@ impl Store {
         Ok(out)
     }
 
-    /// Closes a position its market's resolution settled (one transaction): the settlement is
-    /// recorded, the position and its mark removed.
+    /// Closes our position in `token`, whose market resolved paying `payout` a share, as the
+    /// journal holds it (one transaction): a SELL of every share at the payout is recorded as a
+    /// settlement with the P&L it realizes, and the position (stamped) and its mark are removed.
+    /// `None` when the journal holds no shares of it (settled already).
     ///
     /// # Errors
     /// On a database error.
-    pub fn record_settlement(&mut self, e: &Execution, realized: Usdc) -> StoreResult<()> {
+    pub fn record_settlement(&mut self, token: TokenId, payout: Price) -> StoreResult<Option<Resolution>> {
         let tx = self.conn.savepoint()?;
+        let held: Option<Position> = tx
+            .query_row("SELECT shares, cost FROM positions WHERE token_id = ?1", [token.to_string()], |r| {
+                Ok(Position { shares: Shares(r.get(0)?), cost: Usdc(r.get(1)?) })
+            })
+            .optional()?;
+        let Some(pos) = held.filter(|p| p.shares.0 > 0) else { return Ok(None) };
+        let exec = Execution {
+            fill_row: 0,
+            side: Side::Sell,
+            token_id: token,
+            shares: pos.shares,
+            price: payout,
+            usdc: Usdc(mul_price_floor(pos.shares, payout)),
+            mode: ExecMode::Settlement,
+            at_ms: now_ms(),
+        };
+        let (after, realized) = crate::risk::book::position_after(pos, &exec);
         tx.execute(
             "INSERT INTO settlements (token_id, shares, price, usdc, realized_pnl, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![e.token_id.to_string(), e.shares.0, e.price.0, e.usdc.0, realized.0, e.at_ms],
+            params![token.to_string(), exec.shares.0, exec.price.0, exec.usdc.0, realized.0, exec.at_ms],
         )?;
-        tx.execute("DELETE FROM positions WHERE token_id = ?1", [e.token_id.to_string()])?;
-        tx.execute("DELETE FROM marks WHERE token_id = ?1", [e.token_id.to_string()])?;
+        let position = super::journal::write_position(&tx, &token.to_string(), after, exec.at_ms)?;
+        tx.execute("DELETE FROM marks WHERE token_id = ?1", [token.to_string()])?;
         tx.commit()?;
-        Ok(())
+        Ok(Some(Resolution { exec, position, realized }))
     }
 
     /// The price each token is marked at: its last CLOB midpoint, else the last price any target

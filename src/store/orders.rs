@@ -7,7 +7,7 @@ use super::journal::write_position;
 use super::{Store, StoreError, StoreResult, dec_u256, now_ms};
 use crate::clob::order::StoredOrder;
 use crate::domain::{ExecMode, Execution, Price, Shares, Side, TokenId, Usdc};
-use crate::risk::book::{position_with, position_without};
+use crate::risk::book::{position_after, position_without};
 use crate::risk::{Position, Written};
 
 /// An execution taken out of the books or put back (see [`Store::record_settlement_change`]).
@@ -321,7 +321,11 @@ impl Store {
             .optional()?
             .unwrap_or_default();
         let (after, realized_change) = if restored {
-            position_with(before, exec.side, exec.shares, exec.usdc, realized)
+            // Booked again as it stands now (it may have grown while out of the books), at the
+            // position's cost as it is now; a SELL's realized P&L is what this says.
+            let (p, realized_now) = position_after(before, &exec);
+            tx.execute("UPDATE executions SET realized_pnl = ?2 WHERE fill_id = ?1", params![row, realized_now.0])?;
+            (p, realized_now)
         } else {
             let (p, undone) = position_without(before, exec.side, exec.shares, exec.usdc, realized);
             (p, Usdc(-undone.0))

@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::journal::{exec as run, query_one, record_execution_in, write_position};
 use super::{Store, StoreError, StoreResult, dec_u256, hex_addr, now_ms};
+use crate::clob::order::StoredOrder;
 use crate::domain::{ExecMode, Execution, Price, Shares, Side, Usdc};
 use crate::risk::{Position, Written};
 use crate::store::FillStatus;
@@ -27,6 +28,9 @@ pub struct OwnBooking {
     /// What the journal had decided for the fill before (rejected, withdrawn), when the fill on
     /// chain overturned it: the operator is told, as the decision was wrong.
     pub overturned: Option<FillStatus>,
+    /// The order may still fill further (a GTD order before its expiry, with no final answer):
+    /// it stays watched and what may still fill stays reserved.
+    pub open: bool,
 }
 
 /// What our own fill on chain did to our order.
@@ -72,15 +76,18 @@ impl Store {
     ) -> StoreResult<OwnSettlement> {
         let id = order_id.to_ascii_lowercase();
         let tx = self.conn.savepoint()?;
-        let order: Option<(i64, bool)> = tx
+        let order: Option<(i64, bool, String, String)> = tx
             .query_row(
-                "SELECT o.fill_id, EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = o.fill_id) \
+                "SELECT o.fill_id, EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = o.fill_id), o.signed, o.status \
                  FROM orders o WHERE o.order_id = ?1",
                 [&id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let Some((fill_row, booked)) = order else { return Ok(OwnSettlement::Nothing) };
+        let Some((fill_row, booked, signed, status)) = order else { return Ok(OwnSettlement::Nothing) };
+        let signed: StoredOrder = serde_json::from_str(&signed)
+            .map_err(|_| StoreError::Corrupt { column: "orders.signed", value: signed })?;
+        let open = may_still_fill(&signed, &status, now_ms() / 1000);
         let counted = run(
             &tx,
             "INSERT OR IGNORE INTO own_fills (order_id, tx_hash, shares, usdc, seen_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -95,7 +102,7 @@ impl Store {
             [&id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let (all_shares, all_usdc) = (Shares(all_shares), Usdc(all_usdc));
+        let (all_shares, all_usdc) = capped_at_size(&signed, Shares(all_shares), Usdc(all_usdc), &id);
         let result = if booked {
             let grown = grow_execution_in(&tx, fill_row, all_shares, all_usdc, now_ms())?;
             let settled = order_settled(&tx, &id, tx_hash)?;
@@ -114,13 +121,14 @@ impl Store {
                     position: g.position,
                     realized: g.realized,
                     overturned: None,
+                    open,
                 }),
                 None if settled => OwnSettlement::Settled,
                 None => OwnSettlement::Nothing,
             }
         } else {
-            book_own_fill(&tx, fill_row, all_shares, all_usdc, tx_hash)?
-                .map_or(OwnSettlement::Nothing, OwnSettlement::Booked)
+            let fill = OwnFillSum { fill_row, shares: all_shares, usdc: all_usdc, tx_hash, open };
+            book_own_fill(&tx, &fill)?.map_or(OwnSettlement::Nothing, OwnSettlement::Booked)
         };
         tx.commit()?;
         Ok(result)
@@ -140,44 +148,80 @@ fn order_settled(tx: &Connection, order_id: &str, tx_hash: &str) -> StoreResult<
     Ok(n > 0)
 }
 
-/// Books the order of `fill_row` from its fill on chain (`shares` for `usdc`, the last transaction
-/// `tx_hash`), when its fill has no execution yet: still pending, or even decided otherwise
-/// (refused after an unanswered send, say), as what the chain holds is what we own.
-fn book_own_fill(
-    tx: &Connection,
+/// What our fills on chain of one order add up to, and whether the order may still fill.
+struct OwnFillSum<'a> {
     fill_row: i64,
     shares: Shares,
     usdc: Usdc,
-    tx_hash: &str,
-) -> StoreResult<Option<OwnBooking>> {
+    /// The last transaction.
+    tx_hash: &'a str,
+    open: bool,
+}
+
+/// True while `order` may still fill: a GTD order before its expiry with no final answer yet
+/// (`status` as the journal has it). A FAK or FOK order matched when it arrived, or never.
+fn may_still_fill(order: &StoredOrder, status: &str, now_s: i64) -> bool {
+    let expiry_s = i64::try_from(order.expiration).unwrap_or(i64::MAX);
+    order.order_type.eq_ignore_ascii_case("GTD")
+        && expiry_s > now_s
+        && !matches!(status, "matched" | "no_fill" | "rejected")
+}
+
+/// The sum of our fills of `order`, never more than the order's size: the exchange never fills
+/// an order beyond it, so more means a settlement counted twice (one replaced after a reorg); it
+/// is said, and capped, pUSD in proportion.
+fn capped_at_size(order: &StoredOrder, shares: Shares, usdc: Usdc, order_id: &str) -> (Shares, Usdc) {
+    // Our BUY order gives pUSD and takes shares; a SELL the reverse.
+    let size = if order.side == 0 { order.taker_amount } else { order.maker_amount };
+    let Ok(size) = i64::try_from(size) else { return (shares, usdc) };
+    if size <= 0 || shares.0 <= size {
+        return (shares, usdc);
+    }
+    tracing::error!(order = order_id, filled = %shares, size = %Shares(size), "our fills on chain add up to more than the order's size: capped at its size (a settlement counted twice after a reorg?); check with reconcile");
+    let capped = i64::try_from(i128::from(usdc.0) * i128::from(size) / i128::from(shares.0)).unwrap_or(usdc.0);
+    (Shares(size), Usdc(capped))
+}
+
+/// Books the order of `f.fill_row` from its fills on chain, when its fill has no execution yet:
+/// still pending, or even decided otherwise (refused after an unanswered send, say), as what the
+/// chain holds is what we own. An order that may still fill keeps its status, so it stays watched
+/// (and is watched again after a restart); any other becomes `matched`.
+fn book_own_fill(tx: &Connection, f: &OwnFillSum<'_>) -> StoreResult<Option<OwnBooking>> {
     let (side, token, wallet, status): (String, String, String, FillStatus) = query_one(
         tx,
         "SELECT i.side, i.token_id, f.wallet, f.status FROM intents i JOIN fills f ON f.id = i.fill_id \
          WHERE i.fill_id = ?1",
-        [fill_row],
+        [f.fill_row],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
     let overturned = (status != FillStatus::Pending).then_some(status);
     let side = Side::parse(&side).ok_or(StoreError::Corrupt { column: "intents.side", value: side })?;
     let exec = Execution {
-        fill_row,
+        fill_row: f.fill_row,
         side,
         token_id: dec_u256(&token, "intents.token_id")?,
-        shares,
-        price: price_of(shares, usdc),
-        usdc,
+        shares: f.shares,
+        price: price_of(f.shares, f.usdc),
+        usdc: f.usdc,
         mode: ExecMode::Live,
         at_ms: now_ms(),
     };
     let wallet = hex_addr(&wallet, "fills.wallet")?;
+    let (status, message) = if f.open {
+        ("status", "part booked from our fill on chain; the rest may still fill")
+    } else {
+        ("'matched'", "booked from our fill on chain")
+    };
     run(
         tx,
-        "UPDATE orders SET status = 'matched', shares = ?2, usdc = ?3, settled = 1, settle_tx = ?4, \
-         message = 'booked from our fill on chain', updated_at_ms = ?5 WHERE fill_id = ?1",
-        params![fill_row, shares.0, usdc.0, tx_hash, now_ms()],
+        &format!(
+            "UPDATE orders SET status = {status}, shares = ?2, usdc = ?3, settled = 1, settle_tx = ?4, \
+             message = ?6, updated_at_ms = ?5 WHERE fill_id = ?1"
+        ),
+        params![f.fill_row, f.shares.0, f.usdc.0, f.tx_hash, now_ms(), message],
     )?;
     let booked = record_execution_in(tx, &exec, &wallet)?;
-    Ok(booked.map(|(position, realized)| OwnBooking { exec, wallet, position, realized, overturned }))
+    Ok(booked.map(|(position, realized)| OwnBooking { exec, wallet, position, realized, overturned, open: f.open }))
 }
 
 /// The average price of `shares` for `usdc` (0 for no shares).
@@ -433,6 +477,75 @@ mod tests {
         let back = s.record_settlement_change(rows[0], true).unwrap().unwrap();
         assert_eq!(back.position.position, Position { shares: Shares(20_000_000), cost: Usdc(10_100_000) });
         assert_eq!(position(&s), (20_000_000, 10_100_000));
+    }
+
+    /// A SELL taken out of the books that then turns out to have sold more (its fills on chain)
+    /// is put back as it stands, realizing what all of it realizes; a resolved market settles the
+    /// journal's own position once.
+    #[test]
+    fn a_sell_grown_while_out_of_the_books_is_put_back_whole_and_a_market_settles_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let rows = copies(&mut s, Side::Sell, 1);
+        crate::store::journal::write_position(
+            &s.conn,
+            "7",
+            Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) },
+            1,
+        )
+        .unwrap();
+        let sold = Execution {
+            fill_row: rows[0],
+            side: Side::Sell,
+            token_id: U256::from(7),
+            shares: Shares(4_000_000),
+            price: Price(600_000),
+            usdc: Usdc(2_400_000),
+            mode: ExecMode::Live,
+            at_ms: 1,
+        };
+        s.record_execution(&sold, &Address::repeat_byte(0xaa)).unwrap().unwrap();
+        let out = s.record_settlement_change(rows[0], false).unwrap().unwrap();
+        assert_eq!((out.position.position.shares.0, out.realized_change.0), (10_000_000, -400_000));
+        // The chain says the order sold all 10 for 6.00.
+        assert_eq!(
+            s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(6_000_000), "0xa").unwrap(),
+            OwnSettlement::Settled
+        );
+        let back = s.record_settlement_change(rows[0], true).unwrap().unwrap();
+        assert_eq!((back.position.position, back.realized_change), (Position::default(), Usdc(1_000_000)));
+        assert_eq!(s.execution_for(rows[0]).unwrap().unwrap().1, Usdc(1_000_000));
+        // Its market resolves with nothing left; then one with shares held settles them once.
+        assert_eq!(s.record_settlement(U256::from(7), Price(1_000_000)).unwrap(), None);
+        crate::store::journal::write_position(
+            &s.conn,
+            "7",
+            Position { shares: Shares(2_000_000), cost: Usdc(800_000) },
+            1,
+        )
+        .unwrap();
+        let r = s.record_settlement(U256::from(7), Price(1_000_000)).unwrap().unwrap();
+        assert_eq!((r.exec.shares.0, r.exec.usdc.0, r.realized.0), (2_000_000, 2_000_000, 1_200_000));
+        assert_eq!(r.position.position, Position::default());
+        assert_eq!(s.record_settlement(U256::from(7), Price(1_000_000)).unwrap(), None, "once");
+    }
+
+    /// Our fills of one order never add up to more than the order: a settlement replaced after a
+    /// reorg (a second transaction for the same match) books nothing twice.
+    #[test]
+    fn our_fills_are_capped_at_the_orders_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        copies(&mut s, Side::Buy, 1);
+        assert!(matches!(
+            s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_100_000), "0xa").unwrap(),
+            OwnSettlement::Booked(_)
+        ));
+        assert_eq!(
+            s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_100_000), "0xb").unwrap(),
+            OwnSettlement::Nothing
+        );
+        assert_eq!(position(&s), (10_000_000, 5_100_000));
     }
 
     /// Our order's fill on chain is what we own: it is booked whether the copy was still pending

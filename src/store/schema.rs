@@ -329,6 +329,14 @@ CREATE TABLE own_fills (
 -- ours on chain long after it, it did not fill
 ALTER TABLE orders ADD COLUMN last_sent_ms INTEGER;
 ",
+    r"
+-- orders settled on chain before own_fills was kept: their settling transaction counts as what
+-- the booking holds, so a later part of the same order adds only itself
+INSERT OR IGNORE INTO own_fills (order_id, tx_hash, shares, usdc, seen_at_ms)
+SELECT o.order_id, o.settle_tx, e.shares, e.usdc, o.updated_at_ms
+FROM orders o JOIN executions e ON e.fill_id = o.fill_id
+WHERE o.settle_tx IS NOT NULL AND o.settled IN (1, 2);
+",
 ];
 
 /// Brings the schema up to date.

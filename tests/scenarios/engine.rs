@@ -242,6 +242,34 @@ async fn test_live_when_a_resting_gtd_order_fills_in_two_transactions_then_both_
     assert!(l.d.events("error").is_empty(), "{:?}", l.d.events("error"));
 }
 
+/// A resting GTD order filled in part on chain is still open: after a restart it is watched again
+/// (not taken as finished), and what fills later is booked; nothing is sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_gtd_order_filled_in_part_rests_over_a_restart_then_it_is_still_watched() {
+    let mut l = live().await;
+    l.d.set("live", "order_type = \"GTD\"");
+    l.clob.script(&[Play::Rest]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the order resting", async || (orders_in_journal(&l.d).first()?.1 == "live").then_some(())).await;
+    let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 4 * ONE, 2_040_000) };
+    l.anvil.emit(&ours).await;
+    let r = wait_for(20, "the part booked", async || row(&l.d, 0).filter(|r| r["shares"] == "4")).await;
+    assert_eq!(r["status"], "executed", "{r}");
+    assert_eq!(orders_in_journal(&l.d)[0].1, "live", "a part is not the order's end");
+    l.d.kill9();
+    start_live(&mut l).await;
+    l.clob.fill_resting();
+    let r =
+        wait_for(30, "the rest booked after the restart", async || row(&l.d, 0).filter(|r| r["shares"] == "10")).await;
+    assert_eq!(r["status"], "executed", "{r}");
+    wait_for(20, "the book to hold all of it", async || (l.d.status()["positions"][0]["shares"] == "10").then_some(()))
+        .await;
+    assert_eq!(orders_in_journal(&l.d)[0].1, "matched");
+    assert_eq!(l.d.executions_for(&l.anvil_tx_of_first_fill().await), 1);
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+}
+
 /// Six fills on six tokens reach the CLOB together, each order placed while the others wait on
 /// their answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -360,11 +360,14 @@ impl Handler<OwnBooked> for RiskSupervisor {
             tracing::error!("{message}");
             self.notifier.do_send(Event::Alert { message });
         }
-        // An order still being placed may fill further (a GTD order resting): its placement ends
-        // it, holding what may still fill until then. Any other is done with.
-        if !self.reserved.filled_part(b.exec.fill_row, b.exec.shares, b.exec.usdc) {
-            self.reserved.release(b.exec.fill_row);
-            self.unresolved.done(b.exec.fill_row);
+        // An order that may still fill (a GTD order resting), or whose placement still runs, keeps
+        // holding what may still fill: its placement or the resolver ends it. Any other is done with.
+        let row = b.exec.fill_row;
+        if b.open || self.reserved.placing(row) {
+            self.reserved.filled_part(row, b.exec.shares, b.exec.usdc);
+        } else {
+            self.reserved.release(row);
+            self.unresolved.done(row);
         }
         let event = Event::BookedOnChain { order: m.order_id, exec: b.exec.clone() };
         self.take_booking(&b.exec, b.position, b.realized, event);

@@ -3,15 +3,13 @@
 
 use std::collections::HashMap;
 
-use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, MessageResult, WrapFuture};
+use actix::{ActorFutureExt, Context, Handler, Message, MessageResult, ResponseActFuture, WrapFuture};
 
 use super::RiskSupervisor;
 use crate::actors::notifier::Event;
 use crate::actors::store::{RecordSettlement, SetMarks};
-use crate::domain::{ExecMode, Execution, Price, Side, TokenId, Usdc, mul_price_floor};
+use crate::domain::{Price, TokenId, Usdc, mul_price_floor};
 use crate::market::MarketInfo;
-use crate::risk::book::position_after;
-use crate::store::now_ms;
 
 /// The tokens we hold (for marking to market).
 #[derive(Debug, Message)]
@@ -24,20 +22,6 @@ pub struct GetOpenTokens;
 pub struct Marks(pub HashMap<TokenId, Price>);
 
 impl RiskSupervisor {
-    /// Journals a write that changes our positions; if it fails, trading halts with
-    /// `database_error` (the books in memory and in the journal would drift apart unnoticed).
-    pub(super) fn journal_or_halt<M>(&mut self, ctx: &mut Context<Self>, what: &'static str, msg: M)
-    where
-        M: Message<Result = crate::store::StoreResult<()>> + Send + 'static,
-        crate::actors::store::StoreActor: actix::Handler<M>,
-    {
-        ctx.spawn(self.store.send(msg).into_actor(self).map(move |r, act, _| match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => act.trip("database_error", &format!("journal write failed ({what}): {e}"), "daemon"),
-            Err(e) => act.trip("database_error", &format!("journal unavailable ({what}): {e}"), "daemon"),
-        }));
-    }
-
     /// Realized P&L today plus the change of the open positions' unrealized P&L since the day opened.
     pub(super) fn pnl_today(&self) -> Usdc {
         crate::risk::day::pnl_today(self.realized_today, self.unrealized, self.unrealized_at_open)
@@ -79,40 +63,52 @@ impl RiskSupervisor {
 pub struct Resolved(pub Vec<MarketInfo>);
 
 impl Handler<Resolved> for RiskSupervisor {
-    type Result = ();
+    type Result = ResponseActFuture<Self, ()>;
 
-    /// Closes each position in a resolved market as a SELL at its payout, realizing its P&L.
-    fn handle(&mut self, m: Resolved, ctx: &mut Context<Self>) {
-        for info in m.0 {
-            let (Some(payout), pos) = (info.payout, self.book.position(&info.token_id)) else { continue };
-            if pos.shares.0 <= 0 {
-                continue;
+    /// Closes each position in a resolved market as a SELL of every share at its payout. The
+    /// journal settles the position it holds (never a copy of it that may lag behind a booking on
+    /// its way to us, and only once), and the book takes what the journal wrote.
+    fn handle(&mut self, m: Resolved, _: &mut Context<Self>) -> Self::Result {
+        // What a SELL in flight sells is not ours to settle: settled at a later check, once the
+        // SELL's outcome is booked.
+        let due: Vec<(MarketInfo, Price)> =
+            m.0.into_iter()
+                .filter(|i| !self.reserved.selling(&i.token_id))
+                .filter_map(|i| i.payout.map(|p| (i, p)))
+                .collect();
+        let store = self.store.clone();
+        let work = async move {
+            let mut settled = Vec::new();
+            for (info, payout) in due {
+                match store.send(RecordSettlement { token: info.token_id, payout }).await {
+                    Ok(Ok(Some(r))) => settled.push((info, r)),
+                    // Nothing held any more: settled already.
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => return (settled, Some(e.to_string())),
+                    Err(e) => return (settled, Some(e.to_string())),
+                }
             }
-            if self.reserved.selling(&info.token_id) {
-                // What the SELL sold is not ours to settle: settled at a later check, once the
-                // SELL's outcome is booked.
-                continue;
+            (settled, None)
+        };
+        Box::pin(work.into_actor(self).map(|(settled, failed), act, _| {
+            for (info, r) in settled {
+                act.adopt(info.token_id, r.position);
+                act.marks.remove(&info.token_id);
+                act.realized_today = Usdc(act.realized_today.0 + r.realized.0);
+                let (shares, payout, realized) = (r.exec.shares, r.exec.price, r.realized);
+                act.notifier.do_send(Event::Settled { market: info.name(), shares, payout, realized });
             }
-            let exec = Execution {
-                fill_row: 0,
-                side: Side::Sell,
-                token_id: info.token_id,
-                shares: pos.shares,
-                price: payout,
-                usdc: Usdc(mul_price_floor(pos.shares, payout)),
-                mode: ExecMode::Settlement,
-                at_ms: now_ms(),
-            };
-            let (after, realized) = position_after(pos, &exec);
-            self.book.set(info.token_id, after);
-            self.marks.remove(&info.token_id);
-            self.realized_today = Usdc(self.realized_today.0 + realized.0);
-            self.journal_or_halt(ctx, "the settlement of a resolved market", RecordSettlement { exec, realized });
-            self.notifier.do_send(Event::Settled { market: info.name(), shares: pos.shares, payout, realized });
-        }
-        self.revalue();
-        self.check_daily_loss();
-        self.publish();
+            if let Some(e) = failed {
+                act.trip(
+                    "database_error",
+                    &format!("journal write failed (the settlement of a resolved market): {e}"),
+                    "daemon",
+                );
+            }
+            act.revalue();
+            act.check_daily_loss();
+            act.publish();
+        }))
     }
 }
 

@@ -188,12 +188,12 @@ store_handler!(GetMarket -> Option<(crate::market::MarketInfo, i64)>, |s, m| s.m
 pub struct PutMarket(pub crate::market::MarketInfo);
 store_handler!(PutMarket -> (), |s, m| s.put_market(&m.0));
 
-/// A resolved market closed one of our positions.
+/// A resolved market closes our position in a token, as the journal holds it.
 #[derive(Debug)]
 pub struct RecordSettlement {
-    /// The settlement, as a SELL at the payout.
-    pub exec: Execution,
-    /// P&L it realized.
-    pub realized: Usdc,
+    /// The token.
+    pub token: TokenId,
+    /// What a share pays.
+    pub payout: crate::domain::Price,
 }
-store_handler!(RecordSettlement -> (), |s, m| s.record_settlement(&m.exec, m.realized));
+store_handler!(RecordSettlement -> Option<crate::store::Resolution>, |s, m| s.record_settlement(m.token, m.payout));
