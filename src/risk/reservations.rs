@@ -76,6 +76,12 @@ impl Reservations {
         r.placing = false;
     }
 
+    /// True while anything is held for the order of `fill_row`.
+    #[must_use]
+    pub fn holds(&self, fill_row: i64) -> bool {
+        self.by_fill.contains_key(&fill_row)
+    }
+
     /// True while the order of `fill_row` is being placed (not only of unknown outcome).
     #[must_use]
     pub fn placing(&self, fill_row: i64) -> bool {
@@ -231,6 +237,7 @@ mod tests {
         assert!(r.filled_part(2, Shares(4_000_000), Usdc(2_000_000)), "an order of unknown outcome shrinks too");
         assert_eq!(r.over(&book).exposure(), Usdc(3_000_000));
         assert!(!r.buying(&U256::from(1)), "and is still not being placed");
-        assert!(!r.filled_part(3, Shares(1), Usdc(1)), "nothing held");
+        assert!(!r.filled_part(3, Shares(1), Usdc(1)) && !r.holds(3), "nothing held");
+        assert!(r.holds(2));
     }
 }

@@ -268,6 +268,13 @@ impl RiskSupervisor {
         // A background attempt that ends unknown again is only rescheduled: it was reported (and
         // counted toward the error streak) once, when its first window closed.
         let retrying = self.unresolved.contains(m.intent.fill_row);
+        // Our fill on chain booked it while the window closed (its reservation ended then): the
+        // unknown answer is stale, nothing is left to resolve and nothing went wrong.
+        let booked_meanwhile = !self.reserved.holds(m.intent.fill_row);
+        let step = match step {
+            Step::ExecFailed(ExecError::Unknown(_)) if booked_meanwhile => Step::Skipped,
+            step => step,
+        };
         if matches!(step, Step::ExecFailed(ExecError::Unknown(_))) {
             self.reserved.unresolved(m.intent.fill_row);
             self.unresolved.failed(m, now_ms());
