@@ -277,6 +277,18 @@ impl Run {
             return Ok(AfterPost::Again);
         }
         match outcome {
+            PostOutcome::Matched { making, taking } if rests_after_part(order, making, now_ms() / 1000) => {
+                // A GTD order crossed in part: the rest rests on the book and is watched (and
+                // cancelled if trading stops) like an order answered `live`; what it matched is
+                // booked by our fill on chain or when it can fill no more.
+                r.known = true;
+                r.uncertain = true;
+                r.resting = true;
+                let part = self.amounts(making, taking);
+                self.outcome(OrderStatus::Live, part, "matched in part; the rest rests on the book").await?;
+                r.lookup_first = true;
+                r.reset_window(self.resting_window(order));
+            }
             PostOutcome::Matched { making, taking } => return done(self.finish_post(making, taking).await),
             PostOutcome::Live | PostOutcome::Delayed => {
                 r.known = true;
@@ -541,12 +553,17 @@ impl Run {
         }
     }
 
+    /// A POST's matched amounts as (shares, pUSD) in base units; `None` when one cannot be read.
+    fn amounts(&self, making: Decimal, taking: Decimal) -> Option<(i64, i64)> {
+        let (give, get) = (decimal_to_micros(making)?, decimal_to_micros(taking)?);
+        Some(if self.intent.side == Side::Buy { (get, give) } else { (give, get) })
+    }
+
     async fn finish_post(&self, making: Decimal, taking: Decimal) -> Result<Execution, ExecError> {
-        let (Some(give), Some(get)) = (decimal_to_micros(making), decimal_to_micros(taking)) else {
+        let Some((shares, usdc)) = self.amounts(making, taking) else {
             // An amount we cannot read is not zero: the order's fate is looked up instead.
             return self.unknown(&format!("unreadable matched amounts {making} / {taking}")).await;
         };
-        let (shares, usdc) = if self.intent.side == Side::Buy { (get, give) } else { (give, get) };
         self.outcome(OrderStatus::Matched, Some((shares, usdc)), "matched").await?;
         crate::fault::abort_at("abort_after_order_outcome");
         Ok(self.execution(Shares(shares), Usdc(usdc)))
@@ -586,6 +603,16 @@ impl Run {
         self.outcome(OrderStatus::Matched, Some((shares.0, usdc.0)), "matched (found by lookup)").await?;
         Ok(self.execution(shares, usdc))
     }
+}
+
+/// True when a GTD order answered `matched` gave less than it may (`making` below its maker
+/// amount, the side a better price never changes) before its expiry: the rest still rests.
+fn rests_after_part(order: &StoredOrder, making: Decimal, now_s: i64) -> bool {
+    let expiry_s = i64::try_from(order.expiration).unwrap_or(i64::MAX);
+    let (Some(gave), Ok(may_give)) = (decimal_to_micros(making), i64::try_from(order.maker_amount)) else {
+        return false;
+    };
+    order.order_type.eq_ignore_ascii_case("GTD") && expiry_s > now_s && gave < may_give
 }
 
 /// Where the resolution of one order stands.
@@ -674,4 +701,51 @@ enum AfterPost {
     Done(Result<Execution, ExecError>),
     /// Send again or look it up, as the resolution now says.
     Again,
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, B256, U256};
+    use rust_decimal::Decimal;
+
+    use super::*;
+
+    fn order(order_type: &str, expiration: u64) -> StoredOrder {
+        StoredOrder {
+            order_id: B256::ZERO,
+            neg_risk: false,
+            salt: 1,
+            maker: Address::ZERO,
+            signer: Address::ZERO,
+            token_id: U256::from(7),
+            // Gives 5.10 pUSD for 10 shares.
+            maker_amount: U256::from(5_100_000),
+            taker_amount: U256::from(10_000_000),
+            side: 0,
+            signature_type: 0,
+            timestamp: U256::ZERO,
+            expiration: U256::from(expiration),
+            metadata: B256::ZERO,
+            builder: B256::ZERO,
+            signature: String::new(),
+            order_type: order_type.into(),
+        }
+    }
+
+    #[test]
+    fn only_a_gtd_order_that_gave_less_than_it_may_before_its_expiry_still_rests() {
+        // (type, expiry, pUSD given, now, still rests)
+        for (kind, expiry, gave, now, want) in [
+            ("GTD", 2_000, "2.04", 1_000, true),
+            ("GTD", 2_000, "5.10", 1_000, false),
+            ("GTD", 2_000, "2.04", 2_000, false),
+            ("FAK", 0, "2.04", 1_000, false),
+            ("GTD", 2_000, "not a number", 1_000, false),
+        ] {
+            let making = gave.parse::<Decimal>().unwrap_or(Decimal::NEGATIVE_ONE);
+            let making = if making.is_sign_negative() { Decimal::MAX } else { making };
+            assert_eq!(rests_after_part(&order(kind, expiry), making, now), want, "{kind} {expiry} {gave} {now}");
+        }
+        assert_eq!(decimal_to_micros(Decimal::MAX), None, "an absurd amount is unreadable, not a panic");
+    }
 }

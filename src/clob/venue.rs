@@ -159,7 +159,8 @@ pub fn micros_to_decimal(m: i64) -> Decimal {
 /// Converts a decimal amount to micro-units, truncating.
 #[must_use]
 pub fn decimal_to_micros(d: Decimal) -> Option<i64> {
-    (d * Decimal::from(1_000_000)).trunc().to_i64()
+    // Checked: an absurd amount from the exchange is unreadable, never a panic.
+    d.checked_mul(Decimal::from(1_000_000))?.trunc().to_i64()
 }
 
 /// The authenticated CLOB connection.

@@ -200,8 +200,9 @@ impl Store {
             // A match (booked from the POST, a lookup or our fill on chain) is never downgraded by a
             // later answer about the same order: an inconclusive one, or the refusal of the same
             // order sent again (the exchange refuses a copy of an order it already filled).
-            "UPDATE orders SET status = ?2, shares = ?3, usdc = ?4, message = ?5, updated_at_ms = ?6 \
-             WHERE fill_id = ?1 AND NOT (status = 'matched' AND ?2 != 'matched')",
+            // Nor is a part already booked forgotten: an answer without amounts keeps them.
+            "UPDATE orders SET status = ?2, shares = COALESCE(?3, shares), usdc = COALESCE(?4, usdc), message = ?5, \
+             updated_at_ms = ?6 WHERE fill_id = ?1 AND NOT (status = 'matched' AND ?2 != 'matched')",
             params![fill_row, status.as_str(), amounts.map(|a| a.0), amounts.map(|a| a.1), message, now_ms()],
         )?;
         Ok(())

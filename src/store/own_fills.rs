@@ -167,19 +167,25 @@ fn may_still_fill(order: &StoredOrder, status: &str, now_s: i64) -> bool {
         && !matches!(status, "matched" | "no_fill" | "rejected")
 }
 
-/// The sum of our fills of `order`, never more than the order's size: the exchange never fills
-/// an order beyond it, so more means a settlement counted twice (one replaced after a reorg); it
-/// is said, and capped, pUSD in proportion.
+/// The sum of our fills of `order`, never more than the order gives: the exchange never takes
+/// more than an order's maker amount (pUSD for our BUY, shares for our SELL; the other side may
+/// exceed the signed amount, as a better price goes to the taker as surplus), so more means a
+/// settlement counted twice (one replaced after a reorg). It is said, and capped, the other side
+/// in proportion.
 fn capped_at_size(order: &StoredOrder, shares: Shares, usdc: Usdc, order_id: &str) -> (Shares, Usdc) {
-    // Our BUY order gives pUSD and takes shares; a SELL the reverse.
-    let size = if order.side == 0 { order.taker_amount } else { order.maker_amount };
-    let Ok(size) = i64::try_from(size) else { return (shares, usdc) };
-    if size <= 0 || shares.0 <= size {
+    let Ok(gives) = i64::try_from(order.maker_amount) else { return (shares, usdc) };
+    let (given, other) = if order.side == 0 { (usdc.0, shares.0) } else { (shares.0, usdc.0) };
+    if gives <= 0 || given <= gives {
         return (shares, usdc);
     }
-    tracing::error!(order = order_id, filled = %shares, size = %Shares(size), "our fills on chain add up to more than the order's size: capped at its size (a settlement counted twice after a reorg?); check with reconcile");
-    let capped = i64::try_from(i128::from(usdc.0) * i128::from(size) / i128::from(shares.0)).unwrap_or(usdc.0);
-    (Shares(size), Usdc(capped))
+    tracing::error!(
+        order = order_id,
+        gave = given,
+        signed = gives,
+        "our fills on chain add up to more than the order gives: capped at it (a settlement counted twice after a reorg?); check with reconcile"
+    );
+    let other = i64::try_from(i128::from(other) * i128::from(gives) / i128::from(given)).unwrap_or(other);
+    if order.side == 0 { (Shares(other), Usdc(gives)) } else { (Shares(gives), Usdc(other)) }
 }
 
 /// Books the order of `f.fill_row` from its fills on chain, when its fill has no execution yet:
@@ -302,7 +308,10 @@ mod tests {
     use crate::clob::order::StoredOrder;
     use crate::store::tests::fill_in;
 
-    fn order(id: u8) -> StoredOrder {
+    /// Our signed order `id` for 10 shares at a limit of 0.51.
+    fn order(id: u8, side: Side) -> StoredOrder {
+        let (pusd, shares) = (U256::from(5_100_000), U256::from(10_000_000));
+        let (maker_amount, taker_amount) = if side == Side::Buy { (pusd, shares) } else { (shares, pusd) };
         StoredOrder {
             order_id: B256::repeat_byte(id),
             neg_risk: false,
@@ -310,9 +319,9 @@ mod tests {
             maker: Address::ZERO,
             signer: Address::ZERO,
             token_id: U256::from(7),
-            maker_amount: U256::from(5_000_000),
-            taker_amount: U256::from(10_000_000),
-            side: 0,
+            maker_amount,
+            taker_amount,
+            side: u8::from(side == Side::Sell),
             signature_type: 0,
             timestamp: U256::ZERO,
             expiration: U256::ZERO,
@@ -337,7 +346,7 @@ mod tests {
                 ..crate::domain::test_intent(side, 10_000_000, 510_000, 500_000)
             };
             assert!(s.record_intent(&intent).unwrap());
-            s.record_order(*row, &order(id)).unwrap();
+            s.record_order(*row, &order(id, side)).unwrap();
         }
         rows
     }
@@ -530,22 +539,20 @@ mod tests {
         assert_eq!(s.record_settlement(U256::from(7), Price(1_000_000)).unwrap(), None, "once");
     }
 
-    /// Our fills of one order never add up to more than the order: a settlement replaced after a
-    /// reorg (a second transaction for the same match) books nothing twice.
+    /// Our fills of one order never add up to more than the order gives (pUSD for a BUY): a
+    /// settlement replaced after a reorg (a second transaction for the same match) books nothing
+    /// twice, while a BUY that got more shares than it asked for (a better price goes to the taker
+    /// as shares) is booked whole.
     #[test]
-    fn our_fills_are_capped_at_the_orders_size() {
+    fn our_fills_are_capped_at_what_the_order_gives() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         copies(&mut s, Side::Buy, 1);
-        assert!(matches!(
-            s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_100_000), "0xa").unwrap(),
-            OwnSettlement::Booked(_)
-        ));
-        assert_eq!(
-            s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_100_000), "0xb").unwrap(),
-            OwnSettlement::Nothing
-        );
-        assert_eq!(position(&s), (10_000_000, 5_100_000));
+        let got = s.settle_own_fill(&id(0x51), Shares(11_000_000), Usdc(5_100_000), "0xa").unwrap();
+        assert!(matches!(got, OwnSettlement::Booked(ref b) if b.exec.shares == Shares(11_000_000)), "{got:?}");
+        let again = s.settle_own_fill(&id(0x51), Shares(11_000_000), Usdc(5_100_000), "0xb").unwrap();
+        assert_eq!(again, OwnSettlement::Nothing);
+        assert_eq!(position(&s), (11_000_000, 5_100_000));
     }
 
     /// Our order's fill on chain is what we own: it is booked whether the copy was still pending
@@ -564,7 +571,7 @@ mod tests {
                 ..crate::domain::test_intent(Side::Buy, 10_000_000, 510_000, 500_000)
             };
             assert!(s.record_intent(&intent).unwrap());
-            s.record_order(*row, &order(id)).unwrap();
+            s.record_order(*row, &order(id, Side::Buy)).unwrap();
         }
         s.record_rejection(rows[1], "stale", "refused before the fix").unwrap();
         let id = |b: u8| format!("{:#x}", h(b));

@@ -330,12 +330,15 @@ CREATE TABLE own_fills (
 ALTER TABLE orders ADD COLUMN last_sent_ms INTEGER;
 ",
     r"
--- orders settled on chain before own_fills was kept: their settling transaction counts as what
--- the booking holds, so a later part of the same order adds only itself
+-- orders booked from their fill on chain before own_fills was kept: that transaction is what the
+-- booking holds, so a later part of the same order adds only itself (an order the CLOB booked is
+-- left out: what its first settling transaction held is not known, and the sum of later ones
+-- never exceeds the booking until it really does)
 INSERT OR IGNORE INTO own_fills (order_id, tx_hash, shares, usdc, seen_at_ms)
 SELECT o.order_id, o.settle_tx, e.shares, e.usdc, o.updated_at_ms
 FROM orders o JOIN executions e ON e.fill_id = o.fill_id
-WHERE o.settle_tx IS NOT NULL AND o.settled IN (1, 2);
+WHERE o.settle_tx IS NOT NULL AND o.settled IN (1, 2) AND o.message = 'booked from our fill on chain'
+AND NOT EXISTS (SELECT 1 FROM own_fills f WHERE f.order_id = o.order_id);
 ",
 ];
 

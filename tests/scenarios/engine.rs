@@ -30,6 +30,21 @@ fn order_id(d: &Daemon, n: usize) -> B256 {
     orders_in_journal(d)[n].0.parse().unwrap()
 }
 
+/// A live daemon (GTD orders; the resolve window `resolve_for_s` seconds when given) whose copy of
+/// a target's BUY rests on the book.
+async fn resting_gtd(resolve_for_s: Option<u32>) -> Live {
+    let mut l = live().await;
+    if let Some(s) = resolve_for_s {
+        reset(&l.d, "resolve_for_s = 15", &format!("resolve_for_s = {s}"));
+    }
+    l.d.set("live", "order_type = \"GTD\"");
+    l.clob.script(&[Play::Rest]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the order resting", async || (orders_in_journal(&l.d).first()?.1 == "live").then_some(())).await;
+    l
+}
+
 /// An accepted order whose answer never comes and whose lookups answer `null` (the real CLOB's
 /// quirk): a handful of POSTs at most, never a loop, and our own fill on chain books it without a
 /// restart.
@@ -152,13 +167,7 @@ async fn test_live_when_an_unanswered_order_is_found_stale_after_a_restart_then_
 /// lost) is watched until its expiry like one answered `live`: no error, no alert, never sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_a_resting_gtd_order_is_found_by_lookup_after_a_restart_then_watched_not_an_error() {
-    let mut l = live().await;
-    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
-    l.d.set("live", "order_type = \"GTD\"");
-    l.clob.script(&[Play::Rest]);
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the order resting", async || (orders_in_journal(&l.d).first()?.1 == "live").then_some(())).await;
+    let mut l = resting_gtd(Some(2)).await;
     l.d.kill9();
     start_live(&mut l).await;
     let before = l.clob.requests("/data/order");
@@ -182,12 +191,7 @@ async fn test_live_when_a_resting_gtd_order_is_found_by_lookup_after_a_restart_t
 /// and says why, and nothing is sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_halted_while_a_gtd_order_rests_then_it_is_cancelled() {
-    let mut l = live().await;
-    l.d.set("live", "order_type = \"GTD\"");
-    l.clob.script(&[Play::Rest]);
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the order resting", async || (orders_in_journal(&l.d).first()?.1 == "live").then_some(())).await;
+    let l = resting_gtd(None).await;
     assert!(l.clob.cancels().is_empty(), "not cancelled while trading goes on");
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "resting order test"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -200,18 +204,31 @@ async fn test_live_when_halted_while_a_gtd_order_rests_then_it_is_cancelled() {
     assert_eq!((l.clob.cancels().len(), l.clob.posts().len()), (1, 1), "cancelled once, never sent again");
 }
 
+/// A GTD order answered `matched` for part of it leaves the rest on the book: that rest is watched
+/// like a resting order (so a halt cancels it), and the part is booked once the order is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_gtd_order_crosses_in_part_then_the_rest_is_watched_and_cancelled_at_a_halt() {
+    let mut l = live().await;
+    l.d.set("live", "order_type = \"GTD\"");
+    l.clob.script(&[Play::Partial(40)]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the rest resting", async || (orders_in_journal(&l.d).first()?.1 == "live").then_some(())).await;
+    assert_eq!(row(&l.d, 0).unwrap()["status"], "pending", "not finished while the rest rests");
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "partial cross test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for(10, "the cancel", async || (!l.clob.cancels().is_empty()).then_some(())).await;
+    let r = wait_for(20, "the part booked", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
+    assert_eq!(r["shares"], "4", "{r}");
+    assert_eq!((l.clob.cancels().len(), l.clob.posts().len()), (1, 1));
+}
+
 /// A resting GTD order that fills in two transactions before the CLOB's lookup says so is booked
 /// part by part from our fills on chain, and the lookup's "matched" adds nothing more: one
 /// execution, the position exactly what filled, one POST.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_a_resting_gtd_order_fills_in_two_transactions_then_both_parts_are_booked() {
-    let mut l = live().await;
-    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
-    l.d.set("live", "order_type = \"GTD\"");
-    l.clob.script(&[Play::Rest]);
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the order resting", async || (orders_in_journal(&l.d).first()?.1 == "live").then_some(())).await;
+    let l = resting_gtd(Some(2)).await;
     let ours = |shares: u64, usdc: u64| Fill {
         order_hash: order_id(&l.d, 0),
         ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, shares * ONE, usdc)
@@ -246,12 +263,7 @@ async fn test_live_when_a_resting_gtd_order_fills_in_two_transactions_then_both_
 /// (not taken as finished), and what fills later is booked; nothing is sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_a_gtd_order_filled_in_part_rests_over_a_restart_then_it_is_still_watched() {
-    let mut l = live().await;
-    l.d.set("live", "order_type = \"GTD\"");
-    l.clob.script(&[Play::Rest]);
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the order resting", async || (orders_in_journal(&l.d).first()?.1 == "live").then_some(())).await;
+    let mut l = resting_gtd(None).await;
     let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 4 * ONE, 2_040_000) };
     l.anvil.emit(&ours).await;
     let r = wait_for(20, "the part booked", async || row(&l.d, 0).filter(|r| r["shares"] == "4")).await;

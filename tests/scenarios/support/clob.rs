@@ -766,6 +766,8 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
                 Play::Partial(p) => (shares * f64::from(p) / 100.0 * 100.0).floor() / 100.0,
                 _ => shares,
             };
+            // A GTD order's rest stays on the book after a partial cross (a FAK's is killed).
+            record.resting = matches!(play, Play::Partial(_)) && record.order_type == "GTD";
             let (m, p) = (record.matched, record.price);
             st.lock().unwrap().orders.insert(id.clone(), record);
             if matches!(play, Play::Hang) {
