@@ -277,7 +277,7 @@ impl Run {
             return Ok(AfterPost::Again);
         }
         match outcome {
-            PostOutcome::Matched { making, taking } if rests_after_part(order, making, now_ms() / 1000) => {
+            PostOutcome::Matched { making, taking } if rests_after_part(order, making, taking, now_ms() / 1000) => {
                 // A GTD order crossed in part: the rest rests on the book and is watched (and
                 // cancelled if trading stops) like an order answered `live`; what it matched is
                 // booked by our fill on chain or when it can fill no more.
@@ -605,14 +605,17 @@ impl Run {
     }
 }
 
-/// True when a GTD order answered `matched` gave less than it may (`making` below its maker
-/// amount, the side a better price never changes) before its expiry: the rest still rests.
-fn rests_after_part(order: &StoredOrder, making: Decimal, now_s: i64) -> bool {
+/// True when a GTD order answered `matched` (`making` given for `taking`) got fewer shares than it
+/// was signed for, before its expiry: the rest still rests. Shares decide: a GTD order is sized in
+/// shares, and a better price changes only its pUSD (a BUY filled below its limit pays less).
+fn rests_after_part(order: &StoredOrder, making: Decimal, taking: Decimal, now_s: i64) -> bool {
     let expiry_s = i64::try_from(order.expiration).unwrap_or(i64::MAX);
-    let (Some(gave), Ok(may_give)) = (decimal_to_micros(making), i64::try_from(order.maker_amount)) else {
+    // Our BUY takes the shares, our SELL gives them.
+    let (shares, signed) = if order.side == 0 { (taking, order.taker_amount) } else { (making, order.maker_amount) };
+    let (Some(shares), Ok(signed)) = (decimal_to_micros(shares), i64::try_from(signed)) else {
         return false;
     };
-    order.order_type.eq_ignore_ascii_case("GTD") && expiry_s > now_s && gave < may_give
+    order.order_type.eq_ignore_ascii_case("GTD") && expiry_s > now_s && shares < signed
 }
 
 /// Where the resolution of one order stands.
@@ -733,19 +736,24 @@ mod tests {
     }
 
     #[test]
-    fn only_a_gtd_order_that_gave_less_than_it_may_before_its_expiry_still_rests() {
-        // (type, expiry, pUSD given, now, still rests)
-        for (kind, expiry, gave, now, want) in [
-            ("GTD", 2_000, "2.04", 1_000, true),
-            ("GTD", 2_000, "5.10", 1_000, false),
-            ("GTD", 2_000, "2.04", 2_000, false),
-            ("FAK", 0, "2.04", 1_000, false),
-            ("GTD", 2_000, "not a number", 1_000, false),
+    fn only_a_gtd_order_that_got_fewer_shares_than_signed_before_its_expiry_still_rests() {
+        // (type, expiry, pUSD given, shares taken, now, still rests); signed: 5.10 for 10 shares
+        for (kind, expiry, gave, got, now, want) in [
+            ("GTD", 2_000, "2.04", "4", 1_000, true),
+            ("GTD", 2_000, "5.10", "10", 1_000, false),
+            // Filled below its limit: less pUSD, every share.
+            ("GTD", 2_000, "4.80", "10", 1_000, false),
+            ("GTD", 2_000, "2.04", "4", 2_000, false),
+            ("FAK", 0, "2.04", "4", 1_000, false),
         ] {
-            let making = gave.parse::<Decimal>().unwrap_or(Decimal::NEGATIVE_ONE);
-            let making = if making.is_sign_negative() { Decimal::MAX } else { making };
-            assert_eq!(rests_after_part(&order(kind, expiry), making, now), want, "{kind} {expiry} {gave} {now}");
+            let (making, taking) = (gave.parse().unwrap(), got.parse().unwrap());
+            assert_eq!(
+                rests_after_part(&order(kind, expiry), making, taking, now),
+                want,
+                "{kind} {expiry} {gave} {got} {now}"
+            );
         }
+        assert!(!rests_after_part(&order("GTD", 2_000), Decimal::ONE, Decimal::MAX, 1_000), "unreadable");
         assert_eq!(decimal_to_micros(Decimal::MAX), None, "an absurd amount is unreadable, not a panic");
     }
 }
