@@ -351,6 +351,20 @@ mod tests {
         rows
     }
 
+    /// A live execution of token 7 for fill `row`: `shares` for `usdc`.
+    fn live_exec(row: i64, side: Side, shares: i64, usdc: i64) -> Execution {
+        Execution {
+            fill_row: row,
+            side,
+            token_id: U256::from(7),
+            shares: Shares(shares),
+            price: price_of(Shares(shares), Usdc(usdc)),
+            usdc: Usdc(usdc),
+            mode: ExecMode::Live,
+            at_ms: 1,
+        }
+    }
+
     fn id(b: u8) -> String {
         format!("{:#x}", B256::repeat_byte(b))
     }
@@ -389,16 +403,7 @@ mod tests {
         );
         assert_eq!(position(&s), (7_000_000, 3_530_000));
         // The CLOB's lookup says all 10 matched (at the limit, 5.10): the last 3 are booked.
-        let whole = Execution {
-            fill_row: rows[0],
-            side: Side::Buy,
-            token_id: U256::from(7),
-            shares: Shares(10_000_000),
-            price: Price(510_000),
-            usdc: Usdc(5_100_000),
-            mode: ExecMode::Live,
-            at_ms: 1,
-        };
+        let whole = live_exec(rows[0], Side::Buy, 10_000_000, 5_100_000);
         let grown = s.record_execution(&whole, &Address::repeat_byte(0xaa)).unwrap();
         let (written, realized) = grown.unwrap();
         assert_eq!(
@@ -422,19 +427,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let rows = copies(&mut s, Side::Sell, 1);
-        let held = Execution {
-            fill_row: rows[0] + 100,
-            side: Side::Buy,
-            token_id: U256::from(7),
-            shares: Shares(10_000_000),
-            price: Price(500_000),
-            usdc: Usdc(5_000_000),
-            mode: ExecMode::Live,
-            at_ms: 1,
-        };
         // A position of 10 at 0.50, as an earlier copy left it.
-        crate::store::journal::write_position(&s.conn, "7", Position { shares: held.shares, cost: held.usdc }, 1)
-            .unwrap();
+        let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
+        crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
         let realized = |got: OwnSettlement| match got {
             OwnSettlement::Booked(b) => (b.realized.0, b.position.position.shares.0),
             other => panic!("{other:?}"),
@@ -460,16 +455,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let rows = copies(&mut s, Side::Buy, 2);
-        let buy = |row: i64, usdc: i64| Execution {
-            fill_row: row,
-            side: Side::Buy,
-            token_id: U256::from(7),
-            shares: Shares(10_000_000),
-            price: Price(usdc / 10),
-            usdc: Usdc(usdc),
-            mode: ExecMode::Live,
-            at_ms: 1,
-        };
+        let buy = |row: i64, usdc: i64| live_exec(row, Side::Buy, 10_000_000, usdc);
         let wallet = Address::repeat_byte(0xaa);
         let (first, _) = s.record_execution(&buy(rows[0], 5_100_000), &wallet).unwrap().unwrap();
         let (second, _) = s.record_execution(&buy(rows[1], 5_000_000), &wallet).unwrap().unwrap();
@@ -503,16 +489,7 @@ mod tests {
             1,
         )
         .unwrap();
-        let sold = Execution {
-            fill_row: rows[0],
-            side: Side::Sell,
-            token_id: U256::from(7),
-            shares: Shares(4_000_000),
-            price: Price(600_000),
-            usdc: Usdc(2_400_000),
-            mode: ExecMode::Live,
-            at_ms: 1,
-        };
+        let sold = live_exec(rows[0], Side::Sell, 4_000_000, 2_400_000);
         s.record_execution(&sold, &Address::repeat_byte(0xaa)).unwrap().unwrap();
         let out = s.record_settlement_change(rows[0], false).unwrap().unwrap();
         assert_eq!((out.position.position.shares.0, out.realized_change.0), (10_000_000, -400_000));
