@@ -1,0 +1,262 @@
+//! The live executor: places an approved intent on Polymarket's CLOB exactly once.
+//!
+//! Order of events for one fill: market rules → limit on the tick and size in lots → the order is
+//! built and signed with a salt derived from the fill → **stored in the journal** → counted as sent →
+//! posted. An answer that does not say what happened (timeout, reset, 5xx, "Duplicated") is
+//! resolved by looking the order up by its hash; only an order the exchange does not have is sent
+//! again, and then it is the very same signed order, which cannot fill twice. A fill whose order
+//! is already in the journal (a crash came between) starts with that lookup.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Context, Handler, ResponseFuture};
+use tracing::info;
+
+use crate::actors::executor::{ExecError, Execute};
+use crate::actors::store::{GetOrder, OrderOutcome, OrderSent, RecordOrder, Writer};
+use crate::chain::ChainClock;
+use crate::clob::account::OrderKind;
+use crate::clob::amounts::market_order_amounts;
+use crate::clob::order::{StoredOrder, salt_for};
+use crate::clob::pricing::{approved_limit_on_tick, size_for_market};
+use crate::clob::venue::Venue;
+use crate::domain::{Execution, OrderIntent};
+use crate::risk::TradingGate;
+use crate::store::OrderStatus;
+use crate::store::now_ms;
+
+mod lookup;
+mod post;
+mod resolution;
+
+use resolution::{AfterPost, Resolution, Step, Tries};
+
+/// Timing and retry rules of live execution.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveRules {
+    /// A copy older than this (target's block to now) is not sent, seconds; 0 = no limit.
+    pub max_copy_delay_s: u64,
+    /// How long an unknown outcome is looked up.
+    pub resolve_for: Duration,
+    /// Retries after 425/503/429.
+    pub max_retries: u32,
+    /// First backoff.
+    pub retry_backoff: Duration,
+    /// Wait after a 429 that names none.
+    pub rate_limit_wait: Duration,
+    /// A match settles on chain within this (else it is reversed): an order of unknown fate with
+    /// no fill of ours on chain this long after its last chance to match did not fill.
+    pub settle_within: Duration,
+}
+
+/// Places orders on the CLOB.
+#[derive(Debug)]
+pub struct LiveExecutor {
+    venue: Arc<Venue>,
+    writer: Writer,
+    rules: LiveRules,
+    gate: TradingGate,
+    chain: ChainClock,
+}
+
+impl LiveExecutor {
+    /// An executor trading through `venue`, journaling straight on the journal's `writer` (the
+    /// store actor's mailbox would add a hop each way to every step of an order), sending nothing
+    /// while `gate` is closed, and knowing from `chain` how far our own fills on chain are journaled.
+    #[must_use]
+    pub const fn new(
+        venue: Arc<Venue>,
+        writer: Writer,
+        rules: LiveRules,
+        gate: TradingGate,
+        chain: ChainClock,
+    ) -> Self {
+        Self { venue, writer, rules, gate, chain }
+    }
+}
+
+impl Actor for LiveExecutor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Execute> for LiveExecutor {
+    type Result = ResponseFuture<Result<Execution, ExecError>>;
+
+    /// Places (or resolves) the intent's one order.
+    fn handle(&mut self, m: Execute, _: &mut Context<Self>) -> Self::Result {
+        let run = Run {
+            venue: self.venue.clone(),
+            writer: self.writer.clone(),
+            rules: self.rules,
+            intent: m.intent,
+            may_send: m.may_send,
+            manual: m.manual,
+            gate: self.gate.clone(),
+            chain: self.chain.clone(),
+            journaled: m.journaled,
+            fresh_intent: m.fresh_intent,
+        };
+        Box::pin(async move { run.execute().await })
+    }
+}
+
+struct Run {
+    venue: Arc<Venue>,
+    writer: Writer,
+    rules: LiveRules,
+    intent: OrderIntent,
+    /// False while halted: resolve an order sent before, send nothing.
+    may_send: bool,
+    /// The operator's own order: the trading gate does not stop it.
+    manual: bool,
+    /// Checked again before every send: a halt during a long resolution stops re-sends too.
+    gate: TradingGate,
+    /// How far our own fills on chain are journaled.
+    chain: ChainClock,
+    /// When the fill's journal write committed.
+    journaled: Option<std::time::Instant>,
+    /// The intent was journaled by this placement.
+    fresh_intent: bool,
+}
+
+fn journal_err(e: impl std::fmt::Display) -> ExecError {
+    ExecError::Journal(e.to_string())
+}
+
+impl Run {
+    fn may_send(&self) -> bool {
+        self.may_send && (self.manual || self.gate.allows(self.intent.side))
+    }
+
+    fn age_s(&self) -> i64 {
+        now_ms() / 1000 - i64::try_from(self.intent.block_ts).unwrap_or(0)
+    }
+
+    fn stale(&self) -> Option<ExecError> {
+        let max = self.rules.max_copy_delay_s;
+        let age = self.age_s();
+        (max > 0 && age > i64::try_from(max).unwrap_or(i64::MAX)).then(|| ExecError::Rejected {
+            code: "stale",
+            message: format!("the target's fill is {age}s old (max_copy_delay_s = {max}); not sent"),
+            counts_as_error: false,
+        })
+    }
+
+    async fn execute(self) -> Result<Execution, ExecError> {
+        let row = self.intent.fill_row;
+        // A fresh intent cannot have an order yet (an order needs its intent): no lookup.
+        let existing =
+            if self.fresh_intent { None } else { self.writer.ask(GetOrder(row)).await.map_err(journal_err)? };
+        if let Some(o) = existing {
+            info!(fill = row, order = %o.order.id_hex(), status = %o.status, "resolving an order stored before the last stop");
+            if let Some(done) = self.replay(&o) {
+                return done;
+            }
+            let ever_sent = o.status != OrderStatus::Signed || o.posts > 0;
+            return self.drive(o.order, ever_sent).await;
+        }
+        if !self.may_send() {
+            return Err(ExecError::NotSent);
+        }
+        if let Some(e) = self.stale() {
+            return Err(e);
+        }
+        let i = &self.intent;
+        let rules = self.venue.market_rules(i.token_id).await.map_err(|e| ExecError::Rejected {
+            code: "clob_unavailable",
+            message: format!("market rules of token {}: {e}", i.token_id),
+            counts_as_error: true,
+        })?;
+        let deny = |r: crate::risk::DenyReason| ExecError::Rejected {
+            code: r.code(),
+            message: r.to_string(),
+            counts_as_error: false,
+        };
+        // The limit the risk supervisor approved, on the tick, never worse: the one price everywhere.
+        let limit = approved_limit_on_tick(i.side, i.limit_price, rules.tick).map_err(deny)?;
+        let mut shares = size_for_market(i.shares, rules.min_size, limit).map_err(deny)?;
+        // Market orders carry a whole-cent pUSD side (docs/PROTOCOL.md §7); GTD follows the tick rules.
+        let amounts = if self.venue.order_kind() == OrderKind::Gtd {
+            None
+        } else {
+            let a = market_order_amounts(i.side, shares, limit, rules.min_size).map_err(deny)?;
+            shares = a.shares;
+            Some(a)
+        };
+        let salt = salt_for(&i.fill_id);
+        let order =
+            self.venue.sign(i.token_id, i.side, shares, limit, salt, rules.neg_risk, amounts).await.map_err(|e| {
+                ExecError::Rejected { code: "order_not_built", message: e.to_string(), counts_as_error: true }
+            })?;
+        // Durable before it leaves: from here on, this fill has exactly this order.
+        let (stored, committed) = self.writer.ask(RecordOrder { fill_row: row, order }).await.map_err(journal_err)?;
+        // Our own part of a live copy, µs: the fill's journal commit → the signed order's.
+        let pipeline_us =
+            self.journaled.zip(committed.0).map(|(from, to)| crate::actors::micros(to.saturating_duration_since(from)));
+        info!(fill = row, order = %stored.order.id_hex(), side = %i.side, shares = %shares, limit = %limit, pipeline_us,
+            "order signed and journaled; sending");
+        self.drive(stored.order, false).await
+    }
+
+    async fn outcome(&self, status: OrderStatus, amounts: Option<(i64, i64)>, message: &str) -> Result<(), ExecError> {
+        let m = OrderOutcome { fill_row: self.intent.fill_row, status, amounts, message: message.to_owned() };
+        self.writer.ask(m).await.map_err(journal_err)
+    }
+
+    /// Posts and resolves until the order's fate is known (or the resolve window closes).
+    /// `ever_sent`: the order may already be at the exchange (a stored order that was posted).
+    async fn drive(&self, order: StoredOrder, ever_sent: bool) -> Result<Execution, ExecError> {
+        let id = order.id_hex();
+        let mut r = Resolution::new(ever_sent, self.rules.resolve_for);
+        let mut tries = Tries::default();
+        loop {
+            if r.lookup_first {
+                match self.look_up(&order, &mut r).await {
+                    Step::Done(result) => return result,
+                    Step::Wait => {
+                        self.wait_or_stop(&mut r).await;
+                        continue;
+                    }
+                    Step::Send => {
+                        if let Some(done) = self.booked_meanwhile().await? {
+                            return done;
+                        }
+                        info!(order = %id, "the exchange does not have the order: sending the same signed order once")
+                    }
+                }
+            }
+            // Checked before every send, a re-send after a crash or a retry included: a copy never
+            // leaves at an old price.
+            if let Some(ExecError::Rejected { code, message, counts_as_error }) = self.stale() {
+                if r.uncertain {
+                    // Too old to send again, but an earlier send may have filled: looked up only.
+                    r.last_unknown = format!("not sent again ({message})");
+                    r.lookup_first = true;
+                    r.resent = true;
+                    continue;
+                }
+                return self.refused(code, message, counts_as_error).await;
+            }
+            // The gate is checked after the wait for a turn under the CLOB's pace (which can be
+            // long under load): a halt during that wait stops this send.
+            self.venue.pace().await;
+            if !self.may_send() {
+                if r.ever_sent {
+                    // Sent before the halt: its fate is still looked up, nothing new leaves.
+                    r.lookup_first = true;
+                    r.resent = true;
+                    continue;
+                }
+                // Halted between approval and the first send: the stored order never leaves.
+                return Err(ExecError::NotSent);
+            }
+            self.writer.ask(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?;
+            r.ever_sent = true;
+            match self.after_post(self.venue.post(&order).await, &order, &mut r, &mut tries).await? {
+                AfterPost::Done(result) => return result,
+                AfterPost::Again => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! What a POST's answer leads to: a match booked, a refusal journaled, the same signed order sent
+//! again after a wait, or lookups when the exchange may have it (resting, unknown, duplicated).
+
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use tracing::warn;
+
+use super::Run;
+use super::resolution::{AfterPost, Resolution, Tries};
+use crate::actors::executor::ExecError;
+use crate::clob::order::StoredOrder;
+use crate::clob::outcome::PostOutcome;
+use crate::clob::venue::decimal_to_micros;
+use crate::domain::{Execution, Shares, Side, Usdc};
+use crate::store::{OrderStatus, now_ms};
+
+impl Run {
+    /// Acts on what a POST answered: books a match, records a refusal, waits before the same signed
+    /// order is sent again, or turns to lookups when the exchange may have it.
+    pub(super) async fn after_post(
+        &self,
+        outcome: PostOutcome,
+        order: &StoredOrder,
+        r: &mut Resolution,
+        tries: &mut Tries,
+    ) -> Result<AfterPost, ExecError> {
+        let id = order.id_hex();
+        let done = |result| Ok(AfterPost::Done(result));
+        if r.uncertain && outcome.refuses() {
+            // The refusal is of this send only; what an earlier one did is looked up (never a new
+            // order), and our own fill on chain books it if it filled.
+            warn!(order = %id, answer = ?outcome, "the same order sent again was refused; an earlier send may have filled: looking it up");
+            r.last_unknown = format!("sent again and refused ({outcome:?}); an earlier send's fate is unknown");
+            r.lookup_first = true;
+            r.resent = true;
+            return Ok(AfterPost::Again);
+        }
+        match outcome {
+            PostOutcome::Matched { making, taking } if rests_after_part(order, making, taking, now_ms() / 1000) => {
+                // A GTD order crossed in part: the rest rests on the book and is watched (and
+                // cancelled if trading stops) like an order answered `live`; what it matched is
+                // booked by our fill on chain or when it can fill no more.
+                r.known = true;
+                r.uncertain = true;
+                r.resting = true;
+                let part = self.amounts(making, taking);
+                self.outcome(OrderStatus::Live, part, "matched in part; the rest rests on the book").await?;
+                r.lookup_first = true;
+                r.reset_window(self.resting_window(order));
+            }
+            PostOutcome::Matched { making, taking } => return done(self.finish_post(making, taking).await),
+            PostOutcome::Live | PostOutcome::Delayed => {
+                r.known = true;
+                r.uncertain = true;
+                r.resting = true;
+                self.outcome(OrderStatus::Live, None, "resting on the book").await?;
+                r.lookup_first = true;
+                r.reset_window(self.resting_window(order));
+            }
+            PostOutcome::NoFill { message } => {
+                self.outcome(OrderStatus::NoFill, None, &message).await?;
+                return done(Err(ExecError::NoFill { code: "no_liquidity", message }));
+            }
+            PostOutcome::Rejected { code, message, counts_as_error } => {
+                return done(self.refused(code, message, counts_as_error).await);
+            }
+            PostOutcome::Retry { code, message, wait_ms } => {
+                tries.retries += 1;
+                let retries = tries.retries;
+                if retries > self.rules.max_retries {
+                    return done(self.refused(code, format!("{message} (after {retries} attempts)"), true).await);
+                }
+                let wait = match (code, wait_ms) {
+                    (_, Some(ms)) => Duration::from_millis(ms),
+                    ("rate_limited", None) => self.rules.rate_limit_wait,
+                    _ => self.rules.retry_backoff * 2u32.saturating_pow(retries - 1),
+                };
+                warn!(order = %id, code, attempt = retries, wait_ms = wait.as_millis() as u64, "order refused for now; sending the same order again after a wait");
+                tokio::time::sleep(wait).await;
+                r.lookup_first = false;
+            }
+            PostOutcome::Unauthorized { message } => {
+                if tries.reauthed {
+                    self.outcome(OrderStatus::Rejected, None, &format!("auth_error: {message}")).await?;
+                    return done(Err(ExecError::Auth(message)));
+                }
+                tries.reauthed = true;
+                warn!(order = %id, "the CLOB refused our API credentials; deriving them again");
+                if let Err(e) = self.venue.reauthenticate().await {
+                    self.outcome(OrderStatus::Rejected, None, &format!("auth_error: {e}")).await?;
+                    return done(Err(ExecError::Auth(e.to_string())));
+                }
+                r.lookup_first = false;
+            }
+            PostOutcome::Duplicate { message } => {
+                // The exchange has this very order: from now on only lookups and the chain decide.
+                r.known = true;
+                r.uncertain = true;
+                self.outcome(OrderStatus::Unknown, None, &message).await?;
+                r.last_unknown = message;
+                r.lookup_first = true;
+            }
+            PostOutcome::Unknown { message } => {
+                warn!(order = %id, cause = %message, "order outcome unknown; looking it up (it is never sent as a new order)");
+                r.uncertain = true;
+                self.outcome(OrderStatus::Unknown, None, &message).await?;
+                r.last_unknown = message;
+                r.lookup_first = true;
+            }
+        }
+        Ok(AfterPost::Again)
+    }
+
+    /// How long an order accepted onto the book is watched: a GTD order until its expiry (plus the
+    /// time the CLOB takes to expire it), else the resolve window.
+    pub(super) fn resting_window(&self, order: &StoredOrder) -> Duration {
+        let expiry_s = u64::try_from(order.expiration).unwrap_or(0);
+        let now_s = u64::try_from(now_ms() / 1000).unwrap_or(0);
+        if expiry_s > now_s {
+            Duration::from_secs(expiry_s - now_s) + self.rules.resolve_for
+        } else {
+            self.rules.resolve_for
+        }
+    }
+
+    /// Journals a final refusal as `code: message` (so a restart replays it with its code).
+    pub(super) async fn refused(
+        &self,
+        code: &'static str,
+        message: String,
+        counts_as_error: bool,
+    ) -> Result<Execution, ExecError> {
+        self.outcome(OrderStatus::Rejected, None, &format!("{code}: {message}")).await?;
+        Err(ExecError::Rejected { code, message, counts_as_error })
+    }
+
+    /// A POST's matched amounts as (shares, pUSD) in base units; `None` when one cannot be read.
+    pub(super) fn amounts(&self, making: Decimal, taking: Decimal) -> Option<(i64, i64)> {
+        let (give, get) = (decimal_to_micros(making)?, decimal_to_micros(taking)?);
+        Some(if self.intent.side == Side::Buy { (get, give) } else { (give, get) })
+    }
+
+    pub(super) async fn finish_post(&self, making: Decimal, taking: Decimal) -> Result<Execution, ExecError> {
+        let Some((shares, usdc)) = self.amounts(making, taking) else {
+            // An amount we cannot read is not zero: the order's fate is looked up instead.
+            return self.unknown(&format!("unreadable matched amounts {making} / {taking}")).await;
+        };
+        self.outcome(OrderStatus::Matched, Some((shares, usdc)), "matched").await?;
+        crate::fault::abort_at("abort_after_order_outcome");
+        Ok(self.execution(Shares(shares), Usdc(usdc)))
+    }
+}
+
+/// True when a GTD order answered `matched` (`making` given for `taking`) got fewer shares than it
+/// was signed for, before its expiry: the rest still rests. Shares decide: a GTD order is sized in
+/// shares, and a better price changes only its pUSD (a BUY filled below its limit pays less).
+fn rests_after_part(order: &StoredOrder, making: Decimal, taking: Decimal, now_s: i64) -> bool {
+    let expiry_s = i64::try_from(order.expiration).unwrap_or(i64::MAX);
+    // Our BUY takes the shares, our SELL gives them.
+    let (shares, signed) = if order.side == 0 { (taking, order.taker_amount) } else { (making, order.maker_amount) };
+    let (Some(shares), Ok(signed)) = (decimal_to_micros(shares), i64::try_from(signed)) else {
+        return false;
+    };
+    order.order_type.eq_ignore_ascii_case("GTD") && expiry_s > now_s && shares < signed
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, B256, U256};
+    use rust_decimal::Decimal;
+
+    use super::*;
+
+    fn order(order_type: &str, expiration: u64) -> StoredOrder {
+        StoredOrder {
+            order_id: B256::ZERO,
+            neg_risk: false,
+            salt: 1,
+            maker: Address::ZERO,
+            signer: Address::ZERO,
+            token_id: U256::from(7),
+            // Gives 5.10 pUSD for 10 shares.
+            maker_amount: U256::from(5_100_000),
+            taker_amount: U256::from(10_000_000),
+            side: 0,
+            signature_type: 0,
+            timestamp: U256::ZERO,
+            expiration: U256::from(expiration),
+            metadata: B256::ZERO,
+            builder: B256::ZERO,
+            signature: String::new(),
+            order_type: order_type.into(),
+        }
+    }
+
+    #[test]
+    fn only_a_gtd_order_that_got_fewer_shares_than_signed_before_its_expiry_still_rests() {
+        // (type, expiry, pUSD given, shares taken, now, still rests); signed: 5.10 for 10 shares
+        for (kind, expiry, gave, got, now, want) in [
+            ("GTD", 2_000, "2.04", "4", 1_000, true),
+            ("GTD", 2_000, "5.10", "10", 1_000, false),
+            // Filled below its limit: less pUSD, every share.
+            ("GTD", 2_000, "4.80", "10", 1_000, false),
+            ("GTD", 2_000, "2.04", "4", 2_000, false),
+            ("FAK", 0, "2.04", "4", 1_000, false),
+        ] {
+            let (making, taking) = (gave.parse().unwrap(), got.parse().unwrap());
+            assert_eq!(
+                rests_after_part(&order(kind, expiry), making, taking, now),
+                want,
+                "{kind} {expiry} {gave} {got} {now}"
+            );
+        }
+        assert!(!rests_after_part(&order("GTD", 2_000), Decimal::ONE, Decimal::MAX, 1_000), "unreadable");
+        assert_eq!(decimal_to_micros(Decimal::MAX), None, "an absurd amount is unreadable, not a panic");
+    }
+}
