@@ -197,6 +197,42 @@ impl Store {
         Ok(fresh)
     }
 
+    /// [`Store::record_execution`], saying what was booked: all of `e`, or only the part it adds
+    /// to an execution booked before (our fill on chain booked part of the order first). An
+    /// answer that adds nothing books nothing (`None`).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn record_execution_part(
+        &mut self,
+        e: &Execution,
+        wallet: &Address,
+    ) -> StoreResult<Option<(Execution, Written, Usdc)>> {
+        let tx = self.conn.savepoint()?;
+        let had: Option<(i64, i64)> = tx
+            .query_row("SELECT shares, usdc FROM executions WHERE fill_id = ?1", [e.fill_row], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let booked = record_execution_in(&tx, e, wallet)?;
+        tx.commit()?;
+        Ok(booked.map(|(position, realized)| {
+            let part = match had {
+                Some((shares, usdc)) => {
+                    let (shares, usdc) = (Shares(e.shares.0 - shares), Usdc(e.usdc.0 - usdc));
+                    let price = if shares.0 > 0 {
+                        Price(i64::try_from(i128::from(usdc.0) * 1_000_000 / i128::from(shares.0)).unwrap_or(0))
+                    } else {
+                        Price(0)
+                    };
+                    Execution { shares, usdc, price, ..e.clone() }
+                }
+                None => e.clone(),
+            };
+            (part, position, realized)
+        }))
+    }
+
     /// A paper copy in one write: its intent (unless `fresh` is false: journaled before a restart)
     /// and, when `may_send`, its simulated execution. Already inside the job's savepoint, so no
     /// savepoint of its own: a nested one would copy every page it touches once more.

@@ -421,6 +421,22 @@ mod tests {
         assert_eq!((e.shares.0, e.usdc.0, e.price.0, realized.0), (10_000_000, 5_100_000, 510_000, 0));
     }
 
+    /// The CLOB's answer after our fill on chain booked part of the order says what it booked: the
+    /// part it adds, so the operator is told each part once; an answer adding nothing books nothing.
+    #[test]
+    fn an_answer_after_a_part_booked_on_chain_books_and_names_only_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let rows = copies(&mut s, Side::Buy, 1);
+        let wallet = Address::repeat_byte(0xaa);
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xa").unwrap();
+        let whole = live_exec(rows[0], Side::Buy, 10_000_000, 5_100_000);
+        let (part, written, _) = s.record_execution_part(&whole, &wallet).unwrap().unwrap();
+        assert_eq!((part.shares.0, part.usdc.0, part.price.0), (6_000_000, 3_060_000, 510_000));
+        assert_eq!(written.position, Position { shares: Shares(10_000_000), cost: Usdc(5_100_000) });
+        assert_eq!(s.record_execution_part(&whole, &wallet).unwrap(), None, "nothing more");
+    }
+
     /// A SELL settled in two transactions realizes each part against the cost it takes out.
     #[test]
     fn a_sell_filled_in_parts_realizes_each_part() {

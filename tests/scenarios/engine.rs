@@ -275,6 +275,9 @@ async fn test_live_when_a_gtd_order_filled_in_part_rests_over_a_restart_then_it_
     let r =
         wait_for(30, "the rest booked after the restart", async || row(&l.d, 0).filter(|r| r["shares"] == "10")).await;
     assert_eq!(r["status"], "executed", "{r}");
+    // Each part is reported once: 4 from the chain, then the 6 the CLOB's answer added.
+    // Each part is reported once: 4 from the chain, then the 6 the CLOB's answer added.
+    wait_for(10, "the rest reported", async || l.d.log().contains("copied whale: BUY 6 shares").then_some(())).await;
     wait_for(20, "the book to hold all of it", async || (l.d.status()["positions"][0]["shares"] == "10").then_some(()))
         .await;
     assert_eq!(orders_in_journal(&l.d)[0].1, "matched");

@@ -234,7 +234,9 @@ async fn place(writer: &Writer, executor: &actix::Recipient<Execute>, m: Evaluat
         Err(e) => return (m, Step::ExecFailed(ExecError::internal(e.to_string()))),
     };
     match writer.ask(RecordExecution { exec: exec.clone(), wallet }).await {
-        Ok(booked) => (m, Step::Done(exec, booked)),
+        // Reported as booked: a part our fill on chain booked first was reported then.
+        Ok(Some((booked, position, realized))) => (m, Step::Done(booked, Some((position, realized)))),
+        Ok(None) => (m, Step::Done(exec, None)),
         Err(e) => (m, Step::DbError(e.to_string())),
     }
 }

@@ -88,7 +88,8 @@ store_handler!(UnsettledBefore -> Vec<crate::store::Unsettled>, |s, m| s.unsettl
 pub struct RecordIntent(pub OrderIntent);
 store_handler!(RecordIntent -> bool, |s, m| s.record_intent(&m.0));
 
-/// Record an execution with the position and P&L it produced.
+/// Record an execution with the position and P&L it produced. Answers with what was booked: all of
+/// it, or the part it adds to what our fill on chain booked first.
 #[derive(Debug)]
 pub struct RecordExecution {
     /// What was executed.
@@ -96,7 +97,7 @@ pub struct RecordExecution {
     /// The target copied.
     pub wallet: Address,
 }
-store_handler!(RecordExecution -> Option<(Written, Usdc)>, |s, m| s.record_execution(&m.exec, &m.wallet));
+store_handler!(RecordExecution -> Option<(Execution, Written, Usdc)>, |s, m| s.record_execution_part(&m.exec, &m.wallet));
 
 /// A paper copy's intent and simulated execution, journaled in one write (see
 /// [`crate::actors::risk_supervisor`]'s placement): nothing leaves the process, so the intent needs
