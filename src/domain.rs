@@ -93,6 +93,17 @@ micros_type!(
     Price
 );
 
+impl Price {
+    /// The average price of `shares` bought or sold for `usdc`, rounded down (0 for no shares).
+    #[must_use]
+    pub fn average(shares: Shares, usdc: Usdc) -> Self {
+        if shares.0 <= 0 {
+            return Self::ZERO;
+        }
+        Self(i64::try_from(i128::from(usdc.0) * 1_000_000 / i128::from(shares.0)).unwrap_or(0))
+    }
+}
+
 /// Formats micro-units for a person and for JSON: "12.5", "0.47", "-3", never an exponent.
 #[must_use]
 pub fn format_micros(v: i64) -> String {
@@ -419,6 +430,15 @@ mod tests {
     fn formats_micros_for_people() {
         for (v, s) in [(12_500_000, "12.5"), (470_000, "0.47"), (0, "0"), (-3_000_000, "-3"), (1, "0.000001")] {
             assert_eq!(format_micros(v), s);
+        }
+    }
+
+    #[test]
+    fn an_average_price_rounds_down_and_is_zero_for_no_shares() {
+        for (shares, usdc, want) in
+            [(10_000_000, 5_100_000, 510_000), (3_000_000, 1_000_000, 333_333), (0, 5, 0), (-1, 5, 0)]
+        {
+            assert_eq!(Price::average(Shares(shares), Usdc(usdc)), Price(want), "{shares} {usdc}");
         }
     }
 

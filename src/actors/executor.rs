@@ -111,7 +111,7 @@ pub fn book_fill(
             message: format!("no {} liquidity within the limit {} in the order book", intent.side, intent.limit_price),
         });
     }
-    let price = Price(i64::try_from(i128::from(w.usdc.0) * 1_000_000 / i128::from(w.shares.0)).unwrap_or(0));
+    let price = Price::average(w.shares, w.usdc);
     Ok(Execution {
         fill_row: intent.fill_row,
         side: intent.side,

@@ -220,12 +220,7 @@ impl Store {
             let part = match had {
                 Some((shares, usdc)) => {
                     let (shares, usdc) = (Shares(e.shares.0 - shares), Usdc(e.usdc.0 - usdc));
-                    let price = if shares.0 > 0 {
-                        Price(i64::try_from(i128::from(usdc.0) * 1_000_000 / i128::from(shares.0)).unwrap_or(0))
-                    } else {
-                        Price(0)
-                    };
-                    Execution { shares, usdc, price, ..e.clone() }
+                    Execution { shares, usdc, price: Price::average(shares, usdc), ..e.clone() }
                 }
                 None => e.clone(),
             };

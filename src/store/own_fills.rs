@@ -207,7 +207,7 @@ fn book_own_fill(tx: &Connection, f: &OwnFillSum<'_>) -> StoreResult<Option<OwnB
         side,
         token_id: dec_u256(&token, "intents.token_id")?,
         shares: f.shares,
-        price: price_of(f.shares, f.usdc),
+        price: Price::average(f.shares, f.usdc),
         usdc: f.usdc,
         mode: ExecMode::Live,
         at_ms: now_ms(),
@@ -228,14 +228,6 @@ fn book_own_fill(tx: &Connection, f: &OwnFillSum<'_>) -> StoreResult<Option<OwnB
     )?;
     let booked = record_execution_in(tx, &exec, &wallet)?;
     Ok(booked.map(|(position, realized)| OwnBooking { exec, wallet, position, realized, overturned, open: f.open }))
-}
-
-/// The average price of `shares` for `usdc` (0 for no shares).
-fn price_of(shares: Shares, usdc: Usdc) -> Price {
-    if shares.0 <= 0 {
-        return Price(0);
-    }
-    Price(i64::try_from(i128::from(usdc.0) * 1_000_000 / i128::from(shares.0)).unwrap_or(0))
 }
 
 /// Grows the execution of `fill_row` to `shares` for `usdc` in all, when that is more shares than
@@ -272,7 +264,7 @@ pub(crate) fn grow_execution_in(
         side,
         token_id: dec_u256(&token, "executions.token_id")?,
         shares: part_shares,
-        price: price_of(part_shares, part_usdc),
+        price: Price::average(part_shares, part_usdc),
         usdc: part_usdc,
         mode: ExecMode::Live,
         at_ms,
@@ -291,7 +283,7 @@ pub(crate) fn grow_execution_in(
     run(
         tx,
         "UPDATE executions SET shares = ?2, usdc = ?3, price = ?4, realized_pnl = realized_pnl + ?5 WHERE fill_id = ?1",
-        params![fill_row, shares.0, usdc.0, price_of(shares, usdc).0, realized.0],
+        params![fill_row, shares.0, usdc.0, Price::average(shares, usdc).0, realized.0],
     )?;
     if out_of_books {
         return Ok(None);
@@ -358,7 +350,7 @@ mod tests {
             side,
             token_id: U256::from(7),
             shares: Shares(shares),
-            price: price_of(Shares(shares), Usdc(usdc)),
+            price: Price::average(Shares(shares), Usdc(usdc)),
             usdc: Usdc(usdc),
             mode: ExecMode::Live,
             at_ms: 1,

@@ -87,7 +87,7 @@ impl Store {
                     .unwrap_or(pos.cost.0),
             ),
         };
-        let avg = Price(i64::try_from(i128::from(usdc.0) * 1_000_000 / i128::from(shares.0.max(1))).unwrap_or(0));
+        let avg = Price::average(shares, usdc);
         let exec = Execution {
             fill_row: 0,
             side,

@@ -177,11 +177,7 @@ impl Run {
     }
 
     pub(super) fn execution(&self, shares: Shares, usdc: Usdc) -> Execution {
-        let price = if shares.0 > 0 {
-            Price(i64::try_from(i128::from(usdc.0) * 1_000_000 / i128::from(shares.0)).unwrap_or(0))
-        } else {
-            Price(0)
-        };
+        let price = Price::average(shares, usdc);
         Execution {
             fill_row: self.intent.fill_row,
             side: self.intent.side,
