@@ -204,6 +204,31 @@ async fn test_live_when_halted_while_a_gtd_order_rests_then_it_is_cancelled() {
     assert_eq!((l.clob.cancels().len(), l.clob.posts().len()), (1, 1), "cancelled once, never sent again");
 }
 
+/// A halt while the lookup of a resting order hangs on a slow exchange: the cancel does not wait
+/// for the lookup's answer (nor its timeout, half a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_while_a_resting_orders_lookup_hangs_then_it_is_cancelled_at_once() {
+    let mut l = live().await;
+    reset(&l.d, "request_timeout_ms = 1500", "request_timeout_ms = 30000");
+    l.d.set("live", "order_type = \"GTD\"");
+    l.clob.script(&[Play::Rest]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the order resting", async || (orders_in_journal(&l.d).first()?.1 == "live").then_some(())).await;
+    l.clob.lookups_hang(true);
+    let before = l.clob.requests("/data/order");
+    wait_for(20, "a lookup held by the exchange", async || (l.clob.requests("/data/order") > before).then_some(()))
+        .await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "slow lookup test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let cancels = wait_for(10, "the cancel", async || Some(l.clob.cancels()).filter(|c| !c.is_empty())).await;
+    assert_eq!(cancels[0].1, format!("{:#x}", order_id(&l.d, 0)));
+    l.clob.lookups_hang(false);
+    let r = wait_for(40, "the copy to end", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!(r["reason"], "no_liquidity", "{r}");
+    assert_eq!((l.clob.cancels().len(), l.clob.posts().len()), (1, 1), "cancelled once, never sent again");
+}
+
 /// A GTD order answered `matched` for part of it leaves the rest on the book: that rest is watched
 /// like a resting order (so a halt cancels it), and the part is booked once the order is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

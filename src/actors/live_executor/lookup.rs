@@ -34,6 +34,17 @@ impl Run {
         }
     }
 
+    /// Returns once trading no longer allows this order's side.
+    async fn until_stopped(&self) {
+        loop {
+            let changed = self.gate.changed();
+            if !self.may_send() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
     /// Takes a resting order off the book once trading no longer allows its side (halted; a BUY
     /// while reducing): an order that stays there could still fill. Asked once per resolution; the
     /// lookups that follow say what it matched before.
@@ -61,8 +72,20 @@ impl Run {
     /// One lookup of an order whose fate is open, and what to do next.
     pub(super) async fn look_up(&self, order: &StoredOrder, r: &mut Resolution) -> Step {
         let id = order.id_hex();
-        self.cancel_if_stopped(order, r).await;
-        match self.venue.lookup(&id).await {
+        let answer = loop {
+            self.cancel_if_stopped(order, r).await;
+            // A lookup of a resting order that trading may still stop is raced with the gate: a
+            // slow exchange must not hold the cancel back until the request times out. Once stopped
+            // (or cancelled), the next round of this loop cancels and lookups are awaited plainly.
+            if !(r.resting && r.sendable_at_lookup) {
+                break self.venue.lookup(&id).await;
+            }
+            tokio::select! {
+                answer = self.venue.lookup(&id) => break answer,
+                () = self.until_stopped() => {}
+            }
+        };
+        match answer {
             Ok(found) => match found.state {
                 LookupOutcome::Done { matched } => {
                     Step::Done(self.finish_lookup(order, matched, found.price, r.cancel_asked).await)

@@ -129,6 +129,8 @@ struct State {
     null_lookups: bool,
     /// Order lookups answer 503 (the engine is down).
     lookups_down: bool,
+    /// Order lookups are held unanswered (a slow exchange).
+    lookups_hang: bool,
     /// What an unscripted POST gets outside chaos mode (a fill by default).
     default_play: Option<Play>,
     /// POSTs being answered now, and the most at once.
@@ -248,6 +250,11 @@ impl FakeClob {
     }
 
     /// Order lookups answer 503 from now on (or again normally).
+    /// Order lookups are held unanswered (a slow exchange) until this is turned off again.
+    pub fn lookups_hang(&self, hang: bool) {
+        self.state.lock().unwrap().lookups_hang = hang;
+    }
+
     pub fn lookups_down(&self, down: bool) {
         self.state.lock().unwrap().lookups_down = down;
     }
@@ -623,6 +630,9 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
                 }
             }
             let id = r.trim_start_matches("/data/order/").to_ascii_lowercase();
+            while st.lock().unwrap().lookups_hang {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
             let (o, null, down) = {
                 let s = st.lock().unwrap();
                 (s.orders.get(&id).cloned(), s.null_lookups, s.lookups_down)
