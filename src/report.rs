@@ -9,17 +9,18 @@ use serde::Serialize;
 
 use crate::domain::{ExecMode, Price, TokenId, Usdc, addr_lower, format_micros, mul_price_floor};
 use crate::risk::Book;
-use crate::store::{ExecRow, FillCounts, FillStatus, utc_day_start};
+use crate::store::{ExecRow, FillCounts, FillStatus};
 
 /// Which report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
-    /// Since 00:00 UTC today.
+    /// Since the trading day began (`risk.day_starts_at_hour` UTC, the hour the loss limit counts
+    /// from; midnight UTC unless set).
     Daily,
-    /// The last seven days, today included.
+    /// The last seven trading days, today included.
     Weekly,
-    /// The last thirty days, today included.
+    /// The last thirty trading days, today included.
     Monthly,
 }
 
@@ -30,14 +31,35 @@ pub fn time_of_day(ms: i64) -> String {
 }
 
 impl Period {
-    /// Start of the period containing `now_ms`.
+    /// Start of the period whose last trading day began at `trading_day_start` (unix ms; see
+    /// [`crate::store::Store::trading_day_start`]), so the daily report and the loss limit count
+    /// the same day.
     #[must_use]
-    pub const fn start(self, now_ms: i64) -> i64 {
+    pub const fn start(self, trading_day_start: i64) -> i64 {
         match self {
-            Self::Daily => utc_day_start(now_ms),
-            Self::Weekly => utc_day_start(now_ms) - 6 * 86_400_000,
-            Self::Monthly => utc_day_start(now_ms) - 29 * 86_400_000,
+            Self::Daily => trading_day_start,
+            Self::Weekly => trading_day_start - 6 * 86_400_000,
+            Self::Monthly => trading_day_start - 29 * 86_400_000,
         }
+    }
+}
+
+/// What a report covers: its period, from the period's start to now (unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// Which report.
+    pub period: Period,
+    /// Period start.
+    pub from_ms: i64,
+    /// Report time.
+    pub to_ms: i64,
+}
+
+impl Span {
+    /// The period ending at `now_ms`, whose trading day began at `trading_day_start`.
+    #[must_use]
+    pub const fn new(period: Period, trading_day_start: i64, now_ms: i64) -> Self {
+        Self { period, from_ms: period.start(trading_day_start), to_ms: now_ms }
     }
 }
 
@@ -107,14 +129,12 @@ pub struct Report {
 /// period's fill counts and the targets' labels.
 #[must_use]
 pub fn build(
-    period: Period,
-    now_ms: i64,
+    Span { period, from_ms: from, to_ms: now_ms }: Span,
     executions: &[ExecRow],
     last_prices: &BTreeMap<TokenId, Price>,
     counts: &FillCounts,
     labels: &HashMap<Address, String>,
 ) -> Report {
-    let from = period.start(now_ms);
     let mut book = Book::default();
     let mut realized = 0i64;
     let mut series = vec![(from, 0, 0)];
@@ -228,7 +248,7 @@ const fn title(p: Period) -> &'static str {
 /// The report as plain text for a person (CLI and Telegram).
 #[must_use]
 pub fn text(r: &Report) -> String {
-    let title = title(r.period);
+    let title = format!("{} (since {} {} UTC)", title(r.period), date(r.from_ms), time_of_day(r.from_ms));
     let mut s = format!(
         "{title}\nP&L realized {} USDC, unrealized {} USDC (open positions at their CLOB midpoint, else the last traded price)\nexposure {} USDC\ncopies {}",
         r.realized_usdc, r.unrealized_usdc, r.exposure_usdc, r.copied
@@ -490,6 +510,41 @@ mod tests {
     }
 
     #[test]
+    fn a_period_starts_on_the_trading_day() {
+        let day = 20_000 * 86_400_000i64;
+        let h = 3_600_000i64;
+        // (period, trading day start, expected start)
+        let cases = [
+            (Period::Daily, day, day),
+            (Period::Daily, day + 13 * h, day + 13 * h),
+            (Period::Weekly, day + 13 * h, day + 13 * h - 6 * 86_400_000),
+            (Period::Monthly, day, day - 29 * 86_400_000),
+        ];
+        for (period, start, want) in cases {
+            assert_eq!(Span::new(period, start, start + h).from_ms, want, "{period:?} from {start}");
+        }
+    }
+
+    #[test]
+    fn the_daily_report_counts_what_the_trading_day_counts() {
+        let day = 20_000 * 86_400_000i64;
+        let h = 3_600_000i64;
+        // A sale at 10:00 UTC belongs to yesterday's trading day when the day starts at 13:00.
+        let execs = vec![
+            exec(day + h, Side::Buy, 1, 10 * ONE, 5 * ONE, 0, 1),
+            exec(day + 10 * h, Side::Sell, 1, 5 * ONE, 3 * ONE, ONE / 2, 1),
+            exec(day + 14 * h, Side::Sell, 1, 5 * ONE, 3 * ONE, ONE / 4, 1),
+        ];
+        let none = (BTreeMap::new(), FillCounts::default(), HashMap::new());
+        let at = |start| build(Span::new(Period::Daily, start, day + 15 * h), &execs, &none.0, &none.1, &none.2);
+        assert_eq!(at(day).realized_usdc, "0.75", "the UTC day holds both sales");
+        let r = at(day + 13 * h);
+        assert_eq!(r.realized_usdc, "0.25", "the trading day from 13:00 holds the second alone");
+        assert!(text(&r).starts_with("Daily report (since "), "{}", text(&r));
+        assert!(text(&r).contains(" 13:00 UTC)"), "{}", text(&r));
+    }
+
+    #[test]
     fn sums_pnl_marks_positions_and_splits_by_target() {
         let day = 20_000 * 86_400_000i64;
         let now = day + 3_600_000;
@@ -504,7 +559,7 @@ mod tests {
         counts.by.insert((addr_lower(&Address::repeat_byte(2)), FillStatus::Executed, String::new()), 1);
         counts.by.insert((addr_lower(&Address::repeat_byte(2)), FillStatus::Rejected, "max_order_usdc".into()), 2);
         let labels = HashMap::from([(Address::repeat_byte(1), "whale".to_owned())]);
-        let r = build(Period::Daily, now, &execs, &prices, &counts, &labels);
+        let r = build(Span::new(Period::Daily, day, now), &execs, &prices, &counts, &labels);
         assert_eq!(r.realized_usdc, "0.5");
         // token 1: 5 sh cost 2.5 worth 3 → +0.5; token 2: 10 sh cost 4 worth 3 → −1
         assert_eq!(r.unrealized_usdc, "-0.5");

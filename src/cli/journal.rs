@@ -142,14 +142,9 @@ pub fn report(g: &GlobalArgs, period: ReportPeriod, as_json: bool) -> Result<()>
     let labels = Wallets::load(&s.wallets_path)
         .map(|w| w.targets.into_iter().map(|t| (t.address, t.label)).collect())
         .unwrap_or_default();
-    let r = report::build(
-        period,
-        now,
-        &store.executions(0)?,
-        &store.last_prices()?,
-        &store.fill_counts(period.start(now))?,
-        &labels,
-    );
+    let span = report::Span::new(period, store.trading_day_start(now), now);
+    let r =
+        report::build(span, &store.executions(0)?, &store.last_prices()?, &store.fill_counts(span.from_ms)?, &labels);
     if as_json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

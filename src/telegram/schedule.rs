@@ -31,15 +31,15 @@ pub async fn build_report(
     period: Period,
 ) -> Option<(String, Option<Vec<u8>>)> {
     let now = now_ms();
-    let (execs, prices, counts) = store.send(GetReportData { since_ms: period.start(now) }).await.ok()?.ok()?;
+    let (span, execs, prices, counts) = store.send(GetReportData { period, now_ms: now }).await.ok()?.ok()?;
     let labels: std::collections::HashMap<_, _> =
         registry.send(ListTargets).await.ok()?.into_iter().map(|t| (t.target.address, t.target.label)).collect();
-    let r = report::build(period, now, &execs, &prices, &counts, &labels);
+    let r = report::build(span, &execs, &prices, &counts, &labels);
     let png = report::chart_png(&r).map_err(|e| warn!(cause = %e, "report chart")).ok();
     let mut text = report::text(&r);
     // The weekly (and monthly) report says how copying each target went over the period.
     if period != Period::Daily
-        && let Ok(Ok(quality)) = store.send(crate::actors::store::GetTargetQuality(period.start(now))).await
+        && let Ok(Ok(quality)) = store.send(crate::actors::store::GetTargetQuality(span.from_ms)).await
         && !quality.is_empty()
     {
         text.push_str("\ncopy quality by target:");

@@ -72,13 +72,23 @@ store_handler!(GetPnlByDay -> Vec<(i64, Usdc)>, |s, m| s.pnl_by_day(m.days, m.no
 /// Everything a report is built from: all executions, last prices, the period's fill counts.
 #[derive(Debug)]
 pub struct GetReportData {
-    /// Period start, unix ms.
-    pub since_ms: i64,
+    /// Which report.
+    pub period: crate::report::Period,
+    /// Report time, unix ms.
+    pub now_ms: i64,
 }
-/// What [`GetReportData`] returns.
-pub type ReportData =
-    (Vec<crate::store::ExecRow>, std::collections::BTreeMap<TokenId, crate::domain::Price>, crate::store::FillCounts);
-store_handler!(GetReportData -> ReportData, |s, m| Ok((s.executions(0)?, s.last_prices()?, s.fill_counts(m.since_ms)?)));
+/// What [`GetReportData`] returns: the span (its start on the journal's trading day), every
+/// execution, the last prices, and the span's fill counts.
+pub type ReportData = (
+    crate::report::Span,
+    Vec<crate::store::ExecRow>,
+    std::collections::BTreeMap<TokenId, crate::domain::Price>,
+    crate::store::FillCounts,
+);
+store_handler!(GetReportData -> ReportData, |s, m| {
+    let span = crate::report::Span::new(m.period, s.trading_day_start(m.now_ms), m.now_ms);
+    Ok((span, s.executions(0)?, s.last_prices()?, s.fill_counts(span.from_ms)?))
+});
 
 /// Persist a target's paused state.
 #[derive(Debug)]
