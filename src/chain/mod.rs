@@ -14,5 +14,5 @@ pub mod range;
 pub mod rpc;
 
 pub use clock::ChainClock;
-pub use feed::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, OwnBooked, OwnFill};
+pub use feed::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, OwnBooked, OwnChange, OwnFill};
 pub use rpc::{BlockRef, ChainError, Rpc, RpcConfig};

@@ -7,6 +7,7 @@
 mod archive;
 pub mod batch;
 mod checkpoint;
+mod correction;
 mod fill_status;
 pub mod identity;
 mod journal;
@@ -31,6 +32,7 @@ use std::path::Path;
 use alloy::primitives::{Address, B256, U256};
 
 pub use archive::Pruned;
+pub use correction::Correction;
 pub use fill_status::FillStatus;
 pub use journal::{PaperBooking, PendingFill};
 pub use maintenance::check_file;

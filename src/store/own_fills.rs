@@ -7,6 +7,7 @@
 use alloy::primitives::Address;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::correction::correct_sell_in;
 use super::journal::{exec as run, query_one, record_execution_in, write_position};
 use super::{Store, StoreError, StoreResult, dec_u256, hex_addr, now_ms};
 use crate::clob::order::StoredOrder;
@@ -42,6 +43,9 @@ pub enum OwnSettlement {
     Settled,
     /// An order the CLOB never confirmed is booked from its fill, or a booked one filled further.
     Booked(OwnBooking),
+    /// A booked SELL's fills on chain hold its shares for other pUSD than booked (it was priced at
+    /// its limit): the chain's amount replaces it.
+    Corrected(super::correction::Correction),
 }
 
 /// The part of an execution a later fill of its order added (see [`grow_execution_in`]).
@@ -105,14 +109,22 @@ impl Store {
         let (all_shares, all_usdc) = capped_at_size(&signed, Shares(all_shares), Usdc(all_usdc), &id);
         let result = if booked {
             let grown = grow_execution_in(&tx, fill_row, all_shares, all_usdc, now_ms())?;
+            let corrected = match grown {
+                None => correct_sell_in(&tx, fill_row, all_shares, all_usdc)?,
+                Some(_) => None,
+            };
             let settled = order_settled(&tx, &id, tx_hash)?;
-            if grown.is_some() || settled {
+            if grown.is_some() || settled || corrected.is_some() {
                 run(
                     &tx,
-                    "UPDATE orders SET shares = MAX(COALESCE(shares, 0), ?2), usdc = CASE WHEN COALESCE(shares, 0) < ?2 \
+                    "UPDATE orders SET shares = MAX(COALESCE(shares, 0), ?2), usdc = CASE WHEN COALESCE(shares, 0) < ?2 OR ?4 \
                      THEN ?3 ELSE usdc END WHERE fill_id = ?1",
-                    params![fill_row, all_shares.0, all_usdc.0],
+                    params![fill_row, all_shares.0, all_usdc.0, corrected.is_some()],
                 )?;
+            }
+            if let Some(c) = corrected {
+                tx.commit()?;
+                return Ok(OwnSettlement::Corrected(c));
             }
             match grown {
                 Some(g) => OwnSettlement::Booked(OwnBooking {
@@ -403,7 +415,8 @@ mod tests {
             (Position { shares: Shares(10_000_000), cost: Usdc(5_100_000) }, Usdc::ZERO)
         );
         assert_eq!(s.record_execution(&whole, &Address::repeat_byte(0xaa)).unwrap(), None, "said again");
-        // Their transaction comes last: nothing more to book.
+        // Their transaction comes last: nothing more to book (a BUY's price improvement comes as
+        // shares, and its logged pUSD is not corrected).
         assert_eq!(
             s.settle_own_fill(&id(0x51), Shares(3_000_000), Usdc(1_500_000), "0xc").unwrap(),
             OwnSettlement::Nothing
@@ -427,6 +440,39 @@ mod tests {
         assert_eq!((part.shares.0, part.usdc.0, part.price.0), (6_000_000, 3_060_000, 510_000));
         assert_eq!(written.position, Position { shares: Shares(10_000_000), cost: Usdc(5_100_000) });
         assert_eq!(s.record_execution_part(&whole, &wallet).unwrap(), None, "nothing more");
+    }
+
+    /// A SELL booked from the lookup at its limit (0.51) that matched higher gets the chain's
+    /// proceeds and realizes the difference, once; a SELL settled for what was booked is only
+    /// settled.
+    #[test]
+    fn the_chain_corrects_what_a_sell_booked_at_its_limit_got() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let wallet = Address::repeat_byte(0xaa);
+        let held = Position { shares: Shares(20_000_000), cost: Usdc(10_000_000) };
+        crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
+        let sells = copies(&mut s, Side::Sell, 2);
+        s.record_execution(&live_exec(sells[0], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
+        let (_, realized) = s.execution_for(sells[0]).unwrap().unwrap();
+        assert_eq!(realized.0, 100_000, "as booked at the limit");
+        let got = s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_300_000), "0xa").unwrap();
+        let OwnSettlement::Corrected(c) = got else { panic!("{got:?}") };
+        assert_eq!((c.booked.0, c.chain.0, c.realized.0), (5_100_000, 5_300_000, 200_000));
+        let (e, realized) = s.execution_for(sells[0]).unwrap().unwrap();
+        assert_eq!((e.usdc.0, e.price.0, realized.0), (5_300_000, 530_000, 300_000));
+        assert_eq!(s.realized_today(1).unwrap().0, 300_000, "the execution (dated 1) carries it");
+        let order = s.order_for(sells[0]).unwrap().unwrap();
+        assert_eq!(order.amounts, Some((10_000_000, 5_300_000)), "the order's row says the chain's amounts");
+        assert_eq!(position(&s), (10_000_000, 5_000_000), "the position's cost is not proceeds");
+        assert_eq!(
+            s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_300_000), "0xa").unwrap(),
+            OwnSettlement::Nothing,
+            "read again"
+        );
+        s.record_execution(&live_exec(sells[1], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
+        let got = s.settle_own_fill(&id(0x52), Shares(10_000_000), Usdc(5_100_000), "0xb").unwrap();
+        assert_eq!(got, OwnSettlement::Settled);
     }
 
     /// A SELL settled in two transactions realizes each part against the cost it takes out.

@@ -229,6 +229,35 @@ async fn test_live_when_halted_while_a_resting_orders_lookup_hangs_then_it_is_ca
     assert_eq!((l.clob.cancels().len(), l.clob.posts().len()), (1, 1), "cancelled once, never sent again");
 }
 
+/// A SELL whose answer never came is booked from the lookup at its limit price; our fill on chain
+/// then says it got more (it matched above its limit): the execution, the P&L and the report take
+/// the chain's proceeds, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_sell_booked_at_its_limit_settles_higher_then_the_chains_proceeds_are_booked() {
+    let mut l = live().await;
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the BUY copied", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
+    l.clob.script(&[Play::Hang]);
+    l.anvil.emit(&Fill::v2(2, A, C, false, STD_TOKEN, 100 * ONE, 50 * ONE)).await;
+    let r =
+        wait_for(30, "the SELL booked by lookup", async || row(&l.d, 1).filter(|r| r["status"] == "executed")).await;
+    let shares: u64 = r["shares"].as_str().unwrap().parse().unwrap();
+    let booked = r["usdc"].as_str().unwrap().to_owned();
+    assert!(orders_in_journal(&l.d)[1].1 == "matched", "{:?}", orders_in_journal(&l.d));
+    // Our funder's SELL settles on chain at 0.52 a share, above any limit the copy signed.
+    let chain_usdc = shares * 520_000;
+    let ours =
+        Fill { order_hash: order_id(&l.d, 1), ..Fill::v2(0, SIGNER, C, false, STD_TOKEN, shares * ONE, chain_usdc) };
+    l.anvil.emit(&ours).await;
+    let want = format!("{}", rust_decimal::Decimal::new(i64::try_from(chain_usdc).unwrap(), 6).normalize());
+    let r =
+        wait_for(20, "the chain's proceeds booked", async || row(&l.d, 1).filter(|r| r["usdc"] == want.as_str())).await;
+    assert_ne!(booked, want, "the lookup's limit price was below the chain's: {r}");
+    wait_for(10, "the correction reported", async || (l.d.events("corrected").len() == 1).then_some(())).await;
+    assert_eq!(l.clob.posts().len(), 2, "nothing more was sent");
+}
+
 /// A GTD order answered `matched` for part of it leaves the rest on the book: that rest is watched
 /// like a resting order (so a halt cancels it), and the part is booked once the order is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,6 +136,20 @@ pub enum Event {
         /// What was booked.
         exec: Execution,
     },
+    /// Our fills on chain of a booked SELL got other pUSD than booked (it was booked at its limit
+    /// price from a lookup): the chain's amount replaced it.
+    Corrected {
+        /// Our order id.
+        order: String,
+        /// The token.
+        token_id: crate::domain::TokenId,
+        /// pUSD booked before.
+        booked: Usdc,
+        /// pUSD on chain.
+        chain: Usdc,
+        /// P&L the correction realized.
+        realized: Usdc,
+    },
     /// A resolved market settled one of our positions at 1 or 0.
     Settled {
         /// "question — outcome".
@@ -203,6 +217,7 @@ impl Event {
             Self::Unorphaned { .. } => "unorphaned",
             Self::ReorgedAfterCopy { .. } => "reorged_after_copy",
             Self::Settled { .. } => "settled",
+            Self::Corrected { .. } => "corrected",
             Self::Alert { .. } => "alert",
             Self::Operator { .. } => "operator",
             Self::Redeemed { .. } => "redeemed",
@@ -346,6 +361,12 @@ impl Event {
                 short_token(&exec.token_id.to_string()),
                 exec.price,
                 exec.usdc
+            ),
+            Self::Corrected { order, token_id, booked, chain, realized } => format!(
+                "our SELL order {} of {} settled on chain for {chain} USDC, not the {booked} booked at its limit price: \
+                 booked the chain's amount (P&L {realized} USDC)",
+                short_token(order),
+                short_token(&token_id.to_string()),
             ),
             Self::Settled { market, shares, payout, realized } => {
                 format!("market resolved: {market}: {shares} shares settled at {payout}, realized {realized} USDC")

@@ -23,7 +23,7 @@ use super::{Decision, Evaluate, RiskSupervisor};
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::Event;
 use crate::actors::store::{PaperCopy, RecordExecution, RecordIntent, RecordPaperCopy, Writer};
-use crate::chain::OwnBooked;
+use crate::chain::{OwnBooked, OwnChange};
 use crate::domain::{Execution, Usdc};
 use crate::risk::{DenyReason, Reservation, Written, check_intent};
 use crate::store::now_ms;
@@ -353,14 +353,23 @@ impl RiskSupervisor {
 impl Handler<OwnBooked> for RiskSupervisor {
     type Result = ();
 
-    /// Takes into the book an order the journal booked from our fill on chain (the CLOB never
-    /// confirmed it: a lookup answering `null`, a POST never answered), without waiting for a restart.
+    /// Takes into the book what the journal booked from our fill on chain, without waiting for a
+    /// restart: an order the CLOB never confirmed (a lookup answering `null`, a POST never
+    /// answered), a part a later fill added, or the exact pUSD of an order booked at its limit.
     fn handle(&mut self, m: OwnBooked, _: &mut Context<Self>) {
-        let b = m.booking;
+        match m.change {
+            OwnChange::Booked(b) => self.booked_on_chain(m.order_id, b),
+            OwnChange::Corrected(c) => self.corrected_on_chain(m.order_id, &c),
+        }
+    }
+}
+
+impl RiskSupervisor {
+    fn booked_on_chain(&mut self, order_id: String, b: crate::store::OwnBooking) {
         if let Some(was) = b.overturned {
             let message = format!(
                 "our order {} filled on chain ({} {} shares of token {}) after its copy had been journaled {}: booked now; check why (docs/RUNBOOK.md, reconcile)",
-                m.order_id,
+                order_id,
                 b.exec.side.as_str(),
                 b.exec.shares,
                 b.exec.token_id,
@@ -378,8 +387,24 @@ impl Handler<OwnBooked> for RiskSupervisor {
             self.reserved.release(row);
             self.unresolved.done(row);
         }
-        let event = Event::BookedOnChain { order: m.order_id, exec: b.exec.clone() };
+        let event = Event::BookedOnChain { order: order_id, exec: b.exec.clone() };
         self.take_booking(&b.exec, b.position, b.realized, event);
         self.wake_position_waiters();
+    }
+
+    /// The journal replaced a SELL's proceeds with the chain's: today's P&L follows, and the
+    /// operator is told what changed.
+    fn corrected_on_chain(&mut self, order: String, c: &crate::store::Correction) {
+        self.realized_today = Usdc(self.realized_today.0 + c.realized.0);
+        self.notifier.do_send(Event::Corrected {
+            order,
+            token_id: c.token_id,
+            booked: c.booked,
+            chain: c.chain,
+            realized: c.realized,
+        });
+        self.revalue();
+        self.check_daily_loss();
+        self.publish();
     }
 }

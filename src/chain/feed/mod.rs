@@ -89,14 +89,23 @@ pub struct FeedPeers {
     pub clock: crate::chain::ChainClock,
 }
 
-/// An order of ours the journal booked from its fill on chain (the CLOB never confirmed it).
+/// What our fill on chain changed in the journal's books for one of our orders.
 #[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
 #[rtype(result = "()")]
 pub struct OwnBooked {
     /// Our order id.
     pub order_id: String,
-    /// What the journal booked.
-    pub booking: crate::store::OwnBooking,
+    /// What the journal did.
+    pub change: OwnChange,
+}
+
+/// See [`OwnBooked`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnChange {
+    /// Booked an order the CLOB never confirmed, or the part a later fill added.
+    Booked(crate::store::OwnBooking),
+    /// Replaced a booked order's pUSD with what the chain says it paid or got.
+    Corrected(crate::store::Correction),
 }
 
 /// Our funder's fill of one of our orders, seen on chain, summed over the logs of one transaction.
@@ -393,7 +402,14 @@ impl ChainFeed {
                 OwnSettlement::Booked(booking) => {
                     info!(order = %f.order_id, tx = %f.tx, "our order booked from its fill on chain");
                     if let Some(r) = &self.own_fills {
-                        r.do_send(OwnBooked { order_id: f.order_id, booking });
+                        r.do_send(OwnBooked { order_id: f.order_id, change: OwnChange::Booked(booking) });
+                    }
+                }
+                OwnSettlement::Corrected(c) => {
+                    info!(order = %f.order_id, tx = %f.tx, booked = %c.booked, chain = %c.chain,
+                        "our order settled on chain for other pUSD than booked: the chain's amount is booked");
+                    if let Some(r) = &self.own_fills {
+                        r.do_send(OwnBooked { order_id: f.order_id, change: OwnChange::Corrected(c) });
                     }
                 }
                 OwnSettlement::Nothing => {}
