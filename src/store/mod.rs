@@ -24,6 +24,7 @@ mod ranges;
 mod reconcile;
 mod redemptions;
 mod schema;
+mod settlement;
 pub mod sightings;
 mod vet_cache;
 
@@ -38,13 +39,14 @@ pub use journal::{PaperBooking, PendingFill};
 pub use maintenance::check_file;
 pub use operator::{FillOutcome, PausedMarket};
 pub use ops::{ExecRow, FillCounts, HeldMessage, Resolution};
-pub use orders::{OrderHealth, OrderRow, OrderStatus, SettlementChange, Unsettled};
+pub use orders::{OrderHealth, OrderRow, OrderStatus, Unsettled};
 pub use own_fills::{OwnBooking, OwnSettlement};
 pub use quality::TargetQuality;
 pub use queries::{StatusReport, TradeRow};
 pub use ranges::JournalOutcome;
 pub use reconcile::TokenState;
 pub use redemptions::{RedeemStatus, RedemptionRow, Resolved};
+pub use settlement::SettlementChange;
 pub use sightings::{DetectionStats, Orphan};
 pub use vet_cache::Coverage;
 

@@ -3,23 +3,9 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::journal::write_position;
 use super::{Store, StoreError, StoreResult, dec_u256, now_ms};
 use crate::clob::order::StoredOrder;
 use crate::domain::{ExecMode, Execution, Price, Shares, Side, TokenId, Usdc};
-use crate::risk::book::{position_after, position_without};
-use crate::risk::{Position, Written};
-
-/// An execution taken out of the books or put back (see [`Store::record_settlement_change`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettlementChange {
-    /// The execution.
-    pub exec: Execution,
-    /// Our position in its token afterwards, as the journal wrote it.
-    pub position: Written,
-    /// What the change did to realized P&L (negative when profit was taken out).
-    pub realized_change: Usdc,
-}
 
 /// A stored live order and what is known of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,56 +278,6 @@ impl Store {
             at_ms: n[4],
         };
         Ok(Some((e, Usdc(n[3]))))
-    }
-
-    /// Takes the unsettled execution of fill `row` out of the books (`restored` false: its order is
-    /// marked `settled = -1`), or puts one that settled late back (`restored` true: `settled = 1`),
-    /// in one transaction. The change applies to the journal's own position row (never to a copy of
-    /// it held elsewhere, which may lag behind a booking on the same token). Returns the execution,
-    /// the position written and the realized P&L change; `None` when the order no longer waits for
-    /// this change (it settled meanwhile, or another check made it).
-    ///
-    /// # Errors
-    /// On a database error or a corrupt row.
-    pub fn record_settlement_change(&mut self, row: i64, restored: bool) -> StoreResult<Option<SettlementChange>> {
-        let Some((exec, realized)) = self.execution_for(row)? else { return Ok(None) };
-        let tx = self.conn.savepoint()?;
-        let (from, to) = if restored { (2, 1) } else { (0, -1) };
-        let n = tx.execute(
-            "UPDATE orders SET settled = ?3, updated_at_ms = ?2 WHERE fill_id = ?1 AND settled = ?4",
-            params![row, now_ms(), to, from],
-        )?;
-        if n != 1 {
-            return Ok(None);
-        }
-        let token = exec.token_id.to_string();
-        let before: Position = tx
-            .query_row("SELECT shares, cost FROM positions WHERE token_id = ?1", [&token], |r| {
-                Ok(Position { shares: Shares(r.get(0)?), cost: Usdc(r.get(1)?) })
-            })
-            .optional()?
-            .unwrap_or_default();
-        let (after, realized_change) = if restored {
-            // Booked again as it stands now (it may have grown while out of the books), at the
-            // position's cost as it is now; a SELL's realized P&L is what this says.
-            let (p, realized_now) = position_after(before, &exec);
-            tx.execute("UPDATE executions SET realized_pnl = ?2 WHERE fill_id = ?1", params![row, realized_now.0])?;
-            (p, realized_now)
-        } else {
-            let (p, undone) = position_without(before, exec.side, exec.shares, exec.usdc, realized);
-            (p, Usdc(-undone.0))
-        };
-        let position = write_position(&tx, &token, after, now_ms())?;
-        if restored {
-            tx.execute("UPDATE fills SET reason = NULL, detail = NULL WHERE id = ?1", [row])?;
-        } else {
-            tx.execute(
-                "UPDATE fills SET reason = 'unsettled', detail = 'matched on the CLOB, not settled on chain in time; reversed' WHERE id = ?1",
-                [row],
-            )?;
-        }
-        tx.commit()?;
-        Ok(Some(SettlementChange { exec, position, realized_change }))
     }
 
     /// Stores the latest mark of each token.

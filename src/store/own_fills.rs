@@ -107,39 +107,10 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let (all_shares, all_usdc) = capped_at_size(&signed, Shares(all_shares), Usdc(all_usdc), &id);
+        let fill = OwnFillSum { fill_row, shares: all_shares, usdc: all_usdc, tx_hash, open };
         let result = if booked {
-            let grown = grow_execution_in(&tx, fill_row, all_shares, all_usdc, now_ms())?;
-            let corrected = match grown {
-                None => correct_sell_in(&tx, fill_row, all_shares, all_usdc)?,
-                Some(_) => None,
-            };
-            let settled = order_settled(&tx, &id, tx_hash)?;
-            if grown.is_some() || settled || corrected.is_some() {
-                run(
-                    &tx,
-                    "UPDATE orders SET shares = MAX(COALESCE(shares, 0), ?2), usdc = CASE WHEN COALESCE(shares, 0) < ?2 OR ?4 \
-                     THEN ?3 ELSE usdc END WHERE fill_id = ?1",
-                    params![fill_row, all_shares.0, all_usdc.0, corrected.is_some()],
-                )?;
-            }
-            if let Some(c) = corrected {
-                tx.commit()?;
-                return Ok(OwnSettlement::Corrected(c));
-            }
-            match grown {
-                Some(g) => OwnSettlement::Booked(OwnBooking {
-                    exec: g.part,
-                    wallet: g.wallet,
-                    position: g.position,
-                    realized: g.realized,
-                    overturned: None,
-                    open,
-                }),
-                None if settled => OwnSettlement::Settled,
-                None => OwnSettlement::Nothing,
-            }
+            settle_booked(&tx, &id, &fill)?
         } else {
-            let fill = OwnFillSum { fill_row, shares: all_shares, usdc: all_usdc, tx_hash, open };
             book_own_fill(&tx, &fill)?.map_or(OwnSettlement::Nothing, OwnSettlement::Booked)
         };
         tx.commit()?;
@@ -147,15 +118,49 @@ impl Store {
     }
 }
 
-/// Marks our booked order settled on chain (our own `OrderFilled` was seen). An order already
-/// taken out of the books is marked `2` (settled late) so it is put back. Returns whether the
-/// order was still waiting for it.
-fn order_settled(tx: &Connection, order_id: &str, tx_hash: &str) -> StoreResult<bool> {
+/// What our fills on chain (`f`, their sum) do to a booked order: grow its execution by what they
+/// add, correct a SELL's proceeds, or mark it settled once they hold every share booked.
+fn settle_booked(tx: &Connection, order_id: &str, f: &OwnFillSum<'_>) -> StoreResult<OwnSettlement> {
+    let grown = grow_execution_in(tx, f.fill_row, f.shares, f.usdc, now_ms())?;
+    let corrected = match grown {
+        None => correct_sell_in(tx, f.fill_row, f.shares, f.usdc)?,
+        Some(_) => None,
+    };
+    let settled = order_settled(tx, order_id, f.tx_hash, f.shares)?;
+    if grown.is_some() || settled || corrected.is_some() {
+        run(
+            tx,
+            "UPDATE orders SET shares = MAX(COALESCE(shares, 0), ?2), usdc = CASE WHEN COALESCE(shares, 0) < ?2 OR ?4 \
+             THEN ?3 ELSE usdc END WHERE fill_id = ?1",
+            params![f.fill_row, f.shares.0, f.usdc.0, corrected.is_some()],
+        )?;
+    }
+    Ok(match (grown, corrected) {
+        (_, Some(c)) => OwnSettlement::Corrected(c),
+        (Some(g), None) => OwnSettlement::Booked(OwnBooking {
+            exec: g.part,
+            wallet: g.wallet,
+            position: g.position,
+            realized: g.realized,
+            overturned: None,
+            open: f.open,
+        }),
+        (None, None) if settled => OwnSettlement::Settled,
+        (None, None) => OwnSettlement::Nothing,
+    })
+}
+
+/// Marks our booked order settled on chain once our fills there (`settled_shares` in all) hold
+/// every share booked: a part alone leaves it waiting, so what never settles of it is taken out
+/// when it is overdue. An order already taken out of the books is marked `2` (settled late) at
+/// its first part, so what settled is put back. Returns whether the order was still waiting.
+fn order_settled(tx: &Connection, order_id: &str, tx_hash: &str, settled_shares: Shares) -> StoreResult<bool> {
     let n = run(
         tx,
         "UPDATE orders SET settled = CASE settled WHEN -1 THEN 2 ELSE 1 END, settle_tx = ?2 \
-         WHERE order_id = ?1 AND settled IN (0, -1)",
-        params![order_id, tx_hash],
+         WHERE order_id = ?1 AND (settled = -1 OR (settled = 0 AND ?3 >= \
+         (SELECT e.shares FROM executions e WHERE e.fill_id = orders.fill_id)))",
+        params![order_id, tx_hash, settled_shares.0],
     )?;
     Ok(n > 0)
 }
@@ -310,6 +315,7 @@ mod tests {
 
     use super::*;
     use crate::clob::order::StoredOrder;
+    use crate::store::OrderStatus;
     use crate::store::tests::fill_in;
 
     /// Our signed order `id` for 10 shares at a limit of 0.51.
@@ -473,6 +479,80 @@ mod tests {
         s.record_execution(&live_exec(sells[1], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
         let got = s.settle_own_fill(&id(0x52), Shares(10_000_000), Usdc(5_100_000), "0xb").unwrap();
         assert_eq!(got, OwnSettlement::Settled);
+    }
+
+    /// A match the CLOB answered for 10 shares of which our fills on chain settled 4: the order
+    /// is not settled by that part; once overdue only the 6 that did not settle are taken out,
+    /// and when they settle after all they are booked again, as any later part is.
+    #[test]
+    fn a_match_settled_in_part_loses_only_the_rest_when_overdue() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let rows = copies(&mut s, Side::Buy, 1);
+        let wallet = Address::repeat_byte(0xaa);
+        s.record_execution(&live_exec(rows[0], Side::Buy, 10_000_000, 5_100_000), &wallet).unwrap();
+        s.order_outcome(rows[0], OrderStatus::Matched, Some((10_000_000, 5_100_000)), "matched").unwrap();
+        assert_eq!(
+            s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xa").unwrap(),
+            OwnSettlement::Nothing,
+            "a part does not settle the order"
+        );
+        assert_eq!(s.unsettled_before(i64::MAX).unwrap().len(), 1, "still waiting for the rest");
+        let out = s.record_settlement_change(rows[0], false).unwrap().unwrap();
+        assert_eq!((out.exec.shares.0, out.exec.usdc.0, out.kept.0), (6_000_000, 3_060_000, 4_000_000));
+        assert_eq!(out.position.position, Position { shares: Shares(4_000_000), cost: Usdc(2_040_000) });
+        let (e, _) = s.execution_for(rows[0]).unwrap().unwrap();
+        assert_eq!((e.shares.0, e.usdc.0), (4_000_000, 2_040_000), "the execution keeps what settled");
+        assert!(s.unsettled_before(i64::MAX).unwrap().is_empty(), "nothing more to take out");
+        assert_eq!(s.record_settlement_change(rows[0], false).unwrap(), None, "made once");
+        // The rest settles after all: booked as a part.
+        match s.settle_own_fill(&id(0x51), Shares(6_000_000), Usdc(3_060_000), "0xb").unwrap() {
+            OwnSettlement::Booked(b) => assert_eq!(b.exec.shares.0, 6_000_000),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(position(&s), (10_000_000, 5_100_000));
+    }
+
+    /// A match taken out whole (nothing settled in time) of which a part settles later is put back
+    /// as much as settled, and later parts grow it.
+    #[test]
+    fn a_match_taken_out_is_put_back_as_much_as_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let rows = copies(&mut s, Side::Buy, 1);
+        let wallet = Address::repeat_byte(0xaa);
+        s.record_execution(&live_exec(rows[0], Side::Buy, 10_000_000, 5_100_000), &wallet).unwrap();
+        let out = s.record_settlement_change(rows[0], false).unwrap().unwrap();
+        assert_eq!((out.exec.shares.0, out.kept.0), (10_000_000, 0));
+        assert_eq!(position(&s), (0, 0));
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xa").unwrap();
+        let back = s.record_settlement_change(rows[0], true).unwrap().unwrap();
+        assert_eq!((back.exec.shares.0, back.exec.usdc.0), (4_000_000, 2_040_000));
+        assert_eq!(position(&s), (4_000_000, 2_040_000));
+        match s.settle_own_fill(&id(0x51), Shares(6_000_000), Usdc(3_060_000), "0xb").unwrap() {
+            OwnSettlement::Booked(b) => assert_eq!(b.exec.shares.0, 6_000_000),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(position(&s), (10_000_000, 5_100_000));
+    }
+
+    /// A SELL matched for 10 of which 4 settled: the 6 taken out come back into the position at
+    /// the cost they released, and take their share of the realized P&L with them.
+    #[test]
+    fn a_sell_settled_in_part_gives_back_the_rest_at_its_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let rows = copies(&mut s, Side::Sell, 1);
+        let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
+        crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
+        let wallet = Address::repeat_byte(0xaa);
+        s.record_execution(&live_exec(rows[0], Side::Sell, 10_000_000, 6_000_000), &wallet).unwrap();
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_400_000), "0xa").unwrap();
+        let out = s.record_settlement_change(rows[0], false).unwrap().unwrap();
+        assert_eq!((out.exec.shares.0, out.realized_change.0), (6_000_000, -600_000));
+        assert_eq!(out.position.position, Position { shares: Shares(6_000_000), cost: Usdc(3_000_000) });
+        let (e, realized) = s.execution_for(rows[0]).unwrap().unwrap();
+        assert_eq!((e.shares.0, e.usdc.0, realized.0), (4_000_000, 2_400_000, 400_000));
     }
 
     /// A SELL settled in two transactions realizes each part against the cost it takes out.

@@ -6,7 +6,7 @@ use crate::support::clob::{FakeClob, Token};
 use crate::support::http::http_get;
 use crate::support::live::*;
 use crate::support::*;
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
 use serde_json::Value;
 
 fn settled(d: &Daemon) -> Vec<(String, i64)> {
@@ -60,6 +60,35 @@ async fn test_live_when_match_settles_or_not_on_chain_then_confirmed_or_reversed
     assert_eq!(position_shares(&l.d, NEG_TOKEN), 10 * ONE as i64, "put back in our books");
     // Reports are journaled on their own thread, after the booking they tell of: wait for it.
     wait_for(20, "the put-back alert", async || l.d.events("alert").into_iter().find(|e| e.contains("put back"))).await;
+}
+
+/// A match of which only a part settles on chain in time: only the rest is taken out of our
+/// books, and it comes back when it settles after all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_match_settles_only_in_part_then_only_the_rest_is_reversed() {
+    let mut l = live().await;
+    l.d.set("live", "settle_timeout_s = 3");
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    let id: B256 = l.clob.orders()[0].id.parse().unwrap();
+    let ours = |shares: u64, usdc: u64| Fill {
+        order_hash: id,
+        ..Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, shares * ONE, usdc)
+    };
+    l.anvil.emit(&ours(4, 2_040_000)).await;
+    let alert = wait_for(20, "the unsettled alert", async || {
+        l.d.events("alert").into_iter().find(|e| e.contains("settled on chain within"))
+    })
+    .await;
+    assert!(alert.contains("only 4 shares of it settled"), "{alert}");
+    assert_eq!(position_shares(&l.d, STD_TOKEN), 4 * ONE as i64, "what settled stays booked");
+    assert_eq!(settled(&l.d)[0].1, 1, "what is left of it is settled");
+    // The rest settles after all: booked again as a part.
+    l.anvil.emit(&ours(6, 3_060_000)).await;
+    wait_for(20, "the rest booked", async || (position_shares(&l.d, STD_TOKEN) == 10 * ONE as i64).then_some(())).await;
+    let r = with_status(&l.d.trades(), "executed")[0].clone();
+    assert_eq!((r["shares"].as_str(), r["usdc"].as_str()), (Some("10"), Some("5.1")), "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

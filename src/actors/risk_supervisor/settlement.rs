@@ -43,6 +43,13 @@ impl Handler<CheckSettlement> for RiskSupervisor {
                 let what = format!("{} {} shares of token {}", e.side.as_str(), e.shares, e.token_id);
                 let message = if u.settled_late {
                     format!("order {} settled on chain after it was taken out of our books: {what} put back", u.order_id)
+                } else if c.kept.0 > 0 {
+                    format!(
+                        "order {} matched on the CLOB but only {} shares of it settled on chain within {}s: the rest, {what}, taken out of our books",
+                        u.order_id,
+                        c.kept,
+                        m.timeout.as_secs()
+                    )
                 } else {
                     format!(
                         "order {} matched on the CLOB but did not settle on chain within {}s: {what} taken out of our books",

@@ -1,0 +1,147 @@
+//! Matches that did not settle on chain: taken out of the books once overdue, in part when our
+//! fills on chain settled only part of them, and put back when they settle late.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::journal::write_position;
+use super::{Store, StoreResult};
+use crate::domain::{Execution, Price, Shares, Usdc};
+use crate::risk::book::{position_after, position_without};
+use crate::risk::{Position, Written};
+
+/// An execution taken out of the books or put back (see [`Store::record_settlement_change`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementChange {
+    /// What was taken out or put back: the whole execution, or the part that did not settle.
+    pub exec: Execution,
+    /// Shares of the execution that settled on chain and stay booked (0: none did).
+    pub kept: Shares,
+    /// Our position in its token afterwards, as the journal wrote it.
+    pub position: Written,
+    /// What the change did to realized P&L (negative when profit was taken out).
+    pub realized_change: Usdc,
+}
+
+impl Store {
+    /// Takes the unsettled execution of fill `row` out of the books (`restored` false), or puts one
+    /// that settled late back (`restored` true), in one transaction, on the journal's own position
+    /// row (never a copy of it held elsewhere, which may lag behind a booking on the same token).
+    ///
+    /// What our fills on chain settled of the order decides how much: with none, the whole
+    /// execution goes (`settled = -1`); with a part, only the rest goes and the execution keeps what
+    /// settled (`settled = 1`: a later part grows it again, as any part does). An order put back
+    /// is booked as much as settled. Returns `None` when the order no longer waits for this change
+    /// (it settled meanwhile, or another check made it).
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn record_settlement_change(&mut self, row: i64, restored: bool) -> StoreResult<Option<SettlementChange>> {
+        let Some((exec, realized)) = self.execution_for(row)? else { return Ok(None) };
+        let tx = self.conn.savepoint()?;
+        let (settled_shares, settled_usdc) = settled_on_chain(&tx, row)?;
+        let partly = settled_shares.0 > 0 && settled_shares.0 < exec.shares.0;
+        let (from, to) = match (restored, partly) {
+            (true, _) => (2, 1),
+            (false, true) => (0, 1),
+            (false, false) => (0, -1),
+        };
+        let n = tx.execute(
+            "UPDATE orders SET settled = ?3, updated_at_ms = ?2 WHERE fill_id = ?1 AND settled = ?4",
+            params![row, now(), to, from],
+        )?;
+        if n != 1 {
+            return Ok(None);
+        }
+        let token = exec.token_id.to_string();
+        let before = position_of(&tx, &token)?;
+        let change = if restored {
+            // Booked again as much as settled (it may have grown while out of the books), at the
+            // position's cost as it is now; a SELL's realized P&L is what this says.
+            let exec = if partly { shrink(&tx, &exec, settled_shares, settled_usdc)? } else { exec };
+            let (p, realized_now) = position_after(before, &exec);
+            tx.execute("UPDATE executions SET realized_pnl = ?2 WHERE fill_id = ?1", params![row, realized_now.0])?;
+            tx.execute("UPDATE fills SET reason = NULL, detail = NULL WHERE id = ?1", [row])?;
+            let position = write_position(&tx, &token, p, now())?;
+            SettlementChange { exec, kept: Shares(0), position, realized_change: realized_now }
+        } else {
+            let (out, realized_out) = if partly {
+                unsettled_part(&tx, &exec, realized, settled_shares, settled_usdc)?
+            } else {
+                (exec, realized)
+            };
+            let (p, undone) = position_without(before, out.side, out.shares, out.usdc, realized_out);
+            let detail = if partly {
+                "matched on the CLOB, settled on chain in part in time; the rest reversed"
+            } else {
+                "matched on the CLOB, not settled on chain in time; reversed"
+            };
+            tx.execute("UPDATE fills SET reason = 'unsettled', detail = ?2 WHERE id = ?1", params![row, detail])?;
+            let position = write_position(&tx, &token, p, now())?;
+            let kept = if partly { settled_shares } else { Shares(0) };
+            SettlementChange { exec: out, kept, position, realized_change: Usdc(-undone.0) }
+        };
+        tx.commit()?;
+        Ok(Some(change))
+    }
+}
+
+fn now() -> i64 {
+    super::now_ms()
+}
+
+/// What our fills on chain of fill `row`'s order add up to.
+fn settled_on_chain(tx: &Connection, row: i64) -> StoreResult<(Shares, Usdc)> {
+    let (shares, usdc): (i64, i64) = tx.query_row(
+        "SELECT COALESCE(SUM(f.shares), 0), COALESCE(SUM(f.usdc), 0) FROM own_fills f \
+         JOIN orders o ON o.order_id = f.order_id WHERE o.fill_id = ?1",
+        [row],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((Shares(shares), Usdc(usdc)))
+}
+
+fn position_of(tx: &Connection, token: &str) -> StoreResult<Position> {
+    Ok(tx
+        .query_row("SELECT shares, cost FROM positions WHERE token_id = ?1", [token], |r| {
+            Ok(Position { shares: Shares(r.get(0)?), cost: Usdc(r.get(1)?) })
+        })
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// Makes the execution `exec` what settled (`shares` for `usdc`) and returns it.
+fn shrink(tx: &Connection, exec: &Execution, shares: Shares, usdc: Usdc) -> StoreResult<Execution> {
+    let price = Price::average(shares, usdc);
+    tx.execute(
+        "UPDATE executions SET shares = ?2, usdc = ?3, price = ?4 WHERE fill_id = ?1",
+        params![exec.fill_row, shares.0, usdc.0, price.0],
+    )?;
+    Ok(Execution { shares, usdc, price, ..exec.clone() })
+}
+
+/// Keeps in the execution what settled and returns the part that did not, with the P&L that part
+/// realized (a SELL's realized P&L in proportion to its shares).
+fn unsettled_part(
+    tx: &Connection,
+    exec: &Execution,
+    realized: Usdc,
+    shares: Shares,
+    usdc: Usdc,
+) -> StoreResult<(Execution, Usdc)> {
+    let part_shares = Shares(exec.shares.0 - shares.0);
+    let part_usdc = Usdc(exec.usdc.0 - usdc.0);
+    let part_realized = i64::try_from(i128::from(realized.0) * i128::from(part_shares.0) / i128::from(exec.shares.0))
+        .unwrap_or(realized.0);
+    shrink(tx, exec, shares, usdc)?;
+    tx.execute(
+        "UPDATE executions SET realized_pnl = realized_pnl - ?2 WHERE fill_id = ?1",
+        params![exec.fill_row, part_realized],
+    )?;
+    let part = Execution {
+        shares: part_shares,
+        usdc: part_usdc,
+        price: Price::average(part_shares, part_usdc),
+        ..exec.clone()
+    };
+    Ok((part, Usdc(part_realized)))
+}
