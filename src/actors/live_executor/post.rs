@@ -41,23 +41,11 @@ impl Run {
                 // A GTD order crossed in part: the rest rests on the book and is watched (and
                 // cancelled if trading stops) like an order answered `live`; what it matched is
                 // booked by our fill on chain or when it can fill no more.
-                r.known = true;
-                r.uncertain = true;
-                r.resting = true;
                 let part = self.amounts(making, taking);
-                self.outcome(OrderStatus::Live, part, "matched in part; the rest rests on the book").await?;
-                r.lookup_first = true;
-                r.reset_window(self.resting_window(order));
+                self.rests(order, r, part, "matched in part; the rest rests on the book").await?;
             }
             PostOutcome::Matched { making, taking } => return done(self.finish_post(making, taking).await),
-            PostOutcome::Live | PostOutcome::Delayed => {
-                r.known = true;
-                r.uncertain = true;
-                r.resting = true;
-                self.outcome(OrderStatus::Live, None, "resting on the book").await?;
-                r.lookup_first = true;
-                r.reset_window(self.resting_window(order));
-            }
+            PostOutcome::Live | PostOutcome::Delayed => self.rests(order, r, None, "resting on the book").await?,
             PostOutcome::NoFill { message } => {
                 self.outcome(OrderStatus::NoFill, None, &message).await?;
                 return done(Err(ExecError::NoFill { code: "no_liquidity", message }));
@@ -71,25 +59,12 @@ impl Run {
                 if retries > self.rules.max_retries {
                     return done(self.refused(code, format!("{message} (after {retries} attempts)"), true).await);
                 }
-                let wait = match (code, wait_ms) {
-                    (_, Some(ms)) => Duration::from_millis(ms),
-                    ("rate_limited", None) => self.rules.rate_limit_wait,
-                    _ => self.rules.retry_backoff * 2u32.saturating_pow(retries - 1),
-                };
-                warn!(order = %id, code, attempt = retries, wait_ms = wait.as_millis() as u64, "order refused for now; sending the same order again after a wait");
-                tokio::time::sleep(wait).await;
+                self.wait_to_retry(&id, code, wait_ms, retries).await;
                 r.lookup_first = false;
             }
             PostOutcome::Unauthorized { message } => {
-                if tries.reauthed {
-                    self.outcome(OrderStatus::Rejected, None, &format!("auth_error: {message}")).await?;
-                    return done(Err(ExecError::Auth(message)));
-                }
-                tries.reauthed = true;
-                warn!(order = %id, "the CLOB refused our API credentials; deriving them again");
-                if let Err(e) = self.venue.reauthenticate().await {
-                    self.outcome(OrderStatus::Rejected, None, &format!("auth_error: {e}")).await?;
-                    return done(Err(ExecError::Auth(e.to_string())));
+                if let Err(e) = self.reauthenticate(&id, message, tries).await {
+                    return done(Err(e));
                 }
                 r.lookup_first = false;
             }
@@ -110,6 +85,52 @@ impl Run {
             }
         }
         Ok(AfterPost::Again)
+    }
+
+    /// An order the exchange holds on its book (answered `live` or `delayed`, or crossed in part
+    /// with the rest resting): watched, by lookups, until it can fill no more.
+    async fn rests(
+        &self,
+        order: &StoredOrder,
+        r: &mut Resolution,
+        part: Option<(i64, i64)>,
+        message: &str,
+    ) -> Result<(), ExecError> {
+        r.known = true;
+        r.uncertain = true;
+        r.resting = true;
+        self.outcome(OrderStatus::Live, part, message).await?;
+        r.lookup_first = true;
+        r.reset_window(self.resting_window(order));
+        Ok(())
+    }
+
+    /// Waits before the same order is sent again after a refusal for now (`code`): the exchange's
+    /// own wait when it named one, else a backoff.
+    async fn wait_to_retry(&self, id: &str, code: &'static str, wait_ms: Option<u64>, retries: u32) {
+        let wait = match (code, wait_ms) {
+            (_, Some(ms)) => Duration::from_millis(ms),
+            ("rate_limited", None) => self.rules.rate_limit_wait,
+            _ => self.rules.retry_backoff * 2u32.saturating_pow(retries - 1),
+        };
+        warn!(order = %id, code, attempt = retries, wait_ms = wait.as_millis() as u64, "order refused for now; sending the same order again after a wait");
+        tokio::time::sleep(wait).await;
+    }
+
+    /// Derives our API credentials again after the CLOB refused them, once per placement; a
+    /// second refusal, or a failed derivation, ends the order as refused.
+    async fn reauthenticate(&self, id: &str, message: String, tries: &mut Tries) -> Result<(), ExecError> {
+        if tries.reauthed {
+            self.outcome(OrderStatus::Rejected, None, &format!("auth_error: {message}")).await?;
+            return Err(ExecError::Auth(message));
+        }
+        tries.reauthed = true;
+        warn!(order = %id, "the CLOB refused our API credentials; deriving them again");
+        if let Err(e) = self.venue.reauthenticate().await {
+            self.outcome(OrderStatus::Rejected, None, &format!("auth_error: {e}")).await?;
+            return Err(ExecError::Auth(e.to_string()));
+        }
+        Ok(())
     }
 
     /// How long an order accepted onto the book is watched: a GTD order until its expiry (plus the

@@ -229,13 +229,74 @@ impl Event {
     /// One line for a person.
     #[must_use]
     pub fn text(&self) -> String {
-        let fill_ref = |f: &TargetFill| format!("{}:{}", f.id.tx_hash, f.log_index);
         match self {
             Self::Started { mode, targets, version, trading } => {
                 let state = trading.as_ref().map(|t| format!(": {t}")).unwrap_or_default();
                 format!("polycopy {version} started in {mode} mode, {targets} targets{state}")
             }
             Self::Stopped { reason } => format!("polycopy stopped: {reason}"),
+            Self::FillDetected { .. } | Self::Sized { .. } | Self::Rejected { .. } | Self::Executed { .. } => {
+                self.copy_text()
+            }
+            Self::BreakerTripped(s) if s.reducing => {
+                format!("TRADING REDUCING ({}) by {}: {}: only exits are copied until resume", s.code, s.by, s.reason)
+            }
+            Self::BreakerTripped(s) => {
+                format!("BREAKER TRIPPED ({}) by {}: {}", s.code, s.by, s.reason)
+            }
+            Self::BreakerReset { was, by } => {
+                format!("breaker reset by {by} (was {}: {})", was.code, was.reason)
+            }
+            Self::WalletsReloaded { added, removed, changed } => format!(
+                "wallets reloaded: added [{}], removed [{}], changed [{}]",
+                added.join(", "),
+                removed.join(", "),
+                changed.join(", ")
+            ),
+            Self::WalletsRejected(p) => format!(
+                "wallets.json rejected, the last good targets keep running: {}",
+                p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            ),
+            Self::Reorg { .. }
+            | Self::Withdrawn { .. }
+            | Self::Orphaned { .. }
+            | Self::Unorphaned { .. }
+            | Self::ReorgedAfterCopy { .. } => self.chain_text(),
+            Self::BookedOnChain { order, exec } => format!(
+                "our order {} was filled on chain, never confirmed by the CLOB: booked {} {} shares of {} at {} ({} USDC)",
+                short_token(order),
+                exec.side,
+                exec.shares,
+                short_token(&exec.token_id.to_string()),
+                exec.price,
+                exec.usdc
+            ),
+            Self::Corrected { order, token_id, booked, chain, realized } => format!(
+                "our SELL order {} of {} settled on chain for {chain} USDC, not the {booked} booked at its limit price: \
+                 booked the chain's amount (P&L {realized} USDC)",
+                short_token(order),
+                short_token(&token_id.to_string()),
+            ),
+            Self::Settled { market, shares, payout, realized } => {
+                format!("market resolved: {market}: {shares} shares settled at {payout}, realized {realized} USDC")
+            }
+            Self::Alert { message } => format!("ALERT: {message}"),
+            Self::Operator { message } => message.clone(),
+            Self::Redeemed { condition, shares, payout, tx } => match tx {
+                Some(tx) => {
+                    format!("redeemed {shares} shares of market {condition:#x}: {payout} pUSD paid (tx {tx:#x})")
+                }
+                None => format!("paper: redeemed {shares} shares of market {condition:#x}: {payout} pUSD (simulated)"),
+            },
+            Self::Warning { code, message } => format!("WARNING ({code}): {message}"),
+            Self::Error { message } => format!("error: {message}"),
+        }
+    }
+
+    /// The text of a target fill's way through the copier: detected, sized, copied or not.
+    fn copy_text(&self) -> String {
+        let fill_ref = |f: &TargetFill| format!("{}:{}", f.id.tx_hash, f.log_index);
+        match self {
             Self::FillDetected { fill, label } => format!(
                 "{label} {} {} shares of {} at {} ({})",
                 fill.side,
@@ -283,25 +344,14 @@ impl Event {
                 // A fill seen pending has no block yet: its time is when it was seen.
                 if fill.block_number == 0 { "it was seen pending" } else { "the block" },
             ),
-            Self::BreakerTripped(s) if s.reducing => {
-                format!("TRADING REDUCING ({}) by {}: {}: only exits are copied until resume", s.code, s.by, s.reason)
-            }
-            Self::BreakerTripped(s) => {
-                format!("BREAKER TRIPPED ({}) by {}: {}", s.code, s.by, s.reason)
-            }
-            Self::BreakerReset { was, by } => {
-                format!("breaker reset by {by} (was {}: {})", was.code, was.reason)
-            }
-            Self::WalletsReloaded { added, removed, changed } => format!(
-                "wallets reloaded: added [{}], removed [{}], changed [{}]",
-                added.join(", "),
-                removed.join(", "),
-                changed.join(", ")
-            ),
-            Self::WalletsRejected(p) => format!(
-                "wallets.json rejected, the last good targets keep running: {}",
-                p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-            ),
+            _ => self.kind().to_owned(),
+        }
+    }
+
+    /// The text of what the chain did to fills already seen: reorgs, withdrawn and orphaned fills.
+    fn chain_text(&self) -> String {
+        let fill_ref = |f: &TargetFill| format!("{}:{}", f.id.tx_hash, f.log_index);
+        match self {
             Self::Reorg { depth, ancestor, suspects } => {
                 format!("reorg of {depth} blocks back to {ancestor}; {suspects} journaled fills being re-checked")
             }
@@ -353,34 +403,7 @@ impl Event {
                 fill_ref(fill),
                 addr_lower(&fill.wallet)
             ),
-            Self::BookedOnChain { order, exec } => format!(
-                "our order {} was filled on chain, never confirmed by the CLOB: booked {} {} shares of {} at {} ({} USDC)",
-                short_token(order),
-                exec.side,
-                exec.shares,
-                short_token(&exec.token_id.to_string()),
-                exec.price,
-                exec.usdc
-            ),
-            Self::Corrected { order, token_id, booked, chain, realized } => format!(
-                "our SELL order {} of {} settled on chain for {chain} USDC, not the {booked} booked at its limit price: \
-                 booked the chain's amount (P&L {realized} USDC)",
-                short_token(order),
-                short_token(&token_id.to_string()),
-            ),
-            Self::Settled { market, shares, payout, realized } => {
-                format!("market resolved: {market}: {shares} shares settled at {payout}, realized {realized} USDC")
-            }
-            Self::Alert { message } => format!("ALERT: {message}"),
-            Self::Operator { message } => message.clone(),
-            Self::Redeemed { condition, shares, payout, tx } => match tx {
-                Some(tx) => {
-                    format!("redeemed {shares} shares of market {condition:#x}: {payout} pUSD paid (tx {tx:#x})")
-                }
-                None => format!("paper: redeemed {shares} shares of market {condition:#x}: {payout} pUSD (simulated)"),
-            },
-            Self::Warning { code, message } => format!("WARNING ({code}): {message}"),
-            Self::Error { message } => format!("error: {message}"),
+            _ => self.kind().to_owned(),
         }
     }
 }
