@@ -102,7 +102,7 @@ pub struct TelegramSettings {
 /// Event kinds that must always reach the operator.
 pub const ALWAYS_ON: [&str; 6] = ["breaker_tripped", "breaker_reset", "error", "alert", "warning", "operator"];
 /// Event kinds that can be configured.
-pub const EVENT_KINDS: [&str; 21] = [
+pub const EVENT_KINDS: [&str; 22] = [
     "redeemed",
     "warning",
     "operator",
@@ -122,6 +122,7 @@ pub const EVENT_KINDS: [&str; 21] = [
     "orphaned",
     "unorphaned",
     "settled",
+    "corrected",
     "alert",
     "error",
 ];

@@ -28,6 +28,8 @@ pub struct Correction {
     pub chain: Usdc,
     /// P&L the correction realized: the difference.
     pub realized: Usdc,
+    /// When the SELL was booked (unix ms): the journal counts the difference on that day.
+    pub at_ms: i64,
 }
 
 /// Moves the SELL execution of `fill_row` to `usdc` when our fills on chain hold exactly its
@@ -39,17 +41,17 @@ pub(crate) fn correct_sell_in(
     shares: Shares,
     usdc: Usdc,
 ) -> StoreResult<Option<Correction>> {
-    type Row = (String, String, i64, i64, bool);
+    type Row = (String, String, i64, i64, bool, i64);
     let row: Option<Row> = tx
         .query_row(
             "SELECT e.side, e.token_id, e.shares, e.usdc, \
-             EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = e.fill_id AND o.settled IN (-1, 2)) \
+             EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = e.fill_id AND o.settled IN (-1, 2)), e.executed_at_ms \
              FROM executions e WHERE e.fill_id = ?1",
             [fill_row],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
         )
         .optional()?;
-    let Some((side, token, had_shares, had_usdc, out_of_books)) = row else { return Ok(None) };
+    let Some((side, token, had_shares, had_usdc, out_of_books, at_ms)) = row else { return Ok(None) };
     let side = Side::parse(&side).ok_or(StoreError::Corrupt { column: "executions.side", value: side })?;
     if side != Side::Sell || shares.0 != had_shares || usdc.0 == had_usdc || out_of_books {
         return Ok(None);
@@ -66,5 +68,6 @@ pub(crate) fn correct_sell_in(
         booked: Usdc(had_usdc),
         chain: usdc,
         realized,
+        at_ms,
     }))
 }

@@ -534,8 +534,18 @@ pub(crate) fn record_execution_in(
     if n != 1 {
         // Booked already: a later answer for the same order may say it filled further (a GTD
         // order resting, a match booked in part from the chain first); only that part is booked.
-        return Ok(super::own_fills::grow_execution_in(tx, e.fill_row, e.shares, e.usdc, e.at_ms)?
-            .map(|g| (g.position, g.realized)));
+        let grown = super::own_fills::grow_execution_in(tx, e.fill_row, e.shares, e.usdc, e.at_ms)?;
+        if grown.is_some() {
+            // More than our fills on chain hold is booked now: the order waits for its settlement
+            // again, so what never settles is taken out when overdue.
+            exec(
+                tx,
+                "UPDATE orders SET settled = 0, updated_at_ms = ?3 WHERE fill_id = ?1 AND settled = 1 \
+                 AND (SELECT COALESCE(SUM(f.shares), 0) FROM own_fills f WHERE f.order_id = orders.order_id) + ?4 < ?2",
+                params![e.fill_row, e.shares.0, super::now_ms(), super::settlement::SETTLED_WITHIN.0],
+            )?;
+        }
+        return Ok(grown.map(|g| (g.position, g.realized)));
     }
     let written = write_position(tx, &token, position, e.at_ms)?;
     exec(tx, "UPDATE fills SET status = 'executed', reason = NULL, detail = NULL WHERE id = ?1", [e.fill_row])?;

@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::correction::correct_sell_in;
 use super::journal::{exec as run, query_one, record_execution_in, write_position};
+use super::settlement::SETTLED_WITHIN;
 use super::{Store, StoreError, StoreResult, dec_u256, hex_addr, now_ms};
 use crate::clob::order::StoredOrder;
 use crate::domain::{ExecMode, Execution, Price, Shares, Side, Usdc};
@@ -67,7 +68,8 @@ impl Store {
     /// meanwhile can slip in between. Each transaction counts once, however often it is read. An
     /// order can fill in several (a GTD order resting on the book, a big match the operator settles
     /// in parts), so what the chain says is the sum of them all: an order with no execution yet is
-    /// booked from that sum; a booked one grows by what the sum adds to it, else it is marked settled.
+    /// booked from that sum; a booked one grows by what the sum adds to it, a booked SELL takes
+    /// the sum's proceeds, and it is marked settled once the sum holds every share booked.
     ///
     /// # Errors
     /// On a database error or a corrupt row.
@@ -127,6 +129,10 @@ fn settle_booked(tx: &Connection, order_id: &str, f: &OwnFillSum<'_>) -> StoreRe
         Some(_) => None,
     };
     let settled = order_settled(tx, order_id, f.tx_hash, f.shares)?;
+    if grown.is_some() {
+        // Our fills on chain now hold every share booked: a rest taken out earlier came back.
+        run(tx, "UPDATE fills SET reason = NULL, detail = NULL WHERE id = ?1 AND reason = 'unsettled'", [f.fill_row])?;
+    }
     if grown.is_some() || settled || corrected.is_some() {
         run(
             tx,
@@ -151,7 +157,7 @@ fn settle_booked(tx: &Connection, order_id: &str, f: &OwnFillSum<'_>) -> StoreRe
 }
 
 /// Marks our booked order settled on chain once our fills there (`settled_shares` in all) hold
-/// every share booked: a part alone leaves it waiting, so what never settles of it is taken out
+/// every share booked (within [`SETTLED_WITHIN`]): a part alone leaves it waiting, so what never settles of it is taken out
 /// when it is overdue. An order already taken out of the books is marked `2` (settled late) at
 /// its first part, so what settled is put back. Returns whether the order was still waiting.
 fn order_settled(tx: &Connection, order_id: &str, tx_hash: &str, settled_shares: Shares) -> StoreResult<bool> {
@@ -160,7 +166,7 @@ fn order_settled(tx: &Connection, order_id: &str, tx_hash: &str, settled_shares:
         "UPDATE orders SET settled = CASE settled WHEN -1 THEN 2 ELSE 1 END, settle_tx = ?2 \
          WHERE order_id = ?1 AND (settled = -1 OR (settled = 0 AND ?3 >= \
          (SELECT e.shares FROM executions e WHERE e.fill_id = orders.fill_id)))",
-        params![order_id, tx_hash, settled_shares.0],
+        params![order_id, tx_hash, settled_shares.0 + SETTLED_WITHIN.0],
     )?;
     Ok(n > 0)
 }
@@ -422,10 +428,11 @@ mod tests {
         );
         assert_eq!(s.record_execution(&whole, &Address::repeat_byte(0xaa)).unwrap(), None, "said again");
         // Their transaction comes last: nothing more to book (a BUY's price improvement comes as
-        // shares, and its logged pUSD is not corrected).
+        // shares, and its logged pUSD is not corrected), and the order, which waited for these 3
+        // since the lookup booked more than the chain held, is settled.
         assert_eq!(
             s.settle_own_fill(&id(0x51), Shares(3_000_000), Usdc(1_500_000), "0xc").unwrap(),
-            OwnSettlement::Nothing
+            OwnSettlement::Settled
         );
         assert_eq!(position(&s), (10_000_000, 5_100_000));
         let (e, realized) = s.execution_for(rows[0]).unwrap().unwrap();
@@ -553,6 +560,68 @@ mod tests {
         assert_eq!(out.position.position, Position { shares: Shares(6_000_000), cost: Usdc(3_000_000) });
         let (e, realized) = s.execution_for(rows[0]).unwrap().unwrap();
         assert_eq!((e.shares.0, e.usdc.0, realized.0), (4_000_000, 2_400_000, 400_000));
+    }
+
+    /// A SELL booked at 5.10 of which 4 shares settled for 2.20 (a better price): the kept part
+    /// realizes what the chain paid over its share of the cost, the 6 taken out return at theirs.
+    #[test]
+    fn a_sell_settled_in_part_at_a_better_price_splits_its_cost_by_shares() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let rows = copies(&mut s, Side::Sell, 1);
+        let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
+        crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
+        let wallet = Address::repeat_byte(0xaa);
+        s.record_execution(&live_exec(rows[0], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_200_000), "0xa").unwrap();
+        let out = s.record_settlement_change(rows[0], false).unwrap().unwrap();
+        assert_eq!(out.position.position, Position { shares: Shares(6_000_000), cost: Usdc(3_000_000) });
+        assert_eq!(out.realized_change.0, 100_000);
+        let (e, realized) = s.execution_for(rows[0]).unwrap().unwrap();
+        assert_eq!((e.shares.0, e.usdc.0, realized.0), (4_000_000, 2_200_000, 200_000));
+    }
+
+    /// A SELL taken out whole that then settles in full at a better price is put back at the
+    /// chain's proceeds.
+    #[test]
+    fn a_sell_put_back_takes_the_chains_proceeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let rows = copies(&mut s, Side::Sell, 1);
+        let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
+        crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
+        let wallet = Address::repeat_byte(0xaa);
+        s.record_execution(&live_exec(rows[0], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
+        s.record_settlement_change(rows[0], false).unwrap().unwrap();
+        assert_eq!(position(&s), (10_000_000, 5_000_000));
+        s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_300_000), "0xa").unwrap();
+        let back = s.record_settlement_change(rows[0], true).unwrap().unwrap();
+        assert_eq!((back.exec.usdc.0, back.realized_change.0), (5_300_000, 300_000));
+        let (e, realized) = s.execution_for(rows[0]).unwrap().unwrap();
+        assert_eq!((e.usdc.0, realized.0), (5_300_000, 300_000));
+        assert_eq!(position(&s), (0, 0));
+    }
+
+    /// A part booked from the chain (settled), then the CLOB's lookup says more matched: the order
+    /// waits for its settlement again, so a rest that never settles is taken out when overdue. Our
+    /// fills on chain short of the booking by less than a lot settle it.
+    #[test]
+    fn more_booked_than_settled_waits_for_settlement_again_within_a_lot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let rows = copies(&mut s, Side::Buy, 1);
+        let wallet = Address::repeat_byte(0xaa);
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xa").unwrap();
+        s.order_outcome(rows[0], OrderStatus::Matched, Some((10_000_000, 5_100_000)), "matched (found by lookup)")
+            .unwrap();
+        s.record_execution_part(&live_exec(rows[0], Side::Buy, 10_000_000, 5_100_000), &wallet).unwrap().unwrap();
+        assert_eq!(s.unsettled_before(i64::MAX).unwrap().len(), 1, "6 shares not seen on chain");
+        assert_eq!(
+            s.settle_own_fill(&id(0x51), Shares(5_995_000), Usdc(3_057_450), "0xb").unwrap(),
+            OwnSettlement::Settled,
+            "0.005 short of the booking is rounding"
+        );
+        assert!(s.unsettled_before(i64::MAX).unwrap().is_empty());
     }
 
     /// A SELL settled in two transactions realizes each part against the cost it takes out.

@@ -5,9 +5,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::journal::write_position;
 use super::{Store, StoreResult};
-use crate::domain::{Execution, Price, Shares, Usdc};
+use crate::domain::{Execution, Price, Shares, Side, Usdc};
 use crate::risk::book::{position_after, position_without};
 use crate::risk::{Position, Written};
+
+/// Shares our fills on chain may fall short of what the CLOB booked and still settle the order:
+/// less than one lot (0.01 share) is rounding between the two counts, not a part that failed, and
+/// is never taken out as dust with an alert.
+pub(crate) const SETTLED_WITHIN: Shares = Shares(10_000);
 
 /// An execution taken out of the books or put back (see [`Store::record_settlement_change`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +44,7 @@ impl Store {
         let Some((exec, realized)) = self.execution_for(row)? else { return Ok(None) };
         let tx = self.conn.savepoint()?;
         let (settled_shares, settled_usdc) = settled_on_chain(&tx, row)?;
-        let partly = settled_shares.0 > 0 && settled_shares.0 < exec.shares.0;
+        let partly = settled_shares.0 > 0 && settled_shares.0 + SETTLED_WITHIN.0 < exec.shares.0;
         let (from, to) = match (restored, partly) {
             (true, _) => (2, 1),
             (false, true) => (0, 1),
@@ -57,7 +62,11 @@ impl Store {
         let change = if restored {
             // Booked again as much as settled (it may have grown while out of the books), at the
             // position's cost as it is now; a SELL's realized P&L is what this says.
-            let exec = if partly { shrink(&tx, &exec, settled_shares, settled_usdc)? } else { exec };
+            // As much as settled; a SELL whole at the chain's proceeds (it may have got more than
+            // booked, which no correction could make while it was out of the books).
+            let rebook =
+                partly || (exec.side == Side::Sell && settled_shares == exec.shares && settled_usdc != exec.usdc);
+            let exec = if rebook { shrink(&tx, &exec, settled_shares, settled_usdc)? } else { exec };
             let (p, realized_now) = position_after(before, &exec);
             tx.execute("UPDATE executions SET realized_pnl = ?2 WHERE fill_id = ?1", params![row, realized_now.0])?;
             tx.execute("UPDATE fills SET reason = NULL, detail = NULL WHERE id = ?1", [row])?;
@@ -109,18 +118,25 @@ fn position_of(tx: &Connection, token: &str) -> StoreResult<Position> {
         .unwrap_or_default())
 }
 
-/// Makes the execution `exec` what settled (`shares` for `usdc`) and returns it.
+/// Makes the execution `exec` what settled (`shares` for `usdc`), in its row and its order's, and
+/// returns it.
 fn shrink(tx: &Connection, exec: &Execution, shares: Shares, usdc: Usdc) -> StoreResult<Execution> {
     let price = Price::average(shares, usdc);
     tx.execute(
         "UPDATE executions SET shares = ?2, usdc = ?3, price = ?4 WHERE fill_id = ?1",
         params![exec.fill_row, shares.0, usdc.0, price.0],
     )?;
+    tx.execute(
+        "UPDATE orders SET shares = ?2, usdc = ?3 WHERE fill_id = ?1",
+        params![exec.fill_row, shares.0, usdc.0],
+    )?;
     Ok(Execution { shares, usdc, price, ..exec.clone() })
 }
 
-/// Keeps in the execution what settled and returns the part that did not, with the P&L that part
-/// realized (a SELL's realized P&L in proportion to its shares).
+/// Keeps in the execution what settled (`shares` for `usdc`) and returns the part that did not,
+/// with the P&L that part had realized. A SELL's released cost basis (`usdc - realized` as
+/// booked) is split by shares: the part kept realizes what the chain paid for it over its share
+/// of that cost, and the part taken out gives its share back to the position.
 fn unsettled_part(
     tx: &Connection,
     exec: &Execution,
@@ -130,8 +146,15 @@ fn unsettled_part(
 ) -> StoreResult<(Execution, Usdc)> {
     let part_shares = Shares(exec.shares.0 - shares.0);
     let part_usdc = Usdc(exec.usdc.0 - usdc.0);
-    let part_realized = i64::try_from(i128::from(realized.0) * i128::from(part_shares.0) / i128::from(exec.shares.0))
-        .unwrap_or(realized.0);
+    let part_realized = match exec.side {
+        Side::Buy => 0,
+        Side::Sell => {
+            let cost_out = i128::from(exec.usdc.0 - realized.0);
+            let part_cost = i64::try_from(cost_out * i128::from(part_shares.0) / i128::from(exec.shares.0))
+                .unwrap_or(exec.usdc.0 - realized.0);
+            part_usdc.0 - part_cost
+        }
+    };
     shrink(tx, exec, shares, usdc)?;
     tx.execute(
         "UPDATE executions SET realized_pnl = realized_pnl - ?2 WHERE fill_id = ?1",

@@ -136,8 +136,8 @@ pub enum Event {
         /// What was booked.
         exec: Execution,
     },
-    /// Our fills on chain of a booked SELL got other pUSD than booked (it was booked at its limit
-    /// price from a lookup): the chain's amount replaced it.
+    /// Our fills on chain of a booked SELL got other pUSD than booked (a lookup books at the
+    /// order's limit price): the chain's amount replaced it.
     Corrected {
         /// Our order id.
         order: String,
@@ -272,8 +272,8 @@ impl Event {
                 exec.usdc
             ),
             Self::Corrected { order, token_id, booked, chain, realized } => format!(
-                "our SELL order {} of {} settled on chain for {chain} USDC, not the {booked} booked at its limit price: \
-                 booked the chain's amount (P&L {realized} USDC)",
+                "our SELL order {} of {} settled on chain for {chain} USDC, not the {booked} booked from the CLOB's \
+                 answer: booked the chain's amount (P&L {realized} USDC)",
                 short_token(order),
                 short_token(&token_id.to_string()),
             ),

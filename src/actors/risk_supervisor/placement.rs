@@ -395,7 +395,10 @@ impl RiskSupervisor {
     /// The journal replaced a SELL's proceeds with the chain's: today's P&L follows, and the
     /// operator is told what changed.
     fn corrected_on_chain(&mut self, order: String, c: &crate::store::Correction) {
-        self.realized_today = Usdc(self.realized_today.0 + c.realized.0);
+        // Today's P&L counts it only if the SELL was booked today (as the journal's sum does).
+        if c.at_ms >= self.day_start_ms {
+            self.realized_today = Usdc(self.realized_today.0 + c.realized.0);
+        }
         self.notifier.do_send(Event::Corrected {
             order,
             token_id: c.token_id,

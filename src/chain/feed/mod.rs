@@ -104,7 +104,7 @@ pub struct OwnBooked {
 pub enum OwnChange {
     /// Booked an order the CLOB never confirmed, or the part a later fill added.
     Booked(crate::store::OwnBooking),
-    /// Replaced a booked order's pUSD with what the chain says it paid or got.
+    /// Replaced a booked SELL's proceeds with what the chain says it got.
     Corrected(crate::store::Correction),
 }
 
