@@ -6,6 +6,7 @@
 
 mod archive;
 pub mod batch;
+mod book;
 mod checkpoint;
 mod correction;
 mod fill_status;

@@ -413,3 +413,24 @@ impl Event {
 pub fn short_token(t: &str) -> String {
     if t.len() > 12 { format!("{}…{}", &t[..4], &t[t.len() - 4..]) } else { t.to_owned() }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::settings::EVENT_KINDS;
+
+    /// Every kind an event can have is one `telegram.notify` accepts, and the other way round: a
+    /// new event must be listed there, or operators cannot set its level.
+    #[test]
+    fn every_event_kind_can_be_configured() {
+        let src = include_str!("event.rs");
+        let body = &src[src.find("pub const fn kind(&self)").unwrap()..src.find("/// One line for a person.").unwrap()];
+        let kinds: Vec<&str> = body.split("=> \"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+        assert!(kinds.len() > 10, "{kinds:?}");
+        for k in &kinds {
+            assert!(EVENT_KINDS.contains(k), "event kind {k} is missing from EVENT_KINDS");
+        }
+        for k in EVENT_KINDS {
+            assert!(kinds.contains(&k), "EVENT_KINDS lists {k}, which no event has");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Our book as the journal keeps it: positions (each write stamped), realized P&L by trading
+//! day and the day's opening value, the breaker, target positions, and the events log.
+
+use alloy::primitives::Address;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::journal::{IN_BOOKS, exec, query_one};
+use super::{Store, StoreResult, dec_u256, hex_addr, now_ms};
+use crate::domain::{Shares, TokenId, Usdc, addr_lower};
+use crate::risk::{Book, BreakerState, Position, Written};
+
+impl Store {
+    /// Our positions as stored.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn book(&self) -> StoreResult<Book> {
+        let mut st = self.conn.prepare("SELECT token_id, shares, cost FROM positions")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
+        let mut b = Book::default();
+        for r in rows {
+            let (t, s, c) = r?;
+            b.set(dec_u256(&t, "positions.token_id")?, Position { shares: Shares(s), cost: Usdc(c) });
+        }
+        Ok(b)
+    }
+
+    /// Realized P&L since `day_start_ms` (the trading day's opening), of executions still in our
+    /// books (not those whose match never settled on chain and was taken out).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn realized_since(&self, day_start_ms: i64) -> StoreResult<Usdc> {
+        let v: i64 = query_one(
+            &self.conn,
+            &format!(
+                "SELECT COALESCE(SUM(p), 0) FROM (SELECT realized_pnl AS p FROM executions e WHERE executed_at_ms >= ?1 \
+                 AND {IN_BOOKS} UNION ALL SELECT realized_pnl FROM settlements WHERE at_ms >= ?1)"
+            ),
+            [day_start_ms],
+            |r| r.get(0),
+        )?;
+        Ok(Usdc(v))
+    }
+
+    /// Realized P&L since the start of the trading day containing `now_ms` (the day the daily loss
+    /// limit counts; see [`Store::with_trading_day`]).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn realized_today(&self, now_ms: i64) -> StoreResult<Usdc> {
+        self.realized_since(self.trading_day_start(now_ms))
+    }
+
+    /// The open positions' unrealized P&L when the trading day of `day_start_ms` opened.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn day_open(&self, day_start_ms: i64) -> StoreResult<Option<Usdc>> {
+        Ok(self
+            .conn
+            .query_row("SELECT unrealized FROM day_open WHERE day_start_ms = ?1", [day_start_ms], |r| r.get(0))
+            .optional()?
+            .map(Usdc))
+    }
+
+    /// Records the unrealized P&L a trading day opened with (the first record of a day stands).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn set_day_open(&self, day_start_ms: i64, unrealized: Usdc) -> StoreResult<()> {
+        exec(
+            &self.conn,
+            "INSERT OR IGNORE INTO day_open (day_start_ms, unrealized) VALUES (?1, ?2)",
+            params![day_start_ms, unrealized.0],
+        )?;
+        Ok(())
+    }
+
+    /// Copies per wallet since `since_ms`: (wallet, executed_at_ms), oldest first.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn copies_since(&self, since_ms: i64) -> StoreResult<Vec<(Address, i64)>> {
+        let mut st = self.conn.prepare(
+            "SELECT wallet, executed_at_ms FROM executions WHERE executed_at_ms >= ?1 ORDER BY executed_at_ms",
+        )?;
+        let rows = st.query_map([since_ms], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|r| {
+            let (w, t) = r?;
+            Ok((hex_addr(&w, "executions.wallet")?, t))
+        })
+        .collect()
+    }
+
+    /// The target's position in `token` as observed from its journaled fills.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn target_position(&self, wallet: &Address, token: &TokenId) -> StoreResult<Option<Shares>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT shares FROM target_positions WHERE wallet = ?1 AND token_id = ?2",
+                params![addr_lower(wallet), token.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(Shares))
+    }
+
+    /// The stored breaker state (not tripped when never set).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn breaker(&self) -> StoreResult<BreakerState> {
+        // Polled several times a second on the writer: prepared once.
+        Ok(query_one(
+            &self.conn,
+            "SELECT tripped, code, reason, by, since_ms, reducing FROM breaker WHERE id = 1",
+            [],
+            |r| {
+                Ok(BreakerState {
+                    tripped: r.get(0)?,
+                    code: r.get(1)?,
+                    reason: r.get(2)?,
+                    by: r.get(3)?,
+                    since_ms: r.get(4)?,
+                    reducing: r.get(5)?,
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_default())
+    }
+
+    /// Stores the breaker state.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn set_breaker(&self, s: &BreakerState) -> StoreResult<()> {
+        exec(
+            &self.conn,
+            "INSERT INTO breaker (id, tripped, code, reason, by, since_ms, reducing) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (id) DO UPDATE SET tripped = ?1, code = ?2, reason = ?3, by = ?4, since_ms = ?5, reducing = ?6",
+            params![s.tripped, s.code, s.reason, s.by, s.since_ms, s.reducing],
+        )?;
+        Ok(())
+    }
+
+    /// Appends to the events log.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn add_event(&self, kind: &str, message: &str) -> StoreResult<()> {
+        exec(
+            &self.conn,
+            "INSERT INTO events (at_ms, kind, message) VALUES (?1, ?2, ?3)",
+            params![now_ms(), kind, message],
+        )?;
+        Ok(())
+    }
+}
+
+/// Position writes so far in this process: each write takes the next number, in the order the
+/// journal's one writer makes them, so the book can tell a newer position from an older one.
+static POSITION_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Stores our position in `token` (none at all once it holds no shares); returns it stamped with
+/// the order of this write.
+pub(crate) fn write_position(tx: &Connection, token: &str, position: Position, at_ms: i64) -> StoreResult<Written> {
+    if position.shares.0 == 0 {
+        exec(tx, "DELETE FROM positions WHERE token_id = ?1", [token])?;
+    } else {
+        exec(
+            tx,
+            "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
+            params![token, position.shares.0, position.cost.0, at_ms],
+        )?;
+    }
+    let seq = POSITION_WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    Ok(Written { position, seq })
+}
