@@ -560,6 +560,10 @@ mod tests {
             ("db_path = \"\"\n", "db_path"),
             ("[chain]\nreconnect_backoff_max_ms = 0\n", "chain.reconnect_backoff_max_ms"),
             ("[http]\nlisten = \"0.0.0.0:9187\"\n", "http.listen"),
+            (
+                "mode = \"live\"\n[chain]\nexchanges = [\"0xE111180000d2663C0091e4f400237545B87B996B\"]\n",
+                "chain.exchanges",
+            ),
         ] {
             std::fs::write(&f, text).unwrap();
             let errs =

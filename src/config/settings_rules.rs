@@ -251,4 +251,23 @@ fn paper_and_live(s: &Settings, bad: &mut impl FnMut(&str, String)) {
     if l.requests_per_second == 0 {
         bad("live.requests_per_second", "must be at least 1".into());
     }
+    if s.mode == crate::config::Mode::Live {
+        // Our own fills on chain settle, book and (by their absence) end our orders: the feed must
+        // read the exchanges our orders are signed for, or a filled order would end as no fill.
+        let missing: Vec<String> = [false, true]
+            .into_iter()
+            .filter_map(|neg| crate::clob::order::order_domain(neg)?.verifying_contract)
+            .filter(|x| !s.chain.exchanges.contains(x))
+            .map(|x| x.to_checksum(None))
+            .collect();
+        if !missing.is_empty() {
+            bad(
+                "chain.exchanges",
+                format!(
+                    "live orders are signed for {}, which the feed must watch: our own fills there settle and book them",
+                    missing.join(" and ")
+                ),
+            );
+        }
+    }
 }
