@@ -196,14 +196,7 @@ impl ChainFeed {
     async fn sync_ranges(&mut self, span: &mut Span) -> Result<(), ChainError> {
         let head = self.rpc.block_number().await?;
         let safe = head.saturating_sub(self.cfg.confirmations);
-        let mut cp = match self.checkpoint {
-            Some(cp) => cp,
-            None => self.initial_checkpoint(safe).await?,
-        };
-        let at_cp = self.rpc.block(cp.0).await?;
-        if at_cp.map(|b| b.hash) != Some(cp.1) {
-            cp = self.handle_reorg(cp).await?;
-        }
+        let mut cp = self.start_point(safe).await?;
         // The target list is read again for every range: a target added during a long backfill
         // is watched from the next range on.
         let reader =
@@ -253,20 +246,39 @@ impl ChainFeed {
             self.checkpoint = Some(cp);
             journaled?;
             self.clock.advance(end_ts);
-            self.status.send_modify(|s| {
-                s.head = head;
-                s.processed = to;
-                s.attempt_ms = crate::store::now_ms();
-            });
+            self.publish_progress(head, to, false);
             read = next;
         }
+        self.publish_progress(head, cp.0, true);
+        Ok(())
+    }
+
+    /// Where a sync starts: the checkpoint (the first one below `safe` on a new journal), or, when
+    /// its block is no longer on the chain, the common ancestor a reorg left.
+    async fn start_point(&mut self, safe: u64) -> Result<(u64, B256), ChainError> {
+        let cp = match self.checkpoint {
+            Some(cp) => cp,
+            None => self.initial_checkpoint(safe).await?,
+        };
+        let at_cp = self.rpc.block(cp.0).await?;
+        if at_cp.map(|b| b.hash) != Some(cp.1) {
+            return self.handle_reorg(cp).await;
+        }
+        Ok(cp)
+    }
+
+    /// Publishes how far the feed has journaled the chain (`done`: caught up with the head).
+    fn publish_progress(&self, head: u64, processed: u64, done: bool) {
         self.status.send_modify(|s| {
             s.head = head;
-            s.processed = cp.0;
-            s.live = true;
-            s.last_ok_ms = crate::store::now_ms();
+            s.processed = processed;
+            if done {
+                s.live = true;
+                s.last_ok_ms = crate::store::now_ms();
+            } else {
+                s.attempt_ms = crate::store::now_ms();
+            }
         });
-        Ok(())
     }
 
     /// Journals a range read and hands its new fills on, in parts; `cp` follows each committed part.
