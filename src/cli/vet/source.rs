@@ -65,6 +65,25 @@ pub(crate) enum Outcome {
     },
 }
 
+/// Why `days` of history cannot be read from the node of `src` (it keeps blocks only from its
+/// earliest), when they cannot; `start_ts` is the first second asked for.
+fn too_old(src: &Source, days: u32, start_ts: u64) -> Option<String> {
+    let earliest = src.earliest;
+    if start_ts >= earliest.timestamp {
+        return None;
+    }
+    let kept = (src.head_ts - earliest.timestamp) / 86_400;
+    Some(format!(
+        "--days {days} reaches back to {} UTC, but the node ({}) keeps blocks only from {} ({} UTC, {kept} days \
+         ago). Ask for --days {} or fewer, or use a node that keeps more history (POLYGON_RPC_URL)",
+        crate::report::date(ms(start_ts)),
+        src.rpc.endpoint(),
+        earliest.number,
+        crate::report::date(ms(earliest.timestamp)),
+        kept.max(1)
+    ))
+}
+
 /// Reads `who`'s last `days` of fills and replays them.
 pub(crate) async fn analyze(
     s: &Settings,
@@ -75,21 +94,12 @@ pub(crate) async fn analyze(
     delay_ms: Option<u32>,
     progress: bool,
 ) -> Result<Outcome> {
-    let (head, head_ts, earliest) = (src.head, src.head_ts, src.earliest);
+    let (head, head_ts) = (src.head, src.head_ts);
     let start_ts = head_ts.saturating_sub(u64::from(days) * 86_400);
-    if start_ts < earliest.timestamp {
-        let kept = (head_ts - earliest.timestamp) / 86_400;
-        return Ok(Outcome::TooOld(format!(
-            "--days {days} reaches back to {} UTC, but the node ({}) keeps blocks only from {} ({} UTC, {kept} days \
-             ago). Ask for --days {} or fewer, or use a node that keeps more history (POLYGON_RPC_URL)",
-            crate::report::date(ms(start_ts)),
-            src.rpc.endpoint(),
-            earliest.number,
-            crate::report::date(ms(earliest.timestamp)),
-            kept.max(1)
-        )));
+    if let Some(why) = too_old(src, days, start_ts) {
+        return Ok(Outcome::TooOld(why));
     }
-    let from = first_block_at(&src.rpc, earliest.number, head, start_ts).await?;
+    let from = first_block_at(&src.rpc, src.earliest.number, head, start_ts).await?;
     let span = Span {
         wallet: who.wallet,
         exchanges: s.chain.exchanges.clone(),
