@@ -67,30 +67,33 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
     } else if problems.is_empty() {
         println!("configuration OK");
         if let (Some(s), Some(e)) = (&settings, &env) {
-            println!("  mode: {}", s.mode.as_str().to_ascii_uppercase());
-            println!("  settings: {}", s.origin);
-            println!(
-                "  rpc: {}",
-                e.rpc_urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>().join(", ")
-            );
-            println!("  websocket: {}", e.ws_url.as_deref().map_or("none (polling)".into(), crate::config::redact_url));
-            for line in &endpoints {
-                println!("    {line}");
-            }
-            println!("  journal: {}", s.db_path.display());
-            if s.db_path.is_relative() {
-                println!("    (relative: it depends on the directory a command runs from; servers use absolute paths)");
-            }
-            println!(
-                "  telegram: {}",
-                if e.telegram_bot_token.is_some() { "configured" } else { "off (TELEGRAM_BOT_TOKEN not set)" }
-            );
+            print_summary(s, e, &endpoints);
         }
         println!("  targets: {enabled} enabled in {}", wallets_path.display());
     } else {
         eprintln!("{} problem(s) found:\n{}", problems.len(), render(&problems));
     }
     Ok(if problems.is_empty() { 0 } else { EXIT_CONFIG })
+}
+
+/// What a clean configuration amounts to, for a person: mode, settings file, endpoints (secrets
+/// redacted), journal and Telegram.
+fn print_summary(s: &Settings, e: &Env, endpoints: &[String]) {
+    println!("  mode: {}", s.mode.as_str().to_ascii_uppercase());
+    println!("  settings: {}", s.origin);
+    println!("  rpc: {}", e.rpc_urls.iter().map(|u| crate::config::redact_url(u)).collect::<Vec<_>>().join(", "));
+    println!("  websocket: {}", e.ws_url.as_deref().map_or("none (polling)".into(), crate::config::redact_url));
+    for line in endpoints {
+        println!("    {line}");
+    }
+    println!("  journal: {}", s.db_path.display());
+    if s.db_path.is_relative() {
+        println!("    (relative: it depends on the directory a command runs from; servers use absolute paths)");
+    }
+    println!(
+        "  telegram: {}",
+        if e.telegram_bot_token.is_some() { "configured" } else { "off (TELEGRAM_BOT_TOKEN not set)" }
+    );
 }
 
 /// Tries every chain endpoint: it must answer and be on the configured chain. Returns one line per
