@@ -12,6 +12,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::journal::exec as run;
+use super::settlement::SETTLED_WITHIN;
 use super::{StoreError, StoreResult, dec_u256};
 use crate::domain::{Price, Shares, Side, TokenId, Usdc};
 
@@ -32,8 +33,8 @@ pub struct Correction {
     pub at_ms: i64,
 }
 
-/// Moves the SELL execution of `fill_row` to `usdc` when our fills on chain hold exactly its
-/// `shares` and other pUSD; it realizes the difference. An execution taken out of the books is
+/// Moves the SELL execution of `fill_row` to `usdc` when our fills on chain hold its `shares`
+/// (within [`SETTLED_WITHIN`]: the shares booked stay) and other pUSD; it realizes the difference. An execution taken out of the books is
 /// left as it is: putting it back brings the chain's amounts.
 pub(crate) fn correct_sell_in(
     tx: &Connection,
@@ -53,7 +54,8 @@ pub(crate) fn correct_sell_in(
         .optional()?;
     let Some((side, token, had_shares, had_usdc, out_of_books, at_ms)) = row else { return Ok(None) };
     let side = Side::parse(&side).ok_or(StoreError::Corrupt { column: "executions.side", value: side })?;
-    if side != Side::Sell || shares.0 != had_shares || usdc.0 == had_usdc || out_of_books {
+    let same_shares = (shares.0 - had_shares).abs() <= SETTLED_WITHIN.0;
+    if side != Side::Sell || !same_shares || usdc.0 == had_usdc || out_of_books {
         return Ok(None);
     }
     let realized = Usdc(usdc.0 - had_usdc);

@@ -168,8 +168,11 @@ pub(super) fn parse_fill(row: (i64, [String; 8], [i64; 9]), token: &str) -> Stor
 }
 
 /// SQL condition on an execution `e`: still in our books. An execution whose order matched on the
-/// CLOB but never settled on chain was taken out of them (`orders.settled = -1`), with its P&L.
-pub(crate) const IN_BOOKS: &str = "NOT EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = e.fill_id AND o.settled = -1)";
+/// CLOB but never settled on chain was taken out of them (`orders.settled = -1`), with its P&L,
+/// and stays out until the settlement check puts it back (`2`: settled late, its P&L recomputed
+/// then).
+pub(crate) const IN_BOOKS: &str =
+    "NOT EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = e.fill_id AND o.settled IN (-1, 2))";
 
 impl Store {
     /// Records an intent, but only for a fill that is still pending, not under a reorg cloud, and
@@ -387,11 +390,13 @@ pub(crate) fn record_execution_in(
         let grown = super::own_fills::grow_execution_in(tx, e.fill_row, e.shares, e.usdc, e.at_ms)?;
         if grown.is_some() {
             // More than our fills on chain hold is booked now: the order waits for its settlement
-            // again, so what never settles is taken out when overdue.
+            // again, so what never settles is taken out when overdue. (An order settled before
+            // own_fills was kept has no rows there: its settlement stands.)
             exec(
                 tx,
                 "UPDATE orders SET settled = 0, updated_at_ms = ?3 WHERE fill_id = ?1 AND settled = 1 \
-                 AND (SELECT COALESCE(SUM(f.shares), 0) FROM own_fills f WHERE f.order_id = orders.order_id) + ?4 < ?2",
+                 AND EXISTS (SELECT 1 FROM own_fills f WHERE f.order_id = orders.order_id) \
+                 AND (SELECT SUM(f.shares) FROM own_fills f WHERE f.order_id = orders.order_id) + ?4 < ?2",
                 params![e.fill_row, e.shares.0, super::now_ms(), super::settlement::SETTLED_WITHIN.0],
             )?;
         }

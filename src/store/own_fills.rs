@@ -257,7 +257,7 @@ fn book_own_fill(tx: &Connection, f: &OwnFillSum<'_>) -> StoreResult<Option<OwnB
 /// it holds: an order that fills in parts is booked part by part, each part moving the position and
 /// P&L by what it adds (so the totals are exact whichever source, the CLOB or the chain, said
 /// more first). An execution taken out of the books (its match reversed) grows in its row only:
-/// putting it back brings the whole. Returns the part booked, if any.
+/// putting it back brings the whole. Returns the part booked (dated to its execution), if any.
 pub(crate) fn grow_execution_in(
     tx: &Connection,
     fill_row: i64,
@@ -265,17 +265,17 @@ pub(crate) fn grow_execution_in(
     usdc: Usdc,
     at_ms: i64,
 ) -> StoreResult<Option<Grown>> {
-    type Row = (String, String, String, i64, i64, bool);
+    type Row = (String, String, String, i64, i64, bool, i64);
     let row: Option<Row> = tx
         .query_row(
             "SELECT e.side, e.token_id, e.wallet, e.shares, e.usdc, \
-             EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = e.fill_id AND o.settled IN (-1, 2)) \
+             EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = e.fill_id AND o.settled IN (-1, 2)), e.executed_at_ms \
              FROM executions e WHERE e.fill_id = ?1",
             [fill_row],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
         )
         .optional()?;
-    let Some((side, token, wallet, had_shares, had_usdc, out_of_books)) = row else { return Ok(None) };
+    let Some((side, token, wallet, had_shares, had_usdc, out_of_books, booked_at_ms)) = row else { return Ok(None) };
     if shares.0 <= had_shares {
         return Ok(None);
     }
@@ -290,7 +290,9 @@ pub(crate) fn grow_execution_in(
         price: Price::average(part_shares, part_usdc),
         usdc: part_usdc,
         mode: ExecMode::Live,
-        at_ms,
+        // The part belongs to its execution, whose time dates its P&L (the journal's sums and the
+        // supervisor's day agree on it).
+        at_ms: booked_at_ms,
     };
     let (after, realized) = if out_of_books {
         (Position::default(), Usdc::ZERO)
@@ -463,9 +465,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let wallet = Address::repeat_byte(0xaa);
-        let held = Position { shares: Shares(20_000_000), cost: Usdc(10_000_000) };
+        let held = Position { shares: Shares(30_000_000), cost: Usdc(15_000_000) };
         crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
-        let sells = copies(&mut s, Side::Sell, 2);
+        let sells = copies(&mut s, Side::Sell, 3);
         s.record_execution(&live_exec(sells[0], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
         let (_, realized) = s.execution_for(sells[0]).unwrap().unwrap();
         assert_eq!(realized.0, 100_000, "as booked at the limit");
@@ -477,7 +479,7 @@ mod tests {
         assert_eq!(s.realized_today(1).unwrap().0, 300_000, "the execution (dated 1) carries it");
         let order = s.order_for(sells[0]).unwrap().unwrap();
         assert_eq!(order.amounts, Some((10_000_000, 5_300_000)), "the order's row says the chain's amounts");
-        assert_eq!(position(&s), (10_000_000, 5_000_000), "the position's cost is not proceeds");
+        assert_eq!(position(&s), (20_000_000, 10_000_000), "the position's cost is not proceeds");
         assert_eq!(
             s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_300_000), "0xa").unwrap(),
             OwnSettlement::Nothing,
@@ -486,6 +488,11 @@ mod tests {
         s.record_execution(&live_exec(sells[1], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
         let got = s.settle_own_fill(&id(0x52), Shares(10_000_000), Usdc(5_100_000), "0xb").unwrap();
         assert_eq!(got, OwnSettlement::Settled);
+        // Short of the shares booked by rounding (0.005): the proceeds are still the chain's.
+        s.record_execution(&live_exec(sells[2], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
+        let got = s.settle_own_fill(&id(0x53), Shares(9_995_000), Usdc(5_297_000), "0xc").unwrap();
+        let OwnSettlement::Corrected(c) = got else { panic!("{got:?}") };
+        assert_eq!(c.realized.0, 197_000);
     }
 
     /// A match the CLOB answered for 10 shares of which our fills on chain settled 4: the order
@@ -512,9 +519,10 @@ mod tests {
         assert_eq!((e.shares.0, e.usdc.0), (4_000_000, 2_040_000), "the execution keeps what settled");
         assert!(s.unsettled_before(i64::MAX).unwrap().is_empty(), "nothing more to take out");
         assert_eq!(s.record_settlement_change(rows[0], false).unwrap(), None, "made once");
-        // The rest settles after all: booked as a part.
+        // The rest settles after all: booked as a part, dated to its execution (whose day its P&L
+        // counts on).
         match s.settle_own_fill(&id(0x51), Shares(6_000_000), Usdc(3_060_000), "0xb").unwrap() {
-            OwnSettlement::Booked(b) => assert_eq!(b.exec.shares.0, 6_000_000),
+            OwnSettlement::Booked(b) => assert_eq!((b.exec.shares.0, b.exec.at_ms), (6_000_000, 1)),
             other => panic!("{other:?}"),
         }
         assert_eq!(position(&s), (10_000_000, 5_100_000));
@@ -594,12 +602,15 @@ mod tests {
         s.record_execution(&live_exec(rows[0], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
         s.record_settlement_change(rows[0], false).unwrap().unwrap();
         assert_eq!(position(&s), (10_000_000, 5_000_000));
-        s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_300_000), "0xa").unwrap();
+        s.settle_own_fill(&id(0x51), Shares(9_995_000), Usdc(5_300_000), "0xa").unwrap();
+        assert_eq!(s.realized_today(1).unwrap().0, 0, "out of the books until it is put back");
         let back = s.record_settlement_change(rows[0], true).unwrap().unwrap();
-        assert_eq!((back.exec.usdc.0, back.realized_change.0), (5_300_000, 300_000));
+        assert_eq!((back.exec.shares.0, back.exec.usdc.0), (9_995_000, 5_300_000), "0.005 short is the whole");
+        assert_eq!(s.realized_today(1).unwrap().0, back.realized_change.0);
+        // 9.995 of the 10 held sold for 5.30: 4.9975 of cost out, 0.005 shares left.
         let (e, realized) = s.execution_for(rows[0]).unwrap().unwrap();
-        assert_eq!((e.usdc.0, realized.0), (5_300_000, 300_000));
-        assert_eq!(position(&s), (0, 0));
+        assert_eq!((e.usdc.0, realized.0), (5_300_000, 302_500));
+        assert_eq!(position(&s), (5_000, 2_500));
     }
 
     /// A part booked from the chain (settled), then the CLOB's lookup says more matched: the order

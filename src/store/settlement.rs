@@ -64,8 +64,9 @@ impl Store {
             // position's cost as it is now; a SELL's realized P&L is what this says.
             // As much as settled; a SELL whole at the chain's proceeds (it may have got more than
             // booked, which no correction could make while it was out of the books).
-            let rebook =
-                partly || (exec.side == Side::Sell && settled_shares == exec.shares && settled_usdc != exec.usdc);
+            let whole = (settled_shares.0 - exec.shares.0).abs() <= SETTLED_WITHIN.0;
+            let rebook = partly
+                || (exec.side == Side::Sell && whole && (settled_shares, settled_usdc) != (exec.shares, exec.usdc));
             let exec = if rebook { shrink(&tx, &exec, settled_shares, settled_usdc)? } else { exec };
             let (p, realized_now) = position_after(before, &exec);
             tx.execute("UPDATE executions SET realized_pnl = ?2 WHERE fill_id = ?1", params![row, realized_now.0])?;

@@ -341,7 +341,11 @@ impl RiskSupervisor {
     /// realized P&L counts today, the error streak ends, the event is reported, limits follow.
     fn take_booking(&mut self, exec: &Execution, position: Written, realized: Usdc, event: Event) {
         self.adopt(exec.token_id, position);
-        self.realized_today = Usdc(self.realized_today.0 + realized.0);
+        // A part an execution of an earlier trading day grew by counts on that day, as the
+        // journal's sums date it.
+        if exec.at_ms >= self.day_start_ms {
+            self.realized_today = Usdc(self.realized_today.0 + realized.0);
+        }
         self.breaker.record_success();
         self.notifier.do_send(event);
         self.revalue();
