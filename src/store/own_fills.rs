@@ -551,55 +551,42 @@ mod tests {
         assert_eq!(position(&s), (10_000_000, 5_100_000));
     }
 
-    /// A SELL matched for 10 of which 4 settled: the 6 taken out come back into the position at
-    /// the cost they released, and take their share of the realized P&L with them.
-    #[test]
-    fn a_sell_settled_in_part_gives_back_the_rest_at_its_cost() {
+    /// A journal holding 10 shares of token 7 at a cost of 5.00, and a SELL of them booked (live,
+    /// order 0x51) for `usdc`; returns its fill row.
+    fn held_and_sold(usdc: i64) -> (tempfile::TempDir, Store, i64) {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-        let rows = copies(&mut s, Side::Sell, 1);
+        let row = copies(&mut s, Side::Sell, 1)[0];
         let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
         crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
-        let wallet = Address::repeat_byte(0xaa);
-        s.record_execution(&live_exec(rows[0], Side::Sell, 10_000_000, 6_000_000), &wallet).unwrap();
-        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_400_000), "0xa").unwrap();
-        let out = s.record_settlement_change(rows[0], false).unwrap().unwrap();
-        assert_eq!((out.exec.shares.0, out.realized_change.0), (6_000_000, -600_000));
-        assert_eq!(out.position.position, Position { shares: Shares(6_000_000), cost: Usdc(3_000_000) });
-        let (e, realized) = s.execution_for(rows[0]).unwrap().unwrap();
-        assert_eq!((e.shares.0, e.usdc.0, realized.0), (4_000_000, 2_400_000, 400_000));
+        s.record_execution(&live_exec(row, Side::Sell, 10_000_000, usdc), &Address::repeat_byte(0xaa)).unwrap();
+        (dir, s, row)
     }
 
-    /// A SELL booked at 5.10 of which 4 shares settled for 2.20 (a better price): the kept part
-    /// realizes what the chain paid over its share of the cost, the 6 taken out return at theirs.
+    /// A SELL of 10 (from 10 held at 5.00) of which 4 settled: the 6 taken out come back into the
+    /// position at their share of the cost (3.00), and the 4 kept realize what the chain paid for
+    /// them over theirs (2.00), whatever price the whole was booked at.
     #[test]
-    fn a_sell_settled_in_part_at_a_better_price_splits_its_cost_by_shares() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-        let rows = copies(&mut s, Side::Sell, 1);
-        let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
-        crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
-        let wallet = Address::repeat_byte(0xaa);
-        s.record_execution(&live_exec(rows[0], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
-        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_200_000), "0xa").unwrap();
-        let out = s.record_settlement_change(rows[0], false).unwrap().unwrap();
-        assert_eq!(out.position.position, Position { shares: Shares(6_000_000), cost: Usdc(3_000_000) });
-        assert_eq!(out.realized_change.0, 100_000);
-        let (e, realized) = s.execution_for(rows[0]).unwrap().unwrap();
-        assert_eq!((e.shares.0, e.usdc.0, realized.0), (4_000_000, 2_200_000, 200_000));
+    fn a_sell_settled_in_part_splits_its_cost_by_shares() {
+        // (booked pUSD, pUSD the 4 settled for, P&L change, P&L kept)
+        let cases = [(6_000_000, 2_400_000, -600_000, 400_000), (5_100_000, 2_200_000, 100_000, 200_000)];
+        for (booked, settled, change, kept) in cases {
+            let (_dir, mut s, row) = held_and_sold(booked);
+            s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(settled), "0xa").unwrap();
+            let out = s.record_settlement_change(row, false).unwrap().unwrap();
+            assert_eq!((out.exec.shares.0, out.realized_change.0), (6_000_000, change), "{booked}");
+            assert_eq!(out.position.position, Position { shares: Shares(6_000_000), cost: Usdc(3_000_000) });
+            let (e, realized) = s.execution_for(row).unwrap().unwrap();
+            assert_eq!((e.shares.0, e.usdc.0, realized.0), (4_000_000, settled, kept), "{booked}");
+        }
     }
 
     /// A SELL taken out whole that then settles in full at a better price is put back at the
     /// chain's proceeds.
     #[test]
     fn a_sell_put_back_takes_the_chains_proceeds() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-        let rows = copies(&mut s, Side::Sell, 1);
-        let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
-        crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
-        let wallet = Address::repeat_byte(0xaa);
-        s.record_execution(&live_exec(rows[0], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
+        let (_dir, mut s, row) = held_and_sold(5_100_000);
+        let rows = [row];
         s.record_settlement_change(rows[0], false).unwrap().unwrap();
         assert_eq!(position(&s), (10_000_000, 5_000_000));
         s.settle_own_fill(&id(0x51), Shares(9_995_000), Usdc(5_300_000), "0xa").unwrap();
