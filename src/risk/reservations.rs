@@ -2,7 +2,7 @@
 //! so the next intent is checked against the book as it will be, not as it was: caps hold while
 //! several orders are in flight at once. The reservation is released when the outcome is booked.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::domain::{OrderIntent, Shares, Side, TokenId, Usdc, mul_price_ceil};
 use crate::risk::{Book, Exposure, Position};
@@ -55,6 +55,9 @@ pub struct Reservations {
     by_fill: HashMap<i64, Reservation>,
     by_token: HashMap<TokenId, Held>,
     buy_usdc: i64,
+    /// Orders our fill on chain booked while they were being placed, which can fill no more (not
+    /// a GTD order resting): whatever their placement still answers, their outcome is known.
+    done_on_chain: HashSet<i64>,
 }
 
 impl Reservations {
@@ -101,8 +104,23 @@ impl Reservations {
         true
     }
 
+    /// Notes that our fill on chain booked the order of `fill_row` while it was being placed, and
+    /// that it can fill no more: an `unknown` answer from its placement is stale.
+    pub fn done_on_chain(&mut self, fill_row: i64) {
+        if self.by_fill.contains_key(&fill_row) {
+            self.done_on_chain.insert(fill_row);
+        }
+    }
+
+    /// True when our fill on chain booked the order of `fill_row` for good while it was placed.
+    #[must_use]
+    pub fn is_done_on_chain(&self, fill_row: i64) -> bool {
+        self.done_on_chain.contains(&fill_row)
+    }
+
     /// Lets go of the order of `fill_row`.
     pub fn release(&mut self, fill_row: i64) -> Option<Reservation> {
+        self.done_on_chain.remove(&fill_row);
         let r = self.by_fill.remove(&fill_row)?;
         self.count(&r, -1);
         Some(r)
@@ -239,5 +257,13 @@ mod tests {
         assert!(!r.buying(&U256::from(1)), "and is still not being placed");
         assert!(!r.filled_part(3, Shares(1), Usdc(1)) && !r.holds(3), "nothing held");
         assert!(r.holds(2));
+        // Booked on chain for good while placed: known done until released, then forgotten.
+        r.done_on_chain(3);
+        assert!(!r.is_done_on_chain(3), "nothing held: nothing to note");
+        r.done_on_chain(2);
+        assert!(r.is_done_on_chain(2) && r.holds(2));
+        r.release(2);
+        assert!(!r.is_done_on_chain(2));
+        assert_eq!(r, Reservations::default());
     }
 }

@@ -270,9 +270,11 @@ impl RiskSupervisor {
         // A background attempt that ends unknown again is only rescheduled: it was reported (and
         // counted toward the error streak) once, when its first window closed.
         let retrying = self.unresolved.contains(m.intent.fill_row);
-        // Our fill on chain booked it while the window closed (its reservation ended then): the
-        // unknown answer is stale, nothing is left to resolve and nothing went wrong.
-        let booked_meanwhile = !self.reserved.holds(m.intent.fill_row);
+        // Our fill on chain booked it while the window closed (its reservation ended then), or for
+        // good while this placement still ran (a FAK or FOK order fills once): the unknown answer
+        // is stale, nothing is left to resolve and nothing went wrong.
+        let booked_meanwhile =
+            !self.reserved.holds(m.intent.fill_row) || self.reserved.is_done_on_chain(m.intent.fill_row);
         let step = match step {
             Step::ExecFailed(ExecError::Unknown(_)) if booked_meanwhile => Step::Skipped,
             step => step,
@@ -387,6 +389,9 @@ impl RiskSupervisor {
         let row = b.exec.fill_row;
         if b.open || self.reserved.placing(row) {
             self.reserved.filled_part(row, b.exec.shares, b.exec.usdc);
+            if !b.open {
+                self.reserved.done_on_chain(row);
+            }
         } else {
             self.reserved.release(row);
             self.unresolved.done(row);
