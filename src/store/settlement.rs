@@ -60,10 +60,9 @@ impl Store {
         let token = exec.token_id.to_string();
         let before = position_of(&tx, &token)?;
         let change = if restored {
-            // Booked again as much as settled (it may have grown while out of the books), at the
+            // Booked again as much as settled (it may have grown while out of the books), a SELL
+            // at the chain's proceeds (no correction could reach it while it was out), at the
             // position's cost as it is now; a SELL's realized P&L is what this says.
-            // As much as settled; a SELL whole at the chain's proceeds (it may have got more than
-            // booked, which no correction could make while it was out of the books).
             let whole = (settled_shares.0 - exec.shares.0).abs() <= SETTLED_WITHIN.0;
             let rebook = partly
                 || (exec.side == Side::Sell && whole && (settled_shares, settled_usdc) != (exec.shares, exec.usdc));
