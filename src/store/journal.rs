@@ -387,6 +387,17 @@ pub(crate) fn record_execution_in(
     if n != 1 {
         // Booked already: a later answer for the same order may say it filled further (a GTD
         // order resting, a match booked in part from the chain first); only that part is booked.
+        // Not once the settlement check took out what the chain never settled of it: the CLOB's
+        // word on that match was disproved, and only our fills on chain grow it again.
+        let disproved: bool = query_one(
+            tx,
+            "SELECT EXISTS (SELECT 1 FROM fills WHERE id = ?1 AND reason = 'unsettled')",
+            [e.fill_row],
+            |r| r.get(0),
+        )?;
+        if disproved {
+            return Ok(None);
+        }
         let grown = super::own_fills::grow_execution_in(tx, e.fill_row, e.shares, e.usdc, e.at_ms)?;
         if grown.is_some() {
             // More than our fills on chain hold is booked now: the order waits for its settlement

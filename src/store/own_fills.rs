@@ -519,6 +519,10 @@ mod tests {
         assert_eq!((e.shares.0, e.usdc.0), (4_000_000, 2_040_000), "the execution keeps what settled");
         assert!(s.unsettled_before(i64::MAX).unwrap().is_empty(), "nothing more to take out");
         assert_eq!(s.record_settlement_change(rows[0], false).unwrap(), None, "made once");
+        // A late CLOB answer for the whole match does not bring back what the chain disproved.
+        let whole = live_exec(rows[0], Side::Buy, 10_000_000, 5_100_000);
+        assert_eq!(s.record_execution_part(&whole, &wallet).unwrap(), None);
+        assert_eq!(position(&s), (4_000_000, 2_040_000));
         // The rest settles after all: booked as a part, dated to its execution (whose day its P&L
         // counts on).
         match s.settle_own_fill(&id(0x51), Shares(6_000_000), Usdc(3_060_000), "0xb").unwrap() {
