@@ -500,11 +500,8 @@ mod tests {
     /// and when they settle after all they are booked again, as any later part is.
     #[test]
     fn a_match_settled_in_part_loses_only_the_rest_when_overdue() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-        let rows = copies(&mut s, Side::Buy, 1);
-        let wallet = Address::repeat_byte(0xaa);
-        s.record_execution(&live_exec(rows[0], Side::Buy, 10_000_000, 5_100_000), &wallet).unwrap();
+        let (_dir, mut s, row) = bought();
+        let (rows, wallet) = ([row], Address::repeat_byte(0xaa));
         s.order_outcome(rows[0], OrderStatus::Matched, Some((10_000_000, 5_100_000)), "matched").unwrap();
         assert_eq!(
             s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xa").unwrap(),
@@ -536,11 +533,8 @@ mod tests {
     /// as much as settled, and later parts grow it.
     #[test]
     fn a_match_taken_out_is_put_back_as_much_as_settled() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-        let rows = copies(&mut s, Side::Buy, 1);
-        let wallet = Address::repeat_byte(0xaa);
-        s.record_execution(&live_exec(rows[0], Side::Buy, 10_000_000, 5_100_000), &wallet).unwrap();
+        let (_dir, mut s, row) = bought();
+        let rows = [row];
         let out = s.record_settlement_change(rows[0], false).unwrap().unwrap();
         assert_eq!((out.exec.shares.0, out.kept.0), (10_000_000, 0));
         assert_eq!(position(&s), (0, 0));
@@ -553,6 +547,16 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(position(&s), (10_000_000, 5_100_000));
+    }
+
+    /// A journal with a BUY of 10 shares of token 7 booked (live, order 0x51) for 5.10, as the
+    /// CLOB answered it; returns its fill row.
+    fn bought() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let row = copies(&mut s, Side::Buy, 1)[0];
+        s.record_execution(&live_exec(row, Side::Buy, 10_000_000, 5_100_000), &Address::repeat_byte(0xaa)).unwrap();
+        (dir, s, row)
     }
 
     /// A journal holding 10 shares of token 7 at a cost of 5.00, and a SELL of them booked (live,

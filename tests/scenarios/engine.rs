@@ -30,12 +30,12 @@ fn order_id(d: &Daemon, n: usize) -> B256 {
     orders_in_journal(d)[n].0.parse().unwrap()
 }
 
-/// A live daemon (GTD orders; the resolve window `resolve_for_s` seconds when given) whose copy of
-/// a target's BUY rests on the book.
-async fn resting_gtd(resolve_for_s: Option<u32>) -> Live {
+/// A live daemon (GTD orders; each of `settings` replaced in its settings file first) whose copy
+/// of a target's BUY rests on the book.
+async fn resting_gtd(settings: &[(&str, &str)]) -> Live {
     let mut l = live().await;
-    if let Some(s) = resolve_for_s {
-        reset(&l.d, "resolve_for_s = 15", &format!("resolve_for_s = {s}"));
+    for (from, to) in settings {
+        reset(&l.d, from, to);
     }
     l.d.set("live", "order_type = \"GTD\"");
     l.clob.script(&[Play::Rest]);
@@ -167,7 +167,7 @@ async fn test_live_when_an_unanswered_order_is_found_stale_after_a_restart_then_
 /// lost) is watched until its expiry like one answered `live`: no error, no alert, never sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_a_resting_gtd_order_is_found_by_lookup_after_a_restart_then_watched_not_an_error() {
-    let mut l = resting_gtd(Some(2)).await;
+    let mut l = resting_gtd(&[("resolve_for_s = 15", "resolve_for_s = 2")]).await;
     l.d.kill9();
     start_live(&mut l).await;
     let before = l.clob.requests("/data/order");
@@ -191,7 +191,7 @@ async fn test_live_when_a_resting_gtd_order_is_found_by_lookup_after_a_restart_t
 /// and says why, and nothing is sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_halted_while_a_gtd_order_rests_then_it_is_cancelled() {
-    let l = resting_gtd(None).await;
+    let l = resting_gtd(&[]).await;
     assert!(l.clob.cancels().is_empty(), "not cancelled while trading goes on");
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "resting order test"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -208,13 +208,7 @@ async fn test_live_when_halted_while_a_gtd_order_rests_then_it_is_cancelled() {
 /// for the lookup's answer (nor its timeout, half a minute here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_halted_while_a_resting_orders_lookup_hangs_then_it_is_cancelled_at_once() {
-    let mut l = live().await;
-    reset(&l.d, "request_timeout_ms = 1500", "request_timeout_ms = 30000");
-    l.d.set("live", "order_type = \"GTD\"");
-    l.clob.script(&[Play::Rest]);
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the order resting", async || (orders_in_journal(&l.d).first()?.1 == "live").then_some(())).await;
+    let l = resting_gtd(&[("request_timeout_ms = 1500", "request_timeout_ms = 30000")]).await;
     l.clob.lookups_hang(true);
     let before = l.clob.requests("/data/order");
     wait_for(20, "a lookup held by the exchange", async || (l.clob.requests("/data/order") > before).then_some(()))
@@ -282,7 +276,7 @@ async fn test_live_when_a_gtd_order_crosses_in_part_then_the_rest_is_watched_and
 /// execution, the position exactly what filled, one POST.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_a_resting_gtd_order_fills_in_two_transactions_then_both_parts_are_booked() {
-    let l = resting_gtd(Some(2)).await;
+    let l = resting_gtd(&[("resolve_for_s = 15", "resolve_for_s = 2")]).await;
     let ours = |shares: u64, usdc: u64| Fill {
         order_hash: order_id(&l.d, 0),
         ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, shares * ONE, usdc)
@@ -317,7 +311,7 @@ async fn test_live_when_a_resting_gtd_order_fills_in_two_transactions_then_both_
 /// (not taken as finished), and what fills later is booked; nothing is sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_a_gtd_order_filled_in_part_rests_over_a_restart_then_it_is_still_watched() {
-    let mut l = resting_gtd(None).await;
+    let mut l = resting_gtd(&[]).await;
     let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 4 * ONE, 2_040_000) };
     l.anvil.emit(&ours).await;
     let r = wait_for(20, "the part booked", async || row(&l.d, 0).filter(|r| r["shares"] == "4")).await;

@@ -21,17 +21,24 @@ fn position_shares(d: &Daemon, token: u64) -> i64 {
         .unwrap()
 }
 
+/// A live daemon whose matches must settle on chain within 3 s, once it has copied a target's BUY
+/// (answered `matched` by the CLOB).
+async fn copied_with_settle_timeout() -> Live {
+    let mut l = live().await;
+    l.d.set("live", "settle_timeout_s = 3");
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    l
+}
+
 /// Our own `OrderFilled` on chain confirms a matched order; a matched order that never shows up on
 /// chain is reported and taken out of our books after `settle_timeout_s`.
 /// Midpoints from the CLOB mark our position; a mark that puts today's realized plus unrealized
 /// P&L past the daily loss limit trips the breaker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_match_settles_or_not_on_chain_then_confirmed_or_reversed() {
-    let mut l = live().await;
-    l.d.set("live", "settle_timeout_s = 3");
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the first copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    let l = copied_with_settle_timeout().await;
     let id = l.clob.orders()[0].id.clone();
     // The exchange settles our order: our funder is the maker, the hash is our order id.
     let mut ours = Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, 10 * ONE, 5_100_000);
@@ -66,11 +73,7 @@ async fn test_live_when_match_settles_or_not_on_chain_then_confirmed_or_reversed
 /// books, and it comes back when it settles after all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_a_match_settles_only_in_part_then_only_the_rest_is_reversed() {
-    let mut l = live().await;
-    l.d.set("live", "settle_timeout_s = 3");
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    let l = copied_with_settle_timeout().await;
     let id: B256 = l.clob.orders()[0].id.parse().unwrap();
     let ours = |shares: u64, usdc: u64| Fill {
         order_hash: id,
