@@ -27,6 +27,8 @@ pub struct Metrics {
     pub breaker_tripped: AtomicBool,
     /// Total cost of open positions, micro-USDC.
     pub exposure: AtomicI64,
+    /// pUSD held by BUY orders in flight or of unknown outcome, micro-USDC.
+    pub reserved: AtomicI64,
     /// Realized P&L today, micro-USDC.
     pub pnl_today: AtomicI64,
     /// Unrealized P&L of open positions at their marks, micro-USDC.
@@ -368,6 +370,14 @@ impl Metrics {
     fn render_money(&self, o: &mut String) {
         let exposure = format_micros(self.exposure.load(Ordering::Relaxed));
         write_metric(o, "polycopy_exposure_usdc", "gauge", "Total cost of open positions, USDC.", &one(exposure));
+        let reserved = format_micros(self.reserved.load(Ordering::Relaxed));
+        write_metric(
+            o,
+            "polycopy_reserved_usdc",
+            "gauge",
+            "USDC held by BUY orders in flight or of unknown outcome (at their limit, less what filled).",
+            &one(reserved),
+        );
         let pnl = format_micros(self.pnl_today.load(Ordering::Relaxed));
         write_metric(o, "polycopy_realized_pnl_today_usdc", "gauge", "Realized P&L today (UTC), USDC.", &one(pnl));
         let unrealized = format_micros(self.unrealized_pnl.load(Ordering::Relaxed));

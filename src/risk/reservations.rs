@@ -146,6 +146,12 @@ impl Reservations {
         }
     }
 
+    /// pUSD held by every BUY in flight or of unknown outcome (at its limit, less what filled).
+    #[must_use]
+    pub const fn buy_usdc(&self) -> Usdc {
+        Usdc(self.buy_usdc)
+    }
+
     /// Orders in flight.
     #[must_use]
     pub fn len(&self) -> usize {

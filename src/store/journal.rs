@@ -116,6 +116,9 @@ pub struct PendingFill {
     /// writer answered (`None` for fills recovered at start). The start of its copy's measured
     /// latency.
     pub journaled: Option<std::time::Instant>,
+    /// What the journal already booked for this fill's order (shares, pUSD), found at start: an
+    /// order that filled in part before a restart reserves only the rest.
+    pub booked: Option<(Shares, Usdc)>,
 }
 
 /// The columns [`fill_from_row`] reads, from `fills f`.
@@ -277,8 +280,8 @@ impl Store {
     /// On a database error or a corrupt row.
     pub fn unfinished(&self) -> StoreResult<Vec<PendingFill>> {
         let mut st = self.conn.prepare(&format!(
-            "SELECT {FILL_COLS}, i.shares, i.limit_price, i.target_price, i.order_type, i.fill_id IS NOT NULL \
-             FROM fills f LEFT JOIN intents i ON i.fill_id = f.id \
+            "SELECT {FILL_COLS}, i.shares, i.limit_price, i.target_price, i.order_type, e.shares, e.usdc \
+             FROM fills f LEFT JOIN intents i ON i.fill_id = f.id LEFT JOIN executions e ON e.fill_id = f.id \
              WHERE (f.status = 'pending' OR (f.status = 'executed' AND EXISTS (SELECT 1 FROM orders o \
              WHERE o.fill_id = f.id AND o.status IN ('live', 'delayed', 'unknown', 'sent')))) \
              AND f.suspect = 0 AND f.orphaned = 0 \
@@ -290,11 +293,12 @@ impl Store {
                 r.get::<_, String>(13)?,
                 (r.get::<_, Option<i64>>(18)?, r.get::<_, Option<i64>>(19)?, r.get::<_, Option<i64>>(20)?),
                 r.get::<_, Option<String>>(21)?,
+                (r.get::<_, Option<i64>>(22)?, r.get::<_, Option<i64>>(23)?),
             ))
         })?;
         let mut out = Vec::new();
         for r in rows {
-            let (raw, token, (shares, limit, target), ot) = r?;
+            let (raw, token, (shares, limit, target), ot, (booked_shares, booked_usdc)) = r?;
             let (row, fill) = parse_fill(raw, &token)?;
             let intent = match (shares, limit, target) {
                 (Some(s), Some(l), Some(t)) => Some(OrderIntent {
@@ -311,7 +315,8 @@ impl Store {
                 }),
                 _ => None,
             };
-            out.push(PendingFill { row, fill, intent, journaled: None });
+            let booked = booked_shares.zip(booked_usdc).map(|(s, u)| (Shares(s), Usdc(u)));
+            out.push(PendingFill { row, fill, intent, journaled: None, booked });
         }
         Ok(out)
     }

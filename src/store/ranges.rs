@@ -152,7 +152,7 @@ fn journal_fill(
         if waiting.staged {
             super::sightings::link_staged(tx, row, f)?;
         }
-        out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None, journaled: None });
+        out.to_copy.push(PendingFill { row, fill: f.clone(), intent: None, journaled: None, booked: None });
         return Ok(());
     }
     let k = known(tx, f)?;
@@ -182,7 +182,7 @@ fn journal_fill(
             params![k.row, f.block_number as i64, f.block_hash.to_string(), f.log_index as i64, revive],
         )?;
         if revive || (k.status == super::FillStatus::Pending && !k.has_intent) {
-            out.to_copy.push(PendingFill { row: k.row, fill: f.clone(), intent: None, journaled: None });
+            out.to_copy.push(PendingFill { row: k.row, fill: f.clone(), intent: None, journaled: None, booked: None });
         }
     }
     Ok(())

@@ -112,7 +112,10 @@ pub(super) fn confirm(tx: &Connection, row: i64, mined: &TargetFill) -> StoreRes
         move_target_position(tx, &before, -1)?;
         move_target_position(tx, mined, 1)?;
     }
-    Ok((hand_on.then(|| PendingFill { row, fill: mined.clone(), intent: None, journaled: None }), orphaned))
+    Ok((
+        hand_on.then(|| PendingFill { row, fill: mined.clone(), intent: None, journaled: None, booked: None }),
+        orphaned,
+    ))
 }
 
 /// A provisional fill of another transaction with the same order, side, token and amount as
@@ -272,7 +275,7 @@ impl Store {
             record_sighting(&tx, row, source, now)?;
             link_staged(&tx, row, f)?;
             if inserted && act {
-                out.push(PendingFill { row, fill: f.clone(), intent: None, journaled: None });
+                out.push(PendingFill { row, fill: f.clone(), intent: None, journaled: None, booked: None });
             }
         }
         tx.commit()?;

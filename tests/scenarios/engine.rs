@@ -308,22 +308,29 @@ async fn test_live_when_a_resting_gtd_order_fills_in_two_transactions_then_both_
 }
 
 /// A resting GTD order filled in part on chain is still open: after a restart it is watched again
-/// (not taken as finished), and what fills later is booked; nothing is sent again.
+/// (not taken as finished), only its rest stays reserved, and what fills later is booked; nothing
+/// is sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_a_gtd_order_filled_in_part_rests_over_a_restart_then_it_is_still_watched() {
     let mut l = resting_gtd(&[]).await;
+    let whole = l.d.metric("polycopy_reserved_usdc").await.expect("the reservation in /metrics");
     let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 4 * ONE, 2_040_000) };
     l.anvil.emit(&ours).await;
     let r = wait_for(20, "the part booked", async || row(&l.d, 0).filter(|r| r["shares"] == "4")).await;
     assert_eq!(r["status"], "executed", "{r}");
     assert_eq!(orders_in_journal(&l.d)[0].1, "live", "a part is not the order's end");
+    let rest = wait_for(10, "the reservation to hold only the rest", async || {
+        l.d.metric("polycopy_reserved_usdc").await.filter(|r| *r != whole)
+    })
+    .await;
     l.d.kill9();
     start_live(&mut l).await;
+    // The restart reserves what may still fill, not the whole order again.
+    assert_eq!(l.d.metric("polycopy_reserved_usdc").await.as_deref(), Some(rest.as_str()), "before: {whole}");
     l.clob.fill_resting();
     let r =
         wait_for(30, "the rest booked after the restart", async || row(&l.d, 0).filter(|r| r["shares"] == "10")).await;
     assert_eq!(r["status"], "executed", "{r}");
-    // Each part is reported once: 4 from the chain, then the 6 the CLOB's answer added.
     // Each part is reported once: 4 from the chain, then the 6 the CLOB's answer added.
     wait_for(10, "the rest reported", async || l.d.log().contains("copied whale: BUY 6 shares").then_some(())).await;
     wait_for(20, "the book to hold all of it", async || (l.d.status()["positions"][0]["shares"] == "10").then_some(()))
@@ -331,6 +338,10 @@ async fn test_live_when_a_gtd_order_filled_in_part_rests_over_a_restart_then_it_
     assert_eq!(orders_in_journal(&l.d)[0].1, "matched");
     assert_eq!(l.d.executions_for(&l.anvil_tx_of_first_fill().await), 1);
     assert_eq!(l.clob.posts().len(), 1, "never sent again");
+    wait_for(10, "nothing held once it ended", async || {
+        (l.d.metric("polycopy_reserved_usdc").await.as_deref() == Some("0")).then_some(())
+    })
+    .await;
 }
 
 /// Six fills on six tokens reach the CLOB together, each order placed while the others wait on

@@ -139,6 +139,7 @@ impl CopyTask {
             at_start: m.at_start,
             market,
             journaled: m.pending.journaled,
+            booked: if recovered { m.pending.booked } else { None },
         };
         self.risk.send(e).await.unwrap_or_else(|e| Decision::Failed(e.to_string()))
     }

@@ -40,6 +40,9 @@ pub struct Evaluate {
     pub market: Option<crate::market::MarketRef>,
     /// When the fill's journal write committed (see [`crate::store::PendingFill::journaled`]).
     pub journaled: Option<std::time::Instant>,
+    /// What the journal already booked for this order (shares, pUSD), when recovered at start
+    /// with part of it filled: only the rest is reserved.
+    pub booked: Option<(Shares, crate::domain::Usdc)>,
 }
 
 /// Our current position in a token.

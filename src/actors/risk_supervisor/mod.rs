@@ -197,6 +197,12 @@ impl RiskSupervisor {
         self.metrics.unrealized_pnl.store(self.unrealized.0, Ordering::Relaxed);
     }
 
+    /// The exposure held by orders in flight, for `/metrics`: kept apart from [`Self::publish`],
+    /// as it changes with every approval and outcome.
+    pub(super) fn publish_reserved(&self) {
+        self.metrics.reserved.store(self.reserved.buy_usdc().0, Ordering::Relaxed);
+    }
+
     fn trip(&mut self, code: &str, reason: &str, by: &str) {
         if self.breaker.trip(code, reason, by, now_ms()) {
             self.breaker_epoch += 1;

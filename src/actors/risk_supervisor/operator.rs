@@ -120,8 +120,10 @@ impl RiskSupervisor {
             at_start: false,
             market: None,
             journaled: None,
+            booked: None,
         };
         self.reserved.add(m.intent.fill_row, Reservation::of(&m.intent));
+        self.publish_reserved();
         self.launch(ctx, m, true);
     }
 }

@@ -121,6 +121,11 @@ impl RiskSupervisor {
             self.copies.entry(m.intent.wallet).or_default().push_back(now);
         }
         self.reserved.add(m.intent.fill_row, Reservation::of(&m.intent));
+        if let Some((shares, usdc)) = m.booked {
+            // Filled in part before a restart: the book holds that part already.
+            self.reserved.filled_part(m.intent.fill_row, shares, usdc);
+        }
+        self.publish_reserved();
         Ok((m, may_send))
     }
 }
@@ -286,6 +291,7 @@ impl RiskSupervisor {
             self.reserved.release(m.intent.fill_row);
             self.unresolved.done(m.intent.fill_row);
         }
+        self.publish_reserved();
         match step {
             Step::Done(exec, Some((position, realized))) => self.booked(m, exec, position, realized, elapsed),
             Step::Done(_, None) | Step::Skipped => {}
@@ -396,6 +402,7 @@ impl RiskSupervisor {
             self.reserved.release(row);
             self.unresolved.done(row);
         }
+        self.publish_reserved();
         let event = Event::BookedOnChain { order: order_id, exec: b.exec.clone() };
         self.take_booking(&b.exec, b.position, b.realized, event);
         self.wake_position_waiters();

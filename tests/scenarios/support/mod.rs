@@ -421,6 +421,12 @@ impl Daemon {
         .await
     }
 
+    /// One unlabelled sample of the daemon's `/metrics`, as written (`None` when it is missing).
+    pub async fn metric(&self, name: &str) -> Option<String> {
+        let (_, body) = http::http_get(&self.http_base().await, "/metrics").await;
+        body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
