@@ -396,7 +396,7 @@ pub(crate) fn record_execution_in(
         // word on that match was disproved, and only our fills on chain grow it again.
         let disproved: bool = query_one(
             tx,
-            "SELECT EXISTS (SELECT 1 FROM fills WHERE id = ?1 AND reason = 'unsettled')",
+            "SELECT EXISTS (SELECT 1 FROM orders WHERE fill_id = ?1 AND clob_shares IS NOT NULL)",
             [e.fill_row],
             |r| r.get(0),
         )?;

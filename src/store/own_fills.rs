@@ -130,8 +130,8 @@ fn settle_booked(tx: &Connection, order_id: &str, f: &OwnFillSum<'_>) -> StoreRe
     };
     let settled = order_settled(tx, order_id, f.tx_hash, f.shares)?;
     if grown.is_some() {
-        // Our fills on chain now hold every share booked: a rest taken out earlier came back.
-        run(tx, "UPDATE fills SET reason = NULL, detail = NULL WHERE id = ?1 AND reason = 'unsettled'", [f.fill_row])?;
+        // A rest taken out earlier came back, in all or in part.
+        super::settlement::whole_again(tx, f.fill_row, f.shares)?;
     }
     if grown.is_some() || settled || corrected.is_some() {
         run(
@@ -520,13 +520,22 @@ mod tests {
         let whole = live_exec(rows[0], Side::Buy, 10_000_000, 5_100_000);
         assert_eq!(s.record_execution_part(&whole, &wallet).unwrap(), None);
         assert_eq!(position(&s), (4_000_000, 2_040_000));
-        // The rest settles after all: booked as a part, dated to its execution (whose day its P&L
-        // counts on).
-        match s.settle_own_fill(&id(0x51), Shares(6_000_000), Usdc(3_060_000), "0xb").unwrap() {
-            OwnSettlement::Booked(b) => assert_eq!((b.exec.shares.0, b.exec.at_ms), (6_000_000, 1)),
+        // The rest settles after all, in two parts: each booked as a part, dated to its execution
+        // (whose day its P&L counts on); the fill says some never settled until the last.
+        match s.settle_own_fill(&id(0x51), Shares(2_000_000), Usdc(1_020_000), "0xb").unwrap() {
+            OwnSettlement::Booked(b) => assert_eq!((b.exec.shares.0, b.exec.at_ms), (2_000_000, 1)),
             other => panic!("{other:?}"),
         }
+        assert_eq!(reason(&s, rows[0]).as_deref(), Some("unsettled"), "4 of the 10 still missing");
+        assert_eq!(s.record_execution_part(&whole, &wallet).unwrap(), None, "the CLOB's word stays disproved");
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xc").unwrap();
+        assert_eq!(reason(&s, rows[0]), None, "whole again");
         assert_eq!(position(&s), (10_000_000, 5_100_000));
+    }
+
+    /// The reason a fill's copy is not what it was booked as, if any.
+    fn reason(s: &Store, row: i64) -> Option<String> {
+        s.conn.query_row("SELECT reason FROM fills WHERE id = ?1", [row], |r| r.get(0)).unwrap()
     }
 
     /// A match taken out whole (nothing settled in time) of which a part settles later is put back
@@ -542,11 +551,13 @@ mod tests {
         let back = s.record_settlement_change(rows[0], true).unwrap().unwrap();
         assert_eq!((back.exec.shares.0, back.exec.usdc.0), (4_000_000, 2_040_000));
         assert_eq!(position(&s), (4_000_000, 2_040_000));
+        assert_eq!(reason(&s, rows[0]).as_deref(), Some("unsettled"), "put back in part only");
         match s.settle_own_fill(&id(0x51), Shares(6_000_000), Usdc(3_060_000), "0xb").unwrap() {
             OwnSettlement::Booked(b) => assert_eq!(b.exec.shares.0, 6_000_000),
             other => panic!("{other:?}"),
         }
         assert_eq!(position(&s), (10_000_000, 5_100_000));
+        assert_eq!(reason(&s, rows[0]), None);
     }
 
     /// A journal with a BUY of 10 shares of token 7 booked (live, order 0x51) for 5.10, as the

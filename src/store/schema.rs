@@ -340,6 +340,15 @@ FROM orders o JOIN executions e ON e.fill_id = o.fill_id
 WHERE o.settle_tx IS NOT NULL AND o.settled IN (1, 2) AND o.message = 'booked from our fill on chain'
 AND NOT EXISTS (SELECT 1 FROM own_fills f WHERE f.order_id = o.order_id);
 ",
+    r"
+-- the shares the CLOB said matched, kept once the settlement check disproved it (took out what
+-- the chain never settled): from then on only our fills on chain grow the order, and its fill is
+-- whole again only once they hold all of it. Orders disproved before this was kept take their
+-- intent's size, the most they can have matched.
+ALTER TABLE orders ADD COLUMN clob_shares INTEGER;
+UPDATE orders SET clob_shares = (SELECT i.shares FROM intents i WHERE i.fill_id = orders.fill_id)
+WHERE fill_id IN (SELECT id FROM fills WHERE reason = 'unsettled');
+",
 ];
 
 /// Brings the schema up to date.

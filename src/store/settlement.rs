@@ -57,6 +57,12 @@ impl Store {
         if n != 1 {
             return Ok(None);
         }
+        if !restored {
+            tx.execute(
+                "UPDATE orders SET clob_shares = COALESCE(clob_shares, ?2) WHERE fill_id = ?1",
+                params![row, exec.shares.0],
+            )?;
+        }
         let token = exec.token_id.to_string();
         let before = position_of(&tx, &token)?;
         let change = if restored {
@@ -69,7 +75,10 @@ impl Store {
             let exec = if rebook { shrink(&tx, &exec, settled_shares, settled_usdc)? } else { exec };
             let (p, realized_now) = position_after(before, &exec);
             tx.execute("UPDATE executions SET realized_pnl = ?2 WHERE fill_id = ?1", params![row, realized_now.0])?;
-            tx.execute("UPDATE fills SET reason = NULL, detail = NULL WHERE id = ?1", [row])?;
+            if !whole_again(&tx, row, settled_shares)? {
+                let detail = "matched on the CLOB, settled on chain late and in part; the rest reversed";
+                tx.execute("UPDATE fills SET detail = ?2 WHERE id = ?1", params![row, detail])?;
+            }
             let position = write_position(&tx, &token, p, now())?;
             SettlementChange { exec, kept: Shares(0), position, realized_change: realized_now }
         } else {
@@ -96,6 +105,19 @@ impl Store {
 
 fn now() -> i64 {
     super::now_ms()
+}
+
+/// Clears the `unsettled` reason of fill `row` once our fills on chain (`settled` shares in all)
+/// hold everything the CLOB said its order matched, and says whether they do. What the settlement
+/// check took out comes back in parts; until the last, the fill keeps saying some never settled.
+pub(super) fn whole_again(tx: &Connection, row: i64, settled: Shares) -> StoreResult<bool> {
+    let clob: Option<i64> =
+        tx.query_row("SELECT clob_shares FROM orders WHERE fill_id = ?1", [row], |r| r.get(0)).optional()?.flatten();
+    let whole = clob.is_none_or(|c| settled.0 + SETTLED_WITHIN.0 >= c);
+    if whole {
+        tx.execute("UPDATE fills SET reason = NULL, detail = NULL WHERE id = ?1 AND reason = 'unsettled'", [row])?;
+    }
+    Ok(whole)
 }
 
 /// What our fills on chain of fill `row`'s order add up to.
