@@ -4,14 +4,16 @@
 use std::path::PathBuf;
 
 use alloy::primitives::Address;
-use rust_decimal::Decimal;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::config::Problem;
-use crate::domain::{Price, Usdc};
+use crate::domain::Usdc;
 use crate::risk::Limits;
 
 pub use super::settings_load::SettingsSources;
+use super::settings_numbers::de_usdc;
+pub use super::settings_numbers::{number_to_decimal, price_from_decimal};
+pub use super::settings_telegram::{ALWAYS_ON, EVENT_KINDS, NotifyLevel, TelegramSettings};
 
 /// The built-in defaults, documented line by line.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -61,111 +63,6 @@ pub struct Settings {
     /// The settings files read, for messages.
     #[serde(skip)]
     pub origin: String,
-}
-
-/// How loud one kind of Telegram message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NotifyLevel {
-    /// Delivered with sound.
-    On,
-    /// Delivered without sound.
-    Silent,
-    /// Not sent.
-    Off,
-}
-
-/// `[telegram]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelegramSettings {
-    /// Level per event kind.
-    pub notify: std::collections::BTreeMap<String, NotifyLevel>,
-    /// Messages per second to one chat.
-    pub per_chat_per_second: u32,
-    /// Messages per minute to a group chat.
-    pub per_group_per_minute: u32,
-    /// Pending messages held.
-    pub queue_capacity: usize,
-    /// Attempts for a routine message.
-    pub routine_attempts: u32,
-    /// Daily report time, UTC.
-    pub daily_report_at: String,
-    /// Weekly report day.
-    pub weekly_report_day: String,
-    /// Long-poll timeout, seconds.
-    pub poll_timeout_s: u32,
-    /// A chat Telegram refuses for good (bot blocked, chat not found) is tried again this often, seconds.
-    pub parked_retry_s: u32,
-}
-
-/// Event kinds that must always reach the operator.
-pub const ALWAYS_ON: [&str; 6] = ["breaker_tripped", "breaker_reset", "error", "alert", "warning", "operator"];
-/// Event kinds that can be configured.
-pub const EVENT_KINDS: [&str; 22] = [
-    "redeemed",
-    "warning",
-    "operator",
-    "started",
-    "stopped",
-    "fill_detected",
-    "sized",
-    "rejected",
-    "executed",
-    "breaker_tripped",
-    "breaker_reset",
-    "wallets_reloaded",
-    "wallets_rejected",
-    "reorg",
-    "withdrawn",
-    "reorged_after_copy",
-    "orphaned",
-    "unorphaned",
-    "settled",
-    "corrected",
-    "alert",
-    "error",
-];
-
-impl TelegramSettings {
-    /// The level of `kind` (alerts always on; unlisted kinds on).
-    #[must_use]
-    pub fn level(&self, kind: &str) -> NotifyLevel {
-        if ALWAYS_ON.contains(&kind) {
-            return NotifyLevel::On;
-        }
-        self.notify.get(kind).copied().unwrap_or(NotifyLevel::On)
-    }
-
-    /// True when scheduled reports are turned off (`daily_report_at = "off"`).
-    #[must_use]
-    pub fn reports_off(&self) -> bool {
-        self.daily_report_at.eq_ignore_ascii_case("off")
-    }
-
-    /// The daily report time as seconds after midnight UTC (`None`: off or invalid).
-    #[must_use]
-    pub fn daily_report_secs(&self) -> Option<u32> {
-        let parts: Vec<&str> = self.daily_report_at.split(':').collect();
-        let n = |s: &str| s.parse::<u32>().ok();
-        match parts.as_slice() {
-            [h, m] => Some(n(h).filter(|h| *h < 24)? * 3600 + n(m).filter(|m| *m < 60)? * 60),
-            [h, m, s] => {
-                Some(n(h).filter(|h| *h < 24)? * 3600 + n(m).filter(|m| *m < 60)? * 60 + n(s).filter(|s| *s < 60)?)
-            }
-            _ => None,
-        }
-    }
-
-    /// The weekly report day, 0 = Monday.
-    #[must_use]
-    pub fn weekly_day(&self) -> Option<u32> {
-        let d = self.weekly_report_day.to_ascii_lowercase();
-        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-            .iter()
-            .position(|x| d.starts_with(x))
-            .and_then(|i| u32::try_from(i).ok())
-    }
 }
 
 /// `[http]`.
@@ -472,33 +369,6 @@ pub struct LiveSettings {
     pub check_geoblock: bool,
 }
 
-/// A number from TOML or the environment, as an exact decimal. Floats are read through their
-/// shortest round-trip text ("0.1" stays 0.1).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumberLike {
-    Int(i64),
-    Float(f64),
-    Text(String),
-}
-
-/// Parses a human-written number exactly.
-pub(crate) fn number_to_decimal(text: &str) -> Option<Decimal> {
-    text.trim().parse::<Decimal>().ok().or_else(|| Decimal::from_scientific(text.trim()).ok())
-}
-
-fn de_usdc<'de, D: Deserializer<'de>>(d: D) -> Result<Usdc, D::Error> {
-    let text = match NumberLike::deserialize(d)? {
-        NumberLike::Int(i) => i.to_string(),
-        NumberLike::Float(f) => f.to_string(),
-        NumberLike::Text(s) => s,
-    };
-    number_to_decimal(&text)
-        .filter(|d| !d.is_sign_negative())
-        .and_then(Usdc::from_decimal)
-        .ok_or_else(|| serde::de::Error::custom(format!("expected a non-negative USDC amount, got {text:?}")))
-}
-
 impl Settings {
     /// Cross-field and range checks; every violation is returned.
     #[must_use]
@@ -529,12 +399,6 @@ impl Settings {
             daily_loss_limit_usdc: self.risk.daily_loss_limit_usdc,
         }
     }
-}
-
-/// A price bound from an exact decimal in [0, 1].
-#[must_use]
-pub fn price_from_decimal(d: Decimal) -> Option<Price> {
-    Price::from_decimal(d).filter(|p| (0..=1_000_000).contains(&p.0))
 }
 
 #[cfg(test)]
