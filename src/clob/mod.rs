@@ -12,6 +12,8 @@ pub mod pricing;
 pub mod public;
 pub mod reachability;
 pub mod venue;
+mod venue_config;
+mod venue_error;
 
 pub use account::{OrderKind, SigType};
 pub use pricing::{TickSize, limit_price_on_tick};

@@ -20,7 +20,6 @@ use polymarket_client_sdk_v2::clob::types::request::{BalanceAllowanceRequest, Or
 use polymarket_client_sdk_v2::clob::types::{
     AssetType, OrderPayload, OrderStatusType, Side as SdkSide, TickSize as SdkTickSize,
 };
-use polymarket_client_sdk_v2::error::Status;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive as _;
 use secrecy::ExposeSecret as _;
@@ -30,105 +29,11 @@ use crate::clob::order::{OrderError, StoredOrder};
 use crate::clob::outcome::{LookupOutcome, PostOutcome, classify_answer, classify_lookup, classify_status};
 use crate::clob::pricing::TickSize;
 use crate::clob::reachability::Reachability;
-use crate::config::env::scrub;
 use crate::domain::{Price, Shares, Side, TokenId};
 
-/// How to reach and sign for the CLOB.
-#[derive(Clone)]
-pub struct VenueConfig {
-    /// Base URL.
-    pub host: String,
-    /// The signing key (never logged).
-    pub private_key: secrecy::SecretString,
-    /// Signature type.
-    pub sig: SigType,
-    /// Configured funder, if any.
-    pub funder: Option<Address>,
-    /// Order type for copies.
-    pub order_kind: OrderKind,
-    /// GTD lifetime, seconds.
-    pub gtd_expiry_s: u64,
-    /// Per-call timeout.
-    pub timeout: Duration,
-    /// Calls per second.
-    pub requests_per_second: u32,
-    /// Where the region check asks (Polymarket's site unless overridden).
-    pub geoblock_host: Option<String>,
-}
-
-impl VenueConfig {
-    /// The connection settings from the environment and `[live]`.
-    ///
-    /// # Errors
-    /// When PRIVATE_KEY is missing or a `[live]` value is invalid.
-    pub fn from_settings(s: &crate::config::Settings, env: &crate::config::Env) -> Result<Self, String> {
-        let Some(key) = env.private_key.clone() else {
-            return Err(
-                "PRIVATE_KEY is not set: live trading and doctor need the key that signs orders (see .env.template)"
-                    .into(),
-            );
-        };
-        let sig = SigType::parse(&s.live.signature_type).map_err(|e| format!("live.signature_type {e}"))?;
-        let order_kind = OrderKind::parse(&s.live.order_type).map_err(|e| format!("live.order_type {e}"))?;
-        let funder = if s.live.funder.is_empty() {
-            None
-        } else {
-            Some(s.live.funder.parse().map_err(|_| format!("live.funder is not an address: {:?}", s.live.funder))?)
-        };
-        Ok(Self {
-            host: env.clob_host.clone(),
-            private_key: key,
-            sig,
-            funder,
-            order_kind,
-            gtd_expiry_s: s.live.gtd_expiry_s,
-            timeout: Duration::from_millis(s.live.request_timeout_ms),
-            requests_per_second: s.live.requests_per_second,
-            geoblock_host: env.geoblock_url.clone(),
-        })
-    }
-}
-
-impl std::fmt::Debug for VenueConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VenueConfig")
-            .field("host", &crate::config::redact_url(&self.host))
-            .field("sig", &self.sig)
-            .field("funder", &self.funder)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why a CLOB call failed (texts are scrubbed of secrets).
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum VenueError {
-    /// Bad key or funder setup; the message says how to fix it.
-    #[error("{0}")]
-    Setup(String),
-    /// The CLOB answered with an HTTP error.
-    #[error("the CLOB answered {status}: {message}")]
-    Status {
-        /// HTTP status.
-        status: u16,
-        /// Its body.
-        message: String,
-    },
-    /// No answer in time.
-    #[error("the CLOB did not answer within {0:?}")]
-    Timeout(Duration),
-    /// Transport or decoding failure.
-    #[error("the CLOB could not be reached: {0}")]
-    Transport(String),
-    /// The SDK refused to build the order.
-    #[error("order not built: {0}")]
-    Build(String),
-}
-
-impl From<OrderError> for VenueError {
-    fn from(e: OrderError) -> Self {
-        Self::Build(e.to_string())
-    }
-}
+pub use super::venue_config::VenueConfig;
+pub use super::venue_error::VenueError;
+pub(crate) use super::venue_error::{bounded, sdk_error};
 
 /// A market's trading rules, from `GET /book`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,26 +89,6 @@ impl std::fmt::Debug for Venue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Venue").field("signer", &self.signer.address()).field("funder", &self.funder).finish()
     }
-}
-
-/// Runs one SDK call within `timeout`, its error texts scrubbed of `secrets`.
-pub(crate) async fn bounded<T>(
-    timeout: Duration,
-    secrets: &[&str],
-    fut: impl Future<Output = polymarket_client_sdk_v2::Result<T>>,
-) -> Result<T, VenueError> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(sdk_error(&e, secrets)),
-        Err(_) => Err(VenueError::Timeout(timeout)),
-    }
-}
-
-pub(crate) fn sdk_error(e: &polymarket_client_sdk_v2::error::Error, secrets: &[&str]) -> VenueError {
-    if let Some(st) = e.downcast_ref::<Status>() {
-        return VenueError::Status { status: st.status_code.as_u16(), message: scrub(&st.message, secrets) };
-    }
-    VenueError::Transport(scrub(&e.to_string(), secrets))
 }
 
 impl Venue {

@@ -15,6 +15,7 @@ mod settings_telegram;
 pub mod strict_json;
 pub mod wallets;
 pub mod wallets_edit;
+mod wallets_rules;
 
 pub use env::{Env, redact_url};
 pub use location::Location;

@@ -1,0 +1,59 @@
+//! Why a CLOB call failed, with every text the SDK hands back scrubbed of our secrets, and the
+//! timeout every call runs under.
+
+use std::time::Duration;
+
+use polymarket_client_sdk_v2::error::Status;
+
+use crate::clob::order::OrderError;
+use crate::config::env::scrub;
+
+/// Why a CLOB call failed (texts are scrubbed of secrets).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VenueError {
+    /// Bad key or funder setup; the message says how to fix it.
+    #[error("{0}")]
+    Setup(String),
+    /// The CLOB answered with an HTTP error.
+    #[error("the CLOB answered {status}: {message}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Its body.
+        message: String,
+    },
+    /// No answer in time.
+    #[error("the CLOB did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Transport or decoding failure.
+    #[error("the CLOB could not be reached: {0}")]
+    Transport(String),
+    /// The SDK refused to build the order.
+    #[error("order not built: {0}")]
+    Build(String),
+}
+
+impl From<OrderError> for VenueError {
+    fn from(e: OrderError) -> Self {
+        Self::Build(e.to_string())
+    }
+}
+/// Runs one SDK call within `timeout`, its error texts scrubbed of `secrets`.
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    secrets: &[&str],
+    fut: impl Future<Output = polymarket_client_sdk_v2::Result<T>>,
+) -> Result<T, VenueError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(sdk_error(&e, secrets)),
+        Err(_) => Err(VenueError::Timeout(timeout)),
+    }
+}
+
+pub(crate) fn sdk_error(e: &polymarket_client_sdk_v2::error::Error, secrets: &[&str]) -> VenueError {
+    if let Some(st) = e.downcast_ref::<Status>() {
+        return VenueError::Status { status: st.status_code.as_u16(), message: scrub(&st.message, secrets) };
+    }
+    VenueError::Transport(scrub(&e.to_string(), secrets))
+}
