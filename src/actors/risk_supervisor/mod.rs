@@ -5,8 +5,10 @@
 
 mod day;
 mod messages;
+mod on_chain;
 mod operator;
 mod placement;
+mod positions;
 mod resolver;
 mod settlement;
 mod setup;
@@ -373,43 +375,6 @@ impl Handler<GetBreakerState> for RiskSupervisor {
     /// The breaker as the supervisor holds it.
     fn handle(&mut self, _: GetBreakerState, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.breaker.state.clone())
-    }
-}
-
-impl Handler<GetPosition> for RiskSupervisor {
-    type Result = actix::ResponseFuture<Shares>;
-
-    /// Our shares of a token that no SELL in flight has claimed. While a BUY of that token is in
-    /// flight the answer waits for its outcome (at most `POSITION_WAIT`): a SELL right after a BUY
-    /// is sized on what the BUY actually got.
-    fn handle(&mut self, m: GetPosition, _: &mut Context<Self>) -> Self::Result {
-        if !self.reserved.buying(&m.0) {
-            let shares = self.reserved.sellable(&self.book, &m.0);
-            return Box::pin(async move { shares });
-        }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.position_waiters.push((m.0, std::time::Instant::now() + POSITION_WAIT, tx));
-        Box::pin(async move { rx.await.unwrap_or(Shares::ZERO) })
-    }
-}
-
-/// Longest a position question waits for a BUY in flight (an order whose outcome stays unknown
-/// keeps its reservation; the SELL is then sized on what is booked).
-const POSITION_WAIT: Duration = Duration::from_secs(30);
-
-impl RiskSupervisor {
-    /// Answers the position questions whose token has no BUY in flight any more, or that waited long
-    /// enough.
-    pub(super) fn wake_position_waiters(&mut self) {
-        let now = std::time::Instant::now();
-        let waiters = std::mem::take(&mut self.position_waiters);
-        for (token, deadline, tx) in waiters {
-            if !self.reserved.buying(&token) || now >= deadline {
-                let _ = tx.send(self.reserved.sellable(&self.book, &token));
-            } else {
-                self.position_waiters.push((token, deadline, tx));
-            }
-        }
     }
 }
 

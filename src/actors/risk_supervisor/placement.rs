@@ -23,7 +23,6 @@ use super::{Decision, Evaluate, RiskSupervisor};
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::Event;
 use crate::actors::store::{PaperCopy, RecordExecution, RecordIntent, RecordPaperCopy, Writer};
-use crate::chain::{OwnBooked, OwnChange};
 use crate::domain::{Execution, Usdc};
 use crate::risk::{DenyReason, Reservation, Written, check_intent};
 use crate::store::now_ms;
@@ -347,7 +346,7 @@ impl RiskSupervisor {
 
     /// What every booking does, whoever learned of it: the journal's position replaces ours, the
     /// realized P&L counts today, the error streak ends, the event is reported, limits follow.
-    fn take_booking(&mut self, exec: &Execution, position: Written, realized: Usdc, event: Event) {
+    pub(super) fn take_booking(&mut self, exec: &Execution, position: Written, realized: Usdc, event: Event) {
         self.adopt(exec.token_id, position);
         // A part an execution of an earlier trading day grew by counts on that day, as the
         // journal's sums date it.
@@ -356,72 +355,6 @@ impl RiskSupervisor {
         }
         self.breaker.record_success();
         self.notifier.do_send(event);
-        self.revalue();
-        self.check_daily_loss();
-        self.publish();
-    }
-}
-
-impl Handler<OwnBooked> for RiskSupervisor {
-    type Result = ();
-
-    /// Takes into the book what the journal booked from our fill on chain, without waiting for a
-    /// restart: an order the CLOB never confirmed (a lookup answering `null`, a POST never
-    /// answered), a part a later fill added, or the exact pUSD of an order booked at its limit.
-    fn handle(&mut self, m: OwnBooked, _: &mut Context<Self>) {
-        match m.change {
-            OwnChange::Booked(b) => self.booked_on_chain(m.order_id, b),
-            OwnChange::Corrected(c) => self.corrected_on_chain(m.order_id, &c),
-        }
-    }
-}
-
-impl RiskSupervisor {
-    fn booked_on_chain(&mut self, order_id: String, b: crate::store::OwnBooking) {
-        if let Some(was) = b.overturned {
-            let message = format!(
-                "our order {} filled on chain ({} {} shares of token {}) after its copy had been journaled {}: booked now; check why (docs/RUNBOOK.md, reconcile)",
-                order_id,
-                b.exec.side.as_str(),
-                b.exec.shares,
-                b.exec.token_id,
-                was.as_str()
-            );
-            tracing::error!("{message}");
-            self.notifier.do_send(Event::Alert { message });
-        }
-        // An order that may still fill (a GTD order resting), or whose placement still runs, keeps
-        // holding what may still fill: its placement or the resolver ends it. Any other is done with.
-        let row = b.exec.fill_row;
-        if b.open || self.reserved.placing(row) {
-            self.reserved.filled_part(row, b.exec.shares, b.exec.usdc);
-            if !b.open {
-                self.reserved.done_on_chain(row);
-            }
-        } else {
-            self.reserved.release(row);
-            self.unresolved.done(row);
-        }
-        self.publish_reserved();
-        let event = Event::BookedOnChain { order: order_id, exec: b.exec.clone() };
-        self.take_booking(&b.exec, b.position, b.realized, event);
-        self.wake_position_waiters();
-    }
-
-    /// The journal replaced a SELL's proceeds with the chain's: today's P&L follows, and the
-    /// operator is told what changed.
-    fn corrected_on_chain(&mut self, order: String, c: &crate::store::Correction) {
-        // Today's P&L counts it only if the SELL was booked today (as the journal's sum does).
-        if c.at_ms >= self.day_start_ms {
-            self.realized_today = Usdc(self.realized_today.0 + c.realized.0);
-        }
-        self.notifier.do_send(Event::Corrected {
-            order,
-            token_id: c.token_id,
-            booked: c.booked,
-            chain: c.chain,
-            realized: c.realized,
-        });
         self.revalue();
         self.check_daily_loss();
         self.publish();

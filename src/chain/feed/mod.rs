@@ -22,9 +22,11 @@ use crate::chain::history::fills_filter;
 use crate::chain::range::{MAX_SHRINKS, RangeRead, RangeReader, Span};
 use crate::chain::rpc::{BlockRef, ChainError, Rpc};
 use crate::domain::TargetFill;
-use crate::store::OwnSettlement;
 
 mod follow;
+mod own;
+
+pub use own::{OwnBooked, OwnChange, OwnFill};
 
 /// What the feed needs to know.
 #[derive(Debug, Clone)]
@@ -87,38 +89,6 @@ pub struct FeedPeers {
     pub own_fills: Option<Recipient<OwnBooked>>,
     /// Told how far the chain is journaled (our own fills included).
     pub clock: crate::chain::ChainClock,
-}
-
-/// What our fill on chain changed in the journal's books for one of our orders.
-#[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
-#[rtype(result = "()")]
-pub struct OwnBooked {
-    /// Our order id.
-    pub order_id: String,
-    /// What the journal did.
-    pub change: OwnChange,
-}
-
-/// See [`OwnBooked`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OwnChange {
-    /// Booked an order the CLOB never confirmed, or the part a later fill added.
-    Booked(crate::store::OwnBooking),
-    /// Replaced a booked SELL's proceeds with what the chain says it got.
-    Corrected(crate::store::Correction),
-}
-
-/// Our funder's fill of one of our orders, seen on chain, summed over the logs of one transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnFill {
-    /// Our order id (its hash, 0x-hex).
-    pub order_id: String,
-    /// Shares filled.
-    pub shares: crate::domain::Shares,
-    /// pUSD paid or received.
-    pub usdc: crate::domain::Usdc,
-    /// The transaction, 0x-hex.
-    pub tx: String,
 }
 
 /// The feed task's state.
@@ -397,52 +367,4 @@ impl ChainFeed {
         }
         targets
     }
-
-    /// Marks our own orders settled by these fills of our funder (never copied); an order whose
-    /// outcome the CLOB never confirmed is booked from its fill. Both are journaled before the
-    /// checkpoint moves past these blocks, so a crash cannot lose them.
-    async fn settle_own(&self, own: Vec<TargetFill>) -> Result<(), ChainError> {
-        for f in sum_by_order(own) {
-            let m = store_msgs::BookOwnFill {
-                order_id: f.order_id.clone(),
-                shares: f.shares,
-                usdc: f.usdc,
-                tx: f.tx.clone(),
-            };
-            match ask(&self.writer, m).await? {
-                OwnSettlement::Settled => info!(order = %f.order_id, tx = %f.tx, "our order settled on chain"),
-                OwnSettlement::Booked(booking) => {
-                    info!(order = %f.order_id, tx = %f.tx, "our order booked from its fill on chain");
-                    if let Some(r) = &self.own_fills {
-                        r.do_send(OwnBooked { order_id: f.order_id, change: OwnChange::Booked(booking) });
-                    }
-                }
-                OwnSettlement::Corrected(c) => {
-                    info!(order = %f.order_id, tx = %f.tx, booked = %c.booked, chain = %c.chain,
-                        "our order settled on chain for other pUSD than booked: the chain's amount is booked");
-                    if let Some(r) = &self.own_fills {
-                        r.do_send(OwnBooked { order_id: f.order_id, change: OwnChange::Corrected(c) });
-                    }
-                }
-                OwnSettlement::Nothing => {}
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One [`OwnFill`] per (order, transaction): an order matched against several makers has a log each.
-fn sum_by_order(own: Vec<TargetFill>) -> Vec<OwnFill> {
-    let mut out: Vec<OwnFill> = Vec::new();
-    for f in own {
-        let (order_id, tx) = (format!("{:#x}", f.id.order_hash), format!("{:#x}", f.id.tx_hash));
-        match out.iter_mut().find(|o| o.order_id == order_id && o.tx == tx) {
-            Some(o) => {
-                o.shares = crate::domain::Shares(o.shares.0 + f.shares.0);
-                o.usdc = crate::domain::Usdc(o.usdc.0 + f.usdc.0);
-            }
-            None => out.push(OwnFill { order_id, shares: f.shares, usdc: f.usdc, tx }),
-        }
-    }
-    out
 }
