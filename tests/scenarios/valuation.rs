@@ -49,7 +49,9 @@ async fn test_live_when_match_settles_or_not_on_chain_then_confirmed_or_reversed
 
     l.anvil.emit(&buy(2, NEG_TOKEN)).await;
     wait_for(20, "the second copy", async || (position_shares(&l.d, NEG_TOKEN) == 10 * ONE as i64).then_some(())).await;
+    // Overdue once the chain is read past the match by the timeout: blocks go on being mined.
     let alert = wait_for(20, "the unsettled alert", async || {
+        l.anvil.mine(1).await;
         l.d.events("alert").into_iter().find(|e| e.contains("did not settle on chain"))
     })
     .await;
@@ -81,6 +83,7 @@ async fn test_live_when_a_match_settles_only_in_part_then_only_the_rest_is_rever
     };
     l.anvil.emit(&ours(4, 2_040_000)).await;
     let alert = wait_for(20, "the unsettled alert", async || {
+        l.anvil.mine(1).await;
         l.d.events("alert").into_iter().find(|e| e.contains("settled on chain within"))
     })
     .await;

@@ -18,6 +18,9 @@ use crate::store::{SettlementChange, Unsettled, now_ms};
 pub struct CheckSettlement {
     /// How long a matched order may take to settle.
     pub timeout: Duration,
+    /// How far the chain is journaled, our own fills included (unix seconds; 0: nothing read since
+    /// the start): a match is overdue only once the chain is read that long past it.
+    pub chain_read_s: u64,
 }
 
 /// What one check changed, and the journal error that stopped it, if one did.
@@ -30,7 +33,7 @@ impl Handler<CheckSettlement> for RiskSupervisor {
     /// unless it has newer ones: a booking on the same token still on its way to us is never
     /// overwritten, and nothing waits behind the journal meanwhile (not even a halt's report).
     fn handle(&mut self, m: CheckSettlement, _: &mut Context<Self>) -> Self::Result {
-        let before = now_ms() - i64::try_from(m.timeout.as_millis()).unwrap_or(i64::MAX);
+        let before = overdue_before(now_ms(), m.chain_read_s, m.timeout);
         let work = change_in_journal(self.store.clone(), before);
         Box::pin(work.into_actor(self).map(move |(changes, failed), act, _| {
             for (u, c) in changes {
@@ -70,6 +73,15 @@ impl Handler<CheckSettlement> for RiskSupervisor {
     }
 }
 
+/// Matches from before this time (unix ms) are overdue: `timeout` before now, and before how far
+/// the chain is read. A feed behind (after a restart, a stalled node) has not yet journaled the
+/// settlements of recent matches, and not seeing them is not proof they never came.
+#[must_use]
+pub fn overdue_before(now_ms: i64, chain_read_s: u64, timeout: Duration) -> i64 {
+    let read_ms = i64::try_from(chain_read_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    now_ms.min(read_ms).saturating_sub(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Finds the matches overdue (`before`, unix ms) and those that settled late, and has the journal
 /// change each, in an order that never leaves a position the reverse would not: per token, takes
 /// out newest first and puts back oldest first ([`crate::risk::book::change_order`]).
@@ -97,4 +109,26 @@ async fn change_in_journal(store: actix::Addr<StoreActor>, before: i64) -> Chang
         }
     }
     (changes, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_match_is_overdue_only_once_the_chain_is_read_past_its_timeout() {
+        let timeout = Duration::from_secs(60);
+        // (now ms, chain read through s, overdue before ms)
+        for (now, read_s, want) in [
+            (1_000_000, 1_000, 940_000),
+            // The feed 10 minutes behind: only matches 11 minutes old count.
+            (1_000_000, 400, 340_000),
+            // Nothing read since the start: nothing is overdue.
+            (1_000_000, 0, -60_000),
+            // The chain ahead of the host's clock: the host's clock bounds it.
+            (1_000_000, 2_000, 940_000),
+        ] {
+            assert_eq!(overdue_before(now, read_s, timeout), want, "now {now}, read {read_s}");
+        }
+    }
 }

@@ -45,7 +45,7 @@ pub(super) async fn start(
         serve_http(s, t, i, listener, stop)?;
     }
     if let Some(v) = &t.venue {
-        venue_checks(s, v, &t.risk, stop);
+        venue_checks(s, v, t, stop);
     }
     if s.risk.mark_interval_s > 0 {
         match crate::clob::public::PublicClob::new(&env.clob_host, Duration::from_millis(s.live.request_timeout_ms)) {
@@ -118,18 +118,18 @@ fn serve_http(
 }
 
 /// Live mode's checks on the CLOB: reachability when no order goes out, and settlement of matches.
-fn venue_checks(s: &Settings, venue: &Arc<Venue>, risk: &Addr<RiskSupervisor>, stop: &CancellationToken) {
+fn venue_checks(s: &Settings, venue: &Arc<Venue>, t: &Trading, stop: &CancellationToken) {
     let every = (Duration::from_secs(s.health.clob_stale_s) / 4).clamp(Duration::from_secs(1), Duration::from_secs(15));
     spawn_until(stop, probe_clob(venue.clone(), every));
     // Matched orders must settle on chain; one that does not within the timeout is reported
     // and taken out of our books.
     let timeout = Duration::from_secs(s.live.settle_timeout_s);
-    let risk = risk.clone();
+    let (risk, chain) = (t.risk.clone(), t.chain_clock.clone());
     spawn_until(stop, async move {
         let mut tick = tokio::time::interval((timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30)));
         loop {
             tick.tick().await;
-            risk.do_send(CheckSettlement { timeout });
+            risk.do_send(CheckSettlement { timeout, chain_read_s: chain.read_through_s() });
         }
     });
 }
