@@ -216,18 +216,19 @@ impl Store {
         wallet: &Address,
     ) -> StoreResult<Option<(Execution, Written, Usdc)>> {
         let tx = self.conn.savepoint()?;
-        let had: Option<(i64, i64)> = tx
-            .query_row("SELECT shares, usdc FROM executions WHERE fill_id = ?1", [e.fill_row], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+        let had: Option<(i64, i64, i64)> = tx
+            .query_row("SELECT shares, usdc, executed_at_ms FROM executions WHERE fill_id = ?1", [e.fill_row], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
         let booked = record_execution_in(&tx, e, wallet)?;
         tx.commit()?;
         Ok(booked.map(|(position, realized)| {
             let part = match had {
-                Some((shares, usdc)) => {
+                // Dated to the execution it grows, as the journal's sums date its P&L.
+                Some((shares, usdc, at_ms)) => {
                     let (shares, usdc) = (Shares(e.shares.0 - shares), Usdc(e.usdc.0 - usdc));
-                    Execution { shares, usdc, price: Price::average(shares, usdc), ..e.clone() }
+                    Execution { shares, usdc, price: Price::average(shares, usdc), at_ms, ..e.clone() }
                 }
                 None => e.clone(),
             };

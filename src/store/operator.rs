@@ -4,6 +4,7 @@
 use alloy::primitives::{B256, keccak256};
 use rusqlite::{OptionalExtension, params};
 
+use super::journal::IN_BOOKS;
 use super::{Store, StoreResult, dec_u256, now_ms};
 use crate::domain::{
     ExchangeVersion, FillId, OPERATOR, OrderIntent, OrderType, Price, Role, Shares, Side, TargetFill, TokenId, Usdc,
@@ -221,12 +222,15 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn recent_wins(&self, n: u32) -> StoreResult<(u32, u32)> {
+        // Not a SELL taken out of the books (matched, never settled): it closed nothing.
         let (wins, total): (i64, i64) = self.conn.query_row(
-            "SELECT COALESCE(SUM(pnl > 0), 0), COUNT(*) FROM ( \
-               SELECT realized_pnl AS pnl, at FROM ( \
-                 SELECT realized_pnl, executed_at_ms AS at FROM executions WHERE side = 'SELL' \
-                 UNION ALL SELECT realized_pnl, at_ms AS at FROM settlements) \
-               ORDER BY at DESC LIMIT ?1)",
+            &format!(
+                "SELECT COALESCE(SUM(pnl > 0), 0), COUNT(*) FROM ( \
+                   SELECT realized_pnl AS pnl, at FROM ( \
+                     SELECT realized_pnl, executed_at_ms AS at FROM executions e WHERE side = 'SELL' AND {IN_BOOKS} \
+                     UNION ALL SELECT realized_pnl, at_ms AS at FROM settlements) \
+                   ORDER BY at DESC LIMIT ?1)"
+            ),
             [n],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;

@@ -450,9 +450,11 @@ mod tests {
         let rows = copies(&mut s, Side::Buy, 1);
         let wallet = Address::repeat_byte(0xaa);
         s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xa").unwrap();
-        let whole = live_exec(rows[0], Side::Buy, 10_000_000, 5_100_000);
+        let whole = Execution { at_ms: 86_400_000, ..live_exec(rows[0], Side::Buy, 10_000_000, 5_100_000) };
         let (part, written, _) = s.record_execution_part(&whole, &wallet).unwrap().unwrap();
         assert_eq!((part.shares.0, part.usdc.0, part.price.0), (6_000_000, 3_060_000, 510_000));
+        let (first, _) = s.execution_for(rows[0]).unwrap().unwrap();
+        assert_eq!(part.at_ms, first.at_ms, "dated to the execution it grows, a day before the answer");
         assert_eq!(written.position, Position { shares: Shares(10_000_000), cost: Usdc(5_100_000) });
         assert_eq!(s.record_execution_part(&whole, &wallet).unwrap(), None, "nothing more");
     }
@@ -598,6 +600,16 @@ mod tests {
             let (e, realized) = s.execution_for(row).unwrap().unwrap();
             assert_eq!((e.shares.0, e.usdc.0, realized.0), (4_000_000, settled, kept), "{booked}");
         }
+    }
+
+    /// A SELL taken out of the books is no closed trade: the win rate leaves it out until it is
+    /// put back.
+    #[test]
+    fn a_sell_taken_out_is_not_counted_as_a_win() {
+        let (_dir, mut s, row) = held_and_sold(5_100_000);
+        assert_eq!(s.recent_wins(10).unwrap(), (1, 1));
+        s.record_settlement_change(row, false).unwrap().unwrap();
+        assert_eq!(s.recent_wins(10).unwrap(), (0, 0));
     }
 
     /// A SELL taken out whole that then settles in full at a better price is put back at the

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use alloy::primitives::Address;
 use rusqlite::params;
 
+use super::journal::IN_BOOKS;
 use super::{Store, StoreResult, dec_u256, hex_addr};
 use crate::domain::{ExecMode, OPERATOR, Shares, Side, TokenId, Usdc, addr_lower};
 use crate::risk::Position;
@@ -107,10 +108,11 @@ impl Store {
 
     /// Each target's copies against its own fills: our realized P&L, its, and the slippage.
     fn copy_results(&self, since_ms: i64, operator: &str, out: &mut Qualities) -> StoreResult<()> {
-        let mut st = self.conn.prepare(
+        // Copies taken out of the books (matched, never settled) are not results.
+        let mut st = self.conn.prepare(&format!(
             "SELECT f.wallet, f.side, f.token_id, f.shares, f.usdc, f.price, e.price, e.realized_pnl FROM fills f \
-             JOIN executions e ON e.fill_id = f.id WHERE f.seen_at_ms >= ?1 AND f.wallet != ?2 ORDER BY f.id",
-        )?;
+             JOIN executions e ON e.fill_id = f.id WHERE f.seen_at_ms >= ?1 AND f.wallet != ?2 AND {IN_BOOKS} ORDER BY f.id",
+        ))?;
         let mut pairs: BTreeMap<Address, Vec<Pair>> = BTreeMap::new();
         let rows = st.query_map(params![since_ms, operator], |r| {
             Ok((
