@@ -602,6 +602,19 @@ mod tests {
         }
     }
 
+    /// A BUY taken out after a later SELL sold its shares: the position cannot give them back,
+    /// and the change says how many it lacked (the operator is told to reconcile).
+    #[test]
+    fn a_buy_taken_out_after_its_shares_were_sold_says_what_the_book_lacked() {
+        let (_dir, mut s, row) = bought();
+        // A SELL of 6 of them booked since (its own row does not matter here).
+        let left = Position { shares: Shares(4_000_000), cost: Usdc(2_040_000) };
+        crate::store::journal::write_position(&s.conn, "7", left, 2).unwrap();
+        let out = s.record_settlement_change(row, false).unwrap().unwrap();
+        assert_eq!((out.exec.shares.0, out.short.0), (10_000_000, 6_000_000));
+        assert_eq!(position(&s), (0, 0));
+    }
+
     /// A SELL taken out of the books is no closed trade: the win rate leaves it out until it is
     /// put back.
     #[test]

@@ -25,6 +25,10 @@ pub struct SettlementChange {
     pub position: Written,
     /// What the change did to realized P&L (negative when profit was taken out).
     pub realized_change: Usdc,
+    /// Shares of a BUY taken out that the position no longer held (later SELLs sold them): the
+    /// book could not take them out, and may hold shares we do not own once those SELLs are
+    /// taken out too. The operator is told to reconcile.
+    pub short: Shares,
 }
 
 impl Store {
@@ -80,7 +84,7 @@ impl Store {
                 tx.execute("UPDATE fills SET detail = ?2 WHERE id = ?1", params![row, detail])?;
             }
             let position = write_position(&tx, &token, p, now())?;
-            SettlementChange { exec, kept: Shares(0), position, realized_change: realized_now }
+            SettlementChange { exec, kept: Shares(0), position, realized_change: realized_now, short: Shares(0) }
         } else {
             let (out, realized_out) = if partly {
                 unsettled_part(&tx, &exec, realized, settled_shares, settled_usdc)?
@@ -96,7 +100,11 @@ impl Store {
             tx.execute("UPDATE fills SET reason = 'unsettled', detail = ?2 WHERE id = ?1", params![row, detail])?;
             let position = write_position(&tx, &token, p, now())?;
             let kept = if partly { settled_shares } else { Shares(0) };
-            SettlementChange { exec: out, kept, position, realized_change: Usdc(-undone.0) }
+            let short = match out.side {
+                Side::Buy => Shares((out.shares.0 - before.shares.0).max(0)),
+                Side::Sell => Shares(0),
+            };
+            SettlementChange { exec: out, kept, position, realized_change: Usdc(-undone.0), short }
         };
         tx.commit()?;
         Ok(Some(change))

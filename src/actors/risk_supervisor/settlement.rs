@@ -9,7 +9,7 @@ use tracing::error;
 use super::RiskSupervisor;
 use crate::actors::notifier::Event;
 use crate::actors::store::{GetExecution, RecordSettlementChange, StoreActor, UnsettledBefore};
-use crate::domain::Usdc;
+use crate::domain::{Shares, Usdc};
 use crate::store::{SettlementChange, Unsettled, now_ms};
 
 /// Take matched orders that never settled on chain out of our books (live).
@@ -59,6 +59,15 @@ impl Handler<CheckSettlement> for RiskSupervisor {
                         u.order_id,
                         m.timeout.as_secs()
                     )
+                };
+                let message = if c.short.0 > 0 {
+                    format!(
+                        "{message}. Our position held only {} of those shares (later SELLs sold the rest, and cannot have settled \
+                         either): check the book against the chain with `polycopy reconcile` (and `--apply` once the difference is understood)",
+                        Shares(e.shares.0 - c.short.0)
+                    )
+                } else {
+                    message
                 };
                 error!("{message}");
                 act.notifier.do_send(Event::Alert { message });
