@@ -207,7 +207,8 @@ impl Store {
     /// Closes our position in `token`, whose market resolved paying `payout` a share, as the
     /// journal holds it (one transaction): a SELL of every share at the payout is recorded as a
     /// settlement with the P&L it realizes, and the position (stamped) and its mark are removed.
-    /// `None` when the journal holds no shares of it (settled already).
+    /// `None` when the journal holds no shares of it (settled already), or while a BUY of it
+    /// awaits its settlement on chain (the market is settled at a later check).
     ///
     /// # Errors
     /// On a database error.
@@ -219,6 +220,19 @@ impl Store {
             })
             .optional()?;
         let Some(pos) = held.filter(|p| p.shares.0 > 0) else { return Ok(None) };
+        // A BUY matched on the CLOB and not yet settled on chain may be taken out of the books:
+        // paying its shares out now would leave the payout behind when it is. The next check
+        // settles what is held by then.
+        let awaiting: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM orders o JOIN executions e ON e.fill_id = o.fill_id \
+             WHERE e.token_id = ?1 AND e.side = 'BUY' AND o.status = 'matched' AND o.settled IN (0, 2))",
+            [token.to_string()],
+            |r| r.get(0),
+        )?;
+        if awaiting {
+            tracing::info!(token = %token, "market resolved: its settlement waits for a BUY of ours to settle on chain");
+            return Ok(None);
+        }
         let exec = Execution {
             fill_row: 0,
             side: Side::Sell,

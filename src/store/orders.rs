@@ -100,6 +100,10 @@ pub struct Unsettled {
     pub matched_at_ms: i64,
     /// True when it settled after it had been taken out of the books.
     pub settled_late: bool,
+    /// A SELL not overdue itself, of a token whose earlier BUY is: it sold shares that BUY was to
+    /// deliver, so it cannot have settled either, and goes out first (else the BUY's take-out
+    /// finds its shares sold, and this SELL's later take-out gives back shares we never owned).
+    pub with_buy: bool,
 }
 
 impl Store {
@@ -225,15 +229,23 @@ impl Store {
         Ok(OrderHealth { unresolved, awaiting_settlement: awaiting, oldest_awaiting_ms: oldest })
     }
 
-    /// Matched orders not seen on chain since before `before_ms`, and orders that settled after
-    /// they were taken out of the books.
+    /// Matched orders not seen on chain since before `before_ms`, the SELLs that sold what such a
+    /// BUY was to deliver (see [`Unsettled::with_buy`]), and orders that settled after they were
+    /// taken out of the books.
     ///
     /// # Errors
     /// On a database error.
     pub fn unsettled_before(&self, before_ms: i64) -> StoreResult<Vec<Unsettled>> {
         let mut st = self.conn.prepare(
-            "SELECT fill_id, order_id, updated_at_ms, settled = 2 FROM orders \
-             WHERE (status = 'matched' AND settled = 0 AND updated_at_ms < ?1) OR settled = 2 ORDER BY updated_at_ms",
+            "SELECT fill_id, order_id, updated_at_ms, settled = 2, 0 FROM orders \
+             WHERE (status = 'matched' AND settled = 0 AND updated_at_ms < ?1) OR settled = 2 \
+             UNION ALL SELECT o.fill_id, o.order_id, o.updated_at_ms, 0, 1 FROM orders o \
+             JOIN executions e ON e.fill_id = o.fill_id \
+             WHERE o.status = 'matched' AND o.settled = 0 AND o.updated_at_ms >= ?1 AND e.side = 'SELL' \
+             AND EXISTS (SELECT 1 FROM orders ob JOIN executions eb ON eb.fill_id = ob.fill_id \
+               WHERE ob.status = 'matched' AND ob.settled = 0 AND ob.updated_at_ms < ?1 AND eb.side = 'BUY' \
+               AND eb.token_id = e.token_id AND eb.executed_at_ms <= e.executed_at_ms) \
+             ORDER BY 3",
         )?;
         let rows = st.query_map([before_ms], |r| {
             Ok(Unsettled {
@@ -241,6 +253,7 @@ impl Store {
                 order_id: r.get(1)?,
                 matched_at_ms: r.get(2)?,
                 settled_late: r.get(3)?,
+                with_buy: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -353,11 +353,17 @@ mod tests {
     /// Journals `n` copies of token 7 (`side`, 10 shares at 0.51), each with its stored order
     /// `0x5N`; returns their fill rows.
     fn copies(s: &mut Store, side: Side, n: u8) -> Vec<i64> {
+        copies_from(s, side, 1, n)
+    }
+
+    /// [`copies`] of the fills `first..first + n` (orders `0x50 + first`…), for a journal that
+    /// has earlier ones.
+    fn copies_from(s: &mut Store, side: Side, first: u8, n: u8) -> Vec<i64> {
         let h = B256::repeat_byte;
-        let fills: Vec<_> = (1..=n).map(|i| fill_in(i, i, 5)).collect();
+        let fills: Vec<_> = (first..first + n).map(|i| fill_in(i, i, 5)).collect();
         let out = s.journal_range(&fills, (5, h(5)), &[]).unwrap();
         let rows: Vec<i64> = out.to_copy.iter().map(|p| p.row).collect();
-        for (row, id) in rows.iter().zip(0x51..) {
+        for (row, id) in rows.iter().zip(0x50 + first..) {
             let intent = crate::domain::OrderIntent {
                 fill_row: *row,
                 token_id: U256::from(7),
@@ -612,6 +618,47 @@ mod tests {
         crate::store::journal::write_position(&s.conn, "7", left, 2).unwrap();
         let out = s.record_settlement_change(row, false).unwrap().unwrap();
         assert_eq!((out.exec.shares.0, out.short.0), (10_000_000, 6_000_000));
+        assert_eq!(position(&s), (0, 0));
+    }
+
+    /// A BUY that never settled, and a later SELL of its shares not overdue itself: the SELL is
+    /// taken out with it, first, so the position ends where it started and nothing is left that
+    /// we never owned. Listed again once it settles late, the SELL alone is put back.
+    #[test]
+    fn a_sell_of_what_an_unsettled_buy_delivered_goes_out_with_it_first() {
+        let (_dir, mut s, buy) = bought();
+        let sell = copies_from(&mut s, Side::Sell, 2, 1)[0];
+        s.record_execution(&live_exec(sell, Side::Sell, 10_000_000, 6_000_000), &Address::repeat_byte(0xaa)).unwrap();
+        assert_eq!(position(&s), (0, 0));
+        s.order_outcome(buy, OrderStatus::Matched, Some((10_000_000, 5_100_000)), "matched").unwrap();
+        s.order_outcome(sell, OrderStatus::Matched, Some((10_000_000, 6_000_000)), "matched").unwrap();
+        s.conn.execute("UPDATE orders SET updated_at_ms = 100 WHERE fill_id = ?1", [buy]).unwrap();
+        s.conn.execute("UPDATE orders SET updated_at_ms = 300 WHERE fill_id = ?1", [sell]).unwrap();
+        let due = s.unsettled_before(200).unwrap();
+        let listed: Vec<_> = due.iter().map(|u| (u.fill_row, u.with_buy)).collect();
+        assert_eq!(listed, [(buy, false), (sell, true)]);
+        // Newest first, as the supervisor orders them.
+        let out = s.record_settlement_change(sell, false).unwrap().unwrap();
+        assert_eq!(out.position.position, Position { shares: Shares(10_000_000), cost: Usdc(5_100_000) });
+        let out = s.record_settlement_change(buy, false).unwrap().unwrap();
+        assert_eq!(out.short.0, 0, "nothing sold from under it");
+        assert_eq!(position(&s), (0, 0));
+        assert_eq!(s.realized_today(0).unwrap().0, 0, "the SELL's profit went with it");
+        assert!(s.unsettled_before(i64::MAX).unwrap().is_empty());
+    }
+
+    /// A market that resolves while a BUY of ours in it awaits its settlement on chain is not
+    /// paid out yet (the BUY may be taken out of the books); once it settled, it is.
+    #[test]
+    fn a_resolution_waits_for_a_buy_awaiting_settlement() {
+        let (_dir, mut s, row) = bought();
+        s.order_outcome(row, OrderStatus::Matched, Some((10_000_000, 5_100_000)), "matched").unwrap();
+        let one = Price(1_000_000);
+        assert_eq!(s.record_settlement(U256::from(7), one).unwrap(), None);
+        assert_eq!(position(&s), (10_000_000, 5_100_000));
+        s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_100_000), "0xa").unwrap();
+        let paid = s.record_settlement(U256::from(7), one).unwrap().expect("paid out once settled");
+        assert_eq!(paid.realized.0, 4_900_000);
         assert_eq!(position(&s), (0, 0));
     }
 

@@ -128,6 +128,7 @@ async fn settled(extra: &[(&str, &str)], fault: Option<&str>) -> Live {
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     l.anvil.emit(&buy(2, NEG_TOKEN)).await;
     wait_for(30, "two copies", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
+    settle_buys_on_chain(&l, &[STD_TOKEN, NEG_TOKEN]).await;
     // What the exchange left us on chain, and how the two markets resolve.
     hold(&l.anvil, SIGNER, STD_TOKEN, 10 * ONE).await;
     hold(&l.anvil, SIGNER, NEG_TOKEN, 10 * ONE).await;

@@ -97,6 +97,28 @@ async fn test_live_when_a_match_settles_only_in_part_then_only_the_rest_is_rever
     assert_eq!((r["shares"].as_str(), r["usdc"].as_str()), (Some("10"), Some("5.1")), "{r}");
 }
 
+/// A BUY that never settles on chain, whose shares a later SELL of ours sold (so it cannot have
+/// settled either): when the BUY is overdue the SELL goes out with it, first, and the book holds
+/// nothing we never owned (taken out one check after the other, the SELL gave back 10 shares).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_buy_never_settles_after_its_shares_were_sold_then_both_go_out_and_nothing_is_left() {
+    let l = copied_with_settle_timeout().await;
+    // The SELL two seconds later, so that the BUY is overdue first.
+    l.anvil.wait_older_than(l.anvil.head().await, 2).await;
+    l.anvil.emit(&Fill::v2(2, A, C, false, STD_TOKEN, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "the SELL copied", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
+    assert_eq!(position_shares(&l.d, STD_TOKEN), 0, "sold out");
+    wait_for(30, "both taken out", async || {
+        l.anvil.mine(1).await;
+        settled(&l.d).iter().all(|(_, s)| *s == -1).then_some(())
+    })
+    .await;
+    assert_eq!(position_shares(&l.d, STD_TOKEN), 0, "no shares we never owned");
+    let alerts = l.d.events("alert");
+    assert!(alerts.iter().any(|a| a.contains("sold shares that an earlier BUY of ours")), "{alerts:?}");
+    assert!(!alerts.iter().any(|a| a.contains("reconcile")), "nothing was sold from under the BUY: {alerts:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_daily_loss_limit_reached_then_reducing_exits_copied_buys_refused() {
     let mut l = live().await;
@@ -264,7 +286,10 @@ async fn test_markets_when_resolved_then_position_settles_at_one_or_zero() {
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     l.anvil.emit(&buy(2, NEG_TOKEN)).await;
     wait_for(20, "two copies", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
-    // Each position: 10 shares for 5.10. The first market resolves for us, the second against us.
+    // Each position: 10 shares for 5.10, settled on chain (until then a resolution waits: the
+    // match may yet be taken out of the books).
+    settle_buys_on_chain(&l, &[STD_TOKEN, NEG_TOKEN]).await;
+    // The first market resolves for us, the second against us.
     l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
     l.clob.edit_token(NEG_TOKEN, |t| (t.closed, t.payout) = (true, Some("0")));
     let status = wait_for(20, "both settlements", async || {

@@ -46,6 +46,12 @@ impl Handler<CheckSettlement> for RiskSupervisor {
                 let what = format!("{} {} shares of token {}", e.side.as_str(), e.shares, e.token_id);
                 let message = if u.settled_late {
                     format!("order {} settled on chain after it was taken out of our books: {what} put back", u.order_id)
+                } else if u.with_buy {
+                    format!(
+                        "order {} sold shares that an earlier BUY of ours, which did not settle on chain, was to deliver: \
+                         {what} taken out of our books with that BUY (put back if it settles after all)",
+                        u.order_id
+                    )
                 } else if c.kept.0 > 0 {
                     format!(
                         "order {} matched on the CLOB but only {} shares of it settled on chain within {}s: the rest, {what}, taken out of our books",
@@ -106,7 +112,8 @@ async fn change_in_journal(store: actix::Addr<StoreActor>, before: i64) -> Chang
             found.push((u, exec.at_ms));
         }
     }
-    found.sort_by_key(|(u, at)| crate::risk::book::change_order(u.settled_late, *at));
+    // A SELL taken out with its BUY goes first even at the same millisecond.
+    found.sort_by_key(|(u, at)| (crate::risk::book::change_order(u.settled_late, *at), !u.with_buy));
     let mut changes = Vec::new();
     for (u, _) in found {
         match store.send(RecordSettlementChange { fill_row: u.fill_row, restored: u.settled_late }).await {

@@ -68,6 +68,21 @@ pub async fn settled_row(d: &Daemon) -> Value {
     .await
 }
 
+/// Our funder's fills on chain settle each copied BUY (10 shares for 5.10, in the order the CLOB
+/// took them, of `tokens`); waits until the journal has them all settled.
+pub async fn settle_buys_on_chain(l: &Live, tokens: &[u64]) {
+    for (order, token) in l.clob.orders().iter().zip(tokens) {
+        let order_hash = order.id.parse().unwrap();
+        l.anvil.emit(&Fill { order_hash, ..Fill::v2(0, SIGNER, C, true, *token, 10 * ONE, 5_100_000) }).await;
+    }
+    wait_for(20, "our BUYs settled on chain", async || {
+        let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).ok()?;
+        let waiting: i64 = c.query_row("SELECT COUNT(*) FROM orders WHERE settled != 1", [], |r| r.get(0)).ok()?;
+        (waiting == 0).then_some(())
+    })
+    .await;
+}
+
 pub fn orders_in_journal(d: &Daemon) -> Vec<(String, String, i64)> {
     let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
     let mut st = c.prepare("SELECT order_id, status, posts FROM orders ORDER BY fill_id").unwrap();
