@@ -109,6 +109,16 @@ impl Token {
     }
 }
 
+/// A switch requests wait on until it is off: a watch channel, so a held request is answered the
+/// moment it is turned off, with no polling.
+struct Gate(tokio::sync::watch::Sender<bool>);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self(tokio::sync::watch::channel(false).0)
+    }
+}
+
 #[derive(Default)]
 struct State {
     signer: Address,
@@ -129,8 +139,8 @@ struct State {
     null_lookups: bool,
     /// Order lookups answer 503 (the engine is down).
     lookups_down: bool,
-    /// Order lookups are held unanswered (a slow exchange).
-    lookups_hang: bool,
+    /// Order lookups are held unanswered (a slow exchange) while this says so.
+    lookups_hang: Gate,
     /// What an unscripted POST gets outside chaos mode (a fill by default).
     default_play: Option<Play>,
     /// POSTs being answered now, and the most at once.
@@ -252,7 +262,7 @@ impl FakeClob {
     /// Order lookups answer 503 from now on (or again normally).
     /// Order lookups are held unanswered (a slow exchange) until this is turned off again.
     pub fn lookups_hang(&self, hang: bool) {
-        self.state.lock().unwrap().lookups_hang = hang;
+        self.state.lock().unwrap().lookups_hang.0.send_replace(hang);
     }
 
     pub fn lookups_down(&self, down: bool) {
@@ -630,9 +640,8 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
                 }
             }
             let id = r.trim_start_matches("/data/order/").to_ascii_lowercase();
-            while st.lock().unwrap().lookups_hang {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
+            let mut held = st.lock().unwrap().lookups_hang.0.subscribe();
+            let _ = held.wait_for(|hang| !*hang).await;
             let (o, null, down) = {
                 let s = st.lock().unwrap();
                 (s.orders.get(&id).cloned(), s.null_lookups, s.lookups_down)
