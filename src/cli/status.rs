@@ -90,7 +90,9 @@ fn to_json(s: &Settings, v: &View) -> Value {
         "mode": s.mode.as_str(),
         "journal": s.db_path.display().to_string(),
         "daemon": match (&v.daemon, &v.holder) {
-            (Some(d), _) => json!({"running": true, "pid": d.pid, "halted": d.halted, "answers": true}),
+            (Some(d), _) => json!({"running": true, "pid": d.pid, "halted": d.halted, "answers": true,
+                "orders_in_flight": d.in_flight.as_ref().map(|f| f.orders),
+                "reserved_usdc": d.in_flight.as_ref().map(|f| f.reserved_usdc.clone())}),
             (None, Some(pid)) => json!({"running": true, "pid": pid, "answers": false}),
             (None, None) => json!({"running": false}),
         },
@@ -130,7 +132,15 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
     }
     println!("mode: {} (journal {})", s.mode.as_str().to_ascii_uppercase(), s.db_path.display());
     match (&v.daemon, &v.holder) {
-        (Some(d), _) => println!("daemon: running (pid {}){}", d.pid, if d.halted { ", halted" } else { "" }),
+        (Some(d), _) => {
+            println!("daemon: running (pid {}){}", d.pid, if d.halted { ", halted" } else { "" });
+            if let Some(f) = d.in_flight.as_ref().filter(|f| f.orders > 0) {
+                println!(
+                    "orders in flight or of unknown outcome: {} (their BUYs hold {} USDC of the caps)",
+                    f.orders, f.reserved_usdc
+                );
+            }
+        }
         (None, Some(pid)) => println!(
             "daemon: running{} but its control socket does not answer",
             pid.map(|p| format!(" (pid {p})")).unwrap_or_default()

@@ -90,4 +90,17 @@ pub struct Reply {
     /// Where the daemon's HTTP server listens, when it runs one.
     #[serde(default)]
     pub http: Option<String>,
+    /// Orders in flight or of unknown outcome, and the pUSD their BUYs hold against the caps.
+    #[serde(default)]
+    pub in_flight: Option<InFlight>,
+}
+
+/// What orders in flight hold, as the daemon last published it (read without asking the risk
+/// supervisor, which may be busy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// Orders in flight or of unknown outcome.
+    pub orders: u64,
+    /// pUSD their BUYs hold against the caps (at their limits, less what filled).
+    pub reserved_usdc: String,
 }

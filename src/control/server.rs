@@ -40,6 +40,8 @@ pub struct ControlPeers {
     pub journal: PathBuf,
     /// Where its HTTP server listens (`POST /alert`), when it runs one.
     pub http: Option<String>,
+    /// What the risk supervisor last published (orders in flight), read without asking it.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Removes the socket file when the daemon stops.
@@ -140,6 +142,12 @@ fn reply(peers: &ControlPeers, ok: bool, message: String, breaker: BreakerState)
         breaker,
         rows: Vec::new(),
         http: peers.http.clone(),
+        in_flight: Some(super::InFlight {
+            orders: peers.metrics.orders_in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            reserved_usdc: crate::domain::format_micros(
+                peers.metrics.reserved.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        }),
     }
 }
 

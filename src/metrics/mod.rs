@@ -27,6 +27,8 @@ pub struct Metrics {
     pub exposure: AtomicI64,
     /// pUSD held by BUY orders in flight or of unknown outcome, micro-USDC.
     pub reserved: AtomicI64,
+    /// Orders in flight or of unknown outcome (each holding a reservation).
+    pub orders_in_flight: AtomicU64,
     /// Realized P&L today, micro-USDC.
     pub pnl_today: AtomicI64,
     /// Unrealized P&L of open positions at their marks, micro-USDC.

@@ -272,6 +272,13 @@ impl Metrics {
             "USDC held by BUY orders in flight or of unknown outcome (at their limit, less what filled).",
             &one(reserved),
         );
+        write_metric(
+            o,
+            "polycopy_orders_in_flight",
+            "gauge",
+            "Orders in flight or of unknown outcome, each holding its exposure against the caps.",
+            &one(ld(&self.orders_in_flight)),
+        );
         let pnl = format_micros(self.pnl_today.load(Ordering::Relaxed));
         write_metric(o, "polycopy_realized_pnl_today_usdc", "gauge", "Realized P&L today (UTC), USDC.", &one(pnl));
         let unrealized = format_micros(self.unrealized_pnl.load(Ordering::Relaxed));

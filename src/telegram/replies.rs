@@ -79,9 +79,16 @@ pub(super) async fn status(ops: &Ops) -> Reply {
         ),
         _ => String::new(),
     };
+    let flying = ops.metrics.orders_in_flight.load(std::sync::atomic::Ordering::Relaxed);
+    let in_flight = if flying > 0 {
+        let held = crate::domain::format_micros(ops.metrics.reserved.load(std::sync::atomic::Ordering::Relaxed));
+        format!("\norders in flight {flying} (their BUYs hold {held} USDC of the caps)")
+    } else {
+        String::new()
+    };
     Reply::text(format!(
         "mode {}\nbreaker {breaker}\nchain head {}, processed {} (lag {} blocks)\ntargets {} watched, {paused} paused{markets}\n\
-         exposure {} USDC of {} USDC allowed\nP&L today {} USDC realized, {} USDC unrealized at the last marks\n\
+         exposure {} USDC of {} USDC allowed{in_flight}\nP&L today {} USDC realized, {} USDC unrealized at the last marks\n\
          {daily}\nlast fill {last}",
         if ops.paper { "PAPER" } else { "LIVE" },
         f.head,

@@ -11,7 +11,7 @@ use crate::support::live::*;
 use crate::support::telegram::FakeTelegram;
 use crate::support::*;
 use alloy::primitives::B256;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Replaces a setting the live harness wrote (a second line would be a duplicate key).
 fn reset(d: &Daemon, from: &str, to: &str) {
@@ -388,10 +388,14 @@ async fn test_live_when_a_post_hangs_then_halt_health_status_and_other_orders_do
     let health = tokio::time::timeout(Duration::from_secs(1), http_get(&base, "/health")).await;
     assert!(matches!(&health, Ok((200, _))), "{health:?}");
     tg.inject_message(1001, "/status");
-    wait_for(5, "the /status reply", async || {
-        tg.sent_to(1001).into_iter().find(|m| m.text.to_lowercase().contains("breaker")).map(|_| ())
+    let status = wait_for(5, "the /status reply", async || {
+        tg.sent_to(1001).into_iter().find(|m| m.text.to_lowercase().contains("breaker")).map(|m| m.text)
     })
     .await;
+    // The hanging order holds its exposure, and says so (10 shares at 0.51).
+    assert!(status.contains("orders in flight 1 (their BUYs hold 5.1 USDC of the caps)"), "{status}");
+    let st = l.d.status();
+    assert_eq!((&st["daemon"]["orders_in_flight"], &st["daemon"]["reserved_usdc"]), (&json!(1), &json!("5.1")), "{st}");
     // /balance asks the CLOB for the funder's pUSD (250 in the fake), beside the hanging order.
     tg.inject_message(1001, "/balance");
     let balance = wait_for(10, "the /balance reply", async || {

@@ -203,6 +203,7 @@ impl RiskSupervisor {
     /// as it changes with every approval and outcome.
     pub(super) fn publish_reserved(&self) {
         self.metrics.reserved.store(self.reserved.buy_usdc().0, Ordering::Relaxed);
+        self.metrics.orders_in_flight.store(self.reserved.len() as u64, Ordering::Relaxed);
     }
 
     fn trip(&mut self, code: &str, reason: &str, by: &str) {

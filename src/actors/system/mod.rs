@@ -142,6 +142,7 @@ fn control_peers(
         mode: s.mode,
         journal: s.db_path.clone(),
         http: http.and_then(|l| l.local_addr().ok()).map(|a| a.to_string()),
+        metrics: t.metrics.clone(),
     }
 }
 
