@@ -85,18 +85,12 @@ impl Candidate {
     }
 }
 
-/// Runs `targets suggest`; the exit code.
-///
-/// # Errors
-/// When the settings, the Data API, the chain or wallets.json fail.
-pub fn suggest(g: &GlobalArgs, a: &SuggestArgs) -> Result<i32> {
-    let s = settings_or_bail(g)?;
-    let env = super::env_for(&s, false)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    // Appending needs a sound file: say so before the long part, not after it.
-    let listed = match Wallets::load(&s.wallets_path) {
-        Ok(w) => w.targets,
-        Err(p) if a.add => {
+/// The targets wallets.json lists. Appending needs a sound file: said before the long part, not
+/// after it; without `--add` a broken file only means candidates are vetted with built-in rules.
+fn listed_targets(s: &crate::config::Settings, add: bool) -> Result<Vec<crate::config::Target>> {
+    match Wallets::load(&s.wallets_path) {
+        Ok(w) => Ok(w.targets),
+        Err(p) if add => {
             anyhow::bail!(
                 "{} is not valid, so nothing can be added to it; fix it first (`polycopy check-config`):\n{}",
                 s.wallets_path.display(),
@@ -109,9 +103,20 @@ pub fn suggest(g: &GlobalArgs, a: &SuggestArgs) -> Result<i32> {
                 s.wallets_path.display(),
                 crate::config::problem::render(&p)
             );
-            Vec::new()
+            Ok(Vec::new())
         }
-    };
+    }
+}
+
+/// Runs `targets suggest`; the exit code.
+///
+/// # Errors
+/// When the settings, the Data API, the chain or wallets.json fail.
+pub fn suggest(g: &GlobalArgs, a: &SuggestArgs) -> Result<i32> {
+    let s = settings_or_bail(g)?;
+    let env = super::env_for(&s, false)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let listed = listed_targets(&s, a.add)?;
     let mut list = rt.block_on(candidates(&env.data_api_url, a))?;
     let src = rt.block_on(Source::connect(&s, &env, false))?;
     let chatty = !a.json && std::io::stderr().is_terminal();

@@ -391,35 +391,39 @@ pub(crate) fn record_execution_in(
         ],
     )?;
     if n != 1 {
-        // Booked already: a later answer for the same order may say it filled further (a GTD
-        // order resting, a match booked in part from the chain first); only that part is booked.
-        // Not once the settlement check took out what the chain never settled of it: the CLOB's
-        // word on that match was disproved, and only our fills on chain grow it again.
-        let disproved: bool = query_one(
-            tx,
-            "SELECT EXISTS (SELECT 1 FROM orders WHERE fill_id = ?1 AND clob_shares IS NOT NULL)",
-            [e.fill_row],
-            |r| r.get(0),
-        )?;
-        if disproved {
-            return Ok(None);
-        }
-        let grown = super::own_fills::grow_execution_in(tx, e.fill_row, e.shares, e.usdc, e.at_ms)?;
-        if grown.is_some() {
-            // More than our fills on chain hold is booked now: the order waits for its settlement
-            // again, so what never settles is taken out when overdue. (An order settled before
-            // own_fills was kept has no rows there: its settlement stands.)
-            exec(
-                tx,
-                "UPDATE orders SET settled = 0, updated_at_ms = ?3 WHERE fill_id = ?1 AND settled = 1 \
-                 AND EXISTS (SELECT 1 FROM own_fills f WHERE f.order_id = orders.order_id) \
-                 AND (SELECT SUM(f.shares) FROM own_fills f WHERE f.order_id = orders.order_id) + ?4 < ?2",
-                params![e.fill_row, e.shares.0, super::now_ms(), super::settlement::SETTLED_WITHIN.0],
-            )?;
-        }
-        return Ok(grown.map(|g| (g.position, g.realized)));
+        return grow_from_answer(tx, e);
     }
     let written = write_position(tx, &token, position, e.at_ms)?;
     exec(tx, "UPDATE fills SET status = 'executed', reason = NULL, detail = NULL WHERE id = ?1", [e.fill_row])?;
     Ok(Some((written, realized)))
+}
+
+/// An answer for an order whose execution is booked already: a later answer may say it filled
+/// further (a GTD order resting, a match booked in part from the chain first); only that part is
+/// booked. Not once the settlement check took out what the chain never settled of it: the CLOB's
+/// word on that match was disproved, and only our fills on chain grow it again.
+fn grow_from_answer(tx: &rusqlite::Connection, e: &Execution) -> StoreResult<Option<(Written, Usdc)>> {
+    let disproved: bool = query_one(
+        tx,
+        "SELECT EXISTS (SELECT 1 FROM orders WHERE fill_id = ?1 AND clob_shares IS NOT NULL)",
+        [e.fill_row],
+        |r| r.get(0),
+    )?;
+    if disproved {
+        return Ok(None);
+    }
+    let grown = super::own_fills::grow_execution_in(tx, e.fill_row, e.shares, e.usdc, e.at_ms)?;
+    if grown.is_some() {
+        // More than our fills on chain hold is booked now: the order waits for its settlement
+        // again, so what never settles is taken out when overdue. (An order settled before
+        // own_fills was kept has no rows there: its settlement stands.)
+        exec(
+            tx,
+            "UPDATE orders SET settled = 0, updated_at_ms = ?3 WHERE fill_id = ?1 AND settled = 1 \
+             AND EXISTS (SELECT 1 FROM own_fills f WHERE f.order_id = orders.order_id) \
+             AND (SELECT SUM(f.shares) FROM own_fills f WHERE f.order_id = orders.order_id) + ?4 < ?2",
+            params![e.fill_row, e.shares.0, super::now_ms(), super::settlement::SETTLED_WITHIN.0],
+        )?;
+    }
+    Ok(grown.map(|g| (g.position, g.realized)))
 }

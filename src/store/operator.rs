@@ -38,6 +38,34 @@ pub struct FillOutcome {
     pub executed: Option<(Shares, Price)>,
 }
 
+/// The operator's close order as a fill of its own (wallet [`OPERATOR`], never on chain), with a
+/// transaction hash no chain fill can have: seeded by the time, the close's nonce and the token.
+fn close_fill(o: &CloseOrder, nonce: u64, now: i64) -> TargetFill {
+    let block_ts = u64::try_from(now / 1000).unwrap_or(0);
+    let mut seed = b"polycopy-close".to_vec();
+    seed.extend_from_slice(&now.to_be_bytes());
+    seed.extend_from_slice(&nonce.to_be_bytes());
+    seed.extend_from_slice(&o.token_id.to_be_bytes::<32>());
+    let usdc = crate::domain::mul_price_floor(o.shares, o.reference);
+    TargetFill {
+        id: FillId { tx_hash: keccak256(&seed), order_hash: keccak256(o.token_id.to_be_bytes::<32>()), occurrence: 0 },
+        wallet: OPERATOR,
+        role: Role::Taker,
+        side: Side::Sell,
+        token_id: o.token_id,
+        shares: o.shares,
+        usdc: Usdc(usdc),
+        price: o.reference,
+        fee: 0,
+        exchange: OPERATOR,
+        version: ExchangeVersion::V2,
+        block_number: 0,
+        block_hash: B256::ZERO,
+        log_index: 0,
+        block_ts,
+    }
+}
+
 impl Store {
     /// Journals a close order and its intent in one transaction, before anything is sent: the row
     /// is recovered after a crash like any copy (looked up, never sent twice).
@@ -47,32 +75,8 @@ impl Store {
     pub fn record_close(&mut self, o: &CloseOrder, nonce: u64) -> StoreResult<(i64, TargetFill, OrderIntent)> {
         let now = now_ms();
         let block_ts = u64::try_from(now / 1000).unwrap_or(0);
-        let mut seed = b"polycopy-close".to_vec();
-        seed.extend_from_slice(&now.to_be_bytes());
-        seed.extend_from_slice(&nonce.to_be_bytes());
-        seed.extend_from_slice(&o.token_id.to_be_bytes::<32>());
-        let usdc = crate::domain::mul_price_floor(o.shares, o.reference);
-        let fill = TargetFill {
-            id: FillId {
-                tx_hash: keccak256(&seed),
-                order_hash: keccak256(o.token_id.to_be_bytes::<32>()),
-                occurrence: 0,
-            },
-            wallet: OPERATOR,
-            role: Role::Taker,
-            side: Side::Sell,
-            token_id: o.token_id,
-            shares: o.shares,
-            usdc: Usdc(usdc),
-            price: o.reference,
-            fee: 0,
-            exchange: OPERATOR,
-            version: ExchangeVersion::V2,
-            block_number: 0,
-            block_hash: B256::ZERO,
-            log_index: 0,
-            block_ts,
-        };
+        let fill = close_fill(o, nonce, now);
+        let usdc = fill.usdc.0;
         let tx = self.conn.savepoint()?;
         tx.execute(
             "INSERT INTO fills (tx_hash, order_hash, occurrence, log_index, block_number, block_hash, block_ts, \

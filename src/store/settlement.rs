@@ -67,44 +67,11 @@ impl Store {
                 params![row, exec.shares.0],
             )?;
         }
-        let token = exec.token_id.to_string();
-        let before = position_of(&tx, &token)?;
+        let settled = (settled_shares, settled_usdc);
         let change = if restored {
-            // Booked again as much as settled (it may have grown while out of the books), a SELL
-            // at the chain's proceeds (no correction could reach it while it was out), at the
-            // position's cost as it is now; a SELL's realized P&L is what this says.
-            let whole = (settled_shares.0 - exec.shares.0).abs() <= SETTLED_WITHIN.0;
-            let rebook = partly
-                || (exec.side == Side::Sell && whole && (settled_shares, settled_usdc) != (exec.shares, exec.usdc));
-            let exec = if rebook { shrink(&tx, &exec, settled_shares, settled_usdc)? } else { exec };
-            let (p, realized_now) = position_after(before, &exec);
-            tx.execute("UPDATE executions SET realized_pnl = ?2 WHERE fill_id = ?1", params![row, realized_now.0])?;
-            if !whole_again(&tx, row, settled_shares)? {
-                let detail = "matched on the CLOB, settled on chain late and in part; the rest reversed";
-                tx.execute("UPDATE fills SET detail = ?2 WHERE id = ?1", params![row, detail])?;
-            }
-            let position = write_position(&tx, &token, p, now())?;
-            SettlementChange { exec, kept: Shares(0), position, realized_change: realized_now, short: Shares(0) }
+            put_back(&tx, exec, partly, settled)?
         } else {
-            let (out, realized_out) = if partly {
-                unsettled_part(&tx, &exec, realized, settled_shares, settled_usdc)?
-            } else {
-                (exec, realized)
-            };
-            let (p, undone) = position_without(before, out.side, out.shares, out.usdc, realized_out);
-            let detail = if partly {
-                "matched on the CLOB, settled on chain in part in time; the rest reversed"
-            } else {
-                "matched on the CLOB, not settled on chain in time; reversed"
-            };
-            tx.execute("UPDATE fills SET reason = 'unsettled', detail = ?2 WHERE id = ?1", params![row, detail])?;
-            let position = write_position(&tx, &token, p, now())?;
-            let kept = if partly { settled_shares } else { Shares(0) };
-            let short = match out.side {
-                Side::Buy => Shares((out.shares.0 - before.shares.0).max(0)),
-                Side::Sell => Shares(0),
-            };
-            SettlementChange { exec: out, kept, position, realized_change: Usdc(-undone.0), short }
+            take_out(&tx, exec, realized, partly, settled)?
         };
         tx.commit()?;
         Ok(Some(change))
@@ -113,6 +80,58 @@ impl Store {
 
 fn now() -> i64 {
     super::now_ms()
+}
+
+/// Books again, as much as settled, an execution that settled late (it may have grown while out
+/// of the books); a SELL at the chain's proceeds (no correction could reach it while it was out),
+/// at the position's cost as it is now, its realized P&L being what this says.
+fn put_back(tx: &Connection, exec: Execution, partly: bool, settled: (Shares, Usdc)) -> StoreResult<SettlementChange> {
+    let row = exec.fill_row;
+    let token = exec.token_id.to_string();
+    let before = position_of(tx, &token)?;
+    let (settled_shares, settled_usdc) = settled;
+    let whole = (settled_shares.0 - exec.shares.0).abs() <= SETTLED_WITHIN.0;
+    let rebook =
+        partly || (exec.side == Side::Sell && whole && (settled_shares, settled_usdc) != (exec.shares, exec.usdc));
+    let exec = if rebook { shrink(tx, &exec, settled_shares, settled_usdc)? } else { exec };
+    let (p, realized_now) = position_after(before, &exec);
+    tx.execute("UPDATE executions SET realized_pnl = ?2 WHERE fill_id = ?1", params![row, realized_now.0])?;
+    if !whole_again(tx, row, settled_shares)? {
+        let detail = "matched on the CLOB, settled on chain late and in part; the rest reversed";
+        tx.execute("UPDATE fills SET detail = ?2 WHERE id = ?1", params![row, detail])?;
+    }
+    let position = write_position(tx, &token, p, now())?;
+    Ok(SettlementChange { exec, kept: Shares(0), position, realized_change: realized_now, short: Shares(0) })
+}
+
+/// Takes out of the books what did not settle of `exec` (all of it, or the rest when `partly`),
+/// with the P&L it had realized.
+fn take_out(
+    tx: &Connection,
+    exec: Execution,
+    realized: Usdc,
+    partly: bool,
+    settled: (Shares, Usdc),
+) -> StoreResult<SettlementChange> {
+    let row = exec.fill_row;
+    let token = exec.token_id.to_string();
+    let before = position_of(tx, &token)?;
+    let (out, realized_out) =
+        if partly { unsettled_part(tx, &exec, realized, settled.0, settled.1)? } else { (exec, realized) };
+    let (p, undone) = position_without(before, out.side, out.shares, out.usdc, realized_out);
+    let detail = if partly {
+        "matched on the CLOB, settled on chain in part in time; the rest reversed"
+    } else {
+        "matched on the CLOB, not settled on chain in time; reversed"
+    };
+    tx.execute("UPDATE fills SET reason = 'unsettled', detail = ?2 WHERE id = ?1", params![row, detail])?;
+    let position = write_position(tx, &token, p, now())?;
+    let kept = if partly { settled.0 } else { Shares(0) };
+    let short = match out.side {
+        Side::Buy => Shares((out.shares.0 - before.shares.0).max(0)),
+        Side::Sell => Shares(0),
+    };
+    Ok(SettlementChange { exec: out, kept, position, realized_change: Usdc(-undone.0), short })
 }
 
 /// Clears the `unsettled` reason of fill `row` once our fills on chain (`settled` shares in all)

@@ -71,20 +71,24 @@ impl Run {
             PostOutcome::Duplicate { message } => {
                 // The exchange has this very order: from now on only lookups and the chain decide.
                 r.known = true;
-                r.uncertain = true;
-                self.outcome(OrderStatus::Unknown, None, &message).await?;
-                r.last_unknown = message;
-                r.lookup_first = true;
+                self.uncertain(r, message).await?;
             }
             PostOutcome::Unknown { message } => {
                 warn!(order = %id, cause = %message, "order outcome unknown; looking it up (it is never sent as a new order)");
-                r.uncertain = true;
-                self.outcome(OrderStatus::Unknown, None, &message).await?;
-                r.last_unknown = message;
-                r.lookup_first = true;
+                self.uncertain(r, message).await?;
             }
         }
         Ok(AfterPost::Again)
+    }
+
+    /// The exchange may have the order: journaled as unknown, and only lookups (first) and our
+    /// fill on chain decide it from now on.
+    async fn uncertain(&self, r: &mut Resolution, message: String) -> Result<(), ExecError> {
+        r.uncertain = true;
+        self.outcome(OrderStatus::Unknown, None, &message).await?;
+        r.last_unknown = message;
+        r.lookup_first = true;
+        Ok(())
     }
 
     /// An order the exchange holds on its book (answered `live` or `delayed`, or crossed in part
