@@ -183,6 +183,12 @@ impl Reservations {
         self.by_token.get(token).is_some_and(|h| h.sell_shares > 0)
     }
 
+    /// The tokens a SELL in flight or of unknown outcome is selling.
+    #[must_use]
+    pub fn tokens_selling(&self) -> Vec<TokenId> {
+        self.by_token.iter().filter(|(_, h)| h.sell_shares > 0).map(|(t, _)| *t).collect()
+    }
+
     /// Our position in `token` that no SELL in flight has claimed yet: what the next SELL is sized on.
     #[must_use]
     pub fn sellable(&self, book: &Book, token: &TokenId) -> Shares {

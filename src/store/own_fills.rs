@@ -608,6 +608,26 @@ mod tests {
         }
     }
 
+    /// A later SELL of shares we held anyway is not taken out with an unsettled BUY: the position
+    /// has what the BUY's take-out needs, so the SELL (which may well settle) stays booked.
+    #[test]
+    fn a_sell_of_shares_held_anyway_stays_when_a_buy_is_taken_out() {
+        let (_dir, mut s, buy) = bought();
+        let held = Position { shares: Shares(110_000_000), cost: Usdc(55_100_000) };
+        crate::store::journal::write_position(&s.conn, "7", held, 2).unwrap();
+        let sell = copies_from(&mut s, Side::Sell, 2, 1)[0];
+        s.record_execution(&live_exec(sell, Side::Sell, 50_000_000, 30_000_000), &Address::repeat_byte(0xaa)).unwrap();
+        s.order_outcome(buy, OrderStatus::Matched, Some((10_000_000, 5_100_000)), "matched").unwrap();
+        s.order_outcome(sell, OrderStatus::Matched, Some((50_000_000, 30_000_000)), "matched").unwrap();
+        s.conn.execute("UPDATE orders SET updated_at_ms = 100 WHERE fill_id = ?1", [buy]).unwrap();
+        s.conn.execute("UPDATE orders SET updated_at_ms = 300 WHERE fill_id = ?1", [sell]).unwrap();
+        assert!(s.unsettled_before(200).unwrap().iter().any(|u| u.fill_row == sell && u.with_buy));
+        assert_eq!(s.record_settlement_change_with_buy(sell, 200).unwrap(), None, "not needed");
+        let out = s.record_settlement_change(buy, false).unwrap().unwrap();
+        assert_eq!(out.short.0, 0);
+        assert_eq!(position(&s).0, 50_000_000, "110 held, 50 sold, the unsettled 10 out");
+    }
+
     /// A BUY taken out after a later SELL sold its shares: the position cannot give them back,
     /// and the change says how many it lacked (the operator is told to reconcile).
     #[test]
@@ -638,7 +658,7 @@ mod tests {
         let listed: Vec<_> = due.iter().map(|u| (u.fill_row, u.with_buy)).collect();
         assert_eq!(listed, [(buy, false), (sell, true)]);
         // Newest first, as the supervisor orders them.
-        let out = s.record_settlement_change(sell, false).unwrap().unwrap();
+        let out = s.record_settlement_change_with_buy(sell, 200).unwrap().unwrap();
         assert_eq!(out.position.position, Position { shares: Shares(10_000_000), cost: Usdc(5_100_000) });
         let out = s.record_settlement_change(buy, false).unwrap().unwrap();
         assert_eq!(out.short.0, 0, "nothing sold from under it");

@@ -45,8 +45,38 @@ impl Store {
     /// # Errors
     /// On a database error or a corrupt row.
     pub fn record_settlement_change(&mut self, row: i64, restored: bool) -> StoreResult<Option<SettlementChange>> {
+        self.settlement_change(row, restored, None)
+    }
+
+    /// Takes out of the books a SELL listed with an overdue BUY of its token
+    /// ([`crate::store::Unsettled::with_buy`]), but only while the position lacks shares that
+    /// BUY's take-out needs (`before_ms`: the check's overdue bound): what it sold beyond them was
+    /// ours, and it stays booked. Called newest SELL first, so only as many go as the BUYs need.
+    /// `None` when it is not needed (or no longer waits).
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn record_settlement_change_with_buy(
+        &mut self,
+        row: i64,
+        before_ms: i64,
+    ) -> StoreResult<Option<SettlementChange>> {
+        self.settlement_change(row, false, Some(before_ms))
+    }
+
+    fn settlement_change(
+        &mut self,
+        row: i64,
+        restored: bool,
+        with_buy_before: Option<i64>,
+    ) -> StoreResult<Option<SettlementChange>> {
         let Some((exec, realized)) = self.execution_for(row)? else { return Ok(None) };
         let tx = self.conn.savepoint()?;
+        if let Some(before) = with_buy_before
+            && !buys_lack_shares(&tx, &exec.token_id.to_string(), before)?
+        {
+            return Ok(None);
+        }
         let (settled_shares, settled_usdc) = settled_on_chain(&tx, row)?;
         let partly = settled_shares.0 > 0 && settled_shares.0 + SETTLED_WITHIN.0 < exec.shares.0;
         let (from, to) = match (restored, partly) {
@@ -71,7 +101,7 @@ impl Store {
         let change = if restored {
             put_back(&tx, exec, partly, settled)?
         } else {
-            take_out(&tx, exec, realized, partly, settled)?
+            take_out(&tx, exec, realized, partly, settled, with_buy_before.is_some())?
         };
         tx.commit()?;
         Ok(Some(change))
@@ -112,6 +142,7 @@ fn take_out(
     realized: Usdc,
     partly: bool,
     settled: (Shares, Usdc),
+    with_buy: bool,
 ) -> StoreResult<SettlementChange> {
     let row = exec.fill_row;
     let token = exec.token_id.to_string();
@@ -119,7 +150,9 @@ fn take_out(
     let (out, realized_out) =
         if partly { unsettled_part(tx, &exec, realized, settled.0, settled.1)? } else { (exec, realized) };
     let (p, undone) = position_without(before, out.side, out.shares, out.usdc, realized_out);
-    let detail = if partly {
+    let detail = if with_buy {
+        "matched on the CLOB, sold shares a BUY of ours that did not settle on chain was to deliver; reversed with it"
+    } else if partly {
         "matched on the CLOB, settled on chain in part in time; the rest reversed"
     } else {
         "matched on the CLOB, not settled on chain in time; reversed"
@@ -145,6 +178,20 @@ pub(super) fn whole_again(tx: &Connection, row: i64, settled: Shares) -> StoreRe
         tx.execute("UPDATE fills SET reason = NULL, detail = NULL WHERE id = ?1 AND reason = 'unsettled'", [row])?;
     }
     Ok(whole)
+}
+
+/// True while our position in `token` holds fewer shares than the BUYs of it overdue at
+/// `before_ms` (matched, not settled) still wait for on chain: their take-out would find them sold.
+fn buys_lack_shares(tx: &Connection, token: &str, before_ms: i64) -> StoreResult<bool> {
+    let waiting: i64 = tx.query_row(
+        "SELECT COALESCE(SUM(e.shares - COALESCE((SELECT SUM(f.shares) FROM own_fills f \
+           WHERE f.order_id = o.order_id), 0)), 0) \
+         FROM orders o JOIN executions e ON e.fill_id = o.fill_id \
+         WHERE e.token_id = ?1 AND e.side = 'BUY' AND o.status = 'matched' AND o.settled = 0 AND o.updated_at_ms < ?2",
+        params![token, before_ms],
+        |r| r.get(0),
+    )?;
+    Ok(position_of(tx, token)?.shares.0 + SETTLED_WITHIN.0 < waiting)
 }
 
 /// What our fills on chain of fill `row`'s order add up to.

@@ -2,7 +2,7 @@
 //! of our own orders on chain, marks driving the daily loss limit, market metadata (closed, ending,
 //! resolved markets), and paper trading's `order_book` fill model.
 
-use crate::support::clob::{FakeClob, Token};
+use crate::support::clob::{FakeClob, Play, Token};
 use crate::support::http::http_get;
 use crate::support::live::*;
 use crate::support::*;
@@ -103,8 +103,8 @@ async fn test_live_when_a_match_settles_only_in_part_then_only_the_rest_is_rever
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_a_buy_never_settles_after_its_shares_were_sold_then_both_go_out_and_nothing_is_left() {
     let l = copied_with_settle_timeout().await;
-    // The SELL two seconds later, so that the BUY is overdue first.
-    l.anvil.wait_older_than(l.anvil.head().await, 2).await;
+    // The SELL four seconds later, so that the BUY is overdue (3 s) well before it.
+    l.anvil.wait_older_than(l.anvil.head().await, 4).await;
     l.anvil.emit(&Fill::v2(2, A, C, false, STD_TOKEN, 100 * ONE, 50 * ONE)).await;
     wait_for(20, "the SELL copied", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
     assert_eq!(position_shares(&l.d, STD_TOKEN), 0, "sold out");
@@ -117,6 +117,35 @@ async fn test_live_when_a_buy_never_settles_after_its_shares_were_sold_then_both
     let alerts = l.d.events("alert");
     assert!(alerts.iter().any(|a| a.contains("sold shares that an earlier BUY of ours")), "{alerts:?}");
     assert!(!alerts.iter().any(|a| a.contains("reconcile")), "nothing was sold from under the BUY: {alerts:?}");
+}
+
+/// A BUY overdue while a SELL of its shares is still being placed: the BUY waits for the SELL's
+/// outcome (taken out alone, the SELL matching later would give back shares we never owned), then
+/// both go out, the SELL first, and the book holds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_buy_is_overdue_while_a_sell_of_its_shares_is_in_flight_then_it_waits_for_it() {
+    let l = copied_with_settle_timeout().await;
+    l.clob.script(&[Play::Hang]);
+    l.clob.lookups_hang(true);
+    l.anvil.emit(&Fill::v2(2, A, C, false, STD_TOKEN, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "the SELL sent", async || (l.clob.posts().len() == 2).then_some(())).await;
+    wait_for(30, "the overdue BUY waiting", async || {
+        l.anvil.mine(1).await;
+        l.d.log().contains("an overdue BUY waits").then_some(())
+    })
+    .await;
+    assert_eq!(settled(&l.d)[0].1, 0, "the BUY is still booked");
+    // The exchange answers: the SELL matched.
+    l.clob.lookups_hang(false);
+    wait_for(30, "the SELL booked", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
+    wait_for(30, "both taken out", async || {
+        l.anvil.mine(1).await;
+        (settled(&l.d).iter().filter(|(_, s)| *s == -1).count() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(position_shares(&l.d, STD_TOKEN), 0, "no shares we never owned");
+    let alerts = l.d.events("alert");
+    assert!(!alerts.iter().any(|a| a.contains("reconcile")), "{alerts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,6 +177,7 @@ impl Handler<Close> for RiskSupervisor {
                     for k in held {
                         act.reserved.release(k);
                     }
+                    act.publish_reserved();
                     let mut started = CloseStarted { unsold: plan.unsold, ..CloseStarted::default() };
                     for (o, r) in plan.orders.into_iter().zip(results) {
                         match r {

@@ -9,7 +9,7 @@ use tracing::error;
 use super::RiskSupervisor;
 use crate::actors::notifier::Event;
 use crate::actors::store::{GetExecution, RecordSettlementChange, StoreActor, UnsettledBefore};
-use crate::domain::{Shares, Usdc};
+use crate::domain::{Shares, Side, TokenId, Usdc};
 use crate::store::{SettlementChange, Unsettled, now_ms};
 
 /// Take matched orders that never settled on chain out of our books (live).
@@ -34,7 +34,7 @@ impl Handler<CheckSettlement> for RiskSupervisor {
     /// overwritten, and nothing waits behind the journal meanwhile (not even a halt's report).
     fn handle(&mut self, m: CheckSettlement, _: &mut Context<Self>) -> Self::Result {
         let before = overdue_before(now_ms(), m.chain_read_s, m.timeout);
-        let work = change_in_journal(self.store.clone(), before);
+        let work = change_in_journal(self.store.clone(), before, self.reserved.tokens_selling());
         Box::pin(work.into_actor(self).map(move |(changes, failed), act, _| {
             for (u, c) in changes {
                 act.adopt(c.exec.token_id, c.position);
@@ -100,7 +100,10 @@ pub fn overdue_before(now_ms: i64, chain_read_s: u64, timeout: Duration) -> i64 
 /// Finds the matches overdue (`before`, unix ms) and those that settled late, and has the journal
 /// change each, in an order that never leaves a position the reverse would not: per token, takes
 /// out newest first and puts back oldest first ([`crate::risk::book::change_order`]).
-async fn change_in_journal(store: actix::Addr<StoreActor>, before: i64) -> Changes {
+///
+/// A BUY of a token a SELL in flight is selling (`selling`) waits for a later check: that SELL
+/// may be selling what the BUY was to deliver, and once it matched it is taken out with the BUY.
+async fn change_in_journal(store: actix::Addr<StoreActor>, before: i64, selling: Vec<TokenId>) -> Changes {
     let overdue = match store.send(UnsettledBefore(before)).await {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return (Vec::new(), Some(e.to_string())),
@@ -109,14 +112,23 @@ async fn change_in_journal(store: actix::Addr<StoreActor>, before: i64) -> Chang
     let mut found = Vec::new();
     for u in overdue {
         if let Ok(Ok(Some((exec, _)))) = store.send(GetExecution(u.fill_row)).await {
-            found.push((u, exec.at_ms));
+            let waits = !u.settled_late && exec.side == Side::Buy && selling.contains(&exec.token_id);
+            if waits {
+                tracing::debug!(fill = u.fill_row, token = %exec.token_id, "an overdue BUY waits: a SELL of its token is in flight");
+            } else {
+                found.push((u, exec.at_ms));
+            }
         }
     }
     // A SELL taken out with its BUY goes first even at the same millisecond.
     found.sort_by_key(|(u, at)| (crate::risk::book::change_order(u.settled_late, *at), !u.with_buy));
     let mut changes = Vec::new();
     for (u, _) in found {
-        match store.send(RecordSettlementChange { fill_row: u.fill_row, restored: u.settled_late }).await {
+        let with_buy_before = u.with_buy.then_some(before);
+        match store
+            .send(RecordSettlementChange { fill_row: u.fill_row, restored: u.settled_late, with_buy_before })
+            .await
+        {
             Ok(Ok(Some(c))) => changes.push((u, c)),
             // Settled meanwhile, or another check made the change.
             Ok(Ok(None)) => {}

@@ -68,8 +68,9 @@ pub async fn settled_row(d: &Daemon) -> Value {
     .await
 }
 
-/// Our funder's fills on chain settle each copied BUY (10 shares for 5.10, in the order the CLOB
-/// took them, of `tokens`); waits until the journal has them all settled.
+/// Our funder's fills on chain settle each copied BUY (10 shares for 5.10 each; the journal finds
+/// an order by its hash alone, so which of `tokens` a log names does not matter); waits until the
+/// journal has them all settled.
 pub async fn settle_buys_on_chain(l: &Live, tokens: &[u64]) {
     for (order, token) in l.clob.orders().iter().zip(tokens) {
         let order_hash = order.id.parse().unwrap();
