@@ -75,6 +75,8 @@ pub struct RiskSupervisor {
     in_flight: usize,
     /// Orders whose outcome is still unknown after their window, resolved in the background.
     unresolved: resolver::Unresolved,
+    /// The operator was told the chain is read too far behind for the settlement check.
+    chain_behind_told: bool,
     /// At most this many placements run at once; the rest wait for a slot, not the mailbox.
     slots: Arc<tokio::sync::Semaphore>,
     /// Replied to when no placement runs any more (shutdown).
@@ -155,6 +157,7 @@ impl RiskSupervisor {
             reserved: crate::risk::Reservations::default(),
             in_flight: 0,
             unresolved: resolver::Unresolved::default(),
+            chain_behind_told: false,
             slots: Arc::new(tokio::sync::Semaphore::new(if paper_instant.is_some() {
                 PAPER_SLOTS
             } else {

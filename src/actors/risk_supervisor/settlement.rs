@@ -33,7 +33,9 @@ impl Handler<CheckSettlement> for RiskSupervisor {
     /// unless it has newer ones: a booking on the same token still on its way to us is never
     /// overwritten, and nothing waits behind the journal meanwhile (not even a halt's report).
     fn handle(&mut self, m: CheckSettlement, _: &mut Context<Self>) -> Self::Result {
-        let before = overdue_before(now_ms(), m.chain_read_s, m.timeout);
+        let now = now_ms();
+        self.tell_if_chain_behind(now, m.chain_read_s, m.timeout);
+        let before = overdue_before(now, m.chain_read_s, m.timeout);
         let work = change_in_journal(self.store.clone(), before, self.reserved.tokens_selling());
         Box::pin(work.into_actor(self).map(move |(changes, failed), act, _| {
             for (u, c) in changes {
@@ -86,6 +88,36 @@ impl Handler<CheckSettlement> for RiskSupervisor {
             act.publish();
         }))
     }
+}
+
+impl RiskSupervisor {
+    /// Tells the operator, once per episode, that the chain is read too far behind for the check
+    /// to decide anything: matches cannot be confirmed or taken out until it catches up (a stuck
+    /// or lagging endpoint; blocks come every two seconds or so on Polygon).
+    fn tell_if_chain_behind(&mut self, now_ms: i64, chain_read_s: u64, timeout: Duration) {
+        let read_ms = i64::try_from(chain_read_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let behind = chain_behind(now_ms, chain_read_s, timeout);
+        if behind && !self.chain_behind_told {
+            self.notifier.do_send(Event::Warning {
+                code: "chain_behind",
+                message: format!(
+                    "the chain is journaled only up to {} s ago: matched orders can be neither confirmed nor taken out \
+                     of the books until it catches up. Check the RPC endpoint (docs/RUNBOOK.md, Chain endpoint down)",
+                    (now_ms - read_ms) / 1000
+                ),
+            });
+        }
+        self.chain_behind_told = behind;
+    }
+}
+
+/// True when the chain is journaled more than the settlement timeout (at least a minute) behind
+/// the host's clock; not before the first range is read after the start.
+#[must_use]
+pub fn chain_behind(now_ms: i64, chain_read_s: u64, timeout: Duration) -> bool {
+    let read_ms = i64::try_from(chain_read_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let limit_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX).max(60_000);
+    chain_read_s > 0 && now_ms.saturating_sub(read_ms) > limit_ms
 }
 
 /// Matches from before this time (unix ms) are overdue: `timeout` before now, and before how far
@@ -157,6 +189,23 @@ mod tests {
             (1_000_000, 2_000, 940_000),
         ] {
             assert_eq!(overdue_before(now, read_s, timeout), want, "now {now}, read {read_s}");
+        }
+    }
+
+    #[test]
+    fn the_chain_is_behind_past_the_timeout_and_at_least_a_minute() {
+        // (now ms, chain read through s, settle timeout s, behind)
+        for (now, read_s, timeout, want) in [
+            (1_000_000, 1_000, 120, false),
+            (1_000_000, 879, 120, true),
+            (1_000_000, 880, 120, false),
+            // A short timeout still allows a minute.
+            (1_000_000, 945, 3, false),
+            (1_000_000, 939, 3, true),
+            // Nothing read since the start: the feed's own health check says so.
+            (1_000_000, 0, 120, false),
+        ] {
+            assert_eq!(chain_behind(now, read_s, Duration::from_secs(timeout)), want, "{now} {read_s} {timeout}");
         }
     }
 }
