@@ -113,12 +113,7 @@ pub fn position_after(pos: Position, exec: &Execution) -> (Position, Usdc) {
             // Proceeds of shares the book never held (a position settled or sold meanwhile, shares
             // bought before they were watched) have no known cost: they realize nothing, rather
             // than counting whole as profit.
-            let proceeds = if sold == exec.shares.0 {
-                exec.usdc.0
-            } else {
-                i64::try_from(i128::from(exec.usdc.0) * i128::from(sold) / i128::from(exec.shares.0.max(1)))
-                    .unwrap_or(exec.usdc.0)
-            };
+            let proceeds = proceeds_of(exec.usdc, Shares(sold), exec.shares).0;
             (
                 Position { shares: Shares(pos.shares.0 - sold), cost: Usdc(pos.cost.0 - cost_out) },
                 Usdc(proceeds - cost_out),
@@ -127,20 +122,46 @@ pub fn position_after(pos: Position, exec: &Execution) -> (Position, Usdc) {
     }
 }
 
-/// Our position after taking an execution out of the books (its order matched on the CLOB but
-/// never settled on chain): a BUY gives back its shares and cost; a SELL gets its shares back at the
-/// cost basis it released (`usdc - realized`). Returns the position and the realized P&L undone.
+/// The part of a SELL's `usdc` (for `shares`) that the `held` shares of it brought: the proceeds
+/// that count against the book's cost.
 #[must_use]
-pub fn position_without(pos: Position, side: Side, shares: Shares, usdc: Usdc, realized: Usdc) -> (Position, Usdc) {
+pub fn proceeds_of(usdc: Usdc, held: Shares, shares: Shares) -> Usdc {
+    if held.0 >= shares.0 {
+        return usdc;
+    }
+    Usdc(i64::try_from(i128::from(usdc.0) * i128::from(held.0) / i128::from(shares.0.max(1))).unwrap_or(usdc.0))
+}
+
+/// The shares of SELL `exec` that position `pos` held when it was booked (all of a BUY's).
+#[must_use]
+pub fn held_of(pos: Position, exec: &Execution) -> Shares {
+    match exec.side {
+        Side::Buy => exec.shares,
+        Side::Sell => Shares(exec.shares.0.min(pos.shares.0).max(0)),
+    }
+}
+
+/// Our position after taking an execution out of the books (its order matched on the CLOB but
+/// never settled on chain): a BUY gives back its shares and cost; a SELL gets back the shares of it
+/// the book held (`held`; the rest realized nothing and released no cost) at the cost basis they
+/// released (their proceeds less `realized`). Returns the position and the realized P&L undone.
+#[must_use]
+pub fn position_without(
+    pos: Position,
+    side: Side,
+    (shares, usdc): (Shares, Usdc),
+    realized: Usdc,
+    held: Shares,
+) -> (Position, Usdc) {
     match side {
         Side::Buy => (
             Position { shares: Shares((pos.shares.0 - shares.0).max(0)), cost: Usdc((pos.cost.0 - usdc.0).max(0)) },
             Usdc::ZERO,
         ),
-        Side::Sell => (
-            Position { shares: Shares(pos.shares.0 + shares.0), cost: Usdc(pos.cost.0 + usdc.0 - realized.0) },
-            realized,
-        ),
+        Side::Sell => {
+            let cost = proceeds_of(usdc, held, shares).0 - realized.0;
+            (Position { shares: Shares(pos.shares.0 + held.0.min(shares.0)), cost: Usdc(pos.cost.0 + cost) }, realized)
+        }
     }
 }
 
@@ -165,7 +186,7 @@ mod tests {
         for (side, shares, usdc) in [(Side::Buy, 4 * ONE, 2_400_000), (Side::Sell, 4 * ONE, 3 * ONE)] {
             let e = exec(side, shares, usdc);
             let (after, realized) = position_after(start, &e);
-            let (back, undone) = position_without(after, side, e.shares, e.usdc, realized);
+            let (back, undone) = position_without(after, side, (e.shares, e.usdc), realized, held_of(start, &e));
             assert_eq!(back, start, "{side:?}");
             assert_eq!(undone, realized);
             // Put back, it is booked again as it was.
@@ -209,7 +230,7 @@ mod tests {
         changes.sort_by_key(|c| change_order(false, c.4));
         let mut pos = Position { shares: Shares(50 * ONE), cost: Usdc(25 * ONE) };
         for (side, shares, usdc, realized, _) in changes {
-            pos = position_without(pos, side, shares, usdc, realized).0;
+            pos = position_without(pos, side, (shares, usdc), realized, shares).0;
         }
         assert_eq!(pos, Position::default(), "no phantom shares");
         assert!(change_order(true, 5) > change_order(false, 9), "put back after every take-out");
@@ -230,6 +251,9 @@ mod tests {
         ];
         for (pos, e, after, realized) in cases {
             assert_eq!(position_after(pos, &e), (after, realized), "{pos:?} {e:?}");
+            // Taken out again, it gives back only what the book held, at the cost it released.
+            let back = position_without(after, Side::Sell, (e.shares, e.usdc), realized, held_of(pos, &e));
+            assert_eq!(back, (pos, realized), "{pos:?} {e:?}");
         }
     }
 

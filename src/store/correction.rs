@@ -15,6 +15,7 @@ use super::journal::exec as run;
 use super::settlement::SETTLED_WITHIN;
 use super::{StoreError, StoreResult, dec_u256};
 use crate::domain::{Price, Shares, Side, TokenId, Usdc};
+use crate::risk::book::proceeds_of;
 
 /// A SELL whose proceeds the chain corrected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +28,8 @@ pub struct Correction {
     pub booked: Usdc,
     /// pUSD our fills on chain got.
     pub chain: Usdc,
-    /// P&L the correction realized: the difference.
+    /// P&L the correction realized: the difference, in the share of the shares the book held
+    /// when the SELL was booked (the rest realized nothing).
     pub realized: Usdc,
     /// When the SELL was booked (unix ms): the journal counts the difference on that day.
     pub at_ms: i64,
@@ -42,23 +44,25 @@ pub(crate) fn correct_sell_in(
     shares: Shares,
     usdc: Usdc,
 ) -> StoreResult<Option<Correction>> {
-    type Row = (String, String, i64, i64, bool, i64);
+    type Row = (String, String, i64, i64, bool, i64, i64);
     let row: Option<Row> = tx
         .query_row(
             "SELECT e.side, e.token_id, e.shares, e.usdc, \
-             EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = e.fill_id AND o.settled IN (-1, 2)), e.executed_at_ms \
-             FROM executions e WHERE e.fill_id = ?1",
+             EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = e.fill_id AND o.settled IN (-1, 2)), e.executed_at_ms, \
+             COALESCE(e.held, e.shares) FROM executions e WHERE e.fill_id = ?1",
             [fill_row],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
         )
         .optional()?;
-    let Some((side, token, had_shares, had_usdc, out_of_books, at_ms)) = row else { return Ok(None) };
+    let Some((side, token, had_shares, had_usdc, out_of_books, at_ms, held)) = row else { return Ok(None) };
     let side = Side::parse(&side).ok_or(StoreError::Corrupt { column: "executions.side", value: side })?;
     let same_shares = (shares.0 - had_shares).abs() <= SETTLED_WITHIN.0;
     if side != Side::Sell || !same_shares || usdc.0 == had_usdc || out_of_books {
         return Ok(None);
     }
-    let realized = Usdc(usdc.0 - had_usdc);
+    // Only the proceeds of shares the book held count against its cost (see `held`).
+    let (held, booked) = (Shares(held), Shares(had_shares));
+    let realized = Usdc(proceeds_of(usdc, held, booked).0 - proceeds_of(Usdc(had_usdc), held, booked).0);
     run(
         tx,
         "UPDATE executions SET usdc = ?2, price = ?3, realized_pnl = realized_pnl + ?4 WHERE fill_id = ?1",

@@ -373,10 +373,11 @@ pub(crate) fn record_execution_in(
         }
     };
     let (position, realized) = crate::risk::book::position_after(before, e);
+    let held = crate::risk::book::held_of(before, e);
     let n = exec(
         tx,
-        "INSERT OR IGNORE INTO executions (fill_id, mode, wallet, side, token_id, shares, price, usdc, realized_pnl, executed_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT OR IGNORE INTO executions (fill_id, mode, wallet, side, token_id, shares, price, usdc, realized_pnl, executed_at_ms, held) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             e.fill_row,
             e.mode.as_str(),
@@ -387,7 +388,8 @@ pub(crate) fn record_execution_in(
             e.price.0,
             e.usdc.0,
             realized.0,
-            e.at_ms
+            e.at_ms,
+            held.0
         ],
     )?;
     if n != 1 {

@@ -349,6 +349,12 @@ ALTER TABLE orders ADD COLUMN clob_shares INTEGER;
 UPDATE orders SET clob_shares = (SELECT i.shares FROM intents i WHERE i.fill_id = orders.fill_id)
 WHERE fill_id IN (SELECT id FROM fills WHERE reason = 'unsettled');
 ",
+    r"
+-- the shares of a SELL the book held when it was booked (the rest, never on the books, realized
+-- nothing and released no cost): what taking it out gives back, and the share of its proceeds a
+-- correction moves P&L by. NULL (older rows): all of them
+ALTER TABLE executions ADD COLUMN held INTEGER;
+",
 ];
 
 /// Brings the schema up to date.

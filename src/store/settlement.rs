@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::journal::write_position;
 use super::{Store, StoreResult};
 use crate::domain::{Execution, Price, Shares, Side, Usdc};
-use crate::risk::book::{position_after, position_without};
+use crate::risk::book::{held_of, position_after, position_without, proceeds_of};
 use crate::risk::{Position, Written};
 
 /// Shares our fills on chain may fall short of what the CLOB booked and still settle the order:
@@ -125,7 +125,10 @@ fn put_back(tx: &Connection, exec: Execution, partly: bool, settled: (Shares, Us
         partly || (exec.side == Side::Sell && whole && (settled_shares, settled_usdc) != (exec.shares, exec.usdc));
     let exec = if rebook { shrink(tx, &exec, settled_shares, settled_usdc)? } else { exec };
     let (p, realized_now) = position_after(before, &exec);
-    tx.execute("UPDATE executions SET realized_pnl = ?2 WHERE fill_id = ?1", params![row, realized_now.0])?;
+    tx.execute(
+        "UPDATE executions SET realized_pnl = ?2, held = ?3 WHERE fill_id = ?1",
+        params![row, realized_now.0, held_of(before, &exec).0],
+    )?;
     if !whole_again(tx, row, settled_shares)? {
         let detail = "matched on the CLOB, settled on chain late and in part; the rest reversed";
         tx.execute("UPDATE fills SET detail = ?2 WHERE id = ?1", params![row, detail])?;
@@ -147,9 +150,13 @@ fn take_out(
     let row = exec.fill_row;
     let token = exec.token_id.to_string();
     let before = position_of(tx, &token)?;
-    let (out, realized_out) =
-        if partly { unsettled_part(tx, &exec, realized, settled.0, settled.1)? } else { (exec, realized) };
-    let (p, undone) = position_without(before, out.side, out.shares, out.usdc, realized_out);
+    let held = held_shares(tx, row)?;
+    let (out, realized_out, held_out) = if partly {
+        unsettled_part(tx, &exec, (realized, held), settled.0, settled.1)?
+    } else {
+        (exec, realized, held)
+    };
+    let (p, undone) = position_without(before, out.side, (out.shares, out.usdc), realized_out, held_out);
     let detail = if with_buy {
         "matched on the CLOB, sold shares a BUY of ours that did not settle on chain was to deliver; reversed with it"
     } else if partly {
@@ -236,25 +243,27 @@ fn shrink(tx: &Connection, exec: &Execution, shares: Shares, usdc: Usdc) -> Stor
 fn unsettled_part(
     tx: &Connection,
     exec: &Execution,
-    realized: Usdc,
+    (realized, held): (Usdc, Shares),
     shares: Shares,
     usdc: Usdc,
-) -> StoreResult<(Execution, Usdc)> {
+) -> StoreResult<(Execution, Usdc, Shares)> {
     let part_shares = Shares(exec.shares.0 - shares.0);
     let part_usdc = Usdc(exec.usdc.0 - usdc.0);
+    // The shares the book held are split by shares too: a SELL beyond the book leaves its unheld
+    // share in each part.
+    let part_held = Shares(share_of(held.0, part_shares.0, exec.shares.0));
     let part_realized = match exec.side {
         Side::Buy => 0,
         Side::Sell => {
-            let cost_out = i128::from(exec.usdc.0 - realized.0);
-            let part_cost = i64::try_from(cost_out * i128::from(part_shares.0) / i128::from(exec.shares.0))
-                .unwrap_or(exec.usdc.0 - realized.0);
-            part_usdc.0 - part_cost
+            let cost_out = proceeds_of(exec.usdc, held, exec.shares).0 - realized.0;
+            let part_cost = share_of(cost_out, part_held.0, held.0);
+            proceeds_of(part_usdc, part_held, part_shares).0 - part_cost
         }
     };
     shrink(tx, exec, shares, usdc)?;
     tx.execute(
-        "UPDATE executions SET realized_pnl = realized_pnl - ?2 WHERE fill_id = ?1",
-        params![exec.fill_row, part_realized],
+        "UPDATE executions SET realized_pnl = realized_pnl - ?2, held = ?3 WHERE fill_id = ?1",
+        params![exec.fill_row, part_realized, held.0 - part_held.0],
     )?;
     let part = Execution {
         shares: part_shares,
@@ -262,5 +271,21 @@ fn unsettled_part(
         price: Price::average(part_shares, part_usdc),
         ..exec.clone()
     };
-    Ok((part, Usdc(part_realized)))
+    Ok((part, Usdc(part_realized), part_held))
+}
+
+/// `amount` × `part` / `whole`, exactly in 128 bits (`amount` whole when `whole` is not positive).
+fn share_of(amount: i64, part: i64, whole: i64) -> i64 {
+    if whole <= 0 || part >= whole {
+        return amount;
+    }
+    i64::try_from(i128::from(amount) * i128::from(part) / i128::from(whole)).unwrap_or(amount)
+}
+
+/// The shares of the execution of fill `row` the book held when it was booked (all of them for a
+/// row written before this was kept, and for a BUY).
+fn held_shares(tx: &Connection, row: i64) -> StoreResult<Shares> {
+    let held: i64 =
+        tx.query_row("SELECT COALESCE(held, shares) FROM executions WHERE fill_id = ?1", [row], |r| r.get(0))?;
+    Ok(Shares(held))
 }
