@@ -274,53 +274,6 @@ impl Store {
         )?;
         Ok(())
     }
-
-    /// Fills journaled but not finished (for recovery at start), oldest first, with their intents.
-    ///
-    /// # Errors
-    /// On a database error or a corrupt row.
-    pub fn unfinished(&self) -> StoreResult<Vec<PendingFill>> {
-        let mut st = self.conn.prepare(&format!(
-            "SELECT {FILL_COLS}, i.shares, i.limit_price, i.target_price, i.order_type, e.shares, e.usdc \
-             FROM fills f LEFT JOIN intents i ON i.fill_id = f.id LEFT JOIN executions e ON e.fill_id = f.id \
-             WHERE (f.status = 'pending' OR (f.status = 'executed' AND EXISTS (SELECT 1 FROM orders o \
-             WHERE o.fill_id = f.id AND o.status IN ('live', 'delayed', 'unknown', 'sent')))) \
-             AND f.suspect = 0 AND f.orphaned = 0 \
-             AND NOT (f.provisional = 1 AND f.triggered_by IS NULL) ORDER BY f.block_number, f.log_index"
-        ))?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                fill_from_row(r)?,
-                r.get::<_, String>(13)?,
-                (r.get::<_, Option<i64>>(18)?, r.get::<_, Option<i64>>(19)?, r.get::<_, Option<i64>>(20)?),
-                r.get::<_, Option<String>>(21)?,
-                (r.get::<_, Option<i64>>(22)?, r.get::<_, Option<i64>>(23)?),
-            ))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (raw, token, (shares, limit, target), ot, (booked_shares, booked_usdc)) = r?;
-            let (row, fill) = parse_fill(raw, &token)?;
-            let intent = match (shares, limit, target) {
-                (Some(s), Some(l), Some(t)) => Some(OrderIntent {
-                    fill_id: fill.id,
-                    fill_row: row,
-                    wallet: fill.wallet,
-                    token_id: fill.token_id,
-                    side: fill.side,
-                    shares: Shares(s),
-                    limit_price: Price(l),
-                    target_price: Price(t),
-                    order_type: if ot.as_deref() == Some("FOK") { OrderType::Fok } else { OrderType::Fak },
-                    block_ts: fill.block_ts,
-                }),
-                _ => None,
-            };
-            let booked = booked_shares.zip(booked_usdc).map(|(s, u)| (Shares(s), Usdc(u)));
-            out.push(PendingFill { row, fill, intent, journaled: None, booked });
-        }
-        Ok(out)
-    }
 }
 
 pub(super) fn load_fill(tx: &rusqlite::Connection, row: i64, token: &str) -> StoreResult<TargetFill> {

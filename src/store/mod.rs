@@ -23,6 +23,7 @@ mod quality;
 mod queries;
 mod ranges;
 mod reconcile;
+mod recovery;
 mod redemptions;
 mod schema;
 mod settlement;
