@@ -183,10 +183,13 @@ impl Reservations {
         self.by_token.get(token).is_some_and(|h| h.sell_shares > 0)
     }
 
-    /// The tokens a SELL in flight or of unknown outcome is selling.
+    /// The tokens a SELL is being placed for now (not those of unknown outcome only).
     #[must_use]
-    pub fn tokens_selling(&self) -> Vec<TokenId> {
-        self.by_token.iter().filter(|(_, h)| h.sell_shares > 0).map(|(t, _)| *t).collect()
+    pub fn tokens_being_sold(&self) -> Vec<TokenId> {
+        let mut tokens: Vec<TokenId> =
+            self.by_fill.values().filter(|r| r.placing && r.side == Side::Sell).map(|r| r.token).collect();
+        tokens.dedup();
+        tokens
     }
 
     /// Our position in `token` that no SELL in flight has claimed yet: what the next SELL is sized on.
@@ -236,6 +239,9 @@ mod tests {
         assert_eq!(r.sellable(&book, &U256::from(1)), Shares(10_000_000 - sell.shares.0));
         assert_eq!(r.len(), 2);
         assert!(r.buying(&U256::from(1)) && !r.buying(&U256::from(2)));
+        assert_eq!(r.tokens_being_sold(), [U256::from(1)]);
+        r.unresolved(2);
+        assert!(r.tokens_being_sold().is_empty(), "a SELL of unknown outcome is not being placed");
         r.unresolved(1);
         assert!(!r.buying(&U256::from(1)), "an order with an unknown outcome holds exposure, not the next SELL");
         assert_eq!(r.over(&book).exposure(), Usdc(5_000_000 + mul_price_ceil(buy.shares, buy.limit_price)));

@@ -36,7 +36,7 @@ impl Handler<CheckSettlement> for RiskSupervisor {
         let now = now_ms();
         self.tell_if_chain_behind(now, m.chain_read_s, m.timeout);
         let before = overdue_before(now, m.chain_read_s, m.timeout);
-        let work = change_in_journal(self.store.clone(), before, self.reserved.tokens_selling());
+        let work = change_in_journal(self.store.clone(), before, self.reserved.tokens_being_sold());
         Box::pin(work.into_actor(self).map(move |(changes, failed), act, _| {
             for (u, c) in changes {
                 act.adopt(c.exec.token_id, c.position);
@@ -98,16 +98,20 @@ impl RiskSupervisor {
         let read_ms = i64::try_from(chain_read_s.saturating_mul(1000)).unwrap_or(i64::MAX);
         let behind = chain_behind(now_ms, chain_read_s, timeout);
         if behind && !self.chain_behind_told {
+            self.chain_behind_told = true;
             self.notifier.do_send(Event::Warning {
                 code: "chain_behind",
                 message: format!(
-                    "the chain is journaled only up to {} s ago: matched orders can be neither confirmed nor taken out \
-                     of the books until it catches up. Check the RPC endpoint (docs/RUNBOOK.md, Chain endpoint down)",
+                    "the chain is journaled only up to {} s ago: matches made since then can be neither confirmed nor \
+                     taken out of the books until it catches up. Check the RPC endpoint (docs/RUNBOOK.md, Chain \
+                     endpoint down)",
                     (now_ms - read_ms) / 1000
                 ),
             });
+        } else if caught_up(now_ms, chain_read_s, timeout) {
+            // Re-armed only well within the limit: a lag hovering at it warns once.
+            self.chain_behind_told = false;
         }
-        self.chain_behind_told = behind;
     }
 }
 
@@ -115,9 +119,21 @@ impl RiskSupervisor {
 /// the host's clock; not before the first range is read after the start.
 #[must_use]
 pub fn chain_behind(now_ms: i64, chain_read_s: u64, timeout: Duration) -> bool {
-    let read_ms = i64::try_from(chain_read_s.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let limit_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX).max(60_000);
-    chain_read_s > 0 && now_ms.saturating_sub(read_ms) > limit_ms
+    chain_read_s > 0 && chain_lag_ms(now_ms, chain_read_s) > behind_limit_ms(timeout)
+}
+
+/// True when the chain is journaled within half of that limit again.
+#[must_use]
+pub fn caught_up(now_ms: i64, chain_read_s: u64, timeout: Duration) -> bool {
+    chain_read_s > 0 && chain_lag_ms(now_ms, chain_read_s) <= behind_limit_ms(timeout) / 2
+}
+
+fn chain_lag_ms(now_ms: i64, chain_read_s: u64) -> i64 {
+    now_ms.saturating_sub(i64::try_from(chain_read_s.saturating_mul(1000)).unwrap_or(i64::MAX))
+}
+
+fn behind_limit_ms(timeout: Duration) -> i64 {
+    i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX).max(60_000)
 }
 
 /// Matches from before this time (unix ms) are overdue: `timeout` before now, and before how far
@@ -133,25 +149,35 @@ pub fn overdue_before(now_ms: i64, chain_read_s: u64, timeout: Duration) -> i64 
 /// change each, in an order that never leaves a position the reverse would not: per token, takes
 /// out newest first and puts back oldest first ([`crate::risk::book::change_order`]).
 ///
-/// A BUY of a token a SELL in flight is selling (`selling`) waits for a later check: that SELL
-/// may be selling what the BUY was to deliver, and once it matched it is taken out with the BUY.
+/// A BUY of a token a SELL is being placed for (`selling`) waits for a later check, and so do
+/// the SELLs listed with it: that SELL may be selling what the BUY was to deliver, and once it
+/// matched it is taken out with the BUY. (A SELL of unknown outcome does not hold it: it may stay
+/// unknown for hours, and one booked later gives back only what the book held.)
 async fn change_in_journal(store: actix::Addr<StoreActor>, before: i64, selling: Vec<TokenId>) -> Changes {
     let overdue = match store.send(UnsettledBefore(before)).await {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return (Vec::new(), Some(e.to_string())),
         Err(e) => return (Vec::new(), Some(e.to_string())),
     };
-    let mut found = Vec::new();
+    let mut listed = Vec::new();
     for u in overdue {
         if let Ok(Ok(Some((exec, _)))) = store.send(GetExecution(u.fill_row)).await {
-            let waits = !u.settled_late && exec.side == Side::Buy && selling.contains(&exec.token_id);
-            if waits {
-                tracing::debug!(fill = u.fill_row, token = %exec.token_id, "an overdue BUY waits: a SELL of its token is in flight");
-            } else {
-                found.push((u, exec.at_ms));
-            }
+            listed.push((u, exec));
         }
     }
+    let waiting: Vec<TokenId> = listed
+        .iter()
+        .filter(|(u, e)| !u.settled_late && e.side == Side::Buy && selling.contains(&e.token_id))
+        .map(|(u, e)| {
+            tracing::debug!(fill = u.fill_row, token = %e.token_id, "an overdue BUY waits: a SELL of its token is being placed");
+            e.token_id
+        })
+        .collect();
+    let mut found: Vec<_> = listed
+        .into_iter()
+        .filter(|(u, e)| u.settled_late || !waiting.contains(&e.token_id) || (e.side == Side::Sell && !u.with_buy))
+        .map(|(u, e)| (u, e.at_ms))
+        .collect();
     // A SELL taken out with its BUY goes first even at the same millisecond.
     found.sort_by_key(|(u, at)| (crate::risk::book::change_order(u.settled_late, *at), !u.with_buy));
     let mut changes = Vec::new();
@@ -207,5 +233,8 @@ mod tests {
         ] {
             assert_eq!(chain_behind(now, read_s, Duration::from_secs(timeout)), want, "{now} {read_s} {timeout}");
         }
+        // Re-armed only within half the limit (60 s of 120).
+        let t = Duration::from_secs(120);
+        assert!(!caught_up(1_000_000, 900, t) && caught_up(1_000_000, 940, t) && !caught_up(1_000_000, 0, t));
     }
 }
