@@ -690,39 +690,38 @@ mod tests {
     /// share of the difference is P&L.
     #[test]
     fn a_sell_beyond_the_book_gives_back_and_corrects_only_what_the_book_held() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-        let row = copies(&mut s, Side::Sell, 1)[0];
-        let held = Position { shares: Shares(6_000_000), cost: Usdc(3_000_000) };
-        crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
-        s.record_execution(&live_exec(row, Side::Sell, 10_000_000, 5_100_000), &Address::repeat_byte(0xaa)).unwrap();
+        let (_dir, mut s, row) = sold_ten_holding_six();
         let (_, realized) = s.execution_for(row).unwrap().unwrap();
         assert_eq!((realized.0, position(&s)), (60_000, (0, 0)), "3.06 for the 6 held, less their 3.00");
         let got = s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_300_000), "0xa").unwrap();
         let OwnSettlement::Corrected(c) = got else { panic!("{got:?}") };
         assert_eq!(c.realized.0, 120_000, "6/10 of the 0.20 more");
         // The same SELL, never settled, taken out: the 6 come back at 3.00, its P&L undone.
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-        let row = copies(&mut s, Side::Sell, 1)[0];
-        crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
-        s.record_execution(&live_exec(row, Side::Sell, 10_000_000, 5_100_000), &Address::repeat_byte(0xaa)).unwrap();
+        let (_dir, mut s, row) = sold_ten_holding_six();
         let out = s.record_settlement_change(row, false).unwrap().unwrap();
         assert_eq!(out.realized_change.0, -60_000);
         assert_eq!(position(&s), (6_000_000, 3_000_000), "what the book held, not 10");
         // Settled in part (4 of the 10): the 6 taken out carry their share of the unheld, 3.6 of
         // them held, at 1.80 of the cost; the 4 kept keep 2.4 held and the rest of the P&L.
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-        let row = copies(&mut s, Side::Sell, 1)[0];
-        crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
-        s.record_execution(&live_exec(row, Side::Sell, 10_000_000, 5_100_000), &Address::repeat_byte(0xaa)).unwrap();
+        let (_dir, mut s, row) = sold_ten_holding_six();
         s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xa").unwrap();
         let out = s.record_settlement_change(row, false).unwrap().unwrap();
         assert_eq!((out.exec.shares.0, out.realized_change.0), (6_000_000, -36_000));
         assert_eq!(position(&s), (3_600_000, 1_800_000));
         let (_, realized) = s.execution_for(row).unwrap().unwrap();
         assert_eq!(realized.0, 24_000);
+    }
+
+    /// A journal holding 6 shares of token 7 at 3.00, and a SELL of 10 booked (live, order 0x51)
+    /// for 5.10: 4 of them beyond the book. Returns its fill row.
+    fn sold_ten_holding_six() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let row = copies(&mut s, Side::Sell, 1)[0];
+        let held = Position { shares: Shares(6_000_000), cost: Usdc(3_000_000) };
+        crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
+        s.record_execution(&live_exec(row, Side::Sell, 10_000_000, 5_100_000), &Address::repeat_byte(0xaa)).unwrap();
+        (dir, s, row)
     }
 
     /// A SELL taken out of the books is no closed trade: the win rate leaves it out until it is
