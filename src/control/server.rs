@@ -142,12 +142,10 @@ fn reply(peers: &ControlPeers, ok: bool, message: String, breaker: BreakerState)
         breaker,
         rows: Vec::new(),
         http: peers.http.clone(),
-        in_flight: Some(super::InFlight {
-            orders: peers.metrics.orders_in_flight.load(std::sync::atomic::Ordering::Relaxed),
-            reserved_usdc: crate::domain::format_micros(
-                peers.metrics.reserved.load(std::sync::atomic::Ordering::Relaxed),
-            ),
-        }),
+        in_flight: {
+            let (orders, held) = peers.metrics.in_flight();
+            Some(super::InFlight { orders, reserved_usdc: held.to_string() })
+        },
     }
 }
 

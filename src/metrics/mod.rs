@@ -77,6 +77,13 @@ impl Metrics {
         if self.live.load(Ordering::Relaxed) { "live" } else { "paper" }
     }
 
+    /// Orders in flight or of unknown outcome, and the pUSD their BUYs hold, as the risk
+    /// supervisor last published them (for status answers that must not wait on it).
+    #[must_use]
+    pub fn in_flight(&self) -> (u64, crate::domain::Usdc) {
+        (self.orders_in_flight.load(Ordering::Relaxed), crate::domain::Usdc(self.reserved.load(Ordering::Relaxed)))
+    }
+
     /// Counts a warning sent, under its kind.
     pub fn warning(&self, code: &str) {
         if let Ok(mut m) = self.warnings.lock() {

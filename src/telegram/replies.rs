@@ -79,9 +79,8 @@ pub(super) async fn status(ops: &Ops) -> Reply {
         ),
         _ => String::new(),
     };
-    let flying = ops.metrics.orders_in_flight.load(std::sync::atomic::Ordering::Relaxed);
+    let (flying, held) = ops.metrics.in_flight();
     let in_flight = if flying > 0 {
-        let held = crate::domain::format_micros(ops.metrics.reserved.load(std::sync::atomic::Ordering::Relaxed));
         format!("\norders in flight {flying} (their BUYs hold {held} USDC of the caps)")
     } else {
         String::new()

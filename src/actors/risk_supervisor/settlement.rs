@@ -95,7 +95,6 @@ impl RiskSupervisor {
     /// to decide anything: matches cannot be confirmed or taken out until it catches up (a stuck
     /// or lagging endpoint; blocks come every two seconds or so on Polygon).
     fn tell_if_chain_behind(&mut self, now_ms: i64, chain_read_s: u64, timeout: Duration) {
-        let read_ms = i64::try_from(chain_read_s.saturating_mul(1000)).unwrap_or(i64::MAX);
         let behind = chain_behind(now_ms, chain_read_s, timeout);
         if behind && !self.chain_behind_told {
             self.chain_behind_told = true;
@@ -105,7 +104,7 @@ impl RiskSupervisor {
                     "the chain is journaled only up to {} s ago: matches made since then can be neither confirmed nor \
                      taken out of the books until it catches up. Check the RPC endpoint (docs/RUNBOOK.md, Chain \
                      endpoint down)",
-                    (now_ms - read_ms) / 1000
+                    chain_lag_ms(now_ms, chain_read_s) / 1000
                 ),
             });
         } else if caught_up(now_ms, chain_read_s, timeout) {
@@ -128,8 +127,14 @@ pub fn caught_up(now_ms: i64, chain_read_s: u64, timeout: Duration) -> bool {
     chain_read_s > 0 && chain_lag_ms(now_ms, chain_read_s) <= behind_limit_ms(timeout) / 2
 }
 
+/// How far the chain as journaled is behind the host's clock, ms.
 fn chain_lag_ms(now_ms: i64, chain_read_s: u64) -> i64 {
-    now_ms.saturating_sub(i64::try_from(chain_read_s.saturating_mul(1000)).unwrap_or(i64::MAX))
+    now_ms.saturating_sub(read_ms(chain_read_s))
+}
+
+/// The chain's journaled time (unix seconds) in unix ms.
+fn read_ms(chain_read_s: u64) -> i64 {
+    i64::try_from(chain_read_s.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 fn behind_limit_ms(timeout: Duration) -> i64 {
@@ -141,8 +146,7 @@ fn behind_limit_ms(timeout: Duration) -> i64 {
 /// settlements of recent matches, and not seeing them is not proof they never came.
 #[must_use]
 pub fn overdue_before(now_ms: i64, chain_read_s: u64, timeout: Duration) -> i64 {
-    let read_ms = i64::try_from(chain_read_s.saturating_mul(1000)).unwrap_or(i64::MAX);
-    now_ms.min(read_ms).saturating_sub(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
+    now_ms.min(read_ms(chain_read_s)).saturating_sub(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Finds the matches overdue (`before`, unix ms) and those that settled late, and has the journal
