@@ -97,6 +97,16 @@ async fn test_live_when_a_match_settles_only_in_part_then_only_the_rest_is_rever
     assert_eq!((r["shares"].as_str(), r["usdc"].as_str()), (Some("10"), Some("5.1")), "{r}");
 }
 
+/// The alerts once both take-outs' are journaled (reports are journaled on their own thread,
+/// after the change they tell of; the BUY's, sent last, is the marker).
+async fn both_alerts(d: &Daemon) -> Vec<String> {
+    wait_for(20, "the BUY's take-out reported", async || {
+        let alerts = d.events("alert");
+        alerts.iter().any(|a| a.contains("did not settle on chain within")).then_some(alerts)
+    })
+    .await
+}
+
 /// A BUY that never settles on chain, whose shares a later SELL of ours sold (so it cannot have
 /// settled either): when the BUY is overdue the SELL goes out with it, first, and the book holds
 /// nothing we never owned (taken out one check after the other, the SELL gave back 10 shares).
@@ -114,7 +124,7 @@ async fn test_live_when_a_buy_never_settles_after_its_shares_were_sold_then_both
     })
     .await;
     assert_eq!(position_shares(&l.d, STD_TOKEN), 0, "no shares we never owned");
-    let alerts = l.d.events("alert");
+    let alerts = both_alerts(&l.d).await;
     assert!(alerts.iter().any(|a| a.contains("sold shares that an earlier BUY of ours")), "{alerts:?}");
     assert!(!alerts.iter().any(|a| a.contains("reconcile")), "nothing was sold from under the BUY: {alerts:?}");
 }
@@ -144,7 +154,7 @@ async fn test_live_when_a_buy_is_overdue_while_a_sell_of_its_shares_is_in_flight
     })
     .await;
     assert_eq!(position_shares(&l.d, STD_TOKEN), 0, "no shares we never owned");
-    let alerts = l.d.events("alert");
+    let alerts = both_alerts(&l.d).await;
     assert!(!alerts.iter().any(|a| a.contains("reconcile")), "{alerts:?}");
 }
 
