@@ -141,27 +141,69 @@ pub fn held_of(pos: Position, exec: &Execution) -> Shares {
     }
 }
 
+/// The cost basis a SELL took out of the position when it was booked (`before` → `after`); zero
+/// for a BUY. Kept per execution (and summed over its parts) so that taking the SELL out gives
+/// back exactly what it took, whatever prices and holdings its parts were booked at.
+#[must_use]
+pub fn released_by(side: Side, before: Position, after: Position) -> Usdc {
+    match side {
+        Side::Buy => Usdc::ZERO,
+        Side::Sell => Usdc((before.cost.0 - after.cost.0).max(0)),
+    }
+}
+
+/// The cost basis a SELL released, derived from what it was booked at, for executions written
+/// before [`released_by`] was kept: its held shares' proceeds less the P&L they realized (exact
+/// for a SELL booked in one part).
+#[must_use]
+pub fn released_derived(usdc: Usdc, held: Shares, shares: Shares, realized: Usdc) -> Usdc {
+    Usdc(proceeds_of(usdc, held, shares).0 - realized.0)
+}
+
+/// `exec` booked on position `pos`: the position after it, and what it put on the books.
+#[must_use]
+pub fn booked_on(pos: Position, exec: &Execution) -> (Position, Booked) {
+    let (after, realized) = position_after(pos, exec);
+    let booked = Booked {
+        shares: exec.shares,
+        usdc: exec.usdc,
+        realized,
+        held: held_of(pos, exec),
+        released: released_by(exec.side, pos, after),
+    };
+    (after, booked)
+}
+
+/// What an execution put on the books, as taking it out must undo it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Booked {
+    /// Shares booked.
+    pub shares: Shares,
+    /// pUSD booked.
+    pub usdc: Usdc,
+    /// P&L it realized.
+    pub realized: Usdc,
+    /// Shares of a SELL the book held (the rest, never on the books, realized nothing).
+    pub held: Shares,
+    /// Cost basis a SELL took out of the position ([`released_by`]).
+    pub released: Usdc,
+}
+
 /// Our position after taking an execution out of the books (its order matched on the CLOB but
 /// never settled on chain): a BUY gives back its shares and cost; a SELL gets back the shares of it
-/// the book held (`held`; the rest realized nothing and released no cost) at the cost basis they
-/// released (their proceeds less `realized`). Returns the position and the realized P&L undone.
+/// the book held at the cost basis they released. Returns the position and the realized P&L
+/// undone.
 #[must_use]
-pub fn position_without(
-    pos: Position,
-    side: Side,
-    (shares, usdc): (Shares, Usdc),
-    realized: Usdc,
-    held: Shares,
-) -> (Position, Usdc) {
+pub fn position_without(pos: Position, side: Side, b: &Booked) -> (Position, Usdc) {
     match side {
         Side::Buy => (
-            Position { shares: Shares((pos.shares.0 - shares.0).max(0)), cost: Usdc((pos.cost.0 - usdc.0).max(0)) },
+            Position { shares: Shares((pos.shares.0 - b.shares.0).max(0)), cost: Usdc((pos.cost.0 - b.usdc.0).max(0)) },
             Usdc::ZERO,
         ),
-        Side::Sell => {
-            let cost = proceeds_of(usdc, held, shares).0 - realized.0;
-            (Position { shares: Shares(pos.shares.0 + held.0.min(shares.0)), cost: Usdc(pos.cost.0 + cost) }, realized)
-        }
+        Side::Sell => (
+            Position { shares: Shares(pos.shares.0 + b.held.0.min(b.shares.0)), cost: Usdc(pos.cost.0 + b.released.0) },
+            b.realized,
+        ),
     }
 }
 
@@ -185,8 +227,9 @@ mod tests {
         // (side, shares, usdc) applied then taken out again gives back the start.
         for (side, shares, usdc) in [(Side::Buy, 4 * ONE, 2_400_000), (Side::Sell, 4 * ONE, 3 * ONE)] {
             let e = exec(side, shares, usdc);
-            let (after, realized) = position_after(start, &e);
-            let (back, undone) = position_without(after, side, (e.shares, e.usdc), realized, held_of(start, &e));
+            let (after, booked) = booked_on(start, &e);
+            let realized = booked.realized;
+            let (back, undone) = position_without(after, side, &booked);
             assert_eq!(back, start, "{side:?}");
             assert_eq!(undone, realized);
             // Put back, it is booked again as it was.
@@ -224,13 +267,20 @@ mod tests {
 
     #[test]
     fn a_buy_and_the_sell_sized_on_it_taken_out_leave_nothing() {
-        let buy = (Side::Buy, Shares(100 * ONE), Usdc(50 * ONE), Usdc::ZERO, 1_000);
-        let sell = (Side::Sell, Shares(50 * ONE), Usdc(30 * ONE), Usdc(5 * ONE), 2_000);
+        let booked = |shares: i64, usdc: i64, realized: i64, released: i64| Booked {
+            shares: Shares(shares * ONE),
+            usdc: Usdc(usdc * ONE),
+            realized: Usdc(realized * ONE),
+            held: Shares(shares * ONE),
+            released: Usdc(released * ONE),
+        };
+        let buy = (Side::Buy, booked(100, 50, 0, 0), 1_000);
+        let sell = (Side::Sell, booked(50, 30, 5, 25), 2_000);
         let mut changes = [buy, sell];
-        changes.sort_by_key(|c| change_order(false, c.4));
+        changes.sort_by_key(|c| change_order(false, c.2));
         let mut pos = Position { shares: Shares(50 * ONE), cost: Usdc(25 * ONE) };
-        for (side, shares, usdc, realized, _) in changes {
-            pos = position_without(pos, side, (shares, usdc), realized, shares).0;
+        for (side, b, _) in changes {
+            pos = position_without(pos, side, &b).0;
         }
         assert_eq!(pos, Position::default(), "no phantom shares");
         assert!(change_order(true, 5) > change_order(false, 9), "put back after every take-out");
@@ -252,8 +302,50 @@ mod tests {
         for (pos, e, after, realized) in cases {
             assert_eq!(position_after(pos, &e), (after, realized), "{pos:?} {e:?}");
             // Taken out again, it gives back only what the book held, at the cost it released.
-            let back = position_without(after, Side::Sell, (e.shares, e.usdc), realized, held_of(pos, &e));
+            let (_, booked) = booked_on(pos, &e);
+            assert_eq!(booked.released, released_derived(e.usdc, booked.held, e.shares, realized));
+            let back = position_without(after, Side::Sell, &booked);
             assert_eq!(back, (pos, realized), "{pos:?} {e:?}");
+        }
+    }
+
+    /// A SELL booked in parts, the position changed by something else between them: taken out, it
+    /// gives back the sum of what each part took, not a cost derived from its average price.
+    #[test]
+    fn a_sell_booked_in_parts_gives_back_what_each_part_took() {
+        let held = |shares: i64, cost: i64| Position { shares: Shares(shares * ONE), cost: Usdc(cost * ONE) };
+        let sell = |shares: i64, usdc: i64| exec(Side::Sell, shares * ONE, usdc * ONE);
+        // (position, first part, position between the parts, second part, position taken out,
+        // cost the average price would have given back)
+        let cases = [
+            // Emptied between the parts (a resolution paid it out): the second part held nothing.
+            (held(10, 5), sell(10, 5), held(0, 0), sell(10, 9), held(10, 5), 7 * ONE),
+            // Partly emptied: the parts held 10 and 4 of their 10.
+            (held(10, 5), sell(10, 6), held(4, 2), sell(10, 8), held(14, 7), 7_600_000),
+            // Refilled at another cost between them, every share held: the average was right.
+            (
+                held(10, 5),
+                sell(5, 4),
+                held(20, 16),
+                sell(10, 7),
+                Position { shares: Shares(25 * ONE), cost: Usdc(18_500_000) },
+                18_500_000,
+            ),
+        ];
+        for (start, first, between, second, back, derived) in cases {
+            let (_, one) = booked_on(start, &first);
+            let (after, two) = booked_on(between, &second);
+            let whole = Booked {
+                shares: Shares(one.shares.0 + two.shares.0),
+                usdc: Usdc(one.usdc.0 + two.usdc.0),
+                realized: Usdc(one.realized.0 + two.realized.0),
+                held: Shares(one.held.0 + two.held.0),
+                released: Usdc(one.released.0 + two.released.0),
+            };
+            let case = format!("{start:?} {first:?} {between:?} {second:?}");
+            assert_eq!(position_without(after, Side::Sell, &whole), (back, whole.realized), "{case}");
+            let averaged = released_derived(whole.usdc, whole.held, whole.shares, whole.realized);
+            assert_eq!(averaged.0 + after.cost.0, derived, "{case}");
         }
     }
 

@@ -325,12 +325,12 @@ pub(crate) fn record_execution_in(
             None => Position::default(),
         }
     };
-    let (position, realized) = crate::risk::book::position_after(before, e);
-    let held = crate::risk::book::held_of(before, e);
+    let (position, booked) = crate::risk::book::booked_on(before, e);
+    let realized = booked.realized;
     let n = exec(
         tx,
-        "INSERT OR IGNORE INTO executions (fill_id, mode, wallet, side, token_id, shares, price, usdc, realized_pnl, executed_at_ms, held) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT OR IGNORE INTO executions (fill_id, mode, wallet, side, token_id, shares, price, usdc, realized_pnl, executed_at_ms, held, released) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             e.fill_row,
             e.mode.as_str(),
@@ -342,7 +342,8 @@ pub(crate) fn record_execution_in(
             e.usdc.0,
             realized.0,
             e.at_ms,
-            held.0
+            booked.held.0,
+            (e.side == Side::Sell).then_some(booked.released.0)
         ],
     )?;
     if n != 1 {

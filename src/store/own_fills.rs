@@ -13,6 +13,7 @@ use super::settlement::SETTLED_WITHIN;
 use super::{Store, StoreError, StoreResult, dec_u256, hex_addr, now_ms};
 use crate::clob::order::StoredOrder;
 use crate::domain::{ExecMode, Execution, Price, Shares, Side, Usdc};
+use crate::risk::book::{Booked, booked_on};
 use crate::risk::{Position, Written};
 use crate::store::FillStatus;
 
@@ -295,8 +296,15 @@ pub(crate) fn grow_execution_in(
         at_ms: booked_at_ms,
     };
     // Out of the books, a part waits like the rest: putting it back books it whole.
-    let (after, realized, held) = if out_of_books {
-        (Position::default(), Usdc::ZERO, part.shares)
+    let (after, booked) = if out_of_books {
+        let waiting = Booked {
+            shares: part_shares,
+            usdc: part_usdc,
+            realized: Usdc::ZERO,
+            held: part_shares,
+            released: Usdc::ZERO,
+        };
+        (Position::default(), waiting)
     } else {
         let before: Position = tx
             .query_row("SELECT shares, cost FROM positions WHERE token_id = ?1", [&token], |r| {
@@ -304,14 +312,27 @@ pub(crate) fn grow_execution_in(
             })
             .optional()?
             .unwrap_or_default();
-        let (after, realized) = crate::risk::book::position_after(before, &part);
-        (after, realized, crate::risk::book::held_of(before, &part))
+        booked_on(before, &part)
     };
+    // What the rows before this part released is kept first (derived for a row written before it
+    // was), so that the part's own release adds to it.
+    let had_released = super::settlement::booked_of(tx, fill_row)?.released;
+    let released = (side == Side::Sell).then_some(had_released.0 + booked.released.0);
+    let realized = booked.realized;
     run(
         tx,
         "UPDATE executions SET shares = ?2, usdc = ?3, price = ?4, realized_pnl = realized_pnl + ?5, \
-         held = COALESCE(held, ?6) + ?7 WHERE fill_id = ?1",
-        params![fill_row, shares.0, usdc.0, Price::average(shares, usdc).0, realized.0, had_shares, held.0],
+         held = COALESCE(held, ?6) + ?7, released = ?8 WHERE fill_id = ?1",
+        params![
+            fill_row,
+            shares.0,
+            usdc.0,
+            Price::average(shares, usdc).0,
+            realized.0,
+            had_shares,
+            booked.held.0,
+            released
+        ],
     )?;
     if out_of_books {
         return Ok(None);
@@ -710,6 +731,28 @@ mod tests {
         assert_eq!(position(&s), (3_600_000, 1_800_000));
         let (_, realized) = s.execution_for(row).unwrap().unwrap();
         assert_eq!(realized.0, 24_000);
+    }
+
+    /// A SELL booked in two parts (10 for 5.00 while 10 were held at 5.00, then 10 more for 9.00
+    /// once the position had been paid out): taken out, it gives back the 10 at the 5.00 the first
+    /// part took, not the 7.00 its average price would say.
+    #[test]
+    fn a_sell_grown_on_an_emptied_position_gives_back_the_cost_its_parts_took() {
+        let (_dir, mut s, row) = held_and_sold(5_000_000);
+        crate::store::journal::write_position(&s.conn, "7", Position::default(), 2).unwrap();
+        let whole = live_exec(row, Side::Sell, 20_000_000, 14_000_000);
+        s.record_execution_part(&whole, &Address::repeat_byte(0xaa)).unwrap().unwrap();
+        assert_eq!(position(&s), (0, 0));
+        let out = s.record_settlement_change(row, false).unwrap().unwrap();
+        assert_eq!((out.exec.shares.0, out.realized_change.0), (20_000_000, 0));
+        assert_eq!(position(&s), (10_000_000, 5_000_000));
+        // A row written before the release was kept takes it from its proceeds and P&L (exact for
+        // a SELL booked in one part).
+        let (_dir, mut s, row) = held_and_sold(6_000_000);
+        s.conn.execute("UPDATE executions SET released = NULL WHERE fill_id = ?1", [row]).unwrap();
+        let out = s.record_settlement_change(row, false).unwrap().unwrap();
+        assert_eq!(out.realized_change.0, -1_000_000);
+        assert_eq!(position(&s), (10_000_000, 5_000_000));
     }
 
     /// A journal holding 6 shares of token 7 at 3.00, and a SELL of 10 booked (live, order 0x51)

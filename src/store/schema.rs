@@ -355,6 +355,12 @@ WHERE fill_id IN (SELECT id FROM fills WHERE reason = 'unsettled');
 -- correction moves P&L by. NULL (older rows): all of them
 ALTER TABLE executions ADD COLUMN held INTEGER;
 ",
+    r"
+-- the cost basis a SELL took out of the position, summed over its parts: what taking it out gives
+-- back, exact even when its parts were booked at different prices on different holdings. NULL
+-- (older rows, and BUYs): derived from its proceeds and P&L, exact for a SELL booked in one part
+ALTER TABLE executions ADD COLUMN released INTEGER;
+",
 ];
 
 /// Brings the schema up to date.

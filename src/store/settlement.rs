@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::journal::write_position;
 use super::{Store, StoreResult};
 use crate::domain::{Execution, Price, Shares, Side, Usdc};
-use crate::risk::book::{held_of, position_after, position_without, proceeds_of};
+use crate::risk::book::{Booked, booked_on, position_without, proceeds_of, released_derived};
 use crate::risk::{Position, Written};
 
 /// Shares our fills on chain may fall short of what the CLOB booked and still settle the order:
@@ -124,10 +124,11 @@ fn put_back(tx: &Connection, exec: Execution, partly: bool, settled: (Shares, Us
     let rebook =
         partly || (exec.side == Side::Sell && whole && (settled_shares, settled_usdc) != (exec.shares, exec.usdc));
     let exec = if rebook { shrink(tx, &exec, settled_shares, settled_usdc)? } else { exec };
-    let (p, realized_now) = position_after(before, &exec);
+    let (p, booked) = booked_on(before, &exec);
+    let realized_now = booked.realized;
     tx.execute(
-        "UPDATE executions SET realized_pnl = ?2, held = ?3 WHERE fill_id = ?1",
-        params![row, realized_now.0, held_of(before, &exec).0],
+        "UPDATE executions SET realized_pnl = ?2, held = ?3, released = ?4 WHERE fill_id = ?1",
+        params![row, realized_now.0, booked.held.0, (exec.side == Side::Sell).then_some(booked.released.0)],
     )?;
     if !whole_again(tx, row, settled_shares)? {
         let detail = "matched on the CLOB, settled on chain late and in part; the rest reversed";
@@ -150,13 +151,10 @@ fn take_out(
     let row = exec.fill_row;
     let token = exec.token_id.to_string();
     let before = position_of(tx, &token)?;
-    let held = held_shares(tx, row)?;
-    let (out, realized_out, held_out) = if partly {
-        unsettled_part(tx, &exec, (realized, held), settled.0, settled.1)?
-    } else {
-        (exec, realized, held)
-    };
-    let (p, undone) = position_without(before, out.side, (out.shares, out.usdc), realized_out, held_out);
+    let booked = Booked { realized, ..booked_of(tx, row)? };
+    let (out, booked_out) =
+        if partly { unsettled_part(tx, &exec, booked, settled.0, settled.1)? } else { (exec, booked) };
+    let (p, undone) = position_without(before, out.side, &booked_out);
     let detail = if with_buy {
         "matched on the CLOB, sold shares a BUY of ours that did not settle on chain was to deliver; reversed with it"
     } else if partly {
@@ -237,33 +235,33 @@ fn shrink(tx: &Connection, exec: &Execution, shares: Shares, usdc: Usdc) -> Stor
 }
 
 /// Keeps in the execution what settled (`shares` for `usdc`) and returns the part that did not,
-/// with the P&L that part had realized. A SELL's released cost basis (`usdc - realized` as
-/// booked) is split by shares: the part kept realizes what the chain paid for it over its share
-/// of that cost, and the part taken out gives its share back to the position.
+/// with what that part had put on the books. A SELL's held shares and released cost basis are
+/// split by shares: the part kept realizes what the chain paid for it over its share of that
+/// cost, and the part taken out gives its share back to the position.
 fn unsettled_part(
     tx: &Connection,
     exec: &Execution,
-    (realized, held): (Usdc, Shares),
+    booked: Booked,
     shares: Shares,
     usdc: Usdc,
-) -> StoreResult<(Execution, Usdc, Shares)> {
+) -> StoreResult<(Execution, Booked)> {
     let part_shares = Shares(exec.shares.0 - shares.0);
     let part_usdc = Usdc(exec.usdc.0 - usdc.0);
     // The shares the book held are split by shares too: a SELL beyond the book leaves its unheld
     // share in each part.
-    let part_held = Shares(share_of(held.0, part_shares.0, exec.shares.0));
-    let part_realized = match exec.side {
-        Side::Buy => 0,
+    let part_held = Shares(share_of(booked.held.0, part_shares.0, exec.shares.0));
+    let (part_released, part_realized) = match exec.side {
+        Side::Buy => (Usdc::ZERO, Usdc::ZERO),
         Side::Sell => {
-            let cost_out = proceeds_of(exec.usdc, held, exec.shares).0 - realized.0;
-            let part_cost = share_of(cost_out, part_held.0, held.0);
-            proceeds_of(part_usdc, part_held, part_shares).0 - part_cost
+            let part_cost = share_of(booked.released.0, part_held.0, booked.held.0);
+            (Usdc(part_cost), Usdc(proceeds_of(part_usdc, part_held, part_shares).0 - part_cost))
         }
     };
     shrink(tx, exec, shares, usdc)?;
     tx.execute(
-        "UPDATE executions SET realized_pnl = realized_pnl - ?2, held = ?3 WHERE fill_id = ?1",
-        params![exec.fill_row, part_realized, held.0 - part_held.0],
+        "UPDATE executions SET realized_pnl = realized_pnl - ?2, held = ?3, \
+         released = CASE WHEN side = 'SELL' THEN ?4 END WHERE fill_id = ?1",
+        params![exec.fill_row, part_realized.0, booked.held.0 - part_held.0, booked.released.0 - part_released.0],
     )?;
     let part = Execution {
         shares: part_shares,
@@ -271,7 +269,14 @@ fn unsettled_part(
         price: Price::average(part_shares, part_usdc),
         ..exec.clone()
     };
-    Ok((part, Usdc(part_realized), part_held))
+    let part_booked = Booked {
+        shares: part_shares,
+        usdc: part_usdc,
+        realized: part_realized,
+        held: part_held,
+        released: part_released,
+    };
+    Ok((part, part_booked))
 }
 
 /// `amount` × `part` / `whole`, exactly in 128 bits (`amount` whole when `whole` is not positive).
@@ -282,10 +287,21 @@ fn share_of(amount: i64, part: i64, whole: i64) -> i64 {
     i64::try_from(i128::from(amount) * i128::from(part) / i128::from(whole)).unwrap_or(amount)
 }
 
-/// The shares of the execution of fill `row` the book held when it was booked (all of them for a
-/// row written before this was kept, and for a BUY).
-fn held_shares(tx: &Connection, row: i64) -> StoreResult<Shares> {
-    let held: i64 =
-        tx.query_row("SELECT COALESCE(held, shares) FROM executions WHERE fill_id = ?1", [row], |r| r.get(0))?;
-    Ok(Shares(held))
+/// What the execution of fill `row` put on the books. For a row written before `held` was kept,
+/// every share counts as held; before `released` was, the cost it released is derived from its
+/// proceeds and P&L.
+pub(super) fn booked_of(tx: &Connection, row: i64) -> StoreResult<Booked> {
+    let (side, shares, usdc, realized, held, released): (String, i64, i64, i64, i64, Option<i64>) = tx.query_row(
+        "SELECT side, shares, usdc, realized_pnl, COALESCE(held, shares), released FROM executions WHERE fill_id = ?1",
+        [row],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+    )?;
+    let (shares, usdc, realized, held) = (Shares(shares), Usdc(usdc), Usdc(realized), Shares(held));
+    let released = match (Side::parse(&side), released) {
+        (Some(Side::Buy), _) => Usdc::ZERO,
+        (Some(Side::Sell), Some(r)) => Usdc(r),
+        (Some(Side::Sell), None) => released_derived(usdc, held, shares, realized),
+        (None, _) => return Err(super::StoreError::Corrupt { column: "executions.side", value: side }),
+    };
+    Ok(Booked { shares, usdc, realized, held, released })
 }
