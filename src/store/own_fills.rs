@@ -64,7 +64,7 @@ pub(crate) struct Grown {
 }
 
 impl Store {
-    /// Settles our order `order_id` with its fill in transaction `tx_hash` (`shares` for `usdc`, all
+    /// Settles our order `order_id` with its fill in transaction `tx_hash`, read in `block` (`shares` for `usdc`, all
     /// its logs summed), in one call on the journal's one thread, so no outcome the executor journals
     /// meanwhile can slip in between. Each transaction counts once, however often it is read. An
     /// order can fill in several (a GTD order resting on the book, a big match the operator settles
@@ -79,7 +79,7 @@ impl Store {
         order_id: &str,
         shares: Shares,
         usdc: Usdc,
-        tx_hash: &str,
+        (tx_hash, block): (&str, u64),
     ) -> StoreResult<OwnSettlement> {
         let id = order_id.to_ascii_lowercase();
         let tx = self.conn.savepoint()?;
@@ -97,8 +97,9 @@ impl Store {
         let open = may_still_fill(&signed, &status, now_ms() / 1000);
         let counted = run(
             &tx,
-            "INSERT OR IGNORE INTO own_fills (order_id, tx_hash, shares, usdc, seen_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, tx_hash, shares.0, usdc.0, now_ms()],
+            "INSERT OR IGNORE INTO own_fills (order_id, tx_hash, shares, usdc, seen_at_ms, block_number) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, tx_hash, shares.0, usdc.0, now_ms(), i64::try_from(block).unwrap_or(i64::MAX)],
         )?;
         if counted == 0 || shares.0 <= 0 {
             return Ok(OwnSettlement::Nothing);
@@ -119,6 +120,42 @@ impl Store {
         tx.commit()?;
         Ok(result)
     }
+}
+
+/// Forgets our fills on chain read above block `ancestor` (a reorg took those blocks away) until
+/// the chain is read again: a fill still there comes back with it, and a settlement the operator
+/// resubmitted in another transaction then counts once, not twice. An order those fills had
+/// settled waits for its settlement again from now (so it is taken out if it never comes back);
+/// one taken out and settled late is out again when nothing of it is left on chain. Returns the
+/// fills forgotten. Inside the rewind's transaction.
+pub(super) fn rewind_own_fills(tx: &Connection, ancestor: u64) -> StoreResult<usize> {
+    let above = i64::try_from(ancestor).unwrap_or(i64::MAX);
+    let orders: Vec<String> = {
+        let mut st = tx.prepare("SELECT DISTINCT order_id FROM own_fills WHERE block_number > ?1")?;
+        let rows = st.query_map([above], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let forgotten = run(tx, "DELETE FROM own_fills WHERE block_number > ?1", [above])?;
+    for order in &orders {
+        let left: i64 =
+            query_one(tx, "SELECT COALESCE(SUM(shares), 0) FROM own_fills WHERE order_id = ?1", [order], |r| r.get(0))?;
+        run(
+            tx,
+            "UPDATE orders SET settled = CASE settled WHEN 1 THEN 0 ELSE -1 END, updated_at_ms = ?3 \
+             WHERE order_id = ?1 AND ((settled = 1 AND ?2 < \
+             (SELECT e.shares FROM executions e WHERE e.fill_id = orders.fill_id)) OR (settled = 2 AND ?2 = 0))",
+            params![order, left + SETTLED_WITHIN.0, now_ms()],
+        )?;
+    }
+    if forgotten > 0 {
+        tracing::warn!(
+            fills = forgotten,
+            orders = orders.len(),
+            after_block = ancestor,
+            "reorg: our fills on chain in the blocks it took away wait to be read again"
+        );
+    }
+    Ok(forgotten)
 }
 
 /// What our fills on chain (`f`, their sum) do to a booked order: grow its execution by what they
@@ -194,8 +231,8 @@ fn may_still_fill(order: &StoredOrder, status: &str, now_s: i64) -> bool {
 /// The sum of our fills of `order`, never more than the order gives: the exchange never takes
 /// more than an order's maker amount (pUSD for our BUY, shares for our SELL; the other side may
 /// exceed the signed amount, as a better price goes to the taker as surplus), so more means a
-/// settlement counted twice (one replaced after a reorg). It is said, and capped, the other side
-/// in proportion.
+/// settlement counted twice (a reorg forgets the fills it took away, so not from one). It is said,
+/// and capped, the other side in proportion.
 fn capped_at_size(order: &StoredOrder, shares: Shares, usdc: Usdc, order_id: &str) -> (Shares, Usdc) {
     let Ok(gives) = i64::try_from(order.maker_amount) else { return (shares, usdc) };
     let (given, other) = if order.side == 0 { (usdc.0, shares.0) } else { (shares.0, usdc.0) };
@@ -206,7 +243,7 @@ fn capped_at_size(order: &StoredOrder, shares: Shares, usdc: Usdc, order_id: &st
         order = order_id,
         gave = given,
         signed = gives,
-        "our fills on chain add up to more than the order gives: capped at it (a settlement counted twice after a reorg?); check with reconcile"
+        "our fills on chain add up to more than the order gives: capped at it (a settlement counted twice?); check with reconcile"
     );
     let other = i64::try_from(i128::from(other) * i128::from(gives) / i128::from(given)).unwrap_or(other);
     if order.side == 0 { (Shares(other), Usdc(gives)) } else { (Shares(gives), Usdc(other)) }
@@ -436,17 +473,17 @@ mod tests {
         };
         // 4 shares settle first: booked from the chain.
         assert_eq!(
-            part(s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_000_000), "0xa").unwrap()),
+            part(s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_000_000), ("0xa", 1)).unwrap()),
             (4_000_000, 2_000_000, 4_000_000)
         );
         assert_eq!(
-            s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_000_000), "0xa").unwrap(),
+            s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_000_000), ("0xa", 1)).unwrap(),
             OwnSettlement::Nothing,
             "read again"
         );
         // 3 more in a second transaction: only the part is booked.
         assert_eq!(
-            part(s.settle_own_fill(&id(0x51), Shares(3_000_000), Usdc(1_530_000), "0xb").unwrap()),
+            part(s.settle_own_fill(&id(0x51), Shares(3_000_000), Usdc(1_530_000), ("0xb", 1)).unwrap()),
             (3_000_000, 1_530_000, 7_000_000)
         );
         assert_eq!(position(&s), (7_000_000, 3_530_000));
@@ -463,7 +500,7 @@ mod tests {
         // shares, and its logged pUSD is not corrected), and the order, which waited for these 3
         // since the lookup booked more than the chain held, is settled.
         assert_eq!(
-            s.settle_own_fill(&id(0x51), Shares(3_000_000), Usdc(1_500_000), "0xc").unwrap(),
+            s.settle_own_fill(&id(0x51), Shares(3_000_000), Usdc(1_500_000), ("0xc", 1)).unwrap(),
             OwnSettlement::Settled
         );
         assert_eq!(position(&s), (10_000_000, 5_100_000));
@@ -479,7 +516,7 @@ mod tests {
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let rows = copies(&mut s, Side::Buy, 1);
         let wallet = Address::repeat_byte(0xaa);
-        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xa").unwrap();
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xa", 1)).unwrap();
         let whole = Execution { at_ms: 86_400_000, ..live_exec(rows[0], Side::Buy, 10_000_000, 5_100_000) };
         let (part, written, _) = s.record_execution_part(&whole, &wallet).unwrap().unwrap();
         assert_eq!((part.shares.0, part.usdc.0, part.price.0), (6_000_000, 3_060_000, 510_000));
@@ -503,7 +540,7 @@ mod tests {
         s.record_execution(&live_exec(sells[0], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
         let (_, realized) = s.execution_for(sells[0]).unwrap().unwrap();
         assert_eq!(realized.0, 100_000, "as booked at the limit");
-        let got = s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_300_000), "0xa").unwrap();
+        let got = s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_300_000), ("0xa", 1)).unwrap();
         let OwnSettlement::Corrected(c) = got else { panic!("{got:?}") };
         assert_eq!((c.booked.0, c.chain.0, c.realized.0), (5_100_000, 5_300_000, 200_000));
         let (e, realized) = s.execution_for(sells[0]).unwrap().unwrap();
@@ -513,16 +550,16 @@ mod tests {
         assert_eq!(order.amounts, Some((10_000_000, 5_300_000)), "the order's row says the chain's amounts");
         assert_eq!(position(&s), (20_000_000, 10_000_000), "the position's cost is not proceeds");
         assert_eq!(
-            s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_300_000), "0xa").unwrap(),
+            s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_300_000), ("0xa", 1)).unwrap(),
             OwnSettlement::Nothing,
             "read again"
         );
         s.record_execution(&live_exec(sells[1], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
-        let got = s.settle_own_fill(&id(0x52), Shares(10_000_000), Usdc(5_100_000), "0xb").unwrap();
+        let got = s.settle_own_fill(&id(0x52), Shares(10_000_000), Usdc(5_100_000), ("0xb", 1)).unwrap();
         assert_eq!(got, OwnSettlement::Settled);
         // Short of the shares booked by rounding (0.005): the proceeds are still the chain's.
         s.record_execution(&live_exec(sells[2], Side::Sell, 10_000_000, 5_100_000), &wallet).unwrap();
-        let got = s.settle_own_fill(&id(0x53), Shares(9_995_000), Usdc(5_297_000), "0xc").unwrap();
+        let got = s.settle_own_fill(&id(0x53), Shares(9_995_000), Usdc(5_297_000), ("0xc", 1)).unwrap();
         let OwnSettlement::Corrected(c) = got else { panic!("{got:?}") };
         assert_eq!(c.realized.0, 197_000);
     }
@@ -536,7 +573,7 @@ mod tests {
         let (rows, wallet) = ([row], Address::repeat_byte(0xaa));
         s.order_outcome(rows[0], OrderStatus::Matched, Some((10_000_000, 5_100_000)), "matched").unwrap();
         assert_eq!(
-            s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xa").unwrap(),
+            s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xa", 1)).unwrap(),
             OwnSettlement::Nothing,
             "a part does not settle the order"
         );
@@ -554,13 +591,13 @@ mod tests {
         assert_eq!(position(&s), (4_000_000, 2_040_000));
         // The rest settles after all, in two parts: each booked as a part, dated to its execution
         // (whose day its P&L counts on); the fill says some never settled until the last.
-        match s.settle_own_fill(&id(0x51), Shares(2_000_000), Usdc(1_020_000), "0xb").unwrap() {
+        match s.settle_own_fill(&id(0x51), Shares(2_000_000), Usdc(1_020_000), ("0xb", 1)).unwrap() {
             OwnSettlement::Booked(b) => assert_eq!((b.exec.shares.0, b.exec.at_ms), (2_000_000, 1)),
             other => panic!("{other:?}"),
         }
         assert_eq!(reason(&s, rows[0]).as_deref(), Some("unsettled"), "4 of the 10 still missing");
         assert_eq!(s.record_execution_part(&whole, &wallet).unwrap(), None, "the CLOB's word stays disproved");
-        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xc").unwrap();
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xc", 1)).unwrap();
         assert_eq!(reason(&s, rows[0]), None, "whole again");
         assert_eq!(position(&s), (10_000_000, 5_100_000));
     }
@@ -579,12 +616,12 @@ mod tests {
         let out = s.record_settlement_change(rows[0], false).unwrap().unwrap();
         assert_eq!((out.exec.shares.0, out.kept.0), (10_000_000, 0));
         assert_eq!(position(&s), (0, 0));
-        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xa").unwrap();
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xa", 1)).unwrap();
         let back = s.record_settlement_change(rows[0], true).unwrap().unwrap();
         assert_eq!((back.exec.shares.0, back.exec.usdc.0), (4_000_000, 2_040_000));
         assert_eq!(position(&s), (4_000_000, 2_040_000));
         assert_eq!(reason(&s, rows[0]).as_deref(), Some("unsettled"), "put back in part only");
-        match s.settle_own_fill(&id(0x51), Shares(6_000_000), Usdc(3_060_000), "0xb").unwrap() {
+        match s.settle_own_fill(&id(0x51), Shares(6_000_000), Usdc(3_060_000), ("0xb", 1)).unwrap() {
             OwnSettlement::Booked(b) => assert_eq!(b.exec.shares.0, 6_000_000),
             other => panic!("{other:?}"),
         }
@@ -623,7 +660,7 @@ mod tests {
         let cases = [(6_000_000, 2_400_000, -600_000, 400_000), (5_100_000, 2_200_000, 100_000, 200_000)];
         for (booked, settled, change, kept) in cases {
             let (_dir, mut s, row) = held_and_sold(booked);
-            s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(settled), "0xa").unwrap();
+            s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(settled), ("0xa", 1)).unwrap();
             let out = s.record_settlement_change(row, false).unwrap().unwrap();
             assert_eq!((out.exec.shares.0, out.realized_change.0), (6_000_000, change), "{booked}");
             assert_eq!(out.position.position, Position { shares: Shares(6_000_000), cost: Usdc(3_000_000) });
@@ -700,7 +737,7 @@ mod tests {
         let one = Price(1_000_000);
         assert_eq!(s.record_settlement(U256::from(7), one).unwrap(), None);
         assert_eq!(position(&s), (10_000_000, 5_100_000));
-        s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_100_000), "0xa").unwrap();
+        s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_100_000), ("0xa", 1)).unwrap();
         let paid = s.record_settlement(U256::from(7), one).unwrap().expect("paid out once settled");
         assert_eq!(paid.realized.0, 4_900_000);
         assert_eq!(position(&s), (0, 0));
@@ -714,7 +751,7 @@ mod tests {
         let (_dir, mut s, row) = sold_ten_holding_six();
         let (_, realized) = s.execution_for(row).unwrap().unwrap();
         assert_eq!((realized.0, position(&s)), (60_000, (0, 0)), "3.06 for the 6 held, less their 3.00");
-        let got = s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_300_000), "0xa").unwrap();
+        let got = s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_300_000), ("0xa", 1)).unwrap();
         let OwnSettlement::Corrected(c) = got else { panic!("{got:?}") };
         assert_eq!(c.realized.0, 120_000, "6/10 of the 0.20 more");
         // The same SELL, never settled, taken out: the 6 come back at 3.00, its P&L undone.
@@ -725,7 +762,7 @@ mod tests {
         // Settled in part (4 of the 10): the 6 taken out carry their share of the unheld, 3.6 of
         // them held, at 1.80 of the cost; the 4 kept keep 2.4 held and the rest of the P&L.
         let (_dir, mut s, row) = sold_ten_holding_six();
-        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xa").unwrap();
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xa", 1)).unwrap();
         let out = s.record_settlement_change(row, false).unwrap().unwrap();
         assert_eq!((out.exec.shares.0, out.realized_change.0), (6_000_000, -36_000));
         assert_eq!(position(&s), (3_600_000, 1_800_000));
@@ -785,7 +822,7 @@ mod tests {
         let rows = [row];
         s.record_settlement_change(rows[0], false).unwrap().unwrap();
         assert_eq!(position(&s), (10_000_000, 5_000_000));
-        s.settle_own_fill(&id(0x51), Shares(9_995_000), Usdc(5_300_000), "0xa").unwrap();
+        s.settle_own_fill(&id(0x51), Shares(9_995_000), Usdc(5_300_000), ("0xa", 1)).unwrap();
         assert_eq!(s.realized_today(1).unwrap().0, 0, "out of the books until it is put back");
         let back = s.record_settlement_change(rows[0], true).unwrap().unwrap();
         assert_eq!((back.exec.shares.0, back.exec.usdc.0), (9_995_000, 5_300_000), "0.005 short is the whole");
@@ -805,13 +842,13 @@ mod tests {
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let rows = copies(&mut s, Side::Buy, 1);
         let wallet = Address::repeat_byte(0xaa);
-        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), "0xa").unwrap();
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xa", 1)).unwrap();
         s.order_outcome(rows[0], OrderStatus::Matched, Some((10_000_000, 5_100_000)), "matched (found by lookup)")
             .unwrap();
         s.record_execution_part(&live_exec(rows[0], Side::Buy, 10_000_000, 5_100_000), &wallet).unwrap().unwrap();
         assert_eq!(s.unsettled_before(i64::MAX).unwrap().len(), 1, "6 shares not seen on chain");
         assert_eq!(
-            s.settle_own_fill(&id(0x51), Shares(5_995_000), Usdc(3_057_450), "0xb").unwrap(),
+            s.settle_own_fill(&id(0x51), Shares(5_995_000), Usdc(3_057_450), ("0xb", 1)).unwrap(),
             OwnSettlement::Settled,
             "0.005 short of the booking is rounding"
         );
@@ -832,11 +869,11 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(
-            realized(s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_400_000), "0xa").unwrap()),
+            realized(s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_400_000), ("0xa", 1)).unwrap()),
             (400_000, 6_000_000)
         );
         assert_eq!(
-            realized(s.settle_own_fill(&id(0x51), Shares(6_000_000), Usdc(3_600_000), "0xb").unwrap()),
+            realized(s.settle_own_fill(&id(0x51), Shares(6_000_000), Usdc(3_600_000), ("0xb", 1)).unwrap()),
             (600_000, 0)
         );
         let (e, realized) = s.execution_for(rows[0]).unwrap().unwrap();
@@ -863,7 +900,7 @@ mod tests {
         assert_eq!(s.record_settlement_change(rows[0], false).unwrap(), None, "made once");
         assert_eq!(s.record_settlement_change(rows[0], true).unwrap(), None, "not settled yet: nothing to put back");
         assert_eq!(
-            s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_100_000), "0xa").unwrap(),
+            s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(5_100_000), ("0xa", 1)).unwrap(),
             OwnSettlement::Settled
         );
         let back = s.record_settlement_change(rows[0], true).unwrap().unwrap();
@@ -892,7 +929,7 @@ mod tests {
         assert_eq!((out.position.position.shares.0, out.realized_change.0), (10_000_000, -400_000));
         // The chain says the order sold all 10 for 6.00.
         assert_eq!(
-            s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(6_000_000), "0xa").unwrap(),
+            s.settle_own_fill(&id(0x51), Shares(10_000_000), Usdc(6_000_000), ("0xa", 1)).unwrap(),
             OwnSettlement::Settled
         );
         let back = s.record_settlement_change(rows[0], true).unwrap().unwrap();
@@ -913,6 +950,35 @@ mod tests {
         assert_eq!(s.record_settlement(U256::from(7), Price(1_000_000)).unwrap(), None, "once");
     }
 
+    /// A part of our order read in block 10, then a reorg back to block 9 and the operator's
+    /// settlement resubmitted in another transaction: the part counts once (4 shares, not 8), and
+    /// until it is read again the order waits for its settlement.
+    #[test]
+    fn a_settlement_resubmitted_after_a_reorg_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let row = copies(&mut s, Side::Buy, 1)[0];
+        let got = s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xa", 10)).unwrap();
+        assert!(matches!(got, OwnSettlement::Booked(ref b) if b.exec.shares.0 == 4_000_000), "{got:?}");
+        // Older fills (no block) and fills at or below the ancestor stay.
+        s.rewind((9, B256::repeat_byte(9))).unwrap();
+        let settled = |s: &Store| -> i64 {
+            s.conn.query_row("SELECT settled FROM orders WHERE fill_id = ?1", [row], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(settled(&s), 0, "waits for its settlement again");
+        assert_eq!(s.unsettled_before(i64::MAX).unwrap().len(), 1);
+        let again = s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xb", 10)).unwrap();
+        assert_eq!(again, OwnSettlement::Settled);
+        assert_eq!((settled(&s), position(&s)), (1, (4_000_000, 2_040_000)), "4 shares, once");
+        // The same transaction read again after a reorg that kept it counts once too.
+        s.rewind((10, B256::repeat_byte(10))).unwrap();
+        assert_eq!(settled(&s), 1, "nothing above block 10 to forget");
+        s.rewind((9, B256::repeat_byte(9))).unwrap();
+        let back = s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xb", 12)).unwrap();
+        assert_eq!(back, OwnSettlement::Settled);
+        assert_eq!(position(&s), (4_000_000, 2_040_000));
+    }
+
     /// Our fills of one order never add up to more than the order gives (pUSD for a BUY): a
     /// settlement replaced after a reorg (a second transaction for the same match) books nothing
     /// twice, while a BUY that got more shares than it asked for (a better price goes to the taker
@@ -922,9 +988,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         copies(&mut s, Side::Buy, 1);
-        let got = s.settle_own_fill(&id(0x51), Shares(11_000_000), Usdc(5_100_000), "0xa").unwrap();
+        let got = s.settle_own_fill(&id(0x51), Shares(11_000_000), Usdc(5_100_000), ("0xa", 1)).unwrap();
         assert!(matches!(got, OwnSettlement::Booked(ref b) if b.exec.shares == Shares(11_000_000)), "{got:?}");
-        let again = s.settle_own_fill(&id(0x51), Shares(11_000_000), Usdc(5_100_000), "0xb").unwrap();
+        let again = s.settle_own_fill(&id(0x51), Shares(11_000_000), Usdc(5_100_000), ("0xb", 1)).unwrap();
         assert_eq!(again, OwnSettlement::Nothing);
         assert_eq!(position(&s), (11_000_000, 5_100_000));
     }
@@ -950,11 +1016,11 @@ mod tests {
         s.record_rejection(rows[1], "stale", "refused before the fix").unwrap();
         let id = |b: u8| format!("{:#x}", h(b));
         for (order_id, row, was) in [(id(0x51), rows[0], None), (id(0x52), rows[1], Some(FillStatus::Rejected))] {
-            let got = s.settle_own_fill(&order_id, Shares(10_000_000), Usdc(5_100_000), "0x01").unwrap();
+            let got = s.settle_own_fill(&order_id, Shares(10_000_000), Usdc(5_100_000), ("0x01", 1)).unwrap();
             let OwnSettlement::Booked(b) = got else { panic!("{order_id}: {got:?}") };
             assert_eq!((b.exec.fill_row, b.overturned, b.exec.usdc), (row, was, Usdc(5_100_000)));
             assert_eq!(s.fill_outcome(row).unwrap().map(|o| o.status), Some(FillStatus::Executed));
-            let again = s.settle_own_fill(&order_id, Shares(10_000_000), Usdc(5_100_000), "0x01").unwrap();
+            let again = s.settle_own_fill(&order_id, Shares(10_000_000), Usdc(5_100_000), ("0x01", 1)).unwrap();
             assert_eq!(again, OwnSettlement::Nothing, "booked once");
         }
         assert_eq!(s.book().unwrap().positions.values().map(|p| p.shares.0).sum::<i64>(), 20_000_000);

@@ -113,7 +113,8 @@ impl Store {
     }
 
     /// Rewinds to the common ancestor after a reorg: fills above it become suspects until the rescan
-    /// sees them again (they keep their status: one already copied stays copied).
+    /// sees them again (they keep their status: one already copied stays copied), and our own
+    /// fills above it are forgotten until it does.
     ///
     /// # Errors
     /// On a database error.
@@ -125,6 +126,7 @@ impl Store {
             [ancestor.0 as i64],
         )?;
         exec(&tx, "DELETE FROM recent_blocks WHERE number > ?1", [ancestor.0 as i64])?;
+        super::own_fills::rewind_own_fills(&tx, ancestor.0)?;
         exec(
             &tx,
             "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \

@@ -361,6 +361,12 @@ ALTER TABLE executions ADD COLUMN held INTEGER;
 -- (older rows, and BUYs): derived from its proceeds and P&L, exact for a SELL booked in one part
 ALTER TABLE executions ADD COLUMN released INTEGER;
 ",
+    r"
+-- the block our fill on chain was read in: a reorg past it forgets the fill until the chain is
+-- read again (a settlement the operator resubmitted in another transaction then counts once).
+-- NULL (older rows): kept through reorgs, as before
+ALTER TABLE own_fills ADD COLUMN block_number INTEGER;
+",
 ];
 
 /// Brings the schema up to date.

@@ -307,6 +307,35 @@ async fn test_live_when_a_resting_gtd_order_fills_in_two_transactions_then_both_
     assert!(l.d.events("error").is_empty(), "{:?}", l.d.events("error"));
 }
 
+/// Our fill on chain reorged out, and the operator's settlement of the same match resubmitted in
+/// another transaction: the part counts once (4 shares, not 8), and the order's later part books
+/// the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_our_fill_is_reorged_out_and_resubmitted_then_it_counts_once() {
+    let l = resting_gtd(&[]).await;
+    let ours = |shares: u64, usdc: u64| Fill {
+        order_hash: order_id(&l.d, 0),
+        ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, shares * ONE, usdc)
+    };
+    l.anvil.emit(&ours(4, 2_040_000)).await;
+    wait_for(20, "the first part", async || row(&l.d, 0).filter(|r| r["shares"] == "4")).await;
+    l.anvil.raw("anvil_reorg", json!([1, []])).await;
+    l.anvil.mine(1).await;
+    wait_for(20, "the reorg noticed", async || (!l.d.events("reorg").is_empty()).then_some(())).await;
+    assert!(l.d.log().contains("our fills on chain in the blocks it took away"), "our fill forgotten with its block");
+    // Another transaction first, so the resubmitted settlement has a hash of its own.
+    l.anvil.emit(&Fill::v2(9, C, C, true, STD_TOKEN, ONE, 510_000)).await;
+    let (_, again) = l.anvil.emit(&ours(4, 2_040_000)).await;
+    wait_for(20, "the resubmitted settlement read", async || l.d.log().contains(&format!("{again:#x}")).then_some(()))
+        .await;
+    assert_eq!(row(&l.d, 0).unwrap()["shares"], "4", "counted once");
+    assert_eq!(l.d.status()["positions"][0]["shares"], "4");
+    l.anvil.emit(&ours(6, 3_060_000)).await;
+    let r = wait_for(20, "the second part", async || row(&l.d, 0).filter(|r| r["shares"] == "10")).await;
+    assert_eq!(r["usdc"].as_str(), Some("5.1"), "{r}");
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+}
+
 /// A resting GTD order filled in part on chain is still open: after a restart it is watched again
 /// (not taken as finished), only its rest stays reserved, and what fills later is booked; nothing
 /// is sent again.

@@ -20,8 +20,15 @@ pub struct BookOwnFill {
     pub usdc: Usdc,
     /// The settling transaction.
     pub tx: String,
+    /// The block it was read in.
+    pub block: u64,
 }
-store_handler!(BookOwnFill -> crate::store::OwnSettlement, |s, m| s.settle_own_fill(&m.order_id, m.shares, m.usdc, &m.tx));
+store_handler!(BookOwnFill -> crate::store::OwnSettlement, |s, m| s.settle_own_fill(
+    &m.order_id,
+    m.shares,
+    m.usdc,
+    (&m.tx, m.block)
+));
 
 /// Record the unrealized P&L a trading day opened with.
 #[derive(Debug)]

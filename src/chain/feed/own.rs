@@ -40,6 +40,8 @@ pub struct OwnFill {
     pub usdc: crate::domain::Usdc,
     /// The transaction, 0x-hex.
     pub tx: String,
+    /// The block it was read in (a reorg past it forgets it until it is read again).
+    pub block: u64,
 }
 
 impl ChainFeed {
@@ -53,6 +55,7 @@ impl ChainFeed {
                 shares: f.shares,
                 usdc: f.usdc,
                 tx: f.tx.clone(),
+                block: f.block,
             };
             match ask(&self.writer, m).await? {
                 OwnSettlement::Settled => info!(order = %f.order_id, tx = %f.tx, "our order settled on chain"),
@@ -86,7 +89,7 @@ fn sum_by_order(own: Vec<TargetFill>) -> Vec<OwnFill> {
                 o.shares = crate::domain::Shares(o.shares.0 + f.shares.0);
                 o.usdc = crate::domain::Usdc(o.usdc.0 + f.usdc.0);
             }
-            None => out.push(OwnFill { order_id, shares: f.shares, usdc: f.usdc, tx }),
+            None => out.push(OwnFill { order_id, shares: f.shares, usdc: f.usdc, tx, block: f.block_number }),
         }
     }
     out
