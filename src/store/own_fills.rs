@@ -124,38 +124,49 @@ impl Store {
 
 /// Forgets our fills on chain read above block `ancestor` (a reorg took those blocks away) until
 /// the chain is read again: a fill still there comes back with it, and a settlement the operator
-/// resubmitted in another transaction then counts once, not twice. An order those fills had
-/// settled waits for its settlement again from now (so it is taken out if it never comes back);
-/// one taken out and settled late is out again when nothing of it is left on chain. Returns the
-/// fills forgotten. Inside the rewind's transaction.
+/// resubmitted in another transaction then counts once, not twice. An order whose settling
+/// transaction was among them waits for its settlement again (so it is taken out if it never comes
+/// back); one taken out and settled late is out again when nothing of it is left on chain. Every
+/// order they touched counts its wait from now, so none is taken out before the rescan could read
+/// its fills again. Returns the fills forgotten. Inside the rewind's transaction.
 pub(super) fn rewind_own_fills(tx: &Connection, ancestor: u64) -> StoreResult<usize> {
     let above = i64::try_from(ancestor).unwrap_or(i64::MAX);
-    let orders: Vec<String> = {
-        let mut st = tx.prepare("SELECT DISTINCT order_id FROM own_fills WHERE block_number > ?1")?;
-        let rows = st.query_map([above], |r| r.get(0))?;
+    let gone: Vec<(String, String)> = {
+        let mut st = tx.prepare("SELECT order_id, tx_hash FROM own_fills WHERE block_number > ?1")?;
+        let rows = st.query_map([above], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<Result<_, _>>()?
     };
-    let forgotten = run(tx, "DELETE FROM own_fills WHERE block_number > ?1", [above])?;
-    for order in &orders {
+    run(tx, "DELETE FROM own_fills WHERE block_number > ?1", [above])?;
+    let now = now_ms();
+    for (order, gone_tx) in &gone {
         let left: i64 =
             query_one(tx, "SELECT COALESCE(SUM(shares), 0) FROM own_fills WHERE order_id = ?1", [order], |r| r.get(0))?;
+        // An order settled before `own_fills` kept every transaction has no row for its settling
+        // one: what the journal cannot count again, it leaves settled.
         run(
             tx,
-            "UPDATE orders SET settled = CASE settled WHEN 1 THEN 0 ELSE -1 END, updated_at_ms = ?3 \
-             WHERE order_id = ?1 AND ((settled = 1 AND ?2 < \
-             (SELECT e.shares FROM executions e WHERE e.fill_id = orders.fill_id)) OR (settled = 2 AND ?2 = 0))",
-            params![order, left + SETTLED_WITHIN.0, now_ms()],
+            "UPDATE orders SET settled = CASE settled WHEN 1 THEN 0 ELSE -1 END \
+             WHERE order_id = ?1 AND ((settled = 1 AND ?3 + ?4 < \
+             (SELECT e.shares FROM executions e WHERE e.fill_id = orders.fill_id) \
+             AND (settle_tx = ?2 OR EXISTS (SELECT 1 FROM own_fills f \
+             WHERE f.order_id = orders.order_id AND f.tx_hash = orders.settle_tx))) \
+             OR (settled = 2 AND ?3 = 0))",
+            params![order, gone_tx, left, SETTLED_WITHIN.0],
+        )?;
+        run(
+            tx,
+            "UPDATE orders SET updated_at_ms = MAX(updated_at_ms, ?2) WHERE order_id = ?1 AND settled = 0",
+            params![order, now],
         )?;
     }
-    if forgotten > 0 {
+    if !gone.is_empty() {
         tracing::warn!(
-            fills = forgotten,
-            orders = orders.len(),
+            fills = gone.len(),
             after_block = ancestor,
             "reorg: our fills on chain in the blocks it took away wait to be read again"
         );
     }
-    Ok(forgotten)
+    Ok(gone.len())
 }
 
 /// What our fills on chain (`f`, their sum) do to a booked order: grow its execution by what they
@@ -231,8 +242,9 @@ fn may_still_fill(order: &StoredOrder, status: &str, now_s: i64) -> bool {
 /// The sum of our fills of `order`, never more than the order gives: the exchange never takes
 /// more than an order's maker amount (pUSD for our BUY, shares for our SELL; the other side may
 /// exceed the signed amount, as a better price goes to the taker as surplus), so more means a
-/// settlement counted twice (a reorg forgets the fills it took away, so not from one). It is said,
-/// and capped, the other side in proportion.
+/// settlement counted twice (a reorg forgets the fills it took away, so not from one, except for
+/// rows read before fills carried their block). It is said, and capped, the other side in
+/// proportion.
 fn capped_at_size(order: &StoredOrder, shares: Shares, usdc: Usdc, order_id: &str) -> (Shares, Usdc) {
     let Ok(gives) = i64::try_from(order.maker_amount) else { return (shares, usdc) };
     let (given, other) = if order.side == 0 { (usdc.0, shares.0) } else { (shares.0, usdc.0) };
@@ -977,6 +989,45 @@ mod tests {
         let back = s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xb", 12)).unwrap();
         assert_eq!(back, OwnSettlement::Settled);
         assert_eq!(position(&s), (4_000_000, 2_040_000));
+    }
+
+    /// What a reorg does to orders whose fills it took away, beyond counting them once: one taken
+    /// out of the books and settled late is out again; one settled by a transaction the journal
+    /// never kept stays settled; one still waiting counts its wait from the rewind.
+    #[test]
+    fn a_reorg_undoes_only_the_settlements_it_took_away() {
+        let settled = |s: &Store, row: i64| -> (i64, i64) {
+            s.conn
+                .query_row("SELECT settled, updated_at_ms FROM orders WHERE fill_id = ?1", [row], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .unwrap()
+        };
+        let (_dir, mut s, row) = bought();
+        s.order_outcome(row, OrderStatus::Matched, Some((10_000_000, 5_100_000)), "matched").unwrap();
+        s.record_settlement_change(row, false).unwrap().unwrap();
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xa", 10)).unwrap();
+        assert_eq!(settled(&s, row).0, 2, "settled late, to be put back");
+        s.rewind((9, B256::repeat_byte(9))).unwrap();
+        assert_eq!(settled(&s, row).0, -1, "nothing of it left on chain: out again");
+        assert!(s.unsettled_before(i64::MAX).unwrap().is_empty(), "nothing to put back");
+        assert_eq!(position(&s), (0, 0));
+
+        let (_dir, mut s, row) = bought();
+        s.order_outcome(row, OrderStatus::Matched, Some((10_000_000, 5_100_000)), "matched").unwrap();
+        s.conn.execute("UPDATE orders SET settled = 1, settle_tx = '0xold' WHERE fill_id = ?1", [row]).unwrap();
+        s.settle_own_fill(&id(0x51), Shares(5_000_000), Usdc(2_550_000), ("0xa", 10)).unwrap();
+        s.rewind((9, B256::repeat_byte(9))).unwrap();
+        assert_eq!(settled(&s, row).0, 1, "settled by a transaction the journal never kept");
+
+        let (_dir, mut s, row) = bought();
+        s.order_outcome(row, OrderStatus::Matched, Some((10_000_000, 5_100_000)), "matched").unwrap();
+        s.conn.execute("UPDATE orders SET updated_at_ms = 100 WHERE fill_id = ?1", [row]).unwrap();
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xa", 10)).unwrap();
+        assert_eq!(s.unsettled_before(200).unwrap().len(), 1, "overdue, settled in part");
+        s.rewind((9, B256::repeat_byte(9))).unwrap();
+        assert_eq!(settled(&s, row).0, 0);
+        assert!(s.unsettled_before(200).unwrap().is_empty(), "waits for the rescan: {:?}", settled(&s, row));
     }
 
     /// Our fills of one order never add up to more than the order gives (pUSD for a BUY): a
