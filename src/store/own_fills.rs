@@ -142,13 +142,14 @@ pub(super) fn rewind_own_fills(tx: &Connection, ancestor: u64) -> StoreResult<us
         let left: i64 =
             query_one(tx, "SELECT COALESCE(SUM(shares), 0) FROM own_fills WHERE order_id = ?1", [order], |r| r.get(0))?;
         // An order settled before `own_fills` kept every transaction has no row for its settling
-        // one: what the journal cannot count again, it leaves settled.
+        // one: what the journal cannot count again, it leaves settled. (No settling transaction:
+        // kept in part by the settlement check before it named one, so settled by these fills.)
         run(
             tx,
             "UPDATE orders SET settled = CASE settled WHEN 1 THEN 0 ELSE -1 END \
              WHERE order_id = ?1 AND ((settled = 1 AND ?3 + ?4 < \
              (SELECT e.shares FROM executions e WHERE e.fill_id = orders.fill_id) \
-             AND (settle_tx = ?2 OR EXISTS (SELECT 1 FROM own_fills f \
+             AND (settle_tx IS NULL OR settle_tx = ?2 OR EXISTS (SELECT 1 FROM own_fills f \
              WHERE f.order_id = orders.order_id AND f.tx_hash = orders.settle_tx))) \
              OR (settled = 2 AND ?3 = 0))",
             params![order, gone_tx, left, SETTLED_WITHIN.0],
@@ -1028,6 +1029,19 @@ mod tests {
         s.rewind((9, B256::repeat_byte(9))).unwrap();
         assert_eq!(settled(&s, row).0, 0);
         assert!(s.unsettled_before(200).unwrap().is_empty(), "waits for the rescan: {:?}", settled(&s, row));
+
+        // Kept in part by the settlement check, then the part's transaction is reorged away: the
+        // part waits again, and is taken out when overdue.
+        let (_dir, mut s, row) = bought();
+        s.order_outcome(row, OrderStatus::Matched, Some((10_000_000, 5_100_000)), "matched").unwrap();
+        s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xa", 10)).unwrap();
+        s.record_settlement_change(row, false).unwrap().unwrap();
+        assert_eq!((settled(&s, row).0, position(&s)), (1, (4_000_000, 2_040_000)), "kept in part");
+        s.rewind((9, B256::repeat_byte(9))).unwrap();
+        assert_eq!(settled(&s, row).0, 0, "its part waits again");
+        let out = s.record_settlement_change(row, false).unwrap().unwrap();
+        assert_eq!(out.exec.shares.0, 4_000_000);
+        assert_eq!(position(&s), (0, 0));
     }
 
     /// Our fills of one order never add up to more than the order gives (pUSD for a BUY): a

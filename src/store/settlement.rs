@@ -92,9 +92,13 @@ impl Store {
             return Ok(None);
         }
         if !restored {
+            // Kept in part, the order is settled by what our fills on chain hold: the last of them
+            // is its settling transaction (a reorg that takes it away makes the part wait again).
             tx.execute(
-                "UPDATE orders SET clob_shares = COALESCE(clob_shares, ?2) WHERE fill_id = ?1",
-                params![row, exec.shares.0],
+                "UPDATE orders SET clob_shares = COALESCE(clob_shares, ?2), settle_tx = CASE WHEN ?3 THEN \
+                 (SELECT f.tx_hash FROM own_fills f WHERE f.order_id = orders.order_id \
+                 ORDER BY f.seen_at_ms DESC, f.tx_hash DESC LIMIT 1) ELSE settle_tx END WHERE fill_id = ?1",
+                params![row, exec.shares.0, partly],
             )?;
         }
         let settled = (settled_shares, settled_usdc);
