@@ -310,6 +310,16 @@ pub(crate) fn record_intent_in(tx: &Connection, i: &OrderIntent) -> StoreResult<
     Ok(ok)
 }
 
+/// Our position in `token` as the journal has it (none: zero).
+pub(super) fn position_of(tx: &Connection, token: &str) -> StoreResult<Position> {
+    let mut st = tx.prepare_cached("SELECT shares, cost FROM positions WHERE token_id = ?1")?;
+    let mut rows = st.query([token])?;
+    Ok(match rows.next()? {
+        Some(r) => Position { shares: Shares(r.get(0)?), cost: Usdc(r.get(1)?) },
+        None => Position::default(),
+    })
+}
+
 /// [`Store::record_execution`] inside a caller's transaction.
 pub(crate) fn record_execution_in(
     tx: &rusqlite::Connection,
@@ -317,14 +327,7 @@ pub(crate) fn record_execution_in(
     wallet: &Address,
 ) -> StoreResult<Option<(Written, Usdc)>> {
     let token = e.token_id.to_string();
-    let before = {
-        let mut st = tx.prepare_cached("SELECT shares, cost FROM positions WHERE token_id = ?1")?;
-        let mut rows = st.query([&token])?;
-        match rows.next()? {
-            Some(r) => Position { shares: Shares(r.get(0)?), cost: Usdc(r.get(1)?) },
-            None => Position::default(),
-        }
-    };
+    let before = position_of(tx, &token)?;
     let (position, booked) = crate::risk::book::booked_on(before, e);
     let realized = booked.realized;
     let n = exec(

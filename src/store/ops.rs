@@ -5,12 +5,12 @@ use super::journal::IN_BOOKS;
 use std::collections::{BTreeMap, HashSet};
 
 use alloy::primitives::Address;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use serde::Serialize;
 
 use super::{Store, StoreResult, dec_u256, hex_addr, now_ms};
 use crate::domain::{ExecMode, Execution, Price, Shares, Side, TokenId, Usdc, addr_lower, mul_price_floor};
-use crate::risk::{Position, Written};
+use crate::risk::Written;
 
 /// A position closed by its market's resolution (see [`Store::record_settlement`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,12 +214,10 @@ impl Store {
     /// On a database error.
     pub fn record_settlement(&mut self, token: TokenId, payout: Price) -> StoreResult<Option<Resolution>> {
         let tx = self.conn.savepoint()?;
-        let held: Option<Position> = tx
-            .query_row("SELECT shares, cost FROM positions WHERE token_id = ?1", [token.to_string()], |r| {
-                Ok(Position { shares: Shares(r.get(0)?), cost: Usdc(r.get(1)?) })
-            })
-            .optional()?;
-        let Some(pos) = held.filter(|p| p.shares.0 > 0) else { return Ok(None) };
+        let pos = super::journal::position_of(&tx, &token.to_string())?;
+        if pos.shares.0 <= 0 {
+            return Ok(None);
+        }
         // A BUY matched on the CLOB and not yet settled on chain may be taken out of the books:
         // paying its shares out now would leave the payout behind when it is. The next check
         // settles what is held by then.

@@ -356,13 +356,7 @@ pub(crate) fn grow_execution_in(
         };
         (Position::default(), waiting)
     } else {
-        let before: Position = tx
-            .query_row("SELECT shares, cost FROM positions WHERE token_id = ?1", [&token], |r| {
-                Ok(Position { shares: Shares(r.get(0)?), cost: Usdc(r.get(1)?) })
-            })
-            .optional()?
-            .unwrap_or_default();
-        booked_on(before, &part)
+        booked_on(super::journal::position_of(tx, &token)?, &part)
     };
     // What the rows before this part released is kept first (derived for a row written before it
     // was), so that the part's own release adds to it.

@@ -3,11 +3,11 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::journal::write_position;
+use super::journal::{position_of, write_position};
 use super::{Store, StoreResult};
 use crate::domain::{Execution, Price, Shares, Side, Usdc};
+use crate::risk::Written;
 use crate::risk::book::{Booked, booked_on, position_without, proceeds_of, released_derived};
-use crate::risk::{Position, Written};
 
 /// Shares our fills on chain may fall short of what the CLOB booked and still settle the order:
 /// less than one lot (0.01 share) is rounding between the two counts, not a part that failed, and
@@ -212,15 +212,6 @@ fn settled_on_chain(tx: &Connection, row: i64) -> StoreResult<(Shares, Usdc)> {
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     Ok((Shares(shares), Usdc(usdc)))
-}
-
-fn position_of(tx: &Connection, token: &str) -> StoreResult<Position> {
-    Ok(tx
-        .query_row("SELECT shares, cost FROM positions WHERE token_id = ?1", [token], |r| {
-            Ok(Position { shares: Shares(r.get(0)?), cost: Usdc(r.get(1)?) })
-        })
-        .optional()?
-        .unwrap_or_default())
 }
 
 /// Makes the execution `exec` what settled (`shares` for `usdc`), in its row and its order's, and
