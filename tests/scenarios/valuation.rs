@@ -7,7 +7,7 @@ use crate::support::http::http_get;
 use crate::support::live::*;
 use crate::support::*;
 use alloy::primitives::{Address, B256};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn settled(d: &Daemon) -> Vec<(String, i64)> {
     let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
@@ -69,6 +69,28 @@ async fn test_live_when_match_settles_or_not_on_chain_then_confirmed_or_reversed
     assert_eq!(position_shares(&l.d, NEG_TOKEN), 10 * ONE as i64, "put back in our books");
     // Reports are journaled on their own thread, after the booking they tell of: wait for it.
     wait_for(20, "the put-back alert", async || l.d.events("alert").into_iter().find(|e| e.contains("put back"))).await;
+}
+
+/// The block that settled our match is reorged away and nothing settles it again: the match waits
+/// for its settlement once more and, overdue, is taken out of our books.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_the_block_that_settled_a_match_is_reorged_away_then_it_is_taken_out_once_overdue() {
+    let l = copied_with_settle_timeout().await;
+    let mut ours = Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, 10 * ONE, 5_100_000);
+    ours.order_hash = l.clob.orders()[0].id.parse().unwrap();
+    l.anvil.emit(&ours).await;
+    wait_for(20, "settlement", async || (settled(&l.d)[0].1 == 1).then_some(())).await;
+    l.anvil.raw("anvil_reorg", json!([1, []])).await;
+    l.anvil.mine(1).await;
+    wait_for(20, "the reorg noticed", async || (!l.d.events("reorg").is_empty()).then_some(())).await;
+    assert_eq!(settled(&l.d)[0].1, 0, "waits for its settlement again");
+    assert_eq!(position_shares(&l.d, STD_TOKEN), 10 * ONE as i64, "still booked while it may come back");
+    wait_for(30, "the unsettled alert", async || {
+        l.anvil.mine(1).await;
+        l.d.events("alert").into_iter().find(|e| e.contains("did not settle on chain"))
+    })
+    .await;
+    assert_eq!((settled(&l.d)[0].1, position_shares(&l.d, STD_TOKEN)), (-1, 0), "taken out of our books");
 }
 
 /// A match of which only a part settles on chain in time: only the rest is taken out of our
