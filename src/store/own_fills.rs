@@ -1023,6 +1023,9 @@ mod tests {
         s.rewind((9, B256::repeat_byte(9))).unwrap();
         assert_eq!(settled(&s, row).0, 0);
         assert!(s.unsettled_before(200).unwrap().is_empty(), "waits for the rescan: {:?}", settled(&s, row));
+        // A check that listed it as overdue before the rewind leaves it for the rescan too.
+        assert_eq!(s.take_out_if_overdue(row, 200).unwrap(), None);
+        assert_eq!(settled(&s, row).0, 0);
 
         // Kept in part by the settlement check, then the part's transaction is reorged away: the
         // part waits again, and is taken out when overdue.

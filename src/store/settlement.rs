@@ -45,7 +45,18 @@ impl Store {
     /// # Errors
     /// On a database error or a corrupt row.
     pub fn record_settlement_change(&mut self, row: i64, restored: bool) -> StoreResult<Option<SettlementChange>> {
-        self.settlement_change(row, restored, None)
+        let change = if restored { Change::PutBack } else { Change::TakeOut { overdue_before: None } };
+        self.settlement_change(row, change)
+    }
+
+    /// [`Store::record_settlement_change`] taking out an order the check listed as overdue at
+    /// `before_ms`, if it still is: a reorg's rewind meanwhile restarts the wait of the orders
+    /// whose fills it forgot, and those are left for the rescan. `None` when it no longer waits.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn take_out_if_overdue(&mut self, row: i64, before_ms: i64) -> StoreResult<Option<SettlementChange>> {
+        self.settlement_change(row, Change::TakeOut { overdue_before: Some(before_ms) })
     }
 
     /// Takes out of the books a SELL listed with an overdue BUY of its token
@@ -61,19 +72,19 @@ impl Store {
         row: i64,
         before_ms: i64,
     ) -> StoreResult<Option<SettlementChange>> {
-        self.settlement_change(row, false, Some(before_ms))
+        self.settlement_change(row, Change::WithBuy { before_ms })
     }
 
-    fn settlement_change(
-        &mut self,
-        row: i64,
-        restored: bool,
-        with_buy_before: Option<i64>,
-    ) -> StoreResult<Option<SettlementChange>> {
+    fn settlement_change(&mut self, row: i64, change: Change) -> StoreResult<Option<SettlementChange>> {
         let Some((exec, realized)) = self.execution_for(row)? else { return Ok(None) };
         let tx = self.conn.savepoint()?;
-        if let Some(before) = with_buy_before
-            && !buys_lack_shares(&tx, &exec.token_id.to_string(), before)?
+        let (restored, with_buy, overdue_before) = match change {
+            Change::PutBack => (true, false, None),
+            Change::TakeOut { overdue_before } => (false, false, overdue_before),
+            Change::WithBuy { .. } => (false, true, None),
+        };
+        if let Change::WithBuy { before_ms } = change
+            && !buys_lack_shares(&tx, &exec.token_id.to_string(), before_ms)?
         {
             return Ok(None);
         }
@@ -85,8 +96,9 @@ impl Store {
             (false, false) => (0, -1),
         };
         let n = tx.execute(
-            "UPDATE orders SET settled = ?3, updated_at_ms = ?2 WHERE fill_id = ?1 AND settled = ?4",
-            params![row, now(), to, from],
+            "UPDATE orders SET settled = ?3, updated_at_ms = ?2 WHERE fill_id = ?1 AND settled = ?4 \
+             AND (?5 IS NULL OR updated_at_ms < ?5)",
+            params![row, now(), to, from, overdue_before],
         )?;
         if n != 1 {
             return Ok(None);
@@ -105,11 +117,22 @@ impl Store {
         let change = if restored {
             put_back(&tx, exec, partly, settled)?
         } else {
-            take_out(&tx, exec, realized, partly, settled, with_buy_before.is_some())?
+            take_out(&tx, exec, realized, partly, settled, with_buy)?
         };
         tx.commit()?;
         Ok(Some(change))
     }
+}
+
+/// Which change the settlement check makes to an order.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    /// Book again what settled late.
+    PutBack,
+    /// Take out what did not settle (only if still overdue at `overdue_before`, when given).
+    TakeOut { overdue_before: Option<i64> },
+    /// Take out a SELL with an overdue BUY of its token (see `buys_lack_shares`).
+    WithBuy { before_ms: i64 },
 }
 
 fn now() -> i64 {

@@ -186,11 +186,13 @@ async fn change_in_journal(store: actix::Addr<StoreActor>, before: i64, selling:
     found.sort_by_key(|(u, at)| (crate::risk::book::change_order(u.settled_late, *at), !u.with_buy));
     let mut changes = Vec::new();
     for (u, _) in found {
-        let with_buy_before = u.with_buy.then_some(before);
-        match store
-            .send(RecordSettlementChange { fill_row: u.fill_row, restored: u.settled_late, with_buy_before })
-            .await
-        {
+        let change = RecordSettlementChange {
+            fill_row: u.fill_row,
+            restored: u.settled_late,
+            with_buy: u.with_buy,
+            overdue_before: before,
+        };
+        match store.send(change).await {
             Ok(Ok(Some(c))) => changes.push((u, c)),
             // Settled meanwhile, or another check made the change.
             Ok(Ok(None)) => {}

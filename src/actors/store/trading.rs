@@ -178,13 +178,15 @@ pub struct RecordSettlementChange {
     pub fill_row: i64,
     /// True when put back.
     pub restored: bool,
-    /// A SELL listed with an overdue BUY of its token: taken out only while that BUY needs it
-    /// (the check's overdue bound, unix ms).
-    pub with_buy_before: Option<i64>,
+    /// A SELL listed with an overdue BUY of its token: taken out only while that BUY needs it.
+    pub with_buy: bool,
+    /// The check's overdue bound (unix ms): what is taken out must still be overdue then.
+    pub overdue_before: i64,
 }
-store_handler!(RecordSettlementChange -> Option<crate::store::SettlementChange>, |s, m| match m.with_buy_before {
-    Some(before) => s.record_settlement_change_with_buy(m.fill_row, before),
-    None => s.record_settlement_change(m.fill_row, m.restored),
+store_handler!(RecordSettlementChange -> Option<crate::store::SettlementChange>, |s, m| match (m.restored, m.with_buy) {
+    (true, _) => s.record_settlement_change(m.fill_row, true),
+    (false, true) => s.record_settlement_change_with_buy(m.fill_row, m.overdue_before),
+    (false, false) => s.take_out_if_overdue(m.fill_row, m.overdue_before),
 });
 
 /// The latest marks of tokens we hold.
