@@ -48,7 +48,7 @@ pub use queries::{StatusReport, TradeRow};
 pub use ranges::JournalOutcome;
 pub use reconcile::TokenState;
 pub use redemptions::{RedeemStatus, RedemptionRow, Resolved};
-pub use settlement::SettlementChange;
+pub use settlement::{SettlementChange, SettlementStep};
 pub use sightings::{DetectionStats, Orphan};
 pub use vet_cache::Coverage;
 

@@ -391,8 +391,8 @@ mod tests {
 
     use super::*;
     use crate::clob::order::StoredOrder;
-    use crate::store::OrderStatus;
     use crate::store::tests::fill_in;
+    use crate::store::{OrderStatus, SettlementStep};
 
     /// Our signed order `id` for 10 shares at a limit of 0.51.
     fn order(id: u8, side: Side) -> StoredOrder {
@@ -690,7 +690,11 @@ mod tests {
         s.conn.execute("UPDATE orders SET updated_at_ms = 100 WHERE fill_id = ?1", [buy]).unwrap();
         s.conn.execute("UPDATE orders SET updated_at_ms = 300 WHERE fill_id = ?1", [sell]).unwrap();
         assert!(s.unsettled_before(200).unwrap().iter().any(|u| u.fill_row == sell && u.with_buy));
-        assert_eq!(s.record_settlement_change_with_buy(sell, 200).unwrap(), None, "not needed");
+        assert_eq!(
+            s.record_settlement_step(sell, SettlementStep::WithBuy { before_ms: 200 }).unwrap(),
+            None,
+            "not needed"
+        );
         let out = s.record_settlement_change(buy, false).unwrap().unwrap();
         assert_eq!(out.short.0, 0);
         assert_eq!(position(&s).0, 50_000_000, "110 held, 50 sold, the unsettled 10 out");
@@ -726,7 +730,7 @@ mod tests {
         let listed: Vec<_> = due.iter().map(|u| (u.fill_row, u.with_buy)).collect();
         assert_eq!(listed, [(buy, false), (sell, true)]);
         // Newest first, as the supervisor orders them.
-        let out = s.record_settlement_change_with_buy(sell, 200).unwrap().unwrap();
+        let out = s.record_settlement_step(sell, SettlementStep::WithBuy { before_ms: 200 }).unwrap().unwrap();
         assert_eq!(out.position.position, Position { shares: Shares(10_000_000), cost: Usdc(5_100_000) });
         let out = s.record_settlement_change(buy, false).unwrap().unwrap();
         assert_eq!(out.short.0, 0, "nothing sold from under it");
@@ -1024,7 +1028,7 @@ mod tests {
         assert_eq!(settled(&s, row).0, 0);
         assert!(s.unsettled_before(200).unwrap().is_empty(), "waits for the rescan: {:?}", settled(&s, row));
         // A check that listed it as overdue before the rewind leaves it for the rescan too.
-        assert_eq!(s.take_out_if_overdue(row, 200).unwrap(), None);
+        assert_eq!(s.record_settlement_step(row, SettlementStep::TakeOut { overdue_before: Some(200) }).unwrap(), None);
         assert_eq!(settled(&s, row).0, 0);
 
         // Kept in part by the settlement check, then the part's transaction is reorged away: the

@@ -45,45 +45,29 @@ impl Store {
     /// # Errors
     /// On a database error or a corrupt row.
     pub fn record_settlement_change(&mut self, row: i64, restored: bool) -> StoreResult<Option<SettlementChange>> {
-        let change = if restored { Change::PutBack } else { Change::TakeOut { overdue_before: None } };
-        self.settlement_change(row, change)
+        let step = if restored { SettlementStep::PutBack } else { SettlementStep::TakeOut { overdue_before: None } };
+        self.settlement_change(row, step)
     }
 
-    /// [`Store::record_settlement_change`] taking out an order the check listed as overdue at
-    /// `before_ms`, if it still is: a reorg's rewind meanwhile restarts the wait of the orders
-    /// whose fills it forgot, and those are left for the rescan. `None` when it no longer waits.
+    /// Makes the settlement check's `step` for the execution of fill `row` (see
+    /// [`Store::record_settlement_change`] and [`SettlementStep`]). `None` when the order no longer
+    /// waits for it, or the step is not needed.
     ///
     /// # Errors
     /// On a database error or a corrupt row.
-    pub fn take_out_if_overdue(&mut self, row: i64, before_ms: i64) -> StoreResult<Option<SettlementChange>> {
-        self.settlement_change(row, Change::TakeOut { overdue_before: Some(before_ms) })
+    pub fn record_settlement_step(&mut self, row: i64, step: SettlementStep) -> StoreResult<Option<SettlementChange>> {
+        self.settlement_change(row, step)
     }
 
-    /// Takes out of the books a SELL listed with an overdue BUY of its token
-    /// ([`crate::store::Unsettled::with_buy`]), but only while the position lacks shares that
-    /// BUY's take-out needs (`before_ms`: the check's overdue bound): what it sold beyond them was
-    /// ours, and it stays booked. Called newest SELL first, so only as many go as the BUYs need.
-    /// `None` when it is not needed (or no longer waits).
-    ///
-    /// # Errors
-    /// On a database error or a corrupt row.
-    pub fn record_settlement_change_with_buy(
-        &mut self,
-        row: i64,
-        before_ms: i64,
-    ) -> StoreResult<Option<SettlementChange>> {
-        self.settlement_change(row, Change::WithBuy { before_ms })
-    }
-
-    fn settlement_change(&mut self, row: i64, change: Change) -> StoreResult<Option<SettlementChange>> {
+    fn settlement_change(&mut self, row: i64, step: SettlementStep) -> StoreResult<Option<SettlementChange>> {
         let Some((exec, realized)) = self.execution_for(row)? else { return Ok(None) };
         let tx = self.conn.savepoint()?;
-        let (restored, with_buy, overdue_before) = match change {
-            Change::PutBack => (true, false, None),
-            Change::TakeOut { overdue_before } => (false, false, overdue_before),
-            Change::WithBuy { .. } => (false, true, None),
+        let (restored, with_buy_before, overdue_before) = match step {
+            SettlementStep::PutBack => (true, None, None),
+            SettlementStep::TakeOut { overdue_before } => (false, None, overdue_before),
+            SettlementStep::WithBuy { before_ms } => (false, Some(before_ms), None),
         };
-        if let Change::WithBuy { before_ms } = change
+        if let Some(before_ms) = with_buy_before
             && !buys_lack_shares(&tx, &exec.token_id.to_string(), before_ms)?
         {
             return Ok(None);
@@ -117,22 +101,33 @@ impl Store {
         let change = if restored {
             put_back(&tx, exec, partly, settled)?
         } else {
-            take_out(&tx, exec, realized, partly, settled, with_buy)?
+            take_out(&tx, exec, realized, partly, settled, with_buy_before.is_some())?
         };
         tx.commit()?;
         Ok(Some(change))
     }
 }
 
-/// Which change the settlement check makes to an order.
-#[derive(Debug, Clone, Copy)]
-enum Change {
-    /// Book again what settled late.
+/// A change the settlement check makes to an order (see [`Store::record_settlement_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettlementStep {
+    /// Book again, as much as settled, an order taken out that settled late.
     PutBack,
-    /// Take out what did not settle (only if still overdue at `overdue_before`, when given).
-    TakeOut { overdue_before: Option<i64> },
-    /// Take out a SELL with an overdue BUY of its token (see `buys_lack_shares`).
-    WithBuy { before_ms: i64 },
+    /// Take out what did not settle in time. With `overdue_before` (the check's bound, unix ms),
+    /// only if the order is still overdue then: a reorg's rewind since the check listed it restarts
+    /// the wait of the orders whose fills it forgot, and those are left for the rescan.
+    TakeOut {
+        /// The check's overdue bound, unix ms.
+        overdue_before: Option<i64>,
+    },
+    /// Take out a SELL listed with an overdue BUY of its token
+    /// ([`crate::store::Unsettled::with_buy`]), but only while the position lacks shares that
+    /// BUY's take-out needs (`before_ms`: the check's overdue bound): what it sold beyond them was
+    /// ours, and it stays booked. Made newest SELL first, so only as many go as the BUYs need.
+    WithBuy {
+        /// The check's overdue bound, unix ms.
+        before_ms: i64,
+    },
 }
 
 fn now() -> i64 {

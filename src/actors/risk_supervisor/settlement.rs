@@ -10,6 +10,7 @@ use super::RiskSupervisor;
 use crate::actors::notifier::Event;
 use crate::actors::store::{GetExecution, RecordSettlementChange, StoreActor, UnsettledBefore};
 use crate::domain::{Shares, Side, TokenId, Usdc};
+use crate::store::SettlementStep;
 use crate::store::{SettlementChange, Unsettled, now_ms};
 
 /// Take matched orders that never settled on chain out of our books (live).
@@ -186,13 +187,12 @@ async fn change_in_journal(store: actix::Addr<StoreActor>, before: i64, selling:
     found.sort_by_key(|(u, at)| (crate::risk::book::change_order(u.settled_late, *at), !u.with_buy));
     let mut changes = Vec::new();
     for (u, _) in found {
-        let change = RecordSettlementChange {
-            fill_row: u.fill_row,
-            restored: u.settled_late,
-            with_buy: u.with_buy,
-            overdue_before: before,
+        let step = match (u.settled_late, u.with_buy) {
+            (true, _) => SettlementStep::PutBack,
+            (false, true) => SettlementStep::WithBuy { before_ms: before },
+            (false, false) => SettlementStep::TakeOut { overdue_before: Some(before) },
         };
-        match store.send(change).await {
+        match store.send(RecordSettlementChange { fill_row: u.fill_row, step }).await {
             Ok(Ok(Some(c))) => changes.push((u, c)),
             // Settled meanwhile, or another check made the change.
             Ok(Ok(None)) => {}

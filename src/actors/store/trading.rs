@@ -176,18 +176,10 @@ store_handler!(GetExecution -> Option<(Execution, Usdc)>, |s, m| s.execution_for
 pub struct RecordSettlementChange {
     /// The fill.
     pub fill_row: i64,
-    /// True when put back.
-    pub restored: bool,
-    /// A SELL listed with an overdue BUY of its token: taken out only while that BUY needs it.
-    pub with_buy: bool,
-    /// The check's overdue bound (unix ms): what is taken out must still be overdue then.
-    pub overdue_before: i64,
+    /// Which change.
+    pub step: crate::store::SettlementStep,
 }
-store_handler!(RecordSettlementChange -> Option<crate::store::SettlementChange>, |s, m| match (m.restored, m.with_buy) {
-    (true, _) => s.record_settlement_change(m.fill_row, true),
-    (false, true) => s.record_settlement_change_with_buy(m.fill_row, m.overdue_before),
-    (false, false) => s.take_out_if_overdue(m.fill_row, m.overdue_before),
-});
+store_handler!(RecordSettlementChange -> Option<crate::store::SettlementChange>, |s, m| s.record_settlement_step(m.fill_row, m.step));
 
 /// The latest marks of tokens we hold.
 #[derive(Debug)]
