@@ -6,14 +6,11 @@
 //! undelivered at shutdown is kept in the journal and sent after the next start.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use teloxide::prelude::*;
-use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup, InputFile, ParseMode};
 use teloxide::{ApiError, RequestError};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -21,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::config::env::scrub;
 use crate::metrics::Metrics;
 use crate::telegram::outbox::{Class, Outbox, Outgoing};
+use crate::telegram::wire::{Pacer, send};
 
 /// Pacing and retry settings.
 #[derive(Debug, Clone, Copy)]
@@ -345,74 +343,4 @@ fn after_failure(
             Some(Duration::from_millis(500 * 2u64.pow(failures.min(6))).min(Duration::from_secs(15)))
         }
     }
-}
-
-/// One chat's limiters: one message per `1/per_second` s, and for groups (negative ids) also the
-/// per-minute limit, without bursts.
-struct Pacer {
-    per_chat: DefaultDirectRateLimiter,
-    per_group: Option<DefaultDirectRateLimiter>,
-}
-
-impl Pacer {
-    fn new(cfg: DeliveryConfig, chat: i64) -> Self {
-        let per_s = NonZeroU32::new(cfg.per_chat_per_second).unwrap_or(NonZeroU32::MIN);
-        let per_min = NonZeroU32::new(cfg.per_group_per_minute).unwrap_or(NonZeroU32::MIN);
-        Self {
-            per_chat: RateLimiter::direct(Quota::per_second(per_s).allow_burst(NonZeroU32::MIN)),
-            per_group: (chat < 0).then(|| RateLimiter::direct(Quota::per_minute(per_min).allow_burst(NonZeroU32::MIN))),
-        }
-    }
-
-    async fn wait(&self) {
-        self.per_chat.until_ready().await;
-        if let Some(g) = &self.per_group {
-            g.until_ready().await;
-        }
-    }
-}
-
-async fn send(bot: &Bot, chat: i64, m: &Outgoing) -> Result<(), RequestError> {
-    let markup = (!m.buttons.is_empty()).then(|| {
-        InlineKeyboardMarkup::new(vec![
-            m.buttons
-                .iter()
-                .map(|(label, data)| InlineKeyboardButton::callback(label.clone(), data.clone()))
-                .collect::<Vec<_>>(),
-        ])
-    });
-    if let Some(png) = &m.photo {
-        let mut req = bot.send_photo(ChatId(chat), InputFile::memory(png.clone()).file_name("report.png"));
-        req = req.caption(truncate(&m.text, 1024)).disable_notification(m.silent);
-        if m.html {
-            req = req.parse_mode(ParseMode::Html);
-        }
-        req.await?;
-        return Ok(());
-    }
-    let mut req = bot.send_message(ChatId(chat), truncate(&m.text, 4096)).disable_notification(m.silent);
-    if m.html {
-        req = req.parse_mode(ParseMode::Html).link_preview_options(teloxide::types::LinkPreviewOptions {
-            is_disabled: true,
-            url: None,
-            prefer_small_media: false,
-            prefer_large_media: false,
-            show_above_text: false,
-        });
-    }
-    if let Some(k) = markup {
-        req = req.reply_markup(k);
-    }
-    req.await?;
-    Ok(())
-}
-
-/// Telegram's limits are in characters; cut at a character boundary with a marker.
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut t: String = s.chars().take(max - 1).collect();
-    t.push('…');
-    t
 }

@@ -14,6 +14,7 @@ pub mod outbox;
 mod replies;
 pub mod schedule;
 pub mod targets;
+mod wire;
 
 use std::collections::HashSet;
 use std::sync::Arc;

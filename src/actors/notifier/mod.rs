@@ -12,9 +12,11 @@ use crate::metrics::Metrics;
 
 mod burst;
 mod event;
+mod text;
 
 pub use burst::Notifier;
-pub use event::{Event, short_token};
+pub use event::Event;
+pub use text::short_token;
 
 /// Which per-fill detail events (a fill detected, a copy sized) anyone reads: the notifier's debug
 /// log, or a Telegram set to report them (both off by default). Each one sent costs the actors'
