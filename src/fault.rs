@@ -15,3 +15,21 @@ pub fn abort_at(point: &str) {
 #[cfg(not(feature = "fault-injection"))]
 #[inline]
 pub const fn abort_at(_point: &str) {}
+
+/// Holds the calling task while the file `POLYCOPY_FAULT_HOLD` exists, when `POLYCOPY_FAULT` is
+/// `point`: a test stretches a window (a journal write that waits its turn, say) to act inside it.
+#[cfg(feature = "fault-injection")]
+pub async fn hold_at(point: &str) {
+    if std::env::var("POLYCOPY_FAULT").is_ok_and(|v| v == point) {
+        let Ok(file) = std::env::var("POLYCOPY_FAULT_HOLD") else { return };
+        tracing::warn!(point, file, "fault injection: holding while the file exists");
+        while std::path::Path::new(&file).exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Without the `fault-injection` feature: nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline]
+pub async fn hold_at(_point: &str) {}

@@ -8,8 +8,14 @@ use crate::config::Problem;
 use crate::config::settings::DEFAULT_TOML;
 
 /// `POLYCOPY_*` variables that are not settings.
-const NOT_SETTINGS: [&str; 5] =
-    ["POLYCOPY_SYSTEM_CONFIG", "POLYCOPY_BIN", "POLYCOPY_ARGS", "POLYCOPY_FAULT", "POLYCOPY_INSTANCE"];
+const NOT_SETTINGS: [&str; 6] = [
+    "POLYCOPY_SYSTEM_CONFIG",
+    "POLYCOPY_BIN",
+    "POLYCOPY_ARGS",
+    "POLYCOPY_FAULT",
+    "POLYCOPY_FAULT_HOLD",
+    "POLYCOPY_INSTANCE",
+];
 
 /// Tables whose keys are free (any event kind): `POLYCOPY_TELEGRAM__NOTIFY__<KIND>`.
 const OPEN_TABLES: [&str; 1] = ["POLYCOPY_TELEGRAM__NOTIFY__"];

@@ -441,6 +441,33 @@ async fn test_live_when_a_post_hangs_then_halt_health_status_and_other_orders_do
     assert_eq!(l.clob.posts().len(), 2, "nothing new was sent while halted");
 }
 
+/// A halt acknowledged while an order's send is being counted in the journal (that write waits its
+/// turn at the writer) stops that POST: the order, already counted as sent, is only looked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_while_a_send_is_journaled_then_that_post_never_leaves() {
+    let mut l = live().await;
+    let hold = l.d.dir.join("hold-before-post");
+    std::fs::write(&hold, "").unwrap();
+    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_post"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the send counted and held before its POST", async || {
+        (l.d.log().contains("fault injection: holding") && orders_in_journal(&l.d).first().is_some_and(|o| o.2 == 1))
+            .then_some(())
+    })
+    .await;
+
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "halt inside the send"]);
+    assert_eq!(code, 0, "acknowledged: {out}{err}");
+    std::fs::remove_file(&hold).unwrap();
+    // The marker that the executor went on past its hold: it looks the order up, or sends it.
+    wait_for(20, "the executor past its hold", async || {
+        (l.clob.requests("/data/order") >= 2 || !l.clob.posts().is_empty()).then_some(())
+    })
+    .await;
+    assert!(l.clob.posts().is_empty(), "no POST after the halt: {:?}", l.clob.posts());
+}
+
 /// Kills the daemon, has every order lookup answer 503 and starts it again: it must become ready
 /// while the unresolved order is still being looked up.
 async fn restart_with_lookups_down(l: &mut Live) {

@@ -253,6 +253,15 @@ impl Run {
             }
             self.writer.ask(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?;
             r.ever_sent = true;
+            crate::fault::hold_at("hold_before_post").await;
+            // The send is counted durably first, and that write waits its turn at the journal's
+            // writer: a halt acknowledged meanwhile must still stop this POST. The journal already
+            // says "sent", so, as after a crash here, the order is only looked up from now on.
+            if !self.may_send() {
+                r.lookup_first = true;
+                r.resent = true;
+                continue;
+            }
             match self.after_post(self.venue.post(&order).await, &order, &mut r, &mut tries).await? {
                 AfterPost::Done(result) => return result,
                 AfterPost::Again => {}
