@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{EXIT_NO_ACK, EXIT_NO_DAEMON, GlobalArgs, open_store, settings_or_bail};
+use super::{EXIT_NO_ACK, EXIT_NO_DAEMON, GlobalArgs, open_store, other_mode_socket, settings_for_control};
 use crate::config::Settings;
 use crate::control::client::{ControlError, ask};
 use crate::control::{Reply, Request};
@@ -17,6 +17,17 @@ const ACK_WAIT: Duration = Duration::from_secs(1);
 
 fn said(r: &Reply) -> String {
     format!("the {} daemon (pid {}, journal {}) {}", r.mode, r.pid, r.journal, r.message)
+}
+
+/// Prints the daemon's answer; returns the exit code (0 done, 1 refused).
+fn answered(r: &Reply, ok_hint: &str) -> i32 {
+    if r.ok {
+        println!("{}{ok_hint}", said(r));
+        0
+    } else {
+        eprintln!("{}", said(r));
+        1
+    }
 }
 
 /// `polycopy` with the instance, for the hints we print.
@@ -52,15 +63,21 @@ fn reach(
     offline: impl FnOnce(&Store) -> Result<String>,
 ) -> Result<i32> {
     match ask(&s.control_socket_path(), req, ACK_WAIT) {
-        Ok(r) if r.ok => {
-            println!("{}{ok_hint}", said(&r));
-            Ok(0)
-        }
-        Ok(r) => {
-            eprintln!("{}", said(&r));
-            Ok(1)
-        }
+        Ok(r) => Ok(answered(&r, ok_hint)),
         Err(ControlError::NoDaemon(sock)) => {
+            // The mode in the file may have changed since the daemon that trades started: that
+            // daemon is the one to act on, and the operator is told.
+            if let Some(other) = other_mode_socket(g, s)
+                && let Ok(r) = ask(&other, req, ACK_WAIT)
+            {
+                eprintln!(
+                    "warning: the settings say {} mode, but nothing answers on {sock}; the daemon that runs is in {} \
+                     mode, so the command went to it (it keeps its mode until it restarts)",
+                    s.mode.as_str(),
+                    r.mode
+                );
+                return Ok(answered(&r, ok_hint));
+            }
             println!("{}", offline(&open_store(s)?)?);
             let (note, code) = no_socket_note(s, &sock);
             eprintln!("{note}");
@@ -83,7 +100,7 @@ fn reach(
 /// # Errors
 /// When the settings are invalid, or with no daemon the journal cannot be written.
 pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
-    let s = settings_or_bail(g)?;
+    let s = settings_for_control(g)?;
     if let Ok(t) = std::fs::read_to_string(crate::alert_gate::token_path(&s.db_path)) {
         crate::config::env::register_secrets([t.as_str()]);
     }
@@ -114,7 +131,7 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
 /// # Errors
 /// When the settings are invalid, or with no daemon the journal cannot be written.
 pub fn resume(g: &GlobalArgs) -> Result<i32> {
-    let s = settings_or_bail(g)?;
+    let s = settings_for_control(g)?;
     if s.emergency_stop_file.exists() {
         eprintln!(
             "refused: the emergency stop file {} is present: remove it first, then resume",

@@ -317,17 +317,67 @@ pub fn load_settings(g: &GlobalArgs) -> Result<Settings, Vec<Problem>> {
     if let Some(w) = &g.wallets {
         s.wallets_path.clone_from(w);
     }
+    use_journal_of_mode(g, &mut s);
+    Ok(s)
+}
+
+/// `db_path` becomes `--db`, or the journal of the mode.
+fn use_journal_of_mode(g: &GlobalArgs, s: &mut Settings) {
     if let Some(d) = &g.db {
         s.db_path.clone_from(d);
     } else if s.mode == Mode::Live {
         // Real money keeps its own journal: paper history never mixes with it.
         s.db_path.clone_from(&s.live.db_path);
     }
-    Ok(s)
 }
 
 fn settings_or_bail(g: &GlobalArgs) -> Result<Settings> {
     load_settings(g).map_err(|p| ConfigError(format!("invalid settings:\n{}", render(&p))).into())
+}
+
+/// The files' own settings, unchecked (see [`Settings::load_for_control`]).
+fn unchecked_settings(g: &GlobalArgs) -> Result<Settings, Vec<Problem>> {
+    let system_file = system_file(g)?;
+    Settings::load_for_control(&SettingsSources { config_file: g.config.clone(), system_file })
+}
+
+/// The settings `halt` and `resume` act with: the full load, or, when it fails, the files' own
+/// mode, journals and control socket, with the problems said as a warning. The daemon that trades
+/// runs on the settings it started with, and a halt must reach it even while the file is wrong.
+fn settings_for_control(g: &GlobalArgs) -> Result<Settings> {
+    let problems = match load_settings(g) {
+        Ok(s) => return Ok(s),
+        Err(p) => p,
+    };
+    let mut s = unchecked_settings(g).map_err(|unreadable| {
+        ConfigError(format!(
+            "invalid settings, and not even their journal and control socket can be read:\n{}\nTo stop trading \
+             for sure, stop the service (`systemctl stop polycopy`)",
+            render(&unreadable)
+        ))
+    })?;
+    eprintln!(
+        "warning: the settings have problems (the daemon keeps the settings it started with); this command \
+         uses only their mode, journals and control socket:\n{}",
+        render(&problems)
+    );
+    use_journal_of_mode(g, &mut s);
+    Ok(s)
+}
+
+/// The control socket the daemon of the other mode would listen on (the mode in the file may have
+/// been changed since the running daemon started), when the socket follows the journal.
+fn other_mode_socket(g: &GlobalArgs, s: &Settings) -> Option<PathBuf> {
+    if g.db.is_some() || !s.control_socket.as_os_str().is_empty() {
+        return None;
+    }
+    let mut files = unchecked_settings(g).ok()?;
+    files.db_path = match s.mode {
+        Mode::Live => files.db_path,
+        Mode::Paper => files.live.db_path.clone(),
+    };
+    files.control_socket = PathBuf::new();
+    Some(files.control_socket_path())
 }
 
 /// Opens the journal of a command that reads or controls: a missing journal is an error that names

@@ -227,6 +227,40 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// What a halt or resume needs when the full load fails: the built-in defaults with the files'
+    /// own mode, journals, control socket and stop file, read with no other check and without the
+    /// environment (which may not set those). A file edited badly while the daemon runs on its old
+    /// settings must not keep a halt from reaching it.
+    ///
+    /// # Errors
+    /// When a file cannot be read or is not TOML at all.
+    pub fn load_for_control(sources: &SettingsSources) -> Result<Self, Vec<Problem>> {
+        let defaults = Config::builder()
+            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+            .build()
+            .and_then(Config::try_deserialize::<Self>);
+        let mut s = defaults.map_err(|e| vec![Problem::new("built-in defaults", "(settings)", e.to_string())])?;
+        let Layers { builder, origin, read } = files(sources, Config::builder())?;
+        let cfg = builder.build().map_err(|e| vec![Problem::new(origin.clone(), "(file)", e.to_string())])?;
+        if let Ok(mode) = cfg.get::<crate::config::Mode>("mode") {
+            s.mode = mode;
+        }
+        for (key, field) in [
+            ("db_path", &mut s.db_path),
+            ("live.db_path", &mut s.live.db_path),
+            ("control_socket", &mut s.control_socket),
+            ("emergency_stop_file", &mut s.emergency_stop_file),
+        ] {
+            if let Ok(v) = cfg.get_string(key) {
+                *field = PathBuf::from(v);
+            }
+        }
+        s.origin = if read.is_empty() { "built-in defaults".to_owned() } else { read.join(" + ") };
+        Ok(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -108,6 +108,34 @@ async fn test_installed_live_when_halted_from_elsewhere_then_nothing_sent_until_
     assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal appeared");
 }
 
+/// Mid-incident the operator has already switched the file back to paper and mistyped a key, and
+/// the live daemon still trades on the settings it started with: `halt` and `resume` reach that
+/// daemon, saying so, rather than refusing or writing to the paper journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_the_file_says_paper_and_is_invalid_then_halt_still_reaches_the_live_daemon() {
+    let l = live_install().await;
+    l.inst.edit("mode = \"live\"", "mode = \"paper\"");
+    l.inst.set(Some("risk"), "max_ordr_usdc = 5");
+    let (code, out, err) = l.cli(&["halt", "--reason", "incident"]);
+    assert_eq!(code, 0, "the live daemon acknowledges: {out}{err}");
+    assert!(out.contains("live daemon") && out.contains("polycopy-live.db"), "{out}");
+    assert!(err.contains("max_ordr_usdc") && err.contains("daemon that runs is in live mode"), "{err}");
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    // Read from the live journal itself: `trades` refuses the invalid file, as it should.
+    let reason = wait_for(20, "the copy decided", async || {
+        let c = rusqlite::Connection::open(l.live_db()).ok()?;
+        c.query_row("SELECT reason FROM fills WHERE status != 'pending'", [], |r| r.get::<_, String>(0)).ok()
+    })
+    .await;
+    assert_eq!(reason, "halted");
+    assert!(l.clob.posts().is_empty(), "nothing reached the CLOB while halted");
+
+    let (code, out, err) = l.cli(&["resume"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("live daemon") && out.contains("resumed"), "{out}");
+    assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal appeared");
+}
+
 /// `status` from elsewhere shows the live journal and the live daemon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_installed_live_when_status_then_it_reads_the_live_journal() {
