@@ -3,10 +3,16 @@
 //! A market order (FAK or FOK) may carry at most 2 decimals on its pUSD side: a BUY's maker amount
 //! and a SELL's taker amount. Limit orders (GTD) follow the tick and lot rules instead, and the SDK's
 //! own builder computes them. For market orders we choose the amounts ourselves:
-//! - preferably the largest size (in 0.01-share lots, never more than approved) whose value at the
-//!   limit price is a whole cent: the order's price is then exactly the approved limit;
-//! - when that size would fall below the market's minimum, the approved size with the cents rounded
-//!   in our favour (a BUY pays less, a SELL asks more): the limit is never exceeded either way.
+//! - a SELL keeps its approved size, with the cents rounded up (it asks at least the limit): a size
+//!   cut to a whole-cent value would leave shares behind, up to half of them on a 0.001 tick (the
+//!   step there is 10 shares), and after a target's full exit nothing else sells them;
+//! - a BUY takes the largest size whose value at the limit is a whole cent (its price is then
+//!   exactly the limit, so it crosses an ask resting at the limit) when that trims at most
+//!   [`MAX_TRIM_PER_MILLE`] of the size and stays above the market's minimum; otherwise it keeps the
+//!   approved size with the cents rounded down (it pays at most the limit).
+//!
+//! Rounded cents move the order's price by less than one cent over the whole order, always in our
+//! favour, so an order may miss a book resting exactly at its limit; it never passes the limit.
 
 use crate::domain::{LOT, ONE, Price, Shares, Side, Usdc};
 use crate::risk::DenyReason;
@@ -43,6 +49,9 @@ const fn gcd(mut a: i64, mut b: i64) -> i64 {
     a
 }
 
+/// The most a BUY is trimmed, in thousandths of its size, to price it exactly at its limit.
+pub const MAX_TRIM_PER_MILLE: i64 = 10;
+
 /// The amounts of a FAK/FOK order for `shares` (whole lots) at `limit`.
 ///
 /// # Errors
@@ -56,14 +65,17 @@ pub fn market_order_amounts(
     let lots = shares.0 / LOT;
     let floor = min_size.0.max(LOT);
     let value = |s: i64| i128::from(s) * i128::from(limit.0) / i128::from(ONE);
-    // lots × LOT × limit / ONE is a whole cent exactly when lots × limit is a multiple of ONE.
-    let step = ONE / gcd(limit.0.max(1), ONE);
-    let exact = (lots - lots % step) * LOT;
-    if exact >= floor {
-        let usdc = i64::try_from(value(exact)).unwrap_or(i64::MAX);
-        return Ok(OrderAmounts { shares: Shares(exact), usdc: Usdc(usdc) });
-    }
     let s = lots * LOT;
+    if side == Side::Buy {
+        // lots × LOT × limit / ONE is a whole cent exactly when lots × limit is a multiple of ONE.
+        let step = ONE / gcd(limit.0.max(1), ONE);
+        let exact = (lots - lots % step) * LOT;
+        let trimmed = i128::from(s - exact) * 1000 <= i128::from(s) * i128::from(MAX_TRIM_PER_MILLE);
+        if exact >= floor && trimmed {
+            let usdc = i64::try_from(value(exact)).unwrap_or(i64::MAX);
+            return Ok(OrderAmounts { shares: Shares(exact), usdc: Usdc(usdc) });
+        }
+    }
     let raw = i64::try_from(value(s)).unwrap_or(i64::MAX);
     let usdc = match side {
         Side::Buy => raw - raw.rem_euclid(CENT),
@@ -94,16 +106,24 @@ mod tests {
         let m = |side, shares: i64, limit: i64, min: i64| {
             market_order_amounts(side, Shares(shares), Price(limit), Shares(min)).map(|a| (a.shares.0, a.usdc.0))
         };
-        // 9.87 shares at 0.51: 5.0337 pUSD has 4 decimals; 9 shares at 0.51 is 4.59 exactly.
-        assert_eq!(m(Side::Buy, 9_870_000, 510_000, 5_000_000), Ok((9_000_000, 4_590_000)));
-        // 10 at 0.51: already whole cents.
-        assert_eq!(m(Side::Buy, 10_000_000, 510_000, 5_000_000), Ok((10_000_000, 5_100_000)));
-        // 5.5 at 0.51 with a minimum of 5: 5 shares is exact (2.55).
-        assert_eq!(m(Side::Buy, 5_500_000, 510_000, 5_000_000), Ok((5_000_000, 2_550_000)));
-        // 1.37 at 0.51, minimum 1.2: the exact size (1 share) is below it, so the size stays and the
-        // cents round in our favour.
-        assert_eq!(m(Side::Buy, 1_370_000, 510_000, 1_200_000), Ok((1_370_000, 690_000)));
-        assert_eq!(m(Side::Sell, 1_370_000, 510_000, 1_200_000), Ok((1_370_000, 700_000)));
+        for (side, shares, limit, min, want, why) in [
+            (Side::Buy, 10_000_000, 510_000, 5_000_000, (10_000_000, 5_100_000), "already whole cents"),
+            (Side::Sell, 10_000_000, 510_000, 5_000_000, (10_000_000, 5_100_000), "already whole cents"),
+            // 9.87 at 0.51 is 5.0337 pUSD; the exact size, 9 shares, would trim 8.8%.
+            (Side::Buy, 9_870_000, 510_000, 5_000_000, (9_870_000, 5_030_000), "kept, cents down"),
+            (Side::Sell, 9_870_000, 510_000, 5_000_000, (9_870_000, 5_040_000), "kept, cents up"),
+            // 123.45 at 0.51: 123 shares is 62.73 exactly, a trim of 0.36%.
+            (Side::Buy, 123_450_000, 510_000, 5_000_000, (123_000_000, 62_730_000), "trimmed to the limit"),
+            (Side::Sell, 123_450_000, 510_000, 5_000_000, (123_450_000, 62_960_000), "a SELL is never trimmed"),
+            // A full exit of 19.99 at 0.977 (a 0.001 tick): the exact size would be 10 shares.
+            (Side::Sell, 19_990_000, 977_000, 5_000_000, (19_990_000, 19_540_000), "no half left behind"),
+            (Side::Buy, 19_990_000, 977_000, 5_000_000, (19_990_000, 19_530_000), "no half copy"),
+            // 1.37 at 0.51, minimum 1.2: the exact size (1 share) is below it.
+            (Side::Buy, 1_370_000, 510_000, 1_200_000, (1_370_000, 690_000), "minimum"),
+            (Side::Sell, 1_370_000, 510_000, 1_200_000, (1_370_000, 700_000), "minimum"),
+        ] {
+            assert_eq!(m(side, shares, limit, min), Ok(want), "{side:?} {shares} at {limit}: {why}");
+        }
         assert_eq!(m(Side::Buy, 10_000, 10_000, 0).map_err(|e| e.code()), Err("below_minimum"));
     }
 
@@ -129,6 +149,11 @@ mod tests {
                             assert_eq!(a.usdc.0 % CENT, 0, "{ctx}");
                             assert_eq!(a.shares.0 % LOT, 0, "{ctx}");
                             assert!(a.shares.0 <= shares && a.shares.0 >= min.max(LOT), "{ctx}");
+                            let whole = shares - shares % LOT;
+                            match side {
+                                Side::Sell => assert_eq!(a.shares.0, whole, "a SELL keeps its size: {ctx}"),
+                                Side::Buy => assert!((whole - a.shares.0) * 1000 <= whole * 10, "{ctx}"),
+                            }
                             let at_limit = i128::from(a.shares.0) * i128::from(limit.0);
                             let paid = i128::from(a.usdc.0) * i128::from(ONE);
                             match side {
