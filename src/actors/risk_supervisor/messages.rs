@@ -11,6 +11,9 @@ use crate::risk::{BreakerState, DenyReason};
 pub enum Decision {
     /// Approved: its exposure is reserved and its placement runs (the outcome is reported).
     Approved,
+    /// This fill's order is already being placed or resolved (the fill came again, after a reorg's
+    /// rescan say): nothing is reserved or sent again; the placement running reports the outcome.
+    AlreadyPlacing,
     /// Denied by a limit or the breaker.
     Rejected(DenyReason),
     /// The executor or the journal failed.

@@ -72,6 +72,12 @@ impl RiskSupervisor {
     /// orders in flight reserved; approved, the intent's exposure is reserved. Returns the intent
     /// (a SELL cut to what is sellable) and whether it may be sent, or the refusal.
     fn approve(&mut self, mut m: Evaluate) -> Result<(Evaluate, bool), Decision> {
+        if self.reserved.holds(m.intent.fill_row) {
+            // One order per fill: a second reservation would replace the first one's, and the
+            // twin's end would then release the exposure of the order still in flight.
+            tracing::debug!(fill = m.intent.fill_row, "this fill's order is already being placed");
+            return Err(Decision::AlreadyPlacing);
+        }
         let now = now_ms();
         self.roll_day(now);
         // A recovered intent may already be at the exchange: even while halted it goes to the
