@@ -6,6 +6,7 @@
 pub mod account;
 pub mod amounts;
 pub mod doctor;
+pub mod matched;
 pub mod order;
 pub mod outcome;
 pub mod pricing;

@@ -76,6 +76,24 @@ async fn test_live_when_copy_value_has_fractional_cents_then_market_orders_carry
     assert!(rows[1]["shares"] == "9.87" && usdc(&rows[1]) >= 4.8363, "{}", rows[1]);
 }
 
+/// A BUY answered `matched` with an empty pUSD amount (read as 0) is not booked as shares for
+/// nothing: the order is looked up and booked at its own price, 10 shares for 5.10 pUSD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_match_is_answered_without_its_pusd_then_it_is_booked_at_the_orders_price() {
+    let mut l = live().await;
+    l.clob.script(&[Play::FillEmptyMaking]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let rows = wait_for(30, "the copy decided", async || {
+        let t = l.d.trades();
+        (t.len() == 1 && t[0]["status"] != "pending").then_some(t)
+    })
+    .await;
+    assert_eq!(rows[0]["status"], "executed", "{}", rows[0]);
+    assert_eq!((rows[0]["shares"].as_str(), rows[0]["usdc"].as_str()), (Some("10"), Some("5.1")), "{}", rows[0]);
+    assert_eq!(l.clob.posts().len(), 1, "looked up, never sent again");
+}
+
 /// Each scripted answer ends in its journal state and message, with the expected number of POSTs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_exchange_answers_each_way_then_journal_and_post_counts_match() {

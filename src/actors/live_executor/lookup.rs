@@ -12,7 +12,7 @@ use crate::actors::store::GetOrder;
 use crate::clob::order::StoredOrder;
 use crate::clob::outcome::{LookupOutcome, past_any_fill, stable_code};
 use crate::clob::venue::decimal_to_micros;
-use crate::domain::{ExecMode, Execution, Price, Shares, Side, Usdc, mul_price_ceil, mul_price_floor};
+use crate::domain::{ExecMode, Execution, Price, Shares, Usdc};
 use crate::store::{OrderRow, OrderStatus, now_ms};
 
 impl Run {
@@ -87,9 +87,7 @@ impl Run {
         };
         match answer {
             Ok(found) => match found.state {
-                LookupOutcome::Done { matched } => {
-                    Step::Done(self.finish_lookup(order, matched, found.price, r.cancel_asked).await)
-                }
+                LookupOutcome::Done { matched } => Step::Done(self.finish_lookup(order, matched, r.cancel_asked).await),
                 // A resting order is neither an error nor a reason to send anything: it is watched,
                 // a GTD order until its expiry, however we learnt it rests (an answer, a lookup).
                 LookupOutcome::Pending if !r.resting => {
@@ -217,14 +215,12 @@ impl Run {
         &self,
         order: &StoredOrder,
         matched: Decimal,
-        price: Decimal,
         cancelled: bool,
     ) -> Result<Execution, ExecError> {
-        let (Some(matched_units), Some(price_units)) = (decimal_to_micros(matched), decimal_to_micros(price)) else {
-            return self.unknown(&format!("unreadable lookup amounts {matched} at {price}")).await;
+        let Some(matched_units) = decimal_to_micros(matched) else {
+            return self.unknown(&format!("unreadable matched size {matched}")).await;
         };
-        let shares = Shares(matched_units);
-        if shares.0 <= 0 {
+        if matched_units <= 0 {
             // The exchange may not count yet what our fills on chain already booked.
             let row = self.writer.ask(GetOrder(self.intent.fill_row)).await.map_err(journal_err)?;
             if let Some(o) = row
@@ -237,14 +233,12 @@ impl Run {
             self.outcome(OrderStatus::NoFill, None, &message).await?;
             return Err(ExecError::NoFill { code: "no_liquidity", message });
         }
-        // The lookup gives the order's limit price; we book at it (paying at most that).
-        let p = Price(price_units);
-        let usdc = if self.intent.side == Side::Buy {
-            Usdc(mul_price_ceil(shares, p))
-        } else {
-            Usdc(mul_price_floor(shares, p))
+        // A lookup says how much matched, not for how much: booked at the order's own price (what
+        // a BUY pays at most, a SELL gets at least); our fill on chain corrects a SELL's proceeds.
+        let Some((shares, usdc)) = crate::clob::matched::at_order_price(order, self.intent.side, matched_units) else {
+            return self.unknown(&format!("order {} cannot be read to book {matched}", order.id_hex())).await;
         };
-        self.outcome(OrderStatus::Matched, Some((shares.0, usdc.0)), "matched (found by lookup)").await?;
-        Ok(self.execution(shares, usdc))
+        self.outcome(OrderStatus::Matched, Some((shares, usdc)), "matched (found by lookup)").await?;
+        Ok(self.execution(Shares(shares), Usdc(usdc)))
     }
 }

@@ -37,6 +37,13 @@ impl Run {
             return Ok(AfterPost::Again);
         }
         match outcome {
+            PostOutcome::Matched { making, taking } if self.fitted(order, making, taking).is_none() => {
+                // Shares for no pUSD (an empty amount reads as 0), or an amount we cannot read:
+                // not a fill to book, and not zero either. Looked up, and booked from the chain.
+                let message = format!("answered matched with amounts {making} / {taking} that do not fit the order");
+                warn!(order = %id, cause = %message, "looking the order up (it is never sent as a new order)");
+                self.uncertain(r, message).await?;
+            }
             PostOutcome::Matched { making, taking } if rests_after_part(order, making, taking, now_ms() / 1000) => {
                 // A GTD order crossed in part: the rest rests on the book and is watched (and
                 // cancelled if trading stops) like an order answered `live`; what it matched is
@@ -44,7 +51,7 @@ impl Run {
                 let part = self.amounts(making, taking);
                 self.rests(order, r, part, "matched in part; the rest rests on the book").await?;
             }
-            PostOutcome::Matched { making, taking } => return done(self.finish_post(making, taking).await),
+            PostOutcome::Matched { making, taking } => return done(self.finish_post(order, making, taking).await),
             PostOutcome::Live | PostOutcome::Delayed => self.rests(order, r, None, "resting on the book").await?,
             PostOutcome::NoFill { message } => {
                 self.outcome(OrderStatus::NoFill, None, &message).await?;
@@ -166,10 +173,22 @@ impl Run {
         Some(if self.intent.side == Side::Buy { (get, give) } else { (give, get) })
     }
 
-    pub(super) async fn finish_post(&self, making: Decimal, taking: Decimal) -> Result<Execution, ExecError> {
-        let Some((shares, usdc)) = self.amounts(making, taking) else {
+    /// A POST's matched amounts as (shares, pUSD), made to fit the order we signed
+    /// ([`crate::clob::matched::fit`]); `None` when they cannot be read or do not fit.
+    fn fitted(&self, order: &StoredOrder, making: Decimal, taking: Decimal) -> Option<(i64, i64)> {
+        let (shares, usdc) = self.amounts(making, taking)?;
+        crate::clob::matched::fit(order, self.intent.side, shares, usdc)
+    }
+
+    pub(super) async fn finish_post(
+        &self,
+        order: &StoredOrder,
+        making: Decimal,
+        taking: Decimal,
+    ) -> Result<Execution, ExecError> {
+        let Some((shares, usdc)) = self.fitted(order, making, taking) else {
             // An amount we cannot read is not zero: the order's fate is looked up instead.
-            return self.unknown(&format!("unreadable matched amounts {making} / {taking}")).await;
+            return self.unknown(&format!("matched amounts {making} / {taking} do not fit the order")).await;
         };
         self.outcome(OrderStatus::Matched, Some((shares, usdc)), "matched").await?;
         crate::fault::abort_at("abort_after_order_outcome");

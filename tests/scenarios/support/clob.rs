@@ -40,6 +40,8 @@ alloy::sol! {
 pub enum Play {
     /// Matched in full at the limit.
     Fill,
+    /// Matched in full, answered `matched` with an empty `makingAmount` (which the SDK reads as 0).
+    FillEmptyMaking,
     /// Matched this percentage (rounded down to lots).
     Partial(u32),
     /// FAK with nothing to match (answered `success: false`).
@@ -780,7 +782,7 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
             "transactionsHashes": [], "tradeIDs": ["t1"]})
     };
     match play {
-        Play::Fill | Play::Partial(_) | Play::Hang | Play::Slow(_) => {
+        Play::Fill | Play::FillEmptyMaking | Play::Partial(_) | Play::Hang | Play::Slow(_) => {
             record.matched = match play {
                 Play::Partial(p) => (shares * f64::from(p) / 100.0 * 100.0).floor() / 100.0,
                 _ => shares,
@@ -803,7 +805,11 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 st.lock().unwrap().posting -= 1;
             }
-            respond(sock, 200, &answer(m, p), "").await;
+            let mut v = answer(m, p);
+            if matches!(play, Play::FillEmptyMaking) {
+                v["makingAmount"] = json!("");
+            }
+            respond(sock, 200, &v, "").await;
         }
         Play::Rest => {
             record.resting = true;
