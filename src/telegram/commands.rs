@@ -96,6 +96,9 @@ pub struct Ops {
     pub venue: Option<Arc<crate::clob::venue::Venue>>,
     /// Closes offered and waiting for their button.
     pub closes: crate::telegram::operator::PendingCloses,
+    /// Closed by `/halt` before anything else, as the control socket does: nothing new leaves
+    /// from that instant, whatever the risk supervisor is busy with.
+    pub gate: crate::risk::TradingGate,
 }
 
 /// The /resume confirmation button: `resume:<since_ms of the halt it was offered for>:<offered at ms>`.
@@ -105,6 +108,7 @@ const BUTTON_TTL_MS: i64 = 10 * 60 * 1000;
 
 /// Long-polls for updates until the process ends.
 pub async fn run(bot: Bot, ops: Ops, chats: HashSet<i64>, poll_timeout_s: u32, username: String, token: String) {
+    let chats = Arc::new(chats);
     let mut offset: i32 = 0;
     let mut backoff = Duration::from_millis(500);
     let mut username = username;
@@ -126,7 +130,11 @@ pub async fn run(bot: Bot, ops: Ops, chats: HashSet<i64>, poll_timeout_s: u32, u
                 backoff = Duration::from_millis(500);
                 for u in updates {
                     offset = i32::try_from(u.id.0).unwrap_or(i32::MAX).saturating_add(1);
-                    handle_update(&bot, &ops, &chats, &username, u.kind, &token).await;
+                    // Each update on its own task: a /halt never waits behind a /balance asking
+                    // the CLOB, a close button, or a Bot API call that hangs.
+                    let (bot, ops, chats, username, token) =
+                        (bot.clone(), ops.clone(), chats.clone(), username.clone(), token.clone());
+                    actix::spawn(async move { handle_update(&bot, &ops, &chats, &username, u.kind, &token).await });
                 }
             }
             Err(teloxide::RequestError::RetryAfter(s)) => tokio::time::sleep(s.duration()).await,

@@ -191,6 +191,8 @@ pub(super) async fn pnl(ops: &Ops, arg: &str) -> Reply {
 
 /// `/halt [reason]`: halts trading, unless it already is (the first halt's reason stays).
 pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
+    // From this instant nothing new is sent, before any round trip to the risk supervisor.
+    ops.gate.close();
     let reason = if reason.trim().is_empty() {
         "halted from Telegram".to_owned()
     } else {

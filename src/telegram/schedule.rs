@@ -35,7 +35,19 @@ pub async fn build_report(
     let labels: std::collections::HashMap<_, _> =
         registry.send(ListTargets).await.ok()?.into_iter().map(|t| (t.target.address, t.target.label)).collect();
     let r = report::build(span, &execs, &prices, &counts, &labels);
-    let png = report::chart_png(&r).map_err(|e| warn!(cause = %e, "report chart")).ok();
+    // Drawing takes a while and runs off the actors' thread, which halts and the socket share.
+    let drawn = r.clone();
+    let png = match tokio::task::spawn_blocking(move || report::chart_png(&drawn).map_err(|e| e.to_string())).await {
+        Ok(Ok(png)) => Some(png),
+        Ok(Err(e)) => {
+            warn!(cause = %e, "report chart");
+            None
+        }
+        Err(e) => {
+            warn!(cause = %e, "report chart: its task failed");
+            None
+        }
+    };
     let mut text = report::text(&r);
     // The weekly (and monthly) report says how copying each target went over the period.
     if period != Period::Daily

@@ -441,6 +441,30 @@ async fn test_live_when_a_post_hangs_then_halt_health_status_and_other_orders_do
     assert_eq!(l.clob.posts().len(), 2, "nothing new was sent while halted");
 }
 
+/// A Telegram `/halt` sent while a `/balance` waits on a CLOB that does not answer is obeyed at
+/// once: its reply comes before the balance's, and nothing new is sent after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_on_telegram_behind_a_hanging_balance_then_the_halt_does_not_wait() {
+    let mut l = live().await;
+    let tg = FakeTelegram::start("123456789:ENGINE-TEST-TOKEN-abcdef").await;
+    l.d.with_telegram(&tg, "1001");
+    start_live(&mut l).await;
+    l.clob.balance_hang(true);
+    tg.inject_message(1001, "/balance");
+    tg.inject_message(1001, "/halt incident");
+    let replies = wait_for(20, "the halt's reply", async || {
+        let texts: Vec<String> = tg.sent_to(1001).into_iter().map(|m| m.text).collect();
+        texts.iter().any(|t| t.starts_with("HALTED")).then_some(texts)
+    })
+    .await;
+    assert!(!replies.iter().any(|t| t.contains("pUSD available") || t.contains("balance")), "{replies:?}");
+    l.clob.balance_hang(false);
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let r = wait_for(20, "the halted copy", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!(r["reason"], "halted", "{r}");
+    assert!(l.clob.posts().is_empty(), "nothing sent after the halt");
+}
+
 /// A halt acknowledged while an order's send is being counted in the journal (that write waits its
 /// turn at the writer) stops that POST: the order, already counted as sent, is only looked up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -156,6 +156,7 @@ async fn telegram(
         started_ms,
         venue: t.venue.clone(),
         closes: crate::telegram::operator::PendingCloses::default(),
+        gate: t.gate.clone(),
     })
     .await;
     if let Some(tg) = &telegram {

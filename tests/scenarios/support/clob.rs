@@ -143,6 +143,8 @@ struct State {
     lookups_down: bool,
     /// Order lookups are held unanswered (a slow exchange) while this says so.
     lookups_hang: Gate,
+    /// While on, `GET /balance-allowance` is held unanswered.
+    balance_hang: Gate,
     /// What an unscripted POST gets outside chaos mode (a fill by default).
     default_play: Option<Play>,
     /// POSTs being answered now, and the most at once.
@@ -265,6 +267,10 @@ impl FakeClob {
     /// Order lookups are held unanswered (a slow exchange) until this is turned off again.
     pub fn lookups_hang(&self, hang: bool) {
         self.state.lock().unwrap().lookups_hang.0.send_replace(hang);
+    }
+
+    pub fn balance_hang(&self, hang: bool) {
+        self.state.lock().unwrap().balance_hang.0.send_replace(hang);
     }
 
     pub fn lookups_down(&self, down: bool) {
@@ -628,6 +634,8 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
                     return Some(());
                 }
             }
+            let mut held = st.lock().unwrap().balance_hang.0.subscribe();
+            let _ = held.wait_for(|hang| !*hang).await;
             let a = st.lock().unwrap().allowance;
             let v = json!({"balance": "250000000", "allowances": {
                 format!("{STD_EXCHANGE:#x}"): a, format!("{NEG_EXCHANGE:#x}"): a}});
