@@ -84,6 +84,14 @@ fn reach(
             Ok(code)
         }
         Err(e) => {
+            if matches!(req, Request::Halt { .. }) {
+                // A daemon that does not answer (still starting, say) still reads the journal's
+                // breaker every few hundred ms: the halt is stored there as well.
+                match open_store(s).and_then(|store| offline(&store)) {
+                    Ok(done) => eprintln!("{done}"),
+                    Err(e) => eprintln!("error: the halt could not be stored in the journal either: {e:#}"),
+                }
+            }
             let unit = g.instance.as_ref().map_or_else(|| "polycopy".to_owned(), |i| format!("polycopy@{i}"));
             eprintln!(
                 "error: {e}. NOT confirmed: check `systemctl status {unit}`; to stop trading for sure, touch the \

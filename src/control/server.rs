@@ -204,6 +204,8 @@ async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {
     peers.gate.close();
     // A reason is stored, logged and sent: never with a secret pasted into it.
     let reason = crate::config::env::redact(&reason);
+    // The command line waits 1 s for the answer: every wait below fits inside 0.8 s in all.
+    let answer_by = tokio::time::Instant::now() + Duration::from_millis(800);
     let before = current(peers).await;
     if before.tripped {
         let msg = format!("already halted ({}) by {}: {}", before.code, before.by, before.reason);
@@ -217,15 +219,13 @@ async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {
         since_ms: now_ms(),
         reducing: false,
     };
-    let persisted = matches!(
-        tokio::time::timeout(Duration::from_millis(700), peers.store.send(SetBreaker(state.clone()))).await,
-        Ok(Ok(Ok(())))
-    );
+    let persisted =
+        matches!(tokio::time::timeout_at(answer_by, peers.store.send(SetBreaker(state.clone()))).await, Ok(Ok(Ok(()))));
     peers.risk.do_send(SetTrading { halt: true, code: "manual", reason, by });
     let msg = if persisted {
         "halted: nothing new is sent".to_owned()
     } else {
-        "halted: nothing new is sent (the journal did not confirm the write within 0.7 s; the daemon writes it again)"
+        "halted: nothing new is sent (the journal did not confirm the write in time; the daemon writes it again)"
             .to_owned()
     };
     reply(peers, true, msg, state)

@@ -340,3 +340,20 @@ async fn test_journal_when_deleted_while_running_then_halted_and_health_red() {
     assert_eq!(code, 503, "{health}");
     assert!(health.contains("\"database\"") && health.contains("deleted"), "{health}");
 }
+
+/// A daemon whose control socket takes the connection but never answers (a start still under
+/// way, say): `halt` says it is not confirmed, and stores the halt in the journal as well, which
+/// the daemon reads on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_halt_when_the_socket_never_answers_then_stored_in_the_journal_too() {
+    let Running { anvil: _anvil, dir, mut d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
+    assert!(d.stop().success());
+    let _silent = std::os::unix::net::UnixListener::bind(dir.path().join("journal.db.sock")).unwrap();
+    let (code, out, err) = d.run_cli(&["halt", "--reason", "no answer"]);
+    assert_eq!(code, 4, "not confirmed: {out}{err}");
+    assert!(err.contains("NOT confirmed") && err.contains("halted in the journal"), "{err}");
+    let c = rusqlite::Connection::open(dir.path().join("journal.db")).unwrap();
+    let (tripped, reason): (i64, String) =
+        c.query_row("SELECT tripped, reason FROM breaker", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((tripped, reason.as_str()), (1, "no answer"));
+}
