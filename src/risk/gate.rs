@@ -9,7 +9,7 @@
 //! it is sent: a BUY then stays home.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::domain::Side;
 use crate::risk::TradingState;
@@ -31,13 +31,20 @@ const fn level(state: TradingState) -> u8 {
 pub struct TradingGate {
     level: Arc<AtomicU8>,
     bell: Arc<tokio::sync::Notify>,
+    /// Halts so far (each change into closed): the operator's own close, which goes out whatever
+    /// the trading state, stops at a halt raised after it started.
+    halts: Arc<AtomicU64>,
 }
 
 impl TradingGate {
     /// A gate that starts open or closed.
     #[must_use]
     pub fn new(halted: bool) -> Self {
-        Self { level: Arc::new(AtomicU8::new(if halted { CLOSED } else { OPEN })), bell: Arc::default() }
+        Self {
+            level: Arc::new(AtomicU8::new(if halted { CLOSED } else { OPEN })),
+            bell: Arc::default(),
+            halts: Arc::default(),
+        }
     }
 
     /// Resolves at the gate's next change of level (the supervisor publishes the same level many
@@ -60,16 +67,31 @@ impl TradingGate {
 
     /// The gate as `state` says (the risk supervisor only: it may open it).
     pub fn set(&self, state: TradingState) {
-        if self.level.swap(level(state), Ordering::SeqCst) != level(state) {
-            self.bell.notify_waiters();
-        }
+        let before = self.level.swap(level(state), Ordering::SeqCst);
+        self.moved(before, level(state));
     }
 
     /// The gate at least as restrictive as `state`: never opens what a halt closed meanwhile.
     pub fn restrict(&self, state: TradingState) {
-        if self.level.fetch_max(level(state), Ordering::SeqCst) < level(state) {
-            self.bell.notify_waiters();
+        let before = self.level.fetch_max(level(state), Ordering::SeqCst);
+        self.moved(before, before.max(level(state)));
+    }
+
+    /// The level went from `before` to `after`: a change rings the bell, a close counts a halt.
+    fn moved(&self, before: u8, after: u8) {
+        if before == after {
+            return;
         }
+        if after == CLOSED {
+            self.halts.fetch_add(1, Ordering::SeqCst);
+        }
+        self.bell.notify_waiters();
+    }
+
+    /// How many halts there have been: a halt raised after a reading of it makes the count differ.
+    #[must_use]
+    pub fn halts(&self) -> u64 {
+        self.halts.load(Ordering::SeqCst)
     }
 
     /// True while nothing may be sent.
@@ -108,6 +130,33 @@ mod tests {
         assert!(g.allows(Side::Sell) && !g.allows(Side::Buy));
         g.open();
         assert!(g.allows(Side::Buy));
+    }
+
+    #[test]
+    fn each_move_into_closed_counts_one_halt_and_nothing_else_does() {
+        let g = TradingGate::new(false);
+        let mut want = 0;
+        for (step, halts) in [
+            ("close", 1),
+            ("close", 0),
+            ("restrict reducing", 0),
+            ("set halted", 0),
+            ("set reducing", 0),
+            ("restrict halted", 1),
+            ("open", 0),
+            ("set halted", 1),
+        ] {
+            match step {
+                "close" => g.close(),
+                "restrict reducing" => g.restrict(TradingState::Reducing),
+                "restrict halted" => g.restrict(TradingState::Halted),
+                "set halted" => g.set(TradingState::Halted),
+                "set reducing" => g.set(TradingState::Reducing),
+                _ => g.open(),
+            }
+            want += halts;
+            assert_eq!(g.halts(), want, "after {step}");
+        }
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! The operator's own actions, run as an operator would: `close` (paper and against the fake CLOB),
-//! allowed while halted and never done by a halt; `pause-market` obeyed by copies (exits still
-//! copied), shown in status, persisted across restarts.
+//! allowed while halted and stopped by a halt raised after it started; `pause-market` obeyed by
+//! copies (exits still copied), shown in status, persisted across restarts.
+
+use std::process::Stdio;
 
 use crate::support::*;
 use alloy::primitives::{Address, address};
@@ -226,4 +228,37 @@ async fn test_incident_when_written_then_evidence_without_any_secret() {
     assert_eq!(mode, 0o600);
     let (code, _, err) = l.d.run_cli(&["incident", "--out", out.to_str().unwrap()]);
     assert_ne!(code, 0, "an existing bundle is never overwritten: {err}");
+}
+
+/// Live: a close the operator started goes out whatever the trading state, but a halt raised
+/// after it started stops it before its POST (the order, counted as sent, is only looked up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_halted_after_it_started_then_its_order_does_not_leave() {
+    use crate::support::live::*;
+    let mut l = live().await;
+    let hold = l.d.dir.join("hold-before-post");
+    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_post"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+
+    std::fs::write(&hold, "").unwrap();
+    let mut close =
+        l.d.cmd(&["close", &STD_TOKEN.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(20, "the close's SELL counted and held before its POST", async || {
+        (l.d.log().contains("fault injection: holding") && orders_in_journal(&l.d).get(1).is_some_and(|o| o.2 == 1))
+            .then_some(())
+    })
+    .await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "stop everything"]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::remove_file(&hold).unwrap();
+    let lookups_before = l.clob.requests("/data/order");
+    wait_for(20, "the close's order looked up or sent", async || {
+        (l.clob.requests("/data/order") >= lookups_before + 2 || l.clob.posts().len() > 1).then_some(())
+    })
+    .await;
+    assert_eq!(l.clob.posts().len(), 1, "only the copy's BUY reached the CLOB: {:?}", l.clob.posts());
+    let _ = close.kill();
+    let _ = close.wait();
 }

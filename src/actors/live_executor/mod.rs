@@ -92,6 +92,7 @@ impl Handler<Execute> for LiveExecutor {
             intent: m.intent,
             may_send: m.may_send,
             manual: m.manual,
+            halts_before: self.gate.halts(),
             gate: self.gate.clone(),
             chain: self.chain.clone(),
             journaled: m.journaled,
@@ -108,8 +109,11 @@ struct Run {
     intent: OrderIntent,
     /// False while halted: resolve an order sent before, send nothing.
     may_send: bool,
-    /// The operator's own order: the trading gate does not stop it.
+    /// The operator's own order: the trading state does not stop it, a halt raised after it
+    /// started does.
     manual: bool,
+    /// The gate's count of halts when this placement began.
+    halts_before: u64,
     /// Checked again before every send: a halt during a long resolution stops re-sends too.
     gate: TradingGate,
     /// How far our own fills on chain are journaled.
@@ -126,7 +130,13 @@ fn journal_err(e: impl std::fmt::Display) -> ExecError {
 
 impl Run {
     fn may_send(&self) -> bool {
-        self.may_send && (self.manual || self.gate.allows(self.intent.side))
+        let allowed = if self.manual {
+            // A close started while halted goes out; a halt after it started stops it too.
+            self.gate.halts() == self.halts_before
+        } else {
+            self.gate.allows(self.intent.side)
+        };
+        self.may_send && allowed
     }
 
     fn age_s(&self) -> i64 {
