@@ -69,8 +69,10 @@ pub struct Execute {
     /// False while the breaker is tripped: only resolve what an earlier run already sent.
     pub may_send: bool,
     /// The operator's own order (a close): sent whatever the trading state, so a closed trading
-    /// gate does not stop it.
+    /// gate does not stop it; a halt raised after it started does.
     pub manual: bool,
+    /// The trading gate's count of halts when the close started (`None`: as the executor finds it).
+    pub halts_seen: Option<u64>,
     /// When the fill's journal write committed: the signed order's storing is timed from it.
     pub journaled: Option<std::time::Instant>,
     /// The intent was journaled by this very placement, so no order can exist for it yet (an

@@ -65,18 +65,19 @@ fn reach(
     match ask(&s.control_socket_path(), req, ACK_WAIT) {
         Ok(r) => Ok(answered(&r, ok_hint)),
         Err(ControlError::NoDaemon(sock)) => {
-            // The mode in the file may have changed since the daemon that trades started: that
-            // daemon is the one to act on, and the operator is told.
-            if let Some(other) = other_mode_socket(g, s)
-                && let Ok(r) = ask(&other, req, ACK_WAIT)
-            {
-                eprintln!(
-                    "warning: the settings say {} mode, but nothing answers on {sock}; the daemon that runs is in {} \
-                     mode, so the command went to it (it keeps its mode until it restarts)",
-                    s.mode.as_str(),
-                    r.mode
-                );
-                return Ok(answered(&r, ok_hint));
+            // The mode in the file may have changed since the daemon that trades started.
+            if let Some(other) = other_mode_socket(g, s) {
+                match other_daemon(g, s, req, &other, &sock, ok_hint) {
+                    OtherDaemon::None => {}
+                    OtherDaemon::Done(code) if matches!(req, Request::Halt { .. }) => {
+                        // The journal the file names is halted too: its next start stays halted.
+                        if s.db_path.exists() {
+                            store_too(s, offline);
+                        }
+                        return Ok(code);
+                    }
+                    OtherDaemon::Done(code) => return Ok(code),
+                }
             }
             println!("{}", offline(&open_store(s)?)?);
             let (note, code) = no_socket_note(s, &sock);
@@ -87,10 +88,7 @@ fn reach(
             if matches!(req, Request::Halt { .. }) {
                 // A daemon that does not answer (still starting, say) still reads the journal's
                 // breaker every few hundred ms: the halt is stored there as well.
-                match open_store(s).and_then(|store| offline(&store)) {
-                    Ok(done) => eprintln!("{done}"),
-                    Err(e) => eprintln!("error: the halt could not be stored in the journal either: {e:#}"),
-                }
+                store_too(s, offline);
             }
             let unit = g.instance.as_ref().map_or_else(|| "polycopy".to_owned(), |i| format!("polycopy@{i}"));
             eprintln!(
@@ -99,6 +97,72 @@ fn reach(
                 s.emergency_stop_file.display()
             );
             Ok(EXIT_NO_ACK)
+        }
+    }
+}
+
+/// Stores the change in the journal as well, saying what happened.
+fn store_too(s: &Settings, offline: impl FnOnce(&Store) -> Result<String>) {
+    match open_store(s).and_then(|store| offline(&store)) {
+        Ok(done) => eprintln!("{done}"),
+        Err(e) => eprintln!("error: the change could not be stored in the journal either: {e:#}"),
+    }
+}
+
+/// What the daemon of the other mode made of a command.
+enum OtherDaemon {
+    /// None runs there.
+    None,
+    /// It answered, or was found and did not: the exit code.
+    Done(i32),
+}
+
+/// With nothing on the socket of the mode the file names: a daemon of the other mode may be the
+/// one that trades (the file was switched, the service not yet restarted). A halt goes to it; a
+/// resume is refused, since it could restart the trading the operator is moving away from.
+fn other_daemon(
+    g: &GlobalArgs,
+    s: &Settings,
+    req: &Request,
+    other: &std::path::Path,
+    sock: &str,
+    ok_hint: &str,
+) -> OtherDaemon {
+    let is_halt = matches!(req, Request::Halt { .. });
+    let asked = if is_halt { req } else { &Request::Status };
+    match ask(other, asked, ACK_WAIT) {
+        Err(ControlError::NoDaemon(_)) => OtherDaemon::None,
+        Err(e) => {
+            eprintln!(
+                "error: nothing answers on {sock}, and a daemon of the other mode on {} did not answer either: {e}. \
+                 NOT confirmed: to stop trading for sure, touch the emergency stop file {}",
+                other.display(),
+                s.emergency_stop_file.display()
+            );
+            OtherDaemon::Done(EXIT_NO_ACK)
+        }
+        Ok(r) if is_halt => {
+            eprintln!(
+                "warning: the settings say {} mode, but nothing answers on {sock}; the daemon that runs is in {} \
+                 mode, so the halt went to it (it keeps its mode until it restarts)",
+                s.mode.as_str(),
+                r.mode
+            );
+            OtherDaemon::Done(answered(&r, ok_hint))
+        }
+        Ok(r) => {
+            eprintln!(
+                "refused: the settings say {} mode, but the daemon that runs is the {} one (pid {}, journal {}). \
+                 To act on it, name its journal: `{} --db {} {}`",
+                s.mode.as_str(),
+                r.mode,
+                r.pid,
+                r.journal,
+                cmd(g),
+                r.journal,
+                if matches!(req, Request::Resume { .. }) { "resume" } else { "<command>" }
+            );
+            OtherDaemon::Done(1)
         }
     }
 }

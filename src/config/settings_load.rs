@@ -243,8 +243,11 @@ impl Settings {
         let mut s = defaults.map_err(|e| vec![Problem::new("built-in defaults", "(settings)", e.to_string())])?;
         let Layers { builder, origin, read } = files(sources, Config::builder())?;
         let cfg = builder.build().map_err(|e| vec![Problem::new(origin.clone(), "(file)", e.to_string())])?;
-        if let Ok(mode) = cfg.get::<crate::config::Mode>("mode") {
-            s.mode = mode;
+        // The mode picks the journal: one that cannot be read is an error, never paper by default.
+        match cfg.get::<crate::config::Mode>("mode") {
+            Ok(mode) => s.mode = mode,
+            Err(config::ConfigError::NotFound(_)) => {}
+            Err(e) => return Err(vec![Problem::new(origin, "mode", format!("must be \"paper\" or \"live\": {e}"))]),
         }
         for (key, field) in [
             ("db_path", &mut s.db_path),

@@ -55,9 +55,14 @@ impl TradingGate {
         self.bell.notified()
     }
 
-    /// Nothing new may be sent from now on.
+    /// Nothing new may be sent from now on: a halt asked for, counted even while already closed
+    /// (the operator's last word stops a close started before it).
     pub fn close(&self) {
-        self.restrict(TradingState::Halted);
+        let before = self.level.fetch_max(CLOSED, Ordering::SeqCst);
+        if before == CLOSED {
+            self.halts.fetch_add(1, Ordering::SeqCst);
+        }
+        self.moved(before, CLOSED);
     }
 
     /// Sending is allowed again (the risk supervisor only, on resume).
@@ -133,12 +138,12 @@ mod tests {
     }
 
     #[test]
-    fn each_move_into_closed_counts_one_halt_and_nothing_else_does() {
+    fn each_halt_asked_for_and_each_move_into_closed_counts_one_halt_and_nothing_else_does() {
         let g = TradingGate::new(false);
         let mut want = 0;
         for (step, halts) in [
             ("close", 1),
-            ("close", 0),
+            ("close", 1),
             ("restrict reducing", 0),
             ("set halted", 0),
             ("set reducing", 0),

@@ -99,6 +99,10 @@ pub struct Ops {
     /// Closed by `/halt` before anything else, as the control socket does: nothing new leaves
     /// from that instant, whatever the risk supervisor is busy with.
     pub gate: crate::risk::TradingGate,
+    /// Taken by the commands that change the trading state (`/halt`, the resume button) while
+    /// they act: updates run side by side, and these must act in the order they came (a resume
+    /// pressed just before a /halt must not land after it).
+    pub trading_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The /resume confirmation button: `resume:<since_ms of the halt it was offered for>:<offered at ms>`.
@@ -218,6 +222,7 @@ async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &st
 
 /// Carries out a pressed "Resume trading" button, bound to the halt it was offered for.
 async fn confirm_resume(ops: &Ops, bound: &str) -> String {
+    let _turn = ops.trading_turn.lock().await;
     let (since, offered) = bound.split_once(':').unwrap_or((bound, "0"));
     let (since, offered) = (since.parse::<i64>().unwrap_or(-1), offered.parse::<i64>().unwrap_or(0));
     if now_ms() - offered > BUTTON_TTL_MS {

@@ -193,6 +193,8 @@ pub(super) async fn pnl(ops: &Ops, arg: &str) -> Reply {
 pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
     // From this instant nothing new is sent, before any round trip to the risk supervisor.
     ops.gate.close();
+    // After a resume that came before it (and may have opened the gate again), never before.
+    let _turn = ops.trading_turn.lock().await;
     let reason = if reason.trim().is_empty() {
         "halted from Telegram".to_owned()
     } else {

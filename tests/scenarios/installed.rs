@@ -109,8 +109,9 @@ async fn test_installed_live_when_halted_from_elsewhere_then_nothing_sent_until_
 }
 
 /// Mid-incident the operator has already switched the file back to paper and mistyped a key, and
-/// the live daemon still trades on the settings it started with: `halt` and `resume` reach that
-/// daemon, saying so, rather than refusing or writing to the paper journal.
+/// the live daemon still trades on the settings it started with: `halt` reaches that daemon,
+/// saying so, rather than refusing or writing to the paper journal; `resume` is refused there
+/// unless the live journal is named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_installed_live_when_the_file_says_paper_and_is_invalid_then_halt_still_reaches_the_live_daemon() {
     let l = live_install().await;
@@ -130,7 +131,13 @@ async fn test_installed_live_when_the_file_says_paper_and_is_invalid_then_halt_s
     assert_eq!(reason, "halted");
     assert!(l.clob.posts().is_empty(), "nothing reached the CLOB while halted");
 
+    // A resume is not sent to a daemon of another mode than the file says: it could restart the
+    // real-money trading the operator is moving away from. Naming the journal does it.
     let (code, out, err) = l.cli(&["resume"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("refused") && err.contains("live") && err.contains("--db"), "{err}");
+    let live_db = l.live_db();
+    let (code, out, err) = l.cli(&["--db", live_db.to_str().unwrap(), "resume"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("live daemon") && out.contains("resumed"), "{out}");
     assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal appeared");

@@ -140,6 +140,7 @@ impl CopyTask {
             market,
             journaled: m.pending.journaled,
             booked: if recovered { m.pending.booked } else { None },
+            halts_seen: None,
         };
         self.risk.send(e).await.unwrap_or_else(|e| Decision::Failed(e.to_string()))
     }

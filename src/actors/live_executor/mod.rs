@@ -92,7 +92,7 @@ impl Handler<Execute> for LiveExecutor {
             intent: m.intent,
             may_send: m.may_send,
             manual: m.manual,
-            halts_before: self.gate.halts(),
+            halts_before: m.halts_seen.unwrap_or_else(|| self.gate.halts()),
             gate: self.gate.clone(),
             chain: self.chain.clone(),
             journaled: m.journaled,

@@ -42,6 +42,8 @@ impl Run {
                 // not a fill to book, and not zero either. Looked up, and booked from the chain.
                 let message = format!("answered matched with amounts {making} / {taking} that do not fit the order");
                 warn!(order = %id, cause = %message, "looking the order up (it is never sent as a new order)");
+                // The exchange said it has the order: a lookup answering null is no reason to send it again.
+                r.known = true;
                 self.uncertain(r, message).await?;
             }
             PostOutcome::Matched { making, taking } if rests_after_part(order, making, taking, now_ms() / 1000) => {

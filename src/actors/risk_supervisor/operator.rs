@@ -121,6 +121,7 @@ impl RiskSupervisor {
             market: None,
             journaled: None,
             booked: None,
+            halts_seen: Some(self.gate.halts()),
         };
         self.reserved.add(m.intent.fill_row, Reservation::of(&m.intent));
         self.publish_reserved();

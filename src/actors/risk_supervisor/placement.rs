@@ -237,8 +237,9 @@ async fn place(writer: &Writer, executor: &actix::Recipient<Execute>, m: Evaluat
     let manual = super::operator::is_operator(&m);
     let journaled = m.journaled;
     let fresh_intent = !m.recovered;
-    let exec = match executor.send(Execute { intent, at_ms: now_ms(), may_send, manual, journaled, fresh_intent }).await
-    {
+    let halts_seen = m.halts_seen;
+    let e = Execute { intent, at_ms: now_ms(), may_send, manual, halts_seen, journaled, fresh_intent };
+    let exec = match executor.send(e).await {
         Ok(Ok(e)) => e,
         Ok(Err(e)) => return (m, Step::ExecFailed(e)),
         Err(e) => return (m, Step::ExecFailed(ExecError::internal(e.to_string()))),

@@ -157,6 +157,7 @@ async fn telegram(
         venue: t.venue.clone(),
         closes: crate::telegram::operator::PendingCloses::default(),
         gate: t.gate.clone(),
+        trading_turn: std::sync::Arc::default(),
     })
     .await;
     if let Some(tg) = &telegram {
