@@ -56,32 +56,11 @@ pub fn at_order_price(order: &StoredOrder, side: Side, matched: i64) -> Option<(
 
 #[cfg(test)]
 mod tests {
-    use alloy::primitives::{Address, B256};
-
     use super::*;
 
     /// Our order for 9.87 shares at 5.03 pUSD (BUY) or 4.84 pUSD (SELL).
     fn order(side: Side) -> StoredOrder {
-        let (shares, pusd) = (U256::from(9_870_000), U256::from(if side == Side::Buy { 5_030_000 } else { 4_840_000 }));
-        let (maker_amount, taker_amount) = if side == Side::Buy { (pusd, shares) } else { (shares, pusd) };
-        StoredOrder {
-            order_id: B256::repeat_byte(1),
-            neg_risk: false,
-            salt: 1,
-            maker: Address::ZERO,
-            signer: Address::ZERO,
-            token_id: U256::from(1),
-            maker_amount,
-            taker_amount,
-            side: u8::from(side == Side::Sell),
-            signature_type: 0,
-            timestamp: U256::ZERO,
-            expiration: U256::ZERO,
-            metadata: B256::ZERO,
-            builder: B256::ZERO,
-            signature: String::new(),
-            order_type: "FAK".into(),
-        }
+        StoredOrder::for_test(side, 9_870_000, if side == Side::Buy { 5_030_000 } else { 4_840_000 })
     }
 
     #[test]

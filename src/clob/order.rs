@@ -99,6 +99,33 @@ pub enum OrderError {
 }
 
 impl StoredOrder {
+    /// A FAK order of token 7 for tests: `shares` for `pusd` (base units) on `side`, unsigned.
+    #[cfg(test)]
+    #[must_use]
+    pub fn for_test(side: crate::domain::Side, shares: u64, pusd: u64) -> Self {
+        let buy = side == crate::domain::Side::Buy;
+        let (maker_amount, taker_amount) =
+            if buy { (U256::from(pusd), U256::from(shares)) } else { (U256::from(shares), U256::from(pusd)) };
+        Self {
+            order_id: B256::ZERO,
+            neg_risk: false,
+            salt: 1,
+            maker: Address::ZERO,
+            signer: Address::ZERO,
+            token_id: U256::from(7),
+            maker_amount,
+            taker_amount,
+            side: u8::from(!buy),
+            signature_type: 0,
+            timestamp: U256::ZERO,
+            expiration: U256::ZERO,
+            metadata: B256::ZERO,
+            builder: B256::ZERO,
+            signature: String::new(),
+            order_type: "FAK".into(),
+        }
+    }
+
     /// Captures a signed order.
     ///
     /// # Errors

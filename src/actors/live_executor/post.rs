@@ -213,30 +213,17 @@ fn rests_after_part(order: &StoredOrder, making: Decimal, taking: Decimal, now_s
 
 #[cfg(test)]
 mod tests {
-    use alloy::primitives::{Address, B256, U256};
+    use alloy::primitives::U256;
     use rust_decimal::Decimal;
 
     use super::*;
 
+    /// Our BUY giving 5.10 pUSD for 10 shares.
     fn order(order_type: &str, expiration: u64) -> StoredOrder {
         StoredOrder {
-            order_id: B256::ZERO,
-            neg_risk: false,
-            salt: 1,
-            maker: Address::ZERO,
-            signer: Address::ZERO,
-            token_id: U256::from(7),
-            // Gives 5.10 pUSD for 10 shares.
-            maker_amount: U256::from(5_100_000),
-            taker_amount: U256::from(10_000_000),
-            side: 0,
-            signature_type: 0,
-            timestamp: U256::ZERO,
             expiration: U256::from(expiration),
-            metadata: B256::ZERO,
-            builder: B256::ZERO,
-            signature: String::new(),
             order_type: order_type.into(),
+            ..StoredOrder::for_test(Side::Buy, 10_000_000, 5_100_000)
         }
     }
 

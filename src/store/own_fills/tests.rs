@@ -7,26 +7,7 @@ use crate::store::{OrderStatus, SettlementStep};
 
 /// Our signed order `id` for 10 shares at a limit of 0.51.
 fn order(id: u8, side: Side) -> StoredOrder {
-    let (pusd, shares) = (U256::from(5_100_000), U256::from(10_000_000));
-    let (maker_amount, taker_amount) = if side == Side::Buy { (pusd, shares) } else { (shares, pusd) };
-    StoredOrder {
-        order_id: B256::repeat_byte(id),
-        neg_risk: false,
-        salt: 1,
-        maker: Address::ZERO,
-        signer: Address::ZERO,
-        token_id: U256::from(7),
-        maker_amount,
-        taker_amount,
-        side: u8::from(side == Side::Sell),
-        signature_type: 0,
-        timestamp: U256::ZERO,
-        expiration: U256::ZERO,
-        metadata: B256::ZERO,
-        builder: B256::ZERO,
-        signature: String::new(),
-        order_type: "FAK".into(),
-    }
+    StoredOrder { order_id: B256::repeat_byte(id), ..StoredOrder::for_test(side, 10_000_000, 5_100_000) }
 }
 
 /// Journals `n` copies of token 7 (`side`, 10 shares at 0.51), each with its stored order
