@@ -97,9 +97,16 @@ fn quiet_on_broken_pipe() {
 fn main() {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
+    cli::note_system_config_var();
     if let Err(e) = load_env_files(&cli.global) {
         eprintln!("Error: {e}");
         std::process::exit(cli::EXIT_CONFIG);
+    }
+    if cli::system_config_var_from_a_file() {
+        eprintln!(
+            "warning: POLYCOPY_SYSTEM_CONFIG set by a .env file is ignored: only the environment the command \
+             runs in can point it at other settings"
+        );
     }
     let code = match run(cli) {
         Ok(code) => code,

@@ -276,10 +276,31 @@ pub struct DataError(pub String);
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
+/// `POLYCOPY_SYSTEM_CONFIG` as the process got it, before any `.env` file was read: a `.env` in
+/// whatever directory a command runs from must not point it at other settings (another mode,
+/// another journal) than the daemon's.
+static SYSTEM_CONFIG_VAR: std::sync::OnceLock<Option<std::ffi::OsString>> = std::sync::OnceLock::new();
+
+/// Notes `POLYCOPY_SYSTEM_CONFIG` as the process got it; `main` calls it before reading `.env`.
+pub fn note_system_config_var() {
+    let _ = SYSTEM_CONFIG_VAR.set(std::env::var_os("POLYCOPY_SYSTEM_CONFIG"));
+}
+
+/// True when a `.env` file set `POLYCOPY_SYSTEM_CONFIG` otherwise than the process got it (ignored).
+#[must_use]
+pub fn system_config_var_from_a_file() -> bool {
+    SYSTEM_CONFIG_VAR.get().is_some_and(|noted| *noted != std::env::var_os("POLYCOPY_SYSTEM_CONFIG"))
+}
+
+/// `POLYCOPY_SYSTEM_CONFIG` as noted at start (the environment's, when nothing was noted).
+fn system_config_var() -> Option<std::ffi::OsString> {
+    SYSTEM_CONFIG_VAR.get().cloned().unwrap_or_else(|| std::env::var_os("POLYCOPY_SYSTEM_CONFIG"))
+}
+
 /// Where the settings come from: `POLYCOPY_SYSTEM_CONFIG` (set empty: none), else the installation's.
 fn system_file(g: &GlobalArgs) -> Result<Option<PathBuf>, Vec<Problem>> {
     let loc = Location::discover(g.instance.as_deref()).map_err(|p| vec![p])?;
-    let file = match std::env::var_os("POLYCOPY_SYSTEM_CONFIG") {
+    let file = match system_config_var() {
         None => Some(loc.settings_file()),
         Some(p) if p.is_empty() => None,
         Some(p) => Some(PathBuf::from(p)),
@@ -299,7 +320,7 @@ fn system_file(g: &GlobalArgs) -> Result<Option<PathBuf>, Vec<Problem>> {
 /// The environment file of the installation (`polycopy.env` beside its settings), when readable.
 #[must_use]
 pub fn env_file(g: &GlobalArgs) -> Option<PathBuf> {
-    let file = match std::env::var_os("POLYCOPY_SYSTEM_CONFIG") {
+    let file = match system_config_var() {
         None => Location::discover(g.instance.as_deref()).ok()?.env_file(),
         Some(p) if p.is_empty() => return None,
         Some(p) => PathBuf::from(p).with_file_name("polycopy.env"),
