@@ -175,6 +175,21 @@ impl Store {
         Ok(())
     }
 
+    /// Takes back the count of an order's first send, which a halt stopped before it left: the
+    /// order was never posted, so it is a signed order again (a crash before this keeps it
+    /// counted, and the order is then looked up). Returns whether it was taken back.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn order_never_sent(&self, fill_row: i64) -> StoreResult<bool> {
+        let n = self.conn.execute(
+            "UPDATE orders SET posts = 0, status = 'signed', last_sent_ms = NULL, updated_at_ms = ?2 \
+             WHERE fill_id = ?1 AND posts = 1 AND status = 'sent'",
+            params![fill_row, now_ms()],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Records what became of the order (amounts in base units when it matched).
     ///
     /// # Errors

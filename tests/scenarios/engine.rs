@@ -466,7 +466,8 @@ async fn test_live_when_halted_on_telegram_behind_a_hanging_balance_then_the_hal
 }
 
 /// A halt acknowledged while an order's send is being counted in the journal (that write waits its
-/// turn at the writer) stops that POST: the order, already counted as sent, is only looked up.
+/// turn at the writer) stops that POST: the send is taken back and the copy ends refused as halted,
+/// with nothing sent, nothing looked up and no error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_halted_while_a_send_is_journaled_then_that_post_never_leaves() {
     let mut l = live().await;
@@ -484,12 +485,15 @@ async fn test_live_when_halted_while_a_send_is_journaled_then_that_post_never_le
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "halt inside the send"]);
     assert_eq!(code, 0, "acknowledged: {out}{err}");
     std::fs::remove_file(&hold).unwrap();
-    // The marker that the executor went on past its hold: it looks the order up, or sends it.
-    wait_for(20, "the executor past its hold", async || {
-        (l.clob.requests("/data/order") >= 2 || !l.clob.posts().is_empty()).then_some(())
-    })
-    .await;
+    let r = wait_for(20, "the copy decided", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("halted")), "{r}");
     assert!(l.clob.posts().is_empty(), "no POST after the halt: {:?}", l.clob.posts());
+    assert_eq!(l.clob.requests("/data/order"), 0, "nothing to look up: it never left");
+    let order = &orders_in_journal(&l.d)[0];
+    assert_eq!((order.1.as_str(), order.2), ("signed", 0), "the send taken back");
+    // Events are journaled in the order they are reported: the refusal's is the marker.
+    wait_for(20, "the refusal reported", async || (!l.d.events("rejected").is_empty()).then_some(())).await;
+    assert!(l.d.events("error").is_empty(), "no error: {:?}", l.d.events("error"));
 }
 
 /// Kills the daemon, has every order lookup answer 503 and starts it again: it must become ready

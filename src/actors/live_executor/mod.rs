@@ -14,7 +14,7 @@ use actix::{Actor, Context, Handler, ResponseFuture};
 use tracing::info;
 
 use crate::actors::executor::{ExecError, Execute};
-use crate::actors::store::{GetOrder, OrderOutcome, OrderSent, RecordOrder, Writer};
+use crate::actors::store::{GetOrder, OrderNeverSent, OrderOutcome, OrderSent, RecordOrder, Writer};
 use crate::chain::ChainClock;
 use crate::clob::account::OrderKind;
 use crate::clob::amounts::market_order_amounts;
@@ -262,12 +262,17 @@ impl Run {
                 return Err(ExecError::NotSent);
             }
             self.writer.ask(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?;
+            let first_send = !r.ever_sent;
             r.ever_sent = true;
             crate::fault::hold_at("hold_before_post").await;
             // The send is counted durably first, and that write waits its turn at the journal's
-            // writer: a halt acknowledged meanwhile must still stop this POST. The journal already
-            // says "sent", so, as after a crash here, the order is only looked up from now on.
+            // writer: a halt acknowledged meanwhile must still stop this POST. A first send is
+            // taken back (it never left); an order sent before is only looked up from now on.
             if !self.may_send() {
+                let row = self.intent.fill_row;
+                if first_send && self.writer.ask(OrderNeverSent(row)).await.map_err(journal_err)? {
+                    return Err(ExecError::NotSent);
+                }
                 r.lookup_first = true;
                 r.resent = true;
                 continue;

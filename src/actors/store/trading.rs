@@ -71,6 +71,11 @@ store_handler!(GetOrder -> Option<crate::store::OrderRow>, |s, m| s.order_for(m.
 pub struct OrderSent(pub i64);
 store_handler!(OrderSent -> (), |s, m| s.order_sent(m.0));
 
+/// Take back the count of a fill order's first send: a halt stopped it before it left.
+#[derive(Debug)]
+pub struct OrderNeverSent(pub i64);
+store_handler!(OrderNeverSent -> bool, |s, m| s.order_never_sent(m.0));
+
 /// What became of a fill's order.
 #[derive(Debug)]
 pub struct OrderOutcome {
