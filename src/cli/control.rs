@@ -19,9 +19,13 @@ fn said(r: &Reply) -> String {
     format!("the {} daemon (pid {}, journal {}) {}", r.mode, r.pid, r.journal, r.message)
 }
 
-/// Prints the daemon's answer; returns the exit code (0 done, 1 refused).
-fn answered(r: &Reply, ok_hint: &str) -> i32 {
-    if r.ok {
+/// Prints the daemon's answer; returns the exit code (0 done, 1 refused, 4 a resume the daemon
+/// took but has not carried out yet: it is still halted).
+fn answered(r: &Reply, ok_hint: &str, req: &Request) -> i32 {
+    if r.ok && r.halted && matches!(req, Request::Resume { .. }) {
+        eprintln!("{}. NOT confirmed yet: check with `status` before counting on it", said(r));
+        EXIT_NO_ACK
+    } else if r.ok {
         println!("{}{ok_hint}", said(r));
         0
     } else {
@@ -63,7 +67,7 @@ fn reach(
     offline: impl FnOnce(&Store) -> Result<String>,
 ) -> Result<i32> {
     match ask(&s.control_socket_path(), req, ACK_WAIT) {
-        Ok(r) => Ok(answered(&r, ok_hint)),
+        Ok(r) => Ok(answered(&r, ok_hint, req)),
         Err(ControlError::NoDaemon(sock)) => {
             // The mode in the file may have changed since the daemon that trades started.
             if let Some(other) = other_mode_socket(g, s) {
@@ -148,7 +152,7 @@ fn other_daemon(
                 s.mode.as_str(),
                 r.mode
             );
-            OtherDaemon::Done(answered(&r, ok_hint))
+            OtherDaemon::Done(answered(&r, ok_hint, req))
         }
         Ok(r) => {
             eprintln!(
