@@ -157,14 +157,13 @@ fn other_daemon(
         Ok(r) => {
             eprintln!(
                 "refused: the settings say {} mode, but the daemon that runs is the {} one (pid {}, journal {}). \
-                 To act on it, name its journal: `{} --db {} {}`",
+                 To resume it, name its journal: `{} --db {} resume`",
                 s.mode.as_str(),
                 r.mode,
                 r.pid,
                 r.journal,
                 cmd(g),
                 r.journal,
-                if matches!(req, Request::Resume { .. }) { "resume" } else { "<command>" }
             );
             OtherDaemon::Done(1)
         }

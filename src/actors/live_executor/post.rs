@@ -37,23 +37,26 @@ impl Run {
             return Ok(AfterPost::Again);
         }
         match outcome {
-            PostOutcome::Matched { making, taking } if self.fitted(order, making, taking).is_none() => {
-                // Shares for no pUSD (an empty amount reads as 0), or an amount we cannot read:
-                // not a fill to book, and not zero either. Looked up, and booked from the chain.
-                let message = format!("answered matched with amounts {making} / {taking} that do not fit the order");
-                warn!(order = %id, cause = %message, "looking the order up (it is never sent as a new order)");
-                // The exchange said it has the order: a lookup answering null is no reason to send it again.
-                r.known = true;
-                self.uncertain(r, message).await?;
-            }
-            PostOutcome::Matched { making, taking } if rests_after_part(order, making, taking, now_ms() / 1000) => {
+            PostOutcome::Matched { making, taking } => match self.fitted(order, making, taking) {
+                None => {
+                    // Shares for no pUSD (an empty amount reads as 0), or an amount we cannot
+                    // read: not a fill to book, and not zero either. Looked up, and booked from
+                    // the chain. The exchange said it has the order: a lookup answering null is
+                    // no reason to send it again.
+                    let message =
+                        format!("answered matched with amounts {making} / {taking} that do not fit the order");
+                    warn!(order = %id, cause = %message, "looking the order up (it is never sent as a new order)");
+                    r.known = true;
+                    self.uncertain(r, message).await?;
+                }
                 // A GTD order crossed in part: the rest rests on the book and is watched (and
                 // cancelled if trading stops) like an order answered `live`; what it matched is
                 // booked by our fill on chain or when it can fill no more.
-                let part = self.amounts(making, taking);
-                self.rests(order, r, part, "matched in part; the rest rests on the book").await?;
-            }
-            PostOutcome::Matched { making, taking } => return done(self.finish_post(order, making, taking).await),
+                part @ Some(_) if rests_after_part(order, making, taking, now_ms() / 1000) => {
+                    self.rests(order, r, part, "matched in part; the rest rests on the book").await?;
+                }
+                Some((shares, usdc)) => return done(self.finish_post(shares, usdc).await),
+            },
             PostOutcome::Live | PostOutcome::Delayed => self.rests(order, r, None, "resting on the book").await?,
             PostOutcome::NoFill { message } => {
                 self.outcome(OrderStatus::NoFill, None, &message).await?;
@@ -182,16 +185,8 @@ impl Run {
         crate::clob::matched::fit(order, self.intent.side, shares, usdc)
     }
 
-    pub(super) async fn finish_post(
-        &self,
-        order: &StoredOrder,
-        making: Decimal,
-        taking: Decimal,
-    ) -> Result<Execution, ExecError> {
-        let Some((shares, usdc)) = self.fitted(order, making, taking) else {
-            // An amount we cannot read is not zero: the order's fate is looked up instead.
-            return self.unknown(&format!("matched amounts {making} / {taking} do not fit the order")).await;
-        };
+    /// Books `shares` for `usdc` (fitted to the order) as the POST answered them.
+    pub(super) async fn finish_post(&self, shares: i64, usdc: i64) -> Result<Execution, ExecError> {
         self.outcome(OrderStatus::Matched, Some((shares, usdc)), "matched").await?;
         crate::fault::abort_at("abort_after_order_outcome");
         Ok(self.execution(Shares(shares), Usdc(usdc)))
