@@ -63,7 +63,8 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
             "instance": g.instance,
             "endpoints": endpoints,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        // Problems quote what the operator wrote; a secret this process knows is never among it.
+        println!("{}", crate::config::env::redact(&serde_json::to_string_pretty(&out)?));
     } else if problems.is_empty() {
         println!("configuration OK");
         if let (Some(s), Some(e)) = (&settings, &env) {
@@ -71,7 +72,7 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
         }
         println!("  targets: {enabled} enabled in {}", wallets_path.display());
     } else {
-        eprintln!("{} problem(s) found:\n{}", problems.len(), render(&problems));
+        eprintln!("{} problem(s) found:\n{}", problems.len(), crate::config::env::redact(&render(&problems)));
     }
     Ok(if problems.is_empty() { 0 } else { EXIT_CONFIG })
 }

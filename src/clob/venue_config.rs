@@ -48,7 +48,12 @@ impl VenueConfig {
         let funder = if s.live.funder.is_empty() {
             None
         } else {
-            Some(s.live.funder.parse().map_err(|_| format!("live.funder is not an address: {:?}", s.live.funder))?)
+            Some(
+                s.live
+                    .funder
+                    .parse()
+                    .map_err(|_| format!("live.funder {}", crate::config::problem::not_an_address(&s.live.funder)))?,
+            )
         };
         Ok(Self {
             host: env.clob_host.clone(),

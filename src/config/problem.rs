@@ -42,6 +42,25 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Why `s` is not an address, without quoting it: what an operator pastes in an address field is
+/// sometimes the private key, and this text is printed, logged, journaled and sent to Telegram.
+#[must_use]
+pub fn not_an_address(s: &str) -> String {
+    let bare = s.strip_prefix("0x").unwrap_or(s);
+    let all_hex = bare.chars().all(|c| c.is_ascii_hexdigit());
+    let got = if all_hex && bare.len() == 64 {
+        "64 hex digits, the length of a private key: never put a key there, and if it was one, treat it as exposed"
+            .to_owned()
+    } else if !s.starts_with("0x") {
+        format!("{} characters not starting with 0x", s.chars().count())
+    } else if all_hex {
+        format!("0x and {} hex digits", bare.len())
+    } else {
+        format!("{} characters, not all hex digits", s.chars().count())
+    };
+    format!("is not an address: expected 0x followed by 40 hex digits, got {got} (the value is not repeated here)")
+}
+
 /// Formats a list of problems, one per line.
 #[must_use]
 pub fn render(problems: &[Problem]) -> String {

@@ -210,7 +210,7 @@ impl Settings {
         let cfg = builder
             .add_source(env_source()?)
             .build()
-            .map_err(|e| vec![Problem::new(origin.clone(), "(file)", e.to_string())])?;
+            .map_err(|e| vec![Problem::new(origin.clone(), "(file)", without_quoted_source(&e))])?;
         let typed = type_problems(&cfg);
         if !typed.is_empty() {
             return Err(typed);
@@ -219,8 +219,9 @@ impl Settings {
         if !words.is_empty() {
             return Err(words);
         }
-        let mut s: Self =
-            cfg.try_deserialize().map_err(|e| vec![Problem::new(origin.clone(), "(settings)", e.to_string())])?;
+        let mut s: Self = cfg
+            .try_deserialize()
+            .map_err(|e| vec![Problem::new(origin.clone(), "(settings)", without_quoted_source(&e))])?;
         s.origin = if read.is_empty() { "built-in defaults".to_owned() } else { read.join(" + ") };
         let problems = blame_variables(s.validate(&origin));
         if problems.is_empty() { Ok(s) } else { Err(problems) }
@@ -242,7 +243,8 @@ impl Settings {
             .and_then(Config::try_deserialize::<Self>);
         let mut s = defaults.map_err(|e| vec![Problem::new("built-in defaults", "(settings)", e.to_string())])?;
         let Layers { builder, origin, read } = files(sources, Config::builder())?;
-        let cfg = builder.build().map_err(|e| vec![Problem::new(origin.clone(), "(file)", e.to_string())])?;
+        let cfg =
+            builder.build().map_err(|e| vec![Problem::new(origin.clone(), "(file)", without_quoted_source(&e))])?;
         // The mode picks the journal: one that cannot be read is an error, never paper by default.
         match cfg.get::<crate::config::Mode>("mode") {
             Ok(mode) => s.mode = mode,
@@ -264,9 +266,44 @@ impl Settings {
     }
 }
 
+/// A settings error's text without the source lines a TOML parse error quotes (`3 | …` and its
+/// caret). A line pasted into the wrong file (`TELEGRAM_BOT_TOKEN=…` in polycopy.toml, or
+/// `--config` pointed at the env file) would otherwise print a secret, and problems are shown,
+/// logged and sent. The line and column stay, so the operator still finds it.
+fn without_quoted_source(e: &config::ConfigError) -> String {
+    e.to_string()
+        .lines()
+        .filter(|line| {
+            !line.trim_start().trim_start_matches(|c: char| c.is_ascii_digit()).trim_start().starts_with('|')
+        })
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_that_is_not_toml_is_named_by_its_place_never_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        for text in [
+            "mode = \"paper\"\nTELEGRAM_BOT_TOKEN=123456789:SECRETTOKENvalue\n",
+            "POLYGON_RPC_URL=https://polygon.example/v2/SECRETTOKENvalue\n",
+            "PRIVATE_KEY = 0xSECRETTOKENvalue\n",
+        ] {
+            std::fs::write(&f, text).unwrap();
+            let sources = SettingsSources { config_file: Some(f.clone()), system_file: None };
+            for problems in [Settings::load(&sources).unwrap_err(), Settings::load_for_control(&sources).unwrap_err()] {
+                let all = crate::config::problem::render(&problems);
+                assert!(!all.contains("SECRETTOKEN"), "{text}: {all}");
+                assert!(all.contains("line"), "{text}: {all}");
+            }
+        }
+    }
 
     #[test]
     fn every_section_of_the_defaults_takes_environment_variables() {

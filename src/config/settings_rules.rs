@@ -161,7 +161,10 @@ fn detection(s: &Settings, bad: &mut impl FnMut(&str, String)) {
         bad("detection.orphan_after_blocks", "must be at least 1".into());
     }
     if d.rtds && !(d.rtds_url.starts_with("wss://") || d.rtds_url.starts_with("ws://")) {
-        bad("detection.rtds_url", format!("must be a ws:// or wss:// URL, got {:?}", d.rtds_url));
+        bad(
+            "detection.rtds_url",
+            format!("must be a ws:// or wss:// URL, got {:?}", crate::config::redact_url(&d.rtds_url)),
+        );
     }
     if d.rtds_stale_s == 0 {
         bad("detection.rtds_stale_s", "must be at least 1".into());
@@ -234,7 +237,10 @@ fn paper_and_live(s: &Settings, bad: &mut impl FnMut(&str, String)) {
         bad("live.signature_type", e);
     }
     if !l.funder.is_empty() && l.funder.parse::<Address>().is_err() {
-        bad("live.funder", format!("must be a 0x address (or \"\" to derive it from the key), got {:?}", l.funder));
+        bad(
+            "live.funder",
+            format!("{} (or \"\" to derive it from the key)", crate::config::problem::not_an_address(&l.funder)),
+        );
     }
     if let Err(e) = crate::clob::OrderKind::parse(&l.order_type) {
         bad("live.order_type", e);

@@ -307,7 +307,7 @@ impl Validator<'_> {
         };
         let hex = s.strip_prefix("0x").unwrap_or("");
         if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            self.err(Some(entry), field, format!("{s:?} is not an address: expected 0x followed by 40 hex digits"));
+            self.err(Some(entry), field, crate::config::problem::not_an_address(s));
             return None;
         }
         let a = Address::from_str(s).ok()?;
@@ -345,6 +345,8 @@ pub(super) fn kind(v: &Value) -> String {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("boolean {b}"),
         Value::Number(n) => format!("number {n}"),
+        // A long string in the wrong place may be a key or a token: named by its length only.
+        Value::String(s) if s.chars().count() > 24 => format!("a string of {} characters", s.chars().count()),
         Value::String(s) => format!("string {s:?}"),
         Value::Array(_) => "a list".into(),
         Value::Object(_) => "an object".into(),
@@ -384,6 +386,23 @@ mod tests {
         assert_eq!(w.targets[1].rules.min_price, Some(Price(50_000)));
         assert!(!w.targets[1].rules.copy_sells);
         assert_eq!(w.enabled().count(), 1);
+    }
+
+    #[test]
+    fn a_key_pasted_where_an_address_goes_is_never_repeated() {
+        let key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+        for (text, says) in [
+            (format!(r#"{{"wallets": [{{"address": "0x{key}"}}]}}"#), "private key"),
+            (format!(r#"{{"wallets": [{{"address": "{key}"}}]}}"#), "private key"),
+            (format!(r#"{{"target_wallets": ["0x{key}"]}}"#), "private key"),
+            (format!(r#"{{"wallets": [{{"address": "{A}", "enabled": "{key}"}}]}}"#), "64 characters"),
+            (format!(r#"{{"wallets": [{{"address": "0x{}zz"}}]}}"#, &key[..38]), "not all hex"),
+        ] {
+            let problems = Wallets::parse(&text, "w.json").unwrap_err();
+            let all = crate::config::problem::render(&problems);
+            assert!(!all.contains(&key[..38]), "{all}");
+            assert!(all.contains(says), "{all}");
+        }
     }
 
     #[test]

@@ -82,3 +82,29 @@ fn test_check_config_when_placeholder_key_or_env_listen_then_refused_by_name() {
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("environment: POLYCOPY_HTTP__LISTEN"), "{err}");
 }
+
+/// A secret pasted in the wrong place is never repeated back: a key where a target's address
+/// goes, and an env line (`TELEGRAM_BOT_TOKEN=…`, not TOML) in the settings file. Each is refused
+/// by its place (entry, line), for `check-config` as text and JSON and for any other command.
+#[test]
+fn test_check_config_when_a_secret_is_pasted_in_the_wrong_file_then_refused_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(dir.path());
+    d.write_wallets_text(&format!(r#"{{"wallets": [{{"address": "{KEY}", "label": "oops"}}]}}"#));
+    for args in [&["check-config", "--offline"][..], &["check-config", "--offline", "--json"]] {
+        let (code, out, err) = d.run_cli(args);
+        assert_eq!(code, 78, "{out}{err}");
+        assert!(!out.contains(&KEY[2..40]) && !err.contains(&KEY[2..40]), "the key was shown: {out}{err}");
+        assert!(format!("{out}{err}").contains("private key"), "{out}{err}");
+    }
+
+    d.write_wallets(&wallets(&[(A, "a", true)], 0.1));
+    let token = "123456789:AAHsecretBotTokenValue";
+    d.set_top(&format!("TELEGRAM_BOT_TOKEN={token}"));
+    for args in [&["check-config", "--offline"][..], &["status"], &["halt", "--reason", "x"]] {
+        let (code, out, err) = d.run_cli(args);
+        assert_ne!(code, 0, "{args:?}: {out}{err}");
+        assert!(!out.contains("secretBotToken") && !err.contains("secretBotToken"), "{args:?}: {out}{err}");
+        assert!(err.contains("line 1"), "{args:?}: {err}");
+    }
+}

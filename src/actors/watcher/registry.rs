@@ -273,6 +273,11 @@ impl Handler<Reload> for Registry {
             }
             Ok(Err(problems)) => {
                 act.last_refused = Some(problems.clone());
+                // Reported to every chat: a secret this process knows never goes with it.
+                let problems = problems
+                    .into_iter()
+                    .map(|p| crate::config::Problem { message: crate::config::env::redact(&p.message), ..p })
+                    .collect();
                 act.notifier.do_send(Event::WalletsRejected(problems));
             }
             Ok(Ok(w)) => {
