@@ -134,6 +134,18 @@ fn http_and_paths(s: &Settings, bad: &mut impl FnMut(&str, String)) {
             bad(field, why.into());
         }
     }
+    if !s.control_socket.as_os_str().is_empty() {
+        for (field, path) in [
+            ("db_path", &s.db_path),
+            ("live.db_path", &s.live.db_path),
+            ("wallets_path", &s.wallets_path),
+            ("emergency_stop_file", &s.emergency_stop_file),
+        ] {
+            if &s.control_socket == path {
+                bad("control_socket", format!("must not be the same path as {field}: a stale socket there is removed"));
+            }
+        }
+    }
     if let Ok(addr) = s.http.listen.parse::<std::net::SocketAddr>()
         && !addr.ip().is_loopback()
         && !s.http.allow_remote

@@ -72,9 +72,22 @@ pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), String> {
                 "another polycopy daemon is running on this journal (it answers on {shown}); stop it first"
             ));
         }
-        // A socket left by a daemon that was killed: nobody listens, take it over.
+        // A socket left by a daemon that was killed: nobody listens, take it over. Only a socket:
+        // a mistyped setting naming the journal or the stop file is refused too, never deleted.
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            let _ = std::fs::remove_file(path);
+            use std::os::unix::fs::FileTypeExt as _;
+            match std::fs::symlink_metadata(path) {
+                Ok(m) if m.file_type().is_socket() => {
+                    let _ = std::fs::remove_file(path);
+                }
+                Ok(_) => {
+                    return Err(format!(
+                        "the control socket path {shown} is an existing file that is not a socket: \
+                         control_socket must name a path of its own (it is left untouched)"
+                    ));
+                }
+                Err(_) => {}
+            }
         }
         Err(_) => {}
     }

@@ -108,3 +108,33 @@ fn test_check_config_when_a_secret_is_pasted_in_the_wrong_file_then_refused_with
         assert!(err.contains("line 1"), "{args:?}: {err}");
     }
 }
+
+/// A `control_socket` mistyped to name the journal (given by `--db`, so no settings rule sees
+/// both paths): the start is refused and the journal, with its standing halt, is left
+/// as it was; the same path in the settings file is refused by name.
+#[test]
+fn test_run_when_control_socket_names_the_journal_then_refused_and_journal_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(dir.path());
+    drop(polycopy::store::Store::open(&d.dir.join("journal.db")).unwrap());
+    let (code, out, err) = d.run_cli(&["halt", "--reason", "weekend"]);
+    assert_eq!(code, 3, "no daemon: stored in the journal: {out}{err}");
+    let journal = d.dir.join("journal.db");
+    let before = std::fs::metadata(&journal).unwrap().len();
+    d.set_top(&format!("control_socket = {:?}", journal.display().to_string()));
+    let out = d.cmd(&["run"]).output().unwrap();
+    let (code, _, err) = crate::support::output(out);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("not a socket"), "{err}");
+    assert!(std::fs::metadata(&journal).unwrap().len() >= before, "the journal was replaced");
+    let (_, status, _) = d.run_cli(&["status", "--json"]);
+    assert!(status.contains("weekend"), "the halt is gone: {status}");
+
+    d.replace_setting(&format!("control_socket = {:?}", journal.display().to_string()), "");
+    let live = d.dir.join("live.db").display().to_string();
+    d.set_top(&format!("control_socket = {live:?}"));
+    d.set("live", &format!("db_path = {live:?}"));
+    let (code, _, err) = d.run_cli(&["check-config", "--offline"]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("control_socket: must not be the same path as live.db_path"), "{err}");
+}
