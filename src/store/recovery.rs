@@ -7,6 +7,22 @@ use super::{Store, StoreResult};
 use crate::domain::{OrderIntent, OrderType, Price, Shares, Usdc};
 
 impl Store {
+    /// Sightings handed on at once but not acted on (no intent) when the daemon stopped wait for
+    /// their block instead: while it was down their transaction may have reverted or been
+    /// dropped, and nothing follows the pool for them before recovery runs. A block that has
+    /// them hands them on (the backfill included); one that never does leaves them uncopied.
+    /// Returns how many.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn defer_unacted_sightings(&mut self) -> StoreResult<usize> {
+        Ok(self.conn.execute(
+            "UPDATE fills SET triggered_by = NULL WHERE provisional = 1 AND orphaned = 0 AND status = 'pending' \
+             AND triggered_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.fill_id = fills.id)",
+            [],
+        )?)
+    }
+
     /// Fills journaled but not finished (for recovery at start), oldest first, with their intents.
     ///
     /// # Errors

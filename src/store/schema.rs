@@ -367,6 +367,10 @@ ALTER TABLE executions ADD COLUMN released INTEGER;
 -- NULL (older rows): kept through reorgs, as before
 ALTER TABLE own_fills ADD COLUMN block_number INTEGER;
 ",
+    r"
+-- a pending sighting asks whether the same match was already mined under another transaction
+CREATE INDEX fills_order ON fills (order_hash);
+",
 ];
 
 /// Brings the schema up to date.

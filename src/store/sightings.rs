@@ -118,27 +118,34 @@ pub(super) fn confirm(tx: &Connection, row: i64, mined: &TargetFill) -> StoreRes
     ))
 }
 
-/// A provisional fill of another transaction with the same order, side, token and amount as
-/// `mined`: the operator replaced the settlement (a new transaction hash for the same match). It
-/// is re-keyed to the mined transaction, so the replacement confirms it instead of being copied
-/// a second time. Its row, if there is one.
+/// The same match as `f`: same order, wallet, side and token, and the same amount the target
+/// gives. A BUY taker's shares seen pending are only a bound (priced at its limit; the log has
+/// the price improvement), while what it pays is exact; so a BUY matches on either amount.
+const SAME_MATCH: &str = "order_hash = ?1 AND wallet = ?2 AND side = ?3 AND token_id = ?4 \
+     AND (shares = ?5 OR (side = 'BUY' AND usdc = ?7)) AND tx_hash != ?6";
+
+fn same_match_params(f: &TargetFill) -> [Box<dyn rusqlite::ToSql>; 7] {
+    [
+        Box::new(f.id.order_hash.to_string()),
+        Box::new(addr_lower(&f.wallet)),
+        Box::new(f.side.as_str()),
+        Box::new(f.token_id.to_string()),
+        Box::new(f.shares.0),
+        Box::new(f.id.tx_hash.to_string()),
+        Box::new(f.usdc.0),
+    ]
+}
+
+/// A provisional fill of another transaction of the same match as `mined`: the operator replaced
+/// the settlement (a new transaction hash for the same match). It is re-keyed to the mined
+/// transaction, so the replacement confirms it instead of being copied a second time. Its row, if
+/// there is one.
 pub(super) fn adopt_replacement(tx: &Connection, mined: &TargetFill) -> StoreResult<Option<i64>> {
     let row: Option<i64> = tx
-        .prepare_cached(
-            "SELECT id FROM fills INDEXED BY fills_provisional WHERE provisional = 1 AND order_hash = ?1 AND wallet = ?2 \
-             AND side = ?3 AND token_id = ?4 AND shares = ?5 AND tx_hash != ?6 ORDER BY id LIMIT 1",
-        )?
-        .query_row(
-            params![
-                mined.id.order_hash.to_string(),
-                addr_lower(&mined.wallet),
-                mined.side.as_str(),
-                mined.token_id.to_string(),
-                mined.shares.0,
-                mined.id.tx_hash.to_string()
-            ],
-            |r| r.get(0),
-        )
+        .prepare_cached(&format!(
+            "SELECT id FROM fills INDEXED BY fills_provisional WHERE provisional = 1 AND {SAME_MATCH} ORDER BY id LIMIT 1"
+        ))?
+        .query_row(rusqlite::params_from_iter(same_match_params(mined)), |r| r.get(0))
         .optional()?;
     if let Some(id) = row {
         exec(
@@ -148,6 +155,16 @@ pub(super) fn adopt_replacement(tx: &Connection, mined: &TargetFill) -> StoreRes
         )?;
     }
     Ok(row)
+}
+
+/// Whether the match `f` was seen in is already journaled from a mined block under another
+/// transaction (and not orphaned since).
+fn mined_twin(tx: &Connection, f: &TargetFill) -> StoreResult<bool> {
+    Ok(tx
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM fills WHERE provisional = 0 AND orphaned = 0 AND {SAME_MATCH})"
+        ))?
+        .query_row(rusqlite::params_from_iter(same_match_params(f)), |r| r.get(0))?)
 }
 
 /// Every sighting of fill ?1, earliest first: the journaled ones, and the chain's own when it
@@ -262,7 +279,10 @@ impl Store {
         let tx = self.conn.savepoint()?;
         let mut out = Vec::new();
         for f in fills {
-            let act = act_now.contains(&f.wallet);
+            // The same match already mined under another transaction (an operator's retry, seen
+            // late or after a restart) is journaled but waits for its own block: if it is a second
+            // fill of the order after all, its block hands it on; if it reverts, nothing was copied.
+            let act = act_now.contains(&f.wallet) && !mined_twin(&tx, f)?;
             // A resubmitted settlement (a new transaction for the same match) seen in the pool
             // takes over the first one's row rather than being copied again.
             if row_of(&tx, f)?.is_none() && adopt_replacement(&tx, f)?.is_some() {
@@ -412,6 +432,54 @@ mod tests {
             s.sightings_of(1).unwrap().iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
             vec!["pending", "chain"]
         );
+    }
+
+    #[test]
+    fn a_buy_takers_replacement_mined_with_its_price_improvement_is_the_same_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let now: HashSet<Address> = [WALLET].into();
+        // Seen pending: the shares a taker BUY gets are priced at its limit, a lower bound.
+        assert_eq!(s.journal_pending(&[fill(1, 9, 0)], "pending", &now).unwrap().len(), 1, "copied at once");
+        // Resubmitted as transaction 2 and mined before the pool showed it: the log has more shares
+        // for the same pUSD.
+        let mut mined = fill(2, 9, 5);
+        mined.shares = crate::domain::Shares(mined.shares.0 + 400_000);
+        let out = s.journal_range(&[mined], (5, B256::repeat_byte(5)), &[(5, B256::repeat_byte(5))]).unwrap();
+        assert!(out.to_copy.is_empty(), "copied a second time");
+        let r = rows(&s);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(!r[0].1, "confirmed by the replacement's block");
+    }
+
+    #[test]
+    fn a_pending_sighting_of_a_match_mined_under_another_transaction_waits_for_its_own_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let now: HashSet<Address> = [WALLET].into();
+        let out = s.journal_range(&[fill(1, 9, 5)], (5, B256::repeat_byte(5)), &[(5, B256::repeat_byte(5))]).unwrap();
+        assert_eq!(out.to_copy.len(), 1);
+        // The operator's retry of that match, seen in the pool afterwards: not copied now.
+        assert!(s.journal_pending(&[fill(2, 9, 0)], "pending", &now).unwrap().is_empty(), "copied a second time");
+        assert_eq!(rows(&s)[1].3, None, "it waits for its block");
+        // Were it a second fill of the order after all, its block hands it on.
+        let out = s.journal_range(&[fill(2, 9, 6)], (6, B256::repeat_byte(6)), &[(6, B256::repeat_byte(6))]).unwrap();
+        assert_eq!(out.to_copy.len(), 1);
+    }
+
+    #[test]
+    fn a_sighting_not_acted_on_before_a_restart_waits_for_its_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let now: HashSet<Address> = [WALLET].into();
+        assert_eq!(s.journal_pending(&[fill(1, 9, 0)], "pending", &now).unwrap().len(), 1);
+        // Stopped before the copier journaled an intent: at the start it is not copied blind.
+        assert_eq!(s.defer_unacted_sightings().unwrap(), 1);
+        assert!(s.unfinished().unwrap().is_empty(), "copied a settlement that may have reverted");
+        // Its block, read by the backfill, hands it on once.
+        let out = s.journal_range(&[fill(1, 9, 5)], (5, B256::repeat_byte(5)), &[(5, B256::repeat_byte(5))]).unwrap();
+        assert_eq!(out.to_copy.len(), 1);
+        assert_eq!(s.defer_unacted_sightings().unwrap(), 0);
     }
 
     #[test]

@@ -354,3 +354,44 @@ async fn test_detection_when_pending_transactions_come_by_subscription_then_copi
     assert_eq!(d.executions_for(&tx), 1);
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// The same match settled again (an operator's retry) and seen in the pool after the first
+/// settlement was mined and copied: not copied a second time; it waits for its own block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_mined_match_is_seen_again_in_the_pool_then_not_copied_twice() {
+    let anvil = Anvil::start().await;
+    install_exchange(&anvil, V2_EXCHANGE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(FAST, "fast", true)], 0.1));
+    for (k, v) in [
+        ("POLYCOPY_DETECTION__PENDING", "true"),
+        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
+        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
+    ] {
+        d.env.push((k.to_owned(), v.to_owned()));
+    }
+    d.start();
+    d.wait_live().await;
+
+    // Mined at once (automine on) and copied from its block.
+    let (ex, data) = settlement(Generation::V2, FAST, 21, 100 * ONE, 40 * ONE, 50);
+    let first = send(&anvil, ex, &data).await;
+    wait_for(20, "the copy from the block", async || (d.executions_for(&first) == 1).then_some(())).await;
+
+    // The same calldata again, now held in the pool.
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    let again = send(&anvil, ex, &data).await;
+    wait_for(20, "the retry seen in the pool", async || {
+        rows_of(&d, FAST).into_iter().find(|r| r["fill"].as_str().unwrap().starts_with(&again.to_string()))
+    })
+    .await;
+    // A later pending copy is the marker that the pool was read since.
+    let (ex, marker) = settlement(Generation::V2, FAST, 22, 100 * ONE, 50 * ONE, 60);
+    let marker = send(&anvil, ex, &marker).await;
+    wait_for(20, "the marker copy", async || (d.executions_for(&marker) == 1).then_some(())).await;
+    assert_eq!(d.executions_for(&again), 0, "the retry of a mined match was copied again");
+    let row =
+        rows_of(&d, FAST).into_iter().find(|r| r["fill"].as_str().unwrap().starts_with(&again.to_string())).unwrap();
+    assert_eq!((row["status"].as_str(), row["triggered_by"].as_str()), (Some("pending"), None), "{row}");
+    assert_eq!(d.stop().code(), Some(0));
+}

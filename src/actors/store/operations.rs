@@ -9,10 +9,14 @@ use crate::domain::{Shares, TokenId, Usdc};
 use crate::risk::{Book, BreakerState};
 use crate::store::{PendingFill, Store, StoreResult};
 
-/// Fills journaled but not finished.
+/// Fills journaled but not finished, asked once at start (sightings handed on but not acted on
+/// then wait for their blocks).
 #[derive(Debug)]
 pub struct Unfinished;
-store_handler!(Unfinished -> Vec<PendingFill>, |s, _m| s.unfinished());
+store_handler!(Unfinished -> Vec<PendingFill>, |s, _m| {
+    s.defer_unacted_sightings()?;
+    s.unfinished()
+});
 
 /// Our positions.
 #[derive(Debug)]
