@@ -202,7 +202,7 @@ impl DenyReason {
             Self::BelowMinimum { shares, notional, min } => {
                 format!("too small: {shares} shares for {notional} USDC, under the {min} USDC minimum")
             }
-            Self::NoPosition => "we hold none of this outcome to sell".into(),
+            Self::NoPosition => "we hold none of this outcome from this target's copies to sell".into(),
             Self::UnknownTargetBalance => {
                 "the target's holding before this sale is unknown, so the share it sold cannot be mirrored".into()
             }
@@ -227,7 +227,9 @@ impl DenyReason {
             Self::Halted { reason } => format!("trading is halted: {reason}"),
             Self::Reducing { reason } => format!("only exits are copied now: {reason}"),
             Self::WalletInactive => "this wallet is no longer a watched target".into(),
-            Self::Paused => "this target is paused (/unpause to copy it again)".into(),
+            Self::Paused => {
+                "this target is paused: its buys are not copied, its exits are (/unpause to copy it again)".into()
+            }
             Self::MarketPaused { market } => {
                 format!("this market is paused ({market}): exits are copied, buys are not (/resumemarket to lift it)")
             }

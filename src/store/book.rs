@@ -10,6 +10,25 @@ use crate::domain::{Shares, TokenId, Usdc, addr_lower};
 use crate::risk::{Book, BreakerState, Position, Written};
 
 impl Store {
+    /// The shares of `token` our copies of `wallet` hold: its copies' BUYs less their SELLs, of
+    /// executions still in our books (never below zero). A target's exit is sized on this, not
+    /// on the whole position: other targets' copies of the same outcome are theirs to sell.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn copied_shares(&self, wallet: &Address, token: TokenId) -> StoreResult<Shares> {
+        let n: i64 = query_one(
+            &self.conn,
+            &format!(
+                "SELECT COALESCE(SUM(CASE WHEN side = 'BUY' THEN shares ELSE -shares END), 0) FROM executions e \
+                 INDEXED BY executions_copied WHERE token_id = ?1 AND wallet = ?2 AND {IN_BOOKS}"
+            ),
+            params![token.to_string(), addr_lower(wallet)],
+            |r| r.get(0),
+        )?;
+        Ok(Shares(n.max(0)))
+    }
+
     /// Our positions as stored.
     ///
     /// # Errors

@@ -371,6 +371,10 @@ ALTER TABLE own_fills ADD COLUMN block_number INTEGER;
 -- a pending sighting asks whether the same match was already mined under another transaction
 CREATE INDEX fills_order ON fills (order_hash);
 ",
+    r"
+-- a target's exit is sized on the shares its own copies hold
+CREATE INDEX executions_copied ON executions (token_id, wallet);
+",
 ];
 
 /// Brings the schema up to date.

@@ -45,7 +45,7 @@ pub enum Command {
     Wallets,
     /// targets with their stats (same as /wallets)
     Targets,
-    /// stop copying one target: /pause <label|address>
+    /// stop copying one target's buys (its exits still are): /pause <label|address>
     Pause(String),
     /// copy a paused target again: /unpause <label|address>
     Unpause(String),

@@ -270,9 +270,9 @@ pub(super) fn uptime(ms: i64) -> String {
 /// `/pause` and `/unpause`: one target's fills are copied or not.
 pub(super) async fn set_target_paused(ops: &Ops, who: String, paused: bool) -> Reply {
     match ops.registry.send(SetTargetPaused { who, paused, by: "telegram".into() }).await {
-        Ok(Ok(label)) if paused => {
-            Reply::text(format!("paused {label}: its fills are not copied until /unpause {label}"))
-        }
+        Ok(Ok(label)) if paused => Reply::text(format!(
+            "paused {label}: its buys are not copied until /unpause {label}; its exits still are, so what was copied from it is not left behind"
+        )),
         Ok(Ok(label)) => Reply::text(format!("copying {label} again")),
         Ok(Err(why)) => Reply::text(why),
         Err(_) => unavailable("the target list"),

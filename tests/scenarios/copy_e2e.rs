@@ -130,6 +130,53 @@ async fn test_sell_when_target_sells_part_of_its_balance_then_we_sell_the_same_f
     assert!(d.status()["positions"].as_array().unwrap().is_empty());
 }
 
+/// Two targets copied into the same outcome: one target's full exit sells only what its own
+/// copies bought; the other's holding is left for its own exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_sell_when_two_targets_hold_one_outcome_then_each_exit_sells_only_its_own_copies() {
+    let anvil = Anvil::start().await;
+    anvil.install_balances().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "small", true), (B, "big", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+
+    // A buys 100 → we buy 10; B buys 500 → we buy 50. We hold 60.
+    anvil.emit(&Fill::v2(1, A, C1, true, 77, 100 * ONE, 40 * ONE)).await;
+    anvil.emit(&Fill::v2(2, B, C1, true, 77, 500 * ONE, 200 * ONE)).await;
+    wait_for(20, "both buys", async || (with_status(&d.trades(), "executed").len() == 2).then_some(())).await;
+    // A sells all it had: we sell A's 10, not our 60.
+    anvil.set_balance(A, 77, 100 * ONE).await;
+    anvil.emit(&Fill::v2(3, A, C1, false, 77, 100 * ONE, 50 * ONE)).await;
+    let rows = wait_for(20, "A's exit", async || {
+        let r = d.trades();
+        (with_status(&r, "executed").len() == 3).then_some(r)
+    })
+    .await;
+    assert_eq!((rows[2]["side"].as_str(), rows[2]["shares"].as_str()), (Some("SELL"), Some("10")), "{:?}", rows[2]);
+    // A sells again: none of its copies is left, B's are not A's to sell.
+    anvil.set_balance(A, 77, 20 * ONE).await;
+    anvil.emit(&Fill::v2(4, A, C1, false, 77, 20 * ONE, 10 * ONE)).await;
+    let rows = wait_for(20, "A's second sell refused", async || {
+        let r = d.trades();
+        (r.len() == 4 && r[3]["status"] == "rejected").then_some(r)
+    })
+    .await;
+    assert_eq!(rows[3]["reason"], "no_position");
+    // B sells half of its 500: we sell half of B's 50.
+    anvil.set_balance(B, 77, 500 * ONE).await;
+    anvil.emit(&Fill::v2(5, B, C1, false, 77, 250 * ONE, 125 * ONE)).await;
+    let rows = wait_for(20, "B's half exit", async || {
+        let r = d.trades();
+        (with_status(&r, "executed").len() == 4).then_some(r)
+    })
+    .await;
+    assert_eq!(rows[4]["shares"], "25", "{:?}", rows[4]);
+    let pos = d.status()["positions"].clone();
+    assert_eq!(pos[0]["shares"], "25", "{pos}");
+    assert!(d.stop().success());
+}
+
 /// A V3-market target's SELL is sized from its PositionManager balance, not from Conditional Tokens
 /// (where it holds nothing) nor from its observed fills.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

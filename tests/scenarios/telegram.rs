@@ -286,6 +286,35 @@ async fn whale_with_telegram() -> (Anvil, FakeTelegram, tempfile::TempDir, Daemo
     (anvil, tg, dir, d)
 }
 
+/// A paused target's buys are refused; its exit of what we copied from it before the pause is
+/// still copied, so the position is not left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_pause_when_the_target_exits_then_its_exit_is_still_copied() {
+    let (anvil, tg, _dir, mut d) = whale_with_telegram().await;
+    anvil.install_balances().await;
+    anvil.emit(&Fill::v2(1, A, C, true, 21, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "the buy", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
+    tg.inject_message(OP, "/pause whale");
+    message_containing(&tg, OP, "its exits still are").await;
+    anvil.emit(&Fill::v2(2, A, C, true, 22, 100 * ONE, 50 * ONE)).await;
+    anvil.set_balance(A, 21, 100 * ONE).await;
+    anvil.emit(&Fill::v2(3, A, C, false, 21, 100 * ONE, 60 * ONE)).await;
+    let rows = wait_for(20, "both fills decided", async || {
+        let r = d.trades();
+        (r.len() == 3 && r.iter().all(|x| x["status"] != "pending")).then_some(r)
+    })
+    .await;
+    assert_eq!(rows[1]["reason"], "paused", "{:?}", rows[1]);
+    assert_eq!(
+        (rows[2]["status"].as_str(), rows[2]["shares"].as_str()),
+        (Some("executed"), Some("10")),
+        "{:?}",
+        rows[2]
+    );
+    assert!(d.status()["positions"].as_array().unwrap().is_empty());
+    assert!(d.stop().success());
+}
+
 /// How many copies the messages to `chat` report: single "copied …" messages plus digest counts.
 fn copies_reported(tg: &FakeTelegram, chat: i64) -> u64 {
     tg.sent_to(chat)

@@ -8,7 +8,7 @@ use actix::Addr;
 use super::{CopierConfig, Copy, target_balance_before};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::risk_supervisor::{Decision, Evaluate, GetPosition, RiskSupervisor};
-use crate::actors::store::{RecordRejection, StoreActor};
+use crate::actors::store::{CopiedShares, RecordRejection, StoreActor};
 use crate::chain::Rpc;
 use crate::domain::{OrderIntent, Shares, Side, TargetFill};
 use crate::market::{MarketDirectory, MarketInfo, MarketRef};
@@ -89,8 +89,9 @@ impl CopyTask {
         let fill = &m.pending.fill;
         let cfg = &self.cfg;
         let (our_position, target_balance_before) = if fill.side == Side::Sell {
+            let held = self.risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO);
             (
-                self.risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO),
+                self.copied(fill, held).await,
                 Box::pin(target_balance_before(cfg, self.rpc.as_deref(), &self.store, fill, earlier_in_block)).await,
             )
         } else {
@@ -112,6 +113,20 @@ impl CopyTask {
             size_copy(fill, &rules, &ctx)
         } else {
             size_copy(fill, &m.rules, &ctx)
+        }
+    }
+
+    /// What a target's exit may sell: the shares its own copies hold, at most what we hold and no
+    /// SELL in flight has claimed. Another target's copies of the same outcome are left to that
+    /// target's exits. When the journal cannot say, what we hold (as before this was kept).
+    async fn copied(&self, fill: &TargetFill, held: Shares) -> Shares {
+        let ask = CopiedShares { wallet: fill.wallet, token: fill.token_id };
+        match self.store.send(ask).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+            Ok(copied) => held.min(copied),
+            Err(cause) => {
+                tracing::warn!(%cause, "the shares this target's copies hold are not known: sized on our whole position");
+                held
+            }
         }
     }
 

@@ -30,6 +30,16 @@ store_handler!(BookOwnFill -> crate::store::OwnSettlement, |s, m| s.settle_own_f
     (&m.tx, m.block)
 ));
 
+/// The shares of a token one target's copies hold (see [`Store::copied_shares`]).
+#[derive(Debug)]
+pub struct CopiedShares {
+    /// The target.
+    pub wallet: Address,
+    /// The outcome token.
+    pub token: TokenId,
+}
+store_handler!(CopiedShares -> Shares, |s, m| s.copied_shares(&m.wallet, m.token));
+
 /// Record the unrealized P&L a trading day opened with.
 #[derive(Debug)]
 pub struct SetDayOpen {

@@ -182,12 +182,18 @@ impl Registry {
     }
 
     /// The copy of `p` and the watcher it belongs to; `None` (journaled and reported) when it is
-    /// not copied: its target is paused or no longer watched. An intent journaled before a crash is
-    /// always copied, watched or not: its order may be at the exchange and must be resolved.
-    /// `at_start`: part of recovery at start (see [`Copy::at_start`]).
+    /// not copied: a BUY of a paused target, or a target no longer watched. A paused target's
+    /// exits are still copied (sized on its own copies), so what was copied from it is not left
+    /// behind, as in a paused market. An intent journaled before a crash is always copied, watched
+    /// or not: its order may be at the exchange and must be resolved. `at_start`: part of recovery
+    /// at start (see [`Copy::at_start`]).
     fn destination(&self, p: PendingFill, at_start: bool) -> Option<(Copy, Option<Addr<WalletWatcher>>)> {
         match self.watchers.get(&p.fill.wallet) {
-            Some((t, _)) if self.paused.contains(&p.fill.wallet) && p.intent.is_none() => {
+            Some((t, _))
+                if self.paused.contains(&p.fill.wallet)
+                    && p.intent.is_none()
+                    && p.fill.side == crate::domain::Side::Buy =>
+            {
                 self.reject(p, t.label.clone(), DenyReason::Paused);
                 None
             }
