@@ -57,6 +57,9 @@ pub struct Metrics {
     pub targets: Mutex<Vec<(String, String, crate::store::TargetQuality)>>,
     /// Redemption rounds run (see `crate::redeem`).
     pub redeem_rounds: AtomicU64,
+    /// Redemption rounds that could not read or try every market (a node error): the markets
+    /// left are tried at the next round.
+    pub redeem_round_failures: AtomicU64,
     /// The CLOB's last answer time to the warning check, ms (at least 1; 0: unknown).
     pub clob_response_ms: AtomicI64,
     /// Detection figures over the last day (each source's lead over the mined log), refreshed

@@ -58,6 +58,13 @@ impl Metrics {
         );
         write_metric(
             o,
+            "polycopy_redeem_round_failures_total",
+            "counter",
+            "Redemption rounds that could not read every resolved market (tried again next round).",
+            &one(ld(&self.redeem_round_failures)),
+        );
+        write_metric(
+            o,
             "polycopy_targets_copying",
             "gauge",
             "Targets being copied (enabled and not paused) at the last warning check.",

@@ -98,25 +98,37 @@ impl Redeemer {
         let mut tick = tokio::time::interval(self.cfg.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut worthless = HashSet::new();
+        let mut done = HashSet::new();
         loop {
             tick.tick().await;
-            if let Err(e) = self.round(&mut worthless).await {
+            if let Err(e) = self.round(&mut worthless, &mut done).await {
                 warn!(cause = %e, "redemption round failed; trying again next round");
+                self.metrics.redeem_round_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             self.metrics.redeem_rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
-    async fn round(&self, worthless: &mut HashSet<B256>) -> Result<(), String> {
+    /// One round. `done`: markets read with nothing left to redeem (no paying share on chain), not
+    /// read again while the daemon runs: a resolved market takes no new shares, and the journal's
+    /// resolved markets only grow, so re-reading them all every round would end in rounds that
+    /// never finish on a rate-limited node.
+    async fn round(&self, worthless: &mut HashSet<B256>, done: &mut HashSet<B256>) -> Result<(), String> {
         let Some(chain) = &self.chain else { return self.paper_round().await };
         for row in self.open().await? {
             if matches!(row.status, RedeemStatus::Signed | RedeemStatus::Sent) {
                 self.follow(chain, &row).await;
             }
         }
-        let resolved = ask(self.store.send(ResolvedTokens).await)?;
+        let mut resolved = ask(self.store.send(ResolvedTokens).await)?;
         self.cross_check(&resolved, worthless).await;
-        let held = self.holdings(chain, resolved).await?;
+        resolved.retain(|r| !done.contains(&r.condition_id));
+        let (held, unread) = self.holdings(chain, resolved).await;
+        for (condition_id, hs) in by_condition(&held) {
+            if !unread.contains(&condition_id) && hs.iter().all(|h| h.payout.0 == 0 || h.shares.0 == 0) {
+                done.insert(condition_id);
+            }
+        }
         let open = self.open().await?;
         for p in plan(&held) {
             match p {
@@ -137,18 +149,32 @@ impl Redeemer {
                 }
             }
         }
-        Ok(())
+        if unread.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} market(s) could not be read; the others were tried", unread.len()))
+        }
     }
 
-    /// What the funder holds on chain of each resolved token, and through which book.
-    async fn holdings(&self, chain: &Chain, resolved: Vec<crate::store::Resolved>) -> Result<Vec<Held>, String> {
+    /// What the funder holds on chain of each resolved token, and through which book. A token
+    /// that cannot be read leaves its whole market out of this round (returned apart): one node
+    /// error costs that market a round, never the others.
+    async fn holdings(&self, chain: &Chain, resolved: Vec<crate::store::Resolved>) -> (Vec<Held>, HashSet<B256>) {
         let c = &self.cfg.contracts;
         let mut held = Vec::with_capacity(resolved.len());
+        let mut unread = HashSet::new();
         for r in resolved {
+            if unread.contains(&r.condition_id) {
+                continue;
+            }
             let v3 = r.exchange.is_some_and(|e| c.v3_exchanges.contains(&e));
             let book = if v3 { c.position_manager } else { c.ctf };
-            let b = chain.balance_1155(book, self.funder, r.token_id).await.map_err(|e| e.to_string())?;
-            let shares = Shares(i64::try_from(b).map_err(|_| "a balance out of range".to_owned())?);
+            let read = chain.balance_1155(book, self.funder, r.token_id).await.map_err(|e| e.to_string());
+            let Some(shares) = read.ok().and_then(|b| i64::try_from(b).ok()).map(Shares) else {
+                warn!(market = %r.condition_id, token = %r.token_id, "reading a resolved position failed; next round");
+                unread.insert(r.condition_id);
+                continue;
+            };
             held.push(Held {
                 token_id: r.token_id,
                 condition_id: r.condition_id,
@@ -158,7 +184,8 @@ impl Redeemer {
                 v3,
             });
         }
-        Ok(held)
+        held.retain(|h| !unread.contains(&h.condition_id));
+        (held, unread)
     }
 
     /// The redemption of `condition_id` to try now: its open row when due for a retry or planned
@@ -386,6 +413,15 @@ impl Redeemer {
         }
         Ok(())
     }
+}
+
+/// The positions read, by market.
+fn by_condition(held: &[Held]) -> std::collections::BTreeMap<B256, Vec<&Held>> {
+    let mut out: std::collections::BTreeMap<B256, Vec<&Held>> = std::collections::BTreeMap::new();
+    for h in held {
+        out.entry(h.condition_id).or_default().push(h);
+    }
+    out
 }
 
 fn ask<T, E: std::fmt::Display>(r: Result<Result<T, E>, actix::MailboxError>) -> Result<T, String> {
