@@ -225,8 +225,8 @@ impl Copier {
     }
 
     /// The net shares the target traded of this fill's token earlier in its block; this fill is
-    /// added for the next one. A fill seen pending has no block yet (0): its balance is read at the
-    /// head, which it is not in, and it counts toward no block's running total.
+    /// added for the next one. A fill seen pending has no block yet (0): its balance is read before
+    /// its transaction (see `before_pending`), and it counts toward no block's running total.
     fn earlier_in_block(&mut self, fill: &crate::domain::TargetFill) -> i64 {
         if fill.block_number == 0 {
             return 0;
@@ -254,7 +254,7 @@ pub(super) async fn target_balance_before(
     earlier_in_block: i64,
 ) -> Option<Shares> {
     let at = match (rpc, fill.block_number) {
-        (Some(rpc), 0) => rpc.block_number().await.ok(),
+        (Some(rpc), 0) => before_pending(rpc, fill.id.tx_hash).await,
         (_, n) => Some(n.saturating_sub(1)),
     };
     if let (Some(rpc), Some(at)) = (rpc, at) {
@@ -272,6 +272,18 @@ pub(super) async fn target_balance_before(
     // The journal's observed position already includes this fill (a SELL): add it back.
     let observed = store.send(TargetPosition { wallet: fill.wallet, token: fill.token_id }).await.ok()?.ok()??;
     Some(Shares(observed.0 + fill.shares.0))
+}
+
+/// The block to read a fill seen pending at: the head, unless its transaction was mined by then
+/// (a SELL may wait behind other copies of its token), then the block before it. Read at the head
+/// after the sale, the target's balance is what it kept, and "sold 600 of 1,000" would look like
+/// "sold all it had".
+async fn before_pending(rpc: &Rpc, tx: alloy::primitives::B256) -> Option<u64> {
+    let head = rpc.block_number().await.ok()?;
+    match rpc.mined_in(tx).await {
+        Ok(Some(n)) if n <= head => Some(n.saturating_sub(1)),
+        _ => Some(head),
+    }
 }
 
 impl Handler<Flush> for Copier {

@@ -92,6 +92,16 @@ impl Rpc {
             .map_err(|e| ChainError::Rpc { endpoint: self.endpoint(), message: format!("isOperator: {e}") })
     }
 
+    /// The block transaction `hash` was mined in: `None` when the node has no receipt.
+    ///
+    /// # Errors
+    /// On an RPC failure.
+    pub async fn mined_in(&self, hash: B256) -> Result<Option<u64>, ChainError> {
+        let p = self.provider()?;
+        let r = self.call(p.get_transaction_receipt(hash)).await?;
+        Ok(r.and_then(|r| r.block_number))
+    }
+
     /// Whether transaction `hash` was mined and succeeded: `None` when the node has no receipt.
     ///
     /// # Errors
