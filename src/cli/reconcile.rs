@@ -180,6 +180,7 @@ fn apply_all(s: &Settings, diffs: &[Difference], prices: &BTreeMap<TokenId, Pric
         let req = crate::control::Request::Adjust {
             token: d.seen.token_id.to_string(),
             shares: to.0,
+            compared: Some(d.seen.journal.0),
             price: price.0,
             cause: d.cause.to_string(),
             by: "cli".into(),
@@ -192,11 +193,18 @@ fn apply_all(s: &Settings, diffs: &[Difference], prices: &BTreeMap<TokenId, Pric
             }
             Err(crate::control::client::ControlError::NoDaemon(_)) => {
                 let mut store = open_store(s)?;
-                let pos = store.adjust_position(d.seen.token_id, to, price, &d.cause.to_string(), "cli")?;
-                println!(
-                    "applied in the journal (no daemon runs): position in {} is now {} shares",
-                    d.seen.token_id, pos.position.shares
-                );
+                let compared = Some(d.seen.journal);
+                match store.adjust_position(d.seen.token_id, (compared, to), price, &d.cause.to_string(), "cli") {
+                    Ok(pos) => println!(
+                        "applied in the journal (no daemon runs): position in {} is now {} shares",
+                        d.seen.token_id, pos.position.shares
+                    ),
+                    Err(e @ crate::store::StoreError::PositionMoved { .. }) => {
+                        code = 1;
+                        eprintln!("not applied: {e}");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             Err(e) => {
                 code = 1;

@@ -49,6 +49,10 @@ pub enum Request {
         token: String,
         /// The shares the chain holds, micro-shares.
         shares: i64,
+        /// The journal's shares reconcile compared with the chain: refused when the position is
+        /// no longer that. Absent (an older CLI): set whatever it is.
+        #[serde(default)]
+        compared: Option<i64>,
         /// An increase comes in at this price, micro-USDC per share.
         price: i64,
         /// The reconcile cause.

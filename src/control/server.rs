@@ -193,8 +193,8 @@ async fn apply(req: Request, peers: &ControlPeers) -> Reply {
                 Err(e) => reply(peers, false, e, b),
             }
         }
-        Request::Adjust { token, shares, price, cause, by } => {
-            let result = adjust(peers, &token, shares, price, cause, by).await;
+        Request::Adjust { token, shares, compared, price, cause, by } => {
+            let result = adjust(peers, &token, (compared, shares), price, cause, by).await;
             let b = current(peers).await;
             match result {
                 Ok(m) => reply(peers, true, m, b),
@@ -276,7 +276,7 @@ async fn resume(peers: &ControlPeers, by: String) -> Reply {
 async fn adjust(
     peers: &ControlPeers,
     token: &str,
-    shares: i64,
+    (compared, shares): (Option<i64>, i64),
     price: i64,
     cause: String,
     by: String,
@@ -284,6 +284,7 @@ async fn adjust(
     let t: crate::domain::TokenId = token.parse().map_err(|_| format!("{token:?} is not a token id"))?;
     let req = crate::actors::store::AdjustPosition {
         token: t,
+        compared: compared.map(crate::domain::Shares),
         to: crate::domain::Shares(shares),
         price: crate::domain::Price(price),
         cause,

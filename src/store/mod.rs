@@ -84,6 +84,19 @@ pub enum StoreError {
     /// The journal's writer thread is gone: nothing can be journaled.
     #[error("the journal writer stopped")]
     WriterGone,
+    /// A reconcile correction was computed against a position that has changed since: not booked.
+    #[error(
+        "the position in {token} is {now} shares, not the {compared} shares reconcile compared with the chain: \
+         it changed since (a copy was booked meanwhile). Nothing was changed: run reconcile again"
+    )]
+    PositionMoved {
+        /// The token.
+        token: String,
+        /// What reconcile read.
+        compared: crate::domain::Shares,
+        /// What the journal holds now.
+        now: crate::domain::Shares,
+    },
     /// A stored value did not parse back (the file was edited by hand or is corrupt).
     #[error("corrupt value in column {column}: {value:?}")]
     Corrupt {

@@ -37,7 +37,10 @@ impl Store {
             out.entry(dec_u256(&t?, "token_id")?).or_default();
         }
         let mut st = self.conn.prepare(
-            "SELECT e.token_id, SUM(CASE e.side WHEN 'BUY' THEN e.shares ELSE -e.shares END) FROM orders o \
+            // What a match booked less what our fills on chain have settled of it so far: an order
+            // settled in part holds that part on chain already.
+            "SELECT e.token_id, SUM(CASE e.side WHEN 'BUY' THEN 1 ELSE -1 END * MAX(e.shares - COALESCE( \
+             (SELECT SUM(f.shares) FROM own_fills f WHERE f.order_id = o.order_id), 0), 0)) FROM orders o \
              JOIN executions e ON e.fill_id = o.fill_id WHERE o.status = 'matched' AND o.settled = 0 GROUP BY e.token_id",
         )?;
         for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
@@ -59,20 +62,25 @@ impl Store {
     }
 
     /// Sets our position in `token` to `to` shares (one transaction): a decrease leaves at the
-    /// average cost (no P&L), an increase comes in at `price`. Returns the new position as written
-    /// (stamped 0 when nothing changed).
+    /// average cost (no P&L), an increase comes in at `price`. `compared`: the journal's shares the
+    /// difference was computed from; when the position is no longer that (a copy was booked since
+    /// reconcile read it), nothing is booked: setting the old figure would undo that copy. Returns
+    /// the new position as written (stamped 0 when nothing changed).
     ///
     /// # Errors
-    /// On a database error.
+    /// [`super::StoreError::PositionMoved`], or a database error.
     pub fn adjust_position(
         &mut self,
         token: TokenId,
-        to: Shares,
+        (compared, to): (Option<Shares>, Shares),
         price: Price,
         cause: &str,
         by: &str,
     ) -> StoreResult<Written> {
         let pos = self.book()?.position(&token);
+        if let Some(compared) = compared.filter(|c| *c != pos.shares) {
+            return Err(super::StoreError::PositionMoved { token: token.to_string(), compared, now: pos.shares });
+        }
         let delta = to.0 - pos.shares.0;
         if delta == 0 {
             return Ok(Written { position: pos, seq: 0 });
@@ -116,5 +124,30 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ONE;
+
+    #[test]
+    fn a_correction_computed_against_a_position_that_moved_since_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let t = TokenId::from(7u8);
+        let set = |s: &mut Store, compared: Option<i64>, to: i64| {
+            s.adjust_position(t, (compared.map(Shares), Shares(to)), Price(ONE / 2), "test", "test")
+        };
+        assert_eq!(set(&mut s, Some(0), 10 * ONE).unwrap().position.shares, Shares(10 * ONE));
+        // Reconcile read 10, then a copy made it 15: setting 12 would sell the copy out of the books.
+        assert_eq!(set(&mut s, Some(10 * ONE), 15 * ONE).unwrap().position.shares, Shares(15 * ONE));
+        let e = set(&mut s, Some(10 * ONE), 12 * ONE).unwrap_err();
+        assert!(matches!(e, crate::store::StoreError::PositionMoved { .. }), "{e}");
+        assert!(e.to_string().contains("run reconcile again"), "{e}");
+        assert_eq!(s.book().unwrap().position(&t).shares, Shares(15 * ONE), "nothing booked");
+        // An older CLI's request (no figure compared) still sets it.
+        assert_eq!(set(&mut s, None, 12 * ONE).unwrap().position.shares, Shares(12 * ONE));
     }
 }

@@ -184,6 +184,8 @@ store_handler!(RecentWins -> (u32, u32), |s, m| s.recent_wins(m.0));
 pub struct AdjustPosition {
     /// The token.
     pub token: TokenId,
+    /// The journal's shares the difference was computed from (`None`: set it whatever it is).
+    pub compared: Option<crate::domain::Shares>,
     /// The shares the chain holds.
     pub to: crate::domain::Shares,
     /// An increase comes in at this price.
@@ -193,7 +195,13 @@ pub struct AdjustPosition {
     /// Who.
     pub by: String,
 }
-store_handler!(AdjustPosition -> crate::risk::Written, |s, m| s.adjust_position(m.token, m.to, m.price, &m.cause, &m.by));
+store_handler!(AdjustPosition -> crate::risk::Written, |s, m| s.adjust_position(
+    m.token,
+    (m.compared, m.to),
+    m.price,
+    &m.cause,
+    &m.by
+));
 
 /// The latest warnings journaled (unix ms, message), newest first: their cool-downs survive a restart.
 #[derive(Debug)]

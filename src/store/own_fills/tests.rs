@@ -201,6 +201,18 @@ fn a_match_settled_in_part_loses_only_the_rest_when_overdue() {
     assert_eq!(position(&s), (10_000_000, 5_100_000));
 }
 
+/// Reconcile expects the chain to lack only what is not settled yet: a match settled in part
+/// already holds that part on chain.
+#[test]
+fn reconcile_counts_only_the_unsettled_rest_of_a_match_settled_in_part() {
+    let (_dir, mut s, row) = bought();
+    s.order_outcome(row, OrderStatus::Matched, Some((10_000_000, 5_100_000)), "matched").unwrap();
+    let unsettled = |s: &Store| s.reconcile_state().unwrap()[&U256::from(7)].unsettled.0;
+    assert_eq!(unsettled(&s), 10_000_000);
+    s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_040_000), ("0xa", 1)).unwrap();
+    assert_eq!(unsettled(&s), 6_000_000, "the 4 settled are on chain already");
+}
+
 /// The reason a fill's copy is not what it was booked as, if any.
 fn reason(s: &Store, row: i64) -> Option<String> {
     s.conn.query_row("SELECT reason FROM fills WHERE id = ?1", [row], |r| r.get(0)).unwrap()
