@@ -110,6 +110,15 @@ impl Chain {
         Ok(U256::from_be_slice(&out[..32]))
     }
 
+    /// Whether Conditional Tokens at `ctf` has the result of `condition` (its payout denominator is
+    /// set): until then a redemption reverts, whatever Gamma says.
+    ///
+    /// # Errors
+    /// When the node does not answer or the contract has no such function.
+    pub async fn payout_reported(&self, ctf: Address, condition: B256) -> Result<bool, ChainError> {
+        Ok(self.word(ctf, calls::payout_denominator(condition)).await? > U256::ZERO)
+    }
+
     /// ERC-1155 balance of `owner` in `token` on `contract`.
     ///
     /// # Errors

@@ -97,11 +97,10 @@ impl Redeemer {
     pub async fn run(self) {
         let mut tick = tokio::time::interval(self.cfg.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut worthless = HashSet::new();
-        let mut done = HashSet::new();
+        let mut memory = Memory::default();
         loop {
             tick.tick().await;
-            if let Err(e) = self.round(&mut worthless, &mut done).await {
+            if let Err(e) = self.round(&mut memory).await {
                 warn!(cause = %e, "redemption round failed; trying again next round");
                 self.metrics.redeem_round_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -109,11 +108,9 @@ impl Redeemer {
         }
     }
 
-    /// One round. `done`: markets read with nothing left to redeem (no paying share on chain), not
-    /// read again while the daemon runs: a resolved market takes no new shares, and the journal's
-    /// resolved markets only grow, so re-reading them all every round would end in rounds that
-    /// never finish on a rate-limited node.
-    async fn round(&self, worthless: &mut HashSet<B256>, done: &mut HashSet<B256>) -> Result<(), String> {
+    /// One round, with what earlier rounds of this run learned.
+    async fn round(&self, memory: &mut Memory) -> Result<(), String> {
+        let Memory { worthless, done, waiting } = memory;
         let Some(chain) = &self.chain else { return self.paper_round().await };
         for row in self.open().await? {
             if matches!(row.status, RedeemStatus::Signed | RedeemStatus::Sent) {
@@ -138,6 +135,15 @@ impl Redeemer {
                     }
                 }
                 Plan::Redeem { condition_id, v3, neg_risk, tokens, shares, expected } => {
+                    // Gamma may show the result before the oracle has reported it on chain: a
+                    // redemption would revert and spend an attempt of the budget. Not tried until
+                    // then (a node that cannot say is no reason to wait: the attempt decides).
+                    if !v3 && matches!(chain.payout_reported(self.cfg.contracts.ctf, condition_id).await, Ok(false)) {
+                        if waiting.insert(condition_id) {
+                            info!(market = %condition_id, "resolved on Gamma, not yet on chain: redeemed once the result is reported");
+                        }
+                        continue;
+                    }
                     let route = match (v3, tokens.first()) {
                         (true, Some(t)) => Route::Router { position: *t, shares },
                         _ => Route::Adapter { neg_risk },
@@ -413,6 +419,20 @@ impl Redeemer {
         }
         Ok(())
     }
+}
+
+/// What the rounds of one run remember.
+#[derive(Debug, Default)]
+struct Memory {
+    /// Markets said to be worth nothing (said once, or tokens the Data API lists, said once).
+    worthless: HashSet<B256>,
+    /// Markets read with nothing left to redeem (no paying share on chain), not read again while
+    /// the daemon runs: a resolved market takes no new shares, and the journal's resolved markets
+    /// only grow, so re-reading them all every round would end in rounds that never finish on a
+    /// rate-limited node.
+    done: HashSet<B256>,
+    /// Markets resolved on Gamma whose result the chain does not have yet (said once).
+    waiting: HashSet<B256>,
 }
 
 /// The positions read, by market.

@@ -29,6 +29,18 @@ contract MockCTF {
         return approvals[owner][operator];
     }
 
+    /// Results not reported yet by the oracle (a test sets them): `payoutDenominator` is 0 for
+    /// those, as Conditional Tokens says until `reportPayouts`, and redemptions revert.
+    mapping(bytes32 => bool) public unreported;
+
+    function payoutDenominator(bytes32 conditionId) external view returns (uint256) {
+        return unreported[conditionId] ? 0 : 1;
+    }
+
+    function setUnreported(bytes32 conditionId, bool u) external {
+        unreported[conditionId] = u;
+    }
+
     function burnAll(address owner, uint256 id) external returns (uint256 value) {
         require(approvals[owner][msg.sender], "CTF: adapter not approved");
         value = balances[owner][id];
@@ -100,6 +112,7 @@ contract MockAdapter {
         external
     {
         require(!failing, "adapter: failing on purpose");
+        require(MockCTF(CTF).payoutDenominator(conditionId) > 0, "result for condition not received yet");
         require(collateral == PUSD, "adapter: collateral must be pUSD");
         require(parent == bytes32(0) && indexSets.length == 2, "adapter: bad arguments");
         calls += 1;

@@ -36,6 +36,7 @@ sol! {
     function setOwner(address o);
     function nonce() returns (uint256);
     function setPayout(uint256 positionId, uint256 payout);
+    function setUnreported(bytes32 conditionId, bool u);
 }
 
 fn code(name: &str) -> String {
@@ -118,6 +119,12 @@ async fn pusd_of(a: &Anvil, who: Address) -> U256 {
 
 /// A live daemon redeeming every second, with a winning and a losing position settled.
 async fn settled(extra: &[(&str, &str)], fault: Option<&str>) -> Live {
+    settled_with(extra, fault, &[]).await
+}
+
+/// [`settled`], with the results of the markets of `unreported` tokens not on chain yet when
+/// Gamma shows them resolved.
+async fn settled_with(extra: &[(&str, &str)], fault: Option<&str>, unreported: &[u64]) -> Live {
     let mut l = live().await;
     install(&l.anvil).await;
     l.d.set("risk", "mark_interval_s = 1");
@@ -139,6 +146,10 @@ async fn settled(extra: &[(&str, &str)], fault: Option<&str>) -> Live {
         l.d.stop();
         l.d.start_with(&[("POLYCOPY_FAULT", point)]);
         l.d.wait_live().await;
+    }
+    for t in unreported {
+        send(&l.anvil, CONDITIONAL_TOKENS, setUnreportedCall { conditionId: condition(*t), u: true }.abi_encode())
+            .await;
     }
     l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
     l.clob.edit_token(NEG_TOKEN, |t| (t.closed, t.payout) = (true, Some("0")));
@@ -213,6 +224,22 @@ async fn test_redeem_when_it_reverts_then_retried_within_budget_and_reported() {
     wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
         .await;
     assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
+}
+
+/// Gamma shows the result before the oracle has reported it on chain: rounds wait without
+/// spending the budget (no transaction, no attempt), and the market is redeemed once it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_gamma_is_ahead_of_the_chain_then_it_waits_without_spending_attempts() {
+    let l = settled_with(&[("ATTEMPTS", "2")], None, &[STD_TOKEN]).await;
+    let start = rounds(&l.d).await;
+    wait_for(30, "more rounds than the budget", async || (rounds(&l.d).await >= start + 4).then_some(())).await;
+    assert!(l.d.events("error").iter().all(|m| !m.contains("redemption")), "{:?}", l.d.events("error"));
+    assert!(rows(&l.d).await.is_empty(), "nothing planned while the chain has no result");
+    send(&l.anvil, CONDITIONAL_TOKENS, setUnreportedCall { conditionId: condition(STD_TOKEN), u: false }.abi_encode())
+        .await;
+    wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
+        .await;
+    assert_eq!(rows(&l.d).await[0].1, "redeemed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
