@@ -67,6 +67,9 @@ pub struct HttpState {
     pub alerts: Arc<crate::alert_gate::AlertGate>,
     /// Where the alert token is (named in a refusal; the token itself never is).
     pub alert_token_file: std::path::PathBuf,
+    /// `[http] allow_remote`: served to any host name. Otherwise only to requests naming the
+    /// machine by address or as `localhost` (see [`local_host`]).
+    pub allow_remote: bool,
 }
 
 impl HttpState {
@@ -178,7 +181,30 @@ fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Full<
     r
 }
 
+/// Whether a request's `Host` may be served on a loopback listener: an IP address, `localhost`,
+/// or none at all. A web page the operator opens elsewhere can point a host name of its own at
+/// 127.0.0.1 (DNS rebinding) and read the dashboard through the operator's SSH tunnel; such a
+/// request names that host, never an address.
+#[must_use]
+pub fn local_host(host: Option<&str>) -> bool {
+    let Some(host) = host else { return true };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, port)| if port.parse::<u16>().is_ok() { h } else { host })
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
 async fn route(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes>> {
+    let host = req.headers().get(hyper::header::HOST).map(|h| h.to_str().unwrap_or("\u{0}"));
+    if !state.allow_remote && !local_host(host) {
+        return text(
+            StatusCode::MISDIRECTED_REQUEST,
+            "text/plain",
+            "this server answers to its address or localhost only ([http] allow_remote)\n".into(),
+        );
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/health") => {
             let report = state.health().await;
@@ -295,4 +321,31 @@ async fn dashboard_view(state: &HttpState) -> Option<crate::dashboard::View> {
         names,
         detection: state.metrics.detection.lock().map(|d| d.clone()).unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_host;
+
+    #[test]
+    fn only_addresses_and_localhost_are_served_on_a_loopback_listener() {
+        for (host, served) in [
+            (None, true),
+            (Some("127.0.0.1:9187"), true),
+            (Some("127.0.0.1"), true),
+            (Some("localhost:9187"), true),
+            (Some("LOCALHOST"), true),
+            (Some("[::1]:9187"), true),
+            (Some("[::1]"), true),
+            (Some("10.0.0.5:9187"), true),
+            (Some("evil.example:9187"), false),
+            (Some("evil.example"), false),
+            (Some("localhost.evil.example"), false),
+            (Some("127.0.0.1.nip.io:9187"), false),
+            (Some("\u{0}"), false),
+            (Some(""), false),
+        ] {
+            assert_eq!(local_host(host), served, "{host:?}");
+        }
+    }
 }

@@ -109,14 +109,24 @@ pub fn append_to_file(path: &std::path::Path, entries: &[Value]) -> Result<(), S
         format!("{name}: the new entries would not validate, nothing was written:\n{}", super::problem::render(&p))
     })?;
     let tmp = path.with_extension("json.new");
-    std::fs::write(&tmp, &new).map_err(|e| format!("{}: cannot write: {e}", tmp.display()))?;
+    // Synced before the rename, and the directory after it: a power cut must leave the old file or
+    // the new one, never an empty one (the daemon would then refuse to start without its targets).
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        std::io::Write::write_all(&mut f, new.as_bytes())?;
+        f.sync_all()
+    });
+    written.map_err(|e| format!("{}: cannot write: {e}", tmp.display()))?;
     // The new file keeps the old one's mode and owner (an installed wallets.json is root:polycopy
     // 0640; a rename would otherwise leave whoever ran the command owning it).
     if let Ok(m) = std::fs::metadata(path) {
         let _ = std::fs::set_permissions(&tmp, m.permissions());
     }
     crate::store::same_owner_of(&tmp, path);
-    std::fs::rename(&tmp, path).map_err(|e| format!("{name}: cannot replace: {e}"))
+    std::fs::rename(&tmp, path).map_err(|e| format!("{name}: cannot replace: {e}"))?;
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -42,6 +42,9 @@ pub struct History {
     pub cached_blocks: u64,
     /// Blocks read from the chain.
     pub read_blocks: u64,
+    /// The wallet's `OrderFilled` logs that could not be decoded, left out of the fills (their
+    /// chunks are not cached, so a later run reads them again).
+    pub undecodable: usize,
 }
 
 /// Why the history could not be read.
@@ -141,11 +144,12 @@ pub async fn read(
     progress(0, total, 0);
     for st in &stretches {
         for (from, to) in chunks(st, span.chunk.max(1)) {
-            let fills = read_chunk(rpc, span, from, to).await?;
+            let (fills, undecodable) = read_chunk(rpc, span, from, to).await?;
             h.read_blocks += to - from + 1;
+            h.undecodable += undecodable;
             found += fills.len();
             match cache {
-                Some(s) if st.cache => s.vet_store(span.wallet, &key, from, to, &fills)?,
+                Some(s) if st.cache && undecodable == 0 => s.vet_store(span.wallet, &key, from, to, &fills)?,
                 _ => fresh.extend(fills),
             }
             progress(h.read_blocks, total, found);
@@ -191,9 +195,14 @@ fn chunks(st: &Stretch, size: u64) -> Vec<(u64, u64)> {
     out
 }
 
-/// One chunk's fills of the wallet, retried with a doubling pause (a node's hiccup, the chain
-/// moving under a read near the head).
-async fn read_chunk(rpc: &Rpc, span: &Span, from: u64, to: u64) -> Result<Vec<(u64, u64, Trade)>, HistoryError> {
+/// One chunk's fills of the wallet, and how many of its logs could not be decoded; retried with a
+/// doubling pause (a node's hiccup, the chain moving under a read near the head).
+async fn read_chunk(
+    rpc: &Rpc,
+    span: &Span,
+    from: u64,
+    to: u64,
+) -> Result<(Vec<(u64, u64, Trade)>, usize), HistoryError> {
     let mut pause = Duration::from_millis(500);
     let mut attempt = 1;
     loop {
@@ -202,7 +211,8 @@ async fn read_chunk(rpc: &Rpc, span: &Span, from: u64, to: u64) -> Result<Vec<(u
                 for (tx, li, e) in &d.undecodable {
                     tracing::warn!(tx = %tx, log_index = li, cause = %e, "undecodable OrderFilled log skipped");
                 }
-                return Ok(d.fills.iter().filter(|f| f.wallet == span.wallet).map(as_trade).collect());
+                let fills = d.fills.iter().filter(|f| f.wallet == span.wallet).map(as_trade).collect();
+                return Ok((fills, d.undecodable.len()));
             }
             Err(ChainError::Rpc { message, .. }) if pruned(&message) => {
                 return Err(HistoryError::Pruned { from, to, cause: message });

@@ -24,6 +24,8 @@ pub struct Vetted {
     pub blocks: (u64, u64),
     /// Blocks answered from the journal's cache.
     pub cached_blocks: u64,
+    /// Fill logs that could not be decoded, left out (see [`crate::vet::history::History`]).
+    pub undecodable: usize,
     /// The copy delay, ms.
     pub delay_ms: i64,
     /// The slippage cap, bps.
@@ -79,6 +81,13 @@ pub fn text(v: &Vetted) -> String {
         v.blocks.1,
         v.cached_blocks
     );
+    if v.undecodable > 0 {
+        let _ = writeln!(
+            s,
+            "skipped      {} fill log(s) that could not be decoded: left out of what follows (see the log)",
+            v.undecodable
+        );
+    }
     let _ = writeln!(
         s,
         "copying      delay {} ms, slippage cap {} bps, rules from {}:\n             {}",
@@ -148,6 +157,7 @@ pub fn json(v: &Vetted) -> Value {
         "from_block": v.blocks.0,
         "to_block": v.blocks.1,
         "cached_blocks": v.cached_blocks,
+        "undecodable_logs": v.undecodable,
         "delay_ms": v.delay_ms,
         "max_slippage_bps": v.max_slippage_bps,
         "rules_from": v.rules_from,

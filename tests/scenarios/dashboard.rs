@@ -1,6 +1,7 @@
 //! The local dashboard in a real headless browser (Debian's Chromium): the page loads without a
 //! console error, shows the planted positions and targets, refreshes in place, and a screenshot
-//! is kept as a test artifact (target/test-artifacts/dashboard.png).
+//! is kept as a test artifact (target/test-artifacts/dashboard.png); a page reached through a
+//! host name of its own (DNS rebinding) is refused.
 
 use std::process::Command;
 
@@ -89,4 +90,14 @@ async fn test_dashboard_when_opened_in_a_browser_then_positions_and_targets_with
     let (_, log) = browse(&url, &[&format!("--screenshot={}", shot.display()), "--window-size=1280,1000"]);
     let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot ({e}):\n{log}"));
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot, {} bytes", png.len());
+
+    // DNS rebinding: a page elsewhere points a name of its own at this machine. The browser asks
+    // for that name, and gets no positions.
+    let port = base.rsplit(':').next().unwrap();
+    let rules = "--host-resolver-rules=MAP rebound.example 127.0.0.1";
+    let (dom, log) = browse(&format!("http://rebound.example:{port}/dashboard"), &["--dump-dom", rules]);
+    assert!(dom.contains("answers to its address or localhost only"), "{dom}\n{log}");
+    assert!(!dom.contains("whale"), "{dom}");
+    let (code, _) = crate::support::http::http_get(&format!("http://localhost:{port}"), "/health").await;
+    assert_eq!(code, 200, "localhost is still served");
 }

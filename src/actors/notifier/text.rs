@@ -29,10 +29,16 @@ impl Event {
                 format!("breaker reset by {by} (was {}: {})", was.code, was.reason)
             }
             Self::WalletsReloaded { added, removed, changed } => format!(
-                "wallets reloaded: added [{}], removed [{}], changed [{}]",
+                "wallets reloaded: added [{}], removed [{}], changed [{}]{}",
                 added.join(", "),
                 removed.join(", "),
-                changed.join(", ")
+                changed.join(", "),
+                if removed.is_empty() {
+                    ""
+                } else {
+                    ". A target no longer watched has its exits no longer copied: what was copied from it stays \
+                     open until you close it or it resolves (/pause instead keeps copying its exits)"
+                }
             ),
             Self::WalletsRejected(p) => format!(
                 "wallets.json rejected, the last good targets keep running: {}",

@@ -105,6 +105,7 @@ fn serve_http(
         notifier: t.notifier.clone(),
         health: s.health,
         confirmations: s.chain.confirmations,
+        allow_remote: s.http.allow_remote,
         journal: t.journal.clone(),
         live: t.venue.as_ref().map(|v| crate::http::LiveHealthSource {
             reach: v.reachability(),

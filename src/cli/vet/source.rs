@@ -138,6 +138,7 @@ pub(crate) async fn analyze(
         to_ms: ms(head_ts),
         blocks: (from, head),
         cached_blocks: h.cached_blocks,
+        undecodable: h.undecodable,
         delay_ms: cfg.delay_ms,
         max_slippage_bps: cfg.max_slippage_bps,
         rules_from: who.rules_from,

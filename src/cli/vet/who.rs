@@ -79,7 +79,8 @@ pub(crate) fn resolve(s: &Settings, a: &VetArgs) -> Result<(Address, Option<Stri
 pub(crate) fn defaults_of(path: &std::path::Path, wallet: Address) -> CopyRules {
     let defaults = std::fs::read_to_string(path)
         .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        // A byte-order mark (Notepad) is accepted by the daemon's reader, so here too.
+        .and_then(|t| serde_json::from_str::<Value>(t.strip_prefix('\u{feff}').unwrap_or(&t)).ok())
         .and_then(|v| v.get("defaults").cloned());
     let doc = serde_json::json!({"defaults": defaults.unwrap_or(Value::Object(serde_json::Map::new())),
                                  "wallets": [{"address": addr_lower(&wallet)}]});
