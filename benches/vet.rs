@@ -24,6 +24,7 @@ fn history(n: usize) -> Vec<Trade> {
                 token_id: TokenId::from((i % 20) as u64),
                 shares: Shares((50 + k % 50) * ONE),
                 price: Price(300_000 + (k * 7_919) % 400_000),
+                taker: i % 2 == 0,
             }
         })
         .collect()

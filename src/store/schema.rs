@@ -375,6 +375,13 @@ CREATE INDEX fills_order ON fills (order_hash);
 -- a target's exit is sized on the shares its own copies hold
 CREATE INDEX executions_copied ON executions (token_id, wallet);
 ",
+    r"
+-- vet: whether the wallet took liquidity in a fill (only such fills price a copy). Caches read
+-- before this was kept are forgotten, so the next vet reads them again with it
+ALTER TABLE vet_fills ADD COLUMN taker INTEGER;
+DELETE FROM vet_fills;
+DELETE FROM vet_scans;
+",
 ];
 
 /// Brings the schema up to date.

@@ -79,8 +79,8 @@ impl Store {
         let tx = self.conn.unchecked_transaction()?;
         {
             let mut st = tx.prepare_cached(
-                "INSERT OR REPLACE INTO vet_fills (wallet, block_number, log_index, at_ms, side, token_id, shares, price)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR REPLACE INTO vet_fills (wallet, block_number, log_index, at_ms, side, token_id, shares, price, taker)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for (bn, li, t) in fills {
                 st.execute(params![
@@ -91,7 +91,8 @@ impl Store {
                     t.side.as_str(),
                     t.token_id.to_string(),
                     t.shares.0,
-                    t.price.0
+                    t.price.0,
+                    t.taker
                 ])?;
             }
         }
@@ -111,7 +112,7 @@ impl Store {
     /// On a database error or a value that does not parse back.
     pub fn vet_fills(&self, wallet: Address, from: u64, to: u64) -> StoreResult<Vec<(u64, u64, Trade)>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT block_number, log_index, at_ms, side, token_id, shares, price FROM vet_fills
+            "SELECT block_number, log_index, at_ms, side, token_id, shares, price, taker FROM vet_fills
              WHERE wallet = ?1 AND block_number BETWEEN ?2 AND ?3 ORDER BY block_number, log_index",
         )?;
         let rows = st.query_map(params![addr_lower(&wallet), block(from), block(to)], |r| {
@@ -122,15 +123,17 @@ impl Store {
                 r.get::<_, String>(4)?,
                 r.get(5)?,
                 r.get(6)?,
+                r.get::<_, Option<bool>>(7)?.unwrap_or(false),
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let ((bn, li), at_ms, side, token, shares, price) = row?;
+            let ((bn, li), at_ms, side, token, shares, price, taker) = row?;
             let side = Side::parse(&side).ok_or(StoreError::Corrupt { column: "vet_fills.side", value: side })?;
             let token_id = dec_u256(&token, "vet_fills.token_id")?;
             let at = |v: i64| u64::try_from(v).unwrap_or(0);
-            out.push((at(bn), at(li), Trade { at_ms, side, token_id, shares: Shares(shares), price: Price(price) }));
+            let (shares, price) = (Shares(shares), Price(price));
+            out.push((at(bn), at(li), Trade { at_ms, side, token_id, shares, price, taker }));
         }
         Ok(out)
     }

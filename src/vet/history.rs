@@ -236,7 +236,12 @@ fn pruned(message: &str) -> bool {
 
 fn as_trade(f: &TargetFill) -> (u64, u64, Trade) {
     let at_ms = i64::try_from(f.block_ts).unwrap_or(i64::MAX / 1000) * 1000;
-    (f.block_number, f.log_index, Trade { at_ms, side: f.side, token_id: f.token_id, shares: f.shares, price: f.price })
+    let taker = f.role == crate::domain::Role::Taker;
+    (
+        f.block_number,
+        f.log_index,
+        Trade { at_ms, side: f.side, token_id: f.token_id, shares: f.shares, price: f.price, taker },
+    )
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //! Pure: reading the wallet's history (chain, Gamma) is the caller's.
 //!
 //! Pricing model, said per copy: the wallet's own next fill of the same token and side at or
-//! shortly after the delay (`next_fill`: the market as it really was then), else the target's
-//! price moved by the slippage cap (`slippage_cap`: the worst the copy's limit accepts). A next fill beyond the cap
+//! shortly after the delay in which it took liquidity (`next_fill`: the market as a marketable
+//! order found it then; a fill of its resting order is only its own limit, and a copy pays the
+//! spread), else the target's price moved by the slippage cap (`slippage_cap`: the worst the copy's
+//! limit accepts). A next fill beyond the cap
 //! means the copy's limit would not have filled: refused as `price_moved`.
 
 use std::collections::BTreeMap;
@@ -32,6 +34,10 @@ pub struct Trade {
     pub shares: Shares,
     /// Price.
     pub price: Price,
+    /// The wallet took liquidity (its order crossed the book): its price is the market's for a
+    /// marketable order then. A resting order's fill (maker) is its own limit, which a copy, itself
+    /// marketable, would not have got.
+    pub taker: bool,
 }
 
 /// How the replay copies.
@@ -278,7 +284,7 @@ fn copy_one(
     let next = later
         .iter()
         .take_while(|n| n.at_ms <= at + cfg.price_window_ms)
-        .find(|n| n.token_id == t.token_id && n.side == t.side && n.at_ms >= at);
+        .find(|n| n.taker && n.token_id == t.token_id && n.side == t.side && n.at_ms >= at);
     match next {
         Some(n) => {
             let beyond = match t.side {
@@ -367,7 +373,24 @@ mod tests {
     const H: i64 = 60 * MIN;
 
     fn t(at_ms: i64, side: Side, token: u64, shares: i64, price: i64) -> Trade {
-        Trade { at_ms, side, token_id: TokenId::from(token), shares: Shares(shares * ONE), price: Price(price) }
+        Trade {
+            at_ms,
+            side,
+            token_id: TokenId::from(token),
+            shares: Shares(shares * ONE),
+            price: Price(price),
+            taker: true,
+        }
+    }
+
+    #[test]
+    fn a_resting_orders_next_fill_does_not_price_a_copy() {
+        // A market maker's bid at 0.40 fills in two parts a few seconds apart: the second part is
+        // its own limit, not what a marketable copy would have paid. Priced at the cap instead.
+        let maker = |at_ms, shares| Trade { taker: false, ..t(at_ms, Side::Buy, 6, shares, 400_000) };
+        let r = replay(&[maker(0, 100), maker(3_000, 100)], &cfg(2_000), &BTreeMap::new());
+        assert_eq!(r.copies[0].model, PriceModel::SlippageCap);
+        assert_eq!(r.copies[0].price, Price(408_000));
     }
 
     fn cfg(delay_ms: i64) -> VetConfig {

@@ -25,11 +25,11 @@ async fn plant(anvil: &Anvil, p: u64) {
     anvil.emit_at(p, &Fill::v2(1, SLOW, OTHER, true, 11, 100 * ONE, 40 * ONE)).await;
     anvil.emit_at(p + 5 * 3600, &Fill::v2(2, SLOW, OTHER, false, 11, 100 * ONE, 60 * ONE)).await;
     anvil.emit_at(p + 6 * 3600, &Fill::v2(3, SLOW, OTHER, true, 12, 100 * ONE, 30 * ONE)).await;
-    // EDGE: buys 100 at 0.40; a block later it buys 10 more at 0.404 (the market moved) and at
-    // once sells all 110 at 0.41.
+    // EDGE: buys 100 at 0.40; a block later it takes 10 more at 0.404 off the book (the market
+    // moved: a marketable copy would have paid that) and at once sells all 110 at 0.41.
     let q = p + 7 * 3600;
     anvil.emit_at(q, &Fill::v2(4, EDGE, OTHER, true, 21, 100 * ONE, 40 * ONE)).await;
-    anvil.emit_at(q + 2, &Fill::v2(5, EDGE, OTHER, true, 21, 10 * ONE, 4_040_000)).await;
+    anvil.emit_at(q + 2, &Fill::v2(5, EDGE, V2_EXCHANGE, true, 21, 10 * ONE, 4_040_000)).await;
     anvil.emit_at(q + 3, &Fill::v2(6, EDGE, OTHER, false, 21, 110 * ONE, 45_100_000)).await;
     // FLIP: six round trips, each a buy of 50 at 0.50 sold a minute later at 0.501.
     let r = p + 8 * 3600;
