@@ -31,6 +31,12 @@ pub use subscription::subscribe;
 const MISSING_ROUNDS: u32 = 2;
 /// Transaction hashes remembered as already decoded, at most.
 const SEEN_MAX: usize = 50_000;
+/// Rounds a settlement whose sender could not be checked is checked again (a subscription delivers
+/// it once): about 10 s at the default poll. Later, its block triggers the copy anyway, and an
+/// endless backlog would spend the node's budget on settlements mined long ago.
+const RETRY_ROUNDS: u8 = 40;
+/// Most settlements waiting for their sender's check.
+const RETRY_MAX: usize = 1_000;
 /// How long an exchange's answer to "is this sender an operator" is trusted.
 const OPERATOR_TTL: Duration = Duration::from_secs(600);
 
@@ -93,6 +99,8 @@ pub struct Mempool {
     /// Settlements whose sender could not be checked yet (a subscription delivers each once),
     /// and a subscription's arrivals waiting for their round.
     retry: Vec<PoolTx>,
+    /// How many rounds each waiting settlement has been checked in (see [`RETRY_ROUNDS`]).
+    retried: HashMap<B256, u8>,
     /// When the followed transactions were last looked at.
     followed_at: Option<Instant>,
 }
@@ -126,6 +134,7 @@ impl Mempool {
             operators: HashMap::new(),
             operator_warned: None,
             retry: Vec::new(),
+            retried: HashMap::new(),
             followed_at: None,
         }
     }
@@ -238,6 +247,8 @@ impl Mempool {
         let targets: HashSet<Address> = self.targets.borrow().iter().copied().collect();
         let seen_s = u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0);
         let mut fills = Vec::new();
+        // A pair whose check failed this round is not asked again this round.
+        let mut unanswered: HashSet<(Address, Address)> = HashSet::new();
         for (hash, from, to, input) in pool {
             if !self.cfg.exchanges.contains(to) || !self.seen.insert(*hash) {
                 continue;
@@ -246,18 +257,21 @@ impl Mempool {
             match decode_pending(&s, input, &targets) {
                 // Anyone can put a matchOrders naming a target in the pool (for free, if it is
                 // never mined): only the exchange's own operators' settlements count.
-                Ok(f) if !f.is_empty() => match self.operator(*to, *from).await {
+                Ok(f) if !f.is_empty() => match self.operator_once(*to, *from, &mut unanswered).await {
                     Some(true) => {
+                        self.retried.remove(hash);
                         self.tracked.insert(*hash, Tracked { first_head: head, missing: 0 });
                         fills.extend(f);
                     }
-                    Some(false) => {}
+                    Some(false) => {
+                        self.retried.remove(hash);
+                    }
                     // Unanswered: asked again next round (a subscription delivers it only once,
                     // so it is kept for the next round).
                     None => {
                         self.seen.remove(hash);
-                        if matches!(self.source, PoolSource::Subscription(_)) && self.retry.len() < SEEN_MAX {
-                            self.retry.push((*hash, *from, *to, input.clone()));
+                        if matches!(self.source, PoolSource::Subscription(_)) {
+                            self.keep_for_retry((*hash, *from, *to, input.clone()));
                         }
                     }
                 },
@@ -285,6 +299,36 @@ impl Mempool {
             warn!("pending fills journaled but not handed on; they are copied at the next start");
         }
         Ok(())
+    }
+
+    /// [`Self::operator`], not asked again for a pair that went unanswered earlier in the round.
+    async fn operator_once(
+        &mut self,
+        exchange: Address,
+        from: Address,
+        unanswered: &mut HashSet<(Address, Address)>,
+    ) -> Option<bool> {
+        if unanswered.contains(&(exchange, from)) {
+            return None;
+        }
+        let is = self.operator(exchange, from).await;
+        if is.is_none() {
+            unanswered.insert((exchange, from));
+        }
+        is
+    }
+
+    /// Keeps a settlement whose sender could not be checked for the next round, for at most
+    /// [`RETRY_ROUNDS`] rounds and [`RETRY_MAX`] settlements.
+    fn keep_for_retry(&mut self, t: PoolTx) {
+        let rounds = self.retried.entry(t.0).or_insert(0);
+        *rounds += 1;
+        if *rounds > RETRY_ROUNDS || self.retry.len() >= RETRY_MAX {
+            debug!(tx = %t.0, "settlement's sender never checked: left to its block");
+            self.retried.remove(&t.0);
+            return;
+        }
+        self.retry.push(t);
     }
 
     /// Whether `from` is an operator of `exchange` (cached); `None` when the exchange did not
