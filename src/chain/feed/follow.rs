@@ -146,15 +146,27 @@ impl ChainFeed {
 
     /// Syncs on every wake until the connection must be made again or the daemon stops.
     async fn follow(&mut self, subs: &mut Subscriptions, retry: &mut Retry, shutdown: &CancellationToken) -> Followed {
+        let mut moved: u64 = 0;
         loop {
             match self.sync().await {
                 Ok(()) => {
+                    moved = 0;
                     self.rpc.ok();
                     retry.backoff = FIRST_BACKOFF;
                     self.attempt_succeeded(&mut retry.outage);
                 }
                 Err(ChainError::ChainMoved { from, to }) => {
                     debug!(from, to, "chain moved during a read; reading again");
+                    moved += 1;
+                    // Behind a load balancer whose nodes disagree every read can say "moved":
+                    // after a few in a row, a pause growing to 2 s, never a tight loop.
+                    if moved > 3 {
+                        let pause = std::time::Duration::from_millis(100 * moved.min(20));
+                        tokio::select! {
+                            () = shutdown.cancelled() => return Followed::Stopped,
+                            () = tokio::time::sleep(pause) => {}
+                        }
+                    }
                     continue;
                 }
                 Err(ChainError::Store(e)) => {
