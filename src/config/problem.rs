@@ -42,6 +42,14 @@ impl fmt::Display for Problem {
     }
 }
 
+/// A value the operator wrote where it does not belong, for a message: quoted when short, named by
+/// its length when long (a long string in the wrong place may be a key or a token).
+#[must_use]
+pub fn quoted(s: &str) -> String {
+    let n = s.chars().count();
+    if n > 24 { format!("a string of {n} characters") } else { format!("{s:?}") }
+}
+
 /// Why `s` is not an address, without quoting it: what an operator pastes in an address field is
 /// sometimes the private key, and this text is printed, logged, journaled and sent to Telegram.
 #[must_use]

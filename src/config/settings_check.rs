@@ -95,7 +95,7 @@ fn shown(kind: &ValueKind) -> String {
         ValueKind::U64(n) => n.to_string(),
         ValueKind::U128(n) => n.to_string(),
         ValueKind::Float(f) => format!("{f:?}"),
-        ValueKind::String(s) => format!("{:?}", s.chars().take(80).collect::<String>()),
+        ValueKind::String(s) => super::problem::quoted(s),
         ValueKind::Table(_) => "a table".into(),
         ValueKind::Array(_) => "a list".into(),
     }

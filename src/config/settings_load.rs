@@ -80,10 +80,10 @@ fn choice_problems(cfg: &Config, origin: &str) -> Vec<Problem> {
 /// "must be "a" or "b", got "x"", or with more words, "must be one of …".
 fn must_be(words: &[&str], got: &str) -> String {
     match words {
-        [a, b] => format!("must be {a:?} or {b:?}, got {got:?}"),
+        [a, b] => format!("must be {a:?} or {b:?}, got {}", crate::config::problem::quoted(got)),
         _ => {
             let all: Vec<String> = words.iter().map(|w| format!("{w:?}")).collect();
-            format!("must be one of {}, got {got:?}", all.join(", "))
+            format!("must be one of {}, got {}", all.join(", "), crate::config::problem::quoted(got))
         }
     }
 }

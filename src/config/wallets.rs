@@ -345,8 +345,7 @@ pub(super) fn kind(v: &Value) -> String {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("boolean {b}"),
         Value::Number(n) => format!("number {n}"),
-        // A long string in the wrong place may be a key or a token: named by its length only.
-        Value::String(s) if s.chars().count() > 24 => format!("a string of {} characters", s.chars().count()),
+        Value::String(s) if s.chars().count() > 24 => super::problem::quoted(s),
         Value::String(s) => format!("string {s:?}"),
         Value::Array(_) => "a list".into(),
         Value::Object(_) => "an object".into(),

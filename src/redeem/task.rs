@@ -119,11 +119,12 @@ impl Redeemer {
         }
         let mut resolved = ask(self.store.send(ResolvedTokens).await)?;
         self.cross_check(&resolved, worthless).await;
-        resolved.retain(|r| !done.contains(&r.condition_id));
+        done.retain(|_, at| at.elapsed() < DONE_FOR);
+        resolved.retain(|r| !done.contains_key(&r.condition_id));
         let (held, unread) = self.holdings(chain, resolved).await;
         for (condition_id, hs) in by_condition(&held) {
             if !unread.contains(&condition_id) && hs.iter().all(|h| h.payout.0 == 0 || h.shares.0 == 0) {
-                done.insert(condition_id);
+                done.insert(condition_id, std::time::Instant::now());
             }
         }
         let open = self.open().await?;
@@ -421,16 +422,19 @@ impl Redeemer {
     }
 }
 
+/// How long a market read with nothing to redeem is not read again: shares that still arrive
+/// (a match settling late) are then redeemed within the hour.
+const DONE_FOR: Duration = Duration::from_secs(3_600);
+
 /// What the rounds of one run remember.
 #[derive(Debug, Default)]
 struct Memory {
     /// Markets said to be worth nothing (said once, or tokens the Data API lists, said once).
     worthless: HashSet<B256>,
-    /// Markets read with nothing left to redeem (no paying share on chain), not read again while
-    /// the daemon runs: a resolved market takes no new shares, and the journal's resolved markets
-    /// only grow, so re-reading them all every round would end in rounds that never finish on a
-    /// rate-limited node.
-    done: HashSet<B256>,
+    /// Markets read with nothing left to redeem (no paying share on chain), and when: not read
+    /// again for [`DONE_FOR`]. The journal's resolved markets only grow, so re-reading them all
+    /// every round would end in rounds that never finish on a rate-limited node.
+    done: std::collections::HashMap<B256, std::time::Instant>,
     /// Markets resolved on Gamma whose result the chain does not have yet (said once).
     waiting: HashSet<B256>,
 }

@@ -17,16 +17,30 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn copied_shares(&self, wallet: &Address, token: TokenId) -> StoreResult<Shares> {
-        let n: i64 = query_one(
+        let (token, wallet) = (token.to_string(), addr_lower(wallet));
+        let booked: i64 = query_one(
             &self.conn,
             &format!(
                 "SELECT COALESCE(SUM(CASE WHEN side = 'BUY' THEN shares ELSE -shares END), 0) FROM executions e \
                  INDEXED BY executions_copied WHERE token_id = ?1 AND wallet = ?2 AND {IN_BOOKS}"
             ),
-            params![token.to_string(), addr_lower(wallet)],
+            params![token, wallet],
             |r| r.get(0),
         )?;
-        Ok(Shares(n.max(0)))
+        // This target's SELLs still under way (an order at the venue, its outcome not booked yet)
+        // have claimed their shares already: a second exit right behind the first must not count
+        // them again, or it would sell another target's copies.
+        let selling: i64 = query_one(
+            &self.conn,
+            "SELECT COALESCE(SUM(MAX(i.shares - COALESCE(e.shares, 0), 0)), 0) FROM fills f \
+             JOIN intents i ON i.fill_id = f.id LEFT JOIN executions e ON e.fill_id = f.id \
+             WHERE f.wallet = ?2 AND f.token_id = ?1 AND i.side = 'SELL' AND (f.status = 'pending' \
+             OR EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = f.id \
+             AND o.status IN ('signed', 'sent', 'live', 'delayed', 'unknown')))",
+            params![token, wallet],
+            |r| r.get(0),
+        )?;
+        Ok(Shares((booked - selling).max(0)))
     }
 
     /// Our positions as stored.

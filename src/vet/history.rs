@@ -143,13 +143,18 @@ pub async fn read(
     let mut found = 0;
     progress(0, total, 0);
     for st in &stretches {
+        // The cache covers one contiguous range: after a chunk that is not cached (it had logs
+        // that could not be decoded), the rest of the stretch is not cached either, or the range
+        // would grow over the gap and hide it for good.
+        let mut caching = st.cache;
         for (from, to) in chunks(st, span.chunk.max(1)) {
             let (fills, undecodable) = read_chunk(rpc, span, from, to).await?;
             h.read_blocks += to - from + 1;
             h.undecodable += undecodable;
             found += fills.len();
+            caching &= undecodable == 0;
             match cache {
-                Some(s) if st.cache && undecodable == 0 => s.vet_store(span.wallet, &key, from, to, &fills)?,
+                Some(s) if caching => s.vet_store(span.wallet, &key, from, to, &fills)?,
                 _ => fresh.extend(fills),
             }
             progress(h.read_blocks, total, found);

@@ -279,8 +279,9 @@ pub(super) async fn target_balance_before(
 /// after the sale, the target's balance is what it kept, and "sold 600 of 1,000" would look like
 /// "sold all it had".
 async fn before_pending(rpc: &Rpc, tx: alloy::primitives::B256) -> Option<u64> {
-    let head = rpc.block_number().await.ok()?;
-    match rpc.mined_in(tx).await {
+    let (head, mined) = tokio::join!(rpc.block_number(), rpc.mined_in(tx));
+    let head = head.ok()?;
+    match mined {
         Ok(Some(n)) if n <= head => Some(n.saturating_sub(1)),
         _ => Some(head),
     }

@@ -282,7 +282,11 @@ impl Handler<Reload> for Registry {
                 // Reported to every chat: a secret this process knows never goes with it.
                 let problems = problems
                     .into_iter()
-                    .map(|p| crate::config::Problem { message: crate::config::env::redact(&p.message), ..p })
+                    .map(|p| crate::config::Problem {
+                        field: crate::config::env::redact(&p.field),
+                        message: crate::config::env::redact(&p.message),
+                        ..p
+                    })
                     .collect();
                 act.notifier.do_send(Event::WalletsRejected(problems));
             }

@@ -213,6 +213,23 @@ fn reconcile_counts_only_the_unsettled_rest_of_a_match_settled_in_part() {
     assert_eq!(unsettled(&s), 6_000_000, "the 4 settled are on chain already");
 }
 
+/// A target's exit is sized on what its copies hold less its own SELLs still under way: a
+/// second exit right behind the first does not count the first's shares again.
+#[test]
+fn a_targets_sell_under_way_has_claimed_its_copies_shares() {
+    let (_dir, mut s, _) = bought();
+    let (wallet, token) = (Address::repeat_byte(0xaa), U256::from(7));
+    assert_eq!(s.copied_shares(&wallet, token).unwrap(), Shares(10_000_000));
+    assert_eq!(s.copied_shares(&Address::repeat_byte(0xbb), token).unwrap(), Shares(0), "another target's");
+    // Its SELL of all 10, signed and at the venue: nothing left to a second exit.
+    let row = copies_from(&mut s, Side::Sell, 2, 1)[0];
+    assert_eq!(s.copied_shares(&wallet, token).unwrap(), Shares(0));
+    // It matched 4 and is over: 6 are left.
+    s.order_outcome(row, OrderStatus::Matched, Some((4_000_000, 2_040_000)), "matched").unwrap();
+    s.record_execution(&live_exec(row, Side::Sell, 4_000_000, 2_040_000), &wallet).unwrap();
+    assert_eq!(s.copied_shares(&wallet, token).unwrap(), Shares(6_000_000));
+}
+
 /// The reason a fill's copy is not what it was booked as, if any.
 fn reason(s: &Store, row: i64) -> Option<String> {
     s.conn.query_row("SELECT reason FROM fills WHERE id = ?1", [row], |r| r.get(0)).unwrap()
