@@ -21,8 +21,9 @@ impl Store {
         let booked: i64 = query_one(
             &self.conn,
             &format!(
-                "SELECT COALESCE(SUM(CASE WHEN side = 'BUY' THEN shares ELSE -shares END), 0) FROM executions e \
-                 INDEXED BY executions_copied WHERE token_id = ?1 AND wallet = ?2 AND {IN_BOOKS}"
+                "SELECT COALESCE(SUM(CASE WHEN e.side = 'BUY' THEN e.shares ELSE -e.shares END), 0) \
+                 FROM fills f INDEXED BY fills_wallet JOIN executions e ON e.fill_id = f.id \
+                 WHERE f.wallet = ?2 AND f.token_id = ?1 AND {IN_BOOKS}"
             ),
             params![token, wallet],
             |r| r.get(0),
