@@ -239,7 +239,7 @@ async fn test_redeem_when_gamma_is_ahead_of_the_chain_then_it_waits_without_spen
         .await;
     wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
         .await;
-    assert_eq!(rows(&l.d).await[0].1, "redeemed");
+    wait_for(10, "the row redeemed", async || (rows(&l.d).await[0].1 == "redeemed").then_some(())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
