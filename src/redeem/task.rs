@@ -112,9 +112,12 @@ impl Redeemer {
     async fn round(&self, memory: &mut Memory) -> Result<(), String> {
         let Memory { worthless, done, waiting } = memory;
         let Some(chain) = &self.chain else { return self.paper_round().await };
+        // A Safe funder's transactions each carry the Safe's next nonce: while one is not mined,
+        // another signed now would take the same nonce and revert, spending an attempt.
+        let mut safe_busy = false;
         for row in self.open().await? {
             if matches!(row.status, RedeemStatus::Signed | RedeemStatus::Sent) {
-                self.follow(chain, &row).await;
+                safe_busy |= self.follow(chain, &row).await == InFlight::Yes && self.safe;
             }
         }
         let mut resolved = ask(self.store.send(ResolvedTokens).await)?;
@@ -149,10 +152,13 @@ impl Redeemer {
                         (true, Some(t)) => Route::Router { position: *t, shares },
                         _ => Route::Adapter { neg_risk },
                     };
+                    if safe_busy {
+                        continue;
+                    }
                     let Some(row) = self.due(&open, condition_id, tokens, shares, expected).await? else {
                         continue;
                     };
-                    self.attempt(chain, &row, route).await;
+                    safe_busy |= self.attempt(chain, &row, route).await == InFlight::Yes && self.safe;
                 }
             }
         }
@@ -258,7 +264,7 @@ impl Redeemer {
     }
 
     /// Approves the redeeming contract once, then signs, journals and sends the redemption.
-    async fn attempt(&self, chain: &Chain, row: &RedemptionRow, route: Route) {
+    async fn attempt(&self, chain: &Chain, row: &RedemptionRow, route: Route) -> InFlight {
         let c = &self.cfg.contracts;
         let (book, target, call) = match route {
             Route::Adapter { neg_risk } => {
@@ -271,7 +277,8 @@ impl Redeemer {
             }
         };
         if let Err(e) = self.ensure_approved(chain, book, target).await {
-            return self.failed(row, &format!("approving {target:#x}: {e}")).await;
+            self.failed(row, &format!("approving {target:#x}: {e}")).await;
+            return InFlight::No;
         }
         let signed = match chain.as_funder(self.funder, self.safe, target, call).await {
             Ok((to, data)) => chain.sign(to, data).await,
@@ -279,7 +286,10 @@ impl Redeemer {
         };
         let signed = match signed {
             Ok(s) => s,
-            Err(e) => return self.failed(row, &e.to_string()).await,
+            Err(e) => {
+                self.failed(row, &e.to_string()).await;
+                return InFlight::No;
+            }
         };
         // Durable before it leaves: from here on this redemption is exactly this transaction.
         if let Err(e) = ask(self
@@ -288,7 +298,7 @@ impl Redeemer {
             .await)
         {
             warn!(cause = %e, "journaling the signed redemption failed: not sent");
-            return;
+            return InFlight::No;
         }
         crate::fault::abort_at("abort_after_redeem_signed");
         let signed_row = RedemptionRow {
@@ -297,7 +307,7 @@ impl Redeemer {
             status: RedeemStatus::Signed,
             ..row.clone()
         };
-        self.follow(chain, &signed_row).await;
+        self.follow(chain, &signed_row).await
     }
 
     /// Makes `operator` an approved operator of our tokens on `book` (once).
@@ -327,25 +337,26 @@ impl Redeemer {
     }
 
     /// Sends (again) a journaled transaction the node does not know, and books how it landed.
-    async fn follow(&self, chain: &Chain, row: &RedemptionRow) {
-        let (Some(hash), Some(raw)) = (row.tx_hash, row.raw_tx.as_deref()) else { return };
+    /// Whether it may still be mined.
+    async fn follow(&self, chain: &Chain, row: &RedemptionRow) -> InFlight {
+        let (Some(hash), Some(raw)) = (row.tx_hash, row.raw_tx.as_deref()) else { return InFlight::No };
         match chain.landed(hash).await {
             Ok(Landed::Unknown) => match chain.send(raw).await {
                 Ok(()) => self.set(row, RedeemStatus::Sent, "sent", row.attempts, 0).await,
                 // Its nonce went to another transaction: this one can never be mined.
                 Err(e) if e.to_string().contains("nonce") => {
                     self.set(row, RedeemStatus::Dropped, &e.to_string(), row.attempts, 0).await;
-                    return;
+                    return InFlight::No;
                 }
                 Err(e) => {
                     warn!(cause = %e, tx = %hash, "sending the journaled redemption failed; next round tries again");
-                    return;
+                    return InFlight::Yes;
                 }
             },
             Ok(_) => {}
             Err(e) => {
                 warn!(cause = %e, tx = %hash, "looking up a redemption failed; next round tries again");
-                return;
+                return InFlight::Yes;
             }
         }
         match self.mined(chain, hash).await {
@@ -359,8 +370,12 @@ impl Redeemer {
                 });
             }
             Ok(Landed::Reverted) => self.failed(row, &format!("transaction {hash:#x} reverted")).await,
-            Ok(_) | Err(_) => self.set(row, RedeemStatus::Sent, "sent, not mined yet", row.attempts, 0).await,
+            Ok(_) | Err(_) => {
+                self.set(row, RedeemStatus::Sent, "sent, not mined yet", row.attempts, 0).await;
+                return InFlight::Yes;
+            }
         }
+        InFlight::No
     }
 
     /// Counts a failed attempt: retried after a pause within the budget, then left to the operator.
@@ -420,6 +435,13 @@ impl Redeemer {
         }
         Ok(())
     }
+}
+
+/// Whether a redemption's transaction may still be mined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InFlight {
+    Yes,
+    No,
 }
 
 /// How long a market read with nothing to redeem is not read again: shares that still arrive
