@@ -395,3 +395,46 @@ async fn test_detection_when_a_mined_match_is_seen_again_in_the_pool_then_not_co
     assert_eq!((row["status"].as_str(), row["triggered_by"].as_str()), (Some("pending"), None), "{row}");
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// A settlement copied on sight and mined, then taken out by a shallow reorg before its block is
+/// deep enough for the feed (confirmations 3): it is still followed after its receipt, so it
+/// becomes an orphan, reported, instead of a provisional row left for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_mined_settlement_is_reorged_out_before_its_log_counts_then_orphaned() {
+    let anvil = Anvil::start().await;
+    install_exchange(&anvil, V2_EXCHANGE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(FAST, "fast", true)], 0.1));
+    for (k, v) in [
+        ("POLYCOPY_DETECTION__PENDING", "true"),
+        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
+        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
+        ("POLYCOPY_CHAIN__CONFIRMATIONS", "3"),
+    ] {
+        d.env.push((k.to_owned(), v.to_owned()));
+    }
+    anvil.mine(5).await;
+    d.start();
+    d.wait_live().await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+
+    let (ex, data) = settlement(Generation::V2, FAST, 31, 100 * ONE, 40 * ONE, 70);
+    let tx = send(&anvil, ex, &data).await;
+    wait_for(20, "the pending copy", async || (d.executions_for(&tx) == 1).then_some(())).await;
+    anvil.mine(1).await;
+    wait_for(10, "the receipt", async || (!receipt(&anvil, tx).await.is_null()).then_some(())).await;
+    // Two later pending copies: the pool was read, and its settlements followed up, since the
+    // receipt was there.
+    for (token, salt) in [(32, 80), (33, 90)] {
+        let (ex, marker) = settlement(Generation::V2, FAST, token, 100 * ONE, 50 * ONE, salt);
+        let marker = send(&anvil, ex, &marker).await;
+        wait_for(20, "a marker copy", async || (d.executions_for(&marker) == 1).then_some(())).await;
+    }
+    anvil.raw("anvil_reorg", json!([1, []])).await;
+    let orphan = wait_for(30, "the orphan report", async || {
+        d.events("orphaned").into_iter().find(|m| m.contains(&tx.to_string()))
+    })
+    .await;
+    assert!(orphan.contains("COPIED"), "{orphan}");
+    assert_eq!(d.stop().code(), Some(0));
+}

@@ -365,6 +365,9 @@ impl Mempool {
     /// Sighted transactions that left the pool: mined (the feed confirms them), or orphans.
     async fn follow_up(&mut self, head: u64, in_pool: Option<&HashSet<B256>>) -> Result<(), ChainError> {
         let mut orphans = Vec::new();
+        // The transactions whose fills the journal still holds provisional, read once a round and
+        // only when a followed one has been mined.
+        let mut provisional: Option<HashSet<B256>> = None;
         let tracked: Vec<(B256, Tracked)> = self.tracked.iter().map(|(h, t)| (*h, *t)).collect();
         for (hash, t) in tracked {
             let pending = match in_pool {
@@ -380,7 +383,20 @@ impl Mempool {
             }
             match self.rpc.receipt_status(hash).await? {
                 Some(true) => {
-                    self.tracked.remove(&hash);
+                    // Mined: followed until the feed has journaled its log, since a shallow reorg
+                    // can still take it out before then (it would be left provisional for good).
+                    if provisional.is_none() {
+                        let txs = self.peers.store.send(ProvisionalTxs).await;
+                        let txs = txs.map_err(|e| ChainError::Mailbox(e.to_string()))??;
+                        provisional = Some(txs.into_iter().collect());
+                    }
+                    if provisional.as_ref().is_some_and(|p| p.contains(&hash)) {
+                        if let Some(e) = self.tracked.get_mut(&hash) {
+                            e.missing = 0;
+                        }
+                    } else {
+                        self.tracked.remove(&hash);
+                    }
                 }
                 Some(false) => orphans.push((hash, "reverted".to_owned())),
                 None => {
