@@ -278,7 +278,8 @@ impl Redeemer {
         };
         if let Err(e) = self.ensure_approved(chain, book, target).await {
             self.failed(row, &format!("approving {target:#x}: {e}")).await;
-            return InFlight::No;
+            // A Safe's approval that is not mined yet holds the Safe's nonce.
+            return if self.safe { InFlight::Yes } else { InFlight::No };
         }
         let signed = match chain.as_funder(self.funder, self.safe, target, call).await {
             Ok((to, data)) => chain.sign(to, data).await,
@@ -348,9 +349,10 @@ impl Redeemer {
                     self.set(row, RedeemStatus::Dropped, &e.to_string(), row.attempts, 0).await;
                     return InFlight::No;
                 }
+                // Refused: the node does not hold it (underpriced, say), so its nonce is free.
                 Err(e) => {
                     warn!(cause = %e, tx = %hash, "sending the journaled redemption failed; next round tries again");
-                    return InFlight::Yes;
+                    return InFlight::No;
                 }
             },
             Ok(_) => {}

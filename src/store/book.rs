@@ -28,16 +28,16 @@ impl Store {
             params![token, wallet],
             |r| r.get(0),
         )?;
-        // This target's SELLs still under way (an order at the venue, its outcome not booked yet)
-        // have claimed their shares already: a second exit right behind the first must not count
+        // This target's SELLs still under way (being decided, or booked in part with the rest
+        // still able to fill: the same test as recovery's) have claimed their shares already: a second exit right behind the first must not count
         // them again, or it would sell another target's copies.
         let selling: i64 = query_one(
             &self.conn,
             "SELECT COALESCE(SUM(MAX(i.shares - COALESCE(e.shares, 0), 0)), 0) FROM fills f \
              JOIN intents i ON i.fill_id = f.id LEFT JOIN executions e ON e.fill_id = f.id \
-             WHERE f.wallet = ?2 AND f.token_id = ?1 AND i.side = 'SELL' AND (f.status = 'pending' \
-             OR EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = f.id \
-             AND o.status IN ('signed', 'sent', 'live', 'delayed', 'unknown')))",
+             WHERE f.wallet = ?2 AND f.token_id = ?1 AND i.side = 'SELL' AND f.orphaned = 0 \
+             AND (f.status = 'pending' OR (f.status = 'executed' AND EXISTS (SELECT 1 FROM orders o \
+             WHERE o.fill_id = f.id AND o.status IN ('sent', 'live', 'delayed', 'unknown'))))",
             params![token, wallet],
             |r| r.get(0),
         )?;

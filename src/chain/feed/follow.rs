@@ -155,7 +155,8 @@ impl ChainFeed {
                     retry.backoff = FIRST_BACKOFF;
                     self.attempt_succeeded(&mut retry.outage);
                 }
-                Err(ChainError::ChainMoved { from, to }) => {
+                // Twenty in a row: the endpoint is failing (the arm below fails over and reconnects).
+                Err(ChainError::ChainMoved { from, to }) if moved < 20 => {
                     debug!(from, to, "chain moved during a read; reading again");
                     moved += 1;
                     // Behind a load balancer whose nodes disagree every read can say "moved":

@@ -31,10 +31,13 @@ pub use subscription::subscribe;
 const MISSING_ROUNDS: u32 = 2;
 /// Transaction hashes remembered as already decoded, at most.
 const SEEN_MAX: usize = 50_000;
-/// Rounds a settlement whose sender could not be checked is checked again (a subscription delivers
-/// it once): about 10 s at the default poll. Later, its block triggers the copy anyway, and an
-/// endless backlog would spend the node's budget on settlements mined long ago.
-const RETRY_ROUNDS: u8 = 40;
+/// How long a settlement whose sender could not be checked is checked again (a subscription
+/// delivers it once). Later, its block triggers the copy anyway, and an endless backlog would
+/// spend the node's budget on settlements mined long ago.
+const RETRY_FOR: Duration = Duration::from_secs(10);
+/// Blocks a mined settlement is followed for while its log is not journaled (the feed waits for
+/// its confirmations; a fill whose target was removed meanwhile is never journaled).
+const FOLLOW_MINED_BLOCKS: u64 = 128;
 /// Most settlements waiting for their sender's check.
 const RETRY_MAX: usize = 1_000;
 /// How long an exchange's answer to "is this sender an operator" is trusted.
@@ -99,8 +102,8 @@ pub struct Mempool {
     /// Settlements whose sender could not be checked yet (a subscription delivers each once),
     /// and a subscription's arrivals waiting for their round.
     retry: Vec<PoolTx>,
-    /// How many rounds each waiting settlement has been checked in (see [`RETRY_ROUNDS`]).
-    retried: HashMap<B256, u8>,
+    /// When each waiting settlement was first kept for a retry (see [`RETRY_FOR`]).
+    retried: HashMap<B256, Instant>,
     /// When the followed transactions were last looked at.
     followed_at: Option<Instant>,
 }
@@ -319,11 +322,10 @@ impl Mempool {
     }
 
     /// Keeps a settlement whose sender could not be checked for the next round, for at most
-    /// [`RETRY_ROUNDS`] rounds and [`RETRY_MAX`] settlements.
+    /// [`RETRY_FOR`] and [`RETRY_MAX`] settlements.
     fn keep_for_retry(&mut self, t: PoolTx) {
-        let rounds = self.retried.entry(t.0).or_insert(0);
-        *rounds += 1;
-        if *rounds > RETRY_ROUNDS || self.retry.len() >= RETRY_MAX {
+        let since = *self.retried.entry(t.0).or_insert_with(Instant::now);
+        if since.elapsed() > RETRY_FOR || self.retry.len() >= RETRY_MAX {
             debug!(tx = %t.0, "settlement's sender never checked: left to its block");
             self.retried.remove(&t.0);
             return;
@@ -390,7 +392,8 @@ impl Mempool {
                         let txs = txs.map_err(|e| ChainError::Mailbox(e.to_string()))??;
                         provisional = Some(txs.into_iter().collect());
                     }
-                    if provisional.as_ref().is_some_and(|p| p.contains(&hash)) {
+                    let young = head.saturating_sub(t.first_head) < FOLLOW_MINED_BLOCKS;
+                    if young && provisional.as_ref().is_some_and(|p| p.contains(&hash)) {
                         if let Some(e) = self.tracked.get_mut(&hash) {
                             e.missing = 0;
                         }

@@ -228,6 +228,11 @@ fn a_targets_sell_under_way_has_claimed_its_copies_shares() {
     s.order_outcome(row, OrderStatus::Matched, Some((4_000_000, 2_040_000)), "matched").unwrap();
     s.record_execution(&live_exec(row, Side::Sell, 4_000_000, 2_040_000), &wallet).unwrap();
     assert_eq!(s.copied_shares(&wallet, token).unwrap(), Shares(6_000_000));
+    // A SELL that never left (a halt came before its send): its order stays signed, its fill is
+    // refused, and it claims nothing.
+    let never = copies_from(&mut s, Side::Sell, 3, 1)[0];
+    s.record_rejection(never, "halted", "halted before it was sent").unwrap();
+    assert_eq!(s.copied_shares(&wallet, token).unwrap(), Shares(6_000_000));
 }
 
 /// The reason a fill's copy is not what it was booked as, if any.
