@@ -131,6 +131,30 @@ async fn install_exchange(anvil: &Anvil, ex: Address) {
     wait_for(10, "the operator added", async || (!receipt(anvil, tx).await.is_null()).then_some(())).await;
 }
 
+/// A live daemon copying FAST, whose trigger is `pending`, with the pool read every 100 ms and
+/// `extra` settings; the stand-in V2 exchange installed. The chain is mined `premine` blocks
+/// first (a feed waiting for confirmations needs that deep a chain).
+async fn fast_on_sight(extra: &[(&str, &str)], premine: u64) -> (Anvil, tempfile::TempDir, Daemon) {
+    let anvil = Anvil::start().await;
+    install_exchange(&anvil, V2_EXCHANGE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(FAST, "fast", true)], 0.1));
+    let base = [
+        ("POLYCOPY_DETECTION__PENDING", "true"),
+        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
+        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
+    ];
+    for (k, v) in base.iter().chain(extra) {
+        d.env.push(((*k).to_owned(), (*v).to_owned()));
+    }
+    if premine > 0 {
+        anvil.mine(premine).await;
+    }
+    d.start();
+    d.wait_live().await;
+    (anvil, dir, d)
+}
+
 fn rows_of(d: &Daemon, wallet: Address) -> Vec<Value> {
     let w = wallet.to_string().to_lowercase();
     d.trades().into_iter().filter(|r| r["wallet"] == w).collect()
@@ -257,21 +281,8 @@ async fn test_detection_when_a_settlement_is_pending_then_the_trigger_decides_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "load figure for BENCHMARKS.md"]
 async fn load_detection_lead_at_two_second_blocks() {
-    let anvil = Anvil::start().await;
-    install_exchange(&anvil, V2_EXCHANGE).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(FAST, "fast", true)], 0.1));
-    for (k, v) in [
-        ("POLYCOPY_DETECTION__PENDING", "true"),
-        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
-        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
-        ("POLYCOPY_CHAIN__POLL_INTERVAL_MS", "100"),
-        ("POLYCOPY_RISK__MAX_TRADES_PER_HOUR", "100000"),
-    ] {
-        d.env.push((k.to_owned(), v.to_owned()));
-    }
-    d.start();
-    d.wait_live().await;
+    let extra = [("POLYCOPY_CHAIN__POLL_INTERVAL_MS", "100"), ("POLYCOPY_RISK__MAX_TRADES_PER_HOUR", "100000")];
+    let (anvil, _dir, mut d) = fast_on_sight(&extra, 0).await;
     anvil.raw("evm_setAutomine", json!([false])).await;
     anvil.raw("evm_setIntervalMining", json!([2])).await;
     // Spread over blocks: each settlement lands at another moment of its block's 2 s.
@@ -359,19 +370,7 @@ async fn test_detection_when_pending_transactions_come_by_subscription_then_copi
 /// settlement was mined and copied: not copied a second time; it waits for its own block.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_detection_when_a_mined_match_is_seen_again_in_the_pool_then_not_copied_twice() {
-    let anvil = Anvil::start().await;
-    install_exchange(&anvil, V2_EXCHANGE).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(FAST, "fast", true)], 0.1));
-    for (k, v) in [
-        ("POLYCOPY_DETECTION__PENDING", "true"),
-        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
-        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
-    ] {
-        d.env.push((k.to_owned(), v.to_owned()));
-    }
-    d.start();
-    d.wait_live().await;
+    let (anvil, _dir, mut d) = fast_on_sight(&[], 0).await;
 
     // Mined at once (automine on) and copied from its block.
     let (ex, data) = settlement(Generation::V2, FAST, 21, 100 * ONE, 40 * ONE, 50);
@@ -401,21 +400,7 @@ async fn test_detection_when_a_mined_match_is_seen_again_in_the_pool_then_not_co
 /// becomes an orphan, reported, instead of a provisional row left for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_detection_when_a_mined_settlement_is_reorged_out_before_its_log_counts_then_orphaned() {
-    let anvil = Anvil::start().await;
-    install_exchange(&anvil, V2_EXCHANGE).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(FAST, "fast", true)], 0.1));
-    for (k, v) in [
-        ("POLYCOPY_DETECTION__PENDING", "true"),
-        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
-        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
-        ("POLYCOPY_CHAIN__CONFIRMATIONS", "3"),
-    ] {
-        d.env.push((k.to_owned(), v.to_owned()));
-    }
-    anvil.mine(5).await;
-    d.start();
-    d.wait_live().await;
+    let (anvil, _dir, mut d) = fast_on_sight(&[("POLYCOPY_CHAIN__CONFIRMATIONS", "3")], 5).await;
     anvil.raw("evm_setAutomine", json!([false])).await;
 
     let (ex, data) = settlement(Generation::V2, FAST, 31, 100 * ONE, 40 * ONE, 70);
