@@ -50,15 +50,25 @@ pub fn quoted(s: &str) -> String {
     if n > 24 { format!("a string of {n} characters") } else { format!("{s:?}") }
 }
 
+/// Whether `s` has the shape of a private key (64 hex digits, with or without 0x).
+#[must_use]
+pub fn looks_like_key(s: &str) -> bool {
+    let bare = s.trim().strip_prefix("0x").unwrap_or(s.trim());
+    bare.len() == 64 && bare.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// What to say of a value that has the shape of a private key.
+pub const KEY_SHAPED: &str =
+    "64 hex digits, the length of a private key: never put a key there, and if it was one, treat it as exposed";
+
 /// Why `s` is not an address, without quoting it: what an operator pastes in an address field is
 /// sometimes the private key, and this text is printed, logged, journaled and sent to Telegram.
 #[must_use]
 pub fn not_an_address(s: &str) -> String {
     let bare = s.strip_prefix("0x").unwrap_or(s);
     let all_hex = bare.chars().all(|c| c.is_ascii_hexdigit());
-    let got = if all_hex && bare.len() == 64 {
-        "64 hex digits, the length of a private key: never put a key there, and if it was one, treat it as exposed"
-            .to_owned()
+    let got = if looks_like_key(s) {
+        KEY_SHAPED.to_owned()
     } else if !s.starts_with("0x") {
         format!("{} characters not starting with 0x", s.chars().count())
     } else if all_hex {

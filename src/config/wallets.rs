@@ -183,8 +183,13 @@ impl Validator<'_> {
         default_trigger: Option<Trigger>,
         seen: &mut Seen,
     ) -> Option<Target> {
-        let label_hint =
-            w.get("label").and_then(Value::as_str).map(|l| format!(" ({})", l.escape_debug())).unwrap_or_default();
+        // The label names the entry in every problem: never a key pasted there.
+        let label_hint = w
+            .get("label")
+            .and_then(Value::as_str)
+            .filter(|l| !super::problem::looks_like_key(l))
+            .map(|l| format!(" ({})", l.escape_debug()))
+            .unwrap_or_default();
         let entry = format!("wallets[{i}]{label_hint}");
         let Some(wo) = w.as_object() else {
             self.err(Some(&entry), "(entry)", format!("must be an object, got {}", kind(w)));
@@ -231,6 +236,10 @@ impl Validator<'_> {
     fn label(&mut self, wo: &Map<String, Value>, entry: &str, address: Option<Address>) -> String {
         match wo.get("label") {
             None => address.map(|a| short(&a)).unwrap_or_default(),
+            Some(Value::String(s)) if super::problem::looks_like_key(s) => {
+                self.err(Some(entry), "label", format!("is {}", super::problem::KEY_SHAPED));
+                String::new()
+            }
             Some(Value::String(s)) if s.chars().any(char::is_control) => {
                 // A newline in a label would forge lines in the text log and in messages.
                 self.err(Some(entry), "label", "must not contain control characters (newlines, tabs, escapes)");
@@ -395,6 +404,8 @@ mod tests {
             (format!(r#"{{"wallets": [{{"address": "{key}"}}]}}"#), "private key"),
             (format!(r#"{{"target_wallets": ["0x{key}"]}}"#), "private key"),
             (format!(r#"{{"wallets": [{{"address": "{A}", "enabled": "{key}"}}]}}"#), "64 characters"),
+            (format!(r#"{{"wallets": [{{"address": "{A}", "label": "0x{key}"}}]}}"#), "private key"),
+            (format!(r#"{{"wallets": [{{"address": "0x{key}", "label": "{key}"}}]}}"#), "private key"),
             (format!(r#"{{"wallets": [{{"address": "0x{}zz"}}]}}"#, &key[..38]), "not all hex"),
         ] {
             let problems = Wallets::parse(&text, "w.json").unwrap_err();

@@ -126,6 +126,9 @@ fn test_run_when_control_socket_names_the_journal_then_refused_and_journal_kept(
     let (code, _, err) = crate::support::output(out);
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("not a socket"), "{err}");
+    let (code, _, err) = d.run_cli(&["check-config", "--offline"]);
+    assert_eq!(code, 78, "check-config saw nothing: {err}");
+    assert!(err.contains("control_socket: is the journal itself"), "{err}");
     assert!(std::fs::metadata(&journal).unwrap().len() >= before, "the journal was replaced");
     let (_, status, _) = d.run_cli(&["status", "--json"]);
     assert!(status.contains("weekend"), "the halt is gone: {status}");
