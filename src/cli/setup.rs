@@ -31,17 +31,14 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
     if let (Some(s), Some(e)) = (&settings, &env) {
         problems.extend(check_mode(s.mode, e.paper_trading, e.private_key.is_some(), &s.origin, true));
     }
-    // The journal may come from --db, after the settings' own rules ran: a socket there would
-    // be refused at start (a stale socket is removed, so the path must be the socket's own).
-    let same = |a: &std::path::Path, b: &std::path::Path| {
-        std::path::absolute(a).ok().zip(std::path::absolute(b).ok()).is_some_and(|(a, b)| a == b)
-    };
-    if let Some(s) = settings.as_ref().filter(|s| same(&s.control_socket_path(), &s.db_path)) {
-        problems.push(crate::config::Problem::new(
-            s.origin.clone(),
-            "control_socket",
-            format!("is the journal itself ({}): name a path of its own, or leave it empty", s.db_path.display()),
-        ));
+    // The journal may come from --db, after the settings' own rules ran: asked again.
+    if let Some((s, field)) = settings.as_ref().and_then(|s| Some(s).zip(crate::config::control_socket_clash(s))) {
+        let message = if field == "db_path" {
+            format!("is the journal itself ({}): name a path of its own, or leave it empty", s.db_path.display())
+        } else {
+            format!("must not be the same path as {field}: a stale socket there is removed")
+        };
+        problems.push(crate::config::Problem::new(s.origin.clone(), "control_socket", message));
     }
     let wallets_path = g
         .wallets

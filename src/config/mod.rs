@@ -11,6 +11,7 @@ pub mod settings_check;
 mod settings_load;
 mod settings_numbers;
 mod settings_rules;
+pub use settings_rules::control_socket_clash;
 mod settings_telegram;
 pub mod strict_json;
 pub mod wallets;

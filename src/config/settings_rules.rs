@@ -134,17 +134,8 @@ fn http_and_paths(s: &Settings, bad: &mut impl FnMut(&str, String)) {
             bad(field, why.into());
         }
     }
-    if !s.control_socket.as_os_str().is_empty() {
-        for (field, path) in [
-            ("db_path", &s.db_path),
-            ("live.db_path", &s.live.db_path),
-            ("wallets_path", &s.wallets_path),
-            ("emergency_stop_file", &s.emergency_stop_file),
-        ] {
-            if &s.control_socket == path {
-                bad("control_socket", format!("must not be the same path as {field}: a stale socket there is removed"));
-            }
-        }
+    if let Some(field) = control_socket_clash(s) {
+        bad("control_socket", format!("must not be the same path as {field}: a stale socket there is removed"));
     }
     if let Ok(addr) = s.http.listen.parse::<std::net::SocketAddr>()
         && !addr.ip().is_loopback()
@@ -161,6 +152,22 @@ fn http_and_paths(s: &Settings, bad: &mut impl FnMut(&str, String)) {
 }
 
 /// `[redeem]` and `[detection]`.
+/// The setting whose file the control socket would be, if any (paths compared made absolute).
+/// Asked again by `check-config` once `--db` has set the journal, after these rules ran.
+#[must_use]
+pub fn control_socket_clash(s: &Settings) -> Option<&'static str> {
+    let socket = std::path::absolute(s.control_socket_path()).ok()?;
+    [
+        ("db_path", &s.db_path),
+        ("live.db_path", &s.live.db_path),
+        ("wallets_path", &s.wallets_path),
+        ("emergency_stop_file", &s.emergency_stop_file),
+    ]
+    .into_iter()
+    .find(|(_, p)| std::path::absolute(p).is_ok_and(|p| p == socket))
+    .map(|(field, _)| field)
+}
+
 fn detection(s: &Settings, bad: &mut impl FnMut(&str, String)) {
     if s.redeem.check_every_s == 0 || s.redeem.attempts == 0 {
         bad("redeem", "check_every_s and attempts must be at least 1".into());
