@@ -35,6 +35,12 @@ pub enum DenyReason {
     NoPosition,
     /// The target sold but neither the chain nor its observed fills tell how much it held.
     UnknownTargetBalance,
+    /// The target sold, and the journal could not say what this target's copies hold: selling
+    /// our whole position could sell other targets' copies, so nothing is sold.
+    CopiesUnknown {
+        /// The journal's error.
+        cause: String,
+    },
     /// The order's value exceeds the per-order cap.
     MaxOrderUsdc {
         /// This order's value.
@@ -124,13 +130,14 @@ pub enum DenyReason {
 
 /// Every refusal code known ahead of time: the rules' own and the exchange's that the order path
 /// names. `/metrics` shows each from the start (at 0), so a first refusal is an increase.
-pub const KNOWN_CODES: [&str; 32] = [
+pub const KNOWN_CODES: [&str; 33] = [
     "v3_unsupported",
     "price_out_of_band",
     "sells_disabled",
     "below_minimum",
     "no_position",
     "unknown_target_balance",
+    "copies_unknown",
     "max_order_usdc",
     "max_position_usdc",
     "max_total_exposure",
@@ -169,6 +176,7 @@ impl DenyReason {
             Self::BelowMinimum { .. } => "below_minimum",
             Self::NoPosition => "no_position",
             Self::UnknownTargetBalance => "unknown_target_balance",
+            Self::CopiesUnknown { .. } => "copies_unknown",
             Self::MaxOrderUsdc { .. } => "max_order_usdc",
             Self::MaxPositionUsdc { .. } => "max_position_usdc",
             Self::MaxTotalExposure { .. } => "max_total_exposure",
@@ -206,6 +214,10 @@ impl DenyReason {
             Self::UnknownTargetBalance => {
                 "the target's holding before this sale is unknown, so the share it sold cannot be mirrored".into()
             }
+            Self::CopiesUnknown { cause } => format!(
+                "the journal could not say what this target's copies hold ({cause}): nothing is sold, so other \
+                 targets' copies are not sold with them; sell by hand if this exit should be followed"
+            ),
             Self::MaxOrderUsdc { notional, max } => {
                 format!("over your {max} USDC per-order cap: this copy would be {notional} USDC")
             }
@@ -272,6 +284,7 @@ impl fmt::Display for DenyReason {
             }
             Self::Halted { reason } | Self::Reducing { reason } => write!(f, "{code}: {reason}"),
             Self::MarketPaused { market } => write!(f, "{code}: {market}"),
+            Self::CopiesUnknown { cause } => write!(f, "{code}: {cause}"),
             Self::Stale { age_s, max_s } => write!(f, "{code}: age_s={age_s} max_s={max_s}"),
             Self::Venue { message, .. } => write!(f, "{code}: {message}"),
             Self::NearEnd { minutes_left, min } => write!(f, "{code}: minutes_left={minutes_left} min={min}"),
@@ -281,6 +294,30 @@ impl fmt::Display for DenyReason {
             | Self::WalletInactive
             | Self::Paused
             | Self::MarketClosed => f.write_str(code),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rules_refusal_has_a_known_code_and_says_why() {
+        // (reason, its line in the journal, a phrase of its explanation)
+        for (reason, line, phrase) in [
+            (DenyReason::NoPosition, "no_position", "none of this outcome"),
+            (DenyReason::UnknownTargetBalance, "unknown_target_balance", "holding before this sale"),
+            (
+                DenyReason::CopiesUnknown { cause: "database is locked".into() },
+                "copies_unknown: database is locked",
+                "nothing is sold",
+            ),
+            (DenyReason::Paused, "paused", "its exits are"),
+        ] {
+            assert!(KNOWN_CODES.contains(&reason.code()), "{line}");
+            assert_eq!(reason.to_string(), line);
+            assert!(reason.explain().contains(phrase), "{}", reason.explain());
         }
     }
 }

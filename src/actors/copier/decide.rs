@@ -91,7 +91,7 @@ impl CopyTask {
         let (our_position, target_balance_before) = if fill.side == Side::Sell {
             let held = self.risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO);
             (
-                self.copied(fill, held).await,
+                self.copied(fill, held).await?,
                 Box::pin(target_balance_before(cfg, self.rpc.as_deref(), &self.store, fill, earlier_in_block)).await,
             )
         } else {
@@ -118,14 +118,15 @@ impl CopyTask {
 
     /// What a target's exit may sell: the shares its own copies hold, at most what we hold and no
     /// SELL in flight has claimed. Another target's copies of the same outcome are left to that
-    /// target's exits. When the journal cannot say, what we hold (as before this was kept).
-    async fn copied(&self, fill: &TargetFill, held: Shares) -> Shares {
+    /// target's exits, so when the journal cannot say, the exit is refused rather than sized on
+    /// our whole position.
+    async fn copied(&self, fill: &TargetFill, held: Shares) -> Result<Shares, DenyReason> {
         let ask = CopiedShares { wallet: fill.wallet, token: fill.token_id };
         match self.store.send(ask).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
-            Ok(copied) => held.min(copied),
+            Ok(copied) => Ok(held.min(copied)),
             Err(cause) => {
-                tracing::warn!(%cause, "the shares this target's copies hold are not known: sized on our whole position");
-                held
+                tracing::error!(%cause, "the shares this target's copies hold are not known: its exit is not copied");
+                Err(DenyReason::CopiesUnknown { cause })
             }
         }
     }
