@@ -1,6 +1,7 @@
 //! The contract interfaces polycopy reads, declared once with `sol!`: the exchanges' `OrderFilled`
 //! events and `matchOrders` calls for each generation, their signed `Order` structs (whose
-//! EIP-712 hash is the order hash the events carry), and ERC-1155 `balanceOf`.
+//! EIP-712 hash is the order hash the events carry), ERC-1155 `balanceOf` and Conditional Tokens'
+//! payouts.
 //! docs/PROTOCOL.md §3 and §8 describe them and name their public sources.
 
 #![allow(missing_docs, clippy::too_many_arguments)] // sol! generates the items and their fields
@@ -160,6 +161,13 @@ sol! {
 
     /// Whether an address may settle matches on an exchange (every generation has it).
     function isOperator(address usr) external view returns (bool);
+
+    /// Conditional Tokens: 0 until the oracle reported the condition's result, then the sum of
+    /// its payout numerators.
+    function payoutDenominator(bytes32 conditionId) external view returns (uint256);
+
+    /// Conditional Tokens: what outcome slot `index` pays, over the denominator.
+    function payoutNumerators(bytes32 conditionId, uint256 index) external view returns (uint256);
 }
 
 #[cfg(test)]

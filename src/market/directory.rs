@@ -3,18 +3,20 @@
 //! while so an unreachable Gamma costs one timeout per token and minute, not one per fill.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::Addr;
+use alloy::primitives::{Address, B256};
 use polymarket_client_sdk_v2::gamma::Client as Gamma;
 use polymarket_client_sdk_v2::gamma::types::request::MarketsRequest;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::actors::store::{GetMarket, PutMarket, StoreActor};
+use crate::chain::Rpc;
 use crate::clob::venue::{VenueError, bounded, sdk_error};
-use crate::domain::TokenId;
-use crate::market::info::{MarketInfo, from_gamma};
+use crate::domain::{Price, TokenId};
+use crate::market::info::{MarketInfo, even_payout, from_gamma};
 use crate::store::now_ms;
 
 /// How long a failed lookup is not retried.
@@ -30,6 +32,8 @@ pub struct MarketDirectory {
     timeout: Duration,
     /// Set while Gamma fails, so the failure is logged once, not on every lookup.
     failing: std::sync::atomic::AtomicBool,
+    /// Where an even (50-50) result is read: a node and Conditional Tokens' address.
+    results: Option<(Arc<Rpc>, Address)>,
 }
 
 impl std::fmt::Debug for MarketDirectory {
@@ -56,7 +60,16 @@ impl MarketDirectory {
             ttl,
             timeout,
             failing: std::sync::atomic::AtomicBool::new(false),
+            results: None,
         })
+    }
+
+    /// Reads the result of a market Gamma shows closed without a winner from Conditional Tokens
+    /// at `ctf` through `rpc`: an even (50-50) result is only there.
+    #[must_use]
+    pub fn with_results(mut self, rpc: Arc<Rpc>, ctf: Address) -> Self {
+        self.results = Some((rpc, ctf));
+        self
     }
 
     /// What `token` is, if Gamma (now or earlier) said so.
@@ -99,15 +112,50 @@ impl MarketDirectory {
             }
         };
         let mut out = Vec::new();
+        let mut results = HashMap::new();
         for t in tokens {
-            let info = markets.iter().find_map(|m| from_gamma(m, *t));
-            if let Some(i) = &info {
-                self.store.do_send(PutMarket(i.clone()));
-                out.push(i.clone());
-            }
+            let found = markets.iter().find_map(|m| from_gamma(m, *t).map(|i| (m, i)));
+            let info = match found {
+                Some((m, mut info)) => {
+                    if info.closed && info.payout.is_none() {
+                        let outcomes = m.clob_token_ids.as_ref().map_or(0, Vec::len);
+                        info.payout = self.even_result(&mut results, info.condition_id, outcomes).await;
+                    }
+                    self.store.do_send(PutMarket(info.clone()));
+                    out.push(info.clone());
+                    Some(info)
+                }
+                None => None,
+            };
             self.remember(*t, info);
         }
         out
+    }
+
+    /// What each outcome of `condition` pays if it resolved evenly on chain (read once per
+    /// refresh and market). A failed read waits for the next refresh.
+    async fn even_result(
+        &self,
+        seen: &mut HashMap<B256, Option<Price>>,
+        condition: Option<B256>,
+        outcomes: usize,
+    ) -> Option<Price> {
+        let (Some((rpc, ctf)), Some(condition)) = (&self.results, condition) else { return None };
+        if let Some(known) = seen.get(&condition) {
+            return *known;
+        }
+        let payout = match rpc.condition_result(*ctf, condition, outcomes).await {
+            Ok(r) => even_payout(&r),
+            Err(e) => {
+                warn!(cause = %e, condition = %format!("{condition:#x}"), "cannot read a closed market's result on chain");
+                None
+            }
+        };
+        if let Some(p) = payout {
+            info!(condition = %format!("{condition:#x}"), payout = %p, "market resolved evenly on chain");
+        }
+        seen.insert(condition, payout);
+        payout
     }
 
     fn remember(&self, token: TokenId, info: Option<MarketInfo>) {

@@ -1,10 +1,11 @@
 //! What a token is: its market's question, its outcome, the trading rules and whether (and how) it
 //! resolved, read from a Gamma API market. Pure, so every shape Gamma sends is pinned by a test.
 
-use alloy::primitives::B256;
+use alloy::primitives::{B256, U256};
 use polymarket_client_sdk_v2::gamma::types::response::Market;
 use rust_decimal::Decimal;
 
+use crate::chain::rpc::ConditionResult;
 use crate::clob::TickSize;
 use crate::clob::venue::decimal_to_micros;
 use crate::domain::{ONE, Price, Shares, TokenId};
@@ -30,7 +31,8 @@ pub struct MarketInfo {
     pub closed: bool,
     /// When the market ends, unix ms.
     pub end_ms: Option<i64>,
-    /// What one share pays out once the market resolved (exactly 1 or 0).
+    /// What one share pays out once the market resolved: 1 or 0 from Gamma's prices, or an even
+    /// split (0.5 each) read from Conditional Tokens ([`even_payout`]).
     pub payout: Option<Price>,
     /// The market's slug on polymarket.com (its page), when Gamma gave one.
     pub slug: Option<String>,
@@ -112,10 +114,26 @@ pub fn from_gamma(m: &Market, token: TokenId) -> Option<MarketInfo> {
     })
 }
 
+/// What each outcome pays when a condition resolved evenly: every numerator the same and not 0,
+/// as Polymarket's oracle reports an "unknown" (50-50) result (docs/PROTOCOL.md §9). `None` for
+/// any other result, or none yet: a 1/0 result is taken from Gamma, which names the winner, so no
+/// outcome's slot has to be guessed from its token.
+#[must_use]
+pub fn even_payout(r: &ConditionResult) -> Option<Price> {
+    let first = *r.numerators.first()?;
+    let outcomes = U256::from(r.numerators.len());
+    // Conditional Tokens' denominator is the numerators' sum: anything else is not a result we know.
+    if first.is_zero() || r.numerators.iter().any(|n| *n != first) || first.checked_mul(outcomes) != Some(r.denominator)
+    {
+        return None;
+    }
+    let outcomes = i64::try_from(r.numerators.len()).ok()?;
+    Some(Price(ONE / outcomes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::primitives::U256;
 
     fn market(json: &str) -> Market {
         serde_json::from_str(json).unwrap()
@@ -155,6 +173,32 @@ mod tests {
             let m = market(&json);
             assert_eq!(from_gamma(&m, U256::from(1001)).unwrap().payout, yes, "{prices}");
             assert_eq!(from_gamma(&m, U256::from(1002)).unwrap().payout, no, "{prices}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod even_payout_tests {
+    use super::*;
+
+    #[test]
+    fn only_an_even_result_on_chain_pays_each_outcome_its_share() {
+        let r = |den: u64, nums: &[u64]| ConditionResult {
+            denominator: U256::from(den),
+            numerators: nums.iter().map(|n| U256::from(*n)).collect(),
+        };
+        for (result, want) in [
+            (r(2, &[1, 1]), Some(Price(ONE / 2))),
+            (r(3, &[1, 1, 1]), Some(Price(333_333))),
+            (r(2_000_000, &[1_000_000, 1_000_000]), Some(Price(ONE / 2))),
+            (r(1, &[1, 0]), None), // a winner: Gamma names it
+            (r(1, &[0, 1]), None),
+            (r(0, &[]), None), // not reported yet
+            (r(1, &[0, 0]), None),
+            (r(1, &[]), None),
+            (r(1, &[1, 1]), None), // inconsistent: more than the whole
+        ] {
+            assert_eq!(even_payout(&result), want, "{result:?}");
         }
     }
 }

@@ -20,8 +20,6 @@ sol! {
     function execTransaction(address to, uint256 value, bytes data, uint8 operation, uint256 safeTxGas, uint256 baseGas, uint256 gasPrice, address gasToken, address refundReceiver, bytes signatures) returns (bool success);
     /// Gnosis Safe: its transaction counter.
     function nonce() returns (uint256);
-    /// Conditional Tokens: 0 until the oracle has reported the condition's result.
-    function payoutDenominator(bytes32 conditionId) returns (uint256);
     /// Exchange V3's Router: redeem `amount` shares of one outcome of a V3 market.
     function redeem(bytes31 conditionId, uint256 outcomeIndex, uint256 amount);
 }
@@ -56,7 +54,7 @@ pub fn router_redeem(position: U256, amount: U256) -> Bytes {
 /// `payoutDenominator(condition)`.
 #[must_use]
 pub fn payout_denominator(condition: B256) -> Bytes {
-    payoutDenominatorCall { conditionId: condition }.abi_encode().into()
+    crate::chain::abi::payoutDenominatorCall { conditionId: condition }.abi_encode().into()
 }
 
 /// `setApprovalForAll(operator, true)`.

@@ -33,8 +33,21 @@ contract MockCTF {
     /// those, as Conditional Tokens says until `reportPayouts`, and redemptions revert.
     mapping(bytes32 => bool) public unreported;
 
+    /// Payout numerators a test reported (unset: the denominator is 1, as before any test set one).
+    mapping(bytes32 => uint256[2]) public numerators;
+
     function payoutDenominator(bytes32 conditionId) external view returns (uint256) {
-        return unreported[conditionId] ? 0 : 1;
+        if (unreported[conditionId]) return 0;
+        uint256 sum = numerators[conditionId][0] + numerators[conditionId][1];
+        return sum == 0 ? 1 : sum;
+    }
+
+    function payoutNumerators(bytes32 conditionId, uint256 index) external view returns (uint256) {
+        return numerators[conditionId][index];
+    }
+
+    function setPayouts(bytes32 conditionId, uint256 n0, uint256 n1) external {
+        numerators[conditionId] = [n0, n1];
     }
 
     function setUnreported(bytes32 conditionId, bool u) external {

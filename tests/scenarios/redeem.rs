@@ -37,6 +37,7 @@ sol! {
     function nonce() returns (uint256);
     function setPayout(uint256 positionId, uint256 payout);
     function setUnreported(bytes32 conditionId, bool u);
+    function setPayouts(bytes32 conditionId, uint256 n0, uint256 n1);
 }
 
 fn code(name: &str) -> String {
@@ -341,6 +342,56 @@ async fn test_redeem_when_v3_market_resolves_then_redeemed_through_the_router() 
         read(&l.anvil, POSITION_MANAGER, ctf::balanceOfCall { owner: SIGNER, id: U256::from(V3_TOKEN) }.abi_encode())
             .await;
     assert_eq!(left, U256::ZERO, "every share redeemed");
+}
+
+/// A market resolved evenly (the oracle's "unknown", 50-50): Gamma shows it closed with no
+/// winner, and only Conditional Tokens has the result. Nothing is settled before the chain has
+/// it; then the position is settled at 0.5 and redeemed for half a pUSD a share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_a_market_resolves_evenly_then_settled_at_half_and_redeemed() {
+    let mut l = live().await;
+    install(&l.anvil).await;
+    l.d.set("risk", "mark_interval_s = 1");
+    for (k, v) in [("CHECK_EVERY_S", "1"), ("CONFIRM_WAIT_S", "10")] {
+        l.d.env.push((format!("POLYCOPY_REDEEM__{k}"), v.to_owned()));
+    }
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    settle_buys_on_chain(&l, &[STD_TOKEN]).await;
+    hold(&l.anvil, SIGNER, STD_TOKEN, 10 * ONE).await;
+    let (yes, no) = (U256::from(STD_TOKEN), U256::from(format!("9{STD_TOKEN}").parse::<u64>().unwrap()));
+    let half = U256::from(ONE / 2);
+    send(
+        &l.anvil,
+        STD_ADAPTER,
+        setMarketCall { conditionId: condition(STD_TOKEN), t0: yes, t1: no, p0: half, p1: half }.abi_encode(),
+    )
+    .await;
+    let cond = condition(STD_TOKEN);
+    send(&l.anvil, CONDITIONAL_TOKENS, setUnreportedCall { conditionId: cond, u: true }.abi_encode()).await;
+    l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("0.5")));
+    // Gamma alone says nothing about who won: later redemption rounds find nothing settled.
+    let start = rounds(&l.d).await;
+    wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
+    assert!(l.d.events("settled").is_empty(), "{:?}", l.d.events("settled"));
+    assert_eq!(l.d.status()["positions"].as_array().unwrap().len(), 1, "still open");
+    // The oracle reports [1, 1].
+    send(
+        &l.anvil,
+        CONDITIONAL_TOKENS,
+        setPayoutsCall { conditionId: cond, n0: U256::from(1), n1: U256::from(1) }.abi_encode(),
+    )
+    .await;
+    send(&l.anvil, CONDITIONAL_TOKENS, setUnreportedCall { conditionId: cond, u: false }.abi_encode()).await;
+    let ev = wait_for(30, "the settlement", async || l.d.events("settled").into_iter().next()).await;
+    assert!(ev.contains("10 shares settled at 0.5"), "{ev}");
+    wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(5 * ONE)).then_some(()))
+        .await;
+    let ev = wait_for(10, "the redemption reported", async || l.d.events("redeemed").into_iter().next()).await;
+    assert!(ev.contains("redeemed 10 shares") && ev.contains("5 pUSD paid"), "{ev}");
+    assert!(l.d.status()["positions"].as_array().unwrap().is_empty(), "closed in the books");
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
 }
 
 /// Paper mode runs the same lifecycle without a chain: a resolved winning position is redeemed

@@ -51,10 +51,11 @@ pub(super) async fn build(s: &Settings, env: &Env, t: &Trading, wallets: &Wallet
         failover_after: s.chain.failover_after_errors,
     };
     let details = Details::wanted(Details::debug_logged(), env.telegram_bot_token.as_ref().map(|_| &s.telegram));
-    let markets = markets(s, env, t);
+    let reads = balance_rpc(s, &rpc).await;
+    let markets = markets(s, env, t, reads.clone());
     let copier = Copier::new(
         copier_config(s, details.sized),
-        balance_rpc(s, &rpc).await,
+        reads,
         markets.clone(),
         t.store.clone(),
         t.risk.clone(),
@@ -119,7 +120,8 @@ fn feed_config(s: &Settings, t: &Trading) -> FeedConfig {
     }
 }
 
-/// The connection balance reads go over (HTTP, lazy: no connection is made until the first call).
+/// The connection balance reads and market results go over (HTTP, lazy: no connection is made
+/// until the first call).
 async fn balance_rpc(s: &Settings, rpc: &RpcConfig) -> Option<Arc<Rpc>> {
     let mut balance_rpc = Rpc::new(RpcConfig {
         ws_url: None,
@@ -139,14 +141,17 @@ async fn balance_rpc(s: &Settings, rpc: &RpcConfig) -> Option<Arc<Rpc>> {
 }
 
 /// Gamma's market metadata (closed markets, end dates), when it can be set up.
-fn markets(s: &Settings, env: &Env, t: &Trading) -> Option<Arc<MarketDirectory>> {
+fn markets(s: &Settings, env: &Env, t: &Trading, reads: Option<Arc<Rpc>>) -> Option<Arc<MarketDirectory>> {
     match MarketDirectory::new(
         &env.gamma_url,
         t.store.clone(),
         Duration::from_secs(s.markets.refresh_s),
         Duration::from_millis(s.markets.timeout_ms),
     ) {
-        Ok(d) => Some(Arc::new(d)),
+        Ok(d) => Some(Arc::new(match reads {
+            Some(rpc) => d.with_results(rpc, s.chain.conditional_tokens),
+            None => d,
+        })),
         Err(e) => {
             warn!(cause = %e, "market metadata unavailable: closed markets are not skipped");
             None

@@ -6,20 +6,22 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use alloy::eips::BlockNumberOrTag;
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::primitives::B256;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder, WsConnect};
-use alloy::rpc::types::{Filter, Log, TransactionRequest};
+use alloy::rpc::types::{Filter, Log};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::redact_url;
 
 mod error;
 mod pool;
+mod views;
 
 pub use error::ChainError;
 use error::scrub_url;
 pub(crate) use error::with_causes;
 pub use pool::{PoolTx, pool_tx};
+pub use views::ConditionResult;
 
 /// The parts of a block header the feed uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,28 +237,6 @@ impl Rpc {
     pub async fn logs(&self, filter: &Filter) -> Result<Vec<Log>, ChainError> {
         let p = self.provider()?;
         self.call(p.get_logs(filter)).await
-    }
-
-    /// ERC-1155 `balanceOf(owner, token)` on `contract` at block `at`.
-    ///
-    /// # Errors
-    /// On an RPC failure or a malformed answer.
-    pub async fn balance_of(
-        &self,
-        contract: Address,
-        owner: Address,
-        token: U256,
-        at: u64,
-    ) -> Result<U256, ChainError> {
-        use alloy::sol_types::SolCall as _;
-        let p = self.provider()?;
-        let data = crate::chain::abi::balanceOfCall { owner, id: token }.abi_encode();
-        let tx = TransactionRequest::default().to(contract).input(Bytes::from(data).into());
-        let out: Bytes = self.call(p.call(tx).block(at.into())).await?;
-        crate::chain::abi::balanceOfCall::abi_decode_returns(&out).map_err(|e| ChainError::Rpc {
-            endpoint: self.endpoint(),
-            message: format!("balanceOf returned {} bytes: {e}", out.len()),
-        })
     }
 
     /// Subscribes to logs matching `filter` (websocket endpoints only).

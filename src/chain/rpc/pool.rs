@@ -3,7 +3,6 @@
 
 use alloy::primitives::{Address, B256, Bytes};
 use alloy::providers::Provider;
-use alloy::rpc::types::TransactionRequest;
 
 use super::{ChainError, Rpc};
 
@@ -76,20 +75,6 @@ impl Rpc {
         let p = self.provider()?;
         let tx = self.call(p.get_transaction_by_hash(hash)).await?;
         Ok(tx.and_then(|t| pool_tx(&t).map(|x| (x, t.block_number.is_none()))))
-    }
-
-    /// Whether `who` is an operator of `exchange` (may settle matches there), at the head.
-    ///
-    /// # Errors
-    /// On an RPC failure or an answer that is not a boolean (not an exchange).
-    pub async fn is_operator(&self, exchange: Address, who: Address) -> Result<bool, ChainError> {
-        use alloy::sol_types::SolCall as _;
-        let p = self.provider()?;
-        let data = crate::chain::abi::isOperatorCall { usr: who }.abi_encode();
-        let tx = TransactionRequest::default().to(exchange).input(Bytes::from(data).into());
-        let out: Bytes = self.call(p.call(tx).block(alloy::eips::BlockId::latest())).await?;
-        crate::chain::abi::isOperatorCall::abi_decode_returns(&out)
-            .map_err(|e| ChainError::Rpc { endpoint: self.endpoint(), message: format!("isOperator: {e}") })
     }
 
     /// The block transaction `hash` was mined in: `None` when the node has no receipt.

@@ -452,6 +452,8 @@ fn book(token: &str, t: &Token) -> Value {
 fn gamma_market(token: &str, t: &Token) -> Value {
     let (yes, no) = match t.payout {
         Some("1") => ("1", "0"),
+        // Resolved evenly ("unknown", 50-50): Gamma shows no winner.
+        Some("0.5") => ("0.5", "0.5"),
         Some(_) => ("0", "1"),
         None => (t.mid.unwrap_or("0.5"), "0.5"),
     };
