@@ -99,7 +99,7 @@ impl Store {
         let now = now_ms();
         let tx = self.conn.savepoint()?;
         let mut out = JournalOutcome::default();
-        let (provisional, staged) = super::sightings::anything_waiting(&tx)?;
+        let (provisional, staged) = super::sightings::anything_waiting(&tx, now)?;
         let waiting = Waiting { provisional, staged };
         for f in fills {
             journal_fill(&tx, f, now, waiting, &mut out)?;
@@ -148,7 +148,7 @@ fn journal_fill(
     out: &mut JournalOutcome,
 ) -> StoreResult<()> {
     if waiting.provisional && super::sightings::row_of(tx, f)?.is_none() {
-        super::sightings::adopt_replacement(tx, f)?;
+        super::sightings::adopt_replacement(tx, f, now)?;
     }
     if let Some(row) = insert_fill(tx, f, now, false, Some("chain"))? {
         if waiting.staged {

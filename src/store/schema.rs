@@ -390,6 +390,14 @@ DROP INDEX IF EXISTS executions_copied;
 DROP INDEX fills_wallet;
 CREATE INDEX fills_wallet ON fills (wallet, token_id);
 ",
+    r"
+-- an orphan stays provisional, so a replacement of its settlement mined soon after still adopts
+-- it; after an hour it no longer counts as waiting, so orphans kept for months neither make every
+-- mined fill look for a replacement nor are scanned by it. The index reaches the fills still
+-- waiting for their block and the recent orphans
+DROP INDEX fills_provisional;
+CREATE INDEX fills_provisional ON fills (orphaned, seen_at_ms) WHERE provisional = 1;
+",
 ];
 
 /// Brings the schema up to date.

@@ -12,13 +12,21 @@ use super::journal::{PendingFill, exec, insert_fill, load_fill, move_target_posi
 use super::{Store, StoreResult, hex_b256, now_ms};
 use crate::domain::{TargetFill, addr_lower};
 
-/// Whether any fill waits for its block (provisional) and any RTDS row waits for its fill.
-pub(super) fn anything_waiting(tx: &Connection) -> rusqlite::Result<(bool, bool)> {
+/// How long an orphan may still be adopted by a replacement of its settlement (the operator's
+/// retry of a match comes within minutes; a day leaves a wide margin). The same transaction mined
+/// after all finds its row by identity at any age.
+pub(super) const ORPHAN_ADOPTABLE_MS: i64 = 86_400_000;
+
+/// Whether any fill waits for its block (provisional, or orphaned recently enough to be adopted)
+/// and any RTDS row waits for its fill.
+pub(super) fn anything_waiting(tx: &Connection, now: i64) -> rusqlite::Result<(bool, bool)> {
     query_one(
         tx,
-        "SELECT EXISTS (SELECT 1 FROM fills INDEXED BY fills_provisional WHERE provisional = 1), \
+        "SELECT EXISTS (SELECT 1 FROM fills INDEXED BY fills_provisional WHERE provisional = 1 AND orphaned = 0) \
+             OR EXISTS (SELECT 1 FROM fills INDEXED BY fills_provisional \
+                        WHERE provisional = 1 AND orphaned = 1 AND seen_at_ms >= ?1), \
                 EXISTS (SELECT 1 FROM rtds_staged)",
-        [],
+        [now - ORPHAN_ADOPTABLE_MS],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
 }
@@ -140,12 +148,15 @@ fn same_match_params(f: &TargetFill) -> [Box<dyn rusqlite::ToSql>; 7] {
 /// the settlement (a new transaction hash for the same match). It is re-keyed to the mined
 /// transaction, so the replacement confirms it instead of being copied a second time. Its row, if
 /// there is one.
-pub(super) fn adopt_replacement(tx: &Connection, mined: &TargetFill) -> StoreResult<Option<i64>> {
+pub(super) fn adopt_replacement(tx: &Connection, mined: &TargetFill, now: i64) -> StoreResult<Option<i64>> {
+    let mut params: Vec<Box<dyn rusqlite::ToSql>> = same_match_params(mined).into();
+    params.push(Box::new(now - ORPHAN_ADOPTABLE_MS));
     let row: Option<i64> = tx
         .prepare_cached(&format!(
-            "SELECT id FROM fills INDEXED BY fills_provisional WHERE provisional = 1 AND {SAME_MATCH} ORDER BY id LIMIT 1"
+            "SELECT id FROM fills INDEXED BY fills_order WHERE provisional = 1 AND (orphaned = 0 OR seen_at_ms >= ?8) \
+             AND {SAME_MATCH} ORDER BY id LIMIT 1"
         ))?
-        .query_row(rusqlite::params_from_iter(same_match_params(mined)), |r| r.get(0))
+        .query_row(rusqlite::params_from_iter(params), |r| r.get(0))
         .optional()?;
     if let Some(id) = row {
         exec(
@@ -285,7 +296,7 @@ impl Store {
             let act = act_now.contains(&f.wallet) && !mined_twin(&tx, f)?;
             // A resubmitted settlement (a new transaction for the same match) seen in the pool
             // takes over the first one's row rather than being copied again.
-            if row_of(&tx, f)?.is_none() && adopt_replacement(&tx, f)?.is_some() {
+            if row_of(&tx, f)?.is_none() && adopt_replacement(&tx, f, now)?.is_some() {
                 let row = row_of(&tx, f)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 record_sighting(&tx, row, source, now)?;
                 continue;
@@ -498,5 +509,25 @@ mod tests {
         assert_eq!(out.to_copy.len(), 1);
         let r = rows(&s);
         assert_eq!((r[0].1, r[0].2, r[0].3.as_deref(), r[0].4.as_str()), (false, false, Some("chain"), "pending"));
+    }
+
+    #[test]
+    fn an_orphan_is_adopted_by_a_replacement_for_a_day_and_then_no_longer_waits() {
+        let day = ORPHAN_ADOPTABLE_MS;
+        // (how long ago the orphan was seen, rows after its replacement is mined, still waiting)
+        for (age_ms, rows_after, waiting) in [(60_000, 1, true), (day + 60_000, 2, false)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+            assert!(s.journal_pending(&[fill(1, 9, 0)], "pending", &HashSet::new()).unwrap().is_empty());
+            assert_eq!(s.orphan_tx(B256::repeat_byte(1)).unwrap().len(), 1);
+            s.conn.execute("UPDATE fills SET seen_at_ms = ?1", [now_ms() - age_ms]).unwrap();
+            assert_eq!(anything_waiting(&s.conn, now_ms()).unwrap().0, waiting, "{age_ms}");
+            // The operator's retry of that match, mined as transaction 2: handed on either way
+            // (the orphan was never acted on), as the orphan's row or as a row of its own.
+            let out =
+                s.journal_range(&[fill(2, 9, 6)], (6, B256::repeat_byte(6)), &[(6, B256::repeat_byte(6))]).unwrap();
+            assert_eq!(out.to_copy.len(), 1, "{age_ms}");
+            assert_eq!(rows(&s).len(), rows_after, "{age_ms}: {:?}", rows(&s));
+        }
     }
 }
