@@ -181,16 +181,10 @@ impl Chain {
             Err(_) => return Err(ChainError::Rpc("gas estimate: no answer".into())),
         };
         let gas = gas.saturating_mul(5) / 4;
-        let price = bounded(self.provider.get_gas_price()).await?;
-        let tip = bounded(self.provider.get_max_priority_fee_per_gas()).await.unwrap_or(price / 10);
+        let (price, tip) = self.fees().await?;
         let max_fee = price.saturating_mul(2).max(tip + 1);
-        let have = bounded(self.provider.get_balance(from)).await?;
-        let need = U256::from(gas) * U256::from(max_fee);
-        if have < need {
-            return Err(ChainError::NoGas { have, need });
-        }
         let nonce = bounded(self.provider.get_transaction_count(from).pending()).await?;
-        let mut tx = TxEip1559 {
+        self.seal(TxEip1559 {
             chain_id: self.chain_id,
             nonce,
             gas_limit: gas,
@@ -200,10 +194,54 @@ impl Chain {
             value: U256::ZERO,
             access_list: alloy::eips::eip2930::AccessList::default(),
             input: data,
-        };
+        })
+        .await
+    }
+
+    /// The node's gas price and priority fee now.
+    async fn fees(&self) -> Result<(u128, u128), ChainError> {
+        let price = bounded(self.provider.get_gas_price()).await?;
+        let tip = bounded(self.provider.get_max_priority_fee_per_gas()).await.unwrap_or(price / 10);
+        Ok((price, tip))
+    }
+
+    /// Checks that the signer can pay `tx`'s gas at its fee cap, and signs it.
+    async fn seal(&self, mut tx: TxEip1559) -> Result<Signed, ChainError> {
+        let have = bounded(self.provider.get_balance(self.signer.address())).await?;
+        let need = U256::from(tx.gas_limit) * U256::from(tx.max_fee_per_gas);
+        if have < need {
+            return Err(ChainError::NoGas { have, need });
+        }
         let sig = self.signer.sign_transaction_sync(&mut tx).map_err(|e| ChainError::Rpc(format!("signing: {e}")))?;
         let envelope: TxEnvelope = tx.into_signed(sig).into();
         Ok(Signed { hash: *envelope.tx_hash(), raw: alloy::primitives::hex::encode_prefixed(envelope.encoded_2718()) })
+    }
+
+    /// Whether the chain's base fee has risen above the fee cap of the signed transaction `raw`:
+    /// no block takes it until the base fee falls again.
+    ///
+    /// # Errors
+    /// When the stored transaction cannot be read or the node does not answer.
+    pub async fn priced_out(&self, raw: &str) -> Result<bool, ChainError> {
+        let tx = eip1559(raw)?;
+        let head = bounded(self.provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)).await?;
+        let base = head.and_then(|b| b.header.base_fee_per_gas).unwrap_or(0);
+        Ok(u128::from(base) > tx.max_fee_per_gas)
+    }
+
+    /// The transaction `raw` again, same nonce and call, with fees that outbid it (a quarter more,
+    /// above the 10% a node asks of a replacement) and cover today's gas price: whichever of the
+    /// two is mined, the other can never be.
+    ///
+    /// # Errors
+    /// When the stored transaction cannot be read, the signer cannot pay, or the node does not answer.
+    pub async fn reprice(&self, raw: &str) -> Result<Signed, ChainError> {
+        let old = eip1559(raw)?;
+        let (price, tip) = self.fees().await?;
+        let bump = |fee: u128| fee.saturating_mul(5) / 4 + 1;
+        let max_fee = bump(old.max_fee_per_gas).max(price.saturating_mul(2));
+        let tip = bump(old.max_priority_fee_per_gas).max(tip).min(max_fee);
+        self.seal(TxEip1559 { max_fee_per_gas: max_fee, max_priority_fee_per_gas: tip, ..old }).await
     }
 
     /// Sends signed bytes; a node that already has them is fine.
@@ -234,4 +272,16 @@ impl Chain {
             Landed::Unknown
         })
     }
+}
+
+/// The EIP-1559 transaction of a stored signed one (every transaction polycopy signs is one).
+fn eip1559(raw: &str) -> Result<TxEip1559, ChainError> {
+    use alloy::eips::eip2718::Decodable2718 as _;
+    let bytes = alloy::primitives::hex::decode(raw).map_err(|e| ChainError::Rpc(format!("stored transaction: {e}")))?;
+    let envelope = TxEnvelope::decode_2718(&mut bytes.as_slice())
+        .map_err(|e| ChainError::Rpc(format!("stored transaction: {e}")))?;
+    envelope
+        .as_eip1559()
+        .map(|s| s.tx().clone())
+        .ok_or_else(|| ChainError::Rpc("stored transaction: not an EIP-1559 one".into()))
 }

@@ -12,6 +12,8 @@ use actix::Addr;
 use alloy::primitives::{Address, B256, U256};
 use tracing::{info, warn};
 
+mod follow;
+
 use super::chain::{Chain, ChainError, Landed};
 use super::{Held, Plan, calls, plan, retry_after_ms};
 use crate::actors::notifier::{Event, Notifier};
@@ -232,6 +234,7 @@ impl Redeemer {
                     status: RedeemStatus::Planned,
                     tx_hash: None,
                     raw_tx: None,
+                    replaced: Vec::new(),
                     attempts: 0,
                     next_try_ms: 0,
                 }))
@@ -323,61 +326,6 @@ impl Redeemer {
             Landed::Success => Ok(()),
             other => Err(ChainError::Rpc(format!("the approval {:#x} is {other:?}", tx.hash))),
         }
-    }
-
-    /// Waits (at most `confirm_wait`) for `hash` to be mined.
-    async fn mined(&self, chain: &Chain, hash: B256) -> Result<Landed, ChainError> {
-        let until = tokio::time::Instant::now() + self.cfg.confirm_wait;
-        loop {
-            let l = chain.landed(hash).await?;
-            if matches!(l, Landed::Success | Landed::Reverted) || tokio::time::Instant::now() >= until {
-                return Ok(l);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    /// Sends (again) a journaled transaction the node does not know, and books how it landed.
-    /// Whether it may still be mined.
-    async fn follow(&self, chain: &Chain, row: &RedemptionRow) -> InFlight {
-        let (Some(hash), Some(raw)) = (row.tx_hash, row.raw_tx.as_deref()) else { return InFlight::No };
-        match chain.landed(hash).await {
-            Ok(Landed::Unknown) => match chain.send(raw).await {
-                Ok(()) => self.set(row, RedeemStatus::Sent, "sent", row.attempts, 0).await,
-                // Its nonce went to another transaction: this one can never be mined.
-                Err(e) if e.to_string().contains("nonce") => {
-                    self.set(row, RedeemStatus::Dropped, &e.to_string(), row.attempts, 0).await;
-                    return InFlight::No;
-                }
-                // Refused: the node does not hold it (underpriced, say), so its nonce is free.
-                Err(e) => {
-                    warn!(cause = %e, tx = %hash, "sending the journaled redemption failed; next round tries again");
-                    return InFlight::No;
-                }
-            },
-            Ok(_) => {}
-            Err(e) => {
-                warn!(cause = %e, tx = %hash, "looking up a redemption failed; next round tries again");
-                return InFlight::Yes;
-            }
-        }
-        match self.mined(chain, hash).await {
-            Ok(Landed::Success) => {
-                self.set(row, RedeemStatus::Redeemed, "mined", row.attempts, 0).await;
-                self.notifier.do_send(Event::Redeemed {
-                    condition: row.condition_id,
-                    shares: row.shares,
-                    payout: row.expected,
-                    tx: Some(hash),
-                });
-            }
-            Ok(Landed::Reverted) => self.failed(row, &format!("transaction {hash:#x} reverted")).await,
-            Ok(_) | Err(_) => {
-                self.set(row, RedeemStatus::Sent, "sent, not mined yet", row.attempts, 0).await;
-                return InFlight::Yes;
-            }
-        }
-        InFlight::No
     }
 
     /// Counts a failed attempt: retried after a pause within the budget, then left to the operator.

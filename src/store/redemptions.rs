@@ -79,6 +79,9 @@ pub struct RedemptionRow {
     pub tx_hash: Option<B256>,
     /// The signed transaction (hex), once signed.
     pub raw_tx: Option<String>,
+    /// Earlier transactions of this attempt, re-priced since (same nonce): one of them may be the
+    /// one mined.
+    pub replaced: Vec<B256>,
     /// Attempts that reverted.
     pub attempts: u32,
     /// Not before this (unix ms).
@@ -102,19 +105,20 @@ pub struct Resolved {
     pub exchange: Option<alloy::primitives::Address>,
 }
 
-const COLS: &str = "id, condition_id, tokens, shares, expected, status, tx_hash, raw_tx, attempts, next_try_ms";
+const COLS: &str =
+    "id, condition_id, tokens, shares, expected, status, tx_hash, raw_tx, attempts, next_try_ms, replaced";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<(i64, [String; 3], [i64; 4], Option<String>, Option<String>)> {
+fn row(r: &Row<'_>) -> rusqlite::Result<(i64, [String; 4], [i64; 4], Option<String>, Option<String>)> {
     Ok((
         r.get(0)?,
-        [r.get(1)?, r.get(2)?, r.get(5)?],
+        [r.get(1)?, r.get(2)?, r.get(5)?, r.get(10)?],
         [r.get(3)?, r.get(4)?, r.get(8)?, r.get(9)?],
         r.get(6)?,
         r.get(7)?,
     ))
 }
 
-fn parse(raw: (i64, [String; 3], [i64; 4], Option<String>, Option<String>)) -> StoreResult<RedemptionRow> {
+fn parse(raw: (i64, [String; 4], [i64; 4], Option<String>, Option<String>)) -> StoreResult<RedemptionRow> {
     let (id, s, n, tx, rawtx) = raw;
     let corrupt = |c: &'static str, v: &str| super::StoreError::Corrupt { column: c, value: v.to_owned() };
     Ok(RedemptionRow {
@@ -130,6 +134,11 @@ fn parse(raw: (i64, [String; 3], [i64; 4], Option<String>, Option<String>)) -> S
         status: RedeemStatus::parse(&s[2]).ok_or_else(|| corrupt("redemptions.status", &s[2]))?,
         tx_hash: tx.map(|h| hex_b256(&h, "redemptions.tx_hash")).transpose()?,
         raw_tx: rawtx,
+        replaced: s[3]
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| hex_b256(h, "redemptions.replaced"))
+            .collect::<StoreResult<_>>()?,
         attempts: u32::try_from(n[2]).unwrap_or(0),
         next_try_ms: n[3],
     })
@@ -245,7 +254,23 @@ impl Store {
     /// On a database error.
     pub fn redemption_signed(&self, id: i64, tx_hash: &B256, raw_tx: &str) -> StoreResult<()> {
         self.conn.execute(
-            "UPDATE redemptions SET status = 'signed', tx_hash = ?2, raw_tx = ?3, updated_at_ms = ?4 WHERE id = ?1",
+            "UPDATE redemptions SET status = 'signed', tx_hash = ?2, raw_tx = ?3, replaced = '', updated_at_ms = ?4 \
+             WHERE id = ?1",
+            params![id, tx_hash.to_string(), raw_tx, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Journals a re-priced transaction of redemption `id` (same nonce, higher fees) before it is
+    /// sent: it becomes the one sent again, and the one it replaces is kept, as either may be mined.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn redemption_repriced(&self, id: i64, tx_hash: &B256, raw_tx: &str) -> StoreResult<()> {
+        self.conn.execute(
+            "UPDATE redemptions SET status = 'signed', \
+             replaced = CASE WHEN replaced = '' THEN tx_hash ELSE replaced || ',' || tx_hash END, \
+             tx_hash = ?2, raw_tx = ?3, updated_at_ms = ?4 WHERE id = ?1 AND tx_hash IS NOT NULL",
             params![id, tx_hash.to_string(), raw_tx, now_ms()],
         )?;
         Ok(())
@@ -269,5 +294,33 @@ impl Store {
             params![id, status.as_str(), message, attempts, next_try_ms, now_ms()],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repriced_transaction_keeps_the_ones_it_replaced_until_a_new_attempt_is_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("j.db")).unwrap();
+        let market = B256::repeat_byte(7);
+        let id =
+            s.plan_redemption(&market, &[TokenId::from(1u8)], Shares(10), Usdc(10), RedeemStatus::Planned).unwrap();
+        let (h1, h2, h3, h4) = (B256::repeat_byte(1), B256::repeat_byte(2), B256::repeat_byte(3), B256::repeat_byte(4));
+        // (what happens, the transaction then followed, the ones it replaced)
+        let steps: [(&dyn Fn(), B256, Vec<B256>); 4] = [
+            (&|| s.redemption_signed(id, &h1, "0x01").unwrap(), h1, vec![]),
+            (&|| s.redemption_repriced(id, &h2, "0x02").unwrap(), h2, vec![h1]),
+            (&|| s.redemption_repriced(id, &h3, "0x03").unwrap(), h3, vec![h1, h2]),
+            // The attempt reverted: a retry is a new transaction, with a nonce of its own.
+            (&|| s.redemption_signed(id, &h4, "0x04").unwrap(), h4, vec![]),
+        ];
+        for (step, sent, replaced) in steps {
+            step();
+            let row = s.open_redemption(&market).unwrap().unwrap();
+            assert_eq!((row.tx_hash, row.replaced, row.status), (Some(sent), replaced, RedeemStatus::Signed));
+        }
     }
 }

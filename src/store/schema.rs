@@ -398,6 +398,11 @@ CREATE INDEX fills_wallet ON fills (wallet, token_id);
 DROP INDEX fills_provisional;
 CREATE INDEX fills_provisional ON fills (orphaned, seen_at_ms) WHERE provisional = 1;
 ",
+    r"
+-- a redemption whose fee cap the base fee passed is signed again with higher fees and the same
+-- nonce: the hashes it replaced (comma-separated), any of which may be the one mined
+ALTER TABLE redemptions ADD COLUMN replaced TEXT NOT NULL DEFAULT '';
+",
 ];
 
 /// Brings the schema up to date.

@@ -38,6 +38,7 @@ sol! {
     function setPayout(uint256 positionId, uint256 payout);
     function setUnreported(bytes32 conditionId, bool u);
     function setPayouts(bytes32 conditionId, uint256 n0, uint256 n1);
+    function setApprovalForAll(address operator, bool approved);
 }
 
 fn code(name: &str) -> String {
@@ -53,8 +54,13 @@ fn condition(token: u64) -> B256 {
 }
 
 async fn send(a: &Anvil, to: Address, data: Vec<u8>) {
+    send_as(a, SETUP, to, data).await;
+}
+
+/// Sends `data` to `to` from `from` (one of anvil's unlocked dev accounts) and waits for its receipt.
+async fn send_as(a: &Anvil, from: &str, to: Address, data: Vec<u8>) {
     let tx: String = serde_json::from_value(
-        a.raw("eth_sendTransaction", json!([{"from": SETUP, "to": to, "data": format!("0x{}", alloy::primitives::hex::encode(data)), "gas": "0x200000"}]))
+        a.raw("eth_sendTransaction", json!([{"from": from, "to": to, "data": format!("0x{}", alloy::primitives::hex::encode(data)), "gas": "0x200000"}]))
             .await,
     )
     .unwrap();
@@ -392,6 +398,63 @@ async fn test_redeem_when_a_market_resolves_evenly_then_settled_at_half_and_rede
     assert!(ev.contains("redeemed 10 shares") && ev.contains("5 pUSD paid"), "{ev}");
     assert!(l.d.status()["positions"].as_array().unwrap().is_empty(), "closed in the books");
     assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
+}
+
+/// The base fee rises past the redemption transaction's fee cap before any block takes it: the
+/// transaction is signed again with higher fees and the same nonce, journaled before it is sent,
+/// and the market is redeemed once, by the replacement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_the_base_fee_passes_its_fee_cap_then_repriced_and_redeemed_once() {
+    let mut l = live().await;
+    install(&l.anvil).await;
+    l.d.set("risk", "mark_interval_s = 1");
+    for (k, v) in [("CHECK_EVERY_S", "1"), ("CONFIRM_WAIT_S", "1")] {
+        l.d.env.push((format!("POLYCOPY_REDEEM__{k}"), v.to_owned()));
+    }
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    settle_buys_on_chain(&l, &[STD_TOKEN]).await;
+    hold(&l.anvil, SIGNER, STD_TOKEN, 10 * ONE).await;
+    market(&l.anvil, STD_ADAPTER, STD_TOKEN, true).await;
+    // Approved beforehand, so the one transaction left to the daemon is the redemption.
+    send_as(
+        &l.anvil,
+        &SIGNER.to_string(),
+        CONDITIONAL_TOKENS,
+        setApprovalForAllCall { operator: STD_ADAPTER, approved: true }.abi_encode(),
+    )
+    .await;
+    // From here blocks are made by hand: the redemption waits in the pool.
+    l.anvil.raw("evm_setAutomine", json!([false])).await;
+    l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
+    let first =
+        wait_for(30, "the redemption sent", async || txs(&l.d).await.into_iter().next().and_then(|r| r.0)).await;
+    // The next block's base fee is far above the transaction's fee cap: it stays in the pool.
+    l.anvil.raw("anvil_setNextBlockBaseFeePerGas", json!(["0xe8d4a51000"])).await;
+    l.anvil.raw("evm_mine", json!([])).await;
+    let (second, replaced) = wait_for(30, "the redemption re-priced", async || {
+        txs(&l.d).await.into_iter().next().filter(|r| !r.1.is_empty()).and_then(|r| Some((r.0?, r.1)))
+    })
+    .await;
+    assert_eq!(replaced, first, "the first transaction is kept");
+    assert_ne!(second, first);
+    l.anvil.raw("evm_mine", json!([])).await;
+    wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
+        .await;
+    wait_for(10, "the row redeemed", async || (rows(&l.d).await[0].1 == "redeemed").then_some(())).await;
+    let ev = wait_for(10, "the redemption reported", async || l.d.events("redeemed").into_iter().next()).await;
+    assert!(ev.contains(&second[2..]), "reported with the replacement's hash: {ev}");
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
+    assert_eq!(rows(&l.d).await.len(), 1);
+    l.anvil.raw("evm_setAutomine", json!([true])).await;
+}
+
+/// The journal's redemption transactions: (the one sent, the ones it replaced).
+async fn txs(d: &Daemon) -> Vec<(Option<String>, String)> {
+    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+    let mut st = c.prepare("SELECT tx_hash, replaced FROM redemptions ORDER BY id").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
 }
 
 /// Paper mode runs the same lifecycle without a chain: a resolved winning position is redeemed

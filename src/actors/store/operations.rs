@@ -250,6 +250,18 @@ pub struct RedemptionSigned {
 }
 store_handler!(RedemptionSigned -> (), |s, m| s.redemption_signed(m.id, &m.tx_hash, &m.raw_tx));
 
+/// A redemption's transaction re-priced (see [`crate::store::Store::redemption_repriced`]).
+#[derive(Debug)]
+pub struct RedemptionRepriced {
+    /// The redemption.
+    pub id: i64,
+    /// The new transaction's hash.
+    pub tx_hash: alloy::primitives::B256,
+    /// Its signed bytes.
+    pub raw_tx: String,
+}
+store_handler!(RedemptionRepriced -> (), |s, m| s.redemption_repriced(m.id, &m.tx_hash, &m.raw_tx));
+
 /// Move a redemption on.
 #[derive(Debug)]
 pub struct RedemptionStatus {
