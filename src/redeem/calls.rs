@@ -16,6 +16,8 @@ sol! {
     function isApprovedForAll(address account, address operator) returns (bool);
     /// ERC-20 balance.
     function balanceOf(address account) returns (uint256);
+    /// ERC-20 transfer (and mint, from the zero address): how a redemption's payout arrives.
+    event Transfer(address indexed from, address indexed to, uint256 value);
     /// Gnosis Safe: run a call as the Safe.
     function execTransaction(address to, uint256 value, bytes data, uint8 operation, uint256 safeTxGas, uint256 baseGas, uint256 gasPrice, address gasToken, address refundReceiver, bytes signatures) returns (bool success);
     /// Gnosis Safe: its transaction counter.

@@ -15,6 +15,9 @@ use alloy::signers::local::PrivateKeySigner;
 
 use super::calls;
 
+/// The most a node accepts a transaction's fee to reach (gas limit times fee cap): 1 POL.
+const FEE_CAP_WEI: u128 = 1_000_000_000_000_000_000;
+
 /// Longest one node call may take.
 const CALL_WAIT: Duration = Duration::from_secs(15);
 
@@ -241,6 +244,12 @@ impl Chain {
         let bump = |fee: u128| fee.saturating_mul(5) / 4 + 1;
         let max_fee = bump(old.max_fee_per_gas).max(price.saturating_mul(2));
         let tip = bump(old.max_priority_fee_per_gas).max(tip).min(max_fee);
+        // Nodes refuse a transaction whose fee could pass 1 POL (go-ethereum's `--rpc.txfeecap`):
+        // past it, the redemption waits for the base fee to fall instead.
+        let fee = U256::from(old.gas_limit) * U256::from(max_fee);
+        if fee > U256::from(FEE_CAP_WEI) {
+            return Err(ChainError::Rpc(format!("re-pricing would bid up to {fee} wei, past the nodes' 1 POL cap")));
+        }
         self.seal(TxEip1559 { max_fee_per_gas: max_fee, max_priority_fee_per_gas: tip, ..old }).await
     }
 
@@ -256,6 +265,25 @@ impl Chain {
             Err(ChainError::Rpc(e)) if e.contains("already known") => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// What mined transaction `hash` paid `to` in the ERC-20 `token`: the sum of its receipt's
+    /// `Transfer` logs of that token to that address. `None` when the node has no receipt.
+    ///
+    /// # Errors
+    /// When the node does not answer.
+    pub async fn paid_in(&self, hash: B256, token: Address, to: Address) -> Result<Option<U256>, ChainError> {
+        use alloy::sol_types::SolEvent as _;
+        let Some(receipt) = bounded(self.provider.get_transaction_receipt(hash)).await? else { return Ok(None) };
+        let mut paid = U256::ZERO;
+        for log in receipt.inner.logs().iter().filter(|l| l.address() == token) {
+            if let Ok(t) = calls::Transfer::decode_log_data(log.data())
+                && t.to == to
+            {
+                paid = paid.saturating_add(t.value);
+            }
+        }
+        Ok(Some(paid))
     }
 
     /// Where transaction `hash` stands.

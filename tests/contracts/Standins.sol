@@ -94,8 +94,11 @@ contract MockRouter {
 contract MockPUSD {
     mapping(address => uint256) public balanceOf;
 
+    event Transfer(address indexed from, address indexed to, uint256 value);
+
     function mint(address to, uint256 value) external {
         balanceOf[to] += value;
+        emit Transfer(address(0), to, value);
     }
 }
 

@@ -355,17 +355,7 @@ async fn test_redeem_when_v3_market_resolves_then_redeemed_through_the_router() 
 /// it; then the position is settled at 0.5 and redeemed for half a pUSD a share.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_redeem_when_a_market_resolves_evenly_then_settled_at_half_and_redeemed() {
-    let mut l = live().await;
-    install(&l.anvil).await;
-    l.d.set("risk", "mark_interval_s = 1");
-    for (k, v) in [("CHECK_EVERY_S", "1"), ("CONFIRM_WAIT_S", "10")] {
-        l.d.env.push((format!("POLYCOPY_REDEEM__{k}"), v.to_owned()));
-    }
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(30, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
-    settle_buys_on_chain(&l, &[STD_TOKEN]).await;
-    hold(&l.anvil, SIGNER, STD_TOKEN, 10 * ONE).await;
+    let l = holding("10").await;
     let (yes, no) = (U256::from(STD_TOKEN), U256::from(format!("9{STD_TOKEN}").parse::<u64>().unwrap()));
     let half = U256::from(ONE / 2);
     send(
@@ -405,38 +395,8 @@ async fn test_redeem_when_a_market_resolves_evenly_then_settled_at_half_and_rede
 /// and the market is redeemed once, by the replacement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_redeem_when_the_base_fee_passes_its_fee_cap_then_repriced_and_redeemed_once() {
-    let mut l = live().await;
-    install(&l.anvil).await;
-    l.d.set("risk", "mark_interval_s = 1");
-    for (k, v) in [("CHECK_EVERY_S", "1"), ("CONFIRM_WAIT_S", "1")] {
-        l.d.env.push((format!("POLYCOPY_REDEEM__{k}"), v.to_owned()));
-    }
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(30, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
-    settle_buys_on_chain(&l, &[STD_TOKEN]).await;
-    hold(&l.anvil, SIGNER, STD_TOKEN, 10 * ONE).await;
-    market(&l.anvil, STD_ADAPTER, STD_TOKEN, true).await;
-    // Approved beforehand, so the one transaction left to the daemon is the redemption.
-    send_as(
-        &l.anvil,
-        &SIGNER.to_string(),
-        CONDITIONAL_TOKENS,
-        setApprovalForAllCall { operator: STD_ADAPTER, approved: true }.abi_encode(),
-    )
-    .await;
-    // From here blocks are made by hand: the redemption waits in the pool.
-    l.anvil.raw("evm_setAutomine", json!([false])).await;
-    l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
-    let first =
-        wait_for(30, "the redemption sent", async || txs(&l.d).await.into_iter().next().and_then(|r| r.0)).await;
-    // The next block's base fee is far above the transaction's fee cap: it stays in the pool.
-    l.anvil.raw("anvil_setNextBlockBaseFeePerGas", json!(["0xe8d4a51000"])).await;
-    l.anvil.raw("evm_mine", json!([])).await;
-    let (second, replaced) = wait_for(30, "the redemption re-priced", async || {
-        txs(&l.d).await.into_iter().next().filter(|r| !r.1.is_empty()).and_then(|r| Some((r.0?, r.1)))
-    })
-    .await;
+    let mut l = holding("1").await;
+    let Repriced { first, second, replaced, .. } = priced_out(&mut l, None).await;
     assert_eq!(replaced, first, "the first transaction is kept");
     assert_ne!(second, first);
     l.anvil.raw("evm_mine", json!([])).await;
@@ -448,6 +408,118 @@ async fn test_redeem_when_the_base_fee_passes_its_fee_cap_then_repriced_and_rede
     assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
     assert_eq!(rows(&l.d).await.len(), 1);
     l.anvil.raw("evm_setAutomine", json!([true])).await;
+}
+
+/// The redemption is mined but pays less than planned (here nothing, as a wrong adapter or
+/// collateral would: the call succeeds and pays no one): an error says what was paid, the row
+/// says so, and it is not sent again (another try would not pay more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_mined_but_paid_less_than_planned_then_reported_once() {
+    let l = holding("10").await;
+    // The adapter pays the other outcome, while Gamma says ours won.
+    market(&l.anvil, STD_ADAPTER, STD_TOKEN, false).await;
+    l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
+    let err = wait_for(30, "the shortfall reported", async || {
+        l.d.events("error").into_iter().find(|m| m.contains("but paid"))
+    })
+    .await;
+    assert!(err.contains("paid 0 pUSD, not the 10 planned"), "{err}");
+    let ev = wait_for(10, "the redemption reported", async || l.d.events("redeemed").into_iter().next()).await;
+    assert!(ev.contains("redeemed 10 shares") && ev.contains(": 0 pUSD paid"), "{ev}");
+    let start = rounds(&l.d).await;
+    wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1), "sent once");
+    assert_eq!(rows(&l.d).await, vec![(condition(STD_TOKEN).to_string(), "redeemed".to_owned())]);
+    let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+    let msg: String = c.query_row("SELECT message FROM redemptions", [], |r| r.get(0)).unwrap();
+    assert_eq!(msg, "mined, paid 0 of 10 pUSD");
+    assert_eq!(l.d.events("error").iter().filter(|m| m.contains("but paid")).count(), 1);
+}
+
+/// A live daemon redeeming every second (waiting `confirm_wait_s` for a receipt) whose copy of a
+/// target's BUY of the standard token settled on chain: the funder holds 10 shares.
+async fn holding(confirm_wait_s: &str) -> Live {
+    let mut l = live().await;
+    install(&l.anvil).await;
+    l.d.set("risk", "mark_interval_s = 1");
+    for (k, v) in [("CHECK_EVERY_S", "1"), ("CONFIRM_WAIT_S", confirm_wait_s)] {
+        l.d.env.push((format!("POLYCOPY_REDEEM__{k}"), v.to_owned()));
+    }
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    settle_buys_on_chain(&l, &[STD_TOKEN]).await;
+    hold(&l.anvil, SIGNER, STD_TOKEN, 10 * ONE).await;
+    l
+}
+
+/// Killed after journaling a re-priced transaction and before sending it; the base fee falls and
+/// the first transaction, still in the pool, is mined. After the restart the redemption is found
+/// by that hash: booked once, reported with it, and the re-priced one is never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_killed_after_repricing_and_the_first_is_mined_then_booked_by_it_once() {
+    let mut l = holding("1").await;
+    let Repriced { first, first_raw, replaced, .. } = priced_out(&mut l, Some("abort_after_redeem_repriced")).await;
+    assert_eq!(replaced, first);
+    assert!(!l.d.wait_exit().await.success(), "the fault aborted the daemon");
+    // anvil drops a transaction its block could not take; a Bor (go-ethereum) node keeps it in
+    // its pool, and any node that saw it may still hand it on: here it comes back from the test.
+    l.anvil.raw("anvil_setNextBlockBaseFeePerGas", json!(["0x1"])).await;
+    l.anvil.raw("evm_mine", json!([])).await;
+    l.anvil.raw("eth_sendRawTransaction", json!([first_raw])).await;
+    l.anvil.raw("evm_mine", json!([])).await;
+    wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
+        .await;
+    l.d.start();
+    l.d.wait_live().await;
+    wait_for(30, "the row redeemed", async || (rows(&l.d).await[0].1 == "redeemed").then_some(())).await;
+    let ev = wait_for(10, "the redemption reported", async || l.d.events("redeemed").into_iter().next()).await;
+    assert!(ev.contains(&first[2..]), "reported with the first transaction's hash: {ev}");
+    let start = rounds(&l.d).await;
+    wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 2).then_some(())).await;
+    l.anvil.raw("evm_mine", json!([])).await;
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1), "redeemed once");
+    assert_eq!(rows(&l.d).await.len(), 1);
+    l.anvil.raw("evm_setAutomine", json!([true])).await;
+}
+
+/// Resolves the held market with blocks made by hand, lets the daemon send its redemption, then
+/// raises the base fee far above the transaction's fee cap and waits until the daemon re-priced
+/// it. `fault` is armed by a restart first.
+async fn priced_out(l: &mut Live, fault: Option<&str>) -> Repriced {
+    market(&l.anvil, STD_ADAPTER, STD_TOKEN, true).await;
+    // Approved beforehand, so the one transaction left to the daemon is the redemption.
+    let approve = setApprovalForAllCall { operator: STD_ADAPTER, approved: true }.abi_encode();
+    send_as(&l.anvil, &SIGNER.to_string(), CONDITIONAL_TOKENS, approve).await;
+    if let Some(point) = fault {
+        l.d.stop();
+        l.d.start_with(&[("POLYCOPY_FAULT", point)]);
+        l.d.wait_live().await;
+    }
+    // From here blocks are made by hand: the redemption waits in the pool.
+    l.anvil.raw("evm_setAutomine", json!([false])).await;
+    l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
+    let first =
+        wait_for(30, "the redemption sent", async || txs(&l.d).await.into_iter().next().and_then(|r| r.0)).await;
+    let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+    let first_raw: String = c.query_row("SELECT raw_tx FROM redemptions", [], |r| r.get(0)).unwrap();
+    // The next block's base fee is far above the transaction's fee cap: it stays in the pool.
+    l.anvil.raw("anvil_setNextBlockBaseFeePerGas", json!(["0xe8d4a51000"])).await;
+    l.anvil.raw("evm_mine", json!([])).await;
+    let (second, replaced) = wait_for(30, "the redemption re-priced", async || {
+        txs(&l.d).await.into_iter().next().filter(|r| !r.1.is_empty()).and_then(|r| Some((r.0?, r.1)))
+    })
+    .await;
+    Repriced { first, first_raw, second, replaced }
+}
+
+/// A redemption the daemon re-priced: its first transaction (hash, signed bytes), the re-priced
+/// one's hash, and the row's `replaced`.
+struct Repriced {
+    first: String,
+    first_raw: String,
+    second: String,
+    replaced: String,
 }
 
 /// The journal's redemption transactions: (the one sent, the ones it replaced).

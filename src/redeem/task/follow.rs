@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use super::{InFlight, Redeemer, ask};
 use crate::actors::notifier::Event;
 use crate::actors::store::RedemptionRepriced;
+use crate::domain::{Usdc, u256_to_micros};
 use crate::redeem::chain::{Chain, ChainError, Landed};
 use crate::store::{RedeemStatus, RedemptionRow};
 
@@ -19,24 +20,35 @@ impl Redeemer {
     /// priced out, and books how it landed. Whether it may still be mined.
     pub(super) async fn follow(&self, chain: &Chain, row: &RedemptionRow) -> InFlight {
         let (Some(hash), Some(raw)) = (row.tx_hash, row.raw_tx.as_deref()) else { return InFlight::No };
-        for earlier in &row.replaced {
-            if let Ok(l @ (Landed::Success | Landed::Reverted)) = chain.landed(*earlier).await {
-                return self.book(row, *earlier, l).await;
-            }
+        match self.earlier(chain, row).await {
+            Earlier::Mined(h, l) => return self.book(chain, row, h, l).await,
+            Earlier::Unread => return InFlight::Yes,
+            Earlier::Waiting | Earlier::Gone => {}
         }
         match chain.landed(hash).await {
             Ok(Landed::Unknown) => match chain.send(raw).await {
                 Ok(()) => self.set(row, RedeemStatus::Sent, "sent", row.attempts, 0).await,
-                // Its nonce went to another transaction (none of ours was mined): it never can be.
                 Err(e) if e.to_string().contains("nonce") => {
-                    self.set(row, RedeemStatus::Dropped, &e.to_string(), row.attempts, 0).await;
-                    return InFlight::No;
+                    // Its nonce was used: by a transaction it replaced (mined since we looked), or
+                    // by another one, and then none of ours can ever be mined.
+                    return match self.earlier(chain, row).await {
+                        Earlier::Mined(h, l) => self.book(chain, row, h, l).await,
+                        Earlier::Unread | Earlier::Waiting => InFlight::Yes,
+                        Earlier::Gone => {
+                            self.set(row, RedeemStatus::Dropped, &e.to_string(), row.attempts, 0).await;
+                            InFlight::No
+                        }
+                    };
                 }
                 // Refused: the node does not hold it (underpriced, say). Its nonce is free unless a
-                // transaction it replaced still waits for a block.
+                // transaction it replaced still waits in the pool.
                 Err(e) => {
                     warn!(cause = %e, tx = %hash, "sending the journaled redemption failed; next round tries again");
-                    return if row.replaced.is_empty() { InFlight::No } else { InFlight::Yes };
+                    return match self.earlier(chain, row).await {
+                        Earlier::Gone => InFlight::No,
+                        Earlier::Mined(h, l) => self.book(chain, row, h, l).await,
+                        Earlier::Unread | Earlier::Waiting => InFlight::Yes,
+                    };
                 }
             },
             Ok(_) => {}
@@ -46,25 +58,70 @@ impl Redeemer {
             }
         }
         match self.mined(chain, hash).await {
-            Ok(l @ (Landed::Success | Landed::Reverted)) => self.book(row, hash, l).await,
+            Ok(l @ (Landed::Success | Landed::Reverted)) => self.book(chain, row, hash, l).await,
             Ok(_) | Err(_) => self.still_pending(chain, row, raw).await,
         }
     }
 
-    /// Books a mined transaction of the redemption: redeemed, or an attempt that reverted.
-    async fn book(&self, row: &RedemptionRow, hash: B256, landed: Landed) -> InFlight {
-        if landed == Landed::Success {
-            self.set(row, RedeemStatus::Redeemed, "mined", row.attempts, 0).await;
-            self.notifier.do_send(Event::Redeemed {
-                condition: row.condition_id,
-                shares: row.shares,
-                payout: row.expected,
-                tx: Some(hash),
-            });
-        } else {
-            self.failed(row, &format!("transaction {hash:#x} reverted")).await;
+    /// How the transactions this one replaced stand: one mined decides the redemption, and a
+    /// lookup that fails decides nothing (a receipt not found is not proof it was not mined).
+    async fn earlier(&self, chain: &Chain, row: &RedemptionRow) -> Earlier {
+        let mut waiting = false;
+        for earlier in &row.replaced {
+            match chain.landed(*earlier).await {
+                Ok(l @ (Landed::Success | Landed::Reverted)) => return Earlier::Mined(*earlier, l),
+                Ok(Landed::Pending) => waiting = true,
+                Ok(Landed::Unknown) => {}
+                Err(e) => {
+                    warn!(cause = %e, tx = %earlier, "looking up a replaced redemption failed; next round tries again");
+                    return Earlier::Unread;
+                }
+            }
         }
+        if waiting { Earlier::Waiting } else { Earlier::Gone }
+    }
+
+    /// Books a mined transaction of the redemption: redeemed, or an attempt that reverted.
+    async fn book(&self, chain: &Chain, row: &RedemptionRow, hash: B256, landed: Landed) -> InFlight {
+        if landed != Landed::Success {
+            self.failed(row, &format!("transaction {hash:#x} reverted")).await;
+            return InFlight::No;
+        }
+        let paid = self.paid(chain, hash).await;
+        let short = paid.filter(|p| *p < row.expected);
+        let message = short.map_or_else(|| "mined".to_owned(), |p| format!("mined, paid {p} of {} pUSD", row.expected));
+        self.set(row, RedeemStatus::Redeemed, &message, row.attempts, 0).await;
+        if let Some(p) = short {
+            // Mined and paid less than planned: another try would not pay more (the tokens are
+            // burned or were never taken), so a person has to look.
+            self.notifier.do_send(Event::Error {
+                message: format!(
+                    "redemption of market {:#x} was mined (tx {hash:#x}) but paid {p} pUSD, not the {} planned: \
+                     check the adapter and pUSD addresses (RUNBOOK, \"Redemption paid less than planned\")",
+                    row.condition_id, row.expected
+                ),
+            });
+        }
+        self.notifier.do_send(Event::Redeemed {
+            condition: row.condition_id,
+            shares: row.shares,
+            payout: paid.unwrap_or(row.expected),
+            tx: Some(hash),
+        });
         InFlight::No
+    }
+
+    /// What a mined redemption paid the funder in pUSD, read from its receipt; `None` (reported as
+    /// planned) when the node cannot say.
+    async fn paid(&self, chain: &Chain, hash: B256) -> Option<Usdc> {
+        match chain.paid_in(hash, self.cfg.contracts.pusd, self.funder).await {
+            Ok(Some(v)) => u256_to_micros(v).map(Usdc),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(cause = %e, tx = %hash, "reading what a redemption paid failed; reported as planned");
+                None
+            }
+        }
     }
 
     /// Not mined within the wait. When the base fee has passed its fee cap, it is signed again with
@@ -80,6 +137,7 @@ impl Redeemer {
                     }
                     info!(market = %row.condition_id, old = %row.tx_hash.unwrap_or_default(), new = %new.hash,
                         "redemption re-priced: the base fee passed its fee cap");
+                    crate::fault::abort_at("abort_after_redeem_repriced");
                     return match chain.send(&new.raw).await {
                         Ok(()) => {
                             self.set(row, RedeemStatus::Sent, "re-priced and sent", row.attempts, 0).await;
@@ -109,4 +167,16 @@ impl Redeemer {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+/// How the transactions a redemption's current one replaced stand.
+enum Earlier {
+    /// One was mined (succeeded or reverted): it is the redemption's.
+    Mined(B256, Landed),
+    /// None mined; one still waits in the node's pool.
+    Waiting,
+    /// None mined or known to the node (or there were none).
+    Gone,
+    /// A lookup failed.
+    Unread,
 }
