@@ -87,11 +87,17 @@ impl MarketDirectory {
                 return Some(info);
             }
         }
-        self.refresh(&[token]).await.into_iter().next()
+        // A copy's path never waits on the chain for a result: the marking loop reads those.
+        self.fetch(&[token], false).await.into_iter().next()
     }
 
-    /// Asks Gamma about `tokens` in one call and caches the answers; returns what it learned.
+    /// Asks Gamma about `tokens` in one call and caches the answers, with the result on chain of
+    /// those closed without a winner; returns what it learned.
     pub async fn refresh(&self, tokens: &[TokenId]) -> Vec<MarketInfo> {
+        self.fetch(tokens, true).await
+    }
+
+    async fn fetch(&self, tokens: &[TokenId], read_results: bool) -> Vec<MarketInfo> {
         if tokens.is_empty() {
             return Vec::new();
         }
@@ -117,7 +123,7 @@ impl MarketDirectory {
             let found = markets.iter().find_map(|m| from_gamma(m, *t).map(|i| (m, i)));
             let info = match found {
                 Some((m, mut info)) => {
-                    if info.closed && info.payout.is_none() {
+                    if read_results && info.closed && info.payout.is_none() {
                         let outcomes = m.clob_token_ids.as_ref().map_or(0, Vec::len);
                         info.payout = self.even_result(&mut results, info.condition_id, outcomes).await;
                     }

@@ -29,7 +29,7 @@ pub struct Held {
     pub condition_id: B256,
     /// Neg-risk market (its own adapter).
     pub neg_risk: bool,
-    /// What one share pays (1 or 0).
+    /// What one share pays (1, 0, or 0.5 for an even result).
     pub payout: Price,
     /// Shares our funder holds on chain.
     pub shares: Shares,

@@ -392,7 +392,7 @@ CREATE INDEX fills_wallet ON fills (wallet, token_id);
 ",
     r"
 -- an orphan stays provisional, so a replacement of its settlement mined soon after still adopts
--- it; after an hour it no longer counts as waiting, so orphans kept for months neither make every
+-- it; after a week it no longer counts as waiting, so orphans kept for months neither make every
 -- mined fill look for a replacement nor are scanned by it. The index reaches the fills still
 -- waiting for their block and the recent orphans
 DROP INDEX fills_provisional;

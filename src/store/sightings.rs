@@ -13,9 +13,9 @@ use super::{Store, StoreResult, hex_b256, now_ms};
 use crate::domain::{TargetFill, addr_lower};
 
 /// How long an orphan may still be adopted by a replacement of its settlement (the operator's
-/// retry of a match comes within minutes; a day leaves a wide margin). The same transaction mined
-/// after all finds its row by identity at any age.
-pub(super) const ORPHAN_ADOPTABLE_MS: i64 = 86_400_000;
+/// retry of a match comes within minutes; a week leaves a wide margin). The same transaction
+/// mined after all finds its row by identity at any age.
+pub(super) const ORPHAN_ADOPTABLE_MS: i64 = 7 * 86_400_000;
 
 /// Whether any fill waits for its block (provisional, or orphaned recently enough to be adopted)
 /// and any RTDS row waits for its fill.
@@ -323,7 +323,7 @@ impl Store {
         let rows: Vec<(i64, String, bool)> = {
             let mut st = tx.prepare_cached(
                 "SELECT id, token_id, EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id) FROM fills \
-                 INDEXED BY fills_provisional WHERE provisional = 1 AND orphaned = 0 AND tx_hash = ?1",
+                 WHERE tx_hash = ?1 AND provisional = 1 AND orphaned = 0",
             )?;
             st.query_map([tx_hash.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?
         };
@@ -512,10 +512,10 @@ mod tests {
     }
 
     #[test]
-    fn an_orphan_is_adopted_by_a_replacement_for_a_day_and_then_no_longer_waits() {
-        let day = ORPHAN_ADOPTABLE_MS;
+    fn an_orphan_is_adopted_by_a_replacement_for_a_week_and_then_no_longer_waits() {
+        let week = ORPHAN_ADOPTABLE_MS;
         // (how long ago the orphan was seen, rows after its replacement is mined, still waiting)
-        for (age_ms, rows_after, waiting) in [(60_000, 1, true), (day + 60_000, 2, false)] {
+        for (age_ms, rows_after, waiting) in [(60_000, 1, true), (week + 60_000, 2, false)] {
             let dir = tempfile::tempdir().unwrap();
             let mut s = Store::open(&dir.path().join("j.db")).unwrap();
             assert!(s.journal_pending(&[fill(1, 9, 0)], "pending", &HashSet::new()).unwrap().is_empty());

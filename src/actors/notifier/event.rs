@@ -146,7 +146,7 @@ pub enum Event {
         /// P&L the correction realized.
         realized: Usdc,
     },
-    /// A resolved market settled one of our positions at 1 or 0.
+    /// A resolved market settled one of our positions at its payout (1, 0, or 0.5 for an even result).
     Settled {
         /// "question — outcome".
         market: String,

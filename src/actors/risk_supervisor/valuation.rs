@@ -57,7 +57,8 @@ impl RiskSupervisor {
     }
 }
 
-/// Markets that resolved: our positions in them settle at what a share pays (1 or 0).
+/// Markets that resolved: our positions in them settle at what a share pays (1, 0, or 0.5 for an
+/// even result).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Resolved(pub Vec<MarketInfo>);
