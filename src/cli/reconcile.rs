@@ -139,7 +139,7 @@ fn print_report(
                 let s = |v: Option<Shares>| v.map(|v| v.to_string());
                 json!({"token_id": d.seen.token_id.to_string(), "journal": d.seen.journal.to_string(),
                        "chain": s(d.seen.chain), "data_api": s(d.seen.data), "delta": d.delta.to_string(),
-                       "cause": d.cause, "advice": d.cause.advice(), "applies": d.cause.applies()})
+                       "cause": d.cause, "advice": d.cause.advice(), "applies": d.bookable()})
             })
             .collect();
         let out = json!({"funder": format!("{funder:#x}"), "journal": s.db_path.display().to_string(),
@@ -175,7 +175,15 @@ fn print_report(
 fn apply_all(s: &Settings, diffs: &[Difference], prices: &BTreeMap<TokenId, Price>) -> Result<i32> {
     let mut code = 0;
     for d in diffs.iter().filter(|d| d.cause.applies()) {
-        let Some(to) = d.truth else { continue };
+        let Some(to) = d.truth.filter(|_| d.bookable()) else {
+            code = 1;
+            eprintln!(
+                "not applied: {}: the chain could not be read, and the Data API's figure is not booked (it can lag \
+                 a fresh trade); run reconcile --apply again when the chain answers",
+                d.seen.token_id
+            );
+            continue;
+        };
         let price = prices.get(&d.seen.token_id).copied().unwrap_or(Price(0));
         let req = crate::control::Request::Adjust {
             token: d.seen.token_id.to_string(),

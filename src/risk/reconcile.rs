@@ -98,6 +98,15 @@ pub struct Difference {
     pub cause: Cause,
 }
 
+impl Difference {
+    /// Whether `--apply` books it: a cause it books, with a figure the chain gave. The Data API's
+    /// figure (the chain unread) can lag a fresh trade, so it is shown, never booked.
+    #[must_use]
+    pub const fn bookable(&self) -> bool {
+        self.cause.applies() && self.seen.chain.is_some()
+    }
+}
+
 /// The differences among `sightings`, each with its likely cause; agreeing tokens are left out.
 #[must_use]
 pub fn compare(sightings: &[Sighting]) -> Vec<Difference> {
@@ -190,5 +199,18 @@ mod tests {
         let lost = Sighting { resolved: true, worthless: true, ..s(0, Some(10 * ONE), Some(0)) };
         assert!(compare(&[lost]).is_empty(), "a lost market's tokens are worth nothing: no difference");
         assert!(Cause::SoldOutside.applies() && !Cause::Redeemed.applies() && !Cause::UnsettledMatch.applies());
+    }
+
+    #[test]
+    fn only_a_figure_the_chain_gave_is_booked() {
+        // (sighting, booked by --apply)
+        for (sighting, bookable) in [
+            (s(10 * ONE, Some(4 * ONE), Some(4 * ONE)), true),
+            (s(10 * ONE, Some(4 * ONE), None), true),
+            (s(10 * ONE, None, Some(4 * ONE)), false), // the chain unread: the Data API may lag
+            (s(10 * ONE, Some(10 * ONE), Some(7 * ONE)), false), // Data API lags: nothing to book
+        ] {
+            assert_eq!(compare(&[sighting])[0].bookable(), bookable, "{sighting:?}");
+        }
     }
 }

@@ -125,6 +125,32 @@ async fn test_reconcile_when_chain_differs_then_explained_applied_and_alerted() 
     .await;
 }
 
+/// The chain cannot be read: the Data API's figure is shown, but `--apply` does not book it (it
+/// can lag a fresh trade); the position is left as the journal has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_the_chain_is_unreadable_then_apply_books_nothing() {
+    let mut l = live().await;
+    l.anvil.install_balances().await;
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    l.clob.data_positions(&[(STD_TOKEN, "4", false)]);
+    let before = positions(&l.d);
+    let out = l.d.cmd(&["reconcile", "--apply"]).env("POLYGON_RPC_URL", "http://127.0.0.1:9").output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("Data API 4") && stdout.contains("sold outside polycopy"), "{stdout}");
+    assert!(stderr.contains(&format!("not applied: {STD_TOKEN}: the chain could not be read")), "{stdout}{stderr}");
+    assert!(!stdout.contains("applied: position in"), "{stdout}");
+    assert_eq!(positions(&l.d), before, "nothing booked");
+    // With the chain readable again, the chain's figure is the one booked.
+    l.anvil.set_balance(SIGNER, STD_TOKEN, 4 * ONE).await;
+    let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(out.matches("applied: position in").count(), 1, "{out}{err}");
+    assert_eq!(positions(&l.d), vec![(STD_TOKEN.to_string(), "4".to_owned())]);
+}
+
 /// Paper mode has nothing on chain to reconcile with, and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_reconcile_when_paper_then_says_there_is_nothing_to_compare() {
