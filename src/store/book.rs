@@ -10,6 +10,28 @@ use crate::domain::{Shares, TokenId, Usdc, addr_lower};
 use crate::risk::{Book, BreakerState, Position, Written};
 
 impl Store {
+    /// Where fill `row` was mined, once its block is journaled: the block, and what its wallet
+    /// traded of its token earlier in that block (BUYs add, SELLs take away). A fill seen pending
+    /// is sized on its balance before it, and the journal knows its block even when the operator
+    /// mined it under another transaction than the one seen.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn mined_at(&self, row: i64) -> StoreResult<Option<(u64, i64)>> {
+        let found: Option<(i64, i64)> = self
+            .conn
+            .query_row(
+                "SELECT f.block_number, (SELECT COALESCE(SUM(CASE WHEN e.side = 'BUY' THEN e.shares ELSE -e.shares END), 0) \
+                 FROM fills e INDEXED BY fills_wallet WHERE e.wallet = f.wallet AND e.token_id = f.token_id \
+                 AND e.block_number = f.block_number AND e.log_index < f.log_index AND e.provisional = 0) \
+                 FROM fills f WHERE f.id = ?1 AND f.provisional = 0 AND f.block_number > 0",
+                [row],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(found.map(|(block, earlier)| (u64::try_from(block).unwrap_or(0), earlier)))
+    }
+
     /// The shares of `token` our copies of `wallet` hold: its copies' BUYs less their SELLs, of
     /// executions still in our books (never below zero). A target's exit is sized on this, not
     /// on the whole position: other targets' copies of the same outcome are theirs to sell.

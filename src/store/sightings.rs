@@ -530,4 +530,23 @@ mod tests {
             assert_eq!(rows(&s).len(), rows_after, "{age_ms}: {:?}", rows(&s));
         }
     }
+
+    #[test]
+    fn a_pending_sell_mined_under_a_replacement_is_known_at_its_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let now: HashSet<Address> = [WALLET].into();
+        let sell = |tx: u8, block: u64, log_index: u64| TargetFill {
+            side: crate::domain::Side::Sell,
+            log_index,
+            ..fill(tx, 9, block)
+        };
+        let row = s.journal_pending(&[sell(1, 0, 0)], "pending", &now).unwrap()[0].row;
+        assert_eq!(s.mined_at(row).unwrap(), None, "not mined yet");
+        // Block 6: the target buys 10 first, then its sale is mined as transaction 2.
+        let buy = TargetFill { log_index: 0, ..fill(3, 8, 6) };
+        let b6 = (6, B256::repeat_byte(6));
+        s.journal_range(&[buy, sell(2, 6, 1)], b6, &[b6]).unwrap();
+        assert_eq!(s.mined_at(row).unwrap(), Some((6, 10_000_000)));
+    }
 }

@@ -92,7 +92,8 @@ impl CopyTask {
             let held = self.risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO);
             (
                 self.copied(fill, held).await?,
-                Box::pin(target_balance_before(cfg, self.rpc.as_deref(), &self.store, fill, earlier_in_block)).await,
+                Box::pin(target_balance_before(cfg, self.rpc.as_deref(), &self.store, &m.pending, earlier_in_block))
+                    .await,
             )
         } else {
             (Shares::ZERO, None)

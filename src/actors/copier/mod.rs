@@ -15,7 +15,7 @@ use tracing::debug;
 use crate::actors::lanes::{Access, Lanes};
 use crate::actors::notifier::Notifier;
 use crate::actors::risk_supervisor::{Decision, Flush, RiskSupervisor};
-use crate::actors::store::{StoreActor, TargetPosition};
+use crate::actors::store::{MinedAt, StoreActor, TargetPosition};
 use crate::chain::Rpc;
 use crate::domain::{Shares, Side, TokenId, Usdc, u256_to_micros};
 use crate::market::MarketDirectory;
@@ -245,17 +245,25 @@ impl Copier {
 }
 
 /// The target's balance of the token just before this fill: on chain at the previous block plus what
-/// it traded earlier in the same block; else its observed position before this fill.
+/// it traded earlier in the same block; else its observed position before this fill. A fill seen
+/// pending whose block the journal has by now is read like a mined one.
 pub(super) async fn target_balance_before(
     cfg: &CopierConfig,
     rpc: Option<&Rpc>,
     store: &Addr<StoreActor>,
-    fill: &crate::domain::TargetFill,
+    pending: &crate::store::PendingFill,
     earlier_in_block: i64,
 ) -> Option<Shares> {
-    let at = match (rpc, fill.block_number) {
-        (Some(rpc), 0) => before_pending(rpc, fill.id.tx_hash).await,
-        (_, n) => Some(n.saturating_sub(1)),
+    let fill = &pending.fill;
+    let mined = if fill.block_number == 0 {
+        store.send(MinedAt(pending.row)).await.ok().and_then(Result::ok).flatten()
+    } else {
+        None
+    };
+    let (at, earlier_in_block) = match (rpc, fill.block_number, mined) {
+        (_, 0, Some((n, earlier))) => (Some(n.saturating_sub(1)), earlier),
+        (Some(rpc), 0, None) => (before_pending(rpc, fill.id.tx_hash).await, 0),
+        (_, n, _) => (Some(n.saturating_sub(1)), earlier_in_block),
     };
     if let (Some(rpc), Some(at)) = (rpc, at) {
         // The market's generation decides the contract: V3 markets keep positions in PositionManager.

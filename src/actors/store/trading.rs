@@ -40,6 +40,11 @@ pub struct CopiedShares {
 }
 store_handler!(CopiedShares -> Shares, |s, m| s.copied_shares(&m.wallet, m.token));
 
+/// Where a fill seen pending was mined, once journaled (see [`crate::store::Store::mined_at`]).
+#[derive(Debug)]
+pub struct MinedAt(pub i64);
+store_handler!(MinedAt -> Option<(u64, i64)>, |s, m| s.mined_at(m.0));
+
 /// Record the unrealized P&L a trading day opened with.
 #[derive(Debug)]
 pub struct SetDayOpen {
