@@ -410,30 +410,39 @@ async fn test_redeem_when_the_base_fee_passes_its_fee_cap_then_repriced_and_rede
     l.anvil.raw("evm_setAutomine", json!([true])).await;
 }
 
-/// The redemption is mined but pays less than planned (here nothing, as a wrong adapter or
-/// collateral would: the call succeeds and pays no one): an error says what was paid, the row
-/// says so, and it is not sent again (another try would not pay more).
+/// The redemption is mined but pays less than planned (here nothing, and the tokens stay in the
+/// funder, as with a wrong adapter: the call succeeds and touches nothing): one error says what was
+/// paid, the row is left to the operator (`failed`), and it is not sent again in later rounds
+/// although the tokens are still there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_redeem_when_mined_but_paid_less_than_planned_then_reported_once() {
+async fn test_redeem_when_mined_but_paid_less_than_planned_then_reported_once_and_not_sent_again() {
     let l = holding("10").await;
-    // The adapter pays the other outcome, while Gamma says ours won.
-    market(&l.anvil, STD_ADAPTER, STD_TOKEN, false).await;
+    // The adapter knows other tokens for this market: it burns nothing of ours and pays nothing.
+    let (t0, t1) = (U256::from(1), U256::from(2));
+    let setup = setMarketCall { conditionId: condition(STD_TOKEN), t0, t1, p0: U256::from(ONE), p1: U256::ZERO };
+    send(&l.anvil, STD_ADAPTER, setup.abi_encode()).await;
     l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
     let err = wait_for(30, "the shortfall reported", async || {
         l.d.events("error").into_iter().find(|m| m.contains("but paid"))
     })
     .await;
-    assert!(err.contains("paid 0 pUSD, not the 10 planned"), "{err}");
-    let ev = wait_for(10, "the redemption reported", async || l.d.events("redeemed").into_iter().next()).await;
-    assert!(ev.contains("redeemed 10 shares") && ev.contains(": 0 pUSD paid"), "{ev}");
+    assert!(err.contains("paid 0 pUSD, not the 10 planned") && err.contains("Not tried again"), "{err}");
     let start = rounds(&l.d).await;
     wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
+    let held = read(
+        &l.anvil,
+        CONDITIONAL_TOKENS,
+        ctf::balanceOfCall { owner: SIGNER, id: U256::from(STD_TOKEN) }.abi_encode(),
+    )
+    .await;
+    assert_eq!(held, U256::from(10 * ONE), "the tokens are still in the funder");
     assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1), "sent once");
-    assert_eq!(rows(&l.d).await, vec![(condition(STD_TOKEN).to_string(), "redeemed".to_owned())]);
+    assert_eq!(rows(&l.d).await, vec![(condition(STD_TOKEN).to_string(), "failed".to_owned())]);
     let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
     let msg: String = c.query_row("SELECT message FROM redemptions", [], |r| r.get(0)).unwrap();
-    assert_eq!(msg, "mined, paid 0 of 10 pUSD");
+    assert!(msg.starts_with("mined (tx 0x") && msg.ends_with("but paid 0 of 10 pUSD"), "{msg}");
     assert_eq!(l.d.events("error").iter().filter(|m| m.contains("but paid")).count(), 1);
+    assert!(l.d.events("redeemed").is_empty(), "{:?}", l.d.events("redeemed"));
 }
 
 /// A live daemon redeeming every second (waiting `confirm_wait_s` for a receipt) whose copy of a

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, ResponseFuture};
 use alloy::primitives::Address;
 use tokio::sync::oneshot;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::actors::lanes::{Access, Lanes};
 use crate::actors::notifier::Notifier;
@@ -256,7 +256,18 @@ pub(super) async fn target_balance_before(
 ) -> Option<Shares> {
     let fill = &pending.fill;
     let mined = if fill.block_number == 0 {
-        store.send(MinedAt(pending.row)).await.ok().and_then(Result::ok).flatten()
+        match store
+            .send(MinedAt(pending.row))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            Ok(mined) => mined,
+            Err(cause) => {
+                warn!(%cause, "where a pending fill was mined is not known: its balance is read at the head");
+                None
+            }
+        }
     } else {
         None
     };

@@ -81,44 +81,53 @@ impl Redeemer {
         if waiting { Earlier::Waiting } else { Earlier::Gone }
     }
 
-    /// Books a mined transaction of the redemption: redeemed, or an attempt that reverted.
+    /// Books a mined transaction of the redemption: redeemed, an attempt that reverted, or one that
+    /// paid less than planned (left to the operator). Until its receipt says what it paid, nothing
+    /// is booked: the next round asks again.
     async fn book(&self, chain: &Chain, row: &RedemptionRow, hash: B256, landed: Landed) -> InFlight {
         if landed != Landed::Success {
             self.failed(row, &format!("transaction {hash:#x} reverted")).await;
             return InFlight::No;
         }
-        let paid = self.paid(chain, hash).await;
-        let short = paid.filter(|p| *p < row.expected);
-        let message = short.map_or_else(|| "mined".to_owned(), |p| format!("mined, paid {p} of {} pUSD", row.expected));
-        self.set(row, RedeemStatus::Redeemed, &message, row.attempts, 0).await;
-        if let Some(p) = short {
-            // Mined and paid less than planned: another try would not pay more (the tokens are
-            // burned or were never taken), so a person has to look.
+        let Some(paid) = self.paid(chain, hash).await else { return InFlight::Yes };
+        if paid < row.expected {
+            // Mined and paid less than planned: another transaction would not pay more (the tokens
+            // are burned, or a wrong contract left them where they are and would again), so the
+            // row is left to a person, as a spent budget is.
+            let why = format!("mined (tx {hash:#x}) but paid {paid} of {} pUSD", row.expected);
+            self.set(row, RedeemStatus::Failed, &why, row.attempts, 0).await;
             self.notifier.do_send(Event::Error {
                 message: format!(
-                    "redemption of market {:#x} was mined (tx {hash:#x}) but paid {p} pUSD, not the {} planned: \
-                     check the adapter and pUSD addresses (RUNBOOK, \"Redemption paid less than planned\")",
+                    "redemption of market {:#x} was mined (tx {hash:#x}) but paid {paid} pUSD, not the {} planned. \
+                     Not tried again: check the adapter and pUSD addresses (RUNBOOK, \"Redemption paid less than \
+                     planned\")",
                     row.condition_id, row.expected
                 ),
             });
+            return InFlight::No;
         }
+        self.set(row, RedeemStatus::Redeemed, "mined", row.attempts, 0).await;
         self.notifier.do_send(Event::Redeemed {
             condition: row.condition_id,
             shares: row.shares,
-            payout: paid.unwrap_or(row.expected),
+            payout: paid,
             tx: Some(hash),
         });
         InFlight::No
     }
 
-    /// What a mined redemption paid the funder in pUSD, read from its receipt; `None` (reported as
-    /// planned) when the node cannot say.
+    /// What a mined redemption paid the funder in pUSD, read from its receipt; `None` while the
+    /// node cannot say (a load-balanced node may not have the receipt it just showed).
     async fn paid(&self, chain: &Chain, hash: B256) -> Option<Usdc> {
         match chain.paid_in(hash, self.cfg.contracts.pusd, self.funder).await {
-            Ok(Some(v)) => u256_to_micros(v).map(Usdc),
-            Ok(None) => None,
+            // More than an i64 of micro-pUSD is not short of any plan.
+            Ok(Some(v)) => Some(Usdc(u256_to_micros(v).unwrap_or(i64::MAX))),
+            Ok(None) => {
+                warn!(tx = %hash, "the node has no receipt for a mined redemption yet; booked next round");
+                None
+            }
             Err(e) => {
-                warn!(cause = %e, tx = %hash, "reading what a redemption paid failed; reported as planned");
+                warn!(cause = %e, tx = %hash, "reading what a redemption paid failed; booked next round");
                 None
             }
         }
