@@ -12,9 +12,11 @@ use actix::Addr;
 use alloy::primitives::{Address, B256, U256};
 use tracing::{info, warn};
 
+mod approval;
 mod follow;
 
-use super::chain::{Chain, ChainError, Landed};
+use self::approval::{Approval, SentApprovals};
+use super::chain::Chain;
 use super::{Held, Plan, calls, plan, retry_after_ms};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::store::{
@@ -112,7 +114,7 @@ impl Redeemer {
 
     /// One round, with what earlier rounds of this run learned.
     async fn round(&self, memory: &mut Memory) -> Result<(), String> {
-        let Memory { worthless, done, waiting } = memory;
+        let Memory { worthless, done, waiting, approvals } = memory;
         let Some(chain) = &self.chain else { return self.paper_round().await };
         // A Safe funder's transactions each carry the Safe's next nonce: while one is not mined,
         // another signed now would take the same nonce and revert, spending an attempt.
@@ -160,7 +162,7 @@ impl Redeemer {
                     let Some(row) = self.due(&open, condition_id, tokens, shares, expected).await? else {
                         continue;
                     };
-                    safe_busy |= self.attempt(chain, &row, route).await == InFlight::Yes && self.safe;
+                    safe_busy |= self.attempt(chain, &row, route, approvals).await == InFlight::Yes && self.safe;
                 }
             }
         }
@@ -267,7 +269,13 @@ impl Redeemer {
     }
 
     /// Approves the redeeming contract once, then signs, journals and sends the redemption.
-    async fn attempt(&self, chain: &Chain, row: &RedemptionRow, route: Route) -> InFlight {
+    async fn attempt(
+        &self,
+        chain: &Chain,
+        row: &RedemptionRow,
+        route: Route,
+        approvals: &mut SentApprovals,
+    ) -> InFlight {
         let c = &self.cfg.contracts;
         let (book, target, call) = match route {
             Route::Adapter { neg_risk } => {
@@ -279,10 +287,17 @@ impl Redeemer {
                 (c.position_manager, c.router, calls::router_redeem(position, amount))
             }
         };
-        if let Err(e) = self.ensure_approved(chain, book, target).await {
-            self.failed(row, &format!("approving {target:#x}: {e}")).await;
-            // A Safe's approval that is not mined yet holds the Safe's nonce.
-            return if self.safe { InFlight::Yes } else { InFlight::No };
+        match self.ensure_approved(chain, book, target, approvals).await {
+            Ok(Approval::Ready) => {}
+            Ok(Approval::Waiting) => {
+                info!(market = %row.condition_id, operator = %target, "the approval is not mined yet: the redemption waits for it");
+                // A Safe's approval that is not mined yet holds the Safe's nonce.
+                return if self.safe { InFlight::Yes } else { InFlight::No };
+            }
+            Err(e) => {
+                self.failed(row, &format!("approving {target:#x}: {e}")).await;
+                return if self.safe { InFlight::Yes } else { InFlight::No };
+            }
         }
         let signed = match chain.as_funder(self.funder, self.safe, target, call).await {
             Ok((to, data)) => chain.sign(to, data).await,
@@ -312,20 +327,6 @@ impl Redeemer {
             ..row.clone()
         };
         self.follow(chain, &signed_row).await
-    }
-
-    /// Makes `operator` an approved operator of our tokens on `book` (once).
-    async fn ensure_approved(&self, chain: &Chain, book: Address, operator: Address) -> Result<(), ChainError> {
-        if chain.approved(book, self.funder, operator).await? {
-            return Ok(());
-        }
-        let (to, data) = chain.as_funder(self.funder, self.safe, book, calls::approve(operator)).await?;
-        let tx = chain.sign(to, data).await?;
-        chain.send(&tx.raw).await?;
-        match self.mined(chain, tx.hash).await? {
-            Landed::Success => Ok(()),
-            other => Err(ChainError::Rpc(format!("the approval {:#x} is {other:?}", tx.hash))),
-        }
     }
 
     /// Counts a failed attempt: retried after a pause within the budget, then left to the operator.
@@ -409,6 +410,8 @@ struct Memory {
     done: std::collections::HashMap<B256, std::time::Instant>,
     /// Markets resolved on Gamma whose result the chain does not have yet (said once).
     waiting: HashSet<B256>,
+    /// Approvals sent and not yet in effect.
+    approvals: SentApprovals,
 }
 
 /// The positions read, by market.

@@ -531,6 +531,43 @@ struct Repriced {
     replaced: String,
 }
 
+/// The first redemption's approval is not mined for several rounds: it is waited for, with no
+/// second approval signed and no attempt of the budget spent, and the market is redeemed once
+/// blocks come again. (The node's pending state may show the approval in effect before its block,
+/// so the redemption may be signed behind it at the next nonce: that is fine, blocks keep the order.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_the_approval_waits_for_a_block_then_no_attempt_is_spent_and_it_is_sent_once() {
+    let l = holding("1").await;
+    market(&l.anvil, STD_ADAPTER, STD_TOKEN, true).await;
+    let approvals = async || {
+        let pool = l.anvil.raw("txpool_content", json!([])).await;
+        let ours = pool["pending"].as_object().into_iter().flat_map(|m| m.values()).flat_map(|by_nonce| {
+            by_nonce.as_object().into_iter().flat_map(|m| m.values()).cloned().collect::<Vec<_>>()
+        });
+        ours.filter(|t| t["input"].as_str().is_some_and(|i| i.starts_with("0xa22cb465"))).count()
+    };
+    // From here blocks are made by hand.
+    l.anvil.raw("evm_setAutomine", json!([false])).await;
+    l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
+    wait_for(30, "the approval sent", async || (approvals().await > 0).then_some(())).await;
+    let start = rounds(&l.d).await;
+    wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
+    assert_eq!(approvals().await, 1, "one approval, not one per round");
+    assert!(l.d.events("error").iter().all(|m| !m.contains("approving")), "{:?}", l.d.events("error"));
+    let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+    let attempts: i64 = c.query_row("SELECT attempts FROM redemptions", [], |r| r.get(0)).unwrap();
+    assert_eq!(attempts, 0, "waiting for the approval spends no attempt");
+    // Blocks again: the approval, then the redemption.
+    wait_for(30, "the pUSD paid", async || {
+        l.anvil.raw("evm_mine", json!([])).await;
+        (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(())
+    })
+    .await;
+    wait_for(10, "the row redeemed", async || (rows(&l.d).await[0].1 == "redeemed").then_some(())).await;
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
+    l.anvil.raw("evm_setAutomine", json!([true])).await;
+}
+
 /// The journal's redemption transactions: (the one sent, the ones it replaced).
 async fn txs(d: &Daemon) -> Vec<(Option<String>, String)> {
     let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
