@@ -99,6 +99,7 @@ impl Chain {
         self.signer.address()
     }
 
+    /// A view call on the pending state (alloy's default: what is sent counts, as for a nonce).
     async fn call(&self, to: Address, data: Bytes) -> Result<Bytes, ChainError> {
         let tx = TransactionRequest::default().to(to).input(data.into());
         bounded(self.provider.call(tx)).await
@@ -141,12 +142,18 @@ impl Chain {
         self.word(token, calls::erc20_balance(owner)).await
     }
 
-    /// Whether `operator` may move `owner`'s tokens on `ctf`.
+    /// Whether `operator` may move `owner`'s tokens on `ctf`, in the latest block: an approval
+    /// still in the pool does not count (it may never be mined).
     ///
     /// # Errors
     /// When the node does not answer.
     pub async fn approved(&self, ctf: Address, owner: Address, operator: Address) -> Result<bool, ChainError> {
-        Ok(!self.word(ctf, calls::is_approved(owner, operator)).await?.is_zero())
+        let tx = TransactionRequest::default().to(ctf).input(calls::is_approved(owner, operator).into());
+        let out = bounded(self.provider.call(tx).block(alloy::eips::BlockId::latest())).await?;
+        if out.len() < 32 {
+            return Err(ChainError::Rpc(format!("the call to {ctf:#x} answered {} bytes", out.len())));
+        }
+        Ok(!U256::from_be_slice(&out[..32]).is_zero())
     }
 
     /// The transaction that makes `call` (to `target`) as `funder`: directly from an EOA funder, or

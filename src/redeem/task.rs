@@ -118,7 +118,7 @@ impl Redeemer {
         let Some(chain) = &self.chain else { return self.paper_round().await };
         // A Safe funder's transactions each carry the Safe's next nonce: while one is not mined,
         // another signed now would take the same nonce and revert, spending an attempt.
-        let mut safe_busy = false;
+        let mut safe_busy = self.safe && self.approval_pending(chain, approvals).await;
         for row in self.open().await? {
             if matches!(row.status, RedeemStatus::Signed | RedeemStatus::Sent) {
                 safe_busy |= self.follow(chain, &row).await == InFlight::Yes && self.safe;

@@ -532,31 +532,47 @@ struct Repriced {
 }
 
 /// The first redemption's approval is not mined for several rounds: it is waited for, with no
-/// second approval signed and no attempt of the budget spent, and the market is redeemed once
-/// blocks come again. (The node's pending state may show the approval in effect before its block,
-/// so the redemption may be signed behind it at the next nonce: that is fine, blocks keep the order.)
+/// second approval signed, no redemption signed behind it and no attempt of the budget spent. The
+/// base fee then passes its fee cap: it is signed again with higher fees, and the market is
+/// redeemed once blocks come again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_redeem_when_the_approval_waits_for_a_block_then_no_attempt_is_spent_and_it_is_sent_once() {
     let l = holding("1").await;
     market(&l.anvil, STD_ADAPTER, STD_TOKEN, true).await;
-    let approvals = async || {
+    // The hashes of the transactions waiting in the pool that call `selector`.
+    let in_pool = async |selector: &str| -> Vec<String> {
         let pool = l.anvil.raw("txpool_content", json!([])).await;
-        let ours = pool["pending"].as_object().into_iter().flat_map(|m| m.values()).flat_map(|by_nonce| {
-            by_nonce.as_object().into_iter().flat_map(|m| m.values()).cloned().collect::<Vec<_>>()
-        });
-        ours.filter(|t| t["input"].as_str().is_some_and(|i| i.starts_with("0xa22cb465"))).count()
+        let all: Vec<Value> = pool["pending"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .flat_map(|by_nonce| by_nonce.as_object().into_iter().flat_map(|m| m.values()).cloned().collect::<Vec<_>>())
+            .collect();
+        all.iter()
+            .filter(|t| t["input"].as_str().is_some_and(|i| i.starts_with(selector)))
+            .map(|t| t["hash"].as_str().unwrap_or_default().to_owned())
+            .collect()
     };
+    let (approve, redeem) = ("0xa22cb465", "0x01b7037c");
     // From here blocks are made by hand.
     l.anvil.raw("evm_setAutomine", json!([false])).await;
     l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
-    wait_for(30, "the approval sent", async || (approvals().await > 0).then_some(())).await;
+    let first = wait_for(30, "the approval sent", async || in_pool(approve).await.pop()).await;
     let start = rounds(&l.d).await;
     wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
-    assert_eq!(approvals().await, 1, "one approval, not one per round");
+    assert_eq!(in_pool(approve).await, vec![first.clone()], "one approval, not one per round");
+    assert!(in_pool(redeem).await.is_empty(), "nothing signed behind an approval that may never be mined");
     assert!(l.d.events("error").iter().all(|m| !m.contains("approving")), "{:?}", l.d.events("error"));
     let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
     let attempts: i64 = c.query_row("SELECT attempts FROM redemptions", [], |r| r.get(0)).unwrap();
     assert_eq!(attempts, 0, "waiting for the approval spends no attempt");
+    // The base fee passes the approval's fee cap (anvil then drops it from its pool): it is signed
+    // again with higher fees.
+    l.anvil.raw("anvil_setNextBlockBaseFeePerGas", json!(["0xe8d4a51000"])).await;
+    l.anvil.raw("evm_mine", json!([])).await;
+    let second =
+        wait_for(30, "the approval re-priced", async || in_pool(approve).await.pop().filter(|h| *h != first)).await;
+    assert_eq!(in_pool(approve).await, vec![second], "still one approval");
     // Blocks again: the approval, then the redemption.
     wait_for(30, "the pUSD paid", async || {
         l.anvil.raw("evm_mine", json!([])).await;

@@ -44,6 +44,11 @@ impl Redeemer {
                 // transaction it replaced still waits in the pool.
                 Err(e) => {
                     warn!(cause = %e, tx = %hash, "sending the journaled redemption failed; next round tries again");
+                    // Refused because the base fee passed its fee cap (between signing and sending,
+                    // or after the node dropped it): sent again, it would be refused for ever.
+                    if matches!(chain.priced_out(raw).await, Ok(true)) {
+                        return self.still_pending(chain, row, raw).await;
+                    }
                     return match self.earlier(chain, row).await {
                         Earlier::Gone => InFlight::No,
                         Earlier::Mined(h, l) => self.book(chain, row, h, l).await,
