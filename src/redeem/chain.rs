@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use alloy::consensus::{SignableTransaction as _, TxEip1559, TxEnvelope};
+use alloy::eips::BlockId;
 use alloy::eips::eip2718::Encodable2718 as _;
 use alloy::network::TxSignerSync as _;
 use alloy::primitives::{Address, B256, Bytes, TxKind, U256};
@@ -99,15 +100,16 @@ impl Chain {
         self.signer.address()
     }
 
-    /// A view call on the pending state (alloy's default: what is sent counts, as for a nonce).
-    async fn call(&self, to: Address, data: Bytes) -> Result<Bytes, ChainError> {
-        let tx = TransactionRequest::default().to(to).input(data.into());
-        bounded(self.provider.call(tx)).await
+    /// A word-sized answer of a view call on the pending state (alloy's default: what is sent
+    /// counts, as for a nonce).
+    async fn word(&self, to: Address, data: Bytes) -> Result<U256, ChainError> {
+        self.word_at(to, data, BlockId::pending()).await
     }
 
-    /// A word-sized answer of a view call.
-    async fn word(&self, to: Address, data: Bytes) -> Result<U256, ChainError> {
-        let out = self.call(to, data).await?;
+    /// A word-sized answer of a view call at block `at`.
+    async fn word_at(&self, to: Address, data: Bytes, at: BlockId) -> Result<U256, ChainError> {
+        let tx = TransactionRequest::default().to(to).input(data.into());
+        let out = bounded(self.provider.call(tx).block(at)).await?;
         if out.len() < 32 {
             return Err(ChainError::Rpc(format!("the call to {to:#x} answered {} bytes", out.len())));
         }
@@ -128,9 +130,8 @@ impl Chain {
     /// # Errors
     /// When the node does not answer.
     pub async fn balance_1155(&self, contract: Address, owner: Address, token: U256) -> Result<U256, ChainError> {
-        let mut data = alloy::primitives::hex!("00fdd58e").to_vec();
-        data.extend_from_slice(owner.into_word().as_slice());
-        data.extend_from_slice(&token.to_be_bytes::<32>());
+        use alloy::sol_types::SolCall as _;
+        let data = crate::chain::abi::balanceOfCall { owner, id: token }.abi_encode();
         self.word(contract, data.into()).await
     }
 
@@ -148,12 +149,7 @@ impl Chain {
     /// # Errors
     /// When the node does not answer.
     pub async fn approved(&self, ctf: Address, owner: Address, operator: Address) -> Result<bool, ChainError> {
-        let tx = TransactionRequest::default().to(ctf).input(calls::is_approved(owner, operator).into());
-        let out = bounded(self.provider.call(tx).block(alloy::eips::BlockId::latest())).await?;
-        if out.len() < 32 {
-            return Err(ChainError::Rpc(format!("the call to {ctf:#x} answered {} bytes", out.len())));
-        }
-        Ok(!U256::from_be_slice(&out[..32]).is_zero())
+        Ok(!self.word_at(ctf, calls::is_approved(owner, operator), BlockId::latest()).await?.is_zero())
     }
 
     /// The transaction that makes `call` (to `target`) as `funder`: directly from an EOA funder, or
