@@ -51,16 +51,40 @@ pub struct Signed {
 }
 
 /// How a sent transaction stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Landed {
-    /// Mined and succeeded.
-    Success,
+    /// Mined and succeeded, with what its receipt says it moved.
+    Success(Mined),
     /// Mined and reverted.
     Reverted,
     /// Known to the node, not mined yet.
     Pending,
     /// The node does not know it.
     Unknown,
+}
+
+/// What a mined transaction's receipt says it moved: its ERC-20 `Transfer` events. Kept from the
+/// same read that found it mined, so booking it never waits on a second read of the receipt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mined {
+    transfers: Vec<(Address, Address, U256)>,
+}
+
+impl Mined {
+    /// A receipt's transfers, as (token, recipient, amount).
+    #[must_use]
+    pub fn new(transfers: Vec<(Address, Address, U256)>) -> Self {
+        Self { transfers }
+    }
+
+    /// How much of `token` it paid `to`, summed over its `Transfer` events.
+    #[must_use]
+    pub fn paid(&self, token: Address, to: Address) -> U256 {
+        self.transfers
+            .iter()
+            .filter(|(t, r, _)| *t == token && *r == to)
+            .fold(U256::ZERO, |sum, (_, _, v)| sum.saturating_add(*v))
+    }
 }
 
 /// Our signer on the node.
@@ -270,32 +294,23 @@ impl Chain {
         }
     }
 
-    /// What mined transaction `hash` paid `to` in the ERC-20 `token`: the sum of its receipt's
-    /// `Transfer` logs of that token to that address. `None` when the node has no receipt.
-    ///
-    /// # Errors
-    /// When the node does not answer.
-    pub async fn paid_in(&self, hash: B256, token: Address, to: Address) -> Result<Option<U256>, ChainError> {
-        use alloy::sol_types::SolEvent as _;
-        let Some(receipt) = bounded(self.provider.get_transaction_receipt(hash)).await? else { return Ok(None) };
-        let mut paid = U256::ZERO;
-        for log in receipt.inner.logs().iter().filter(|l| l.address() == token) {
-            if let Ok(t) = calls::Transfer::decode_log_data(log.data())
-                && t.to == to
-            {
-                paid = paid.saturating_add(t.value);
-            }
-        }
-        Ok(Some(paid))
-    }
-
-    /// Where transaction `hash` stands.
+    /// Where transaction `hash` stands; mined, with its receipt's transfers.
     ///
     /// # Errors
     /// When the node does not answer.
     pub async fn landed(&self, hash: B256) -> Result<Landed, ChainError> {
+        use alloy::sol_types::SolEvent as _;
         if let Some(r) = bounded(self.provider.get_transaction_receipt(hash)).await? {
-            return Ok(if r.status() { Landed::Success } else { Landed::Reverted });
+            if !r.status() {
+                return Ok(Landed::Reverted);
+            }
+            let transfers = r
+                .inner
+                .logs()
+                .iter()
+                .filter_map(|l| calls::Transfer::decode_log_data(l.data()).ok().map(|t| (l.address(), t.to, t.value)))
+                .collect();
+            return Ok(Landed::Success(Mined::new(transfers)));
         }
         Ok(if bounded(self.provider.get_transaction_by_hash(hash)).await?.is_some() {
             Landed::Pending
@@ -315,4 +330,30 @@ fn eip1559(raw: &str) -> Result<TxEip1559, ChainError> {
         .as_eip1559()
         .map(|s| s.tx().clone())
         .ok_or_else(|| ChainError::Rpc("stored transaction: not an EIP-1559 one".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, U256};
+
+    use super::Mined;
+
+    #[test]
+    fn what_a_receipt_paid_counts_only_that_token_to_that_address() {
+        let (pusd, other_token) = (Address::with_last_byte(1), Address::with_last_byte(2));
+        let (funder, someone) = (Address::with_last_byte(10), Address::with_last_byte(11));
+        let u = U256::from;
+        let cases: [(&str, Vec<(Address, Address, U256)>, U256); 5] = [
+            ("no transfers", vec![], u(0)),
+            ("one payout", vec![(pusd, funder, u(5_000_000))], u(5_000_000)),
+            ("two payouts are summed", vec![(pusd, funder, u(2)), (pusd, funder, u(3))], u(5)),
+            ("another token is not pUSD", vec![(other_token, funder, u(7)), (pusd, funder, u(1))], u(1)),
+            ("paid to someone else", vec![(pusd, someone, u(9))], u(0)),
+        ];
+        for (case, transfers, want) in cases {
+            assert_eq!(Mined::new(transfers).paid(pusd, funder), want, "{case}");
+        }
+        let huge = vec![(pusd, funder, U256::MAX), (pusd, funder, u(1))];
+        assert_eq!(Mined::new(huge).paid(pusd, funder), U256::MAX, "saturates, never wraps");
+    }
 }

@@ -63,12 +63,12 @@ impl Redeemer {
         chain.send(&tx.raw).await?;
         sent.insert(key, tx.clone());
         match self.mined(chain, tx.hash).await? {
-            Landed::Success if chain.approved(book, self.funder, operator).await? => {
+            Landed::Success(_) if chain.approved(book, self.funder, operator).await? => {
                 sent.remove(&key);
                 Ok(Approval::Ready)
             }
             // Mined in a block the node's latest state does not show yet, or not mined yet.
-            Landed::Success | Landed::Pending | Landed::Unknown => Ok(Approval::Waiting),
+            Landed::Success(_) | Landed::Pending | Landed::Unknown => Ok(Approval::Waiting),
             Landed::Reverted => {
                 sent.remove(&key);
                 Err(ChainError::Rpc(format!("the approval {:#x} reverted", tx.hash)))
@@ -79,7 +79,7 @@ impl Redeemer {
     /// Where a remembered approval stands, sent again or re-priced when it has to be.
     async fn follow_approval(&self, chain: &Chain, tx: &Signed) -> Result<Followed, ChainError> {
         match chain.landed(tx.hash).await? {
-            Landed::Success => Ok(Followed::Waiting(None)),
+            Landed::Success(_) => Ok(Followed::Waiting(None)),
             Landed::Reverted => Ok(Followed::Gone),
             Landed::Pending if chain.priced_out(&tx.raw).await? => self.reprice_approval(chain, tx).await,
             Landed::Pending => Ok(Followed::Waiting(None)),

@@ -21,7 +21,7 @@ impl Redeemer {
     pub(super) async fn follow(&self, chain: &Chain, row: &RedemptionRow) -> InFlight {
         let (Some(hash), Some(raw)) = (row.tx_hash, row.raw_tx.as_deref()) else { return InFlight::No };
         match self.earlier(chain, row).await {
-            Earlier::Mined(h, l) => return self.book(chain, row, h, l).await,
+            Earlier::Mined(h, l) => return self.book(row, h, l).await,
             Earlier::Unread => return InFlight::Yes,
             Earlier::Waiting | Earlier::Gone => {}
         }
@@ -32,7 +32,7 @@ impl Redeemer {
                     // Its nonce was used: by a transaction it replaced (mined since we looked), or
                     // by another one, and then none of ours can ever be mined.
                     return match self.earlier(chain, row).await {
-                        Earlier::Mined(h, l) => self.book(chain, row, h, l).await,
+                        Earlier::Mined(h, l) => self.book(row, h, l).await,
                         Earlier::Unread | Earlier::Waiting => InFlight::Yes,
                         Earlier::Gone => {
                             self.set(row, RedeemStatus::Dropped, &e.to_string(), row.attempts, 0).await;
@@ -51,7 +51,7 @@ impl Redeemer {
                     }
                     return match self.earlier(chain, row).await {
                         Earlier::Gone => InFlight::No,
-                        Earlier::Mined(h, l) => self.book(chain, row, h, l).await,
+                        Earlier::Mined(h, l) => self.book(row, h, l).await,
                         Earlier::Unread | Earlier::Waiting => InFlight::Yes,
                     };
                 }
@@ -63,7 +63,7 @@ impl Redeemer {
             }
         }
         match self.mined(chain, hash).await {
-            Ok(l @ (Landed::Success | Landed::Reverted)) => self.book(chain, row, hash, l).await,
+            Ok(l @ (Landed::Success(_) | Landed::Reverted)) => self.book(row, hash, l).await,
             Ok(_) | Err(_) => self.still_pending(chain, row, raw).await,
         }
     }
@@ -74,7 +74,7 @@ impl Redeemer {
         let mut waiting = false;
         for earlier in &row.replaced {
             match chain.landed(*earlier).await {
-                Ok(l @ (Landed::Success | Landed::Reverted)) => return Earlier::Mined(*earlier, l),
+                Ok(l @ (Landed::Success(_) | Landed::Reverted)) => return Earlier::Mined(*earlier, l),
                 Ok(Landed::Pending) => waiting = true,
                 Ok(Landed::Unknown) => {}
                 Err(e) => {
@@ -87,14 +87,15 @@ impl Redeemer {
     }
 
     /// Books a mined transaction of the redemption: redeemed, an attempt that reverted, or one that
-    /// paid less than planned (left to the operator). Until its receipt says what it paid, nothing
-    /// is booked: the next round asks again.
-    async fn book(&self, chain: &Chain, row: &RedemptionRow, hash: B256, landed: Landed) -> InFlight {
-        if landed != Landed::Success {
+    /// paid less than planned (left to the operator). What it paid comes from the receipt that
+    /// showed it mined, so a mined redemption is booked in the round that finds it.
+    async fn book(&self, row: &RedemptionRow, hash: B256, landed: Landed) -> InFlight {
+        let Landed::Success(mined) = landed else {
             self.failed(row, &format!("transaction {hash:#x} reverted")).await;
             return InFlight::No;
-        }
-        let Some(paid) = self.paid(chain, hash).await else { return InFlight::Yes };
+        };
+        // More than an i64 of micro-pUSD is not short of any plan.
+        let paid = Usdc(u256_to_micros(mined.paid(self.cfg.contracts.pusd, self.funder)).unwrap_or(i64::MAX));
         if paid < row.expected {
             // Mined and paid less than planned: another transaction would not pay more (the tokens
             // are burned, or a wrong contract left them where they are and would again), so the
@@ -119,23 +120,6 @@ impl Redeemer {
             tx: Some(hash),
         });
         InFlight::No
-    }
-
-    /// What a mined redemption paid the funder in pUSD, read from its receipt; `None` while the
-    /// node cannot say (a load-balanced node may not have the receipt it just showed).
-    async fn paid(&self, chain: &Chain, hash: B256) -> Option<Usdc> {
-        match chain.paid_in(hash, self.cfg.contracts.pusd, self.funder).await {
-            // More than an i64 of micro-pUSD is not short of any plan.
-            Ok(Some(v)) => Some(Usdc(u256_to_micros(v).unwrap_or(i64::MAX))),
-            Ok(None) => {
-                warn!(tx = %hash, "the node has no receipt for a mined redemption yet; booked next round");
-                None
-            }
-            Err(e) => {
-                warn!(cause = %e, tx = %hash, "reading what a redemption paid failed; booked next round");
-                None
-            }
-        }
     }
 
     /// Not mined within the wait. When the base fee has passed its fee cap, it is signed again with
@@ -175,7 +159,7 @@ impl Redeemer {
         let until = tokio::time::Instant::now() + self.cfg.confirm_wait;
         loop {
             let l = chain.landed(hash).await?;
-            if matches!(l, Landed::Success | Landed::Reverted) || tokio::time::Instant::now() >= until {
+            if matches!(l, Landed::Success(_) | Landed::Reverted) || tokio::time::Instant::now() >= until {
                 return Ok(l);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
