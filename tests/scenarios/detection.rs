@@ -71,19 +71,34 @@ fn settlement(
     usdc: u64,
     salt: u64,
 ) -> (Address, String) {
+    settlement_of(generation, target, true, token, (shares, usdc), salt)
+}
+
+/// A settlement in which `target`, the resting maker, BUYs (`buy`) or SELLs `shares` for `usdc`
+/// against another wallet's opposite order.
+fn settlement_of(
+    generation: Generation,
+    target: Address,
+    buy: bool,
+    token: u64,
+    (shares, usdc): (u64, u64),
+    salt: u64,
+) -> (Address, String) {
     let exchange = if generation == Generation::V3 { V3_EXCHANGE } else { V2_EXCHANGE };
-    let maker = order(target, 0, token, usdc, shares, salt);
-    let taker = order(OTHER, 1, token, shares, usdc, salt + 1);
+    // What each side gives: the buyer pUSD, the seller shares.
+    let (side, target_gives, other_gives) = if buy { (0, usdc, shares) } else { (1, shares, usdc) };
+    let maker = order(target, side, token, target_gives, other_gives, salt);
+    let taker = order(OTHER, 1 - side, token, other_gives, target_gives, salt + 1);
     let (mh, th) = (order_hash_v2(&maker, generation, 137, exchange), order_hash_v2(&taker, generation, 137, exchange));
     let mut call = match generation {
         Generation::V3 => v2::matchOrders_1Call {
             takerOrder: taker,
             makerOrders: vec![maker],
-            makerFillAmounts: vec![U256::from(usdc)],
+            makerFillAmounts: vec![U256::from(target_gives)],
             makerFeeAmounts: vec![U256::ZERO],
             takerAmounts: v2::TakerAmounts {
-                fillAmount: U256::from(shares),
-                receiveAmount: U256::from(usdc),
+                fillAmount: U256::from(other_gives),
+                receiveAmount: U256::from(target_gives),
                 feeAmount: U256::ZERO,
             },
         }
@@ -92,15 +107,18 @@ fn settlement(
             conditionId: B256::repeat_byte(3),
             takerOrder: taker,
             makerOrders: vec![maker],
-            takerFillAmount: U256::from(shares),
-            makerFillAmounts: vec![U256::from(usdc)],
+            takerFillAmount: U256::from(other_gives),
+            makerFillAmounts: vec![U256::from(target_gives)],
             takerFeeAmount: U256::ZERO,
             makerFeeAmounts: vec![U256::ZERO],
         }
         .abi_encode(),
     };
     // The makers' logs first, then the taker's, as the exchange emits them.
-    let logs = [filled(mh, target, OTHER, 0, token, usdc, shares), filled(th, OTHER, exchange, 1, token, shares, usdc)];
+    let logs = [
+        filled(mh, target, OTHER, side, token, target_gives, other_gives),
+        filled(th, OTHER, exchange, 1 - side, token, other_gives, target_gives),
+    ];
     let (topics, datas): (Vec<[B256; 4]>, Vec<Bytes>) = logs.into_iter().unzip();
     let trailer = (topics, datas).abi_encode_params();
     let len = U256::from(trailer.len()).to_be_bytes::<32>();
@@ -421,5 +439,77 @@ async fn test_detection_when_a_mined_settlement_is_reorged_out_before_its_log_co
     })
     .await;
     assert!(orphan.contains("COPIED"), "{orphan}");
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// A target's SELL seen pending whose copy waits (here held before its sizing, as behind other
+/// copies of its token) while the operator replaces the settlement and the replacement is mined:
+/// it is sized on the target's balance before the block it was mined in. Read at the head, after
+/// the sale, "sold 600 of 1,000" would look like "sold all it had" and sell all our copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_pending_sell_is_mined_under_a_replacement_then_sized_before_its_block() {
+    let anvil = Anvil::start().await;
+    anvil.install_balances().await;
+    install_exchange(&anvil, V2_EXCHANGE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(FAST, "fast", true)], 0.1));
+    let hold = dir.path().join("hold-sell-sizing");
+    d.start_with(&[
+        ("POLYCOPY_DETECTION__PENDING", "true"),
+        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
+        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
+        ("POLYCOPY_FAULT", "hold_before_sell_sizing"),
+        ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
+    ]);
+    d.wait_live().await;
+
+    // FAST buys 1,000 (mined at once): we buy 100. A block later it holds 1,000 on chain.
+    let (ex, data) = settlement_of(Generation::V2, FAST, true, 21, (1_000 * ONE, 400 * ONE), 1);
+    send(&anvil, ex, &data).await;
+    wait_for(20, "the buy copied", async || {
+        rows_of(&d, FAST).into_iter().find(|r| r["status"] == "executed" && r["provisional"] == false)
+    })
+    .await;
+    anvil.set_balance(FAST, 21, 1_000 * ONE).await;
+    anvil.mine(1).await;
+
+    // FAST sells 600 of them: seen in the pool, and its copy waits before its sizing.
+    std::fs::write(&hold, "").unwrap();
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement_of(Generation::V2, FAST, false, 21, (600 * ONE, 300 * ONE), 3);
+    let seen = send(&anvil, ex, &data).await;
+    wait_for(20, "the pending sell held before its sizing", async || {
+        d.log().contains("fault injection: holding").then_some(())
+    })
+    .await;
+    // The operator replaces the settlement (the same match, another transaction), and it is
+    // mined. After that block FAST holds the 400 it kept.
+    anvil.raw("anvil_dropTransaction", json!([seen])).await;
+    let v =
+        anvil.raw("eth_sendTransaction", json!([{"from": SENDER, "to": ex, "data": data, "gas": "0x200100"}])).await;
+    let replacement: B256 = serde_json::from_value(v).unwrap();
+    assert_ne!(replacement, seen);
+    anvil.mine(1).await;
+    assert!(!receipt(&anvil, replacement).await.is_null(), "the replacement was mined");
+    anvil.set_balance(FAST, 21, 400 * ONE).await;
+    wait_for(20, "the sale's row confirmed by the replacement's block", async || {
+        rows_of(&d, FAST)
+            .into_iter()
+            .find(|r| r["fill"].as_str().unwrap().starts_with(&replacement.to_string()) && r["provisional"] == false)
+    })
+    .await;
+
+    std::fs::remove_file(&hold).unwrap();
+    let sold = wait_for(20, "the sale copied", async || {
+        rows_of(&d, FAST).into_iter().find(|r| r["side"] == "SELL" && r["status"] != "pending")
+    })
+    .await;
+    assert_eq!(
+        (sold["status"].as_str(), sold["shares"].as_str()),
+        (Some("executed"), Some("60")),
+        "60% of our 100: {sold}"
+    );
+    assert_eq!(rows_of(&d, FAST).len(), 2, "one row per fill: {:?}", rows_of(&d, FAST));
+    assert_eq!(d.executions_for(&replacement), 1);
     assert_eq!(d.stop().code(), Some(0));
 }

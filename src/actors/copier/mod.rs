@@ -254,6 +254,8 @@ pub(super) async fn target_balance_before(
     pending: &crate::store::PendingFill,
     earlier_in_block: i64,
 ) -> Option<Shares> {
+    // A test stretches the wait a SELL may have behind other copies of its token.
+    crate::fault::hold_at("hold_before_sell_sizing").await;
     let fill = &pending.fill;
     let mined = if fill.block_number == 0 {
         match store
