@@ -116,9 +116,16 @@ impl Redeemer {
     async fn round(&self, memory: &mut Memory) -> Result<(), String> {
         let Memory { worthless, done, waiting, approvals } = memory;
         let Some(chain) = &self.chain else { return self.paper_round().await };
+        if approvals.is_none() {
+            *approvals = self.journaled_approvals().await;
+        }
+        let Some(approvals) = approvals.as_mut() else {
+            return Err("the approvals sent before are not known yet".into());
+        };
         // A Safe funder's transactions each carry the Safe's next nonce: while one is not mined,
         // another signed now would take the same nonce and revert, spending an attempt.
-        let mut safe_busy = self.safe && self.approval_pending(chain, approvals).await;
+        let approval_pending = self.approval_pending(chain, approvals).await;
+        let mut safe_busy = self.safe && approval_pending;
         for row in self.open().await? {
             if matches!(row.status, RedeemStatus::Signed | RedeemStatus::Sent) {
                 safe_busy |= self.follow(chain, &row).await == InFlight::Yes && self.safe;
@@ -410,8 +417,8 @@ struct Memory {
     done: std::collections::HashMap<B256, std::time::Instant>,
     /// Markets resolved on Gamma whose result the chain does not have yet (said once).
     waiting: HashSet<B256>,
-    /// Approvals sent and not yet in effect.
-    approvals: SentApprovals,
+    /// Approvals sent and not yet in effect; `None` until read from the journal.
+    approvals: Option<SentApprovals>,
 }
 
 /// The positions read, by market.

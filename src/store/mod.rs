@@ -4,6 +4,7 @@
 //! Only the store actor writes while the daemon runs; the CLI opens its own connection (WAL allows
 //! readers beside the writer, and the few CLI writes, halt and resume, are single statements).
 
+mod approvals;
 mod archive;
 pub mod batch;
 mod book;
@@ -34,6 +35,7 @@ use std::path::Path;
 
 use alloy::primitives::{Address, B256, U256};
 
+pub use approvals::SentApproval;
 pub use archive::Pruned;
 pub use correction::Correction;
 pub use fill_status::FillStatus;

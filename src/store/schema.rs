@@ -403,6 +403,18 @@ CREATE INDEX fills_provisional ON fills (orphaned, seen_at_ms) WHERE provisional
 -- nonce: the hashes it replaced (comma-separated), any of which may be the one mined
 ALTER TABLE redemptions ADD COLUMN replaced TEXT NOT NULL DEFAULT '';
 ",
+    r"
+-- an approval a redemption waits for, journaled before it is sent, so that after a restart the
+-- one sent is followed (sent again, re-priced) rather than a second one signed behind it
+CREATE TABLE approvals (
+    book         TEXT NOT NULL,
+    operator     TEXT NOT NULL,
+    tx_hash      TEXT NOT NULL,
+    raw_tx       TEXT NOT NULL,
+    signed_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (book, operator)
+);
+",
 ];
 
 /// Brings the schema up to date.

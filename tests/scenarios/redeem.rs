@@ -537,31 +537,55 @@ struct Repriced {
 /// redeemed once blocks come again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_redeem_when_the_approval_waits_for_a_block_then_no_attempt_is_spent_and_it_is_sent_once() {
-    let l = holding("1").await;
+    approval_waits(false).await;
+}
+
+/// Killed while the first redemption's approval waits in the pool: after the restart the daemon
+/// follows the approval it journaled. No second approval is signed behind it (with the next nonce,
+/// it would wait behind the first, which nobody would re-price any more), the first is re-priced
+/// when the base fee passes its fee cap, and the market is redeemed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_restarted_while_the_approval_waits_then_it_is_followed_not_signed_again() {
+    approval_waits(true).await;
+}
+
+/// The selectors of `setApprovalForAll` and of the adapter's `redeemPositions`.
+const APPROVE: &str = "0xa22cb465";
+const REDEEM: &str = "0x01b7037c";
+
+/// The hashes of the transactions waiting in the pool that call `selector`.
+async fn in_pool(anvil: &Anvil, selector: &str) -> Vec<String> {
+    let pool = anvil.raw("txpool_content", json!([])).await;
+    let all: Vec<Value> = pool["pending"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .flat_map(|by_nonce| by_nonce.as_object().into_iter().flat_map(|m| m.values()).cloned().collect::<Vec<_>>())
+        .collect();
+    all.iter()
+        .filter(|t| t["input"].as_str().is_some_and(|i| i.starts_with(selector)))
+        .map(|t| t["hash"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// An approval not mined for several rounds (`restart`: and the daemon killed and started again
+/// meanwhile), then priced out by the base fee, then mined.
+async fn approval_waits(restart: bool) {
+    let mut l = holding("1").await;
     market(&l.anvil, STD_ADAPTER, STD_TOKEN, true).await;
-    // The hashes of the transactions waiting in the pool that call `selector`.
-    let in_pool = async |selector: &str| -> Vec<String> {
-        let pool = l.anvil.raw("txpool_content", json!([])).await;
-        let all: Vec<Value> = pool["pending"]
-            .as_object()
-            .into_iter()
-            .flat_map(|m| m.values())
-            .flat_map(|by_nonce| by_nonce.as_object().into_iter().flat_map(|m| m.values()).cloned().collect::<Vec<_>>())
-            .collect();
-        all.iter()
-            .filter(|t| t["input"].as_str().is_some_and(|i| i.starts_with(selector)))
-            .map(|t| t["hash"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    };
-    let (approve, redeem) = ("0xa22cb465", "0x01b7037c");
     // From here blocks are made by hand.
     l.anvil.raw("evm_setAutomine", json!([false])).await;
     l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
-    let first = wait_for(30, "the approval sent", async || in_pool(approve).await.pop()).await;
+    let first = wait_for(30, "the approval sent", async || in_pool(&l.anvil, APPROVE).await.pop()).await;
+    if restart {
+        l.d.kill9();
+        l.d.start();
+        l.d.wait_live().await;
+    }
     let start = rounds(&l.d).await;
     wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
-    assert_eq!(in_pool(approve).await, vec![first.clone()], "one approval, not one per round");
-    assert!(in_pool(redeem).await.is_empty(), "nothing signed behind an approval that may never be mined");
+    assert_eq!(in_pool(&l.anvil, APPROVE).await, vec![first.clone()], "one approval, not one per round or start");
+    assert!(in_pool(&l.anvil, REDEEM).await.is_empty(), "nothing signed behind an approval that may never be mined");
     assert!(l.d.events("error").iter().all(|m| !m.contains("approving")), "{:?}", l.d.events("error"));
     let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
     let attempts: i64 = c.query_row("SELECT attempts FROM redemptions", [], |r| r.get(0)).unwrap();
@@ -571,8 +595,9 @@ async fn test_redeem_when_the_approval_waits_for_a_block_then_no_attempt_is_spen
     l.anvil.raw("anvil_setNextBlockBaseFeePerGas", json!(["0xe8d4a51000"])).await;
     l.anvil.raw("evm_mine", json!([])).await;
     let second =
-        wait_for(30, "the approval re-priced", async || in_pool(approve).await.pop().filter(|h| *h != first)).await;
-    assert_eq!(in_pool(approve).await, vec![second], "still one approval");
+        wait_for(30, "the approval re-priced", async || in_pool(&l.anvil, APPROVE).await.pop().filter(|h| *h != first))
+            .await;
+    assert_eq!(in_pool(&l.anvil, APPROVE).await, vec![second], "still one approval");
     // Blocks again: the approval, then the redemption.
     wait_for(30, "the pUSD paid", async || {
         l.anvil.raw("evm_mine", json!([])).await;
@@ -581,6 +606,8 @@ async fn test_redeem_when_the_approval_waits_for_a_block_then_no_attempt_is_spen
     .await;
     wait_for(10, "the row redeemed", async || (rows(&l.d).await[0].1 == "redeemed").then_some(())).await;
     assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
+    let approvals: i64 = c.query_row("SELECT COUNT(*) FROM approvals", [], |r| r.get(0)).unwrap();
+    assert_eq!(approvals, 0, "the approval in effect is forgotten");
     l.anvil.raw("evm_setAutomine", json!([true])).await;
 }
 

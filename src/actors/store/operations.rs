@@ -278,6 +278,26 @@ pub struct RedemptionStatus {
 }
 store_handler!(RedemptionStatus -> (), |s, m| s.redemption_status(m.id, m.status, &m.message, m.attempts, m.next_try_ms));
 
+/// Journal an approval before it is sent (see [`crate::store::Store::approval_signed`]).
+#[derive(Debug)]
+pub struct ApprovalSigned(pub crate::store::SentApproval);
+store_handler!(ApprovalSigned -> (), |s, m| s.approval_signed(&m.0));
+
+/// Forget an approval: in effect, or never to be mined.
+#[derive(Debug)]
+pub struct ApprovalSettled {
+    /// The token contract.
+    pub book: Address,
+    /// The operator.
+    pub operator: Address,
+}
+store_handler!(ApprovalSettled -> (), |s, m| s.approval_settled(&m.book, &m.operator));
+
+/// The approvals sent and not yet seen in effect.
+#[derive(Debug)]
+pub struct SentApprovals;
+store_handler!(SentApprovals -> Vec<crate::store::SentApproval>, |s, _m| s.sent_approvals());
+
 /// Whether a market has any redemption row.
 #[derive(Debug)]
 pub struct RedemptionExists(pub alloy::primitives::B256);
