@@ -70,6 +70,14 @@ impl TradingGate {
         self.set(TradingState::Active);
     }
 
+    /// Exits only becomes open; any other level stays (the daemon lifting its own `reducing`
+    /// never opens a gate a halt closed).
+    pub fn lift_exits_only(&self) {
+        if self.level.compare_exchange(EXITS_ONLY, OPEN, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            self.moved(EXITS_ONLY, OPEN);
+        }
+    }
+
     /// The gate as `state` says (the risk supervisor only: it may open it).
     pub fn set(&self, state: TradingState) {
         let before = self.level.swap(level(state), Ordering::SeqCst);
@@ -135,6 +143,25 @@ mod tests {
         assert!(g.allows(Side::Sell) && !g.allows(Side::Buy));
         g.open();
         assert!(g.allows(Side::Buy));
+    }
+
+    #[test]
+    fn the_daemon_lifting_its_reducing_never_opens_a_gate_a_halt_closed() {
+        // (the gate before, open after the lift)
+        for (before, opens) in
+            [(TradingState::Reducing, true), (TradingState::Halted, false), (TradingState::Active, true)]
+        {
+            let g = TradingGate::new(false);
+            g.set(before);
+            g.lift_exits_only();
+            assert_eq!(g.allows(Side::Buy), opens, "{before:?}");
+        }
+        // A halt that closed the gate ahead of its message: the lift leaves it closed.
+        let g = TradingGate::new(false);
+        g.restrict(TradingState::Reducing);
+        g.close();
+        g.lift_exits_only();
+        assert!(g.is_closed());
     }
 
     #[test]

@@ -227,6 +227,8 @@ static POSITION_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 pub(crate) fn write_position(tx: &Connection, token: &str, position: Position, at_ms: i64) -> StoreResult<Written> {
     if position.shares.0 == 0 {
         exec(tx, "DELETE FROM positions WHERE token_id = ?1", [token])?;
+        // Its mark goes with it: bought again, it is not valued at a price from before.
+        exec(tx, "DELETE FROM marks WHERE token_id = ?1", [token])?;
     } else {
         exec(
             tx,

@@ -276,6 +276,69 @@ async fn test_restart_when_a_day_opened_with_a_gain_then_no_phantom_loss_and_an_
     assert_eq!(l.d.status()["breaker"]["state"], "active");
 }
 
+/// Started with nothing open, so the day opened at zero; a position bought and marked at a loss;
+/// then a restart. The day's opening was journaled at the start, so the loss stays today's: marked
+/// lower after the restart, the limit is reached. (Opened again at the first marks after the
+/// restart, the loss so far would be forgotten and the operator could lose the limit twice.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_restart_when_the_day_opened_with_nothing_then_its_loss_still_counts() {
+    let mut l = live().await;
+    l.d.set("risk", "mark_interval_s = 1");
+    l.clob.set_mid(STD_TOKEN, "0.5");
+    let limit = [("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")];
+    l.d.start_with(&limit);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    // 10 shares for 5.10, marked at 0.25: -2.60 today, inside the -3 limit.
+    l.clob.set_mid(STD_TOKEN, "0.25");
+    wait_for(20, "marked at 0.25", async || (l.d.status()["unrealized_usdc"] == "-2.6").then_some(())).await;
+    assert_eq!(l.d.status()["breaker"]["state"], "active");
+    l.d.stop();
+
+    l.d.start_with(&limit);
+    l.d.wait_live().await;
+    wait_for(20, "marked again after the restart", async || (l.d.status()["unrealized_usdc"] == "-2.6").then_some(()))
+        .await;
+    // Another 0.10 down: -3.60 since the day opened.
+    l.clob.set_mid(STD_TOKEN, "0.15");
+    let b = wait_for(20, "reducing", async || {
+        let s = l.d.status();
+        (s["breaker"]["state"] == "reducing").then(|| s["breaker"].clone())
+    })
+    .await;
+    assert!(b["reason"].as_str().unwrap().contains("P&L today -3.6"), "{b}");
+}
+
+/// A position marked at 0.20 and then sold off is bought again after a restart, with no mark
+/// since: it counts at cost, not at the 0.20 it had before it was closed (-3.10 of loss that is
+/// not there, enough to stop BUYs for the rest of the day).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_restart_when_a_closed_position_is_bought_again_then_its_old_mark_is_forgotten() {
+    let mut l = live().await;
+    l.d.set("risk", "mark_interval_s = 1");
+    l.clob.set_mid(STD_TOKEN, "0.2");
+    let limit = [("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")];
+    l.d.start_with(&[("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "100")]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    // 10 shares for 5.10, marked at 0.20: -3.10.
+    wait_for(20, "the copy marked", async || (l.d.status()["unrealized_usdc"] == "-3.1").then_some(())).await;
+    l.anvil.emit(&Fill::v2(2, A, C, false, STD_TOKEN, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "the exit", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
+    l.d.stop();
+
+    // Marked once an hour from now on: the first marks, at the start, find nothing held.
+    l.d.replace_setting("mark_interval_s = 1", "mark_interval_s = 3600");
+    l.d.start_with(&limit);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(3, STD_TOKEN)).await;
+    wait_for(20, "bought again", async || (with_status(&l.d.trades(), "executed").len() == 3).then_some(())).await;
+    let s = l.d.status();
+    assert_eq!(s["unrealized_usdc"], "0", "at cost until marked again: {s}");
+    assert_eq!(s["breaker"]["state"], "active", "{s}");
+}
+
 /// A BUY whose intent was journaled but never sent (the process died in between) is not sent after
 /// a restart that finds trading `reducing`: only exits go out, whenever they were approved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,12 +14,17 @@ use crate::risk::{BreakerState, TradingState};
 impl RiskSupervisor {
     /// Opens a new trading day when `now_ms` is past the current one, and lifts a `reducing` the
     /// loss limit set on an earlier day (also one the daemon was not running to see end).
+    /// Everything that counts P&L by day (marks, bookings, settlements) calls it first, so
+    /// nothing of the new day is counted on the old one between the hour and the next poll.
     pub(super) fn roll_day(&mut self, now_ms: i64) {
         let start = day_start(now_ms, self.day_starts_at_hour);
+        let mut changed = false;
         if start != self.day_start_ms {
+            changed = true;
             self.day_start_ms = start;
             self.realized_today = Usdc::ZERO;
-            if self.marked_since_start {
+            // With nothing open the day opens at zero whatever was marked.
+            if self.marked_since_start || self.book.positions.is_empty() {
                 self.open_day_at(self.unrealized);
             } else {
                 // Valued only at the journal's last marks: the CLOB's first marks open the day
@@ -29,12 +34,15 @@ impl RiskSupervisor {
             info!(day_start_ms = start, "a new trading day opened");
         }
         if daily_limit_of_an_earlier_day(&self.breaker.state, self.day_start_ms) {
-            self.reset("daemon");
+            changed = true;
+            self.lift();
             self.notifier.do_send(Event::Alert {
                 message: "a new trading day opened: the daily loss limit is reset and copies are active again".into(),
             });
         }
-        self.publish();
+        if changed {
+            self.publish();
+        }
     }
 
     /// Records the day's opening unrealized P&L (in the journal too, so a restart keeps it).

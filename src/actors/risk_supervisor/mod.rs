@@ -183,6 +183,11 @@ impl RiskSupervisor {
         if w.seq > *seen {
             *seen = w.seq;
             self.book.set(token, w.position);
+            // A position closed forgets its mark (the journal does too): bought again later, it
+            // counts at cost until marked again, never at the price it had before.
+            if w.position.shares.0 == 0 {
+                self.marks.remove(&token);
+            }
         }
     }
 
@@ -228,13 +233,28 @@ impl RiskSupervisor {
         }
     }
 
+    /// Back to active, by the operator's resume: the gate opens.
     pub(super) fn reset(&mut self, by: &str) {
         if let Some(was) = self.breaker.reset(by, now_ms()) {
             self.gate.open();
-            self.breaker_epoch += 1;
-            self.store.do_send(SetBreaker(self.breaker.state.clone()));
-            self.notifier.do_send(Event::BreakerReset { was, by: by.to_owned() });
+            self.reset_done(was, by);
         }
+    }
+
+    /// Back to active by the daemon (the loss limit's day has ended). Unlike a resume, it opens
+    /// only the exits-only gate it lifts: a halt that closed the gate ahead of its message to us
+    /// stays closed, and its message halts us next.
+    pub(super) fn lift(&mut self) {
+        if let Some(was) = self.breaker.reset("daemon", now_ms()) {
+            self.gate.lift_exits_only();
+            self.reset_done(was, "daemon");
+        }
+    }
+
+    fn reset_done(&mut self, was: crate::risk::BreakerState, by: &str) {
+        self.breaker_epoch += 1;
+        self.store.do_send(SetBreaker(self.breaker.state.clone()));
+        self.notifier.do_send(Event::BreakerReset { was, by: by.to_owned() });
     }
 
     fn activity(&mut self, wallet: &Address, now: i64, own_max: Option<u32>, gap: Option<u64>) -> WalletActivity {

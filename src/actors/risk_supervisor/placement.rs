@@ -354,6 +354,7 @@ impl RiskSupervisor {
     /// What every booking does, whoever learned of it: the journal's position replaces ours, the
     /// realized P&L counts today, the error streak ends, the event is reported, limits follow.
     pub(super) fn take_booking(&mut self, exec: &Execution, position: Written, realized: Usdc, event: Event) {
+        self.roll_day(now_ms());
         self.adopt(exec.token_id, position);
         // A part an execution of an earlier trading day grew by counts on that day, as the
         // journal's sums date it.

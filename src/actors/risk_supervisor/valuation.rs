@@ -10,6 +10,7 @@ use crate::actors::notifier::Event;
 use crate::actors::store::{RecordSettlement, SetMarks};
 use crate::domain::{Price, TokenId, Usdc, mul_price_floor};
 use crate::market::MarketInfo;
+use crate::store::now_ms;
 
 /// The tokens we hold (for marking to market).
 #[derive(Debug, Message)]
@@ -92,6 +93,7 @@ impl Handler<Resolved> for RiskSupervisor {
             (settled, None)
         };
         Box::pin(work.into_actor(self).map(|(settled, failed), act, _| {
+            act.roll_day(now_ms());
             for (info, r) in settled {
                 act.adopt(info.token_id, r.position);
                 act.marks.remove(&info.token_id);
@@ -127,6 +129,7 @@ impl Handler<Marks> for RiskSupervisor {
 
     /// Revalues the book at the new marks; the daily loss limit counts the unrealized part too.
     fn handle(&mut self, m: Marks, _: &mut Context<Self>) {
+        self.roll_day(now_ms());
         self.store.do_send(SetMarks(m.0.clone()));
         self.marks.extend(m.0);
         self.marked_since_start = true;

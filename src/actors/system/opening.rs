@@ -72,9 +72,18 @@ pub(super) async fn open(s: &Settings) -> Result<Opened, DaemonError> {
 fn trading_state(store: &Store, s: &Settings, now: i64) -> Result<RiskState, DaemonError> {
     let day_start_ms = crate::risk::day::day_start(now, s.risk.day_starts_at_hour);
     let book = store.book()?;
-    // With nothing open, the day's opening unrealized P&L is simply zero; otherwise the first marks
-    // set it when the journal has no record for today (a first start mid-day).
-    let unrealized_at_open = store.day_open(day_start_ms)?.or_else(|| book.positions.is_empty().then_some(Usdc::ZERO));
+    // With nothing open, the day's opening unrealized P&L is simply zero, and it is journaled: a
+    // restart later today, with positions bought since, must not open the day again at their
+    // marks (that would forget the day's losses on them). Otherwise the first marks set it when
+    // the journal has no record for today (a first start mid-day).
+    let unrealized_at_open = match store.day_open(day_start_ms)? {
+        Some(open) => Some(open),
+        None if book.positions.is_empty() => {
+            store.set_day_open(day_start_ms, Usdc::ZERO)?;
+            Some(Usdc::ZERO)
+        }
+        None => None,
+    };
     Ok(RiskState {
         breaker: store.breaker()?,
         book,
