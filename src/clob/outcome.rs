@@ -191,12 +191,16 @@ pub enum LookupOutcome {
     },
     /// Still working (live or delayed).
     Pending,
+    /// Matched, by the exchange's word, with no size said (a matched size of 0): as for a POST
+    /// answered so, not a no-fill. Our fill on chain says how much.
+    Unsized,
 }
 
 /// A found order's status and matched size → its outcome.
 #[must_use]
 pub fn classify_lookup(status: &str, size_matched: Decimal) -> LookupOutcome {
     match status.to_ascii_lowercase().as_str() {
+        "matched" if size_matched <= Decimal::ZERO => LookupOutcome::Unsized,
         "matched" | "canceled" | "unmatched" => LookupOutcome::Done { matched: size_matched },
         // Live, delayed, or a status we do not know: not final, looked up again.
         _ => LookupOutcome::Pending,
@@ -356,6 +360,7 @@ mod tests {
     fn lookups() {
         assert_eq!(classify_lookup("LIVE", Decimal::ZERO), LookupOutcome::Pending);
         assert_eq!(classify_lookup("MATCHED", Decimal::TEN), LookupOutcome::Done { matched: Decimal::TEN });
+        assert_eq!(classify_lookup("MATCHED", Decimal::ZERO), LookupOutcome::Unsized, "matched is never a no-fill");
         assert_eq!(classify_lookup("CANCELED", Decimal::ZERO), LookupOutcome::Done { matched: Decimal::ZERO });
         assert_eq!(classify_lookup("UNMATCHED", Decimal::ZERO), LookupOutcome::Done { matched: Decimal::ZERO });
         // A status we do not know is not final: its fate is looked up again (and the chain decides).

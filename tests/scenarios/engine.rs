@@ -80,6 +80,30 @@ async fn test_live_when_lookups_answer_null_then_booked_from_our_fill_on_chain_w
     assert_eq!(st["positions"][0]["shares"], "10", "{st}");
 }
 
+/// An accepted order whose answer never comes and whose lookups say `MATCHED` with a matched size
+/// of 0: not a no-fill (its exposure kept, nothing sent again), and booked from our own fill on
+/// chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_lookup_says_matched_with_no_size_then_not_a_no_fill_and_booked_from_chain() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 3");
+    l.clob.unsized_lookups();
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let r = wait_for(30, "the outcome to be unknown", async || row(&l.d, 0).filter(|r| r["reason"] == "unknown")).await;
+    assert_eq!(r["status"], "pending", "not a no-fill: {r}");
+    assert_eq!(l.clob.posts().len(), 1, "the exchange has it: never sent again");
+    assert!(l.clob.requests("/data/order") >= 2, "looked up, with backoff");
+    assert_eq!(l.d.status()["daemon"]["reserved_usdc"], "5.1", "its exposure is kept");
+
+    let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 10 * ONE, 5_100_000) };
+    l.anvil.emit(&ours).await;
+    let r = wait_for(20, "the booking", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
+    assert_eq!((r["shares"].as_str(), r["usdc"].as_str()), (Some("10"), Some("5.1")), "{r}");
+    assert_eq!(l.clob.posts().len(), 1, "nothing more was sent");
+}
+
 /// An order whose answer never comes, whose lookups fail, and with no fill of ours on chain long
 /// after it was sent did not fill: a FAK order matches when it arrives or never, and a match
 /// settles within `settle_timeout_s`. Once the chain is read that far it ends as a no-fill, without

@@ -104,6 +104,16 @@ impl Run {
                     Step::Done(self.unknown(&format!("order {id} still working on the book")).await)
                 }
                 LookupOutcome::Pending => Step::Wait,
+                // The exchange has it and says it matched, not how much: never sent again, and
+                // settled by our fill on chain (or its absence once any fill would be there).
+                LookupOutcome::Unsized if r.expired() => {
+                    Step::Done(self.unknown(&format!("order {id} matched; the exchange does not say how much")).await)
+                }
+                LookupOutcome::Unsized => {
+                    r.known = true;
+                    r.uncertain = true;
+                    Step::Wait
+                }
                 // Not found is not proof of absence: the CLOB answers `null` for some filled orders
                 // (docs/PROTOCOL.md §7). The same signed order goes again at most once per window,
                 // and never once the exchange said it has it; our own fill on chain settles the rest.

@@ -139,6 +139,8 @@ struct State {
     revoked: bool,
     /// Lookups of filled orders answer `null`, as the real CLOB does for some filled FAK orders.
     null_lookups: bool,
+    /// Lookups of filled orders answer `MATCHED` with a matched size of 0 (matched, not sized yet).
+    unsized_lookups: bool,
     /// Order lookups answer 503 (the engine is down).
     lookups_down: bool,
     /// Order lookups are held unanswered (a slow exchange) while this says so.
@@ -256,6 +258,10 @@ impl FakeClob {
 
     pub fn null_lookups(&self) {
         self.state.lock().unwrap().null_lookups = true;
+    }
+
+    pub fn unsized_lookups(&self) {
+        self.state.lock().unwrap().unsized_lookups = true;
     }
 
     /// Every unscripted POST gets `play` from now on (e.g. `Slow(50)`: a CLOB answering in 50 ms).
@@ -654,9 +660,9 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
             let id = r.trim_start_matches("/data/order/").to_ascii_lowercase();
             let mut held = st.lock().unwrap().lookups_hang.0.subscribe();
             let _ = held.wait_for(|hang| !*hang).await;
-            let (o, null, down) = {
+            let (o, null, no_size, down) = {
                 let s = st.lock().unwrap();
-                (s.orders.get(&id).cloned(), s.null_lookups, s.lookups_down)
+                (s.orders.get(&id).cloned(), s.null_lookups, s.unsized_lookups, s.lookups_down)
             };
             if down {
                 respond(&mut sock, 503, &json!({"error": "trading is currently unavailable"}), "").await;
@@ -664,6 +670,11 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
             }
             match o {
                 Some(o) if null && o.matched > 0.0 => respond(&mut sock, 200, &Value::Null, "").await,
+                Some(o) if no_size && o.matched > 0.0 => {
+                    let mut v = open_order(&o);
+                    v["size_matched"] = json!("0");
+                    respond(&mut sock, 200, &v, "").await;
+                }
                 Some(o) => respond(&mut sock, 200, &open_order(&o), "").await,
                 None => respond(&mut sock, 404, &json!({"error": "order not found"}), "").await,
             }
