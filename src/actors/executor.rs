@@ -71,7 +71,8 @@ pub struct Execute {
     /// The operator's own order (a close): sent whatever the trading state, so a closed trading
     /// gate does not stop it; a halt raised after it started does.
     pub manual: bool,
-    /// The trading gate's count of halts when the close started (`None`: as the executor finds it).
+    /// The trading gate's count of halts when the close started or the copy was approved (`None`:
+    /// as the executor finds it).
     pub halts_seen: Option<u64>,
     /// When the fill's journal write committed: the signed order's storing is timed from it.
     pub journaled: Option<std::time::Instant>,

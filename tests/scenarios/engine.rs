@@ -520,6 +520,39 @@ async fn test_live_when_halted_while_a_send_is_journaled_then_that_post_never_le
     assert!(l.d.events("error").is_empty(), "no error: {:?}", l.d.events("error"));
 }
 
+/// A copy approved before a halt that is resumed while the copy still waits (here, held before its
+/// POST) does not go out after the resume: its checks were made before the halt. It ends refused
+/// as halted, nothing sent; a copy approved after the resume goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_and_resumed_while_a_copy_waits_then_that_copy_never_leaves() {
+    let mut l = live().await;
+    let hold = l.d.dir.join("hold-before-post");
+    std::fs::write(&hold, "").unwrap();
+    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_post"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the send held before its POST", async || {
+        (l.d.log().contains("fault injection: holding") && orders_in_journal(&l.d).first().is_some_and(|o| o.2 == 1))
+            .then_some(())
+    })
+    .await;
+
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "halt while a copy waits"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = l.d.run_cli(&["resume"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for(20, "active again", async || (l.d.status()["breaker"]["state"] == "active").then_some(())).await;
+    std::fs::remove_file(&hold).unwrap();
+    let r = wait_for(20, "the copy decided", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("halted")), "{r}");
+    assert!(l.clob.posts().is_empty(), "no POST of a copy approved before the halt: {:?}", l.clob.posts());
+
+    // The marker: a copy approved after the resume goes out.
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    wait_for(20, "the later copy executed", async || row(&l.d, 1).filter(|r| r["status"] == "executed")).await;
+    assert_eq!(l.clob.posts().len(), 1);
+}
+
 /// Kills the daemon, has every order lookup answer 503 and starts it again: it must become ready
 /// while the unresolved order is still being looked up.
 async fn restart_with_lookups_down(l: &mut Live) {

@@ -112,7 +112,8 @@ struct Run {
     /// The operator's own order: the trading state does not stop it, a halt raised after it
     /// started does.
     manual: bool,
-    /// The gate's count of halts when this placement began.
+    /// The gate's count of halts when this placement was approved (or began, for an order found
+    /// again): a halt since stops its sends, even once trading has resumed.
     halts_before: u64,
     /// Checked again before every send: a halt during a long resolution stops re-sends too.
     gate: TradingGate,
@@ -130,12 +131,10 @@ fn journal_err(e: impl std::fmt::Display) -> ExecError {
 
 impl Run {
     fn may_send(&self) -> bool {
-        let allowed = if self.manual {
-            // A close started while halted goes out; a halt after it started stops it too.
-            self.gate.halts() == self.halts_before
-        } else {
-            self.gate.allows(self.intent.side)
-        };
+        // A halt since approval stops it, resumed or not: its checks were made before the halt.
+        // A close started while halted goes out (the operator's order ignores the trading state).
+        let no_halt_since = self.gate.halts() == self.halts_before;
+        let allowed = no_halt_since && (self.manual || self.gate.allows(self.intent.side));
         self.may_send && allowed
     }
 

@@ -46,8 +46,8 @@ pub struct Evaluate {
     /// What the journal already booked for this order (shares, pUSD), when recovered at start
     /// with part of it filled: only the rest is reserved.
     pub booked: Option<(Shares, crate::domain::Usdc)>,
-    /// The operator's close: the trading gate's count of halts when it started (a halt after that
-    /// stops it). `None` for copies.
+    /// The trading gate's count of halts when the operator's close started, or when a copy was
+    /// approved (set then): a halt after that stops its sends. `None` until then.
     pub halts_seen: Option<u64>,
 }
 

@@ -159,7 +159,10 @@ impl Handler<Placed> for RiskSupervisor {
 impl RiskSupervisor {
     /// Runs the placement of `m` (already reserved) as its own task once it has a slot; [`Placed`]
     /// brings the outcome.
-    pub(super) fn launch(&mut self, ctx: &mut Context<Self>, m: Evaluate, may_send: bool) {
+    pub(super) fn launch(&mut self, ctx: &mut Context<Self>, mut m: Evaluate, may_send: bool) {
+        // Its checks were made under the halts counted so far: a halt after this (even one
+        // resumed since) stops it, wherever it waits (a slot, its turn, a retry's pause).
+        m.halts_seen.get_or_insert(self.gate.halts());
         if let Some(waiting) = self.placement(ctx, m, may_send) {
             actix::spawn(waiting);
         }
