@@ -95,6 +95,7 @@ async fn test_sell_when_target_sells_part_of_its_balance_then_we_sell_the_same_f
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
     d.start();
     d.wait_live().await;
+    assert!(d.log().contains("journal opened: synced at checkpoints"), "paper: {}", d.log());
 
     // A buys 100 → we buy 10. On chain A holds 1000 (it had more from elsewhere).
     anvil.emit(&Fill::v2(1, A, C1, true, 77, 100 * ONE, 40 * ONE)).await;

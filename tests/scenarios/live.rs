@@ -13,6 +13,8 @@ async fn test_live_when_target_buys_then_one_signed_v2_order_recovers_to_our_sig
     let mut l = live().await;
     start_live(&mut l).await;
     assert!(l.d.log().contains("LIVE trading"), "{}", l.d.log());
+    // A signed order that left survives a power loss: every commit is synced (fsync) to disk.
+    assert!(l.d.log().contains("journal opened: every commit synced to disk"), "{}", l.d.log());
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     l.anvil.emit(&buy(2, NEG_TOKEN)).await;
     wait_for(30, "two executions", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;

@@ -57,6 +57,11 @@ pub(super) async fn open(s: &Settings) -> Result<Opened, DaemonError> {
         )
     };
     let store = Store::open(&s.db_path)?.with_trading_day(s.risk.day_starts_at_hour);
+    if !s.mode.is_paper() {
+        store.sync_every_commit()?;
+    }
+    let synced = if store.synchronous()? >= 2 { "every commit synced to disk" } else { "synced at checkpoints" };
+    tracing::info!(journal = %s.db_path.display(), "journal opened: {synced}");
     journal_lock
         .lock_file(&s.db_path)
         .map_err(|e| DaemonError::Setup(format!("{e} (through another path to the same file)")))?;
