@@ -553,6 +553,59 @@ async fn test_live_when_halted_and_resumed_while_a_copy_waits_then_that_copy_nev
     assert_eq!(l.clob.posts().len(), 1);
 }
 
+/// The journal cannot be written (another process holds its lock) just as an order leaves: the
+/// write of its outcome fails and the breaker trips. The order is not forgotten: its exposure
+/// stays reserved, and once the journal is back and trading resumed, it is looked up again in
+/// the background and booked, without a restart and with nothing sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_the_journal_fails_after_an_order_left_then_it_is_looked_up_again_and_booked() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 3");
+    l.clob.script(&[Play::Hang]);
+    let hold = l.d.dir.join("hold-before-post");
+    std::fs::write(&hold, "").unwrap();
+    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_post"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    l.d.wait_live().await;
+    let pid = l.d.pid();
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the send held before its POST", async || {
+        (l.d.log().contains("fault injection: holding") && orders_in_journal(&l.d).first().is_some_and(|o| o.2 == 1))
+            .then_some(())
+    })
+    .await;
+    // Another process takes the journal's lock past the daemon's busy timeout; the POST leaves.
+    let db = l.d.dir.join("journal.db");
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    let locker = std::thread::spawn(move || {
+        let c = rusqlite::Connection::open(db).unwrap();
+        c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = release.recv();
+        c.execute_batch("COMMIT").unwrap();
+    });
+    locked.recv().unwrap();
+    std::fs::remove_file(&hold).unwrap();
+    wait_for(30, "the outcome's write failed", async || {
+        l.d.log().contains("a journal write failed once the order may have left").then_some(())
+    })
+    .await;
+    assert!(l.d.log().contains("BREAKER TRIPPED (database_error)"));
+    release_tx.send(()).unwrap();
+    locker.join().unwrap();
+    assert_eq!(l.d.status()["daemon"]["reserved_usdc"], "5.1", "its exposure is kept");
+
+    let (code, out, err) = l.d.run_cli(&["resume"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = wait_for(60, "booked by a lookup in the background", async || {
+        row(&l.d, 0).filter(|r| r["status"] == "executed")
+    })
+    .await;
+    assert_eq!(r["shares"], "10", "{r}");
+    assert_eq!(l.clob.posts().len(), 1, "nothing sent again");
+    assert_eq!(l.d.pid(), pid, "no restart was needed");
+}
+
 /// Kills the daemon, has every order lookup answer 503 and starts it again: it must become ready
 /// while the unresolved order is still being looked up.
 async fn restart_with_lookups_down(l: &mut Live) {

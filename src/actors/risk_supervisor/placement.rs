@@ -36,6 +36,8 @@ pub(super) enum Step {
     Skipped,
     /// A journal write failed.
     DbError(String),
+    /// The order has its outcome at the exchange, and booking it in the journal failed.
+    Unbooked(String),
     /// The executor failed.
     ExecFailed(ExecError),
 }
@@ -251,7 +253,7 @@ async fn place(writer: &Writer, executor: &actix::Recipient<Execute>, m: Evaluat
         // Reported as booked: a part our fill on chain booked first was reported then.
         Ok(Some((booked, position, realized))) => (m, Step::Done(booked, Some((position, realized)))),
         Ok(None) => (m, Step::Done(exec, None)),
-        Err(e) => (m, Step::DbError(e.to_string())),
+        Err(e) => (m, Step::Unbooked(e.to_string())),
     }
 }
 
@@ -293,7 +295,21 @@ impl RiskSupervisor {
             Step::ExecFailed(ExecError::Unknown(_)) if booked_meanwhile => Step::Skipped,
             step => step,
         };
-        if matches!(step, Step::ExecFailed(ExecError::Unknown(_))) {
+        // A journal write that failed once the order may have left (its outcome, or its booking)
+        // leaves it unresolved, not forgotten: its exposure stays reserved and it is looked up
+        // again in the background, so a resume without a restart still books what it did.
+        let may_have_left = match &step {
+            Step::ExecFailed(ExecError::Unknown(_)) => true,
+            Step::ExecFailed(ExecError::Journal(_)) | Step::Unbooked(_) => !booked_meanwhile,
+            _ => false,
+        };
+        if let Step::ExecFailed(ExecError::Journal(e)) | Step::Unbooked(e) = &step
+            && may_have_left
+        {
+            tracing::warn!(row = m.intent.fill_row, cause = %e,
+                "a journal write failed once the order may have left: it stays reserved and is looked up again");
+        }
+        if may_have_left {
             self.reserved.unresolved(m.intent.fill_row);
             self.unresolved.failed(m, now_ms());
         } else {
@@ -305,6 +321,11 @@ impl RiskSupervisor {
             Step::Done(exec, Some((position, realized))) => self.booked(m, exec, position, realized, elapsed),
             Step::Done(_, None) | Step::Skipped => {}
             Step::DbError(e) => self.trip("database_error", &format!("journal write failed: {e}"), "daemon"),
+            Step::Unbooked(e) => self.trip(
+                "database_error",
+                &format!("journal write failed booking an order's outcome (it is looked up again): {e}"),
+                "daemon",
+            ),
             Step::ExecFailed(ExecError::Unknown(_)) if retrying => {}
             Step::ExecFailed(e) => {
                 let _ = self.exec_failed(m, e);
