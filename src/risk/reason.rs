@@ -222,7 +222,7 @@ impl DenyReason {
                 format!("over your {max} USDC per-order cap: this copy would be {notional} USDC")
             }
             Self::MaxPositionUsdc { after, max } => {
-                format!("over your {max} USDC per-market cap: the position would be {after} USDC")
+                format!("over your {max} USDC cap per outcome: the position in it would be {after} USDC")
             }
             Self::MaxTotalExposure { after, max } => {
                 format!("over your {max} USDC total exposure cap: exposure would be {after} USDC")

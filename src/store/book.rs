@@ -34,7 +34,9 @@ impl Store {
 
     /// The shares of `token` our copies of `wallet` hold: its copies' BUYs less their SELLs, of
     /// executions still in our books (never below zero). A target's exit is sized on this, not
-    /// on the whole position: other targets' copies of the same outcome are theirs to sell.
+    /// on the whole position: other targets' copies of the same outcome are theirs to sell. Only
+    /// copies booked since the position was last opened from flat count: what was sold off before
+    /// (the operator closed it, say) is not claimed again from another target's new copies.
     ///
     /// # Errors
     /// On a database error.
@@ -45,7 +47,8 @@ impl Store {
             &format!(
                 "SELECT COALESCE(SUM(CASE WHEN e.side = 'BUY' THEN e.shares ELSE -e.shares END), 0) \
                  FROM fills f INDEXED BY fills_wallet JOIN executions e ON e.fill_id = f.id \
-                 WHERE f.wallet = ?2 AND f.token_id = ?1 AND {IN_BOOKS}"
+                 WHERE f.wallet = ?2 AND f.token_id = ?1 AND {IN_BOOKS} AND e.executed_at_ms >= \
+                 COALESCE((SELECT p.opened_at_ms FROM positions p WHERE p.token_id = ?1), 0)"
             ),
             params![token, wallet],
             |r| r.get(0),
@@ -232,7 +235,7 @@ pub(crate) fn write_position(tx: &Connection, token: &str, position: Position, a
     } else {
         exec(
             tx,
-            "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+            "INSERT INTO positions (token_id, shares, cost, updated_at_ms, opened_at_ms) VALUES (?1, ?2, ?3, ?4, ?4) \
              ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
             params![token, position.shares.0, position.cost.0, at_ms],
         )?;

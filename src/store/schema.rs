@@ -415,6 +415,12 @@ CREATE TABLE approvals (
     PRIMARY KEY (book, operator)
 );
 ",
+    r"
+-- when a position was opened from flat: a target's exit sells only its copies booked since, so
+-- copies sold off meanwhile (by the operator's close, say) are not claimed again from the copies
+-- of another target that opened the position anew. NULL (older rows): every copy counts, as before
+ALTER TABLE positions ADD COLUMN opened_at_ms INTEGER;
+",
 ];
 
 /// Brings the schema up to date.

@@ -58,6 +58,44 @@ async fn test_close_all_when_halted_then_everything_sold_and_still_halted() {
     assert!(out.contains("nothing to sell"), "{out}");
 }
 
+/// Two targets in one outcome, one after the other: A's copies are closed by the operator, then B
+/// opens the position anew. A's exit finds none of its copies (the close sold them) and sells
+/// nothing: B's copies are B's to sell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_another_target_opens_the_outcome_again_then_the_first_ones_exit_sells_none_of_it() {
+    const B: Address = address!("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+    let anvil = Anvil::start().await;
+    anvil.install_balances().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true), (B, "b", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    // A buys 100 → we buy 10; the operator closes the outcome.
+    anvil.emit(&Fill::v2(1, A, C, true, 77, 100 * ONE, 50 * ONE)).await;
+    wait_for(30, "A's copy", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
+    let (code, out, err) = d.run_cli(&["close", "77"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for(10, "the book empty", async || positions(&d).is_empty().then_some(())).await;
+    // B buys 100 → we buy 10: B's.
+    anvil.emit(&Fill::v2(2, B, C, true, 77, 100 * ONE, 50 * ONE)).await;
+    wait_for(30, "B's copy", async || (with_status(&d.trades(), "executed").len() == 3).then_some(())).await;
+    // A sells all it had: none of A's copies is left.
+    anvil.set_balance(A, 77, 100 * ONE).await;
+    anvil.emit(&Fill::v2(3, A, C, false, 77, 100 * ONE, 50 * ONE)).await;
+    let rows = wait_for(20, "A's exit decided", async || {
+        let r = d.trades();
+        (r.len() == 4 && r[3]["status"] != "pending").then_some(r)
+    })
+    .await;
+    assert_eq!((rows[3]["status"].as_str(), rows[3]["reason"].as_str()), (Some("rejected"), Some("no_position")));
+    assert_eq!(positions(&d)[0]["shares"], "10", "B's copies are still held");
+    // B sells all: B's 10 are sold.
+    anvil.set_balance(B, 77, 100 * ONE).await;
+    anvil.emit(&Fill::v2(4, B, C, false, 77, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "B's exit", async || positions(&d).is_empty().then_some(())).await;
+    assert!(d.stop().success());
+}
+
 /// Bad input is refused with the reason; a close with no daemon says how to get one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_close_when_bad_market_or_no_daemon_then_clear_refusal() {
