@@ -13,6 +13,9 @@
 //!
 //! Rounded cents move the order's price by less than one cent over the whole order, always in our
 //! favour, so an order may miss a book resting exactly at its limit; it never passes the limit.
+//! One exception: a SELL near 1 whose cents rounded up would ask a price of 1 or more (5 shares at
+//! 0.999 is 4.995 pUSD; 5.00 is a price of 1, which no book takes) rounds them down instead, and
+//! asks under one cent less than its limit over the whole order rather than never selling.
 
 use crate::domain::{LOT, ONE, Price, Shares, Side, Usdc};
 use crate::risk::DenyReason;
@@ -83,7 +86,9 @@ pub fn market_order_amounts(
         Side::Sell => {
             let exact_value = i128::from(s) * i128::from(limit.0) % i128::from(ONE) == 0;
             let up = if exact_value { raw } else { raw + 1 };
-            (up + CENT - 1).div_euclid(CENT) * CENT
+            let cents_up = (up + CENT - 1).div_euclid(CENT) * CENT;
+            // pUSD asked per share must stay under 1 (shares and pUSD share the 6 decimals).
+            if cents_up >= s { raw - raw.rem_euclid(CENT) } else { cents_up }
         }
     };
     if s < floor || usdc < CENT {
@@ -121,6 +126,9 @@ mod tests {
             // 1.37 at 0.51, minimum 1.2: the exact size (1 share) is below it.
             (Side::Buy, 1_370_000, 510_000, 1_200_000, (1_370_000, 690_000), "minimum"),
             (Side::Sell, 1_370_000, 510_000, 1_200_000, (1_370_000, 700_000), "minimum"),
+            // 5 at 0.999 is 4.995: up would be 5.00, a price of 1.
+            (Side::Sell, 5_000_000, 999_000, 5_000_000, (5_000_000, 4_990_000), "never a price of 1"),
+            (Side::Sell, 5_000_000, 990_000, 5_000_000, (5_000_000, 4_950_000), "already whole cents"),
         ] {
             assert_eq!(m(side, shares, limit, min), Ok(want), "{side:?} {shares} at {limit}: {why}");
         }
@@ -156,9 +164,16 @@ mod tests {
                             }
                             let at_limit = i128::from(a.shares.0) * i128::from(limit.0);
                             let paid = i128::from(a.usdc.0) * i128::from(ONE);
+                            // A SELL asks at least its limit, unless that would be a price of 1 or
+                            // more: then it asks under 1, less than a cent below the limit in all.
+                            let one = i128::from(a.shares.0) * i128::from(ONE);
                             match side {
                                 Side::Buy => assert!(paid <= at_limit, "{ctx}"),
-                                Side::Sell => assert!(paid >= at_limit, "{ctx}"),
+                                Side::Sell if paid >= at_limit => assert!(paid < one, "{ctx}"),
+                                Side::Sell => {
+                                    assert!(paid + i128::from(CENT) * i128::from(ONE) >= one, "{ctx}");
+                                    assert!(at_limit - paid < i128::from(CENT) * i128::from(ONE), "{ctx}");
+                                }
                             }
                         }
                     }
