@@ -520,6 +520,27 @@ async fn test_live_when_halted_while_a_send_is_journaled_then_that_post_never_le
     assert!(l.d.events("error").is_empty(), "no error: {:?}", l.d.events("error"));
 }
 
+/// An order refused "not now" (429, with a minute's wait named) and then halted during that wait:
+/// the exchange never took it, so it ends at once as not sent (refused as halted), with nothing to
+/// look up, no error and no second POST, instead of waiting out the minute and then being looked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_while_waiting_to_retry_a_429_then_it_ends_not_sent_without_an_error() {
+    let mut l = live().await;
+    l.clob.script(&[Play::Status(429, "too many requests, retry after 60 seconds")]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the 429 and its wait", async || l.d.log().contains("order refused for now").then_some(())).await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "halt during a retry's wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = wait_for(10, "the copy decided", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("halted")), "{r}");
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+    assert_eq!(l.clob.requests("/data/order"), 0, "nothing to look up: the exchange never took it");
+    assert_eq!(orders_in_journal(&l.d)[0].1, "rejected");
+    wait_for(10, "the refusal reported", async || (!l.d.events("rejected").is_empty()).then_some(())).await;
+    assert!(l.d.events("error").is_empty(), "no error: {:?}", l.d.events("error"));
+}
+
 /// A copy approved before a halt that is resumed while the copy still waits (here, held before its
 /// POST) does not go out after the resume: its checks were made before the halt. It ends refused
 /// as halted, nothing sent; a copy approved after the resume goes out.

@@ -35,7 +35,7 @@ impl Run {
     }
 
     /// Returns once trading no longer allows this order's side.
-    async fn until_stopped(&self) {
+    pub(super) async fn until_stopped(&self) {
         loop {
             let changed = self.gate.changed();
             if !self.may_send() {

@@ -138,6 +138,17 @@ impl Run {
         self.may_send && allowed
     }
 
+    /// Trading stopped before the exchange took the order: never sent, or every send refused "not
+    /// now" (425, 429, 503, a refused key), which the exchange says of an order it did not take.
+    /// Nothing is left to look up: it ends as not sent, with no error.
+    async fn never_accepted(&self, r: &Resolution) -> Result<Execution, ExecError> {
+        if r.ever_sent {
+            let message = "refused for now by the exchange, and trading stopped before it was sent again";
+            self.outcome(OrderStatus::Rejected, None, message).await?;
+        }
+        Err(ExecError::NotSent)
+    }
+
     fn age_s(&self) -> i64 {
         now_ms() / 1000 - i64::try_from(self.intent.block_ts).unwrap_or(0)
     }
@@ -251,14 +262,15 @@ impl Run {
             // long under load): a halt during that wait stops this send.
             self.venue.pace().await;
             if !self.may_send() {
-                if r.ever_sent {
-                    // Sent before the halt: its fate is still looked up, nothing new leaves.
+                if r.uncertain {
+                    // A send may have reached the exchange: its fate is still looked up, nothing
+                    // new leaves.
                     r.lookup_first = true;
                     r.resent = true;
                     continue;
                 }
-                // Halted between approval and the first send: the stored order never leaves.
-                return Err(ExecError::NotSent);
+                // Halted before any send reached the exchange: the stored order never leaves.
+                return self.never_accepted(&r).await;
             }
             self.writer.ask(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?;
             let first_send = !r.ever_sent;
@@ -271,6 +283,9 @@ impl Run {
                 let row = self.intent.fill_row;
                 if first_send && self.writer.ask(OrderNeverSent(row)).await.map_err(journal_err)? {
                     return Err(ExecError::NotSent);
+                }
+                if !r.uncertain {
+                    return self.never_accepted(&r).await;
                 }
                 r.lookup_first = true;
                 r.resent = true;

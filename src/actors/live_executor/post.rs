@@ -130,7 +130,12 @@ impl Run {
             _ => self.rules.retry_backoff * 2u32.saturating_pow(retries - 1),
         };
         warn!(order = %id, code, attempt = retries, wait_ms = wait.as_millis() as u64, "order refused for now; sending the same order again after a wait");
-        tokio::time::sleep(wait).await;
+        // A halt (or reducing, for a BUY) ends the wait: the order will not be sent again, and
+        // its slot is not held for the rest of a long wait the exchange named.
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = self.until_stopped() => {}
+        }
     }
 
     /// Derives our API credentials again after the CLOB refused them, once per placement; a
