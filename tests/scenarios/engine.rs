@@ -520,6 +520,32 @@ async fn test_live_when_halted_while_a_send_is_journaled_then_that_post_never_le
     assert!(l.d.events("error").is_empty(), "no error: {:?}", l.d.events("error"));
 }
 
+/// One slot for orders: a second copy approved while the first order hangs waits for the slot; a
+/// halt and a resume meanwhile stop it once the slot frees (its checks were made before the halt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_and_resumed_while_a_copy_waits_for_a_slot_then_that_copy_never_leaves() {
+    let mut l = live().await;
+    l.d.set("copy", "max_in_flight = 1");
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the first order at the exchange", async || (l.clob.posts().len() == 1).then_some(())).await;
+    l.anvil.emit(&buy(2, NEG_TOKEN)).await;
+    wait_for(20, "the second copy approved, waiting for the slot", async || {
+        (l.d.status()["daemon"]["reserved_usdc"] == "10.2").then_some(())
+    })
+    .await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "halt while a copy waits for a slot"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = l.d.run_cli(&["resume"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The first order is found matched by its lookups; the slot frees.
+    let r = wait_for(30, "the second copy decided", async || row(&l.d, 1).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("halted")), "{r}");
+    assert_eq!(l.clob.posts().len(), 1, "the copy approved before the halt was never sent");
+    assert_eq!(row(&l.d, 0).unwrap()["status"], "executed");
+}
+
 /// An order refused "not now" (429, with a minute's wait named) and then halted during that wait:
 /// the exchange never took it, so it ends at once as not sent (refused as halted), with nothing to
 /// look up, no error and no second POST, instead of waiting out the minute and then being looked up.

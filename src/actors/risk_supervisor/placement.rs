@@ -82,6 +82,10 @@ impl RiskSupervisor {
         }
         let now = now_ms();
         self.roll_day(now);
+        // Its checks are made under the halts counted so far: a halt after this (even one resumed
+        // since) stops its sends, wherever it waits (a slot, its turn, a retry's pause). A retry
+        // in the background keeps the count of its first approval.
+        m.halts_seen.get_or_insert(self.gate.halts());
         // A recovered intent may already be at the exchange: even while halted it goes to the
         // executor, which only resolves what was sent and sends nothing new.
         // The operator's own close goes out in every trading state.
@@ -162,8 +166,8 @@ impl RiskSupervisor {
     /// Runs the placement of `m` (already reserved) as its own task once it has a slot; [`Placed`]
     /// brings the outcome.
     pub(super) fn launch(&mut self, ctx: &mut Context<Self>, mut m: Evaluate, may_send: bool) {
-        // Its checks were made under the halts counted so far: a halt after this (even one
-        // resumed since) stops it, wherever it waits (a slot, its turn, a retry's pause).
+        // Approved under the halts counted so far (see `approve`; a background attempt keeps its
+        // first approval's count).
         m.halts_seen.get_or_insert(self.gate.halts());
         if let Some(waiting) = self.placement(ctx, m, may_send) {
             actix::spawn(waiting);
