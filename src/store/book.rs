@@ -35,8 +35,8 @@ impl Store {
     /// The shares of `token` our copies of `wallet` hold: its copies' BUYs less their SELLs, of
     /// executions still in our books (never below zero). A target's exit is sized on this, not
     /// on the whole position: other targets' copies of the same outcome are theirs to sell. Only
-    /// copies booked since the position was last opened from flat count: what was sold off before
-    /// (the operator closed it, say) is not claimed again from another target's new copies.
+    /// copies booked after the operator's last close that emptied the position count: what that
+    /// close sold is not claimed again from another target's later copies.
     ///
     /// # Errors
     /// On a database error.
@@ -47,8 +47,8 @@ impl Store {
             &format!(
                 "SELECT COALESCE(SUM(CASE WHEN e.side = 'BUY' THEN e.shares ELSE -e.shares END), 0) \
                  FROM fills f INDEXED BY fills_wallet JOIN executions e ON e.fill_id = f.id \
-                 WHERE f.wallet = ?2 AND f.token_id = ?1 AND {IN_BOOKS} AND e.executed_at_ms >= \
-                 COALESCE((SELECT p.opened_at_ms FROM positions p WHERE p.token_id = ?1), 0)"
+                 WHERE f.wallet = ?2 AND f.token_id = ?1 AND {IN_BOOKS} AND e.executed_at_ms > \
+                 COALESCE((SELECT c.at_ms FROM claims_reset c WHERE c.token_id = ?1), -1)"
             ),
             params![token, wallet],
             |r| r.get(0),
@@ -227,6 +227,30 @@ static POSITION_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 
 /// Stores our position in `token` (none at all once it holds no shares); returns it stamped with
 /// the order of this write.
+/// Notes that the operator's own SELL (`by_operator`: its fill's wallet is
+/// [`crate::domain::OPERATOR`]) left the position in `token` empty at `at_ms`: the copies booked
+/// until then were sold by it, and no target's exit claims them again (see
+/// [`Store::copied_shares`]). A partial close resets nothing: a target's exit is still bounded by
+/// what we hold.
+pub(crate) fn note_operator_close(
+    tx: &Connection,
+    by_operator: bool,
+    side: crate::domain::Side,
+    token: &str,
+    left: Position,
+    at_ms: i64,
+) -> StoreResult<()> {
+    if by_operator && left.shares.0 == 0 && side == crate::domain::Side::Sell {
+        exec(
+            tx,
+            "INSERT INTO claims_reset (token_id, at_ms) VALUES (?1, ?2) \
+             ON CONFLICT (token_id) DO UPDATE SET at_ms = MAX(at_ms, ?2)",
+            params![token, at_ms],
+        )?;
+    }
+    Ok(())
+}
+
 pub(crate) fn write_position(tx: &Connection, token: &str, position: Position, at_ms: i64) -> StoreResult<Written> {
     if position.shares.0 == 0 {
         exec(tx, "DELETE FROM positions WHERE token_id = ?1", [token])?;
@@ -235,7 +259,7 @@ pub(crate) fn write_position(tx: &Connection, token: &str, position: Position, a
     } else {
         exec(
             tx,
-            "INSERT INTO positions (token_id, shares, cost, updated_at_ms, opened_at_ms) VALUES (?1, ?2, ?3, ?4, ?4) \
+            "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (token_id) DO UPDATE SET shares = ?2, cost = ?3, updated_at_ms = ?4",
             params![token, position.shares.0, position.cost.0, at_ms],
         )?;

@@ -353,6 +353,9 @@ pub(crate) fn record_execution_in(
         return grow_from_answer(tx, e);
     }
     let written = write_position(tx, &token, position, e.at_ms)?;
+    // Dated when booked: every copy booked before it was stamped before it.
+    let by_operator = *wallet == crate::domain::OPERATOR;
+    super::book::note_operator_close(tx, by_operator, e.side, &token, position, e.at_ms.max(now_ms()))?;
     exec(tx, "UPDATE fills SET status = 'executed', reason = NULL, detail = NULL WHERE id = ?1", [e.fill_row])?;
     Ok(Some((written, realized)))
 }

@@ -421,6 +421,16 @@ CREATE TABLE approvals (
 -- of another target that opened the position anew. NULL (older rows): every copy counts, as before
 ALTER TABLE positions ADD COLUMN opened_at_ms INTEGER;
 ",
+    r"
+-- instead of when a position was opened (any write that reopened it, a take-out or a part booked
+-- late, reset the claims of copies still held): when the operator's own close emptied it. Targets'
+-- exits claim only their copies booked after that close
+ALTER TABLE positions DROP COLUMN opened_at_ms;
+CREATE TABLE claims_reset (
+    token_id TEXT PRIMARY KEY,
+    at_ms    INTEGER NOT NULL
+);
+",
 ];
 
 /// Brings the schema up to date.

@@ -382,6 +382,10 @@ pub(crate) fn grow_execution_in(
         return Ok(None);
     }
     let position = write_position(tx, &token, after, at_ms)?;
+    // A close that sold the rest of the position in this part: dated now, as the claims it ends
+    // are of copies booked before this moment.
+    let by_operator = wallet == crate::domain::addr_lower(&crate::domain::OPERATOR);
+    super::book::note_operator_close(tx, by_operator, side, &token, after, at_ms.max(now_ms()))?;
     Ok(Some(Grown { part, wallet: hex_addr(&wallet, "executions.wallet")?, position, realized }))
 }
 
