@@ -128,8 +128,11 @@ impl Handler<Marks> for RiskSupervisor {
     type Result = ();
 
     /// Revalues the book at the new marks; the daily loss limit counts the unrealized part too.
-    fn handle(&mut self, m: Marks, _: &mut Context<Self>) {
+    fn handle(&mut self, mut m: Marks, _: &mut Context<Self>) {
         self.roll_day(now_ms());
+        // Marks read for a position closed meanwhile are dropped: bought again later, it must not
+        // be valued at them.
+        m.0.retain(|token, _| self.book.position(token).shares.0 > 0);
         self.store.do_send(SetMarks(m.0.clone()));
         self.marks.extend(m.0);
         self.marked_since_start = true;

@@ -77,6 +77,9 @@ pub(super) async fn open(s: &Settings) -> Result<Opened, DaemonError> {
 fn trading_state(store: &Store, s: &Settings, now: i64) -> Result<RiskState, DaemonError> {
     let day_start_ms = crate::risk::day::day_start(now, s.risk.day_starts_at_hour);
     let book = store.book()?;
+    // Only held positions' marks: a journal from before closed positions lost theirs may still
+    // keep them.
+    let marks = store.marks()?.into_iter().filter(|(t, _)| book.position(t).shares.0 > 0).collect();
     // With nothing open, the day's opening unrealized P&L is simply zero, and it is journaled: a
     // restart later today, with positions bought since, must not open the day again at their
     // marks (that would forget the day's losses on them). Otherwise the first marks set it when
@@ -96,7 +99,7 @@ fn trading_state(store: &Store, s: &Settings, now: i64) -> Result<RiskState, Dae
         recent_copies: store.copies_since(now - 3_600_000)?,
         day_start_ms,
         unrealized_at_open,
-        marks: store.marks()?,
+        marks,
         paused_markets: store.paused_markets()?,
     })
 }

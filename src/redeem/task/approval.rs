@@ -81,7 +81,9 @@ impl Redeemer {
     /// Where a remembered approval stands; sent again when the node lost it.
     async fn follow_approval(&self, chain: &Chain, tx: &Signed) -> Result<Followed, ChainError> {
         match chain.landed(tx.hash).await? {
-            Landed::Success(_) => Ok(Followed::Waiting),
+            // Mined, and still not in effect a round later (checked first): revoked since, or
+            // made for another funder or contract. Waiting would wait for ever; a new one is signed.
+            Landed::Success(_) => Ok(Followed::Gone),
             Landed::Reverted => Ok(Followed::Gone),
             Landed::Pending if chain.priced_out(&tx.raw).await? => Ok(Followed::PricedOut),
             Landed::Pending => Ok(Followed::Waiting),
