@@ -137,7 +137,8 @@ mod tests {
 
     /// Every tick, both sides, a spread of sizes and prices: the pUSD side has at most 2 decimals,
     /// shares are whole lots no more than approved and at least the minimum, and the order's price
-    /// never passes the limit (a BUY pays at most it, a SELL receives at least it).
+    /// never passes the limit (a BUY pays at most it, a SELL receives at least it, except a SELL
+    /// whose rounded-up cents would ask a price of 1: under one cent less in all).
     #[test]
     fn two_decimals_on_the_pusd_side_for_every_tick() {
         for t in TickSize::ALLOWED {

@@ -68,13 +68,20 @@ pub enum Landed {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mined {
     transfers: Vec<(Address, Address, U256)>,
+    block: Option<u64>,
 }
 
 impl Mined {
-    /// A receipt's transfers, as (token, recipient, amount).
+    /// A receipt's transfers, as (token, recipient, amount), and the block it was mined in.
     #[must_use]
-    pub fn new(transfers: Vec<(Address, Address, U256)>) -> Self {
-        Self { transfers }
+    pub fn new(transfers: Vec<(Address, Address, U256)>, block: Option<u64>) -> Self {
+        Self { transfers, block }
+    }
+
+    /// The block it was mined in, when the receipt says.
+    #[must_use]
+    pub const fn block(&self) -> Option<u64> {
+        self.block
     }
 
     /// How much of `token` it paid `to`, summed over its `Transfer` events.
@@ -294,6 +301,14 @@ impl Chain {
         }
     }
 
+    /// The node's latest block number.
+    ///
+    /// # Errors
+    /// When the node does not answer.
+    pub async fn head(&self) -> Result<u64, ChainError> {
+        bounded(self.provider.get_block_number()).await
+    }
+
     /// Where transaction `hash` stands; mined, with its receipt's transfers.
     ///
     /// # Errors
@@ -310,7 +325,7 @@ impl Chain {
                 .iter()
                 .filter_map(|l| calls::Transfer::decode_log_data(l.data()).ok().map(|t| (l.address(), t.to, t.value)))
                 .collect();
-            return Ok(Landed::Success(Mined::new(transfers)));
+            return Ok(Landed::Success(Mined::new(transfers, r.block_number)));
         }
         Ok(if bounded(self.provider.get_transaction_by_hash(hash)).await?.is_some() {
             Landed::Pending
@@ -351,9 +366,9 @@ mod tests {
             ("paid to someone else", vec![(pusd, someone, u(9))], u(0)),
         ];
         for (case, transfers, want) in cases {
-            assert_eq!(Mined::new(transfers).paid(pusd, funder), want, "{case}");
+            assert_eq!(Mined::new(transfers, Some(1)).paid(pusd, funder), want, "{case}");
         }
         let huge = vec![(pusd, funder, U256::MAX), (pusd, funder, u(1))];
-        assert_eq!(Mined::new(huge).paid(pusd, funder), U256::MAX, "saturates, never wraps");
+        assert_eq!(Mined::new(huge, None).paid(pusd, funder), U256::MAX, "saturates, never wraps");
     }
 }

@@ -47,8 +47,8 @@ impl TradingGate {
         }
     }
 
-    /// Resolves at the gate's next change of level (the supervisor publishes the same level many
-    /// times a second; that rings nothing). Created before the gate is read, it misses no change
+    /// Resolves at the gate's next change of level, or the next halt asked for while closed (the
+    /// supervisor publishes the same level many times a second; that rings nothing). Created before the gate is read, it misses no change
     /// made after that read: an order resting on the book that waits between lookups wakes at once
     /// when trading stops.
     pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
@@ -61,6 +61,9 @@ impl TradingGate {
         let before = self.level.fetch_max(CLOSED, Ordering::SeqCst);
         if before == CLOSED {
             self.halts.fetch_add(1, Ordering::SeqCst);
+            // No change of level, but a halt: the operator's close waiting (a retry's pause)
+            // stops at it, so those waiting are woken to look again.
+            self.bell.notify_waiters();
         }
         self.moved(before, CLOSED);
     }
@@ -205,5 +208,13 @@ mod tests {
         std::thread::spawn(move || other.close());
         wake.await;
         assert!(g.is_closed());
+        // A halt asked for while already closed wakes the waiters too (the operator's close
+        // stops at it), and counts.
+        let halts = g.halts();
+        let again = g.changed();
+        let other = g.clone();
+        std::thread::spawn(move || other.close());
+        again.await;
+        assert_eq!(g.halts(), halts + 1);
     }
 }

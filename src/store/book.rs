@@ -240,7 +240,8 @@ pub(crate) fn note_operator_close(
     left: Position,
     at_ms: i64,
 ) -> StoreResult<()> {
-    if by_operator && left.shares.0 == 0 && side == crate::domain::Side::Sell {
+    // Less than a lot left is empty to a close: it sells whole lots, and the dust cannot be sold.
+    if by_operator && left.shares.0 < crate::domain::LOT && side == crate::domain::Side::Sell {
         exec(
             tx,
             "INSERT INTO claims_reset (token_id, at_ms) VALUES (?1, ?2) \

@@ -186,6 +186,14 @@ fn take_out(
     };
     tx.execute("UPDATE fills SET reason = 'unsettled', detail = ?2 WHERE id = ?1", params![row, detail])?;
     let position = write_position(tx, &token, p, now())?;
+    if out.side == Side::Sell {
+        // The operator's close taken out gives back what it sold: the claims it ended come back.
+        tx.execute(
+            "DELETE FROM claims_reset WHERE token_id = ?1 AND EXISTS \
+             (SELECT 1 FROM executions WHERE fill_id = ?2 AND wallet = ?3)",
+            params![token, row, crate::domain::addr_lower(&crate::domain::OPERATOR)],
+        )?;
+    }
     let kept = if partly { settled.0 } else { Shares(0) };
     let short = match out.side {
         Side::Buy => Shares((out.shares.0 - before.shares.0).max(0)),

@@ -149,6 +149,8 @@ impl Run {
         match (o.status, o.amounts) {
             (OrderStatus::Matched, Some((shares, usdc))) => Some(Ok(self.execution(Shares(shares), Usdc(usdc)))),
             (OrderStatus::NoFill, _) => Some(Err(ExecError::NoFill { code: "no_liquidity", message })),
+            // Trading stopped before the exchange took it (see `never_accepted`).
+            (OrderStatus::Rejected, _) if message.starts_with("not_sent: ") => Some(Err(ExecError::NotSent)),
             (OrderStatus::Rejected, _) => {
                 let (code, rest) = message.split_once(": ").unwrap_or(("", &message));
                 Some(Err(ExecError::Rejected {

@@ -143,7 +143,7 @@ impl Run {
     /// Nothing is left to look up: it ends as not sent, with no error.
     async fn never_accepted(&self, r: &Resolution) -> Result<Execution, ExecError> {
         if r.ever_sent {
-            let message = "refused for now by the exchange, and trading stopped before it was sent again";
+            let message = "not_sent: refused for now by the exchange, and trading stopped before it was sent again";
             self.outcome(OrderStatus::Rejected, None, message).await?;
         }
         Err(ExecError::NotSent)

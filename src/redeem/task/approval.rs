@@ -16,6 +16,10 @@ use crate::redeem::calls;
 use crate::redeem::chain::{Chain, ChainError, Landed, Signed};
 use crate::store::SentApproval;
 
+/// How deep a mined approval still not in effect must be before it counts as gone (about a
+/// minute of Polygon blocks): a lagging node never makes us sign a second one.
+const NOT_IN_EFFECT_AFTER_BLOCKS: u64 = 32;
+
 /// Approvals sent and not yet seen in effect, by (book, operator).
 pub(super) type SentApprovals = HashMap<(Address, Address), Signed>;
 
@@ -81,9 +85,16 @@ impl Redeemer {
     /// Where a remembered approval stands; sent again when the node lost it.
     async fn follow_approval(&self, chain: &Chain, tx: &Signed) -> Result<Followed, ChainError> {
         match chain.landed(tx.hash).await? {
-            // Mined, and still not in effect a round later (checked first): revoked since, or
-            // made for another funder or contract. Waiting would wait for ever; a new one is signed.
-            Landed::Success(_) => Ok(Followed::Gone),
+            // Mined and not in effect (checked first). A node whose latest state lags behind its
+            // receipts says so for a block or two; deep in the chain, it was revoked since, or made
+            // for another funder or contract, and waiting would wait for ever: a new one is signed.
+            Landed::Success(m) => {
+                let deep = match m.block() {
+                    Some(b) => chain.head().await?.saturating_sub(b) >= NOT_IN_EFFECT_AFTER_BLOCKS,
+                    None => false,
+                };
+                Ok(if deep { Followed::Gone } else { Followed::Waiting })
+            }
             Landed::Reverted => Ok(Followed::Gone),
             Landed::Pending if chain.priced_out(&tx.raw).await? => Ok(Followed::PricedOut),
             Landed::Pending => Ok(Followed::Waiting),
