@@ -489,12 +489,9 @@ async fn test_live_when_halted_on_telegram_behind_a_hanging_balance_then_the_hal
     assert!(l.clob.posts().is_empty(), "nothing sent after the halt");
 }
 
-/// A halt acknowledged while an order's send is being counted in the journal (that write waits its
-/// turn at the writer) stops that POST: the send is taken back and the copy ends refused as halted,
-/// with nothing sent, nothing looked up and no error.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_live_when_halted_while_a_send_is_journaled_then_that_post_never_leaves() {
-    let mut l = live().await;
+/// Starts the daemon with every send held before its POST while the returned file exists; a
+/// target BUY is emitted and its send counted and held.
+async fn first_send_held(l: &mut Live) -> std::path::PathBuf {
     let hold = l.d.dir.join("hold-before-post");
     std::fs::write(&hold, "").unwrap();
     l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_post"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
@@ -505,6 +502,16 @@ async fn test_live_when_halted_while_a_send_is_journaled_then_that_post_never_le
             .then_some(())
     })
     .await;
+    hold
+}
+
+/// A halt acknowledged while an order's send is being counted in the journal (that write waits its
+/// turn at the writer) stops that POST: the send is taken back and the copy ends refused as halted,
+/// with nothing sent, nothing looked up and no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_while_a_send_is_journaled_then_that_post_never_leaves() {
+    let mut l = live().await;
+    let hold = first_send_held(&mut l).await;
 
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "halt inside the send"]);
     assert_eq!(code, 0, "acknowledged: {out}{err}");
@@ -573,16 +580,7 @@ async fn test_live_when_halted_while_waiting_to_retry_a_429_then_it_ends_not_sen
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_halted_and_resumed_while_a_copy_waits_then_that_copy_never_leaves() {
     let mut l = live().await;
-    let hold = l.d.dir.join("hold-before-post");
-    std::fs::write(&hold, "").unwrap();
-    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_post"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
-    l.d.wait_live().await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the send held before its POST", async || {
-        (l.d.log().contains("fault injection: holding") && orders_in_journal(&l.d).first().is_some_and(|o| o.2 == 1))
-            .then_some(())
-    })
-    .await;
+    let hold = first_send_held(&mut l).await;
 
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "halt while a copy waits"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -609,29 +607,10 @@ async fn test_live_when_the_journal_fails_after_an_order_left_then_it_is_looked_
     let mut l = live().await;
     reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 3");
     l.clob.script(&[Play::Hang]);
-    let hold = l.d.dir.join("hold-before-post");
-    std::fs::write(&hold, "").unwrap();
-    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_post"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
-    l.d.wait_live().await;
+    let hold = first_send_held(&mut l).await;
     let pid = l.d.pid();
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the send held before its POST", async || {
-        (l.d.log().contains("fault injection: holding") && orders_in_journal(&l.d).first().is_some_and(|o| o.2 == 1))
-            .then_some(())
-    })
-    .await;
     // Another process takes the journal's lock past the daemon's busy timeout; the POST leaves.
-    let db = l.d.dir.join("journal.db");
-    let (locked_tx, locked) = std::sync::mpsc::channel();
-    let (release_tx, release) = std::sync::mpsc::channel::<()>();
-    let locker = std::thread::spawn(move || {
-        let c = rusqlite::Connection::open(db).unwrap();
-        c.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        locked_tx.send(()).unwrap();
-        let _ = release.recv();
-        c.execute_batch("COMMIT").unwrap();
-    });
-    locked.recv().unwrap();
+    let lock = LockedJournal::hold(&l.d.dir.join("journal.db"));
     std::fs::remove_file(&hold).unwrap();
     wait_for(30, "the outcome's write failed", async || {
         l.d.log().contains("a journal write failed once the order may have left").then_some(())
@@ -640,8 +619,7 @@ async fn test_live_when_the_journal_fails_after_an_order_left_then_it_is_looked_
     // Logged a moment after the warning, by the same handler.
     wait_for(10, "the breaker tripped", async || l.d.log().contains("BREAKER TRIPPED (database_error)").then_some(()))
         .await;
-    release_tx.send(()).unwrap();
-    locker.join().unwrap();
+    lock.release();
     assert_eq!(l.d.status()["daemon"]["reserved_usdc"], "5.1", "its exposure is kept");
 
     let (code, out, err) = l.d.run_cli(&["resume"]);

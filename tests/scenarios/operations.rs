@@ -213,26 +213,15 @@ fn test_check_config_when_settings_have_type_errors_then_each_is_named_where_wri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_journal_when_unwritable_then_breaker_trips() {
     let Running { anvil, dir, d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
-    let db = dir.path().join("journal.db");
-    let (locked_tx, locked) = std::sync::mpsc::channel();
-    let (release_tx, release) = std::sync::mpsc::channel::<()>();
     // Holds the lock until the daemon has given up on it (its 5 s busy timeout) and tripped.
-    let locker = std::thread::spawn(move || {
-        let c = rusqlite::Connection::open(db).unwrap();
-        c.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        locked_tx.send(()).unwrap();
-        let _ = release.recv();
-        c.execute_batch("COMMIT").unwrap();
-    });
-    locked.recv().unwrap();
+    let lock = LockedJournal::hold(&dir.path().join("journal.db"));
     anvil.emit(&buy(A, 1, 1)).await;
     wait_for(20, "the breaker to trip", async || d.log().contains("BREAKER TRIPPED (database_error)").then_some(()))
         .await;
     // While the journal cannot take the breaker, `status` shows the daemon's own (tripped) breaker.
     let st = d.status();
     assert_eq!(st["breaker"]["code"], "database_error", "{st}");
-    release_tx.send(()).unwrap();
-    locker.join().unwrap();
+    lock.release();
     assert_eq!(outcome(&d, 0).await, ("rejected".into(), "halted".into()));
     assert_eq!(d.status()["breaker"]["code"], "database_error");
     let (code, _, _) = d.run_cli(&["resume"]);

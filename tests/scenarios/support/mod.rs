@@ -575,6 +575,37 @@ impl Daemon {
     }
 }
 
+/// Another process's exclusive lock on a journal, held from `hold` until `release`: the daemon's
+/// writes wait their busy timeout and fail.
+pub struct LockedJournal {
+    release: std::sync::mpsc::Sender<()>,
+    holder: std::thread::JoinHandle<()>,
+}
+
+impl LockedJournal {
+    /// Returns once the lock is taken.
+    pub fn hold(db: &Path) -> Self {
+        let db = db.to_owned();
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let c = rusqlite::Connection::open(db).unwrap();
+            c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = released.recv();
+            c.execute_batch("COMMIT").unwrap();
+        });
+        locked.recv().unwrap();
+        Self { release, holder }
+    }
+
+    /// Lets the lock go and waits until it is gone.
+    pub fn release(self) {
+        self.release.send(()).unwrap();
+        self.holder.join().unwrap();
+    }
+}
+
 /// A live paper daemon on its own anvil node and temp directory (dropped in reverse: the daemon
 /// stops before its directory and node go away).
 pub struct Running {
