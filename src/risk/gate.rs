@@ -48,9 +48,9 @@ impl TradingGate {
     }
 
     /// Resolves at the gate's next change of level, or the next halt asked for while closed (the
-    /// supervisor publishes the same level many times a second; that rings nothing). Created before the gate is read, it misses no change
-    /// made after that read: an order resting on the book that waits between lookups wakes at once
-    /// when trading stops.
+    /// supervisor publishes the same level many times a second; that rings nothing). Created
+    /// before the gate is read, it misses no change made after that read: an order resting on the
+    /// book that waits between lookups wakes at once when trading stops.
     pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.bell.notified()
     }
