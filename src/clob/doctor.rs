@@ -42,6 +42,9 @@ pub struct Diagnosis {
     pub checks: Vec<Check>,
     /// The authenticated connection (reused by the daemon).
     pub venue: Option<Venue>,
+    /// The failed checks that failed only because the CLOB did not answer (timeouts, no
+    /// connection, 5xx): a live daemon starts anyway and connects when it answers.
+    pub unanswered: Vec<&'static str>,
 }
 
 impl Diagnosis {
@@ -49,6 +52,14 @@ impl Diagnosis {
     #[must_use]
     pub fn healthy(&self) -> bool {
         self.checks.iter().all(|c| c.verdict != Verdict::Fail)
+    }
+
+    /// True when something failed, and every failure was the CLOB not answering: the setup itself
+    /// may be right, and the CLOB may be back in a minute.
+    #[must_use]
+    pub fn only_unanswered(&self) -> bool {
+        !self.healthy()
+            && self.checks.iter().filter(|c| c.verdict == Verdict::Fail).all(|c| self.unanswered.contains(&c.name))
     }
 
     /// The checks as text, one per line, failures with their fix.
@@ -89,7 +100,16 @@ fn fail_and_stop(checks: &mut Vec<Check>, name: &'static str, detail: impl Into<
     for n in ORDER.iter().skip_while(|n| **n != name).skip(1) {
         check(checks, n, Verdict::Skipped, "not checked: fix the problem above first");
     }
-    Diagnosis { checks: std::mem::take(checks), venue: None }
+    Diagnosis { checks: std::mem::take(checks), venue: None, unanswered: Vec::new() }
+}
+
+/// [`fail_and_stop`] for a call the CLOB answered with `e`, noting when it did not answer at all.
+fn failed_call(checks: &mut Vec<Check>, name: &'static str, e: &VenueError, detail: String) -> Diagnosis {
+    let mut d = fail_and_stop(checks, name, detail);
+    if e.unanswered() {
+        d.unanswered.push(name);
+    }
+    d
 }
 
 /// Runs every check against the CLOB named in `cfg`.
@@ -99,9 +119,9 @@ pub async fn diagnose(cfg: &VenueConfig, check_region: bool) -> Diagnosis {
         Ok(v) => v,
         Err(stopped) => return stopped,
     };
-    collateral(&mut checks, &venue).await;
+    let unanswered = collateral(&mut checks, &venue).await;
     region(&mut checks, cfg, check_region).await;
-    Diagnosis { checks, venue: Some(venue) }
+    Diagnosis { checks, venue: Some(venue), unanswered: unanswered.into_iter().collect() }
 }
 
 /// The key, the funder it implies, the CLOB's protocol version and the API credentials: each
@@ -134,7 +154,7 @@ async fn connect(checks: &mut Vec<Check>, cfg: &VenueConfig) -> Result<Venue, Di
                 ),
             ));
         }
-        Err(e) => return Err(fail_and_stop(checks, "clob", unreachable_fix(&cfg.host, &e))),
+        Err(e) => return Err(failed_call(checks, "clob", &e, unreachable_fix(&cfg.host, &e))),
     }
     // The API credentials are derived from the key (L1).
     match Venue::connect(cfg.clone()).await {
@@ -142,9 +162,10 @@ async fn connect(checks: &mut Vec<Check>, cfg: &VenueConfig) -> Result<Venue, Di
             check(checks, "credentials", Verdict::Ok, "API key derived from the signing key");
             Ok(v)
         }
-        Err(e) => Err(fail_and_stop(
+        Err(e) => Err(failed_call(
             checks,
             "credentials",
+            &e,
             format!(
                 "the CLOB would not create or derive API credentials for this key: {e}. If the key has never \
                  logged in to polymarket.com, log in once (that registers the account); check the server clock"
@@ -153,14 +174,15 @@ async fn connect(checks: &mut Vec<Check>, cfg: &VenueConfig) -> Result<Venue, Di
     }
 }
 
-/// pUSD and the exchanges' allowances, as the CLOB sees them.
-async fn collateral(checks: &mut Vec<Check>, venue: &Venue) {
+/// pUSD and the exchanges' allowances, as the CLOB sees them. Returns the check's name when it
+/// failed only because the CLOB did not answer.
+pub(crate) async fn collateral(checks: &mut Vec<Check>, venue: &Venue) -> Option<&'static str> {
     let (balance, allowances) = match venue.collateral().await {
         Ok(found) => found,
         Err(e) => {
             check(checks, "balance", Verdict::Fail, format!("the balance could not be read: {e}"));
             check(checks, "allowances", Verdict::Skipped, "not checked: the balance could not be read");
-            return;
+            return e.unanswered().then_some("balance");
         }
     };
     if balance > Decimal::ZERO {
@@ -198,6 +220,7 @@ async fn collateral(checks: &mut Vec<Check>, venue: &Venue) {
             ),
         );
     }
+    None
 }
 
 /// Whether this server's location may trade (skipped when the operator turned the check off).
@@ -264,6 +287,34 @@ fn missing_allowances(allowances: &std::collections::HashMap<Address, String>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn diagnosis(checks: &[(&'static str, Verdict)], unanswered: &[&'static str]) -> Diagnosis {
+        Diagnosis {
+            checks: checks
+                .iter()
+                .map(|(name, verdict)| Check { name, verdict: *verdict, detail: String::new() })
+                .collect(),
+            venue: None,
+            unanswered: unanswered.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_start_goes_on_only_when_every_failure_is_the_clob_not_answering() {
+        use Verdict::{Fail, Ok as Fine, Skipped};
+        let cases = [
+            (diagnosis(&[("clob", Fail), ("credentials", Skipped)], &["clob"]), true, "the CLOB is down"),
+            (diagnosis(&[("credentials", Fail)], &["credentials"]), true, "credentials unanswered"),
+            (diagnosis(&[("credentials", Fail)], &[]), false, "credentials refused"),
+            (diagnosis(&[("clob", Fine), ("balance", Fail)], &["balance"]), true, "balance unanswered"),
+            (diagnosis(&[("balance", Fail), ("region", Fail)], &["balance"]), false, "and geoblocked"),
+            (diagnosis(&[("allowances", Fail)], &[]), false, "an allowance missing"),
+            (diagnosis(&[("clob", Fine)], &[]), false, "healthy: nothing to go on past"),
+        ];
+        for (d, want, why) in cases {
+            assert_eq!(d.only_unanswered(), want, "{why}");
+        }
+    }
     use alloy::primitives::address;
 
     #[test]

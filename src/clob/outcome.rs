@@ -34,7 +34,7 @@ pub enum PostOutcome {
     },
     /// Refused for now: the same signed order may be sent again after a wait.
     Retry {
-        /// Stable code (`engine_restarting`, `trading_paused`, `rate_limited`).
+        /// Stable code (`engine_restarting`, `trading_paused`, `rate_limited`, `clob_unavailable`).
         code: &'static str,
         /// The exchange's words.
         message: String,
@@ -69,7 +69,7 @@ impl PostOutcome {
 }
 
 /// Every code a refused order can be journaled with.
-pub const REFUSAL_CODES: [&str; 15] = [
+pub const REFUSAL_CODES: [&str; 16] = [
     "insufficient_balance",
     "below_minimum",
     "invalid_price",
@@ -85,6 +85,7 @@ pub const REFUSAL_CODES: [&str; 15] = [
     "auth_error",
     "price_out_of_band",
     "order_not_built",
+    "clob_unavailable",
 ];
 
 /// The stable code spelled `code` (as journaled), `exchange_rejected` for anything else.

@@ -70,7 +70,9 @@ pub fn decimal_to_micros(d: Decimal) -> Option<i64> {
 
 /// The authenticated CLOB connection.
 pub struct Venue {
-    client: RwLock<Client<Authenticated<Normal>>>,
+    /// `None` until the CLOB answered once: a live daemon starts while the CLOB is down and
+    /// derives its credentials when it answers ([`Venue::unconnected`]).
+    client: RwLock<Option<Client<Authenticated<Normal>>>>,
     signer: PrivateKeySigner,
     funder: Address,
     cfg: VenueConfig,
@@ -107,14 +109,25 @@ impl Venue {
     /// # Errors
     /// Setup mistakes (explained), or the CLOB unreachable or refusing.
     pub async fn connect(cfg: VenueConfig) -> Result<Self, VenueError> {
+        let venue = Self::unconnected(cfg)?;
+        venue.reauthenticate().await?;
+        Ok(venue)
+    }
+
+    /// A connection whose API credentials are not derived yet: every call fails with
+    /// [`VenueError::Unconnected`] (nothing leaves) until [`Venue::reauthenticate`] succeeds. For a
+    /// live daemon that starts while the CLOB does not answer.
+    ///
+    /// # Errors
+    /// Setup mistakes (explained).
+    pub fn unconnected(cfg: VenueConfig) -> Result<Self, VenueError> {
         let signer = PrivateKeySigner::from_str(cfg.private_key.expose_secret())
             .map_err(|_| VenueError::Setup("PRIVATE_KEY is not a valid private key".into()))?
             .with_chain_id(Some(POLYGON));
         let funder = resolve_funder(cfg.sig, signer.address(), cfg.funder).map_err(VenueError::Setup)?;
-        let client = Self::authenticate(&cfg, &signer, funder).await?;
         let rps = NonZeroU32::new(cfg.requests_per_second).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
-            client: RwLock::new(client),
+            client: RwLock::new(None),
             signer,
             funder,
             limiter: RateLimiter::direct(Quota::per_second(rps)),
@@ -122,6 +135,15 @@ impl Venue {
             rules: Mutex::default(),
             reach: Arc::default(),
         })
+    }
+
+    /// Whether the API credentials are derived (calls can be made).
+    #[must_use]
+    pub fn connected(&self) -> bool {
+        match self.client.read() {
+            Ok(c) => c.is_some(),
+            Err(p) => p.into_inner().is_some(),
+        }
     }
 
     async fn authenticate(
@@ -138,23 +160,26 @@ impl Venue {
         bounded(cfg.timeout, &secrets, b.authenticate()).await
     }
 
-    /// Derives the API credentials again (after a 401).
+    /// Derives the API credentials (again, after a 401; or at last, for a connection started
+    /// [`Venue::unconnected`]).
     ///
     /// # Errors
     /// When the CLOB refuses again or cannot be reached.
     pub async fn reauthenticate(&self) -> Result<(), VenueError> {
         let c = Self::authenticate(&self.cfg, &self.signer, self.funder).await?;
-        if let Ok(mut w) = self.client.write() {
-            *w = c;
+        match self.client.write() {
+            Ok(mut w) => *w = Some(c),
+            Err(p) => *p.into_inner() = Some(c),
         }
         Ok(())
     }
 
-    fn client(&self) -> Client<Authenticated<Normal>> {
-        match self.client.read() {
+    fn client(&self) -> Result<Client<Authenticated<Normal>>, VenueError> {
+        let c = match self.client.read() {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
-        }
+        };
+        c.ok_or(VenueError::Unconnected)
     }
 
     /// The wallet that pays and receives (the `maker` of our orders and fills).
@@ -195,7 +220,7 @@ impl Venue {
     /// # Errors
     /// When the CLOB cannot be reached.
     pub async fn version(&self) -> Result<u32, VenueError> {
-        let c = self.client();
+        let c = self.client()?;
         self.call(c.version()).await
     }
 
@@ -205,7 +230,7 @@ impl Venue {
     /// # Errors
     /// When the CLOB cannot be reached or knows no such token.
     pub async fn market_rules(&self, token: TokenId) -> Result<MarketRules, VenueError> {
-        let c = self.client();
+        let c = self.client()?;
         let cached = self.rules.lock().ok().and_then(|m| m.get(&token).copied());
         if let Some((at, rules, sdk_tick)) = cached
             && at.elapsed() < RULES_TTL
@@ -254,7 +279,7 @@ impl Venue {
         neg_risk: bool,
         amounts: Option<crate::clob::amounts::OrderAmounts>,
     ) -> Result<StoredOrder, VenueError> {
-        let c = self.client();
+        let c = self.client()?;
         let mut b = c
             .limit_order()
             .token_id(token)
@@ -301,7 +326,11 @@ impl Venue {
     /// means. A timeout or a broken connection is [`PostOutcome::Unknown`]: the caller looks the
     /// order up.
     pub async fn post(&self, order: &StoredOrder) -> PostOutcome {
-        let c = self.client();
+        let c = match self.client() {
+            Ok(c) => c,
+            // Nothing left: the same signed order is sent once the credentials are derived.
+            Err(e) => return PostOutcome::Retry { code: "clob_unavailable", message: e.to_string(), wait_ms: None },
+        };
         let signed = match order.to_signed(c.credentials().key()) {
             Ok(s) => s,
             Err(e) => {
@@ -327,7 +356,7 @@ impl Venue {
     /// # Errors
     /// When the CLOB cannot answer (the order may still rest: asked again later).
     pub async fn cancel(&self, order_id: &str) -> Result<bool, VenueError> {
-        let c = self.client();
+        let c = self.client()?;
         let answer = self.call(c.cancel_order(order_id)).await?;
         Ok(answer.canceled.iter().any(|id| id.eq_ignore_ascii_case(order_id)))
     }
@@ -337,7 +366,7 @@ impl Venue {
     /// # Errors
     /// When the CLOB cannot answer (the order's fate stays unknown).
     pub async fn lookup(&self, order_id: &str) -> Result<FoundOrder, VenueError> {
-        let c = self.client();
+        let c = self.client()?;
         match self.call(c.order(order_id)).await {
             Ok(o) => {
                 let status = match &o.status {
@@ -368,7 +397,7 @@ impl Venue {
     /// # Errors
     /// When the CLOB cannot be reached.
     pub async fn server_time(&self) -> Result<i64, VenueError> {
-        let c = self.client();
+        let c = self.client()?;
         self.call(c.server_time()).await
     }
 
@@ -377,7 +406,7 @@ impl Venue {
     /// # Errors
     /// When the CLOB cannot be reached or refuses.
     pub async fn collateral(&self) -> Result<(Decimal, HashMap<Address, String>), VenueError> {
-        let c = self.client();
+        let c = self.client()?;
         let req = BalanceAllowanceRequest::builder().asset_type(AssetType::Collateral).build();
         let r = self.call(c.balance_allowance(req)).await?;
         Ok((r.balance, r.allowances))

@@ -28,9 +28,26 @@ pub enum VenueError {
     /// Transport or decoding failure.
     #[error("the CLOB could not be reached: {0}")]
     Transport(String),
+    /// No API credentials yet (the CLOB has not answered since the start): no request was made.
+    #[error("the CLOB has not answered since the start: no API credentials yet, nothing was sent")]
+    Unconnected,
     /// The SDK refused to build the order.
     #[error("order not built: {0}")]
     Build(String),
+}
+
+impl VenueError {
+    /// Whether this says only that the CLOB did not answer (no answer in time, no connection, a
+    /// 5xx, or "not now"), as opposed to a refusal of our setup: a live daemon may start while the
+    /// CLOB is down, not with a wrong key or account.
+    #[must_use]
+    pub const fn unanswered(&self) -> bool {
+        match self {
+            Self::Timeout(_) | Self::Transport(_) | Self::Unconnected => true,
+            Self::Status { status, .. } => *status >= 500 || *status == 429 || *status == 425,
+            Self::Setup(_) | Self::Build(_) => false,
+        }
+    }
 }
 
 impl From<OrderError> for VenueError {
@@ -56,4 +73,31 @@ pub(crate) fn sdk_error(e: &polymarket_client_sdk_v2::error::Error, secrets: &[&
         return VenueError::Status { status: st.status_code.as_u16(), message: scrub(&st.message, secrets) };
     }
     VenueError::Transport(scrub(&e.to_string(), secrets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_clob_that_did_not_answer_is_unanswered() {
+        let status = |status| VenueError::Status { status, message: String::new() };
+        let cases = [
+            (VenueError::Timeout(Duration::from_secs(5)), true),
+            (VenueError::Transport("connection refused".into()), true),
+            (VenueError::Unconnected, true),
+            (status(503), true),
+            (status(502), true),
+            (status(429), true),
+            (status(425), true),
+            (status(401), false),
+            (status(400), false),
+            (status(403), false),
+            (VenueError::Setup("bad key".into()), false),
+            (VenueError::Build("tick".into()), false),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.unanswered(), want, "{e:?}");
+        }
+    }
 }

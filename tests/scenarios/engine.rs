@@ -687,6 +687,62 @@ async fn test_live_when_restarted_with_more_unfinished_than_slots_then_ready_pro
     assert_eq!(l.clob.posts().len(), 2, "one order per fill");
 }
 
+/// A restart while the whole CLOB answers 503 (credentials and version included): the daemon
+/// starts anyway instead of exiting (systemd would give up after a few restarts), sends nothing,
+/// and once the CLOB answers derives its credentials and resolves the order left unresolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_restarted_while_the_whole_clob_is_down_then_starts_and_resolves_once_back() {
+    let mut l = live().await;
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    l.d.kill9();
+    l.clob.down(true);
+    l.d.start();
+    l.d.wait_live().await;
+    assert!(l.d.log().contains("the CLOB does not answer: starting without it"), "{}", l.d.log());
+    wait_for(20, "a retry of the connection", async || {
+        l.d.log().contains("the CLOB still does not answer").then_some(())
+    })
+    .await;
+    assert_eq!(row(&l.d, 0).unwrap()["status"], "pending");
+    assert_eq!(l.clob.posts().len(), 1, "nothing sent while the CLOB is down");
+    l.clob.down(false);
+    wait_for(30, "the credentials", async || l.d.log().contains("API credentials derived").then_some(())).await;
+    let r = wait_for(30, "the resolution", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
+    assert_eq!(r["shares"].as_str(), Some("10"), "{r}");
+    assert_eq!(l.clob.posts().len(), 1, "one order for the fill");
+}
+
+/// A restart with more unresolved orders than the error streak allows, while lookups fail: each
+/// one's window closes unknown and is reported, but they were sent by the run before and only
+/// wait for the exchange, so trading is not halted for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_restarted_with_unresolved_orders_past_the_error_streak_then_not_halted() {
+    let mut l = live().await;
+    l.d.set("risk", "max_consecutive_errors = 2");
+    l.clob.script(&[Play::Hang, Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    l.anvil.emit(&buy(2, NEG_TOKEN)).await;
+    wait_for(20, "both POSTs", async || (l.clob.posts().len() == 2).then_some(())).await;
+    l.d.kill9();
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
+    l.clob.lookups_down(true);
+    l.d.start();
+    l.d.wait_live().await;
+    wait_for(30, "both windows to close", async || {
+        (l.d.events("error").iter().filter(|e| e.contains("unknown outcome")).count() >= 2).then_some(())
+    })
+    .await;
+    let breaker = l.d.status()["breaker"].clone();
+    assert_eq!(breaker["state"], "active", "{breaker}");
+    l.clob.lookups_down(false);
+    wait_for(30, "both resolved", async || l.d.trades().iter().all(|r| r["status"] == "executed").then_some(())).await;
+    assert_eq!(l.clob.posts().len(), 2, "one order per fill");
+}
+
 trait FirstTx {
     async fn anvil_tx_of_first_fill(&self) -> B256;
 }

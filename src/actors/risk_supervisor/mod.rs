@@ -316,7 +316,12 @@ impl RiskSupervisor {
             ExecError::Unknown(message) => {
                 // Left pending and reserved: it is looked up again in the background (resolver.rs),
                 // booked if it filled, and never sent as a new order.
-                self.count_error();
+                // An order found again at a start is not counted: it was sent by the run before,
+                // and a restart during an exchange outage must not halt trading on orders that
+                // only wait for an answer (each is still reported).
+                if !(m.recovered && m.at_start) {
+                    self.count_error();
+                }
                 self.store.do_send(MarkUnresolved { row: m.intent.fill_row, detail: message.clone() });
                 self.notifier.do_send(Event::Error {
                     message: format!("order for {} has an unknown outcome ({message}); it keeps being looked up in the background and is booked if it filled, never sent as a new order", m.label),

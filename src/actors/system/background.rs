@@ -244,6 +244,7 @@ async fn mark_to_market(
 /// Keeps `/health`'s view of the CLOB current when no order goes out: an authenticated read every
 /// `every` unless some other call got an answer in the meantime.
 async fn probe_clob(venue: Arc<Venue>, every: Duration) {
+    connect_when_answering(&venue, every).await;
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
@@ -251,6 +252,30 @@ async fn probe_clob(venue: Arc<Venue>, every: Duration) {
         if now_ms() - last >= i64::try_from(every.as_millis()).unwrap_or(i64::MAX) {
             // The answer (or its absence) is recorded by the venue itself.
             let _ = venue.collateral().await;
+        }
+    }
+}
+
+/// For a daemon that started while the CLOB did not answer: derives the API credentials once it
+/// answers, retrying with a growing pause (1 s up to `every`), and says what the account's checks
+/// find then (an allowance missing since is logged as the doctor would say it).
+async fn connect_when_answering(venue: &Venue, every: Duration) {
+    let mut pause = Duration::from_secs(1).min(every);
+    while !venue.connected() {
+        tokio::time::sleep(pause).await;
+        match venue.reauthenticate().await {
+            Ok(()) => {
+                info!("the CLOB answers: API credentials derived, live orders can be sent");
+                let mut checks = Vec::new();
+                crate::clob::doctor::collateral(&mut checks, venue).await;
+                for c in checks.iter().filter(|c| c.verdict == crate::clob::doctor::Verdict::Fail) {
+                    tracing::error!("doctor [FAIL] {}: {}", c.name, c.detail);
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "the CLOB still does not answer; nothing is sent");
+                pause = (pause * 2).min(every);
+            }
         }
     }
 }

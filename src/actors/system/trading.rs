@@ -167,16 +167,31 @@ fn risk_config(s: &Settings, journal: Option<(PathBuf, FileIdentity)>, paper: bo
     }
 }
 
-/// Checks the live setup like `polycopy doctor` and returns the connection; any failed check stops
-/// the start with the doctor's explanation.
+/// Checks the live setup like `polycopy doctor` and returns the connection. A failed check stops
+/// the start with the doctor's explanation, unless every failure was the CLOB not answering.
 async fn live_venue(s: &Settings, env: &Env) -> Result<Arc<Venue>, DaemonError> {
     let cfg = VenueConfig::from_settings(s, env).map_err(DaemonError::Live)?;
     let d = crate::clob::doctor::diagnose(&cfg, s.live.check_geoblock).await;
     for line in d.render().lines() {
         info!("doctor {line}");
     }
+    if !d.healthy() && !d.only_unanswered() {
+        return Err(DaemonError::Live(d.render()));
+    }
+    if d.healthy() {
+        let text = d.render();
+        return d.venue.map(Arc::new).ok_or(DaemonError::Live(text));
+    }
+    // The setup is not known to be wrong and the CLOB may be back in a minute: starting lets
+    // recovery, the feed, our own fills on chain and the operator's commands work meanwhile,
+    // where refusing would leave systemd to give up after a few restarts. Orders wait for the
+    // credentials (nothing leaves without them); `/health` shows the CLOB as unreachable.
+    warn!(
+        "the CLOB does not answer: starting without it; the connection is retried in the background and \
+         nothing is sent until it answers"
+    );
     match d.venue {
-        Some(v) if d.healthy() => Ok(Arc::new(v)),
-        _ => Err(DaemonError::Live(d.render())),
+        Some(v) => Ok(Arc::new(v)),
+        None => Venue::unconnected(cfg).map(Arc::new).map_err(|e| DaemonError::Live(e.to_string())),
     }
 }

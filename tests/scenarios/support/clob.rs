@@ -143,6 +143,8 @@ struct State {
     unsized_lookups: bool,
     /// Order lookups answer 503 (the engine is down).
     lookups_down: bool,
+    /// Every request answers 503, credentials and the version included (the whole CLOB is down).
+    down: bool,
     /// Order lookups are held unanswered (a slow exchange) while this says so.
     lookups_hang: Gate,
     /// While on, `GET /balance-allowance` is held unanswered.
@@ -281,6 +283,11 @@ impl FakeClob {
 
     pub fn lookups_down(&self, down: bool) {
         self.state.lock().unwrap().lookups_down = down;
+    }
+
+    /// The whole CLOB answers 503 while `down`: version, credentials, books, orders, lookups.
+    pub fn down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
     }
 
     /// Fills every resting order in full.
@@ -498,7 +505,15 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
     let body = String::from_utf8_lossy(&body).into_owned();
     let route = path.split('?').next().unwrap_or("").to_owned();
     let key = if route.starts_with("/data/order/") { "/data/order".to_owned() } else { route.clone() };
-    *st.lock().unwrap().requests.entry(key).or_default() += 1;
+    let down = {
+        let mut s = st.lock().unwrap();
+        *s.requests.entry(key).or_default() += 1;
+        s.down
+    };
+    if down {
+        respond(&mut sock, 503, &json!({"error": "service unavailable"}), "").await;
+        return Some(());
+    }
     let refuse = |st: &Arc<Mutex<State>>, why: String| st.lock().unwrap().refused.push(why);
     match (method.as_str(), route.as_str()) {
         ("POST", "/auth/api-key") | ("GET", "/auth/derive-api-key") => {
