@@ -143,7 +143,10 @@ fn named_wait_ms(message: &str) -> Option<u64> {
 pub fn classify_status(status: u16, body: &str) -> PostOutcome {
     let message = error_text(body);
     match status {
-        400 | 404 | 422 => classify_refusal(&message),
+        400 | 422 => classify_refusal(&message),
+        // The SDK turns an answer it cannot read as an order's (a `null` body) into a 404: the
+        // order may have been taken (docs/PROTOCOL.md §7), so it is looked up, never refused.
+        404 => PostOutcome::Unknown { message: format!("HTTP 404: {message}") },
         401 | 403 => PostOutcome::Unauthorized { message },
         425 => PostOutcome::Retry { code: "engine_restarting", message, wait_ms: None },
         429 => PostOutcome::Retry { code: "rate_limited", wait_ms: named_wait_ms(&message), message },
@@ -214,6 +217,10 @@ pub fn classify_lookup(status: &str, size_matched: Decimal) -> LookupOutcome {
 /// as journaled (`chain_read_s`, with our own fills). With no fill of ours on chain by then, it did
 /// not fill; a match that never settles would be taken out of the books at that point anyway. An
 /// order with no expiry that may rest never passes this point. All times are unix seconds.
+///
+/// The send is stamped by this host's clock and the chain by its blocks': the earlier of the chain
+/// as read and this host's `now_s` is taken, so a host clock running behind the chain never makes
+/// the settlement time look passed before it has.
 #[must_use]
 pub fn past_any_fill(
     order_type: &str,
@@ -221,13 +228,14 @@ pub fn past_any_fill(
     expiration_s: u64,
     settle_within_s: u64,
     chain_read_s: u64,
+    now_s: u64,
 ) -> bool {
     let last_chance_s = match order_type.to_ascii_uppercase().as_str() {
         "FAK" | "FOK" => last_sent_s,
         "GTD" if expiration_s > 0 => expiration_s.max(last_sent_s),
         _ => return false,
     };
-    chain_read_s >= last_chance_s.saturating_add(settle_within_s)
+    chain_read_s.min(now_s) >= last_chance_s.saturating_add(settle_within_s)
 }
 
 #[cfg(test)]
@@ -236,7 +244,8 @@ mod tests {
 
     #[test]
     fn an_order_is_past_any_fill_once_the_chain_is_read_beyond_its_last_chance_and_settlement() {
-        // (type, last sent, expiry, settle within, chain read through, past any fill)
+        // (type, last sent, expiry, settle within, chain read through, past any fill); this
+        // host's clock far ahead
         for (kind, sent, expiry, within, chain, want) in [
             ("FAK", 1_000, 0, 600, 1_599, false),
             ("FAK", 1_000, 0, 600, 1_600, true),
@@ -252,10 +261,19 @@ mod tests {
             ("FAK", u64::MAX, 0, 600, u64::MAX, true),
         ] {
             assert_eq!(
-                past_any_fill(kind, sent, expiry, within, chain),
+                past_any_fill(kind, sent, expiry, within, chain, u64::MAX),
                 want,
                 "{kind} {sent} {expiry} {within} {chain}"
             );
+        }
+    }
+
+    #[test]
+    fn a_host_clock_behind_the_chain_does_not_end_the_wait_early() {
+        // Sent at 1,000 by this host's clock, which runs 300 s behind the chain's blocks.
+        // (this host's clock now, past any fill)
+        for (now, want) in [(1_100, false), (1_599, false), (1_600, true)] {
+            assert_eq!(past_any_fill("FAK", 1_000, 0, 600, 1_900, now), want, "now {now}");
         }
     }
 
@@ -290,6 +308,8 @@ mod tests {
             (503, r#"{"error":"trading is currently cancel-only"}"#, "trading_paused"),
             (500, "oops", "unknown"),
             (502, "<html>bad gateway</html>", "unknown"),
+            (404, "Unable to find requested resource", "unknown"),
+            (422, r#"{"error":"something new"}"#, "exchange_rejected"),
         ] {
             assert_eq!(code(&classify_status(status, body)), want, "{status} {body}");
         }

@@ -137,12 +137,29 @@ fn run_batch(store: &mut Store, batch: Vec<Job>) -> (Vec<Reply>, Option<String>)
     let outer = super::journal::exec(&store.conn, "BEGIN IMMEDIATE", []).is_ok();
     // Still inside one: nothing of this batch could commit; it is run, rolled back and refused.
     let stuck = !outer && !store.conn.is_autocommit();
-    let mut replies = Vec::with_capacity(batch.len());
+    let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     for job in batch {
         // A job that panics must not take the writer (and every later write) with it.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(store))) {
-            Ok(r) => replies.push(r),
-            Err(_) => tracing::error!("a journal job panicked; its caller gets no answer"),
+        let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(store))) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                tracing::error!("a journal job panicked; its caller gets no answer");
+                None
+            }
+        };
+        // Each job commits on its own here: one whose commit failed (its savepoint's RELEASE) left
+        // its transaction open, and every later job would run inside it, be told it committed,
+        // and be rolled back with it. It is rolled back now, and its caller told so.
+        let left_open = !outer && !stuck && !store.conn.is_autocommit();
+        if left_open {
+            let _ = store.conn.execute_batch("ROLLBACK");
+        }
+        match reply {
+            Some(r) if left_open => replies.push(Box::new(move |_: Option<&str>, at: Instant| {
+                r(Some("the journal could not commit this write (rolled back)"), at);
+            })),
+            Some(r) => replies.push(r),
+            None => {}
         }
     }
     let commit = if outer {
@@ -288,6 +305,50 @@ mod tests {
         Answered { replies, commit, at }.deliver();
         let stamps: Vec<Instant> = rx.try_iter().map(|a| a.1).collect();
         assert_eq!(stamps, vec![at; 5]);
+    }
+
+    /// Every value in the probe table, read by another connection (what is committed).
+    fn committed(path: &std::path::Path) -> Vec<i64> {
+        let other = rusqlite::Connection::open(path).unwrap();
+        let mut st = other.prepare("SELECT x FROM probe ORDER BY x").unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn without_a_batch_transaction_a_job_that_could_not_commit_takes_no_later_job_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let mut store = Store::open(&path).unwrap();
+        store.conn.execute_batch("CREATE TABLE probe (x INTEGER)").unwrap();
+        store.conn.busy_timeout(std::time::Duration::ZERO).unwrap();
+        // Another process holds the write lock: the batch's BEGIN IMMEDIATE is refused, so each
+        // job commits on its own.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<(u32, bool)>();
+        let answer = |n: u32, tx: std::sync::mpsc::Sender<(u32, bool)>| {
+            Box::new(move |commit: Option<&str>, _: Instant| {
+                let _ = tx.send((n, commit.is_none()));
+            }) as Reply
+        };
+        let tx1 = tx.clone();
+        // Its own commit failed: its savepoint is left open (as a RELEASE refused by the disk
+        // leaves it), then the other process lets go of the lock.
+        let failed: Job = Box::new(move |s: &mut Store| {
+            s.conn.execute_batch("SAVEPOINT job").unwrap();
+            other.execute_batch("COMMIT").unwrap();
+            answer(1, tx1)
+        });
+        let later: Job = Box::new(move |s: &mut Store| {
+            s.atomically(|s| Ok(s.conn.execute("INSERT INTO probe VALUES (2)", [])?)).unwrap();
+            answer(2, tx)
+        });
+        let (replies, commit) = run_batch(&mut store, vec![failed, later]);
+        Answered { replies, commit, at: Instant::now() }.deliver();
+        let answers: Vec<(u32, bool)> = rx.try_iter().collect();
+        assert_eq!(answers, vec![(1, false), (2, true)], "only the later job is told it committed");
+        assert!(store.conn.is_autocommit());
+        assert_eq!(committed(&path), vec![2], "and it did");
     }
 
     #[test]

@@ -168,6 +168,7 @@ impl Run {
     /// (our own fill booked the order meanwhile, or none came long after the order could last
     /// match); else the outcome stays unknown and the order is resolved in the background.
     pub(super) async fn unknown(&self, message: &str) -> Result<Execution, ExecError> {
+        let now_s = || u64::try_from(now_ms() / 1000).unwrap_or(0);
         // Read before the order: every fill of ours up to this block time is journaled by now.
         let chain_read_s = self.chain.read_through_s();
         let row = self.writer.ask(GetOrder(self.intent.fill_row)).await.map_err(journal_err)?;
@@ -181,7 +182,7 @@ impl Run {
             let expiry_s = u64::try_from(o.order.expiration).unwrap_or(u64::MAX);
             let within_s = self.rules.settle_within.as_secs();
             if o.last_sent_ms.is_some()
-                && past_any_fill(&o.order.order_type, last_sent_s, expiry_s, within_s, chain_read_s)
+                && past_any_fill(&o.order.order_type, last_sent_s, expiry_s, within_s, chain_read_s, now_s())
             {
                 // Filled in part on chain (a GTD order that rested): that part is its outcome.
                 if let Some(done) = self.filled_in_part(&o).await? {
