@@ -50,15 +50,25 @@ pub struct Decoded {
 /// [`ChainError::ChainMoved`] or [`ChainError::MissingBlock`]: read the range again.
 pub fn decode_logs(logs: &[Log], headers: &BTreeMap<u64, BlockRef>, from: u64, to: u64) -> Result<Decoded, ChainError> {
     let mut out = Decoded { fills: Vec::with_capacity(logs.len()), undecodable: Vec::new() };
+    let malformed = |why: &str| ChainError::MalformedLogs { from, to, why: why.to_owned() };
+    // One log is one fill: an answer that repeats a log (load-balanced providers have) must not
+    // make two copies of it, and one that says two things of one position is not believed.
+    let mut seen: BTreeMap<(u64, u64), &Log> = BTreeMap::new();
     for log in logs.iter().filter(|l| !l.removed) {
+        // A mined range's log always says where it is: one that does not is read again, never
+        // skipped (skipping it would lose its fill as the checkpoint moves on).
         let (Some(bn), Some(bh), Some(tx), Some(li)) =
             (log.block_number, log.block_hash, log.transaction_hash, log.log_index)
         else {
-            tracing::warn!("log without block position ignored (pending log?)");
-            continue;
+            return Err(malformed("a log without its block, transaction or index"));
         };
         if !(from..=to).contains(&bn) {
             continue;
+        }
+        match seen.insert((bn, li), log) {
+            Some(earlier) if earlier == log => continue,
+            Some(_) => return Err(malformed(&format!("two different logs at block {bn} index {li}"))),
+            None => {}
         }
         let header = headers.get(&bn).copied().ok_or(ChainError::MissingBlock(bn))?;
         if header.hash != bh {
@@ -72,7 +82,8 @@ pub fn decode_logs(logs: &[Log], headers: &BTreeMap<u64, BlockRef>, from: u64, t
             block_number: bn,
             block_hash: bh,
             log_index: li,
-            block_ts: log.block_timestamp.unwrap_or(header.timestamp),
+            // The header's, checked by its hash: a log's own timestamp is the node's word only.
+            block_ts: header.timestamp,
         };
         match decode_order_filled(&raw) {
             Ok(f) => out.fills.push(f),
@@ -154,4 +165,69 @@ pub async fn first_block_at(rpc: &Rpc, mut lo: u64, mut hi: u64, ts: u64) -> Res
         }
     }
     Ok(lo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::{LogData, U256, address};
+
+    const BLOCK: u64 = 7;
+    const HASH: B256 = B256::repeat_byte(8);
+
+    /// A V2 `OrderFilled` log of a BUY of `shares` whole shares at position `index` of block 7.
+    fn fill_log(index: u64, shares: u64) -> Log {
+        let maker = address!("1111111111111111111111111111111111111111");
+        let taker = address!("2222222222222222222222222222222222222222");
+        let topics = vec![ORDER_FILLED_V2, B256::repeat_byte(1), address_topic(&maker), address_topic(&taker)];
+        let words = [0, 77, shares * 500_000, shares * 1_000_000, 0, 0, 0];
+        let data: Vec<u8> = words.iter().flat_map(|w| U256::from(*w).to_be_bytes::<32>()).collect();
+        Log {
+            inner: alloy::primitives::Log {
+                address: address!("E111180000d2663C0091e4f400237545B87B996B"),
+                data: LogData::new_unchecked(topics, data.into()),
+            },
+            block_hash: Some(HASH),
+            block_number: Some(BLOCK),
+            // A node's own word on the time, which the header's (checked by its hash) overrides.
+            block_timestamp: Some(1),
+            transaction_hash: Some(B256::repeat_byte(9)),
+            transaction_index: Some(0),
+            log_index: Some(index),
+            removed: false,
+        }
+    }
+
+    fn headers() -> BTreeMap<u64, BlockRef> {
+        BTreeMap::from([(BLOCK, BlockRef { number: BLOCK, hash: HASH, parent: B256::ZERO, timestamp: 1_700_000_000 })])
+    }
+
+    #[test]
+    fn a_log_repeated_in_the_answer_is_one_fill_and_a_contradiction_is_read_again() {
+        let no_index = Log { log_index: None, ..fill_log(3, 10) };
+        // (the node's answer, the fills' shares, or an error)
+        let cases: Vec<(Vec<Log>, Result<Vec<i64>, ()>, &str)> = vec![
+            (vec![fill_log(3, 10), fill_log(4, 20)], Ok(vec![10_000_000, 20_000_000]), "two logs"),
+            (vec![fill_log(3, 10), fill_log(3, 10)], Ok(vec![10_000_000]), "one log twice"),
+            (
+                vec![fill_log(3, 10), fill_log(4, 20), fill_log(3, 10)],
+                Ok(vec![10_000_000, 20_000_000]),
+                "repeated later",
+            ),
+            (vec![fill_log(3, 10), fill_log(3, 20)], Err(()), "two logs at one position"),
+            (vec![fill_log(4, 20), no_index], Err(()), "a log without its index"),
+        ];
+        for (logs, want, why) in cases {
+            match (decode_logs(&logs, &headers(), BLOCK, BLOCK), want) {
+                (Ok(d), Ok(shares)) => {
+                    assert_eq!(d.fills.iter().map(|f| f.shares.0).collect::<Vec<_>>(), shares, "{why}");
+                    let occurrences: Vec<u32> = d.fills.iter().map(|f| f.id.occurrence).collect();
+                    assert_eq!(occurrences, (0..u32::try_from(shares.len()).unwrap()).collect::<Vec<_>>(), "{why}");
+                    assert!(d.fills.iter().all(|f| f.block_ts == 1_700_000_000), "{why}: the header's time");
+                }
+                (Err(ChainError::MalformedLogs { .. }), Err(())) => {}
+                (got, want) => panic!("{why}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 }

@@ -235,7 +235,8 @@ impl Copier {
         let delta = if fill.side == Side::Buy { fill.shares.0 } else { -fill.shares.0 };
         let running = self.block_deltas.entry(key).or_insert(0);
         let earlier = *running;
-        *running += delta;
+        // A chain's amounts are i64 at most each: summed they may not be (overflow checks panic).
+        *running = running.saturating_add(delta);
         if self.block_deltas.len() > 10_000 {
             let newest = fill.block_number;
             self.block_deltas.retain(|k, _| k.2 + 16 >= newest);
@@ -284,7 +285,7 @@ pub(super) async fn target_balance_before(
         match rpc.balance_of(contract, fill.wallet, fill.token_id, at).await {
             Ok(b) => {
                 if let Some(v) = u256_to_micros(b) {
-                    return Some(Shares((v + earlier_in_block).max(0)));
+                    return Some(Shares(v.saturating_add(earlier_in_block).max(0)));
                 }
             }
             Err(e) => debug!(cause = %e, "balanceOf failed; using the observed position"),
@@ -292,7 +293,7 @@ pub(super) async fn target_balance_before(
     }
     // The journal's observed position already includes this fill (a SELL): add it back.
     let observed = store.send(TargetPosition { wallet: fill.wallet, token: fill.token_id }).await.ok()?.ok()??;
-    Some(Shares(observed.0 + fill.shares.0))
+    Some(Shares(observed.0.saturating_add(fill.shares.0)))
 }
 
 /// The block to read a fill seen pending at: the head, unless its transaction was mined by then

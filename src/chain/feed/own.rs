@@ -86,8 +86,10 @@ fn sum_by_order(own: Vec<TargetFill>) -> Vec<OwnFill> {
         let (order_id, tx) = (format!("{:#x}", f.id.order_hash), format!("{:#x}", f.id.tx_hash));
         match out.iter_mut().find(|o| o.order_id == order_id && o.tx == tx) {
             Some(o) => {
-                o.shares = crate::domain::Shares(o.shares.0 + f.shares.0);
-                o.usdc = crate::domain::Usdc(o.usdc.0 + f.usdc.0);
+                // Each log's amount fits an i64; a node's absurd ones summed may not, and an
+                // overflow's panic here would stop the feed at the same range after every restart.
+                o.shares = crate::domain::Shares(o.shares.0.saturating_add(f.shares.0));
+                o.usdc = crate::domain::Usdc(o.usdc.0.saturating_add(f.usdc.0));
             }
             None => out.push(OwnFill { order_id, shares: f.shares, usdc: f.usdc, tx, block: f.block_number }),
         }

@@ -40,6 +40,17 @@ pub enum ChainError {
         /// The node's answer.
         cause: Box<ChainError>,
     },
+    /// The node's answer for a range cannot be right (a log with no position, or two different
+    /// logs at one position): the range is read again.
+    #[error("the node's logs of blocks {from}..={to} are malformed ({why}); reading them again")]
+    MalformedLogs {
+        /// Range start.
+        from: u64,
+        /// Range end.
+        to: u64,
+        /// What is wrong.
+        why: String,
+    },
     /// A block the node should have is missing.
     #[error("block {0} not found")]
     MissingBlock(u64),
