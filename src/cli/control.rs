@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::{EXIT_NO_ACK, EXIT_NO_DAEMON, GlobalArgs, open_store, other_mode_socket, settings_for_control};
 use crate::config::Settings;
-use crate::control::client::{ControlError, ask};
+use crate::control::client::{ControlError, ask, ask_expected};
 use crate::control::{Reply, Request};
 use crate::risk::{BreakerState, TradingState};
 use crate::store::{Store, now_ms};
@@ -66,8 +66,18 @@ fn reach(
     ok_hint: &str,
     offline: impl FnOnce(&Store) -> Result<String>,
 ) -> Result<i32> {
-    match ask(&s.control_socket_path(), req, ACK_WAIT) {
+    let answer = if matches!(req, Request::Halt { .. }) {
+        // A halt goes to whichever daemon answers: stopping the wrong one too costs nothing.
+        ask(&s.control_socket_path(), req, ACK_WAIT)
+    } else {
+        ask_expected(&s.control_socket_path(), super::expected(g, s), req, ACK_WAIT)
+    };
+    match answer {
         Ok(r) => Ok(answered(&r, ok_hint, req)),
+        Err(e @ ControlError::OtherDaemon { .. }) => {
+            eprintln!("{e}");
+            Ok(1)
+        }
         Err(ControlError::NoDaemon(sock)) => {
             // The mode in the file may have changed since the daemon that trades started.
             if let Some(other) = other_mode_socket(g, s) {

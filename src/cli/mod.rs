@@ -386,6 +386,12 @@ fn settings_for_control(g: &GlobalArgs) -> Result<Settings> {
     Ok(s)
 }
 
+/// The daemon a command that changes trading means: the settings' mode and journal, or the journal
+/// named with `--db`.
+fn expected<'a>(g: &GlobalArgs, s: &'a Settings) -> crate::control::client::Expected<'a> {
+    crate::control::client::Expected { mode: g.db.is_none().then(|| s.mode.as_str()), journal: &s.db_path }
+}
+
 /// The control socket the daemon of the other mode would listen on (the mode in the file may have
 /// been changed since the running daemon started), when the socket follows the journal.
 fn other_mode_socket(g: &GlobalArgs, s: &Settings) -> Option<PathBuf> {

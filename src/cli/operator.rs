@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{EXIT_NO_ACK, EXIT_NO_DAEMON, GlobalArgs, open_store, settings_or_bail};
-use crate::control::client::{ControlError, ask};
+use crate::control::client::{ControlError, ask_expected};
 use crate::control::{Reply, Request};
 use crate::risk::close::MarketSelector;
 use crate::store::FillStatus;
@@ -33,8 +33,12 @@ pub fn close(g: &GlobalArgs, market: Option<&str>, wait_s: u64) -> Result<i32> {
         return Ok(super::EXIT_USAGE);
     }
     let req = Request::Close { market: market.map(str::to_owned), by: "cli".into() };
-    let r = match ask(&s.control_socket_path(), &req, CLOSE_ACK) {
+    let r = match ask_expected(&s.control_socket_path(), super::expected(g, &s), &req, CLOSE_ACK) {
         Ok(r) => r,
+        Err(e @ ControlError::OtherDaemon { .. }) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
         Err(ControlError::NoDaemon(sock)) => {
             eprintln!(
                 "error: no daemon is running on this journal (nothing listens on {sock}): a close is sent by the \
@@ -124,7 +128,7 @@ pub fn pause_market(g: &GlobalArgs, market: &str, paused: bool) -> Result<i32> {
         }
     };
     let req = Request::PauseMarket { market: market.to_owned(), paused, by: "cli".into() };
-    match ask(&s.control_socket_path(), &req, Duration::from_secs(2)) {
+    match ask_expected(&s.control_socket_path(), super::expected(g, &s), &req, Duration::from_secs(2)) {
         Ok(r) if r.ok => {
             println!("{}", said(&r));
             Ok(0)

@@ -75,7 +75,7 @@ pub fn reconcile(g: &GlobalArgs, as_json: bool, apply: bool, alert: bool) -> Res
     print_report(&s, funder, &diffs, &problems, as_json, sightings.len())?;
     let mut code = i32::from(!diffs.is_empty() || !problems.is_empty());
     if apply {
-        code = code.max(apply_all(&s, &diffs, &prices)?);
+        code = code.max(apply_all(&s, super::expected(g, &s), &diffs, &prices)?);
     }
     if alert && !diffs.is_empty() {
         code = code.max(raise(&s, &diffs));
@@ -172,7 +172,12 @@ fn print_report(
 }
 
 /// Books each difference `--apply` may book, through the running daemon when there is one.
-fn apply_all(s: &Settings, diffs: &[Difference], prices: &BTreeMap<TokenId, Price>) -> Result<i32> {
+fn apply_all(
+    s: &Settings,
+    daemon: crate::control::client::Expected<'_>,
+    diffs: &[Difference],
+    prices: &BTreeMap<TokenId, Price>,
+) -> Result<i32> {
     let mut code = 0;
     for d in diffs.iter().filter(|d| d.cause.applies()) {
         let Some(to) = d.truth.filter(|_| d.bookable()) else {
@@ -193,7 +198,7 @@ fn apply_all(s: &Settings, diffs: &[Difference], prices: &BTreeMap<TokenId, Pric
             cause: d.cause.to_string(),
             by: "cli".into(),
         };
-        match crate::control::client::ask(&s.control_socket_path(), &req, Duration::from_secs(5)) {
+        match crate::control::client::ask_expected(&s.control_socket_path(), daemon, &req, Duration::from_secs(5)) {
             Ok(r) if r.ok => println!("applied: {}", r.message),
             Ok(r) => {
                 code = 1;

@@ -21,6 +21,23 @@ pub enum ControlError {
         /// The wait.
         ms: u128,
     },
+    /// The daemon that answers trades another mode or journal than the command means.
+    #[error(
+        "refused: the daemon on this socket (pid {pid}) trades the {mode} journal {journal}, but the settings name \
+         the {want_mode} journal {want_journal}; name its journal with --db to act on it"
+    )]
+    OtherDaemon {
+        /// Its mode.
+        mode: String,
+        /// Its journal.
+        journal: String,
+        /// Its process id.
+        pid: u32,
+        /// The mode the settings name.
+        want_mode: String,
+        /// The journal the settings name.
+        want_journal: String,
+    },
     /// Any other failure talking to it.
     #[error("talking to the daemon on {path}: {cause}")]
     Io {
@@ -29,6 +46,56 @@ pub enum ControlError {
         /// What went wrong.
         cause: String,
     },
+}
+
+/// The daemon a command means: the mode and the journal its settings name.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// `paper` or `live`; `None` when the command names its journal itself (`--db`), whatever
+    /// the settings' mode.
+    pub mode: Option<&'a str>,
+    /// The journal.
+    pub journal: &'a Path,
+}
+
+/// [`ask`], for a request that changes what a daemon trades (anything but a halt or a status):
+/// the daemon that answers is first asked who it is, and the request is refused unless it trades
+/// in the mode and on the journal the command means. A control socket set in the settings is
+/// shared by both modes' daemons, so the one answering may be the daemon the operator is moving
+/// away from.
+///
+/// # Errors
+/// [`ControlError::OtherDaemon`] for another daemon; as [`ask`] otherwise.
+pub fn ask_expected(
+    socket: &Path,
+    expected: Expected<'_>,
+    req: &Request,
+    timeout: Duration,
+) -> Result<Reply, ControlError> {
+    let who = ask(socket, &Request::Status, timeout)?;
+    let other_mode = expected.mode.is_some_and(|m| m != who.mode);
+    if other_mode || !same_journal(Path::new(&who.journal), expected.journal) {
+        return Err(ControlError::OtherDaemon {
+            mode: who.mode,
+            journal: who.journal,
+            pid: who.pid,
+            want_mode: expected.mode.unwrap_or("named").to_owned(),
+            want_journal: expected.journal.display().to_string(),
+        });
+    }
+    ask(socket, req, timeout)
+}
+
+/// Whether two journal paths name one file. A relative path is the daemon's or this command's
+/// working directory's, which differ: only absolute paths are compared.
+fn same_journal(a: &Path, b: &Path) -> bool {
+    if !a.is_absolute() || !b.is_absolute() {
+        return true;
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// Sends `req` to the daemon listening on `socket` and waits at most `timeout` for its reply.

@@ -390,3 +390,39 @@ async fn test_live_when_credentials_refused_then_derived_again_then_breaker() {
     assert_eq!(b["code"], "auth_error", "{b}");
     assert_eq!(l.clob.posts().len(), 4);
 }
+
+/// With a control socket set in the settings, both modes' daemons would listen on it. The file is
+/// switched back to paper while the live daemon, halted, still runs: `resume` and `close` from
+/// the file's settings are refused (they would restart or sell real-money trading the operator
+/// is moving away from), while `halt` still reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_shared_control_socket_answers_for_the_other_mode_then_resume_and_close_are_refused() {
+    let mut l = live().await;
+    let sock = l.d.dir.join("control.sock");
+    l.d.set_top(&format!("control_socket = \"{}\"", sock.display()));
+    start_live(&mut l).await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "incident"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(l.d.dir.join("polycopy.toml")).unwrap();
+    std::fs::write(l.d.dir.join("polycopy.toml"), text.replace("mode = \"live\"", "mode = \"paper\"")).unwrap();
+    // As the operator runs it: the file's settings alone, no journal named.
+    let file_says = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .current_dir(&l.d.dir)
+            .args(["--config", "polycopy.toml", "--wallets", "wallets.json"])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for args in [&["resume"][..], &["close", "--all"][..]] {
+        let (code, err) = file_says(args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains("refused") && err.contains("live journal") && err.contains("--db"), "{args:?}: {err}");
+    }
+    assert_eq!(l.d.status()["breaker"]["state"], "halted", "the live daemon is still halted");
+    let (code, err) = file_says(&["halt", "--reason", "again"]);
+    assert_eq!(code, 0, "a halt reaches whichever daemon answers: {err}");
+}

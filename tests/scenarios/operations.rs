@@ -157,6 +157,28 @@ fn test_check_config_when_three_mistakes_then_all_reported() {
     assert_eq!(v["problems"][0]["entry"], "wallets[0] (short)");
 }
 
+/// The settings that decide what a command acts on may not come from the environment, which the
+/// service sees and an operator's shell does not: the stop file among them, or the operator would
+/// touch a file the daemon never reads. Each is refused, named, with where to put it.
+#[test]
+fn test_check_config_when_the_environment_sets_the_journal_or_the_stop_file_then_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), "http://127.0.0.1:1", "", &wallets(&[(A, "a", true)], 0.1));
+    for (var, value) in [
+        ("POLYCOPY_EMERGENCY_STOP_FILE", "/run/polycopy/STOP"),
+        ("POLYCOPY_DB_PATH", "other.db"),
+        ("POLYCOPY_CONTROL_SOCKET", "/tmp/other.sock"),
+    ] {
+        d.env.push((var.into(), value.into()));
+        let (code, _, err) = d.run_cli(&["check-config", "--offline"]);
+        assert_eq!(code, 78, "{var}: {err}");
+        assert!(err.contains(var) && err.contains("only in the settings"), "{var}: {err}");
+        d.env.pop();
+    }
+    let (code, out, err) = d.run_cli(&["check-config", "--offline"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 /// `check-config` tries every chain endpoint: a node on Polygon's chain id answers with its head; a
 /// closed port and a node on another chain are problems naming the variable (exit 78); `--offline`
 /// skips the check.

@@ -340,12 +340,14 @@ impl Daemon {
     pub fn new(dir: &Path, rpc_url: &str, chain_extra: &str, wallets: &Value) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let settings = BASE_SETTINGS.replace("[chain]\n", &format!("[chain]\n{chain_extra}\n"));
+        // The stop file is the settings file's alone (the environment may not set it).
+        let stop = dir.join("EMERGENCY_STOP");
+        let settings = format!("emergency_stop_file = \"{}\"\n{settings}", stop.display());
         std::fs::write(dir.join("polycopy.toml"), settings).unwrap();
         std::fs::write(dir.join("wallets.json"), serde_json::to_string_pretty(wallets).unwrap()).unwrap();
         let env = vec![
             ("POLYGON_RPC_URL".into(), rpc_url.to_owned()),
             ("POLYCOPY_SYSTEM_CONFIG".into(), String::new()),
-            ("POLYCOPY_EMERGENCY_STOP_FILE".into(), dir.join("EMERGENCY_STOP").display().to_string()),
             ("RUST_LOG".into(), "info,polycopy=debug".into()),
             // Offline: market metadata is refused at once (a closed port), never looked up online.
             ("GAMMA_URL".into(), "http://127.0.0.1:9".into()),
