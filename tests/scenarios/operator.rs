@@ -300,3 +300,43 @@ async fn test_close_when_halted_after_it_started_then_its_order_does_not_leave()
     let _ = close.kill();
     let _ = close.wait();
 }
+
+/// Live: a close held before its POST, then a halt, then the daemon killed (a stop that outwaits
+/// its grace): after the restart, still halted, the close found again is only looked up. The
+/// operator's close goes out in any trading state only in the run that started it; the halt
+/// raised after it is the last word across a restart too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_halted_after_it_started_and_restarted_then_its_order_never_leaves() {
+    use crate::support::live::*;
+    let mut l = live().await;
+    let hold = l.d.dir.join("hold-before-post");
+    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_post"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+
+    std::fs::write(&hold, "").unwrap();
+    let mut close =
+        l.d.cmd(&["close", &STD_TOKEN.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(20, "the close's SELL counted and held before its POST", async || {
+        (l.d.log().contains("fault injection: holding") && orders_in_journal(&l.d).get(1).is_some_and(|o| o.2 == 1))
+            .then_some(())
+    })
+    .await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "stop everything"]);
+    assert_eq!(code, 0, "{out}{err}");
+    l.d.kill9();
+    let _ = close.kill();
+    let _ = close.wait();
+    std::fs::remove_file(&hold).unwrap();
+
+    let lookups = l.clob.requests("/data/order");
+    l.d.start();
+    l.d.wait_live().await;
+    wait_for(30, "the close's order looked up after the restart, or sent", async || {
+        (l.clob.requests("/data/order") >= lookups + 2 || l.clob.posts().len() > 1).then_some(())
+    })
+    .await;
+    assert_eq!(l.clob.posts().len(), 1, "only the copy's BUY reached the CLOB: {:?}\n{}", l.clob.posts(), l.d.log());
+    assert_eq!(l.d.status()["breaker"]["state"], "halted");
+}

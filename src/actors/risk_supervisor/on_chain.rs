@@ -59,6 +59,7 @@ impl RiskSupervisor {
     /// The journal replaced a SELL's proceeds with the chain's: today's P&L follows, and the
     /// operator is told what changed.
     fn corrected_on_chain(&mut self, order: String, c: &crate::store::Correction) {
+        self.roll_day(crate::store::now_ms());
         // Today's P&L counts it only if the SELL was booked today (as the journal's sum does).
         if c.at_ms >= self.day_start_ms {
             self.realized_today = Usdc(self.realized_today.0 + c.realized.0);

@@ -88,9 +88,11 @@ impl RiskSupervisor {
         m.halts_seen.get_or_insert(self.gate.halts());
         // A recovered intent may already be at the exchange: even while halted it goes to the
         // executor, which only resolves what was sent and sends nothing new.
-        // The operator's own close goes out in every trading state.
-        let may_send =
-            super::operator::is_operator(&m) || (self.breaker.is_active() && self.gate.allows(m.intent.side));
+        // The operator's own close goes out in every trading state, in the run that started it.
+        // Found again after a restart it follows the trading state like any order: a halt raised
+        // after it, whose count a restart forgets, stays the last word.
+        let operators_own = super::operator::is_operator(&m) && !m.recovered;
+        let may_send = operators_own || (self.breaker.is_active() && self.gate.allows(m.intent.side));
         if self.breaker.state.reducing && !m.recovered && m.intent.side == crate::domain::Side::Buy {
             let reason = DenyReason::Reducing {
                 reason: format!("only exits are copied ({}: {})", self.breaker.state.code, self.breaker.state.reason),

@@ -39,6 +39,9 @@ impl Handler<CheckSettlement> for RiskSupervisor {
         let before = overdue_before(now, m.chain_read_s, m.timeout);
         let work = change_in_journal(self.store.clone(), before, self.reserved.tokens_being_sold());
         Box::pin(work.into_actor(self).map(move |(changes, failed), act, _| {
+            // Counted on the day it lands in, as every booking is: a change just past the hour
+            // must not push yesterday past the limit, whose `reducing` would then outlive the roll.
+            act.roll_day(now_ms());
             for (u, c) in changes {
                 act.adopt(c.exec.token_id, c.position);
                 // Today's P&L counts it only if it was booked today (as the journal's sum does).
