@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use crate::actors::notifier::short_token;
 use crate::actors::risk_supervisor::{GetBreakerState, SetTrading};
-use crate::actors::store::{GetPnlByDay, GetStatus, GetTrades, MarketNames};
+use crate::actors::store::{GetPnlByDay, GetStatus, GetTrades, MarketNames, SetBreaker};
 use crate::actors::watcher::{ListTargets, SetTargetPaused};
 use crate::report::{self, Period};
+use crate::risk::BreakerState;
 use crate::store::now_ms;
 use crate::telegram::commands::Ops;
 use crate::telegram::schedule::build_report;
@@ -189,19 +190,24 @@ pub(super) async fn pnl(ops: &Ops, arg: &str) -> Reply {
     ))
 }
 
-/// `/halt [reason]`: halts trading, unless it already is (the first halt's reason stays).
+/// `/halt [reason]`: halts trading, unless it already is (the first halt's reason stays). The
+/// gate closes first; the halt is then written to the journal directly, as the control socket's
+/// is, so a risk supervisor that does not answer (often why one halts) can neither lose it at the
+/// next restart nor leave the operator without an answer: every wait is bounded.
 pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
     // From this instant nothing new is sent, before any round trip to the risk supervisor.
     ops.gate.close();
+    let answer_by = tokio::time::Instant::now() + Duration::from_secs(2);
     // After a resume that came before it (and may have opened the gate again), never before.
-    let _turn = ops.trading_turn.lock().await;
+    let _turn = tokio::time::timeout_at(answer_by, ops.trading_turn.lock()).await;
     let reason = if reason.trim().is_empty() {
         "halted from Telegram".to_owned()
     } else {
         crate::config::env::redact(reason.trim())
     };
     // Already halted: the first halt's reason stays; say so rather than pretend to store this one.
-    if let Ok(b) = ops.risk.send(GetBreakerState).await
+    let ask = Duration::from_millis(300);
+    if let Ok(Ok(b)) = tokio::time::timeout(ask, ops.risk.send(GetBreakerState)).await
         && b.tripped
     {
         return Reply::text(format!(
@@ -209,10 +215,24 @@ pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
             b.code, b.by, b.reason
         ));
     }
-    match ops.risk.send(SetTrading { halt: true, code: "manual", reason: reason.clone(), by: "telegram".into() }).await
-    {
-        Ok(()) => Reply::text(format!("HALTED: no new orders ({reason}). /resume to clear")),
-        Err(_) => unavailable("the risk supervisor"),
+    let state = BreakerState {
+        tripped: true,
+        code: "manual".into(),
+        reason: reason.clone(),
+        by: "telegram".into(),
+        since_ms: now_ms(),
+        reducing: false,
+    };
+    let persisted =
+        matches!(tokio::time::timeout_at(answer_by, ops.store.send(SetBreaker(state))).await, Ok(Ok(Ok(()))));
+    ops.risk.do_send(SetTrading { halt: true, code: "manual", reason: reason.clone(), by: "telegram".into() });
+    if persisted {
+        Reply::text(format!("HALTED: no new orders ({reason}). /resume to clear"))
+    } else {
+        Reply::text(format!(
+            "HALTED: no new orders ({reason}). The journal did not confirm the write in time; the daemon writes it \
+             again. /resume to clear"
+        ))
     }
 }
 
