@@ -549,4 +549,34 @@ mod tests {
         s.journal_range(&[buy, sell(2, 6, 1)], b6, &[b6]).unwrap();
         assert_eq!(s.mined_at(row).unwrap(), Some((6, 10_000_000)));
     }
+
+    /// What a target traded of a token earlier in a fill's block comes from the journal, so a
+    /// restart between two of its sales in one block, or a reorg's re-read, sizes the second on
+    /// the balance the first left. A fill a reorg withdrew does not count.
+    #[test]
+    fn a_mined_fill_knows_what_its_wallet_traded_earlier_in_its_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let sell = |tx: u8, log_index: u64, shares: i64| TargetFill {
+            side: crate::domain::Side::Sell,
+            log_index,
+            shares: crate::domain::Shares(shares),
+            ..fill(tx, tx, 6)
+        };
+        let other_token = TargetFill { log_index: 1, token_id: alloy::primitives::U256::from(4242), ..sell(4, 1, 7) };
+        let b6 = (6, B256::repeat_byte(6));
+        s.journal_range(&[sell(1, 0, 600), other_token, sell(2, 2, 400), sell(3, 3, 50)], b6, &[b6]).unwrap();
+        let row_of = |s: &Store, tx: u8| -> i64 {
+            s.conn
+                .query_row("SELECT id FROM fills WHERE tx_hash = ?1", [format!("{:#x}", B256::repeat_byte(tx))], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(s.mined_at(row_of(&s, 1)).unwrap(), Some((6, 0)), "first in its block");
+        assert_eq!(s.mined_at(row_of(&s, 2)).unwrap(), Some((6, -600)), "after the first sale, not the other token");
+        assert_eq!(s.mined_at(row_of(&s, 3)).unwrap(), Some((6, -1_000)));
+        s.conn.execute("UPDATE fills SET status = 'withdrawn' WHERE id = ?1", [row_of(&s, 1)]).unwrap();
+        assert_eq!(s.mined_at(row_of(&s, 3)).unwrap(), Some((6, -400)), "a withdrawn fill does not count");
+    }
 }

@@ -34,7 +34,7 @@ pub(super) struct CopyTask {
 
 impl CopyTask {
     /// Decides `m`: a refusal is journaled and reported; an intent goes to the risk supervisor.
-    pub(super) async fn decide(self, m: Copy, earlier_in_block: i64) -> Decision {
+    pub(super) async fn decide(self, m: Copy) -> Decision {
         let fill = &m.pending.fill;
         // A stale fill is refused before any network lookup (market metadata, balances).
         let stale = if m.pending.intent.is_none() {
@@ -59,7 +59,7 @@ impl CopyTask {
             .map_or_else(|| check_market(fill.side, info.as_ref(), c.skip_closed, c.min_minutes_to_end, now_ms), Err)
         {
             Err(r) => Err(r),
-            Ok(()) => self.size(&m, earlier_in_block, now_ms).await,
+            Ok(()) => self.size(&m, now_ms).await,
         };
         match sized {
             Err(reason) => self.reject(&m, reason, market),
@@ -85,15 +85,14 @@ impl CopyTask {
 
     /// Sizes the copy on the target's rules. Only a SELL is sized on our position (and waits for a
     /// BUY of the token in flight) and on the target's balance before its fill.
-    async fn size(&self, m: &Copy, earlier_in_block: i64, now_ms: i64) -> Result<Sized, DenyReason> {
+    async fn size(&self, m: &Copy, now_ms: i64) -> Result<Sized, DenyReason> {
         let fill = &m.pending.fill;
         let cfg = &self.cfg;
         let (our_position, target_balance_before) = if fill.side == Side::Sell {
             let held = self.risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO);
             (
                 self.copied(fill, held).await?,
-                Box::pin(target_balance_before(cfg, self.rpc.as_deref(), &self.store, &m.pending, earlier_in_block))
-                    .await,
+                Box::pin(target_balance_before(cfg, self.rpc.as_deref(), &self.store, &m.pending)).await,
             )
         } else {
             (Shares::ZERO, None)

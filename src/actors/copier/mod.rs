@@ -4,11 +4,9 @@
 //! position observed from the target's journaled fills. A copy into a closed market, or a buy into
 //! one ending too soon, is held back (market metadata from [`crate::market`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, ResponseFuture};
-use alloy::primitives::Address;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
@@ -87,9 +85,6 @@ pub struct Copier {
     store: Addr<StoreActor>,
     risk: Addr<RiskSupervisor>,
     notifier: Addr<Notifier>,
-    /// Net shares each target traded of a token within a block so far: a second fill in the same
-    /// block must see the balance after the first, not the one at the previous block.
-    block_deltas: HashMap<(Address, TokenId, u64), i64>,
     /// Copies being sized per token, and those waiting their turn.
     lanes: Lanes<TokenId, Queued>,
     /// Replied to when no copy is being sized any more.
@@ -120,7 +115,6 @@ impl Copier {
             store,
             risk,
             notifier,
-            block_deltas: HashMap::new(),
             lanes: Lanes::new(MAX_BUYS_PER_TOKEN),
             idle: Vec::new(),
         }
@@ -209,10 +203,9 @@ impl Handler<Decided> for Copier {
 }
 
 impl Copier {
-    /// Books `m` in its block's running totals and starts its decision, which runs beside the
-    /// copier (metadata and balance reads are network calls).
+    /// Starts `m`'s decision, which runs beside the copier (metadata and balance reads are
+    /// network calls).
     fn size_and_decide(&mut self, m: Copy) -> impl std::future::Future<Output = Decision> + 'static {
-        let earlier_in_block = self.earlier_in_block(&m.pending.fill);
         let task = decide::CopyTask {
             cfg: self.cfg.clone(),
             rpc: self.rpc.clone(),
@@ -221,63 +214,42 @@ impl Copier {
             risk: self.risk.clone(),
             notifier: self.notifier.clone(),
         };
-        task.decide(m, earlier_in_block)
-    }
-
-    /// The net shares the target traded of this fill's token earlier in its block; this fill is
-    /// added for the next one. A fill seen pending has no block yet (0): its balance is read before
-    /// its transaction (see `before_pending`), and it counts toward no block's running total.
-    fn earlier_in_block(&mut self, fill: &crate::domain::TargetFill) -> i64 {
-        if fill.block_number == 0 {
-            return 0;
-        }
-        let key = (fill.wallet, fill.token_id, fill.block_number);
-        let delta = if fill.side == Side::Buy { fill.shares.0 } else { -fill.shares.0 };
-        let running = self.block_deltas.entry(key).or_insert(0);
-        let earlier = *running;
-        // A chain's amounts are i64 at most each: summed they may not be (overflow checks panic).
-        *running = running.saturating_add(delta);
-        if self.block_deltas.len() > 10_000 {
-            let newest = fill.block_number;
-            self.block_deltas.retain(|k, _| k.2 + 16 >= newest);
-        }
-        earlier
+        task.decide(m)
     }
 }
 
 /// The target's balance of the token just before this fill: on chain at the previous block plus what
-/// it traded earlier in the same block; else its observed position before this fill. A fill seen
-/// pending whose block the journal has by now is read like a mined one.
+/// it traded earlier in the same block, both as the journal has its block (never a running total
+/// in memory, which a restart mid-block or a reorg's re-read would get wrong); else its observed
+/// position before this fill. A fill seen pending whose block the journal has by now is read like
+/// a mined one.
 pub(super) async fn target_balance_before(
     cfg: &CopierConfig,
     rpc: Option<&Rpc>,
     store: &Addr<StoreActor>,
     pending: &crate::store::PendingFill,
-    earlier_in_block: i64,
 ) -> Option<Shares> {
     // A test stretches the wait a SELL may have behind other copies of its token.
     crate::fault::hold_at("hold_before_sell_sizing").await;
     let fill = &pending.fill;
-    let mined = if fill.block_number == 0 {
-        match store
-            .send(MinedAt(pending.row))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-        {
-            Ok(mined) => mined,
-            Err(cause) => {
-                warn!(%cause, "where a pending fill was mined is not known: its balance is read at the head");
-                None
-            }
+    let mined = match store
+        .send(MinedAt(pending.row))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        Ok(mined) => mined,
+        Err(cause) => {
+            warn!(%cause, "where the fill was mined, and what came before it in its block, is not known");
+            None
         }
-    } else {
-        None
     };
     let (at, earlier_in_block) = match (rpc, fill.block_number, mined) {
-        (_, 0, Some((n, earlier))) => (Some(n.saturating_sub(1)), earlier),
+        (_, _, Some((n, earlier))) => (Some(n.saturating_sub(1)), earlier),
         (Some(rpc), 0, None) => (before_pending(rpc, fill.id.tx_hash).await, 0),
-        (_, n, _) => (Some(n.saturating_sub(1)), earlier_in_block),
+        // The journal did not answer: the block's earlier trades are not known, so the chain's
+        // balance is not read (it would miss them); the journal's own figure is tried below.
+        (_, _, None) => (None, 0),
     };
     if let (Some(rpc), Some(at)) = (rpc, at) {
         // The market's generation decides the contract: V3 markets keep positions in PositionManager.
