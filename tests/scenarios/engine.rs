@@ -574,6 +574,20 @@ async fn test_live_when_halted_while_waiting_to_retry_a_429_then_it_ends_not_sen
     assert!(l.d.events("error").is_empty(), "no error: {:?}", l.d.events("error"));
 }
 
+/// A 429 naming a wait longer than the copy stays fresh (max_copy_delay_s): the order is refused
+/// at once, its slot freed, rather than held for ten minutes to be refused as stale after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_429_asks_to_wait_past_the_copys_freshness_then_refused_at_once() {
+    let mut l = live().await;
+    l.clob.script(&[Play::Status(429, "too many requests, retry after 600 seconds")]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let r = wait_for(20, "the copy decided", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("rate_limited")), "{r}");
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+    assert!(l.d.log().contains("outlasts the copy's freshness"), "{}", l.d.log());
+}
+
 /// A copy approved before a halt that is resumed while the copy still waits (here, held before its
 /// POST) does not go out after the resume: its checks were made before the halt. It ends refused
 /// as halted, nothing sent; a copy approved after the resume goes out.

@@ -153,6 +153,12 @@ impl Run {
         now_ms() / 1000 - i64::try_from(self.intent.block_ts).unwrap_or(0)
     }
 
+    /// How long the copy stays fresh enough to send (`None`: no freshness limit).
+    fn fresh_for(&self) -> Option<std::time::Duration> {
+        let max = i64::try_from(self.rules.max_copy_delay_s).unwrap_or(i64::MAX);
+        (max > 0).then(|| std::time::Duration::from_secs(u64::try_from(max - self.age_s()).unwrap_or(0)))
+    }
+
     fn stale(&self) -> Option<ExecError> {
         let max = self.rules.max_copy_delay_s;
         let age = self.age_s();

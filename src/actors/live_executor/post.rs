@@ -71,7 +71,21 @@ impl Run {
                 if retries > self.rules.max_retries {
                     return done(self.refused(code, format!("{message} (after {retries} attempts)"), true).await);
                 }
-                self.wait_to_retry(&id, code, wait_ms, retries).await;
+                let wait = self.retry_wait(code, wait_ms, retries);
+                if let Some(left) = self.fresh_for()
+                    && wait > left
+                {
+                    // The exchange did not take it, and it would be too old to send once the wait
+                    // is over: refused now, so its slot is not held for nothing.
+                    let message = format!(
+                        "{message}: the wait ({} s) outlasts the copy's freshness ({} s left of max_copy_delay_s); not \
+                         sent again",
+                        wait.as_secs(),
+                        left.as_secs()
+                    );
+                    return done(self.refused(code, message, false).await);
+                }
+                self.wait_to_retry(&id, code, wait, retries).await;
                 r.lookup_first = false;
             }
             PostOutcome::Unauthorized { message } => {
@@ -121,14 +135,18 @@ impl Run {
         Ok(())
     }
 
-    /// Waits before the same order is sent again after a refusal for now (`code`): the exchange's
-    /// own wait when it named one, else a backoff.
-    async fn wait_to_retry(&self, id: &str, code: &'static str, wait_ms: Option<u64>, retries: u32) {
-        let wait = match (code, wait_ms) {
+    /// The wait before the same order is sent again after a refusal for now (`code`): the
+    /// exchange's own wait when it named one, else a backoff.
+    fn retry_wait(&self, code: &'static str, wait_ms: Option<u64>, retries: u32) -> Duration {
+        match (code, wait_ms) {
             (_, Some(ms)) => Duration::from_millis(ms),
             ("rate_limited", None) => self.rules.rate_limit_wait,
             _ => self.rules.retry_backoff * 2u32.saturating_pow(retries - 1),
-        };
+        }
+    }
+
+    /// Waits `wait` before the same order is sent again after a refusal for now (`code`).
+    async fn wait_to_retry(&self, id: &str, code: &'static str, wait: Duration, retries: u32) {
         warn!(order = %id, code, attempt = retries, wait_ms = wait.as_millis() as u64, "order refused for now; sending the same order again after a wait");
         // A halt (or reducing, for a BUY) ends the wait: the order will not be sent again, and
         // its slot is not held for the rest of a long wait the exchange named.
