@@ -23,7 +23,11 @@ impl Store {
         )?)
     }
 
-    /// Fills journaled but not finished (for recovery at start), oldest first, with their intents.
+    /// Fills journaled but not finished (for recovery at start), oldest first, with their intents:
+    /// pending ones not under a reorg's cloud, and every fill whose order may still be at the
+    /// exchange, whatever became of the fill since (executed in part, or taken away by a reorg
+    /// or an orphaned sighting while its order was in flight): that order is looked up, holds its
+    /// exposure until then, and is booked if it filled, since what we hold is ours either way.
     ///
     /// # Errors
     /// On a database error or a corrupt row.
@@ -31,10 +35,11 @@ impl Store {
         let mut st = self.conn.prepare(&format!(
             "SELECT {FILL_COLS}, i.shares, i.limit_price, i.target_price, i.order_type, e.shares, e.usdc \
              FROM fills f LEFT JOIN intents i ON i.fill_id = f.id LEFT JOIN executions e ON e.fill_id = f.id \
-             WHERE (f.status = 'pending' OR (f.status = 'executed' AND EXISTS (SELECT 1 FROM orders o \
-             WHERE o.fill_id = f.id AND o.status IN ('live', 'delayed', 'unknown', 'sent')))) \
-             AND f.suspect = 0 AND f.orphaned = 0 \
-             AND NOT (f.provisional = 1 AND f.triggered_by IS NULL) ORDER BY f.block_number, f.log_index"
+             WHERE (f.status = 'pending' AND f.suspect = 0 AND f.orphaned = 0 \
+             AND NOT (f.provisional = 1 AND f.triggered_by IS NULL)) \
+             OR EXISTS (SELECT 1 FROM orders o \
+             WHERE o.fill_id = f.id AND o.status IN ('live', 'delayed', 'unknown', 'sent')) \
+             ORDER BY f.block_number, f.log_index"
         ))?;
         let rows = st.query_map([], |r| {
             Ok((

@@ -757,6 +757,32 @@ async fn test_live_when_restarted_with_unresolved_orders_past_the_error_streak_t
     assert_eq!(l.clob.posts().len(), 2, "one order per fill");
 }
 
+/// The target's fill is taken away by a reorg while our order for it hangs at the exchange, and
+/// the daemon is killed: after the restart that order is still looked up and booked (what we
+/// hold is ours whatever became of the target's trade), not dropped from recovery with its
+/// exposure, and never sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_the_copied_fill_is_reorged_away_while_its_order_hangs_then_resolved_after_a_restart() {
+    let mut l = live().await;
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    l.anvil.raw("anvil_reorg", json!([1, []])).await;
+    l.anvil.mine(1).await;
+    wait_for(20, "the target's fill taken away", async || {
+        row(&l.d, 0).filter(|r| r["status"] == "withdrawn" || r["suspect"] == true)
+    })
+    .await;
+    l.d.kill9();
+    l.d.start();
+    l.d.wait_live().await;
+    let r = wait_for(30, "the order booked", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
+    assert_eq!(r["shares"].as_str(), Some("10"), "{r}");
+    assert_eq!(l.d.status()["positions"][0]["shares"], "10");
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+}
+
 trait FirstTx {
     async fn anvil_tx_of_first_fill(&self) -> B256;
 }
