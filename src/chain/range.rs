@@ -32,6 +32,10 @@ const TOPIC_CHUNK: usize = 2_000;
 /// and its reads overlap the journal from the start.
 const FIRST_SPAN: u64 = 4;
 
+/// Ranges this short (the feed at the head) are read block by block, by hash (see
+/// [`RangeReader::logs_by_hash`]); longer ones, behind the head, by number in one call.
+const BY_HASH_BLOCKS: u64 = 3;
+
 /// Refused reads one sync takes before it gives up: each halves the range, so nine take the
 /// default 500 blocks down to one. A refusal is an answer, so each costs one quick call.
 pub const MAX_SHRINKS: u32 = 9;
@@ -135,11 +139,12 @@ impl RangeReader<'_> {
             return Err(ChainError::ChainMoved { from, to });
         }
         let end = if to == from { first } else { self.rpc.block_required(to).await? };
-        let logs = self.logs(&watched, from, to).await.map_err(|e| ChainError::LogsRefused {
-            from,
-            to,
-            cause: Box::new(e),
-        })?;
+        let logs = if to - from < BY_HASH_BLOCKS {
+            self.logs_by_hash(&watched, first, end).await?
+        } else {
+            self.logs(&watched, from, to).await
+        };
+        let logs = logs.map_err(|e| ChainError::LogsRefused { from, to, cause: Box::new(e) })?;
         let (ours, fills): (Vec<_>, Vec<_>) =
             self.decode(&logs, from, to).await?.into_iter().partition(|f| Some(f.wallet) == self.own);
         let end_after = self.rpc.block_required(to).await?;
@@ -151,6 +156,36 @@ impl RangeReader<'_> {
             debug!(from, to, logs = logs.len(), ms, "read range");
         }
         Ok(RangeRead { from, to, end, fills, ours, logs: logs.len() })
+    }
+
+    /// The logs of the few blocks `first..=end`, asked for by each block's hash (EIP-234). Near the
+    /// head a provider's backends lag one another: asked by number, one that has not indexed a
+    /// block yet answers "no logs" for it, and its fills would be passed over for good; asked by
+    /// hash, it answers that it does not know the block, and the range is read again.
+    /// The outer result is a failure to read the blocks between; the inner one the logs' read.
+    async fn logs_by_hash(
+        self,
+        watched: &[Address],
+        first: BlockRef,
+        end: BlockRef,
+    ) -> Result<Result<Vec<Log>, ChainError>, ChainError> {
+        let mut hashes = vec![first.hash];
+        for n in first.number + 1..end.number {
+            hashes.push(self.rpc.block_required(n).await?.hash);
+        }
+        if end.number > first.number {
+            hashes.push(end.hash);
+        }
+        let mut out = Vec::new();
+        for hash in hashes {
+            for chunk in watched.chunks(TOPIC_CHUNK) {
+                match self.rpc.logs(&fills_filter(self.exchanges, chunk).at_block_hash(hash)).await {
+                    Ok(logs) => out.extend(logs),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+        }
+        Ok(Ok(out))
     }
 
     async fn logs(self, watched: &[Address], from: u64, to: u64) -> Result<Vec<Log>, ChainError> {

@@ -321,6 +321,23 @@ async fn test_backfill_when_killed_between_journal_parts_then_each_fill_copied_o
     assert_eq!(count("SELECT COUNT(*) FROM (SELECT fill_id FROM executions GROUP BY fill_id HAVING COUNT(*) > 1)"), 0);
 }
 
+/// A load-balanced provider whose backend has not indexed the newest block yet answers "no logs"
+/// for it by number: the feed reads the blocks at the head by hash, which that backend answers
+/// "unknown block", so the block is read again and its fill is not passed over for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_feed_when_a_backend_lags_at_the_head_then_no_fill_is_passed_over() {
+    let anvil = Anvil::start().await;
+    let rpc = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), 1_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &rpc.url, "", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    rpc.lag(2);
+    let (_, tx) = anvil.emit(&buy(1, 41)).await;
+    executed(&d, 1).await;
+    assert_eq!(d.executions_for(&tx), 1);
+}
+
 /// A provider that refuses `eth_getLogs` over more than 3 blocks (docs/PROTOCOL.md §3, "Reading
 /// logs"): the backfill reads smaller ranges, copies every fill once, and is never taken for an
 /// outage of the chain.

@@ -1,6 +1,8 @@
 //! A JSON-RPC endpoint in front of anvil that refuses `eth_getLogs` over more than `cap` blocks, as
 //! RPC providers do (docs/PROTOCOL.md §3, "Reading logs": QuickNode's free plan allows 5). Every
-//! other call, and every range within the cap, is passed to anvil unchanged.
+//! other call, and every range within the cap, is passed to anvil unchanged. It can also answer a
+//! few `eth_getLogs` as a load balancer's lagging backend does: "no logs" for a range by number,
+//! "unknown block" for a block by hash.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +19,7 @@ pub struct CappedRpc {
     pub url: String,
     refused: Arc<AtomicUsize>,
     served: Arc<AtomicUsize>,
+    lagging: Arc<AtomicUsize>,
 }
 
 impl CappedRpc {
@@ -26,13 +29,20 @@ impl CappedRpc {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (refused, served): (Arc<AtomicUsize>, Arc<AtomicUsize>) = (Arc::default(), Arc::default());
         let upstream = upstream.trim_start_matches("http://").to_owned();
-        let (r, s) = (refused.clone(), served.clone());
+        let lagging: Arc<AtomicUsize> = Arc::default();
+        let (r, s, l) = (refused.clone(), served.clone(), lagging.clone());
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(serve(sock, upstream.clone(), cap, r.clone(), s.clone()));
+                tokio::spawn(serve(sock, upstream.clone(), cap, (r.clone(), s.clone()), l.clone()));
             }
         });
-        Self { url, refused, served }
+        Self { url, refused, served, lagging }
+    }
+
+    /// The next `n` `eth_getLogs` calls are answered by a backend that has not indexed the newest
+    /// blocks yet.
+    pub fn lag(&self, n: usize) {
+        self.lagging.store(n, Ordering::SeqCst);
     }
 
     /// `eth_getLogs` calls refused for their range.
@@ -47,24 +57,43 @@ impl CappedRpc {
 }
 
 /// One keep-alive connection: each request is refused or forwarded.
-async fn serve(mut sock: TcpStream, upstream: String, cap: u64, refused: Arc<AtomicUsize>, served: Arc<AtomicUsize>) {
+async fn serve(
+    mut sock: TcpStream,
+    upstream: String,
+    cap: u64,
+    (refused, served): (Arc<AtomicUsize>, Arc<AtomicUsize>),
+    lagging: Arc<AtomicUsize>,
+) {
     while let Some((_, _, body, _)) = read_request(&mut sock).await {
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let answer = match over_cap(&req, cap) {
-            Some(id) => {
-                refused.fetch_add(1, Ordering::SeqCst);
-                // QuickNode's words for it.
-                json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32614, "message": format!("eth_getLogs is limited to a {cap} range")}})
+        let lags = req["method"] == "eth_getLogs"
+            && lagging.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        let answer = if lags {
+            let id = req["id"].clone();
+            if req["params"][0]["blockHash"].is_string() {
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": "unknown block"}})
+            } else {
+                json!({"jsonrpc": "2.0", "id": id, "result": []})
+            }
+            .to_string()
+            .into_bytes()
+        } else {
+            match over_cap(&req, cap) {
+                Some(id) => {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                    // QuickNode's words for it.
+                    json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32614, "message": format!("eth_getLogs is limited to a {cap} range")}})
                     .to_string()
                     .into_bytes()
-            }
-            None => {
-                if req["method"] == "eth_getLogs" {
-                    served.fetch_add(1, Ordering::SeqCst);
                 }
-                match forward(&upstream, &body).await {
-                    Some(b) => b,
-                    None => return,
+                None => {
+                    if req["method"] == "eth_getLogs" {
+                        served.fetch_add(1, Ordering::SeqCst);
+                    }
+                    match forward(&upstream, &body).await {
+                        Some(b) => b,
+                        None => return,
+                    }
                 }
             }
         };
