@@ -338,6 +338,28 @@ async fn test_feed_when_a_backend_lags_at_the_head_then_no_fill_is_passed_over()
     assert_eq!(d.executions_for(&tx), 1);
 }
 
+/// A backend that lacks our checkpoint's block (two blocks behind the one that answered for the
+/// head, behind a load balancer) is waited out, not taken for a reorg: no reorg reported, no fill
+/// made a suspect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_feed_when_the_node_falls_behind_the_checkpoint_then_it_is_not_a_reorg() {
+    let anvil = Anvil::start().await;
+    let rpc = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), 1_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &rpc.url, "", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    anvil.emit(&buy(1, 51)).await;
+    executed(&d, 1).await;
+    // The next block's head comes from a fresh backend, our checkpoint's block from a lagging one.
+    rpc.behind(6);
+    anvil.emit(&buy(2, 52)).await;
+    executed(&d, 2).await;
+    assert_eq!(rpc.still_behind(), 0, "the lagging backend was asked");
+    assert!(d.events("reorg").is_empty(), "{:?}", d.events("reorg"));
+    assert_eq!(d.trades()[0]["reorged_after_copy"], false);
+}
+
 /// A provider that refuses `eth_getLogs` over more than 3 blocks (docs/PROTOCOL.md §3, "Reading
 /// logs"): the backfill reads smaller ranges, copies every fill once, and is never taken for an
 /// outage of the chain.

@@ -230,11 +230,13 @@ impl ChainFeed {
             Some(cp) => cp,
             None => self.initial_checkpoint(safe).await?,
         };
-        let at_cp = self.rpc.block(cp.0).await?;
-        if at_cp.map(|b| b.hash) != Some(cp.1) {
-            return self.handle_reorg(cp).await;
+        match self.rpc.block(cp.0).await? {
+            Some(b) if b.hash == cp.1 => Ok(cp),
+            Some(_) => self.handle_reorg(cp).await,
+            // The node has not reached our checkpoint (a lagging endpoint, or a backend of a load
+            // balancer behind the others): not a reorg. Waited out, or failed over, like any error.
+            None => Err(ChainError::MissingBlock(cp.0)),
         }
-        Ok(cp)
     }
 
     /// Publishes how far the feed has journaled the chain (`done`: caught up with the head).
@@ -327,9 +329,14 @@ impl ChainFeed {
         let recent = ask(&self.writer, store_msgs::RecentBlocks).await?;
         let mut ancestor = None;
         for (n, h) in recent.iter().filter(|(n, _)| *n <= cp.0) {
-            if self.rpc.block(*n).await?.map(|b| b.hash) == Some(*h) {
-                ancestor = Some((*n, *h));
-                break;
+            match self.rpc.block(*n).await? {
+                Some(b) if b.hash == *h => {
+                    ancestor = Some((*n, *h));
+                    break;
+                }
+                Some(_) => {}
+                // A node that lacks a block below one it just had is not a chain to walk back on.
+                None => return Err(ChainError::MissingBlock(*n)),
             }
         }
         let ancestor = match ancestor {

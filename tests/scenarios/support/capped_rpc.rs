@@ -20,6 +20,7 @@ pub struct CappedRpc {
     refused: Arc<AtomicUsize>,
     served: Arc<AtomicUsize>,
     lagging: Arc<AtomicUsize>,
+    behind: Arc<AtomicUsize>,
 }
 
 impl CappedRpc {
@@ -29,14 +30,25 @@ impl CappedRpc {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (refused, served): (Arc<AtomicUsize>, Arc<AtomicUsize>) = (Arc::default(), Arc::default());
         let upstream = upstream.trim_start_matches("http://").to_owned();
-        let lagging: Arc<AtomicUsize> = Arc::default();
-        let (r, s, l) = (refused.clone(), served.clone(), lagging.clone());
+        let (lagging, behind): (Arc<AtomicUsize>, Arc<AtomicUsize>) = (Arc::default(), Arc::default());
+        let (r, s, l, b) = (refused.clone(), served.clone(), lagging.clone(), behind.clone());
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(serve(sock, upstream.clone(), cap, (r.clone(), s.clone()), l.clone()));
+                tokio::spawn(serve(sock, upstream.clone(), cap, (r.clone(), s.clone()), (l.clone(), b.clone())));
             }
         });
-        Self { url, refused, served, lagging }
+        Self { url, refused, served, lagging, behind }
+    }
+
+    /// The next `n` block-by-number calls are answered by a backend two blocks behind the one that
+    /// answers for the head (a load balancer's): it has no block above the head less two.
+    pub fn behind(&self, n: usize) {
+        self.behind.store(n, Ordering::SeqCst);
+    }
+
+    /// Calls still to be answered from behind.
+    pub fn still_behind(&self) -> usize {
+        self.behind.load(Ordering::SeqCst)
     }
 
     /// The next `n` `eth_getLogs` calls are answered by a backend that has not indexed the newest
@@ -62,10 +74,23 @@ async fn serve(
     upstream: String,
     cap: u64,
     (refused, served): (Arc<AtomicUsize>, Arc<AtomicUsize>),
-    lagging: Arc<AtomicUsize>,
+    (lagging, behind): (Arc<AtomicUsize>, Arc<AtomicUsize>),
 ) {
     while let Some((_, _, body, _)) = read_request(&mut sock).await {
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if req["method"] == "eth_getBlockByNumber"
+            && behind.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        {
+            let Some(answer) = from_behind(&upstream, &req, &body).await else { return };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                answer.len()
+            );
+            if sock.write_all(head.as_bytes()).await.is_err() || sock.write_all(&answer).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let lags = req["method"] == "eth_getLogs"
             && lagging.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         let answer = if lags {
@@ -102,6 +127,19 @@ async fn serve(
         if sock.write_all(head.as_bytes()).await.is_err() || sock.write_all(&answer).await.is_err() {
             return;
         }
+    }
+}
+
+/// `req` (a block by number) answered as a node two blocks behind anvil would.
+async fn from_behind(upstream: &str, req: &Value, body: &[u8]) -> Option<Vec<u8>> {
+    let ask_head = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}).to_string();
+    let real: Value = serde_json::from_slice(&forward(upstream, ask_head.as_bytes()).await?).ok()?;
+    let hex = |v: &Value| v.as_str().and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok());
+    let head = hex(&real["result"])?.saturating_sub(2);
+    let id = req["id"].clone();
+    match hex(&req["params"][0]) {
+        Some(n) if n > head => Some(json!({"jsonrpc": "2.0", "id": id, "result": null}).to_string().into_bytes()),
+        _ => forward(upstream, body).await,
     }
 }
 
