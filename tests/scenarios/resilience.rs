@@ -360,6 +360,24 @@ async fn test_feed_when_the_node_falls_behind_the_checkpoint_then_it_is_not_a_re
     assert_eq!(d.trades()[0]["reorged_after_copy"], false);
 }
 
+/// Halted by hand, then the journal fails (another process locks it as a fill arrives): the halt
+/// stands as it was, but the journal's failure is said, not swallowed because trading was already
+/// halted, so a later resume does not lift it unmentioned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_halt_when_the_journal_fails_while_already_halted_then_the_failure_is_said() {
+    let Running { anvil, dir: _dir, d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
+    let (code, out, err) = d.run_cli(&["halt", "--reason", "maintenance"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let lock = LockedJournal::hold(&d.dir.join("journal.db"));
+    anvil.emit(&buy(1, 61)).await;
+    wait_for(30, "the failure said", async || {
+        d.log().contains("while already halted (manual): database_error").then_some(())
+    })
+    .await;
+    lock.release();
+    assert_eq!(d.status()["breaker"]["code"], "manual", "the halt stands as it was");
+}
+
 /// A provider that refuses `eth_getLogs` over more than 3 blocks (docs/PROTOCOL.md §3, "Reading
 /// logs"): the backfill reads smaller ranges, copies every fill once, and is never taken for an
 /// outage of the chain.

@@ -45,6 +45,9 @@ pub struct RiskSupervisor {
     breaker: Breaker,
     /// Bumped on every local breaker change, so a journal read that raced with it is ignored.
     breaker_epoch: u64,
+    /// The cause last reported of a halt asked for while already halted (each new one is said
+    /// once, not once per failing write).
+    said_while_halted: Option<String>,
     book: Book,
     /// The journal's stamp of the last position the book took for each token (see [`Written`]).
     written: HashMap<TokenId, u64>,
@@ -134,6 +137,7 @@ impl RiskSupervisor {
             limits,
             breaker: Breaker::new(state.breaker, max_consecutive_errors),
             breaker_epoch: 0,
+            said_while_halted: None,
             book: state.book,
             written: HashMap::new(),
             realized_today: state.realized_today,
@@ -220,6 +224,16 @@ impl RiskSupervisor {
             self.store.do_send(SetBreaker(self.breaker.state.clone()));
             self.notifier.do_send(Event::BreakerTripped(self.breaker.state.clone()));
             self.publish();
+        } else if code != self.breaker.state.code && self.said_while_halted.as_deref() != Some(code) {
+            // Already halted for another cause: the halt stands as it is, but this cause (a
+            // journal that fails, say) is said, or a later resume would lift it unmentioned.
+            self.said_while_halted = Some(code.to_owned());
+            let message = format!(
+                "while already halted ({}): {code}: {reason} (a resume does not clear its cause)",
+                self.breaker.state.code
+            );
+            tracing::error!("{message}");
+            self.notifier.do_send(Event::Error { message });
         }
     }
 
@@ -236,6 +250,7 @@ impl RiskSupervisor {
     /// Back to active, by the operator's resume: the gate opens.
     pub(super) fn reset(&mut self, by: &str) {
         if let Some(was) = self.breaker.reset(by, now_ms()) {
+            self.said_while_halted = None;
             self.gate.open();
             self.reset_done(was, by);
         }
