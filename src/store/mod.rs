@@ -490,15 +490,53 @@ mod tests {
         let out = s.journal_range(&[fill(1, 5)], (5, B256::repeat_byte(5)), &[(5, B256::repeat_byte(5))]).unwrap();
         let row = out.to_copy[0].row;
         assert_eq!(s.rewind((4, B256::repeat_byte(4))).unwrap(), 1);
-        let out = s.journal_range(&[], (5, B256::repeat_byte(9)), &[]).unwrap();
-        assert_eq!(out.withdrawn.len(), 1);
         let intent = crate::domain::OrderIntent { fill_row: row, ..crate::domain::test_intent(Side::Buy, 1, 1, 1) };
+        // Its old height and the block after it read again without it: still looked for (a
+        // dropped transaction is usually mined again a block or two later), and no intent meanwhile.
+        let out = s.journal_range(&[], (6, B256::repeat_byte(9)), &[]).unwrap();
+        assert!(out.withdrawn.is_empty());
+        assert!(!s.record_intent(&intent).unwrap(), "a suspect gets no intent");
+        let out = s.journal_range(&[], (7, B256::repeat_byte(10)), &[]).unwrap();
+        assert_eq!(out.withdrawn.len(), 1);
         assert!(!s.record_intent(&intent).unwrap(), "withdrawn fills get no intent");
         // The transaction comes back in a later block: it is a real fill again.
-        let out = s.journal_range(&[fill(1, 7)], (7, B256::repeat_byte(7)), &[]).unwrap();
+        let out = s.journal_range(&[fill(1, 9)], (9, B256::repeat_byte(11)), &[]).unwrap();
         assert_eq!(out.to_copy.len(), 1);
         assert!(s.record_intent(&intent).unwrap());
         assert!(!s.record_intent(&intent).unwrap(), "one intent per fill");
+    }
+
+    /// A copied fill whose transaction a reorg drops and the next block mines again is neither
+    /// flagged as reorged after its copy nor reported; a refused one that never comes back keeps
+    /// its refusal (it is not made pending again, so never decided twice).
+    #[test]
+    fn a_fill_mined_again_a_block_later_is_not_gone_and_a_refused_one_stays_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let h = B256::repeat_byte;
+        let out = s.journal_range(&[fill(1, 5), fill(2, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
+        let (copied, refused) = (out.to_copy[0].row, out.to_copy[1].row);
+        s.conn.execute("UPDATE fills SET status = 'executed' WHERE id = ?1", [copied]).unwrap();
+        s.record_rejection(refused, "max_exposure", "too much").unwrap();
+        assert_eq!(s.rewind((4, h(4))).unwrap(), 2);
+        // The new block 5 has neither; block 6 has the copied one again; block 7 nothing, and
+        // the refused one is gone then, two blocks past its height.
+        for (fills, n) in [(vec![], 5), (vec![fill(1, 6)], 6)] {
+            let out = s.journal_range(&fills, (u64::from(n), h(20 + n)), &[]).unwrap();
+            assert!(out.reorged_after_copy.is_empty() && out.withdrawn.is_empty(), "block {n}");
+        }
+        let out = s.journal_range(&[], (7, h(27)), &[]).unwrap();
+        assert!(out.reorged_after_copy.is_empty());
+        assert_eq!(out.withdrawn.len(), 1, "the refused one is gone");
+        let status = |row: i64| -> (String, bool, bool) {
+            s.conn
+                .query_row("SELECT status, suspect, reorged_after_copy FROM fills WHERE id = ?1", [row], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .unwrap()
+        };
+        assert_eq!(status(copied), ("executed".into(), false, false));
+        assert_eq!(status(refused), ("rejected".into(), false, false));
     }
 
     /// A range journaled in parts (a long backfill): a reorg's suspect that a later part brings

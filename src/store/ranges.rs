@@ -105,7 +105,7 @@ impl Store {
             journal_fill(&tx, f, now, waiting, &mut out)?;
         }
         if sweep {
-            sweep_gone(&tx, to.0, &mut out)?;
+            sweep_gone(&tx, to.0.saturating_sub(REINCLUDED_WITHIN), &mut out)?;
         }
         advance_checkpoint(&tx, to, blocks, now)?;
         tx.commit()?;
@@ -210,9 +210,16 @@ fn known(tx: &Connection, f: &TargetFill) -> StoreResult<Known> {
     )?)
 }
 
+/// How many blocks past its old height a reorged fill is looked for before it is taken as gone: a
+/// transaction a reorg drops usually goes back to the pool and is mined again a block or two
+/// later, and reading only up to the old height would call it gone (a false "copied, then
+/// reorged" alarm, a refused fill decided again).
+const REINCLUDED_WITHIN: u64 = 2;
+
 /// Suspects the rescan has passed (up to block `to`) without seeing again are gone from the chain:
-/// one already copied is flagged, any other is withdrawn. The partial index keeps this sweep, run
-/// for every range, independent of the journal's size.
+/// one already copied is flagged, a pending one withdrawn (a refused one keeps its refusal: it is
+/// not decided again if it comes back). The partial index keeps this sweep, run for every range,
+/// independent of the journal's size.
 fn sweep_gone(tx: &Connection, to: u64, out: &mut JournalOutcome) -> StoreResult<()> {
     let gone: Vec<(i64, String, super::FillStatus)> = {
         let mut st = tx.prepare_cached(&format!(
@@ -229,7 +236,10 @@ fn sweep_gone(tx: &Connection, to: u64, out: &mut JournalOutcome) -> StoreResult
         } else {
             exec(
                 tx,
-                "UPDATE fills SET suspect = 0, status = 'withdrawn', reason = 'reorged_out' WHERE id = ?1 AND status != 'executed'",
+                "UPDATE fills SET suspect = 0, \
+                 status = CASE WHEN status = 'pending' THEN 'withdrawn' ELSE status END, \
+                 reason = CASE WHEN status = 'pending' THEN 'reorged_out' ELSE reason END \
+                 WHERE id = ?1 AND status != 'executed'",
                 [row],
             )?;
             out.withdrawn.push(fill);
