@@ -32,8 +32,8 @@ const TOPIC_CHUNK: usize = 2_000;
 /// and its reads overlap the journal from the start.
 const FIRST_SPAN: u64 = 4;
 
-/// Ranges this short (the feed at the head) are read block by block, by hash (see
-/// [`RangeReader::logs_by_hash`]); longer ones, behind the head, by number in one call.
+/// The blocks of a range this close to the head are read block by block, by hash (see
+/// [`RangeReader::logs_by_hash`]); the ones behind them by number, in one call.
 const BY_HASH_BLOCKS: u64 = 3;
 
 /// Refused reads one sync takes before it gives up: each halves the range, so nine take the
@@ -122,6 +122,8 @@ pub struct RangeReader<'a> {
     pub own: Option<Address>,
     /// Where an undecodable log is reported.
     pub notifier: &'a Addr<Notifier>,
+    /// The chain's head when the sync began: the blocks near it are read by hash.
+    pub head: u64,
 }
 
 impl RangeReader<'_> {
@@ -139,12 +141,21 @@ impl RangeReader<'_> {
             return Err(ChainError::ChainMoved { from, to });
         }
         let end = if to == from { first } else { self.rpc.block_required(to).await? };
-        let logs = if to - from < BY_HASH_BLOCKS {
-            self.logs_by_hash(&watched, first, end).await?
+        let refused = |e| ChainError::LogsRefused { from, to, cause: Box::new(e) };
+        // The range's blocks near the head are read by hash, the ones behind them by number.
+        let near_head = if to.saturating_add(BY_HASH_BLOCKS) > self.head {
+            to.saturating_sub(BY_HASH_BLOCKS - 1).max(from)
         } else {
-            self.logs(&watched, from, to).await
+            to + 1
         };
-        let logs = logs.map_err(|e| ChainError::LogsRefused { from, to, cause: Box::new(e) })?;
+        let mut logs = if near_head > from {
+            self.logs(&watched, from, near_head - 1).await.map_err(refused)?
+        } else {
+            Vec::new()
+        };
+        if near_head <= to {
+            logs.extend(self.logs_by_hash(&watched, near_head, first, end).await?);
+        }
         let (ours, fills): (Vec<_>, Vec<_>) =
             self.decode(&logs, from, to).await?.into_iter().partition(|f| Some(f.wallet) == self.own);
         let end_after = self.rpc.block_required(to).await?;
@@ -158,34 +169,40 @@ impl RangeReader<'_> {
         Ok(RangeRead { from, to, end, fills, ours, logs: logs.len() })
     }
 
-    /// The logs of the few blocks `first..=end`, asked for by each block's hash (EIP-234). Near the
-    /// head a provider's backends lag one another: asked by number, one that has not indexed a
-    /// block yet answers "no logs" for it, and its fills would be passed over for good; asked by
-    /// hash, it answers that it does not know the block, and the range is read again.
-    /// The outer result is a failure to read the blocks between; the inner one the logs' read.
+    /// The logs of blocks `from..=end` (the few nearest the head; `first` is the range's first
+    /// block), asked for by each block's hash (EIP-234). Near the head a provider's backends lag
+    /// one another: asked by number, one that has not indexed a block yet answers "no logs" for
+    /// it, and its fills would be passed over for good; asked by hash, it answers that it does not
+    /// know the block. That answer is taken as the chain having moved under the read: read again
+    /// after a short pause, and only a long run of them fails the endpoint over.
     async fn logs_by_hash(
         self,
         watched: &[Address],
+        from: u64,
         first: BlockRef,
         end: BlockRef,
-    ) -> Result<Result<Vec<Log>, ChainError>, ChainError> {
-        let mut hashes = vec![first.hash];
-        for n in first.number + 1..end.number {
-            hashes.push(self.rpc.block_required(n).await?.hash);
-        }
-        if end.number > first.number {
-            hashes.push(end.hash);
-        }
+    ) -> Result<Vec<Log>, ChainError> {
         let mut out = Vec::new();
-        for hash in hashes {
+        for n in from..=end.number {
+            let hash = match n {
+                n if n == first.number => first.hash,
+                n if n == end.number => end.hash,
+                n => self.rpc.block_required(n).await?.hash,
+            };
             for chunk in watched.chunks(TOPIC_CHUNK) {
                 match self.rpc.logs(&fills_filter(self.exchanges, chunk).at_block_hash(hash)).await {
                     Ok(logs) => out.extend(logs),
-                    Err(e) => return Ok(Err(e)),
+                    Err(ChainError::Rpc { message, .. }) => {
+                        debug!(block = n, %message, "the node does not have a block it just named; reading again");
+                        return Err(ChainError::ChainMoved { from: first.number, to: end.number });
+                    }
+                    Err(e) => {
+                        return Err(ChainError::LogsRefused { from: first.number, to: end.number, cause: Box::new(e) });
+                    }
                 }
             }
         }
-        Ok(Ok(out))
+        Ok(out)
     }
 
     async fn logs(self, watched: &[Address], from: u64, to: u64) -> Result<Vec<Log>, ChainError> {

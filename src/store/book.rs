@@ -23,8 +23,8 @@ impl Store {
             .query_row(
                 "SELECT f.block_number, (SELECT COALESCE(SUM(CASE WHEN e.side = 'BUY' THEN e.shares ELSE -e.shares END), 0) \
                  FROM fills e INDEXED BY fills_wallet WHERE e.wallet = f.wallet AND e.token_id = f.token_id \
-                 AND e.block_number = f.block_number AND e.log_index < f.log_index AND e.provisional = 0 \
-                 AND e.status != 'withdrawn') \
+                 AND e.block_number = f.block_number AND e.block_hash = f.block_hash AND e.log_index < f.log_index \
+                 AND e.provisional = 0 AND e.suspect = 0 AND e.status != 'withdrawn') \
                  FROM fills f WHERE f.id = ?1 AND f.provisional = 0 AND f.block_number > 0",
                 [row],
                 |r| Ok((r.get(0)?, r.get(1)?)),

@@ -552,7 +552,8 @@ mod tests {
 
     /// What a target traded of a token earlier in a fill's block comes from the journal, so a
     /// restart between two of its sales in one block, or a reorg's re-read, sizes the second on
-    /// the balance the first left. A fill a reorg withdrew does not count.
+    /// the balance the first left. A fill a reorg withdrew, or of the branch it replaced, does not
+    /// count.
     #[test]
     fn a_mined_fill_knows_what_its_wallet_traded_earlier_in_its_block() {
         let dir = tempfile::tempdir().unwrap();
@@ -578,5 +579,13 @@ mod tests {
         assert_eq!(s.mined_at(row_of(&s, 3)).unwrap(), Some((6, -1_000)));
         s.conn.execute("UPDATE fills SET status = 'withdrawn' WHERE id = ?1", [row_of(&s, 1)]).unwrap();
         assert_eq!(s.mined_at(row_of(&s, 3)).unwrap(), Some((6, -400)), "a withdrawn fill does not count");
+        // Block 6 of the branch a reorg replaced: its fills at that height are not this block's.
+        s.conn
+            .execute(
+                "UPDATE fills SET block_hash = ?2 WHERE id = ?1",
+                (row_of(&s, 2), B256::repeat_byte(7).to_string()),
+            )
+            .unwrap();
+        assert_eq!(s.mined_at(row_of(&s, 3)).unwrap(), Some((6, 0)), "another branch's block does not count");
     }
 }

@@ -169,8 +169,13 @@ impl ChainFeed {
         let mut cp = self.start_point(safe).await?;
         // The target list is read again for every range: a target added during a long backfill
         // is watched from the next range on.
-        let reader =
-            RangeReader { rpc: &self.rpc, exchanges: &self.cfg.exchanges, own: self.cfg.own, notifier: &self.notifier };
+        let reader = RangeReader {
+            rpc: &self.rpc,
+            exchanges: &self.cfg.exchanges,
+            own: self.cfg.own,
+            notifier: &self.notifier,
+            head,
+        };
         let next_range = |after: u64, span: Span| (after < safe).then(|| (after + 1, safe.min(after + span.blocks())));
         *span = span.for_sync();
         let mut shrinks = 0;
@@ -234,8 +239,9 @@ impl ChainFeed {
             Some(b) if b.hash == cp.1 => Ok(cp),
             Some(_) => self.handle_reorg(cp).await,
             // The node has not reached our checkpoint (a lagging endpoint, or a backend of a load
-            // balancer behind the others): not a reorg. Waited out, or failed over, like any error.
-            None => Err(ChainError::MissingBlock(cp.0)),
+            // balancer behind the others): not a reorg. Read again after a short pause, as when
+            // the chain moves under a read; only a long run of them fails the endpoint over.
+            None => Err(ChainError::ChainMoved { from: cp.0, to: safe.max(cp.0) }),
         }
     }
 
@@ -335,8 +341,9 @@ impl ChainFeed {
                     break;
                 }
                 Some(_) => {}
-                // A node that lacks a block below one it just had is not a chain to walk back on.
-                None => return Err(ChainError::MissingBlock(*n)),
+                // A node that lacks a block below one it just had is not a chain to walk back on:
+                // read again shortly, as when the chain moves under a read.
+                None => return Err(ChainError::ChainMoved { from: *n, to: cp.0 }),
             }
         }
         let ancestor = match ancestor {
