@@ -262,6 +262,24 @@ impl Store {
         Ok(PaperBooking::Booked(record_execution_in(&self.conn, e, wallet)?))
     }
 
+    /// Whether fill `row` is still a trade to copy: not taken away by a reorg (withdrawn, or a
+    /// suspect the rescan has not seen again) and not an orphaned sighting. An order already sent
+    /// for one that is not is only looked up, never sent again.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn fill_stands(&self, row: i64) -> StoreResult<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT status IN ('pending', 'executed') AND suspect = 0 AND orphaned = 0 FROM fills WHERE id = ?1",
+                [row],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(false))
+    }
+
     /// Marks a pending fill as not copied, with the stable reason code and its detail.
     ///
     /// # Errors

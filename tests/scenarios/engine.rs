@@ -781,6 +781,26 @@ async fn test_live_when_the_copied_fill_is_reorged_away_while_its_order_hangs_th
     assert_eq!(l.clob.posts().len(), 1, "never sent again");
 }
 
+/// The target's fill is taken away by a reorg while our POST for it hangs, and the exchange then
+/// answers lookups of the order with `null`: the order is looked up, but the same signed order is
+/// not sent again for a trade that no longer exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_the_copied_fill_is_reorged_away_then_its_order_is_never_sent_again() {
+    let mut l = live().await;
+    reset(&l.d, "request_timeout_ms = 1500", "request_timeout_ms = 6000");
+    l.clob.null_lookups();
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    l.anvil.raw("anvil_reorg", json!([1, []])).await;
+    l.anvil.mine(3).await;
+    wait_for(20, "the target's fill taken away", async || row(&l.d, 0).filter(|r| r["status"] == "withdrawn")).await;
+    wait_for(30, "the order looked up", async || (l.clob.requests("/data/order") >= 2).then_some(())).await;
+    assert_eq!(l.clob.posts().len(), 1, "never sent again: {:?}", l.clob.posts());
+    assert!(l.d.log().contains("the copied trade is gone from the chain"), "{}", l.d.log());
+}
+
 trait FirstTx {
     async fn anvil_tx_of_first_fill(&self) -> B256;
 }

@@ -14,7 +14,7 @@ use actix::{Actor, Context, Handler, ResponseFuture};
 use tracing::info;
 
 use crate::actors::executor::{ExecError, Execute};
-use crate::actors::store::{GetOrder, OrderNeverSent, OrderOutcome, OrderSent, RecordOrder, Writer};
+use crate::actors::store::{FillStands, GetOrder, OrderNeverSent, OrderOutcome, OrderSent, RecordOrder, Writer};
 use crate::chain::ChainClock;
 use crate::clob::account::OrderKind;
 use crate::clob::amounts::market_order_amounts;
@@ -247,6 +247,14 @@ impl Run {
                     Step::Send => {
                         if let Some(done) = self.booked_meanwhile().await? {
                             return done;
+                        }
+                        if !self.writer.ask(FillStands(self.intent.fill_row)).await.map_err(journal_err)? {
+                            // The target's trade is gone (a reorg took it, or its sighting was
+                            // orphaned): what an earlier send did is looked up, nothing leaves again.
+                            info!(order = %id, "the copied trade is gone from the chain: the order is only looked up");
+                            r.lookup_first = true;
+                            r.resent = true;
+                            continue;
                         }
                         info!(order = %id, "the exchange does not have the order: sending the same signed order once")
                     }

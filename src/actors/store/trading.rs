@@ -81,6 +81,11 @@ pub struct Committed(pub Option<std::time::Instant>);
 pub struct GetOrder(pub i64);
 store_handler!(GetOrder -> Option<crate::store::OrderRow>, |s, m| s.order_for(m.0));
 
+/// Whether a fill is still a trade to copy (see [`crate::store::Store::fill_stands`]).
+#[derive(Debug)]
+pub struct FillStands(pub i64);
+store_handler!(FillStands -> bool, |s, m| s.fill_stands(m.0));
+
 /// Count a send of a fill's order, before it leaves.
 #[derive(Debug)]
 pub struct OrderSent(pub i64);
