@@ -340,3 +340,48 @@ async fn test_close_when_halted_after_it_started_and_restarted_then_its_order_ne
     assert_eq!(l.clob.posts().len(), 1, "only the copy's BUY reached the CLOB: {:?}\n{}", l.clob.posts(), l.d.log());
     assert_eq!(l.d.status()["breaker"]["state"], "halted");
 }
+
+/// Live: halted first, then a close (allowed while halted) held before its POST, and the daemon
+/// killed: after the restart, still halted, the close found again goes out, since it was started
+/// after the halt in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_started_while_halted_and_restarted_then_it_still_goes_out() {
+    use crate::support::live::*;
+    let mut l = live().await;
+    let hold = l.d.dir.join("hold-before-post");
+    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_post"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "closing out"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The close is stamped in whole seconds: it starts in a later second than the halt.
+    let halted_at = std::time::SystemTime::now();
+    wait_for(5, "a new second", async || {
+        (halted_at.elapsed().unwrap() >= std::time::Duration::from_millis(1_100)).then_some(())
+    })
+    .await;
+
+    std::fs::write(&hold, "").unwrap();
+    let mut close =
+        l.d.cmd(&["close", &STD_TOKEN.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(20, "the close's SELL counted and held before its POST", async || {
+        (l.d.log().contains("fault injection: holding") && orders_in_journal(&l.d).get(1).is_some_and(|o| o.2 == 1))
+            .then_some(())
+    })
+    .await;
+    l.d.kill9();
+    let _ = close.kill();
+    let _ = close.wait();
+    std::fs::remove_file(&hold).unwrap();
+
+    l.d.start();
+    l.d.wait_live().await;
+    wait_for(30, "the close's SELL sent", async || (l.clob.posts().len() == 2).then_some(())).await;
+    let r = wait_for(30, "the close booked", async || {
+        l.d.trades().into_iter().nth(1).filter(|r| r["status"] == "executed")
+    })
+    .await;
+    assert_eq!(r["side"], "SELL", "{r}");
+    assert_eq!(l.d.status()["breaker"]["state"], "halted", "still halted");
+}
