@@ -14,7 +14,7 @@ use teloxide::utils::command::BotCommands;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::actors::risk_supervisor::{GetBreakerState, RiskSupervisor, SetTrading};
+use crate::actors::risk_supervisor::{GetBreakerState, ResumeFrom, RiskSupervisor};
 use crate::actors::store::StoreActor;
 use crate::actors::watcher::Registry;
 use crate::chain::FeedStatus;
@@ -107,6 +107,9 @@ pub struct Ops {
 
 /// The /resume confirmation button: `resume:<since_ms of the halt it was offered for>:<offered at ms>`.
 const RESUME_PREFIX: &str = "resume:";
+/// The longest a confirmed resume waits for the risk supervisor: a halt after it must not queue
+/// behind a resume that waits without end.
+const RISK_WAIT: Duration = Duration::from_secs(2);
 /// A confirmation button older than this is refused (the situation may have changed).
 const BUTTON_TTL_MS: i64 = 10 * 60 * 1000;
 
@@ -223,13 +226,18 @@ async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &st
 /// Carries out a pressed "Resume trading" button, bound to the halt it was offered for.
 async fn confirm_resume(ops: &Ops, bound: &str) -> String {
     let _turn = ops.trading_turn.lock().await;
-    let (since, offered) = bound.split_once(':').unwrap_or((bound, "0"));
-    let (since, offered) = (since.parse::<i64>().unwrap_or(-1), offered.parse::<i64>().unwrap_or(0));
+    let mut parts = bound.split(':');
+    let mut next = || parts.next().and_then(|p| p.parse::<i64>().ok());
+    let (since, offered) = (next().unwrap_or(-1), next().unwrap_or(0));
+    // A halt after the button was offered (a /halt, the CLI's, the stop file's; also one that
+    // gives up waiting for this turn) makes the supervisor refuse this resume.
+    let halts_seen = next().and_then(|h| u64::try_from(h).ok()).unwrap_or_else(|| ops.gate.halts());
     if now_ms() - offered > BUTTON_TTL_MS {
         return "this button has expired: send /resume again".into();
     }
-    let Ok(now) = ops.risk.send(GetBreakerState).await else {
-        return "the risk supervisor is unavailable right now; try again".into();
+    let unavailable = || "the risk supervisor is unavailable right now; nothing was resumed. Try again".to_owned();
+    let Ok(Ok(now)) = tokio::time::timeout(RISK_WAIT, ops.risk.send(GetBreakerState)).await else {
+        return unavailable();
     };
     if !(now.tripped || now.reducing) {
         return "not halted: nothing to resume".into();
@@ -246,8 +254,14 @@ async fn confirm_resume(ops: &Ops, bound: &str) -> String {
     if let Some(why) = stop_file_blocks(ops) {
         return why;
     }
-    ops.risk.do_send(SetTrading { halt: false, code: "manual", reason: String::new(), by: "telegram".into() });
-    format!("resumed: trading active again (was {}: {})", now.code, now.reason)
+    let resume = ResumeFrom { since_ms: since, halts_seen, by: "telegram".into() };
+    match tokio::time::timeout(RISK_WAIT, ops.risk.send(resume)).await {
+        Ok(Ok(true)) => format!("resumed: trading active again (was {}: {})", now.code, now.reason),
+        Ok(Ok(false)) => {
+            "not resumed: trading was halted again after this button was offered. Send /resume again".into()
+        }
+        _ => unavailable(),
+    }
 }
 
 /// Why resuming is refused while the emergency stop file exists (the CLI refuses the same way).
@@ -298,7 +312,12 @@ async fn resume_offer(ops: &Ops) -> Reply {
                 b.by,
                 b.reason
             ),
-            buttons: vec![("Resume trading".into(), format!("{RESUME_PREFIX}{}:{}", b.since_ms, now_ms()))],
+            // Bound to the halt it resumes, the moment it was offered and the gate's count of
+            // halts then: a halt after the offer voids it.
+            buttons: vec![(
+                "Resume trading".into(),
+                format!("{RESUME_PREFIX}{}:{}:{}", b.since_ms, now_ms(), ops.gate.halts()),
+            )],
             photo: None,
         },
         Ok(_) => Reply::text("not halted: trading is active".into()),

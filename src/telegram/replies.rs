@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::actors::notifier::short_token;
 use crate::actors::risk_supervisor::{GetBreakerState, SetTrading};
-use crate::actors::store::{GetPnlByDay, GetStatus, GetTrades, MarketNames, SetBreaker};
+use crate::actors::store::{GetBreaker, GetPnlByDay, GetStatus, GetTrades, MarketNames, SetBreaker};
 use crate::actors::watcher::{ListTargets, SetTargetPaused};
 use crate::report::{self, Period};
 use crate::risk::BreakerState;
@@ -206,8 +206,17 @@ pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
         crate::config::env::redact(reason.trim())
     };
     // Already halted: the first halt's reason stays; say so rather than pretend to store this one.
+    // A supervisor that does not answer: the journal's breaker says it (its cause, a journal or
+    // credentials failure say, must not be overwritten with `manual`).
     let ask = Duration::from_millis(300);
-    if let Ok(Ok(b)) = tokio::time::timeout(ask, ops.risk.send(GetBreakerState)).await
+    let before = match tokio::time::timeout(ask, ops.risk.send(GetBreakerState)).await {
+        Ok(Ok(b)) => Some(b),
+        _ => match tokio::time::timeout_at(answer_by, ops.store.send(GetBreaker)).await {
+            Ok(Ok(Ok(b))) => Some(b),
+            _ => None,
+        },
+    };
+    if let Some(b) = before
         && b.tripped
     {
         return Reply::text(format!(

@@ -221,6 +221,31 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
         tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("resumed: trading active again")).then_some(())
     })
     .await;
+    // A halt after a button was offered voids it, even one that found trading halted already.
+    ask("/halt once more", "HALTED").await;
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/resume");
+    let offered = reply_after(&tg, OP, before).await.buttons[0].clone();
+    ask("/halt and again", "already halted").await;
+    let before = tg.sent_to(OP).len();
+    tg.inject_callback(OP, &offered);
+    wait_for(10, "the voided button refused", async || {
+        tg.sent_to(OP)[before..]
+            .iter()
+            .any(|m| m.text.contains("halted again after this button was offered"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(d.status()["breaker"]["tripped"], true, "still halted");
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/resume");
+    let fresh = reply_after(&tg, OP, before).await.buttons[0].clone();
+    let before = tg.sent_to(OP).len();
+    tg.inject_callback(OP, &fresh);
+    wait_for(10, "resumed", async || {
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("resumed: trading active again")).then_some(())
+    })
+    .await;
     // A newer halt: the old button, pressed again, is refused and changes nothing.
     ask("/halt again", "HALTED").await;
     let before = tg.sent_to(OP).len();

@@ -70,6 +70,21 @@ pub struct SetTrading {
     pub by: String,
 }
 
+/// Resume from the halt (or `reducing`) that began at `since_ms`, unless the gate counted a halt
+/// after `halts_seen` was read: a halt that came while the resume was being confirmed (even one
+/// that found trading already halted and changed nothing else) is never lifted by it. Answers
+/// whether it resumed.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct ResumeFrom {
+    /// When the halt being resumed began.
+    pub since_ms: i64,
+    /// The gate's count of halts when the resume was asked for.
+    pub halts_seen: u64,
+    /// Who.
+    pub by: String,
+}
+
 /// The breaker's current state (for `/health`).
 #[derive(Debug, Message)]
 #[rtype(result = "BreakerState")]

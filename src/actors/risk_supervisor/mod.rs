@@ -14,7 +14,7 @@ mod settlement;
 mod setup;
 mod valuation;
 
-pub use messages::{Decision, Evaluate, Flush, GetBreakerState, GetPosition, SetTrading};
+pub use messages::{Decision, Evaluate, Flush, GetBreakerState, GetPosition, ResumeFrom, SetTrading};
 pub use operator::{BookAdjusted, Close, CloseStarted, MarketPauses, close_summary};
 pub use setup::{RiskConfig, RiskPeers, RiskState};
 pub use valuation::GetPnlToday;
@@ -428,6 +428,20 @@ impl Handler<SetTrading> for RiskSupervisor {
     /// Halts or resumes.
     fn handle(&mut self, m: SetTrading, _: &mut Context<Self>) {
         if m.halt { self.trip(m.code, &m.reason, &m.by) } else { self.reset(&m.by) }
+    }
+}
+
+impl Handler<ResumeFrom> for RiskSupervisor {
+    type Result = bool;
+
+    fn handle(&mut self, m: ResumeFrom, _: &mut Context<Self>) -> bool {
+        let state = &self.breaker.state;
+        let same_halt = (state.tripped || state.reducing) && state.since_ms == m.since_ms;
+        if !same_halt || self.gate.halts() != m.halts_seen {
+            return false;
+        }
+        self.reset(&m.by);
+        true
     }
 }
 

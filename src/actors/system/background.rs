@@ -266,15 +266,29 @@ async fn connect_when_answering(venue: &Venue, every: Duration) {
         match venue.reauthenticate().await {
             Ok(()) => {
                 info!("the CLOB answers: API credentials derived, live orders can be sent");
+                match venue.version().await {
+                    Ok(2) => {}
+                    Ok(v) => tracing::error!(
+                        "doctor [FAIL] clob: the CLOB speaks protocol version {v}, polycopy signs V2 orders: every order \
+                         will be refused; check CLOB_HOST and stop the daemon"
+                    ),
+                    Err(e) => warn!(error = %e, "the CLOB's protocol version could not be read"),
+                }
                 let mut checks = Vec::new();
                 crate::clob::doctor::collateral(&mut checks, venue).await;
                 for c in checks.iter().filter(|c| c.verdict == crate::clob::doctor::Verdict::Fail) {
                     tracing::error!("doctor [FAIL] {}: {}", c.name, c.detail);
                 }
             }
-            Err(e) => {
+            Err(e) if e.unanswered() => {
                 warn!(error = %e, "the CLOB still does not answer; nothing is sent");
                 pause = (pause * 2).min(every);
+            }
+            Err(e) => {
+                // An answer, and a refusal: the setup is wrong (as `polycopy doctor` would say).
+                tracing::error!(error = %e, "the CLOB refused to derive API credentials for this key; nothing is sent \
+                    (run `polycopy doctor`)");
+                pause = every;
             }
         }
     }
