@@ -122,8 +122,11 @@ pub struct RangeReader<'a> {
     pub own: Option<Address>,
     /// Where an undecodable log is reported.
     pub notifier: &'a Addr<Notifier>,
-    /// The chain's head when the sync began: the blocks near it are read by hash.
+    /// The chain's head when the sync began: the blocks near it, less `confirmations`, are read
+    /// by hash.
     pub head: u64,
+    /// The confirmations the feed waits for (ranges end that far below the head).
+    pub confirmations: u64,
 }
 
 impl RangeReader<'_> {
@@ -143,7 +146,7 @@ impl RangeReader<'_> {
         let end = if to == from { first } else { self.rpc.block_required(to).await? };
         let refused = |e| ChainError::LogsRefused { from, to, cause: Box::new(e) };
         // The range's blocks near the head are read by hash, the ones behind them by number.
-        let near_head = if to.saturating_add(BY_HASH_BLOCKS) > self.head {
+        let near_head = if to.saturating_add(BY_HASH_BLOCKS) > self.head.saturating_sub(self.confirmations) {
             to.saturating_sub(BY_HASH_BLOCKS - 1).max(from)
         } else {
             to + 1

@@ -300,6 +300,8 @@ async fn send(ops: &Ops, chat: i64, r: Reply) {
 
 /// `/resume`: asks to confirm with a button bound to the state being cleared, or says why not.
 async fn resume_offer(ops: &Ops) -> Reply {
+    // Read before the state: a halt between the two reads voids the button, never hides in it.
+    let halts = ops.gate.halts();
     match ops.risk.send(GetBreakerState).await {
         Ok(b) if (b.tripped || b.reducing) && ops.stop_file.exists() => {
             Reply::text(stop_file_blocks(ops).unwrap_or_default())
@@ -314,10 +316,7 @@ async fn resume_offer(ops: &Ops) -> Reply {
             ),
             // Bound to the halt it resumes, the moment it was offered and the gate's count of
             // halts then: a halt after the offer voids it.
-            buttons: vec![(
-                "Resume trading".into(),
-                format!("{RESUME_PREFIX}{}:{}:{}", b.since_ms, now_ms(), ops.gate.halts()),
-            )],
+            buttons: vec![("Resume trading".into(), format!("{RESUME_PREFIX}{}:{}:{halts}", b.since_ms, now_ms()))],
             photo: None,
         },
         Ok(_) => Reply::text("not halted: trading is active".into()),

@@ -175,6 +175,7 @@ impl ChainFeed {
             own: self.cfg.own,
             notifier: &self.notifier,
             head,
+            confirmations: self.cfg.confirmations,
         };
         let next_range = |after: u64, span: Span| (after < safe).then(|| (after + 1, safe.min(after + span.blocks())));
         *span = span.for_sync();
