@@ -273,21 +273,9 @@ async fn test_incident_when_written_then_evidence_without_any_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_close_when_halted_after_it_started_then_its_order_does_not_leave() {
     use crate::support::live::*;
-    let mut l = live().await;
-    let hold = l.d.dir.join("hold-before-post");
-    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_post"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
-    l.d.wait_live().await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    let (l, hold) = live_with_a_position_and_sends_held().await;
 
-    std::fs::write(&hold, "").unwrap();
-    let mut close =
-        l.d.cmd(&["close", &STD_TOKEN.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    wait_for(20, "the close's SELL counted and held before its POST", async || {
-        (l.d.log().contains("fault injection: holding") && orders_in_journal(&l.d).get(1).is_some_and(|o| o.2 == 1))
-            .then_some(())
-    })
-    .await;
+    let mut close = close_held_before_its_post(&l, &hold).await;
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "stop everything"]);
     assert_eq!(code, 0, "{out}{err}");
     std::fs::remove_file(&hold).unwrap();
@@ -307,22 +295,9 @@ async fn test_close_when_halted_after_it_started_then_its_order_does_not_leave()
 /// raised after it is the last word across a restart too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_close_when_halted_after_it_started_and_restarted_then_its_order_never_leaves() {
-    use crate::support::live::*;
-    let mut l = live().await;
-    let hold = l.d.dir.join("hold-before-post");
-    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_post"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
-    l.d.wait_live().await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    let (mut l, hold) = live_with_a_position_and_sends_held().await;
 
-    std::fs::write(&hold, "").unwrap();
-    let mut close =
-        l.d.cmd(&["close", &STD_TOKEN.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    wait_for(20, "the close's SELL counted and held before its POST", async || {
-        (l.d.log().contains("fault injection: holding") && orders_in_journal(&l.d).get(1).is_some_and(|o| o.2 == 1))
-            .then_some(())
-    })
-    .await;
+    let mut close = close_held_before_its_post(&l, &hold).await;
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "stop everything"]);
     assert_eq!(code, 0, "{out}{err}");
     l.d.kill9();
@@ -346,13 +321,7 @@ async fn test_close_when_halted_after_it_started_and_restarted_then_its_order_ne
 /// after the halt in force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_close_when_started_while_halted_and_restarted_then_it_still_goes_out() {
-    use crate::support::live::*;
-    let mut l = live().await;
-    let hold = l.d.dir.join("hold-before-post");
-    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_post"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
-    l.d.wait_live().await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    let (mut l, hold) = live_with_a_position_and_sends_held().await;
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "closing out"]);
     assert_eq!(code, 0, "{out}{err}");
     // The close is stamped in whole seconds: it starts in a later second than the halt.
@@ -362,14 +331,7 @@ async fn test_close_when_started_while_halted_and_restarted_then_it_still_goes_o
     })
     .await;
 
-    std::fs::write(&hold, "").unwrap();
-    let mut close =
-        l.d.cmd(&["close", &STD_TOKEN.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    wait_for(20, "the close's SELL counted and held before its POST", async || {
-        (l.d.log().contains("fault injection: holding") && orders_in_journal(&l.d).get(1).is_some_and(|o| o.2 == 1))
-            .then_some(())
-    })
-    .await;
+    let mut close = close_held_before_its_post(&l, &hold).await;
     l.d.kill9();
     let _ = close.kill();
     let _ = close.wait();
@@ -384,4 +346,32 @@ async fn test_close_when_started_while_halted_and_restarted_then_it_still_goes_o
     .await;
     assert_eq!(r["side"], "SELL", "{r}");
     assert_eq!(l.d.status()["breaker"]["state"], "halted", "still halted");
+}
+
+/// Live, with every send held before its POST while the returned file exists (it does not yet):
+/// a target BUY copied, so we hold a position of the standard token.
+async fn live_with_a_position_and_sends_held() -> (crate::support::live::Live, std::path::PathBuf) {
+    use crate::support::live::*;
+    let mut l = live().await;
+    let hold = l.d.dir.join("hold-before-post");
+    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_post"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    (l, hold)
+}
+
+/// Starts `close` of the standard token with sends held (`hold` is created), and returns once its
+/// SELL is counted and held before its POST.
+async fn close_held_before_its_post(l: &crate::support::live::Live, hold: &std::path::Path) -> std::process::Child {
+    use crate::support::live::*;
+    std::fs::write(hold, "").unwrap();
+    let close =
+        l.d.cmd(&["close", &STD_TOKEN.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(20, "the close's SELL counted and held before its POST", async || {
+        (l.d.log().contains("fault injection: holding") && orders_in_journal(&l.d).get(1).is_some_and(|o| o.2 == 1))
+            .then_some(())
+    })
+    .await;
+    close
 }
