@@ -194,7 +194,10 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
     let hint = format!(". Undo with `{} resume`.", cmd(g));
     reach(g, &s, &req, &hint, |store| {
         let cur = store.breaker()?;
+        let at = now_ms();
         if cur.tripped {
+            // The halt stands; its time is journaled for the daemon's next start.
+            store.note_halt_asked(at)?;
             return Ok(format!("already halted ({}) by {}: {}", cur.code, cur.by, cur.reason));
         }
         let state = BreakerState {
@@ -202,7 +205,8 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
             code: "manual".into(),
             reason: reason.into(),
             by: "cli".into(),
-            since_ms: now_ms(),
+            since_ms: at,
+            halt_asked_ms: at,
             ..BreakerState::default()
         };
         store.set_breaker(&state)?;

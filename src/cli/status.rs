@@ -222,7 +222,7 @@ fn print_book(report: &StatusReport) {
 
 fn breaker_json(b: &BreakerState) -> Value {
     json!({"state": b.trading().as_str(), "tripped": b.tripped, "reducing": b.reducing, "code": b.code,
-           "reason": b.reason, "by": b.by, "since_ms": b.since_ms})
+           "reason": b.reason, "by": b.by, "since_ms": b.since_ms, "halt_asked_ms": b.halt_asked_ms})
 }
 
 fn fmt_ms(ms: i64) -> String {

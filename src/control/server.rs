@@ -14,8 +14,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, info, warn};
 
 use super::{MAX_LINE, Reply, Request};
-use crate::actors::risk_supervisor::{GetBreakerState, RiskSupervisor, SetTrading};
-use crate::actors::store::{GetBreaker, SetBreaker, StoreActor};
+use crate::actors::risk_supervisor::{GetBreakerState, HaltAsked, RiskSupervisor, SetTrading};
+use crate::actors::store::{GetBreaker, NoteHaltAsked, SetBreaker, StoreActor};
 use crate::config::Mode;
 use crate::risk::{BreakerState, TradingGate};
 use crate::store::now_ms;
@@ -220,7 +220,13 @@ async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {
     // The command line waits 1 s for the answer: every wait below fits inside 0.8 s in all.
     let answer_by = tokio::time::Instant::now() + Duration::from_millis(800);
     let before = current(peers).await;
+    let at = now_ms();
     if before.tripped {
+        // The halt stands as it is; its time is journaled, so that a close started before it
+        // stays stopped after a restart.
+        let store = peers.store.send(NoteHaltAsked(at));
+        let _ = tokio::time::timeout_at(answer_by, store).await;
+        peers.risk.do_send(HaltAsked { at_ms: at });
         let msg = format!("already halted ({}) by {}: {}", before.code, before.by, before.reason);
         return reply(peers, true, msg, before);
     }
@@ -229,8 +235,9 @@ async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {
         code: "manual".into(),
         reason: reason.clone(),
         by: by.clone(),
-        since_ms: now_ms(),
+        since_ms: at,
         reducing: false,
+        halt_asked_ms: at,
     };
     let persisted =
         matches!(tokio::time::timeout_at(answer_by, peers.store.send(SetBreaker(state.clone()))).await, Ok(Ok(Ok(()))));

@@ -47,6 +47,10 @@ pub struct BreakerState {
     pub by: String,
     /// When it last changed, unix ms.
     pub since_ms: i64,
+    /// When a halt was last asked for, unix ms, also one that found trading already halted (0:
+    /// never). Kept across a resume; only ever grows.
+    #[serde(default)]
+    pub halt_asked_ms: i64,
 }
 
 impl BreakerState {
@@ -100,8 +104,25 @@ impl Breaker {
             reason: reason.to_owned(),
             by: by.to_owned(),
             since_ms: now_ms,
+            halt_asked_ms: now_ms.max(self.state.halt_asked_ms),
         };
         true
+    }
+
+    /// Notes a halt asked for while already halted; returns whether that moved the time of the
+    /// last one (the halt itself, its cause and its start stay as they are).
+    pub fn halt_asked(&mut self, now_ms: i64) -> bool {
+        if !self.state.tripped || now_ms <= self.state.halt_asked_ms {
+            return false;
+        }
+        self.state.halt_asked_ms = now_ms;
+        true
+    }
+
+    /// When the halt in force was last asked for: the operator's close started before it stops.
+    #[must_use]
+    pub fn last_halt_ms(&self) -> i64 {
+        self.state.since_ms.max(self.state.halt_asked_ms)
     }
 
     /// Moves from active to reducing; returns false (and changes nothing) otherwise.
@@ -116,6 +137,7 @@ impl Breaker {
             reason: reason.to_owned(),
             by: by.to_owned(),
             since_ms: now_ms,
+            halt_asked_ms: self.state.halt_asked_ms,
         };
         true
     }
@@ -125,6 +147,7 @@ impl Breaker {
         if self.state.trading() == TradingState::Active {
             return None;
         }
+        let halt_asked_ms = self.state.halt_asked_ms;
         let was = std::mem::replace(
             &mut self.state,
             BreakerState {
@@ -134,6 +157,7 @@ impl Breaker {
                 reason: String::new(),
                 by: by.to_owned(),
                 since_ms: now_ms,
+                halt_asked_ms,
             },
         );
         self.consecutive_errors = 0;
@@ -172,6 +196,29 @@ mod tests {
         assert_eq!(was.reason, "going to lunch");
         assert!(b.is_active());
         assert_eq!(b.reset("cli", 8), None);
+    }
+
+    #[test]
+    fn a_halt_asked_while_halted_moves_only_the_time_of_the_last_halt() {
+        let mut b = Breaker::new(BreakerState::default(), 3);
+        // (action at ms, changed, since_ms after, last halt after)
+        let steps: [(&str, i64, bool, i64, i64); 6] = [
+            ("asked", 1, false, 0, 0),
+            ("trip", 10, true, 10, 10),
+            ("asked", 20, true, 10, 20),
+            ("asked", 15, false, 10, 20),
+            ("reset", 30, true, 30, 30),
+            ("trip", 40, true, 40, 40),
+        ];
+        for (i, (action, at, changed, since, last)) in steps.into_iter().enumerate() {
+            let did = match action {
+                "asked" => b.halt_asked(at),
+                "trip" => b.trip("manual", "halt", "cli", at),
+                _ => b.reset("cli", at).is_some(),
+            };
+            assert_eq!((did, b.state.since_ms, b.last_halt_ms()), (changed, since, last), "step {i}");
+        }
+        assert_eq!(b.state.code, "manual");
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl Store {
         // Polled several times a second on the writer: prepared once.
         Ok(query_one(
             &self.conn,
-            "SELECT tripped, code, reason, by, since_ms, reducing FROM breaker WHERE id = 1",
+            "SELECT tripped, code, reason, by, since_ms, reducing, halt_asked_ms FROM breaker WHERE id = 1",
             [],
             |r| {
                 Ok(BreakerState {
@@ -187,6 +187,7 @@ impl Store {
                     by: r.get(3)?,
                     since_ms: r.get(4)?,
                     reducing: r.get(5)?,
+                    halt_asked_ms: r.get(6)?,
                 })
             },
         )
@@ -201,9 +202,24 @@ impl Store {
     pub fn set_breaker(&self, s: &BreakerState) -> StoreResult<()> {
         exec(
             &self.conn,
-            "INSERT INTO breaker (id, tripped, code, reason, by, since_ms, reducing) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (id) DO UPDATE SET tripped = ?1, code = ?2, reason = ?3, by = ?4, since_ms = ?5, reducing = ?6",
-            params![s.tripped, s.code, s.reason, s.by, s.since_ms, s.reducing],
+            "INSERT INTO breaker (id, tripped, code, reason, by, since_ms, reducing, halt_asked_ms) \
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET tripped = ?1, code = ?2, \
+             reason = ?3, by = ?4, since_ms = ?5, reducing = ?6, halt_asked_ms = max(halt_asked_ms, ?7)",
+            params![s.tripped, s.code, s.reason, s.by, s.since_ms, s.reducing, s.halt_asked_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Notes a halt asked for at `at_ms` while trading is already halted: the halt stands as it
+    /// is, but a close or a resume button from before it must not outlive it in a restart.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn note_halt_asked(&self, at_ms: i64) -> StoreResult<()> {
+        exec(
+            &self.conn,
+            "UPDATE breaker SET halt_asked_ms = max(halt_asked_ms, ?1) WHERE id = 1 AND tripped = 1",
+            params![at_ms],
         )?;
         Ok(())
     }

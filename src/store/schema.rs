@@ -431,6 +431,12 @@ CREATE TABLE claims_reset (
     at_ms    INTEGER NOT NULL
 );
 ",
+    r"
+-- when a halt was last asked for, also one that found trading already halted: the operator's
+-- close found again after a restart is sent only if it started after it, and a resume button
+-- offered before it is refused (the gate's count of halts is lost in a restart). 0: never
+ALTER TABLE breaker ADD COLUMN halt_asked_ms INTEGER NOT NULL DEFAULT 0;
+",
 ];
 
 /// Brings the schema up to date.

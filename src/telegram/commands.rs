@@ -105,7 +105,8 @@ pub struct Ops {
     pub trading_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// The /resume confirmation button: `resume:<since_ms of the halt it was offered for>:<offered at ms>`.
+/// The /resume confirmation button: `resume:<since_ms of the halt it was offered for>:<offered at
+/// ms>:<the gate's count of halts>:<when the last halt was asked for, ms>`.
 const RESUME_PREFIX: &str = "resume:";
 /// The longest a confirmed resume waits for the risk supervisor: a halt after it must not queue
 /// behind a resume that waits without end.
@@ -232,6 +233,8 @@ async fn confirm_resume(ops: &Ops, bound: &str) -> String {
     // A halt after the button was offered (a /halt, the CLI's, the stop file's; also one that
     // gives up waiting for this turn) makes the supervisor refuse this resume.
     let halts_seen = next().and_then(|h| u64::try_from(h).ok()).unwrap_or_else(|| ops.gate.halts());
+    // The count is the process's own; the time of the last halt survives a restart.
+    let last_halt_ms = next();
     if now_ms() - offered > BUTTON_TTL_MS {
         return "this button has expired: send /resume again".into();
     }
@@ -254,7 +257,7 @@ async fn confirm_resume(ops: &Ops, bound: &str) -> String {
     if let Some(why) = stop_file_blocks(ops) {
         return why;
     }
-    let resume = ResumeFrom { since_ms: since, halts_seen, by: "telegram".into() };
+    let resume = ResumeFrom { since_ms: since, halts_seen, last_halt_ms, by: "telegram".into() };
     match tokio::time::timeout(RISK_WAIT, ops.risk.send(resume)).await {
         Ok(Ok(true)) => format!("resumed: trading active again (was {}: {})", now.code, now.reason),
         Ok(Ok(false)) => {
@@ -314,9 +317,13 @@ async fn resume_offer(ops: &Ops) -> Reply {
                 b.by,
                 b.reason
             ),
-            // Bound to the halt it resumes, the moment it was offered and the gate's count of
-            // halts then: a halt after the offer voids it.
-            buttons: vec![("Resume trading".into(), format!("{RESUME_PREFIX}{}:{}:{halts}", b.since_ms, now_ms()))],
+            // Bound to the halt it resumes, the moment it was offered, the gate's count of halts
+            // then and the time of the last halt: a halt after the offer voids it, also across
+            // a restart.
+            buttons: vec![(
+                "Resume trading".into(),
+                format!("{RESUME_PREFIX}{}:{}:{halts}:{}", b.since_ms, now_ms(), b.since_ms.max(b.halt_asked_ms)),
+            )],
             photo: None,
         },
         Ok(_) => Reply::text("not halted: trading is active".into()),

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::actors::notifier::short_token;
-use crate::actors::risk_supervisor::{GetBreakerState, SetTrading};
-use crate::actors::store::{GetBreaker, GetPnlByDay, GetStatus, GetTrades, MarketNames, SetBreaker};
+use crate::actors::risk_supervisor::{GetBreakerState, HaltAsked, SetTrading};
+use crate::actors::store::{GetBreaker, GetPnlByDay, GetStatus, GetTrades, MarketNames, NoteHaltAsked, SetBreaker};
 use crate::actors::watcher::{ListTargets, SetTargetPaused};
 use crate::report::{self, Period};
 use crate::risk::BreakerState;
@@ -216,9 +216,14 @@ pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
             _ => None,
         },
     };
+    let at = now_ms();
     if let Some(b) = before
         && b.tripped
     {
+        // The halt stands; its time is journaled (a close started before it stays stopped after
+        // a restart, a resume button offered before it is refused).
+        let _ = tokio::time::timeout_at(answer_by, ops.store.send(NoteHaltAsked(at))).await;
+        ops.risk.do_send(HaltAsked { at_ms: at });
         return Reply::text(format!(
             "already halted ({}) by {}: {}. That reason stays; /resume to clear",
             b.code, b.by, b.reason
@@ -229,8 +234,9 @@ pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
         code: "manual".into(),
         reason: reason.clone(),
         by: "telegram".into(),
-        since_ms: now_ms(),
+        since_ms: at,
         reducing: false,
+        halt_asked_ms: at,
     };
     let persisted =
         matches!(tokio::time::timeout_at(answer_by, ops.store.send(SetBreaker(state))).await, Ok(Ok(Ok(()))));

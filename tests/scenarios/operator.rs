@@ -348,6 +348,42 @@ async fn test_close_when_started_while_halted_and_restarted_then_it_still_goes_o
     assert_eq!(l.d.status()["breaker"]["state"], "halted", "still halted");
 }
 
+/// Live: halted, then a close (allowed while halted) held before its POST, then a second halt
+/// (trading already halted: it changes nothing else), and the daemon killed. After the restart
+/// the close found again is only looked up: the later halt is journaled, so it stays the
+/// operator's last word although the halt in force began before the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_halted_again_after_it_started_and_restarted_then_its_order_never_leaves() {
+    let (mut l, hold) = live_with_a_position_and_sends_held().await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "closing out"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let halted_at = std::time::SystemTime::now();
+    wait_for(5, "a new second", async || {
+        (halted_at.elapsed().unwrap() >= std::time::Duration::from_millis(1_100)).then_some(())
+    })
+    .await;
+    let mut close = close_held_before_its_post(&l, &hold).await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "no, stop the close too"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("already halted"), "{out}");
+    l.d.kill9();
+    let _ = close.kill();
+    let _ = close.wait();
+    std::fs::remove_file(&hold).unwrap();
+
+    let lookups = l.clob.requests("/data/order");
+    l.d.start();
+    l.d.wait_live().await;
+    wait_for(30, "the close's order looked up after the restart, or sent", async || {
+        (l.clob.requests("/data/order") >= lookups + 2 || l.clob.posts().len() > 1).then_some(())
+    })
+    .await;
+    assert_eq!(l.clob.posts().len(), 1, "only the copy's BUY reached the CLOB: {:?}\n{}", l.clob.posts(), l.d.log());
+    let b = &l.d.status()["breaker"];
+    assert_eq!(b["state"], "halted");
+    assert_eq!(b["reason"], "closing out", "the first halt's reason stays: {b}");
+}
+
 /// Live, with every send held before its POST while the returned file exists (it does not yet):
 /// a target BUY copied, so we hold a position of the standard token.
 async fn live_with_a_position_and_sends_held() -> (crate::support::live::Live, std::path::PathBuf) {

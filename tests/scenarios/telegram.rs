@@ -298,6 +298,43 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
     assert_eq!(row["status"], "executed");
 }
 
+/// A resume button offered before a restart, and a /halt after it that found trading already
+/// halted: the button is refused. The gate's count of halts starts afresh in the new process and
+/// may count the same again; the time of the last halt is journaled and does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_resume_button_when_halted_again_after_a_restart_then_refused() {
+    let (_anvil, tg, _dir, mut d) = whale_with_telegram().await;
+    tg.inject_message(OP, "/halt lunch");
+    message_containing(&tg, OP, "HALTED").await;
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/resume");
+    let button = wait_for(10, "the resume button", async || {
+        tg.sent_to(OP)[before..].iter().find_map(|m| m.buttons.first().cloned())
+    })
+    .await;
+    assert!(d.stop().success());
+    d.start();
+    d.wait_live().await;
+
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/halt and stay halted");
+    wait_for(10, "the second halt's answer", async || {
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("already halted")).then_some(())
+    })
+    .await;
+    assert!(d.status()["breaker"]["halt_asked_ms"].as_i64() > d.status()["breaker"]["since_ms"].as_i64());
+    let before = tg.sent_to(OP).len();
+    tg.inject_callback(OP, &button);
+    wait_for(10, "the button refused", async || {
+        tg.sent_to(OP)[before..]
+            .iter()
+            .any(|m| m.text.contains("halted again after this button was offered"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(d.status()["breaker"]["state"], "halted", "still halted");
+}
+
 /// A running paper daemon copying "whale" (A), reporting to the operator's chat, its start announced.
 async fn whale_with_telegram() -> (Anvil, FakeTelegram, tempfile::TempDir, Daemon) {
     let anvil = Anvil::start().await;

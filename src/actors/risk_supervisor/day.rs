@@ -66,7 +66,15 @@ mod tests {
     use super::*;
 
     fn state(tripped: bool, reducing: bool, code: &str, since_ms: i64) -> BreakerState {
-        BreakerState { tripped, reducing, code: code.into(), reason: String::new(), by: "daemon".into(), since_ms }
+        BreakerState {
+            tripped,
+            reducing,
+            code: code.into(),
+            reason: String::new(),
+            by: "daemon".into(),
+            since_ms,
+            halt_asked_ms: 0,
+        }
     }
 
     #[test]

@@ -70,6 +70,16 @@ pub struct SetTrading {
     pub by: String,
 }
 
+/// A halt asked for while trading was already halted: the halt, its cause and its start stay as
+/// they are; its time is noted (and journaled), so that the operator's close and a resume button
+/// from before it stop at it even after a restart.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct HaltAsked {
+    /// When it was asked for, unix ms.
+    pub at_ms: i64,
+}
+
 /// Resume from the halt (or `reducing`) that began at `since_ms`, unless the gate counted a halt
 /// after `halts_seen` was read: a halt that came while the resume was being confirmed (even one
 /// that found trading already halted and changed nothing else) is never lifted by it. Answers
@@ -81,6 +91,9 @@ pub struct ResumeFrom {
     pub since_ms: i64,
     /// The gate's count of halts when the resume was asked for.
     pub halts_seen: u64,
+    /// When the last halt was asked for, as the resume's offer read it (`None`: not checked).
+    /// Unlike the gate's count, it survives a restart.
+    pub last_halt_ms: Option<i64>,
     /// Who.
     pub by: String,
 }

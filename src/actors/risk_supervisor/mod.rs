@@ -14,7 +14,7 @@ mod settlement;
 mod setup;
 mod valuation;
 
-pub use messages::{Decision, Evaluate, Flush, GetBreakerState, GetPosition, ResumeFrom, SetTrading};
+pub use messages::{Decision, Evaluate, Flush, GetBreakerState, GetPosition, HaltAsked, ResumeFrom, SetTrading};
 pub use operator::{BookAdjusted, Close, CloseStarted, MarketPauses, close_summary};
 pub use setup::{RiskConfig, RiskPeers, RiskState};
 pub use valuation::GetPnlToday;
@@ -33,10 +33,10 @@ use alloy::primitives::Address;
 
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::{Event, Notifier};
-use crate::actors::store::{GetBreaker, MarkUnresolved, RecordRejection, SetBreaker, StoreActor};
+use crate::actors::store::{GetBreaker, MarkUnresolved, NoteHaltAsked, RecordRejection, SetBreaker, StoreActor};
 use crate::domain::{Shares, TokenId, Usdc};
 use crate::metrics::Metrics;
-use crate::risk::{Book, Breaker, DenyReason, Limits, WalletActivity, Written};
+use crate::risk::{Book, Breaker, BreakerState, DenyReason, Limits, WalletActivity, Written};
 use crate::store::now_ms;
 
 /// The gateway actor.
@@ -266,7 +266,7 @@ impl RiskSupervisor {
         }
     }
 
-    fn reset_done(&mut self, was: crate::risk::BreakerState, by: &str) {
+    fn reset_done(&mut self, was: BreakerState, by: &str) {
         self.breaker_epoch += 1;
         self.store.do_send(SetBreaker(self.breaker.state.clone()));
         self.notifier.do_send(Event::BreakerReset { was, by: by.to_owned() });
@@ -380,6 +380,17 @@ impl RiskSupervisor {
             if act.breaker_epoch != epoch || db == *mem {
                 return;
             }
+            if (BreakerState { halt_asked_ms: mem.halt_asked_ms, ..db.clone() }) == *mem {
+                // Only a halt asked for while halted differs (the command line's, written to the
+                // journal): the later time is kept on both sides.
+                if db.halt_asked_ms > mem.halt_asked_ms {
+                    act.breaker.state.halt_asked_ms = db.halt_asked_ms;
+                    act.publish();
+                } else {
+                    act.store.do_send(SetBreaker(mem.clone()));
+                }
+                return;
+            }
             if db.since_ms < mem.since_ms {
                 // Our newer state never reached the journal (it was failing): write it again, so
                 // a trip survives a restart.
@@ -387,6 +398,7 @@ impl RiskSupervisor {
                 return;
             }
             act.breaker_epoch += 1;
+            let db = BreakerState { halt_asked_ms: db.halt_asked_ms.max(mem.halt_asked_ms), ..db };
             if db.trading() != crate::risk::TradingState::Active {
                 act.gate.set(db.trading());
                 act.breaker.state = db.clone();
@@ -431,13 +443,25 @@ impl Handler<SetTrading> for RiskSupervisor {
     }
 }
 
+impl Handler<HaltAsked> for RiskSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, m: HaltAsked, _: &mut Context<Self>) {
+        if self.breaker.halt_asked(m.at_ms) {
+            self.store.do_send(NoteHaltAsked(m.at_ms));
+            self.publish();
+        }
+    }
+}
+
 impl Handler<ResumeFrom> for RiskSupervisor {
     type Result = bool;
 
     fn handle(&mut self, m: ResumeFrom, _: &mut Context<Self>) -> bool {
         let state = &self.breaker.state;
         let same_halt = (state.tripped || state.reducing) && state.since_ms == m.since_ms;
-        if !same_halt || self.gate.halts() != m.halts_seen {
+        let no_halt_since = m.last_halt_ms.is_none_or(|at| at >= self.breaker.last_halt_ms());
+        if !same_halt || self.gate.halts() != m.halts_seen || !no_halt_since {
             return false;
         }
         self.reset(&m.by);

@@ -90,10 +90,10 @@ impl RiskSupervisor {
         // executor, which only resolves what was sent and sends nothing new.
         // The operator's own close goes out in every trading state. Found again after a restart
         // (where the gate's count of halts starts afresh) it goes out if it was started after the
-        // halt now in force began, as a close while halted is; a halt raised after it started
-        // stays its last word.
+        // last halt asked for (journaled, also one that found trading already halted), as a close
+        // while halted is; a halt raised after it started stays its last word.
         let started_after_halt = self.breaker.state.tripped
-            && i64::try_from(m.fill.block_ts).unwrap_or(0).saturating_mul(1000) >= self.breaker.state.since_ms;
+            && i64::try_from(m.fill.block_ts).unwrap_or(0).saturating_mul(1000) >= self.breaker.last_halt_ms();
         let operators_own = super::operator::is_operator(&m) && (!m.recovered || started_after_halt);
         let may_send = operators_own || (self.breaker.is_active() && self.gate.allows(m.intent.side));
         if self.breaker.state.reducing && !m.recovered && m.intent.side == crate::domain::Side::Buy {

@@ -43,6 +43,11 @@ store_handler!(GetBreaker -> BreakerState, |s, _m| s.breaker());
 pub struct SetBreaker(pub BreakerState);
 store_handler!(SetBreaker -> (), |s, m| s.set_breaker(&m.0));
 
+/// Note a halt asked for while already halted (unix ms).
+#[derive(Debug)]
+pub struct NoteHaltAsked(pub i64);
+store_handler!(NoteHaltAsked -> (), |s, m| s.note_halt_asked(m.0));
+
 /// Append to the events log.
 #[derive(Debug)]
 pub struct AddEvent {
