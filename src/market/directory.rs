@@ -10,6 +10,7 @@ use actix::Addr;
 use alloy::primitives::{Address, B256};
 use polymarket_client_sdk_v2::gamma::Client as Gamma;
 use polymarket_client_sdk_v2::gamma::types::request::MarketsRequest;
+use polymarket_client_sdk_v2::gamma::types::response::Market as GammaMarket;
 use tracing::{info, warn};
 
 use crate::actors::store::{GetMarket, PutMarket, StoreActor};
@@ -18,6 +19,9 @@ use crate::clob::venue::{VenueError, bounded, sdk_error};
 use crate::domain::{Price, TokenId};
 use crate::market::info::{MarketInfo, even_payout, from_gamma};
 use crate::store::now_ms;
+
+/// Tokens asked for in one call to Gamma: its URL stays short, and one page holds the answer.
+const GAMMA_TOKENS_PER_CALL: usize = 20;
 
 /// How long a failed lookup is not retried.
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
@@ -101,8 +105,7 @@ impl MarketDirectory {
         if tokens.is_empty() {
             return Vec::new();
         }
-        let req = MarketsRequest::builder().clob_token_ids(tokens.to_vec()).build();
-        let markets = match bounded(self.timeout, &[], self.gamma.markets(&req)).await {
+        let markets = match self.markets(tokens).await {
             Ok(m) => {
                 self.failing.store(false, std::sync::atomic::Ordering::Relaxed);
                 m
@@ -136,6 +139,28 @@ impl MarketDirectory {
             self.remember(*t, info);
         }
         out
+    }
+
+    /// Gamma's markets holding `tokens`, open and closed. Gamma lists only open markets unless
+    /// asked for closed ones, so the tokens it did not list are asked for again as closed (a
+    /// resolved market, the one a payout is learned from); and it pages its answers, so the
+    /// tokens are asked for in small groups, each with a page that holds them all.
+    async fn markets(&self, tokens: &[TokenId]) -> Result<Vec<GammaMarket>, String> {
+        let mut out = Vec::new();
+        for group in tokens.chunks(GAMMA_TOKENS_PER_CALL) {
+            let limit = i32::try_from(group.len()).unwrap_or(i32::MAX);
+            let req = MarketsRequest::builder().clob_token_ids(group.to_vec()).limit(limit).build();
+            let open = bounded(self.timeout, &[], self.gamma.markets(&req)).await.map_err(|e| e.to_string())?;
+            let missing: Vec<TokenId> =
+                group.iter().filter(|t| !open.iter().any(|m| from_gamma(m, **t).is_some())).copied().collect();
+            out.extend(open);
+            if !missing.is_empty() {
+                let limit = i32::try_from(missing.len()).unwrap_or(i32::MAX);
+                let req = MarketsRequest::builder().clob_token_ids(missing).closed(true).limit(limit).build();
+                out.extend(bounded(self.timeout, &[], self.gamma.markets(&req)).await.map_err(|e| e.to_string())?);
+            }
+        }
+        Ok(out)
     }
 
     /// What each outcome of `condition` pays if it resolved evenly on chain (read once per

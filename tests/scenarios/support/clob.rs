@@ -612,9 +612,17 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
                     q.split('&').filter_map(|kv| kv.strip_prefix("clob_token_ids=")).map(str::to_owned).collect()
                 })
                 .unwrap_or_default();
+            // As the real Gamma: only open markets unless closed ones are asked for, then only
+            // those; one page of `limit` markets.
+            let closed = query(&path, "closed") == "true";
+            let limit = query(&path, "limit").parse::<usize>().unwrap_or(usize::MAX);
             let list: Vec<Value> = {
                 let s = st.lock().unwrap();
-                wanted.iter().filter_map(|t| s.tokens.get(t).map(|tok| gamma_market(t, tok))).collect()
+                wanted
+                    .iter()
+                    .filter_map(|t| s.tokens.get(t).filter(|tok| tok.closed == closed).map(|tok| gamma_market(t, tok)))
+                    .take(limit)
+                    .collect()
             };
             respond(&mut sock, 200, &Value::Array(list), "").await;
         }
