@@ -207,8 +207,12 @@ async fn resolutions(
         Err(e) => error = Some(e.to_string()),
         Ok(gamma) => {
             for batch in ask.chunks(GAMMA_BATCH) {
+                // Only resolved markets pay out, and Gamma lists closed markets only when asked
+                // for them (docs/PROTOCOL.md §6), in pages.
                 let req = polymarket_client_sdk_v2::gamma::types::request::MarketsRequest::builder()
                     .clob_token_ids(batch.to_vec())
+                    .closed(true)
+                    .limit(i32::try_from(batch.len()).unwrap_or(i32::MAX))
                     .build();
                 match tokio::time::timeout(GAMMA_WAIT, gamma.markets(&req)).await {
                     Ok(Ok(markets)) => {
