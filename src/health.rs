@@ -134,6 +134,29 @@ pub fn evaluate(i: &HealthInput<'_>, t: &HealthSettings) -> HealthReport {
     HealthReport { status, checks }
 }
 
+/// What `/health` says of Telegram (when it is on): the first problem found, worst first.
+///
+/// # Errors
+/// The problem, in words.
+pub fn telegram_state(m: &crate::metrics::Metrics) -> Result<(), String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let parked = m.telegram_parked_chats.load(Relaxed);
+    if m.telegram_poll_conflict.load(Relaxed) {
+        Err("another process polls this bot's commands (Telegram answers 409): each command reaches only one \
+             of them; give each instance its own bot"
+            .to_owned())
+    } else if parked > 0 {
+        Err(format!(
+            "{parked} authorized chat(s) refuse our messages (bot blocked, chat not found or moved): they are held; \
+             see the log"
+        ))
+    } else if m.telegram_failing.load(Relaxed) {
+        Err("the last delivery to Telegram failed; retrying".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
 fn clob_check(c: &ReachabilitySnapshot, now_ms: i64, stale_s: u64) -> Check {
     let stale_ms = i64::try_from(stale_s).unwrap_or(i64::MAX).saturating_mul(1000);
     let (status, detail) = if c.auth_refused {

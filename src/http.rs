@@ -115,13 +115,11 @@ impl HttpState {
             confirmations: self.confirmations,
             breaker: &breaker,
             db,
-            telegram: self.metrics.telegram_on.load(std::sync::atomic::Ordering::Relaxed).then(|| {
-                if self.metrics.telegram_failing.load(std::sync::atomic::Ordering::Relaxed) {
-                    Err("the last delivery to Telegram failed; retrying".to_owned())
-                } else {
-                    Ok(())
-                }
-            }),
+            telegram: self
+                .metrics
+                .telegram_on
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .then(|| crate::health::telegram_state(&self.metrics)),
             live,
             now_ms: now_ms(),
         };

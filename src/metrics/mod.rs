@@ -43,6 +43,11 @@ pub struct Metrics {
     pub telegram_on: AtomicBool,
     /// The last attempt to deliver to Telegram failed (cleared by the next success).
     pub telegram_failing: AtomicBool,
+    /// Authorized chats Telegram refuses to deliver to for good (parked: blocked, not found,
+    /// moved to a supergroup), each retried now and then.
+    pub telegram_parked_chats: AtomicU64,
+    /// Telegram answered our last poll for commands with 409: another process polls this bot.
+    pub telegram_poll_conflict: AtomicBool,
     /// Live trading (else paper).
     pub live: AtomicBool,
     /// 0 active, 1 reducing, 2 halted.

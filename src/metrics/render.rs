@@ -91,6 +91,13 @@ impl Metrics {
             "1 while the last Telegram delivery failed (NaN: Telegram off).",
             &one(tg),
         );
+        write_metric(
+            o,
+            "polycopy_telegram_parked_chats",
+            "gauge",
+            "Authorized chats Telegram refuses to deliver to (blocked, not found, moved); retried now and then.",
+            &one(self.telegram_parked_chats.load(Ordering::Relaxed).to_string()),
+        );
     }
 
     /// The per-target series (labels are the targets' own: few, and escaped).

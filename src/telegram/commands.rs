@@ -12,7 +12,7 @@ use teloxide::prelude::*;
 use teloxide::types::{AllowedUpdate, UpdateKind};
 use teloxide::utils::command::BotCommands;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::actors::risk_supervisor::{GetBreakerState, ResumeFrom, RiskSupervisor};
 use crate::actors::store::StoreActor;
@@ -136,6 +136,9 @@ pub async fn run(bot: Bot, ops: Ops, chats: HashSet<i64>, poll_timeout_s: u32, u
         match req.await {
             Ok(updates) => {
                 backoff = Duration::from_millis(500);
+                if ops.metrics.telegram_poll_conflict.swap(false, Ordering::Relaxed) {
+                    info!("Telegram: this process alone polls the bot's commands again");
+                }
                 for u in updates {
                     offset = i32::try_from(u.id.0).unwrap_or(i32::MAX).saturating_add(1);
                     // Each update on its own task: a /halt never waits behind a /balance asking
@@ -146,6 +149,20 @@ pub async fn run(bot: Bot, ops: Ops, chats: HashSet<i64>, poll_timeout_s: u32, u
                 }
             }
             Err(teloxide::RequestError::RetryAfter(s)) => tokio::time::sleep(s.duration()).await,
+            // Another process polls this bot: each command reaches only one of us (a /halt maybe
+            // the other instance). Said once, shown in /health, and polled again at once, so this
+            // instance keeps getting its share rather than backing off from it.
+            Err(teloxide::RequestError::Api(teloxide::ApiError::TerminatedByOtherGetUpdates)) => {
+                if !ops.metrics.telegram_poll_conflict.swap(true, Ordering::Relaxed) {
+                    let message = "another process polls this Telegram bot's commands (409 Conflict): each \
+                                   command reaches only one of them. Give each instance its own bot token"
+                        .to_owned();
+                    error!("{message}");
+                    let alert = Outgoing::text("error", format!("ERROR: {message}"), Class::Alert, false);
+                    let _ = ops.out.try_push(alert);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
             Err(e) => {
                 warn!(cause = scrub(&e.to_string(), &[&token]), "Telegram getUpdates failed; retrying");
                 tokio::time::sleep(backoff).await;
@@ -177,7 +194,8 @@ async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &st
                 if rest.is_empty() { word.to_lowercase() } else { format!("{} {rest}", word.to_lowercase()) };
             let reply = match Command::parse(&normalized, username) {
                 Ok(cmd) => {
-                    info!(chat, command = ?cmd, "Telegram command");
+                    // The name only: an argument (a halt's reason) may hold a pasted secret.
+                    info!(chat, command = %word.to_lowercase(), "Telegram command");
                     execute(ops, cmd).await
                 }
                 // In a group, a command for another bot is none of our business: no answer at all.
@@ -200,11 +218,11 @@ async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &st
                 None
             };
             let answer = match pressed {
-                Some(text) if text.starts_with("this button") || text.starts_with("not ") => {
+                Some(Pressed::Refused(text)) => {
                     send(ops, chat, Reply::text(text)).await;
                     "refused"
                 }
-                Some(text) => {
+                Some(Pressed::Done(text)) => {
                     send(ops, chat, Reply::text(text)).await;
                     // A button is used once: remove it from the message it was on.
                     if let Some(m) = q.message.as_ref()
@@ -224,8 +242,18 @@ async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &st
     }
 }
 
+/// What a pressed button did, and the answer for its chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pressed {
+    /// Carried out: the button is removed from its message.
+    Done(String),
+    /// Nothing done (expired, stale, refused or not confirmed): the button stays.
+    Refused(String),
+}
+
 /// Carries out a pressed "Resume trading" button, bound to the halt it was offered for.
-async fn confirm_resume(ops: &Ops, bound: &str) -> String {
+async fn confirm_resume(ops: &Ops, bound: &str) -> Pressed {
+    use Pressed::Refused;
     let _turn = ops.trading_turn.lock().await;
     let mut parts = bound.split(':');
     let mut next = || parts.next().and_then(|p| p.parse::<i64>().ok());
@@ -236,34 +264,39 @@ async fn confirm_resume(ops: &Ops, bound: &str) -> String {
     // The count is the process's own; the time of the last halt survives a restart.
     let last_halt_ms = next();
     if now_ms() - offered > BUTTON_TTL_MS {
-        return "this button has expired: send /resume again".into();
+        return Refused("this button has expired: send /resume again".into());
     }
-    let unavailable = || "the risk supervisor is unavailable right now; nothing was resumed. Try again".to_owned();
     let Ok(Ok(now)) = tokio::time::timeout(RISK_WAIT, ops.risk.send(GetBreakerState)).await else {
-        return unavailable();
+        return Refused("the risk supervisor is unavailable right now; nothing was resumed. Try again".into());
     };
     if !(now.tripped || now.reducing) {
-        return "not halted: nothing to resume".into();
+        return Refused("not halted: nothing to resume".into());
     }
     if now.since_ms != since {
-        return format!(
+        return Refused(format!(
             "not resumed: this button was for an earlier halt; trading is now {} ({}) by {}: {}. Send /resume again",
             now.trading().as_str(),
             now.code,
             now.by,
             now.reason
-        );
+        ));
     }
     if let Some(why) = stop_file_blocks(ops) {
-        return why;
+        return Refused(why);
     }
     let resume = ResumeFrom { since_ms: since, halts_seen, last_halt_ms, by: "telegram".into() };
     match tokio::time::timeout(RISK_WAIT, ops.risk.send(resume)).await {
-        Ok(Ok(true)) => format!("resumed: trading active again (was {}: {})", now.code, now.reason),
+        Ok(Ok(true)) => Pressed::Done(format!("resumed: trading active again (was {}: {})", now.code, now.reason)),
         Ok(Ok(false)) => {
-            "not resumed: trading was halted again after this button was offered. Send /resume again".into()
+            Refused("not resumed: trading was halted again after this button was offered. Send /resume again".into())
         }
-        _ => unavailable(),
+        // Queued, so it may still land (unless a halt comes first): never said to have failed.
+        Ok(Err(_)) => Refused("the risk supervisor is unavailable right now; nothing was resumed. Try again".into()),
+        Err(_) => Refused(
+            "the risk supervisor did not confirm within 2 s; the resume is queued and lands unless trading is halted \
+             again first: check /status"
+                .into(),
+        ),
     }
 }
 

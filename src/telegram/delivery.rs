@@ -43,6 +43,23 @@ struct ChatState {
     outbox: Mutex<Outbox>,
     /// The message being sent (and retried) now.
     current: Mutex<Option<Outgoing>>,
+    /// Rung when a message is put in the outbox (a permit is kept when no one waits).
+    bell: tokio::sync::Notify,
+}
+
+impl ChatState {
+    /// Puts a message straight in the outbox, where a shutdown's snapshot finds it even while
+    /// the worker is busy sending or waiting to retry.
+    /// A message too long for one is split here, so each part is sent, retried and kept alone.
+    fn take(&self, m: Outgoing) {
+        let Ok(mut o) = self.outbox.lock() else { return };
+        for part in super::split::parts(m) {
+            self.backlog.fetch_add(1, Ordering::SeqCst);
+            o.push(part);
+        }
+        drop(o);
+        self.bell.notify_one();
+    }
 }
 
 /// The sending side of delivery: queues without blocking and knows how much is still to send.
@@ -131,24 +148,20 @@ pub async fn run(
 ) {
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared { bot, cfg, metrics, token, notices: notices_tx });
-    let mut lines: HashMap<i64, (mpsc::UnboundedSender<Outgoing>, Arc<ChatState>)> = HashMap::new();
+    let mut lines: HashMap<i64, Arc<ChatState>> = HashMap::new();
     for chat in &chats {
         let state = Arc::new(ChatState { outbox: Mutex::new(Outbox::new(cfg.capacity)), ..ChatState::default() });
-        let (tx, wrx) = mpsc::unbounded_channel();
         if let Ok(mut c) = queue.chats.lock() {
             c.push((*chat, state.clone()));
         }
-        tokio::spawn(worker(shared.clone(), *chat, wrx, state.clone()));
-        lines.insert(*chat, (tx, state));
+        tokio::spawn(worker(shared.clone(), *chat, state.clone()));
+        lines.insert(*chat, state);
     }
-    let route = |m: Outgoing, lines: &HashMap<i64, (mpsc::UnboundedSender<Outgoing>, Arc<ChatState>)>| {
+    let route = |m: Outgoing, lines: &HashMap<i64, Arc<ChatState>>| {
         let targets: Vec<i64> = m.chat.map_or_else(|| chats.clone(), |c| vec![c]);
         for chat in targets {
-            if let Some((tx, state)) = lines.get(&chat) {
-                state.backlog.fetch_add(1, Ordering::SeqCst);
-                if tx.send(Outgoing { chat: Some(chat), ..m.clone() }).is_err() {
-                    state.backlog.fetch_sub(1, Ordering::SeqCst);
-                }
+            if let Some(state) = lines.get(&chat) {
+                state.take(Outgoing { chat: Some(chat), ..m.clone() });
             }
         }
     };
@@ -171,35 +184,22 @@ pub async fn run(
 }
 
 /// One chat: takes its messages in priority order and sends them, paced, until they are delivered.
-async fn worker(shared: Arc<Shared>, chat: i64, mut rx: mpsc::UnboundedReceiver<Outgoing>, state: Arc<ChatState>) {
+async fn worker(shared: Arc<Shared>, chat: i64, state: Arc<ChatState>) {
     let mut pacer = Pacer::new(shared.cfg, chat);
     loop {
-        let empty = state.outbox.lock().map(|o| o.is_empty()).unwrap_or(true);
-        if empty {
-            match rx.recv().await {
-                Some(m) => push(&state, m),
-                None => return,
-            }
-        }
-        while let Ok(m) = rx.try_recv() {
-            push(&state, m);
-        }
         let next = state.outbox.lock().ok().and_then(|mut o| o.pop_counted());
-        let Some((msg, stands_for)) = next else { continue };
+        let Some((msg, stands_for)) = next else {
+            state.bell.notified().await;
+            continue;
+        };
         if let Ok(mut c) = state.current.lock() {
             *c = Some(msg.clone());
         }
-        deliver(&shared, chat, msg, &mut pacer, &state, &mut rx).await;
+        deliver(&shared, chat, msg, &mut pacer, &state).await;
         if let Ok(mut c) = state.current.lock() {
             *c = None;
         }
         state.backlog.fetch_sub(stands_for, Ordering::SeqCst);
-    }
-}
-
-fn push(state: &ChatState, m: Outgoing) {
-    if let Ok(mut o) = state.outbox.lock() {
-        o.push(m);
     }
 }
 
@@ -216,6 +216,12 @@ enum Failure {
 fn classify(e: &RequestError, token: &str) -> Failure {
     let cause = scrub(&e.to_string(), &[token]);
     match e {
+        // A group upgraded to a supergroup has a new id: nothing reaches the old one again, and
+        // commands from the new one are not authorized until the operator changes the setting.
+        RequestError::MigrateToChatId(to) => Failure::Permanent(format!(
+            "the group became a supergroup with id {}: set TELEGRAM_CHAT_ID to it and restart",
+            to.0
+        )),
         RequestError::Api(
             ApiError::BotBlocked
             | ApiError::ChatNotFound
@@ -238,15 +244,8 @@ fn classify(e: &RequestError, token: &str) -> Failure {
 }
 
 /// Sends `msg` until it is delivered; never gives up on it. Meanwhile new messages for the chat
-/// are taken into its outbox (so they are merged, counted and kept, never lost).
-async fn deliver(
-    shared: &Shared,
-    chat: i64,
-    mut msg: Outgoing,
-    pacer: &mut Pacer,
-    state: &ChatState,
-    rx: &mut mpsc::UnboundedReceiver<Outgoing>,
-) {
+/// go on arriving in its outbox (where they are merged, counted and kept, never lost).
+async fn deliver(shared: &Shared, chat: i64, mut msg: Outgoing, pacer: &mut Pacer, state: &ChatState) {
     let mut failures = 0u32;
     loop {
         pacer.wait().await;
@@ -254,6 +253,7 @@ async fn deliver(
             Ok(()) => {
                 shared.metrics.telegram_failing.store(false, Ordering::Relaxed);
                 if state.parked.swap(false, Ordering::SeqCst) {
+                    shared.metrics.telegram_parked_chats.fetch_sub(1, Ordering::Relaxed);
                     info!(chat, "Telegram chat reachable again: its held messages follow");
                 }
                 return;
@@ -270,22 +270,7 @@ async fn deliver(
                 }
             }
         };
-        wait_taking(wait, state, rx).await;
-    }
-}
-
-/// Waits `wait`, taking in whatever arrives for this chat meanwhile.
-async fn wait_taking(wait: Duration, state: &ChatState, rx: &mut mpsc::UnboundedReceiver<Outgoing>) {
-    let until = tokio::time::sleep(wait);
-    tokio::pin!(until);
-    loop {
-        tokio::select! {
-            () = &mut until => break,
-            m = rx.recv() => match m {
-                Some(m) => push(state, m),
-                None => break,
-            },
-        }
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -316,6 +301,7 @@ fn after_failure(
         }
         Failure::Permanent(cause) => {
             if !state.parked.swap(true, Ordering::SeqCst) {
+                shared.metrics.telegram_parked_chats.fetch_add(1, Ordering::Relaxed);
                 warn!(
                     chat,
                     cause,
@@ -342,5 +328,33 @@ fn after_failure(
             }
             Some(Duration::from_millis(500 * 2u64.pow(failures.min(6))).min(Duration::from_secs(15)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_classed_by_what_a_retry_can_change() {
+        use teloxide::types::ChatId;
+        // (error, permanent, bad message)
+        let cases: Vec<(RequestError, bool, bool)> = vec![
+            (RequestError::Api(ApiError::BotBlocked), true, false),
+            (RequestError::Api(ApiError::ChatNotFound), true, false),
+            (RequestError::MigrateToChatId(ChatId(-100_123)), true, false),
+            (RequestError::Api(ApiError::MessageIsTooLong), false, true),
+            (RequestError::Api(ApiError::Unknown("Bad Request: something".into())), false, true),
+            (RequestError::Api(ApiError::Unknown("Internal Server Error".into())), false, false),
+        ];
+        for (e, permanent, bad) in cases {
+            let got = classify(&e, "TOKEN");
+            let (p, b) = (matches!(got, Failure::Permanent(_)), matches!(got, Failure::BadMessage(_)));
+            assert_eq!((p, b), (permanent, bad), "{e}");
+        }
+        let Failure::Permanent(cause) = classify(&RequestError::MigrateToChatId(ChatId(-100_123)), "TOKEN") else {
+            unreachable!()
+        };
+        assert!(cause.contains("-100123") && cause.contains("TELEGRAM_CHAT_ID"), "{cause}");
     }
 }

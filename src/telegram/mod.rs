@@ -13,6 +13,7 @@ pub mod operator;
 pub mod outbox;
 mod replies;
 pub mod schedule;
+mod split;
 pub mod targets;
 mod wire;
 
@@ -122,7 +123,9 @@ impl Telegram {
             .undelivered()
             .into_iter()
             .flat_map(|(chat, msgs)| {
-                msgs.into_iter().filter(|m| m.photo.is_none() && m.buttons.is_empty()).map(move |m| HeldMessage {
+                // A report's chart is not kept, its text is; a confirmation button is stale
+                // after a restart, so a message offering one is not kept.
+                msgs.into_iter().filter(|m| m.buttons.is_empty()).map(move |m| HeldMessage {
                     chat,
                     alert: m.class == Class::Alert,
                     text: m.text,

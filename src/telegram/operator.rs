@@ -83,20 +83,22 @@ pub async fn offer_close(ops: &super::commands::Ops, arg: &str) -> (String, Vec<
 }
 
 /// A pressed close button: carries out the close it was offered for, once.
-pub async fn confirm_close(ops: &super::commands::Ops, nonce: &str) -> String {
+pub async fn confirm_close(ops: &super::commands::Ops, nonce: &str) -> super::commands::Pressed {
+    use super::commands::Pressed::{Done, Refused};
     let Some((market, offered)) = nonce.parse::<u64>().ok().and_then(|n| ops.closes.take(n)) else {
-        return "this button was already used or is unknown: send /close again".into();
+        return Refused("this button was already used or is unknown: send /close again".into());
     };
     if now_ms() - offered > CLOSE_TTL_MS {
-        return "this button has expired (prices move): send /close again".into();
+        return Refused("this button has expired (prices move): send /close again".into());
     }
     match market_ops::close(&ops.store, &ops.risk, market.as_deref(), "telegram").await {
         // The close itself is reported to every chat (the operator event); this chat only needs to
         // know its press was taken.
-        Ok(s) => {
-            format!("close started: {} order(s) sent; each outcome is reported here as it is known", s.orders.len())
-        }
-        Err(e) => format!("not closed: {e}"),
+        Ok(s) => Done(format!(
+            "close started: {} order(s) sent; each outcome is reported here as it is known",
+            s.orders.len()
+        )),
+        Err(e) => Refused(format!("not closed: {e}")),
     }
 }
 

@@ -271,9 +271,13 @@ pub(super) async fn balance(ops: &Ops) -> Reply {
     let Ok(Ok(st)) = ops.store.send(GetStatus).await else {
         return Reply::text("the journal is unavailable right now; try again".into());
     };
-    let realized: i64 = match ops.store.send(GetPnlByDay { days: 36_500, now_ms: now_ms() }).await {
-        Ok(Ok(rows)) => rows.iter().map(|(_, p)| p.0).sum(),
-        _ => 0,
+    let realized = match ops.store.send(GetPnlByDay { days: 36_500, now_ms: now_ms() }).await {
+        Ok(Ok(rows)) => {
+            let sum = rows.iter().fold(0_i64, |acc, (_, p)| acc.saturating_add(p.0));
+            format!("{} USDC", crate::domain::format_micros(sum))
+        }
+        // Never a made-up zero.
+        _ => "unavailable (the journal did not answer)".to_owned(),
     };
     let cash = match &ops.venue {
         None => "PAPER mode: no wallet, no cash is simulated".to_owned(),
@@ -284,10 +288,8 @@ pub(super) async fn balance(ops: &Ops) -> Reply {
         },
     };
     Reply::text(format!(
-        "{cash}\nopen positions: cost {} USDC, unrealized {} USDC at the last marks\nrealized P&L, all time: {} USDC",
-        st.exposure_usdc,
-        st.unrealized_usdc,
-        crate::domain::format_micros(realized)
+        "{cash}\nopen positions: cost {} USDC, unrealized {} USDC at the last marks\nrealized P&L, all time: {realized}",
+        st.exposure_usdc, st.unrealized_usdc,
     ))
 }
 

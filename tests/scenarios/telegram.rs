@@ -502,13 +502,73 @@ async fn test_delivery_when_429_or_outage_then_obeyed_and_no_alert_lost() {
     let held = wait_for(20, "the held refusal", async || {
         tg.sent_to(OP)
             .into_iter()
-            .find(|m| m.text.starts_with("(held from before the restart)") && m.text.contains("not copied"))
+            .find(|m| m.text.contains("(held from before the restart)") && m.text.contains("not copied"))
     })
     .await;
     let held = [held.text];
     assert!(held.iter().any(|t| t.contains("not copied")), "the refusal of fill 3 was held: {held:?}");
     assert!(d.stop().success());
     assert!(!d.log().contains("TEST-SECRET-TOKEN"), "the token leaked into the log");
+}
+
+/// Telegram taking requests and never answering at a stop: the message being sent and every one
+/// queued behind it (the daemon's "stopped" too) are kept in the journal and delivered after the
+/// next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_delivery_when_telegram_hangs_at_a_stop_then_every_queued_message_is_kept() {
+    let (anvil, tg, _dir, mut d) = whale_with_telegram().await;
+    tg.inject_message(OP, "/halt");
+    message_containing(&tg, OP, "BREAKER TRIPPED").await;
+    tg.slow(Duration::from_secs(3600));
+    for (n, token) in [(1, 7), (2, 8)] {
+        anvil.emit(&Fill::v2(n, A, C, true, token, 100 * ONE, 50 * ONE)).await;
+        let id = token.to_string();
+        wait_for(20, "the rejection", async || {
+            d.trades()
+                .iter()
+                .any(|t| t["token_id"].as_str() == Some(id.as_str()) && t["status"] == "rejected")
+                .then_some(())
+        })
+        .await;
+    }
+    let before = tg.sent_to(OP).len();
+    assert!(d.stop().success());
+    tg.slow(Duration::ZERO);
+    d.start();
+    d.wait_live().await;
+    let held = wait_for(30, "both refusals and the stop, held and delivered", async || {
+        let texts: Vec<String> = tg.sent_to(OP)[before..].iter().map(|m| m.text.clone()).collect();
+        let all = texts.join("\n");
+        (all.contains("token 7") && all.contains("token 8") && all.contains("stopped")).then_some(texts)
+    })
+    .await;
+    assert!(held.iter().any(|t| t.contains("(held from before the restart)")), "{held:?}");
+}
+
+/// A second process polling the same bot (Telegram answers our polls 409 Conflict): one alert
+/// naming the cause, /health degraded, and both cleared once we alone poll again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_commands_when_another_process_polls_the_bot_then_alerted_and_shown_in_health() {
+    let (_anvil, tg, _dir, d) = whale_with_telegram().await;
+    tg.conflict(true);
+    let alert = message_containing(&tg, OP, "another process polls this Telegram bot").await;
+    assert!(alert.text.contains("its own bot token"), "{}", alert.text);
+    let base = d.http_base().await;
+    let (_, health) = crate::support::http::http_get(&base, "/health").await;
+    assert!(health.contains("another process polls this bot"), "{health}");
+    let polls = tg.requests("getupdates");
+    wait_for(10, "polling goes on", async || (tg.requests("getupdates") >= polls + 3).then_some(())).await;
+    assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("another process polls")).count(), 1, "said once");
+    tg.conflict(false);
+    // A command answered is the marker that we poll alone again.
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/status");
+    wait_for(10, "the reply", async || {
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("mode PAPER")).then_some(())
+    })
+    .await;
+    let (_, health) = crate::support::http::http_get(&base, "/health").await;
+    assert!(!health.contains("another process polls"), "{health}");
 }
 
 /// Two authorized chats, one of which blocked the bot (Telegram answers 403): the other chat gets
@@ -539,10 +599,18 @@ async fn test_delivery_when_one_chat_blocked_then_the_other_is_served() {
     message_containing(&tg, OP, "not copied").await;
     assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("refuses messages")).count(), 1, "said once");
     assert!(d.log().matches("will not deliver to this chat").count() == 1, "one log line");
+    // /health says so: an operator watching it learns that a chat hears nothing.
+    let base = d.http_base().await;
+    let (_, health) = crate::support::http::http_get(&base, "/health").await;
+    assert!(health.contains("1 authorized chat(s) refuse our messages"), "{health}");
+    let (_, metrics) = crate::support::http::http_get(&base, "/metrics").await;
+    assert!(metrics.contains("polycopy_telegram_parked_chats 1"), "{metrics}");
 
     tg.block(OTHER, false);
     message_containing(&tg, OTHER, "started in PAPER mode").await;
     message_containing(&tg, OTHER, "not copied").await;
+    let (_, health) = crate::support::http::http_get(&base, "/health").await;
+    assert!(!health.contains("refuse our messages"), "reachable again: {health}");
     assert!(d.stop().success());
     message_containing(&tg, OP, "polycopy stopped").await;
     message_containing(&tg, OTHER, "polycopy stopped").await;

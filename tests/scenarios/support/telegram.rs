@@ -42,6 +42,8 @@ struct State {
     delay: Duration,
     requests: HashMap<String, u64>,
     last_429: Option<Instant>,
+    /// Another process polls the bot: `getUpdates` answers 409.
+    conflict: bool,
     /// Chats that blocked the bot: Telegram answers 403 to every send there.
     blocked: std::collections::HashSet<i64>,
     /// Refused sends per chat.
@@ -177,6 +179,12 @@ impl FakeTelegram {
         self.state.lock().unwrap().markups_removed.clone()
     }
 
+    /// Another process polls this bot (or stops): `getUpdates` answers 409 Conflict, as Telegram
+    /// does to the poll that another one cut off.
+    pub fn conflict(&self, on: bool) {
+        self.state.lock().unwrap().conflict = on;
+    }
+
     /// Every answer is delayed by `d`.
     pub fn slow(&self, d: Duration) {
         self.state.lock().unwrap().delay = d;
@@ -252,7 +260,11 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>, token: String) -> Opt
     }
     let json_body: Value =
         if ctype.contains("json") { serde_json::from_slice(&body).unwrap_or(Value::Null) } else { Value::Null };
-    let (code, resp) = if method == "getupdates" {
+    let conflict = st.lock().unwrap().conflict;
+    let (code, resp) = if method == "getupdates" && conflict {
+        let d = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
+        (409, err(409, d))
+    } else if method == "getupdates" {
         let offset = json_body["offset"].as_i64().unwrap_or(0);
         let timeout = json_body["timeout"].as_u64().unwrap_or(0).min(30);
         let deadline = Instant::now() + Duration::from_secs(timeout);
