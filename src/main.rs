@@ -39,27 +39,34 @@ fn init_logging(json: bool) {
     if json { b.json().init() } else { b.init() }
 }
 
-/// Loads `.env` from the working directory only (never from its parents) and then the
-/// installation's `polycopy.env` when readable; variables already set win. A malformed line is named
-/// by its number only: its text may hold a secret.
+/// Loads the installation's `polycopy.env` when readable, then `.env` from the working directory
+/// only (never from its parents); variables already set win. The installation's file comes first:
+/// a command acting on the installed daemon uses its secrets and endpoints, never a checkout's
+/// `.env` from paper trials where the command happened to be run. A malformed line is named by its
+/// number only: its text may hold a secret. Every file is read; the first problem is returned.
 fn load_env_files(g: &cli::GlobalArgs) -> Result<(), String> {
     let dotenv = std::path::PathBuf::from(".env");
-    for file in std::iter::once(dotenv).chain(cli::env_file(g)) {
-        match dotenvy::from_path(&file) {
-            Ok(()) => {}
-            Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(dotenvy::Error::LineParse(..)) => {
-                return Err(format!(
-                    "cannot read {}: line {} is not KEY=VALUE (its text is not shown: it may hold a secret)",
-                    file.display(),
-                    bad_env_line(&file)
-                ));
-            }
-            Err(dotenvy::Error::Io(e)) => return Err(format!("cannot read {}: {e}", file.display())),
-            Err(_) => return Err(format!("cannot read {}: invalid content (not shown)", file.display())),
+    let mut first_problem = None;
+    for file in cli::env_file(g).into_iter().chain(std::iter::once(dotenv)) {
+        if let Err(e) = load_env_file(&file) {
+            first_problem.get_or_insert(e);
         }
     }
-    Ok(())
+    first_problem.map_or(Ok(()), Err)
+}
+
+fn load_env_file(file: &std::path::Path) -> Result<(), String> {
+    match dotenvy::from_path(file) {
+        Ok(()) => Ok(()),
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(dotenvy::Error::LineParse(..)) => Err(format!(
+            "cannot read {}: line {} is not KEY=VALUE (its text is not shown: it may hold a secret)",
+            file.display(),
+            bad_env_line(file)
+        )),
+        Err(dotenvy::Error::Io(e)) => Err(format!("cannot read {}: {e}", file.display())),
+        Err(_) => Err(format!("cannot read {}: invalid content (not shown)", file.display())),
+    }
 }
 
 /// The number of the first line of an env file that does not parse (the parser's own position is
@@ -99,8 +106,22 @@ fn main() {
     let cli = Cli::parse();
     cli::note_system_config_var();
     if let Err(e) = load_env_files(&cli.global) {
-        eprintln!("Error: {e}");
-        std::process::exit(cli::EXIT_CONFIG);
+        // Stopping trading, or seeing it, never waits for a config fix: an env file systemd
+        // reads in its own way may trade while ours cannot parse it.
+        let emergency = matches!(
+            cli.command,
+            Some(
+                cli::Command::Halt { .. }
+                    | cli::Command::Resume
+                    | cli::Command::Status { .. }
+                    | cli::Command::Close { .. }
+            )
+        );
+        if !emergency {
+            eprintln!("Error: {e}");
+            std::process::exit(cli::EXIT_CONFIG);
+        }
+        eprintln!("warning: {e}; going on with what could be read (fix the file: check-config)");
     }
     if cli::system_config_var_from_a_file() {
         eprintln!(

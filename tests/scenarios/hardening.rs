@@ -25,11 +25,44 @@ fn test_env_file_when_malformed_then_line_named_and_secret_not_shown() {
     assert_eq!(code, 78, "{out}{err}");
     assert!(err.contains("line 5 is not KEY=VALUE"), "{err}");
     assert!(!err.contains(&KEY[2..]) && !out.contains(&KEY[2..]), "the key was shown: {err}");
+    // Stopping trading, or seeing it, does not wait for the fix: a warning, and the halt stored.
+    drop(polycopy::store::Store::open(&d.dir.join("journal.db")).unwrap());
+    let (code, out, err) = d.run_cli(&["halt", "--reason", "env broken"]);
+    assert_eq!(code, 3, "halted in the journal, no daemon running: {out}{err}");
+    assert!(err.contains("line 5 is not KEY=VALUE") && out.contains("halted"), "{out}{err}");
+    assert!(!err.contains(&KEY[2..]) && !out.contains(&KEY[2..]), "the key was shown: {err}");
+    let (code, out, err) = d.run_cli(&["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("env broken"), "{out}");
     // In the parent directory only: not read (the wrong chain URL would fail the offline check).
     std::fs::remove_file(d.dir.join(".env")).unwrap();
     std::fs::write(dir.path().join(".env"), "PAPER_TRADING=maybe\n").unwrap();
     let (code, out, err) = d.run_cli(&["check-config", "--offline"]);
     assert_eq!(code, 0, "a parent directory's .env was read: {out}{err}");
+}
+
+/// The installation's `polycopy.env` and a `.env` in the directory the command runs from disagree:
+/// the installation's wins (a command acts on the installed daemon with its settings, never with a
+/// checkout's leftovers); `.env` still fills what the installation's file leaves unset.
+#[test]
+fn test_env_file_when_the_installation_and_the_working_directory_disagree_then_the_installation_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&dir.path().join("work"));
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("polycopy.toml"), "").unwrap();
+    std::fs::write(etc.join("polycopy.env"), "PAPER_TRADING=true\n").unwrap();
+    std::fs::write(d.dir.join(".env"), "PAPER_TRADING=maybe\n").unwrap();
+    let system = etc.join("polycopy.toml");
+    let check = || {
+        let out = d.cmd(&["check-config", "--offline"]).env("POLYCOPY_SYSTEM_CONFIG", &system).output().unwrap();
+        crate::support::output(out)
+    };
+    let (code, out, err) = check();
+    assert_eq!(code, 0, "the working directory's .env won: {out}{err}");
+    std::fs::write(etc.join("polycopy.env"), "# nothing set here\n").unwrap();
+    let (code, out, err) = check();
+    assert_eq!(code, 78, ".env fills what the installation leaves unset: {out}{err}");
 }
 
 /// The health port taken by another process: a clean message naming the setting, no panic and no
