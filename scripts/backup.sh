@@ -61,11 +61,14 @@ done
 [ "$no_copy" = 0 ] || [ -z "$copy_to" ] || usage_error "--copy-to and --no-copy contradict each other"
 load_config   # once, in this shell: every config_field below reads it
 [ -n "$dir" ] || dir=$(default_backup_dir)
+# An unreadable backup.conf stops the backup: it may say to encrypt, and a plaintext backup where
+# an encrypted one was asked for is worse than none (docs/BACKUPS.md).
 if [ "$no_encrypt" = 0 ] && [ ${#recipients[@]} -eq 0 ]; then
-  read -r -a recipients <<<"$(backup_setting BACKUP_ENCRYPT_TO)"
+  to=$(backup_setting BACKUP_ENCRYPT_TO) || die "not backing up: backup.conf cannot be read"
+  read -r -a recipients <<<"$to"
 fi
 if [ "$no_copy" = 0 ] && [ -z "$copy_to" ]; then
-  copy_to=$(backup_setting BACKUP_COPY_TO)
+  copy_to=$(backup_setting BACKUP_COPY_TO) || die "not backing up: backup.conf cannot be read"
 fi
 
 # Encryption: every recipient of one kind.
@@ -169,6 +172,9 @@ written=("$jname")
 for f in "${written[@]}"; do
   (cd "$stage" && sha256sum "$f" > "$f.sha256")
   chmod 0600 "$stage/$f" "$stage/$f.sha256"
+  # Run as root (update.sh, by hand), the backup belongs to the backup directory's owner like the
+  # nightly ones: the monthly audit runs as that user and must read it.
+  if [ "$(id -u)" = 0 ]; then chown --reference="$dir" "$stage/$f" "$stage/$f.sha256" 2>/dev/null || true; fi
 done
 # The settings first, the journal (what the health check looks for) last.
 for f in ${cname:+"$cname"} "$jname"; do

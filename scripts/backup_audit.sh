@@ -42,7 +42,8 @@ while [ $# -gt 0 ]; do
 done
 load_config   # once, in this shell: every config_field below reads it
 [ -n "$dir" ] || dir=$(default_backup_dir)
-[ -n "$identity" ] || identity=$(backup_setting BACKUP_IDENTITY)
+# An unreadable backup.conf is said (by backup_setting); a plain backup needs no identity.
+[ -n "$identity" ] || identity=$(backup_setting BACKUP_IDENTITY) || identity=""
 [ -z "$identity" ] || [ -r "$identity" ] || usage_error "cannot read the age identity $identity"
 
 work=""

@@ -10,7 +10,7 @@ set -euo pipefail
 usage() {
   cat <<USAGE
 Usage: health_check.sh [--instance NAME] [--url URL] [--backup-dir DIR] [--max-backup-age-h N]
-                       [--no-backup-check] [--min-disk-mb N] [--wait SECONDS]
+                       [--no-backup-check] [--min-disk-mb N] [--wait SECONDS] [--allow-halted]
   --instance NAME      check this instance (polycopy --instance NAME), not the default one
   --url URL            the daemon's health server (default: http:// + [http] listen of the settings)
   --backup-dir DIR     where backup.sh writes (default /var/backups/polycopy, /NAME for an instance)
@@ -19,13 +19,15 @@ Usage: health_check.sh [--instance NAME] [--url URL] [--backup-dir DIR] [--max-b
   --no-backup-check    skip the backup age check
   --min-disk-mb N      alert below this much free space next to the journal (default 500)
   --wait SECONDS       retry until healthy or this much time has passed (after a start)
+  --allow-halted       a halted breaker is not a failure (update.sh: the daemon was halted before,
+                       or a rollback halted it on purpose); every other check still counts
 The journal checked is the one of the configured mode (check-config's db_path).
 Environment: POLYCOPY_BIN (binary), POLYCOPY_ARGS (extra global polycopy arguments).
 Exit: 0 healthy; 1 unhealthy (every failing check is named); 2 the daemon is down; 64 bad usage.
 USAGE
 }
 
-url="" backup_dir="" max_age_h=26 check_backup=1 min_disk_mb=500 wait_s=0
+url="" backup_dir="" max_age_h=26 check_backup=1 min_disk_mb=500 wait_s=0 allow_halted=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --instance) need_value "$1" $#; set_instance "$2"; shift 2 ;;
@@ -35,6 +37,7 @@ while [ $# -gt 0 ]; do
     --no-backup-check) check_backup=0; shift ;;
     --min-disk-mb) need_value "$1" $#; min_disk_mb=$2; shift 2 ;;
     --wait) need_value "$1" $#; wait_s=$2; shift 2 ;;
+    --allow-halted) allow_halted=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage_error "unknown argument: $1" ;;
   esac
@@ -78,10 +81,13 @@ check_once() {
     failures+=("process: daemon down ($url/health unreachable)")
   elif [ "$code" != 200 ]; then
     # /health is {"status":…,"checks":[{"name":…,"status":…,"detail":…},…]}; HTTP 503 when unhealthy.
+    local unhealthy=0
     while IFS= read -r c; do
+      unhealthy=1
+      [ "$allow_halted" = 1 ] && [[ "$c" == '"name":"breaker"'* ]] && continue
       failures+=("$(printf '%s' "$c" | sed -E 's/^"name":"([^"]*)","status":"([^"]*)","detail":"(.*)"$/\1: \2: \3/' | unescape)")
     done < <(grep -oE '"name":"[A-Za-z0-9_]+","status":"unhealthy","detail":"([^"\\]|\\.)*"' "$tmp" || true)
-    [ ${#failures[@]} -gt 0 ] || failures+=("health: HTTP $code from $url/health")
+    [ "$unhealthy" = 1 ] || failures+=("health: HTTP $code from $url/health")
   fi
   # Degraded checks (orders being resolved, feed lag, Telegram) are warnings: logged, not alerts.
   warnings=()
@@ -92,7 +98,8 @@ check_once() {
   fi
   local status err
   if status=$(run_polycopy status --json 2>"$tmp.err"); then
-    if printf '%s' "$status" | grep -q '"tripped": true' && ! printf '%s\n' "${failures[@]:-}" | grep -q '^breaker'; then
+    if [ "$allow_halted" = 0 ] && printf '%s' "$status" | grep -q '"tripped": true' \
+       && ! printf '%s\n' "${failures[@]:-}" | grep -q '^breaker'; then
       failures+=("breaker: tripped ($(printf '%s' "$status" | sed -n 's/.*"reason": "\([^"]*\)".*/\1/p' | head -n1))")
     fi
   else

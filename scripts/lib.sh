@@ -165,7 +165,13 @@ backup_setting() {
   local name=$1 file value
   if [ -n "${!name:-}" ]; then printf '%s\n' "${!name}"; return 0; fi
   file=$(backup_conf_file)
-  [ -r "$file" ] || return 0
+  [ -e "$file" ] || return 0
+  # A backup.conf that exists but cannot be read must not quietly mean "no encryption, no off-site
+  # copy": the caller stops (set -e) with this message.
+  if [ ! -r "$file" ]; then
+    log err "cannot read $file (owner $(stat -c %U:%G -- "$file" 2>/dev/null), mode $(stat -c %a -- "$file" 2>/dev/null)): it should be root:polycopy 0640"
+    return 1
+  fi
   value=$(sed -n -E "s/^[[:space:]]*(export[[:space:]]+)?${name}[[:space:]]*=[[:space:]]*//p" "$file" | tail -n1)
   value=${value%"${value##*[![:space:]]}"}
   case "$value" in

@@ -2,7 +2,8 @@
 # Restores the polycopy journal (and, on request, the settings and wallets.json saved with it) from a
 # backup made by backup.sh: verifies checksums, decrypts (age or gpg) and checks integrity first (a
 # corrupt backup, or one the key given cannot open, is refused and nothing is touched), stops the
-# service, keeps the current files aside, restores, starts, and checks health.
+# service, keeps the current files aside, restores, halts the restored journal (it is older than
+# the exchange: reconcile, then resume), starts, and checks health.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 umask 077
@@ -25,6 +26,8 @@ Usage: restore.sh BACKUP [--instance NAME] [--db PATH] [--service NAME | --no-se
                    current ones are kept aside as <file>.before-restore-<stamp>
   --config-to DIR  only extract the saved settings, wallets.json, backup.conf and their MANIFEST
                    (where each was) into DIR, to read or copy by hand: nothing else is touched
+The daemon's own journal is left HALTED once restored ("journal restored from <backup>"): it knows
+nothing after the backup was taken. Run reconcile, then resume. A restore elsewhere (--db) is not.
 The secrets file (polycopy.env: private key, bot token) is never in a backup: it is not restored.
 Environment: SYSTEMCTL (default systemctl), HEALTH_ARGS (extra health_check.sh arguments),
 POLYCOPY_BIN (binary), POLYCOPY_ARGS (extra global polycopy arguments), BACKUP_IDENTITY, GNUPGHOME,
@@ -61,7 +64,8 @@ else
   service=""
 fi
 load_config   # once, in this shell: every config_field below reads it
-[ -n "$identity" ] || identity=$(backup_setting BACKUP_IDENTITY)
+# An unreadable backup.conf is said (by backup_setting); a plain backup needs no identity.
+[ -n "$identity" ] || identity=$(backup_setting BACKUP_IDENTITY) || identity=""
 [ -f "$backup" ] || die "no such backup: $backup"
 systemctl_cmd=${SYSTEMCTL:-systemctl}
 mapfile -t inst < <(instance_args)
@@ -206,11 +210,27 @@ for t in ${targets[@]+"${targets[@]}"}; do
   log info "restored $path from $(basename "$cfg")${ref:+ (the previous one kept aside as $ref)}"
 done
 run_polycopy db-check --file "$db" >/dev/null || die "the restored journal fails its check: the previous one is at ${aside:-nowhere}"
+# The daemon's own journal put back is older than what the exchange and the chain hold: it knows
+# nothing of the copies made since the backup, and its checkpoint would have the daemon copy again
+# the target fills after it. Halted before the daemon starts, so that the operator reconciles
+# first (a scratch restore, --db elsewhere, is left as it is). Halting a stopped daemon's journal
+# answers 3 (stored in the journal).
+configured=$(db_path)
+if [ -n "$configured" ] && [ "$(realpath -m -- "$db")" = "$(realpath -m -- "$configured")" ]; then
+  rc=0
+  run_polycopy halt --reason "journal restored from $(basename "$backup"): run reconcile, then resume" >/dev/null 2>&1 \
+    || rc=$?
+  if [ "$rc" = 0 ] || [ "$rc" = 3 ]; then
+    log warning "trading is HALTED in the restored journal: it knows nothing after the backup was taken. Run reconcile, then resume"
+  else
+    log crit "could not halt the restored journal (exit $rc): halt it before trading resumes"
+  fi
+fi
 if [ -n "$service" ]; then
   log info "starting $service"
   "$systemctl_cmd" start "$service"
   # shellcheck disable=SC2086 # HEALTH_ARGS is a list of arguments
-  "$(dirname "$0")/health_check.sh" ${inst[@]+"${inst[@]}"} --wait 60 --no-backup-check ${HEALTH_ARGS:-} >/dev/null \
-    || die "restored, but the daemon is not healthy: see health_check.sh"
+  "$(dirname "$0")/health_check.sh" ${inst[@]+"${inst[@]}"} --allow-halted --wait 60 --no-backup-check ${HEALTH_ARGS:-} \
+    >/dev/null || die "restored, but the daemon is not healthy: see health_check.sh"
 fi
 log info "restored $db from $backup"

@@ -16,6 +16,10 @@ Usage: update.sh NEW_BINARY [--instance NAME] [--bin-path PATH] [--service NAME]
   --service NAME   systemd unit (default polycopy, or polycopy@NAME)
   --backup-dir DIR where the pre-update backup goes (default /var/backups/polycopy, /NAME for an instance)
   --timeout S      seconds the new version has to become healthy (default 90)
+A daemon halted before the update may stay halted: the health checks then accept the halt. A
+rollback puts back the journal from before the update, which lacks what the new version did:
+trading is then left HALTED (the journal is halted before the old version starts) until you have
+run reconcile and resume; the newer journal is kept aside as <journal>.before-restore-<stamp>.
 The pre-update backup is the rollback's: backup.sh --no-encrypt --no-copy, whatever backup.conf
 says. It stays local (mode 0600 in the 0700 backup directory, like every backup) and unencrypted,
 so that the rollback never needs a decryption key on the server and an off-site copy that fails
@@ -52,6 +56,12 @@ systemctl_cmd=${SYSTEMCTL:-systemctl}
 here=$(dirname "$0")
 mapfile -t inst < <(instance_args)
 export POLYCOPY_BIN="$bin_path"
+# A halt in force before the update is the operator's: the new version may keep it.
+health_extra=()
+if run_polycopy status --json 2>/dev/null | grep -q '"tripped": true'; then
+  log info "trading is halted before the update: the health checks accept the halt"
+  health_extra=(--allow-halted)
+fi
 
 # The rollback's backup: local and unencrypted (see --help), so restoring it needs no key and an
 # off-site destination being down does not block the update.
@@ -74,7 +84,8 @@ install -m 0755 "$new" "$bin_path.new"
 mv -f "$bin_path.new" "$bin_path"
 "$systemctl_cmd" restart "$service" || true
 # shellcheck disable=SC2086 # HEALTH_ARGS is a list of arguments
-if "$here/health_check.sh" ${inst[@]+"${inst[@]}"} --wait "$timeout" --no-backup-check ${HEALTH_ARGS:-} >/dev/null; then
+if "$here/health_check.sh" ${inst[@]+"${inst[@]}"} ${health_extra[@]+"${health_extra[@]}"} --wait "$timeout" \
+     --no-backup-check ${HEALTH_ARGS:-} >/dev/null; then
   log info "updated $service to $version and healthy (previous binary kept as $bin_path.prev, journal before the update: $backup)"
   exit 0
 fi
@@ -83,10 +94,14 @@ log crit "$version is not healthy: rolling back binary and journal"
 "$systemctl_cmd" stop "$service" || true
 mv -f "$bin_path.prev" "$bin_path"
 "$here/restore.sh" "$backup" ${inst[@]+"${inst[@]}"} --no-service >/dev/null || log crit "journal restore failed: restore $backup by hand"
+# restore.sh halted the journal it put back: it is older than what the exchange and the chain hold
+# now (copies made by the new version, and by the old one after the backup).
+log crit "trading is HALTED: the journal put back is from before the update (the newer one is kept aside as <journal>.before-restore-*). Run reconcile, then resume"
 "$systemctl_cmd" start "$service" || true
 # shellcheck disable=SC2086
-if "$here/health_check.sh" ${inst[@]+"${inst[@]}"} --wait "$timeout" --no-backup-check ${HEALTH_ARGS:-} >/dev/null; then
-  log warning "rolled back: the previous version runs again"
+if "$here/health_check.sh" ${inst[@]+"${inst[@]}"} --allow-halted --wait "$timeout" --no-backup-check ${HEALTH_ARGS:-} \
+     >/dev/null; then
+  log warning "rolled back: the previous version runs again, halted"
 else
   log crit "rolled back, but the previous version is not healthy either: see the runbook"
 fi

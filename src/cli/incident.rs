@@ -167,7 +167,8 @@ fn journal(s: &Settings) -> String {
 
 fn settings_text(s: &Settings) -> String {
     let mut b = String::new();
-    for f in s.origin.split(", ").map(str::trim).filter(|f| !f.is_empty() && Path::new(f).is_file()) {
+    // Joined as `settings_load` joins them.
+    for f in s.origin.split(" + ").map(str::trim).filter(|f| !f.is_empty() && Path::new(f).is_file()) {
         let _ = writeln!(b, "--- {f}");
         match std::fs::read_to_string(f) {
             Ok(t) => b.push_str(&redact_toml(&t)),

@@ -59,6 +59,11 @@ impl Store {
         if !months.is_empty() {
             std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
             let _ = super::set_private_dir(dir);
+            // Owned like the journal too: a first run as root must not leave a directory the
+            // service's weekly maintenance cannot write in.
+            if let Some(journal) = self.path.as_deref() {
+                super::same_owner(dir, journal);
+            }
         }
         for m in &months {
             files.push(self.archive_month(dir, m)?);

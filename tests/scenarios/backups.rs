@@ -60,6 +60,31 @@ fn idle(dir: &Path) -> Daemon {
     d
 }
 
+/// A backup taken as root (update.sh, or by hand) into the service's backup directory belongs to
+/// that directory's owner, as the nightly ones do: the monthly audit, run as the service's user,
+/// reads it rather than calling it corrupt.
+#[test]
+fn test_backup_when_taken_as_root_then_owned_like_its_directory() {
+    let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if !as_root {
+        eprintln!("not root: ownership not tested on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = idle(dir.path());
+    let b = dir.path().join("backups");
+    std::fs::create_dir(&b).unwrap();
+    std::os::unix::fs::chown(&b, Some(65_534), Some(65_534)).unwrap();
+    let (code, out, err) = d.script("backup.sh", &["--dir", b.to_str().unwrap(), "--no-encrypt", "--no-copy"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let all = names(&b);
+    assert!(all.len() >= 2, "{all:?}");
+    for n in all {
+        let m = std::fs::metadata(b.join(&n)).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&m), 65_534, "{n}");
+    }
+}
+
 /// Retention counts days: 40 backups of the last 10 days (more than the old default of 30 files)
 /// all stay, backups older than 30 days go with their checksums and settings archives, whatever
 /// their mode or encryption; --keep-days 7 keeps exactly the last 7 days; --keep-count is only an

@@ -152,7 +152,9 @@ fn test_unit_when_verified_then_systemd_accepts_it_and_it_is_hardened() {
 }
 
 /// update.sh with a binary that starts but never becomes healthy: it backs up, swaps, restarts,
-/// sees the failed health check, and puts the old binary and journal back; the old version runs again.
+/// sees the failed health check, and puts the old binary and journal back; the old version runs
+/// again, halted (its journal is older than the exchange). A daemon halted before an update is
+/// updated and stays halted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
     let anvil = Anvil::start().await;
@@ -214,18 +216,33 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
     assert!(err.contains("rolling back") && err.contains("rolled back: the previous version runs again"), "{err}");
     assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(bin()).unwrap(), "the old binary is back");
     assert_eq!(d.trades(), before, "the journal is back");
-    let (code, out, err) = d.script(
-        "health_check.sh",
-        &["--url", &format!("http://127.0.0.1:{port}"), "--no-backup-check", "--min-disk-mb", "1"],
-        &[],
-    );
+    // The journal put back is older than the exchange: the old version runs halted until the
+    // operator has reconciled and resumed.
+    assert!(err.contains("trading is HALTED") && err.contains("reconcile"), "{err}");
+    let b = d.status()["breaker"].clone();
+    assert_eq!(b["state"], "halted", "{b}");
+    assert!(b["reason"].as_str().unwrap().contains("journal restored from polycopy-"), "{b}");
+    let health = |extra: &[&str]| {
+        let url = format!("http://127.0.0.1:{port}");
+        let args = [&["--url", url.as_str(), "--no-backup-check", "--min-disk-mb", "1"][..], extra].concat();
+        d.script("health_check.sh", &args, &[])
+    };
+    let (code, out, err) = health(&[]);
+    assert_eq!(code, 1, "halted is unhealthy: {out}{err}");
+    let (code, out, err) = health(&["--allow-halted"]);
     assert_eq!(code, 0, "{out}{err}");
 
-    // A good binary goes through.
+    // A good binary goes through while halted (the operator's halt stays), then trading resumes.
     let good = bin();
     let (code, out, err) = sh(&[&[good.as_str()][..], &common[..]].concat());
     assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("halted before the update"), "{err}");
     assert!(installed.with_extension("prev").exists());
+    assert_eq!(d.status()["breaker"]["state"], "halted");
+    let (code, out, err) = d.run_cli(&["resume"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = health(&[]);
+    assert_eq!(code, 0, "{out}{err}");
 
     // restore.sh with the service: stops it, restores, starts it, checks health.
     let newest = std::fs::read_dir(dir.path().join("backups"))
@@ -237,6 +254,8 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
     let (code, out, err) = d.script("restore.sh", &[newest.to_str().unwrap(), "--db", "journal.db"], &env);
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("stopping polycopy") && err.contains("starting polycopy"), "{err}");
+    assert!(err.contains("trading is HALTED in the restored journal"), "{err}");
+    assert_eq!(d.status()["breaker"]["state"], "halted");
     assert_eq!(d.trades(), before);
     assert!(
         std::fs::read_dir(dir.path()).unwrap().any(|e| e
