@@ -18,7 +18,7 @@ pub struct JournalOutcome {
     pub withdrawn: Vec<TargetFill>,
     /// Fills we had already copied whose transaction left the chain.
     pub reorged_after_copy: Vec<TargetFill>,
-    /// Fills reported orphaned whose transaction was mined after all.
+    /// Fills reported gone (orphaned, or copied and then reorged out) mined after all.
     pub unorphaned: Vec<TargetFill>,
 }
 
@@ -29,6 +29,8 @@ struct Known {
     suspect: bool,
     has_intent: bool,
     provisional: bool,
+    /// Copied, then swept as gone from the chain.
+    reorged_after_copy: bool,
 }
 
 /// Whether detection left anything for a range's fills to meet: asked once per range, so that its
@@ -37,6 +39,8 @@ struct Known {
 struct Waiting {
     provisional: bool,
     staged: bool,
+    /// Fills a reorg made suspects are waiting to be seen again.
+    suspects: bool,
 }
 
 impl Store {
@@ -100,7 +104,10 @@ impl Store {
         let tx = self.conn.savepoint()?;
         let mut out = JournalOutcome::default();
         let (provisional, staged) = super::sightings::anything_waiting(&tx, now)?;
-        let waiting = Waiting { provisional, staged };
+        let suspects: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM fills INDEXED BY fills_suspect WHERE suspect = 1)")?
+            .query_row([], |r| r.get(0))?;
+        let waiting = Waiting { provisional, staged, suspects };
         for f in fills {
             journal_fill(&tx, f, now, waiting, &mut out)?;
         }
@@ -150,6 +157,9 @@ fn journal_fill(
     if waiting.provisional && super::sightings::row_of(tx, f)?.is_none() {
         super::sightings::adopt_replacement(tx, f, now)?;
     }
+    if waiting.suspects {
+        super::sightings::adopt_reincluded(tx, f)?;
+    }
     if let Some(row) = insert_fill(tx, f, now, false, Some("chain"))? {
         if waiting.staged {
             super::sightings::link_staged(tx, row, f)?;
@@ -173,16 +183,25 @@ fn journal_fill(
         }
         return Ok(());
     }
-    // Seen before: a re-inclusion after a reorg (same identity, maybe another block).
+    // Seen before: a re-inclusion after a reorg (same identity, maybe another block), also one
+    // mined again later than the sweep waited for (it was taken as gone: taken back now).
     let revive = k.status == super::FillStatus::Withdrawn && !k.has_intent;
-    if k.suspect || revive {
+    if k.suspect || revive || k.reorged_after_copy {
         exec(
             tx,
-            "UPDATE fills SET suspect = 0, block_number = ?2, block_hash = ?3, log_index = ?4, \
-             status = CASE WHEN ?5 THEN 'pending' ELSE status END, reason = CASE WHEN ?5 THEN NULL ELSE reason END \
-             WHERE id = ?1",
+            "UPDATE fills SET suspect = 0, reorged_after_copy = 0, block_number = ?2, block_hash = ?3, \
+             log_index = ?4, status = CASE WHEN ?5 THEN 'pending' ELSE status END, \
+             reason = CASE WHEN ?5 THEN NULL ELSE reason END WHERE id = ?1",
             params![k.row, f.block_number as i64, f.block_hash.to_string(), f.log_index as i64, revive],
         )?;
+        if revive || k.reorged_after_copy {
+            // The sweep took the target's fill back; the chain says it happened.
+            super::journal::move_target_position(tx, f, 1)?;
+        }
+        if k.reorged_after_copy {
+            // Reported as copied and then gone: said to stand after all.
+            out.unorphaned.push(f.clone());
+        }
         if revive || (k.status == super::FillStatus::Pending && !k.has_intent) {
             out.to_copy.push(PendingFill { row: k.row, fill: f.clone(), intent: None, journaled: None, booked: None });
         }
@@ -195,8 +214,8 @@ fn known(tx: &Connection, f: &TargetFill) -> StoreResult<Known> {
     let key = params![f.id.tx_hash.to_string(), f.id.order_hash.to_string(), f.id.occurrence];
     Ok(query_one(
         tx,
-        "SELECT id, status, suspect, EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id), provisional \
-         FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
+        "SELECT id, status, suspect, EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id), provisional, \
+         reorged_after_copy FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
         key,
         |r| {
             Ok(Known {
@@ -205,6 +224,7 @@ fn known(tx: &Connection, f: &TargetFill) -> StoreResult<Known> {
                 suspect: r.get(2)?,
                 has_intent: r.get(3)?,
                 provisional: r.get(4)?,
+                reorged_after_copy: r.get(5)?,
             })
         },
     )?)
@@ -230,6 +250,11 @@ fn sweep_gone(tx: &Connection, to: u64, out: &mut JournalOutcome) -> StoreResult
     };
     for (row, token, status) in gone {
         let fill = load_fill(tx, row, &token)?;
+        // The target's tracked position takes back a trade that did not happen (a refused fill
+        // keeps nothing that would say so if it came back, so it stays counted).
+        if matches!(status, super::FillStatus::Executed | super::FillStatus::Pending) {
+            super::journal::move_target_position(tx, &fill, -1)?;
+        }
         if status == super::FillStatus::Executed {
             exec(tx, "UPDATE fills SET suspect = 0, reorged_after_copy = 1 WHERE id = ?1", [row])?;
             out.reorged_after_copy.push(fill);
@@ -266,4 +291,75 @@ fn advance_checkpoint(tx: &Connection, to: (u64, B256), blocks: &[(u64, B256)], 
         params![to.0 as i64, to.1.to_string(), now],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, B256, U256};
+
+    use crate::domain::Shares;
+    use crate::store::Store;
+    use crate::store::tests::fill_in;
+
+    fn row_count(s: &Store) -> i64 {
+        s.conn.query_row("SELECT COUNT(*) FROM fills", [], |r| r.get(0)).unwrap()
+    }
+
+    fn target_position(s: &Store) -> Option<Shares> {
+        s.target_position(&Address::repeat_byte(0xaa), &U256::from(7)).unwrap()
+    }
+
+    /// A copied fill whose settlement a reorg drops, sent again as another transaction (another
+    /// hash): the same trade, copied once. Its row takes the new identity and block.
+    #[test]
+    fn a_fill_mined_again_under_another_transaction_is_the_same_trade() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let h = B256::repeat_byte;
+        let out = s.journal_range(&[fill_in(1, 1, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
+        let row = out.to_copy[0].row;
+        s.conn.execute("UPDATE fills SET status = 'executed' WHERE id = ?1", [row]).unwrap();
+        s.rewind((4, h(4))).unwrap();
+        let out = s.journal_range(&[fill_in(2, 1, 6)], (6, h(26)), &[(6, h(26))]).unwrap();
+        assert!(out.to_copy.is_empty(), "not a new trade: {out:?}");
+        let out = s.journal_range(&[], (9, h(29)), &[]).unwrap();
+        assert!(out.reorged_after_copy.is_empty() && out.withdrawn.is_empty(), "not gone: {out:?}");
+        assert_eq!(row_count(&s), 1);
+        let (tx, block): (String, i64) = s
+            .conn
+            .query_row("SELECT tx_hash, block_number FROM fills WHERE id = ?1", [row], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((tx, block), (h(2).to_string(), 6));
+        assert_eq!(target_position(&s), Some(Shares(10_000_000)), "counted once");
+        // Another trade of the same order with no reorg suspect is a new fill.
+        let out = s.journal_range(&[fill_in(3, 1, 10)], (10, h(30)), &[(10, h(30))]).unwrap();
+        assert_eq!(out.to_copy.len(), 1);
+    }
+
+    /// A copied fill taken as gone (not seen within two blocks of its height) that is mined
+    /// again later: no longer flagged, said to stand, and the target's position counts it again.
+    #[test]
+    fn a_copied_fill_mined_again_after_the_sweep_stands_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let h = B256::repeat_byte;
+        let out = s.journal_range(&[fill_in(1, 1, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
+        let row = out.to_copy[0].row;
+        s.conn.execute("UPDATE fills SET status = 'executed' WHERE id = ?1", [row]).unwrap();
+        s.rewind((4, h(4))).unwrap();
+        let out = s.journal_range(&[], (8, h(28)), &[]).unwrap();
+        assert_eq!(out.reorged_after_copy.len(), 1);
+        assert_eq!(target_position(&s), Some(Shares(0)), "a trade that did not happen is taken back");
+        let out = s.journal_range(&[fill_in(1, 1, 12)], (12, h(32)), &[(12, h(32))]).unwrap();
+        assert!(out.to_copy.is_empty(), "copied already");
+        assert_eq!(out.unorphaned.len(), 1, "said to stand after all");
+        let (flag, block): (bool, i64) = s
+            .conn
+            .query_row("SELECT reorged_after_copy, block_number FROM fills WHERE id = ?1", [row], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((flag, block), (false, 12));
+        assert_eq!(target_position(&s), Some(Shares(10_000_000)));
+    }
 }

@@ -126,6 +126,47 @@ pub(super) fn confirm(tx: &Connection, row: i64, mined: &TargetFill) -> StoreRes
     ))
 }
 
+/// A fill mined under a transaction hash the journal does not know, that is a suspect of a reorg
+/// mined again: the settlement that a reorg dropped, sent again as a new transaction (another
+/// nonce or fee, so another hash). The suspect row takes the new identity, and the fill is then a
+/// re-inclusion, not a new trade: copied at most once. Returns the row adopted.
+///
+/// # Errors
+/// On a database error.
+pub(super) fn adopt_reincluded(tx: &Connection, mined: &TargetFill) -> StoreResult<Option<i64>> {
+    let known: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3)",
+        )?
+        .query_row(
+            params![mined.id.tx_hash.to_string(), mined.id.order_hash.to_string(), mined.id.occurrence],
+            |r| r.get(0),
+        )?;
+    if known {
+        return Ok(None);
+    }
+    let row: Option<i64> = tx
+        .prepare_cached(&format!(
+            "SELECT id FROM fills INDEXED BY fills_order WHERE suspect = 1 AND provisional = 0 AND {SAME_MATCH} \
+             ORDER BY id LIMIT 1"
+        ))?
+        .query_row(rusqlite::params_from_iter(same_match_params(mined)), |r| r.get(0))
+        .optional()?;
+    if let Some(id) = row {
+        tracing::info!(
+            row = id,
+            tx = %mined.id.tx_hash,
+            "a fill a reorg dropped is mined again in another transaction: the same trade, not a new one"
+        );
+        exec(
+            tx,
+            "UPDATE fills SET tx_hash = ?2, occurrence = ?3 WHERE id = ?1",
+            params![id, mined.id.tx_hash.to_string(), mined.id.occurrence],
+        )?;
+    }
+    Ok(row)
+}
+
 /// The same match as `f`: same order, wallet, side and token, and the same amount the target
 /// gives. A BUY taker's shares seen pending are only a bound (priced at its limit; the log has
 /// the price improvement), while what it pays is exact; so a BUY matches on either amount.

@@ -113,7 +113,8 @@ pub enum Event {
         /// What became of it.
         cause: String,
     },
-    /// Fills reported orphaned were mined after all (in this transaction): they stand.
+    /// Fills reported gone (orphaned, or reorged out after a copy) were mined after all (in this
+    /// transaction): they stand.
     Unorphaned {
         /// The transaction that carried them.
         tx: alloy::primitives::B256,

@@ -181,8 +181,8 @@ impl Event {
                 )
             }
             Self::Unorphaned { tx, fills } => format!(
-                "{} fill(s) reported orphaned were mined after all in {tx}: they stand, and copies made of them are \
-                 right (targets waiting for the block are copied now)",
+                "{} fill(s) reported gone (orphaned, or reorged out) were mined after all in {tx}: they stand, and \
+                 copies made of them are right (targets waiting for the block are copied now)",
                 fills.len()
             ),
             Self::ReorgedAfterCopy { fill } => format!(
