@@ -39,7 +39,7 @@ pub fn reconcile(g: &GlobalArgs, as_json: bool, apply: bool, alert: bool) -> Res
     let store = open_store(&s)?;
     let book = store.book()?;
     let state = store.reconcile_state()?;
-    let prices = store.last_prices()?;
+    let mut prices = store.last_prices()?;
     drop(store);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let data = rt.block_on(crate::market::data_api::positions(&env.data_api_url, funder));
@@ -49,6 +49,16 @@ pub fn reconcile(g: &GlobalArgs, as_json: bool, apply: bool, alert: bool) -> Res
     }
     tokens.sort();
     tokens.dedup();
+    // Tokens the journal never traded nor marked are booked at what the account paid for them (the
+    // Data API's average entry price), never at 0: a cost of 0 would count their whole value as
+    // profit when they are sold or resolve, and let the loss limit miss real losses.
+    if let Ok(d) = &data {
+        for (t, p) in d {
+            if let Some(avg) = p.avg_price {
+                prices.entry(*t).or_insert(avg);
+            }
+        }
+    }
     let chain = rt.block_on(chain_balances(&s, &env, funder, &tokens));
     let sightings: Vec<Sighting> = tokens
         .iter()
@@ -60,10 +70,11 @@ pub fn reconcile(g: &GlobalArgs, as_json: bool, apply: bool, alert: bool) -> Res
                 journal: book.position(t).shares,
                 chain: chain.as_ref().ok().and_then(|c| c.get(t).copied()),
                 // Listed or not: a readable Data API that does not list a token says 0.
-                data: data.as_ref().ok().map(|_| listed.map_or(Shares(0), |p| p.0)),
+                data: data.as_ref().ok().map(|_| listed.map_or(Shares(0), |p| p.size)),
                 unsettled: st.unsettled,
-                resolved: st.resolved || listed.is_some_and(|p| p.1),
+                resolved: st.resolved || listed.is_some_and(|p| p.redeemable),
                 worthless: st.worthless,
+                settling: st.settling,
             }
         })
         .collect();
@@ -180,6 +191,15 @@ fn apply_all(
 ) -> Result<i32> {
     let mut code = 0;
     for d in diffs.iter().filter(|d| d.cause.applies()) {
+        if !d.settled() {
+            code = 1;
+            eprintln!(
+                "not applied: {}: a match of ours is not settled on chain yet (or is being put back in the books): the \
+                 chain's figure would count it twice. Run reconcile --apply again once it has settled",
+                d.seen.token_id
+            );
+            continue;
+        }
         let Some(to) = d.truth.filter(|_| d.bookable()) else {
             code = 1;
             eprintln!(
@@ -189,7 +209,22 @@ fn apply_all(
             );
             continue;
         };
-        let price = prices.get(&d.seen.token_id).copied().unwrap_or(Price(0));
+        let price = match prices.get(&d.seen.token_id).copied() {
+            Some(p) => p,
+            // Taking shares out needs no price (they go at their average cost); booking shares in
+            // does: without one, nothing is booked.
+            None if d.delta.0 > 0 => {
+                code = 1;
+                eprintln!(
+                    "not applied: {}: no price is known for these shares (the journal never traded or marked the \
+                     token, and the Data API gives no average price): sell them by hand, or run reconcile --apply \
+                     again when the Data API lists the position",
+                    d.seen.token_id
+                );
+                continue;
+            }
+            None => Price(0),
+        };
         let req = crate::control::Request::Adjust {
             token: d.seen.token_id.to_string(),
             shares: to.0,

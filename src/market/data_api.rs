@@ -6,19 +6,30 @@ use std::time::Duration;
 
 use polymarket_client_sdk_v2::data::types::request::PositionsRequest;
 
-use crate::domain::{Shares, TokenId};
+use crate::domain::{Price, Shares, TokenId};
 
 /// Longest one page may take.
 const SOURCE_WAIT: Duration = Duration::from_secs(20);
 
-/// The Data API's positions of `funder`: token → (size, redeemable).
+/// One position as the Data API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataPosition {
+    /// Shares held.
+    pub size: Shares,
+    /// Its market resolved and the tokens can be redeemed.
+    pub redeemable: bool,
+    /// What the account paid for them on average (`None`: not given, or not a price).
+    pub avg_price: Option<Price>,
+}
+
+/// The Data API's positions of `funder`, by token.
 ///
 /// # Errors
 /// When the Data API cannot be reached or answers something unreadable.
 pub async fn positions(
     url: &str,
     funder: alloy::primitives::Address,
-) -> Result<BTreeMap<TokenId, (Shares, bool)>, String> {
+) -> Result<BTreeMap<TokenId, DataPosition>, String> {
     let client = polymarket_client_sdk_v2::data::Client::new(url).map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();
     for page in 0..20 {
@@ -37,7 +48,11 @@ pub async fn positions(
         let n = rows.len();
         for p in rows {
             let size = crate::clob::venue::decimal_to_micros(p.size).ok_or("a position size out of range")?;
-            out.insert(p.asset, (Shares(size), p.redeemable));
+            // A price is within (0, 1]; anything else is no price rather than a guess.
+            let avg_price = crate::clob::venue::decimal_to_micros(p.avg_price)
+                .filter(|m| *m > 0 && *m <= crate::domain::ONE)
+                .map(Price);
+            out.insert(p.asset, DataPosition { size: Shares(size), redeemable: p.redeemable, avg_price });
         }
         if n < 500 {
             break;

@@ -256,7 +256,8 @@ impl Redeemer {
     async fn cross_check(&self, resolved: &[crate::store::Resolved], told: &mut HashSet<B256>) {
         let Some(url) = &self.data_api else { return };
         let Ok(listed) = crate::market::data_api::positions(url, self.funder).await else { return };
-        for (token, (shares, redeemable)) in listed {
+        for (token, p) in listed {
+            let (shares, redeemable) = (p.size, p.redeemable);
             let key = B256::from(token);
             if redeemable && shares.0 > 0 && !resolved.iter().any(|r| r.token_id == token) && told.insert(key) {
                 self.notifier.do_send(Event::Warning {

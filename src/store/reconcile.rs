@@ -19,6 +19,9 @@ pub struct TokenState {
     pub resolved: bool,
     /// It resolved against us (pays 0).
     pub worthless: bool,
+    /// A match taken out of the books as never settled has settled after all and waits to be put
+    /// back: the chain has it, the journal not yet.
+    pub settling: bool,
 }
 
 impl Store {
@@ -46,6 +49,12 @@ impl Store {
         for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
             let (t, n) = r?;
             out.entry(dec_u256(&t, "token_id")?).or_default().unsettled = Shares(n);
+        }
+        let mut st = self.conn.prepare(
+            "SELECT DISTINCT i.token_id FROM orders o JOIN intents i ON i.fill_id = o.fill_id WHERE o.settled = 2",
+        )?;
+        for t in st.query_map([], |r| r.get::<_, String>(0))? {
+            out.entry(dec_u256(&t?, "token_id")?).or_default().settling = true;
         }
         let mut st = self.conn.prepare(
             "SELECT token_id, MIN(paid) FROM (SELECT token_id, payout AS paid FROM markets WHERE payout IS NOT NULL \

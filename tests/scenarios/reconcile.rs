@@ -31,6 +31,14 @@ async fn test_reconcile_when_chain_differs_then_explained_applied_and_alerted() 
         l.anvil.emit(&buy(i, t)).await;
     }
     wait_for(30, "three buys", async || (with_status(&l.d.trades(), "executed").len() == 3).then_some(())).await;
+    // Before our matches settle on chain, nothing is booked: the chain's figure would count them
+    // twice once they do.
+    l.anvil.set_balance(SIGNER, STD_TOKEN, 2 * ONE).await;
+    let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!out.contains("applied: position in"), "{out}{err}");
+    assert!(err.contains("not settled on chain yet"), "{err}");
+    settle_buys_on_chain(&l, &[STD_TOKEN, NEG_TOKEN, DUSTY]).await;
     // The chain: 2 more of one token, 6 fewer of another, a V3 token we never journaled, and half a
     // hundredth of a share of dust. The Data API says the same.
     l.anvil.set_balance(SIGNER, STD_TOKEN, 12 * ONE).await;
@@ -85,6 +93,11 @@ async fn test_reconcile_when_chain_differs_then_explained_applied_and_alerted() 
     ];
     want_pos.sort();
     assert_eq!(positions(&l.d), want_pos);
+    // The token the journal never traded is booked at what the account paid (the Data API's
+    // average price, 0.5), not at 0: its value is not profit when it resolves.
+    let other =
+        l.d.status()["positions"].as_array().unwrap().iter().find(|p| p["token_id"] == OTHER.to_string()).cloned();
+    assert_eq!(other.as_ref().map(|p| p["cost_usdc"].clone()), Some(Value::from("2.5")), "{other:?}");
     let (code, out, _) = l.d.run_cli(&["reconcile"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("no difference"), "{out}");
@@ -134,6 +147,7 @@ async fn test_reconcile_when_the_chain_is_unreadable_then_apply_books_nothing() 
     start_live(&mut l).await;
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    settle_buys_on_chain(&l, &[STD_TOKEN]).await;
     l.clob.data_positions(&[(STD_TOKEN, "4", false)]);
     let before = positions(&l.d);
     let out = l.d.cmd(&["reconcile", "--apply"]).env("POLYGON_RPC_URL", "http://127.0.0.1:9").output().unwrap();
