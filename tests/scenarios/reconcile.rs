@@ -95,8 +95,12 @@ async fn test_reconcile_when_chain_differs_then_explained_applied_and_alerted() 
     assert_eq!(positions(&l.d), want_pos);
     // The token the journal never traded is booked at what the account paid (the Data API's
     // average price, 0.5), not at 0: its value is not profit when it resolves.
-    let other =
-        l.d.status()["positions"].as_array().unwrap().iter().find(|p| p["token_id"] == OTHER.to_string()).cloned();
+    let other = l.d.status()["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["token_id"].as_str() == Some(OTHER.to_string().as_str()))
+        .cloned();
     assert_eq!(other.as_ref().map(|p| p["cost_usdc"].clone()), Some(Value::from("2.5")), "{other:?}");
     let (code, out, _) = l.d.run_cli(&["reconcile"]);
     assert_eq!(code, 0, "{out}");
