@@ -107,6 +107,16 @@ impl std::fmt::Debug for Chain {
     }
 }
 
+/// Whether a node's error says the call itself reverts (an error answer naming a revert, or
+/// carrying revert data), rather than that the node could not answer.
+fn is_revert(e: &alloy::transports::TransportError) -> bool {
+    e.as_error_resp().is_some_and(|p| {
+        // Geth and Erigon answer code 3 with the revert data; others -32000 or -32015 with the
+        // reason in the message.
+        p.code == 3 || p.message.to_ascii_lowercase().contains("revert")
+    })
+}
+
 async fn bounded<T, E: std::fmt::Display>(f: impl IntoFuture<Output = Result<T, E>>) -> Result<T, ChainError> {
     match tokio::time::timeout(CALL_WAIT, f.into_future()).await {
         Ok(Ok(v)) => Ok(v),
@@ -214,7 +224,10 @@ impl Chain {
         let req = TransactionRequest::default().from(from).to(to).input(data.clone().into());
         let gas = match tokio::time::timeout(CALL_WAIT, self.provider.estimate_gas(req).into_future()).await {
             Ok(Ok(g)) => g,
-            Ok(Err(e)) => return Err(ChainError::WouldRevert(e.to_string())),
+            // Only the node's answer that the call reverts is a revert; a node that failed to
+            // answer (a timeout, 429, a header it did not have) says nothing about the call.
+            Ok(Err(e)) if is_revert(&e) => return Err(ChainError::WouldRevert(e.to_string())),
+            Ok(Err(e)) => return Err(ChainError::Rpc(format!("gas estimate: {e}"))),
             Err(_) => return Err(ChainError::Rpc("gas estimate: no answer".into())),
         };
         let gas = gas.saturating_mul(5) / 4;
@@ -352,6 +365,35 @@ mod tests {
     use alloy::primitives::{Address, U256};
 
     use super::Mined;
+
+    #[test]
+    fn only_an_answer_that_the_call_reverts_is_a_revert() {
+        use alloy::transports::{RpcError, TransportErrorKind};
+        // The node's error answer, as it comes off the wire.
+        let answer = |code: i64, message: &'static str| -> alloy::transports::TransportError {
+            RpcError::ErrorResp(serde_json::from_value(serde_json::json!({"code": code, "message": message})).unwrap())
+        };
+        // (error, a revert)
+        let cases: Vec<(alloy::transports::TransportError, bool)> = vec![
+            (answer(3, "execution reverted"), true),
+            (answer(-32000, "execution reverted: payout not reported"), true),
+            (answer(-32015, "VM Exception while processing transaction: revert"), true),
+            (answer(-32000, "header not found"), false),
+            (answer(429, "Too Many Requests"), false),
+            (answer(-32005, "limit exceeded"), false),
+            (TransportErrorKind::custom_str("connection refused"), false),
+            (
+                RpcError::Transport(TransportErrorKind::HttpError(alloy::transports::HttpError {
+                    status: 503,
+                    body: String::new(),
+                })),
+                false,
+            ),
+        ];
+        for (e, revert) in cases {
+            assert_eq!(super::is_revert(&e), revert, "{e}");
+        }
+    }
 
     #[test]
     fn what_a_receipt_paid_counts_only_that_token_to_that_address() {

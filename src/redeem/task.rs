@@ -303,7 +303,7 @@ impl Redeemer {
                 return if self.safe { InFlight::Yes } else { InFlight::No };
             }
             Err(e) => {
-                self.failed(row, &format!("approving {target:#x}: {e}")).await;
+                self.failed_or_later(row, &e, &format!("approving {target:#x}: {e}")).await;
                 return if self.safe { InFlight::Yes } else { InFlight::No };
             }
         }
@@ -314,7 +314,7 @@ impl Redeemer {
         let signed = match signed {
             Ok(s) => s,
             Err(e) => {
-                self.failed(row, &e.to_string()).await;
+                self.failed_or_later(row, &e, &e.to_string()).await;
                 return InFlight::No;
             }
         };
@@ -335,6 +335,18 @@ impl Redeemer {
             ..row.clone()
         };
         self.follow(chain, &signed_row).await
+    }
+
+    /// A failure before anything was sent: one that says something about the redemption (it
+    /// would revert, no gas) counts as an attempt; a node that did not answer does not spend the
+    /// budget, and the next round tries again (a node outage would otherwise fail every market
+    /// tried meanwhile for good).
+    async fn failed_or_later(&self, row: &RedemptionRow, e: &crate::redeem::chain::ChainError, why: &str) {
+        if let crate::redeem::chain::ChainError::Rpc(_) = e {
+            warn!(market = %row.condition_id, cause = %why, "the node did not answer for a redemption: tried again next round, no attempt counted");
+            return;
+        }
+        self.failed(row, why).await;
     }
 
     /// Counts a failed attempt: retried after a pause within the budget, then left to the operator.
