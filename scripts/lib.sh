@@ -123,11 +123,14 @@ db_path() {
   config_field db_path
 }
 
-# health_url: the daemon's health server, from [http] listen. Fails (prints nothing) when the
-# server is off ("") or listens on port 0 (an address only the daemon knows): pass --url then.
+# health_url: the daemon's health server: where the running daemon says it listens (it knows the
+# settings it started with, POLYCOPY_* overrides from the root-only polycopy.env included, which
+# cron's user cannot read), else [http] listen of the settings. Fails (prints nothing) when the
+# server is off ("") or listens on port 0 with no daemon to ask: pass --url then.
 health_url() {
   local listen
-  listen=$(config_field http_listen)
+  listen=$(run_polycopy status --json 2>/dev/null | sed -n 's/.*"http": "\([^"]*\)".*/\1/p' | head -n1 || true)
+  [ -n "$listen" ] || listen=$(config_field http_listen)
   case "$listen" in
     "" | *:0) return 1 ;;
     0.0.0.0:*) listen="127.0.0.1:${listen#0.0.0.0:}" ;;

@@ -90,7 +90,7 @@ fn to_json(s: &Settings, v: &View) -> Value {
         "mode": s.mode.as_str(),
         "journal": s.db_path.display().to_string(),
         "daemon": match (&v.daemon, &v.holder) {
-            (Some(d), _) => json!({"running": true, "pid": d.pid, "halted": d.halted, "answers": true,
+            (Some(d), _) => json!({"running": true, "pid": d.pid, "halted": d.halted, "answers": true, "http": d.http,
                 "orders_in_flight": d.in_flight.as_ref().map(|f| f.orders),
                 "reserved_usdc": d.in_flight.as_ref().map(|f| f.reserved_usdc.clone())}),
             (None, Some(pid)) => json!({"running": true, "pid": pid, "answers": false}),

@@ -137,6 +137,10 @@ async fn test_health_check_when_things_break_then_names_the_check() {
     let (code, out, err) = check(&d, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(out.trim(), "healthy");
+    // Without --url: the settings say port 0 (only the daemon knows its port, as when an override
+    // cron cannot read moved it), and the running daemon says where it listens.
+    let (code, out, err) = d.script("health_check.sh", &["--backup-dir", &bdir, "--min-disk-mb", "1"], &[]);
+    assert_eq!((code, out.trim()), (0, "healthy"), "{err}");
 
     let (code, out, _) = check(&d, &["--backup-dir", "/nonexistent"]);
     assert_eq!(code, 1);
