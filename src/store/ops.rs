@@ -207,8 +207,8 @@ impl Store {
     /// Closes our position in `token`, whose market resolved paying `payout` a share, as the
     /// journal holds it (one transaction): a SELL of every share at the payout is recorded as a
     /// settlement with the P&L it realizes, and the position (stamped) and its mark are removed.
-    /// `None` when the journal holds no shares of it (settled already), or while a BUY of it
-    /// awaits its settlement on chain (the market is settled at a later check).
+    /// `None` when the journal holds no shares of it (settled already), or while a match of ours
+    /// in it awaits its settlement on chain (the market is settled at a later check).
     ///
     /// # Errors
     /// On a database error.
@@ -218,17 +218,18 @@ impl Store {
         if pos.shares.0 <= 0 {
             return Ok(None);
         }
-        // A BUY matched on the CLOB and not yet settled on chain may be taken out of the books:
-        // paying its shares out now would leave the payout behind when it is. The next check
-        // settles what is held by then.
+        // A match of ours not yet settled on chain (or settled late and waiting to be put back)
+        // may still move the position: a BUY taken out would leave the payout behind, and a SELL
+        // put back would sell shares already paid out. The next check settles what is held once
+        // every such match is known either way.
         let awaiting: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM orders o JOIN executions e ON e.fill_id = o.fill_id \
-             WHERE e.token_id = ?1 AND e.side = 'BUY' AND o.status = 'matched' AND o.settled IN (0, 2))",
+             WHERE e.token_id = ?1 AND o.status = 'matched' AND o.settled IN (0, 2))",
             [token.to_string()],
             |r| r.get(0),
         )?;
         if awaiting {
-            tracing::info!(token = %token, "market resolved: its settlement waits for a BUY of ours to settle on chain");
+            tracing::info!(token = %token, "market resolved: its settlement waits for a match of ours to settle on chain");
             return Ok(None);
         }
         let exec = Execution {

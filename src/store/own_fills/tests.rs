@@ -376,6 +376,27 @@ fn a_resolution_waits_for_a_buy_awaiting_settlement() {
     assert_eq!(position(&s), (0, 0));
 }
 
+/// The same for a SELL of ours: while it awaits its settlement on chain (it may be taken out and
+/// its shares come back, or settle late and be put back), the market is not paid out; once it
+/// settled, what is held is.
+#[test]
+fn a_resolution_waits_for_a_sell_awaiting_settlement() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+    let row = copies(&mut s, Side::Sell, 1)[0];
+    let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
+    crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
+    s.record_execution(&live_exec(row, Side::Sell, 4_000_000, 2_400_000), &Address::repeat_byte(0xaa)).unwrap();
+    s.order_outcome(row, OrderStatus::Matched, Some((4_000_000, 2_400_000)), "matched").unwrap();
+    let one = Price(1_000_000);
+    assert_eq!(s.record_settlement(U256::from(7), one).unwrap(), None, "the SELL may still come back");
+    assert_eq!(position(&s), (6_000_000, 3_000_000));
+    s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_400_000), ("0xa", 1)).unwrap();
+    let paid = s.record_settlement(U256::from(7), one).unwrap().expect("paid out once settled");
+    assert_eq!(paid.realized.0, 3_000_000, "the 6 held pay 6.00 against their 3.00");
+    assert_eq!(position(&s), (0, 0));
+}
+
 /// A SELL of 10 booked when the book held only 6 (at 3.00): the 4 never held realized nothing.
 /// Taken out, it gives back the 6 at their cost, not 10; corrected by the chain, only the 6's
 /// share of the difference is P&L.
