@@ -98,9 +98,9 @@ check_once() {
   fi
   local status err
   if status=$(run_polycopy status --json 2>"$tmp.err"); then
-    if [ "$allow_halted" = 0 ] && printf '%s' "$status" | grep -q '"tripped": true' \
-       && ! printf '%s\n' "${failures[@]:-}" | grep -q '^breaker'; then
-      failures+=("breaker: tripped ($(printf '%s' "$status" | sed -n 's/.*"reason": "\([^"]*\)".*/\1/p' | head -n1))")
+    if [ "$allow_halted" = 0 ] && grep -q '"tripped": true' <<<"$status" \
+       && ! grep -q '^breaker' < <(printf '%s\n' "${failures[@]:-}"); then
+      failures+=("breaker: tripped ($(sed -n 's/.*"reason": "\([^"]*\)".*/\1/p' <<<"$status" | head -n1))")
     fi
   else
     err=$(head -n1 "$tmp.err" 2>/dev/null || true)

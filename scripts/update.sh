@@ -58,7 +58,9 @@ mapfile -t inst < <(instance_args)
 export POLYCOPY_BIN="$bin_path"
 # A halt in force before the update is the operator's: the new version may keep it.
 health_extra=()
-if run_polycopy status --json 2>/dev/null | grep -q '"tripped": true'; then
+# Captured first: `grep -q` leaving early would fail the writer (and the pipeline) on a long status.
+status_json=$(run_polycopy status --json 2>/dev/null || true)
+if grep -q '"tripped": true' <<<"$status_json"; then
   log info "trading is halted before the update: the health checks accept the halt"
   health_extra=(--allow-halted)
 fi
@@ -96,7 +98,11 @@ mv -f "$bin_path.prev" "$bin_path"
 "$here/restore.sh" "$backup" ${inst[@]+"${inst[@]}"} --no-service >/dev/null || log crit "journal restore failed: restore $backup by hand"
 # restore.sh halted the journal it put back: it is older than what the exchange and the chain hold
 # now (copies made by the new version, and by the old one after the backup).
-log crit "trading is HALTED: the journal put back is from before the update (the newer one is kept aside as <journal>.before-restore-*). Run reconcile, then resume"
+if grep -q '"tripped": true' <<<"$(run_polycopy status --json 2>/dev/null || true)"; then
+  log crit "trading is HALTED: the journal put back is from before the update (the newer one is kept aside as <journal>.before-restore-*). Run reconcile, then resume"
+else
+  log crit "the journal put back is from before the update and is NOT halted: halt it now ($(polycopy_bin) halt), then reconcile and resume"
+fi
 "$systemctl_cmd" start "$service" || true
 # shellcheck disable=SC2086
 if "$here/health_check.sh" ${inst[@]+"${inst[@]}"} --allow-halted --wait "$timeout" --no-backup-check ${HEALTH_ARGS:-} \

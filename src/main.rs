@@ -107,16 +107,10 @@ fn main() {
     cli::note_system_config_var();
     if let Err(e) = load_env_files(&cli.global) {
         // Stopping trading, or seeing it, never waits for a config fix: an env file systemd
-        // reads in its own way may trade while ours cannot parse it.
-        let emergency = matches!(
-            cli.command,
-            Some(
-                cli::Command::Halt { .. }
-                    | cli::Command::Resume
-                    | cli::Command::Status { .. }
-                    | cli::Command::Close { .. }
-            )
-        );
+        // reads in its own way may trade while ours cannot parse it. Anything that could start
+        // trading again (resume) or trade (close) waits for the fix: a file read only in part
+        // may have let another file's values in.
+        let emergency = matches!(cli.command, Some(cli::Command::Halt { .. } | cli::Command::Status { .. }));
         if !emergency {
             eprintln!("Error: {e}");
             std::process::exit(cli::EXIT_CONFIG);

@@ -157,7 +157,12 @@ impl MarketDirectory {
             if !missing.is_empty() {
                 let limit = i32::try_from(missing.len()).unwrap_or(i32::MAX);
                 let req = MarketsRequest::builder().clob_token_ids(missing).closed(true).limit(limit).build();
-                out.extend(bounded(self.timeout, &[], self.gamma.markets(&req)).await.map_err(|e| e.to_string())?);
+                // Best effort: the open markets found are kept; the others are asked for again
+                // at the next lookup.
+                match bounded(self.timeout, &[], self.gamma.markets(&req)).await {
+                    Ok(closed) => out.extend(closed),
+                    Err(e) => warn!(cause = %e, "closed markets unavailable from the Gamma API"),
+                }
             }
         }
         Ok(out)

@@ -5,7 +5,7 @@
 //! again: one redemption can never become two. A revert is retried after a doubling pause within a
 //! budget, then reported for the operator.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use actix::Addr;
@@ -94,7 +94,12 @@ pub struct Redeemer {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Live: the Data API, whose `redeemable` flag cross-checks the journal's resolutions.
     pub data_api: Option<String>,
+    /// Rounds in a row each redemption could not be prepared because the node failed.
+    pub node_failures: std::sync::Mutex<HashMap<i64, u32>>,
 }
+
+/// Rounds in a row a node failure holds a redemption up before the operator is told (once).
+const NODE_FAILURES_TOLD_AFTER: u32 = 3;
 
 impl Redeemer {
     /// Runs rounds until cancelled.
@@ -344,6 +349,22 @@ impl Redeemer {
     async fn failed_or_later(&self, row: &RedemptionRow, e: &crate::redeem::chain::ChainError, why: &str) {
         if let crate::redeem::chain::ChainError::Rpc(_) = e {
             warn!(market = %row.condition_id, cause = %why, "the node did not answer for a redemption: tried again next round, no attempt counted");
+            let rounds = self.node_failures.lock().map_or(0, |mut m| {
+                let n = m.entry(row.id).or_insert(0);
+                *n += 1;
+                *n
+            });
+            // Not silent for long: a failure that does not pass (a funder that is not the Safe
+            // configured, a node that never answers) is said once.
+            if rounds == NODE_FAILURES_TOLD_AFTER {
+                self.notifier.do_send(Event::Error {
+                    message: format!(
+                        "redemption of market {:#x} ({} pUSD) could not be prepared for {rounds} rounds: {why}. Tried \
+                         again every round without spending attempts; check POLYGON_RPC_URL and the funder settings",
+                        row.condition_id, row.expected
+                    ),
+                });
+            }
             return;
         }
         self.failed(row, why).await;

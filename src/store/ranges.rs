@@ -104,9 +104,14 @@ impl Store {
         let tx = self.conn.savepoint()?;
         let mut out = JournalOutcome::default();
         let (provisional, staged) = super::sightings::anything_waiting(&tx, now)?;
+        let since = to.0.saturating_sub(super::sightings::REINCLUDED_ADOPTABLE_BLOCKS) as i64;
         let suspects: bool = tx
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM fills INDEXED BY fills_suspect WHERE suspect = 1)")?
-            .query_row([], |r| r.get(0))?;
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM fills INDEXED BY fills_suspect WHERE suspect = 1) \
+                 OR EXISTS (SELECT 1 FROM fills INDEXED BY fills_reorged WHERE reorged_after_copy = 1 \
+                 AND block_number >= ?1)",
+            )?
+            .query_row([since], |r| r.get(0))?;
         let waiting = Waiting { provisional, staged, suspects };
         for f in fills {
             journal_fill(&tx, f, now, waiting, &mut out)?;
@@ -241,18 +246,21 @@ const REINCLUDED_WITHIN: u64 = 2;
 /// not decided again if it comes back). The partial index keeps this sweep, run for every range,
 /// independent of the journal's size.
 fn sweep_gone(tx: &Connection, to: u64, out: &mut JournalOutcome) -> StoreResult<()> {
-    let gone: Vec<(i64, String, super::FillStatus)> = {
+    let gone: Vec<(i64, String, super::FillStatus, bool)> = {
         let mut st = tx.prepare_cached(&format!(
-            "SELECT {FILL_COLS}, f.status FROM fills f INDEXED BY fills_suspect WHERE f.suspect = 1 AND f.block_number <= ?1"
+            "SELECT {FILL_COLS}, f.status, EXISTS (SELECT 1 FROM intents i WHERE i.fill_id = f.id) \
+             FROM fills f INDEXED BY fills_suspect WHERE f.suspect = 1 AND f.block_number <= ?1"
         ))?;
-        let rows = st.query_map([to as i64], |r| Ok((r.get(0)?, r.get::<_, String>(13)?, r.get(18)?)))?;
+        let rows = st.query_map([to as i64], |r| Ok((r.get(0)?, r.get::<_, String>(13)?, r.get(18)?, r.get(19)?)))?;
         rows.collect::<Result<_, _>>()?
     };
-    for (row, token, status) in gone {
+    for (row, token, status, has_intent) in gone {
         let fill = load_fill(tx, row, &token)?;
-        // The target's tracked position takes back a trade that did not happen (a refused fill
-        // keeps nothing that would say so if it came back, so it stays counted).
-        if matches!(status, super::FillStatus::Executed | super::FillStatus::Pending) {
+        // The target's tracked position takes back a trade that did not happen, where coming
+        // back gives it back (a copied one, flagged; a pending one without an order). A refused
+        // fill, or one whose order is in flight, keeps nothing that would say so: it stays counted.
+        let gives_back = status == super::FillStatus::Executed || (status == super::FillStatus::Pending && !has_intent);
+        if gives_back {
             super::journal::move_target_position(tx, &fill, -1)?;
         }
         if status == super::FillStatus::Executed {
@@ -333,6 +341,33 @@ mod tests {
         assert_eq!(target_position(&s), Some(Shares(10_000_000)), "counted once");
         // Another trade of the same order with no reorg suspect is a new fill.
         let out = s.journal_range(&[fill_in(3, 1, 10)], (10, h(30)), &[(10, h(30))]).unwrap();
+        assert_eq!(out.to_copy.len(), 1);
+    }
+
+    /// The settlement sent again only after the sweep took the copied fill as gone (more than
+    /// two blocks late): still the same trade. Flag lifted, said, counted once.
+    #[test]
+    fn a_fill_sent_again_after_the_sweep_under_another_transaction_is_the_same_trade() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let h = B256::repeat_byte;
+        let out = s.journal_range(&[fill_in(1, 1, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
+        let row = out.to_copy[0].row;
+        s.conn.execute("UPDATE fills SET status = 'executed' WHERE id = ?1", [row]).unwrap();
+        s.rewind((4, h(4))).unwrap();
+        let out = s.journal_range(&[], (8, h(28)), &[]).unwrap();
+        assert_eq!(out.reorged_after_copy.len(), 1);
+        let out = s.journal_range(&[fill_in(2, 1, 40)], (40, h(40)), &[(40, h(40))]).unwrap();
+        assert!(out.to_copy.is_empty(), "not a new trade: {out:?}");
+        assert_eq!(out.unorphaned.len(), 1, "said to stand after all");
+        assert_eq!(row_count(&s), 1);
+        let flag: bool =
+            s.conn.query_row("SELECT reorged_after_copy FROM fills WHERE id = ?1", [row], |r| r.get(0)).unwrap();
+        assert!(!flag);
+        assert_eq!(target_position(&s), Some(Shares(10_000_000)), "counted once");
+        // Long after (over an hour of blocks), the same order's trade of the same size is a new one.
+        s.conn.execute("UPDATE fills SET reorged_after_copy = 1 WHERE id = ?1", [row]).unwrap();
+        let out = s.journal_range(&[fill_in(3, 1, 5_000)], (5_000, h(50)), &[(5_000, h(50))]).unwrap();
         assert_eq!(out.to_copy.len(), 1);
     }
 

@@ -436,6 +436,10 @@ CREATE TABLE claims_reset (
 -- close found again after a restart is sent only if it started after it, and a resume button
 -- offered before it is refused (the gate's count of halts is lost in a restart). 0: never
 ALTER TABLE breaker ADD COLUMN halt_asked_ms INTEGER NOT NULL DEFAULT 0;
+
+-- fills copied and then taken as gone by a reorg: a settlement sent again later under another
+-- transaction is matched to one of them (the same trade) rather than copied again
+CREATE INDEX fills_reorged ON fills (block_number) WHERE reorged_after_copy = 1;
 ",
 ];
 

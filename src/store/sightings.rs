@@ -126,6 +126,10 @@ pub(super) fn confirm(tx: &Connection, row: i64, mined: &TargetFill) -> StoreRes
     ))
 }
 
+/// How far behind the block a re-sent settlement is mined in a copied fill taken as gone may be
+/// (about an hour of Polygon blocks) and still be taken as the same trade.
+pub(super) const REINCLUDED_ADOPTABLE_BLOCKS: u64 = 1_800;
+
 /// A fill mined under a transaction hash the journal does not know, that is a suspect of a reorg
 /// mined again: the settlement that a reorg dropped, sent again as a new transaction (another
 /// nonce or fee, so another hash). The suspect row takes the new identity, and the fill is then a
@@ -134,6 +138,8 @@ pub(super) fn confirm(tx: &Connection, row: i64, mined: &TargetFill) -> StoreRes
 /// # Errors
 /// On a database error.
 pub(super) fn adopt_reincluded(tx: &Connection, mined: &TargetFill) -> StoreResult<Option<i64>> {
+    // A suspect, or a copied fill already taken as gone that recent (the operator's settlement
+    // service may notice the drop and send again well after the sweep's two blocks).
     let known: bool = tx
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3)",
@@ -145,12 +151,15 @@ pub(super) fn adopt_reincluded(tx: &Connection, mined: &TargetFill) -> StoreResu
     if known {
         return Ok(None);
     }
+    let mut params: Vec<Box<dyn rusqlite::ToSql>> = same_match_params(mined).into_iter().collect();
+    params.push(Box::new((mined.block_number.saturating_sub(REINCLUDED_ADOPTABLE_BLOCKS)) as i64));
     let row: Option<i64> = tx
         .prepare_cached(&format!(
-            "SELECT id FROM fills INDEXED BY fills_order WHERE suspect = 1 AND provisional = 0 AND {SAME_MATCH} \
+            "SELECT id FROM fills INDEXED BY fills_order WHERE provisional = 0 \
+             AND (suspect = 1 OR (reorged_after_copy = 1 AND block_number >= ?8)) AND {SAME_MATCH} \
              ORDER BY id LIMIT 1"
         ))?
-        .query_row(rusqlite::params_from_iter(same_match_params(mined)), |r| r.get(0))
+        .query_row(rusqlite::params_from_iter(params), |r| r.get(0))
         .optional()?;
     if let Some(id) = row {
         tracing::info!(

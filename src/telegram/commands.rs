@@ -120,6 +120,8 @@ pub async fn run(bot: Bot, ops: Ops, chats: HashSet<i64>, poll_timeout_s: u32, u
     let mut offset: i32 = 0;
     let mut backoff = Duration::from_millis(500);
     let mut username = username;
+    // When Telegram last answered 409 (another process polls this bot).
+    let mut last_conflict: Option<std::time::Instant> = None;
     loop {
         // Unknown when Telegram was down at start: "/cmd@ourbot" needs our name to be recognised.
         if username.is_empty()
@@ -136,7 +138,13 @@ pub async fn run(bot: Bot, ops: Ops, chats: HashSet<i64>, poll_timeout_s: u32, u
         match req.await {
             Ok(updates) => {
                 backoff = Duration::from_millis(500);
-                if ops.metrics.telegram_poll_conflict.swap(false, Ordering::Relaxed) {
+                // Two pollers take turns: one poll of ours answered says little. Only a while
+                // without any 409 says the other one is gone.
+                let quiet = Duration::from_secs(u64::from(poll_timeout_s) * 2 + 5);
+                if last_conflict.is_some_and(|t| t.elapsed() > quiet)
+                    && ops.metrics.telegram_poll_conflict.swap(false, Ordering::Relaxed)
+                {
+                    last_conflict = None;
                     info!("Telegram: this process alone polls the bot's commands again");
                 }
                 for u in updates {
@@ -153,6 +161,7 @@ pub async fn run(bot: Bot, ops: Ops, chats: HashSet<i64>, poll_timeout_s: u32, u
             // the other instance). Said once, shown in /health, and polled again at once, so this
             // instance keeps getting its share rather than backing off from it.
             Err(teloxide::RequestError::Api(teloxide::ApiError::TerminatedByOtherGetUpdates)) => {
+                last_conflict = Some(std::time::Instant::now());
                 if !ops.metrics.telegram_poll_conflict.swap(true, Ordering::Relaxed) {
                     let message = "another process polls this Telegram bot's commands (409 Conflict): each \
                                    command reaches only one of them. Give each instance its own bot token"

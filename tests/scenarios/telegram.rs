@@ -549,7 +549,15 @@ async fn test_delivery_when_telegram_hangs_at_a_stop_then_every_queued_message_i
 /// naming the cause, /health degraded, and both cleared once we alone poll again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_commands_when_another_process_polls_the_bot_then_alerted_and_shown_in_health() {
-    let (_anvil, tg, _dir, d) = whale_with_telegram().await;
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &OP.to_string());
+    d.set("telegram", "poll_timeout_s = 1");
+    d.start();
+    d.wait_live().await;
+    message_containing(&tg, OP, "started in PAPER mode").await;
     tg.conflict(true);
     let alert = message_containing(&tg, OP, "another process polls this Telegram bot").await;
     assert!(alert.text.contains("its own bot token"), "{}", alert.text);
@@ -559,6 +567,16 @@ async fn test_commands_when_another_process_polls_the_bot_then_alerted_and_shown
     let polls = tg.requests("getupdates");
     wait_for(10, "polling goes on", async || (tg.requests("getupdates") >= polls + 3).then_some(())).await;
     assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("another process polls")).count(), 1, "said once");
+    // The two pollers take turns: one poll of ours answered in between is no end of it.
+    tg.conflict(false);
+    let polls = tg.requests("getupdates");
+    wait_for(10, "one poll answered", async || (tg.requests("getupdates") > polls + 1).then_some(())).await;
+    tg.conflict(true);
+    let polls = tg.requests("getupdates");
+    wait_for(10, "more conflicts", async || (tg.requests("getupdates") >= polls + 3).then_some(())).await;
+    assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains("another process polls")).count(), 1, "said once");
+    let (_, health) = crate::support::http::http_get(&base, "/health").await;
+    assert!(health.contains("another process polls this bot"), "{health}");
     tg.conflict(false);
     // A command answered is the marker that we poll alone again.
     let before = tg.sent_to(OP).len();
@@ -567,8 +585,12 @@ async fn test_commands_when_another_process_polls_the_bot_then_alerted_and_shown
         tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("mode PAPER")).then_some(())
     })
     .await;
-    let (_, health) = crate::support::http::http_get(&base, "/health").await;
-    assert!(!health.contains("another process polls"), "{health}");
+    // Cleared once no 409 came for a while (twice the poll's timeout and a little).
+    wait_for(20, "the conflict cleared", async || {
+        let (_, health) = crate::support::http::http_get(&base, "/health").await;
+        (!health.contains("another process polls")).then_some(())
+    })
+    .await;
 }
 
 /// Two authorized chats, one of which blocked the bot (Telegram answers 403): the other chat gets

@@ -46,6 +46,7 @@ pub(super) fn redeemer(
             cfg,
             metrics,
             data_api: None,
+            node_failures: std::sync::Mutex::default(),
         });
     };
     let sig = SigType::parse(&s.live.signature_type).map_err(|e| format!("redemption off: live.signature_type {e}"))?;
@@ -73,5 +74,6 @@ pub(super) fn redeemer(
         cfg,
         metrics,
         data_api: Some(env.data_api_url.clone()),
+        node_failures: std::sync::Mutex::default(),
     })
 }
