@@ -241,12 +241,14 @@ pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
     let persisted =
         matches!(tokio::time::timeout_at(answer_by, ops.store.send(SetBreaker(state))).await, Ok(Ok(Ok(()))));
     ops.risk.do_send(SetTrading { halt: true, code: "manual", reason: reason.clone(), by: "telegram".into() });
+    // Named: with several instances, the operator sees which one stopped.
+    let mode = if ops.paper { "PAPER" } else { "LIVE" };
     if persisted {
-        Reply::text(format!("HALTED: no new orders ({reason}). /resume to clear"))
+        Reply::text(format!("HALTED ({mode}): no new orders ({reason}). /resume to clear"))
     } else {
         Reply::text(format!(
-            "HALTED: no new orders ({reason}). The journal did not confirm the write in time; the daemon writes it \
-             again. /resume to clear"
+            "HALTED ({mode}): no new orders ({reason}). The journal did not confirm the write in time; the daemon \
+             writes it again. /resume to clear"
         ))
     }
 }

@@ -184,7 +184,7 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
     let before = tg.sent_to(OP).len();
     tg.inject_message(OP, "/halt lunch");
     wait_for(10, "the halt reply", async || {
-        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("HALTED")).then_some(())
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("HALTED (PAPER): no new orders (lunch)")).then_some(())
     })
     .await;
     // The breaker alert reaches the chat too (message_containing fails the test if it never does).
