@@ -317,6 +317,21 @@ mod tests {
         s.target_position(&Address::repeat_byte(0xaa), &U256::from(7)).unwrap()
     }
 
+    /// A journal whose fill in block 5 was copied and then reorged out, and taken as gone by the
+    /// rescan (the sweep, two blocks past its height): the store, its row.
+    fn copied_then_swept() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let h = B256::repeat_byte;
+        let out = s.journal_range(&[fill_in(1, 1, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
+        let row = out.to_copy[0].row;
+        s.conn.execute("UPDATE fills SET status = 'executed' WHERE id = ?1", [row]).unwrap();
+        s.rewind((4, h(4))).unwrap();
+        let out = s.journal_range(&[], (8, h(28)), &[]).unwrap();
+        assert_eq!(out.reorged_after_copy.len(), 1);
+        (dir, s, row)
+    }
+
     /// A copied fill whose settlement a reorg drops, sent again as another transaction (another
     /// hash): the same trade, copied once. Its row takes the new identity and block.
     #[test]
@@ -348,15 +363,8 @@ mod tests {
     /// two blocks late): still the same trade. Flag lifted, said, counted once.
     #[test]
     fn a_fill_sent_again_after_the_sweep_under_another_transaction_is_the_same_trade() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let (_dir, mut s, row) = copied_then_swept();
         let h = B256::repeat_byte;
-        let out = s.journal_range(&[fill_in(1, 1, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
-        let row = out.to_copy[0].row;
-        s.conn.execute("UPDATE fills SET status = 'executed' WHERE id = ?1", [row]).unwrap();
-        s.rewind((4, h(4))).unwrap();
-        let out = s.journal_range(&[], (8, h(28)), &[]).unwrap();
-        assert_eq!(out.reorged_after_copy.len(), 1);
         let out = s.journal_range(&[fill_in(2, 1, 40)], (40, h(40)), &[(40, h(40))]).unwrap();
         assert!(out.to_copy.is_empty(), "not a new trade: {out:?}");
         assert_eq!(out.unorphaned.len(), 1, "said to stand after all");
@@ -375,15 +383,8 @@ mod tests {
     /// again later: no longer flagged, said to stand, and the target's position counts it again.
     #[test]
     fn a_copied_fill_mined_again_after_the_sweep_stands_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let (_dir, mut s, row) = copied_then_swept();
         let h = B256::repeat_byte;
-        let out = s.journal_range(&[fill_in(1, 1, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
-        let row = out.to_copy[0].row;
-        s.conn.execute("UPDATE fills SET status = 'executed' WHERE id = ?1", [row]).unwrap();
-        s.rewind((4, h(4))).unwrap();
-        let out = s.journal_range(&[], (8, h(28)), &[]).unwrap();
-        assert_eq!(out.reorged_after_copy.len(), 1);
         assert_eq!(target_position(&s), Some(Shares(0)), "a trade that did not happen is taken back");
         let out = s.journal_range(&[fill_in(1, 1, 12)], (12, h(32)), &[(12, h(32))]).unwrap();
         assert!(out.to_copy.is_empty(), "copied already");

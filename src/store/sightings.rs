@@ -167,13 +167,19 @@ pub(super) fn adopt_reincluded(tx: &Connection, mined: &TargetFill) -> StoreResu
             tx = %mined.id.tx_hash,
             "a fill a reorg dropped is mined again in another transaction: the same trade, not a new one"
         );
-        exec(
-            tx,
-            "UPDATE fills SET tx_hash = ?2, occurrence = ?3 WHERE id = ?1",
-            params![id, mined.id.tx_hash.to_string(), mined.id.occurrence],
-        )?;
+        rekey(tx, id, mined)?;
     }
     Ok(row)
+}
+
+/// Row `id` takes `mined`'s transaction: the same match, settled under another hash.
+fn rekey(tx: &Connection, id: i64, mined: &TargetFill) -> StoreResult<()> {
+    exec(
+        tx,
+        "UPDATE fills SET tx_hash = ?2, occurrence = ?3 WHERE id = ?1",
+        params![id, mined.id.tx_hash.to_string(), mined.id.occurrence],
+    )?;
+    Ok(())
 }
 
 /// The same match as `f`: same order, wallet, side and token, and the same amount the target
@@ -209,11 +215,7 @@ pub(super) fn adopt_replacement(tx: &Connection, mined: &TargetFill, now: i64) -
         .query_row(rusqlite::params_from_iter(params), |r| r.get(0))
         .optional()?;
     if let Some(id) = row {
-        exec(
-            tx,
-            "UPDATE fills SET tx_hash = ?2, occurrence = ?3 WHERE id = ?1",
-            params![id, mined.id.tx_hash.to_string(), mined.id.occurrence],
-        )?;
+        rekey(tx, id, mined)?;
     }
     Ok(row)
 }

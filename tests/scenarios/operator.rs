@@ -297,22 +297,11 @@ async fn test_close_when_halted_after_it_started_then_its_order_does_not_leave()
 async fn test_close_when_halted_after_it_started_and_restarted_then_its_order_never_leaves() {
     let (mut l, hold) = live_with_a_position_and_sends_held().await;
 
-    let mut close = close_held_before_its_post(&l, &hold).await;
+    let close = close_held_before_its_post(&l, &hold).await;
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "stop everything"]);
     assert_eq!(code, 0, "{out}{err}");
-    l.d.kill9();
-    let _ = close.kill();
-    let _ = close.wait();
-    std::fs::remove_file(&hold).unwrap();
-
-    let lookups = l.clob.requests("/data/order");
-    l.d.start();
-    l.d.wait_live().await;
-    wait_for(30, "the close's order looked up after the restart, or sent", async || {
-        (l.clob.requests("/data/order") >= lookups + 2 || l.clob.posts().len() > 1).then_some(())
-    })
-    .await;
-    assert_eq!(l.clob.posts().len(), 1, "only the copy's BUY reached the CLOB: {:?}\n{}", l.clob.posts(), l.d.log());
+    killed_with_the_close_held(&mut l, close, &hold);
+    restarted_and_the_close_only_looked_up(&mut l).await;
     assert_eq!(l.d.status()["breaker"]["state"], "halted");
 }
 
@@ -325,17 +314,10 @@ async fn test_close_when_started_while_halted_and_restarted_then_it_still_goes_o
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "closing out"]);
     assert_eq!(code, 0, "{out}{err}");
     // The close is stamped in whole seconds: it starts in a later second than the halt.
-    let halted_at = std::time::SystemTime::now();
-    wait_for(5, "a new second", async || {
-        (halted_at.elapsed().unwrap() >= std::time::Duration::from_millis(1_100)).then_some(())
-    })
-    .await;
+    a_new_second().await;
 
-    let mut close = close_held_before_its_post(&l, &hold).await;
-    l.d.kill9();
-    let _ = close.kill();
-    let _ = close.wait();
-    std::fs::remove_file(&hold).unwrap();
+    let close = close_held_before_its_post(&l, &hold).await;
+    killed_with_the_close_held(&mut l, close, &hold);
 
     l.d.start();
     l.d.wait_live().await;
@@ -357,20 +339,32 @@ async fn test_close_when_halted_again_after_it_started_and_restarted_then_its_or
     let (mut l, hold) = live_with_a_position_and_sends_held().await;
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "closing out"]);
     assert_eq!(code, 0, "{out}{err}");
-    let halted_at = std::time::SystemTime::now();
-    wait_for(5, "a new second", async || {
-        (halted_at.elapsed().unwrap() >= std::time::Duration::from_millis(1_100)).then_some(())
-    })
-    .await;
-    let mut close = close_held_before_its_post(&l, &hold).await;
+    a_new_second().await;
+    let close = close_held_before_its_post(&l, &hold).await;
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "no, stop the close too"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("already halted"), "{out}");
+    killed_with_the_close_held(&mut l, close, &hold);
+    restarted_and_the_close_only_looked_up(&mut l).await;
+    let b = &l.d.status()["breaker"];
+    assert_eq!(b["state"], "halted");
+    assert_eq!(b["reason"], "closing out", "the first halt's reason stays: {b}");
+}
+
+/// The daemon killed (a stop that outwaits its grace) while the close's send is held.
+fn killed_with_the_close_held(
+    l: &mut crate::support::live::Live,
+    mut close: std::process::Child,
+    hold: &std::path::Path,
+) {
     l.d.kill9();
     let _ = close.kill();
     let _ = close.wait();
-    std::fs::remove_file(&hold).unwrap();
+    std::fs::remove_file(hold).unwrap();
+}
 
+/// Started again: the close found again is looked up, and nothing but the copy's BUY was sent.
+async fn restarted_and_the_close_only_looked_up(l: &mut crate::support::live::Live) {
     let lookups = l.clob.requests("/data/order");
     l.d.start();
     l.d.wait_live().await;
@@ -379,9 +373,15 @@ async fn test_close_when_halted_again_after_it_started_and_restarted_then_its_or
     })
     .await;
     assert_eq!(l.clob.posts().len(), 1, "only the copy's BUY reached the CLOB: {:?}\n{}", l.clob.posts(), l.d.log());
-    let b = &l.d.status()["breaker"];
-    assert_eq!(b["state"], "halted");
-    assert_eq!(b["reason"], "closing out", "the first halt's reason stays: {b}");
+}
+
+/// Waits into a later second: a close is stamped in whole seconds.
+async fn a_new_second() {
+    let from = std::time::SystemTime::now();
+    wait_for(5, "a new second", async || {
+        (from.elapsed().unwrap() >= std::time::Duration::from_millis(1_100)).then_some(())
+    })
+    .await;
 }
 
 /// Live, with every send held before its POST while the returned file exists (it does not yet):
