@@ -262,22 +262,28 @@ impl Store {
         Ok(PaperBooking::Booked(record_execution_in(&self.conn, e, wallet)?))
     }
 
-    /// Whether fill `row` is still a trade to copy: not taken away by a reorg (withdrawn, or a
-    /// suspect the rescan has not seen again) and not an orphaned sighting. An order already sent
-    /// for one that is not is only looked up, never sent again.
+    /// Whether fill `row` is still a trade to copy: standing; a suspect of a reorg the rescan has
+    /// not seen again yet (it is decided within a few blocks); or gone (withdrawn, refused, an
+    /// orphaned sighting, copied and then taken as gone by a reorg, no such row). An order already sent for one that does not stand is only
+    /// looked up; one for a suspect waits for the rescan's word before it is sent again.
     ///
     /// # Errors
     /// On a database error.
-    pub fn fill_stands(&self, row: i64) -> StoreResult<bool> {
-        Ok(self
+    pub fn fill_standing(&self, row: i64) -> StoreResult<FillStanding> {
+        let found: Option<(bool, bool)> = self
             .conn
             .query_row(
-                "SELECT status IN ('pending', 'executed') AND suspect = 0 AND orphaned = 0 FROM fills WHERE id = ?1",
+                "SELECT status IN ('pending', 'executed') AND orphaned = 0 AND reorged_after_copy = 0, suspect \
+                 FROM fills WHERE id = ?1",
                 [row],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()?
-            .unwrap_or(false))
+            .optional()?;
+        Ok(match found {
+            Some((true, false)) => FillStanding::Stands,
+            Some((true, true)) => FillStanding::Suspect,
+            _ => FillStanding::Gone,
+        })
     }
 
     /// Marks a pending fill as not copied, with the stable reason code and its detail.
@@ -406,4 +412,15 @@ fn grow_from_answer(tx: &rusqlite::Connection, e: &Execution) -> StoreResult<Opt
         )?;
     }
     Ok(grown.map(|g| (g.position, g.realized)))
+}
+
+/// Whether a copied target fill is still a trade on chain ([`Store::fill_standing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillStanding {
+    /// On the chain we follow.
+    Stands,
+    /// Its block was reorged away and the rescan has not seen it again yet.
+    Suspect,
+    /// Withdrawn, refused or orphaned: no longer a trade to copy.
+    Gone,
 }

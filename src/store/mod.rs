@@ -40,7 +40,7 @@ pub use approvals::SentApproval;
 pub use archive::Pruned;
 pub use correction::Correction;
 pub use fill_status::FillStatus;
-pub use journal::{PaperBooking, PendingFill};
+pub use journal::{FillStanding, PaperBooking, PendingFill};
 pub use maintenance::check_file;
 pub use operator::{FillOutcome, PausedMarket};
 pub use ops::{ExecRow, FillCounts, HeldMessage, Resolution};

@@ -379,6 +379,25 @@ mod tests {
         assert_eq!(out.to_copy.len(), 1);
     }
 
+    /// What an order waiting to be sent again learns of its target's fill: it stands, it is a
+    /// suspect of a reorg (wait for the rescan), or it is gone (only look the order up).
+    #[test]
+    fn a_fill_stands_is_suspect_then_gone_as_the_rescan_decides() {
+        use crate::store::FillStanding::{Gone, Stands, Suspect};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let h = B256::repeat_byte;
+        let out = s.journal_range(&[fill_in(1, 1, 5), fill_in(1, 2, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
+        let (pending, copied) = (out.to_copy[0].row, out.to_copy[1].row);
+        s.conn.execute("UPDATE fills SET status = 'executed' WHERE id = ?1", [copied]).unwrap();
+        assert_eq!((s.fill_standing(pending).unwrap(), s.fill_standing(copied).unwrap()), (Stands, Stands));
+        s.rewind((4, h(4))).unwrap();
+        assert_eq!((s.fill_standing(pending).unwrap(), s.fill_standing(copied).unwrap()), (Suspect, Suspect));
+        s.journal_range(&[], (8, h(28)), &[]).unwrap();
+        assert_eq!((s.fill_standing(pending).unwrap(), s.fill_standing(copied).unwrap()), (Gone, Gone));
+        assert_eq!(s.fill_standing(9_999).unwrap(), Gone, "no such row");
+    }
+
     /// A copied fill taken as gone (not seen within two blocks of its height) that is mined
     /// again later: no longer flagged, said to stand, and the target's position counts it again.
     #[test]

@@ -248,13 +248,23 @@ impl Run {
                         if let Some(done) = self.booked_meanwhile().await? {
                             return done;
                         }
-                        if !self.writer.ask(FillStands(self.intent.fill_row)).await.map_err(journal_err)? {
+                        match self.writer.ask(FillStands(self.intent.fill_row)).await.map_err(journal_err)? {
+                            crate::store::FillStanding::Stands => {}
+                            // A reorg took the target's block; the rescan says within a few blocks
+                            // whether the trade came back. Looked up again meanwhile, not sent.
+                            crate::store::FillStanding::Suspect => {
+                                info!(order = %id, "the copied trade's block was reorged away: waiting for the rescan before any send");
+                                self.wait_or_stop(&mut r).await;
+                                continue;
+                            }
                             // The target's trade is gone (a reorg took it, or its sighting was
                             // orphaned): what an earlier send did is looked up, nothing leaves again.
-                            info!(order = %id, "the copied trade is gone from the chain: the order is only looked up");
-                            r.lookup_first = true;
-                            r.resent = true;
-                            continue;
+                            crate::store::FillStanding::Gone => {
+                                info!(order = %id, "the copied trade is gone from the chain: the order is only looked up");
+                                r.lookup_first = true;
+                                r.resent = true;
+                                continue;
+                            }
                         }
                         info!(order = %id, "the exchange does not have the order: sending the same signed order once")
                     }

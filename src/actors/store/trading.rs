@@ -81,10 +81,10 @@ pub struct Committed(pub Option<std::time::Instant>);
 pub struct GetOrder(pub i64);
 store_handler!(GetOrder -> Option<crate::store::OrderRow>, |s, m| s.order_for(m.0));
 
-/// Whether a fill is still a trade to copy (see [`crate::store::Store::fill_stands`]).
+/// Whether a fill is still a trade to copy (see [`crate::store::Store::fill_standing`]).
 #[derive(Debug)]
 pub struct FillStands(pub i64);
-store_handler!(FillStands -> bool, |s, m| s.fill_stands(m.0));
+store_handler!(FillStands -> crate::store::FillStanding, |s, m| s.fill_standing(m.0));
 
 /// Count a send of a fill's order, before it leaves.
 #[derive(Debug)]
