@@ -132,7 +132,21 @@ async fn settled(extra: &[(&str, &str)], fault: Option<&str>) -> Live {
 /// [`settled`], with the results of the markets of `unreported` tokens not on chain yet when
 /// Gamma shows them resolved.
 async fn settled_with(extra: &[(&str, &str)], fault: Option<&str>, unreported: &[u64]) -> Live {
+    settle(live().await, extra, fault, unreported).await
+}
+
+/// [`settled`], the daemon reaching the node through a proxy that refuses every gas estimate
+/// from the start (before the markets resolve), until told otherwise.
+async fn settled_with_estimates_refused(extra: &[(&str, &str)]) -> (Live, crate::support::capped_rpc::CappedRpc) {
     let mut l = live().await;
+    let proxy = crate::support::capped_rpc::CappedRpc::start(&l.anvil.http_url(), u64::MAX).await;
+    proxy.refuse_estimates(usize::MAX);
+    l.d.env.push(("POLYGON_RPC_URL".into(), proxy.url.clone()));
+    (settle(l, extra, None, &[]).await, proxy)
+}
+
+/// `l` started with the redemption settings `extra`, two copies held and their markets resolved.
+async fn settle(mut l: Live, extra: &[(&str, &str)], fault: Option<&str>, unreported: &[u64]) -> Live {
     install(&l.anvil).await;
     l.d.set("risk", "mark_interval_s = 1");
     for (k, v) in [("CHECK_EVERY_S", "1"), ("RETRY_AFTER_S", "1"), ("CONFIRM_WAIT_S", "10")].iter().chain(extra) {
@@ -247,6 +261,24 @@ async fn test_redeem_when_gamma_is_ahead_of_the_chain_then_it_waits_without_spen
     wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
         .await;
     wait_for(10, "the row redeemed", async || (rows(&l.d).await[0].1 == "redeemed").then_some(())).await;
+}
+
+/// The node refuses the redemption's gas estimates (rate limited) for more rounds than the
+/// budget allows attempts: no attempt is spent, the operator is told once that it cannot be
+/// prepared, and the market is redeemed once the node answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_the_node_fails_then_no_attempt_is_spent_and_it_is_redeemed_later() {
+    let (l, proxy) = settled_with_estimates_refused(&[("ATTEMPTS", "2")]).await;
+    wait_for(60, "the operator told once", async || {
+        l.d.events("error").into_iter().find(|m| m.contains("could not be prepared for 3 rounds"))
+    })
+    .await;
+    assert!(l.d.events("error").iter().all(|m| !m.contains("failed (attempt")), "{:?}", l.d.events("error"));
+    assert!(rows(&l.d).await.iter().all(|r| r.1 != "failed"), "no attempt spent");
+    proxy.refuse_estimates(0);
+    wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
+        .await;
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

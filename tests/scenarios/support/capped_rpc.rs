@@ -21,6 +21,7 @@ pub struct CappedRpc {
     served: Arc<AtomicUsize>,
     lagging: Arc<AtomicUsize>,
     behind: Arc<AtomicUsize>,
+    estimates_refused: Arc<AtomicUsize>,
 }
 
 impl CappedRpc {
@@ -31,19 +32,28 @@ impl CappedRpc {
         let (refused, served): (Arc<AtomicUsize>, Arc<AtomicUsize>) = (Arc::default(), Arc::default());
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let (lagging, behind): (Arc<AtomicUsize>, Arc<AtomicUsize>) = (Arc::default(), Arc::default());
-        let (r, s, l, b) = (refused.clone(), served.clone(), lagging.clone(), behind.clone());
+        let estimates_refused: Arc<AtomicUsize> = Arc::default();
+        let (r, s, l, b, e) =
+            (refused.clone(), served.clone(), lagging.clone(), behind.clone(), estimates_refused.clone());
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(serve(sock, upstream.clone(), cap, (r.clone(), s.clone()), (l.clone(), b.clone())));
+                let faults = (l.clone(), b.clone(), e.clone());
+                tokio::spawn(serve(sock, upstream.clone(), cap, (r.clone(), s.clone()), faults));
             }
         });
-        Self { url, refused, served, lagging, behind }
+        Self { url, refused, served, lagging, behind, estimates_refused }
     }
 
     /// The next `n` block-by-number calls are answered by a backend two blocks behind the one that
     /// answers for the head (a load balancer's): it has no block above the head less two.
     pub fn behind(&self, n: usize) {
         self.behind.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` `eth_estimateGas` calls are refused as a rate-limited provider refuses them
+    /// (-32005 "limit exceeded"): the node failing, not the call reverting.
+    pub fn refuse_estimates(&self, n: usize) {
+        self.estimates_refused.store(n, Ordering::SeqCst);
     }
 
     /// Calls still to be answered from behind.
@@ -74,10 +84,24 @@ async fn serve(
     upstream: String,
     cap: u64,
     (refused, served): (Arc<AtomicUsize>, Arc<AtomicUsize>),
-    (lagging, behind): (Arc<AtomicUsize>, Arc<AtomicUsize>),
+    (lagging, behind, estimates_refused): (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<AtomicUsize>),
 ) {
     while let Some((_, _, body, _)) = read_request(&mut sock).await {
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if req["method"] == "eth_estimateGas"
+            && estimates_refused.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        {
+            let answer = json!({"jsonrpc": "2.0", "id": req["id"].clone(), "error": {"code": -32005, "message": "limit exceeded"}})
+                .to_string();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                answer.len()
+            );
+            if sock.write_all(head.as_bytes()).await.is_err() || sock.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
         if req["method"] == "eth_getBlockByNumber"
             && behind.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
         {
