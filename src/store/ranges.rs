@@ -317,9 +317,9 @@ mod tests {
         s.target_position(&Address::repeat_byte(0xaa), &U256::from(7)).unwrap()
     }
 
-    /// A journal whose fill in block 5 was copied and then reorged out, and taken as gone by the
-    /// rescan (the sweep, two blocks past its height): the store, its row.
-    fn copied_then_swept() -> (tempfile::TempDir, Store, i64) {
+    /// A journal whose fill in block 5 was copied and then reorged out (a suspect the rescan has
+    /// not seen again yet): the store, its row.
+    fn copied_then_reorged() -> (tempfile::TempDir, Store, i64) {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let h = B256::repeat_byte;
@@ -327,7 +327,14 @@ mod tests {
         let row = out.to_copy[0].row;
         s.conn.execute("UPDATE fills SET status = 'executed' WHERE id = ?1", [row]).unwrap();
         s.rewind((4, h(4))).unwrap();
-        let out = s.journal_range(&[], (8, h(28)), &[]).unwrap();
+        (dir, s, row)
+    }
+
+    /// [`copied_then_reorged`], then taken as gone by the rescan (the sweep, two blocks past its
+    /// height).
+    fn copied_then_swept() -> (tempfile::TempDir, Store, i64) {
+        let (dir, mut s, row) = copied_then_reorged();
+        let out = s.journal_range(&[], (8, B256::repeat_byte(28)), &[]).unwrap();
         assert_eq!(out.reorged_after_copy.len(), 1);
         (dir, s, row)
     }
@@ -336,13 +343,8 @@ mod tests {
     /// hash): the same trade, copied once. Its row takes the new identity and block.
     #[test]
     fn a_fill_mined_again_under_another_transaction_is_the_same_trade() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let (_dir, mut s, row) = copied_then_reorged();
         let h = B256::repeat_byte;
-        let out = s.journal_range(&[fill_in(1, 1, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
-        let row = out.to_copy[0].row;
-        s.conn.execute("UPDATE fills SET status = 'executed' WHERE id = ?1", [row]).unwrap();
-        s.rewind((4, h(4))).unwrap();
         let out = s.journal_range(&[fill_in(2, 1, 6)], (6, h(26)), &[(6, h(26))]).unwrap();
         assert!(out.to_copy.is_empty(), "not a new trade: {out:?}");
         let out = s.journal_range(&[], (9, h(29)), &[]).unwrap();
