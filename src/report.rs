@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::domain::{ExecMode, Price, TokenId, Usdc, addr_lower, format_micros, mul_price_floor};
 use crate::risk::Book;
-use crate::store::{ExecRow, FillCounts, FillStatus};
+use crate::store::{ExecRow, FeeRow, FillCounts, FillStatus};
 
 mod chart;
 pub use chart::{ChartError, chart_png, lines_png};
@@ -107,8 +107,11 @@ pub struct Report {
     pub from_ms: i64,
     /// Report time, unix ms.
     pub to_ms: i64,
-    /// Realized P&L in the period.
+    /// Realized P&L in the period, fees included.
     pub realized_usdc: String,
+    /// The fees our fills on chain paid in the period, counted in `realized_usdc` (and each in its
+    /// target's line).
+    pub fees_usdc: String,
     /// Unrealized P&L of open positions, at their CLOB midpoint (else the last traded price).
     pub unrealized_usdc: String,
     /// Cost of open positions.
@@ -128,33 +131,45 @@ pub struct Report {
     pub series: Vec<(i64, i64, i64)>,
 }
 
-/// Builds the report from every execution ever (the book is replayed), the last traded prices, the
-/// period's fill counts and the targets' labels.
+/// Builds the report from every execution ever (the book is replayed), the fees our fills on
+/// chain paid (`fees`, oldest first; those before the period are left out), the last traded
+/// prices, the period's fill counts and the targets' labels.
 #[must_use]
 pub fn build(
     Span { period, from_ms: from, to_ms: now_ms }: Span,
-    executions: &[ExecRow],
+    (executions, fees): (&[ExecRow], &[FeeRow]),
     last_prices: &BTreeMap<TokenId, Price>,
     counts: &FillCounts,
     labels: &HashMap<Address, String>,
 ) -> Report {
     let mut book = Book::default();
-    let mut realized = 0i64;
+    let (mut realized, mut fees_paid) = (0i64, 0i64);
     let mut series = vec![(from, 0, 0)];
     let mut per_target: BTreeMap<String, (u64, u64, i64)> = BTreeMap::new();
     let name =
         |w: &str| labels.iter().find(|(a, _)| addr_lower(a) == w).map_or_else(|| w.to_owned(), |(_, l)| l.clone());
-    for row in executions {
-        book.apply(&row.exec);
-        if row.exec.at_ms >= from {
-            realized += row.realized.0;
-            series.push((row.exec.at_ms, realized, book.exposure().0));
-            let who = if row.exec.mode == ExecMode::Settlement {
-                "resolved markets".to_owned()
-            } else {
-                name(&addr_lower(&row.wallet))
-            };
-            per_target.entry(who).or_default().2 += row.realized.0;
+    for step in in_time_order(executions, fees) {
+        let (at_ms, who, pnl) = match step {
+            Step::Exec(row) => {
+                book.apply(&row.exec);
+                let who = if row.exec.mode == ExecMode::Settlement {
+                    "resolved markets".to_owned()
+                } else {
+                    name(&addr_lower(&row.wallet))
+                };
+                (row.exec.at_ms, who, row.realized.0)
+            }
+            Step::Fee(f) => {
+                if f.at_ms >= from {
+                    fees_paid += f.fee.0;
+                }
+                (f.at_ms, name(&addr_lower(&f.wallet)), -f.fee.0)
+            }
+        };
+        if at_ms >= from {
+            realized += pnl;
+            series.push((at_ms, realized, book.exposure().0));
+            per_target.entry(who).or_default().2 += pnl;
         }
     }
     if series.len() == 1 {
@@ -171,6 +186,7 @@ pub fn build(
         from_ms: from,
         to_ms: now_ms,
         realized_usdc: format_micros(realized),
+        fees_usdc: format_micros(fees_paid),
         unrealized_usdc: format_micros(unrealized),
         exposure_usdc: Usdc(book.exposure().0).to_string(),
         copied,
@@ -189,6 +205,27 @@ pub fn build(
             .collect(),
         series,
     }
+}
+
+/// One step of the replay: an execution, or a fee one of our fills paid.
+enum Step<'a> {
+    Exec(&'a ExecRow),
+    Fee(&'a FeeRow),
+}
+
+/// `executions` and `fees` (each oldest first) merged into one replay, oldest first; an execution
+/// goes before a fee of the same moment (the fee is read after its fill).
+fn in_time_order<'a>(executions: &'a [ExecRow], fees: &'a [FeeRow]) -> Vec<Step<'a>> {
+    let mut out = Vec::with_capacity(executions.len() + fees.len());
+    let mut fees = fees.iter().peekable();
+    for row in executions {
+        while let Some(f) = fees.next_if(|f| f.at_ms < row.exec.at_ms) {
+            out.push(Step::Fee(f));
+        }
+        out.push(Step::Exec(row));
+    }
+    out.extend(fees.map(Step::Fee));
+    out
 }
 
 /// Copies and refusals in the period: in total, refusals by reason, and each target's counts in
@@ -252,8 +289,10 @@ pub(crate) const fn title(p: Period) -> &'static str {
 #[must_use]
 pub fn text(r: &Report) -> String {
     let title = format!("{} (since {} {} UTC)", title(r.period), date(r.from_ms), time_of_day(r.from_ms));
+    let fees =
+        if r.fees_usdc == format_micros(0) { String::new() } else { format!(" after {} USDC of fees", r.fees_usdc) };
     let mut s = format!(
-        "{title}\nP&L realized {} USDC, unrealized {} USDC (open positions at their CLOB midpoint, else the last traded price)\nexposure {} USDC\ncopies {}",
+        "{title}\nP&L realized {} USDC{fees}, unrealized {} USDC (open positions at their CLOB midpoint, else the last traded price)\nexposure {} USDC\ncopies {}",
         r.realized_usdc, r.unrealized_usdc, r.exposure_usdc, r.copied
     );
     let total_rejected: u64 = r.rejected.values().sum();
@@ -363,12 +402,29 @@ mod tests {
             exec(day + 14 * h, Side::Sell, 1, 5 * ONE, 3 * ONE, ONE / 4, 1),
         ];
         let none = (BTreeMap::new(), FillCounts::default(), HashMap::new());
-        let at = |start| build(Span::new(Period::Daily, start, day + 15 * h), &execs, &none.0, &none.1, &none.2);
+        let mut fees = Vec::new();
+        let at =
+            |start| build(Span::new(Period::Daily, start, day + 15 * h), (&execs, &fees), &none.0, &none.1, &none.2);
         assert_eq!(at(day).realized_usdc, "0.75", "the UTC day holds both sales");
         let r = at(day + 13 * h);
         assert_eq!(r.realized_usdc, "0.25", "the trading day from 13:00 holds the second alone");
         assert!(text(&r).starts_with("Daily report (since "), "{}", text(&r));
         assert!(text(&r).contains(" 13:00 UTC)"), "{}", text(&r));
+        assert!(!text(&r).contains("fees"), "no fees, no mention: {}", text(&r));
+        // Fees our fills paid come off the period's P&L, and their target's, when they were paid.
+        fees.extend([
+            FeeRow { wallet: Address::repeat_byte(1), fee: Usdc(10_000), at_ms: day + 2 * h },
+            FeeRow { wallet: Address::repeat_byte(1), fee: Usdc(60_000), at_ms: day + 14 * h + 1 },
+        ]);
+        let at =
+            |start| build(Span::new(Period::Daily, start, day + 15 * h), (&execs, &fees), &none.0, &none.1, &none.2);
+        let r = at(day + 13 * h);
+        assert_eq!((r.realized_usdc.as_str(), r.fees_usdc.as_str()), ("0.19", "0.06"), "yesterday's fee left out");
+        let points: Vec<i64> = r.series.iter().map(|p| p.1).collect();
+        assert_eq!(points, [0, 250_000, 190_000, 190_000], "the fee drawn when it was paid");
+        assert_eq!(r.targets[0].realized_usdc, "0.19", "its target's line carries it");
+        assert!(text(&r).contains("P&L realized 0.19 USDC after 0.06 USDC of fees"), "{}", text(&r));
+        assert_eq!(at(day).realized_usdc, "0.68");
     }
 
     #[test]
@@ -386,7 +442,7 @@ mod tests {
         counts.by.insert((addr_lower(&Address::repeat_byte(2)), FillStatus::Executed, String::new()), 1);
         counts.by.insert((addr_lower(&Address::repeat_byte(2)), FillStatus::Rejected, "max_order_usdc".into()), 2);
         let labels = HashMap::from([(Address::repeat_byte(1), "whale".to_owned())]);
-        let r = build(Span::new(Period::Daily, day, now), &execs, &prices, &counts, &labels);
+        let r = build(Span::new(Period::Daily, day, now), (&execs, &[]), &prices, &counts, &labels);
         assert_eq!(r.realized_usdc, "0.5");
         // token 1: 5 sh cost 2.5 worth 3 → +0.5; token 2: 10 sh cost 4 worth 3 → −1
         assert_eq!(r.unrealized_usdc, "-0.5");

@@ -143,8 +143,9 @@ pub fn report(g: &GlobalArgs, period: ReportPeriod, as_json: bool) -> Result<()>
         .map(|w| w.targets.into_iter().map(|t| (t.address, t.label)).collect())
         .unwrap_or_default();
     let span = report::Span::new(period, store.trading_day_start(now), now);
+    let (executions, fees) = (store.executions(0)?, store.fees_paid(span.from_ms)?);
     let r =
-        report::build(span, &store.executions(0)?, &store.last_prices()?, &store.fill_counts(span.from_ms)?, &labels);
+        report::build(span, (&executions, &fees), &store.last_prices()?, &store.fill_counts(span.from_ms)?, &labels);
     if as_json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

@@ -104,6 +104,7 @@ fn to_json(s: &Settings, v: &View) -> Value {
         "positions": r.positions,
         "exposure_usdc": r.exposure_usdc,
         "realized_today_usdc": r.realized_today_usdc,
+        "fees_today_usdc": r.fees_today_usdc,
         "unrealized_usdc": r.unrealized_usdc,
         "last_block": r.last_block,
         "last_fill": r.last_fill,
@@ -203,8 +204,8 @@ fn print_targets(v: &View) {
 
 fn print_book(report: &StatusReport) {
     println!(
-        "positions (exposure {} USDC, realized today {} USDC, unrealized {} USDC at the last marks):",
-        report.exposure_usdc, report.realized_today_usdc, report.unrealized_usdc
+        "positions (exposure {} USDC, realized today {} USDC after {} USDC of fees, unrealized {} USDC at the last marks):",
+        report.exposure_usdc, report.realized_today_usdc, report.fees_today_usdc, report.unrealized_usdc
     );
     if report.positions.is_empty() {
         println!("  none");

@@ -86,7 +86,8 @@ impl Store {
     }
 
     /// Realized P&L since `day_start_ms` (the trading day's opening), of executions still in our
-    /// books (not those whose match never settled on chain and was taken out).
+    /// books (not those whose match never settled on chain and was taken out), less the fees our
+    /// fills on chain paid since then.
     ///
     /// # Errors
     /// On a database error.
@@ -95,9 +96,25 @@ impl Store {
             &self.conn,
             &format!(
                 "SELECT COALESCE(SUM(p), 0) FROM (SELECT realized_pnl AS p FROM executions e WHERE executed_at_ms >= ?1 \
-                 AND {IN_BOOKS} UNION ALL SELECT realized_pnl FROM settlements WHERE at_ms >= ?1)"
+                 AND {IN_BOOKS} UNION ALL SELECT realized_pnl FROM settlements WHERE at_ms >= ?1 \
+                 UNION ALL SELECT -fee FROM own_fills WHERE fee > 0 AND seen_at_ms >= ?1)"
             ),
             [day_start_ms],
+            |r| r.get(0),
+        )?;
+        Ok(Usdc(v))
+    }
+
+    /// The fees our fills on chain paid since `since_ms` (when each was read), already counted in
+    /// [`Store::realized_since`].
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn fees_since(&self, since_ms: i64) -> StoreResult<Usdc> {
+        let v: i64 = query_one(
+            &self.conn,
+            "SELECT COALESCE(SUM(fee), 0) FROM own_fills WHERE fee > 0 AND seen_at_ms >= ?1",
+            [since_ms],
             |r| r.get(0),
         )?;
         Ok(Usdc(v))

@@ -43,12 +43,13 @@ pub use fill_status::FillStatus;
 pub use journal::{FillStanding, PaperBooking, PendingFill};
 pub use maintenance::check_file;
 pub use operator::{FillOutcome, PausedMarket};
-pub use ops::{ExecRow, FillCounts, HeldMessage, Resolution};
+pub use ops::{ExecRow, FeeRow, FillCounts, HeldMessage, Resolution};
 pub use orders::{OrderHealth, OrderRow, OrderStatus, Unsettled};
-pub use own_fills::{OwnBooking, OwnSettlement};
+pub use own_fills::{ForgottenFee, OwnBooking, OwnSettled, OwnSettlement};
 pub use quality::TargetQuality;
 pub use queries::{StatusReport, TradeRow};
 pub use ranges::JournalOutcome;
+pub use ranges::Rewound;
 pub use reconcile::TokenState;
 pub use redemptions::{RedeemStatus, RedemptionRow, Resolved};
 pub use settlement::{SettlementChange, SettlementStep};
@@ -489,7 +490,7 @@ mod tests {
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let out = s.journal_range(&[fill(1, 5)], (5, B256::repeat_byte(5)), &[(5, B256::repeat_byte(5))]).unwrap();
         let row = out.to_copy[0].row;
-        assert_eq!(s.rewind((4, B256::repeat_byte(4))).unwrap(), 1);
+        assert_eq!(s.rewind((4, B256::repeat_byte(4))).unwrap().suspects, 1);
         let intent = crate::domain::OrderIntent { fill_row: row, ..crate::domain::test_intent(Side::Buy, 1, 1, 1) };
         // Its old height and the block after it read again without it: still looked for (a
         // dropped transaction is usually mined again a block or two later), and no intent meanwhile.
@@ -518,7 +519,7 @@ mod tests {
         let (copied, refused) = (out.to_copy[0].row, out.to_copy[1].row);
         s.conn.execute("UPDATE fills SET status = 'executed' WHERE id = ?1", [copied]).unwrap();
         s.record_rejection(refused, "max_exposure", "too much").unwrap();
-        assert_eq!(s.rewind((4, h(4))).unwrap(), 2);
+        assert_eq!(s.rewind((4, h(4))).unwrap().suspects, 2);
         // The new block 5 has neither; block 6 has the copied one again; block 7 nothing, and
         // the refused one is gone then, two blocks past its height.
         for (fills, n) in [(vec![], 5), (vec![fill(1, 6)], 6)] {
@@ -547,7 +548,7 @@ mod tests {
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let h = B256::repeat_byte;
         s.journal_range(&[fill(1, 5), fill(2, 6)], (6, h(6)), &[(5, h(5)), (6, h(6))]).unwrap();
-        assert_eq!(s.rewind((4, h(4))).unwrap(), 2);
+        assert_eq!(s.rewind((4, h(4))).unwrap().suspects, 2);
         // The rescan: block 5 again with the first fill (one part), then block 8 brings the second
         // one back (the last part).
         let first = s.journal_blocks(&[fill(1, 5)], (7, h(7)), &[(5, h(5))], false).unwrap();

@@ -34,6 +34,17 @@ pub struct ExecRow {
     pub realized: Usdc,
 }
 
+/// A fee one of our orders paid on chain, as the report counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeeRow {
+    /// The target whose fill the order copied (the operator's own address for a close).
+    pub wallet: Address,
+    /// pUSD.
+    pub fee: Usdc,
+    /// When it was read (unix ms), which dates it.
+    pub at_ms: i64,
+}
+
 /// Counts of a period's fills by wallet and outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FillCounts {
@@ -295,6 +306,25 @@ impl Store {
         Ok(FillCounts { by: rows.collect::<Result<_, _>>()? })
     }
 
+    /// The fees our fills on chain paid since `since_ms`, oldest first, each with the target
+    /// whose fill the order copied.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn fees_paid(&self, since_ms: i64) -> StoreResult<Vec<FeeRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT fl.wallet, f.fee, f.seen_at_ms FROM own_fills f JOIN orders o ON o.order_id = f.order_id \
+             JOIN fills fl ON fl.id = o.fill_id WHERE f.fee > 0 AND f.seen_at_ms >= ?1 ORDER BY f.seen_at_ms",
+        )?;
+        let rows =
+            st.query_map([since_ms], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
+        rows.map(|row| {
+            let (wallet, fee, at_ms) = row?;
+            Ok(FeeRow { wallet: super::hex_addr(&wallet, "fills.wallet")?, fee: Usdc(fee), at_ms })
+        })
+        .collect()
+    }
+
     /// Realized P&L per trading day (see [`Store::with_trading_day`]) for the last `days` days,
     /// oldest first, days without trades included; each day is keyed by its start.
     ///
@@ -306,7 +336,8 @@ impl Store {
         // Days are counted from `first`, a day start, so each row falls in the day it belongs to.
         let mut st = self.conn.prepare(&format!(
             "SELECT ?1 + ((t - ?1) / 86400000) * 86400000, SUM(p) FROM (SELECT executed_at_ms AS t, realized_pnl AS p \
-             FROM executions e WHERE {IN_BOOKS} UNION ALL SELECT at_ms, realized_pnl FROM settlements) WHERE t >= ?1 GROUP BY 1"
+             FROM executions e WHERE {IN_BOOKS} UNION ALL SELECT at_ms, realized_pnl FROM settlements \
+             UNION ALL SELECT seen_at_ms, -fee FROM own_fills WHERE fee > 0) WHERE t >= ?1 GROUP BY 1"
         ))?;
         let rows = st.query_map([first], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
         let sums: BTreeMap<i64, i64> = rows.collect::<Result<_, _>>()?;

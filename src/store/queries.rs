@@ -74,8 +74,10 @@ pub struct StatusReport {
     pub positions: Vec<PositionRow>,
     /// Total cost of open positions.
     pub exposure_usdc: String,
-    /// Realized P&L today (UTC).
+    /// Realized P&L today (the trading day), fees included.
     pub realized_today_usdc: String,
+    /// The fees our fills on chain paid today, counted in `realized_today_usdc`.
+    pub fees_today_usdc: String,
     /// Unrealized P&L of the positions with a mark (CLOB midpoint); unmarked ones count at cost.
     pub unrealized_usdc: String,
     /// The newest fill.
@@ -217,6 +219,7 @@ impl Store {
             positions,
             exposure_usdc: format_micros(exposure),
             realized_today_usdc: format_micros(self.realized_today(now_ms())?.0),
+            fees_today_usdc: format_micros(self.fees_since(self.trading_day_start(now_ms()))?.0),
             unrealized_usdc: format_micros(unrealized),
             last_fill: self.last_target_fill()?,
         })

@@ -43,6 +43,16 @@ struct Waiting {
     suspects: bool,
 }
 
+/// What a rewind did (see [`Store::rewind`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewound {
+    /// Fills that became reorg suspects.
+    pub suspects: usize,
+    /// Fees of ours forgotten with their fills: realized P&L gives them back until the rescan
+    /// reads those fills again.
+    pub fees_forgotten: Vec<super::ForgottenFee>,
+}
+
 impl Store {
     /// The last fully processed block.
     ///
@@ -126,11 +136,11 @@ impl Store {
 
     /// Rewinds to the common ancestor after a reorg: fills above it become suspects until the rescan
     /// sees them again (they keep their status: one already copied stays copied), and our own
-    /// fills above it are forgotten until it does.
+    /// fills above it are forgotten until it does, with the fees they had booked.
     ///
     /// # Errors
     /// On a database error.
-    pub fn rewind(&mut self, ancestor: (u64, B256)) -> StoreResult<usize> {
+    pub fn rewind(&mut self, ancestor: (u64, B256)) -> StoreResult<Rewound> {
         let tx = self.conn.savepoint()?;
         let n = exec(
             &tx,
@@ -138,7 +148,7 @@ impl Store {
             [ancestor.0 as i64],
         )?;
         exec(&tx, "DELETE FROM recent_blocks WHERE number > ?1", [ancestor.0 as i64])?;
-        super::own_fills::rewind_own_fills(&tx, ancestor.0)?;
+        let fees_forgotten = super::own_fills::rewind_own_fills(&tx, ancestor.0)?;
         exec(
             &tx,
             "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
@@ -146,7 +156,7 @@ impl Store {
             params![ancestor.0 as i64, ancestor.1.to_string(), now_ms()],
         )?;
         tx.commit()?;
-        Ok(n)
+        Ok(Rewound { suspects: n, fees_forgotten })
     }
 }
 

@@ -441,6 +441,13 @@ ALTER TABLE breaker ADD COLUMN halt_asked_ms INTEGER NOT NULL DEFAULT 0;
 -- transaction is matched to one of them (the same trade) rather than copied again
 CREATE INDEX fills_reorged ON fills (block_number) WHERE reorged_after_copy = 1;
 ",
+    r"
+-- the fee the exchange charged our order in this transaction (pUSD: on top of a BUY's payment,
+-- out of a SELL's proceeds), booked as realized P&L when it is read; a reorg that forgets the
+-- fill forgets its fee until the chain is read again. 0 (older rows): not booked
+ALTER TABLE own_fills ADD COLUMN fee INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX own_fees ON own_fills (seen_at_ms) WHERE fee > 0;
+",
 ];
 
 /// Brings the schema up to date.

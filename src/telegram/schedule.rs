@@ -31,10 +31,10 @@ pub async fn build_report(
     period: Period,
 ) -> Option<(String, Option<Vec<u8>>)> {
     let now = now_ms();
-    let (span, execs, prices, counts) = store.send(GetReportData { period, now_ms: now }).await.ok()?.ok()?;
+    let (span, execs, prices, counts, fees) = store.send(GetReportData { period, now_ms: now }).await.ok()?.ok()?;
     let labels: std::collections::HashMap<_, _> =
         registry.send(ListTargets).await.ok()?.into_iter().map(|t| (t.target.address, t.target.label)).collect();
-    let r = report::build(span, &execs, &prices, &counts, &labels);
+    let r = report::build(span, (&execs, &fees), &prices, &counts, &labels);
     // Drawing takes a while and runs off the actors' thread, which halts and the socket share.
     let drawn = r.clone();
     let png = match tokio::task::spawn_blocking(move || report::chart_png(&drawn).map_err(|e| e.to_string())).await {

@@ -229,6 +229,48 @@ async fn test_live_when_daily_loss_limit_reached_then_reducing_exits_copied_buys
     assert_eq!(l.clob.posts().len(), 2, "the BUY never reached the CLOB");
 }
 
+/// The fee the exchange charged our order, read from our fill on chain, is realized P&L at once:
+/// the supervisor's day (its limit can trip on fees alone), `status`, the metrics and the report
+/// agree, and a restart counts it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_our_fill_pays_a_fee_on_chain_then_todays_pnl_counts_it_once() {
+    let mut l = live().await;
+    l.d.start_with(&[("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    assert_eq!(l.d.status()["realized_today_usdc"], "0");
+    // Settled on chain with a fee of 3.50 pUSD on top: past the -3 limit on fees alone.
+    let mut ours = Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, 10 * ONE, 5_100_000);
+    ours.order_hash = l.clob.orders()[0].id.parse().unwrap();
+    ours.words[4] = alloy::primitives::U256::from(3_500_000u64);
+    l.anvil.emit(&ours).await;
+    let b = wait_for(20, "reducing", async || {
+        let s = l.d.status();
+        (s["breaker"]["state"] == "reducing").then(|| s["breaker"].clone())
+    })
+    .await;
+    assert!(b["reason"].as_str().unwrap().contains("P&L today -3.5"), "{b}");
+    let s = l.d.status();
+    assert_eq!((s["realized_today_usdc"].as_str(), s["fees_today_usdc"].as_str()), (Some("-3.5"), Some("3.5")), "{s}");
+    let (_, metrics) = http_get(&l.d.http_base().await, "/metrics").await;
+    assert!(metrics.contains("polycopy_realized_pnl_today_usdc -3.5"), "{metrics}");
+    let (code, out, err) = l.d.run_cli(&["report", "daily", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((report["realized_usdc"].as_str(), report["fees_usdc"].as_str()), (Some("-3.5"), Some("3.5")));
+    assert_eq!(report["targets"][0]["target"], "whale", "{report}");
+    assert_eq!(report["targets"][0]["realized_usdc"], "-3.5", "the copy's target pays it: {report}");
+
+    // After a restart the journal's day counts the fee once.
+    l.d.stop();
+    l.d.start_with(&[("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")]);
+    l.d.wait_live().await;
+    let (_, metrics) = http_get(&l.d.http_base().await, "/metrics").await;
+    assert!(metrics.contains("polycopy_realized_pnl_today_usdc -3.5"), "{metrics}");
+    assert_eq!(l.d.status()["realized_today_usdc"], "-3.5");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_restart_when_a_day_opened_with_a_gain_then_no_phantom_loss_and_an_earlier_days_limit_ends() {
     let mut l = live().await;

@@ -1,6 +1,6 @@
 //! What our own fills on chain tell the supervisor: an order the CLOB never confirmed booked from
-//! its fill, a part a later transaction added, or a SELL's proceeds corrected to what the chain
-//! paid. The journal has made each change already; the book, today's P&L and the reservations
+//! its fill, a part a later transaction added, a SELL's proceeds corrected to what the chain
+//! paid, or the fee a fill paid. The journal has made each change already; the book, today's P&L and the reservations
 //! follow here, without waiting for a restart.
 
 use actix::{Context, Handler};
@@ -20,6 +20,8 @@ impl Handler<OwnBooked> for RiskSupervisor {
         match m.change {
             OwnChange::Booked(b) => self.booked_on_chain(m.order_id, b),
             OwnChange::Corrected(c) => self.corrected_on_chain(m.order_id, &c),
+            OwnChange::Fee { fee, at_ms } => self.fee_changed(Usdc(-fee.0), at_ms),
+            OwnChange::FeeForgotten(f) => self.fee_changed(f.fee, f.at_ms),
         }
     }
 }
@@ -54,6 +56,18 @@ impl RiskSupervisor {
         let event = Event::BookedOnChain { order: order_id, exec: b.exec.clone() };
         self.take_booking(&b.exec, b.position, b.realized, event);
         self.wake_position_waiters();
+    }
+
+    /// A fee our fill on chain paid (`change` negative), or one a reorg forgot with its fill
+    /// (positive), moves today's P&L when it is dated today (`at_ms`), as the journal's sum does.
+    /// A fee can trip the daily loss limit as any loss does.
+    fn fee_changed(&mut self, change: Usdc, at_ms: i64) {
+        self.roll_day(crate::store::now_ms());
+        if at_ms >= self.day_start_ms {
+            self.realized_today = Usdc(self.realized_today.0 + change.0);
+        }
+        self.check_daily_loss();
+        self.publish();
     }
 
     /// The journal replaced a SELL's proceeds with the chain's: today's P&L follows, and the

@@ -69,7 +69,7 @@ store_handler!(ProvisionalTxs -> Vec<B256>, |s, _m| s.provisional_txs());
 /// Rewind to a reorg's common ancestor.
 #[derive(Debug)]
 pub struct Rewind(pub (u64, B256));
-store_handler!(Rewind -> usize, |s, m| s.rewind(m.0));
+store_handler!(Rewind -> crate::store::Rewound, |s, m| s.rewind(m.0));
 
 /// Recently processed block hashes, newest first.
 #[derive(Debug)]

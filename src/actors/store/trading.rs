@@ -18,15 +18,18 @@ pub struct BookOwnFill {
     pub shares: Shares,
     /// pUSD paid or received.
     pub usdc: Usdc,
+    /// The fee the exchange charged, pUSD.
+    pub fee: Usdc,
     /// The settling transaction.
     pub tx: String,
     /// The block it was read in.
     pub block: u64,
 }
-store_handler!(BookOwnFill -> crate::store::OwnSettlement, |s, m| s.settle_own_fill(
+store_handler!(BookOwnFill -> crate::store::OwnSettled, |s, m| s.settle_own_fill_paying(
     &m.order_id,
     m.shares,
     m.usdc,
+    m.fee,
     (&m.tx, m.block)
 ));
 

@@ -356,7 +356,13 @@ impl ChainFeed {
                 (oldest, b.hash)
             }
         };
-        let suspects = ask(&self.writer, store_msgs::Rewind(ancestor)).await?;
+        let rewound = ask(&self.writer, store_msgs::Rewind(ancestor)).await?;
+        let suspects = rewound.suspects;
+        if let Some(r) = &self.own_fills {
+            for fee in rewound.fees_forgotten {
+                r.do_send(OwnBooked { order_id: fee.order_id.clone(), change: OwnChange::FeeForgotten(fee) });
+            }
+        }
         warn!(from = cp.0, ancestor = ancestor.0, suspects, "reorg detected; rescanning from the common ancestor");
         self.notifier.do_send(Event::Reorg { depth: cp.0 - ancestor.0, ancestor: ancestor.0, suspects });
         self.checkpoint = Some(ancestor);

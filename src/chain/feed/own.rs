@@ -27,6 +27,16 @@ pub enum OwnChange {
     Booked(crate::store::OwnBooking),
     /// Replaced a booked SELL's proceeds with what the chain says it got.
     Corrected(crate::store::Correction),
+    /// Booked the fee our fill on chain paid, as realized P&L from when it was read.
+    Fee {
+        /// pUSD.
+        fee: crate::domain::Usdc,
+        /// When the journal booked it (unix ms): the day it counts on, as in the journal's sum.
+        at_ms: i64,
+    },
+    /// A reorg forgot our fill and the fee it had booked: realized P&L gives it back (the fill,
+    /// read again, books it again).
+    FeeForgotten(crate::store::ForgottenFee),
 }
 
 /// Our funder's fill of one of our orders, seen on chain, summed over the logs of one transaction.
@@ -38,6 +48,8 @@ pub struct OwnFill {
     pub shares: crate::domain::Shares,
     /// pUSD paid or received.
     pub usdc: crate::domain::Usdc,
+    /// The fee the exchange charged, pUSD (docs/PROTOCOL.md §5, *Fees*).
+    pub fee: crate::domain::Usdc,
     /// The transaction, 0x-hex.
     pub tx: String,
     /// The block it was read in (a reorg past it forgets it until it is read again).
@@ -54,10 +66,21 @@ impl ChainFeed {
                 order_id: f.order_id.clone(),
                 shares: f.shares,
                 usdc: f.usdc,
+                fee: f.fee,
                 tx: f.tx.clone(),
                 block: f.block,
             };
-            match ask(&self.writer, m).await? {
+            let settled = ask(&self.writer, m).await?;
+            if settled.fee.0 > 0 {
+                info!(order = %f.order_id, tx = %f.tx, fee = %settled.fee, "our order paid a fee on chain: booked as realized P&L");
+                if let Some(r) = &self.own_fills {
+                    r.do_send(OwnBooked {
+                        order_id: f.order_id.clone(),
+                        change: OwnChange::Fee { fee: settled.fee, at_ms: settled.at_ms },
+                    });
+                }
+            }
+            match settled.settlement {
                 OwnSettlement::Settled => info!(order = %f.order_id, tx = %f.tx, "our order settled on chain"),
                 OwnSettlement::Booked(booking) => {
                     info!(order = %f.order_id, tx = %f.tx, "our order booked from its fill on chain");
@@ -90,9 +113,27 @@ fn sum_by_order(own: Vec<TargetFill>) -> Vec<OwnFill> {
                 // overflow's panic here would stop the feed at the same range after every restart.
                 o.shares = crate::domain::Shares(o.shares.0.saturating_add(f.shares.0));
                 o.usdc = crate::domain::Usdc(o.usdc.0.saturating_add(f.usdc.0));
+                o.fee = crate::domain::Usdc(o.fee.0.saturating_add(fee_paid(&f).0));
             }
-            None => out.push(OwnFill { order_id, shares: f.shares, usdc: f.usdc, tx, block: f.block_number }),
+            None => out.push(OwnFill {
+                order_id,
+                shares: f.shares,
+                usdc: f.usdc,
+                fee: fee_paid(&f),
+                tx,
+                block: f.block_number,
+            }),
         }
     }
     out
+}
+
+/// The pUSD fee a log of ours charged. Under V2 and V3 the fee is collateral: on top of what a BUY
+/// pays, out of what a SELL gets (docs/PROTOCOL.md §5, *Fees*). The legacy exchange took a BUY's
+/// fee in shares; our orders are never signed for it, so such a fee books nothing.
+fn fee_paid(f: &TargetFill) -> crate::domain::Usdc {
+    match (f.version, f.side) {
+        (crate::domain::ExchangeVersion::V1, crate::domain::Side::Buy) => crate::domain::Usdc::ZERO,
+        _ => crate::domain::Usdc(f.fee.max(0)),
+    }
 }

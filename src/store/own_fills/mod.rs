@@ -63,14 +63,32 @@ pub(crate) struct Grown {
     pub realized: Usdc,
 }
 
+/// What one transaction of our fills on chain did: to the order's booking, and the fee it paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnSettled {
+    /// What the fills did to the order's booking.
+    pub settlement: OwnSettlement,
+    /// The fee this transaction charged, booked now as realized P&L (0 when it had none, or was
+    /// counted before).
+    pub fee: Usdc,
+    /// When the journal booked it (unix ms): the trading day whose P&L it is in.
+    pub at_ms: i64,
+}
+
+/// A fee of ours a reorg forgot with its fill (see [`rewind_own_fills`]): realized P&L gives it
+/// back until the fill is read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForgottenFee {
+    /// Our order id.
+    pub order_id: String,
+    /// The fee, pUSD.
+    pub fee: Usdc,
+    /// When it was booked (unix ms): the day whose P&L it was in.
+    pub at_ms: i64,
+}
+
 impl Store {
-    /// Settles our order `order_id` with its fill in transaction `tx_hash`, read in `block` (`shares` for `usdc`, all
-    /// its logs summed), in one call on the journal's one thread, so no outcome the executor journals
-    /// meanwhile can slip in between. Each transaction counts once, however often it is read. An
-    /// order can fill in several (a GTD order resting on the book, a big match the operator settles
-    /// in parts), so what the chain says is the sum of them all: an order with no execution yet is
-    /// booked from that sum; a booked one grows by what the sum adds to it, a booked SELL takes
-    /// the sum's proceeds, and it is marked settled once the sum holds every share booked.
+    /// [`Store::settle_own_fill_paying`] for a fill that charged no fee.
     ///
     /// # Errors
     /// On a database error or a corrupt row.
@@ -79,8 +97,33 @@ impl Store {
         order_id: &str,
         shares: Shares,
         usdc: Usdc,
-        (tx_hash, block): (&str, u64),
+        at: (&str, u64),
     ) -> StoreResult<OwnSettlement> {
+        Ok(self.settle_own_fill_paying(order_id, shares, usdc, Usdc::ZERO, at)?.settlement)
+    }
+
+    /// Settles our order `order_id` with its fill in transaction `tx_hash`, read in `block` (`shares` for `usdc`, all
+    /// its logs summed, and the `fee` they charged), in one call on the journal's one thread, so no outcome the executor journals
+    /// meanwhile can slip in between. Each transaction counts once, however often it is read. An
+    /// order can fill in several (a GTD order resting on the book, a big match the operator settles
+    /// in parts), so what the chain says is the sum of them all: an order with no execution yet is
+    /// booked from that sum; a booked one grows by what the sum adds to it, a booked SELL takes
+    /// the sum's proceeds, and it is marked settled once the sum holds every share booked. The
+    /// fee is realized P&L from now (the moment it was read), whatever becomes of the booking: it
+    /// was paid on chain.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn settle_own_fill_paying(
+        &mut self,
+        order_id: &str,
+        shares: Shares,
+        usdc: Usdc,
+        fee: Usdc,
+        (tx_hash, block): (&str, u64),
+    ) -> StoreResult<OwnSettled> {
+        let at_ms = now_ms();
+        let nothing = OwnSettled { settlement: OwnSettlement::Nothing, fee: Usdc::ZERO, at_ms };
         let id = order_id.to_ascii_lowercase();
         let tx = self.conn.savepoint()?;
         let order: Option<(i64, bool, String, String)> = tx
@@ -91,18 +134,20 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let Some((fill_row, booked, signed, status)) = order else { return Ok(OwnSettlement::Nothing) };
+        let Some((fill_row, booked, signed, status)) = order else { return Ok(nothing) };
         let signed: StoredOrder = serde_json::from_str(&signed)
             .map_err(|_| StoreError::Corrupt { column: "orders.signed", value: signed })?;
         let open = may_still_fill(&signed, &status, now_ms() / 1000);
+        // A fee below zero is a node's nonsense, not a rebate: it books nothing.
+        let fee = Usdc(fee.0.max(0));
         let counted = run(
             &tx,
-            "INSERT OR IGNORE INTO own_fills (order_id, tx_hash, shares, usdc, seen_at_ms, block_number) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, tx_hash, shares.0, usdc.0, now_ms(), i64::try_from(block).unwrap_or(i64::MAX)],
+            "INSERT OR IGNORE INTO own_fills (order_id, tx_hash, shares, usdc, seen_at_ms, block_number, fee) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![id, tx_hash, shares.0, usdc.0, at_ms, i64::try_from(block).unwrap_or(i64::MAX), fee.0],
         )?;
         if counted == 0 || shares.0 <= 0 {
-            return Ok(OwnSettlement::Nothing);
+            return Ok(nothing);
         }
         let (all_shares, all_usdc): (i64, i64) = query_one(
             &tx,
@@ -112,13 +157,13 @@ impl Store {
         )?;
         let (all_shares, all_usdc) = capped_at_size(&signed, Shares(all_shares), Usdc(all_usdc), &id);
         let fill = OwnFillSum { fill_row, shares: all_shares, usdc: all_usdc, tx_hash, open };
-        let result = if booked {
+        let settlement = if booked {
             settle_booked(&tx, &id, &fill)?
         } else {
             book_own_fill(&tx, &fill)?.map_or(OwnSettlement::Nothing, OwnSettlement::Booked)
         };
         tx.commit()?;
-        Ok(result)
+        Ok(OwnSettled { settlement, fee, at_ms })
     }
 }
 
@@ -128,17 +173,18 @@ impl Store {
 /// transaction was among them waits for its settlement again (so it is taken out if it never comes
 /// back); one taken out and settled late is out again when nothing of it is left on chain. Every
 /// order they touched counts its wait from now, so none is taken out before the rescan could read
-/// its fills again. Returns the fills forgotten. Inside the rewind's transaction.
-pub(super) fn rewind_own_fills(tx: &Connection, ancestor: u64) -> StoreResult<usize> {
+/// its fills again. Returns the fees they had booked (realized P&L gives them back). Inside the
+/// rewind's transaction.
+pub(super) fn rewind_own_fills(tx: &Connection, ancestor: u64) -> StoreResult<Vec<ForgottenFee>> {
     let above = i64::try_from(ancestor).unwrap_or(i64::MAX);
-    let gone: Vec<(String, String)> = {
-        let mut st = tx.prepare("SELECT order_id, tx_hash FROM own_fills WHERE block_number > ?1")?;
-        let rows = st.query_map([above], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let gone: Vec<(String, String, i64, i64)> = {
+        let mut st = tx.prepare("SELECT order_id, tx_hash, fee, seen_at_ms FROM own_fills WHERE block_number > ?1")?;
+        let rows = st.query_map([above], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         rows.collect::<Result<_, _>>()?
     };
     run(tx, "DELETE FROM own_fills WHERE block_number > ?1", [above])?;
     let now = now_ms();
-    for (order, gone_tx) in &gone {
+    for (order, gone_tx, _, _) in &gone {
         let left: i64 =
             query_one(tx, "SELECT COALESCE(SUM(shares), 0) FROM own_fills WHERE order_id = ?1", [order], |r| r.get(0))?;
         // An order settled before `own_fills` kept every transaction has no row for its settling
@@ -167,7 +213,11 @@ pub(super) fn rewind_own_fills(tx: &Connection, ancestor: u64) -> StoreResult<us
             "reorg: our fills on chain in the blocks it took away wait to be read again"
         );
     }
-    Ok(gone.len())
+    Ok(gone
+        .into_iter()
+        .filter(|(_, _, fee, _)| *fee > 0)
+        .map(|(order_id, _, fee, at_ms)| ForgottenFee { order_id, fee: Usdc(fee), at_ms })
+        .collect())
 }
 
 /// What our fills on chain (`f`, their sum) do to a booked order: grow its execution by what they

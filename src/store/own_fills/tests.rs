@@ -728,3 +728,40 @@ fn our_fill_on_chain_books_a_pending_or_a_refused_copy_and_says_which() {
     }
     assert_eq!(s.book().unwrap().positions.values().map(|p| p.shares.0).sum::<i64>(), 20_000_000);
 }
+
+/// The fee our fill on chain paid is realized P&L from when it is read, whatever becomes of the
+/// booking: each transaction's once, however often it is read; a reorg that forgets the fill
+/// gives it back (and says so, for the supervisor's count), and reading it again books it again.
+/// Today's P&L, the fees of the day and the report's days all count it.
+#[test]
+fn a_fee_paid_on_chain_is_realized_once_per_transaction_and_follows_reorgs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+    copies(&mut s, Side::Buy, 1);
+    let fee = Usdc(60_000);
+    let day = s.trading_day_start(now_ms());
+    let paid = |s: &mut Store, tx: &str, block: u64| {
+        s.settle_own_fill_paying(&id(0x51), Shares(4_000_000), Usdc(2_040_000), fee, (tx, block)).unwrap()
+    };
+    let first = paid(&mut s, "0xa", 10);
+    assert!(matches!(first.settlement, OwnSettlement::Booked(_)), "{first:?}");
+    assert_eq!(first.fee, fee);
+    assert_eq!((s.realized_since(day).unwrap(), s.fees_since(day).unwrap()), (Usdc(-60_000), fee));
+    assert_eq!(s.pnl_by_day(1, now_ms()).unwrap()[0].1, Usdc(-60_000));
+    assert_eq!(paid(&mut s, "0xa", 10).fee, Usdc::ZERO, "the same transaction read again");
+    assert_eq!(s.realized_since(day).unwrap(), Usdc(-60_000));
+    // Nothing of ours: no fee.
+    let stranger = s.settle_own_fill_paying(&id(0x99), Shares(1_000_000), Usdc(510_000), fee, ("0xc", 10)).unwrap();
+    assert_eq!(stranger.fee, Usdc::ZERO);
+
+    let rewound = s.rewind((9, B256::repeat_byte(9))).unwrap();
+    assert_eq!(rewound.fees_forgotten.len(), 1);
+    assert_eq!((rewound.fees_forgotten[0].order_id.as_str(), rewound.fees_forgotten[0].fee), (id(0x51).as_str(), fee));
+    assert_eq!(s.realized_since(day).unwrap(), Usdc::ZERO, "forgotten with its fill");
+    assert_eq!(paid(&mut s, "0xa", 11).fee, fee, "read again: booked again");
+    assert_eq!(s.realized_since(day).unwrap(), Usdc(-60_000));
+    // A part in another transaction pays its own fee; a fill with none forgets nothing.
+    assert_eq!(paid(&mut s, "0xb", 12).fee, fee);
+    assert_eq!(s.fees_since(day).unwrap(), Usdc(120_000));
+    assert_eq!(s.fees_since(now_ms() + 1).unwrap(), Usdc::ZERO, "dated when read");
+}
