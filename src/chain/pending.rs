@@ -266,7 +266,7 @@ pub fn decode_pending(s: &Sighting, input: &[u8], watched: &HashSet<Address>) ->
         }
         // One unreadable order does not hide the others: it is skipped (its fill is still seen
         // when mined, if it ever is).
-        let (side, shares, usdc, price) = match amounts(&leg) {
+        let ((side, shares, usdc, price), fee) = match amounts(&leg).and_then(|a| Ok((a, micros(leg.fee, "fee")?))) {
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(tx = %s.tx_hash, order = %leg.hash, cause = %e, "pending order skipped");
@@ -282,7 +282,7 @@ pub fn decode_pending(s: &Sighting, input: &[u8], watched: &HashSet<Address>) ->
             shares: Shares(shares),
             usdc: Usdc(usdc),
             price: Price(price),
-            fee: micros(leg.fee, "fee")?,
+            fee,
             exchange: s.exchange,
             version,
             block_number: 0,
@@ -407,6 +407,29 @@ mod tests {
                 assert_eq!((f.id.tx_hash, f.id.occurrence, f.exchange), (B256::repeat_byte(9), 0, exchange));
             }
         }
+    }
+
+    /// One watched order with an unreadable fee is skipped; the other watched order of the same
+    /// transaction is still decoded.
+    #[test]
+    fn an_absurd_fee_skips_only_its_own_order() {
+        let first = order(TARGET, 1, 42, 10 * ONE, 4 * ONE, 1);
+        let second = order(TARGET, 1, 42, 10 * ONE, 4 * ONE, 3);
+        let taker = order(OTHER, 0, 42, 8 * ONE, 20 * ONE, 2);
+        let call = v2::matchOrders_0Call {
+            conditionId: B256::repeat_byte(1),
+            takerOrder: taker,
+            makerOrders: vec![first, second.clone()],
+            takerFillAmount: U256::from(8 * ONE),
+            makerFillAmounts: vec![U256::from(10 * ONE), U256::from(10 * ONE)],
+            takerFeeAmount: U256::ZERO,
+            makerFeeAmounts: vec![U256::MAX, U256::from(2_000u64)],
+        }
+        .abi_encode();
+        let fills = decode_pending(&sighting(V2_EXCHANGE), &call, &[TARGET].into()).unwrap();
+        assert_eq!(fills.len(), 1, "{fills:?}");
+        assert_eq!(fills[0].id.order_hash, order_hash_v2(&second, Generation::V2, 137, V2_EXCHANGE));
+        assert_eq!(fills[0].fee, 2_000);
     }
 
     #[test]

@@ -314,6 +314,7 @@ fn advance_checkpoint(tx: &Connection, to: (u64, B256), blocks: &[(u64, B256)], 
 #[cfg(test)]
 mod tests {
     use alloy::primitives::{Address, B256, U256};
+    use std::collections::HashSet;
 
     use crate::domain::Shares;
     use crate::store::Store;
@@ -369,6 +370,27 @@ mod tests {
         // Another trade of the same order with no reorg suspect is a new fill.
         let out = s.journal_range(&[fill_in(3, 1, 10)], (10, h(30)), &[(10, h(30))]).unwrap();
         assert_eq!(out.to_copy.len(), 1);
+    }
+
+    /// The dropped settlement sent again is seen in the pool before its block (pending detection
+    /// on): the pending sighting takes over the suspect's row as the mined one would, so its block
+    /// copies nothing and the target's position counts the trade once. The same after the sweep.
+    #[test]
+    fn a_dropped_copied_fill_sent_again_and_seen_pending_is_the_same_trade() {
+        let h = B256::repeat_byte;
+        let wallet = Address::repeat_byte(0xaa);
+        for swept in [false, true] {
+            let (_dir, mut s, row) = if swept { copied_then_swept() } else { copied_then_reorged() };
+            let now = s.journal_pending(&[fill_in(2, 1, 0)], "pending", &HashSet::from([wallet])).unwrap();
+            assert!(now.is_empty(), "not copied from the pool (swept {swept}): {now:?}");
+            let out = s.journal_range(&[fill_in(2, 1, 9)], (9, h(29)), &[(9, h(29))]).unwrap();
+            assert!(out.to_copy.is_empty(), "not a new trade (swept {swept}): {out:?}");
+            assert_eq!(row_count(&s), 1, "swept {swept}");
+            let tx: String = s.conn.query_row("SELECT tx_hash FROM fills WHERE id = ?1", [row], |r| r.get(0)).unwrap();
+            assert_eq!(tx, h(2).to_string());
+            assert_eq!(target_position(&s), Some(Shares(10_000_000)), "counted once (swept {swept})");
+            assert!(s.sightings_of(row).unwrap().iter().any(|(src, _)| src == "pending"), "its sighting is kept");
+        }
     }
 
     /// The settlement sent again only after the sweep took the copied fill as gone (more than

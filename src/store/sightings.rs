@@ -138,6 +138,12 @@ pub(super) const REINCLUDED_ADOPTABLE_BLOCKS: u64 = 1_800;
 /// # Errors
 /// On a database error.
 pub(super) fn adopt_reincluded(tx: &Connection, mined: &TargetFill) -> StoreResult<Option<i64>> {
+    adopt_reincluded_near(tx, mined, mined.block_number)
+}
+
+/// [`adopt_reincluded`] for a fill seen at `near_block` (its own block once mined; the journal's
+/// checkpoint for one seen pending, whose block is not known yet).
+fn adopt_reincluded_near(tx: &Connection, mined: &TargetFill, near_block: u64) -> StoreResult<Option<i64>> {
     // A suspect, or a copied fill already taken as gone that recent (the operator's settlement
     // service may notice the drop and send again well after the sweep's two blocks).
     let known: bool = tx
@@ -152,7 +158,7 @@ pub(super) fn adopt_reincluded(tx: &Connection, mined: &TargetFill) -> StoreResu
         return Ok(None);
     }
     let mut params: Vec<Box<dyn rusqlite::ToSql>> = same_match_params(mined).into_iter().collect();
-    params.push(Box::new((mined.block_number.saturating_sub(REINCLUDED_ADOPTABLE_BLOCKS)) as i64));
+    params.push(Box::new((near_block.saturating_sub(REINCLUDED_ADOPTABLE_BLOCKS)) as i64));
     let row: Option<i64> = tx
         .prepare_cached(&format!(
             "SELECT id FROM fills INDEXED BY fills_order WHERE provisional = 0 \
@@ -218,6 +224,15 @@ pub(super) fn adopt_replacement(tx: &Connection, mined: &TargetFill, now: i64) -
         rekey(tx, id, mined)?;
     }
     Ok(row)
+}
+
+/// The block the journal has read the chain to (0 before any).
+fn checkpoint_block(tx: &Connection) -> StoreResult<u64> {
+    let n: Option<i64> = tx
+        .prepare_cached("SELECT block_number FROM checkpoint WHERE id = 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(n.map_or(0, i64::unsigned_abs))
 }
 
 /// Whether the match `f` was seen in is already journaled from a mined block under another
@@ -347,8 +362,13 @@ impl Store {
             // fill of the order after all, its block hands it on; if it reverts, nothing was copied.
             let act = act_now.contains(&f.wallet) && !mined_twin(&tx, f)?;
             // A resubmitted settlement (a new transaction for the same match) seen in the pool
-            // takes over the first one's row rather than being copied again.
-            if row_of(&tx, f)?.is_none() && adopt_replacement(&tx, f, now)?.is_some() {
+            // takes over the first one's row rather than being copied again: one seen pending,
+            // or one mined that a reorg dropped (its block then confirms or sweeps it as a
+            // re-inclusion would be).
+            if row_of(&tx, f)?.is_none()
+                && (adopt_replacement(&tx, f, now)?.is_some()
+                    || adopt_reincluded_near(&tx, f, checkpoint_block(&tx)?)?.is_some())
+            {
                 let row = row_of(&tx, f)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 record_sighting(&tx, row, source, now)?;
                 continue;

@@ -513,3 +513,41 @@ async fn test_detection_when_a_pending_sell_is_mined_under_a_replacement_then_si
     assert_eq!(d.executions_for(&replacement), 1);
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// A live copy of a sighting in the pool waits for its turn at the CLOB (held there); the target's
+/// transaction is dropped meanwhile and its sighting orphaned: the signed order never leaves, and
+/// the copy ends refused with a stable reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_sighting_is_orphaned_while_its_order_waits_its_turn_then_it_never_leaves() {
+    use crate::support::live::{A, STD_TOKEN, live};
+    let mut l = live().await;
+    install_exchange(&l.anvil, V2_EXCHANGE).await;
+    let hold = l.d.dir.join("hold-at-turn");
+    std::fs::write(&hold, "").unwrap();
+    l.d.start_with(&[
+        ("POLYCOPY_DETECTION__PENDING", "true"),
+        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
+        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
+        ("POLYCOPY_FAULT", "hold_at_turn"),
+        ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
+    ]);
+    l.d.wait_live().await;
+    l.anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement(Generation::V2, A, STD_TOKEN, 100 * ONE, 50 * ONE, 7);
+    let doomed = send(&l.anvil, ex, &data).await;
+    wait_for(20, "the copy held at its turn", async || l.d.log().contains("fault injection: holding").then_some(()))
+        .await;
+    l.anvil.raw("anvil_dropTransaction", json!([doomed])).await;
+    wait_for(20, "the orphan report", async || {
+        l.d.events("orphaned").into_iter().find(|m| m.contains(&doomed.to_string()))
+    })
+    .await;
+    std::fs::remove_file(&hold).unwrap();
+    let row = wait_for(20, "the copy decided", async || {
+        l.d.trades().into_iter().find(|r| r["status"] != "pending").filter(|r| r["side"] == "BUY")
+    })
+    .await;
+    assert_eq!((row["status"].as_str(), row["reason"].as_str()), (Some("rejected"), Some("target_fill_gone")), "{row}");
+    assert!(l.clob.posts().is_empty(), "nothing left for the CLOB");
+    assert_eq!(l.d.stop().code(), Some(0));
+}

@@ -285,6 +285,7 @@ impl Run {
             // The gate is checked after the wait for a turn under the CLOB's pace (which can be
             // long under load): a halt during that wait stops this send.
             self.venue.pace().await;
+            crate::fault::hold_at("hold_at_turn").await;
             if !self.may_send() {
                 if r.uncertain {
                     // A send may have reached the exchange: its fate is still looked up, nothing
@@ -295,6 +296,16 @@ impl Run {
                 }
                 // Halted before any send reached the exchange: the stored order never leaves.
                 return self.never_accepted(&r).await;
+            }
+            if !r.ever_sent
+                && self.writer.ask(FillStands(self.intent.fill_row)).await.map_err(journal_err)?
+                    == crate::store::FillStanding::Gone
+            {
+                // The target's trade went while the order waited for its turn (a sighting from
+                // the pool orphaned: its transaction dropped or replaced; a reorg swept its block):
+                // nothing left, and nothing leaves.
+                let message = "the target's trade is gone from the chain (orphaned or reorged away) before our order left; not sent";
+                return self.refused("target_fill_gone", message.to_owned(), false).await;
             }
             self.writer.ask(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?;
             let first_send = !r.ever_sent;

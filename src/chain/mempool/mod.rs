@@ -42,6 +42,8 @@ const FOLLOW_MINED_BLOCKS: u64 = 128;
 const RETRY_MAX: usize = 1_000;
 /// How long an exchange's answer to "is this sender an operator" is trusted.
 const OPERATOR_TTL: Duration = Duration::from_secs(600);
+/// Senders whose operator status is kept; past it, only known operators are kept.
+const MAX_OPERATORS_CACHED: usize = 1_024;
 
 /// What the source needs to know.
 #[derive(Debug, Clone)]
@@ -99,6 +101,8 @@ pub struct Mempool {
     operators: HashMap<(Address, Address), (bool, Instant)>,
     /// When an unanswered isOperator was last warned about.
     operator_warned: Option<Instant>,
+    /// When a settlement from a sender that is not an operator was last warned about.
+    forged_warned: Option<Instant>,
     /// Settlements whose sender could not be checked yet (a subscription delivers each once),
     /// and a subscription's arrivals waiting for their round.
     retry: Vec<PoolTx>,
@@ -136,6 +140,7 @@ impl Mempool {
             tracked: HashMap::new(),
             operators: HashMap::new(),
             operator_warned: None,
+            forged_warned: None,
             retry: Vec::new(),
             retried: HashMap::new(),
             followed_at: None,
@@ -172,10 +177,15 @@ impl Mempool {
             let wait = tokio::time::sleep(self.cfg.poll);
             match &mut self.source {
                 // A subscription's transaction is dealt with as it arrives, not at the next tick.
+                // A subscription whose task ended answers `None` at once, every time: its branch
+                // is then off (the rounds still follow what was seen), or this loop would spin.
                 PoolSource::Subscription(rx) => tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = wait => {}
-                    t = rx.recv() => if let Some(t) = t { self.retry.push(t) },
+                    t = rx.recv(), if !(rx.is_closed() && rx.is_empty()) => match t {
+                        Some(t) => self.retry.push(t),
+                        None => warn!("the pending-transaction subscription ended; fills are still seen when mined"),
+                    },
                 },
                 PoolSource::Txpool => tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -343,7 +353,14 @@ impl Mempool {
         }
         match self.rpc.is_operator(exchange, from).await {
             Ok(is) => {
-                if !is {
+                // Anyone can put a settlement naming a target in the pool for free: neither the
+                // cache nor the log may grow with every forged sender.
+                if self.operators.len() >= MAX_OPERATORS_CACHED {
+                    self.operators.retain(|_, (is, at)| *is && at.elapsed() < OPERATOR_TTL);
+                }
+                let say = self.forged_warned.is_none_or(|t| t.elapsed() > Duration::from_secs(60));
+                if !is && say {
+                    self.forged_warned = Some(Instant::now());
                     warn!(
                         exchange = %exchange,
                         sender = %from,
