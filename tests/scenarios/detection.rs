@@ -278,7 +278,9 @@ async fn test_detection_when_a_settlement_is_pending_then_the_trigger_decides_an
     })
     .await;
     anvil.raw("anvil_dropTransaction", json!([dropped])).await;
+    // Dropped once a block is mined without it (a node may not know a transaction for a moment).
     let orphan = wait_for(20, "the orphan report", async || {
+        anvil.mine(1).await;
         d.events("orphaned").into_iter().find(|m| m.contains(&dropped.to_string()))
     })
     .await;
@@ -370,6 +372,7 @@ async fn test_detection_when_pending_transactions_come_by_subscription_then_copi
     .await;
     anvil.raw("anvil_dropTransaction", json!([dropped])).await;
     wait_for(20, "the orphan report", async || {
+        anvil.mine(1).await;
         d.events("orphaned").into_iter().find(|m| m.contains(&dropped.to_string()))
     })
     .await;
@@ -435,6 +438,7 @@ async fn test_detection_when_a_mined_settlement_is_reorged_out_before_its_log_co
     }
     anvil.raw("anvil_reorg", json!([1, []])).await;
     let orphan = wait_for(30, "the orphan report", async || {
+        anvil.mine(1).await;
         d.events("orphaned").into_iter().find(|m| m.contains(&tx.to_string()))
     })
     .await;
@@ -539,6 +543,7 @@ async fn test_live_when_a_sighting_is_orphaned_while_its_order_waits_its_turn_th
         .await;
     l.anvil.raw("anvil_dropTransaction", json!([doomed])).await;
     wait_for(20, "the orphan report", async || {
+        l.anvil.mine(1).await;
         l.d.events("orphaned").into_iter().find(|m| m.contains(&doomed.to_string()))
     })
     .await;

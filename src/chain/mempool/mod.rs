@@ -84,7 +84,32 @@ pub struct MempoolPeers {
 #[derive(Debug, Clone, Copy)]
 struct Tracked {
     first_head: u64,
+    /// Rounds in a row that neither the pool nor a receipt showed it.
     missing: u32,
+    /// The head when it was first missed, in this run of misses.
+    missing_since: Option<u64>,
+}
+
+impl Tracked {
+    const fn new(head: u64) -> Self {
+        Self { first_head: head, missing: 0, missing_since: None }
+    }
+
+    /// Missed once more at `head`.
+    fn missed(self, head: u64) -> Self {
+        Self { missing: self.missing + 1, missing_since: Some(self.missing_since.unwrap_or(head)), ..self }
+    }
+
+    /// Dropped or replaced: missed for [`MISSING_ROUNDS`] rounds, and a block was mined since the
+    /// first miss. A node behind a load balancer, or another endpoint than the one that announced
+    /// the transaction, may not know it for a moment: a few rounds alone prove nothing, a block
+    /// mined without it does.
+    const fn dropped(&self, head: u64) -> bool {
+        match self.missing_since {
+            Some(since) => self.missing >= MISSING_ROUNDS && head > since,
+            None => false,
+        }
+    }
 }
 
 /// The source's state.
@@ -208,7 +233,7 @@ impl Mempool {
         let Ok(Ok(txs)) = self.peers.store.send(ProvisionalTxs).await else { return false };
         for tx in txs {
             self.seen.insert(tx);
-            self.tracked.entry(tx).or_insert(Tracked { first_head: head, missing: 0 });
+            self.tracked.entry(tx).or_insert(Tracked::new(head));
         }
         true
     }
@@ -273,7 +298,7 @@ impl Mempool {
                 Ok(f) if !f.is_empty() => match self.operator_once(*to, *from, &mut unanswered).await {
                     Some(true) => {
                         self.retried.remove(hash);
-                        self.tracked.insert(*hash, Tracked { first_head: head, missing: 0 });
+                        self.tracked.insert(*hash, Tracked::new(head));
                         fills.extend(f);
                     }
                     Some(false) => {
@@ -395,6 +420,9 @@ impl Mempool {
                 None => self.rpc.transaction(hash).await?.is_some_and(|(_, pending)| pending),
             };
             if pending {
+                if let Some(e) = self.tracked.get_mut(&hash) {
+                    *e = Tracked { missing: 0, missing_since: None, ..*e };
+                }
                 if head.saturating_sub(t.first_head) >= self.cfg.orphan_after_blocks {
                     orphans.push((hash, format!("not mined within {} blocks", self.cfg.orphan_after_blocks)));
                 }
@@ -412,7 +440,7 @@ impl Mempool {
                     let young = head.saturating_sub(t.first_head) < FOLLOW_MINED_BLOCKS;
                     if young && provisional.as_ref().is_some_and(|p| p.contains(&hash)) {
                         if let Some(e) = self.tracked.get_mut(&hash) {
-                            e.missing = 0;
+                            *e = Tracked { missing: 0, missing_since: None, ..*e };
                         }
                     } else {
                         self.tracked.remove(&hash);
@@ -420,11 +448,11 @@ impl Mempool {
                 }
                 Some(false) => orphans.push((hash, "reverted".to_owned())),
                 None => {
-                    let missing = t.missing + 1;
-                    if missing >= MISSING_ROUNDS {
+                    let t = t.missed(head);
+                    if t.dropped(head) {
                         orphans.push((hash, "dropped or replaced".to_owned()));
                     } else if let Some(e) = self.tracked.get_mut(&hash) {
-                        e.missing = missing;
+                        *e = t;
                     }
                 }
             }
@@ -440,5 +468,26 @@ impl Mempool {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tracked;
+
+    /// A followed transaction neither the pool nor a receipt shows counts as dropped only after
+    /// two rounds and a block mined since its first miss: rounds within one block prove nothing
+    /// (the node asked may not know it yet). Seen again, its misses start over.
+    #[test]
+    fn a_transaction_is_dropped_only_once_a_block_passed_without_it() {
+        // (misses at these heads, dropped at the last)
+        let cases: [(&[u64], bool); 5] =
+            [(&[10], false), (&[10, 10], false), (&[10, 10, 10, 10], false), (&[10, 11], true), (&[10, 10, 12], true)];
+        for (heads, dropped) in cases {
+            let t = heads.iter().fold(Tracked::new(9), |t, h| t.missed(*h));
+            assert_eq!(t.dropped(*heads.last().unwrap()), dropped, "{heads:?}");
+        }
+        let seen_again = Tracked { missing: 0, missing_since: None, ..Tracked::new(9).missed(10) };
+        assert!(!seen_again.missed(11).dropped(11), "one miss after being seen again");
     }
 }
