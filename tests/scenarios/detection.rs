@@ -81,8 +81,22 @@ fn settlement_of(
     target: Address,
     buy: bool,
     token: u64,
+    amounts: (u64, u64),
+    salt: u64,
+) -> (Address, String) {
+    settlement_logging(generation, target, buy, token, amounts, salt, true)
+}
+
+/// [`settlement_of`], whose mined logs leave out the target's fill when `target_log` is false (as
+/// a block read for other wallets than the target would).
+fn settlement_logging(
+    generation: Generation,
+    target: Address,
+    buy: bool,
+    token: u64,
     (shares, usdc): (u64, u64),
     salt: u64,
+    target_log: bool,
 ) -> (Address, String) {
     let exchange = if generation == Generation::V3 { V3_EXCHANGE } else { V2_EXCHANGE };
     // What each side gives: the buyer pUSD, the seller shares.
@@ -115,10 +129,13 @@ fn settlement_of(
         .abi_encode(),
     };
     // The makers' logs first, then the taker's, as the exchange emits them.
-    let logs = [
+    let logs: Vec<_> = [
         filled(mh, target, OTHER, side, token, target_gives, other_gives),
         filled(th, OTHER, exchange, 1 - side, token, other_gives, target_gives),
-    ];
+    ]
+    .into_iter()
+    .skip(usize::from(!target_log))
+    .collect();
     let (topics, datas): (Vec<[B256; 4]>, Vec<Bytes>) = logs.into_iter().unzip();
     let trailer = (topics, datas).abi_encode_params();
     let len = U256::from(trailer.len()).to_be_bytes::<32>();
@@ -555,4 +572,27 @@ async fn test_live_when_a_sighting_is_orphaned_while_its_order_waits_its_turn_th
     assert_eq!((row["status"].as_str(), row["reason"].as_str()), (Some("rejected"), Some("target_fill_gone")), "{row}");
     assert!(l.clob.posts().is_empty(), "nothing left for the CLOB");
     assert_eq!(l.d.stop().code(), Some(0));
+}
+
+/// A settlement copied on sight and mined, whose block holds no fill of the target (here its logs
+/// leave it out; in life, a target removed meanwhile): once old and read past by the feed, it is
+/// an orphan, reported, instead of a provisional row counted in the target's position for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_mined_settlement_never_shows_the_targets_fill_then_orphaned() {
+    let (anvil, _dir, mut d) = fast_on_sight(&[], 0).await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement_logging(Generation::V2, FAST, true, 41, (100 * ONE, 40 * ONE), 700, false);
+    let tx = send(&anvil, ex, &data).await;
+    wait_for(20, "the pending copy", async || (d.executions_for(&tx) == 1).then_some(())).await;
+    anvil.mine(1).await;
+    wait_for(10, "the receipt", async || (!receipt(&anvil, tx).await.is_null()).then_some(())).await;
+    anvil.mine(130).await;
+    let orphan = wait_for(30, "the orphan report", async || {
+        d.events("orphaned").into_iter().find(|m| m.contains(&tx.to_string()))
+    })
+    .await;
+    assert!(orphan.contains("COPIED") && orphan.contains("no fill of a watched target"), "{orphan}");
+    let row = rows_of(&d, FAST).into_iter().next().unwrap();
+    assert_eq!((row["orphaned"].as_bool(), row["provisional"].as_bool()), (Some(true), Some(true)), "{row}");
+    assert_eq!(d.stop().code(), Some(0));
 }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::actors::notifier::{Event, Notifier};
-use crate::actors::store::{JournalPending, OrphanTx, ProvisionalTxs, StoreActor};
+use crate::actors::store::{GetCheckpoint, JournalPending, OrphanTx, ProvisionalTxs, StoreActor};
 use crate::actors::watcher::NewFills;
 use crate::chain::pending::{Sighting, decode_pending};
 use crate::chain::rpc::{ChainError, PoolTx, Rpc};
@@ -88,11 +88,13 @@ struct Tracked {
     missing: u32,
     /// The head when it was first missed, in this run of misses.
     missing_since: Option<u64>,
+    /// The head when its receipt was first there: its block is at most this.
+    mined_by: Option<u64>,
 }
 
 impl Tracked {
     const fn new(head: u64) -> Self {
-        Self { first_head: head, missing: 0, missing_since: None }
+        Self { first_head: head, missing: 0, missing_since: None, mined_by: None }
     }
 
     /// Missed once more at `head`.
@@ -409,9 +411,7 @@ impl Mempool {
     /// Sighted transactions that left the pool: mined (the feed confirms them), or orphans.
     async fn follow_up(&mut self, head: u64, in_pool: Option<&HashSet<B256>>) -> Result<(), ChainError> {
         let mut orphans = Vec::new();
-        // The transactions whose fills the journal still holds provisional, read once a round and
-        // only when a followed one has been mined.
-        let mut provisional: Option<HashSet<B256>> = None;
+        let mut round = Round::default();
         let tracked: Vec<(B256, Tracked)> = self.tracked.iter().map(|(h, t)| (*h, *t)).collect();
         for (hash, t) in tracked {
             let pending = match in_pool {
@@ -430,20 +430,8 @@ impl Mempool {
             }
             match self.rpc.receipt_status(hash).await? {
                 Some(true) => {
-                    // Mined: followed until the feed has journaled its log, since a shallow reorg
-                    // can still take it out before then (it would be left provisional for good).
-                    if provisional.is_none() {
-                        let txs = self.peers.store.send(ProvisionalTxs).await;
-                        let txs = txs.map_err(|e| ChainError::Mailbox(e.to_string()))??;
-                        provisional = Some(txs.into_iter().collect());
-                    }
-                    let young = head.saturating_sub(t.first_head) < FOLLOW_MINED_BLOCKS;
-                    if young && provisional.as_ref().is_some_and(|p| p.contains(&hash)) {
-                        if let Some(e) = self.tracked.get_mut(&hash) {
-                            *e = Tracked { missing: 0, missing_since: None, ..*e };
-                        }
-                    } else {
-                        self.tracked.remove(&hash);
+                    if let Some(cause) = self.after_receipt(hash, t, head, &mut round).await? {
+                        orphans.push((hash, cause));
                     }
                 }
                 Some(false) => orphans.push((hash, "reverted".to_owned())),
@@ -468,6 +456,67 @@ impl Mempool {
             }
         }
         Ok(())
+    }
+}
+
+impl Mempool {
+    /// A followed settlement that was mined: followed until the feed has journaled its log, since
+    /// a shallow reorg can still take it out before then. One whose log never comes (its target
+    /// removed meanwhile, or logs unlike the transaction) is an orphan once it is old and the feed
+    /// has read past its block: left provisional, it would count in the target's position for good
+    /// and be followed again after every restart. Returns the orphan's cause.
+    async fn after_receipt(
+        &mut self,
+        hash: B256,
+        t: Tracked,
+        head: u64,
+        round: &mut Round,
+    ) -> Result<Option<String>, ChainError> {
+        if !round.provisional(&self.peers.store).await?.contains(&hash) {
+            self.tracked.remove(&hash);
+            return Ok(None);
+        }
+        // Its block is at most the head at which its receipt was first there.
+        let mined_by = t.mined_by.unwrap_or(head);
+        let old = head.saturating_sub(t.first_head) >= FOLLOW_MINED_BLOCKS;
+        if old && round.checkpoint(&self.peers.store).await? >= mined_by {
+            return Ok(Some(
+                "mined, but no fill of a watched target in its block (a target removed since?)".to_owned(),
+            ));
+        }
+        if let Some(e) = self.tracked.get_mut(&hash) {
+            *e = Tracked { missing: 0, missing_since: None, mined_by: Some(mined_by), ..*e };
+        }
+        Ok(None)
+    }
+}
+
+/// What one round of follow-ups reads from the journal, once and only when needed.
+#[derive(Default)]
+struct Round {
+    /// The transactions whose fills the journal still holds provisional.
+    provisional: Option<HashSet<B256>>,
+    /// How far the feed has journaled the chain.
+    checkpoint: Option<u64>,
+}
+
+impl Round {
+    async fn provisional(&mut self, store: &Addr<StoreActor>) -> Result<&HashSet<B256>, ChainError> {
+        if self.provisional.is_none() {
+            let txs = store.send(ProvisionalTxs).await.map_err(|e| ChainError::Mailbox(e.to_string()))??;
+            self.provisional = Some(txs.into_iter().collect());
+        }
+        Ok(self.provisional.get_or_insert_default())
+    }
+
+    async fn checkpoint(&mut self, store: &Addr<StoreActor>) -> Result<u64, ChainError> {
+        if let Some(n) = self.checkpoint {
+            return Ok(n);
+        }
+        let cp = store.send(GetCheckpoint).await.map_err(|e| ChainError::Mailbox(e.to_string()))??;
+        let n = cp.map_or(0, |(n, _)| n);
+        self.checkpoint = Some(n);
+        Ok(n)
     }
 }
 
