@@ -596,3 +596,68 @@ async fn test_detection_when_a_mined_settlement_never_shows_the_targets_fill_the
     assert_eq!((row["orphaned"].as_bool(), row["provisional"].as_bool()), (Some(true), Some(true)), "{row}");
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// As above, but the replacement's block is not journaled yet when the copy is sized (the feed
+/// waits for 3 confirmations): the first transaction is neither in the pool nor mined, so the
+/// target's balance at the head (after the sale) is not used; the journal's own figure is, and
+/// the copy still sells 60% of ours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_pending_sell_is_replaced_and_mined_before_the_feed_reads_it_then_sized_before_it() {
+    let anvil = Anvil::start().await;
+    anvil.install_balances().await;
+    install_exchange(&anvil, V2_EXCHANGE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(FAST, "fast", true)], 0.1));
+    let hold = dir.path().join("hold-sell-sizing");
+    // A feed waiting for 3 confirmations needs that deep a chain to go live.
+    anvil.mine(5).await;
+    d.start_with(&[
+        ("POLYCOPY_CHAIN__CONFIRMATIONS", "3"),
+        ("POLYCOPY_DETECTION__PENDING", "true"),
+        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
+        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
+        ("POLYCOPY_FAULT", "hold_before_sell_sizing"),
+        ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
+    ]);
+    d.wait_live().await;
+
+    // FAST buys 1,000 (mined at once, confirmed 3 blocks later): we buy 100.
+    let (ex, data) = settlement_of(Generation::V2, FAST, true, 21, (1_000 * ONE, 400 * ONE), 1);
+    send(&anvil, ex, &data).await;
+    anvil.set_balance(FAST, 21, 1_000 * ONE).await;
+    wait_for(20, "the buy copied and confirmed", async || {
+        anvil.mine(1).await;
+        rows_of(&d, FAST).into_iter().find(|r| r["status"] == "executed" && r["provisional"] == false)
+    })
+    .await;
+
+    // FAST sells 600: seen in the pool, its copy held before its sizing; the operator replaces
+    // the settlement and the replacement is mined, one block deep: not journaled yet.
+    std::fs::write(&hold, "").unwrap();
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement_of(Generation::V2, FAST, false, 21, (600 * ONE, 300 * ONE), 3);
+    let seen = send(&anvil, ex, &data).await;
+    wait_for(20, "the pending sell held before its sizing", async || {
+        d.log().contains("fault injection: holding").then_some(())
+    })
+    .await;
+    anvil.raw("anvil_dropTransaction", json!([seen])).await;
+    let v =
+        anvil.raw("eth_sendTransaction", json!([{"from": SENDER, "to": ex, "data": data, "gas": "0x200100"}])).await;
+    let replacement: B256 = serde_json::from_value(v).unwrap();
+    anvil.mine(1).await;
+    assert!(!receipt(&anvil, replacement).await.is_null(), "the replacement was mined");
+    anvil.set_balance(FAST, 21, 400 * ONE).await;
+
+    std::fs::remove_file(&hold).unwrap();
+    let sold = wait_for(20, "the sale copied", async || {
+        rows_of(&d, FAST).into_iter().find(|r| r["side"] == "SELL" && r["status"] != "pending")
+    })
+    .await;
+    assert_eq!(
+        (sold["status"].as_str(), sold["shares"].as_str()),
+        (Some("executed"), Some("60")),
+        "60% of our 100: {sold}"
+    );
+    assert_eq!(d.stop().code(), Some(0));
+}

@@ -268,16 +268,20 @@ pub(super) async fn target_balance_before(
     Some(Shares(observed.0.saturating_add(fill.shares.0)))
 }
 
-/// The block to read a fill seen pending at: the head, unless its transaction was mined by then
-/// (a SELL may wait behind other copies of its token), then the block before it. Read at the head
-/// after the sale, the target's balance is what it kept, and "sold 600 of 1,000" would look like
-/// "sold all it had".
+/// The block to read a fill seen pending at: the head while its transaction is still in the
+/// pool, or the block before the one it was mined in (a SELL may wait behind other copies of its
+/// token). Read at the head after the sale, the target's balance is what it kept, and "sold 600
+/// of 1,000" would look like "sold all it had". `None` when neither can be told: a transaction
+/// gone from the pool may have been replaced by another (same match, another hash) that is mined
+/// already, and the journal's own figure is used instead.
 async fn before_pending(rpc: &Rpc, tx: alloy::primitives::B256) -> Option<u64> {
     let (head, mined) = tokio::join!(rpc.block_number(), rpc.mined_in(tx));
     let head = head.ok()?;
-    match mined {
-        Ok(Some(n)) if n <= head => Some(n.saturating_sub(1)),
-        _ => Some(head),
+    match mined.ok()? {
+        Some(n) if n <= head => Some(n.saturating_sub(1)),
+        // Mined above the head this node gave: the head is before it.
+        Some(_) => Some(head),
+        None => rpc.transaction(tx).await.ok()?.is_some_and(|(_, pending)| pending).then_some(head),
     }
 }
 
