@@ -201,7 +201,7 @@ async fn candidates(url: &str, a: &SuggestArgs) -> Result<Vec<Candidate>> {
             wallet: r.proxy_wallet,
             pnl: r.pnl,
             volume: r.vol,
-            last_trade_ms: last.and_then(|t| t.first().map(|t| t.timestamp * 1000)),
+            last_trade_ms: last.and_then(|t| t.first().map(|t| t.timestamp.saturating_mul(1000))),
             listed: false,
             vetted: None,
             problem: None,

@@ -62,8 +62,10 @@ impl Store {
         Ok(())
     }
 
-    /// Records that `from..=to` was read for `wallet` and held `fills`, in one transaction: the
-    /// range must touch the cached one (the caller reads outward from it), which grows to cover both.
+    /// Records that `from..=to` was read for `wallet` and held `fills`, in one transaction. The
+    /// cached range grows to cover it only when the two touch (the caller reads outward from it);
+    /// a range apart from it (another vet of the same wallet ran meanwhile) keeps its fills but
+    /// claims nothing, so the blocks between are never served as read.
     ///
     /// # Errors
     /// On a database error.
@@ -99,7 +101,7 @@ impl Store {
         tx.execute(
             "INSERT INTO vet_scans (wallet, exchanges, from_block, to_block, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (wallet) DO UPDATE SET from_block = min(from_block, ?3), to_block = max(to_block, ?4),
-             updated_at_ms = ?5",
+             updated_at_ms = ?5 WHERE ?3 <= to_block + 1 AND ?4 + 1 >= from_block",
             params![w, exchanges, block(from), block(to), now_ms()],
         )?;
         tx.commit()?;
@@ -136,5 +138,30 @@ impl Store {
             out.push((at(bn), at(li), Trade { at_ms, side, token_id, shares, price, taker }));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::Address;
+
+    use crate::store::Store;
+
+    /// The cached range grows only by ranges that touch it: two vets of one wallet reading apart
+    /// (one of them interrupted) never make the blocks between count as read.
+    #[test]
+    fn the_cached_range_grows_only_by_ranges_that_touch_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("j.db")).unwrap();
+        let w = Address::repeat_byte(7);
+        let covered = |s: &Store| s.vet_coverage(w, "ex").unwrap().map(|c| (c.from, c.to));
+        s.vet_store(w, "ex", 100, 199, &[]).unwrap();
+        s.vet_store(w, "ex", 500, 599, &[]).unwrap();
+        assert_eq!(covered(&s), Some((100, 199)), "apart: claims nothing");
+        s.vet_store(w, "ex", 200, 299, &[]).unwrap();
+        s.vet_store(w, "ex", 50, 99, &[]).unwrap();
+        assert_eq!(covered(&s), Some((50, 299)), "touching, on either side");
+        s.vet_store(w, "ex", 150, 350, &[]).unwrap();
+        assert_eq!(covered(&s), Some((50, 350)), "overlapping");
     }
 }

@@ -240,7 +240,7 @@ fn pruned(message: &str) -> bool {
 }
 
 fn as_trade(f: &TargetFill) -> (u64, u64, Trade) {
-    let at_ms = i64::try_from(f.block_ts).unwrap_or(i64::MAX / 1000) * 1000;
+    let at_ms = i64::try_from(f.block_ts).unwrap_or(i64::MAX).saturating_mul(1000);
     let taker = f.role == crate::domain::Role::Taker;
     (
         f.block_number,

@@ -136,7 +136,7 @@ pub fn replay(trades: &[Trade], cfg: &VetConfig, resolved: &BTreeMap<TokenId, Pr
         // Settled markets move the line at the period's end; what is left open is its cost.
         let open: i64 =
             book.tokens().iter().filter(|t| !resolved.contains_key(*t)).map(|t| book.position(t).cost.0).sum();
-        r.series.push((last.at_ms + cfg.delay_ms, r.realized.0, open));
+        r.series.push((last.at_ms.saturating_add(cfg.delay_ms), r.realized.0, open));
     }
     r.win_rate_pct = (closed > 0).then(|| wins * 100 / closed);
     holds.sort_unstable();
@@ -181,7 +181,7 @@ impl Replay {
             Side::Sell => (before.0 - t.shares.0).max(0),
         };
         self.target_held.insert(t.token_id, Shares(after));
-        let at = t.at_ms + cfg.delay_ms;
+        let at = t.at_ms.saturating_add(cfg.delay_ms);
         let (shares, price, model) = match copy_one(t, later, before, at, cfg, &self.book, &self.copies_at) {
             Ok(c) => c,
             Err(code) => {
@@ -283,7 +283,7 @@ fn copy_one(
     // The market as it really was after the delay, where the wallet's own next fill says so.
     let next = later
         .iter()
-        .take_while(|n| n.at_ms <= at + cfg.price_window_ms)
+        .take_while(|n| n.at_ms <= at.saturating_add(cfg.price_window_ms))
         .find(|n| n.taker && n.token_id == t.token_id && n.side == t.side && n.at_ms >= at);
     match next {
         Some(n) => {
@@ -409,6 +409,15 @@ mod tests {
             round_trip_ms: 5 * MIN,
             price_window_ms: MIN,
         }
+    }
+
+    /// A time an API or node got absurdly wrong (as far in the future as a time can be) is
+    /// replayed, never a panic on overflow (release builds check arithmetic).
+    #[test]
+    fn an_absurd_time_is_replayed_without_overflow() {
+        let trades = [t(0, Side::Buy, 1, 100, 400_000), t(i64::MAX, Side::Sell, 1, 100, 600_000)];
+        let r = replay(&trades, &cfg(2_000), &BTreeMap::new());
+        assert_eq!(r.copies.len(), 2);
     }
 
     #[test]

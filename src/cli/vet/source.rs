@@ -72,7 +72,7 @@ fn too_old(src: &Source, days: u32, start_ts: u64) -> Option<String> {
     if start_ts >= earliest.timestamp {
         return None;
     }
-    let kept = (src.head_ts - earliest.timestamp) / 86_400;
+    let kept = src.head_ts.saturating_sub(earliest.timestamp) / 86_400;
     Some(format!(
         "--days {days} reaches back to {} UTC, but the node ({}) keeps blocks only from {} ({} UTC, {kept} days \
          ago). Ask for --days {} or fewer, or use a node that keeps more history (POLYGON_RPC_URL)",
@@ -275,7 +275,7 @@ impl Progress {
 }
 
 pub(crate) fn ms(secs: u64) -> i64 {
-    i64::try_from(secs).unwrap_or(i64::MAX / 1000) * 1000
+    i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
 }
 
 /// One block plus the confirmations the daemon waits for: when a copy would really leave.
