@@ -368,3 +368,23 @@ async fn test_halt_when_the_socket_never_answers_then_stored_in_the_journal_too(
         c.query_row("SELECT tripped, reason FROM breaker", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!((tripped, reason.as_str()), (1, "no answer"));
 }
+
+/// wallets.json a symbolic link to a file kept elsewhere (a config-management layout): an edit of
+/// the file it names is reloaded without a signal, as an edit of wallets.json itself is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reload_when_wallets_json_is_a_link_and_its_target_is_edited_then_applied() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    let real = dir.path().join("managed");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::rename(dir.path().join("wallets.json"), real.join("wallets.json")).unwrap();
+    std::os::unix::fs::symlink(real.join("wallets.json"), dir.path().join("wallets.json")).unwrap();
+    d.start();
+    d.wait_live().await;
+    let edited = wallets(&[(A, "a", true), (D, "newcomer", true)], 0.1);
+    std::fs::write(real.join("wallets.json"), serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    wait_for(10, "the reload", async || (!d.events("wallets_reloaded").is_empty()).then_some(())).await;
+    assert!(d.events("wallets_reloaded")[0].contains("added [newcomer]"));
+    assert_eq!(d.stop().code(), Some(0));
+}
