@@ -248,12 +248,21 @@ impl Env {
     pub fn secrets(&self) -> Vec<&str> {
         let mut v: Vec<&str> =
             self.private_key.iter().chain(&self.telegram_bot_token).map(|s| s.expose_secret()).collect();
-        // URL paths and queries (API keys) are secrets too.
-        for u in self.rpc_urls.iter().chain(&self.ws_url).chain([&self.gamma_url, &self.data_api_url]) {
-            if let Some((_, rest)) = u.split_once("://")
-                && let Some(i) = rest.find(['/', '?'])
-            {
-                v.push(&rest[i..]);
+        // URL paths and queries (API keys), and credentials before the host, are secrets too.
+        let urls = self.rpc_urls.iter().chain(&self.ws_url).chain(&self.geoblock_url).chain([
+            &self.gamma_url,
+            &self.data_api_url,
+            &self.clob_host,
+            &self.telegram_api_url,
+        ]);
+        for u in urls {
+            let Some((_, rest)) = u.split_once("://") else { continue };
+            let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            if let Some((userinfo, _)) = rest[..host_end].rsplit_once('@') {
+                v.push(userinfo);
+            }
+            if host_end < rest.len() {
+                v.push(&rest[host_end..]);
             }
         }
         v.retain(|s| s.len() > 1);
@@ -351,6 +360,19 @@ mod tests {
         assert_eq!(
             scrub("GET https://n.example/key123456 failed", &e.secrets()),
             "GET https://n.example<redacted> failed"
+        );
+        // Credentials before the host, in any URL the daemon calls.
+        let e = env(&[
+            ("GAMMA_URL", "https://me:hunter22@proxy.example"),
+            ("CLOB_HOST", "https://clob:s3cr3tpw@p.example"),
+        ])
+        .unwrap();
+        assert_eq!(
+            scrub(
+                "error for url (https://me:hunter22@proxy.example/markets) and https://clob:s3cr3tpw@p.example",
+                &e.secrets()
+            ),
+            "error for url (https://<redacted>@proxy.example/markets) and https://<redacted>@p.example"
         );
     }
 }

@@ -229,7 +229,8 @@ async fn resolutions(
                         }
                     }
                     Ok(Err(e)) => {
-                        error = Some(crate::config::redact_url(&e.to_string()));
+                        // The reason kept whole, only the secrets this process knows taken out.
+                        error = Some(crate::config::env::redact(&e.to_string()));
                         break;
                     }
                     Err(_) => {
