@@ -133,10 +133,15 @@ pub fn suggest(g: &GlobalArgs, a: &SuggestArgs) -> Result<i32> {
             rules: entry.map_or_else(|| defaults_of(&s.wallets_path, c.wallet), |t| t.rules.clone()),
             rules_from: if entry.is_some() { "its entry".into() } else { "the defaults".into() },
         };
-        match rt.block_on(analyze(&s, &env, &src, who, a.days, None, false))? {
-            Outcome::Vetted(v) => c.vetted = Some(*v),
-            Outcome::NoFills { .. } => c.problem = Some(format!("no fills on chain in the last {} days", a.days)),
-            Outcome::TooOld(why) => c.problem = Some(why),
+        // One candidate the node could not vet is that candidate's problem: the others vetted
+        // already, and those after it, still count.
+        match rt.block_on(analyze(&s, &env, &src, who, a.days, None, false)) {
+            Ok(Outcome::Vetted(v)) => c.vetted = Some(*v),
+            Ok(Outcome::NoFills { .. }) => c.problem = Some(format!("no fills on chain in the last {} days", a.days)),
+            Ok(Outcome::TooOld(why)) => c.problem = Some(why),
+            Err(e) => {
+                c.problem = Some(format!("not vetted: {}", crate::config::env::redact(&format!("{e:#}"))));
+            }
         }
     }
     let added = if a.add { add(&s, &list, &listed)? } else { Vec::new() };
