@@ -463,19 +463,20 @@ async fn test_detection_when_a_mined_settlement_is_reorged_out_before_its_log_co
     assert_eq!(d.stop().code(), Some(0));
 }
 
-/// A target's SELL seen pending whose copy waits (here held before its sizing, as behind other
-/// copies of its token) while the operator replaces the settlement and the replacement is mined:
-/// it is sized on the target's balance before the block it was mined in. Read at the head, after
-/// the sale, "sold 600 of 1,000" would look like "sold all it had" and sell all our copies.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_detection_when_a_pending_sell_is_mined_under_a_replacement_then_sized_before_its_block() {
+/// A paper daemon copying FAST on sight, whose feed waits for `confirmations`, with every SELL's
+/// sizing held while the returned file exists; FAST's balances are readable on chain.
+async fn sell_sizing_held(confirmations: u64) -> (Anvil, tempfile::TempDir, Daemon, std::path::PathBuf) {
     let anvil = Anvil::start().await;
     anvil.install_balances().await;
     install_exchange(&anvil, V2_EXCHANGE).await;
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(FAST, "fast", true)], 0.1));
     let hold = dir.path().join("hold-sell-sizing");
+    // A feed waiting for confirmations needs that deep a chain to go live.
+    anvil.mine(confirmations + 2).await;
+    let confirmations = confirmations.to_string();
     d.start_with(&[
+        ("POLYCOPY_CHAIN__CONFIRMATIONS", confirmations.as_str()),
         ("POLYCOPY_DETECTION__PENDING", "true"),
         ("POLYCOPY_DETECTION__TRIGGER", "pending"),
         ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
@@ -483,6 +484,39 @@ async fn test_detection_when_a_pending_sell_is_mined_under_a_replacement_then_si
         ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
     ]);
     d.wait_live().await;
+    (anvil, dir, d, hold)
+}
+
+/// FAST sells 600 of its 1,000 of token 21: seen in the pool, its copy held before its sizing.
+/// The operator replaces the settlement (the same match, another transaction), and it is mined;
+/// after that block FAST holds the 400 it kept. Returns the replacement.
+async fn sell_replaced_while_held(anvil: &Anvil, d: &Daemon, hold: &std::path::Path) -> B256 {
+    std::fs::write(hold, "").unwrap();
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement_of(Generation::V2, FAST, false, 21, (600 * ONE, 300 * ONE), 3);
+    let seen = send(anvil, ex, &data).await;
+    wait_for(20, "the pending sell held before its sizing", async || {
+        d.log().contains("fault injection: holding").then_some(())
+    })
+    .await;
+    anvil.raw("anvil_dropTransaction", json!([seen])).await;
+    let v =
+        anvil.raw("eth_sendTransaction", json!([{"from": SENDER, "to": ex, "data": data, "gas": "0x200100"}])).await;
+    let replacement: B256 = serde_json::from_value(v).unwrap();
+    assert_ne!(replacement, seen);
+    anvil.mine(1).await;
+    assert!(!receipt(anvil, replacement).await.is_null(), "the replacement was mined");
+    anvil.set_balance(FAST, 21, 400 * ONE).await;
+    replacement
+}
+
+/// A target's SELL seen pending whose copy waits (here held before its sizing, as behind other
+/// copies of its token) while the operator replaces the settlement and the replacement is mined:
+/// it is sized on the target's balance before the block it was mined in. Read at the head, after
+/// the sale, "sold 600 of 1,000" would look like "sold all it had" and sell all our copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_pending_sell_is_mined_under_a_replacement_then_sized_before_its_block() {
+    let (anvil, _dir, mut d, hold) = sell_sizing_held(0).await;
 
     // FAST buys 1,000 (mined at once): we buy 100. A block later it holds 1,000 on chain.
     let (ex, data) = settlement_of(Generation::V2, FAST, true, 21, (1_000 * ONE, 400 * ONE), 1);
@@ -494,25 +528,7 @@ async fn test_detection_when_a_pending_sell_is_mined_under_a_replacement_then_si
     anvil.set_balance(FAST, 21, 1_000 * ONE).await;
     anvil.mine(1).await;
 
-    // FAST sells 600 of them: seen in the pool, and its copy waits before its sizing.
-    std::fs::write(&hold, "").unwrap();
-    anvil.raw("evm_setAutomine", json!([false])).await;
-    let (ex, data) = settlement_of(Generation::V2, FAST, false, 21, (600 * ONE, 300 * ONE), 3);
-    let seen = send(&anvil, ex, &data).await;
-    wait_for(20, "the pending sell held before its sizing", async || {
-        d.log().contains("fault injection: holding").then_some(())
-    })
-    .await;
-    // The operator replaces the settlement (the same match, another transaction), and it is
-    // mined. After that block FAST holds the 400 it kept.
-    anvil.raw("anvil_dropTransaction", json!([seen])).await;
-    let v =
-        anvil.raw("eth_sendTransaction", json!([{"from": SENDER, "to": ex, "data": data, "gas": "0x200100"}])).await;
-    let replacement: B256 = serde_json::from_value(v).unwrap();
-    assert_ne!(replacement, seen);
-    anvil.mine(1).await;
-    assert!(!receipt(&anvil, replacement).await.is_null(), "the replacement was mined");
-    anvil.set_balance(FAST, 21, 400 * ONE).await;
+    let replacement = sell_replaced_while_held(&anvil, &d, &hold).await;
     wait_for(20, "the sale's row confirmed by the replacement's block", async || {
         rows_of(&d, FAST)
             .into_iter()
@@ -603,23 +619,7 @@ async fn test_detection_when_a_mined_settlement_never_shows_the_targets_fill_the
 /// the copy still sells 60% of ours.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_detection_when_a_pending_sell_is_replaced_and_mined_before_the_feed_reads_it_then_sized_before_it() {
-    let anvil = Anvil::start().await;
-    anvil.install_balances().await;
-    install_exchange(&anvil, V2_EXCHANGE).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(FAST, "fast", true)], 0.1));
-    let hold = dir.path().join("hold-sell-sizing");
-    // A feed waiting for 3 confirmations needs that deep a chain to go live.
-    anvil.mine(5).await;
-    d.start_with(&[
-        ("POLYCOPY_CHAIN__CONFIRMATIONS", "3"),
-        ("POLYCOPY_DETECTION__PENDING", "true"),
-        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
-        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
-        ("POLYCOPY_FAULT", "hold_before_sell_sizing"),
-        ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
-    ]);
-    d.wait_live().await;
+    let (anvil, _dir, mut d, hold) = sell_sizing_held(3).await;
 
     // FAST buys 1,000 (mined at once, confirmed 3 blocks later): we buy 100.
     let (ex, data) = settlement_of(Generation::V2, FAST, true, 21, (1_000 * ONE, 400 * ONE), 1);
@@ -631,23 +631,8 @@ async fn test_detection_when_a_pending_sell_is_replaced_and_mined_before_the_fee
     })
     .await;
 
-    // FAST sells 600: seen in the pool, its copy held before its sizing; the operator replaces
-    // the settlement and the replacement is mined, one block deep: not journaled yet.
-    std::fs::write(&hold, "").unwrap();
-    anvil.raw("evm_setAutomine", json!([false])).await;
-    let (ex, data) = settlement_of(Generation::V2, FAST, false, 21, (600 * ONE, 300 * ONE), 3);
-    let seen = send(&anvil, ex, &data).await;
-    wait_for(20, "the pending sell held before its sizing", async || {
-        d.log().contains("fault injection: holding").then_some(())
-    })
-    .await;
-    anvil.raw("anvil_dropTransaction", json!([seen])).await;
-    let v =
-        anvil.raw("eth_sendTransaction", json!([{"from": SENDER, "to": ex, "data": data, "gas": "0x200100"}])).await;
-    let replacement: B256 = serde_json::from_value(v).unwrap();
-    anvil.mine(1).await;
-    assert!(!receipt(&anvil, replacement).await.is_null(), "the replacement was mined");
-    anvil.set_balance(FAST, 21, 400 * ONE).await;
+    // The replacement is one block deep: not journaled yet.
+    sell_replaced_while_held(&anvil, &d, &hold).await;
 
     std::fs::remove_file(&hold).unwrap();
     let sold = wait_for(20, "the sale copied", async || {
