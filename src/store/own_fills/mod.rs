@@ -75,7 +75,7 @@ pub struct OwnSettled {
     pub at_ms: i64,
 }
 
-/// A fee of ours a reorg forgot with its fill (see [`rewind_own_fills`]): realized P&L gives it
+/// A fee of ours a reorg forgot with its fill (see [`Store::rewind`]): realized P&L gives it
 /// back until the fill is read again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForgottenFee {
