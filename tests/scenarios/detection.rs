@@ -510,6 +510,20 @@ async fn sell_replaced_while_held(anvil: &Anvil, d: &Daemon, hold: &std::path::P
     replacement
 }
 
+/// Releases the held sale's sizing and checks its copy: FAST sold 600 of its 1,000, so 60% of our 100.
+async fn sale_released_sells_sixty_percent(d: &Daemon, hold: &std::path::Path) {
+    std::fs::remove_file(hold).unwrap();
+    let sold = wait_for(20, "the sale copied", async || {
+        rows_of(d, FAST).into_iter().find(|r| r["side"] == "SELL" && r["status"] != "pending")
+    })
+    .await;
+    assert_eq!(
+        (sold["status"].as_str(), sold["shares"].as_str()),
+        (Some("executed"), Some("60")),
+        "60% of our 100: {sold}"
+    );
+}
+
 /// A target's SELL seen pending whose copy waits (here held before its sizing, as behind other
 /// copies of its token) while the operator replaces the settlement and the replacement is mined:
 /// it is sized on the target's balance before the block it was mined in. Read at the head, after
@@ -536,16 +550,7 @@ async fn test_detection_when_a_pending_sell_is_mined_under_a_replacement_then_si
     })
     .await;
 
-    std::fs::remove_file(&hold).unwrap();
-    let sold = wait_for(20, "the sale copied", async || {
-        rows_of(&d, FAST).into_iter().find(|r| r["side"] == "SELL" && r["status"] != "pending")
-    })
-    .await;
-    assert_eq!(
-        (sold["status"].as_str(), sold["shares"].as_str()),
-        (Some("executed"), Some("60")),
-        "60% of our 100: {sold}"
-    );
+    sale_released_sells_sixty_percent(&d, &hold).await;
     assert_eq!(rows_of(&d, FAST).len(), 2, "one row per fill: {:?}", rows_of(&d, FAST));
     assert_eq!(d.executions_for(&replacement), 1);
     assert_eq!(d.stop().code(), Some(0));
@@ -634,15 +639,6 @@ async fn test_detection_when_a_pending_sell_is_replaced_and_mined_before_the_fee
     // The replacement is one block deep: not journaled yet.
     sell_replaced_while_held(&anvil, &d, &hold).await;
 
-    std::fs::remove_file(&hold).unwrap();
-    let sold = wait_for(20, "the sale copied", async || {
-        rows_of(&d, FAST).into_iter().find(|r| r["side"] == "SELL" && r["status"] != "pending")
-    })
-    .await;
-    assert_eq!(
-        (sold["status"].as_str(), sold["shares"].as_str()),
-        (Some("executed"), Some("60")),
-        "60% of our 100: {sold}"
-    );
+    sale_released_sells_sixty_percent(&d, &hold).await;
     assert_eq!(d.stop().code(), Some(0));
 }
