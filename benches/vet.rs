@@ -52,9 +52,11 @@ fn vet(c: &mut Criterion) {
     let trades = history(10_000);
     let cfg = cfg();
     let resolved = BTreeMap::new();
-    let r = replay(&trades, &cfg, &resolved);
+    let r = replay(&trades, &cfg, &resolved, &BTreeMap::new());
     eprintln!("10,000 fills: {} copies, {} refusal kinds", r.copies.len(), r.refusals.len());
-    c.bench_function("vet replay of 10,000 fills", |b| b.iter(|| replay(black_box(&trades), &cfg, &resolved)));
+    c.bench_function("vet replay of 10,000 fills", |b| {
+        b.iter(|| replay(black_box(&trades), &cfg, &resolved, &BTreeMap::new()))
+    });
 }
 
 criterion_group!(benches, vet);

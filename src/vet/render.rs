@@ -36,6 +36,9 @@ pub struct Vetted {
     pub rules: String,
     /// Markets of the replayed tokens Gamma said are resolved / tokens asked about.
     pub settled: (usize, usize),
+    /// The wallet's balances before the period: (tokens read, tokens that could not be read, the
+    /// block they were read at). Only tokens it sold after buying them in the period are read.
+    pub held_before: (usize, usize, u64),
     /// Why markets could not be settled (Gamma unreachable), if so.
     pub gamma_error: Option<String>,
     /// The replay's figures.
@@ -126,6 +129,7 @@ pub fn text(v: &Vetted) -> String {
             "             Gamma did not answer ({e}); markets it did not settle are valued at the last price seen"
         );
     }
+    held_before(&mut s, v.held_before);
     if r.high_frequency {
         let _ = writeln!(
             s,
@@ -134,6 +138,26 @@ pub fn text(v: &Vetted) -> String {
         );
     }
     s
+}
+
+/// What the report says of the wallet's balances before the period, when it sold any.
+fn held_before(s: &mut String, (read, unknown, block): (usize, usize, u64)) {
+    let mut label = "held before";
+    if read > 0 {
+        let _ = writeln!(
+            s,
+            "{label}  read at block {block} for {read} token(s) it sold: its sales are copied in proportion"
+        );
+        label = "           ";
+    }
+    if unknown > 0 {
+        let _ = writeln!(
+            s,
+            "{label}  {unknown} token(s) it sold could not be read at block {block} (the node keeps no state that \
+             old; an archive node does): their sales are sized as if it held only what it bought in the period, \
+             which copies them as whole exits"
+        );
+    }
 }
 
 /// The report for machines: money as exact decimal strings.
@@ -179,6 +203,9 @@ pub fn json(v: &Vetted) -> Value {
         "markets_resolved": v.settled.0,
         "markets_asked": v.settled.1,
         "gamma_error": v.gamma_error,
+        "held_before_block": v.held_before.2,
+        "held_before_read": v.held_before.0,
+        "held_before_unknown": v.held_before.1,
         "copy_list": copies,
     })
 }

@@ -123,10 +123,21 @@ pub struct Report {
     pub series: Vec<(i64, i64, i64)>,
 }
 
-/// Replays `trades` (oldest first) under `cfg`; `resolved` settles markets at their payout.
+/// Replays `trades` (oldest first) under `cfg`; `resolved` settles markets at their payout;
+/// `held_before` is what the wallet held of a token when the period began, where it is known (a
+/// sale is copied in proportion to what the wallet held, as the daemon copies it).
 #[must_use]
-pub fn replay(trades: &[Trade], cfg: &VetConfig, resolved: &BTreeMap<TokenId, Price>) -> Report {
-    let mut run = Replay { r: Report { fills: trades.len(), ..Report::default() }, ..Replay::default() };
+pub fn replay(
+    trades: &[Trade],
+    cfg: &VetConfig,
+    resolved: &BTreeMap<TokenId, Price>,
+    held_before: &BTreeMap<TokenId, Shares>,
+) -> Report {
+    let mut run = Replay {
+        r: Report { fills: trades.len(), ..Report::default() },
+        target_held: held_before.clone(),
+        ..Replay::default()
+    };
     for (i, t) in trades.iter().enumerate() {
         run.trade(t, &trades[i + 1..], cfg);
     }
@@ -388,7 +399,7 @@ mod tests {
         // A market maker's bid at 0.40 fills in two parts a few seconds apart: the second part is
         // its own limit, not what a marketable copy would have paid. Priced at the cap instead.
         let maker = |at_ms, shares| Trade { taker: false, ..t(at_ms, Side::Buy, 6, shares, 400_000) };
-        let r = replay(&[maker(0, 100), maker(3_000, 100)], &cfg(2_000), &BTreeMap::new());
+        let r = replay(&[maker(0, 100), maker(3_000, 100)], &cfg(2_000), &BTreeMap::new(), &BTreeMap::new());
         assert_eq!(r.copies[0].model, PriceModel::SlippageCap);
         assert_eq!(r.copies[0].price, Price(408_000));
     }
@@ -416,7 +427,7 @@ mod tests {
     #[test]
     fn an_absurd_time_is_replayed_without_overflow() {
         let trades = [t(0, Side::Buy, 1, 100, 400_000), t(i64::MAX, Side::Sell, 1, 100, 600_000)];
-        let r = replay(&trades, &cfg(2_000), &BTreeMap::new());
+        let r = replay(&trades, &cfg(2_000), &BTreeMap::new(), &BTreeMap::new());
         assert_eq!(r.copies.len(), 2);
     }
 
@@ -425,7 +436,7 @@ mod tests {
         // Buys 100 at 0.40, sells them hours later at 0.60. We copy 10 each; no next fill after
         // the delay: priced at the slippage cap (0.408 and 0.588).
         let trades = [t(0, Side::Buy, 1, 100, 400_000), t(5 * H, Side::Sell, 1, 100, 600_000)];
-        let r = replay(&trades, &cfg(2_000), &BTreeMap::new());
+        let r = replay(&trades, &cfg(2_000), &BTreeMap::new(), &BTreeMap::new());
         assert_eq!(r.copies.len(), 2);
         assert!(r.copies.iter().all(|c| c.model == PriceModel::SlippageCap));
         assert_eq!((r.copies[0].price, r.copies[1].price), (Price(408_000), Price(588_000)));
@@ -439,6 +450,21 @@ mod tests {
     }
 
     #[test]
+    fn a_sale_of_part_of_what_the_wallet_held_before_the_period_sells_that_part_of_ours() {
+        // It held 300 before the period, buys 100 at 0.40 and sells 100 at 0.60: a quarter of its
+        // 400. We bought 10 (at the cap, 0.408) and sell a quarter, 2.5, at 0.588; 7.5 stay open.
+        let trades = [t(0, Side::Buy, 7, 100, 400_000), t(5 * H, Side::Sell, 7, 100, 600_000)];
+        let held: BTreeMap<TokenId, Shares> = [(TokenId::from(7u8), Shares(300 * ONE))].into();
+        let r = replay(&trades, &cfg(2_000), &BTreeMap::new(), &held);
+        assert_eq!(r.copies[1].shares, Shares(2_500_000));
+        assert_eq!(r.realized, Usdc(450_000));
+        assert_eq!(r.open_pnl, Usdc(4_500_000 - 3_060_000));
+        // Not known: the period alone says it sold all it had, and all of ours is sold.
+        let r = replay(&trades, &cfg(2_000), &BTreeMap::new(), &BTreeMap::new());
+        assert_eq!((r.copies[1].shares, r.realized), (Shares(10 * ONE), Usdc(1_800_000)));
+    }
+
+    #[test]
     fn an_edge_that_lives_in_one_block_disappears_with_the_delay() {
         // The wallet buys at 0.40; a block later the market is at 0.404 (its own next buy), and it
         // sells at 0.41 at once: +1.06 for it. Copied 2 s late we buy 10 at 0.404 (its second buy,
@@ -448,7 +474,7 @@ mod tests {
             t(2_000, Side::Buy, 2, 10, 404_000),
             t(2_500, Side::Sell, 2, 110, 410_000),
         ];
-        let r = replay(&trades, &cfg(2_000), &BTreeMap::new());
+        let r = replay(&trades, &cfg(2_000), &BTreeMap::new(), &BTreeMap::new());
         let models: Vec<_> = r.copies.iter().map(|c| (c.side, c.price, c.model)).collect();
         assert_eq!(
             models,
@@ -478,7 +504,7 @@ mod tests {
             trades.push(t(k * 10 * MIN, Side::Buy, 3, 50, 500_000));
             trades.push(t(k * 10 * MIN + MIN, Side::Sell, 3, 50, 501_000));
         }
-        let r = replay(&trades, &cfg(2_000), &BTreeMap::new());
+        let r = replay(&trades, &cfg(2_000), &BTreeMap::new(), &BTreeMap::new());
         assert_eq!(r.round_trip_pct, 100);
         assert!(r.high_frequency);
         // 12 fills in 51 minutes: counted over at least an hour.
@@ -495,7 +521,7 @@ mod tests {
         ];
         let resolved: BTreeMap<TokenId, Price> =
             [(TokenId::from(4u8), Price(ONE)), (TokenId::from(5u8), Price(0))].into();
-        let r = replay(&trades, &cfg(2_000), &resolved);
+        let r = replay(&trades, &cfg(2_000), &resolved, &BTreeMap::new());
         assert_eq!(r.refusals.get("price_moved"), Some(&1));
         // Copies: 10 of token 4 at the cap over 0.44 (0.4488: no later fill) → 4.488, settles at 10;
         // 10 of token 5 at 0.306 → 3.06, settles at 0.

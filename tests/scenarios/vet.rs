@@ -121,6 +121,9 @@ async fn test_vet_when_history_is_planted_then_figures_equal_hand_computed_table
         ]
     );
     assert_eq!(slow["cached_blocks"], 0, "the first run reads the chain");
+    // No ERC-1155 contract on this chain to read its balance before the period from: said, and
+    // its sale sized from the period alone.
+    assert_eq!((slow["held_before_read"].as_u64(), slow["held_before_unknown"].as_u64()), (Some(0), Some(1)));
 
     // EDGE, copied 2 s late: we buy 10 at its next fill's 0.404 (4.04); its 1-share buy is under
     // the 1 USDC minimum; we sell at the cap under 0.41 (0.4018): 4.018 − 4.04 = −0.022.
@@ -188,10 +191,40 @@ async fn test_vet_when_history_is_planted_then_figures_equal_hand_computed_table
         "priced: 12 by slippage_cap",
         "refused      none",
         "× 0.1 of its shares, sells copied",
+        "held before  1 token(s) it sold could not be read",
     ] {
         assert!(out.contains(want), "{want:?} missing:\n{out}");
     }
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"), "a PNG chart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_vet_when_the_wallet_held_shares_before_the_period_then_its_sale_is_copied_in_proportion() {
+    const HOLD: Address = address!("401d401d401d401d401d401d401d401d401d401d");
+    let genesis = now() - 3 * DAY;
+    let anvil = Anvil::start_at(genesis).await;
+    anvil.install_balances().await;
+    // Before the period it holds 300 of token 41; in it, it buys 100 at 0.40 and 5 h later sells
+    // 100 at 0.60: a quarter of its 400.
+    anvil.set_balance(HOLD, 41, 300 * ONE).await;
+    let p = genesis + 2 * DAY;
+    anvil.emit_at(p, &Fill::v2(1, HOLD, OTHER, true, 41, 100 * ONE, 40 * ONE)).await;
+    anvil.emit_at(p + 5 * 3600, &Fill::v2(2, HOLD, OTHER, false, 41, 100 * ONE, 60 * ONE)).await;
+    anvil.mine(70).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(HOLD, "holder", false)], 0.1));
+
+    // We buy 10 at the cap (0.408) and sell a quarter of them, 2.5, at 0.588: +0.45 realized; 7.5
+    // stay open, valued at 0.60: +1.44. Sized from the period alone it would sell all 10 (+1.80).
+    let v = vet_json(&d, "holder");
+    assert_eq!((v["held_before_read"].as_u64(), v["held_before_unknown"].as_u64()), (Some(1), Some(0)), "{v}");
+    let sold: Vec<&Value> = v["copy_list"].as_array().unwrap().iter().filter(|c| c["side"] == "SELL").collect();
+    assert_eq!(sold.len(), 1, "{v}");
+    assert_eq!(sold[0]["shares"], "2.5", "{v}");
+    assert_eq!((v["realized_usdc"].as_str(), v["open_pnl_usdc"].as_str()), (Some("0.45"), Some("1.44")), "{v}");
+    let (code, out, err) = vet(&d, &["holder", "--days", "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("for 1 token(s) it sold: its sales are copied in proportion"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

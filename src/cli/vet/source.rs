@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::domain::{Price, TokenId};
 use crate::store::Store;
 use crate::vet::history::{self, Span};
+use crate::vet::holdings;
 use crate::vet::render::Vetted;
 use crate::vet::{Trade, VetConfig, replay};
 
@@ -117,6 +118,9 @@ pub(crate) async fn analyze(
         return Ok(Outcome::NoFills { from, to: head });
     }
     let (resolved, asked, gamma_error) = resolutions(env, src.cache.as_ref(), &trades).await;
+    let contracts = crate::chain::positions::PositionContracts::from_settings(&s.chain);
+    let before = from.saturating_sub(1);
+    let held = holdings::read(&src.rpc, &contracts, who.wallet, &holdings::tokens_to_read(&trades), before).await;
     let rules_text = who.rules.to_string();
     let cfg = VetConfig {
         rules: who.rules,
@@ -127,7 +131,7 @@ pub(crate) async fn analyze(
         round_trip_ms: 5 * 60_000,
         price_window_ms: 60_000,
     };
-    let report = replay(&trades, &cfg, &resolved);
+    let report = replay(&trades, &cfg, &resolved, &held.known);
     if src.cache.is_some() {
         keep_owner(&s.db_path, &s.db_path);
     }
@@ -144,6 +148,7 @@ pub(crate) async fn analyze(
         rules_from: who.rules_from,
         rules: rules_text,
         settled: (resolved.len(), asked),
+        held_before: (held.known.len(), held.unknown, before),
         gamma_error,
         report,
     })))
