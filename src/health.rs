@@ -157,15 +157,25 @@ pub fn telegram_state(m: &crate::metrics::Metrics) -> Result<(), String> {
     }
 }
 
+/// The last failure, as the end of a sentence (nothing when there was none).
+fn why(c: &ReachabilitySnapshot) -> String {
+    if c.last_error.is_empty() { String::new() } else { format!(": {}", c.last_error) }
+}
+
 fn clob_check(c: &ReachabilitySnapshot, now_ms: i64, stale_s: u64) -> Check {
     let stale_ms = i64::try_from(stale_s).unwrap_or(i64::MAX).saturating_mul(1000);
     let (status, detail) = if c.auth_refused {
         (Level::Unhealthy, format!("the CLOB refuses our API credentials ({}): see RUNBOOK, API errors", c.last_error))
-    } else if c.last_answer_ms == 0 {
+    } else if c.last_answer_ms == 0 && (c.since_ms == 0 || now_ms - c.since_ms <= stale_ms) {
         (Level::Degraded, "no answer from the CLOB yet".to_owned())
+    } else if c.last_answer_ms == 0 {
+        // Never answered since the start: nothing can be sent, however long that has lasted.
+        (
+            Level::Unhealthy,
+            format!("no answer from the CLOB in the {} s since the start{}", (now_ms - c.since_ms) / 1000, why(c)),
+        )
     } else if now_ms - c.last_answer_ms > stale_ms {
-        let why = if c.last_error.is_empty() { String::new() } else { format!(": {}", c.last_error) };
-        (Level::Unhealthy, format!("no answer from the CLOB for {} s{why}", (now_ms - c.last_answer_ms) / 1000))
+        (Level::Unhealthy, format!("no answer from the CLOB for {} s{}", (now_ms - c.last_answer_ms) / 1000, why(c)))
     } else {
         (
             Level::Healthy,
@@ -249,7 +259,10 @@ mod tests {
             last_answer_ms: answer,
             auth_refused,
             last_error: "timeout".into(),
+            since_ms: now - 60_000,
         };
+        // Connected `since` ms ago and never answered.
+        let silent = |since: i64| ReachabilitySnapshot { since_ms: now - since, ..clob(0, false) };
         let orders = |unresolved: i64, oldest: Option<i64>| OrderHealth {
             unresolved,
             awaiting_settlement: i64::from(oldest.is_some()),
@@ -262,6 +275,9 @@ mod tests {
             (clob(now - 500_000, false), orders(0, None), Level::Unhealthy, Some("clob")),
             (clob(now - 5_000, true), orders(0, None), Level::Unhealthy, Some("clob")),
             (clob(0, false), orders(0, None), Level::Degraded, Some("clob")),
+            // Never answered: starting for a while, then unhealthy (nothing can be sent).
+            (silent(T.clob_stale_s as i64 * 1000), orders(0, None), Level::Degraded, Some("clob")),
+            (silent(T.clob_stale_s as i64 * 1000 + 1), orders(0, None), Level::Unhealthy, Some("clob")),
             (clob(now - 5_000, false), orders(2, None), Level::Degraded, Some("orders")),
             (clob(now - 5_000, false), orders(0, Some(now - 200_000)), Level::Degraded, Some("orders")),
         ];

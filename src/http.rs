@@ -123,7 +123,13 @@ impl HttpState {
             live,
             now_ms: now_ms(),
         };
-        evaluate(&input, &self.health)
+        let mut report = evaluate(&input, &self.health);
+        // Details quote errors from nodes and servers, which can name a URL with its key: anyone
+        // on the host may read `/health`.
+        for c in &mut report.checks {
+            c.detail = crate::config::env::redact(&c.detail);
+        }
+        report
     }
 }
 

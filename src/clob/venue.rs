@@ -133,7 +133,7 @@ impl Venue {
             limiter: RateLimiter::direct(Quota::per_second(rps)),
             cfg,
             rules: Mutex::default(),
-            reach: Arc::default(),
+            reach: Arc::new(Reachability::since(crate::store::now_ms())),
         })
     }
 
@@ -166,7 +166,10 @@ impl Venue {
     /// # Errors
     /// When the CLOB refuses again or cannot be reached.
     pub async fn reauthenticate(&self) -> Result<(), VenueError> {
-        let c = Self::authenticate(&self.cfg, &self.signer, self.funder).await?;
+        let r = Self::authenticate(&self.cfg, &self.signer, self.funder).await;
+        // A refusal (401) or no answer shows on `/health`, as for any other call.
+        self.reach.record(&r, crate::store::now_ms());
+        let c = r?;
         match self.client.write() {
             Ok(mut w) => *w = Some(c),
             Err(p) => *p.into_inner() = Some(c),

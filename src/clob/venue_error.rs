@@ -68,11 +68,14 @@ pub(crate) async fn bounded<T>(
     }
 }
 
+/// The SDK's error as ours, with `secrets` and every secret the process registered taken out: a
+/// transport error names its URL, and a `CLOB_HOST` with a key in its path would show it.
 pub(crate) fn sdk_error(e: &polymarket_client_sdk_v2::error::Error, secrets: &[&str]) -> VenueError {
+    let clean = |text: &str| crate::config::env::redact(&scrub(text, secrets));
     if let Some(st) = e.downcast_ref::<Status>() {
-        return VenueError::Status { status: st.status_code.as_u16(), message: scrub(&st.message, secrets) };
+        return VenueError::Status { status: st.status_code.as_u16(), message: clean(&st.message) };
     }
-    VenueError::Transport(scrub(&e.to_string(), secrets))
+    VenueError::Transport(clean(&e.to_string()))
 }
 
 #[cfg(test)]

@@ -120,9 +120,15 @@ fn is_revert(e: &alloy::transports::TransportError) -> bool {
 async fn bounded<T, E: std::fmt::Display>(f: impl IntoFuture<Output = Result<T, E>>) -> Result<T, ChainError> {
     match tokio::time::timeout(CALL_WAIT, f.into_future()).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ChainError::Rpc(e.to_string())),
+        Ok(Err(e)) => Err(ChainError::Rpc(node_said(&e))),
         Err(_) => Err(ChainError::Rpc(format!("no answer within {} s", CALL_WAIT.as_secs()))),
     }
+}
+
+/// A node's error as text without the secrets this process knows: the HTTP transport names its
+/// URL on a connection failure, and an RPC URL carries its API key in the path.
+fn node_said(e: &dyn std::fmt::Display) -> String {
+    crate::config::env::redact(&e.to_string())
 }
 
 impl Chain {
@@ -226,8 +232,8 @@ impl Chain {
             Ok(Ok(g)) => g,
             // Only the node's answer that the call reverts is a revert; a node that failed to
             // answer (a timeout, 429, a header it did not have) says nothing about the call.
-            Ok(Err(e)) if is_revert(&e) => return Err(ChainError::WouldRevert(e.to_string())),
-            Ok(Err(e)) => return Err(ChainError::Rpc(format!("gas estimate: {e}"))),
+            Ok(Err(e)) if is_revert(&e) => return Err(ChainError::WouldRevert(node_said(&e))),
+            Ok(Err(e)) => return Err(ChainError::Rpc(format!("gas estimate: {}", node_said(&e)))),
             Err(_) => return Err(ChainError::Rpc("gas estimate: no answer".into())),
         };
         let gas = gas.saturating_mul(5) / 4;

@@ -48,7 +48,11 @@ pub async fn checks(s: &Settings, rpc_url: Option<&str>, sig: SigType, funder: O
                     s.chain.chain_id
                 ),
             },
-            Ok(Err(e)) => Check { name, verdict: Verdict::Warn, detail: format!("could not ask the node: {e}") },
+            Ok(Err(e)) => Check {
+                name,
+                verdict: Verdict::Warn,
+                detail: format!("could not ask the node: {}", crate::config::env::redact(&e.to_string())),
+            },
             Err(_) => Check { name, verdict: Verdict::Warn, detail: "the node did not answer within 10 s".into() },
         });
     }

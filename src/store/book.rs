@@ -246,6 +246,9 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn add_event(&self, kind: &str, message: &str) -> StoreResult<()> {
+        // The events log is read back by operators and put in incident bundles: an error text a
+        // message quotes loses any secret this process knows first.
+        let message = crate::config::env::redact(message);
         exec(
             &self.conn,
             "INSERT INTO events (at_ms, kind, message) VALUES (?1, ?2, ?3)",

@@ -426,3 +426,29 @@ async fn test_live_when_a_shared_control_socket_answers_for_the_other_mode_then_
     let (code, err) = file_says(&["halt", "--reason", "again"]);
     assert_eq!(code, 0, "a halt reaches whichever daemon answers: {err}");
 }
+
+/// A CLOB that never answers (its host carries an API key in the path, as a proxy's may): the
+/// daemon starts without it, `/health` turns the CLOB check unhealthy once it has been silent
+/// for `clob_stale_s` since the start (not "starting" forever), and the key is in neither the
+/// health report nor the log, though the transport's error names the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_the_clob_never_answers_then_health_is_unhealthy_without_its_key() {
+    const PATH_KEY: &str = "pathKey0123456789abcdef";
+    let mut l = live().await;
+    l.d.env.retain(|(k, _)| k != "CLOB_HOST");
+    // Nothing listens on port 9 (discard): every request fails to connect.
+    l.d.env.push(("CLOB_HOST".into(), format!("http://127.0.0.1:9/{PATH_KEY}/")));
+    l.d.set("health", "clob_stale_s = 4");
+    start_live(&mut l).await;
+    let base = l.d.http_base().await;
+    let body = wait_for(30, "the CLOB check unhealthy", async || {
+        let (_, body) = crate::support::http::http_get(&base, "/health").await;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        let clob = v["checks"].as_array()?.iter().find(|c| c["name"] == "clob")?.clone();
+        (clob["status"] == "unhealthy").then_some(body)
+    })
+    .await;
+    assert!(body.contains("since the start"), "{body}");
+    assert!(!body.contains(PATH_KEY), "{body}");
+    assert!(!l.d.log().contains(PATH_KEY), "the key in the log");
+}
