@@ -173,6 +173,17 @@ if [ -n "$service" ]; then
   log info "stopping $service"
   "$systemctl_cmd" stop "$service"
 fi
+# A daemon still running on this journal (--no-service, a wrong --service, or one started by hand)
+# would keep writing the file moved aside, and would take the halt below for itself, leaving the
+# restored journal un-halted for its next start: nothing is touched while one answers.
+configured=$(db_path)
+same_journal=0
+if [ -n "$configured" ] && [ "$(realpath -m -- "$db")" = "$(realpath -m -- "$configured")" ]; then
+  same_journal=1
+  if grep -q '"running": true' <<<"$(run_polycopy status --json 2>/dev/null || true)"; then
+    die "refusing: a daemon is still running on $db${service:+ after stopping $service}: stop it first (systemctl stop <its unit>), nothing was touched"
+  fi
+fi
 stamp=$(date -u +%Y%m%dT%H%M%S%3NZ)
 aside=""
 if [ -f "$db" ]; then
@@ -215,16 +226,17 @@ run_polycopy db-check --file "$db" >/dev/null || die "the restored journal fails
 # the target fills after it. Halted before the daemon starts, so that the operator reconciles
 # first (a scratch restore, --db elsewhere, is left as it is). Halting a stopped daemon's journal
 # answers 3 (stored in the journal).
-configured=$(db_path)
-if [ -n "$configured" ] && [ "$(realpath -m -- "$db")" = "$(realpath -m -- "$configured")" ]; then
+# Only 3 (stored in the journal, no daemon answered) halts the file itself: 0 means a daemon took the
+# halt for itself. Either way, a restored journal that is not halted is never started.
+if [ "$same_journal" = 1 ]; then
   rc=0
   run_polycopy halt --reason "journal restored from $(basename "$backup"): run reconcile, then resume" >/dev/null 2>&1 \
     || rc=$?
-  if [ "$rc" = 0 ] || [ "$rc" = 3 ]; then
-    log warning "trading is HALTED in the restored journal: it knows nothing after the backup was taken. Run reconcile, then resume"
-  else
-    log crit "could not halt the restored journal (exit $rc): halt it before trading resumes"
-  fi
+  case $rc in
+    3) log warning "trading is HALTED in the restored journal: it knows nothing after the backup was taken. Run reconcile, then resume" ;;
+    0) die "a daemon answered the halt meant for the restored journal, which is NOT halted: stop every daemon on $db, run $(polycopy_bin) halt, then start${service:+ $service} (not started)" ;;
+    *) die "could not halt the restored journal (exit $rc): halt it ($(polycopy_bin) halt) before trading resumes${service:+; $service is left stopped}" ;;
+  esac
 fi
 if [ -n "$service" ]; then
   log info "starting $service"

@@ -17,6 +17,7 @@ Usage: update.sh NEW_BINARY [--instance NAME] [--bin-path PATH] [--service NAME]
   --backup-dir DIR where the pre-update backup goes (default /var/backups/polycopy, /NAME for an instance)
   --timeout S      seconds the new version has to become healthy (default 90)
 A daemon halted before the update may stay halted: the health checks then accept the halt. A
+service that is not running (stopped by the operator) is left stopped: only the binary is swapped. A
 rollback puts back the journal from before the update, which lacks what the new version did:
 trading is then left HALTED (the journal is halted before the old version starts) until you have
 run reconcile and resume; the newer journal is kept aside as <journal>.before-restore-<stamp>.
@@ -54,6 +55,10 @@ done
 version=$("$new" --version 2>/dev/null) || die "the new binary does not run: $new --version failed"
 systemctl_cmd=${SYSTEMCTL:-systemctl}
 here=$(dirname "$0")
+# A service the operator stopped (one way to halt, see the runbook) stays stopped: the binary is
+# swapped and nothing is started.
+was_active=1
+"$systemctl_cmd" is-active --quiet "$service" 2>/dev/null || was_active=0
 mapfile -t inst < <(instance_args)
 export POLYCOPY_BIN="$bin_path"
 # A halt in force before the update is the operator's: the new version may keep it.
@@ -84,6 +89,10 @@ esac
 cp -p "$bin_path" "$bin_path.prev"
 install -m 0755 "$new" "$bin_path.new"
 mv -f "$bin_path.new" "$bin_path"
+if [ "$was_active" = 0 ]; then
+  log warning "$service was not running: $version is installed (previous binary kept as $bin_path.prev) and $service is left stopped. Start it yourself when you mean to trade, then run health_check.sh"
+  exit 0
+fi
 "$systemctl_cmd" restart "$service" || true
 # shellcheck disable=SC2086 # HEALTH_ARGS is a list of arguments
 if "$here/health_check.sh" ${inst[@]+"${inst[@]}"} ${health_extra[@]+"${health_extra[@]}"} --wait "$timeout" \
@@ -101,7 +110,9 @@ mv -f "$bin_path.prev" "$bin_path"
 if grep -q '"tripped": true' <<<"$(run_polycopy status --json 2>/dev/null || true)"; then
   log crit "trading is HALTED: the journal put back is from before the update (the newer one is kept aside as <journal>.before-restore-*). Run reconcile, then resume"
 else
-  log crit "the journal put back is from before the update and is NOT halted: halt it now ($(polycopy_bin) halt), then reconcile and resume"
+  # Started un-halted, the old journal would copy again what the new version already copied.
+  log crit "rolled back, but the journal put back is from before the update and is NOT halted: $service is left stopped. Halt it ($(polycopy_bin) halt), start $service, then reconcile and resume"
+  exit 1
 fi
 "$systemctl_cmd" start "$service" || true
 # shellcheck disable=SC2086

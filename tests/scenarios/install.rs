@@ -176,7 +176,8 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
             "#!/usr/bin/env bash\nset -u\npidf={p}/daemon.pid\ncase \"$1\" in\n\
              start) cd {p}; {bin} --config polycopy.toml --wallets wallets.json --db journal.db run >> {p}/daemon.log 2>&1 < /dev/null & echo $! > $pidf ;;\n\
              stop) if [ -f $pidf ]; then kill -TERM $(cat $pidf) 2>/dev/null; for i in $(seq 100); do kill -0 $(cat $pidf) 2>/dev/null || break; sleep 0.1; done; rm -f $pidf; fi ;;\n\
-             restart) \"$0\" stop; \"$0\" start ;;\nesac\n",
+             restart) \"$0\" stop; \"$0\" start ;;\n\
+             is-active) [ -f $pidf ] && kill -0 $(cat $pidf) 2>/dev/null ;;\nesac\n",
             bin = installed.display()
         ),
     )
@@ -264,7 +265,22 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
             .to_string_lossy()
             .contains("before-restore"))
     );
+
+    // restore.sh --no-service while the daemon runs on that journal: refused, nothing touched
+    // (the daemon would take the halt for itself and keep writing the file moved aside).
+    let (code, out, err) = d.script("restore.sh", &[newest.to_str().unwrap(), "--no-service"], &env);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("a daemon is still running on") && err.contains("nothing was touched"), "{err}");
+    assert_eq!(d.status()["daemon"]["answers"], true, "the daemon runs on, undisturbed");
+
+    // A service the operator stopped stays stopped through an update: only the binary changes.
     ctl("stop");
+    std::fs::remove_file(installed.with_extension("prev")).unwrap();
+    let (code, out, err) = sh(&[&[good.as_str()][..], &common[..]].concat());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("was not running") && err.contains("left stopped"), "{err}");
+    assert!(installed.with_extension("prev").exists(), "the binary was swapped");
+    assert_eq!(d.status()["daemon"]["running"], false, "nothing was started");
 }
 
 /// Every operator script explains itself with --help and exits 0.
