@@ -96,6 +96,8 @@ pub struct Redeemer {
     pub data_api: Option<String>,
     /// Rounds in a row each redemption could not be prepared because the node failed.
     pub node_failures: std::sync::Mutex<HashMap<i64, u32>>,
+    /// The trading state: halted, nothing new is signed.
+    pub gate: crate::risk::TradingGate,
 }
 
 /// Rounds in a row a node failure holds a redemption up before the operator is told (once).
@@ -119,8 +121,11 @@ impl Redeemer {
 
     /// One round, with what earlier rounds of this run learned.
     async fn round(&self, memory: &mut Memory) -> Result<(), String> {
-        let Memory { worthless, done, waiting, approvals } = memory;
+        let Memory { worthless, done, waiting, approvals, halt_said } = memory;
         let Some(chain) = &self.chain else { return self.paper_round().await };
+        // Halted, nothing new is signed with the key (no approval, no redemption): what was sent
+        // before is still followed to its end and booked, as an order in flight is.
+        let halted = self.gate.is_closed();
         if approvals.is_none() {
             *approvals = self.journaled_approvals().await;
         }
@@ -129,13 +134,20 @@ impl Redeemer {
         };
         // A Safe funder's transactions each carry the Safe's next nonce: while one is not mined,
         // another signed now would take the same nonce and revert, spending an attempt.
-        let approval_pending = self.approval_pending(chain, approvals).await;
+        let approval_pending = !halted && self.approval_pending(chain, approvals).await;
         let mut safe_busy = self.safe && approval_pending;
         for row in self.open().await? {
             if matches!(row.status, RedeemStatus::Signed | RedeemStatus::Sent) {
                 safe_busy |= self.follow(chain, &row).await == InFlight::Yes && self.safe;
             }
         }
+        if halted {
+            if !std::mem::replace(halt_said, true) {
+                info!("trading is halted: no redemption or approval is signed until it resumes");
+            }
+            return Ok(());
+        }
+        *halt_said = false;
         let mut resolved = ask(self.store.send(ResolvedTokens).await)?;
         self.cross_check(&resolved, worthless).await;
         done.retain(|_, at| at.elapsed() < DONE_FOR);
@@ -453,6 +465,8 @@ struct Memory {
     waiting: HashSet<B256>,
     /// Approvals sent and not yet in effect; `None` until read from the journal.
     approvals: Option<SentApprovals>,
+    /// The halt was said to hold redemptions up (said once per halt).
+    halt_said: bool,
 }
 
 /// The positions read, by market.

@@ -132,7 +132,7 @@ async fn settled(extra: &[(&str, &str)], fault: Option<&str>) -> Live {
 /// [`settled`], with the results of the markets of `unreported` tokens not on chain yet when
 /// Gamma shows them resolved.
 async fn settled_with(extra: &[(&str, &str)], fault: Option<&str>, unreported: &[u64]) -> Live {
-    settle(live().await, extra, fault, unreported).await
+    settle(live().await, extra, fault, unreported, false).await
 }
 
 /// [`settled`], the daemon reaching the node through a proxy that refuses every gas estimate
@@ -142,11 +142,12 @@ async fn settled_with_estimates_refused(extra: &[(&str, &str)]) -> (Live, crate:
     let proxy = crate::support::capped_rpc::CappedRpc::start(&l.anvil.http_url(), u64::MAX).await;
     proxy.refuse_estimates(usize::MAX);
     l.d.env.push(("POLYGON_RPC_URL".into(), proxy.url.clone()));
-    (settle(l, extra, None, &[]).await, proxy)
+    (settle(l, extra, None, &[], false).await, proxy)
 }
 
-/// `l` started with the redemption settings `extra`, two copies held and their markets resolved.
-async fn settle(mut l: Live, extra: &[(&str, &str)], fault: Option<&str>, unreported: &[u64]) -> Live {
+/// `l` started with the redemption settings `extra`, two copies held and their markets resolved
+/// (after a halt, when `halted`).
+async fn settle(mut l: Live, extra: &[(&str, &str)], fault: Option<&str>, unreported: &[u64], halted: bool) -> Live {
     install(&l.anvil).await;
     l.d.set("risk", "mark_interval_s = 1");
     for (k, v) in [("CHECK_EVERY_S", "1"), ("RETRY_AFTER_S", "1"), ("CONFIRM_WAIT_S", "10")].iter().chain(extra) {
@@ -167,6 +168,10 @@ async fn settle(mut l: Live, extra: &[(&str, &str)], fault: Option<&str>, unrepo
         l.d.stop();
         l.d.start_with(&[("POLYCOPY_FAULT", point)]);
         l.d.wait_live().await;
+    }
+    if halted {
+        let (code, out, err) = l.d.run_cli(&["halt", "--reason", "emergency"]);
+        assert_eq!(code, 0, "{out}{err}");
     }
     for t in unreported {
         send(&l.anvil, CONDITIONAL_TOKENS, setUnreportedCall { conditionId: condition(*t), u: true }.abi_encode())
@@ -212,6 +217,30 @@ async fn test_redeem_when_market_resolves_then_winner_redeemed_once_loser_withou
     let (code, out, err) = l.d.run_cli(&["reconcile"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("no difference"), "{out}");
+}
+
+/// Markets the journal knows resolved.
+fn resolved_in_journal(d: &Daemon) -> i64 {
+    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+    c.query_row("SELECT COUNT(*) FROM markets WHERE payout IS NOT NULL", [], |r| r.get(0)).unwrap()
+}
+
+/// A halt means nothing leaves: while halted no redemption (nor approval) is signed with the key,
+/// though the winning market has resolved; once trading resumes it is redeemed, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_halted_then_nothing_is_signed_until_resumed() {
+    let l = settle(live().await, &[], None, &[], true).await;
+    wait_for(30, "both resolutions in the journal", async || (resolved_in_journal(&l.d) == 2).then_some(())).await;
+    let start = rounds(&l.d).await;
+    wait_for(20, "three rounds after", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
+    assert!(rows(&l.d).await.is_empty(), "nothing journaled to send");
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::ZERO, "nothing sent");
+    assert!(l.d.log().contains("trading is halted: no redemption or approval is signed"), "{}", l.d.log());
+    let (code, out, err) = l.d.run_cli(&["resume"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
+        .await;
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,6 +74,7 @@ pub(super) async fn start(
             t.store.clone(),
             t.notifier.clone(),
             t.metrics.clone(),
+            t.gate.clone(),
         ) {
             Ok(r) => spawn_until(stop, r.run()),
             Err(why) => t.notifier.do_send(crate::actors::notifier::Event::Error { message: why }),

@@ -18,6 +18,7 @@ pub(super) fn redeemer(
     store: Addr<StoreActor>,
     notifier: Addr<Notifier>,
     metrics: Arc<Metrics>,
+    gate: crate::risk::TradingGate,
 ) -> Result<crate::redeem::task::Redeemer, String> {
     use crate::clob::SigType;
     let r = &s.redeem;
@@ -47,6 +48,7 @@ pub(super) fn redeemer(
             metrics,
             data_api: None,
             node_failures: std::sync::Mutex::default(),
+            gate,
         });
     };
     let sig = SigType::parse(&s.live.signature_type).map_err(|e| format!("redemption off: live.signature_type {e}"))?;
@@ -75,5 +77,6 @@ pub(super) fn redeemer(
         metrics,
         data_api: Some(env.data_api_url.clone()),
         node_failures: std::sync::Mutex::default(),
+        gate,
     })
 }
