@@ -177,9 +177,9 @@ fn run(cli: Cli) -> Result<i32> {
             let system = actix_rt::System::new();
             system.block_on(run_daemon(DaemonConfig { settings, env })).map_err(|e| match e {
                 DaemonError::Wallets { .. } => anyhow::Error::new(cli::ConfigError(e.to_string())),
-                DaemonError::Store(polycopy::store::StoreError::Damaged { .. }) => {
-                    anyhow::Error::new(cli::DataError(e.to_string()))
-                }
+                DaemonError::Store(
+                    polycopy::store::StoreError::Damaged { .. } | polycopy::store::StoreError::NewerSchema { .. },
+                ) => anyhow::Error::new(cli::DataError(e.to_string())),
                 e => anyhow::Error::new(e),
             })?;
             Ok(0)

@@ -82,6 +82,21 @@ pub enum StoreError {
         /// What SQLite said.
         cause: String,
     },
+    /// The journal was written by a newer polycopy, whose schema this binary does not know: run on
+    /// it, this binary would ignore what the newer one records (a rollback by hand after an update).
+    #[error(
+        "the journal {path} was written by a newer polycopy (schema {found}; this binary knows {known}). \
+         Nothing was changed. Run the newer binary, or restore the backup taken before the update with \
+         scripts/restore.sh, which halts it (RUNBOOK.md, \"Update\")"
+    )]
+    NewerSchema {
+        /// The file.
+        path: String,
+        /// Its schema version.
+        found: usize,
+        /// The newest this binary knows.
+        known: usize,
+    },
     /// The batch this write was part of did not commit: the write did not happen.
     #[error("{0}")]
     NotCommitted(String),
@@ -191,6 +206,10 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Every statement of a fill's life stays prepared.
         conn.set_prepared_statement_cache_capacity(64);
+        let (found, known) = schema::versions(&conn)?;
+        if found > known {
+            return Err(StoreError::NewerSchema { path: path.display().to_string(), found, known });
+        }
         schema::migrate(&conn)?;
         Ok(Self { conn, path: Some(path.to_owned()), day_starts_at_hour: 0 })
     }
@@ -364,6 +383,25 @@ mod tests {
         // Still FULL after a write: the level is the connection's, not a transaction's.
         s.journal_range(&[fill(1, 5)], (5, B256::repeat_byte(5)), &[(5, B256::repeat_byte(5))]).unwrap();
         assert_eq!(s.synchronous().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_journal_of_a_newer_polycopy_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        drop(Store::open(&path).unwrap());
+        let (_, known) = schema::versions(&rusqlite::Connection::open(&path).unwrap()).unwrap();
+        rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", known + 1).unwrap();
+        for open in [Store::open, Store::open_existing] {
+            match open(&path) {
+                Err(e @ StoreError::NewerSchema { .. }) => {
+                    assert!(e.to_string().contains(&format!("schema {}; this binary knows {known}", known + 1)), "{e}");
+                }
+                other => panic!("{:?}", other.map(|_| ())),
+            }
+        }
+        let (found, _) = schema::versions(&rusqlite::Connection::open(&path).unwrap()).unwrap();
+        assert_eq!(found, known + 1, "left as it was");
     }
 
     /// A BUY of 10 shares at 0.50 by wallet 0xaa…, in transaction `tx` (shared by the store's tests).

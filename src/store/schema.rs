@@ -450,6 +450,14 @@ CREATE INDEX own_fees ON own_fills (seen_at_ms) WHERE fee > 0;
 ",
 ];
 
+/// The file's schema version, and the newest this binary knows.
+///
+/// # Errors
+/// When SQLite cannot read it.
+pub(crate) fn versions(conn: &Connection) -> rusqlite::Result<(usize, usize)> {
+    Ok((conn.query_row("PRAGMA user_version", [], |r| r.get(0))?, MIGRATIONS.len()))
+}
+
 /// Brings the schema up to date.
 ///
 /// # Errors
