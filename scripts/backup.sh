@@ -11,7 +11,7 @@ umask 077
 usage() {
   cat <<USAGE
 Usage: backup.sh [--instance NAME] [--dir DIR] [--keep-days N] [--keep-count N]
-                 [--encrypt-to RECIPIENT]... [--no-encrypt] [--copy-to DEST] [--no-copy]
+                 [--encrypt-to RECIPIENT]... [--no-encrypt] [--copy-to DEST] [--no-copy] [--alert]
   --instance NAME  back up this instance (polycopy --instance NAME)
   --dir DIR        where backups go (default /var/backups/polycopy, /NAME for an instance)
   --keep-days N    delete backups older than N days (default 30). Age is the retention rule
@@ -25,6 +25,8 @@ Usage: backup.sh [--instance NAME] [--dir DIR] [--keep-days N] [--keep-count N]
   --copy-to DEST   copy the new backup to DEST as well: a local directory (created 0700) or an
                    rsync destination (host:/path, user@host:/path, rsync://...; ssh in batch mode)
   --no-copy        no off-site copy, whatever BACKUP_COPY_TO says
+  --alert          on failure (exit 1, or 75: the off-site copy failed), also hand an alert to the
+                   running daemon (Telegram), naming the last error (the cron job passes it)
 Writes, per backup (stem polycopy-<mode>-<UTC stamp>), each with a .sha256 beside it:
   <stem>.db.gz[.age|.gpg]       the journal of the configured mode (db_path, or live.db_path)
   <stem>.config.tgz[.age|.gpg]  the settings file(s), wallets.json and backup.conf, with a MANIFEST
@@ -39,7 +41,7 @@ then); 64 bad usage; 75 backup written (path printed, retention done) but the of
 USAGE
 }
 
-dir="" keep_days=30 keep_count="" copy_to="" no_encrypt=0 no_copy=0
+dir="" keep_days=30 keep_count="" copy_to="" no_encrypt=0 no_copy=0 alert=0
 recipients=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -51,6 +53,7 @@ while [ $# -gt 0 ]; do
     --no-encrypt) no_encrypt=1; shift ;;
     --copy-to) need_value "$1" $#; [ -n "$2" ] || usage_error "--copy-to needs a destination"; copy_to=$2; shift 2 ;;
     --no-copy) no_copy=1; shift ;;
+    --alert) alert=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage_error "unknown argument: $1" ;;
   esac
@@ -59,6 +62,13 @@ done
 [ -z "$keep_count" ] || [[ "$keep_count" =~ ^[1-9][0-9]*$ ]] || usage_error "--keep-count must be a whole number (at least 1)"
 [ "$no_encrypt" = 0 ] || [ ${#recipients[@]} -eq 0 ] || usage_error "--encrypt-to and --no-encrypt contradict each other"
 [ "$no_copy" = 0 ] || [ -z "$copy_to" ] || usage_error "--copy-to and --no-copy contradict each other"
+stage="" plain=""
+on_exit() {
+  local rc=$?
+  rm -rf "$stage" "$plain"
+  [ "$alert" = 0 ] || alert_on_failure "$rc" backup
+}
+trap on_exit EXIT
 load_config   # once, in this shell: every config_field below reads it
 [ -n "$dir" ] || dir=$(default_backup_dir)
 # An unreadable backup.conf stops the backup: it may say to encrypt, and a plaintext backup where
@@ -106,8 +116,6 @@ db=$(db_path)
 if [ -n "$db" ]; then
   find "$(dirname "$db")" -maxdepth 1 -type d -name '.polycopy-tmp.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
 fi
-stage="" plain=""
-trap 'rm -rf "$stage" "$plain"' EXIT
 stage=$(mktemp -d "$dir/.backup.XXXXXX")   # what goes into DIR (atomic rename from here)
 plain=$(private_workdir)                     # plaintext: beside the journal, never in DIR
 

@@ -23,8 +23,11 @@ esac
 pc_instance=""
 pc_config_json=""
 
+pc_last_error=""   # the last err/crit message of this shell, for alert_on_failure
+
 log() { # log LEVEL MESSAGE...   LEVEL: info | warning | err | crit
   local level=$1; shift
+  case $level in err | crit) pc_last_error="$*" ;; esac
   printf '%s: %s\n' "$POLYCOPY_TAG" "$*" >&2
   if command -v logger >/dev/null 2>&1; then logger -t "$POLYCOPY_TAG" -p "user.$level" -- "$*" 2>/dev/null || true; fi
 }
@@ -298,4 +301,17 @@ relay_alert() {
     log crit "could not relay the alert through the daemon at $url"
     return 1
   fi
+}
+
+# alert_on_failure RC WHAT: for a cron job run with --alert, from its EXIT trap. A run that failed
+# (any exit but 0 and 64) is handed to the daemon as an alert naming WHAT and the last error logged:
+# a log file nobody reads is not where a failing backup should be found out, months later.
+alert_on_failure() {
+  local rc=$1 what=$2 url
+  if [ "$rc" = 0 ] || [ "$rc" = "$EX_USAGE" ]; then return 0; fi
+  if ! url=$(health_url); then
+    log crit "cannot tell where the daemon listens ([http] listen is off or port 0): no alert for this failure"
+    return 0
+  fi
+  relay_alert "$url" "$what${pc_instance:+ [$pc_instance]} FAILED (exit $rc): ${pc_last_error:-see the log}" || true
 }

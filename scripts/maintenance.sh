@@ -7,7 +7,7 @@ set -euo pipefail
 
 usage() {
   cat <<USAGE
-Usage: maintenance.sh [--instance NAME] [--prune-days N] [--no-vacuum]
+Usage: maintenance.sh [--instance NAME] [--prune-days N] [--no-vacuum] [--alert]
   --instance NAME  maintain this instance's journal (polycopy --instance NAME)
   --prune-days N   move fills older than N days that were never copied (refused, stale, withdrawn,
                    with their intents and orders) and events older than N days into
@@ -15,13 +15,15 @@ Usage: maintenance.sh [--instance NAME] [--prune-days N] [--no-vacuum]
                    month, owner-only), then delete them from the journal; copies, their orders and
                    executions stay (positions, P&L and reports need them). Default 90
   --no-vacuum      skip VACUUM
+  --alert          on failure (exit 1 or 78; not 75), also hand an alert to the running daemon
+                   (Telegram), naming the error (the cron job passes it)
 Environment: POLYCOPY_BIN (binary), POLYCOPY_ARGS (extra global polycopy arguments).
 Exit: 0 done; 1 integrity failure (nothing touched) or other failure; 64 bad usage;
 75 VACUUM skipped because the database was busy (cron tries again next time); 78 configuration error.
 USAGE
 }
 
-args=()
+args=() alert=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --instance) need_value "$1" $#; set_instance "$2"; shift 2 ;;
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
       [[ "$2" =~ ^[1-9][0-9]*$ ]] || usage_error "--prune-days must be a whole number of days (at least 1)"
       args+=(--prune-days "$2"); shift 2 ;;
     --no-vacuum) args+=(--no-vacuum); shift ;;
+    --alert) alert=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage_error "unknown argument: $1" ;;
   esac
@@ -47,4 +50,6 @@ case $rc in
   *) log crit "maintenance failed (exit $rc): $(echo "$out" | tr '\n' ' ')" ;;
 esac
 echo "$out"
+# A busy database only postpones VACUUM to the next run: not worth waking anyone.
+[ "$alert" = 0 ] || [ "$rc" = 75 ] || alert_on_failure "$rc" maintenance
 exit $rc

@@ -17,8 +17,7 @@ impl Store {
         let mut dst = Connection::open(out)?;
         {
             let b = rusqlite::backup::Backup::new(&self.conn, &mut dst)?;
-            // Small steps with pauses: the daemon keeps writing while the copy runs.
-            b.run_to_completion(256, Duration::from_millis(5), None)?;
+            copy_all(&b)?;
         }
         let ok: String = dst.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
         if ok != "ok" {
@@ -47,6 +46,25 @@ impl Store {
     }
 }
 
+/// Attempts at a copy the source's lock refuses before the backup gives up.
+const BACKUP_ATTEMPTS: u32 = 100;
+
+/// Copies every page in one step. A copy made in small steps starts again whenever another
+/// connection writes between two of them, and the daemon writes every poll: a journal big enough
+/// to need more steps than fit between two polls would never finish. One step reads a single
+/// snapshot; in WAL mode the daemon's writes go on meanwhile.
+fn copy_all(b: &rusqlite::backup::Backup<'_, '_>) -> StoreResult<()> {
+    use rusqlite::backup::StepResult;
+    for _ in 0..BACKUP_ATTEMPTS {
+        match b.step(-1)? {
+            StepResult::Done => return Ok(()),
+            StepResult::More | StepResult::Busy | StepResult::Locked => std::thread::sleep(Duration::from_millis(50)),
+            _ => {}
+        }
+    }
+    Err(StoreError::NotCommitted(format!("the backup could not read the journal in {BACKUP_ATTEMPTS} attempts")))
+}
+
 /// Checks any SQLite file without creating or migrating it: `Ok(Ok(()))` when sound and a polycopy
 /// journal, `Ok(Err(problem))` otherwise.
 ///
@@ -70,4 +88,49 @@ pub fn check_file(path: &Path, quick: bool) -> StoreResult<Result<(), String>> {
         .query_row("SELECT COUNT(*) = 1 FROM sqlite_master WHERE type = 'table' AND name = 'fills'", [], |r| r.get(0))
         .unwrap_or(false);
     Ok(if is_journal { Ok(()) } else { Err("a sound SQLite file, but not a polycopy journal".into()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A journal of thousands of pages backed up while another connection writes all the time (the
+    /// daemon, every poll): the copy finishes, and holds what was there when it began.
+    #[test]
+    fn a_backup_finishes_while_another_connection_keeps_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let store = Store::open(&path).unwrap();
+        store.conn.execute_batch("CREATE TABLE filler (b BLOB); BEGIN;").unwrap();
+        for _ in 0..4_000 {
+            store.conn.execute("INSERT INTO filler VALUES (zeroblob(2000))", []).unwrap();
+        }
+        store.conn.execute_batch("COMMIT").unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let writes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let writer = {
+            let (stop, writes, path) = (stop.clone(), writes.clone(), path.clone());
+            std::thread::spawn(move || {
+                let c = Connection::open(&path).unwrap();
+                c.busy_timeout(Duration::from_secs(5)).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    c.execute("INSERT INTO events (at_ms, kind, message) VALUES (0, 'x', 'y')", []).unwrap();
+                    writes.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        // The writer is under way before the copy starts.
+        while writes.load(Ordering::Relaxed) < 10 {
+            std::thread::yield_now();
+        }
+        let out = dir.path().join("copy.db");
+        let r = store.backup_to(&out);
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        r.unwrap();
+        let copy = Connection::open(&out).unwrap();
+        let n: i64 = copy.query_row("SELECT COUNT(*) FROM filler", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 4_000);
+    }
 }

@@ -213,6 +213,18 @@ async fn test_backup_audit_when_a_backup_is_corrupted_then_names_it_and_alerts()
     .await;
     assert!(!alerts.iter().any(|m| m.contains(&journals[2])), "{alerts:?}");
 
+    // The cron job's backup (--alert) whose off-site copy fails tells the operator through the
+    // daemon, naming the error, not only its log file.
+    std::fs::write(dir.path().join("blocked"), "a file, not a directory").unwrap();
+    let blocked = dir.path().join("blocked").join("polycopy").display().to_string();
+    let (code, out, err) = d.script("backup.sh", &["--dir", &bdir, "--copy-to", &blocked, "--alert"], &[]);
+    assert_eq!(code, 75, "{out}{err}");
+    let alert = wait_for(10, "the backup's alert", async || {
+        d.events("alert").into_iter().find(|m| m.contains("backup FAILED (exit 75)"))
+    })
+    .await;
+    assert!(alert.contains(&format!("off-site copy to {blocked} FAILED")), "{alert}");
+
     // An empty directory is a failure too: nothing to restore from.
     std::fs::create_dir_all(dir.path().join("none")).unwrap();
     let none = dir.path().join("none").display().to_string();

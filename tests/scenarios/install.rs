@@ -74,6 +74,13 @@ fn test_install_when_run_twice_then_same_tree_and_operator_edits_kept() {
     );
     let cron = String::from_utf8(first["etc/cron.d/polycopy"].1.clone()).unwrap();
     assert!(cron.contains("/usr/local/lib/polycopy/backup.sh") && !cron.contains('@'), "{cron}");
+    // Failures alerted, overlapping runs skipped, and root's output kept out of the service
+    // user's log directory.
+    assert!(
+        cron.contains("flock -n /run/lock/polycopy-backup.lock") && cron.contains("--keep-days 30 --alert"),
+        "{cron}"
+    );
+    assert!(cron.contains("reconcile --alert 2>&1 | logger -t polycopy-reconcile"), "{cron}");
 
     let (code, _, err) = install();
     assert_eq!(code, 0, "{err}");
