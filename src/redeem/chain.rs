@@ -31,6 +31,10 @@ pub enum ChainError {
     /// The call would revert (gas estimation said so).
     #[error("it would revert: {0}")]
     WouldRevert(String),
+    /// A transaction of ours was mined and reverted (it says something about the call: counted
+    /// as an attempt, unlike a node that did not answer).
+    #[error("{0}")]
+    Reverted(String),
     /// Not enough POL to pay for gas.
     #[error("not enough POL for gas: {have} wei held, about {need} wei needed")]
     NoGas {
@@ -123,6 +127,26 @@ async fn bounded<T, E: std::fmt::Display>(f: impl IntoFuture<Output = Result<T, 
         Ok(Err(e)) => Err(ChainError::Rpc(node_said(&e))),
         Err(_) => Err(ChainError::Rpc(format!("no answer within {} s", CALL_WAIT.as_secs()))),
     }
+}
+
+/// Whether a node's refusal says it holds these bytes already (go-ethereum "already known",
+/// Nethermind "AlreadyKnown", others "already imported"): sent, not refused.
+fn already_known(e: &str) -> bool {
+    let e = e.to_ascii_lowercase();
+    ["already known", "alreadyknown", "already imported"].iter().any(|k| e.contains(k))
+}
+
+/// The fee cap for `gas` at a wanted `max_fee`, kept under the 1 POL nodes refuse past (a
+/// transaction signed over it would be refused on every send, for ever); a node error (no attempt
+/// counted: the next round tries at the gas price then) when even the current `price` would pass it.
+fn capped_fee(gas: u64, max_fee: u128, price: u128) -> Result<u128, ChainError> {
+    let cap = FEE_CAP_WEI / u128::from(gas.max(1));
+    if price > cap {
+        return Err(ChainError::Rpc(format!(
+            "the gas price ({price} wei) would take {gas} gas past the nodes' 1 POL cap: waiting for it to fall"
+        )));
+    }
+    Ok(max_fee.min(cap))
 }
 
 /// A node's error as text without the secrets this process knows: the HTTP transport names its
@@ -238,7 +262,7 @@ impl Chain {
         };
         let gas = gas.saturating_mul(5) / 4;
         let (price, tip) = self.fees().await?;
-        let max_fee = price.saturating_mul(2).max(tip + 1);
+        let max_fee = capped_fee(gas, price.saturating_mul(2).max(tip + 1), price)?;
         let nonce = bounded(self.provider.get_transaction_count(from).pending()).await?;
         self.seal(TxEip1559 {
             chain_id: self.chain_id,
@@ -315,7 +339,7 @@ impl Chain {
             alloy::primitives::hex::decode(raw).map_err(|e| ChainError::Rpc(format!("stored transaction: {e}")))?;
         match bounded(self.provider.send_raw_transaction(&bytes)).await {
             Ok(_) => Ok(()),
-            Err(ChainError::Rpc(e)) if e.contains("already known") => Ok(()),
+            Err(ChainError::Rpc(e)) if already_known(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -371,6 +395,34 @@ mod tests {
     use alloy::primitives::{Address, U256};
 
     use super::Mined;
+
+    #[test]
+    fn a_fee_cap_stays_under_one_pol_or_waits() {
+        let gwei = 1_000_000_000u128;
+        // (gas, wanted max fee, gas price) → the fee cap signed, or None: wait.
+        let cases = [
+            (250_000u64, 200 * gwei, 100 * gwei, Some(200 * gwei)),
+            // 250k gas at 8,000 gwei would be 2 POL: capped at 4,000 gwei (1 POL).
+            (250_000, 8_000 * gwei, 3_000 * gwei, Some(4_000 * gwei)),
+            // The price alone passes the cap: nothing is signed.
+            (250_000, 10_000 * gwei, 5_000 * gwei, None),
+        ];
+        for (gas, want, price, signed) in cases {
+            assert_eq!(super::capped_fee(gas, want, price).ok(), signed, "{gas} {want} {price}");
+        }
+    }
+
+    #[test]
+    fn nodes_saying_they_hold_a_transaction_already_are_understood() {
+        for (text, known) in [
+            ("already known", true),
+            ("AlreadyKnown", true),
+            ("Transaction already imported", true),
+            ("nonce too low", false),
+        ] {
+            assert_eq!(super::already_known(text), known, "{text}");
+        }
+    }
 
     #[test]
     fn only_an_answer_that_the_call_reverts_is_a_revert() {

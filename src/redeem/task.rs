@@ -355,11 +355,14 @@ impl Redeemer {
     }
 
     /// A failure before anything was sent: one that says something about the redemption (it
-    /// would revert, no gas) counts as an attempt; a node that did not answer does not spend the
-    /// budget, and the next round tries again (a node outage would otherwise fail every market
-    /// tried meanwhile for good).
+    /// would revert, an approval reverted) counts as an attempt; a node that did not answer, or a
+    /// key out of POL, does not spend the budget, and the next round tries again (an outage would
+    /// otherwise fail every market tried meanwhile for good).
     async fn failed_or_later(&self, row: &RedemptionRow, e: &crate::redeem::chain::ChainError, why: &str) {
-        if let crate::redeem::chain::ChainError::Rpc(_) = e {
+        use crate::redeem::chain::ChainError;
+        // A key out of POL heals once it is topped up: like a node failure it spends no attempt
+        // (it would otherwise fail for good every market tried meanwhile), and it is said.
+        if let ChainError::Rpc(_) | ChainError::NoGas { .. } = e {
             warn!(market = %row.condition_id, cause = %why, "the node did not answer for a redemption: tried again next round, no attempt counted");
             let rounds = self.node_failures.lock().map_or(0, |mut m| {
                 let n = m.entry(row.id).or_insert(0);
@@ -372,7 +375,8 @@ impl Redeemer {
                 self.notifier.do_send(Event::Error {
                     message: format!(
                         "redemption of market {:#x} ({} pUSD) could not be prepared for {rounds} rounds: {why}. Tried \
-                         again every round without spending attempts; check POLYGON_RPC_URL and the funder settings",
+                         again every round without spending attempts; check POLYGON_RPC_URL, the funder settings \
+                         and the signing key's POL",
                         row.condition_id, row.expected
                     ),
                 });

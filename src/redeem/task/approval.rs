@@ -77,7 +77,8 @@ impl Redeemer {
             Landed::Success(_) | Landed::Pending | Landed::Unknown => Ok(Approval::Waiting),
             Landed::Reverted => {
                 self.forget_approval(sent, key).await;
-                Err(ChainError::Rpc(format!("the approval {:#x} reverted", tx.hash)))
+                // Counted as an attempt: signing it again each round would pay for it each time.
+                Err(ChainError::Reverted(format!("the approval {:#x} reverted", tx.hash)))
             }
         }
     }
