@@ -30,21 +30,23 @@ pub async fn positions(
     url: &str,
     funder: alloy::primitives::Address,
 ) -> Result<BTreeMap<TokenId, DataPosition>, String> {
-    let client = polymarket_client_sdk_v2::data::Client::new(url).map_err(|e| e.to_string())?;
+    // The client's errors may name the URL, and a key in it.
+    let said = |e: &dyn std::fmt::Display| crate::config::env::redact(&e.to_string());
+    let client = polymarket_client_sdk_v2::data::Client::new(url).map_err(|e| said(&e))?;
     let mut out = BTreeMap::new();
-    for page in 0..20 {
+    for page in 0..PAGES {
         let req = PositionsRequest::builder()
             .user(funder)
             .size_threshold(rust_decimal::Decimal::ZERO)
-            .limit(500)
+            .limit(PAGE)
             .map_err(|e| e.to_string())?
-            .offset(page * 500)
+            .offset(page * PAGE)
             .map_err(|e| e.to_string())?
             .build();
         let rows = tokio::time::timeout(SOURCE_WAIT, client.positions(&req))
             .await
             .map_err(|_| format!("no answer within {} s", SOURCE_WAIT.as_secs()))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| said(&e))?;
         let n = rows.len();
         for p in rows {
             let size = crate::clob::venue::decimal_to_micros(p.size).ok_or("a position size out of range")?;
@@ -54,9 +56,18 @@ pub async fn positions(
                 .map(Price);
             out.insert(p.asset, DataPosition { size: Shares(size), redeemable: p.redeemable, avg_price });
         }
-        if n < 500 {
-            break;
+        if n < usize::try_from(PAGE).unwrap_or(usize::MAX) {
+            return Ok(out);
         }
     }
-    Ok(out)
+    // Every page full: there is more than was read. A partial list would read as "holds none" for
+    // every token past it (false differences in reconcile), so it is not used at all.
+    Err(format!(
+        "the Data API lists more than {} positions for {funder:#x}: only part could be read, so it is not used",
+        PAGES * PAGE
+    ))
 }
+
+/// Positions per page, and pages read at most.
+const PAGE: i32 = 500;
+const PAGES: i32 = 20;

@@ -169,6 +169,27 @@ async fn test_reconcile_when_the_chain_is_unreadable_then_apply_books_nothing() 
     assert_eq!(positions(&l.d), vec![(STD_TOKEN.to_string(), "4".to_owned())]);
 }
 
+/// Past the 10,000 positions the Data API can be read for (losing tokens are never redeemed, so
+/// its list only grows), its list is not used in part: the journal's token listed after them would
+/// read as "holds none", a false "sold outside polycopy" every night.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_the_data_api_lists_more_than_can_be_read_then_it_is_not_used() {
+    let mut l = live().await;
+    l.anvil.install_balances().await;
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    settle_buys_on_chain(&l, &[STD_TOKEN]).await;
+    l.anvil.set_balance(SIGNER, STD_TOKEN, 10 * ONE).await;
+    let mut listed: Vec<(u64, &str, bool)> = (0..10_000).map(|i| (900_000 + i, "0", true)).collect();
+    listed.push((STD_TOKEN, "10", false));
+    l.clob.data_positions(&listed);
+    let (code, out, err) = l.d.run_cli(&["reconcile"]);
+    assert_eq!(code, 1, "a source that could not be read: {out}{err}");
+    assert!(format!("{out}{err}").contains("lists more than 10000 positions"), "{out}{err}");
+    assert!(!out.contains("sold outside"), "{out}");
+}
+
 /// Paper mode has nothing on chain to reconcile with, and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_reconcile_when_paper_then_says_there_is_nothing_to_compare() {

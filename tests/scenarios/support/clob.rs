@@ -529,11 +529,16 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
         // The Data API's positions, with every field the real one sends.
         ("GET", "/positions") => {
             let user = query(&path, "user");
+            // In pages, as the real one serves them (100 a page unless asked).
+            let offset: usize = query(&path, "offset").parse().unwrap_or(0);
+            let limit: usize = query(&path, "limit").parse().unwrap_or(100);
             let rows: Vec<Value> = st
                 .lock()
                 .unwrap()
                 .data_positions
                 .iter()
+                .skip(offset)
+                .take(limit)
                 .map(|(asset, size, redeemable)| {
                     json!({"proxyWallet": user, "asset": asset, "conditionId": format!("0x{}", "11".repeat(32)),
                        "size": size.parse::<f64>().unwrap(), "avgPrice": 0.5, "initialValue": 1, "currentValue": 1,
