@@ -98,8 +98,7 @@ impl AlertGate {
     /// # Errors
     /// Why it is refused.
     pub fn admit(&self, authorization: Option<&[u8]>) -> Result<u64, Refusal> {
-        let given = authorization.and_then(|h| h.strip_prefix(b"Bearer ")).unwrap_or_default();
-        if !same(given, self.token.expose_secret().as_bytes()) {
+        if !self.authorized(authorization) {
             return Err(Refusal::Unauthorized);
         }
         if self.limiter.check().is_err() {
@@ -107,6 +106,15 @@ impl AlertGate {
             return Err(Refusal::TooMany);
         }
         Ok(self.refused.swap(0, Ordering::Relaxed))
+    }
+}
+
+impl AlertGate {
+    /// Whether the `Authorization` header's value carries the token (the pace is not touched).
+    #[must_use]
+    pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+        let given = authorization.and_then(|h| h.strip_prefix(b"Bearer ")).unwrap_or_default();
+        same(given, self.token.expose_secret().as_bytes())
     }
 }
 

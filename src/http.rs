@@ -31,7 +31,7 @@ const MAX_CONNECTIONS: usize = 32;
 /// Largest request head.
 const MAX_HEAD: usize = 8 * 1024;
 /// Largest `POST /alert` body.
-const MAX_ALERT_BODY: usize = 2 * 1024;
+const MAX_ALERT_BODY: usize = 64 * 1024;
 
 /// What the live checks read.
 #[derive(Debug, Clone)]
@@ -243,26 +243,15 @@ async fn route(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes
 async fn alert(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes>> {
     use crate::alert_gate::Refusal;
     let auth = req.headers().get(hyper::header::AUTHORIZATION).map(hyper::header::HeaderValue::as_bytes);
-    let dropped = match state.alerts.admit(auth) {
-        Ok(n) => n,
-        Err(Refusal::Unauthorized) => {
-            let file = state.alert_token_file.display();
-            return text(
-                StatusCode::UNAUTHORIZED,
-                "text/plain",
-                format!("POST /alert needs \"Authorization: Bearer <token>\" with the token in {file}\n"),
-            );
-        }
-        Err(Refusal::TooMany) => {
-            let mut r = text(
-                StatusCode::TOO_MANY_REQUESTS,
-                "text/plain",
-                "too many alerts: one a minute after a burst; this one is counted and reported with the next\n".into(),
-            );
-            r.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("60"));
-            return r;
-        }
-    };
+    if !state.alerts.authorized(auth) {
+        let file = state.alert_token_file.display();
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "text/plain",
+            format!("POST /alert needs \"Authorization: Bearer <token>\" with the token in {file}\n"),
+        );
+    }
+    let auth = auth.map(<[u8]>::to_vec);
     let body = match Limited::new(req.into_body(), MAX_ALERT_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -273,17 +262,47 @@ async fn alert(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes
             );
         }
     };
-    let message: String =
-        String::from_utf8_lossy(&body).trim().chars().filter(|c| !c.is_control()).take(1_000).collect();
-    // Stored, logged and sent on: never with a secret pasted into it.
-    let message = crate::config::env::redact(&message);
-    if message.is_empty() {
+    let Some(message) = alert_text(&body) else {
         return text(StatusCode::BAD_REQUEST, "text/plain", "empty alert\n".into());
-    }
+    };
+    // The pace is spent only on an alert that is relayed: a refused body loses neither its turn
+    // nor the count of alerts refused before it.
+    let dropped = match state.alerts.admit(auth.as_deref()) {
+        Ok(n) => n,
+        Err(Refusal::Unauthorized) => return text(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n".into()),
+        Err(Refusal::TooMany) => {
+            let mut r = text(
+                StatusCode::TOO_MANY_REQUESTS,
+                "text/plain",
+                "too many alerts: one a minute after a burst; this one is counted and reported with the next\n".into(),
+            );
+            r.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("60"));
+            return r;
+        }
+    };
     let message =
         if dropped > 0 { format!("{message} ({dropped} earlier alert(s) refused by the rate limit)") } else { message };
     state.notifier.do_send(Event::Alert { message });
     text(StatusCode::ACCEPTED, "text/plain", "relayed\n".into())
+}
+
+/// Characters of an alert relayed; a longer one is cut, with a mark.
+const ALERT_CHARS: usize = 1_000;
+
+/// An alert's text: secrets out first (a cut must not leave half a key that no longer matches),
+/// control characters out, cut to [`ALERT_CHARS`]. `None` when nothing is left.
+fn alert_text(body: &[u8]) -> Option<String> {
+    let clean: String =
+        crate::config::env::redact(&String::from_utf8_lossy(body)).chars().filter(|c| !c.is_control()).collect();
+    let clean = clean.trim();
+    if clean.is_empty() {
+        return None;
+    }
+    let mut cut: String = clean.chars().take(ALERT_CHARS).collect();
+    if cut.len() < clean.len() {
+        cut.push_str(" …(cut)");
+    }
+    Some(cut)
 }
 
 /// What the dashboard shows, each part bounded in time (the page never waits on a busy actor).
@@ -329,7 +348,22 @@ async fn dashboard_view(state: &HttpState) -> Option<crate::dashboard::View> {
 
 #[cfg(test)]
 mod tests {
-    use super::local_host;
+    use super::{ALERT_CHARS, alert_text, local_host};
+
+    #[test]
+    fn an_alert_loses_its_secrets_before_it_is_cut() {
+        crate::config::env::register_secrets(["0xkeykeykeykeykey"]);
+        let at_the_cut = format!("{}0xkeykeykeykeykey", "a".repeat(ALERT_CHARS - 4));
+        let cases: [(&str, Option<String>); 4] = [
+            ("", None),
+            (" \n\t ", None),
+            ("disk\u{7} low", Some("disk low".into())),
+            (&at_the_cut, Some(format!("{}<red …(cut)", "a".repeat(ALERT_CHARS - 4)))),
+        ];
+        for (body, want) in cases {
+            assert_eq!(alert_text(body.as_bytes()), want, "{body:?}");
+        }
+    }
 
     #[test]
     fn only_addresses_and_localhost_are_served_on_a_loopback_listener() {

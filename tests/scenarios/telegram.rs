@@ -88,8 +88,13 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
     assert_eq!(code, "401");
     assert!(answer.contains("journal.db.alert-token") && !answer.contains(token.trim()), "{answer}");
     assert_eq!(post(Some("0".repeat(64)), "forged: wrong token").0, "401");
-    assert_eq!(post(Some(token.clone()), "health check: disk low").0, "202");
-    message_containing(&tg, OP, "ALERT: health check: disk low").await;
+    // A long alert (every failing check of a bad night) is relayed cut, not refused.
+    let long = format!("health check: disk low; {}", "chain: no answer; ".repeat(200));
+    assert_eq!(post(Some(token.clone()), &long).0, "202");
+    let m = message_containing(&tg, OP, "ALERT: health check: disk low").await;
+    assert!(m.text.contains("…(cut)"), "{}", m.text);
+    // An empty one is refused without spending a turn of the pace.
+    assert_eq!(post(Some(token.clone()), "  ").0, "400");
     let codes: Vec<String> = (0..6).map(|i| post(Some(token.clone()), &format!("flood {i}")).0).collect();
     assert_eq!(codes.iter().filter(|c| *c == "429").count(), 2, "a burst of 5 then one a minute: {codes:?}");
     message_containing(&tg, OP, "ALERT: flood 3").await;
