@@ -57,6 +57,8 @@ pub struct HealthInput<'a> {
     pub live: Option<LiveInput>,
     /// Now, unix ms.
     pub now_ms: i64,
+    /// When the daemon started, unix ms (0: not known).
+    pub started_ms: i64,
 }
 
 /// What the live checks look at.
@@ -80,7 +82,13 @@ pub fn evaluate(i: &HealthInput<'_>, t: &HealthSettings) -> HealthReport {
     let stall_s = i64::try_from(t.feed_stall_s).unwrap_or(i64::MAX);
     let why = f.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
     let failing_s = (f.failing_since_ms != 0).then(|| (i.now_ms - f.failing_since_ms) / 1000);
-    let chain = if !f.live {
+    // Before the first sync, a feed that is not failing must at least be trying: a recovery that
+    // never ends (the feed not started), or a feed that stopped, would otherwise read "starting"
+    // for ever. A failing one waits out its backoff and is judged by how long it has failed.
+    let tried_s = (i.now_ms - f.attempt_ms.max(f.started_ms).max(i.started_ms)) / 1000;
+    let chain = if !f.live && f.failing_since_ms == 0 && i.started_ms != 0 && tried_s > stall_s {
+        (Level::Unhealthy, format!("not synced with the chain, and no attempt for {tried_s} s since the start{why}"))
+    } else if !f.live {
         match failing_s {
             // Still waiting for the chain after the stall threshold: the operator must act.
             Some(s) if f.started_ms != 0 && s > stall_s => {
@@ -207,7 +215,16 @@ mod tests {
     use super::*;
 
     fn input(feed: FeedStatus, breaker: &BreakerState, db: Result<(), String>) -> HealthInput<'_> {
-        HealthInput { feed, confirmations: 0, breaker, db, telegram: None, live: None, now_ms: 100_000 }
+        HealthInput {
+            feed,
+            confirmations: 0,
+            breaker,
+            db,
+            telegram: None,
+            live: None,
+            now_ms: 100_000,
+            started_ms: 1_000,
+        }
     }
 
     const T: HealthSettings = HealthSettings { feed_stall_s: 60, max_head_lag_blocks: 30, clob_stale_s: 120 };
@@ -222,6 +239,15 @@ mod tests {
             live: true,
             last_ok_ms: 99_000,
             started_ms: 1_000,
+            attempt_ms: 99_000,
+            ..FeedStatus::default()
+        };
+        // Not synced yet, the feed started at `started` and last tried at `tried` (0: never).
+        let quiet = |started: i64, tried: i64| FeedStatus {
+            live: false,
+            processed: 0,
+            started_ms: started,
+            attempt_ms: tried,
             ..FeedStatus::default()
         };
         let down = |since: i64| FeedStatus {
@@ -243,6 +269,12 @@ mod tests {
             // The chain never answered since the start: starting for a while, then unhealthy.
             (down(50_000), &ok, Ok(()), Level::Degraded),
             (down(30_000), &ok, Ok(()), Level::Unhealthy),
+            // Not synced and not trying: a recovery that never ends (the feed not started 99 s
+            // after the daemon), or a feed that stopped trying, is unhealthy past the stall.
+            (quiet(50_000, 0), &ok, Ok(()), Level::Degraded),
+            (quiet(0, 0), &ok, Ok(()), Level::Unhealthy),
+            (quiet(1_000, 30_000), &ok, Ok(()), Level::Unhealthy),
+            (quiet(1_000, 95_000), &ok, Ok(()), Level::Degraded),
         ];
         for (i, (feed, b, db, want)) in cases.into_iter().enumerate() {
             assert_eq!(evaluate(&input(feed, b, db), &T).status, want, "case {i}");
@@ -290,6 +322,7 @@ mod tests {
                 telegram: None,
                 live: Some(LiveInput { clob: c, orders: Ok(o), settle_timeout_ms: 120_000 }),
                 now_ms: now,
+                started_ms: now - 60_000,
             };
             let r = evaluate(&input, &T);
             assert_eq!(r.status, want, "case {i}: {r:?}");

@@ -70,6 +70,8 @@ pub struct HttpState {
     /// `[http] allow_remote`: served to any host name. Otherwise only to requests naming the
     /// machine by address or as `localhost` (see [`local_host`]).
     pub allow_remote: bool,
+    /// When the daemon started, unix ms: a feed not synced yet is judged from then.
+    pub started_ms: i64,
 }
 
 impl HttpState {
@@ -122,6 +124,7 @@ impl HttpState {
                 .then(|| crate::health::telegram_state(&self.metrics)),
             live,
             now_ms: now_ms(),
+            started_ms: self.started_ms,
         };
         let mut report = evaluate(&input, &self.health);
         // Details quote errors from nodes and servers, which can name a URL with its key: anyone

@@ -107,6 +107,7 @@ fn serve_http(
         health: s.health,
         confirmations: s.chain.confirmations,
         allow_remote: s.http.allow_remote,
+        started_ms: t.started_ms,
         journal: t.journal.clone(),
         live: t.venue.as_ref().map(|v| crate::http::LiveHealthSource {
             reach: v.reachability(),
