@@ -219,6 +219,29 @@ async fn test_redeem_when_market_resolves_then_winner_redeemed_once_loser_withou
     assert!(out.contains("no difference"), "{out}");
 }
 
+/// The node the daemon reads lags behind the one that mined its redemption (a load balancer's
+/// backends): the receipt is not found, sending the same bytes again says the nonce was used, and
+/// the redemption is still booked `redeemed` once the receipt shows, not `dropped` (which would
+/// leave the pUSD paid unreported and the market planned again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_the_receipt_lags_behind_the_nonce_then_booked_redeemed_not_dropped() {
+    let mut l = live().await;
+    let proxy = crate::support::capped_rpc::CappedRpc::start(&l.anvil.http_url(), u64::MAX).await;
+    l.d.env.push(("POLYGON_RPC_URL".into(), proxy.url.clone()));
+    proxy.hide_receipts(true);
+    let l = settle(l, &[], None, &[], false).await;
+    wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
+        .await;
+    // The same bytes sent again (a later round: the node does not know them), refused for their nonce.
+    let sent = proxy.raw_sends();
+    wait_for(30, "the redemption sent again", async || (proxy.raw_sends() > sent).then_some(())).await;
+    proxy.hide_receipts(false);
+    wait_for(30, "the redemption booked", async || (rows(&l.d).await.first()?.1 == "redeemed").then_some(())).await;
+    let ev = wait_for(10, "the redemption reported", async || l.d.events("redeemed").into_iter().next()).await;
+    assert!(ev.contains("10 pUSD paid"), "{ev}");
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
+}
+
 /// Markets the journal knows resolved.
 fn resolved_in_journal(d: &Daemon) -> i64 {
     let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();

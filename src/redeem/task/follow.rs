@@ -29,8 +29,13 @@ impl Redeemer {
             Ok(Landed::Unknown) => match chain.send(raw).await {
                 Ok(()) => self.set(row, RedeemStatus::Sent, "sent", row.attempts, 0).await,
                 Err(e) if e.to_string().contains("nonce") => {
-                    // Its nonce was used: by a transaction it replaced (mined since we looked), or
-                    // by another one, and then none of ours can ever be mined.
+                    // Its nonce was used: by this very transaction (a node behind a load balancer
+                    // may miss its receipt that another already has: asked again, for as long as
+                    // a confirmation may take), by one it replaced, or by another one, and then
+                    // none of ours can ever be mined.
+                    if let Ok(l @ (Landed::Success(_) | Landed::Reverted)) = self.mined(chain, hash).await {
+                        return self.book(row, hash, l).await;
+                    }
                     return match self.earlier(chain, row).await {
                         Earlier::Mined(h, l) => self.book(row, h, l).await,
                         Earlier::Unread | Earlier::Waiting => InFlight::Yes,

@@ -5,7 +5,7 @@
 //! "unknown block" for a block by hash.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,9 +19,17 @@ pub struct CappedRpc {
     pub url: String,
     refused: Arc<AtomicUsize>,
     served: Arc<AtomicUsize>,
-    lagging: Arc<AtomicUsize>,
-    behind: Arc<AtomicUsize>,
-    estimates_refused: Arc<AtomicUsize>,
+    faults: Arc<Faults>,
+}
+
+/// The lagging backend's misbehaviours, armed by the test.
+#[derive(Default)]
+struct Faults {
+    lagging: AtomicUsize,
+    behind: AtomicUsize,
+    estimates_refused: AtomicUsize,
+    receipts_hidden: AtomicBool,
+    raw_sends: AtomicUsize,
 }
 
 impl CappedRpc {
@@ -31,40 +39,48 @@ impl CappedRpc {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (refused, served): (Arc<AtomicUsize>, Arc<AtomicUsize>) = (Arc::default(), Arc::default());
         let upstream = upstream.trim_start_matches("http://").to_owned();
-        let (lagging, behind): (Arc<AtomicUsize>, Arc<AtomicUsize>) = (Arc::default(), Arc::default());
-        let estimates_refused: Arc<AtomicUsize> = Arc::default();
-        let (r, s, l, b, e) =
-            (refused.clone(), served.clone(), lagging.clone(), behind.clone(), estimates_refused.clone());
+        let faults: Arc<Faults> = Arc::default();
+        let (r, s, f) = (refused.clone(), served.clone(), faults.clone());
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let faults = (l.clone(), b.clone(), e.clone());
-                tokio::spawn(serve(sock, upstream.clone(), cap, (r.clone(), s.clone()), faults));
+                tokio::spawn(serve(sock, upstream.clone(), cap, (r.clone(), s.clone()), f.clone()));
             }
         });
-        Self { url, refused, served, lagging, behind, estimates_refused }
+        Self { url, refused, served, faults }
+    }
+
+    /// While `hidden`, transactions and receipts are looked up on a backend that has not seen them
+    /// yet (null), while sending still reaches the one that mined them.
+    pub fn hide_receipts(&self, hidden: bool) {
+        self.faults.receipts_hidden.store(hidden, Ordering::SeqCst);
+    }
+
+    /// `eth_sendRawTransaction` calls passed on so far.
+    pub fn raw_sends(&self) -> usize {
+        self.faults.raw_sends.load(Ordering::SeqCst)
     }
 
     /// The next `n` block-by-number calls are answered by a backend two blocks behind the one that
     /// answers for the head (a load balancer's): it has no block above the head less two.
     pub fn behind(&self, n: usize) {
-        self.behind.store(n, Ordering::SeqCst);
+        self.faults.behind.store(n, Ordering::SeqCst);
     }
 
     /// The next `n` `eth_estimateGas` calls are refused as a rate-limited provider refuses them
     /// (-32005 "limit exceeded"): the node failing, not the call reverting.
     pub fn refuse_estimates(&self, n: usize) {
-        self.estimates_refused.store(n, Ordering::SeqCst);
+        self.faults.estimates_refused.store(n, Ordering::SeqCst);
     }
 
     /// Calls still to be answered from behind.
     pub fn still_behind(&self) -> usize {
-        self.behind.load(Ordering::SeqCst)
+        self.faults.behind.load(Ordering::SeqCst)
     }
 
     /// The next `n` `eth_getLogs` calls are answered by a backend that has not indexed the newest
     /// blocks yet.
     pub fn lag(&self, n: usize) {
-        self.lagging.store(n, Ordering::SeqCst);
+        self.faults.lagging.store(n, Ordering::SeqCst);
     }
 
     /// `eth_getLogs` calls refused for their range.
@@ -84,10 +100,26 @@ async fn serve(
     upstream: String,
     cap: u64,
     (refused, served): (Arc<AtomicUsize>, Arc<AtomicUsize>),
-    (lagging, behind, estimates_refused): (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<AtomicUsize>),
+    faults: Arc<Faults>,
 ) {
+    let Faults { lagging, behind, estimates_refused, receipts_hidden, raw_sends } = &*faults;
     while let Some((_, _, body, _)) = read_request(&mut sock).await {
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if req["method"] == "eth_sendRawTransaction" {
+            raw_sends.fetch_add(1, Ordering::SeqCst);
+        }
+        let lookup = req["method"] == "eth_getTransactionReceipt" || req["method"] == "eth_getTransactionByHash";
+        if lookup && receipts_hidden.load(Ordering::SeqCst) {
+            let answer = json!({"jsonrpc": "2.0", "id": req["id"].clone(), "result": null}).to_string();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                answer.len()
+            );
+            if sock.write_all(head.as_bytes()).await.is_err() || sock.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
         if req["method"] == "eth_estimateGas"
             && estimates_refused.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
         {
