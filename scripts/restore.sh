@@ -193,7 +193,11 @@ if [ -f "$db" ]; then
   log info "current journal kept aside as $aside"
 fi
 mkdir -p "$(dirname "$db")"
-install -m 0600 "$work/restore.db" "$db"
+# Moved, not copied: the checked copy sits beside the journal (same disk), so the move takes no
+# more space, and a full disk cannot leave half a journal where the daemon looks for it.
+chmod 0600 "$work/restore.db"
+mv -f -- "$work/restore.db" "$db" \
+  || die "could not put the restored journal at $db: the previous one is at ${aside:-nowhere} (move it back by hand before starting)"
 # Run as root, keep the journal owned like the one it replaces (or like its directory, the
 # service's state directory): a root-owned journal would stop the daemon from writing.
 if [ "$(id -u)" = 0 ]; then

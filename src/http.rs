@@ -72,6 +72,8 @@ pub struct HttpState {
     pub allow_remote: bool,
     /// When the daemon started, unix ms: a feed not synced yet is judged from then.
     pub started_ms: i64,
+    /// The dashboard as last read from the journal, and when (see [`DASHBOARD_FRESH`]).
+    pub dashboard: Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, crate::dashboard::View)>>>,
 }
 
 impl HttpState {
@@ -308,8 +310,37 @@ fn alert_text(body: &[u8]) -> Option<String> {
     Some(cut)
 }
 
-/// What the dashboard shows, each part bounded in time (the page never waits on a busy actor).
+/// How long the journal's part of the dashboard is shown before it is read again. Each read puts
+/// four queries on the journal's one writer, ahead of copies: open tabs, or a loop of requests,
+/// cost at most one read per interval, and requests arriving together share it.
+const DASHBOARD_FRESH: Duration = Duration::from_secs(2);
+
+/// What the dashboard shows: the journal's part at most [`DASHBOARD_FRESH`] old, the trading state
+/// and the figures kept in memory as they are now.
 async fn dashboard_view(state: &HttpState) -> Option<crate::dashboard::View> {
+    let mut cached = state.dashboard.lock().await;
+    let fresh = cached.as_ref().filter(|(at, _)| at.elapsed() < DASHBOARD_FRESH).map(|(_, v)| v.clone());
+    let mut view = match fresh {
+        Some(v) => v,
+        None => {
+            state.metrics.dashboard_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let v = journal_view(state).await?;
+            *cached = Some((tokio::time::Instant::now(), v.clone()));
+            v
+        }
+    };
+    drop(cached);
+    if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_millis(500), state.risk.send(GetBreakerState)).await {
+        view.breaker = b;
+    }
+    view.targets = state.metrics.targets.lock().map(|t| t.clone()).unwrap_or_default();
+    view.detection = state.metrics.detection.lock().map(|d| d.clone()).unwrap_or_default();
+    Some(view)
+}
+
+/// The dashboard read from the journal, each part bounded in time (the page never waits on a busy
+/// actor).
+async fn journal_view(state: &HttpState) -> Option<crate::dashboard::View> {
     use crate::actors::store::{GetPnlByDay, GetStatus, GetTrades, MarketNames};
     let wait = Duration::from_secs(2);
     let status = tokio::time::timeout(wait, state.store.send(GetStatus)).await.ok()?.ok()?.ok()?;
@@ -331,21 +362,17 @@ async fn dashboard_view(state: &HttpState) -> Option<crate::dashboard::View> {
         .into_iter()
         .map(|(t, n)| (t.to_string(), n))
         .collect();
-    let breaker = match tokio::time::timeout(Duration::from_millis(500), state.risk.send(GetBreakerState)).await {
-        Ok(Ok(b)) => b,
-        _ => status.breaker.clone(),
-    };
     let mut pnl_by_day: Vec<(i64, i64)> = pnl.into_iter().map(|(d, p)| (d, p.0)).collect();
     pnl_by_day.sort_unstable();
     Some(crate::dashboard::View {
         mode: if state.metrics.live.load(std::sync::atomic::Ordering::Relaxed) { "live" } else { "paper" },
-        breaker,
+        breaker: status.breaker.clone(),
         status,
         pnl_by_day,
-        targets: state.metrics.targets.lock().map(|t| t.clone()).unwrap_or_default(),
+        targets: Vec::new(),
         trades,
         names,
-        detection: state.metrics.detection.lock().map(|d| d.clone()).unwrap_or_default(),
+        detection: Default::default(),
     })
 }
 

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub targets: Mutex<Vec<(String, String, crate::store::TargetQuality)>>,
     /// Redemption rounds run (see `crate::redeem`).
     pub redeem_rounds: AtomicU64,
+    /// Times the dashboard was read from the journal (pages are served from a short-lived copy).
+    pub dashboard_reads: AtomicU64,
     /// Redemption rounds that could not read or try every market (a node error): the markets
     /// left are tried at the next round.
     pub redeem_round_failures: AtomicU64,

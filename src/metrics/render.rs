@@ -58,6 +58,13 @@ impl Metrics {
         );
         write_metric(
             o,
+            "polycopy_dashboard_reads_total",
+            "counter",
+            "Times the dashboard was read from the journal (pages share a read for 2 s).",
+            &one(ld(&self.dashboard_reads)),
+        );
+        write_metric(
+            o,
             "polycopy_redeem_round_failures_total",
             "counter",
             "Redemption rounds that could not read every resolved market (tried again next round).",

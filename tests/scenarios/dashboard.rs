@@ -82,6 +82,18 @@ async fn test_dashboard_when_opened_in_a_browser_then_positions_and_targets_with
     let (code, part) = crate::support::http::http_get(&base, "/dashboard?part=live").await;
     assert_eq!(code, 200);
     assert!(part.contains("id=\"positions\"") && !part.contains("<html"), "{part}");
+    // Many tabs, or a loop of requests, do not each put their queries on the journal's writer:
+    // forty pages at once share one or two reads.
+    let reads = async || {
+        let (_, m) = crate::support::http::http_get(&base, "/metrics").await;
+        m.lines().find_map(|l| l.strip_prefix("polycopy_dashboard_reads_total ")?.trim().parse::<u64>().ok()).unwrap()
+    };
+    let before = reads().await;
+    let pages = (0..40).map(|_| crate::support::http::http_get(&base, "/dashboard?part=live"));
+    for (code, part) in futures_util::future::join_all(pages).await {
+        assert!(code == 200 && part.contains("id=\"positions\""), "{code} {part}");
+    }
+    assert!(reads().await - before <= 2, "{} reads for 40 pages", reads().await - before);
 
     let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();

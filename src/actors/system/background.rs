@@ -108,6 +108,7 @@ fn serve_http(
         confirmations: s.chain.confirmations,
         allow_remote: s.http.allow_remote,
         started_ms: t.started_ms,
+        dashboard: Arc::default(),
         journal: t.journal.clone(),
         live: t.venue.as_ref().map(|v| crate::http::LiveHealthSource {
             reach: v.reachability(),
