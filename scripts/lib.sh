@@ -304,11 +304,12 @@ relay_alert() {
 }
 
 # alert_on_failure RC WHAT: for a cron job run with --alert, from its EXIT trap. A run that failed
-# (any exit but 0 and 64) is handed to the daemon as an alert naming WHAT and the last error logged:
-# a log file nobody reads is not where a failing backup should be found out, months later.
+# (any exit but 0; 64 too: from cron it is a bad backup.conf, not a typo) is handed to the daemon as
+# an alert naming WHAT and the last error logged: a log file nobody reads is not where a failing
+# backup should be found out, months later.
 alert_on_failure() {
   local rc=$1 what=$2 url
-  if [ "$rc" = 0 ] || [ "$rc" = "$EX_USAGE" ]; then return 0; fi
+  if [ "$rc" = 0 ]; then return 0; fi
   if ! url=$(health_url); then
     log crit "cannot tell where the daemon listens ([http] listen is off or port 0): no alert for this failure"
     return 0

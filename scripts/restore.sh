@@ -180,7 +180,9 @@ configured=$(db_path)
 same_journal=0
 if [ -n "$configured" ] && [ "$(realpath -m -- "$db")" = "$(realpath -m -- "$configured")" ]; then
   same_journal=1
-  if grep -q '"running": true' <<<"$(run_polycopy status --json 2>/dev/null || true)"; then
+  # The daemon holds an exclusive flock on <journal>.lock for its life: asked of the lock itself, not
+  # of `status`, which must read the journal (damaged, or of a newer schema, when a restore is due).
+  if [ -f "$db.lock" ] && ! flock -n -s "$db.lock" true 2>/dev/null; then
     die "refusing: a daemon is still running on $db${service:+ after stopping $service}: stop it first (systemctl stop <its unit>), nothing was touched"
   fi
 fi

@@ -57,8 +57,12 @@ systemctl_cmd=${SYSTEMCTL:-systemctl}
 here=$(dirname "$0")
 # A service the operator stopped (one way to halt, see the runbook) stays stopped: the binary is
 # swapped and nothing is started.
+# Only a unit that is down (inactive, failed) counts: one starting, or waiting to restart after a
+# crash, is running as far as the operator is concerned.
 was_active=1
-"$systemctl_cmd" is-active --quiet "$service" 2>/dev/null || was_active=0
+case "$("$systemctl_cmd" is-active "$service" 2>/dev/null || true)" in
+  inactive | failed) was_active=0 ;;
+esac
 mapfile -t inst < <(instance_args)
 export POLYCOPY_BIN="$bin_path"
 # A halt in force before the update is the operator's: the new version may keep it.

@@ -294,11 +294,12 @@ async fn alert(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes
 /// Characters of an alert relayed; a longer one is cut, with a mark.
 const ALERT_CHARS: usize = 1_000;
 
-/// An alert's text: secrets out first (a cut must not leave half a key that no longer matches),
-/// control characters out, cut to [`ALERT_CHARS`]. `None` when nothing is left.
+/// An alert's text: control characters out (a key split by a newline would be whole again after),
+/// then secrets (before the cut: a cut must not leave half a key that no longer matches), then cut
+/// to [`ALERT_CHARS`]. `None` when nothing is left.
 fn alert_text(body: &[u8]) -> Option<String> {
-    let clean: String =
-        crate::config::env::redact(&String::from_utf8_lossy(body)).chars().filter(|c| !c.is_control()).collect();
+    let printable: String = String::from_utf8_lossy(body).chars().filter(|c| !c.is_control()).collect();
+    let clean = crate::config::env::redact(&printable);
     let clean = clean.trim();
     if clean.is_empty() {
         return None;
@@ -384,10 +385,11 @@ mod tests {
     fn an_alert_loses_its_secrets_before_it_is_cut() {
         crate::config::env::register_secrets(["0xkeykeykeykeykey"]);
         let at_the_cut = format!("{}0xkeykeykeykeykey", "a".repeat(ALERT_CHARS - 4));
-        let cases: [(&str, Option<String>); 4] = [
+        let cases: [(&str, Option<String>); 5] = [
             ("", None),
             (" \n\t ", None),
             ("disk\u{7} low", Some("disk low".into())),
+            ("key 0xkeykey\nkeykeykey", Some("key <redacted>".into())),
             (&at_the_cut, Some(format!("{}<red …(cut)", "a".repeat(ALERT_CHARS - 4)))),
         ];
         for (body, want) in cases {

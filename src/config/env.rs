@@ -261,13 +261,25 @@ impl Env {
             if let Some((userinfo, _)) = rest[..host_end].rsplit_once('@') {
                 v.push(userinfo);
             }
-            if host_end < rest.len() {
+            if host_end < rest.len() && key_like(&rest[host_end..]) {
                 v.push(&rest[host_end..]);
             }
         }
         v.retain(|s| s.len() > 1);
         v
     }
+}
+
+/// Whether a URL's path and query carry something that looks like a key: a query, or a run of
+/// letters and digits that mixes both (8 or more) or is long (20 or more). A plain path such as
+/// `/polygon` is a network's name, not a secret: taken for one, every `polygonscan.com` link in a
+/// message would lose its middle.
+fn key_like(tail: &str) -> bool {
+    tail.contains(['?', '='])
+        || tail.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).any(|run| {
+            let mixed = run.chars().any(|c| c.is_ascii_digit()) && run.chars().any(|c| c.is_ascii_alphabetic());
+            (mixed && run.len() >= 8) || run.len() >= 20
+        })
 }
 
 /// The secrets this process knows (key, bot token, RPC URL paths, the alert token), registered once
@@ -361,6 +373,20 @@ mod tests {
             scrub("GET https://n.example/key123456 failed", &e.secrets()),
             "GET https://n.example<redacted> failed"
         );
+        // A path that names a network is not a key: links in messages stay whole.
+        let e = env(&[("POLYGON_RPC_URL", "https://rpc.ankr.com/polygon")]).unwrap();
+        let link = "https://polygonscan.com/tx/0xabc";
+        assert_eq!(scrub(link, &e.secrets()), link);
+        for (tail, key) in [
+            ("/polygon", false),
+            ("/polygon-mainnet/", false),
+            ("/v2/abc123def456", true),
+            ("/polygon/0123456789abcdef0123", true),
+            ("/ABCDEFGHIJKLMNOPQRSTUVWX", true),
+            ("/?apikey=x", true),
+        ] {
+            assert_eq!(key_like(tail), key, "{tail}");
+        }
         // Credentials before the host, in any URL the daemon calls.
         let e = env(&[
             ("GAMMA_URL", "https://me:hunter22@proxy.example"),

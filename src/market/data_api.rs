@@ -30,23 +30,10 @@ pub async fn positions(
     url: &str,
     funder: alloy::primitives::Address,
 ) -> Result<BTreeMap<TokenId, DataPosition>, String> {
-    // The client's errors may name the URL, and a key in it.
-    let said = |e: &dyn std::fmt::Display| crate::config::env::redact(&e.to_string());
     let client = polymarket_client_sdk_v2::data::Client::new(url).map_err(|e| said(&e))?;
     let mut out = BTreeMap::new();
     for page in 0..PAGES {
-        let req = PositionsRequest::builder()
-            .user(funder)
-            .size_threshold(rust_decimal::Decimal::ZERO)
-            .limit(PAGE)
-            .map_err(|e| e.to_string())?
-            .offset(page * PAGE)
-            .map_err(|e| e.to_string())?
-            .build();
-        let rows = tokio::time::timeout(SOURCE_WAIT, client.positions(&req))
-            .await
-            .map_err(|_| format!("no answer within {} s", SOURCE_WAIT.as_secs()))?
-            .map_err(|e| said(&e))?;
+        let rows = page_of(&client, funder, PAGE, page * PAGE).await?;
         let n = rows.len();
         for p in rows {
             let size = crate::clob::venue::decimal_to_micros(p.size).ok_or("a position size out of range")?;
@@ -60,12 +47,42 @@ pub async fn positions(
             return Ok(out);
         }
     }
-    // Every page full: there is more than was read. A partial list would read as "holds none" for
-    // every token past it (false differences in reconcile), so it is not used at all.
+    // Every page full: exactly that many, or more than was read. A partial list would read as
+    // "holds none" for every token past it (false differences in reconcile), so it is not used.
+    let more = page_of(&client, funder, 1, PAGES * PAGE).await?;
+    if more.is_empty() {
+        return Ok(out);
+    }
     Err(format!(
         "the Data API lists more than {} positions for {funder:#x}: only part could be read, so it is not used",
         PAGES * PAGE
     ))
+}
+
+/// The client's errors may name the URL, and a key in it.
+fn said(e: &dyn std::fmt::Display) -> String {
+    crate::config::env::redact(&e.to_string())
+}
+
+/// `limit` positions of `funder` from `offset` on.
+async fn page_of(
+    client: &polymarket_client_sdk_v2::data::Client,
+    funder: alloy::primitives::Address,
+    limit: i32,
+    offset: i32,
+) -> Result<Vec<polymarket_client_sdk_v2::data::types::response::Position>, String> {
+    let req = PositionsRequest::builder()
+        .user(funder)
+        .size_threshold(rust_decimal::Decimal::ZERO)
+        .limit(limit)
+        .map_err(|e| e.to_string())?
+        .offset(offset)
+        .map_err(|e| e.to_string())?
+        .build();
+    tokio::time::timeout(SOURCE_WAIT, client.positions(&req))
+        .await
+        .map_err(|_| format!("no answer within {} s", SOURCE_WAIT.as_secs()))?
+        .map_err(|e| said(&e))
 }
 
 /// Positions per page, and pages read at most.

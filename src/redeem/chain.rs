@@ -103,6 +103,8 @@ pub struct Chain {
     provider: DynProvider,
     signer: PrivateKeySigner,
     chain_id: u64,
+    /// The trading state: halted, nothing is signed (checked at the one place that signs).
+    gate: Option<crate::risk::TradingGate>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -162,7 +164,7 @@ impl Chain {
     /// When the URL is not valid.
     pub fn new(url: &str, signer: PrivateKeySigner, chain_id: u64) -> Result<Self, ChainError> {
         let url = url.parse().map_err(|e| ChainError::Rpc(format!("the RPC URL is not valid: {e}")))?;
-        Ok(Self { provider: ProviderBuilder::new().connect_http(url).erased(), signer, chain_id })
+        Ok(Self { provider: ProviderBuilder::new().connect_http(url).erased(), signer, chain_id, gate: None })
     }
 
     /// The signing address (it pays the gas).
@@ -285,8 +287,19 @@ impl Chain {
         Ok((price, tip))
     }
 
-    /// Checks that the signer can pay `tx`'s gas at its fee cap, and signs it.
+    /// This connection, signing nothing while `gate` says trading is halted.
+    #[must_use]
+    pub fn with_gate(mut self, gate: crate::risk::TradingGate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Checks that the signer can pay `tx`'s gas at its fee cap, and signs it; nothing while halted
+    /// (a halt raised in the middle of a round stops what is left of it, re-pricing included).
     async fn seal(&self, mut tx: TxEip1559) -> Result<Signed, ChainError> {
+        if self.gate.as_ref().is_some_and(crate::risk::TradingGate::is_closed) {
+            return Err(ChainError::Rpc("trading is halted: nothing is signed until it resumes".into()));
+        }
         let have = bounded(self.provider.get_balance(self.signer.address())).await?;
         let need = U256::from(tx.gas_limit) * U256::from(tx.max_fee_per_gas);
         if have < need {

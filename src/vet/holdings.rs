@@ -84,12 +84,14 @@ pub async fn read(
 }
 
 /// One balance from the two contracts' answers (`None`: no answer; `Some(None)`: a balance too
-/// large for shares in micros). Known when at least one contract answered: the other may not
-/// exist at that block (PositionManager before V3).
+/// large for shares in micros). Conditional Tokens must answer: a failed read there with the
+/// PositionManager's 0 (it knows no CTF token) would read "held nothing". The PositionManager may
+/// not answer: it does not exist before V3.
 fn combine(ctf: Option<Option<i64>>, v3: Option<Option<i64>>) -> Option<i64> {
     match (ctf, v3) {
-        (None, None) | (Some(None), _) | (_, Some(None)) => None,
-        (a, b) => Some(a.flatten().unwrap_or(0).saturating_add(b.flatten().unwrap_or(0))),
+        (Some(Some(a)), None) => Some(a),
+        (Some(Some(a)), Some(Some(b))) => Some(a.saturating_add(b)),
+        _ => None,
     }
 }
 
@@ -117,11 +119,13 @@ mod tests {
     }
 
     #[test]
-    fn a_balance_is_known_when_one_contract_answers() {
+    fn a_balance_is_known_when_conditional_tokens_answers() {
         let cases = [
             (None, None, None),
             (Some(Some(5)), None, Some(5)),
-            (None, Some(Some(7)), Some(7)),
+            // Conditional Tokens did not answer: not known, whatever the PositionManager says.
+            (None, Some(Some(7)), None),
+            (None, Some(Some(0)), None),
             (Some(Some(5)), Some(Some(0)), Some(5)),
             (Some(Some(0)), Some(Some(0)), Some(0)),
             // A balance no shares figure can hold is not a balance to size by.

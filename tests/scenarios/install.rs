@@ -77,7 +77,9 @@ fn test_install_when_run_twice_then_same_tree_and_operator_edits_kept() {
     // Failures alerted, overlapping runs skipped, and root's output kept out of the service
     // user's log directory.
     assert!(
-        cron.contains("flock -n /run/lock/polycopy-backup.lock") && cron.contains("--keep-days 30 --alert"),
+        cron.contains("polycopy flock -n ")
+            && cron.contains("/var/log/polycopy/.backup.lock ")
+            && cron.contains("--keep-days 30 --alert"),
         "{cron}"
     );
     assert!(cron.contains("reconcile --alert 2>&1 | logger -t polycopy-reconcile"), "{cron}");
@@ -184,7 +186,7 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
              start) cd {p}; {bin} --config polycopy.toml --wallets wallets.json --db journal.db run >> {p}/daemon.log 2>&1 < /dev/null & echo $! > $pidf ;;\n\
              stop) if [ -f $pidf ]; then kill -TERM $(cat $pidf) 2>/dev/null; for i in $(seq 100); do kill -0 $(cat $pidf) 2>/dev/null || break; sleep 0.1; done; rm -f $pidf; fi ;;\n\
              restart) \"$0\" stop; \"$0\" start ;;\n\
-             is-active) [ -f $pidf ] && kill -0 $(cat $pidf) 2>/dev/null ;;\nesac\n",
+             is-active) if [ -f $pidf ] && kill -0 $(cat $pidf) 2>/dev/null; then echo active; else echo inactive; exit 3; fi ;;\nesac\n",
             bin = installed.display()
         ),
     )

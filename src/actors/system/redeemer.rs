@@ -65,8 +65,9 @@ pub(super) fn redeemer(
         .parse()
         .map_err(|_| "redemption off: PRIVATE_KEY is not a key".to_owned())?;
     let url = env.rpc_urls.first().ok_or("redemption off: no POLYGON_RPC_URL")?;
-    let chain =
-        crate::redeem::chain::Chain::new(url, signer, s.chain.chain_id).map_err(|e| format!("redemption off: {e}"))?;
+    let chain = crate::redeem::chain::Chain::new(url, signer, s.chain.chain_id)
+        .map_err(|e| format!("redemption off: {e}"))?
+        .with_gate(gate.clone());
     Ok(crate::redeem::task::Redeemer {
         store,
         notifier,

@@ -257,6 +257,10 @@ impl ChainFeed {
             } else {
                 s.attempt_ms = crate::store::now_ms();
             }
+            // A range journaled is a success: a timeout earlier in a long backfill (answered by
+            // reading half the range) must not read as "failing since the start" until it ends.
+            s.failing_since_ms = 0;
+            s.last_error = None;
         });
     }
 

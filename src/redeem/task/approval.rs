@@ -56,6 +56,12 @@ impl Redeemer {
                     return Ok(Approval::Waiting);
                 }
                 Ok(Followed::Gone) => self.forget_approval(sent, key).await,
+                // Counted against the redemption that needs it, like one that reverts while it is
+                // waited for: signing another at once, every round, would pay for each.
+                Ok(Followed::Reverted) => {
+                    self.forget_approval(sent, key).await;
+                    return Err(ChainError::Reverted(format!("the approval {:#x} reverted", tx.hash)));
+                }
                 Err(e) => {
                     warn!(cause = %e, tx = %tx.hash, "following an approval failed; next round tries again");
                     return Ok(Approval::Waiting);
@@ -96,7 +102,7 @@ impl Redeemer {
                 };
                 Ok(if deep { Followed::Gone } else { Followed::Waiting })
             }
-            Landed::Reverted => Ok(Followed::Gone),
+            Landed::Reverted => Ok(Followed::Reverted),
             Landed::Pending if chain.priced_out(&tx.raw).await? => Ok(Followed::PricedOut),
             Landed::Pending => Ok(Followed::Waiting),
             Landed::Unknown => match chain.send(&tx.raw).await {
@@ -184,4 +190,6 @@ enum Followed {
     PricedOut,
     /// It can never be mined: a new one is signed.
     Gone,
+    /// It was mined and reverted: the attempt that needed it failed.
+    Reverted,
 }

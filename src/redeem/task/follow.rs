@@ -152,7 +152,9 @@ impl Redeemer {
                         }
                     };
                 }
-                Err(e) => warn!(cause = %e, "re-pricing a redemption failed; it waits for the base fee to fall"),
+                Err(e) => {
+                    warn!(cause = %e, "the redemption was not re-priced; it waits (for the base fee to fall, or for trading to resume)")
+                }
             }
         }
         self.set(row, RedeemStatus::Sent, "sent, not mined yet", row.attempts, 0).await;
