@@ -182,8 +182,15 @@ if [ -n "$configured" ] && [ "$(realpath -m -- "$db")" = "$(realpath -m -- "$con
   same_journal=1
   # The daemon holds an exclusive flock on <journal>.lock for its life: asked of the lock itself, not
   # of `status`, which must read the journal (damaged, or of a newer schema, when a restore is due).
-  if [ -f "$db.lock" ] && ! flock -n -s "$db.lock" true 2>/dev/null; then
-    die "refusing: a daemon is still running on $db${service:+ after stopping $service}: stop it first (systemctl stop <its unit>), nothing was touched"
+  lock="$configured.lock"
+  if [ -f "$lock" ]; then
+    rc=0
+    flock -n -s "$lock" true 2>/dev/null || rc=$?
+    case $rc in
+      0) ;;
+      1) die "refusing: a daemon is still running on $db${service:+ after stopping $service}: stop it first (systemctl stop <its unit>), nothing was touched" ;;
+      *) die "refusing: cannot tell whether a daemon runs on $db ($lock cannot be locked, exit $rc: run as root or as the service user), nothing was touched" ;;
+    esac
   fi
 fi
 stamp=$(date -u +%Y%m%dT%H%M%S%3NZ)

@@ -57,11 +57,11 @@ systemctl_cmd=${SYSTEMCTL:-systemctl}
 here=$(dirname "$0")
 # A service the operator stopped (one way to halt, see the runbook) stays stopped: the binary is
 # swapped and nothing is started.
-# Only a unit that is down (inactive, failed) counts: one starting, or waiting to restart after a
-# crash, is running as far as the operator is concerned.
+# Only a unit that is down or being stopped (inactive, failed, deactivating) counts: one starting,
+# or waiting to restart after a crash, is running as far as the operator is concerned.
 was_active=1
 case "$("$systemctl_cmd" is-active "$service" 2>/dev/null || true)" in
-  inactive | failed) was_active=0 ;;
+  inactive | failed | deactivating) was_active=0 ;;
 esac
 mapfile -t inst < <(instance_args)
 export POLYCOPY_BIN="$bin_path"

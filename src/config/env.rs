@@ -316,6 +316,19 @@ pub fn redact(text: &str) -> String {
     }
 }
 
+/// [`redact`] for text already escaped as HTML (Telegram's messages): each secret is looked for
+/// as the escaping wrote it too (a key after `&` in a query reads `&amp;` there), and the marker is
+/// escaped so that the message still parses.
+#[must_use]
+pub fn redact_html(text: &str) -> String {
+    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let Ok(known) = KNOWN_SECRETS.read() else { return text.to_owned() };
+    let escaped: Vec<String> = known.iter().map(|k| escape(k)).collect();
+    let mut all: Vec<&str> = known.iter().chain(&escaped).map(String::as_str).collect();
+    all.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    scrub(text, &all).replace("<redacted>", "&lt;redacted&gt;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +385,12 @@ mod tests {
         assert_eq!(
             scrub("GET https://n.example/key123456 failed", &e.secrets()),
             "GET https://n.example<redacted> failed"
+        );
+        // Escaped as HTML, a secret is still found, and the marker leaves the markup valid.
+        register_secrets(["?network=polygon&dkey=K3Y4567890"]);
+        assert_eq!(
+            redact_html("<b>rpc</b> https://x.example/?network=polygon&amp;dkey=K3Y4567890 down"),
+            "<b>rpc</b> https://x.example/&lt;redacted&gt; down"
         );
         // A path that names a network is not a key: links in messages stay whole.
         let e = env(&[("POLYGON_RPC_URL", "https://rpc.ankr.com/polygon")]).unwrap();

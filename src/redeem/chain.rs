@@ -31,6 +31,9 @@ pub enum ChainError {
     /// The call would revert (gas estimation said so).
     #[error("it would revert: {0}")]
     WouldRevert(String),
+    /// Trading is halted: nothing is signed (no attempt spent, nothing to tell: the halt was).
+    #[error("trading is halted: nothing is signed until it resumes")]
+    Halted,
     /// A transaction of ours was mined and reverted (it says something about the call: counted
     /// as an attempt, unlike a node that did not answer).
     #[error("{0}")]
@@ -298,7 +301,7 @@ impl Chain {
     /// (a halt raised in the middle of a round stops what is left of it, re-pricing included).
     async fn seal(&self, mut tx: TxEip1559) -> Result<Signed, ChainError> {
         if self.gate.as_ref().is_some_and(crate::risk::TradingGate::is_closed) {
-            return Err(ChainError::Rpc("trading is halted: nothing is signed until it resumes".into()));
+            return Err(ChainError::Halted);
         }
         let have = bounded(self.provider.get_balance(self.signer.address())).await?;
         let need = U256::from(tx.gas_limit) * U256::from(tx.max_fee_per_gas);

@@ -98,6 +98,9 @@ pub struct Redeemer {
     pub node_failures: std::sync::Mutex<HashMap<i64, u32>>,
     /// The trading state: halted, nothing new is signed.
     pub gate: crate::risk::TradingGate,
+    /// Approvals (book, operator) found reverted while followed, not yet counted against the
+    /// redemption that needs them (see `ensure_approved`).
+    pub reverted_approvals: std::sync::Mutex<std::collections::HashSet<(Address, Address)>>,
 }
 
 /// Rounds in a row a node failure holds a redemption up before the operator is told (once).
@@ -320,6 +323,12 @@ impl Redeemer {
                 return if self.safe { InFlight::Yes } else { InFlight::No };
             }
             Err(e) => {
+                // This attempt counts the revert: it is not counted again by the next one.
+                if matches!(e, crate::redeem::chain::ChainError::Reverted(_))
+                    && let Ok(mut r) = self.reverted_approvals.lock()
+                {
+                    r.remove(&(book, target));
+                }
                 self.failed_or_later(row, &e, &format!("approving {target:#x}: {e}")).await;
                 return if self.safe { InFlight::Yes } else { InFlight::No };
             }
@@ -335,6 +344,10 @@ impl Redeemer {
                 return InFlight::No;
             }
         };
+        // Node failures are counted in a row: one that passed starts the count again.
+        if let Ok(mut m) = self.node_failures.lock() {
+            m.remove(&row.id);
+        }
         // Durable before it leaves: from here on this redemption is exactly this transaction.
         if let Err(e) = ask(self
             .store
@@ -360,6 +373,11 @@ impl Redeemer {
     /// otherwise fail every market tried meanwhile for good).
     async fn failed_or_later(&self, row: &RedemptionRow, e: &crate::redeem::chain::ChainError, why: &str) {
         use crate::redeem::chain::ChainError;
+        // A halt raised during the round: tried again once trading resumes, nothing counted.
+        if let ChainError::Halted = e {
+            info!(market = %row.condition_id, "trading was halted: the redemption waits for it to resume");
+            return;
+        }
         // A key out of POL heals once it is topped up: like a node failure it spends no attempt
         // (it would otherwise fail for good every market tried meanwhile), and it is said.
         if let ChainError::Rpc(_) | ChainError::NoGas { .. } = e {

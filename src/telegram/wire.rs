@@ -43,9 +43,7 @@ impl Pacer {
 pub(super) async fn send(bot: &Bot, chat: i64, m: &Outgoing) -> Result<(), RequestError> {
     // The last stop before a message leaves the host: no secret this process knows goes with it,
     // whatever error text a report quotes.
-    let text = crate::config::env::redact(&m.text);
-    // The marker is a tag Telegram does not know: escaped, an HTML message still parses.
-    let text = if m.html { text.replace("<redacted>", "&lt;redacted&gt;") } else { text };
+    let text = if m.html { crate::config::env::redact_html(&m.text) } else { crate::config::env::redact(&m.text) };
     let markup = (!m.buttons.is_empty()).then(|| {
         InlineKeyboardMarkup::new(vec![
             m.buttons

@@ -63,8 +63,14 @@ async fn test_sd_notify_when_chain_down_at_start_then_ready_pings_and_health_say
 
     proxy.set_down(false);
     d.wait_live().await;
-    wait_for(20, "the end of the outage", async || d.events("error").into_iter().find(|e| e.contains("answers again")))
-        .await;
+    let back = wait_for(20, "the end of the outage", async || {
+        d.events("error").into_iter().find(|e| e.contains("answers again"))
+    })
+    .await;
+    // How long it lasted: this test's seconds, not the time since 1970.
+    let lasted: u64 =
+        back.split("after ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(lasted < 300, "{back}");
     let (code, _) = http_get(&base, "/health").await;
     assert_eq!(code, 200);
     assert_eq!(count("READY=1"), 1, "READY is sent once");

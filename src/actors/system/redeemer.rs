@@ -49,6 +49,7 @@ pub(super) fn redeemer(
             data_api: None,
             node_failures: std::sync::Mutex::default(),
             gate,
+            reverted_approvals: std::sync::Mutex::default(),
         });
     };
     let sig = SigType::parse(&s.live.signature_type).map_err(|e| format!("redemption off: live.signature_type {e}"))?;
@@ -79,5 +80,6 @@ pub(super) fn redeemer(
         data_api: Some(env.data_api_url.clone()),
         node_failures: std::sync::Mutex::default(),
         gate,
+        reverted_approvals: std::sync::Mutex::default(),
     })
 }

@@ -21,6 +21,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 #[derive(Debug, Default)]
 struct Outage {
     alerted: bool,
+    /// When its first failed attempt was, unix ms (0: none). Kept here, not read back from the
+    /// published status, which a range journaled meanwhile clears for `/health`.
+    since_ms: i64,
 }
 
 /// How long to wait before the next attempt, and the outage being lived through.
@@ -240,13 +243,15 @@ impl ChainFeed {
     fn attempt_failed(&mut self, e: &ChainError, outage: &mut Outage) {
         let now = crate::store::now_ms();
         let cause = e.to_string();
-        let mut since = now;
+        if outage.since_ms == 0 {
+            outage.since_ms = now;
+        }
+        let since = outage.since_ms;
         self.status.send_modify(|s| {
             s.attempt_ms = now;
             if s.failing_since_ms == 0 {
                 s.failing_since_ms = now;
             }
-            since = s.failing_since_ms;
             s.last_error = Some(cause.clone());
         });
         let stall_ms = i64::try_from(self.cfg.stall.as_millis()).unwrap_or(i64::MAX);
@@ -265,9 +270,8 @@ impl ChainFeed {
     /// Publishes a successful attempt; the end of an alerted outage is announced.
     fn attempt_succeeded(&mut self, outage: &mut Outage) {
         let now = crate::store::now_ms();
-        let mut since = 0;
+        let since = std::mem::take(&mut outage.since_ms);
         self.status.send_modify(|s| {
-            since = s.failing_since_ms;
             s.attempt_ms = now;
             s.failing_since_ms = 0;
             s.last_error = None;

@@ -46,6 +46,11 @@ impl Redeemer {
             self.forget_approval(sent, key).await;
             return Ok(Approval::Ready);
         }
+        // One found reverted by an earlier follow (the round's check of pending approvals, whose
+        // errors count against nothing): counted now, by the redemption that needs it.
+        if self.reverted_approvals.lock().is_ok_and(|mut r| r.remove(&key)) {
+            return Err(ChainError::Reverted(format!("the approval for {operator:#x} reverted")));
+        }
         if let Some(tx) = sent.get(&key).cloned() {
             match self.follow_approval(chain, &tx).await {
                 Ok(Followed::Waiting) => return Ok(Approval::Waiting),
@@ -60,6 +65,9 @@ impl Redeemer {
                 // waited for: signing another at once, every round, would pay for each.
                 Ok(Followed::Reverted) => {
                     self.forget_approval(sent, key).await;
+                    if let Ok(mut r) = self.reverted_approvals.lock() {
+                        r.insert(key);
+                    }
                     return Err(ChainError::Reverted(format!("the approval {:#x} reverted", tx.hash)));
                 }
                 Err(e) => {
