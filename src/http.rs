@@ -72,7 +72,7 @@ pub struct HttpState {
     pub allow_remote: bool,
     /// When the daemon started, unix ms: a feed not synced yet is judged from then.
     pub started_ms: i64,
-    /// The dashboard as last read from the journal, and when (see [`DASHBOARD_FRESH`]).
+    /// The dashboard as last read from the journal, and when (shown for 2 s before it is read again).
     pub dashboard: Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, crate::dashboard::View)>>>,
 }
 
