@@ -142,16 +142,22 @@ async fn test_reconcile_when_chain_differs_then_explained_applied_and_alerted() 
     .await;
 }
 
-/// The chain cannot be read: the Data API's figure is shown, but `--apply` does not book it (it
-/// can lag a fresh trade); the position is left as the journal has it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_reconcile_when_the_chain_is_unreadable_then_apply_books_nothing() {
+/// A live daemon with one copied buy of the standard token, settled on chain.
+async fn one_buy_settled() -> Live {
     let mut l = live().await;
     l.anvil.install_balances().await;
     start_live(&mut l).await;
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
     settle_buys_on_chain(&l, &[STD_TOKEN]).await;
+    l
+}
+
+/// The chain cannot be read: the Data API's figure is shown, but `--apply` does not book it (it
+/// can lag a fresh trade); the position is left as the journal has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_the_chain_is_unreadable_then_apply_books_nothing() {
+    let l = one_buy_settled().await;
     l.clob.data_positions(&[(STD_TOKEN, "4", false)]);
     let before = positions(&l.d);
     let out = l.d.cmd(&["reconcile", "--apply"]).env("POLYGON_RPC_URL", "http://127.0.0.1:9").output().unwrap();
@@ -174,12 +180,7 @@ async fn test_reconcile_when_the_chain_is_unreadable_then_apply_books_nothing() 
 /// read as "holds none", a false "sold outside polycopy" every night.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_reconcile_when_the_data_api_lists_more_than_can_be_read_then_it_is_not_used() {
-    let mut l = live().await;
-    l.anvil.install_balances().await;
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
-    settle_buys_on_chain(&l, &[STD_TOKEN]).await;
+    let l = one_buy_settled().await;
     l.anvil.set_balance(SIGNER, STD_TOKEN, 10 * ONE).await;
     let mut listed: Vec<(u64, &str, bool)> = (0..10_000).map(|i| (900_000 + i, "0", true)).collect();
     listed.push((STD_TOKEN, "10", false));

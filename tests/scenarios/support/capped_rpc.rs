@@ -110,12 +110,7 @@ async fn serve(
         }
         let lookup = req["method"] == "eth_getTransactionReceipt" || req["method"] == "eth_getTransactionByHash";
         if lookup && receipts_hidden.load(Ordering::SeqCst) {
-            let answer = json!({"jsonrpc": "2.0", "id": req["id"].clone(), "result": null}).to_string();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                answer.len()
-            );
-            if sock.write_all(head.as_bytes()).await.is_err() || sock.write_all(answer.as_bytes()).await.is_err() {
+            if !answer(&mut sock, &json!({"jsonrpc": "2.0", "id": req["id"].clone(), "result": null})).await {
                 return;
             }
             continue;
@@ -123,13 +118,8 @@ async fn serve(
         if req["method"] == "eth_estimateGas"
             && estimates_refused.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
         {
-            let answer = json!({"jsonrpc": "2.0", "id": req["id"].clone(), "error": {"code": -32005, "message": "limit exceeded"}})
-                .to_string();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                answer.len()
-            );
-            if sock.write_all(head.as_bytes()).await.is_err() || sock.write_all(answer.as_bytes()).await.is_err() {
+            let refusal = json!({"jsonrpc": "2.0", "id": req["id"].clone(), "error": {"code": -32005, "message": "limit exceeded"}});
+            if !answer(&mut sock, &refusal).await {
                 return;
             }
             continue;
@@ -184,6 +174,13 @@ async fn serve(
             return;
         }
     }
+}
+
+/// Writes `body` as one JSON answer; false when the connection is gone.
+async fn answer(sock: &mut TcpStream, body: &Value) -> bool {
+    let body = body.to_string();
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+    sock.write_all(head.as_bytes()).await.is_ok() && sock.write_all(body.as_bytes()).await.is_ok()
 }
 
 /// `req` (a block by number) answered as a node two blocks behind anvil would.
