@@ -67,9 +67,9 @@ pub struct HttpState {
     pub alerts: Arc<crate::alert_gate::AlertGate>,
     /// Where the alert token is (named in a refusal; the token itself never is).
     pub alert_token_file: std::path::PathBuf,
-    /// `[http] allow_remote`: served to any host name. Otherwise only to requests naming the
-    /// machine by address or as `localhost` (see [`local_host`]).
-    pub allow_remote: bool,
+    /// `[http] allowed_hosts`: the names served besides addresses and `localhost` (see
+    /// [`served_host`]).
+    pub allowed_hosts: Arc<[String]>,
     /// When the daemon started, unix ms: a feed not synced yet is judged from then.
     pub started_ms: i64,
     /// The dashboard as last read from the journal, and when (shown for 2 s before it is read again).
@@ -190,28 +190,41 @@ fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Full<
     r
 }
 
-/// Whether a request's `Host` may be served on a loopback listener: an IP address, `localhost`,
-/// or none at all. A web page the operator opens elsewhere can point a host name of its own at
-/// 127.0.0.1 (DNS rebinding) and read the dashboard through the operator's SSH tunnel; such a
-/// request names that host, never an address.
+/// Whether a request's `Host` may be served: an IP address, `localhost`, one of `allowed` (the
+/// names the operator listed), or none at all. A web page the operator opens elsewhere can point a
+/// host name of its own at this server (DNS rebinding) and read the dashboard through the
+/// operator's browser or SSH tunnel; such a request names that host, never an address.
 #[must_use]
-pub fn local_host(host: Option<&str>) -> bool {
+pub fn served_host(host: Option<&str>, allowed: &[String]) -> bool {
     let Some(host) = host else { return true };
     let name = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
         host.rsplit_once(':').map_or(host, |(h, port)| if port.parse::<u16>().is_ok() { h } else { host })
     };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok()
+        || allowed.iter().any(|a| a.strip_suffix('.').unwrap_or(a).eq_ignore_ascii_case(name))
+}
+
+/// Whether `name` can be an entry of `[http] allowed_hosts`: a DNS name, without scheme, port,
+/// path or wildcard.
+#[must_use]
+pub fn host_name_shape(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').filter(|l| !l.is_empty()).count() > 0
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 async fn route(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes>> {
     let host = req.headers().get(hyper::header::HOST).map(|h| h.to_str().unwrap_or("\u{0}"));
-    if !state.allow_remote && !local_host(host) {
+    if !served_host(host, &state.allowed_hosts) {
         return text(
             StatusCode::MISDIRECTED_REQUEST,
             "text/plain",
-            "this server answers to its address or localhost only ([http] allow_remote)\n".into(),
+            "this server answers to its address, localhost and the names in [http] allowed_hosts only\n".into(),
         );
     }
     match (req.method(), req.uri().path()) {
@@ -379,7 +392,7 @@ async fn journal_view(state: &HttpState) -> Option<crate::dashboard::View> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ALERT_CHARS, alert_text, local_host};
+    use super::{ALERT_CHARS, alert_text, host_name_shape, served_host};
 
     #[test]
     fn an_alert_loses_its_secrets_before_it_is_cut() {
@@ -398,24 +411,49 @@ mod tests {
     }
 
     #[test]
-    fn only_addresses_and_localhost_are_served_on_a_loopback_listener() {
-        for (host, served) in [
-            (None, true),
-            (Some("127.0.0.1:9187"), true),
-            (Some("127.0.0.1"), true),
-            (Some("localhost:9187"), true),
-            (Some("LOCALHOST"), true),
-            (Some("[::1]:9187"), true),
-            (Some("[::1]"), true),
-            (Some("10.0.0.5:9187"), true),
-            (Some("evil.example:9187"), false),
-            (Some("evil.example"), false),
-            (Some("localhost.evil.example"), false),
-            (Some("127.0.0.1.nip.io:9187"), false),
-            (Some("\u{0}"), false),
-            (Some(""), false),
+    fn only_addresses_localhost_and_listed_names_are_served() {
+        let listed = ["polycopy.lan".to_owned(), "Dash.Example.".to_owned()];
+        // (Host header, names listed, served)
+        for (host, allowed, served) in [
+            (None, &[][..], true),
+            (Some("127.0.0.1:9187"), &[][..], true),
+            (Some("127.0.0.1"), &[][..], true),
+            (Some("localhost:9187"), &[][..], true),
+            (Some("LOCALHOST"), &[][..], true),
+            (Some("localhost."), &[][..], true),
+            (Some("[::1]:9187"), &[][..], true),
+            (Some("[::1]"), &[][..], true),
+            (Some("10.0.0.5:9187"), &[][..], true),
+            (Some("evil.example:9187"), &[][..], false),
+            (Some("evil.example"), &listed[..], false),
+            (Some("localhost.evil.example"), &[][..], false),
+            (Some("127.0.0.1.nip.io:9187"), &[][..], false),
+            (Some("polycopy.lan"), &[][..], false),
+            (Some("polycopy.lan:9187"), &listed[..], true),
+            (Some("POLYCOPY.LAN."), &listed[..], true),
+            (Some("dash.example"), &listed[..], true),
+            (Some("polycopy.lan.evil.example"), &listed[..], false),
+            (Some("\u{0}"), &listed[..], false),
+            (Some(""), &listed[..], false),
         ] {
-            assert_eq!(local_host(host), served, "{host:?}");
+            assert_eq!(served_host(host, allowed), served, "{host:?} with {allowed:?}");
+        }
+    }
+
+    #[test]
+    fn allowed_hosts_are_names_only() {
+        for (name, ok) in [
+            ("polycopy.lan", true),
+            ("dash-1.example.com.", true),
+            ("", false),
+            ("..", false),
+            ("http://polycopy.lan", false),
+            ("polycopy.lan:9187", false),
+            ("*.example.com", false),
+            ("polycopy.lan/dashboard", false),
+            ("poly copy", false),
+        ] {
+            assert_eq!(host_name_shape(name), ok, "{name:?}");
         }
     }
 }

@@ -73,6 +73,9 @@ pub struct HttpSettings {
     pub listen: String,
     /// Allow a listen address that is not loopback.
     pub allow_remote: bool,
+    /// Host names served besides addresses and `localhost` (the name a firewall-guarded server is
+    /// reached by); every other name is refused, wherever the server listens.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[health]`.
@@ -424,6 +427,8 @@ mod tests {
             ("db_path = \"\"\n", "db_path"),
             ("[chain]\nreconnect_backoff_max_ms = 0\n", "chain.reconnect_backoff_max_ms"),
             ("[http]\nlisten = \"0.0.0.0:9187\"\n", "http.listen"),
+            ("[http]\nallowed_hosts = [\"polycopy.lan:9187\"]\n", "http.allowed_hosts"),
+            ("[http]\nallowed_hosts = [\"*.lan\"]\n", "http.allowed_hosts"),
             (
                 "mode = \"live\"\n[chain]\nexchanges = [\"0xE111180000d2663C0091e4f400237545B87B996B\"]\n",
                 "chain.exchanges",
@@ -434,7 +439,11 @@ mod tests {
                 Settings::load(&SettingsSources { config_file: Some(f.clone()), system_file: None }).unwrap_err();
             assert!(errs.iter().any(|p| p.field == field), "{text}: {errs:?}");
         }
-        std::fs::write(&f, "[http]\nlisten = \"0.0.0.0:9187\"\nallow_remote = true\n").unwrap();
+        std::fs::write(
+            &f,
+            "[http]\nlisten = \"0.0.0.0:9187\"\nallow_remote = true\nallowed_hosts = [\"polycopy.lan\"]\n",
+        )
+        .unwrap();
         assert!(Settings::load(&SettingsSources { config_file: Some(f), system_file: None }).is_ok());
     }
 

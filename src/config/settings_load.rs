@@ -174,7 +174,8 @@ fn env_source() -> Result<Environment, Vec<Problem>> {
         .separator("__")
         .try_parsing(true)
         .list_separator(",")
-        .with_list_parse_key("chain.exchanges"))
+        .with_list_parse_key("chain.exchanges")
+        .with_list_parse_key("http.allowed_hosts"))
 }
 
 fn is_settings_var(name: &str) -> bool {

@@ -149,6 +149,17 @@ fn http_and_paths(s: &Settings, bad: &mut impl FnMut(&str, String)) {
             ),
         );
     }
+    for name in &s.http.allowed_hosts {
+        if !crate::http::host_name_shape(name) {
+            bad(
+                "http.allowed_hosts",
+                format!(
+                    "{:?} is not a host name: list names only, without scheme, port, path or wildcard (e.g. \"polycopy.lan\")",
+                    crate::config::env::redact(name)
+                ),
+            );
+        }
+    }
 }
 
 /// `[redeem]` and `[detection]`.

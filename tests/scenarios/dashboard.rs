@@ -1,7 +1,7 @@
 //! The local dashboard in a real headless browser (Debian's Chromium): the page loads without a
 //! console error, shows the planted positions and targets, refreshes in place, and a screenshot
 //! is kept as a test artifact (target/test-artifacts/dashboard.png); a page reached through a
-//! host name of its own (DNS rebinding) is refused.
+//! host name of its own (DNS rebinding) is refused, one the operator listed is served.
 
 use std::process::Command;
 
@@ -44,6 +44,7 @@ async fn test_dashboard_when_opened_in_a_browser_then_positions_and_targets_with
     let mut d =
         Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true), (B, "shark", true)], 0.1));
     d.env.push(("POLYCOPY_ALERTS__CHECK_EVERY_S".into(), "1".into()));
+    d.env.push(("POLYCOPY_HTTP__ALLOWED_HOSTS".into(), "listed.example".into()));
     d.start();
     d.wait_live().await;
     anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
@@ -106,10 +107,13 @@ async fn test_dashboard_when_opened_in_a_browser_then_positions_and_targets_with
     // DNS rebinding: a page elsewhere points a name of its own at this machine. The browser asks
     // for that name, and gets no positions.
     let port = base.rsplit(':').next().unwrap();
-    let rules = "--host-resolver-rules=MAP rebound.example 127.0.0.1";
+    let rules = "--host-resolver-rules=MAP rebound.example 127.0.0.1, MAP listed.example 127.0.0.1";
     let (dom, log) = browse(&format!("http://rebound.example:{port}/dashboard"), &["--dump-dom", rules]);
-    assert!(dom.contains("answers to its address or localhost only"), "{dom}\n{log}");
+    assert!(dom.contains("answers to its address, localhost and the names in"), "{dom}\n{log}");
     assert!(!dom.contains("whale"), "{dom}");
+    // A name the operator listed in [http] allowed_hosts is served.
+    let (dom, log) = browse(&format!("http://listed.example:{port}/dashboard"), &["--dump-dom", rules]);
+    assert!(dom.contains("<td class=\"l\">whale</td>"), "{dom}\n{log}");
     let (code, _) = crate::support::http::http_get(&format!("http://localhost:{port}"), "/health").await;
     assert_eq!(code, 200, "localhost is still served");
 }

@@ -106,7 +106,7 @@ fn serve_http(
         notifier: t.notifier.clone(),
         health: s.health,
         confirmations: s.chain.confirmations,
-        allow_remote: s.http.allow_remote,
+        allowed_hosts: s.http.allowed_hosts.clone().into(),
         started_ms: t.started_ms,
         dashboard: Arc::default(),
         journal: t.journal.clone(),
