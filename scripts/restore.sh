@@ -93,6 +93,12 @@ if [ -z "$config_to" ]; then
     polycopy-live-*) from=live ;;
     *) from="" ;;
   esac
+  # With --with-config the journal's path is read from the settings in place now, before the saved
+  # ones are put back: a backup of the other mode would land where this mode's journal is read,
+  # and the restored settings would then point the daemon at another file. The settings go first.
+  if [ -n "$from" ] && [ -n "$mode" ] && [ "$from" != "$mode" ] && [ "$with_config" = 1 ]; then
+    die "refusing: $backup is a $from backup and this installation trades $mode, so --with-config would put the $from journal where the $mode one is read (nothing was touched). Put the saved settings back first: $0 $backup --config-to DIR, copy each file where DIR/MANIFEST says, check-config must say mode $from; then run $0 $backup without --with-config"
+  fi
   if [ -n "$from" ] && [ -n "$mode" ] && [ "$from" != "$mode" ] && [ "${ALLOW_OTHER_MODE:-}" != 1 ]; then
     die "refusing: $backup is a $from backup and this installation trades $mode (set ALLOW_OTHER_MODE=1 to restore it anyway)"
   fi

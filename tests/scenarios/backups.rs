@@ -353,6 +353,20 @@ fn test_backup_when_taken_then_settings_and_wallets_are_saved_and_restorable() {
     assert!(all.iter().any(|n| n.starts_with("polycopy.toml.before-restore-")), "{all:?}");
     let (code, out, _) = d.run_cli(&["db-check", "--file", "restored.db"]);
     assert_eq!(code, 0, "{out}");
+
+    // A server whose settings trade the other mode (a new server's paper settings, a live backup):
+    // the journal would land where that mode's journal is read, so the settings must go first.
+    d.set_top("mode = \"live\"");
+    let live_settings = std::fs::read_to_string(dir.path().join("polycopy.toml")).unwrap();
+    let (code, _, err) = d.script(
+        "restore.sh",
+        &[&journal, "--db", "other.db", "--no-service", "--with-config"],
+        &[("ALLOW_OTHER_MODE", "1")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("Put the saved settings back first") && err.contains("--config-to DIR"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("polycopy.toml")).unwrap(), live_settings, "untouched");
+    assert!(!dir.path().join("other.db").exists(), "no journal restored");
 }
 
 /// --copy-to a local directory (created) lands the whole set, checksums included, and so does
