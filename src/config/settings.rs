@@ -429,6 +429,7 @@ mod tests {
             ("[http]\nlisten = \"0.0.0.0:9187\"\n", "http.listen"),
             ("[http]\nallowed_hosts = [\"polycopy.lan:9187\"]\n", "http.allowed_hosts"),
             ("[http]\nallowed_hosts = [\"*.lan\"]\n", "http.allowed_hosts"),
+            ("db_path = \"same.db\"\n[live]\ndb_path = \"./same.db\"\n", "live.db_path"),
             (
                 "mode = \"live\"\n[chain]\nexchanges = [\"0xE111180000d2663C0091e4f400237545B87B996B\"]\n",
                 "chain.exchanges",

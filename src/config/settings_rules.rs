@@ -134,6 +134,15 @@ fn http_and_paths(s: &Settings, bad: &mut impl FnMut(&str, String)) {
             bad(field, why.into());
         }
     }
+    if same_file(&s.db_path, &s.live.db_path) {
+        bad(
+            "live.db_path",
+            format!(
+                "must not be the paper journal ({}): paper history never mixes with real money. Name a journal of its own",
+                s.db_path.display()
+            ),
+        );
+    }
     if let Some(field) = control_socket_clash(s) {
         bad("control_socket", format!("must not be the same path as {field}: a stale socket there is removed"));
     }
@@ -177,6 +186,16 @@ pub fn control_socket_clash(s: &Settings) -> Option<&'static str> {
     .into_iter()
     .find(|(_, p)| std::path::absolute(p).is_ok_and(|p| p == socket))
     .map(|(field, _)| field)
+}
+
+/// Whether two settings paths name one file: made absolute, and resolved through links when both
+/// exist.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    if let (Ok(a), Ok(b)) = (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        return a == b;
+    }
+    let normal = |p: &std::path::Path| std::path::absolute(p).map(|p| p.components().collect::<std::path::PathBuf>());
+    matches!((normal(a), normal(b)), (Ok(a), Ok(b)) if a == b)
 }
 
 fn detection(s: &Settings, bad: &mut impl FnMut(&str, String)) {

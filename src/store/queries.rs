@@ -102,6 +102,18 @@ pub struct PositionRow {
 }
 
 impl Store {
+    /// How many copies of `mode` (paper or live) the journal holds: a daemon of the other mode
+    /// refuses a journal that has any (paper history never mixes with real money).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn copies_in_mode(&self, mode: crate::domain::ExecMode) -> StoreResult<u64> {
+        let n: i64 =
+            self.conn
+                .query_row("SELECT COUNT(*) FROM executions WHERE mode = ?1", params![mode.as_str()], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// The newest `limit` fills and their outcomes.
     ///
     /// # Errors

@@ -317,6 +317,35 @@ async fn test_live_when_no_db_given_then_live_journal_is_separate_from_paper() {
     assert_eq!(db_of("live", Some("true")).0, 78);
 }
 
+/// A journal that holds paper copies (live.db_path naming the paper journal, `--db`, or a paper
+/// backup restored over the live one) is refused by a live daemon before anything is sent: paper
+/// positions would count as real exposure, and a target's exit would sell shares never bought.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_the_journal_holds_paper_copies_then_the_start_is_refused() {
+    let mut l = live().await;
+    let settings = std::fs::read_to_string(l.d.dir.join("polycopy.toml")).unwrap();
+    std::fs::write(l.d.dir.join("polycopy.toml"), settings.replace("mode = \"live\"", "mode = \"paper\"")).unwrap();
+    let live_env = l.d.env.clone();
+    l.d.env.retain(|(k, _)| k != "PAPER_TRADING");
+    l.d.start();
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the paper copy", async || {
+        l.d.trades().first().and_then(|t| (t["status"] == "executed").then_some(()))
+    })
+    .await;
+    l.d.stop();
+
+    std::fs::write(l.d.dir.join("polycopy.toml"), settings).unwrap();
+    l.d.env = live_env;
+    l.d.start();
+    let status = l.d.wait_exit().await;
+    assert!(!status.success());
+    let log = l.d.log();
+    assert!(log.contains("holds 1 paper copies and this daemon trades live"), "{log}");
+    assert!(l.clob.orders().is_empty(), "nothing was sent");
+}
+
 /// Killed after the exchange's answer was journaled but before the execution was: after a restart
 /// the journaled answer is booked as it is, with no lookup and no second POST, even though the
 /// target was disabled meanwhile.

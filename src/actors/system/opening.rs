@@ -66,11 +66,33 @@ pub(super) async fn open(s: &Settings) -> Result<Opened, DaemonError> {
         .lock_file(&s.db_path)
         .map_err(|e| DaemonError::Setup(format!("{e} (through another path to the same file)")))?;
     store.quick_check()?;
+    refuse_other_modes_journal(&store, s)?;
     let journal_file = FileIdentity::of(&s.db_path).map(|id| (s.db_path.clone(), id));
     let now = now_ms();
     let paused = store.paused()?;
     let state = trading_state(&store, s, now)?;
     Ok(Opened { wallets, journal_lock, control, control_file, http, store, journal_file, paused, state, now })
+}
+
+/// A journal that holds copies of the other mode is refused: a live daemon on paper history would
+/// count simulated positions as exposure and send real SELLs for shares it never bought; a paper
+/// daemon on a live journal would write simulated fills into the real-money history. Reached by
+/// `live.db_path` naming the paper journal, `run --db`, or a restore of the other mode's backup.
+fn refuse_other_modes_journal(store: &Store, s: &Settings) -> Result<(), DaemonError> {
+    use crate::domain::ExecMode;
+    let (ours, other) =
+        if s.mode.is_paper() { (ExecMode::Paper, ExecMode::Live) } else { (ExecMode::Live, ExecMode::Paper) };
+    let n = store.copies_in_mode(other)?;
+    if n == 0 {
+        return Ok(());
+    }
+    Err(DaemonError::Setup(format!(
+        "the journal {} holds {n} {} copies and this daemon trades {}: paper history never mixes with real money. \
+         Give each mode its own journal (db_path for paper, live.db_path for live; check-config names the one used)",
+        s.db_path.display(),
+        other.as_str(),
+        ours.as_str(),
+    )))
 }
 
 /// The risk supervisor's state as the journal left it: breaker, book, today's P&L and activity.
