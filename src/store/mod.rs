@@ -545,6 +545,34 @@ mod tests {
         assert!(!s.record_intent(&intent).unwrap(), "one intent per fill");
     }
 
+    /// A fill whose copy order is journaled and not yet resolved, then reorged away: flagged as a
+    /// copied one (the order is only looked up), never withdrawn; mined again later, it stands
+    /// again and is not handed out for a second copy.
+    #[test]
+    fn a_fill_with_its_order_in_flight_is_flagged_by_a_reorg_never_withdrawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let h = B256::repeat_byte;
+        let out = s.journal_range(&[fill(1, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
+        let row = out.to_copy[0].row;
+        let intent = crate::domain::OrderIntent { fill_row: row, ..crate::domain::test_intent(Side::Buy, 1, 1, 1) };
+        assert!(s.record_intent(&intent).unwrap());
+        assert_eq!(s.rewind((4, h(4))).unwrap().suspects, 1);
+        assert_eq!(s.fill_standing(row).unwrap(), FillStanding::Suspect);
+        s.journal_range(&[], (6, h(26)), &[]).unwrap();
+        let out = s.journal_range(&[], (7, h(27)), &[]).unwrap();
+        assert!(out.withdrawn.is_empty(), "{out:?}");
+        assert_eq!(out.reorged_after_copy.len(), 1, "{out:?}");
+        assert_eq!(s.fill_standing(row).unwrap(), FillStanding::Gone, "nothing new leaves for it");
+        let status: String = s.conn.query_row("SELECT status FROM fills WHERE id = ?1", [row], |r| r.get(0)).unwrap();
+        assert_eq!(status, "pending", "its order's outcome is still booked when it comes");
+        // Mined again later: it stands again, and is not copied a second time.
+        let out = s.journal_range(&[fill(1, 9)], (9, h(29)), &[]).unwrap();
+        assert!(out.to_copy.is_empty(), "{out:?}");
+        assert_eq!(out.unorphaned.len(), 1);
+        assert_eq!(s.fill_standing(row).unwrap(), FillStanding::Stands);
+    }
+
     /// A copied fill whose transaction a reorg drops and the next block mines again is neither
     /// flagged as reorged after its copy nor reported; a refused one that never comes back keeps
     /// its refusal (it is not made pending again, so never decided twice).

@@ -43,7 +43,7 @@ pub struct TradeRow {
     pub usdc: Option<String>,
     /// Block the fill is in.
     pub block: u64,
-    /// True when we copied it and its transaction later left the chain.
+    /// True when we copied it (or journaled its order) and its transaction later left the chain.
     pub reorged_after_copy: bool,
     /// When we saw it, unix ms.
     pub seen_at_ms: i64,

@@ -252,7 +252,7 @@ fn known(tx: &Connection, f: &TargetFill) -> StoreResult<Known> {
 const REINCLUDED_WITHIN: u64 = 2;
 
 /// Suspects the rescan has passed (up to block `to`) without seeing again are gone from the chain:
-/// one already copied is flagged, a pending one withdrawn (a refused one keeps its refusal: it is
+/// one already copied (or with its order journaled) is flagged, a pending one withdrawn (a refused one keeps its refusal: it is
 /// not decided again if it comes back). The partial index keeps this sweep, run for every range,
 /// independent of the journal's size.
 fn sweep_gone(tx: &Connection, to: u64, out: &mut JournalOutcome) -> StoreResult<()> {
@@ -266,14 +266,21 @@ fn sweep_gone(tx: &Connection, to: u64, out: &mut JournalOutcome) -> StoreResult
     };
     for (row, token, status, has_intent) in gone {
         let fill = load_fill(tx, row, &token)?;
+        // A pending fill with an intent has an order journaled, maybe sent, whose outcome is still
+        // being resolved: it is flagged as a copied one is, never withdrawn. Withdrawn, it would
+        // not be adopted when the settlement comes back (under its own transaction or another)
+        // and would be copied a second time beside the order in flight, or never if that order
+        // had not left yet. Flagged, the executor only looks the order up, and the fill stands
+        // again when it is mined again.
+        let copied = status == super::FillStatus::Executed || (status == super::FillStatus::Pending && has_intent);
         // The target's tracked position takes back a trade that did not happen, where coming
         // back gives it back (a copied one, flagged; a pending one without an order). A refused
-        // fill, or one whose order is in flight, keeps nothing that would say so: it stays counted.
-        let gives_back = status == super::FillStatus::Executed || (status == super::FillStatus::Pending && !has_intent);
+        // fill keeps nothing that would say so: it stays counted.
+        let gives_back = copied || (status == super::FillStatus::Pending && !has_intent);
         if gives_back {
             super::journal::move_target_position(tx, &fill, -1)?;
         }
-        if status == super::FillStatus::Executed {
+        if copied {
             exec(tx, "UPDATE fills SET suspect = 0, reorged_after_copy = 1 WHERE id = ?1", [row])?;
             out.reorged_after_copy.push(fill);
         } else {

@@ -771,7 +771,12 @@ async fn test_live_when_the_copied_fill_is_reorged_away_while_its_order_hangs_th
     l.anvil.raw("anvil_reorg", json!([1, []])).await;
     // Looked for two blocks past its old height (a dropped transaction is often mined again).
     l.anvil.mine(3).await;
-    wait_for(20, "the target's fill taken away", async || row(&l.d, 0).filter(|r| r["status"] == "withdrawn")).await;
+    // Flagged as reorged after its copy (its order is out), never withdrawn: withdrawn, it would be
+    // copied again if its settlement came back.
+    let r =
+        wait_for(20, "the target's fill taken away", async || row(&l.d, 0).filter(|r| r["reorged_after_copy"] == true))
+            .await;
+    assert_eq!(r["status"], "pending", "{r}");
     l.d.kill9();
     l.d.start();
     l.d.wait_live().await;
@@ -795,7 +800,12 @@ async fn test_live_when_the_copied_fill_is_reorged_away_then_its_order_is_never_
     wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
     l.anvil.raw("anvil_reorg", json!([1, []])).await;
     l.anvil.mine(3).await;
-    wait_for(20, "the target's fill taken away", async || row(&l.d, 0).filter(|r| r["status"] == "withdrawn")).await;
+    // Flagged as reorged after its copy (its order is out), never withdrawn: withdrawn, it would be
+    // copied again if its settlement came back.
+    let r =
+        wait_for(20, "the target's fill taken away", async || row(&l.d, 0).filter(|r| r["reorged_after_copy"] == true))
+            .await;
+    assert_eq!(r["status"], "pending", "{r}");
     wait_for(30, "the order looked up", async || (l.clob.requests("/data/order") >= 2).then_some(())).await;
     assert_eq!(l.clob.posts().len(), 1, "never sent again: {:?}", l.clob.posts());
     assert!(l.d.log().contains("the copied trade is gone from the chain"), "{}", l.d.log());

@@ -186,7 +186,8 @@ impl Event {
                 fills.len()
             ),
             Self::ReorgedAfterCopy { fill } => format!(
-                "fill {} of {} was COPIED and then left the chain in a reorg: our copy stands, check the position",
+                "fill {} of {} was COPIED (or its copy order sent) and then left the chain in a reorg: our copy stands \
+                 (an order in flight is only looked up, never sent again), check the position",
                 fill_ref(fill),
                 addr_lower(&fill.wallet)
             ),
