@@ -86,13 +86,15 @@ pub fn ask_expected(
     ask(socket, req, timeout)
 }
 
-/// Whether two journal paths name one file. A relative path is the daemon's or this command's
-/// working directory's, which differ: only absolute paths are compared.
+/// Whether the daemon's journal `a` and this command's `b` name one file. This command's relative
+/// path is its own working directory's (made absolute here); a daemon names its journal
+/// absolutely, so only one that does not (an older one) cannot be compared.
 fn same_journal(a: &Path, b: &Path) -> bool {
-    if !a.is_absolute() || !b.is_absolute() {
+    if !a.is_absolute() {
         return true;
     }
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+    let b = std::path::absolute(b).unwrap_or_else(|_| b.to_owned());
+    match (std::fs::canonicalize(a), std::fs::canonicalize(&b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }

@@ -451,6 +451,13 @@ async fn test_live_when_a_shared_control_socket_answers_for_the_other_mode_then_
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(err.contains("refused") && err.contains("live journal") && err.contains("--db"), "{args:?}: {err}");
     }
+    // A journal named with a relative --db (as from the journals' directory) is compared as the
+    // file it names, not taken to be whatever the daemon trades.
+    for args in [&["--db", "paper.db", "resume"][..], &["--db", "paper.db", "close", "--all"][..]] {
+        let (code, err) = file_says(args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains("refused") && err.contains("live journal"), "{args:?}: {err}");
+    }
     assert_eq!(l.d.status()["breaker"]["state"], "halted", "the live daemon is still halted");
     let (code, err) = file_says(&["halt", "--reason", "again"]);
     assert_eq!(code, 0, "a halt reaches whichever daemon answers: {err}");

@@ -140,7 +140,8 @@ fn control_peers(
         gate: t.gate.clone(),
         stop_file: s.emergency_stop_file.clone(),
         mode: s.mode,
-        journal: s.db_path.clone(),
+        // Absolute: a command run from another directory compares it with its own journal.
+        journal: std::path::absolute(&s.db_path).unwrap_or_else(|_| s.db_path.clone()),
         http: http.and_then(|l| l.local_addr().ok()).map(|a| a.to_string()),
         metrics: t.metrics.clone(),
     }
