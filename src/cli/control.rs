@@ -73,6 +73,7 @@ fn reach(
         ask_expected(&s.control_socket_path(), super::expected(g, s), req, ACK_WAIT)
     };
     match answer {
+        Ok(r) if matches!(req, Request::Halt { .. }) => Ok(halt_answered(s, &r, ok_hint, req, offline)),
         Ok(r) => Ok(answered(&r, ok_hint, req)),
         Err(e @ ControlError::OtherDaemon { .. }) => {
             eprintln!("{e}");
@@ -113,6 +114,42 @@ fn reach(
             Ok(EXIT_NO_ACK)
         }
     }
+}
+
+/// A daemon's answer to a halt. One that did not carry it out leaves it stored in the journal and
+/// unconfirmed; one that trades another journal than the settings name (a shared control socket,
+/// the mode switched in the file) leaves the named journal halted as well, so that its next start
+/// stays halted.
+fn halt_answered(
+    s: &Settings,
+    r: &Reply,
+    ok_hint: &str,
+    req: &Request,
+    offline: impl FnOnce(&Store) -> Result<String>,
+) -> i32 {
+    if !r.ok {
+        eprintln!(
+            "{}. NOT confirmed: the halt is stored in the journal as well; to stop trading for sure, touch the \
+             emergency stop file {}",
+            said(r),
+            s.emergency_stop_file.display()
+        );
+        store_too(s, offline);
+        return EXIT_NO_ACK;
+    }
+    let code = answered(r, ok_hint, req);
+    if !crate::control::client::same_journal(std::path::Path::new(&r.journal), &s.db_path) && s.db_path.exists() {
+        eprintln!(
+            "warning: the daemon that answered trades the {} journal {}, not the {} journal {} the settings name: \
+             that one is halted too",
+            r.mode,
+            r.journal,
+            s.mode.as_str(),
+            s.db_path.display()
+        );
+        store_too(s, offline);
+    }
+    code
 }
 
 /// Stores the change in the journal as well, saying what happened.
@@ -180,6 +217,21 @@ fn other_daemon(
     }
 }
 
+/// Characters of a halt's reason kept: a request longer than the control socket reads
+/// ([`crate::control::MAX_LINE`]) would be refused as unreadable, and the halt not carried out.
+const REASON_CHARS: usize = 500;
+
+/// A halt's reason as sent and stored: secrets out, then cut to [`REASON_CHARS`] with a mark.
+fn halt_reason(reason: &str) -> String {
+    let clean = crate::config::env::redact(reason);
+    if clean.chars().count() <= REASON_CHARS {
+        return clean;
+    }
+    let mut cut: String = clean.chars().take(REASON_CHARS).collect();
+    cut.push_str(" …(cut)");
+    cut
+}
+
 /// `halt`: returns the exit code (0 acknowledged, 3 no daemon, 4 no acknowledgement).
 ///
 /// # Errors
@@ -189,7 +241,7 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
     if let Ok(t) = std::fs::read_to_string(crate::alert_gate::token_path(&s.db_path)) {
         crate::config::env::register_secrets([t.as_str()]);
     }
-    let reason = &crate::config::env::redact(reason);
+    let reason = &halt_reason(reason);
     let req = Request::Halt { reason: reason.to_owned(), by: "cli".into() };
     let hint = format!(". Undo with `{} resume`.", cmd(g));
     reach(g, &s, &req, &hint, |store| {

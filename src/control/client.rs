@@ -89,7 +89,8 @@ pub fn ask_expected(
 /// Whether the daemon's journal `a` and this command's `b` name one file. This command's relative
 /// path is its own working directory's (made absolute here); a daemon names its journal
 /// absolutely, so only one that does not (an older one) cannot be compared.
-fn same_journal(a: &Path, b: &Path) -> bool {
+#[must_use]
+pub fn same_journal(a: &Path, b: &Path) -> bool {
     if !a.is_absolute() {
         return true;
     }

@@ -459,8 +459,33 @@ async fn test_live_when_a_shared_control_socket_answers_for_the_other_mode_then_
         assert!(err.contains("refused") && err.contains("live journal"), "{args:?}: {err}");
     }
     assert_eq!(l.d.status()["breaker"]["state"], "halted", "the live daemon is still halted");
+    // The paper journal the file names now exists (the paper daemon about to start on it): a halt
+    // the live daemon answers halts it as well, so that its start stays halted.
+    let paper = l.d.dir.join("data/polycopy-paper.db");
+    drop(polycopy::store::Store::open(&paper).unwrap());
     let (code, err) = file_says(&["halt", "--reason", "again"]);
     assert_eq!(code, 0, "a halt reaches whichever daemon answers: {err}");
+    assert!(err.contains("that one is halted too"), "{err}");
+    let breaker = polycopy::store::Store::open_existing(&paper).unwrap().breaker().unwrap();
+    assert!(breaker.tripped && breaker.reason == "again", "{breaker:?}");
+}
+
+/// A halt whose reason is longer than the control socket reads in one request (a pasted log) is
+/// carried out, its reason cut, never refused as unreadable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_halt_when_its_reason_is_very_long_then_it_is_carried_out() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    let reason = "x".repeat(6_000);
+    let (code, out, err) = d.run_cli(&["halt", "--reason", &reason]);
+    assert_eq!(code, 0, "{out}{err}");
+    let breaker = d.status()["breaker"].clone();
+    assert_eq!(breaker["state"], "halted", "{breaker}");
+    let stored = breaker["reason"].as_str().unwrap();
+    assert!(stored.len() < 600 && stored.ends_with("…(cut)"), "{stored}");
 }
 
 /// A CLOB that never answers (its host carries an API key in the path, as a proxy's may): the
