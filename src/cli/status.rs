@@ -69,7 +69,7 @@ fn gather(s: &Settings) -> Result<View> {
         })
         .collect();
     // The running daemon's own view wins (its breaker may be ahead of the journal, e.g. disk full).
-    let daemon = ask(&s.control_socket_path(), &Request::Status, Duration::from_millis(500)).ok();
+    let daemon = ask(&s.control_socket_path(), &Request::Status, Duration::from_millis(1_000)).ok();
     let breaker = daemon.as_ref().map_or_else(|| report.breaker.clone(), |d| d.breaker.clone());
     let holder = if daemon.is_some() { None } else { crate::store::lock::holder(&s.db_path) };
     Ok(View {

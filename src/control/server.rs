@@ -164,12 +164,28 @@ fn reply(peers: &ControlPeers, ok: bool, message: String, breaker: BreakerState)
 
 /// The breaker as the supervisor holds it, or (while it is busy) as the journal has it.
 async fn current(peers: &ControlPeers) -> BreakerState {
+    current_as(peers, peers.gate.trading()).await
+}
+
+/// [`current`], where `gate` is the trading state the gate held when the request arrived: with
+/// neither the supervisor nor the journal answering in time, the state is the gate's and its cause
+/// unknown. Never "active" for a daemon that is halted (`status` and health checks would pass it,
+/// and a halt would overwrite the real cause with its own).
+async fn current_as(peers: &ControlPeers, gate: crate::risk::TradingState) -> BreakerState {
+    use crate::risk::TradingState;
     if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_millis(200), peers.risk.send(GetBreakerState)).await {
         return b;
     }
-    match tokio::time::timeout(Duration::from_millis(300), peers.store.send(GetBreaker)).await {
-        Ok(Ok(Ok(b))) => b,
-        _ => BreakerState::default(),
+    if let Ok(Ok(Ok(b))) = tokio::time::timeout(Duration::from_millis(300), peers.store.send(GetBreaker)).await {
+        return b;
+    }
+    BreakerState {
+        tripped: gate == TradingState::Halted,
+        reducing: gate == TradingState::Reducing,
+        code: "unknown".into(),
+        reason: "the daemon is busy: the cause was not read in time".into(),
+        by: "daemon".into(),
+        ..BreakerState::default()
     }
 }
 
@@ -213,13 +229,14 @@ async fn apply(req: Request, peers: &ControlPeers) -> Reply {
 }
 
 async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {
+    let gate_before = peers.gate.trading();
     // From this instant nothing new is sent.
     peers.gate.close();
     // A reason is stored, logged and sent: never with a secret pasted into it.
     let reason = crate::config::env::redact(&reason);
     // The command line waits 1 s for the answer: every wait below fits inside 0.8 s in all.
     let answer_by = tokio::time::Instant::now() + Duration::from_millis(800);
-    let before = current(peers).await;
+    let before = current_as(peers, gate_before).await;
     let at = now_ms();
     if before.tripped {
         // The halt stands as it is; its time is journaled, so that a close started before it

@@ -116,6 +116,17 @@ impl TradingGate {
         self.level.load(Ordering::SeqCst) == CLOSED
     }
 
+    /// The trading state the gate holds now (as the risk supervisor last published it, or closed
+    /// early by a halt).
+    #[must_use]
+    pub fn trading(&self) -> TradingState {
+        match self.level.load(Ordering::SeqCst) {
+            OPEN => TradingState::Active,
+            EXITS_ONLY => TradingState::Reducing,
+            _ => TradingState::Halted,
+        }
+    }
+
     /// Whether an order on `side` may be sent now: anything while open, a SELL (an exit) while
     /// reducing, nothing while closed.
     #[must_use]
@@ -146,6 +157,18 @@ mod tests {
         assert!(g.allows(Side::Sell) && !g.allows(Side::Buy));
         g.open();
         assert!(g.allows(Side::Buy));
+    }
+
+    #[test]
+    fn the_gate_says_the_trading_state_it_holds() {
+        for state in [TradingState::Active, TradingState::Reducing, TradingState::Halted] {
+            let g = TradingGate::new(false);
+            g.set(state);
+            assert_eq!(g.trading(), state);
+        }
+        let g = TradingGate::new(false);
+        g.close();
+        assert_eq!(g.trading(), TradingState::Halted, "closed early by a halt");
     }
 
     #[test]
