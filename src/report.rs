@@ -146,8 +146,9 @@ pub fn build(
     let (mut realized, mut fees_paid) = (0i64, 0i64);
     let mut series = vec![(from, 0, 0)];
     let mut per_target: BTreeMap<String, (u64, u64, i64)> = BTreeMap::new();
-    let name =
-        |w: &str| labels.iter().find(|(a, _)| addr_lower(a) == w).map_or_else(|| w.to_owned(), |(_, l)| l.clone());
+    // Spelled once per target, not once per execution and target (a long history of many targets).
+    let spelled: HashMap<String, &String> = labels.iter().map(|(a, l)| (addr_lower(a), l)).collect();
+    let name = |w: &str| spelled.get(w).map_or_else(|| w.to_owned(), |l| (*l).clone());
     for step in in_time_order(executions, fees) {
         let (at_ms, who, pnl) = match step {
             Step::Exec(row) => {

@@ -34,21 +34,25 @@ pub async fn build_report(
     let (span, execs, prices, counts, fees) = store.send(GetReportData { period, now_ms: now }).await.ok()?.ok()?;
     let labels: std::collections::HashMap<_, _> =
         registry.send(ListTargets).await.ok()?.into_iter().map(|t| (t.target.address, t.target.label)).collect();
-    let r = report::build(span, (&execs, &fees), &prices, &counts, &labels);
-    // Drawing takes a while and runs off the actors' thread, which halts and the socket share.
-    let drawn = r.clone();
-    let png = match tokio::task::spawn_blocking(move || report::chart_png(&drawn).map_err(|e| e.to_string())).await {
-        Ok(Ok(png)) => Some(png),
-        Ok(Err(e)) => {
+    // Replaying the whole history and drawing take a while: both run off the actors' thread, which
+    // halts, the control socket and the copies share.
+    let names = labels.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        let r = report::build(span, (&execs, &fees), &prices, &counts, &names);
+        (report::text(&r), report::chart_png(&r).map_err(|e| e.to_string()))
+    })
+    .await;
+    let (mut text, png) = match made {
+        Ok((text, Ok(png))) => (text, Some(png)),
+        Ok((text, Err(e))) => {
             warn!(cause = %e, "report chart");
-            None
+            (text, None)
         }
         Err(e) => {
-            warn!(cause = %e, "report chart: its task failed");
-            None
+            warn!(cause = %e, "report: its task failed");
+            return None;
         }
     };
-    let mut text = report::text(&r);
     // The weekly (and monthly) report says how copying each target went over the period.
     if period != Period::Daily
         && let Ok(Ok(quality)) = store.send(crate::actors::store::GetTargetQuality(span.from_ms)).await
