@@ -105,6 +105,14 @@ pub struct Ops {
     pub trading_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
+impl Ops {
+    /// `PAPER` or `LIVE`, as offers and confirmations name the instance's money.
+    #[must_use]
+    pub const fn mode_word(&self) -> &'static str {
+        if self.paper { "PAPER" } else { "LIVE" }
+    }
+}
+
 /// The /resume confirmation button: `resume:<since_ms of the halt it was offered for>:<offered at
 /// ms>:<the gate's count of halts>:<when the last halt was asked for, ms>`.
 const RESUME_PREFIX: &str = "resume:";
@@ -353,17 +361,19 @@ async fn resume_offer(ops: &Ops) -> Reply {
         }
         Ok(b) if b.tripped || b.reducing => Reply {
             text: format!(
-                "trading is {} ({}) by {}: {}\nresume trading?",
+                "{} trading is {} ({}) by {}: {}\nresume {} trading?",
+                ops.mode_word(),
                 b.trading().as_str(),
                 b.code,
                 b.by,
-                b.reason
+                b.reason,
+                ops.mode_word()
             ),
             // Bound to the halt it resumes, the moment it was offered, the gate's count of halts
             // then and the time of the last halt: a halt after the offer voids it, also across
             // a restart.
             buttons: vec![(
-                "Resume trading".into(),
+                format!("Resume {} trading", ops.mode_word()),
                 format!("{RESUME_PREFIX}{}:{}:{halts}:{}", b.since_ms, now_ms(), b.since_ms.max(b.halt_asked_ms)),
             )],
             photo: None,

@@ -71,14 +71,20 @@ pub async fn offer_close(ops: &super::commands::Ops, arg: &str) -> (String, Vec<
     if held.is_empty() {
         return ("no open position to close there".into(), Vec::new());
     }
-    let what = if scope == CloseScope::All { "ALL open positions".to_owned() } else { format!("positions in {arg}") };
+    // Named: instances of both modes may post into one chat, and their buttons look alike.
+    let mode = ops.mode_word();
+    let what = if scope == CloseScope::All {
+        format!("ALL {mode} open positions")
+    } else {
+        format!("{mode} positions in {arg}")
+    };
     let nonce = ops.closes.offer(market);
     (
         format!(
             "close {what} at market (limit: last price less the slippage cap), whatever the trading state?\n{}",
             held.join("\n")
         ),
-        vec![(format!("Close {} position(s)", held.len()), format!("{CLOSE_PREFIX}{nonce}"))],
+        vec![(format!("Close {} {mode} position(s)", held.len()), format!("{CLOSE_PREFIX}{nonce}"))],
     )
 }
 

@@ -242,7 +242,7 @@ pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
         matches!(tokio::time::timeout_at(answer_by, ops.store.send(SetBreaker(state))).await, Ok(Ok(Ok(()))));
     ops.risk.do_send(SetTrading { halt: true, code: "manual", reason: reason.clone(), by: "telegram".into() });
     // Named: with several instances, the operator sees which one stopped.
-    let mode = if ops.paper { "PAPER" } else { "LIVE" };
+    let mode = ops.mode_word();
     if persisted {
         Reply::text(format!("HALTED ({mode}): no new orders ({reason}). /resume to clear"))
     } else {

@@ -787,7 +787,7 @@ async fn test_close_when_confirmed_then_sold_once_and_pausemarket_obeyed() {
     };
     ask("/halt", "HALTED").await;
     ask("/close", "usage: /close").await;
-    let offer = ask("/close all", "close ALL open positions at market").await;
+    let offer = ask("/close all", "close ALL PAPER open positions at market").await;
     assert!(offer.text.contains("10 sh of 7"), "{}", offer.text);
     assert_eq!(offer.buttons.len(), 1);
     assert!(with_status(&d.trades(), "executed").len() == 1, "nothing is sold before the button");
@@ -806,7 +806,7 @@ async fn test_close_when_confirmed_then_sold_once_and_pausemarket_obeyed() {
     .await;
     assert_eq!(with_status(&d.trades(), "executed").len(), 2, "one close, once");
 
-    ask("/resume", "resume trading?").await;
+    ask("/resume", "resume PAPER trading?").await;
     ask("/pausemarket 8", "paused token 8").await;
     let resume = tg.sent_to(OP).into_iter().rev().find(|m| !m.buttons.is_empty()).unwrap();
     tg.inject_callback(OP, &resume.buttons[0]);
