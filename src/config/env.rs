@@ -63,16 +63,20 @@ impl fmt::Debug for Env {
     }
 }
 
-/// Shows only the scheme and host of a URL: paths and queries of RPC URLs often carry API keys.
+/// Shows only the scheme and host of a URL: paths and queries of RPC URLs often carry API keys. A
+/// value with no scheme is not a URL at all (a bare provider key, a bot token pasted into the
+/// wrong variable): only its length is shown.
 #[must_use]
 pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return format!("a value of {} characters with no scheme (not shown)", url.chars().count());
+    };
     let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let host = &rest[..host_end];
     // user:password@host → host
     let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
     let tail = if host_end < rest.len() { "/…" } else { "" };
-    if scheme.is_empty() { format!("{host}{tail}") } else { format!("{scheme}://{host}{tail}") }
+    format!("{scheme}://{host}{tail}")
 }
 
 /// Replaces every occurrence of each secret in `text` (for error texts that embed URLs).
@@ -162,10 +166,18 @@ fn chat_ids(get: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Vec<i
         for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match id.parse::<i64>() {
                 Ok(n) => ids.push(n),
+                // Echoed only when it looks like a mistyped number: a bot token pasted here
+                // (its digits, a colon and the secret) must not be printed.
+                Err(_) if id.len() <= 24 && id.chars().all(|c| c.is_ascii_digit() || c == '-' || c == ' ') => p.push(
+                    Problem::new("environment", "TELEGRAM_CHAT_ID", format!("must be comma-separated numeric chat ids, got {id:?}")),
+                ),
                 Err(_) => p.push(Problem::new(
                     "environment",
                     "TELEGRAM_CHAT_ID",
-                    format!("must be comma-separated numeric chat ids, got {id:?}"),
+                    format!(
+                        "must be comma-separated numeric chat ids; one is a value of {} characters that is not a number (not shown: it may be a token)",
+                        id.chars().count()
+                    ),
                 )),
             }
         }
@@ -359,6 +371,28 @@ mod tests {
         let fields: Vec<_> = errs.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["POLYGON_RPC_URL", "POLYGON_WS_URL", "PAPER_TRADING", "PRIVATE_KEY", "TELEGRAM_CHAT_ID"]);
         assert!(!format!("{errs:?}").contains("deadbeefsecret"));
+    }
+
+    #[test]
+    fn a_token_or_key_in_the_wrong_variable_is_never_echoed() {
+        let token = "123456789:AAHsecretsecretsecret";
+        let key = "8f3a9c0d4e5b6a7f8e9d0c1b2a3f4e5d";
+        // (variable, value, a word the error must still say)
+        for (name, value, says) in [
+            ("TELEGRAM_CHAT_ID", token, "not a number"),
+            ("TELEGRAM_CHAT_ID", "12,abc-def-ghij-klmn-opqr-stuv-wx", "not a number"),
+            ("TELEGRAM_API_URL", token, "no scheme"),
+            ("POLYGON_RPC_URL", key, "no scheme"),
+            ("POLYGON_WS_URL", key, "no scheme"),
+            ("CLOB_HOST", key, "no scheme"),
+        ] {
+            let errs = env(&[(name, value), ("TELEGRAM_BOT_TOKEN", token)]).unwrap_err();
+            let text = format!("{errs:?}");
+            assert!(!text.contains("AAHsecret") && !text.contains("8f3a9c0d4e5b"), "{name}: {text}");
+            assert!(errs.iter().any(|p| p.field == name && p.message.contains(says)), "{name}: {text}");
+        }
+        let errs = env(&[("TELEGRAM_CHAT_ID", "12,4-2")]).unwrap_err();
+        assert!(errs[0].message.contains("\"4-2\""), "a short mistyped id is still shown: {errs:?}");
     }
 
     #[test]

@@ -449,6 +449,27 @@ mod tests {
     }
 
     #[test]
+    fn a_key_pasted_into_a_setting_is_never_repeated() {
+        let key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        for (text, field) in [
+            (format!("[http]\nlisten = \"{key}\"\n"), "http.listen"),
+            (format!("[telegram]\ndaily_report_at = \"{key}\"\n"), "telegram.daily_report_at"),
+            (format!("[telegram]\nweekly_report_day = \"{key}\"\n"), "telegram.weekly_report_day"),
+            (format!("[detection]\nrtds = true\nrtds_url = \"{key}\"\n"), "detection.rtds_url"),
+            (format!("[http]\nallowed_hosts = [\"{key}/x\"]\n"), "http.allowed_hosts"),
+        ] {
+            std::fs::write(&f, &text).unwrap();
+            let errs =
+                Settings::load(&SettingsSources { config_file: Some(f.clone()), system_file: None }).unwrap_err();
+            let all = format!("{errs:?}");
+            assert!(errs.iter().any(|p| p.field == field), "{text}: {all}");
+            assert!(!all.contains(&key[..20]), "{text}: {all}");
+        }
+    }
+
+    #[test]
     fn overrides_from_a_file_are_exact_and_validated() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");

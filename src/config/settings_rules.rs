@@ -5,6 +5,7 @@ use alloy::primitives::Address;
 
 use super::settings::{ALWAYS_ON, EVENT_KINDS, NotifyLevel, Settings};
 use crate::config::Problem;
+use crate::config::problem::quoted;
 
 /// Every violation in `s`, each naming `file`.
 pub(super) fn all(s: &Settings, file: &str) -> Vec<Problem> {
@@ -107,7 +108,7 @@ fn http_and_paths(s: &Settings, bad: &mut impl FnMut(&str, String)) {
     if !s.http.listen.is_empty() && s.http.listen.parse::<std::net::SocketAddr>().is_err() {
         bad(
             "http.listen",
-            format!("must be an address like 127.0.0.1:9187 (or \"\" for off), got {:?}", s.http.listen),
+            format!("must be an address like 127.0.0.1:9187 (or \"\" for off), got {}", quoted(&s.http.listen)),
         );
     }
     if s.chain.reconnect_backoff_max_ms < 100 {
@@ -163,8 +164,8 @@ fn http_and_paths(s: &Settings, bad: &mut impl FnMut(&str, String)) {
             bad(
                 "http.allowed_hosts",
                 format!(
-                    "{:?} is not a host name: list names only, without scheme, port, path or wildcard (e.g. \"polycopy.lan\")",
-                    crate::config::env::redact(name)
+                    "{} is not a host name: list names only, without scheme, port, path or wildcard (e.g. \"polycopy.lan\")",
+                    quoted(name)
                 ),
             );
         }
@@ -265,11 +266,14 @@ fn telegram(s: &Settings, bad: &mut impl FnMut(&str, String)) {
     if t.daily_report_secs().is_none() && !t.reports_off() {
         bad(
             "telegram.daily_report_at",
-            format!("must be a UTC time like \"18:00\" (or \"off\"), got {:?}", t.daily_report_at),
+            format!("must be a UTC time like \"18:00\" (or \"off\"), got {}", quoted(&t.daily_report_at)),
         );
     }
     if t.weekly_day().is_none() {
-        bad("telegram.weekly_report_day", format!("must be a weekday like \"sun\", got {:?}", t.weekly_report_day));
+        bad(
+            "telegram.weekly_report_day",
+            format!("must be a weekday like \"sun\", got {}", quoted(&t.weekly_report_day)),
+        );
     }
     if t.poll_timeout_s == 0 || t.poll_timeout_s > 50 {
         bad("telegram.poll_timeout_s", format!("must be 1..=50, got {}", t.poll_timeout_s));

@@ -342,7 +342,7 @@ impl Validator<'_> {
     fn trigger(&mut self, v: &Value, entry: &str) -> Option<Trigger> {
         let t = v.as_str().and_then(Trigger::parse);
         if t.is_none() {
-            self.err(Some(entry), "trigger", format!("must be \"confirmed\" or \"pending\", got {v}"));
+            self.err(Some(entry), "trigger", format!("must be \"confirmed\" or \"pending\", got {}", kind(v)));
         }
         t
     }
@@ -407,6 +407,10 @@ mod tests {
             (format!(r#"{{"wallets": [{{"address": "{A}", "label": "0x{key}"}}]}}"#), "private key"),
             (format!(r#"{{"wallets": [{{"address": "0x{key}", "label": "{key}"}}]}}"#), "private key"),
             (format!(r#"{{"wallets": [{{"address": "0x{}zz"}}]}}"#, &key[..38]), "not all hex"),
+            (format!(r#"{{"wallets": [{{"address": "{A}", "trigger": "{key}"}}]}}"#), "64 characters"),
+            (format!(r#"{{"wallets": [{{"address": "{A}", "max_trades_per_hour": "{key}"}}]}}"#), "64 characters"),
+            (format!(r#"{{"wallets": [{{"address": "{A}", "sizing": {{"mode": "{key}"}}}}]}}"#), "64 characters"),
+            (format!(r#"{{"target_wallets": ["{A}"], "max_trade_frequency": "{key}"}}"#), "64 characters"),
         ] {
             let problems = Wallets::parse(&text, "w.json").unwrap_err();
             let all = crate::config::problem::render(&problems);

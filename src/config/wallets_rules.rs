@@ -86,7 +86,7 @@ impl Validator<'_> {
                     "sizing.mode",
                     format!(
                         "must be \"multiplier\" or \"fixed_usdc\", got {}",
-                        o.get("mode").map_or("nothing".into(), ToString::to_string)
+                        o.get("mode").map_or("nothing".into(), kind)
                     ),
                 );
                 return None;
@@ -145,7 +145,7 @@ impl Validator<'_> {
         match v.as_u64() {
             Some(n) if (min..=max).contains(&n) => Some(n),
             _ => {
-                self.err(entry, field, format!("must be a whole number from {min} to {max}, got {v}"));
+                self.err(entry, field, format!("must be a whole number from {min} to {max}, got {}", kind(v)));
                 None
             }
         }
