@@ -71,7 +71,23 @@ pub(crate) fn distance(a: &str, b: &str) -> usize {
 #[must_use]
 pub fn unknown_vars<'a>(names: impl Iterator<Item = &'a str>) -> Vec<Problem> {
     let known = known_names();
-    names
+    let names: Vec<&str> = names.collect();
+    // Read only with the prefix in upper case: `polycopy_risk__…` would be ignored without a word,
+    // and the daemon would trade without the limit the operator meant to set.
+    let lower_prefix = names
+        .iter()
+        .copied()
+        .filter(|n| n.len() >= 9 && n[..9].eq_ignore_ascii_case("POLYCOPY_") && !n.starts_with("POLYCOPY_"))
+        .map(|n| {
+            Problem::new(
+                "environment",
+                n,
+                format!("would be ignored: write the prefix in upper case, {}", n.to_ascii_uppercase()),
+            )
+        });
+    let unknown = names
+        .iter()
+        .copied()
         .filter(|n| n.starts_with("POLYCOPY_"))
         .filter(|n| !NOT_SETTINGS.contains(n) && !OPEN_TABLES.iter().any(|t| n.starts_with(t)))
         .filter(|n| !known.iter().any(|k| k.eq_ignore_ascii_case(n)))
@@ -83,8 +99,8 @@ pub fn unknown_vars<'a>(names: impl Iterator<Item = &'a str>) -> Vec<Problem> {
                 |k| format!(": did you mean {k}?"),
             );
             Problem::new("environment", n, format!("is not a setting, so it would be ignored{hint}"))
-        })
-        .collect()
+        });
+    lower_prefix.chain(unknown).collect()
 }
 
 #[cfg(test)]
@@ -99,7 +115,9 @@ mod tests {
         let cases = [
             ("POLYCOPY_RISK_MAX_ORDER_USDC", true, Some("POLYCOPY_RISK__MAX_ORDER_USDC")),
             ("POLYCOPY_RISK__MAX_ORDER_USDC", false, None),
-            ("polycopy_risk__max_order_usdc", false, None),
+            ("polycopy_risk__max_order_usdc", true, Some("upper case, POLYCOPY_RISK__MAX_ORDER_USDC")),
+            ("Polycopy_RISK__DAILY_LOSS_LIMIT_USDC", true, Some("upper case")),
+            ("POLYCOPY_risk__max_order_usdc", false, None),
             ("POLYCOPY_RISK__MAX_ORDR_USDC", true, Some("POLYCOPY_RISK__MAX_ORDER_USDC")),
             ("POLYCOPY_SYSTEM_CONFIG", false, None),
             ("POLYCOPY_TELEGRAM__NOTIFY__EXECUTED", false, None),
