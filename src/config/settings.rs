@@ -430,6 +430,8 @@ mod tests {
             ("[http]\nallowed_hosts = [\"polycopy.lan:9187\"]\n", "http.allowed_hosts"),
             ("[http]\nallowed_hosts = [\"*.lan\"]\n", "http.allowed_hosts"),
             ("db_path = \"same.db\"\n[live]\ndb_path = \"./same.db\"\n", "live.db_path"),
+            ("[copy]\nmin_order_usdc = 200\n", "copy.min_order_usdc"),
+            ("[detection]\npending_max_order_usdc = 0.5\n", "detection.pending_max_order_usdc"),
             (
                 "mode = \"live\"\n[chain]\nexchanges = [\"0xE111180000d2663C0091e4f400237545B87B996B\"]\n",
                 "chain.exchanges",

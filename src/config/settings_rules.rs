@@ -59,6 +59,26 @@ fn copy(s: &Settings, bad: &mut impl FnMut(&str, String)) {
     if s.copy.max_slippage_bps > 5_000 {
         bad("copy.max_slippage_bps", format!("must be 0..=5000, got {}", s.copy.max_slippage_bps));
     }
+    let pending_cap = s.detection.pending_max_order_usdc;
+    if pending_cap.0 > 0 && s.copy.min_order_usdc > pending_cap {
+        bad(
+            "detection.pending_max_order_usdc",
+            format!(
+                "{pending_cap} is below copy.min_order_usdc {}: no copy of a pending fill could be sent (0: no cap of its own)",
+                s.copy.min_order_usdc
+            ),
+        );
+    }
+    // A minimum above the cap refuses every copy, exits included, with "configuration OK".
+    if s.copy.min_order_usdc > s.risk.max_order_usdc {
+        bad(
+            "copy.min_order_usdc",
+            format!(
+                "{} is above risk.max_order_usdc {}: no copy could ever be sent",
+                s.copy.min_order_usdc, s.risk.max_order_usdc
+            ),
+        );
+    }
 }
 
 /// `[risk]`: limits that fit inside each other, the daily loss action, the breaker's poll.
