@@ -55,6 +55,14 @@ fn load_env_files(g: &cli::GlobalArgs) -> Result<(), String> {
     first_problem.map_or(Ok(()), Err)
 }
 
+/// The installation's environment file, when it sets `POLYCOPY_SYSTEM_CONFIG`.
+fn system_config_in_installation_env(g: &cli::GlobalArgs) -> Option<std::path::PathBuf> {
+    cli::installation_env_file(g).into_iter().chain(cli::env_file(g)).find(|file| {
+        dotenvy::from_path_iter(file)
+            .is_ok_and(|mut entries| entries.any(|e| e.is_ok_and(|(k, _)| k == "POLYCOPY_SYSTEM_CONFIG")))
+    })
+}
+
 fn load_env_file(file: &std::path::Path) -> Result<(), String> {
     match dotenvy::from_path(file) {
         Ok(()) => Ok(()),
@@ -116,6 +124,22 @@ fn main() {
             std::process::exit(cli::EXIT_CONFIG);
         }
         eprintln!("warning: {e}; going on with what could be read (fix the file: check-config)");
+    }
+    if let Some(file) = system_config_in_installation_env(&cli.global) {
+        // systemd hands the variable to the daemon (EnvironmentFile), while a command run by hand
+        // ignores it in a file: the two would read other settings, another mode, journal and socket.
+        let emergency = matches!(cli.command, Some(cli::Command::Halt { .. } | cli::Command::Status { .. }));
+        let msg = format!(
+            "POLYCOPY_SYSTEM_CONFIG is set in {}: systemd gives it to the daemon, but commands run by hand \
+             ignore it there, so they would act on other settings (another mode, journal and control socket). \
+             Remove it from that file; a second installation is named with --instance",
+            file.display()
+        );
+        if !emergency {
+            eprintln!("Error: {msg}");
+            std::process::exit(cli::EXIT_CONFIG);
+        }
+        eprintln!("warning: {msg}");
     }
     if cli::system_config_var_from_a_file() {
         eprintln!(

@@ -317,6 +317,14 @@ fn system_file(g: &GlobalArgs) -> Result<Option<PathBuf>, Vec<Problem>> {
     Ok(file)
 }
 
+/// The installation's own environment file (`polycopy.env` beside its settings), wherever
+/// `POLYCOPY_SYSTEM_CONFIG` points, when readable.
+#[must_use]
+pub fn installation_env_file(g: &GlobalArgs) -> Option<PathBuf> {
+    let file = Location::discover(g.instance.as_deref()).ok()?.env_file();
+    std::fs::File::open(&file).is_ok().then_some(file)
+}
+
 /// The environment file of the installation (`polycopy.env` beside its settings), when readable.
 #[must_use]
 pub fn env_file(g: &GlobalArgs) -> Option<PathBuf> {

@@ -396,3 +396,26 @@ async fn test_config_error_when_started_then_exits_78_and_is_not_restarted() {
     let log = inst3.log();
     assert!(log.contains("say mode = \"live\", but PRIVATE_KEY is not in the environment"), "{log}");
 }
+
+/// POLYCOPY_SYSTEM_CONFIG in the installation's polycopy.env: systemd would give it to the daemon
+/// while commands run by hand ignore it there, so the two would act on other settings. Refused by
+/// the daemon and by commands (a halt and status still run, with a warning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_when_the_env_file_points_at_other_settings_then_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let mut inst = Installed::stage(root.path(), None);
+    let other = root.path().join("etc/polycopy/other.toml");
+    std::fs::copy(inst.settings(), &other).unwrap();
+    inst.env(&[("POLYCOPY_SYSTEM_CONFIG", other.to_str().unwrap())]);
+    for args in [&["resume"][..], &["check-config"][..]] {
+        let (code, out, err) = inst.cli(root.path(), args);
+        assert_eq!(code, 78, "{args:?}: {out}{err}");
+        assert!(err.contains("POLYCOPY_SYSTEM_CONFIG is set in") && err.contains("--instance"), "{args:?}: {err}");
+    }
+    let (_, out, err) = inst.cli(root.path(), &["status"]);
+    assert!(err.contains("warning: POLYCOPY_SYSTEM_CONFIG is set in"), "{out}{err}");
+    inst.start();
+    let status = wait_for(20, "the daemon's refusal", async || inst.exited()).await;
+    assert_eq!(status.code(), Some(78), "{}", inst.log());
+    assert!(inst.log().contains("POLYCOPY_SYSTEM_CONFIG is set in"), "{}", inst.log());
+}
