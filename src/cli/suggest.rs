@@ -89,6 +89,10 @@ impl Candidate {
 /// after it; without `--add` a broken file only means candidates are vetted with built-in rules.
 fn listed_targets(s: &crate::config::Settings, add: bool) -> Result<Vec<crate::config::Target>> {
     match Wallets::load(&s.wallets_path) {
+        Ok(w) if add => {
+            appendable(&s.wallets_path)?;
+            Ok(w.targets)
+        }
         Ok(w) => Ok(w.targets),
         Err(p) if add => {
             anyhow::bail!(
@@ -106,6 +110,28 @@ fn listed_targets(s: &crate::config::Settings, add: bool) -> Result<Vec<crate::c
             Ok(Vec::new())
         }
     }
+}
+
+/// Whether entries can be added to the wallets file at `path`: its format holds a `wallets` list
+/// and its directory can be written (the new file is written beside it, then renamed).
+fn appendable(path: &std::path::Path) -> Result<()> {
+    let name = path.display();
+    let real = std::fs::canonicalize(path).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let text = std::fs::read_to_string(&real).map_err(|e| anyhow::anyhow!("{name}: cannot read: {e}"))?;
+    crate::config::wallets_edit::append_entries(&text, &[])
+        .map_err(|e| anyhow::anyhow!("{name}: {e}; nothing was vetted"))?;
+    let dir = real.parent().unwrap_or_else(|| std::path::Path::new("."));
+    let probe = dir.join(format!(".polycopy-write-probe-{}", std::process::id()));
+    let made = std::fs::OpenOptions::new().write(true).create_new(true).open(&probe);
+    if made.is_ok() {
+        let _ = std::fs::remove_file(&probe);
+    }
+    made.map(drop).map_err(|e| {
+        anyhow::anyhow!(
+            "{name}: its directory {} cannot be written ({e}): run as its owner; nothing was vetted",
+            dir.display()
+        )
+    })
 }
 
 /// Runs `targets suggest`; the exit code.

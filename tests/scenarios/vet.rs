@@ -314,6 +314,13 @@ async fn test_targets_suggest_when_the_leaderboard_lists_traders_then_each_is_ve
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("nothing added"), "{out}");
     assert!(out.contains("FLAG high-frequency"), "{out}");
+
+    // A file in the target_wallets format cannot hold disabled entries: said before any vetting.
+    std::fs::write(dir.path().join("wallets.json"), format!(r#"{{"target_wallets": ["{EDGE}"]}}"#)).unwrap();
+    let (code, out, err) = d.run_cli(&["targets", "suggest", "--days", "2", "--limit", "4", "--add"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("no top-level \"wallets\" list") && err.contains("nothing was vetted"), "{err}");
+    assert!(!out.contains("FLAG"), "nothing was vetted: {out}");
 }
 
 /// The chain-read figure for BENCHMARKS.md: 10,000 fills of one wallet (100 blocks of 100, a block
