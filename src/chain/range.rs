@@ -165,6 +165,13 @@ impl RangeReader<'_> {
         if end_after.hash != end.hash {
             return Err(ChainError::ChainMoved { from, to });
         }
+        // Both ends still canonical, so is every block between them. The first block alone was
+        // checked against the checkpoint before the read: a reorg of it and of the checkpoint's
+        // block since would have the range's fills read from two chains, and the new chain's
+        // below `from` never read.
+        if to > from && self.rpc.block_required(from).await?.hash != first.hash {
+            return Err(ChainError::ChainMoved { from, to });
+        }
         if !logs.is_empty() {
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             debug!(from, to, logs = logs.len(), ms, "read range");

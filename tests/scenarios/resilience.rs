@@ -360,7 +360,15 @@ async fn test_feed_when_the_node_falls_behind_the_checkpoint_then_it_is_not_a_re
     executed(&d, 2).await;
     assert_eq!(rpc.still_behind(), 0, "the lagging backend was asked");
     assert!(d.events("reorg").is_empty(), "{:?}", d.events("reorg"));
+    // Read again, not taken for a failing endpoint (no reconnect, no failover).
+    assert!(!d.log().contains("chain sync failed"), "{}", d.log());
     assert_eq!(d.trades()[0]["reorged_after_copy"], false);
+    // The block the head named is missing on the backend asked for it: read again, not a failure.
+    rpc.newest_missing(3);
+    anvil.emit(&buy(3, 53)).await;
+    executed(&d, 3).await;
+    assert_eq!(rpc.still_missing(), 0, "the lagging backend was asked");
+    assert!(!d.log().contains("chain sync failed"), "{}", d.log());
 }
 
 /// Halted by hand, then the journal fails (another process locks it as a fill arrives): the halt

@@ -159,8 +159,10 @@ impl ChainFeed {
                     self.attempt_succeeded(&mut retry.outage);
                 }
                 // Twenty in a row: the endpoint is failing (the arm below fails over and reconnects).
-                Err(ChainError::ChainMoved { from, to }) if moved < 20 => {
-                    debug!(from, to, "chain moved during a read; reading again");
+                // A block the node just named and then did not have is a backend behind a load
+                // balancer lagging another, as a moved chain is: read again, not failed over.
+                Err(e @ (ChainError::ChainMoved { .. } | ChainError::MissingBlock(_))) if moved < 20 => {
+                    debug!(cause = %e, "chain moved during a read, or a backend lags; reading again");
                     moved += 1;
                     // Behind a load balancer whose nodes disagree every read can say "moved":
                     // after a few in a row, a pause growing to 2 s, never a tight loop.

@@ -27,6 +27,7 @@ pub struct CappedRpc {
 struct Faults {
     lagging: AtomicUsize,
     behind: AtomicUsize,
+    newest_missing: AtomicUsize,
     estimates_refused: AtomicUsize,
     receipts_hidden: AtomicBool,
     raw_sends: AtomicUsize,
@@ -66,6 +67,17 @@ impl CappedRpc {
         self.faults.behind.store(n, Ordering::SeqCst);
     }
 
+    /// The next `n` calls for the newest block by number are answered by a backend one block
+    /// behind the one that named it as the head (null): the block the feed was just told of.
+    pub fn newest_missing(&self, n: usize) {
+        self.faults.newest_missing.store(n, Ordering::SeqCst);
+    }
+
+    /// Calls for the newest block still to be answered as missing.
+    pub fn still_missing(&self) -> usize {
+        self.faults.newest_missing.load(Ordering::SeqCst)
+    }
+
     /// The next `n` `eth_estimateGas` calls are refused as a rate-limited provider refuses them
     /// (-32005 "limit exceeded"): the node failing, not the call reverting.
     pub fn refuse_estimates(&self, n: usize) {
@@ -102,7 +114,7 @@ async fn serve(
     (refused, served): (Arc<AtomicUsize>, Arc<AtomicUsize>),
     faults: Arc<Faults>,
 ) {
-    let Faults { lagging, behind, estimates_refused, receipts_hidden, raw_sends } = &*faults;
+    let Faults { lagging, behind, newest_missing, estimates_refused, receipts_hidden, raw_sends } = &*faults;
     while let Some((_, _, body, _)) = read_request(&mut sock).await {
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if req["method"] == "eth_sendRawTransaction" {
@@ -124,10 +136,17 @@ async fn serve(
             }
             continue;
         }
-        if req["method"] == "eth_getBlockByNumber"
-            && behind.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
-        {
-            let Some(answer) = from_behind(&upstream, &req, &body).await else { return };
+        let lag = if req["method"] != "eth_getBlockByNumber" {
+            None
+        } else if behind.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            Some(2)
+        } else if newest_missing.load(Ordering::SeqCst) > 0 && is_newest(&upstream, &req).await {
+            newest_missing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).ok().map(|_| 1)
+        } else {
+            None
+        };
+        if let Some(lag) = lag {
+            let Some(answer) = from_behind(&upstream, &req, &body, lag).await else { return };
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                 answer.len()
@@ -183,12 +202,26 @@ async fn answer(sock: &mut TcpStream, body: &Value) -> bool {
     sock.write_all(head.as_bytes()).await.is_ok() && sock.write_all(body.as_bytes()).await.is_ok()
 }
 
-/// `req` (a block by number) answered as a node two blocks behind anvil would.
-async fn from_behind(upstream: &str, req: &Value, body: &[u8]) -> Option<Vec<u8>> {
+/// anvil's head.
+async fn upstream_head(upstream: &str) -> Option<u64> {
     let ask_head = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}).to_string();
     let real: Value = serde_json::from_slice(&forward(upstream, ask_head.as_bytes()).await?).ok()?;
-    let hex = |v: &Value| v.as_str().and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok());
-    let head = hex(&real["result"])?.saturating_sub(2);
+    hex(&real["result"])
+}
+
+fn hex(v: &Value) -> Option<u64> {
+    v.as_str().and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+}
+
+/// Whether `req` (a block by number) asks for anvil's newest block.
+async fn is_newest(upstream: &str, req: &Value) -> bool {
+    let asked = hex(&req["params"][0]);
+    asked.is_some() && asked == upstream_head(upstream).await
+}
+
+/// `req` (a block by number) answered as a node `lag` blocks behind anvil would.
+async fn from_behind(upstream: &str, req: &Value, body: &[u8], lag: u64) -> Option<Vec<u8>> {
+    let head = upstream_head(upstream).await?.saturating_sub(lag);
     let id = req["id"].clone();
     match hex(&req["params"][0]) {
         Some(n) if n > head => Some(json!({"jsonrpc": "2.0", "id": id, "result": null}).to_string().into_bytes()),
