@@ -177,11 +177,14 @@ impl Mempool {
     /// Reads the pool until `shutdown`; failures are logged once per outage and retried.
     pub async fn run(mut self, shutdown: tokio_util::sync::CancellationToken) {
         let (mut failing, mut resumed) = (false, false);
+        let mut pause = self.cfg.poll;
         loop {
             if !self.rpc.is_connected()
                 && let Err(e) = self.rpc.connect().await
             {
                 failing = self.failed(failing, &e);
+                // A failed connection counts toward moving to the next endpoint, as the feed's do.
+                self.rpc.fail();
             }
             if self.rpc.is_connected() {
                 if !resumed {
@@ -201,7 +204,10 @@ impl Mempool {
                     }
                 }
             }
-            let wait = tokio::time::sleep(self.cfg.poll);
+            // While failing, the next try waits a pause that doubles up to 30 polls, and
+            // arrivals do not cut it short: each would otherwise be another try at once.
+            pause = if failing { (pause * 2).min(self.cfg.poll * 30) } else { self.cfg.poll };
+            let wait = tokio::time::sleep(if failing { pause } else { self.cfg.poll });
             match &mut self.source {
                 // A subscription's transaction is dealt with as it arrives, not at the next tick.
                 // A subscription whose task ended answers `None` at once, every time: its branch
@@ -209,8 +215,10 @@ impl Mempool {
                 PoolSource::Subscription(rx) => tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = wait => {}
-                    t = rx.recv(), if !(rx.is_closed() && rx.is_empty()) => match t {
-                        Some(t) => self.retry.push(t),
+                    t = rx.recv(), if !failing && !(rx.is_closed() && rx.is_empty()) => match t {
+                        // Bounded like the retries: past it, a settlement is seen when mined.
+                        Some(t) if self.retry.len() < RETRY_MAX => self.retry.push(t),
+                        Some(t) => debug!(tx = %t.0, "too many settlements waiting: left to its block"),
                         None => warn!("the pending-transaction subscription ended; fills are still seen when mined"),
                     },
                 },
