@@ -23,6 +23,9 @@ struct View {
     paused_markets: Vec<Value>,
     stop_file: bool,
     daemon: Option<Reply>,
+    /// A daemon that answered on this journal's socket but trades another journal (a shared
+    /// `control_socket`, the mode switched in the file): not this journal's.
+    other: Option<Reply>,
     holder: Option<Option<u32>>,
     breaker: BreakerState,
 }
@@ -69,7 +72,13 @@ fn gather(s: &Settings) -> Result<View> {
         })
         .collect();
     // The running daemon's own view wins (its breaker may be ahead of the journal, e.g. disk full).
-    let daemon = ask(&s.control_socket_path(), &Request::Status, Duration::from_millis(1_000)).ok();
+    let answered = ask(&s.control_socket_path(), &Request::Status, Duration::from_millis(1_000)).ok();
+    let (daemon, other) = match answered {
+        Some(d) if !crate::control::client::same_journal(std::path::Path::new(&d.journal), &s.db_path) => {
+            (None, Some(d))
+        }
+        d => (d, None),
+    };
     let breaker = daemon.as_ref().map_or_else(|| report.breaker.clone(), |d| d.breaker.clone());
     let holder = if daemon.is_some() { None } else { crate::store::lock::holder(&s.db_path) };
     Ok(View {
@@ -79,6 +88,7 @@ fn gather(s: &Settings) -> Result<View> {
         paused_markets,
         stop_file: s.emergency_stop_file.exists(),
         daemon,
+        other,
         holder,
         breaker,
     })
@@ -96,6 +106,8 @@ fn to_json(s: &Settings, v: &View) -> Value {
             (None, Some(pid)) => json!({"running": true, "pid": pid, "answers": false}),
             (None, None) => json!({"running": false}),
         },
+        "other_daemon": v.other.as_ref().map(|d| json!({"pid": d.pid, "mode": d.mode, "journal": d.journal,
+            "halted": d.halted})),
         "breaker": breaker_json(&v.breaker),
         "emergency_stop_file": v.stop_file,
         "paused_markets": v.paused_markets,
@@ -147,6 +159,15 @@ pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
             pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
         ),
         (None, None) => println!("daemon: not running on this journal"),
+    }
+    if let Some(d) = &v.other {
+        println!(
+            "warning: the daemon on the control socket (pid {}) trades the {} journal {}, not this one{}",
+            d.pid,
+            d.mode,
+            d.journal,
+            if d.halted { " (halted)" } else { "" }
+        );
     }
     print_trading(&v.breaker);
     if v.stop_file {

@@ -468,6 +468,18 @@ async fn test_live_when_a_shared_control_socket_answers_for_the_other_mode_then_
     assert!(err.contains("that one is halted too"), "{err}");
     let breaker = polycopy::store::Store::open_existing(&paper).unwrap().breaker().unwrap();
     assert!(breaker.tripped && breaker.reason == "again", "{breaker:?}");
+    // status of the paper journal does not show the live daemon as its own.
+    let out = std::process::Command::new(bin())
+        .current_dir(&l.d.dir)
+        .args(["--config", "polycopy.toml", "--wallets", "wallets.json", "status", "--json"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(v["mode"], "paper", "{v}");
+    assert_eq!(v["daemon"]["running"], false, "{v}");
+    assert_eq!(v["other_daemon"]["mode"], "live", "{v}");
 }
 
 /// A halt whose reason is longer than the control socket reads in one request (a pasted log) is
