@@ -31,7 +31,8 @@ nothing after the backup was taken. Run reconcile, then resume. A restore elsewh
 The secrets file (polycopy.env: private key, bot token) is never in a backup: it is not restored.
 Environment: SYSTEMCTL (default systemctl), HEALTH_ARGS (extra health_check.sh arguments),
 POLYCOPY_BIN (binary), POLYCOPY_ARGS (extra global polycopy arguments), BACKUP_IDENTITY, GNUPGHOME,
-ALLOW_OTHER_MODE=1 (restore a backup of the other mode).
+ALLOW_OTHER_MODE=1 (restore a backup of the other mode elsewhere, with --db: never over the
+daemon's own journal, which the daemon would refuse).
 Exit: 0 restored (and healthy, with the service); 1 refused (bad checksum, cannot decrypt, not a
 sound journal: nothing was touched) or failed (see the log line); 64 bad usage.
 USAGE
@@ -84,7 +85,8 @@ verify_sum() {
 }
 
 if [ -z "$config_to" ]; then
-  [ -n "$db" ] || db=$(db_path)
+  daemons_journal=$(db_path)
+  [ -n "$db" ] || db=$daemons_journal
   [ -n "$db" ] || die "cannot tell where the journal is (check-config names none): pass --db"
   # A backup names its mode (backup.sh): paper history never replaces the live journal, or the reverse.
   mode=$(config_field mode)
@@ -99,8 +101,14 @@ if [ -z "$config_to" ]; then
   if [ -n "$from" ] && [ -n "$mode" ] && [ "$from" != "$mode" ] && [ "$with_config" = 1 ]; then
     die "refusing: $backup is a $from backup and this installation trades $mode, so --with-config would put the $from journal where the $mode one is read (nothing was touched). Put the saved settings back first: $0 $backup --config-to DIR, copy each file where DIR/MANIFEST says, check-config must say mode $from; then run $0 $backup without --with-config"
   fi
+  # Over the daemon's own journal, never: the daemon refuses a journal holding the other mode's
+  # copies, so the service would not start, and the right journal would be left aside.
+  if [ -n "$from" ] && [ -n "$mode" ] && [ "$from" != "$mode" ] && [ -n "$daemons_journal" ] \
+    && [ "$(realpath -m -- "$db")" = "$(realpath -m -- "$daemons_journal")" ]; then
+    die "refusing: $backup is a $from backup and this installation trades $mode: its daemon would refuse the $from journal (nothing was touched). To read it, restore it elsewhere: --db PATH with ALLOW_OTHER_MODE=1; to trade $from here, put the backup's settings back first (--config-to DIR, docs/BACKUPS.md)"
+  fi
   if [ -n "$from" ] && [ -n "$mode" ] && [ "$from" != "$mode" ] && [ "${ALLOW_OTHER_MODE:-}" != 1 ]; then
-    die "refusing: $backup is a $from backup and this installation trades $mode (set ALLOW_OTHER_MODE=1 to restore it anyway)"
+    die "refusing: $backup is a $from backup and this installation trades $mode (set ALLOW_OTHER_MODE=1 to restore it elsewhere with --db)"
   fi
   verify_sum "$backup"
 fi

@@ -200,7 +200,9 @@ fn run(cli: Cli) -> Result<i32> {
             init_logging(settings.log_format == polycopy::config::settings::LogFormat::Json);
             let system = actix_rt::System::new();
             system.block_on(run_daemon(DaemonConfig { settings, env })).map_err(|e| match e {
-                DaemonError::Wallets { .. } => anyhow::Error::new(cli::ConfigError(e.to_string())),
+                DaemonError::Wallets { .. } | DaemonError::OtherModesJournal(_) => {
+                    anyhow::Error::new(cli::ConfigError(e.to_string()))
+                }
                 DaemonError::Store(
                     polycopy::store::StoreError::Damaged { .. } | polycopy::store::StoreError::NewerSchema { .. },
                 ) => anyhow::Error::new(cli::DataError(e.to_string())),

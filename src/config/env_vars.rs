@@ -77,7 +77,7 @@ pub fn unknown_vars<'a>(names: impl Iterator<Item = &'a str>) -> Vec<Problem> {
     let lower_prefix = names
         .iter()
         .copied()
-        .filter(|n| n.len() >= 9 && n[..9].eq_ignore_ascii_case("POLYCOPY_") && !n.starts_with("POLYCOPY_"))
+        .filter(|n| n.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("POLYCOPY_")) && !n.starts_with("POLYCOPY_"))
         .map(|n| {
             Problem::new(
                 "environment",
@@ -118,6 +118,8 @@ mod tests {
             ("polycopy_risk__max_order_usdc", true, Some("upper case, POLYCOPY_RISK__MAX_ORDER_USDC")),
             ("Polycopy_RISK__DAILY_LOSS_LIMIT_USDC", true, Some("upper case")),
             ("POLYCOPY_risk__max_order_usdc", false, None),
+            ("ПОЛИКОПИ_RISK", false, None),
+            ("POLYCOPé_RISK", false, None),
             ("POLYCOPY_RISK__MAX_ORDR_USDC", true, Some("POLYCOPY_RISK__MAX_ORDER_USDC")),
             ("POLYCOPY_SYSTEM_CONFIG", false, None),
             ("POLYCOPY_TELEGRAM__NOTIFY__EXECUTED", false, None),

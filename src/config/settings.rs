@@ -475,11 +475,12 @@ mod tests {
     fn overrides_from_a_file_are_exact_and_validated() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");
-        std::fs::write(&f, "[risk]\nmax_order_usdc = 0.1\nmax_trades_per_hour = 0\n").unwrap();
+        std::fs::write(&f, "[copy]\nmin_order_usdc = 0.1\n[risk]\nmax_order_usdc = 0.1\nmax_trades_per_hour = 0\n")
+            .unwrap();
         let errs = Settings::load(&SettingsSources { config_file: Some(f.clone()), system_file: None }).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].field, "risk.max_trades_per_hour");
-        std::fs::write(&f, "[risk]\nmax_order_usdc = 0.1\n").unwrap();
+        std::fs::write(&f, "[copy]\nmin_order_usdc = 0.1\n[risk]\nmax_order_usdc = 0.1\n").unwrap();
         let s = Settings::load(&SettingsSources { config_file: Some(f.clone()), system_file: None }).unwrap();
         assert_eq!(s.risk.max_order_usdc, Usdc(100_000));
         std::fs::write(&f, "[risk]\nmax_ordr_usdc = 1\n").unwrap();

@@ -69,12 +69,13 @@ fn copy(s: &Settings, bad: &mut impl FnMut(&str, String)) {
             ),
         );
     }
-    // A minimum above the cap refuses every copy, exits included, with "configuration OK".
+    // A minimum above the cap refuses every BUY (above the cap or below the minimum) while
+    // check-config said OK; trading only exits is what `reducing` is for.
     if s.copy.min_order_usdc > s.risk.max_order_usdc {
         bad(
             "copy.min_order_usdc",
             format!(
-                "{} is above risk.max_order_usdc {}: no copy could ever be sent",
+                "{} is above risk.max_order_usdc {}: no BUY could ever be copied",
                 s.copy.min_order_usdc, s.risk.max_order_usdc
             ),
         );

@@ -564,6 +564,13 @@ mod tests {
         assert!(out.withdrawn.is_empty(), "{out:?}");
         assert_eq!(out.reorged_after_copy.len(), 1, "{out:?}");
         assert_eq!(s.fill_standing(row).unwrap(), FillStanding::Gone, "nothing new leaves for it");
+        // A deeper reorg later does not take it back a second time.
+        let held = s.target_position(&Address::repeat_byte(0xaa), &U256::from(7)).unwrap();
+        assert_eq!(s.rewind((3, h(3))).unwrap().suspects, 0);
+        s.journal_range(&[], (6, h(36)), &[]).unwrap();
+        let out = s.journal_range(&[], (7, h(37)), &[]).unwrap();
+        assert!(out.reorged_after_copy.is_empty(), "reported once: {out:?}");
+        assert_eq!(s.target_position(&Address::repeat_byte(0xaa), &U256::from(7)).unwrap(), held, "given back once");
         let status: String = s.conn.query_row("SELECT status FROM fills WHERE id = ?1", [row], |r| r.get(0)).unwrap();
         assert_eq!(status, "pending", "its order's outcome is still booked when it comes");
         // Mined again later: it stands again, and is not copied a second time.

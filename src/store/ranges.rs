@@ -144,7 +144,10 @@ impl Store {
         let tx = self.conn.savepoint()?;
         let n = exec(
             &tx,
-            "UPDATE fills SET suspect = 1 WHERE block_number > ?1 AND status != 'withdrawn'",
+            // A fill already taken as gone by an earlier reorg (withdrawn, or flagged after its copy)
+            // is not a suspect again: its target's position was given back once, and a deeper
+            // reorg must not give it back twice. Seen again, it is still adopted (`journal_fill`).
+            "UPDATE fills SET suspect = 1 WHERE block_number > ?1 AND status != 'withdrawn' AND reorged_after_copy = 0",
             [ancestor.0 as i64],
         )?;
         exec(&tx, "DELETE FROM recent_blocks WHERE number > ?1", [ancestor.0 as i64])?;

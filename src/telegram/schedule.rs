@@ -39,7 +39,11 @@ pub async fn build_report(
     let names = labels.clone();
     let made = tokio::task::spawn_blocking(move || {
         let r = report::build(span, (&execs, &fees), &prices, &counts, &names);
-        (report::text(&r), report::chart_png(&r).map_err(|e| e.to_string()))
+        // A chart that fails, or panics, costs the chart only: the text is still sent.
+        let png = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report::chart_png(&r)))
+            .map_err(|_| "drawing panicked".to_owned())
+            .and_then(|p| p.map_err(|e| e.to_string()));
+        (report::text(&r), png)
     })
     .await;
     let (mut text, png) = match made {

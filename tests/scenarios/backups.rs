@@ -367,6 +367,16 @@ fn test_backup_when_taken_then_settings_and_wallets_are_saved_and_restorable() {
     assert!(err.contains("Put the saved settings back first") && err.contains("--config-to DIR"), "{err}");
     assert_eq!(std::fs::read_to_string(dir.path().join("polycopy.toml")).unwrap(), live_settings, "untouched");
     assert!(!dir.path().join("other.db").exists(), "no journal restored");
+    // Over the daemon's own journal, never (its daemon would refuse it); elsewhere, to read it.
+    let own = std::fs::read(dir.path().join("journal.db")).unwrap();
+    let (code, _, err) = d.script("restore.sh", &[&journal, "--no-service"], &[("ALLOW_OTHER_MODE", "1")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("its daemon would refuse the paper journal"), "{err}");
+    assert_eq!(std::fs::read(dir.path().join("journal.db")).unwrap(), own, "untouched");
+    let (code, _, err) =
+        d.script("restore.sh", &[&journal, "--db", "read.db", "--no-service"], &[("ALLOW_OTHER_MODE", "1")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(dir.path().join("read.db").exists());
 }
 
 /// --copy-to a local directory (created) lands the whole set, checksums included, and so does

@@ -642,3 +642,25 @@ async fn test_detection_when_a_pending_sell_is_replaced_and_mined_before_the_fee
     sale_released_sells_sixty_percent(&d, &hold).await;
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// A settlement sighted in the pool, then the daemon restarted with pending detection off while
+/// the transaction was dropped: nothing follows the pool any more, so the sighting is an orphan
+/// at start (never copied, the target's position given back), not provisional for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_turned_off_after_a_sighting_then_the_sighting_is_an_orphan() {
+    let (anvil, _dir, mut d) = fast_on_sight(&[("POLYCOPY_DETECTION__TRIGGER", "confirmed")], 0).await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement(Generation::V2, FAST, 11, 100 * ONE, 40 * ONE, 1);
+    let tx = send(&anvil, ex, &data).await;
+    let seen = wait_for(20, "the sighting", async || rows_of(&d, FAST).into_iter().next()).await;
+    assert_eq!((seen["status"].as_str(), seen["provisional"].as_bool()), (Some("pending"), Some(true)), "{seen}");
+    d.stop();
+    anvil.raw("anvil_dropTransaction", json!([tx])).await;
+    d.env.retain(|(k, _)| !k.starts_with("POLYCOPY_DETECTION__"));
+    d.start();
+    d.wait_live().await;
+    let row = rows_of(&d, FAST).into_iter().next().unwrap();
+    assert_eq!((row["status"].as_str(), row["reason"].as_str()), (Some("withdrawn"), Some("orphaned")), "{row}");
+    assert!(d.log().contains("pending detection is off: sightings of an earlier run are orphans"), "{}", d.log());
+    assert_eq!(d.executions_for(&tx), 0);
+}

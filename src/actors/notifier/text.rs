@@ -186,8 +186,9 @@ impl Event {
                 fills.len()
             ),
             Self::ReorgedAfterCopy { fill } => format!(
-                "fill {} of {} was COPIED (or its copy order sent) and then left the chain in a reorg: our copy stands \
-                 (an order in flight is only looked up, never sent again), check the position",
+                "fill {} of {} was COPIED (or its copy order journaled) and then left the chain in a reorg: a copy \
+                 made stands, an order in flight is only looked up and its outcome decides (one not sent never \
+                 leaves); check the position",
                 fill_ref(fill),
                 addr_lower(&fill.wallet)
             ),

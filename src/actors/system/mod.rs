@@ -57,6 +57,9 @@ pub enum DaemonError {
     /// A setting cannot be put to work.
     #[error("cannot start: {0}")]
     Setup(String),
+    /// The journal holds copies of the other mode: a configuration to fix, not a start to retry.
+    #[error("cannot start: {0}")]
+    OtherModesJournal(String),
     /// The live-trading setup failed its checks.
     #[error("live trading cannot start:\n{0}")]
     Live(String),

@@ -67,6 +67,10 @@ pub(super) async fn open(s: &Settings) -> Result<Opened, DaemonError> {
         .map_err(|e| DaemonError::Setup(format!("{e} (through another path to the same file)")))?;
     store.quick_check()?;
     refuse_other_modes_journal(&store, s)?;
+    let mut store = store;
+    if !s.detection.pending {
+        orphan_unfollowed_sightings(&mut store)?;
+    }
     let journal_file = FileIdentity::of(&s.db_path).map(|id| (s.db_path.clone(), id));
     let now = now_ms();
     let paused = store.paused()?;
@@ -86,13 +90,33 @@ fn refuse_other_modes_journal(store: &Store, s: &Settings) -> Result<(), DaemonE
     if n == 0 {
         return Ok(());
     }
-    Err(DaemonError::Setup(format!(
+    Err(DaemonError::OtherModesJournal(format!(
         "the journal {} holds {n} {} copies and this daemon trades {}: paper history never mixes with real money. \
          Give each mode its own journal (db_path for paper, live.db_path for live; check-config names the one used)",
         s.db_path.display(),
         other.as_str(),
         ours.as_str(),
     )))
+}
+
+/// With pending detection off, nothing follows the pool for the settlements sighted by an earlier
+/// run: they are taken as orphans now (the target's position given back, none copied unless an
+/// order left for it). One mined after all is confirmed by its block, read by the backfill, and
+/// stands again; left provisional, each would count in the target's position for ever.
+fn orphan_unfollowed_sightings(store: &mut Store) -> Result<(), DaemonError> {
+    let txs = store.provisional_txs()?;
+    let mut fills = 0;
+    for tx in &txs {
+        fills += store.orphan_tx(*tx)?.len();
+    }
+    if fills > 0 {
+        tracing::info!(
+            transactions = txs.len(),
+            fills,
+            "pending detection is off: sightings of an earlier run are orphans until their block shows them"
+        );
+    }
+    Ok(())
 }
 
 /// The risk supervisor's state as the journal left it: breaker, book, today's P&L and activity.

@@ -202,7 +202,11 @@ impl ChainFeed {
                     return Followed::Reconnect;
                 }
             }
-            match self.next_wake(subs, shutdown).await {
+            let wake = match self.next_wake(subs, shutdown).await {
+                Wake::Sync => self.drain_ready(subs),
+                other => other,
+            };
+            match wake {
                 Wake::Sync => {}
                 Wake::Reconnect => return Followed::Reconnect,
                 Wake::Stop => return Followed::Stopped,
@@ -239,6 +243,31 @@ impl ChainFeed {
                 Some(_) => Wake::Sync,
             },
         }
+    }
+
+    /// Takes what already waits on the subscriptions: the sync about to run reads it all. A busy
+    /// target's block brings many logs at once, and each one left there would wake a sync of its
+    /// own, every one paced at the node. A subscription that ended asks for a reconnect.
+    fn drain_ready(&mut self, subs: &mut Subscriptions) -> Wake {
+        use futures_util::FutureExt as _;
+        // Bounded: a stream that never runs dry must not hold the sync back.
+        for _ in 0..1_024 {
+            let head = subs.heads.as_mut().and_then(|h| h.next().now_or_never());
+            let log = subs.logs.as_mut().and_then(|l| l.next().now_or_never());
+            match (head, log) {
+                (Some(None), _) | (_, Some(None)) => {
+                    warn!("a subscription ended; reconnecting");
+                    self.rpc.fail();
+                    return Wake::Reconnect;
+                }
+                (None, None) => break,
+                (_, Some(Some(log))) if log.removed => {
+                    warn!(tx = ?log.transaction_hash, block = ?log.block_number, "node reported a removed log; checking for a reorg");
+                }
+                _ => {}
+            }
+        }
+        Wake::Sync
     }
 
     /// Publishes a failed attempt; an outage longer than the stall threshold is alerted once.

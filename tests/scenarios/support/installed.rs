@@ -150,7 +150,8 @@ impl Installed {
     }
 
     /// Starts the daemon exactly as the installed unit does: ExecStart's arguments, its
-    /// WorkingDirectory, and its EnvironmentFile as the only environment (plus PATH).
+    /// WorkingDirectory, and its EnvironmentFile less UnsetEnvironment as the only environment
+    /// (plus PATH).
     pub fn start(&mut self) {
         let unit = self.unit();
         let exec: Vec<&str> = unit["ExecStart"].split_whitespace().collect();
@@ -160,7 +161,10 @@ impl Installed {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
         let mut c = Command::new(exec[0]);
         c.args(&exec[1..]).current_dir(&wd);
-        clean(&mut c).envs(Self::env_pairs(&env_file)).stdout(Stdio::null()).stderr(log);
+        let unset: Vec<String> =
+            unit.get("UnsetEnvironment").map_or_else(Vec::new, |v| v.split_whitespace().map(str::to_owned).collect());
+        let pairs = Self::env_pairs(&env_file).into_iter().filter(|(k, _)| !unset.contains(k));
+        clean(&mut c).envs(pairs).stdout(Stdio::null()).stderr(log);
         self.child = Some(c.spawn().unwrap());
     }
 
