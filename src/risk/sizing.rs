@@ -121,7 +121,11 @@ pub fn check_fresh(fill: &TargetFill, max_copy_delay_s: u64, now_ms: i64) -> Res
 /// The [`DenyReason`] when the fill is not to be copied.
 pub fn size_copy(fill: &TargetFill, rules: &CopyRules, ctx: &SizingContext) -> Result<Sized, DenyReason> {
     check_fresh(fill, ctx.max_copy_delay_s, ctx.now_ms)?;
-    if rules.min_price.is_some_and(|m| fill.price < m) || rules.max_price.is_some_and(|m| fill.price > m) {
+    // The band says what we buy. An exit is copied at any price (a stop-loss at 0.03, a profit
+    // taken at 0.97): refused, the position would be held to resolution.
+    let out_of_band =
+        rules.min_price.is_some_and(|m| fill.price < m) || rules.max_price.is_some_and(|m| fill.price > m);
+    if fill.side == Side::Buy && out_of_band {
         return Err(DenyReason::PriceOutOfBand { price: fill.price, min: rules.min_price, max: rules.max_price });
     }
     let limit = limit_price(fill.side, fill.price, ctx.max_slippage_bps);
@@ -131,11 +135,14 @@ pub fn size_copy(fill: &TargetFill, rules: &CopyRules, ctx: &SizingContext) -> R
             if !rules.copy_sells {
                 return Err(DenyReason::SellsDisabled);
             }
-            sell_shares(fill.shares, ctx)?
+            sell_shares(fill.shares, ctx, limit)?
         }
     };
     let notional = Usdc(mul_price_floor(Shares(shares), limit));
-    if shares < LOT || notional < ctx.min_order_usdc {
+    // Selling all we hold is never refused for its size: what is left below the minimum could
+    // never be sold later.
+    let exits_all = fill.side == Side::Sell && shares >= ctx.our_position.0;
+    if shares < LOT || (notional < ctx.min_order_usdc && !exits_all) {
         return Err(DenyReason::BelowMinimum { shares: Shares(shares), notional, min: ctx.min_order_usdc });
     }
     Ok(Sized { shares: Shares(shares), limit_price: limit })
@@ -164,17 +171,22 @@ fn div_by_price(usdc: i64, price: Price) -> i64 {
     i64::try_from(i128::from(usdc) * i128::from(ONE) / i128::from(price.0)).unwrap_or(i64::MAX)
 }
 
-fn sell_shares(target_sold: Shares, ctx: &SizingContext) -> Result<i64, DenyReason> {
-    if ctx.our_position.0 <= 0 {
+fn sell_shares(target_sold: Shares, ctx: &SizingContext, limit: Price) -> Result<i64, DenyReason> {
+    let held = ctx.our_position.0;
+    if held <= 0 {
         return Err(DenyReason::NoPosition);
     }
     let before = ctx.target_balance_before.ok_or(DenyReason::UnknownTargetBalance)?;
     if before.0 <= target_sold.0 {
         // It sold all it had (or more than we know of): we exit fully.
-        return Ok(ctx.our_position.0);
+        return Ok(held);
     }
-    let ours = i128::from(ctx.our_position.0) * i128::from(target_sold.0) / i128::from(before.0);
-    Ok(floor_lot(i64::try_from(ours).unwrap_or(0)).min(ctx.our_position.0))
+    let ours = i128::from(held) * i128::from(target_sold.0) / i128::from(before.0);
+    let part = floor_lot(i64::try_from(ours).unwrap_or(0)).min(held);
+    // What would be left is worth less than the minimum order: it could never be sold on its own,
+    // so this exit takes it all.
+    let rest = Usdc(mul_price_floor(Shares(held - part), limit));
+    Ok(if part > 0 && rest < ctx.min_order_usdc { held } else { part })
 }
 
 impl std::fmt::Display for CopyRules {
@@ -193,7 +205,7 @@ impl std::fmt::Display for CopyRules {
             (None, None) => {}
             (lo, hi) => write!(
                 f,
-                ", prices {}–{}",
+                ", BUYs at prices {}–{}",
                 format_micros(lo.map_or(0, |p| p.0)),
                 format_micros(hi.map_or(ONE, |p| p.0))
             )?,
@@ -276,6 +288,13 @@ mod tests {
             (0, 40 * ONE, Some(100 * ONE), Err("no_position")),
             (10 * ONE, 4 * ONE, None, Err("unknown_target_balance")),
             (10 * ONE, ONE / 100, Some(100 * ONE), Err("below_minimum")),
+            // the rest would be worth less than the minimum (1 USDC at 0.6): all of it
+            (2 * ONE, 80 * ONE, Some(100 * ONE), Ok(2 * ONE)),
+            // a whole position worth less than the minimum still exits
+            (ONE, 100 * ONE, Some(100 * ONE), Ok(ONE)),
+            (ONE, 50 * ONE, Some(100 * ONE), Ok(ONE)),
+            // under one lot: nothing can be sold
+            (ONE / 200, 100 * ONE, Some(100 * ONE), Err("below_minimum")),
         ];
         for (i, (pos, sold, before, want)) in cases.into_iter().enumerate() {
             let got = size_copy(&fill(Side::Sell, sold, 600_000), &rules(mult("0.1")), &ctx(pos, before));
@@ -294,6 +313,11 @@ mod tests {
         for (price, ok) in [(99_999, false), (100_000, true), (900_000, true), (900_001, false)] {
             let got = size_copy(&fill(Side::Buy, 10 * ONE, price), &r, &ctx(0, None));
             assert_eq!(got.is_ok(), ok, "price {price}");
+        }
+        // Exits are copied at any price: a stop-loss under the band, a profit taken above it.
+        for price in [30_000, 970_000] {
+            let got = size_copy(&fill(Side::Sell, 10 * ONE, price), &r, &ctx(10 * ONE, Some(10 * ONE)));
+            assert_eq!(got.map(|s| s.shares), Ok(Shares(10 * ONE)), "SELL at {price}");
         }
         r.copy_sells = false;
         let got = size_copy(&fill(Side::Sell, 10 * ONE, 500_000), &r, &ctx(10 * ONE, Some(10 * ONE)));
@@ -337,7 +361,7 @@ mod tests {
         r.min_trade_interval_s = Some(60);
         assert_eq!(
             r.to_string(),
-            "20 USDC per BUY, BUYs at most 50 USDC, prices 0.05–1, sells not copied, at most 20 copies an hour, 60 s apart"
+            "20 USDC per BUY, BUYs at most 50 USDC, BUYs at prices 0.05–1, sells not copied, at most 20 copies an hour, 60 s apart"
         );
     }
 }
