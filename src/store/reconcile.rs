@@ -124,6 +124,9 @@ impl Store {
             params![token.to_string(), side.as_str(), shares.0, avg.0, usdc.0, realized.0, now, cause, by],
         )?;
         let written = super::journal::write_position(&tx, &token.to_string(), after, now)?;
+        // Emptied by the operator (sold elsewhere, then reconciled), as a close empties it: the
+        // targets' earlier copies no longer claim shares another target's copies buy later.
+        super::book::note_operator_close(&tx, true, side, &token.to_string(), after, now)?;
         tx.execute(
             "INSERT INTO events (at_ms, kind, message) VALUES (?1, 'reconcile', ?2)",
             params![
@@ -158,5 +161,36 @@ mod tests {
         assert_eq!(s.book().unwrap().position(&t).shares, Shares(15 * ONE), "nothing booked");
         // An older CLI's request (no figure compared) still sets it.
         assert_eq!(set(&mut s, None, 12 * ONE).unwrap().position.shares, Shares(12 * ONE));
+    }
+
+    /// Emptied by reconcile (the operator sold elsewhere), a position's earlier copies no longer
+    /// claim shares: a target's exit must not sell what another target's copies buy later.
+    #[test]
+    fn a_position_reconciled_to_zero_resets_the_targets_claims() {
+        use crate::domain::{ExecMode, Execution, OrderIntent, Side};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let f = crate::store::tests::fill_in(1, 1, 5);
+        let row = s
+            .journal_range(std::slice::from_ref(&f), (5, alloy::primitives::B256::repeat_byte(5)), &[])
+            .unwrap()
+            .to_copy[0]
+            .row;
+        assert!(s.record_intent(&OrderIntent::for_fill(&f, row, Shares(10 * ONE), Price(ONE / 2))).unwrap());
+        let exec = Execution {
+            fill_row: row,
+            side: Side::Buy,
+            token_id: f.token_id,
+            shares: Shares(10 * ONE),
+            price: Price(ONE / 2),
+            usdc: Usdc(5 * ONE),
+            mode: ExecMode::Paper,
+            at_ms: 1,
+        };
+        s.record_execution(&exec, &f.wallet).unwrap();
+        assert_eq!(s.copied_shares(&f.wallet, f.token_id).unwrap(), Shares(10 * ONE));
+        s.adjust_position(f.token_id, (Some(Shares(10 * ONE)), Shares(0)), Price(ONE / 2), "sold by hand", "cli")
+            .unwrap();
+        assert_eq!(s.copied_shares(&f.wallet, f.token_id).unwrap(), Shares(0));
     }
 }
