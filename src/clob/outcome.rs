@@ -170,10 +170,11 @@ pub fn classify_answer(
         return classify_refusal(if err.is_empty() { "refused without a message" } else { err });
     }
     match status.to_ascii_lowercase().as_str() {
-        "matched" if taking > Decimal::ZERO => PostOutcome::Matched { making, taking },
-        // "matched" with no amount (the SDK reads an empty one as 0) says something matched without
-        // saying what: not a no-fill. Looked up, and booked from our fill on chain.
-        "matched" => PostOutcome::Unknown { message: format!("order matched with no amounts ({making} / {taking})") },
+        // "matched" with an amount missing (the SDK reads an empty one as 0), on either side, says
+        // something matched without saying what: not a no-fill, and the exchange has the order.
+        // The executor sees amounts that do not fit, looks it up, books it from our fill on chain,
+        // and never sends it again (a lookup answering null included).
+        "matched" => PostOutcome::Matched { making, taking },
         "unmatched" | "canceled" => PostOutcome::NoFill {
             message: if err.is_empty() { format!("order {status}, nothing matched") } else { err.to_owned() },
         },
@@ -365,7 +366,7 @@ mod tests {
         for (success, err, status, taking, want) in [
             (true, None, "matched", "10", "matched"),
             // Matched without an amount (the SDK reads "" as 0) is looked up, never a no-fill.
-            (true, None, "matched", "0", "unknown"),
+            (true, None, "matched", "0", "matched"),
             (true, None, "canceled", "0", "no_fill"),
             (true, None, "unmatched", "0", "no_fill"),
             (true, None, "live", "0", "live"),

@@ -24,6 +24,9 @@ pub struct OrderRow {
     pub message: Option<String>,
     /// When it was last sent, unix ms (`None`: never).
     pub last_sent_ms: Option<i64>,
+    /// The exchange said it holds it (it rests, or answered Duplicated or matched without
+    /// amounts): never sent again, whatever a lookup answers.
+    pub exchange_has: bool,
 }
 
 /// Where one of our orders stands, as the journal keeps it.
@@ -133,8 +136,8 @@ impl Store {
             .conn
             .query_row(
                 // Orders journaled before the send time was kept: their last update is no earlier.
-                "SELECT signed, status, posts, shares, usdc, message, COALESCE(last_sent_ms, updated_at_ms) \
-                 FROM orders WHERE fill_id = ?1",
+                "SELECT signed, status, posts, shares, usdc, message, COALESCE(last_sent_ms, updated_at_ms), \
+                 exchange_has = 1 OR status IN ('live', 'delayed') FROM orders WHERE fill_id = ?1",
                 [fill_row],
                 |r| {
                     let amounts = match (r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?) {
@@ -142,11 +145,20 @@ impl Store {
                         _ => None,
                     };
                     let sent = if r.get::<_, i64>(2)? > 0 { Some(r.get::<_, i64>(6)?) } else { None };
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, amounts, r.get(5)?, sent))
+                    let held: bool = r.get(7)?;
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        amounts,
+                        r.get(5)?,
+                        sent,
+                        held,
+                    ))
                 },
             )
             .optional()?;
-        row.map(|(signed, status, posts, amounts, message, last_sent_ms)| {
+        row.map(|(signed, status, posts, amounts, message, last_sent_ms, exchange_has)| {
             let order =
                 serde_json::from_str(&signed).map_err(|_| StoreError::Corrupt { column: "signed", value: signed })?;
             Ok(OrderRow {
@@ -157,9 +169,19 @@ impl Store {
                 amounts,
                 message,
                 last_sent_ms,
+                exchange_has,
             })
         })
         .transpose()
+    }
+
+    /// Notes that the exchange said it holds the order (see [`OrderRow::exchange_has`]).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn order_held(&self, fill_row: i64) -> StoreResult<()> {
+        self.conn.execute("UPDATE orders SET exchange_has = 1 WHERE fill_id = ?1", [fill_row])?;
+        Ok(())
     }
 
     /// Counts one more send of the order, before it leaves.

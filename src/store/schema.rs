@@ -448,6 +448,12 @@ CREATE INDEX fills_reorged ON fills (block_number) WHERE reorged_after_copy = 1;
 ALTER TABLE own_fills ADD COLUMN fee INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX own_fees ON own_fills (seen_at_ms) WHERE fee > 0;
 ",
+    r"
+-- the exchange said it holds the order (Duplicated, matched without amounts, matched unsized by a
+-- lookup): kept across resolve windows and restarts, so that a lookup answering null never has it
+-- sent again. An order live or delayed is held by its status alone
+ALTER TABLE orders ADD COLUMN exchange_has INTEGER NOT NULL DEFAULT 0;
+",
 ];
 
 /// The file's schema version, and the newest this binary knows.

@@ -851,3 +851,29 @@ async fn test_live_when_outcome_unknown_past_its_window_then_resolved_in_backgro
     assert_eq!(l.d.events("error").iter().filter(|e| e.contains("unknown outcome")).count(), 1, "reported once");
     assert!(l.d.stop().success());
 }
+
+/// The exchange said it holds the order ("Duplicated") and its lookups answer `null`: after a
+/// restart the order is only looked up, never posted again (what the exchange said is journaled,
+/// not forgotten with the resolve window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_the_exchange_said_duplicated_then_a_restart_never_posts_it_again() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
+    l.clob.null_lookups();
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    // The first POST hangs; a lookup answers null; the same order goes once more: "Duplicated".
+    wait_for(30, "the POST sent again", async || (l.clob.posts().len() == 2).then_some(())).await;
+    wait_for(30, "the window to close", async || {
+        l.d.events("error").into_iter().find(|e| e.contains("unknown outcome"))
+    })
+    .await;
+    l.d.stop();
+    let before = l.clob.requests("/data/order");
+    l.d.start();
+    l.d.wait_live().await;
+    wait_for(30, "lookups after the restart", async || (l.clob.requests("/data/order") >= before + 3).then_some(()))
+        .await;
+    assert_eq!(l.clob.posts().len(), 2, "never posted again: {:?}", l.clob.posts());
+}

@@ -110,9 +110,11 @@ impl Run {
                     Step::Done(self.unknown(&format!("order {id} matched; the exchange does not say how much")).await)
                 }
                 LookupOutcome::Unsized => {
-                    r.known = true;
                     r.uncertain = true;
-                    Step::Wait
+                    match self.held(r).await {
+                        Ok(()) => Step::Wait,
+                        Err(e) => Step::Done(Err(e)),
+                    }
                 }
                 // Not found is not proof of absence: the CLOB answers `null` for some filled orders
                 // (docs/PROTOCOL.md §7). The same signed order goes again at most once per window,

@@ -14,7 +14,9 @@ use actix::{Actor, Context, Handler, ResponseFuture};
 use tracing::info;
 
 use crate::actors::executor::{ExecError, Execute};
-use crate::actors::store::{FillStands, GetOrder, OrderNeverSent, OrderOutcome, OrderSent, RecordOrder, Writer};
+use crate::actors::store::{
+    FillStands, GetOrder, OrderHeld, OrderNeverSent, OrderOutcome, OrderSent, RecordOrder, Writer,
+};
 use crate::chain::ChainClock;
 use crate::clob::account::OrderKind;
 use crate::clob::amounts::market_order_amounts;
@@ -180,7 +182,7 @@ impl Run {
                 return done;
             }
             let ever_sent = o.status != OrderStatus::Signed || o.posts > 0;
-            return self.drive(o.order, ever_sent).await;
+            return self.drive(o.order, ever_sent, o.exchange_has).await;
         }
         if !self.may_send() {
             return Err(ExecError::NotSent);
@@ -222,7 +224,17 @@ impl Run {
             self.journaled.zip(committed.0).map(|(from, to)| crate::actors::micros(to.saturating_duration_since(from)));
         info!(fill = row, order = %stored.order.id_hex(), side = %i.side, shares = %shares, limit = %limit, pipeline_us,
             "order signed and journaled; sending");
-        self.drive(stored.order, false).await
+        self.drive(stored.order, false, false).await
+    }
+
+    /// The exchange said it holds the order: journaled, so that no later window or restart sends
+    /// it again on a lookup answering null.
+    async fn held(&self, r: &mut Resolution) -> Result<(), ExecError> {
+        if !r.known {
+            self.writer.ask(OrderHeld(self.intent.fill_row)).await.map_err(journal_err)?;
+        }
+        r.known = true;
+        Ok(())
     }
 
     async fn outcome(&self, status: OrderStatus, amounts: Option<(i64, i64)>, message: &str) -> Result<(), ExecError> {
@@ -231,10 +243,12 @@ impl Run {
     }
 
     /// Posts and resolves until the order's fate is known (or the resolve window closes).
-    /// `ever_sent`: the order may already be at the exchange (a stored order that was posted).
-    async fn drive(&self, order: StoredOrder, ever_sent: bool) -> Result<Execution, ExecError> {
+    /// `ever_sent`: the order may already be at the exchange (a stored order that was posted);
+    /// `held`: the exchange said it holds it, in an earlier window or before a restart.
+    async fn drive(&self, order: StoredOrder, ever_sent: bool, held: bool) -> Result<Execution, ExecError> {
         let id = order.id_hex();
         let mut r = Resolution::new(ever_sent, self.rules.resolve_for);
+        r.known = held;
         let mut tries = Tries::default();
         loop {
             if r.lookup_first {
@@ -297,7 +311,10 @@ impl Run {
                 // Halted before any send reached the exchange: the stored order never leaves.
                 return self.never_accepted(&r).await;
             }
-            if !r.ever_sent
+            // Asked before every send that no earlier send may have reached the exchange: the first,
+            // and one after a "not now" (425, 429, 503) or a new login, whose wait the target's
+            // trade may not have outlived.
+            if !r.uncertain
                 && self.writer.ask(FillStands(self.intent.fill_row)).await.map_err(journal_err)?
                     == crate::store::FillStanding::Gone
             {

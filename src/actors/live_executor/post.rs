@@ -46,7 +46,7 @@ impl Run {
                     let message =
                         format!("answered matched with amounts {making} / {taking} that do not fit the order");
                     warn!(order = %id, cause = %message, "looking the order up (it is never sent as a new order)");
-                    r.known = true;
+                    self.held(r).await?;
                     self.uncertain(r, message).await?;
                 }
                 // A GTD order crossed in part: the rest rests on the book and is watched (and
@@ -96,7 +96,7 @@ impl Run {
             }
             PostOutcome::Duplicate { message } => {
                 // The exchange has this very order: from now on only lookups and the chain decide.
-                r.known = true;
+                self.held(r).await?;
                 self.uncertain(r, message).await?;
             }
             PostOutcome::Unknown { message } => {

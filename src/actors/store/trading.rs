@@ -113,6 +113,11 @@ pub struct OrderOutcome {
 }
 store_handler!(OrderOutcome -> (), |s, m| s.order_outcome(m.fill_row, m.status, m.amounts, &m.message));
 
+/// The exchange said it holds the order of fill `.0`: never sent again.
+#[derive(Debug)]
+pub struct OrderHeld(pub i64);
+store_handler!(OrderHeld -> (), |s, m| s.order_held(m.0));
+
 /// Matched orders whose settlement is overdue.
 #[derive(Debug)]
 pub struct UnsettledBefore(pub i64);
