@@ -228,6 +228,46 @@ async fn test_live_when_halted_while_a_gtd_order_rests_then_it_is_cancelled() {
     assert_eq!((l.clob.cancels().len(), l.clob.posts().len()), (1, 1), "cancelled once, never sent again");
 }
 
+/// A GTD order put on the book whose answer never came and whose lookups fail (503): a halt
+/// cancels it all the same, since it may rest there and fill after the halt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_while_an_unanswered_gtd_order_may_rest_then_it_is_cancelled() {
+    halt_cancels_an_unanswered_gtd(false).await;
+}
+
+/// The same, once its resolve window closed and it waits in the background for its next attempt
+/// (15 s away at first, half an hour later on): the halt brings that attempt forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_while_an_unanswered_gtd_order_waits_in_the_background_then_it_is_cancelled() {
+    halt_cancels_an_unanswered_gtd(true).await;
+}
+
+async fn halt_cancels_an_unanswered_gtd(window_closed: bool) {
+    let mut l = live().await;
+    l.d.set("live", "order_type = \"GTD\"");
+    if window_closed {
+        reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
+    }
+    l.clob.script(&[Play::HangRest]);
+    l.clob.lookups_down(true);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    wait_for(20, "the outcome unknown", async || (orders_in_journal(&l.d).first()?.1 == "unknown").then_some(())).await;
+    if window_closed {
+        wait_for(20, "the window to close", async || {
+            l.d.events("error").into_iter().find(|e| e.contains("unknown outcome"))
+        })
+        .await;
+    }
+    assert!(l.clob.cancels().is_empty(), "not cancelled while trading goes on");
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "unanswered gtd test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let cancels = wait_for(10, "the cancel", async || Some(l.clob.cancels()).filter(|c| !c.is_empty())).await;
+    assert_eq!(cancels[0].1, format!("{:#x}", order_id(&l.d, 0)));
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+}
+
 /// A halt while the lookup of a resting order hangs on a slow exchange: the cancel does not wait
 /// for the lookup's answer (nor its timeout, half a minute here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

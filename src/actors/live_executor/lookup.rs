@@ -50,7 +50,13 @@ impl Run {
     /// lookups that follow say what it matched before.
     pub(super) async fn cancel_if_stopped(&self, order: &StoredOrder, r: &mut Resolution) {
         r.sendable_at_lookup = self.may_send();
-        if !r.resting || r.cancel_asked || r.sendable_at_lookup {
+        // A GTD order whose send may have reached the exchange, not yet seen resting (its POST
+        // timed out, lookups fail), may rest all the same: cancelled too. A cancel of an order
+        // the exchange does not hold answers "not canceled" and costs nothing.
+        let may_rest = r.uncertain
+            && order.order_type.eq_ignore_ascii_case("GTD")
+            && i64::try_from(order.expiration).unwrap_or(i64::MAX) > crate::store::now_ms() / 1000;
+        if !(r.resting || may_rest) || r.cancel_asked || r.sendable_at_lookup {
             return;
         }
         let id = order.id_hex();

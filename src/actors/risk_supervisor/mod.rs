@@ -224,6 +224,7 @@ impl RiskSupervisor {
             self.store.do_send(SetBreaker(self.breaker.state.clone()));
             self.notifier.do_send(Event::BreakerTripped(self.breaker.state.clone()));
             self.publish();
+            self.unresolved.bring_forward();
         } else if code != self.breaker.state.code && self.said_while_halted.as_deref() != Some(code) {
             // Already halted for another cause: the halt stands as it is, but this cause (a
             // journal that fails, say) is said, or a later resume would lift it unmentioned.
@@ -244,6 +245,7 @@ impl RiskSupervisor {
             self.store.do_send(SetBreaker(self.breaker.state.clone()));
             self.notifier.do_send(Event::BreakerTripped(self.breaker.state.clone()));
             self.publish();
+            self.unresolved.bring_forward();
         }
     }
 

@@ -63,6 +63,15 @@ impl Unresolved {
         p.next_at_ms = next_at(p.attempts, now);
     }
 
+    /// Every order waiting for its next attempt is due now: trading just stopped, and one that may
+    /// rest on the book (a GTD order whose answer never came) is cancelled by that attempt rather
+    /// than at its turn, up to half an hour later. One attempt each, per halt.
+    pub fn bring_forward(&mut self) {
+        for p in self.pending.values_mut().filter(|p| !p.running) {
+            p.next_at_ms = 0;
+        }
+    }
+
     /// The order of `row` has an outcome (or will never be sent): forget it.
     pub fn done(&mut self, row: i64) {
         self.pending.remove(&row);

@@ -56,6 +56,8 @@ pub enum Play {
     Slow(u64),
     /// A GTD order that rests on the book (answered `live`) until `fill_resting`.
     Rest,
+    /// A GTD order put on the book (resting) whose answer never comes.
+    HangRest,
 }
 
 /// An order the fake accepted.
@@ -868,6 +870,11 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
             respond(sock, 200, &v, "").await;
         }
         Play::HangUnmatched => {
+            st.lock().unwrap().orders.insert(id.clone(), record);
+            tokio::time::sleep(Duration::from_secs(3_600)).await;
+        }
+        Play::HangRest => {
+            record.resting = true;
             st.lock().unwrap().orders.insert(id.clone(), record);
             tokio::time::sleep(Duration::from_secs(3_600)).await;
         }
