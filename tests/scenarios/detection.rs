@@ -664,3 +664,25 @@ async fn test_detection_when_turned_off_after_a_sighting_then_the_sighting_is_an
     assert!(d.log().contains("pending detection is off: sightings of an earlier run are orphans"), "{}", d.log());
     assert_eq!(d.executions_for(&tx), 0);
 }
+
+/// The target buys and then sells half of it, both still in the pool (trigger pending): the SELL
+/// is sized against a balance that holds the pending BUY, so half of our copies are sold, not all
+/// (read at the head alone, the balance before the sale is 0: "it sold all it had").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_pending_buy_then_a_pending_sell_then_the_sell_counts_the_buy() {
+    let (anvil, _dir, d) = fast_on_sight(&[], 0).await;
+    // Balances are read from a token contract (the stand-in): FAST holds none of token 31 yet.
+    anvil.install_balances().await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement_of(Generation::V2, FAST, true, 31, (1_000 * ONE, 400 * ONE), 1);
+    send(&anvil, ex, &data).await;
+    wait_for(20, "the pending buy copied", async || rows_of(&d, FAST).into_iter().find(|r| r["status"] == "executed"))
+        .await;
+    let (ex, data) = settlement_of(Generation::V2, FAST, false, 31, (500 * ONE, 200 * ONE), 2);
+    send(&anvil, ex, &data).await;
+    let sell = wait_for(20, "the pending sell decided", async || {
+        rows_of(&d, FAST).into_iter().find(|r| r["side"] == "SELL" && r["status"] != "pending")
+    })
+    .await;
+    assert_eq!((sell["status"].as_str(), sell["shares"].as_str()), (Some("executed"), Some("50")), "{sell}");
+}

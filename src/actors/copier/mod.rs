@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 use crate::actors::lanes::{Access, Lanes};
 use crate::actors::notifier::Notifier;
 use crate::actors::risk_supervisor::{Decision, Flush, RiskSupervisor};
-use crate::actors::store::{MinedAt, StoreActor, TargetPosition};
+use crate::actors::store::{MinedAt, PendingBefore, StoreActor, TargetPosition};
 use crate::chain::Rpc;
 use crate::domain::{Shares, Side, TokenId, Usdc, u256_to_micros};
 use crate::market::MarketDirectory;
@@ -246,7 +246,10 @@ pub(super) async fn target_balance_before(
     };
     let (at, earlier_in_block) = match (rpc, fill.block_number, mined) {
         (_, _, Some((n, earlier))) => (Some(n.saturating_sub(1)), earlier),
-        (Some(rpc), 0, None) => (before_pending(rpc, fill.id.tx_hash).await, 0),
+        (Some(rpc), 0, None) => match before_pending(rpc, fill.id.tx_hash).await {
+            Some(at) => (Some(at), pending_earlier(rpc, store, pending, at).await),
+            None => (None, 0),
+        },
         // The journal did not answer: the block's earlier trades are not known, so the chain's
         // balance is not read (it would miss them); the journal's own figure is tried below.
         (_, _, None) => (None, 0),
@@ -266,6 +269,22 @@ pub(super) async fn target_balance_before(
     // The journal's observed position already includes this fill (a SELL): add it back.
     let observed = store.send(TargetPosition { wallet: fill.wallet, token: fill.token_id }).await.ok()?.ok()??;
     Some(Shares(observed.0.saturating_add(fill.shares.0)))
+}
+
+/// What the target's trades of the token seen pending before this one, and not mined by block
+/// `at`, moved its balance: a pending BUY then SELL would otherwise read as "sold all it had" (a
+/// balance at the head without the BUY), and our whole position would be sold for half of it.
+async fn pending_earlier(rpc: &Rpc, store: &Addr<StoreActor>, pending: &PendingFill, at: u64) -> i64 {
+    let Ok(Ok(earlier)) = store.send(PendingBefore(pending.row)).await else { return 0 };
+    let mut net = 0i64;
+    for (tx, shares) in earlier {
+        // Mined by `at` (the journal not there yet): the balance read holds it already.
+        let in_balance = tx != pending.fill.id.tx_hash && matches!(rpc.mined_in(tx).await, Ok(Some(n)) if n <= at);
+        if !in_balance {
+            net = net.saturating_add(shares);
+        }
+    }
+    net
 }
 
 /// The block to read a fill seen pending at: the head while its transaction is still in the
