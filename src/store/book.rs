@@ -33,22 +33,25 @@ impl Store {
         Ok(found.map(|(block, earlier)| (u64::try_from(block).unwrap_or(0), earlier)))
     }
 
-    /// The target's trades of the same token seen pending before fill `row` (itself seen pending)
-    /// and not yet mined as far as the journal knows: (transaction, shares bought less sold) each.
-    /// A balance read at the head does not hold them while they wait in the pool.
+    /// The target's trades of the same token journaled before fill `row` (itself seen pending)
+    /// that a balance read at block `at` may not hold: those still pending as far as the journal
+    /// knows, and those it has mined above `at`. Each as (transaction, shares bought less sold,
+    /// still pending).
     ///
     /// # Errors
     /// On a database error.
-    pub fn pending_before(&self, row: i64) -> StoreResult<Vec<(alloy::primitives::B256, i64)>> {
+    pub fn pending_before(&self, row: i64, at: u64) -> StoreResult<Vec<(alloy::primitives::B256, i64, bool)>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT e.tx_hash, SUM(CASE WHEN e.side = 'BUY' THEN e.shares ELSE -e.shares END) \
+            "SELECT e.tx_hash, SUM(CASE WHEN e.side = 'BUY' THEN e.shares ELSE -e.shares END), MAX(e.provisional) \
              FROM fills f JOIN fills e INDEXED BY fills_wallet ON e.wallet = f.wallet AND e.token_id = f.token_id \
-             WHERE f.id = ?1 AND e.id < f.id AND e.provisional = 1 AND e.orphaned = 0 AND e.status != 'withdrawn' \
-             GROUP BY e.tx_hash",
+             WHERE f.id = ?1 AND e.id < f.id AND (e.provisional = 1 OR e.block_number > ?2) AND e.orphaned = 0 \
+             AND e.suspect = 0 AND e.status != 'withdrawn' GROUP BY e.tx_hash",
         )?;
-        let rows: Vec<(String, i64)> =
-            st.query_map([row], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-        rows.into_iter().map(|(tx, net)| Ok((super::hex_b256(&tx, "fills.tx_hash")?, net))).collect()
+        let at = i64::try_from(at).unwrap_or(i64::MAX);
+        let rows: Vec<(String, i64, bool)> = st
+            .query_map(rusqlite::params![row, at], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter().map(|(tx, net, pending)| Ok((super::hex_b256(&tx, "fills.tx_hash")?, net, pending))).collect()
     }
 
     /// The shares of `token` our copies of `wallet` hold: its copies' BUYs less their SELLs, of

@@ -228,8 +228,11 @@ impl Store {
             // later answer about the same order: an inconclusive one, or the refusal of the same
             // order sent again (the exchange refuses a copy of an order it already filled).
             // Nor is a part already booked forgotten: an answer without amounts keeps them.
+            // Resting (live, delayed) is the exchange saying it holds the order: kept once said, when
+            // a later answer (an unknown outcome) replaces the status.
             "UPDATE orders SET status = ?2, shares = COALESCE(?3, shares), usdc = COALESCE(?4, usdc), message = ?5, \
-             updated_at_ms = ?6 WHERE fill_id = ?1 AND NOT (status = 'matched' AND ?2 != 'matched')",
+             updated_at_ms = ?6, exchange_has = MAX(exchange_has, ?2 IN ('live', 'delayed')) \
+             WHERE fill_id = ?1 AND NOT (status = 'matched' AND ?2 != 'matched')",
             params![fill_row, status.as_str(), amounts.map(|a| a.0), amounts.map(|a| a.1), message, now_ms()],
         )?;
         Ok(())

@@ -275,11 +275,13 @@ pub(super) async fn target_balance_before(
 /// `at`, moved its balance: a pending BUY then SELL would otherwise read as "sold all it had" (a
 /// balance at the head without the BUY), and our whole position would be sold for half of it.
 async fn pending_earlier(rpc: &Rpc, store: &Addr<StoreActor>, pending: &PendingFill, at: u64) -> i64 {
-    let Ok(Ok(earlier)) = store.send(PendingBefore(pending.row)).await else { return 0 };
+    let Ok(Ok(earlier)) = store.send(PendingBefore { row: pending.row, at }).await else { return 0 };
     let mut net = 0i64;
-    for (tx, shares) in earlier {
-        // Mined by `at` (the journal not there yet): the balance read holds it already.
-        let in_balance = tx != pending.fill.id.tx_hash && matches!(rpc.mined_in(tx).await, Ok(Some(n)) if n <= at);
+    for (tx, shares, still_pending) in earlier {
+        // Journaled as mined above `at`: not in the balance read. Still pending to the journal:
+        // mined by `at` after all (the journal not there yet), the balance holds it already.
+        let in_balance =
+            still_pending && tx != pending.fill.id.tx_hash && matches!(rpc.mined_in(tx).await, Ok(Some(n)) if n <= at);
         if !in_balance {
             net = net.saturating_add(shares);
         }

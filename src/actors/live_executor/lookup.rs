@@ -67,7 +67,11 @@ impl Run {
             }
             // Not open to cancel now (matched, expired, or not on the book yet: a delayed order):
             // the lookup says which, and a cancel is asked again after the next wait while it rests.
-            Ok(false) => info!(order = %id, "trading stopped: the exchange did not cancel our order; looking it up"),
+            // One that was never seen resting is asked once: the exchange does not hold it open.
+            Ok(false) => {
+                r.cancel_asked = !r.resting;
+                info!(order = %id, "trading stopped: the exchange did not cancel our order; looking it up");
+            }
             // Asked again at the next lookup, after its wait.
             Err(e) => {
                 warn!(order = %id, cause = %e, "trading stopped, but our resting order could not be cancelled yet")

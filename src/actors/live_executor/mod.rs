@@ -318,6 +318,15 @@ impl Run {
                 && self.writer.ask(FillStands(self.intent.fill_row)).await.map_err(journal_err)?
                     == crate::store::FillStanding::Gone
             {
+                if r.ever_sent {
+                    // Refused "not now" before, so most likely not taken; but a 503 may hide an
+                    // order the exchange took. Looked up from now on, never sent again.
+                    info!(order = %id, "the copied trade is gone from the chain: the order is only looked up");
+                    r.uncertain = true;
+                    r.lookup_first = true;
+                    r.resent = true;
+                    continue;
+                }
                 // The target's trade went while the order waited for its turn (a sighting from
                 // the pool orphaned: its transaction dropped or replaced; a reorg swept its block):
                 // nothing left, and nothing leaves.

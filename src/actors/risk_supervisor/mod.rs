@@ -224,7 +224,7 @@ impl RiskSupervisor {
             self.store.do_send(SetBreaker(self.breaker.state.clone()));
             self.notifier.do_send(Event::BreakerTripped(self.breaker.state.clone()));
             self.publish();
-            self.unresolved.bring_forward();
+            self.unresolved.bring_forward(None);
         } else if code != self.breaker.state.code && self.said_while_halted.as_deref() != Some(code) {
             // Already halted for another cause: the halt stands as it is, but this cause (a
             // journal that fails, say) is said, or a later resume would lift it unmentioned.
@@ -245,7 +245,9 @@ impl RiskSupervisor {
             self.store.do_send(SetBreaker(self.breaker.state.clone()));
             self.notifier.do_send(Event::BreakerTripped(self.breaker.state.clone()));
             self.publish();
-            self.unresolved.bring_forward();
+            // Only BUYs are stopped: their attempts come forward (a resting one is cancelled);
+            // exits, still allowed, keep their turn.
+            self.unresolved.bring_forward(Some(crate::domain::Side::Buy));
         }
     }
 
@@ -304,6 +306,7 @@ impl RiskSupervisor {
             self.breaker_epoch += 1;
             self.store.do_send(SetBreaker(self.breaker.state.clone()));
             self.notifier.do_send(Event::BreakerTripped(self.breaker.state.clone()));
+            self.unresolved.bring_forward(None);
         }
     }
 
@@ -404,6 +407,7 @@ impl RiskSupervisor {
             if db.trading() != crate::risk::TradingState::Active {
                 act.gate.set(db.trading());
                 act.breaker.state = db.clone();
+                act.unresolved.bring_forward(stopped_side(db.trading()));
                 act.notifier.do_send(Event::BreakerTripped(db));
             } else {
                 let was = std::mem::replace(&mut act.breaker.state, db.clone());
@@ -434,6 +438,11 @@ impl Handler<GetBreakerState> for RiskSupervisor {
     fn handle(&mut self, _: GetBreakerState, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.breaker.state.clone())
     }
+}
+
+/// The side a trading state stops on its own: `None` for every side (halted), BUYs while reducing.
+fn stopped_side(state: crate::risk::TradingState) -> Option<crate::domain::Side> {
+    (state == crate::risk::TradingState::Reducing).then_some(crate::domain::Side::Buy)
 }
 
 impl Handler<SetTrading> for RiskSupervisor {

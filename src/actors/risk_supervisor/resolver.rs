@@ -63,11 +63,12 @@ impl Unresolved {
         p.next_at_ms = next_at(p.attempts, now);
     }
 
-    /// Every order waiting for its next attempt is due now: trading just stopped, and one that may
-    /// rest on the book (a GTD order whose answer never came) is cancelled by that attempt rather
-    /// than at its turn, up to half an hour later. One attempt each, per halt.
-    pub fn bring_forward(&mut self) {
-        for p in self.pending.values_mut().filter(|p| !p.running) {
+    /// Every order of `side` (`None`: any) waiting for its next attempt is due now: trading just
+    /// stopped for it, and one that may rest on the book (a GTD order whose answer never came) is
+    /// cancelled by that attempt rather than at its turn, up to half an hour later. One attempt
+    /// each, per change of trading state.
+    pub fn bring_forward(&mut self, side: Option<crate::domain::Side>) {
+        for p in self.pending.values_mut().filter(|p| !p.running && side.is_none_or(|s| p.work.intent.side == s)) {
             p.next_at_ms = 0;
         }
     }

@@ -48,11 +48,16 @@ store_handler!(CopiedShares -> Shares, |s, m| s.copied_shares(&m.wallet, m.token
 pub struct MinedAt(pub i64);
 store_handler!(MinedAt -> Option<(u64, i64)>, |s, m| s.mined_at(m.0));
 
-/// The target's trades of the same token seen pending before fill `.0` (see
+/// The target's trades of the same token journaled before a fill seen pending (see
 /// [`crate::store::Store::pending_before`]).
 #[derive(Debug)]
-pub struct PendingBefore(pub i64);
-store_handler!(PendingBefore -> Vec<(alloy::primitives::B256, i64)>, |s, m| s.pending_before(m.0));
+pub struct PendingBefore {
+    /// The fill seen pending.
+    pub row: i64,
+    /// The block its target's balance is read at.
+    pub at: u64,
+}
+store_handler!(PendingBefore -> Vec<(alloy::primitives::B256, i64, bool)>, |s, m| s.pending_before(m.row, m.at));
 
 /// Record the unrealized P&L a trading day opened with.
 #[derive(Debug)]
