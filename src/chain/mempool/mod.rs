@@ -215,7 +215,7 @@ impl Mempool {
                 PoolSource::Subscription(rx) => tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = wait => {}
-                    t = rx.recv(), if !failing && !(rx.is_closed() && rx.is_empty()) => match t {
+                    t = rx.recv(), if !(failing || (rx.is_closed() && rx.is_empty())) => match t {
                         // Bounded like the retries: past it, a settlement is seen when mined.
                         Some(t) if self.retry.len() < RETRY_MAX => self.retry.push(t),
                         Some(t) => debug!(tx = %t.0, "too many settlements waiting: left to its block"),
