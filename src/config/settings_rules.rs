@@ -331,6 +331,17 @@ fn paper_and_live(s: &Settings, bad: &mut impl FnMut(&str, String)) {
     if l.requests_per_second == 0 {
         bad("live.requests_per_second", "must be at least 1".into());
     }
+    // 0 would leave every unknown order unresolved until the next start, its exposure reserved.
+    if l.resolve_for_s == 0 {
+        bad("live.resolve_for_s", "must be at least 1 (0 would never look an unknown order up)".into());
+    }
+    // 0 would take every match out of the books before its settlement could be read.
+    if l.settle_timeout_s == 0 {
+        bad(
+            "live.settle_timeout_s",
+            "must be at least 1 (0 would take every match out of the books before it settles; 120 is usual)".into(),
+        );
+    }
     if s.mode == crate::config::Mode::Live {
         // Our own fills on chain settle, book and (by their absence) end our orders: the feed must
         // read the exchanges our orders are signed for, or a filled order would end as no fill.
