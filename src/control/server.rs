@@ -172,13 +172,18 @@ async fn current(peers: &ControlPeers) -> BreakerState {
 /// unknown. Never "active" for a daemon that is halted (`status` and health checks would pass it,
 /// and a halt would overwrite the real cause with its own).
 async fn current_as(peers: &ControlPeers, gate: crate::risk::TradingState) -> BreakerState {
-    use crate::risk::TradingState;
     if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_millis(200), peers.risk.send(GetBreakerState)).await {
         return b;
     }
     if let Ok(Ok(Ok(b))) = tokio::time::timeout(Duration::from_millis(300), peers.store.send(GetBreaker)).await {
         return b;
     }
+    unread_breaker(gate)
+}
+
+/// The breaker when neither its owner nor the journal answered: the gate's state, cause unknown.
+fn unread_breaker(gate: crate::risk::TradingState) -> BreakerState {
+    use crate::risk::TradingState;
     BreakerState {
         tripped: gate == TradingState::Halted,
         reducing: gate == TradingState::Reducing,
@@ -321,5 +326,26 @@ async fn adjust(
         }
         Ok(Err(e)) => Err(format!("the journal could not book it: {e}")),
         Err(_) => Err("the journal is unavailable right now".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::risk::TradingState;
+
+    #[test]
+    fn a_breaker_not_read_in_time_is_the_gates_state_and_never_active_for_a_halted_daemon() {
+        // (gate, tripped, reducing)
+        for (gate, tripped, reducing) in [
+            (TradingState::Halted, true, false),
+            (TradingState::Reducing, false, true),
+            (TradingState::Active, false, false),
+        ] {
+            let b = unread_breaker(gate);
+            assert_eq!((b.tripped, b.reducing), (tripped, reducing), "{gate:?}");
+            assert_eq!(b.code, "unknown", "{gate:?}");
+            assert!(b.reason.contains("busy"), "{gate:?}: {}", b.reason);
+        }
     }
 }
