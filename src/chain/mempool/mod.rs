@@ -204,10 +204,9 @@ impl Mempool {
                     }
                 }
             }
-            // While failing, the next try waits a pause that doubles up to 30 polls, and
-            // arrivals do not cut it short: each would otherwise be another try at once.
-            pause = if failing { (pause * 2).min(self.cfg.poll * 30) } else { self.cfg.poll };
-            let wait = tokio::time::sleep(if failing { pause } else { self.cfg.poll });
+            // Arrivals do not cut a failing pause short: each would otherwise be another try at once.
+            pause = next_pause(pause, self.cfg.poll, failing);
+            let wait = tokio::time::sleep(pause);
             match &mut self.source {
                 // A subscription's transaction is dealt with as it arrives, not at the next tick.
                 // A subscription whose task ended answers `None` at once, every time: its branch
@@ -499,6 +498,12 @@ impl Mempool {
     }
 }
 
+/// The wait before the next read of the pool: one poll while it answers; while it fails, the
+/// last pause doubled, up to 30 polls, so a node that refuses is not asked again at once.
+fn next_pause(last: Duration, poll: Duration, failing: bool) -> Duration {
+    if failing { (last * 2).min(poll * 30) } else { poll }
+}
+
 /// What one round of follow-ups reads from the journal, once and only when needed.
 #[derive(Default)]
 struct Round {
@@ -530,7 +535,22 @@ impl Round {
 
 #[cfg(test)]
 mod tests {
-    use super::Tracked;
+    use super::{Duration, Tracked, next_pause};
+
+    #[test]
+    fn a_failing_pool_is_read_again_after_a_pause_that_doubles_up_to_thirty_polls() {
+        let poll = Duration::from_millis(200);
+        let mut pause = poll;
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            pause = next_pause(pause, poll, true);
+            seen.push(pause.as_millis());
+        }
+        assert_eq!(seen, [400, 800, 1_600, 3_200, 6_000, 6_000, 6_000, 6_000]);
+        // Answering again: back to one poll at once.
+        assert_eq!(next_pause(pause, poll, false), poll);
+        assert_eq!(next_pause(poll, poll, true), poll * 2);
+    }
 
     /// A followed transaction neither the pool nor a receipt shows counts as dropped only after
     /// two rounds and a block mined since its first miss: rounds within one block prove nothing
