@@ -26,6 +26,7 @@ mod redeem;
 mod resilience;
 mod rtds;
 mod service;
+mod stuck_node;
 mod targets;
 mod telegram;
 mod valuation;

@@ -117,6 +117,7 @@ fn feed_config(s: &Settings, t: &Trading) -> FeedConfig {
         backoff_max: Duration::from_millis(s.chain.reconnect_backoff_max_ms),
         own: t.venue.as_ref().map(|v| v.funder()),
         stall: Duration::from_secs(s.health.feed_stall_s),
+        head_stall: Duration::from_secs(s.chain.head_stall_s),
     }
 }
 

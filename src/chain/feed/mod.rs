@@ -24,6 +24,7 @@ use crate::chain::rpc::{BlockRef, ChainError, Rpc};
 use crate::domain::TargetFill;
 
 mod follow;
+mod head;
 mod own;
 
 pub use own::{OwnBooked, OwnChange, OwnFill};
@@ -47,6 +48,8 @@ pub struct FeedConfig {
     pub own: Option<Address>,
     /// An outage this long is alerted (the health check's `feed_stall_s`).
     pub stall: Duration,
+    /// A head unchanged this long is a stuck endpoint (zero: never).
+    pub head_stall: Duration,
 }
 
 /// The feed's progress, published for status and health.
@@ -106,6 +109,8 @@ pub struct ChainFeed {
     status: watch::Sender<FeedStatus>,
     checkpoint: Option<(u64, B256)>,
     span: Span,
+    /// The head last seen, and since when it has been that block.
+    head_seen: Option<(u64, std::time::Instant)>,
 }
 
 impl std::fmt::Debug for ChainFeed {
@@ -150,6 +155,7 @@ impl ChainFeed {
             status,
             checkpoint: None,
             span,
+            head_seen: None,
         }
     }
 
@@ -165,6 +171,10 @@ impl ChainFeed {
     /// every read.
     async fn sync_ranges(&mut self, span: &mut Span) -> Result<(), ChainError> {
         let head = self.rpc.block_number().await?;
+        self.head_seen = Some(
+            head::head_moves(self.head_seen, head, std::time::Instant::now(), self.cfg.head_stall)
+                .map_err(|for_s| ChainError::HeadStuck { endpoint: self.rpc.endpoint().to_string(), head, for_s })?,
+        );
         let safe = head.saturating_sub(self.cfg.confirmations);
         let mut cp = self.start_point(safe).await?;
         // The target list is read again for every range: a target added during a long backfill

@@ -51,6 +51,17 @@ pub enum ChainError {
         /// What is wrong.
         why: String,
     },
+    /// The endpoint's head has not moved for longer than `chain.head_stall_s`: the node is stuck
+    /// or cut off from the network, and no new fill can be seen through it.
+    #[error("rpc {endpoint}: the head has stayed at block {head} for {for_s} s (stuck, or cut off from the network)")]
+    HeadStuck {
+        /// Redacted endpoint.
+        endpoint: String,
+        /// The block it keeps naming.
+        head: u64,
+        /// For how long, seconds.
+        for_s: u64,
+    },
     /// A block the node should have is missing.
     #[error("block {0} not found")]
     MissingBlock(u64),
