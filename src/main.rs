@@ -47,12 +47,22 @@ fn init_logging(json: bool) {
 fn load_env_files(g: &cli::GlobalArgs) -> Result<(), String> {
     let dotenv = std::path::PathBuf::from(".env");
     let mut first_problem = None;
-    for file in cli::env_file(g).into_iter().chain(std::iter::once(dotenv)) {
+    for file in cli::env_file(g).into_iter().chain(std::iter::once(dotenv.clone())) {
         if let Err(e) = load_env_file(&file) {
+            if file == dotenv && working_dir_closed() {
+                continue;
+            }
             first_problem.get_or_insert(e);
         }
     }
     first_problem.map_or(Ok(()), Err)
+}
+
+/// The working directory is one this user may not even look into (`sudo -u polycopy …` run from
+/// root's or another user's home, as the backup and restore steps are): its `.env`, if any, is
+/// not ours to read, and taken as absent. A `.env` we can see but not read is still an error.
+fn working_dir_closed() -> bool {
+    matches!(std::fs::metadata(".env"), Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied)
 }
 
 /// The installation's environment file, when it sets `POLYCOPY_SYSTEM_CONFIG`.

@@ -174,3 +174,50 @@ fn test_run_when_control_socket_names_the_journal_then_refused_and_journal_kept(
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("control_socket: must not be the same path as live.db_path"), "{err}");
 }
+
+/// A command run as the service user from a directory it may not even look into (`sudo -u
+/// polycopy …` from root's home, as the backup steps are run): that directory's `.env` is not its
+/// own and taken as absent. A `.env` it can see but not read is still refused. Needs root to act as
+/// another user; skipped otherwise.
+#[test]
+fn test_env_file_when_the_working_directory_is_closed_to_the_user_then_taken_as_absent() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if !as_root {
+        eprintln!("skipped: acting as another user needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = daemon(&dir.path().join("open"));
+    let closed = dir.path().join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Read, it would fail the check: the mode is not a boolean.
+    std::fs::write(closed.join(".env"), "PAPER_TRADING=maybe\n").unwrap();
+    let run = |cwd: &std::path::Path| {
+        let out = std::process::Command::new("runuser")
+            .args(["-u", "nobody", "--", &bin(), "--config"])
+            .arg(d.dir.join("polycopy.toml"))
+            .arg("--wallets")
+            .arg(d.dir.join("wallets.json"))
+            .arg("--db")
+            .arg(d.dir.join("journal.db"))
+            .args(["check-config", "--offline"])
+            .current_dir(cwd)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, out) = run(&closed);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains(".env"), "{out}");
+    // Visible but not readable: a real problem, said.
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(closed.join(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out) = run(&closed);
+    assert_eq!(code, Some(78), "{out}");
+    assert!(out.contains("cannot read .env"), "{out}");
+}

@@ -39,10 +39,7 @@ async fn test_chain_when_the_head_stops_moving_then_unhealthy_told_and_recovered
         (with_status(&r, "executed").len() == 1).then_some(())
     })
     .await;
-    wait_for(20, "the end told", async || {
-        d.events("error").into_iter().find(|m| m.contains("answers again"))
-    })
-    .await;
+    wait_for(20, "the end told", async || d.events("error").into_iter().find(|m| m.contains("answers again"))).await;
     wait_for(20, "a healthy /health", async || (http_get(&base, "/health").await.0 == 200).then_some(())).await;
     assert!(d.stop().success());
 }
