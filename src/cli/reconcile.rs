@@ -239,6 +239,19 @@ fn apply_all(
                 code = 1;
                 eprintln!("not applied: {}", r.message);
             }
+            Err(crate::control::client::ControlError::NoDaemon(_))
+                if crate::store::lock::holder(&s.db_path).is_some() =>
+            {
+                // Its socket removed, the daemon still runs: a change written behind it would
+                // never reach its book, whose exits would go on selling the old count.
+                code = 1;
+                eprintln!(
+                    "not applied: a daemon{} holds {} but nothing answers on its control socket; restart it \
+                     (`systemctl restart polycopy`) and run reconcile again",
+                    crate::store::lock::holder(&s.db_path).flatten().map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                    s.db_path.display()
+                );
+            }
             Err(crate::control::client::ControlError::NoDaemon(_)) => {
                 let mut store = open_store(s)?;
                 let compared = Some(d.seen.journal);

@@ -175,6 +175,28 @@ async fn test_reconcile_when_the_chain_is_unreadable_then_apply_books_nothing() 
     assert_eq!(positions(&l.d), vec![(STD_TOKEN.to_string(), "4".to_owned())]);
 }
 
+/// The daemon runs but its control socket was removed: `--apply` refuses to write behind it (its
+/// book would keep the old count, and its exits would sell shares that are gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_the_daemon_runs_without_its_socket_then_apply_is_refused() {
+    let l = one_buy_settled().await;
+    l.anvil.set_balance(SIGNER, STD_TOKEN, 4 * ONE).await;
+    l.clob.data_positions(&[(STD_TOKEN, "4", false)]);
+    let before = positions(&l.d);
+    let sockets: Vec<_> = std::fs::read_dir(&l.d.dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+        .collect();
+    assert_eq!(sockets.len(), 1, "{sockets:?}");
+    std::fs::remove_file(&sockets[0]).unwrap();
+    let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("nothing answers on its control socket"), "{out}{err}");
+    assert!(!out.contains("applied"), "{out}{err}");
+    assert_eq!(positions(&l.d), before, "nothing booked behind the daemon");
+}
+
 /// Past the 10,000 positions the Data API can be read for (losing tokens are never redeemed, so
 /// its list only grows), its list is not used in part: the journal's token listed after them would
 /// read as "holds none", a false "sold outside polycopy" every night.
