@@ -116,6 +116,16 @@ pub fn maintenance(g: &GlobalArgs, prune_days: u32, no_vacuum: bool) -> Result<i
     if no_vacuum {
         return Ok(0);
     }
+    // A VACUUM rewrites the whole file holding the write lock: on a large journal that outlasts the
+    // daemon's wait for it, and its next write would trip the breaker. Free pages are reused anyway.
+    if let Some(pid) = crate::store::lock::holder(&s.db_path) {
+        println!(
+            "analyze + vacuum: skipped while the daemon{} runs on this journal (free pages are reused; to shrink \
+             the file, run maintenance with the service stopped)",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        );
+        return Ok(0);
+    }
     if store.vacuum_if_idle()? {
         println!("analyze + vacuum: done");
         Ok(0)

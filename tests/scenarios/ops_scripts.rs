@@ -180,7 +180,7 @@ async fn test_health_check_when_things_break_then_names_the_check() {
 /// maintenance.sh archives then prunes fills never copied and events older than N days, keeps
 /// every copy (positions, P&L and reports read them: the report is the same before and after), works
 /// on a live-shaped journal (orders reference intents), and with the database busy refuses to VACUUM
-/// (exit 75) instead of blocking the daemon.
+/// (exit 75) instead of blocking the daemon; with the daemon running it never VACUUMs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_maintenance_when_old_rows_then_pruned_and_busy_db_is_not_vacuumed() {
     let Running { anvil, dir, mut d } = running(&wallets(&[(A, "a", true)], 1.0)).await;
@@ -286,6 +286,15 @@ async fn test_maintenance_when_old_rows_then_pruned_and_busy_db_is_not_vacuumed(
     assert_eq!(code, 75, "{out}");
     assert!(out.contains("skipped"), "{out}");
     c.execute_batch("ROLLBACK").unwrap();
+    // With the daemon running, the weekly run prunes but never VACUUMs: the rewrite would hold
+    // the daemon's writes for as long as it takes.
+    d.start();
+    d.wait_live().await;
+    let (code, out, err) = d.script("maintenance.sh", &["--prune-days", "30"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("pruned") && out.contains("skipped while the daemon"), "{out}");
+    assert!(!out.contains("vacuum: done"), "{out}");
+    assert!(d.stop().success());
 }
 
 fn store_now_ms() -> i64 {
