@@ -25,6 +25,16 @@ const SOURCE_WAIT: Duration = Duration::from_secs(20);
 /// When the settings, the environment or the journal cannot be read.
 pub fn reconcile(g: &GlobalArgs, as_json: bool, apply: bool, alert: bool) -> Result<i32> {
     let s = settings_or_bail(g)?;
+    let done = compare_and_apply(g, &s, as_json, apply, alert);
+    // The daily cron run must not stop working for months unnoticed: a run that could not even
+    // compare is an alert too (its output goes to syslog, which nobody reads).
+    if alert && let Err(e) = &done {
+        let _ = super::alert::send(&s, &format!("reconcile FAILED: {e:#}"));
+    }
+    done
+}
+
+fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, alert: bool) -> Result<i32> {
     if s.mode == Mode::Paper {
         let why = "paper mode: positions are simulated, there is nothing on chain to reconcile them with";
         if as_json {
@@ -90,6 +100,12 @@ pub fn reconcile(g: &GlobalArgs, as_json: bool, apply: bool, alert: bool) -> Res
     }
     if alert && !diffs.is_empty() {
         code = code.max(raise(&s, &diffs));
+    }
+    if alert && !problems.is_empty() {
+        let text = format!("reconcile could not compare every position: {}", problems.join("; "));
+        if let Err(c) = super::alert::send(&s, &text) {
+            code = code.max(c.clamp(1, EXIT_NO_DAEMON));
+        }
     }
     Ok(code)
 }

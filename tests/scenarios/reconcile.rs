@@ -167,6 +167,22 @@ async fn test_reconcile_when_the_chain_is_unreadable_then_apply_books_nothing() 
     assert!(stderr.contains(&format!("not applied: {STD_TOKEN}: the chain could not be read")), "{stdout}{stderr}");
     assert!(!stdout.contains("applied: position in"), "{stdout}");
     assert_eq!(positions(&l.d), before, "nothing booked");
+    // The daily cron run (--alert) says so through the daemon, as it says a run that failed
+    // outright: neither may stop working unnoticed.
+    let out = l.d.cmd(&["reconcile", "--alert"]).env("POLYGON_RPC_URL", "http://127.0.0.1:9").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for(10, "the alert of an incomplete run", async || {
+        l.d.events("alert")
+            .into_iter()
+            .find(|m| m.contains("reconcile could not compare every position: chain unreadable"))
+    })
+    .await;
+    let out = l.d.cmd(&["reconcile", "--alert"]).env("DATA_API_URL", "not a url").output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for(10, "the alert of a failed run", async || {
+        l.d.events("alert").into_iter().find(|m| m.contains("reconcile FAILED"))
+    })
+    .await;
     // With the chain readable again, the chain's figure is the one booked.
     l.anvil.set_balance(SIGNER, STD_TOKEN, 4 * ONE).await;
     let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
