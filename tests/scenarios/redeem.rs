@@ -568,6 +568,11 @@ async fn test_redeem_when_killed_after_repricing_and_the_first_is_mined_then_boo
     wait_for(30, "the row redeemed", async || (rows(&l.d).await[0].1 == "redeemed").then_some(())).await;
     let ev = wait_for(10, "the redemption reported", async || l.d.events("redeemed").into_iter().next()).await;
     assert!(ev.contains(&first[2..]), "reported with the first transaction's hash: {ev}");
+    let message: String = rusqlite::Connection::open(l.d.dir.join("journal.db"))
+        .unwrap()
+        .query_row("SELECT message FROM redemptions", [], |r| r.get(0))
+        .unwrap();
+    assert!(message.contains(&first[2..]), "the row names the transaction mined, not the last one: {message}");
     let start = rounds(&l.d).await;
     wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 2).then_some(())).await;
     l.anvil.raw("evm_mine", json!([])).await;

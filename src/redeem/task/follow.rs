@@ -117,7 +117,8 @@ impl Redeemer {
             });
             return InFlight::No;
         }
-        self.set(row, RedeemStatus::Redeemed, "mined", row.attempts, 0).await;
+        // The hash that was mined, which may be one a re-pricing replaced rather than the row's last.
+        self.set(row, RedeemStatus::Redeemed, &format!("mined in tx {hash:#x}"), row.attempts, 0).await;
         self.notifier.do_send(Event::Redeemed {
             condition: row.condition_id,
             shares: row.shares,
