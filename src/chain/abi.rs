@@ -168,6 +168,10 @@ sol! {
 
     /// Conditional Tokens: what outcome slot `index` pays, over the denominator.
     function payoutNumerators(bytes32 conditionId, uint256 index) external view returns (uint256);
+
+    /// Conditional Tokens: the condition's outcome slots; 0 for a condition never prepared there
+    /// (a market of another generation, whose result is kept elsewhere).
+    function getOutcomeSlotCount(bytes32 conditionId) external view returns (uint256);
 }
 
 #[cfg(test)]

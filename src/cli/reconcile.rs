@@ -44,9 +44,9 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
         }
         return Ok(0);
     }
-    let env = super::env_for(&s, true)?;
-    let funder = funder(&s, &env)?;
-    let store = open_store(&s)?;
+    let env = super::env_for(s, true)?;
+    let funder = funder(s, &env)?;
+    let store = open_store(s)?;
     let book = store.book()?;
     let state = store.reconcile_state()?;
     let mut prices = store.last_prices()?;
@@ -69,7 +69,7 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
             }
         }
     }
-    let chain = rt.block_on(chain_balances(&s, &env, funder, &tokens));
+    let chain = rt.block_on(chain_balances(s, &env, funder, &tokens));
     let sightings: Vec<Sighting> = tokens
         .iter()
         .map(|t| {
@@ -93,17 +93,17 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
         .into_iter()
         .filter_map(|(what, e)| e.map(|e| format!("{what} unreadable: {e}")))
         .collect();
-    print_report(&s, funder, &diffs, &problems, as_json, sightings.len())?;
+    print_report(s, funder, &diffs, &problems, as_json, sightings.len())?;
     let mut code = i32::from(!diffs.is_empty() || !problems.is_empty());
     if apply {
-        code = code.max(apply_all(&s, super::expected(g, &s), &diffs, &prices)?);
+        code = code.max(apply_all(s, super::expected(g, s), &diffs, &prices)?);
     }
     if alert && !diffs.is_empty() {
-        code = code.max(raise(&s, &diffs));
+        code = code.max(raise(s, &diffs));
     }
     if alert && !problems.is_empty() {
         let text = format!("reconcile could not compare every position: {}", problems.join("; "));
-        if let Err(c) = super::alert::send(&s, &text) {
+        if let Err(c) = super::alert::send(s, &text) {
             code = code.max(c.clamp(1, EXIT_NO_DAEMON));
         }
     }

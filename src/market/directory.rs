@@ -15,9 +15,10 @@ use tracing::{info, warn};
 
 use crate::actors::store::{GetMarket, PutMarket, StoreActor};
 use crate::chain::Rpc;
+use crate::chain::rpc::ConditionResult;
 use crate::clob::venue::{VenueError, bounded, sdk_error};
 use crate::domain::{Price, TokenId};
-use crate::market::info::{MarketInfo, even_payout, from_gamma};
+use crate::market::info::{MarketInfo, PayoutCheck, check_payout, from_gamma};
 use crate::store::now_ms;
 
 /// Tokens asked for in one call to Gamma: its URL stays short, and one page holds the answer.
@@ -36,8 +37,10 @@ pub struct MarketDirectory {
     timeout: Duration,
     /// Set while Gamma fails, so the failure is logged once, not on every lookup.
     failing: std::sync::atomic::AtomicBool,
-    /// Where an even (50-50) result is read: a node and Conditional Tokens' address.
+    /// Where results are read: a node and Conditional Tokens' address.
     results: Option<(Arc<Rpc>, Address)>,
+    /// Markets whose result Gamma and the chain disagree on, already told in the log.
+    disagreeing: Mutex<std::collections::HashSet<B256>>,
 }
 
 impl std::fmt::Debug for MarketDirectory {
@@ -65,6 +68,7 @@ impl MarketDirectory {
             timeout,
             failing: std::sync::atomic::AtomicBool::new(false),
             results: None,
+            disagreeing: Mutex::default(),
         })
     }
 
@@ -126,9 +130,12 @@ impl MarketDirectory {
             let found = markets.iter().find_map(|m| from_gamma(m, *t).map(|i| (m, i)));
             let info = match found {
                 Some((m, mut info)) => {
-                    if read_results && info.closed && info.payout.is_none() {
-                        let outcomes = m.clob_token_ids.as_ref().map_or(0, Vec::len);
-                        info.payout = self.even_result(&mut results, info.condition_id, outcomes).await;
+                    if read_results && info.closed {
+                        let ids = m.clob_token_ids.as_ref();
+                        let (outcomes, slot) =
+                            (ids.map_or(0, Vec::len), ids.and_then(|i| i.iter().position(|x| x == t)));
+                        let chain = self.result(&mut results, info.condition_id, outcomes).await;
+                        info.payout = self.checked(&info, chain.as_ref(), slot);
                     }
                     self.store.do_send(PutMarket(info.clone()));
                     out.push(info.clone());
@@ -168,30 +175,54 @@ impl MarketDirectory {
         Ok(out)
     }
 
-    /// What each outcome of `condition` pays if it resolved evenly on chain (read once per
-    /// refresh and market). A failed read waits for the next refresh.
-    async fn even_result(
+    /// The result of `condition` on chain, read once per refresh and market; `None` when it could
+    /// not be read (the next refresh reads it again).
+    async fn result(
         &self,
-        seen: &mut HashMap<B256, Option<Price>>,
+        seen: &mut HashMap<B256, Option<ConditionResult>>,
         condition: Option<B256>,
         outcomes: usize,
-    ) -> Option<Price> {
+    ) -> Option<ConditionResult> {
         let (Some((rpc, ctf)), Some(condition)) = (&self.results, condition) else { return None };
         if let Some(known) = seen.get(&condition) {
-            return *known;
+            return known.clone();
         }
-        let payout = match rpc.condition_result(*ctf, condition, outcomes).await {
-            Ok(r) => even_payout(&r),
+        let r = match rpc.condition_result(*ctf, condition, outcomes).await {
+            Ok(r) => Some(r),
             Err(e) => {
                 warn!(cause = %e, condition = %format!("{condition:#x}"), "cannot read a closed market's result on chain");
                 None
             }
         };
-        if let Some(p) = payout {
-            info!(condition = %format!("{condition:#x}"), payout = %p, "market resolved evenly on chain");
+        seen.insert(condition, r.clone());
+        r
+    }
+
+    /// The payout `info` settles at, Gamma's checked against the chain's (see [`check_payout`]).
+    fn checked(&self, info: &MarketInfo, chain: Option<&ConditionResult>, slot: Option<usize>) -> Option<Price> {
+        let condition = info.condition_id.map(|c| format!("{c:#x}")).unwrap_or_default();
+        match check_payout(info.payout, chain, slot) {
+            PayoutCheck::Settle(p) => {
+                if info.payout.is_none() {
+                    info!(condition, payout = %p, "market resolved evenly on chain");
+                }
+                Some(p)
+            }
+            PayoutCheck::Wait => None,
+            PayoutCheck::Disagree { gamma, chain } => {
+                let first = info.condition_id.is_some_and(|c| self.disagreeing.lock().is_ok_and(|mut d| d.insert(c)));
+                if first {
+                    warn!(
+                        condition,
+                        market = %info.name(),
+                        gamma = %gamma,
+                        chain = %chain,
+                        "Gamma and Conditional Tokens disagree on what this outcome pays: not settled until they agree"
+                    );
+                }
+                None
+            }
         }
-        seen.insert(condition, payout);
-        payout
     }
 
     fn remember(&self, token: TokenId, info: Option<MarketInfo>) {

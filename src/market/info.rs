@@ -31,8 +31,9 @@ pub struct MarketInfo {
     pub closed: bool,
     /// When the market ends, unix ms.
     pub end_ms: Option<i64>,
-    /// What one share pays out once the market resolved: 1 or 0 from Gamma's prices, or an even
-    /// split (0.5 each) read from Conditional Tokens ([`even_payout`]).
+    /// What one share pays out once the market resolved: 1 or 0 from Gamma's prices, checked
+    /// against Conditional Tokens by the marking loop ([`check_payout`]), or an even split (0.5
+    /// each) read there ([`even_payout`]).
     pub payout: Option<Price>,
     /// The market's slug on polymarket.com (its page), when Gamma gave one.
     pub slug: Option<String>,
@@ -131,6 +132,85 @@ pub fn even_payout(r: &ConditionResult) -> Option<Price> {
     Some(Price(ONE / outcomes))
 }
 
+/// What a closed market's outcome pays once Gamma and Conditional Tokens are both heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayoutCheck {
+    /// Settle at this payout.
+    Settle(Price),
+    /// Nothing to settle yet: no result, or Conditional Tokens has none yet.
+    Wait,
+    /// Gamma and Conditional Tokens name different payouts: held until they agree.
+    Disagree {
+        /// What Gamma's prices say.
+        gamma: Price,
+        /// What the chain's numerators say.
+        chain: Price,
+    },
+}
+
+/// Gamma's payout for outcome slot `index` of a closed market, checked against the result on
+/// chain (`None`: it could not be read): Gamma can show a result before the oracle's report
+/// reaches Conditional Tokens, and a disputed one can change. A CTF market whose result is not on
+/// chain yet waits; one never prepared there (another generation's) and a result that is not
+/// one Conditional Tokens can hold keep Gamma's word. A market closed with no 0/1 price settles
+/// only at an even result ([`even_payout`]).
+#[must_use]
+pub fn check_payout(gamma: Option<Price>, chain: Option<&ConditionResult>, index: Option<usize>) -> PayoutCheck {
+    let gammas = gamma.map_or(PayoutCheck::Wait, PayoutCheck::Settle);
+    let Some(r) = chain else { return gammas };
+    if r.denominator.is_zero() {
+        return if r.prepared { PayoutCheck::Wait } else { gammas };
+    }
+    let sum = r.numerators.iter().try_fold(U256::ZERO, |a, n| a.checked_add(*n));
+    if sum != Some(r.denominator) {
+        return gammas;
+    }
+    let Some(g) = gamma else { return even_payout(r).map_or(PayoutCheck::Wait, PayoutCheck::Settle) };
+    let Some(n) = index.and_then(|i| r.numerators.get(i)) else { return gammas };
+    // A numerator is at most the denominator, so this is at most one unit.
+    let chain = Price(i64::try_from(n.saturating_mul(U256::from(ONE)) / r.denominator).unwrap_or(ONE));
+    if chain == g { PayoutCheck::Settle(g) } else { PayoutCheck::Disagree { gamma: g, chain } }
+}
+
+#[cfg(test)]
+mod check_payout_tests {
+    use super::*;
+
+    #[test]
+    fn gammas_result_settles_only_when_the_chain_agrees_or_cannot_say() {
+        let r = |den: u64, nums: &[u64], prepared: bool| ConditionResult {
+            denominator: U256::from(den),
+            numerators: nums.iter().map(|n| U256::from(*n)).collect(),
+            prepared,
+        };
+        let (won, lost, half) = (Some(Price(ONE)), Some(Price(0)), Price(ONE / 2));
+        use PayoutCheck::{Disagree, Settle, Wait};
+        // (Gamma, chain, slot, expected)
+        let cases = [
+            (won, Some(r(1, &[1, 0], true)), Some(0), Settle(Price(ONE))),
+            (lost, Some(r(1, &[1, 0], true)), Some(1), Settle(Price(0))),
+            // The dispute went the other way: held, both named.
+            (won, Some(r(1, &[0, 1], true)), Some(0), Disagree { gamma: Price(ONE), chain: Price(0) }),
+            (lost, Some(r(2, &[1, 1], true)), Some(1), Disagree { gamma: Price(0), chain: half }),
+            // Gamma ahead of the oracle's report: wait.
+            (won, Some(r(0, &[], true)), Some(0), Wait),
+            // Never prepared in Conditional Tokens (an Exchange V3 market): Gamma's word.
+            (won, Some(r(0, &[], false)), Some(0), Settle(Price(ONE))),
+            // The chain unreadable, or an answer no Conditional Tokens gives: Gamma's word.
+            (won, None, Some(0), Settle(Price(ONE))),
+            (won, Some(r(1, &[0, 0], true)), Some(0), Settle(Price(ONE))),
+            (won, Some(r(1, &[1, 0], true)), None, Settle(Price(ONE))),
+            // Closed with no 0/1 price: only an even result on chain settles it.
+            (None, Some(r(2, &[1, 1], true)), Some(0), Settle(half)),
+            (None, Some(r(1, &[1, 0], true)), Some(0), Wait),
+            (None, None, Some(0), Wait),
+        ];
+        for (gamma, chain, index, want) in cases {
+            assert_eq!(check_payout(gamma, chain.as_ref(), index), want, "{gamma:?} {chain:?} {index:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +266,7 @@ mod even_payout_tests {
         let r = |den: u64, nums: &[u64]| ConditionResult {
             denominator: U256::from(den),
             numerators: nums.iter().map(|n| U256::from(*n)).collect(),
+            prepared: true,
         };
         for (result, want) in [
             (r(2, &[1, 1]), Some(Price(ONE / 2))),

@@ -54,6 +54,11 @@ contract MockCTF {
         unreported[conditionId] = u;
     }
 
+    /// Every condition a test names was prepared, with two outcome slots (as Polymarket's are).
+    function getOutcomeSlotCount(bytes32) external pure returns (uint256) {
+        return 2;
+    }
+
     function burnAll(address owner, uint256 id) external returns (uint256 value) {
         require(approvals[owner][msg.sender], "CTF: adapter not approved");
         value = balances[owner][id];

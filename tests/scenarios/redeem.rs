@@ -308,11 +308,14 @@ async fn test_redeem_when_gamma_is_ahead_of_the_chain_then_it_waits_without_spen
     wait_for(30, "more rounds than the budget", async || (rounds(&l.d).await >= start + 4).then_some(())).await;
     assert!(l.d.events("error").iter().all(|m| !m.contains("redemption")), "{:?}", l.d.events("error"));
     assert!(rows(&l.d).await.is_empty(), "nothing planned while the chain has no result");
+    // Nor settled in the books: the winner's payout is not booked before the chain has it.
+    assert!(l.d.events("settled").iter().all(|m| !m.contains("settled at 1")), "{:?}", l.d.events("settled"));
     send(&l.anvil, CONDITIONAL_TOKENS, setUnreportedCall { conditionId: condition(STD_TOKEN), u: false }.abi_encode())
         .await;
     wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
         .await;
     wait_for(10, "the row redeemed", async || (rows(&l.d).await[0].1 == "redeemed").then_some(())).await;
+    assert!(l.d.events("settled").iter().any(|m| m.contains("settled at 1")), "{:?}", l.d.events("settled"));
 }
 
 /// The node refuses the redemption's gas estimates (rate limited) for more rounds than the
@@ -472,6 +475,40 @@ async fn test_redeem_when_a_market_resolves_evenly_then_settled_at_half_and_rede
     assert!(ev.contains("redeemed 10 shares") && ev.contains("5 pUSD paid"), "{ev}");
     assert!(l.d.status()["positions"].as_array().unwrap().is_empty(), "closed in the books");
     assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
+}
+
+/// Gamma shows our outcome won while Conditional Tokens holds the other result (a disputed result
+/// that changed, or Gamma ahead of a report that went the other way): nothing is settled or
+/// redeemed while they disagree; once Gamma agrees with the chain, it settles at the chain's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_gamma_and_the_chain_disagree_then_nothing_is_settled_until_they_agree() {
+    let l = holding("10").await;
+    market(&l.anvil, STD_ADAPTER, STD_TOKEN, false).await;
+    let cond = condition(STD_TOKEN);
+    send(
+        &l.anvil,
+        CONDITIONAL_TOKENS,
+        setPayoutsCall { conditionId: cond, n0: U256::ZERO, n1: U256::from(1) }.abi_encode(),
+    )
+    .await;
+    l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
+    wait_for(20, "the disagreement logged", async || {
+        l.d.log().contains("Gamma and Conditional Tokens disagree").then_some(())
+    })
+    .await;
+    let start = rounds(&l.d).await;
+    wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
+    assert!(l.d.events("settled").is_empty(), "{:?}", l.d.events("settled"));
+    assert_eq!(l.d.status()["positions"].as_array().unwrap().len(), 1, "still open");
+    assert_eq!(l.d.log().matches("Gamma and Conditional Tokens disagree").count(), 1, "told once");
+    // Gamma catches up with the chain: our outcome lost.
+    l.clob.edit_token(STD_TOKEN, |t| t.payout = Some("0"));
+    let ev = wait_for(30, "the settlement", async || l.d.events("settled").into_iter().next()).await;
+    assert!(ev.contains("10 shares settled at 0"), "{ev}");
+    assert!(l.d.status()["positions"].as_array().unwrap().is_empty(), "closed in the books");
+    let start = rounds(&l.d).await;
+    wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 2).then_some(())).await;
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::ZERO, "a losing position is not redeemed");
 }
 
 /// The base fee rises past the redemption transaction's fee cap before any block takes it: the

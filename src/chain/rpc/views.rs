@@ -18,6 +18,9 @@ pub struct ConditionResult {
     pub denominator: U256,
     /// What each outcome slot pays, over the denominator (read only once reported).
     pub numerators: Vec<U256>,
+    /// Whether the condition was prepared in Conditional Tokens (read only while unreported): an
+    /// unprepared one will never be reported there.
+    pub prepared: bool,
 }
 
 impl Rpc {
@@ -68,12 +71,14 @@ impl Rpc {
         let at = BlockId::latest();
         let denominator = self.view(ctf, &abi::payoutDenominatorCall { conditionId: condition }, at).await?;
         let mut numerators = Vec::new();
-        if !denominator.is_zero() {
-            for i in 0..outcomes {
-                let call = abi::payoutNumeratorsCall { conditionId: condition, index: U256::from(i) };
-                numerators.push(self.view(ctf, &call, at).await?);
-            }
+        if denominator.is_zero() {
+            let slots = self.view(ctf, &abi::getOutcomeSlotCountCall { conditionId: condition }, at).await?;
+            return Ok(ConditionResult { denominator, numerators, prepared: !slots.is_zero() });
         }
-        Ok(ConditionResult { denominator, numerators })
+        for i in 0..outcomes {
+            let call = abi::payoutNumeratorsCall { conditionId: condition, index: U256::from(i) };
+            numerators.push(self.view(ctf, &call, at).await?);
+        }
+        Ok(ConditionResult { denominator, numerators, prepared: true })
     }
 }
