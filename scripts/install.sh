@@ -21,8 +21,9 @@ Usage: install.sh [--root DIR] [--bin PATH] [--instance NAME] [--http-port N]
                    instance; required with --instance, and different for every instance)
 Installs (DIR first with --root):
   /usr/local/bin/polycopy, /usr/local/lib/polycopy/*.sh, /usr/local/share/doc/polycopy/
-  (README.md, RUNBOOK.md, BACKUPS.md, default.toml: every setting), /etc/systemd/system/polycopy.service and
-  polycopy@.service, /etc/logrotate.d/polycopy, /var/log/polycopy
+  (README.md, RUNBOOK.md, BACKUPS.md, default.toml: every setting), /etc/systemd/system/polycopy.service,
+  polycopy@.service, polycopy-stopped{,@}.service (Telegram told when the unit fails),
+  /etc/logrotate.d/polycopy, /var/log/polycopy
   default instance: /etc/polycopy/{polycopy.toml, wallets.json, polycopy.env (0600)},
   /var/lib/polycopy, /var/backups/polycopy, /etc/cron.d/polycopy
   --instance NAME:  /etc/polycopy/NAME/{polycopy.toml, wallets.json, polycopy.env (0600)},
@@ -134,7 +135,10 @@ rooted() {
 }
 rooted "$repo/systemd/polycopy.service" > "$tmp/polycopy.service"
 rooted "$repo/systemd/polycopy@.service" > "$tmp/polycopy@.service"
-install -m 0644 "$tmp/polycopy.service" "$tmp/polycopy@.service" "$root/etc/systemd/system/"
+rooted "$repo/systemd/polycopy-stopped.service" > "$tmp/polycopy-stopped.service"
+rooted "$repo/systemd/polycopy-stopped@.service" > "$tmp/polycopy-stopped@.service"
+install -m 0644 "$tmp/polycopy.service" "$tmp/polycopy@.service" "$tmp/polycopy-stopped.service" \
+  "$tmp/polycopy-stopped@.service" "$root/etc/systemd/system/"
 
 if [ -e "$etc/polycopy.toml" ]; then
   chmod 0640 "$etc/polycopy.toml"

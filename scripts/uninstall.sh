@@ -52,6 +52,7 @@ if [ -z "$root" ]; then
 fi
 rm -f "$root/usr/local/bin/polycopy" "$root/usr/local/bin/polycopy.prev" \
   "$root/etc/systemd/system/polycopy.service" "$root/etc/systemd/system/polycopy@.service" \
+  "$root/etc/systemd/system/polycopy-stopped.service" "$root/etc/systemd/system/polycopy-stopped@.service" \
   "$root/etc/cron.d/polycopy" "$root/etc/logrotate.d/polycopy"
 for cron in "$root"/etc/cron.d/polycopy-*; do
   [ ! -f "$cron" ] || rm -f "$cron"

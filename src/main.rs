@@ -119,6 +119,15 @@ fn quiet_on_broken_pipe() {
     }));
 }
 
+/// Commands that never wait for a configuration fix: stopping trading, seeing it, and telling the
+/// operator straight through Telegram that the daemon is down (which a bad file may be the cause of).
+const fn is_emergency(cmd: Option<&cli::Command>) -> bool {
+    matches!(
+        cmd,
+        Some(cli::Command::Halt { .. } | cli::Command::Status { .. } | cli::Command::Alert { direct: true, .. })
+    )
+}
+
 fn main() {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
@@ -128,7 +137,7 @@ fn main() {
         // reads in its own way may trade while ours cannot parse it. Anything that could start
         // trading again (resume) or trade (close) waits for the fix: a file read only in part
         // may have let another file's values in.
-        let emergency = matches!(cli.command, Some(cli::Command::Halt { .. } | cli::Command::Status { .. }));
+        let emergency = is_emergency(cli.command.as_ref());
         if !emergency {
             eprintln!("Error: {e}");
             std::process::exit(cli::EXIT_CONFIG);
@@ -138,7 +147,7 @@ fn main() {
     if let Some(file) = system_config_in_installation_env(&cli.global) {
         // systemd hands the variable to the daemon (EnvironmentFile), while a command run by hand
         // ignores it in a file: the two would read other settings, another mode, journal and socket.
-        let emergency = matches!(cli.command, Some(cli::Command::Halt { .. } | cli::Command::Status { .. }));
+        let emergency = is_emergency(cli.command.as_ref());
         let msg = format!(
             "POLYCOPY_SYSTEM_CONFIG is set in {}: systemd gives it to the daemon, but commands run by hand \
              ignore it there, so they would act on other settings (another mode, journal and control socket). \
@@ -189,7 +198,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Close { market, all: _, wait } => cli::close(&g, market.as_deref(), wait),
         Command::Reconcile { json, apply, alert } => cli::reconcile(&g, json, apply, alert),
         Command::Incident { out } => cli::incident(&g, out.as_deref()),
-        Command::Alert { test, message } => cli::alert(&g, test, message.as_deref()),
+        Command::Alert { test, direct, message } => cli::alert(&g, test, direct, message.as_deref()),
         Command::PauseMarket { market } => cli::pause_market(&g, &market, true),
         Command::ResumeMarket { market } => cli::pause_market(&g, &market, false),
         Command::Doctor { json } => cli::doctor(&g, json),

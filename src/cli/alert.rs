@@ -11,13 +11,13 @@ use anyhow::Result;
 
 use super::{EXIT_NO_DAEMON, GlobalArgs, settings_or_bail};
 
-/// `alert [--test] [MESSAGE]`: exit 0 when the daemon took it, 1 when it refused it (rate limit,
-/// token), 3 when no daemon answers, 64 on bad usage.
+/// `alert [--test] [--direct] [MESSAGE]`: exit 0 when the daemon (or, `--direct`, a Telegram chat)
+/// took it, 1 when it refused it (rate limit, token) or none did, 3 when no daemon answers, 64 on
+/// bad usage.
 ///
 /// # Errors
-/// When the settings are invalid.
-pub fn alert(g: &GlobalArgs, test: bool, message: Option<&str>) -> Result<i32> {
-    let s = settings_or_bail(g)?;
+/// When the settings are invalid (not read with `--direct`).
+pub fn alert(g: &GlobalArgs, test: bool, direct: bool, message: Option<&str>) -> Result<i32> {
     let text = match (test, message.map(str::trim)) {
         (true, _) => {
             format!("TEST alert from `polycopy alert --test` on {}: if you read this, alerts reach you", hostname())
@@ -28,10 +28,42 @@ pub fn alert(g: &GlobalArgs, test: bool, message: Option<&str>) -> Result<i32> {
             return Ok(super::EXIT_USAGE);
         }
     };
+    if direct {
+        return Ok(send_direct(&text));
+    }
+    let s = settings_or_bail(g)?;
     Ok(match send(&s, &text) {
         Ok(()) => 0,
         Err(code) => code,
     })
+}
+
+/// Sends `text` straight to Telegram; the exit code (0 when at least one chat took it).
+fn send_direct(text: &str) -> i32 {
+    let reach = match crate::config::env::telegram_reach(&|k| std::env::var(k).ok()) {
+        Ok(r) => r,
+        Err(problems) => {
+            let why: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            eprintln!("error: cannot reach Telegram without the daemon: {}", why.join("; "));
+            return 1;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let (took, failed) = rt.block_on(crate::telegram::direct::send(&reach, text));
+    for f in &failed {
+        eprintln!("not delivered: {f}");
+    }
+    if took == 0 {
+        return 1;
+    }
+    println!("sent straight to Telegram: {took} of {} chat(s)", reach.chats.len());
+    0
 }
 
 /// Hands `text` to the running daemon's notifier through `POST /alert`; says what happened on

@@ -131,6 +131,10 @@ pub enum Command {
         /// Send a test alert.
         #[arg(long)]
         test: bool,
+        /// Straight to every authorized Telegram chat, without the daemon (for when it is down:
+        /// systemd runs this when the unit fails). Needs only the Telegram variables.
+        #[arg(long)]
+        direct: bool,
         /// The message (unless --test).
         message: Option<String>,
     },

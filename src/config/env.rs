@@ -185,6 +185,39 @@ fn chat_ids(get: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Vec<i
     ids
 }
 
+/// What reaching Telegram takes, read on its own.
+#[derive(Debug)]
+pub struct TelegramReach {
+    /// The bot's token.
+    pub token: SecretString,
+    /// The authorized chats, every one told.
+    pub chats: Vec<i64>,
+    /// Telegram's Bot API.
+    pub api_url: String,
+}
+
+/// Reads only the Telegram variables: a report that the daemon stopped must go out even when
+/// another variable is what stopped it.
+///
+/// # Errors
+/// Telegram not configured, or its variables wrong (named, values not shown).
+pub fn telegram_reach(get: &dyn Fn(&str) -> Option<String>) -> Result<TelegramReach, Vec<Problem>> {
+    let mut p = Vec::new();
+    let token = var(get, "TELEGRAM_BOT_TOKEN");
+    let chats = chat_ids(get, &mut p);
+    let api_url = url_or(get, &mut p, "TELEGRAM_API_URL", DEFAULT_TELEGRAM_API);
+    if token.is_none() {
+        p.push(Problem::new("environment", "TELEGRAM_BOT_TOKEN", "is not set: Telegram is off"));
+    }
+    if chats.is_empty() {
+        p.push(Problem::new("environment", "TELEGRAM_CHAT_ID", "no chat is authorized"));
+    }
+    match token {
+        Some(t) if p.is_empty() => Ok(TelegramReach { token: SecretString::from(t), chats, api_url }),
+        _ => Err(p),
+    }
+}
+
 fn var(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }

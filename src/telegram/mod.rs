@@ -8,6 +8,7 @@
 
 pub mod commands;
 pub mod delivery;
+pub mod direct;
 pub mod format;
 pub mod operator;
 pub mod outbox;

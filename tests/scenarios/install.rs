@@ -160,6 +160,51 @@ fn test_unit_when_verified_then_systemd_accepts_it_and_it_is_hardened() {
     }
 }
 
+/// A unit systemd gives up on (a configuration error, or too many failed starts) tells the operator
+/// on Telegram through its OnFailure= unit, which runs `polycopy alert --direct` as root (the only
+/// user who may read the Telegram variables); systemd accepts both, for both kinds of instance.
+#[test]
+fn test_unit_when_it_fails_for_good_then_its_on_failure_unit_tells_telegram() {
+    for (name, stopped, on_failure, instance) in [
+        ("polycopy.service", "polycopy-stopped.service", "OnFailure=polycopy-stopped.service", ""),
+        ("polycopy@.service", "polycopy-stopped@.service", "OnFailure=polycopy-stopped@%i.service", "--instance %i "),
+    ] {
+        let unit = std::fs::read_to_string(repo().join("systemd").join(name)).unwrap();
+        assert!(unit.contains(on_failure), "{name}");
+        let told = std::fs::read_to_string(repo().join("systemd").join(stopped)).unwrap();
+        assert!(told.contains(&format!("ExecStart=/usr/local/bin/polycopy {instance}alert --direct \"")), "{told}");
+        assert!(!told.contains("User="), "{stopped} runs as root: {told}");
+        if Command::new("systemd-analyze").arg("--version").output().is_err() {
+            assert!(std::env::var_os("CI").is_none(), "CI must install systemd-analyze (.ci/run does)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (unit_name, told_name) = if instance.is_empty() {
+            (name.to_owned(), stopped.to_owned())
+        } else {
+            ("polycopy@acct1.service".to_owned(), "polycopy-stopped@acct1.service".to_owned())
+        };
+        for (n, text) in [(&unit_name, &unit), (&told_name, &told)] {
+            std::fs::write(dir.path().join(n), text.replace("/usr/local/bin/polycopy", &bin())).unwrap();
+        }
+        let (code, out, err) = run(Command::new("systemd-analyze").arg("verify").arg(dir.path().join(&told_name)));
+        assert_eq!(code, 0, "{stopped}: {out}{err}");
+        assert!(!err.contains(&format!("{told_name}:")), "warnings about {stopped}: {err}");
+    }
+    // install.sh puts them beside the service units; uninstall.sh takes them away.
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().display().to_string();
+    let (code, out, err) =
+        run(Command::new("bash").arg(repo().join("scripts/install.sh")).args(["--root", &r, "--bin", &bin()]));
+    assert_eq!(code, 0, "{out}{err}");
+    for n in ["polycopy-stopped.service", "polycopy-stopped@.service"] {
+        assert!(root.path().join("etc/systemd/system").join(n).exists(), "{n} installed");
+    }
+    let (code, out, err) = run(Command::new("bash").arg(repo().join("scripts/uninstall.sh")).args(["--root", &r]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!root.path().join("etc/systemd/system/polycopy-stopped.service").exists(), "removed");
+}
+
 /// update.sh with a binary that starts but never becomes healthy: it backs up, swaps, restarts,
 /// sees the failed health check, and puts the old binary and journal back; the old version runs
 /// again, halted (its journal is older than the exchange). A daemon halted before an update is

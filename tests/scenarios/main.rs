@@ -26,6 +26,7 @@ mod redeem;
 mod resilience;
 mod rtds;
 mod service;
+mod stopped;
 mod stuck_node;
 mod targets;
 mod telegram;

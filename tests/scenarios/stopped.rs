@@ -1,0 +1,53 @@
+//! A daemon that has stopped for good cannot report it: systemd runs `polycopy alert --direct`
+//! (the units' OnFailure=, tests/scenarios/install.rs), which tells every authorized chat straight
+//! through the Bot API. It needs only the Telegram variables: the daemon may have stopped because
+//! another one, or a file, is broken. Its errors never show the token.
+
+use crate::support::telegram::FakeTelegram;
+
+const TOKEN: &str = "123456789:STOPPED-SECRET-TOKEN-abcdef";
+
+fn direct(cwd: &std::path::Path, env: &[(&str, &str)], message: &str) -> (Option<i32>, String) {
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["alert", "--direct", message])
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // No installation here: only this test's variables count.
+        .env("POLYCOPY_SYSTEM_CONFIG", cwd.join("absent/polycopy.toml"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_alert_direct_when_the_daemon_is_down_then_every_chat_is_told_without_it() {
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    // What may have stopped the daemon: a .env that does not parse and a key that is not one.
+    std::fs::write(dir.path().join(".env"), "BROKEN LINE\n").unwrap();
+    let env = [
+        ("TELEGRAM_BOT_TOKEN", TOKEN),
+        ("TELEGRAM_CHAT_ID", "1001,1002"),
+        ("TELEGRAM_API_URL", tg.url.as_str()),
+        ("PRIVATE_KEY", "not-a-key"),
+    ];
+    let (code, out) = direct(dir.path(), &env, "polycopy has stopped");
+    assert_eq!(code, Some(0), "{out}");
+    for chat in [1001, 1002] {
+        let sent = tg.sent_to(chat);
+        assert_eq!(sent.len(), 1, "{chat}: {sent:?}");
+        assert_eq!(sent[0].text, "polycopy has stopped");
+    }
+    // A chat that refuses is named, the token never shown; the others still hear it.
+    tg.block(1002, true);
+    let (code, out) = direct(dir.path(), &env, "again");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("not delivered: chat 1002") && out.contains("1 of 2 chat(s)"), "{out}");
+    assert!(!out.contains("STOPPED-SECRET"), "{out}");
+    // Without Telegram configured: a clear error, exit 1.
+    let (code, out) = direct(dir.path(), &[("TELEGRAM_CHAT_ID", "1001")], "x");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("TELEGRAM_BOT_TOKEN"), "{out}");
+}
