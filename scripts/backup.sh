@@ -43,6 +43,7 @@ USAGE
 
 dir="" keep_days=30 keep_count="" copy_to="" no_encrypt=0 no_copy=0 alert=0
 recipients=()
+args=("$@")
 while [ $# -gt 0 ]; do
   case "$1" in
     --instance) need_value "$1" $#; set_instance "$2"; shift 2 ;;
@@ -62,6 +63,21 @@ done
 [ -z "$keep_count" ] || [[ "$keep_count" =~ ^[1-9][0-9]*$ ]] || usage_error "--keep-count must be a whole number (at least 1)"
 [ "$no_encrypt" = 0 ] || [ ${#recipients[@]} -eq 0 ] || usage_error "--encrypt-to and --no-encrypt contradict each other"
 [ "$no_copy" = 0 ] || [ -z "$copy_to" ] || usage_error "--copy-to and --no-copy contradict each other"
+# Run as root (update.sh, or by hand), the backup is taken as the journal's owner, the service's
+# user, as the nightly one is: root writing by path into directories that user owns could be sent
+# elsewhere through links it planted there (a way from that user to root), and what is written
+# belongs to it without a chown.
+if [ "$(id -u)" = 0 ] && [ -z "${PC_AS_JOURNAL_OWNER:-}" ]; then
+  load_config
+  jdb=$(db_path)
+  owner=$(stat -c %U -- "$(dirname "${jdb:-/}")" 2>/dev/null || echo root)
+  if [ -n "$jdb" ] && [ "$owner" != root ] && [ "$owner" != UNKNOWN ]; then
+    command -v runuser >/dev/null || die "runuser (util-linux) is needed to back up as $owner, the journal's owner"
+    log info "backing up as $owner, the journal's owner"
+    exec runuser -u "$owner" -- env PC_AS_JOURNAL_OWNER=1 bash "$(realpath -- "$0")" ${args[@]+"${args[@]}"}
+  fi
+fi
+
 stage="" plain=""
 on_exit() {
   local rc=$?
@@ -182,7 +198,7 @@ for f in "${written[@]}"; do
   chmod 0600 "$stage/$f" "$stage/$f.sha256"
   # Run as root (update.sh, by hand), the backup belongs to the backup directory's owner like the
   # nightly ones: the monthly audit runs as that user and must read it.
-  if [ "$(id -u)" = 0 ]; then chown --reference="$dir" "$stage/$f" "$stage/$f.sha256" 2>/dev/null || true; fi
+  if [ "$(id -u)" = 0 ]; then chown -h --reference="$dir" "$stage/$f" "$stage/$f.sha256" 2>/dev/null || true; fi
 done
 # The settings first, the journal (what the health check looks for) last.
 for f in ${cname:+"$cname"} "$jname"; do

@@ -270,12 +270,15 @@ decrypt_file() {
 
 # private_workdir: a new private (0700) directory for plaintext copies of the journal, beside the
 # configured journal (as private as the journal itself, and on a disk sized for it), else in TMPDIR.
-# Never in the backup directory: with encryption on, plaintext must not reach it.
+# Never in the backup directory: with encryption on, plaintext must not reach it. Never, for root,
+# in a directory another user owns: that user could swap root's directory for one of its own, with
+# links in it, and root's writes by path would land where the links point.
 private_workdir() {
   local db base
   db=$(db_path)
   base=$(dirname "${db:-/nonexistent/x}")
-  if [ -n "$db" ] && [ -d "$base" ] && [ -w "$base" ]; then
+  if [ -n "$db" ] && [ -d "$base" ] && [ -w "$base" ] \
+     && { [ "$(id -u)" != 0 ] || [ "$(stat -c %u -- "$base")" = 0 ]; }; then
     mktemp -d "$base/.polycopy-tmp.XXXXXX"
   else
     mktemp -d

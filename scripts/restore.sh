@@ -224,7 +224,7 @@ mv -f -- "$work/restore.db" "$db" \
 # Run as root, keep the journal owned like the one it replaces (or like its directory, the
 # service's state directory): a root-owned journal would stop the daemon from writing.
 if [ "$(id -u)" = 0 ]; then
-  chown --reference="${aside:-$(dirname "$db")}" "$db" 2>/dev/null || true
+  chown -h --reference="${aside:-$(dirname "$db")}" "$db" 2>/dev/null || true
 fi
 for t in ${targets[@]+"${targets[@]}"}; do
   e=${t%%"$tab"*} path=${t#*"$tab"}
@@ -242,7 +242,7 @@ for t in ${targets[@]+"${targets[@]}"}; do
   cp -- "$work/config/$e" "$path.restoring"
   if [ -n "$ref" ]; then chmod --reference="$ref" "$path.restoring"; else chmod 0640 "$path.restoring"; fi
   if [ "$(id -u)" = 0 ]; then
-    chown --reference="${ref:-$(dirname "$path")}" "$path.restoring" 2>/dev/null || true
+    chown -h --reference="${ref:-$(dirname "$path")}" "$path.restoring" 2>/dev/null || true
   fi
   mv -f -- "$path.restoring" "$path"
   log info "restored $path from $(basename "$cfg")${ref:+ (the previous one kept aside as $ref)}"

@@ -85,6 +85,43 @@ fn test_backup_when_taken_as_root_then_owned_like_its_directory() {
     }
 }
 
+/// Run as root on an installation whose journal belongs to the service's user, the backup is taken
+/// as that user: root never writes by path inside directories that user owns (links it planted
+/// there could send root's writes anywhere), and the files are that user's like the nightly ones.
+#[test]
+fn test_backup_when_run_as_root_then_taken_as_the_journals_owner() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !as_root {
+        eprintln!("not root: acting as another user not tested on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.path().join("svc");
+    let d = idle(&home);
+    let b = home.join("backups");
+    std::fs::create_dir(&b).unwrap();
+    let (code, _, err) = output(Command::new("chown").args(["-R", "65534:65534"]).arg(&home).output().unwrap());
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = d.script("backup.sh", &["--dir", b.to_str().unwrap(), "--no-encrypt", "--no-copy"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("backing up as nobody, the journal's owner"), "{err}");
+    let all = names(&b);
+    assert!(all.len() >= 2, "{all:?}");
+    for n in all {
+        assert_eq!(std::fs::metadata(b.join(&n)).unwrap().uid(), 65_534, "{n}");
+    }
+    // Nothing of root's left behind beside the journal.
+    let root_owned: Vec<String> = std::fs::read_dir(&home)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == 0))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(root_owned.is_empty(), "{root_owned:?}");
+}
+
 /// Retention counts days: 40 backups of the last 10 days (more than the old default of 30 files)
 /// all stay, backups older than 30 days go with their checksums and settings archives, whatever
 /// their mode or encryption; --keep-days 7 keeps exactly the last 7 days; --keep-count is only an
