@@ -27,8 +27,11 @@ so that the rollback never needs a decryption key on the server and an off-site 
 never stops an update. Retention deletes it like any other backup; with encryption on, delete it
 yourself once the update has proved itself if no plaintext backup should stay.
 Environment: SYSTEMCTL (default systemctl), HEALTH_ARGS (extra health_check.sh arguments).
-Exit: 0 updated and healthy; 1 not updated: refused before the swap (backup failed, binary does not
-run) or rolled back (the old binary and journal are back); 64 bad usage.
+A check failing before the swap (a chain or CLOB outage, low disk) is not blamed on the new version:
+only a check that passed before and fails after it rolls the update back.
+Exit: 0 updated and healthy, or failing only as before the update (said); 1 not updated: refused
+before the swap (backup failed, binary does not run) or rolled back (the old binary and journal are
+back); 64 bad usage.
 USAGE
 }
 
@@ -74,6 +77,22 @@ if grep -q '"tripped": true' <<<"$status_json"; then
   health_extra=(--allow-halted)
 fi
 
+# failing_checks LINE: the names of the checks a health_check.sh result line says fail, sorted
+# ("" when healthy).
+failing_checks() {
+  case "$1" in UNHEALTHY*) ;; *) return 0 ;; esac
+  printf '%s\n' "${1#*: }" | sed 's/; /\n/g' | sed -n 's/^\([a-z_]*\): .*/\1/p' | sort -u | tr '\n' ' ' | sed 's/ $//'
+}
+# What fails already before the swap (a chain or CLOB outage, a full disk) is not the new version's
+# doing: only a check that passed before and fails after it rolls the update back.
+failing_before=""
+if [ "$was_active" = 1 ]; then
+  # shellcheck disable=SC2086 # HEALTH_ARGS is a list of arguments
+  failing_before=$(failing_checks "$("$here/health_check.sh" ${inst[@]+"${inst[@]}"} ${health_extra[@]+"${health_extra[@]}"} \
+    --no-backup-check ${HEALTH_ARGS:-} 2>/dev/null | tail -n1 || true)")
+  [ -z "$failing_before" ] || log warning "failing before the update: $failing_before (not a reason to roll back)"
+fi
+
 # The rollback's backup: local and unencrypted (see --help), so restoring it needs no key and an
 # off-site destination being down does not block the update.
 log info "updating $service to $version: backing up the journal first (local, unencrypted: backup.sh --no-encrypt --no-copy)"
@@ -98,12 +117,20 @@ if [ "$was_active" = 0 ]; then
   exit 0
 fi
 "$systemctl_cmd" restart "$service" || true
+after=""
 # shellcheck disable=SC2086 # HEALTH_ARGS is a list of arguments
-if "$here/health_check.sh" ${inst[@]+"${inst[@]}"} ${health_extra[@]+"${health_extra[@]}"} --wait "$timeout" \
-     --no-backup-check ${HEALTH_ARGS:-} >/dev/null; then
+if after=$("$here/health_check.sh" ${inst[@]+"${inst[@]}"} ${health_extra[@]+"${health_extra[@]}"} --wait "$timeout" \
+     --no-backup-check ${HEALTH_ARGS:-} 2>/dev/null); then
   log info "updated $service to $version and healthy (previous binary kept as $bin_path.prev, journal before the update: $backup)"
   exit 0
 fi
+failing_after=$(failing_checks "$(tail -n1 <<<"$after")")
+new_failures=$(comm -13 <(tr ' ' '\n' <<<"$failing_before" | sort -u) <(tr ' ' '\n' <<<"$failing_after" | sort -u) | tr '\n' ' ')
+if [ -n "$failing_after" ] && [ -z "${new_failures// /}" ]; then
+  log crit "updated $service to $version; still failing as before the update, not because of it: $failing_after (see health_check.sh; previous binary kept as $bin_path.prev)"
+  exit 0
+fi
+[ -z "$failing_before" ] || log info "failing since the update: ${new_failures% }"
 
 log crit "$version is not healthy: rolling back binary and journal"
 "$systemctl_cmd" stop "$service" || true

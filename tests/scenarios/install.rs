@@ -299,6 +299,20 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
     let (code, out, err) = health(&[]);
     assert_eq!(code, 0, "{out}{err}");
 
+    // A check that already fails before the update (here the disk, asked for more than any disk
+    // has) is not the new version's doing: no rollback, and it is said.
+    let low_disk = format!("--url http://127.0.0.1:{port} --min-disk-mb 999999999");
+    let (code, out, err) = d.script(
+        "update.sh",
+        &[&[good.as_str()][..], &common[..]].concat(),
+        &[("SYSTEMCTL", fake_systemctl.to_str().unwrap()), ("HEALTH_ARGS", &low_disk)],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("failing before the update: disk"), "{err}");
+    assert!(err.contains("still failing as before the update, not because of it: disk"), "{err}");
+    assert!(!err.contains("rolling back"), "{err}");
+    assert_eq!(d.status()["breaker"]["state"], "active", "nothing restored, nothing halted");
+
     // restore.sh with the service: stops it, restores, starts it, checks health.
     let newest = std::fs::read_dir(dir.path().join("backups"))
         .unwrap()
