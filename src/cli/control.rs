@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{EXIT_NO_ACK, EXIT_NO_DAEMON, GlobalArgs, open_store, other_mode_socket, settings_for_control};
+use super::{
+    EXIT_NO_ACK, EXIT_NO_DAEMON, GlobalArgs, open_store, open_store_for_halt, other_mode_socket, settings_for_control,
+};
 use crate::config::Settings;
 use crate::control::client::{ControlError, ask, ask_expected};
 use crate::control::{Reply, Request};
@@ -94,7 +96,8 @@ fn reach(
                     OtherDaemon::Done(code) => return Ok(code),
                 }
             }
-            println!("{}", offline(&open_store(s)?)?);
+            let store = if matches!(req, Request::Halt { .. }) { open_store_for_halt(s)? } else { open_store(s)? };
+            println!("{}", offline(&store)?);
             let (note, code) = no_socket_note(s, &sock);
             eprintln!("{note}");
             Ok(code)
@@ -154,7 +157,7 @@ fn halt_answered(
 
 /// Stores the change in the journal as well, saying what happened.
 fn store_too(s: &Settings, offline: impl FnOnce(&Store) -> Result<String>) {
-    match open_store(s).and_then(|store| offline(&store)) {
+    match open_store_for_halt(s).and_then(|store| offline(&store)) {
         Ok(done) => eprintln!("{done}"),
         Err(e) => eprintln!("error: the change could not be stored in the journal either: {e:#}"),
     }

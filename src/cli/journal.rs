@@ -40,7 +40,9 @@ pub fn trades(g: &GlobalArgs, as_json: bool, limit: u32) -> Result<()> {
 /// When the journal cannot be read or the copy written or verified.
 pub fn backup(g: &GlobalArgs, out: &std::path::Path) -> Result<()> {
     let s = settings_or_bail(g)?;
-    let store = open_store(&s)?;
+    if !s.db_path.exists() {
+        anyhow::bail!("no journal at {} (mode {}): nothing to back up", s.db_path.display(), s.mode.as_str());
+    }
     let tmp = out.with_extension("partial");
     let _ = std::fs::remove_file(&tmp);
     // The copy holds the same secrets-adjacent history as the journal: owner-only from its first byte.
@@ -50,7 +52,8 @@ pub fn backup(g: &GlobalArgs, out: &std::path::Path) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("creating the backup {}", tmp.display()))?;
-    store.backup_to(&tmp).with_context(|| format!("writing the backup {}", tmp.display()))?;
+    // As it is, never migrated: a daemon of an older polycopy may run on it.
+    crate::store::backup_file(&s.db_path, &tmp).with_context(|| format!("writing the backup {}", tmp.display()))?;
     std::fs::rename(&tmp, out)?;
     println!("backup written and verified: {}", out.display());
     Ok(())

@@ -422,6 +422,15 @@ fn other_mode_socket(g: &GlobalArgs, s: &Settings) -> Option<PathBuf> {
 /// Opens the journal of a command that reads or controls: a missing journal is an error that names
 /// the path and the likely cause, never a new empty file.
 fn open_store(s: &Settings) -> Result<Store> {
+    open_store_as(s, false)
+}
+
+/// [`open_store`] for a halt: stored even in a journal an older daemon runs on.
+fn open_store_for_halt(s: &Settings) -> Result<Store> {
+    open_store_as(s, true)
+}
+
+fn open_store_as(s: &Settings, halting: bool) -> Result<Store> {
     if !s.db_path.exists() {
         anyhow::bail!(
             "no journal at {} (mode {}, settings: {}). Either the daemon has not run with these settings yet, \
@@ -431,7 +440,8 @@ fn open_store(s: &Settings) -> Result<Store> {
             s.origin
         );
     }
-    Store::open_existing(&s.db_path)
+    let open = if halting { Store::open_existing_for_halt } else { Store::open_existing };
+    open(&s.db_path)
         .map(|store| store.with_trading_day(s.risk.day_starts_at_hour))
         .with_context(|| format!("opening the journal {}", s.db_path.display()))
 }

@@ -8,22 +8,38 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{Store, StoreError, StoreResult};
 
+/// Copies the journal at `journal` to `out` as it is, never migrated (a daemon of an older
+/// polycopy may run on it), with SQLite's online backup API, then checks the copy.
+///
+/// # Errors
+/// When the journal cannot be read, or the copy cannot be written or fails its check.
+pub fn backup_file(journal: &Path, out: &Path) -> StoreResult<()> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let src = Connection::open_with_flags(journal, flags)?;
+    src.busy_timeout(Duration::from_secs(5))?;
+    copy_checked(&src, out)
+}
+
+fn copy_checked(src: &Connection, out: &Path) -> StoreResult<()> {
+    let mut dst = Connection::open(out)?;
+    {
+        let b = rusqlite::backup::Backup::new(src, &mut dst)?;
+        copy_all(&b)?;
+    }
+    let ok: String = dst.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if ok != "ok" {
+        return Err(StoreError::Corrupt { column: "backup integrity_check", value: ok });
+    }
+    Ok(())
+}
+
 impl Store {
     /// Copies the journal to `out` with SQLite's online backup API, then checks the copy.
     ///
     /// # Errors
     /// When the copy cannot be written or fails its integrity check.
     pub fn backup_to(&self, out: &Path) -> StoreResult<()> {
-        let mut dst = Connection::open(out)?;
-        {
-            let b = rusqlite::backup::Backup::new(&self.conn, &mut dst)?;
-            copy_all(&b)?;
-        }
-        let ok: String = dst.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-        if ok != "ok" {
-            return Err(StoreError::Corrupt { column: "backup integrity_check", value: ok });
-        }
-        Ok(())
+        copy_checked(&self.conn, out)
     }
 
     /// Runs `ANALYZE` and then `VACUUM` without waiting for locks: returns `Ok(false)` when another

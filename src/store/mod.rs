@@ -41,7 +41,7 @@ pub use archive::Pruned;
 pub use correction::Correction;
 pub use fill_status::FillStatus;
 pub use journal::{FillStanding, PaperBooking, PendingFill};
-pub use maintenance::check_file;
+pub use maintenance::{backup_file, check_file};
 pub use operator::{FillOutcome, PausedMarket};
 pub use ops::{ExecRow, FeeRow, FillCounts, HeldMessage, Resolution};
 pub use orders::{OrderHealth, OrderRow, OrderStatus, Unsettled};
@@ -96,6 +96,23 @@ pub enum StoreError {
         found: usize,
         /// The newest this binary knows.
         known: usize,
+    },
+    /// A command of a newer polycopy would migrate a journal an older daemon still runs on (the
+    /// binary was swapped under it): that daemon would then fail on the changed tables.
+    #[error(
+        "the journal {path} has schema {found}, this polycopy {known}, and a daemon{pid} still runs on it: \
+         a command migrating it would break that daemon. Restart it with this binary (it migrates the \
+         journal as it starts: systemctl restart <its unit>), then run this command again"
+    )]
+    OlderSchemaInUse {
+        /// The file.
+        path: String,
+        /// Its schema version.
+        found: usize,
+        /// The newest this binary knows.
+        known: usize,
+        /// " (pid N)", or empty.
+        pid: String,
     },
     /// The batch this write was part of did not commit: the write did not happen.
     #[error("{0}")]
@@ -184,10 +201,31 @@ impl Store {
     /// # Errors
     /// When the file does not exist or cannot be opened or migrated.
     pub fn open_existing(path: &Path) -> StoreResult<Self> {
+        Self::open_existing_as(path, false)
+    }
+
+    /// [`Store::open_existing`] for a halt, which must be stored even in a journal an older daemon
+    /// runs on (migrating it may break that daemon, which then stops trading as well).
+    ///
+    /// # Errors
+    /// As [`Store::open_existing`], never [`StoreError::OlderSchemaInUse`].
+    pub fn open_existing_for_halt(path: &Path) -> StoreResult<Self> {
+        Self::open_existing_as(path, true)
+    }
+
+    fn open_existing_as(path: &Path, halting: bool) -> StoreResult<Self> {
         use rusqlite::OpenFlags;
         refuse_empty(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = rusqlite::Connection::open_with_flags(path, flags)?;
+        let (found, known) = schema::versions(&conn).map_err(|e| StoreError::from(e).damaged_at(path))?;
+        if found < known
+            && !halting
+            && let Some(pid) = lock::holder(path)
+        {
+            let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            return Err(StoreError::OlderSchemaInUse { path: path.display().to_string(), found, known, pid });
+        }
         Self::configure(conn, path)
     }
 
@@ -402,6 +440,29 @@ mod tests {
         }
         let (found, _) = schema::versions(&rusqlite::Connection::open(&path).unwrap()).unwrap();
         assert_eq!(found, known + 1, "left as it was");
+    }
+
+    #[test]
+    fn a_command_never_migrates_a_journal_an_older_daemon_runs_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        drop(Store::open(&path).unwrap());
+        let (_, known) = schema::versions(&rusqlite::Connection::open(&path).unwrap()).unwrap();
+        // As an older daemon's journal: one migration behind, and that daemon holding its lock.
+        rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", known - 1).unwrap();
+        let held = lock::JournalLock::acquire(&path).unwrap();
+        match Store::open_existing(&path) {
+            Err(e @ StoreError::OlderSchemaInUse { .. }) => {
+                assert!(e.to_string().contains("Restart it with this binary"), "{e}");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        let (found, _) = schema::versions(&rusqlite::Connection::open(&path).unwrap()).unwrap();
+        assert_eq!(found, known - 1, "left as it was");
+        // A halt is stored whatever it costs that daemon (here the migration itself fails: the
+        // version was lowered by hand, its tables are already the newest).
+        assert!(!matches!(Store::open_existing_for_halt(&path), Err(StoreError::OlderSchemaInUse { .. })));
+        drop(held);
     }
 
     /// A BUY of 10 shares at 0.50 by wallet 0xaa…, in transaction `tx` (shared by the store's tests).
