@@ -97,7 +97,11 @@ impl Handler<Resolved> for RiskSupervisor {
             for (info, r) in settled {
                 act.adopt(info.token_id, r.position);
                 act.marks.remove(&info.token_id);
-                act.realized_today = Usdc(act.realized_today.0 + r.realized.0);
+                // Counted on the day the journal dates it, as every booking is: a settlement written
+                // just before the day rolled is yesterday's after a restart too.
+                if r.exec.at_ms >= act.day_start_ms {
+                    act.realized_today = Usdc(act.realized_today.0 + r.realized.0);
+                }
                 let (shares, payout, realized) = (r.exec.shares, r.exec.price, r.realized);
                 act.notifier.do_send(Event::Settled { market: info.name(), shares, payout, realized });
             }
