@@ -54,6 +54,29 @@ impl Store {
         rows.into_iter().map(|(tx, net, pending)| Ok((super::hex_b256(&tx, "fills.tx_hash")?, net, pending))).collect()
     }
 
+    /// Per wallet and token, the shares its copies still hold of positions open in our books (as
+    /// [`Store::copied_shares`] counts them, SELLs under way aside): what that wallet's exits
+    /// would sell.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn open_copies(&self) -> StoreResult<Vec<(Address, TokenId, Shares)>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT f.wallet, f.token_id, SUM(CASE WHEN e.side = 'BUY' THEN e.shares ELSE -e.shares END) AS held \
+             FROM executions e JOIN fills f ON f.id = e.fill_id JOIN positions p ON p.token_id = f.token_id \
+             WHERE p.shares > 0 AND {IN_BOOKS} AND e.executed_at_ms > \
+             COALESCE((SELECT c.at_ms FROM claims_reset c WHERE c.token_id = f.token_id), -1) \
+             GROUP BY f.wallet, f.token_id HAVING held > 0 ORDER BY f.wallet, f.token_id"
+        ))?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (w, t, held) = row?;
+            out.push((hex_addr(&w, "fills.wallet")?, dec_u256(&t, "fills.token_id")?, Shares(held)));
+        }
+        Ok(out)
+    }
+
     /// The shares of `token` our copies of `wallet` hold: its copies' BUYs less their SELLs, of
     /// executions still in our books (never below zero). A target's exit is sized on this, not
     /// on the whole position: other targets' copies of the same outcome are theirs to sell. Only

@@ -128,6 +128,18 @@ async fn test_reload_when_wallets_edited_then_applied_or_rejected_live() {
     let (status, _) = outcome(&d, 3).await;
     assert_eq!(status, "executed");
     assert_eq!(d.trades()[3]["token_id"], "14", "the removed target's fill is not journaled");
+    // Its copies are still open and its exits no longer read: said, naming it.
+    let stranded =
+        |d: &Daemon| d.events("warning").into_iter().filter(|m| m.contains("no longer watched")).collect::<Vec<_>>();
+    let said = wait_for(10, "the stranded positions said", async || stranded(&d).into_iter().next()).await;
+    assert!(said.contains(&format!("newcomer ({D}): 2 position(s)")), "{said}");
+    assert!(!said.contains(&A.to_string()), "{said}");
+    assert!(d.stop().success());
+    // Said again at the next start: the operator may have missed it, or removed it while stopped.
+    d.start();
+    d.wait_live().await;
+    wait_for(10, "said again at start", async || (stranded(&d).len() >= 2).then_some(())).await;
+    assert!(stranded(&d)[1].contains(&D.to_string()), "{:?}", stranded(&d));
     assert!(d.stop().success());
 }
 

@@ -23,6 +23,11 @@ store_handler!(Unfinished -> Vec<PendingFill>, |s, _m| {
 pub struct LoadBook;
 store_handler!(LoadBook -> Book, |s, _m| s.book());
 
+/// Per wallet and token, the shares its copies still hold ([`Store::open_copies`]).
+#[derive(Debug)]
+pub struct OpenCopies;
+store_handler!(OpenCopies -> Vec<(Address, TokenId, Shares)>, |s, _m| s.open_copies());
+
 /// A target's observed position in a token.
 #[derive(Debug)]
 pub struct TargetPosition {

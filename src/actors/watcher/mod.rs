@@ -10,6 +10,7 @@ use crate::config::Target;
 use crate::store::PendingFill;
 
 mod registry;
+mod stranded;
 pub use registry::{HandedOn, Recover, Registry};
 
 /// Newly journaled fills, from the feed (or recovery at start).

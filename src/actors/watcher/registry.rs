@@ -47,6 +47,8 @@ pub struct Registry {
     handoff: Handoff<Route>,
     /// Which detail events are sent.
     details: Details,
+    /// Every label a wallet had in the files read, to name wallets no longer listed.
+    labels: HashMap<Address, String>,
 }
 
 /// Where a new fill goes: its target's watcher, or (an intent of a target no longer watched)
@@ -85,6 +87,7 @@ impl Registry {
             last_refused: None,
             handoff,
             details: Details::ALL,
+            labels: HashMap::new(),
         }
     }
 
@@ -119,6 +122,7 @@ impl Registry {
     pub fn apply(&mut self, wallets: &Wallets) -> (Vec<String>, Vec<String>, Vec<String>) {
         let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
         let wanted: HashMap<Address, &Target> = wallets.enabled().map(|t| (t.address, t)).collect();
+        self.labels.extend(wallets.targets.iter().map(|t| (t.address, t.label.clone())));
         self.watchers.retain(|addr, (t, _)| {
             let keep = wanted.contains_key(addr);
             if !keep {
@@ -167,6 +171,22 @@ impl Registry {
 
 impl Actor for Registry {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.warn_if_stranded(ctx);
+    }
+}
+
+impl Registry {
+    /// Warns when positions copied from wallets no longer watched are open (their exits are not
+    /// read): at start, and after a reload.
+    fn warn_if_stranded(&self, ctx: &mut Context<Self>) {
+        use actix::AsyncContext as _;
+        let watched = self.watchers.keys().copied().collect();
+        let check =
+            super::stranded::warn_if_stranded(self.store.clone(), self.notifier.clone(), watched, self.labels.clone());
+        ctx.spawn(check.into_actor(self));
+    }
 }
 
 /// Fills journaled before the last stop, copied (or resolved) before anything new: replies once
@@ -272,7 +292,7 @@ impl Handler<Reload> for Registry {
         use actix::{ActorFutureExt as _, WrapFuture as _};
         let path = self.path.clone();
         let read = tokio::task::spawn_blocking(move || Wallets::load(&path));
-        Box::pin(read.into_actor(self).map(|loaded, act, _| match loaded {
+        Box::pin(read.into_actor(self).map(|loaded, act, ctx| match loaded {
             Err(e) => error!(cause = %e, "wallets.json reload task failed"),
             Ok(Err(problems)) if act.last_refused.as_ref() == Some(&problems) => {
                 info!("wallets.json read again, still with the same problems: already reported");
@@ -296,7 +316,11 @@ impl Handler<Reload> for Registry {
                 if added.is_empty() && removed.is_empty() && changed.is_empty() {
                     info!("wallets.json reloaded: no change");
                 } else {
+                    let removed_some = !removed.is_empty();
                     act.notifier.do_send(Event::WalletsReloaded { added, removed, changed });
+                    if removed_some {
+                        act.warn_if_stranded(ctx);
+                    }
                 }
             }
         }))
