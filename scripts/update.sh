@@ -30,7 +30,8 @@ Environment: SYSTEMCTL (default systemctl), HEALTH_ARGS (extra health_check.sh a
 A check failing before the swap (a chain or CLOB outage, low disk) is not blamed on the new version:
 only a check that passed before and fails after it rolls the update back.
 Exit: 0 updated and healthy, or failing only as before the update (said); 1 not updated: refused
-before the swap (backup failed, binary does not run) or rolled back (the old binary and journal are
+before the swap (backup failed, binary does not run or refuses the configuration: check-config
+--offline) or rolled back (the old binary and journal are
 back); 64 bad usage.
 USAGE
 }
@@ -67,6 +68,12 @@ case "$("$systemctl_cmd" is-active "$service" 2>/dev/null || true)" in
   inactive | failed | deactivating) was_active=0 ;;
 esac
 mapfile -t inst < <(instance_args)
+# The new binary must take the settings, the environment and wallets.json as they are: restarted on
+# something it refuses, it would exit 78, and systemd does not start it again.
+cfg_err=""
+if ! cfg_err=$(POLYCOPY_BIN="$new" run_polycopy check-config --offline 2>&1 >/dev/null); then
+  die "$version refuses this configuration (check-config --offline): $(tail -n3 <<<"$cfg_err" | tr '\n' ' ')- fix it first: not updating"
+fi
 export POLYCOPY_BIN="$bin_path"
 # A halt in force before the update is the operator's: the new version may keep it.
 health_extra=()

@@ -59,6 +59,8 @@ pub struct HealthInput<'a> {
     pub now_ms: i64,
     /// When the daemon started, unix ms (0: not known).
     pub started_ms: i64,
+    /// The last edit of wallets.json was refused (the previous targets run on).
+    pub wallets_refused: bool,
 }
 
 /// What the live checks look at.
@@ -137,6 +139,16 @@ pub fn evaluate(i: &HealthInput<'_>, t: &HealthSettings) -> HealthReport {
     if let Some(l) = &i.live {
         checks.push(clob_check(&l.clob, i.now_ms, t.clob_stale_s));
         checks.push(orders_check(&l.orders, l.settle_timeout_ms, i.now_ms));
+    }
+    if i.wallets_refused {
+        // Trading goes on with the targets last read; only the next start is at stake.
+        checks.push(Check {
+            name: "wallets",
+            status: Level::Degraded,
+            detail: "wallets.json was refused at its last edit: the previous targets keep running, but a restart \
+                     would stop at it. `polycopy check-config` says what is wrong"
+                .into(),
+        });
     }
     let status = checks.iter().map(|c| c.status).max().unwrap_or(Level::Healthy);
     HealthReport { status, checks }
@@ -224,10 +236,23 @@ mod tests {
             live: None,
             now_ms: 100_000,
             started_ms: 1_000,
+            wallets_refused: false,
         }
     }
 
     const T: HealthSettings = HealthSettings { feed_stall_s: 60, max_head_lag_blocks: 30, clob_stale_s: 120 };
+
+    #[test]
+    fn a_refused_wallets_edit_is_degraded_and_named() {
+        let ok = BreakerState::default();
+        let feed = FeedStatus { head: 10, processed: 10, live: true, last_ok_ms: 99_000, ..FeedStatus::default() };
+        let mut i = input(feed, &ok, Ok(()));
+        assert_eq!(evaluate(&i, &T).status, Level::Healthy);
+        i.wallets_refused = true;
+        let r = evaluate(&i, &T);
+        assert_eq!(r.status, Level::Degraded, "{r:?}");
+        assert!(r.checks.iter().any(|c| c.name == "wallets" && c.detail.contains("a restart")), "{r:?}");
+    }
 
     #[test]
     fn each_check_sets_the_verdict() {
@@ -323,6 +348,7 @@ mod tests {
                 live: Some(LiveInput { clob: c, orders: Ok(o), settle_timeout_ms: 120_000 }),
                 now_ms: now,
                 started_ms: now - 60_000,
+                wallets_refused: false,
             };
             let r = evaluate(&input, &T);
             assert_eq!(r.status, want, "case {i}: {r:?}");

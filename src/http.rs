@@ -127,6 +127,7 @@ impl HttpState {
             live,
             now_ms: now_ms(),
             started_ms: self.started_ms,
+            wallets_refused: self.metrics.wallets_refused.load(std::sync::atomic::Ordering::Relaxed),
         };
         let mut report = evaluate(&input, &self.health);
         // Details quote errors from nodes and servers, which can name a URL with its key: anyone

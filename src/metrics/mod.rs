@@ -41,6 +41,8 @@ pub struct Metrics {
     pub telegram_unauthorized: AtomicU64,
     /// Telegram is configured and started.
     pub telegram_on: AtomicBool,
+    /// The last edit of wallets.json was refused: the previous targets run, a restart would stop.
+    pub wallets_refused: AtomicBool,
     /// The last attempt to deliver to Telegram failed (cleared by the next success).
     pub telegram_failing: AtomicBool,
     /// Authorized chats Telegram refuses to deliver to for good (parked: blocked, not found,

@@ -238,8 +238,13 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
     .unwrap();
     std::fs::set_permissions(&fake_systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
     let broken = dir.path().join("broken-polycopy");
-    std::fs::write(&broken, "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'polycopy 9.9.9'; exit 0; }\nexit 1\n")
-        .unwrap();
+    // It answers --version and takes the configuration, then never runs.
+    std::fs::write(
+        &broken,
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'polycopy 9.9.9'; exit 0; }\n\
+         for a in \"$@\"; do [ \"$a\" = check-config ] && exit 0; done\nexit 1\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let env = [
@@ -266,6 +271,21 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
 
     let bdir = dir.path().join("backups").display().to_string();
     let common = ["--bin-path", installed.to_str().unwrap(), "--backup-dir", &bdir, "--timeout", "8"];
+    // A binary that refuses the configuration as it is would exit 78 once restarted: never swapped in.
+    let picky = dir.path().join("picky-polycopy");
+    std::fs::write(
+        &picky,
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'polycopy 9.9.8'; exit 0; }\n\
+         echo 'wallets.json: wallets[0] (a): something new is required' >&2; exit 78\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&picky, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, out, err) = sh(&[&[picky.to_str().unwrap()][..], &common[..]].concat());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("refuses this configuration") && err.contains("something new is required"), "{err}");
+    assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(bin()).unwrap(), "not swapped");
+    assert!(!installed.with_extension("prev").exists(), "nothing moved");
+
     let (code, out, err) = sh(&[&[broken.to_str().unwrap()][..], &common[..]].concat());
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("rolling back") && err.contains("rolled back: the previous version runs again"), "{err}");

@@ -114,6 +114,10 @@ async fn test_reload_when_wallets_edited_then_applied_or_rejected_live() {
     let labels: Vec<&str> = st["targets"].as_array().unwrap().iter().filter_map(|t| t["label"].as_str()).collect();
     assert_eq!(labels, ["a", "newcomer"], "{st}");
     assert!(st["wallets_error"].as_str().unwrap().contains("typo"), "{st}");
+    // /health says it too, degraded: trading goes on, the next restart would stop at the file.
+    let base = d.http_base().await;
+    let (_, health) = crate::support::http::http_get(&base, "/health").await;
+    assert!(health.contains(r#""name":"wallets","status":"degraded""#), "{health}");
     anvil.emit(&buy(A, 2, 11)).await;
     anvil.emit(&buy(D, 3, 12)).await;
     assert_eq!(outcome(&d, 1).await.0, "executed");
@@ -123,6 +127,8 @@ async fn test_reload_when_wallets_edited_then_applied_or_rejected_live() {
     d.write_wallets(&wallets(&[(A, "a", true)], 0.1));
     wait_for(10, "the second reload", async || (d.events("wallets_reloaded").len() >= 2).then_some(())).await;
     assert!(d.events("wallets_reloaded")[1].contains("removed [newcomer]"));
+    let (_, health) = crate::support::http::http_get(&base, "/health").await;
+    assert!(!health.contains(r#""name":"wallets""#), "a good file read again: {health}");
     anvil.emit(&buy(D, 4, 13)).await;
     anvil.emit(&buy(A, 5, 14)).await;
     let (status, _) = outcome(&d, 3).await;

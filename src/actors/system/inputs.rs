@@ -67,7 +67,8 @@ pub(super) async fn build(s: &Settings, env: &Env, t: &Trading, wallets: &Wallet
     let mut registry =
         Registry::new(s.wallets_path.clone(), copier.clone(), t.notifier.clone(), t.store.clone(), targets_tx)
             .with_triggers(s.detection.trigger, act_now_tx)
-            .with_details(details);
+            .with_details(details)
+            .with_metrics(t.metrics.clone());
     registry.apply(wallets);
     let n_targets = wallets.enabled().count();
     if n_targets == 0 {

@@ -49,6 +49,8 @@ pub struct Registry {
     details: Details,
     /// Every label a wallet had in the files read, to name wallets no longer listed.
     labels: HashMap<Address, String>,
+    /// Where a refused edit shows (`/health`) until a good one is read.
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// Where a new fill goes: its target's watcher, or (an intent of a target no longer watched)
@@ -88,6 +90,7 @@ impl Registry {
             handoff,
             details: Details::ALL,
             labels: HashMap::new(),
+            metrics: None,
         }
     }
 
@@ -101,6 +104,19 @@ impl Registry {
         self.default_trigger = default;
         self.pending_tx = tx;
         self
+    }
+
+    /// Shows a refused edit of wallets.json in `metrics` (and so in `/health`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn set_refused(&self, refused: bool) {
+        if let Some(m) = &self.metrics {
+            m.wallets_refused.store(refused, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Sends only the detail events someone reads (else all of them).
@@ -298,6 +314,7 @@ impl Handler<Reload> for Registry {
                 info!("wallets.json read again, still with the same problems: already reported");
             }
             Ok(Err(problems)) => {
+                act.set_refused(true);
                 act.last_refused = Some(problems.clone());
                 // Reported to every chat: a secret this process knows never goes with it.
                 let problems = problems
@@ -311,6 +328,7 @@ impl Handler<Reload> for Registry {
                 act.notifier.do_send(Event::WalletsRejected(problems));
             }
             Ok(Ok(w)) => {
+                act.set_refused(false);
                 act.last_refused = None;
                 let (added, removed, changed) = act.apply(&w);
                 if added.is_empty() && removed.is_empty() && changed.is_empty() {
