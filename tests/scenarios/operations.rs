@@ -149,6 +149,40 @@ async fn test_reload_when_wallets_edited_then_applied_or_rejected_live() {
     assert!(d.stop().success());
 }
 
+/// While the daemon starts, between reading wallets.json and watching it: an edit saved then is
+/// still applied once it is up, and a SIGHUP (whose default action ends a process, which systemd
+/// would not restart) is taken as a reload, never as the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_start_when_wallets_edited_or_sighup_during_it_then_applied_and_still_running() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    let hold = dir.path().join("hold");
+    for (round, sighup) in [true, false].into_iter().enumerate() {
+        std::fs::write(&hold, "").unwrap();
+        d.start_with(&[("POLYCOPY_FAULT", "hold_before_watching"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+        let held = async || (d.log().matches("fault injection: holding").count() > round).then_some(());
+        wait_for(20, "the start held", held).await;
+        let label = if sighup { "hupped" } else { "edited" };
+        d.write_wallets(&wallets(&[(A, "a", true), (D, label, true)], 0.1));
+        if sighup {
+            let pid = d.pid().unwrap().to_string();
+            assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+        }
+        std::fs::remove_file(&hold).unwrap();
+        d.wait_live().await;
+        wait_for(10, "the edit applied", async || {
+            d.events("wallets_reloaded").into_iter().find(|m| m.contains(&format!("added [{label}]")))
+        })
+        .await;
+        anvil.emit(&buy(D, if sighup { 1 } else { 2 }, 20)).await;
+        let n = if sighup { 0 } else { 1 };
+        assert_eq!(outcome(&d, n).await.0, "executed", "{label}");
+        assert!(d.stop().success(), "{label}: still running until stopped");
+        d.write_wallets(&wallets(&[(A, "a", true)], 0.1));
+    }
+}
+
 /// `check-config` on a wallets.json with three different mistakes prints all three with their
 /// entries and exits 78 (EX_CONFIG); a clean configuration exits 0.
 #[test]

@@ -64,6 +64,9 @@ pub(super) async fn start(
     let pings = stop.child_token();
     spawn_until(&pings, crate::service::watchdog(i.status.clone(), t.risk.clone(), trying_within));
     let file_watcher = super::wallets_file::watch(&s.wallets_path, i.registry.clone());
+    // An edit saved while the daemon was starting (after the file was read, before it was watched)
+    // is read now; an unchanged file changes nothing.
+    i.registry.do_send(crate::actors::watcher::Reload);
     let telegram = telegram(s, env, t, i, started_ms, stop).await;
     spawn_until(stop, crate::warnings::probe::run(warning_sources(s, t, i), warning_schedule(s, started_ms)));
     if s.redeem.enabled {

@@ -82,6 +82,9 @@ fn mailbox(e: actix::MailboxError) -> DaemonError {
 /// # Errors
 /// When it cannot start: journal, wallets.json.
 pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
+    // Taken over first: a SIGHUP's default action ends the process, and systemd would not restart
+    // a daemon that ended on it. One arriving during the start is acted on once it is up.
+    let mut signals = Signals::install();
     let s = &cfg.settings;
     let o = opening::open(s).await?;
     // Held until the daemon returns: the journal's lock and the control socket's file.
@@ -91,6 +94,8 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let stop = tokio_util::sync::CancellationToken::new();
     crate::tasks::spawn_until(&stop, crate::control::server::serve(o.control, control_peers(s, &t, o.http.as_ref())));
     let i = inputs::build(s, &cfg.env, &t, &o.wallets, o.paused).await;
+    // Between reading wallets.json and watching it (tests act inside this window).
+    crate::fault::hold_at("hold_before_watching").await;
     let b = background::start(s, &cfg.env, &t, &i, o.http, &stop).await?;
 
     // Finish what a crash interrupted before anything new comes in: the feed starts only once
@@ -119,11 +124,11 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
             }
             None
         }
-        r = wait_for_signal(&registry) => Some(r),
+        r = wait_for_signal(&registry, &mut signals) => Some(r),
     };
     let reason = match early {
         Some(r) => r,
-        None => wait_for_signal(&registry).await,
+        None => wait_for_signal(&registry, &mut signals).await,
     };
     shutdown(reason, &stops, feed_task, (&registry, &copier), &t.notifier, &t.store, b.telegram.as_ref()).await;
     drop(b.file_watcher);
@@ -213,12 +218,29 @@ async fn shutdown(
 }
 
 /// Waits for SIGINT/SIGTERM (returning which), reloading wallets.json on every SIGHUP meanwhile.
-async fn wait_for_signal(registry: &Addr<Registry>) -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
-        warn!("cannot install signal handlers; stop with SIGKILL");
+/// The signals the daemon answers: SIGTERM and SIGINT stop it, SIGHUP reloads wallets.json.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Takes the three signals over; `None` (said in the log) when the system refuses.
+    fn install() -> Option<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) {
+            (Ok(term), Ok(int), Ok(hup)) => Some(Self { term, int, hup }),
+            _ => {
+                warn!("cannot install signal handlers; stop with SIGKILL");
+                None
+            }
+        }
+    }
+}
+
+async fn wait_for_signal(registry: &Addr<Registry>, signals: &mut Option<Signals>) -> &'static str {
+    let Some(Signals { term, int, hup }) = signals else {
         return std::future::pending().await;
     };
     loop {
