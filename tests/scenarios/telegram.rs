@@ -818,3 +818,32 @@ async fn test_close_when_confirmed_then_sold_once_and_pausemarket_obeyed() {
     ask("/resumemarket 8", "token 8: buys are copied again").await;
     ask("/status", "mode PAPER").await;
 }
+
+/// `/pause <address>` pauses the wallet at that address, even when another target's label is
+/// spelled like it (a label may be any text).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_pause_when_a_label_looks_like_another_targets_address_then_the_address_wins() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let targets = json!({"defaults": {"sizing": {"mode": "multiplier", "multiplier": 0.1}},
+           "wallets": [{"address": A.to_string(), "label": B.to_string().to_lowercase()},
+                       {"address": B.to_string(), "label": "shark"}]});
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &targets);
+    d.with_telegram(&tg, &OP.to_string());
+    d.set("telegram", r#"notify = { executed = "off", rejected = "off", started = "off", stopped = "off" }"#);
+    d.start();
+    d.wait_live().await;
+    tg.inject_message(OP, &format!("/pause {}", B.to_string().to_lowercase()));
+    message_containing(&tg, OP, "paused shark").await;
+    anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    anvil.emit(&Fill::v2(2, B, C, true, 8, 100 * ONE, 50 * ONE)).await;
+    let rows = wait_for(20, "both fills", async || {
+        let r = d.trades();
+        (r.len() == 2 && r.iter().all(|x| x["status"] != "pending")).then_some(r)
+    })
+    .await;
+    assert_eq!(rows[0]["status"], "executed", "{rows:?}");
+    assert_eq!(rows[1]["reason"], "paused", "{rows:?}");
+    assert!(d.stop().success());
+}

@@ -403,13 +403,14 @@ impl Handler<SetTargetPaused> for Registry {
 }
 
 impl Registry {
-    /// A watched target by label (any case) or address.
+    /// A watched target by address, else by label (any case): an address always names its own
+    /// wallet, even when another target's label is spelled like it.
     fn find(&self, who: &str) -> Option<(Address, String)> {
         let who = who.trim();
-        self.watchers
-            .values()
-            .map(|(t, _)| t)
-            .find(|t| t.label.eq_ignore_ascii_case(who) || addr_lower(&t.address) == who.to_ascii_lowercase())
+        let targets = || self.watchers.values().map(|(t, _)| t);
+        targets()
+            .find(|t| addr_lower(&t.address) == who.to_ascii_lowercase())
+            .or_else(|| targets().find(|t| t.label.eq_ignore_ascii_case(who)))
             .map(|t| (t.address, t.label.clone()))
     }
 }
