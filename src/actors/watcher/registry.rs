@@ -51,6 +51,9 @@ pub struct Registry {
     labels: HashMap<Address, String>,
     /// Where a refused edit shows (`/health`) until a good one is read.
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// Reads of wallets.json started, and the newest whose result was taken: reads run side by
+    /// side, and one that finishes after a newer one must not put an older file back.
+    reads: (u64, u64),
 }
 
 /// Where a new fill goes: its target's watcher, or (an intent of a target no longer watched)
@@ -91,6 +94,7 @@ impl Registry {
             details: Details::ALL,
             labels: HashMap::new(),
             metrics: None,
+            reads: (0, 0),
         }
     }
 
@@ -307,13 +311,18 @@ impl Handler<Reload> for Registry {
     fn handle(&mut self, _: Reload, _: &mut Context<Self>) -> Self::Result {
         use actix::{ActorFutureExt as _, WrapFuture as _};
         let path = self.path.clone();
+        self.reads.0 += 1;
+        let this_read = self.reads.0;
         let read = tokio::task::spawn_blocking(move || Wallets::load(&path));
-        Box::pin(read.into_actor(self).map(|loaded, act, ctx| match loaded {
+        Box::pin(read.into_actor(self).map(move |loaded, act, ctx| match loaded {
+            _ if this_read < act.reads.1 => info!("a read of wallets.json finished after a newer one: left aside"),
             Err(e) => error!(cause = %e, "wallets.json reload task failed"),
             Ok(Err(problems)) if act.last_refused.as_ref() == Some(&problems) => {
+                act.reads.1 = this_read;
                 info!("wallets.json read again, still with the same problems: already reported");
             }
             Ok(Err(problems)) => {
+                act.reads.1 = this_read;
                 act.set_refused(true);
                 act.last_refused = Some(problems.clone());
                 // Reported to every chat: a secret this process knows never goes with it.
@@ -328,6 +337,7 @@ impl Handler<Reload> for Registry {
                 act.notifier.do_send(Event::WalletsRejected(problems));
             }
             Ok(Ok(w)) => {
+                act.reads.1 = this_read;
                 act.set_refused(false);
                 act.last_refused = None;
                 let (added, removed, changed) = act.apply(&w);
