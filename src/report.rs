@@ -208,6 +208,22 @@ pub fn build(
     }
 }
 
+impl Report {
+    /// The open positions, their exposure and unrealized P&L as the journal holds them (`book`,
+    /// the positions every other view reads): the replay orders executions by time, and an order
+    /// booked in parts around another booking can leave it a position the journal no longer holds.
+    /// The chart's series stays the replay's.
+    #[must_use]
+    pub fn with_journal_positions(mut self, book: &Book, last_prices: &BTreeMap<TokenId, Price>) -> Self {
+        let lines = position_lines(book, last_prices);
+        self.unrealized_usdc = format_micros(lines.iter().map(|l| l.unrealized).sum());
+        self.exposure_usdc = Usdc(book.exposure().0).to_string();
+        self.best = lines.iter().filter(|l| l.unrealized > 0).take(3).cloned().collect();
+        self.worst = lines.iter().rev().filter(|l| l.unrealized < 0).take(3).cloned().collect();
+        self
+    }
+}
+
 /// One step of the replay: an execution, or a fee one of our fills paid.
 enum Step<'a> {
     Exec(&'a ExecRow),
@@ -471,6 +487,14 @@ mod tests {
         if let Some(p) = std::env::var_os("POLYCOPY_CHART_OUT") {
             std::fs::write(p, &png).unwrap();
         }
+        // The journal's positions are the ones shown, whatever the replay made of the history
+        // (here it holds only token 2, 10 shares that cost 4): the figures every other view gives.
+        let mut journal = Book::default();
+        journal.set(U256::from(2), crate::risk::Position { shares: Shares(10 * ONE), cost: Usdc(4 * ONE) });
+        let r = r.with_journal_positions(&journal, &prices);
+        assert_eq!((r.exposure_usdc.as_str(), r.unrealized_usdc.as_str()), ("4", "-1"));
+        assert!(r.best.is_empty() && r.worst[0].token_id == "2", "{r:?}");
+        assert_eq!(r.realized_usdc, "0.5", "the period's realized P&L is the replay's");
     }
 
     #[test]

@@ -157,8 +157,9 @@ pub fn report(g: &GlobalArgs, period: ReportPeriod, as_json: bool) -> Result<()>
         .unwrap_or_default();
     let span = report::Span::new(period, store.trading_day_start(now), now);
     let (executions, fees) = (store.executions(0)?, store.fees_paid(span.from_ms)?);
-    let r =
-        report::build(span, (&executions, &fees), &store.last_prices()?, &store.fill_counts(span.from_ms)?, &labels);
+    let prices = store.last_prices()?;
+    let r = report::build(span, (&executions, &fees), &prices, &store.fill_counts(span.from_ms)?, &labels)
+        .with_journal_positions(&store.book()?, &prices);
     if as_json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

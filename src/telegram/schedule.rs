@@ -31,14 +31,15 @@ pub async fn build_report(
     period: Period,
 ) -> Option<(String, Option<Vec<u8>>)> {
     let now = now_ms();
-    let (span, execs, prices, counts, fees) = store.send(GetReportData { period, now_ms: now }).await.ok()?.ok()?;
+    let (span, execs, prices, counts, fees, book) =
+        store.send(GetReportData { period, now_ms: now }).await.ok()?.ok()?;
     let labels: std::collections::HashMap<_, _> =
         registry.send(ListTargets).await.ok()?.into_iter().map(|t| (t.target.address, t.target.label)).collect();
     // Replaying the whole history and drawing take a while: both run off the actors' thread, which
     // halts, the control socket and the copies share.
     let names = labels.clone();
     let made = tokio::task::spawn_blocking(move || {
-        let r = report::build(span, (&execs, &fees), &prices, &counts, &names);
+        let r = report::build(span, (&execs, &fees), &prices, &counts, &names).with_journal_positions(&book, &prices);
         // A chart that fails, or panics, costs the chart only: the text is still sent.
         let png = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report::chart_png(&r)))
             .map_err(|_| "drawing panicked".to_owned())

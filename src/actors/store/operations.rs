@@ -92,17 +92,19 @@ pub struct GetReportData {
     pub now_ms: i64,
 }
 /// What [`GetReportData`] returns: the span (its start on the journal's trading day), every
-/// execution, the last prices, the span's fill counts, and the fees paid in it.
+/// execution, the last prices, the span's fill counts, the fees paid in it, and the positions.
 pub type ReportData = (
     crate::report::Span,
     Vec<crate::store::ExecRow>,
     std::collections::BTreeMap<TokenId, crate::domain::Price>,
     crate::store::FillCounts,
     Vec<crate::store::FeeRow>,
+    Book,
 );
 store_handler!(GetReportData -> ReportData, |s, m| {
     let span = crate::report::Span::new(m.period, s.trading_day_start(m.now_ms), m.now_ms);
-    Ok((span, s.executions(0)?, s.last_prices()?, s.fill_counts(span.from_ms)?, s.fees_paid(span.from_ms)?))
+    let (execs, prices, counts) = (s.executions(0)?, s.last_prices()?, s.fill_counts(span.from_ms)?);
+    Ok((span, execs, prices, counts, s.fees_paid(span.from_ms)?, s.book()?))
 });
 
 /// Persist a target's paused state.
