@@ -70,18 +70,31 @@ struct Candidate {
 }
 
 impl Candidate {
-    /// Worth appending: new, copyable, and copying it made money over the period.
+    /// Worth appending: new, copyable, vetted in full, and copying it made money over the period.
     fn worth_adding(&self) -> bool {
         !self.listed
             && self.vetted.as_ref().is_some_and(|v| {
                 let r = &v.report;
-                !r.high_frequency && !r.copies.is_empty() && r.realized.0 + r.open_pnl.0 > 0
+                incomplete(v).is_none() && !r.high_frequency && !r.copies.is_empty() && r.realized.0 + r.open_pnl.0 > 0
             })
     }
 
     /// Its name as a terminal shows it: control characters (escapes, newlines) dropped.
     fn shown_name(&self) -> String {
         self.name.as_deref().unwrap_or("-").chars().filter(|c| !c.is_control()).collect()
+    }
+}
+
+/// Why a vet's figures cannot be trusted as a whole, if so: markets left unsettled (a loser would
+/// be valued at its last price), or fills left out. (Holdings before the period that could not
+/// be read only leave exits of older positions uncopied, as live would.)
+fn incomplete(v: &Vetted) -> Option<&'static str> {
+    if v.gamma_error.is_some() {
+        Some("INCOMPLETE: market results unknown (Gamma did not answer)")
+    } else if v.undecodable > 0 {
+        Some("INCOMPLETE: some fills could not be decoded")
+    } else {
+        None
     }
 }
 
@@ -308,6 +321,7 @@ fn as_json(c: &Candidate) -> Value {
         "last_trade_ms": c.last_trade_ms,
         "listed": c.listed,
         "worth_adding": c.worth_adding(),
+        "incomplete": c.vetted.as_ref().and_then(incomplete),
         "vet": c.vetted.as_ref().map(render::json),
         "problem": c.problem,
     })
@@ -327,14 +341,15 @@ fn table(list: &[Candidate], days: u32) -> String {
             (Some(v), _) => {
                 let r = &v.report;
                 format!(
-                    "{} fills, {} copies, realized {} USDC, open {} USDC, win {}, drawdown {} USDC{}",
+                    "{} fills, {} copies, realized {} USDC, open {} USDC, win {}, drawdown {} USDC{}{}",
                     r.fills,
                     r.copies.len(),
                     format_micros(r.realized.0),
                     format_micros(r.open_pnl.0),
                     r.win_rate_pct.map_or_else(|| "n/a".into(), |w| format!("{w}%")),
                     format_micros(r.max_drawdown.0),
-                    if r.high_frequency { "  FLAG high-frequency" } else { "" }
+                    if r.high_frequency { "  FLAG high-frequency" } else { "" },
+                    incomplete(v).map(|w| format!("  {w}")).unwrap_or_default()
                 )
             }
             (None, Some(p)) => p.clone(),

@@ -283,6 +283,19 @@ async fn test_targets_suggest_when_the_leaderboard_lists_traders_then_each_is_ve
     d.env.push(("GAMMA_URL".into(), clob.url.clone()));
     d.env.push(("DATA_API_URL".into(), clob.url.clone()));
 
+    // Gamma unreachable: no market can be settled, a loser would be valued at its last price. A
+    // vet that incomplete adds nobody, and says so.
+    let before = std::fs::read_to_string(dir.path().join("wallets.json")).unwrap();
+    let out = d
+        .cmd(&["targets", "suggest", "--days", "2", "--limit", "4", "--add"])
+        .env("GAMMA_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("INCOMPLETE: market results unknown") && stdout.contains("nothing added"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("wallets.json")).unwrap(), before);
+
     let (code, out, err) = d.run_cli(&["targets", "suggest", "--days", "2", "--limit", "4", "--add", "--json"]);
     assert_eq!(code, 0, "{out}{err}");
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
