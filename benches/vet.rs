@@ -45,6 +45,8 @@ fn cfg() -> VetConfig {
         min_order_usdc: Usdc(ONE),
         round_trip_ms: 300_000,
         price_window_ms: 60_000,
+        max_copy_delay_s: 0,
+        day_starts_at_hour: 0,
     }
 }
 

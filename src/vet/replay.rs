@@ -58,6 +58,10 @@ pub struct VetConfig {
     /// The wallet's next fill prices a copy only when it comes within this long after the copy
     /// (later, it says nothing about the market at the copy's time).
     pub price_window_ms: i64,
+    /// A fill older than this when copied is refused as stale, seconds (0: no limit), as live.
+    pub max_copy_delay_s: u64,
+    /// The hour (UTC) the trading day starts at: the daily loss limit counts from it, as live.
+    pub day_starts_at_hour: u32,
 }
 
 /// How a copy was priced.
@@ -180,6 +184,9 @@ struct Replay {
     /// Realized P&L so far, and its highest point (for the drawdown).
     cum: i64,
     peak: i64,
+    /// The trading day of the last copy, and what its copies realized: past the daily loss
+    /// limit, buys are refused until the next day, as live.
+    day: (i64, i64),
 }
 
 impl Replay {
@@ -193,7 +200,12 @@ impl Replay {
         };
         self.target_held.insert(t.token_id, Shares(after));
         let at = t.at_ms.saturating_add(cfg.delay_ms);
-        let (shares, price, model) = match copy_one(t, later, before, at, cfg, &self.book, &self.copies_at) {
+        let today = crate::risk::day::day_start(at, cfg.day_starts_at_hour);
+        if today != self.day.0 {
+            self.day = (today, 0);
+        }
+        let state = (&self.book, Usdc(self.day.1));
+        let (shares, price, model) = match copy_one(t, later, before, at, cfg, state, &self.copies_at) {
             Ok(c) => c,
             Err(code) => {
                 *self.r.refusals.entry(code).or_insert(0) += 1;
@@ -230,6 +242,7 @@ impl Replay {
             }
             self.close(realized.0);
         }
+        self.day.1 += realized.0;
         self.r.realized.0 += realized.0;
         self.r.series.push((at, self.r.realized.0, self.book.exposure().0));
         self.r.copies.push(Copy { at_ms: at, side: t.side, token_id: t.token_id, shares, price, model, realized });
@@ -266,7 +279,7 @@ fn copy_one(
     target_before: Shares,
     at: i64,
     cfg: &VetConfig,
-    book: &Book,
+    (book, realized_today): (&Book, Usdc),
     copies_at: &[i64],
 ) -> Result<(Shares, Price, PriceModel), String> {
     let fill = as_fill(t);
@@ -275,7 +288,7 @@ fn copy_one(
         target_balance_before: Some(target_before),
         max_slippage_bps: cfg.max_slippage_bps,
         min_order_usdc: cfg.min_order_usdc,
-        max_copy_delay_s: 0,
+        max_copy_delay_s: cfg.max_copy_delay_s,
         now_ms: at,
     };
     let sized = size_copy(&fill, &cfg.rules, &ctx).map_err(|r| r.code().to_owned())?;
@@ -290,7 +303,7 @@ fn copy_one(
         max_trades_per_hour: cfg.rules.max_trades_per_hour,
         min_trade_interval_s: cfg.rules.min_trade_interval_s,
     };
-    check_intent(&intent, &cfg.limits, book, Usdc::ZERO, &activity, at).map_err(|r| r.code().to_owned())?;
+    check_intent(&intent, &cfg.limits, book, realized_today, &activity, at).map_err(|r| r.code().to_owned())?;
     // The market as it really was after the delay, where the wallet's own next fill says so.
     let next = later
         .iter()
@@ -394,6 +407,31 @@ mod tests {
         }
     }
 
+    /// As live: a copy made later than `max_copy_delay_s` after the fill is refused as stale, and
+    /// past the day's loss limit buys wait for the next trading day (exits still go).
+    #[test]
+    fn stale_copies_and_buys_past_the_days_loss_limit_are_refused_as_live() {
+        let stale = VetConfig { max_copy_delay_s: 5, ..cfg(10_000) };
+        let r = replay(&[t(0, Side::Buy, 1, 100, 500_000)], &stale, &BTreeMap::new(), &BTreeMap::new());
+        assert_eq!(r.refusals.get("stale"), Some(&1), "{:?}", r.refusals);
+        let mut tight = cfg(1_000);
+        tight.limits.daily_loss_limit_usdc = Usdc(ONE);
+        let day = 86_400_000;
+        let trades = [
+            t(0, Side::Buy, 1, 100, 500_000),
+            // Sold at 0.30: 10 shares copied lose about 2 USDC, past the 1 USDC limit.
+            t(60_000, Side::Sell, 1, 100, 300_000),
+            t(120_000, Side::Buy, 2, 100, 500_000),
+            // The next day the limit starts again.
+            t(day + 60_000, Side::Buy, 3, 100, 500_000),
+        ];
+        let r = replay(&trades, &tight, &BTreeMap::new(), &BTreeMap::new());
+        let copied: Vec<(Side, u64)> =
+            r.copies.iter().map(|c| (c.side, u64::try_from(c.token_id).unwrap())).collect();
+        assert_eq!(copied, [(Side::Buy, 1), (Side::Sell, 1), (Side::Buy, 3)], "{:?}", r.refusals);
+        assert_eq!(r.refusals.get(crate::risk::reason::DAILY_LOSS_LIMIT), Some(&1), "{:?}", r.refusals);
+    }
+
     #[test]
     fn a_resting_orders_next_fill_does_not_price_a_copy() {
         // A market maker's bid at 0.40 fills in two parts a few seconds apart: the second part is
@@ -419,6 +457,8 @@ mod tests {
             min_order_usdc: Usdc(ONE),
             round_trip_ms: 5 * MIN,
             price_window_ms: MIN,
+            max_copy_delay_s: 0,
+            day_starts_at_hour: 0,
         }
     }
 

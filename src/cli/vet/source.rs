@@ -130,6 +130,8 @@ pub(crate) async fn analyze(
         min_order_usdc: s.copy.min_order_usdc,
         round_trip_ms: 5 * 60_000,
         price_window_ms: 60_000,
+        max_copy_delay_s: s.copy.max_copy_delay_s,
+        day_starts_at_hour: s.risk.day_starts_at_hour,
     };
     let report = replay(&trades, &cfg, &resolved, &held.known);
     if src.cache.is_some() {
