@@ -263,11 +263,14 @@ async fn alert(req: Request<Incoming>, state: &HttpState) -> Response<Full<Bytes
     use crate::alert_gate::Refusal;
     let auth = req.headers().get(hyper::header::AUTHORIZATION).map(hyper::header::HeaderValue::as_bytes);
     if !state.alerts.authorized(auth) {
-        let file = state.alert_token_file.display();
+        // The file's name only: where the journal lives is not for whoever asks without the token.
+        let file = state.alert_token_file.file_name().unwrap_or_default().to_string_lossy();
         return text(
             StatusCode::UNAUTHORIZED,
             "text/plain",
-            format!("POST /alert needs \"Authorization: Bearer <token>\" with the token in {file}\n"),
+            format!(
+                "POST /alert needs \"Authorization: Bearer <token>\" with the token in {file}, beside the journal\n"
+            ),
         );
     }
     let auth = auth.map(<[u8]>::to_vec);

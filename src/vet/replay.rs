@@ -426,8 +426,7 @@ mod tests {
             t(day + 60_000, Side::Buy, 3, 100, 500_000),
         ];
         let r = replay(&trades, &tight, &BTreeMap::new(), &BTreeMap::new());
-        let copied: Vec<(Side, u64)> =
-            r.copies.iter().map(|c| (c.side, u64::try_from(c.token_id).unwrap())).collect();
+        let copied: Vec<(Side, u64)> = r.copies.iter().map(|c| (c.side, u64::try_from(c.token_id).unwrap())).collect();
         assert_eq!(copied, [(Side::Buy, 1), (Side::Sell, 1), (Side::Buy, 3)], "{:?}", r.refusals);
         assert_eq!(r.refusals.get(crate::risk::reason::DAILY_LOSS_LIMIT), Some(&1), "{:?}", r.refusals);
     }

@@ -87,6 +87,7 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
     let (code, answer) = post(None, "forged: no token");
     assert_eq!(code, "401");
     assert!(answer.contains("journal.db.alert-token") && !answer.contains(token.trim()), "{answer}");
+    assert!(!answer.contains(&dir.path().display().to_string()), "the journal's directory: {answer}");
     assert_eq!(post(Some("0".repeat(64)), "forged: wrong token").0, "401");
     // A long alert (every failing check of a bad night) is relayed cut, not refused.
     let long = format!("health check: disk low; {}", "chain: no answer; ".repeat(200));
