@@ -43,17 +43,6 @@ fn chain(s: &Settings, bad: &mut impl FnMut(&str, String)) {
     if c.request_timeout_ms < 100 {
         bad("chain.request_timeout_ms", format!("must be at least 100, got {}", c.request_timeout_ms));
     }
-    // Blocks and polls do not line up: a head seen twice in a row is normal, three polls are not.
-    if c.head_stall_s != 0 && u128::from(c.head_stall_s) * 1000 < 3 * u128::from(c.poll_interval_ms) {
-        bad(
-            "chain.head_stall_s",
-            format!(
-                "must be 0 (off) or at least 3 polls ({} ms), got {} s",
-                3 * u128::from(c.poll_interval_ms),
-                c.head_stall_s
-            ),
-        );
-    }
     if c.balance_timeout_ms < 50 {
         bad("chain.balance_timeout_ms", format!("must be at least 50, got {}", c.balance_timeout_ms));
     }
