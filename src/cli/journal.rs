@@ -40,9 +40,7 @@ pub fn trades(g: &GlobalArgs, as_json: bool, limit: u32) -> Result<()> {
 /// When the journal cannot be read or the copy written or verified.
 pub fn backup(g: &GlobalArgs, out: &std::path::Path) -> Result<()> {
     let s = settings_or_bail(g)?;
-    if !s.db_path.exists() {
-        anyhow::bail!("no journal at {} (mode {}): nothing to back up", s.db_path.display(), s.mode.as_str());
-    }
+    super::require_journal(&s)?;
     let tmp = out.with_extension("partial");
     let _ = std::fs::remove_file(&tmp);
     // The copy holds the same secrets-adjacent history as the journal: owner-only from its first byte.

@@ -431,6 +431,15 @@ fn open_store_for_halt(s: &Settings) -> Result<Store> {
 }
 
 fn open_store_as(s: &Settings, halting: bool) -> Result<Store> {
+    require_journal(s)?;
+    let open = if halting { Store::open_existing_for_halt } else { Store::open_existing };
+    open(&s.db_path)
+        .map(|store| store.with_trading_day(s.risk.day_starts_at_hour))
+        .with_context(|| format!("opening the journal {}", s.db_path.display()))
+}
+
+/// A missing journal: an error that names the path and the likely cause, never a new empty file.
+fn require_journal(s: &Settings) -> Result<()> {
     if !s.db_path.exists() {
         anyhow::bail!(
             "no journal at {} (mode {}, settings: {}). Either the daemon has not run with these settings yet, \
@@ -440,10 +449,7 @@ fn open_store_as(s: &Settings, halting: bool) -> Result<Store> {
             s.origin
         );
     }
-    let open = if halting { Store::open_existing_for_halt } else { Store::open_existing };
-    open(&s.db_path)
-        .map(|store| store.with_trading_day(s.risk.day_starts_at_hour))
-        .with_context(|| format!("opening the journal {}", s.db_path.display()))
+    Ok(())
 }
 
 /// An HTTP connection to the chain as the settings and environment name it (not yet connected):
