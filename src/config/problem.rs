@@ -50,6 +50,20 @@ pub fn quoted(s: &str) -> String {
     if n > 24 { format!("a string of {n} characters") } else { format!("{s:?}") }
 }
 
+/// An unknown key as a message names it: as written when short and plain, escaped otherwise (a
+/// newline in it must not forge a line of the log or of a Telegram message), and never when it has
+/// a private key's shape (pasted as a key by mistake).
+#[must_use]
+pub fn shown_key(k: &str) -> String {
+    if looks_like_key(k) {
+        return "(a key of 64 hex digits, not shown)".to_owned();
+    }
+    if k.chars().count() <= 40 && !k.chars().any(char::is_control) {
+        return k.to_owned();
+    }
+    quoted(&k.escape_debug().to_string())
+}
+
 /// Whether `s` has the shape of a private key (64 hex digits, with or without 0x).
 #[must_use]
 pub fn looks_like_key(s: &str) -> bool {

@@ -142,7 +142,7 @@ impl Validator<'_> {
             return self.runbook_format(obj);
         }
         for k in obj.keys().filter(|k| !matches!(k.as_str(), "defaults" | "wallets" | "comment")) {
-            self.err(None, k, "unknown key (expected \"defaults\" and \"wallets\")");
+            self.err(None, &super::problem::shown_key(k), "unknown key (expected \"defaults\" and \"wallets\")");
         }
         let base = builtin_rules();
         let defaults = match obj.get("defaults") {
@@ -268,7 +268,7 @@ impl Validator<'_> {
                      its rules. Remove it; to be selective, use the {\"wallets\": [...]} format with per-wallet \
                      min_price / max_price, max_order_usdc and sizing (see README, wallets.json)",
                 ),
-                _ => self.err(None, k, "unknown key for the target_wallets format"),
+                _ => self.err(None, &super::problem::shown_key(k), "unknown key for the target_wallets format"),
             }
         }
         let mut rules = builtin_rules();
@@ -476,6 +476,20 @@ mod tests {
         let errs = Wallets::parse(&text, "w.json").unwrap_err();
         assert_eq!(errs[0].field, "label", "{errs:?}");
         assert!(!errs.iter().any(|e| e.to_string().contains('\n')), "no raw newline in any message: {errs:?}");
+        // Nor in an unknown key's name, at any level; and a key-shaped name is not repeated.
+        let key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+        for text in [
+            format!(r#"{{"wallets": [], "x\nERROR forged": 1, "{key}": 2}}"#),
+            format!(r#"{{"wallets": [{{"address": "{A}", "x\nERROR forged": 1, "{key}": 2}}]}}"#),
+            format!(
+                r#"{{"wallets": [{{"address": "{A}", "sizing": {{"mode": "fixed_usdc", "usdc": 5, "x\nERROR": 1}}}}]}}"#
+            ),
+        ] {
+            let errs = Wallets::parse(&text, "w.json").unwrap_err();
+            let all: String = errs.iter().map(ToString::to_string).collect();
+            assert!(!all.contains('\n') && !all.contains(&key[..20]), "{all}");
+            assert!(all.contains("unknown key"), "{all}");
+        }
         // Too many entries: refused with the limit, and quickly (the check is linear).
         let many: Vec<String> = (1..=MAX_TARGETS + 1).map(|i| format!("\"0x{i:040x}\"")).collect();
         let text = format!(r#"{{"target_wallets": [{}]}}"#, many.join(","));

@@ -19,7 +19,7 @@ impl Validator<'_> {
         for k in o.keys().filter(|k| !RULE_KEYS.contains(&k.as_str()) && !extra.contains(&k.as_str())) {
             self.err(
                 Some(entry),
-                k,
+                &super::problem::shown_key(k),
                 format!("unknown key (allowed: {})", [extra, &RULE_KEYS[..7]].concat().join(", ")),
             );
         }
@@ -95,7 +95,7 @@ impl Validator<'_> {
         for k in o.keys().filter(|k| !allowed.contains(&k.as_str())) {
             self.err(
                 Some(entry),
-                &format!("sizing.{k}"),
+                &format!("sizing.{}", super::problem::shown_key(k)),
                 format!("unknown key for mode {:?}", mode.unwrap_or_default()),
             );
         }
