@@ -108,23 +108,48 @@ pub fn append_to_file(path: &std::path::Path, entries: &[Value]) -> Result<(), S
     super::Wallets::parse(&new, &name).map_err(|p| {
         format!("{name}: the new entries would not validate, nothing was written:\n{}", super::problem::render(&p))
     })?;
-    let tmp = path.with_extension("json.new");
+    // A name of this run's own, created new: two runs at once never write into each other's file.
+    let tmp = path.with_extension(format!("json.new.{}", std::process::id()));
     // Synced before the rename, and the directory after it: a power cut must leave the old file or
     // the new one, never an empty one (the daemon would then refuse to start without its targets).
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+    let written = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).and_then(|mut f| {
         std::io::Write::write_all(&mut f, new.as_bytes())?;
         f.sync_all()
     });
     written.map_err(|e| format!("{}: cannot write: {e}", tmp.display()))?;
-    // The new file keeps the old one's mode and owner (an installed wallets.json is root:polycopy
-    // 0640; a rename would otherwise leave whoever ran the command owning it).
-    if let Ok(m) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(&tmp, m.permissions());
+    let replaced = keep_like(&tmp, path, &text)
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| format!("{name}: cannot replace: {e}")));
+    if let Err(e) = replaced {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    crate::store::same_owner_of(&tmp, path);
-    std::fs::rename(&tmp, path).map_err(|e| format!("{name}: cannot replace: {e}"))?;
     if let Some(dir) = path.parent() {
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+/// Readies `tmp` to replace `path`: the old file's mode and owner (an installed wallets.json is
+/// root:polycopy 0640, which the daemon must still read), and `path` still as it was read (`read`):
+/// an edit saved meanwhile (an editor, another run) is not overwritten.
+fn keep_like(tmp: &std::path::Path, path: &std::path::Path, read: &str) -> Result<(), String> {
+    let name = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{name}: {e}"))?;
+    std::fs::set_permissions(tmp, meta.permissions()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    crate::store::same_owner_of(tmp, path);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let have = std::fs::metadata(tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        if (have.uid(), have.gid()) != (meta.uid(), meta.gid()) {
+            return Err(format!(
+                "{name}: the new file could not keep its owner and group (run this as root or as its owner): \
+                 nothing was written, or the daemon might not read it"
+            ));
+        }
+    }
+    if std::fs::read_to_string(path).ok().as_deref() != Some(read) {
+        return Err(format!("{name} changed while it was being edited: nothing was written; run this again"));
     }
     Ok(())
 }
@@ -133,6 +158,17 @@ pub fn append_to_file(path: &std::path::Path, entries: &[Value]) -> Result<(), S
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_edit_saved_meanwhile_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, tmp) = (dir.path().join("wallets.json"), dir.path().join("wallets.json.new.1"));
+        std::fs::write(&path, "{\"wallets\": []}").unwrap();
+        std::fs::write(&tmp, "{\"wallets\": [1]}").unwrap();
+        assert_eq!(keep_like(&tmp, &path, "{\"wallets\": []}"), Ok(()));
+        let e = keep_like(&tmp, &path, "what was read before someone saved").unwrap_err();
+        assert!(e.contains("changed while it was being edited"), "{e}");
+    }
 
     #[test]
     fn appends_inside_the_wallets_list_and_keeps_everything_else() {
