@@ -114,10 +114,13 @@ if [ -z "$config_to" ]; then
 fi
 [ -z "$cfg" ] || verify_sum "$cfg"
 
-# Plaintext goes beside the journal it replaces (as private, same disk), else in TMPDIR.
+# Plaintext goes beside the journal it replaces (as private, same disk), else in TMPDIR. Never, for
+# root, in a directory another user owns: that user could swap root's directory for one of its own,
+# with links in it, and root's writes by path would land where the links point.
 work=""
 trap 'rm -rf "$work"' EXIT
-if [ -n "$db" ] && [ -d "$(dirname "$db")" ] && [ -w "$(dirname "$db")" ]; then
+if [ -n "$db" ] && [ -d "$(dirname "$db")" ] && [ -w "$(dirname "$db")" ] \
+   && { [ "$(id -u)" != 0 ] || [ "$(stat -c %u -- "$(dirname "$db")")" = 0 ]; }; then
   work=$(mktemp -d "$(dirname "$db")/.polycopy-tmp.XXXXXX")
 else
   work=$(mktemp -d)

@@ -434,6 +434,16 @@ impl Redeemer {
         let m = RedemptionStatus { id: row.id, status, message: message.to_owned(), attempts, next_try_ms };
         if let Err(e) = ask(self.store.send(m).await) {
             warn!(cause = %e, "journaling a redemption's status failed");
+            // Not only logged: the row keeps its old status, so the next round may book or report
+            // this redemption again until the journal takes writes.
+            self.notifier.do_send(Event::Error {
+                message: format!(
+                    "journal write failed (redemption of market {:#x} as {}): {e}. It may be reported again until \
+                     the journal takes writes (see RUNBOOK, Database locked or corrupted)",
+                    row.condition_id,
+                    status.as_str()
+                ),
+            });
         }
     }
 

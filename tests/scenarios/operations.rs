@@ -151,7 +151,7 @@ async fn test_reload_when_wallets_edited_then_applied_or_rejected_live() {
 
 /// While the daemon starts, between reading wallets.json and watching it: an edit saved then is
 /// still applied once it is up, and a SIGHUP (whose default action ends a process, which systemd
-/// would not restart) is taken as a reload, never as the end.
+/// would not restart) is taken as a reload, never as the end; a SIGTERM still ends it at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_start_when_wallets_edited_or_sighup_during_it_then_applied_and_still_running() {
     let anvil = Anvil::start().await;
@@ -181,6 +181,16 @@ async fn test_start_when_wallets_edited_or_sighup_during_it_then_applied_and_sti
         assert!(d.stop().success(), "{label}: still running until stopped");
         d.write_wallets(&wallets(&[(A, "a", true)], 0.1));
     }
+    // A stop asked during the start is not held until it ends (`systemctl stop` must not wait).
+    std::fs::write(&hold, "").unwrap();
+    d.start_with(&[("POLYCOPY_FAULT", "hold_before_watching"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    wait_for(20, "the start held", async || (d.log().matches("fault injection: holding").count() > 2).then_some(()))
+        .await;
+    let pid = d.pid().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // Ended within wait_exit's 20 s while the start is still held.
+    d.wait_exit().await;
+    std::fs::remove_file(&hold).unwrap();
 }
 
 /// `check-config` on a wallets.json with three different mistakes prints all three with their

@@ -83,8 +83,9 @@ fn mailbox(e: actix::MailboxError) -> DaemonError {
 /// When it cannot start: journal, wallets.json.
 pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     // Taken over first: a SIGHUP's default action ends the process, and systemd would not restart
-    // a daemon that ended on it. One arriving during the start is acted on once it is up.
-    let mut signals = Signals::install();
+    // a daemon that ended on it. One arriving during the start is acted on once it is up. SIGTERM
+    // and SIGINT keep ending a start at once (`systemctl stop` must not wait for it).
+    let mut signals = Signals::install_hangup();
     let s = &cfg.settings;
     let o = opening::open(s).await?;
     // Held until the daemon returns: the journal's lock and the control socket's file.
@@ -218,36 +219,48 @@ async fn shutdown(
 }
 
 /// Waits for SIGINT/SIGTERM (returning which), reloading wallets.json on every SIGHUP meanwhile.
-/// The signals the daemon answers: SIGTERM and SIGINT stop it, SIGHUP reloads wallets.json.
+/// The signals the daemon answers once up: SIGTERM and SIGINT stop it, SIGHUP reloads wallets.json.
 struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
-    /// Takes the three signals over; `None` (said in the log) when the system refuses.
-    fn install() -> Option<Self> {
+    /// Takes SIGHUP over (the others keep their default action until the daemon is up).
+    fn install_hangup() -> Self {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) {
-            (Ok(term), Ok(int), Ok(hup)) => Some(Self { term, int, hup }),
-            _ => {
-                warn!("cannot install signal handlers; stop with SIGKILL");
-                None
-            }
-        }
+        let hup = signal(SignalKind::hangup())
+            .map_err(|e| warn!(cause = %e, "cannot take SIGHUP over: it would end the daemon; reload with a file edit"))
+            .ok();
+        Self { term: None, int: None, hup }
     }
 }
 
-async fn wait_for_signal(registry: &Addr<Registry>, signals: &mut Option<Signals>) -> &'static str {
-    let Some(Signals { term, int, hup }) = signals else {
-        return std::future::pending().await;
-    };
+async fn wait_for_signal(registry: &Addr<Registry>, signals: &mut Signals) -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Signals { term, int, hup } = signals;
+    if term.is_none() || int.is_none() {
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(t), Ok(i)) => (*term, *int) = (Some(t), Some(i)),
+            _ => {
+                warn!("cannot install signal handlers; stop with SIGKILL");
+                return std::future::pending().await;
+            }
+        }
+    }
+    let (Some(term), Some(int)) = (term, int) else { return std::future::pending().await };
     loop {
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = term.recv() => return "SIGTERM",
             _ = int.recv() => return "SIGINT",
-            _ = hup.recv() => {
+            _ = hangup => {
                 info!("SIGHUP: reloading wallets.json");
                 registry.do_send(Reload);
             }
