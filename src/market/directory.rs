@@ -135,7 +135,11 @@ impl MarketDirectory {
                         let (outcomes, slot) =
                             (ids.map_or(0, Vec::len), ids.and_then(|i| i.iter().position(|x| x == t)));
                         let chain = self.result(&mut results, info.condition_id, outcomes).await;
-                        info.payout = self.checked(&info, chain.as_ref(), slot);
+                        info.payout = self.checked(&info, chain.as_ref().map(Option::as_ref), slot);
+                    } else if self.results.is_some() {
+                        // Unchecked, Gamma's word is kept by no one: the marking loop's refresh
+                        // checks it against the chain before anything settles at it.
+                        info.payout = None;
                     }
                     self.store.do_send(PutMarket(info.clone()));
                     out.push(info.clone());
@@ -175,17 +179,17 @@ impl MarketDirectory {
         Ok(out)
     }
 
-    /// The result of `condition` on chain, read once per refresh and market; `None` when it could
-    /// not be read (the next refresh reads it again).
+    /// The result of `condition` on chain, read once per refresh and market: `None` when there is
+    /// no chain to read it on, `Some(None)` when the read failed (the next refresh reads it again).
     async fn result(
         &self,
         seen: &mut HashMap<B256, Option<ConditionResult>>,
         condition: Option<B256>,
         outcomes: usize,
-    ) -> Option<ConditionResult> {
+    ) -> Option<Option<ConditionResult>> {
         let (Some((rpc, ctf)), Some(condition)) = (&self.results, condition) else { return None };
         if let Some(known) = seen.get(&condition) {
-            return known.clone();
+            return Some(known.clone());
         }
         let r = match rpc.condition_result(*ctf, condition, outcomes).await {
             Ok(r) => Some(r),
@@ -195,13 +199,24 @@ impl MarketDirectory {
             }
         };
         seen.insert(condition, r.clone());
-        r
+        Some(r)
     }
 
-    /// The payout `info` settles at, Gamma's checked against the chain's (see [`check_payout`]).
-    fn checked(&self, info: &MarketInfo, chain: Option<&ConditionResult>, slot: Option<usize>) -> Option<Price> {
+    /// The payout `info` settles at, Gamma's checked against the chain's (see [`check_payout`]); a
+    /// chain that could not be read settles nothing this time (Gamma may be ahead of it).
+    fn checked(
+        &self,
+        info: &MarketInfo,
+        chain: Option<Option<&ConditionResult>>,
+        slot: Option<usize>,
+    ) -> Option<Price> {
         let condition = info.condition_id.map(|c| format!("{c:#x}")).unwrap_or_default();
-        match check_payout(info.payout, chain, slot) {
+        let check = match chain {
+            Some(None) => PayoutCheck::Wait,
+            Some(Some(r)) => check_payout(info.payout, Some(r), slot),
+            None => check_payout(info.payout, None, slot),
+        };
+        match check {
             PayoutCheck::Settle(p) => {
                 if info.payout.is_none() {
                     info!(condition, payout = %p, "market resolved evenly on chain");

@@ -149,7 +149,7 @@ pub enum PayoutCheck {
 }
 
 /// Gamma's payout for outcome slot `index` of a closed market, checked against the result on
-/// chain (`None`: it could not be read): Gamma can show a result before the oracle's report
+/// chain (`None`: there is no chain to read it on): Gamma can show a result before the oracle's report
 /// reaches Conditional Tokens, and a disputed one can change. A CTF market whose result is not on
 /// chain yet waits; one never prepared there (another generation's) and a result that is not
 /// one Conditional Tokens can hold keep Gamma's word. A market closed with no 0/1 price settles
@@ -196,7 +196,7 @@ mod check_payout_tests {
             (won, Some(r(0, &[], true)), Some(0), Wait),
             // Never prepared in Conditional Tokens (an Exchange V3 market): Gamma's word.
             (won, Some(r(0, &[], false)), Some(0), Settle(Price(ONE))),
-            // The chain unreadable, or an answer no Conditional Tokens gives: Gamma's word.
+            // No chain to read, or an answer no Conditional Tokens gives: Gamma's word.
             (won, None, Some(0), Settle(Price(ONE))),
             (won, Some(r(1, &[0, 0], true)), Some(0), Settle(Price(ONE))),
             (won, Some(r(1, &[1, 0], true)), None, Settle(Price(ONE))),
