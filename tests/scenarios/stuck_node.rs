@@ -15,7 +15,8 @@ async fn test_chain_when_the_head_stops_moving_then_unhealthy_told_and_recovered
     let anvil = Anvil::start().await;
     let dir = tempfile::tempdir().unwrap();
     // anvil makes a block only when a transaction arrives: left alone, its head stays put.
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "head_stall_s = 2", &wallets(&[(A, "a", true)], 0.1));
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.replace_setting("head_stall_s = 0", "head_stall_s = 2");
     d.start();
     d.wait_live().await;
     let base = d.http_base().await;
@@ -32,8 +33,10 @@ async fn test_chain_when_the_head_stops_moving_then_unhealthy_told_and_recovered
     .await;
     assert!(alert.contains("has stayed at block"), "{alert}");
 
-    // Blocks again: the next fill is copied, health and the operator hear the end of it.
+    // Blocks again, one a second from now on: the next fill is copied, health and the operator
+    // hear the end of it.
     anvil.emit(&Fill::v2(1, A, C, true, 71, 100 * ONE, 50 * ONE)).await;
+    anvil.raw("evm_setIntervalMining", serde_json::json!([1])).await;
     wait_for(30, "the copy", async || {
         let r = d.trades();
         (with_status(&r, "executed").len() == 1).then_some(())

@@ -310,6 +310,9 @@ poll_interval_ms = 100
 request_timeout_ms = 2000
 reconnect_backoff_max_ms = 400
 failover_after_errors = 2
+# anvil makes a block only when a transaction arrives: its head stands still between a test's
+# steps (tests/scenarios/stuck_node.rs turns the check on).
+head_stall_s = 0
 [copy]
 max_slippage_bps = 200
 min_order_usdc = 1
