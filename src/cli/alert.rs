@@ -29,7 +29,7 @@ pub fn alert(g: &GlobalArgs, test: bool, direct: bool, message: Option<&str>) ->
         }
     };
     if direct {
-        return Ok(send_direct(&text));
+        return Ok(send_direct(g, &text));
     }
     let s = settings_or_bail(g)?;
     Ok(match send(&s, &text) {
@@ -39,8 +39,13 @@ pub fn alert(g: &GlobalArgs, test: bool, direct: bool, message: Option<&str>) ->
 }
 
 /// Sends `text` straight to Telegram; the exit code (0 when at least one chat took it).
-fn send_direct(text: &str) -> i32 {
-    let reach = match crate::config::env::telegram_reach(&|k| std::env::var(k).ok()) {
+fn send_direct(g: &GlobalArgs, text: &str) -> i32 {
+    // An env file with a bad line is loaded only up to it: the Telegram lines are looked for in the
+    // files themselves too, since a broken file may be why the daemon stopped.
+    let files: Vec<std::path::PathBuf> =
+        super::env_file(g).into_iter().chain(std::iter::once(std::path::PathBuf::from(".env"))).collect();
+    let get = |k: &str| std::env::var(k).ok().or_else(|| files.iter().find_map(|f| telegram_line(f, k)));
+    let reach = match crate::config::env::telegram_reach(&get) {
         Ok(r) => r,
         Err(problems) => {
             let why: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -134,6 +139,17 @@ pub(super) fn request(
     let code = answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let text = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Ok((code, text))
+}
+
+/// The value of `key` in the env file `file`, read line by line (a bad line elsewhere is skipped).
+fn telegram_line(file: &std::path::Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().rev().find_map(|line| {
+        let line = line.trim();
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (k, v) = line.split_once('=')?;
+        (k.trim() == key).then(|| v.trim().trim_matches(|c| c == '"' || c == '\'').to_owned())
+    })
 }
 
 fn hostname() -> String {

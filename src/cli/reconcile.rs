@@ -29,7 +29,7 @@ pub fn reconcile(g: &GlobalArgs, as_json: bool, apply: bool, alert: bool) -> Res
     // The daily cron run must not stop working for months unnoticed: a run that could not even
     // compare is an alert too (its output goes to syslog, which nobody reads).
     if alert && let Err(e) = &done {
-        let _ = super::alert::send(&s, &format!("reconcile FAILED: {e:#}"));
+        let _ = super::alert::send(&s, &crate::config::env::redact(&format!("reconcile FAILED: {e:#}")));
     }
     done
 }

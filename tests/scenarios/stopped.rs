@@ -46,7 +46,18 @@ async fn test_alert_direct_when_the_daemon_is_down_then_every_chat_is_told_witho
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("not delivered: chat 1002") && out.contains("1 of 2 chat(s)"), "{out}");
     assert!(!out.contains("STOPPED-SECRET"), "{out}");
+    // The variables only in a .env whose first line is broken (loaded up to it, that is nothing):
+    // read from the file itself.
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("BROKEN LINE\nTELEGRAM_BOT_TOKEN={TOKEN}\nTELEGRAM_CHAT_ID=1001\nTELEGRAM_API_URL={}\n", tg.url),
+    )
+    .unwrap();
+    let (code, out) = direct(dir.path(), &[], "from the file");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(tg.sent_to(1001).iter().any(|m| m.text == "from the file"), "{out}");
     // Without Telegram configured: a clear error, exit 1.
+    std::fs::remove_file(dir.path().join(".env")).unwrap();
     let (code, out) = direct(dir.path(), &[("TELEGRAM_CHAT_ID", "1001")], "x");
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("TELEGRAM_BOT_TOKEN"), "{out}");
