@@ -24,6 +24,9 @@ use crate::store::now_ms;
 /// Tokens asked for in one call to Gamma: its URL stays short, and one page holds the answer.
 const GAMMA_TOKENS_PER_CALL: usize = 20;
 
+/// How long a result Gamma shows may be missing on chain before the operator is told.
+const RESULT_LATE: Duration = Duration::from_secs(6 * 3600);
+
 /// How long a failed lookup is not retried.
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
 
@@ -39,8 +42,12 @@ pub struct MarketDirectory {
     failing: std::sync::atomic::AtomicBool,
     /// Where results are read: a node and Conditional Tokens' address.
     results: Option<(Arc<Rpc>, Address)>,
-    /// Markets whose result Gamma and the chain disagree on, already told in the log.
+    /// Markets whose result Gamma and the chain disagree on, already told.
     disagreeing: Mutex<std::collections::HashSet<B256>>,
+    /// Markets Gamma shows resolved that wait for the chain's result: since when, and told yet.
+    waiting: Mutex<HashMap<B256, (Instant, bool)>>,
+    /// Where a result held back (disputed, or long missing on chain) is told.
+    notifier: Option<Addr<crate::actors::notifier::Notifier>>,
 }
 
 impl std::fmt::Debug for MarketDirectory {
@@ -69,6 +76,8 @@ impl MarketDirectory {
             failing: std::sync::atomic::AtomicBool::new(false),
             results: None,
             disagreeing: Mutex::default(),
+            waiting: Mutex::default(),
+            notifier: None,
         })
     }
 
@@ -78,6 +87,40 @@ impl MarketDirectory {
     pub fn with_results(mut self, rpc: Arc<Rpc>, ctf: Address) -> Self {
         self.results = Some((rpc, ctf));
         self
+    }
+
+    /// Tells `notifier` of results held back: Gamma and the chain disagreeing, or the chain without
+    /// a result long after Gamma showed one.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: Addr<crate::actors::notifier::Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    fn warn(&self, code: &'static str, message: String) {
+        if let Some(n) = &self.notifier {
+            n.do_send(crate::actors::notifier::Event::Warning { code, message });
+        }
+    }
+
+    /// A market Gamma shows resolved whose result the chain does not have yet: told once it has
+    /// waited [`RESULT_LATE`].
+    fn note_waiting(&self, info: &MarketInfo) {
+        let (Some(c), Some(_)) = (info.condition_id, info.payout) else { return };
+        let Ok(mut w) = self.waiting.lock() else { return };
+        let entry = w.entry(c).or_insert((Instant::now(), false));
+        if !entry.1 && entry.0.elapsed() >= RESULT_LATE {
+            entry.1 = true;
+            self.warn(
+                "result_not_on_chain",
+                format!(
+                    "{} shows resolved on Gamma for {} h, but Conditional Tokens has no result for it: its positions \
+                     stay open, neither settled nor redeemed, until the chain has one",
+                    info.name(),
+                    RESULT_LATE.as_secs() / 3600
+                ),
+            );
+        }
     }
 
     /// What `token` is, if Gamma (now or earlier) said so.
@@ -223,7 +266,10 @@ impl MarketDirectory {
                 }
                 Some(p)
             }
-            PayoutCheck::Wait => None,
+            PayoutCheck::Wait => {
+                self.note_waiting(info);
+                None
+            }
             PayoutCheck::Disagree { gamma, chain } => {
                 let first = info.condition_id.is_some_and(|c| self.disagreeing.lock().is_ok_and(|mut d| d.insert(c)));
                 if first {
@@ -233,6 +279,14 @@ impl MarketDirectory {
                         gamma = %gamma,
                         chain = %chain,
                         "Gamma and Conditional Tokens disagree on what this outcome pays: not settled until they agree"
+                    );
+                    self.warn(
+                        "result_disputed",
+                        format!(
+                            "Gamma says a share of {} pays {gamma}, Conditional Tokens says {chain}: its positions are \
+                             not settled or redeemed until the two agree (a disputed result that changed?)",
+                            info.name()
+                        ),
                     );
                 }
                 None

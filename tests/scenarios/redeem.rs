@@ -501,6 +501,9 @@ async fn test_redeem_when_gamma_and_the_chain_disagree_then_nothing_is_settled_u
     assert!(l.d.events("settled").is_empty(), "{:?}", l.d.events("settled"));
     assert_eq!(l.d.status()["positions"].as_array().unwrap().len(), 1, "still open");
     assert_eq!(l.d.log().matches("Gamma and Conditional Tokens disagree").count(), 1, "told once");
+    let told: Vec<String> = l.d.events("warning").into_iter().filter(|m| m.contains("result_disputed")).collect();
+    assert_eq!(told.len(), 1, "the operator told once: {told:?}");
+    assert!(told[0].contains("pays 1, Conditional Tokens says 0"), "{told:?}");
     // Gamma catches up with the chain: our outcome lost.
     l.clob.edit_token(STD_TOKEN, |t| t.payout = Some("0"));
     let ev = wait_for(30, "the settlement", async || l.d.events("settled").into_iter().next()).await;

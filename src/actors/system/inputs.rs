@@ -151,8 +151,8 @@ fn markets(s: &Settings, env: &Env, t: &Trading, reads: Option<Arc<Rpc>>) -> Opt
         Duration::from_millis(s.markets.timeout_ms),
     ) {
         Ok(d) => Some(Arc::new(match reads {
-            Some(rpc) => d.with_results(rpc, s.chain.conditional_tokens),
-            None => d,
+            Some(rpc) => d.with_results(rpc, s.chain.conditional_tokens).with_notifier(t.notifier.clone()),
+            None => d.with_notifier(t.notifier.clone()),
         })),
         Err(e) => {
             warn!(cause = %e, "market metadata unavailable: closed markets are not skipped");
