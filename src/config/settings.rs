@@ -435,6 +435,7 @@ mod tests {
             ("[copy]\nmin_order_usdc = 200\n", "copy.min_order_usdc"),
             ("[detection]\npending_max_order_usdc = 0.5\n", "detection.pending_max_order_usdc"),
             ("[live]\nresolve_for_s = 0\n", "live.resolve_for_s"),
+            ("[chain]\nhead_stall_s = 3\n", "chain.head_stall_s"),
             ("[live]\nsettle_timeout_s = 0\n", "live.settle_timeout_s"),
             (
                 "mode = \"live\"\n[chain]\nexchanges = [\"0xE111180000d2663C0091e4f400237545B87B996B\"]\n",

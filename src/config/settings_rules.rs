@@ -43,6 +43,11 @@ fn chain(s: &Settings, bad: &mut impl FnMut(&str, String)) {
     if c.request_timeout_ms < 100 {
         bad("chain.request_timeout_ms", format!("must be at least 100, got {}", c.request_timeout_ms));
     }
+    // Polygon makes a block every two seconds or so, and gaps of several happen: below this, a
+    // healthy endpoint would be failed over.
+    if c.head_stall_s != 0 && c.head_stall_s < 10 {
+        bad("chain.head_stall_s", format!("must be 0 (off) or at least 10, got {}", c.head_stall_s));
+    }
     if c.balance_timeout_ms < 50 {
         bad("chain.balance_timeout_ms", format!("must be at least 50, got {}", c.balance_timeout_ms));
     }

@@ -16,12 +16,13 @@ async fn test_chain_when_the_head_stops_moving_then_unhealthy_told_and_recovered
     let dir = tempfile::tempdir().unwrap();
     // anvil makes a block only when a transaction arrives: left alone, its head stays put.
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
-    d.replace_setting("head_stall_s = 0", "head_stall_s = 2");
+    d.replace_setting("head_stall_s = 0", "head_stall_s = 10");
     d.start();
     d.wait_live().await;
     let base = d.http_base().await;
-    // head_stall_s (2 s), then health.feed_stall_s (3 s in the test settings) without a good read.
-    let health = wait_for(30, "an unhealthy /health", async || {
+    // head_stall_s (10 s, the least allowed), then health.feed_stall_s (3 s in the test settings)
+    // without a good read.
+    let health = wait_for(40, "an unhealthy /health", async || {
         let (code, body) = http_get(&base, "/health").await;
         (code == 503).then_some(body)
     })

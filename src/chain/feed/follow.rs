@@ -191,7 +191,9 @@ impl ChainFeed {
                 Err(e) => {
                     warn!(endpoint = %self.rpc.endpoint(), cause = %e, "chain sync failed; reconnecting (check POLYGON_RPC_URL if it persists)");
                     self.attempt_failed(&e, &mut retry.outage);
-                    if self.rpc.fail() {
+                    // A head that stopped moving is said by the outage alert, once: when the whole
+                    // chain halts, every endpoint has it, and each failover would be another alert.
+                    if self.rpc.fail() && !matches!(e, ChainError::HeadStuck { .. }) {
                         self.notifier.do_send(Event::Error {
                             message: format!("chain endpoint failing; now using {}", self.rpc.endpoint()),
                         });
