@@ -91,12 +91,13 @@ failing_checks() {
   printf '%s\n' "${1#*: }" | sed 's/; /\n/g' | sed -n 's/^\([a-z_]*\): .*/\1/p' | sort -u | tr '\n' ' ' | sed 's/ $//'
 }
 # What fails already before the swap (a chain or CLOB outage, a full disk) is not the new version's
-# doing: only a check that passed before and fails after it rolls the update back.
+# doing: only a check that passed before and fails after it rolls the update back. A blip is not a
+# failure before: what clears within 10 s does not count.
 failing_before=""
 if [ "$was_active" = 1 ]; then
   # shellcheck disable=SC2086 # HEALTH_ARGS is a list of arguments
   failing_before=$(failing_checks "$("$here/health_check.sh" ${inst[@]+"${inst[@]}"} ${health_extra[@]+"${health_extra[@]}"} \
-    --no-backup-check ${HEALTH_ARGS:-} 2>/dev/null | tail -n1 || true)")
+    --wait 10 --no-backup-check ${HEALTH_ARGS:-} 2>/dev/null | tail -n1 || true)")
   [ -z "$failing_before" ] || log warning "failing before the update: $failing_before (not a reason to roll back)"
 fi
 
