@@ -268,6 +268,16 @@ decrypt_file() {
   if [ "$rc" != 0 ]; then rm -f -- "$out"; return 1; fi
 }
 
+# root_safe_dir DIR: DIR itself, or for root the nearest directory above it that root owns (same
+# disk as a rule: /var/lib for /var/lib/polycopy), so that no other user can swap it.
+root_safe_dir() {
+  local d=$1
+  if [ "$(id -u)" = 0 ]; then
+    while [ "$d" != / ] && [ "$(stat -c %u -- "$d")" != 0 ]; do d=$(dirname "$d"); done
+  fi
+  printf '%s\n' "$d"
+}
+
 # private_workdir: a new private (0700) directory for plaintext copies of the journal, beside the
 # configured journal (as private as the journal itself, and on a disk sized for it), else in TMPDIR.
 # Never in the backup directory: with encryption on, plaintext must not reach it. Never, for root,
@@ -277,9 +287,8 @@ private_workdir() {
   local db base
   db=$(db_path)
   base=$(dirname "${db:-/nonexistent/x}")
-  if [ -n "$db" ] && [ -d "$base" ] && [ -w "$base" ] \
-     && { [ "$(id -u)" != 0 ] || [ "$(stat -c %u -- "$base")" = 0 ]; }; then
-    mktemp -d "$base/.polycopy-tmp.XXXXXX"
+  if [ -n "$db" ] && [ -d "$base" ] && [ -w "$base" ]; then
+    mktemp -d "$(root_safe_dir "$base")/.polycopy-tmp.XXXXXX"
   else
     mktemp -d
   fi

@@ -119,9 +119,8 @@ fi
 # with links in it, and root's writes by path would land where the links point.
 work=""
 trap 'rm -rf "$work"' EXIT
-if [ -n "$db" ] && [ -d "$(dirname "$db")" ] && [ -w "$(dirname "$db")" ] \
-   && { [ "$(id -u)" != 0 ] || [ "$(stat -c %u -- "$(dirname "$db")")" = 0 ]; }; then
-  work=$(mktemp -d "$(dirname "$db")/.polycopy-tmp.XXXXXX")
+if [ -n "$db" ] && [ -d "$(dirname "$db")" ] && [ -w "$(dirname "$db")" ]; then
+  work=$(mktemp -d "$(root_safe_dir "$(dirname "$db")")/.polycopy-tmp.XXXXXX")
 else
   work=$(mktemp -d)
 fi

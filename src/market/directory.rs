@@ -255,7 +255,8 @@ impl MarketDirectory {
     ) -> Option<Price> {
         let condition = info.condition_id.map(|c| format!("{c:#x}")).unwrap_or_default();
         let check = match chain {
-            Some(None) => PayoutCheck::Wait,
+            // Not read: tried again at the next refresh, and not counted as the chain's silence.
+            Some(None) => return None,
             Some(Some(r)) => check_payout(info.payout, Some(r), slot),
             None => check_payout(info.payout, None, slot),
         };

@@ -21,6 +21,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 #[derive(Debug, Default)]
 struct Outage {
     alerted: bool,
+    /// A failover for a head that stopped moving was told: the next ones of this outage are not.
+    stuck_told: bool,
     /// When its first failed attempt was, unix ms (0: none). Kept here, not read back from the
     /// published status, which a range journaled meanwhile clears for `/health`.
     since_ms: i64,
@@ -191,9 +193,10 @@ impl ChainFeed {
                 Err(e) => {
                     warn!(endpoint = %self.rpc.endpoint(), cause = %e, "chain sync failed; reconnecting (check POLYGON_RPC_URL if it persists)");
                     self.attempt_failed(&e, &mut retry.outage);
-                    // A head that stopped moving is said by the outage alert, once: when the whole
-                    // chain halts, every endpoint has it, and each failover would be another alert.
-                    if self.rpc.fail() && !matches!(e, ChainError::HeadStuck { .. }) {
+                    // A head that stopped moving is told at its first failover: when the whole chain
+                    // halts every endpoint has it, and each failover would be another alert.
+                    let stuck = matches!(e, ChainError::HeadStuck { .. });
+                    if self.rpc.fail() && !(stuck && std::mem::replace(&mut retry.outage.stuck_told, true)) {
                         self.notifier.do_send(Event::Error {
                             message: format!("chain endpoint failing; now using {}", self.rpc.endpoint()),
                         });
@@ -304,6 +307,7 @@ impl ChainFeed {
     fn attempt_succeeded(&mut self, outage: &mut Outage) {
         let now = crate::store::now_ms();
         let since = std::mem::take(&mut outage.since_ms);
+        outage.stuck_told = false;
         self.status.send_modify(|s| {
             s.attempt_ms = now;
             s.failing_since_ms = 0;

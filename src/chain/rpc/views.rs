@@ -80,9 +80,13 @@ impl Rpc {
         let at = BlockId::latest();
         let answer = self.view_raw(ctf, &abi::payoutDenominatorCall { conditionId: condition }, at).await?;
         if answer.is_empty() {
-            // No contract there (a test chain without Conditional Tokens): nothing will ever be
-            // reported at this address.
-            return Ok(ConditionResult { denominator: U256::ZERO, numerators: Vec::new(), prepared: false });
+            // No contract there (a test chain without Conditional Tokens) means nothing will ever
+            // be reported at this address; any other empty answer is a failed read.
+            let p = self.provider()?;
+            let code = self.call(p.get_code_at(ctf).block_id(at)).await?;
+            if code.is_empty() {
+                return Ok(ConditionResult { denominator: U256::ZERO, numerators: Vec::new(), prepared: false });
+            }
         }
         let denominator = self.decoded::<abi::payoutDenominatorCall>(&answer)?;
         let mut numerators = Vec::new();
