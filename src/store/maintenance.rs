@@ -17,13 +17,9 @@ pub fn backup_file(journal: &Path, out: &Path) -> StoreResult<()> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let src = Connection::open_with_flags(journal, flags)?;
     src.busy_timeout(Duration::from_secs(5))?;
-    copy_checked(&src, out)
-}
-
-fn copy_checked(src: &Connection, out: &Path) -> StoreResult<()> {
     let mut dst = Connection::open(out)?;
     {
-        let b = rusqlite::backup::Backup::new(src, &mut dst)?;
+        let b = rusqlite::backup::Backup::new(&src, &mut dst)?;
         copy_all(&b)?;
     }
     let ok: String = dst.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
@@ -34,14 +30,6 @@ fn copy_checked(src: &Connection, out: &Path) -> StoreResult<()> {
 }
 
 impl Store {
-    /// Copies the journal to `out` with SQLite's online backup API, then checks the copy.
-    ///
-    /// # Errors
-    /// When the copy cannot be written or fails its integrity check.
-    pub fn backup_to(&self, out: &Path) -> StoreResult<()> {
-        copy_checked(&self.conn, out)
-    }
-
     /// Runs `ANALYZE` and then `VACUUM` without waiting for locks: returns `Ok(false)` when another
     /// connection (the daemon) is writing, rather than blocking it.
     ///
@@ -141,7 +129,8 @@ mod tests {
             std::thread::yield_now();
         }
         let out = dir.path().join("copy.db");
-        let r = store.backup_to(&out);
+        // What `polycopy backup` runs: its own read-only connection beside the writers.
+        let r = backup_file(&path, &out);
         stop.store(true, Ordering::Relaxed);
         writer.join().unwrap();
         r.unwrap();
