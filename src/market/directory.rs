@@ -30,6 +30,26 @@ const RESULT_LATE: Duration = Duration::from_secs(6 * 3600);
 /// How long a failed lookup is not retried.
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
 
+/// What one refresh of the held markets learned.
+#[derive(Debug, Default)]
+pub struct Refreshed {
+    /// The markets as Gamma describes them; `payout` is set only on those that settle now.
+    pub markets: Vec<MarketInfo>,
+    /// A value for each token whose market closed with a result that cannot settle yet (the
+    /// chain has none, could not be read, or disagrees): the result's payout, the lower of two
+    /// disputed ones. A closed market has no book, so without this its position would stay valued
+    /// at the last midpoint read before it closed, and the daily loss limit would not see a loss.
+    pub result_marks: HashMap<TokenId, Price>,
+}
+
+impl Refreshed {
+    /// Whether Gamma says `token`'s market no longer trades (it has no book to mark against).
+    #[must_use]
+    pub fn closed(&self, token: &TokenId) -> bool {
+        self.markets.iter().any(|m| m.token_id == *token && m.closed)
+    }
+}
+
 /// Market metadata, cached.
 pub struct MarketDirectory {
     gamma: Gamma,
@@ -139,16 +159,24 @@ impl MarketDirectory {
             }
         }
         // A copy's path never waits on the chain for a result: the marking loop reads those.
-        self.fetch(&[token], false).await.into_iter().next()
+        self.fetch(&[token], None).await.into_iter().next()
     }
 
-    /// Asks Gamma about `tokens` in one call and caches the answers, with the result on chain of
-    /// those closed without a winner; returns what it learned.
-    pub async fn refresh(&self, tokens: &[TokenId]) -> Vec<MarketInfo> {
-        self.fetch(tokens, true).await
+    /// Asks Gamma about `tokens` and caches the answers, each closed market's result checked
+    /// against the chain's; returns what it learned.
+    pub async fn refresh(&self, tokens: &[TokenId]) -> Refreshed {
+        let mut result_marks = HashMap::new();
+        let markets = self.fetch(tokens, Some(&mut result_marks)).await;
+        Refreshed { markets, result_marks }
     }
 
-    async fn fetch(&self, tokens: &[TokenId], read_results: bool) -> Vec<MarketInfo> {
+    /// Gamma's word on `tokens`; with `result_marks`, each closed market's result is read on chain
+    /// too, and those that cannot settle yet are valued there.
+    async fn fetch(
+        &self,
+        tokens: &[TokenId],
+        mut result_marks: Option<&mut HashMap<TokenId, Price>>,
+    ) -> Vec<MarketInfo> {
         if tokens.is_empty() {
             return Vec::new();
         }
@@ -173,12 +201,16 @@ impl MarketDirectory {
             let found = markets.iter().find_map(|m| from_gamma(m, *t).map(|i| (m, i)));
             let info = match found {
                 Some((m, mut info)) => {
-                    if read_results && info.closed {
+                    if let (Some(marks), true) = (result_marks.as_deref_mut(), info.closed) {
                         let ids = m.clob_token_ids.as_ref();
                         let (outcomes, slot) =
                             (ids.map_or(0, Vec::len), ids.and_then(|i| i.iter().position(|x| x == t)));
                         let chain = self.result(&mut results, info.condition_id, outcomes).await;
-                        info.payout = self.checked(&info, chain.as_ref().map(Option::as_ref), slot);
+                        let (settle, mark) = self.checked(&info, chain.as_ref().map(Option::as_ref), slot);
+                        info.payout = settle;
+                        if let Some(mark) = mark {
+                            marks.insert(*t, mark);
+                        }
                     } else if self.results.is_some() {
                         // Unchecked, Gamma's word is kept by no one: the marking loop's refresh
                         // checks it against the chain before anything settles at it.
@@ -245,18 +277,19 @@ impl MarketDirectory {
         Some(r)
     }
 
-    /// The payout `info` settles at, Gamma's checked against the chain's (see [`check_payout`]); a
-    /// chain that could not be read settles nothing this time (Gamma may be ahead of it).
+    /// The payout `info` settles at, Gamma's checked against the chain's (see [`check_payout`]),
+    /// and otherwise the value its positions are marked at meanwhile. A chain that could not be
+    /// read settles nothing this time (Gamma may be ahead of it).
     fn checked(
         &self,
         info: &MarketInfo,
         chain: Option<Option<&ConditionResult>>,
         slot: Option<usize>,
-    ) -> Option<Price> {
+    ) -> (Option<Price>, Option<Price>) {
         let condition = info.condition_id.map(|c| format!("{c:#x}")).unwrap_or_default();
         let check = match chain {
             // Not read: tried again at the next refresh, and not counted as the chain's silence.
-            Some(None) => return None,
+            Some(None) => return (None, info.payout),
             Some(Some(r)) => check_payout(info.payout, Some(r), slot),
             None => check_payout(info.payout, None, slot),
         };
@@ -265,11 +298,11 @@ impl MarketDirectory {
                 if info.payout.is_none() {
                     info!(condition, payout = %p, "market resolved evenly on chain");
                 }
-                Some(p)
+                (Some(p), None)
             }
             PayoutCheck::Wait => {
                 self.note_waiting(info);
-                None
+                (None, info.payout)
             }
             PayoutCheck::Disagree { gamma, chain } => {
                 let first = info.condition_id.is_some_and(|c| self.disagreeing.lock().is_ok_and(|mut d| d.insert(c)));
@@ -290,7 +323,8 @@ impl MarketDirectory {
                         ),
                     );
                 }
-                None
+                // Valued at the worse of the two until they agree.
+                (None, Some(gamma.min(chain)))
             }
         }
     }

@@ -310,6 +310,11 @@ async fn test_redeem_when_gamma_is_ahead_of_the_chain_then_it_waits_without_spen
     assert!(rows(&l.d).await.is_empty(), "nothing planned while the chain has no result");
     // Nor settled in the books: the winner's payout is not booked before the chain has it.
     assert!(l.d.events("settled").iter().all(|m| !m.contains("settled at 1")), "{:?}", l.d.events("settled"));
+    // But valued at it meanwhile (the closed market has no book): 10 shares at 1 against 5.10 paid.
+    wait_for(20, "the waiting position marked at its result", async || {
+        (l.d.status()["unrealized_usdc"] == "4.9").then_some(())
+    })
+    .await;
     send(&l.anvil, CONDITIONAL_TOKENS, setUnreportedCall { conditionId: condition(STD_TOKEN), u: false }.abi_encode())
         .await;
     wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
@@ -500,6 +505,11 @@ async fn test_redeem_when_gamma_and_the_chain_disagree_then_nothing_is_settled_u
     wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
     assert!(l.d.events("settled").is_empty(), "{:?}", l.d.events("settled"));
     assert_eq!(l.d.status()["positions"].as_array().unwrap().len(), 1, "still open");
+    // Valued at the worse of the two results meanwhile: nothing, against 5.10 paid.
+    wait_for(20, "the disputed position marked at the worse result", async || {
+        (l.d.status()["unrealized_usdc"] == "-5.1").then_some(())
+    })
+    .await;
     assert_eq!(l.d.log().matches("Gamma and Conditional Tokens disagree").count(), 1, "told once");
     let told: Vec<String> = l.d.events("warning").into_iter().filter(|m| m.contains("result_disputed")).collect();
     assert_eq!(told.len(), 1, "the operator told once: {told:?}");

@@ -2,6 +2,7 @@
 //! probe, settlement checks, marks, the watchdog, Telegram, warnings, redemption). Each runs until
 //! the daemon's cancellation token is cancelled.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::actors::notifier::AddSink;
 use crate::actors::risk_supervisor::{CheckSettlement, GetOpenTokens, Marks, Resolved, RiskSupervisor};
 use crate::clob::venue::Venue;
 use crate::config::{Env, Settings};
+use crate::domain::TokenId;
 use crate::market::MarketDirectory;
 use crate::store::now_ms;
 use crate::tasks::spawn_until;
@@ -210,8 +212,9 @@ fn warning_schedule(s: &Settings, started_ms: i64) -> crate::warnings::probe::Sc
     }
 }
 
-/// Marks open positions at the CLOB's midpoints every `every`, and settles those whose market
-/// resolved (Gamma). A failure is logged once until the next success: the quick start runs without
+/// Marks open positions every `every`: at the CLOB's midpoints while their market trades, at its
+/// result once it closed with one that cannot settle yet; settles those whose result Gamma and the
+/// chain agree on. A failure is logged once until the next success: the quick start runs without
 /// network access to Polymarket.
 async fn mark_to_market(
     src: crate::clob::public::PublicClob,
@@ -225,24 +228,32 @@ async fn mark_to_market(
     loop {
         tick.tick().await;
         let Ok(tokens) = risk.send(GetOpenTokens).await else { return };
-        match src.midpoints(&tokens).await {
+        let refreshed = match &markets {
+            Some(d) => d.refresh(&tokens).await,
+            None => crate::market::directory::Refreshed::default(),
+        };
+        // A closed market has no book: asking for its midpoint would at best be answered with nothing.
+        let trading: Vec<TokenId> = tokens.iter().filter(|t| !refreshed.closed(t)).copied().collect();
+        let mut marks = match src.midpoints(&trading).await {
             Ok(marks) => {
                 failing = false;
-                if !marks.is_empty() {
-                    risk.do_send(Marks(marks.into_iter().collect()));
+                marks
+            }
+            Err(e) => {
+                if !failing {
+                    warn!(cause = %e, "cannot read midpoints; unrealized P&L keeps its last marks");
                 }
-            }
-            Err(e) if !failing => {
                 failing = true;
-                warn!(cause = %e, "cannot read midpoints; unrealized P&L keeps its last marks");
+                HashMap::new()
             }
-            Err(_) => {}
+        };
+        marks.extend(refreshed.result_marks);
+        if !marks.is_empty() {
+            risk.do_send(Marks(marks));
         }
-        if let Some(d) = &markets {
-            let resolved: Vec<_> = d.refresh(&tokens).await.into_iter().filter(|i| i.payout.is_some()).collect();
-            if !resolved.is_empty() {
-                risk.do_send(Resolved(resolved));
-            }
+        let resolved: Vec<_> = refreshed.markets.into_iter().filter(|i| i.payout.is_some()).collect();
+        if !resolved.is_empty() {
+            risk.do_send(Resolved(resolved));
         }
     }
 }
