@@ -33,6 +33,11 @@ pub struct Metrics {
     pub pnl_today: AtomicI64,
     /// Unrealized P&L of open positions at their marks, micro-USDC.
     pub unrealized_pnl: AtomicI64,
+    /// Today's P&L as the daily loss limit counts it (realized today plus the change of unrealized
+    /// since the day opened), micro-USDC.
+    pub pnl_counted_today: AtomicI64,
+    /// The daily loss limit, micro-USDC (a positive amount).
+    pub daily_loss_limit: AtomicI64,
     /// Telegram messages that could not be delivered.
     pub telegram_send_failures: AtomicU64,
     /// Reorgs detected.

@@ -307,8 +307,24 @@ impl Metrics {
             o,
             "polycopy_unrealized_pnl_usdc",
             "gauge",
-            "Unrealized P&L of open positions at CLOB midpoints, USDC.",
+            "Unrealized P&L of open positions at their marks (CLOB midpoints), USDC.",
             &one(unrealized),
+        );
+        let counted = format_micros(self.pnl_counted_today.load(Ordering::Relaxed));
+        write_metric(
+            o,
+            "polycopy_pnl_today_usdc",
+            "gauge",
+            "P&L today as the daily loss limit counts it: realized today plus the change of unrealized since the day opened, USDC.",
+            &one(counted),
+        );
+        let limit = format_micros(self.daily_loss_limit.load(Ordering::Relaxed));
+        write_metric(
+            o,
+            "polycopy_daily_loss_limit_usdc",
+            "gauge",
+            "The daily loss limit (risk.daily_loss_limit_usdc): at -this, buys stop for the day, USDC.",
+            &one(limit),
         );
     }
 }

@@ -202,6 +202,8 @@ async fn test_live_when_daily_loss_limit_reached_then_reducing_exits_copied_buys
     let base = l.d.http_base().await;
     let (_, metrics) = http_get(&base, "/metrics").await;
     assert!(metrics.contains("polycopy_unrealized_pnl_usdc -4.1"), "{metrics}");
+    assert!(metrics.contains("polycopy_pnl_today_usdc -4.1"), "{metrics}");
+    assert!(metrics.contains("polycopy_daily_loss_limit_usdc 3\n"), "{metrics}");
     assert!(metrics.contains("polycopy_trading_state 1"), "{metrics}");
     let (code, health) = http_get(&base, "/health").await;
     assert!(code == 200 && health.contains("reducing"), "reducing is degraded, not down: {health}");

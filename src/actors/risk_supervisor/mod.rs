@@ -209,6 +209,8 @@ impl RiskSupervisor {
         self.metrics.exposure.store(self.book.exposure().0, Ordering::Relaxed);
         self.metrics.pnl_today.store(self.realized_today.0, Ordering::Relaxed);
         self.metrics.unrealized_pnl.store(self.unrealized.0, Ordering::Relaxed);
+        self.metrics.pnl_counted_today.store(self.pnl_today().0, Ordering::Relaxed);
+        self.metrics.daily_loss_limit.store(self.limits.daily_loss_limit_usdc.0, Ordering::Relaxed);
     }
 
     /// The exposure held by orders in flight, for `/metrics`: kept apart from [`Self::publish`],
