@@ -14,7 +14,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, info, warn};
 
 use super::{MAX_LINE, Reply, Request};
-use crate::actors::risk_supervisor::{GetBreakerState, HaltAsked, RiskSupervisor, SetTrading};
+use crate::actors::risk_supervisor::{GetBreakerState, HaltAsked, ResumeFrom, RiskSupervisor, SetTrading};
 use crate::actors::store::{GetBreaker, NoteHaltAsked, SetBreaker, StoreActor};
 use crate::config::Mode;
 use crate::risk::{BreakerState, TradingGate};
@@ -248,7 +248,7 @@ async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {
         // stays stopped after a restart.
         let store = peers.store.send(NoteHaltAsked(at));
         let _ = tokio::time::timeout_at(answer_by, store).await;
-        peers.risk.do_send(HaltAsked { at_ms: at });
+        peers.risk.do_send(HaltAsked { at_ms: at, reason: reason.clone(), by: by.clone() });
         let msg = format!("already halted ({}) by {}: {}", before.code, before.by, before.reason);
         return reply(peers, true, msg, before);
     }
@@ -274,6 +274,9 @@ async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {
 }
 
 async fn resume(peers: &ControlPeers, by: String) -> Reply {
+    // A halt that comes after this instant wins over this resume, even one that found trading
+    // halted already and so changed nothing the supervisor holds.
+    let halts_seen = peers.gate.halts();
     if peers.stop_file.exists() {
         let msg =
             format!("the emergency stop file {} is present: remove it first, then resume", peers.stop_file.display());
@@ -284,12 +287,20 @@ async fn resume(peers: &ControlPeers, by: String) -> Reply {
         return reply(peers, true, "not halted: nothing to resume".into(), before);
     }
     // The message is queued at once; the supervisor answers within the wait (it never waits on a venue).
-    let req = peers.risk.send(SetTrading { halt: false, code: "", reason: String::new(), by });
+    let req = peers.risk.send(ResumeFrom { since_ms: None, halts_seen, last_halt_ms: None, by });
     match tokio::time::timeout(Duration::from_millis(900), req).await {
-        Ok(Ok(())) => {
+        Ok(Ok(true)) => {
             let after = current(peers).await;
             let msg = format!("resumed (was {} by {}: {})", before.code, before.by, before.reason);
             reply(peers, !after.tripped, msg, after)
+        }
+        Ok(Ok(false)) => {
+            let after = current(peers).await;
+            let msg =
+                "not resumed: trading was halted again while the resume waited its turn; resume again if that is \
+                       still wanted"
+                    .to_owned();
+            reply(peers, false, msg, after)
         }
         _ => reply(
             peers,

@@ -301,7 +301,7 @@ async fn confirm_resume(ops: &Ops, bound: &str) -> Pressed {
     if let Some(why) = stop_file_blocks(ops) {
         return Refused(why);
     }
-    let resume = ResumeFrom { since_ms: since, halts_seen, last_halt_ms, by: "telegram".into() };
+    let resume = ResumeFrom { since_ms: Some(since), halts_seen, last_halt_ms, by: "telegram".into() };
     match tokio::time::timeout(RISK_WAIT, ops.risk.send(resume)).await {
         Ok(Ok(true)) => Pressed::Done(format!("resumed: trading active again (was {}: {})", now.code, now.reason)),
         Ok(Ok(false)) => {

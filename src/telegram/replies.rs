@@ -223,7 +223,7 @@ pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
         // The halt stands; its time is journaled (a close started before it stays stopped after
         // a restart, a resume button offered before it is refused).
         let _ = tokio::time::timeout_at(answer_by, ops.store.send(NoteHaltAsked(at))).await;
-        ops.risk.do_send(HaltAsked { at_ms: at });
+        ops.risk.do_send(HaltAsked { at_ms: at, reason: reason.clone(), by: "telegram".into() });
         return Reply::text(format!(
             "already halted ({}) by {}: {}. That reason stays; /resume to clear",
             b.code, b.by, b.reason

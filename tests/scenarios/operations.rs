@@ -450,3 +450,40 @@ async fn test_reload_when_wallets_json_is_a_link_and_its_target_is_edited_then_a
     assert!(d.events("wallets_reloaded")[0].contains("added [newcomer]"));
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// A `resume` from the command line waits its turn behind a busy supervisor; a `halt` sent
+/// meanwhile finds trading still halted (as the journal says) and answers so. The queued resume
+/// must not then open trading again: the halt was the operator's last word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_halt_when_a_resume_is_still_queued_then_the_halt_wins() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    let hold = dir.path().join("hold");
+    d.start_with(&[("POLYCOPY_FAULT", "hold_resume"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    d.wait_live().await;
+    let (code, _, err) = d.run_cli(&["halt", "--reason", "first look"]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(&hold, "").unwrap();
+    let resume =
+        d.cmd(&["resume"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    wait_for(20, "the resume held in the supervisor's turn", async || {
+        d.log().contains("fault injection: holding").then_some(())
+    })
+    .await;
+    let (code, out, err) = d.run_cli(&["halt", "--reason", "second look"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("already halted"), "{out}");
+    std::fs::remove_file(&hold).unwrap();
+    let (_, out, err) = output(resume.wait_with_output().unwrap());
+    assert!(!out.contains("resumed (was"), "{out}{err}");
+    // The resume has had its turn: anything the supervisor decides now comes after it.
+    anvil.emit(&buy(A, 1, 1)).await;
+    assert_eq!(outcome(&d, 0).await, ("rejected".into(), "halted".into()));
+    assert_eq!(d.status()["breaker"]["tripped"], true);
+    // And a resume asked for after the halt works as ever.
+    let (code, out, _) = d.run_cli(&["resume"]);
+    assert_eq!(code, 0, "{out}");
+    anvil.emit(&buy(A, 2, 2)).await;
+    assert_eq!(outcome(&d, 1).await.0, "executed");
+}

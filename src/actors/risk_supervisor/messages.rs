@@ -70,14 +70,20 @@ pub struct SetTrading {
     pub by: String,
 }
 
-/// A halt asked for while trading was already halted: the halt, its cause and its start stay as
-/// they are; its time is noted (and journaled), so that the operator's close and a resume button
-/// from before it stop at it even after a restart.
+/// A halt asked for while trading was read as already halted: the halt, its cause and its start
+/// stay as they are; its time is noted (and journaled), so that the operator's close and a resume
+/// button from before it stop at it even after a restart. If trading is no longer halted when it
+/// arrives (a resume queued before it was handled first, or the state was read from a journal
+/// behind the supervisor), it halts: a halt is never answered "halted" and then not obeyed.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct HaltAsked {
     /// When it was asked for, unix ms.
     pub at_ms: i64,
+    /// The halt's reason, should it have to halt.
+    pub reason: String,
+    /// Who asked.
+    pub by: String,
 }
 
 /// Resume from the halt (or `reducing`) that began at `since_ms`, unless the gate counted a halt
@@ -87,8 +93,9 @@ pub struct HaltAsked {
 #[derive(Debug, Message)]
 #[rtype(result = "bool")]
 pub struct ResumeFrom {
-    /// When the halt being resumed began.
-    pub since_ms: i64,
+    /// When the halt being resumed began (`None`: whichever halt is in force, as the command
+    /// line's `resume` asks).
+    pub since_ms: Option<i64>,
     /// The gate's count of halts when the resume was asked for.
     pub halts_seen: u64,
     /// When the last halt was asked for, as the resume's offer read it (`None`: not checked).

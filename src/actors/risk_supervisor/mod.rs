@@ -460,6 +460,10 @@ impl Handler<HaltAsked> for RiskSupervisor {
     type Result = ();
 
     fn handle(&mut self, m: HaltAsked, _: &mut Context<Self>) {
+        if !self.breaker.state.tripped {
+            self.trip("manual", &m.reason, &m.by);
+            return;
+        }
         if self.breaker.halt_asked(m.at_ms) {
             self.store.do_send(NoteHaltAsked(m.at_ms));
             self.publish();
@@ -468,11 +472,21 @@ impl Handler<HaltAsked> for RiskSupervisor {
 }
 
 impl Handler<ResumeFrom> for RiskSupervisor {
-    type Result = bool;
+    type Result = actix::AtomicResponse<Self, bool>;
 
-    fn handle(&mut self, m: ResumeFrom, _: &mut Context<Self>) -> bool {
+    fn handle(&mut self, m: ResumeFrom, _: &mut Context<Self>) -> Self::Result {
+        // The tests' hook: this resume's turn is stretched (nothing else in the mailbox runs
+        // meanwhile), as a long backlog of fills ahead of it would.
+        let turn = crate::fault::hold_at("hold_resume").into_actor(self);
+        actix::AtomicResponse::new(Box::pin(turn.map(move |(), act, _| act.resume_from(&m))))
+    }
+}
+
+impl RiskSupervisor {
+    /// Resumes unless a halt came after the resume was asked for (see [`ResumeFrom`]).
+    fn resume_from(&mut self, m: &ResumeFrom) -> bool {
         let state = &self.breaker.state;
-        let same_halt = (state.tripped || state.reducing) && state.since_ms == m.since_ms;
+        let same_halt = (state.tripped || state.reducing) && m.since_ms.is_none_or(|s| state.since_ms == s);
         let no_halt_since = m.last_halt_ms.is_none_or(|at| at >= self.breaker.last_halt_ms());
         if !same_halt || self.gate.halts() != m.halts_seen || !no_halt_since {
             return false;
