@@ -39,15 +39,34 @@ fn init_logging(json: bool) {
     if json { b.json().init() } else { b.init() }
 }
 
-/// Loads the installation's `polycopy.env` when readable, then `.env` from the working directory
-/// only (never from its parents); variables already set win. The installation's file comes first:
-/// a command acting on the installed daemon uses its secrets and endpoints, never a checkout's
-/// `.env` from paper trials where the command happened to be run. A malformed line is named by its
-/// number only: its text may hold a secret. Every file is read; the first problem is returned.
+/// Loads the installation's `polycopy.env` when readable; without an installation, `.env` from the
+/// working directory only (never from its parents); variables already set win. On an installed
+/// server the working directory's `.env` is not read at all: a command acts on the installed
+/// daemon with its secrets, endpoints and overrides, never with a checkout's leftovers from paper
+/// trials where the command happened to be run (a limit the daemon does not have, another mode).
+/// A malformed line is named by its number only: its text may hold a secret. Every file is read;
+/// the first problem is returned.
 fn load_env_files(g: &cli::GlobalArgs) -> Result<(), String> {
     let dotenv = std::path::PathBuf::from(".env");
+    let installation = cli::env_file(g);
+    let mut files: Vec<std::path::PathBuf> = installation.iter().cloned().collect();
+    match cli::installed_settings(g) {
+        Some(settings) if dotenv.exists() => eprintln!(
+            "note: ./.env is not read: this server has an installation ({}), and every command uses its \
+             environment file, as the daemon does",
+            settings.display()
+        ),
+        Some(_) => {}
+        None => files.push(dotenv.clone()),
+    }
     let mut first_problem = None;
-    for file in cli::env_file(g).into_iter().chain(std::iter::once(dotenv.clone())) {
+    for file in files {
+        if installation.as_ref() == Some(&file)
+            && let Err(e) = read_as_systemd_does(&file)
+        {
+            first_problem.get_or_insert(e);
+            continue;
+        }
         if let Err(e) = load_env_file(&file) {
             if file == dotenv && working_dir_closed() {
                 continue;
@@ -71,6 +90,20 @@ fn system_config_in_installation_env(g: &cli::GlobalArgs) -> Option<std::path::P
         dotenvy::from_path_iter(file)
             .is_ok_and(|mut entries| entries.any(|e| e.is_ok_and(|(k, _)| k == "POLYCOPY_SYSTEM_CONFIG")))
     })
+}
+
+/// Refuses an installation's environment file that systemd would read otherwise than the commands
+/// (see `polycopy::config::systemd_env`): `check-config` would pass values the daemon never gets.
+fn read_as_systemd_does(file: &std::path::Path) -> Result<(), String> {
+    let Ok(text) = std::fs::read_to_string(file) else { return Ok(()) };
+    match polycopy::config::systemd_env::first_difference(&text) {
+        Some((line, why)) => Err(format!(
+            "cannot use {}: line {line} {why}; the service reads this file through systemd (its text is not shown: \
+             it may hold a secret)",
+            file.display()
+        )),
+        None => Ok(()),
+    }
 }
 
 fn load_env_file(file: &std::path::Path) -> Result<(), String> {

@@ -329,6 +329,13 @@ pub fn installation_env_file(g: &GlobalArgs) -> Option<PathBuf> {
     std::fs::File::open(&file).is_ok().then_some(file)
 }
 
+/// The settings file of the installation this command acts on, when there is one (an installed
+/// server, or `POLYCOPY_SYSTEM_CONFIG` naming one that exists).
+#[must_use]
+pub fn installed_settings(g: &GlobalArgs) -> Option<PathBuf> {
+    system_file(g).ok().flatten().filter(|f| f.exists())
+}
+
 /// The environment file of the installation (`polycopy.env` beside its settings), when readable.
 #[must_use]
 pub fn env_file(g: &GlobalArgs) -> Option<PathBuf> {

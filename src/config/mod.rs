@@ -14,6 +14,7 @@ mod settings_rules;
 pub use settings_rules::control_socket_clash;
 mod settings_telegram;
 pub mod strict_json;
+pub mod systemd_env;
 pub mod wallets;
 pub mod wallets_edit;
 mod wallets_rules;

@@ -43,7 +43,10 @@ fn test_env_file_when_malformed_then_line_named_and_secret_not_shown() {
 
 /// The installation's `polycopy.env` and a `.env` in the directory the command runs from disagree:
 /// the installation's wins (a command acts on the installed daemon with its settings, never with a
-/// checkout's leftovers); `.env` still fills what the installation's file leaves unset.
+/// checkout's leftovers), and the `.env` does not even fill what the installation's file leaves
+/// unset (a limit or a mode the daemon does not have); the command says it was not read. A line
+/// of the installation's file that systemd would read otherwise than the command is refused by
+/// number, its text not shown.
 #[test]
 fn test_env_file_when_the_installation_and_the_working_directory_disagree_then_the_installation_wins() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,7 +65,16 @@ fn test_env_file_when_the_installation_and_the_working_directory_disagree_then_t
     assert_eq!(code, 0, "the working directory's .env won: {out}{err}");
     std::fs::write(etc.join("polycopy.env"), "# nothing set here\n").unwrap();
     let (code, out, err) = check();
-    assert_eq!(code, 78, ".env fills what the installation leaves unset: {out}{err}");
+    assert_eq!(code, 0, ".env filled what the installation leaves unset: {out}{err}");
+    assert!(err.contains("./.env is not read"), "{err}");
+    let secret = "0x1111111111111111111111111111111111111111111111111111111111111111";
+    for line in [format!("PRIVATE_KEY={secret}  # the signer"), format!("export PRIVATE_KEY={secret}")] {
+        std::fs::write(etc.join("polycopy.env"), format!("# the key\n{line}\n")).unwrap();
+        let (code, out, err) = check();
+        assert_eq!(code, 78, "{line}: {out}{err}");
+        assert!(err.contains("line 2") && err.contains("systemd"), "{err}");
+        assert!(!err.contains(secret) && !out.contains(secret), "{err}");
+    }
 }
 
 /// The health port taken by another process: a clean message naming the setting, no panic and no

@@ -1,0 +1,73 @@
+//! Where systemd and the commands would read the installation's `polycopy.env` differently.
+//!
+//! The service gets its environment from systemd's `EnvironmentFile=`; the commands an operator
+//! runs (`check-config`, `doctor`, `reconcile`, ...) read the same file with a `.env` reader. The
+//! two disagree on a few constructs, and then `check-config` passes values the daemon never sees:
+//! systemd keeps a `# comment` after a value as part of the value (systemd issue 12527), ignores
+//! lines that start with `export`, and treats `$` otherwise than the `.env` reader, which expands
+//! it. Such a line is refused, by number, so the operator fixes it before the daemon fails on it.
+
+/// Why systemd would read `line` otherwise than the commands do; `None` when both agree.
+#[must_use]
+pub fn differs_under_systemd(line: &str) -> Option<&'static str> {
+    let line = line.trim_start();
+    if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+        return None;
+    }
+    if line.strip_prefix("export").is_some_and(|rest| rest.starts_with(char::is_whitespace)) {
+        return Some("starts with `export`, which systemd does not take (the daemon would not get the variable)");
+    }
+    let (_, value) = line.split_once('=')?;
+    let value = value.trim_start();
+    if value.starts_with('"') || value.starts_with('\'') {
+        return value.contains('$').then_some(
+            "has a `$` in its value, which the commands expand and systemd does not read alike (write the value out)",
+        );
+    }
+    let comment = value.char_indices().any(|(i, c)| c == '#' && value[..i].ends_with(char::is_whitespace));
+    if comment {
+        return Some(
+            "has a `# comment` after its value, which systemd keeps as part of the value (put the comment on a line of its own)",
+        );
+    }
+    value.contains('$').then_some(
+        "has a `$` in its value, which the commands expand and systemd does not read alike (write the value out)",
+    )
+}
+
+/// The first line of `text` that systemd would read otherwise than the commands: its number
+/// (from 1) and why. The line itself is never returned: it may hold a secret.
+#[must_use]
+pub fn first_difference(text: &str) -> Option<(usize, &'static str)> {
+    text.lines().enumerate().find_map(|(i, l)| differs_under_systemd(l).map(|why| (i + 1, why)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_systemd_reads_otherwise_are_named() {
+        // (line, differs)
+        let cases = [
+            ("PRIVATE_KEY=0xabc", false),
+            ("# a comment", false),
+            ("   ", false),
+            ("TELEGRAM_CHAT_ID=123  # me", true),
+            ("TELEGRAM_CHAT_ID=123\t# me", true),
+            ("POLYGON_RPC_URL=https://x.example/v2/KEY#frag", false),
+            ("export PRIVATE_KEY=0xabc", true),
+            ("exported_var=1", false),
+            ("PASS=ab$cd", true),
+            ("PASS=\"ab$cd\"", true),
+            ("PASS=\"a # b\"", false),
+            ("PASS='plain'", false),
+            ("NO_EQUALS_SIGN", false),
+        ];
+        for (line, differs) in cases {
+            assert_eq!(differs_under_systemd(line).is_some(), differs, "{line:?}");
+        }
+        assert_eq!(first_difference("A=1\n\nB=2 # two\n").map(|(n, _)| n), Some(3));
+        assert_eq!(first_difference("A=1\n"), None);
+    }
+}
