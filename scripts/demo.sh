@@ -3,6 +3,9 @@
 # stands in for Polygon, a made-up target wallet trades three times on a stand-in exchange, and a
 # paper-mode polycopy watching that wallet copies each trade. Everything runs in a temporary
 # directory and is stopped and removed on exit (also on Ctrl-C). No keys, no money, no internet.
+# Kept apart from anything real on this machine: polycopy runs with an empty environment (no
+# PRIVATE_KEY, no Telegram token), no installation's settings (/etc/polycopy) and no .env, in
+# paper mode with its own journal, even on a server where the live service is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +36,7 @@ if [ ! -x "$bin" ]; then
   say "building polycopy (release) ..."
   cargo build --release --quiet || die "cargo build failed"
 fi
+bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 anvil=${ANVIL_BIN:-.tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil}
 [ -x "$anvil" ] || anvil=$(command -v anvil || true)
 [ -n "$anvil" ] || die "anvil is needed: run scripts/test.sh once (it installs it into .tools/), or npm install @foundry-rs/anvil"
@@ -68,6 +72,7 @@ call "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"anvil_setCode\",\"params\":[\"$
 # 2. polycopy in paper mode, watching one made-up target.
 target=0x7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a
 cat >"$dir/polycopy.toml" <<TOML
+mode = "paper"
 db_path = "$dir/journal.db"
 wallets_path = "$dir/wallets.json"
 emergency_stop_file = "$dir/EMERGENCY_STOP"
@@ -85,10 +90,12 @@ cat >"$dir/wallets.json" <<JSON
 {"defaults": {"sizing": {"mode": "multiplier", "multiplier": 0.1}},
  "wallets": [{"address": "$target", "label": "demo-trader", "enabled": true}]}
 JSON
-export POLYGON_RPC_URL=$rpc
-pc() { "$bin" --config "$dir/polycopy.toml" "$@"; }
-# Started directly (not through pc): $! must be the daemon itself, so the cleanup stops it.
-"$bin" --config "$dir/polycopy.toml" run >"$dir/daemon.log" 2>&1 &
+# Only what the demo gives it: no secrets from this shell, no installation, no .env (run from $dir).
+isolated() { cd "$dir" && exec env -i PATH="$PATH" HOME="${HOME:-/tmp}" POLYCOPY_SYSTEM_CONFIG= POLYGON_RPC_URL="$rpc" \
+  "$bin" --config "$dir/polycopy.toml" "$@"; }
+pc() { (isolated "$@"); }
+# Started in a subshell that becomes the daemon (exec): $! is the daemon itself, so the cleanup stops it.
+(isolated run) >"$dir/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 1 200); do
   grep -q "chain feed live" "$dir/daemon.log" 2>/dev/null && break
