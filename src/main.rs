@@ -252,7 +252,10 @@ fn run(cli: Cli) -> Result<i32> {
             init_logging(settings.log_format == polycopy::config::settings::LogFormat::Json);
             let system = actix_rt::System::new();
             system.block_on(run_daemon(DaemonConfig { settings, env })).map_err(|e| match e {
-                DaemonError::Wallets { .. } | DaemonError::OtherModesJournal(_) => {
+                // A live check that failed with an answer (a wrong key, funder or signature type, a
+                // missing allowance, a blocked region) is the setup's: restarting cannot fix it, so
+                // systemd must not loop on it (a CLOB that does not answer starts the daemon anyway).
+                DaemonError::Wallets { .. } | DaemonError::OtherModesJournal(_) | DaemonError::Live(_) => {
                     anyhow::Error::new(cli::ConfigError(e.to_string()))
                 }
                 DaemonError::Store(
