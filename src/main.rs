@@ -219,9 +219,7 @@ fn main() {
 fn run(cli: Cli) -> Result<i32> {
     let g = cli.global;
     // Whatever the command, text the operator types is cleaned of the secrets this process knows.
-    if let Ok(env) = polycopy::config::Env::from_process() {
-        polycopy::config::env::register_secrets(env.secrets());
-    }
+    polycopy::config::env::register_process_secrets();
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig { json, offline } => cli::check_config(&g, json, offline),
         Command::Status { json } => cli::status(&g, json).map(|()| 0),

@@ -112,6 +112,8 @@ fn secrets(s: &Settings, env: Option<&Env>) -> Vec<String> {
             }
         }
     }
+    // Read each on its own too: the environment may be invalid (one bad variable), its secrets not.
+    out.extend(crate::config::env::secrets_each(&|k| std::env::var(k).ok()));
     if let Ok(t) = std::fs::read_to_string(crate::alert_gate::token_path(&s.db_path)) {
         out.push(t.trim().to_owned());
     }

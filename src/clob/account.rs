@@ -31,9 +31,10 @@ impl SigType {
             "poly_proxy" | "proxy" | "1" => Ok(Self::PolyProxy),
             "poly_gnosis_safe" | "gnosis_safe" | "safe" | "2" => Ok(Self::PolyGnosisSafe),
             "poly_1271" | "1271" | "3" => Ok(Self::Poly1271),
-            other => {
-                Err(format!("must be \"eoa\", \"poly_proxy\", \"poly_gnosis_safe\" or \"poly_1271\", got {other:?}"))
-            }
+            _ => Err(format!(
+                "must be \"eoa\", \"poly_proxy\", \"poly_gnosis_safe\" or \"poly_1271\", got {}",
+                crate::config::problem::quoted(s)
+            )),
         }
     }
 
@@ -122,7 +123,7 @@ impl OrderKind {
             "FAK" => Ok(Self::Fak),
             "FOK" => Ok(Self::Fok),
             "GTD" => Ok(Self::Gtd),
-            other => Err(format!("must be \"FAK\", \"FOK\" or \"GTD\", got {other:?}")),
+            _ => Err(format!("must be \"FAK\", \"FOK\" or \"GTD\", got {}", crate::config::problem::quoted(s))),
         }
     }
 
@@ -168,6 +169,11 @@ mod tests {
         assert!(SigType::parse("metamask").unwrap_err().contains("poly_gnosis_safe"));
         assert_eq!(OrderKind::parse("fak"), Ok(OrderKind::Fak));
         assert!(OrderKind::parse("GTC").is_err());
+        // A key pasted into either setting is never echoed back.
+        let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+        for e in [SigType::parse(key).unwrap_err(), OrderKind::parse(key).unwrap_err()] {
+            assert!(!e.contains(&key[2..]) && e.contains("a string of 66 characters"), "{e}");
+        }
     }
 
     #[test]

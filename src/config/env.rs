@@ -301,17 +301,68 @@ impl Env {
             &self.telegram_api_url,
         ]);
         for u in urls {
-            let Some((_, rest)) = u.split_once("://") else { continue };
-            let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            if let Some((userinfo, _)) = rest[..host_end].rsplit_once('@') {
-                v.push(userinfo);
-            }
-            if host_end < rest.len() && key_like(&rest[host_end..]) {
-                v.push(&rest[host_end..]);
-            }
+            v.extend(url_secrets(u));
         }
         v.retain(|s| s.len() > 1);
         v
+    }
+}
+
+/// The secret parts of a URL: credentials before the host, and a path or query that looks like a key.
+fn url_secrets(u: &str) -> Vec<&str> {
+    let mut v = Vec::new();
+    let Some((_, rest)) = u.split_once("://") else { return v };
+    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if let Some((userinfo, _)) = rest[..host_end].rsplit_once('@') {
+        v.push(userinfo);
+    }
+    if host_end < rest.len() && key_like(&rest[host_end..]) {
+        v.push(&rest[host_end..]);
+    }
+    v
+}
+
+/// Variables whose values are or hold secrets (URLs: their credentials and key-like paths).
+const SECRET_VARS: [&str; 2] = ["PRIVATE_KEY", "TELEGRAM_BOT_TOKEN"];
+const URL_VARS: [&str; 8] = [
+    "POLYGON_RPC_URL",
+    "POLYGON_RPC_FALLBACK_URLS",
+    "POLYGON_WS_URL",
+    "GEOBLOCK_URL",
+    "GAMMA_URL",
+    "DATA_API_URL",
+    "CLOB_HOST",
+    "TELEGRAM_API_URL",
+];
+
+/// The secrets in the environment `get` reads, each variable on its own, whatever else is wrong
+/// with it: a command that fails on one bad variable (a malformed chat id, often the reason an
+/// operator runs `incident`) must still scrub the key and the token it holds.
+#[must_use]
+pub fn secrets_each(get: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let value = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let mut out: Vec<String> = SECRET_VARS.iter().filter_map(|k| value(k)).collect();
+    // A key is often pasted without (or with) its 0x.
+    let bare: Vec<String> = out.iter().filter_map(|v| v.strip_prefix("0x").map(str::to_owned)).collect();
+    out.extend(bare);
+    for k in URL_VARS {
+        let Some(v) = value(k) else { continue };
+        for u in v.split(',').map(str::trim) {
+            out.extend(url_secrets(u).into_iter().filter(|s| s.len() > 1).map(str::to_owned));
+        }
+    }
+    out
+}
+
+/// Registers the process environment's secrets for [`redact`]: all of them when the environment
+/// is valid, else each that can be read ([`secrets_each`]).
+pub fn register_process_secrets() {
+    match Env::from_process() {
+        Ok(env) => register_secrets(env.secrets()),
+        Err(_) => {
+            let found = secrets_each(&|k| std::env::var(k).ok());
+            register_secrets(found.iter().map(String::as_str));
+        }
     }
 }
 
@@ -378,6 +429,26 @@ pub fn redact_html(text: &str) -> String {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn secrets_are_found_one_by_one_in_an_environment_that_is_not_valid() {
+        let m: HashMap<&str, &str> = [
+            ("PRIVATE_KEY", " 0xabcdef0123456789 "),
+            ("TELEGRAM_BOT_TOKEN", "123:tok-en"),
+            ("TELEGRAM_CHAT_ID", "not a number"),
+            ("POLYGON_RPC_FALLBACK_URLS", "https://a.example/v2/k3y0123456789, https://user:pw@b.example/"),
+            ("GAMMA_URL", "https://gamma-api.polymarket.com"),
+        ]
+        .into_iter()
+        .collect();
+        let get = |k: &str| m.get(k).map(|v| (*v).to_owned());
+        assert!(Env::from_lookup(&get).is_err());
+        let found = secrets_each(&get);
+        for want in ["0xabcdef0123456789", "abcdef0123456789", "123:tok-en", "/v2/k3y0123456789", "user:pw"] {
+            assert!(found.iter().any(|f| f == want), "{want} in {found:?}");
+        }
+        assert!(!found.iter().any(|f| f.contains("gamma-api")), "{found:?}");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Result<Env, Vec<Problem>> {
         let m: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();

@@ -266,6 +266,16 @@ async fn test_incident_when_written_then_evidence_without_any_secret() {
     assert_eq!(mode, 0o600);
     let (code, _, err) = l.d.run_cli(&["incident", "--out", out.to_str().unwrap()]);
     assert_ne!(code, 0, "an existing bundle is never overwritten: {err}");
+    // One bad variable (often why an incident is written) does not turn the scrubbing off for the others.
+    l.d.set_top(&format!("# pasted by mistake: {KEY} {BOT}"));
+    let second = l.d.dir.join("incident-2.txt");
+    let run = l.d.cmd(&["incident", "--out", second.to_str().unwrap()]).env("TELEGRAM_CHAT_ID", "me").output().unwrap();
+    let (code, _, err) = crate::support::output(run);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&second).unwrap();
+    for secret in [BOT, KEY, KEY.trim_start_matches("0x"), RPC_KEY, alert_token.trim()] {
+        assert!(!text.contains(secret), "a secret is in the bundle written with a bad variable");
+    }
 }
 
 /// Live: a close the operator started goes out whatever the trading state, but a halt raised
