@@ -77,6 +77,7 @@ fn sizing_and_limits(c: &mut Criterion) {
         target_balance_before: None,
         max_slippage_bps: 200,
         min_order_usdc: Usdc(ONE),
+        market_min_shares: Shares(5 * ONE),
         max_copy_delay_s: 300,
         now_ms: 1_700_000_001_000,
     };

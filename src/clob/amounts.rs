@@ -55,16 +55,31 @@ const fn gcd(mut a: i64, mut b: i64) -> i64 {
 /// The most a BUY is trimmed, in thousandths of its size, to price it exactly at its limit.
 pub const MAX_TRIM_PER_MILLE: i64 = 10;
 
+/// The least pUSD a marketable (FAK/FOK) BUY may spend: the CLOB refuses one below it ("invalid
+/// amount for a marketable BUY order ($0.99), min size: $1"; docs/PROTOCOL.md, "Prices, sizes,
+/// minimums"), and a refusal from the exchange would count toward the error breaker.
+pub const MARKET_BUY_MIN_USDC: Usdc = Usdc(ONE);
+
 /// The amounts of a FAK/FOK order for `shares` (whole lots) at `limit`.
 ///
 /// # Errors
-/// [`DenyReason::BelowMinimum`] when no valid amounts reach the market's minimum or a cent.
+/// [`DenyReason::BelowMinimum`] when no valid amounts reach the market's minimum, a cent, or for a
+/// BUY [`MARKET_BUY_MIN_USDC`].
 pub fn market_order_amounts(
     side: Side,
     shares: Shares,
     limit: Price,
     min_size: Shares,
 ) -> Result<OrderAmounts, DenyReason> {
+    let a = amounts_at_limit(side, shares, limit, min_size)?;
+    if side == Side::Buy && a.usdc < MARKET_BUY_MIN_USDC {
+        return Err(DenyReason::BelowMinimum { shares: a.shares, notional: a.usdc, min: MARKET_BUY_MIN_USDC });
+    }
+    Ok(a)
+}
+
+/// [`market_order_amounts`] before the BUY's least spend.
+fn amounts_at_limit(side: Side, shares: Shares, limit: Price, min_size: Shares) -> Result<OrderAmounts, DenyReason> {
     let lots = shares.0 / LOT;
     let floor = min_size.0.max(LOT);
     let value = |s: i64| i128::from(s) * i128::from(limit.0) / i128::from(ONE);
@@ -123,8 +138,8 @@ mod tests {
             // A full exit of 19.99 at 0.977 (a 0.001 tick): the exact size would be 10 shares.
             (Side::Sell, 19_990_000, 977_000, 5_000_000, (19_990_000, 19_540_000), "no half left behind"),
             (Side::Buy, 19_990_000, 977_000, 5_000_000, (19_990_000, 19_530_000), "no half copy"),
-            // 1.37 at 0.51, minimum 1.2: the exact size (1 share) is below it.
-            (Side::Buy, 1_370_000, 510_000, 1_200_000, (1_370_000, 690_000), "minimum"),
+            // 3.37 at 0.51, minimum 3.2: the exact size (3 shares) is below it.
+            (Side::Buy, 3_370_000, 510_000, 3_200_000, (3_370_000, 1_710_000), "minimum"),
             (Side::Sell, 1_370_000, 510_000, 1_200_000, (1_370_000, 700_000), "minimum"),
             // 5 at 0.999 is 4.995: up would be 5.00, a price of 1.
             (Side::Sell, 5_000_000, 999_000, 5_000_000, (5_000_000, 4_990_000), "never a price of 1"),
@@ -133,6 +148,14 @@ mod tests {
             assert_eq!(m(side, shares, limit, min), Ok(want), "{side:?} {shares} at {limit}: {why}");
         }
         assert_eq!(m(Side::Buy, 10_000, 10_000, 0).map_err(|e| e.code()), Err("below_minimum"));
+        // A marketable BUY spends at least 1 pUSD: 7.69 shares at 0.13 would be 0.99 (a SELL has no
+        // such floor).
+        for (shares, limit, ok) in
+            [(7_690_000, 130_000, false), (7_700_000, 130_000, true), (1_370_000, 510_000, false)]
+        {
+            assert_eq!(m(Side::Buy, shares, limit, 0).is_ok(), ok, "{shares} at {limit}");
+        }
+        assert!(m(Side::Sell, 1_370_000, 510_000, 0).is_ok());
     }
 
     /// Every tick, both sides, a spread of sizes and prices: the pUSD side has at most 2 decimals,

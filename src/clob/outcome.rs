@@ -115,7 +115,9 @@ pub fn classify_refusal(message: &str) -> PostOutcome {
         PostOutcome::Duplicate { message: format!("the exchange already has this order ({message})") }
     } else if m.contains("not enough balance") || m.contains("allowance") {
         rejected("insufficient_balance", true)
-    } else if m.contains("lower than the minimum") {
+    } else if m.contains("lower than the minimum") || m.contains("min size") {
+        // "Size (1.08) lower than the minimum: 5"; "invalid amount for a marketable BUY order
+        // ($0.99), min size: $1": the order's size, not the account or the exchange.
         rejected("below_minimum", false)
     } else if m.contains("tick size") {
         rejected("invalid_price", false)
@@ -296,6 +298,7 @@ mod tests {
         for (status, body, want) in [
             (400, r#"{"error":"not enough balance / allowance"}"#, "insufficient_balance"),
             (400, r#"{"error":"Size (1.5) lower than the minimum: 5"}"#, "below_minimum"),
+            (400, r#"{"error":"invalid amount for a marketable BUY order ($0.99), min size: $1"}"#, "below_minimum"),
             (400, r#"{"error":"order 0xab breaks minimum tick size rule: 0.01"}"#, "invalid_price"),
             (400, r#"{"error":"order 0xab is invalid. Duplicated."}"#, "duplicate"),
             (400, r#"{"error":"order couldn't be fully filled. FOK orders are fully filled or killed."}"#, "no_fill"),
@@ -344,6 +347,7 @@ mod tests {
         };
         assert!(counts(r#"{"error":"not enough balance / allowance"}"#));
         assert!(!counts(r#"{"error":"Size (1) lower than the minimum: 5"}"#));
+        assert!(!counts(r#"{"error":"invalid amount for a marketable BUY order ($0.99), min size: $1"}"#));
     }
 
     #[test]

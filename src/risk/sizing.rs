@@ -66,6 +66,8 @@ pub struct SizingContext {
     pub max_slippage_bps: u32,
     /// Smallest order value worth sending.
     pub min_order_usdc: Usdc,
+    /// The market's smallest order, shares (0: not known).
+    pub market_min_shares: Shares,
     /// Oldest fill still copied, seconds (0: no limit).
     pub max_copy_delay_s: u64,
     /// Now, unix ms.
@@ -183,10 +185,11 @@ fn sell_shares(target_sold: Shares, ctx: &SizingContext, limit: Price) -> Result
     }
     let ours = i128::from(held) * i128::from(target_sold.0) / i128::from(before.0);
     let part = floor_lot(i64::try_from(ours).unwrap_or(0)).min(held);
-    // What would be left is worth less than the minimum order: it could never be sold on its own,
-    // so this exit takes it all.
-    let rest = Usdc(mul_price_floor(Shares(held - part), limit));
-    Ok(if part > 0 && rest < ctx.min_order_usdc { held } else { part })
+    // What would be left is worth less than the minimum order, or is fewer shares than the market
+    // takes in one order: it could never be sold on its own, so this exit takes it all.
+    let rest = held - part;
+    let stranded = Usdc(mul_price_floor(Shares(rest), limit)) < ctx.min_order_usdc || rest < ctx.market_min_shares.0;
+    Ok(if part > 0 && stranded { held } else { part })
 }
 
 impl std::fmt::Display for CopyRules {
@@ -241,6 +244,7 @@ mod tests {
             target_balance_before: before.map(Shares),
             max_slippage_bps: 0,
             min_order_usdc: Usdc(ONE),
+            market_min_shares: Shares::ZERO,
             max_copy_delay_s: 0,
             now_ms: 0,
         }
@@ -302,6 +306,23 @@ mod tests {
                 Ok(s) => assert_eq!(got.map(|s| s.shares), Ok(Shares(s)), "case {i}"),
                 Err(code) => assert_eq!(got.map_err(|e| e.code()), Err(code), "case {i}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_rest_below_the_markets_minimum_is_sold_with_the_exit() {
+        // (our position, target sold of 100, market minimum, expected): at 0.60 a rest of 4.8
+        // shares is worth 2.88, above the 1 USDC minimum, but under a 5-share market minimum.
+        let cases = [
+            (12 * ONE, 60 * ONE, 5 * ONE, 12 * ONE),
+            (12 * ONE, 60 * ONE, 0, 7_200_000),
+            (12 * ONE, 50 * ONE, 5 * ONE, 6 * ONE),
+            (20 * ONE, 60 * ONE, 5 * ONE, 12 * ONE),
+        ];
+        for (pos, sold, min, want) in cases {
+            let c = SizingContext { market_min_shares: Shares(min), ..ctx(pos, Some(100 * ONE)) };
+            let got = size_copy(&fill(Side::Sell, sold, 600_000), &rules(mult("0.1")), &c);
+            assert_eq!(got.map(|s| s.shares), Ok(Shares(want)), "{pos} {sold} {min}");
         }
     }
 

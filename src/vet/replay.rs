@@ -288,6 +288,7 @@ fn copy_one(
         target_balance_before: Some(target_before),
         max_slippage_bps: cfg.max_slippage_bps,
         min_order_usdc: cfg.min_order_usdc,
+        market_min_shares: Shares::ZERO,
         max_copy_delay_s: cfg.max_copy_delay_s,
         now_ms: at,
     };

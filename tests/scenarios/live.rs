@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::support::clob::Play;
 use crate::support::live::*;
 use crate::support::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_target_buys_then_one_signed_v2_order_recovers_to_our_signer() {
     let mut l = live().await;
@@ -76,6 +76,35 @@ async fn test_live_when_copy_value_has_fractional_cents_then_market_orders_carry
     let usdc = |r: &Value| r["usdc"].as_str().unwrap().parse::<f64>().unwrap();
     assert!(rows[0]["shares"] == "9.87" && usdc(&rows[0]) <= 5.03, "{}", rows[0]);
     assert!(rows[1]["shares"] == "9.87" && usdc(&rows[1]) >= 4.8363, "{}", rows[1]);
+}
+
+/// A copy worth just over 1 USDC at its approved limit is worth 0.99 pUSD once its limit is on the
+/// tick and its pUSD in whole cents: the real CLOB refuses a marketable BUY under 1 pUSD (the fake
+/// does too). It is refused here as `below_minimum`, never sent, and never counted toward the
+/// error breaker: five of them leave trading active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_market_buy_would_spend_under_one_pusd_then_refused_before_sending() {
+    let mut l = live().await;
+    l.clob.edit_token(STD_TOKEN, |t| t.min_size = "1");
+    l.d.write_wallets(&json!({
+        "defaults": {"sizing": {"mode": "fixed_usdc", "usdc": 1}},
+        "wallets": [{"address": A.to_string(), "label": "whale", "enabled": true}],
+    }));
+    start_live(&mut l).await;
+    // 7.69 shares (1 USDC at 0.13) at a limit of 0.1326, 1.0197 USDC: on a 0.01 tick, 0.13 and 0.99 pUSD.
+    for order in 1..=5 {
+        l.anvil.emit(&Fill::v2(order, A, C, true, STD_TOKEN, 100 * ONE, 13 * ONE)).await;
+    }
+    let rows = wait_for(30, "the five copies decided", async || {
+        let t = l.d.trades();
+        (t.len() == 5 && t.iter().all(|r| r["status"] != "pending")).then_some(t)
+    })
+    .await;
+    for r in &rows {
+        assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("below_minimum")), "{r}");
+    }
+    assert!(l.clob.posts().is_empty(), "nothing reached the CLOB: {:?}", l.clob.refused());
+    assert_eq!(l.d.status()["breaker"]["state"], "active");
 }
 
 /// A BUY answered `matched` with an empty pUSD amount (read as 0) is not booked as shares for

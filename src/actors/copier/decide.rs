@@ -59,7 +59,7 @@ impl CopyTask {
             .map_or_else(|| check_market(fill.side, info.as_ref(), c.skip_closed, c.min_minutes_to_end, now_ms), Err)
         {
             Err(r) => Err(r),
-            Ok(()) => self.size(&m, now_ms).await,
+            Ok(()) => self.size(&m, now_ms, info.as_ref().map_or(Shares::ZERO, |i| i.min_size)).await,
         };
         match sized {
             Err(reason) => self.reject(&m, reason, market),
@@ -85,7 +85,7 @@ impl CopyTask {
 
     /// Sizes the copy on the target's rules. Only a SELL is sized on our position (and waits for a
     /// BUY of the token in flight) and on the target's balance before its fill.
-    async fn size(&self, m: &Copy, now_ms: i64) -> Result<Sized, DenyReason> {
+    async fn size(&self, m: &Copy, now_ms: i64, market_min_shares: Shares) -> Result<Sized, DenyReason> {
         let fill = &m.pending.fill;
         let cfg = &self.cfg;
         let (our_position, target_balance_before) = if fill.side == Side::Sell {
@@ -102,6 +102,7 @@ impl CopyTask {
             target_balance_before,
             max_slippage_bps: cfg.max_slippage_bps,
             min_order_usdc: cfg.min_order_usdc,
+            market_min_shares,
             max_copy_delay_s: cfg.max_copy_delay_s,
             now_ms,
         };

@@ -826,6 +826,13 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
         );
         return respond(sock, 400, &json!({"error": msg}), "").await;
     }
+    // And a marketable BUY spends at least 1 pUSD (reported by its users; docs/PROTOCOL.md).
+    if buy && matches!(record.order_type.as_str(), "FAK" | "FOK") && pusd < U256::from(1_000_000u64) {
+        st.lock().unwrap().refused.push(format!("marketable BUY of {pusd} pUSD"));
+        let dollars = format!("{:.2}", pusd.to::<u64>() as f64 / 1e6);
+        let msg = format!("invalid amount for a marketable BUY order (${dollars}), min size: $1");
+        return respond(sock, 400, &json!({"error": msg}), "").await;
+    }
     let answer = |matched: f64, price: f64| {
         let (making, taking) = if buy { (matched * price, matched) } else { (matched, matched * price) };
         json!({"success": true, "errorMsg": "", "orderID": id, "status": "matched",
