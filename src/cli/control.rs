@@ -220,21 +220,6 @@ fn other_daemon(
     }
 }
 
-/// Characters of a halt's reason kept: a request longer than the control socket reads
-/// ([`crate::control::MAX_LINE`]) would be refused as unreadable, and the halt not carried out.
-const REASON_CHARS: usize = 500;
-
-/// A halt's reason as sent and stored: secrets out, then cut to [`REASON_CHARS`] with a mark.
-fn halt_reason(reason: &str) -> String {
-    let clean = crate::config::env::redact(reason);
-    if clean.chars().count() <= REASON_CHARS {
-        return clean;
-    }
-    let mut cut: String = clean.chars().take(REASON_CHARS).collect();
-    cut.push_str(" …(cut)");
-    cut
-}
-
 /// `halt`: returns the exit code (0 acknowledged, 3 no daemon, 4 no acknowledgement).
 ///
 /// # Errors
@@ -244,7 +229,7 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
     if let Ok(t) = std::fs::read_to_string(crate::alert_gate::token_path(&s.db_path)) {
         crate::config::env::register_secrets([t.as_str()]);
     }
-    let reason = &halt_reason(reason);
+    let reason = &crate::control::halt_reason(reason);
     let req = Request::Halt { reason: reason.to_owned(), by: "cli".into() };
     let hint = format!(". Undo with `{} resume`.", cmd(g));
     reach(g, &s, &req, &hint, |store| {

@@ -18,6 +18,26 @@ pub const MAX_LINE: usize = 4096;
 /// Longest reply line accepted (a close lists every order it sent).
 pub const MAX_REPLY: usize = 1 << 20;
 
+/// Characters of a halt's reason kept: a request longer than the control socket reads
+/// ([`MAX_LINE`]) would be refused as unreadable, and the halt not carried out; and every
+/// rejection while halted quotes it, in messages Telegram caps at 4,096 characters.
+pub const HALT_REASON_CHARS: usize = 500;
+
+/// A halt's reason as stored and told, wherever it was typed: secrets out, control characters
+/// (a newline forging a line of the log or of a message) as spaces, cut to [`HALT_REASON_CHARS`]
+/// with a mark.
+#[must_use]
+pub fn halt_reason(reason: &str) -> String {
+    let clean: String =
+        crate::config::env::redact(reason).chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if clean.chars().count() <= HALT_REASON_CHARS {
+        return clean;
+    }
+    let mut cut: String = clean.chars().take(HALT_REASON_CHARS).collect();
+    cut.push_str(" …(cut)");
+    cut
+}
+
 /// What a command asks the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -107,4 +127,23 @@ pub struct InFlight {
     pub orders: u64,
     /// pUSD their BUYs hold against the caps (at their limits, less what filled).
     pub reserved_usdc: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_halts_reason_is_one_bounded_line() {
+        // (typed, kept)
+        let long = "y".repeat(HALT_REASON_CHARS + 10);
+        let cases = [
+            ("checking the logs", "checking the logs".to_owned()),
+            ("two\nlines\tand\u{1b}[31m", "two lines and [31m".to_owned()),
+            (long.as_str(), format!("{} …(cut)", "y".repeat(HALT_REASON_CHARS))),
+        ];
+        for (typed, kept) in cases {
+            assert_eq!(halt_reason(typed), kept, "{typed:?}");
+        }
+    }
 }

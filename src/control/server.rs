@@ -237,8 +237,8 @@ async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {
     let gate_before = peers.gate.trading();
     // From this instant nothing new is sent.
     peers.gate.close();
-    // A reason is stored, logged and sent: never with a secret pasted into it.
-    let reason = crate::config::env::redact(&reason);
+    // A reason is stored, logged and sent: never with a secret pasted into it, never unbounded.
+    let reason = super::halt_reason(&reason);
     // The command line waits 1 s for the answer: every wait below fits inside 0.8 s in all.
     let answer_by = tokio::time::Instant::now() + Duration::from_millis(800);
     let before = current_as(peers, gate_before).await;

@@ -183,25 +183,43 @@ pub async fn run(bot: Bot, ops: Ops, chats: HashSet<i64>, poll_timeout_s: u32, u
             Err(e) => {
                 warn!(cause = scrub(&e.to_string(), &[&token]), "Telegram getUpdates failed; retrying");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                // A long poll costs Telegram little: a /halt typed while it comes back is fetched
+                // within seconds, not half a minute.
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
 }
 
+/// When an unauthorized update was last logged, unix ms: anyone can write to a bot, so the log
+/// says so at most once a minute (the metric counts every one).
+static UNAUTHORIZED_LOGGED_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 fn unauthorized(ops: &Ops, chat: i64, what: &str) {
-    ops.metrics.telegram_unauthorized.fetch_add(1, Ordering::Relaxed);
-    warn!(chat, what, "Telegram update from an unauthorized chat ignored (no reply)");
+    let n = ops.metrics.telegram_unauthorized.fetch_add(1, Ordering::Relaxed) + 1;
+    let now = crate::store::now_ms();
+    let last = UNAUTHORIZED_LOGGED_MS.load(Ordering::Relaxed);
+    if now - last >= 60_000
+        && UNAUTHORIZED_LOGGED_MS.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    {
+        warn!(
+            chat,
+            what,
+            total = n,
+            "Telegram update from an unauthorized chat ignored (no reply; logged at most once a minute)"
+        );
+    }
 }
 
 async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &str, kind: UpdateKind, token: &str) {
     match kind {
         UpdateKind::Message(msg) => {
             let chat = msg.chat.id.0;
-            let Some(text) = msg.text() else { return };
+            // Counted whatever it holds (a sticker, the bot added to a group), before anything is read.
             if !chats.contains(&chat) {
                 return unauthorized(ops, chat, "message");
             }
+            let Some(text) = msg.text() else { return };
             if !text.starts_with('/') {
                 return;
             }

@@ -203,7 +203,7 @@ pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
     let reason = if reason.trim().is_empty() {
         "halted from Telegram".to_owned()
     } else {
-        crate::config::env::redact(reason.trim())
+        crate::control::halt_reason(reason.trim())
     };
     // Already halted: the first halt's reason stays; say so rather than pretend to store this one.
     // A supervisor that does not answer: the journal's breaker says it (its cause, a journal or
