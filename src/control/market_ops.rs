@@ -84,6 +84,10 @@ pub async fn set_paused(
     if let Ok(Ok(list)) = store.send(PausedMarkets).await {
         risk.do_send(MarketPauses(list));
     }
+    if changed {
+        let what = if paused { "paused (no buys, exits copied)" } else { "resumed (buys copied again)" };
+        risk.do_send(crate::actors::risk_supervisor::OperatorDid(format!("market {sel} {what} by {by}")));
+    }
     Ok(paused_text(&sel, tokens.len(), paused, changed))
 }
 

@@ -129,6 +129,10 @@ async fn test_pause_market_when_paused_then_buys_refused_exits_copied_until_resu
     assert_eq!(st["paused_markets"][0]["market"], "token 7", "{st}");
     let (_, text, _) = d.run_cli(&["status"]);
     assert!(text.contains("market PAUSED (no buys, exits copied): token 7 by cli"), "{text}");
+    wait_for(10, "the pause reported", async || {
+        d.events("operator").into_iter().find(|m| m.contains("market token 7 paused") && m.contains("by cli"))
+    })
+    .await;
 
     anvil.emit(&Fill::v2(2, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
     // An unpaused token is the marker that the paused one was decided.

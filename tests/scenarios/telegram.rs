@@ -277,6 +277,11 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
 
     // /pause one target only, across a restart.
     ask("/pause WHALE", "paused whale").await;
+    // Reported as what the operator did: in the journal's events, so to every chat too.
+    wait_for(10, "the pause reported", async || {
+        d.events("operator").into_iter().find(|m| m.contains("target whale paused") && m.contains("by telegram"))
+    })
+    .await;
     anvil.emit(&Fill::v2(4, A, C, true, 11, 100 * ONE, 50 * ONE)).await;
     anvil.emit(&Fill::v2(5, B, C, true, 12, 100 * ONE, 50 * ONE)).await;
     let rows = wait_for(20, "both fills", async || {

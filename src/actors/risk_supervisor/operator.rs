@@ -39,6 +39,20 @@ pub struct CloseStarted {
     pub failed: Vec<(CloseOrder, String)>,
 }
 
+/// Something the operator did by hand that changed what is copied (a market paused or resumed):
+/// told to every chat and journaled as an `operator` event, as a close is.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct OperatorDid(pub String);
+
+impl Handler<OperatorDid> for RiskSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, m: OperatorDid, _: &mut Context<Self>) {
+        self.notifier.do_send(Event::Operator { message: m.0 });
+    }
+}
+
 /// The paused markets changed: the supervisor takes the journal's list.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

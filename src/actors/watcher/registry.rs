@@ -391,6 +391,7 @@ impl Handler<SetTargetPaused> for Registry {
         };
         let already = m.paused == self.paused.contains(&address);
         let paused = m.paused;
+        let by = m.by.clone();
         let write = self.store.send(SetPaused { wallet: address, paused, by: m.by });
         Box::pin(write.into_actor(self).map(move |r, act, _| {
             if !matches!(r, Ok(Ok(_))) {
@@ -406,6 +407,8 @@ impl Handler<SetTargetPaused> for Registry {
             if already {
                 Err(format!("{label} is already {}", if paused { "paused" } else { "active" }))
             } else {
+                let what = if paused { "paused (its buys not copied, its exits still are)" } else { "copied again" };
+                act.notifier.do_send(Event::Operator { message: format!("target {label} {what} by {by}") });
                 Ok(label)
             }
         }))
