@@ -241,11 +241,19 @@ if [ -n "$copy_to" ]; then
 fi
 
 # Retention by age: every backup file (journal or settings, any mode, encrypted or not) older than
-# --keep-days, with its checksum; then checksums left without their backup.
+# --keep-days, with its checksum; then checksums left without their backup. The newest backup of the
+# other mode's journal is kept whatever its age: while this mode runs nothing backs that journal up
+# again, and a live one may still hold real positions (RUNBOOK: Going back to paper).
 days_min=$((keep_days * 1440))
+other_mode=$([ "$mode" = live ] && echo paper || echo live)
+# shellcheck disable=SC2012 # backup names are ours: no newlines
+last_other=$(ls -1t "$dir"/polycopy-"$other_mode"-*.db.gz "$dir"/polycopy-"$other_mode"-*.db.gz.age \
+               "$dir"/polycopy-"$other_mode"-*.db.gz.gpg 2>/dev/null | head -n 1 || true)
+keep_stem=$([ -z "$last_other" ] || backup_stem "$last_other")
 deleted=0
 while IFS= read -r old; do
   is_backup_data "$old" || continue
+  [ -n "$keep_stem" ] && [ "$(backup_stem "$old")" = "$keep_stem" ] && continue
   rm -f -- "$old" "$old.sha256"; deleted=$((deleted + 1))
 done < <(find "$dir" -maxdepth 1 -type f -name 'polycopy-*' ! -name '*.sha256' -mmin +"$days_min" -print)
 [ "$deleted" -eq 0 ] || log info "retention: deleted $deleted backup file(s) older than $keep_days days"

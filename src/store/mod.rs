@@ -20,6 +20,7 @@ mod markets;
 mod operator;
 mod ops;
 mod orders;
+pub mod other_journal;
 mod own_fills;
 mod quality;
 mod queries;

@@ -124,7 +124,8 @@ fn test_backup_when_run_as_root_then_taken_as_the_journals_owner() {
 
 /// Retention counts days: 40 backups of the last 10 days (more than the old default of 30 files)
 /// all stay, backups older than 30 days go with their checksums and settings archives, whatever
-/// their mode or encryption; --keep-days 7 keeps exactly the last 7 days; --keep-count is only an
+/// their mode or encryption, except the newest of the other mode's journal (nothing backs it up
+/// while this mode runs); --keep-days 7 keeps exactly the last 7 days; --keep-count is only an
 /// extra cap, and says so when it cuts into --keep-days.
 #[test]
 fn test_backup_retention_when_backups_age_then_deleted_by_days_not_by_count() {
@@ -147,7 +148,9 @@ fn test_backup_retention_when_backups_age_then_deleted_by_days_not_by_count() {
     aged("polycopy-paper-edge.db.gz", "29 days ago");
     aged("polycopy-paper-old.db.gz", "31 days ago");
     aged("polycopy-paper-old.config.tgz", "31 days ago");
-    aged("polycopy-live-old.db.gz.age", "45 days ago");
+    aged("polycopy-live-old.db.gz.age", "60 days ago");
+    aged("polycopy-live-last.db.gz.age", "45 days ago");
+    aged("polycopy-live-last.config.tgz", "45 days ago");
     std::fs::write(b.join("notes.txt"), "the operator's").unwrap();
     assert!(Command::new("touch").args(["-d", "90 days ago"]).arg(b.join("notes.txt")).status().unwrap().success());
 
@@ -160,6 +163,9 @@ fn test_backup_retention_when_backups_age_then_deleted_by_days_not_by_count() {
     assert_eq!(young(all.as_slice()), 40, "every backup of the last 30 days is kept, however many: {all:?}");
     assert_eq!(all.iter().filter(|n| n.contains("young") && n.ends_with(".sha256")).count(), 40);
     assert!(b.join("polycopy-paper-edge.db.gz").exists(), "29 days old is kept");
+    for kept in ["polycopy-live-last.db.gz.age", "polycopy-live-last.config.tgz"] {
+        assert!(b.join(kept).exists() && b.join(format!("{kept}.sha256")).exists(), "the last live backup: {all:?}");
+    }
     assert!(b.join("notes.txt").exists(), "files that are not backups are never deleted");
     assert!(Path::new(&new).exists() && Path::new(&format!("{new}.sha256")).exists(), "{new}");
 
@@ -182,7 +188,7 @@ fn test_backup_retention_when_backups_age_then_deleted_by_days_not_by_count() {
     assert!(b.join("polycopy-paper-young01.db.gz").exists() && !b.join("polycopy-paper-young02.db.gz").exists());
     assert!(err.contains("younger than --keep-days 30"), "{err}");
     assert_eq!(
-        all.iter().filter(|n| n.ends_with(".config.tgz")).count(),
+        all.iter().filter(|n| n.starts_with("polycopy-paper-") && n.ends_with(".config.tgz")).count(),
         3,
         "the real backups keep their settings archives: {all:?}"
     );

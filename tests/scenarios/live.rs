@@ -555,3 +555,32 @@ async fn test_live_when_the_clob_never_answers_then_health_is_unhealthy_without_
     assert!(!body.contains(PATH_KEY), "{body}");
     assert!(!l.d.log().contains(PATH_KEY), "the key in the log");
 }
+
+/// The operator goes back to paper while the live journal still holds a position bought with real
+/// money: the paper daemon starts (paper is never held hostage) and says, in the log and to the
+/// operator, what nothing follows any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_paper_when_the_live_journal_still_holds_positions_then_the_start_says_so() {
+    let mut l = live().await;
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the live copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    assert!(l.d.stop().success());
+    // The live journal moves to where the settings keep it; the paper one starts empty.
+    let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+    c.execute("VACUUM INTO ?1", [l.d.dir.join("live.db").to_str().unwrap()]).unwrap();
+    drop(c);
+    for f in ["journal.db", "journal.db-wal", "journal.db-shm"] {
+        let _ = std::fs::remove_file(l.d.dir.join(f));
+    }
+    l.d.replace_setting("mode = \"live\"", "mode = \"paper\"");
+    l.d.set("live", &format!("db_path = \"{}\"", l.d.dir.join("live.db").display()));
+    l.d.env.retain(|(k, _)| k != "PAPER_TRADING");
+    l.d.start();
+    l.d.wait_live().await;
+    let told = wait_for(10, "the operator told", async || {
+        l.d.events("error").into_iter().find(|m| m.contains("live journal") && m.contains("1 open position"))
+    })
+    .await;
+    assert!(told.contains("cost 5.1 USDC") && told.contains("PAPER"), "{told}");
+}

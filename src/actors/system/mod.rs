@@ -177,6 +177,35 @@ fn announce(cfg: &DaemonConfig, t: &trading::Trading, n_targets: usize) {
         )
     });
     t.notifier.do_send(Event::Started { mode, targets: n_targets, version: env!("CARGO_PKG_VERSION"), trading });
+    if s.mode.is_paper() {
+        tell_live_left_open(s, t);
+    }
+}
+
+/// A paper daemon started while the live journal still holds real positions or orders of unknown
+/// outcome (the operator switched back to paper): nothing follows them now (no exits mirrored, no
+/// redemption, no lookups), so the operator is told at every start until they are closed.
+fn tell_live_left_open(s: &crate::config::Settings, t: &trading::Trading) {
+    if s.live.db_path == s.db_path {
+        return;
+    }
+    match crate::store::other_journal::left_open(&s.live.db_path) {
+        Ok(None) => {}
+        Ok(Some(l)) => {
+            let message = format!(
+                "the live journal {} still holds {} open position(s) bought with real money (cost {} USDC) and {} \
+                 order(s) whose outcome is not settled, and this daemon trades PAPER: nothing mirrors their exits, \
+                 redeems them or looks the orders up. Switch back to live to close them (RUNBOOK: Going back to paper)",
+                s.live.db_path.display(),
+                l.positions,
+                l.cost,
+                l.orders
+            );
+            tracing::error!("{message}");
+            t.notifier.do_send(Event::Error { message });
+        }
+        Err(e) => warn!(journal = %s.live.db_path.display(), cause = %e, "the live journal could not be read"),
+    }
 }
 
 /// The daemon's cancellation token and the children that stop first.
