@@ -130,7 +130,7 @@ pub enum DenyReason {
 
 /// Every refusal code known ahead of time: the rules' own and the exchange's that the order path
 /// names. `/metrics` shows each from the start (at 0), so a first refusal is an increase.
-pub const KNOWN_CODES: [&str; 33] = [
+pub const KNOWN_CODES: [&str; 35] = [
     "v3_unsupported",
     "price_out_of_band",
     "sells_disabled",
@@ -164,6 +164,8 @@ pub const KNOWN_CODES: [&str; 33] = [
     "auth_error",
     "order_not_built",
     "clob_unavailable",
+    "invalid_price",
+    "execution_error",
 ];
 
 impl DenyReason {
@@ -318,6 +320,10 @@ mod tests {
             assert!(KNOWN_CODES.contains(&reason.code()), "{line}");
             assert_eq!(reason.to_string(), line);
             assert!(reason.explain().contains(phrase), "{}", reason.explain());
+        }
+        // Every code the order path can journal is shown by /metrics from the start.
+        for code in crate::clob::outcome::REFUSAL_CODES.iter().chain(&["execution_error"]) {
+            assert!(KNOWN_CODES.contains(code), "{code}");
         }
     }
 }

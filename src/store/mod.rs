@@ -48,7 +48,7 @@ pub use ops::{ExecRow, FeeRow, FillCounts, HeldMessage, Resolution};
 pub use orders::{OrderHealth, OrderRow, OrderStatus, Unsettled};
 pub use own_fills::{ForgottenFee, OwnBooking, OwnSettled, OwnSettlement};
 pub use quality::TargetQuality;
-pub use queries::{StatusReport, TradeRow};
+pub use queries::{PositionRow, StatusReport, TradeRow};
 pub use ranges::JournalOutcome;
 pub use ranges::Rewound;
 pub use reconcile::TokenState;

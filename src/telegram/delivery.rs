@@ -222,24 +222,38 @@ fn classify(e: &RequestError, token: &str) -> Failure {
             "the group became a supergroup with id {}: set TELEGRAM_CHAT_ID to it and restart",
             to.0
         )),
-        RequestError::Api(
-            ApiError::BotBlocked
+        RequestError::Api(api) => classify_api(api, cause),
+        _ => Failure::Transient(cause),
+    }
+}
+
+/// An answer Telegram gave: about the chat (permanent), about this message (bad), or neither. By
+/// the answer's own words as well as by name: teloxide names many refusals ("Bad Request:
+/// IMAGE_PROCESS_FAILED", "Forbidden: bot was kicked from the channel chat"), and one not listed
+/// here taken as transient would be retried for ever, holding every later message to its chat.
+fn classify_api(api: &ApiError, cause: String) -> Failure {
+    let text = match api {
+        ApiError::Unknown(d) => d.clone(),
+        named => named.to_string(),
+    };
+    let about_the_chat = matches!(
+        api,
+        ApiError::BotBlocked
             | ApiError::ChatNotFound
             | ApiError::UserDeactivated
             | ApiError::BotKicked
             | ApiError::BotKickedFromSupergroup
+            | ApiError::BotKickedFromChannel
+            | ApiError::GroupDeactivated
             | ApiError::CantInitiateConversation
-            | ApiError::CantTalkWithBots,
-        ) => Failure::Permanent(cause),
-        RequestError::Api(ApiError::Unknown(d)) if d.starts_with("Forbidden") => Failure::Permanent(cause),
-        RequestError::Api(
-            ApiError::CantParseEntities(_)
-            | ApiError::MessageTextIsEmpty
-            | ApiError::MessageIsTooLong
-            | ApiError::ButtonDataInvalid,
-        ) => Failure::BadMessage(cause),
-        RequestError::Api(ApiError::Unknown(d)) if d.starts_with("Bad Request") => Failure::BadMessage(cause),
-        _ => Failure::Transient(cause),
+            | ApiError::CantTalkWithBots
+    );
+    if about_the_chat || text.starts_with("Forbidden") {
+        Failure::Permanent(cause)
+    } else if text.starts_with("Bad Request") || matches!(api, ApiError::RequestEntityTooLarge) {
+        Failure::BadMessage(cause)
+    } else {
+        Failure::Transient(cause)
     }
 }
 
@@ -286,12 +300,14 @@ fn after_failure(
 ) -> Option<Duration> {
     match classify(e, &shared.token) {
         // Retrying the same message would loop and hold up the chat: send it once more as plain
-        // text without buttons, and if Telegram refuses that too, count it and move on.
-        Failure::BadMessage(cause) if msg.html || !msg.buttons.is_empty() => {
-            warn!(chat, kind = msg.kind, cause, "Telegram refused the message's formatting; sending it as plain text");
+        // text without buttons or picture (a report's chart refused still leaves its figures), and
+        // if Telegram refuses that too, count it and move on.
+        Failure::BadMessage(cause) if msg.html || !msg.buttons.is_empty() || msg.photo.is_some() => {
+            warn!(chat, kind = msg.kind, cause, "Telegram refused the message as it was; sending its text alone");
             msg.text = super::format::plain(&msg.text);
             msg.html = false;
             msg.buttons = Vec::new();
+            msg.photo = None;
             Some(Duration::ZERO)
         }
         Failure::BadMessage(cause) => {
@@ -346,6 +362,13 @@ mod tests {
             (RequestError::Api(ApiError::MessageIsTooLong), false, true),
             (RequestError::Api(ApiError::Unknown("Bad Request: something".into())), false, true),
             (RequestError::Api(ApiError::Unknown("Internal Server Error".into())), false, false),
+            // Named by teloxide, refused for good all the same.
+            (RequestError::Api(ApiError::ImageProcessFailed), false, true),
+            (RequestError::Api(ApiError::WrongHttpUrl), false, true),
+            (RequestError::Api(ApiError::RequestEntityTooLarge), false, true),
+            (RequestError::Api(ApiError::GroupDeactivated), true, false),
+            (RequestError::Api(ApiError::BotKickedFromChannel), true, false),
+            (RequestError::Api(ApiError::Unknown("Forbidden: something new".into())), true, false),
         ];
         for (e, permanent, bad) in cases {
             let got = classify(&e, "TOKEN");

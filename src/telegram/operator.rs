@@ -15,23 +15,42 @@ pub const CLOSE_PREFIX: &str = "close:";
 /// A close button older than this is refused: positions and prices move.
 const CLOSE_TTL_MS: i64 = 2 * 60 * 1000;
 
-/// Closes offered and not yet confirmed: nonce → (market or all, offered at).
+/// A close offered and not yet confirmed.
+#[derive(Debug, Clone)]
+struct Offered {
+    /// The market, or `None` for all.
+    market: Option<String>,
+    /// The positions the offer listed: a confirmation never sells one it did not show.
+    tokens: Vec<String>,
+    /// When it was offered, unix ms.
+    at_ms: i64,
+}
+
+/// Closes offered and not yet confirmed, by nonce.
 #[derive(Debug, Clone, Default)]
-pub struct PendingCloses(Arc<Mutex<HashMap<u64, (Option<String>, i64)>>>);
+pub struct PendingCloses(Arc<Mutex<HashMap<u64, Offered>>>);
 
 impl PendingCloses {
-    fn offer(&self, market: Option<String>) -> u64 {
+    fn offer(&self, market: Option<String>, tokens: Vec<String>) -> u64 {
         let nonce = rand_nonce();
         if let Ok(mut m) = self.0.lock() {
-            m.retain(|_, (_, at)| now_ms() - *at <= CLOSE_TTL_MS);
-            m.insert(nonce, (market, now_ms()));
+            m.retain(|_, o| now_ms() - o.at_ms <= CLOSE_TTL_MS);
+            m.insert(nonce, Offered { market, tokens, at_ms: now_ms() });
         }
         nonce
     }
 
-    fn take(&self, nonce: u64) -> Option<(Option<String>, i64)> {
+    fn take(&self, nonce: u64) -> Option<Offered> {
         self.0.lock().ok()?.remove(&nonce)
     }
+}
+
+/// The open positions `scope` covers, by token id, as the journal has them.
+async fn covered(ops: &super::commands::Ops, scope: &CloseScope) -> Result<Vec<crate::store::PositionRow>, String> {
+    let Ok(Ok(st)) = ops.store.send(GetStatus).await else {
+        return Err("the journal is unavailable right now; try again".into());
+    };
+    Ok(st.positions.into_iter().filter(|p| p.token_id.parse().is_ok_and(|t| scope.covers(&t))).collect())
 }
 
 fn rand_nonce() -> u64 {
@@ -52,13 +71,12 @@ pub async fn offer_close(ops: &super::commands::Ops, arg: &str) -> (String, Vec<
         Ok(s) => s,
         Err(e) => return (e, Vec::new()),
     };
-    let Ok(Ok(st)) = ops.store.send(GetStatus).await else {
-        return ("the journal is unavailable right now; try again".into(), Vec::new());
+    let positions = match covered(ops, &scope).await {
+        Ok(p) => p,
+        Err(e) => return (e, Vec::new()),
     };
-    let held: Vec<String> = st
-        .positions
+    let held: Vec<String> = positions
         .iter()
-        .filter(|p| p.token_id.parse().is_ok_and(|t| scope.covers(&t)))
         .map(|p| {
             format!(
                 "• {} sh of {} (cost {} USDC)",
@@ -78,7 +96,7 @@ pub async fn offer_close(ops: &super::commands::Ops, arg: &str) -> (String, Vec<
     } else {
         format!("{mode} positions in {arg}")
     };
-    let nonce = ops.closes.offer(market);
+    let nonce = ops.closes.offer(market, positions.into_iter().map(|p| p.token_id).collect());
     (
         format!(
             "close {what} at market (limit: last price less the slippage cap), whatever the trading state?\n{}",
@@ -91,13 +109,25 @@ pub async fn offer_close(ops: &super::commands::Ops, arg: &str) -> (String, Vec<
 /// A pressed close button: carries out the close it was offered for, once.
 pub async fn confirm_close(ops: &super::commands::Ops, nonce: &str) -> super::commands::Pressed {
     use super::commands::Pressed::{Done, Refused};
-    let Some((market, offered)) = nonce.parse::<u64>().ok().and_then(|n| ops.closes.take(n)) else {
+    let Some(offered) = nonce.parse::<u64>().ok().and_then(|n| ops.closes.take(n)) else {
         return Refused("this button was already used or is unknown: send /close again".into());
     };
-    if now_ms() - offered > CLOSE_TTL_MS {
+    if now_ms() - offered.at_ms > CLOSE_TTL_MS {
         return Refused("this button has expired (prices move): send /close again".into());
     }
-    match market_ops::close(&ops.store, &ops.risk, market.as_deref(), "telegram").await {
+    // Bought since the offer: the operator never saw it listed, so it is not sold on this press.
+    let now = match market_ops::scope(&ops.store, offered.market.as_deref()).await {
+        Ok(scope) => covered(ops, &scope).await,
+        Err(e) => Err(e),
+    };
+    match now {
+        Ok(now) if now.iter().any(|p| !offered.tokens.contains(&p.token_id)) => {
+            return Refused("positions were opened since this was offered: send /close again to see them".into());
+        }
+        Ok(_) => {}
+        Err(e) => return Refused(format!("not closed: {e}")),
+    }
+    match market_ops::close(&ops.store, &ops.risk, offered.market.as_deref(), "telegram").await {
         // The close itself is reported to every chat (the operator event); this chat only needs to
         // know its press was taken.
         Ok(s) => Done(format!(

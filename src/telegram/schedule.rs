@@ -110,6 +110,10 @@ pub async fn run(
                 if !out.push(m).await {
                     return;
                 }
+            } else {
+                // The journal or the target list did not answer: said, so a missing report is
+                // explained in the log (an on-demand /report can be asked for once it answers).
+                warn!(?period, "the scheduled report could not be built (journal or target list unavailable); skipped");
             }
         }
     }

@@ -791,12 +791,23 @@ async fn test_close_when_confirmed_then_sold_once_and_pausemarket_obeyed() {
         })
         .await
     };
+    // An offer pressed after a position it did not list was opened sells nothing.
+    let stale = ask("/close all", "close ALL PAPER open positions at market").await;
+    anvil.emit(&Fill::v2(3, A, C, true, 9, 100 * ONE, 50 * ONE)).await;
+    wait_for(30, "a second copy", async || (with_status(&d.trades(), "executed").len() == 2).then_some(())).await;
+    let before = tg.sent_to(OP).len();
+    tg.inject_callback(OP, &stale.buttons[0]);
+    wait_for(20, "the stale offer refused", async || {
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("positions were opened since")).then_some(())
+    })
+    .await;
+    assert_eq!(d.status()["positions"].as_array().map(Vec::len), Some(2), "nothing sold");
     ask("/halt", "HALTED").await;
     ask("/close", "usage: /close").await;
     let offer = ask("/close all", "close ALL PAPER open positions at market").await;
-    assert!(offer.text.contains("10 sh of 7"), "{}", offer.text);
+    assert!(offer.text.contains("10 sh of 7") && offer.text.contains("10 sh of 9"), "{}", offer.text);
     assert_eq!(offer.buttons.len(), 1);
-    assert!(with_status(&d.trades(), "executed").len() == 1, "nothing is sold before the button");
+    assert!(with_status(&d.trades(), "executed").len() == 2, "nothing is sold before the button");
     let before = tg.sent_to(OP).len();
     tg.inject_callback(OP, &offer.buttons[0]);
     wait_for(20, "the close", async || {
@@ -810,7 +821,7 @@ async fn test_close_when_confirmed_then_sold_once_and_pausemarket_obeyed() {
         tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("already used")).then_some(())
     })
     .await;
-    assert_eq!(with_status(&d.trades(), "executed").len(), 2, "one close, once");
+    assert_eq!(with_status(&d.trades(), "executed").len(), 4, "one close of each, once");
 
     ask("/resume", "resume PAPER trading?").await;
     ask("/pausemarket 8", "paused token 8").await;
