@@ -9,6 +9,7 @@ mod incident;
 mod journal;
 mod operator;
 mod reconcile;
+mod service_access;
 mod setup;
 mod stats;
 mod status;

@@ -51,6 +51,13 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
     } else {
         None
     };
+    // Root reads any file; the daemon runs as the service user.
+    if let Some(user) = settings.as_ref().and_then(|s| super::service_access::service_user(&s.db_path)) {
+        let installed = super::installed_settings(g).map(|f| (f, "settings"));
+        let files: Vec<(PathBuf, &str)> = installed.into_iter().chain([(wallets_path.clone(), "wallets")]).collect();
+        problems
+            .extend(files.iter().filter_map(|(f, what)| super::service_access::unreadable_for_service(f, user, what)));
+    }
     let enabled = wallets.as_ref().map_or(0, |w| w.enabled().count());
     let endpoints = match (&settings, &env) {
         (Some(s), Some(e)) if !offline => probe_endpoints(s, e, &mut problems),

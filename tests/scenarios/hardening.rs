@@ -233,3 +233,41 @@ fn test_env_file_when_the_working_directory_is_closed_to_the_user_then_taken_as_
     assert_eq!(code, Some(78), "{out}");
     assert!(out.contains("cannot read .env"), "{out}");
 }
+
+/// Run as root on an installation, `check-config` reads every file; the daemon, as the service
+/// user, may not. A `wallets.json` saved 0600 root:root is named, with the fix, instead of a
+/// clean bill that the next reload or start then contradicts.
+#[test]
+fn test_check_config_when_the_service_user_cannot_read_wallets_then_named() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let as_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if !as_root.unwrap_or(false) {
+        eprintln!("not root: the service user's view is not tested on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&dir.path().join("work"));
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("polycopy.toml"), "").unwrap();
+    std::fs::set_permissions(etc.join("polycopy.toml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    // The journal's directory belongs to the service user, as install.sh makes it.
+    let ok = std::process::Command::new("chown").args(["65534:65534"]).arg(&d.dir).status().unwrap();
+    assert!(ok.success());
+    let wallets = d.dir.join("wallets.json");
+    let check = || {
+        let out = d
+            .cmd(&["check-config", "--offline"])
+            .env("POLYCOPY_SYSTEM_CONFIG", etc.join("polycopy.toml"))
+            .output()
+            .unwrap();
+        crate::support::output(out)
+    };
+    std::fs::set_permissions(&wallets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out, err) = check();
+    assert_eq!(code, 78, "{out}{err}");
+    assert!(err.contains("wallets.json") && err.contains("cannot read") && err.contains("chmod 0640"), "{err}");
+    std::fs::set_permissions(&wallets, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out, err) = check();
+    assert_eq!(code, 0, "{out}{err}");
+}
