@@ -37,6 +37,8 @@ pub struct TelegramSettings {
     pub poll_timeout_s: u32,
     /// A chat Telegram refuses for good (bot blocked, chat not found) is tried again this often, seconds.
     pub parked_retry_s: u32,
+    /// Users who may command the bot in the authorized chats (empty: every member).
+    pub allowed_user_ids: Vec<u64>,
 }
 
 /// Event kinds that must always reach the operator.

@@ -122,8 +122,26 @@ const RISK_WAIT: Duration = Duration::from_secs(2);
 /// A confirmation button older than this is refused (the situation may have changed).
 const BUTTON_TTL_MS: i64 = 10 * 60 * 1000;
 
+/// Who may command the bot: the chats (`TELEGRAM_CHAT_ID`), and inside them the users
+/// (`telegram.allowed_user_ids`; empty: every member).
+#[derive(Debug, Clone, Default)]
+pub struct Authorized {
+    /// Chats whose commands are obeyed and which get the reports.
+    pub chats: HashSet<i64>,
+    /// Users whose commands are obeyed in those chats (empty: anyone in them).
+    pub users: HashSet<u64>,
+}
+
+impl Authorized {
+    /// Whether a command from `user` (`None`: sent as a channel or an anonymous admin) is obeyed.
+    #[must_use]
+    pub fn user(&self, user: Option<u64>) -> bool {
+        self.users.is_empty() || user.is_some_and(|u| self.users.contains(&u))
+    }
+}
+
 /// Long-polls for updates until the process ends.
-pub async fn run(bot: Bot, ops: Ops, chats: HashSet<i64>, poll_timeout_s: u32, username: String, token: String) {
+pub async fn run(bot: Bot, ops: Ops, chats: Authorized, poll_timeout_s: u32, username: String, token: String) {
     let chats = Arc::new(chats);
     let mut offset: i32 = 0;
     let mut backoff = Duration::from_millis(500);
@@ -211,13 +229,23 @@ fn unauthorized(ops: &Ops, chat: i64, what: &str) {
     }
 }
 
-async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &str, kind: UpdateKind, token: &str) {
+async fn handle_update(bot: &Bot, ops: &Ops, auth: &Authorized, username: &str, kind: UpdateKind, token: &str) {
+    let chats = &auth.chats;
     match kind {
         UpdateKind::Message(msg) => {
             let chat = msg.chat.id.0;
             // Counted whatever it holds (a sticker, the bot added to a group), before anything is read.
             if !chats.contains(&chat) {
                 return unauthorized(ops, chat, "message");
+            }
+            // A channel's post forwarded into its discussion group is not a command from anyone here.
+            if msg.is_automatic_forward() {
+                return;
+            }
+            // As a channel or an anonymous admin, the sender is no user (`from` is a placeholder).
+            let sender = if msg.sender_chat.is_some() { None } else { msg.from.as_ref().map(|u| u.id.0) };
+            if !auth.user(sender) {
+                return unauthorized(ops, chat, "message from a user not in telegram.allowed_user_ids");
             }
             let Some(text) = msg.text() else { return };
             if !text.starts_with('/') {
@@ -244,6 +272,9 @@ async fn handle_update(bot: &Bot, ops: &Ops, chats: &HashSet<i64>, username: &st
             let Some(chat) = chat.filter(|c| chats.contains(c)) else {
                 return unauthorized(ops, chat.unwrap_or(q.from.id.0 as i64), "button");
             };
+            if !auth.user(Some(q.from.id.0)) {
+                return unauthorized(ops, chat, "button pressed by a user not in telegram.allowed_user_ids");
+            }
             let data = q.data.as_deref().unwrap_or("");
             let pressed = if let Some(bound) = data.strip_prefix(RESUME_PREFIX) {
                 Some(confirm_resume(ops, bound).await)

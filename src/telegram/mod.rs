@@ -2,9 +2,9 @@
 //! operator commands the bot from them. Three tasks: delivery (paced, prioritized, digests), the
 //! command long-poll, and the report schedule. The [`TelegramActor`] is the notifier's sink.
 //!
-//! Security: only the chats in `TELEGRAM_CHAT_ID` are obeyed and receive reports; a group listed
-//! there is trusted as a whole (anyone in it can command the bot). The bot token is never printed:
-//! every error text is scrubbed of it before it is logged.
+//! Security: only the chats in `TELEGRAM_CHAT_ID` are obeyed and receive reports; inside them, the
+//! users in `telegram.allowed_user_ids` when it is set (otherwise a listed group is trusted as a
+//! whole). The bot token is never printed: every error text is scrubbed of it before it is logged.
 
 pub mod commands;
 pub mod delivery;
@@ -176,7 +176,10 @@ pub async fn start(
         commands::run(
             bot,
             ops,
-            chats.iter().copied().collect::<HashSet<_>>(),
+            commands::Authorized {
+                chats: chats.iter().copied().collect::<HashSet<_>>(),
+                users: settings.allowed_user_ids.iter().copied().collect(),
+            },
             settings.poll_timeout_s,
             username,
             token,

@@ -864,3 +864,33 @@ async fn test_pause_when_a_label_looks_like_another_targets_address_then_the_add
     assert_eq!(rows[1]["reason"], "paused", "{rows:?}");
     assert!(d.stop().success());
 }
+
+/// In a group, `telegram.allowed_user_ids` names who may command the bot: another member's
+/// `/halt` and button press get no answer and change nothing; a listed operator's are obeyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_commands_when_a_group_member_is_not_an_allowed_user_then_ignored() {
+    const GROUP: i64 = -1_001_234;
+    const OPERATOR: u64 = 4242;
+    const MEMBER: u64 = 777;
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &two_targets());
+    d.with_telegram(&tg, &GROUP.to_string());
+    d.set("telegram", &format!("allowed_user_ids = [{OPERATOR}]"));
+    d.start();
+    d.wait_live().await;
+    tg.inject_message_from(GROUP, MEMBER, "/halt");
+    tg.inject_callback_from(GROUP, MEMBER, "resume:0:0");
+    tg.inject_message_from(GROUP, MEMBER, "/status");
+    // Updates are handled in order: the operator's answer is the marker.
+    tg.inject_message_from(GROUP, OPERATOR, "/status");
+    wait_for(20, "the operator's answer", async || {
+        tg.sent_to(GROUP).iter().any(|m| m.text.contains("mode PAPER")).then_some(())
+    })
+    .await;
+    assert_eq!(tg.sent_to(GROUP).iter().filter(|m| m.text.contains("mode PAPER")).count(), 1, "only the operator's");
+    assert_eq!(d.status()["breaker"]["tripped"], false, "a member's /halt is not obeyed");
+    tg.inject_message_from(GROUP, OPERATOR, "/halt from the operator");
+    wait_for(10, "the operator's halt", async || (d.status()["breaker"]["tripped"] == true).then_some(())).await;
+}

@@ -92,13 +92,18 @@ impl FakeTelegram {
 
     /// A user in `chat` sends `text`.
     pub fn inject_message(&self, chat: i64, text: &str) {
+        self.inject_message_from(chat, chat.unsigned_abs(), text);
+    }
+
+    /// User `user` writes `text` in `chat` (a group, say).
+    pub fn inject_message_from(&self, chat: i64, user: u64, text: &str) {
         let mut s = self.state.lock().unwrap();
         let (u, m) = (s.next_update, s.next_message + 1_000_000);
         s.next_update += 1;
         s.next_message += 1;
         let cmd_len = text.split_whitespace().next().unwrap_or("").len();
         let mut msg = json!({"message_id": m, "date": now_s(), "chat": chat_json(chat),
-            "from": {"id": chat.abs(), "is_bot": false, "first_name": "op"}, "text": text});
+            "from": {"id": user, "is_bot": false, "first_name": "op"}, "text": text});
         if text.starts_with('/') {
             msg["entities"] = json!([{"type": "bot_command", "offset": 0, "length": cmd_len}]);
         }
@@ -107,13 +112,18 @@ impl FakeTelegram {
 
     /// A user in `chat` presses an inline button carrying `data`.
     pub fn inject_callback(&self, chat: i64, data: &str) {
+        self.inject_callback_from(chat, chat.unsigned_abs(), data);
+    }
+
+    /// User `user` presses a button carrying `data` in `chat`.
+    pub fn inject_callback_from(&self, chat: i64, user: u64, data: &str) {
         let mut s = self.state.lock().unwrap();
         let u = s.next_update;
         s.next_update += 1;
         let message = json!({"message_id": 1, "date": now_s(), "chat": chat_json(chat),
             "from": {"id": BOT_ID, "is_bot": true, "first_name": "polycopy", "username": "polycopy_test_bot"}, "text": "resume?"});
         s.updates.push(json!({"update_id": u, "callback_query": {"id": format!("cb{u}"),
-            "from": {"id": chat.abs(), "is_bot": false, "first_name": "op"}, "message": message,
+            "from": {"id": user, "is_bot": false, "first_name": "op"}, "message": message,
             "chat_instance": "ci", "data": data}}));
     }
 
