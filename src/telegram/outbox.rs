@@ -68,6 +68,11 @@ impl Outgoing {
 
 /// Samples a digest quotes before summarizing the rest.
 const DIGEST_SAMPLES: usize = 5;
+/// Alerts waiting beyond this many go as one message: 200 alerts at a group's 20 a minute would
+/// hold a command's answer and a new breaker alert for ten minutes.
+const ALERT_BURST: usize = 5;
+/// Characters of one alert quoted in a merged message.
+const SAMPLE_CHARS: usize = 300;
 
 /// The pending messages.
 #[derive(Debug, Clone, Default)]
@@ -132,13 +137,21 @@ impl Outbox {
     }
 
     /// Like [`Outbox::pop`], with how many queued messages the result stands for (a digest: all it
-    /// merged), so the sender can tell when everything queued was handled.
+    /// merged), so the sender can tell when everything queued was handled. The breaker's own
+    /// alerts go first (the trading state now matters most), then answers to commands, then the
+    /// other alerts (merged when more than [`ALERT_BURST`] wait), then routine messages.
     pub fn pop_counted(&mut self) -> Option<(Outgoing, usize)> {
-        if let Some(a) = self.alerts.pop_front() {
-            return Some((a, 1));
+        if let Some(b) = self.alerts.iter().position(|m| m.kind.starts_with("breaker_")) {
+            return self.alerts.remove(b).map(|m| (m, 1));
         }
         if let Some(d) = self.direct.pop_front() {
             return Some((d, 1));
+        }
+        if self.alerts.len() > ALERT_BURST {
+            return Some(self.alert_digest());
+        }
+        if let Some(a) = self.alerts.pop_front() {
+            return Some((a, 1));
         }
         if self.routine.len() == 1 && self.overflow.is_empty() {
             return self.routine.pop().map(|m| (m, 1));
@@ -148,6 +161,29 @@ impl Outbox {
         }
         let n = self.routine.len() + usize::try_from(self.overflow.values().sum::<u64>()).unwrap_or(usize::MAX);
         Some((self.digest(), n))
+    }
+
+    /// Every waiting alert in one plain message: the first few quoted, the rest counted (each is
+    /// in the journal's events and the log in full).
+    fn alert_digest(&mut self) -> (Outgoing, usize) {
+        let all: Vec<Outgoing> = self.alerts.drain(..).collect();
+        let mut text = format!("{} alerts came at once:", all.len());
+        for m in all.iter().take(DIGEST_SAMPLES) {
+            let plain = if m.html { super::format::plain(&m.text) } else { m.text.clone() };
+            let mut sample: String = plain.chars().take(SAMPLE_CHARS).collect();
+            if plain.chars().count() > SAMPLE_CHARS {
+                sample.push('…');
+            }
+            text.push_str("\n• ");
+            text.push_str(&sample);
+        }
+        if all.len() > DIGEST_SAMPLES {
+            text.push_str(&format!(
+                "\n… and {} more: each is in the log and the journal's events (`polycopy incident` gathers them)",
+                all.len() - DIGEST_SAMPLES
+            ));
+        }
+        (Outgoing::text("alert", text, Class::Alert, false), all.len())
     }
 
     fn digest(&mut self) -> Outgoing {
@@ -245,6 +281,27 @@ mod tests {
             d.text
         );
         assert!(d.text.contains("/trades lists them"), "{}", d.text);
+    }
+
+    #[test]
+    fn the_breaker_and_answers_pass_a_burst_of_alerts_which_go_as_one() {
+        let mut o = Outbox::new(100);
+        for i in 0..200 {
+            o.push(m("error", Class::Alert, &format!("order {i} refused")));
+        }
+        o.push(m("reply", Class::Direct, "HALTED"));
+        o.push(m("breaker_tripped", Class::Alert, "BREAKER"));
+        assert_eq!(o.pop_counted().map(|(m, n)| (m.text, n)), Some(("BREAKER".into(), 1)));
+        assert_eq!(o.pop().unwrap().text, "HALTED");
+        let (d, n) = o.pop_counted().unwrap();
+        assert_eq!(n, 200);
+        assert!(d.text.starts_with("200 alerts came at once:") && d.text.contains("order 0 refused"), "{}", d.text);
+        assert!(d.text.contains("… and 195 more") && !d.text.contains("order 5 refused"), "{}", d.text);
+        assert!(o.pop().is_none());
+        // A few alerts go one by one, in order.
+        o.push(m("error", Class::Alert, "one"));
+        o.push(m("error", Class::Alert, "two"));
+        assert_eq!((o.pop().unwrap().text, o.pop().unwrap().text), ("one".into(), "two".into()));
     }
 
     #[test]
