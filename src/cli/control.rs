@@ -255,7 +255,8 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
     })
 }
 
-/// `resume`: returns the exit code as [`halt`] does; 1 when refused (stop file present).
+/// `resume`: returns the exit code as [`halt`] does; 1 when refused (stop file present, or a halt
+/// came after the resume was asked for).
 ///
 /// # Errors
 /// When the settings are invalid, or with no daemon the journal cannot be written.

@@ -37,11 +37,31 @@ pub fn service_user(journal: &Path) -> Option<(u32, u32)> {
     (m.uid() != 0).then(|| (m.uid(), m.gid()))
 }
 
-/// A problem when `file` exists and the service user cannot read it.
+/// A problem when `file` exists and the service user certainly cannot read it: the file, or the
+/// directory holding it, belongs to root alone (root:root) and shuts others out. Group membership
+/// beyond the service user's own group is not known here, so a file of another group is given the
+/// benefit of the doubt rather than refused on a guess.
 #[must_use]
 pub fn unreadable_for_service(file: &Path, user: (u32, u32), what: &str) -> Option<Problem> {
     let m = std::fs::metadata(file).ok()?;
-    if readable_by(m.mode(), (m.uid(), m.gid()), user) {
+    let root_only = |m: &std::fs::Metadata| m.uid() == 0 && m.gid() == 0;
+    if let Some(dir) = file.parent().and_then(|d| std::fs::metadata(d).ok())
+        && root_only(&dir)
+        && dir.mode() & 0o001 == 0
+        && user.0 != 0
+    {
+        return Some(Problem::new(
+            file.display().to_string(),
+            what,
+            format!(
+                "the service user (uid {}) cannot enter its directory (mode {:o}, root:root), so the daemon cannot \
+                 read it: `chmod 0755` the directory, or run install.sh again",
+                user.0,
+                dir.mode() & 0o777
+            ),
+        ));
+    }
+    if !root_only(&m) || readable_by(m.mode(), (m.uid(), m.gid()), user) {
         return None;
     }
     Some(Problem::new(

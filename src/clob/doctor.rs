@@ -62,6 +62,19 @@ impl Diagnosis {
             && self.checks.iter().filter(|c| c.verdict == Verdict::Fail).all(|c| self.unanswered.contains(&c.name))
     }
 
+    /// True when something failed and every failure was the CLOB not answering or refusing the
+    /// API credentials: a refusal a clock put right, or the CLOB recovering from an incident, can
+    /// end, so a restart may work (every other failure is the setup's).
+    #[must_use]
+    pub fn only_credentials_or_unanswered(&self) -> bool {
+        !self.healthy()
+            && self
+                .checks
+                .iter()
+                .filter(|c| c.verdict == Verdict::Fail)
+                .all(|c| c.name == "credentials" || self.unanswered.contains(&c.name))
+    }
+
     /// The checks as text, one per line, failures with their fix.
     #[must_use]
     pub fn render(&self) -> String {

@@ -17,22 +17,29 @@ pub fn differs_under_systemd(line: &str) -> Option<&'static str> {
     if line.strip_prefix("export").is_some_and(|rest| rest.starts_with(char::is_whitespace)) {
         return Some("starts with `export`, which systemd does not take (the daemon would not get the variable)");
     }
-    let (_, value) = line.split_once('=')?;
-    let value = value.trim_start();
-    if value.starts_with('"') || value.starts_with('\'') {
-        return value.contains('$').then_some(
-            "has a `$` in its value, which the commands expand and systemd does not read alike (write the value out)",
-        );
+    let (_, raw) = line.split_once('=')?;
+    const COMMENT: &str = "has a `# comment` after its value, which systemd keeps as part of the value (put the comment on a line of its own)";
+    const DOLLAR: &str =
+        "has a `$` in its value, which the commands expand and systemd does not read alike (write the value out)";
+    let value = raw.trim_start();
+    // A comment right after `=` (nothing else on the line) is a comment to the commands only.
+    if value.starts_with('#') && raw.len() > value.len() {
+        return Some(COMMENT);
+    }
+    if let Some(q) = value.chars().next().filter(|c| *c == '"' || *c == '\'') {
+        let Some(end) = value[1..].find(q) else { return None };
+        let (inside, after) = (&value[1..=end], &value[end + 2..]);
+        // Single quotes expand nothing for either reader.
+        if q == '"' && inside.contains('$') {
+            return Some(DOLLAR);
+        }
+        return (!after.trim().is_empty()).then_some(COMMENT);
     }
     let comment = value.char_indices().any(|(i, c)| c == '#' && value[..i].ends_with(char::is_whitespace));
     if comment {
-        return Some(
-            "has a `# comment` after its value, which systemd keeps as part of the value (put the comment on a line of its own)",
-        );
+        return Some(COMMENT);
     }
-    value.contains('$').then_some(
-        "has a `$` in its value, which the commands expand and systemd does not read alike (write the value out)",
-    )
+    value.contains('$').then_some(DOLLAR)
 }
 
 /// The first line of `text` that systemd would read otherwise than the commands: its number
@@ -60,8 +67,11 @@ mod tests {
             ("exported_var=1", false),
             ("PASS=ab$cd", true),
             ("PASS=\"ab$cd\"", true),
+            ("PASS='ab$cd'", false),
             ("PASS=\"a # b\"", false),
             ("PASS='plain'", false),
+            ("TELEGRAM_CHAT_ID=\"123\" # me", true),
+            ("A= #x", true),
             ("NO_EQUALS_SIGN", false),
         ];
         for (line, differs) in cases {

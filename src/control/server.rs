@@ -296,6 +296,10 @@ async fn resume(peers: &ControlPeers, by: String) -> Reply {
         }
         Ok(Ok(false)) => {
             let after = current(peers).await;
+            // Another resume (the Telegram button) may have been first: then this one had nothing to do.
+            if after.trading() == crate::risk::TradingState::Active && !peers.gate.is_closed() {
+                return reply(peers, true, "already resumed: trading is active".into(), after);
+            }
             let msg =
                 "not resumed: trading was halted again while the resume waited its turn; resume again if that is \
                        still wanted"

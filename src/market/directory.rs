@@ -302,7 +302,9 @@ impl MarketDirectory {
             }
             PayoutCheck::Wait => {
                 self.note_waiting(info);
-                (None, info.payout)
+                // Gamma's result, or without one (no 0/1 price) the chain's for this outcome.
+                let on_chain = chain.flatten().and_then(|r| crate::market::info::slot_payout(r, slot));
+                (None, info.payout.or(on_chain))
             }
             PayoutCheck::Disagree { gamma, chain } => {
                 let first = info.condition_id.is_some_and(|c| self.disagreeing.lock().is_ok_and(|mut d| d.insert(c)));

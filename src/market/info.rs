@@ -132,6 +132,22 @@ pub fn even_payout(r: &ConditionResult) -> Option<Price> {
     Some(Price(ONE / outcomes))
 }
 
+/// What outcome slot `index` pays by the result on chain (`None` before the report, or for a
+/// result Conditional Tokens cannot hold): its numerator over the denominator.
+#[must_use]
+pub fn slot_payout(r: &ConditionResult, index: Option<usize>) -> Option<Price> {
+    if r.denominator.is_zero() {
+        return None;
+    }
+    let sum = r.numerators.iter().try_fold(U256::ZERO, |a, n| a.checked_add(*n));
+    if sum != Some(r.denominator) {
+        return None;
+    }
+    let n = index.and_then(|i| r.numerators.get(i))?;
+    // A numerator is at most the denominator, so this is at most one unit.
+    Some(Price(i64::try_from(n.saturating_mul(U256::from(ONE)) / r.denominator).unwrap_or(ONE)))
+}
+
 /// What a closed market's outcome pays once Gamma and Conditional Tokens are both heard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayoutCheck {
@@ -166,15 +182,34 @@ pub fn check_payout(gamma: Option<Price>, chain: Option<&ConditionResult>, index
         return gammas;
     }
     let Some(g) = gamma else { return even_payout(r).map_or(PayoutCheck::Wait, PayoutCheck::Settle) };
-    let Some(n) = index.and_then(|i| r.numerators.get(i)) else { return gammas };
-    // A numerator is at most the denominator, so this is at most one unit.
-    let chain = Price(i64::try_from(n.saturating_mul(U256::from(ONE)) / r.denominator).unwrap_or(ONE));
+    let Some(chain) = slot_payout(r, index) else { return gammas };
     if chain == g { PayoutCheck::Settle(g) } else { PayoutCheck::Disagree { gamma: g, chain } }
 }
 
 #[cfg(test)]
 mod check_payout_tests {
     use super::*;
+
+    #[test]
+    fn a_slot_pays_its_share_of_the_result_on_chain() {
+        let r = |den: u64, nums: &[u64]| ConditionResult {
+            denominator: U256::from(den),
+            numerators: nums.iter().map(|n| U256::from(*n)).collect(),
+            prepared: true,
+        };
+        // (result, slot, pays)
+        let cases = [
+            (r(1, &[1, 0]), Some(0), Some(Price(ONE))),
+            (r(1, &[1, 0]), Some(1), Some(Price(0))),
+            (r(10, &[7, 3]), Some(0), Some(Price(700_000))),
+            (r(0, &[]), Some(0), None),
+            (r(5, &[1, 1]), Some(0), None),
+            (r(1, &[1, 0]), None, None),
+        ];
+        for (res, slot, pays) in cases {
+            assert_eq!(slot_payout(&res, slot), pays, "{res:?} {slot:?}");
+        }
+    }
 
     #[test]
     fn gammas_result_settles_only_when_the_chain_agrees_or_cannot_say() {

@@ -18,7 +18,8 @@ pub struct LeftOpen {
     pub positions: i64,
     /// What they cost.
     pub cost: Usdc,
-    /// Orders signed or sent whose outcome is not known, and matches not yet settled on chain.
+    /// Orders signed or sent whose outcome is not known, matches not yet settled on chain, and
+    /// matches settled after they were taken out of our books (booked back only by a live daemon).
     pub orders: i64,
 }
 
@@ -38,7 +39,7 @@ pub fn left_open(path: &Path) -> StoreResult<Option<LeftOpen>> {
         })?;
     let orders: i64 = conn.query_row(
         "SELECT COUNT(*) FROM orders WHERE status IN ('signed', 'sent', 'live', 'delayed', 'unknown') \
-         OR (status = 'matched' AND settled = 0)",
+         OR (status = 'matched' AND settled = 0) OR settled = 2",
         [],
         |r| r.get(0),
     )?;

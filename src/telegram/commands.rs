@@ -242,14 +242,15 @@ async fn handle_update(bot: &Bot, ops: &Ops, auth: &Authorized, username: &str, 
             if msg.is_automatic_forward() {
                 return;
             }
-            // As a channel or an anonymous admin, the sender is no user (`from` is a placeholder).
-            let sender = if msg.sender_chat.is_some() { None } else { msg.from.as_ref().map(|u| u.id.0) };
-            if !auth.user(sender) {
-                return unauthorized(ops, chat, "message from a user not in telegram.allowed_user_ids");
-            }
             let Some(text) = msg.text() else { return };
             if !text.starts_with('/') {
                 return;
+            }
+            // As a channel or an anonymous admin, the sender is no user (`from` is a placeholder).
+            // Only a command counts as unauthorized: a group's chatter is none of our business.
+            let sender = if msg.sender_chat.is_some() { None } else { msg.from.as_ref().map(|u| u.id.0) };
+            if !auth.user(sender) {
+                return unauthorized(ops, chat, "command from a user not in telegram.allowed_user_ids");
             }
             // Command names are case-insensitive for people ("/STATUS"); arguments are kept as typed.
             let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));

@@ -248,7 +248,13 @@ fn classify_api(api: &ApiError, cause: String) -> Failure {
             | ApiError::CantInitiateConversation
             | ApiError::CantTalkWithBots
     );
-    if about_the_chat || text.starts_with("Forbidden") {
+    // Refusals about the bot's standing in the chat ("need administrator rights in the channel
+    // chat", "not enough rights to send text messages to the chat") hold for every message to it.
+    let lower = text.to_ascii_lowercase();
+    let no_rights = ["rights", "administrator", "not a member", "chat not found", "deactivated", "kicked", "blocked"]
+        .iter()
+        .any(|w| lower.contains(w));
+    if about_the_chat || text.starts_with("Forbidden") || no_rights {
         Failure::Permanent(cause)
     } else if text.starts_with("Bad Request") || matches!(api, ApiError::RequestEntityTooLarge) {
         Failure::BadMessage(cause)
@@ -369,6 +375,14 @@ mod tests {
             (RequestError::Api(ApiError::GroupDeactivated), true, false),
             (RequestError::Api(ApiError::BotKickedFromChannel), true, false),
             (RequestError::Api(ApiError::Unknown("Forbidden: something new".into())), true, false),
+            (RequestError::Api(ApiError::NotEnoughRightsToPostMessages), true, false),
+            (
+                RequestError::Api(ApiError::Unknown(
+                    "Bad Request: not enough rights to send text messages to the chat".into(),
+                )),
+                true,
+                false,
+            ),
         ];
         for (e, permanent, bad) in cases {
             let got = classify(&e, "TOKEN");

@@ -20,8 +20,9 @@ const CLOSE_TTL_MS: i64 = 2 * 60 * 1000;
 struct Offered {
     /// The market, or `None` for all.
     market: Option<String>,
-    /// The positions the offer listed: a confirmation never sells one it did not show.
-    tokens: Vec<String>,
+    /// The positions the offer listed (token, shares as shown): a confirmation never sells one it
+    /// did not show, nor one that changed since.
+    tokens: Vec<(String, String)>,
     /// When it was offered, unix ms.
     at_ms: i64,
 }
@@ -31,7 +32,7 @@ struct Offered {
 pub struct PendingCloses(Arc<Mutex<HashMap<u64, Offered>>>);
 
 impl PendingCloses {
-    fn offer(&self, market: Option<String>, tokens: Vec<String>) -> u64 {
+    fn offer(&self, market: Option<String>, tokens: Vec<(String, String)>) -> u64 {
         let nonce = rand_nonce();
         if let Ok(mut m) = self.0.lock() {
             m.retain(|_, o| now_ms() - o.at_ms <= CLOSE_TTL_MS);
@@ -96,7 +97,7 @@ pub async fn offer_close(ops: &super::commands::Ops, arg: &str) -> (String, Vec<
     } else {
         format!("{mode} positions in {arg}")
     };
-    let nonce = ops.closes.offer(market, positions.into_iter().map(|p| p.token_id).collect());
+    let nonce = ops.closes.offer(market, positions.into_iter().map(|p| (p.token_id, p.shares)).collect());
     (
         format!(
             "close {what} at market (limit: last price less the slippage cap), whatever the trading state?\n{}",
@@ -121,8 +122,10 @@ pub async fn confirm_close(ops: &super::commands::Ops, nonce: &str) -> super::co
         Err(e) => Err(e),
     };
     match now {
-        Ok(now) if now.iter().any(|p| !offered.tokens.contains(&p.token_id)) => {
-            return Refused("positions were opened since this was offered: send /close again to see them".into());
+        Ok(now) if now.iter().any(|p| !offered.tokens.iter().any(|(t, s)| *t == p.token_id && *s == p.shares)) => {
+            return Refused(
+                "positions were opened or changed since this was offered: send /close again to see them".into(),
+            );
         }
         Ok(_) => {}
         Err(e) => return Refused(format!("not closed: {e}")),

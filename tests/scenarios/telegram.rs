@@ -798,7 +798,7 @@ async fn test_close_when_confirmed_then_sold_once_and_pausemarket_obeyed() {
     let before = tg.sent_to(OP).len();
     tg.inject_callback(OP, &stale.buttons[0]);
     wait_for(20, "the stale offer refused", async || {
-        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("positions were opened since")).then_some(())
+        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("positions were opened or changed since")).then_some(())
     })
     .await;
     assert_eq!(d.status()["positions"].as_array().map(Vec::len), Some(2), "nothing sold");
@@ -893,4 +893,22 @@ async fn test_commands_when_a_group_member_is_not_an_allowed_user_then_ignored()
     assert_eq!(d.status()["breaker"]["tripped"], false, "a member's /halt is not obeyed");
     tg.inject_message_from(GROUP, OPERATOR, "/halt from the operator");
     wait_for(10, "the operator's halt", async || (d.status()["breaker"]["tripped"] == true).then_some(())).await;
+    // The operator asks to resume; a member presses the real button: nothing happens.
+    tg.inject_message_from(GROUP, OPERATOR, "/resume");
+    let offer =
+        wait_for(20, "the resume button", async || tg.sent_to(GROUP).into_iter().rev().find(|m| !m.buttons.is_empty()))
+            .await;
+    tg.inject_callback_from(GROUP, MEMBER, &offer.buttons[0]);
+    tg.inject_message_from(GROUP, MEMBER, "just chatting");
+    let answered = tg.sent_to(GROUP).iter().filter(|m| m.text.contains("mode PAPER")).count();
+    tg.inject_message_from(GROUP, OPERATOR, "/status");
+    wait_for(20, "the marker", async || {
+        (tg.sent_to(GROUP).iter().filter(|m| m.text.contains("mode PAPER")).count() > answered).then_some(())
+    })
+    .await;
+    assert_eq!(d.status()["breaker"]["tripped"], true, "a member's press does not resume");
+    assert!(tg.callbacks_answered().is_empty(), "the member's press gets no answer at all");
+    // The operator's own press does.
+    tg.inject_callback_from(GROUP, OPERATOR, &offer.buttons[0]);
+    wait_for(10, "resumed", async || (d.status()["breaker"]["tripped"] == false).then_some(())).await;
 }

@@ -225,16 +225,23 @@ async fn mark_to_market(
     // The first marks at once: until then the book is valued at the journal's last marks.
     let mut tick = tokio::time::interval(every);
     let mut failing = false;
+    // Markets the last refresh found closed: a closed market has no book, so asking for its
+    // midpoint would at best be answered with nothing.
+    let mut closed: std::collections::HashSet<TokenId> = std::collections::HashSet::new();
     loop {
         tick.tick().await;
         let Ok(tokens) = risk.send(GetOpenTokens).await else { return };
-        let refreshed = match &markets {
-            Some(d) => d.refresh(&tokens).await,
-            None => crate::market::directory::Refreshed::default(),
+        let trading: Vec<TokenId> = tokens.iter().filter(|t| !closed.contains(t)).copied().collect();
+        // Side by side: a slow Gamma or node must not hold up the midpoints the loss limit reads.
+        let refresh = async {
+            match &markets {
+                Some(d) => d.refresh(&tokens).await,
+                None => crate::market::directory::Refreshed::default(),
+            }
         };
-        // A closed market has no book: asking for its midpoint would at best be answered with nothing.
-        let trading: Vec<TokenId> = tokens.iter().filter(|t| !refreshed.closed(t)).copied().collect();
-        let mut marks = match src.midpoints(&trading).await {
+        let (refreshed, mids) = tokio::join!(refresh, src.midpoints(&trading));
+        closed = tokens.iter().filter(|t| refreshed.closed(t)).copied().collect();
+        let mut marks = match mids {
             Ok(marks) => {
                 failing = false;
                 marks
@@ -247,6 +254,8 @@ async fn mark_to_market(
                 HashMap::new()
             }
         };
+        // A market found closed just now: its result's value, or the marks it had.
+        marks.retain(|t, _| !closed.contains(t));
         marks.extend(refreshed.result_marks);
         if !marks.is_empty() {
             risk.do_send(Marks(marks));

@@ -63,6 +63,10 @@ pub enum DaemonError {
     /// The live-trading setup failed its checks.
     #[error("live trading cannot start:\n{0}")]
     Live(String),
+    /// The CLOB refused the API credentials (a clock off, an incident at the CLOB): a restart
+    /// may work, unlike [`DaemonError::Live`].
+    #[error("live trading cannot start yet:\n{0}")]
+    LiveCredentials(String),
     /// An actor went away during start.
     #[error("actor unavailable during start: {0}")]
     Mailbox(String),

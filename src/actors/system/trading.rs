@@ -176,7 +176,12 @@ async fn live_venue(s: &Settings, env: &Env) -> Result<Arc<Venue>, DaemonError> 
         info!("doctor {line}");
     }
     if !d.healthy() && !d.only_unanswered() {
-        return Err(DaemonError::Live(d.render()));
+        let text = d.render();
+        return Err(if d.only_credentials_or_unanswered() {
+            DaemonError::LiveCredentials(text)
+        } else {
+            DaemonError::Live(text)
+        });
     }
     if d.healthy() {
         let text = d.render();
