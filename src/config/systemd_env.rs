@@ -27,7 +27,7 @@ pub fn differs_under_systemd(line: &str) -> Option<&'static str> {
         return Some(COMMENT);
     }
     if let Some(q) = value.chars().next().filter(|c| *c == '"' || *c == '\'') {
-        let Some(end) = value[1..].find(q) else { return None };
+        let end = value[1..].find(q)?;
         let (inside, after) = (&value[1..=end], &value[end + 2..]);
         // Single quotes expand nothing for either reader.
         if q == '"' && inside.contains('$') {
