@@ -231,11 +231,18 @@ impl Store {
         }
         // A match of ours not yet settled on chain (or settled late and waiting to be put back)
         // may still move the position: a BUY taken out would leave the payout behind, and a SELL
-        // put back would sell shares already paid out. The next check settles what is held once
-        // every such match is known either way.
+        // put back would sell shares already paid out. So may a copy still in flight or of
+        // unknown outcome (at a start, before recovery has reserved it): a SELL the exchange
+        // filled would otherwise be booked on a position already paid out. The next check
+        // settles what is held once every such order is known either way.
         let awaiting: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM orders o JOIN executions e ON e.fill_id = o.fill_id \
-             WHERE e.token_id = ?1 AND o.status = 'matched' AND o.settled IN (0, 2))",
+             WHERE e.token_id = ?1 AND o.status = 'matched' AND o.settled IN (0, 2)) \
+             OR EXISTS (SELECT 1 FROM intents i JOIN fills f ON f.id = i.fill_id \
+             LEFT JOIN orders o ON o.fill_id = i.fill_id WHERE i.token_id = ?1 \
+             AND ((f.status = 'pending' AND f.suspect = 0 AND f.orphaned = 0) \
+             OR o.status IN ('sent', 'unknown', 'live', 'delayed') \
+             OR (o.status = 'matched' AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = o.fill_id))))",
             [token.to_string()],
             |r| r.get(0),
         )?;

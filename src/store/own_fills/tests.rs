@@ -765,3 +765,25 @@ fn a_fee_paid_on_chain_is_realized_once_per_transaction_and_follows_reorgs() {
     assert_eq!(s.fees_since(day).unwrap(), Usdc(120_000));
     assert_eq!(s.fees_since(now_ms() + 1).unwrap(), Usdc::ZERO, "dated when read");
 }
+
+/// A market resolves while a SELL of ours is in flight or of unknown outcome (at a start, before
+/// recovery reserved it): the position is not settled until that SELL's outcome is known, so a
+/// SELL the exchange filled is never booked on shares already paid out.
+#[test]
+fn a_settlement_waits_for_a_copy_in_flight_of_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+    let wallet = Address::repeat_byte(0xaa);
+    let buys = copies(&mut s, Side::Buy, 1);
+    s.record_execution(&live_exec(buys[0], Side::Buy, 10_000_000, 5_100_000), &wallet).unwrap();
+    s.conn.execute("UPDATE orders SET status = 'matched', settled = 1", []).unwrap();
+    let sells = copies_from(&mut s, Side::Sell, 2, 1);
+    let payout = Price(1_000_000);
+    assert!(s.record_settlement(U256::from(7), payout).unwrap().is_none(), "its intent is journaled, the fill pending");
+    s.order_outcome(sells[0], OrderStatus::Unknown, None, "no answer").unwrap();
+    s.record_rejection(sells[0], "unknown", "looked up later").unwrap();
+    assert!(s.record_settlement(U256::from(7), payout).unwrap().is_none(), "its outcome is unknown");
+    s.order_outcome(sells[0], OrderStatus::NoFill, None, "no match").unwrap();
+    let settled = s.record_settlement(U256::from(7), payout).unwrap().expect("settled once nothing is in flight");
+    assert_eq!(settled.exec.shares, Shares(10_000_000));
+}
