@@ -269,6 +269,7 @@ impl Run {
                             crate::store::FillStanding::Suspect => {
                                 info!(order = %id, "the copied trade's block was reorged away: waiting for the rescan before any send");
                                 self.wait_or_stop(&mut r).await;
+                                r.lookup_first = true;
                                 continue;
                             }
                             // The target's trade is gone (a reorg took it, or its sighting was
@@ -314,10 +315,19 @@ impl Run {
             // Asked before every send that no earlier send may have reached the exchange: the first,
             // and one after a "not now" (425, 429, 503) or a new login, whose wait the target's
             // trade may not have outlived.
-            if !r.uncertain
-                && self.writer.ask(FillStands(self.intent.fill_row)).await.map_err(journal_err)?
-                    == crate::store::FillStanding::Gone
-            {
+            let standing = if r.uncertain {
+                crate::store::FillStanding::Stands
+            } else {
+                self.writer.ask(FillStands(self.intent.fill_row)).await.map_err(journal_err)?
+            };
+            // Under a reorg's cloud: the rescan decides within a few blocks; meanwhile nothing
+            // leaves, and a copy that grows too old waiting is refused by the check above.
+            if standing == crate::store::FillStanding::Suspect {
+                info!(order = %id, "the copied trade's block was reorged away: waiting for the rescan before sending");
+                self.wait_or_stop(&mut r).await;
+                continue;
+            }
+            if standing == crate::store::FillStanding::Gone {
                 if r.ever_sent {
                     // Refused "not now" before, so most likely not taken; but a 503 may hide an
                     // order the exchange took. Looked up from now on, never sent again.
