@@ -426,7 +426,9 @@ impl Actor for RiskSupervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.poll_breaker(ctx);
         ctx.run_interval(self.poll, Self::poll_breaker);
-        ctx.run_interval(Duration::from_secs(5), Self::resolve_due);
+        // Often enough that an attempt a halt brought forward (the cancel of a GTD order that may
+        // rest on the book) starts within half a second; a look at a small map otherwise.
+        ctx.run_interval(Duration::from_millis(500), Self::resolve_due);
     }
 }
 
