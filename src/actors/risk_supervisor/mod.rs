@@ -5,6 +5,7 @@
 
 mod day;
 mod messages;
+mod not_sent;
 mod on_chain;
 mod operator;
 mod placement;
@@ -320,7 +321,7 @@ impl RiskSupervisor {
     fn exec_failed(&mut self, m: &Evaluate, e: ExecError) -> Decision {
         match e {
             ExecError::NotSent => {
-                let reason = not_sent_reason(&self.breaker.state, m.intent.side);
+                let reason = not_sent::not_sent_reason(&self.breaker.state, m.intent.side);
                 self.reject(m, reason)
             }
             ExecError::Rejected { code, message, counts_as_error } => {
@@ -441,19 +442,6 @@ impl Handler<GetBreakerState> for RiskSupervisor {
     }
 }
 
-/// Why an approved order was not sent, from the state now and its side: `reducing` stops only
-/// BUYs, so a SELL held back was stopped by a halt (perhaps one still on its way to the supervisor,
-/// its gate closed first); a halt lifted since is named as such, not as an empty cause.
-fn not_sent_reason(state: &crate::risk::BreakerState, side: crate::domain::Side) -> DenyReason {
-    if state.tripped {
-        DenyReason::Halted { reason: format!("{}: {}", state.code, state.reason) }
-    } else if state.reducing && side == crate::domain::Side::Buy {
-        DenyReason::Reducing { reason: format!("only exits are sent ({}: {})", state.code, state.reason) }
-    } else {
-        DenyReason::Halted { reason: "a halt stopped it before it was sent (lifted since, or not yet recorded)".into() }
-    }
-}
-
 /// The side a trading state stops on its own: `None` for every side (halted), BUYs while reducing.
 fn stopped_side(state: crate::risk::TradingState) -> Option<crate::domain::Side> {
     (state == crate::risk::TradingState::Reducing).then_some(crate::domain::Side::Buy)
@@ -521,38 +509,5 @@ impl Handler<Flush> for RiskSupervisor {
         Box::pin(async move {
             let _ = rx.await;
         })
-    }
-}
-
-#[cfg(test)]
-mod not_sent_tests {
-    use super::*;
-    use crate::domain::Side;
-    use crate::risk::BreakerState;
-
-    #[test]
-    fn an_order_not_sent_is_named_by_what_stopped_it() {
-        let state = |tripped, reducing, code: &str| BreakerState {
-            tripped,
-            reducing,
-            code: code.into(),
-            reason: "why".into(),
-            ..BreakerState::default()
-        };
-        // (state, side, code, reason contains)
-        let cases = [
-            (state(true, false, "manual"), Side::Buy, "halted", "manual: why"),
-            (state(true, false, "manual"), Side::Sell, "halted", "manual: why"),
-            (state(false, true, "daily_loss_limit"), Side::Buy, "reducing", "only exits"),
-            // Reducing never stops a SELL: a halt on its way did.
-            (state(false, true, "daily_loss_limit"), Side::Sell, "halted", "a halt stopped it"),
-            // Halted and resumed before the outcome came back.
-            (state(false, false, ""), Side::Buy, "halted", "lifted since"),
-        ];
-        for (s, side, code, says) in cases {
-            let r = not_sent_reason(&s, side);
-            assert_eq!(r.code(), code, "{s:?} {side:?}");
-            assert!(r.to_string().contains(says), "{r}");
-        }
     }
 }
