@@ -139,7 +139,7 @@ impl Outbox {
     /// Like [`Outbox::pop`], with how many queued messages the result stands for (a digest: all it
     /// merged), so the sender can tell when everything queued was handled. The breaker's own
     /// alerts go first (the trading state now matters most), then answers to commands, then the
-    /// other alerts (merged when more than [`ALERT_BURST`] wait), then routine messages.
+    /// other alerts (merged when more than five wait), then routine messages.
     pub fn pop_counted(&mut self) -> Option<(Outgoing, usize)> {
         if let Some(b) = self.alerts.iter().position(|m| m.kind.starts_with("breaker_")) {
             return self.alerts.remove(b).map(|m| (m, 1));
