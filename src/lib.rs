@@ -19,6 +19,8 @@
 //! - [`report`]: the daily/weekly report (text and PNG chart).
 //! - [`telegram`]: reports to and commands from the operator's chats.
 
+// Nothing outside tests may panic on what the network, a file or a user sends: errors are values.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 pub mod actors;
 pub mod alert_gate;
 pub mod chain;

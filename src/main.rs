@@ -1,5 +1,7 @@
 //! The `polycopy` binary: parse the command line, set up logging, run.
 
+// Nothing outside tests may panic on what the network, a file or a user sends: errors are values.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 use anyhow::Result;
 use clap::Parser;
 use polycopy::actors::{DaemonConfig, DaemonError, run_daemon};
