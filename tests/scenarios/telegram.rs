@@ -741,26 +741,15 @@ async fn test_start_when_halted_and_telegram_down_then_said_and_menu_registered(
     let menus_before = tg.requests("setMyCommands");
     d.start();
     d.wait_live().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let started = loop {
-        if let Some(m) = tg.sent_to(OP).into_iter().filter(|m| m.text.contains("started in PAPER mode")).nth(1) {
-            break m;
-        }
-        assert!(std::time::Instant::now() < deadline, "no second start notice: {:?}\n{}", tg.sent_to(OP), d.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let started = wait_for(30, "a second start notice", async || {
+        tg.sent_to(OP).into_iter().filter(|m| m.text.contains("started in PAPER mode")).nth(1)
+    })
+    .await;
     assert!(started.text.contains("trading is HALTED (manual) by cli: weekend"), "{}", started.text);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !(tg.requests("setMyCommands") > menus_before && tg.commands().len() > 10) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "menu not registered after the outage: {} requests (before {menus_before}), {} commands\n{}",
-            tg.requests("setMyCommands"),
-            tg.commands().len(),
-            d.log().lines().filter(|l| l.contains("elegram")).collect::<Vec<_>>().join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(30, "the command menu registered after the outage", async || {
+        (tg.requests("setMyCommands") > menus_before && tg.commands().len() > 10).then_some(())
+    })
+    .await;
 
     // The same broken file read three times (two writes and a SIGHUP): one announcement.
     let broken = format!(r#"{{"wallets": [{{"address": "{A}", "label": "whale", "sizing": 3}}]}}"#);
