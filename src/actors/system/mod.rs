@@ -193,23 +193,33 @@ fn tell_live_left_open(s: &crate::config::Settings, t: &trading::Trading) {
     if s.live.db_path == s.db_path {
         return;
     }
-    match crate::store::other_journal::left_open(&s.live.db_path) {
-        Ok(None) => {}
-        Ok(Some(l)) => {
-            let message = format!(
-                "the live journal {} still holds {} open position(s) bought with real money (cost {} USDC) and {} \
-                 order(s) whose outcome is not settled, and this daemon trades PAPER: nothing mirrors their exits, \
-                 redeems them or looks the orders up. Switch back to live to close them (RUNBOOK: Going back to paper)",
-                s.live.db_path.display(),
-                l.positions,
-                l.cost,
-                l.orders
-            );
-            tracing::error!("{message}");
-            t.notifier.do_send(Event::Error { message });
+    let (path, notifier) = (s.live.db_path.clone(), t.notifier.clone());
+    // Read off the actors' thread: another journal's file, however slow, never holds up a halt.
+    actix::spawn(async move {
+        let read = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || crate::store::other_journal::left_open(&path)).await
+        };
+        match read {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(l))) => {
+                let message = format!(
+                    "the live journal {} still holds {} open position(s) bought with real money (cost {} USDC) and \
+                     {} order(s) whose outcome is not settled, and this daemon trades PAPER: nothing mirrors their \
+                     exits, redeems them or looks the orders up. Switch back to live to close them (RUNBOOK: Going \
+                     back to paper)",
+                    path.display(),
+                    l.positions,
+                    l.cost,
+                    l.orders
+                );
+                tracing::error!("{message}");
+                notifier.do_send(Event::Error { message });
+            }
+            Ok(Err(e)) => warn!(journal = %path.display(), cause = %e, "the live journal could not be read"),
+            Err(e) => warn!(journal = %path.display(), cause = %e, "the live journal's read failed"),
         }
-        Err(e) => warn!(journal = %s.live.db_path.display(), cause = %e, "the live journal could not be read"),
-    }
+    });
 }
 
 /// The daemon's cancellation token and the children that stop first.
