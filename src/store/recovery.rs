@@ -7,20 +7,40 @@ use super::{Store, StoreResult};
 use crate::domain::{OrderIntent, OrderType, Price, Shares, Usdc};
 
 impl Store {
-    /// Sightings handed on at once but not acted on (no intent) when the daemon stopped wait for
-    /// their block instead: while it was down their transaction may have reverted or been
-    /// dropped, and nothing follows the pool for them before recovery runs. A block that has
-    /// them hands them on (the backfill included); one that never does leaves them uncopied.
-    /// Returns how many.
+    /// Sightings handed on at once whose copy had not left when the daemon stopped wait for their
+    /// block instead: while it was down their transaction may have reverted or been dropped, and
+    /// nothing follows the pool for them before recovery runs, so a copy sent at start could
+    /// mirror a trade that never happened. "Not left" is no intent, or an intent whose signed
+    /// order was never posted (its send is counted durably before the POST, so none reached the
+    /// exchange): that intent and order are taken back, all or nothing. A block that has the
+    /// fill hands it on to be copied afresh (the backfill included); one that never does leaves it
+    /// uncopied, and the pool's follower makes it an orphan. Returns how many.
     ///
     /// # Errors
     /// On a database error.
     pub fn defer_unacted_sightings(&mut self) -> StoreResult<usize> {
-        Ok(self.conn.execute(
+        // A savepoint: the store actor's requests may already run inside a transaction.
+        let tx = self.conn.savepoint()?;
+        let unsent: Vec<i64> = {
+            let mut st = tx.prepare(
+                "SELECT f.id FROM fills f JOIN intents i ON i.fill_id = f.id LEFT JOIN orders o ON o.fill_id = f.id \
+                 WHERE f.provisional = 1 AND f.orphaned = 0 AND f.status = 'pending' AND f.triggered_by IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = f.id) \
+                 AND (o.fill_id IS NULL OR (o.status = 'signed' AND o.posts = 0))",
+            )?;
+            st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        for row in &unsent {
+            tx.execute("DELETE FROM orders WHERE fill_id = ?1", [row])?;
+            tx.execute("DELETE FROM intents WHERE fill_id = ?1", [row])?;
+        }
+        let deferred = tx.execute(
             "UPDATE fills SET triggered_by = NULL WHERE provisional = 1 AND orphaned = 0 AND status = 'pending' \
              AND triggered_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.fill_id = fills.id)",
             [],
-        )?)
+        )?;
+        tx.commit()?;
+        Ok(deferred)
     }
 
     /// Fills journaled but not finished (for recovery at start), oldest first, with their intents:

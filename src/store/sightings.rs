@@ -566,6 +566,44 @@ mod tests {
     }
 
     #[test]
+    fn a_sighting_whose_copy_never_left_before_a_restart_waits_for_its_block() {
+        use crate::domain::{OrderIntent, Price, Shares};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let now: HashSet<Address> = [WALLET].into();
+        // (signed order, posted): the copy of each sighting when the daemon stopped.
+        let cases = [(None, false), (Some(()), false), (Some(()), true)];
+        let mut handed = Vec::new();
+        for (n, (signed, posted)) in cases.iter().enumerate() {
+            let n = u8::try_from(n).unwrap() + 1;
+            let p = s.journal_pending(&[fill(n, 9 + n, 0)], "pending", &now).unwrap();
+            let (row, f) = (p[0].row, p[0].fill.clone());
+            assert!(s.record_intent(&OrderIntent::for_fill(&f, row, Shares(10_000_000), Price(500_000))).unwrap());
+            if signed.is_some() {
+                let order = crate::clob::order::StoredOrder::for_test(f.side, 10_000_000, 5_000_000);
+                let order = crate::clob::order::StoredOrder { order_id: B256::repeat_byte(n), ..order };
+                s.record_order(row, &order).unwrap();
+            }
+            if *posted {
+                s.order_sent(row).unwrap();
+            }
+            handed.push(row);
+        }
+        assert_eq!(s.defer_unacted_sightings().unwrap(), 2, "the two copies that never left");
+        let left: Vec<i64> = s.unfinished().unwrap().iter().map(|p| p.row).collect();
+        assert_eq!(left, [handed[2]], "only the posted order is resolved at start (looked up, never sent again)");
+        assert!(s.order_for(handed[1]).unwrap().is_none(), "the unsent order is taken back");
+        // Their blocks hand them on to be copied afresh, once each.
+        for n in 1..=2u8 {
+            let b = u64::from(n) + 4;
+            let out = s
+                .journal_range(&[fill(n, 9 + n, b)], (b, B256::repeat_byte(n + 4)), &[(b, B256::repeat_byte(n + 4))])
+                .unwrap();
+            assert_eq!(out.to_copy.len(), 1, "sighting {n}");
+        }
+    }
+
+    #[test]
     fn a_waiting_fill_is_handed_on_by_its_block_and_an_orphan_mined_after_all_comes_back() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();

@@ -595,6 +595,54 @@ async fn test_live_when_a_sighting_is_orphaned_while_its_order_waits_its_turn_th
     assert_eq!(l.d.stop().code(), Some(0));
 }
 
+/// Two sightings copied live, each signed order held at its turn; the daemon is killed before
+/// either leaves, and while it is down one transaction is mined and the other dropped. At the
+/// restart nothing is sent on the word of the pool of an earlier run: the mined one is copied
+/// once, by its block, and the dropped one never, an orphan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_restarted_with_unsent_copies_of_sightings_then_only_the_mined_one_is_copied() {
+    use crate::support::live::{A, STD_TOKEN, live};
+    let mut l = live().await;
+    install_exchange(&l.anvil, V2_EXCHANGE).await;
+    let hold = l.d.dir.join("hold-at-turn");
+    std::fs::write(&hold, "").unwrap();
+    let detection = [
+        ("POLYCOPY_DETECTION__PENDING", "true"),
+        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
+        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
+    ];
+    let held: Vec<(&str, &str)> =
+        [("POLYCOPY_FAULT", "hold_at_turn"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())].into_iter().collect();
+    l.d.start_with(&[&detection[..], &held[..]].concat());
+    l.d.wait_live().await;
+    l.anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement(Generation::V2, A, STD_TOKEN, 100 * ONE, 50 * ONE, 7);
+    let mined = send(&l.anvil, ex, &data).await;
+    let (ex, data) = settlement(Generation::V2, A, STD_TOKEN, 100 * ONE, 50 * ONE, 8);
+    let dropped = send(&l.anvil, ex, &data).await;
+    wait_for(20, "both copies signed and held at their turn", async || {
+        (l.d.log().matches("fault injection: holding").count() >= 2).then_some(())
+    })
+    .await;
+    l.d.kill9();
+    // The later nonce is dropped, so the earlier one can be mined alone.
+    l.anvil.raw("anvil_dropTransaction", json!([dropped])).await;
+    l.anvil.mine(1).await;
+    std::fs::remove_file(&hold).unwrap();
+    l.d.start_with(&detection);
+    l.d.wait_live().await;
+    let orphan = wait_for(30, "the dropped sighting orphaned", async || {
+        l.anvil.mine(1).await;
+        l.d.events("orphaned").into_iter().find(|m| m.contains(&dropped.to_string()))
+    })
+    .await;
+    assert!(!orphan.contains("COPIED"), "{orphan}");
+    wait_for(30, "the mined one copied", async || (l.d.executions_for(&mined) == 1).then_some(())).await;
+    assert_eq!(l.clob.posts().len(), 1, "one order: the mined trade's copy");
+    assert_eq!(l.d.executions_for(&dropped), 0);
+    assert_eq!(l.d.stop().code(), Some(0));
+}
+
 /// A settlement copied on sight and mined, whose block holds no fill of the target (here its logs
 /// leave it out; in life, a target removed meanwhile): once old and read past by the feed, it is
 /// an orphan, reported, instead of a provisional row counted in the target's position for good.
