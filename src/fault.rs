@@ -1,11 +1,17 @@
 //! Fault injection for the crash tests: the process dies at a named point when `POLYCOPY_FAULT`
-//! names it. Compiled only with the `fault-injection` feature (the test command enables it); a
+//! names it (a comma-separated list names several). Compiled only with the `fault-injection` feature (the test command enables it); a
 //! release build has no such hook at all.
 
-/// Aborts the process (as hard as SIGKILL) when `POLYCOPY_FAULT` is `point`.
+/// Whether `POLYCOPY_FAULT` names `point`.
+#[cfg(feature = "fault-injection")]
+fn named(point: &str) -> bool {
+    std::env::var("POLYCOPY_FAULT").is_ok_and(|v| v.split(',').any(|p| p.trim() == point))
+}
+
+/// Aborts the process (as hard as SIGKILL) when `POLYCOPY_FAULT` names `point`.
 #[cfg(feature = "fault-injection")]
 pub fn abort_at(point: &str) {
-    if std::env::var("POLYCOPY_FAULT").is_ok_and(|v| v == point) {
+    if named(point) {
         tracing::error!(point, "fault injection: aborting");
         std::process::abort();
     }
@@ -16,11 +22,11 @@ pub fn abort_at(point: &str) {
 #[inline]
 pub const fn abort_at(_point: &str) {}
 
-/// Holds the calling task while the file `POLYCOPY_FAULT_HOLD` exists, when `POLYCOPY_FAULT` is
-/// `point`: a test stretches a window (a journal write that waits its turn, say) to act inside it.
+/// Holds the calling task while the file `POLYCOPY_FAULT_HOLD` exists, when `POLYCOPY_FAULT`
+/// names `point`: a test stretches a window (a journal write that waits its turn, say) to act inside it.
 #[cfg(feature = "fault-injection")]
 pub async fn hold_at(point: &str) {
-    if std::env::var("POLYCOPY_FAULT").is_ok_and(|v| v == point) {
+    if named(point) {
         let Ok(file) = std::env::var("POLYCOPY_FAULT_HOLD") else { return };
         tracing::warn!(point, file, "fault injection: holding while the file exists");
         while std::path::Path::new(&file).exists() {

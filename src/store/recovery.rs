@@ -47,7 +47,9 @@ impl Store {
     /// pending ones not under a reorg's cloud, and every fill whose order may still be at the
     /// exchange, whatever became of the fill since (executed in part, or taken away by a reorg
     /// or an orphaned sighting while its order was in flight): that order is looked up, holds its
-    /// exposure until then, and is booked if it filled, since what we hold is ours either way.
+    /// exposure until then, and is booked if it filled, since what we hold is ours either way. A
+    /// match journaled whose execution was not (the daemon stopped between the two writes) is
+    /// booked from its order row, however the fill stands now.
     ///
     /// # Errors
     /// On a database error or a corrupt row.
@@ -58,7 +60,8 @@ impl Store {
              WHERE (f.status = 'pending' AND f.suspect = 0 AND f.orphaned = 0 \
              AND NOT (f.provisional = 1 AND f.triggered_by IS NULL)) \
              OR EXISTS (SELECT 1 FROM orders o \
-             WHERE o.fill_id = f.id AND o.status IN ('live', 'delayed', 'unknown', 'sent')) \
+             WHERE o.fill_id = f.id AND (o.status IN ('live', 'delayed', 'unknown', 'sent') \
+             OR (o.status = 'matched' AND e.fill_id IS NULL))) \
              ORDER BY f.block_number, f.log_index"
         ))?;
         let rows = st.query_map([], |r| {

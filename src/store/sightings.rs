@@ -604,6 +604,39 @@ mod tests {
     }
 
     #[test]
+    fn a_match_journaled_without_its_execution_on_an_orphaned_sighting_is_recovered() {
+        use crate::domain::{OrderIntent, Price, Shares};
+        use crate::store::OrderStatus;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let now: HashSet<Address> = [WALLET].into();
+        let p = s.journal_pending(&[fill(1, 9, 0)], "pending", &now).unwrap();
+        let (row, f) = (p[0].row, p[0].fill.clone());
+        assert!(s.record_intent(&OrderIntent::for_fill(&f, row, Shares(10_000_000), Price(500_000))).unwrap());
+        s.record_order(row, &crate::clob::order::StoredOrder::for_test(f.side, 10_000_000, 5_000_000)).unwrap();
+        s.order_sent(row).unwrap();
+        s.orphan_tx(B256::repeat_byte(1)).unwrap();
+        // It matched, and the daemon stopped before the execution was written.
+        s.order_outcome(row, OrderStatus::Matched, Some((10_000_000, 5_000_000)), "matched").unwrap();
+        let left = s.unfinished().unwrap();
+        assert_eq!(left.iter().map(|p| p.row).collect::<Vec<_>>(), [row], "the shares we hold are booked");
+        assert!(left[0].intent.is_some());
+        // Once booked, nothing is left to recover.
+        let e = crate::domain::Execution {
+            fill_row: row,
+            side: f.side,
+            token_id: f.token_id,
+            shares: Shares(10_000_000),
+            price: Price(500_000),
+            usdc: crate::domain::Usdc(5_000_000),
+            mode: crate::domain::ExecMode::Live,
+            at_ms: 1,
+        };
+        assert!(s.record_execution(&e, &WALLET).unwrap().is_some());
+        assert!(s.unfinished().unwrap().is_empty());
+    }
+
+    #[test]
     fn a_waiting_fill_is_handed_on_by_its_block_and_an_orphan_mined_after_all_comes_back() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();

@@ -643,6 +643,59 @@ async fn test_live_when_restarted_with_unsent_copies_of_sightings_then_only_the_
     assert_eq!(l.d.stop().code(), Some(0));
 }
 
+/// A sighting's copy is held just before its POST while the target's transaction is dropped and
+/// the sighting orphaned; the order then goes, matches, and the daemon dies between journaling
+/// the match and booking it. At the restart the shares we hold are booked (the fill being an
+/// orphan changes nothing about what we bought), and nothing is sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_match_on_an_orphaned_sighting_was_not_booked_before_a_crash_then_booked_at_restart() {
+    use crate::support::live::{A, STD_TOKEN, live};
+    let mut l = live().await;
+    install_exchange(&l.anvil, V2_EXCHANGE).await;
+    let hold = l.d.dir.join("hold-before-post");
+    std::fs::write(&hold, "").unwrap();
+    let detection = [
+        ("POLYCOPY_DETECTION__PENDING", "true"),
+        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
+        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
+    ];
+    let faults: Vec<(&str, &str)> = [
+        ("POLYCOPY_FAULT", "hold_before_post,abort_after_order_outcome"),
+        ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
+    ]
+    .into_iter()
+    .collect();
+    l.d.start_with(&[&detection[..], &faults[..]].concat());
+    l.d.wait_live().await;
+    l.anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement(Generation::V2, A, STD_TOKEN, 100 * ONE, 50 * ONE, 7);
+    let tx = send(&l.anvil, ex, &data).await;
+    wait_for(20, "the copy held before its POST", async || {
+        l.d.log().contains("fault injection: holding").then_some(())
+    })
+    .await;
+    l.anvil.raw("anvil_dropTransaction", json!([tx])).await;
+    wait_for(20, "the orphan report", async || {
+        l.anvil.mine(1).await;
+        l.d.events("orphaned").into_iter().find(|m| m.contains(&tx.to_string()))
+    })
+    .await;
+    std::fs::remove_file(&hold).unwrap();
+    wait_for(20, "the crash after the match was journaled", async || {
+        l.d.log().contains("fault injection: aborting").then_some(())
+    })
+    .await;
+    l.d.kill9();
+    assert_eq!(l.d.executions_for(&tx), 0, "died before booking");
+    l.d.start_with(&detection);
+    l.d.wait_live().await;
+    wait_for(20, "the match booked", async || (l.d.executions_for(&tx) == 1).then_some(())).await;
+    assert_eq!(l.clob.posts().len(), 1, "nothing sent again");
+    let status = l.d.status();
+    assert!(status.to_string().contains(&STD_TOKEN.to_string()), "the position is held: {status}");
+    assert_eq!(l.d.stop().code(), Some(0));
+}
+
 /// A settlement copied on sight and mined, whose block holds no fill of the target (here its logs
 /// leave it out; in life, a target removed meanwhile): once old and read past by the feed, it is
 /// an orphan, reported, instead of a provisional row counted in the target's position for good.
