@@ -228,6 +228,24 @@ async fn test_live_when_halted_while_a_gtd_order_rests_then_it_is_cancelled() {
     assert_eq!((l.clob.cancels().len(), l.clob.posts().len()), (1, 1), "cancelled once, never sent again");
 }
 
+/// A GTD order refused "not now" (503) until the retries run out is given up, and a cancel is
+/// asked once all the same: had an answer been lost on the way after the exchange took it, it
+/// would rest until its expiry with nobody watching it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_gtd_order_is_given_up_after_503s_then_a_cancel_is_asked_once() {
+    let mut l = live().await;
+    l.d.set("live", "order_type = \"GTD\"");
+    l.clob.script(&vec![Play::Status(503, "trading is currently cancel-only"); 3]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let r = wait_for(30, "the copy given up", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("trading_paused")), "{r}");
+    let cancels = l.clob.cancels();
+    assert_eq!(cancels.len(), 1, "asked once: {cancels:?}");
+    assert_eq!(cancels[0].1, format!("{:#x}", order_id(&l.d, 0)));
+    assert_eq!(l.clob.posts().len(), 3, "the retries, never a new order");
+}
+
 /// A GTD order put on the book whose answer never came and whose lookups fail (503): a halt
 /// cancels it all the same, since it may rest there and fill after the halt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

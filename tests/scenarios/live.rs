@@ -174,6 +174,7 @@ async fn test_live_when_exchange_answers_each_way_then_journal_and_post_counts_m
         assert_eq!(ids.len(), 1, "case {n}");
     }
     assert!(l.clob.refused().is_empty(), "{:?}", l.clob.refused());
+    assert!(l.clob.cancels().is_empty(), "a FAK order given up cannot rest: nothing to cancel");
     // The balance refusal is an alert: an account problem, not the order's.
     wait_for(10, "the balance alert", async || {
         l.d.events("error").into_iter().find(|e| e.contains("insufficient_balance"))

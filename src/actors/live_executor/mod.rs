@@ -143,8 +143,9 @@ impl Run {
     /// Trading stopped before the exchange took the order: never sent, or every send refused "not
     /// now" (425, 429, 503, a refused key), which the exchange says of an order it did not take.
     /// Nothing is left to look up: it ends as not sent, with no error.
-    async fn never_accepted(&self, r: &Resolution) -> Result<Execution, ExecError> {
+    async fn never_accepted(&self, order: &StoredOrder, r: &Resolution) -> Result<Execution, ExecError> {
         if r.ever_sent {
+            self.withdraw_given_up(order).await;
             let message = "not_sent: refused for now by the exchange, and trading stopped before it was sent again";
             self.outcome(OrderStatus::Rejected, None, message).await?;
         }
@@ -310,7 +311,7 @@ impl Run {
                     continue;
                 }
                 // Halted before any send reached the exchange: the stored order never leaves.
-                return self.never_accepted(&r).await;
+                return self.never_accepted(&order, &r).await;
             }
             // Asked before every send that no earlier send may have reached the exchange: the first,
             // and one after a "not now" (425, 429, 503) or a new login, whose wait the target's
@@ -356,7 +357,7 @@ impl Run {
                     return Err(ExecError::NotSent);
                 }
                 if !r.uncertain {
-                    return self.never_accepted(&r).await;
+                    return self.never_accepted(&order, &r).await;
                 }
                 r.lookup_first = true;
                 r.resent = true;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::Run;
 use super::resolution::{AfterPost, Resolution, Tries};
@@ -69,6 +69,7 @@ impl Run {
                 tries.retries += 1;
                 let retries = tries.retries;
                 if retries > self.rules.max_retries {
+                    self.withdraw_given_up(order).await;
                     return done(self.refused(code, format!("{message} (after {retries} attempts)"), true).await);
                 }
                 let wait = self.retry_wait(code, wait_ms, retries);
@@ -83,6 +84,7 @@ impl Run {
                         wait.as_secs(),
                         left.as_secs()
                     );
+                    self.withdraw_given_up(order).await;
                     return done(self.refused(code, message, false).await);
                 }
                 self.wait_to_retry(&id, code, wait, retries).await;
@@ -105,6 +107,28 @@ impl Run {
             }
         }
         Ok(AfterPost::Again)
+    }
+
+    /// A GTD order given up after "not now" answers is cancelled once, best effort: the exchange
+    /// says 425, 429 and 503 of orders it did not take, but an answer lost on the way (a gateway's
+    /// 503 after the engine took it) would leave an order resting until its expiry that nobody
+    /// watches or cancels at a halt. A cancel of an order the exchange does not hold costs nothing;
+    /// a fill of one it did hold is booked by our fill on chain. A FAK or FOK order cannot rest.
+    pub(super) async fn withdraw_given_up(&self, order: &StoredOrder) {
+        let expiry_s = i64::try_from(order.expiration).unwrap_or(i64::MAX);
+        if !order.order_type.eq_ignore_ascii_case("GTD") || expiry_s <= now_ms() / 1000 {
+            return;
+        }
+        let id = order.id_hex();
+        match self.venue.cancel(&id).await {
+            Ok(true) => warn!(order = %id, "a GTD order given up was on the book after all: cancelled"),
+            Ok(false) => {
+                info!(order = %id, "a GTD order given up is not on the book (cancel asked, nothing to cancel)")
+            }
+            Err(e) => {
+                warn!(order = %id, cause = %e, "a GTD order given up could not be cancelled; a fill of it would still be booked from the chain")
+            }
+        }
     }
 
     /// The exchange may have the order: journaled as unknown, and only lookups (first) and our
