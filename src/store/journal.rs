@@ -270,18 +270,19 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn fill_standing(&self, row: i64) -> StoreResult<FillStanding> {
-        let found: Option<(bool, bool)> = self
+        let found: Option<(bool, bool, bool)> = self
             .conn
             .query_row(
-                "SELECT status IN ('pending', 'executed') AND orphaned = 0 AND reorged_after_copy = 0, suspect \
-                 FROM fills WHERE id = ?1",
+                "SELECT status IN ('pending', 'executed') AND orphaned = 0 AND reorged_after_copy = 0, suspect, \
+                 provisional FROM fills WHERE id = ?1",
                 [row],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
         Ok(match found {
-            Some((true, false)) => FillStanding::Stands,
-            Some((true, true)) => FillStanding::Suspect,
+            Some((true, false, false)) => FillStanding::Stands,
+            Some((true, false, true)) => FillStanding::Sighted,
+            Some((true, true, _)) => FillStanding::Suspect,
             _ => FillStanding::Gone,
         })
     }
@@ -419,6 +420,10 @@ fn grow_from_answer(tx: &rusqlite::Connection, e: &Execution) -> StoreResult<Opt
 pub enum FillStanding {
     /// On the chain we follow.
     Stands,
+    /// Seen in the pool, its block not read yet, not orphaned so far: it stands as long as the
+    /// pool's follower runs (it orphans a dropped transaction within a few rounds), which a
+    /// placement recovered at a start cannot take for granted.
+    Sighted,
     /// Its block was reorged away and the rescan has not seen it again yet.
     Suspect,
     /// Withdrawn, refused or orphaned: no longer a trade to copy.

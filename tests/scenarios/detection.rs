@@ -643,6 +643,49 @@ async fn test_live_when_restarted_with_unsent_copies_of_sightings_then_only_the_
     assert_eq!(l.d.stop().code(), Some(0));
 }
 
+/// A sighting's copy is sent and refused "not now" (503); the daemon is killed during the wait
+/// before the retry, and the target's transaction is dropped while it is down. At the restart the
+/// order may have reached the exchange, so it is looked up; its lookups find nothing, and still
+/// the same order is not sent again on the word of a pool read before the stop: it waits for the
+/// chain, which orphans the sighting, and then it is only ever looked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_restarted_with_a_sent_copy_of_a_dropped_sighting_then_it_is_not_sent_again() {
+    use crate::support::live::{A, STD_TOKEN, live};
+    let mut l = live().await;
+    install_exchange(&l.anvil, V2_EXCHANGE).await;
+    l.d.replace_setting("retry_backoff_ms = 100", "retry_backoff_ms = 60000");
+    l.clob.script(&[crate::support::clob::Play::Status(503, "trading is currently cancel-only")]);
+    let detection = [
+        ("POLYCOPY_DETECTION__PENDING", "true"),
+        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
+        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
+    ];
+    l.d.start_with(&detection);
+    l.d.wait_live().await;
+    l.anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement(Generation::V2, A, STD_TOKEN, 100 * ONE, 50 * ONE, 7);
+    let tx = send(&l.anvil, ex, &data).await;
+    wait_for(20, "the first POST, refused for now", async || (l.clob.posts().len() == 1).then_some(())).await;
+    wait_for(20, "the wait before the retry", async || {
+        l.d.log().contains("order refused for now; sending the same order again after a wait").then_some(())
+    })
+    .await;
+    l.d.kill9();
+    l.anvil.raw("anvil_dropTransaction", json!([tx])).await;
+    l.d.start_with(&detection);
+    l.d.wait_live().await;
+    wait_for(30, "the orphan report", async || {
+        l.anvil.mine(1).await;
+        l.d.events("orphaned").into_iter().find(|m| m.contains(&tx.to_string()))
+    })
+    .await;
+    // Later lookups are the marker that the order was handled since, and still only looked up.
+    let lookups = l.clob.requests("/data/order");
+    wait_for(30, "two more lookups", async || (l.clob.requests("/data/order") >= lookups + 2).then_some(())).await;
+    assert_eq!(l.clob.posts().len(), 1, "never sent again for a trade that did not happen");
+    assert_eq!(l.d.executions_for(&tx), 0);
+}
+
 /// A sighting's copy is held just before its POST while the target's transaction is dropped and
 /// the sighting orphaned; the order then goes, matches, and the daemon dies between journaling
 /// the match and booking it. At the restart the shares we hold are booked (the fill being an

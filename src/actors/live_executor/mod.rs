@@ -152,6 +152,19 @@ impl Run {
         Err(ExecError::NotSent)
     }
 
+    /// How the target's fill stands before a send. A sighting (seen in the pool, its block not
+    /// read yet) stands for a placement begun in this run, while the pool's follower watches it;
+    /// one recovered at a start waits for its block or its orphaning: its transaction may have
+    /// been dropped while the daemon was down, and the follower checks it again only a few rounds
+    /// after the start.
+    async fn standing(&self) -> Result<crate::store::FillStanding, ExecError> {
+        let standing = self.writer.ask(FillStands(self.intent.fill_row)).await.map_err(journal_err)?;
+        Ok(match standing {
+            crate::store::FillStanding::Sighted if self.fresh_intent => crate::store::FillStanding::Stands,
+            s => s,
+        })
+    }
+
     fn age_s(&self) -> i64 {
         now_ms() / 1000 - i64::try_from(self.intent.block_ts).unwrap_or(0)
     }
@@ -263,12 +276,12 @@ impl Run {
                         if let Some(done) = self.booked_meanwhile().await? {
                             return done;
                         }
-                        match self.writer.ask(FillStands(self.intent.fill_row)).await.map_err(journal_err)? {
+                        match self.standing().await? {
                             crate::store::FillStanding::Stands => {}
                             // A reorg took the target's block; the rescan says within a few blocks
                             // whether the trade came back. Looked up again meanwhile, not sent.
-                            crate::store::FillStanding::Suspect => {
-                                info!(order = %id, "the copied trade's block was reorged away: waiting for the rescan before any send");
+                            crate::store::FillStanding::Suspect | crate::store::FillStanding::Sighted => {
+                                info!(order = %id, "the copied trade is not known to stand (its block reorged away, or a sighting from before the start): waiting for the chain's word before any send");
                                 self.wait_or_stop(&mut r).await;
                                 r.lookup_first = true;
                                 continue;
@@ -316,14 +329,10 @@ impl Run {
             // Asked before every send that no earlier send may have reached the exchange: the first,
             // and one after a "not now" (425, 429, 503) or a new login, whose wait the target's
             // trade may not have outlived.
-            let standing = if r.uncertain {
-                crate::store::FillStanding::Stands
-            } else {
-                self.writer.ask(FillStands(self.intent.fill_row)).await.map_err(journal_err)?
-            };
+            let standing = if r.uncertain { crate::store::FillStanding::Stands } else { self.standing().await? };
             // Under a reorg's cloud: the rescan decides within a few blocks; meanwhile nothing
             // leaves, and a copy that grows too old waiting is refused by the check above.
-            if standing == crate::store::FillStanding::Suspect {
+            if matches!(standing, crate::store::FillStanding::Suspect | crate::store::FillStanding::Sighted) {
                 info!(order = %id, "the copied trade's block was reorged away: waiting for the rescan before sending");
                 self.wait_or_stop(&mut r).await;
                 continue;
