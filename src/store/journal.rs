@@ -253,6 +253,11 @@ impl Store {
         if fresh && !record_intent_in(&self.conn, i)? {
             return Ok(PaperBooking::Skipped);
         }
+        // An intent journaled before a restart is executed only while its fill stands: one under a
+        // reorg's cloud stays pending (recovered again at the next start), one gone is not a trade.
+        if !fresh && !matches!(self.fill_standing(i.fill_row)?, FillStanding::Stands | FillStanding::Sighted) {
+            return Ok(PaperBooking::Skipped);
+        }
         // The crash test's hook: dying here loses the intent with the execution (one write), so the
         // fill is still pending and is copied once after the restart.
         crate::fault::abort_at("abort_after_intent");

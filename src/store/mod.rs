@@ -607,6 +607,42 @@ mod tests {
         assert!(!s.record_intent(&intent).unwrap(), "one intent per fill");
     }
 
+    /// A fill with an intent and no order yet when the daemon stopped, its block reorged away: it is
+    /// recovered at the start (its placement waits for the rescan's word), where one without an
+    /// intent waits for the rescan to hand it on; a paper copy of it is not executed meanwhile.
+    #[test]
+    fn a_suspect_with_an_intent_is_recovered_and_not_executed_on_paper_until_it_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let h = B256::repeat_byte;
+        let out = s.journal_range(&[fill(1, 5), fill(2, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
+        let (with_intent, without) = (out.to_copy[0].row, out.to_copy[1].row);
+        let intent =
+            crate::domain::OrderIntent { fill_row: with_intent, ..crate::domain::test_intent(Side::Buy, 1, 1, 1) };
+        assert!(s.record_intent(&intent).unwrap());
+        assert_eq!(s.rewind((4, h(4))).unwrap().suspects, 2);
+        let rows: Vec<i64> = s.unfinished().unwrap().iter().map(|p| p.row).collect();
+        assert_eq!(rows, [with_intent], "the one without an intent waits for the rescan ({without})");
+        let exec = crate::domain::Execution {
+            fill_row: with_intent,
+            side: Side::Buy,
+            token_id: intent.token_id,
+            shares: Shares(1),
+            price: Price(1),
+            usdc: Usdc(1),
+            mode: crate::domain::ExecMode::Paper,
+            at_ms: 1,
+        };
+        let booked = s.record_paper_copy(&intent, &exec, &intent.wallet, false, true).unwrap();
+        assert_eq!(booked, PaperBooking::Skipped, "not executed under the cloud");
+        // The rescan sees it again: it stands, and the recovered copy is executed.
+        s.journal_range(&[fill(1, 6)], (6, h(26)), &[(6, h(26))]).unwrap();
+        assert!(matches!(
+            s.record_paper_copy(&intent, &exec, &intent.wallet, false, true).unwrap(),
+            PaperBooking::Booked(_)
+        ));
+    }
+
     /// A fill whose copy order is journaled and not yet resolved, then reorged away: flagged as a
     /// copied one (the order is only looked up), never withdrawn; mined again later, it stands
     /// again and is not handed out for a second copy.

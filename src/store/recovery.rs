@@ -49,7 +49,9 @@ impl Store {
     /// or an orphaned sighting while its order was in flight): that order is looked up, holds its
     /// exposure until then, and is booked if it filled, since what we hold is ours either way. A
     /// match journaled whose execution was not (the daemon stopped between the two writes) is
-    /// booked from its order row, however the fill stands now.
+    /// booked from its order row, however the fill stands now. A fill under a reorg's cloud is
+    /// recovered when it has an intent (its placement waits for the rescan's word before any
+    /// send, and holds its exposure meanwhile); without one, the rescan hands it on.
     ///
     /// # Errors
     /// On a database error or a corrupt row.
@@ -57,7 +59,7 @@ impl Store {
         let mut st = self.conn.prepare(&format!(
             "SELECT {FILL_COLS}, i.shares, i.limit_price, i.target_price, i.order_type, e.shares, e.usdc \
              FROM fills f LEFT JOIN intents i ON i.fill_id = f.id LEFT JOIN executions e ON e.fill_id = f.id \
-             WHERE (f.status = 'pending' AND f.suspect = 0 AND f.orphaned = 0 \
+             WHERE (f.status = 'pending' AND f.orphaned = 0 AND (f.suspect = 0 OR i.fill_id IS NOT NULL) \
              AND NOT (f.provisional = 1 AND f.triggered_by IS NULL)) \
              OR EXISTS (SELECT 1 FROM orders o \
              WHERE o.fill_id = f.id AND (o.status IN ('live', 'delayed', 'unknown', 'sent') \

@@ -869,6 +869,38 @@ async fn test_live_when_the_copied_fill_is_reorged_away_then_its_order_is_never_
     assert!(l.d.log().contains("the copied trade is gone from the chain"), "{}", l.d.log());
 }
 
+/// A copy's order signed and not sent yet (held at its turn) when the target's block is reorged
+/// away, and the daemon killed while the fill is under the reorg's cloud: at the restart the copy
+/// is recovered (not left pending for ever), waits for the rescan, and ends refused
+/// `target_fill_gone` once the rescan finds the trade gone. Nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_killed_with_an_unsent_copy_under_a_reorg_then_recovered_and_decided_by_the_rescan() {
+    let mut l = live().await;
+    let hold = l.d.dir.join("hold-at-turn");
+    std::fs::write(&hold, "").unwrap();
+    l.d.start_with(&[("POLYCOPY_FAULT", "hold_at_turn"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the copy held at its turn", async || l.d.log().contains("fault injection: holding").then_some(()))
+        .await;
+    l.anvil.raw("anvil_reorg", json!([1, []])).await;
+    l.anvil.mine(1).await;
+    let journal = l.d.dir.join("journal.db");
+    let suspect = || -> bool {
+        let c = rusqlite::Connection::open(&journal).unwrap();
+        c.query_row("SELECT suspect FROM fills", [], |r| r.get(0)).unwrap()
+    };
+    wait_for(20, "the fill under the reorg's cloud", async || suspect().then_some(())).await;
+    l.d.kill9();
+    std::fs::remove_file(&hold).unwrap();
+    l.d.start();
+    l.d.wait_live().await;
+    l.anvil.mine(3).await;
+    let r = wait_for(30, "the copy decided", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("target_fill_gone")), "{r}");
+    assert!(l.clob.posts().is_empty(), "nothing sent: {:?}", l.clob.posts());
+}
+
 trait FirstTx {
     async fn anvil_tx_of_first_fill(&self) -> B256;
 }
