@@ -32,9 +32,18 @@ const TOPIC_CHUNK: usize = 2_000;
 /// and its reads overlap the journal from the start.
 const FIRST_SPAN: u64 = 4;
 
-/// The blocks of a range this close to the head are read block by block, by hash (see
-/// [`RangeReader::logs_by_hash`]); the ones behind them by number, in one call.
-const BY_HASH_BLOCKS: u64 = 3;
+/// Blocks this close to the safe head (the head less the confirmations) are read block by block,
+/// by hash (see [`RangeReader::logs_by_hash`]); the ones behind them by number, in one call. A
+/// provider's backends lag one another by a few blocks, more while they catch up after an outage,
+/// which is when the feed catches up too: a margin of about a minute of Polygon's blocks.
+const BY_HASH_WITHIN: u64 = 32;
+
+/// The first block of `from..=to` read by hash (`to + 1` when none is): every block within
+/// [`BY_HASH_WITHIN`] of `safe_head`, wherever the range starts.
+const fn first_by_hash(from: u64, to: u64, safe_head: u64) -> u64 {
+    let near = safe_head.saturating_sub(BY_HASH_WITHIN - 1);
+    if to >= near { if near > from { near } else { from } } else { to + 1 }
+}
 
 /// Refused reads one sync takes before it gives up: each halves the range, so nine take the
 /// default 500 blocks down to one. A refusal is an answer, so each costs one quick call.
@@ -146,11 +155,7 @@ impl RangeReader<'_> {
         let end = if to == from { first } else { self.rpc.block_required(to).await? };
         let refused = |e| ChainError::LogsRefused { from, to, cause: Box::new(e) };
         // The range's blocks near the head are read by hash, the ones behind them by number.
-        let near_head = if to.saturating_add(BY_HASH_BLOCKS) > self.head.saturating_sub(self.confirmations) {
-            to.saturating_sub(BY_HASH_BLOCKS - 1).max(from)
-        } else {
-            to + 1
-        };
+        let near_head = first_by_hash(from, to, self.head.saturating_sub(self.confirmations));
         let mut logs = if near_head > from {
             self.logs(&watched, from, near_head - 1).await.map_err(refused)?
         } else {
@@ -238,6 +243,23 @@ impl RangeReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocks_within_the_margin_of_the_safe_head_are_read_by_hash() {
+        // (from, to, safe head, first block read by hash)
+        for (from, to, safe, want) in [
+            (100, 100, 100, 100),
+            (99, 100, 100, 99),
+            // A catch-up after an outage: every block of it, not only the last few.
+            (91, 100, 100, 91),
+            (60, 100, 100, 69),
+            // A backfill far behind the head: by number only.
+            (10, 50, 1_000, 51),
+            (0, 5, 10, 0),
+        ] {
+            assert_eq!(first_by_hash(from, to, safe), want, "{from}..={to}, safe head {safe}");
+        }
+    }
 
     #[test]
     fn test_span_when_reads_come_back_then_aims_at_a_part_of_logs() {

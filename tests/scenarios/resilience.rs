@@ -324,6 +324,27 @@ async fn test_backfill_when_killed_between_journal_parts_then_each_fill_copied_o
     assert_eq!(count("SELECT COUNT(*) FROM (SELECT fill_id FROM executions GROUP BY fill_id HAVING COUNT(*) > 1)"), 0);
 }
 
+/// Back after being down for a few blocks, the feed catches up on blocks behind the head while a
+/// provider's backends are out of step: one that answers "no logs" by number for blocks it has not
+/// indexed must not make the catch-up pass over a fill. Blocks near the head are read by hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_feed_when_a_backend_lags_during_a_catch_up_then_no_fill_is_passed_over() {
+    let anvil = Anvil::start().await;
+    let rpc = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), 1_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &rpc.url, "", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    assert_eq!(d.stop().code(), Some(0));
+    let (_, tx) = anvil.emit(&buy(1, 41)).await;
+    anvil.mine(10).await;
+    rpc.lag(1);
+    d.start();
+    d.wait_live().await;
+    executed(&d, 1).await;
+    assert_eq!(d.executions_for(&tx), 1);
+}
+
 /// A load-balanced provider whose backend has not indexed the newest block yet answers "no logs"
 /// for it by number: the feed reads the blocks at the head by hash, which that backend answers
 /// "unknown block", so the block is read again and its fill is not passed over for good.
