@@ -85,6 +85,7 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
                 resolved: st.resolved || listed.is_some_and(|p| p.redeemable),
                 worthless: st.worthless,
                 settling: st.settling,
+                in_flight: st.in_flight,
             }
         })
         .collect();

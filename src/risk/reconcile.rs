@@ -26,6 +26,9 @@ pub struct Sighting {
     /// A match of ours is between the books and the chain (settled after it was taken out, not put
     /// back yet): the journal is about to move by itself.
     pub settling: bool,
+    /// An order of ours for it is not resolved yet: its fill may be on chain and not in the
+    /// journal, which books it once the order is resolved.
+    pub in_flight: bool,
 }
 
 /// Why the journal and the chain disagree.
@@ -36,6 +39,8 @@ pub enum Cause {
     Dust,
     /// A match booked by us that has not settled on chain yet.
     UnsettledMatch,
+    /// An order of ours is not resolved yet: the chain may hold its fill before the journal does.
+    OrderInFlight,
     /// The market resolved and the chain still holds its tokens: redeem them.
     Unredeemed,
     /// The market resolved and the tokens are gone (redeemed); the journal settles it itself.
@@ -57,6 +62,9 @@ impl Cause {
         match self {
             Self::Dust => "dust left by rounding; `reconcile --apply` books it",
             Self::UnsettledMatch => "wait: the exchange settles matches on chain within minutes",
+            Self::OrderInFlight => {
+                "wait: an order of ours is still being resolved (the daemon looks it up and books its fill); run again after"
+            }
             Self::Unredeemed => "the winnings are still tokens: redeem them (Polymarket's site or auto-redeem)",
             Self::Redeemed => "already redeemed; the journal books the payout when it reads the resolution",
             Self::BoughtOutside => "a trade outside polycopy (or a fill not booked); `reconcile --apply` books it",
@@ -78,6 +86,7 @@ impl fmt::Display for Cause {
         f.write_str(match self {
             Self::Dust => "dust",
             Self::UnsettledMatch => "unsettled match",
+            Self::OrderInFlight => "order in flight",
             Self::Unredeemed => "resolved, not redeemed",
             Self::Redeemed => "redeemed",
             Self::BoughtOutside => "bought outside polycopy",
@@ -109,12 +118,12 @@ impl Difference {
         self.cause.applies() && self.seen.chain.is_some() && self.settled()
     }
 
-    /// No match of ours is between the books and the chain for this token. While one is, the
-    /// chain's figure is not the one the journal will have once it settles (or is put back), and
-    /// booking it would count that match twice.
+    /// No match or order of ours is between the books and the chain for this token. While one
+    /// is, the chain's figure is not the one the journal will have once it settles, is put back or
+    /// is booked, and booking it would count that trade twice.
     #[must_use]
     pub const fn settled(&self) -> bool {
-        self.seen.unsettled.0 == 0 && !self.seen.settling
+        self.seen.unsettled.0 == 0 && !self.seen.settling && !self.seen.in_flight
     }
 }
 
@@ -151,6 +160,9 @@ fn classify(s: &Sighting) -> Option<Difference> {
     if s.unsettled.0 != 0 && (delta.0 + s.unsettled.0).abs() < LOT {
         return diff(Cause::UnsettledMatch);
     }
+    if s.in_flight && delta.0.abs() >= LOT {
+        return diff(Cause::OrderInFlight);
+    }
     if s.resolved && s.journal.0 == 0 && truth.0 > 0 {
         return diff(Cause::Unredeemed);
     }
@@ -178,6 +190,25 @@ mod tests {
             resolved: false,
             worthless: false,
             settling: false,
+            in_flight: false,
+        }
+    }
+
+    #[test]
+    fn an_order_in_flight_is_waited_for_never_booked_as_an_outside_trade() {
+        // (journal, chain, shown cause, bookable)
+        for (journal, chain, cause, bookable) in [
+            // A BUY of ours filled on chain whose answer the daemon has not had yet.
+            (0, 10 * ONE, Cause::OrderInFlight, false),
+            // A SELL likewise.
+            (10 * ONE, 0, Cause::OrderInFlight, false),
+            // Dust is dust, but not booked while an order is out.
+            (10 * ONE, 10 * ONE + LOT / 2, Cause::Dust, false),
+        ] {
+            let seen = Sighting { in_flight: true, ..s(journal, Some(chain), None) };
+            let d = compare(&[seen]);
+            assert_eq!((d[0].cause, d[0].bookable()), (cause, bookable), "{journal} {chain}");
+            assert!(!d[0].cause.applies() || cause == Cause::Dust);
         }
     }
 

@@ -22,6 +22,9 @@ pub struct TokenState {
     /// A match taken out of the books as never settled has settled after all and waits to be put
     /// back: the chain has it, the journal not yet.
     pub settling: bool,
+    /// An order of ours for it is not resolved yet (sent with no answer, unknown, resting, or
+    /// matched and not booked): the chain may hold its fill, which the daemon books once it knows.
+    pub in_flight: bool,
 }
 
 impl Store {
@@ -55,6 +58,14 @@ impl Store {
         )?;
         for t in st.query_map([], |r| r.get::<_, String>(0))? {
             out.entry(dec_u256(&t?, "token_id")?).or_default().settling = true;
+        }
+        let mut st = self.conn.prepare(
+            "SELECT DISTINCT i.token_id FROM orders o JOIN intents i ON i.fill_id = o.fill_id \
+             WHERE o.status IN ('sent', 'unknown', 'live', 'delayed') \
+             OR (o.status = 'matched' AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = o.fill_id))",
+        )?;
+        for t in st.query_map([], |r| r.get::<_, String>(0))? {
+            out.entry(dec_u256(&t?, "token_id")?).or_default().in_flight = true;
         }
         let mut st = self.conn.prepare(
             "SELECT token_id, MIN(paid) FROM (SELECT token_id, payout AS paid FROM markets WHERE payout IS NOT NULL \

@@ -2,7 +2,7 @@
 //! planted in each direction are found and explained, `--apply` books them through the running
 //! daemon, a second run is clean, and `--alert` (the cron job) reaches the notifier.
 
-use crate::support::clob::Token;
+use crate::support::clob::{Play, Token};
 use crate::support::live::*;
 use crate::support::*;
 use serde_json::Value;
@@ -140,6 +140,29 @@ async fn test_reconcile_when_chain_differs_then_explained_applied_and_alerted() 
             .find(|m| m.contains("reconcile: 1 difference(s)") && m.contains("sold outside polycopy"))
     })
     .await;
+}
+
+/// The daemon stopped while a BUY of ours was sent and unanswered (lookups failing), and the
+/// chain already holds its shares: `reconcile --apply` says an order is in flight and books
+/// nothing. Booked as bought outside, the shares would be counted twice once the daemon resolves
+/// the order at its next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_an_order_is_in_flight_then_apply_waits_for_it() {
+    let mut l = live().await;
+    l.anvil.install_balances().await;
+    l.clob.script(&[Play::Hang]);
+    l.clob.lookups_down(true);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    l.d.kill9();
+    l.anvil.set_balance(SIGNER, STD_TOKEN, 10 * ONE).await;
+    l.clob.data_positions(&[(STD_TOKEN, "10", false)]);
+    let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("order in flight"), "{out}{err}");
+    assert!(!out.contains("applied: position in"), "{out}{err}");
+    assert!(positions(&l.d).is_empty(), "nothing booked: {:?}", positions(&l.d));
 }
 
 /// A live daemon with one copied buy of the standard token, settled on chain.
