@@ -147,11 +147,18 @@ fn parse(raw: (i64, [String; 4], [i64; 4], Option<String>, Option<String>)) -> S
 impl Store {
     /// Our resolved tokens: settled positions and tokens whose payout the journal knows.
     ///
+    /// A token is neg-risk when Gamma said so, or when an order of ours for it was signed for the
+    /// neg-risk exchange (the CLOB's own word, asked when the order was built): a Gamma record
+    /// without the field reads as standard, and the standard adapter would redeem nothing of a
+    /// neg-risk market's tokens.
+    ///
     /// # Errors
     /// On a database error or a corrupt row.
     pub fn resolved_tokens(&self) -> StoreResult<Vec<Resolved>> {
         let mut st = self.conn.prepare(
-            "SELECT m.token_id, m.condition_id, m.neg_risk, m.payout, \
+            "SELECT m.token_id, m.condition_id, m.neg_risk OR EXISTS (SELECT 1 FROM orders o \
+             JOIN intents i ON i.fill_id = o.fill_id WHERE i.token_id = m.token_id \
+             AND json_extract(o.signed, '$.neg_risk') = 1), m.payout, \
              (SELECT COALESCE(SUM(shares), 0) FROM settlements s WHERE s.token_id = m.token_id), \
              (SELECT exchange FROM fills f WHERE f.token_id = m.token_id LIMIT 1) \
              FROM markets m WHERE m.payout IS NOT NULL AND m.condition_id IS NOT NULL \
@@ -300,6 +307,58 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_our_orders_traded_on_the_neg_risk_exchange_is_neg_risk_whatever_gamma_says() {
+        use crate::domain::{ExecMode, Execution, OrderIntent, Side, Usdc};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let h = B256::repeat_byte;
+        // (our order signed for the neg-risk exchange, Gamma's flag, read as neg-risk)
+        for (n, (signed_neg, gamma_neg, want)) in
+            [(false, false, false), (true, false, true), (false, true, true)].into_iter().enumerate()
+        {
+            let n = u8::try_from(n).unwrap() + 1;
+            let f =
+                crate::domain::TargetFill { token_id: TokenId::from(100 + n), ..crate::store::tests::fill_in(n, n, 5) };
+            let row = s.journal_range(&[f.clone()], (5, h(5)), &[(5, h(5))]).unwrap().to_copy[0].row;
+            let intent = OrderIntent::for_fill(&f, row, Shares(10_000_000), Price(500_000));
+            assert!(s.record_intent(&intent).unwrap());
+            let order = crate::clob::order::StoredOrder {
+                order_id: h(n),
+                neg_risk: signed_neg,
+                ..crate::clob::order::StoredOrder::for_test(Side::Buy, 10_000_000, 5_000_000)
+            };
+            s.record_order(row, &order).unwrap();
+            let e = Execution {
+                fill_row: row,
+                side: Side::Buy,
+                token_id: f.token_id,
+                shares: Shares(10_000_000),
+                price: Price(500_000),
+                usdc: Usdc(5_000_000),
+                mode: ExecMode::Live,
+                at_ms: 1,
+            };
+            s.record_execution(&e, &f.wallet).unwrap();
+            s.put_market(&crate::market::MarketInfo {
+                token_id: f.token_id,
+                condition_id: Some(h(50 + n)),
+                question: String::new(),
+                outcome: String::new(),
+                neg_risk: gamma_neg,
+                tick: None,
+                min_size: Shares(0),
+                closed: true,
+                end_ms: None,
+                payout: Some(Price(1_000_000)),
+                slug: None,
+            })
+            .unwrap();
+            let got = s.resolved_tokens().unwrap().into_iter().find(|r| r.token_id == f.token_id).unwrap();
+            assert_eq!(got.neg_risk, want, "signed neg-risk {signed_neg}, Gamma {gamma_neg}");
+        }
+    }
 
     #[test]
     fn a_repriced_transaction_keeps_the_ones_it_replaced_until_a_new_attempt_is_signed() {
