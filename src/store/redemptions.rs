@@ -321,7 +321,7 @@ mod tests {
             let n = u8::try_from(n).unwrap() + 1;
             let f =
                 crate::domain::TargetFill { token_id: TokenId::from(100 + n), ..crate::store::tests::fill_in(n, n, 5) };
-            let row = s.journal_range(&[f.clone()], (5, h(5)), &[(5, h(5))]).unwrap().to_copy[0].row;
+            let row = s.journal_range(std::slice::from_ref(&f), (5, h(5)), &[(5, h(5))]).unwrap().to_copy[0].row;
             let intent = OrderIntent::for_fill(&f, row, Shares(10_000_000), Price(500_000));
             assert!(s.record_intent(&intent).unwrap());
             let order = crate::clob::order::StoredOrder {
