@@ -211,8 +211,9 @@ fn apply_all(
         if !d.settled() {
             code = 1;
             eprintln!(
-                "not applied: {}: a match of ours is not settled on chain yet (or is being put back in the books): the \
-                 chain's figure would count it twice. Run reconcile --apply again once it has settled",
+                "not applied: {}: a match or an order of ours is not settled on chain or resolved yet (or is being put \
+                 back in the books): the chain's figure would count it twice. Run reconcile --apply again once it has \
+                 settled",
                 d.seen.token_id
             );
             continue;

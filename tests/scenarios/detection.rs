@@ -686,6 +686,44 @@ async fn test_live_when_restarted_with_a_sent_copy_of_a_dropped_sighting_then_it
     assert_eq!(l.d.executions_for(&tx), 0);
 }
 
+/// As above, but the target's transaction is still in the pool at the restart and is mined once
+/// the recovered order has waited: the block confirms the trade, and the same signed order is
+/// sent again within its window (not left to a later round, nor given up as unknown), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_restarted_with_a_sent_copy_of_a_sighting_mined_later_then_sent_again_once() {
+    use crate::support::live::{A, STD_TOKEN, live};
+    let mut l = live().await;
+    install_exchange(&l.anvil, V2_EXCHANGE).await;
+    l.d.replace_setting("retry_backoff_ms = 100", "retry_backoff_ms = 60000");
+    l.clob.script(&[crate::support::clob::Play::Status(503, "trading is currently cancel-only")]);
+    let detection = [
+        ("POLYCOPY_DETECTION__PENDING", "true"),
+        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
+        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
+    ];
+    l.d.start_with(&detection);
+    l.d.wait_live().await;
+    l.anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement(Generation::V2, A, STD_TOKEN, 100 * ONE, 50 * ONE, 7);
+    let tx = send(&l.anvil, ex, &data).await;
+    wait_for(20, "the wait before the retry", async || {
+        l.d.log().contains("order refused for now; sending the same order again after a wait").then_some(())
+    })
+    .await;
+    l.d.kill9();
+    l.d.start_with(&detection);
+    l.d.wait_live().await;
+    wait_for(20, "the recovered order waiting for the chain", async || {
+        l.d.log().contains("sighting from before the start").then_some(())
+    })
+    .await;
+    l.anvil.mine(1).await;
+    wait_for(30, "the copy booked", async || (l.d.executions_for(&tx) == 1).then_some(())).await;
+    assert_eq!(l.clob.posts().len(), 2, "the refused send and one more");
+    assert!(l.d.events("error").iter().all(|e| !e.contains("unknown")), "{:?}", l.d.events("error"));
+    assert_eq!(l.d.stop().code(), Some(0));
+}
+
 /// A sighting's copy is held just before its POST while the target's transaction is dropped and
 /// the sighting orphaned; the order then goes, matches, and the daemon dies between journaling
 /// the match and booking it. At the restart the shares we hold are booked (the fill being an

@@ -37,7 +37,7 @@ async fn test_reconcile_when_chain_differs_then_explained_applied_and_alerted() 
     let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(!out.contains("applied: position in"), "{out}{err}");
-    assert!(err.contains("not settled on chain yet"), "{err}");
+    assert!(err.contains("not settled on chain or resolved yet"), "{err}");
     settle_buys_on_chain(&l, &[STD_TOKEN, NEG_TOKEN, DUSTY]).await;
     // The chain: 2 more of one token, 6 fewer of another, a V3 token we never journaled, and half a
     // hundredth of a share of dust. The Data API says the same.

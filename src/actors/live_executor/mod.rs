@@ -278,12 +278,16 @@ impl Run {
                         }
                         match self.standing().await? {
                             crate::store::FillStanding::Stands => {}
-                            // A reorg took the target's block; the rescan says within a few blocks
-                            // whether the trade came back. Looked up again meanwhile, not sent.
+                            // A reorg took the target's block (the rescan says within a few blocks
+                            // whether the trade came back), or a sighting from before the start
+                            // waits for its block. Looked up again meanwhile, not sent; nothing
+                            // was sent either, so the one re-send of this window is still due
+                            // once the chain confirms the trade.
                             crate::store::FillStanding::Suspect | crate::store::FillStanding::Sighted => {
                                 info!(order = %id, "the copied trade is not known to stand (its block reorged away, or a sighting from before the start): waiting for the chain's word before any send");
                                 self.wait_or_stop(&mut r).await;
                                 r.lookup_first = true;
+                                r.resent = false;
                                 continue;
                             }
                             // The target's trade is gone (a reorg took it, or its sighting was
@@ -333,7 +337,7 @@ impl Run {
             // Under a reorg's cloud: the rescan decides within a few blocks; meanwhile nothing
             // leaves, and a copy that grows too old waiting is refused by the check above.
             if matches!(standing, crate::store::FillStanding::Suspect | crate::store::FillStanding::Sighted) {
-                info!(order = %id, "the copied trade's block was reorged away: waiting for the rescan before sending");
+                info!(order = %id, "the copied trade is not known to stand (its block reorged away, or a sighting from before the start): waiting for the chain's word before sending");
                 self.wait_or_stop(&mut r).await;
                 continue;
             }
