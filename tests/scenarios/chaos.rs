@@ -4,7 +4,10 @@
 //! Like the real exchange, the harness settles every match on chain with our own `OrderFilled`, which
 //! is then the only way to learn the fate of an order whose answer never came. At the end every fill
 //! is journaled exactly once with a final status, every executed fill has exactly one order at the
-//! exchange, and positions equal the executions, side by side.
+//! exchange, every order the exchange matched is booked for what it matched, and positions equal
+//! the executions, side by side. Every run, whatever its seed, kills the daemon and cuts its RPC
+//! connections at least once; a restart the harness makes because nothing moved for a while is
+//! counted apart (the daemon should need none).
 //!
 //! 200 fills run with the test suite; the 1,000-fill run is ignored by default:
 //! `cargo nextest run --release --test scenarios chaos:: --run-ignored only --no-capture`
@@ -98,9 +101,10 @@ async fn run(n: usize, seed: u64) {
     l.d.start_with(&env);
     l.d.wait_live().await;
 
-    let (mut restarts, mut cuts, started) = (0u64, 0u64, Instant::now());
+    let (mut restarts, mut cuts, mut stall_restarts, started) = (0u64, 0u64, 0u64, Instant::now());
     let batch = 10;
-    for b in 0..n.div_ceil(batch) {
+    let batches = n.div_ceil(batch);
+    for b in 0..batches {
         let mut fills: Vec<Fill> = (0..batch.min(n - b * batch))
             .map(|i| {
                 let order = u8::try_from((b * batch + i) % 250 + 1).unwrap();
@@ -112,7 +116,13 @@ async fn run(n: usize, seed: u64) {
         fills.extend(settlements(&l, &mut settled));
         l.anvil.emit_block(&fills).await;
         l.clob.fill_resting();
-        match rng.pct() {
+        // At least one of each, whatever the seed: a kill a third of the way in, a cut at two thirds.
+        let forced = match b {
+            b if b == batches / 3 => Some(0),
+            b if b == 2 * batches / 3 => Some(8),
+            _ => None,
+        };
+        match forced.unwrap_or_else(|| rng.pct()) {
             0..=7 => {
                 l.d.kill9();
                 l.d.start_with(&env);
@@ -174,7 +184,7 @@ async fn run(n: usize, seed: u64) {
         } else if last_progress.0.elapsed() > Duration::from_secs(30) {
             l.d.kill9();
             l.d.start_with(&env);
-            restarts += 1;
+            stall_restarts += 1;
             last_progress = (Instant::now(), pending);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -198,6 +208,22 @@ async fn run(n: usize, seed: u64) {
         by_salt.entry(o.salt).or_default().insert(o.id);
     }
     let duplicates: usize = by_salt.values().map(|ids| ids.len() - 1).sum();
+    // Every order the exchange matched is booked for what it matched (base units), and one it did
+    // not match is not booked at all.
+    let mut st =
+        c.prepare("SELECT o.order_id, e.shares FROM orders o JOIN executions e ON e.fill_id = o.fill_id").unwrap();
+    let booked: HashMap<String, i64> =
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let unbooked: Vec<String> = l
+        .clob
+        .orders()
+        .into_iter()
+        .filter_map(|o| {
+            let matched = (o.matched * 1e6).round() as i64;
+            let ours = booked.get(&o.id).copied().unwrap_or(0);
+            (matched != ours).then(|| format!("{} {}: matched {matched}, booked {ours}", o.id, o.side))
+        })
+        .collect();
     // Positions equal the executions, token by token, BUYs adding and SELLs taking away.
     let mismatched = count(
         d,
@@ -237,14 +263,18 @@ async fn run(n: usize, seed: u64) {
     }
     let lost = n as i64 - journaled;
     let [hangs, unavailable, early, partial, no_liquidity, rested] = l.clob.faults();
+    let unbooked_n = unbooked.len();
     eprintln!(
         "chaos: fills {n}, journaled {journaled}, executed {executed}, executions {executions}, duplicates {duplicates}, \
-         lost {lost}, orders missing at the exchange {missing}, position mismatches {mismatched}; restarts {restarts}, \
-         RPC cuts {cuts}, CLOB faults: {hangs} hangs, {unavailable} 503, {early} 425, {partial} partial, \
-         {no_liquidity} no liquidity, {rested} rested, lookups answered null; {sells} SELLs executed; {:.0?}",
+         lost {lost}, orders missing at the exchange {missing}, matches not booked as matched {unbooked_n}, position \
+         mismatches {mismatched}; restarts {restarts} (and {stall_restarts} after a stall), RPC cuts {cuts}, CLOB \
+         faults: {hangs} hangs, {unavailable} 503, {early} 425, {partial} partial, {no_liquidity} no liquidity, \
+         {rested} rested, lookups answered null; {sells} SELLs executed; {:.0?}",
         started.elapsed()
     );
+    assert!(unbooked.is_empty(), "matched at the exchange, not booked so:\n{}", unbooked.join("\n"));
     assert_eq!((lost, duplicates, missing, mismatched), (0, 0, 0, 0));
+    assert!(restarts >= 1 && cuts >= 1, "every run kills the daemon and cuts its connections at least once");
     assert!(sells > 0, "SELLs were copied too");
     assert_eq!(executions, executed, "one execution per executed fill");
 }

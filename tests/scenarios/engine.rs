@@ -240,10 +240,13 @@ async fn test_live_when_a_gtd_order_is_given_up_after_503s_then_a_cancel_is_aske
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     let r = wait_for(30, "the copy given up", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
     assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("trading_paused")), "{r}");
+    // A later copy, filled, is the marker that nothing more was asked for the first.
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    wait_for(30, "the next copy", async || row(&l.d, 1).filter(|r| r["status"] == "executed")).await;
     let cancels = l.clob.cancels();
     assert_eq!(cancels.len(), 1, "asked once: {cancels:?}");
     assert_eq!(cancels[0].1, format!("{:#x}", order_id(&l.d, 0)));
-    assert_eq!(l.clob.posts().len(), 3, "the retries, never a new order");
+    assert_eq!(l.clob.posts().len(), 4, "the retries, never a new order, and the next copy");
 }
 
 /// A GTD order put on the book whose answer never came and whose lookups fail (503): a halt
@@ -464,16 +467,16 @@ async fn test_live_when_six_fills_on_six_tokens_then_their_orders_are_in_flight_
     for t in &tokens {
         l.clob.token(*t, Token::open(false));
     }
-    l.clob.script(&vec![Play::Slow(1_500); 6]);
+    // Each answer takes 4 s (within the request timeout): all six are open at once only if none
+    // waited for another's answer.
+    reset(&l.d, "request_timeout_ms = 1500", "request_timeout_ms = 6000");
+    l.clob.script(&vec![Play::Slow(4_000); 6]);
     start_live(&mut l).await;
     let fills: Vec<Fill> = tokens.iter().zip(1u8..).map(|(t, o)| buy(o, *t)).collect();
     l.anvil.emit_block(&fills).await;
     wait_for(30, "six executions", async || (with_status(&l.d.trades(), "executed").len() == 6).then_some(())).await;
-    assert!(
-        l.clob.max_concurrent_posts() >= 5,
-        "at most {} orders were in flight at once",
-        l.clob.max_concurrent_posts()
-    );
+    assert_eq!(l.clob.max_concurrent_posts(), 6, "orders in flight at once");
+    assert_eq!(l.clob.posts().len(), 6, "one order each");
     assert!(l.clob.refused().is_empty(), "{:?}", l.clob.refused());
 }
 
