@@ -723,10 +723,13 @@ async fn restart_with_lookups_down(l: &mut Live) {
 }
 
 /// A restart with an unresolved order while the CLOB's engine answers 503 becomes ready at once
-/// (the order is resolved beside the feed) and sends no second order for that fill.
+/// (the order is resolved beside the feed) and sends no second order for that fill. Its resolve
+/// window is ten minutes here: a start that waited for it would not be live within `wait_live`'s
+/// 20 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_restarted_with_unresolved_orders_while_clob_503_then_ready_promptly() {
     let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 600");
     l.clob.script(&[Play::Hang]);
     start_live(&mut l).await;
     l.anvil.emit(&buy(1, STD_TOKEN)).await;

@@ -114,9 +114,11 @@ async fn test_reorg_when_fill_already_copied_then_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_websocket_when_cut_then_reconnects_and_loses_nothing() {
     let anvil = Anvil::start().await;
+    // Only the websocket goes through the proxy: its open connections are the websocket's, so
+    // "connected again" below cannot be an HTTP keep-alive connection.
     let proxy = Proxy::start(format!("127.0.0.1:{}", anvil.port).parse().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &format!("http://{}", proxy.addr), "", &wallets(&[(A, "a", true)], 0.1));
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
     d.env.push(("POLYGON_WS_URL".into(), format!("ws://{}", proxy.addr)));
     d.start();
     d.wait_live().await;
