@@ -79,6 +79,9 @@ pub struct Execute {
     /// The intent was journaled by this very placement, so no order can exist for it yet (an
     /// order row needs its intent's): the live executor skips looking one up.
     pub fresh_intent: bool,
+    /// Handed on by recovery at a start (or a later attempt of such a placement): a pool sighting
+    /// of an earlier run is not taken to stand until its block or the pool's follower says so.
+    pub at_start: bool,
 }
 
 /// Simulated execution.

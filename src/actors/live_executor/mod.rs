@@ -99,6 +99,7 @@ impl Handler<Execute> for LiveExecutor {
             chain: self.chain.clone(),
             journaled: m.journaled,
             fresh_intent: m.fresh_intent,
+            at_start: m.at_start,
         };
         Box::pin(async move { run.execute().await })
     }
@@ -125,6 +126,8 @@ struct Run {
     journaled: Option<std::time::Instant>,
     /// The intent was journaled by this placement.
     fresh_intent: bool,
+    /// Handed on by recovery at a start ([`Execute::at_start`]).
+    at_start: bool,
 }
 
 fn journal_err(e: impl std::fmt::Display) -> ExecError {
@@ -153,14 +156,14 @@ impl Run {
     }
 
     /// How the target's fill stands before a send. A sighting (seen in the pool, its block not
-    /// read yet) stands for a placement begun in this run, while the pool's follower watches it;
-    /// one recovered at a start waits for its block or its orphaning: its transaction may have
-    /// been dropped while the daemon was down, and the follower checks it again only a few rounds
-    /// after the start.
+    /// read yet) stands for a placement begun in this run (a later attempt of it included), while
+    /// the pool's follower watches it; one recovered at a start waits for its block or its
+    /// orphaning: its transaction may have been dropped while the daemon was down, and the
+    /// follower checks it again only a few rounds after the start.
     async fn standing(&self) -> Result<crate::store::FillStanding, ExecError> {
         let standing = self.writer.ask(FillStands(self.intent.fill_row)).await.map_err(journal_err)?;
         Ok(match standing {
-            crate::store::FillStanding::Sighted if self.fresh_intent => crate::store::FillStanding::Stands,
+            crate::store::FillStanding::Sighted if !self.at_start => crate::store::FillStanding::Stands,
             s => s,
         })
     }

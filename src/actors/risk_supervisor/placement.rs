@@ -252,7 +252,8 @@ async fn place(writer: &Writer, executor: &actix::Recipient<Execute>, m: Evaluat
     let journaled = m.journaled;
     let fresh_intent = !m.recovered;
     let halts_seen = m.halts_seen;
-    let e = Execute { intent, at_ms: now_ms(), may_send, manual, halts_seen, journaled, fresh_intent };
+    let at_start = m.at_start;
+    let e = Execute { intent, at_ms: now_ms(), may_send, manual, halts_seen, journaled, fresh_intent, at_start };
     let exec = match executor.send(e).await {
         Ok(Ok(e)) => e,
         Ok(Err(e)) => return (m, Step::ExecFailed(e)),
