@@ -606,14 +606,9 @@ async fn test_live_when_restarted_with_unsent_copies_of_sightings_then_only_the_
     install_exchange(&l.anvil, V2_EXCHANGE).await;
     let hold = l.d.dir.join("hold-at-turn");
     std::fs::write(&hold, "").unwrap();
-    let detection = [
-        ("POLYCOPY_DETECTION__PENDING", "true"),
-        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
-        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
-    ];
     let held: Vec<(&str, &str)> =
         [("POLYCOPY_FAULT", "hold_at_turn"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())].into_iter().collect();
-    l.d.start_with(&[&detection[..], &held[..]].concat());
+    l.d.start_with(&[&ON_SIGHT[..], &held[..]].concat());
     l.d.wait_live().await;
     l.anvil.raw("evm_setAutomine", json!([false])).await;
     let (ex, data) = settlement(Generation::V2, A, STD_TOKEN, 100 * ONE, 50 * ONE, 7);
@@ -629,7 +624,7 @@ async fn test_live_when_restarted_with_unsent_copies_of_sightings_then_only_the_
     l.anvil.raw("anvil_dropTransaction", json!([dropped])).await;
     l.anvil.mine(1).await;
     std::fs::remove_file(&hold).unwrap();
-    l.d.start_with(&detection);
+    l.d.start_with(&ON_SIGHT);
     l.d.wait_live().await;
     let orphan = wait_for(30, "the dropped sighting orphaned", async || {
         l.anvil.mine(1).await;
@@ -643,24 +638,23 @@ async fn test_live_when_restarted_with_unsent_copies_of_sightings_then_only_the_
     assert_eq!(l.d.stop().code(), Some(0));
 }
 
-/// A sighting's copy is sent and refused "not now" (503); the daemon is killed during the wait
-/// before the retry, and the target's transaction is dropped while it is down. At the restart the
-/// order may have reached the exchange, so it is looked up; its lookups find nothing, and still
-/// the same order is not sent again on the word of a pool read before the stop: it waits for the
-/// chain, which orphans the sighting, and then it is only ever looked up.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_live_when_restarted_with_a_sent_copy_of_a_dropped_sighting_then_it_is_not_sent_again() {
+/// Pending detection on, the target copied on sight, the pool read every 100 ms.
+const ON_SIGHT: [(&str, &str); 3] = [
+    ("POLYCOPY_DETECTION__PENDING", "true"),
+    ("POLYCOPY_DETECTION__TRIGGER", "pending"),
+    ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
+];
+
+/// A live daemon copying on sight whose copy of a settlement still in the pool was sent once and
+/// refused "not now" (503), killed during the wait before its retry: the order's fate is open.
+/// Returns it (not running) and the settlement's transaction.
+async fn killed_while_a_sent_copy_of_a_sighting_waits() -> (crate::support::live::Live, B256) {
     use crate::support::live::{A, STD_TOKEN, live};
     let mut l = live().await;
     install_exchange(&l.anvil, V2_EXCHANGE).await;
     l.d.replace_setting("retry_backoff_ms = 100", "retry_backoff_ms = 60000");
     l.clob.script(&[crate::support::clob::Play::Status(503, "trading is currently cancel-only")]);
-    let detection = [
-        ("POLYCOPY_DETECTION__PENDING", "true"),
-        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
-        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
-    ];
-    l.d.start_with(&detection);
+    l.d.start_with(&ON_SIGHT);
     l.d.wait_live().await;
     l.anvil.raw("evm_setAutomine", json!([false])).await;
     let (ex, data) = settlement(Generation::V2, A, STD_TOKEN, 100 * ONE, 50 * ONE, 7);
@@ -671,8 +665,19 @@ async fn test_live_when_restarted_with_a_sent_copy_of_a_dropped_sighting_then_it
     })
     .await;
     l.d.kill9();
+    (l, tx)
+}
+
+/// A sighting's copy is sent and refused "not now" (503); the daemon is killed during the wait
+/// before the retry, and the target's transaction is dropped while it is down. At the restart the
+/// order may have reached the exchange, so it is looked up; its lookups find nothing, and still
+/// the same order is not sent again on the word of a pool read before the stop: it waits for the
+/// chain, which orphans the sighting, and then it is only ever looked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_restarted_with_a_sent_copy_of_a_dropped_sighting_then_it_is_not_sent_again() {
+    let (mut l, tx) = killed_while_a_sent_copy_of_a_sighting_waits().await;
     l.anvil.raw("anvil_dropTransaction", json!([tx])).await;
-    l.d.start_with(&detection);
+    l.d.start_with(&ON_SIGHT);
     l.d.wait_live().await;
     wait_for(30, "the orphan report", async || {
         l.anvil.mine(1).await;
@@ -691,27 +696,8 @@ async fn test_live_when_restarted_with_a_sent_copy_of_a_dropped_sighting_then_it
 /// sent again within its window (not left to a later round, nor given up as unknown), once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_restarted_with_a_sent_copy_of_a_sighting_mined_later_then_sent_again_once() {
-    use crate::support::live::{A, STD_TOKEN, live};
-    let mut l = live().await;
-    install_exchange(&l.anvil, V2_EXCHANGE).await;
-    l.d.replace_setting("retry_backoff_ms = 100", "retry_backoff_ms = 60000");
-    l.clob.script(&[crate::support::clob::Play::Status(503, "trading is currently cancel-only")]);
-    let detection = [
-        ("POLYCOPY_DETECTION__PENDING", "true"),
-        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
-        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
-    ];
-    l.d.start_with(&detection);
-    l.d.wait_live().await;
-    l.anvil.raw("evm_setAutomine", json!([false])).await;
-    let (ex, data) = settlement(Generation::V2, A, STD_TOKEN, 100 * ONE, 50 * ONE, 7);
-    let tx = send(&l.anvil, ex, &data).await;
-    wait_for(20, "the wait before the retry", async || {
-        l.d.log().contains("order refused for now; sending the same order again after a wait").then_some(())
-    })
-    .await;
-    l.d.kill9();
-    l.d.start_with(&detection);
+    let (mut l, tx) = killed_while_a_sent_copy_of_a_sighting_waits().await;
+    l.d.start_with(&ON_SIGHT);
     l.d.wait_live().await;
     wait_for(20, "the recovered order waiting for the chain", async || {
         l.d.log().contains("sighting from before the start").then_some(())
@@ -735,18 +721,13 @@ async fn test_live_when_a_match_on_an_orphaned_sighting_was_not_booked_before_a_
     install_exchange(&l.anvil, V2_EXCHANGE).await;
     let hold = l.d.dir.join("hold-before-post");
     std::fs::write(&hold, "").unwrap();
-    let detection = [
-        ("POLYCOPY_DETECTION__PENDING", "true"),
-        ("POLYCOPY_DETECTION__TRIGGER", "pending"),
-        ("POLYCOPY_DETECTION__PENDING_POLL_MS", "100"),
-    ];
     let faults: Vec<(&str, &str)> = [
         ("POLYCOPY_FAULT", "hold_before_post,abort_after_order_outcome"),
         ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
     ]
     .into_iter()
     .collect();
-    l.d.start_with(&[&detection[..], &faults[..]].concat());
+    l.d.start_with(&[&ON_SIGHT[..], &faults[..]].concat());
     l.d.wait_live().await;
     l.anvil.raw("evm_setAutomine", json!([false])).await;
     let (ex, data) = settlement(Generation::V2, A, STD_TOKEN, 100 * ONE, 50 * ONE, 7);
@@ -768,7 +749,7 @@ async fn test_live_when_a_match_on_an_orphaned_sighting_was_not_booked_before_a_
     .await;
     l.d.kill9();
     assert_eq!(l.d.executions_for(&tx), 0, "died before booking");
-    l.d.start_with(&detection);
+    l.d.start_with(&ON_SIGHT);
     l.d.wait_live().await;
     wait_for(20, "the match booked", async || (l.d.executions_for(&tx) == 1).then_some(())).await;
     assert_eq!(l.clob.posts().len(), 1, "nothing sent again");

@@ -326,17 +326,23 @@ async fn test_backfill_when_killed_between_journal_parts_then_each_fill_copied_o
     assert_eq!(count("SELECT COUNT(*) FROM (SELECT fill_id FROM executions GROUP BY fill_id HAVING COUNT(*) > 1)"), 0);
 }
 
-/// Back after being down for a few blocks, the feed catches up on blocks behind the head while a
-/// provider's backends are out of step: one that answers "no logs" by number for blocks it has not
-/// indexed must not make the catch-up pass over a fill. Blocks near the head are read by hash.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_feed_when_a_backend_lags_during_a_catch_up_then_no_fill_is_passed_over() {
+/// A daemon live on anvil through an endpoint that can answer as a load balancer's lagging backend.
+async fn live_behind_a_load_balancer() -> (Anvil, crate::support::capped_rpc::CappedRpc, tempfile::TempDir, Daemon) {
     let anvil = Anvil::start().await;
     let rpc = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), 1_000).await;
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &rpc.url, "", &wallets(&[(A, "a", true)], 0.1));
     d.start();
     d.wait_live().await;
+    (anvil, rpc, dir, d)
+}
+
+/// Back after being down for a few blocks, the feed catches up on blocks behind the head while a
+/// provider's backends are out of step: one that answers "no logs" by number for blocks it has not
+/// indexed must not make the catch-up pass over a fill. Blocks near the head are read by hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_feed_when_a_backend_lags_during_a_catch_up_then_no_fill_is_passed_over() {
+    let (anvil, rpc, _dir, mut d) = live_behind_a_load_balancer().await;
     assert_eq!(d.stop().code(), Some(0));
     let (_, tx) = anvil.emit(&buy(1, 41)).await;
     anvil.mine(10).await;
@@ -352,12 +358,7 @@ async fn test_feed_when_a_backend_lags_during_a_catch_up_then_no_fill_is_passed_
 /// "unknown block", so the block is read again and its fill is not passed over for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_feed_when_a_backend_lags_at_the_head_then_no_fill_is_passed_over() {
-    let anvil = Anvil::start().await;
-    let rpc = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), 1_000).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &rpc.url, "", &wallets(&[(A, "a", true)], 0.1));
-    d.start();
-    d.wait_live().await;
+    let (anvil, rpc, _dir, d) = live_behind_a_load_balancer().await;
     rpc.lag(2);
     let (_, tx) = anvil.emit(&buy(1, 41)).await;
     executed(&d, 1).await;
@@ -369,12 +370,7 @@ async fn test_feed_when_a_backend_lags_at_the_head_then_no_fill_is_passed_over()
 /// made a suspect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_feed_when_the_node_falls_behind_the_checkpoint_then_it_is_not_a_reorg() {
-    let anvil = Anvil::start().await;
-    let rpc = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), 1_000).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &rpc.url, "", &wallets(&[(A, "a", true)], 0.1));
-    d.start();
-    d.wait_live().await;
+    let (anvil, rpc, _dir, d) = live_behind_a_load_balancer().await;
     anvil.emit(&buy(1, 51)).await;
     executed(&d, 1).await;
     // The next block's head comes from a fresh backend, our checkpoint's block from a lagging one.
