@@ -111,7 +111,9 @@ async fn test_live_when_a_lookup_says_matched_with_no_size_then_not_a_no_fill_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_an_unanswered_order_has_no_fill_on_chain_past_settlement_then_it_did_not_fill() {
     let mut l = live().await;
-    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 3");
+    // The window ends well after the settlement timeout, so that the chain is read that far by
+    // then even on a loaded machine (with 3 s, a feed 1 s behind made the outcome unknown first).
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 8");
     l.d.set("live", "settle_timeout_s = 2");
     l.clob.script(&[Play::HangUnmatched]);
     l.clob.lookups_down(true);
