@@ -12,6 +12,7 @@ pub mod market;
 pub mod reason;
 pub mod reconcile;
 pub mod reservations;
+pub mod restate;
 pub mod sizing;
 
 pub use book::{Book, Exposure, Position, Written};

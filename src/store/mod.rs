@@ -28,6 +28,7 @@ mod ranges;
 mod reconcile;
 mod recovery;
 mod redemptions;
+mod restate;
 mod schema;
 mod settlement;
 pub mod sightings;

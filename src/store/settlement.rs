@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::journal::{position_of, write_position};
+use super::restate::{Pivot, restate_after};
 use super::{Store, StoreResult};
 use crate::domain::{Execution, Price, Shares, Side, Usdc};
 use crate::risk::Written;
@@ -29,6 +30,10 @@ pub struct SettlementChange {
     /// book could not take them out, and may hold shares we do not own once those SELLs are
     /// taken out too. The operator is told to reconcile.
     pub short: Shares,
+    /// The token's executions booked after this one, booked again in their order
+    /// ([`crate::risk::restate`]): when each was booked (unix ms) and what that changed of its
+    /// realized P&L (of this execution's too, when part of it stays).
+    pub restated: Vec<(i64, Usdc)>,
 }
 
 impl Store {
@@ -157,7 +162,12 @@ fn put_back(tx: &Connection, exec: Execution, partly: bool, settled: (Shares, Us
         tx.execute("UPDATE fills SET detail = ?2 WHERE id = ?1", params![row, detail])?;
     }
     let position = write_position(tx, &token, p, now())?;
-    Ok(SettlementChange { exec, kept: Shares(0), position, realized_change: realized_now, short: Shares(0) })
+    let pivot = Pivot { row, at_ms: exec.at_ms };
+    let (position, restated) = match restate_after(tx, &token, pivot, before, None)? {
+        Some(r) => (r.position, r.changes),
+        None => (position, Vec::new()),
+    };
+    Ok(SettlementChange { exec, kept: Shares(0), position, realized_change: realized_now, short: Shares(0), restated })
 }
 
 /// Takes out of the books what did not settle of `exec` (all of it, or the rest when `partly`),
@@ -174,6 +184,7 @@ fn take_out(
     let token = exec.token_id.to_string();
     let before = position_of(tx, &token)?;
     let booked = Booked { realized, ..booked_of(tx, row)? };
+    let (side, exec_at) = (exec.side, exec.at_ms);
     let (out, booked_out) =
         if partly { unsettled_part(tx, &exec, booked, settled.0, settled.1)? } else { (exec, booked) };
     let (p, undone) = position_without(before, out.side, &booked_out);
@@ -199,7 +210,12 @@ fn take_out(
         Side::Buy => Shares((out.shares.0 - before.shares.0).max(0)),
         Side::Sell => Shares(0),
     };
-    Ok(SettlementChange { exec: out, kept, position, realized_change: Usdc(-undone.0), short })
+    let pivot = Pivot { row, at_ms: exec_at };
+    let (position, restated) = match restate_after(tx, &token, pivot, before, Some((side, booked)))? {
+        Some(r) => (r.position, r.changes),
+        None => (position, Vec::new()),
+    };
+    Ok(SettlementChange { exec: out, kept, position, realized_change: Usdc(-undone.0), short, restated })
 }
 
 /// Clears the `unsettled` reason of fill `row` once our fills on chain (`settled` shares in all)

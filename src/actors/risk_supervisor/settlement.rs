@@ -48,6 +48,11 @@ impl Handler<CheckSettlement> for RiskSupervisor {
                 if c.exec.at_ms >= act.day_start_ms {
                     act.realized_today = Usdc(act.realized_today.0 + c.realized_change.0);
                 }
+                for (at_ms, change) in &c.restated {
+                    if *at_ms >= act.day_start_ms {
+                        act.realized_today = Usdc(act.realized_today.0 + change.0);
+                    }
+                }
                 let e = &c.exec;
                 let what = format!("{} {} shares of token {}", e.side.as_str(), e.shares, e.token_id);
                 let message = if u.settled_late {
@@ -72,6 +77,7 @@ impl Handler<CheckSettlement> for RiskSupervisor {
                         m.timeout.as_secs()
                     )
                 };
+                let message = restated_note(message, &c.restated);
                 let message = if c.short.0 > 0 {
                     format!(
                         "{message}. Our position held only {} of those shares (later SELLs sold the rest, and cannot have settled \
@@ -204,6 +210,19 @@ async fn change_in_journal(store: actix::Addr<StoreActor>, before: i64, selling:
         }
     }
     (changes, None)
+}
+
+/// `message`, with what rebooking the token's later executions changed of their realized P&L.
+fn restated_note(message: String, restated: &[(i64, Usdc)]) -> String {
+    if restated.is_empty() {
+        return message;
+    }
+    let total = Usdc(restated.iter().map(|(_, c)| c.0).sum());
+    format!(
+        "{message}. The {} later booking(s) of that token it changed were booked again at the average cost without it: \
+         their realized P&L changed by {total} pUSD",
+        restated.len()
+    )
 }
 
 #[cfg(test)]

@@ -787,3 +787,5 @@ fn a_settlement_waits_for_a_copy_in_flight_of_its_token() {
     let settled = s.record_settlement(U256::from(7), payout).unwrap().expect("settled once nothing is in flight");
     assert_eq!(settled.exec.shares, Shares(10_000_000));
 }
+
+mod restated;
