@@ -8,14 +8,23 @@ use crate::domain::{Price, Shares, TokenId};
 use crate::market::MarketInfo;
 
 impl Store {
-    /// Stores (or replaces) what a token is.
+    /// Stores (or refreshes) what a token is. What does not change once known is kept when a
+    /// later answer lacks it: a market on the neg-risk exchange stays there (a Gamma record without
+    /// `negRisk` would have its orders signed for the other exchange and its positions redeemed
+    /// through the wrong adapter), and so do its condition id, tick, end and slug. The payout is
+    /// always the answer's: it is cleared on purpose until the chain confirms it.
     ///
     /// # Errors
     /// On a database error.
     pub fn put_market(&self, m: &MarketInfo) -> StoreResult<()> {
         self.conn.execute(
-            "INSERT OR REPLACE INTO markets (token_id, condition_id, question, outcome, neg_risk, tick, min_size, closed, \
-             end_ms, payout, fetched_at_ms, slug) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            "INSERT INTO markets (token_id, condition_id, question, outcome, neg_risk, tick, min_size, closed, \
+             end_ms, payout, fetched_at_ms, slug) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             ON CONFLICT (token_id) DO UPDATE SET condition_id = COALESCE(excluded.condition_id, condition_id), \
+             question = excluded.question, outcome = excluded.outcome, neg_risk = (excluded.neg_risk OR neg_risk), \
+             tick = COALESCE(excluded.tick, tick), min_size = excluded.min_size, closed = excluded.closed, \
+             end_ms = COALESCE(excluded.end_ms, end_ms), payout = excluded.payout, \
+             fetched_at_ms = excluded.fetched_at_ms, slug = COALESCE(excluded.slug, slug)",
             params![
                 m.token_id.to_string(),
                 m.condition_id.map(|c| format!("{c:#x}")),
@@ -95,5 +104,48 @@ impl Store {
             out.insert(dec_u256(&t, "markets.token_id")?, format!("{q} — {o}"));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::{B256, U256};
+
+    fn info(neg_risk: bool, condition: Option<B256>, tick: Option<TickSize>, payout: Option<Price>) -> MarketInfo {
+        MarketInfo {
+            token_id: U256::from(7),
+            condition_id: condition,
+            question: "Q?".into(),
+            outcome: "Yes".into(),
+            neg_risk,
+            tick,
+            min_size: Shares(5_000_000),
+            closed: false,
+            end_ms: None,
+            payout,
+            slug: None,
+        }
+    }
+
+    /// A later answer that lacks what was known keeps it; the payout is always the answer's.
+    #[test]
+    fn a_refresh_keeps_what_the_answer_lacks_and_takes_the_payout_as_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("j.db")).unwrap();
+        let c = Some(B256::repeat_byte(5));
+        let tick = TickSize::from_micros(10_000);
+        // (stored, then put, then read)
+        let cases = [
+            (info(true, c, tick, Some(Price(1_000_000))), info(false, None, None, None), info(true, c, tick, None)),
+            (info(false, None, None, None), info(true, c, tick, Some(Price(0))), info(true, c, tick, Some(Price(0)))),
+            (info(false, c, tick, None), info(false, c, tick, None), info(false, c, tick, None)),
+        ];
+        for (first, then, want) in cases {
+            s.conn.execute("DELETE FROM markets", []).unwrap();
+            s.put_market(&first).unwrap();
+            s.put_market(&then).unwrap();
+            assert_eq!(s.market(&U256::from(7)).unwrap().unwrap().0, want, "{first:?} then {then:?}");
+        }
     }
 }
