@@ -258,7 +258,30 @@ const REINCLUDED_WITHIN: u64 = 2;
 /// one already copied (or with its order journaled) is flagged, a pending one withdrawn (a refused one keeps its refusal: it is
 /// not decided again if it comes back). The partial index keeps this sweep, run for every range,
 /// independent of the journal's size.
+///
+/// A suspect of a wallet no longer watched (removed from the targets since it traded) cannot be
+/// seen again, since the rescan reads only the wallets watched: it is not taken as gone (that
+/// would report a copy reorged away, and give back the target's position, on no evidence); its
+/// flag is lifted with an event saying it was not checked.
 fn sweep_gone(tx: &Connection, to: u64, out: &mut JournalOutcome) -> StoreResult<()> {
+    let unwatched: Vec<(i64, String, i64)> = {
+        let mut st = tx.prepare_cached(
+            "SELECT f.id, f.wallet, f.block_number FROM fills f INDEXED BY fills_suspect WHERE f.suspect = 1 \
+             AND f.block_number <= ?1 AND EXISTS (SELECT 1 FROM running_targets) \
+             AND f.wallet NOT IN (SELECT address FROM running_targets)",
+        )?;
+        let rows = st.query_map([to as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (row, wallet, block) in unwatched {
+        exec(tx, "UPDATE fills SET suspect = 0 WHERE id = ?1", [row])?;
+        let message = format!(
+            "fill #{row} of {wallet} in block {block} was under a reorg, but the wallet is no longer watched: \
+             not checked again (it stands as journaled)"
+        );
+        exec(tx, "INSERT INTO events (at_ms, kind, message) VALUES (?1, 'reorg', ?2)", params![now_ms(), message])?;
+        tracing::warn!("{message}");
+    }
     let gone: Vec<(i64, String, super::FillStatus, bool)> = {
         let mut st = tx.prepare_cached(&format!(
             "SELECT {FILL_COLS}, f.status, EXISTS (SELECT 1 FROM intents i WHERE i.fill_id = f.id) \
@@ -358,6 +381,35 @@ mod tests {
         let out = s.journal_range(&[], (8, B256::repeat_byte(28)), &[]).unwrap();
         assert_eq!(out.reorged_after_copy.len(), 1);
         (dir, s, row)
+    }
+
+    /// A target removed after its copied fill and before the reorg under it: the rescan does not
+    /// read its wallet, so not seeing the fill again says nothing. Not taken as gone; an event
+    /// says it was not checked. A watched target's fill is still taken as gone.
+    #[test]
+    fn a_suspect_of_a_wallet_no_longer_watched_is_not_taken_as_gone() {
+        for (watched, gone) in [(Address::repeat_byte(0xbb), 0), (Address::repeat_byte(0xaa), 1)] {
+            let (_dir, mut s, row) = copied_then_reorged();
+            s.set_running_targets(&[(watched, "t".into())]).unwrap();
+            let out = s.journal_range(&[], (8, B256::repeat_byte(28)), &[]).unwrap();
+            assert_eq!(out.reorged_after_copy.len(), gone, "{watched}");
+            let (suspect, flagged): (bool, bool) = s
+                .conn
+                .query_row("SELECT suspect, reorged_after_copy FROM fills WHERE id = ?1", [row], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .unwrap();
+            assert_eq!((suspect, flagged), (false, gone == 1), "{watched}");
+            let noted: i64 = s
+                .conn
+                .query_row(
+                    "SELECT COUNT(*) FROM events WHERE kind = 'reorg' AND message LIKE '%no longer watched%'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(noted, 1 - gone as i64, "{watched}");
+        }
     }
 
     /// A copied fill whose settlement a reorg drops, sent again as another transaction (another
