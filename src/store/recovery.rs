@@ -7,6 +7,28 @@ use super::{Store, StoreResult};
 use crate::domain::{OrderIntent, OrderType, Price, Shares, Usdc};
 
 impl Store {
+    /// Our fills on chain journaled above the checkpoint are forgotten at a start, as a reorg
+    /// forgets them ([`super::own_fills`]): they are journaled before the range that read them
+    /// commits, so a stop between the two leaves them above it, and the blocks they came from may
+    /// have been reorged away while the daemon was down, which the checkpoint's own hash does not
+    /// show. The backfill reads every block above the checkpoint again, and those still on the
+    /// chain come back with it (each transaction counts once). Returns how many were forgotten.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn forget_own_fills_above_checkpoint(&mut self) -> StoreResult<usize> {
+        let Some((block, _)) = self.checkpoint()? else { return Ok(0) };
+        let tx = self.conn.savepoint()?;
+        let above: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM own_fills WHERE block_number > ?1",
+            [i64::try_from(block).unwrap_or(i64::MAX)],
+            |r| r.get(0),
+        )?;
+        super::own_fills::rewind_own_fills(&tx, block)?;
+        tx.commit()?;
+        Ok(usize::try_from(above).unwrap_or(0))
+    }
+
     /// Sightings handed on at once whose copy had not left when the daemon stopped wait for their
     /// block instead: while it was down their transaction may have reverted or been dropped, and
     /// nothing follows the pool for them before recovery runs, so a copy sent at start could

@@ -71,6 +71,11 @@ pub(super) async fn open(s: &Settings) -> Result<Opened, DaemonError> {
     if !s.detection.pending {
         orphan_unfollowed_sightings(&mut store)?;
     }
+    // Before the trading state is read: the fees they booked leave today's P&L with them.
+    let forgotten = store.forget_own_fills_above_checkpoint()?;
+    if forgotten > 0 {
+        tracing::info!(forgotten, "our fills on chain journaled above the checkpoint wait to be read again");
+    }
     let journal_file = FileIdentity::of(&s.db_path).map(|id| (s.db_path.clone(), id));
     let now = now_ms();
     let paused = store.paused()?;

@@ -788,4 +788,5 @@ fn a_settlement_waits_for_a_copy_in_flight_of_its_token() {
     assert_eq!(settled.exec.shares, Shares(10_000_000));
 }
 
+mod restart;
 mod restated;
