@@ -251,6 +251,30 @@ async fn test_live_when_a_gtd_order_is_given_up_after_503s_then_a_cancel_is_aske
     assert_eq!(l.clob.posts().len(), 4, "the retries, never a new order, and the next copy");
 }
 
+/// The same, the exchange failing the first cancel (503): it is asked again, in the background,
+/// once, and the copies after it are not held up meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_the_cancel_of_a_gtd_order_given_up_fails_then_it_is_asked_again() {
+    let mut l = live().await;
+    l.d.set("live", "order_type = \"GTD\"");
+    l.clob.script(&vec![Play::Status(503, "trading is currently cancel-only"); 3]);
+    l.clob.fail_cancels(1);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the copy given up", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    let id = format!("{:#x}", order_id(&l.d, 0));
+    let cancels = wait_for(30, "the cancel asked again", async || {
+        let c = l.clob.cancels();
+        (c.len() >= 2).then_some(c)
+    })
+    .await;
+    assert!(cancels.iter().all(|(_, c)| *c == id), "{cancels:?}");
+    // A later copy, filled, is the marker that nothing more was asked once it was answered.
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    wait_for(30, "the next copy", async || row(&l.d, 1).filter(|r| r["status"] == "executed")).await;
+    assert_eq!(l.clob.cancels().len(), 2, "answered the second time: not asked again");
+}
+
 /// A GTD order put on the book whose answer never came and whose lookups fail (503): a halt
 /// cancels it all the same, since it may rest there and fill after the halt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

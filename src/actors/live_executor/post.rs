@@ -11,7 +11,7 @@ use super::resolution::{AfterPost, Resolution, Tries};
 use crate::actors::executor::ExecError;
 use crate::clob::order::StoredOrder;
 use crate::clob::outcome::PostOutcome;
-use crate::clob::venue::decimal_to_micros;
+use crate::clob::venue::{Venue, VenueError, decimal_to_micros};
 use crate::domain::{Execution, Shares, Side, Usdc};
 use crate::store::{OrderStatus, now_ms};
 
@@ -114,20 +114,18 @@ impl Run {
     /// 503 after the engine took it) would leave an order resting until its expiry that nobody
     /// watches or cancels at a halt. A cancel of an order the exchange does not hold costs nothing;
     /// a fill of one it did hold is booked by our fill on chain. A FAK or FOK order cannot rest.
+    ///
+    /// A cancel that fails is asked again in the background, a few times with growing waits and
+    /// never past the order's expiry, so the placement's slot is not held for it.
     pub(super) async fn withdraw_given_up(&self, order: &StoredOrder) {
         let expiry_s = i64::try_from(order.expiration).unwrap_or(i64::MAX);
         if !order.order_type.eq_ignore_ascii_case("GTD") || expiry_s <= now_ms() / 1000 {
             return;
         }
         let id = order.id_hex();
-        match self.venue.cancel(&id).await {
-            Ok(true) => warn!(order = %id, "a GTD order given up was on the book after all: cancelled"),
-            Ok(false) => {
-                info!(order = %id, "a GTD order given up is not on the book (cancel asked, nothing to cancel)")
-            }
-            Err(e) => {
-                warn!(order = %id, cause = %e, "a GTD order given up could not be cancelled; a fill of it would still be booked from the chain")
-            }
+        if let Err(e) = cancel_given_up(&self.venue, &id).await {
+            warn!(order = %id, cause = %e, "a GTD order given up could not be cancelled: asked again in the background");
+            actix::spawn(cancel_again(self.venue.clone(), id, expiry_s));
         }
     }
 
@@ -290,4 +288,33 @@ mod tests {
         assert!(!rests_after_part(&order("GTD", 2_000), Decimal::ONE, Decimal::MAX, 1_000), "unreadable");
         assert_eq!(decimal_to_micros(Decimal::MAX), None, "an absurd amount is unreadable, not a panic");
     }
+}
+
+/// Asks the exchange to cancel a GTD order given up, and says what it answered.
+async fn cancel_given_up(venue: &Venue, id: &str) -> Result<(), VenueError> {
+    if venue.cancel(id).await? {
+        warn!(order = %id, "a GTD order given up was on the book after all: cancelled");
+    } else {
+        info!(order = %id, "a GTD order given up is not on the book (cancel asked, nothing to cancel)");
+    }
+    Ok(())
+}
+
+/// Waits between the background cancels of a GTD order given up: growing, a few minutes in all.
+const CANCEL_AGAIN_AFTER_S: [u64; 4] = [2, 10, 60, 300];
+
+/// Cancels a GTD order given up again after each wait of [`CANCEL_AGAIN_AFTER_S`] until the
+/// exchange answers, or the order expires (it cannot fill after that).
+async fn cancel_again(venue: std::sync::Arc<Venue>, id: String, expiry_s: i64) {
+    for wait in CANCEL_AGAIN_AFTER_S {
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        if expiry_s <= now_ms() / 1000 {
+            return;
+        }
+        match cancel_given_up(&venue, &id).await {
+            Ok(()) => return,
+            Err(e) => warn!(order = %id, cause = %e, "a GTD order given up could not be cancelled yet"),
+        }
+    }
+    tracing::error!(order = %id, "a GTD order given up could not be cancelled; a fill of it is still booked from the chain");
 }

@@ -145,6 +145,8 @@ struct State {
     unsized_lookups: bool,
     /// Order lookups answer 503 (the engine is down).
     lookups_down: bool,
+    /// Cancels still to answer 503 (the exchange asked, nothing cancelled).
+    cancels_failing: u32,
     /// Every request answers 503, credentials and the version included (the whole CLOB is down).
     down: bool,
     /// Order lookups are held unanswered (a slow exchange) while this says so.
@@ -300,6 +302,11 @@ impl FakeClob {
                 o.matched = o.shares;
             }
         }
+    }
+
+    /// The next `n` cancels answer 503 and cancel nothing.
+    pub fn fail_cancels(&self, n: u32) {
+        self.state.lock().unwrap().cancels_failing = n;
     }
 
     /// Order ids we were asked to cancel, with when.
@@ -721,13 +728,22 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
             let cancelled = {
                 let mut s = st.lock().unwrap();
                 s.cancels.push((Instant::now(), id.clone()));
-                match s.orders.get_mut(&id) {
-                    Some(o) if o.resting => {
-                        o.resting = false;
-                        true
-                    }
-                    _ => false,
+                if s.cancels_failing > 0 {
+                    s.cancels_failing -= 1;
+                    None
+                } else {
+                    Some(match s.orders.get_mut(&id) {
+                        Some(o) if o.resting => {
+                            o.resting = false;
+                            true
+                        }
+                        _ => false,
+                    })
                 }
+            };
+            let Some(cancelled) = cancelled else {
+                respond(&mut sock, 503, &json!({"error": "service unavailable"}), "").await;
+                return Some(());
             };
             let v = if cancelled {
                 json!({"canceled": [id], "not_canceled": {}})
