@@ -350,6 +350,13 @@ pub(super) fn position_of(tx: &Connection, token: &str) -> StoreResult<Position>
     })
 }
 
+/// The next number in the order live bookings are made in (see the `booking_seq` table). Paper
+/// executions take none: they are never taken out of the books, and their copy path stays one
+/// write shorter.
+pub(crate) fn next_booking(tx: &rusqlite::Connection) -> StoreResult<i64> {
+    Ok(tx.prepare_cached("UPDATE booking_seq SET n = n + 1 WHERE id = 1 RETURNING n")?.query_row([], |r| r.get(0))?)
+}
+
 /// [`Store::record_execution`] inside a caller's transaction.
 pub(crate) fn record_execution_in(
     tx: &rusqlite::Connection,
@@ -381,6 +388,10 @@ pub(crate) fn record_execution_in(
     )?;
     if n != 1 {
         return grow_from_answer(tx, e);
+    }
+    if e.mode != crate::domain::ExecMode::Paper {
+        let seq = next_booking(tx)?;
+        exec(tx, "UPDATE executions SET booked_seq = ?2 WHERE fill_id = ?1", params![e.fill_row, seq])?;
     }
     let written = write_position(tx, &token, position, e.at_ms)?;
     // Dated when booked: every copy booked before it was stamped before it.

@@ -454,6 +454,15 @@ CREATE INDEX own_fees ON own_fills (seen_at_ms) WHERE fee > 0;
 -- sent again. An order live or delayed is held by its status alone
 ALTER TABLE orders ADD COLUMN exchange_has INTEGER NOT NULL DEFAULT 0;
 ",
+    r"
+-- the order live bookings were made in (an execution is stamped before it is booked, and a part
+-- of it booked later keeps its time): what rebooking a token's later executions after a take-out
+-- or a put-back goes by. `grown_seq` is the booking of its latest part
+CREATE TABLE booking_seq (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+INSERT INTO booking_seq (id, n) VALUES (1, 0);
+ALTER TABLE executions ADD COLUMN booked_seq INTEGER;
+ALTER TABLE executions ADD COLUMN grown_seq INTEGER;
+",
 ];
 
 /// The file's schema version, and the newest this binary knows.

@@ -53,6 +53,12 @@ impl RiskSupervisor {
             self.unresolved.done(row);
         }
         self.publish_reserved();
+        self.roll_day(crate::store::now_ms());
+        for (at_ms, change) in &b.restated {
+            if *at_ms >= self.day_start_ms {
+                self.realized_today = Usdc(self.realized_today.0 + change.0);
+            }
+        }
         let event = Event::BookedOnChain { order: order_id, exec: b.exec.clone() };
         self.take_booking(&b.exec, b.position, b.realized, event);
         self.wake_position_waiters();

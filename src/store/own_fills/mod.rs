@@ -34,6 +34,10 @@ pub struct OwnBooking {
     /// The order may still fill further (a GTD order before its expiry, with no final answer):
     /// it stays watched and what may still fill stays reserved.
     pub open: bool,
+    /// The token's later executions booked again with this part (the rest of a match taken out
+    /// of the books, settling late): when each was booked (unix ms) and what that changed of its
+    /// realized P&L.
+    pub restated: Vec<(i64, Usdc)>,
 }
 
 /// What our own fill on chain did to our order.
@@ -61,6 +65,9 @@ pub(crate) struct Grown {
     pub position: Written,
     /// P&L the part realized.
     pub realized: Usdc,
+    /// The token's later executions booked again with the part ([`slot_part`]): when each was
+    /// booked (unix ms) and what that changed of its realized P&L.
+    pub restated: Vec<(i64, Usdc)>,
 }
 
 /// What one transaction of our fills on chain did: to the order's booking, and the fee it paid.
@@ -250,6 +257,7 @@ fn settle_booked(tx: &Connection, order_id: &str, f: &OwnFillSum<'_>) -> StoreRe
             realized: g.realized,
             overturned: None,
             open: f.open,
+            restated: g.restated,
         }),
         (None, None) if settled => OwnSettlement::Settled,
         (None, None) => OwnSettlement::Nothing,
@@ -351,7 +359,15 @@ fn book_own_fill(tx: &Connection, f: &OwnFillSum<'_>) -> StoreResult<Option<OwnB
         params![f.fill_row, f.shares.0, f.usdc.0, f.tx_hash, now_ms(), message],
     )?;
     let booked = record_execution_in(tx, &exec, &wallet)?;
-    Ok(booked.map(|(position, realized)| OwnBooking { exec, wallet, position, realized, overturned, open: f.open }))
+    Ok(booked.map(|(position, realized)| OwnBooking {
+        exec,
+        wallet,
+        position,
+        realized,
+        overturned,
+        open: f.open,
+        restated: Vec::new(),
+    }))
 }
 
 /// Grows the execution of `fill_row` to `shares` for `usdc` in all, when that is more shares than
@@ -395,6 +411,7 @@ pub(crate) fn grow_execution_in(
         // supervisor's day agree on it).
         at_ms: booked_at_ms,
     };
+    let before = super::journal::position_of(tx, &token)?;
     // Out of the books, a part waits like the rest: putting it back books it whole.
     let (after, booked) = if out_of_books {
         let waiting = Booked {
@@ -406,11 +423,12 @@ pub(crate) fn grow_execution_in(
         };
         (Position::default(), waiting)
     } else {
-        booked_on(super::journal::position_of(tx, &token)?, &part)
+        booked_on(before, &part)
     };
     // What the rows before this part released is kept first (derived for a row written before it
     // was), so that the part's own release adds to it.
-    let had_released = super::settlement::booked_of(tx, fill_row)?.released;
+    let had = super::settlement::booked_of(tx, fill_row)?;
+    let had_released = had.released;
     let released = (side == Side::Sell).then_some(had_released.0 + booked.released.0);
     let realized = booked.realized;
     run(
@@ -432,11 +450,42 @@ pub(crate) fn grow_execution_in(
         return Ok(None);
     }
     let position = write_position(tx, &token, after, at_ms)?;
+    let (position, restated) = slot_part(tx, &token, (fill_row, booked_at_ms), before, (side, had), position)?;
     // A close that sold the rest of the position in this part: dated now, as the claims it ends
     // are of copies booked before this moment.
     let by_operator = wallet == crate::domain::addr_lower(&crate::domain::OPERATOR);
     super::book::note_operator_close(tx, by_operator, side, &token, after, at_ms.max(now_ms()))?;
-    Ok(Some(Grown { part, wallet: hex_addr(&wallet, "executions.wallet")?, position, realized }))
+    Ok(Some(Grown { part, wallet: hex_addr(&wallet, "executions.wallet")?, position, realized, restated }))
+}
+
+/// Where a part booked late belongs in the order of bookings. The rest of a match the settlement
+/// check took out, settling late, belongs to its execution's own booking: the token's executions
+/// booked after it are booked again with it ([`super::restate`]), as a put-back does. Any other
+/// part (a GTD order filling over time) was booked at the position as it was when it came, and is
+/// stamped as such, so a later rebooking that cannot place it exactly is not made.
+fn slot_part(
+    tx: &Connection,
+    token: &str,
+    (row, at_ms): (i64, i64),
+    before: Position,
+    had: (Side, crate::risk::book::Booked),
+    position: Written,
+) -> StoreResult<(Written, Vec<(i64, Usdc)>)> {
+    let came_back: bool = query_one(
+        tx,
+        "SELECT EXISTS (SELECT 1 FROM orders WHERE fill_id = ?1 AND clob_shares IS NOT NULL)",
+        [row],
+        |r| r.get(0),
+    )?;
+    if came_back {
+        let pivot = super::restate::Pivot { row, at_ms };
+        if let Some(r) = super::restate::restate_after(tx, token, pivot, before, Some(had))? {
+            return Ok((r.position, r.changes));
+        }
+    }
+    let seq = super::journal::next_booking(tx)?;
+    run(tx, "UPDATE executions SET grown_seq = ?2 WHERE fill_id = ?1", params![row, seq])?;
+    Ok((position, Vec::new()))
 }
 
 #[cfg(test)]
