@@ -251,6 +251,35 @@ fn rests_after_part(order: &StoredOrder, making: Decimal, taking: Decimal, now_s
     order.order_type.eq_ignore_ascii_case("GTD") && expiry_s > now_s && shares < signed
 }
 
+/// Asks the exchange to cancel a GTD order given up, and says what it answered.
+async fn cancel_given_up(venue: &Venue, id: &str) -> Result<(), VenueError> {
+    if venue.cancel(id).await? {
+        warn!(order = %id, "a GTD order given up was on the book after all: cancelled");
+    } else {
+        info!(order = %id, "a GTD order given up is not on the book (cancel asked, nothing to cancel)");
+    }
+    Ok(())
+}
+
+/// Waits between the background cancels of a GTD order given up: growing, a few minutes in all.
+const CANCEL_AGAIN_AFTER_S: [u64; 4] = [2, 10, 60, 300];
+
+/// Cancels a GTD order given up again after each wait of [`CANCEL_AGAIN_AFTER_S`] until the
+/// exchange answers, or the order expires (it cannot fill after that).
+async fn cancel_again(venue: std::sync::Arc<Venue>, id: String, expiry_s: i64) {
+    for wait in CANCEL_AGAIN_AFTER_S {
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        if expiry_s <= now_ms() / 1000 {
+            return;
+        }
+        match cancel_given_up(&venue, &id).await {
+            Ok(()) => return,
+            Err(e) => warn!(order = %id, cause = %e, "a GTD order given up could not be cancelled yet"),
+        }
+    }
+    tracing::error!(order = %id, "a GTD order given up could not be cancelled; a fill of it is still booked from the chain");
+}
+
 #[cfg(test)]
 mod tests {
     use alloy::primitives::U256;
@@ -288,33 +317,4 @@ mod tests {
         assert!(!rests_after_part(&order("GTD", 2_000), Decimal::ONE, Decimal::MAX, 1_000), "unreadable");
         assert_eq!(decimal_to_micros(Decimal::MAX), None, "an absurd amount is unreadable, not a panic");
     }
-}
-
-/// Asks the exchange to cancel a GTD order given up, and says what it answered.
-async fn cancel_given_up(venue: &Venue, id: &str) -> Result<(), VenueError> {
-    if venue.cancel(id).await? {
-        warn!(order = %id, "a GTD order given up was on the book after all: cancelled");
-    } else {
-        info!(order = %id, "a GTD order given up is not on the book (cancel asked, nothing to cancel)");
-    }
-    Ok(())
-}
-
-/// Waits between the background cancels of a GTD order given up: growing, a few minutes in all.
-const CANCEL_AGAIN_AFTER_S: [u64; 4] = [2, 10, 60, 300];
-
-/// Cancels a GTD order given up again after each wait of [`CANCEL_AGAIN_AFTER_S`] until the
-/// exchange answers, or the order expires (it cannot fill after that).
-async fn cancel_again(venue: std::sync::Arc<Venue>, id: String, expiry_s: i64) {
-    for wait in CANCEL_AGAIN_AFTER_S {
-        tokio::time::sleep(Duration::from_secs(wait)).await;
-        if expiry_s <= now_ms() / 1000 {
-            return;
-        }
-        match cancel_given_up(&venue, &id).await {
-            Ok(()) => return,
-            Err(e) => warn!(order = %id, cause = %e, "a GTD order given up could not be cancelled yet"),
-        }
-    }
-    tracing::error!(order = %id, "a GTD order given up could not be cancelled; a fill of it is still booked from the chain");
 }
