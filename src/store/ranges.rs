@@ -20,6 +20,9 @@ pub struct JournalOutcome {
     pub reorged_after_copy: Vec<TargetFill>,
     /// Fills reported gone (orphaned, or copied and then reorged out) mined after all.
     pub unorphaned: Vec<TargetFill>,
+    /// Copied fills of wallets no longer watched that a reorg put in doubt: the rescan cannot
+    /// check them, and they stand as booked (the operator is told).
+    pub unchecked: Vec<TargetFill>,
 }
 
 /// What the journal knows of a fill seen again.
@@ -259,28 +262,26 @@ const REINCLUDED_WITHIN: u64 = 2;
 /// not decided again if it comes back). The partial index keeps this sweep, run for every range,
 /// independent of the journal's size.
 ///
-/// A suspect of a wallet no longer watched (removed from the targets since it traded) cannot be
-/// seen again, since the rescan reads only the wallets watched: it is not taken as gone (that
-/// would report a copy reorged away, and give back the target's position, on no evidence); its
-/// flag is lifted with an event saying it was not checked.
+/// A copied suspect of a wallet no longer watched (removed from the targets since it traded)
+/// cannot be seen again, since the rescan reads only the wallets watched: it is not taken as gone
+/// (that would report a copy reorged away, and give back the target's position, on no evidence);
+/// its flag is lifted and the operator told it was not checked. Only a copy done with: one whose
+/// order may still be in flight, or a fill not copied yet, is decided as any other, so nothing is
+/// sent for a trade that may be gone.
 fn sweep_gone(tx: &Connection, to: u64, out: &mut JournalOutcome) -> StoreResult<()> {
-    let unwatched: Vec<(i64, String, i64)> = {
+    let unwatched: Vec<(i64, String)> = {
         let mut st = tx.prepare_cached(
-            "SELECT f.id, f.wallet, f.block_number FROM fills f INDEXED BY fills_suspect WHERE f.suspect = 1 \
-             AND f.block_number <= ?1 AND EXISTS (SELECT 1 FROM running_targets) \
-             AND f.wallet NOT IN (SELECT address FROM running_targets)",
+            "SELECT f.id, f.token_id FROM fills f INDEXED BY fills_suspect WHERE f.suspect = 1 \
+             AND f.block_number <= ?1 AND f.status = 'executed' AND EXISTS (SELECT 1 FROM running_targets) \
+             AND f.wallet NOT IN (SELECT address FROM running_targets) AND NOT EXISTS (SELECT 1 FROM orders o \
+             WHERE o.fill_id = f.id AND o.status IN ('signed', 'sent', 'unknown', 'live', 'delayed'))",
         )?;
-        let rows = st.query_map([to as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows = st.query_map([to as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<Result<_, _>>()?
     };
-    for (row, wallet, block) in unwatched {
+    for (row, token) in unwatched {
         exec(tx, "UPDATE fills SET suspect = 0 WHERE id = ?1", [row])?;
-        let message = format!(
-            "fill #{row} of {wallet} in block {block} was under a reorg, but the wallet is no longer watched: \
-             not checked again (it stands as journaled)"
-        );
-        exec(tx, "INSERT INTO events (at_ms, kind, message) VALUES (?1, 'reorg', ?2)", params![now_ms(), message])?;
-        tracing::warn!("{message}");
+        out.unchecked.push(load_fill(tx, row, &token)?);
     }
     let gone: Vec<(i64, String, super::FillStatus, bool)> = {
         let mut st = tx.prepare_cached(&format!(
@@ -384,31 +385,26 @@ mod tests {
     }
 
     /// A target removed after its copied fill and before the reorg under it: the rescan does not
-    /// read its wallet, so not seeing the fill again says nothing. Not taken as gone; an event
-    /// says it was not checked. A watched target's fill is still taken as gone.
+    /// read its wallet, so not seeing the fill again says nothing. Not taken as gone, and said to
+    /// be unchecked. A watched target's fill is still taken as gone, and so is an unwatched one
+    /// not copied yet (nothing may be sent for a trade that may be gone).
     #[test]
-    fn a_suspect_of_a_wallet_no_longer_watched_is_not_taken_as_gone() {
-        for (watched, gone) in [(Address::repeat_byte(0xbb), 0), (Address::repeat_byte(0xaa), 1)] {
+    fn a_copied_suspect_of_a_wallet_no_longer_watched_is_not_taken_as_gone() {
+        let (other, ours) = (Address::repeat_byte(0xbb), Address::repeat_byte(0xaa));
+        // (wallet watched, the fill copied, taken as gone, said unchecked)
+        for (watched, copied, gone, unchecked) in [(other, true, 0, 1), (ours, true, 1, 0), (other, false, 1, 0)] {
             let (_dir, mut s, row) = copied_then_reorged();
+            if !copied {
+                s.conn.execute("UPDATE fills SET status = 'pending' WHERE id = ?1", [row]).unwrap();
+            }
             s.set_running_targets(&[(watched, "t".into())]).unwrap();
             let out = s.journal_range(&[], (8, B256::repeat_byte(28)), &[]).unwrap();
-            assert_eq!(out.reorged_after_copy.len(), gone, "{watched}");
-            let (suspect, flagged): (bool, bool) = s
-                .conn
-                .query_row("SELECT suspect, reorged_after_copy FROM fills WHERE id = ?1", [row], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .unwrap();
-            assert_eq!((suspect, flagged), (false, gone == 1), "{watched}");
-            let noted: i64 = s
-                .conn
-                .query_row(
-                    "SELECT COUNT(*) FROM events WHERE kind = 'reorg' AND message LIKE '%no longer watched%'",
-                    [],
-                    |r| r.get(0),
-                )
-                .unwrap();
-            assert_eq!(noted, 1 - gone as i64, "{watched}");
+            let case = format!("{watched} copied {copied}");
+            assert_eq!(out.reorged_after_copy.len() + out.withdrawn.len(), gone, "{case}");
+            assert_eq!(out.unchecked.len(), unchecked, "{case}");
+            let suspect: bool =
+                s.conn.query_row("SELECT suspect FROM fills WHERE id = ?1", [row], |r| r.get(0)).unwrap();
+            assert!(!suspect, "{case}");
         }
     }
 

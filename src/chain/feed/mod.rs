@@ -310,6 +310,16 @@ impl ChainFeed {
         for f in outcome.reorged_after_copy {
             self.notifier.do_send(Event::ReorgedAfterCopy { fill: f });
         }
+        for f in outcome.unchecked {
+            let message = format!(
+                "a reorg put in doubt the trade of {} in block {} (tx {}) that we copied, but that wallet is no longer \
+                 watched, so the chain was not checked for it again: our copy stands as booked (check it, or watch the \
+                 wallet again)",
+                f.wallet, f.block_number, f.id.tx_hash
+            );
+            warn!("{message}");
+            self.notifier.do_send(Event::Alert { message });
+        }
         let mut unorphaned: BTreeMap<B256, Vec<TargetFill>> = BTreeMap::new();
         for f in outcome.unorphaned {
             unorphaned.entry(f.id.tx_hash).or_default().push(f);
