@@ -200,7 +200,11 @@ impl MarketDirectory {
         for t in tokens {
             let found = markets.iter().find_map(|m| from_gamma(m, *t).map(|i| (m, i)));
             let info = match found {
-                Some((m, mut info)) => {
+                Some((m, info)) => {
+                    let mut info = match self.store.send(GetMarket(*t)).await {
+                        Ok(Ok(Some((known, _)))) => super::info::keep_known(info, &known),
+                        _ => info,
+                    };
                     if let (Some(marks), true) = (result_marks.as_deref_mut(), info.closed) {
                         let ids = m.clob_token_ids.as_ref();
                         let (outcomes, slot) =

@@ -87,6 +87,21 @@ impl MarketInfo {
     }
 }
 
+/// A fresh answer about a token, with what an earlier one said and this one lacks: the facts that
+/// do not change once known (the condition, the exchange it trades on, its tick, end and slug).
+/// A market on the neg-risk exchange stays there; the payout is always the fresh answer's.
+#[must_use]
+pub fn keep_known(fresh: MarketInfo, known: &MarketInfo) -> MarketInfo {
+    MarketInfo {
+        condition_id: fresh.condition_id.or(known.condition_id),
+        neg_risk: fresh.neg_risk || known.neg_risk,
+        tick: fresh.tick.or(known.tick),
+        end_ms: fresh.end_ms.or(known.end_ms),
+        slug: fresh.slug.or_else(|| known.slug.clone()),
+        ..fresh
+    }
+}
+
 /// The entry for `token` in a Gamma market, if the market lists it.
 #[must_use]
 pub fn from_gamma(m: &Market, token: TokenId) -> Option<MarketInfo> {
@@ -288,6 +303,34 @@ mod tests {
             let m = market(&json);
             assert_eq!(from_gamma(&m, U256::from(1001)).unwrap().payout, yes, "{prices}");
             assert_eq!(from_gamma(&m, U256::from(1002)).unwrap().payout, no, "{prices}");
+        }
+    }
+
+    /// An answer lacking `conditionId`, `negRisk`, the tick, the end or the slug keeps what an
+    /// earlier one said; what it says itself, and the payout, are its own.
+    #[test]
+    fn a_fresh_answer_keeps_what_an_earlier_one_knew_and_it_lacks() {
+        let full = from_gamma(&market(&OPEN.replace(r#""negRisk":false"#, r#""negRisk":true"#)), U256::from(1001))
+            .map(|i| MarketInfo { slug: Some("rain".into()), payout: Some(Price(ONE)), ..i })
+            .unwrap();
+        let bare = MarketInfo {
+            condition_id: None,
+            neg_risk: false,
+            tick: None,
+            end_ms: None,
+            slug: None,
+            payout: None,
+            question: "Will it rain today?".into(),
+            ..full.clone()
+        };
+        // (fresh, known, kept)
+        let cases = [
+            (bare.clone(), full.clone(), MarketInfo { payout: None, question: bare.question.clone(), ..full.clone() }),
+            (full.clone(), bare.clone(), full.clone()),
+            (bare.clone(), bare.clone(), bare.clone()),
+        ];
+        for (fresh, known, want) in cases {
+            assert_eq!(keep_known(fresh.clone(), &known), want, "{fresh:?} over {known:?}");
         }
     }
 }
