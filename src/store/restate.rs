@@ -102,7 +102,7 @@ fn moved_otherwise(tx: &Connection, token: &str, pivot: Pivot, seq: i64) -> Stor
             "SELECT EXISTS (SELECT 1 FROM settlements WHERE token_id = ?1 AND at_ms >= ?2) \
              OR EXISTS (SELECT 1 FROM adjustments WHERE token_id = ?1 AND at_ms >= ?2) \
              OR EXISTS (SELECT 1 FROM executions e WHERE token_id = ?1 AND fill_id != ?3 AND {IN_BOOKS} \
-             AND ((booked_seq IS NULL AND executed_at_ms >= ?2) OR (booked_seq < ?4 AND grown_seq > ?4)))"
+             AND ((booked_seq IS NULL AND executed_at_ms >= ?2) OR (COALESCE(booked_seq, -1) < ?4 AND grown_seq > ?4)))"
         ),
         params![token, pivot.at_ms, pivot.row, seq],
         |r| r.get(0),
