@@ -608,11 +608,12 @@ mod tests {
         assert!(!s.record_intent(&intent).unwrap(), "one intent per fill");
     }
 
-    /// A fill with an intent and no order yet when the daemon stopped, its block reorged away: it is
-    /// recovered at the start (its placement waits for the rescan's word), where one without an
-    /// intent waits for the rescan to hand it on; a paper copy of it is not executed meanwhile.
+    /// A fill with an intent and no order yet when the daemon stopped, its block reorged away: its
+    /// copy never left, so it is taken back at the start and waits for the rescan, as one without
+    /// an intent does; a paper copy of it is not executed meanwhile. Seen again, both are handed
+    /// on afresh; one with an order sent is still recovered.
     #[test]
-    fn a_suspect_with_an_intent_is_recovered_and_not_executed_on_paper_until_it_stands() {
+    fn an_unsent_copy_of_a_suspect_is_taken_back_at_the_start_and_handed_on_by_the_rescan() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let h = B256::repeat_byte;
@@ -622,26 +623,15 @@ mod tests {
             crate::domain::OrderIntent { fill_row: with_intent, ..crate::domain::test_intent(Side::Buy, 1, 1, 1) };
         assert!(s.record_intent(&intent).unwrap());
         assert_eq!(s.rewind((4, h(4))).unwrap().suspects, 2);
-        let rows: Vec<i64> = s.unfinished().unwrap().iter().map(|p| p.row).collect();
-        assert_eq!(rows, [with_intent], "the one without an intent waits for the rescan ({without})");
-        let exec = crate::domain::Execution {
-            fill_row: with_intent,
-            side: Side::Buy,
-            token_id: intent.token_id,
-            shares: Shares(1),
-            price: Price(1),
-            usdc: Usdc(1),
-            mode: crate::domain::ExecMode::Paper,
-            at_ms: 1,
-        };
-        let booked = s.record_paper_copy(&intent, &exec, &intent.wallet, false, true).unwrap();
-        assert_eq!(booked, PaperBooking::Skipped, "not executed under the cloud");
-        // The rescan sees it again: it stands, and the recovered copy is executed.
-        s.journal_range(&[fill(1, 6)], (6, h(26)), &[(6, h(26))]).unwrap();
-        assert!(matches!(
-            s.record_paper_copy(&intent, &exec, &intent.wallet, false, true).unwrap(),
-            PaperBooking::Booked(_)
-        ));
+        s.defer_unacted_sightings().unwrap();
+        assert!(s.unfinished().unwrap().is_empty(), "both wait for the rescan");
+        assert!(!s.record_intent(&intent).unwrap(), "nor is it copied again under the cloud");
+        // The rescan sees the first again: handed on afresh; the second, not seen, is withdrawn.
+        let out = s.journal_range(&[fill(1, 6)], (6, h(26)), &[(6, h(26))]).unwrap();
+        assert_eq!(out.to_copy.iter().map(|p| p.row).collect::<Vec<_>>(), [with_intent]);
+        let out = s.journal_range(&[], (9, h(29)), &[]).unwrap();
+        assert_eq!(out.withdrawn.len(), 1, "{without}");
+        assert!(s.record_intent(&intent).unwrap(), "copied once it stands");
     }
 
     /// A fill whose copy order is journaled and not yet resolved, then reorged away: flagged as a

@@ -38,6 +38,11 @@ impl Store {
     /// fill hands it on to be copied afresh (the backfill included); one that never does leaves it
     /// uncopied, and the pool's follower makes it an orphan. Returns how many.
     ///
+    /// The copies of fills under a reorg's cloud (their block reorged away, the rescan not past
+    /// them yet) that never left are taken back the same way: the rescan hands the fill on afresh
+    /// if it is mined again, and withdraws it if not. Recovered instead, a paper copy could only
+    /// be booked at a later start, at a price long gone.
+    ///
     /// # Errors
     /// On a database error.
     pub fn defer_unacted_sightings(&mut self) -> StoreResult<usize> {
@@ -46,8 +51,8 @@ impl Store {
         let unsent: Vec<i64> = {
             let mut st = tx.prepare(
                 "SELECT f.id FROM fills f JOIN intents i ON i.fill_id = f.id LEFT JOIN orders o ON o.fill_id = f.id \
-                 WHERE f.provisional = 1 AND f.orphaned = 0 AND f.status = 'pending' AND f.triggered_by IS NOT NULL \
-                 AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = f.id) \
+                 WHERE ((f.provisional = 1 AND f.orphaned = 0 AND f.triggered_by IS NOT NULL) OR f.suspect = 1) \
+                 AND f.status = 'pending' AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = f.id) \
                  AND (o.fill_id IS NULL OR (o.status = 'signed' AND o.posts = 0))",
             )?;
             st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?

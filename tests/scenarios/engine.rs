@@ -902,9 +902,9 @@ async fn test_live_when_the_copied_fill_is_reorged_away_then_its_order_is_never_
 }
 
 /// A copy's order signed and not sent yet (held at its turn) when the target's block is reorged
-/// away, and the daemon killed while the fill is under the reorg's cloud: at the restart the copy
-/// is recovered (not left pending for ever), waits for the rescan, and ends refused
-/// `target_fill_gone` once the rescan finds the trade gone. Nothing is sent.
+/// away, and the daemon killed while the fill is under the reorg's cloud: at the restart the copy,
+/// which never left, is taken back (not left pending for ever) and the rescan decides the fill:
+/// gone, it is withdrawn `reorged_out`. Nothing is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_killed_with_an_unsent_copy_under_a_reorg_then_recovered_and_decided_by_the_rescan() {
     let mut l = live().await;
@@ -929,7 +929,7 @@ async fn test_live_when_killed_with_an_unsent_copy_under_a_reorg_then_recovered_
     l.d.wait_live().await;
     l.anvil.mine(3).await;
     let r = wait_for(30, "the copy decided", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
-    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("target_fill_gone")), "{r}");
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("withdrawn"), Some("reorged_out")), "{r}");
     assert!(l.clob.posts().is_empty(), "nothing sent: {:?}", l.clob.posts());
 }
 
