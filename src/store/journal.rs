@@ -367,10 +367,12 @@ pub(crate) fn record_execution_in(
     let before = position_of(tx, &token)?;
     let (position, booked) = crate::risk::book::booked_on(before, e);
     let realized = booked.realized;
+    // A number taken for an execution already booked (a later answer growing it) is left unused.
+    let seq = if e.mode == crate::domain::ExecMode::Paper { None } else { Some(next_booking(tx)?) };
     let n = exec(
         tx,
-        "INSERT OR IGNORE INTO executions (fill_id, mode, wallet, side, token_id, shares, price, usdc, realized_pnl, executed_at_ms, held, released) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT OR IGNORE INTO executions (fill_id, mode, wallet, side, token_id, shares, price, usdc, realized_pnl, executed_at_ms, held, released, booked_seq) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             e.fill_row,
             e.mode.as_str(),
@@ -383,15 +385,12 @@ pub(crate) fn record_execution_in(
             realized.0,
             e.at_ms,
             booked.held.0,
-            (e.side == Side::Sell).then_some(booked.released.0)
+            (e.side == Side::Sell).then_some(booked.released.0),
+            seq
         ],
     )?;
     if n != 1 {
         return grow_from_answer(tx, e);
-    }
-    if e.mode != crate::domain::ExecMode::Paper {
-        let seq = next_booking(tx)?;
-        exec(tx, "UPDATE executions SET booked_seq = ?2 WHERE fill_id = ?1", params![e.fill_row, seq])?;
     }
     let written = write_position(tx, &token, position, e.at_ms)?;
     // Dated when booked: every copy booked before it was stamped before it.
