@@ -93,6 +93,35 @@ async fn test_live_when_the_block_that_settled_a_match_is_reorged_away_then_it_i
     assert_eq!((settled(&l.d)[0].1, position_shares(&l.d, STD_TOKEN)), (-1, 0), "taken out of our books");
 }
 
+/// Our fill on chain journaled, and the daemon killed before the range that read it moved the
+/// checkpoint; while it is down a reorg takes that block away. At the start the fill is forgotten
+/// (the checkpoint's own block is still on the chain, so the reorg is not seen otherwise), the
+/// backfill does not find it again, and the match, overdue, is taken out of our books: it had
+/// been settled by a transaction that no longer exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_killed_after_our_fill_was_journaled_and_its_block_reorged_away_then_the_match_waits_again() {
+    let mut l = live().await;
+    l.d.set("live", "settle_timeout_s = 3");
+    l.d.start_with(&[("POLYCOPY_FAULT", "abort_after_own_fills")]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    let mut ours = Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, 10 * ONE, 5_100_000);
+    ours.order_hash = l.clob.orders()[0].id.parse().unwrap();
+    l.anvil.emit(&ours).await;
+    assert!(!l.d.wait_exit().await.success(), "the fault aborted the daemon");
+    assert_eq!(settled(&l.d)[0].1, 1, "settled by our fill, journaled before the abort");
+    l.anvil.raw("anvil_reorg", json!([1, []])).await;
+    start_live(&mut l).await;
+    let alert = wait_for(30, "the unsettled alert", async || {
+        l.anvil.mine(1).await;
+        l.d.events("alert").into_iter().find(|e| e.contains("did not settle on chain"))
+    })
+    .await;
+    assert!(alert.contains(&format!("{STD_TOKEN}")), "{alert}");
+    assert_eq!((settled(&l.d)[0].1, position_shares(&l.d, STD_TOKEN)), (-1, 0), "taken out of our books");
+}
+
 /// A match of which only a part settles on chain in time: only the rest is taken out of our
 /// books, and it comes back when it settles after all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -278,7 +278,11 @@ impl ChainFeed {
     async fn journal_range(&self, read: RangeRead, cp: &mut (u64, B256)) -> Result<(), ChainError> {
         let RangeRead { from, to, end, fills, ours, .. } = read;
         // Idempotent, and before the checkpoint moves: a failure re-reads the range.
+        let any_ours = !ours.is_empty();
         self.settle_own(ours).await?;
+        if any_ours {
+            crate::fault::abort_at("abort_after_own_fills");
+        }
         // A long range is journaled in parts, each handed on as soon as it is journaled.
         let parts = crate::chain::parts::split_at_blocks(fills);
         let n_parts = parts.len();
