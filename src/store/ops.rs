@@ -136,13 +136,16 @@ impl Store {
         Ok(held)
     }
 
-    /// Replaces the record of the targets the daemon watches.
+    /// Replaces the record of the targets the daemon watches. A row with an empty address says
+    /// the record was written, so that "watching none" is told apart from "never said" (the reorg
+    /// sweep takes every wallet for watched until the daemon has said which it watches).
     ///
     /// # Errors
     /// On a database error.
     pub fn set_running_targets(&mut self, targets: &[(Address, String)]) -> StoreResult<()> {
         let tx = self.conn.savepoint()?;
         tx.execute("DELETE FROM running_targets", [])?;
+        tx.execute("INSERT INTO running_targets (address, label) VALUES ('', '')", [])?;
         {
             let mut st = tx.prepare("INSERT OR REPLACE INTO running_targets (address, label) VALUES (?1, ?2)")?;
             for (a, label) in targets {
@@ -158,7 +161,8 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn running_targets(&self) -> StoreResult<Vec<(String, String)>> {
-        let mut st = self.conn.prepare("SELECT address, label FROM running_targets ORDER BY label")?;
+        let mut st =
+            self.conn.prepare("SELECT address, label FROM running_targets WHERE address != '' ORDER BY label")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

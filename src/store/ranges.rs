@@ -392,14 +392,22 @@ mod tests {
     fn a_copied_suspect_of_a_wallet_no_longer_watched_is_not_taken_as_gone() {
         let (other, ours) = (Address::repeat_byte(0xbb), Address::repeat_byte(0xaa));
         // (wallet watched, the fill copied, taken as gone, said unchecked)
-        for (watched, copied, gone, unchecked) in [(other, true, 0, 1), (ours, true, 1, 0), (other, false, 1, 0)] {
+        for (watched, copied, gone, unchecked) in [
+            (Some(other), true, 0, 1),
+            (Some(ours), true, 1, 0),
+            (Some(other), false, 1, 0),
+            // Every target disabled: none watched, none checked.
+            (None, true, 0, 1),
+        ] {
             let (_dir, mut s, row) = copied_then_reorged();
             if !copied {
                 s.conn.execute("UPDATE fills SET status = 'pending' WHERE id = ?1", [row]).unwrap();
             }
-            s.set_running_targets(&[(watched, "t".into())]).unwrap();
+            let watched: Vec<(Address, String)> = watched.into_iter().map(|w| (w, "t".into())).collect();
+            s.set_running_targets(&watched).unwrap();
+            assert_eq!(s.running_targets().unwrap().len(), watched.len());
             let out = s.journal_range(&[], (8, B256::repeat_byte(28)), &[]).unwrap();
-            let case = format!("{watched} copied {copied}");
+            let case = format!("{watched:?} copied {copied}");
             assert_eq!(out.reorged_after_copy.len() + out.withdrawn.len(), gone, "{case}");
             assert_eq!(out.unchecked.len(), unchecked, "{case}");
             let suspect: bool =
