@@ -933,6 +933,31 @@ async fn test_live_when_killed_with_an_unsent_copy_under_a_reorg_then_recovered_
     assert!(l.clob.posts().is_empty(), "nothing sent: {:?}", l.clob.posts());
 }
 
+/// The same copy held at its turn, the daemon killed, and the target's block reorged away while it
+/// is down: the start finds the reorg before recovery (the checkpoint's block changed), so the
+/// copy, which never left, is taken back instead of being sent for a trade that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_the_targets_block_is_reorged_away_while_down_then_its_unsent_copy_is_not_sent() {
+    let mut l = live().await;
+    let hold = l.d.dir.join("hold-at-turn");
+    std::fs::write(&hold, "").unwrap();
+    l.d.start_with(&[("POLYCOPY_FAULT", "hold_at_turn"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the copy held at its turn", async || l.d.log().contains("fault injection: holding").then_some(()))
+        .await;
+    l.d.kill9();
+    std::fs::remove_file(&hold).unwrap();
+    l.anvil.raw("anvil_reorg", json!([1, []])).await;
+    l.anvil.mine(1).await;
+    l.d.start();
+    l.d.wait_live().await;
+    l.anvil.mine(3).await;
+    let r = wait_for(30, "the copy decided", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("withdrawn"), Some("reorged_out")), "{r}");
+    assert!(l.clob.posts().is_empty(), "nothing sent: {:?}", l.clob.posts());
+}
+
 trait FirstTx {
     async fn anvil_tx_of_first_fill(&self) -> B256;
 }

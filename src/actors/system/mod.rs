@@ -98,13 +98,15 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     // One token ends every background task at shutdown (see crate::tasks).
     let stop = tokio_util::sync::CancellationToken::new();
     crate::tasks::spawn_until(&stop, crate::control::server::serve(o.control, control_peers(s, &t, o.http.as_ref())));
-    let i = inputs::build(s, &cfg.env, &t, &o.wallets, o.paused).await;
+    let mut i = inputs::build(s, &cfg.env, &t, &o.wallets, o.paused).await;
     // Between reading wallets.json and watching it (tests act inside this window).
     crate::fault::hold_at("hold_before_watching").await;
     let b = background::start(s, &cfg.env, &t, &i, o.http, &stop).await?;
 
     // Finish what a crash interrupted before anything new comes in: the feed starts only once
-    // every fill journaled before the last stop (and any order sent for it) is decided.
+    // every fill journaled before the last stop (and any order sent for it) is decided. A reorg
+    // while the daemon was down is found first, so nothing is sent for a trade it took away.
+    i.feed.check_before_recovery(Duration::from_secs(3)).await;
     let unfinished = t.store.send(Unfinished).await.map_err(mailbox)??;
     if !unfinished.is_empty() {
         info!(count = unfinished.len(), "recovering fills journaled before the last stop");

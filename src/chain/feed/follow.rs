@@ -7,7 +7,7 @@ use alloy::pubsub::SubscriptionStream;
 use alloy::rpc::types::{Header, Log};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::ChainFeed;
 use crate::actors::notifier::Event;
@@ -112,12 +112,7 @@ impl ChainFeed {
             }
             return false;
         }
-        if self.rpc.is_ws() {
-            info!(endpoint = %self.rpc.endpoint(), ws = true, "connected to the chain");
-        } else {
-            info!(endpoint = %self.rpc.endpoint(), ws = false, "using chain endpoint (HTTP polling)");
-        }
-        self.status.send_modify(|s| s.reconnects = self.rpc.connects.saturating_sub(1));
+        self.connected();
         true
     }
 

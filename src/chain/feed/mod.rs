@@ -239,6 +239,41 @@ impl ChainFeed {
         Ok(())
     }
 
+    /// Before recovery at a start: a reorg while the daemon was down that took away blocks under
+    /// the checkpoint (any such reorg changes the checkpoint's own hash) is found and rewound now,
+    /// so recovery sees the fills it took away as suspects (an unsent copy of one is taken back, a
+    /// sent one waits for the rescan) instead of sending copies of trades that may be gone. Best
+    /// effort within `within`: an endpoint that does not answer leaves it to the feed, as before.
+    pub async fn check_before_recovery(&mut self, within: Duration) {
+        let work = async {
+            if !self.rpc.is_connected() {
+                self.rpc.connect().await?;
+                self.connected();
+            }
+            let Some(cp) = ask(&self.writer, store_msgs::GetCheckpoint).await? else { return Ok(()) };
+            self.checkpoint = Some(cp);
+            match self.rpc.block(cp.0).await? {
+                Some(b) if b.hash != cp.1 => self.handle_reorg(cp).await.map(|_| ()),
+                _ => Ok(()),
+            }
+        };
+        match tokio::time::timeout(within, work).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(cause = %e, "the checkpoint could not be checked against the chain before recovery"),
+            Err(_) => warn!("the chain did not answer before recovery: the checkpoint is checked once the feed runs"),
+        }
+    }
+
+    /// Says which endpoint the feed is connected to, and counts the connection.
+    fn connected(&self) {
+        if self.rpc.is_ws() {
+            info!(endpoint = %self.rpc.endpoint(), ws = true, "connected to the chain");
+        } else {
+            info!(endpoint = %self.rpc.endpoint(), ws = false, "using chain endpoint (HTTP polling)");
+        }
+        self.status.send_modify(|s| s.reconnects = self.rpc.connects.saturating_sub(1));
+    }
+
     /// Where a sync starts: the checkpoint (the first one below `safe` on a new journal), or, when
     /// its block is no longer on the chain, the common ancestor a reorg left.
     async fn start_point(&mut self, safe: u64) -> Result<(u64, B256), ChainError> {
