@@ -281,7 +281,15 @@ fn sweep_gone(tx: &Connection, to: u64, out: &mut JournalOutcome) -> StoreResult
     };
     for (row, token) in unwatched {
         exec(tx, "UPDATE fills SET suspect = 0 WHERE id = ?1", [row])?;
-        out.unchecked.push(load_fill(tx, row, &token)?);
+        let fill = load_fill(tx, row, &token)?;
+        // Kept with the change itself: the alert the feed sends after the commit may be lost.
+        let note = format!(
+            "fill #{row} of {} in block {} was put in doubt by a reorg; its wallet is no longer watched, so it was \
+             not checked again and stands as booked",
+            fill.wallet, fill.block_number
+        );
+        exec(tx, "INSERT INTO events (at_ms, kind, message) VALUES (?1, 'reorg', ?2)", params![now_ms(), note])?;
+        out.unchecked.push(fill);
     }
     let gone: Vec<(i64, String, super::FillStatus, bool)> = {
         let mut st = tx.prepare_cached(&format!(
@@ -410,6 +418,15 @@ mod tests {
             let case = format!("{watched:?} copied {copied}");
             assert_eq!(out.reorged_after_copy.len() + out.withdrawn.len(), gone, "{case}");
             assert_eq!(out.unchecked.len(), unchecked, "{case}");
+            let noted: usize = s
+                .conn
+                .query_row(
+                    "SELECT COUNT(*) FROM events WHERE kind = 'reorg' AND message LIKE '%not checked%'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(noted, unchecked, "kept with the change: {case}");
             let suspect: bool =
                 s.conn.query_row("SELECT suspect FROM fills WHERE id = ?1", [row], |r| r.get(0)).unwrap();
             assert!(!suspect, "{case}");
