@@ -244,23 +244,52 @@ impl ChainFeed {
     /// so recovery sees the fills it took away as suspects (an unsent copy of one is taken back, a
     /// sent one waits for the rescan) instead of sending copies of trades that may be gone. Best
     /// effort within `within`: an endpoint that does not answer leaves it to the feed, as before.
+    ///
+    /// Only the chain's answers are bounded in time, each endpoint tried in turn: the rewind itself,
+    /// in the local journal, is never cut half-way.
     pub async fn check_before_recovery(&mut self, within: Duration) {
-        let work = async {
-            if !self.rpc.is_connected() {
-                self.rpc.connect().await?;
-                self.connected();
-            }
-            let Some(cp) = ask(&self.writer, store_msgs::GetCheckpoint).await? else { return Ok(()) };
-            self.checkpoint = Some(cp);
-            match self.rpc.block(cp.0).await? {
-                Some(b) if b.hash != cp.1 => self.handle_reorg(cp).await.map(|_| ()),
-                _ => Ok(()),
-            }
+        let cp = match ask(&self.writer, store_msgs::GetCheckpoint).await {
+            Ok(Some(cp)) => cp,
+            Ok(None) => return,
+            Err(e) => return warn!(cause = %e, "the checkpoint could not be read before recovery"),
         };
-        match tokio::time::timeout(within, work).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(cause = %e, "the checkpoint could not be checked against the chain before recovery"),
-            Err(_) => warn!("the chain did not answer before recovery: the checkpoint is checked once the feed runs"),
+        let until = tokio::time::Instant::now() + within;
+        for _ in 0..self.rpc.endpoint_count().max(1) {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.ancestor_if_reorged(cp)).await {
+                Ok(Ok(None)) => return,
+                Ok(Ok(Some(ancestor))) => {
+                    if let Err(e) = self.rewind_to(cp, ancestor).await {
+                        warn!(cause = %e, "a reorg found before recovery could not be rewound: the feed finds it again");
+                    }
+                    return;
+                }
+                Ok(Err(e)) => {
+                    warn!(endpoint = %self.rpc.endpoint(), cause = %e, "the checkpoint could not be checked before recovery")
+                }
+                Err(_) => warn!(endpoint = %self.rpc.endpoint(), "the chain did not answer in time before recovery"),
+            }
+            if !self.rpc.next_endpoint() {
+                break;
+            }
+        }
+        warn!("recovery runs without the checkpoint checked against the chain: the feed checks it once it runs");
+    }
+
+    /// The common ancestor when the checkpoint's block is no longer on the chain, `None` when it
+    /// is. A node that has not reached the checkpoint cannot say: an error.
+    async fn ancestor_if_reorged(&mut self, cp: (u64, B256)) -> Result<Option<(u64, B256)>, ChainError> {
+        if !self.rpc.is_connected() {
+            self.rpc.connect().await?;
+            self.connected();
+        }
+        match self.rpc.block(cp.0).await? {
+            Some(b) if b.hash == cp.1 => {
+                self.checkpoint = Some(cp);
+                Ok(None)
+            }
+            Some(_) => self.find_ancestor(cp).await.map(Some),
+            None => Err(ChainError::ChainMoved { from: cp.0, to: cp.0 }),
         }
     }
 
@@ -396,6 +425,13 @@ impl ChainFeed {
 
     /// Finds the newest stored block still on the chain, rewinds the journal to it, and reports.
     async fn handle_reorg(&mut self, cp: (u64, B256)) -> Result<(u64, B256), ChainError> {
+        let ancestor = self.find_ancestor(cp).await?;
+        self.rewind_to(cp, ancestor).await
+    }
+
+    /// The newest stored block at or below `cp` still on the chain (just below the oldest one we
+    /// know when the reorg is deeper than that).
+    async fn find_ancestor(&mut self, cp: (u64, B256)) -> Result<(u64, B256), ChainError> {
         let recent = ask(&self.writer, store_msgs::RecentBlocks).await?;
         let mut ancestor = None;
         for (n, h) in recent.iter().filter(|(n, _)| *n <= cp.0) {
@@ -410,7 +446,7 @@ impl ChainFeed {
                 None => return Err(ChainError::ChainMoved { from: *n, to: cp.0 }),
             }
         }
-        let ancestor = match ancestor {
+        Ok(match ancestor {
             Some(a) => a,
             None => {
                 // Deeper than anything we remember: restart just below the oldest block we know.
@@ -418,7 +454,11 @@ impl ChainFeed {
                 let b: BlockRef = self.rpc.block_required(oldest).await?;
                 (oldest, b.hash)
             }
-        };
+        })
+    }
+
+    /// Rewinds the journal from `cp` to `ancestor`, and reports.
+    async fn rewind_to(&mut self, cp: (u64, B256), ancestor: (u64, B256)) -> Result<(u64, B256), ChainError> {
         let rewound = ask(&self.writer, store_msgs::Rewind(ancestor)).await?;
         let suspects = rewound.suspects;
         if let Some(r) = &self.own_fills {

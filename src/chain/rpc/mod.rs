@@ -163,6 +163,23 @@ impl Rpc {
         false
     }
 
+    /// Drops the connection and moves to the next endpoint at once, without counting a failure
+    /// (a check that tries each endpoint in turn); false when there is no other.
+    pub fn next_endpoint(&mut self) -> bool {
+        self.provider = None;
+        if self.endpoints.len() < 2 {
+            return false;
+        }
+        self.idx = (self.idx + 1) % self.endpoints.len();
+        true
+    }
+
+    /// The number of endpoints configured.
+    #[must_use]
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
+    }
+
     /// Marks a successful round.
     pub const fn ok(&mut self) {
         self.errors_in_row = 0;
