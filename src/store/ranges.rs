@@ -122,7 +122,8 @@ impl Store {
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM fills INDEXED BY fills_suspect WHERE suspect = 1) \
                  OR EXISTS (SELECT 1 FROM fills INDEXED BY fills_reorged WHERE reorged_after_copy = 1 \
-                 AND block_number >= ?1)",
+                 AND block_number >= ?1) \
+                 OR EXISTS (SELECT 1 FROM fills INDEXED BY fills_unchecked WHERE unchecked = 1 AND block_number >= ?1)",
             )?
             .query_row([since], |r| r.get(0))?;
         let waiting = Waiting { provisional, staged, suspects };
@@ -280,7 +281,7 @@ fn sweep_gone(tx: &Connection, to: u64, out: &mut JournalOutcome) -> StoreResult
         rows.collect::<Result<_, _>>()?
     };
     for (row, token) in unwatched {
-        exec(tx, "UPDATE fills SET suspect = 0 WHERE id = ?1", [row])?;
+        exec(tx, "UPDATE fills SET suspect = 0, unchecked = 1 WHERE id = ?1", [row])?;
         let fill = load_fill(tx, row, &token)?;
         // Kept with the change itself: the alert the feed sends after the commit may be lost.
         let note = format!(
@@ -431,6 +432,25 @@ mod tests {
                 s.conn.query_row("SELECT suspect FROM fills WHERE id = ?1", [row], |r| r.get(0)).unwrap();
             assert!(!suspect, "{case}");
         }
+    }
+
+    /// A copied fill of a wallet no longer watched, left standing unchecked; the wallet is watched
+    /// again and the dropped settlement is mined again under another transaction: the same
+    /// trade, not copied a second time, the target's position counted once.
+    #[test]
+    fn an_unchecked_copy_is_still_the_same_trade_when_mined_again_under_another_transaction() {
+        let (_dir, mut s, row) = copied_then_reorged();
+        s.set_running_targets(&[(Address::repeat_byte(0xbb), "other".into())]).unwrap();
+        let out = s.journal_range(&[], (8, B256::repeat_byte(28)), &[]).unwrap();
+        assert_eq!(out.unchecked.len(), 1);
+        s.set_running_targets(&[(Address::repeat_byte(0xaa), "back".into())]).unwrap();
+        let h = B256::repeat_byte;
+        let out = s.journal_range(&[fill_in(2, 1, 9)], (9, h(29)), &[(9, h(29))]).unwrap();
+        assert!(out.to_copy.is_empty(), "not a new trade: {out:?}");
+        assert_eq!(row_count(&s), 1);
+        let tx: String = s.conn.query_row("SELECT tx_hash FROM fills WHERE id = ?1", [row], |r| r.get(0)).unwrap();
+        assert_eq!(tx, h(2).to_string());
+        assert_eq!(target_position(&s), Some(Shares(10_000_000)), "counted once");
     }
 
     /// A copied fill whose settlement a reorg drops, sent again as another transaction (another

@@ -463,6 +463,13 @@ INSERT INTO booking_seq (id, n) VALUES (1, 0);
 ALTER TABLE executions ADD COLUMN booked_seq INTEGER;
 ALTER TABLE executions ADD COLUMN grown_seq INTEGER;
 ",
+    r"
+-- a copied fill of a wallet no longer watched that a reorg put in doubt: not checked (the rescan
+-- reads only the wallets watched), standing as booked, and still the same trade if its settlement
+-- is mined again under another transaction while the wallet is watched again
+ALTER TABLE fills ADD COLUMN unchecked INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX fills_unchecked ON fills (block_number) WHERE unchecked = 1;
+",
 ];
 
 /// The file's schema version, and the newest this binary knows.

@@ -162,7 +162,7 @@ fn adopt_reincluded_near(tx: &Connection, mined: &TargetFill, near_block: u64) -
     let row: Option<i64> = tx
         .prepare_cached(&format!(
             "SELECT id FROM fills INDEXED BY fills_order WHERE provisional = 0 \
-             AND (suspect = 1 OR (reorged_after_copy = 1 AND block_number >= ?8)) AND {SAME_MATCH} \
+             AND (suspect = 1 OR ((reorged_after_copy = 1 OR unchecked = 1) AND block_number >= ?8)) AND {SAME_MATCH} \
              ORDER BY id LIMIT 1"
         ))?
         .query_row(rusqlite::params_from_iter(params), |r| r.get(0))
