@@ -34,6 +34,8 @@ struct Known {
     provisional: bool,
     /// Copied, then swept as gone from the chain.
     reorged_after_copy: bool,
+    /// Copied, put in doubt by a reorg while its wallet was not watched (see [`sweep_gone`]).
+    unchecked: bool,
 }
 
 /// Whether detection left anything for a range's fills to meet: asked once per range, so that its
@@ -208,10 +210,12 @@ fn journal_fill(
     // Seen before: a re-inclusion after a reorg (same identity, maybe another block), also one
     // mined again later than the sweep waited for (it was taken as gone: taken back now).
     let revive = k.status == super::FillStatus::Withdrawn && !k.has_intent;
-    if k.suspect || revive || k.reorged_after_copy {
+    // An unchecked copy seen again is simply on the chain: its target's position was never given
+    // back, so nothing moves but its place.
+    if k.suspect || revive || k.reorged_after_copy || k.unchecked {
         exec(
             tx,
-            "UPDATE fills SET suspect = 0, reorged_after_copy = 0, block_number = ?2, block_hash = ?3, \
+            "UPDATE fills SET suspect = 0, reorged_after_copy = 0, unchecked = 0, block_number = ?2, block_hash = ?3, \
              log_index = ?4, status = CASE WHEN ?5 THEN 'pending' ELSE status END, \
              reason = CASE WHEN ?5 THEN NULL ELSE reason END WHERE id = ?1",
             params![k.row, f.block_number as i64, f.block_hash.to_string(), f.log_index as i64, revive],
@@ -237,7 +241,7 @@ fn known(tx: &Connection, f: &TargetFill) -> StoreResult<Known> {
     Ok(query_one(
         tx,
         "SELECT id, status, suspect, EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id), provisional, \
-         reorged_after_copy FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
+         reorged_after_copy, unchecked FROM fills WHERE tx_hash = ?1 AND order_hash = ?2 AND occurrence = ?3",
         key,
         |r| {
             Ok(Known {
@@ -247,6 +251,7 @@ fn known(tx: &Connection, f: &TargetFill) -> StoreResult<Known> {
                 has_intent: r.get(3)?,
                 provisional: r.get(4)?,
                 reorged_after_copy: r.get(5)?,
+                unchecked: r.get(6)?,
             })
         },
     )?)
@@ -451,6 +456,25 @@ mod tests {
         let tx: String = s.conn.query_row("SELECT tx_hash FROM fills WHERE id = ?1", [row], |r| r.get(0)).unwrap();
         assert_eq!(tx, h(2).to_string());
         assert_eq!(target_position(&s), Some(Shares(10_000_000)), "counted once");
+        let (block, unchecked): (i64, bool) = s
+            .conn
+            .query_row("SELECT block_number, unchecked FROM fills WHERE id = ?1", [row], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((block, unchecked), (9, false), "in its new block, no longer in doubt");
+        // A later trade of the same order and size is a new one: the row is not adoptable again.
+        let out = s.journal_range(&[fill_in(3, 1, 10)], (10, h(30)), &[(10, h(30))]).unwrap();
+        assert_eq!(out.to_copy.len(), 1);
+        // Seen only in the pool, a settlement of the same match does not adopt an unchecked row:
+        // its original transaction may well be on the chain still.
+        let (_dir, mut s, row) = copied_then_reorged();
+        s.set_running_targets(&[(Address::repeat_byte(0xbb), "other".into())]).unwrap();
+        s.journal_range(&[], (8, h(28)), &[]).unwrap();
+        s.journal_pending(&[fill_in(4, 1, 0)], "pending", &HashSet::from([Address::repeat_byte(0xaa)])).unwrap();
+        let (tx, unchecked): (String, bool) = s
+            .conn
+            .query_row("SELECT tx_hash, unchecked FROM fills WHERE id = ?1", [row], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((tx, unchecked), (h(1).to_string(), true), "a pending fill is not taken for the unchecked one");
     }
 
     /// A copied fill whose settlement a reorg drops, sent again as another transaction (another

@@ -138,12 +138,21 @@ pub(super) const REINCLUDED_ADOPTABLE_BLOCKS: u64 = 1_800;
 /// # Errors
 /// On a database error.
 pub(super) fn adopt_reincluded(tx: &Connection, mined: &TargetFill) -> StoreResult<Option<i64>> {
-    adopt_reincluded_near(tx, mined, mined.block_number)
+    adopt_reincluded_near(tx, mined, mined.block_number, true)
 }
 
 /// [`adopt_reincluded`] for a fill seen at `near_block` (its own block once mined; the journal's
 /// checkpoint for one seen pending, whose block is not known yet).
-fn adopt_reincluded_near(tx: &Connection, mined: &TargetFill, near_block: u64) -> StoreResult<Option<i64>> {
+///
+/// A copy left `unchecked` (its wallet was not watched when a reorg put it in doubt) is adopted only
+/// by a mined fill (`unchecked`): its own transaction may still be on the chain, and a settlement
+/// seen only in the pool may never be mined.
+fn adopt_reincluded_near(
+    tx: &Connection,
+    mined: &TargetFill,
+    near_block: u64,
+    unchecked: bool,
+) -> StoreResult<Option<i64>> {
     // A suspect, or a copied fill already taken as gone that recent (the operator's settlement
     // service may notice the drop and send again well after the sweep's two blocks).
     let known: bool = tx
@@ -159,10 +168,12 @@ fn adopt_reincluded_near(tx: &Connection, mined: &TargetFill, near_block: u64) -
     }
     let mut params: Vec<Box<dyn rusqlite::ToSql>> = same_match_params(mined).into_iter().collect();
     params.push(Box::new((near_block.saturating_sub(REINCLUDED_ADOPTABLE_BLOCKS)) as i64));
+    params.push(Box::new(unchecked));
     let row: Option<i64> = tx
         .prepare_cached(&format!(
             "SELECT id FROM fills INDEXED BY fills_order WHERE provisional = 0 \
-             AND (suspect = 1 OR ((reorged_after_copy = 1 OR unchecked = 1) AND block_number >= ?8)) AND {SAME_MATCH} \
+             AND (suspect = 1 OR ((reorged_after_copy = 1 OR (unchecked = 1 AND ?9)) AND block_number >= ?8)) \
+             AND {SAME_MATCH} \
              ORDER BY id LIMIT 1"
         ))?
         .query_row(rusqlite::params_from_iter(params), |r| r.get(0))
@@ -367,7 +378,7 @@ impl Store {
             // re-inclusion would be).
             if row_of(&tx, f)?.is_none()
                 && (adopt_replacement(&tx, f, now)?.is_some()
-                    || adopt_reincluded_near(&tx, f, checkpoint_block(&tx)?)?.is_some())
+                    || adopt_reincluded_near(&tx, f, checkpoint_block(&tx)?, false)?.is_some())
             {
                 let row = row_of(&tx, f)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 record_sighting(&tx, row, source, now)?;
