@@ -94,6 +94,10 @@ pub struct FeedPeers {
     pub clock: crate::chain::ChainClock,
 }
 
+/// How long the start may look for the common ancestor of a reorg it found before recovery
+/// ([`ChainFeed::check_before_recovery`]); each call has its own timeout as well.
+const REWIND_WITHIN: Duration = Duration::from_secs(30);
+
 /// The feed task's state.
 pub struct ChainFeed {
     cfg: FeedConfig,
@@ -245,51 +249,79 @@ impl ChainFeed {
     /// sent one waits for the rescan) instead of sending copies of trades that may be gone. Best
     /// effort within `within`: an endpoint that does not answer leaves it to the feed, as before.
     ///
-    /// Only the chain's answers are bounded in time, each endpoint tried in turn: the rewind itself,
-    /// in the local journal, is never cut half-way.
+    /// Each endpoint is asked in turn, with its share of `within`; once one says the checkpoint's
+    /// block changed, the common ancestor is looked for within `REWIND_WITHIN` (each call has its own
+    /// timeout), and the rewind itself, in the local journal, is never cut half-way. The feed then
+    /// starts on the endpoint it would have started on.
     pub async fn check_before_recovery(&mut self, within: Duration) {
         let cp = match ask(&self.writer, store_msgs::GetCheckpoint).await {
             Ok(Some(cp)) => cp,
             Ok(None) => return,
             Err(e) => return warn!(cause = %e, "the checkpoint could not be read before recovery"),
         };
+        let count = self.rpc.endpoint_count().max(1);
         let until = tokio::time::Instant::now() + within;
-        for _ in 0..self.rpc.endpoint_count().max(1) {
+        let mut moved = 0;
+        let mut changed = None;
+        for k in 0..count {
             let left = until.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, self.ancestor_if_reorged(cp)).await {
-                Ok(Ok(None)) => return,
-                Ok(Ok(Some(ancestor))) => {
-                    if let Err(e) = self.rewind_to(cp, ancestor).await {
-                        warn!(cause = %e, "a reorg found before recovery could not be rewound: the feed finds it again");
-                    }
-                    return;
+            let share = left / u32::try_from(count - k).unwrap_or(1);
+            match tokio::time::timeout(share, self.checkpoint_on_chain(cp)).await {
+                Ok(Ok(same)) => {
+                    changed = Some(!same);
+                    break;
                 }
                 Ok(Err(e)) => {
                     warn!(endpoint = %self.rpc.endpoint(), cause = %e, "the checkpoint could not be checked before recovery")
                 }
                 Err(_) => warn!(endpoint = %self.rpc.endpoint(), "the chain did not answer in time before recovery"),
             }
-            if !self.rpc.next_endpoint() {
-                break;
+            if k + 1 < count && self.rpc.next_endpoint() {
+                moved += 1;
             }
         }
-        warn!("recovery runs without the checkpoint checked against the chain: the feed checks it once it runs");
+        if changed == Some(true) {
+            self.rewind_before_recovery(cp).await;
+        } else if changed.is_none() {
+            warn!("recovery runs without the checkpoint checked against the chain: the feed checks it once it runs");
+        }
+        // Back to the endpoint the feed starts on (a slow first answer is no failure of it).
+        for _ in 0..(count - moved) % count {
+            self.rpc.next_endpoint();
+        }
     }
 
-    /// The common ancestor when the checkpoint's block is no longer on the chain, `None` when it
-    /// is. A node that has not reached the checkpoint cannot say: an error.
-    async fn ancestor_if_reorged(&mut self, cp: (u64, B256)) -> Result<Option<(u64, B256)>, ChainError> {
+    /// True when the checkpoint's block is on the chain as we journaled it. A node that has not
+    /// reached it cannot say: an error.
+    async fn checkpoint_on_chain(&mut self, cp: (u64, B256)) -> Result<bool, ChainError> {
         if !self.rpc.is_connected() {
             self.rpc.connect().await?;
             self.connected();
         }
         match self.rpc.block(cp.0).await? {
-            Some(b) if b.hash == cp.1 => {
-                self.checkpoint = Some(cp);
-                Ok(None)
+            Some(b) => Ok(b.hash == cp.1),
+            None => {
+                warn!(endpoint = %self.rpc.endpoint(), block = cp.0, "the node has not reached our checkpoint yet");
+                Err(ChainError::ChainMoved { from: cp.0, to: cp.0 })
             }
-            Some(_) => self.find_ancestor(cp).await.map(Some),
-            None => Err(ChainError::ChainMoved { from: cp.0, to: cp.0 }),
+        }
+    }
+
+    /// Rewinds to the common ancestor of a reorg found before recovery.
+    async fn rewind_before_recovery(&mut self, cp: (u64, B256)) {
+        let ancestor = match tokio::time::timeout(REWIND_WITHIN, self.find_ancestor(cp)).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                return warn!(cause = %e, "a reorg found before recovery: its ancestor could not be read; the feed finds it again");
+            }
+            Err(_) => {
+                return warn!(
+                    "a reorg found before recovery: its ancestor was not found in time; the feed finds it again"
+                );
+            }
+        };
+        if let Err(e) = self.rewind_to(cp, ancestor).await {
+            warn!(cause = %e, "a reorg found before recovery could not be rewound: the feed finds it again");
         }
     }
 
