@@ -8,7 +8,7 @@ use crate::domain::{OrderIntent, OrderType, Price, Shares, Usdc};
 
 impl Store {
     /// Our fills on chain journaled above the checkpoint are forgotten at a start, as a reorg
-    /// forgets them ([`super::own_fills`]): they are journaled before the range that read them
+    /// forgets them: they are journaled before the range that read them
     /// commits, so a stop between the two leaves them above it, and the blocks they came from may
     /// have been reorged away while the daemon was down, which the checkpoint's own hash does not
     /// show. The backfill reads every block above the checkpoint again, and those still on the
