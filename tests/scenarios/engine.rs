@@ -907,14 +907,7 @@ async fn test_live_when_the_copied_fill_is_reorged_away_then_its_order_is_never_
 /// gone, it is withdrawn `reorged_out`. Nothing is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_killed_with_an_unsent_copy_under_a_reorg_then_recovered_and_decided_by_the_rescan() {
-    let mut l = live().await;
-    let hold = l.d.dir.join("hold-at-turn");
-    std::fs::write(&hold, "").unwrap();
-    l.d.start_with(&[("POLYCOPY_FAULT", "hold_at_turn"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
-    l.d.wait_live().await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the copy held at its turn", async || l.d.log().contains("fault injection: holding").then_some(()))
-        .await;
+    let (mut l, hold) = a_copy_held_at_its_turn().await;
     l.anvil.raw("anvil_reorg", json!([1, []])).await;
     l.anvil.mine(1).await;
     let journal = l.d.dir.join("journal.db");
@@ -925,12 +918,7 @@ async fn test_live_when_killed_with_an_unsent_copy_under_a_reorg_then_recovered_
     wait_for(20, "the fill under the reorg's cloud", async || suspect().then_some(())).await;
     l.d.kill9();
     std::fs::remove_file(&hold).unwrap();
-    l.d.start();
-    l.d.wait_live().await;
-    l.anvil.mine(3).await;
-    let r = wait_for(30, "the copy decided", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
-    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("withdrawn"), Some("reorged_out")), "{r}");
-    assert!(l.clob.posts().is_empty(), "nothing sent: {:?}", l.clob.posts());
+    withdrawn_and_not_sent_after_a_start(&mut l).await;
 }
 
 /// The same copy held at its turn, the daemon killed, and the target's block reorged away while it
@@ -938,6 +926,17 @@ async fn test_live_when_killed_with_an_unsent_copy_under_a_reorg_then_recovered_
 /// copy, which never left, is taken back instead of being sent for a trade that is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_the_targets_block_is_reorged_away_while_down_then_its_unsent_copy_is_not_sent() {
+    let (mut l, hold) = a_copy_held_at_its_turn().await;
+    l.d.kill9();
+    std::fs::remove_file(&hold).unwrap();
+    l.anvil.raw("anvil_reorg", json!([1, []])).await;
+    l.anvil.mine(1).await;
+    withdrawn_and_not_sent_after_a_start(&mut l).await;
+}
+
+/// A live daemon whose first copy (of a target's BUY) has its order signed and is held at its
+/// turn, not sent; and the file that holds it.
+async fn a_copy_held_at_its_turn() -> (Live, std::path::PathBuf) {
     let mut l = live().await;
     let hold = l.d.dir.join("hold-at-turn");
     std::fs::write(&hold, "").unwrap();
@@ -946,10 +945,12 @@ async fn test_live_when_the_targets_block_is_reorged_away_while_down_then_its_un
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     wait_for(20, "the copy held at its turn", async || l.d.log().contains("fault injection: holding").then_some(()))
         .await;
-    l.d.kill9();
-    std::fs::remove_file(&hold).unwrap();
-    l.anvil.raw("anvil_reorg", json!([1, []])).await;
-    l.anvil.mine(1).await;
+    (l, hold)
+}
+
+/// Started again: the copy's fill, gone from the chain, is withdrawn `reorged_out`, and nothing
+/// was sent.
+async fn withdrawn_and_not_sent_after_a_start(l: &mut Live) {
     l.d.start();
     l.d.wait_live().await;
     l.anvil.mine(3).await;
