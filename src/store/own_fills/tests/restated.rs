@@ -2,13 +2,20 @@
 
 use super::*;
 
+/// A journal whose position in token 7 is 10 shares at a cost of `cost` (pUSD, base units), as
+/// bookings before these tests left it.
+fn holding_ten_at(cost: i64) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("j.db")).unwrap();
+    let held = Position { shares: Shares(10_000_000), cost: Usdc(cost) };
+    crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
+    (dir, s)
+}
+
 /// 10 shares held at 3.00, a BUY of 10 for 5.00 (order 0x51) booked at 1 that has not settled,
 /// and a SELL of 10 for 7.00 (order 0x52) booked at 2 that settled on chain; returns the rows.
 fn held_bought_sold() -> (tempfile::TempDir, Store, i64, i64) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-    let held = Position { shares: Shares(10_000_000), cost: Usdc(3_000_000) };
-    crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
+    let (dir, mut s) = holding_ten_at(3_000_000);
     let buy = copies(&mut s, Side::Buy, 1)[0];
     s.record_execution(&live_exec(buy, Side::Buy, 10_000_000, 5_000_000), &Address::repeat_byte(0xaa)).unwrap();
     let sell = copies_from(&mut s, Side::Sell, 2, 1)[0];
@@ -63,10 +70,7 @@ fn a_position_moved_by_a_resolution_since_is_not_restated() {
 /// a BUY but booked after it sold from the position that BUY made.
 #[test]
 fn later_executions_are_rebooked_in_the_order_they_were_booked() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-    let held = Position { shares: Shares(10_000_000), cost: Usdc(4_000_000) };
-    crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
+    let (_dir, mut s) = holding_ten_at(4_000_000);
     let p = copies(&mut s, Side::Buy, 1)[0];
     s.record_execution(&live_exec(p, Side::Buy, 10_000_000, 5_000_000), &Address::repeat_byte(0xaa)).unwrap();
     let b = copies_from(&mut s, Side::Buy, 2, 1)[0];
@@ -109,10 +113,7 @@ fn the_rest_of_a_match_settling_late_rebooks_what_came_after_it() {
 /// rebooked and the plain change stands.
 #[test]
 fn a_part_booked_after_a_later_execution_stops_the_rebooking() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-    let held = Position { shares: Shares(10_000_000), cost: Usdc(4_000_000) };
-    crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
+    let (_dir, mut s) = holding_ten_at(4_000_000);
     let p = copies(&mut s, Side::Buy, 1)[0];
     s.record_execution(&live_exec(p, Side::Buy, 2_000_000, 800_000), &Address::repeat_byte(0xaa)).unwrap();
     let g = copies_from(&mut s, Side::Sell, 2, 1)[0];
