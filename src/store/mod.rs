@@ -9,6 +9,7 @@ mod approvals;
 mod archive;
 pub mod batch;
 mod book;
+mod cancels;
 mod checkpoint;
 mod correction;
 mod fill_status;
@@ -40,6 +41,7 @@ use alloy::primitives::{Address, B256, U256};
 
 pub use approvals::SentApproval;
 pub use archive::Pruned;
+pub use cancels::OwedCancel;
 pub use correction::Correction;
 pub use fill_status::FillStatus;
 pub use journal::{FillStanding, PaperBooking, PendingFill};

@@ -470,6 +470,12 @@ ALTER TABLE executions ADD COLUMN grown_seq INTEGER;
 ALTER TABLE fills ADD COLUMN unchecked INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX fills_unchecked ON fills (block_number) WHERE unchecked = 1;
 ",
+    r"
+-- the expiry (unix s) of a GTD order given up whose cancel failed: asked again, also after a
+-- restart, until the exchange answers or the order expires. NULL: no cancel owed
+ALTER TABLE orders ADD COLUMN cancel_owed_until_s INTEGER;
+CREATE INDEX orders_cancel_owed ON orders (fill_id) WHERE cancel_owed_until_s IS NOT NULL;
+",
 ];
 
 /// The file's schema version, and the newest this binary knows.

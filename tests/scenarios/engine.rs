@@ -275,6 +275,43 @@ async fn test_live_when_the_cancel_of_a_gtd_order_given_up_fails_then_it_is_aske
     assert_eq!(l.clob.cancels().len(), 2, "answered the second time: not asked again");
 }
 
+/// The same, the exchange failing every cancel until the daemon stops: the cancel is owed in the
+/// journal, and the next start asks it again. Nothing else watches that order, and a halt does
+/// not reach it, so a restart must not forget it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_cancel_owed_is_unanswered_at_a_restart_then_the_next_start_asks_it() {
+    let mut l = live().await;
+    l.d.set("live", "order_type = \"GTD\"");
+    l.clob.script(&vec![Play::Status(503, "trading is currently cancel-only"); 3]);
+    l.clob.fail_cancels(u32::MAX);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the copy given up", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    let id = format!("{:#x}", order_id(&l.d, 0));
+    wait_for(30, "the cancel owed in the journal", async || (cancels_owed(&l.d) == [id.clone()]).then_some(())).await;
+    l.d.stop();
+    let before = l.clob.cancels().len();
+    assert!(l.clob.cancels().iter().all(|(_, c)| *c == id));
+    l.clob.fail_cancels(0);
+    start_live(&mut l).await;
+    wait_for(30, "the cancel asked again after the start, and answered", async || {
+        let asked = l.clob.cancels().len() > before;
+        (asked && cancels_owed(&l.d).is_empty()).then_some(())
+    })
+    .await;
+    let after: Vec<_> = l.clob.cancels().split_off(before);
+    assert!(after.iter().all(|(_, c)| *c == id), "only the order owed: {after:?}");
+    assert_eq!(l.clob.posts().len(), 3, "never sent again");
+}
+
+/// The orders whose cancel the journal says is owed.
+fn cancels_owed(d: &Daemon) -> Vec<String> {
+    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+    let mut st =
+        c.prepare("SELECT order_id FROM orders WHERE cancel_owed_until_s IS NOT NULL ORDER BY fill_id").unwrap();
+    st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
 /// A GTD order put on the book whose answer never came and whose lookups fail (503): a halt
 /// cancels it all the same, since it may rest there and fill after the halt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

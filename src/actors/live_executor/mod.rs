@@ -28,7 +28,10 @@ use crate::risk::TradingGate;
 use crate::store::OrderStatus;
 use crate::store::now_ms;
 
+mod cancels;
 mod lookup;
+
+pub use cancels::pay_owed as pay_owed_cancels;
 mod post;
 mod resolution;
 

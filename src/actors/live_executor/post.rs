@@ -4,16 +4,17 @@
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::Run;
 use super::resolution::{AfterPost, Resolution, Tries};
+use super::{Run, cancels};
 use crate::actors::executor::ExecError;
+use crate::actors::store::OweCancel;
 use crate::clob::order::StoredOrder;
 use crate::clob::outcome::PostOutcome;
-use crate::clob::venue::{Venue, VenueError, decimal_to_micros};
+use crate::clob::venue::decimal_to_micros;
 use crate::domain::{Execution, Shares, Side, Usdc};
-use crate::store::{OrderStatus, now_ms};
+use crate::store::{OrderStatus, OwedCancel, now_ms};
 
 impl Run {
     /// Acts on what a POST answered: books a match, records a refusal, waits before the same signed
@@ -115,17 +116,22 @@ impl Run {
     /// watches or cancels at a halt. A cancel of an order the exchange does not hold costs nothing;
     /// a fill of one it did hold is booked by our fill on chain. A FAK or FOK order cannot rest.
     ///
-    /// A cancel that fails is asked again in the background, a few times with growing waits and
-    /// never past the order's expiry, so the placement's slot is not held for it.
+    /// A cancel that fails is owed: journaled, and asked again in the background with growing
+    /// waits until the exchange answers or the order expires, also after a restart
+    /// ([`super::cancels`]), so the placement's slot is not held for it.
     pub(super) async fn withdraw_given_up(&self, order: &StoredOrder) {
         let expiry_s = i64::try_from(order.expiration).unwrap_or(i64::MAX);
         if !order.order_type.eq_ignore_ascii_case("GTD") || expiry_s <= now_ms() / 1000 {
             return;
         }
         let id = order.id_hex();
-        if let Err(e) = cancel_given_up(&self.venue, &id).await {
+        if let Err(e) = cancels::cancel_given_up(&self.venue, &id).await {
             warn!(order = %id, cause = %e, "a GTD order given up could not be cancelled: asked again in the background");
-            actix::spawn(cancel_again(self.venue.clone(), id, expiry_s));
+            let owed = OwedCancel { fill_row: self.intent.fill_row, order_id: id, until_s: expiry_s };
+            if let Err(e) = self.writer.ask(OweCancel { fill_row: owed.fill_row, until_s: expiry_s }).await {
+                warn!(order = %owed.order_id, cause = %e, "could not journal the cancel owed: a restart will not ask it again");
+            }
+            actix::spawn(cancels::pay(self.venue.clone(), self.writer.clone(), owed, false));
         }
     }
 
@@ -249,35 +255,6 @@ fn rests_after_part(order: &StoredOrder, making: Decimal, taking: Decimal, now_s
         return false;
     };
     order.order_type.eq_ignore_ascii_case("GTD") && expiry_s > now_s && shares < signed
-}
-
-/// Asks the exchange to cancel a GTD order given up, and says what it answered.
-async fn cancel_given_up(venue: &Venue, id: &str) -> Result<(), VenueError> {
-    if venue.cancel(id).await? {
-        warn!(order = %id, "a GTD order given up was on the book after all: cancelled");
-    } else {
-        info!(order = %id, "a GTD order given up is not on the book (cancel asked, nothing to cancel)");
-    }
-    Ok(())
-}
-
-/// Waits between the background cancels of a GTD order given up: growing, a few minutes in all.
-const CANCEL_AGAIN_AFTER_S: [u64; 4] = [2, 10, 60, 300];
-
-/// Cancels a GTD order given up again after each wait of [`CANCEL_AGAIN_AFTER_S`] until the
-/// exchange answers, or the order expires (it cannot fill after that).
-async fn cancel_again(venue: std::sync::Arc<Venue>, id: String, expiry_s: i64) {
-    for wait in CANCEL_AGAIN_AFTER_S {
-        tokio::time::sleep(Duration::from_secs(wait)).await;
-        if expiry_s <= now_ms() / 1000 {
-            return;
-        }
-        match cancel_given_up(&venue, &id).await {
-            Ok(()) => return,
-            Err(e) => warn!(order = %id, cause = %e, "a GTD order given up could not be cancelled yet"),
-        }
-    }
-    tracing::error!(order = %id, "a GTD order given up could not be cancelled; a fill of it is still booked from the chain");
 }
 
 #[cfg(test)]

@@ -129,6 +129,26 @@ store_handler!(OrderOutcome -> (), |s, m| s.order_outcome(m.fill_row, m.status, 
 pub struct OrderHeld(pub i64);
 store_handler!(OrderHeld -> (), |s, m| s.order_held(m.0));
 
+/// The cancel of fill `fill_row`'s GTD order given up failed: owed until `until_s` (its expiry).
+#[derive(Debug)]
+pub struct OweCancel {
+    /// The fill.
+    pub fill_row: i64,
+    /// The order's expiry, unix seconds.
+    pub until_s: i64,
+}
+store_handler!(OweCancel -> (), |s, m| s.owe_cancel(m.fill_row, m.until_s));
+
+/// The exchange answered the cancel owed for fill `.0`'s order.
+#[derive(Debug)]
+pub struct CancelPaid(pub i64);
+store_handler!(CancelPaid -> (), |s, m| s.cancel_paid(m.0));
+
+/// The cancels still owed at unix second `.0` (see [`crate::store::Store::owed_cancels`]).
+#[derive(Debug)]
+pub struct OwedCancels(pub i64);
+store_handler!(OwedCancels -> Vec<crate::store::OwedCancel>, |s, m| s.owed_cancels(m.0));
+
 /// Matched orders whose settlement is overdue.
 #[derive(Debug)]
 pub struct UnsettledBefore(pub i64);

@@ -113,6 +113,10 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
         let n = i.registry.send(Recover(unfinished)).await.map_err(mailbox)?;
         info!(decided = n, "recovery finished");
     }
+    // Cancels a previous run could not get answered: asked again in the background.
+    if let Some(venue) = &t.venue {
+        actix::spawn(crate::actors::live_executor::pay_owed_cancels(venue.clone(), t.writer.clone()));
+    }
 
     // The feed stops first at shutdown (no new fills), on its own child of the token.
     let feed_stop = stop.child_token();
