@@ -39,3 +39,35 @@ pub async fn hold_at(point: &str) {
 #[cfg(not(feature = "fault-injection"))]
 #[inline]
 pub async fn hold_at(_point: &str) {}
+
+/// How far the daemon's wall clock ([`crate::store::now_ms`]) is moved forward, ms: the number in
+/// the file `POLYCOPY_FAULT_CLOCK`, read again every 20 ms on a thread of its own (0 while it is
+/// missing or unreadable). A test moves a running daemon past the trading day's roll this way.
+#[cfg(feature = "fault-injection")]
+pub fn clock_shift_ms() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static SHIFT: AtomicI64 = AtomicI64::new(0);
+    static WATCH: std::sync::Once = std::sync::Once::new();
+    fn read(file: &str) -> i64 {
+        std::fs::read_to_string(file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+    }
+    WATCH.call_once(|| {
+        let Ok(file) = std::env::var("POLYCOPY_FAULT_CLOCK") else { return };
+        // Read at once too: a command's first reading of the clock is already moved.
+        SHIFT.store(read(&file), Ordering::Relaxed);
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                SHIFT.store(read(&file), Ordering::Relaxed);
+            }
+        });
+    });
+    SHIFT.load(Ordering::Relaxed)
+}
+
+/// Without the `fault-injection` feature: the clock is never moved.
+#[cfg(not(feature = "fault-injection"))]
+#[inline]
+pub const fn clock_shift_ms() -> i64 {
+    0
+}

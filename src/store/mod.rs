@@ -396,7 +396,7 @@ pub(crate) fn side(v: &str, column: &'static str) -> StoreResult<crate::domain::
 #[must_use]
 pub fn now_ms() -> i64 {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).saturating_add(crate::fault::clock_shift_ms())
 }
 
 /// Start of the current UTC day, unix ms.

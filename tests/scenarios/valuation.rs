@@ -260,6 +260,60 @@ async fn test_live_when_daily_loss_limit_reached_then_reducing_exits_copied_buys
     assert_eq!(l.clob.posts().len(), 2, "the BUY never reached the CLOB");
 }
 
+/// The trading day rolls on the supervisor's timer, with no fill, intent or mark arriving: the
+/// daily loss limit's `reducing` ends at the configured hour, the lift is reported, today's P&L
+/// starts again at zero, and the next BUY is copied. The limit is reached on a fee alone and marks
+/// are read once an hour, so nothing but the timer can roll the day. The daemon's clock is moved
+/// forward past the hour (`POLYCOPY_FAULT_CLOCK`, the commands' too) while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_the_trading_day_rolls_on_its_timer_then_the_loss_limits_reducing_ends() {
+    let mut l = live().await;
+    l.d.set("risk", "mark_interval_s = 3600");
+    // The day starts at the next whole UTC hour: the clock is moved just past it below.
+    let next_hour_ms = (polycopy::store::now_ms() / 3_600_000 + 1) * 3_600_000;
+    l.d.set("risk", &format!("day_starts_at_hour = {}", (next_hour_ms / 3_600_000) % 24));
+    // Copies stay fresh whatever the moved clock says of their blocks.
+    l.d.set("copy", "max_copy_delay_s = 0");
+    // The commands read the journal's day by the same moved clock.
+    let clock = l.d.dir.join("clock-shift");
+    l.d.env.push(("POLYCOPY_FAULT_CLOCK".into(), clock.to_string_lossy().into_owned()));
+    l.d.start_with(&[("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    // Settled on chain with a fee of 3.50 pUSD: past the -3 limit.
+    let mut ours = Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, 10 * ONE, 5_100_000);
+    ours.order_hash = l.clob.orders()[0].id.parse().unwrap();
+    ours.words[4] = alloy::primitives::U256::from(3_500_000u64);
+    l.anvil.emit(&ours).await;
+    wait_for(20, "reducing", async || (l.d.status()["breaker"]["state"] == "reducing").then_some(())).await;
+    assert_eq!(l.d.status()["realized_today_usdc"], "-3.5");
+
+    // Past the hour, and nothing arrives: the timer rolls the day.
+    let shift = next_hour_ms + 5_000 - polycopy::store::now_ms();
+    std::fs::write(&clock, shift.to_string()).unwrap();
+    wait_for(20, "the day rolled and the limit lifted", async || {
+        (l.d.status()["breaker"]["state"] == "active").then_some(())
+    })
+    .await;
+    wait_for(20, "the lift reported", async || {
+        l.d.events("alert").into_iter().find(|e| e.contains("daily loss limit is reset"))
+    })
+    .await;
+    assert_eq!(l.d.trades().len(), 1, "no fill came in: the timer rolled it");
+    let s = l.d.status();
+    assert_eq!((s["realized_today_usdc"].as_str(), s["fees_today_usdc"].as_str()), (Some("0"), Some("0")), "{s}");
+    let (_, metrics) = http_get(&l.d.http_base().await, "/metrics").await;
+    assert!(metrics.contains("polycopy_pnl_today_usdc 0\n"), "today starts again: {metrics}");
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    let rows = wait_for(20, "the next copy", async || {
+        let t = l.d.trades();
+        (t.len() == 2 && t[1]["status"] != "pending").then_some(t)
+    })
+    .await;
+    assert_eq!((rows[1]["status"].as_str(), rows[1]["reason"].as_str()), (Some("executed"), None), "{}", rows[1]);
+}
+
 /// The fee the exchange charged our order, read from our fill on chain, is realized P&L at once:
 /// the supervisor's day (its limit can trip on fees alone), `status`, the metrics and the report
 /// agree, and a restart counts it once.
