@@ -154,7 +154,24 @@ pub fn evaluate(i: &HealthInput<'_>, t: &HealthSettings) -> HealthReport {
     HealthReport { status, checks }
 }
 
-/// What `/health` says of Telegram (when it is on): the first problem found, worst first.
+/// What `/health` says of Telegram: `None` when no bot is configured, else fine or the first
+/// problem found, worst first (a configured bot that could not start included).
+#[must_use]
+pub fn telegram_check(m: &crate::metrics::Metrics) -> Option<Result<(), String>> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if m.telegram_on.load(Relaxed) {
+        Some(telegram_state(m))
+    } else if m.telegram_refused.load(Relaxed) {
+        Some(Err("a bot token is configured, but Telegram could not start with it (see the log at start): no \
+                  alerts and no commands until TELEGRAM_BOT_TOKEN or TELEGRAM_API_URL is fixed and the daemon \
+                  restarted"
+            .to_owned()))
+    } else {
+        None
+    }
+}
+
+/// How Telegram is doing once started: fine, or why not.
 ///
 /// # Errors
 /// The problem, in words.

@@ -119,11 +119,7 @@ impl HttpState {
             confirmations: self.confirmations,
             breaker: &breaker,
             db,
-            telegram: self
-                .metrics
-                .telegram_on
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .then(|| crate::health::telegram_state(&self.metrics)),
+            telegram: crate::health::telegram_check(&self.metrics),
             live,
             now_ms: now_ms(),
             started_ms: self.started_ms,

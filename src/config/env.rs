@@ -71,12 +71,20 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return format!("a value of {} characters with no scheme (not shown)", url.chars().count());
     };
-    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let host = &rest[..host_end];
-    // user:password@host → host
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let tail = if host_end < rest.len() { "/…" } else { "" };
+    let (_, host, tail) = authority(rest);
+    let tail = if tail.is_empty() { "" } else { "/…" };
     format!("{scheme}://{host}{tail}")
+}
+
+/// Splits what follows a URL's `://` into credentials, host and the rest (path, query). A
+/// password pasted as the provider gave it may hold `/`, `?` or `#` unescaped: everything before
+/// the last `@` counts as credentials, wherever the host would otherwise seem to end, so no part
+/// of a password is ever taken for the host. (An `@` in a path or query hides more than needed,
+/// never less.)
+fn authority(rest: &str) -> (Option<&str>, &str, &str) {
+    let (userinfo, after) = rest.rsplit_once('@').map_or((None, rest), |(u, a)| (Some(u), a));
+    let host_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    (userinfo, &after[..host_end], &after[host_end..])
 }
 
 /// Replaces every occurrence of each secret in `text` (for error texts that embed URLs).
@@ -165,6 +173,10 @@ fn chat_ids(get: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Vec<i
     if let Some(list) = var(get, "TELEGRAM_CHAT_ID") {
         for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match id.parse::<i64>() {
+                // No chat has id 0 (a placeholder left in): nobody would be authorized by it.
+                Ok(0) => p.push(Problem::new("environment", "TELEGRAM_CHAT_ID", "0 is not a chat id")),
+                // Listed twice (`123,+123`): one chat, which must get each message once.
+                Ok(n) if ids.contains(&n) => {}
                 Ok(n) => ids.push(n),
                 // Echoed only when it looks like a mistyped number: a bot token pasted here
                 // (its digits, a colon and the secret) must not be printed.
@@ -230,6 +242,11 @@ fn check_url(p: &mut Vec<Problem>, name: &str, url: &str, schemes: &[&str]) {
             name,
             format!("must be a {} URL, got {}", schemes.join(" or "), redact_url(url)),
         ));
+    } else if let Err(e) = url::Url::parse(url) {
+        // A URL that cannot be used fails here, not later in a client that may only log it
+        // (Telegram's would leave the daemon with no alerts and no commands). The parser's
+        // words name the fault, never the value.
+        p.push(Problem::new("environment", name, format!("is not a usable URL ({e}): {}", redact_url(url))));
     }
 }
 
@@ -312,12 +329,10 @@ impl Env {
 fn url_secrets(u: &str) -> Vec<&str> {
     let mut v = Vec::new();
     let Some((_, rest)) = u.split_once("://") else { return v };
-    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    if let Some((userinfo, _)) = rest[..host_end].rsplit_once('@') {
-        v.push(userinfo);
-    }
-    if host_end < rest.len() && key_like(&rest[host_end..]) {
-        v.push(&rest[host_end..]);
+    let (userinfo, _, tail) = authority(rest);
+    v.extend(userinfo);
+    if !tail.is_empty() && key_like(tail) {
+        v.push(tail);
     }
     v
 }
@@ -478,6 +493,33 @@ mod tests {
     }
 
     #[test]
+    fn a_url_with_the_right_scheme_that_cannot_be_used_is_refused_without_its_secrets() {
+        let cases = [
+            ("TELEGRAM_API_URL", "https://api.telegram.org:abc"),
+            ("TELEGRAM_API_URL", "https://api telegram.org"),
+            ("CLOB_HOST", "https://clob.example:99999"),
+            ("POLYGON_RPC_URL", "https://user:s3cretpw@no de.example/v2/KEYKEYKEY"),
+        ];
+        for (name, url) in cases {
+            let errs =
+                env(&[(name, url), ("TELEGRAM_BOT_TOKEN", "123:ABCDEFGH"), ("TELEGRAM_CHAT_ID", "42")]).expect_err(url);
+            assert_eq!(errs.iter().map(|p| p.field.as_str()).collect::<Vec<_>>(), [name], "{url}");
+            let shown = format!("{errs:?}");
+            assert!(shown.contains("not a usable URL"), "{shown}");
+            assert!(!shown.contains("s3cretpw") && !shown.contains("KEYKEYKEY"), "{shown}");
+        }
+        assert!(env(&[("TELEGRAM_API_URL", "http://127.0.0.1:8081")]).is_ok());
+    }
+
+    #[test]
+    fn a_chat_listed_twice_is_one_chat_and_zero_is_no_chat() {
+        let e = env(&[("TELEGRAM_CHAT_ID", "123, +123,-100200,123")]).unwrap();
+        assert_eq!(e.telegram_chat_ids, [123, -100_200]);
+        let errs = env(&[("TELEGRAM_CHAT_ID", "0,123")]).unwrap_err();
+        assert_eq!(errs.iter().map(|p| p.field.as_str()).collect::<Vec<_>>(), ["TELEGRAM_CHAT_ID"]);
+    }
+
+    #[test]
     fn a_token_or_key_in_the_wrong_variable_is_never_echoed() {
         let token = "123456789:AAHsecretsecretsecret";
         let key = "8f3a9c0d4e5b6a7f8e9d0c1b2a3f4e5d";
@@ -512,6 +554,18 @@ mod tests {
             "https://polygon-mainnet.g.alchemy.com/…"
         );
         assert_eq!(redact_url("wss://user:pw@node.example:8546"), "wss://node.example:8546");
+        // A password holding '/', '?' or '#' unescaped: no part of it is shown.
+        for (url, shown) in [
+            ("https://user:pa/ss@host.example/v2/abc", "https://host.example/…"),
+            ("https://user:pa?ss@host.example", "https://host.example"),
+            ("https://user:pa#ss@host.example:8545", "https://host.example:8545"),
+            ("https://u:a/b@c@host.example/", "https://host.example/…"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+            let secrets = url_secrets(url);
+            let scrubbed = scrub(&format!("GET {url} failed"), &secrets);
+            assert!(!scrubbed.contains("pa") && !scrubbed.contains("ss@") && !scrubbed.contains("a/b"), "{scrubbed}");
+        }
         let e = env(&[
             ("POLYGON_RPC_URL", "https://n.example/key123456"),
             ("TELEGRAM_BOT_TOKEN", "123:ABCDEFGH"),

@@ -36,7 +36,11 @@ fn table(defaults: &config::Map<String, Value>, merged: &config::Map<String, Val
                     || " (config/default.toml lists every setting)".to_owned(),
                     |d| format!(": did you mean {}?", if at.is_empty() { d.clone() } else { format!("{at}.{d}") }),
                 );
-                out.push(problem(v, &key, format!("unknown setting {key}{hint}")));
+                // The key as the operator typed it may hold a newline (a forged log line) or a
+                // pasted private key: shown only in a safe form.
+                let leaf = crate::config::problem::shown_key(k);
+                let shown = if at.is_empty() { leaf } else { format!("{at}.{leaf}") };
+                out.push(problem(v, &shown, format!("unknown setting {shown}{hint}")));
             }
             Some(d) => value(d, v, &key, out),
         }
@@ -149,6 +153,19 @@ mod tests {
             for (g, w) in got.iter().zip(want) {
                 assert!(g.starts_with(w), "{text}: {g} does not start with {w}");
             }
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_never_echoed_raw() {
+        let defaults = tree("a = 1\n[t]\nn = 2\n");
+        let key = "ab".repeat(32);
+        for text in ["\"x\\nERROR forged line\" = 1".to_owned(), format!("{key} = 1"), format!("[t]\n\"0x{key}\" = 1")]
+        {
+            let got: Vec<String> =
+                check(&defaults, &tree(&text)).iter().map(|p| format!("{}: {}", p.field, p.message)).collect();
+            assert_eq!(got.len(), 1, "{text}: {got:?}");
+            assert!(!got[0].contains('\n') && !got[0].contains(&key), "{got:?}");
         }
     }
 }

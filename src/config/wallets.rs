@@ -203,7 +203,16 @@ impl Validator<'_> {
             }
             Some(a) => self.address(a, &entry, "address"),
         };
-        let label = self.label(wo, &entry, address);
+        let mut label = self.label(wo, &entry, address);
+        // A label we made (the short address) that an earlier entry already has: two addresses
+        // alike at both ends. The whole address names it instead; the operator wrote no label to
+        // fix, so it is no reason to refuse the file.
+        if let Some(a) = address
+            && !wo.contains_key("label")
+            && seen.labels.contains_key(&label.to_lowercase())
+        {
+            label = addr_lower(&a);
+        }
         let enabled = match wo.get("enabled") {
             None => true,
             Some(Value::Bool(b)) => *b,
@@ -463,6 +472,19 @@ mod tests {
         ];
         assert_eq!(got, want.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect::<Vec<_>>(), "{errs:#?}");
         assert!(errs[3].message.contains("duplicate of wallets[1]"));
+    }
+
+    #[test]
+    fn two_unlabelled_addresses_alike_at_both_ends_are_not_refused_for_a_label_nobody_wrote() {
+        let (x, y) = ("0x1111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1111", "0x1111bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb1111");
+        let text = format!(r#"{{"wallets": [{{"address": "{x}"}}, {{"address": "{y}"}}]}}"#);
+        let w = Wallets::parse(&text, "w.json").unwrap();
+        let labels: Vec<_> = w.targets.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["0x1111…1111", y]);
+        // A label the operator wrote twice is still refused.
+        let text =
+            format!(r#"{{"wallets": [{{"address": "{x}", "label": "w"}}, {{"address": "{y}", "label": "W"}}]}}"#);
+        assert!(Wallets::parse(&text, "w.json").is_err());
     }
 
     #[test]

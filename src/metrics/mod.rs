@@ -46,6 +46,9 @@ pub struct Metrics {
     pub telegram_unauthorized: AtomicU64,
     /// Telegram is configured and started.
     pub telegram_on: AtomicBool,
+    /// A bot token is configured, but Telegram could not start with it (refused token, unusable
+    /// API URL): the daemon has no alerts and no commands, which `/health` must not call fine.
+    pub telegram_refused: AtomicBool,
     /// The last edit of wallets.json was refused: the previous targets run, a restart would stop.
     pub wallets_refused: AtomicBool,
     /// The last attempt to deliver to Telegram failed (cleared by the next success).

@@ -86,7 +86,9 @@ impl Metrics {
             "The CLOB's last answer time to the warning check (live).",
             &one(secs),
         );
-        let tg = if self.telegram_on.load(Ordering::Relaxed) {
+        let tg = if self.telegram_refused.load(Ordering::Relaxed) {
+            "1".into()
+        } else if self.telegram_on.load(Ordering::Relaxed) {
             u8::from(self.telegram_failing.load(Ordering::Relaxed)).to_string()
         } else {
             "NaN".into()

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::support::http::http_get;
 use crate::support::telegram::FakeTelegram;
 use crate::support::*;
 use alloy::primitives::{Address, address};
@@ -699,8 +700,9 @@ async fn test_reports_when_due_or_asked_then_text_and_png() {
     .await;
 }
 
-/// A wrong token is reported clearly at start and trading goes on; without a token Telegram is off
-/// and says so once.
+/// A wrong token is reported clearly at start and trading goes on, and `/health` says the bot is
+/// configured but off (no alerts, no commands) rather than "not configured"; without a token
+/// Telegram is off and says so once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_token_when_wrong_or_missing_then_trading_goes_on() {
     let anvil = Anvil::start().await;
@@ -714,6 +716,12 @@ async fn test_token_when_wrong_or_missing_then_trading_goes_on() {
     d.wait_live().await;
     anvil.emit(&Fill::v2(1, A, C, true, 5, 100 * ONE, 50 * ONE)).await;
     wait_for(20, "a copy", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
+    let base = d.http_base().await;
+    let (code, health) = http_get(&base, "/health").await;
+    assert!(code == 200 && health.contains("Telegram could not start"), "degraded, not down: {health}");
+    assert!(!health.contains("WRONG-SECRET-TOKEN"), "{health}");
+    let (_, metrics) = http_get(&base, "/metrics").await;
+    assert!(metrics.contains("polycopy_telegram_failing 1"), "{metrics}");
     assert!(d.stop().success());
     let log = d.log();
     assert!(log.contains("Telegram refused the bot token (getMe failed): Telegram is off, trading goes on"), "{log}");

@@ -171,6 +171,8 @@ async fn telegram(
     .await;
     if let Some(tg) = &telegram {
         t.notifier.do_send(AddSink(tg.sink.clone().recipient()));
+    } else if env.telegram_bot_token.is_some() {
+        t.metrics.telegram_refused.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     telegram
 }
