@@ -120,7 +120,7 @@ chmod 0700 "$dir"
 stamp=$(date -u +%Y%m%dT%H%M%S%3NZ)
 # The mode is in the name: paper and live backups never stand in for each other (retention by count,
 # the health check's backup age, restore.sh's refusal to cross modes).
-mode=$(config_field mode)
+mode=$(trading_mode)
 case "$mode" in paper|live) ;; *) die "cannot tell the mode from the settings (check-config): not backing up" ;; esac
 stem="polycopy-$mode-$stamp"
 jname="$stem.db.gz$sfx"

@@ -74,6 +74,9 @@ check_once() {
   if ! settings; then
     failures+=("config: $cfg_problem")
     [ -n "$url" ] || return 1
+  elif [ -n "$(config_field running_warning)" ]; then
+    # The next restart (a crash, a reboot) changes the mode: the operator must decide it now.
+    failures+=("config: $(config_field running_warning)")
   fi
   local code
   if ! code=$(curl -sS --max-time 5 -o "$tmp" -w '%{http_code}' "$url/health" 2>/dev/null); then
@@ -121,7 +124,7 @@ check_once() {
   fi
   if [ "$check_backup" = 1 ]; then
     local newest mode
-    mode=$(config_field mode)
+    mode=$(trading_mode)
     # The newest journal backup of this mode, plain or encrypted (backup.sh --encrypt-to: .age, .gpg).
     # shellcheck disable=SC2012 # backup names are ours: no newlines
     newest=$(ls -1td "$backup_dir"/polycopy-"${mode:-*}"-*.db.gz "$backup_dir"/polycopy-"${mode:-*}"-*.db.gz.age \

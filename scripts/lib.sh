@@ -121,9 +121,20 @@ config_field() {
     | sed -e 's/\\"/"/g' -e 's#\\/#/#g' -e 's/\\\\/\\/g'
 }
 
-# The configured journal path, as the daemon sees it (follows the mode: db_path or live.db_path).
+# The journal of the daemon that trades: the configured one (db_path or live.db_path, by mode),
+# unless a daemon still runs the other mode than the file now says (the file was changed and the
+# service not restarted): then that daemon's (check-config's running_db_path).
 db_path() {
-  config_field db_path
+  local running
+  running=$(config_field running_db_path)
+  if [ -n "$running" ]; then printf '%s\n' "$running"; else config_field db_path; fi
+}
+
+# The mode of the daemon that trades (see db_path).
+trading_mode() {
+  local running
+  running=$(config_field running_mode)
+  if [ -n "$running" ]; then printf '%s\n' "$running"; else config_field mode; fi
 }
 
 # health_url: the daemon's health server: where the running daemon says it listens (it knows the

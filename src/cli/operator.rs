@@ -25,7 +25,10 @@ fn said(r: &Reply) -> String {
 /// # Errors
 /// When the settings are invalid.
 pub fn close(g: &GlobalArgs, market: Option<&str>, wait_s: u64) -> Result<i32> {
-    let s = settings_or_bail(g)?;
+    let s = match super::settings_for_money(g, "close")? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
     if let Some(m) = market
         && let Err(e) = MarketSelector::parse(m)
     {

@@ -24,7 +24,14 @@ const SOURCE_WAIT: Duration = Duration::from_secs(20);
 /// # Errors
 /// When the settings, the environment or the journal cannot be read.
 pub fn reconcile(g: &GlobalArgs, as_json: bool, apply: bool, alert: bool) -> Result<i32> {
-    let s = settings_or_bail(g)?;
+    let s = if apply {
+        match super::settings_for_money(g, "reconcile --apply")? {
+            Ok(s) => s,
+            Err(code) => return Ok(code),
+        }
+    } else {
+        settings_or_bail(g)?
+    };
     let done = compare_and_apply(g, &s, as_json, apply, alert);
     // The daily cron run must not stop working for months unnoticed: a run that could not even
     // compare is an alert too (its output goes to syslog, which nobody reads).

@@ -63,6 +63,10 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
         (Some(s), Some(e)) if !offline => probe_endpoints(s, e, &mut problems),
         _ => Vec::new(),
     };
+    // The file is checked as written; the daemon that trades may still run the mode it started
+    // with, and the scripts (backup, health check) must act on that one.
+    let running =
+        settings.as_ref().and_then(|s| super::daemon_of_the_other_mode(g, s).map(|d| (d.describe(s.mode), d)));
     if as_json {
         let out = json!({
             "ok": problems.is_empty(),
@@ -78,6 +82,9 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
             "settings_file": settings.as_ref().map(|s| s.origin.clone()),
             "instance": g.instance,
             "endpoints": endpoints,
+            "running_mode": running.as_ref().map(|(_, d)| d.mode.as_str()),
+            "running_db_path": running.as_ref().map(|(_, d)| d.journal.display().to_string()),
+            "running_warning": running.as_ref().map(|(w, _)| w.clone()),
         });
         // Problems quote what the operator wrote; a secret this process knows is never among it.
         println!("{}", crate::config::env::redact(&serde_json::to_string_pretty(&out)?));
@@ -89,6 +96,9 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
         println!("  targets: {enabled} enabled in {}", wallets_path.display());
     } else {
         eprintln!("{} problem(s) found:\n{}", problems.len(), crate::config::env::redact(&render(&problems)));
+    }
+    if let Some((warning, _)) = running.as_ref().filter(|_| !as_json) {
+        eprintln!("warning: {warning}");
     }
     Ok(if problems.is_empty() { 0 } else { EXIT_CONFIG })
 }

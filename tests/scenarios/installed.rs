@@ -191,6 +191,51 @@ async fn test_installed_live_when_trades_then_they_read_the_live_journal() {
     l.nothing_in(l.elsewhere.path());
 }
 
+/// The file is switched back to paper and the service not restarted: the live daemon still
+/// trades. Every command and script acts on it, saying so, rather than on the idle paper journal
+/// (a status that looks fine, a backup of the wrong file, a pause that pauses nothing); a close
+/// is refused unless its journal is named; the health check says the service must be restarted
+/// or the file put back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_the_file_says_paper_but_the_live_daemon_runs_then_commands_act_on_it() {
+    let l = live_install().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    l.decided(1).await;
+    l.inst.edit("mode = \"live\"", "mode = \"paper\"");
+
+    let (code, out, err) = l.cli(&["status", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("the daemon that trades") && err.contains("runs live"), "{err}");
+    let st: Value = serde_json::from_str(&out).unwrap();
+    assert!(st["journal"].as_str().unwrap().ends_with("polycopy-live.db"), "{st}");
+    assert_eq!((st["mode"].as_str(), st["daemon"]["running"].as_bool()), (Some("live"), Some(true)), "{st}");
+    assert_eq!(l.trades().len(), 1, "the live copy, not an empty paper journal");
+
+    let (code, out, err) = l.cli(&["pause-market", &STD_TOKEN.to_string()]);
+    assert_eq!(code, 0, "the live daemon pauses it: {out}{err}");
+    let (code, out, err) = l.cli(&["close", "--all"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("refused") && err.contains("--db"), "{err}");
+    assert!(l.clob.posts().len() == 1, "nothing sold");
+
+    let (code, out, err) = l.cli(&["check-config", "--json", "--offline"]);
+    let cfg: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{code} {out}{err}"));
+    assert_eq!((cfg["mode"].as_str(), cfg["running_mode"].as_str()), (Some("paper"), Some("live")), "{cfg}");
+    let (code, out, err) = l.script("backup.sh", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let backups: Vec<String> = std::fs::read_dir(l.inst.root.join("var/backups/polycopy"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".db.gz"))
+        .collect();
+    assert!(backups.len() == 1 && backups[0].starts_with("polycopy-live-"), "the live journal: {backups:?}");
+    let (code, out, _) = l.script("health_check.sh", &["--no-backup-check", "--min-disk-mb", "1"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("restart the service"), "{out}");
+    assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal was read or made");
+    l.nothing_in(l.elsewhere.path());
+}
+
 /// `backup.sh` from elsewhere with a clean environment backs up the live journal, mode 0600.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_installed_live_when_backup_sh_runs_then_the_live_journal_is_backed_up() {
