@@ -63,7 +63,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// Act on the named instance (`polycopy@NAME`): settings from /etc/polycopy/NAME/polycopy.toml.
-    #[arg(long, global = true, value_name = "NAME")]
+    /// `POLYCOPY_INSTANCE` in the command's environment (never from a `.env` file) names it too.
+    #[arg(long, global = true, value_name = "NAME", env = "POLYCOPY_INSTANCE")]
     pub instance: Option<String>,
 }
 
@@ -305,11 +306,40 @@ fn system_config_var() -> Option<std::ffi::OsString> {
 /// Where the settings come from: `POLYCOPY_SYSTEM_CONFIG` (set empty: none), else the installation's.
 fn system_file(g: &GlobalArgs) -> Result<Option<PathBuf>, Vec<Problem>> {
     let loc = Location::discover(g.instance.as_deref()).map_err(|p| vec![p])?;
+    if let (Some(i), Some(var)) = (&g.instance, system_config_var()) {
+        // Two answers to "which settings": acting on either could halt or trade the wrong account.
+        return Err(vec![Problem::new(
+            "environment",
+            "POLYCOPY_SYSTEM_CONFIG",
+            format!(
+                "is set ({}) while the instance {i:?} is named: unset it, or leave out --instance / POLYCOPY_INSTANCE",
+                PathBuf::from(var).display()
+            ),
+        )]);
+    }
     let file = match system_config_var() {
         None => Some(loc.settings_file()),
         Some(p) if p.is_empty() => None,
         Some(p) => Some(PathBuf::from(p)),
     };
+    if g.instance.is_none()
+        && system_config_var().is_none()
+        && let Some(f) = file.as_ref().filter(|f| !f.exists())
+        && let names = installed_instances(&loc.config_dir())
+        && !names.is_empty()
+    {
+        // A server with named instances only: no settings would mean built-in defaults and a
+        // journal in whatever directory the command runs from, never the accounts that trade.
+        return Err(vec![Problem::new(
+            f.display().to_string(),
+            "--instance",
+            format!(
+                "this server has no default installation, only the instances {}: name one with --instance NAME \
+                 (or POLYCOPY_INSTANCE)",
+                names.join(", ")
+            ),
+        )]);
+    }
     if let (Some(i), Some(f)) = (&g.instance, &file)
         && !f.exists()
     {
@@ -320,6 +350,18 @@ fn system_file(g: &GlobalArgs) -> Result<Option<PathBuf>, Vec<Problem>> {
         )]);
     }
     Ok(file)
+}
+
+/// The instances installed under `config_dir` (`NAME/polycopy.toml`), sorted.
+fn installed_instances(config_dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(config_dir) else { return Vec::new() };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("polycopy.toml").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
 }
 
 /// The installation's own environment file (`polycopy.env` beside its settings), wherever

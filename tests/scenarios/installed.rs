@@ -403,12 +403,43 @@ async fn test_two_instances_when_installed_then_separate_journals_and_both_answe
         let name = i.instance.clone().unwrap();
         assert!(out.contains(&format!("var/backups/polycopy/{name}/")), "{out}");
     }
+    which_instance(&root, elsewhere.path());
     // A halt of one instance leaves the other trading.
     let (code, out, err) = insts[0].cli(elsewhere.path(), &["halt"]);
     assert_eq!(code, 0, "{out}{err}");
     let (_, out, _) = insts[1].cli(elsewhere.path(), &["status", "--json"]);
     let st: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(st["breaker"]["tripped"], false, "{st}");
+}
+
+/// On a server with named instances only, a command that names none is refused with the list
+/// (built-in defaults and a journal in the working directory would act on no account), also from
+/// a directory holding a paper trial's journal; `POLYCOPY_INSTANCE` names one; and
+/// `POLYCOPY_SYSTEM_CONFIG` beside a named instance is two answers, refused.
+fn which_instance(root: &std::path::Path, elsewhere: &std::path::Path) {
+    let polycopy = root.join("usr/local/bin/polycopy");
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(&polycopy);
+        c.args(args).current_dir(elsewhere);
+        output(clean(&mut c).envs(env.iter().copied()).output().unwrap())
+    };
+    std::fs::create_dir_all(elsewhere.join("data")).unwrap();
+    std::fs::write(elsewhere.join("data/polycopy-paper.db"), b"").unwrap();
+    for cmd in [&["halt"][..], &["status"], &["check-config", "--offline"]] {
+        let (code, out, err) = run(cmd, &[]);
+        assert_ne!(code, 0, "{cmd:?}: {out}{err}");
+        assert!(err.contains("only the instances acct1, acct2") && err.contains("--instance"), "{cmd:?}: {err}");
+    }
+    std::fs::remove_dir_all(elsewhere.join("data")).unwrap();
+    let (code, out, err) = run(&["status", "--json"], &[("POLYCOPY_INSTANCE", "acct2")]);
+    assert_eq!(code, 0, "{out}{err}");
+    let st: Value = serde_json::from_str(&out).unwrap();
+    assert!(st["journal"].as_str().unwrap().ends_with("acct2/polycopy-paper.db"), "{st}");
+    let acct1 = root.join("etc/polycopy/acct1/polycopy.toml");
+    let (code, out, err) =
+        run(&["--instance", "acct2", "halt"], &[("POLYCOPY_SYSTEM_CONFIG", acct1.to_str().unwrap())]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("POLYCOPY_SYSTEM_CONFIG") && err.contains("acct2"), "{err}");
 }
 
 /// A configuration error exits 78 (EX_CONFIG), and both units tell systemd not to restart on it.
