@@ -88,12 +88,29 @@ polycopy_bin() {
 # finds its settings by itself (<P>/etc/polycopy/...); one from elsewhere, used on a staged tree, is
 # told the staged settings file with --config instead.
 run_polycopy() {
-  local bin
+  run_polycopy_on "" "$@"
+}
+
+# run_polycopy_on DB ARGS...: run_polycopy on the journal DB (--db; any --db in POLYCOPY_ARGS is
+# left out, so the journal named here is the one acted on). DB empty: as run_polycopy.
+run_polycopy_on() {
+  local bin on=$1
+  shift
   bin=$(polycopy_bin)
-  local -a args=()
+  local -a given=() args=()
   if [ -n "${POLYCOPY_ARGS:-}" ]; then
-    read -r -a args <<<"$POLYCOPY_ARGS"
+    read -r -a given <<<"$POLYCOPY_ARGS"
   fi
+  local i=0
+  while [ $i -lt ${#given[@]} ]; do
+    if [ -n "$on" ] && [ "${given[$i]}" = --db ]; then
+      i=$((i + 2))
+      continue
+    fi
+    args+=("${given[$i]}")
+    i=$((i + 1))
+  done
+  [ -z "$on" ] || args+=(--db "$on")
   if [ -z "${POLYCOPY_ARGS:-}" ] && [ -n "$pc_prefix" ] && [ "$bin" != "$(installed_bin)" ]; then
     args+=(--config "$(settings_file)")
   elif [ -n "$pc_instance" ]; then

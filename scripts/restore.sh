@@ -200,18 +200,22 @@ configured=$(db_path)
 same_journal=0
 if [ -n "$configured" ] && [ "$(realpath -m -- "$db")" = "$(realpath -m -- "$configured")" ]; then
   same_journal=1
-  # The daemon holds an exclusive flock on <journal>.lock for its life: asked of the lock itself, not
-  # of `status`, which must read the journal (damaged, or of a newer schema, when a restore is due).
-  lock="$configured.lock"
-  if [ -f "$lock" ]; then
-    rc=0
-    flock -n -s "$lock" true 2>/dev/null || rc=$?
-    case $rc in
-      0) ;;
-      1) die "refusing: a daemon is still running on $db${service:+ after stopping $service}: stop it first (systemctl stop <its unit>), nothing was touched" ;;
-      *) die "refusing: cannot tell whether a daemon runs on $db ($lock cannot be locked, exit $rc: run as root or as the service user), nothing was touched" ;;
-    esac
-  fi
+fi
+# Whatever journal --db names (another instance's, say, its --instance forgotten): the daemon holds
+# an exclusive flock on <journal>.lock for its life, asked of the lock itself, not of `status`, which
+# must read the journal (damaged, or of a newer schema, when a restore is due). A lock file also
+# says a daemon ran on it: the restored journal is then halted below, like the configured one.
+lock="$db.lock"
+daemons_file=$same_journal
+if [ -f "$lock" ]; then
+  daemons_file=1
+  rc=0
+  flock -n -s "$lock" true 2>/dev/null || rc=$?
+  case $rc in
+    0) ;;
+    1) die "refusing: a daemon is still running on $db${service:+ after stopping $service}: stop it first (systemctl stop <its unit>), nothing was touched" ;;
+    *) die "refusing: cannot tell whether a daemon runs on $db ($lock cannot be locked, exit $rc: run as root or as the service user), nothing was touched" ;;
+  esac
 fi
 stamp=$(date -u +%Y%m%dT%H%M%S%3NZ)
 aside=""
@@ -257,13 +261,15 @@ run_polycopy db-check --file "$db" >/dev/null || die "the restored journal fails
 # The daemon's own journal put back is older than what the exchange and the chain hold: it knows
 # nothing of the copies made since the backup, and its checkpoint would have the daemon copy again
 # the target fills after it. Halted before the daemon starts, so that the operator reconciles
-# first (a scratch restore, --db elsewhere, is left as it is). Halting a stopped daemon's journal
+# first (a scratch restore, --db a file no daemon ran on, is left as it is). Halting a stopped daemon's journal
 # answers 3 (stored in the journal).
 # Only 3 (stored in the journal, no daemon answered) halts the file itself: 0 means a daemon took the
 # halt for itself. Either way, a restored journal that is not halted is never started.
-if [ "$same_journal" = 1 ]; then
+if [ "$daemons_file" = 1 ]; then
   rc=0
-  run_polycopy halt --reason "journal restored from $(basename "$backup"): run reconcile, then resume" >/dev/null 2>&1 \
+  halt_db=""
+  [ "$same_journal" = 1 ] || halt_db=$db
+  run_polycopy_on "$halt_db" halt --reason "journal restored from $(basename "$backup"): run reconcile, then resume" >/dev/null 2>&1 \
     || rc=$?
   case $rc in
     3) log warning "trading is HALTED in the restored journal: it knows nothing after the backup was taken. Run reconcile, then resume" ;;

@@ -60,6 +60,7 @@ async fn test_backup_when_daemon_writing_then_restores_consistent_journal() {
     let (code, _, err) = d.script("restore.sh", &[&quiet, "--db", "restored-quiet.db", "--no-service"], &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(trades_of(&d, "restored-quiet.db"), trades_of(&d, "journal.db"));
+    restore_over_another_daemons_journal(&d, &quiet);
 
     // A flipped byte: the checksum refuses it and nothing is touched.
     let mut bytes = std::fs::read(&quiet).unwrap();
@@ -77,6 +78,40 @@ async fn test_backup_when_daemon_writing_then_restores_consistent_journal() {
     assert_eq!(code, 1);
     assert!(err.contains("integrity"), "{err}");
     assert!(!dir.path().join("x.db").exists());
+}
+
+/// `--db` naming a journal another daemon runs on (another instance's, its `--instance`
+/// forgotten): refused while that daemon holds its lock, nothing touched; once it is stopped, the
+/// journal is restored halted, as the configured one is, since a daemon will start on it.
+fn restore_over_another_daemons_journal(d: &Daemon, backup: &str) {
+    let (other, lock) = (d.dir.join("other.db"), d.dir.join("other.db.lock"));
+    std::fs::write(&other, b"the other daemon's journal").unwrap();
+    std::fs::write(&lock, b"").unwrap();
+    // In a group of its own: flock's child holds the lock too, and both must go to free it.
+    let mut holder = std::os::unix::process::CommandExt::process_group(
+        std::process::Command::new("flock").arg("-x").arg(&lock).args(["-c", "echo held; sleep 60"]),
+        0,
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "held");
+    let (code, _, err) = d.script("restore.sh", &[backup, "--db", "other.db", "--no-service"], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("a daemon is still running on"), "{err}");
+    assert_eq!(std::fs::read(&other).unwrap(), b"the other daemon's journal", "nothing touched");
+    let group = format!("-{}", holder.id());
+    assert!(std::process::Command::new("kill").args(["-KILL", "--", &group]).status().unwrap().success());
+    holder.wait().unwrap();
+    let (code, _, err) = d.script("restore.sh", &[backup, "--db", "other.db", "--no-service"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("HALTED in the restored journal"), "{err}");
+    let (code, out, err) = output(d.cmd_db("other.db", &["status", "--json"]).output().unwrap());
+    assert_eq!(code, 0, "{out}{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["breaker"]["tripped"], true, "{st}");
 }
 
 /// Retention deletes exactly the expired backups: by age, then by count.
