@@ -104,7 +104,7 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
     print_report(s, funder, &diffs, &problems, as_json, sightings.len())?;
     let mut code = i32::from(!diffs.is_empty() || !problems.is_empty());
     if apply {
-        code = code.max(apply_all(s, super::expected(g, s), &diffs, &prices)?);
+        code = code.max(apply_all(s, (super::expected(g, s), funder), &diffs, &prices)?);
     }
     if alert && !diffs.is_empty() {
         code = code.max(raise(s, &diffs));
@@ -209,7 +209,7 @@ fn print_report(
 /// Books each difference `--apply` may book, through the running daemon when there is one.
 fn apply_all(
     s: &Settings,
-    daemon: crate::control::client::Expected<'_>,
+    (daemon, funder): (crate::control::client::Expected<'_>, alloy::primitives::Address),
     diffs: &[Difference],
     prices: &BTreeMap<TokenId, Price>,
 ) -> Result<i32> {
@@ -257,6 +257,7 @@ fn apply_all(
             price: price.0,
             cause: d.cause.to_string(),
             by: "cli".into(),
+            funder: Some(format!("{funder:#x}")),
         };
         match crate::control::client::ask_expected(&s.control_socket_path(), daemon, &req, Duration::from_secs(5)) {
             Ok(r) if r.ok => println!("applied: {}", r.message),

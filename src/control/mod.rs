@@ -79,6 +79,11 @@ pub enum Request {
         cause: String,
         /// Who asked.
         by: String,
+        /// The funder whose chain balances reconcile compared with (`0x…`): refused by a daemon
+        /// trading for another (its key or funder changed since it started, or the command saw
+        /// another environment). Absent (an older CLI): not checked.
+        #[serde(default)]
+        funder: Option<String>,
     },
     /// Pause a market (no buys into it) or lift its pause.
     PauseMarket {

@@ -42,6 +42,8 @@ pub struct ControlPeers {
     pub http: Option<String>,
     /// What the risk supervisor last published (orders in flight), read without asking it.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The funder it trades for (live), which a reconcile must have compared the chain with.
+    pub funder: Option<alloy::primitives::Address>,
 }
 
 /// Removes the socket file when the daemon stops.
@@ -214,8 +216,11 @@ async fn apply(req: Request, peers: &ControlPeers) -> Reply {
                 Err(e) => reply(peers, false, e, b),
             }
         }
-        Request::Adjust { token, shares, compared, price, cause, by } => {
-            let result = adjust(peers, &token, (compared, shares), price, cause, by).await;
+        Request::Adjust { token, shares, compared, price, cause, by, funder } => {
+            let result = match other_funder(peers.funder, funder.as_deref()) {
+                Some(why) => Err(why),
+                None => adjust(peers, &token, (compared, shares), price, cause, by).await,
+            };
             let b = current(peers).await;
             match result {
                 Ok(m) => reply(peers, true, m, b),
@@ -231,6 +236,21 @@ async fn apply(req: Request, peers: &ControlPeers) -> Reply {
             }
         }
     }
+}
+
+/// Why a reconcile that compared the chain balances of `compared` must not rebook the positions
+/// of a daemon trading for `ours`: every position would read as sold outside (or bought), and
+/// exits of shares still held would no longer be mirrored.
+fn other_funder(ours: Option<alloy::primitives::Address>, compared: Option<&str>) -> Option<String> {
+    let (ours, compared) = (ours?, compared?);
+    if compared.parse::<alloy::primitives::Address>().is_ok_and(|c| c == ours) {
+        return None;
+    }
+    Some(format!(
+        "refused: reconcile compared the chain balances of {compared}, but this daemon trades for {ours:#x} (the \
+         key or funder changed since it started, or the command saw another environment): run reconcile with the \
+         daemon's environment, or restart the daemon first"
+    ))
 }
 
 async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {

@@ -79,6 +79,17 @@ async fn test_reconcile_when_chain_differs_then_explained_applied_and_alerted() 
     assert_eq!(found, want, "{out}");
     assert!(r["problems"].as_array().unwrap().is_empty(), "{out}");
 
+    // Run with another key than the daemon's (rotated in the env file, not restarted; a shell's
+    // leftover): every position would read as sold outside. The daemon refuses each change.
+    let other_key = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
+    let held = positions(&l.d);
+    let out = l.d.cmd(&["reconcile", "--apply"]).env("PRIVATE_KEY", other_key).output().unwrap();
+    let (code, out, err) = output(out);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!out.contains("applied: position in"), "{out}{err}");
+    assert!(err.contains("refused: reconcile compared the chain balances of"), "{err}");
+    assert_eq!(positions(&l.d), held, "nothing rebooked");
+
     // --apply books each one through the daemon (its book follows), never as an order.
     let posts = l.clob.posts().len();
     let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);

@@ -163,6 +163,7 @@ fn control_peers(
         journal: std::path::absolute(&s.db_path).unwrap_or_else(|_| s.db_path.clone()),
         http: http.and_then(|l| l.local_addr().ok()).map(|a| a.to_string()),
         metrics: t.metrics.clone(),
+        funder: t.venue.as_ref().map(|v| v.funder()),
     }
 }
 
