@@ -78,6 +78,44 @@ pub fn unreadable_for_service(file: &Path, user: (u32, u32), what: &str) -> Opti
     ))
 }
 
+/// The paths an installed service and the operator's shell must both see as one file: the stop
+/// file is touched from a shell, the journals are named by commands run from anywhere.
+///
+/// On an installed server the unit runs from its state directory (`WorkingDirectory`) with
+/// `PrivateTmp=yes` and `ProtectHome=yes`: a relative path names another file for a command run
+/// elsewhere, and a path under `/tmp`, `/var/tmp`, `/home`, `/root` or `/run/user` is one the
+/// daemon cannot see at all. A stop file there would be touched and never obeyed. An installation
+/// staged under another `prefix` than `/` (a test tree) keeps its paths under that prefix.
+#[must_use]
+pub fn unseen_by_the_service(origin: &str, prefix: &Path, paths: &[(&str, &Path)]) -> Vec<Problem> {
+    const HIDDEN: [&str; 5] = ["/tmp", "/var/tmp", "/home", "/root", "/run/user"];
+    let mut out = Vec::new();
+    for (field, path) in paths {
+        if path.as_os_str().is_empty() {
+            continue;
+        }
+        let message = if path.is_relative() {
+            format!(
+                "must be an absolute path on an installed server ({}): the service runs from its state \
+                 directory and your commands from elsewhere, so they would name different files",
+                path.display()
+            )
+        } else if let Some(dir) = HIDDEN.iter().find(|d| path.starts_with(d))
+            && !(prefix != Path::new("/") && path.starts_with(prefix))
+        {
+            format!(
+                "is under {dir} ({}), which the service cannot see (PrivateTmp / ProtectHome in its unit): \
+                 put it under the state directory (/var/lib/polycopy)",
+                path.display()
+            )
+        } else {
+            continue;
+        };
+        out.push(Problem::new(origin, *field, message));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +136,28 @@ mod tests {
         for (mode, owner, reader, want) in cases {
             assert_eq!(readable_by(mode, owner, reader), want, "{mode:o} {owner:?} {reader:?}");
         }
+    }
+
+    #[test]
+    fn paths_the_service_sees_otherwise_than_a_shell_are_named() {
+        let cases: [(&str, bool); 8] = [
+            ("/var/lib/polycopy/EMERGENCY_STOP", true),
+            ("/srv/polycopy/journal.db", true),
+            ("", true),
+            ("EMERGENCY_STOP", false),
+            ("data/polycopy-live.db", false),
+            ("/tmp/polycopy.stop", false),
+            ("/home/op/stop", false),
+            ("/root/stop", false),
+        ];
+        for (path, fine) in cases {
+            let problems = unseen_by_the_service("s.toml", Path::new("/"), &[("emergency_stop_file", Path::new(path))]);
+            assert_eq!(problems.is_empty(), fine, "{path}: {problems:?}");
+        }
+        let at =
+            |prefix: &str, path: &str| unseen_by_the_service("s.toml", Path::new(prefix), &[("f", Path::new(path))]);
+        assert!(at("/", "/tmpfiles/x").is_empty(), "a prefix of a name is not a directory");
+        assert!(at("/tmp/t/root", "/tmp/t/root/var/lib/polycopy/x").is_empty(), "a staged tree's own paths");
+        assert!(!at("/tmp/t/root", "/tmp/elsewhere/x").is_empty(), "outside the staged tree");
     }
 }

@@ -58,6 +58,19 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
         problems
             .extend(files.iter().filter_map(|(f, what)| super::service_access::unreadable_for_service(f, user, what)));
     }
+    // The installation's own settings, which its unit runs with (not a file POLYCOPY_SYSTEM_CONFIG names).
+    let unit = crate::config::Location::discover(g.instance.as_deref())
+        .ok()
+        .filter(|l| super::system_config_var().is_none() && l.settings_file().exists());
+    if let (Some(s), Some(unit)) = (settings.as_ref(), unit) {
+        let live = s.mode == crate::config::Mode::Live;
+        let journal = if live { "live.db_path" } else { "db_path" };
+        problems.extend(super::service_access::unseen_by_the_service(
+            &s.origin,
+            &unit.prefix,
+            &[("emergency_stop_file", &s.emergency_stop_file), (journal, &s.db_path)],
+        ));
+    }
     let enabled = wallets.as_ref().map_or(0, |w| w.enabled().count());
     let endpoints = match (&settings, &env) {
         (Some(s), Some(e)) if !offline => probe_endpoints(s, e, &mut problems),

@@ -495,3 +495,23 @@ async fn test_installed_when_the_env_file_points_at_other_settings_then_refused(
     assert_eq!(status.code(), Some(78), "{}", inst.log());
     assert!(inst.log().contains("POLYCOPY_SYSTEM_CONFIG is set in"), "{}", inst.log());
 }
+
+/// On an installed server a stop file the service cannot see as the operator's shell does (a
+/// relative path, resolved in the service's state directory; a path under /tmp, hidden by the
+/// unit's PrivateTmp) is named by `check-config`: touched in an emergency, it would never be obeyed.
+#[test]
+fn test_installed_when_the_stop_file_is_relative_or_hidden_from_the_service_then_check_config_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let inst = Installed::stage(&dir.path().join("root"), None);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let stop = format!("emergency_stop_file = \"{}\"", inst.state().join("EMERGENCY_STOP").display());
+    let (code, out, err) = inst.cli(elsewhere.path(), &["check-config", "--offline"]);
+    assert_eq!(code, 0, "as installed: {out}{err}");
+    for (path, said) in [("EMERGENCY_STOP", "must be an absolute path"), ("/tmp/polycopy.stop", "cannot see")] {
+        inst.edit(&stop, &format!("emergency_stop_file = \"{path}\""));
+        let (code, out, err) = inst.cli(elsewhere.path(), &["check-config", "--offline"]);
+        assert_eq!(code, 78, "{path}: {out}{err}");
+        assert!(err.contains("emergency_stop_file") && err.contains(said), "{path}: {err}");
+        inst.edit(&format!("emergency_stop_file = \"{path}\""), &stop);
+    }
+}
