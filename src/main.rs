@@ -108,17 +108,55 @@ fn read_as_systemd_does(file: &std::path::Path) -> Result<(), String> {
     }
 }
 
+/// Loads an env file as systemd reads one: a key set twice takes its last value (an operator
+/// appending `PRIVATE_KEY=…` below the template's empty line gives the daemon the key, and must give
+/// the commands the same), while variables already in the process environment win. Lines before a
+/// malformed one are loaded, then the problem is returned.
 fn load_env_file(file: &std::path::Path) -> Result<(), String> {
-    match dotenvy::from_path(file) {
-        Ok(()) => Ok(()),
-        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(dotenvy::Error::LineParse(..)) => Err(format!(
+    let entries = match dotenvy::from_path_iter(file) {
+        Ok(entries) => entries,
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(env_file_problem(file, &e)),
+    };
+    let mut last: Vec<(String, String)> = Vec::new();
+    let mut problem = None;
+    for entry in entries {
+        match entry {
+            Ok((k, v)) => match last.iter_mut().find(|(key, _)| *key == k) {
+                Some(slot) => slot.1 = v,
+                None => last.push((k, v)),
+            },
+            Err(e) => {
+                problem = Some(env_file_problem(file, &e));
+                break;
+            }
+        }
+    }
+    // Handed to dotenvy again, quoted, as the values it parsed: it sets them (our code may not).
+    let text: String = last
+        .iter()
+        .filter(|(k, _)| std::env::var_os(k).is_none())
+        .map(|(k, v)| {
+            let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$").replace('\n', "\\n");
+            format!("{k}=\"{v}\"\n")
+        })
+        .collect();
+    if dotenvy::from_read(text.as_bytes()).is_err() {
+        return Err(format!("cannot read {}: invalid content (not shown)", file.display()));
+    }
+    problem.map_or(Ok(()), Err)
+}
+
+/// What is wrong with an env file, never quoting it (a line may hold a secret).
+fn env_file_problem(file: &std::path::Path, e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(..) => format!(
             "cannot read {}: line {} is not KEY=VALUE (its text is not shown: it may hold a secret)",
             file.display(),
             bad_env_line(file)
-        )),
-        Err(dotenvy::Error::Io(e)) => Err(format!("cannot read {}: {e}", file.display())),
-        Err(_) => Err(format!("cannot read {}: invalid content (not shown)", file.display())),
+        ),
+        dotenvy::Error::Io(e) => format!("cannot read {}: {e}", file.display()),
+        _ => format!("cannot read {}: invalid content (not shown)", file.display()),
     }
 }
 

@@ -41,9 +41,11 @@ pub fn alert(g: &GlobalArgs, test: bool, direct: bool, message: Option<&str>) ->
 /// Sends `text` straight to Telegram; the exit code (0 when at least one chat took it).
 fn send_direct(g: &GlobalArgs, text: &str) -> i32 {
     // An env file with a bad line is loaded only up to it: the Telegram lines are looked for in the
-    // files themselves too, since a broken file may be why the daemon stopped.
-    let files: Vec<std::path::PathBuf> =
-        super::env_file(g).into_iter().chain(std::iter::once(std::path::PathBuf::from(".env"))).collect();
+    // files themselves too, since a broken file may be why the daemon stopped. On an installed
+    // server only the installation's file counts, as for every command: a checkout's `.env` where
+    // the command happens to run may name a test bot, and the alert would say "sent".
+    let dotenv = super::installed_settings(g).is_none().then(|| std::path::PathBuf::from(".env"));
+    let files: Vec<std::path::PathBuf> = super::env_file(g).into_iter().chain(dotenv).collect();
     let get = |k: &str| std::env::var(k).ok().or_else(|| files.iter().find_map(|f| telegram_line(f, k)));
     let reach = match crate::config::env::telegram_reach(&get) {
         Ok(r) => r,

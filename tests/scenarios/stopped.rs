@@ -62,3 +62,38 @@ async fn test_alert_direct_when_the_daemon_is_down_then_every_chat_is_told_witho
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("TELEGRAM_BOT_TOKEN"), "{out}");
 }
+
+/// On an installed server only the installation's environment file counts: a checkout's `.env`
+/// where the command happens to run (naming a test bot and chat) is not read, so the alert goes
+/// to the installation's chats, as every other command's settings do. The Telegram lines are
+/// appended below the template's empty ones: the last one counts, as systemd reads the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_alert_direct_when_installed_then_a_dotenv_where_it_runs_is_not_read() {
+    use crate::support::installed::{Installed, clean};
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let inst = Installed::stage(&dir.path().join("root"), None);
+    inst.env(&[("TELEGRAM_BOT_TOKEN", TOKEN), ("TELEGRAM_CHAT_ID", "1001"), ("TELEGRAM_API_URL", tg.url.as_str())]);
+    let checkout = tempfile::tempdir().unwrap();
+    std::fs::write(
+        checkout.path().join(".env"),
+        format!("TELEGRAM_BOT_TOKEN={TOKEN}\nTELEGRAM_CHAT_ID=2002\nTELEGRAM_API_URL={}\n", tg.url),
+    )
+    .unwrap();
+    let alert = || {
+        let mut c = std::process::Command::new(inst.root.join("usr/local/bin/polycopy"));
+        c.args(["alert", "--direct", "the service stopped"]).current_dir(checkout.path());
+        crate::support::output(clean(&mut c).output().unwrap())
+    };
+    let (code, out, err) = alert();
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(tg.sent_to(1001).len(), 1, "the installation's chat");
+    assert!(tg.sent_to(2002).is_empty(), "not the checkout's");
+    // Without Telegram in the installation's file, the checkout's is still not used.
+    let text = std::fs::read_to_string(inst.env_file()).unwrap();
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("TELEGRAM_")).collect();
+    std::fs::write(inst.env_file(), kept.join("\n")).unwrap();
+    let (code, out, err) = alert();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(tg.sent_to(2002).is_empty(), "not the checkout's");
+}
