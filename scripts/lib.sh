@@ -58,6 +58,11 @@ set_instance() {
   pc_config_json=""
 }
 
+# POLYCOPY_INSTANCE names the instance for the scripts as it does for the binary (--instance
+# wins): the two must never act on different accounts (one stopping a unit, the other checking
+# a journal).
+if [ -n "${POLYCOPY_INSTANCE:-}" ]; then set_instance "$POLYCOPY_INSTANCE"; fi
+
 # instance_args: the arguments that pass the selected instance on to another script, one per line
 # (use: mapfile -t a < <(instance_args)).
 instance_args() {

@@ -65,10 +65,6 @@ else
   service=""
 fi
 load_config   # once, in this shell: every config_field below reads it
-# A daemon still trading the mode the file no longer says: which journal the service runs after
-# the restart below is the file's, not the one trading now. The operator decides first.
-running_warning=$(config_field running_warning)
-[ -z "$running_warning" ] || die "refusing: $running_warning. Restart the service (or put the mode back) first"
 # An unreadable backup.conf is said (by backup_setting); a plain backup needs no identity.
 [ -n "$identity" ] || identity=$(backup_setting BACKUP_IDENTITY) || identity=""
 [ -f "$backup" ] || die "no such backup: $backup"
@@ -89,6 +85,12 @@ verify_sum() {
 }
 
 if [ -z "$config_to" ]; then
+  # A daemon still trading the mode the file no longer says: which journal the service runs after
+  # the restart below is the file's, not the one trading now. The operator decides first (a
+  # journal named with --db is restored where it is told, behind the lock check below).
+  running_warning=$(config_field running_warning)
+  [ -n "$db" ] || [ -z "$running_warning" ] \
+    || die "refusing: $running_warning. Restart the service (or put the mode back) first, or name the journal with --db"
   daemons_journal=$(db_path)
   [ -n "$db" ] || db=$daemons_journal
   [ -n "$db" ] || die "cannot tell where the journal is (check-config names none): pass --db"

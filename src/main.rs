@@ -113,11 +113,12 @@ fn read_as_systemd_does(file: &std::path::Path) -> Result<(), String> {
 /// the commands the same), while variables already in the process environment win. Lines before a
 /// malformed one are loaded, then the problem is returned.
 fn load_env_file(file: &std::path::Path) -> Result<(), String> {
-    let entries = match dotenvy::from_path_iter(file) {
-        Ok(entries) => entries,
-        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(env_file_problem(file, &e)),
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
     };
+    let entries = dotenvy::from_read_iter(without_bom(&text).as_bytes());
     let mut last: Vec<(String, String)> = Vec::new();
     let mut problem = None;
     for entry in entries {
@@ -147,6 +148,12 @@ fn load_env_file(file: &std::path::Path) -> Result<(), String> {
     problem.map_or(Ok(()), Err)
 }
 
+/// `text` without a leading byte-order mark (a file saved by some Windows editors): it is not part
+/// of the first key.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
 /// What is wrong with an env file, never quoting it (a line may hold a secret).
 fn env_file_problem(file: &std::path::Path, e: &dotenvy::Error) -> String {
     match e {
@@ -164,7 +171,7 @@ fn env_file_problem(file: &std::path::Path, e: &dotenvy::Error) -> String {
 /// an offset within its current entry, not a line): the shortest prefix of lines that fails.
 fn bad_env_line(file: &std::path::Path) -> usize {
     let text = std::fs::read_to_string(file).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = without_bom(&text).lines().collect();
     (1..=lines.len())
         .find(|&n| {
             let prefix = lines[..n].join("\n");

@@ -323,6 +323,7 @@ fn system_file(g: &GlobalArgs) -> Result<Option<PathBuf>, Vec<Problem>> {
         Some(p) => Some(PathBuf::from(p)),
     };
     if g.instance.is_none()
+        && g.config.is_none()
         && system_config_var().is_none()
         && let Some(f) = file.as_ref().filter(|f| !f.exists())
         && let names = installed_instances(&loc.config_dir())
@@ -418,6 +419,7 @@ fn use_journal_of_mode(g: &GlobalArgs, s: &mut Settings) {
 /// other mode ([`OtherModeDaemon`]), that daemon's mode and journal, with a warning.
 fn settings_or_bail(g: &GlobalArgs) -> Result<Settings> {
     let mut s = file_settings_or_bail(g)?;
+    mode_of_the_named_journals_daemon(g, &mut s);
     if let Some(d) = daemon_of_the_other_mode(g, &s) {
         eprintln!("warning: {}; this command acts on that daemon and its journal", d.describe(s.mode));
         d.follow(&mut s);
@@ -435,7 +437,8 @@ fn file_settings_or_bail(g: &GlobalArgs) -> Result<Settings> {
 /// operator may be moving away from it, so its positions are sold or rebooked only when its
 /// journal is named (`--db`).
 fn settings_for_money(g: &GlobalArgs, what: &str) -> Result<Result<Settings, i32>> {
-    let s = file_settings_or_bail(g)?;
+    let mut s = file_settings_or_bail(g)?;
+    mode_of_the_named_journals_daemon(g, &mut s);
     if let Some(d) = daemon_of_the_other_mode(g, &s) {
         eprintln!(
             "refused: {}. A {what} acts on real positions: name that daemon's journal with --db {} to act on it",
@@ -473,6 +476,31 @@ impl OtherModeDaemon {
     fn follow(&self, s: &mut Settings) {
         s.mode = self.mode;
         s.db_path.clone_from(&self.journal);
+    }
+}
+
+/// With `--db`, the mode of the daemon that answers on that journal, when it differs from the
+/// file's (the file switched, the service not restarted): a `reconcile` of the live journal named
+/// so must not answer "paper mode: nothing to reconcile".
+fn mode_of_the_named_journals_daemon(g: &GlobalArgs, s: &mut Settings) {
+    use crate::control::{Request, client::ask};
+    if g.db.is_none() {
+        return;
+    }
+    let Ok(who) = ask(&s.control_socket_path(), &Request::Status, std::time::Duration::from_secs(2)) else { return };
+    let mode = match who.mode.as_str() {
+        "paper" => Mode::Paper,
+        "live" => Mode::Live,
+        _ => return,
+    };
+    if mode != s.mode && crate::control::client::same_journal(std::path::Path::new(&who.journal), &s.db_path) {
+        eprintln!(
+            "note: the daemon on {} trades {} (the settings say {}): this command acts in its mode",
+            s.db_path.display(),
+            mode.as_str(),
+            s.mode.as_str()
+        );
+        s.mode = mode;
     }
 }
 

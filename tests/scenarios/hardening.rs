@@ -39,6 +39,20 @@ fn test_env_file_when_malformed_then_line_named_and_secret_not_shown() {
     std::fs::write(dir.path().join(".env"), "PAPER_TRADING=maybe\n").unwrap();
     let (code, out, err) = d.run_cli(&["check-config", "--offline"]);
     assert_eq!(code, 0, "a parent directory's .env was read: {out}{err}");
+    // A byte-order mark (a file saved by some Windows editors) is not part of the first key; a key
+    // set twice takes its last value, as systemd reads an env file.
+    std::fs::remove_file(dir.path().join(".env")).unwrap();
+    for (text, ok) in [
+        ("\u{feff}PAPER_TRADING=true\n", true),
+        ("\u{feff}PAPER_TRADING=maybe\n", false),
+        ("PAPER_TRADING=\nPAPER_TRADING=maybe\n", false),
+        ("PAPER_TRADING=maybe\nPAPER_TRADING=true\n", true),
+    ] {
+        std::fs::write(d.dir.join(".env"), text).unwrap();
+        let (code, out, err) = d.run_cli(&["check-config", "--offline"]);
+        assert_eq!(code == 0, ok, "{text:?}: {out}{err}");
+        assert!(!err.contains("not KEY=VALUE"), "{text:?}: {err}");
+    }
 }
 
 /// The installation's `polycopy.env` and a `.env` in the directory the command runs from disagree:

@@ -217,6 +217,11 @@ async fn test_installed_live_when_the_file_says_paper_but_the_live_daemon_runs_t
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("refused") && err.contains("--db"), "{err}");
     assert!(l.clob.posts().len() == 1, "nothing sold");
+    // Named with --db as the refusal says, a reconcile acts in the live daemon's mode, never
+    // "paper mode: nothing to reconcile".
+    let live_db = l.live_db();
+    let (_, out, err) = l.cli(&["--db", live_db.to_str().unwrap(), "reconcile", "--apply"]);
+    assert!(!out.contains("paper mode") && err.contains("trades live"), "{out}{err}");
 
     let (code, out, err) = l.cli(&["check-config", "--json", "--offline"]);
     let cfg: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{code} {out}{err}"));
@@ -435,6 +440,16 @@ fn which_instance(root: &std::path::Path, elsewhere: &std::path::Path) {
     assert_eq!(code, 0, "{out}{err}");
     let st: Value = serde_json::from_str(&out).unwrap();
     assert!(st["journal"].as_str().unwrap().ends_with("acct2/polycopy-paper.db"), "{st}");
+    // The scripts read it too: acct2's backup lands in acct2's directory, never the default's.
+    let mut c = std::process::Command::new("bash");
+    c.arg(root.join("usr/local/lib/polycopy/backup.sh")).current_dir(elsewhere);
+    let (code, out, err) = output(clean(&mut c).env("POLYCOPY_INSTANCE", "acct2").output().unwrap());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("var/backups/polycopy/acct2/"), "{out}");
+    // Settings named with --config are not a guess: not refused.
+    std::fs::write(elsewhere.join("own.toml"), "mode = \"paper\"\n").unwrap();
+    let (_, out, err) = run(&["--config", "own.toml", "check-config", "--offline"], &[]);
+    assert!(!err.contains("only the instances"), "{out}{err}");
     let acct1 = root.join("etc/polycopy/acct1/polycopy.toml");
     let (code, out, err) =
         run(&["--instance", "acct2", "halt"], &[("POLYCOPY_SYSTEM_CONFIG", acct1.to_str().unwrap())]);
