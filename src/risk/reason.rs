@@ -8,6 +8,11 @@ use crate::domain::{Price, Shares, Usdc};
 /// lifts the `reducing` it set, and only that one).
 pub const DAILY_LOSS_LIMIT: &str = "daily_loss_limit";
 
+/// The code of a copy refused before its order left because the target's trade was gone from the
+/// chain (an orphaned sighting, a reorg): the copy is taken back, so the trade is copied afresh
+/// if it is mined after all.
+pub const TARGET_FILL_GONE: &str = "target_fill_gone";
+
 /// Why a target fill was not copied. `Display` gives `code: key=value ...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DenyReason {

@@ -297,12 +297,47 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn record_rejection(&mut self, row: i64, code: &str, detail: &str) -> StoreResult<()> {
+        if code == crate::risk::reason::TARGET_FILL_GONE && self.take_back_gone_copy(row, detail)? {
+            return Ok(());
+        }
         exec(
             &self.conn,
             "UPDATE fills SET status = 'rejected', reason = ?2, detail = ?3 WHERE id = ?1 AND status = 'pending'",
             params![row, code, detail],
         )?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// A copy refused because the target's trade went from the chain before our order left: its
+    /// intent and never-posted order are taken back and the fill withdrawn (`orphaned`, or
+    /// `reorged_out` for a block swept away), as if it had gone before it was copied. Kept as a
+    /// refusal with its intent, a trade mined after all (the same transaction late, a replacement,
+    /// a re-inclusion) would find a copy already made and never be copied. False (nothing done)
+    /// when the order was ever posted or anything was booked: then only lookups decide.
+    fn take_back_gone_copy(&mut self, row: i64, detail: &str) -> StoreResult<bool> {
+        let tx = self.conn.savepoint()?;
+        let unsent: bool = query_one(
+            &tx,
+            "SELECT f.status = 'pending' AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = f.id) \
+             AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = f.id AND o.posts > 0) FROM fills f WHERE f.id = ?1",
+            [row],
+            |r| r.get(0),
+        )?;
+        if !unsent {
+            return Ok(false);
+        }
+        exec(&tx, "DELETE FROM orders WHERE fill_id = ?1", [row])?;
+        exec(&tx, "DELETE FROM intents WHERE fill_id = ?1", [row])?;
+        exec(
+            &tx,
+            "UPDATE fills SET status = 'withdrawn', reason = CASE WHEN orphaned = 1 THEN 'orphaned' ELSE 'reorged_out' END, \
+             detail = ?2 WHERE id = ?1",
+            params![row, detail],
+        )?;
+        tx.commit()?;
+        Ok(true)
     }
 }
 

@@ -666,6 +666,36 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_refused_as_gone_before_it_left_is_copied_afresh_when_its_trade_is_mined_after_all() {
+        use crate::domain::{OrderIntent, Price, Shares};
+        let gone = crate::risk::reason::TARGET_FILL_GONE;
+        // (sent before it was found gone, copied afresh once mined)
+        for (posted, copied_again) in [(false, true), (true, false)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+            let now: HashSet<Address> = [WALLET].into();
+            let p = s.journal_pending(&[fill(1, 9, 0)], "pending", &now).unwrap();
+            let (row, f) = (p[0].row, p[0].fill.clone());
+            assert!(s.record_intent(&OrderIntent::for_fill(&f, row, Shares(10_000_000), Price(500_000))).unwrap());
+            s.record_order(row, &crate::clob::order::StoredOrder::for_test(f.side, 10_000_000, 5_000_000)).unwrap();
+            if posted {
+                s.order_sent(row).unwrap();
+            }
+            // The pool's follower orphans it while the order waits its turn; the executor refuses.
+            assert!(s.orphan_tx(B256::repeat_byte(1)).unwrap()[0].copied);
+            s.order_outcome(row, crate::store::OrderStatus::Rejected, None, "target_fill_gone: gone").unwrap();
+            s.record_rejection(row, gone, "gone").unwrap();
+            let status = if posted { "rejected" } else { "withdrawn" };
+            assert_eq!(rows(&s)[0].4, status, "posted: {posted}");
+            // Mined after all.
+            let out =
+                s.journal_range(&[fill(1, 9, 6)], (6, B256::repeat_byte(6)), &[(6, B256::repeat_byte(6))]).unwrap();
+            assert_eq!(out.to_copy.len() == 1, copied_again, "posted: {posted}");
+            assert_eq!(out.to_copy.first().map(|p| p.intent.is_none()), copied_again.then_some(true));
+        }
+    }
+
+    #[test]
     fn an_orphan_is_adopted_by_a_replacement_for_a_week_and_then_no_longer_waits() {
         let week = ORPHAN_ADOPTABLE_MS;
         // (how long ago the orphan was seen, rows after its replacement is mined, still waiting)

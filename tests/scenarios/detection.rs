@@ -558,7 +558,8 @@ async fn test_detection_when_a_pending_sell_is_mined_under_a_replacement_then_si
 
 /// A live copy of a sighting in the pool waits for its turn at the CLOB (held there); the target's
 /// transaction is dropped meanwhile and its sighting orphaned: the signed order never leaves, and
-/// the copy ends refused with a stable reason.
+/// the copy is taken back with a stable reason. The operator's retry of that match, mined as a new
+/// transaction, is then copied once (kept as a refusal with its intent, it would never be).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_a_sighting_is_orphaned_while_its_order_waits_its_turn_then_it_never_leaves() {
     use crate::support::live::{A, STD_TOKEN, live};
@@ -590,8 +591,20 @@ async fn test_live_when_a_sighting_is_orphaned_while_its_order_waits_its_turn_th
         l.d.trades().into_iter().find(|r| r["status"] != "pending").filter(|r| r["side"] == "BUY")
     })
     .await;
-    assert_eq!((row["status"].as_str(), row["reason"].as_str()), (Some("rejected"), Some("target_fill_gone")), "{row}");
+    assert_eq!((row["status"].as_str(), row["reason"].as_str()), (Some("withdrawn"), Some("orphaned")), "{row}");
+    assert!(row["detail"].as_str().unwrap_or("").contains("before our order left"), "{row}");
     assert!(l.clob.posts().is_empty(), "nothing left for the CLOB");
+    let (ex, data) = settlement(Generation::V2, A, STD_TOKEN, 100 * ONE, 50 * ONE, 7);
+    let retry = send(&l.anvil, ex, &data).await;
+    l.anvil.mine(1).await;
+    let rows = wait_for(30, "the retry copied", async || {
+        let t = l.d.trades();
+        t.iter().any(|r| r["status"] == "executed").then_some(t)
+    })
+    .await;
+    assert_eq!(rows.len(), 1, "the same trade, one row: {rows:?}");
+    assert!(rows[0]["fill"].as_str().unwrap().starts_with(&retry.to_string()), "{rows:?}");
+    assert_eq!(l.clob.posts().len(), 1, "copied once");
     assert_eq!(l.d.stop().code(), Some(0));
 }
 

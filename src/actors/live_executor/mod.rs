@@ -361,7 +361,7 @@ impl Run {
                 // the pool orphaned: its transaction dropped or replaced; a reorg swept its block):
                 // nothing left, and nothing leaves.
                 let message = "the target's trade is gone from the chain (orphaned or reorged away) before our order left; not sent";
-                return self.refused("target_fill_gone", message.to_owned(), false).await;
+                return self.refused(crate::risk::reason::TARGET_FILL_GONE, message.to_owned(), false).await;
             }
             self.writer.ask(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?;
             let first_send = !r.ever_sent;
