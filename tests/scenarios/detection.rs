@@ -652,6 +652,49 @@ async fn test_live_when_restarted_with_unsent_copies_of_sightings_then_only_the_
 }
 
 /// Pending detection on, the target copied on sight, the pool read every 100 ms.
+/// A target's SELL seen in the pool while the chain feed is still reading the blocks behind it,
+/// its BUY among them (a restart's backfill, a stalled endpoint), waits for its block: copies keep
+/// the chain's order, so the SELL is sized on the copy of the BUY before it rather than refused
+/// for want of a position (and the BUY then copied into a position the target has left).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_the_feed_is_behind_then_a_sighting_waits_for_its_block() {
+    let anvil = Anvil::start().await;
+    install_exchange(&anvil, V2_EXCHANGE).await;
+    let rpc = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), 100_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &rpc.url, "", &wallets(&[(FAST, "fast", true)], 0.1));
+    d.env.extend(ON_SIGHT.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    d.start();
+    d.wait_live().await;
+    // The BUY is mined while the feed cannot read logs: it stays behind the head.
+    rpc.hold_logs(true);
+    let (ex, data) = settlement(Generation::V2, FAST, 11, 100 * ONE, 40 * ONE, 1);
+    send(&anvil, ex, &data).await;
+    anvil.mine(2).await;
+    wait_for(20, "the feed held reading the BUY's block", async || (rpc.logs_waiting() > 0).then_some(())).await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement_of(Generation::V2, FAST, false, 11, (100 * ONE, 45 * ONE), 2);
+    let sell = send(&anvil, ex, &data).await;
+    let row = wait_for(20, "the SELL sighted", async || {
+        rows_of(&d, FAST).into_iter().find(|r| r["fill"].as_str().unwrap().starts_with(&sell.to_string()))
+    })
+    .await;
+    assert_eq!((row["status"].as_str(), row["triggered_by"].as_str()), (Some("pending"), None), "waits: {row}");
+    rpc.hold_logs(false);
+    anvil.mine(1).await;
+    let rows = wait_for(30, "both copied, in the chain's order", async || {
+        let r = rows_of(&d, FAST);
+        (r.len() == 2 && r.iter().all(|r| r["status"] != "pending")).then_some(r)
+    })
+    .await;
+    // Both copied, the SELL by its block; how much it sells is the exit sizing's business (the
+    // target's balance on chain, which this stand-in exchange does not move).
+    for r in &rows {
+        assert_eq!((r["status"].as_str(), r["triggered_by"].as_str()), (Some("executed"), Some("chain")), "{rows:?}");
+    }
+    assert_eq!(d.stop().code(), Some(0));
+}
+
 const ON_SIGHT: [(&str, &str); 3] = [
     ("POLYCOPY_DETECTION__PENDING", "true"),
     ("POLYCOPY_DETECTION__TRIGGER", "pending"),

@@ -26,6 +26,8 @@ pub(super) struct Sources<'a> {
     pub targets: &'a watch::Receiver<Vec<Address>>,
     /// Targets whose pending trades are acted on before the block.
     pub act_now: &'a watch::Receiver<HashSet<Address>>,
+    /// How far the chain feed has read.
+    pub feed: &'a watch::Receiver<crate::chain::feed::FeedStatus>,
 }
 
 /// Starts what `[detection]` asks for, each until `stop`.
@@ -37,6 +39,7 @@ pub(super) fn start(s: &Settings, t: &Trading, i: &Sources<'_>, stop: &Cancellat
                 chain_id: s.chain.chain_id,
                 poll: Duration::from_millis(s.detection.pending_poll_ms),
                 orphan_after_blocks: s.detection.orphan_after_blocks,
+                confirmations: s.chain.confirmations,
             },
             // Its own connection over HTTP: reading the pool never waits behind the feed.
             Rpc::new(RpcConfig { ws_url: None, ..i.rpc.clone() }),
@@ -46,6 +49,7 @@ pub(super) fn start(s: &Settings, t: &Trading, i: &Sources<'_>, stop: &Cancellat
                 sink: i.registry.clone().recipient(),
                 notifier: t.notifier.clone(),
                 metrics: t.metrics.clone(),
+                feed: i.feed.clone(),
             },
             i.targets.clone(),
             i.act_now.clone(),

@@ -122,7 +122,8 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let feed_stop = stop.child_token();
     let Inputs { copier, registry, feed, mut status, n_targets, rpc, targets, act_now, .. } = i;
     let feed_task = actix::spawn(feed.run(feed_stop.clone()));
-    let sources = detection::Sources { rpc: &rpc, registry: &registry, targets: &targets, act_now: &act_now };
+    let sources =
+        detection::Sources { rpc: &rpc, registry: &registry, targets: &targets, act_now: &act_now, feed: &status };
     detection::start(s, &t, &sources, &feed_stop);
     let stops = Stops { all: stop.clone(), feed: feed_stop, pings: b.pings.clone() };
     announce(&cfg, &t, n_targets);

@@ -179,6 +179,9 @@ impl ChainFeed {
             head::head_moves(self.head_seen, head, std::time::Instant::now(), self.cfg.head_stall)
                 .map_err(|for_s| ChainError::HeadStuck { endpoint: self.rpc.endpoint().to_string(), head, for_s })?,
         );
+        // Published at once: until this round has read up to it, the feed is behind this head
+        // (sightings wait for their blocks meanwhile, see crate::chain::mempool::in_order).
+        self.status.send_modify(|s| s.head = s.head.max(head));
         let safe = head.saturating_sub(self.cfg.confirmations);
         let mut cp = self.start_point(safe).await?;
         // The target list is read again for every range: a target added during a long backfill

@@ -23,6 +23,7 @@ use crate::chain::pending::{Sighting, decode_pending};
 use crate::chain::rpc::{ChainError, PoolTx, Rpc};
 use crate::domain::TargetFill;
 
+pub mod in_order;
 mod subscription;
 pub use subscription::subscribe;
 
@@ -56,6 +57,8 @@ pub struct MempoolConfig {
     pub poll: Duration,
     /// Blocks after which a sighted, still unmined transaction is an orphan.
     pub orphan_after_blocks: u64,
+    /// Blocks the feed stays behind the head on purpose (`chain.confirmations`).
+    pub confirmations: u64,
 }
 
 /// Where pending transactions come from.
@@ -78,6 +81,8 @@ pub struct MempoolPeers {
     pub notifier: Addr<Notifier>,
     /// Counters.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// How far the chain feed has read: sightings are acted on only while it is at the head.
+    pub feed: watch::Receiver<crate::chain::feed::FeedStatus>,
 }
 
 /// A sighted transaction waiting for its block.
@@ -332,7 +337,14 @@ impl Mempool {
     /// Journals sighted fills as provisional and hands those whose target acts on sight to the
     /// registry.
     async fn hand_on(&self, fills: Vec<TargetFill>, seen_at: Instant) -> Result<(), ChainError> {
-        let act_now = self.act_now.borrow().clone();
+        let caught_up = in_order::caught_up(&self.peers.feed.borrow(), self.cfg.confirmations, crate::store::now_ms());
+        let act_now = if caught_up { self.act_now.borrow().clone() } else { HashSet::new() };
+        if !caught_up && !self.act_now.borrow().is_empty() {
+            debug!(
+                fills = fills.len(),
+                "the chain feed is behind the head: sightings wait for their blocks, so copies keep the chain's order"
+            );
+        }
         let n = fills.len();
         let to_copy = self
             .peers

@@ -31,6 +31,9 @@ struct Faults {
     estimates_refused: AtomicUsize,
     receipts_hidden: AtomicBool,
     raw_sends: AtomicUsize,
+    /// While set, `eth_getLogs` calls wait unanswered (a stalled backend); how many wait now.
+    logs_held: AtomicBool,
+    logs_waiting: AtomicUsize,
 }
 
 impl CappedRpc {
@@ -54,6 +57,17 @@ impl CappedRpc {
     /// yet (null), while sending still reaches the one that mined them.
     pub fn hide_receipts(&self, hidden: bool) {
         self.faults.receipts_hidden.store(hidden, Ordering::SeqCst);
+    }
+
+    /// While `held`, `eth_getLogs` calls wait unanswered, as on a stalled backend (the feed falls
+    /// behind the head); released, they are answered.
+    pub fn hold_logs(&self, held: bool) {
+        self.faults.logs_held.store(held, Ordering::SeqCst);
+    }
+
+    /// `eth_getLogs` calls waiting now.
+    pub fn logs_waiting(&self) -> usize {
+        self.faults.logs_waiting.load(Ordering::SeqCst)
     }
 
     /// `eth_sendRawTransaction` calls passed on so far.
@@ -114,9 +128,25 @@ async fn serve(
     (refused, served): (Arc<AtomicUsize>, Arc<AtomicUsize>),
     faults: Arc<Faults>,
 ) {
-    let Faults { lagging, behind, newest_missing, estimates_refused, receipts_hidden, raw_sends } = &*faults;
+    let Faults {
+        lagging,
+        behind,
+        newest_missing,
+        estimates_refused,
+        receipts_hidden,
+        raw_sends,
+        logs_held,
+        logs_waiting,
+    } = &*faults;
     while let Some((_, _, body, _)) = read_request(&mut sock).await {
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if req["method"] == "eth_getLogs" && logs_held.load(Ordering::SeqCst) {
+            logs_waiting.fetch_add(1, Ordering::SeqCst);
+            while logs_held.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            logs_waiting.fetch_sub(1, Ordering::SeqCst);
+        }
         if req["method"] == "eth_sendRawTransaction" {
             raw_sends.fetch_add(1, Ordering::SeqCst);
         }
