@@ -57,6 +57,17 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
     let book = store.book()?;
     let state = store.reconcile_state()?;
     let mut prices = store.last_prices()?;
+    // Held in the journal, and not known to have resolved: the chain is asked whether its market
+    // did (redeemed by Polymarket's auto-redeemer or on the website, it would read as sold).
+    let mut unresolved = BTreeMap::new();
+    for t in book.tokens() {
+        if !state.get(&t).is_some_and(|st| st.resolved)
+            && let Some((info, _)) = store.market(&t)?
+            && let Some(condition) = info.condition_id
+        {
+            unresolved.insert(t, condition);
+        }
+    }
     drop(store);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let data = rt.block_on(crate::market::data_api::positions(&env.data_api_url, funder));
@@ -77,6 +88,7 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
         }
     }
     let chain = rt.block_on(chain_balances(s, &env, funder, &tokens));
+    let resolved_on_chain = rt.block_on(resolved_on_chain(s, &env, &unresolved));
     let sightings: Vec<Sighting> = tokens
         .iter()
         .map(|t| {
@@ -89,7 +101,7 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
                 // Listed or not: a readable Data API that does not list a token says 0.
                 data: data.as_ref().ok().map(|_| listed.map_or(Shares(0), |p| p.size)),
                 unsettled: st.unsettled,
-                resolved: st.resolved || listed.is_some_and(|p| p.redeemable),
+                resolved: st.resolved || listed.is_some_and(|p| p.redeemable) || resolved_on_chain.contains(t),
                 worthless: st.worthless,
                 settling: st.settling,
                 in_flight: st.in_flight,
@@ -152,6 +164,33 @@ async fn chain_balances(
         out.insert(*t, Shares(micros));
     }
     Ok(out)
+}
+
+/// The tokens of `conditions` whose market has resolved on chain (Conditional Tokens has its
+/// payout). A read that fails leaves the token unknown (it is then compared as before).
+async fn resolved_on_chain(
+    s: &Settings,
+    env: &Env,
+    conditions: &BTreeMap<TokenId, alloy::primitives::B256>,
+) -> std::collections::BTreeSet<TokenId> {
+    let mut out = std::collections::BTreeSet::new();
+    if conditions.is_empty() {
+        return out;
+    }
+    let mut rpc = super::http_rpc(s, env);
+    if !matches!(tokio::time::timeout(SOURCE_WAIT, rpc.connect()).await, Ok(Ok(()))) {
+        return out;
+    }
+    let ctf = PositionContracts::from_settings(&s.chain).conditional_tokens;
+    for (t, condition) in conditions {
+        // Binary markets: the outcome count matters only for the numerators, not read here.
+        if let Ok(r) = rpc.condition_result(ctf, *condition, 2).await
+            && !r.denominator.is_zero()
+        {
+            out.insert(*t);
+        }
+    }
+    out
 }
 
 fn shown(s: Option<Shares>) -> String {

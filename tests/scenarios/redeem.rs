@@ -787,3 +787,44 @@ async fn test_redeem_when_paper_then_simulated_once() {
     assert_eq!(d.events("redeemed").len(), 1, "once, and not for the losing market");
     assert_eq!(rows(&d).await, vec![(condition(STD_TOKEN).to_string(), "paper".to_owned())]);
 }
+
+/// Polymarket's auto-redeemer (or the website) redeemed a position while the journal had not seen
+/// its market resolve (the daemon down, Gamma behind the chain): reconcile reads the result on
+/// chain and reports it redeemed, not sold outside, and `--apply` books nothing (booked as sold at
+/// cost, the payout would never reach realized P&L). Before the result is on chain, the same
+/// missing tokens read as sold outside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_redeemed_outside_before_the_journal_saw_the_result_then_redeemed_not_sold() {
+    let mut l = live().await;
+    install(&l.anvil).await;
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    settle_buys_on_chain(&l, &[STD_TOKEN]).await;
+    // The tokens are gone from our funder; the Data API no longer lists them.
+    hold(&l.anvil, SIGNER, STD_TOKEN, 0).await;
+    l.clob.data_positions(&[]);
+    let std_token = STD_TOKEN.to_string();
+    let cause = || {
+        let (_, out, err) = l.d.run_cli(&["reconcile", "--json"]);
+        let r: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+        let d = r["differences"].as_array().unwrap().iter().find(|d| d["token_id"] == std_token.as_str()).cloned();
+        d.map(|d| d["cause"].as_str().unwrap().to_owned())
+    };
+    let cond = condition(STD_TOKEN);
+    send(&l.anvil, CONDITIONAL_TOKENS, setUnreportedCall { conditionId: cond, u: true }.abi_encode()).await;
+    assert_eq!(cause().as_deref(), Some("sold_outside"), "no result on chain yet");
+    send(&l.anvil, CONDITIONAL_TOKENS, setUnreportedCall { conditionId: cond, u: false }.abi_encode()).await;
+    send(
+        &l.anvil,
+        CONDITIONAL_TOKENS,
+        setPayoutsCall { conditionId: cond, n0: U256::from(1), n1: U256::ZERO }.abi_encode(),
+    )
+    .await;
+    assert_eq!(cause().as_deref(), Some("redeemed"));
+    let (_, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
+    assert!(!out.contains("applied: position in"), "{out}{err}");
+    let held =
+        l.d.status()["positions"].as_array().unwrap().iter().find(|p| p["token_id"] == std_token.as_str()).cloned();
+    assert_eq!(held.map(|p| p["shares"].clone()), Some(Value::from("10")), "kept for the resolution to settle");
+}
