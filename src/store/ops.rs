@@ -12,6 +12,11 @@ use super::{Store, StoreResult, dec_u256, hex_addr, now_ms};
 use crate::domain::{ExecMode, Execution, Price, Shares, Side, TokenId, Usdc, addr_lower, mul_price_floor};
 use crate::risk::Written;
 
+/// How long after a SELL of ours was taken out of the books (its match not settled in time) it
+/// may still settle late, ms: a market resolving within it waits before paying out what is held.
+/// The exchange's own retries of a failed settlement take minutes.
+pub const SELL_TAKEN_OUT_GRACE_MS: i64 = 3_600_000;
+
 /// A position closed by its market's resolution (see [`Store::record_settlement`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolution {
@@ -238,16 +243,19 @@ impl Store {
         // put back would sell shares already paid out. So may a copy still in flight or of
         // unknown outcome (at a start, before recovery has reserved it): a SELL the exchange
         // filled would otherwise be booked on a position already paid out. The next check
-        // settles what is held once every such order is known either way.
+        // settles what is held once every such order is known either way. A SELL taken out for
+        // not settling in time may still settle late for a while (put back then, it would sell
+        // shares paid out here, and its proceeds would be lost): the market waits out that grace.
         let awaiting: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM orders o JOIN executions e ON e.fill_id = o.fill_id \
-             WHERE e.token_id = ?1 AND o.status = 'matched' AND o.settled IN (0, 2)) \
+             WHERE e.token_id = ?1 AND o.status = 'matched' AND (o.settled IN (0, 2) \
+             OR (o.settled = -1 AND e.side = 'SELL' AND o.updated_at_ms > ?2))) \
              OR EXISTS (SELECT 1 FROM intents i JOIN fills f ON f.id = i.fill_id \
              LEFT JOIN orders o ON o.fill_id = i.fill_id WHERE i.token_id = ?1 \
              AND ((f.status = 'pending' AND f.suspect = 0 AND f.orphaned = 0) \
              OR o.status IN ('sent', 'unknown', 'live', 'delayed') \
              OR (o.status = 'matched' AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = o.fill_id))))",
-            [token.to_string()],
+            params![token.to_string(), now_ms() - SELL_TAKEN_OUT_GRACE_MS],
             |r| r.get(0),
         )?;
         if awaiting {

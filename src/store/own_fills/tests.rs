@@ -397,6 +397,37 @@ fn a_resolution_waits_for_a_sell_awaiting_settlement() {
     assert_eq!(position(&s), (0, 0));
 }
 
+/// A SELL of ours taken out for not settling in time may still settle late and be put back: a
+/// market resolving meanwhile waits out the grace (paid out at once, the SELL put back later would
+/// sell shares already paid, and its proceeds would be lost). Past the grace, what is held is paid.
+#[test]
+fn a_resolution_waits_out_the_grace_of_a_sell_taken_out() {
+    let one = Price(1_000_000);
+    for late in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let row = copies(&mut s, Side::Sell, 1)[0];
+        let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
+        crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
+        s.record_execution(&live_exec(row, Side::Sell, 4_000_000, 2_400_000), &Address::repeat_byte(0xaa)).unwrap();
+        s.order_outcome(row, OrderStatus::Matched, Some((4_000_000, 2_400_000)), "matched").unwrap();
+        s.record_settlement_change(row, false).unwrap().expect("taken out");
+        assert_eq!(position(&s), (10_000_000, 5_000_000), "its shares are back");
+        assert_eq!(s.record_settlement(U256::from(7), one).unwrap(), None, "it may still settle late");
+        let paid = if late {
+            s.settle_own_fill(&id(0x51), Shares(4_000_000), Usdc(2_400_000), ("0xa", 1)).unwrap();
+            s.record_settlement_change(row, true).unwrap().expect("put back");
+            s.record_settlement(U256::from(7), one).unwrap().expect("paid once put back")
+        } else {
+            s.conn.execute("UPDATE orders SET updated_at_ms = 0 WHERE fill_id = ?1", [row]).unwrap();
+            s.record_settlement(U256::from(7), one).unwrap().expect("paid past the grace")
+        };
+        let (shares, realized) = if late { (6_000_000, 3_000_000) } else { (10_000_000, 5_000_000) };
+        assert_eq!((paid.exec.shares.0, paid.realized.0), (shares, realized), "late: {late}");
+        assert_eq!(position(&s), (0, 0));
+    }
+}
+
 /// A SELL of 10 booked when the book held only 6 (at 3.00): the 4 never held realized nothing.
 /// Taken out, it gives back the 6 at their cost, not 10; corrected by the chain, only the 6's
 /// share of the difference is P&L.
