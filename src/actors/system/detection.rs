@@ -54,7 +54,11 @@ pub(super) fn start(s: &Settings, t: &Trading, i: &Sources<'_>, stop: &Cancellat
             i.targets.clone(),
             i.act_now.clone(),
         );
-        actix::spawn(mempool.run(stop.clone()));
+        // On a thread of its own: a real node's pool is megabytes of JSON read four times a
+        // second, which must not delay the journal's and the copies' turns on the actors' thread.
+        if !actix::Arbiter::new().spawn(mempool.run(stop.clone())) {
+            warn!("the pending-transaction reader could not start");
+        }
         info!(trigger = s.detection.trigger.as_str(), "watching pending transactions to the exchanges");
     }
     if s.detection.rtds {

@@ -279,7 +279,7 @@ impl Mempool {
     async fn read_pool(&mut self) -> Result<(Vec<PoolTx>, Option<HashSet<B256>>), ChainError> {
         Ok(match &mut self.source {
             PoolSource::Txpool => {
-                let pool = self.rpc.txpool_pending().await?;
+                let pool = self.rpc.txpool_pending(&self.cfg.exchanges).await?;
                 let in_pool: HashSet<B256> = pool.iter().map(|(h, _, _, _)| *h).collect();
                 (pool, Some(in_pool))
             }

@@ -18,28 +18,32 @@ pub fn pool_tx(t: &alloy::rpc::types::Transaction) -> Option<PoolTx> {
 }
 
 impl Rpc {
-    /// The node's pending transactions (`txpool_content`, its `pending` part): (hash, from, to,
-    /// input) of each, those without a recipient (contract creations) left out.
+    /// The node's pending transactions to one of `to` (`txpool_content`, its `pending` part):
+    /// (hash, from, to, input) of each. A real pool holds thousands of transactions: only those
+    /// to the watched contracts have their calldata decoded.
     ///
     /// # Errors
     /// On an RPC failure, or when the node does not expose its pool.
-    pub async fn txpool_pending(&self) -> Result<Vec<PoolTx>, ChainError> {
+    pub async fn txpool_pending(&self, to: &[Address]) -> Result<Vec<PoolTx>, ChainError> {
         let p = self.provider()?;
         let v: serde_json::Value = self.call(p.raw_request("txpool_content".into(), ())).await?;
         let mut out = Vec::new();
         for by_nonce in v.get("pending").and_then(serde_json::Value::as_object).into_iter().flat_map(|m| m.values()) {
             for tx in by_nonce.as_object().into_iter().flat_map(|m| m.values()) {
                 let field = |k: &str| tx.get(k).and_then(serde_json::Value::as_str);
-                let (Some(hash), Some(from), Some(to), Some(input)) = (
+                let Some(recipient) = field("to").and_then(|t| t.parse::<Address>().ok()).filter(|r| to.contains(r))
+                else {
+                    continue;
+                };
+                let (Some(hash), Some(from), Some(input)) = (
                     field("hash").and_then(|h| h.parse().ok()),
                     field("from").and_then(|f| f.parse().ok()),
-                    field("to").and_then(|t| t.parse().ok()),
                     field("input"),
                 ) else {
                     continue;
                 };
                 if let Ok(input) = input.parse::<Bytes>() {
-                    out.push((hash, from, to, input));
+                    out.push((hash, from, recipient, input));
                 }
             }
         }
