@@ -88,6 +88,13 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
         }
     }
     let chain = rt.block_on(chain_balances(s, &env, funder, &tokens));
+    // Asked only where the chain holds less than the journal: only there could missing tokens be
+    // taken for sold.
+    if let Ok(c) = &chain {
+        unresolved.retain(|t, _| c.get(t).is_some_and(|on_chain| on_chain.0 < book.position(t).shares.0));
+    } else {
+        unresolved.clear();
+    }
     let resolved_on_chain = rt.block_on(resolved_on_chain(s, &env, &unresolved));
     let sightings: Vec<Sighting> = tokens
         .iter()
@@ -167,7 +174,8 @@ async fn chain_balances(
 }
 
 /// The tokens of `conditions` whose market has resolved on chain (Conditional Tokens has its
-/// payout). A read that fails leaves the token unknown (it is then compared as before).
+/// payout). A read that fails leaves that token, and the ones after it, unknown (compared as
+/// before): a node that does not answer is not asked once per token.
 async fn resolved_on_chain(
     s: &Settings,
     env: &Env,
@@ -184,10 +192,12 @@ async fn resolved_on_chain(
     let ctf = PositionContracts::from_settings(&s.chain).conditional_tokens;
     for (t, condition) in conditions {
         // Binary markets: the outcome count matters only for the numerators, not read here.
-        if let Ok(r) = rpc.condition_result(ctf, *condition, 2).await
-            && !r.denominator.is_zero()
-        {
-            out.insert(*t);
+        match rpc.condition_result(ctf, *condition, 2).await {
+            Ok(r) if !r.denominator.is_zero() => {
+                out.insert(*t);
+            }
+            Ok(_) => {}
+            Err(_) => break,
         }
     }
     out

@@ -315,12 +315,15 @@ impl Store {
     /// `reorged_out` for a block swept away), as if it had gone before it was copied. Kept as a
     /// refusal with its intent, a trade mined after all (the same transaction late, a replacement,
     /// a re-inclusion) would find a copy already made and never be copied. False (nothing done)
-    /// when the order was ever posted or anything was booked: then only lookups decide.
+    /// when the order was ever posted or anything was booked (then only lookups decide), or when
+    /// the trade stands again already (mined between the refusal and this write: the refusal
+    /// stands, as it did before copies were taken back).
     fn take_back_gone_copy(&mut self, row: i64, detail: &str) -> StoreResult<bool> {
         let tx = self.conn.savepoint()?;
         let unsent: bool = query_one(
             &tx,
-            "SELECT f.status = 'pending' AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = f.id) \
+            "SELECT f.status = 'pending' AND (f.orphaned = 1 OR f.reorged_after_copy = 1) \
+             AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = f.id) \
              AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = f.id AND o.posts > 0) FROM fills f WHERE f.id = ?1",
             [row],
             |r| r.get(0),

@@ -249,7 +249,8 @@ impl Store {
         let awaiting: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM orders o JOIN executions e ON e.fill_id = o.fill_id \
              WHERE e.token_id = ?1 AND o.status = 'matched' AND (o.settled IN (0, 2) \
-             OR (o.settled = -1 AND e.side = 'SELL' AND o.updated_at_ms > ?2))) \
+             OR (e.side = 'SELL' AND o.updated_at_ms > ?2 \
+             AND (o.settled = -1 OR (o.settled = 1 AND o.clob_shares > e.shares))))) \
              OR EXISTS (SELECT 1 FROM intents i JOIN fills f ON f.id = i.fill_id \
              LEFT JOIN orders o ON o.fill_id = i.fill_id WHERE i.token_id = ?1 \
              AND ((f.status = 'pending' AND f.suspect = 0 AND f.orphaned = 0) \

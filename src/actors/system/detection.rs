@@ -40,6 +40,10 @@ pub(super) fn start(s: &Settings, t: &Trading, i: &Sources<'_>, stop: &Cancellat
                 poll: Duration::from_millis(s.detection.pending_poll_ms),
                 orphan_after_blocks: s.detection.orphan_after_blocks,
                 confirmations: s.chain.confirmations,
+                feed_fresh_ms: crate::chain::mempool::in_order::fresh_for_ms(
+                    s.chain.poll_interval_ms,
+                    s.chain.request_timeout_ms,
+                ),
             },
             // Its own connection over HTTP: reading the pool never waits behind the feed.
             Rpc::new(RpcConfig { ws_url: None, ..i.rpc.clone() }),

@@ -6,17 +6,28 @@
 
 use crate::chain::feed::FeedStatus;
 
-/// How long the feed may go without a successful round and still count as caught up, ms: a
-/// round every few seconds is normal; an endpoint hanging longer is behind whatever head it saw.
+/// How long a sighting waits for the feed to reach the head before it is left to its block.
+pub const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The least time the feed may go without a successful round and still count as caught up, ms.
 pub const FEED_FRESH_MS: i64 = 15_000;
 
-/// Whether the feed `st` is caught up at `now_ms`: live, its last round successful and recent, and
-/// no more than one block past the confirmations behind the head it last saw.
+/// How long the feed may go without a successful round and still count as caught up, ms: two of
+/// its polls and a request's timeout (a slow poll set on purpose is not "behind"), at least
+/// [`FEED_FRESH_MS`]. An endpoint hanging longer is behind whatever head it saw.
 #[must_use]
-pub fn caught_up(st: &FeedStatus, confirmations: u64, now_ms: i64) -> bool {
+pub fn fresh_for_ms(poll_interval_ms: u64, request_timeout_ms: u64) -> i64 {
+    let ms = poll_interval_ms.saturating_mul(2).saturating_add(request_timeout_ms);
+    i64::try_from(ms).unwrap_or(i64::MAX).max(FEED_FRESH_MS)
+}
+
+/// Whether the feed `st` is caught up at `now_ms`: live, its last round successful and no older
+/// than `fresh_ms`, and no more than one block past the confirmations behind the head it last saw.
+#[must_use]
+pub fn caught_up(st: &FeedStatus, confirmations: u64, fresh_ms: i64, now_ms: i64) -> bool {
     st.live
         && st.failing_since_ms == 0
-        && now_ms - st.last_ok_ms <= FEED_FRESH_MS
+        && now_ms - st.last_ok_ms <= fresh_ms
         && st.head.saturating_sub(st.processed) <= confirmations + 1
 }
 
@@ -41,7 +52,11 @@ mod tests {
             (status(true, 100, 100, now - 1_000, now - 500), 0, false, "the last round failed"),
         ];
         for (st, confirmations, want, why) in cases {
-            assert_eq!(caught_up(&st, confirmations, now), want, "{why}");
+            assert_eq!(caught_up(&st, confirmations, FEED_FRESH_MS, now), want, "{why}");
         }
+        let slow = fresh_for_ms(30_000, 10_000);
+        assert_eq!(slow, 70_000, "a slow poll set on purpose is not behind");
+        assert!(caught_up(&status(true, 100, 100, now - 40_000, 0), 0, slow, now));
+        assert_eq!(fresh_for_ms(2_000, 10_000), FEED_FRESH_MS);
     }
 }

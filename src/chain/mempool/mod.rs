@@ -59,6 +59,9 @@ pub struct MempoolConfig {
     pub orphan_after_blocks: u64,
     /// Blocks the feed stays behind the head on purpose (`chain.confirmations`).
     pub confirmations: u64,
+    /// How long the feed may go without a successful round and still be at the head, ms
+    /// ([`in_order::fresh_for_ms`]).
+    pub feed_fresh_ms: i64,
 }
 
 /// Where pending transactions come from.
@@ -334,10 +337,23 @@ impl Mempool {
         fills
     }
 
+    /// Whether the chain feed is at the head ([`in_order::caught_up`]), waiting up to
+    /// [`in_order::CATCH_UP_WAIT`] for a round in progress to end (a round that starts a few blocks
+    /// behind reads as behind for its length; a backfill or a stalled endpoint stays behind). This
+    /// reader runs on its own thread: the wait holds up nothing else.
+    async fn feed_at_the_head(&self) -> bool {
+        let (confirmations, fresh_ms) = (self.cfg.confirmations, self.cfg.feed_fresh_ms);
+        let at_head = |st: &crate::chain::feed::FeedStatus| {
+            in_order::caught_up(st, confirmations, fresh_ms, crate::store::now_ms())
+        };
+        let mut feed = self.peers.feed.clone();
+        matches!(tokio::time::timeout(in_order::CATCH_UP_WAIT, feed.wait_for(at_head)).await, Ok(Ok(_)))
+    }
+
     /// Journals sighted fills as provisional and hands those whose target acts on sight to the
     /// registry.
     async fn hand_on(&self, fills: Vec<TargetFill>, seen_at: Instant) -> Result<(), ChainError> {
-        let caught_up = in_order::caught_up(&self.peers.feed.borrow(), self.cfg.confirmations, crate::store::now_ms());
+        let caught_up = self.feed_at_the_head().await;
         let act_now = if caught_up { self.act_now.borrow().clone() } else { HashSet::new() };
         if !caught_up && !self.act_now.borrow().is_empty() {
             debug!(

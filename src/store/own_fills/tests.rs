@@ -428,6 +428,28 @@ fn a_resolution_waits_out_the_grace_of_a_sell_taken_out() {
     }
 }
 
+/// The same for a SELL taken out in part (2 of its 4 settled in time): the rest may still settle
+/// late and grow it, so the market waits; once it has, the 6 held are paid.
+#[test]
+fn a_resolution_waits_out_the_grace_of_a_sell_taken_out_in_part() {
+    let one = Price(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+    let row = copies(&mut s, Side::Sell, 1)[0];
+    let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
+    crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
+    s.record_execution(&live_exec(row, Side::Sell, 4_000_000, 2_400_000), &Address::repeat_byte(0xaa)).unwrap();
+    s.order_outcome(row, OrderStatus::Matched, Some((4_000_000, 2_400_000)), "matched").unwrap();
+    s.settle_own_fill(&id(0x51), Shares(2_000_000), Usdc(1_200_000), ("0xa", 1)).unwrap();
+    s.record_settlement_change(row, false).unwrap().expect("the rest taken out");
+    assert_eq!(position(&s), (8_000_000, 4_000_000), "2 sold, 2 back");
+    assert_eq!(s.record_settlement(U256::from(7), one).unwrap(), None, "the rest may still settle late");
+    s.settle_own_fill(&id(0x51), Shares(2_000_000), Usdc(1_200_000), ("0xb", 1)).unwrap();
+    assert_eq!(position(&s), (6_000_000, 3_000_000), "grown by the late part");
+    let paid = s.record_settlement(U256::from(7), one).unwrap().expect("paid once whole");
+    assert_eq!((paid.exec.shares.0, paid.realized.0), (6_000_000, 3_000_000));
+}
+
 /// A SELL of 10 booked when the book held only 6 (at 3.00): the 4 never held realized nothing.
 /// Taken out, it gives back the 6 at their cost, not 10; corrected by the chain, only the 6's
 /// share of the difference is P&L.
