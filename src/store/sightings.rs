@@ -614,10 +614,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_match_journaled_without_its_execution_on_an_orphaned_sighting_is_recovered() {
+    /// A journal with the sighting of transaction 1 copied at once: its intent and signed order
+    /// (10 shares at 0.50) journaled, the order not sent yet.
+    fn copied_sighting() -> (tempfile::TempDir, Store, i64) {
         use crate::domain::{OrderIntent, Price, Shares};
-        use crate::store::OrderStatus;
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let now: HashSet<Address> = [WALLET].into();
@@ -625,6 +625,14 @@ mod tests {
         let (row, f) = (p[0].row, p[0].fill.clone());
         assert!(s.record_intent(&OrderIntent::for_fill(&f, row, Shares(10_000_000), Price(500_000))).unwrap());
         s.record_order(row, &crate::clob::order::StoredOrder::for_test(f.side, 10_000_000, 5_000_000)).unwrap();
+        (dir, s, row)
+    }
+
+    #[test]
+    fn a_match_journaled_without_its_execution_on_an_orphaned_sighting_is_recovered() {
+        use crate::domain::{Price, Shares};
+        use crate::store::OrderStatus;
+        let (_dir, mut s, row) = copied_sighting();
         s.order_sent(row).unwrap();
         s.orphan_tx(B256::repeat_byte(1)).unwrap();
         // It matched, and the daemon stopped before the execution was written.
@@ -635,8 +643,8 @@ mod tests {
         // Once booked, nothing is left to recover.
         let e = crate::domain::Execution {
             fill_row: row,
-            side: f.side,
-            token_id: f.token_id,
+            side: left[0].fill.side,
+            token_id: left[0].fill.token_id,
             shares: Shares(10_000_000),
             price: Price(500_000),
             usdc: crate::domain::Usdc(5_000_000),
@@ -667,17 +675,10 @@ mod tests {
 
     #[test]
     fn a_copy_refused_as_gone_before_it_left_is_copied_afresh_when_its_trade_is_mined_after_all() {
-        use crate::domain::{OrderIntent, Price, Shares};
         let gone = crate::risk::reason::TARGET_FILL_GONE;
         // (sent before it was found gone, copied afresh once mined)
         for (posted, copied_again) in [(false, true), (true, false)] {
-            let dir = tempfile::tempdir().unwrap();
-            let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-            let now: HashSet<Address> = [WALLET].into();
-            let p = s.journal_pending(&[fill(1, 9, 0)], "pending", &now).unwrap();
-            let (row, f) = (p[0].row, p[0].fill.clone());
-            assert!(s.record_intent(&OrderIntent::for_fill(&f, row, Shares(10_000_000), Price(500_000))).unwrap());
-            s.record_order(row, &crate::clob::order::StoredOrder::for_test(f.side, 10_000_000, 5_000_000)).unwrap();
+            let (_dir, mut s, row) = copied_sighting();
             if posted {
                 s.order_sent(row).unwrap();
             }

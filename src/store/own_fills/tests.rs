@@ -376,6 +376,17 @@ fn a_resolution_waits_for_a_buy_awaiting_settlement() {
     assert_eq!(position(&s), (0, 0));
 }
 
+/// Holding 10 shares at 5.00, a SELL of ours of 4 for 2.40 matched and booked, not settled on
+/// chain yet; returns its fill row.
+fn sold_four_of_ten(s: &mut Store) -> i64 {
+    let row = copies(s, Side::Sell, 1)[0];
+    let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
+    crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
+    s.record_execution(&live_exec(row, Side::Sell, 4_000_000, 2_400_000), &Address::repeat_byte(0xaa)).unwrap();
+    s.order_outcome(row, OrderStatus::Matched, Some((4_000_000, 2_400_000)), "matched").unwrap();
+    row
+}
+
 /// The same for a SELL of ours: while it awaits its settlement on chain (it may be taken out and
 /// its shares come back, or settle late and be put back), the market is not paid out; once it
 /// settled, what is held is.
@@ -383,11 +394,7 @@ fn a_resolution_waits_for_a_buy_awaiting_settlement() {
 fn a_resolution_waits_for_a_sell_awaiting_settlement() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-    let row = copies(&mut s, Side::Sell, 1)[0];
-    let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
-    crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
-    s.record_execution(&live_exec(row, Side::Sell, 4_000_000, 2_400_000), &Address::repeat_byte(0xaa)).unwrap();
-    s.order_outcome(row, OrderStatus::Matched, Some((4_000_000, 2_400_000)), "matched").unwrap();
+    let row = sold_four_of_ten(&mut s);
     let one = Price(1_000_000);
     assert_eq!(s.record_settlement(U256::from(7), one).unwrap(), None, "the SELL may still come back");
     assert_eq!(position(&s), (6_000_000, 3_000_000));
@@ -406,11 +413,7 @@ fn a_resolution_waits_out_the_grace_of_a_sell_taken_out() {
     for late in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-        let row = copies(&mut s, Side::Sell, 1)[0];
-        let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
-        crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
-        s.record_execution(&live_exec(row, Side::Sell, 4_000_000, 2_400_000), &Address::repeat_byte(0xaa)).unwrap();
-        s.order_outcome(row, OrderStatus::Matched, Some((4_000_000, 2_400_000)), "matched").unwrap();
+        let row = sold_four_of_ten(&mut s);
         s.record_settlement_change(row, false).unwrap().expect("taken out");
         assert_eq!(position(&s), (10_000_000, 5_000_000), "its shares are back");
         assert_eq!(s.record_settlement(U256::from(7), one).unwrap(), None, "it may still settle late");
@@ -435,11 +438,7 @@ fn a_resolution_waits_out_the_grace_of_a_sell_taken_out_in_part() {
     let one = Price(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-    let row = copies(&mut s, Side::Sell, 1)[0];
-    let held = Position { shares: Shares(10_000_000), cost: Usdc(5_000_000) };
-    crate::store::journal::write_position(&s.conn, "7", held, 1).unwrap();
-    s.record_execution(&live_exec(row, Side::Sell, 4_000_000, 2_400_000), &Address::repeat_byte(0xaa)).unwrap();
-    s.order_outcome(row, OrderStatus::Matched, Some((4_000_000, 2_400_000)), "matched").unwrap();
+    let row = sold_four_of_ten(&mut s);
     s.settle_own_fill(&id(0x51), Shares(2_000_000), Usdc(1_200_000), ("0xa", 1)).unwrap();
     s.record_settlement_change(row, false).unwrap().expect("the rest taken out");
     assert_eq!(position(&s), (8_000_000, 4_000_000), "2 sold, 2 back");
