@@ -394,7 +394,7 @@ fn sold_four_of_ten(s: &mut Store) -> i64 {
 fn a_resolution_waits_for_a_sell_awaiting_settlement() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-    let row = sold_four_of_ten(&mut s);
+    sold_four_of_ten(&mut s);
     let one = Price(1_000_000);
     assert_eq!(s.record_settlement(U256::from(7), one).unwrap(), None, "the SELL may still come back");
     assert_eq!(position(&s), (6_000_000, 3_000_000));
