@@ -32,6 +32,15 @@ async fn copied_with_settle_timeout() -> Live {
     l
 }
 
+/// Our fill on chain settling the first order we sent (10 shares for 5.10, BUY), with `fee` pUSD
+/// charged on top.
+fn our_fill_of_the_first_order(l: &Live, fee: u64) -> Fill {
+    let mut ours = Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, 10 * ONE, 5_100_000);
+    ours.order_hash = l.clob.orders()[0].id.parse().unwrap();
+    ours.words[4] = alloy::primitives::U256::from(fee);
+    ours
+}
+
 /// Our own `OrderFilled` on chain confirms a matched order; a matched order that never shows up on
 /// chain is reported and taken out of our books after `settle_timeout_s`.
 /// Midpoints from the CLOB mark our position; a mark that puts today's realized plus unrealized
@@ -76,8 +85,7 @@ async fn test_live_when_match_settles_or_not_on_chain_then_confirmed_or_reversed
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_the_block_that_settled_a_match_is_reorged_away_then_it_is_taken_out_once_overdue() {
     let l = copied_with_settle_timeout().await;
-    let mut ours = Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, 10 * ONE, 5_100_000);
-    ours.order_hash = l.clob.orders()[0].id.parse().unwrap();
+    let ours = our_fill_of_the_first_order(&l, 0);
     l.anvil.emit(&ours).await;
     wait_for(20, "settlement", async || (settled(&l.d)[0].1 == 1).then_some(())).await;
     l.anvil.raw("anvil_reorg", json!([1, []])).await;
@@ -106,8 +114,7 @@ async fn test_live_when_killed_after_our_fill_was_journaled_and_its_block_reorge
     l.d.wait_live().await;
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
-    let mut ours = Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, 10 * ONE, 5_100_000);
-    ours.order_hash = l.clob.orders()[0].id.parse().unwrap();
+    let ours = our_fill_of_the_first_order(&l, 0);
     l.anvil.emit(&ours).await;
     assert!(!l.d.wait_exit().await.success(), "the fault aborted the daemon");
     assert_eq!(settled(&l.d)[0].1, 1, "settled by our fill, journaled before the abort");
@@ -282,9 +289,7 @@ async fn test_live_when_the_trading_day_rolls_on_its_timer_then_the_loss_limits_
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
     // Settled on chain with a fee of 3.50 pUSD: past the -3 limit.
-    let mut ours = Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, 10 * ONE, 5_100_000);
-    ours.order_hash = l.clob.orders()[0].id.parse().unwrap();
-    ours.words[4] = alloy::primitives::U256::from(3_500_000u64);
+    let ours = our_fill_of_the_first_order(&l, 3_500_000);
     l.anvil.emit(&ours).await;
     wait_for(20, "reducing", async || (l.d.status()["breaker"]["state"] == "reducing").then_some(())).await;
     assert_eq!(l.d.status()["realized_today_usdc"], "-3.5");
@@ -326,9 +331,7 @@ async fn test_live_when_our_fill_pays_a_fee_on_chain_then_todays_pnl_counts_it_o
     wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
     assert_eq!(l.d.status()["realized_today_usdc"], "0");
     // Settled on chain with a fee of 3.50 pUSD on top: past the -3 limit on fees alone.
-    let mut ours = Fill::v2(0, SIGNER, V2_EXCHANGE, true, STD_TOKEN, 10 * ONE, 5_100_000);
-    ours.order_hash = l.clob.orders()[0].id.parse().unwrap();
-    ours.words[4] = alloy::primitives::U256::from(3_500_000u64);
+    let ours = our_fill_of_the_first_order(&l, 3_500_000);
     l.anvil.emit(&ours).await;
     let b = wait_for(20, "reducing", async || {
         let s = l.d.status();
