@@ -78,8 +78,9 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
     };
     // The file is checked as written; the daemon that trades may still run the mode it started
     // with, and the scripts (backup, health check) must act on that one.
-    let running =
-        settings.as_ref().and_then(|s| super::daemon_of_the_other_mode(g, s).map(|d| (d.describe(s.mode), d)));
+    let running = settings
+        .as_ref()
+        .and_then(|s| super::daemon_that_trades::daemon_of_the_other_mode(g, s).map(|d| (d.describe(s.mode), d)));
     if as_json {
         let out = json!({
             "ok": problems.is_empty(),

@@ -1,0 +1,87 @@
+//! The daemon that trades, when it is not the one the settings file names: a daemon reads its
+//! settings once, at its start, so after the file's mode was changed and the service not restarted
+//! the other mode's daemon still trades. Commands find it here (see `settings_or_bail`).
+
+use std::path::PathBuf;
+
+use super::{GlobalArgs, other_mode_socket};
+use crate::config::{Mode, Settings};
+
+/// The daemon that trades in the other mode than the settings file now says: the file's mode was
+/// changed and the service not restarted (a daemon reads its settings once, at its start).
+#[derive(Debug, Clone)]
+pub(super) struct OtherModeDaemon {
+    /// Its mode.
+    pub(super) mode: Mode,
+    /// Its journal (absolute, as it names it).
+    pub(super) journal: PathBuf,
+    /// Its process id.
+    pid: u32,
+}
+
+impl OtherModeDaemon {
+    /// The situation in words, for a warning or a refusal.
+    pub(super) fn describe(&self, file_mode: Mode) -> String {
+        format!(
+            "the settings say {} mode, but the daemon that trades (pid {}) runs {} on the journal {} (its mode \
+             is read at its start: restart the service to apply the file's)",
+            file_mode.as_str(),
+            self.pid,
+            self.mode.as_str(),
+            self.journal.display()
+        )
+    }
+
+    /// Points `s` at that daemon: its mode and journal (and so its control socket, which follows
+    /// the journal).
+    pub(super) fn follow(&self, s: &mut Settings) {
+        s.mode = self.mode;
+        s.db_path.clone_from(&self.journal);
+    }
+}
+
+/// With `--db`, the mode of the daemon that answers on that journal, when it differs from the
+/// file's (the file switched, the service not restarted): a `reconcile` of the live journal named
+/// so must not answer "paper mode: nothing to reconcile".
+pub(super) fn mode_of_the_named_journals_daemon(g: &GlobalArgs, s: &mut Settings) {
+    use crate::control::{Request, client::ask};
+    if g.db.is_none() {
+        return;
+    }
+    let Ok(who) = ask(&s.control_socket_path(), &Request::Status, std::time::Duration::from_secs(2)) else { return };
+    let mode = match who.mode.as_str() {
+        "paper" => Mode::Paper,
+        "live" => Mode::Live,
+        _ => return,
+    };
+    if mode != s.mode && crate::control::client::same_journal(std::path::Path::new(&who.journal), &s.db_path) {
+        eprintln!(
+            "note: the daemon on {} trades {} (the settings say {}): this command acts in its mode",
+            s.db_path.display(),
+            mode.as_str(),
+            s.mode.as_str()
+        );
+        s.mode = mode;
+    }
+}
+
+/// [`OtherModeDaemon`], when no daemon answers on the settings' own control socket and one
+/// answers on the other mode's. Every command acts on the daemon that trades: a status, a close, a
+/// backup or a reconcile run against the idle journal of the file's new mode would look fine and
+/// act on nothing. `None` with `--db` (the command names its journal) or a control socket set in
+/// the settings (shared by both modes: the daemon answering is the one that trades).
+pub(super) fn daemon_of_the_other_mode(g: &GlobalArgs, s: &Settings) -> Option<OtherModeDaemon> {
+    use crate::control::{Request, client::ask};
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+    let other = other_mode_socket(g, s)?;
+    if ask(&s.control_socket_path(), &Request::Status, WAIT).is_ok() {
+        return None;
+    }
+    let who = ask(&other, &Request::Status, WAIT).ok()?;
+    let mode = match who.mode.as_str() {
+        "paper" => Mode::Paper,
+        "live" => Mode::Live,
+        _ => return None,
+    };
+    (mode != s.mode).then(|| OtherModeDaemon { mode, journal: PathBuf::from(who.journal), pid: who.pid })
+}
