@@ -37,17 +37,20 @@ async fn tokens(store: &Addr<StoreActor>, sel: &MarketSelector) -> Result<Vec<cr
 }
 
 /// Closes our positions in `market` (all when `None`) at market within the slippage cap.
+/// `asked`: the trading gate's count of halts and the time (unix ms) when the operator asked, read
+/// before anything is awaited: a halt after it stops the close's orders, after a restart too.
 ///
 /// # Errors
 /// A message for the operator when nothing could be started.
 pub async fn close(
-    store: &Addr<StoreActor>,
-    risk: &Addr<RiskSupervisor>,
+    (store, risk): (&Addr<StoreActor>, &Addr<RiskSupervisor>),
     market: Option<&str>,
     by: &str,
+    (halts_seen, asked_ms): (u64, i64),
 ) -> Result<CloseStarted, String> {
     let scope = scope(store, market).await?;
-    match tokio::time::timeout(CLOSE_WAIT, risk.send(Close { scope, by: by.to_owned() })).await {
+    let close = Close { scope, by: by.to_owned(), halts_seen, asked_ms };
+    match tokio::time::timeout(CLOSE_WAIT, risk.send(close)).await {
         // A market named and nothing held there: likely a typo, not a success.
         Ok(Ok(Ok(s))) if market.is_some() && s.orders.is_empty() && s.unsold.is_empty() && s.failed.is_empty() => Err(
             format!("we hold no position in {}: nothing to close (`polycopy status` lists them)", market.unwrap_or("")),

@@ -68,12 +68,19 @@ fn close_fill(o: &CloseOrder, nonce: u64, now: i64) -> TargetFill {
 
 impl Store {
     /// Journals a close order and its intent in one transaction, before anything is sent: the row
-    /// is recovered after a crash like any copy (looked up, never sent twice).
+    /// is recovered after a crash like any copy (looked up, never sent twice). It is dated when the
+    /// operator asked (`asked_ms`), not when it is written: a halt raised while it waited for the
+    /// journal is later than the close, and stops it after a restart too.
     ///
     /// # Errors
     /// On a database error (nothing is written).
-    pub fn record_close(&mut self, o: &CloseOrder, nonce: u64) -> StoreResult<(i64, TargetFill, OrderIntent)> {
-        let now = now_ms();
+    pub fn record_close(
+        &mut self,
+        o: &CloseOrder,
+        nonce: u64,
+        asked_ms: i64,
+    ) -> StoreResult<(i64, TargetFill, OrderIntent)> {
+        let now = asked_ms;
         let block_ts = u64::try_from(now / 1000).unwrap_or(0);
         let fill = close_fill(o, nonce, now);
         let usdc = fill.usdc.0;

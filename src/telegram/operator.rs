@@ -110,6 +110,8 @@ pub async fn offer_close(ops: &super::commands::Ops, arg: &str) -> (String, Vec<
 /// A pressed close button: carries out the close it was offered for, once.
 pub async fn confirm_close(ops: &super::commands::Ops, nonce: &str) -> super::commands::Pressed {
     use super::commands::Pressed::{Done, Refused};
+    // The moment of the press: a halt after it stops the close, however long its checks take.
+    let asked = (ops.gate.halts(), now_ms());
     let Some(offered) = nonce.parse::<u64>().ok().and_then(|n| ops.closes.take(n)) else {
         return Refused("this button was already used or is unknown: send /close again".into());
     };
@@ -130,7 +132,7 @@ pub async fn confirm_close(ops: &super::commands::Ops, nonce: &str) -> super::co
         Ok(_) => {}
         Err(e) => return Refused(format!("not closed: {e}")),
     }
-    match market_ops::close(&ops.store, &ops.risk, offered.market.as_deref(), "telegram").await {
+    match market_ops::close((&ops.store, &ops.risk), offered.market.as_deref(), "telegram", asked).await {
         // The close itself is reported to every chat (the operator event); this chat only needs to
         // know its press was taken.
         Ok(s) => Done(format!(

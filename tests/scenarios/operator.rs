@@ -303,6 +303,46 @@ async fn test_close_when_halted_after_it_started_then_its_order_does_not_leave()
     let _ = close.wait();
 }
 
+/// Live: a halt raised while the close's orders wait for the journal (a slow disk) stops them: the
+/// close was asked before the halt, and a halt stops every order approved before it. Before, the
+/// halt count was read once the orders were journaled, so they went out while halted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_halted_while_it_is_journaled_then_its_order_does_not_leave() {
+    use crate::support::live::*;
+    let mut l = live().await;
+    let hold = l.d.dir.join("hold-close");
+    l.d.start_with(&[
+        ("POLYCOPY_FAULT", "hold_before_close_journaled"),
+        ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
+    ]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the buy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    std::fs::write(&hold, "").unwrap();
+    let close =
+        l.d.cmd(&["close", &STD_TOKEN.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(20, "the close waiting for the journal", async || {
+        l.d.log().contains("fault injection: holding").then_some(())
+    })
+    .await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "stop everything"]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::remove_file(&hold).unwrap();
+    let out = close.wait_with_output().unwrap();
+    assert!(out.status.code().is_some(), "the close command ended");
+    let row = wait_for(20, "the close decided", async || {
+        l.d.trades().into_iter().find(|r| r["side"] == "SELL" && r["status"] != "pending")
+    })
+    .await;
+    assert_eq!((row["status"].as_str(), row["reason"].as_str()), (Some("rejected"), Some("halted")), "{row}");
+    assert!(orders_in_journal(&l.d).iter().all(|o| o.2 <= 1), "{:?}", orders_in_journal(&l.d));
+    // A later copy, refused while halted, is the marker that nothing more was going to leave.
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    wait_for(20, "the next copy refused", async || l.d.trades().iter().any(|r| r["reason"] == "halted").then_some(()))
+        .await;
+    assert_eq!(l.clob.posts().len(), 1, "only the copy's BUY reached the CLOB: {:?}", l.clob.posts());
+}
+
 /// Live: a close held before its POST, then a halt, then the daemon killed (a stop that outwaits
 /// its grace): after the restart, still halted, the close found again is only looked up. The
 /// operator's close goes out in any trading state only in the run that started it; the halt

@@ -26,6 +26,12 @@ pub struct Close {
     pub scope: CloseScope,
     /// Who asked (`cli`, `telegram`).
     pub by: String,
+    /// The trading gate's count of halts when the operator asked: a halt after that (while the
+    /// close orders are journaled, say) stops them, as it stops every order approved before it.
+    pub halts_seen: u64,
+    /// When the operator asked, unix ms: the orders' start, which a restart compares with the last
+    /// halt asked for.
+    pub asked_ms: i64,
 }
 
 /// What a close sent and what it left.
@@ -121,8 +127,8 @@ impl RiskSupervisor {
     fn start_close(
         &mut self,
         ctx: &mut Context<Self>,
-        fill: crate::domain::TargetFill,
-        intent: crate::domain::OrderIntent,
+        (fill, intent): (crate::domain::TargetFill, crate::domain::OrderIntent),
+        halts_seen: u64,
     ) {
         let m = Evaluate {
             intent,
@@ -135,7 +141,7 @@ impl RiskSupervisor {
             market: None,
             journaled: None,
             booked: None,
-            halts_seen: Some(self.gate.halts()),
+            halts_seen: Some(halts_seen),
         };
         self.reserved.add(m.intent.fill_row, Reservation::of(&m.intent));
         self.publish_reserved();
@@ -184,30 +190,36 @@ impl Handler<Close> for RiskSupervisor {
                 .orders
                 .iter()
                 .enumerate()
-                .map(|(i, o)| store.send(RecordClose { order: o.clone(), nonce: nonce + i as u64 }))
+                .map(|(i, o)| {
+                    store.send(RecordClose { order: o.clone(), nonce: nonce + i as u64, asked_ms: m.asked_ms })
+                })
                 .collect();
-            let by = m.by;
-            async move { futures_util::future::join_all(records).await }.into_actor(act).map(
-                move |results, act, ctx| {
-                    for k in held {
-                        act.reserved.release(k);
-                    }
-                    act.publish_reserved();
-                    let mut started = CloseStarted { unsold: plan.unsold, ..CloseStarted::default() };
-                    for (o, r) in plan.orders.into_iter().zip(results) {
-                        match r {
-                            Ok(Ok((row, fill, intent))) => {
-                                act.start_close(ctx, fill, intent);
-                                started.orders.push((row, o));
-                            }
-                            Ok(Err(e)) => started.failed.push((o, e.to_string())),
-                            Err(e) => started.failed.push((o, e.to_string())),
+            let (by, halts_seen) = (m.by, m.halts_seen);
+            async move {
+                // Tests stretch the journal's write of the close (a slow disk) to halt inside it.
+                crate::fault::hold_at("hold_before_close_journaled").await;
+                futures_util::future::join_all(records).await
+            }
+            .into_actor(act)
+            .map(move |results, act, ctx| {
+                for k in held {
+                    act.reserved.release(k);
+                }
+                act.publish_reserved();
+                let mut started = CloseStarted { unsold: plan.unsold, ..CloseStarted::default() };
+                for (o, r) in plan.orders.into_iter().zip(results) {
+                    match r {
+                        Ok(Ok((row, fill, intent))) => {
+                            act.start_close(ctx, (fill, intent), halts_seen);
+                            started.orders.push((row, o));
                         }
+                        Ok(Err(e)) => started.failed.push((o, e.to_string())),
+                        Err(e) => started.failed.push((o, e.to_string())),
                     }
-                    act.notifier.do_send(Event::Operator { message: close_summary(&started, &by) });
-                    Ok(started)
-                },
-            )
+                }
+                act.notifier.do_send(Event::Operator { message: close_summary(&started, &by) });
+                Ok(started)
+            })
         }))
     }
 }

@@ -146,8 +146,10 @@ pub struct RecordClose {
     pub order: crate::risk::close::CloseOrder,
     /// Separates closes asked within one millisecond.
     pub nonce: u64,
+    /// When the operator asked, unix ms.
+    pub asked_ms: i64,
 }
-store_handler!(RecordClose -> (i64, crate::domain::TargetFill, crate::domain::OrderIntent), |s, m| s.record_close(&m.order, m.nonce));
+store_handler!(RecordClose -> (i64, crate::domain::TargetFill, crate::domain::OrderIntent), |s, m| s.record_close(&m.order, m.nonce, m.asked_ms));
 
 /// The tokens of a market as the journal knows them.
 #[derive(Debug)]
