@@ -68,11 +68,18 @@ impl Handler<Event> for TelegramActor {
     /// Queues the event's message (unless its kind is off); never blocks the notifier.
     fn handle(&mut self, ev: Event, _: &mut Context<Self>) {
         let kind = ev.kind();
-        let level = self.settings.level(kind);
+        // The outcome of the operator's own close is the answer to a command ("each outcome is
+        // reported here"): never turned off with the copies' kinds, never merged into a digest.
+        let operators_own = matches!(&ev, Event::Executed { fill, .. } | Event::Rejected { fill, .. }
+            if fill.wallet == crate::domain::OPERATOR);
+        let level = match self.settings.level(kind) {
+            NotifyLevel::Off if operators_own => NotifyLevel::On,
+            level => level,
+        };
         if level == NotifyLevel::Off {
             return;
         }
-        let class = if ALERT_KINDS.contains(&kind) { Class::Alert } else { Class::Routine };
+        let class = if operators_own || ALERT_KINDS.contains(&kind) { Class::Alert } else { Class::Routine };
         let tally = match &ev {
             Event::Executed { exec, .. } => outbox::Tally { usdc: Some(exec.usdc), refusal: None },
             Event::Rejected { reason, .. } => outbox::Tally { usdc: None, refusal: Some(reason.code()) },

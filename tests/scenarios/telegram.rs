@@ -360,6 +360,33 @@ async fn whale_with_telegram() -> (Anvil, FakeTelegram, tempfile::TempDir, Daemo
     (anvil, tg, dir, d)
 }
 
+/// The outcome of the operator's own close answers a command: it reaches the chat even with the
+/// copies' `executed` and `rejected` messages turned off (the reply promises it), while a copy's
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_copies_messages_are_off_then_its_outcome_still_reaches_the_chat() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &OP.to_string());
+    d.set("telegram", r#"notify = { executed = "off", rejected = "off" }"#);
+    d.start();
+    d.wait_live().await;
+    message_containing(&tg, OP, "started in PAPER mode").await;
+    anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    wait_for(30, "the copy", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/close all");
+    let offer =
+        wait_for(20, "the offer", async || tg.sent_to(OP)[before..].iter().find(|m| !m.buttons.is_empty()).cloned())
+            .await;
+    tg.inject_callback(OP, &offer.buttons[0]);
+    message_containing(&tg, OP, "closed by the operator: SELL 10 shares").await;
+    let copies: Vec<_> = tg.sent_to(OP).into_iter().filter(|m| m.text.contains("copied")).collect();
+    assert!(copies.is_empty(), "the copy's own message stays off: {copies:?}");
+}
+
 /// A paused target's buys are refused; its exit of what we copied from it before the pause is
 /// still copied, so the position is not left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
