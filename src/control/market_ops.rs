@@ -36,6 +36,17 @@ async fn tokens(store: &Addr<StoreActor>, sel: &MarketSelector) -> Result<Vec<cr
     }
 }
 
+/// Why a close did not report its start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloseError {
+    /// Nothing was started: the reason, for the operator.
+    #[error("{0}")]
+    NotStarted(String),
+    /// Asked, and not confirmed in time: it may still go out.
+    #[error("{0}")]
+    Unconfirmed(String),
+}
+
 /// Closes our positions in `market` (all when `None`) at market within the slippage cap.
 /// `asked`: the trading gate's count of halts and the time (unix ms) when the operator asked, read
 /// before anything is awaited: a halt after it stops the close's orders, after a restart too.
@@ -47,20 +58,25 @@ pub async fn close(
     market: Option<&str>,
     by: &str,
     (halts_seen, asked_ms): (u64, i64),
-) -> Result<CloseStarted, String> {
-    let scope = scope(store, market).await?;
+) -> Result<CloseStarted, CloseError> {
+    let scope = scope(store, market).await.map_err(CloseError::NotStarted)?;
     let close = Close { scope, by: by.to_owned(), halts_seen, asked_ms };
     match tokio::time::timeout(CLOSE_WAIT, risk.send(close)).await {
         // A market named and nothing held there: likely a typo, not a success.
-        Ok(Ok(Ok(s))) if market.is_some() && s.orders.is_empty() && s.unsold.is_empty() && s.failed.is_empty() => Err(
-            format!("we hold no position in {}: nothing to close (`polycopy status` lists them)", market.unwrap_or("")),
-        ),
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => Err("the risk supervisor is unavailable".into()),
-        Err(_) => Err(format!(
-            "the close was not confirmed within {} s: check `polycopy trades` before asking again",
+        Ok(Ok(Ok(s))) if market.is_some() && s.orders.is_empty() && s.unsold.is_empty() && s.failed.is_empty() => {
+            Err(CloseError::NotStarted(format!(
+                "we hold no position in {}: nothing to close (`polycopy status` lists them)",
+                market.unwrap_or("")
+            )))
+        }
+        Ok(Ok(r)) => r.map_err(CloseError::NotStarted),
+        Ok(Err(_)) => Err(CloseError::NotStarted("the risk supervisor is unavailable".into())),
+        // Still queued or being journaled: its orders may still go out.
+        Err(_) => Err(CloseError::Unconfirmed(format!(
+            "the close was asked but not confirmed within {} s, and may still go out: check the positions and \
+             trades before asking again",
             CLOSE_WAIT.as_secs()
-        )),
+        ))),
     }
 }
 

@@ -214,7 +214,7 @@ async fn apply(req: Request, peers: &ControlPeers) -> Reply {
                     r.rows = started.orders.iter().map(|(row, _)| *row).collect();
                     r
                 }
-                Err(e) => reply(peers, false, e, b),
+                Err(e) => reply(peers, false, e.to_string(), b),
             }
         }
         Request::Adjust { token, shares, compared, price, cause, by, funder } => {

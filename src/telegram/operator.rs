@@ -139,6 +139,7 @@ pub async fn confirm_close(ops: &super::commands::Ops, nonce: &str) -> super::co
             "close started: {} order(s) sent; each outcome is reported here as it is known",
             s.orders.len()
         )),
+        Err(e @ market_ops::CloseError::Unconfirmed(_)) => Refused(format!("outcome unknown: {e} (/positions)")),
         Err(e) => Refused(format!("not closed: {e}")),
     }
 }

@@ -387,6 +387,38 @@ async fn test_close_when_copies_messages_are_off_then_its_outcome_still_reaches_
     assert!(copies.is_empty(), "the copy's own message stays off: {copies:?}");
 }
 
+/// A close not confirmed within its 10 s (its orders waiting for a slow journal) is said to be of
+/// unknown outcome, never "not closed": it still goes out once the journal answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_not_confirmed_in_time_then_said_unknown_and_it_still_goes_out() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &OP.to_string());
+    let hold = dir.path().join("hold-close");
+    d.start_with(&[("POLYCOPY_FAULT", "hold_before_close_journaled"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    d.wait_live().await;
+    anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    wait_for(30, "the copy", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/close all");
+    let offer =
+        wait_for(20, "the offer", async || tg.sent_to(OP)[before..].iter().find(|m| !m.buttons.is_empty()).cloned())
+            .await;
+    std::fs::write(&hold, "").unwrap();
+    let before = tg.sent_to(OP).len();
+    tg.inject_callback(OP, &offer.buttons[0]);
+    let said = wait_for(30, "the press answered", async || {
+        tg.sent_to(OP)[before..].iter().find(|m| m.text.contains("close")).map(|m| m.text.clone())
+    })
+    .await;
+    assert!(said.contains("outcome unknown") && !said.contains("not closed"), "{said}");
+    std::fs::remove_file(&hold).unwrap();
+    message_containing(&tg, OP, "closed by the operator: SELL 10 shares").await;
+    assert!(d.status()["positions"].as_array().is_some_and(Vec::is_empty));
+}
+
 /// A paused target's buys are refused; its exit of what we copied from it before the pause is
 /// still copied, so the position is not left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
