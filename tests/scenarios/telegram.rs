@@ -360,18 +360,19 @@ async fn whale_with_telegram() -> (Anvil, FakeTelegram, tempfile::TempDir, Daemo
     (anvil, tg, dir, d)
 }
 
-/// The outcome of the operator's own close answers a command: it reaches the chat even with the
-/// copies' `executed` and `rejected` messages turned off (the reply promises it), while a copy's
-/// does not.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_close_when_copies_messages_are_off_then_its_outcome_still_reaches_the_chat() {
+/// A paper daemon copying the whale, with Telegram (`setup` adjusts it, `env` starts it), one
+/// copy made, and the `/close all` offer sent for it.
+async fn close_offered(
+    env: &[(&str, &str)],
+    setup: impl FnOnce(&mut Daemon),
+) -> (Anvil, FakeTelegram, tempfile::TempDir, Daemon, crate::support::telegram::Sent) {
     let anvil = Anvil::start().await;
     let tg = FakeTelegram::start(TOKEN).await;
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
     d.with_telegram(&tg, &OP.to_string());
-    d.set("telegram", r#"notify = { executed = "off", rejected = "off" }"#);
-    d.start();
+    setup(&mut d);
+    d.start_with(env);
     d.wait_live().await;
     message_containing(&tg, OP, "started in PAPER mode").await;
     anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
@@ -381,6 +382,18 @@ async fn test_close_when_copies_messages_are_off_then_its_outcome_still_reaches_
     let offer =
         wait_for(20, "the offer", async || tg.sent_to(OP)[before..].iter().find(|m| !m.buttons.is_empty()).cloned())
             .await;
+    (anvil, tg, dir, d, offer)
+}
+
+/// The outcome of the operator's own close answers a command: it reaches the chat even with the
+/// copies' `executed` and `rejected` messages turned off (the reply promises it), while a copy's
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_copies_messages_are_off_then_its_outcome_still_reaches_the_chat() {
+    let (_anvil, tg, _dir, _d, offer) = close_offered(&[], |d| {
+        d.set("telegram", r#"notify = { executed = "off", rejected = "off" }"#);
+    })
+    .await;
     tg.inject_callback(OP, &offer.buttons[0]);
     message_containing(&tg, OP, "closed by the operator: SELL 10 shares").await;
     let copies: Vec<_> = tg.sent_to(OP).into_iter().filter(|m| m.text.contains("copied")).collect();
@@ -391,21 +404,10 @@ async fn test_close_when_copies_messages_are_off_then_its_outcome_still_reaches_
 /// unknown outcome, never "not closed": it still goes out once the journal answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_close_when_not_confirmed_in_time_then_said_unknown_and_it_still_goes_out() {
-    let anvil = Anvil::start().await;
-    let tg = FakeTelegram::start(TOKEN).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
-    d.with_telegram(&tg, &OP.to_string());
-    let hold = dir.path().join("hold-close");
-    d.start_with(&[("POLYCOPY_FAULT", "hold_before_close_journaled"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
-    d.wait_live().await;
-    anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
-    wait_for(30, "the copy", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
-    let before = tg.sent_to(OP).len();
-    tg.inject_message(OP, "/close all");
-    let offer =
-        wait_for(20, "the offer", async || tg.sent_to(OP)[before..].iter().find(|m| !m.buttons.is_empty()).cloned())
-            .await;
+    let held = tempfile::tempdir().unwrap();
+    let hold = held.path().join("hold-close");
+    let fault = [("POLYCOPY_FAULT", "hold_before_close_journaled"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())];
+    let (_anvil, tg, _dir, d, offer) = close_offered(&fault, |_| {}).await;
     std::fs::write(&hold, "").unwrap();
     let before = tg.sent_to(OP).len();
     tg.inject_callback(OP, &offer.buttons[0]);
