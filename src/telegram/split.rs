@@ -1,22 +1,39 @@
 //! Telegram's size limits met by splitting, never by cutting: a text longer than one message
 //! becomes several, and a report whose text does not fit a picture's caption is sent as the
 //! picture with its title, then the text. What an operator asked for arrives whole.
+//!
+//! Telegram counts a text's length in UTF-16 code units (an emoji such as 🟢 is two), so that is
+//! what is measured here: counted in characters, a reply full of market titles with emoji passed
+//! for 4096 and was refused as too long, and with it the whole reply.
 
 use crate::telegram::outbox::Outgoing;
 
-/// The longest text of one message, in characters (Telegram's limit).
+/// The longest text of one message, in UTF-16 code units (Telegram's limit).
 pub const TEXT_MAX: usize = 4096;
-/// The longest caption of a picture, in characters (Telegram's limit).
+/// The longest caption of a picture, in UTF-16 code units (Telegram's limit).
 pub const CAPTION_MAX: usize = 1024;
+
+/// The length of `s` as Telegram counts it: UTF-16 code units. Tags and entities of an HTML text
+/// are counted too, which Telegram does not: a part is at most as long as measured, never longer.
+#[must_use]
+pub fn units(s: &str) -> usize {
+    s.chars().map(char::len_utf16).sum()
+}
 
 /// `m` as the messages to send, in order, each within Telegram's limits. Buttons go with the
 /// last part.
 #[must_use]
-pub fn parts(m: Outgoing) -> Vec<Outgoing> {
+pub fn parts(mut m: Outgoing) -> Vec<Outgoing> {
+    // A line cut in two would cut its tags (`<b>` in one part, `</b>` in the next), which Telegram
+    // refuses: such a text goes as plain text, whole, rather than formatted and refused.
+    if m.html && m.text.split('\n').any(|l| units(l) > TEXT_MAX) {
+        m.text = super::format::plain(&m.text);
+        m.html = false;
+    }
     let mut out = Vec::new();
     let mut rest = m.clone();
     if m.photo.is_some() {
-        if m.text.chars().count() <= CAPTION_MAX {
+        if units(&m.text) <= CAPTION_MAX {
             return vec![m];
         }
         let title = m.text.lines().next().unwrap_or_default();
@@ -32,15 +49,16 @@ pub fn parts(m: Outgoing) -> Vec<Outgoing> {
     out
 }
 
-/// `text` in pieces of at most `max` characters, cut between lines where it can (HTML tags are
-/// kept within a line), inside a line only when one line alone is too long. Never empty.
+/// `text` in pieces of at most `max` UTF-16 units, cut between lines where it can (HTML tags are
+/// kept within a line), inside a line only when one line alone is too long, never inside a
+/// character. Never empty.
 fn chunks(text: &str, max: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut cur_len = 0;
     let mut started = false;
     for line in text.trim_end_matches('\n').split('\n') {
-        let len = line.chars().count();
+        let len = units(line);
         if started && cur_len + 1 + len <= max {
             cur.push('\n');
             cur.push_str(line);
@@ -50,16 +68,32 @@ fn chunks(text: &str, max: usize) -> Vec<String> {
         if started {
             out.push(std::mem::take(&mut cur));
         }
-        let chars: Vec<char> = line.chars().collect();
-        let mut pieces = chars.chunks(max.max(1)).map(|p| p.iter().collect::<String>()).collect::<Vec<_>>();
+        let mut pieces = cut(line, max.max(2));
         // The line's last piece may be followed by the next lines.
         cur = pieces.pop().unwrap_or_default();
-        cur_len = cur.chars().count();
+        cur_len = units(&cur);
         out.extend(pieces);
         started = true;
     }
     out.push(cur);
     out
+}
+
+/// One line in pieces of at most `max` (≥ 2) UTF-16 units, whole characters each. Never empty.
+fn cut(line: &str, max: usize) -> Vec<String> {
+    let mut pieces = vec![String::new()];
+    let mut len = 0;
+    for c in line.chars() {
+        if len + c.len_utf16() > max {
+            pieces.push(String::new());
+            len = 0;
+        }
+        len += c.len_utf16();
+        if let Some(p) = pieces.last_mut() {
+            p.push(c);
+        }
+    }
+    pieces
 }
 
 #[cfg(test)]
@@ -82,6 +116,12 @@ mod tests {
             ("abcdefghijklmnopqrstuvwxyz", 10, &["abcdefghij", "klmnopqrst", "uvwxyz"]),
             ("ab\ncdefghijklmn\nop", 5, &["ab", "cdefg", "hijkl", "mn\nop"]),
             ("ééééé\néé", 5, &["ééééé", "éé"]),
+            // An emoji outside the BMP is two units, and is never cut in half.
+            ("🐋🐋🐋", 4, &["🐋🐋", "🐋"]),
+            ("a🐋🐋", 4, &["a🐋", "🐋"]),
+            ("🐋🐋\n🐋", 4, &["🐋🐋", "🐋"]),
+            ("ab\n🐋", 5, &["ab\n🐋"]),
+            ("ab\n🐋", 4, &["ab", "🐋"]),
         ];
         for (text, max, want) in cases {
             assert_eq!(chunks(text, *max), *want, "{text:?}");
@@ -96,13 +136,41 @@ mod tests {
         m.buttons = vec![("Resume".into(), "resume:1".into())];
         let p = parts(m);
         assert_eq!(p.len(), 3);
-        assert!(p.iter().all(|m| m.text.chars().count() <= TEXT_MAX));
+        assert!(p.iter().all(|m| units(&m.text) <= TEXT_MAX));
         assert_eq!(p.iter().map(|m| m.text.clone()).collect::<Vec<_>>().join("\n"), long, "nothing lost");
         assert!(p[0].buttons.is_empty() && p[1].buttons.is_empty() && p[2].buttons.len() == 1);
     }
 
     #[test]
-    fn a_report_too_long_for_a_caption_is_the_picture_with_its_title_then_the_text() {
+    fn a_reply_of_emoji_is_split_by_what_telegram_counts() {
+        // 100 lines of 30 whales and a name: 3,100 characters, 6,100 UTF-16 units.
+        let line = format!("{} {}", "🐋".repeat(30), "whale");
+        let long = vec![line.as_str(); 100].join("\n");
+        assert!(long.chars().count() < TEXT_MAX, "one message if counted in characters");
+        let p = parts(text(&long));
+        assert_eq!(p.len(), 2);
+        assert!(p.iter().all(|m| units(&m.text) <= TEXT_MAX));
+        assert_eq!(p.iter().map(|m| m.text.clone()).collect::<Vec<_>>().join("\n"), long, "nothing lost");
+    }
+
+    #[test]
+    fn an_html_text_with_a_line_too_long_for_one_message_goes_plain_and_whole() {
+        let long = format!("<b>Targets</b>\n{}", "&lt;🐋&gt;".repeat(2000));
+        let mut m = text(&long);
+        m.html = true;
+        let p = parts(m);
+        assert!(p.iter().all(|m| !m.html && units(&m.text) <= TEXT_MAX));
+        assert_eq!(p[0].text, "Targets");
+        let line: String = p[1..].iter().map(|m| m.text.clone()).collect();
+        assert_eq!(line, "<🐋>".repeat(2000), "nothing lost");
+        // Lines that fit keep their formatting.
+        let mut short = text("<b>Targets</b>\nwhale");
+        short.html = true;
+        assert!(parts(short)[0].html);
+    }
+
+    #[test]
+    fn a_report_for_a_caption_is_the_picture_with_its_title_then_the_text() {
         let mut short = text("Daily report\nP&L 3 USDC");
         short.photo = Some(vec![1, 2, 3]);
         assert_eq!(parts(short.clone()).len(), 1, "a short caption stays with its picture");

@@ -78,12 +78,22 @@ pub(super) async fn send(bot: &Bot, chat: i64, m: &Outgoing) -> Result<(), Reque
     Ok(())
 }
 
-/// Telegram's limits are in characters; cut at a character boundary with a marker.
+/// A last guard (the parts were already measured): cut to `max` UTF-16 units, as Telegram counts,
+/// at a character boundary, with a marker.
 fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
+    if super::split::units(s) <= max {
         return s.to_owned();
     }
-    let mut t: String = s.chars().take(max - 1).collect();
+    let mut t = String::new();
+    let mut len = 0;
+    for c in s.chars() {
+        // Room for the '…' (one unit) at the end.
+        if len + c.len_utf16() >= max {
+            break;
+        }
+        len += c.len_utf16();
+        t.push(c);
+    }
     t.push('…');
     t
 }

@@ -30,6 +30,7 @@ mod stopped;
 mod stuck_node;
 mod targets;
 mod telegram;
+mod telegram_limits;
 mod valuation;
 mod vet;
 mod warnings;

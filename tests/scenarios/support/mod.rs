@@ -10,6 +10,7 @@ pub mod installed;
 pub mod live;
 pub mod rtds;
 pub mod telegram;
+pub mod telegram_text;
 pub mod ws_tap;
 
 use std::io::{BufRead, BufReader};

@@ -50,6 +50,9 @@ struct State {
     refused: HashMap<i64, u64>,
     /// Every parse_mode seen on a send.
     parse_modes: Vec<String>,
+    /// Telegram's refusals of messages as they were sent (too long, bad HTML).
+    bad_requests: Vec<String>,
+    bad_requests_expected: bool,
     /// Buttons removed (editMessageReplyMarkup): (chat, message id).
     markups_removed: Vec<(i64, i64)>,
 }
@@ -58,6 +61,17 @@ pub struct FakeTelegram {
     pub url: String,
     pub token: String,
     state: Arc<Mutex<State>>,
+}
+
+/// A message Telegram refused as it was sent (too long, bad HTML) is a bug of ours unless the test
+/// said it means to send one: every test with Telegram checks this on its way out.
+impl Drop for FakeTelegram {
+    fn drop(&mut self) {
+        let s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !std::thread::panicking() && !s.bad_requests_expected {
+            assert!(s.bad_requests.is_empty(), "Telegram refused messages as sent: {:?}", s.bad_requests);
+        }
+    }
 }
 
 fn chat_json(chat: i64) -> Value {
@@ -180,6 +194,12 @@ impl FakeTelegram {
     }
 
     /// The parse modes the bot asked for.
+    /// Telegram's refusals of messages as they were sent (too long, bad HTML), in order.
+    pub fn bad_requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().bad_requests_expected = true;
+        self.state.lock().unwrap().bad_requests.clone()
+    }
+
     pub fn parse_modes(&self) -> Vec<String> {
         self.state.lock().unwrap().parse_modes.clone()
     }
@@ -229,6 +249,7 @@ async fn respond(sock: &mut TcpStream, code: u16, body: &Value) {
         200 => "OK",
         401 => "Unauthorized",
         404 => "Not Found",
+        400 => "Bad Request",
         429 => "Too Many Requests",
         _ => "Bad Gateway",
     };
@@ -361,6 +382,20 @@ fn handle(s: &mut State, method: &str, json_body: &Value, body: &[u8], ctype: &s
                 let mut e = err(429, &format!("Too Many Requests: retry after {retry}"));
                 e["parameters"] = json!({"retry_after": retry});
                 return (429, e);
+            }
+            let (text, mode) = if method == "sendmessage" {
+                (
+                    json_body["text"].as_str().unwrap_or("").to_owned(),
+                    json_body["parse_mode"].as_str().map(str::to_owned),
+                )
+            } else {
+                let parts = multipart(body, ctype);
+                let field = |k: &str| parts.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
+                (field("caption").unwrap_or_default(), field("parse_mode"))
+            };
+            if let Some(why) = super::telegram_text::refusal(&text, mode.as_deref(), method == "sendphoto") {
+                s.bad_requests.push(why.clone());
+                return (400, err(400, &why));
             }
             s.next_message += 1;
             let id = s.next_message;
