@@ -7,6 +7,7 @@ use actix::Addr;
 
 use crate::actors::risk_supervisor::{Close, CloseStarted, MarketPauses, RiskSupervisor};
 use crate::actors::store::{PausedMarkets, SetMarketPaused, StoreActor, TokensOf};
+use crate::domain::{Shares, TokenId};
 use crate::risk::close::{CloseScope, MarketSelector};
 
 /// Longest a close waits for the supervisor and the journal (journaling each order, not its fill).
@@ -50,6 +51,8 @@ pub enum CloseError {
 /// Closes our positions in `market` (all when `None`) at market within the slippage cap.
 /// `asked`: the trading gate's count of halts and the time (unix ms) when the operator asked, read
 /// before anything is awaited: a halt after it stops the close's orders, after a restart too.
+/// `shown`: the positions the operator confirmed, when the close was offered first; nothing is
+/// sold if the book no longer holds exactly those.
 ///
 /// # Errors
 /// A message for the operator when nothing could be started.
@@ -58,9 +61,10 @@ pub async fn close(
     market: Option<&str>,
     by: &str,
     (halts_seen, asked_ms): (u64, i64),
+    shown: Option<Vec<(TokenId, Shares)>>,
 ) -> Result<CloseStarted, CloseError> {
     let scope = scope(store, market).await.map_err(CloseError::NotStarted)?;
-    let close = Close { scope, by: by.to_owned(), halts_seen, asked_ms };
+    let close = Close { scope, by: by.to_owned(), halts_seen, asked_ms, shown };
     match tokio::time::timeout(CLOSE_WAIT, risk.send(close)).await {
         // A market named and nothing held there: likely a typo, not a success.
         Ok(Ok(Ok(s))) if market.is_some() && s.orders.is_empty() && s.unsold.is_empty() && s.failed.is_empty() => {

@@ -206,7 +206,8 @@ async fn apply(req: Request, peers: &ControlPeers) -> Reply {
         Request::Resume { by } => resume(peers, by).await,
         Request::Close { market, by } => {
             let asked = (peers.gate.halts(), crate::store::now_ms());
-            let result = super::market_ops::close((&peers.store, &peers.risk), market.as_deref(), &by, asked).await;
+            let result =
+                super::market_ops::close((&peers.store, &peers.risk), market.as_deref(), &by, asked, None).await;
             let b = current(peers).await;
             match result {
                 Ok(started) => {

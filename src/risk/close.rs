@@ -171,6 +171,17 @@ pub struct Holding {
     pub sellable: Shares,
 }
 
+/// True when the book in `scope` holds anything but the positions the operator was `shown` (and
+/// confirmed), share for share: a position opened or changed since, which a close planned now would
+/// sell unseen. A position shown and gone since is no change: less is sold, never more.
+#[must_use]
+pub fn changed_since_shown(holdings: &[Holding], scope: &CloseScope, shown: &[(TokenId, Shares)]) -> bool {
+    holdings
+        .iter()
+        .filter(|h| h.held.0 > 0 && scope.covers(&h.token_id))
+        .any(|h| !shown.contains(&(h.token_id, h.held)))
+}
+
 /// Plans a close of `holdings` within `scope`: each whole lot not already being sold is sold at
 /// market with a limit `slippage_bps` under its reference price; the rest is reported.
 #[must_use]
@@ -229,6 +240,26 @@ mod tests {
                 (Err(e), Err(w)) => assert!(e.contains(w), "{input}: {e}"),
                 (got, w) => panic!("{input}: {got:?} vs {w:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_book_changed_since_the_operator_saw_it_is_told() {
+        let t = TokenId::from;
+        let h = |n: u64, held: i64| Holding { token_id: t(n), held: Shares(held), sellable: Shares(held) };
+        let shown = [(t(1), Shares(10 * ONE)), (t(2), Shares(5 * ONE))];
+        // (book, scope, changed)
+        let cases: &[(Vec<Holding>, CloseScope, bool)] = &[
+            (vec![h(1, 10 * ONE), h(2, 5 * ONE)], CloseScope::All, false),
+            (vec![h(1, 10 * ONE)], CloseScope::All, false),
+            (vec![h(1, 20 * ONE), h(2, 5 * ONE)], CloseScope::All, true),
+            (vec![h(1, 10 * ONE), h(2, 5 * ONE), h(3, ONE)], CloseScope::All, true),
+            (vec![h(1, 10 * ONE), h(3, ONE)], CloseScope::Tokens(vec![t(1)]), false),
+            (vec![h(1, 10 * ONE), h(3, 0)], CloseScope::All, false),
+            (vec![h(1, 4 * ONE)], CloseScope::All, true),
+        ];
+        for (i, (book, scope, want)) in cases.iter().enumerate() {
+            assert_eq!(changed_since_shown(book, scope, &shown), *want, "case {i}");
         }
     }
 

@@ -402,6 +402,34 @@ async fn test_close_when_copies_messages_are_off_then_its_outcome_still_reaches_
 
 /// A close not confirmed within its 10 s (its orders waiting for a slow journal) is said to be of
 /// unknown outcome, never "not closed": it still goes out once the journal answers.
+/// A copy booked between the press of Close and the close itself (the offer listed 10 shares, the
+/// book now holds 20) is not sold on that press: the supervisor compares its book with what the
+/// offer showed as it plans the close, in the same step, and refuses. Before, the journal was
+/// checked first and the close then sold whatever the book held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_a_copy_is_booked_after_the_press_then_nothing_unseen_is_sold() {
+    let held = tempfile::tempdir().unwrap();
+    let hold = held.path().join("hold-close");
+    let fault = [("POLYCOPY_FAULT", "hold_before_close_asked"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())];
+    let (anvil, tg, _dir, d, offer) = close_offered(&fault, |_| {}).await;
+    assert!(offer.text.contains("10 sh of"), "{}", offer.text);
+    std::fs::write(&hold, "").unwrap();
+    let before = tg.sent_to(OP).len();
+    tg.inject_callback(OP, &offer.buttons[0]);
+    wait_for(20, "the press held", async || d.log().contains("hold_before_close_asked").then_some(())).await;
+    anvil.emit(&Fill::v2(2, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    wait_for(30, "the second copy", async || (with_status(&d.trades(), "executed").len() == 2).then_some(())).await;
+    std::fs::remove_file(&hold).unwrap();
+    let said = wait_for(30, "the press answered", async || {
+        tg.sent_to(OP)[before..].iter().find(|m| m.text.contains("since this was offered")).map(|m| m.text.clone())
+    })
+    .await;
+    assert!(said.contains("send /close again"), "{said}");
+    let st = d.status();
+    assert_eq!(st["positions"][0]["shares"], "20", "nothing sold: {st}");
+    assert!(d.trades().iter().all(|t| t["side"] != "SELL"), "no close order: {:?}", d.trades());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_close_when_not_confirmed_in_time_then_said_unknown_and_it_still_goes_out() {
     let held = tempfile::tempdir().unwrap();

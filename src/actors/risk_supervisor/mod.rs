@@ -16,7 +16,7 @@ mod setup;
 mod valuation;
 
 pub use messages::{Decision, Evaluate, Flush, GetBreakerState, GetPosition, HaltAsked, ResumeFrom, SetTrading};
-pub use operator::{BookAdjusted, Close, CloseStarted, MarketPauses, OperatorDid, close_summary};
+pub use operator::{BookAdjusted, CHANGED_SINCE_SHOWN, Close, CloseStarted, MarketPauses, OperatorDid, close_summary};
 pub use setup::{RiskConfig, RiskPeers, RiskState};
 pub use valuation::GetPnlToday;
 

@@ -15,8 +15,14 @@ use crate::actors::notifier::Event;
 use crate::actors::store::{LastPrices, RecordClose};
 use crate::domain::{OPERATOR, Price, Side, TokenId, Usdc, mul_price_ceil};
 use crate::risk::Reservation;
-use crate::risk::close::{CloseOrder, CloseScope, Holding, MarketSelector, Unsold, plan_close};
+use crate::risk::close::{
+    CloseOrder, ClosePlan, CloseScope, Holding, MarketSelector, Unsold, changed_since_shown, plan_close,
+};
 use crate::store::PausedMarket;
+
+/// The refusal of a confirmed close whose positions changed since they were shown.
+pub const CHANGED_SINCE_SHOWN: &str =
+    "positions were opened or changed since this was offered: send /close again to see them";
 
 /// Close our positions in `scope` now.
 #[derive(Debug, Message)]
@@ -32,6 +38,10 @@ pub struct Close {
     /// When the operator asked, unix ms: the orders' start, which a restart compares with the last
     /// halt asked for.
     pub asked_ms: i64,
+    /// The positions the operator was shown and confirmed (Telegram's button), when the close was
+    /// offered before it was asked: checked against the book as the close is planned, in the same
+    /// step, so a copy booked after the operator looked is never sold on that confirmation.
+    pub shown: Option<Vec<(TokenId, crate::domain::Shares)>>,
 }
 
 /// What a close sent and what it left.
@@ -169,7 +179,13 @@ impl Handler<Close> for RiskSupervisor {
                 _ => HashMap::new(),
             };
             prices.extend(act.marks.iter().map(|(t, p)| (*t, *p)));
-            let plan = plan_close(&act.holdings(), &m.scope, &prices, act.close_slippage_bps);
+            let holdings = act.holdings();
+            let changed = m.shown.as_ref().is_some_and(|s| changed_since_shown(&holdings, &m.scope, s));
+            let plan = if changed {
+                ClosePlan::default()
+            } else {
+                plan_close(&holdings, &m.scope, &prices, act.close_slippage_bps)
+            };
             // Held while they are journaled, so a copy's SELL cannot claim the same shares.
             let mut held = Vec::new();
             for o in &plan.orders {
@@ -202,6 +218,9 @@ impl Handler<Close> for RiskSupervisor {
             }
             .into_actor(act)
             .map(move |results, act, ctx| {
+                if changed {
+                    return Err(CHANGED_SINCE_SHOWN.into());
+                }
                 for k in held {
                     act.reserved.release(k);
                 }
