@@ -400,8 +400,6 @@ async fn test_close_when_copies_messages_are_off_then_its_outcome_still_reaches_
     assert!(copies.is_empty(), "the copy's own message stays off: {copies:?}");
 }
 
-/// A close not confirmed within its 10 s (its orders waiting for a slow journal) is said to be of
-/// unknown outcome, never "not closed": it still goes out once the journal answers.
 /// A copy booked between the press of Close and the close itself (the offer listed 10 shares, the
 /// book now holds 20) is not sold on that press: the supervisor compares its book with what the
 /// offer showed as it plans the close, in the same step, and refuses. Before, the journal was
@@ -430,6 +428,8 @@ async fn test_close_when_a_copy_is_booked_after_the_press_then_nothing_unseen_is
     assert!(d.trades().iter().all(|t| t["side"] != "SELL"), "no close order: {:?}", d.trades());
 }
 
+/// A close not confirmed within its 10 s (its orders waiting for a slow journal) is said to be of
+/// unknown outcome, never "not closed": it still goes out once the journal answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_close_when_not_confirmed_in_time_then_said_unknown_and_it_still_goes_out() {
     let held = tempfile::tempdir().unwrap();
