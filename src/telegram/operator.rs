@@ -10,6 +10,7 @@ use crate::control::market_ops;
 use crate::domain::{Shares, TokenId};
 use crate::risk::close::CloseScope;
 use crate::store::now_ms;
+use crate::telegram::replies::ANSWER_WAIT;
 
 /// The close confirmation button: `close:<nonce>`; the request it confirms is kept here (a token
 /// id does not fit in a button's 64 bytes).
@@ -50,7 +51,7 @@ impl PendingCloses {
 
 /// The open positions `scope` covers, by token id, as the journal has them.
 async fn covered(ops: &super::commands::Ops, scope: &CloseScope) -> Result<Vec<crate::store::PositionRow>, String> {
-    let Ok(Ok(st)) = ops.store.send(GetStatus).await else {
+    let Ok(Ok(st)) = ops.store.send(GetStatus).timeout(ANSWER_WAIT).await else {
         return Err("the journal is unavailable right now; try again".into());
     };
     Ok(st.positions.into_iter().filter(|p| p.token_id.parse().is_ok_and(|t| scope.covers(&t))).collect())
