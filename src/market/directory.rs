@@ -201,9 +201,9 @@ impl MarketDirectory {
             let found = markets.iter().find_map(|m| from_gamma(m, *t).map(|i| (m, i)));
             let info = match found {
                 Some((m, info)) => {
-                    let mut info = match self.store.send(GetMarket(*t)).await {
-                        Ok(Ok(Some((known, _)))) => super::info::keep_known(info, &known),
-                        _ => info,
+                    let (mut info, known_payout) = match self.store.send(GetMarket(*t)).await {
+                        Ok(Ok(Some((known, _)))) => (super::info::keep_known(info, &known), known.payout),
+                        _ => (info, None),
                     };
                     if let (Some(marks), true) = (result_marks.as_deref_mut(), info.closed) {
                         let ids = m.clob_token_ids.as_ref();
@@ -211,7 +211,7 @@ impl MarketDirectory {
                             (ids.map_or(0, Vec::len), ids.and_then(|i| i.iter().position(|x| x == t)));
                         let chain = self.result(&mut results, info.condition_id, outcomes).await;
                         let (settle, mark) = self.checked(&info, chain.as_ref().map(Option::as_ref), slot);
-                        info.payout = settle;
+                        info.payout = super::info::journaled_payout(settle, matches!(chain, Some(None)), known_payout);
                         if let Some(mark) = mark {
                             marks.insert(*t, mark);
                         }

@@ -179,6 +179,19 @@ pub enum PayoutCheck {
     },
 }
 
+/// The payout a closed market is journaled with after a refresh: the check's; or, when its result
+/// could not be read on chain this time, the one the journal holds (checked on chain when it was
+/// stored, and a reported result never changes), so a failed read never un-resolves a market the
+/// redeemer and reconcile already count as resolved.
+#[must_use]
+pub const fn journaled_payout(checked: Option<Price>, read_failed: bool, known: Option<Price>) -> Option<Price> {
+    match (checked, read_failed) {
+        (Some(p), _) => Some(p),
+        (None, true) => known,
+        (None, false) => None,
+    }
+}
+
 /// Gamma's payout for outcome slot `index` of a closed market, checked against the result on
 /// chain (`None`: there is no chain to read it on): Gamma can show a result before the oracle's report
 /// reaches Conditional Tokens, and a disputed one can change. A CTF market whose result is not on
@@ -263,6 +276,24 @@ mod check_payout_tests {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failed_read_keeps_the_payout_the_journal_holds_and_nothing_else_does() {
+        use super::{Price, journaled_payout};
+        let (one, zero) = (Some(Price(1_000_000)), Some(Price(0)));
+        // (checked now, read failed, journal's) → journaled
+        for (checked, failed, known, want) in [
+            (one, false, None, one),
+            (None, true, one, one),
+            (None, true, zero, zero),
+            (None, true, None, None),
+            // Read, and the chain says wait (a dispute): what the journal held is not kept.
+            (None, false, one, None),
+            (zero, false, one, zero),
+        ] {
+            assert_eq!(journaled_payout(checked, failed, known), want, "{checked:?} {failed} {known:?}");
+        }
+    }
+
     use super::*;
 
     fn market(json: &str) -> Market {
