@@ -352,6 +352,31 @@ async fn halt_cancels_an_unanswered_gtd(window_closed: bool) {
     assert_eq!(l.clob.posts().len(), 1, "never sent again");
 }
 
+/// A halt while a GTD order's send is unanswered and the exchange has not put it on the book yet
+/// (a lagging engine): the first cancel finds nothing to cancel; once a lookup finds the order
+/// resting, it is cancelled. Before, that first "not canceled" counted as the cancel and the order
+/// rested until its expiry, free to fill after the halt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_before_a_lagging_exchange_books_a_gtd_order_then_it_is_cancelled_once_it_rests() {
+    let mut l = live().await;
+    l.d.set("live", "order_type = \"GTD\"");
+    l.clob.script(&[Play::HangUnseen]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "lagging engine test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let first =
+        wait_for(20, "a cancel of the unanswered order", async || Some(l.clob.cancels()).filter(|c| !c.is_empty()))
+            .await;
+    assert_eq!(first[0].1, format!("{:#x}", order_id(&l.d, 0)));
+    assert!(l.clob.orders().is_empty(), "nothing on the book to cancel yet");
+    l.clob.land_unseen();
+    wait_for(20, "the order cancelled once it rests", async || (l.clob.cancels().len() >= 2).then_some(())).await;
+    wait_for(20, "off the book", async || l.clob.orders().iter().all(|o| !o.resting).then_some(())).await;
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+}
+
 /// A halt while the lookup of a resting order hangs on a slow exchange: the cancel does not wait
 /// for the lookup's answer (nor its timeout, half a minute here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,16 +15,26 @@ use crate::clob::venue::decimal_to_micros;
 use crate::domain::{ExecMode, Execution, Price, Shares, Usdc};
 use crate::store::{OrderRow, OrderStatus, now_ms};
 
+/// A GTD order whose send may have reached the exchange, not yet seen resting (its POST timed out,
+/// lookups fail or lag), may rest all the same: it is cancelled too when trading stops. A cancel
+/// of an order the exchange does not hold answers "not canceled" and costs nothing.
+fn may_rest(order: &StoredOrder, r: &Resolution) -> bool {
+    r.uncertain
+        && order.order_type.eq_ignore_ascii_case("GTD")
+        && i64::try_from(order.expiration).unwrap_or(i64::MAX) > crate::store::now_ms() / 1000
+}
+
 impl Run {
-    /// Waits before the next lookup. When trading stops this resting order's side meanwhile, the
-    /// wait ends at once, so it is cancelled without waiting; other changes of the trading state
-    /// (they are rare: the gate rings only when its level changes) leave the wait as it was. A
-    /// cancel that failed is asked again after the wait, never in a loop.
-    pub(super) async fn wait_or_stop(&self, r: &mut Resolution) {
+    /// Waits before the next lookup. When trading stops meanwhile the side of this order, resting
+    /// or maybe resting (a GTD whose send's outcome is unknown), the wait ends at once, so it is
+    /// cancelled within the halt's second; other changes of the trading state (they are rare: the
+    /// gate rings only when its level changes) leave the wait as it was. A cancel that failed is
+    /// asked again after the wait, never in a loop.
+    pub(super) async fn wait_or_stop(&self, order: &StoredOrder, r: &mut Resolution) {
         let until = tokio::time::Instant::now() + r.next_wait();
         loop {
             let changed = self.gate.changed();
-            if r.resting && r.sendable_at_lookup && !self.may_send() {
+            if (r.resting || may_rest(order, r)) && r.sendable_at_lookup && !self.may_send() {
                 return;
             }
             tokio::select! {
@@ -50,13 +60,7 @@ impl Run {
     /// lookups that follow say what it matched before.
     pub(super) async fn cancel_if_stopped(&self, order: &StoredOrder, r: &mut Resolution) {
         r.sendable_at_lookup = self.may_send();
-        // A GTD order whose send may have reached the exchange, not yet seen resting (its POST
-        // timed out, lookups fail), may rest all the same: cancelled too. A cancel of an order
-        // the exchange does not hold answers "not canceled" and costs nothing.
-        let may_rest = r.uncertain
-            && order.order_type.eq_ignore_ascii_case("GTD")
-            && i64::try_from(order.expiration).unwrap_or(i64::MAX) > crate::store::now_ms() / 1000;
-        if !(r.resting || may_rest) || r.cancel_asked || r.sendable_at_lookup {
+        if !(r.resting || may_rest(order, r)) || r.cancel_asked || r.sendable_at_lookup {
             return;
         }
         let id = order.id_hex();
@@ -102,6 +106,9 @@ impl Run {
                 // a GTD order until its expiry, however we learnt it rests (an answer, a lookup).
                 LookupOutcome::Pending if !r.resting => {
                     r.resting = true;
+                    // A cancel asked while it was not on the book yet (answered "not canceled")
+                    // does not count: now it rests, it is cancelled if trading stops.
+                    r.cancel_asked = false;
                     r.known = true;
                     r.uncertain = true;
                     r.reset_window(self.resting_window(order));

@@ -275,7 +275,7 @@ impl Run {
                 match self.look_up(&order, &mut r).await {
                     Step::Done(result) => return result,
                     Step::Wait => {
-                        self.wait_or_stop(&mut r).await;
+                        self.wait_or_stop(&order, &mut r).await;
                         continue;
                     }
                     Step::Send => {
@@ -291,7 +291,7 @@ impl Run {
                             // once the chain confirms the trade.
                             crate::store::FillStanding::Suspect | crate::store::FillStanding::Sighted => {
                                 info!(order = %id, "the copied trade is not known to stand (its block reorged away, or a sighting from before the start): waiting for the chain's word before any send");
-                                self.wait_or_stop(&mut r).await;
+                                self.wait_or_stop(&order, &mut r).await;
                                 r.lookup_first = true;
                                 r.resent = false;
                                 continue;
@@ -344,7 +344,7 @@ impl Run {
             // leaves, and a copy that grows too old waiting is refused by the check above.
             if matches!(standing, crate::store::FillStanding::Suspect | crate::store::FillStanding::Sighted) {
                 info!(order = %id, "the copied trade is not known to stand (its block reorged away, or a sighting from before the start): waiting for the chain's word before sending");
-                self.wait_or_stop(&mut r).await;
+                self.wait_or_stop(&order, &mut r).await;
                 continue;
             }
             if standing == crate::store::FillStanding::Gone {

@@ -58,6 +58,9 @@ pub enum Play {
     Rest,
     /// A GTD order put on the book (resting) whose answer never comes.
     HangRest,
+    /// A GTD order taken and held back before the book (a lagging engine): unknown to lookups and
+    /// cancels until `land_unseen` puts it on the book, resting; its answer never comes.
+    HangUnseen,
 }
 
 /// An order the fake accepted.
@@ -155,6 +158,8 @@ struct State {
     balance_hang: Gate,
     /// What an unscripted POST gets outside chaos mode (a fill by default).
     default_play: Option<Play>,
+    /// Orders taken and not on the book yet (`Play::HangUnseen`).
+    unseen: Vec<Order>,
     /// POSTs being answered now, and the most at once.
     posting: u64,
     max_posting: u64,
@@ -301,6 +306,14 @@ impl FakeClob {
                 o.resting = false;
                 o.matched = o.shares;
             }
+        }
+    }
+
+    /// The orders a lagging engine held back (`Play::HangUnseen`) reach the book, resting.
+    pub fn land_unseen(&self) {
+        let mut s = self.state.lock().unwrap();
+        for o in std::mem::take(&mut s.unseen) {
+            s.orders.insert(o.id.clone(), o);
         }
     }
 
@@ -899,6 +912,11 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
         Play::HangRest => {
             record.resting = true;
             st.lock().unwrap().orders.insert(id.clone(), record);
+            tokio::time::sleep(Duration::from_secs(3_600)).await;
+        }
+        Play::HangUnseen => {
+            record.resting = true;
+            st.lock().unwrap().unseen.push(record);
             tokio::time::sleep(Duration::from_secs(3_600)).await;
         }
         Play::NoLiquidity => {
