@@ -20,3 +20,16 @@ pub use system::{DaemonConfig, DaemonError, run_daemon};
 pub fn micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
+
+/// An actor's answer to `request` (an `Addr::send`), or [`actix::MailboxError::Timeout`] after
+/// `wait`. A tokio timer rather than actix's own `Request::timeout`, which is not armed while the
+/// request waits for room in a full mailbox: a busy actor's would never time out.
+///
+/// # Errors
+/// The actor stopped, or did not answer within `wait`.
+pub async fn within<T>(
+    wait: std::time::Duration,
+    request: impl std::future::Future<Output = Result<T, actix::MailboxError>>,
+) -> Result<T, actix::MailboxError> {
+    tokio::time::timeout(wait, request).await.unwrap_or(Err(actix::MailboxError::Timeout))
+}

@@ -7,11 +7,15 @@ use actix::Addr;
 
 use crate::actors::risk_supervisor::{Close, CloseStarted, MarketPauses, RiskSupervisor};
 use crate::actors::store::{PausedMarkets, SetMarketPaused, StoreActor, TokensOf};
+use crate::actors::within;
 use crate::domain::{Shares, TokenId};
 use crate::risk::close::{CloseScope, MarketSelector};
 
 /// Longest a close waits for the supervisor and the journal (journaling each order, not its fill).
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
+/// Longest a lookup or a pause waits for the journal: one busy or stuck is said so, never met
+/// with silence.
+const JOURNAL_WAIT: Duration = Duration::from_secs(5);
 
 /// What `market` (a token id, a condition id or a slug; `None`: everything) closes.
 ///
@@ -30,7 +34,7 @@ pub async fn scope(store: &Addr<StoreActor>, market: Option<&str>) -> Result<Clo
 }
 
 async fn tokens(store: &Addr<StoreActor>, sel: &MarketSelector) -> Result<Vec<crate::domain::TokenId>, String> {
-    match store.send(TokensOf(sel.clone())).await {
+    match within(JOURNAL_WAIT, store.send(TokensOf(sel.clone()))).await {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => Err(format!("the journal could not be read: {e}")),
         Err(_) => Err("the journal is unavailable right now; try again".into()),
@@ -52,7 +56,7 @@ pub enum CloseError {
 /// `asked`: the trading gate's count of halts and the time (unix ms) when the operator asked, read
 /// before anything is awaited: a halt after it stops the close's orders, after a restart too.
 /// `shown`: the positions the operator confirmed, when the close was offered first; nothing is
-/// sold if the book no longer holds exactly those.
+/// sold if the book holds a position in scope that was not shown, or more of one than shown.
 ///
 /// # Errors
 /// A message for the operator when nothing could be started.
@@ -99,12 +103,18 @@ pub async fn set_paused(
     let sel = MarketSelector::parse(market)?;
     let tokens = tokens(store, &sel).await?;
     let req = SetMarketPaused { selector: sel.clone(), tokens: tokens.clone(), paused, by: by.to_owned() };
-    let changed = match store.send(req).await {
+    let changed = match within(JOURNAL_WAIT, store.send(req)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(format!("the journal could not be written: {e}")),
+        Err(actix::MailboxError::Timeout) => {
+            return Err(format!(
+                "not confirmed within {} s: the pause may still apply (`polycopy status` shows the paused markets)",
+                JOURNAL_WAIT.as_secs()
+            ));
+        }
         Err(_) => return Err("the journal is unavailable right now; try again".into()),
     };
-    if let Ok(Ok(list)) = store.send(PausedMarkets).await {
+    if let Ok(Ok(list)) = within(JOURNAL_WAIT, store.send(PausedMarkets)).await {
         risk.do_send(MarketPauses(list));
     }
     if changed {

@@ -171,15 +171,15 @@ pub struct Holding {
     pub sellable: Shares,
 }
 
-/// True when the book in `scope` holds anything but the positions the operator was `shown` (and
-/// confirmed), share for share: a position opened or changed since, which a close planned now would
-/// sell unseen. A position shown and gone since is no change: less is sold, never more.
+/// True when the book in `scope` holds a position the operator was not `shown` (and confirmed),
+/// or more shares of one than shown: bought since, which a close planned now would sell unseen. A
+/// position shown and smaller or gone since (a copied exit) is no change: less is sold, never more.
 #[must_use]
 pub fn changed_since_shown(holdings: &[Holding], scope: &CloseScope, shown: &[(TokenId, Shares)]) -> bool {
     holdings
         .iter()
         .filter(|h| h.held.0 > 0 && scope.covers(&h.token_id))
-        .any(|h| !shown.contains(&(h.token_id, h.held)))
+        .any(|h| !shown.iter().any(|(t, s)| *t == h.token_id && h.held <= *s))
 }
 
 /// Plans a close of `holdings` within `scope`: each whole lot not already being sold is sold at
@@ -256,7 +256,9 @@ mod tests {
             (vec![h(1, 10 * ONE), h(2, 5 * ONE), h(3, ONE)], CloseScope::All, true),
             (vec![h(1, 10 * ONE), h(3, ONE)], CloseScope::Tokens(vec![t(1)]), false),
             (vec![h(1, 10 * ONE), h(3, 0)], CloseScope::All, false),
-            (vec![h(1, 4 * ONE)], CloseScope::All, true),
+            // Smaller since (a copied exit): less is sold.
+            (vec![h(1, 4 * ONE)], CloseScope::All, false),
+            (vec![h(1, 10 * ONE + 1)], CloseScope::All, true),
         ];
         for (i, (book, scope, want)) in cases.iter().enumerate() {
             assert_eq!(changed_since_shown(book, scope, &shown), *want, "case {i}");

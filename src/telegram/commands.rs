@@ -22,7 +22,7 @@ use crate::config::env::scrub;
 use crate::metrics::Metrics;
 use crate::store::now_ms;
 use crate::telegram::outbox::{Class, Outgoing};
-use crate::telegram::replies::{self, ANSWER_WAIT, Reply};
+use crate::telegram::replies::{self, Reply, answered};
 
 /// The bot's commands. Each variant's doc comment is its one-line description in `/help` and in
 /// Telegram's command menu (`/help` is built from that list, not from this comment).
@@ -405,7 +405,7 @@ async fn send(ops: &Ops, chat: i64, r: Reply) {
 async fn resume_offer(ops: &Ops) -> Reply {
     // Read before the state: a halt between the two reads voids the button, never hides in it.
     let halts = ops.gate.halts();
-    match ops.risk.send(GetBreakerState).timeout(ANSWER_WAIT).await {
+    match answered(ops.risk.send(GetBreakerState)).await {
         Ok(b) if (b.tripped || b.reducing) && ops.stop_file.exists() => {
             Reply::text(stop_file_blocks(ops).unwrap_or_default())
         }

@@ -10,7 +10,7 @@ use crate::control::market_ops;
 use crate::domain::{Shares, TokenId};
 use crate::risk::close::CloseScope;
 use crate::store::now_ms;
-use crate::telegram::replies::ANSWER_WAIT;
+use crate::telegram::replies::answered;
 
 /// The close confirmation button: `close:<nonce>`; the request it confirms is kept here (a token
 /// id does not fit in a button's 64 bytes).
@@ -24,7 +24,7 @@ struct Offered {
     /// The market, or `None` for all.
     market: Option<String>,
     /// The positions the offer listed (token, shares as shown): a confirmation never sells one it
-    /// did not show, nor one that changed since.
+    /// did not show, nor more of one than it showed.
     tokens: Vec<(TokenId, Shares)>,
     /// When it was offered, unix ms.
     at_ms: i64,
@@ -51,7 +51,7 @@ impl PendingCloses {
 
 /// The open positions `scope` covers, by token id, as the journal has them.
 async fn covered(ops: &super::commands::Ops, scope: &CloseScope) -> Result<Vec<crate::store::PositionRow>, String> {
-    let Ok(Ok(st)) = ops.store.send(GetStatus).timeout(ANSWER_WAIT).await else {
+    let Ok(Ok(st)) = answered(ops.store.send(GetStatus)).await else {
         return Err("the journal is unavailable right now; try again".into());
     };
     Ok(st.positions.into_iter().filter(|p| p.token_id.parse().is_ok_and(|t| scope.covers(&t))).collect())
@@ -138,7 +138,11 @@ pub async fn confirm_close(ops: &super::commands::Ops, nonce: &str) -> super::co
         Err(e) => Err(e),
     };
     match now {
-        Ok(now) if now.iter().any(|p| as_shown(p).is_none_or(|ts| !offered.tokens.contains(&ts))) => {
+        Ok(now)
+            if now.iter().any(|p| {
+                as_shown(p).is_none_or(|(t, s)| !offered.tokens.iter().any(|(ot, os)| *ot == t && s <= *os))
+            }) =>
+        {
             return Refused(CHANGED_SINCE_SHOWN.into());
         }
         Ok(_) => {}

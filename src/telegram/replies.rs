@@ -42,9 +42,17 @@ fn number(arg: &str, default: u32, max: u32, usage: &str) -> Result<u32, String>
     }
 }
 
-/// Longest a command's reply waits for an actor or the journal: one busy or stuck is said to be
-/// unavailable, never met with silence (each command runs on its own task, so nothing else waits).
+/// Longest a command's reply waits for each answer of an actor or the journal: one busy or stuck
+/// is said to be unavailable, never met with silence (each command runs on its own task, so
+/// nothing else waits).
 pub(super) const ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+/// `request`'s answer within [`ANSWER_WAIT`].
+pub(super) async fn answered<T>(
+    request: impl Future<Output = Result<T, actix::MailboxError>>,
+) -> Result<T, actix::MailboxError> {
+    crate::actors::within(ANSWER_WAIT, request).await
+}
 
 /// The answer when an actor or the journal did not answer.
 pub(super) fn unavailable(what: &str) -> Reply {
@@ -53,10 +61,13 @@ pub(super) fn unavailable(what: &str) -> Reply {
 
 /// `/status`: mode, trading state, chain lag, targets, exposure, today's P&L, the last fill.
 pub(super) async fn status(ops: &Ops) -> Reply {
-    let (Ok(Ok(st)), Ok(b), Ok(targets)) = (
-        ops.store.send(GetStatus).timeout(ANSWER_WAIT).await,
-        ops.risk.send(GetBreakerState).timeout(ANSWER_WAIT).await,
-        ops.registry.send(ListTargets).timeout(ANSWER_WAIT).await,
+    // Asked together: the reply waits for the slowest, not for the sum.
+    let (Ok(Ok(st)), Ok(b), Ok(targets), day, markets) = tokio::join!(
+        answered(ops.store.send(GetStatus)),
+        answered(ops.risk.send(GetBreakerState)),
+        answered(ops.registry.send(ListTargets)),
+        answered(ops.risk.send(crate::actors::risk_supervisor::GetPnlToday)),
+        answered(ops.store.send(crate::actors::store::PausedMarkets)),
     ) else {
         return unavailable("the status");
     };
@@ -70,8 +81,7 @@ pub(super) async fn status(ops: &Ops) -> Reply {
     };
     let paused = targets.iter().filter(|t| t.paused).count();
     let l = &ops.limits;
-    let day = ops.risk.send(crate::actors::risk_supervisor::GetPnlToday).timeout(ANSWER_WAIT).await.ok();
-    let daily = day.map_or_else(
+    let daily = day.ok().map_or_else(
         || format!("daily loss limit {} USDC", l.daily_loss_limit_usdc),
         |pnl| crate::risk::day::daily_loss_line(pnl, l.daily_loss_limit_usdc),
     );
@@ -79,7 +89,7 @@ pub(super) async fn status(ops: &Ops) -> Reply {
         || "none yet".to_owned(),
         |f| format!("{} {} {} at {} → {}", f.side, f.target_shares, short_token(&f.token_id), f.target_price, f.status),
     );
-    let markets = match ops.store.send(crate::actors::store::PausedMarkets).timeout(ANSWER_WAIT).await {
+    let markets = match markets {
         Ok(Ok(list)) if !list.is_empty() => format!(
             "\nmarkets PAUSED (no buys, exits copied): {}",
             list.iter().map(|m| m.selector.to_string()).collect::<Vec<_>>().join(", ")
@@ -110,11 +120,11 @@ pub(super) async fn status(ops: &Ops) -> Reply {
 
 /// `/positions`: each open position with its cost and its mark.
 pub(super) async fn positions(ops: &Ops) -> Reply {
-    let Ok(Ok(st)) = ops.store.send(GetStatus).timeout(ANSWER_WAIT).await else { return unavailable("the journal") };
+    let Ok(Ok(st)) = answered(ops.store.send(GetStatus)).await else { return unavailable("the journal") };
     if st.positions.is_empty() {
         return Reply::text("no open positions".into());
     }
-    let names = ops.store.send(MarketNames).timeout(ANSWER_WAIT).await.ok().and_then(Result::ok).unwrap_or_default();
+    let names = answered(ops.store.send(MarketNames)).await.ok().and_then(Result::ok).unwrap_or_default();
     let lines: Vec<String> = st
         .positions
         .iter()
@@ -147,16 +157,13 @@ pub(super) async fn trades(ops: &Ops, arg: &str) -> Reply {
         Ok(n) => n,
         Err(u) => return Reply::text(u),
     };
-    let Ok(Ok(rows)) = ops.store.send(GetTrades(n)).timeout(ANSWER_WAIT).await else {
+    let Ok(Ok(rows)) = answered(ops.store.send(GetTrades(n))).await else {
         return unavailable("the journal");
     };
     if rows.is_empty() {
         return Reply::text("no fills yet".into());
     }
-    let labels: std::collections::HashMap<String, String> = ops
-        .registry
-        .send(ListTargets)
-        .timeout(ANSWER_WAIT)
+    let labels: std::collections::HashMap<String, String> = answered(ops.registry.send(ListTargets))
         .await
         .map(|ts| ts.into_iter().map(|t| (crate::domain::addr_lower(&t.target.address), t.target.label)).collect())
         .unwrap_or_default();
@@ -187,7 +194,7 @@ pub(super) async fn pnl(ops: &Ops, arg: &str) -> Reply {
         Ok(n) => n,
         Err(u) => return Reply::text(u),
     };
-    let Ok(Ok(rows)) = ops.store.send(GetPnlByDay { days, now_ms: now_ms() }).timeout(ANSWER_WAIT).await else {
+    let Ok(Ok(rows)) = answered(ops.store.send(GetPnlByDay { days, now_ms: now_ms() })).await else {
         return unavailable("the journal");
     };
     let total: i64 = rows.iter().map(|(_, p)| p.0).sum();
@@ -279,10 +286,10 @@ pub(super) async fn report(ops: &Ops, arg: &str) -> Reply {
 /// `/balance`: what the account holds. Live: the pUSD the CLOB says the funder has; both modes: the
 /// open positions' cost and unrealized P&L, and all realized P&L in the journal.
 pub(super) async fn balance(ops: &Ops) -> Reply {
-    let Ok(Ok(st)) = ops.store.send(GetStatus).timeout(ANSWER_WAIT).await else {
+    let Ok(Ok(st)) = answered(ops.store.send(GetStatus)).await else {
         return Reply::text("the journal is unavailable right now; try again".into());
     };
-    let realized = match ops.store.send(GetPnlByDay { days: 36_500, now_ms: now_ms() }).timeout(ANSWER_WAIT).await {
+    let realized = match answered(ops.store.send(GetPnlByDay { days: 36_500, now_ms: now_ms() })).await {
         Ok(Ok(rows)) => {
             let sum = rows.iter().fold(0_i64, |acc, (_, p)| acc.saturating_add(p.0));
             format!("{} USDC", crate::domain::format_micros(sum))
@@ -317,7 +324,7 @@ pub(super) fn uptime(ms: i64) -> String {
 
 /// `/pause` and `/unpause`: one target's fills are copied or not.
 pub(super) async fn set_target_paused(ops: &Ops, who: String, paused: bool) -> Reply {
-    match ops.registry.send(SetTargetPaused { who, paused, by: "telegram".into() }).timeout(ANSWER_WAIT).await {
+    match answered(ops.registry.send(SetTargetPaused { who, paused, by: "telegram".into() })).await {
         Ok(Ok(label)) if paused => Reply::text(format!(
             "paused {label}: its buys are not copied until /unpause {label}; its exits still are, so what was copied from it is not left behind"
         )),

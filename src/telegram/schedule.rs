@@ -6,6 +6,7 @@ use tracing::{info, warn};
 
 use crate::actors::store::{GetReportData, StoreActor};
 use crate::actors::watcher::{ListTargets, Registry};
+use crate::actors::within;
 use crate::report::{self, Period};
 use crate::store::now_ms;
 use crate::telegram::outbox::{Class, Outgoing};
@@ -24,6 +25,10 @@ pub fn next_fire(now_ms: i64, secs: u32, weekday: Option<u32>) -> i64 {
     t
 }
 
+/// Longest a report waits for each answer of the journal: a month of rows is read at once, but a
+/// journal that does not answer in this time gets the report said unavailable, not silence.
+const REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Builds a report from the journal: its text and (when drawing works) its chart.
 pub async fn build_report(
     store: &Addr<StoreActor>,
@@ -32,9 +37,13 @@ pub async fn build_report(
 ) -> Option<(String, Option<Vec<u8>>)> {
     let now = now_ms();
     let (span, execs, prices, counts, fees, book) =
-        store.send(GetReportData { period, now_ms: now }).await.ok()?.ok()?;
-    let labels: std::collections::HashMap<_, _> =
-        registry.send(ListTargets).await.ok()?.into_iter().map(|t| (t.target.address, t.target.label)).collect();
+        within(REPORT_WAIT, store.send(GetReportData { period, now_ms: now })).await.ok()?.ok()?;
+    let labels: std::collections::HashMap<_, _> = within(REPORT_WAIT, registry.send(ListTargets))
+        .await
+        .ok()?
+        .into_iter()
+        .map(|t| (t.target.address, t.target.label))
+        .collect();
     // Replaying the whole history and drawing take a while: both run off the actors' thread, which
     // halts, the control socket and the copies share.
     let names = labels.clone();
@@ -60,7 +69,8 @@ pub async fn build_report(
     };
     // The weekly (and monthly) report says how copying each target went over the period.
     if period != Period::Daily
-        && let Ok(Ok(quality)) = store.send(crate::actors::store::GetTargetQuality(span.from_ms)).await
+        && let Ok(Ok(quality)) =
+            within(REPORT_WAIT, store.send(crate::actors::store::GetTargetQuality(span.from_ms))).await
         && !quality.is_empty()
     {
         text.push_str("\ncopy quality by target:");

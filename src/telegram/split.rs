@@ -2,9 +2,10 @@
 //! becomes several, and a report whose text does not fit a picture's caption is sent as the
 //! picture with its title, then the text. What an operator asked for arrives whole.
 //!
-//! Telegram counts a text's length in UTF-16 code units (an emoji such as 🟢 is two), so that is
-//! what is measured here: counted in characters, a reply full of market titles with emoji passed
-//! for 4096 and was refused as too long, and with it the whole reply.
+//! Lengths are measured in UTF-16 code units, the unit of the Bot API's entity offsets (an emoji
+//! such as 🟢 is two): never less than a count of characters, so a part fits whichever of the two
+//! Telegram applies. Counted in characters, a reply full of emoji could pass for 4096 and be
+//! refused as too long, and with it the whole reply.
 
 use crate::telegram::outbox::Outgoing;
 
@@ -24,6 +25,12 @@ pub fn units(s: &str) -> usize {
 /// last part.
 #[must_use]
 pub fn parts(mut m: Outgoing) -> Vec<Outgoing> {
+    // Measured as it will leave: a secret redacted can grow (`&lt;redacted&gt;` for a short one).
+    m.text = if m.html { crate::config::env::redact_html(&m.text) } else { crate::config::env::redact(&m.text) };
+    // Nothing to say is not sent (Telegram refuses an empty text).
+    if m.photo.is_none() && m.text.trim().is_empty() {
+        return Vec::new();
+    }
     // A line cut in two would cut its tags (`<b>` in one part, `</b>` in the next), which Telegram
     // refuses: such a text goes as plain text, whole, rather than formatted and refused.
     if m.html && m.text.split('\n').any(|l| units(l) > TEXT_MAX) {
@@ -37,7 +44,14 @@ pub fn parts(mut m: Outgoing) -> Vec<Outgoing> {
             return vec![m];
         }
         let title = m.text.lines().next().unwrap_or_default();
-        out.push(Outgoing { text: chunks(title, CAPTION_MAX).swap_remove(0), buttons: Vec::new(), ..m.clone() });
+        // A title cut in its tags would be refused: one too long goes plain.
+        let (title, html) = if m.html && units(title) > CAPTION_MAX {
+            (super::format::plain(title), false)
+        } else {
+            (title.to_owned(), m.html)
+        };
+        let caption = chunks(&title, CAPTION_MAX).swap_remove(0);
+        out.push(Outgoing { text: caption, buttons: Vec::new(), html, ..m.clone() });
         rest.photo = None;
     }
     let texts = chunks(&rest.text, TEXT_MAX);
@@ -139,6 +153,26 @@ mod tests {
         assert!(p.iter().all(|m| units(&m.text) <= TEXT_MAX));
         assert_eq!(p.iter().map(|m| m.text.clone()).collect::<Vec<_>>().join("\n"), long, "nothing lost");
         assert!(p[0].buttons.is_empty() && p[1].buttons.is_empty() && p[2].buttons.len() == 1);
+    }
+
+    #[test]
+    fn an_empty_text_is_not_sent() {
+        assert!(parts(text("")).is_empty());
+        assert!(parts(text("\n\n")).is_empty());
+        let mut chart = text("");
+        chart.photo = Some(vec![1]);
+        assert_eq!(parts(chart).len(), 1, "a picture without a caption is still sent");
+    }
+
+    #[test]
+    fn a_report_title_too_long_for_a_caption_goes_plain_rather_than_cut_in_its_tags() {
+        let title = format!("<b>{}</b>", "r".repeat(1100));
+        let mut m = text(&format!("{title}\nP&amp;L 3 USDC"));
+        (m.html, m.photo) = (true, Some(vec![1]));
+        let p = parts(m);
+        assert!(!p[0].html && p[0].photo.is_some() && units(&p[0].text) <= CAPTION_MAX, "{:?}", p[0].html);
+        assert!(!p[0].text.contains('<'));
+        assert!(p[1].html && p[1].text.ends_with("P&amp;L 3 USDC"), "the text keeps its formatting");
     }
 
     #[test]

@@ -3,14 +3,16 @@
 
 use crate::actors::store::{GetStatus, GetTargetQuality};
 use crate::actors::watcher::ListTargets;
+use crate::actors::within;
 use crate::store::TargetQuality;
 
 /// The reply, or `None` when the actors did not answer.
 pub async fn reply(ops: &super::commands::Ops) -> Option<String> {
-    let (Ok(targets), Ok(Ok(st)), Ok(Ok(quality))) = (
-        ops.registry.send(ListTargets).await,
-        ops.store.send(GetStatus).await,
-        ops.store.send(GetTargetQuality(0)).await,
+    let wait = super::replies::ANSWER_WAIT;
+    let (Ok(targets), Ok(Ok(st)), Ok(Ok(quality))) = tokio::join!(
+        within(wait, ops.registry.send(ListTargets)),
+        within(wait, ops.store.send(GetStatus)),
+        within(wait, ops.store.send(GetTargetQuality(0))),
     ) else {
         return None;
     };

@@ -884,7 +884,10 @@ async fn test_close_when_confirmed_then_sold_once_and_pausemarket_obeyed() {
     let before = tg.sent_to(OP).len();
     tg.inject_callback(OP, &stale.buttons[0]);
     wait_for(20, "the stale offer refused", async || {
-        tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("positions were opened or changed since")).then_some(())
+        tg.sent_to(OP)[before..]
+            .iter()
+            .any(|m| m.text.contains("positions were opened or added to since"))
+            .then_some(())
     })
     .await;
     assert_eq!(d.status()["positions"].as_array().map(Vec::len), Some(2), "nothing sold");

@@ -1,6 +1,6 @@
 //! Telegram's limits as the real Bot API applies them (the fake refuses what it refuses): a long
-//! reply arrives whole in several messages, each within 4096 UTF-16 units, its HTML accepted,
-//! whatever the operator put in the targets' labels; and ours: a command is answered within
+//! reply arrives whole in several messages, each within 4096 UTF-16 units, whatever the operator
+//! put in the targets' labels; and ours: a command is answered within
 //! seconds even while the risk supervisor is busy.
 
 use crate::support::telegram::FakeTelegram;

@@ -20,9 +20,9 @@ use crate::risk::close::{
 };
 use crate::store::PausedMarket;
 
-/// The refusal of a confirmed close whose positions changed since they were shown.
+/// The refusal of a confirmed close whose positions grew since they were shown.
 pub const CHANGED_SINCE_SHOWN: &str =
-    "positions were opened or changed since this was offered: send /close again to see them";
+    "positions were opened or added to since this was offered: send /close again to see them";
 
 /// Close our positions in `scope` now.
 #[derive(Debug, Message)]

@@ -43,7 +43,12 @@ fn parsed(text: &str, html: bool) -> Result<String, String> {
             };
             let tag = &rest[1..end];
             let (closing, body) = tag.strip_prefix('/').map_or((false, tag), |b| (true, b));
-            let name = body.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            // A name right after the bracket: "< b>" is no tag.
+            let name = if body.starts_with(char::is_whitespace) {
+                String::new()
+            } else {
+                body.split_whitespace().next().unwrap_or("").to_ascii_lowercase()
+            };
             if !TAGS.contains(&name.as_str()) {
                 return Err(format!(
                     "Bad Request: can't parse entities: Unsupported start tag \"{name}\" at byte offset {}",
@@ -128,6 +133,7 @@ fn telegram_refuses_what_the_real_one_refuses() {
         ("a < b", None, false, false),
         ("<b><i>x</b></i>", Some("HTML"), false, true),
         ("AT&T", Some("HTML"), false, false),
+        ("< b>x</b>", Some("HTML"), false, true),
         (&long_emoji, None, false, true),
         (&long_emoji[..4 * 2048], None, false, false),
         ("", None, false, true),
