@@ -235,20 +235,37 @@ async fn test_live_when_halted_while_a_gtd_order_rests_then_it_is_cancelled() {
 /// would rest until its expiry with nobody watching it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_a_gtd_order_is_given_up_after_503s_then_a_cancel_is_asked_once() {
+    gtd_given_up_gets_one_cancel(vec![Play::Status(503, "trading is currently cancel-only"); 3], "trading_paused")
+        .await;
+}
+
+/// The same when the send after a 503 is refused for good (a balance that may count the order the
+/// 503 hid): before, a refusal after "not now" asked no cancel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_gtd_order_is_refused_after_a_503_then_a_cancel_is_asked_once() {
+    let script = vec![
+        Play::Status(503, "trading is currently cancel-only"),
+        Play::Status(400, "not enough balance / allowance"),
+    ];
+    gtd_given_up_gets_one_cancel(script, "insufficient_balance").await;
+}
+
+async fn gtd_given_up_gets_one_cancel(script: Vec<Play>, reason: &str) {
     let mut l = live().await;
     l.d.set("live", "order_type = \"GTD\"");
-    l.clob.script(&vec![Play::Status(503, "trading is currently cancel-only"); 3]);
+    let sends = script.len();
+    l.clob.script(&script);
     start_live(&mut l).await;
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     let r = wait_for(30, "the copy given up", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
-    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("trading_paused")), "{r}");
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some(reason)), "{r}");
     // A later copy, filled, is the marker that nothing more was asked for the first.
     l.anvil.emit(&buy(2, STD_TOKEN)).await;
     wait_for(30, "the next copy", async || row(&l.d, 1).filter(|r| r["status"] == "executed")).await;
     let cancels = l.clob.cancels();
     assert_eq!(cancels.len(), 1, "asked once: {cancels:?}");
     assert_eq!(cancels[0].1, format!("{:#x}", order_id(&l.d, 0)));
-    assert_eq!(l.clob.posts().len(), 4, "the retries, never a new order, and the next copy");
+    assert_eq!(l.clob.posts().len(), sends + 1, "the retries, never a new order, and the next copy");
 }
 
 /// The same, the exchange failing the first cancel (503): it is asked again, in the background,

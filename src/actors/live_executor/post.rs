@@ -64,6 +64,12 @@ impl Run {
                 return done(Err(ExecError::NoFill { code: "no_liquidity", message }));
             }
             PostOutcome::Rejected { code, message, counts_as_error } => {
+                // Refused after an earlier send was answered "not now": that answer may have hidden
+                // an order the exchange took (a gateway's 503), and this refusal may even count it
+                // (a balance that holds its pUSD). A GTD order gets its one cancel, as one given up.
+                if tries.retries > 0 {
+                    self.withdraw_given_up(order).await;
+                }
                 return done(self.refused(code, message, counts_as_error).await);
             }
             PostOutcome::Retry { code, message, wait_ms } => {
