@@ -17,14 +17,32 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn put_market(&self, m: &MarketInfo) -> StoreResult<()> {
+        self.upsert_market(m, "payout = excluded.payout")
+    }
+
+    /// Stores what a token is, as [`Store::put_market`], without its payout: a row's payout is left
+    /// as it was (a new row has none). For a reader that takes Gamma's word unchecked (`vet`):
+    /// the daemon settles positions at the payout it finds here, which only its own check against
+    /// the chain may write.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn put_market_facts(&self, m: &MarketInfo) -> StoreResult<()> {
+        self.upsert_market(&MarketInfo { payout: None, ..m.clone() }, "payout = payout")
+    }
+
+    /// The upsert of both, `payout_rule` saying what a known row's payout becomes.
+    fn upsert_market(&self, m: &MarketInfo, payout_rule: &str) -> StoreResult<()> {
         self.conn.execute(
-            "INSERT INTO markets (token_id, condition_id, question, outcome, neg_risk, tick, min_size, closed, \
-             end_ms, payout, fetched_at_ms, slug) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-             ON CONFLICT (token_id) DO UPDATE SET condition_id = COALESCE(excluded.condition_id, condition_id), \
-             question = excluded.question, outcome = excluded.outcome, neg_risk = (excluded.neg_risk OR neg_risk), \
-             tick = COALESCE(excluded.tick, tick), min_size = excluded.min_size, closed = excluded.closed, \
-             end_ms = COALESCE(excluded.end_ms, end_ms), payout = excluded.payout, \
-             fetched_at_ms = excluded.fetched_at_ms, slug = COALESCE(excluded.slug, slug)",
+            &format!(
+                "INSERT INTO markets (token_id, condition_id, question, outcome, neg_risk, tick, min_size, closed, \
+                 end_ms, payout, fetched_at_ms, slug) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 ON CONFLICT (token_id) DO UPDATE SET condition_id = COALESCE(excluded.condition_id, condition_id), \
+                 question = excluded.question, outcome = excluded.outcome, neg_risk = (excluded.neg_risk OR neg_risk), \
+                 tick = COALESCE(excluded.tick, tick), min_size = excluded.min_size, closed = excluded.closed, \
+                 end_ms = COALESCE(excluded.end_ms, end_ms), {payout_rule}, \
+                 fetched_at_ms = excluded.fetched_at_ms, slug = COALESCE(excluded.slug, slug)"
+            ),
             params![
                 m.token_id.to_string(),
                 m.condition_id.map(|c| format!("{c:#x}")),
@@ -146,6 +164,32 @@ mod tests {
             s.put_market(&first).unwrap();
             s.put_market(&then).unwrap();
             assert_eq!(s.market(&U256::from(7)).unwrap().unwrap().0, want, "{first:?} then {then:?}");
+        }
+    }
+
+    /// `vet`'s facts never write a result: Gamma's payout, unchecked on chain, stays out of the
+    /// journal the daemon settles from, and a payout the daemon checked stays in.
+    #[test]
+    fn facts_leave_the_payout_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("j.db")).unwrap();
+        let c = Some(B256::repeat_byte(5));
+        let paid = Some(Price(1_000_000));
+        // (stored first, if any; then the facts put; the payout read)
+        for (first, facts, want) in [
+            (None, info(false, c, None, paid), None),
+            (Some(info(false, c, None, None)), info(false, c, None, paid), None),
+            (Some(info(false, c, None, paid)), info(false, c, None, Some(Price(0))), paid),
+            (Some(info(false, c, None, paid)), info(false, c, None, None), paid),
+        ] {
+            s.conn.execute("DELETE FROM markets", []).unwrap();
+            if let Some(f) = &first {
+                s.put_market(f).unwrap();
+            }
+            s.put_market_facts(&facts).unwrap();
+            let (got, _) = s.market(&U256::from(7)).unwrap().unwrap();
+            assert_eq!(got.payout, want, "{first:?} then {facts:?}");
+            assert_eq!(got.condition_id, c);
         }
     }
 }

@@ -309,6 +309,12 @@ async fn test_targets_suggest_when_the_leaderboard_lists_traders_then_each_is_ve
     assert!(c[3]["problem"].as_str().unwrap().contains("no fills"), "{v}");
     let worth: Vec<bool> = c.iter().map(|x| x["worth_adding"].as_bool().unwrap()).collect();
     assert_eq!(worth, vec![true, false, false, false]);
+    // Gamma's result, unchecked on chain, stays out of the journal the daemon settles from; what
+    // the market is goes in.
+    let journal = rusqlite::Connection::open(dir.path().join("journal.db")).unwrap();
+    let payout: Option<i64> =
+        journal.query_row("SELECT payout FROM markets WHERE token_id = '12'", [], |r| r.get(0)).unwrap();
+    assert_eq!(payout, None, "vet wrote no result");
     // Only the slow wallet is appended, disabled, named after its user name made safe.
     assert_eq!(v["added"], serde_json::json!(["SlowAndSteady"]));
     let text = std::fs::read_to_string(dir.path().join("wallets.json")).unwrap();

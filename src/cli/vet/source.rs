@@ -227,8 +227,10 @@ async fn resolutions(
                             let Some(info) = markets.iter().find_map(|m| crate::market::info::from_gamma(m, *t)) else {
                                 continue;
                             };
+                            // What the market is, never its result: the daemon settles positions
+                            // at the journal's payout, which only its check on chain writes.
                             if let Some(c) = cache {
-                                let _ = c.put_market(&info);
+                                let _ = c.put_market_facts(&info);
                             }
                             if let Some(p) = info.payout {
                                 out.insert(*t, p);
