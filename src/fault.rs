@@ -40,6 +40,25 @@ pub async fn hold_at(point: &str) {
 #[inline]
 pub async fn hold_at(_point: &str) {}
 
+/// Blocks the calling thread while the file `POLYCOPY_FAULT_HOLD` exists, when `POLYCOPY_FAULT`
+/// names `point`: a journal write stretched on the writer's own thread (a slow disk), every
+/// request queued behind it.
+#[cfg(feature = "fault-injection")]
+pub fn hold_here(point: &str) {
+    if named(point) {
+        let Ok(file) = std::env::var("POLYCOPY_FAULT_HOLD") else { return };
+        tracing::warn!(point, file, "fault injection: holding the thread while the file exists");
+        while std::path::Path::new(&file).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// Without the `fault-injection` feature: nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline]
+pub const fn hold_here(_point: &str) {}
+
 /// How far the daemon's wall clock ([`crate::store::now_ms`]) is moved forward, ms: the number in
 /// the file `POLYCOPY_FAULT_CLOCK`, read again every 20 ms on a thread of its own (0 while it is
 /// missing or unreadable). A test moves a running daemon past the trading day's roll this way.

@@ -103,25 +103,49 @@ pub async fn set_paused(
     let sel = MarketSelector::parse(market)?;
     let tokens = tokens(store, &sel).await?;
     let req = SetMarketPaused { selector: sel.clone(), tokens: tokens.clone(), paused, by: by.to_owned() };
-    let changed = match within(JOURNAL_WAIT, store.send(req)).await {
+    // Journaled and handed to the supervisor by a task of its own, with no time limit: a journal
+    // slower than the reply's wait still gets the pause both written and enforced, never written
+    // alone (the supervisor learns pauses only from this, or at a start).
+    let apply = actix::spawn(apply_pause(store.clone(), risk.clone(), req));
+    match tokio::time::timeout(JOURNAL_WAIT, apply).await {
+        Ok(Ok(Ok(changed))) => Ok(paused_text(&sel, tokens.len(), paused, changed)),
+        Ok(Ok(Err(e))) => Err(e),
+        Ok(Err(_)) => Err("the pause could not be carried out (its task failed); try again".into()),
+        Err(_) => Err(format!(
+            "not confirmed within {} s: the journal is busy; the pause is carried out once it answers (`polycopy \
+             status` shows the paused markets)",
+            JOURNAL_WAIT.as_secs()
+        )),
+    }
+}
+
+/// Journals `req`, then gives the supervisor the journal's list of paused markets and reports a
+/// change. Whether the pause changed anything, or why it could not be written.
+async fn apply_pause(
+    store: Addr<StoreActor>,
+    risk: Addr<RiskSupervisor>,
+    req: SetMarketPaused,
+) -> Result<bool, String> {
+    let (sel, paused, by) = (req.selector.clone(), req.paused, req.by.clone());
+    let changed = match store.send(req).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(format!("the journal could not be written: {e}")),
-        Err(actix::MailboxError::Timeout) => {
-            return Err(format!(
-                "not confirmed within {} s: the pause may still apply (`polycopy status` shows the paused markets)",
-                JOURNAL_WAIT.as_secs()
-            ));
-        }
         Err(_) => return Err("the journal is unavailable right now; try again".into()),
     };
-    if let Ok(Ok(list)) = within(JOURNAL_WAIT, store.send(PausedMarkets)).await {
-        risk.do_send(MarketPauses(list));
+    match store.send(PausedMarkets).await {
+        Ok(Ok(list)) => risk.do_send(MarketPauses(list)),
+        // Journaled and not yet enforced: said, not hidden behind a reply that says it applies.
+        _ => {
+            return Err("the pause is journaled, but the paused markets could not be read back: it applies at \
+                         the next start (restart the daemon to enforce it now)"
+                .into());
+        }
     }
     if changed {
         let what = if paused { "paused (no buys, exits copied)" } else { "resumed (buys copied again)" };
         risk.do_send(crate::actors::risk_supervisor::OperatorDid(format!("market {sel} {what} by {by}")));
     }
-    Ok(paused_text(&sel, tokens.len(), paused, changed))
+    Ok(changed)
 }
 
 /// The answer to a pause or resume of a market.

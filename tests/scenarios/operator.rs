@@ -114,6 +114,39 @@ async fn test_close_when_bad_market_or_no_daemon_then_clear_refusal() {
     assert!(err.contains("Start it"), "{err}");
 }
 
+/// A pause the journal is too busy to confirm in time (its write held on the writer's thread, a
+/// slow disk) is said to be not confirmed, and is still both journaled and enforced once the write
+/// goes through. Before, the reply's wait gave up on it: written, shown in `status`, and never
+/// given to the supervisor, which went on copying buys into the market until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_pause_market_when_the_journal_is_slow_then_still_enforced_once_written() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    let hold = dir.path().join("hold-pause");
+    d.start_with(&[("POLYCOPY_FAULT", "hold_market_pause_write"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    d.wait_live().await;
+    std::fs::write(&hold, "").unwrap();
+    let (code, out, err) = d.run_cli(&["pause-market", "7"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("not confirmed within 5 s") && err.contains("carried out once it answers"), "{err}");
+    std::fs::remove_file(&hold).unwrap();
+    wait_for(10, "the pause reported", async || {
+        d.events("operator").into_iter().find(|m| m.contains("market token 7 paused"))
+    })
+    .await;
+    anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    // An unpaused token is the marker that the paused one was decided.
+    anvil.emit(&Fill::v2(2, A, C, true, 9, 100 * ONE, 50 * ONE)).await;
+    let rows = wait_for(30, "both decided", async || {
+        let t = d.trades();
+        (t.len() == 2 && t.iter().all(|r| r["status"] != "pending")).then_some(t)
+    })
+    .await;
+    assert_eq!((rows[0]["status"].as_str(), rows[0]["reason"].as_str()), (Some("rejected"), Some("market_paused")));
+    assert_eq!(rows[1]["status"], "executed");
+}
+
 /// A paused market refuses buys with its own code, still copies exits, shows in status, survives a
 /// restart (stored in the journal when no daemon runs), and copies buys again once resumed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -168,10 +168,10 @@ pub struct SetMarketPaused {
     /// Who.
     pub by: String,
 }
-store_handler!(SetMarketPaused -> bool, |s, m| if m.paused {
-    s.pause_market(&m.selector, &m.tokens, &m.by)
-} else {
-    s.resume_market(&m.selector)
+store_handler!(SetMarketPaused -> bool, |s, m| {
+    // Tests stretch this write (a slow disk) past the reply's wait.
+    crate::fault::hold_here("hold_market_pause_write");
+    if m.paused { s.pause_market(&m.selector, &m.tokens, &m.by) } else { s.resume_market(&m.selector) }
 });
 
 /// The paused markets.
