@@ -23,6 +23,20 @@ pub const MAX_REPLY: usize = 1 << 20;
 /// rejection while halted quotes it, in messages Telegram caps at 4,096 characters.
 pub const HALT_REASON_CHARS: usize = 500;
 
+/// What a halt's reply adds about the orders already on their way to the exchange when it came
+/// (their POST past the gate, not answered yet): a halt stops what is not sent, it does not recall
+/// what is. Empty when there are none.
+#[must_use]
+pub fn under_way_note(posts: u64) -> String {
+    match posts {
+        0 => String::new(),
+        1 => "; 1 order was already on its way to the exchange and is not recalled: its outcome follows".into(),
+        n => format!(
+            "; {n} orders were already on their way to the exchange and are not recalled: their outcomes follow"
+        ),
+    }
+}
+
 /// A halt's reason as stored and told, wherever it was typed: secrets out, control characters
 /// (a newline forging a line of the log or of a message) as spaces, cut to [`HALT_REASON_CHARS`]
 /// with a mark.

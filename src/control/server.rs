@@ -259,6 +259,7 @@ async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {
     let gate_before = peers.gate.trading();
     // From this instant nothing new is sent.
     peers.gate.close();
+    let under_way = super::under_way_note(peers.gate.posts_under_way());
     // A reason is stored, logged and sent: never with a secret pasted into it, never unbounded.
     let reason = super::halt_reason(&reason);
     // The command line waits 1 s for the answer: every wait below fits inside 0.8 s in all.
@@ -287,10 +288,12 @@ async fn halt(peers: &ControlPeers, reason: String, by: String) -> Reply {
         matches!(tokio::time::timeout_at(answer_by, peers.store.send(SetBreaker(state.clone()))).await, Ok(Ok(Ok(()))));
     peers.risk.do_send(SetTrading { halt: true, code: "manual", reason, by });
     let msg = if persisted {
-        "halted: nothing new is sent".to_owned()
+        format!("halted: nothing new is sent{under_way}")
     } else {
-        "halted: nothing new is sent (the journal did not confirm the write in time; the daemon writes it again)"
-            .to_owned()
+        format!(
+            "halted: nothing new is sent{under_way} (the journal did not confirm the write in time; the daemon writes \
+             it again)"
+        )
     };
     reply(peers, true, msg, state)
 }

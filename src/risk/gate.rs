@@ -34,6 +34,18 @@ pub struct TradingGate {
     /// Halts so far (each change into closed): the operator's own close, which goes out whatever
     /// the trading state, stops at a halt raised after it started.
     halts: Arc<AtomicU64>,
+    /// Orders whose POST passed the gate and has not been answered yet.
+    posting: Arc<AtomicU64>,
+}
+
+/// One POST under way, counted by [`TradingGate::posting`] until dropped.
+#[derive(Debug)]
+pub struct PostUnderWay(Arc<AtomicU64>);
+
+impl Drop for PostUnderWay {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl TradingGate {
@@ -44,7 +56,24 @@ impl TradingGate {
             level: Arc::new(AtomicU8::new(if halted { CLOSED } else { OPEN })),
             bell: Arc::default(),
             halts: Arc::default(),
+            posting: Arc::default(),
         }
+    }
+
+    /// Counts a POST about to leave, before its last check of the gate (so that a halt that
+    /// closes the gate and then reads [`Self::posts_under_way`] counts every POST that check let
+    /// through, and at most one that it stops). The count drops with the returned guard.
+    #[must_use]
+    pub fn posting(&self) -> PostUnderWay {
+        self.posting.fetch_add(1, Ordering::SeqCst);
+        PostUnderWay(self.posting.clone())
+    }
+
+    /// POSTs under way now: read by a halt after it closed the gate, the orders that had already
+    /// left (or were leaving) when it came, which it does not recall.
+    #[must_use]
+    pub fn posts_under_way(&self) -> u64 {
+        self.posting.load(Ordering::SeqCst)
     }
 
     /// Resolves at the gate's next change of level, or the next halt asked for while closed (the
@@ -157,6 +186,18 @@ mod tests {
         assert!(g.allows(Side::Sell) && !g.allows(Side::Buy));
         g.open();
         assert!(g.allows(Side::Buy));
+    }
+
+    #[test]
+    fn a_post_under_way_is_counted_until_its_guard_drops() {
+        let g = TradingGate::new(false);
+        let first = g.posting();
+        let second = g.clone().posting();
+        assert_eq!(g.posts_under_way(), 2, "clones share the count");
+        drop(first);
+        assert_eq!(g.posts_under_way(), 1);
+        drop(second);
+        assert_eq!(g.posts_under_way(), 0);
     }
 
     #[test]

@@ -213,6 +213,7 @@ pub(super) async fn pnl(ops: &Ops, arg: &str) -> Reply {
 pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
     // From this instant nothing new is sent, before any round trip to the risk supervisor.
     ops.gate.close();
+    let under_way = crate::control::under_way_note(ops.gate.posts_under_way());
     let answer_by = tokio::time::Instant::now() + Duration::from_secs(2);
     // After a resume that came before it (and may have opened the gate again), never before.
     let _turn = tokio::time::timeout_at(answer_by, ops.trading_turn.lock()).await;
@@ -260,11 +261,11 @@ pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
     // Named: with several instances, the operator sees which one stopped.
     let mode = ops.mode_word();
     if persisted {
-        Reply::text(format!("HALTED ({mode}): no new orders ({reason}). /resume to clear"))
+        Reply::text(format!("HALTED ({mode}): no new orders ({reason}){under_way}. /resume to clear"))
     } else {
         Reply::text(format!(
-            "HALTED ({mode}): no new orders ({reason}). The journal did not confirm the write in time; the daemon \
-             writes it again. /resume to clear"
+            "HALTED ({mode}): no new orders ({reason}){under_way}. The journal did not confirm the write in time; \
+             the daemon writes it again. /resume to clear"
         ))
     }
 }

@@ -394,6 +394,21 @@ async fn test_live_when_halted_before_a_lagging_exchange_books_a_gtd_order_then_
     assert_eq!(l.clob.posts().len(), 1, "never sent again");
 }
 
+/// A halt while an order's POST is on its way (sent, not answered yet): the halt stops what is not
+/// sent and does not recall what is, and its reply says so rather than "nothing new is sent" alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_halt_when_an_order_is_on_its_way_then_its_reply_says_so() {
+    let mut l = live().await;
+    reset(&l.d, "request_timeout_ms = 1500", "request_timeout_ms = 30000");
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "under way test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("halted: nothing new is sent; 1 order was already on its way to the exchange"), "{out}");
+}
+
 /// A halt while the lookup of a resting order hangs on a slow exchange: the cancel does not wait
 /// for the lookup's answer (nor its timeout, half a minute here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -370,7 +370,10 @@ impl Run {
             // The send is counted durably first, and that write waits its turn at the journal's
             // writer: a halt acknowledged meanwhile must still stop this POST. A first send is
             // taken back (it never left); an order sent before is only looked up from now on.
+            // Counted as under way before that last check, so a halt's reply can say it went.
+            let under_way = self.gate.posting();
             if !self.may_send() {
+                drop(under_way);
                 let row = self.intent.fill_row;
                 if first_send && self.writer.ask(OrderNeverSent(row)).await.map_err(journal_err)? {
                     return Err(ExecError::NotSent);
@@ -382,7 +385,9 @@ impl Run {
                 r.resent = true;
                 continue;
             }
-            match self.after_post(self.venue.post(&order).await, &order, &mut r, &mut tries).await? {
+            let answer = self.venue.post(&order).await;
+            drop(under_way);
+            match self.after_post(answer, &order, &mut r, &mut tries).await? {
                 AfterPost::Done(result) => return result,
                 AfterPost::Again => {}
             }
