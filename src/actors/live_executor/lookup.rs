@@ -15,6 +15,10 @@ use crate::clob::venue::decimal_to_micros;
 use crate::domain::{ExecMode, Execution, Price, Shares, Usdc};
 use crate::store::{OrderRow, OrderStatus, now_ms};
 
+/// Cancels asked of an order never seen resting that the exchange answered "not canceled" before
+/// they stop: each after a lookup's wait (4 s at most), so about the first 10 s after a halt.
+const UNHELD_CANCELS: u32 = 4;
+
 /// A GTD order whose send may have reached the exchange, not yet seen resting (its POST timed out,
 /// lookups fail or lag), may rest all the same: it is cancelled too when trading stops. A cancel
 /// of an order the exchange does not hold answers "not canceled" and costs nothing.
@@ -71,9 +75,13 @@ impl Run {
             }
             // Not open to cancel now (matched, expired, or not on the book yet: a delayed order):
             // the lookup says which, and a cancel is asked again after the next wait while it rests.
-            // One that was never seen resting is asked once: the exchange does not hold it open.
+            // One never seen resting may be on its way to the book (a lagging engine, lookups that
+            // fail): asked again after each wait too, a few times, then left to the lookups.
             Ok(false) => {
-                r.cancel_asked = !r.resting;
+                if !r.resting {
+                    r.unheld_cancels += 1;
+                }
+                r.cancel_asked = !r.resting && r.unheld_cancels >= UNHELD_CANCELS;
                 info!(order = %id, "trading stopped: the exchange did not cancel our order; looking it up");
             }
             // Asked again at the next lookup, after its wait.
@@ -91,7 +99,7 @@ impl Run {
             // A lookup of a resting order that trading may still stop is raced with the gate: a
             // slow exchange must not hold the cancel back until the request times out. Once stopped
             // (or cancelled), the next round of this loop cancels and lookups are awaited plainly.
-            if !(r.resting && r.sendable_at_lookup) {
+            if !((r.resting || may_rest(order, r)) && r.sendable_at_lookup) {
                 break self.venue.lookup(&id).await;
             }
             tokio::select! {

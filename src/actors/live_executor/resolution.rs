@@ -25,6 +25,8 @@ pub(super) struct Resolution {
     pub(super) resting: bool,
     /// Its cancellation was asked for (trading stopped while it rested).
     pub(super) cancel_asked: bool,
+    /// Cancels answered "not canceled" while it was never seen resting.
+    pub(super) unheld_cancels: u32,
     /// Trading allowed its side at the last lookup.
     pub(super) sendable_at_lookup: bool,
     /// The last inconclusive answer, for the record.
@@ -43,6 +45,7 @@ impl Resolution {
             resent: false,
             resting: false,
             cancel_asked: false,
+            unheld_cancels: 0,
             sendable_at_lookup: true,
             last_unknown: String::new(),
             until: Instant::now() + window,
