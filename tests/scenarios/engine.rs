@@ -375,8 +375,21 @@ async fn halt_cancels_an_unanswered_gtd(window_closed: bool) {
 /// rested until its expiry, free to fill after the halt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_halted_before_a_lagging_exchange_books_a_gtd_order_then_it_is_cancelled_once_it_rests() {
+    cancelled_once_it_lands(false).await;
+}
+
+/// The same while every lookup fails (503): no lookup ever says the order rests, and the cancel is
+/// asked again after each wait, a few times, so it still comes off the book once it lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_before_a_lagging_exchange_books_a_gtd_order_and_lookups_fail_then_it_is_still_cancelled()
+{
+    cancelled_once_it_lands(true).await;
+}
+
+async fn cancelled_once_it_lands(lookups_down: bool) {
     let mut l = live().await;
     l.d.set("live", "order_type = \"GTD\"");
+    l.clob.lookups_down(lookups_down);
     l.clob.script(&[Play::HangUnseen]);
     start_live(&mut l).await;
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
