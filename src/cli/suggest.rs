@@ -296,11 +296,12 @@ fn add(s: &Settings, list: &[Candidate], listed: &[crate::config::wallets::Targe
             "label": label,
             "enabled": false,
             "comment": format!(
-                "suggested {today}: leaderboard #{}; vet over {days} days: {} copies, realized {} USDC, win rate {}",
+                "suggested {today}: leaderboard #{}; vet over {days} days: {} copies, realized {} USDC, win rate {}{}",
                 c.rank,
                 v.report.copies.len(),
                 format_micros(v.report.realized.0),
-                v.report.win_rate_pct.map_or_else(|| "n/a".into(), |w| format!("{w}%"))
+                v.report.win_rate_pct.map_or_else(|| "n/a".into(), |w| format!("{w}%")),
+                if v.report.too_few_to_judge() { " (too few copies to judge: vet a longer period)" } else { "" }
             ),
         }));
         labels.push(label);
@@ -341,7 +342,7 @@ fn table(list: &[Candidate], days: u32) -> String {
             (Some(v), _) => {
                 let r = &v.report;
                 format!(
-                    "{} fills, {} copies, realized {} USDC, open {} USDC, win {}, drawdown {} USDC{}{}",
+                    "{} fills, {} copies, realized {} USDC, open {} USDC, win {}, drawdown {} USDC{}{}{}",
                     r.fills,
                     r.copies.len(),
                     format_micros(r.realized.0),
@@ -349,6 +350,7 @@ fn table(list: &[Candidate], days: u32) -> String {
                     r.win_rate_pct.map_or_else(|| "n/a".into(), |w| format!("{w}%")),
                     format_micros(r.max_drawdown.0),
                     if r.high_frequency { "  FLAG high-frequency" } else { "" },
+                    if r.too_few_to_judge() { "  FLAG few copies" } else { "" },
                     incomplete(v).map(|w| format!("  {w}")).unwrap_or_default()
                 )
             }

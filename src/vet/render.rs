@@ -137,6 +137,15 @@ pub fn text(v: &Vetted) -> String {
              edge lives inside the copy delay: copying it is unlikely to pay."
         );
     }
+    if r.too_few_to_judge() {
+        let _ = writeln!(
+            s,
+            "\nFLAG few copies: {} in the period, fewer than {}: too few to judge the trader by, whatever the \
+             figures above say. Vet a longer period.",
+            r.copies.len(),
+            super::replay::FEW_COPIES
+        );
+    }
     s
 }
 
@@ -199,6 +208,7 @@ pub fn json(v: &Vetted) -> Value {
         "trades_per_hour": r.trades_per_hour.normalize().to_string(),
         "round_trip_pct": r.round_trip_pct,
         "high_frequency": r.high_frequency,
+        "too_few_copies": r.too_few_to_judge(),
         "concentration_pct": r.concentration_pct,
         "markets_resolved": v.settled.0,
         "markets_asked": v.settled.1,

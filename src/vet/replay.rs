@@ -127,6 +127,18 @@ pub struct Report {
     pub series: Vec<(i64, i64, i64)>,
 }
 
+/// Fewer copies than this make no record of a trader, whatever their P&L: flagged wherever a vet
+/// is shown, and said in what `targets suggest --add` appends.
+pub const FEW_COPIES: usize = 10;
+
+impl Report {
+    /// Too few copies to judge the trader by ([`FEW_COPIES`]).
+    #[must_use]
+    pub fn too_few_to_judge(&self) -> bool {
+        self.copies.len() < FEW_COPIES
+    }
+}
+
 /// Replays `trades` (oldest first) under `cfg`; `resolved` settles markets at their payout;
 /// `held_before` is what the wallet held of a token when the period began, where it is known (a
 /// sale is copied in proportion to what the wallet held, as the daemon copies it).

@@ -325,6 +325,7 @@ async fn test_targets_suggest_when_the_leaderboard_lists_traders_then_each_is_ve
     assert_eq!(list[1]["address"], SLOW.to_string().to_lowercase());
     assert_eq!((list[1]["label"].as_str(), list[1]["enabled"].as_bool()), (Some("SlowAndSteady"), Some(false)));
     assert!(list[1]["comment"].as_str().unwrap().contains("realized 8.74 USDC"), "{text}");
+    assert!(list[1]["comment"].as_str().unwrap().contains("too few copies to judge"), "three copies: {text}");
     let (code, out, err) = d.run_cli(&["check-config", "--offline"]);
     assert_eq!(code, 0, "the file still validates: {out}{err}");
 
@@ -333,6 +334,7 @@ async fn test_targets_suggest_when_the_leaderboard_lists_traders_then_each_is_ve
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("nothing added"), "{out}");
     assert!(out.contains("FLAG high-frequency"), "{out}");
+    assert!(out.contains("FLAG few copies"), "{out}");
 
     // A file in the target_wallets format cannot hold disabled entries: said before any vetting.
     std::fs::write(dir.path().join("wallets.json"), format!(r#"{{"target_wallets": ["{EDGE}"]}}"#)).unwrap();
