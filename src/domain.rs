@@ -415,6 +415,16 @@ pub struct Execution {
     pub at_ms: i64,
 }
 
+/// A character that changes how text around it is shown without showing itself: a control
+/// character, a bidirectional override or isolate (U+202A-202E, U+2066-2069, U+200E-200F,
+/// U+061C), a zero-width one (U+200B-200D, U+2060, U+FEFF). In a name shown to the operator one
+/// could reorder or hide what follows it ("whale" reading as another target's name).
+#[must_use]
+pub fn is_hidden_or_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+}
+
 /// Formats an address as lower-case 0x-hex, the form we store and compare.
 #[must_use]
 pub fn addr_lower(a: &Address) -> String {

@@ -79,9 +79,10 @@ impl Candidate {
             })
     }
 
-    /// Its name as a terminal shows it: control characters (escapes, newlines) dropped.
+    /// Its name as a terminal shows it: control and invisible characters (escapes, newlines,
+    /// direction overrides) dropped.
     fn shown_name(&self) -> String {
-        self.name.as_deref().unwrap_or("-").chars().filter(|c| !c.is_control()).collect()
+        self.name.as_deref().unwrap_or("-").chars().filter(|c| !crate::domain::is_hidden_or_control(*c)).collect()
     }
 }
 

@@ -249,9 +249,15 @@ impl Validator<'_> {
                 self.err(Some(entry), "label", format!("is {}", super::problem::KEY_SHAPED));
                 String::new()
             }
-            Some(Value::String(s)) if s.chars().any(char::is_control) => {
-                // A newline in a label would forge lines in the text log and in messages.
-                self.err(Some(entry), "label", "must not contain control characters (newlines, tabs, escapes)");
+            Some(Value::String(s)) if s.chars().any(crate::domain::is_hidden_or_control) => {
+                // A newline in a label would forge lines in the text log and in messages; a
+                // direction override or a zero-width character would make it read as another.
+                self.err(
+                    Some(entry),
+                    "label",
+                    "must not contain control or invisible characters (newlines, tabs, escapes, direction overrides, \
+                     zero-width spaces)",
+                );
                 String::new()
             }
             Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 64 => s.trim().to_owned(),
@@ -425,6 +431,26 @@ mod tests {
             let all = crate::config::problem::render(&problems);
             assert!(!all.contains(&key[..38]), "{all}");
             assert!(all.contains(says), "{all}");
+        }
+    }
+
+    #[test]
+    fn a_label_with_hidden_characters_is_refused() {
+        // (label, refused)
+        for (label, refused) in [
+            ("whale", false),
+            ("baleine 🐋", false),
+            ("whale\\nforged", true),
+            ("\\u202eelahw", true),
+            ("wha\\u200ble", true),
+            ("\\u2066whale\\u2069", true),
+        ] {
+            let text = format!(r#"{{"wallets": [{{"address": "{A}", "label": "{label}"}}]}}"#);
+            let got = Wallets::parse(&text, "w.json");
+            assert_eq!(got.is_err(), refused, "{label:?}: {got:?}");
+            if let Err(errs) = got {
+                assert!(errs[0].message.contains("invisible"), "{errs:?}");
+            }
         }
     }
 

@@ -37,13 +37,15 @@ pub fn under_way_note(posts: u64) -> String {
     }
 }
 
-/// A halt's reason as stored and told, wherever it was typed: secrets out, control characters
-/// (a newline forging a line of the log or of a message) as spaces, cut to [`HALT_REASON_CHARS`]
-/// with a mark.
+/// A halt's reason as stored and told, wherever it was typed: secrets out, control and invisible
+/// characters (a newline forging a line of the log or of a message, a direction override) as
+/// spaces, cut to [`HALT_REASON_CHARS`] with a mark.
 #[must_use]
 pub fn halt_reason(reason: &str) -> String {
-    let clean: String =
-        crate::config::env::redact(reason).chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let clean: String = crate::config::env::redact(reason)
+        .chars()
+        .map(|c| if crate::domain::is_hidden_or_control(c) { ' ' } else { c })
+        .collect();
     if clean.chars().count() <= HALT_REASON_CHARS {
         return clean;
     }
@@ -159,6 +161,7 @@ mod tests {
         let cases = [
             ("checking the logs", "checking the logs".to_owned()),
             ("two\nlines\tand\u{1b}[31m", "two lines and [31m".to_owned()),
+            ("by \u{202e}nimda", "by  nimda".to_owned()),
             (long.as_str(), format!("{} …(cut)", "y".repeat(HALT_REASON_CHARS))),
         ];
         for (typed, kept) in cases {
