@@ -219,7 +219,7 @@ async fn read_chunk(
                 let fills = d.fills.iter().filter(|f| f.wallet == span.wallet).map(as_trade).collect();
                 return Ok((fills, d.undecodable.len()));
             }
-            Err(ChainError::Rpc { message, .. }) if pruned(&message) => {
+            Err(ChainError::Rpc { message, .. }) if gone_for_good(&message, to > span.buried) => {
                 return Err(HistoryError::Pruned { from, to, cause: message });
             }
             Err(e) if attempt >= ATTEMPTS => return Err(e.into()),
@@ -229,6 +229,16 @@ async fn read_chunk(
         pause *= 2;
         attempt += 1;
     }
+}
+
+/// Whether a node's refusal says the range's history is gone (pruned), rather than not there yet:
+/// near the head (`near_head`: the chunk reaches past the buried blocks), "header not found" is a
+/// load-balanced node's backend lagging behind the one that named the head, tried again like any
+/// hiccup, never answered with "use an archive node".
+fn gone_for_good(message: &str, near_head: bool) -> bool {
+    let m = message.to_ascii_lowercase();
+    let not_yet = ["header not found", "not available", "unknown block"].iter().any(|p| m.contains(p));
+    pruned(message) && !(near_head && not_yet)
 }
 
 /// What nodes say when they no longer keep a range's logs or receipts.
@@ -298,5 +308,15 @@ mod tests {
         assert!(pruned("missing trie node abc"));
         assert!(pruned("History has been pruned for this block"));
         assert!(!pruned("connection reset"));
+        // (message, near the head, gone for good)
+        for (message, near_head, gone) in [
+            ("header not found", false, true),
+            ("header not found", true, false),
+            ("missing trie node abc", true, true),
+            ("block not available", true, false),
+            ("connection reset", false, false),
+        ] {
+            assert_eq!(gone_for_good(message, near_head), gone, "{message} {near_head}");
+        }
     }
 }

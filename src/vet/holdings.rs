@@ -67,9 +67,10 @@ pub async fn read(
         }
         let (ctf, v3) = tokio::join!(
             rpc.balance_of(contracts.conditional_tokens, wallet, *token, at),
-            rpc.balance_of(contracts.position_manager, wallet, *token, at),
+            rpc.balance_of_if_deployed(contracts.position_manager, wallet, *token, at),
         );
-        match combine(ctf.ok().map(u256_to_micros), v3.ok().map(u256_to_micros)) {
+        let v3 = v3.ok().map(|b| b.map(u256_to_micros));
+        match combine(ctf.ok().map(u256_to_micros), v3) {
             Some(v) => {
                 failed_in_a_row = 0;
                 held.known.insert(*token, Shares(v));
@@ -85,12 +86,13 @@ pub async fn read(
 
 /// One balance from the two contracts' answers (`None`: no answer; `Some(None)`: a balance too
 /// large for shares in micros). Conditional Tokens must answer: a failed read there with the
-/// PositionManager's 0 (it knows no CTF token) would read "held nothing". The PositionManager may
-/// not answer: it does not exist before V3.
-fn combine(ctf: Option<Option<i64>>, v3: Option<Option<i64>>) -> Option<i64> {
+/// PositionManager's 0 (it knows no CTF token) would read "held nothing". The PositionManager
+/// must answer too unless it had no code at that block (`Some(None)`: before V3): a read of it
+/// that failed would read a V3 position as nothing held.
+fn combine(ctf: Option<Option<i64>>, v3: Option<Option<Option<i64>>>) -> Option<i64> {
     match (ctf, v3) {
-        (Some(Some(a)), None) => Some(a),
-        (Some(Some(a)), Some(Some(b))) => Some(a.saturating_add(b)),
+        (Some(Some(a)), Some(None)) => Some(a),
+        (Some(Some(a)), Some(Some(Some(b)))) => Some(a.saturating_add(b)),
         _ => None,
     }
 }
@@ -119,18 +121,23 @@ mod tests {
     }
 
     #[test]
-    fn a_balance_is_known_when_conditional_tokens_answers() {
+    fn a_balance_is_known_when_both_contracts_answer_or_the_position_manager_is_not_there_yet() {
+        // (Conditional Tokens, PositionManager, known balance); the PositionManager's answer is
+        // None (failed), Some(None) (no code at that block) or Some(Some(balance)).
         let cases = [
             (None, None, None),
-            (Some(Some(5)), None, Some(5)),
+            (Some(Some(5)), Some(None), Some(5)),
+            // The PositionManager exists and its read failed: a V3 position would read as none.
+            (Some(Some(5)), None, None),
+            (Some(Some(0)), None, None),
             // Conditional Tokens did not answer: not known, whatever the PositionManager says.
-            (None, Some(Some(7)), None),
-            (None, Some(Some(0)), None),
-            (Some(Some(5)), Some(Some(0)), Some(5)),
-            (Some(Some(0)), Some(Some(0)), Some(0)),
+            (None, Some(Some(Some(7))), None),
+            (None, Some(Some(Some(0))), None),
+            (Some(Some(5)), Some(Some(Some(0))), Some(5)),
+            (Some(Some(0)), Some(Some(Some(3))), Some(3)),
             // A balance no shares figure can hold is not a balance to size by.
-            (Some(None), Some(Some(0)), None),
-            (Some(Some(0)), Some(None), None),
+            (Some(None), Some(Some(Some(0))), None),
+            (Some(Some(0)), Some(Some(None)), None),
         ];
         for (ctf, v3, want) in cases {
             assert_eq!(combine(ctf, v3), want, "{ctf:?} {v3:?}");

@@ -58,6 +58,25 @@ impl Rpc {
         self.view(contract, &abi::balanceOfCall { owner, id: token }, at.into()).await
     }
 
+    /// [`Rpc::balance_of`], or `None` when `contract` held no code at block `at` (a contract not
+    /// deployed yet answers an empty call, which is not a balance of 0 and not a failure either).
+    ///
+    /// # Errors
+    /// On an RPC failure or a malformed answer.
+    pub async fn balance_of_if_deployed(
+        &self,
+        contract: Address,
+        owner: Address,
+        token: U256,
+        at: u64,
+    ) -> Result<Option<U256>, ChainError> {
+        let out = self.view_raw(contract, &abi::balanceOfCall { owner, id: token }, at.into()).await?;
+        if out.is_empty() {
+            return Ok(None);
+        }
+        self.decoded::<abi::balanceOfCall>(&out).map(Some)
+    }
+
     /// Whether `who` is an operator of `exchange` (may settle matches there), at the head.
     ///
     /// # Errors
