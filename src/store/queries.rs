@@ -102,6 +102,26 @@ pub struct PositionRow {
 }
 
 impl Store {
+    /// Unrealized P&L of the marked positions: shares × mark (both micro) / 1e6, rounded down like
+    /// the daemon's own valuation, less cost. Summed in i128 here, not in SQL: SQLite's 64-bit
+    /// product overflows into floating point above about 9.2e12 (9.3 million shares at 0.99),
+    /// and the status would fail to read it.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn unrealized_at_marks(&self) -> StoreResult<i64> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT p.shares, p.cost, m.price FROM positions p JOIN marks m USING (token_id)")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
+        let mut total: i128 = 0;
+        for row in rows {
+            let (shares, cost, mark) = row?;
+            total += i128::from(shares) * i128::from(mark) / 1_000_000 - i128::from(cost);
+        }
+        Ok(i64::try_from(total).unwrap_or(if total < 0 { i64::MIN } else { i64::MAX }))
+    }
+
     /// How many copies of `mode` (paper or live) the journal holds: a daemon of the other mode
     /// refuses a journal that has any (paper history never mixes with real money).
     ///
@@ -217,12 +237,7 @@ impl Store {
         let exposure: i64 = self.conn.query_row("SELECT COALESCE(SUM(cost), 0) FROM positions", [], |r| r.get(0))?;
         let last_block: Option<i64> =
             self.conn.query_row("SELECT block_number FROM checkpoint WHERE id = 1", [], |r| r.get(0)).optional()?;
-        // shares × mark (both micro) / 1e6, rounded down like the daemon's own valuation.
-        let unrealized: i64 = self.conn.query_row(
-            "SELECT COALESCE(SUM((p.shares * m.price) / 1000000 - p.cost), 0) FROM positions p JOIN marks m USING (token_id)",
-            [],
-            |r| r.get(0),
-        )?;
+        let unrealized = self.unrealized_at_marks()?;
         Ok(StatusReport {
             breaker: self.breaker()?,
             last_block: last_block.map(i64::unsigned_abs),
@@ -235,5 +250,35 @@ impl Store {
             unrealized_usdc: format_micros(unrealized),
             last_fill: self.last_target_fill()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A position too large for SQLite's 64-bit product (20 million shares at 0.99) is valued
+    /// exactly, and the status still reads.
+    #[test]
+    fn a_large_position_is_valued_without_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("j.db")).unwrap();
+        // (shares, cost, mark), micro units
+        let rows: [(i64, i64, i64); 2] =
+            [(20_000_000_000_000, 10_000_000_000_000, 990_000), (10_000_000, 4_000_000, 500_000)];
+        for (i, (shares, cost, mark)) in rows.iter().enumerate() {
+            s.conn
+                .execute(
+                    "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?3, 0)",
+                    params![i.to_string(), shares, cost],
+                )
+                .unwrap();
+            s.conn
+                .execute("INSERT INTO marks (token_id, price, at_ms) VALUES (?1, ?2, 0)", params![i.to_string(), mark])
+                .unwrap();
+        }
+        // 19.8 M - 10 M, and 5 - 4 USDC.
+        assert_eq!(s.unrealized_at_marks().unwrap(), 9_800_000_000_000 + 1_000_000);
+        assert_eq!(s.status().unwrap().unrealized_usdc, "9800001");
     }
 }
