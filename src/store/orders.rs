@@ -333,7 +333,9 @@ impl Store {
         Ok(Some((e, Usdc(n[3]))))
     }
 
-    /// Stores the latest mark of each token.
+    /// Stores the latest mark of each token still held. A mark read for a position the journal has
+    /// closed meanwhile (its row deleted, and its mark with it) is not written back: bought again
+    /// later, the new position would be valued at it after a restart.
     ///
     /// # Errors
     /// On a database error.
@@ -342,7 +344,8 @@ impl Store {
         let now = now_ms();
         for (t, p) in marks {
             tx.execute(
-                "INSERT INTO marks (token_id, price, at_ms) VALUES (?1, ?2, ?3) \
+                "INSERT INTO marks (token_id, price, at_ms) SELECT ?1, ?2, ?3 \
+                 WHERE EXISTS (SELECT 1 FROM positions WHERE token_id = ?1 AND shares > 0) \
                  ON CONFLICT (token_id) DO UPDATE SET price = ?2, at_ms = ?3",
                 params![t.to_string(), p.0, now],
             )?;
@@ -376,4 +379,30 @@ pub struct OrderHealth {
     pub awaiting_settlement: i64,
     /// Last update of the oldest of those, unix ms.
     pub oldest_awaiting_ms: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mark is kept for a position held, never written back for one closed meanwhile.
+    #[test]
+    fn marks_are_stored_only_for_positions_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        s.conn
+            .execute(
+                "INSERT INTO positions (token_id, shares, cost, updated_at_ms) VALUES ('1', 10000000, 5000000, 0)",
+                [],
+            )
+            .unwrap();
+        let marks = [(TokenId::from(1u64), Price(600_000)), (TokenId::from(2u64), Price(400_000))].into();
+        s.set_marks(&marks).unwrap();
+        let stored = s.marks().unwrap();
+        assert_eq!(stored.len(), 1, "{stored:?}");
+        assert_eq!(stored.get(&TokenId::from(1u64)), Some(&Price(600_000)));
+        // A newer mark replaces the old one.
+        s.set_marks(&[(TokenId::from(1u64), Price(650_000))].into()).unwrap();
+        assert_eq!(s.marks().unwrap().get(&TokenId::from(1u64)), Some(&Price(650_000)));
+    }
 }
