@@ -197,13 +197,24 @@ impl RangeReader<'_> {
         first: BlockRef,
         end: BlockRef,
     ) -> Result<Vec<Log>, ChainError> {
-        let mut out = Vec::new();
+        // The blocks between the two ends, looked up by number, must link from one end to the other
+        // by their parent hashes: a lagging backend answering for one of them with a block a reorg
+        // replaced would otherwise have its logs read by that hash, and the real block's fills
+        // passed over for good (both ends are checked canonical after the read).
+        let mut blocks = Vec::new();
         for n in from..=end.number {
-            let hash = match n {
-                n if n == first.number => first.hash,
-                n if n == end.number => end.hash,
-                n => self.rpc.block_required(n).await?.hash,
-            };
+            blocks.push(match n {
+                n if n == first.number => first,
+                n if n == end.number => end,
+                n => self.rpc.block_required(n).await?,
+            });
+        }
+        if !linked(&blocks) || (from == first.number + 1 && blocks.first().is_some_and(|b| b.parent != first.hash)) {
+            debug!(from, to = end.number, "the blocks near the head do not link by their parents; reading again");
+            return Err(ChainError::ChainMoved { from: first.number, to: end.number });
+        }
+        let mut out = Vec::new();
+        for (n, hash) in blocks.iter().map(|b| (b.number, b.hash)) {
             for chunk in watched.chunks(TOPIC_CHUNK) {
                 match self.rpc.logs(&fills_filter(self.exchanges, chunk).at_block_hash(hash)).await {
                     Ok(logs) => out.extend(logs),
@@ -240,9 +251,36 @@ impl RangeReader<'_> {
     }
 }
 
+/// Whether each of `blocks` (consecutive numbers) is the parent of the next.
+fn linked(blocks: &[BlockRef]) -> bool {
+    blocks.windows(2).all(|w| w[1].number == w[0].number + 1 && w[1].parent == w[0].hash)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocks_link_only_when_each_is_the_parent_of_the_next() {
+        let b = |number: u64, hash: u8, parent: u8| BlockRef {
+            number,
+            hash: B256::repeat_byte(hash),
+            parent: B256::repeat_byte(parent),
+            timestamp: 0,
+        };
+        // (blocks, linked)
+        let cases: [(Vec<BlockRef>, bool); 5] = [
+            (vec![], true),
+            (vec![b(5, 5, 4)], true),
+            (vec![b(5, 5, 4), b(6, 6, 5), b(7, 7, 6)], true),
+            // Block 6 answered by a backend that has not seen the reorg: its hash is not 7's parent.
+            (vec![b(5, 5, 4), b(6, 0x66, 5), b(7, 7, 6)], false),
+            (vec![b(5, 5, 4), b(7, 7, 5)], false),
+        ];
+        for (blocks, want) in cases {
+            assert_eq!(linked(&blocks), want, "{blocks:?}");
+        }
+    }
 
     #[test]
     fn blocks_within_the_margin_of_the_safe_head_are_read_by_hash() {
