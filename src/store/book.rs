@@ -198,6 +198,21 @@ impl Store {
         Ok(())
     }
 
+    /// Moves the unrealized P&L a trading day opened with to `unrealized` (a change of the book
+    /// that is not the day's P&L: a booking dated to an earlier day, an adjustment), recorded or not.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn move_day_open(&self, day_start_ms: i64, unrealized: Usdc) -> StoreResult<()> {
+        exec(
+            &self.conn,
+            "INSERT INTO day_open (day_start_ms, unrealized) VALUES (?1, ?2) \
+             ON CONFLICT (day_start_ms) DO UPDATE SET unrealized = excluded.unrealized",
+            params![day_start_ms, unrealized.0],
+        )?;
+        Ok(())
+    }
+
     /// Copies per wallet since `since_ms`: (wallet, executed_at_ms), oldest first.
     ///
     /// # Errors

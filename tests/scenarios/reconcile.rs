@@ -271,3 +271,35 @@ async fn test_reconcile_when_paper_then_says_there_is_nothing_to_compare() {
     assert_eq!(code, 0);
     assert!(out.contains("paper mode"), "{out}");
 }
+
+/// Today's P&L after `reconcile --apply`: an adjustment (shares that left outside polycopy, booked
+/// at cost) is not today's trading. A position marked at a loss and reconciled away leaves the
+/// day's loss where it was, instead of wiping it (and with it what the daily loss limit counts);
+/// the day's opening value moves instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_a_marked_position_is_applied_away_then_todays_pnl_does_not_move() {
+    let mut l = live().await;
+    l.d.set("risk", "mark_interval_s = 1");
+    l.clob.set_mid(STD_TOKEN, "0.2");
+    l.anvil.install_balances().await;
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    settle_buys_on_chain(&l, &[STD_TOKEN]).await;
+    let base = l.d.http_base().await;
+    // 10 shares for 5.10 marked at 0.20: -3.10 today.
+    let gauge = async |name: &str| {
+        let (_, m) = crate::support::http::http_get(&base, "/metrics").await;
+        m.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
+    };
+    wait_for(20, "marked", async || gauge("polycopy_pnl_today_usdc").await.filter(|p| p == "-3.1")).await;
+    l.anvil.set_balance(SIGNER, STD_TOKEN, 0).await;
+    l.clob.data_positions(&[]);
+    let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("applied: position in"), "{out}{err}");
+    assert!(positions(&l.d).is_empty(), "{out}");
+    // The book revalued without the position (the same step publishes today's P&L).
+    wait_for(20, "the book revalued", async || gauge("polycopy_unrealized_pnl_usdc").await.filter(|u| u == "0")).await;
+    assert_eq!(gauge("polycopy_pnl_today_usdc").await.as_deref(), Some("-3.1"), "the day's loss stays");
+}

@@ -6,7 +6,7 @@ use tracing::info;
 
 use super::RiskSupervisor;
 use crate::actors::notifier::Event;
-use crate::actors::store::SetDayOpen;
+use crate::actors::store::{MoveDayOpen, SetDayOpen};
 use crate::domain::Usdc;
 use crate::risk::day::day_start;
 use crate::risk::{BreakerState, TradingState};
@@ -42,6 +42,24 @@ impl RiskSupervisor {
         }
         if changed {
             self.publish();
+        }
+    }
+
+    /// Takes a change of the book that is not today's P&L into the day's opening value: the
+    /// unrealized P&L it moved (`before` → now, revalued) moves the opening as well, so today's
+    /// P&L, realized today plus the change of unrealized since the open, does not count it. A SELL
+    /// of yesterday put back after the roll (its profit dated yesterday, the position it had
+    /// taken back gone again) would otherwise read as today's loss, and an adjustment of
+    /// reconcile as today's gain or loss.
+    pub(super) fn carry_into_day_open(&mut self, before: Usdc) {
+        self.revalue();
+        let moved = self.unrealized.0 - before.0;
+        if let Some(open) = self.unrealized_at_open
+            && moved != 0
+        {
+            let open = Usdc(open.0 + moved);
+            self.unrealized_at_open = Some(open);
+            self.store.do_send(MoveDayOpen { day_start_ms: self.day_start_ms, unrealized: open });
         }
     }
 

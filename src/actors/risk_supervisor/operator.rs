@@ -293,8 +293,13 @@ impl Handler<BookAdjusted> for RiskSupervisor {
     type Result = ();
 
     fn handle(&mut self, m: BookAdjusted, _: &mut Context<Self>) {
-        self.adopt(m.token, m.position);
+        self.roll_day(crate::store::now_ms());
         self.revalue();
+        let before = self.unrealized;
+        self.adopt(m.token, m.position);
+        // Shares that left or came outside polycopy: no P&L of today's trading.
+        self.carry_into_day_open(before);
+        self.check_daily_loss();
         self.publish();
     }
 }

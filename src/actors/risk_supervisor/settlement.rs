@@ -43,7 +43,13 @@ impl Handler<CheckSettlement> for RiskSupervisor {
             // must not push yesterday past the limit, whose `reducing` would then outlive the roll.
             act.roll_day(now_ms());
             for (u, c) in changes {
+                act.revalue();
+                let before = act.unrealized;
                 act.adopt(c.exec.token_id, c.position);
+                // A change of an execution booked on an earlier day: its P&L is that day's.
+                if c.exec.at_ms < act.day_start_ms {
+                    act.carry_into_day_open(before);
+                }
                 // Today's P&L counts it only if it was booked today (as the journal's sum does).
                 if c.exec.at_ms >= act.day_start_ms {
                     act.realized_today = Usdc(act.realized_today.0 + c.realized_change.0);

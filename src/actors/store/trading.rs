@@ -69,6 +69,16 @@ pub struct SetDayOpen {
 }
 store_handler!(SetDayOpen -> (), |s, m| s.set_day_open(m.day_start_ms, m.unrealized));
 
+/// Move the unrealized P&L a trading day opened with (see [`crate::store::Store::move_day_open`]).
+#[derive(Debug)]
+pub struct MoveDayOpen {
+    /// The day's opening, unix ms.
+    pub day_start_ms: i64,
+    /// The opening's new value.
+    pub unrealized: Usdc,
+}
+store_handler!(MoveDayOpen -> (), |s, m| s.move_day_open(m.day_start_ms, m.unrealized));
+
 /// Orders in flight, for `/health`.
 #[derive(Debug)]
 pub struct GetOrderHealth;
