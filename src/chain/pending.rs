@@ -255,12 +255,6 @@ pub fn decode_pending(s: &Sighting, input: &[u8], watched: &HashSet<Address>) ->
     let mut fills = Vec::new();
     let mut seen: std::collections::HashMap<B256, u32> = std::collections::HashMap::new();
     for leg in legs {
-        // Occurrences count every leg of the order, watched or not, as the logs do.
-        let occurrence = {
-            let n = seen.entry(leg.hash).or_insert(0);
-            *n += 1;
-            *n - 1
-        };
         if !watched.contains(&leg.maker) || leg.making.is_zero() {
             continue;
         }
@@ -272,6 +266,15 @@ pub fn decode_pending(s: &Sighting, input: &[u8], watched: &HashSet<Address>) ->
                 tracing::debug!(tx = %s.tx_hash, order = %leg.hash, cause = %e, "pending order skipped");
                 continue;
             }
+        };
+        // Numbered as the mined logs are: among the order's fills that decode (a leg that fills
+        // nothing has no fill of zero shares to count), in the order the exchange settles them.
+        // Counted over every leg, a zero leg ahead of another of the same order shifted the
+        // second's number, and its mined fill, under another identity, was copied again.
+        let occurrence = {
+            let n = seen.entry(leg.hash).or_insert(0);
+            *n += 1;
+            *n - 1
         };
         fills.push(TargetFill {
             id: FillId { tx_hash: s.tx_hash, order_hash: leg.hash, occurrence },
@@ -430,6 +433,28 @@ mod tests {
         assert_eq!(fills.len(), 1, "{fills:?}");
         assert_eq!(fills[0].id.order_hash, order_hash_v2(&second, Generation::V2, 137, V2_EXCHANGE));
         assert_eq!(fills[0].fee, 2_000);
+    }
+
+    /// The same order twice in one match, its first leg filling nothing: the second is the order's
+    /// first fill, as the mined logs number it (a zero fill decodes to nothing there), so the
+    /// pending and the mined sighting are one fill.
+    #[test]
+    fn a_leg_that_fills_nothing_is_not_counted_in_the_orders_occurrences() {
+        let o = order(TARGET, 1, 42, 10 * ONE, 4 * ONE, 1);
+        let taker = order(OTHER, 0, 42, 8 * ONE, 20 * ONE, 2);
+        let call = v2::matchOrders_0Call {
+            conditionId: B256::repeat_byte(1),
+            takerOrder: taker,
+            makerOrders: vec![o.clone(), o.clone()],
+            takerFillAmount: U256::from(8 * ONE),
+            makerFillAmounts: vec![U256::ZERO, U256::from(10 * ONE)],
+            takerFeeAmount: U256::ZERO,
+            makerFeeAmounts: vec![U256::ZERO, U256::ZERO],
+        }
+        .abi_encode();
+        let fills = decode_pending(&sighting(V2_EXCHANGE), &call, &[TARGET].into()).unwrap();
+        assert_eq!(fills.len(), 1, "{fills:?}");
+        assert_eq!((fills[0].id.occurrence, fills[0].shares.0), (0, 10 * ONE as i64));
     }
 
     #[test]
