@@ -12,7 +12,7 @@ use actix::{Addr, Recipient};
 use alloy::primitives::{Address, B256};
 use alloy::rpc::types::Filter;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::risk_supervisor::SetTrading;
@@ -485,8 +485,18 @@ impl ChainFeed {
             Some(a) => a,
             None => {
                 // Deeper than anything we remember: restart just below the oldest block we know.
+                // The fork is somewhere below it, and what the replaced blocks under it held is
+                // not known: said, never silent.
                 let oldest = recent.last().map_or(cp.0, |(n, _)| *n).saturating_sub(1);
                 let b: BlockRef = self.rpc.block_required(oldest).await?;
+                let message = format!(
+                    "a chain reorganisation reaches below the {} blocks remembered (down to block {oldest} at least): \
+                     fills replaced below it are not known to have been seen. Run `polycopy reconcile` and check the \
+                     targets' recent trades",
+                    recent.len()
+                );
+                error!("{message}");
+                self.notifier.do_send(Event::Error { message });
                 (oldest, b.hash)
             }
         })
