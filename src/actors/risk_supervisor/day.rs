@@ -46,14 +46,14 @@ impl RiskSupervisor {
     }
 
     /// Takes a change of the book that is not today's P&L into the day's opening value: the
-    /// unrealized P&L it moved (`before` → now, revalued) moves the opening as well, so today's
-    /// P&L, realized today plus the change of unrealized since the open, does not count it. A SELL
-    /// of yesterday put back after the roll (its profit dated yesterday, the position it had
-    /// taken back gone again) would otherwise read as today's loss, and an adjustment of
-    /// reconcile as today's gain or loss.
-    pub(super) fn carry_into_day_open(&mut self, before: Usdc) {
+    /// unrealized P&L it moved (`before` → now, revalued), and what it restated of today's
+    /// realized P&L (`realized_today`), move the opening as well, so today's P&L, realized today
+    /// plus the change of unrealized since the open, does not count it. A SELL of yesterday put
+    /// back after the roll (its profit dated yesterday, the position it had taken back gone again)
+    /// would otherwise read as today's loss, and an adjustment of reconcile as today's gain or loss.
+    pub(super) fn carry_into_day_open(&mut self, before: Usdc, realized_today: Usdc) {
         self.revalue();
-        let moved = self.unrealized.0 - before.0;
+        let moved = self.unrealized.0 - before.0 + realized_today.0;
         if let Some(open) = self.unrealized_at_open
             && moved != 0
         {

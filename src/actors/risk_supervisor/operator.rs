@@ -298,7 +298,7 @@ impl Handler<BookAdjusted> for RiskSupervisor {
         let before = self.unrealized;
         self.adopt(m.token, m.position);
         // Shares that left or came outside polycopy: no P&L of today's trading.
-        self.carry_into_day_open(before);
+        self.carry_into_day_open(before, Usdc::ZERO);
         self.check_daily_loss();
         self.publish();
     }

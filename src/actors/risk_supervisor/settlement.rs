@@ -46,9 +46,12 @@ impl Handler<CheckSettlement> for RiskSupervisor {
                 act.revalue();
                 let before = act.unrealized;
                 act.adopt(c.exec.token_id, c.position);
-                // A change of an execution booked on an earlier day: its P&L is that day's.
+                // A change of an execution booked on an earlier day: its P&L is that day's, also
+                // what it restates of later bookings today (their cost rebuilt without it).
                 if c.exec.at_ms < act.day_start_ms {
-                    act.carry_into_day_open(before);
+                    let start = act.day_start_ms;
+                    let restated_today: i64 = c.restated.iter().filter(|(at, _)| *at >= start).map(|(_, x)| x.0).sum();
+                    act.carry_into_day_open(before, Usdc(restated_today));
                 }
                 // Today's P&L counts it only if it was booked today (as the journal's sum does).
                 if c.exec.at_ms >= act.day_start_ms {
