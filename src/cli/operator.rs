@@ -131,9 +131,10 @@ pub fn pause_market(g: &GlobalArgs, market: &str, paused: bool) -> Result<i32> {
         }
     };
     let req = Request::PauseMarket { market: market.to_owned(), paused, by: "cli".into() };
-    // Longer than the daemon's own wait for its journal (5 s), so its answer (done, or not confirmed
-    // yet and carried out once the journal answers) is what is said.
-    match ask_expected(&s.control_socket_path(), super::expected(g, &s), &req, Duration::from_secs(7)) {
+    // Longer than the daemon's own waits for its journal (5 s for the market's tokens, 5 s for the
+    // pause), so its answer (done, or not confirmed yet and carried out once the journal answers)
+    // is what is said.
+    match ask_expected(&s.control_socket_path(), super::expected(g, &s), &req, Duration::from_secs(12)) {
         Ok(r) if r.ok => {
             println!("{}", said(&r));
             Ok(0)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix::Addr;
 
-use crate::actors::risk_supervisor::{Close, CloseStarted, MarketPauses, RiskSupervisor};
+use crate::actors::risk_supervisor::{Close, CloseStarted, MarketPauses, OperatorDid, RiskSupervisor};
 use crate::actors::store::{PausedMarkets, SetMarketPaused, StoreActor, TokensOf};
 use crate::actors::within;
 use crate::domain::{Shares, TokenId};
@@ -127,6 +127,26 @@ async fn apply_pause(
     req: SetMarketPaused,
 ) -> Result<bool, String> {
     let (sel, paused, by) = (req.selector.clone(), req.paused, req.by.clone());
+    let what = if paused { "paused (no buys, exits copied)" } else { "resumed (buys copied again)" };
+    let result = write_and_hand_over(&store, &risk, req).await;
+    match &result {
+        Ok(true) => risk.do_send(OperatorDid(format!("market {sel} {what} by {by}"))),
+        Ok(false) => {}
+        // Also when the reply has already gone (a journal slower than its wait): told, never lost.
+        Err(e) => {
+            tracing::error!(market = %sel, cause = %e, "a market pause was not carried out");
+            risk.do_send(OperatorDid(format!("market {sel} NOT {what} (asked by {by}): {e}")));
+        }
+    }
+    result
+}
+
+/// The journal's write of `req`, then the supervisor given the journal's list.
+async fn write_and_hand_over(
+    store: &Addr<StoreActor>,
+    risk: &Addr<RiskSupervisor>,
+    req: SetMarketPaused,
+) -> Result<bool, String> {
     let changed = match store.send(req).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(format!("the journal could not be written: {e}")),
@@ -137,13 +157,9 @@ async fn apply_pause(
         // Journaled and not yet enforced: said, not hidden behind a reply that says it applies.
         _ => {
             return Err("the pause is journaled, but the paused markets could not be read back: it applies at \
-                         the next start (restart the daemon to enforce it now)"
+                        the next start (restart the daemon to enforce it now)"
                 .into());
         }
-    }
-    if changed {
-        let what = if paused { "paused (no buys, exits copied)" } else { "resumed (buys copied again)" };
-        risk.do_send(crate::actors::risk_supervisor::OperatorDid(format!("market {sel} {what} by {by}")));
     }
     Ok(changed)
 }
