@@ -416,13 +416,24 @@ pub struct Execution {
 }
 
 /// A character that changes how text around it is shown without showing itself: a control
-/// character, a bidirectional override or isolate (U+202A-202E, U+2066-2069, U+200E-200F,
-/// U+061C), a zero-width one (U+200B-200D, U+2060, U+FEFF). In a name shown to the operator one
-/// could reorder or hide what follows it ("whale" reading as another target's name).
+/// character, a line or paragraph separator (U+2028, U+2029: a new line in many clients), a
+/// bidirectional mark, override or isolate (U+200E-200F, U+202A-202E, U+2066-2069, U+061C), an
+/// invisible one (U+200B-200C, U+2060-2065, U+FEFF). In a name shown to the operator one could
+/// forge a line, or reorder or hide what follows it ("whale" reading as another target's name).
+/// The zero-width joiner (U+200D) is not one: emoji sequences (🧑‍💻) are made with it.
 #[must_use]
 pub fn is_hidden_or_control(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+        || matches!(
+            c,
+            '\u{200B}'
+                | '\u{200C}'
+                | '\u{200E}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{061C}'
+                | '\u{FEFF}'
+        )
 }
 
 /// Formats an address as lower-case 0x-hex, the form we store and compare.

@@ -443,6 +443,9 @@ mod tests {
             ("whale\\nforged", true),
             ("\\u202eelahw", true),
             ("wha\\u200ble", true),
+            ("a\\u2028forged line", true),
+            // The zero-width joiner of an emoji sequence is part of the emoji.
+            ("🧑\\u200d💻 coder", false),
             ("\\u2066whale\\u2069", true),
         ] {
             let text = format!(r#"{{"wallets": [{{"address": "{A}", "label": "{label}"}}]}}"#);
