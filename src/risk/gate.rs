@@ -62,7 +62,8 @@ impl TradingGate {
 
     /// Counts a POST about to leave, before its last check of the gate (so that a halt that
     /// closes the gate and then reads [`Self::posts_under_way`] counts every POST that check let
-    /// through, and at most one that it stops). The count drops with the returned guard.
+    /// through; an order between its count and its check when the halt comes is counted too,
+    /// though the check then stops it). The count drops with the returned guard.
     #[must_use]
     pub fn posting(&self) -> PostUnderWay {
         self.posting.fetch_add(1, Ordering::SeqCst);

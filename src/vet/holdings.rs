@@ -84,8 +84,10 @@ pub async fn read(
     held
 }
 
-/// One balance from the two contracts' answers (`None`: no answer; `Some(None)`: a balance too
-/// large for shares in micros). Conditional Tokens must answer: a failed read there with the
+/// One balance from the two contracts' answers (`None`: no answer; for Conditional Tokens
+/// `Some(None)` is a balance too large for shares in micros, for the PositionManager
+/// `Some(None)` is no code at that block and `Some(Some(None))` a balance too large). Conditional
+/// Tokens must answer: a failed read there with the
 /// PositionManager's 0 (it knows no CTF token) would read "held nothing". The PositionManager
 /// must answer too unless it had no code at that block (`Some(None)`: before V3): a read of it
 /// that failed would read a V3 position as nothing held.
