@@ -7,7 +7,7 @@ use std::str::FromStr;
 use alloy::primitives::{Address, B256, Signature, U256, keccak256};
 use alloy::sol_types::{Eip712Domain, SolStruct};
 use polymarket_client_sdk_v2::auth::ApiKey;
-use polymarket_client_sdk_v2::clob::types::{OrderPayload, OrderV2, SignedOrder};
+use polymarket_client_sdk_v2::clob::types::{OrderPayload, OrderSignature, OrderV2, SignedOrder};
 use serde::{Deserialize, Serialize};
 
 use crate::clob::account::POLYGON;
@@ -96,6 +96,18 @@ pub enum OrderError {
     /// A stored field that cannot be read back.
     #[error("corrupt stored order: {0}")]
     Corrupt(String),
+    /// The signature is not over the order id we computed: our id is not the exchange's, and an
+    /// order sent with it could be neither looked up nor matched to its fill on chain.
+    #[error(
+        "the order's signature does not recover to its signer {signer} over the order id we compute ({recovered} \
+         instead): our EIP-712 domain differs from the one the order was signed for; nothing is sent"
+    )]
+    IdMismatch {
+        /// The order's signer.
+        signer: Address,
+        /// Whom the signature recovers to over our id.
+        recovered: String,
+    },
 }
 
 impl StoredOrder {
@@ -134,8 +146,19 @@ impl StoredOrder {
         let OrderPayload::V2(p) = &o.payload else { return Err(OrderError::NotV2(o.payload.version())) };
         let domain = order_domain(neg_risk).ok_or(OrderError::NoDomain(neg_risk))?;
         let v = &p.order;
+        let order_id = v.eip712_signing_hash(&domain);
+        // The id is ours to compute (the SDK signs with its own domain): checked against the
+        // signature before the order is stored or sent, so an exchange's new domain the SDK knows
+        // and we do not stops every order, rather than leaving each one unresolvable.
+        if let OrderSignature::Ecdsa(sig) = &o.signature {
+            let recovered = sig.recover_address_from_prehash(&order_id);
+            if recovered.as_ref().ok() != Some(&v.signer) {
+                let recovered = recovered.map_or_else(|e| e.to_string(), |a| a.to_string());
+                return Err(OrderError::IdMismatch { signer: v.signer, recovered });
+            }
+        }
         Ok(Self {
-            order_id: v.eip712_signing_hash(&domain),
+            order_id,
             neg_risk,
             salt: u64::try_from(v.salt).map_err(|_| OrderError::Corrupt("salt above 64 bits".into()))?,
             maker: v.maker,
@@ -249,6 +272,33 @@ mod tests {
         let mut bad = back;
         bad.order_type = "GTC".into();
         assert!(bad.to_signed(owner).is_err(), "never silently re-sent as another type");
+    }
+
+    /// An order signed over another domain than ours (here the other exchange's): refused before
+    /// it is stored, since its id would not be the exchange's.
+    #[test]
+    fn an_order_signed_over_another_domain_is_refused() {
+        use alloy::signers::SignerSync as _;
+        use polymarket_client_sdk_v2::clob::types::OrderType;
+        let key: alloy::signers::local::PrivateKeySigner =
+            "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80".parse().unwrap();
+        let mut v = OrderV2::default();
+        v.salt = U256::from(42u64);
+        v.maker = key.address();
+        v.signer = key.address();
+        v.tokenId = U256::from(1001u64);
+        let sig = key.sign_hash_sync(&v.eip712_signing_hash(&order_domain(true).unwrap())).unwrap();
+        let signed = SignedOrder::builder()
+            .payload(OrderPayload::new(v, U256::ZERO))
+            .signature(sig)
+            .order_type(OrderType::FOK)
+            .owner(ApiKey::nil())
+            .post_only(false)
+            .defer_exec(true)
+            .build();
+        assert!(StoredOrder::from_signed(&signed, true).is_ok(), "its own domain");
+        let err = StoredOrder::from_signed(&signed, false).unwrap_err();
+        assert!(matches!(err, OrderError::IdMismatch { .. }), "{err}");
     }
 
     #[test]
