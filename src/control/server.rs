@@ -360,8 +360,8 @@ async fn adjust(
         by,
     };
     match peers.store.send(req).await {
-        Ok(Ok(pos)) => {
-            peers.risk.do_send(crate::actors::risk_supervisor::BookAdjusted { token: t, position: pos });
+        Ok(Ok((before, pos))) => {
+            peers.risk.do_send(crate::actors::risk_supervisor::BookAdjusted { token: t, before, position: pos });
             Ok(format!("position in {t} is now {} shares", pos.position.shares))
         }
         Ok(Err(e)) => Err(format!("the journal could not book it: {e}")),

@@ -97,13 +97,28 @@ impl Store {
         cause: &str,
         by: &str,
     ) -> StoreResult<Written> {
+        Ok(self.adjust_position_from(token, (compared, to), price, cause, by)?.1)
+    }
+
+    /// [`Store::adjust_position`], with the position as it was before.
+    ///
+    /// # Errors
+    /// As [`Store::adjust_position`].
+    pub fn adjust_position_from(
+        &mut self,
+        token: TokenId,
+        (compared, to): (Option<Shares>, Shares),
+        price: Price,
+        cause: &str,
+        by: &str,
+    ) -> StoreResult<(crate::risk::Position, Written)> {
         let pos = self.book()?.position(&token);
         if let Some(compared) = compared.filter(|c| *c != pos.shares) {
             return Err(super::StoreError::PositionMoved { token: token.to_string(), compared, now: pos.shares });
         }
         let delta = to.0 - pos.shares.0;
         if delta == 0 {
-            return Ok(Written { position: pos, seq: 0 });
+            return Ok((pos, Written { position: pos, seq: 0 }));
         }
         let (side, shares) = if delta > 0 { (Side::Buy, Shares(delta)) } else { (Side::Sell, Shares(-delta)) };
         let usdc = match side {
@@ -146,7 +161,7 @@ impl Store {
             ],
         )?;
         tx.commit()?;
-        Ok(written)
+        Ok((pos, written))
     }
 }
 

@@ -7,8 +7,8 @@ use super::journal::{position_of, write_position};
 use super::restate::{Pivot, restate_after};
 use super::{Store, StoreResult};
 use crate::domain::{Execution, Price, Shares, Side, Usdc};
-use crate::risk::Written;
 use crate::risk::book::{Booked, booked_on, position_without, proceeds_of, released_derived};
+use crate::risk::{Position, Written};
 
 /// Shares our fills on chain may fall short of what the CLOB booked and still settle the order:
 /// less than one lot (0.01 share) is rounding between the two counts, not a part that failed, and
@@ -24,6 +24,8 @@ pub struct SettlementChange {
     pub kept: Shares,
     /// Our position in its token afterwards, as the journal wrote it.
     pub position: Written,
+    /// Our position in its token before the change, as the journal had it.
+    pub before: Position,
     /// What the change did to realized P&L (negative when profit was taken out).
     pub realized_change: Usdc,
     /// Shares of a BUY taken out that the position no longer held (later SELLs sold them): the
@@ -167,7 +169,15 @@ fn put_back(tx: &Connection, exec: Execution, partly: bool, settled: (Shares, Us
         Some(r) => (r.position, r.changes),
         None => (position, Vec::new()),
     };
-    Ok(SettlementChange { exec, kept: Shares(0), position, realized_change: realized_now, short: Shares(0), restated })
+    Ok(SettlementChange {
+        exec,
+        kept: Shares(0),
+        position,
+        before,
+        realized_change: realized_now,
+        short: Shares(0),
+        restated,
+    })
 }
 
 /// Takes out of the books what did not settle of `exec` (all of it, or the rest when `partly`),
@@ -215,7 +225,7 @@ fn take_out(
         Some(r) => (r.position, r.changes),
         None => (position, Vec::new()),
     };
-    Ok(SettlementChange { exec: out, kept, position, realized_change: Usdc(-undone.0), short, restated })
+    Ok(SettlementChange { exec: out, kept, position, before, realized_change: Usdc(-undone.0), short, restated })
 }
 
 /// Clears the `unsettled` reason of fill `row` once our fills on chain (`settled` shares in all)

@@ -45,21 +45,30 @@ impl RiskSupervisor {
         }
     }
 
-    /// Takes a change of the book that is not today's P&L into the day's opening value: the
-    /// unrealized P&L it moved (`before` → now, revalued), and what it restated of today's
-    /// realized P&L (`realized_today`), move the opening as well, so today's P&L, realized today
-    /// plus the change of unrealized since the open, does not count it. A SELL of yesterday put
-    /// back after the roll (its profit dated yesterday, the position it had taken back gone again)
-    /// would otherwise read as today's loss, and an adjustment of reconcile as today's gain or loss.
-    pub(super) fn carry_into_day_open(&mut self, before: Usdc, realized_today: Usdc) {
-        self.revalue();
-        let moved = self.unrealized.0 - before.0 + realized_today.0;
+    /// Takes a change of the book that is not today's P&L into the day's opening value: what it
+    /// moved of unrealized P&L, and of today's realized P&L (`moved`, both), moves the opening as
+    /// well, so today's P&L, realized today plus the change of unrealized since the open, does not
+    /// count it. A SELL of yesterday put back after the roll (its profit dated yesterday, the
+    /// position it had taken back gone again) would otherwise read as today's loss, and an
+    /// adjustment of reconcile as today's gain or loss. A day not opened yet (no marks since the
+    /// start) opens at the first marks, which include the change.
+    pub(super) fn carry_into_day_open(&mut self, moved: Usdc) {
+        let moved = moved.0;
         if let Some(open) = self.unrealized_at_open
             && moved != 0
         {
             let open = Usdc(open.0 + moved);
             self.unrealized_at_open = Some(open);
             self.store.do_send(MoveDayOpen { day_start_ms: self.day_start_ms, unrealized: open });
+        }
+    }
+
+    /// The unrealized P&L of `p`, a position in `token`, at the token's mark (0 unmarked: counted
+    /// at cost, as [`RiskSupervisor::revalue`] counts it).
+    pub(super) fn unrealized_of(&self, token: &crate::domain::TokenId, p: crate::risk::Position) -> i64 {
+        match self.marks.get(token) {
+            Some(mark) if p.shares.0 > 0 => crate::domain::mul_price_floor(p.shares, *mark) - p.cost.0,
+            _ => 0,
         }
     }
 

@@ -287,6 +287,8 @@ pub struct BookAdjusted {
     pub token: TokenId,
     /// Its position as the journal wrote it.
     pub position: crate::risk::Written,
+    /// Its position as the journal had it before.
+    pub before: crate::risk::Position,
 }
 
 impl Handler<BookAdjusted> for RiskSupervisor {
@@ -294,11 +296,12 @@ impl Handler<BookAdjusted> for RiskSupervisor {
 
     fn handle(&mut self, m: BookAdjusted, _: &mut Context<Self>) {
         self.roll_day(crate::store::now_ms());
-        self.revalue();
-        let before = self.unrealized;
+        // Shares that left or came outside polycopy: no P&L of today's trading. Measured on the
+        // journal's before and after (the book may not hold the same yet), at the token's mark.
+        let moved = self.unrealized_of(&m.token, m.position.position) - self.unrealized_of(&m.token, m.before);
         self.adopt(m.token, m.position);
-        // Shares that left or came outside polycopy: no P&L of today's trading.
-        self.carry_into_day_open(before, Usdc::ZERO);
+        self.revalue();
+        self.carry_into_day_open(Usdc(moved));
         self.check_daily_loss();
         self.publish();
     }

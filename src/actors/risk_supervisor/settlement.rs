@@ -43,16 +43,19 @@ impl Handler<CheckSettlement> for RiskSupervisor {
             // must not push yesterday past the limit, whose `reducing` would then outlive the roll.
             act.roll_day(now_ms());
             for (u, c) in changes {
-                act.revalue();
-                let before = act.unrealized;
-                act.adopt(c.exec.token_id, c.position);
                 // A change of an execution booked on an earlier day: its P&L is that day's, also
-                // what it restates of later bookings today (their cost rebuilt without it).
+                // what it restates of later bookings today (their cost rebuilt without it). What
+                // it moved of unrealized P&L is measured on the journal's positions before and
+                // after it, at the token's mark (before a closed position forgets its mark), never
+                // on the book, which may hold a booking of the token not yet adopted, or not hold
+                // one the change already counts.
                 if c.exec.at_ms < act.day_start_ms {
-                    let start = act.day_start_ms;
+                    let (start, token) = (act.day_start_ms, c.exec.token_id);
                     let restated_today: i64 = c.restated.iter().filter(|(at, _)| *at >= start).map(|(_, x)| x.0).sum();
-                    act.carry_into_day_open(before, Usdc(restated_today));
+                    let moved = act.unrealized_of(&token, c.position.position) - act.unrealized_of(&token, c.before);
+                    act.carry_into_day_open(Usdc(moved + restated_today));
                 }
+                act.adopt(c.exec.token_id, c.position);
                 // Today's P&L counts it only if it was booked today (as the journal's sum does).
                 if c.exec.at_ms >= act.day_start_ms {
                     act.realized_today = Usdc(act.realized_today.0 + c.realized_change.0);

@@ -210,7 +210,7 @@ pub struct AdjustPosition {
     /// Who.
     pub by: String,
 }
-store_handler!(AdjustPosition -> crate::risk::Written, |s, m| s.adjust_position(
+store_handler!(AdjustPosition -> (crate::risk::Position, crate::risk::Written), |s, m| s.adjust_position_from(
     m.token,
     (m.compared, m.to),
     m.price,
