@@ -420,7 +420,8 @@ pub struct Execution {
 /// bidirectional mark, override or isolate (U+200E-200F, U+202A-202E, U+2066-2069, U+061C), an
 /// invisible one (U+200B-200C, U+2060-2065, U+FEFF). In a name shown to the operator one could
 /// forge a line, or reorder or hide what follows it ("whale" reading as another target's name).
-/// The zero-width joiner (U+200D) is not one: emoji sequences (🧑‍💻) are made with it.
+/// The zero-width joiner (U+200D) is judged by its neighbours ([`shown_plainly`]): emoji
+/// sequences (🧑‍💻) are made with it.
 #[must_use]
 pub fn is_hidden_or_control(c: char) -> bool {
     c.is_control()
@@ -434,6 +435,24 @@ pub fn is_hidden_or_control(c: char) -> bool {
                 | '\u{061C}'
                 | '\u{FEFF}'
         )
+}
+
+/// `s` with every character [`is_hidden_or_control`] left out, and every zero-width joiner that
+/// does not join two characters outside ASCII (an emoji sequence, a script's ligature): between
+/// ASCII letters, or alone, one is invisible ("wha\u{200D}le" reads as "whale").
+#[must_use]
+pub fn shown_plainly(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let joins = |i: usize| {
+        let outside = |c: Option<&char>| c.is_some_and(|c| !c.is_ascii() && !is_hidden_or_control(*c));
+        i > 0 && outside(chars.get(i - 1)) && outside(chars.get(i + 1))
+    };
+    chars
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| !is_hidden_or_control(**c) && (**c != '\u{200D}' || joins(*i)))
+        .map(|(_, c)| *c)
+        .collect()
 }
 
 /// Formats an address as lower-case 0x-hex, the form we store and compare.

@@ -82,7 +82,7 @@ impl Candidate {
     /// Its name as a terminal shows it: control and invisible characters (escapes, newlines,
     /// direction overrides) dropped.
     fn shown_name(&self) -> String {
-        self.name.as_deref().unwrap_or("-").chars().filter(|c| !crate::domain::is_hidden_or_control(*c)).collect()
+        crate::domain::shown_plainly(self.name.as_deref().unwrap_or("-"))
     }
 }
 

@@ -249,7 +249,7 @@ impl Validator<'_> {
                 self.err(Some(entry), "label", format!("is {}", super::problem::KEY_SHAPED));
                 String::new()
             }
-            Some(Value::String(s)) if s.chars().any(crate::domain::is_hidden_or_control) => {
+            Some(Value::String(s)) if crate::domain::shown_plainly(s) != *s => {
                 // A newline in a label would forge lines in the text log and in messages; a
                 // direction override or a zero-width character would make it read as another.
                 self.err(
@@ -444,8 +444,10 @@ mod tests {
             ("\\u202eelahw", true),
             ("wha\\u200ble", true),
             ("a\\u2028forged line", true),
-            // The zero-width joiner of an emoji sequence is part of the emoji.
+            // The zero-width joiner of an emoji sequence is part of the emoji; elsewhere it hides.
             ("🧑\\u200d💻 coder", false),
+            ("wha\\u200dle", true),
+            ("\\u200d", true),
             ("\\u2066whale\\u2069", true),
         ] {
             let text = format!(r#"{{"wallets": [{{"address": "{A}", "label": "{label}"}}]}}"#);

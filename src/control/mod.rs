@@ -42,10 +42,12 @@ pub fn under_way_note(posts: u64) -> String {
 /// spaces, cut to [`HALT_REASON_CHARS`] with a mark.
 #[must_use]
 pub fn halt_reason(reason: &str) -> String {
-    let clean: String = crate::config::env::redact(reason)
+    let spaced: String = crate::config::env::redact(reason)
         .chars()
         .map(|c| if crate::domain::is_hidden_or_control(c) { ' ' } else { c })
         .collect();
+    // A zero-width joiner left alone (outside an emoji) goes too.
+    let clean = crate::domain::shown_plainly(&spaced);
     if clean.chars().count() <= HALT_REASON_CHARS {
         return clean;
     }
