@@ -106,7 +106,13 @@ pub fn keep_known(fresh: MarketInfo, known: &MarketInfo) -> MarketInfo {
 #[must_use]
 pub fn from_gamma(m: &Market, token: TokenId) -> Option<MarketInfo> {
     let i = m.clob_token_ids.as_ref()?.iter().position(|t| *t == token)?;
-    let outcome = m.outcomes.as_ref().and_then(|o| o.get(i)).cloned().unwrap_or_else(|| format!("outcome {i}"));
+    // Names shown to the operator (reports, Telegram, status) without what would hide or reorder
+    // text or forge a line: a market's title is anyone's to write.
+    let outcome = m
+        .outcomes
+        .as_ref()
+        .and_then(|o| o.get(i))
+        .map_or_else(|| format!("outcome {i}"), |o| crate::domain::shown_plainly(o));
     let closed = m.closed.unwrap_or(false);
     // A closed market whose price for this outcome is exactly 0 or 1 has resolved.
     let payout = m
@@ -118,7 +124,7 @@ pub fn from_gamma(m: &Market, token: TokenId) -> Option<MarketInfo> {
     Some(MarketInfo {
         token_id: token,
         condition_id: m.condition_id,
-        question: m.question.clone().unwrap_or_default(),
+        question: m.question.as_deref().map(crate::domain::shown_plainly).unwrap_or_default(),
         outcome,
         neg_risk: m.neg_risk.unwrap_or(false),
         tick: m.order_price_min_tick_size.and_then(decimal_to_micros).and_then(TickSize::from_micros),
@@ -316,6 +322,17 @@ mod tests {
         assert!(!yes.closed && yes.payout.is_none() && !yes.neg_risk);
         assert_eq!(yes.minutes_to_end(yes.end_ms.unwrap() - 90_000), Some(1));
         assert!(from_gamma(&m, U256::from(9)).is_none());
+    }
+
+    /// A title or outcome with characters that hide or reorder text, or break a line, is shown
+    /// without them.
+    #[test]
+    fn names_lose_what_would_hide_or_reorder_text() {
+        let hostile = OPEN
+            .replace("Will it rain?", "Will it \\u202erain?\\u2028forged")
+            .replace(r#"\"Yes\""#, r#"\"Y\u200bes\""#);
+        let yes = from_gamma(&market(&hostile), U256::from(1001)).unwrap();
+        assert_eq!(yes.name(), "Will it rain?forged — Yes");
     }
 
     #[test]
