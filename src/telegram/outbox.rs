@@ -224,8 +224,7 @@ impl Outbox {
         text.push(':');
         for m in pending.iter().take(DIGEST_SAMPLES) {
             text.push_str("\n• ");
-            // A plain sample inside an HTML digest is escaped like any other data.
-            text.push_str(&if html && !m.html { super::format::escape(&m.text) } else { m.text.clone() });
+            text.push_str(&routine_sample(m, html));
         }
         let shown = pending.len().min(DIGEST_SAMPLES) as u64;
         if total > shown {
@@ -236,6 +235,20 @@ impl Outbox {
         }
         Outgoing { html, ..Outgoing::text("digest", text, Class::Routine, silent) }
     }
+}
+
+/// One routine message quoted in a digest (HTML or not, as the digest is). A long one is cut, as
+/// plain text (its tags would be cut too), so that five of them and the counts fit one message:
+/// the digest is made after messages are split to Telegram's size, never split again.
+fn routine_sample(m: &Outgoing, html: bool) -> String {
+    if super::split::units(&m.text) <= 2 * SAMPLE_CHARS {
+        // A plain sample inside an HTML digest is escaped like any other data.
+        return if html && !m.html { super::format::escape(&m.text) } else { m.text.clone() };
+    }
+    let plain = if m.html { super::format::plain(&m.text) } else { m.text.clone() };
+    let mut cut: String = plain.chars().take(SAMPLE_CHARS).collect();
+    cut.push('…');
+    if html { super::format::escape(&cut) } else { cut }
 }
 
 #[cfg(test)]
@@ -261,6 +274,21 @@ mod tests {
         assert!(d.text.starts_with("12 copies executed, 1 not copied:"), "{}", d.text);
         assert!(d.text.contains("copied 0") && d.text.contains("… and 8 more"), "{}", d.text);
         assert!(o.pop().is_none() && o.is_empty());
+    }
+
+    /// Five routine messages each near Telegram's limit (market titles of emoji) still make one
+    /// digest within it: each long one is quoted cut, as plain text, never with its tags cut.
+    #[test]
+    fn a_digest_of_long_messages_fits_one_message() {
+        let mut o = Outbox::new(100);
+        let long = format!("<b>copied</b> {}", "🐋".repeat(2000));
+        for _ in 0..8 {
+            o.push(Outgoing { html: true, ..m("executed", Class::Routine, &long) });
+        }
+        let d = o.pop().unwrap();
+        assert!(d.html && super::super::split::units(&d.text) <= super::super::split::TEXT_MAX, "{}", d.text.len());
+        assert!(d.text.contains("copied 🐋") && !d.text.contains("<b>copied"), "cut as plain text");
+        assert!(d.text.contains("… and 3 more"), "the rest counted");
     }
 
     #[test]
