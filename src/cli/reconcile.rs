@@ -331,7 +331,7 @@ fn apply_all(
                 let mut store = open_store(s)?;
                 let compared = Some(d.seen.journal);
                 match store.adjust_position(d.seen.token_id, (compared, to), price, &d.cause.to_string(), "cli") {
-                    Ok(pos) => println!(
+                    Ok((_, pos)) => println!(
                         "applied in the journal (no daemon runs): position in {} is now {} shares",
                         d.seen.token_id, pos.position.shares
                     ),

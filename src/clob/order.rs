@@ -257,14 +257,11 @@ mod tests {
         }
     }
 
-    /// What is stored is what is sent again: the re-built order serializes to the same body,
-    /// signature and order type included.
-    #[test]
-    fn a_stored_order_is_sent_again_byte_for_byte() {
+    /// An order of token 1001 signed by the test key over `neg_risk`'s domain, sent as FOK.
+    fn signed_test_order(neg_risk: bool) -> SignedOrder {
         use alloy::signers::SignerSync as _;
-        use alloy::signers::local::PrivateKeySigner;
         use polymarket_client_sdk_v2::clob::types::OrderType;
-        let key: PrivateKeySigner =
+        let key: alloy::signers::local::PrivateKeySigner =
             "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80".parse().unwrap();
         let mut v = OrderV2::default();
         v.salt = U256::from(42u64);
@@ -274,16 +271,23 @@ mod tests {
         v.makerAmount = U256::from(5_100_000u64);
         v.takerAmount = U256::from(10_000_000u64);
         v.timestamp = U256::from(1_700_000_000_000u64);
-        let sig = key.sign_hash_sync(&v.eip712_signing_hash(&order_domain(false).unwrap())).unwrap();
-        let owner = ApiKey::nil();
-        let signed = SignedOrder::builder()
+        let sig = key.sign_hash_sync(&v.eip712_signing_hash(&order_domain(neg_risk).unwrap())).unwrap();
+        SignedOrder::builder()
             .payload(OrderPayload::new(v, U256::ZERO))
             .signature(sig)
             .order_type(OrderType::FOK)
-            .owner(owner)
+            .owner(ApiKey::nil())
             .post_only(false)
             .defer_exec(true)
-            .build();
+            .build()
+    }
+
+    /// What is stored is what is sent again: the re-built order serializes to the same body,
+    /// signature and order type included.
+    #[test]
+    fn a_stored_order_is_sent_again_byte_for_byte() {
+        let owner = ApiKey::nil();
+        let signed = signed_test_order(false);
         let stored = StoredOrder::from_signed(&signed, false).unwrap();
         let json = serde_json::to_string(&stored).unwrap();
         let back: StoredOrder = serde_json::from_str(&json).unwrap();
@@ -298,24 +302,7 @@ mod tests {
     /// it is stored, since its id would not be the exchange's.
     #[test]
     fn an_order_signed_over_another_domain_is_refused() {
-        use alloy::signers::SignerSync as _;
-        use polymarket_client_sdk_v2::clob::types::OrderType;
-        let key: alloy::signers::local::PrivateKeySigner =
-            "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80".parse().unwrap();
-        let mut v = OrderV2::default();
-        v.salt = U256::from(42u64);
-        v.maker = key.address();
-        v.signer = key.address();
-        v.tokenId = U256::from(1001u64);
-        let sig = key.sign_hash_sync(&v.eip712_signing_hash(&order_domain(true).unwrap())).unwrap();
-        let signed = SignedOrder::builder()
-            .payload(OrderPayload::new(v, U256::ZERO))
-            .signature(sig)
-            .order_type(OrderType::FOK)
-            .owner(ApiKey::nil())
-            .post_only(false)
-            .defer_exec(true)
-            .build();
+        let signed = signed_test_order(true);
         let (neg, std) = (order_domain(true).unwrap(), order_domain(false).unwrap());
         let OrderPayload::V2(p) = &signed.payload else { panic!("v2") };
         let signer = p.order.signer;

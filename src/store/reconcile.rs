@@ -85,26 +85,11 @@ impl Store {
     /// average cost (no P&L), an increase comes in at `price`. `compared`: the journal's shares the
     /// difference was computed from; when the position is no longer that (a copy was booked since
     /// reconcile read it), nothing is booked: setting the old figure would undo that copy. Returns
-    /// the new position as written (stamped 0 when nothing changed).
+    /// the position before and the new one as written (stamped 0 when nothing changed).
     ///
     /// # Errors
     /// [`super::StoreError::PositionMoved`], or a database error.
     pub fn adjust_position(
-        &mut self,
-        token: TokenId,
-        (compared, to): (Option<Shares>, Shares),
-        price: Price,
-        cause: &str,
-        by: &str,
-    ) -> StoreResult<Written> {
-        Ok(self.adjust_position_from(token, (compared, to), price, cause, by)?.1)
-    }
-
-    /// [`Store::adjust_position`], with the position as it was before.
-    ///
-    /// # Errors
-    /// As [`Store::adjust_position`].
-    pub fn adjust_position_from(
         &mut self,
         token: TokenId,
         (compared, to): (Option<Shares>, Shares),
@@ -176,7 +161,7 @@ mod tests {
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let t = TokenId::from(7u8);
         let set = |s: &mut Store, compared: Option<i64>, to: i64| {
-            s.adjust_position(t, (compared.map(Shares), Shares(to)), Price(ONE / 2), "test", "test")
+            s.adjust_position(t, (compared.map(Shares), Shares(to)), Price(ONE / 2), "test", "test").map(|(_, w)| w)
         };
         assert_eq!(set(&mut s, Some(0), 10 * ONE).unwrap().position.shares, Shares(10 * ONE));
         // Reconcile read 10, then a copy made it 15: setting 12 would sell the copy out of the books.

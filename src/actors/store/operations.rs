@@ -210,7 +210,7 @@ pub struct AdjustPosition {
     /// Who.
     pub by: String,
 }
-store_handler!(AdjustPosition -> (crate::risk::Position, crate::risk::Written), |s, m| s.adjust_position_from(
+store_handler!(AdjustPosition -> (crate::risk::Position, crate::risk::Written), |s, m| s.adjust_position(
     m.token,
     (m.compared, m.to),
     m.price,
