@@ -13,7 +13,7 @@ use polymarket_client_sdk_v2::gamma::types::request::MarketsRequest;
 use polymarket_client_sdk_v2::gamma::types::response::Market as GammaMarket;
 use tracing::{info, warn};
 
-use crate::actors::store::{GetMarket, PutMarket, StoreActor};
+use crate::actors::store::{GetMarket, PutMarket, PutMarketFacts, StoreActor};
 use crate::chain::Rpc;
 use crate::chain::rpc::ConditionResult;
 use crate::clob::venue::{VenueError, bounded, sdk_error};
@@ -205,6 +205,7 @@ impl MarketDirectory {
                         Ok(Ok(Some((known, _)))) => (super::info::keep_known(info, &known), known.payout),
                         _ => (info, None),
                     };
+                    let mut unchecked = false;
                     if let (Some(marks), true) = (result_marks.as_deref_mut(), info.closed) {
                         let ids = m.clob_token_ids.as_ref();
                         let (outcomes, slot) =
@@ -217,10 +218,17 @@ impl MarketDirectory {
                         }
                     } else if self.results.is_some() {
                         // Unchecked, Gamma's word is kept by no one: the marking loop's refresh
-                        // checks it against the chain before anything settles at it.
+                        // checks it against the chain before anything settles at it. Nor is a
+                        // checked payout it wrote meanwhile cleared (the position it settled is
+                        // never refreshed again, and its winnings would never be redeemed).
                         info.payout = None;
+                        unchecked = true;
                     }
-                    self.store.do_send(PutMarket(info.clone()));
+                    if unchecked {
+                        self.store.do_send(PutMarketFacts(info.clone()));
+                    } else {
+                        self.store.do_send(PutMarket(info.clone()));
+                    }
                     out.push(info.clone());
                     Some(info)
                 }

@@ -31,8 +31,8 @@ pub enum ChainError {
     /// The call would revert (gas estimation said so).
     #[error("it would revert: {0}")]
     WouldRevert(String),
-    /// Trading is halted: nothing is signed (no attempt spent, nothing to tell: the halt was).
-    #[error("trading is halted: nothing is signed until it resumes")]
+    /// Trading is halted: nothing is signed or sent (no attempt spent, nothing to tell: the halt was).
+    #[error("trading is halted: nothing is signed or sent until it resumes")]
     Halted,
     /// A transaction of ours was mined and reverted (it says something about the call: counted
     /// as an attempt, unlike a node that did not answer).
@@ -346,11 +346,16 @@ impl Chain {
         self.seal(TxEip1559 { max_fee_per_gas: max_fee, max_priority_fee_per_gas: tip, ..old }).await
     }
 
-    /// Sends signed bytes; a node that already has them is fine.
+    /// Sends signed bytes; a node that already has them is fine. Nothing leaves while halted: a
+    /// transaction signed just before the halt (or journaled signed by a daemon that stopped
+    /// before sending it) waits, journaled, for trading to resume.
     ///
     /// # Errors
-    /// When the node refuses them (e.g. their nonce was used by another transaction).
+    /// When halted, or when the node refuses them (e.g. their nonce was used by another transaction).
     pub async fn send(&self, raw: &str) -> Result<(), ChainError> {
+        if self.gate.as_ref().is_some_and(crate::risk::TradingGate::is_closed) {
+            return Err(ChainError::Halted);
+        }
         let bytes =
             alloy::primitives::hex::decode(raw).map_err(|e| ChainError::Rpc(format!("stored transaction: {e}")))?;
         match bounded(self.provider.send_raw_transaction(&bytes)).await {

@@ -358,10 +358,13 @@ impl Redeemer {
             return InFlight::No;
         }
         crate::fault::abort_at("abort_after_redeem_signed");
+        // The journal forgot the transactions an earlier attempt replaced: so does the row followed,
+        // or an old attempt's revert would be booked against this one, which would never be sent.
         let signed_row = RedemptionRow {
             tx_hash: Some(signed.hash),
             raw_tx: Some(signed.raw),
             status: RedeemStatus::Signed,
+            replaced: Vec::new(),
             ..row.clone()
         };
         self.follow(chain, &signed_row).await

@@ -282,6 +282,30 @@ async fn test_redeem_when_killed_between_journal_and_send_then_sent_once_after_r
     assert_eq!(rows(&l.d).await.len(), 1);
 }
 
+/// A redemption journaled signed by a daemon that stopped before sending it is not sent by a
+/// daemon restarted under a halt: a halt means nothing leaves with the key. It is sent, the same
+/// transaction and once, when trading resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_signed_before_a_halt_then_sent_only_once_trading_resumes() {
+    let mut l = settled(&[], Some("abort_after_redeem_signed")).await;
+    assert!(!l.d.wait_exit().await.success(), "the fault aborted the daemon");
+    let (_, out, err) = l.d.run_cli(&["halt", "--reason", "maintenance"]);
+    assert!(out.contains("halted in the journal"), "{out}{err}");
+    l.d.start();
+    l.d.wait_live().await;
+    let start = rounds(&l.d).await;
+    wait_for(30, "three rounds under the halt", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
+    assert_eq!(rows(&l.d).await.first().map(|r| r.1.clone()), Some("signed".to_owned()), "held, journaled");
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::ZERO, "nothing sent while halted");
+    let (code, out, err) = l.d.run_cli(&["resume"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
+        .await;
+    wait_for(10, "the row redeemed", async || (rows(&l.d).await[0].1 == "redeemed").then_some(())).await;
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1), "the same transaction, once");
+    assert_eq!(rows(&l.d).await.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_redeem_when_it_reverts_then_retried_within_budget_and_reported() {
     let l = settled(&[("ATTEMPTS", "3")], None).await;

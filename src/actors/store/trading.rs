@@ -270,6 +270,13 @@ store_handler!(GetMarket -> Option<(crate::market::MarketInfo, i64)>, |s, m| s.m
 pub struct PutMarket(pub crate::market::MarketInfo);
 store_handler!(PutMarket -> (), |s, m| s.put_market(&m.0));
 
+/// Cache what a token is, leaving a payout the journal holds as it is ([`Store::put_market_facts`]).
+///
+/// [`Store::put_market_facts`]: crate::store::Store::put_market_facts
+#[derive(Debug)]
+pub struct PutMarketFacts(pub crate::market::MarketInfo);
+store_handler!(PutMarketFacts -> (), |s, m| s.put_market_facts(&m.0));
+
 /// A resolved market closes our position in a token, as the journal holds it.
 #[derive(Debug)]
 pub struct RecordSettlement {

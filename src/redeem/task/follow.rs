@@ -28,6 +28,11 @@ impl Redeemer {
         match chain.landed(hash).await {
             Ok(Landed::Unknown) => match chain.send(raw).await {
                 Ok(()) => self.set(row, RedeemStatus::Sent, "sent", row.attempts, 0).await,
+                // Halted: held as it is, journaled, until trading resumes (its nonce stays ours).
+                Err(ChainError::Halted) => {
+                    info!(market = %row.condition_id, tx = %hash, "trading is halted: the signed redemption is sent once it resumes");
+                    return InFlight::Yes;
+                }
                 Err(e) if e.to_string().contains("nonce") => {
                     // Its nonce was used: by this very transaction (a node behind a load balancer
                     // may miss its receipt that another already has: asked again, for as long as
