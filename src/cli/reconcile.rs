@@ -13,7 +13,7 @@ use super::{EXIT_NO_DAEMON, GlobalArgs, open_store, settings_or_bail};
 use crate::chain::positions::PositionContracts;
 use crate::config::{Env, Mode, Settings};
 use crate::domain::{Price, Shares, TokenId};
-use crate::risk::reconcile::{Difference, Sighting, compare};
+use crate::risk::reconcile::{Difference, Resolution, Sighting, compare};
 
 /// Longest the chain may take for one answer.
 const SOURCE_WAIT: Duration = Duration::from_secs(20);
@@ -61,11 +61,8 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
     // did (redeemed by Polymarket's auto-redeemer or on the website, it would read as sold).
     let mut unresolved = BTreeMap::new();
     for t in book.tokens() {
-        if !state.get(&t).is_some_and(|st| st.resolved)
-            && let Some((info, _)) = store.market(&t)?
-            && let Some(condition) = info.condition_id
-        {
-            unresolved.insert(t, condition);
+        if !state.get(&t).is_some_and(|st| st.resolved) {
+            unresolved.insert(t, store.market(&t)?.map(|(info, _)| info));
         }
     }
     drop(store);
@@ -87,7 +84,10 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
             }
         }
     }
-    let chain = rt.block_on(chain_balances(s, &env, funder, &tokens));
+    let (chain, head) = match rt.block_on(chain_balances(s, &env, funder, &tokens)) {
+        Ok((head, c)) => (Ok(c), Some(head)),
+        Err(e) => (Err(e), None),
+    };
     // Asked only where the chain holds less than the journal: only there could missing tokens be
     // taken for sold.
     if let Ok(c) = &chain {
@@ -95,7 +95,8 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
     } else {
         unresolved.clear();
     }
-    let resolved_on_chain = rt.block_on(resolved_on_chain(s, &env, &unresolved));
+    let resolutions = rt.block_on(resolutions(s, &env, &unresolved));
+    let resolved_on_chain = |t: &TokenId| resolutions.get(t) == Some(&Resolution::Resolved);
     let sightings: Vec<Sighting> = tokens
         .iter()
         .map(|t| {
@@ -108,10 +109,13 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
                 // Listed or not: a readable Data API that does not list a token says 0.
                 data: data.as_ref().ok().map(|_| listed.map_or(Shares(0), |p| p.size)),
                 unsettled: st.unsettled,
-                resolved: st.resolved || listed.is_some_and(|p| p.redeemable) || resolved_on_chain.contains(t),
+                resolved: st.resolved || listed.is_some_and(|p| p.redeemable) || resolved_on_chain(t),
                 worthless: st.worthless,
-                settling: st.settling,
+                // The node read is behind a block holding a fill of ours (the daemon's feed saw it,
+                // this endpoint not yet): its balance is not the one the journal settled to.
+                settling: st.settling || st.last_fill_block.zip(head).is_some_and(|(b, h)| b > h),
                 in_flight: st.in_flight,
+                resolution_unread: resolutions.get(t) == Some(&Resolution::Unread),
             }
         })
         .collect();
@@ -146,14 +150,14 @@ fn funder(s: &Settings, env: &Env) -> Result<alloy::primitives::Address> {
     crate::clob::account::resolve_funder(sig, signer, cfg.funder).map_err(anyhow::Error::msg)
 }
 
-/// Our funder's balance of each token: Conditional Tokens plus the V3 PositionManager (a token
-/// lives in one of them; the other answers 0).
+/// The node's head, and our funder's balance of each token there: Conditional Tokens plus the V3
+/// PositionManager (a token lives in one of them; the other answers 0).
 async fn chain_balances(
     s: &Settings,
     env: &Env,
     funder: alloy::primitives::Address,
     tokens: &[TokenId],
-) -> Result<BTreeMap<TokenId, Shares>, String> {
+) -> Result<(u64, BTreeMap<TokenId, Shares>), String> {
     let mut rpc = super::http_rpc(s, env);
     tokio::time::timeout(SOURCE_WAIT, rpc.connect())
         .await
@@ -170,35 +174,37 @@ async fn chain_balances(
         let micros = i64::try_from(total).map_err(|_| format!("the balance of {t} is out of range"))?;
         out.insert(*t, Shares(micros));
     }
-    Ok(out)
+    Ok((head, out))
 }
 
-/// The tokens of `conditions` whose market has resolved on chain (Conditional Tokens has its
-/// payout). A read that fails leaves that token, and the ones after it, unknown (compared as
-/// before): a node that does not answer is not asked once per token.
-async fn resolved_on_chain(
+/// Whether the market of each of `markets` (the journal's word on it, if any) has resolved on
+/// chain (Conditional Tokens has its payout). A read that fails leaves that token, and the ones
+/// after it, unread: a node that does not answer is not asked once per token.
+async fn resolutions(
     s: &Settings,
     env: &Env,
-    conditions: &BTreeMap<TokenId, alloy::primitives::B256>,
-) -> std::collections::BTreeSet<TokenId> {
-    let mut out = std::collections::BTreeSet::new();
-    if conditions.is_empty() {
-        return out;
-    }
+    markets: &BTreeMap<TokenId, Option<crate::market::MarketInfo>>,
+) -> BTreeMap<TokenId, Resolution> {
     let mut rpc = super::http_rpc(s, env);
-    if !matches!(tokio::time::timeout(SOURCE_WAIT, rpc.connect()).await, Ok(Ok(()))) {
-        return out;
-    }
+    let mut answering =
+        !markets.is_empty() && matches!(tokio::time::timeout(SOURCE_WAIT, rpc.connect()).await, Ok(Ok(())));
     let ctf = PositionContracts::from_settings(&s.chain).conditional_tokens;
-    for (t, condition) in conditions {
-        // Binary markets: the outcome count matters only for the numerators, not read here.
-        match rpc.condition_result(ctf, *condition, 2).await {
-            Ok(r) if !r.denominator.is_zero() => {
-                out.insert(*t);
-            }
-            Ok(_) => {}
-            Err(_) => break,
-        }
+    let now = crate::store::now_ms();
+    let mut out = BTreeMap::new();
+    for (t, info) in markets {
+        let closed = info.as_ref().is_some_and(|i| i.closed || i.end_ms.is_some_and(|end| end <= now));
+        let read = match info.as_ref().and_then(|i| i.condition_id) {
+            // Binary markets: the outcome count matters only for the numerators, not read here.
+            Some(condition) if answering => match rpc.condition_result(ctf, condition, 2).await {
+                Ok(r) => Some(Ok(!r.denominator.is_zero())),
+                Err(_) => {
+                    answering = false;
+                    Some(Err(()))
+                }
+            },
+            _ => None,
+        };
+        out.insert(*t, Resolution::from_read(read, closed));
     }
     out
 }

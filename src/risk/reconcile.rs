@@ -29,6 +29,35 @@ pub struct Sighting {
     /// An order of ours for it is not resolved yet: its fill may be on chain and not in the
     /// journal, which books it once the order is resolved.
     pub in_flight: bool,
+    /// The chain holds less, the journal has not seen the market resolve, and whether it resolved
+    /// could not be read ([`Resolution::Unread`]): the tokens may have been redeemed.
+    pub resolution_unread: bool,
+}
+
+/// Whether a market resolved, as the chain was asked while reconciling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Conditional Tokens holds its result.
+    Resolved,
+    /// Open: no result, and Gamma does not show it closed or past its end.
+    Open,
+    /// Not known: the node did not answer, the journal knows no condition id for it, or Gamma
+    /// shows it closed (or past its end) while Conditional Tokens has no result (the result not
+    /// reported yet, or a market of the V3 exchange, whose results Conditional Tokens never holds).
+    Unread,
+}
+
+impl Resolution {
+    /// What Conditional Tokens' answer `read` (`Some(Ok(has_result))`, `Some(Err)` for a failed
+    /// read, `None` when it could not be asked) means for a market Gamma shows `closed`.
+    #[must_use]
+    pub const fn from_read(read: Option<Result<bool, ()>>, closed: bool) -> Self {
+        match read {
+            Some(Ok(true)) => Self::Resolved,
+            Some(Ok(false)) if !closed => Self::Open,
+            Some(Ok(false) | Err(())) | None => Self::Unread,
+        }
+    }
 }
 
 /// Why the journal and the chain disagree.
@@ -49,6 +78,9 @@ pub enum Cause {
     BoughtOutside,
     /// The chain holds less: sold or sent outside polycopy.
     SoldOutside,
+    /// The chain holds less and whether the market resolved could not be read: sold outside
+    /// polycopy, or redeemed (by Polymarket's auto-redeemer or on the website).
+    SoldOrRedeemed,
     /// The chain and the journal agree but the Data API does not (it lags the chain).
     DataApiLags,
     /// Neither the chain nor the Data API answered for this token.
@@ -69,6 +101,11 @@ impl Cause {
             Self::Redeemed => "already redeemed; the journal books the payout when it reads the resolution",
             Self::BoughtOutside => "a trade outside polycopy (or a fill not booked); `reconcile --apply` books it",
             Self::SoldOutside => "sold or moved outside polycopy; `reconcile --apply` books it",
+            Self::SoldOrRedeemed => {
+                "sold outside polycopy or redeemed: whether its market resolved could not be read, so `--apply` books \
+                 nothing (a redemption booked as a sale would lose its payout); run again once the chain answers or \
+                 the result is reported"
+            }
             Self::DataApiLags => "the Data API lags the chain; nothing to do unless it persists",
             Self::Unknown => "the chain and the Data API did not answer; run again",
         }
@@ -91,6 +128,7 @@ impl fmt::Display for Cause {
             Self::Redeemed => "redeemed",
             Self::BoughtOutside => "bought outside polycopy",
             Self::SoldOutside => "sold outside polycopy",
+            Self::SoldOrRedeemed => "sold outside or redeemed",
             Self::DataApiLags => "Data API lags",
             Self::Unknown => "unknown",
         })
@@ -172,6 +210,9 @@ fn classify(s: &Sighting) -> Option<Difference> {
     if delta.0.abs() < LOT {
         return diff(Cause::Dust);
     }
+    if s.resolution_unread && delta.0 < 0 {
+        return diff(Cause::SoldOrRedeemed);
+    }
     diff(if delta.0 > 0 { Cause::BoughtOutside } else { Cause::SoldOutside })
 }
 
@@ -191,6 +232,7 @@ mod tests {
             worthless: false,
             settling: false,
             in_flight: false,
+            resolution_unread: false,
         }
     }
 
@@ -259,6 +301,44 @@ mod tests {
         let lost = Sighting { resolved: true, worthless: true, ..s(0, Some(10 * ONE), Some(0)) };
         assert!(compare(&[lost]).is_empty(), "a lost market's tokens are worth nothing: no difference");
         assert!(Cause::SoldOutside.applies() && !Cause::Redeemed.applies() && !Cause::UnsettledMatch.applies());
+    }
+
+    #[test]
+    fn tokens_gone_while_the_resolution_is_unread_are_never_booked_as_sold() {
+        // (sighting, cause, bookable)
+        let unread = |journal, chain| Sighting { resolution_unread: true, ..s(journal, Some(chain), None) };
+        for (sighting, cause, bookable) in [
+            // Redeemed by the auto-redeemer, or sold: booked as a sale at cost, a win would be lost.
+            (unread(10 * ONE, 0), Cause::SoldOrRedeemed, false),
+            (unread(10 * ONE, 4 * ONE), Cause::SoldOrRedeemed, false),
+            // Dust is still dust.
+            (unread(10 * ONE, 10 * ONE - LOT / 2), Cause::Dust, true),
+            // Known resolved: redeemed, as before.
+            (Sighting { resolved: true, ..unread(10 * ONE, 0) }, Cause::Redeemed, false),
+            // Known open: a sale.
+            (s(10 * ONE, Some(0), None), Cause::SoldOutside, true),
+        ] {
+            let d = compare(&[sighting])[0];
+            assert_eq!((d.cause, d.bookable()), (cause, bookable), "{sighting:?}");
+        }
+    }
+
+    #[test]
+    fn a_resolution_is_unread_unless_the_chain_said_so_for_a_market_gamma_shows_open() {
+        // (what Conditional Tokens answered, Gamma shows it closed or past its end, resolution)
+        for (read, closed, want) in [
+            (Some(Ok(true)), false, Resolution::Resolved),
+            (Some(Ok(true)), true, Resolution::Resolved),
+            (Some(Ok(false)), false, Resolution::Open),
+            // Closed without a result on Conditional Tokens: not reported yet, or a V3 market.
+            (Some(Ok(false)), true, Resolution::Unread),
+            (Some(Err(())), false, Resolution::Unread),
+            (Some(Err(())), true, Resolution::Unread),
+            // No condition id known, or the node never answered.
+            (None, false, Resolution::Unread),
+        ] {
+            assert_eq!(Resolution::from_read(read, closed), want, "{read:?} {closed}");
+        }
     }
 
     #[test]

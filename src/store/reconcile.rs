@@ -25,6 +25,9 @@ pub struct TokenState {
     /// An order of ours for it is not resolved yet (sent with no answer, unknown, resting, or
     /// matched and not booked): the chain may hold its fill, which the daemon books once it knows.
     pub in_flight: bool,
+    /// The latest block holding a fill of ours on chain: a node whose head is behind it does not
+    /// show that fill yet.
+    pub last_fill_block: Option<u64>,
 }
 
 impl Store {
@@ -66,6 +69,16 @@ impl Store {
         )?;
         for t in st.query_map([], |r| r.get::<_, String>(0))? {
             out.entry(dec_u256(&t?, "token_id")?).or_default().in_flight = true;
+        }
+        let mut st = self.conn.prepare(
+            "SELECT i.token_id, MAX(f.block_number) FROM own_fills f JOIN orders o ON o.order_id = f.order_id \
+             JOIN intents i ON i.fill_id = o.fill_id WHERE f.block_number IS NOT NULL GROUP BY i.token_id",
+        )?;
+        for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            let (t, block) = r?;
+            if let Some(s) = out.get_mut(&dec_u256(&t, "token_id")?) {
+                s.last_fill_block = u64::try_from(block).ok();
+            }
         }
         let mut st = self.conn.prepare(
             "SELECT token_id, MIN(paid) FROM (SELECT token_id, payout AS paid FROM markets WHERE payout IS NOT NULL \

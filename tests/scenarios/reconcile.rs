@@ -187,6 +187,31 @@ async fn one_buy_settled() -> Live {
     l
 }
 
+/// Reconcile's node is behind the block that settled our BUY (the daemon's feed saw it; a load
+/// balancer's backend has not yet): read there, the shares look sold outside. `--apply` books
+/// nothing (the shares would leave the books, and the target's exit would never be mirrored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_its_node_is_behind_our_settled_fill_then_apply_books_nothing() {
+    let l = one_buy_settled().await;
+    l.anvil.set_balance(SIGNER, STD_TOKEN, 10 * ONE).await;
+    l.clob.data_positions(&[(STD_TOKEN, "10", false)]);
+    let filled_in: u64 = {
+        let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+        c.query_row("SELECT MAX(block_number) FROM own_fills", [], |r| r.get::<_, i64>(0)).unwrap() as u64
+    };
+    let proxy = crate::support::capped_rpc::CappedRpc::start(&l.anvil.http_url(), u64::MAX).await;
+    proxy.heads_behind(l.anvil.head().await - filled_in + 1);
+    let before = positions(&l.d);
+    let out = l.d.cmd(&["reconcile", "--apply"]).env("POLYGON_RPC_URL", &proxy.url).output().unwrap();
+    let (code, out, err) = output(out);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("chain 0") && !out.contains("applied: position in"), "{out}{err}");
+    assert_eq!(positions(&l.d), before, "nothing booked");
+    // A node at the head agrees with the journal.
+    let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 /// The chain cannot be read: the Data API's figure is shown, but `--apply` does not book it (it
 /// can lag a fresh trade); the position is left as the journal has it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

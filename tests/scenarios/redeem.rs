@@ -812,6 +812,31 @@ async fn test_redeem_when_paper_then_simulated_once() {
     assert_eq!(rows(&d).await, vec![(condition(STD_TOKEN).to_string(), "paper".to_owned())]);
 }
 
+/// A live daemon holding 10 `STD_TOKEN` copied and settled, whose tokens are then gone from our
+/// funder and from the Data API, as after a redemption outside polycopy (marked every second when
+/// `marking`); with `reconcile --json`'s cause for the token.
+async fn gone_from_the_funder(marking: bool) -> (Live, impl Fn(&Daemon) -> Option<String>) {
+    let mut l = live().await;
+    install(&l.anvil).await;
+    if marking {
+        l.d.set("risk", "mark_interval_s = 1");
+    }
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    settle_buys_on_chain(&l, &[STD_TOKEN]).await;
+    hold(&l.anvil, SIGNER, STD_TOKEN, 0).await;
+    l.clob.data_positions(&[]);
+    let cause = |d: &Daemon| {
+        let (_, out, err) = d.run_cli(&["reconcile", "--json"]);
+        let r: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+        let std_token = STD_TOKEN.to_string();
+        let d = r["differences"].as_array().unwrap().iter().find(|d| d["token_id"] == std_token.as_str()).cloned();
+        d.map(|d| d["cause"].as_str().unwrap().to_owned())
+    };
+    (l, cause)
+}
+
 /// Polymarket's auto-redeemer (or the website) redeemed a position while the journal had not seen
 /// its market resolve (the daemon down, Gamma behind the chain): reconcile reads the result on
 /// chain and reports it redeemed, not sold outside, and `--apply` books nothing (booked as sold at
@@ -819,25 +844,10 @@ async fn test_redeem_when_paper_then_simulated_once() {
 /// missing tokens read as sold outside.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_reconcile_when_redeemed_outside_before_the_journal_saw_the_result_then_redeemed_not_sold() {
-    let mut l = live().await;
-    install(&l.anvil).await;
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(30, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
-    settle_buys_on_chain(&l, &[STD_TOKEN]).await;
-    // The tokens are gone from our funder; the Data API no longer lists them.
-    hold(&l.anvil, SIGNER, STD_TOKEN, 0).await;
-    l.clob.data_positions(&[]);
-    let std_token = STD_TOKEN.to_string();
-    let cause = || {
-        let (_, out, err) = l.d.run_cli(&["reconcile", "--json"]);
-        let r: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
-        let d = r["differences"].as_array().unwrap().iter().find(|d| d["token_id"] == std_token.as_str()).cloned();
-        d.map(|d| d["cause"].as_str().unwrap().to_owned())
-    };
+    let (l, cause) = gone_from_the_funder(false).await;
     let cond = condition(STD_TOKEN);
     send(&l.anvil, CONDITIONAL_TOKENS, setUnreportedCall { conditionId: cond, u: true }.abi_encode()).await;
-    assert_eq!(cause().as_deref(), Some("sold_outside"), "no result on chain yet");
+    assert_eq!(cause(&l.d).as_deref(), Some("sold_outside"), "no result on chain yet");
     send(&l.anvil, CONDITIONAL_TOKENS, setUnreportedCall { conditionId: cond, u: false }.abi_encode()).await;
     send(
         &l.anvil,
@@ -845,10 +855,37 @@ async fn test_reconcile_when_redeemed_outside_before_the_journal_saw_the_result_
         setPayoutsCall { conditionId: cond, n0: U256::from(1), n1: U256::ZERO }.abi_encode(),
     )
     .await;
-    assert_eq!(cause().as_deref(), Some("redeemed"));
+    assert_eq!(cause(&l.d).as_deref(), Some("redeemed"));
     let (_, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
     assert!(!out.contains("applied: position in"), "{out}{err}");
+    let std_token = STD_TOKEN.to_string();
     let held =
         l.d.status()["positions"].as_array().unwrap().iter().find(|p| p["token_id"] == std_token.as_str()).cloned();
     assert_eq!(held.map(|p| p["shares"].clone()), Some(Value::from("10")), "kept for the resolution to settle");
+}
+
+/// Gamma shows the market closed while Conditional Tokens has no result for it (not reported yet,
+/// or a market of the V3 exchange, whose results it never holds): tokens gone from our funder may
+/// have been redeemed, so reconcile says so and `--apply` books no sale (at cost, a win would never
+/// reach realized P&L).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_a_closed_market_has_no_result_on_chain_then_gone_tokens_are_not_booked_as_sold() {
+    let (l, cause) = gone_from_the_funder(true).await;
+    send(&l.anvil, CONDITIONAL_TOKENS, setUnreportedCall { conditionId: condition(STD_TOKEN), u: true }.abi_encode())
+        .await;
+    assert_eq!(cause(&l.d).as_deref(), Some("sold_outside"), "open, no result on chain");
+    l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
+    let std_token = STD_TOKEN.to_string();
+    wait_for(30, "the journal has it closed", async || {
+        let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+        let q = "SELECT closed FROM markets WHERE token_id = ?1";
+        c.query_row(q, [&std_token], |r| r.get::<_, bool>(0)).ok().filter(|c| *c)
+    })
+    .await;
+    assert_eq!(cause(&l.d).as_deref(), Some("sold_or_redeemed"));
+    let (_, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
+    assert!(!out.contains("applied: position in") && out.contains("sold outside or redeemed"), "{out}{err}");
+    let held =
+        l.d.status()["positions"].as_array().unwrap().iter().find(|p| p["token_id"] == std_token.as_str()).cloned();
+    assert_eq!(held.map(|p| p["shares"].clone()), Some(Value::from("10")), "nothing booked");
 }

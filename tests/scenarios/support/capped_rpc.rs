@@ -34,6 +34,8 @@ struct Faults {
     /// While set, `eth_getLogs` calls wait unanswered (a stalled backend); how many wait now.
     logs_held: AtomicBool,
     logs_waiting: AtomicUsize,
+    /// `eth_blockNumber` answered this many blocks behind anvil's head (a backend behind).
+    head_lag: std::sync::atomic::AtomicU64,
 }
 
 impl CappedRpc {
@@ -98,6 +100,12 @@ impl CappedRpc {
         self.faults.estimates_refused.store(n, Ordering::SeqCst);
     }
 
+    /// From now on, `eth_blockNumber` names a head `lag` blocks behind anvil's (a backend that
+    /// has not seen the newest blocks; state asked at that head is read as it was then).
+    pub fn heads_behind(&self, lag: u64) {
+        self.faults.head_lag.store(lag, Ordering::SeqCst);
+    }
+
     /// Calls still to be answered from behind.
     pub fn still_behind(&self) -> usize {
         self.faults.behind.load(Ordering::SeqCst)
@@ -137,6 +145,7 @@ async fn serve(
         raw_sends,
         logs_held,
         logs_waiting,
+        head_lag,
     } = &*faults;
     while let Some((_, _, body, _)) = read_request(&mut sock).await {
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -146,6 +155,15 @@ async fn serve(
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             logs_waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        let lag = head_lag.load(Ordering::SeqCst);
+        if req["method"] == "eth_blockNumber" && lag > 0 {
+            let Some(head) = upstream_head(&upstream).await else { return };
+            let behind = json!({"jsonrpc": "2.0", "id": req["id"].clone(), "result": format!("{:#x}", head.saturating_sub(lag))});
+            if !answer(&mut sock, &behind).await {
+                return;
+            }
+            continue;
         }
         if req["method"] == "eth_sendRawTransaction" {
             raw_sends.fetch_add(1, Ordering::SeqCst);
