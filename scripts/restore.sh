@@ -198,11 +198,14 @@ fi
 # A daemon still running on this journal (--no-service, a wrong --service, or one started by hand)
 # would keep writing the file moved aside, and would take the halt below for itself, leaving the
 # restored journal un-halted for its next start: nothing is touched while one answers.
-configured=$(db_path)
+# Either journal counts: the one the stopped daemon ran, and the one the settings file names, which
+# the service runs from its next start (a mode switched in the file, the service not restarted).
 same_journal=0
-if [ -n "$configured" ] && [ "$(realpath -m -- "$db")" = "$(realpath -m -- "$configured")" ]; then
-  same_journal=1
-fi
+for configured in "$(db_path)" "$(config_field db_path)"; do
+  if [ -n "$configured" ] && [ "$(realpath -m -- "$db")" = "$(realpath -m -- "$configured")" ]; then
+    same_journal=1
+  fi
+done
 # Whatever journal --db names (another instance's, say, its --instance forgotten): the daemon holds
 # an exclusive flock on <journal>.lock for its life, asked of the lock itself, not of `status`, which
 # must read the journal (damaged, or of a newer schema, when a restore is due). A lock file also
@@ -269,9 +272,9 @@ run_polycopy db-check --file "$db" >/dev/null || die "the restored journal fails
 # halt for itself. Either way, a restored journal that is not halted is never started.
 if [ "$daemons_file" = 1 ]; then
   rc=0
-  halt_db=""
-  [ "$same_journal" = 1 ] || halt_db=$db
-  run_polycopy_on "$halt_db" halt --reason "journal restored from $(basename "$backup"): run reconcile, then resume" >/dev/null 2>&1 \
+  # Named, never left to the default: with the file switched to the other mode, the default is
+  # not the journal just restored (nor, with --no-service, a stopped daemon's).
+  run_polycopy_on "$db" halt --reason "journal restored from $(basename "$backup"): run reconcile, then resume" >/dev/null 2>&1 \
     || rc=$?
   case $rc in
     3) log warning "trading is HALTED in the restored journal: it knows nothing after the backup was taken. Run reconcile, then resume" ;;
@@ -281,7 +284,10 @@ if [ "$daemons_file" = 1 ]; then
 fi
 if [ -n "$service" ]; then
   log info "starting $service"
-  "$systemctl_cmd" start "$service"
+  # A daemon that failed over and over (the reason to restore) may have used up the unit's start
+  # limit: systemd would refuse this start and leave the service down.
+  "$systemctl_cmd" reset-failed "$service" >/dev/null 2>&1 || true
+  "$systemctl_cmd" start "$service" || die "restored, but systemd refused to start $service: see systemctl status $service"
   # shellcheck disable=SC2086 # HEALTH_ARGS is a list of arguments
   "$(dirname "$0")/health_check.sh" ${inst[@]+"${inst[@]}"} --allow-halted --wait 60 --no-backup-check ${HEALTH_ARGS:-} \
     >/dev/null || die "restored, but the daemon is not healthy: see health_check.sh"

@@ -75,6 +75,12 @@ if ! cfg_err=$(POLYCOPY_BIN="$new" run_polycopy check-config --offline 2>&1 >/de
   die "$version refuses this configuration (check-config --offline): $(tail -n3 <<<"$cfg_err" | tr '\n' ' ')- fix it first: not updating"
 fi
 export POLYCOPY_BIN="$bin_path"
+# The settings were switched to the other mode and the service not restarted: the restart below
+# would apply the switch (paper to live, or live positions left unattended) behind the operator's
+# back, and the pre-update backup would be of the mode that is left. The operator decides first.
+load_config
+running_warning=$(config_field running_warning)
+[ -z "$running_warning" ] || die "refusing: $running_warning. Restart the service (or put the mode back) first, then update: not updating"
 # A halt in force before the update is the operator's: the new version may keep it.
 health_extra=()
 # Captured first: `grep -q` leaving early would fail the writer (and the pipeline) on a long status.
@@ -153,7 +159,13 @@ else
   log crit "rolled back, but the journal put back is from before the update and is NOT halted: $service is left stopped. Halt it ($(polycopy_bin) halt), start $service, then reconcile and resume"
   exit 1
 fi
-"$systemctl_cmd" start "$service" || true
+# The new version's failed starts may have used up the unit's start limit: systemd would refuse
+# this start ("start request repeated too quickly") and leave the service down.
+"$systemctl_cmd" reset-failed "$service" >/dev/null 2>&1 || true
+if ! "$systemctl_cmd" start "$service"; then
+  log crit "rolled back, but systemd refused to start $service: see systemctl status $service, then start it (trading is halted)"
+  exit 1
+fi
 # shellcheck disable=SC2086
 if "$here/health_check.sh" ${inst[@]+"${inst[@]}"} --allow-halted --wait "$timeout" --no-backup-check ${HEALTH_ARGS:-} \
      >/dev/null; then

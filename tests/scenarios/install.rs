@@ -230,10 +230,14 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
     std::fs::write(
         &fake_systemctl,
         format!(
-            "#!/usr/bin/env bash\nset -u\npidf={p}/daemon.pid\ncase \"$1\" in\n\
-             start) cd {p}; {bin} --config polycopy.toml --wallets wallets.json --db journal.db run >> {p}/daemon.log 2>&1 < /dev/null & echo $! > $pidf ;;\n\
+            // Like systemd, a unit whose process dies at once hits its start limit (`Restart=`
+            // retried it until `StartLimitBurst`): later starts are refused until `reset-failed`.
+            "#!/usr/bin/env bash\nset -u\npidf={p}/daemon.pid\nlimit={p}/start-limit-hit\ncase \"$1\" in\n\
+             start) if [ -f $limit ]; then echo 'Start request repeated too quickly.' >&2; exit 1; fi\n\
+             cd {p}; {bin} --config polycopy.toml --wallets wallets.json --db journal.db run >> {p}/daemon.log 2>&1 < /dev/null & echo $! > $pidf ;;\n\
              stop) if [ -f $pidf ]; then kill -TERM $(cat $pidf) 2>/dev/null; for i in $(seq 100); do kill -0 $(cat $pidf) 2>/dev/null || break; sleep 0.1; done; rm -f $pidf; fi ;;\n\
-             restart) \"$0\" stop; \"$0\" start ;;\n\
+             restart) \"$0\" stop; \"$0\" start || exit 1; sleep 0.5; case \"$(ps -o stat= -p $(cat $pidf) 2>/dev/null)\" in ''|Z*) touch $limit ;; esac ;;\n\
+             reset-failed) rm -f $limit ;;\n\
              is-active) if [ -f $pidf ] && kill -0 $(cat $pidf) 2>/dev/null; then echo active; else echo inactive; exit 3; fi ;;\nesac\n",
             bin = installed.display()
         ),

@@ -237,7 +237,30 @@ async fn test_installed_live_when_the_file_says_paper_but_the_live_daemon_runs_t
     let (code, out, _) = l.script("health_check.sh", &["--no-backup-check", "--min-disk-mb", "1"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("restart the service"), "{out}");
+    // An update would restart the service into the file's mode behind the operator's back: refused.
+    let (code, out, err) = l.script("update.sh", &[&bin()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("restart the service") && err.contains("not updating"), "{err}");
+    assert!(!l.inst.root.join("usr/local/bin/polycopy.prev").exists(), "nothing swapped");
     assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal was read or made");
+    // A journal restored where the file's mode will read it (--db, as the refusal of a restore
+    // without it says) is halted, though no daemon ever ran on that path: the next start runs it.
+    let backup = l.inst.root.join("var/backups/polycopy").join(&backups[0]);
+    let paper_db = l.inst.state().join("polycopy-paper.db");
+    let mut c = std::process::Command::new("bash");
+    c.arg(l.inst.root.join("usr/local/lib/polycopy/restore.sh"))
+        .args([backup.to_str().unwrap(), "--no-service", "--db", paper_db.to_str().unwrap()])
+        .current_dir(l.elsewhere.path());
+    let (code, out, err) =
+        output(crate::support::installed::clean(&mut c).env("ALLOW_OTHER_MODE", "1").output().unwrap());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("trading is HALTED in the restored journal"), "{err}");
+    let (_, st, err) = l.cli(&["--db", paper_db.to_str().unwrap(), "status", "--json"]);
+    let st: Value = serde_json::from_str(&st).unwrap_or_else(|_| panic!("{st}{err}"));
+    assert_eq!(st["breaker"]["state"], "halted", "{st}");
+    assert_eq!(l.cli(&["status", "--json"]).0, 0);
+    let live: Value = serde_json::from_str(&l.cli(&["status", "--json"]).1).unwrap();
+    assert_eq!(live["breaker"]["state"], "active", "the live daemon was not the one halted: {live}");
     l.nothing_in(l.elsewhere.path());
 }
 

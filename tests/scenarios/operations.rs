@@ -451,6 +451,37 @@ async fn test_reload_when_wallets_json_is_a_link_and_its_target_is_edited_then_a
     assert_eq!(d.stop().code(), Some(0));
 }
 
+/// health_check.sh --allow-halted (how update.sh and restore.sh check a daemon that was halted)
+/// accepts a halt, never a risk supervisor that does not answer: that daemon would be declared
+/// healthy and then killed by the watchdog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_health_check_when_halts_are_allowed_then_a_supervisor_that_does_not_answer_still_fails() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    let hold = dir.path().join("hold");
+    d.start_with(&[("POLYCOPY_FAULT", "hold_resume"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    d.wait_live().await;
+    let url = d.http_base().await;
+    let check = || {
+        let args = ["--url", url.as_str(), "--no-backup-check", "--min-disk-mb", "1", "--allow-halted"];
+        d.script("health_check.sh", &args, &[])
+    };
+    let (code, _, err) = d.run_cli(&["halt", "--reason", "maintenance"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = check();
+    assert_eq!(code, 0, "a halt is allowed: {out}{err}");
+    std::fs::write(&hold, "").unwrap();
+    let resume =
+        d.cmd(&["resume"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    wait_for(20, "the supervisor held", async || d.log().contains("fault injection: holding").then_some(())).await;
+    let (code, out, err) = check();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("breaker") && out.contains("did not answer"), "{out}{err}");
+    std::fs::remove_file(&hold).unwrap();
+    let _ = resume.wait_with_output().unwrap();
+}
+
 /// A `resume` from the command line waits its turn behind a busy supervisor; a `halt` sent
 /// meanwhile finds trading still halted (as the journal says) and answers so. The queued resume
 /// must not then open trading again: the halt was the operator's last word.
