@@ -258,6 +258,14 @@ pub fn decode_pending(s: &Sighting, input: &[u8], watched: &HashSet<Address>) ->
         if !watched.contains(&leg.maker) || leg.making.is_zero() {
             continue;
         }
+        // A V1/V2 taker receives the match's surplus, which its calldata does not give: what it
+        // got is known only from its log. Sized and priced at its limit instead (a market BUY
+        // limited at 0.99 that fills at 0.50 would read as half the shares at twice the price),
+        // a copy would pay up to that limit, or be refused for good by the price band or the
+        // minimum order. Its fill is left to its block.
+        if leg.role == Role::Taker && leg.taking.is_none() {
+            continue;
+        }
         // One unreadable order does not hide the others: it is skipped (its fill is still seen
         // when mined, if it ever is).
         let ((side, shares, usdc, price), fee) = match amounts(&leg).and_then(|a| Ok((a, micros(leg.fee, "fee")?))) {
@@ -386,6 +394,18 @@ mod tests {
         }
         .abi_encode();
         let watched: HashSet<Address> = [TARGET].into();
+        // V2 as taker: the calldata has no receive amount, so nothing is decoded before the block.
+        let v2_taker = v2::matchOrders_0Call {
+            conditionId: B256::repeat_byte(1),
+            takerOrder: maker.clone(),
+            makerOrders: vec![taker.clone()],
+            takerFillAmount: U256::from(5 * ONE),
+            makerFillAmounts: vec![U256::from(2 * ONE)],
+            takerFeeAmount: U256::ZERO,
+            makerFeeAmounts: vec![U256::ZERO],
+        }
+        .abi_encode();
+        assert!(decode_pending(&sighting(V2_EXCHANGE), &v2_taker, &watched).unwrap().is_empty());
         // (call, exchange, role, shares, usdc, price, fee)
         let cases = [
             // V2: the maker's partial fill of 6 at its 0.40: 2.4 USDC, exactly.
@@ -474,12 +494,12 @@ mod tests {
             signatureType: 0,
             signature: Bytes::new(),
         };
-        // The target BUYs 20 shares for 10 USDC as the taker.
+        // The target's resting BUY of 20 shares for 10 USDC, taken by another's SELL.
         let call = v1::matchOrdersCall {
-            takerOrder: o(TARGET, 0, 10 * ONE, 20 * ONE),
-            makerOrders: vec![o(OTHER, 1, 20 * ONE, 10 * ONE)],
-            takerFillAmount: U256::from(10 * ONE),
-            makerFillAmounts: vec![U256::from(20 * ONE)],
+            takerOrder: o(OTHER, 1, 20 * ONE, 10 * ONE),
+            makerOrders: vec![o(TARGET, 0, 10 * ONE, 20 * ONE)],
+            takerFillAmount: U256::from(20 * ONE),
+            makerFillAmounts: vec![U256::from(10 * ONE)],
         }
         .abi_encode();
         let ex = address!("4bFb41d5B3570DeFd03C39a9A4D8dE6Bd8B8982E");
@@ -487,6 +507,8 @@ mod tests {
         assert_eq!(fills.len(), 1);
         assert_eq!((fills[0].side, fills[0].shares.0, fills[0].price.0), (Side::Buy, 20 * ONE as i64, 500_000));
         assert_eq!(fills[0].version, ExchangeVersion::V1);
+        // The target as the taker: what it received is only in its log.
+        assert!(decode_pending(&sighting(ex), &call, &[OTHER].into()).unwrap().is_empty());
         assert_eq!(
             decode_pending(&sighting(ex), &[0xa9, 0x05, 0x9c, 0xbb, 0, 0], &[TARGET].into()),
             Err(PendingError::NotAMatch)
