@@ -406,7 +406,7 @@ pub const fn utc_day_start(now_ms: i64) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::{ExchangeVersion, FillId, Price, Role, Shares, Side, TargetFill, Usdc};
     use alloy::primitives::{Address, B256, U256};
@@ -470,7 +470,8 @@ mod tests {
     }
 
     /// A BUY of 10 shares at 0.50 by wallet 0xaa…, in transaction `tx` (shared by the store's tests).
-    pub(in crate::store) fn fill_in(tx: u8, order: u8, block: u64) -> TargetFill {
+    /// A maker BUY of 10 shares at 0.50 by wallet 0xaa…, in transaction `tx`, of order `order`.
+    pub(crate) fn fill_in(tx: u8, order: u8, block: u64) -> TargetFill {
         TargetFill {
             id: FillId { tx_hash: B256::repeat_byte(tx), order_hash: B256::repeat_byte(order), occurrence: 0 },
             wallet: Address::repeat_byte(0xaa),

@@ -365,13 +365,15 @@ impl Store {
         act_now: &HashSet<Address>,
     ) -> StoreResult<Vec<PendingFill>> {
         let now = now_ms();
+        let unordered = crate::chain::mempool::in_order::in_unknown_order(fills);
         let tx = self.conn.savepoint()?;
         let mut out = Vec::new();
         for f in fills {
             // The same match already mined under another transaction (an operator's retry, seen
             // late or after a restart) is journaled but waits for its own block: if it is a second
             // fill of the order after all, its block hands it on; if it reverts, nothing was copied.
-            let act = act_now.contains(&f.wallet) && !mined_twin(&tx, f)?;
+            let act =
+                act_now.contains(&f.wallet) && !unordered.contains(&(f.wallet, f.token_id)) && !mined_twin(&tx, f)?;
             // A resubmitted settlement (a new transaction for the same match) seen in the pool
             // takes over the first one's row rather than being copied again: one seen pending,
             // or one mined that a reorg dropped (its block then confirms or sweeps it as a
@@ -504,6 +506,23 @@ mod tests {
             .unwrap()
             .map(Result::unwrap)
             .collect()
+    }
+
+    #[test]
+    fn fills_of_one_token_in_two_transactions_of_one_read_wait_for_their_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let now: HashSet<Address> = [WALLET].into();
+        let (buy, mut sell) = (fill(1, 8, 0), fill(2, 9, 0));
+        sell.side = crate::domain::Side::Sell;
+        // Which is mined first is not known: neither is copied before its block.
+        assert!(s.journal_pending(&[sell.clone(), buy.clone()], "pending", &now).unwrap().is_empty());
+        assert_eq!(rows(&s).len(), 2, "both journaled, provisional");
+        // Seen in two reads, the BUY first, each is copied at once.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        assert_eq!(s.journal_pending(&[buy], "pending", &now).unwrap().len(), 1);
+        assert_eq!(s.journal_pending(&[sell], "pending", &now).unwrap().len(), 1);
     }
 
     #[test]

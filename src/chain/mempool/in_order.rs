@@ -4,7 +4,12 @@
 //! sized before the BUY it sells is copied (refused as no position, or selling a newer copy).
 //! Behind, a sighting waits for its own block, which hands it on in log order.
 
+use std::collections::{HashMap, HashSet};
+
+use alloy::primitives::{Address, B256};
+
 use crate::chain::feed::FeedStatus;
+use crate::domain::{TargetFill, TokenId};
 
 /// How long a sighting waits for the feed to reach the head before it is left to its block.
 pub const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -22,18 +27,58 @@ pub fn fresh_for_ms(poll_interval_ms: u64, request_timeout_ms: u64) -> i64 {
 }
 
 /// Whether the feed `st` is caught up at `now_ms`: live, its last round successful and no older
-/// than `fresh_ms`, and no more than one block past the confirmations behind the head it last saw.
+/// than `fresh_ms`, and no more than one block past the confirmations behind the newest head
+/// known: the one it last saw, or `pool_head`, the pool reader's (a feed endpoint behind a load
+/// balancer may lag the one the pool is read from, and would pass for caught up on its own).
 #[must_use]
-pub fn caught_up(st: &FeedStatus, confirmations: u64, fresh_ms: i64, now_ms: i64) -> bool {
+pub fn caught_up(st: &FeedStatus, pool_head: u64, confirmations: u64, fresh_ms: i64, now_ms: i64) -> bool {
     st.live
         && st.failing_since_ms == 0
         && now_ms - st.last_ok_ms <= fresh_ms
-        && st.head.saturating_sub(st.processed) <= confirmations + 1
+        && st.head.max(pool_head).saturating_sub(st.processed) <= confirmations + 1
+}
+
+/// The (wallet, token) pairs with fills in more than one transaction of `fills`, one read of the
+/// pool: their order is not known until they are mined (a pool lists its transactions by sender,
+/// and settlements come from several operators), so none of them is acted on before its block. A
+/// BUY and the SELL of it seen together would otherwise be copied SELL first, the SELL refused.
+#[must_use]
+pub fn in_unknown_order(fills: &[TargetFill]) -> HashSet<(Address, TokenId)> {
+    let mut txs: HashMap<(Address, TokenId), HashSet<B256>> = HashMap::new();
+    for f in fills {
+        txs.entry((f.wallet, f.token_id)).or_default().insert(f.id.tx_hash);
+    }
+    txs.into_iter().filter(|(_, t)| t.len() > 1).map(|(k, _)| k).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fills_of_one_wallet_and_token_in_several_transactions_of_a_read_wait_for_their_blocks() {
+        let (a, b) = (Address::repeat_byte(0xaa), Address::repeat_byte(0xbb));
+        let fill = |wallet, token: u64, tx: u8| {
+            let mut f = crate::store::tests::fill_in(tx, 1, 0);
+            (f.wallet, f.token_id) = (wallet, TokenId::from(token));
+            f
+        };
+        // (fills of one read, the pairs left to their blocks)
+        let cases: Vec<(Vec<TargetFill>, Vec<(Address, u64)>)> = vec![
+            (vec![fill(a, 1, 1)], vec![]),
+            // Two legs of one transaction: mined together, in the calldata's order.
+            (vec![fill(a, 1, 1), fill(a, 1, 1)], vec![]),
+            // A BUY and a SELL in two transactions: their order is not known.
+            (vec![fill(a, 1, 1), fill(a, 1, 2)], vec![(a, 1)]),
+            // Other tokens and other wallets are not held back.
+            (vec![fill(a, 1, 1), fill(a, 2, 2), fill(b, 1, 3)], vec![]),
+            (vec![fill(a, 1, 1), fill(a, 1, 2), fill(b, 1, 3)], vec![(a, 1)]),
+        ];
+        for (fills, want) in cases {
+            let want: HashSet<(Address, TokenId)> = want.into_iter().map(|(w, t)| (w, TokenId::from(t))).collect();
+            assert_eq!(in_unknown_order(&fills), want, "{fills:?}");
+        }
+    }
 
     fn status(live: bool, head: u64, processed: u64, last_ok_ms: i64, failing_since_ms: i64) -> FeedStatus {
         FeedStatus { live, head, processed, last_ok_ms, failing_since_ms, ..FeedStatus::default() }
@@ -52,11 +97,16 @@ mod tests {
             (status(true, 100, 100, now - 1_000, now - 500), 0, false, "the last round failed"),
         ];
         for (st, confirmations, want, why) in cases {
-            assert_eq!(caught_up(&st, confirmations, FEED_FRESH_MS, now), want, "{why}");
+            assert_eq!(caught_up(&st, 0, confirmations, FEED_FRESH_MS, now), want, "{why}");
+        }
+        // (the pool reader's head, caught up): the feed at 100 of the 100 it saw.
+        for (pool_head, want) in [(100, true), (101, true), (104, false), (90, true)] {
+            let st = status(true, 100, 100, now - 1_000, 0);
+            assert_eq!(caught_up(&st, pool_head, 0, FEED_FRESH_MS, now), want, "pool at {pool_head}");
         }
         let slow = fresh_for_ms(30_000, 10_000);
         assert_eq!(slow, 70_000, "a slow poll set on purpose is not behind");
-        assert!(caught_up(&status(true, 100, 100, now - 40_000, 0), 0, slow, now));
+        assert!(caught_up(&status(true, 100, 100, now - 40_000, 0), 0, 0, slow, now));
         assert_eq!(fresh_for_ms(2_000, 10_000), FEED_FRESH_MS);
     }
 }

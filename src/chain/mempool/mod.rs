@@ -262,7 +262,7 @@ impl Mempool {
         let seen_at = Instant::now();
         let fills = self.decode_new(&pool, head).await;
         if !fills.is_empty() {
-            self.hand_on(fills, seen_at).await?;
+            self.hand_on(fills, seen_at, head).await?;
         }
         // Following up costs a call per followed transaction: once per poll period at most.
         if self.followed_at.is_none_or(|t| t.elapsed() >= self.cfg.poll) {
@@ -341,10 +341,10 @@ impl Mempool {
     /// [`in_order::CATCH_UP_WAIT`] for a round in progress to end (a round that starts a few blocks
     /// behind reads as behind for its length; a backfill or a stalled endpoint stays behind). This
     /// reader runs on its own thread: the wait holds up nothing else.
-    async fn feed_at_the_head(&self) -> bool {
+    async fn feed_at_the_head(&self, pool_head: u64) -> bool {
         let (confirmations, fresh_ms) = (self.cfg.confirmations, self.cfg.feed_fresh_ms);
         let at_head = |st: &crate::chain::feed::FeedStatus| {
-            in_order::caught_up(st, confirmations, fresh_ms, crate::store::now_ms())
+            in_order::caught_up(st, pool_head, confirmations, fresh_ms, crate::store::now_ms())
         };
         let mut feed = self.peers.feed.clone();
         matches!(tokio::time::timeout(in_order::CATCH_UP_WAIT, feed.wait_for(at_head)).await, Ok(Ok(_)))
@@ -352,8 +352,8 @@ impl Mempool {
 
     /// Journals sighted fills as provisional and hands those whose target acts on sight to the
     /// registry.
-    async fn hand_on(&self, fills: Vec<TargetFill>, seen_at: Instant) -> Result<(), ChainError> {
-        let caught_up = self.feed_at_the_head().await;
+    async fn hand_on(&self, fills: Vec<TargetFill>, seen_at: Instant, head: u64) -> Result<(), ChainError> {
+        let caught_up = self.feed_at_the_head(head).await;
         let act_now = if caught_up { self.act_now.borrow().clone() } else { HashSet::new() };
         if !caught_up && !self.act_now.borrow().is_empty() {
             debug!(

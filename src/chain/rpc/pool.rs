@@ -29,7 +29,16 @@ impl Rpc {
         let v: serde_json::Value = self.call(p.raw_request("txpool_content".into(), ())).await?;
         let mut out = Vec::new();
         for by_nonce in v.get("pending").and_then(serde_json::Value::as_object).into_iter().flat_map(|m| m.values()) {
-            for tx in by_nonce.as_object().into_iter().flat_map(|m| m.values()) {
+            // In nonce order, the order its sender's transactions are mined in: the map's keys
+            // are decimal strings, which sort "10" before "9".
+            let mut txs: Vec<(u64, &serde_json::Value)> = by_nonce
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.iter())
+                .map(|(nonce, tx)| (nonce.parse().unwrap_or(u64::MAX), tx))
+                .collect();
+            txs.sort_by_key(|(nonce, _)| *nonce);
+            for (_, tx) in txs {
                 let field = |k: &str| tx.get(k).and_then(serde_json::Value::as_str);
                 let Some(recipient) = field("to").and_then(|t| t.parse::<Address>().ok()).filter(|r| to.contains(r))
                 else {
