@@ -868,6 +868,33 @@ async fn test_detection_when_a_pending_sell_is_replaced_and_mined_before_the_fee
     assert_eq!(d.stop().code(), Some(0));
 }
 
+/// The node stops serving its pool (its answer times out) while a sighted settlement is dropped:
+/// the followed settlement is still looked up by itself, so the sighting is orphaned, not left
+/// standing (a copy waiting its turn would otherwise be sent for a trade that never happened).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_the_pool_cannot_be_read_then_a_dropped_sighting_is_still_orphaned() {
+    let anvil = Anvil::start().await;
+    install_exchange(&anvil, V2_EXCHANGE).await;
+    let proxy = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), u64::MAX).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &proxy.url, "", &wallets(&[(FAST, "fast", true)], 0.1));
+    d.start_with(&[&ON_SIGHT[..], &[("POLYCOPY_DETECTION__TRIGGER", "confirmed")][..]].concat());
+    d.wait_live().await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement(Generation::V2, FAST, 11, 100 * ONE, 40 * ONE, 1);
+    let tx = send(&anvil, ex, &data).await;
+    wait_for(20, "the sighting", async || rows_of(&d, FAST).into_iter().next()).await;
+    proxy.refuse_pool(true);
+    anvil.raw("anvil_dropTransaction", json!([tx])).await;
+    let row = wait_for(30, "the sighting orphaned", async || {
+        anvil.mine(1).await;
+        rows_of(&d, FAST).into_iter().find(|r| r["reason"] == "orphaned")
+    })
+    .await;
+    assert_eq!(row["status"], "withdrawn", "{row}");
+    assert_eq!(d.executions_for(&tx), 0);
+}
+
 /// A settlement sighted in the pool, then the daemon restarted with pending detection off while
 /// the transaction was dropped: nothing follows the pool any more, so the sighting is an orphan
 /// at start (never copied, the target's position given back), not provisional for ever.

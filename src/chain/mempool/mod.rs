@@ -258,7 +258,19 @@ impl Mempool {
     /// One read of the pool: new settlements decoded and journaled, the tracked ones followed up.
     async fn round(&mut self) -> Result<(), ChainError> {
         let head = self.rpc.block_number().await?;
-        let (pool, in_pool) = self.read_pool().await?;
+        let (pool, in_pool) = match self.read_pool().await {
+            Ok(read) => read,
+            // The pool is unreadable (a timeout of its large answer, a provider that stopped
+            // serving it): the followed settlements are still looked up one by one, so a revert
+            // or a drop still withdraws a copy waiting its turn.
+            Err(e) => {
+                if self.followed_at.is_none_or(|t| t.elapsed() >= self.cfg.poll) {
+                    self.follow_up(head, None).await?;
+                    self.followed_at = Some(Instant::now());
+                }
+                return Err(e);
+            }
+        };
         let seen_at = Instant::now();
         let fills = self.decode_new(&pool, head).await;
         if !fills.is_empty() {
@@ -353,9 +365,11 @@ impl Mempool {
     /// Journals sighted fills as provisional and hands those whose target acts on sight to the
     /// registry.
     async fn hand_on(&self, fills: Vec<TargetFill>, seen_at: Instant, head: u64) -> Result<(), ChainError> {
-        let caught_up = self.feed_at_the_head(head).await;
+        let acting = !self.act_now.borrow().is_empty();
+        // Waited for only when a target acts on sight: the others' sightings wait for their blocks.
+        let caught_up = acting && self.feed_at_the_head(head).await;
         let act_now = if caught_up { self.act_now.borrow().clone() } else { HashSet::new() };
-        if !caught_up && !self.act_now.borrow().is_empty() {
+        if !caught_up && acting {
             debug!(
                 fills = fills.len(),
                 "the chain feed is behind the head: sightings wait for their blocks, so copies keep the chain's order"

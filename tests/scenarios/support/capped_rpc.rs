@@ -36,6 +36,8 @@ struct Faults {
     logs_waiting: AtomicUsize,
     /// `eth_blockNumber` answered this many blocks behind anvil's head (a backend behind).
     head_lag: std::sync::atomic::AtomicU64,
+    /// While set, `txpool_content` fails (its megabytes timed out, or no longer served).
+    pool_refused: AtomicBool,
 }
 
 impl CappedRpc {
@@ -106,6 +108,11 @@ impl CappedRpc {
         self.faults.head_lag.store(lag, Ordering::SeqCst);
     }
 
+    /// While `refused`, reading the node's pool fails; every other call is served.
+    pub fn refuse_pool(&self, refused: bool) {
+        self.faults.pool_refused.store(refused, Ordering::SeqCst);
+    }
+
     /// Calls still to be answered from behind.
     pub fn still_behind(&self) -> usize {
         self.faults.behind.load(Ordering::SeqCst)
@@ -146,6 +153,7 @@ async fn serve(
         logs_held,
         logs_waiting,
         head_lag,
+        pool_refused,
     } = &*faults;
     while let Some((_, _, body, _)) = read_request(&mut sock).await {
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -155,6 +163,13 @@ async fn serve(
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             logs_waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        if req["method"] == "txpool_content" && pool_refused.load(Ordering::SeqCst) {
+            let refusal = json!({"jsonrpc": "2.0", "id": req["id"].clone(), "error": {"code": -32000, "message": "request timed out"}});
+            if !answer(&mut sock, &refusal).await {
+                return;
+            }
+            continue;
         }
         let lag = head_lag.load(Ordering::SeqCst);
         if req["method"] == "eth_blockNumber" && lag > 0 {
