@@ -9,7 +9,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 
 usage() {
   cat <<USAGE
-Usage: install.sh [--root DIR] [--bin PATH] [--instance NAME] [--http-port N]
+Usage: install.sh [--root DIR] [--bin PATH] [--instance NAME] [--http-port N] [--default-instance]
   --root DIR       stage into DIR instead of / (no user is created, nothing is chowned, systemd is
                    not touched). Every absolute path written into the generated files (settings,
                    units, cron, logrotate) starts with DIR, so the staged tree works on its own
@@ -19,6 +19,9 @@ Usage: install.sh [--root DIR] [--bin PATH] [--instance NAME] [--http-port N]
                    journal, backups, cron file and unit polycopy@NAME
   --http-port N    port of its /health and /metrics on 127.0.0.1 (default 9187 for the default
                    instance; required with --instance, and different for every instance)
+  --default-instance  create the default instance on a server that has only named ones. Without
+                   it, install.sh there (no --instance) updates the shared files only: binary,
+                   scripts, units, docs, logrotate
 Installs (DIR first with --root):
   /usr/local/bin/polycopy, /usr/local/lib/polycopy/*.sh, /usr/local/share/doc/polycopy/
   (README.md, RUNBOOK.md, BACKUPS.md, default.toml: every setting), /etc/systemd/system/polycopy.service,
@@ -32,13 +35,14 @@ Exit: 0 installed; 1 failure; 64 bad usage.
 USAGE
 }
 
-root="" bin="" instance="" port=""
+root="" bin="" instance="" port="" default_instance=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) need_value "$1" $#; root=${2%/}; shift 2 ;;
     --bin) need_value "$1" $#; bin=$2; shift 2 ;;
     --instance) need_value "$1" $#; instance=$2; shift 2 ;;
     --http-port) need_value "$1" $#; port=$2; shift 2 ;;
+    --default-instance) default_instance=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage_error "unknown argument: $1" ;;
   esac
@@ -101,8 +105,18 @@ port_taken() {
   return 1
 }
 
+# Run again to update a server that has only named instances (as the runbook says after an
+# update), a default instance would appear beside them: its cron jobs alerting every five minutes
+# about a daemon that was never meant to run, and the CLI no longer asking which instance is meant.
+# Only the shared files are updated then, unless the default instance is asked for.
+shared_only=0
+if [ -z "$instance" ] && [ ! -e "$etc/polycopy.toml" ] && [ "$default_instance" = 0 ] \
+  && compgen -G "$etc_base/*/polycopy.toml" >/dev/null; then
+  shared_only=1
+fi
+
 # A new instance gets a port no other instance on this server uses: checked before anything is touched.
-if [ ! -e "$etc/polycopy.toml" ] && other=$(port_taken "$port"); then
+if [ "$shared_only" = 0 ] && [ ! -e "$etc/polycopy.toml" ] && other=$(port_taken "$port"); then
   usage_error "port $port is already used by $other: choose another --http-port"
 fi
 
@@ -139,6 +153,28 @@ rooted "$repo/systemd/polycopy-stopped.service" > "$tmp/polycopy-stopped.service
 rooted "$repo/systemd/polycopy-stopped@.service" > "$tmp/polycopy-stopped@.service"
 install -m 0644 "$tmp/polycopy.service" "$tmp/polycopy@.service" "$tmp/polycopy-stopped.service" \
   "$tmp/polycopy-stopped@.service" "$root/etc/systemd/system/"
+
+cat > "$tmp/logrotate" <<ROT
+# polycopy's cron output (written by the polycopy user). Installed by install.sh.
+$logs/*.log {
+    su polycopy polycopy
+    weekly
+    rotate 8
+    compress
+    delaycompress
+    missingok
+    notifempty
+    create 0640 polycopy polycopy
+}
+ROT
+install -m 0644 "$tmp/logrotate" "$root/etc/logrotate.d/polycopy"
+
+if [ "$shared_only" = 1 ]; then
+  [ -n "$root" ] || systemctl daemon-reload
+  names=$(for f in "$etc_base"/*/polycopy.toml; do basename "$(dirname "$f")"; done | tr '\n' ' ')
+  log info "updated the shared files (binary, scripts, units, docs). This server has only named instances (${names% }): no default instance was created (--default-instance creates one). Restart each instance to run the new binary"
+  exit 0
+fi
 
 if [ -e "$etc/polycopy.toml" ]; then
   chmod 0640 "$etc/polycopy.toml"
@@ -189,20 +225,6 @@ sed -e "s#@LIB@#$r_sed/usr/local/lib/polycopy#g" -e "s#@LOG@#$r_sed/var/log/poly
   -e "s#@BIN@#$r_sed/usr/local/bin#g" -e "s#@ARGS@#$inst_arg#g" -e "s#@SUFFIX@#$log_sfx#g" \
   "$repo/scripts/crontab.example" > "$tmp/cron"
 install -m 0644 "$tmp/cron" "$cron_file"
-cat > "$tmp/logrotate" <<ROT
-# polycopy's cron output (written by the polycopy user). Installed by install.sh.
-$logs/*.log {
-    su polycopy polycopy
-    weekly
-    rotate 8
-    compress
-    delaycompress
-    missingok
-    notifempty
-    create 0640 polycopy polycopy
-}
-ROT
-install -m 0644 "$tmp/logrotate" "$root/etc/logrotate.d/polycopy"
 
 if [ -z "$root" ]; then
   # Settings are readable by the service; secrets only by root (systemd reads EnvironmentFile= as

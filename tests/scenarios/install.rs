@@ -116,6 +116,37 @@ fn test_install_when_run_twice_then_same_tree_and_operator_edits_kept() {
     assert!(wallets.exists() && root.path().join("etc/polycopy/polycopy.env").exists(), "settings kept");
 }
 
+/// On a server with only named instances, the installer run without `--instance` (as after a
+/// release) updates the shared files and creates no default instance: no settings, no cron jobs
+/// alerting about a daemon never meant to run. `--default-instance` creates it.
+#[test]
+fn test_install_when_only_named_instances_then_a_plain_run_updates_shared_files_only() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().display().to_string();
+    let b = bin();
+    let install = |extra: &[&str]| {
+        let args = [&["--root", r.as_str(), "--bin", b.as_str()][..], extra].concat();
+        run(Command::new("bash").arg(repo().join("scripts/install.sh")).args(args))
+    };
+    let (code, out, err) = install(&["--instance", "acct1", "--http-port", "9188"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let binary = root.path().join("usr/local/bin/polycopy");
+    std::fs::write(&binary, "old").unwrap();
+    let (code, out, err) = install(&[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("only named instances (acct1)") && err.contains("--default-instance"), "{err}");
+    assert_eq!(std::fs::read(&binary).unwrap(), std::fs::read(bin()).unwrap(), "the binary updated");
+    for absent in ["etc/polycopy/polycopy.toml", "etc/polycopy/polycopy.env", "etc/cron.d/polycopy"] {
+        assert!(!root.path().join(absent).exists(), "{absent} created");
+    }
+    assert!(root.path().join("etc/cron.d/polycopy-acct1").exists(), "the instance is untouched");
+    let (code, out, err) = install(&["--default-instance"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        root.path().join("etc/polycopy/polycopy.toml").exists() && root.path().join("etc/cron.d/polycopy").exists()
+    );
+}
+
 /// Both units (the plain one and the per-instance template) have every hardening option asked for,
 /// do not restart on a configuration error, and `systemd-analyze verify` accepts them.
 #[test]
