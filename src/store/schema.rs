@@ -476,6 +476,11 @@ CREATE INDEX fills_unchecked ON fills (block_number) WHERE unchecked = 1;
 ALTER TABLE orders ADD COLUMN cancel_owed_until_s INTEGER;
 CREATE INDEX orders_cancel_owed ON orders (fill_id) WHERE cancel_owed_until_s IS NOT NULL;
 ",
+    r"
+-- a provisional fill taken over by a resubmission of its match: the transaction it was first seen
+-- in, which may be the one mined (the resubmission then fails). NULL: never taken over
+ALTER TABLE fills ADD COLUMN replaced_tx TEXT;
+",
 ];
 
 /// The file's schema version, and the newest this binary knows.

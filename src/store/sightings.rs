@@ -232,6 +232,7 @@ pub(super) fn adopt_replacement(tx: &Connection, mined: &TargetFill, now: i64) -
         .query_row(rusqlite::params_from_iter(params), |r| r.get(0))
         .optional()?;
     if let Some(id) = row {
+        exec(tx, "UPDATE fills SET replaced_tx = tx_hash WHERE id = ?1", params![id])?;
         rekey(tx, id, mined)?;
     }
     Ok(row)
@@ -426,6 +427,20 @@ impl Store {
         }
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Transactions whose provisional fills were taken over from an earlier transaction of the
+    /// same match (a resubmission): one that fails may have lost to that earlier one.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt hash.
+    pub fn replacement_txs(&self) -> StoreResult<Vec<B256>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT DISTINCT tx_hash FROM fills INDEXED BY fills_provisional WHERE provisional = 1 AND orphaned = 0 \
+             AND replaced_tx IS NOT NULL",
+        )?;
+        let hashes: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        hashes.iter().map(|h| hex_b256(h, "fills.tx_hash")).collect()
     }
 
     /// Transactions with provisional fills still waiting for their block.

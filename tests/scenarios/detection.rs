@@ -895,6 +895,44 @@ async fn test_detection_when_the_pool_cannot_be_read_then_a_dropped_sighting_is_
     assert_eq!(d.executions_for(&tx), 0);
 }
 
+/// The operator resubmits a pending settlement (the same match, a second transaction); the first
+/// one is mined and the resubmission dropped (its match was filled) while the chain feed is
+/// behind. The fill is not reported as a trade that never happened: the failed resubmission waits
+/// for the feed, and the first transaction's block confirms the fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_resubmission_fails_because_the_first_was_mined_then_the_fill_is_not_orphaned() {
+    let anvil = Anvil::start().await;
+    install_exchange(&anvil, V2_EXCHANGE).await;
+    let proxy = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), u64::MAX).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &proxy.url, "", &wallets(&[(FAST, "fast", true)], 0.1));
+    d.start_with(&[&ON_SIGHT[..], &[("POLYCOPY_DETECTION__TRIGGER", "confirmed")][..]].concat());
+    d.wait_live().await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement(Generation::V2, FAST, 11, 100 * ONE, 40 * ONE, 1);
+    let first = send(&anvil, ex, &data).await;
+    wait_for(20, "the sighting", async || rows_of(&d, FAST).into_iter().next()).await;
+    let again = send(&anvil, ex, &data).await;
+    let under = |tx: B256, provisional: bool| {
+        rows_of(&d, FAST)
+            .into_iter()
+            .find(|r| r["fill"].as_str().unwrap().starts_with(&tx.to_string()) && r["provisional"] == provisional)
+    };
+    wait_for(20, "the resubmission took the fill over", async || under(again, true)).await;
+    proxy.hold_logs(true);
+    anvil.raw("anvil_dropTransaction", json!([again])).await;
+    wait_for(30, "the failed resubmission decided", async || {
+        anvil.mine(1).await;
+        (d.log().contains("a resubmitted settlement failed") || !d.events("orphaned").is_empty()).then_some(())
+    })
+    .await;
+    assert!(d.events("orphaned").is_empty(), "{:?}", d.events("orphaned"));
+    proxy.hold_logs(false);
+    wait_for(30, "the fill confirmed by the first transaction's block", async || under(first, false)).await;
+    assert!(d.events("orphaned").is_empty() && d.events("unorphaned").is_empty(), "{:?}", d.events("orphaned"));
+    assert_eq!(rows_of(&d, FAST).len(), 1, "one fill");
+}
+
 /// A settlement sighted in the pool, then the daemon restarted with pending detection off while
 /// the transaction was dropped: nothing follows the pool any more, so the sighting is an orphan
 /// at start (never copied, the target's position given back), not provisional for ever.

@@ -66,6 +66,11 @@ store_handler!(GetDetectionStats -> crate::store::DetectionStats, |s, m| s.detec
 pub struct ProvisionalTxs;
 store_handler!(ProvisionalTxs -> Vec<B256>, |s, _m| s.provisional_txs());
 
+/// Transactions whose provisional fills a resubmission took over ([`crate::store::Store::replacement_txs`]).
+#[derive(Debug)]
+pub struct ReplacementTxs;
+store_handler!(ReplacementTxs -> Vec<B256>, |s, _m| s.replacement_txs());
+
 /// Rewind to a reorg's common ancestor.
 #[derive(Debug)]
 pub struct Rewind(pub (u64, B256));

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::actors::notifier::{Event, Notifier};
-use crate::actors::store::{GetCheckpoint, JournalPending, OrphanTx, ProvisionalTxs, StoreActor};
+use crate::actors::store::{GetCheckpoint, JournalPending, OrphanTx, ProvisionalTxs, ReplacementTxs, StoreActor};
 use crate::actors::watcher::NewFills;
 use crate::chain::pending::{Sighting, decode_pending};
 use crate::chain::rpc::{ChainError, PoolTx, Rpc};
@@ -98,11 +98,14 @@ struct Tracked {
     missing_since: Option<u64>,
     /// The head when its receipt was first there: its block is at most this.
     mined_by: Option<u64>,
+    /// The head when it was first found reverted or dropped, while it held a match taken over from
+    /// an earlier transaction: orphaned once the feed has read that far.
+    failed_at: Option<u64>,
 }
 
 impl Tracked {
     const fn new(head: u64) -> Self {
-        Self { first_head: head, missing: 0, missing_since: None, mined_by: None }
+        Self { first_head: head, missing: 0, missing_since: None, mined_by: None, failed_at: None }
     }
 
     /// Missed once more at `head`.
@@ -483,13 +486,18 @@ impl Mempool {
                         orphans.push((hash, cause));
                     }
                 }
-                Some(false) => orphans.push((hash, "reverted".to_owned())),
+                Some(false) => {
+                    if self.failed_for_good(hash, t, head, &mut round).await? {
+                        orphans.push((hash, "reverted".to_owned()));
+                    }
+                }
                 None => {
                     let t = t.missed(head);
-                    if t.dropped(head) {
-                        orphans.push((hash, "dropped or replaced".to_owned()));
-                    } else if let Some(e) = self.tracked.get_mut(&hash) {
+                    if let Some(e) = self.tracked.get_mut(&hash) {
                         *e = t;
+                    }
+                    if t.dropped(head) && self.failed_for_good(hash, t, head, &mut round).await? {
+                        orphans.push((hash, "dropped or replaced".to_owned()));
                     }
                 }
             }
@@ -509,6 +517,32 @@ impl Mempool {
 }
 
 impl Mempool {
+    /// Whether a followed settlement found reverted or dropped at `head` is an orphan now. One
+    /// holding a match it took over from an earlier transaction (an operator's resubmission) may
+    /// have failed because that earlier one was mined: its fills are orphaned only once the feed
+    /// has read up to that head, by when the earlier transaction's log has confirmed them (and
+    /// there is nothing left to orphan). Orphaned at once, they were reported as trades that never
+    /// happened, and a copy waiting its turn withdrawn.
+    async fn failed_for_good(
+        &mut self,
+        hash: B256,
+        t: Tracked,
+        head: u64,
+        round: &mut Round,
+    ) -> Result<bool, ChainError> {
+        if !round.replacements(&self.peers.store).await?.contains(&hash) {
+            return Ok(true);
+        }
+        let at = t.failed_at.unwrap_or(head);
+        if t.failed_at.is_none() {
+            info!(tx = %hash, block = at, "a resubmitted settlement failed: its match may have been mined under the earlier transaction, so it is orphaned only once the chain feed has read that far");
+            if let Some(e) = self.tracked.get_mut(&hash) {
+                e.failed_at = Some(at);
+            }
+        }
+        Ok(round.checkpoint(&self.peers.store).await? >= at)
+    }
+
     /// A followed settlement that was mined: followed until the feed has journaled its log, since
     /// a shallow reorg can still take it out before then. One whose log never comes (its target
     /// removed meanwhile, or logs unlike the transaction) is an orphan once it is old and the feed
@@ -551,6 +585,8 @@ fn next_pause(last: Duration, poll: Duration, failing: bool) -> Duration {
 struct Round {
     /// The transactions whose fills the journal still holds provisional.
     provisional: Option<HashSet<B256>>,
+    /// Those of them holding a match taken over from an earlier transaction.
+    replacements: Option<HashSet<B256>>,
     /// How far the feed has journaled the chain.
     checkpoint: Option<u64>,
 }
@@ -562,6 +598,14 @@ impl Round {
             self.provisional = Some(txs.into_iter().collect());
         }
         Ok(self.provisional.get_or_insert_default())
+    }
+
+    async fn replacements(&mut self, store: &Addr<StoreActor>) -> Result<&HashSet<B256>, ChainError> {
+        if self.replacements.is_none() {
+            let txs = store.send(ReplacementTxs).await.map_err(|e| ChainError::Mailbox(e.to_string()))??;
+            self.replacements = Some(txs.into_iter().collect());
+        }
+        Ok(self.replacements.get_or_insert_default())
     }
 
     async fn checkpoint(&mut self, store: &Addr<StoreActor>) -> Result<u64, ChainError> {
