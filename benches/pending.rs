@@ -53,7 +53,7 @@ fn pending(c: &mut Criterion) {
     let input = settlement();
     let watched: HashSet<Address> = [TARGET].into();
     let s = Sighting { tx_hash: B256::repeat_byte(1), exchange: EXCHANGE, chain_id: 137, seen_s: 1_764_000_000 };
-    assert_eq!(decode_pending(&s, &input, &watched).unwrap().len(), 1);
+    assert_eq!(decode_pending(&s, &input, &watched).unwrap().fills.len(), 1);
     c.bench_function("decode a pending matchOrders (1 taker, 3 makers)", |b| {
         b.iter(|| decode_pending(black_box(&s), black_box(&input), &watched))
     });
@@ -67,8 +67,9 @@ fn pending(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let s = Sighting { tx_hash: B256::from(U256::from(n)), ..s };
-            let fills = decode_pending(&s, &input, &watched).unwrap();
-            store.journal_pending(&fills, "pending", &act_now).unwrap()
+            let decoded = decode_pending(&s, &input, &watched).unwrap();
+            let act = polycopy::store::ActOnSight { wallets: &act_now, at_limit: Some(&decoded.at_limit) };
+            store.journal_pending(&decoded.fills, "pending", act).unwrap()
         })
     });
     let _ = std::fs::remove_dir_all(&dir);

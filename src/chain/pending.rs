@@ -244,26 +244,31 @@ pub struct Sighting {
     pub seen_s: u64,
 }
 
+/// What a pending `matchOrders` transaction holds of the watched makers.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// Their fills, as the mined logs will identify them.
+    pub fills: Vec<TargetFill>,
+    /// Those whose amounts are only a bound: a V1/V2 taker receives the match's surplus, which
+    /// its calldata does not give, so its shares and price are computed at its limit (a market
+    /// BUY limited at 0.99 that fills at 0.50 reads as half its shares at twice its price). Never
+    /// acted on before the block: a copy would pay up to that limit, or be refused for good by
+    /// the price band or the minimum order. Their logs give the real amounts.
+    pub at_limit: HashSet<FillId>,
+}
+
 /// The fills of `watched` makers in a pending `matchOrders` transaction, as the mined logs will
 /// identify them. Legs of other makers are skipped; an empty result is not an error.
 ///
 /// # Errors
 /// When the input is not a `matchOrders` call. A watched maker's order out of range is skipped.
-pub fn decode_pending(s: &Sighting, input: &[u8], watched: &HashSet<Address>) -> Result<Vec<TargetFill>, PendingError> {
+pub fn decode_pending(s: &Sighting, input: &[u8], watched: &HashSet<Address>) -> Result<Decoded, PendingError> {
     let (generation, legs) = legs(input, s.chain_id, s.exchange)?;
     let version = if generation == Generation::V1 { ExchangeVersion::V1 } else { ExchangeVersion::V2 };
-    let mut fills = Vec::new();
+    let mut out = Decoded::default();
     let mut seen: std::collections::HashMap<B256, u32> = std::collections::HashMap::new();
     for leg in legs {
         if !watched.contains(&leg.maker) || leg.making.is_zero() {
-            continue;
-        }
-        // A V1/V2 taker receives the match's surplus, which its calldata does not give: what it
-        // got is known only from its log. Sized and priced at its limit instead (a market BUY
-        // limited at 0.99 that fills at 0.50 would read as half the shares at twice the price),
-        // a copy would pay up to that limit, or be refused for good by the price band or the
-        // minimum order. Its fill is left to its block.
-        if leg.role == Role::Taker && leg.taking.is_none() {
             continue;
         }
         // One unreadable order does not hide the others: it is skipped (its fill is still seen
@@ -284,8 +289,12 @@ pub fn decode_pending(s: &Sighting, input: &[u8], watched: &HashSet<Address>) ->
             *n += 1;
             *n - 1
         };
-        fills.push(TargetFill {
-            id: FillId { tx_hash: s.tx_hash, order_hash: leg.hash, occurrence },
+        let id = FillId { tx_hash: s.tx_hash, order_hash: leg.hash, occurrence };
+        if leg.role == Role::Taker && leg.taking.is_none() {
+            out.at_limit.insert(id);
+        }
+        out.fills.push(TargetFill {
+            id,
             wallet: leg.maker,
             role: leg.role,
             side,
@@ -302,7 +311,7 @@ pub fn decode_pending(s: &Sighting, input: &[u8], watched: &HashSet<Address>) ->
             block_ts: s.seen_s,
         });
     }
-    Ok(fills)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -394,7 +403,7 @@ mod tests {
         }
         .abi_encode();
         let watched: HashSet<Address> = [TARGET].into();
-        // V2 as taker: the calldata has no receive amount, so nothing is decoded before the block.
+        // V2 as taker: the calldata has no receive amount, so the fill is at its limit.
         let v2_taker = v2::matchOrders_0Call {
             conditionId: B256::repeat_byte(1),
             takerOrder: maker.clone(),
@@ -405,7 +414,9 @@ mod tests {
             makerFeeAmounts: vec![U256::ZERO],
         }
         .abi_encode();
-        assert!(decode_pending(&sighting(V2_EXCHANGE), &v2_taker, &watched).unwrap().is_empty());
+        let d = decode_pending(&sighting(V2_EXCHANGE), &v2_taker, &watched).unwrap();
+        assert_eq!(d.fills.len(), 1);
+        assert_eq!(d.at_limit, [d.fills[0].id].into(), "its amounts are a bound");
         // (call, exchange, role, shares, usdc, price, fee)
         let cases = [
             // V2: the maker's partial fill of 6 at its 0.40: 2.4 USDC, exactly.
@@ -417,7 +428,9 @@ mod tests {
             let mut with_trailer = call.clone();
             with_trailer.extend_from_slice(&[0xee; 96]); // the test stand-in's logs ride here
             for input in [call, with_trailer] {
-                let fills = decode_pending(&sighting(exchange), &input, &watched).unwrap();
+                let d = decode_pending(&sighting(exchange), &input, &watched).unwrap();
+                assert!(d.at_limit.is_empty(), "{generation:?}: exact amounts");
+                let fills = d.fills;
                 assert_eq!(fills.len(), 1, "{generation:?}");
                 let f = &fills[0];
                 assert_eq!((f.wallet, f.role, f.side), (TARGET, role, Side::Sell), "{generation:?}");
@@ -449,7 +462,7 @@ mod tests {
             makerFeeAmounts: vec![U256::MAX, U256::from(2_000u64)],
         }
         .abi_encode();
-        let fills = decode_pending(&sighting(V2_EXCHANGE), &call, &[TARGET].into()).unwrap();
+        let fills = decode_pending(&sighting(V2_EXCHANGE), &call, &[TARGET].into()).unwrap().fills;
         assert_eq!(fills.len(), 1, "{fills:?}");
         assert_eq!(fills[0].id.order_hash, order_hash_v2(&second, Generation::V2, 137, V2_EXCHANGE));
         assert_eq!(fills[0].fee, 2_000);
@@ -472,7 +485,7 @@ mod tests {
             makerFeeAmounts: vec![U256::ZERO, U256::ZERO],
         }
         .abi_encode();
-        let fills = decode_pending(&sighting(V2_EXCHANGE), &call, &[TARGET].into()).unwrap();
+        let fills = decode_pending(&sighting(V2_EXCHANGE), &call, &[TARGET].into()).unwrap().fills;
         assert_eq!(fills.len(), 1, "{fills:?}");
         assert_eq!((fills[0].id.occurrence, fills[0].shares.0), (0, 10 * ONE as i64));
     }
@@ -503,12 +516,13 @@ mod tests {
         }
         .abi_encode();
         let ex = address!("4bFb41d5B3570DeFd03C39a9A4D8dE6Bd8B8982E");
-        let fills = decode_pending(&sighting(ex), &call, &[TARGET].into()).unwrap();
+        let fills = decode_pending(&sighting(ex), &call, &[TARGET].into()).unwrap().fills;
         assert_eq!(fills.len(), 1);
         assert_eq!((fills[0].side, fills[0].shares.0, fills[0].price.0), (Side::Buy, 20 * ONE as i64, 500_000));
         assert_eq!(fills[0].version, ExchangeVersion::V1);
-        // The target as the taker: what it received is only in its log.
-        assert!(decode_pending(&sighting(ex), &call, &[OTHER].into()).unwrap().is_empty());
+        // The other as the taker: what it received is only in its log.
+        let d = decode_pending(&sighting(ex), &call, &[OTHER].into()).unwrap();
+        assert_eq!((d.fills.len(), d.at_limit.len()), (1, 1));
         assert_eq!(
             decode_pending(&sighting(ex), &[0xa9, 0x05, 0x9c, 0xbb, 0, 0], &[TARGET].into()),
             Err(PendingError::NotAMatch)
@@ -518,6 +532,6 @@ mod tests {
             Err(PendingError::Malformed(_))
         ));
         // Nobody watched: nothing, and no error.
-        assert!(decode_pending(&sighting(ex), &call, &HashSet::new()).unwrap().is_empty());
+        assert!(decode_pending(&sighting(ex), &call, &HashSet::new()).unwrap().fills.is_empty());
     }
 }

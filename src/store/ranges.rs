@@ -469,7 +469,12 @@ mod tests {
         let (_dir, mut s, row) = copied_then_reorged();
         s.set_running_targets(&[(Address::repeat_byte(0xbb), "other".into())]).unwrap();
         s.journal_range(&[], (8, h(28)), &[]).unwrap();
-        s.journal_pending(&[fill_in(4, 1, 0)], "pending", &HashSet::from([Address::repeat_byte(0xaa)])).unwrap();
+        s.journal_pending(
+            &[fill_in(4, 1, 0)],
+            "pending",
+            crate::store::ActOnSight::of(&HashSet::from([Address::repeat_byte(0xaa)])),
+        )
+        .unwrap();
         let (tx, unchecked): (String, bool) = s
             .conn
             .query_row("SELECT tx_hash, unchecked FROM fills WHERE id = ?1", [row], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -508,7 +513,9 @@ mod tests {
         let wallet = Address::repeat_byte(0xaa);
         for swept in [false, true] {
             let (_dir, mut s, row) = if swept { copied_then_swept() } else { copied_then_reorged() };
-            let now = s.journal_pending(&[fill_in(2, 1, 0)], "pending", &HashSet::from([wallet])).unwrap();
+            let now = s
+                .journal_pending(&[fill_in(2, 1, 0)], "pending", crate::store::ActOnSight::of(&HashSet::from([wallet])))
+                .unwrap();
             assert!(now.is_empty(), "not copied from the pool (swept {swept}): {now:?}");
             let out = s.journal_range(&[fill_in(2, 1, 9)], (9, h(29)), &[(9, h(29))]).unwrap();
             assert!(out.to_copy.is_empty(), "not a new trade (swept {swept}): {out:?}");

@@ -247,6 +247,39 @@ fn checkpoint_block(tx: &Connection) -> StoreResult<u64> {
     Ok(n.map_or(0, i64::unsigned_abs))
 }
 
+/// Which sightings [`Store::journal_pending`] copies at once.
+#[derive(Debug, Clone, Copy)]
+pub struct ActOnSight<'a> {
+    /// Wallets whose fills are copied at once (trigger `pending`).
+    pub wallets: &'a HashSet<Address>,
+    /// Fills whose amounts are only a bound (V1/V2 takers): never copied before their block.
+    pub at_limit: Option<&'a HashSet<crate::domain::FillId>>,
+}
+
+impl<'a> ActOnSight<'a> {
+    /// The fills of `wallets`, none of them at a bound.
+    #[must_use]
+    pub const fn of(wallets: &'a HashSet<Address>) -> Self {
+        Self { wallets, at_limit: None }
+    }
+}
+
+/// Whether a sighting of the same wallet and token in another transaction waits for its block,
+/// one of the two a SELL: `f` copied now could come before it on chain (a SELL sized before the
+/// BUY it sells is refused for good). Two BUYs may be copied in either order.
+fn waiting_beside(tx: &Connection, f: &TargetFill) -> StoreResult<bool> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM fills INDEXED BY fills_provisional WHERE provisional = 1 AND orphaned = 0 \
+             AND triggered_by IS NULL AND status = 'pending' AND wallet = ?1 AND token_id = ?2 AND tx_hash != ?3 \
+             AND (?4 = 'SELL' OR side = 'SELL'))",
+        )?
+        .query_row(
+            params![addr_lower(&f.wallet), f.token_id.to_string(), f.id.tx_hash.to_string(), f.side.as_str()],
+            |r| r.get(0),
+        )?)
+}
+
 /// Whether the match `f` was seen in is already journaled from a mined block under another
 /// transaction (and not orphaned since).
 fn mined_twin(tx: &Connection, f: &TargetFill) -> StoreResult<bool> {
@@ -363,7 +396,7 @@ impl Store {
         &mut self,
         fills: &[TargetFill],
         source: &str,
-        act_now: &HashSet<Address>,
+        act: ActOnSight<'_>,
     ) -> StoreResult<Vec<PendingFill>> {
         let now = now_ms();
         let unordered = crate::chain::mempool::in_order::in_unknown_order(fills);
@@ -373,8 +406,14 @@ impl Store {
             // The same match already mined under another transaction (an operator's retry, seen
             // late or after a restart) is journaled but waits for its own block: if it is a second
             // fill of the order after all, its block hands it on; if it reverts, nothing was copied.
-            let act =
-                act_now.contains(&f.wallet) && !unordered.contains(&(f.wallet, f.token_id)) && !mined_twin(&tx, f)?;
+            // So does a fill whose order with the target's other trades of the token is not known
+            // (seen in one read, or beside one waiting for its block), and one whose amounts are
+            // only a bound.
+            let act = act.wallets.contains(&f.wallet)
+                && !act.at_limit.is_some_and(|l| l.contains(&f.id))
+                && !unordered.contains(&(f.wallet, f.token_id))
+                && !waiting_beside(&tx, f)?
+                && !mined_twin(&tx, f)?;
             // A resubmitted settlement (a new transaction for the same match) seen in the pool
             // takes over the first one's row rather than being copied again: one seen pending,
             // or one mined that a reorg dropped (its block then confirms or sweeps it as a
@@ -531,13 +570,48 @@ mod tests {
         let (buy, mut sell) = (fill(1, 8, 0), fill(2, 9, 0));
         sell.side = crate::domain::Side::Sell;
         // Which is mined first is not known: neither is copied before its block.
-        assert!(s.journal_pending(&[sell.clone(), buy.clone()], "pending", &now).unwrap().is_empty());
+        assert!(s.journal_pending(&[sell.clone(), buy.clone()], "pending", ActOnSight::of(&now)).unwrap().is_empty());
         assert_eq!(rows(&s).len(), 2, "both journaled, provisional");
         // Seen in two reads, the BUY first, each is copied at once.
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-        assert_eq!(s.journal_pending(&[buy], "pending", &now).unwrap().len(), 1);
-        assert_eq!(s.journal_pending(&[sell], "pending", &now).unwrap().len(), 1);
+        assert_eq!(s.journal_pending(&[buy], "pending", ActOnSight::of(&now)).unwrap().len(), 1);
+        assert_eq!(s.journal_pending(&[sell], "pending", ActOnSight::of(&now)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_sighting_beside_one_waiting_for_its_block_waits_too_unless_both_are_buys() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let now: HashSet<Address> = [WALLET].into();
+        // A BUY seen while the feed was behind: it waits for its block.
+        assert!(s.journal_pending(&[fill(1, 8, 0)], "pending", ActOnSight::of(&HashSet::new())).unwrap().is_empty());
+        // A SELL of the token in a later read: it might come before that BUY on chain.
+        let mut sell = fill(2, 9, 0);
+        sell.side = crate::domain::Side::Sell;
+        assert!(s.journal_pending(&[sell], "pending", ActOnSight::of(&now)).unwrap().is_empty());
+        // Another token, and another BUY of the same token (two BUYs may come in either order),
+        // are copied at once.
+        let mut other = fill(3, 10, 0);
+        other.token_id = alloy::primitives::U256::from(99);
+        assert_eq!(s.journal_pending(&[other], "pending", ActOnSight::of(&now)).unwrap().len(), 1);
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        assert!(s.journal_pending(&[fill(1, 8, 0)], "pending", ActOnSight::of(&HashSet::new())).unwrap().is_empty());
+        assert_eq!(s.journal_pending(&[fill(4, 11, 0)], "pending", ActOnSight::of(&now)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_fill_whose_amounts_are_only_a_bound_waits_for_its_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let now: HashSet<Address> = [WALLET].into();
+        let (taker, maker) = (fill(1, 8, 0), fill(2, 9, 0));
+        let at_limit = HashSet::from([taker.id]);
+        let act = ActOnSight { wallets: &now, at_limit: Some(&at_limit) };
+        let copied = s.journal_pending(&[taker, maker.clone()], "pending", act).unwrap();
+        assert_eq!(copied.iter().map(|p| p.fill.id).collect::<Vec<_>>(), vec![maker.id], "only the exact one");
+        assert_eq!(rows(&s).len(), 2, "both journaled");
     }
 
     #[test]
@@ -545,9 +619,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let now: HashSet<Address> = [WALLET].into();
-        assert_eq!(s.journal_pending(&[fill(1, 9, 0)], "pending", &now).unwrap().len(), 1, "copied at once");
+        assert_eq!(
+            s.journal_pending(&[fill(1, 9, 0)], "pending", ActOnSight::of(&now)).unwrap().len(),
+            1,
+            "copied at once"
+        );
         // The operator resubmits the same match as transaction 2: no second copy.
-        assert!(s.journal_pending(&[fill(2, 9, 0)], "pending", &now).unwrap().is_empty());
+        assert!(s.journal_pending(&[fill(2, 9, 0)], "pending", ActOnSight::of(&now)).unwrap().is_empty());
         assert_eq!(s.provisional_txs().unwrap(), vec![B256::repeat_byte(2)]);
         // Transaction 1 is then gone from the pool: nothing of it is left to orphan.
         assert!(s.orphan_tx(B256::repeat_byte(1)).unwrap().is_empty());
@@ -568,7 +646,11 @@ mod tests {
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let now: HashSet<Address> = [WALLET].into();
         // Seen pending: the shares a taker BUY gets are priced at its limit, a lower bound.
-        assert_eq!(s.journal_pending(&[fill(1, 9, 0)], "pending", &now).unwrap().len(), 1, "copied at once");
+        assert_eq!(
+            s.journal_pending(&[fill(1, 9, 0)], "pending", ActOnSight::of(&now)).unwrap().len(),
+            1,
+            "copied at once"
+        );
         // Resubmitted as transaction 2 and mined before the pool showed it: the log has more shares
         // for the same pUSD.
         let mut mined = fill(2, 9, 5);
@@ -588,7 +670,10 @@ mod tests {
         let out = s.journal_range(&[fill(1, 9, 5)], (5, B256::repeat_byte(5)), &[(5, B256::repeat_byte(5))]).unwrap();
         assert_eq!(out.to_copy.len(), 1);
         // The operator's retry of that match, seen in the pool afterwards: not copied now.
-        assert!(s.journal_pending(&[fill(2, 9, 0)], "pending", &now).unwrap().is_empty(), "copied a second time");
+        assert!(
+            s.journal_pending(&[fill(2, 9, 0)], "pending", ActOnSight::of(&now)).unwrap().is_empty(),
+            "copied a second time"
+        );
         assert_eq!(rows(&s)[1].3, None, "it waits for its block");
         // Were it a second fill of the order after all, its block hands it on.
         let out = s.journal_range(&[fill(2, 9, 6)], (6, B256::repeat_byte(6)), &[(6, B256::repeat_byte(6))]).unwrap();
@@ -600,7 +685,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let now: HashSet<Address> = [WALLET].into();
-        assert_eq!(s.journal_pending(&[fill(1, 9, 0)], "pending", &now).unwrap().len(), 1);
+        assert_eq!(s.journal_pending(&[fill(1, 9, 0)], "pending", ActOnSight::of(&now)).unwrap().len(), 1);
         // Stopped before the copier journaled an intent: at the start it is not copied blind.
         assert_eq!(s.defer_unacted_sightings().unwrap(), 1);
         assert!(s.unfinished().unwrap().is_empty(), "copied a settlement that may have reverted");
@@ -621,7 +706,7 @@ mod tests {
         let mut handed = Vec::new();
         for (n, (signed, posted)) in cases.iter().enumerate() {
             let n = u8::try_from(n).unwrap() + 1;
-            let p = s.journal_pending(&[fill(n, 9 + n, 0)], "pending", &now).unwrap();
+            let p = s.journal_pending(&[fill(n, 9 + n, 0)], "pending", ActOnSight::of(&now)).unwrap();
             let (row, f) = (p[0].row, p[0].fill.clone());
             assert!(s.record_intent(&OrderIntent::for_fill(&f, row, Shares(10_000_000), Price(500_000))).unwrap());
             if signed.is_some() {
@@ -655,7 +740,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let now: HashSet<Address> = [WALLET].into();
-        let p = s.journal_pending(&[fill(1, 9, 0)], "pending", &now).unwrap();
+        let p = s.journal_pending(&[fill(1, 9, 0)], "pending", ActOnSight::of(&now)).unwrap();
         let (row, f) = (p[0].row, p[0].fill.clone());
         assert!(s.record_intent(&OrderIntent::for_fill(&f, row, Shares(10_000_000), Price(500_000))).unwrap());
         s.record_order(row, &crate::clob::order::StoredOrder::for_test(f.side, 10_000_000, 5_000_000)).unwrap();
@@ -694,7 +779,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         // Trigger confirmed: journaled, not handed on, not recovered at a restart.
-        assert!(s.journal_pending(&[fill(1, 9, 0)], "pending", &HashSet::new()).unwrap().is_empty());
+        assert!(s.journal_pending(&[fill(1, 9, 0)], "pending", ActOnSight::of(&HashSet::new())).unwrap().is_empty());
         assert!(s.unfinished().unwrap().is_empty(), "a waiting fill is not copied at a restart");
         let o = s.orphan_tx(B256::repeat_byte(1)).unwrap();
         assert_eq!(o.len(), 1);
@@ -737,7 +822,9 @@ mod tests {
         for (age_ms, rows_after, waiting) in [(60_000, 1, true), (week + 60_000, 2, false)] {
             let dir = tempfile::tempdir().unwrap();
             let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-            assert!(s.journal_pending(&[fill(1, 9, 0)], "pending", &HashSet::new()).unwrap().is_empty());
+            assert!(
+                s.journal_pending(&[fill(1, 9, 0)], "pending", ActOnSight::of(&HashSet::new())).unwrap().is_empty()
+            );
             assert_eq!(s.orphan_tx(B256::repeat_byte(1)).unwrap().len(), 1);
             s.conn.execute("UPDATE fills SET seen_at_ms = ?1", [now_ms() - age_ms]).unwrap();
             assert_eq!(anything_waiting(&s.conn, now_ms()).unwrap().0, waiting, "{age_ms}");
@@ -760,7 +847,7 @@ mod tests {
             log_index,
             ..fill(tx, 9, block)
         };
-        let row = s.journal_pending(&[sell(1, 0, 0)], "pending", &now).unwrap()[0].row;
+        let row = s.journal_pending(&[sell(1, 0, 0)], "pending", ActOnSight::of(&now)).unwrap()[0].row;
         assert_eq!(s.mined_at(row).unwrap(), None, "not mined yet");
         // Block 6: the target buys 10 first, then its sale is mined as transaction 2.
         let buy = TargetFill { log_index: 0, ..fill(3, 8, 6) };

@@ -41,9 +41,11 @@ pub struct JournalPending {
     pub source: &'static str,
     /// Wallets whose fills are copied at once (trigger `pending`).
     pub act_now: std::collections::HashSet<alloy::primitives::Address>,
+    /// Fills whose amounts are only a bound (V1/V2 takers): never copied before their block.
+    pub at_limit: std::collections::HashSet<crate::domain::FillId>,
 }
 store_handler!(JournalPending -> Vec<PendingFill>, stamped by |v, at| stamp_journaled(v, at), |s, m| {
-    s.journal_pending(&m.fills, m.source, &m.act_now)
+    s.journal_pending(&m.fills, m.source, crate::store::ActOnSight { wallets: &m.act_now, at_limit: Some(&m.at_limit) })
 });
 
 /// Journal RTDS rows of targets as sightings (see [`crate::store::Store::record_rtds`]).

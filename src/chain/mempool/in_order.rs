@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use alloy::primitives::{Address, B256};
 
 use crate::chain::feed::FeedStatus;
-use crate::domain::{TargetFill, TokenId};
+use crate::domain::{Side, TargetFill, TokenId};
 
 /// How long a sighting waits for the feed to reach the head before it is left to its block.
 pub const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -39,16 +39,19 @@ pub fn caught_up(st: &FeedStatus, pool_head: u64, confirmations: u64, fresh_ms: 
 }
 
 /// The (wallet, token) pairs with fills in more than one transaction of `fills`, one read of the
-/// pool: their order is not known until they are mined (a pool lists its transactions by sender,
-/// and settlements come from several operators), so none of them is acted on before its block. A
-/// BUY and the SELL of it seen together would otherwise be copied SELL first, the SELL refused.
+/// pool, a SELL among them: their order is not known until they are mined (a pool lists its
+/// transactions by sender, and settlements come from several operators), so none of them is
+/// acted on before its block. A BUY and the SELL of it seen together would otherwise be copied
+/// SELL first, the SELL refused. BUYs alone may be copied in either order.
 #[must_use]
 pub fn in_unknown_order(fills: &[TargetFill]) -> HashSet<(Address, TokenId)> {
-    let mut txs: HashMap<(Address, TokenId), HashSet<B256>> = HashMap::new();
+    let mut txs: HashMap<(Address, TokenId), (HashSet<B256>, bool)> = HashMap::new();
     for f in fills {
-        txs.entry((f.wallet, f.token_id)).or_default().insert(f.id.tx_hash);
+        let e = txs.entry((f.wallet, f.token_id)).or_default();
+        e.0.insert(f.id.tx_hash);
+        e.1 |= f.side == Side::Sell;
     }
-    txs.into_iter().filter(|(_, t)| t.len() > 1).map(|(k, _)| k).collect()
+    txs.into_iter().filter(|(_, (t, sell))| t.len() > 1 && *sell).map(|(k, _)| k).collect()
 }
 
 #[cfg(test)]
@@ -60,7 +63,8 @@ mod tests {
         let (a, b) = (Address::repeat_byte(0xaa), Address::repeat_byte(0xbb));
         let fill = |wallet, token: u64, tx: u8| {
             let mut f = crate::store::tests::fill_in(tx, 1, 0);
-            (f.wallet, f.token_id) = (wallet, TokenId::from(token));
+            let side = if tx.is_multiple_of(2) { Side::Sell } else { Side::Buy };
+            (f.wallet, f.token_id, f.side) = (wallet, TokenId::from(token), side);
             f
         };
         // (fills of one read, the pairs left to their blocks)
@@ -68,10 +72,12 @@ mod tests {
             (vec![fill(a, 1, 1)], vec![]),
             // Two legs of one transaction: mined together, in the calldata's order.
             (vec![fill(a, 1, 1), fill(a, 1, 1)], vec![]),
-            // A BUY and a SELL in two transactions: their order is not known.
+            // A BUY (odd transactions) and a SELL (even) in two transactions: their order is not known.
             (vec![fill(a, 1, 1), fill(a, 1, 2)], vec![(a, 1)]),
+            // Two BUYs: either order will do.
+            (vec![fill(a, 1, 1), fill(a, 1, 3)], vec![]),
             // Other tokens and other wallets are not held back.
-            (vec![fill(a, 1, 1), fill(a, 2, 2), fill(b, 1, 3)], vec![]),
+            (vec![fill(a, 1, 1), fill(a, 2, 2), fill(b, 1, 4)], vec![]),
             (vec![fill(a, 1, 1), fill(a, 1, 2), fill(b, 1, 3)], vec![(a, 1)]),
         ];
         for (fills, want) in cases {

@@ -19,9 +19,8 @@ use tracing::{debug, info, warn};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::store::{GetCheckpoint, JournalPending, OrphanTx, ProvisionalTxs, ReplacementTxs, StoreActor};
 use crate::actors::watcher::NewFills;
-use crate::chain::pending::{Sighting, decode_pending};
+use crate::chain::pending::{Decoded, Sighting, decode_pending};
 use crate::chain::rpc::{ChainError, PoolTx, Rpc};
-use crate::domain::TargetFill;
 
 pub mod in_order;
 mod subscription;
@@ -276,7 +275,7 @@ impl Mempool {
         };
         let seen_at = Instant::now();
         let fills = self.decode_new(&pool, head).await;
-        if !fills.is_empty() {
+        if !fills.fills.is_empty() {
             self.hand_on(fills, seen_at, head).await?;
         }
         // Following up costs a call per followed transaction: once per poll period at most.
@@ -313,10 +312,10 @@ impl Mempool {
 
     /// Our targets' fills in settlements not seen before, sent by one of the exchange's operators;
     /// each such settlement is followed from now on.
-    async fn decode_new(&mut self, pool: &[PoolTx], head: u64) -> Vec<TargetFill> {
+    async fn decode_new(&mut self, pool: &[PoolTx], head: u64) -> Decoded {
         let targets: HashSet<Address> = self.targets.borrow().iter().copied().collect();
         let seen_s = u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0);
-        let mut fills = Vec::new();
+        let mut fills = Decoded::default();
         // A pair whose check failed this round is not asked again this round.
         let mut unanswered: HashSet<(Address, Address)> = HashSet::new();
         for (hash, from, to, input) in pool {
@@ -327,11 +326,12 @@ impl Mempool {
             match decode_pending(&s, input, &targets) {
                 // Anyone can put a matchOrders naming a target in the pool (for free, if it is
                 // never mined): only the exchange's own operators' settlements count.
-                Ok(f) if !f.is_empty() => match self.operator_once(*to, *from, &mut unanswered).await {
+                Ok(f) if !f.fills.is_empty() => match self.operator_once(*to, *from, &mut unanswered).await {
                     Some(true) => {
                         self.retried.remove(hash);
                         self.tracked.insert(*hash, Tracked::new(head));
-                        fills.extend(f);
+                        fills.fills.extend(f.fills);
+                        fills.at_limit.extend(f.at_limit);
                     }
                     Some(false) => {
                         self.retried.remove(hash);
@@ -367,7 +367,8 @@ impl Mempool {
 
     /// Journals sighted fills as provisional and hands those whose target acts on sight to the
     /// registry.
-    async fn hand_on(&self, fills: Vec<TargetFill>, seen_at: Instant, head: u64) -> Result<(), ChainError> {
+    async fn hand_on(&self, decoded: Decoded, seen_at: Instant, head: u64) -> Result<(), ChainError> {
+        let Decoded { fills, at_limit } = decoded;
         let acting = !self.act_now.borrow().is_empty();
         // Waited for only when a target acts on sight: the others' sightings wait for their blocks.
         let caught_up = acting && self.feed_at_the_head(head).await;
@@ -382,7 +383,7 @@ impl Mempool {
         let to_copy = self
             .peers
             .store
-            .send(JournalPending { fills, source: "pending", act_now })
+            .send(JournalPending { fills, source: "pending", act_now, at_limit })
             .await
             .map_err(|e| ChainError::Mailbox(e.to_string()))??;
         self.peers.metrics.observe_pending_decode(seen_at.elapsed());

@@ -30,7 +30,8 @@ impl Redeemer {
                 Ok(()) => self.set(row, RedeemStatus::Sent, "sent", row.attempts, 0).await,
                 // Halted: held as it is, journaled, until trading resumes (its nonce stays ours).
                 Err(ChainError::Halted) => {
-                    info!(market = %row.condition_id, tx = %hash, "trading is halted: the signed redemption is sent once it resumes");
+                    // Said once per halt by the round; this row's part is for the debug log.
+                    tracing::debug!(market = %row.condition_id, tx = %hash, "trading is halted: the signed redemption is sent once it resumes");
                     return InFlight::Yes;
                 }
                 Err(e) if e.to_string().contains("nonce") => {
