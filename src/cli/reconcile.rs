@@ -95,7 +95,13 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
     } else {
         unresolved.clear();
     }
-    let resolutions = rt.block_on(resolutions(s, &env, &unresolved));
+    let contracts = PositionContracts::from_settings(&s.chain);
+    let v3: std::collections::BTreeSet<TokenId> = unresolved
+        .keys()
+        .filter(|t| state.get(t).and_then(|st| st.exchange).is_some_and(|e| contracts.v3_exchanges.contains(&e)))
+        .copied()
+        .collect();
+    let resolutions = rt.block_on(resolutions(s, &env, &unresolved, &v3));
     let resolved_on_chain = |t: &TokenId| resolutions.get(t) == Some(&Resolution::Resolved);
     let sightings: Vec<Sighting> = tokens
         .iter()
@@ -111,11 +117,12 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
                 unsettled: st.unsettled,
                 resolved: st.resolved || listed.is_some_and(|p| p.redeemable) || resolved_on_chain(t),
                 worthless: st.worthless,
-                // The node read is behind a block holding a fill of ours (the daemon's feed saw it,
-                // this endpoint not yet): its balance is not the one the journal settled to.
-                settling: st.settling || st.last_fill_block.zip(head).is_some_and(|(b, h)| b > h),
+                settling: st.settling,
                 in_flight: st.in_flight,
                 resolution_unread: resolutions.get(t) == Some(&Resolution::Unread),
+                // The node read is behind a block holding a fill of ours (the daemon's feed saw it,
+                // this endpoint not yet): its balance is not the one the journal settled to.
+                node_behind: st.last_fill_block.zip(head).is_some_and(|(b, h)| b > h),
             }
         })
         .collect();
@@ -184,15 +191,16 @@ async fn resolutions(
     s: &Settings,
     env: &Env,
     markets: &BTreeMap<TokenId, Option<crate::market::MarketInfo>>,
+    v3: &std::collections::BTreeSet<TokenId>,
 ) -> BTreeMap<TokenId, Resolution> {
     let mut rpc = super::http_rpc(s, env);
     let mut answering =
         !markets.is_empty() && matches!(tokio::time::timeout(SOURCE_WAIT, rpc.connect()).await, Ok(Ok(())));
     let ctf = PositionContracts::from_settings(&s.chain).conditional_tokens;
-    let now = crate::store::now_ms();
     let mut out = BTreeMap::new();
     for (t, info) in markets {
-        let closed = info.as_ref().is_some_and(|i| i.closed || i.end_ms.is_some_and(|end| end <= now));
+        // Gamma's word, not the end date: markets often trade on past it.
+        let closed = info.as_ref().is_some_and(|i| i.closed);
         let read = match info.as_ref().and_then(|i| i.condition_id) {
             // Binary markets: the outcome count matters only for the numerators, not read here.
             Some(condition) if answering => match rpc.condition_result(ctf, condition, 2).await {
@@ -204,7 +212,7 @@ async fn resolutions(
             },
             _ => None,
         };
-        out.insert(*t, Resolution::from_read(read, closed));
+        out.insert(*t, Resolution::from_read(read, closed, v3.contains(t)));
     }
     out
 }

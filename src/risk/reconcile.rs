@@ -32,6 +32,9 @@ pub struct Sighting {
     /// The chain holds less, the journal has not seen the market resolve, and whether it resolved
     /// could not be read ([`Resolution::Unread`]): the tokens may have been redeemed.
     pub resolution_unread: bool,
+    /// The node read is behind the block of our latest fill of it: its balance is not the one
+    /// the journal settled to.
+    pub node_behind: bool,
 }
 
 /// Whether a market resolved, as the chain was asked while reconciling.
@@ -41,20 +44,21 @@ pub enum Resolution {
     Resolved,
     /// Open: no result, and Gamma does not show it closed or past its end.
     Open,
-    /// Not known: the node did not answer, the journal knows no condition id for it, or Gamma
-    /// shows it closed (or past its end) while Conditional Tokens has no result (the result not
-    /// reported yet, or a market of the V3 exchange, whose results Conditional Tokens never holds).
+    /// Not known: the node did not answer, the journal knows no condition id for it, Gamma shows
+    /// it closed while Conditional Tokens has no result (not reported yet), or it trades on the V3
+    /// exchange, whose results Conditional Tokens never holds.
     Unread,
 }
 
 impl Resolution {
     /// What Conditional Tokens' answer `read` (`Some(Ok(has_result))`, `Some(Err)` for a failed
-    /// read, `None` when it could not be asked) means for a market Gamma shows `closed`.
+    /// read, `None` when it could not be asked) means for a market Gamma shows `closed`, of the
+    /// V3 exchange when `v3`.
     #[must_use]
-    pub const fn from_read(read: Option<Result<bool, ()>>, closed: bool) -> Self {
+    pub const fn from_read(read: Option<Result<bool, ()>>, closed: bool, v3: bool) -> Self {
         match read {
             Some(Ok(true)) => Self::Resolved,
-            Some(Ok(false)) if !closed => Self::Open,
+            Some(Ok(false)) if !closed && !v3 => Self::Open,
             Some(Ok(false) | Err(())) | None => Self::Unread,
         }
     }
@@ -83,6 +87,8 @@ pub enum Cause {
     SoldOrRedeemed,
     /// The chain and the journal agree but the Data API does not (it lags the chain).
     DataApiLags,
+    /// Reconcile's node has not seen the block of our latest fill of the token yet.
+    NodeBehind,
     /// Neither the chain nor the Data API answered for this token.
     Unknown,
 }
@@ -107,6 +113,10 @@ impl Cause {
                  the result is reported"
             }
             Self::DataApiLags => "the Data API lags the chain; nothing to do unless it persists",
+            Self::NodeBehind => {
+                "reconcile's node has not seen the block of our latest fill of it yet (a load balancer's backend \
+                 behind): nothing is booked; run again in a minute"
+            }
             Self::Unknown => "the chain and the Data API did not answer; run again",
         }
     }
@@ -130,6 +140,7 @@ impl fmt::Display for Cause {
             Self::SoldOutside => "sold outside polycopy",
             Self::SoldOrRedeemed => "sold outside or redeemed",
             Self::DataApiLags => "Data API lags",
+            Self::NodeBehind => "node behind our fill",
             Self::Unknown => "unknown",
         })
     }
@@ -193,6 +204,9 @@ fn classify(s: &Sighting) -> Option<Difference> {
             _ => None,
         };
     }
+    if s.node_behind && s.chain.is_some() {
+        return diff(Cause::NodeBehind);
+    }
     // Within a lot: an order counts as settled when its fills on chain fall short of the match by
     // less than one, so the journal and the chain can be a little apart besides the match.
     if s.unsettled.0 != 0 && (delta.0 + s.unsettled.0).abs() < LOT {
@@ -233,6 +247,7 @@ mod tests {
             settling: false,
             in_flight: false,
             resolution_unread: false,
+            node_behind: false,
         }
     }
 
@@ -304,6 +319,20 @@ mod tests {
     }
 
     #[test]
+    fn a_node_behind_our_fill_is_not_believed() {
+        let behind = |journal, chain| Sighting { node_behind: true, ..s(journal, Some(chain), None) };
+        for (sighting, want) in [
+            (behind(10 * ONE, 0), Some(Cause::NodeBehind)),
+            (behind(0, 10 * ONE), Some(Cause::NodeBehind)),
+            (behind(10 * ONE, 10 * ONE), None),
+        ] {
+            let d = compare(&[sighting]);
+            assert_eq!(d.first().map(|d| d.cause), want, "{sighting:?}");
+            assert!(d.iter().all(|d| !d.bookable()));
+        }
+    }
+
+    #[test]
     fn tokens_gone_while_the_resolution_is_unread_are_never_booked_as_sold() {
         // (sighting, cause, bookable)
         let unread = |journal, chain| Sighting { resolution_unread: true, ..s(journal, Some(chain), None) };
@@ -325,19 +354,21 @@ mod tests {
 
     #[test]
     fn a_resolution_is_unread_unless_the_chain_said_so_for_a_market_gamma_shows_open() {
-        // (what Conditional Tokens answered, Gamma shows it closed or past its end, resolution)
-        for (read, closed, want) in [
-            (Some(Ok(true)), false, Resolution::Resolved),
-            (Some(Ok(true)), true, Resolution::Resolved),
-            (Some(Ok(false)), false, Resolution::Open),
-            // Closed without a result on Conditional Tokens: not reported yet, or a V3 market.
-            (Some(Ok(false)), true, Resolution::Unread),
-            (Some(Err(())), false, Resolution::Unread),
-            (Some(Err(())), true, Resolution::Unread),
+        // (what Conditional Tokens answered, Gamma shows it closed, a V3 market, resolution)
+        for (read, closed, v3, want) in [
+            (Some(Ok(true)), false, false, Resolution::Resolved),
+            (Some(Ok(true)), true, false, Resolution::Resolved),
+            (Some(Ok(false)), false, false, Resolution::Open),
+            // Closed without a result on Conditional Tokens: not reported yet.
+            (Some(Ok(false)), true, false, Resolution::Unread),
+            // V3: Conditional Tokens never has its result, whatever Gamma said last.
+            (Some(Ok(false)), false, true, Resolution::Unread),
+            (Some(Err(())), false, false, Resolution::Unread),
+            (Some(Err(())), true, false, Resolution::Unread),
             // No condition id known, or the node never answered.
-            (None, false, Resolution::Unread),
+            (None, false, false, Resolution::Unread),
         ] {
-            assert_eq!(Resolution::from_read(read, closed), want, "{read:?} {closed}");
+            assert_eq!(Resolution::from_read(read, closed, v3), want, "{read:?} {closed} {v3}");
         }
     }
 

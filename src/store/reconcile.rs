@@ -28,6 +28,8 @@ pub struct TokenState {
     /// The latest block holding a fill of ours on chain: a node whose head is behind it does not
     /// show that fill yet.
     pub last_fill_block: Option<u64>,
+    /// The exchange its trades were seen on (which tells a V3 market).
+    pub exchange: Option<alloy::primitives::Address>,
 }
 
 impl Store {
@@ -78,6 +80,13 @@ impl Store {
             let (t, block) = r?;
             if let Some(s) = out.get_mut(&dec_u256(&t, "token_id")?) {
                 s.last_fill_block = u64::try_from(block).ok();
+            }
+        }
+        let mut st = self.conn.prepare("SELECT token_id, MAX(exchange) FROM fills GROUP BY token_id")?;
+        for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))? {
+            let (t, exchange) = r?;
+            if let (Some(s), Some(e)) = (out.get_mut(&dec_u256(&t, "token_id")?), exchange) {
+                s.exchange = Some(super::hex_addr(&e, "fills.exchange")?);
             }
         }
         let mut st = self.conn.prepare(
