@@ -20,7 +20,8 @@ use super::chain::Chain;
 use super::{Held, Plan, calls, plan, retry_after_ms};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::store::{
-    OpenRedemptions, PlanRedemption, RedemptionExists, RedemptionSigned, RedemptionStatus, ResolvedTokens, StoreActor,
+    OpenRedemptions, PlanRedemption, RedeemedSince, RedemptionExists, RedemptionSigned, RedemptionStatus,
+    ResolvedTokens, StoreActor,
 };
 use crate::domain::{Shares, Usdc};
 use crate::store::{RedeemStatus, RedemptionRow, now_ms};
@@ -101,8 +102,6 @@ pub struct Redeemer {
     /// Approvals (book, operator) found reverted while followed, not yet counted against the
     /// redemption that needs them (see `ensure_approved`).
     pub reverted_approvals: std::sync::Mutex<std::collections::HashSet<(Address, Address)>>,
-    /// Markets whose redemption was just booked redeemed, not yet taken into a round's memory.
-    pub just_redeemed: std::sync::Mutex<HashSet<B256>>,
 }
 
 /// Rounds in a row a node failure holds a redemption up before the operator is told (once).
@@ -156,15 +155,13 @@ impl Redeemer {
         let mut resolved = ask(self.store.send(ResolvedTokens).await)?;
         self.cross_check(&resolved, worthless).await;
         done.retain(|_, at| at.elapsed() < DONE_FOR);
-        // Booked redeemed: not read again for a while. A node behind the block of the receipt
-        // (a load balancer's backend) would still show the shares, and a second redemption would
-        // be sent, pay nothing, and be taken for a wrong adapter.
-        if let Ok(mut just) = self.just_redeemed.lock() {
-            for c in just.drain() {
-                done.insert(c, std::time::Instant::now());
-            }
-        }
-        resolved.retain(|r| !done.contains_key(&r.condition_id));
+        // Booked redeemed lately (by this run or the one before a restart): not read again for a
+        // while. A node behind the block of the receipt (a load balancer's backend) would still
+        // show the shares, and a second redemption would be sent, pay nothing, and be taken for a
+        // wrong adapter.
+        let lately = now_ms() - i64::try_from(DONE_FOR.as_millis()).unwrap_or(i64::MAX);
+        let redeemed: HashSet<B256> = ask(self.store.send(RedeemedSince(lately)).await)?.into_iter().collect();
+        resolved.retain(|r| !done.contains_key(&r.condition_id) && !redeemed.contains(&r.condition_id));
         let (held, unread) = self.holdings(chain, resolved).await;
         for (condition_id, hs) in by_condition(&held) {
             if !unread.contains(&condition_id) && hs.iter().all(|h| h.payout.0 == 0 || h.shares.0 == 0) {

@@ -221,6 +221,18 @@ impl Store {
         rows.into_iter().map(parse).collect()
     }
 
+    /// Markets whose redemption was booked redeemed since `since_ms`.
+    ///
+    /// # Errors
+    /// On a database error or a corrupt row.
+    pub fn redeemed_since(&self, since_ms: i64) -> StoreResult<Vec<B256>> {
+        let mut st = self.conn.prepare(
+            "SELECT DISTINCT condition_id FROM redemptions WHERE status = 'redeemed' AND updated_at_ms >= ?1",
+        )?;
+        let rows: Vec<String> = st.query_map([since_ms], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        rows.iter().map(|c| hex_b256(c, "redemptions.condition_id")).collect()
+    }
+
     /// Whether `condition` has any redemption row.
     ///
     /// # Errors
@@ -307,6 +319,20 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markets_redeemed_lately_are_listed_until_they_are_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("j.db")).unwrap();
+        let (c1, c2) = (B256::repeat_byte(1), B256::repeat_byte(2));
+        let planned = |c| s.plan_redemption(&c, &[], Shares(1), Usdc(1), RedeemStatus::Planned).unwrap();
+        let (r1, r2) = (planned(c1), planned(c2));
+        s.redemption_status(r1, RedeemStatus::Redeemed, "mined", 1, 0).unwrap();
+        s.redemption_status(r2, RedeemStatus::Reverted, "reverted", 1, 0).unwrap();
+        let before = now_ms() - 1_000;
+        assert_eq!(s.redeemed_since(before).unwrap(), vec![c1], "only the one redeemed");
+        assert!(s.redeemed_since(now_ms() + 1_000).unwrap().is_empty(), "and only lately");
+    }
 
     #[test]
     fn a_token_our_orders_traded_on_the_neg_risk_exchange_is_neg_risk_whatever_gamma_says() {

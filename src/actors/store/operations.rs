@@ -232,6 +232,11 @@ store_handler!(RecentWarnings -> Vec<(i64, String)>, |s, _m| Ok(s
 pub struct ResolvedTokens;
 store_handler!(ResolvedTokens -> Vec<crate::store::Resolved>, |s, _m| s.resolved_tokens());
 
+/// Markets booked redeemed since a time, unix ms ([`crate::store::Store::redeemed_since`]).
+#[derive(Debug)]
+pub struct RedeemedSince(pub i64);
+store_handler!(RedeemedSince -> Vec<alloy::primitives::B256>, |s, m| s.redeemed_since(m.0));
+
 /// Redemptions being worked on.
 #[derive(Debug)]
 pub struct OpenRedemptions;

@@ -50,7 +50,6 @@ pub(super) fn redeemer(
             node_failures: std::sync::Mutex::default(),
             gate,
             reverted_approvals: std::sync::Mutex::default(),
-            just_redeemed: std::sync::Mutex::default(),
         });
     };
     let sig = SigType::parse(&s.live.signature_type).map_err(|e| format!("redemption off: live.signature_type {e}"))?;
@@ -82,6 +81,5 @@ pub(super) fn redeemer(
         node_failures: std::sync::Mutex::default(),
         gate,
         reverted_approvals: std::sync::Mutex::default(),
-        just_redeemed: std::sync::Mutex::default(),
     })
 }

@@ -125,9 +125,6 @@ impl Redeemer {
         }
         // The hash that was mined, which may be one a re-pricing replaced rather than the row's last.
         self.set(row, RedeemStatus::Redeemed, &format!("mined in tx {hash:#x}"), row.attempts, 0).await;
-        if let Ok(mut just) = self.just_redeemed.lock() {
-            just.insert(row.condition_id);
-        }
         self.notifier.do_send(Event::Redeemed {
             condition: row.condition_id,
             shares: row.shares,
