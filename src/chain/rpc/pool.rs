@@ -29,16 +29,7 @@ impl Rpc {
         let v: serde_json::Value = self.call(p.raw_request("txpool_content".into(), ())).await?;
         let mut out = Vec::new();
         for by_nonce in v.get("pending").and_then(serde_json::Value::as_object).into_iter().flat_map(|m| m.values()) {
-            // In nonce order, the order its sender's transactions are mined in: the map's keys
-            // are decimal strings, which sort "10" before "9".
-            let mut txs: Vec<(u64, &serde_json::Value)> = by_nonce
-                .as_object()
-                .into_iter()
-                .flat_map(|m| m.iter())
-                .map(|(nonce, tx)| (nonce.parse().unwrap_or(u64::MAX), tx))
-                .collect();
-            txs.sort_by_key(|(nonce, _)| *nonce);
-            for (_, tx) in txs {
+            for tx in in_nonce_order(by_nonce) {
                 let field = |k: &str| tx.get(k).and_then(serde_json::Value::as_str);
                 let Some(recipient) = field("to").and_then(|t| t.parse::<Address>().ok()).filter(|r| to.contains(r))
                 else {
@@ -108,5 +99,29 @@ impl Rpc {
         let p = self.provider()?;
         let r = self.call(p.get_transaction_receipt(hash)).await?;
         Ok(r.map(|r| r.status()))
+    }
+}
+
+/// One sender's pending transactions (`txpool_content`'s map of nonce to transaction) in nonce
+/// order, the order they are mined in: the keys are decimal strings, which sort "10" before "9".
+fn in_nonce_order(by_nonce: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut txs: Vec<(u64, &serde_json::Value)> = by_nonce
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.iter())
+        .map(|(nonce, tx)| (nonce.parse().unwrap_or(u64::MAX), tx))
+        .collect();
+    txs.sort_by_key(|(nonce, _)| *nonce);
+    txs.into_iter().map(|(_, tx)| tx).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_senders_transactions_come_in_nonce_order_not_in_the_order_of_their_keys() {
+        let by_nonce =
+            serde_json::json!({"10": {"n": 10}, "9": {"n": 9}, "100": {"n": 100}, "2": {"n": 2}, "x": {"n": -1}});
+        let order: Vec<i64> = super::in_nonce_order(&by_nonce).iter().filter_map(|t| t["n"].as_i64()).collect();
+        assert_eq!(order, vec![2, 9, 10, 100, -1], "a key that is not a number goes last");
     }
 }
