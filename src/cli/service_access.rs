@@ -3,7 +3,7 @@
 //! stops the daemon (a refused reload, or exit 78 at the next start).
 
 use std::os::unix::fs::MetadataExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::Problem;
 
@@ -78,6 +78,9 @@ pub fn unreadable_for_service(file: &Path, user: (u32, u32), what: &str) -> Opti
     ))
 }
 
+/// Directories an installed service does not see as a shell does (`PrivateTmp`, `ProtectHome`).
+const HIDDEN: [&str; 5] = ["/tmp", "/var/tmp", "/home", "/root", "/run/user"];
+
 /// The paths an installed service and the operator's shell must both see as one file: the stop
 /// file is touched from a shell, the journals are named by commands run from anywhere.
 ///
@@ -88,7 +91,6 @@ pub fn unreadable_for_service(file: &Path, user: (u32, u32), what: &str) -> Opti
 /// staged under another `prefix` than `/` (a test tree) keeps its paths under that prefix.
 #[must_use]
 pub fn unseen_by_the_service(origin: &str, prefix: &Path, paths: &[(&str, &Path)]) -> Vec<Problem> {
-    const HIDDEN: [&str; 5] = ["/tmp", "/var/tmp", "/home", "/root", "/run/user"];
     let mut out = Vec::new();
     for (field, path) in paths {
         if path.as_os_str().is_empty() {
@@ -116,9 +118,101 @@ pub fn unseen_by_the_service(origin: &str, prefix: &Path, paths: &[(&str, &Path)
     out
 }
 
+/// The files an installed service writes (the journal, with its lock, WAL and control socket
+/// beside it; a socket set apart) that lie outside `state_dir`, its unit's only writable directory
+/// (`ProtectSystem=strict`): the service would fail at start with "Read-only file system" and
+/// crash-loop into systemd's start limit. Relative paths are [`unseen_by_the_service`]'s.
+/// `writable` adds the directories drop-ins open with `ReadWritePaths=` ([`drop_in_writable`]).
+#[must_use]
+pub fn unwritable_by_the_service(
+    origin: &str,
+    state_dir: &Path,
+    writable: &[PathBuf],
+    paths: &[(&str, &Path)],
+) -> Vec<Problem> {
+    paths
+        .iter()
+        // A hidden one is said by `unseen_by_the_service` already.
+        .filter(|(_, p)| {
+            p.is_absolute()
+                && !p.starts_with(state_dir)
+                && !writable.iter().any(|w| p.starts_with(w))
+                && !HIDDEN.iter().any(|d| p.starts_with(d))
+        })
+        .map(|(field, p)| {
+            Problem::new(
+                origin,
+                *field,
+                format!(
+                    "is outside the service's state directory {} ({}): its unit may write only there \
+                     (ProtectSystem=strict), so it would fail at start. Put it there, or add the directory with \
+                     ReadWritePaths= in a drop-in (systemctl edit)",
+                    state_dir.display(),
+                    p.display()
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The directories the unit's drop-ins (`<unit>.d/*.conf` under `<prefix>/etc/systemd/system`,
+/// for an instance also the template's) open for writing with `ReadWritePaths=`.
+#[must_use]
+pub fn drop_in_writable(prefix: &Path, instance: Option<&str>) -> Vec<PathBuf> {
+    let units = match instance {
+        Some(i) => vec!["polycopy@.service.d".to_owned(), format!("polycopy@{i}.service.d")],
+        None => vec!["polycopy.service.d".to_owned()],
+    };
+    let mut out = Vec::new();
+    for unit in units {
+        let Ok(entries) = std::fs::read_dir(prefix.join("etc/systemd/system").join(unit)) else { continue };
+        for e in entries.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "conf")) {
+            out.extend(read_write_paths(&std::fs::read_to_string(e.path()).unwrap_or_default()));
+        }
+    }
+    out
+}
+
+/// The paths of a unit file's `ReadWritePaths=` lines (a leading `-` marks one that may be
+/// missing).
+fn read_write_paths(unit: &str) -> Vec<PathBuf> {
+    unit.lines()
+        .filter_map(|l| l.trim().strip_prefix("ReadWritePaths="))
+        .flat_map(str::split_whitespace)
+        .map(|p| PathBuf::from(p.trim_start_matches(['-', '+'])))
+        .filter(|p| p.is_absolute())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_write_paths_are_read_from_a_drop_in() {
+        let conf = "[Service]\nReadWritePaths=/srv/polycopy -/mnt/journals\n# ReadWritePaths=/nope\nReadWritePaths=\n";
+        assert_eq!(read_write_paths(conf), vec![PathBuf::from("/srv/polycopy"), PathBuf::from("/mnt/journals")]);
+    }
+
+    #[test]
+    fn files_the_service_writes_must_be_in_its_state_directory() {
+        let state = Path::new("/var/lib/polycopy/acct1");
+        // (path, fine)
+        for (path, fine) in [
+            ("/var/lib/polycopy/acct1/polycopy-live.db", true),
+            ("/var/lib/polycopy/acct1/sub/j.db", true),
+            ("/srv/polycopy/live.db", false),
+            ("/var/lib/polycopy/acct2/polycopy-live.db", false),
+            ("/var/lib/polycopy/acct1x/j.db", false),
+            ("relative.db", true),
+        ] {
+            let problems = unwritable_by_the_service("s.toml", state, &[], &[("live.db_path", Path::new(path))]);
+            assert_eq!(problems.is_empty(), fine, "{path}: {problems:?}");
+        }
+        let opened = [PathBuf::from("/srv/polycopy")];
+        let srv = [("live.db_path", Path::new("/srv/polycopy/live.db"))];
+        assert!(unwritable_by_the_service("s.toml", state, &opened, &srv).is_empty(), "opened by a drop-in");
+    }
 
     #[test]
     fn readability_follows_the_permission_bits_for_owner_group_and_others() {

@@ -70,6 +70,17 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
             &unit.prefix,
             &[("emergency_stop_file", &s.emergency_stop_file), (journal, &s.db_path)],
         ));
+        let socket =
+            (!s.control_socket.as_os_str().is_empty()).then_some(("control_socket", s.control_socket.as_path()));
+        let written: Vec<(&str, &std::path::Path)> =
+            [(journal, s.db_path.as_path())].into_iter().chain(socket).collect();
+        let opened = super::service_access::drop_in_writable(&unit.prefix, unit.instance.as_deref());
+        problems.extend(super::service_access::unwritable_by_the_service(
+            &s.origin,
+            &unit.state_dir(),
+            &opened,
+            &written,
+        ));
     }
     let enabled = wallets.as_ref().map_or(0, |w| w.enabled().count());
     let endpoints = match (&settings, &env) {

@@ -87,6 +87,17 @@ impl Location {
     pub fn env_file(&self) -> PathBuf {
         self.config_dir().join("polycopy.env")
     }
+
+    /// `<P>/var/lib/polycopy` or `<P>/var/lib/polycopy/NAME`: the unit's `StateDirectory=`, the
+    /// only place it may write (`ProtectSystem=strict`).
+    #[must_use]
+    pub fn state_dir(&self) -> PathBuf {
+        let base = self.prefix.join("var/lib/polycopy");
+        match &self.instance {
+            Some(i) => base.join(i),
+            None => base,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -534,6 +534,27 @@ async fn test_installed_when_the_env_file_points_at_other_settings_then_refused(
     assert!(inst.log().contains("POLYCOPY_SYSTEM_CONFIG is set in"), "{}", inst.log());
 }
 
+/// On an installed server a journal outside the service's state directory, the only place its
+/// unit may write, is named by `check-config`: the service would fail at start and crash-loop.
+#[test]
+fn test_installed_when_the_journal_is_outside_the_state_directory_then_check_config_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let inst = Installed::stage(&dir.path().join("root"), None);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let journal = format!("db_path = \"{}\"", inst.state().join("polycopy-paper.db").display());
+    inst.edit(&journal, "db_path = \"/srv/polycopy/paper.db\"");
+    let (code, out, err) = inst.cli(elsewhere.path(), &["check-config", "--offline"]);
+    assert_eq!(code, 78, "{out}{err}");
+    assert!(err.contains("db_path") && err.contains("outside the service's state directory"), "{err}");
+    assert!(err.contains("ReadWritePaths="), "{err}");
+    // Opened for writing by a drop-in, as the message says: fine.
+    let drop_in = inst.root.join("etc/systemd/system/polycopy.service.d");
+    std::fs::create_dir_all(&drop_in).unwrap();
+    std::fs::write(drop_in.join("journal.conf"), "[Service]\nReadWritePaths=/srv/polycopy\n").unwrap();
+    let (code, out, err) = inst.cli(elsewhere.path(), &["check-config", "--offline"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 /// On an installed server a stop file the service cannot see as the operator's shell does (a
 /// relative path, resolved in the service's state directory; a path under /tmp, hidden by the
 /// unit's PrivateTmp) is named by `check-config`: touched in an emergency, it would never be obeyed.
