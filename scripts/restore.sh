@@ -191,6 +191,19 @@ if [ "$with_config" = 1 ]; then
   if grep -qx backup.conf <<<"$names"; then targets+=("backup.conf$tab$(backup_conf_file)"); fi
 fi
 
+# The cron jobs open the journal without the daemon's lock: a backup or maintenance run still
+# going would keep the file moved aside open, and SQLite must not have a database renamed under
+# an open connection. Their own locks are taken (waited for, as they may be long) for the swap;
+# a job started later skips its run (flock -n).
+if [ -z "$config_to" ] && [ -d "$pc_prefix/var/log/polycopy" ]; then
+  for job in backup maintenance; do
+    job_lock="$pc_prefix/var/log/polycopy/.$job$(instance_suffix -).lock"
+    [ -f "$job_lock" ] || continue
+    exec {fd}>>"$job_lock"
+    flock -w "${RESTORE_JOB_WAIT_S:-300}" "$fd" \
+      || die "refusing: the cron $job job still runs on the journal ($job_lock held), nothing was touched: run again when it is done"
+  done
+fi
 if [ -n "$service" ]; then
   log info "stopping $service"
   "$systemctl_cmd" stop "$service"

@@ -261,6 +261,30 @@ async fn test_installed_live_when_the_file_says_paper_but_the_live_daemon_runs_t
     assert_eq!(l.cli(&["status", "--json"]).0, 0);
     let live: Value = serde_json::from_str(&l.cli(&["status", "--json"]).1).unwrap();
     assert_eq!(live["breaker"]["state"], "active", "the live daemon was not the one halted: {live}");
+    // A cron backup still running holds the journal open: the restore waits for it, and refuses
+    // when it goes on (a database renamed under an open connection can be damaged).
+    let job_lock = l.inst.root.join("var/log/polycopy/.backup.lock");
+    std::fs::write(&job_lock, "").unwrap();
+    // One process holds it (bash becomes the sleep, the locked descriptor with it): killed, it is gone.
+    let hold = "exec 9>>\"$0\"; flock 9; exec sleep 60";
+    let mut job = std::process::Command::new("bash").args(["-c", hold]).arg(&job_lock).spawn().unwrap();
+    wait_for(10, "the job's lock held", async || {
+        let free = std::process::Command::new("flock").args(["-n"]).arg(&job_lock).arg("true").status().unwrap();
+        (!free.success()).then_some(())
+    })
+    .await;
+    let restored_before = std::fs::read(&paper_db).unwrap();
+    let mut c = std::process::Command::new("bash");
+    c.arg(l.inst.root.join("usr/local/lib/polycopy/restore.sh"))
+        .args([backup.to_str().unwrap(), "--no-service", "--db", paper_db.to_str().unwrap()])
+        .current_dir(l.elsewhere.path());
+    let c = crate::support::installed::clean(&mut c).env("ALLOW_OTHER_MODE", "1").env("RESTORE_JOB_WAIT_S", "1");
+    let (code, out, err) = output(c.output().unwrap());
+    job.kill().unwrap();
+    let _ = job.wait();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("the cron backup job still runs") && err.contains("nothing was touched"), "{err}");
+    assert_eq!(std::fs::read(&paper_db).unwrap(), restored_before, "the journal left as it was");
     l.nothing_in(l.elsewhere.path());
 }
 
