@@ -172,7 +172,7 @@ install -m 0644 "$tmp/logrotate" "$root/etc/logrotate.d/polycopy"
 if [ "$shared_only" = 1 ]; then
   [ -n "$root" ] || systemctl daemon-reload
   names=$(for f in "$etc_base"/*/polycopy.toml; do basename "$(dirname "$f")"; done | tr '\n' ' ')
-  log info "updated the shared files (binary, scripts, units, docs). This server has only named instances (${names% }): no default instance was created (--default-instance creates one). Restart each instance to run the new binary"
+  log info "updated the shared files (binary, scripts, units, docs). This server has only named instances (${names% }): no default instance was created (--default-instance creates one). Run this again with --instance NAME --http-port N for each (its cron file), then restart each to run the new binary"
   exit 0
 fi
 

@@ -195,12 +195,15 @@ fi
 # going would keep the file moved aside open, and SQLite must not have a database renamed under
 # an open connection. Their own locks are taken (waited for, as they may be long) for the swap;
 # a job started later skips its run (flock -n).
+job_wait=${RESTORE_JOB_WAIT_S:-300}
+[[ "$job_wait" =~ ^[0-9]+$ ]] || usage_error "RESTORE_JOB_WAIT_S must be a whole number of seconds"
 if [ -z "$config_to" ] && [ -d "$pc_prefix/var/log/polycopy" ]; then
   for job in backup maintenance; do
     job_lock="$pc_prefix/var/log/polycopy/.$job$(instance_suffix -).lock"
     [ -f "$job_lock" ] || continue
-    exec {fd}>>"$job_lock"
-    flock -w "${RESTORE_JOB_WAIT_S:-300}" "$fd" \
+    # Opened to read: root never creates nor follows into a file in the service user's directory.
+    exec {fd}<"$job_lock"
+    flock -w "$job_wait" "$fd" \
       || die "refusing: the cron $job job still runs on the journal ($job_lock held), nothing was touched: run again when it is done"
   done
 fi

@@ -122,21 +122,24 @@ pub fn unseen_by_the_service(origin: &str, prefix: &Path, paths: &[(&str, &Path)
 /// beside it; a socket set apart) that lie outside `state_dir`, its unit's only writable directory
 /// (`ProtectSystem=strict`): the service would fail at start with "Read-only file system" and
 /// crash-loop into systemd's start limit. Relative paths are [`unseen_by_the_service`]'s.
-/// `writable` adds the directories drop-ins open with `ReadWritePaths=` ([`drop_in_writable`]).
+/// `writable` adds what the unit's drop-ins open ([`drop_in_writable`]).
 #[must_use]
 pub fn unwritable_by_the_service(
     origin: &str,
     state_dir: &Path,
-    writable: &[PathBuf],
+    writable: &Writable,
     paths: &[(&str, &Path)],
 ) -> Vec<Problem> {
+    if writable.anywhere {
+        return Vec::new();
+    }
     paths
         .iter()
         // A hidden one is said by `unseen_by_the_service` already.
         .filter(|(_, p)| {
             p.is_absolute()
                 && !p.starts_with(state_dir)
-                && !writable.iter().any(|w| p.starts_with(w))
+                && !writable.dirs.iter().any(|w| p.starts_with(w))
                 && !HIDDEN.iter().any(|d| p.starts_with(d))
         })
         .map(|(field, p)| {
@@ -155,33 +158,63 @@ pub fn unwritable_by_the_service(
         .collect()
 }
 
-/// The directories the unit's drop-ins (`<unit>.d/*.conf` under `<prefix>/etc/systemd/system`,
-/// for an instance also the template's) open for writing with `ReadWritePaths=`.
+/// What the unit's drop-ins make writable besides its state directory.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Writable {
+    /// Directories opened with `ReadWritePaths=`.
+    pub dirs: Vec<PathBuf>,
+    /// A drop-in changes what is writable in a way not followed here (`ProtectSystem=` other than
+    /// `strict`, `BindPaths=`, another `StateDirectory=`, a specifier such as `%S`): nothing is
+    /// named then, rather than refusing a set-up that works.
+    pub anywhere: bool,
+}
+
+/// What the unit's drop-ins (`<unit>.d/*.conf` under `<prefix>/etc/systemd/system` and
+/// `<prefix>/run/systemd/system`, for an instance also the template's, and `service.d` for every
+/// service) make writable, read in systemd's order (by file name).
 #[must_use]
-pub fn drop_in_writable(prefix: &Path, instance: Option<&str>) -> Vec<PathBuf> {
-    let units = match instance {
-        Some(i) => vec!["polycopy@.service.d".to_owned(), format!("polycopy@{i}.service.d")],
-        None => vec!["polycopy.service.d".to_owned()],
-    };
-    let mut out = Vec::new();
-    for unit in units {
-        let Ok(entries) = std::fs::read_dir(prefix.join("etc/systemd/system").join(unit)) else { continue };
-        for e in entries.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "conf")) {
-            out.extend(read_write_paths(&std::fs::read_to_string(e.path()).unwrap_or_default()));
+pub fn drop_in_writable(prefix: &Path, instance: Option<&str>) -> Writable {
+    let mut units = vec!["service.d".to_owned()];
+    match instance {
+        Some(i) => units.extend(["polycopy@.service.d".to_owned(), format!("polycopy@{i}.service.d")]),
+        None => units.push("polycopy.service.d".to_owned()),
+    }
+    let mut files: Vec<PathBuf> = Vec::new();
+    for base in ["etc/systemd/system", "run/systemd/system"] {
+        for unit in &units {
+            let Ok(entries) = std::fs::read_dir(prefix.join(base).join(unit)) else { continue };
+            files.extend(entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "conf")));
         }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    let mut out = Writable::default();
+    for f in files {
+        read_drop_in(&std::fs::read_to_string(f).unwrap_or_default(), &mut out);
     }
     out
 }
 
-/// The paths of a unit file's `ReadWritePaths=` lines (a leading `-` marks one that may be
-/// missing).
-fn read_write_paths(unit: &str) -> Vec<PathBuf> {
-    unit.lines()
-        .filter_map(|l| l.trim().strip_prefix("ReadWritePaths="))
-        .flat_map(str::split_whitespace)
-        .map(|p| PathBuf::from(p.trim_start_matches(['-', '+'])))
-        .filter(|p| p.is_absolute())
-        .collect()
+/// Folds one drop-in's lines into `w`: `ReadWritePaths=` adds its paths (a leading `-` marks one
+/// that may be missing; an empty one resets the list, as in systemd).
+fn read_drop_in(unit: &str, w: &mut Writable) {
+    for line in unit.lines().map(str::trim) {
+        let Some((key, value)) = line.split_once('=') else { continue };
+        match key.trim() {
+            "ReadWritePaths" if value.trim().is_empty() => w.dirs.clear(),
+            "ReadWritePaths" => {
+                for p in value.split_whitespace().map(|p| p.trim_matches('"').trim_start_matches(['-', '+'])) {
+                    if p.contains('%') || !p.starts_with('/') {
+                        w.anywhere = true;
+                    } else {
+                        w.dirs.push(PathBuf::from(p));
+                    }
+                }
+            }
+            "ProtectSystem" if value.trim() != "strict" => w.anywhere = true,
+            "BindPaths" | "StateDirectory" => w.anywhere = true,
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -189,9 +222,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn read_write_paths_are_read_from_a_drop_in() {
-        let conf = "[Service]\nReadWritePaths=/srv/polycopy -/mnt/journals\n# ReadWritePaths=/nope\nReadWritePaths=\n";
-        assert_eq!(read_write_paths(conf), vec![PathBuf::from("/srv/polycopy"), PathBuf::from("/mnt/journals")]);
+    fn what_a_drop_in_makes_writable_is_read_as_systemd_would() {
+        let read = |conf: &str| {
+            let mut w = Writable::default();
+            read_drop_in(conf, &mut w);
+            w
+        };
+        let dirs = |d: &[&str]| Writable { dirs: d.iter().map(PathBuf::from).collect(), anywhere: false };
+        let anywhere = Writable { dirs: Vec::new(), anywhere: true };
+        for (conf, want) in [
+            ("[Service]\nReadWritePaths=/srv/polycopy -/mnt/journals\n", dirs(&["/srv/polycopy", "/mnt/journals"])),
+            ("# ReadWritePaths=/nope\n", dirs(&[])),
+            ("ReadWritePaths=/a\nReadWritePaths=\nReadWritePaths=/b\n", dirs(&["/b"])),
+            ("ReadWritePaths=\"/srv/q\"\n", dirs(&["/srv/q"])),
+            ("ReadWritePaths=%S/polycopy-extra\n", anywhere.clone()),
+            ("ProtectSystem=full\n", anywhere.clone()),
+            ("ProtectSystem=strict\n", dirs(&[])),
+            ("BindPaths=/srv:/var/lib/polycopy/srv\n", anywhere),
+        ] {
+            assert_eq!(read(conf), want, "{conf}");
+        }
     }
 
     #[test]
@@ -206,12 +256,15 @@ mod tests {
             ("/var/lib/polycopy/acct1x/j.db", false),
             ("relative.db", true),
         ] {
-            let problems = unwritable_by_the_service("s.toml", state, &[], &[("live.db_path", Path::new(path))]);
+            let problems =
+                unwritable_by_the_service("s.toml", state, &Writable::default(), &[("live.db_path", Path::new(path))]);
             assert_eq!(problems.is_empty(), fine, "{path}: {problems:?}");
         }
-        let opened = [PathBuf::from("/srv/polycopy")];
+        let opened = Writable { dirs: vec![PathBuf::from("/srv/polycopy")], anywhere: false };
         let srv = [("live.db_path", Path::new("/srv/polycopy/live.db"))];
         assert!(unwritable_by_the_service("s.toml", state, &opened, &srv).is_empty(), "opened by a drop-in");
+        let loosened = Writable { dirs: Vec::new(), anywhere: true };
+        assert!(unwritable_by_the_service("s.toml", state, &loosened, &srv).is_empty(), "not followed: not named");
     }
 
     #[test]

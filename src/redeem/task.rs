@@ -161,7 +161,12 @@ impl Redeemer {
         // wrong adapter.
         let lately = now_ms() - i64::try_from(DONE_FOR.as_millis()).unwrap_or(i64::MAX);
         let redeemed: HashSet<B256> = ask(self.store.send(RedeemedSince(lately)).await)?.into_iter().collect();
-        resolved.retain(|r| !done.contains_key(&r.condition_id) && !redeemed.contains(&r.condition_id));
+        // A V3 redemption is journaled under its position's id (the router redeems a position).
+        resolved.retain(|r| {
+            !done.contains_key(&r.condition_id)
+                && !redeemed.contains(&r.condition_id)
+                && !redeemed.contains(&B256::from(r.token_id))
+        });
         let (held, unread) = self.holdings(chain, resolved).await;
         for (condition_id, hs) in by_condition(&held) {
             if !unread.contains(&condition_id) && hs.iter().all(|h| h.payout.0 == 0 || h.shares.0 == 0) {

@@ -469,17 +469,18 @@ impl Store {
     }
 
     /// Transactions whose provisional fills were taken over from an earlier transaction of the
-    /// same match (a resubmission): one that fails may have lost to that earlier one.
+    /// same match (a resubmission), with that earlier one: one that fails may have lost to it.
     ///
     /// # Errors
     /// On a database error or a corrupt hash.
-    pub fn replacement_txs(&self) -> StoreResult<Vec<B256>> {
+    pub fn replacement_txs(&self) -> StoreResult<Vec<(B256, B256)>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT DISTINCT tx_hash FROM fills INDEXED BY fills_provisional WHERE provisional = 1 AND orphaned = 0 \
-             AND replaced_tx IS NOT NULL",
+            "SELECT DISTINCT tx_hash, replaced_tx FROM fills INDEXED BY fills_provisional WHERE provisional = 1 \
+             AND orphaned = 0 AND replaced_tx IS NOT NULL",
         )?;
-        let hashes: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        hashes.iter().map(|h| hex_b256(h, "fills.tx_hash")).collect()
+        let pairs: Vec<(String, String)> =
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        pairs.iter().map(|(h, e)| Ok((hex_b256(h, "fills.tx_hash")?, hex_b256(e, "fills.replaced_tx")?))).collect()
     }
 
     /// Transactions with provisional fills still waiting for their block.

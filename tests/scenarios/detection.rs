@@ -927,6 +927,40 @@ async fn test_detection_when_a_resubmission_fails_because_the_first_was_mined_th
     assert_eq!(rows_of(&d, FAST).len(), 1, "one fill");
 }
 
+/// As above, but both transactions are dropped: nothing will ever confirm the match, so the failed
+/// resubmission is orphaned at once, the feed behind or not (a copy waiting its turn must not
+/// leave for a trade that never happened).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_resubmission_and_the_first_are_both_dropped_then_orphaned_at_once() {
+    let anvil = Anvil::start().await;
+    install_exchange(&anvil, V2_EXCHANGE).await;
+    let proxy = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), u64::MAX).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &proxy.url, "", &wallets(&[(FAST, "fast", true)], 0.1));
+    d.start_with(&[&ON_SIGHT[..], &[("POLYCOPY_DETECTION__TRIGGER", "confirmed")][..]].concat());
+    d.wait_live().await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement(Generation::V2, FAST, 11, 100 * ONE, 40 * ONE, 1);
+    let first = send(&anvil, ex, &data).await;
+    wait_for(20, "the sighting", async || rows_of(&d, FAST).into_iter().next()).await;
+    let again = send(&anvil, ex, &data).await;
+    wait_for(20, "the resubmission took the fill over", async || {
+        rows_of(&d, FAST).into_iter().find(|r| r["fill"].as_str().unwrap().starts_with(&again.to_string()))
+    })
+    .await;
+    proxy.hold_logs(true);
+    for tx in [again, first] {
+        anvil.raw("anvil_dropTransaction", json!([tx])).await;
+    }
+    let row = wait_for(30, "the sighting orphaned, the feed held", async || {
+        anvil.mine(1).await;
+        rows_of(&d, FAST).into_iter().find(|r| r["reason"] == "orphaned")
+    })
+    .await;
+    assert_eq!(row["status"], "withdrawn", "{row}");
+    proxy.hold_logs(false);
+}
+
 /// A settlement sighted in the pool, then the daemon restarted with pending detection off while
 /// the transaction was dropped: nothing follows the pool any more, so the sighting is an orphan
 /// at start (never copied, the target's position given back), not provisional for ever.

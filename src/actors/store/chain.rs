@@ -71,7 +71,7 @@ store_handler!(ProvisionalTxs -> Vec<B256>, |s, _m| s.provisional_txs());
 /// Transactions whose provisional fills a resubmission took over ([`crate::store::Store::replacement_txs`]).
 #[derive(Debug)]
 pub struct ReplacementTxs;
-store_handler!(ReplacementTxs -> Vec<B256>, |s, _m| s.replacement_txs());
+store_handler!(ReplacementTxs -> Vec<(B256, B256)>, |s, _m| s.replacement_txs());
 
 /// Rewind to a reorg's common ancestor.
 #[derive(Debug)]

@@ -265,10 +265,13 @@ impl Mempool {
             // The pool is unreadable (a timeout of its large answer, a provider that stopped
             // serving it): the followed settlements are still looked up one by one, so a revert
             // or a drop still withdraws a copy waiting its turn.
+            // The pool's error is the round's (a follow-up's own failure is only logged).
             Err(e) => {
                 if self.followed_at.is_none_or(|t| t.elapsed() >= self.cfg.poll) {
-                    self.follow_up(head, None).await?;
-                    self.followed_at = Some(Instant::now());
+                    match self.follow_up(head, None).await {
+                        Ok(()) => self.followed_at = Some(Instant::now()),
+                        Err(f) => debug!(cause = %f, "following up sightings without the pool failed"),
+                    }
                 }
                 return Err(e);
             }
@@ -474,7 +477,7 @@ impl Mempool {
             };
             if pending {
                 if let Some(e) = self.tracked.get_mut(&hash) {
-                    *e = Tracked { missing: 0, missing_since: None, ..*e };
+                    *e = Tracked { missing: 0, missing_since: None, failed_at: None, ..*e };
                 }
                 if head.saturating_sub(t.first_head) >= self.cfg.orphan_after_blocks {
                     orphans.push((hash, format!("not mined within {} blocks", self.cfg.orphan_after_blocks)));
@@ -522,8 +525,9 @@ impl Mempool {
     /// holding a match it took over from an earlier transaction (an operator's resubmission) may
     /// have failed because that earlier one was mined: its fills are orphaned only once the feed
     /// has read up to that head, by when the earlier transaction's log has confirmed them (and
-    /// there is nothing left to orphan). Orphaned at once, they were reported as trades that never
-    /// happened, and a copy waiting its turn withdrawn.
+    /// there is nothing left to orphan); while the earlier one is still pending, they wait for it.
+    /// Orphaned at once, they were reported as trades that never happened, and a copy waiting its
+    /// turn withdrawn. An earlier one that reverted or is gone decides nothing: orphaned now.
     async fn failed_for_good(
         &mut self,
         hash: B256,
@@ -531,8 +535,20 @@ impl Mempool {
         head: u64,
         round: &mut Round,
     ) -> Result<bool, ChainError> {
-        if !round.replacements(&self.peers.store).await?.contains(&hash) {
+        let Some(earlier) = round.replacements(&self.peers.store).await?.get(&hash).copied() else {
             return Ok(true);
+        };
+        match self.rpc.receipt_status(earlier).await? {
+            Some(true) => {}
+            Some(false) => return Ok(true),
+            None => {
+                let stuck = head.saturating_sub(t.first_head) >= self.cfg.orphan_after_blocks;
+                if stuck || !self.rpc.transaction(earlier).await?.is_some_and(|(_, pending)| pending) {
+                    return Ok(true);
+                }
+                debug!(tx = %hash, earlier = %earlier, "a resubmitted settlement failed while the one it replaced is pending: waiting for it");
+                return Ok(false);
+            }
         }
         let at = t.failed_at.unwrap_or(head);
         if t.failed_at.is_none() {
@@ -586,8 +602,8 @@ fn next_pause(last: Duration, poll: Duration, failing: bool) -> Duration {
 struct Round {
     /// The transactions whose fills the journal still holds provisional.
     provisional: Option<HashSet<B256>>,
-    /// Those of them holding a match taken over from an earlier transaction.
-    replacements: Option<HashSet<B256>>,
+    /// Those of them holding a match taken over from an earlier transaction, with that one.
+    replacements: Option<HashMap<B256, B256>>,
     /// How far the feed has journaled the chain.
     checkpoint: Option<u64>,
 }
@@ -601,7 +617,7 @@ impl Round {
         Ok(self.provisional.get_or_insert_default())
     }
 
-    async fn replacements(&mut self, store: &Addr<StoreActor>) -> Result<&HashSet<B256>, ChainError> {
+    async fn replacements(&mut self, store: &Addr<StoreActor>) -> Result<&HashMap<B256, B256>, ChainError> {
         if self.replacements.is_none() {
             let txs = store.send(ReplacementTxs).await.map_err(|e| ChainError::Mailbox(e.to_string()))??;
             self.replacements = Some(txs.into_iter().collect());
