@@ -867,14 +867,7 @@ async fn test_detection_when_a_pending_sell_is_replaced_and_mined_before_the_fee
 /// standing (a copy waiting its turn would otherwise be sent for a trade that never happened).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_detection_when_the_pool_cannot_be_read_then_a_dropped_sighting_is_still_orphaned() {
-    let anvil = Anvil::start().await;
-    install_exchange(&anvil, V2_EXCHANGE).await;
-    let proxy = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), u64::MAX).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &proxy.url, "", &wallets(&[(FAST, "fast", true)], 0.1));
-    d.start_with(&[&ON_SIGHT[..], &[("POLYCOPY_DETECTION__TRIGGER", "confirmed")][..]].concat());
-    d.wait_live().await;
-    anvil.raw("evm_setAutomine", json!([false])).await;
+    let (anvil, proxy, _dir, d) = sightings_through_a_proxy().await;
     let (ex, data) = settlement(Generation::V2, FAST, 11, 100 * ONE, 40 * ONE, 1);
     let tx = send(&anvil, ex, &data).await;
     wait_for(20, "the sighting", async || rows_of(&d, FAST).into_iter().next()).await;
@@ -889,12 +882,9 @@ async fn test_detection_when_the_pool_cannot_be_read_then_a_dropped_sighting_is_
     assert_eq!(d.executions_for(&tx), 0);
 }
 
-/// The operator resubmits a pending settlement (the same match, a second transaction); the first
-/// one is mined and the resubmission dropped (its match was filled) while the chain feed is
-/// behind. The fill is not reported as a trade that never happened: the failed resubmission waits
-/// for the feed, and the first transaction's block confirms the fill.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_detection_when_a_resubmission_fails_because_the_first_was_mined_then_the_fill_is_not_orphaned() {
+/// A daemon watching FAST through a proxy in front of anvil, its sightings journaled and left to
+/// their blocks (trigger `confirmed`), blocks mined by hand.
+async fn sightings_through_a_proxy() -> (Anvil, crate::support::capped_rpc::CappedRpc, tempfile::TempDir, Daemon) {
     let anvil = Anvil::start().await;
     install_exchange(&anvil, V2_EXCHANGE).await;
     let proxy = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), u64::MAX).await;
@@ -903,16 +893,36 @@ async fn test_detection_when_a_resubmission_fails_because_the_first_was_mined_th
     d.start_with(&[&ON_SIGHT[..], &[("POLYCOPY_DETECTION__TRIGGER", "confirmed")][..]].concat());
     d.wait_live().await;
     anvil.raw("evm_setAutomine", json!([false])).await;
+    (anvil, proxy, dir, d)
+}
+
+/// A settlement of FAST sighted, then sent again by the operator (the same match, a second
+/// transaction), which takes the sighting over: (the first, the resubmission).
+async fn resubmitted(anvil: &Anvil, d: &Daemon) -> (B256, B256) {
     let (ex, data) = settlement(Generation::V2, FAST, 11, 100 * ONE, 40 * ONE, 1);
-    let first = send(&anvil, ex, &data).await;
-    wait_for(20, "the sighting", async || rows_of(&d, FAST).into_iter().next()).await;
-    let again = send(&anvil, ex, &data).await;
+    let first = send(anvil, ex, &data).await;
+    wait_for(20, "the sighting", async || rows_of(d, FAST).into_iter().next()).await;
+    let again = send(anvil, ex, &data).await;
+    wait_for(20, "the resubmission took the fill over", async || {
+        rows_of(d, FAST).into_iter().find(|r| r["fill"].as_str().unwrap().starts_with(&again.to_string()))
+    })
+    .await;
+    (first, again)
+}
+
+/// The operator resubmits a pending settlement (the same match, a second transaction); the first
+/// one is mined and the resubmission dropped (its match was filled) while the chain feed is
+/// behind. The fill is not reported as a trade that never happened: the failed resubmission waits
+/// for the feed, and the first transaction's block confirms the fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_resubmission_fails_because_the_first_was_mined_then_the_fill_is_not_orphaned() {
+    let (anvil, proxy, _dir, d) = sightings_through_a_proxy().await;
+    let (first, again) = resubmitted(&anvil, &d).await;
     let under = |tx: B256, provisional: bool| {
         rows_of(&d, FAST)
             .into_iter()
             .find(|r| r["fill"].as_str().unwrap().starts_with(&tx.to_string()) && r["provisional"] == provisional)
     };
-    wait_for(20, "the resubmission took the fill over", async || under(again, true)).await;
     proxy.hold_logs(true);
     anvil.raw("anvil_dropTransaction", json!([again])).await;
     wait_for(30, "the failed resubmission decided", async || {
@@ -932,22 +942,8 @@ async fn test_detection_when_a_resubmission_fails_because_the_first_was_mined_th
 /// leave for a trade that never happened).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_detection_when_a_resubmission_and_the_first_are_both_dropped_then_orphaned_at_once() {
-    let anvil = Anvil::start().await;
-    install_exchange(&anvil, V2_EXCHANGE).await;
-    let proxy = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), u64::MAX).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &proxy.url, "", &wallets(&[(FAST, "fast", true)], 0.1));
-    d.start_with(&[&ON_SIGHT[..], &[("POLYCOPY_DETECTION__TRIGGER", "confirmed")][..]].concat());
-    d.wait_live().await;
-    anvil.raw("evm_setAutomine", json!([false])).await;
-    let (ex, data) = settlement(Generation::V2, FAST, 11, 100 * ONE, 40 * ONE, 1);
-    let first = send(&anvil, ex, &data).await;
-    wait_for(20, "the sighting", async || rows_of(&d, FAST).into_iter().next()).await;
-    let again = send(&anvil, ex, &data).await;
-    wait_for(20, "the resubmission took the fill over", async || {
-        rows_of(&d, FAST).into_iter().find(|r| r["fill"].as_str().unwrap().starts_with(&again.to_string()))
-    })
-    .await;
+    let (anvil, proxy, _dir, d) = sightings_through_a_proxy().await;
+    let (first, again) = resubmitted(&anvil, &d).await;
     proxy.hold_logs(true);
     for tx in [again, first] {
         anvil.raw("anvil_dropTransaction", json!([tx])).await;

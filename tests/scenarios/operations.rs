@@ -451,17 +451,25 @@ async fn test_reload_when_wallets_json_is_a_link_and_its_target_is_edited_then_a
     assert_eq!(d.stop().code(), Some(0));
 }
 
-/// health_check.sh --allow-halted (how update.sh and restore.sh check a daemon that was halted)
-/// accepts a halt, never a risk supervisor that does not answer: that daemon would be declared
-/// healthy and then killed by the watchdog.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_health_check_when_halts_are_allowed_then_a_supervisor_that_does_not_answer_still_fails() {
+/// A daemon copying A whose supervisor holds a `resume` in its turn while the file `hold` exists
+/// in its directory (fault point `hold_resume`).
+async fn resume_held_when_asked() -> (Anvil, tempfile::TempDir, Daemon) {
     let anvil = Anvil::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
     let hold = dir.path().join("hold");
     d.start_with(&[("POLYCOPY_FAULT", "hold_resume"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
     d.wait_live().await;
+    (anvil, dir, d)
+}
+
+/// health_check.sh --allow-halted (how update.sh and restore.sh check a daemon that was halted)
+/// accepts a halt, never a risk supervisor that does not answer: that daemon would be declared
+/// healthy and then killed by the watchdog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_health_check_when_halts_are_allowed_then_a_supervisor_that_does_not_answer_still_fails() {
+    let (_anvil, dir, d) = resume_held_when_asked().await;
+    let hold = dir.path().join("hold");
     let url = d.http_base().await;
     let check = || {
         let args = ["--url", url.as_str(), "--no-backup-check", "--min-disk-mb", "1", "--allow-halted"];
@@ -488,12 +496,8 @@ async fn test_health_check_when_halts_are_allowed_then_a_supervisor_that_does_no
 /// must not then open trading again: the halt was the operator's last word.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_halt_when_a_resume_is_still_queued_then_the_halt_wins() {
-    let anvil = Anvil::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    let (anvil, dir, d) = resume_held_when_asked().await;
     let hold = dir.path().join("hold");
-    d.start_with(&[("POLYCOPY_FAULT", "hold_resume"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
-    d.wait_live().await;
     let (code, _, err) = d.run_cli(&["halt", "--reason", "first look"]);
     assert_eq!(code, 0, "{err}");
     std::fs::write(&hold, "").unwrap();
