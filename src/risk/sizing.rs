@@ -1,8 +1,12 @@
 //! How big our copy of one target fill is. Pure; every rounding is down to the CLOB's 0.01-share lot.
 //!
 //! - BUY, `multiplier`: target shares × multiplier.
-//! - BUY, `fixed_usdc`: the amount ÷ the target's price.
-//! - BUY, either mode: clipped so that shares × limit price stays within the wallet's `max_order_usdc`.
+//! - BUY, `fixed_usdc`: the amount ÷ the limit price, so the copy never costs more than the amount.
+//! - BUY, either mode: clipped so that shares × limit price stays within the wallet's `max_order_usdc`;
+//!   the limit never above the wallet's `max_price`.
+//! - The limit price moves against us by the slippage and never further: it is kept inside the
+//!   widest range any tick allows ([0.0001, 0.9999]), so a clamp only ever moves it our way; the
+//!   executor then puts it on the market's own tick, inward, or refuses it.
 //! - SELL, any mode: the same fraction of our position as the target sold of its own (its balance
 //!   before the fill), never more than we hold.
 
@@ -83,9 +87,10 @@ pub struct Sized {
     pub limit_price: Price,
 }
 
-/// Lowest and highest limit price we ever send (the widest tick range).
-const PRICE_FLOOR: i64 = 1_000;
-const PRICE_CEIL: i64 = ONE - 1_000;
+/// Lowest and highest limit price we ever send: the range of the finest tick (0.0001). Narrower
+/// would raise a BUY's limit (or lower a SELL's) past the slippage on a 0.0001-tick market.
+const PRICE_FLOOR: i64 = 100;
+const PRICE_CEIL: i64 = ONE - 100;
 
 /// Rounds down to a whole number of lots.
 #[must_use]
@@ -104,12 +109,18 @@ pub fn limit_price(side: Side, target: Price, bps: u32) -> Price {
     Price(p.clamp(PRICE_FLOOR, PRICE_CEIL))
 }
 
-/// Refuses a fill older than `max_copy_delay_s` (0: no limit) at `now_ms`: checked before anything
-/// is looked up on the network, and again in [`size_copy`].
+/// Refuses a BUY older than `max_copy_delay_s` (0: no limit) at `now_ms`: checked before anything
+/// is looked up on the network, and again in [`size_copy`]. An exit is never stale: the target
+/// has left, and no later fill of its will say so again, so a refused exit would leave us holding
+/// to resolution what it sold; its limit (the target's price less the slippage) already keeps it
+/// from selling cheaper than the target did.
 ///
 /// # Errors
 /// [`DenyReason::Stale`].
 pub fn check_fresh(fill: &TargetFill, max_copy_delay_s: u64, now_ms: i64) -> Result<(), DenyReason> {
+    if fill.side == Side::Sell {
+        return Ok(());
+    }
     let age_s = now_ms / 1000 - i64::try_from(fill.block_ts).unwrap_or(i64::MAX);
     if max_copy_delay_s > 0 && age_s > i64::try_from(max_copy_delay_s).unwrap_or(i64::MAX) {
         return Err(DenyReason::Stale { age_s, max_s: max_copy_delay_s });
@@ -130,7 +141,13 @@ pub fn size_copy(fill: &TargetFill, rules: &CopyRules, ctx: &SizingContext) -> R
     if fill.side == Side::Buy && out_of_band {
         return Err(DenyReason::PriceOutOfBand { price: fill.price, min: rules.min_price, max: rules.max_price });
     }
-    let limit = limit_price(fill.side, fill.price, ctx.max_slippage_bps);
+    let mut limit = limit_price(fill.side, fill.price, ctx.max_slippage_bps);
+    if fill.side == Side::Buy
+        && let Some(max) = rules.max_price
+    {
+        // The band caps what we pay, not only the target's price: in band, so never below it.
+        limit = limit.min(max);
+    }
     let shares = match fill.side {
         Side::Buy => buy_shares(fill, rules, limit),
         Side::Sell => {
@@ -156,7 +173,8 @@ fn buy_shares(fill: &TargetFill, rules: &CopyRules, limit: Price) -> i64 {
             let v = (Decimal::from(fill.shares.0) * m).floor();
             i64::try_from(v.mantissa() / 10i128.pow(v.scale())).unwrap_or(0).max(0)
         }
-        SizingRule::FixedUsdc(u) => div_by_price(u.0, fill.price),
+        // At the limit, the worst price we may pay: the amount is what the copy may cost.
+        SizingRule::FixedUsdc(u) => div_by_price(u.0, limit),
     };
     let mut shares = floor_lot(raw);
     if let Some(cap) = rules.max_order_usdc {
@@ -346,6 +364,17 @@ mod tests {
     }
 
     #[test]
+    fn a_late_exit_is_still_copied() {
+        let mut f = fill(Side::Sell, 10 * ONE, 580_000);
+        f.block_ts = 1_000;
+        let c = SizingContext { max_copy_delay_s: 300, now_ms: 1_400_000, ..ctx(10 * ONE, Some(10 * ONE)) };
+        assert_eq!(size_copy(&f, &rules(mult("0.1")), &c).map(|s| s.shares), Ok(Shares(10 * ONE)));
+        assert_eq!(check_fresh(&f, 300, 1_400_000), Ok(()));
+        f.side = Side::Buy;
+        assert_eq!(check_fresh(&f, 300, 1_400_000).map_err(|e| e.code()), Err("stale"));
+    }
+
+    #[test]
     fn rejects_stale_fills() {
         let mut f = fill(Side::Buy, 10 * ONE, 500_000);
         f.block_ts = 1_000;
@@ -365,9 +394,51 @@ mod tests {
     fn limit_price_moves_against_us_within_range() {
         assert_eq!(limit_price(Side::Buy, Price(500_000), 200), Price(510_000));
         assert_eq!(limit_price(Side::Sell, Price(500_000), 200), Price(490_000));
-        assert_eq!(limit_price(Side::Buy, Price(995_000), 200), Price(999_000));
-        assert_eq!(limit_price(Side::Sell, Price(1_000), 200), Price(1_000));
         assert_eq!(limit_price(Side::Buy, Price(470_000), 0), Price(470_000));
+        // (side, target, bps, limit): a clamp only ever moves the limit our way, down for a BUY
+        // and up for a SELL, never past the slippage (a 0.0001-tick market trades at 0.0002).
+        let cases = [
+            (Side::Buy, 995_000, 200, 999_900),
+            (Side::Buy, 999_900, 200, 999_900),
+            (Side::Buy, 200, 200, 204),
+            (Side::Buy, 100, 10_000, 200),
+            (Side::Sell, 1_000, 200, 980),
+            (Side::Sell, 500, 200, 490),
+            (Side::Sell, 100, 200, 100),
+            (Side::Sell, 999_900, 200, 979_902),
+        ];
+        for (side, target, bps, want) in cases {
+            let got = limit_price(side, Price(target), bps);
+            assert_eq!(got, Price(want), "{side:?} {target} {bps}");
+            match side {
+                Side::Buy => assert!(got.0 <= target + target * i64::from(bps) / 10_000),
+                Side::Sell => assert!(got.0 >= target - target * i64::from(bps) / 10_000),
+            }
+        }
+    }
+
+    #[test]
+    fn a_buy_never_pays_above_the_band_or_more_than_its_fixed_amount() {
+        // (sizing, price, max_price, bps, expected shares, expected limit)
+        let cases: Vec<(SizingRule, i64, Option<i64>, u32, i64, i64)> = vec![
+            // the band's top caps the limit: 0.95 + 2 % would be 0.969
+            (mult("1"), 950_000, Some(950_000), 200, 10 * ONE, 950_000),
+            (mult("1"), 900_000, Some(950_000), 1_000, 10 * ONE, 950_000),
+            (mult("1"), 900_000, None, 200, 10 * ONE, 918_000),
+            // 100 USDC at a 0.51 limit: 196.07 shares, 99.9957 USDC at worst (not 200 shares, 102)
+            (SizingRule::FixedUsdc(Usdc(100 * ONE)), 500_000, None, 200, 196_070_000, 510_000),
+            (SizingRule::FixedUsdc(Usdc(100 * ONE)), 500_000, None, 0, 200 * ONE, 500_000),
+        ];
+        for (i, (rule, price, max, bps, shares, limit)) in cases.into_iter().enumerate() {
+            let mut r = rules(rule);
+            r.max_price = max.map(Price);
+            let c = SizingContext { max_slippage_bps: bps, ..ctx(0, None) };
+            let got = size_copy(&fill(Side::Buy, 10 * ONE, price), &r, &c);
+            assert_eq!(got, Ok(Sized { shares: Shares(shares), limit_price: Price(limit) }), "case {i}");
+            if let (SizingRule::FixedUsdc(u), Ok(s)) = (rule, got) {
+                assert!(mul_price_floor(s.shares, s.limit_price) <= u.0, "case {i}: costs more than its amount");
+            }
+        }
     }
 
     #[test]

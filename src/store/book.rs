@@ -213,13 +213,15 @@ impl Store {
         Ok(())
     }
 
-    /// Copies per wallet since `since_ms`: (wallet, executed_at_ms), oldest first.
+    /// BUY copies per wallet since `since_ms` (what the frequency limits count): (wallet,
+    /// executed_at_ms), oldest first.
     ///
     /// # Errors
     /// On a database error or a corrupt row.
     pub fn copies_since(&self, since_ms: i64) -> StoreResult<Vec<(Address, i64)>> {
         let mut st = self.conn.prepare(
-            "SELECT wallet, executed_at_ms FROM executions WHERE executed_at_ms >= ?1 ORDER BY executed_at_ms",
+            "SELECT wallet, executed_at_ms FROM executions WHERE executed_at_ms >= ?1 AND side = 'BUY' \
+             ORDER BY executed_at_ms",
         )?;
         let rows = st.query_map([since_ms], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         rows.map(|r| {

@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use alloy::primitives::{Address, address};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"); // enabled target
 const B: Address = address!("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"); // disabled target
@@ -129,6 +129,36 @@ async fn test_sell_when_target_sells_part_of_its_balance_then_we_sell_the_same_f
     .await;
     assert_eq!(rows[3]["reason"], "no_position");
     assert!(d.status()["positions"].as_array().unwrap().is_empty());
+}
+
+/// Exits are exempt from the frequency limits and do not use up their budget: with two copies an
+/// hour, a BUY, its exit, and another BUY are all copied; a third BUY is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_frequency_when_a_target_exits_then_the_exit_uses_none_of_its_buys_budget() {
+    let anvil = Anvil::start().await;
+    anvil.install_balances().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = json!({
+        "defaults": {"sizing": {"mode": "multiplier", "multiplier": 0.1}},
+        "wallets": [{"address": A.to_string(), "label": "whale", "max_trades_per_hour": 2}],
+    });
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &rules);
+    d.start();
+    d.wait_live().await;
+    anvil.emit(&Fill::v2(1, A, C1, true, 77, 100 * ONE, 40 * ONE)).await;
+    anvil.set_balance(A, 77, 100 * ONE).await;
+    anvil.emit(&Fill::v2(2, A, C1, false, 77, 100 * ONE, 50 * ONE)).await;
+    anvil.emit(&Fill::v2(3, A, C1, true, 78, 100 * ONE, 40 * ONE)).await;
+    anvil.emit(&Fill::v2(4, A, C1, true, 79, 100 * ONE, 40 * ONE)).await;
+    let rows = wait_for(20, "four decisions", async || {
+        let r = d.trades();
+        (r.len() == 4 && r.iter().all(|r| r["status"] != "pending")).then_some(r)
+    })
+    .await;
+    let decided: Vec<(&str, &str)> =
+        rows.iter().map(|r| (r["side"].as_str().unwrap(), r["status"].as_str().unwrap())).collect();
+    assert_eq!(decided, [("BUY", "executed"), ("SELL", "executed"), ("BUY", "executed"), ("BUY", "rejected")]);
+    assert_eq!(rows[3]["reason"], "trade_rate", "{:?}", rows[3]);
 }
 
 /// Two targets copied into the same outcome: one target's full exit sells only what its own

@@ -270,6 +270,37 @@ async fn test_backfill_when_fill_older_than_max_delay_then_journaled_as_stale() 
     executed(&d, 1).await;
 }
 
+/// An exit is never stale: a target's SELL found by the backfill after a long outage is copied
+/// (no later fill of the target would say it left), while its stale BUY in the same backfill is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_backfill_when_exit_older_than_max_delay_then_still_copied() {
+    let anvil = Anvil::start().await;
+    anvil.install_balances().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.set("copy", "max_copy_delay_s = 2");
+    d.start();
+    d.wait_live().await;
+    anvil.emit(&buy(1, 91)).await;
+    executed(&d, 1).await;
+    assert!(d.stop().success());
+    // While we are down, the target sells all it holds of 91 and buys 92.
+    anvil.set_balance(A, 91, 100 * ONE).await;
+    let (block, _) = anvil.emit(&Fill::v2(2, A, C, false, 91, 100 * ONE, 60 * ONE)).await;
+    anvil.emit(&buy(3, 92)).await;
+    anvil.wait_older_than(block + 1, 2).await;
+    d.start();
+    let rows = wait_for(20, "the backfill decided", async || {
+        let r = d.trades();
+        (r.len() == 3 && r.iter().all(|r| r["status"] != "pending")).then_some(r)
+    })
+    .await;
+    assert_eq!((rows[1]["side"].as_str(), rows[1]["status"].as_str()), (Some("SELL"), Some("executed")), "{rows:?}");
+    assert_eq!(rows[1]["shares"], "10", "{rows:?}");
+    assert_eq!((rows[2]["status"].as_str(), rows[2]["reason"].as_str()), (Some("rejected"), Some("stale")), "{rows:?}");
+    assert!(d.status()["positions"].as_array().unwrap().is_empty(), "{}", d.status());
+}
+
 /// An RPC endpoint on another chain is never taken for Polygon: the daemon refuses it at every
 /// connect, names the endpoint's chain and the setting, and copies nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

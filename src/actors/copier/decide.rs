@@ -90,10 +90,13 @@ impl CopyTask {
         let cfg = &self.cfg;
         let (our_position, target_balance_before) = if fill.side == Side::Sell {
             let held = self.risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO);
-            (
-                self.copied(fill, held).await?,
-                Box::pin(target_balance_before(cfg, self.rpc.as_deref(), &self.store, &m.pending)).await,
-            )
+            let ours = self.copied(fill, held).await?;
+            // Nothing to sell: no balance read on the node (most of a target's exits are of
+            // positions we never copied, and a late exit is not refused before this).
+            if ours.0 <= 0 && m.rules.copy_sells {
+                return Err(DenyReason::NoPosition);
+            }
+            (ours, Box::pin(target_balance_before(cfg, self.rpc.as_deref(), &self.store, &m.pending)).await)
         } else {
             (Shares::ZERO, None)
         };

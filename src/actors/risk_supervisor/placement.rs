@@ -133,8 +133,11 @@ impl RiskSupervisor {
             if let Err(r) = check_intent(&m.intent, &self.limits, &view, self.pnl_today(), &activity, now) {
                 return Err(self.reject(&m, r));
             }
-            // Counted when approved: two orders in flight for one wallet are two trades.
-            self.copies.entry(m.intent.wallet).or_default().push_back(now);
+            // Counted when approved: two orders in flight for one wallet are two trades. Only
+            // BUYs: exits are exempt from the frequency limits, and must not use up their budget.
+            if m.intent.side == crate::domain::Side::Buy {
+                self.copies.entry(m.intent.wallet).or_default().push_back(now);
+            }
         }
         self.reserved.add(m.intent.fill_row, Reservation::of(&m.intent));
         if let Some((shares, usdc)) = m.booked {
