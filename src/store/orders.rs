@@ -27,6 +27,8 @@ pub struct OrderRow {
     /// The exchange said it holds it (it rests, or answered Duplicated or matched without
     /// amounts): never sent again, whatever a lookup answers.
     pub exchange_has: bool,
+    /// Sends after a lookup answered null, over the order's life.
+    pub null_resends: u32,
 }
 
 /// Where one of our orders stands, as the journal keeps it.
@@ -137,7 +139,7 @@ impl Store {
             .query_row(
                 // Orders journaled before the send time was kept: their last update is no earlier.
                 "SELECT signed, status, posts, shares, usdc, message, COALESCE(last_sent_ms, updated_at_ms), \
-                 exchange_has = 1 OR status IN ('live', 'delayed') FROM orders WHERE fill_id = ?1",
+                 exchange_has = 1 OR status IN ('live', 'delayed'), null_resends FROM orders WHERE fill_id = ?1",
                 [fill_row],
                 |r| {
                     let amounts = match (r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?) {
@@ -146,7 +148,9 @@ impl Store {
                     };
                     let sent = if r.get::<_, i64>(2)? > 0 { Some(r.get::<_, i64>(6)?) } else { None };
                     let held: bool = r.get(7)?;
+                    let null_resends = u32::try_from(r.get::<_, i64>(8)?).unwrap_or(u32::MAX);
                     Ok((
+                        null_resends,
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
                         r.get::<_, i64>(2)?,
@@ -158,7 +162,7 @@ impl Store {
                 },
             )
             .optional()?;
-        row.map(|(signed, status, posts, amounts, message, last_sent_ms, exchange_has)| {
+        row.map(|(null_resends, signed, status, posts, amounts, message, last_sent_ms, exchange_has)| {
             let order =
                 serde_json::from_str(&signed).map_err(|_| StoreError::Corrupt { column: "signed", value: signed })?;
             Ok(OrderRow {
@@ -170,6 +174,7 @@ impl Store {
                 message,
                 last_sent_ms,
                 exchange_has,
+                null_resends,
             })
         })
         .transpose()
@@ -184,15 +189,16 @@ impl Store {
         Ok(())
     }
 
-    /// Counts one more send of the order, before it leaves.
+    /// Counts one more send of the order, before it leaves; `after_null`: a send because a lookup
+    /// answered null (see [`OrderRow::null_resends`]).
     ///
     /// # Errors
     /// On a database error.
-    pub fn order_sent(&self, fill_row: i64) -> StoreResult<()> {
+    pub fn order_sent(&self, fill_row: i64, after_null: bool) -> StoreResult<()> {
         self.conn.execute(
             "UPDATE orders SET posts = posts + 1, status = CASE status WHEN 'matched' THEN status ELSE 'sent' END, \
-             updated_at_ms = ?2, last_sent_ms = ?2 WHERE fill_id = ?1",
-            params![fill_row, now_ms()],
+             updated_at_ms = ?2, last_sent_ms = ?2, null_resends = null_resends + ?3 WHERE fill_id = ?1",
+            params![fill_row, now_ms(), i64::from(after_null)],
         )?;
         Ok(())
     }

@@ -481,6 +481,12 @@ CREATE INDEX orders_cancel_owed ON orders (fill_id) WHERE cancel_owed_until_s IS
 -- in, which may be the one mined (the resubmission then fails). NULL: never taken over
 ALTER TABLE fills ADD COLUMN replaced_tx TEXT;
 ",
+    r"
+-- how many times the same signed order went again after a lookup answered null: bounded over the
+-- order's life (windows, background retries and restarts together), so a market that refuses it
+-- never has it re-sent hourly and its no-fill can be decided
+ALTER TABLE orders ADD COLUMN null_resends INTEGER NOT NULL DEFAULT 0;
+",
 ];
 
 /// The file's schema version, and the newest this binary knows.

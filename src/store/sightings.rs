@@ -716,7 +716,7 @@ mod tests {
                 s.record_order(row, &order).unwrap();
             }
             if *posted {
-                s.order_sent(row).unwrap();
+                s.order_sent(row, false).unwrap();
             }
             handed.push(row);
         }
@@ -753,7 +753,7 @@ mod tests {
         use crate::domain::{Price, Shares};
         use crate::store::OrderStatus;
         let (_dir, mut s, row) = copied_sighting();
-        s.order_sent(row).unwrap();
+        s.order_sent(row, false).unwrap();
         s.orphan_tx(B256::repeat_byte(1)).unwrap();
         // It matched, and the daemon stopped before the execution was written.
         s.order_outcome(row, OrderStatus::Matched, Some((10_000_000, 5_000_000)), "matched").unwrap();
@@ -800,7 +800,7 @@ mod tests {
         for (posted, copied_again) in [(false, true), (true, false)] {
             let (_dir, mut s, row) = copied_sighting();
             if posted {
-                s.order_sent(row).unwrap();
+                s.order_sent(row, false).unwrap();
             }
             // The pool's follower orphans it while the order waits its turn; the executor refuses.
             assert!(s.orphan_tx(B256::repeat_byte(1)).unwrap()[0].copied);

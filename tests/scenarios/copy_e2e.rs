@@ -145,16 +145,23 @@ async fn test_frequency_when_a_target_exits_then_the_exit_uses_none_of_its_buys_
     let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &rules);
     d.start();
     d.wait_live().await;
+    // One at a time: the copier decides fills of different tokens side by side.
+    let decided = async |n: usize| {
+        wait_for(20, &format!("{n} decisions"), async || {
+            let r = d.trades();
+            (r.len() == n && r.iter().all(|r| r["status"] != "pending")).then_some(r)
+        })
+        .await
+    };
     anvil.emit(&Fill::v2(1, A, C1, true, 77, 100 * ONE, 40 * ONE)).await;
+    decided(1).await;
     anvil.set_balance(A, 77, 100 * ONE).await;
     anvil.emit(&Fill::v2(2, A, C1, false, 77, 100 * ONE, 50 * ONE)).await;
+    decided(2).await;
     anvil.emit(&Fill::v2(3, A, C1, true, 78, 100 * ONE, 40 * ONE)).await;
+    decided(3).await;
     anvil.emit(&Fill::v2(4, A, C1, true, 79, 100 * ONE, 40 * ONE)).await;
-    let rows = wait_for(20, "four decisions", async || {
-        let r = d.trades();
-        (r.len() == 4 && r.iter().all(|r| r["status"] != "pending")).then_some(r)
-    })
-    .await;
+    let rows = decided(4).await;
     let decided: Vec<(&str, &str)> =
         rows.iter().map(|r| (r["side"].as_str().unwrap(), r["status"].as_str().unwrap())).collect();
     assert_eq!(decided, [("BUY", "executed"), ("SELL", "executed"), ("BUY", "executed"), ("BUY", "rejected")]);

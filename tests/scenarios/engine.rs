@@ -45,6 +45,43 @@ async fn resting_gtd(settings: &[(&str, &str)]) -> Live {
     l
 }
 
+/// An order whose answer never comes, whose lookups answer `null`, and whose sends again are all
+/// refused (a market that stopped taking orders): over its whole life, windows and restarts
+/// together, a null lookup leads to at most two more sends of it, never one per run; and with no
+/// fill of ours on chain past its settlement it ends as a no-fill, its exposure released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_null_lookups_and_refused_resends_then_sent_at_most_twice_more_and_ends_a_no_fill() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
+    l.d.set("live", "settle_timeout_s = 2");
+    l.clob.null_lookups();
+    let refused = Play::Status(400, "invalid order: the market is not accepting orders");
+    l.clob.script(&[Play::Lost, refused.clone(), refused.clone(), refused.clone(), refused]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the outcome to be unknown", async || row(&l.d, 0).filter(|r| r["reason"] == "unknown")).await;
+    for restart in 0..2 {
+        l.d.kill9();
+        let before = l.clob.requests("/data/order");
+        start_live(&mut l).await;
+        wait_for(30, "two lookups after the restart", async || {
+            (l.clob.requests("/data/order") >= before + 2).then_some(())
+        })
+        .await;
+        let posts = l.clob.posts().len();
+        assert!(posts <= 3, "restart {restart}: {posts} POSTs for one order");
+    }
+    assert_eq!(l.clob.posts().len(), 3, "the first send, and one more in each of the first two runs");
+    let r = wait_for(60, "the copy to end", async || {
+        l.anvil.mine(1).await;
+        row(&l.d, 0).filter(|r| r["status"] != "pending")
+    })
+    .await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("no_liquidity")), "{r}");
+    assert_eq!(l.clob.posts().len(), 3, "never sent again");
+    assert_eq!(l.d.status()["daemon"]["reserved_usdc"], "0", "{}", l.d.status());
+}
+
 /// An accepted order whose answer never comes and whose lookups answer `null` (the real CLOB's
 /// quirk): a handful of POSTs at most, never a loop, and our own fill on chain books it without a
 /// restart.

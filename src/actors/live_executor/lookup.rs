@@ -147,7 +147,7 @@ impl Run {
                 LookupOutcome::NotFound if r.expired() => Step::Done(
                     self.unknown(&format!("{}; the exchange does not report order {id}", r.last_unknown)).await,
                 ),
-                LookupOutcome::NotFound if r.known || r.resent || !self.may_send() => {
+                LookupOutcome::NotFound if r.known || r.resent || r.null_resends_left == 0 || !self.may_send() => {
                     if !r.ever_sent && !self.may_send() {
                         return Step::Done(Err(ExecError::NotSent));
                     }
@@ -155,6 +155,7 @@ impl Run {
                 }
                 LookupOutcome::NotFound => {
                     r.resent = true;
+                    r.after_null = true;
                     r.lookup_first = false;
                     Step::Send
                 }

@@ -27,6 +27,7 @@ use crate::domain::{Execution, OrderIntent};
 use crate::risk::TradingGate;
 use crate::store::OrderStatus;
 use crate::store::now_ms;
+use resolution::MAX_NULL_RESENDS;
 
 mod cancels;
 mod lookup;
@@ -209,7 +210,7 @@ impl Run {
                 return done;
             }
             let ever_sent = o.status != OrderStatus::Signed || o.posts > 0;
-            return self.drive(o.order, ever_sent, o.exchange_has).await;
+            return self.drive(o.order, ever_sent, o.exchange_has, o.null_resends).await;
         }
         if !self.may_send() {
             return Err(ExecError::NotSent);
@@ -251,7 +252,7 @@ impl Run {
             self.journaled.zip(committed.0).map(|(from, to)| crate::actors::micros(to.saturating_duration_since(from)));
         info!(fill = row, order = %stored.order.id_hex(), side = %i.side, shares = %shares, limit = %limit, pipeline_us,
             "order signed and journaled; sending");
-        self.drive(stored.order, false, false).await
+        self.drive(stored.order, false, false, 0).await
     }
 
     /// The exchange said it holds the order: journaled, so that no later window or restart sends
@@ -271,11 +272,19 @@ impl Run {
 
     /// Posts and resolves until the order's fate is known (or the resolve window closes).
     /// `ever_sent`: the order may already be at the exchange (a stored order that was posted);
-    /// `held`: the exchange said it holds it, in an earlier window or before a restart.
-    async fn drive(&self, order: StoredOrder, ever_sent: bool, held: bool) -> Result<Execution, ExecError> {
+    /// `held`: the exchange said it holds it, in an earlier window or before a restart;
+    /// `null_resends`: sends a null lookup led to before this run.
+    async fn drive(
+        &self,
+        order: StoredOrder,
+        ever_sent: bool,
+        held: bool,
+        null_resends: u32,
+    ) -> Result<Execution, ExecError> {
         let id = order.id_hex();
         let mut r = Resolution::new(ever_sent, self.rules.resolve_for);
         r.known = held;
+        r.null_resends_left = MAX_NULL_RESENDS.saturating_sub(null_resends);
         let mut tries = Tries::default();
         loop {
             if r.lookup_first {
@@ -370,7 +379,11 @@ impl Run {
                 let message = "the target's trade is gone from the chain (orphaned or reorged away) before our order left; not sent";
                 return self.refused(crate::risk::reason::TARGET_FILL_GONE, message.to_owned(), false).await;
             }
-            self.writer.ask(OrderSent(self.intent.fill_row)).await.map_err(journal_err)?;
+            let after_null = std::mem::take(&mut r.after_null);
+            self.writer.ask(OrderSent(self.intent.fill_row, after_null)).await.map_err(journal_err)?;
+            if after_null {
+                r.null_resends_left = r.null_resends_left.saturating_sub(1);
+            }
             let first_send = !r.ever_sent;
             r.ever_sent = true;
             crate::fault::hold_at("hold_before_post").await;

@@ -5,6 +5,12 @@ use std::time::{Duration, Instant};
 use crate::actors::executor::ExecError;
 use crate::domain::Execution;
 
+/// Sends of the same signed order a null lookup may lead to over the order's whole life: one in
+/// its first window, one after a restart (whose send may have been counted and never left).
+/// Background retries beyond that only look it up: each re-send would move its last send
+/// forward, and its no-fill could never be decided while the exchange refused them all.
+pub(super) const MAX_NULL_RESENDS: u32 = 2;
+
 /// Where the resolution of one order stands.
 #[derive(Debug)]
 pub(super) struct Resolution {
@@ -21,6 +27,10 @@ pub(super) struct Resolution {
     pub(super) known: bool,
     /// Sent again in this window already.
     pub(super) resent: bool,
+    /// Sends after a null lookup still allowed over the order's life (see [`MAX_NULL_RESENDS`]).
+    pub(super) null_resends_left: u32,
+    /// The next send is one a null lookup led to (counted as such in the journal).
+    pub(super) after_null: bool,
     /// Known to rest on the book: watched until its expiry.
     pub(super) resting: bool,
     /// Its cancellation was asked for (trading stopped while it rested).
@@ -43,6 +53,8 @@ impl Resolution {
             uncertain: ever_sent,
             known: false,
             resent: false,
+            null_resends_left: MAX_NULL_RESENDS,
+            after_null: false,
             resting: false,
             cancel_asked: false,
             unheld_cancels: 0,

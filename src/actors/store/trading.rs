@@ -110,10 +110,10 @@ store_handler!(GetOrder -> Option<crate::store::OrderRow>, |s, m| s.order_for(m.
 pub struct FillStands(pub i64);
 store_handler!(FillStands -> crate::store::FillStanding, |s, m| s.fill_standing(m.0));
 
-/// Count a send of a fill's order, before it leaves.
+/// Count a send of a fill's order, before it leaves (and whether a lookup answering null led to it).
 #[derive(Debug)]
-pub struct OrderSent(pub i64);
-store_handler!(OrderSent -> (), |s, m| s.order_sent(m.0));
+pub struct OrderSent(pub i64, pub bool);
+store_handler!(OrderSent -> (), |s, m| s.order_sent(m.0, m.1));
 
 /// Take back the count of a fill order's first send: a halt stopped it before it left.
 #[derive(Debug)]

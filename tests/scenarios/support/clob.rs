@@ -52,6 +52,9 @@ pub enum Play {
     Hang,
     /// Takes the order, finds nothing to match (a FAK order killed), and never answers.
     HangUnmatched,
+    /// Lost on its way: the exchange never sees the order (lookups find nothing), and no answer
+    /// comes.
+    Lost,
     /// Takes the order (it matches in full) and answers after this many milliseconds.
     Slow(u64),
     /// A GTD order that rests on the book (answered `live`) until `fill_resting`.
@@ -914,6 +917,7 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
             st.lock().unwrap().orders.insert(id.clone(), record);
             tokio::time::sleep(Duration::from_secs(3_600)).await;
         }
+        Play::Lost => tokio::time::sleep(Duration::from_secs(3_600)).await,
         Play::HangUnseen => {
             record.resting = true;
             st.lock().unwrap().unseen.push(record);
