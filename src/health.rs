@@ -182,6 +182,10 @@ pub fn telegram_state(m: &crate::metrics::Metrics) -> Result<(), String> {
         Err("another process polls this bot's commands (Telegram answers 409): each command reaches only one \
              of them; give each instance its own bot"
             .to_owned())
+    } else if m.telegram_commands_failing.load(Relaxed) {
+        Err("Telegram's commands cannot be fetched (getUpdates keeps failing, see the log): a /halt typed there \
+             is not received; `polycopy halt` on the server is"
+            .to_owned())
     } else if parked > 0 {
         Err(format!(
             "{parked} authorized chat(s) refuse our messages (bot blocked, chat not found or moved): they are held; \

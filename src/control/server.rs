@@ -184,7 +184,7 @@ async fn current_as(peers: &ControlPeers, gate: crate::risk::TradingState) -> Br
 }
 
 /// The breaker when neither its owner nor the journal answered: the gate's state, cause unknown.
-fn unread_breaker(gate: crate::risk::TradingState) -> BreakerState {
+pub(crate) fn unread_breaker(gate: crate::risk::TradingState) -> BreakerState {
     use crate::risk::TradingState;
     BreakerState {
         tripped: gate == TradingState::Halted,

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub telegram_parked_chats: AtomicU64,
     /// Telegram answered our last poll for commands with 409: another process polls this bot.
     pub telegram_poll_conflict: AtomicBool,
+    /// Polls for commands have failed for a while: a /halt typed in Telegram is not received.
+    pub telegram_commands_failing: AtomicBool,
     /// Live trading (else paper).
     pub live: AtomicBool,
     /// 0 active, 1 reducing, 2 halted.

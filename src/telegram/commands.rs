@@ -12,7 +12,7 @@ use teloxide::prelude::*;
 use teloxide::types::{AllowedUpdate, UpdateKind};
 use teloxide::utils::command::BotCommands;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::actors::risk_supervisor::{GetBreakerState, ResumeFrom, RiskSupervisor};
 use crate::actors::store::StoreActor;
@@ -148,13 +148,25 @@ pub async fn run(bot: Bot, ops: Ops, chats: Authorized, poll_timeout_s: u32, use
     let mut username = username;
     // When Telegram last answered 409 (another process polls this bot).
     let mut last_conflict: Option<std::time::Instant> = None;
+    // Since when polls have failed without a break (a /halt typed in Telegram is not received).
+    let mut failing_since: Option<std::time::Instant> = None;
+    // A webhook on the token (another tool, an earlier bot) makes every poll fail with 409, while
+    // sends still work: the reports would flow and no command would ever arrive. As teloxide's own
+    // polling does, it is removed first (pending updates kept).
+    if let Err(e) = bot.delete_webhook().await {
+        debug!(cause = scrub(&e.to_string(), &[&token]), "deleteWebhook failed; polling anyway");
+    }
+    // When the bot's name was last asked for (while unknown).
+    let mut name_asked: Option<std::time::Instant> = None;
     loop {
         // Unknown when Telegram was down at start: "/cmd@ourbot" needs our name to be recognised.
-        if username.is_empty()
-            && let Ok(me) = bot.get_me().await
-        {
-            username = me.username().to_owned();
-            info!(bot = %username, "Telegram answers: bot name known");
+        // Asked now and then, briefly: teloxide holds a 5xx answer 10 s, and a poll must not wait.
+        if username.is_empty() && name_asked.is_none_or(|t| t.elapsed() >= NAME_ASKED_EVERY) {
+            name_asked = Some(std::time::Instant::now());
+            if let Ok(Ok(me)) = tokio::time::timeout(NAME_WAIT, bot.get_me()).await {
+                username = me.username().to_owned();
+                info!(bot = %username, "Telegram answers: bot name known");
+            }
         }
         let req = bot
             .get_updates()
@@ -164,6 +176,11 @@ pub async fn run(bot: Bot, ops: Ops, chats: Authorized, poll_timeout_s: u32, use
         match req.await {
             Ok(updates) => {
                 backoff = Duration::from_millis(500);
+                if failing_since.take().is_some()
+                    && ops.metrics.telegram_commands_failing.swap(false, Ordering::Relaxed)
+                {
+                    info!("Telegram: commands are fetched again");
+                }
                 // Two pollers take turns: one poll of ours answered says little. Only a while
                 // without any 409 says the other one is gone.
                 let quiet = Duration::from_secs(u64::from(poll_timeout_s) * 2 + 5);
@@ -199,7 +216,15 @@ pub async fn run(bot: Bot, ops: Ops, chats: Authorized, poll_timeout_s: u32, use
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => {
-                warn!(cause = scrub(&e.to_string(), &[&token]), "Telegram getUpdates failed; retrying");
+                let cause = scrub(&e.to_string(), &[&token]);
+                warn!(cause, "Telegram getUpdates failed; retrying");
+                if webhook_active(&e) {
+                    info!("a webhook is set on this bot's token: removing it, so that commands are polled");
+                    if let Err(e) = bot.delete_webhook().await {
+                        warn!(cause = scrub(&e.to_string(), &[&token]), "deleteWebhook failed");
+                    }
+                }
+                commands_failing(&ops, *failing_since.get_or_insert_with(std::time::Instant::now), &cause);
                 tokio::time::sleep(backoff).await;
                 // A long poll costs Telegram little: a /halt typed while it comes back is fetched
                 // within seconds, not half a minute.
@@ -207,6 +232,60 @@ pub async fn run(bot: Bot, ops: Ops, chats: Authorized, poll_timeout_s: u32, use
             }
         }
     }
+}
+
+/// Parses `text` as a command to this bot. While its name is unknown (Telegram was down at the
+/// start), a "/cmd@name" cannot be told ours: the name is asked now, and if Telegram still cannot
+/// say, a command addressed by name in an authorized chat is taken as ours (dropped, it could be
+/// a /halt; /resume and /close still ask for a button's confirmation).
+async fn parse_for_us(bot: &Bot, text: &str, username: &str) -> Result<Command, teloxide::utils::command::ParseError> {
+    match Command::parse(text, username) {
+        Err(teloxide::utils::command::ParseError::WrongBotName(_)) if username.is_empty() => {
+            match tokio::time::timeout(NAME_WAIT, bot.get_me()).await {
+                Ok(Ok(me)) => Command::parse(text, me.username()),
+                _ => {
+                    let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+                    let bare = word.split('@').next().unwrap_or(word);
+                    let text = if rest.is_empty() { bare.to_owned() } else { format!("{bare} {rest}") };
+                    Command::parse(&text, username)
+                }
+            }
+        }
+        other => other,
+    }
+}
+
+/// How long the bot's name is waited for, while unknown, before a poll or a command goes on.
+const NAME_WAIT: Duration = Duration::from_millis(500);
+/// How often the bot's name is asked for while unknown.
+const NAME_ASKED_EVERY: Duration = Duration::from_secs(30);
+
+/// How long polls for commands may fail before the operator is told (once) and `/health` says so.
+const COMMANDS_FAILING_AFTER: Duration = Duration::from_secs(60);
+
+/// Whether Telegram refused a poll because a webhook is set on the token ("Conflict: can't use
+/// getUpdates method while webhook is active"; teloxide names it only without the prefix).
+fn webhook_active(e: &teloxide::RequestError) -> bool {
+    match e {
+        teloxide::RequestError::Api(teloxide::ApiError::CantGetUpdates) => true,
+        teloxide::RequestError::Api(teloxide::ApiError::Unknown(text)) => text.contains("webhook is active"),
+        _ => false,
+    }
+}
+
+/// Polls have failed since `since`: past [`COMMANDS_FAILING_AFTER`], shown in `/health` and said
+/// once (the alert waits in the outbox if Telegram is down altogether).
+fn commands_failing(ops: &Ops, since: std::time::Instant, cause: &str) {
+    if since.elapsed() < COMMANDS_FAILING_AFTER || ops.metrics.telegram_commands_failing.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let message = format!(
+        "Telegram commands cannot be fetched for {} s ({cause}): a /halt typed here is not received until they \
+         are; `polycopy halt` on the server works",
+        since.elapsed().as_secs()
+    );
+    error!("{message}");
+    let _ = ops.out.try_push(Outgoing::text("error", format!("ERROR: {message}"), Class::Alert, false));
 }
 
 /// When an unauthorized update was last logged, unix ms: anyone can write to a bot, so the log
@@ -256,7 +335,7 @@ async fn handle_update(bot: &Bot, ops: &Ops, auth: &Authorized, username: &str, 
             let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
             let normalized =
                 if rest.is_empty() { word.to_lowercase() } else { format!("{} {rest}", word.to_lowercase()) };
-            let reply = match Command::parse(&normalized, username) {
+            let reply = match parse_for_us(bot, &normalized, username).await {
                 Ok(cmd) => {
                     // The name only: an argument (a halt's reason) may hold a pasted secret.
                     info!(chat, command = %word.to_lowercase(), "Telegram command");

@@ -316,6 +316,13 @@ fn after_failure(
             msg.photo = None;
             Some(Duration::ZERO)
         }
+        // A chat that takes text but not pictures (a group's member rights: "not enough rights to
+        // send photos"): the figures go alone, and the chat is parked only if it refuses them too.
+        Failure::Permanent(cause) if msg.photo.is_some() => {
+            warn!(chat, kind = msg.kind, cause, "Telegram refused the picture in this chat; sending the text alone");
+            msg.photo = None;
+            Some(Duration::ZERO)
+        }
         Failure::BadMessage(cause) => {
             shared.metrics.telegram_send_failures.fetch_add(1, Ordering::Relaxed);
             warn!(chat, kind = msg.kind, cause, "Telegram refused the message itself; it is not sent");

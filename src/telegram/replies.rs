@@ -211,6 +211,9 @@ pub(super) async fn pnl(ops: &Ops, arg: &str) -> Reply {
 /// is, so a risk supervisor that does not answer (often why one halts) can neither lose it at the
 /// next restart nor leave the operator without an answer: every wait is bounded.
 pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
+    // Read first: when nothing answers below, an already-closed gate says a halt stands, whose
+    // cause must not be overwritten with `manual` (as the control socket does).
+    let gate_before = ops.gate.trading();
     // From this instant nothing new is sent, before any round trip to the risk supervisor.
     ops.gate.close();
     let under_way = crate::control::under_way_note(ops.gate.posts_under_way());
@@ -227,16 +230,15 @@ pub(super) async fn halt(ops: &Ops, reason: &str) -> Reply {
     // credentials failure say, must not be overwritten with `manual`).
     let ask = Duration::from_millis(300);
     let before = match tokio::time::timeout(ask, ops.risk.send(GetBreakerState)).await {
-        Ok(Ok(b)) => Some(b),
+        Ok(Ok(b)) => b,
         _ => match tokio::time::timeout_at(answer_by, ops.store.send(GetBreaker)).await {
-            Ok(Ok(Ok(b))) => Some(b),
-            _ => None,
+            Ok(Ok(Ok(b))) => b,
+            _ => crate::control::server::unread_breaker(gate_before),
         },
     };
     let at = now_ms();
-    if let Some(b) = before
-        && b.tripped
-    {
+    if before.tripped {
+        let b = before;
         // The halt stands; its time is journaled (a close started before it stays stopped after
         // a restart, a resume button offered before it is refused).
         let _ = tokio::time::timeout_at(answer_by, ops.store.send(NoteHaltAsked(at))).await;

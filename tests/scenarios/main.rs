@@ -31,6 +31,7 @@ mod stuck_node;
 mod targets;
 mod telegram;
 mod telegram_limits;
+mod telegram_quirks;
 mod valuation;
 mod vet;
 mod warnings;

@@ -56,6 +56,12 @@ struct State {
     bad_requests_read: usize,
     /// Buttons removed (editMessageReplyMarkup): (chat, message id).
     markups_removed: Vec<(i64, i64)>,
+    /// Chats where the bot may send text but not photos (a group's member rights).
+    no_photos: std::collections::HashSet<i64>,
+    /// A webhook is set on the token: `getUpdates` answers 409 until `deleteWebhook`.
+    webhook: bool,
+    /// `getMe` answers 502 while set.
+    get_me_down: bool,
 }
 
 pub struct FakeTelegram {
@@ -219,6 +225,23 @@ impl FakeTelegram {
         self.state.lock().unwrap().conflict = on;
     }
 
+    /// The bot may no longer send photos to `chat` (a group's rights): `sendPhoto` there answers
+    /// 400 "not enough rights to send photos to the chat"; text still goes.
+    pub fn no_photos(&self, chat: i64) {
+        self.state.lock().unwrap().no_photos.insert(chat);
+    }
+
+    /// A webhook is set on the token (another tool, an earlier bot): `getUpdates` answers 409, as
+    /// Telegram does, until `deleteWebhook` is called.
+    pub fn set_webhook(&self) {
+        self.state.lock().unwrap().webhook = true;
+    }
+
+    /// `getMe` fails (502) while `down`, every other method answers.
+    pub fn get_me_down(&self, down: bool) {
+        self.state.lock().unwrap().get_me_down = down;
+    }
+
     /// Every answer is delayed by `d`.
     pub fn slow(&self, d: Duration) {
         self.state.lock().unwrap().delay = d;
@@ -295,8 +318,21 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>, token: String) -> Opt
     }
     let json_body: Value =
         if ctype.contains("json") { serde_json::from_slice(&body).unwrap_or(Value::Null) } else { Value::Null };
-    let conflict = st.lock().unwrap().conflict;
-    let (code, resp) = if method == "getupdates" && conflict {
+    let (conflict, webhook, get_me_down) = {
+        let s = st.lock().unwrap();
+        (s.conflict, s.webhook, s.get_me_down)
+    };
+    let (code, resp) = if method == "getme" && get_me_down {
+        (502, err(502, "Bad Gateway"))
+    } else if method == "getupdates" && webhook {
+        (
+            409,
+            err(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+            ),
+        )
+    } else if method == "getupdates" && conflict {
         let d = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
         (409, err(409, d))
     } else if method == "getupdates" {
@@ -354,6 +390,9 @@ fn handle(s: &mut State, method: &str, json_body: &Value, body: &[u8], ctype: &s
                 }
                 s.commands = cmds;
             }
+            if method == "deletewebhook" {
+                s.webhook = false;
+            }
             if method == "answercallbackquery" {
                 s.callbacks_answered.push(json_body["callback_query_id"].as_str().unwrap_or("").to_owned());
             }
@@ -375,6 +414,10 @@ fn handle(s: &mut State, method: &str, json_body: &Value, body: &[u8], ctype: &s
             if s.blocked.contains(&target) {
                 *s.refused.entry(target).or_insert(0) += 1;
                 return (403, err(403, "Forbidden: bot was blocked by the user"));
+            }
+            if method == "sendphoto" && s.no_photos.contains(&target) {
+                *s.refused.entry(target).or_insert(0) += 1;
+                return (400, err(400, "Bad Request: not enough rights to send photos to the chat"));
             }
             if let Some(mode) = json_body["parse_mode"].as_str() {
                 s.parse_modes.push(mode.to_owned());

@@ -1,0 +1,90 @@
+//! What the real Bot API does that an operator meets in a group or on a reused token: a group that
+//! takes text but not pictures, a webhook left on the token, and Telegram down for `getMe` alone.
+//! Each used to leave commands (a /halt included) or reports unanswered.
+
+use crate::support::telegram::FakeTelegram;
+use crate::support::*;
+use alloy::primitives::{Address, address};
+
+const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+const TOKEN: &str = "123456789:TEST-SECRET-TOKEN-abcdef";
+const OP: i64 = 1001;
+
+async fn started(tg: &FakeTelegram, d: &mut Daemon) {
+    d.start();
+    d.wait_live().await;
+    wait_for(20, "the start announced", async || {
+        tg.sent_to(OP).iter().any(|m| m.text.contains("started in PAPER mode")).then_some(())
+    })
+    .await;
+}
+
+/// Sends `cmd` and waits for the reply that contains `needle`.
+async fn asked(tg: &FakeTelegram, cmd: &str, needle: &str) -> String {
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, cmd);
+    wait_for(20, &format!("the reply to {cmd}"), async || {
+        tg.sent_to(OP).into_iter().skip(before).find(|m| m.text.contains(needle)).map(|m| m.text)
+    })
+    .await
+}
+
+/// A chat where the bot may not send photos: the report's figures arrive without the chart, the
+/// chat is not parked, and the replies after it are not held behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_report_when_the_chat_refuses_photos_then_its_text_arrives_and_nothing_waits_behind_it() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    tg.no_photos(OP);
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &OP.to_string());
+    d.set("telegram", "parked_retry_s = 600");
+    started(&tg, &mut d).await;
+    let report = asked(&tg, "/report", "Daily report").await;
+    assert!(report.starts_with("Daily report"), "{report}");
+    assert!(tg.refused(OP) >= 1, "the picture was refused");
+    asked(&tg, "/status", "mode PAPER").await;
+    let (_, health) = crate::support::http::http_get(&d.http_base().await, "/health").await;
+    assert!(!health.contains("refuse our messages"), "not parked: {health}");
+    assert!(tg.sent_to(OP).iter().all(|m| m.photo.is_none()));
+}
+
+/// A webhook left on the token: every poll answered 409 while sends worked, so reports flowed and
+/// no command arrived. It is removed and a /halt is obeyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_commands_when_a_webhook_is_set_on_the_token_then_it_is_removed_and_a_halt_obeyed() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    tg.set_webhook();
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &OP.to_string());
+    started(&tg, &mut d).await;
+    asked(&tg, "/halt webhook test", "HALTED").await;
+    assert_eq!(d.status()["breaker"]["tripped"], true, "{}", d.status());
+    assert!(tg.requests("deletewebhook") >= 1);
+}
+
+/// Telegram answers everything but `getMe` at the start and after: the bot's name stays unknown,
+/// and "/halt@bot" (what a Telegram client sends from its menu in a group) was taken for another
+/// bot's command and dropped. It is obeyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_commands_when_the_bots_name_is_unknown_then_a_command_addressed_by_name_is_obeyed() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    tg.get_me_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &OP.to_string());
+    started(&tg, &mut d).await;
+    asked(&tg, "/halt@polycopy_test_bot", "HALTED").await;
+    assert_eq!(d.status()["breaker"]["tripped"], true, "{}", d.status());
+    // Another bot's command, once our name is known again, is still none of our business.
+    tg.get_me_down(false);
+    asked(&tg, "/status@polycopy_test_bot", "mode PAPER").await;
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/status@another_bot");
+    asked(&tg, "/status", "mode PAPER").await;
+    assert_eq!(tg.sent_to(OP).len(), before + 1, "one reply, to our own /status");
+}
