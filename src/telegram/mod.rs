@@ -12,6 +12,7 @@ pub mod direct;
 pub mod format;
 pub mod operator;
 pub mod outbox;
+mod polling;
 mod replies;
 pub mod schedule;
 mod split;
@@ -180,7 +181,7 @@ pub async fn start(
     resend_held(&store, &tx).await;
     crate::tasks::spawn_until(
         stop,
-        commands::run(
+        polling::run(
             bot,
             ops,
             commands::Authorized {
