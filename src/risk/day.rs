@@ -26,6 +26,21 @@ pub const fn pnl_today(realized_today: Usdc, unrealized_now: Usdc, unrealized_at
     Usdc(realized_today.0 + change)
 }
 
+/// What a booking moves of the day's opening unrealized P&L: nothing when it is dated today; all
+/// it moved of unrealized P&L (`unrealized_after − unrealized_before`, its token at its mark) when it
+/// is dated to an earlier day (a part a GTD order or our fill on chain added to an execution of
+/// yesterday). Its realized P&L is that day's, so the unrealized P&L it took away or added must not
+/// show as today's either.
+#[must_use]
+pub const fn carried_to_open(
+    booked_at_ms: i64,
+    day_start_ms: i64,
+    unrealized_before: i64,
+    unrealized_after: i64,
+) -> i64 {
+    if booked_at_ms < day_start_ms { unrealized_after - unrealized_before } else { 0 }
+}
+
 /// How close today is to the daily loss limit, for people: "today's P&L -12.5 USDC, 6% of the 200
 /// USDC daily loss limit used".
 #[must_use]
@@ -67,6 +82,31 @@ mod tests {
         ];
         for (i, (now, hour, want)) in cases.into_iter().enumerate() {
             assert_eq!(day_start(now, hour), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_part_dated_yesterday_moves_nothing_of_todays_pnl() {
+        let day = 1_796_083_200_000;
+        // (booked at, unrealized before, after, realized of the part, at open, unrealized now
+        // before the part) → today's P&L after it
+        let cases = [
+            // 100 shares at cost 0.60 opened the day marked 0.40 (-20); yesterday's SELL part sells
+            // them at 0.40 (realized -20, yesterday's): 0 today, not +20
+            (day - 120_000, -20, 0, -20, -20, -20, 0),
+            // cost 0.30 marked 0.80 at the open (+50): not -50 today
+            (day - 120_000, 50, 0, 50, 50, 50, 0),
+            // the same part booked today: its realized P&L counts today, the unrealized it took
+            // away too, and they cancel
+            (day + 1, -20, 0, -20, -20, -20, 0),
+            // a loss that grew by 30 today stays today's whatever yesterday's part did
+            (day - 1, -50, -30, -20, -20, -50, -30),
+        ];
+        for (i, (at, before, after, realized, open, now_before, want)) in cases.into_iter().enumerate() {
+            let carried = carried_to_open(at, day, before, after);
+            let realized_today = if at >= day { realized } else { 0 };
+            let now = now_before - before + after;
+            assert_eq!(pnl_today(Usdc(realized_today), Usdc(now), Some(Usdc(open + carried))), Usdc(want), "case {i}");
         }
     }
 

@@ -335,6 +335,11 @@ impl Run {
                     r.resent = true;
                     continue;
                 }
+                if r.ever_sent {
+                    // Sent before and answered "not now" (a gateway's 503 may hide an order the
+                    // exchange took): a GTD order gets its one cancel, as on any other give-up.
+                    self.withdraw_given_up(&order).await;
+                }
                 return self.refused(code, message, counts_as_error).await;
             }
             // The gate is checked after the wait for a turn under the CLOB's pace (which can be

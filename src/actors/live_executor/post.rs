@@ -99,6 +99,11 @@ impl Run {
             }
             PostOutcome::Unauthorized { message } => {
                 if let Err(e) = self.reauthenticate(&id, message, tries).await {
+                    // Given up after "not now" answers, one of which may have hidden an order the
+                    // exchange took: a GTD order gets its one cancel, as on any other give-up.
+                    if tries.retries > 0 {
+                        self.withdraw_given_up(order).await;
+                    }
                     return done(Err(e));
                 }
                 r.lookup_first = false;

@@ -392,6 +392,16 @@ impl RiskSupervisor {
     /// realized P&L counts today, the error streak ends, the event is reported, limits follow.
     pub(super) fn take_booking(&mut self, exec: &Execution, position: Written, realized: Usdc, event: Event) {
         self.roll_day(now_ms());
+        // A part of an execution of an earlier day is dated to it (its realized P&L is that day's):
+        // what it moves of unrealized P&L moves the day's opening value with it, measured from the
+        // book's position, unless the book already holds a newer one.
+        let token = exec.token_id;
+        if position.seq > self.written.get(&token).copied().unwrap_or(0) {
+            let before = self.unrealized_of(&token, self.book.position(&token));
+            let after = self.unrealized_of(&token, position.position);
+            let carried = crate::risk::day::carried_to_open(exec.at_ms, self.day_start_ms, before, after);
+            self.carry_into_day_open(Usdc(carried));
+        }
         self.adopt(exec.token_id, position);
         // A part an execution of an earlier trading day grew by counts on that day, as the
         // journal's sums date it.
