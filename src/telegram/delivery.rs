@@ -204,7 +204,7 @@ async fn worker(shared: Arc<Shared>, chat: i64, state: Arc<ChatState>) {
 }
 
 /// Why a send failed.
-enum Failure {
+pub(super) enum Failure {
     /// Telegram will not deliver to this chat until something changes on its side.
     Permanent(String),
     /// Worth retrying (network, 5xx, a timeout).
@@ -213,7 +213,7 @@ enum Failure {
     BadMessage(String),
 }
 
-fn classify(e: &RequestError, token: &str) -> Failure {
+pub(super) fn classify(e: &RequestError, token: &str) -> Failure {
     let cause = scrub(&e.to_string(), &[token]);
     match e {
         // A group upgraded to a supergroup has a new id: nothing reaches the old one again, and

@@ -3,12 +3,20 @@
 
 use std::time::Duration;
 
+use teloxide::RequestError;
 use teloxide::prelude::*;
+use tokio::time::Instant;
 
+use super::delivery::{Failure, classify};
 use crate::config::env::{TelegramReach, scrub};
 
-/// Sends `text` to every chat of `to`, each once, as plain text. Returns how many took it, and
-/// what went wrong for the others (the token scrubbed).
+/// How long the alert keeps trying: within the unit's 60 s start timeout (systemd runs it once).
+const TRYING_FOR: Duration = Duration::from_secs(45);
+
+/// Sends `text` to every chat of `to`, as plain text, until each takes it or refuses it for good:
+/// a 429's wait, a network error or a 5xx is retried (this is the one message saying nothing is
+/// copied any more, and nothing runs it again), a group moved to a supergroup is followed to its
+/// new id. Returns how many took it, and what went wrong for the others (the token scrubbed).
 pub async fn send(to: &TelegramReach, text: &str) -> (usize, Vec<String>) {
     let token = secrecy::ExposeSecret::expose_secret(&to.token).to_owned();
     let client = match teloxide::net::default_reqwest_settings().timeout(Duration::from_secs(15)).build() {
@@ -20,13 +28,46 @@ pub async fn send(to: &TelegramReach, text: &str) -> (usize, Vec<String>) {
         Err(e) => return (0, vec![format!("TELEGRAM_API_URL: {e}")]),
     };
     let bot = Bot::with_client(token.clone(), client).set_api_url(url);
+    let deadline = Instant::now() + TRYING_FOR;
     let mut took = 0;
     let mut failed = Vec::new();
     for chat in &to.chats {
-        match bot.send_message(ChatId(*chat), text).await {
-            Ok(_) => took += 1,
-            Err(e) => failed.push(format!("chat {chat}: {}", scrub(&e.to_string(), &[&token]))),
+        match send_one(&bot, *chat, text, deadline, &token).await {
+            Ok(()) => took += 1,
+            Err(e) => failed.push(format!("chat {chat}: {e}")),
         }
     }
     (took, failed)
+}
+
+/// One chat, retried until `deadline` while Telegram's refusal is not for good.
+async fn send_one(bot: &Bot, chat: i64, text: &str, deadline: Instant, token: &str) -> Result<(), String> {
+    let mut to = chat;
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let e = match bot.send_message(ChatId(to), text).await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let cause = scrub(&e.to_string(), &[token]);
+        let pause = match &e {
+            RequestError::MigrateToChatId(new) if to == chat => {
+                to = new.0;
+                Duration::ZERO
+            }
+            RequestError::RetryAfter(s) => s.duration(),
+            _ => match classify(&e, token) {
+                Failure::Transient(_) => {
+                    let now = wait;
+                    wait = (wait * 2).min(Duration::from_secs(8));
+                    now
+                }
+                Failure::Permanent(_) | Failure::BadMessage(_) => return Err(cause),
+            },
+        };
+        if Instant::now() + pause >= deadline {
+            return Err(format!("{cause} (still failing after {} s)", TRYING_FOR.as_secs()));
+        }
+        tokio::time::sleep(pause).await;
+    }
 }

@@ -46,6 +46,15 @@ async fn test_alert_direct_when_the_daemon_is_down_then_every_chat_is_told_witho
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("not delivered: chat 1002") && out.contains("1 of 2 chat(s)"), "{out}");
     assert!(!out.contains("STOPPED-SECRET"), "{out}");
+    // Telegram asks to slow down (nothing runs the alert again): it waits and is delivered.
+    tg.block(1002, false);
+    tg.fail_429(1, 1);
+    let (code, out) = direct(dir.path(), &env, "after a 429");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("not delivered"), "{out}");
+    for chat in [1001, 1002] {
+        assert!(tg.sent_to(chat).iter().any(|m| m.text == "after a 429"), "{chat}: {out}");
+    }
     // The variables only in a .env whose first line is broken (loaded up to it, that is nothing):
     // read from the file itself.
     std::fs::write(
