@@ -197,6 +197,8 @@ pub(super) async fn handle_update(
             if !chats.contains(&chat) {
                 return unauthorized(ops, chat, "message");
             }
+            // Telegram delivers there again (the bot unblocked, rights given back).
+            ops.out.heard_from(chat);
             // A channel's post forwarded into its discussion group is not a command from anyone here.
             if msg.is_automatic_forward() {
                 return;

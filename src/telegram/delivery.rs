@@ -45,6 +45,9 @@ struct ChatState {
     current: Mutex<Option<Outgoing>>,
     /// Rung when a message is put in the outbox (a permit is kept when no one waits).
     bell: tokio::sync::Notify,
+    /// Rung when the chat, parked, is heard from (it unblocked the bot, its rights came back):
+    /// its held messages go at once rather than at the next parked retry.
+    heard: tokio::sync::Notify,
 }
 
 impl ChatState {
@@ -97,6 +100,15 @@ impl Queue {
             self.undispatched.fetch_sub(1, Ordering::SeqCst);
         }
         ok
+    }
+
+    /// An authorized chat wrote to us, so Telegram delivers there again: a parked chat is tried
+    /// at once.
+    pub fn heard_from(&self, chat: i64) {
+        let chats = self.chats.lock().map(|c| c.clone()).unwrap_or_default();
+        for (_, s) in chats.iter().filter(|(c, s)| *c == chat && s.parked.load(Ordering::SeqCst)) {
+            s.heard.notify_one();
+        }
     }
 
     /// Messages still to be sent to a chat that is not parked (what a shutdown waits for).
@@ -290,7 +302,14 @@ async fn deliver(shared: &Shared, chat: i64, mut msg: Outgoing, pacer: &mut Pace
                 }
             }
         };
-        tokio::time::sleep(wait).await;
+        if state.parked.load(Ordering::SeqCst) {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = state.heard.notified() => info!(chat, "a parked Telegram chat wrote to us: trying it now"),
+            }
+        } else {
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! What the real Bot API does that an operator meets in a group or on a reused token: a group that
-//! takes text but not pictures, a webhook left on the token, and Telegram down for `getMe` alone.
+//! takes text but not pictures, a chat that blocked the bot and writes again, a webhook left on the
+//! token, and Telegram down for `getMe` alone.
 //! Each used to leave commands (a /halt included) or reports unanswered.
 
 use crate::support::telegram::FakeTelegram;
@@ -48,6 +49,31 @@ async fn test_report_when_the_chat_refuses_photos_then_its_text_arrives_and_noth
     let (_, health) = crate::support::http::http_get(&d.http_base().await, "/health").await;
     assert!(!health.contains("refuse our messages"), "not parked: {health}");
     assert!(tg.sent_to(OP).iter().all(|m| m.photo.is_none()));
+}
+
+/// A chat that blocked the bot is parked (tried again every ten minutes); when its user unblocks
+/// the bot and writes, what was held and the reply go at once, not at the next try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_delivery_when_a_parked_chat_writes_again_then_it_is_served_at_once() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    tg.block(OP, true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &OP.to_string());
+    d.set("telegram", "parked_retry_s = 600");
+    d.start();
+    d.wait_live().await;
+    wait_for(20, "the chat refusing", async || (tg.refused(OP) >= 1).then_some(())).await;
+    tg.block(OP, false);
+    tg.inject_message(OP, "/halt back");
+    wait_for(20, "the held start and the reply", async || {
+        let sent = tg.sent_to(OP);
+        (sent.iter().any(|m| m.text.contains("started in PAPER mode"))
+            && sent.iter().any(|m| m.text.contains("HALTED")))
+        .then_some(())
+    })
+    .await;
 }
 
 /// A webhook left on the token: every poll answered 409 while sends worked, so reports flowed and
