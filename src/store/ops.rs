@@ -57,13 +57,43 @@ pub struct FillCounts {
     pub by: BTreeMap<(String, super::FillStatus, String), u64>,
 }
 
+/// How a held Telegram message is queued again: as it was before the stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldClass {
+    /// Merged into digests under a burst.
+    Routine,
+    /// First, never merged.
+    Alert,
+    /// A command's reply or a report: never merged (a digest would cut it to a sample).
+    Direct,
+}
+
+impl HeldClass {
+    /// As the journal keeps it (`telegram_held.alert`: 0 and 1 before replies were told apart).
+    const fn code(self) -> i64 {
+        match self {
+            Self::Routine => 0,
+            Self::Alert => 1,
+            Self::Direct => 2,
+        }
+    }
+
+    const fn from_code(code: i64) -> Self {
+        match code {
+            1 => Self::Alert,
+            2 => Self::Direct,
+            _ => Self::Routine,
+        }
+    }
+}
+
 /// A Telegram message kept in the journal across a stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldMessage {
     /// Its chat.
     pub chat: i64,
-    /// An alert (sent first).
-    pub alert: bool,
+    /// How it was queued.
+    pub class: HeldClass,
     /// Its text.
     pub text: String,
     /// Without sound.
@@ -110,7 +140,7 @@ impl Store {
                 "INSERT INTO telegram_held (chat, alert, text, silent, html, held_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for h in held {
-                st.execute(params![h.chat, h.alert, h.text, h.silent, h.html, now_ms()])?;
+                st.execute(params![h.chat, h.class.code(), h.text, h.silent, h.html, now_ms()])?;
             }
         }
         tx.commit()?;
@@ -128,7 +158,7 @@ impl Store {
             let rows = st.query_map([], |r| {
                 Ok(HeldMessage {
                     chat: r.get(0)?,
-                    alert: r.get(1)?,
+                    class: HeldClass::from_code(r.get(1)?),
                     text: r.get(2)?,
                     silent: r.get(3)?,
                     html: r.get(4)?,

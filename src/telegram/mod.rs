@@ -34,7 +34,7 @@ use crate::config::Env;
 use crate::config::env::scrub;
 use crate::config::settings::{NotifyLevel, TelegramSettings};
 use crate::metrics::Metrics;
-use crate::store::HeldMessage;
+use crate::store::{HeldClass, HeldMessage};
 use commands::{Command, Ops};
 pub use delivery::Queue;
 use outbox::{Class, Outgoing};
@@ -136,7 +136,11 @@ impl Telegram {
                 // after a restart, so a message offering one is not kept.
                 msgs.into_iter().filter(|m| m.buttons.is_empty()).map(move |m| HeldMessage {
                     chat,
-                    alert: m.class == Class::Alert,
+                    class: match m.class {
+                        Class::Alert => HeldClass::Alert,
+                        Class::Direct => HeldClass::Direct,
+                        Class::Routine => HeldClass::Routine,
+                    },
                     text: m.text,
                     silent: m.silent,
                     html: m.html,
@@ -265,12 +269,20 @@ fn register_menu(stop: &tokio_util::sync::CancellationToken, bot: Bot, token: St
     });
 }
 
+/// What a message held over a restart starts with.
+const HELD_NOTE: &str = "(held from before the restart)";
+
 /// What could not be delivered before the last stop goes out first.
 async fn resend_held(store: &actix::Addr<crate::actors::store::StoreActor>, tx: &Queue) {
     if let Ok(Ok(held)) = store.send(TakeHeldTelegram).await {
         for h in held {
-            let class = if h.alert { Class::Alert } else { Class::Routine };
-            let text = format!("(held from before the restart) {}", h.text);
+            let class = match h.class {
+                HeldClass::Alert => Class::Alert,
+                HeldClass::Direct => Class::Direct,
+                HeldClass::Routine => Class::Routine,
+            };
+            // Held over several restarts, it says so once.
+            let text = if h.text.starts_with(HELD_NOTE) { h.text } else { format!("{HELD_NOTE} {}", h.text) };
             let m = Outgoing { chat: Some(h.chat), html: h.html, ..Outgoing::text("held", text, class, h.silent) };
             let _ = tx.push(m).await;
         }

@@ -76,6 +76,40 @@ async fn test_delivery_when_a_parked_chat_writes_again_then_it_is_served_at_once
     .await;
 }
 
+/// A command's reply held over a restart (its chat refused it) comes back as a reply, whole: it
+/// came back as a routine message, merged with the copies' reports into a digest that quoted 300
+/// characters of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_delivery_when_a_reply_is_held_over_a_restart_then_it_arrives_whole() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    tg.block(OP, true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &OP.to_string());
+    d.set("telegram", "parked_retry_s = 600");
+    d.start();
+    d.wait_live().await;
+    for i in 1..=3 {
+        anvil
+            .emit(&Fill::v2(i, A, address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1"), true, 5, 100 * ONE, 50 * ONE))
+            .await;
+    }
+    wait_for(20, "3 copies", async || (with_status(&d.trades(), "executed").len() == 3).then_some(())).await;
+    tg.inject_message(OP, "/help");
+    wait_for(20, "the command handled", async || d.log().contains("command=/help").then_some(())).await;
+    assert!(d.stop().success());
+    tg.block(OP, false);
+    d.start();
+    d.wait_live().await;
+    let help = wait_for(20, "the held reply", async || {
+        tg.sent_to(OP).into_iter().find(|m| m.text.contains("polycopy commands:")).map(|m| m.text)
+    })
+    .await;
+    assert!(help.starts_with("(held from before the restart) polycopy commands:"), "{help}");
+    assert!(help.contains("/help — this list"), "whole: {help}");
+}
+
 /// A webhook left on the token: every poll answered 409 while sends worked, so reports flowed and
 /// no command arrived. It is removed and a /halt is obeyed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
