@@ -67,16 +67,7 @@ done
 # user, as the nightly one is: root writing by path into directories that user owns could be sent
 # elsewhere through links it planted there (a way from that user to root), and what is written
 # belongs to it without a chown.
-if [ "$(id -u)" = 0 ] && [ -z "${PC_AS_JOURNAL_OWNER:-}" ]; then
-  load_config
-  jdb=$(db_path)
-  owner=$(stat -c %U -- "$(dirname "${jdb:-/}")" 2>/dev/null || echo root)
-  if [ -n "$jdb" ] && [ "$owner" != root ] && [ "$owner" != UNKNOWN ]; then
-    command -v runuser >/dev/null || die "runuser (util-linux) is needed to back up as $owner, the journal's owner"
-    log info "backing up as $owner, the journal's owner"
-    exec runuser -u "$owner" -- env PC_AS_JOURNAL_OWNER=1 bash "$(realpath -- "$0")" ${args[@]+"${args[@]}"}
-  fi
-fi
+as_journal_owner "backing up" "$0" ${args[@]+"${args[@]}"}
 
 stage="" plain=""
 on_exit() {

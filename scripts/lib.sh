@@ -131,6 +131,25 @@ load_config() {
   pc_config_json=$(run_polycopy check-config --json --offline 2>/dev/null || true)
 }
 
+# as_journal_owner WHAT SCRIPT ARGS...: run as root on a journal that belongs to another user (the
+# service's), re-runs SCRIPT as that user with ARGS and does not return. Root writing by path inside
+# directories that user owns (backups, the journal's archive) could be sent anywhere through links
+# it planted there, a way from that user to root; and what is written then belongs to it. WHAT
+# names the job in the log ("backing up"). Needs load_config's settings.
+as_journal_owner() {
+  local what=$1 script=$2 jdb owner
+  shift 2
+  { [ "$(id -u)" = 0 ] && [ -z "${PC_AS_JOURNAL_OWNER:-}" ]; } || return 0
+  [ -n "$pc_config_json" ] || load_config
+  jdb=$(db_path)
+  [ -n "$jdb" ] || return 0
+  owner=$(stat -c %U -- "$jdb" 2>/dev/null || stat -c %U -- "$(dirname "$jdb")" 2>/dev/null || echo root)
+  { [ "$owner" != root ] && [ "$owner" != UNKNOWN ]; } || return 0
+  command -v runuser >/dev/null || die "runuser (util-linux) is needed to run as $owner, the journal's owner"
+  log info "$what as $owner, the journal's owner"
+  exec runuser -u "$owner" -- env PC_AS_JOURNAL_OWNER=1 bash "$(realpath -- "$script")" "$@"
+}
+
 # config_field KEY: a top-level string (or number / boolean) field of `check-config --json`;
 # prints nothing for null or a missing field. The object is printed one field per line with a
 # two-space indent, so only top-level keys match (never a key inside `problems`). Without python3

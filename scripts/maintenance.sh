@@ -24,6 +24,7 @@ USAGE
 }
 
 args=() alert=0
+given=("$@")
 while [ $# -gt 0 ]; do
   case "$1" in
     --instance) need_value "$1" $#; set_instance "$2"; shift 2 ;;
@@ -37,6 +38,9 @@ while [ $# -gt 0 ]; do
     *) usage_error "unknown argument: $1" ;;
   esac
 done
+
+# The archive is written beside the journal, in a directory its owner (the service's user) owns.
+as_journal_owner "maintaining the journal" "$0" ${given[@]+"${given[@]}"}
 
 set +e
 out=$(run_polycopy maintenance ${args[@]+"${args[@]}"} 2>&1)

@@ -84,6 +84,15 @@ pub fn db_check(g: &GlobalArgs, file: Option<&std::path::Path>, quick: bool) -> 
 /// On a database error.
 pub fn maintenance(g: &GlobalArgs, prune_days: u32, no_vacuum: bool) -> Result<i32> {
     let s = settings_or_bail(g)?;
+    // The archive is written by path in a directory the journal's owner owns: as root, a link that
+    // user planted there would have root truncate, chmod and chown any file (a way to root).
+    if let Some(owner) = crate::store::root_on_anothers_journal(&s.db_path) {
+        eprintln!(
+            "maintenance is run as the journal's owner ({owner}), not as root: `runuser -u {owner} -- polycopy \
+             maintenance`, or maintenance.sh, which does so"
+        );
+        return Ok(1);
+    }
     let mut store = open_store(&s)?;
     if let Err(problem) = crate::store::check_file(&s.db_path, false)? {
         eprintln!("{}: {problem}; not touching it (see RUNBOOK: database corrupted)", s.db_path.display());

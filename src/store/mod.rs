@@ -350,6 +350,32 @@ pub(crate) fn set_private(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
+/// The name (or uid) of the journal's owner when this process runs as root and the journal at
+/// `db` belongs to another user, whose directories root must not write in by path.
+#[must_use]
+pub fn root_on_anothers_journal(db: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(db).ok()?.uid();
+    (effective_uid()? == 0 && owner != 0).then(|| user_name(owner).unwrap_or_else(|| owner.to_string()))
+}
+
+/// This process's effective uid (Linux: `/proc/self/status`).
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// The login name of `uid` in `/etc/passwd`.
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+    })
+}
+
 /// Gives `file` the owner and group of `like` (files the daemon creates beside its journal).
 pub fn same_owner_of(file: &Path, like: &Path) {
     same_owner(file, like);

@@ -487,3 +487,57 @@ fn test_backup_scripts_when_asked_for_help_then_explain_themselves() {
     let out = Command::new("bash").arg(scripts.join("backup.sh")).args(["--keep-days", "0"]).output().unwrap();
     assert_eq!(output(out).0, 64);
 }
+
+/// Run as root on a journal that belongs to the service's user, maintenance runs as that user: a
+/// link that user planted in the journal's archive directory (where root used to truncate, chmod
+/// and chown by path) sends none of root's writes elsewhere. The binary itself, run as root on
+/// that journal, refuses and says how to run it.
+#[test]
+fn test_maintenance_when_run_as_root_then_as_the_journals_owner_and_a_planted_link_goes_nowhere() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !as_root {
+        eprintln!("not root: acting as another user not tested on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.path().join("svc");
+    let d = idle(&home);
+    {
+        let c = rusqlite::Connection::open(home.join("journal.db")).unwrap();
+        c.execute("INSERT INTO events (at_ms, kind, message) VALUES (0, 'x', 'old')", []).unwrap();
+    }
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "root's").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let archive = home.join("journal.db.archive");
+    std::fs::create_dir(&archive).unwrap();
+    let (code, _, err) = output(Command::new("chown").args(["-R", "65534:65534"]).arg(&home).output().unwrap());
+    assert_eq!(code, 0, "{err}");
+    // Planted by the service's user where the month's archive is written.
+    let link = archive.join(".1970-01.db.gz.tmp");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let (code, _, err) = output(Command::new("chown").args(["-h", "65534:65534"]).arg(&link).output().unwrap());
+    assert_eq!(code, 0, "{err}");
+    let untouched = || {
+        let m = std::fs::metadata(&victim).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o600));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's");
+    };
+
+    let (code, _, err) = d.run_cli(&["maintenance", "--prune-days", "30"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("run as the journal's owner (nobody), not as root"), "{err}");
+    untouched();
+    let (code, out, err) = d.script("maintenance.sh", &["--prune-days", "30"], &[]);
+    assert!(err.contains("maintaining the journal as nobody, the journal's owner"), "{err}");
+    assert_ne!(code, 0, "the link is not the service user's to write through: {out}{err}");
+    untouched();
+    // Without the link, the archive is written, the service user's.
+    std::fs::remove_file(&link).unwrap();
+    let (code, out, err) = d.script("maintenance.sh", &["--prune-days", "30"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(std::fs::metadata(archive.join("1970-01.db.gz")).unwrap().uid(), 65_534);
+    untouched();
+}
