@@ -149,6 +149,10 @@ if [ -n "$cfg" ]; then
   grep -qx MANIFEST <<<"$names" || die "refusing: $cfg has no MANIFEST"
   mkdir "$work/config"
   tar -xzf "$work/config.tgz" -C "$work/config" --no-same-owner --no-same-permissions
+  # Only plain files: the backup directory is the service user's, and a link saved as wallets.json
+  # (to the secrets file) would have root copy what it points to where that user reads it.
+  odd=$(find "$work/config" -mindepth 1 \( ! -type f -o -links +1 \) -printf '%P\n' | head -n 1)
+  [ -z "$odd" ] || die "refusing: $cfg holds '$odd', which is not a plain file (a link?)"
 fi
 
 if [ -n "$config_to" ]; then

@@ -41,6 +41,11 @@ pub fn trades(g: &GlobalArgs, as_json: bool, limit: u32) -> Result<()> {
 pub fn backup(g: &GlobalArgs, out: &std::path::Path) -> Result<()> {
     let s = settings_or_bail(g)?;
     super::require_journal(&s)?;
+    // Never over a file: `--out` naming the journal itself would swap a snapshot in under the
+    // running daemon, and everything journaled since would be lost at its next start.
+    if out.exists() {
+        anyhow::bail!("{} exists: a backup never overwrites a file, choose a new name", out.display());
+    }
     let tmp = out.with_extension("partial");
     let _ = std::fs::remove_file(&tmp);
     // The copy holds the same secrets-adjacent history as the journal: owner-only from its first byte.
@@ -52,7 +57,9 @@ pub fn backup(g: &GlobalArgs, out: &std::path::Path) -> Result<()> {
         .with_context(|| format!("creating the backup {}", tmp.display()))?;
     // As it is, never migrated: a daemon of an older polycopy may run on it.
     crate::store::backup_file(&s.db_path, &tmp).with_context(|| format!("writing the backup {}", tmp.display()))?;
-    std::fs::rename(&tmp, out)?;
+    // A link, not a rename: it fails rather than replace a file that appeared meanwhile.
+    std::fs::hard_link(&tmp, out).with_context(|| format!("writing the backup {}", out.display()))?;
+    let _ = std::fs::remove_file(&tmp);
     println!("backup written and verified: {}", out.display());
     Ok(())
 }

@@ -397,6 +397,32 @@ fn test_backup_when_taken_then_settings_and_wallets_are_saved_and_restorable() {
     let (code, out, _) = d.run_cli(&["db-check", "--file", "restored.db"]);
     assert_eq!(code, 0, "{out}");
 
+    // A settings archive whose wallets.json is a link to the secrets file (the backup directory is
+    // the service user's, checksums and all): refused, nothing copied through the link.
+    let forged = dir.path().join("forged");
+    std::fs::create_dir(&forged).unwrap();
+    let env_file = dir.path().join("polycopy.env");
+    sh(&forged, &format!("tar -xzf {archive} && rm wallets.json && ln -s {} wallets.json", env_file.display()));
+    sh(
+        &forged,
+        &format!(
+            "tar -czf {archive} MANIFEST settings-1.toml wallets.json && cd {bdir} && \
+             sha256sum $(basename {archive}) > $(basename {archive}).sha256"
+        ),
+    );
+    let before = std::fs::read_to_string(dir.path().join("wallets.json")).unwrap();
+    for args in [
+        vec![journal.as_str(), "--config-to", "forged-out"],
+        vec![journal.as_str(), "--db", "r2.db", "--no-service", "--with-config"],
+    ] {
+        let (code, out, err) = d.script("restore.sh", &args, &[]);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(err.contains("holds 'wallets.json', which is not a plain file"), "{err}");
+        assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
+    }
+    assert_eq!(std::fs::read_to_string(dir.path().join("wallets.json")).unwrap(), before);
+    assert!(!dir.path().join("forged-out/wallets.json").exists());
+
     // A server whose settings trade the other mode (a new server's paper settings, a live backup):
     // the journal would land where that mode's journal is read, so the settings must go first.
     d.set_top("mode = \"live\"");
@@ -540,4 +566,25 @@ fn test_maintenance_when_run_as_root_then_as_the_journals_owner_and_a_planted_li
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(std::fs::metadata(archive.join("1970-01.db.gz")).unwrap().uid(), 65_534);
     untouched();
+}
+
+/// `backup --out` never overwrites a file (naming the journal, it swapped a snapshot in under the
+/// daemon), and `vet --chart` never empties one that is not a chart (naming the journal, it
+/// truncated it before reading the chain).
+#[test]
+fn test_backup_and_vet_when_pointed_at_the_journal_then_refused_and_it_is_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = idle(dir.path());
+    let journal = dir.path().join("journal.db");
+    let before = std::fs::read(&journal).unwrap();
+    let (code, _, err) = d.run_cli(&["backup", "--out", "journal.db"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("a backup never overwrites a file"), "{err}");
+    let (code, out, err) = d.run_cli(&["vet", "0x1111111111111111111111111111111111111111", "--chart", "journal.db"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("is not a PNG chart"), "{err}");
+    assert_eq!(std::fs::read(&journal).unwrap(), before, "untouched");
+    let (code, _, err) = d.run_cli(&["backup", "--out", "fresh.db"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!dir.path().join("fresh.partial").exists());
 }

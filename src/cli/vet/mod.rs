@@ -19,6 +19,9 @@ use crate::vet::render::{self};
 
 pub(crate) use source::{Outcome, Source, analyze};
 use who::resolve;
+
+/// The first bytes of every PNG file.
+const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
 pub(crate) use who::{Who, defaults_of};
 
 /// `vet`'s options.
@@ -69,7 +72,20 @@ pub fn vet(g: &GlobalArgs, a: &VetArgs) -> Result<i32> {
 async fn run(s: &Settings, env: &crate::config::Env, a: &VetArgs, who: Who) -> Result<i32> {
     // A chart that cannot be written is said before the chain is read, not after.
     if let Some(p) = &a.chart {
-        std::fs::File::create(p).with_context(|| format!("--chart: cannot write {}", p.display()))?;
+        // Checked without truncating it: a chart is only ever written over an older chart (a
+        // mistyped path naming the journal would otherwise empty it before the chain is read).
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(p)
+            .with_context(|| format!("--chart: cannot write {}", p.display()))?;
+        let mut head = [0u8; 8];
+        let n = std::io::Read::read(&mut f, &mut head).unwrap_or(0);
+        if n > 0 && head[..n] != PNG_SIGNATURE[..n] {
+            anyhow::bail!("--chart: {} exists and is not a PNG chart: choose another name", p.display());
+        }
     }
     let src = Source::connect(s, env, a.no_cache).await?;
     let wallet = who.wallet;
