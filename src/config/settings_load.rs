@@ -146,12 +146,24 @@ fn files(
 /// The `POLYCOPY_` variables as a settings layer. Refused: a variable polycopy does not know (a
 /// typo would otherwise be ignored), and one for a setting only the file may hold.
 fn env_source() -> Result<Environment, Vec<Problem>> {
-    let names: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
-    let unknown = crate::config::env_vars::unknown_vars(names.iter().map(String::as_str));
+    // `vars_os`: a variable that is not UTF-8 (a shell's PWD in a directory named in Latin-1) made
+    // `vars` panic, and `polycopy halt` with it. Only ours must be text.
+    let all: Vec<(String, Option<String>)> =
+        std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.into_string().ok())).collect();
+    let unknown = crate::config::env_vars::unknown_vars(all.iter().map(|(k, _)| k.as_str()));
     if !unknown.is_empty() {
         return Err(unknown);
     }
-    let env: config::Map<String, String> = std::env::vars().filter(|(k, _)| is_settings_var(k)).collect();
+    let not_text: Vec<Problem> = all
+        .iter()
+        .filter(|(k, v)| v.is_none() && is_settings_var(k))
+        .map(|(k, _)| Problem::new("environment", k.as_str(), "its value is not UTF-8 text"))
+        .collect();
+    if !not_text.is_empty() {
+        return Err(not_text);
+    }
+    let env: config::Map<String, String> =
+        all.into_iter().filter_map(|(k, v)| Some((k, v?))).filter(|(k, _)| is_settings_var(k)).collect();
     let pinned: Vec<Problem> = env
         .keys()
         .filter(|k| FILE_ONLY_VARS.contains(&k.to_ascii_uppercase().as_str()))

@@ -285,3 +285,25 @@ fn test_check_config_when_the_service_user_cannot_read_wallets_then_named() {
     let (code, out, err) = check();
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// A variable that is not UTF-8 (bash exports PWD as it is, in a directory named in Latin-1) made
+/// every command that reads the settings panic, `polycopy halt` included: the halt was not stored.
+/// It is stored; one of polycopy's own variables that is not text is named.
+#[test]
+fn test_halt_when_the_environment_holds_a_variable_that_is_not_text_then_the_halt_is_stored() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(dir.path());
+    drop(polycopy::store::Store::open(&dir.path().join("journal.db")).unwrap());
+    let latin1 = std::ffi::OsStr::from_bytes(b"/tmp/caf\xe9");
+    let out = d.cmd(&["halt", "--reason", "latin-1"]).env("PWD", latin1).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("no daemon is running on this journal"), "{err}");
+    let (_, status, _) = d.run_cli(&["status", "--json"]);
+    assert!(status.contains("latin-1"), "{status}");
+    let out = d.cmd(&["check-config", "--offline"]).env("POLYCOPY_COPY__MAX_SLIPPAGE_BPS", latin1).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("POLYCOPY_COPY__MAX_SLIPPAGE_BPS") && err.contains("not UTF-8"), "{err}");
+}
