@@ -118,8 +118,8 @@ pub enum Command {
         /// Every open position.
         #[arg(long)]
         all: bool,
-        /// Seconds to wait for the outcomes (0: do not wait).
-        #[arg(long, default_value_t = 30)]
+        /// Seconds to wait for the outcomes (0: do not wait; at most an hour).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
         wait: u64,
     },
     /// Stop buying into one market (token id, condition id or slug); exits are still copied.

@@ -437,6 +437,10 @@ mod tests {
             ("[live]\nresolve_for_s = 0\n", "live.resolve_for_s"),
             ("[chain]\nhead_stall_s = 3\n", "chain.head_stall_s"),
             ("[live]\nsettle_timeout_s = 0\n", "live.settle_timeout_s"),
+            // Far past any use, and an overflow of `Instant + Duration` at the first order.
+            ("[live]\nresolve_for_s = 9223372036854775807\n", "live.resolve_for_s"),
+            ("[redeem]\nconfirm_wait_s = 2592001\n", "redeem.confirm_wait_s"),
+            ("[live]\nretry_backoff_ms = 9223372036854775807\n", "live.retry_backoff_ms"),
             (
                 "mode = \"live\"\n[chain]\nexchanges = [\"0xE111180000d2663C0091e4f400237545B87B996B\"]\n",
                 "chain.exchanges",

@@ -19,10 +19,56 @@ pub(super) fn all(s: &Settings, file: &str) -> Vec<Problem> {
     alerts_and_health(s, &mut bad);
     telegram(s, &mut bad);
     paper_and_live(s, &mut bad);
+    durations(s, &mut bad);
     p
 }
 
 /// `[chain]`: the feed's pace, ranges, timeouts and failover.
+/// The longest any wait or interval may be set to: 30 days. Far beyond any use, and far from what
+/// overflows a `Duration` added to an `Instant` (a panic at the first order, then at every start).
+const LONGEST_S: u64 = 30 * 86_400;
+
+fn durations(s: &Settings, bad: &mut impl FnMut(&str, String)) {
+    let (h, c, m, a, r, d, k, l) =
+        (&s.health, &s.chain, &s.markets, &s.alerts, &s.redeem, &s.detection, &s.risk, &s.live);
+    let seconds = [
+        ("health.feed_stall_s", h.feed_stall_s),
+        ("health.clob_stale_s", h.clob_stale_s),
+        ("chain.head_stall_s", c.head_stall_s),
+        ("copy.max_copy_delay_s", s.copy.max_copy_delay_s),
+        ("markets.refresh_s", m.refresh_s),
+        ("alerts.check_every_s", a.check_every_s),
+        ("redeem.check_every_s", r.check_every_s),
+        ("redeem.retry_after_s", r.retry_after_s),
+        ("redeem.confirm_wait_s", r.confirm_wait_s),
+        ("detection.rtds_stale_s", d.rtds_stale_s),
+        ("risk.mark_interval_s", k.mark_interval_s),
+        ("live.gtd_expiry_s", l.gtd_expiry_s),
+        ("live.resolve_for_s", l.resolve_for_s),
+        ("live.settle_timeout_s", l.settle_timeout_s),
+    ];
+    let millis = [
+        ("chain.poll_interval_ms", c.poll_interval_ms),
+        ("chain.request_timeout_ms", c.request_timeout_ms),
+        ("chain.balance_timeout_ms", c.balance_timeout_ms),
+        ("chain.reconnect_backoff_max_ms", c.reconnect_backoff_max_ms),
+        ("markets.timeout_ms", m.timeout_ms),
+        ("alerts.clob_slow_ms", a.clob_slow_ms),
+        ("alerts.clock_max_offset_ms", a.clock_max_offset_ms),
+        ("detection.pending_poll_ms", d.pending_poll_ms),
+        ("risk.breaker_poll_ms", k.breaker_poll_ms),
+        ("live.request_timeout_ms", l.request_timeout_ms),
+        ("live.retry_backoff_ms", l.retry_backoff_ms),
+        ("live.rate_limit_wait_ms", l.rate_limit_wait_ms),
+    ];
+    let too_long = seconds.into_iter().filter(|(_, v)| *v > LONGEST_S).map(|(k, v)| (k, v, "s", LONGEST_S));
+    let too_long = too_long
+        .chain(millis.into_iter().filter(|(_, v)| *v > LONGEST_S * 1000).map(|(k, v)| (k, v, "ms", LONGEST_S * 1000)));
+    for (key, v, unit, max) in too_long {
+        bad(key, format!("must be at most {max} {unit} (30 days), got {v}"));
+    }
+}
+
 fn chain(s: &Settings, bad: &mut impl FnMut(&str, String)) {
     let c = &s.chain;
     if c.exchanges.is_empty() {
