@@ -144,7 +144,11 @@ fn paper_trading(get: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> 
         Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => Some(true),
         Some(v) if matches!(v.as_str(), "false" | "0" | "no") => Some(false),
         Some(v) => {
-            p.push(Problem::new("environment", "PAPER_TRADING", format!("must be true or false, got {v:?}")));
+            p.push(Problem::new(
+                "environment",
+                "PAPER_TRADING",
+                format!("must be true or false, got {}", crate::config::problem::quoted(&v)),
+            ));
             None
         }
     }

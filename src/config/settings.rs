@@ -470,6 +470,8 @@ mod tests {
             (format!("[telegram]\nweekly_report_day = \"{key}\"\n"), "telegram.weekly_report_day"),
             (format!("[detection]\nrtds = true\nrtds_url = \"{key}\"\n"), "detection.rtds_url"),
             (format!("[http]\nallowed_hosts = [\"{key}/x\"]\n"), "http.allowed_hosts"),
+            // A list whose elements the checks do not type: the parser's own message quoted it.
+            (format!("[telegram]\nallowed_user_ids = [\"{key}\"]\n"), "(settings)"),
         ] {
             std::fs::write(&f, &text).unwrap();
             let errs =

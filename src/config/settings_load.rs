@@ -290,8 +290,10 @@ impl Settings {
 /// caret). A line pasted into the wrong file (`TELEGRAM_BOT_TOKEN=…` in polycopy.toml, or
 /// `--config` pointed at the env file) would otherwise print a secret, and problems are shown,
 /// logged and sent. The line and column stay, so the operator still finds it.
+/// A value the parser quotes (`invalid type: string "…"`, an element of a list the checks do not
+/// type) is shown as [`crate::config::problem::quoted`] does: a token pasted there is not repeated.
 fn without_quoted_source(e: &config::ConfigError) -> String {
-    e.to_string()
+    redact_strings(&e.to_string())
         .lines()
         .filter(|line| {
             !line.trim_start().trim_start_matches(|c: char| c.is_ascii_digit()).trim_start().starts_with('|')
@@ -302,9 +304,53 @@ fn without_quoted_source(e: &config::ConfigError) -> String {
         .join(" ")
 }
 
+/// `string "…"` in a parser's message, its text (Debug-escaped) replaced by what `quoted` shows.
+fn redact_strings(msg: &str) -> String {
+    const MARK: &str = "string \"";
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at + MARK.len() - 1]);
+        let body = &rest[at + MARK.len()..];
+        let mut escaped = false;
+        let end = body.char_indices().find_map(|(i, c)| {
+            let closes = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            closes.then_some(i)
+        });
+        let Some(end) = end else {
+            out.push_str("(a string)");
+            return out;
+        };
+        out.push_str(&crate::config::problem::quoted(&body[..end]));
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_a_parser_quotes_are_shown_only_when_short() {
+        let token = "123456789:AAHsecretsecretsecretsecret";
+        for (msg, want) in [
+            (
+                format!("invalid type: string \"{token}\", expected u64"),
+                "invalid type: string a string of 37 characters, expected u64",
+            ),
+            ("invalid type: string \"abc\", expected u64".to_owned(), "invalid type: string \"abc\", expected u64"),
+            (
+                format!("a string \"x\\\"{token}\" and string \"y\""),
+                "a string a string of 40 characters and string \"y\"",
+            ),
+            (format!("cut string \"{token}"), "cut string (a string)"),
+        ] {
+            assert_eq!(redact_strings(&msg), want, "{msg}");
+        }
+    }
 
     #[test]
     fn a_line_that_is_not_toml_is_named_by_its_place_never_quoted() {
