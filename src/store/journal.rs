@@ -292,7 +292,10 @@ impl Store {
         })
     }
 
-    /// Marks a pending fill as not copied, with the stable reason code and its detail.
+    /// Marks a pending fill as not copied, with the stable reason code and its detail. A fill
+    /// under a reorg's cloud (`suspect`) stays pending: the refusal may be the reorg's doing (a
+    /// SELL sized while the BUY before it, in the same block, could not be journaled), and the
+    /// rescan hands it on again once its block is confirmed, or the sweep withdraws it.
     ///
     /// # Errors
     /// On a database error.
@@ -302,7 +305,8 @@ impl Store {
         }
         exec(
             &self.conn,
-            "UPDATE fills SET status = 'rejected', reason = ?2, detail = ?3 WHERE id = ?1 AND status = 'pending'",
+            "UPDATE fills SET status = 'rejected', reason = ?2, detail = ?3 WHERE id = ?1 AND status = 'pending' \
+             AND suspect = 0",
             params![row, code, detail],
         )?;
         Ok(())

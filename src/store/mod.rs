@@ -731,6 +731,26 @@ pub(crate) mod tests {
         assert_eq!(status(refused), ("rejected".into(), false, false));
     }
 
+    /// A refusal that lands while its fill is a reorg's suspect (a SELL sized while the BUY before
+    /// it in the same block could not be journaled) leaves it pending: the rescan that confirms
+    /// the block hands it on again and it is decided afresh, never left refused by the reorg.
+    #[test]
+    fn a_refusal_under_a_reorgs_cloud_leaves_the_fill_to_the_rescan() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let h = B256::repeat_byte;
+        let out = s.journal_range(&[fill(1, 5), fill(2, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
+        let (buy, sell) = (out.to_copy[0].row, out.to_copy[1].row);
+        assert_eq!(s.rewind((4, h(4))).unwrap().suspects, 2);
+        s.record_rejection(sell, "no_position", "sized while the BUY before it was not journaled").unwrap();
+        let status: String = s.conn.query_row("SELECT status FROM fills WHERE id = ?1", [sell], |r| r.get(0)).unwrap();
+        assert_eq!(status, "pending");
+        // The same block again: both are handed on again.
+        let out = s.journal_range(&[fill(1, 5), fill(2, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
+        let again: Vec<i64> = out.to_copy.iter().map(|p| p.row).collect();
+        assert!(again.contains(&buy) && again.contains(&sell), "{out:?}");
+    }
+
     /// A range journaled in parts (a long backfill): a reorg's suspect that a later part brings
     /// back in a later block is not swept as gone by an earlier part.
     #[test]

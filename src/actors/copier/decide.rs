@@ -150,6 +150,7 @@ impl CopyTask {
     /// Asks the risk supervisor to approve `intent` (`recovered`: journaled before a restart).
     async fn evaluate(&self, m: &Copy, intent: OrderIntent, recovered: bool, market: Option<MarketRef>) -> Decision {
         let e = Evaluate {
+            counted_at_ms: None,
             intent,
             fill: m.pending.fill.clone(),
             label: m.label.clone(),

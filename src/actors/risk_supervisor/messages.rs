@@ -49,6 +49,10 @@ pub struct Evaluate {
     /// The trading gate's count of halts when the operator's close started, or when a copy was
     /// approved (set then): a halt after that stops its sends. `None` until then.
     pub halts_seen: Option<u64>,
+    /// When its approval was counted against the wallet's frequency limits (a BUY; set then):
+    /// taken back if the intent is never journaled (its fill became a reorg's suspect meanwhile,
+    /// and is handed on again once the rescan confirms it).
+    pub counted_at_ms: Option<i64>,
 }
 
 /// Our current position in a token.

@@ -141,6 +141,7 @@ impl RiskSupervisor {
         halts_seen: u64,
     ) {
         let m = Evaluate {
+            counted_at_ms: None,
             intent,
             fill,
             label: "close".into(),

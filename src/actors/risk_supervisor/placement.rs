@@ -32,8 +32,11 @@ pub(super) enum Step {
     /// Executed and journaled: the execution and the position and P&L the journal computed
     /// (`None`: this fill already had an execution, nothing to book).
     Done(Execution, Option<(Written, Usdc)>),
-    /// The journal says it must not be executed (already handled, or under a reorg).
+    /// Nothing more to do: the order's outcome was already booked another way.
     Skipped,
+    /// The journal refused its intent (already handled, or its fill under a reorg's cloud): it
+    /// never was a trade, and its approval no longer counts against the wallet's limits.
+    NotJournaled,
     /// A journal write failed.
     DbError(String),
     /// The order has its outcome at the exchange, and booking it in the journal failed.
@@ -137,6 +140,7 @@ impl RiskSupervisor {
             // BUYs: exits are exempt from the frequency limits, and must not use up their budget.
             if m.intent.side == crate::domain::Side::Buy {
                 self.copies.entry(m.intent.wallet).or_default().push_back(now);
+                m.counted_at_ms = Some(now);
             }
         }
         self.reserved.add(m.intent.fill_row, Reservation::of(&m.intent));
@@ -245,7 +249,7 @@ async fn place(writer: &Writer, executor: &actix::Recipient<Execute>, m: Evaluat
     if !m.recovered {
         match writer.ask(RecordIntent(intent.clone())).await {
             Ok(true) => {}
-            Ok(false) => return (m, Step::Skipped),
+            Ok(false) => return (m, Step::NotJournaled),
             Err(e) => return (m, Step::DbError(e.to_string())),
         }
         crate::fault::abort_at("abort_after_intent");
@@ -284,7 +288,7 @@ async fn paper_copy(
         RecordPaperCopy { intent: m.intent.clone(), exec, wallet: m.intent.wallet, fresh: !m.recovered, may_send };
     let (step, committed) = match writer.ask(copy).await {
         Ok((PaperCopy::Booked(exec, booked), c)) => (Step::Done(exec, booked), c.0),
-        Ok((PaperCopy::Skipped, c)) => (Step::Skipped, c.0),
+        Ok((PaperCopy::Skipped, c)) => (Step::NotJournaled, c.0),
         Ok((PaperCopy::NotSent, c)) => (Step::ExecFailed(ExecError::NotSent), c.0),
         Err(e) => (Step::DbError(e.to_string()), None),
     };
@@ -333,6 +337,7 @@ impl RiskSupervisor {
         match step {
             Step::Done(exec, Some((position, realized))) => self.booked(m, exec, position, realized, elapsed),
             Step::Done(_, None) | Step::Skipped => {}
+            Step::NotJournaled => self.uncount(m),
             Step::DbError(e) => self.trip("database_error", &format!("journal write failed: {e}"), "daemon"),
             Step::Unbooked(e) => self.trip(
                 "database_error",
@@ -349,6 +354,16 @@ impl RiskSupervisor {
             for tx in self.drained.drain(..) {
                 let _ = tx.send(());
             }
+        }
+    }
+
+    /// Takes back the count of `m`'s approval against its wallet's frequency limits.
+    fn uncount(&mut self, m: &Evaluate) {
+        if let Some(at) = m.counted_at_ms
+            && let Some(q) = self.copies.get_mut(&m.intent.wallet)
+            && let Some(i) = q.iter().position(|t| *t == at)
+        {
+            q.remove(i);
         }
     }
 
