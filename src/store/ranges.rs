@@ -339,8 +339,10 @@ fn sweep_gone(tx: &Connection, to: u64, out: &mut JournalOutcome) -> StoreResult
     Ok(())
 }
 
-/// Records the range's block hashes (for finding a reorg's common ancestor, the last 1,024 kept)
-/// and moves the checkpoint to `to`.
+/// Records the range's block hashes (for finding a reorg's common ancestor) and moves the
+/// checkpoint to `to`. The newest 1,024 are kept, however old: kept by age, one range longer than
+/// that (a catch-up after an outage) left only its own end, and a reorg of a few blocks then found
+/// no block in common, restarting at a block never checked.
 fn advance_checkpoint(tx: &Connection, to: (u64, B256), blocks: &[(u64, B256)], now: i64) -> StoreResult<()> {
     for (n, h) in blocks.iter().chain(std::iter::once(&to)) {
         exec(
@@ -349,7 +351,12 @@ fn advance_checkpoint(tx: &Connection, to: (u64, B256), blocks: &[(u64, B256)], 
             params![*n as i64, h.to_string()],
         )?;
     }
-    exec(tx, "DELETE FROM recent_blocks WHERE number < ?1", [to.0.saturating_sub(1024) as i64])?;
+    exec(
+        tx,
+        "DELETE FROM recent_blocks WHERE number < (SELECT MIN(number) FROM \
+         (SELECT number FROM recent_blocks ORDER BY number DESC LIMIT 1024))",
+        [],
+    )?;
     exec(
         tx,
         "INSERT INTO checkpoint (id, block_number, block_hash, updated_at_ms) VALUES (1, ?1, ?2, ?3) \
@@ -396,6 +403,26 @@ mod tests {
         let out = s.journal_range(&[], (8, B256::repeat_byte(28)), &[]).unwrap();
         assert_eq!(out.reorged_after_copy.len(), 1);
         (dir, s, row)
+    }
+
+    /// A range longer than the blocks remembered (a catch-up after an outage) keeps the blocks from
+    /// before it: a shallow reorg after it finds a block in common below the range, and the feed
+    /// reads the range again, rather than restarting at a block it never checked. The newest
+    /// 1,024 are kept.
+    #[test]
+    fn the_blocks_remembered_are_the_newest_whatever_their_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let h = B256::repeat_byte;
+        s.journal_range(&[], (5, h(5)), &[(4, h(4)), (5, h(5))]).unwrap();
+        s.journal_range(&[], (3_000, h(30)), &[]).unwrap();
+        let numbers: Vec<u64> = s.recent_blocks().unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(numbers, [3_000, 5, 4]);
+        let many: Vec<(u64, B256)> = (3_001..4_100).map(|n| (n, h(7))).collect();
+        s.journal_range(&[], (4_100, h(8)), &many).unwrap();
+        let kept = s.recent_blocks().unwrap();
+        assert_eq!(kept.len(), 1_024);
+        assert_eq!((kept[0].0, kept[1_023].0), (4_100, 3_077));
     }
 
     /// A target removed after its copied fill and before the reorg under it: the rescan does not

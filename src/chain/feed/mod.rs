@@ -29,6 +29,9 @@ mod own;
 
 pub use own::{OwnBooked, OwnChange, OwnFill};
 
+/// How far below the oldest block remembered a reorg deeper than all of them restarts the read.
+const BELOW_THE_REMEMBERED: u64 = 128;
+
 /// What the feed needs to know.
 #[derive(Debug, Clone)]
 pub struct FeedConfig {
@@ -487,7 +490,8 @@ impl ChainFeed {
                 // Deeper than anything we remember: restart just below the oldest block we know.
                 // The fork is somewhere below it, and what the replaced blocks under it held is
                 // not known: said, never silent.
-                let oldest = recent.last().map_or(cp.0, |(n, _)| *n).saturating_sub(1);
+                // A margin below it: the fork may be deeper, and re-reading blocks costs little.
+                let oldest = recent.last().map_or(cp.0, |(n, _)| *n).saturating_sub(BELOW_THE_REMEMBERED);
                 let b: BlockRef = self.rpc.block_required(oldest).await?;
                 let message = format!(
                     "a chain reorganisation reaches below the {} blocks remembered (down to block {oldest} at least): \
