@@ -35,8 +35,10 @@ const FIRST_SPAN: u64 = 4;
 /// Blocks this close to the safe head (the head less the confirmations) are read block by block,
 /// by hash (see [`RangeReader::logs_by_hash`]); the ones behind them by number, in one call. A
 /// provider's backends lag one another by a few blocks, more while they catch up after an outage,
-/// which is when the feed catches up too: a margin of about a minute of Polygon's blocks.
-const BY_HASH_WITHIN: u64 = 32;
+/// which is when the feed catches up too: a margin of about five minutes of Polygon's blocks (a
+/// backend that has not indexed a block answers "no logs" for it by number, and "unknown block"
+/// by hash). Each block read by hash is one call: at most this many per catch-up.
+const BY_HASH_WITHIN: u64 = 150;
 
 /// The first block of `from..=to` read by hash (`to + 1` when none is): every block within
 /// [`BY_HASH_WITHIN`] of `safe_head`, wherever the range starts.
@@ -290,7 +292,8 @@ mod tests {
             (99, 100, 100, 99),
             // A catch-up after an outage: every block of it, not only the last few.
             (91, 100, 100, 91),
-            (60, 100, 100, 69),
+            (60, 100, 100, 60),
+            (700, 1_000, 1_000, 851),
             // A backfill far behind the head: by number only.
             (10, 50, 1_000, 51),
             (0, 5, 10, 0),

@@ -368,15 +368,16 @@ async fn live_behind_a_load_balancer() -> (Anvil, crate::support::capped_rpc::Ca
     (anvil, rpc, dir, d)
 }
 
-/// Back after being down for a few blocks, the feed catches up on blocks behind the head while a
-/// provider's backends are out of step: one that answers "no logs" by number for blocks it has not
-/// indexed must not make the catch-up pass over a fill. Blocks near the head are read by hash.
+/// Back after being down for a minute and more (40 blocks), the feed catches up on blocks behind the
+/// head while a provider's backends are out of step: one that answers "no logs" by number for
+/// blocks it has not indexed must not make the catch-up pass over a fill. Blocks within about five
+/// minutes of the head are read by hash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_feed_when_a_backend_lags_during_a_catch_up_then_no_fill_is_passed_over() {
     let (anvil, rpc, _dir, mut d) = live_behind_a_load_balancer().await;
     assert_eq!(d.stop().code(), Some(0));
     let (_, tx) = anvil.emit(&buy(1, 41)).await;
-    anvil.mine(10).await;
+    anvil.mine(40).await;
     rpc.lag(1);
     d.start();
     d.wait_live().await;
