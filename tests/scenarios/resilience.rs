@@ -301,6 +301,41 @@ async fn test_backfill_when_exit_older_than_max_delay_then_still_copied() {
     assert!(d.status()["positions"].as_array().unwrap().is_empty(), "{}", d.status());
 }
 
+/// A stop during a long backfill ends it at once: the feed journaled and handed on ranges for as
+/// long as the shutdown waited for it (orders sent after the copier's flush). What it had not
+/// read yet is read at the next start, and every fill is copied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_backfill_when_stopped_midway_then_it_ends_at_once_and_resumes_at_the_next_start() {
+    let anvil = Anvil::start().await;
+    let rpc = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &rpc.url, "max_block_range = 3", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    assert!(d.stop().success());
+    // A fill in every range, so that every range journaled shows in the log.
+    let mut txs = Vec::new();
+    for i in 0..30u8 {
+        txs.push(anvil.emit(&buy(i + 1, 300 + u64::from(i))).await.1);
+        anvil.mine(2).await;
+    }
+    d.start();
+    wait_for(30, "the backfill under way", async || d.log().contains("journaled range").then_some(())).await;
+    assert!(d.stop().success());
+    let log = d.log();
+    let after: Vec<&str> =
+        log.rsplit("shutting down").next().unwrap_or("").lines().filter(|l| l.contains("journaled range")).collect();
+    // One range may finish between the stop's log line and the feed's cancellation; a backfill that
+    // went on would journal a range (each with a fill) every few hundred ms until it was given up.
+    assert!(after.len() <= 1, "the backfill went on after the stop: {after:?}");
+    d.start();
+    wait_for(90, "the 30 copies", async || (with_status(&d.trades(), "executed").len() >= 30).then_some(())).await;
+    marker(&anvil, &d, 99, 399).await;
+    for tx in &txs {
+        assert_eq!(d.executions_for(tx), 1, "{tx}");
+    }
+}
+
 /// An RPC endpoint on another chain is never taken for Polygon: the daemon refuses it at every
 /// connect, names the endpoint's chain and the setting, and copies nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,19 +489,21 @@ async fn test_backfill_when_provider_caps_log_ranges_then_reads_smaller_ranges_a
     assert!(d.stop().success());
 
     let mut txs = Vec::new();
+    // Over 150 blocks: the older ones are read by number, in ranges the provider caps (the
+    // newest are read block by block, by hash).
     for i in 0..8u8 {
         txs.push(anvil.emit(&buy(i + 1, 200 + u64::from(i))).await.1);
-        anvil.mine(4).await;
+        anvil.mine(25).await;
     }
     d.start();
-    executed(&d, 8).await;
+    wait_for(90, "8 executed copies", async || (with_status(&d.trades(), "executed").len() >= 8).then_some(())).await;
     marker(&anvil, &d, 99, 299).await;
     for tx in &txs {
         assert_eq!(d.executions_for(tx), 1, "{tx}");
     }
     assert_eq!(d.trades().len(), 9, "the eight fills and the marker, nothing twice");
     assert!(rpc.refused() >= 1, "the first backfill read (4 blocks) is over the cap");
-    assert!(rpc.served() >= 10, "the 40 blocks were read in ranges of at most 3");
+    assert!(rpc.served() >= 10, "the blocks were read in ranges of at most 3");
     let log = d.log();
     assert!(log.contains("reading smaller ranges"), "{log}");
     assert!(!log.contains("chain sync failed"), "a refused range is not an outage: {log}");

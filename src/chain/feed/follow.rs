@@ -148,7 +148,15 @@ impl ChainFeed {
     async fn follow(&mut self, subs: &mut Subscriptions, retry: &mut Retry, shutdown: &CancellationToken) -> Followed {
         let mut moved: u64 = 0;
         loop {
-            match self.sync().await {
+            // A stop ends a sync between two awaits: a long backfill would otherwise go on
+            // journaling and handing on fills (orders sent after the copier's flush) until the
+            // shutdown gave up waiting for it. What is journaled is handed on at the next start.
+            let synced = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Followed::Stopped,
+                r = self.sync() => r,
+            };
+            match synced {
                 Ok(()) => {
                     moved = 0;
                     self.rpc.ok();
