@@ -143,7 +143,10 @@ as_journal_owner() {
   [ -n "$pc_config_json" ] || load_config
   jdb=$(db_path)
   [ -n "$jdb" ] || return 0
-  owner=$(stat -c %U -- "$jdb" 2>/dev/null || stat -c %U -- "$(dirname "$jdb")" 2>/dev/null || echo root)
+  # The directory's owner first (the journal itself could be a link that user planted), then the
+  # journal's own (stat does not follow a link).
+  owner=$(stat -c %U -- "$(dirname "$jdb")" 2>/dev/null || echo root)
+  if [ "$owner" = root ]; then owner=$(stat -c %U -- "$jdb" 2>/dev/null || echo root); fi
   { [ "$owner" != root ] && [ "$owner" != UNKNOWN ]; } || return 0
   command -v runuser >/dev/null || die "runuser (util-linux) is needed to run as $owner, the journal's owner"
   log info "$what as $owner, the journal's owner"

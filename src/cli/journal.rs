@@ -57,9 +57,18 @@ pub fn backup(g: &GlobalArgs, out: &std::path::Path) -> Result<()> {
         .with_context(|| format!("creating the backup {}", tmp.display()))?;
     // As it is, never migrated: a daemon of an older polycopy may run on it.
     crate::store::backup_file(&s.db_path, &tmp).with_context(|| format!("writing the backup {}", tmp.display()))?;
-    // A link, not a rename: it fails rather than replace a file that appeared meanwhile.
-    std::fs::hard_link(&tmp, out).with_context(|| format!("writing the backup {}", out.display()))?;
-    let _ = std::fs::remove_file(&tmp);
+    // A link, not a rename: it fails rather than replace a file that appeared meanwhile. Where the
+    // filesystem has no links (vfat, some network mounts), a rename after checking again.
+    match std::fs::hard_link(&tmp, out) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists || out.exists() => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("{} appeared meanwhile: the backup is not written", out.display()));
+        }
+        Err(_) => std::fs::rename(&tmp, out).with_context(|| format!("writing the backup {}", out.display()))?,
+    }
     println!("backup written and verified: {}", out.display());
     Ok(())
 }

@@ -472,6 +472,8 @@ mod tests {
             (format!("[http]\nallowed_hosts = [\"{key}/x\"]\n"), "http.allowed_hosts"),
             // A list whose elements the checks do not type: the parser's own message quoted it.
             (format!("[telegram]\nallowed_user_ids = [\"{key}\"]\n"), "(settings)"),
+            // A word setting.
+            (format!("log_format = \"{key}\"\n"), "log_format"),
         ] {
             std::fs::write(&f, &text).unwrap();
             let errs =

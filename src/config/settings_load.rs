@@ -304,17 +304,22 @@ fn without_quoted_source(e: &config::ConfigError) -> String {
         .join(" ")
 }
 
-/// `string "…"` in a parser's message, its text (Debug-escaped) replaced by what `quoted` shows.
+/// The values a parser's message quotes (`string "…"`, Debug-escaped; ``unknown variant `…` ``
+/// for a word setting such as `log_format`) replaced by what `quoted` shows.
 fn redact_strings(msg: &str) -> String {
-    const MARK: &str = "string \"";
+    redact_quoted(&redact_quoted(msg, "string \"", '"'), "unknown variant `", '`')
+}
+
+/// Each text after `mark` up to the unescaped `close`, replaced by what `quoted` shows.
+fn redact_quoted(msg: &str, mark: &str, close: char) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut rest = msg;
-    while let Some(at) = rest.find(MARK) {
-        out.push_str(&rest[..at + MARK.len() - 1]);
-        let body = &rest[at + MARK.len()..];
+    while let Some(at) = rest.find(mark) {
+        out.push_str(&rest[..at + mark.len() - close.len_utf8()]);
+        let body = &rest[at + mark.len()..];
         let mut escaped = false;
         let end = body.char_indices().find_map(|(i, c)| {
-            let closes = c == '"' && !escaped;
+            let closes = c == close && !escaped;
             escaped = c == '\\' && !escaped;
             closes.then_some(i)
         });
@@ -323,7 +328,7 @@ fn redact_strings(msg: &str) -> String {
             return out;
         };
         out.push_str(&crate::config::problem::quoted(&body[..end]));
-        rest = &body[end + 1..];
+        rest = &body[end + close.len_utf8()..];
     }
     out.push_str(rest);
     out
@@ -347,6 +352,10 @@ mod tests {
                 "a string a string of 40 characters and string \"y\"",
             ),
             (format!("cut string \"{token}"), "cut string (a string)"),
+            (
+                format!("unknown variant `{token}`, expected `json` or `text`"),
+                "unknown variant a string of 37 characters, expected `json` or `text`",
+            ),
         ] {
             assert_eq!(redact_strings(&msg), want, "{msg}");
         }

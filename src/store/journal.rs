@@ -293,9 +293,10 @@ impl Store {
     }
 
     /// Marks a pending fill as not copied, with the stable reason code and its detail. A fill
-    /// under a reorg's cloud (`suspect`) stays pending: the refusal may be the reorg's doing (a
-    /// SELL sized while the BUY before it, in the same block, could not be journaled), and the
-    /// rescan hands it on again once its block is confirmed, or the sweep withdraws it.
+    /// under a reorg's cloud (`suspect`) with no intent stays pending: the copier's refusal may be
+    /// the reorg's doing (a SELL sized while the BUY before it, in the same block, could not be
+    /// journaled), and the rescan hands it on again once its block is confirmed, or the sweep
+    /// withdraws it. An order's own outcome (its intent journaled) is always recorded.
     ///
     /// # Errors
     /// On a database error.
@@ -306,7 +307,7 @@ impl Store {
         exec(
             &self.conn,
             "UPDATE fills SET status = 'rejected', reason = ?2, detail = ?3 WHERE id = ?1 AND status = 'pending' \
-             AND suspect = 0",
+             AND (suspect = 0 OR EXISTS (SELECT 1 FROM intents WHERE fill_id = ?1))",
             params![row, code, detail],
         )?;
         Ok(())

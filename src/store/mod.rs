@@ -350,13 +350,22 @@ pub(crate) fn set_private(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
-/// The name (or uid) of the journal's owner when this process runs as root and the journal at
-/// `db` belongs to another user, whose directories root must not write in by path.
+/// The name (or uid) of the user the journal at `db` belongs to when this process runs as root and
+/// that user is another: its directory's owner, else the journal's own (never followed through a
+/// link that user could have planted). Root must not write by path in that user's directories.
 #[must_use]
 pub fn root_on_anothers_journal(db: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    let owner = std::fs::metadata(db).ok()?.uid();
-    (effective_uid()? == 0 && owner != 0).then(|| user_name(owner).unwrap_or_else(|| owner.to_string()))
+    if effective_uid()? != 0 {
+        return None;
+    }
+    let dir = match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let owners = [std::fs::metadata(dir).ok().map(|m| m.uid()), std::fs::symlink_metadata(db).ok().map(|m| m.uid())];
+    let owner = owners.into_iter().flatten().find(|uid| *uid != 0)?;
+    Some(user_name(owner).unwrap_or_else(|| owner.to_string()))
 }
 
 /// This process's effective uid (Linux: `/proc/self/status`).
@@ -739,14 +748,21 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let h = B256::repeat_byte;
-        let out = s.journal_range(&[fill(1, 5), fill(2, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
-        let (buy, sell) = (out.to_copy[0].row, out.to_copy[1].row);
-        assert_eq!(s.rewind((4, h(4))).unwrap().suspects, 2);
+        let out = s.journal_range(&[fill(1, 5), fill(2, 5), fill(3, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
+        let (buy, sell, sent) = (out.to_copy[0].row, out.to_copy[1].row, out.to_copy[2].row);
+        let placed =
+            crate::domain::OrderIntent::for_fill(&out.to_copy[2].fill, sent, Shares(10_000_000), Price(500_000));
+        assert!(s.record_intent(&placed).unwrap());
+        assert_eq!(s.rewind((4, h(4))).unwrap().suspects, 3);
         s.record_rejection(sell, "no_position", "sized while the BUY before it was not journaled").unwrap();
+        // An order's own outcome is always recorded, suspect or not.
+        s.record_rejection(sent, "no_liquidity", "nothing matched").unwrap();
+        let status: String = s.conn.query_row("SELECT status FROM fills WHERE id = ?1", [sent], |r| r.get(0)).unwrap();
+        assert_eq!(status, "rejected");
         let status: String = s.conn.query_row("SELECT status FROM fills WHERE id = ?1", [sell], |r| r.get(0)).unwrap();
         assert_eq!(status, "pending");
-        // The same block again: both are handed on again.
-        let out = s.journal_range(&[fill(1, 5), fill(2, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
+        // The same block again: both are handed on again (the one with its order is not).
+        let out = s.journal_range(&[fill(1, 5), fill(2, 5), fill(3, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
         let again: Vec<i64> = out.to_copy.iter().map(|p| p.row).collect();
         assert!(again.contains(&buy) && again.contains(&sell), "{out:?}");
     }

@@ -18,7 +18,7 @@ use crate::domain::{
     mul_price_ceil, mul_price_floor,
 };
 use crate::risk::book::position_after;
-use crate::risk::sizing::{SizingContext, limit_price, size_copy};
+use crate::risk::sizing::{SizingContext, size_copy};
 use crate::risk::{Book, CopyRules, Limits, WalletActivity, check_intent};
 
 /// One fill of the vetted wallet.
@@ -240,7 +240,10 @@ impl Replay {
         };
         let (pos, realized) = position_after(self.book.position(&t.token_id), &exec);
         self.book.set(t.token_id, pos);
-        self.copies_at.push(at);
+        // As live: only BUYs count toward the frequency limits.
+        if t.side == Side::Buy {
+            self.copies_at.push(at);
+        }
         if t.side == Side::Buy {
             self.r.invested.0 += usdc.0;
             *self.invested_by.entry(t.token_id).or_insert(0) += usdc.0;
@@ -333,7 +336,8 @@ fn copy_one(
             }
             Ok((shares, n.price, PriceModel::NextFill))
         }
-        None => Ok((shares, limit_price(t.side, t.price, cfg.max_slippage_bps), PriceModel::SlippageCap)),
+        // At the copy's own limit (which the wallet's max_price may hold below the slippage's).
+        None => Ok((shares, sized.limit_price, PriceModel::SlippageCap)),
     }
 }
 
