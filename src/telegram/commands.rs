@@ -161,6 +161,17 @@ async fn parse_for_us(bot: &Bot, text: &str, username: &str) -> Result<Command, 
     }
 }
 
+/// An authorized group `old` is now `new`: its commands are obeyed and its messages go there, and
+/// the operator is told (once) to name the new id in the settings.
+fn group_moved(ops: &Ops, old: i64, new: i64) {
+    if ops.out.moves.record(old, new) {
+        let message = super::delivery::moved_notice(old, new);
+        warn!("{message}");
+        let _ = ops.out.try_push(Outgoing::text("warning", format!("WARNING: {message}"), Class::Alert, false));
+    }
+    ops.out.heard_from(old);
+}
+
 /// When an unauthorized update was last logged, unix ms: anyone can write to a bot, so the log
 /// says so at most once a minute (the metric counts every one).
 static UNAUTHORIZED_LOGGED_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
@@ -193,8 +204,18 @@ pub(super) async fn handle_update(
     match kind {
         UpdateKind::Message(msg) => {
             let chat = msg.chat.id.0;
+            // An authorized group upgraded to a supergroup: Telegram says so in the old chat and
+            // in the new one. The new id is the group's from now on.
+            let moved = match (msg.migrate_to_chat_id(), msg.migrate_from_chat_id()) {
+                (Some(new), _) if chats.contains(&chat) => Some((chat, new.0)),
+                (_, Some(old)) if chats.contains(&old.0) => Some((old.0, chat)),
+                _ => None,
+            };
+            if let Some((old, new)) = moved {
+                return group_moved(ops, old, new);
+            }
             // Counted whatever it holds (a sticker, the bot added to a group), before anything is read.
-            if !chats.contains(&chat) {
+            if !chats.contains(&chat) && ops.out.moves.from(chat).is_none() {
                 return unauthorized(ops, chat, "message");
             }
             // Telegram delivers there again (the bot unblocked, rights given back).
@@ -231,7 +252,7 @@ pub(super) async fn handle_update(
         }
         UpdateKind::CallbackQuery(q) => {
             let chat = q.message.as_ref().map(|m| m.chat().id.0);
-            let Some(chat) = chat.filter(|c| chats.contains(c)) else {
+            let Some(chat) = chat.filter(|c| chats.contains(c) || ops.out.moves.from(*c).is_some()) else {
                 return unauthorized(ops, chat.unwrap_or(q.from.id.0 as i64), "button");
             };
             if !auth.user(Some(q.from.id.0)) {

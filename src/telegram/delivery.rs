@@ -65,6 +65,31 @@ impl ChatState {
     }
 }
 
+/// Authorized groups that became supergroups since the start (Telegram gives an upgraded group a
+/// new id): their messages go to the new id, and commands from the new id are theirs, until the
+/// operator names the new id in `TELEGRAM_CHAT_ID`.
+#[derive(Debug, Clone, Default)]
+pub struct Moves(Arc<Mutex<HashMap<i64, i64>>>);
+
+impl Moves {
+    /// Notes that `old` is now `new`; true the first time.
+    pub fn record(&self, old: i64, new: i64) -> bool {
+        self.0.lock().is_ok_and(|mut m| m.insert(old, new) != Some(new))
+    }
+
+    /// Where a message for `chat` goes now.
+    #[must_use]
+    pub fn to(&self, chat: i64) -> i64 {
+        self.0.lock().ok().and_then(|m| m.get(&chat).copied()).unwrap_or(chat)
+    }
+
+    /// The authorized chat `chat` was before it moved, if it is one that moved.
+    #[must_use]
+    pub fn from(&self, chat: i64) -> Option<i64> {
+        self.0.lock().ok()?.iter().find(|(_, new)| **new == chat).map(|(old, _)| *old)
+    }
+}
+
 /// The sending side of delivery: queues without blocking and knows how much is still to send.
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -72,6 +97,8 @@ pub struct Queue {
     /// Queued and not yet handed to a chat's worker.
     undispatched: Arc<AtomicUsize>,
     chats: Arc<Mutex<Vec<(i64, Arc<ChatState>)>>>,
+    /// Authorized groups that moved to a new id.
+    pub moves: Moves,
 }
 
 impl Queue {
@@ -79,7 +106,7 @@ impl Queue {
     #[must_use]
     pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { tx, undispatched: Arc::default(), chats: Arc::default() }, rx)
+        (Self { tx, undispatched: Arc::default(), chats: Arc::default(), moves: Moves::default() }, rx)
     }
 
     /// Queues without waiting; false when the queue is full or closed.
@@ -146,6 +173,8 @@ struct Shared {
     token: String,
     /// Notices about one chat, for the others (a parked chat).
     notices: mpsc::UnboundedSender<(i64, String)>,
+    /// Authorized groups that moved to a new id.
+    moves: Moves,
 }
 
 /// Runs until the sending side is dropped: hands each message to its chats' workers.
@@ -159,7 +188,8 @@ pub async fn run(
     token: String,
 ) {
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
-    let shared = Arc::new(Shared { bot, cfg, metrics, token, notices: notices_tx });
+    let moves = queue.moves.clone();
+    let shared = Arc::new(Shared { bot, cfg, metrics, token, notices: notices_tx, moves: moves.clone() });
     let mut lines: HashMap<i64, Arc<ChatState>> = HashMap::new();
     for chat in &chats {
         let state = Arc::new(ChatState { outbox: Mutex::new(Outbox::new(cfg.capacity)), ..ChatState::default() });
@@ -170,7 +200,13 @@ pub async fn run(
         lines.insert(*chat, state);
     }
     let route = |m: Outgoing, lines: &HashMap<i64, Arc<ChatState>>| {
-        let targets: Vec<i64> = m.chat.map_or_else(|| chats.clone(), |c| vec![c]);
+        // A reply to a group that moved goes to its line; a message for a chat no longer
+        // authorized (held from before a restart that changed TELEGRAM_CHAT_ID) to every chat,
+        // never dropped.
+        let targets: Vec<i64> = match m.chat.map(|c| moves.from(c).unwrap_or(c)) {
+            Some(c) if lines.contains_key(&c) => vec![c],
+            _ => chats.clone(),
+        };
         for chat in targets {
             if let Some(state) = lines.get(&chat) {
                 state.take(Outgoing { chat: Some(chat), ..m.clone() });
@@ -275,13 +311,22 @@ fn classify_api(api: &ApiError, cause: String) -> Failure {
     }
 }
 
+/// What the operator is told when an authorized group moved to a new id.
+#[must_use]
+pub fn moved_notice(old: i64, new: i64) -> String {
+    format!(
+        "the Telegram group {old} became a supergroup with id {new}: its commands are obeyed and messages go there \
+         from now on; set TELEGRAM_CHAT_ID to {new} in place of {old} before the next restart"
+    )
+}
+
 /// Sends `msg` until it is delivered; never gives up on it. Meanwhile new messages for the chat
 /// go on arriving in its outbox (where they are merged, counted and kept, never lost).
 async fn deliver(shared: &Shared, chat: i64, mut msg: Outgoing, pacer: &mut Pacer, state: &ChatState) {
     let mut failures = 0u32;
     loop {
         pacer.wait().await;
-        let wait = match send(&shared.bot, chat, &msg).await {
+        let wait = match send(&shared.bot, shared.moves.to(chat), &msg).await {
             Ok(()) => {
                 shared.metrics.telegram_failing.store(false, Ordering::Relaxed);
                 if state.parked.swap(false, Ordering::SeqCst) {
@@ -293,6 +338,14 @@ async fn deliver(shared: &Shared, chat: i64, mut msg: Outgoing, pacer: &mut Pace
             Err(RequestError::RetryAfter(s)) => {
                 warn!(chat, retry_after_s = s.seconds(), "Telegram asks to slow down; waiting");
                 s.duration()
+            }
+            // The group became a supergroup: the message (and every later one) goes to its new id.
+            Err(RequestError::MigrateToChatId(new)) if shared.moves.to(chat) != new.0 => {
+                if shared.moves.record(chat, new.0) {
+                    let _ = shared.notices.send((new.0, moved_notice(chat, new.0)));
+                    warn!(chat, to = new.0, "the Telegram group became a supergroup: its messages go to its new id");
+                }
+                Duration::ZERO
             }
             Err(e) => {
                 failures += 1;
@@ -337,7 +390,7 @@ fn after_failure(
         }
         // A chat that takes text but not pictures (a group's member rights: "not enough rights to
         // send photos"): the figures go alone, and the chat is parked only if it refuses them too.
-        Failure::Permanent(cause) if msg.photo.is_some() => {
+        Failure::Permanent(cause) if msg.photo.is_some() && cause.to_ascii_lowercase().contains("photo") => {
             warn!(chat, kind = msg.kind, cause, "Telegram refused the picture in this chat; sending the text alone");
             msg.photo = None;
             Some(Duration::ZERO)

@@ -31,8 +31,11 @@ pub async fn send(to: &TelegramReach, text: &str) -> (usize, Vec<String>) {
     let deadline = Instant::now() + TRYING_FOR;
     let mut took = 0;
     let mut failed = Vec::new();
-    for chat in &to.chats {
-        match send_one(&bot, *chat, text, deadline, &token).await {
+    for (k, chat) in to.chats.iter().enumerate() {
+        // Each chat its share of what is left: one that keeps failing never starves the others.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let share = left / u32::try_from(to.chats.len() - k).unwrap_or(1);
+        match send_one(&bot, *chat, text, Instant::now() + share, &token).await {
             Ok(()) => took += 1,
             Err(e) => failed.push(format!("chat {chat}: {e}")),
         }
@@ -45,9 +48,11 @@ async fn send_one(bot: &Bot, chat: i64, text: &str, deadline: Instant, token: &s
     let mut to = chat;
     let mut wait = Duration::from_secs(1);
     loop {
-        let e = match bot.send_message(ChatId(to), text).await {
-            Ok(_) => return Ok(()),
-            Err(e) => e,
+        // Each try within what is left (a send may otherwise hang for the client's 15 s).
+        let e = match tokio::time::timeout_at(deadline, bot.send_message(ChatId(to), text)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e,
+            Err(_) => return Err("no answer from Telegram in the time left".to_owned()),
         };
         let cause = scrub(&e.to_string(), &[token]);
         let pause = match &e {

@@ -214,8 +214,10 @@ async fn connect(env: &Env, settings: &TelegramSettings) -> Option<(Bot, String,
         info!("Telegram off (TELEGRAM_BOT_TOKEN not set)");
         return None;
     };
+    // A few seconds over the long poll's own timeout: a connection that died without a word (a
+    // NAT's timeout) holds a /halt typed meanwhile only that long, not a quarter of a minute more.
     let client = teloxide::net::default_reqwest_settings()
-        .timeout(Duration::from_secs(u64::from(settings.poll_timeout_s) + 15))
+        .timeout(Duration::from_secs(u64::from(settings.poll_timeout_s) + 5))
         .build()
         .map_err(|e| error!(cause = scrub(&e.to_string(), &[&token]), "Telegram HTTP client"))
         .ok()?;

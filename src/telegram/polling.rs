@@ -28,8 +28,13 @@ pub async fn run(bot: Bot, ops: Ops, chats: Authorized, poll_timeout_s: u32, use
     // A webhook on the token (another tool, an earlier bot) makes every poll fail with 409, while
     // sends still work: the reports would flow and no command would ever arrive. As teloxide's own
     // polling does, it is removed first (pending updates kept).
-    if let Err(e) = bot.delete_webhook().await {
-        debug!(cause = scrub(&e.to_string(), &[&token]), "deleteWebhook failed; polling anyway");
+    // Bounded: the first poll, which may bring a /halt, must not wait long behind it.
+    match tokio::time::timeout(Duration::from_secs(2), bot.delete_webhook()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => debug!(cause = scrub(&e.to_string(), &[&token]), "deleteWebhook failed; polling anyway"),
+        Err(_) => debug!(
+            "deleteWebhook did not answer within 2 s; polling anyway (a webhook is removed when a poll meets it)"
+        ),
     }
     // When the bot's name was last asked for (while unknown).
     let mut name_asked: Option<std::time::Instant> = None;
@@ -95,8 +100,10 @@ pub async fn run(bot: Bot, ops: Ops, chats: Authorized, poll_timeout_s: u32, use
                 warn!(cause, "Telegram getUpdates failed; retrying");
                 if webhook_active(&e) {
                     info!("a webhook is set on this bot's token: removing it, so that commands are polled");
-                    if let Err(e) = bot.delete_webhook().await {
-                        warn!(cause = scrub(&e.to_string(), &[&token]), "deleteWebhook failed");
+                    match tokio::time::timeout(Duration::from_secs(5), bot.delete_webhook()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => warn!(cause = scrub(&e.to_string(), &[&token]), "deleteWebhook failed"),
+                        Err(_) => warn!("deleteWebhook did not answer within 5 s"),
                     }
                 }
                 commands_failing(&ops, *failing_since.get_or_insert_with(std::time::Instant::now), &cause);

@@ -110,6 +110,47 @@ async fn test_delivery_when_a_reply_is_held_over_a_restart_then_it_arrives_whole
     assert!(help.contains("/help — this list"), "whole: {help}");
 }
 
+/// The authorized group is upgraded to a supergroup (a new id): commands from the new id, a /halt
+/// among them, were ignored as a stranger's and every message to the old id was refused. The new
+/// id is the group's: obeyed, answered there, and the operator told to name it in the settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_commands_when_the_group_becomes_a_supergroup_then_its_new_id_is_obeyed_and_answered() {
+    const GROUP: i64 = -4001;
+    const SUPER: i64 = -1_001_234_567_890;
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &GROUP.to_string());
+    d.set("telegram", "parked_retry_s = 600");
+    d.start();
+    d.wait_live().await;
+    wait_for(20, "the start announced", async || {
+        tg.sent_to(GROUP).iter().any(|m| m.text.contains("started in PAPER mode")).then_some(())
+    })
+    .await;
+    tg.migrate(GROUP, SUPER);
+    let told = wait_for(20, "the operator told", async || {
+        tg.sent_to(SUPER).into_iter().find(|m| m.text.contains("became a supergroup")).map(|m| m.text)
+    })
+    .await;
+    assert!(told.contains(&format!("set TELEGRAM_CHAT_ID to {SUPER}")), "{told}");
+    tg.inject_message(SUPER, "/halt moved");
+    wait_for(20, "the halt answered in the new group", async || {
+        tg.sent_to(SUPER).iter().any(|m| m.text.contains("HALTED")).then_some(())
+    })
+    .await;
+    assert_eq!(d.status()["breaker"]["tripped"], true, "{}", d.status());
+    // A copy's report goes there too.
+    anvil
+        .emit(&Fill::v2(1, A, address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1"), true, 5, 100 * ONE, 50 * ONE))
+        .await;
+    wait_for(20, "the report in the new group", async || {
+        tg.sent_to(SUPER).iter().any(|m| m.text.contains("not copied")).then_some(())
+    })
+    .await;
+}
+
 /// A webhook left on the token: every poll answered 409 while sends worked, so reports flowed and
 /// no command arrived. It is removed and a /halt is obeyed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

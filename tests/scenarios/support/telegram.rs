@@ -62,6 +62,8 @@ struct State {
     webhook: bool,
     /// `getMe` answers 502 while set.
     get_me_down: bool,
+    /// Groups upgraded to supergroups: old id → new id (sends to the old id are refused).
+    migrated: HashMap<i64, i64>,
 }
 
 pub struct FakeTelegram {
@@ -235,6 +237,19 @@ impl FakeTelegram {
     /// Telegram does, until `deleteWebhook` is called.
     pub fn set_webhook(&self) {
         self.state.lock().unwrap().webhook = true;
+    }
+
+    /// The group `old` is upgraded to a supergroup `new`, as Telegram does it: the service message
+    /// arrives in the old chat, and every send there is refused with 400 and `migrate_to_chat_id`.
+    pub fn migrate(&self, old: i64, new: i64) {
+        let mut s = self.state.lock().unwrap();
+        s.migrated.insert(old, new);
+        let (u, m) = (s.next_update, s.next_message + 1_000_000);
+        s.next_update += 1;
+        s.next_message += 1;
+        let msg = json!({"message_id": m, "date": now_s(), "chat": chat_json(old),
+            "from": {"id": 42, "is_bot": false, "first_name": "op"}, "migrate_to_chat_id": new});
+        s.updates.push(json!({"update_id": u, "message": msg}));
     }
 
     /// `getMe` fails (502) while `down`, every other method answers.
@@ -414,6 +429,12 @@ fn handle(s: &mut State, method: &str, json_body: &Value, body: &[u8], ctype: &s
             if s.blocked.contains(&target) {
                 *s.refused.entry(target).or_insert(0) += 1;
                 return (403, err(403, "Forbidden: bot was blocked by the user"));
+            }
+            if let Some(new) = s.migrated.get(&target) {
+                *s.refused.entry(target).or_insert(0) += 1;
+                let mut e = err(400, "Bad Request: group chat was upgraded to a supergroup chat");
+                e["parameters"] = json!({"migrate_to_chat_id": new});
+                return (400, e);
             }
             if method == "sendphoto" && s.no_photos.contains(&target) {
                 *s.refused.entry(target).or_insert(0) += 1;
