@@ -27,8 +27,10 @@ impl Handler<GetPosition> for RiskSupervisor {
 }
 
 /// Longest a position question waits for a BUY in flight (an order whose outcome stays unknown
-/// keeps its reservation; the SELL is then sized on what is booked).
-const POSITION_WAIT: Duration = Duration::from_secs(30);
+/// keeps its reservation; the SELL is then sized on what is booked, and the operator told). Only
+/// the token's own copies wait meanwhile, and an exit is never stale: long enough for a BUY that
+/// waited for a slot behind hanging orders and then for its resolve window.
+const POSITION_WAIT: Duration = Duration::from_secs(120);
 
 impl RiskSupervisor {
     /// Answers the position questions whose token has no BUY in flight any more, or that waited long
@@ -37,7 +39,19 @@ impl RiskSupervisor {
         let now = std::time::Instant::now();
         let waiters = std::mem::take(&mut self.position_waiters);
         for (token, deadline, tx) in waiters {
-            if !self.reserved.buying(&token) || now >= deadline {
+            let buying = self.reserved.buying(&token);
+            if !buying || now >= deadline {
+                if buying {
+                    // Sized without it: should it fill, we hold shares the target has left.
+                    let message = format!(
+                        "a target's SELL of token {token} is sized without our BUY of it still in flight (its \
+                         outcome unknown after {} s): if that BUY fills, we hold shares the target has sold. Check \
+                         `polycopy status` and close them if so",
+                        POSITION_WAIT.as_secs()
+                    );
+                    tracing::warn!("{message}");
+                    self.notifier.do_send(crate::actors::notifier::Event::Alert { message });
+                }
                 let _ = tx.send(self.reserved.sellable(&self.book, &token));
             } else {
                 self.position_waiters.push((token, deadline, tx));
