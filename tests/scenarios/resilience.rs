@@ -336,6 +336,27 @@ async fn test_backfill_when_stopped_midway_then_it_ends_at_once_and_resumes_at_t
     }
 }
 
+/// A reorg to a shorter chain (its head below our checkpoint, nothing mined since) is found at once:
+/// it was taken for a node that lags, read again and again, and not noticed until the new chain
+/// grew past the checkpoint. A block we remember below the new head tells them apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reorg_when_the_new_chain_is_shorter_then_found_at_once() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.start();
+    d.wait_live().await;
+    anvil.emit(&buy(1, 71)).await;
+    anvil.emit(&buy(2, 72)).await;
+    executed(&d, 2).await;
+    // Both fills' blocks go, and one other block takes their place: the new head is below the
+    // checkpoint, and the block at its height is not the one we read.
+    anvil.raw("anvil_rollback", json!([2])).await;
+    anvil.mine(1).await;
+    wait_for(20, "the reorg found", async || (!d.events("reorg").is_empty()).then_some(())).await;
+    assert!(!d.log().contains("reaches below"), "{}", d.log());
+}
+
 /// An RPC endpoint on another chain is never taken for Polygon: the daemon refuses it at every
 /// connect, names the endpoint's chain and the setting, and copies nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

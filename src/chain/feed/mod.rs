@@ -351,11 +351,20 @@ impl ChainFeed {
         match self.rpc.block(cp.0).await? {
             Some(b) if b.hash == cp.1 => Ok(cp),
             Some(_) => self.handle_reorg(cp).await,
-            // The node has not reached our checkpoint (a lagging endpoint, or a backend of a load
-            // balancer behind the others): not a reorg. Read again after a short pause, as when
-            // the chain moves under a read; only a long run of them fails the endpoint over.
+            // The node has not reached our checkpoint: a lagging endpoint (or a backend of a load
+            // balancer behind the others), read again after a short pause; or a reorg to a shorter
+            // chain, which a block we remember below its head tells apart at once (else nothing
+            // would be noticed until the new chain grew past the checkpoint).
+            None if self.shorter_chain(safe).await? => self.handle_reorg(cp).await,
             None => Err(ChainError::ChainMoved { from: cp.0, to: safe.max(cp.0) }),
         }
+    }
+
+    /// Whether the newest block we remember at or below `head` is no longer on the chain.
+    async fn shorter_chain(&self, head: u64) -> Result<bool, ChainError> {
+        let recent = ask(&self.writer, store_msgs::RecentBlocks).await?;
+        let Some((n, h)) = recent.iter().find(|(n, _)| *n <= head) else { return Ok(false) };
+        Ok(self.rpc.block(*n).await?.is_some_and(|b| b.hash != *h))
     }
 
     /// Publishes how far the feed has journaled the chain (`done`: caught up with the head).
@@ -472,13 +481,17 @@ impl ChainFeed {
     async fn find_ancestor(&mut self, cp: (u64, B256)) -> Result<(u64, B256), ChainError> {
         let recent = ask(&self.writer, store_msgs::RecentBlocks).await?;
         let mut ancestor = None;
+        // Blocks above a shorter chain's head are missing; once one below is found, a missing
+        // block means the node is not a chain to walk back on.
+        let mut found_one = false;
         for (n, h) in recent.iter().filter(|(n, _)| *n <= cp.0) {
             match self.rpc.block(*n).await? {
                 Some(b) if b.hash == *h => {
                     ancestor = Some((*n, *h));
                     break;
                 }
-                Some(_) => {}
+                Some(_) => found_one = true,
+                None if !found_one => {}
                 // A node that lacks a block below one it just had is not a chain to walk back on:
                 // read again shortly, as when the chain moves under a read.
                 None => return Err(ChainError::ChainMoved { from: *n, to: cp.0 }),
