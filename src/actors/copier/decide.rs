@@ -42,6 +42,9 @@ impl CopyTask {
         } else {
             None
         };
+        if stale.is_some() && fill.side == Side::Sell {
+            self.tell_stale_exit(&m).await;
+        }
         let info = match (&self.markets, &stale) {
             // Boxed, as the balance read: their states would otherwise make every copy's task
             // several KB, copied on each move (a profile showed it in memmove).
@@ -118,6 +121,24 @@ impl CopyTask {
         } else {
             size_copy(fill, &m.rules, &ctx)
         }
+    }
+
+    /// A target's exit refused as stale while we hold its copies of the token: the target has left,
+    /// no later fill of its will say so, and the position stays open until the operator closes it.
+    async fn tell_stale_exit(&self, m: &Copy) {
+        let fill = &m.pending.fill;
+        let ask = CopiedShares { wallet: fill.wallet, token: fill.token_id };
+        let Ok(Ok(held)) = self.store.send(ask).await else { return };
+        if held.0 <= 0 {
+            return;
+        }
+        let message = format!(
+            "{} sold token {} longer ago than copy.max_copy_delay_s ({} s): its exit is not copied, and the {held} \
+             shares its copies bought stay open until you close them (`polycopy close {}`)",
+            m.label, fill.token_id, self.cfg.max_copy_delay_s, fill.token_id
+        );
+        tracing::warn!("{message}");
+        self.notifier.do_send(Event::Alert { message });
     }
 
     /// What a target's exit may sell: the shares its own copies hold, at most what we hold and no

@@ -176,20 +176,13 @@ impl Run {
         now_ms() / 1000 - i64::try_from(self.intent.block_ts).unwrap_or(0)
     }
 
-    /// How long the copy stays fresh enough to send (`None`: no freshness limit, or an exit).
+    /// How long the copy stays fresh enough to send (`None`: no freshness limit).
     fn fresh_for(&self) -> Option<std::time::Duration> {
-        if self.intent.side == crate::domain::Side::Sell {
-            return None;
-        }
         let max = i64::try_from(self.rules.max_copy_delay_s).unwrap_or(i64::MAX);
         (max > 0).then(|| std::time::Duration::from_secs(u64::try_from(max - self.age_s()).unwrap_or(0)))
     }
 
     fn stale(&self) -> Option<ExecError> {
-        // An exit is never stale (`risk::sizing::check_fresh`): its limit already guards its price.
-        if self.intent.side == crate::domain::Side::Sell {
-            return None;
-        }
         let max = self.rules.max_copy_delay_s;
         let age = self.age_s();
         (max > 0 && age > i64::try_from(max).unwrap_or(i64::MAX)).then(|| ExecError::Rejected {
