@@ -85,21 +85,28 @@ fn test_backup_when_taken_as_root_then_owned_like_its_directory() {
     }
 }
 
-/// Run as root on an installation whose journal belongs to the service's user, the backup is taken
-/// as that user: root never writes by path inside directories that user owns (links it planted
-/// there could send root's writes anywhere), and the files are that user's like the nightly ones.
-#[test]
-fn test_backup_when_run_as_root_then_taken_as_the_journals_owner() {
+/// As root: an idle daemon's directory `svc` inside a world-readable temporary directory, for a
+/// test to hand to the service's user (nobody); `None`, said, when not root.
+fn a_service_users_home() -> Option<(tempfile::TempDir, std::path::PathBuf, Daemon)> {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-    let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    if !as_root {
+    if !std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
         eprintln!("not root: acting as another user not tested on this machine");
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let home = dir.path().join("svc");
     let d = idle(&home);
+    Some((dir, home, d))
+}
+
+/// Run as root on an installation whose journal belongs to the service's user, the backup is taken
+/// as that user: root never writes by path inside directories that user owns (links it planted
+/// there could send root's writes anywhere), and the files are that user's like the nightly ones.
+#[test]
+fn test_backup_when_run_as_root_then_taken_as_the_journals_owner() {
+    use std::os::unix::fs::MetadataExt as _;
+    let Some((_dir, home, d)) = a_service_users_home() else { return };
     let b = home.join("backups");
     std::fs::create_dir(&b).unwrap();
     let (code, _, err) = output(Command::new("chown").args(["-R", "65534:65534"]).arg(&home).output().unwrap());
@@ -521,15 +528,7 @@ fn test_backup_scripts_when_asked_for_help_then_explain_themselves() {
 #[test]
 fn test_maintenance_when_run_as_root_then_as_the_journals_owner_and_a_planted_link_goes_nowhere() {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-    let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    if !as_root {
-        eprintln!("not root: acting as another user not tested on this machine");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let home = dir.path().join("svc");
-    let d = idle(&home);
+    let Some((dir, home, d)) = a_service_users_home() else { return };
     {
         let c = rusqlite::Connection::open(home.join("journal.db")).unwrap();
         c.execute("INSERT INTO events (at_ms, kind, message) VALUES (0, 'x', 'old')", []).unwrap();

@@ -11,6 +11,14 @@ const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 const TOKEN: &str = "123456789:TEST-SECRET-TOKEN-abcdef";
 const OP: i64 = 1001;
 
+/// A paper daemon reporting to `chat` (a parked chat tried again only every ten minutes).
+fn daemon(anvil: &Anvil, dir: &std::path::Path, tg: &FakeTelegram, chat: i64) -> Daemon {
+    let mut d = Daemon::new(dir, &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(tg, &chat.to_string());
+    d.set("telegram", "parked_retry_s = 600");
+    d
+}
+
 async fn started(tg: &FakeTelegram, d: &mut Daemon) {
     d.start();
     d.wait_live().await;
@@ -38,9 +46,7 @@ async fn test_report_when_the_chat_refuses_photos_then_its_text_arrives_and_noth
     let tg = FakeTelegram::start(TOKEN).await;
     tg.no_photos(OP);
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
-    d.with_telegram(&tg, &OP.to_string());
-    d.set("telegram", "parked_retry_s = 600");
+    let mut d = daemon(&anvil, dir.path(), &tg, OP);
     started(&tg, &mut d).await;
     let report = asked(&tg, "/report", "Daily report").await;
     assert!(report.starts_with("Daily report"), "{report}");
@@ -59,9 +65,7 @@ async fn test_delivery_when_a_parked_chat_writes_again_then_it_is_served_at_once
     let tg = FakeTelegram::start(TOKEN).await;
     tg.block(OP, true);
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
-    d.with_telegram(&tg, &OP.to_string());
-    d.set("telegram", "parked_retry_s = 600");
+    let mut d = daemon(&anvil, dir.path(), &tg, OP);
     d.start();
     d.wait_live().await;
     wait_for(20, "the chat refusing", async || (tg.refused(OP) >= 1).then_some(())).await;
@@ -85,9 +89,7 @@ async fn test_delivery_when_a_reply_is_held_over_a_restart_then_it_arrives_whole
     let tg = FakeTelegram::start(TOKEN).await;
     tg.block(OP, true);
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
-    d.with_telegram(&tg, &OP.to_string());
-    d.set("telegram", "parked_retry_s = 600");
+    let mut d = daemon(&anvil, dir.path(), &tg, OP);
     d.start();
     d.wait_live().await;
     for i in 1..=3 {
@@ -120,9 +122,7 @@ async fn test_commands_when_the_group_becomes_a_supergroup_then_its_new_id_is_ob
     let anvil = Anvil::start().await;
     let tg = FakeTelegram::start(TOKEN).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
-    d.with_telegram(&tg, &GROUP.to_string());
-    d.set("telegram", "parked_retry_s = 600");
+    let mut d = daemon(&anvil, dir.path(), &tg, GROUP);
     d.start();
     d.wait_live().await;
     wait_for(20, "the start announced", async || {
@@ -159,8 +159,7 @@ async fn test_commands_when_a_webhook_is_set_on_the_token_then_it_is_removed_and
     let tg = FakeTelegram::start(TOKEN).await;
     tg.set_webhook();
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
-    d.with_telegram(&tg, &OP.to_string());
+    let mut d = daemon(&anvil, dir.path(), &tg, OP);
     started(&tg, &mut d).await;
     asked(&tg, "/halt webhook test", "HALTED").await;
     assert_eq!(d.status()["breaker"]["tripped"], true, "{}", d.status());
@@ -176,8 +175,7 @@ async fn test_commands_when_the_bots_name_is_unknown_then_a_command_addressed_by
     let tg = FakeTelegram::start(TOKEN).await;
     tg.get_me_down(true);
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
-    d.with_telegram(&tg, &OP.to_string());
+    let mut d = daemon(&anvil, dir.path(), &tg, OP);
     started(&tg, &mut d).await;
     asked(&tg, "/halt@polycopy_test_bot", "HALTED").await;
     assert_eq!(d.status()["breaker"]["tripped"], true, "{}", d.status());
