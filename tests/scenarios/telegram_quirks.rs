@@ -8,6 +8,7 @@ use crate::support::*;
 use alloy::primitives::{Address, address};
 
 const A: Address = address!("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+const C: Address = address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1");
 const TOKEN: &str = "123456789:TEST-SECRET-TOKEN-abcdef";
 const OP: i64 = 1001;
 
@@ -16,6 +17,15 @@ fn daemon(anvil: &Anvil, dir: &std::path::Path, tg: &FakeTelegram, chat: i64) ->
     let mut d = Daemon::new(dir, &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
     d.with_telegram(tg, &chat.to_string());
     d.set("telegram", "parked_retry_s = 600");
+    d
+}
+
+/// A daemon running while the operator's chat has blocked the bot (its messages refused, parked).
+async fn running_while_blocked(anvil: &Anvil, dir: &std::path::Path, tg: &FakeTelegram) -> Daemon {
+    tg.block(OP, true);
+    let mut d = daemon(anvil, dir, tg, OP);
+    d.start();
+    d.wait_live().await;
     d
 }
 
@@ -63,11 +73,8 @@ async fn test_report_when_the_chat_refuses_photos_then_its_text_arrives_and_noth
 async fn test_delivery_when_a_parked_chat_writes_again_then_it_is_served_at_once() {
     let anvil = Anvil::start().await;
     let tg = FakeTelegram::start(TOKEN).await;
-    tg.block(OP, true);
     let dir = tempfile::tempdir().unwrap();
-    let mut d = daemon(&anvil, dir.path(), &tg, OP);
-    d.start();
-    d.wait_live().await;
+    let _d = running_while_blocked(&anvil, dir.path(), &tg).await;
     wait_for(20, "the chat refusing", async || (tg.refused(OP) >= 1).then_some(())).await;
     tg.block(OP, false);
     tg.inject_message(OP, "/halt back");
@@ -87,15 +94,10 @@ async fn test_delivery_when_a_parked_chat_writes_again_then_it_is_served_at_once
 async fn test_delivery_when_a_reply_is_held_over_a_restart_then_it_arrives_whole() {
     let anvil = Anvil::start().await;
     let tg = FakeTelegram::start(TOKEN).await;
-    tg.block(OP, true);
     let dir = tempfile::tempdir().unwrap();
-    let mut d = daemon(&anvil, dir.path(), &tg, OP);
-    d.start();
-    d.wait_live().await;
+    let mut d = running_while_blocked(&anvil, dir.path(), &tg).await;
     for i in 1..=3 {
-        anvil
-            .emit(&Fill::v2(i, A, address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1"), true, 5, 100 * ONE, 50 * ONE))
-            .await;
+        anvil.emit(&Fill::v2(i, A, C, true, 5, 100 * ONE, 50 * ONE)).await;
     }
     wait_for(20, "3 copies", async || (with_status(&d.trades(), "executed").len() == 3).then_some(())).await;
     tg.inject_message(OP, "/help");
@@ -142,9 +144,7 @@ async fn test_commands_when_the_group_becomes_a_supergroup_then_its_new_id_is_ob
     .await;
     assert_eq!(d.status()["breaker"]["tripped"], true, "{}", d.status());
     // A copy's report goes there too.
-    anvil
-        .emit(&Fill::v2(1, A, address!("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1"), true, 5, 100 * ONE, 50 * ONE))
-        .await;
+    anvil.emit(&Fill::v2(1, A, C, true, 5, 100 * ONE, 50 * ONE)).await;
     wait_for(20, "the report in the new group", async || {
         tg.sent_to(SUPER).iter().any(|m| m.text.contains("not copied")).then_some(())
     })
