@@ -95,7 +95,7 @@ impl CopyTask {
             let held = self.risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO);
             let ours = self.copied(fill, held).await?;
             // Nothing to sell: no balance read on the node (most of a target's exits are of
-            // positions we never copied, and a late exit is not refused before this).
+            // positions we never copied).
             if ours.0 <= 0 && m.rules.copy_sells {
                 return Err(DenyReason::NoPosition);
             }

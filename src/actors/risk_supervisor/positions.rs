@@ -28,8 +28,8 @@ impl Handler<GetPosition> for RiskSupervisor {
 
 /// Longest a position question waits for a BUY in flight (an order whose outcome stays unknown
 /// keeps its reservation; the SELL is then sized on what is booked, and the operator told). Only
-/// the token's own copies wait meanwhile, and an exit is never stale: long enough for a BUY that
-/// waited for a slot behind hanging orders and then for its resolve window.
+/// the token's own copies wait meanwhile, and well inside the default copy delay (300 s): long
+/// enough for a BUY that waited for a slot behind hanging orders and then for its resolve window.
 const POSITION_WAIT: Duration = Duration::from_secs(120);
 
 impl RiskSupervisor {
