@@ -58,17 +58,21 @@ pub fn backup(g: &GlobalArgs, out: &std::path::Path) -> Result<()> {
     // As it is, never migrated: a daemon of an older polycopy may run on it.
     crate::store::backup_file(&s.db_path, &tmp).with_context(|| format!("writing the backup {}", tmp.display()))?;
     // A link, not a rename: it fails rather than replace a file that appeared meanwhile. Where the
-    // filesystem has no links (vfat, some network mounts), a rename after checking again.
-    match std::fs::hard_link(&tmp, out) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(&tmp);
+    // filesystem has no links (vfat, some network mounts), a copy into a file created new.
+    let placed = std::fs::hard_link(&tmp, out).or_else(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            return Err(e);
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists || out.exists() => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e).with_context(|| format!("{} appeared meanwhile: the backup is not written", out.display()));
+        let mut to = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(out)?;
+        let copied = std::io::copy(&mut std::fs::File::open(&tmp)?, &mut to).and_then(|_| to.sync_all());
+        if copied.is_err() {
+            // Ours, half written: not a backup.
+            let _ = std::fs::remove_file(out);
         }
-        Err(_) => std::fs::rename(&tmp, out).with_context(|| format!("writing the backup {}", out.display()))?,
-    }
+        copied
+    });
+    let _ = std::fs::remove_file(&tmp);
+    placed.with_context(|| format!("writing the backup {} (it must not exist yet)", out.display()))?;
     println!("backup written and verified: {}", out.display());
     Ok(())
 }

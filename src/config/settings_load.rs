@@ -305,21 +305,22 @@ fn without_quoted_source(e: &config::ConfigError) -> String {
 }
 
 /// The values a parser's message quotes (`string "…"`, Debug-escaped; ``unknown variant `…` ``
-/// for a word setting such as `log_format`) replaced by what `quoted` shows.
+/// for a word setting, as written) replaced by what `quoted` shows.
 fn redact_strings(msg: &str) -> String {
-    redact_quoted(&redact_quoted(msg, "string \"", '"'), "unknown variant `", '`')
+    redact_variant(&redact_escaped(msg))
 }
 
-/// Each text after `mark` up to the unescaped `close`, replaced by what `quoted` shows.
-fn redact_quoted(msg: &str, mark: &str, close: char) -> String {
+/// Each `string "…"` (its text Debug-escaped: it ends at the first unescaped quote).
+fn redact_escaped(msg: &str) -> String {
+    const MARK: &str = "string \"";
     let mut out = String::with_capacity(msg.len());
     let mut rest = msg;
-    while let Some(at) = rest.find(mark) {
-        out.push_str(&rest[..at + mark.len() - close.len_utf8()]);
-        let body = &rest[at + mark.len()..];
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at + MARK.len() - 1]);
+        let body = &rest[at + MARK.len()..];
         let mut escaped = false;
         let end = body.char_indices().find_map(|(i, c)| {
-            let closes = c == close && !escaped;
+            let closes = c == '"' && !escaped;
             escaped = c == '\\' && !escaped;
             closes.then_some(i)
         });
@@ -328,10 +329,22 @@ fn redact_quoted(msg: &str, mark: &str, close: char) -> String {
             return out;
         };
         out.push_str(&crate::config::problem::quoted(&body[..end]));
-        rest = &body[end + close.len_utf8()..];
+        rest = &body[end + 1..];
     }
     out.push_str(rest);
     out
+}
+
+/// An ``unknown variant `…` `` (its text as written, so it may hold a backtick: it ends at the
+/// last one before the list of variants expected).
+fn redact_variant(msg: &str) -> String {
+    const MARK: &str = "unknown variant `";
+    let Some(at) = msg.find(MARK) else { return msg.to_owned() };
+    let (head, body) = (&msg[..at + MARK.len() - 1], &msg[at + MARK.len()..]);
+    match body.rfind("`, expected").or_else(|| body.rfind('`')) {
+        Some(end) => format!("{head}{}{}", crate::config::problem::quoted(&body[..end]), &body[end + 1..]),
+        None => format!("{head}(a string)"),
+    }
 }
 
 #[cfg(test)]
@@ -355,6 +368,10 @@ mod tests {
             (
                 format!("unknown variant `{token}`, expected `json` or `text`"),
                 "unknown variant a string of 37 characters, expected `json` or `text`",
+            ),
+            (
+                format!("unknown variant `a`b{token}`, expected `json` or `text`"),
+                "unknown variant a string of 40 characters, expected `json` or `text`",
             ),
         ] {
             assert_eq!(redact_strings(&msg), want, "{msg}");

@@ -264,10 +264,10 @@ pub(super) enum Failure {
 pub(super) fn classify(e: &RequestError, token: &str) -> Failure {
     let cause = scrub(&e.to_string(), &[token]);
     match e {
-        // A group upgraded to a supergroup has a new id: nothing reaches the old one again, and
-        // commands from the new one are not authorized until the operator changes the setting.
+        // A group upgraded to a supergroup has a new id, which delivery follows before it asks
+        // here; refused again at the new id (it cannot be followed), the chat is parked.
         RequestError::MigrateToChatId(to) => Failure::Permanent(format!(
-            "the group became a supergroup with id {}: set TELEGRAM_CHAT_ID to it and restart",
+            "the group became a supergroup with id {}, which refuses our messages too: set TELEGRAM_CHAT_ID to it",
             to.0
         )),
         RequestError::Api(api) => classify_api(api, cause),
@@ -326,7 +326,10 @@ async fn deliver(shared: &Shared, chat: i64, mut msg: Outgoing, pacer: &mut Pace
     let mut failures = 0u32;
     loop {
         pacer.wait().await;
-        let wait = match send(&shared.bot, shared.moves.to(chat), &msg).await {
+        // Where it goes, read once: a move recorded while this send is under way (a command from
+        // the new group) must not make its refusal look like a chat that refuses us for good.
+        let to = shared.moves.to(chat);
+        let wait = match send(&shared.bot, to, &msg).await {
             Ok(()) => {
                 shared.metrics.telegram_failing.store(false, Ordering::Relaxed);
                 if state.parked.swap(false, Ordering::SeqCst) {
@@ -340,7 +343,7 @@ async fn deliver(shared: &Shared, chat: i64, mut msg: Outgoing, pacer: &mut Pace
                 s.duration()
             }
             // The group became a supergroup: the message (and every later one) goes to its new id.
-            Err(RequestError::MigrateToChatId(new)) if shared.moves.to(chat) != new.0 => {
+            Err(RequestError::MigrateToChatId(new)) if to != new.0 => {
                 if shared.moves.record(chat, new.0) {
                     let _ = shared.notices.send((new.0, moved_notice(chat, new.0)));
                     warn!(chat, to = new.0, "the Telegram group became a supergroup: its messages go to its new id");

@@ -240,11 +240,9 @@ impl Replay {
         };
         let (pos, realized) = position_after(self.book.position(&t.token_id), &exec);
         self.book.set(t.token_id, pos);
-        // As live: only BUYs count toward the frequency limits.
         if t.side == Side::Buy {
+            // As live: only BUYs count toward the frequency limits.
             self.copies_at.push(at);
-        }
-        if t.side == Side::Buy {
             self.r.invested.0 += usdc.0;
             *self.invested_by.entry(t.token_id).or_insert(0) += usdc.0;
             self.opened_at.entry(t.token_id).or_insert(at);

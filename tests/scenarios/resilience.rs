@@ -285,21 +285,26 @@ async fn test_backfill_when_exit_older_than_max_delay_then_refused_and_the_open_
     anvil.emit(&buy(1, 91)).await;
     executed(&d, 1).await;
     assert!(d.stop().success());
-    // While we are down, the target sells all it holds of 91 and buys 92.
+    // While we are down, the target sells all it holds of 91, in two fills, and buys 92.
     anvil.set_balance(A, 91, 100 * ONE).await;
-    let (block, _) = anvil.emit(&Fill::v2(2, A, C, false, 91, 100 * ONE, 60 * ONE)).await;
+    let (block, _) = anvil.emit(&Fill::v2(2, A, C, false, 91, 50 * ONE, 30 * ONE)).await;
+    anvil.emit(&Fill::v2(4, A, C, false, 91, 50 * ONE, 30 * ONE)).await;
     anvil.emit(&buy(3, 92)).await;
-    anvil.wait_older_than(block + 1, 2).await;
+    anvil.wait_older_than(block + 2, 2).await;
     d.start();
     let rows = wait_for(20, "the backfill decided", async || {
         let r = d.trades();
-        (r.len() == 3 && r.iter().all(|r| r["status"] != "pending")).then_some(r)
+        (r.len() == 4 && r.iter().all(|r| r["status"] != "pending")).then_some(r)
     })
     .await;
     for row in &rows[1..] {
         assert_eq!((row["status"].as_str(), row["reason"].as_str()), (Some("rejected"), Some("stale")), "{rows:?}");
     }
-    let alerts = wait_for(10, "the alert", async || Some(d.events("alert")).filter(|a| !a.is_empty())).await;
+    wait_for(10, "the alert", async || Some(d.events("alert")).filter(|a| !a.is_empty())).await;
+    // Said once for the two exits: a fresh copy decided after them is the marker.
+    anvil.emit(&buy(5, 93)).await;
+    executed(&d, 2).await;
+    let alerts = d.events("alert");
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(alerts[0].contains("its exit is not copied") && alerts[0].contains("the 10 shares"), "{alerts:?}");
     assert_eq!(d.status()["positions"][0]["shares"], "10", "{}", d.status());

@@ -30,6 +30,8 @@ pub(super) struct CopyTask {
     pub risk: Addr<RiskSupervisor>,
     /// Where refusals and sized copies are reported.
     pub notifier: Addr<Notifier>,
+    /// Targets' exits already said to be refused as stale, by target and token.
+    pub stale_exits_told: super::StaleExitsTold,
 }
 
 impl CopyTask {
@@ -42,9 +44,6 @@ impl CopyTask {
         } else {
             None
         };
-        if stale.is_some() && fill.side == Side::Sell {
-            self.tell_stale_exit(&m).await;
-        }
         let info = match (&self.markets, &stale) {
             // Boxed, as the balance read: their states would otherwise make every copy's task
             // several KB, copied on each move (a profile showed it in memmove).
@@ -123,24 +122,6 @@ impl CopyTask {
         }
     }
 
-    /// A target's exit refused as stale while we hold its copies of the token: the target has left,
-    /// no later fill of its will say so, and the position stays open until the operator closes it.
-    async fn tell_stale_exit(&self, m: &Copy) {
-        let fill = &m.pending.fill;
-        let ask = CopiedShares { wallet: fill.wallet, token: fill.token_id };
-        let Ok(Ok(held)) = self.store.send(ask).await else { return };
-        if held.0 <= 0 {
-            return;
-        }
-        let message = format!(
-            "{} sold token {} longer ago than copy.max_copy_delay_s ({} s): its exit is not copied, and the {held} \
-             shares its copies bought stay open until you close them (`polycopy close {}`)",
-            m.label, fill.token_id, self.cfg.max_copy_delay_s, fill.token_id
-        );
-        tracing::warn!("{message}");
-        self.notifier.do_send(Event::Alert { message });
-    }
-
     /// What a target's exit may sell: the shares its own copies hold, at most what we hold and no
     /// SELL in flight has claimed. Another target's copies of the same outcome are left to that
     /// target's exits, so when the journal cannot say, the exit is refused rather than sized on
@@ -159,6 +140,25 @@ impl CopyTask {
     /// Journals and reports a refused copy.
     fn reject(&self, m: &Copy, reason: DenyReason, market: Option<MarketRef>) -> Decision {
         self.store.do_send(RecordRejection { row: m.pending.row, code: reason.code(), detail: reason.to_string() });
+        let fill = &m.pending.fill;
+        // Stale before or after its wait for a BUY in flight: said once per target and token.
+        if matches!(reason, DenyReason::Stale { .. })
+            && fill.side == Side::Sell
+            && self.stale_exits_told.lock().is_ok_and(|mut told| told.insert((fill.wallet, fill.token_id)))
+        {
+            let (store, notifier, label, fill) =
+                (self.store.clone(), self.notifier.clone(), m.label.clone(), fill.clone());
+            actix::spawn(async move {
+                let ask = CopiedShares { wallet: fill.wallet, token: fill.token_id };
+                if let Ok(Ok(held)) = store.send(ask).await
+                    && held.0 > 0
+                {
+                    let message = super::stale_exit_alert(&label, &fill.token_id, held);
+                    tracing::warn!("{message}");
+                    notifier.do_send(Event::Alert { message });
+                }
+            });
+        }
         self.notifier.do_send(Event::Rejected {
             fill: m.pending.fill.clone(),
             label: m.label.clone(),

@@ -89,6 +89,22 @@ pub struct Copier {
     lanes: Lanes<TokenId, Queued>,
     /// Replied to when no copy is being sized any more.
     idle: Vec<oneshot::Sender<()>>,
+    /// Targets' exits already said to be refused as stale (see [`stale_exit_alert`]).
+    stale_exits_told: StaleExitsTold,
+}
+
+/// Targets' exits already said to be refused as stale, by target and token.
+type StaleExitsTold = Arc<std::sync::Mutex<std::collections::HashSet<(alloy::primitives::Address, TokenId)>>>;
+
+/// The alert for a target's exit refused as stale while `shares` of `token` bought by its copies
+/// are ours: the target has left, no later fill of its will say so, and the position stays open
+/// until the operator closes it.
+#[must_use]
+pub fn stale_exit_alert(label: &str, token: &TokenId, shares: Shares) -> String {
+    format!(
+        "{label} sold token {token} longer ago than copy.max_copy_delay_s: its exit is not copied, and the {shares} \
+         shares its copies bought may still be open: check `polycopy status` and close them (`polycopy close {token}`)"
+    )
 }
 
 impl std::fmt::Debug for Copier {
@@ -117,6 +133,7 @@ impl Copier {
             notifier,
             lanes: Lanes::new(MAX_BUYS_PER_TOKEN),
             idle: Vec::new(),
+            stale_exits_told: Arc::default(),
         }
     }
 }
@@ -213,6 +230,7 @@ impl Copier {
             store: self.store.clone(),
             risk: self.risk.clone(),
             notifier: self.notifier.clone(),
+            stale_exits_told: self.stale_exits_told.clone(),
         };
         task.decide(m)
     }

@@ -325,6 +325,13 @@ impl RiskSupervisor {
                 self.reject(m, reason)
             }
             ExecError::Rejected { code, message, counts_as_error } => {
+                // Gone stale while it waited for its turn: the position stays open (see the copier).
+                let held = self.book.position(&m.intent.token_id).shares;
+                if code == "stale" && m.intent.side == crate::domain::Side::Sell && held.0 > 0 {
+                    let message = crate::actors::copier::stale_exit_alert(&m.label, &m.intent.token_id, held);
+                    tracing::warn!("{message}");
+                    self.notifier.do_send(Event::Alert { message });
+                }
                 if counts_as_error {
                     self.count_error();
                     self.notifier

@@ -355,7 +355,9 @@ impl ChainFeed {
             // balancer behind the others), read again after a short pause; or a reorg to a shorter
             // chain, which a block we remember below its head tells apart at once (else nothing
             // would be noticed until the new chain grew past the checkpoint).
-            None if self.shorter_chain(safe).await? => self.handle_reorg(cp).await,
+            None if self.shorter_chain(safe.saturating_add(self.cfg.confirmations)).await? => {
+                self.handle_reorg(cp).await
+            }
             None => Err(ChainError::ChainMoved { from: cp.0, to: safe.max(cp.0) }),
         }
     }
