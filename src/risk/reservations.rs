@@ -58,6 +58,10 @@ pub struct Reservations {
     /// Orders our fill on chain booked while they were being placed, which can fill no more (not
     /// a GTD order resting): whatever their placement still answers, their outcome is known.
     done_on_chain: HashSet<i64>,
+    /// FAK or FOK orders of unknown outcome that our fill on chain booked in part, by when that
+    /// part was booked (unix s): the rest of the same match may settle in a later transaction, so
+    /// it stays held until the chain is read past the settlement timeout.
+    awaiting_parts: HashMap<i64, u64>,
 }
 
 impl Reservations {
@@ -118,9 +122,42 @@ impl Reservations {
         self.done_on_chain.contains(&fill_row)
     }
 
+    /// Shares the order of `fill_row` may still move (0 when nothing is held).
+    #[must_use]
+    pub fn rest(&self, fill_row: i64) -> Shares {
+        self.by_fill.get(&fill_row).map_or(Shares(0), |r| r.shares)
+    }
+
+    /// The order of `fill_row` (a FAK or FOK order no longer being placed) filled in part on chain,
+    /// booked at `booked_s` (unix s): one match can settle in several transactions, so its rest
+    /// stays held for later parts until [`Self::later_parts_overdue`] lets it go. The first part's
+    /// time is kept when more parts come.
+    pub fn await_later_parts(&mut self, fill_row: i64, booked_s: u64) {
+        if self.by_fill.contains_key(&fill_row) {
+            self.awaiting_parts.entry(fill_row).or_insert(booked_s);
+        }
+    }
+
+    /// Releases every rest held for later parts that can no longer come: the chain is read
+    /// (`read_s`, the earlier of the chain as read and this host's clock) `settle_s` past the
+    /// first part. Returns their fill rows.
+    pub fn later_parts_overdue(&mut self, read_s: u64, settle_s: u64) -> Vec<i64> {
+        let rows: Vec<i64> = self
+            .awaiting_parts
+            .iter()
+            .filter(|&(_, booked_s)| read_s >= booked_s.saturating_add(settle_s))
+            .map(|(row, _)| *row)
+            .collect();
+        for row in &rows {
+            self.release(*row);
+        }
+        rows
+    }
+
     /// Lets go of the order of `fill_row`.
     pub fn release(&mut self, fill_row: i64) -> Option<Reservation> {
         self.done_on_chain.remove(&fill_row);
+        self.awaiting_parts.remove(&fill_row);
         let r = self.by_fill.remove(&fill_row)?;
         self.count(&r, -1);
         Some(r)
@@ -283,5 +320,37 @@ mod tests {
         r.release(2);
         assert!(!r.is_done_on_chain(2));
         assert_eq!(r, Reservations::default());
+    }
+
+    /// A FAK order booked in part on chain holds its rest for a later part of the same match until
+    /// the chain is read past the settlement timeout after the first part; a later part shrinks it.
+    #[test]
+    fn the_rest_of_a_match_is_held_until_its_later_parts_can_no_longer_settle() {
+        let book = Book::default();
+        let mut r = Reservations::default();
+        let buy = test_intent(Side::Buy, 10_000_000, 510_000, 500_000);
+        r.add(1, Reservation::of(&buy));
+        r.unresolved(1);
+        assert!(r.filled_part(1, Shares(4_000_000), Usdc(2_040_000)));
+        assert_eq!(r.rest(1), Shares(6_000_000));
+        r.await_later_parts(1, 1_000);
+        r.await_later_parts(7, 1_000);
+        assert!(!r.holds(7), "nothing held: nothing awaited");
+        // (chain read through, settlement timeout, released)
+        for (read_s, settle_s, released) in [(0, 120, false), (1_119, 120, false), (1_000, 0, true)] {
+            let mut r = r.clone();
+            assert_eq!(r.later_parts_overdue(read_s, settle_s) == [1], released, "read {read_s}, settle {settle_s}");
+            assert_eq!(r.holds(1), !released);
+        }
+        assert!(r.filled_part(1, Shares(3_000_000), Usdc(1_530_000)));
+        r.await_later_parts(1, 1_100);
+        assert_eq!(r.over(&book).exposure(), Usdc(5_100_000 - 2_040_000 - 1_530_000));
+        assert!(r.later_parts_overdue(1_119, 120).is_empty());
+        assert_eq!(r.later_parts_overdue(1_120, 120), [1], "timed from the first part");
+        assert_eq!(r, Reservations::default(), "nothing left behind");
+        r.add(2, Reservation::of(&buy));
+        r.await_later_parts(2, 1_000);
+        r.release(2);
+        assert_eq!(r, Reservations::default(), "a release forgets the wait");
     }
 }

@@ -117,6 +117,54 @@ async fn test_live_when_lookups_answer_null_then_booked_from_our_fill_on_chain_w
     assert_eq!(st["positions"][0]["shares"], "10", "{st}");
 }
 
+/// An order of unknown outcome whose match settles on chain in parts (one match, several
+/// transactions): each part is booked, and the rest stays reserved until the chain is read past
+/// the settlement timeout after the first, so the caps count what a later part may still add;
+/// then it is let go, without a restart, a lookup's answer or anything sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_our_unconfirmed_match_settles_in_parts_then_the_rest_stays_reserved_until_settlement_ends() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 3");
+    l.d.set("live", "settle_timeout_s = 15");
+    l.clob.null_lookups();
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    let pid = l.d.pid();
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the outcome to be unknown", async || row(&l.d, 0).filter(|r| r["reason"] == "unknown")).await;
+    let posts = l.clob.posts().len();
+    let reserved = async |usdc: &str| {
+        wait_for(20, &format!("{usdc} pUSD reserved"), async || {
+            (l.d.status()["daemon"]["reserved_usdc"] == usdc).then_some(())
+        })
+        .await;
+    };
+    reserved("5.1").await;
+    let ours = |shares: u64, usdc: u64| Fill {
+        order_hash: order_id(&l.d, 0),
+        ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, shares * ONE, usdc)
+    };
+    l.anvil.emit(&ours(4, 2_040_000)).await;
+    wait_for(20, "the first part", async || row(&l.d, 0).filter(|r| r["shares"] == "4")).await;
+    reserved("3.06").await;
+    l.anvil.emit(&ours(3, 1_530_000)).await;
+    wait_for(20, "the second part", async || row(&l.d, 0).filter(|r| r["shares"] == "7")).await;
+    reserved("1.53").await;
+    // Blocks go on being mined (and read): once past the settlement timeout, no part can come.
+    wait_for(40, "the rest let go", async || {
+        l.anvil.mine(1).await;
+        (l.d.status()["daemon"]["reserved_usdc"] == "0").then_some(())
+    })
+    .await;
+    let st = l.d.status();
+    assert_eq!(st["positions"][0]["shares"], "7", "{st}");
+    assert_eq!(row(&l.d, 0).unwrap()["usdc"], "3.57");
+    assert_eq!(l.clob.posts().len(), posts, "nothing more was sent");
+    assert_eq!(l.d.pid(), pid, "no restart was needed");
+    let errors = l.d.events("error");
+    assert!(errors.iter().all(|e| e.contains("unknown outcome")), "only the window's end was an error: {errors:?}");
+}
+
 /// An accepted order whose answer never comes and whose lookups say `MATCHED` with a matched size
 /// of 0: not a no-fill (its exposure kept, nothing sent again), and booked from our own fill on
 /// chain.

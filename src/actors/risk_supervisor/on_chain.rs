@@ -49,8 +49,17 @@ impl RiskSupervisor {
                 self.reserved.done_on_chain(row);
             }
         } else {
-            self.reserved.release(row);
             self.unresolved.done(row);
+            // One match can settle in several transactions: a part smaller than what the order
+            // held keeps the rest held (caps hold) until a later part books it or the chain is
+            // read past the settlement timeout (`CheckSettlement` lets it go). Nothing is looked
+            // up or sent for it again: its outcome is the chain's.
+            if self.reserved.filled_part(row, b.exec.shares, b.exec.usdc) && self.reserved.rest(row).0 > 0 {
+                self.reserved.done_on_chain(row);
+                self.reserved.await_later_parts(row, u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0));
+            } else {
+                self.reserved.release(row);
+            }
         }
         self.publish_reserved();
         self.roll_day(crate::store::now_ms());

@@ -36,6 +36,10 @@ impl Handler<CheckSettlement> for RiskSupervisor {
     fn handle(&mut self, m: CheckSettlement, _: &mut Context<Self>) -> Self::Result {
         let now = now_ms();
         self.tell_if_chain_behind(now, m.chain_read_s, m.timeout);
+        let read_s = m.chain_read_s.min(u64::try_from(now / 1000).unwrap_or(0));
+        if !self.reserved.later_parts_overdue(read_s, m.timeout.as_secs()).is_empty() {
+            self.publish_reserved();
+        }
         let before = overdue_before(now, m.chain_read_s, m.timeout);
         let work = change_in_journal(self.store.clone(), before, self.reserved.tokens_being_sold());
         Box::pin(work.into_actor(self).map(move |(changes, failed), act, _| {
