@@ -241,7 +241,15 @@ async fn test_vet_when_input_is_bad_then_it_says_what_is_wrong() {
 
     let (code, _, err) = vet(&d, &["0x12345"]);
     assert_eq!(code, 64, "{err}");
-    assert!(err.contains("is not a wallet address"), "{err}");
+    assert!(err.contains("is not an address: expected 0x followed by 40 hex digits"), "{err}");
+    // A private key pasted by mistake, with or without 0x, is never repeated.
+    let key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+    for arg in [key.to_owned(), format!("0x{key}")] {
+        let (code, out, err) = vet(&d, &[&arg]);
+        assert_eq!(code, 64, "{err}");
+        assert!(err.contains("the length of a private key"), "{err}");
+        assert!(!format!("{out}{err}").contains(&key[8..40]), "the key was repeated: {out}{err}");
+    }
 
     let (code, _, err) = vet(&d, &["0x000000000000000000000000000000000000dEaD", "--days", "2"]);
     assert_eq!(code, 1, "{err}");

@@ -63,7 +63,7 @@ pub fn vet(g: &GlobalArgs, a: &VetArgs) -> Result<i32> {
             rt.block_on(run(&s, &env, a, Who { wallet, label, rules, rules_from }))
         }
         Err(e) => {
-            eprintln!("Error: {e}");
+            eprintln!("Error: {}", crate::config::env::redact(&e.to_string()));
             Ok(EXIT_USAGE)
         }
     }

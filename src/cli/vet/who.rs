@@ -36,10 +36,12 @@ pub(crate) fn resolve(s: &Settings, a: &VetArgs) -> Result<(Address, Option<Stri
     let listed = loaded.ok();
     let arg = a.wallet.trim();
     let entry = if arg.starts_with("0x") || arg.starts_with("0X") {
-        let addr: Address = arg
-            .parse()
-            .map_err(|_| BadInput(format!("{arg:?} is not a wallet address (0x followed by 40 hexadecimal digits)")))?;
+        let addr: Address =
+            arg.parse().map_err(|_| BadInput(format!("the wallet {}", crate::config::problem::not_an_address(arg))))?;
         listed.as_ref().and_then(|w| w.targets.iter().find(|t| t.address == addr)).cloned().ok_or(addr)
+    } else if crate::config::problem::looks_like_key(arg) {
+        // Never repeated: what is pasted here is sometimes the private key.
+        return Err(BadInput(format!("the wallet given has {}", crate::config::problem::KEY_SHAPED)));
     } else {
         let w = listed.as_ref().ok_or_else(|| {
             BadInput(format!("{file} could not be read, so the label {arg:?} means nothing: give the address (0x…)"))
