@@ -347,6 +347,13 @@ fn telegram(s: &Settings, bad: &mut impl FnMut(&str, String)) {
             format!("must be a weekday like \"sun\", got {}", quoted(&t.weekly_report_day)),
         );
     }
+    // 0 would try a chat that refused the bot for good at every pacing tick, forever.
+    if t.parked_retry_s == 0 || u64::from(t.parked_retry_s) > LONGEST_S {
+        bad("telegram.parked_retry_s", format!("must be 1..={LONGEST_S} (30 days), got {}", t.parked_retry_s));
+    }
+    if t.routine_attempts == 0 {
+        bad("telegram.routine_attempts", "must be at least 1 (0 would send no routine message)".into());
+    }
     if t.poll_timeout_s == 0 || t.poll_timeout_s > 50 {
         bad("telegram.poll_timeout_s", format!("must be 1..=50, got {}", t.poll_timeout_s));
     }
