@@ -68,7 +68,13 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
         problems.extend(super::service_access::unseen_by_the_service(
             &s.origin,
             &unit.prefix,
-            &[("emergency_stop_file", &s.emergency_stop_file), (journal, &s.db_path)],
+            &[
+                ("emergency_stop_file", &s.emergency_stop_file),
+                (journal, &s.db_path),
+                // Relative, the service and a command would name different targets or sockets.
+                ("wallets_path", &s.wallets_path),
+                ("control_socket", &s.control_socket),
+            ],
         ));
         let socket =
             (!s.control_socket.as_os_str().is_empty()).then_some(("control_socket", s.control_socket.as_path()));

@@ -597,4 +597,15 @@ fn test_installed_when_the_stop_file_is_relative_or_hidden_from_the_service_then
         assert!(err.contains("emergency_stop_file") && err.contains(said), "{path}: {err}");
         inst.edit(&format!("emergency_stop_file = \"{path}\""), &stop);
     }
+    // The same for the targets file and the control socket: a command run elsewhere would read
+    // other targets, or knock on a socket the daemon never opened.
+    let settings = std::fs::read_to_string(inst.settings()).unwrap();
+    let wallets = settings.lines().find(|l| l.starts_with("wallets_path")).expect("wallets_path installed").to_owned();
+    inst.edit(&wallets, "wallets_path = \"wallets.json\"");
+    inst.set(None, "control_socket = \"polycopy.sock\"");
+    let (code, out, err) = inst.cli(elsewhere.path(), &["check-config", "--offline"]);
+    assert_eq!(code, 78, "{out}{err}");
+    for field in ["wallets_path", "control_socket"] {
+        assert!(err.lines().any(|l| l.contains(field) && l.contains("must be an absolute path")), "{field}: {err}");
+    }
 }
