@@ -41,7 +41,9 @@ pub fn incident(g: &GlobalArgs, out: Option<&Path>) -> Result<i32> {
     section(
         &mut b,
         "wallets.json",
-        &std::fs::read_to_string(&s.wallets_path).unwrap_or_else(|e| format!("unreadable: {e}")),
+        // A key pasted into it by mistake (any key, not only the one this process knows) is masked.
+        &std::fs::read_to_string(&s.wallets_path)
+            .map_or_else(|e| format!("unreadable: {e}"), |t| crate::config::problem::mask_key_shaped(&t)),
     );
     section(&mut b, "environment (which variables are set; values are never copied)", &env_names());
     section(&mut b, &format!("last {LOG_LINES} log lines (journald)"), &journal_log(g));

@@ -150,6 +150,16 @@ pub fn pause_market(g: &GlobalArgs, market: &str, paused: bool) -> Result<i32> {
             let what = crate::control::market_ops::paused_text(&sel, tokens.len(), paused, changed);
             store.add_event("operator", &format!("{what} (from the command line)"))?;
             println!("{what}: stored in the journal {}, obeyed from the next start", s.db_path.display());
+            // A daemon that holds the journal but does not answer reads pauses only at its start:
+            // it goes on trading that market meanwhile, which must not read as done.
+            if let Some(pid) = crate::store::lock::holder(&s.db_path) {
+                eprintln!(
+                    "warning: a daemon{} holds this journal but nothing answers on {sock}: it does NOT know of this \
+                     change until it restarts. Halt it (`polycopy halt`) if it must stop trading this market now",
+                    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                );
+                return Ok(EXIT_NO_ACK);
+            }
             eprintln!("note: no daemon is running on this journal (nothing listens on {sock})");
             Ok(EXIT_NO_DAEMON)
         }

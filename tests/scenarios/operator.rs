@@ -303,16 +303,21 @@ async fn test_incident_when_written_then_evidence_without_any_secret() {
     assert_eq!(mode, 0o600);
     let (code, _, err) = l.d.run_cli(&["incident", "--out", out.to_str().unwrap()]);
     assert_ne!(code, 0, "an existing bundle is never overwritten: {err}");
-    // One bad variable (often why an incident is written) does not turn the scrubbing off for the others.
+    // One bad variable (often why an incident is written) does not turn the scrubbing off for the
+    // others; and a key this process does not know, pasted into wallets.json, is masked there.
+    const OTHER_KEY: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
     l.d.set_top(&format!("# pasted by mistake: {KEY} {BOT}"));
+    let wallets = std::fs::read_to_string(l.d.dir.join("wallets.json")).unwrap();
+    std::fs::write(l.d.dir.join("wallets.json"), format!("{wallets}\n\"{OTHER_KEY}\"\n")).unwrap();
     let second = l.d.dir.join("incident-2.txt");
     let run = l.d.cmd(&["incident", "--out", second.to_str().unwrap()]).env("TELEGRAM_CHAT_ID", "me").output().unwrap();
     let (code, _, err) = crate::support::output(run);
     assert_eq!(code, 0, "{err}");
     let text = std::fs::read_to_string(&second).unwrap();
-    for secret in [BOT, KEY, KEY.trim_start_matches("0x"), RPC_KEY, alert_token.trim()] {
+    for secret in [BOT, KEY, KEY.trim_start_matches("0x"), RPC_KEY, alert_token.trim(), OTHER_KEY] {
         assert!(!text.contains(secret), "a secret is in the bundle written with a bad variable");
     }
+    assert!(text.contains("<64 hex digits masked>"), "the pasted key's place is shown");
 }
 
 /// Live: a close the operator started goes out whatever the trading state, but a halt raised
@@ -497,4 +502,24 @@ async fn close_held_before_its_post(l: &crate::support::live::Live, hold: &std::
     })
     .await;
     close
+}
+
+/// A daemon that runs but no longer answers on its control socket (the file removed) reads market
+/// pauses only at its start: `pause-market` stores the pause, and says that the running daemon does
+/// not know it (exit 4), never "no daemon is running".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_pause_market_when_the_running_daemon_does_not_answer_then_it_is_not_said_done() {
+    let Running { anvil: _anvil, dir: _dir, d } = running(&wallets(&[(A, "whale", true)], 0.1)).await;
+    let sockets: Vec<_> = std::fs::read_dir(&d.dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+        .collect();
+    assert_eq!(sockets.len(), 1, "{sockets:?}");
+    std::fs::remove_file(&sockets[0]).unwrap();
+    let (code, out, err) = d.run_cli(&["pause-market", "7"]);
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(err.contains("does NOT know of this change until it restarts"), "{out}{err}");
+    assert!(!err.contains("no daemon is running"), "{err}");
+    assert!(out.contains("stored in the journal"), "{out}");
 }
