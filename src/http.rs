@@ -310,7 +310,7 @@ const ALERT_CHARS: usize = 1_000;
 /// An alert's text: control characters out (a key split by a newline would be whole again after),
 /// then secrets (before the cut: a cut must not leave half a key that no longer matches), then cut
 /// to [`ALERT_CHARS`]. `None` when nothing is left.
-fn alert_text(body: &[u8]) -> Option<String> {
+pub(crate) fn alert_text(body: &[u8]) -> Option<String> {
     let printable: String = String::from_utf8_lossy(body).chars().filter(|c| !c.is_control()).collect();
     let clean = crate::config::env::redact(&printable);
     let clean = clean.trim();

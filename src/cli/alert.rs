@@ -62,7 +62,15 @@ fn send_direct(g: &GlobalArgs, text: &str) -> i32 {
             return 1;
         }
     };
-    let (took, failed) = rt.block_on(crate::telegram::direct::send(&reach, text));
+    // Cleaned as the daemon's `POST /alert` cleans it: no control characters, no secret (also those
+    // only the env files hold), at most a thousand characters.
+    let found = crate::config::env::secrets_each(&get);
+    crate::config::env::register_secrets(found.iter().map(String::as_str));
+    let Some(text) = crate::http::alert_text(text.as_bytes()) else {
+        eprintln!("error: nothing is left of the message once cleaned");
+        return super::EXIT_USAGE;
+    };
+    let (took, failed) = rt.block_on(crate::telegram::direct::send(&reach, &text));
     for f in &failed {
         eprintln!("not delivered: {f}");
     }

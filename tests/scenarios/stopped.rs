@@ -40,6 +40,10 @@ async fn test_alert_direct_when_the_daemon_is_down_then_every_chat_is_told_witho
         assert_eq!(sent.len(), 1, "{chat}: {sent:?}");
         assert_eq!(sent[0].text, "polycopy has stopped");
     }
+    // Cleaned as the daemon's /alert cleans it: a pasted secret and control characters go.
+    let (code, out) = direct(dir.path(), &env, &format!("leaked {TOKEN}\u{7} here"));
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(tg.sent_to(1001).last().unwrap().text, "leaked <redacted> here");
     // A chat that refuses is named, the token never shown; the others still hear it.
     tg.block(1002, true);
     let (code, out) = direct(dir.path(), &env, "again");
