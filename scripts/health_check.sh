@@ -63,8 +63,10 @@ settings() {
   fi
 }
 
-tmp=$(mktemp)
-trap 'rm -f "$tmp" "$tmp.err" "$tmp.hdr"' EXIT
+# Every scratch file from mktemp: a name derived from another one can be planted in /tmp first
+# (and the alert token written into someone else's file).
+tmp=$(mktemp) tmp_err=$(mktemp) hdr=$(mktemp)
+trap 'rm -f "$tmp" "$tmp_err" "$hdr"' EXIT
 
 # unescape: the JSON escapes a detail may hold, made readable.
 unescape() { sed -e 's/\\"/"/g' -e 's#\\/#/#g' -e 's/\\\\/\\/g'; }
@@ -102,16 +104,24 @@ check_once() {
     done < <(grep -oE '"name":"[A-Za-z0-9_]+","status":"degraded","detail":"([^"\\]|\\.)*"' "$tmp" || true)
   fi
   local status err
-  if status=$(run_polycopy status --json 2>"$tmp.err"); then
+  if status=$(run_polycopy status --json 2>"$tmp_err"); then
+    # /health may have been answered by another instance on the same port (the daemon's own
+    # address is not known while it is down): the journal's holder is what says it runs.
+    if grep -q '"running": false' <<<"$status"; then
+      down=1
+      failures+=("process: no daemon runs on the journal $db")
+    elif grep -q '"answers": false' <<<"$status"; then
+      failures+=("process: the daemon holds $db but does not answer on its control socket (commands cannot reach it)")
+    fi
     if [ "$allow_halted" = 0 ] && grep -q '"tripped": true' <<<"$status" \
        && ! grep -q '^breaker' < <(printf '%s\n' "${failures[@]:-}"); then
       failures+=("breaker: tripped ($(sed -n 's/.*"reason": "\([^"]*\)".*/\1/p' <<<"$status" | head -n1))")
     fi
   else
-    err=$(head -n1 "$tmp.err" 2>/dev/null || true)
+    err=$(head -n1 "$tmp_err" 2>/dev/null || true)
     failures+=("status: polycopy status failed${err:+: $err}")
   fi
-  rm -f "$tmp.err"
+  : >"$tmp_err"
   if [ -n "$db" ]; then
     local avail_kb
     avail_kb=$(df -Pk "$(dirname "$db")" 2>/dev/null | awk 'NR == 2 { print $4 }')
@@ -167,11 +177,10 @@ log crit "$msg"
 # group); the header goes through a private file so the token never shows in the process list.
 if [ "$down" = 0 ] && [ -n "$url" ]; then
   token_file=$(config_field alert_token_file)
-  hdr="$tmp.hdr"
   if [ -n "$token_file" ] && [ -r "$token_file" ] && (umask 077 && printf 'Authorization: Bearer %s\n' "$(tr -d '\n' <"$token_file")" >"$hdr"); then
     curl -sS --fail --max-time 5 -o /dev/null -H "@$hdr" -X POST --data-binary "health check: $msg" "$url/alert" 2>/dev/null \
       || log crit "could not relay the alert through the daemon"
-    rm -f "$hdr"
+    : >"$hdr"
   else
     log crit "cannot read the alert token ${token_file:-(unknown)}: run as the service user (or root)"
   fi

@@ -210,6 +210,24 @@ async fn test_health_check_when_things_break_then_names_the_check() {
     let (code, out, _) = check(&d, &[]);
     assert_eq!(code, 2);
     assert!(out.contains("process: daemon down"), "{out}");
+    // Another instance answers healthy on the address checked: the journal has no daemon, and
+    // that is what is said.
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_url = format!("http://{}", other.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut c, _)) = other.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf).await;
+            let body = r#"{"status":"healthy","checks":[]}"#;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = c.write_all(format!("{head}{body}").as_bytes()).await;
+        }
+    });
+    let args = ["--url", other_url.as_str(), "--backup-dir", bdir.as_str(), "--min-disk-mb", "1"];
+    let (code, out, err) = d.script("health_check.sh", &args, &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("process: no daemon runs on the journal"), "{out}");
 }
 
 /// maintenance.sh archives then prunes fills never copied and events older than N days, keeps
