@@ -35,7 +35,8 @@ Settings without a command-line option: the environment, else backup.conf beside
 file (/etc/polycopy/backup.conf; KEY=VALUE lines, survives reinstalls): BACKUP_ENCRYPT_TO
 (recipients, blank-separated), BACKUP_COPY_TO (destination).
 Environment: POLYCOPY_BIN (binary), POLYCOPY_ARGS (extra global polycopy arguments, e.g. --db F),
-BACKUP_CONF (another backup.conf), GNUPGHOME, RSYNC_RSH.
+BACKUP_CONF (another backup.conf), GNUPGHOME, RSYNC_RSH, BACKUP_RESERVE_MB (free space left to the
+daemon beside its journal, default 200: a backup that would eat into it is refused, not taken).
 Exit: 0 backup written and verified (its path is printed); 1 failure (nothing older is deleted
 then); 64 bad usage; 75 backup written (path printed, retention done) but the off-site copy failed.
 USAGE
@@ -122,6 +123,19 @@ find "$dir" -maxdepth 1 -type d -name '.backup.*' -mmin +1440 -exec rm -rf {} + 
 db=$(db_path)
 if [ -n "$db" ]; then
   find "$(dirname "$db")" -maxdepth 1 -type d -name '.polycopy-tmp.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
+fi
+# The copies beside the journal (the copy, and its check or its gzip) take about twice its size:
+# on a disk too full for that, a backup would fill it and the daemon's next journal write would
+# fail (the breaker trips). Refused instead, with nothing written.
+if [ -n "$db" ] && [ -f "$db" ]; then
+  reserve_mb=${BACKUP_RESERVE_MB:-200}
+  [[ "$reserve_mb" =~ ^[0-9]+$ ]] || usage_error "BACKUP_RESERVE_MB must be a whole number of MB, got '$reserve_mb'"
+  size_kb=$(( ( $(stat -c %s -- "$db") + $(stat -c %s -- "$db-wal" 2>/dev/null || echo 0) ) / 1024 ))
+  free_kb=$(df -Pk "$(dirname "$db")" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  need_kb=$(( 2 * size_kb + reserve_mb * 1024 ))
+  if [ -n "$free_kb" ] && [ "$free_kb" -lt "$need_kb" ]; then
+    die "not enough free space beside $db: $((free_kb / 1024)) MB free, and a backup needs about $((2 * size_kb / 1024)) MB there while leaving ${reserve_mb} MB to the daemon. Nothing was written: free space first (docs/RUNBOOK.md, disk_low)"
+  fi
 fi
 stage=$(mktemp -d "$dir/.backup.XXXXXX")   # what goes into DIR (atomic rename from here)
 plain=$(private_workdir)                     # plaintext: beside the journal, never in DIR

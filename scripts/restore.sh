@@ -258,8 +258,19 @@ mv -f -- "$work/restore.db" "$db" \
   || die "could not put the restored journal at $db: the previous one is at ${aside:-nowhere} (move it back by hand before starting)"
 # Run as root, keep the journal owned like the one it replaces (or like its directory, the
 # service's state directory): a root-owned journal would stop the daemon from writing.
+# A file someone else planted at that path (in a shared directory such as /tmp) lends nothing: its
+# owner would get the restored journal. Only root's, or the directory owner's, is followed.
 if [ "$(id -u)" = 0 ]; then
-  chown -h --reference="${aside:-$(dirname "$db")}" "$db" 2>/dev/null || true
+  ref=$(dirname "$db")
+  if [ -n "$aside" ]; then
+    owner=$(stat -c %u -- "$aside" 2>/dev/null || echo x)
+    if [ "$owner" = 0 ] || [ "$owner" = "$(stat -c %u -- "$ref" 2>/dev/null)" ]; then
+      ref=$aside
+    else
+      log warning "$aside was owned by uid $owner, not by root or the owner of $ref: the restored journal is not given to it"
+    fi
+  fi
+  chown -h --reference="$ref" "$db" 2>/dev/null || true
 fi
 for t in ${targets[@]+"${targets[@]}"}; do
   e=${t%%"$tab"*} path=${t#*"$tab"}

@@ -100,6 +100,54 @@ fn a_service_users_home() -> Option<(tempfile::TempDir, std::path::PathBuf, Daem
     Some((dir, home, d))
 }
 
+/// A backup that would leave the daemon less free space beside its journal than it needs is refused
+/// with nothing written (a full disk would trip the breaker at the next journal write).
+#[test]
+fn test_backup_when_the_disk_is_too_full_then_refused_with_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = idle(dir.path());
+    let b = dir.path().join("backups");
+    let args = ["--dir", b.to_str().unwrap(), "--no-encrypt", "--no-copy"];
+    let (code, out, err) = d.script("backup.sh", &args, &[("BACKUP_RESERVE_MB", "1000000000")]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("not enough free space beside") && err.contains("Nothing was written"), "{err}");
+    assert!(names(&b).is_empty(), "{:?}", names(&b));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".polycopy-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "no plaintext copy begun");
+    let (code, _, err) = d.script("backup.sh", &args, &[("BACKUP_RESERVE_MB", "1")]);
+    assert_eq!(code, 0, "with room it goes: {err}");
+}
+
+/// A restore run as root into a shared directory where another user planted a file at the path
+/// (the monthly restore test) does not give that user the restored journal: it stays root's, and
+/// the file it replaced is named.
+#[test]
+fn test_restore_when_run_as_root_over_a_planted_file_then_the_copy_is_not_given_to_its_owner() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let Some((dir, _home, d)) = a_service_users_home() else { return };
+    let b = dir.path().join("backups");
+    let (code, out, err) = d.script("backup.sh", &["--dir", b.to_str().unwrap(), "--no-encrypt", "--no-copy"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let journal = out.trim().to_owned();
+    // A shared, sticky directory like /tmp, and a file planted in it by nobody.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let planted = shared.join("restore-test.db");
+    std::fs::write(&planted, "").unwrap();
+    std::os::unix::fs::chown(&planted, Some(65_534), Some(65_534)).unwrap();
+    let db = planted.to_str().unwrap();
+    let (code, out, err) = d.script("restore.sh", &[&journal, "--db", db, "--no-service"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let m = std::fs::metadata(&planted).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o600), "{out}{err}");
+    assert!(err.contains("is not given to it"), "{err}");
+}
+
 /// Run as root on an installation whose journal belongs to the service's user, the backup is taken
 /// as that user: root never writes by path inside directories that user owns (links it planted
 /// there could send root's writes anywhere), and the files are that user's like the nightly ones.
