@@ -437,9 +437,11 @@ impl Redeemer {
         self.set(row, RedeemStatus::Reverted, why, attempts, now_ms() + pause).await;
         self.notifier.do_send(Event::Error {
             message: format!(
-                "redemption of market {:#x} failed (attempt {attempts} of {}): {why}; tried again in {} s",
+                "redemption of market {:#x} failed (attempt {attempts} of {}): {why}; tried again in about {} s (at the \
+                 first round after {} s)",
                 row.condition_id,
                 self.cfg.attempts,
+                (pause / 1000).max(i64::try_from(self.cfg.every.as_secs()).unwrap_or(i64::MAX)),
                 pause / 1000
             ),
         });

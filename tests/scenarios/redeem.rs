@@ -306,6 +306,39 @@ async fn test_redeem_when_signed_before_a_halt_then_sent_only_once_trading_resum
     assert_eq!(rows(&l.d).await.len(), 1);
 }
 
+/// A journaled redemption the node refuses round after round (a tip below the network's minimum)
+/// is sent again each round, the same transaction, and not silently: the operator is told once.
+/// Once the node takes it, it is redeemed, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_the_node_keeps_refusing_its_transaction_then_told_once_and_sent_when_taken() {
+    let mut l = live().await;
+    let proxy = crate::support::capped_rpc::CappedRpc::start(&l.anvil.http_url(), u64::MAX).await;
+    l.d.env.push(("POLYGON_RPC_URL".into(), proxy.url.clone()));
+    let mut l = settle(l, &[], Some("abort_after_redeem_signed"), &[], false).await;
+    assert!(!l.d.wait_exit().await.success(), "the fault aborted the daemon");
+    assert_eq!(rows(&l.d).await.first().map(|r| r.1.clone()), Some("signed".to_owned()), "journaled, not sent");
+    proxy.refuse_sends(true);
+    l.d.start();
+    l.d.wait_live().await;
+    let told = wait_for(30, "the refusals told", async || {
+        l.d.events("error").into_iter().find(|e| e.contains("the node refused the signed redemption"))
+    })
+    .await;
+    assert!(told.contains("transaction underpriced") && told.contains("3 rounds in a row"), "{told}");
+    let start = rounds(&l.d).await;
+    wait_for(20, "three rounds more", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
+    let told: Vec<String> =
+        l.d.events("error").into_iter().filter(|e| e.contains("the node refused the signed redemption")).collect();
+    assert_eq!(told.len(), 1, "told once: {told:?}");
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::ZERO);
+    proxy.refuse_sends(false);
+    wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
+        .await;
+    wait_for(10, "the row redeemed", async || (rows(&l.d).await[0].1 == "redeemed").then_some(())).await;
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1), "the same transaction, once");
+    assert_eq!(rows(&l.d).await.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_redeem_when_it_reverts_then_retried_within_budget_and_reported() {
     let l = settled(&[("ATTEMPTS", "3")], None).await;

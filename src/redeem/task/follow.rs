@@ -16,6 +16,36 @@ use crate::redeem::chain::{Chain, ChainError, Landed};
 use crate::store::{RedeemStatus, RedemptionRow};
 
 impl Redeemer {
+    /// The node refused the journaled transaction of `row` again: sent again each round (it holds
+    /// the nonce, and may be mined once the node takes it), but not silently for ever: a refusal
+    /// that does not pass (a tip below the network's minimum, say) is told once.
+    fn refused_again(&self, row: &RedemptionRow, hash: B256, e: &ChainError) {
+        let rounds = self.node_failures.lock().map_or(0, |mut m| {
+            let n = m.entry(row.id).or_insert(0);
+            *n += 1;
+            *n
+        });
+        if rounds == super::NODE_FAILURES_TOLD_AFTER {
+            self.notifier.do_send(Event::Error {
+                message: format!(
+                    "the node refused the signed redemption of market {:#x} ({} pUSD, transaction {hash:#x}) {rounds} \
+                     rounds in a row: {}. It is sent again every round; check POLYGON_RPC_URL and the gas settings \
+                     (RUNBOOK, \"Redemption failed\")",
+                    row.condition_id,
+                    row.expected,
+                    crate::config::env::redact(&e.to_string())
+                ),
+            });
+        }
+    }
+
+    /// The node took the journaled transaction of `row`: refusals are counted in a row again.
+    fn refusals_passed(&self, row: &RedemptionRow) {
+        if let Ok(mut m) = self.node_failures.lock() {
+            m.remove(&row.id);
+        }
+    }
+
     /// Sends (again) a journaled transaction the node does not know, re-prices one the base fee
     /// priced out, and books how it landed. Whether it may still be mined.
     pub(super) async fn follow(&self, chain: &Chain, row: &RedemptionRow) -> InFlight {
@@ -27,7 +57,10 @@ impl Redeemer {
         }
         match chain.landed(hash).await {
             Ok(Landed::Unknown) => match chain.send(raw).await {
-                Ok(()) => self.set(row, RedeemStatus::Sent, "sent", row.attempts, 0).await,
+                Ok(()) => {
+                    self.refusals_passed(row);
+                    self.set(row, RedeemStatus::Sent, "sent", row.attempts, 0).await;
+                }
                 // Halted: held as it is, journaled, until trading resumes (its nonce stays ours).
                 Err(ChainError::Halted) => {
                     // Said once per halt by the round; this row's part is for the debug log.
@@ -55,6 +88,7 @@ impl Redeemer {
                 // transaction it replaced still waits in the pool.
                 Err(e) => {
                     warn!(cause = %e, tx = %hash, "sending the journaled redemption failed; next round tries again");
+                    self.refused_again(row, hash, &e);
                     // Refused because the base fee passed its fee cap (between signing and sending,
                     // or after the node dropped it): sent again, it would be refused for ever.
                     if matches!(chain.priced_out(raw).await, Ok(true)) {

@@ -38,6 +38,8 @@ struct Faults {
     head_lag: std::sync::atomic::AtomicU64,
     /// While set, `txpool_content` fails (its megabytes timed out, or no longer served).
     pool_refused: AtomicBool,
+    /// While set, `eth_sendRawTransaction` is refused as bor refuses a tip below its minimum.
+    sends_refused: AtomicBool,
 }
 
 impl CappedRpc {
@@ -108,6 +110,12 @@ impl CappedRpc {
         self.faults.head_lag.store(lag, Ordering::SeqCst);
     }
 
+    /// While `refused`, every transaction sent is refused ("transaction underpriced", as bor
+    /// answers a tip below the network's minimum) and counted; every other call is served.
+    pub fn refuse_sends(&self, refused: bool) {
+        self.faults.sends_refused.store(refused, Ordering::SeqCst);
+    }
+
     /// While `refused`, reading the node's pool fails; every other call is served.
     pub fn refuse_pool(&self, refused: bool) {
         self.faults.pool_refused.store(refused, Ordering::SeqCst);
@@ -154,6 +162,7 @@ async fn serve(
         logs_waiting,
         head_lag,
         pool_refused,
+        sends_refused,
     } = &*faults;
     while let Some((_, _, body, _)) = read_request(&mut sock).await {
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -182,6 +191,13 @@ async fn serve(
         }
         if req["method"] == "eth_sendRawTransaction" {
             raw_sends.fetch_add(1, Ordering::SeqCst);
+            if sends_refused.load(Ordering::SeqCst) {
+                let refusal = json!({"jsonrpc": "2.0", "id": req["id"].clone(), "error": {"code": -32000, "message": "transaction underpriced"}});
+                if !answer(&mut sock, &refusal).await {
+                    return;
+                }
+                continue;
+            }
         }
         let lookup = req["method"] == "eth_getTransactionReceipt" || req["method"] == "eth_getTransactionByHash";
         if lookup && receipts_hidden.load(Ordering::SeqCst) {
