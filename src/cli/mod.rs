@@ -419,13 +419,24 @@ fn use_journal_of_mode(g: &GlobalArgs, s: &mut Settings) {
 /// The settings a command acts with: the file's, or, when the daemon that trades still runs the
 /// other mode ([`OtherModeDaemon`]), that daemon's mode and journal, with a warning.
 fn settings_or_bail(g: &GlobalArgs) -> Result<Settings> {
-    let mut s = file_settings_or_bail(g)?;
+    Ok(following_the_daemon(g, file_settings_or_bail(g)?))
+}
+
+/// The settings of `status`: as [`settings_or_bail`], but a settings file with problems does not
+/// stop it (the daemon keeps trading on the settings it started with, and seeing it must not wait
+/// for a fix): its mode, journals and socket are used, with a warning, as a halt uses them.
+fn settings_for_reading(g: &GlobalArgs) -> Result<Settings> {
+    Ok(following_the_daemon(g, settings_for_control(g)?))
+}
+
+/// `s`, or the daemon that trades when it runs the other mode (said).
+fn following_the_daemon(g: &GlobalArgs, mut s: Settings) -> Settings {
     daemon_that_trades::mode_of_the_named_journals_daemon(g, &mut s);
     if let Some(d) = daemon_that_trades::daemon_of_the_other_mode(g, &s) {
         eprintln!("warning: {}; this command acts on that daemon and its journal", d.describe(s.mode));
         d.follow(&mut s);
     }
-    Ok(s)
+    s
 }
 
 /// The file's settings, as written (see [`settings_or_bail`]).

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use super::{GlobalArgs, open_store, settings_or_bail};
+use super::{GlobalArgs, open_store};
 use crate::config::problem::render;
 use crate::config::{Problem, Settings, Wallets};
 use crate::control::client::ask;
@@ -137,7 +137,7 @@ pub fn status_value(s: &Settings) -> Result<Value> {
 /// # Errors
 /// When the settings or the journal cannot be read.
 pub fn status(g: &GlobalArgs, as_json: bool) -> Result<()> {
-    let s = settings_or_bail(g)?;
+    let s = super::settings_for_reading(g)?;
     let v = gather(&s)?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&to_json(&s, &v))?);

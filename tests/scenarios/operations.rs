@@ -35,6 +35,27 @@ async fn within_a_second(d: &Daemon, needle: &str, times: usize) {
     }
 }
 
+/// A settings edit with a mistake, not applied yet, does not hide the daemon that trades:
+/// `status` shows it (the file's mode, journals and socket, with a warning naming the problem).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_status_when_the_settings_file_gets_a_bad_value_then_the_running_daemon_is_still_shown() {
+    let Running { anvil: _anvil, dir: _dir, d } = running(&wallets(&[(A, "a", true)], 0.1)).await;
+    // An edit not applied yet (the daemon keeps the settings it started with), and wrong.
+    d.set("copy", "max_copy_delay_s = 9999999999");
+    let (code, out, err) = d.run_cli(&["status", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("the settings have problems") && err.contains("copy.max_copy_delay_s"), "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (st["daemon"]["running"].as_bool(), st["daemon"]["answers"].as_bool()),
+        (Some(true), Some(true)),
+        "{st}"
+    );
+    // check-config still refuses it, by name.
+    let (code, _, err) = d.run_cli(&["check-config", "--offline"]);
+    assert_eq!(code, 78, "{err}");
+}
+
 /// The EMERGENCY_STOP file and `polycopy halt` stop new executions within a second, `resume`
 /// restarts them, and the halted state survives a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
