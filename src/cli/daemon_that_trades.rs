@@ -49,11 +49,7 @@ pub(super) fn mode_of_the_named_journals_daemon(g: &GlobalArgs, s: &mut Settings
         return;
     }
     let Ok(who) = ask(&s.control_socket_path(), &Request::Status, std::time::Duration::from_secs(2)) else { return };
-    let mode = match who.mode.as_str() {
-        "paper" => Mode::Paper,
-        "live" => Mode::Live,
-        _ => return,
-    };
+    let Some(mode) = Mode::parse(&who.mode) else { return };
     if mode != s.mode && crate::control::client::same_journal(std::path::Path::new(&who.journal), &s.db_path) {
         eprintln!(
             "note: the daemon on {} trades {} (the settings say {}): this command acts in its mode",
@@ -68,20 +64,22 @@ pub(super) fn mode_of_the_named_journals_daemon(g: &GlobalArgs, s: &mut Settings
 /// [`OtherModeDaemon`], when no daemon answers on the settings' own control socket and one
 /// answers on the other mode's. Every command acts on the daemon that trades: a status, a close, a
 /// backup or a reconcile run against the idle journal of the file's new mode would look fine and
-/// act on nothing. `None` with `--db` (the command names its journal) or a control socket set in
-/// the settings (shared by both modes: the daemon answering is the one that trades).
+/// act on nothing. `None` with `--db` (the command names its journal). With a control socket set
+/// in the settings (shared by both modes) the daemon answering there is the one that trades: it is
+/// followed when its mode is not the file's.
 pub(super) fn daemon_of_the_other_mode(g: &GlobalArgs, s: &Settings) -> Option<OtherModeDaemon> {
     use crate::control::{Request, client::ask};
     const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+    if g.db.is_none() && !s.control_socket.as_os_str().is_empty() {
+        let who = ask(&s.control_socket_path(), &Request::Status, WAIT).ok()?;
+        let mode = Mode::parse(&who.mode)?;
+        return (mode != s.mode).then(|| OtherModeDaemon { mode, journal: PathBuf::from(who.journal), pid: who.pid });
+    }
     let other = other_mode_socket(g, s)?;
     if ask(&s.control_socket_path(), &Request::Status, WAIT).is_ok() {
         return None;
     }
     let who = ask(&other, &Request::Status, WAIT).ok()?;
-    let mode = match who.mode.as_str() {
-        "paper" => Mode::Paper,
-        "live" => Mode::Live,
-        _ => return None,
-    };
+    let mode = Mode::parse(&who.mode)?;
     (mode != s.mode).then(|| OtherModeDaemon { mode, journal: PathBuf::from(who.journal), pid: who.pid })
 }

@@ -32,6 +32,16 @@ impl Mode {
     pub const fn is_paper(self) -> bool {
         matches!(self, Self::Paper)
     }
+
+    /// The mode named `s` (as [`Self::as_str`] writes it), if any.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "paper" => Some(Self::Paper),
+            "live" => Some(Self::Live),
+            _ => None,
+        }
+    }
 }
 
 /// Checks the settings' `mode` against the environment.

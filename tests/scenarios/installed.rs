@@ -23,6 +23,12 @@ struct LiveInstall {
 }
 
 async fn live_install() -> LiveInstall {
+    live_install_with(false).await
+}
+
+/// [`live_install`], with a `control_socket` set in the settings when `shared_socket` (one path
+/// for both modes, so the daemon answering there is the one that trades, whatever its mode).
+async fn live_install_with(shared_socket: bool) -> LiveInstall {
     let anvil = Anvil::start().await;
     let clob = FakeClob::start(SIGNER).await;
     clob.token(STD_TOKEN, Token::open(false));
@@ -33,6 +39,9 @@ async fn live_install() -> LiveInstall {
     inst.set(Some("live"), "request_timeout_ms = 1500");
     // Probed every 2 s, so a revoked key shows within seconds.
     inst.set(Some("health"), "clob_stale_s = 8");
+    if shared_socket {
+        inst.set(None, &format!("control_socket = {:?}", inst.state().join("polycopy.sock").display().to_string()));
+    }
     let w = wallets(&[(A, "whale", true)], 0.1);
     std::fs::write(inst.root.join("etc/polycopy/wallets.json"), w.to_string()).unwrap();
     inst.env(&[
@@ -189,6 +198,29 @@ async fn test_installed_live_when_trades_then_they_read_the_live_journal() {
     assert!(out.contains("executed") && out.contains("ours 10 at 0.51"), "{out}");
     assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal was read or made");
     l.nothing_in(l.elsewhere.path());
+}
+
+/// The same with a control socket set in the settings, shared by both modes: the daemon that
+/// answers on it runs live, so commands follow it, and an update is refused, as without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_the_file_says_paper_and_the_socket_is_shared_then_commands_act_on_the_live_daemon() {
+    let l = live_install_with(true).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    l.decided(1).await;
+    l.inst.edit("mode = \"live\"", "mode = \"paper\"");
+    let (code, out, err) = l.cli(&["status", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("the daemon that trades") && err.contains("runs live"), "{err}");
+    let st: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((st["mode"].as_str(), st["daemon"]["running"].as_bool()), (Some("live"), Some(true)), "{st}");
+    assert_eq!(l.trades().len(), 1, "the live copy, not an empty paper journal");
+    let (code, out, err) = l.cli(&["check-config", "--json", "--offline"]);
+    let cfg: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{code} {out}{err}"));
+    assert_eq!((cfg["mode"].as_str(), cfg["running_mode"].as_str()), (Some("paper"), Some("live")), "{cfg}");
+    let (code, out, err) = l.script("update.sh", &[&bin()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("restart the service") && err.contains("not updating"), "{err}");
+    assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal was read or made");
 }
 
 /// The file is switched back to paper and the service not restarted: the live daemon still
