@@ -28,15 +28,17 @@ const SETTINGS_SECTIONS: [&str; 12] = [
     "detection__",
 ];
 
-/// Settings that decide which journal a command acts on, and the stop file an operator touches
-/// when the daemon does not answer: never from the environment, which the service sees and an
-/// operator's shell does not (a stop file set there would be one the daemon never reads).
-const FILE_ONLY_VARS: [&str; 5] = [
+/// Settings that decide which journal and targets a command acts on, and the stop file an operator
+/// touches when the daemon does not answer: never from the environment, which the service sees and
+/// an operator's shell does not (a stop file set there would be one the daemon never reads; a
+/// targets file there, one that `status`, `vet` and cron's reports never read).
+const FILE_ONLY_VARS: [&str; 6] = [
     "POLYCOPY_MODE",
     "POLYCOPY_DB_PATH",
     "POLYCOPY_LIVE__DB_PATH",
     "POLYCOPY_CONTROL_SOCKET",
     "POLYCOPY_EMERGENCY_STOP_FILE",
+    "POLYCOPY_WALLETS_PATH",
 ];
 
 /// A value set by a `POLYCOPY_` variable is blamed on that variable, not on the file.
@@ -171,9 +173,9 @@ fn env_source() -> Result<Environment, Vec<Problem>> {
             Problem::new(
                 "environment",
                 k.as_str(),
-                "the mode, journals, control socket and emergency stop file are set only in the settings \
-                 file, so that the daemon, the command line and cron always act on the same journal and \
-                 the same stop file: move it there",
+                "the mode, journals, control socket, targets file and emergency stop file are set only in \
+                 the settings file, so that the daemon, the command line and cron always act on the same \
+                 journal, targets and stop file: move it there",
             )
         })
         .collect();

@@ -251,6 +251,7 @@ fn test_check_config_when_the_environment_sets_the_journal_or_the_stop_file_then
         ("POLYCOPY_EMERGENCY_STOP_FILE", "/run/polycopy/STOP"),
         ("POLYCOPY_DB_PATH", "other.db"),
         ("POLYCOPY_CONTROL_SOCKET", "/tmp/other.sock"),
+        ("POLYCOPY_WALLETS_PATH", "/tmp/other-wallets.json"),
     ] {
         d.env.push((var.into(), value.into()));
         let (code, _, err) = d.run_cli(&["check-config", "--offline"]);
