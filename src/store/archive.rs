@@ -25,6 +25,9 @@ pub struct Pruned {
     pub files: Vec<PathBuf>,
 }
 
+/// Ids deleted per transaction (see `delete_in_batches`).
+const DELETE_BATCH: usize = 500;
+
 /// Fills nothing reads any more: never copied (refused, withdrawn), not under a reorg check.
 const OLD_FILLS: &str = "SELECT id, strftime('%Y-%m', seen_at_ms / 1000, 'unixepoch') FROM main.fills \
     WHERE status IN ('rejected', 'withdrawn') AND suspect = 0 AND seen_at_ms < ?1 \
@@ -68,15 +71,40 @@ impl Store {
         for m in &months {
             files.push(self.archive_month(dir, m)?);
         }
-        let tx = self.conn.transaction()?;
-        // Children first: orders and intents reference the fill.
-        tx.execute("DELETE FROM main.orders WHERE fill_id IN (SELECT id FROM prune_fills)", [])?;
-        tx.execute("DELETE FROM main.intents WHERE fill_id IN (SELECT id FROM prune_fills)", [])?;
-        let fills = tx.execute("DELETE FROM main.fills WHERE id IN (SELECT id FROM prune_fills)", [])?;
-        let events = tx.execute("DELETE FROM main.events WHERE id IN (SELECT id FROM prune_events)", [])?;
-        tx.commit()?;
+        let fills = self.delete_in_batches(
+            "prune_fills",
+            // Children first: orders and intents reference the fill.
+            &[
+                "DELETE FROM main.orders WHERE fill_id IN ({batch})",
+                "DELETE FROM main.intents WHERE fill_id IN ({batch})",
+            ],
+            "DELETE FROM main.fills WHERE id IN ({batch})",
+        )?;
+        let events = self.delete_in_batches("prune_events", &[], "DELETE FROM main.events WHERE id IN ({batch})")?;
         self.conn.execute_batch("DROP TABLE prune_fills; DROP TABLE prune_events;")?;
         Ok(Pruned { fills, events, files })
+    }
+
+    /// Deletes the rows whose ids `ids` (a temporary table) holds, [`DELETE_BATCH`] ids per
+    /// transaction: each holds the journal's write lock, which the daemon's writer waits for at
+    /// most 5 s before its write fails and trips the breaker; months of rows in one would hold it
+    /// longer. Every row is archived already, so a run stopped between batches loses nothing (the
+    /// next one archives the rest again, without duplicates). Returns the rows `last` deleted.
+    fn delete_in_batches(&mut self, ids: &str, first: &[&str], last: &str) -> StoreResult<usize> {
+        let batch = format!("SELECT id FROM temp.{ids} ORDER BY id LIMIT {DELETE_BATCH}");
+        let mut deleted = 0;
+        loop {
+            let tx = self.conn.transaction()?;
+            for sql in first {
+                tx.execute(&sql.replace("{batch}", &batch), [])?;
+            }
+            deleted += tx.execute(&last.replace("{batch}", &batch), [])?;
+            let done = tx.execute(&format!("DELETE FROM temp.{ids} WHERE id IN ({batch})"), [])?;
+            tx.commit()?;
+            if done == 0 {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// Appends month `m`'s rows to `dir/m.db.gz`; returns the file.
@@ -178,4 +206,39 @@ fn widen(tx: &rusqlite::Transaction<'_>, t: &str) -> rusqlite::Result<()> {
         tx.execute_batch(&format!("ALTER TABLE archive.{t} ADD COLUMN \"{c}\""))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More rows than a few batches: every one archived, every one deleted, none twice.
+    #[test]
+    fn rows_past_several_batches_are_all_archived_then_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let old = 2 * DELETE_BATCH + 3;
+        for i in 0..old {
+            s.add_event("info", &format!("old {i}")).unwrap();
+        }
+        s.conn
+            .execute("UPDATE events SET at_ms = ?1 WHERE message LIKE 'old %'", [now_ms() - 40 * 86_400_000])
+            .unwrap();
+        s.add_event("info", "recent").unwrap();
+        let archive = dir.path().join("archive");
+        let p = s.prune(30, &archive).unwrap();
+        assert_eq!((p.events, p.files.len()), (old, 1));
+        let count = |s: &Store, like: &str| -> i64 {
+            s.conn.query_row("SELECT COUNT(*) FROM events WHERE message LIKE ?1", [like], |r| r.get(0)).unwrap()
+        };
+        assert_eq!((count(&s, "old %"), count(&s, "recent")), (0, 1));
+        let plain = dir.path().join("check.db");
+        gunzip(&p.files[0], &plain).unwrap();
+        let archived: i64 = Connection::open(&plain)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM events WHERE message LIKE 'old %'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(archived, i64::try_from(old).unwrap());
+        assert_eq!(s.prune(30, &archive).unwrap().events, 0, "nothing left to move");
+    }
 }
