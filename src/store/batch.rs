@@ -125,6 +125,11 @@ impl Answers {
     }
 }
 
+/// `r`, told that its write was rolled back whatever the batch's commit says.
+fn rolled_back(r: Reply) -> Reply {
+    Box::new(move |_: Option<&str>, at: Instant| r(Some("the journal could not commit this write (rolled back)"), at))
+}
+
 /// Runs a batch in one transaction; returns each job's reply and the commit's error, if any.
 fn run_batch(store: &mut Store, batch: Vec<Job>) -> (Vec<Reply>, Option<String>) {
     // A transaction left open (a failed COMMIT whose ROLLBACK failed too) would swallow every
@@ -134,19 +139,31 @@ fn run_batch(store: &mut Store, batch: Vec<Job>) -> (Vec<Reply>, Option<String>)
     }
     // Without the outer transaction (BEGIN refused: busy, disk) each job still commits on its own.
     // Both prepared once: every batch runs them.
-    let outer = super::journal::exec(&store.conn, "BEGIN IMMEDIATE", []).is_ok();
+    let mut outer = super::journal::exec(&store.conn, "BEGIN IMMEDIATE", []).is_ok();
     // Still inside one: nothing of this batch could commit; it is run, rolled back and refused.
-    let stuck = !outer && !store.conn.is_autocommit();
+    let mut stuck = !outer && !store.conn.is_autocommit();
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     for job in batch {
-        // A job that panics must not take the writer (and every later write) with it.
+        // A job that panics must not take the writer (and every later write) with it, nor leave
+        // what it wrote inside its savepoint to commit with the batch.
         let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(store))) {
             Ok(r) => Some(r),
             Err(_) => {
+                let _ = store.conn.execute_batch("ROLLBACK TO job; RELEASE job");
                 tracing::error!("a journal job panicked; its caller gets no answer");
                 None
             }
         };
+        // SQLite rolled the batch's transaction back by itself (a full disk, an I/O error): what
+        // the jobs so far wrote is gone, and they are told so; the rest run in a new transaction,
+        // never one by one while told they share the batch's commit.
+        if outer && store.conn.is_autocommit() {
+            replies = replies.into_iter().chain(reply).map(rolled_back).collect();
+            tracing::error!("the journal rolled a batch back by itself; its writes are refused to their callers");
+            outer = super::journal::exec(&store.conn, "BEGIN IMMEDIATE", []).is_ok();
+            stuck = !outer && !store.conn.is_autocommit();
+            continue;
+        }
         // Each job commits on its own here: one whose commit failed (its savepoint's RELEASE) left
         // its transaction open, and every later job would run inside it, be told it committed,
         // and be rolled back with it. It is rolled back now, and its caller told so.
@@ -155,9 +172,7 @@ fn run_batch(store: &mut Store, batch: Vec<Job>) -> (Vec<Reply>, Option<String>)
             let _ = store.conn.execute_batch("ROLLBACK");
         }
         match reply {
-            Some(r) if left_open => replies.push(Box::new(move |_: Option<&str>, at: Instant| {
-                r(Some("the journal could not commit this write (rolled back)"), at);
-            })),
+            Some(r) if left_open => replies.push(rolled_back(r)),
             Some(r) => replies.push(r),
             None => {}
         }
@@ -349,6 +364,62 @@ mod tests {
         assert_eq!(answers, vec![(1, false), (2, true)], "only the later job is told it committed");
         assert!(store.conn.is_autocommit());
         assert_eq!(committed(&path), vec![2], "and it did");
+    }
+
+    /// A job answering `n` with whether the batch told it its write committed.
+    fn told(n: u32, tx: std::sync::mpsc::Sender<(u32, bool)>) -> Reply {
+        Box::new(move |commit: Option<&str>, _: Instant| {
+            let _ = tx.send((n, commit.is_none()));
+        })
+    }
+
+    /// A job that inserts `x` into the probe table, in its savepoint, then runs `after`.
+    fn insert(n: u32, x: i64, after: &'static str, tx: std::sync::mpsc::Sender<(u32, bool)>) -> Job {
+        Box::new(move |s: &mut Store| {
+            s.atomically(|s| Ok(s.conn.execute(&format!("INSERT INTO probe VALUES ({x})"), [])?)).unwrap();
+            if !after.is_empty() {
+                s.conn.execute_batch(after).unwrap();
+            }
+            told(n, tx)
+        })
+    }
+
+    #[test]
+    fn a_batch_sqlite_rolled_back_by_itself_is_refused_and_the_rest_commit_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let mut store = Store::open(&path).unwrap();
+        store.conn.execute_batch("CREATE TABLE probe (x INTEGER)").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<(u32, bool)>();
+        // The second job's write ends the batch's transaction as SQLite does after SQLITE_FULL.
+        let batch = vec![insert(1, 1, "", tx.clone()), insert(2, 2, "ROLLBACK", tx.clone()), insert(3, 3, "", tx)];
+        let (replies, commit) = run_batch(&mut store, batch);
+        assert_eq!(commit, None);
+        Answered { replies, commit, at: Instant::now() }.deliver();
+        let answers: Vec<(u32, bool)> = rx.try_iter().collect();
+        assert_eq!(answers, vec![(1, false), (2, false), (3, true)]);
+        assert_eq!(committed(&path), vec![3], "what it was told");
+        assert!(store.conn.is_autocommit());
+    }
+
+    #[test]
+    fn a_job_that_panics_inside_its_savepoint_commits_nothing_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let mut store = Store::open(&path).unwrap();
+        store.conn.execute_batch("CREATE TABLE probe (x INTEGER)").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<(u32, bool)>();
+        let panics: Job = Box::new(|s: &mut Store| {
+            let _ = s.atomically(|s| -> StoreResult<()> {
+                s.conn.execute("INSERT INTO probe VALUES (9)", [])?;
+                panic!("a bug in the middle of a write")
+            });
+            unreachable!()
+        });
+        let (replies, commit) = run_batch(&mut store, vec![panics, insert(2, 2, "", tx)]);
+        Answered { replies, commit, at: Instant::now() }.deliver();
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![(2, true)]);
+        assert_eq!(committed(&path), vec![2], "none of the panicked job's write");
     }
 
     #[test]
