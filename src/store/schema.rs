@@ -502,12 +502,47 @@ pub(crate) fn versions(conn: &Connection) -> rusqlite::Result<(usize, usize)> {
 /// # Errors
 /// When a migration fails (the transaction is rolled back).
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    // Up to date (every open but the first after an upgrade): no write lock taken, so a command
+    // with read access only still opens it.
     let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.unchecked_transaction()?;
+    if current >= MIGRATIONS.len() {
+        return Ok(());
+    }
+    // Two processes may migrate at once (the daemon starting, a command): each step takes the
+    // write lock first and reads the version under it, so a step another one ran meanwhile is
+    // never run again (some would succeed twice and move the version past a step that then
+    // fails for ever).
+    loop {
+        let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        let current: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let Some(sql) = MIGRATIONS.get(current) else { return Ok(()) };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.pragma_update(None, "user_version", current + 1)?;
         tx.commit()?;
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Brought up to date step by step from any version, each step once; an up-to-date journal
+    /// opened for reading only takes no write lock.
+    #[test]
+    fn a_journal_is_migrated_from_where_it_stands_and_an_up_to_date_one_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let c = Connection::open(&path).unwrap();
+        for (i, sql) in MIGRATIONS.iter().enumerate().take(MIGRATIONS.len() - 2) {
+            c.execute_batch(sql).unwrap();
+            c.pragma_update(None, "user_version", i + 1).unwrap();
+        }
+        migrate(&c).unwrap();
+        assert_eq!(versions(&c).unwrap(), (MIGRATIONS.len(), MIGRATIONS.len()));
+        migrate(&c).unwrap();
+        let read_only = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        read_only.execute_batch("BEGIN").unwrap();
+        migrate(&read_only).unwrap();
+        read_only.execute_batch("COMMIT").unwrap();
+    }
 }
