@@ -25,6 +25,19 @@ pub struct Pruned {
     pub files: Vec<PathBuf>,
 }
 
+/// What is deleted before a batch of fills: they were chosen a while ago (before the archives were
+/// written), so a fill copied since (an orphan adopted, a refusal overturned by our own fill) is
+/// kept; then their children (orders and intents reference the fill).
+const FILLS_FIRST: [&str; 3] = [
+    "DELETE FROM temp.prune_batch WHERE id IN (SELECT f.id FROM main.fills f WHERE f.id IN \
+     (SELECT id FROM temp.prune_batch) AND (f.status NOT IN ('rejected', 'withdrawn') OR f.suspect != 0 \
+     OR EXISTS (SELECT 1 FROM main.executions e WHERE e.fill_id = f.id)))",
+    "DELETE FROM main.orders WHERE fill_id IN (SELECT id FROM temp.prune_batch)",
+    "DELETE FROM main.intents WHERE fill_id IN (SELECT id FROM temp.prune_batch)",
+];
+/// A batch of fills, once [`FILLS_FIRST`] ran.
+const FILLS_LAST: &str = "DELETE FROM main.fills WHERE id IN (SELECT id FROM temp.prune_batch)";
+
 /// Ids deleted per transaction (see `delete_in_batches`).
 const DELETE_BATCH: usize = 500;
 
@@ -71,37 +84,39 @@ impl Store {
         for m in &months {
             files.push(self.archive_month(dir, m)?);
         }
-        let fills = self.delete_in_batches(
-            "prune_fills",
-            // Children first: orders and intents reference the fill.
-            &[
-                "DELETE FROM main.orders WHERE fill_id IN ({batch})",
-                "DELETE FROM main.intents WHERE fill_id IN ({batch})",
-            ],
-            "DELETE FROM main.fills WHERE id IN ({batch})",
+        let fills = self.delete_in_batches("prune_fills", &FILLS_FIRST, FILLS_LAST)?;
+        let events = self.delete_in_batches(
+            "prune_events",
+            &[],
+            "DELETE FROM main.events WHERE id IN (SELECT id FROM temp.prune_batch)",
         )?;
-        let events = self.delete_in_batches("prune_events", &[], "DELETE FROM main.events WHERE id IN ({batch})")?;
-        self.conn.execute_batch("DROP TABLE prune_fills; DROP TABLE prune_events;")?;
+        self.conn.execute_batch("DROP TABLE prune_fills; DROP TABLE prune_events; DROP TABLE prune_batch;")?;
         Ok(Pruned { fills, events, files })
     }
 
     /// Deletes the rows whose ids `ids` (a temporary table) holds, [`DELETE_BATCH`] ids per
-    /// transaction: each holds the journal's write lock, which the daemon's writer waits for at
-    /// most 5 s before its write fails and trips the breaker; months of rows in one would hold it
-    /// longer. Every row is archived already, so a run stopped between batches loses nothing (the
-    /// next one archives the rest again, without duplicates). Returns the rows `last` deleted.
+    /// transaction (taken into `temp.prune_batch`, which `first` and `last` read): each holds the
+    /// journal's write lock, which the daemon's writer waits for at most 5 s before its write
+    /// fails and trips the breaker; months of rows in one would hold it longer. Every row is
+    /// archived already, so a run stopped between batches loses nothing (the next one archives the
+    /// rest again, without duplicates). Returns the rows `last` deleted.
     fn delete_in_batches(&mut self, ids: &str, first: &[&str], last: &str) -> StoreResult<usize> {
-        let batch = format!("SELECT id FROM temp.{ids} ORDER BY id LIMIT {DELETE_BATCH}");
+        self.conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS prune_batch (id INTEGER PRIMARY KEY)")?;
         let mut deleted = 0;
         loop {
             let tx = self.conn.transaction()?;
+            tx.execute("DELETE FROM temp.prune_batch", [])?;
+            let taken = tx.execute(
+                &format!("INSERT INTO temp.prune_batch SELECT id FROM temp.{ids} ORDER BY id LIMIT {DELETE_BATCH}"),
+                [],
+            )?;
+            tx.execute(&format!("DELETE FROM temp.{ids} WHERE id IN (SELECT id FROM temp.prune_batch)"), [])?;
             for sql in first {
-                tx.execute(&sql.replace("{batch}", &batch), [])?;
+                tx.execute(sql, [])?;
             }
-            deleted += tx.execute(&last.replace("{batch}", &batch), [])?;
-            let done = tx.execute(&format!("DELETE FROM temp.{ids} WHERE id IN ({batch})"), [])?;
+            deleted += tx.execute(last, [])?;
             tx.commit()?;
-            if done == 0 {
+            if taken == 0 {
                 return Ok(deleted);
             }
         }
@@ -133,6 +148,9 @@ impl Store {
             super::same_owner(&tmp, journal);
         }
         std::fs::rename(&tmp, &gz).map_err(|e| io(&gz, e))?;
+        // The rename is durable before the rows are deleted from the journal (whose commits are
+        // synced): a power cut between them must not lose the rows from both.
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io(dir, e))?;
         let _ = std::fs::remove_file(&work);
         Ok(gz)
     }
@@ -241,4 +259,38 @@ mod tests {
         assert_eq!(archived, i64::try_from(old).unwrap());
         assert_eq!(s.prune(30, &archive).unwrap().events, 0, "nothing left to move");
     }
+
+    /// A fill chosen for pruning and copied before the delete (an orphan adopted meanwhile) stays.
+    #[test]
+    fn a_fill_copied_after_it_was_chosen_is_not_deleted() {
+        use alloy::primitives::B256;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let fills = [crate::store::tests::fill_in(1, 1, 5), crate::store::tests::fill_in(1, 2, 5)];
+        s.journal_range(&fills, (5, B256::repeat_byte(5)), &[(5, B256::repeat_byte(5))]).unwrap();
+        s.conn.execute("UPDATE fills SET status = 'withdrawn', seen_at_ms = 0", []).unwrap();
+        s.conn
+            .execute_batch(&format!(
+                "CREATE TEMP TABLE prune_fills (id INTEGER PRIMARY KEY, month TEXT NOT NULL); \
+                 INSERT INTO prune_fills {OLD_FILLS_AT_ZERO};"
+            ))
+            .unwrap();
+        let chosen: i64 = s.conn.query_row("SELECT COUNT(*) FROM prune_fills", [], |r| r.get(0)).unwrap();
+        assert_eq!(chosen, 2);
+        // Adopted after it was chosen: copied now.
+        s.conn.execute("UPDATE fills SET status = 'pending' WHERE id = (SELECT MAX(id) FROM fills)", []).unwrap();
+        assert_eq!(s.delete_in_batches("prune_fills", &FILLS_FIRST, FILLS_LAST).unwrap(), 1);
+        let left: Vec<String> = s
+            .conn
+            .prepare("SELECT status FROM fills")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(left, ["pending"]);
+    }
+
+    /// [`OLD_FILLS`] for every fill seen before now.
+    const OLD_FILLS_AT_ZERO: &str = "SELECT id, '1970-01' FROM main.fills WHERE status IN ('rejected', 'withdrawn')";
 }
