@@ -264,6 +264,28 @@ impl<'a> ActOnSight<'a> {
     }
 }
 
+/// Whether `f` is a SELL of a token we hold none of, with no BUY of it being copied: acted on now
+/// it would be refused for good, while the target's BUY of it may be mined just before it, in a
+/// block the feed has not read yet or never seen in the pool (the feed may be a block behind, and
+/// a pool read misses some). It waits for its block, where the chain's order puts that BUY,
+/// copied, first. (A BUY being copied is waited for by the copier as always.)
+fn sells_what_we_do_not_hold(tx: &Connection, f: &TargetFill) -> StoreResult<bool> {
+    if f.side != crate::domain::Side::Sell {
+        return Ok(false);
+    }
+    let token = f.token_id.to_string();
+    if super::journal::position_of(tx, &token)?.shares.0 > 0 {
+        return Ok(false);
+    }
+    let buying: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM fills WHERE status = 'pending' AND token_id = ?1 AND side = 'BUY' \
+             AND orphaned = 0)",
+        )?
+        .query_row([token], |r| r.get(0))?;
+    Ok(!buying)
+}
+
 /// Whether a sighting of the same wallet and token in another transaction waits for its block,
 /// one of the two a SELL: `f` copied now could come before it on chain (a SELL sized before the
 /// BUY it sells is refused for good). Two BUYs may be copied in either order.
@@ -413,7 +435,8 @@ impl Store {
                 && !act.at_limit.is_some_and(|l| l.contains(&f.id))
                 && !unordered.contains(&(f.wallet, f.token_id))
                 && !waiting_beside(&tx, f)?
-                && !mined_twin(&tx, f)?;
+                && !mined_twin(&tx, f)?
+                && !sells_what_we_do_not_hold(&tx, f)?;
             // A resubmitted settlement (a new transaction for the same match) seen in the pool
             // takes over the first one's row rather than being copied again: one seen pending,
             // or one mined that a reorg dropped (its block then confirms or sweeps it as a
@@ -848,6 +871,19 @@ mod tests {
             log_index,
             ..fill(tx, 9, block)
         };
+        // Seen pending while we hold none of the token: journaled, waiting for its block (the
+        // target's BUY of it may come first there, unread yet).
+        let held = |s: &Store, shares: i64| {
+            s.conn
+                .execute(
+                    "INSERT OR REPLACE INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?2, 0)",
+                    params![sell(1, 0, 0).token_id.to_string(), shares],
+                )
+                .unwrap();
+        };
+        let other = TargetFill { token_id: crate::domain::TokenId::from(777u64), ..sell(4, 0, 0) };
+        assert!(s.journal_pending(&[other], "pending", ActOnSight::of(&now)).unwrap().is_empty());
+        held(&s, 10_000_000);
         let row = s.journal_pending(&[sell(1, 0, 0)], "pending", ActOnSight::of(&now)).unwrap()[0].row;
         assert_eq!(s.mined_at(row).unwrap(), None, "not mined yet");
         // Block 6: the target buys 10 first, then its sale is mined as transaction 2.

@@ -372,10 +372,12 @@ impl Mempool {
     /// registry.
     async fn hand_on(&self, decoded: Decoded, seen_at: Instant, head: u64) -> Result<(), ChainError> {
         let Decoded { fills, at_limit } = decoded;
-        let acting = !self.act_now.borrow().is_empty();
-        // Waited for only when a target acts on sight: the others' sightings wait for their blocks.
+        let act_now = self.act_now.borrow().clone();
+        // Waited for only when a fill here is of a target that acts on sight: the others'
+        // sightings wait for their blocks, and a round of theirs never waits on the feed.
+        let acting = fills.iter().any(|f| act_now.contains(&f.wallet));
         let caught_up = acting && self.feed_at_the_head(head).await;
-        let act_now = if caught_up { self.act_now.borrow().clone() } else { HashSet::new() };
+        let act_now = if caught_up { act_now } else { HashSet::new() };
         if !caught_up && acting {
             debug!(
                 fills = fills.len(),
@@ -507,9 +509,11 @@ impl Mempool {
             }
         }
         for (hash, cause) in orphans {
-            self.tracked.remove(&hash);
+            // Forgotten only once the journal has it orphaned: a failed write is tried again at
+            // the next round, not left reading as standing until a restart.
             let found =
                 self.peers.store.send(OrphanTx(hash)).await.map_err(|e| ChainError::Mailbox(e.to_string()))??;
+            self.tracked.remove(&hash);
             if !found.is_empty() {
                 let copied = found.iter().filter(|o| o.copied).count();
                 warn!(tx = %hash, fills = found.len(), copied, cause = %cause, "pending settlement orphaned");
