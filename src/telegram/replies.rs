@@ -104,7 +104,7 @@ pub(super) async fn status(ops: &Ops) -> Reply {
     };
     Reply::text(format!(
         "mode {}\nbreaker {breaker}\nchain head {}, processed {} (lag {} blocks)\ntargets {} watched, {paused} paused{markets}\n\
-         exposure {} USDC of {} USDC allowed{in_flight}\nP&L today {} USDC realized, {} USDC unrealized at the last marks\n\
+         exposure {} USDC of {} USDC allowed{in_flight}\nP&L today {} USDC realized; open positions {} USDC unrealized against cost at the last marks\n\
          {daily}\nlast fill {last}",
         if ops.paper { "PAPER" } else { "LIVE" },
         f.head,

@@ -20,7 +20,13 @@ impl Event {
                 self.copy_text()
             }
             Self::BreakerTripped(s) if s.reducing => {
-                format!("TRADING REDUCING ({}) by {}: {}: only exits are copied until resume", s.code, s.by, s.reason)
+                // The daily loss limit's `reducing` ends with its day; any other waits for a resume.
+                let until = if s.code == crate::risk::reason::DAILY_LOSS_LIMIT {
+                    "until the next trading day opens (or resume)"
+                } else {
+                    "until resume"
+                };
+                format!("TRADING REDUCING ({}) by {}: {}: only exits are copied {until}", s.code, s.by, s.reason)
             }
             Self::BreakerTripped(s) => {
                 format!("BREAKER TRIPPED ({}) by {}: {}", s.code, s.by, s.reason)

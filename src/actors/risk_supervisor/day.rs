@@ -19,7 +19,9 @@ impl RiskSupervisor {
     pub(super) fn roll_day(&mut self, now_ms: i64) {
         let start = day_start(now_ms, self.day_starts_at_hour);
         let mut changed = false;
-        if start != self.day_start_ms {
+        // Only forward: a clock stepped back over the hour (NTP) must not open yesterday again,
+        // forgetting today's losses.
+        if start > self.day_start_ms {
             changed = true;
             self.day_start_ms = start;
             self.realized_today = Usdc::ZERO;

@@ -63,10 +63,13 @@ impl RiskSupervisor {
         }
         self.publish_reserved();
         self.roll_day(crate::store::now_ms());
-        for (at_ms, change) in &b.restated {
-            if *at_ms >= self.day_start_ms {
-                self.realized_today = Usdc(self.realized_today.0 + change.0);
-            }
+        let restated_today: i64 = b.restated.iter().filter(|(at, _)| *at >= self.day_start_ms).map(|(_, c)| c.0).sum();
+        self.realized_today = Usdc(self.realized_today.0 + restated_today);
+        // A part of an earlier day's execution restates today's bookings after it: that change is
+        // the earlier day's (its cost), so the day's opening value moves with it, as for a
+        // settlement change of an earlier day; only today's own moves count.
+        if b.exec.at_ms < self.day_start_ms {
+            self.carry_into_day_open(Usdc(restated_today));
         }
         let event = Event::BookedOnChain { order: order_id, exec: b.exec.clone() };
         self.take_booking(&b.exec, b.position, b.realized, event);

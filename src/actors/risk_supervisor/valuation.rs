@@ -95,6 +95,16 @@ impl Handler<Resolved> for RiskSupervisor {
         Box::pin(work.into_actor(self).map(|(settled, failed), act, _| {
             act.roll_day(now_ms());
             for (info, r) in settled {
+                // Written just before the day rolled (dated yesterday): what it moved of unrealized
+                // P&L moves the day's opening value with it, as any booking of an earlier day does,
+                // else today would count the position's disappearance as a loss or a gain.
+                let token = info.token_id;
+                if r.position.seq > act.written.get(&token).copied().unwrap_or(0) {
+                    let before = act.unrealized_of(&token, act.book.position(&token));
+                    let after = act.unrealized_of(&token, r.position.position);
+                    let carried = crate::risk::day::carried_to_open(r.exec.at_ms, act.day_start_ms, before, after);
+                    act.carry_into_day_open(Usdc(carried));
+                }
                 act.adopt(info.token_id, r.position);
                 act.marks.remove(&info.token_id);
                 // Counted on the day the journal dates it, as every booking is: a settlement written
