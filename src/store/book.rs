@@ -288,6 +288,26 @@ impl Store {
         Ok(())
     }
 
+    /// [`Self::set_breaker`] for the daemon's own changes: never over a halt the command line wrote
+    /// that the daemon has not seen yet (asked later than any halt `s` knows of). A state change of
+    /// its own between that write and its next read of the journal (the day's roll lifting a
+    /// `reducing`, a limit reached) would otherwise erase the halt, and the daemon trade on.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn set_breaker_from_daemon(&self, s: &BreakerState) -> StoreResult<()> {
+        exec(
+            &self.conn,
+            "INSERT INTO breaker (id, tripped, code, reason, by, since_ms, reducing, halt_asked_ms) \
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET tripped = ?1, code = ?2, \
+             reason = ?3, by = ?4, since_ms = ?5, reducing = ?6, halt_asked_ms = max(halt_asked_ms, ?7) \
+             WHERE NOT (breaker.tripped = 1 AND breaker.reducing = 0 AND (?1 = 0 OR ?6 = 1) \
+             AND breaker.halt_asked_ms > ?7)",
+            params![s.tripped, s.code, s.reason, s.by, s.since_ms, s.reducing, s.halt_asked_ms],
+        )?;
+        Ok(())
+    }
+
     /// Notes a halt asked for at `at_ms` while trading is already halted: the halt stands as it
     /// is, but a close or a resume button from before it must not outlive it in a restart.
     ///

@@ -462,6 +462,47 @@ pub(crate) mod tests {
         assert_eq!(s.synchronous().unwrap(), 2);
     }
 
+    /// A halt the command line wrote is never erased by a change of the daemon's own that does not
+    /// know of it; a halt it knows of, it may lift (a resume through it); its trips always land.
+    #[test]
+    fn the_daemon_never_writes_over_a_halt_it_has_not_seen() {
+        use crate::risk::BreakerState;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("j.db")).unwrap();
+        let halt = BreakerState {
+            tripped: true,
+            code: "manual".into(),
+            by: "cli".into(),
+            since_ms: 200,
+            halt_asked_ms: 200,
+            ..BreakerState::default()
+        };
+        s.set_breaker(&halt).unwrap();
+        // (the daemon's state written, the halt still stands)
+        let active = |asked: i64| BreakerState {
+            by: "daemon".into(),
+            since_ms: 300,
+            halt_asked_ms: asked,
+            ..BreakerState::default()
+        };
+        let reducing = BreakerState { reducing: true, code: "daily_loss_limit".into(), ..active(100) };
+        for (state, stands) in [(active(100), true), (reducing, true), (active(200), false)] {
+            s.set_breaker(&halt).unwrap();
+            s.set_breaker_from_daemon(&state).unwrap();
+            assert_eq!(s.breaker().unwrap().tripped, stands, "{state:?}");
+        }
+        let trip = BreakerState {
+            tripped: true,
+            code: "database_error".into(),
+            since_ms: 400,
+            halt_asked_ms: 400,
+            ..active(0)
+        };
+        s.set_breaker(&halt).unwrap();
+        s.set_breaker_from_daemon(&trip).unwrap();
+        assert_eq!(s.breaker().unwrap().code, "database_error");
+    }
+
     #[test]
     fn a_journal_of_a_newer_polycopy_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();

@@ -403,7 +403,10 @@ impl RiskSupervisor {
                 }
                 return;
             }
-            if db.since_ms < mem.since_ms {
+            // A halt the command line wrote while we changed state on our own (asked later than
+            // any halt we know of) is obeyed, whatever the times: the journal kept it over ours.
+            let newer_halt = db.trading() == crate::risk::TradingState::Halted && db.halt_asked_ms > mem.halt_asked_ms;
+            if db.since_ms < mem.since_ms && !newer_halt {
                 // Our newer state never reached the journal (it was failing): write it again, so
                 // a trip survives a restart.
                 act.store.do_send(SetBreaker(mem.clone()));

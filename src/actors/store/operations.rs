@@ -46,7 +46,7 @@ store_handler!(GetBreaker -> BreakerState, |s, _m| s.breaker());
 /// Store the breaker.
 #[derive(Debug)]
 pub struct SetBreaker(pub BreakerState);
-store_handler!(SetBreaker -> (), |s, m| s.set_breaker(&m.0));
+store_handler!(SetBreaker -> (), |s, m| s.set_breaker_from_daemon(&m.0));
 
 /// Note a halt asked for while already halted (unix ms).
 #[derive(Debug)]
