@@ -12,10 +12,12 @@ use super::journal::{PendingFill, exec, insert_fill, load_fill, move_target_posi
 use super::{Store, StoreResult, hex_b256, now_ms};
 use crate::domain::{TargetFill, addr_lower};
 
-/// How long an orphan may still be adopted by a replacement of its settlement (the operator's
-/// retry of a match comes within minutes; a week leaves a wide margin). The same transaction
-/// mined after all finds its row by identity at any age.
-pub(super) const ORPHAN_ADOPTABLE_MS: i64 = 7 * 86_400_000;
+/// How long an orphan may still be adopted by a replacement of its settlement: the operator's
+/// retry of a match comes within minutes, and an hour leaves a wide margin. Longer, a later real
+/// fill of the same order and size (a resting order filled in equal parts) would be taken for the
+/// retry and never copied. The same transaction mined after all finds its row by identity at any
+/// age.
+pub(super) const ORPHAN_ADOPTABLE_MS: i64 = 3_600_000;
 
 /// Whether any fill waits for its block (provisional, or orphaned recently enough to be adopted)
 /// and any RTDS row waits for its fill.
@@ -226,8 +228,8 @@ pub(super) fn adopt_replacement(tx: &Connection, mined: &TargetFill, now: i64) -
     params.push(Box::new(now - ORPHAN_ADOPTABLE_MS));
     let row: Option<i64> = tx
         .prepare_cached(&format!(
-            "SELECT id FROM fills INDEXED BY fills_order WHERE provisional = 1 AND (orphaned = 0 OR seen_at_ms >= ?8) \
-             AND {SAME_MATCH} ORDER BY id LIMIT 1"
+            "SELECT id FROM fills INDEXED BY fills_order WHERE provisional = 1 AND (orphaned = 0 OR (seen_at_ms >= ?8 \
+             AND status != 'rejected')) AND {SAME_MATCH} ORDER BY id LIMIT 1"
         ))?
         .query_row(rusqlite::params_from_iter(params), |r| r.get(0))
         .optional()?;
@@ -839,11 +841,24 @@ mod tests {
         }
     }
 
+    /// An orphan whose sighting was refused (a paused target, a stale fill) is never adopted: a
+    /// later fill of the same order and size is decided on its own, not refused with it.
     #[test]
-    fn an_orphan_is_adopted_by_a_replacement_for_a_week_and_then_no_longer_waits() {
-        let week = ORPHAN_ADOPTABLE_MS;
+    fn a_refused_orphan_is_not_adopted_by_a_later_fill() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        assert!(s.journal_pending(&[fill(1, 9, 0)], "pending", ActOnSight::of(&HashSet::new())).unwrap().is_empty());
+        s.conn.execute("UPDATE fills SET status = 'rejected', reason = 'target_paused'", []).unwrap();
+        assert_eq!(s.orphan_tx(B256::repeat_byte(1)).unwrap().len(), 1);
+        let out = s.journal_range(&[fill(2, 9, 6)], (6, B256::repeat_byte(6)), &[(6, B256::repeat_byte(6))]).unwrap();
+        assert_eq!((out.to_copy.len(), rows(&s).len()), (1, 2), "{:?}", rows(&s));
+    }
+
+    #[test]
+    fn an_orphan_is_adopted_by_a_replacement_for_an_hour_and_then_no_longer_waits() {
+        let hour = ORPHAN_ADOPTABLE_MS;
         // (how long ago the orphan was seen, rows after its replacement is mined, still waiting)
-        for (age_ms, rows_after, waiting) in [(60_000, 1, true), (week + 60_000, 2, false)] {
+        for (age_ms, rows_after, waiting) in [(60_000, 1, true), (hour + 60_000, 2, false)] {
             let dir = tempfile::tempdir().unwrap();
             let mut s = Store::open(&dir.path().join("j.db")).unwrap();
             assert!(
