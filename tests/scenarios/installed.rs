@@ -59,6 +59,21 @@ async fn live_install_with(shared_socket: bool) -> LiveInstall {
 }
 
 impl LiveInstall {
+    /// One copy made live, then the settings file switched to paper and the service not
+    /// restarted: `status` shows the live daemon that still trades, and `trades` its copy.
+    async fn copied_then_switched_to_paper(&self) {
+        self.anvil.emit(&buy(1, STD_TOKEN)).await;
+        self.decided(1).await;
+        self.inst.edit("mode = \"live\"", "mode = \"paper\"");
+        let (code, out, err) = self.cli(&["status", "--json"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(err.contains("the daemon that trades") && err.contains("runs live"), "{err}");
+        let st: Value = serde_json::from_str(&out).unwrap();
+        assert!(st["journal"].as_str().unwrap().ends_with("polycopy-live.db"), "{st}");
+        assert_eq!((st["mode"].as_str(), st["daemon"]["running"].as_bool()), (Some("live"), Some(true)), "{st}");
+        assert_eq!(self.trades().len(), 1, "the live copy, not an empty paper journal");
+    }
+
     fn cli(&self, args: &[&str]) -> (i32, String, String) {
         self.inst.cli(self.elsewhere.path(), args)
     }
@@ -205,15 +220,7 @@ async fn test_installed_live_when_trades_then_they_read_the_live_journal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_installed_live_when_the_file_says_paper_and_the_socket_is_shared_then_commands_act_on_the_live_daemon() {
     let l = live_install_with(true).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    l.decided(1).await;
-    l.inst.edit("mode = \"live\"", "mode = \"paper\"");
-    let (code, out, err) = l.cli(&["status", "--json"]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(err.contains("the daemon that trades") && err.contains("runs live"), "{err}");
-    let st: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((st["mode"].as_str(), st["daemon"]["running"].as_bool()), (Some("live"), Some(true)), "{st}");
-    assert_eq!(l.trades().len(), 1, "the live copy, not an empty paper journal");
+    l.copied_then_switched_to_paper().await;
     let (code, out, err) = l.cli(&["check-config", "--json", "--offline"]);
     let cfg: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{code} {out}{err}"));
     assert_eq!((cfg["mode"].as_str(), cfg["running_mode"].as_str()), (Some("paper"), Some("live")), "{cfg}");
@@ -231,17 +238,7 @@ async fn test_installed_live_when_the_file_says_paper_and_the_socket_is_shared_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_installed_live_when_the_file_says_paper_but_the_live_daemon_runs_then_commands_act_on_it() {
     let l = live_install().await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    l.decided(1).await;
-    l.inst.edit("mode = \"live\"", "mode = \"paper\"");
-
-    let (code, out, err) = l.cli(&["status", "--json"]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(err.contains("the daemon that trades") && err.contains("runs live"), "{err}");
-    let st: Value = serde_json::from_str(&out).unwrap();
-    assert!(st["journal"].as_str().unwrap().ends_with("polycopy-live.db"), "{st}");
-    assert_eq!((st["mode"].as_str(), st["daemon"]["running"].as_bool()), (Some("live"), Some(true)), "{st}");
-    assert_eq!(l.trades().len(), 1, "the live copy, not an empty paper journal");
+    l.copied_then_switched_to_paper().await;
 
     let (code, out, err) = l.cli(&["pause-market", &STD_TOKEN.to_string()]);
     assert_eq!(code, 0, "the live daemon pauses it: {out}{err}");

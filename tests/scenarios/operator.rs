@@ -510,13 +510,7 @@ async fn close_held_before_its_post(l: &crate::support::live::Live, hold: &std::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_pause_market_when_the_running_daemon_does_not_answer_then_it_is_not_said_done() {
     let Running { anvil: _anvil, dir: _dir, d } = running(&wallets(&[(A, "whale", true)], 0.1)).await;
-    let sockets: Vec<_> = std::fs::read_dir(&d.dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
-        .collect();
-    assert_eq!(sockets.len(), 1, "{sockets:?}");
-    std::fs::remove_file(&sockets[0]).unwrap();
+    d.remove_control_socket();
     let (code, out, err) = d.run_cli(&["pause-market", "7"]);
     assert_eq!(code, 4, "{out}{err}");
     assert!(err.contains("does NOT know of this change until it restarts"), "{out}{err}");

@@ -259,13 +259,7 @@ async fn test_reconcile_when_the_daemon_runs_without_its_socket_then_apply_is_re
     l.anvil.set_balance(SIGNER, STD_TOKEN, 4 * ONE).await;
     l.clob.data_positions(&[(STD_TOKEN, "4", false)]);
     let before = positions(&l.d);
-    let sockets: Vec<_> = std::fs::read_dir(&l.d.dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
-        .collect();
-    assert_eq!(sockets.len(), 1, "{sockets:?}");
-    std::fs::remove_file(&sockets[0]).unwrap();
+    l.d.remove_control_socket();
     let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("nothing answers on its control socket"), "{out}{err}");

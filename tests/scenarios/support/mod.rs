@@ -457,6 +457,18 @@ impl Daemon {
         wait_for(20, "daemon exit", async || c.try_wait().unwrap()).await
     }
 
+    /// Removes the running daemon's control socket (one, in its directory): it runs on, holding its
+    /// journal, but no command reaches it.
+    pub fn remove_control_socket(&self) {
+        let sockets: Vec<_> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+            .collect();
+        assert_eq!(sockets.len(), 1, "{sockets:?}");
+        std::fs::remove_file(&sockets[0]).unwrap();
+    }
+
     /// The running daemon's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
