@@ -26,7 +26,11 @@ says. It stays local (mode 0600 in the 0700 backup directory, like every backup)
 so that the rollback never needs a decryption key on the server and an off-site copy that fails
 never stops an update. Retention deletes it like any other backup; with encryption on, delete it
 yourself once the update has proved itself if no plaintext backup should stay.
-Environment: SYSTEMCTL (default systemctl), HEALTH_ARGS (extra health_check.sh arguments).
+Environment: SYSTEMCTL (default systemctl), HEALTH_ARGS (extra health_check.sh arguments),
+UPDATE_HOLD_S (default 30: once healthy, the new version must stay so that long, the same process,
+not restarted, or it is rolled back: one good probe does not prove a binary that falls over next).
+A hangup (a dropped SSH session) does not stop an update half-way; run it in tmux or with
+systemd-run all the same.
 A check failing before the swap (a chain or CLOB outage, low disk) is not blamed on the new version:
 only a check that passed before and fails after it rolls the update back.
 Exit: 0 updated and healthy, or failing only as before the update (said); 1 not updated: refused
@@ -51,6 +55,8 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$new" ] || usage_error "which binary? (e.g. target/release/polycopy)"
 [[ "$timeout" =~ ^[0-9]+$ ]] || usage_error "--timeout must be a whole number of seconds"
+hold_s=${UPDATE_HOLD_S:-30}
+[[ "$hold_s" =~ ^[0-9]+$ ]] || usage_error "UPDATE_HOLD_S must be a whole number of seconds"
 [ -n "$bin_path" ] || bin_path=$(installed_bin)
 [ -n "$service" ] || service=$(default_service)
 [ -n "$backup_dir" ] || backup_dir=$(default_backup_dir)
@@ -107,6 +113,9 @@ if [ "$was_active" = 1 ]; then
   [ -z "$failing_before" ] || log warning "failing before the update: $failing_before (not a reason to roll back)"
 fi
 
+# From here on a hangup (the operator's SSH session dropped) must not leave the service stopped
+# or an unchecked binary in place: the update finishes, or rolls back.
+trap '' HUP
 # The rollback's backup: local and unencrypted (see --help), so restoring it needs no key and an
 # off-site destination being down does not block the update.
 log info "updating $service to $version: backing up the journal first (local, unencrypted: backup.sh --no-encrypt --no-copy)"
@@ -133,13 +142,29 @@ fi
 "$systemctl_cmd" restart "$service" || true
 after=""
 # shellcheck disable=SC2086 # HEALTH_ARGS is a list of arguments
+# unit_state: the service's main process and restart count ("" where systemctl cannot say).
+unit_state() { "$systemctl_cmd" show -p MainPID -p NRestarts --value "$service" 2>/dev/null | tr '\n' ' ' || true; }
+# shellcheck disable=SC2086 # HEALTH_ARGS is a list of arguments
 if after=$("$here/health_check.sh" ${inst[@]+"${inst[@]}"} ${health_extra[@]+"${health_extra[@]}"} --wait "$timeout" \
      --no-backup-check ${HEALTH_ARGS:-} 2>/dev/null); then
-  log info "updated $service to $version and healthy (previous binary kept as $bin_path.prev, journal before the update: $backup)"
-  exit 0
+  # Healthy once: it must stay so, the same process, not restarted (a panic a little after the
+  # start, a watchdog that stops being fed, pass the first probe).
+  held=$(unit_state)
+  sleep "$hold_s"
+  # shellcheck disable=SC2086 # HEALTH_ARGS is a list of arguments
+  if [ "$(unit_state)" = "$held" ] && after=$("$here/health_check.sh" ${inst[@]+"${inst[@]}"} \
+       ${health_extra[@]+"${health_extra[@]}"} --wait 10 --no-backup-check ${HEALTH_ARGS:-} 2>/dev/null); then
+    log info "updated $service to $version and healthy for ${hold_s} s (previous binary kept as $bin_path.prev, journal before the update: $backup)"
+    exit 0
+  fi
+  log crit "$version was healthy, then within ${hold_s} s restarted or failed its checks"
+  last=$(tail -n1 <<<"$after")
+  after="UNHEALTHY: process: $version did not stay up and healthy for ${hold_s} s; ${last#UNHEALTHY*: }"
 fi
 failing_after=$(failing_checks "$(tail -n1 <<<"$after")")
 new_failures=$(comm -13 <(tr ' ' '\n' <<<"$failing_before" | sort -u) <(tr ' ' '\n' <<<"$failing_after" | sort -u) | tr '\n' ' ')
+# A daemon down after the update is never "failing as before": it is what the update must not do.
+case " $failing_after " in *" process "*) new_failures="process ${new_failures}" ;; esac
 if [ -n "$failing_after" ] && [ -z "${new_failures// /}" ]; then
   log crit "updated $service to $version; still failing as before the update, not because of it: $failing_after (see health_check.sh; previous binary kept as $bin_path.prev)"
   exit 0

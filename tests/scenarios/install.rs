@@ -288,6 +288,7 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
     let env = [
         ("SYSTEMCTL", fake_systemctl.to_str().unwrap()),
         ("HEALTH_ARGS", &*format!("--url http://127.0.0.1:{port} --min-disk-mb 1")),
+        ("UPDATE_HOLD_S", "2"),
     ];
     let sh = |args: &[&str]| d.script("update.sh", args, &env);
     let ctl = |cmd: &str| {
@@ -345,6 +346,26 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
     let (code, out, err) = health(&["--allow-halted"]);
     assert_eq!(code, 0, "{out}{err}");
 
+    // A binary that passes the first probe and falls over seconds later (a panic, a watchdog that
+    // stops being fed) did not stay healthy: rolled back too.
+    let falls_over = dir.path().join("falls-over-polycopy");
+    std::fs::write(
+        &falls_over,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = run ] && exec timeout 8 {real} \"$@\"; done\nexec {real} \"$@\"\n",
+            real = bin()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&falls_over, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut held = env;
+    held[2] = ("UPDATE_HOLD_S", "12");
+    let (code, out, err) = d.script("update.sh", &[&[falls_over.to_str().unwrap()][..], &common[..]].concat(), &held);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("was healthy, then within 12 s") && err.contains("rolling back"), "{err}");
+    assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(bin()).unwrap(), "the old binary is back");
+    assert_eq!(d.status()["breaker"]["state"], "halted");
+
     // A good binary goes through while halted (the operator's halt stays), then trading resumes.
     let good = bin();
     let (code, out, err) = sh(&[&[good.as_str()][..], &common[..]].concat());
@@ -363,7 +384,7 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
     let (code, out, err) = d.script(
         "update.sh",
         &[&[good.as_str()][..], &common[..]].concat(),
-        &[("SYSTEMCTL", fake_systemctl.to_str().unwrap()), ("HEALTH_ARGS", &low_disk)],
+        &[("SYSTEMCTL", fake_systemctl.to_str().unwrap()), ("HEALTH_ARGS", &low_disk), ("UPDATE_HOLD_S", "2")],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("failing before the update: disk"), "{err}");
