@@ -131,7 +131,7 @@ if [ -n "$db" ] && [ -f "$db" ]; then
   reserve_mb=${BACKUP_RESERVE_MB:-200}
   [[ "$reserve_mb" =~ ^[0-9]+$ ]] || usage_error "BACKUP_RESERVE_MB must be a whole number of MB, got '$reserve_mb'"
   size_kb=$(( ( $(stat -c %s -- "$db") + $(stat -c %s -- "$db-wal" 2>/dev/null || echo 0) ) / 1024 ))
-  free_kb=$(df -Pk "$(dirname "$db")" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  free_kb=$(df -Pk "$(dirname "$db")" 2>/dev/null | awk 'NR == 2 { print $4 }' || true)
   need_kb=$(( 2 * size_kb + reserve_mb * 1024 ))
   if [ -n "$free_kb" ] && [ "$free_kb" -lt "$need_kb" ]; then
     die "not enough free space beside $db: $((free_kb / 1024)) MB free, and a backup needs about $((2 * size_kb / 1024)) MB there while leaving ${reserve_mb} MB to the daemon. Nothing was written: free space first (docs/RUNBOOK.md, disk_low)"

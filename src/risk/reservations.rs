@@ -138,6 +138,12 @@ impl Reservations {
         }
     }
 
+    /// True while the rest of the order of `fill_row` is held for later parts of its match.
+    #[must_use]
+    pub fn awaits_parts(&self, fill_row: i64) -> bool {
+        self.awaiting_parts.contains_key(&fill_row)
+    }
+
     /// Releases every rest held for later parts that can no longer come: the chain is read
     /// (`read_s`, the earlier of the chain as read and this host's clock) `settle_s` past the
     /// first part. Returns their fill rows.

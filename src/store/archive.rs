@@ -104,7 +104,10 @@ impl Store {
         self.conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS prune_batch (id INTEGER PRIMARY KEY)")?;
         let mut deleted = 0;
         loop {
-            let tx = self.conn.transaction()?;
+            // Immediate: its first statements on the journal only read, and a read transaction
+            // cannot wait for the write lock when it later needs it (SQLITE_BUSY at once, while
+            // the daemon writes); taking it first waits as the busy timeout says.
+            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM temp.prune_batch", [])?;
             let taken = tx.execute(
                 &format!("INSERT INTO temp.prune_batch SELECT id FROM temp.{ids} ORDER BY id LIMIT {DELETE_BATCH}"),

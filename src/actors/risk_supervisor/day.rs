@@ -11,6 +11,9 @@ use crate::domain::Usdc;
 use crate::risk::day::day_start;
 use crate::risk::{BreakerState, TradingState};
 
+/// A backward step of the clock up to this long (unix ms) keeps the day that opened.
+const STEP_BACK_MS: i64 = 10 * 60_000;
+
 impl RiskSupervisor {
     /// Opens a new trading day when `now_ms` is past the current one, and lifts a `reducing` the
     /// loss limit set on an earlier day (also one the daemon was not running to see end).
@@ -19,9 +22,10 @@ impl RiskSupervisor {
     pub(super) fn roll_day(&mut self, now_ms: i64) {
         let start = day_start(now_ms, self.day_starts_at_hour);
         let mut changed = false;
-        // Only forward: a clock stepped back over the hour (NTP) must not open yesterday again,
-        // forgetting today's losses.
-        if start > self.day_start_ms {
+        // Forward, or back by more than a small step: a clock stepped back a little over the hour
+        // (NTP) must not open yesterday again, forgetting today's losses; a clock that ran ahead
+        // and was corrected must not leave the day in the future, counting nothing as today's.
+        if start > self.day_start_ms || now_ms < self.day_start_ms - STEP_BACK_MS {
             changed = true;
             self.day_start_ms = start;
             self.realized_today = Usdc::ZERO;

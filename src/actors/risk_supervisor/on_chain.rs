@@ -54,7 +54,10 @@ impl RiskSupervisor {
             // held keeps the rest held (caps hold) until a later part books it or the chain is
             // read past the settlement timeout (`CheckSettlement` lets it go). Nothing is looked
             // up or sent for it again: its outcome is the chain's.
-            if self.reserved.filled_part(row, b.exec.shares, b.exec.usdc) && self.reserved.rest(row).0 > 0 {
+            // Only a BUY's rest: held for a SELL it would claim shares a target's exit may need (a
+            // refused exit is lost), while a later part of a SELL only lowers exposure.
+            let buy = b.exec.side == crate::domain::Side::Buy;
+            if self.reserved.filled_part(row, b.exec.shares, b.exec.usdc) && buy && self.reserved.rest(row).0 > 0 {
                 self.reserved.done_on_chain(row);
                 self.reserved.await_later_parts(row, u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0));
             } else {

@@ -329,6 +329,10 @@ impl RiskSupervisor {
         if may_have_left {
             self.reserved.unresolved(m.intent.fill_row);
             self.unresolved.failed(m, now_ms());
+        } else if self.reserved.awaits_parts(m.intent.fill_row) && !matches!(step, Step::Done(..)) {
+            // Booked in part on chain while this attempt ran: its rest stays held for a later part
+            // of the same match until the settlement timeout (`CheckSettlement` lets it go).
+            self.unresolved.done(m.intent.fill_row);
         } else {
             self.reserved.release(m.intent.fill_row);
             self.unresolved.done(m.intent.fill_row);

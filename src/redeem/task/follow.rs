@@ -184,6 +184,7 @@ impl Redeemer {
                     crate::fault::abort_at("abort_after_redeem_repriced");
                     return match chain.send(&new.raw).await {
                         Ok(()) => {
+                            self.refusals_passed(row);
                             self.set(row, RedeemStatus::Sent, "re-priced and sent", row.attempts, 0).await;
                             InFlight::Yes
                         }
