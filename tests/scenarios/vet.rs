@@ -250,6 +250,10 @@ async fn test_vet_when_input_is_bad_then_it_says_what_is_wrong() {
         assert!(err.contains("the length of a private key"), "{err}");
         assert!(!format!("{out}{err}").contains(&key[8..40]), "the key was repeated: {out}{err}");
     }
+    // Nor one a digit short, taken for a label: a long label is named by its length.
+    let (code, out, err) = vet(&d, &[&key[1..]]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("a string of 63 characters") && !format!("{out}{err}").contains(&key[8..40]), "{err}");
 
     let (code, _, err) = vet(&d, &["0x000000000000000000000000000000000000dEaD", "--days", "2"]);
     assert_eq!(code, 1, "{err}");

@@ -44,13 +44,17 @@ pub(crate) fn resolve(s: &Settings, a: &VetArgs) -> Result<(Address, Option<Stri
         return Err(BadInput(format!("the wallet given has {}", crate::config::problem::KEY_SHAPED)));
     } else {
         let w = listed.as_ref().ok_or_else(|| {
-            BadInput(format!("{file} could not be read, so the label {arg:?} means nothing: give the address (0x…)"))
+            BadInput(format!(
+                "{file} could not be read, so the label {} means nothing: give the address (0x…)",
+                crate::config::problem::quoted(arg)
+            ))
         })?;
         let t = w.targets.iter().find(|t| t.label.eq_ignore_ascii_case(arg)).ok_or_else(|| {
             let labels: Vec<&str> = w.targets.iter().map(|t| t.label.as_str()).collect();
             BadInput(format!(
-                "no target labelled {arg:?} in {file} (labels there: {}). Give an address (0x…) to vet a wallet \
+                "no target labelled {} in {file} (labels there: {}). Give an address (0x…) to vet a wallet \
                  that is not listed",
+                crate::config::problem::quoted(arg),
                 if labels.is_empty() { "none".to_owned() } else { labels.join(", ") }
             ))
         })?;
