@@ -131,7 +131,14 @@ install -d -m 0755 "$root/usr/local/bin" "$lib" "$doc" "$root/etc/systemd/system
 install -d -m 0750 "$etc_base" "$etc" "$logs"
 install -d -m 0700 "$root/var/lib/polycopy" "$root/var/backups/polycopy" "$state" "$backups"
 
-install -m 0755 "$bin" "$root/usr/local/bin/polycopy"
+# Written beside and renamed into place: a restart or a cron job at that moment runs the old
+# binary or the new one, never half of one ("Text file busy" where it runs). An identical one is
+# left alone. A running service keeps the old one until it is restarted: update.sh does that with a
+# backup, a health check and a rollback.
+if ! cmp -s "$bin" "$root/usr/local/bin/polycopy"; then
+  install -m 0755 "$bin" "$root/usr/local/bin/polycopy.new"
+  mv -f "$root/usr/local/bin/polycopy.new" "$root/usr/local/bin/polycopy"
+fi
 for s in lib.sh backup.sh backup_audit.sh restore.sh health_check.sh maintenance.sh update.sh uninstall.sh; do
   install -m 0755 "$repo/scripts/$s" "$lib/$s"
 done
