@@ -272,7 +272,11 @@ impl Replay {
 
     /// What is still open: settled at its market's payout, else valued at the last price seen.
     fn settle(&mut self, resolved: &BTreeMap<TokenId, Price>) {
-        for token in self.book.tokens() {
+        // In token order, not the book's (a hash map's, another each run): the drawdown depends on
+        // the order resolutions are counted in, and the same history must vet the same each time.
+        let mut tokens = self.book.tokens();
+        tokens.sort_unstable();
+        for token in tokens {
             let pos = self.book.position(&token);
             if let Some(payout) = resolved.get(&token) {
                 let realized = mul_price_floor(pos.shares, *payout) - pos.cost.0;
@@ -582,5 +586,19 @@ mod tests {
         assert_eq!(r.realized, Usdc(10 * ONE - 4_488_000 - 3_060_000));
         assert_eq!(r.win_rate_pct, Some(50));
         assert_eq!(r.max_drawdown, Usdc(3_060_000));
+    }
+
+    /// Resolutions are counted in token order: the same history gives the same drawdown each run
+    /// (the book's own order is a hash map's, another for each book).
+    #[test]
+    fn the_same_history_vets_to_the_same_drawdown_every_run() {
+        let trades =
+            [t(0, Side::Buy, 7, 100, 300_000), t(1, Side::Buy, 8, 100, 300_000), t(2, Side::Buy, 9, 100, 300_000)];
+        let resolved: BTreeMap<TokenId, Price> =
+            [(TokenId::from(7u8), Price(0)), (TokenId::from(8u8), Price(ONE)), (TokenId::from(9u8), Price(0))].into();
+        let drawdowns: std::collections::BTreeSet<Usdc> =
+            (0..20).map(|_| replay(&trades, &cfg(2_000), &resolved, &BTreeMap::new()).max_drawdown).collect();
+        // Token 7 loses 3.06 first; token 8's gain then covers token 9's loss.
+        assert_eq!(drawdowns.into_iter().collect::<Vec<_>>(), [Usdc(3_060_000)]);
     }
 }

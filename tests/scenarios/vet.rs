@@ -417,3 +417,27 @@ async fn load_vet_reads_10000_fills_from_the_chain() {
         );
     }
 }
+
+/// In live mode the copier refuses every fill on an Exchange V3 market (`v3_unsupported`): vet
+/// leaves them out there, saying so, rather than counting copies live trading never makes. Paper
+/// copies them, and so does its vet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_vet_when_live_and_a_wallet_trades_on_exchange_v3_then_those_fills_are_left_out() {
+    let genesis = now() - 3 * DAY;
+    let anvil = Anvil::start_at(genesis).await;
+    let p = genesis + 2 * DAY;
+    anvil.emit_at(p, &Fill::v2(1, SLOW, OTHER, true, 11, 100 * ONE, 40 * ONE)).await;
+    anvil
+        .emit_at(p + 60, &Fill { exchange: V3_EXCHANGE, ..Fill::v2(2, SLOW, OTHER, true, 12, 100 * ONE, 30 * ONE) })
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(SLOW, "slow", false)], 0.1));
+    let paper = vet_json(&d, "slow");
+    assert_eq!((paper["fills"].as_u64(), paper["copies"].as_u64()), (Some(2), Some(2)), "{paper}");
+    d.set_top("mode = \"live\"");
+    let (code, out, err) = vet(&d, &["slow", "--days", "2", "--delay-ms", "2000", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("Exchange V3") && err.contains("left out"), "{err}");
+    let live: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((live["fills"].as_u64(), live["copies"].as_u64()), (Some(1), Some(1)), "{live}");
+}
