@@ -11,7 +11,8 @@ Usage: update.sh NEW_BINARY [--instance NAME] [--bin-path PATH] [--service NAME]
                  [--timeout S]
   NEW_BINARY       the new polycopy binary (e.g. target/release/polycopy)
   --instance NAME  back up, restart and check this instance (unit polycopy@NAME). The binary is
-                   shared: restart the other instances afterwards (see the runbook)
+                   shared: every other instance's settings are checked against it first (refused:
+                   not updating); restart the other instances afterwards (see the runbook)
   --bin-path PATH  the installed binary (default /usr/local/bin/polycopy)
   --service NAME   systemd unit (default polycopy, or polycopy@NAME)
   --backup-dir DIR where the pre-update backup goes (default /var/backups/polycopy, /NAME for an instance)
@@ -80,6 +81,23 @@ cfg_err=""
 if ! cfg_err=$(POLYCOPY_BIN="$new" run_polycopy check-config --offline 2>&1 >/dev/null); then
   die "$version refuses this configuration (check-config --offline): $(tail -n3 <<<"$cfg_err" | tr '\n' ' ')- fix it first: not updating"
 fi
+# The binary is shared: every other instance of this server runs it at its next restart (a crash,
+# a reboot), with no check of its own. Each must take it too, or it would exit 78 there and stay down.
+mine=$pc_instance
+others=()
+if [ -n "$mine" ] && [ -f "$pc_prefix/etc/polycopy/polycopy.toml" ]; then others+=(""); fi
+for conf in "$pc_prefix"/etc/polycopy/*/polycopy.toml; do
+  [ -f "$conf" ] || continue
+  name=$(basename "$(dirname "$conf")")
+  if valid_instance "$name" && [ "$name" != "$mine" ]; then others+=("$name"); fi
+done
+for other in ${others[@]+"${others[@]}"}; do
+  pc_instance=$other
+  if ! cfg_err=$(POLYCOPY_BIN="$new" run_polycopy check-config --offline 2>&1 >/dev/null); then
+    die "$version refuses the configuration of instance ${other:-(the default one)}, which shares the binary: $(tail -n3 <<<"$cfg_err" | tr '\n' ' ')- fix it first: not updating"
+  fi
+done
+pc_instance=$mine pc_config_json=""
 export POLYCOPY_BIN="$bin_path"
 # The settings were switched to the other mode and the service not restarted: the restart below
 # would apply the switch (paper to live, or live positions left unattended) behind the operator's

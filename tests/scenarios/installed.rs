@@ -491,6 +491,13 @@ async fn test_two_instances_when_installed_then_separate_journals_and_both_answe
     let (_, out, _) = insts[1].cli(elsewhere.path(), &["status", "--json"]);
     let st: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(st["breaker"]["tripped"], false, "{st}");
+    // The binary is shared: an update of one instance is refused while the other's settings are
+    // ones the new binary refuses (it would exit 78 there at its next restart).
+    insts[1].set(Some("copy"), "max_copy_delay_s = 9999999999");
+    let (code, out, err) = insts[0].script(elsewhere.path(), "update.sh", &[&bin()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("instance acct2") && err.contains("not updating"), "{err}");
+    assert!(!root.join("usr/local/bin/polycopy.prev").exists(), "nothing swapped");
 }
 
 /// On a server with named instances only, a command that names none is refused with the list
