@@ -129,12 +129,14 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Keeps Telegram messages that could not be delivered before a stop.
+    /// Keeps Telegram messages that could not be delivered before a stop, in place of the rows up to
+    /// `resent_up_to` this run sent again (each is delivered, or among `held`).
     ///
     /// # Errors
     /// On a database error.
-    pub fn hold_telegram(&mut self, held: &[HeldMessage]) -> StoreResult<()> {
+    pub fn hold_telegram(&mut self, held: &[HeldMessage], resent_up_to: i64) -> StoreResult<()> {
         let tx = self.conn.savepoint()?;
+        tx.execute("DELETE FROM telegram_held WHERE id <= ?1", [resent_up_to])?;
         {
             let mut st = tx.prepare(
                 "INSERT INTO telegram_held (chat, alert, text, silent, html, held_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -147,28 +149,38 @@ impl Store {
         Ok(())
     }
 
-    /// Takes (and forgets) the Telegram messages held from before the last stop, oldest first.
+    /// The Telegram messages held from before the last stop, oldest first, and the last row's id.
+    /// They stay in the journal until delivered ([`Self::forget_held_telegram`]) or held again at
+    /// the next stop: a crash before they go out loses none of them.
     ///
     /// # Errors
     /// On a database error.
-    pub fn take_held_telegram(&mut self) -> StoreResult<Vec<HeldMessage>> {
-        let tx = self.conn.savepoint()?;
-        let held = {
-            let mut st = tx.prepare("SELECT chat, alert, text, silent, html FROM telegram_held ORDER BY id")?;
-            let rows = st.query_map([], |r| {
-                Ok(HeldMessage {
-                    chat: r.get(0)?,
-                    class: HeldClass::from_code(r.get(1)?),
-                    text: r.get(2)?,
-                    silent: r.get(3)?,
-                    html: r.get(4)?,
-                })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        tx.execute("DELETE FROM telegram_held", [])?;
-        tx.commit()?;
-        Ok(held)
+    pub fn held_telegram(&self) -> StoreResult<(Vec<HeldMessage>, i64)> {
+        let mut st = self.conn.prepare("SELECT id, chat, alert, text, silent, html FROM telegram_held ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                HeldMessage {
+                    chat: r.get(1)?,
+                    class: HeldClass::from_code(r.get(2)?),
+                    text: r.get(3)?,
+                    silent: r.get(4)?,
+                    html: r.get(5)?,
+                },
+            ))
+        })?;
+        let rows = rows.collect::<Result<Vec<_>, _>>()?;
+        let last = rows.last().map_or(0, |(id, _)| *id);
+        Ok((rows.into_iter().map(|(_, m)| m).collect(), last))
+    }
+
+    /// Forgets the held Telegram messages up to row `up_to`: sent again and delivered.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn forget_held_telegram(&self, up_to: i64) -> StoreResult<()> {
+        self.conn.execute("DELETE FROM telegram_held WHERE id <= ?1", [up_to])?;
+        Ok(())
     }
 
     /// Replaces the record of the targets the daemon watches. A row with an empty address says

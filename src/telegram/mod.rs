@@ -29,7 +29,7 @@ use teloxide::utils::command::BotCommands;
 use tracing::{debug, error, info, warn};
 
 use crate::actors::notifier::Event;
-use crate::actors::store::{HoldTelegram, TakeHeldTelegram};
+use crate::actors::store::{ForgetHeldTelegram, HoldTelegram, TakeHeldTelegram};
 use crate::config::Env;
 use crate::config::env::scrub;
 use crate::config::settings::{NotifyLevel, TelegramSettings};
@@ -116,6 +116,8 @@ pub struct Telegram {
     pub sink: Addr<TelegramActor>,
     out: Queue,
     store: Addr<crate::actors::store::StoreActor>,
+    /// The last held row this run sent again: at a stop those rows give way to what is undelivered.
+    resent_up_to: i64,
 }
 
 impl Telegram {
@@ -147,9 +149,11 @@ impl Telegram {
                 })
             })
             .collect();
-        if !held.is_empty() {
-            warn!(messages = held.len(), "Telegram messages undelivered at stop are kept for the next start");
-            let _ = self.store.send(HoldTelegram(held)).await;
+        if !held.is_empty() || self.resent_up_to > 0 {
+            if !held.is_empty() {
+                warn!(messages = held.len(), "Telegram messages undelivered at stop are kept for the next start");
+            }
+            let _ = self.store.send(HoldTelegram(held, self.resent_up_to)).await;
         }
     }
 }
@@ -182,7 +186,7 @@ pub async fn start(
     );
     let (store, registry) = (ops.store.clone(), ops.registry.clone());
     let held_store = store.clone();
-    resend_held(&store, &tx).await;
+    let resent_up_to = resend_held(&store, &tx, stop).await;
     crate::tasks::spawn_until(
         stop,
         polling::run(
@@ -202,7 +206,7 @@ pub async fn start(
     }
     metrics.telegram_on.store(true, std::sync::atomic::Ordering::Relaxed);
     let sink = TelegramActor { settings: settings.clone(), out: tx.clone(), metrics }.start();
-    Some(Telegram { sink, out: tx, store: held_store })
+    Some(Telegram { sink, out: tx, store: held_store, resent_up_to })
 }
 
 /// The bot, with its token (kept only to scrub it from errors) and its username (empty when
@@ -274,19 +278,36 @@ fn register_menu(stop: &tokio_util::sync::CancellationToken, bot: Bot, token: St
 /// What a message held over a restart starts with.
 const HELD_NOTE: &str = "(held from before the restart)";
 
-/// What could not be delivered before the last stop goes out first.
-async fn resend_held(store: &actix::Addr<crate::actors::store::StoreActor>, tx: &Queue) {
-    if let Ok(Ok(held)) = store.send(TakeHeldTelegram).await {
-        for h in held {
-            let class = match h.class {
-                HeldClass::Alert => Class::Alert,
-                HeldClass::Direct => Class::Direct,
-                HeldClass::Routine => Class::Routine,
-            };
-            // Held over several restarts, it says so once.
-            let text = if h.text.starts_with(HELD_NOTE) { h.text } else { format!("{HELD_NOTE} {}", h.text) };
-            let m = Outgoing { chat: Some(h.chat), html: h.html, ..Outgoing::text("held", text, class, h.silent) };
-            let _ = tx.push(m).await;
-        }
+/// What could not be delivered before the last stop goes out first. The rows stay in the journal
+/// until the queue has sent them (then they are forgotten), so a crash before that loses none:
+/// they go out again at the next start. Returns the last row sent again (0: none).
+async fn resend_held(
+    store: &actix::Addr<crate::actors::store::StoreActor>,
+    tx: &Queue,
+    stop: &tokio_util::sync::CancellationToken,
+) -> i64 {
+    let Ok(Ok((held, last))) = store.send(TakeHeldTelegram).await else { return 0 };
+    if held.is_empty() {
+        return 0;
     }
+    info!(messages = held.len(), "Telegram messages held from before the restart are sent first");
+    for h in held {
+        let class = match h.class {
+            HeldClass::Alert => Class::Alert,
+            HeldClass::Direct => Class::Direct,
+            HeldClass::Routine => Class::Routine,
+        };
+        // Held over several restarts, it says so once.
+        let text = if h.text.starts_with(HELD_NOTE) { h.text } else { format!("{HELD_NOTE} {}", h.text) };
+        let m = Outgoing { chat: Some(h.chat), html: h.html, ..Outgoing::text("held", text, class, h.silent) };
+        let _ = tx.push(m).await;
+    }
+    let (queue, store) = (tx.clone(), store.clone());
+    crate::tasks::spawn_until(stop, async move {
+        while queue.pending() > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let _ = store.send(ForgetHeldTelegram(last)).await;
+    });
+    last
 }

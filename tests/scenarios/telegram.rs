@@ -614,7 +614,7 @@ async fn test_delivery_when_429_or_outage_then_obeyed_and_no_alert_lost() {
 
 /// Telegram taking requests and never answering at a stop: the message being sent and every one
 /// queued behind it (the daemon's "stopped" too) are kept in the journal and delivered after the
-/// next start.
+/// next start, even when the start after the stop was killed before it could send them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_delivery_when_telegram_hangs_at_a_stop_then_every_queued_message_is_kept() {
     let (anvil, tg, _dir, mut d) = whale_with_telegram().await;
@@ -634,6 +634,15 @@ async fn test_delivery_when_telegram_hangs_at_a_stop_then_every_queued_message_i
     }
     let before = tg.sent_to(OP).len();
     assert!(d.stop().success());
+    // Started again while Telegram still hangs, and killed before they could go out: the held
+    // messages stay in the journal until delivered, so the next start sends them still.
+    d.start();
+    d.wait_live().await;
+    wait_for(20, "the held messages queued again", async || {
+        d.log().contains("Telegram messages held from before the restart are sent first").then_some(())
+    })
+    .await;
+    d.kill9();
     tg.slow(Duration::ZERO);
     d.start();
     d.wait_live().await;

@@ -126,13 +126,18 @@ store_handler!(SetRunningTargets -> (), |s, m| s.set_running_targets(&m.0));
 
 /// Keep Telegram messages undelivered at a stop.
 #[derive(Debug)]
-pub struct HoldTelegram(pub Vec<crate::store::HeldMessage>);
-store_handler!(HoldTelegram -> (), |s, m| s.hold_telegram(&m.0));
+pub struct HoldTelegram(pub Vec<crate::store::HeldMessage>, pub i64);
+store_handler!(HoldTelegram -> (), |s, m| s.hold_telegram(&m.0, m.1));
 
-/// Take the Telegram messages held from before the last stop.
+/// Read the Telegram messages held from before the last stop (and the last row's id).
 #[derive(Debug)]
 pub struct TakeHeldTelegram;
-store_handler!(TakeHeldTelegram -> Vec<crate::store::HeldMessage>, |s, _m| s.take_held_telegram());
+store_handler!(TakeHeldTelegram -> (Vec<crate::store::HeldMessage>, i64), |s, _m| s.held_telegram());
+
+/// Forget the held Telegram messages up to a row: delivered.
+#[derive(Debug)]
+pub struct ForgetHeldTelegram(pub i64);
+store_handler!(ForgetHeldTelegram -> (), |s, m| s.forget_held_telegram(m.0));
 
 /// The names of the markets the journal knows, by token.
 #[derive(Debug)]
