@@ -368,7 +368,12 @@ async fn journal_view(state: &HttpState) -> Option<crate::dashboard::View> {
         .ok()
         .and_then(|r| r.ok()?.ok())
         .unwrap_or_default();
-    let names = tokio::time::timeout(wait, state.store.send(MarketNames))
+    // Only the tokens the page shows.
+    let mut shown: Vec<String> = status.positions.iter().map(|p| p.token_id.clone()).collect();
+    shown.extend(trades.iter().map(|t| t.token_id.clone()));
+    shown.sort_unstable();
+    shown.dedup();
+    let names = tokio::time::timeout(wait, state.store.send(MarketNames(shown)))
         .await
         .ok()
         .and_then(|r| r.ok()?.ok())

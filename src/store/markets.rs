@@ -108,18 +108,20 @@ impl Store {
         Ok(Some((info, at)))
     }
 
-    /// Names ("question — outcome") of the tokens the journal knows, for reports.
+    /// Names ("question — outcome") of `tokens` (as the journal writes them) that the journal knows,
+    /// for a page or a reply: only those shown are read, on the journal's one writer, never the
+    /// whole table, which grows with every market ever traded.
     ///
     /// # Errors
     /// On a database error or a corrupt row.
-    pub fn market_names(&self) -> StoreResult<std::collections::HashMap<TokenId, String>> {
-        let mut st = self.conn.prepare("SELECT token_id, question, outcome FROM markets")?;
-        let rows =
-            st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    pub fn market_names(&self, tokens: &[String]) -> StoreResult<std::collections::HashMap<TokenId, String>> {
+        let mut st = self.conn.prepare_cached("SELECT question, outcome FROM markets WHERE token_id = ?1")?;
         let mut out = std::collections::HashMap::new();
-        for r in rows {
-            let (t, q, o) = r?;
-            out.insert(dec_u256(&t, "markets.token_id")?, format!("{q} — {o}"));
+        for t in tokens {
+            let name = st.query_row([t], |r| Ok(format!("{} — {}", r.get::<_, String>(0)?, r.get::<_, String>(1)?)));
+            if let Some(name) = name.optional()? {
+                out.insert(dec_u256(t, "markets.token_id")?, name);
+            }
         }
         Ok(out)
     }

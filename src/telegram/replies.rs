@@ -124,7 +124,8 @@ pub(super) async fn positions(ops: &Ops) -> Reply {
     if st.positions.is_empty() {
         return Reply::text("no open positions".into());
     }
-    let names = answered(ops.store.send(MarketNames)).await.ok().and_then(Result::ok).unwrap_or_default();
+    let shown: Vec<String> = st.positions.iter().map(|p| p.token_id.clone()).collect();
+    let names = answered(ops.store.send(MarketNames(shown))).await.ok().and_then(Result::ok).unwrap_or_default();
     let lines: Vec<String> = st
         .positions
         .iter()

@@ -141,8 +141,8 @@ store_handler!(ForgetHeldTelegram -> (), |s, m| s.forget_held_telegram(m.0));
 
 /// The names of the markets the journal knows, by token.
 #[derive(Debug)]
-pub struct MarketNames;
-store_handler!(MarketNames -> std::collections::HashMap<TokenId, String>, |s, _m| s.market_names());
+pub struct MarketNames(pub Vec<String>);
+store_handler!(MarketNames -> std::collections::HashMap<TokenId, String>, |s, m| s.market_names(&m.0));
 
 /// Journal a close order with its intent (before it is sent); answers its fill row, the fill and the intent.
 #[derive(Debug)]
