@@ -148,6 +148,19 @@ mod tests {
         }
     }
 
+    /// Names are read for the tokens asked only; an unknown one is left out.
+    #[test]
+    fn names_are_read_for_the_tokens_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("j.db")).unwrap();
+        s.put_market(&info(false, None, None, None)).unwrap();
+        s.put_market(&MarketInfo { token_id: U256::from(8), question: "R?".into(), ..info(false, None, None, None) })
+            .unwrap();
+        let names = s.market_names(&["7".into(), "9".into()]).unwrap();
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), [(U256::from(7), "Q? — Yes".to_owned())]);
+        assert!(s.market_names(&[]).unwrap().is_empty());
+    }
+
     /// A later answer that lacks what was known keeps it; the payout is always the answer's.
     #[test]
     fn a_refresh_keeps_what_the_answer_lacks_and_takes_the_payout_as_given() {
