@@ -93,27 +93,6 @@ pub fn not_an_address(s: &str) -> String {
     format!("is not an address: expected 0x followed by 40 hex digits, got {got} (the value is not repeated here)")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_shaped_runs_are_masked_and_nothing_else() {
-        let key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
-        // (text, masked)
-        for (text, masked) in [
-            (format!("\"label\": \"{key}\""), "\"label\": \"<64 hex digits masked>\""),
-            (format!("0x{key},"), "<64 hex digits masked>,"),
-            (format!("{key}0"), ""),
-            ("0x000000000000000000000000000000000000dEaD é".to_owned(), "0x000000000000000000000000000000000000dEaD é"),
-            (String::new(), ""),
-        ] {
-            let want = if masked.is_empty() { text.clone() } else { masked.to_owned() };
-            assert_eq!(mask_key_shaped(&text), want, "{text}");
-        }
-    }
-}
-
 /// `text` with every run of exactly 64 hex digits (with or without 0x) masked: for files copied
 /// whole into evidence (an incident bundle), where a private key pasted by mistake may sit. A
 /// market's condition id has the same shape and is masked too; a longer or shorter run is kept.
@@ -137,4 +116,25 @@ pub fn mask_key_shaped(text: &str) -> String {
 #[must_use]
 pub fn render(problems: &[Problem]) -> String {
     problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_shaped_runs_are_masked_and_nothing_else() {
+        let key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+        // (text, masked)
+        for (text, masked) in [
+            (format!("\"label\": \"{key}\""), "\"label\": \"<64 hex digits masked>\""),
+            (format!("0x{key},"), "<64 hex digits masked>,"),
+            (format!("{key}0"), ""),
+            ("0x000000000000000000000000000000000000dEaD é".to_owned(), "0x000000000000000000000000000000000000dEaD é"),
+            (String::new(), ""),
+        ] {
+            let want = if masked.is_empty() { text.clone() } else { masked.to_owned() };
+            assert_eq!(mask_key_shaped(&text), want, "{text}");
+        }
+    }
 }
