@@ -84,6 +84,10 @@ fi
 # The binary is shared: every other instance of this server runs it at its next restart (a crash,
 # a reboot), with no check of its own. Each must take it too, or it would exit 78 there and stay down.
 mine=$pc_instance
+# The default instance is the one named by no instance at all: POLYCOPY_INSTANCE exported in this
+# shell would make the binary check the named one again in its place (lib.sh has read it already).
+saved_instance=${POLYCOPY_INSTANCE-}
+unset POLYCOPY_INSTANCE
 others=()
 if [ -n "$mine" ] && [ -f "$pc_prefix/etc/polycopy/polycopy.toml" ]; then others+=(""); fi
 for conf in "$pc_prefix"/etc/polycopy/*/polycopy.toml; do
@@ -92,12 +96,18 @@ for conf in "$pc_prefix"/etc/polycopy/*/polycopy.toml; do
   if valid_instance "$name" && [ "$name" != "$mine" ]; then others+=("$name"); fi
 done
 for other in ${others[@]+"${others[@]}"}; do
+  # An instance taken out of service (uninstall.sh --instance keeps its settings) runs nothing.
+  unit="polycopy${other:+@$other}"
+  case "$("$systemctl_cmd" is-enabled "$unit" 2>/dev/null || true)" in
+    disabled | masked) continue ;;
+  esac
   pc_instance=$other
   if ! cfg_err=$(POLYCOPY_BIN="$new" run_polycopy check-config --offline 2>&1 >/dev/null); then
     die "$version refuses the configuration of instance ${other:-(the default one)}, which shares the binary: $(tail -n3 <<<"$cfg_err" | tr '\n' ' ')- fix it first: not updating"
   fi
 done
 pc_instance=$mine pc_config_json=""
+[ -z "$saved_instance" ] || export POLYCOPY_INSTANCE=$saved_instance
 export POLYCOPY_BIN="$bin_path"
 # The settings were switched to the other mode and the service not restarted: the restart below
 # would apply the switch (paper to live, or live positions left unattended) behind the operator's

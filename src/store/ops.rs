@@ -137,12 +137,17 @@ impl Store {
     pub fn hold_telegram(&mut self, held: &[HeldMessage], resent_up_to: i64) -> StoreResult<()> {
         let tx = self.conn.savepoint()?;
         tx.execute("DELETE FROM telegram_held WHERE id <= ?1", [resent_up_to])?;
+        // Numbered above every row this run sent again: a late "forget up to" from this run (its
+        // delivery finishing as the stop writes) must never reach the rows held now.
+        let top: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM telegram_held", [], |r| r.get(0))?;
         {
             let mut st = tx.prepare(
-                "INSERT INTO telegram_held (chat, alert, text, silent, html, held_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO telegram_held (id, chat, alert, text, silent, html, held_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            for h in held {
-                st.execute(params![h.chat, h.class.code(), h.text, h.silent, h.html, now_ms()])?;
+            for (n, h) in (1..).zip(held) {
+                let id = top.max(resent_up_to) + n;
+                st.execute(params![id, h.chat, h.class.code(), h.text, h.silent, h.html, now_ms()])?;
             }
         }
         tx.commit()?;
@@ -409,5 +414,36 @@ impl Store {
                 (day, Usdc(sums.get(&day).copied().unwrap_or(0)))
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(text: &str) -> HeldMessage {
+        HeldMessage { chat: 1, class: HeldClass::Alert, text: text.into(), silent: false, html: false }
+    }
+
+    fn texts(s: &Store) -> Vec<String> {
+        s.held_telegram().unwrap().0.into_iter().map(|m| m.text).collect()
+    }
+
+    /// Held messages stay until forgotten; a stop's hold replaces those this run sent again, and a
+    /// late "forget up to" of this run never reaches the rows held at that stop.
+    #[test]
+    fn held_messages_stay_until_delivered_and_a_late_forget_spares_the_next_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        s.hold_telegram(&[held("a"), held("b")], 0).unwrap();
+        let (msgs, last) = s.held_telegram().unwrap();
+        assert_eq!((msgs.len(), texts(&s)), (2, vec!["a".to_owned(), "b".to_owned()]), "read, not taken");
+        // The next stop: "b" still undelivered, "c" new; the rows sent again give way.
+        s.hold_telegram(&[held("b"), held("c")], last).unwrap();
+        s.forget_held_telegram(last).unwrap();
+        assert_eq!(texts(&s), ["b", "c"]);
+        let (_, last) = s.held_telegram().unwrap();
+        s.forget_held_telegram(last).unwrap();
+        assert!(texts(&s).is_empty());
     }
 }

@@ -304,7 +304,8 @@ async fn resend_held(
     }
     let (queue, store) = (tx.clone(), store.clone());
     crate::tasks::spawn_until(stop, async move {
-        while queue.pending() > 0 {
+        // Every chat's, a parked one's too: until then a crash would lose what is still queued.
+        while queue.pending() > 0 || !queue.undelivered().is_empty() {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let _ = store.send(ForgetHeldTelegram(last)).await;

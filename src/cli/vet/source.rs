@@ -103,7 +103,7 @@ pub(crate) async fn analyze(
     let from = first_block_at(&src.rpc, src.earliest.number, head, start_ts).await?;
     let span = Span {
         wallet: who.wallet,
-        exchanges: replayed_exchanges(s),
+        exchanges: replayed_exchanges(s)?,
         from,
         to: head,
         buried: head.saturating_sub(s.chain.confirmations.max(CACHE_BURIAL)),
@@ -295,12 +295,17 @@ fn default_delay(s: &Settings) -> i64 {
 
 /// The exchanges whose fills the replay copies: in live mode not Exchange V3's, whose fills the live
 /// copier refuses (`v3_unsupported`): counted, they would show copies live trading never makes.
-fn replayed_exchanges(s: &Settings) -> Vec<alloy::primitives::Address> {
+fn replayed_exchanges(s: &Settings) -> Result<Vec<alloy::primitives::Address>> {
     let live = !s.mode.is_paper();
     let (kept, left): (Vec<_>, Vec<_>) =
         s.chain.exchanges.iter().copied().partition(|e| !(live && s.chain.v3_exchanges.contains(e)));
     if !left.is_empty() {
         eprintln!("note: live mode copies no fill on an Exchange V3 market (v3_unsupported): those fills are left out");
     }
-    kept
+    // An empty list would ask the node for every contract's fills of the wallet.
+    anyhow::ensure!(
+        !kept.is_empty(),
+        "chain.exchanges lists only Exchange V3, whose fills live mode does not copy: nothing to vet"
+    );
+    Ok(kept)
 }
