@@ -357,9 +357,7 @@ impl Redeemer {
             }
         };
         // Node failures are counted in a row: one that passed starts the count again.
-        if let Ok(mut m) = self.node_failures.lock() {
-            m.remove(&row.id);
-        }
+        self.node_rounds_passed(row.id);
         // Durable before it leaves: from here on this redemption is exactly this transaction.
         if let Err(e) = ask(self
             .store
@@ -397,11 +395,7 @@ impl Redeemer {
         // (it would otherwise fail for good every market tried meanwhile), and it is said.
         if let ChainError::Rpc(_) | ChainError::NoGas { .. } = e {
             warn!(market = %row.condition_id, cause = %why, "the node did not answer for a redemption: tried again next round, no attempt counted");
-            let rounds = self.node_failures.lock().map_or(0, |mut m| {
-                let n = m.entry(row.id).or_insert(0);
-                *n += 1;
-                *n
-            });
+            let rounds = self.node_round_failed(row.id);
             // Not silent for long: a failure that does not pass (a funder that is not the Safe
             // configured, a node that never answers) is said once.
             if rounds == NODE_FAILURES_TOLD_AFTER {
@@ -417,6 +411,22 @@ impl Redeemer {
             return;
         }
         self.failed(row, why).await;
+    }
+
+    /// Counts one more round in a row in which the node held up redemption `id`; returns the count.
+    pub(super) fn node_round_failed(&self, id: i64) -> u32 {
+        self.node_failures.lock().map_or(0, |mut m| {
+            let n = m.entry(id).or_insert(0);
+            *n += 1;
+            *n
+        })
+    }
+
+    /// The node took redemption `id`'s step: its rounds are counted in a row again.
+    pub(super) fn node_rounds_passed(&self, id: i64) {
+        if let Ok(mut m) = self.node_failures.lock() {
+            m.remove(&id);
+        }
     }
 
     /// Counts a failed attempt: retried after a pause within the budget, then left to the operator.

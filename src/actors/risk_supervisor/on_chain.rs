@@ -50,12 +50,11 @@ impl RiskSupervisor {
             }
         } else {
             self.unresolved.done(row);
-            // One match can settle in several transactions: a part smaller than what the order
-            // held keeps the rest held (caps hold) until a later part books it or the chain is
-            // read past the settlement timeout (`CheckSettlement` lets it go). Nothing is looked
-            // up or sent for it again: its outcome is the chain's.
-            // Only a BUY's rest: held for a SELL it would claim shares a target's exit may need (a
-            // refused exit is lost), while a later part of a SELL only lowers exposure.
+            // One match can settle in several transactions: a BUY's part smaller than what the
+            // order held keeps the rest held (caps hold) until a later part books it or the chain
+            // is read past the settlement timeout (`CheckSettlement` lets it go). Nothing is looked
+            // up or sent for it again: its outcome is the chain's. A SELL's rest is let go: held,
+            // it would claim shares a target's exit may need (a refused exit is lost).
             let buy = b.exec.side == crate::domain::Side::Buy;
             if self.reserved.filled_part(row, b.exec.shares, b.exec.usdc) && buy && self.reserved.rest(row).0 > 0 {
                 self.reserved.done_on_chain(row);

@@ -20,11 +20,7 @@ impl Redeemer {
     /// the nonce, and may be mined once the node takes it), but not silently for ever: a refusal
     /// that does not pass (a tip below the network's minimum, say) is told once.
     fn refused_again(&self, row: &RedemptionRow, hash: B256, e: &ChainError) {
-        let rounds = self.node_failures.lock().map_or(0, |mut m| {
-            let n = m.entry(row.id).or_insert(0);
-            *n += 1;
-            *n
-        });
+        let rounds = self.node_round_failed(row.id);
         if rounds == super::NODE_FAILURES_TOLD_AFTER {
             self.notifier.do_send(Event::Error {
                 message: format!(
@@ -36,13 +32,6 @@ impl Redeemer {
                     crate::config::env::redact(&e.to_string())
                 ),
             });
-        }
-    }
-
-    /// The node took the journaled transaction of `row`: refusals are counted in a row again.
-    fn refusals_passed(&self, row: &RedemptionRow) {
-        if let Ok(mut m) = self.node_failures.lock() {
-            m.remove(&row.id);
         }
     }
 
@@ -58,7 +47,7 @@ impl Redeemer {
         match chain.landed(hash).await {
             Ok(Landed::Unknown) => match chain.send(raw).await {
                 Ok(()) => {
-                    self.refusals_passed(row);
+                    self.node_rounds_passed(row.id);
                     self.set(row, RedeemStatus::Sent, "sent", row.attempts, 0).await;
                 }
                 // Halted: held as it is, journaled, until trading resumes (its nonce stays ours).
@@ -184,7 +173,7 @@ impl Redeemer {
                     crate::fault::abort_at("abort_after_redeem_repriced");
                     return match chain.send(&new.raw).await {
                         Ok(()) => {
-                            self.refusals_passed(row);
+                            self.node_rounds_passed(row.id);
                             self.set(row, RedeemStatus::Sent, "re-priced and sent", row.attempts, 0).await;
                             InFlight::Yes
                         }
