@@ -90,3 +90,19 @@ pub fn clock_shift_ms() -> i64 {
 pub const fn clock_shift_ms() -> i64 {
     0
 }
+
+/// A number a test sets in the environment variable `name` (a smaller bound, say), when the
+/// `fault-injection` feature is on and it parses.
+#[cfg(feature = "fault-injection")]
+#[must_use]
+pub fn number(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.trim().parse().ok()
+}
+
+/// Without the `fault-injection` feature: never set.
+#[cfg(not(feature = "fault-injection"))]
+#[inline]
+#[must_use]
+pub const fn number(_name: &str) -> Option<usize> {
+    None
+}

@@ -11,13 +11,17 @@
 //! The yield defers this task until every task that is ready has run (tokio's `yield_now`), so a
 //! slice has gone as far as it can before the next one enters.
 //!
-//! Order is kept: items are delivered in the order they were pushed, across batches.
+//! Order is kept: items are delivered in the order they were pushed, across batches. With a gate
+//! ([`Admission`]), each item waits for a slot before it is delivered, and the push's future for
+//! all of its items: the feed's back-pressure reaches back from the copier.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
 use tokio::sync::oneshot;
+
+use crate::actors::copier::admission::{Admission, Admitted};
 
 /// The widest slice: large enough that a backfill's yields cost nothing measurable, small enough
 /// that the writer gets work every millisecond or so.
@@ -41,7 +45,8 @@ struct Queue<T> {
 /// the actors' thread (not `Send`).
 pub struct Handoff<T> {
     queue: Rc<RefCell<Queue<T>>>,
-    deliver: Rc<dyn Fn(T)>,
+    deliver: Rc<dyn Fn(T, Option<Admitted>)>,
+    gate: Option<Admission>,
 }
 
 impl<T> std::fmt::Debug for Handoff<T> {
@@ -51,11 +56,13 @@ impl<T> std::fmt::Debug for Handoff<T> {
 }
 
 impl<T: 'static> Handoff<T> {
-    /// A hand-off that gives each item to `deliver`.
-    pub fn new(deliver: impl Fn(T) + 'static) -> Self {
+    /// A hand-off that gives each item to `deliver`, with its slot when `gate` is given (each item
+    /// waits for one).
+    pub fn new(deliver: impl Fn(T, Option<Admitted>) + 'static, gate: Option<Admission>) -> Self {
         Self {
             queue: Rc::new(RefCell::new(Queue { items: VecDeque::new(), draining: false, idle: Vec::new() })),
             deliver: Rc::new(deliver),
+            gate,
         }
     }
 
@@ -92,7 +99,7 @@ impl<T: 'static> Handoff<T> {
             start
         };
         if start {
-            tokio::task::spawn_local(drain(self.queue.clone(), self.deliver.clone()));
+            tokio::task::spawn_local(drain(self.queue.clone(), self.deliver.clone(), self.gate.clone()));
         }
         // Dropped unsent (no items, or the task gone at shutdown): nothing left to wait for.
         async move {
@@ -114,8 +121,9 @@ impl<T> Drop for Draining<T> {
     }
 }
 
-/// Delivers the queue in widening slices, yielding between them, until it is empty.
-async fn drain<T>(queue: Rc<RefCell<Queue<T>>>, deliver: Rc<dyn Fn(T)>) {
+/// Delivers the queue in widening slices, yielding between them, until it is empty; each item
+/// after a slot of `gate` is free, when there is one.
+async fn drain<T>(queue: Rc<RefCell<Queue<T>>>, deliver: Rc<dyn Fn(T, Option<Admitted>)>, gate: Option<Admission>) {
     let _draining = Draining(queue.clone());
     let mut slice = 1;
     loop {
@@ -132,7 +140,11 @@ async fn drain<T>(queue: Rc<RefCell<Queue<T>>>, deliver: Rc<dyn Fn(T)>) {
             q.items.drain(..n).collect()
         };
         for (item, done) in taken {
-            deliver(item);
+            let slot = match &gate {
+                Some(g) => Some(g.admit().await),
+                None => None,
+            };
+            deliver(item, slot);
             if let Some(done) = done {
                 let _ = done.send(());
             }
@@ -158,15 +170,18 @@ mod tests {
     /// the copier); the log shows the order things ran in.
     fn chained(log: &Rc<RefCell<Vec<String>>>) -> Handoff<u32> {
         let log = log.clone();
-        Handoff::new(move |i: u32| {
-            log.borrow_mut().push(format!("in {i}"));
-            let log = log.clone();
-            tokio::task::spawn_local(async move {
-                log.borrow_mut().push(format!("a {i}"));
-                let log2 = log.clone();
-                tokio::task::spawn_local(async move { log2.borrow_mut().push(format!("b {i}")) });
-            });
-        })
+        Handoff::new(
+            move |i: u32, _| {
+                log.borrow_mut().push(format!("in {i}"));
+                let log = log.clone();
+                tokio::task::spawn_local(async move {
+                    log.borrow_mut().push(format!("a {i}"));
+                    let log2 = log.clone();
+                    tokio::task::spawn_local(async move { log2.borrow_mut().push(format!("b {i}")) });
+                });
+            },
+            None,
+        )
     }
 
     fn run_local(f: impl std::future::Future<Output = ()> + 'static) {
@@ -196,10 +211,13 @@ mod tests {
     fn a_delivery_that_panics_does_not_stop_later_batches() {
         let log = Rc::new(RefCell::new(Vec::new()));
         let l = log.clone();
-        let h = Handoff::new(move |i: u32| {
-            assert!(i != 2, "this delivery fails");
-            l.borrow_mut().push(i);
-        });
+        let h = Handoff::new(
+            move |i: u32, _| {
+                assert!(i != 2, "this delivery fails");
+                l.borrow_mut().push(i);
+            },
+            None,
+        );
         run_local(async move {
             // Answered although its task died: the senders of what it held are dropped.
             h.push(vec![1, 2, 3]).await;
@@ -208,6 +226,34 @@ mod tests {
                 .await
                 .expect("a later batch is still delivered");
             assert_eq!(*log.borrow(), vec![1, 4]);
+        });
+    }
+
+    /// A gate of two slots: the third item waits until a delivered one frees its slot, and the
+    /// push's future until the last item is delivered; order holds.
+    #[test]
+    fn a_gated_hand_off_delivers_no_more_than_its_slots_until_one_is_freed() {
+        let held = Rc::new(RefCell::new(Vec::new()));
+        let h2 = held.clone();
+        let h = Handoff::new(move |i: u32, slot| h2.borrow_mut().push((i, slot)), Some(Admission::new(2, None)));
+        let l = held.clone();
+        run_local(async move {
+            let mut all = Box::pin(h.push((1..=4).collect()));
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
+            }
+            assert!(futures_util::FutureExt::now_or_never(&mut all).is_none(), "two items wait for a slot");
+            let delivered = || l.borrow().iter().map(|(i, _)| *i).collect::<Vec<_>>();
+            assert_eq!(delivered(), vec![1, 2]);
+            // The first copy is decided: its slot goes to the third item, not the fourth.
+            l.borrow_mut()[0].1 = None;
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(delivered(), vec![1, 2, 3]);
+            l.borrow_mut()[1].1 = None;
+            all.await;
+            assert_eq!(delivered(), vec![1, 2, 3, 4]);
         });
     }
 

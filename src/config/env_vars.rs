@@ -8,13 +8,14 @@ use crate::config::Problem;
 use crate::config::settings::DEFAULT_TOML;
 
 /// `POLYCOPY_*` variables that are not settings.
-const NOT_SETTINGS: [&str; 7] = [
+const NOT_SETTINGS: [&str; 8] = [
     "POLYCOPY_SYSTEM_CONFIG",
     "POLYCOPY_BIN",
     "POLYCOPY_ARGS",
     "POLYCOPY_FAULT",
     "POLYCOPY_FAULT_HOLD",
     "POLYCOPY_FAULT_CLOCK",
+    "POLYCOPY_FAULT_COPIES_WAITING",
     "POLYCOPY_INSTANCE",
 ];
 

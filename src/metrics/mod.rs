@@ -29,6 +29,9 @@ pub struct Metrics {
     pub reserved: AtomicI64,
     /// Orders in flight or of unknown outcome (each holding a reservation).
     pub orders_in_flight: AtomicU64,
+    /// Target fills handed to the copier and not yet decided (bounded: see
+    /// `crate::actors::copier::admission`).
+    pub copies_waiting: AtomicU64,
     /// Realized P&L today, micro-USDC.
     pub pnl_today: AtomicI64,
     /// Unrealized P&L of open positions at their marks, micro-USDC.

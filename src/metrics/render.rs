@@ -302,6 +302,13 @@ impl Metrics {
             "Orders in flight or of unknown outcome, each holding its exposure against the caps.",
             &one(ld(&self.orders_in_flight)),
         );
+        write_metric(
+            o,
+            "polycopy_copies_waiting",
+            "gauge",
+            "Target fills handed to the copier and not yet decided; at its bound the feed waits (back-pressure).",
+            &one(ld(&self.copies_waiting)),
+        );
         let pnl = format_micros(self.pnl_today.load(Ordering::Relaxed));
         write_metric(o, "polycopy_realized_pnl_today_usdc", "gauge", "Realized P&L today (UTC), USDC.", &one(pnl));
         let unrealized = format_micros(self.unrealized_pnl.load(Ordering::Relaxed));

@@ -109,6 +109,48 @@ async fn test_reorg_when_fill_already_copied_then_reported() {
     assert_eq!(d.events("reorg").len(), 1);
 }
 
+/// A flood the copier cannot keep up with (every copy held undecided, as behind a stuck node): no
+/// more than the copier's bound of copies wait in memory, the feed waits for them (said in the
+/// log), and once copies are decided again every fill is copied once, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_backpressure_when_copies_wait_at_their_bound_then_the_feed_waits_and_loses_nothing() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    let hold = dir.path().join("hold-sizing");
+    std::fs::write(&hold, "").unwrap();
+    d.start_with(&[
+        ("POLYCOPY_FAULT", "hold_before_sizing"),
+        ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
+        ("POLYCOPY_FAULT_COPIES_WAITING", "3"),
+    ]);
+    d.wait_live().await;
+    let mut txs = Vec::new();
+    for i in 0..8u8 {
+        txs.push(anvil.emit(&buy(40 + i, 40 + u64::from(i))).await.1);
+    }
+    wait_for(30, "the feed waiting for the copier", async || {
+        d.log().contains("copies waiting for a decision reached their bound").then_some(())
+    })
+    .await;
+    // Every slot is held by a copy that cannot move on: the count cannot change until released.
+    assert_eq!(d.metric("polycopy_copies_waiting").await.as_deref(), Some("3"));
+    assert!(with_status(&d.trades(), "executed").is_empty(), "nothing is decided while held");
+
+    std::fs::remove_file(&hold).unwrap();
+    executed(&d, 8).await;
+    marker(&anvil, &d, 99, 49).await;
+    assert_eq!(d.trades().len(), 9, "the eight fills and the marker, nothing twice");
+    for tx in &txs {
+        assert_eq!(d.executions_for(tx), 1, "{tx}");
+    }
+    wait_for(10, "no copy waiting", async || {
+        (d.metric("polycopy_copies_waiting").await.as_deref() == Some("0")).then_some(())
+    })
+    .await;
+    assert_eq!(d.stop().code(), Some(0));
+}
+
 /// The websocket to the node is cut mid-stream: the daemon reconnects and backfills; no fill is lost
 /// and none doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,8 @@ pub(super) struct CopyTask {
 impl CopyTask {
     /// Decides `m`: a refusal is journaled and reported; an intent goes to the risk supervisor.
     pub(super) async fn decide(self, m: Copy) -> Decision {
+        // A test holds every copy undecided (a slow node, say) to fill the copier's slots.
+        crate::fault::hold_at("hold_before_sizing").await;
         let fill = &m.pending.fill;
         // A stale fill is refused before any network lookup (market metadata, balances).
         let stale = if m.pending.intent.is_none() {

@@ -20,6 +20,7 @@ use crate::market::MarketDirectory;
 use crate::risk::CopyRules;
 use crate::store::PendingFill;
 
+pub mod admission;
 mod decide;
 
 /// Copy one journaled target fill.
@@ -35,6 +36,9 @@ pub struct Copy {
     /// Part of recovery at start, which waits for every decision before the feed starts: decided
     /// without waiting for a placement slot (see [`Evaluate::at_start`](crate::actors::risk_supervisor::Evaluate::at_start)).
     pub at_start: bool,
+    /// Its slot among the copies waiting for a decision (a fill from the feed holds one; see
+    /// [`admission`]), freed once decided.
+    pub admitted: Option<admission::Admitted>,
 }
 
 /// A copy nobody waits for (a watcher's): [`Copy`](struct@Copy) without a reply. A waited copy holds a future
@@ -180,14 +184,16 @@ impl Copier {
 
     /// Sizes `m` as its own task (not a future on the actor's context, which actix polls on
     /// every wake); when decided, [`Decided`] starts the copies of its token waiting for it.
-    fn start(&mut self, m: Copy, tx: Option<oneshot::Sender<Decision>>, ctx: &mut Context<Self>) {
+    fn start(&mut self, mut m: Copy, tx: Option<oneshot::Sender<Decision>>, ctx: &mut Context<Self>) {
         let token = m.pending.fill.token_id;
         let access = access_of(&m);
+        let admitted = m.admitted.take();
         // Boxed once: the sizing future is about 2 KB, and a task moves its future several times.
         let work = Box::pin(self.size_and_decide(m));
         let me = ctx.address();
         actix::spawn(async move {
             let decision = work.await;
+            drop(admitted);
             if let Some(tx) = tx {
                 let _ = tx.send(decision);
             }

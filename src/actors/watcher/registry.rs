@@ -14,6 +14,7 @@ use tracing::{error, info};
 use super::{
     ListTargets, NewFills, Reconfigure, Reload, SetTargetPaused, Stats, TargetInfo, WalletWatcher, WatchedFill,
 };
+use crate::actors::copier::admission::{Admission, Admitted};
 use crate::actors::copier::{Copier, Copy, Unwaited};
 use crate::actors::handoff::Handoff;
 use crate::actors::notifier::{Details, Event, Notifier};
@@ -64,6 +65,20 @@ enum Route {
     Copier(Copy),
 }
 
+/// Hands a fill on with its slot among the copies waiting for a decision.
+fn deliverer(copier: Addr<Copier>) -> impl Fn(Route, Option<Admitted>) + 'static {
+    move |r, slot| match r {
+        Route::Watcher(w, mut c) => {
+            c.admitted = slot;
+            w.do_send(WatchedFill(c));
+        }
+        Route::Copier(mut c) => {
+            c.admitted = slot;
+            copier.do_send(Unwaited(c));
+        }
+    }
+}
+
 impl Registry {
     /// A registry for `wallets`, read from `path`, publishing the watched addresses to `targets_tx`.
     #[must_use]
@@ -74,11 +89,7 @@ impl Registry {
         store: Addr<StoreActor>,
         targets_tx: watch::Sender<Vec<Address>>,
     ) -> Self {
-        let to_copier = copier.clone();
-        let handoff = Handoff::new(move |r| match r {
-            Route::Watcher(w, c) => w.do_send(WatchedFill(c)),
-            Route::Copier(c) => to_copier.do_send(Unwaited(c)),
-        });
+        let handoff = Handoff::new(deliverer(copier.clone()), Some(Admission::for_daemon(None)));
         Self {
             path,
             watchers: HashMap::new(),
@@ -110,9 +121,11 @@ impl Registry {
         self
     }
 
-    /// Shows a refused edit of wallets.json in `metrics` (and so in `/health`).
+    /// Shows a refused edit of wallets.json, and the copies waiting, in `metrics` (and so in
+    /// `/health`). Called before any fill is handed on.
     #[must_use]
     pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.handoff = Handoff::new(deliverer(self.copier.clone()), Some(Admission::for_daemon(Some(metrics.clone()))));
         self.metrics = Some(metrics);
         self
     }
@@ -237,9 +250,10 @@ impl Registry {
                 self.reject(p, t.label.clone(), DenyReason::Paused);
                 None
             }
-            Some((t, w)) => {
-                Some((Copy { pending: p, label: t.label.clone(), rules: t.rules.clone(), at_start }, Some(w.clone())))
-            }
+            Some((t, w)) => Some((
+                Copy { pending: p, label: t.label.clone(), rules: t.rules.clone(), at_start, admitted: None },
+                Some(w.clone()),
+            )),
             None if p.intent.is_some() => {
                 let label = if p.fill.wallet == crate::domain::OPERATOR {
                     "close".to_owned()
@@ -248,7 +262,7 @@ impl Registry {
                 };
                 // Rules are not applied to a recovered intent: it was approved before the crash.
                 let rules = CopyRules::new(SizingRule::Multiplier(Decimal::ONE));
-                Some((Copy { pending: p, label, rules, at_start }, None))
+                Some((Copy { pending: p, label, rules, at_start, admitted: None }, None))
             }
             None => {
                 let label = addr_lower(&p.fill.wallet);
