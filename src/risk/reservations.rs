@@ -19,7 +19,8 @@ pub struct Reservation {
     /// At most this much pUSD (shares at the limit price, rounded up).
     pub usdc: Usdc,
     /// Being placed now (else its outcome is unknown and it waits for a lookup or our fill on chain:
-    /// its exposure stays reserved, but nothing waits for it).
+    /// its exposure stays reserved, and a target's SELL of its token waits for it a while; see
+    /// `RiskSupervisor::awaits_buy`).
     pub placing: bool,
 }
 
@@ -215,6 +216,8 @@ impl Reservations {
     }
 
     /// True while a BUY of `token` is being placed: a SELL sized now would not see what it buys.
+    /// (BUYs of unknown outcome are the risk supervisor's to weigh: it knows which are resolved
+    /// in the background.)
     #[must_use]
     pub fn buying(&self, token: &TokenId) -> bool {
         self.by_token.get(token).is_some_and(|h| h.placing_buys > 0)

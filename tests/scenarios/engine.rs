@@ -117,6 +117,38 @@ async fn test_live_when_lookups_answer_null_then_booked_from_our_fill_on_chain_w
     assert_eq!(st["positions"][0]["shares"], "10", "{st}");
 }
 
+/// Our BUY's outcome is unknown past its window (no answer, lookups `null`) when the target sells:
+/// the SELL's copy waits for that BUY rather than being refused as `no_position` at once (a BUY
+/// found filled later would stay open, the target's exit lost, nobody told). Our fill on chain
+/// books the BUY, and the SELL is then copied on what it bought.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_target_sells_while_our_buy_is_of_unknown_outcome_then_the_sell_waits_and_is_copied() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
+    l.clob.null_lookups();
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the BUY's outcome to be unknown", async || row(&l.d, 0).filter(|r| r["reason"] == "unknown")).await;
+    l.anvil.emit(&Fill::v2(2, A, C, false, STD_TOKEN, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "the SELL journaled", async || row(&l.d, 1)).await;
+    // A later fill of another token is decided: the SELL had every chance to be refused by now.
+    l.anvil.emit(&buy(3, STD_TOKEN + 7)).await;
+    wait_for(20, "the later BUY decided", async || {
+        l.d.trades().into_iter().find(|r| r["token_id"] == (STD_TOKEN + 7).to_string() && r["status"] != "pending")
+    })
+    .await;
+    let sell = row(&l.d, 1).unwrap();
+    assert_eq!(sell["status"], "pending", "the SELL waits for our BUY's outcome: {sell}");
+
+    // Our funder's fill of that BUY settles on chain: 10 shares for 5.10 pUSD.
+    let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 10 * ONE, 5_100_000) };
+    l.anvil.emit(&ours).await;
+    let sell = wait_for(30, "the SELL copied", async || row(&l.d, 1).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((sell["status"].as_str(), sell["side"].as_str()), (Some("executed"), Some("SELL")), "{sell}");
+    assert_eq!(sell["shares"].as_str(), Some("10"), "all it bought: the target sold all it had: {sell}");
+}
+
 /// An order of unknown outcome whose match settles on chain in parts (one match, several
 /// transactions): each part is booked, and the rest stays reserved until the chain is read past
 /// the settlement timeout after the first, so the caps count what a later part may still add;

@@ -40,6 +40,9 @@ struct Pending {
     next_at_ms: i64,
     running: bool,
     told: bool,
+    /// A target's SELL of its token waited for this BUY's outcome as long as any may: later
+    /// SELLs of it are sized without waiting again.
+    waited_out: bool,
 }
 
 /// The orders still unresolved, by fill row.
@@ -58,6 +61,7 @@ impl Unresolved {
             next_at_ms: 0,
             running: false,
             told: false,
+            waited_out: false,
         });
         p.running = false;
         p.next_at_ms = next_at(p.attempts, now);
@@ -76,6 +80,26 @@ impl Unresolved {
     /// The order of `row` has an outcome (or will never be sent): forget it.
     pub fn done(&mut self, row: i64) {
         self.pending.remove(&row);
+    }
+
+    /// The fill rows of BUYs of `token` whose outcome is unknown and that a target's SELL of it
+    /// still waits for: should one have filled, a SELL sized without it would leave us holding
+    /// what the target sold, and no later fill of the target's would say so.
+    pub fn buys_awaited<'a>(&'a self, token: &'a crate::domain::TokenId) -> impl Iterator<Item = i64> + 'a {
+        self.pending
+            .iter()
+            .filter(move |(_, p)| {
+                !p.waited_out && p.work.intent.side == crate::domain::Side::Buy && p.work.intent.token_id == *token
+            })
+            .map(|(row, _)| *row)
+    }
+
+    /// A SELL of `token` waited for its BUYs of unknown outcome as long as any may: the next
+    /// SELLs of it do not wait for them again.
+    pub fn stop_awaiting(&mut self, token: &crate::domain::TokenId) {
+        for p in self.pending.values_mut().filter(|p| p.work.intent.token_id == *token) {
+            p.waited_out = true;
+        }
     }
 
     /// True when `row` is already being resolved in the background (a retry, not a first failure).
