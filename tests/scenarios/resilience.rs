@@ -312,6 +312,33 @@ async fn test_backfill_when_fill_older_than_max_delay_then_journaled_as_stale() 
     executed(&d, 1).await;
 }
 
+/// A target's exit that goes stale while its sizing waits (here held at its balance read, as behind
+/// a slow node or a BUY of its token in flight) is refused `stale` when it is sized, not approved
+/// on the time it arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_copy_when_an_exit_goes_stale_while_its_sizing_waits_then_refused_as_stale() {
+    let anvil = Anvil::start().await;
+    anvil.install_balances().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.set("copy", "max_copy_delay_s = 2");
+    let hold = dir.path().join("hold-sell-sizing");
+    d.start_with(&[("POLYCOPY_FAULT", "hold_before_sell_sizing"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    d.wait_live().await;
+    anvil.emit(&buy(1, 93)).await;
+    executed(&d, 1).await;
+    std::fs::write(&hold, "").unwrap();
+    let (block, _) = anvil.emit(&Fill::v2(2, A, C, false, 93, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "the sale's sizing held", async || d.log().contains("fault injection: holding").then_some(())).await;
+    anvil.wait_older_than(block, 2).await;
+    std::fs::remove_file(&hold).unwrap();
+    let sale =
+        wait_for(20, "the sale decided", async || d.trades().into_iter().nth(1).filter(|r| r["status"] != "pending"))
+            .await;
+    assert_eq!((sale["status"].as_str(), sale["reason"].as_str()), (Some("rejected"), Some("stale")), "{sale}");
+    assert_eq!(d.stop().code(), Some(0));
+}
+
 /// A target's exit found by the backfill after a long outage is stale like any fill (history is not
 /// traded at old prices), but while we hold its copies the operator is told: the target has left,
 /// no later fill of its will say so, and the position stays open until closed.

@@ -63,7 +63,7 @@ impl CopyTask {
             .map_or_else(|| check_market(fill.side, info.as_ref(), c.skip_closed, c.min_minutes_to_end, now_ms), Err)
         {
             Err(r) => Err(r),
-            Ok(()) => self.size(&m, now_ms, info.as_ref().map_or(Shares::ZERO, |i| i.min_size)).await,
+            Ok(()) => self.size(&m, info.as_ref().map_or(Shares::ZERO, |i| i.min_size)).await,
         };
         match sized {
             Err(reason) => self.reject(&m, reason, market),
@@ -89,7 +89,7 @@ impl CopyTask {
 
     /// Sizes the copy on the target's rules. Only a SELL is sized on our position (and waits for a
     /// BUY of the token in flight) and on the target's balance before its fill.
-    async fn size(&self, m: &Copy, now_ms: i64, market_min_shares: Shares) -> Result<Sized, DenyReason> {
+    async fn size(&self, m: &Copy, market_min_shares: Shares) -> Result<Sized, DenyReason> {
         let fill = &m.pending.fill;
         let cfg = &self.cfg;
         let (our_position, target_balance_before) = if fill.side == Side::Sell {
@@ -104,6 +104,9 @@ impl CopyTask {
         } else {
             (Shares::ZERO, None)
         };
+        // Freshness is judged after the waits above (a SELL may wait up to two minutes for a BUY
+        // of its token): an exit that went stale meanwhile is refused, not approved.
+        let now_ms = crate::store::now_ms();
         let ctx = SizingContext {
             our_position,
             target_balance_before,
