@@ -197,6 +197,39 @@ async fn test_live_when_our_unconfirmed_match_settles_in_parts_then_the_rest_sta
     assert!(errors.iter().all(|e| e.contains("unknown outcome")), "only the window's end was an error: {errors:?}");
 }
 
+/// As above, but the first part of the match settles while the order is still being placed (its
+/// answer never came): the placement then ends on the part the chain booked, and the rest stays
+/// reserved for a later part of the same match all the same, until the settlement timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_our_match_settles_in_part_while_its_order_is_placed_then_the_rest_stays_reserved_past_the_placement()
+ {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 4");
+    l.d.set("live", "settle_timeout_s = 10");
+    l.clob.null_lookups();
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 4 * ONE, 2_040_000) };
+    l.anvil.emit(&ours).await;
+    wait_for(20, "the first part", async || row(&l.d, 0).filter(|r| r["shares"] == "4")).await;
+    wait_for(30, "the placement's end (its window closed)", async || {
+        l.d.log().lines().find(|l| l.contains("placement ended") && l.contains("fill=1 ")).map(str::to_owned)
+    })
+    .await;
+    let st = l.d.status();
+    assert_eq!(st["daemon"]["reserved_usdc"], "3.06", "the rest of the match is still held: {st}");
+    assert_eq!(row(&l.d, 0).unwrap()["status"], "executed");
+    // Once the chain is read past the settlement timeout, no part can come: the rest is let go.
+    wait_for(40, "the rest let go", async || {
+        l.anvil.mine(1).await;
+        (l.d.status()["daemon"]["reserved_usdc"] == "0").then_some(())
+    })
+    .await;
+    assert_eq!(l.d.status()["positions"][0]["shares"], "4");
+}
+
 /// An accepted order whose answer never comes and whose lookups say `MATCHED` with a matched size
 /// of 0: not a no-fill (its exposure kept, nothing sent again), and booked from our own fill on
 /// chain.

@@ -44,9 +44,15 @@ impl RiskSupervisor {
         // holding what may still fill: its placement or the resolver ends it. Any other is done with.
         let row = b.exec.fill_row;
         if b.open || self.reserved.placing(row) {
-            self.reserved.filled_part(row, b.exec.shares, b.exec.usdc);
+            let held = self.reserved.filled_part(row, b.exec.shares, b.exec.usdc);
             if !b.open {
                 self.reserved.done_on_chain(row);
+                // A BUY's match may settle its rest in a later transaction, after the placement
+                // ends (its lookup then replays only this part): the rest stays held until the
+                // settlement timeout, as below, whatever the placement ends with.
+                if held && b.exec.side == crate::domain::Side::Buy && self.reserved.rest(row).0 > 0 {
+                    self.reserved.await_later_parts(row, u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0));
+                }
             }
         } else {
             self.unresolved.done(row);

@@ -329,15 +329,22 @@ impl RiskSupervisor {
         if may_have_left {
             self.reserved.unresolved(m.intent.fill_row);
             self.unresolved.failed(m, now_ms());
-        } else if self.reserved.awaits_parts(m.intent.fill_row) && !matches!(step, Step::Done(..)) {
+        } else if self.reserved.awaits_parts(m.intent.fill_row) {
             // Booked in part on chain while this attempt ran: its rest stays held for a later part
-            // of the same match until the settlement timeout (`CheckSettlement` lets it go).
+            // of the same match until the settlement timeout (`CheckSettlement` lets it go), also
+            // when the attempt ends `Done` (a lookup replays the part the chain booked, not the
+            // rest still settling; held a little too long, a rest only tightens the caps).
             self.unresolved.done(m.intent.fill_row);
         } else {
             self.reserved.release(m.intent.fill_row);
             self.unresolved.done(m.intent.fill_row);
         }
         self.publish_reserved();
+        tracing::debug!(
+            fill = m.intent.fill_row,
+            still_held = self.reserved.holds(m.intent.fill_row),
+            "placement ended"
+        );
         match step {
             Step::Done(exec, Some((position, realized))) => self.booked(m, exec, position, realized, elapsed),
             Step::Done(_, None) | Step::Skipped => {}
