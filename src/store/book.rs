@@ -77,41 +77,12 @@ impl Store {
         Ok(out)
     }
 
-    /// The shares of `token` our copies of `wallet` hold: its copies' BUYs less their SELLs, of
-    /// executions still in our books (never below zero). A target's exit is sized on this, not
-    /// on the whole position: other targets' copies of the same outcome are theirs to sell. Only
-    /// copies booked after the operator's last close that emptied the position count: what that
-    /// close sold is not claimed again from another target's later copies.
+    /// The shares of `token` our copies of `wallet` hold (see [`copied_shares_in`]).
     ///
     /// # Errors
     /// On a database error.
     pub fn copied_shares(&self, wallet: &Address, token: TokenId) -> StoreResult<Shares> {
-        let (token, wallet) = (token.to_string(), addr_lower(wallet));
-        let booked: i64 = query_one(
-            &self.conn,
-            &format!(
-                "SELECT COALESCE(SUM(CASE WHEN e.side = 'BUY' THEN e.shares ELSE -e.shares END), 0) \
-                 FROM fills f INDEXED BY fills_wallet JOIN executions e ON e.fill_id = f.id \
-                 WHERE f.wallet = ?2 AND f.token_id = ?1 AND {IN_BOOKS} AND e.executed_at_ms > \
-                 COALESCE((SELECT c.at_ms FROM claims_reset c WHERE c.token_id = ?1), -1)"
-            ),
-            params![token, wallet],
-            |r| r.get(0),
-        )?;
-        // This target's SELLs still under way (being decided, or booked in part with the rest
-        // still able to fill: the same test as recovery's) have claimed their shares already: a second exit right behind the first must not count
-        // them again, or it would sell another target's copies.
-        let selling: i64 = query_one(
-            &self.conn,
-            "SELECT COALESCE(SUM(MAX(i.shares - COALESCE(e.shares, 0), 0)), 0) FROM fills f \
-             JOIN intents i ON i.fill_id = f.id LEFT JOIN executions e ON e.fill_id = f.id \
-             WHERE f.wallet = ?2 AND f.token_id = ?1 AND i.side = 'SELL' AND f.orphaned = 0 \
-             AND (f.status = 'pending' OR (f.status = 'executed' AND EXISTS (SELECT 1 FROM orders o \
-             WHERE o.fill_id = f.id AND o.status IN ('sent', 'live', 'delayed', 'unknown'))))",
-            params![token, wallet],
-            |r| r.get(0),
-        )?;
-        Ok(Shares((booked - selling).max(0)))
+        copied_shares_in(&self.conn, wallet, token)
     }
 
     /// Our positions as stored.
@@ -385,4 +356,41 @@ pub(crate) fn write_position(tx: &Connection, token: &str, position: Position, a
     }
     let seq = POSITION_WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     Ok(Written { position, seq })
+}
+
+/// The shares of `token` our copies of `wallet` hold: its copies' BUYs less their SELLs, of
+/// executions still in our books (never below zero). A target's exit is sized on this, not
+/// on the whole position: other targets' copies of the same outcome are theirs to sell. Only
+/// copies booked after the operator's last close that emptied the position count: what that
+/// close sold is not claimed again from another target's later copies.
+///
+/// # Errors
+/// On a database error.
+pub(super) fn copied_shares_in(conn: &Connection, wallet: &Address, token: TokenId) -> StoreResult<Shares> {
+    let (token, wallet) = (token.to_string(), addr_lower(wallet));
+    let booked: i64 = query_one(
+        conn,
+        &format!(
+            "SELECT COALESCE(SUM(CASE WHEN e.side = 'BUY' THEN e.shares ELSE -e.shares END), 0) \
+             FROM fills f INDEXED BY fills_wallet JOIN executions e ON e.fill_id = f.id \
+             WHERE f.wallet = ?2 AND f.token_id = ?1 AND {IN_BOOKS} AND e.executed_at_ms > \
+             COALESCE((SELECT c.at_ms FROM claims_reset c WHERE c.token_id = ?1), -1)"
+        ),
+        params![token, wallet],
+        |r| r.get(0),
+    )?;
+    // This target's SELLs still under way (being decided, or booked in part with the rest
+    // still able to fill: the same test as recovery's) have claimed their shares already: a second exit right behind the first must not count
+    // them again, or it would sell another target's copies.
+    let selling: i64 = query_one(
+        conn,
+        "SELECT COALESCE(SUM(MAX(i.shares - COALESCE(e.shares, 0), 0)), 0) FROM fills f \
+         JOIN intents i ON i.fill_id = f.id LEFT JOIN executions e ON e.fill_id = f.id \
+         WHERE f.wallet = ?2 AND f.token_id = ?1 AND i.side = 'SELL' AND f.orphaned = 0 \
+         AND (f.status = 'pending' OR (f.status = 'executed' AND EXISTS (SELECT 1 FROM orders o \
+         WHERE o.fill_id = f.id AND o.status IN ('sent', 'live', 'delayed', 'unknown'))))",
+        params![token, wallet],
+        |r| r.get(0),
+    )?;
+    Ok(Shares((booked - selling).max(0)))
 }

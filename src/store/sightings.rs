@@ -266,25 +266,26 @@ impl<'a> ActOnSight<'a> {
     }
 }
 
-/// Whether `f` is a SELL of a token we hold none of, with no BUY of it being copied: acted on now
-/// it would be refused for good, while the target's BUY of it may be mined just before it, in a
-/// block the feed has not read yet or never seen in the pool (the feed may be a block behind, and
-/// a pool read misses some). It waits for its block, where the chain's order puts that BUY,
-/// copied, first. (A BUY being copied is waited for by the copier as always.)
+/// Whether `f` is a SELL of a token its target's copies hold none of, with no BUY of it by that
+/// target being copied: acted on now it would be refused for good (an exit is sized on the
+/// target's own copies, not on another target's of the same outcome), while the target's BUY of
+/// it may be mined just before it, in a block the feed has not read yet or never seen in the pool
+/// (the feed may be a block behind, and a pool read misses some). It waits for its block, where
+/// the chain's order puts that BUY, copied, first. (A BUY being copied is waited for by the
+/// copier as always.)
 fn sells_what_we_do_not_hold(tx: &Connection, f: &TargetFill) -> StoreResult<bool> {
     if f.side != crate::domain::Side::Sell {
         return Ok(false);
     }
-    let token = f.token_id.to_string();
-    if super::journal::position_of(tx, &token)?.shares.0 > 0 {
+    if super::book::copied_shares_in(tx, &f.wallet, f.token_id)?.0 > 0 {
         return Ok(false);
     }
     let buying: bool = tx
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM fills WHERE status = 'pending' AND token_id = ?1 AND side = 'BUY' \
-             AND orphaned = 0)",
+            "SELECT EXISTS (SELECT 1 FROM fills INDEXED BY fills_wallet WHERE wallet = ?2 AND token_id = ?1 \
+             AND status = 'pending' AND side = 'BUY' AND orphaned = 0)",
         )?
-        .query_row([token], |r| r.get(0))?;
+        .query_row(params![f.token_id.to_string(), addr_lower(&f.wallet)], |r| r.get(0))?;
     Ok(!buying)
 }
 
@@ -886,19 +887,27 @@ mod tests {
             log_index,
             ..fill(tx, 9, block)
         };
-        // Seen pending while we hold none of the token: journaled, waiting for its block (the
-        // target's BUY of it may come first there, unread yet).
-        let held = |s: &Store, shares: i64| {
-            s.conn
-                .execute(
-                    "INSERT OR REPLACE INTO positions (token_id, shares, cost, updated_at_ms) VALUES (?1, ?2, ?2, 0)",
-                    params![sell(1, 0, 0).token_id.to_string(), shares],
-                )
-                .unwrap();
-        };
+        // Seen pending while the target's copies hold none of the token: journaled, waiting for
+        // its block (the target's BUY of it may come first there, unread yet).
         let other = TargetFill { token_id: crate::domain::TokenId::from(777u64), ..sell(4, 0, 0) };
         assert!(s.journal_pending(&[other], "pending", ActOnSight::of(&now)).unwrap().is_empty());
-        held(&s, 10_000_000);
+        // An earlier BUY of the target's, copied: its copies hold the token, the sale is acted on.
+        let earlier = fill(5, 5, 5);
+        let b5 = (5, B256::repeat_byte(5));
+        let copied = s.journal_range(std::slice::from_ref(&earlier), b5, &[b5]).unwrap().to_copy[0].row;
+        let (shares, price) = (crate::domain::Shares(10_000_000), crate::domain::Price(500_000));
+        assert!(s.record_intent(&crate::domain::OrderIntent::for_fill(&earlier, copied, shares, price)).unwrap());
+        let exec = crate::domain::Execution {
+            fill_row: copied,
+            side: crate::domain::Side::Buy,
+            token_id: earlier.token_id,
+            shares,
+            price,
+            usdc: crate::domain::Usdc(5_000_000),
+            mode: crate::domain::ExecMode::Paper,
+            at_ms: 1,
+        };
+        s.record_execution(&exec, &earlier.wallet).unwrap();
         let row = s.journal_pending(&[sell(1, 0, 0)], "pending", ActOnSight::of(&now)).unwrap()[0].row;
         assert_eq!(s.mined_at(row).unwrap(), None, "not mined yet");
         // Block 6: the target buys 10 first, then its sale is mined as transaction 2.

@@ -695,6 +695,53 @@ async fn test_detection_when_the_feed_is_behind_then_a_sighting_waits_for_its_bl
     assert_eq!(d.stop().code(), Some(0));
 }
 
+/// As above with the feed only one block behind (which counts as caught up), and the token held
+/// through another target's copies: FAST's SELL seen in the pool is sized on FAST's own copies,
+/// none yet (its BUY is in the block not read), so it waits for its block rather than being
+/// refused for good because SLOW's copies make the token look held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_target_sells_a_token_held_through_another_targets_copies_then_the_sighting_waits_for_its_block()
+ {
+    let anvil = Anvil::start().await;
+    install_exchange(&anvil, V2_EXCHANGE).await;
+    let rpc = crate::support::capped_rpc::CappedRpc::start(&anvil.http_url(), 100_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &rpc.url, "", &wallets(&[(FAST, "fast", true), (SLOW, "slow", true)], 0.1));
+    d.env.extend(ON_SIGHT.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    d.start();
+    d.wait_live().await;
+    let (ex, data) = settlement(Generation::V2, SLOW, 12, 100 * ONE, 40 * ONE, 1);
+    send(&anvil, ex, &data).await;
+    wait_for(20, "SLOW's BUY copied", async || {
+        rows_of(&d, SLOW).into_iter().find(|r| r["status"] == "executed" && r["provisional"] == false)
+    })
+    .await;
+    // FAST's BUY is mined in one block the feed cannot read yet.
+    rpc.hold_logs(true);
+    let (ex, data) = settlement(Generation::V2, FAST, 12, 100 * ONE, 40 * ONE, 2);
+    send(&anvil, ex, &data).await;
+    wait_for(20, "the feed held reading the BUY's block", async || (rpc.logs_waiting() > 0).then_some(())).await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    let (ex, data) = settlement_of(Generation::V2, FAST, false, 12, (100 * ONE, 45 * ONE), 3);
+    let sell = send(&anvil, ex, &data).await;
+    let row = wait_for(20, "the SELL sighted", async || {
+        rows_of(&d, FAST).into_iter().find(|r| r["fill"].as_str().unwrap().starts_with(&sell.to_string()))
+    })
+    .await;
+    assert_eq!((row["status"].as_str(), row["triggered_by"].as_str()), (Some("pending"), None), "waits: {row}");
+    rpc.hold_logs(false);
+    anvil.mine(1).await;
+    let rows = wait_for(30, "both of FAST's copied, in the chain's order", async || {
+        let r = rows_of(&d, FAST);
+        (r.len() == 2 && r.iter().all(|r| r["status"] != "pending")).then_some(r)
+    })
+    .await;
+    for r in &rows {
+        assert_eq!((r["status"].as_str(), r["triggered_by"].as_str()), (Some("executed"), Some("chain")), "{rows:?}");
+    }
+    assert_eq!(d.stop().code(), Some(0));
+}
+
 const ON_SIGHT: [(&str, &str); 3] = [
     ("POLYCOPY_DETECTION__PENDING", "true"),
     ("POLYCOPY_DETECTION__TRIGGER", "pending"),
