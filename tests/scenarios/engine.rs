@@ -134,8 +134,9 @@ async fn test_live_when_a_target_sells_while_our_buy_is_of_unknown_outcome_then_
     wait_for(20, "the SELL journaled", async || row(&l.d, 1)).await;
     // A later fill of another token is decided: the SELL had every chance to be refused by now.
     l.anvil.emit(&buy(3, STD_TOKEN + 7)).await;
+    let other = (STD_TOKEN + 7).to_string();
     wait_for(20, "the later BUY decided", async || {
-        l.d.trades().into_iter().find(|r| r["token_id"] == (STD_TOKEN + 7).to_string() && r["status"] != "pending")
+        l.d.trades().into_iter().find(|r| r["token_id"] == other.as_str() && r["status"] != "pending")
     })
     .await;
     let sell = row(&l.d, 1).unwrap();

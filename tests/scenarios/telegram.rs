@@ -870,6 +870,25 @@ async fn test_start_when_halted_and_telegram_down_then_said_and_menu_registered(
     assert!(d.stop().success());
 }
 
+/// An alert raised while the daemon starts, before Telegram has answered its first request (the
+/// emergency stop file found at once, Telegram slow), still reaches the chat once it answers:
+/// events from before the sink was settled are handed to it, not only logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_start_when_an_alert_is_raised_before_telegram_answers_then_it_still_reaches_the_chat() {
+    let (_anvil, tg, dir, mut d) = whale_with_telegram().await;
+    assert!(d.stop().success());
+    std::fs::write(dir.path().join("EMERGENCY_STOP"), "").unwrap();
+    tg.slow(Duration::from_secs(2));
+    d.start();
+    d.wait_live().await;
+    wait_for(20, "the trip logged before Telegram answered", async || d.events("breaker_tripped").into_iter().next())
+        .await;
+    tg.slow(Duration::ZERO);
+    let alert = message_containing(&tg, OP, "BREAKER TRIPPED (emergency_stop)").await;
+    assert!(alert.text.contains("emergency stop file"), "{}", alert.text);
+    assert!(d.stop().success());
+}
+
 /// `/close all` offers a button listing the positions; pressed while halted, it sells them and says
 /// so; pressed again it does nothing. `/pausemarket` refuses the next buy there, `/resumemarket`
 /// lifts it.

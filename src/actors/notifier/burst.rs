@@ -90,7 +90,7 @@ impl Handler<Event> for Notifier {
 impl Handler<AddSink> for Notifier {
     type Result = ();
 
-    /// The sink receives the events sent after this message, not the ones pending before it.
+    /// The events pending before it are handed on first (the writer keeps them for the sink).
     fn handle(&mut self, m: AddSink, _: &mut Context<Self>) {
         self.hand_on();
         self.sinks.do_send(m);
@@ -188,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sink_receives_what_was_sent_after_it_was_added_in_order() {
+    fn a_sink_receives_what_was_sent_before_and_after_it_was_added_in_order() {
         let got = actix::System::new().block_on(async {
             let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
             let dir = tempfile::tempdir().unwrap();
@@ -197,19 +197,20 @@ mod tests {
             let n = Notifier::new(&super::super::ReportWriter::new(store, metrics).start()).start();
             let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
             n.do_send(warning(0));
-            n.do_send(AddSink(Sink(seen.clone()).start().recipient()));
+            n.do_send(AddSink(Some(Sink(seen.clone()).start().recipient())));
             for i in 1..4 {
                 n.do_send(warning(i));
             }
             let _ = n.send(Flushed).await;
             // The sink's own mailbox: Flushed answered once the writer handed everything on.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-            while seen.lock().unwrap().len() < 3 && std::time::Instant::now() < deadline {
+            while seen.lock().unwrap().len() < 4 && std::time::Instant::now() < deadline {
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
             seen.lock().unwrap().clone()
         });
-        assert_eq!(got, (1..4).map(|i| warning(i).text()).collect::<Vec<_>>());
+        // The warning before the sink was settled is handed to it first.
+        assert_eq!(got, (0..4).map(|i| warning(i).text()).collect::<Vec<_>>());
     }
 
     #[test]

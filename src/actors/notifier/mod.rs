@@ -58,26 +58,52 @@ pub struct ReportWriter {
     store: Addr<StoreActor>,
     metrics: Arc<Metrics>,
     sinks: Vec<Recipient<Event>>,
+    /// Events reported before the sinks were settled (Telegram answers its first request seconds
+    /// into the start, while a stop file, a refused wallets.json or exits no longer copied are
+    /// found at once): handed to the sinks once they are, so none is only logged. `None` once
+    /// settled.
+    early: Option<Vec<Event>>,
 }
+
+/// Events kept for the sinks before they are settled, at most: routine ones beyond that are
+/// dropped (a backfill at start reports thousands), alerts are kept up to twice as many.
+const EARLY_MAX: usize = 1_000;
 
 impl ReportWriter {
     /// A report writer journaling into `store` and counting into `metrics`.
     #[must_use]
     pub const fn new(store: Addr<StoreActor>, metrics: Arc<Metrics>) -> Self {
-        Self { store, metrics, sinks: Vec::new() }
+        Self { store, metrics, sinks: Vec::new(), early: Some(Vec::new()) }
+    }
+
+    /// Keeps `ev` for the sinks not settled yet.
+    fn keep_early(&mut self, ev: &Event) {
+        let Some(early) = &mut self.early else { return };
+        let routine = matches!(ev, Event::Executed { .. } | Event::Rejected { .. });
+        if early.len() < EARLY_MAX || (!routine && early.len() < 2 * EARLY_MAX) {
+            early.push(ev.clone());
+        }
     }
 }
 
-/// Adds a sink that receives every event from now on.
+/// The sinks are settled: this one (Telegram, when it started) receives every event from now on,
+/// and those reported since the start first. Sent once, with `None` when there is no sink.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct AddSink(pub Recipient<Event>);
+pub struct AddSink(pub Option<Recipient<Event>>);
 
 impl Handler<AddSink> for ReportWriter {
     type Result = ();
 
     fn handle(&mut self, m: AddSink, _: &mut Context<Self>) {
-        self.sinks.push(m.0);
+        if let Some(sink) = m.0 {
+            self.sinks.push(sink);
+        }
+        for ev in self.early.take().unwrap_or_default() {
+            for sink in &self.sinks {
+                sink.do_send(ev.clone());
+            }
+        }
     }
 }
 
@@ -106,6 +132,9 @@ impl Handler<Burst> for ReportWriter {
 
     fn handle(&mut self, burst: Burst, _: &mut Context<Self>) {
         for ev in burst.0 {
+            if self.early.is_some() && !matches!(ev, Event::FillDetected { .. } | Event::Sized { .. }) {
+                self.keep_early(&ev);
+            }
             self.report(ev);
         }
     }

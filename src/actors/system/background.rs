@@ -169,9 +169,8 @@ async fn telegram(
         trading_turn: std::sync::Arc::default(),
     })
     .await;
-    if let Some(tg) = &telegram {
-        t.notifier.do_send(AddSink(tg.sink.clone().recipient()));
-    } else if env.telegram_bot_token.is_some() {
+    t.notifier.do_send(AddSink(telegram.as_ref().map(|tg| tg.sink.clone().recipient())));
+    if telegram.is_none() && env.telegram_bot_token.is_some() {
         t.metrics.telegram_refused.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     telegram
