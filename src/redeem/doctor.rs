@@ -29,6 +29,17 @@ pub async fn checks(s: &Settings, rpc_url: Option<&str>, sig: SigType, funder: O
         contracts.push(("funder: Safe", f, "everything the funder does (it is not deployed)"));
     }
     let provider = rpc_url.and_then(|u| u.parse().ok()).map(|u| ProviderBuilder::new().connect_http(u));
+    match (&provider, funder) {
+        (Some(p), Some(f)) => out.push(share_approvals(p, s.chain.conditional_tokens, f).await),
+        (None, _) => {
+            out.push(Check { name: SHARES, verdict: Verdict::Skipped, detail: "no POLYGON_RPC_URL to ask".into() })
+        }
+        (_, None) => out.push(Check {
+            name: SHARES,
+            verdict: Verdict::Skipped,
+            detail: "not checked: the funder is not known (see above)".into(),
+        }),
+    }
     for (name, at, uses) in contracts {
         let Some(p) = &provider else {
             out.push(Check { name, verdict: Verdict::Skipped, detail: "no POLYGON_RPC_URL to ask".into() });
@@ -57,6 +68,60 @@ pub async fn checks(s: &Settings, rpc_url: Option<&str>, sig: SigType, funder: O
         });
     }
     out
+}
+
+const SHARES: &str = "share approvals";
+
+/// Whether both V2 exchanges may move the funder's outcome shares (`setApprovalForAll` on
+/// Conditional Tokens, read on chain). Without it every SELL, so every exit, is refused "not enough
+/// balance / allowance" while BUYs go through (their pUSD allowances are separate), and the
+/// refusals count toward the breaker with positions open.
+async fn share_approvals(p: &impl alloy::providers::Provider, ctf: Address, funder: Address) -> Check {
+    let mut missing = Vec::new();
+    for (label, neg) in [("the CTF Exchange V2", false), ("the NegRisk CTF Exchange V2", true)] {
+        let Some(exchange) =
+            polymarket_client_sdk_v2::contract_config(crate::clob::account::POLYGON, neg).and_then(|c| c.exchange_v2)
+        else {
+            continue;
+        };
+        let call = alloy::rpc::types::TransactionRequest::default()
+            .to(ctf)
+            .input(crate::redeem::calls::is_approved(funder, exchange).into());
+        let answer = tokio::time::timeout(Duration::from_secs(10), p.call(call).into_future()).await;
+        let warn = |detail: String| Check { name: SHARES, verdict: Verdict::Warn, detail };
+        match answer {
+            Ok(Ok(word)) if word.len() == 32 => {
+                if word.iter().all(|b| *b == 0) {
+                    missing.push(format!("{label} ({exchange:#x})"));
+                }
+            }
+            Ok(Ok(_)) => {
+                return warn(format!("conditional tokens at {ctf:#x} gave no answer (no code on this chain?)"));
+            }
+            Ok(Err(e)) => {
+                return warn(format!("could not ask the node: {}", crate::config::env::redact(&e.to_string())));
+            }
+            Err(_) => return warn("the node did not answer within 10 s".into()),
+        }
+    }
+    if missing.is_empty() {
+        return Check {
+            name: SHARES,
+            verdict: Verdict::Ok,
+            detail: format!("both V2 exchanges may move {funder:#x}'s outcome shares: exits can sell"),
+        };
+    }
+    Check {
+        name: SHARES,
+        verdict: Verdict::Fail,
+        detail: format!(
+            "missing approval: {} may not move {funder:#x}'s outcome shares, so every SELL (every exit) would be \
+             refused with \"not enough balance / allowance\" and count toward the breaker. Approve them: \
+             setApprovalForAll(exchange, true) on Conditional Tokens {ctf:#x}, sent from the funder \
+             (polymarket.com's approval flow, any trade made there once, sets it)",
+            missing.join(" and ")
+        ),
+    }
 }
 
 fn redemption(s: &Settings, sig: SigType) -> Check {

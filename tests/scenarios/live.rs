@@ -271,9 +271,32 @@ async fn test_doctor_when_setup_is_wrong_then_each_problem_is_explained_and_exit
     let (ver, detail) = verdict(&v, "contract: conditional tokens");
     assert_eq!(ver, "warn", "{detail}");
     assert!(detail.contains("holds no code"), "{detail}");
+    assert_eq!(verdict(&v, "share approvals").0, "warn", "nothing to ask: {v}");
     l.anvil.install_balances().await;
+    // The funder has not let the exchanges move its outcome shares: every exit would be refused.
+    let (code, v) = doctor(&l.d, &[]);
+    assert_eq!(code, 1, "{v}");
+    let (ver, detail) = verdict(&v, "share approvals");
+    assert_eq!(ver, "fail", "{v}");
+    assert!(detail.contains("every SELL") && detail.contains("setApprovalForAll"), "{detail}");
+    // Conditional Tokens with operator approvals; the funder approves both V2 exchanges.
+    let standins: Value =
+        serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contracts/standins.json")))
+            .unwrap();
+    l.anvil.raw("anvil_setCode", json!([CONDITIONAL_TOKENS, standins["MockCTF"]])).await;
+    for exchange in ["0xE111180000d2663C0091e4f400237545B87B996B", "0xe2222d279d744050d28e00520010520000310F59"] {
+        let data = format!("0xa22cb465{:0>64}{:0>64}", &exchange[2..], "1");
+        l.anvil
+            .raw(
+                "eth_sendTransaction",
+                json!([{"from": format!("{SIGNER:#x}"), "to": format!("{CONDITIONAL_TOKENS:#x}"), "data": data, "gas": "0x200000"}]),
+            )
+            .await;
+    }
+    l.anvil.mine(1).await;
     let (code, v) = doctor(&l.d, &[]);
     assert_eq!(code, 0, "{v}");
+    assert_eq!(verdict(&v, "share approvals").0, "ok", "{v}");
     assert_eq!(verdict(&v, "contract: conditional tokens").0, "ok");
     assert_eq!(verdict(&v, "contract: V3 position manager").0, "ok");
     let (code, v) = doctor(&l.d, &[("POLYCOPY_LIVE__SIGNATURE_TYPE", "poly_proxy")]);
