@@ -202,6 +202,28 @@ impl Store {
         .collect()
     }
 
+    /// The target's position in `token` as observed from its journaled fills up to the fill of
+    /// `row` (included): the running total less the target's later fills of it that still count
+    /// (a range or a backfill journals several of its trades before the first is sized, and an
+    /// exit sized on the total would take the later ones for its own). Not below zero.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn target_position_at(&self, wallet: &Address, token: &TokenId, row: i64) -> StoreResult<Option<Shares>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT MAX(tp.shares - COALESCE((SELECT SUM(CASE WHEN f.side = 'BUY' THEN f.shares ELSE -f.shares END) \
+                 FROM fills f INDEXED BY fills_wallet WHERE f.wallet = ?1 AND f.token_id = ?2 AND f.id > ?3 \
+                 AND f.orphaned = 0 AND f.status != 'withdrawn'), 0), 0) \
+                 FROM target_positions tp WHERE tp.wallet = ?1 AND tp.token_id = ?2",
+                params![addr_lower(wallet), token.to_string(), row],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(Shares))
+    }
+
     /// The target's position in `token` as observed from its journaled fills.
     ///
     /// # Errors

@@ -405,6 +405,31 @@ mod tests {
         (dir, s, row)
     }
 
+    /// The target's position up to one of its fills leaves out its later fills journaled in the
+    /// same range: sold 10 of its 100, then 85 more, the first sale is of 100 held, not of 15.
+    #[test]
+    fn a_targets_position_up_to_a_fill_leaves_out_its_later_fills() {
+        use crate::domain::Side;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let fill = |tx: u8, side: Side, shares: i64, log_index: u64| crate::domain::TargetFill {
+            side,
+            shares: Shares(shares),
+            log_index,
+            ..crate::store::tests::fill_in(tx, tx, 5)
+        };
+        let fills = [fill(1, Side::Buy, 100, 0), fill(2, Side::Sell, 10, 1), fill(3, Side::Sell, 85, 2)];
+        let rows: Vec<i64> =
+            s.journal_range(&fills, (5, B256::repeat_byte(5)), &[]).unwrap().to_copy.iter().map(|p| p.row).collect();
+        let (wallet, token) = (fills[0].wallet, fills[0].token_id);
+        assert_eq!(s.target_position(&wallet, &token).unwrap(), Some(Shares(5)));
+        // (row, position up to and with that fill)
+        for (row, want) in [(rows[0], 100), (rows[1], 90), (rows[2], 5)] {
+            assert_eq!(s.target_position_at(&wallet, &token, row).unwrap(), Some(Shares(want)), "row {row}");
+        }
+        assert_eq!(s.target_position_at(&Address::repeat_byte(0xbb), &token, rows[0]).unwrap(), None, "another's");
+    }
+
     /// A range longer than the blocks remembered (a catch-up after an outage) keeps the blocks from
     /// before it: a shallow reorg after it finds a block in common below the range, and the feed
     /// reads the range again, rather than restarting at a block it never checked. The newest

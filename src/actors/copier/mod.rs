@@ -290,9 +290,14 @@ pub(super) async fn target_balance_before(
             Err(e) => debug!(cause = %e, "balanceOf failed; using the observed position"),
         }
     }
-    // The journal's observed position already includes this fill (a SELL): add it back.
-    let observed = store.send(TargetPosition { wallet: fill.wallet, token: fill.token_id }).await.ok()?.ok()??;
-    Some(Shares(observed.0.saturating_add(fill.shares.0)))
+    // The journal's observed position up to this fill includes it (a SELL): add it back. It
+    // held at least what it sold (its holdings from before we watched are not observed).
+    let observed = store
+        .send(TargetPosition { wallet: fill.wallet, token: fill.token_id, row: pending.row })
+        .await
+        .ok()?
+        .ok()??;
+    Some(Shares(observed.0.saturating_add(fill.shares.0).max(fill.shares.0)))
 }
 
 /// What the target's trades of the token seen pending before this one, and not mined by block

@@ -28,15 +28,18 @@ store_handler!(LoadBook -> Book, |s, _m| s.book());
 pub struct OpenCopies;
 store_handler!(OpenCopies -> Vec<(Address, TokenId, Shares)>, |s, _m| s.open_copies());
 
-/// A target's observed position in a token.
+/// A target's observed position in a token, up to one of its fills (see
+/// [`Store::target_position_at`](crate::store::Store::target_position_at)).
 #[derive(Debug)]
 pub struct TargetPosition {
     /// The target.
     pub wallet: Address,
     /// The token.
     pub token: TokenId,
+    /// The fill's journal row.
+    pub row: i64,
 }
-store_handler!(TargetPosition -> Option<Shares>, |s, m| s.target_position(&m.wallet, &m.token));
+store_handler!(TargetPosition -> Option<Shares>, |s, m| s.target_position_at(&m.wallet, &m.token, m.row));
 
 /// The stored breaker.
 #[derive(Debug)]
