@@ -225,9 +225,7 @@ pub(super) async fn handle_update(
                 return;
             }
             let Some(text) = msg.text() else { return };
-            if !text.starts_with('/') {
-                return;
-            }
+            let Some(text) = command_text(text) else { return };
             // As a channel or an anonymous admin, the sender is no user (`from` is a placeholder).
             // Only a command counts as unauthorized: a group's chatter is none of our business.
             let sender = if msg.sender_chat.is_some() { None } else { msg.from.as_ref().map(|u| u.id.0) };
@@ -236,6 +234,8 @@ pub(super) async fn handle_update(
             }
             // Command names are case-insensitive for people ("/STATUS"); arguments are kept as typed.
             let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+            let word: String = word.chars().filter(|c| !crate::domain::is_hidden_or_control(*c)).collect();
+            let word = word.as_str();
             let normalized =
                 if rest.is_empty() { word.to_lowercase() } else { format!("{} {rest}", word.to_lowercase()) };
             let reply = match parse_for_us(bot, &normalized, username).await {
@@ -454,5 +454,35 @@ async fn execute(ops: &Ops, cmd: Command) -> Reply {
             replies::uptime(now_ms() - ops.started_ms)
         )),
         Command::Report(arg) => replies::report(ops, &arg).await,
+    }
+}
+
+/// The command in a message's text, without the invisible marks some keyboards and pastes put
+/// before it (a left-to-right mark, a zero-width space, a byte-order mark): a `/halt` typed so
+/// must not be taken for chatter and silently ignored. `None` when the text is no command.
+fn command_text(text: &str) -> Option<&str> {
+    let text = text.trim_start_matches(|c: char| crate::domain::is_hidden_or_control(c) || c.is_whitespace());
+    text.starts_with('/').then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_behind_invisible_marks_is_still_a_command() {
+        // (text, the command found)
+        let cases = [
+            ("/halt lunch", Some("/halt lunch")),
+            ("\u{200E}/halt lunch", Some("/halt lunch")),
+            ("\u{FEFF}\u{200B} /status", Some("/status")),
+            ("\u{200F}/resume", Some("/resume")),
+            ("hello /halt", None),
+            ("\u{200E}hello", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(command_text(text), want, "{text:?}");
+        }
     }
 }

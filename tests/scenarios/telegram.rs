@@ -167,6 +167,8 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
     assert!(!help.contains("doc comment") && !help.contains("variant"), "no source comment in /help: {help}");
     ask("/start", "copies the trades").await;
     ask("/STATUS", "mode PAPER").await;
+    // Invisible marks a keyboard or a paste puts around a command do not hide it.
+    ask("\u{200E}/status\u{200B}", "mode PAPER").await;
     ask("/trades lots", "usage: /trades [n]").await;
     ask("/frobnicate", "unknown command").await;
     // A command addressed to another bot in a group gets no answer; ours (with our name) does.
