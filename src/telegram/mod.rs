@@ -72,7 +72,8 @@ impl Handler<Event> for TelegramActor {
         // The outcome of the operator's own close is the answer to a command ("each outcome is
         // reported here"): never turned off with the copies' kinds, never merged into a digest.
         let operators_own = matches!(&ev, Event::Executed { fill, .. } | Event::Rejected { fill, .. }
-            if fill.wallet == crate::domain::OPERATOR);
+            if fill.wallet == crate::domain::OPERATOR)
+            || matches!(&ev, Event::BookedOnChain { by_operator: true, .. });
         let level = match self.settings.level(kind) {
             NotifyLevel::Off if operators_own => NotifyLevel::On,
             level => level,

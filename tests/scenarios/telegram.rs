@@ -402,6 +402,38 @@ async fn test_close_when_copies_messages_are_off_then_its_outcome_still_reaches_
     assert!(copies.is_empty(), "the copy's own message stays off: {copies:?}");
 }
 
+/// Live: the operator's close is sent, its answer never comes, and our fill on chain books it. That
+/// booking answers the command too ("each outcome is reported here"): it reaches the chat with
+/// the copies' `executed` messages turned off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_close_when_live_and_booked_from_our_fill_on_chain_then_its_outcome_still_reaches_the_chat() {
+    use crate::support::clob::Play;
+    use crate::support::live::{SIGNER, STD_TOKEN, buy, live, orders_in_journal};
+    let mut l = live().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    l.d.with_telegram(&tg, &OP.to_string());
+    l.d.set("telegram", r#"notify = { executed = "off" }"#);
+    l.d.start();
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    l.clob.null_lookups();
+    l.clob.script(&[Play::Hang]);
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/close all");
+    let offer =
+        wait_for(20, "the offer", async || tg.sent_to(OP)[before..].iter().find(|m| !m.buttons.is_empty()).cloned())
+            .await;
+    tg.inject_callback(OP, &offer.buttons[0]);
+    let close = wait_for(30, "the close's order", async || orders_in_journal(&l.d).get(1).cloned()).await;
+    // Our funder's SELL of the 10 shares settles on chain.
+    let order_hash: alloy::primitives::B256 = close.0.parse().unwrap();
+    let ours = Fill { order_hash, ..Fill::v2(0, SIGNER, C, false, STD_TOKEN, 10 * ONE, 4_900_000) };
+    l.anvil.emit(&ours).await;
+    let booked = message_containing(&tg, OP, "was filled on chain").await;
+    assert!(booked.text.contains("SELL 10 shares"), "{}", booked.text);
+}
+
 /// A copy booked between the press of Close and the close itself (the offer listed 10 shares, the
 /// book now holds 20) is not sold on that press: the supervisor compares its book with what the
 /// offer showed as it plans the close, in the same step, and refuses. Before, the journal was

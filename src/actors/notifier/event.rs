@@ -132,6 +132,8 @@ pub enum Event {
         order: String,
         /// What was booked.
         exec: Execution,
+        /// The order was the operator's own close (its outcome answers a command), not a copy.
+        by_operator: bool,
     },
     /// Our fills on chain of a booked SELL got other pUSD than booked (a lookup books at the
     /// order's limit price): the chain's amount replaced it.

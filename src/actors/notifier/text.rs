@@ -55,7 +55,7 @@ impl Event {
             | Self::Orphaned { .. }
             | Self::Unorphaned { .. }
             | Self::ReorgedAfterCopy { .. } => self.chain_text(),
-            Self::BookedOnChain { order, exec } => format!(
+            Self::BookedOnChain { order, exec, .. } => format!(
                 "our order {} was filled on chain, never confirmed by the CLOB: booked {} {} shares of {} at {} ({} USDC)",
                 short_token(order),
                 exec.side,

@@ -79,7 +79,8 @@ impl RiskSupervisor {
         if b.exec.at_ms < self.day_start_ms {
             self.carry_into_day_open(Usdc(restated_today));
         }
-        let event = Event::BookedOnChain { order: order_id, exec: b.exec.clone() };
+        let by_operator = b.wallet == crate::domain::OPERATOR;
+        let event = Event::BookedOnChain { order: order_id, exec: b.exec.clone(), by_operator };
         self.take_booking(&b.exec, b.position, b.realized, event);
         self.wake_position_waiters();
     }
