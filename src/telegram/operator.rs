@@ -47,6 +47,14 @@ impl PendingCloses {
     fn take(&self, nonce: u64) -> Option<Offered> {
         self.0.lock().ok()?.remove(&nonce)
     }
+
+    /// Gives a taken offer back: its press could not be checked (the journal busy for a moment)
+    /// and nothing was done, so the same button may be pressed again, as the reply says.
+    fn put_back(&self, nonce: u64, offered: Offered) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(nonce, offered);
+        }
+    }
 }
 
 /// The open positions `scope` covers, by token id, as the journal has them.
@@ -124,7 +132,7 @@ pub async fn confirm_close(ops: &super::commands::Ops, nonce: &str) -> super::co
     use super::commands::Pressed::{Done, Refused};
     // The moment of the press: a halt after it stops the close, however long its checks take.
     let asked = (ops.gate.halts(), now_ms());
-    let Some(offered) = nonce.parse::<u64>().ok().and_then(|n| ops.closes.take(n)) else {
+    let Some((nonce, offered)) = nonce.parse::<u64>().ok().and_then(|n| Some((n, ops.closes.take(n)?))) else {
         return Refused("this button was already used or is unknown: send /close again".into());
     };
     if now_ms() - offered.at_ms > CLOSE_TTL_MS {
@@ -146,7 +154,10 @@ pub async fn confirm_close(ops: &super::commands::Ops, nonce: &str) -> super::co
             return Refused(CHANGED_SINCE_SHOWN.into());
         }
         Ok(_) => {}
-        Err(e) => return Refused(format!("not closed: {e}")),
+        Err(e) => {
+            ops.closes.put_back(nonce, offered);
+            return Refused(format!("not closed: {e}"));
+        }
     }
     // Tests stretch the time between the press and the close (a copy booked in it).
     crate::fault::hold_at("hold_before_close_asked").await;
@@ -171,5 +182,24 @@ pub async fn set_paused(ops: &super::commands::Ops, arg: &str, paused: bool) -> 
     match market_ops::set_paused(&ops.store, &ops.risk, arg.trim(), paused, "telegram").await {
         Ok(m) => m,
         Err(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A press taken once is gone; one whose check could not run is given back, and the same
+    /// button works once more.
+    #[test]
+    fn a_close_offer_is_taken_once_unless_given_back() {
+        let closes = PendingCloses::default();
+        let nonce = closes.offer(None, vec![(TokenId::from(7u64), Shares(10))]);
+        let offered = closes.take(nonce).expect("offered");
+        assert!(closes.take(nonce).is_none(), "taken once");
+        closes.put_back(nonce, offered);
+        let again = closes.take(nonce).expect("given back");
+        assert_eq!(again.tokens, vec![(TokenId::from(7u64), Shares(10))]);
+        assert!(closes.take(nonce).is_none());
     }
 }
