@@ -336,6 +336,31 @@ async fn test_copy_when_an_exit_goes_stale_while_its_sizing_waits_then_refused_a
         wait_for(20, "the sale decided", async || d.trades().into_iter().nth(1).filter(|r| r["status"] != "pending"))
             .await;
     assert_eq!((sale["status"].as_str(), sale["reason"].as_str()), (Some("rejected"), Some("stale")), "{sale}");
+    let told = async |n: usize| {
+        wait_for(20, &format!("{n} stale exits told"), async || {
+            let said = d.events("alert").into_iter().filter(|e| e.contains("longer ago than copy.max_copy_delay_s"));
+            (said.count() == n).then_some(())
+        })
+        .await;
+    };
+    told(1).await;
+
+    // The target buys again (copied) and its exit goes stale again: said again, not only once a run.
+    anvil.emit(&buy(3, 93)).await;
+    executed(&d, 2).await;
+    std::fs::write(&hold, "").unwrap();
+    let (block, _) = anvil.emit(&Fill::v2(4, A, C, false, 93, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "the second sale's sizing held", async || {
+        (d.log().matches("fault injection: holding").count() >= 2).then_some(())
+    })
+    .await;
+    anvil.wait_older_than(block, 2).await;
+    std::fs::remove_file(&hold).unwrap();
+    wait_for(20, "the second sale decided", async || {
+        d.trades().into_iter().nth(3).filter(|r| r["status"] != "pending")
+    })
+    .await;
+    told(2).await;
     assert_eq!(d.stop().code(), Some(0));
 }
 

@@ -68,6 +68,12 @@ impl CopyTask {
         match sized {
             Err(reason) => self.reject(&m, reason, market),
             Ok(sized) => {
+                if fill.side == Side::Buy
+                    && let Ok(mut told) = self.stale_exits_told.lock()
+                {
+                    // The target is in again: its next stale exit is said again.
+                    told.remove(&(fill.wallet, fill.token_id));
+                }
                 let intent = OrderIntent::for_fill(fill, m.pending.row, sized.shares, sized.limit_price);
                 if self.cfg.report_sized {
                     self.notifier.do_send(Event::Sized { label: m.label.clone(), intent: intent.clone() });
@@ -153,6 +159,7 @@ impl CopyTask {
         {
             let (store, notifier, label, fill) =
                 (self.store.clone(), self.notifier.clone(), m.label.clone(), fill.clone());
+            let told = self.stale_exits_told.clone();
             actix::spawn(async move {
                 let ask = CopiedShares { wallet: fill.wallet, token: fill.token_id };
                 if let Ok(Ok(held)) = store.send(ask).await
@@ -161,6 +168,9 @@ impl CopyTask {
                     let message = super::stale_exit_alert(&label, &fill.token_id, held);
                     tracing::warn!("{message}");
                     notifier.do_send(Event::Alert { message });
+                } else if let Ok(mut told) = told.lock() {
+                    // Nothing said: a later stale exit, once its copies hold some, is.
+                    told.remove(&(fill.wallet, fill.token_id));
                 }
             });
         }
