@@ -227,6 +227,15 @@ impl Venue {
         self.call(c.version()).await
     }
 
+    /// Forgets `token`'s cached rules: the CLOB refused an order for its tick (the market's tick
+    /// changed within [`RULES_TTL`], as it does when a price nears 0 or 1), so the next order reads
+    /// them again rather than being refused the same way for the rest of the minute.
+    pub fn forget_rules(&self, token: TokenId) {
+        if let Ok(mut m) = self.rules.lock() {
+            m.remove(&token);
+        }
+    }
+
     /// A market's tick, minimum size and exchange, from its order book; the SDK's own caches are
     /// primed so building and signing make no further calls.
     ///

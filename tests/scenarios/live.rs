@@ -242,6 +242,26 @@ async fn test_live_when_fill_is_stale_then_no_order_is_sent() {
     assert!(l.clob.posts().is_empty());
 }
 
+/// The CLOB refuses an order for its tick (the market's tick changed within the minute its rules
+/// are cached, as it does near 0 or 1): the market's rules are read again for the next order,
+/// not trusted for the rest of the minute with every copy refused the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_an_order_is_refused_for_its_tick_then_the_markets_rules_are_read_again() {
+    let mut l = live().await;
+    l.clob.script(&[Play::Status(400, "order 0xab breaks minimum tick size rule: 0.001")]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let first =
+        wait_for(20, "the refusal", async || l.d.trades().into_iter().next().filter(|r| r["status"] != "pending"))
+            .await;
+    assert_eq!((first["status"].as_str(), first["reason"].as_str()), (Some("rejected"), Some("invalid_price")));
+    let books = l.clob.requests("/book");
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    wait_for(20, "the second copy", async || l.d.trades().into_iter().nth(1).filter(|r| r["status"] == "executed"))
+        .await;
+    assert!(l.clob.requests("/book") > books, "the rules were read again after the tick refusal");
+}
+
 fn doctor(d: &Daemon, env: &[(&str, &str)]) -> (i32, Value) {
     let out = d.cmd(&["doctor", "--json"]).envs(env.iter().copied()).output().unwrap();
     let (code, stdout, stderr) = output(out);

@@ -70,6 +70,9 @@ impl Run {
                 if tries.retries > 0 {
                     self.withdraw_given_up(order).await;
                 }
+                if code == "invalid_price" {
+                    self.venue.forget_rules(self.intent.token_id);
+                }
                 return done(self.refused(code, message, counts_as_error).await);
             }
             PostOutcome::Retry { code, message, wait_ms } => {
