@@ -15,4 +15,4 @@ pub mod rpc;
 
 pub use clock::ChainClock;
 pub use feed::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, OwnBooked, OwnChange, OwnFill};
-pub use rpc::{BlockRef, ChainError, Rpc, RpcConfig};
+pub use rpc::{BlockRef, ChainError, Reads, Rpc, RpcConfig};

@@ -14,7 +14,7 @@ use polymarket_client_sdk_v2::gamma::types::response::Market as GammaMarket;
 use tracing::{info, warn};
 
 use crate::actors::store::{GetMarket, PutMarket, PutMarketFacts, StoreActor};
-use crate::chain::Rpc;
+use crate::chain::Reads;
 use crate::chain::rpc::ConditionResult;
 use crate::clob::venue::{VenueError, bounded, sdk_error};
 use crate::domain::{Price, TokenId};
@@ -61,7 +61,7 @@ pub struct MarketDirectory {
     /// Set while Gamma fails, so the failure is logged once, not on every lookup.
     failing: std::sync::atomic::AtomicBool,
     /// Where results are read: a node and Conditional Tokens' address.
-    results: Option<(Arc<Rpc>, Address)>,
+    results: Option<(Arc<Reads>, Address)>,
     /// Markets whose result Gamma and the chain disagree on, already told.
     disagreeing: Mutex<std::collections::HashSet<B256>>,
     /// Markets Gamma shows resolved that wait for the chain's result: since when, and told yet.
@@ -104,7 +104,7 @@ impl MarketDirectory {
     /// Reads the result of a market Gamma shows closed without a winner from Conditional Tokens
     /// at `ctf` through `rpc`: an even (50-50) result is only there.
     #[must_use]
-    pub fn with_results(mut self, rpc: Arc<Rpc>, ctf: Address) -> Self {
+    pub fn with_results(mut self, rpc: Arc<Reads>, ctf: Address) -> Self {
         self.results = Some((rpc, ctf));
         self
     }

@@ -364,6 +364,43 @@ async fn test_copy_when_an_exit_goes_stale_while_its_sizing_waits_then_refused_a
     assert_eq!(d.stop().code(), Some(0));
 }
 
+/// The first chain endpoint is down, the second answers: balance reads move to the second as the
+/// feed does, so an exit is sized on the target's balance on chain (it held 1,000 before we watched
+/// and sells half of its 1,100: we sell half of ours), not on the journal's figure for the rest of
+/// the run (which knows only the 100 it bought since, and would sell all of ours).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_balance_reads_when_the_first_endpoint_is_down_then_they_move_to_the_next() {
+    let anvil = Anvil::start().await;
+    anvil.install_balances().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), "http://127.0.0.1:9", "", &wallets(&[(A, "a", true)], 0.1));
+    d.env.push(("POLYGON_RPC_FALLBACK_URLS".into(), anvil.http_url()));
+    d.replace_setting("failover_after_errors = 2", "failover_after_errors = 1");
+    d.start();
+    d.wait_live().await;
+    // A first exit's balance read meets the dead endpoint (sized on the journal's figure).
+    anvil.emit(&buy(1, 96)).await;
+    executed(&d, 1).await;
+    anvil.emit(&Fill::v2(2, A, C, false, 96, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "the first exit decided", async || d.trades().into_iter().nth(1).filter(|r| r["status"] != "pending"))
+        .await;
+    // The target held 1,000 of 95 before we watched; it buys 100 (we copy 10), then sells 550.
+    anvil.set_balance(A, 95, 1_000 * ONE).await;
+    anvil.emit(&buy(3, 95)).await;
+    executed(&d, 3).await;
+    anvil.set_balance(A, 95, 1_100 * ONE).await;
+    anvil.emit(&Fill::v2(4, A, C, false, 95, 550 * ONE, 275 * ONE)).await;
+    let sale =
+        wait_for(20, "the exit decided", async || d.trades().into_iter().nth(3).filter(|r| r["status"] != "pending"))
+            .await;
+    assert_eq!(
+        (sale["status"].as_str(), sale["shares"].as_str()),
+        (Some("executed"), Some("5")),
+        "half of ours: {sale}"
+    );
+    assert_eq!(d.stop().code(), Some(0));
+}
+
 /// A target's exit found by the backfill after a long outage is stale like any fill (history is not
 /// traded at old prices), but while we hold its copies the operator is told: the target has left,
 /// no later fill of its will say so, and the position stays open until closed.

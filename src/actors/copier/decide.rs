@@ -9,7 +9,7 @@ use super::{CopierConfig, Copy, target_balance_before};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::risk_supervisor::{Decision, Evaluate, GetPosition, RiskSupervisor};
 use crate::actors::store::{CopiedShares, RecordRejection, StoreActor};
-use crate::chain::Rpc;
+use crate::chain::Reads;
 use crate::domain::{OrderIntent, Shares, Side, TargetFill};
 use crate::market::{MarketDirectory, MarketInfo, MarketRef};
 use crate::risk::market::check_market;
@@ -21,7 +21,7 @@ pub(super) struct CopyTask {
     /// The copier's settings.
     pub cfg: Arc<CopierConfig>,
     /// Balance reads (a SELL's target balance before its fill).
-    pub rpc: Option<Arc<Rpc>>,
+    pub rpc: Option<Arc<Reads>>,
     /// Market metadata (closed markets, end dates).
     pub markets: Option<Arc<MarketDirectory>>,
     /// The journal: refusals are recorded there.

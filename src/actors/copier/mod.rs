@@ -14,7 +14,7 @@ use crate::actors::lanes::{Access, Lanes};
 use crate::actors::notifier::Notifier;
 use crate::actors::risk_supervisor::{Decision, Flush, RiskSupervisor};
 use crate::actors::store::{MinedAt, PendingBefore, StoreActor, TargetPosition};
-use crate::chain::Rpc;
+use crate::chain::Reads;
 use crate::domain::{Shares, Side, TokenId, Usdc, u256_to_micros};
 use crate::market::MarketDirectory;
 use crate::risk::CopyRules;
@@ -84,7 +84,7 @@ type Queued = (Copy, Option<oneshot::Sender<Decision>>);
 pub struct Copier {
     /// Shared with each copy's task (a clone per copy allocated its lists).
     cfg: Arc<CopierConfig>,
-    rpc: Option<Arc<Rpc>>,
+    rpc: Option<Arc<Reads>>,
     markets: Option<Arc<MarketDirectory>>,
     store: Addr<StoreActor>,
     risk: Addr<RiskSupervisor>,
@@ -122,7 +122,7 @@ impl Copier {
     #[must_use]
     pub fn new(
         cfg: CopierConfig,
-        rpc: Option<Arc<Rpc>>,
+        rpc: Option<Arc<Reads>>,
         markets: Option<Arc<MarketDirectory>>,
         store: Addr<StoreActor>,
         risk: Addr<RiskSupervisor>,
@@ -249,7 +249,7 @@ impl Copier {
 /// a mined one.
 pub(super) async fn target_balance_before(
     cfg: &CopierConfig,
-    rpc: Option<&Rpc>,
+    rpc: Option<&Reads>,
     store: &Addr<StoreActor>,
     pending: &crate::store::PendingFill,
 ) -> Option<Shares> {
@@ -303,7 +303,7 @@ pub(super) async fn target_balance_before(
 /// What the target's trades of the token seen pending before this one, and not mined by block
 /// `at`, moved its balance: a pending BUY then SELL would otherwise read as "sold all it had" (a
 /// balance at the head without the BUY), and our whole position would be sold for half of it.
-async fn pending_earlier(rpc: &Rpc, store: &Addr<StoreActor>, pending: &PendingFill, at: u64) -> i64 {
+async fn pending_earlier(rpc: &Reads, store: &Addr<StoreActor>, pending: &PendingFill, at: u64) -> i64 {
     let Ok(Ok(earlier)) = store.send(PendingBefore { row: pending.row, at }).await else { return 0 };
     let mut net = 0i64;
     for (tx, shares, still_pending) in earlier {
@@ -324,7 +324,7 @@ async fn pending_earlier(rpc: &Rpc, store: &Addr<StoreActor>, pending: &PendingF
 /// of 1,000" would look like "sold all it had". `None` when neither can be told: a transaction
 /// gone from the pool may have been replaced by another (same match, another hash) that is mined
 /// already, and the journal's own figure is used instead.
-async fn before_pending(rpc: &Rpc, tx: alloy::primitives::B256) -> Option<u64> {
+async fn before_pending(rpc: &Reads, tx: alloy::primitives::B256) -> Option<u64> {
     let (head, mined) = tokio::join!(rpc.block_number(), rpc.mined_in(tx));
     let head = head.ok()?;
     match mined.ok()? {

@@ -14,7 +14,7 @@ use super::trading::Trading;
 use crate::actors::copier::{Copier, CopierConfig};
 use crate::actors::notifier::Details;
 use crate::actors::watcher::Registry;
-use crate::chain::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, Rpc, RpcConfig};
+use crate::chain::{ChainFeed, FeedConfig, FeedPeers, FeedStatus, Reads, Rpc, RpcConfig};
 use crate::config::{Env, Settings, Wallets};
 use crate::market::MarketDirectory;
 
@@ -124,26 +124,24 @@ fn feed_config(s: &Settings, t: &Trading) -> FeedConfig {
 
 /// The connection balance reads and market results go over (HTTP, lazy: no connection is made
 /// until the first call).
-async fn balance_rpc(s: &Settings, rpc: &RpcConfig) -> Option<Arc<Rpc>> {
-    let mut balance_rpc = Rpc::new(RpcConfig {
+async fn balance_rpc(s: &Settings, rpc: &RpcConfig) -> Option<Arc<Reads>> {
+    let reads = Reads::connect(&RpcConfig {
         ws_url: None,
         // Lazy, as before: the feed identifies the chain on the same endpoints, and a node that is
         // down at start must not turn balance reads off for the daemon's whole life.
         chain_id: 0,
         timeout: Duration::from_millis(s.chain.balance_timeout_ms.min(s.chain.request_timeout_ms)),
         ..rpc.clone()
-    });
-    match balance_rpc.connect().await {
-        Ok(()) => Some(Arc::new(balance_rpc)),
-        Err(e) => {
-            warn!(cause = %e, "balance reads unavailable; proportional sells use observed positions");
-            None
-        }
+    })
+    .await;
+    if reads.is_none() {
+        warn!("balance reads unavailable; proportional sells use observed positions");
     }
+    reads.map(Arc::new)
 }
 
 /// Gamma's market metadata (closed markets, end dates), when it can be set up.
-fn markets(s: &Settings, env: &Env, t: &Trading, reads: Option<Arc<Rpc>>) -> Option<Arc<MarketDirectory>> {
+fn markets(s: &Settings, env: &Env, t: &Trading, reads: Option<Arc<Reads>>) -> Option<Arc<MarketDirectory>> {
     match MarketDirectory::new(
         &env.gamma_url,
         t.store.clone(),

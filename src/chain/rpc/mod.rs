@@ -15,12 +15,14 @@ use crate::config::redact_url;
 
 mod error;
 mod pool;
+mod reads;
 mod views;
 
 pub use error::ChainError;
 use error::scrub_url;
 pub(crate) use error::with_causes;
 pub use pool::{PoolTx, pool_tx};
+pub use reads::Reads;
 pub use views::ConditionResult;
 
 /// The parts of a block header the feed uses.
