@@ -7,6 +7,24 @@ use crate::domain::Usdc;
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
 
+/// The unrealized P&L of `p` at `mark`, a mark read while the position was `marked`: shares
+/// bought since count at what they cost until the next mark (a mark read before them says
+/// nothing of their price: an hour-old mark far from a new BUY's price would book that gap at
+/// once, tripping the daily loss limit, or hiding a loss). Sold down to no more than was marked,
+/// the whole position counts at the mark.
+#[must_use]
+pub fn unrealized_at(p: crate::risk::Position, mark: crate::domain::Price, marked: crate::risk::Position) -> i64 {
+    if p.shares.0 <= 0 {
+        return 0;
+    }
+    if p.shares.0 <= marked.shares.0 {
+        return crate::domain::mul_price_floor(p.shares, mark) - p.cost.0;
+    }
+    // The shares marked at what they cost then; the ones added since at their own cost (nothing).
+    let marked_shares = marked.shares.0.max(0);
+    crate::domain::mul_price_floor(crate::domain::Shares(marked_shares), mark) - marked.cost.0.clamp(0, p.cost.0)
+}
+
 /// When the trading day containing `now_ms` opened, for days that start at `hour` UTC.
 #[must_use]
 pub const fn day_start(now_ms: i64, hour: u32) -> i64 {
@@ -56,6 +74,30 @@ pub fn daily_loss_line(pnl_today: Usdc, limit: Usdc) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_bought_after_the_mark_count_at_cost_until_the_next() {
+        use crate::domain::{Price, Shares};
+        use crate::risk::Position;
+        let pos = |shares: i64, cost: i64| Position { shares: Shares(shares), cost: Usdc(cost) };
+        // (position, mark, position when marked, unrealized)
+        let cases = [
+            // All marked: the mark's value less the cost.
+            (pos(10_000_000, 5_000_000), Price(600_000), pos(10_000_000, 5_000_000), 1_000_000),
+            // 100 bought at 0.60 onto 10 bought at 0.50 and marked at 0.10 an hour ago: the 10 at
+            // the mark (1 for 5), the 100 at their cost; not a 50 USDC loss at once.
+            (pos(110_000_000, 65_000_000), Price(100_000), pos(10_000_000, 5_000_000), -4_000_000),
+            // Nothing held when marked: at cost.
+            (pos(10_000_000, 5_000_000), Price(100_000), pos(0, 0), 0),
+            // Sold down below what was marked: the rest is marked.
+            (pos(4_000_000, 2_000_000), Price(600_000), pos(10_000_000, 5_000_000), 400_000),
+            // Closed.
+            (pos(0, 0), Price(600_000), pos(10_000_000, 5_000_000), 0),
+        ];
+        for (p, mark, marked, want) in cases {
+            assert_eq!(unrealized_at(p, mark, marked), want, "{p:?} at {mark:?}, {marked:?} marked");
+        }
+    }
 
     #[test]
     fn the_daily_loss_line_says_how_much_of_the_limit_is_used() {

@@ -267,6 +267,38 @@ async fn test_live_when_daily_loss_limit_reached_then_reducing_exits_copied_buys
     assert_eq!(l.clob.posts().len(), 2, "the BUY never reached the CLOB");
 }
 
+/// Marks stop coming (the CLOB no longer gives a midpoint) while a BUY is booked far from the last
+/// one: the new shares count at their cost until the next mark, so the old mark's gap is neither
+/// booked as today's loss at once (which would move trading to `reducing`) nor hides one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_buy_is_booked_far_from_a_stale_mark_then_its_shares_count_at_cost() {
+    let mut l = live().await;
+    l.d.set("risk", "mark_interval_s = 1");
+    l.clob.set_mid(STD_TOKEN, "0.5");
+    l.d.start_with(&[("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    // 10 shares for 5.10, marked at 0.50: -0.10.
+    wait_for(20, "the copy marked", async || (l.d.status()["unrealized_usdc"] == "-0.1").then_some(())).await;
+    l.clob.edit_token(STD_TOKEN, |t| t.mid = None);
+    // The target buys at 0.90: we buy 10 more near 0.91. Valued at the old 0.50 they would be a
+    // 4 USDC loss at once, past the 3 USDC limit.
+    l.anvil.emit(&Fill::v2(2, A, C, true, STD_TOKEN, 100 * ONE, 90 * ONE)).await;
+    wait_for(20, "the second copy", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
+    // What the daily loss limit counts (the supervisor's figure): the new shares at cost.
+    assert_eq!(l.d.metric("polycopy_unrealized_pnl_usdc").await.as_deref(), Some("-0.1"));
+    assert_eq!(l.d.metric("polycopy_pnl_today_usdc").await.as_deref(), Some("-0.1"));
+    let st = l.d.status();
+    assert_eq!(st["breaker"]["state"], "active", "{st}");
+    // Marked again at 0.70: every share counts at the mark, 14 for a cost of 14.20.
+    l.clob.set_mid(STD_TOKEN, "0.7");
+    wait_for(20, "the next mark", async || {
+        (l.d.metric("polycopy_unrealized_pnl_usdc").await.as_deref() == Some("-0.2")).then_some(())
+    })
+    .await;
+    assert_eq!(l.d.status()["breaker"]["state"], "active");
+}
+
 /// The trading day rolls on the supervisor's timer, with no fill, intent or mark arriving: the
 /// daily loss limit's `reducing` ends at the configured hour, the lift is reported, today's P&L
 /// starts again at zero, and the next BUY is copied. The limit is reached on a fee alone and marks

@@ -73,8 +73,8 @@ impl RiskSupervisor {
     /// at cost, as [`RiskSupervisor::revalue`] counts it).
     pub(super) fn unrealized_of(&self, token: &crate::domain::TokenId, p: crate::risk::Position) -> i64 {
         match self.marks.get(token) {
-            Some(mark) if p.shares.0 > 0 => crate::domain::mul_price_floor(p.shares, *mark) - p.cost.0,
-            _ => 0,
+            Some(mark) => crate::risk::day::unrealized_at(p, *mark, self.marked.get(token).copied().unwrap_or(p)),
+            None => 0,
         }
     }
 

@@ -55,6 +55,9 @@ pub struct RiskSupervisor {
     realized_today: Usdc,
     /// Marks (CLOB midpoints) of tokens we hold, and the unrealized P&L they give.
     marks: HashMap<TokenId, crate::domain::Price>,
+    /// The position each mark was read for: shares bought since count at cost until the next mark
+    /// (see [`crate::risk::day::unrealized_at`]).
+    marked: HashMap<TokenId, crate::risk::Position>,
     unrealized: Usdc,
     /// Whether the CLOB has marked the book since the start (before, the journal's last marks).
     marked_since_start: bool,
@@ -134,6 +137,8 @@ impl RiskSupervisor {
         for (w, t) in state.recent_copies {
             copies.entry(w).or_default().push_back(t);
         }
+        // The journal's marks were read for the positions as the journal holds them.
+        let marked = state.marks.keys().map(|t| (*t, state.book.position(t))).collect();
         let mut supervisor = Self {
             limits,
             breaker: Breaker::new(state.breaker, max_consecutive_errors),
@@ -142,6 +147,7 @@ impl RiskSupervisor {
             book: state.book,
             written: HashMap::new(),
             realized_today: state.realized_today,
+            marked,
             marks: state.marks,
             unrealized: Usdc::ZERO,
             marked_since_start: false,
@@ -192,6 +198,7 @@ impl RiskSupervisor {
             // counts at cost until marked again, never at the price it had before.
             if w.position.shares.0 == 0 {
                 self.marks.remove(&token);
+                self.marked.remove(&token);
             }
         }
     }

@@ -8,7 +8,7 @@ use actix::{ActorFutureExt, Context, Handler, Message, MessageResult, ResponseAc
 use super::RiskSupervisor;
 use crate::actors::notifier::Event;
 use crate::actors::store::{RecordSettlement, SetMarks};
-use crate::domain::{Price, TokenId, Usdc, mul_price_floor};
+use crate::domain::{Price, TokenId, Usdc};
 use crate::market::MarketInfo;
 use crate::store::now_ms;
 
@@ -33,9 +33,8 @@ impl RiskSupervisor {
         let mut total = 0i64;
         for (token, mark) in &self.marks {
             let p = self.book.position(token);
-            if p.shares.0 > 0 {
-                total += mul_price_floor(p.shares, *mark) - p.cost.0;
-            }
+            let marked = self.marked.get(token).copied().unwrap_or(p);
+            total += crate::risk::day::unrealized_at(p, *mark, marked);
         }
         self.unrealized = Usdc(total);
     }
@@ -107,6 +106,7 @@ impl Handler<Resolved> for RiskSupervisor {
                 }
                 act.adopt(info.token_id, r.position);
                 act.marks.remove(&info.token_id);
+                act.marked.remove(&info.token_id);
                 // Counted on the day the journal dates it, as every booking is: a settlement written
                 // just before the day rolled is yesterday's after a restart too.
                 if r.exec.at_ms >= act.day_start_ms {
@@ -148,6 +148,9 @@ impl Handler<Marks> for RiskSupervisor {
         // be valued at them.
         m.0.retain(|token, _| self.book.position(token).shares.0 > 0);
         self.store.do_send(SetMarks(m.0.clone()));
+        for token in m.0.keys() {
+            self.marked.insert(*token, self.book.position(token));
+        }
         self.marks.extend(m.0);
         self.marked_since_start = true;
         self.revalue();
