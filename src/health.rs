@@ -102,6 +102,18 @@ pub fn evaluate(i: &HealthInput<'_>, t: &HealthSettings) -> HealthReport {
             }
             None => (Level::Degraded, "starting: first chain sync not finished".to_owned()),
         }
+    } else if f.copier_wait_since_ms != 0 && stalled_s > stall_s {
+        // Alive, and not reading the chain on purpose: the copies are at their bound (each waits
+        // on a node or CLOB read). Nothing is lost; the operator should know why fills lag.
+        let waited_s = (i.now_ms - f.copier_wait_since_ms) / 1000;
+        (
+            Level::Degraded,
+            format!(
+                "the chain feed waits for the copier for {waited_s} s: copies waiting for a decision are at their \
+                 bound (head {}, processed {})",
+                f.head, f.processed
+            ),
+        )
     } else if stalled_s > stall_s {
         (
             Level::Unhealthy,
@@ -310,6 +322,13 @@ mod tests {
             (FeedStatus { processed: 69, ..live.clone() }, &ok, Ok(()), Level::Degraded),
             (FeedStatus { processed: 70, ..live.clone() }, &ok, Ok(()), Level::Healthy),
             (FeedStatus { last_ok_ms: 39_000, ..live.clone() }, &ok, Ok(()), Level::Unhealthy),
+            // Not reading the chain because the copier is behind: alive, degraded.
+            (
+                FeedStatus { last_ok_ms: 39_000, copier_wait_since_ms: 40_000, ..live.clone() },
+                &ok,
+                Ok(()),
+                Level::Degraded,
+            ),
             (live.clone(), &tripped, Ok(()), Level::Unhealthy),
             (live.clone(), &ok, Err("timeout".into()), Level::Unhealthy),
             // The chain never answered since the start: starting for a while, then unhealthy.

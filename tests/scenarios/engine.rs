@@ -930,7 +930,11 @@ async fn test_live_when_a_429_asks_to_wait_past_the_copys_freshness_then_refused
     let r = wait_for(20, "the copy decided", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
     assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("rate_limited")), "{r}");
     assert_eq!(l.clob.posts().len(), 1, "never sent again");
-    assert!(l.d.log().contains("outlasts the copy's freshness"), "{}", l.d.log());
+    // Reported (and so logged) a moment after the journal's row.
+    wait_for(10, "the refusal's reason logged", async || {
+        l.d.log().contains("outlasts the copy's freshness").then_some(())
+    })
+    .await;
 }
 
 /// A copy approved before a halt that is resumed while the copy still waits (here, held before its

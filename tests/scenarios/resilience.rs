@@ -136,6 +136,14 @@ async fn test_backpressure_when_copies_wait_at_their_bound_then_the_feed_waits_a
     // Every slot is held by a copy that cannot move on: the count cannot change until released.
     assert_eq!(d.metric("polycopy_copies_waiting").await.as_deref(), Some("3"));
     assert!(with_status(&d.trades(), "executed").is_empty(), "nothing is decided while held");
+    // Past the stall threshold, /health says why the chain is not read: alive, degraded.
+    let base = d.http_base().await;
+    let health = wait_for(20, "/health naming the wait", async || {
+        let (code, body) = crate::support::http::http_get(&base, "/health").await;
+        body.contains("waits for the copier").then_some((code, body))
+    })
+    .await;
+    assert_eq!(health.0, 200, "degraded, not down: {}", health.1);
 
     std::fs::remove_file(&hold).unwrap();
     executed(&d, 8).await;

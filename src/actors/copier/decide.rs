@@ -99,7 +99,8 @@ impl CopyTask {
         let fill = &m.pending.fill;
         let cfg = &self.cfg;
         let (our_position, target_balance_before) = if fill.side == Side::Sell {
-            let held = self.risk.send(GetPosition(fill.token_id)).await.unwrap_or(Shares::ZERO);
+            let ask = GetPosition { token: fill.token_id, at_start: m.at_start };
+            let held = self.risk.send(ask).await.unwrap_or(Shares::ZERO);
             let ours = self.copied(fill, held).await?;
             // Nothing to sell: no balance read on the node (most of a target's exits are of
             // positions we never copied).

@@ -190,15 +190,30 @@ impl Copier {
         let admitted = m.admitted.take();
         // Boxed once: the sizing future is about 2 KB, and a task moves its future several times.
         let work = Box::pin(self.size_and_decide(m));
-        let me = ctx.address();
+        // Moves its lane on however the task ends: a sizing that panicked must not leave the
+        // token's later copies (and their slots) waiting for ever.
+        let lane = LaneDone { me: ctx.address(), token, access };
         actix::spawn(async move {
             let decision = work.await;
             drop(admitted);
             if let Some(tx) = tx {
                 let _ = tx.send(decision);
             }
-            me.do_send(Decided { token, access });
+            drop(lane);
         });
+    }
+}
+
+/// Sends [`Decided`] for its copy when dropped.
+struct LaneDone {
+    me: Addr<Copier>,
+    token: TokenId,
+    access: Access,
+}
+
+impl Drop for LaneDone {
+    fn drop(&mut self) {
+        self.me.do_send(Decided { token: self.token, access: self.access });
     }
 }
 

@@ -55,10 +55,16 @@ pub struct Evaluate {
     pub counted_at_ms: Option<i64>,
 }
 
-/// Our current position in a token.
+/// Our current position in a token, for a SELL's size.
 #[derive(Debug, Message)]
 #[rtype(result = "Shares")]
-pub struct GetPosition(pub TokenId);
+pub struct GetPosition {
+    /// The token.
+    pub token: TokenId,
+    /// Part of recovery at start, which the feed waits for: answered without waiting for BUYs of
+    /// unknown outcome (the operator is told instead), so the daemon is ready at once.
+    pub at_start: bool,
+}
 
 /// Halt or resume trading from inside the daemon (the feed on a journal failure, Telegram).
 #[derive(Debug, Message)]

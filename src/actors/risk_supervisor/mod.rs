@@ -88,8 +88,9 @@ pub struct RiskSupervisor {
     slots: Arc<tokio::sync::Semaphore>,
     /// Replied to when no placement runs any more (shutdown).
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
-    /// Position questions waiting for a BUY in flight on their token (see [`GetPosition`]).
-    position_waiters: Vec<(TokenId, std::time::Instant, tokio::sync::oneshot::Sender<Shares>)>,
+    /// Position questions waiting for a BUY of their token (see [`GetPosition`]): (token, until
+    /// when, part of recovery at start, where the answer goes).
+    position_waiters: Vec<(TokenId, std::time::Instant, bool, tokio::sync::oneshot::Sender<Shares>)>,
     /// Markets the operator paused: no BUY into them.
     paused_markets: operator::Paused,
     /// A close's limit is this far under its reference price.
@@ -199,6 +200,12 @@ impl RiskSupervisor {
             if w.position.shares.0 == 0 {
                 self.marks.remove(&token);
                 self.marked.remove(&token);
+            } else if let Some(marked) = self.marked.get_mut(&token)
+                && w.position.shares.0 < marked.shares.0
+            {
+                // Sold down: what is left is what the mark was read for; a BUY after it adds
+                // shares of its own, at their cost.
+                *marked = w.position;
             }
         }
     }

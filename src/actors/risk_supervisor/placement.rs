@@ -333,7 +333,9 @@ impl RiskSupervisor {
             // Booked in part on chain while this attempt ran: its rest stays held for a later part
             // of the same match until the settlement timeout (`CheckSettlement` lets it go), also
             // when the attempt ends `Done` (a lookup replays the part the chain booked, not the
-            // rest still settling; held a little too long, a rest only tightens the caps).
+            // rest still settling; held a little too long, a rest only tightens the caps). It is
+            // no longer being placed: a SELL of its token does not wait for it.
+            self.reserved.unresolved(m.intent.fill_row);
             self.unresolved.done(m.intent.fill_row);
         } else {
             self.reserved.release(m.intent.fill_row);

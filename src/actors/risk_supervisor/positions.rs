@@ -17,12 +17,22 @@ impl Handler<GetPosition> for RiskSupervisor {
     /// flight the answer waits for its outcome (at most `POSITION_WAIT`): a SELL right after a BUY
     /// is sized on what the BUY actually got.
     fn handle(&mut self, m: GetPosition, _: &mut Context<Self>) -> Self::Result {
-        if !self.awaits_buy(&m.0) {
-            let shares = self.reserved.sellable(&self.book, &m.0);
+        let waits = if m.at_start {
+            // Recovery at start is not held up by an order of unknown outcome (it may take
+            // minutes to resolve); the operator is told the exit is sized without it.
+            if self.awaits_unknown_buy(&m.token) {
+                self.sized_without_buy(&m.token, "unknown at the start");
+            }
+            self.reserved.buying(&m.token)
+        } else {
+            self.awaits_buy(&m.token)
+        };
+        if !waits {
+            let shares = self.reserved.sellable(&self.book, &m.token);
             return Box::pin(async move { shares });
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.position_waiters.push((m.0, std::time::Instant::now() + POSITION_WAIT, tx));
+        self.position_waiters.push((m.token, std::time::Instant::now() + POSITION_WAIT, m.at_start, tx));
         Box::pin(async move { rx.await.unwrap_or(Shares::ZERO) })
     }
 }
@@ -38,11 +48,25 @@ impl RiskSupervisor {
     /// unknown (resolved in the background or by our fill on chain), still holding its exposure
     /// and not waited for already.
     fn awaits_buy(&self, token: &crate::domain::TokenId) -> bool {
-        self.reserved.buying(token)
-            || self
-                .unresolved
-                .buys_awaited(token)
-                .any(|row| self.reserved.holds(row) && !self.reserved.awaits_parts(row))
+        self.reserved.buying(token) || self.awaits_unknown_buy(token)
+    }
+
+    /// Whether a BUY of `token` of unknown outcome, not waited for already, holds its exposure.
+    fn awaits_unknown_buy(&self, token: &crate::domain::TokenId) -> bool {
+        self.unresolved.buys_awaited(token).any(|row| self.reserved.holds(row) && !self.reserved.awaits_parts(row))
+    }
+
+    /// Tells the operator a SELL of `token` is sized without our BUY of it still in flight
+    /// (`when`: how long it was waited for), once: the token's later SELLs do not wait for
+    /// those BUYs again.
+    fn sized_without_buy(&mut self, token: &crate::domain::TokenId, when: &str) {
+        self.unresolved.stop_awaiting(token);
+        let message = format!(
+            "a target's SELL of token {token} is sized without our BUY of it still in flight (its outcome {when}): \
+             if that BUY fills, we hold shares the target has sold. Check `polycopy status` and close them if so"
+        );
+        tracing::warn!("{message}");
+        self.notifier.do_send(crate::actors::notifier::Event::Alert { message });
     }
 
     /// Answers the position questions whose token has no BUY in flight any more, or that waited long
@@ -50,25 +74,16 @@ impl RiskSupervisor {
     pub(super) fn wake_position_waiters(&mut self) {
         let now = std::time::Instant::now();
         let waiters = std::mem::take(&mut self.position_waiters);
-        for (token, deadline, tx) in waiters {
-            let buying = self.awaits_buy(&token);
+        for (token, deadline, at_start, tx) in waiters {
+            let buying = if at_start { self.reserved.buying(&token) } else { self.awaits_buy(&token) };
             if !buying || now >= deadline {
                 if buying {
-                    // Said once: the token's later SELLs do not wait for these BUYs again.
-                    self.unresolved.stop_awaiting(&token);
                     // Sized without it: should it fill, we hold shares the target has left.
-                    let message = format!(
-                        "a target's SELL of token {token} is sized without our BUY of it still in flight (its \
-                         outcome unknown after {} s): if that BUY fills, we hold shares the target has sold. Check \
-                         `polycopy status` and close them if so",
-                        POSITION_WAIT.as_secs()
-                    );
-                    tracing::warn!("{message}");
-                    self.notifier.do_send(crate::actors::notifier::Event::Alert { message });
+                    self.sized_without_buy(&token, &format!("unknown after {} s", POSITION_WAIT.as_secs()));
                 }
                 let _ = tx.send(self.reserved.sellable(&self.book, &token));
             } else {
-                self.position_waiters.push((token, deadline, tx));
+                self.position_waiters.push((token, deadline, at_start, tx));
             }
         }
     }

@@ -76,6 +76,9 @@ pub struct FeedStatus {
     pub failing_since_ms: i64,
     /// Why the last attempt failed (endpoint redacted, every cause kept).
     pub last_error: Option<String>,
+    /// Since when the feed has waited for the copier to take its last batch, unix ms (0: not
+    /// waiting): the copies are at their bound, and the chain is not read meanwhile.
+    pub copier_wait_since_ms: i64,
 }
 
 /// The actors the feed talks to.
@@ -448,10 +451,35 @@ impl ChainFeed {
             self.metrics.fills_seen.fetch_add(outcome.to_copy.len() as u64, std::sync::atomic::Ordering::Relaxed);
             // Awaited, not fired: the feed reads no further range until the registry has taken
             // these (back-pressure; they are journaled, so a registry gone is recovered at start).
-            if let Err(e) = self.sink.send(NewFills(outcome.to_copy)).await {
+            let send = self.sink.send(NewFills(outcome.to_copy));
+            if let Err(e) = self.wait_for_copier(send).await {
                 warn!(cause = %e, "fills journaled but not handed on; they are copied at the next start");
             }
         }
+    }
+
+    /// Waits for the registry to take a batch. Past a second the copies are at their bound (see
+    /// `crate::actors::copier::admission`): the feed says it is alive and waiting, every second,
+    /// so the watchdog and `/health` do not take a copier catching up for a dead chain feed.
+    async fn wait_for_copier<F: std::future::Future>(&self, send: F) -> F::Output {
+        const BEAT: Duration = Duration::from_secs(1);
+        tokio::pin!(send);
+        if let Ok(out) = tokio::time::timeout(BEAT, &mut send).await {
+            return out;
+        }
+        let since = crate::store::now_ms() - 1_000;
+        let mut beat = tokio::time::interval(BEAT);
+        let out = loop {
+            tokio::select! {
+                out = &mut send => break out,
+                _ = beat.tick() => self.status.send_modify(|s| {
+                    s.attempt_ms = crate::store::now_ms();
+                    s.copier_wait_since_ms = since;
+                }),
+            }
+        };
+        self.status.send_modify(|s| s.copier_wait_since_ms = 0);
+        out
     }
 
     async fn initial_checkpoint(&mut self, safe: u64) -> Result<(u64, B256), ChainError> {

@@ -48,6 +48,10 @@ impl Reads {
 
     /// Counts how the read on endpoint `i` went; too many errors in a row move reads to the next.
     fn note<T>(&self, i: usize, r: &Result<T, ChainError>) {
+        // A read that started on an endpoint left since says nothing of the one in use.
+        if i != self.current.load(Ordering::Relaxed) % self.rpcs.len() {
+            return;
+        }
         if r.is_ok() {
             self.errors_in_row.store(0, Ordering::Relaxed);
             return;
