@@ -78,12 +78,14 @@ const SHARES: &str = "share approvals";
 /// refusals count toward the breaker with positions open.
 async fn share_approvals(p: &impl alloy::providers::Provider, ctf: Address, funder: Address) -> Check {
     let mut missing = Vec::new();
+    let mut asked = 0;
     for (label, neg) in [("the CTF Exchange V2", false), ("the NegRisk CTF Exchange V2", true)] {
         let Some(exchange) =
             polymarket_client_sdk_v2::contract_config(crate::clob::account::POLYGON, neg).and_then(|c| c.exchange_v2)
         else {
             continue;
         };
+        asked += 1;
         let call = alloy::rpc::types::TransactionRequest::default()
             .to(ctf)
             .input(crate::redeem::calls::is_approved(funder, exchange).into());
@@ -103,6 +105,9 @@ async fn share_approvals(p: &impl alloy::providers::Provider, ctf: Address, fund
             }
             Err(_) => return warn("the node did not answer within 10 s".into()),
         }
+    }
+    if asked == 0 {
+        return Check { name: SHARES, verdict: Verdict::Warn, detail: "no V2 exchange known to ask about".into() };
     }
     if missing.is_empty() {
         return Check {
