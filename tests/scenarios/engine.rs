@@ -198,6 +198,34 @@ async fn test_live_when_our_unconfirmed_match_settles_in_parts_then_the_rest_sta
     assert!(errors.iter().all(|e| e.contains("unknown outcome")), "only the window's end was an error: {errors:?}");
 }
 
+/// The target's exit goes stale while our BUY of the token is of unknown outcome (nothing booked
+/// yet): the exit is refused, and the operator is told that BUY may still fill and stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_an_exit_is_stale_while_our_buy_is_of_unknown_outcome_then_the_operator_is_told() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
+    l.d.set("copy", "max_copy_delay_s = 2");
+    l.clob.null_lookups();
+    l.clob.script(&[Play::Hang]);
+    let hold = l.d.dir.join("hold-sizing");
+    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_sizing"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(30, "the BUY's outcome to be unknown", async || row(&l.d, 0).filter(|r| r["reason"] == "unknown")).await;
+    std::fs::write(&hold, "").unwrap();
+    let (block, _) = l.anvil.emit(&Fill::v2(2, A, C, false, STD_TOKEN, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "the exit held", async || l.d.log().contains("fault injection: holding").then_some(())).await;
+    l.anvil.wait_older_than(block, 2).await;
+    std::fs::remove_file(&hold).unwrap();
+    let sale = wait_for(20, "the exit decided", async || row(&l.d, 1).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((sale["status"].as_str(), sale["reason"].as_str()), (Some("rejected"), Some("stale")), "{sale}");
+    let alert = wait_for(20, "the alert", async || {
+        l.d.events("alert").into_iter().find(|a| a.contains("longer ago than copy.max_copy_delay_s"))
+    })
+    .await;
+    assert!(alert.contains("outcome not known yet"), "{alert}");
+}
+
 /// As above, but the first part of the match settles while the order is still being placed (its
 /// answer never came): the placement then ends on the part the chain booked, and the rest stays
 /// reserved for a later part of the same match all the same, until the settlement timeout.

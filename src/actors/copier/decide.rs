@@ -7,7 +7,7 @@ use actix::Addr;
 
 use super::{CopierConfig, Copy, target_balance_before};
 use crate::actors::notifier::{Event, Notifier};
-use crate::actors::risk_supervisor::{Decision, Evaluate, GetPosition, RiskSupervisor};
+use crate::actors::risk_supervisor::{BuyOpen, Decision, Evaluate, GetPosition, RiskSupervisor};
 use crate::actors::store::{CopiedShares, RecordRejection, StoreActor};
 use crate::chain::Reads;
 use crate::domain::{OrderIntent, Shares, Side, TargetFill};
@@ -161,12 +161,19 @@ impl CopyTask {
             let (store, notifier, label, fill) =
                 (self.store.clone(), self.notifier.clone(), m.label.clone(), fill.clone());
             let told = self.stale_exits_told.clone();
+            let risk = self.risk.clone();
             actix::spawn(async move {
                 let ask = CopiedShares { wallet: fill.wallet, token: fill.token_id };
                 if let Ok(Ok(held)) = store.send(ask).await
                     && held.0 > 0
                 {
                     let message = super::stale_exit_alert(&label, &fill.token_id, held);
+                    tracing::warn!("{message}");
+                    notifier.do_send(Event::Alert { message });
+                } else if risk.send(BuyOpen(fill.token_id)).await.unwrap_or(false) {
+                    // Nothing booked yet, but a BUY of ours of the token may still fill: should it,
+                    // we hold what the target has left, and nothing else will say so.
+                    let message = super::stale_exit_alert_buy_open(&label, &fill.token_id);
                     tracing::warn!("{message}");
                     notifier.do_send(Event::Alert { message });
                 } else if let Ok(mut told) = told.lock() {

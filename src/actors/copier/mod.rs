@@ -111,6 +111,17 @@ pub fn stale_exit_alert(label: &str, token: &TokenId, shares: Shares) -> String 
     )
 }
 
+/// The alert for a target's exit refused as stale while a BUY of ours of the token, copied from
+/// it and of unknown outcome, may still fill: should it, that position stays open.
+#[must_use]
+pub fn stale_exit_alert_buy_open(label: &str, token: &TokenId) -> String {
+    format!(
+        "{label} sold token {token} longer ago than copy.max_copy_delay_s: its exit is not copied, and our BUY of it \
+         (outcome not known yet) may still fill and stay open: check `polycopy status` and close it if so \
+         (`polycopy close {token}`)"
+    )
+}
+
 impl std::fmt::Debug for Copier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Copier").field("cfg", &self.cfg).finish_non_exhaustive()

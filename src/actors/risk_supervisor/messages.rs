@@ -55,6 +55,11 @@ pub struct Evaluate {
     pub counted_at_ms: Option<i64>,
 }
 
+/// Whether a BUY of ours of a token is being placed or of unknown outcome (it may yet fill).
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct BuyOpen(pub TokenId);
+
 /// Our current position in a token, for a SELL's size.
 #[derive(Debug, Message)]
 #[rtype(result = "Shares")]

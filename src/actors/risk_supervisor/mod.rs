@@ -15,7 +15,9 @@ mod settlement;
 mod setup;
 mod valuation;
 
-pub use messages::{Decision, Evaluate, Flush, GetBreakerState, GetPosition, HaltAsked, ResumeFrom, SetTrading};
+pub use messages::{
+    BuyOpen, Decision, Evaluate, Flush, GetBreakerState, GetPosition, HaltAsked, ResumeFrom, SetTrading,
+};
 pub use operator::{BookAdjusted, CHANGED_SINCE_SHOWN, Close, CloseStarted, MarketPauses, OperatorDid, close_summary};
 pub use setup::{RiskConfig, RiskPeers, RiskState};
 pub use valuation::GetPnlToday;

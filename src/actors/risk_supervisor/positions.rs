@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::{Context, Handler};
 
-use super::{GetPosition, RiskSupervisor};
+use super::{BuyOpen, GetPosition, RiskSupervisor};
 use crate::domain::Shares;
 
 impl Handler<GetPosition> for RiskSupervisor {
@@ -34,6 +34,17 @@ impl Handler<GetPosition> for RiskSupervisor {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.position_waiters.push((m.token, std::time::Instant::now() + POSITION_WAIT, m.at_start, tx));
         Box::pin(async move { rx.await.unwrap_or(Shares::ZERO) })
+    }
+}
+
+impl Handler<BuyOpen> for RiskSupervisor {
+    type Result = bool;
+
+    /// A BUY of the token being placed, or of unknown outcome and still holding its exposure
+    /// (waited for by a SELL already or not).
+    fn handle(&mut self, BuyOpen(token): BuyOpen, _: &mut Context<Self>) -> bool {
+        self.reserved.buying(&token)
+            || self.unresolved.buys_of(&token).any(|row| self.reserved.holds(row) && !self.reserved.awaits_parts(row))
     }
 }
 

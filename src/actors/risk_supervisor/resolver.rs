@@ -94,6 +94,14 @@ impl Unresolved {
             .map(|(row, _)| *row)
     }
 
+    /// The fill rows of every BUY of `token` whose outcome is unknown.
+    pub fn buys_of<'a>(&'a self, token: &'a crate::domain::TokenId) -> impl Iterator<Item = i64> + 'a {
+        self.pending
+            .iter()
+            .filter(move |(_, p)| p.work.intent.side == crate::domain::Side::Buy && p.work.intent.token_id == *token)
+            .map(|(row, _)| *row)
+    }
+
     /// A SELL of `token` waited for its BUYs of unknown outcome as long as any may: the next
     /// SELLs of it do not wait for them again.
     pub fn stop_awaiting(&mut self, token: &crate::domain::TokenId) {
