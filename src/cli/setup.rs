@@ -88,6 +88,13 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
             &written,
         ));
     }
+    if let (Some(s), Some(w)) = (&settings, &wallets) {
+        problems.extend(crate::config::wallets_fit::below_minimum(
+            w,
+            s.copy.min_order_usdc,
+            &wallets_path.display().to_string(),
+        ));
+    }
     let enabled = wallets.as_ref().map_or(0, |w| w.enabled().count());
     let endpoints = match (&settings, &env) {
         (Some(s), Some(e)) if !offline => probe_endpoints(s, e, &mut problems),

@@ -17,6 +17,7 @@ pub mod strict_json;
 pub mod systemd_env;
 pub mod wallets;
 pub mod wallets_edit;
+pub mod wallets_fit;
 mod wallets_rules;
 
 pub use env::{Env, redact_url};

@@ -307,3 +307,22 @@ fn test_halt_when_the_environment_holds_a_variable_that_is_not_text_then_the_hal
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("POLYCOPY_COPY__MAX_SLIPPAGE_BPS") && err.contains("not UTF-8"), "{err}");
 }
+
+/// A target whose own cap or fixed amount is below `copy.min_order_usdc` passes each file's own
+/// checks, but every BUY of it would be refused: `check-config` names the entry and the field.
+#[test]
+fn test_check_config_when_a_targets_amount_is_below_the_smallest_order_then_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&dir.path().join("work"));
+    let (code, out, err) = d.run_cli(&["check-config", "--offline"]);
+    assert_eq!(code, 0, "{out}{err}");
+    d.write_wallets_text(
+        r#"{"wallets": [{"address": "0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "label": "tiny",
+            "sizing": {"mode": "fixed_usdc", "usdc": 0.5}}]}"#,
+    );
+    let (code, out, err) = d.run_cli(&["check-config", "--offline"]);
+    assert_ne!(code, 0, "{out}{err}");
+    let text = format!("{out}{err}");
+    assert!(text.contains("(tiny)") && text.contains("sizing.usdc"), "{text}");
+    assert!(text.contains("below copy.min_order_usdc 1"), "{text}");
+}
