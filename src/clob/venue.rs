@@ -228,7 +228,7 @@ impl Venue {
     }
 
     /// Forgets `token`'s cached rules: the CLOB refused an order for its tick (the market's tick
-    /// changed within [`RULES_TTL`], as it does when a price nears 0 or 1), so the next order reads
+    /// changed within the minute its rules are cached, as it does when a price nears 0 or 1), so the next order reads
     /// them again rather than being refused the same way for the rest of the minute.
     pub fn forget_rules(&self, token: TokenId) {
         if let Ok(mut m) = self.rules.lock() {

@@ -77,7 +77,7 @@ impl Store {
         Ok(out)
     }
 
-    /// The shares of `token` our copies of `wallet` hold (see [`copied_shares_in`]).
+    /// The shares of `token` our copies of `wallet` hold (see `copied_shares_in`).
     ///
     /// # Errors
     /// On a database error.
