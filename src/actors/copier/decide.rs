@@ -167,13 +167,13 @@ impl CopyTask {
                 if let Ok(Ok(held)) = store.send(ask).await
                     && held.0 > 0
                 {
-                    let message = super::stale_exit_alert(&label, &fill.token_id, held);
+                    let message = super::stale_exit_alert(&label, &fill.token_id, Some(held));
                     tracing::warn!("{message}");
                     notifier.do_send(Event::Alert { message });
                 } else if risk.send(BuyOpen(fill.token_id)).await.unwrap_or(false) {
                     // Nothing booked yet, but a BUY of ours of the token may still fill: should it,
                     // we hold what the target has left, and nothing else will say so.
-                    let message = super::stale_exit_alert_buy_open(&label, &fill.token_id);
+                    let message = super::stale_exit_alert(&label, &fill.token_id, None);
                     tracing::warn!("{message}");
                     notifier.do_send(Event::Alert { message });
                 } else if let Ok(mut told) = told.lock() {

@@ -100,25 +100,19 @@ pub struct Copier {
 /// Targets' exits already said to be refused as stale, by target and token.
 type StaleExitsTold = Arc<std::sync::Mutex<std::collections::HashSet<(alloy::primitives::Address, TokenId)>>>;
 
-/// The alert for a target's exit refused as stale while `shares` of `token` bought by its copies
-/// are ours: the target has left, no later fill of its will say so, and the position stays open
-/// until the operator closes it.
+/// The alert for a target's exit refused as stale while `held` shares of `token` bought by its
+/// copies are ours (`None`: none booked yet, but a BUY of ours of it, of unknown outcome, may
+/// still fill): the target has left, no later fill of its will say so, and the position stays
+/// open until the operator closes it.
 #[must_use]
-pub fn stale_exit_alert(label: &str, token: &TokenId, shares: Shares) -> String {
+pub fn stale_exit_alert(label: &str, token: &TokenId, held: Option<Shares>) -> String {
+    let open = match held {
+        Some(shares) => format!("the {shares} shares its copies bought may still be open"),
+        None => "our BUY of it (outcome not known yet) may still fill and stay open".to_owned(),
+    };
     format!(
-        "{label} sold token {token} longer ago than copy.max_copy_delay_s: its exit is not copied, and the {shares} \
-         shares its copies bought may still be open: check `polycopy status` and close them (`polycopy close {token}`)"
-    )
-}
-
-/// The alert for a target's exit refused as stale while a BUY of ours of the token, copied from
-/// it and of unknown outcome, may still fill: should it, that position stays open.
-#[must_use]
-pub fn stale_exit_alert_buy_open(label: &str, token: &TokenId) -> String {
-    format!(
-        "{label} sold token {token} longer ago than copy.max_copy_delay_s: its exit is not copied, and our BUY of it \
-         (outcome not known yet) may still fill and stay open: check `polycopy status` and close it if so \
-         (`polycopy close {token}`)"
+        "{label} sold token {token} longer ago than copy.max_copy_delay_s: its exit is not copied, and {open}: check \
+         `polycopy status` and close them if so (`polycopy close {token}`)"
     )
 }
 

@@ -344,7 +344,7 @@ impl RiskSupervisor {
                 // Gone stale while it waited for its turn: the position stays open (see the copier).
                 let held = self.book.position(&m.intent.token_id).shares;
                 if code == "stale" && m.intent.side == crate::domain::Side::Sell && held.0 > 0 {
-                    let message = crate::actors::copier::stale_exit_alert(&m.label, &m.intent.token_id, held);
+                    let message = crate::actors::copier::stale_exit_alert(&m.label, &m.intent.token_id, Some(held));
                     tracing::warn!("{message}");
                     self.notifier.do_send(Event::Alert { message });
                 }

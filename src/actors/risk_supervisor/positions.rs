@@ -20,7 +20,7 @@ impl Handler<GetPosition> for RiskSupervisor {
         let waits = if m.at_start {
             // Recovery at start is not held up by an order of unknown outcome (it may take
             // minutes to resolve); the operator is told the exit is sized without it.
-            if self.awaits_unknown_buy(&m.token) {
+            if self.unknown_buy(&m.token, true) {
                 self.sized_without_buy(&m.token, "unknown at the start");
             }
             self.reserved.buying(&m.token)
@@ -43,8 +43,7 @@ impl Handler<BuyOpen> for RiskSupervisor {
     /// A BUY of the token being placed, or of unknown outcome and still holding its exposure
     /// (waited for by a SELL already or not).
     fn handle(&mut self, BuyOpen(token): BuyOpen, _: &mut Context<Self>) -> bool {
-        self.reserved.buying(&token)
-            || self.unresolved.buys_of(&token).any(|row| self.reserved.holds(row) && !self.reserved.awaits_parts(row))
+        self.reserved.buying(&token) || self.unknown_buy(&token, false)
     }
 }
 
@@ -59,12 +58,15 @@ impl RiskSupervisor {
     /// unknown (resolved in the background or by our fill on chain), still holding its exposure
     /// and not waited for already.
     fn awaits_buy(&self, token: &crate::domain::TokenId) -> bool {
-        self.reserved.buying(token) || self.awaits_unknown_buy(token)
+        self.reserved.buying(token) || self.unknown_buy(token, true)
     }
 
-    /// Whether a BUY of `token` of unknown outcome, not waited for already, holds its exposure.
-    fn awaits_unknown_buy(&self, token: &crate::domain::TokenId) -> bool {
-        self.unresolved.buys_awaited(token).any(|row| self.reserved.holds(row) && !self.reserved.awaits_parts(row))
+    /// Whether a BUY of `token` of unknown outcome (`awaited_only`: not waited for already) still
+    /// holds its exposure (not only a rest kept for later parts of its match).
+    fn unknown_buy(&self, token: &crate::domain::TokenId, awaited_only: bool) -> bool {
+        self.unresolved
+            .buys_of(token, awaited_only)
+            .any(|row| self.reserved.holds(row) && !self.reserved.awaits_parts(row))
     }
 
     /// Tells the operator a SELL of `token` is sized without our BUY of it still in flight

@@ -82,23 +82,21 @@ impl Unresolved {
         self.pending.remove(&row);
     }
 
-    /// The fill rows of BUYs of `token` whose outcome is unknown and that a target's SELL of it
-    /// still waits for: should one have filled, a SELL sized without it would leave us holding
-    /// what the target sold, and no later fill of the target's would say so.
-    pub fn buys_awaited<'a>(&'a self, token: &'a crate::domain::TokenId) -> impl Iterator<Item = i64> + 'a {
+    /// The fill rows of BUYs of `token` whose outcome is unknown: every one, or (`awaited_only`)
+    /// those a target's SELL of it still waits for. Should one have filled, a SELL sized without
+    /// it leaves us holding what the target sold, and no later fill of the target's says so.
+    pub fn buys_of<'a>(
+        &'a self,
+        token: &'a crate::domain::TokenId,
+        awaited_only: bool,
+    ) -> impl Iterator<Item = i64> + 'a {
         self.pending
             .iter()
             .filter(move |(_, p)| {
-                !p.waited_out && p.work.intent.side == crate::domain::Side::Buy && p.work.intent.token_id == *token
+                !(awaited_only && p.waited_out)
+                    && p.work.intent.side == crate::domain::Side::Buy
+                    && p.work.intent.token_id == *token
             })
-            .map(|(row, _)| *row)
-    }
-
-    /// The fill rows of every BUY of `token` whose outcome is unknown.
-    pub fn buys_of<'a>(&'a self, token: &'a crate::domain::TokenId) -> impl Iterator<Item = i64> + 'a {
-        self.pending
-            .iter()
-            .filter(move |(_, p)| p.work.intent.side == crate::domain::Side::Buy && p.work.intent.token_id == *token)
             .map(|(row, _)| *row)
     }
 

@@ -40,10 +40,15 @@ impl Reads {
         })
     }
 
-    /// The endpoint to read from now, and its index.
-    fn pick(&self) -> (usize, &Rpc) {
+    /// Runs `read` on the endpoint in use and counts how it went (see [`Reads::note`]).
+    async fn read<'a, T, F>(&'a self, read: impl FnOnce(&'a Rpc) -> F) -> Result<T, ChainError>
+    where
+        F: std::future::Future<Output = Result<T, ChainError>> + 'a,
+    {
         let i = self.current.load(Ordering::Relaxed) % self.rpcs.len();
-        (i, &self.rpcs[i])
+        let r = read(&self.rpcs[i]).await;
+        self.note(i, &r);
+        r
     }
 
     /// Counts how the read on endpoint `i` went; too many errors in a row move reads to the next.
@@ -79,10 +84,7 @@ impl Reads {
         token: U256,
         at: u64,
     ) -> Result<U256, ChainError> {
-        let (i, rpc) = self.pick();
-        let r = rpc.balance_of(contract, owner, token, at).await;
-        self.note(i, &r);
-        r
+        self.read(|rpc| rpc.balance_of(contract, owner, token, at)).await
     }
 
     /// [`Rpc::block_number`].
@@ -90,10 +92,7 @@ impl Reads {
     /// # Errors
     /// On an RPC failure.
     pub async fn block_number(&self) -> Result<u64, ChainError> {
-        let (i, rpc) = self.pick();
-        let r = rpc.block_number().await;
-        self.note(i, &r);
-        r
+        self.read(|rpc| rpc.block_number()).await
     }
 
     /// [`Rpc::mined_in`].
@@ -101,10 +100,7 @@ impl Reads {
     /// # Errors
     /// On an RPC failure.
     pub async fn mined_in(&self, hash: B256) -> Result<Option<u64>, ChainError> {
-        let (i, rpc) = self.pick();
-        let r = rpc.mined_in(hash).await;
-        self.note(i, &r);
-        r
+        self.read(|rpc| rpc.mined_in(hash)).await
     }
 
     /// [`Rpc::transaction`].
@@ -112,10 +108,7 @@ impl Reads {
     /// # Errors
     /// On an RPC failure.
     pub async fn transaction(&self, hash: B256) -> Result<Option<(PoolTx, bool)>, ChainError> {
-        let (i, rpc) = self.pick();
-        let r = rpc.transaction(hash).await;
-        self.note(i, &r);
-        r
+        self.read(|rpc| rpc.transaction(hash)).await
     }
 
     /// [`Rpc::condition_result`].
@@ -128,9 +121,6 @@ impl Reads {
         condition: B256,
         outcomes: usize,
     ) -> Result<ConditionResult, ChainError> {
-        let (i, rpc) = self.pick();
-        let r = rpc.condition_result(ctf, condition, outcomes).await;
-        self.note(i, &r);
-        r
+        self.read(|rpc| rpc.condition_result(ctf, condition, outcomes)).await
     }
 }
