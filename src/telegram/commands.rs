@@ -142,8 +142,11 @@ impl Authorized {
 
 /// Parses `text` as a command to this bot. While its name is unknown (Telegram was down at the
 /// start), a "/cmd@name" cannot be told ours: the name is asked now, and if Telegram still cannot
-/// say, a command addressed by name in an authorized chat is taken as ours (dropped, it could be
-/// a /halt; /resume and /close still ask for a button's confirmation).
+/// say, only the commands safe to take from another bot's operator are taken as ours: /halt
+/// (dropped, it could have been meant for us; a halt too many stops nothing that should run),
+/// and /resume and /close, which ask for a button's confirmation that names this instance. Any
+/// other one (a pause lifted, a market resumed, a report) may be another bot's in the same group,
+/// and is dropped as not ours.
 async fn parse_for_us(bot: &Bot, text: &str, username: &str) -> Result<Command, teloxide::utils::command::ParseError> {
     match Command::parse(text, username) {
         Err(teloxide::utils::command::ParseError::WrongBotName(_)) if username.is_empty() => {
@@ -153,12 +156,28 @@ async fn parse_for_us(bot: &Bot, text: &str, username: &str) -> Result<Command, 
                     let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
                     let bare = word.split('@').next().unwrap_or(word);
                     let text = if rest.is_empty() { bare.to_owned() } else { format!("{bare} {rest}") };
-                    Command::parse(&text, username)
+                    match Command::parse(&text, username) {
+                        Ok(c) if safe_unaddressed(&c) => Ok(c),
+                        Ok(_) => {
+                            info!(
+                                command = bare,
+                                "a command addressed by name was dropped: the bot's own name is not known yet"
+                            );
+                            Err(teloxide::utils::command::ParseError::WrongBotName(String::new()))
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
             }
         }
         other => other,
     }
+}
+
+/// Whether `c`, addressed to a bot whose name we cannot check, may be taken as ours (see
+/// [`parse_for_us`]).
+const fn safe_unaddressed(c: &Command) -> bool {
+    matches!(c, Command::Halt(_) | Command::Resume | Command::Close(_))
 }
 
 /// An authorized group `old` is now `new`: its commands are obeyed and its messages go there, and

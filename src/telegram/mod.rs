@@ -51,6 +51,27 @@ const ALERT_KINDS: [&str; 8] = [
     "wallets_rejected",
 ];
 
+/// The outcome of one of the operator's own orders (a close).
+fn operators_own(ev: &Event) -> bool {
+    matches!(ev, Event::Executed { fill, .. } | Event::Rejected { fill, .. } if fill.wallet == crate::domain::OPERATOR)
+        || matches!(ev, Event::BookedOnChain { by_operator: true, .. })
+}
+
+/// How `ev` waits in the queue. The operator's own close outcomes are answers to a command: each
+/// is sent as it is, never merged into an alert digest. Copies of trades that never happened
+/// (dropped or reverted before their block) and booked amounts the chain corrected change what
+/// we hold: alerts, never summarized among routine reports.
+fn class_of(ev: &Event, operators_own: bool) -> Class {
+    let copied_orphan = matches!(ev, Event::Orphaned { fills, .. } if fills.iter().any(|f| f.copied));
+    if operators_own {
+        Class::Direct
+    } else if copied_orphan || matches!(ev, Event::Corrected { .. }) || ALERT_KINDS.contains(&ev.kind()) {
+        Class::Alert
+    } else {
+        Class::Routine
+    }
+}
+
 /// The notifier's Telegram sink: filters by level and queues for delivery without ever waiting.
 #[derive(Debug)]
 pub struct TelegramActor {
@@ -71,9 +92,7 @@ impl Handler<Event> for TelegramActor {
         let kind = ev.kind();
         // The outcome of the operator's own close is the answer to a command ("each outcome is
         // reported here"): never turned off with the copies' kinds, never merged into a digest.
-        let operators_own = matches!(&ev, Event::Executed { fill, .. } | Event::Rejected { fill, .. }
-            if fill.wallet == crate::domain::OPERATOR)
-            || matches!(&ev, Event::BookedOnChain { by_operator: true, .. });
+        let operators_own = operators_own(&ev);
         let level = match self.settings.level(kind) {
             NotifyLevel::Off if operators_own => NotifyLevel::On,
             level => level,
@@ -81,7 +100,7 @@ impl Handler<Event> for TelegramActor {
         if level == NotifyLevel::Off {
             return;
         }
-        let class = if operators_own || ALERT_KINDS.contains(&kind) { Class::Alert } else { Class::Routine };
+        let class = class_of(&ev, operators_own);
         let tally = match &ev {
             Event::Executed { exec, .. } => outbox::Tally { usdc: Some(exec.usdc), refusal: None },
             Event::Rejected { reason, .. } => outbox::Tally { usdc: None, refusal: Some(reason.code()) },
@@ -312,4 +331,61 @@ async fn resend_held(
         let _ = store.send(ForgetHeldTelegram(last)).await;
     });
     last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{OPERATOR, Price, Shares, Side, Usdc, test_fill};
+    use crate::risk::DenyReason;
+    use crate::store::Orphan;
+
+    fn rejected(wallet: alloy::primitives::Address) -> Event {
+        let fill = crate::domain::TargetFill { wallet, ..test_fill(Side::Sell, Shares(1_000_000), Price(500_000)) };
+        Event::Rejected { fill, label: "close".into(), reason: DenyReason::NoPosition, market: None }
+    }
+
+    fn orphaned(copied: bool) -> Event {
+        let fill = test_fill(Side::Buy, Shares(1_000_000), Price(500_000));
+        Event::Orphaned {
+            tx: alloy::primitives::B256::ZERO,
+            fills: vec![Orphan { fill, copied }],
+            cause: "dropped".into(),
+        }
+    }
+
+    #[test]
+    fn close_outcomes_are_answers_and_copies_of_trades_that_never_happened_are_alerts() {
+        let corrected = Event::Corrected {
+            order: "0x01".into(),
+            token_id: alloy::primitives::U256::from(7),
+            booked: Usdc(5_000_000),
+            chain: Usdc(4_990_000),
+            realized: Usdc(0),
+        };
+        let target = alloy::primitives::Address::with_last_byte(1);
+        // (event, class)
+        let cases = [
+            (rejected(OPERATOR), Class::Direct),
+            (rejected(target), Class::Routine),
+            (orphaned(true), Class::Alert),
+            (orphaned(false), Class::Routine),
+            (corrected, Class::Alert),
+            (Event::Error { message: "x".into() }, Class::Alert),
+        ];
+        for (ev, want) in cases {
+            assert_eq!(class_of(&ev, operators_own(&ev)), want, "{ev:?}");
+        }
+    }
+
+    #[test]
+    fn twelve_close_outcomes_are_twelve_messages() {
+        let mut o = outbox::Outbox::new(100);
+        for i in 0..12 {
+            let ev = rejected(OPERATOR);
+            o.push(Outgoing::text("rejected", format!("close {i}"), class_of(&ev, operators_own(&ev)), false));
+        }
+        let texts: Vec<String> = std::iter::from_fn(|| o.pop()).map(|m| m.text).collect();
+        assert_eq!(texts, (0..12).map(|i| format!("close {i}")).collect::<Vec<_>>());
+    }
 }

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, VecDeque};
 pub enum Class {
     /// Breaker, errors, alerts: first, never merged, retried until delivered.
     Alert,
-    /// Command replies and reports: after alerts, never merged.
+    /// Command replies, reports and the outcomes of the operator's own orders: after the
+    /// breaker's alerts, never merged.
     Direct,
     /// Everything else: merged into digests under a burst.
     Routine,

@@ -168,9 +168,10 @@ async fn test_commands_when_a_webhook_is_set_on_the_token_then_it_is_removed_and
 
 /// Telegram answers everything but `getMe` at the start and after: the bot's name stays unknown,
 /// and "/halt@bot" (what a Telegram client sends from its menu in a group) was taken for another
-/// bot's command and dropped. It is obeyed.
+/// bot's command and dropped. It is obeyed. Any other command addressed by name may be another
+/// bot's in the same group (a paper and a live instance side by side): dropped, unanswered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_commands_when_the_bots_name_is_unknown_then_a_command_addressed_by_name_is_obeyed() {
+async fn test_commands_when_the_bots_name_is_unknown_then_a_halt_addressed_by_name_is_obeyed_and_others_dropped() {
     let anvil = Anvil::start().await;
     let tg = FakeTelegram::start(TOKEN).await;
     tg.get_me_down(true);
@@ -179,6 +180,19 @@ async fn test_commands_when_the_bots_name_is_unknown_then_a_command_addressed_by
     started(&tg, &mut d).await;
     asked(&tg, "/halt@polycopy_test_bot", "HALTED").await;
     assert_eq!(d.status()["breaker"]["tripped"], true, "{}", d.status());
+    wait_for(20, "the breaker's alert", async || {
+        tg.sent_to(OP).iter().any(|m| m.text.contains("BREAKER TRIPPED")).then_some(())
+    })
+    .await;
+    let before = tg.sent_to(OP).len();
+    tg.inject_message(OP, "/pausemarket@paper_bot 1001");
+    wait_for(20, "the addressed command dropped", async || {
+        d.log().contains("a command addressed by name was dropped").then_some(())
+    })
+    .await;
+    asked(&tg, "/status", "mode PAPER").await;
+    assert_eq!(tg.sent_to(OP).len(), before + 1, "one reply, to /status: {:?}", tg.sent_to(OP));
+    assert_eq!(d.status()["paused_markets"], serde_json::json!([]), "{}", d.status());
     // Another bot's command, once our name is known again, is still none of our business.
     tg.get_me_down(false);
     asked(&tg, "/status@polycopy_test_bot", "mode PAPER").await;
