@@ -28,7 +28,10 @@ pc_last_error=""   # the last err/crit message of this shell, for alert_on_failu
 log() { # log LEVEL MESSAGE...   LEVEL: info | warning | err | crit
   local level=$1; shift
   case $level in err | crit) pc_last_error="$*" ;; esac
-  printf '%s: %s\n' "$POLYCOPY_TAG" "$*" >&2
+  # A terminal gone (the operator's SSH session dropped during update.sh) or a full /var/log makes
+  # this write fail: under `set -e` that would end the script at its next message, before the
+  # rollback or the alert the message announces. The message still reaches syslog below.
+  printf '%s: %s\n' "$POLYCOPY_TAG" "$*" >&2 2>/dev/null || true
   if command -v logger >/dev/null 2>&1; then logger -t "$POLYCOPY_TAG" -p "user.$level" -- "$*" 2>/dev/null || true; fi
 }
 

@@ -239,6 +239,20 @@ fn test_unit_when_it_fails_for_good_then_its_on_failure_unit_tells_telegram() {
     assert!(!root.path().join("etc/systemd/system/polycopy-stopped.service").exists(), "removed");
 }
 
+/// A script's message that cannot be written (the operator's terminal hung up during update.sh,
+/// or stderr on a full disk) does not end the script under `set -e`: what the message announced
+/// (a rollback, an alert) still happens.
+#[test]
+fn test_scripts_when_stderr_cannot_be_written_then_a_message_does_not_end_them() {
+    let lib = repo().join("scripts/lib.sh");
+    let script = format!(
+        "set -euo pipefail; . '{}'; log crit 'rolling back' 2>/dev/full; log info 'still here' 2>/dev/full; echo rolled back",
+        lib.display()
+    );
+    let (code, out, err) = run(Command::new("bash").args(["-c", &script]));
+    assert_eq!((code, out.trim()), (0, "rolled back"), "{err}");
+}
+
 /// update.sh with a binary that starts but never becomes healthy: it backs up, swaps, restarts,
 /// sees the failed health check, and puts the old binary and journal back; the old version runs
 /// again, halted (its journal is older than the exchange). A daemon halted before an update is
