@@ -6,6 +6,30 @@ use super::journal::{FILL_COLS, PendingFill, fill_from_row, parse_fill};
 use super::{Store, StoreResult};
 use crate::domain::{OrderIntent, OrderType, Price, Shares, Usdc};
 
+/// Withdraws the orphaned sightings whose copy never left (see
+/// [`Store::defer_unacted_sightings`]): their intent and never-posted order are taken back.
+fn withdraw_unsent_orphans(tx: &rusqlite::Connection) -> StoreResult<usize> {
+    let rows: Vec<i64> = {
+        let mut st = tx.prepare(
+            "SELECT f.id FROM fills f WHERE f.provisional = 1 AND f.orphaned = 1 AND f.status = 'pending' \
+             AND EXISTS (SELECT 1 FROM intents i WHERE i.fill_id = f.id) \
+             AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.fill_id = f.id) \
+             AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.fill_id = f.id AND (o.status != 'signed' OR o.posts > 0))",
+        )?;
+        st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    for row in &rows {
+        tx.execute("DELETE FROM orders WHERE fill_id = ?1", [row])?;
+        tx.execute("DELETE FROM intents WHERE fill_id = ?1", [row])?;
+        tx.execute(
+            "UPDATE fills SET status = 'withdrawn', reason = 'orphaned', \
+             detail = 'its transaction left the pool before our copy was sent: the copy is taken back' WHERE id = ?1",
+            [row],
+        )?;
+    }
+    Ok(rows.len())
+}
+
 impl Store {
     /// Our fills on chain journaled above the checkpoint are forgotten at a start, as a reorg
     /// forgets them: they are journaled before the range that read them
@@ -38,6 +62,13 @@ impl Store {
     /// fill hands it on to be copied afresh (the backfill included); one that never does leaves it
     /// uncopied, and the pool's follower makes it an orphan. Returns how many.
     ///
+    /// A sighting found orphaned (its transaction dropped or replaced, before this start or as it
+    /// opens, when the pool is not followed) whose copy never left is withdrawn the same way, as
+    /// an orphan is that was never copied: were its trade mined after all (late, or adopted as a
+    /// replacement), its block hands it on to be copied. Left pending with its intent, nothing would
+    /// resolve it (no order left, and an orphan is not recovered) and its block would find a copy
+    /// already made: the target's trade was never copied.
+    ///
     /// The copies of fills under a reorg's cloud (their block reorged away, the rescan not past
     /// them yet) that never left are taken back the same way: the rescan hands the fill on afresh
     /// if it is mined again, and withdraws it if not. Recovered instead, a paper copy could only
@@ -66,8 +97,9 @@ impl Store {
              AND triggered_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.fill_id = fills.id)",
             [],
         )?;
+        let withdrawn = withdraw_unsent_orphans(&tx)?;
         tx.commit()?;
-        Ok(deferred)
+        Ok(deferred + withdrawn)
     }
 
     /// Fills journaled but not finished (for recovery at start), oldest first, with their intents:

@@ -760,6 +760,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_orphan_whose_copy_never_left_before_a_restart_is_copied_when_mined_after_all() {
+        // (posted before the stop, withdrawn at the start, handed on by its block)
+        for (posted, withdrawn, handed) in [(false, true, 1), (true, false, 0)] {
+            let (_dir, mut s, row) = copied_sighting();
+            if posted {
+                s.order_sent(row, false).unwrap();
+            }
+            // Its transaction left the pool (found at this start, or just before the stop).
+            for tx in s.provisional_txs().unwrap() {
+                s.orphan_tx(tx).unwrap();
+            }
+            assert_eq!(s.defer_unacted_sightings().unwrap(), usize::from(withdrawn), "posted {posted}");
+            let recovered: Vec<i64> = s.unfinished().unwrap().iter().map(|p| p.row).collect();
+            assert_eq!(recovered, if posted { vec![row] } else { vec![] }, "a posted order is looked up");
+            assert_eq!(s.order_for(row).unwrap().is_some(), posted, "an unsent order is taken back");
+            // Mined after all: copied once, afresh, unless an order of it may be at the exchange.
+            let out =
+                s.journal_range(&[fill(1, 9, 5)], (5, B256::repeat_byte(5)), &[(5, B256::repeat_byte(5))]).unwrap();
+            assert_eq!(out.to_copy.len(), handed, "posted {posted}");
+        }
+    }
+
     /// A journal with the sighting of transaction 1 copied at once: its intent and signed order
     /// (10 shares at 0.50) journaled, the order not sent yet.
     fn copied_sighting() -> (tempfile::TempDir, Store, i64) {
