@@ -108,7 +108,7 @@ fn reach(
                 // breaker every few hundred ms: the halt is stored there as well.
                 store_too(s, offline);
             }
-            let unit = g.instance.as_ref().map_or_else(|| "polycopy".to_owned(), |i| format!("polycopy@{i}"));
+            let unit = super::unit_name(g);
             eprintln!(
                 "error: {e}. NOT confirmed: check `systemctl status {unit}`; to stop trading for sure, touch the \
                  emergency stop file {}",

@@ -224,7 +224,7 @@ fn env_names() -> String {
 
 /// The service's last log lines, bounded in time; says why when there are none.
 fn journal_log(g: &GlobalArgs) -> String {
-    let unit = g.instance.as_ref().map_or_else(|| "polycopy".to_owned(), |i| format!("polycopy@{i}"));
+    let unit = super::unit_name(g);
     let child = std::process::Command::new("journalctl")
         .args(["-u", &unit, "-n", &LOG_LINES.to_string(), "--no-pager", "-o", "short-iso"])
         .stdout(std::process::Stdio::piped())

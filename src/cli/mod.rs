@@ -476,13 +476,28 @@ fn settings_for_control(g: &GlobalArgs) -> Result<Settings> {
         Ok(s) => return Ok(s),
         Err(p) => p,
     };
-    let mut s = unchecked_settings(g).map_err(|unreadable| {
-        ConfigError(format!(
-            "invalid settings, and not even their journal and control socket can be read:\n{}\nTo stop trading \
-             for sure, stop the service (`systemctl stop polycopy`)",
-            render(&unreadable)
-        ))
-    })?;
+    let mut s = match unchecked_settings(g) {
+        Ok(s) => s,
+        Err(unreadable) => {
+            if let Some(s) = installed_daemon(g) {
+                eprintln!(
+                    "warning: the settings cannot be read (the daemon keeps the settings it started with); this \
+                     command acts on the installed {} daemon, which answers on {}:\n{}",
+                    s.mode.as_str(),
+                    s.control_socket_path().display(),
+                    render(&unreadable)
+                );
+                return Ok(s);
+            }
+            return Err(ConfigError(format!(
+                "invalid settings, and not even their journal and control socket can be read:\n{}\nTo stop trading \
+                 for sure, stop the service (`systemctl stop {}`)",
+                render(&unreadable),
+                unit_name(g)
+            ))
+            .into());
+        }
+    };
     eprintln!(
         "warning: the settings have problems (the daemon keeps the settings it started with); this command \
          uses only their mode, journals and control socket:\n{}",
@@ -490,6 +505,34 @@ fn settings_for_control(g: &GlobalArgs) -> Result<Settings> {
     );
     use_journal_of_mode(g, &mut s);
     Ok(s)
+}
+
+/// The service's unit: `polycopy`, or `polycopy@NAME` for a named instance.
+fn unit_name(g: &GlobalArgs) -> String {
+    g.instance.as_ref().map_or_else(|| "polycopy".to_owned(), |i| format!("polycopy@{i}"))
+}
+
+/// When the settings file cannot be read at all (a half-edited file that no longer parses): the
+/// daemon of this installation that answers on its standard control socket (the journals
+/// install.sh names, in the state directory), live first. Only for the installation's own file:
+/// a file named with `--config` may put its journals anywhere.
+fn installed_daemon(g: &GlobalArgs) -> Option<Settings> {
+    if g.config.is_some() || g.db.is_some() || system_config_var().is_some() {
+        return None;
+    }
+    let state = Location::discover(g.instance.as_deref()).ok()?.state_dir();
+    let mut s = Settings::load_for_control(&SettingsSources { config_file: None, system_file: None }).ok()?;
+    s.live.db_path = state.join("polycopy-live.db");
+    s.emergency_stop_file = state.join("EMERGENCY_STOP");
+    s.control_socket = PathBuf::new();
+    for (mode, journal) in [(Mode::Live, s.live.db_path.clone()), (Mode::Paper, state.join("polycopy-paper.db"))] {
+        s.mode = mode;
+        s.db_path = journal;
+        if s.control_socket_path().exists() {
+            return Some(s);
+        }
+    }
+    None
 }
 
 /// The daemon a command that changes trading means: the settings' mode and journal, or the journal

@@ -336,7 +336,7 @@ fn apply_all(
                 code = 1;
                 eprintln!(
                     "not applied: a daemon{} holds {} but nothing answers on its control socket; restart it \
-                     (`systemctl restart polycopy`) and run reconcile again",
+                     (`systemctl restart polycopy`, or `polycopy@NAME` for a named instance) and run reconcile again",
                     crate::store::lock::holder(&s.db_path).flatten().map(|p| format!(" (pid {p})")).unwrap_or_default(),
                     s.db_path.display()
                 );

@@ -167,6 +167,28 @@ async fn test_installed_live_when_the_file_says_paper_and_is_invalid_then_halt_s
     assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal appeared");
 }
 
+/// A half-edited settings file that no longer parses at all (an unclosed quote): not even its
+/// mode and journals can be read, and the live daemon still trades on the settings it started
+/// with. `halt` finds it on the installation's own socket and halts it, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_the_settings_file_does_not_parse_then_halt_still_reaches_the_live_daemon() {
+    let l = live_install().await;
+    l.inst.edit("mode = \"live\"", "mode = \"live");
+    let (code, out, err) = l.cli(&["halt", "--reason", "incident"]);
+    assert_eq!(code, 0, "the live daemon acknowledges: {out}{err}");
+    assert!(out.contains("live daemon") && out.contains("polycopy-live.db"), "{out}");
+    assert!(err.contains("cannot be read") && err.contains("installed live daemon"), "{err}");
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let reason = wait_for(20, "the copy decided", async || {
+        let c = rusqlite::Connection::open(l.live_db()).ok()?;
+        c.query_row("SELECT reason FROM fills WHERE status != 'pending'", [], |r| r.get::<_, String>(0)).ok()
+    })
+    .await;
+    assert_eq!(reason, "halted");
+    assert!(l.clob.posts().is_empty(), "nothing reached the CLOB while halted");
+    assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal appeared");
+}
+
 /// A `.env` in the operator's directory (a checkout's, say) that points `POLYCOPY_SYSTEM_CONFIG` at
 /// other settings is not read on an installed server, with a note: `halt` still reaches the live daemon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
