@@ -295,6 +295,9 @@ fn run(cli: Cli) -> Result<i32> {
             })?;
             let env = cli::env_for(&settings, true)?;
             init_logging(settings.log_format == polycopy::config::settings::LogFormat::Json);
+            if let Err(e) = polycopy::config::hidden_env::hide_from_same_user() {
+                tracing::warn!(cause = %e, "other processes of this user can read the daemon's environment (its secrets)");
+            }
             let system = actix_rt::System::new();
             system.block_on(run_daemon(DaemonConfig { settings, env })).map_err(|e| match e {
                 // A live check that failed with an answer (a wrong key, funder or signature type, a

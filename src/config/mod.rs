@@ -3,6 +3,7 @@
 
 pub mod env;
 pub mod env_vars;
+pub mod hidden_env;
 pub mod location;
 pub mod mode;
 pub mod problem;
