@@ -78,53 +78,7 @@ pub struct LiveInput {
 #[must_use]
 pub fn evaluate(i: &HealthInput<'_>, t: &HealthSettings) -> HealthReport {
     let mut checks = Vec::with_capacity(5);
-    let f = &i.feed;
-    let stalled_s = (i.now_ms - f.last_ok_ms) / 1000;
-    let lag = f.head.saturating_sub(f.processed).saturating_sub(i.confirmations);
-    let stall_s = i64::try_from(t.feed_stall_s).unwrap_or(i64::MAX);
-    let why = f.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
-    let failing_s = (f.failing_since_ms != 0).then(|| (i.now_ms - f.failing_since_ms) / 1000);
-    // Before the first sync, a feed that is not failing must at least be trying: a recovery that
-    // never ends (the feed not started), or a feed that stopped, would otherwise read "starting"
-    // for ever. A failing one waits out its backoff and is judged by how long it has failed.
-    let tried_s = (i.now_ms - f.attempt_ms.max(f.started_ms).max(i.started_ms)) / 1000;
-    let chain = if !f.live && f.failing_since_ms == 0 && i.started_ms != 0 && tried_s > stall_s {
-        (Level::Unhealthy, format!("not synced with the chain, and no attempt for {tried_s} s since the start{why}"))
-    } else if !f.live {
-        match failing_s {
-            // Still waiting for the chain after the stall threshold: the operator must act.
-            Some(s) if f.started_ms != 0 && s > stall_s => {
-                (Level::Unhealthy, format!("no chain sync since the start, failing for {s} s{why}"))
-            }
-            Some(s) => (Level::Degraded, format!("starting: the chain does not answer yet ({s} s){why}")),
-            None if f.processed > 0 => {
-                (Level::Degraded, format!("catching up: processed {} of head {}", f.processed, f.head))
-            }
-            None => (Level::Degraded, "starting: first chain sync not finished".to_owned()),
-        }
-    } else if f.copier_wait_since_ms != 0 && stalled_s > stall_s {
-        // Alive, and not reading the chain on purpose: the copies are at their bound (each waits
-        // on a node or CLOB read). Nothing is lost; the operator should know why fills lag.
-        let waited_s = (i.now_ms - f.copier_wait_since_ms) / 1000;
-        (
-            Level::Degraded,
-            format!(
-                "the chain feed waits for the copier for {waited_s} s: copies waiting for a decision are at their \
-                 bound (head {}, processed {})",
-                f.head, f.processed
-            ),
-        )
-    } else if stalled_s > stall_s {
-        (
-            Level::Unhealthy,
-            format!("no successful chain read for {stalled_s} s (head {}, processed {}){why}", f.head, f.processed),
-        )
-    } else if lag > t.max_head_lag_blocks {
-        (Level::Degraded, format!("{lag} blocks behind the head {}", f.head))
-    } else {
-        (Level::Healthy, format!("head {}, processed {}, last read {stalled_s} s ago", f.head, f.processed))
-    };
-    checks.push(Check { name: "chain", status: chain.0, detail: chain.1 });
+    checks.push(chain_check(&i.feed, i.confirmations, (i.now_ms, i.started_ms), t));
     checks.push(match &i.db {
         Ok(()) => Check { name: "database", status: Level::Healthy, detail: "journal answers".into() },
         Err(e) => Check { name: "database", status: Level::Unhealthy, detail: e.clone() },
@@ -164,6 +118,58 @@ pub fn evaluate(i: &HealthInput<'_>, t: &HealthSettings) -> HealthReport {
     }
     let status = checks.iter().map(|c| c.status).max().unwrap_or(Level::Healthy);
     HealthReport { status, checks }
+}
+
+/// The chain feed's check, at `now_ms` for a daemon started at `started_ms` (0: not known): also
+/// what Telegram's `/status` says of the feed.
+#[must_use]
+pub fn chain_check(f: &FeedStatus, confirmations: u64, (now_ms, started_ms): (i64, i64), t: &HealthSettings) -> Check {
+    let stalled_s = (now_ms - f.last_ok_ms) / 1000;
+    let lag = f.head.saturating_sub(f.processed).saturating_sub(confirmations);
+    let stall_s = i64::try_from(t.feed_stall_s).unwrap_or(i64::MAX);
+    let why = f.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+    let failing_s = (f.failing_since_ms != 0).then(|| (now_ms - f.failing_since_ms) / 1000);
+    // Before the first sync, a feed that is not failing must at least be trying: a recovery that
+    // never ends (the feed not started), or a feed that stopped, would otherwise read "starting"
+    // for ever. A failing one waits out its backoff and is judged by how long it has failed.
+    let tried_s = (now_ms - f.attempt_ms.max(f.started_ms).max(started_ms)) / 1000;
+    let chain = if !f.live && f.failing_since_ms == 0 && started_ms != 0 && tried_s > stall_s {
+        (Level::Unhealthy, format!("not synced with the chain, and no attempt for {tried_s} s since the start{why}"))
+    } else if !f.live {
+        match failing_s {
+            // Still waiting for the chain after the stall threshold: the operator must act.
+            Some(s) if f.started_ms != 0 && s > stall_s => {
+                (Level::Unhealthy, format!("no chain sync since the start, failing for {s} s{why}"))
+            }
+            Some(s) => (Level::Degraded, format!("starting: the chain does not answer yet ({s} s){why}")),
+            None if f.processed > 0 => {
+                (Level::Degraded, format!("catching up: processed {} of head {}", f.processed, f.head))
+            }
+            None => (Level::Degraded, "starting: first chain sync not finished".to_owned()),
+        }
+    } else if f.copier_wait_since_ms != 0 && stalled_s > stall_s {
+        // Alive, and not reading the chain on purpose: the copies are at their bound (each waits
+        // on a node or CLOB read). Nothing is lost; the operator should know why fills lag.
+        let waited_s = (now_ms - f.copier_wait_since_ms) / 1000;
+        (
+            Level::Degraded,
+            format!(
+                "the chain feed waits for the copier for {waited_s} s: copies waiting for a decision are at their \
+                 bound (head {}, processed {})",
+                f.head, f.processed
+            ),
+        )
+    } else if stalled_s > stall_s {
+        (
+            Level::Unhealthy,
+            format!("no successful chain read for {stalled_s} s (head {}, processed {}){why}", f.head, f.processed),
+        )
+    } else if lag > t.max_head_lag_blocks {
+        (Level::Degraded, format!("{lag} blocks behind the head {}", f.head))
+    } else {
+        (Level::Healthy, format!("head {}, processed {}, last read {stalled_s} s ago", f.head, f.processed))
+    };
+    Check { name: "chain", status: chain.0, detail: chain.1 }
 }
 
 /// What `/health` says of Telegram: `None` when no bot is configured, else fine or the first
@@ -215,7 +221,9 @@ fn why(c: &ReachabilitySnapshot) -> String {
     if c.last_error.is_empty() { String::new() } else { format!(": {}", c.last_error) }
 }
 
-fn clob_check(c: &ReachabilitySnapshot, now_ms: i64, stale_s: u64) -> Check {
+/// The CLOB's check (live): reachable and taking our credentials. Also what `/status` says of it.
+#[must_use]
+pub fn clob_check(c: &ReachabilitySnapshot, now_ms: i64, stale_s: u64) -> Check {
     let stale_ms = i64::try_from(stale_s).unwrap_or(i64::MAX).saturating_mul(1000);
     let (status, detail) = if c.auth_refused {
         (Level::Unhealthy, format!("the CLOB refuses our API credentials ({}): see RUNBOOK, API errors", c.last_error))

@@ -90,6 +90,10 @@ pub struct Ops {
     pub stop_file: std::path::PathBuf,
     /// The hard limits, shown against today's figures.
     pub limits: crate::risk::Limits,
+    /// `/health`'s thresholds: `/status` says what the health checks would of the feed and the CLOB.
+    pub health: crate::config::settings::HealthSettings,
+    /// Blocks a fill waits for (the feed's expected lag).
+    pub confirmations: u64,
     /// When the daemon started, unix ms.
     pub started_ms: i64,
     /// The CLOB connection (live only): where the pUSD balance is asked.

@@ -96,6 +96,7 @@ pub(super) async fn status(ops: &Ops) -> Reply {
         ),
         _ => String::new(),
     };
+    let problems = problems(ops, &f);
     let (flying, held) = ops.metrics.in_flight();
     let in_flight = if flying > 0 {
         format!("\norders in flight {flying} (their BUYs hold {held} USDC of the caps)")
@@ -103,7 +104,7 @@ pub(super) async fn status(ops: &Ops) -> Reply {
         String::new()
     };
     Reply::text(format!(
-        "mode {}\nbreaker {breaker}\nchain head {}, processed {} (lag {} blocks)\ntargets {} watched, {paused} paused{markets}\n\
+        "mode {}{problems}\nbreaker {breaker}\nchain head {}, processed {} (lag {} blocks)\ntargets {} watched, {paused} paused{markets}\n\
          exposure {} USDC of {} USDC allowed{in_flight}\nP&L today {} USDC realized; open positions {} USDC unrealized against cost at the last marks\n\
          {daily}\nlast fill {last}",
         if ops.paper { "PAPER" } else { "LIVE" },
@@ -116,6 +117,28 @@ pub(super) async fn status(ops: &Ops) -> Reply {
         st.realized_today_usdc,
         st.unrealized_usdc,
     ))
+}
+
+/// What `/health` would flag of the chain feed, the CLOB (live) and wallets.json, one line each,
+/// first in `/status`: the figures below it (a lag of 0 blocks) read as fine while nothing is read.
+fn problems(ops: &Ops, feed: &crate::chain::FeedStatus) -> String {
+    use crate::health::Level;
+    let now = now_ms();
+    let mut checks = vec![crate::health::chain_check(feed, ops.confirmations, (now, ops.started_ms), &ops.health)];
+    if let Some(v) = &ops.venue {
+        checks.push(crate::health::clob_check(&v.reachability().snapshot(), now, ops.health.clob_stale_s));
+    }
+    let mut out = String::new();
+    for c in checks.iter().filter(|c| c.status != Level::Healthy) {
+        let level = if c.status == Level::Unhealthy { "UNHEALTHY" } else { "degraded" };
+        out.push_str(&format!("\n⚠ {} {level}: {}", c.name, crate::config::env::redact(&c.detail)));
+    }
+    if ops.metrics.wallets_refused.load(std::sync::atomic::Ordering::Relaxed) {
+        out.push_str(
+            "\n⚠ wallets.json was refused at its last edit: the previous targets run on (check-config says why)",
+        );
+    }
+    out
 }
 
 /// `/positions`: each open position with its cost and its mark.

@@ -201,3 +201,25 @@ async fn test_commands_when_the_bots_name_is_unknown_then_a_halt_addressed_by_na
     asked(&tg, "/status", "mode PAPER").await;
     assert_eq!(tg.sent_to(OP).len(), before + 1, "one reply, to our own /status");
 }
+
+/// The node goes away: `/health` turns unhealthy, and `/status` on Telegram says so first, rather
+/// than a chain "lag 0 blocks" and "trading active" that read as fine while nothing is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_status_when_the_chain_feed_stalls_then_it_says_so_first() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = daemon(&anvil, dir.path(), &tg, OP);
+    started(&tg, &mut d).await;
+    let fine = asked(&tg, "/status", "mode PAPER").await;
+    assert!(!fine.contains('⚠'), "{fine}");
+    let base = d.http_base().await;
+    drop(anvil);
+    wait_for(20, "/health unhealthy", async || {
+        let (code, body) = crate::support::http::http_get(&base, "/health").await;
+        (code != 200 && body.contains("no successful chain read")).then_some(())
+    })
+    .await;
+    let stalled = asked(&tg, "/status", "mode PAPER").await;
+    assert!(stalled.starts_with("mode PAPER\n⚠ chain UNHEALTHY: no successful chain read for"), "{stalled}");
+}

@@ -162,6 +162,8 @@ async fn telegram(
         metrics: t.metrics.clone(),
         stop_file: s.emergency_stop_file.clone(),
         limits: s.limits(),
+        health: s.health,
+        confirmations: s.chain.confirmations,
         started_ms,
         venue: t.venue.clone(),
         closes: crate::telegram::operator::PendingCloses::default(),
