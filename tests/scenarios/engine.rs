@@ -226,6 +226,32 @@ async fn test_live_when_an_exit_is_stale_while_our_buy_is_of_unknown_outcome_the
     assert!(alert.contains("outcome not known yet"), "{alert}");
 }
 
+/// The first part of our match settles on chain while the order is placed, then the order's own
+/// answer (its lookup, the POST's answer lost) books the whole match: nothing is left to settle,
+/// so nothing stays reserved. The rest was held until the settlement timeout, its exposure counted
+/// twice (in the book and in the caps' reservations).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_part_settles_first_and_the_answer_books_the_whole_match_then_nothing_stays_reserved() {
+    let mut l = live().await;
+    // The POST's wait outlasts the part's booking however loaded the machine is.
+    reset(&l.d, "request_timeout_ms = 1500", "request_timeout_ms = 6000");
+    l.d.set("live", "settle_timeout_s = 600");
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 4 * ONE, 2_040_000) };
+    l.anvil.emit(&ours).await;
+    wait_for(20, "the first part", async || row(&l.d, 0).filter(|r| r["shares"] == "4")).await;
+    wait_for(30, "the placement's end", async || {
+        l.d.log().lines().find(|l| l.contains("placement ended") && l.contains("fill=1 ")).map(str::to_owned)
+    })
+    .await;
+    assert_eq!(row(&l.d, 0).unwrap()["shares"], "10", "the answer booked the whole match");
+    let st = l.d.status();
+    assert_eq!(st["daemon"]["reserved_usdc"], "0", "nothing left to hold: {st}");
+}
+
 /// As above, but the first part of the match settles while the order is still being placed (its
 /// answer never came): the placement then ends on the part the chain booked, and the rest stays
 /// reserved for a later part of the same match all the same, until the settlement timeout.

@@ -326,10 +326,17 @@ impl RiskSupervisor {
             tracing::warn!(row = m.intent.fill_row, cause = %e,
                 "a journal write failed once the order may have left: it stays reserved and is looked up again");
         }
+        if let Step::Done(added, Some(_)) = &step
+            && self.reserved.awaits_parts(m.intent.fill_row)
+        {
+            // The order's own answer booked more than the chain's part (the whole match, say):
+            // what it added is held by the book now, not by the rest still awaited.
+            self.reserved.filled_part(m.intent.fill_row, added.shares, added.usdc);
+        }
         if may_have_left {
             self.reserved.unresolved(m.intent.fill_row);
             self.unresolved.failed(m, now_ms());
-        } else if self.reserved.awaits_parts(m.intent.fill_row) {
+        } else if self.reserved.awaits_parts(m.intent.fill_row) && self.reserved.rest(m.intent.fill_row).0 > 0 {
             // Booked in part on chain while this attempt ran: its rest stays held for a later part
             // of the same match until the settlement timeout (`CheckSettlement` lets it go), also
             // when the attempt ends `Done` (a lookup replays the part the chain booked, not the
