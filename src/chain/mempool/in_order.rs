@@ -30,12 +30,16 @@ pub fn fresh_for_ms(poll_interval_ms: u64, request_timeout_ms: u64) -> i64 {
 /// than `fresh_ms`, and no more than one block past the confirmations behind the newest head
 /// known: the one it last saw, or `pool_head`, the pool reader's (a feed endpoint behind a load
 /// balancer may lag the one the pool is read from, and would pass for caught up on its own).
+///
+/// `exits`: the sightings include a SELL. Then not even the newest block may be unread: a BUY
+/// of the same target in it, copied after the SELL, would be held once the target has left (its
+/// exit sized on a balance that already counts the sale, our copy of the BUY never sold).
 #[must_use]
-pub fn caught_up(st: &FeedStatus, pool_head: u64, confirmations: u64, fresh_ms: i64, now_ms: i64) -> bool {
+pub fn caught_up(st: &FeedStatus, pool_head: u64, confirmations: u64, fresh_ms: i64, now_ms: i64, exits: bool) -> bool {
     st.live
         && st.failing_since_ms == 0
         && now_ms - st.last_ok_ms <= fresh_ms
-        && st.head.max(pool_head).saturating_sub(st.processed) <= confirmations + 1
+        && st.head.max(pool_head).saturating_sub(st.processed) <= confirmations + u64::from(!exits)
 }
 
 /// The (wallet, token) pairs with fills in more than one transaction of `fills`, one read of the
@@ -103,16 +107,26 @@ mod tests {
             (status(true, 100, 100, now - 1_000, now - 500), 0, false, "the last round failed"),
         ];
         for (st, confirmations, want, why) in cases {
-            assert_eq!(caught_up(&st, 0, confirmations, FEED_FRESH_MS, now), want, "{why}");
+            assert_eq!(caught_up(&st, 0, confirmations, FEED_FRESH_MS, now, false), want, "{why}");
         }
-        // (the pool reader's head, caught up): the feed at 100 of the 100 it saw.
-        for (pool_head, want) in [(100, true), (101, true), (104, false), (90, true)] {
+        // (the pool reader's head, SELLs among the sightings, caught up): the feed at 100 of the
+        // 100 it saw. A SELL waits for the newest block to be read: a BUY in it comes first.
+        for (pool_head, exits, want) in [
+            (100, false, true),
+            (101, false, true),
+            (101, true, false),
+            (100, true, true),
+            (104, false, false),
+            (90, true, true),
+        ] {
             let st = status(true, 100, 100, now - 1_000, 0);
-            assert_eq!(caught_up(&st, pool_head, 0, FEED_FRESH_MS, now), want, "pool at {pool_head}");
+            assert_eq!(caught_up(&st, pool_head, 0, FEED_FRESH_MS, now, exits), want, "pool at {pool_head}, {exits}");
         }
+        assert!(!caught_up(&status(true, 101, 100, now - 1_000, 0), 0, 0, FEED_FRESH_MS, now, true), "a SELL");
+        assert!(caught_up(&status(true, 102, 100, now - 1_000, 0), 0, 2, FEED_FRESH_MS, now, true), "confirmations");
         let slow = fresh_for_ms(30_000, 10_000);
         assert_eq!(slow, 70_000, "a slow poll set on purpose is not behind");
-        assert!(caught_up(&status(true, 100, 100, now - 40_000, 0), 0, 0, slow, now));
+        assert!(caught_up(&status(true, 100, 100, now - 40_000, 0), 0, 0, slow, now, false));
         assert_eq!(fresh_for_ms(2_000, 10_000), FEED_FRESH_MS);
     }
 }

@@ -359,10 +359,10 @@ impl Mempool {
     /// [`in_order::CATCH_UP_WAIT`] for a round in progress to end (a round that starts a few blocks
     /// behind reads as behind for its length; a backfill or a stalled endpoint stays behind). This
     /// reader runs on its own thread: the wait holds up nothing else.
-    async fn feed_at_the_head(&self, pool_head: u64) -> bool {
+    async fn feed_at_the_head(&self, pool_head: u64, exits: bool) -> bool {
         let (confirmations, fresh_ms) = (self.cfg.confirmations, self.cfg.feed_fresh_ms);
         let at_head = |st: &crate::chain::feed::FeedStatus| {
-            in_order::caught_up(st, pool_head, confirmations, fresh_ms, crate::store::now_ms())
+            in_order::caught_up(st, pool_head, confirmations, fresh_ms, crate::store::now_ms(), exits)
         };
         let mut feed = self.peers.feed.clone();
         matches!(tokio::time::timeout(in_order::CATCH_UP_WAIT, feed.wait_for(at_head)).await, Ok(Ok(_)))
@@ -376,7 +376,8 @@ impl Mempool {
         // Waited for only when a fill here is of a target that acts on sight: the others'
         // sightings wait for their blocks, and a round of theirs never waits on the feed.
         let acting = fills.iter().any(|f| act_now.contains(&f.wallet));
-        let caught_up = acting && self.feed_at_the_head(head).await;
+        let exits = fills.iter().any(|f| f.side == crate::domain::Side::Sell && act_now.contains(&f.wallet));
+        let caught_up = acting && self.feed_at_the_head(head, exits).await;
         let act_now = if caught_up { act_now } else { HashSet::new() };
         if !caught_up && acting {
             debug!(
