@@ -132,12 +132,26 @@ pub fn classify_refusal(message: &str) -> PostOutcome {
     }
 }
 
-/// A wait named in a 429 answer ("retry after 3 seconds", `"retry_after": 3`), in ms.
+/// A wait named in a 429 answer ("retry after 3 seconds", "retry in 500ms", `"retry_after": 3`),
+/// in ms, at most ten minutes. Only a number right after "retry" (and "after" or "in") is a
+/// wait: "retry later, request 98765" names none. A fraction of a second rounds up.
 fn named_wait_ms(message: &str) -> Option<u64> {
     let m = message.to_ascii_lowercase();
     let i = m.find("retry")?;
-    let digits: String = m[i..].chars().skip_while(|c| !c.is_ascii_digit()).take_while(char::is_ascii_digit).collect();
-    digits.parse::<u64>().ok().map(|s| s.min(600) * 1_000)
+    let rest = m[i + "retry".len()..].trim_start_matches(['_', '-', ' ']);
+    let rest = rest.strip_prefix("after").or_else(|| rest.strip_prefix("in ")).unwrap_or(rest);
+    let rest = rest.trim_start_matches([' ', ':', '"', '\'', '=']);
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let n: u64 = digits.parse().ok()?;
+    let unit = &rest[digits.len()..];
+    let fraction = unit.starts_with('.');
+    let unit = unit.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit()).trim_start();
+    let ms = if unit.starts_with("ms") || unit.starts_with("milli") {
+        n + u64::from(fraction)
+    } else {
+        (n + u64::from(fraction)).saturating_mul(1_000)
+    };
+    Some(ms.min(600_000))
 }
 
 /// An HTTP error answer of `POST /order` → its outcome.
@@ -360,8 +374,20 @@ mod tests {
                 wait_ms: Some(3_000)
             }
         );
-        let PostOutcome::Retry { wait_ms, .. } = classify_status(429, "Too Many Requests") else { panic!() };
-        assert_eq!(wait_ms, None);
+        // (the answer's text, the wait read, ms)
+        for (text, want) in [
+            ("Too Many Requests", None),
+            ("retry after 3 seconds", Some(3_000)),
+            ("Retry-After: 2", Some(2_000)),
+            (r#"{"retry_after": 4}"#, Some(4_000)),
+            ("retry in 500ms", Some(500)),
+            ("retry after 1.5 s", Some(2_000)),
+            ("retry later, request 98765", None),
+            ("retry after 86400 seconds", Some(600_000)),
+        ] {
+            let PostOutcome::Retry { wait_ms, .. } = classify_status(429, text) else { panic!("{text}") };
+            assert_eq!(wait_ms, want, "{text}");
+        }
     }
 
     #[test]
