@@ -226,6 +226,31 @@ async fn test_live_when_an_exit_is_stale_while_our_buy_is_of_unknown_outcome_the
     assert!(alert.contains("outcome not known yet"), "{alert}");
 }
 
+/// The exchange answers "not now" (429) to every send of our order, yet its match settles on
+/// chain between two sends (the first answer hid an order the engine took): the fill is booked,
+/// and the refusal that ends the retries is stale. No "refused" report, no error toward the
+/// breaker, for a copy that is booked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_our_fill_on_chain_books_an_order_the_exchange_then_refuses_then_no_refusal_is_reported() {
+    let mut l = live().await;
+    l.clob.script(&vec![Play::Status(429, "too many requests, retry after 3 seconds"); 3]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the first POST", async || (!l.clob.posts().is_empty()).then_some(())).await;
+    let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 10 * ONE, 5_100_000) };
+    l.anvil.emit(&ours).await;
+    wait_for(20, "our fill booked", async || row(&l.d, 0).filter(|r| r["shares"] == "10")).await;
+    wait_for(30, "the placement's end", async || {
+        l.d.log().lines().find(|l| l.contains("placement ended") && l.contains("fill=1 ")).map(str::to_owned)
+    })
+    .await;
+    assert_eq!(l.clob.posts().len(), 3, "sent three times, refused each time");
+    assert!(l.d.events("error").iter().all(|e| !e.contains("refused")), "{:?}", l.d.events("error"));
+    assert_eq!(row(&l.d, 0).unwrap()["status"], "executed");
+    assert_eq!(l.d.status()["daemon"]["reserved_usdc"], "0");
+    assert_eq!(l.d.events("rejected"), Vec::<String>::new(), "no refusal reported");
+}
+
 /// The first part of our match settles on chain while the order is placed, then the order's own
 /// answer (its lookup, the POST's answer lost) books the whole match: nothing is left to settle,
 /// so nothing stays reserved. The rest was held until the settlement timeout, its exposure counted

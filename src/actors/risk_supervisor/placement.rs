@@ -310,6 +310,16 @@ impl RiskSupervisor {
             !self.reserved.holds(m.intent.fill_row) || self.reserved.is_done_on_chain(m.intent.fill_row);
         let step = match step {
             Step::ExecFailed(ExecError::Unknown(_)) if booked_meanwhile => Step::Skipped,
+            // A refusal, a no-fill or "not sent" contradicted by our fill on chain, which booked
+            // the order (an earlier send's answer lost, the engine took it): the chain is what
+            // happened. Reported, it would say a booked copy was refused and count an error.
+            Step::ExecFailed(e @ (ExecError::Rejected { .. } | ExecError::NoFill { .. } | ExecError::NotSent))
+                if self.reserved.is_done_on_chain(m.intent.fill_row) =>
+            {
+                tracing::warn!(row = m.intent.fill_row, answer = %e,
+                    "the exchange's last answer says the order did not fill, but our fill on chain booked it: the chain stands");
+                Step::Skipped
+            }
             step => step,
         };
         // A journal write that failed once the order may have left (its outcome, or its booking)
