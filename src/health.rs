@@ -164,12 +164,31 @@ pub fn chain_check(f: &FeedStatus, confirmations: u64, (now_ms, started_ms): (i6
             Level::Unhealthy,
             format!("no successful chain read for {stalled_s} s (head {}, processed {}){why}", f.head, f.processed),
         )
+    } else if let Some(age_s) = too_old(f, now_ms, t.max_chain_age_s.saturating_mul(5)) {
+        // Every copy is refused as stale by now (copy.max_copy_delay_s is 300 s by default).
+        (Level::Unhealthy, behind_the_clock(f, age_s))
     } else if lag > t.max_head_lag_blocks {
         (Level::Degraded, format!("{lag} blocks behind the head {}", f.head))
+    } else if let Some(age_s) = too_old(f, now_ms, t.max_chain_age_s) {
+        (Level::Degraded, behind_the_clock(f, age_s))
     } else {
         (Level::Healthy, format!("head {}, processed {}, last read {stalled_s} s ago", f.head, f.processed))
     };
     Check { name: "chain", status: chain.0, detail: chain.1 }
+}
+
+/// How old the newest block read is, when older than `limit_s` (0: never).
+fn too_old(f: &FeedStatus, now_ms: i64, limit_s: u64) -> Option<u64> {
+    let age_s = u64::try_from(now_ms / 1000).unwrap_or(0).saturating_sub(f.read_through_s);
+    (limit_s > 0 && f.read_through_s > 0 && age_s > limit_s).then_some(age_s)
+}
+
+fn behind_the_clock(f: &FeedStatus, age_s: u64) -> String {
+    format!(
+        "the newest block read ({}) is {age_s} s old by this host's clock: the endpoint lags the chain (or the \
+         clock is off), and copies come that much late",
+        f.processed
+    )
 }
 
 /// What `/health` says of Telegram: `None` when no bot is configured, else fine or the first
@@ -281,7 +300,34 @@ mod tests {
         }
     }
 
-    const T: HealthSettings = HealthSettings { feed_stall_s: 60, max_head_lag_blocks: 30, clob_stale_s: 120 };
+    const T: HealthSettings =
+        HealthSettings { feed_stall_s: 60, max_head_lag_blocks: 30, clob_stale_s: 120, max_chain_age_s: 60 };
+
+    #[test]
+    fn an_endpoint_that_lags_but_moves_is_behind_by_its_blocks_own_times() {
+        let now_ms = 1_000_000;
+        let feed = |read_through_s| FeedStatus {
+            head: 100,
+            processed: 100,
+            live: true,
+            last_ok_ms: now_ms - 1_000,
+            read_through_s,
+            ..FeedStatus::default()
+        };
+        // (newest block read, unix s; the check's limit; verdict)
+        for (read, limit, want) in [
+            (995, 60, Level::Healthy),
+            (900, 60, Level::Degraded),
+            (600, 60, Level::Unhealthy),
+            (600, 0, Level::Healthy),
+            (0, 60, Level::Healthy),
+        ] {
+            let t = HealthSettings { max_chain_age_s: limit, ..T };
+            let c = chain_check(&feed(read), 0, (now_ms, 1), &t);
+            assert_eq!(c.status, want, "{read} {limit}: {c:?}");
+            assert_eq!(c.detail.contains("lags the chain"), want != Level::Healthy, "{c:?}");
+        }
+    }
 
     #[test]
     fn a_refused_wallets_edit_is_degraded_and_named() {
@@ -329,6 +375,9 @@ mod tests {
             (FeedStatus { live: false, ..live.clone() }, &ok, Ok(()), Level::Degraded),
             (FeedStatus { processed: 69, ..live.clone() }, &ok, Ok(()), Level::Degraded),
             (FeedStatus { processed: 70, ..live.clone() }, &ok, Ok(()), Level::Healthy),
+            // The newest block read, by the clock (100 s now): 50 s old is fine, 61 s is behind.
+            (FeedStatus { read_through_s: 50, ..live.clone() }, &ok, Ok(()), Level::Healthy),
+            (FeedStatus { read_through_s: 39, ..live.clone() }, &ok, Ok(()), Level::Degraded),
             (FeedStatus { last_ok_ms: 39_000, ..live.clone() }, &ok, Ok(()), Level::Unhealthy),
             // Not reading the chain because the copier is behind: alive, degraded.
             (

@@ -88,6 +88,9 @@ pub struct HealthSettings {
     pub max_head_lag_blocks: u64,
     /// Live: seconds without any answer from the CLOB before it counts as unreachable.
     pub clob_stale_s: u64,
+    /// Seconds the newest block read may be older than this host's clock before the feed counts
+    /// as behind (five times as long: unhealthy); 0 = off.
+    pub max_chain_age_s: u64,
 }
 
 /// `[chain]`.

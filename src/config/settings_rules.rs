@@ -34,6 +34,7 @@ fn durations(s: &Settings, bad: &mut impl FnMut(&str, String)) {
     let seconds = [
         ("health.feed_stall_s", h.feed_stall_s),
         ("health.clob_stale_s", h.clob_stale_s),
+        ("health.max_chain_age_s", h.max_chain_age_s),
         ("chain.head_stall_s", c.head_stall_s),
         ("copy.max_copy_delay_s", s.copy.max_copy_delay_s),
         ("markets.refresh_s", m.refresh_s),

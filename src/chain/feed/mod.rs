@@ -79,6 +79,9 @@ pub struct FeedStatus {
     /// Since when the feed has waited for the copier to take its last batch, unix ms (0: not
     /// waiting): the copies are at their bound, and the chain is not read meanwhile.
     pub copier_wait_since_ms: i64,
+    /// The time of the newest block journaled, unix s (0: none yet): how far behind the chain an
+    /// endpoint that lags, but moves, keeps us.
+    pub read_through_s: u64,
 }
 
 /// The actors the feed talks to.
@@ -374,9 +377,11 @@ impl ChainFeed {
 
     /// Publishes how far the feed has journaled the chain (`done`: caught up with the head).
     fn publish_progress(&self, head: u64, processed: u64, done: bool) {
+        let read_through_s = self.clock.read_through_s();
         self.status.send_modify(|s| {
             s.head = head;
             s.processed = processed;
+            s.read_through_s = read_through_s;
             if done {
                 s.live = true;
                 s.last_ok_ms = crate::store::now_ms();

@@ -328,6 +328,9 @@ breaker_poll_ms = 100
 listen = "127.0.0.1:0"
 [health]
 feed_stall_s = 3
+# anvil makes a block only when a transaction arrives: between a test's steps its newest block
+# grows old by the clock (tests/scenarios/stuck_node.rs turns the check on).
+max_chain_age_s = 0
 [telegram]
 daily_report_at = "off"
 [alerts]
