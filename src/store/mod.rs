@@ -47,7 +47,7 @@ pub use fill_status::FillStatus;
 pub use journal::{FillStanding, PaperBooking, PendingFill};
 pub use maintenance::{backup_file, check_file};
 pub use operator::{FillOutcome, PausedMarket};
-pub use ops::{ExecRow, FeeRow, FillCounts, HeldClass, HeldMessage, Resolution};
+pub use ops::{ExecRow, FeeRow, FillCounts, HeldClass, HeldMessage, Holding, Resolution};
 pub use orders::{OrderHealth, OrderRow, OrderStatus, Unsettled};
 pub use own_fills::{ForgottenFee, OwnBooking, OwnSettled, OwnSettlement};
 pub use quality::TargetQuality;

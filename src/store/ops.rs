@@ -87,6 +87,19 @@ impl HeldClass {
     }
 }
 
+/// How undelivered Telegram messages are kept ([`Store::hold_telegram`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    /// At a stop: everything undelivered; `replaces_snapshots`: this run wrote snapshots, all
+    /// numbered above the rows it sent again.
+    AtStop {
+        /// This run wrote snapshots.
+        replaces_snapshots: bool,
+    },
+    /// While delivery fails: what waits now, so that a crash loses none of it.
+    Snapshot,
+}
+
 /// A Telegram message kept in the journal across a stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldMessage {
@@ -129,14 +142,22 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Keeps Telegram messages that could not be delivered before a stop, in place of the rows up to
-    /// `resent_up_to` this run sent again (each is delivered, or among `held`).
+    /// Keeps Telegram messages that could not be delivered. At a stop, in place of the rows up to
+    /// `resent_up_to` this run sent again (each is delivered, or among `held`) and of this run's
+    /// snapshots; a snapshot (while delivery fails) replaces only the previous snapshot, the rows
+    /// sent again staying until delivered ([`Holding`]).
     ///
     /// # Errors
     /// On a database error.
-    pub fn hold_telegram(&mut self, held: &[HeldMessage], resent_up_to: i64) -> StoreResult<()> {
+    pub fn hold_telegram(&mut self, held: &[HeldMessage], resent_up_to: i64, how: Holding) -> StoreResult<()> {
         let tx = self.conn.savepoint()?;
-        tx.execute("DELETE FROM telegram_held WHERE id <= ?1", [resent_up_to])?;
+        if how != Holding::Snapshot {
+            tx.execute("DELETE FROM telegram_held WHERE id <= ?1", [resent_up_to])?;
+        }
+        if how != (Holding::AtStop { replaces_snapshots: false }) {
+            // Every row above those sent again is one of this run's snapshots.
+            tx.execute("DELETE FROM telegram_held WHERE id > ?1", [resent_up_to])?;
+        }
         // Numbered above every row this run sent again: a late "forget up to" from this run (its
         // delivery finishing as the stop writes) must never reach the rows held now.
         let top: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM telegram_held", [], |r| r.get(0))?;
@@ -435,15 +456,37 @@ mod tests {
     fn held_messages_stay_until_delivered_and_a_late_forget_spares_the_next_hold() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
-        s.hold_telegram(&[held("a"), held("b")], 0).unwrap();
+        let stop = Holding::AtStop { replaces_snapshots: false };
+        s.hold_telegram(&[held("a"), held("b")], 0, stop).unwrap();
         let (msgs, last) = s.held_telegram().unwrap();
         assert_eq!((msgs.len(), texts(&s)), (2, vec!["a".to_owned(), "b".to_owned()]), "read, not taken");
         // The next stop: "b" still undelivered, "c" new; the rows sent again give way.
-        s.hold_telegram(&[held("b"), held("c")], last).unwrap();
+        s.hold_telegram(&[held("b"), held("c")], last, stop).unwrap();
         s.forget_held_telegram(last).unwrap();
         assert_eq!(texts(&s), ["b", "c"]);
         let (_, last) = s.held_telegram().unwrap();
         s.forget_held_telegram(last).unwrap();
+        assert!(texts(&s).is_empty());
+    }
+
+    /// While delivery fails, snapshots of what waits replace each other and keep the rows sent
+    /// again; the stop's hold replaces both; a late "forget up to" spares every snapshot.
+    #[test]
+    fn snapshots_replace_each_other_and_the_stop_replaces_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        s.hold_telegram(&[held("old")], 0, Holding::AtStop { replaces_snapshots: false }).unwrap();
+        let (_, last) = s.held_telegram().unwrap();
+        // This run sent "old" again (still undelivered), then "x" and "y" waited.
+        s.hold_telegram(&[held("x")], last, Holding::Snapshot).unwrap();
+        s.hold_telegram(&[held("x"), held("y")], last, Holding::Snapshot).unwrap();
+        assert_eq!(texts(&s), ["old", "x", "y"], "a crash now loses nothing and repeats nothing");
+        s.forget_held_telegram(last).unwrap();
+        assert_eq!(texts(&s), ["x", "y"], "the late forget spares the snapshot");
+        s.hold_telegram(&[held("y")], last, Holding::AtStop { replaces_snapshots: true }).unwrap();
+        assert_eq!(texts(&s), ["y"]);
+        // Everything delivered: an empty snapshot leaves nothing to repeat.
+        s.hold_telegram(&[], last, Holding::Snapshot).unwrap();
         assert!(texts(&s).is_empty());
     }
 }

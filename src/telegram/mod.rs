@@ -10,6 +10,7 @@ pub mod commands;
 pub mod delivery;
 pub mod direct;
 pub mod format;
+mod held;
 pub mod operator;
 pub mod outbox;
 mod polling;
@@ -29,12 +30,12 @@ use teloxide::utils::command::BotCommands;
 use tracing::{debug, error, info, warn};
 
 use crate::actors::notifier::Event;
-use crate::actors::store::{ForgetHeldTelegram, HoldTelegram, TakeHeldTelegram};
+use crate::actors::store::HoldTelegram;
 use crate::config::Env;
 use crate::config::env::scrub;
 use crate::config::settings::{NotifyLevel, TelegramSettings};
 use crate::metrics::Metrics;
-use crate::store::{HeldClass, HeldMessage};
+use crate::store::Holding;
 use commands::{Command, Ops};
 pub use delivery::Queue;
 use outbox::{Class, Outgoing};
@@ -136,8 +137,11 @@ pub struct Telegram {
     pub sink: Addr<TelegramActor>,
     out: Queue,
     store: Addr<crate::actors::store::StoreActor>,
-    /// The last held row this run sent again: at a stop those rows give way to what is undelivered.
-    resent_up_to: i64,
+    /// The last held row this run sent again: at a stop those rows give way to what is undelivered
+    /// (`None`: the journal could not say which rows were held, and none is replaced).
+    resent_up_to: Option<i64>,
+    /// Snapshots of what waits are written while delivery fails ([`held::keep_snapshots`]).
+    snapshots: bool,
 }
 
 impl Telegram {
@@ -149,31 +153,14 @@ impl Telegram {
         while self.out.pending() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        let held: Vec<HeldMessage> = self
-            .out
-            .undelivered()
-            .into_iter()
-            .flat_map(|(chat, msgs)| {
-                // A report's chart is not kept, its text is; a confirmation button is stale
-                // after a restart, so a message offering one is not kept.
-                msgs.into_iter().filter(|m| m.buttons.is_empty()).map(move |m| HeldMessage {
-                    chat,
-                    class: match m.class {
-                        Class::Alert => HeldClass::Alert,
-                        Class::Direct => HeldClass::Direct,
-                        Class::Routine => HeldClass::Routine,
-                    },
-                    text: m.text,
-                    silent: m.silent,
-                    html: m.html,
-                })
-            })
-            .collect();
-        if !held.is_empty() || self.resent_up_to > 0 {
+        let held = held::held_now(&self.out, true);
+        let resent_up_to = self.resent_up_to.unwrap_or(0);
+        if !held.is_empty() || resent_up_to > 0 || self.snapshots {
             if !held.is_empty() {
                 warn!(messages = held.len(), "Telegram messages undelivered at stop are kept for the next start");
             }
-            let _ = self.store.send(HoldTelegram(held, self.resent_up_to)).await;
+            let how = Holding::AtStop { replaces_snapshots: self.snapshots };
+            let _ = self.store.send(HoldTelegram(held, resent_up_to, how)).await;
         }
     }
 }
@@ -206,7 +193,12 @@ pub async fn start(
     );
     let (store, registry) = (ops.store.clone(), ops.registry.clone());
     let held_store = store.clone();
-    let resent_up_to = resend_held(&store, &tx, stop).await;
+    let resent_up_to = held::resend_held(&store, &tx, stop).await;
+    // Only while the journal says which rows this run sent again: a snapshot replaces the rows above.
+    let snapshots = resent_up_to.is_some();
+    if let Some(resent) = resent_up_to {
+        held::keep_snapshots(store.clone(), tx.clone(), resent, stop);
+    }
     crate::tasks::spawn_until(
         stop,
         polling::run(
@@ -226,7 +218,7 @@ pub async fn start(
     }
     metrics.telegram_on.store(true, std::sync::atomic::Ordering::Relaxed);
     let sink = TelegramActor { settings: settings.clone(), out: tx.clone(), metrics }.start();
-    Some(Telegram { sink, out: tx, store: held_store, resent_up_to })
+    Some(Telegram { sink, out: tx, store: held_store, resent_up_to, snapshots })
 }
 
 /// The bot, with its token (kept only to scrub it from errors) and its username (empty when
@@ -293,44 +285,6 @@ fn register_menu(stop: &tokio_util::sync::CancellationToken, bot: Bot, token: St
             wait = (wait * 2).min(Duration::from_secs(120));
         }
     });
-}
-
-/// What a message held over a restart starts with.
-const HELD_NOTE: &str = "(held from before the restart)";
-
-/// What could not be delivered before the last stop goes out first. The rows stay in the journal
-/// until the queue has sent them (then they are forgotten), so a crash before that loses none:
-/// they go out again at the next start. Returns the last row sent again (0: none).
-async fn resend_held(
-    store: &actix::Addr<crate::actors::store::StoreActor>,
-    tx: &Queue,
-    stop: &tokio_util::sync::CancellationToken,
-) -> i64 {
-    let Ok(Ok((held, last))) = store.send(TakeHeldTelegram).await else { return 0 };
-    if held.is_empty() {
-        return 0;
-    }
-    info!(messages = held.len(), "Telegram messages held from before the restart are sent first");
-    for h in held {
-        let class = match h.class {
-            HeldClass::Alert => Class::Alert,
-            HeldClass::Direct => Class::Direct,
-            HeldClass::Routine => Class::Routine,
-        };
-        // Held over several restarts, it says so once.
-        let text = if h.text.starts_with(HELD_NOTE) { h.text } else { format!("{HELD_NOTE} {}", h.text) };
-        let m = Outgoing { chat: Some(h.chat), html: h.html, ..Outgoing::text("held", text, class, h.silent) };
-        let _ = tx.push(m).await;
-    }
-    let (queue, store) = (tx.clone(), store.clone());
-    crate::tasks::spawn_until(stop, async move {
-        // Every chat's, a parked one's too: until then a crash would lose what is still queued.
-        while queue.pending() > 0 || !queue.undelivered().is_empty() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        let _ = store.send(ForgetHeldTelegram(last)).await;
-    });
-    last
 }
 
 #[cfg(test)]

@@ -646,6 +646,43 @@ async fn test_delivery_when_429_or_outage_then_obeyed_and_no_alert_lost() {
     assert!(!d.log().contains("TEST-SECRET-TOKEN"), "the token leaked into the log");
 }
 
+/// Telegram down, an alert waiting, and the daemon killed (the watchdog's SIGABRT, the OOM killer):
+/// no stop wrote what waited, yet the alert is delivered after the next start, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_delivery_when_the_daemon_crashes_while_telegram_is_down_then_the_waiting_alert_is_delivered_after_the_start()
+ {
+    let (_anvil, tg, _dir, mut d) = whale_with_telegram().await;
+    tg.down_for(Duration::from_secs(3600));
+    let (code, _, _) = d.run_cli(&["halt", "--reason", "crash-test"]);
+    assert_eq!(code, 0);
+    wait_for(20, "the waiting alert kept in the journal", async || {
+        let c = rusqlite::Connection::open(d.dir.join("journal.db")).ok()?;
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM telegram_held WHERE text LIKE '%BREAKER TRIPPED%crash-test%'", [], |r| {
+                r.get(0)
+            })
+            .ok()?;
+        (n == 1).then_some(())
+    })
+    .await;
+    d.kill9();
+    tg.down_for(Duration::ZERO);
+    d.start();
+    d.wait_live().await;
+    let held = message_containing(&tg, OP, "(held from before the restart)").await;
+    assert!(held.text.contains("BREAKER TRIPPED (manual) by cli: crash-test"), "{}", held.text);
+    // Delivered and forgotten: a later stop keeps nothing of it.
+    wait_for(20, "the held rows forgotten", async || {
+        let c = rusqlite::Connection::open(d.dir.join("journal.db")).ok()?;
+        let n: i64 = c.query_row("SELECT COUNT(*) FROM telegram_held", [], |r| r.get(0)).ok()?;
+        (n == 0).then_some(())
+    })
+    .await;
+    let tripped =
+        tg.sent_to(OP).iter().filter(|m| m.text.contains("BREAKER TRIPPED (manual) by cli: crash-test")).count();
+    assert_eq!(tripped, 1, "{:?}", tg.sent_to(OP));
+}
+
 /// Telegram taking requests and never answering at a stop: the message being sent and every one
 /// queued behind it (the daemon's "stopped" too) are kept in the journal and delivered after the
 /// next start, even when the start after the stop was killed before it could send them.

@@ -127,10 +127,10 @@ store_handler!(SetPaused -> bool, |s, m| s.set_paused(&m.wallet, m.paused, &m.by
 pub struct SetRunningTargets(pub Vec<(Address, String)>);
 store_handler!(SetRunningTargets -> (), |s, m| s.set_running_targets(&m.0));
 
-/// Keep Telegram messages undelivered at a stop.
+/// Keep Telegram messages undelivered (at a stop, or a snapshot while delivery fails).
 #[derive(Debug)]
-pub struct HoldTelegram(pub Vec<crate::store::HeldMessage>, pub i64);
-store_handler!(HoldTelegram -> (), |s, m| s.hold_telegram(&m.0, m.1));
+pub struct HoldTelegram(pub Vec<crate::store::HeldMessage>, pub i64, pub crate::store::Holding);
+store_handler!(HoldTelegram -> (), |s, m| s.hold_telegram(&m.0, m.1, m.2));
 
 /// Read the Telegram messages held from before the last stop (and the last row's id).
 #[derive(Debug)]
