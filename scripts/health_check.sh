@@ -176,7 +176,7 @@ log crit "$msg"
 # The daemon only takes alerts with its token (<journal>.alert-token, readable by the service's
 # group); the header goes through a private file so the token never shows in the process list.
 if [ "$down" = 0 ] && [ -n "$url" ]; then
-  token_file=$(config_field alert_token_file)
+  token_file=$(alert_token_path)
   if [ -n "$token_file" ] && [ -r "$token_file" ] && (umask 077 && printf 'Authorization: Bearer %s\n' "$(tr -d '\n' <"$token_file")" >"$hdr"); then
     curl -sS --fail --max-time 5 -o /dev/null -H "@$hdr" -X POST --data-binary "health check: $msg" "$url/alert" 2>/dev/null \
       || log crit "could not relay the alert through the daemon"

@@ -168,6 +168,14 @@ config_field() {
     | sed -e 's/\\"/"/g' -e 's#\\/#/#g' -e 's/\\\\/\\/g'
 }
 
+# The alert token of the daemon that trades (see db_path): a daemon still running the mode the file
+# no longer says takes alerts only with its own journal's token.
+alert_token_path() {
+  local running
+  running=$(config_field running_alert_token_file)
+  if [ -n "$running" ]; then printf '%s\n' "$running"; else config_field alert_token_file; fi
+}
+
 # The journal of the daemon that trades: the configured one (db_path or live.db_path, by mode),
 # unless a daemon still runs the other mode than the file now says (the file was changed and the
 # service not restarted): then that daemon's (check-config's running_db_path).
@@ -358,7 +366,7 @@ private_workdir() {
 # shows in the process list. Status 1 (and a critical log line) when it could not be relayed.
 relay_alert() {
   local url=$1 msg=$2 token_file hdr rc=0
-  token_file=$(config_field alert_token_file)
+  token_file=$(alert_token_path)
   if [ -z "$token_file" ] || [ ! -r "$token_file" ]; then
     log crit "cannot read the alert token ${token_file:-(unknown)}: run as the service user (or root)"
     return 1

@@ -122,6 +122,8 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
             "endpoints": endpoints,
             "running_mode": running.as_ref().map(|(_, d)| d.mode.as_str()),
             "running_db_path": running.as_ref().map(|(_, d)| d.journal.display().to_string()),
+            // The token that daemon takes alerts with (the scripts relay theirs to it).
+            "running_alert_token_file": running.as_ref().map(|(_, d)| crate::alert_gate::token_path(&d.journal).display().to_string()),
             "running_warning": running.as_ref().map(|(w, _)| w.clone()),
         });
         // Problems quote what the operator wrote; a secret this process knows is never among it.

@@ -406,6 +406,31 @@ async fn test_installed_live_when_health_check_sh_runs_then_green() {
     l.nothing_in(l.elsewhere.path());
 }
 
+/// The settings file switched to paper and the service not restarted: the live daemon still
+/// trades, and when it is unhealthy, health_check.sh's alert reaches it with its own token (the
+/// paper journal's token, which the file's mode names, does not exist or is not the daemon's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_the_file_says_paper_then_health_check_alerts_reach_the_live_daemon() {
+    let l = live_install().await;
+    l.copied_then_switched_to_paper().await;
+    let live_db = l.live_db();
+    let (code, out, err) = l.cli(&["--db", live_db.to_str().unwrap(), "halt", "--reason", "drill"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = l.script("health_check.sh", &["--min-disk-mb", "1"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!err.contains("cannot read the alert token") && !err.contains("could not relay"), "{err}");
+    wait_for(20, "the alert journaled by the live daemon", async || {
+        let c = rusqlite::Connection::open(l.live_db()).ok()?;
+        c.query_row(
+            "SELECT message FROM events WHERE kind = 'alert' AND message LIKE '%health check: UNHEALTHY%'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .ok()
+    })
+    .await;
+}
+
 /// Live `/health` is 200 and healthy when all is well, and names the failing live check (the CLOB
 /// refusing our credentials) otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
