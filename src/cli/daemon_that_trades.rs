@@ -42,17 +42,43 @@ impl OtherModeDaemon {
 
 /// With `--db`, the mode of the daemon that answers on that journal, when it differs from the
 /// file's (the file switched, the service not restarted): a `reconcile` of the live journal named
-/// so must not answer "paper mode: nothing to reconcile".
+/// so must not answer "paper mode: nothing to reconcile". With no daemon on it, the journal's own
+/// copies say its mode (one journal never holds both: a daemon refuses the other mode's).
 pub(super) fn mode_of_the_named_journals_daemon(g: &GlobalArgs, s: &mut Settings) {
     use crate::control::{Request, client::ask};
     if g.db.is_none() {
         return;
     }
-    let Ok(who) = ask(&s.control_socket_path(), &Request::Status, std::time::Duration::from_secs(2)) else { return };
+    let Ok(who) = ask(&s.control_socket_path(), &Request::Status, std::time::Duration::from_secs(2)) else {
+        mode_of_the_journal(s);
+        return;
+    };
     let Some(mode) = Mode::parse(&who.mode) else { return };
     if mode != s.mode && crate::control::client::same_journal(std::path::Path::new(&who.journal), &s.db_path) {
         eprintln!(
             "note: the daemon on {} trades {} (the settings say {}): this command acts in its mode",
+            s.db_path.display(),
+            mode.as_str(),
+            s.mode.as_str()
+        );
+        s.mode = mode;
+    }
+}
+
+/// The mode of the copies the journal `s` names holds, when it holds only one mode's and it is not
+/// the file's: `s` takes it, with a note.
+fn mode_of_the_journal(s: &mut Settings) {
+    use crate::domain::ExecMode;
+    let Ok(store) = crate::store::Store::open_existing(&s.db_path) else { return };
+    let holds = |m| store.copies_in_mode(m).is_ok_and(|n| n > 0);
+    let mode = match (holds(ExecMode::Paper), holds(ExecMode::Live)) {
+        (false, true) => Mode::Live,
+        (true, false) => Mode::Paper,
+        _ => return,
+    };
+    if mode != s.mode {
+        eprintln!(
+            "note: the journal {} holds {} copies (the settings say {}): this command acts in its mode",
             s.db_path.display(),
             mode.as_str(),
             s.mode.as_str()

@@ -406,6 +406,26 @@ async fn test_installed_live_when_health_check_sh_runs_then_green() {
     l.nothing_in(l.elsewhere.path());
 }
 
+/// Back to paper (the file switched and the service restarted, or stopped): the live journal
+/// named with `--db` is still read and reconciled as live, by its own copies, with no daemon on it
+/// to say so. It answered "paper mode: nothing on chain to reconcile" and labelled it PAPER.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_when_the_live_journal_is_named_with_no_daemon_then_commands_act_in_live_mode() {
+    let mut l = live_install().await;
+    l.copied_then_switched_to_paper().await;
+    l.inst.stop();
+    let live_db = l.live_db();
+    let db = live_db.to_str().unwrap();
+    let (code, out, err) = l.cli(&["--db", db, "status", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let st: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["mode"], "live", "{st}");
+    assert!(err.contains("holds live copies"), "{err}");
+    let (_, out, err) = l.cli(&["--db", db, "reconcile"]);
+    assert!(!out.contains("nothing on chain to reconcile") && !err.contains("nothing on chain"), "{out}{err}");
+    assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal appeared");
+}
+
 /// The settings file switched to paper and the service not restarted: the live daemon still
 /// trades, and when it is unhealthy, health_check.sh's alert reaches it with its own token (the
 /// paper journal's token, which the file's mode names, does not exist or is not the daemon's).

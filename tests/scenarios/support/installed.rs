@@ -192,6 +192,14 @@ impl Installed {
         .await;
     }
 
+    /// Stops the daemon (SIGTERM, as systemd does) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+    }
+
     /// The daemon's process, when it exited: its status.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.as_mut().and_then(|c| c.try_wait().unwrap())
