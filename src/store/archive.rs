@@ -72,6 +72,7 @@ impl Store {
             st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
         };
         let mut files = Vec::new();
+        let mut _one_at_a_time = None;
         if !months.is_empty() {
             std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
             let _ = super::set_private_dir(dir);
@@ -80,6 +81,7 @@ impl Store {
             if let Some(journal) = self.path.as_deref() {
                 super::same_owner(dir, journal);
             }
+            _one_at_a_time = Some(self.lock_archives(dir)?);
         }
         for m in &months {
             files.push(self.archive_month(dir, m)?);
@@ -123,6 +125,24 @@ impl Store {
                 return Ok(deleted);
             }
         }
+    }
+
+    /// Waits until no other prune works in `dir` (maintenance run by hand during the weekly cron's):
+    /// two would write the same work files, and each delete from the journal rows the other's
+    /// archive may have lost. A prune that follows finds those rows archived and gone already.
+    fn lock_archives(&self, dir: &Path) -> StoreResult<std::fs::File> {
+        let path = dir.join(".prune.lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io(&path, e))?;
+        if let Some(journal) = self.path.as_deref() {
+            super::same_owner(&path, journal);
+        }
+        f.lock().map_err(|e| io(&path, e))?;
+        Ok(f)
     }
 
     /// Appends month `m`'s rows to `dir/m.db.gz`; returns the file.
@@ -261,6 +281,43 @@ mod tests {
             .unwrap();
         assert_eq!(archived, i64::try_from(old).unwrap());
         assert_eq!(s.prune(30, &archive).unwrap().events, 0, "nothing left to move");
+    }
+
+    /// Two prunes at once (maintenance by hand during the weekly cron's): every old row ends in the
+    /// archive exactly once and out of the journal.
+    #[test]
+    fn two_prunes_at_once_archive_every_row_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("j.db");
+        let s = Store::open(&db).unwrap();
+        let old = 3 * DELETE_BATCH;
+        for i in 0..old {
+            s.add_event("info", &format!("old {i}")).unwrap();
+        }
+        s.conn.execute("UPDATE events SET at_ms = ?1", [now_ms() - 40 * 86_400_000]).unwrap();
+        drop(s);
+        let archive = dir.path().join("archive");
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                let (db, archive) = (db.clone(), archive.clone());
+                std::thread::spawn(move || Store::open(&db).unwrap().prune(30, &archive).unwrap().events)
+            })
+            .collect();
+        let deleted: usize = runs.into_iter().map(|r| r.join().unwrap()).sum();
+        assert_eq!(deleted, old, "each row deleted once");
+        let plain = dir.path().join("check.db");
+        let files: Vec<_> = std::fs::read_dir(&archive)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "gz"))
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        gunzip(&files[0], &plain).unwrap();
+        let (rows, distinct): (i64, i64) = Connection::open(&plain)
+            .unwrap()
+            .query_row("SELECT COUNT(*), COUNT(DISTINCT message) FROM events", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((rows, distinct), (i64::try_from(old).unwrap(), i64::try_from(old).unwrap()));
     }
 
     /// A fill chosen for pruning and copied before the delete (an orphan adopted meanwhile) stays.
