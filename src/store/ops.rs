@@ -200,12 +200,14 @@ impl Store {
         Ok((rows.into_iter().map(|(_, m)| m).collect(), last))
     }
 
-    /// Forgets the held Telegram messages up to row `up_to`: sent again and delivered.
+    /// Forgets the held Telegram messages up to row `up_to` (those of `chat` only, when named):
+    /// sent again and delivered.
     ///
     /// # Errors
     /// On a database error.
-    pub fn forget_held_telegram(&self, up_to: i64) -> StoreResult<()> {
-        self.conn.execute("DELETE FROM telegram_held WHERE id <= ?1", [up_to])?;
+    pub fn forget_held_telegram(&self, up_to: i64, chat: Option<i64>) -> StoreResult<()> {
+        self.conn
+            .execute("DELETE FROM telegram_held WHERE id <= ?1 AND (?2 IS NULL OR chat = ?2)", params![up_to, chat])?;
         Ok(())
     }
 
@@ -462,10 +464,10 @@ mod tests {
         assert_eq!((msgs.len(), texts(&s)), (2, vec!["a".to_owned(), "b".to_owned()]), "read, not taken");
         // The next stop: "b" still undelivered, "c" new; the rows sent again give way.
         s.hold_telegram(&[held("b"), held("c")], last, stop).unwrap();
-        s.forget_held_telegram(last).unwrap();
+        s.forget_held_telegram(last, None).unwrap();
         assert_eq!(texts(&s), ["b", "c"]);
         let (_, last) = s.held_telegram().unwrap();
-        s.forget_held_telegram(last).unwrap();
+        s.forget_held_telegram(last, None).unwrap();
         assert!(texts(&s).is_empty());
     }
 
@@ -481,10 +483,15 @@ mod tests {
         s.hold_telegram(&[held("x")], last, Holding::Snapshot).unwrap();
         s.hold_telegram(&[held("x"), held("y")], last, Holding::Snapshot).unwrap();
         assert_eq!(texts(&s), ["old", "x", "y"], "a crash now loses nothing and repeats nothing");
-        s.forget_held_telegram(last).unwrap();
+        s.forget_held_telegram(last, None).unwrap();
         assert_eq!(texts(&s), ["x", "y"], "the late forget spares the snapshot");
         s.hold_telegram(&[held("y")], last, Holding::AtStop { replaces_snapshots: true }).unwrap();
         assert_eq!(texts(&s), ["y"]);
+        // One chat's delivered while another's wait: only its rows go.
+        s.hold_telegram(&[HeldMessage { chat: 2, ..held("z") }], last, Holding::Snapshot).unwrap();
+        let (_, top) = s.held_telegram().unwrap();
+        s.forget_held_telegram(top, Some(1)).unwrap();
+        assert_eq!(texts(&s), ["z"]);
         // Everything delivered: an empty snapshot leaves nothing to repeat.
         s.hold_telegram(&[], last, Holding::Snapshot).unwrap();
         assert!(texts(&s).is_empty());

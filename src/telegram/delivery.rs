@@ -150,6 +150,12 @@ impl Queue {
                 .sum::<usize>()
     }
 
+    /// Messages queued and not yet handed to a chat's outbox.
+    #[must_use]
+    pub fn undispatched(&self) -> usize {
+        self.undispatched.load(Ordering::SeqCst)
+    }
+
     /// Everything not yet delivered, per chat (for the journal at shutdown).
     #[must_use]
     pub fn undelivered(&self) -> Vec<(i64, Vec<Outgoing>)> {

@@ -81,6 +81,7 @@ pub(super) async fn resend_held(
         return Some(0);
     }
     info!(messages = held.len(), "Telegram messages held from before the restart are sent first");
+    let mut chats: std::collections::BTreeSet<i64> = held.iter().map(|h| h.chat).collect();
     for h in held {
         let class = match h.class {
             HeldClass::Alert => Class::Alert,
@@ -94,11 +95,21 @@ pub(super) async fn resend_held(
     }
     let (queue, store) = (tx.clone(), store.clone());
     crate::tasks::spawn_until(stop, async move {
-        // Every chat's, a parked one's too: until then a crash would lose what is still queued.
-        while queue.pending() > 0 || !queue.undelivered().is_empty() {
+        // Each chat's rows once it has nothing left to deliver (a parked one's too: until then a
+        // crash would lose what it still waits for); not all at once, or a chat that stays
+        // parked would have the others' delivered rows sent to them again after a crash.
+        while !chats.is_empty() {
             tokio::time::sleep(Duration::from_secs(1)).await;
+            if queue.undispatched() > 0 {
+                continue;
+            }
+            let waiting: std::collections::HashSet<i64> = queue.undelivered().into_iter().map(|(c, _)| c).collect();
+            for chat in chats.clone().into_iter().filter(|c| !waiting.contains(c)) {
+                if let Ok(Ok(())) = store.send(ForgetHeldTelegram(last, Some(chat))).await {
+                    chats.remove(&chat);
+                }
+            }
         }
-        let _ = store.send(ForgetHeldTelegram(last)).await;
     });
     Some(last)
 }

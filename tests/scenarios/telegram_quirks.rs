@@ -223,3 +223,46 @@ async fn test_status_when_the_chain_feed_stalls_then_it_says_so_first() {
     let stalled = asked(&tg, "/status", "mode PAPER").await;
     assert!(stalled.starts_with("mode PAPER\n⚠ chain UNHEALTHY: no successful chain read for"), "{stalled}");
 }
+
+/// Two chats, one of which blocked the bot (parked). Messages held at a stop go out to the other
+/// after the start, and its rows are forgotten once delivered, while the parked chat's wait: a
+/// crash then does not send the other chat its held messages a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_delivery_when_one_chat_stays_parked_then_the_others_held_messages_are_not_repeated_after_a_crash() {
+    const PARKED: i64 = 2002;
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "whale", true)], 0.1));
+    d.with_telegram(&tg, &format!("{OP},{PARKED}"));
+    d.set("telegram", "parked_retry_s = 600");
+    tg.block(PARKED, true);
+    started(&tg, &mut d).await;
+    tg.down_for(std::time::Duration::from_secs(3600));
+    assert_eq!(d.run_cli(&["halt", "--reason", "held-test"]).0, 0);
+    wait_for(20, "the halt journaled", async || (d.status()["breaker"]["tripped"] == true).then_some(())).await;
+    assert!(d.stop().success());
+    tg.down_for(std::time::Duration::ZERO);
+    d.start();
+    d.wait_live().await;
+    let tripped = "BREAKER TRIPPED (manual) by cli: held-test";
+    wait_for(20, "the held alert delivered", async || {
+        tg.sent_to(OP).iter().any(|m| m.text.contains(tripped)).then_some(())
+    })
+    .await;
+    let held_for = |chat: i64| {
+        let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+        c.query_row("SELECT COUNT(*) FROM telegram_held WHERE chat = ?1", [chat], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    wait_for(20, "its rows forgotten", async || (held_for(OP) == 0).then_some(())).await;
+    assert!(held_for(PARKED) > 0, "the parked chat's rows wait for it");
+    d.kill9();
+    d.start();
+    d.wait_live().await;
+    // The next start's own announcement is the marker: nothing held for this chat came before it.
+    wait_for(20, "the start announced again", async || {
+        (tg.sent_to(OP).iter().filter(|m| m.text.contains("started in PAPER mode")).count() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains(tripped)).count(), 1, "{:?}", tg.sent_to(OP));
+}

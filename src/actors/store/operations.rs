@@ -137,10 +137,10 @@ store_handler!(HoldTelegram -> (), |s, m| s.hold_telegram(&m.0, m.1, m.2));
 pub struct TakeHeldTelegram;
 store_handler!(TakeHeldTelegram -> (Vec<crate::store::HeldMessage>, i64), |s, _m| s.held_telegram());
 
-/// Forget the held Telegram messages up to a row: delivered.
+/// Forget the held Telegram messages up to a row (of one chat, when named): delivered.
 #[derive(Debug)]
-pub struct ForgetHeldTelegram(pub i64);
-store_handler!(ForgetHeldTelegram -> (), |s, m| s.forget_held_telegram(m.0));
+pub struct ForgetHeldTelegram(pub i64, pub Option<i64>);
+store_handler!(ForgetHeldTelegram -> (), |s, m| s.forget_held_telegram(m.0, m.1));
 
 /// The names of the markets the journal knows, by token.
 #[derive(Debug)]
