@@ -315,6 +315,14 @@ impl Store {
         Ok(())
     }
 
+    /// When the newest event of `kind` was logged, unix ms (`None`: never, or pruned).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn last_event_at(&self, kind: &str) -> StoreResult<Option<i64>> {
+        Ok(self.conn.query_row("SELECT MAX(at_ms) FROM events WHERE kind = ?1", [kind], |r| r.get(0))?)
+    }
+
     /// Appends to the events log.
     ///
     /// # Errors

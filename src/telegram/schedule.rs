@@ -4,7 +4,7 @@
 use actix::Addr;
 use tracing::{info, warn};
 
-use crate::actors::store::{GetReportData, StoreActor};
+use crate::actors::store::{AddEvent, GetReportData, LastEventAt, StoreActor};
 use crate::actors::watcher::{ListTargets, Registry};
 use crate::actors::within;
 use crate::report::{self, Period};
@@ -12,6 +12,29 @@ use crate::store::now_ms;
 use crate::telegram::outbox::{Class, Outgoing};
 
 const DAY_MS: i64 = 86_400_000;
+
+/// How late a scheduled report a stop made the daemon miss is still sent at the start.
+const CATCH_UP_MS: i64 = 6 * 3_600_000;
+
+/// The events log's kind for a scheduled report sent: what a start reads to catch up.
+const SENT: &str = "report_sent";
+
+/// The scheduled reports a stop spanning their time missed (an update at 17:59:58 that took ten
+/// seconds skipped the 18:00 report): due less than [`CATCH_UP_MS`] ago, and after the last one
+/// sent (`None`: none ever was, so there is nothing to catch up).
+#[must_use]
+pub fn missed(now_ms: i64, secs: u32, weekday: u32, last_sent_ms: Option<i64>) -> Vec<Period> {
+    let Some(last) = last_sent_ms else { return Vec::new() };
+    let due = next_fire(now_ms, secs, None) - DAY_MS;
+    if last >= due || now_ms - due > CATCH_UP_MS {
+        return Vec::new();
+    }
+    let mut out = vec![Period::Daily];
+    if report::weekday(due) == weekday {
+        out.push(Period::Weekly);
+    }
+    out
+}
 
 /// The next time (unix ms, strictly after `now_ms`) at `secs` past midnight UTC, on `weekday`
 /// (0 = Monday) when given.
@@ -93,6 +116,16 @@ pub async fn run(
     secs: u32,
     weekly_day: u32,
 ) {
+    let last_sent = within(REPORT_WAIT, store.send(LastEventAt(SENT))).await.ok().and_then(Result::ok).flatten();
+    let late = missed(now_ms(), secs, weekly_day, last_sent);
+    if !late.is_empty() {
+        info!(reports = late.len(), "a scheduled report was due while the daemon was stopped: sent now");
+    }
+    for period in late {
+        if !send(&store, &registry, &out, period).await {
+            return;
+        }
+    }
     loop {
         let now = now_ms();
         let daily = next_fire(now, secs, None);
@@ -104,34 +137,73 @@ pub async fn run(
             due.push(Period::Weekly);
         }
         for period in due {
-            if let Some((text, photo)) = build_report(&store, &registry, period).await {
-                info!(?period, "sending the scheduled report");
-                let m = Outgoing {
-                    kind: "report",
-                    text,
-                    silent: false,
-                    class: Class::Direct,
-                    chat: None,
-                    buttons: Vec::new(),
-                    photo,
-                    html: false,
-                    tally: crate::telegram::outbox::Tally::default(),
-                };
-                if !out.push(m).await {
-                    return;
-                }
-            } else {
-                // The journal or the target list did not answer: said, so a missing report is
-                // explained in the log (an on-demand /report can be asked for once it answers).
-                warn!(?period, "the scheduled report could not be built (journal or target list unavailable); skipped");
+            if !send(&store, &registry, &out, period).await {
+                return;
             }
         }
     }
 }
 
+/// Builds and queues one scheduled report, and logs it sent; false once the queue is closed.
+async fn send(
+    store: &Addr<StoreActor>,
+    registry: &Addr<Registry>,
+    out: &crate::telegram::Queue,
+    period: Period,
+) -> bool {
+    let Some((text, photo)) = build_report(store, registry, period).await else {
+        // The journal or the target list did not answer: said, so a missing report is explained
+        // in the log (an on-demand /report can be asked for once it answers).
+        warn!(?period, "the scheduled report could not be built (journal or target list unavailable); skipped");
+        return true;
+    };
+    info!(?period, "sending the scheduled report");
+    let m = Outgoing {
+        kind: "report",
+        text,
+        silent: false,
+        class: Class::Direct,
+        chat: None,
+        buttons: Vec::new(),
+        photo,
+        html: false,
+        tally: crate::telegram::outbox::Tally::default(),
+    };
+    if !out.push(m).await {
+        return false;
+    }
+    store.do_send(AddEvent { kind: SENT, message: format!("the scheduled {period:?} report was queued") });
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_due_while_stopped_is_caught_up_within_hours() {
+        // 2026-11-25 is a Wednesday (weekday 2); reports at 18:00, the weekly one on Wednesdays.
+        let day = 20_782 * DAY_MS;
+        let at = |h: i64, m: i64| day + h * 3_600_000 + m * 60_000;
+        let secs = 18 * 3600;
+        // (now, last sent, weekly day, due now)
+        let cases = [
+            (at(18, 1), Some(at(18, 0) - DAY_MS), 2, vec![Period::Daily, Period::Weekly]),
+            (at(18, 1), Some(at(18, 0) - DAY_MS), 4, vec![Period::Daily]),
+            (at(18, 1), Some(at(18, 0) + 500), 4, vec![]),
+            // Down for two days: the last report due is sent, once.
+            (at(20, 0), Some(at(18, 0) - 2 * DAY_MS), 4, vec![Period::Daily]),
+            // Before today's time: yesterday's is too long ago.
+            (at(17, 59), Some(at(18, 0) - 2 * DAY_MS), 4, vec![]),
+            // Started seven hours after it was due: too late to be the day's report.
+            (at(25, 0), Some(at(18, 0) - DAY_MS), 4, vec![]),
+            (at(23, 59), Some(at(18, 0) - DAY_MS), 4, vec![Period::Daily]),
+            (at(18, 1), None, 4, vec![]),
+        ];
+        for (now, last, weekday, want) in cases {
+            assert_eq!(missed(now, secs, weekday, last), want, "{now} {last:?}");
+        }
+    }
 
     #[test]
     fn fires_at_the_next_time_and_weekday() {

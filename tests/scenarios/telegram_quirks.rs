@@ -266,3 +266,34 @@ async fn test_delivery_when_one_chat_stays_parked_then_the_others_held_messages_
     .await;
     assert_eq!(tg.sent_to(OP).iter().filter(|m| m.text.contains(tripped)).count(), 1, "{:?}", tg.sent_to(OP));
 }
+
+/// The daily report's time passed while the daemon was stopped (an update at 17:59:58 that took
+/// ten seconds): it is sent at the start, once, rather than skipped until the next day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_report_when_its_time_passed_while_stopped_then_sent_at_the_start() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = daemon(&anvil, dir.path(), &tg, OP);
+    started(&tg, &mut d).await;
+    assert!(d.stop().success());
+    // The last report went out yesterday; today's was due two minutes ago.
+    let now = polycopy::store::now_ms();
+    let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+    c.execute(
+        "INSERT INTO events (at_ms, kind, message) VALUES (?1, 'report_sent', 'x')",
+        [now - 86_400_000 - 600_000],
+    )
+    .unwrap();
+    drop(c);
+    let due = chrono::DateTime::from_timestamp_millis(now - 120_000).unwrap().format("%H:%M").to_string();
+    d.replace_setting("daily_report_at = \"off\"", &format!("daily_report_at = \"{due}\""));
+    d.start();
+    d.wait_live().await;
+    let report = wait_for(20, "the report caught up", async || {
+        tg.sent_to(OP).into_iter().find(|m| m.text.starts_with("Daily report")).map(|m| m.text)
+    })
+    .await;
+    assert!(report.contains("Daily report"), "{report}");
+    wait_for(20, "the report logged sent", async || (d.events("report_sent").len() == 2).then_some(())).await;
+}

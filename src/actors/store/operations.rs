@@ -66,6 +66,11 @@ pub struct AddEvent {
 }
 store_handler!(AddEvent -> (), |s, m| s.add_event(m.kind, &m.message));
 
+/// When the newest event of a kind was logged (see [`Store::last_event_at`]).
+#[derive(Debug)]
+pub struct LastEventAt(pub &'static str);
+store_handler!(LastEventAt -> Option<i64>, |s, m| s.last_event_at(m.0));
+
 /// The journal's part of a status report.
 #[derive(Debug)]
 pub struct GetStatus;
