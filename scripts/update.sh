@@ -143,7 +143,9 @@ fi
 
 # From here on a hangup (the operator's SSH session dropped) must not leave the service stopped
 # or an unchecked binary in place: the update finishes, or rolls back.
-trap '' HUP
+# A pipe as stderr (`ssh host sudo update.sh` without a terminal) breaks with the session: ignored,
+# a write to it fails (and `log` goes on) instead of killing the script.
+trap '' HUP PIPE
 # The rollback's backup: local and unencrypted (see --help), so restoring it needs no key and an
 # off-site destination being down does not block the update.
 log info "updating $service to $version: backing up the journal first (local, unencrypted: backup.sh --no-encrypt --no-copy)"

@@ -164,17 +164,23 @@ pub fn chain_check(f: &FeedStatus, confirmations: u64, (now_ms, started_ms): (i6
             Level::Unhealthy,
             format!("no successful chain read for {stalled_s} s (head {}, processed {}){why}", f.head, f.processed),
         )
-    } else if let Some(age_s) = too_old(f, now_ms, t.max_chain_age_s.saturating_mul(5)) {
+    } else if let Some(age_s) = too_old(f, now_ms, age_limit(t.max_chain_age_s.saturating_mul(5), confirmations)) {
         // Every copy is refused as stale by now (copy.max_copy_delay_s is 300 s by default).
         (Level::Unhealthy, behind_the_clock(f, age_s))
     } else if lag > t.max_head_lag_blocks {
         (Level::Degraded, format!("{lag} blocks behind the head {}", f.head))
-    } else if let Some(age_s) = too_old(f, now_ms, t.max_chain_age_s) {
+    } else if let Some(age_s) = too_old(f, now_ms, age_limit(t.max_chain_age_s, confirmations)) {
         (Level::Degraded, behind_the_clock(f, age_s))
     } else {
         (Level::Healthy, format!("head {}, processed {}, last read {stalled_s} s ago", f.head, f.processed))
     };
     Check { name: "chain", status: chain.0, detail: chain.1 }
+}
+
+/// The age allowed the newest block read: `limit_s` (0: off) past the `confirmations` blocks a
+/// fill waits for, which are not read yet by design (about 2 s each on Polygon).
+fn age_limit(limit_s: u64, confirmations: u64) -> u64 {
+    if limit_s == 0 { 0 } else { limit_s.saturating_add(confirmations.saturating_mul(2)) }
 }
 
 /// How old the newest block read is, when older than `limit_s` (0: never).
@@ -327,6 +333,11 @@ mod tests {
             assert_eq!(c.status, want, "{read} {limit}: {c:?}");
             assert_eq!(c.detail.contains("lags the chain"), want != Level::Healthy, "{c:?}");
         }
+        // 64 confirmations: the newest block read is two minutes behind the head by design.
+        let c = chain_check(&feed(870), 64, (now_ms, 1), &T);
+        assert_eq!(c.status, Level::Healthy, "{c:?}");
+        let c = chain_check(&feed(800), 64, (now_ms, 1), &T);
+        assert_eq!(c.status, Level::Degraded, "{c:?}");
     }
 
     #[test]

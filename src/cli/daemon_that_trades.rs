@@ -68,10 +68,15 @@ pub(super) fn mode_of_the_named_journals_daemon(g: &GlobalArgs, s: &mut Settings
 /// The mode of the copies the journal `s` names holds, when it holds only one mode's and it is not
 /// the file's: `s` takes it, with a note.
 fn mode_of_the_journal(s: &mut Settings) {
-    use crate::domain::ExecMode;
-    let Ok(store) = crate::store::Store::open_existing(&s.db_path) else { return };
-    let holds = |m| store.copies_in_mode(m).is_ok_and(|n| n > 0);
-    let mode = match (holds(ExecMode::Paper), holds(ExecMode::Live)) {
+    use rusqlite::OpenFlags;
+    // Read only, as it is: opening it as the journal would migrate an older daemon's schema (which
+    // that daemon, rolled back to, would then refuse), and this command may only read.
+    let Ok(c) = rusqlite::Connection::open_with_flags(&s.db_path, OpenFlags::SQLITE_OPEN_READ_ONLY) else { return };
+    let holds = |m: crate::domain::ExecMode| {
+        c.query_row("SELECT EXISTS (SELECT 1 FROM executions WHERE mode = ?1)", [m.as_str()], |r| r.get::<_, bool>(0))
+            .unwrap_or(false)
+    };
+    let mode = match (holds(crate::domain::ExecMode::Paper), holds(crate::domain::ExecMode::Live)) {
         (false, true) => Mode::Live,
         (true, false) => Mode::Paper,
         _ => return,

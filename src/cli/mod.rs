@@ -528,7 +528,8 @@ fn installed_daemon(g: &GlobalArgs) -> Option<Settings> {
     for (mode, journal) in [(Mode::Live, s.live.db_path.clone()), (Mode::Paper, state.join("polycopy-paper.db"))] {
         s.mode = mode;
         s.db_path = journal;
-        if s.control_socket_path().exists() {
+        // A daemon listens there (a crashed one's socket file refuses the connection at once).
+        if std::os::unix::net::UnixStream::connect(s.control_socket_path()).is_ok() {
             return Some(s);
         }
     }

@@ -54,6 +54,16 @@ impl Store {
     /// # Errors
     /// On a database or file error (nothing is deleted then).
     pub fn prune(&mut self, days: u32, dir: &Path) -> StoreResult<Pruned> {
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let _ = super::set_private_dir(dir);
+        // Owned like the journal too: a first run as root must not leave a directory the
+        // service's weekly maintenance cannot write in.
+        if let Some(journal) = self.path.as_deref() {
+            super::same_owner(dir, journal);
+        }
+        // Before the rows are chosen: a prune that waited must not act on a choice made before
+        // the other one deleted rows (whose ids the journal may since have handed out again).
+        let _one_at_a_time = self.lock_archives(dir)?;
         let cutoff = now_ms() - i64::from(days) * 86_400_000;
         self.conn.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS prune_fills (id INTEGER PRIMARY KEY, month TEXT NOT NULL); \
@@ -72,17 +82,6 @@ impl Store {
             st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
         };
         let mut files = Vec::new();
-        let mut _one_at_a_time = None;
-        if !months.is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-            let _ = super::set_private_dir(dir);
-            // Owned like the journal too: a first run as root must not leave a directory the
-            // service's weekly maintenance cannot write in.
-            if let Some(journal) = self.path.as_deref() {
-                super::same_owner(dir, journal);
-            }
-            _one_at_a_time = Some(self.lock_archives(dir)?);
-        }
         for m in &months {
             files.push(self.archive_month(dir, m)?);
         }

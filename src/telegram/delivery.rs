@@ -150,6 +150,12 @@ impl Queue {
                 .sum::<usize>()
     }
 
+    /// Whether `chat` has a delivery line of its own (a configured chat, or a group's new id).
+    #[must_use]
+    pub fn has_line(&self, chat: i64) -> bool {
+        self.chats.lock().is_ok_and(|c| c.iter().any(|(id, _)| *id == chat))
+    }
+
     /// Messages queued and not yet handed to a chat's outbox.
     #[must_use]
     pub fn undispatched(&self) -> usize {

@@ -104,7 +104,10 @@ pub(super) async fn resend_held(
                 continue;
             }
             let waiting: std::collections::HashSet<i64> = queue.undelivered().into_iter().map(|(c, _)| c).collect();
-            for chat in chats.clone().into_iter().filter(|c| !waiting.contains(c)) {
+            // A chat no longer configured has no line: its messages went to every chat's, and
+            // are delivered once nothing waits anywhere.
+            let done = |c: &i64| !waiting.contains(c) && (queue.has_line(*c) || waiting.is_empty());
+            for chat in chats.clone().into_iter().filter(done) {
                 if let Ok(Ok(())) = store.send(ForgetHeldTelegram(last, Some(chat))).await {
                     chats.remove(&chat);
                 }

@@ -140,8 +140,9 @@ pub struct Telegram {
     /// The last held row this run sent again: at a stop those rows give way to what is undelivered
     /// (`None`: the journal could not say which rows were held, and none is replaced).
     resent_up_to: Option<i64>,
-    /// Snapshots of what waits are written while delivery fails ([`held::keep_snapshots`]).
-    snapshots: bool,
+    /// Ends the snapshots of what waits, written while delivery fails ([`held::keep_snapshots`]);
+    /// `None` when none are written.
+    snapshots: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Telegram {
@@ -153,13 +154,18 @@ impl Telegram {
         while self.out.pending() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        // No snapshot after the stop's hold: it would replace what the hold kept with only the
+        // alerts and answers. One already asked for is ahead of the hold in the journal's queue.
+        if let Some(s) = &self.snapshots {
+            s.cancel();
+        }
         let held = held::held_now(&self.out, true);
         let resent_up_to = self.resent_up_to.unwrap_or(0);
-        if !held.is_empty() || resent_up_to > 0 || self.snapshots {
+        if !held.is_empty() || resent_up_to > 0 || self.snapshots.is_some() {
             if !held.is_empty() {
                 warn!(messages = held.len(), "Telegram messages undelivered at stop are kept for the next start");
             }
-            let how = Holding::AtStop { replaces_snapshots: self.snapshots };
+            let how = Holding::AtStop { replaces_snapshots: self.snapshots.is_some() };
             let _ = self.store.send(HoldTelegram(held, resent_up_to, how)).await;
         }
     }
@@ -195,10 +201,11 @@ pub async fn start(
     let held_store = store.clone();
     let resent_up_to = held::resend_held(&store, &tx, stop).await;
     // Only while the journal says which rows this run sent again: a snapshot replaces the rows above.
-    let snapshots = resent_up_to.is_some();
-    if let Some(resent) = resent_up_to {
-        held::keep_snapshots(store.clone(), tx.clone(), resent, stop);
-    }
+    let snapshots = resent_up_to.map(|resent| {
+        let until = stop.child_token();
+        held::keep_snapshots(store.clone(), tx.clone(), resent, &until);
+        until
+    });
     crate::tasks::spawn_until(
         stop,
         polling::run(
