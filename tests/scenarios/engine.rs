@@ -251,6 +251,22 @@ async fn test_live_when_our_fill_on_chain_books_an_order_the_exchange_then_refus
     assert_eq!(l.d.events("rejected"), Vec::<String>::new(), "no refusal reported");
 }
 
+/// Starts `l`, copies a BUY of 10 shares whose POST the CLOB takes, books the first part of its
+/// match (4 shares) from our fill on chain while the order is placed, and waits for the
+/// placement's end (however the CLOB was scripted to answer).
+async fn first_part_settles_while_placed(l: &mut Live) {
+    start_live(l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 4 * ONE, 2_040_000) };
+    l.anvil.emit(&ours).await;
+    wait_for(20, "the first part", async || row(&l.d, 0).filter(|r| r["shares"] == "4")).await;
+    wait_for(30, "the placement's end", async || {
+        l.d.log().lines().find(|l| l.contains("placement ended") && l.contains("fill=1 ")).map(str::to_owned)
+    })
+    .await;
+}
+
 /// The first part of our match settles on chain while the order is placed, then the order's own
 /// answer (its lookup, the POST's answer lost) books the whole match: nothing is left to settle,
 /// so nothing stays reserved. The rest was held until the settlement timeout, its exposure counted
@@ -262,16 +278,7 @@ async fn test_live_when_a_part_settles_first_and_the_answer_books_the_whole_matc
     reset(&l.d, "request_timeout_ms = 1500", "request_timeout_ms = 6000");
     l.d.set("live", "settle_timeout_s = 600");
     l.clob.script(&[Play::Hang]);
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
-    let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 4 * ONE, 2_040_000) };
-    l.anvil.emit(&ours).await;
-    wait_for(20, "the first part", async || row(&l.d, 0).filter(|r| r["shares"] == "4")).await;
-    wait_for(30, "the placement's end", async || {
-        l.d.log().lines().find(|l| l.contains("placement ended") && l.contains("fill=1 ")).map(str::to_owned)
-    })
-    .await;
+    first_part_settles_while_placed(&mut l).await;
     assert_eq!(row(&l.d, 0).unwrap()["shares"], "10", "the answer booked the whole match");
     let st = l.d.status();
     assert_eq!(st["daemon"]["reserved_usdc"], "0", "nothing left to hold: {st}");
@@ -288,16 +295,7 @@ async fn test_live_when_our_match_settles_in_part_while_its_order_is_placed_then
     l.d.set("live", "settle_timeout_s = 10");
     l.clob.null_lookups();
     l.clob.script(&[Play::Hang]);
-    start_live(&mut l).await;
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
-    let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 4 * ONE, 2_040_000) };
-    l.anvil.emit(&ours).await;
-    wait_for(20, "the first part", async || row(&l.d, 0).filter(|r| r["shares"] == "4")).await;
-    wait_for(30, "the placement's end (its window closed)", async || {
-        l.d.log().lines().find(|l| l.contains("placement ended") && l.contains("fill=1 ")).map(str::to_owned)
-    })
-    .await;
+    first_part_settles_while_placed(&mut l).await;
     let st = l.d.status();
     assert_eq!(st["daemon"]["reserved_usdc"], "3.06", "the rest of the match is still held: {st}");
     assert_eq!(row(&l.d, 0).unwrap()["status"], "executed");

@@ -94,6 +94,19 @@ impl LiveInstall {
         self.inst.state().join("polycopy-live.db")
     }
 
+    /// A target's BUY now is refused as halted, read from the live journal itself (`trades` refuses
+    /// an invalid settings file, as it should), and nothing reaches the CLOB.
+    async fn next_copy_refused_as_halted(&self) {
+        self.anvil.emit(&buy(1, STD_TOKEN)).await;
+        let reason = wait_for(20, "the copy decided", async || {
+            let c = rusqlite::Connection::open(self.live_db()).ok()?;
+            c.query_row("SELECT reason FROM fills WHERE status != 'pending'", [], |r| r.get::<_, String>(0)).ok()
+        })
+        .await;
+        assert_eq!(reason, "halted");
+        assert!(self.clob.posts().is_empty(), "nothing reached the CLOB while halted");
+    }
+
     async fn decided(&self, n: usize) -> Vec<Value> {
         wait_for(20, "the copies to be decided", async || {
             let t = self.trades();
@@ -145,15 +158,7 @@ async fn test_installed_live_when_the_file_says_paper_and_is_invalid_then_halt_s
     assert_eq!(code, 0, "the live daemon acknowledges: {out}{err}");
     assert!(out.contains("live daemon") && out.contains("polycopy-live.db"), "{out}");
     assert!(err.contains("max_ordr_usdc") && err.contains("daemon that runs is in live mode"), "{err}");
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    // Read from the live journal itself: `trades` refuses the invalid file, as it should.
-    let reason = wait_for(20, "the copy decided", async || {
-        let c = rusqlite::Connection::open(l.live_db()).ok()?;
-        c.query_row("SELECT reason FROM fills WHERE status != 'pending'", [], |r| r.get::<_, String>(0)).ok()
-    })
-    .await;
-    assert_eq!(reason, "halted");
-    assert!(l.clob.posts().is_empty(), "nothing reached the CLOB while halted");
+    l.next_copy_refused_as_halted().await;
 
     // A resume is not sent to a daemon of another mode than the file says: it could restart the
     // real-money trading the operator is moving away from. Naming the journal does it.
@@ -178,14 +183,7 @@ async fn test_installed_live_when_the_settings_file_does_not_parse_then_halt_sti
     assert_eq!(code, 0, "the live daemon acknowledges: {out}{err}");
     assert!(out.contains("live daemon") && out.contains("polycopy-live.db"), "{out}");
     assert!(err.contains("cannot be read") && err.contains("installed live daemon"), "{err}");
-    l.anvil.emit(&buy(1, STD_TOKEN)).await;
-    let reason = wait_for(20, "the copy decided", async || {
-        let c = rusqlite::Connection::open(l.live_db()).ok()?;
-        c.query_row("SELECT reason FROM fills WHERE status != 'pending'", [], |r| r.get::<_, String>(0)).ok()
-    })
-    .await;
-    assert_eq!(reason, "halted");
-    assert!(l.clob.posts().is_empty(), "nothing reached the CLOB while halted");
+    l.next_copy_refused_as_halted().await;
     assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal appeared");
 }
 
