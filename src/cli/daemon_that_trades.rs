@@ -54,11 +54,17 @@ pub(super) fn mode_of_the_named_journals_daemon(g: &GlobalArgs, s: &mut Settings
         return;
     };
     let Some(mode) = Mode::parse(&who.mode) else { return };
-    if mode != s.mode && crate::control::client::same_journal(std::path::Path::new(&who.journal), &s.db_path) {
+    if crate::control::client::same_journal(std::path::Path::new(&who.journal), &s.db_path) {
+        take_mode(s, mode, |db, m| format!("the daemon on {} trades {m}", db.display()));
+    }
+}
+
+/// `s` takes `mode` when it is not the file's, saying why (`said`, of the journal and the mode).
+fn take_mode(s: &mut Settings, mode: Mode, said: fn(&std::path::Path, &str) -> String) {
+    if mode != s.mode {
         eprintln!(
-            "note: the daemon on {} trades {} (the settings say {}): this command acts in its mode",
-            s.db_path.display(),
-            mode.as_str(),
+            "note: {} (the settings say {}): this command acts in its mode",
+            said(&s.db_path, mode.as_str()),
             s.mode.as_str()
         );
         s.mode = mode;
@@ -81,15 +87,7 @@ fn mode_of_the_journal(s: &mut Settings) {
         (true, false) => Mode::Paper,
         _ => return,
     };
-    if mode != s.mode {
-        eprintln!(
-            "note: the journal {} holds {} copies (the settings say {}): this command acts in its mode",
-            s.db_path.display(),
-            mode.as_str(),
-            s.mode.as_str()
-        );
-        s.mode = mode;
-    }
+    take_mode(s, mode, |db, m| format!("the journal {} holds {m} copies", db.display()));
 }
 
 /// [`OtherModeDaemon`], when no daemon answers on the settings' own control socket and one
