@@ -20,7 +20,7 @@ const CATCH_UP_MS: i64 = 6 * 3_600_000;
 const SENT: &str = "report_sent";
 
 /// The scheduled reports a stop spanning their time missed (an update at 17:59:58 that took ten
-/// seconds skipped the 18:00 report): due less than [`CATCH_UP_MS`] ago, and after the last one
+/// seconds skipped the 18:00 report): due less than six hours ago, and after the last one
 /// sent (`None`: none ever was, so there is nothing to catch up).
 #[must_use]
 pub fn missed(now_ms: i64, secs: u32, weekday: u32, last_sent_ms: Option<i64>) -> Vec<Period> {
