@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 pub fn spawn_until(stop: &CancellationToken, task: impl Future<Output = ()> + 'static) {
     let stop = stop.clone();
     actix::spawn(async move {
+        // The stop first: a task cancelled and woken in the same turn must not run once more.
         tokio::select! {
+            biased;
             () = stop.cancelled() => {}
             () = task => {}
         }

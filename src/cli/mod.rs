@@ -529,8 +529,13 @@ fn installed_daemon(g: &GlobalArgs) -> Option<Settings> {
         s.mode = mode;
         s.db_path = journal;
         // A daemon listens there (a crashed one's socket file refuses the connection at once).
-        if std::os::unix::net::UnixStream::connect(s.control_socket_path()).is_ok() {
-            return Some(s);
+        // One this user may not reach is still there: the halt then says so, by name.
+        match std::os::unix::net::UnixStream::connect(s.control_socket_path()) {
+            Ok(_) => return Some(s),
+            Err(e) if !matches!(e.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound) => {
+                return Some(s);
+            }
+            Err(_) => {}
         }
     }
     None

@@ -53,12 +53,15 @@ pub(super) fn keep_snapshots(
     resent_up_to: i64,
     stop: &tokio_util::sync::CancellationToken,
 ) {
+    let until = stop.clone();
     crate::tasks::spawn_until(stop, async move {
         let mut written: Vec<HeldMessage> = Vec::new();
         loop {
             tokio::time::sleep(SNAPSHOT_EVERY).await;
             let now = held_now(&queue, false);
-            if now != written
+            // Never after the stop's hold, which replaces every snapshot.
+            if !until.is_cancelled()
+                && now != written
                 && let Ok(Ok(())) = store.send(HoldTelegram(now.clone(), resent_up_to, Holding::Snapshot)).await
             {
                 written = now;

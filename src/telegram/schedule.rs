@@ -16,21 +16,29 @@ const DAY_MS: i64 = 86_400_000;
 /// How late a scheduled report a stop made the daemon miss is still sent at the start.
 const CATCH_UP_MS: i64 = 6 * 3_600_000;
 
-/// The events log's kind for a scheduled report sent: what a start reads to catch up.
-const SENT: &str = "report_sent";
+/// The events log's kind for a scheduled report of `period` sent: what a start reads to catch up.
+/// One per period: a stop between the daily report and the weekly one must not count both sent.
+const fn sent_kind(period: Period) -> &'static str {
+    match period {
+        Period::Daily => "report_sent_daily",
+        Period::Weekly => "report_sent_weekly",
+        Period::Monthly => "report_sent_monthly",
+    }
+}
 
 /// The scheduled reports a stop spanning their time missed (an update at 17:59:58 that took ten
-/// seconds skipped the 18:00 report): due less than six hours ago, and after the last one
-/// sent (`None`: none ever was, so there is nothing to catch up).
+/// seconds skipped the 18:00 report): due less than six hours ago, and after the last one of its
+/// period sent (`None`: none ever was, so there is nothing to catch up). `last_sent`: the daily
+/// one's and the weekly one's.
 #[must_use]
-pub fn missed(now_ms: i64, secs: u32, weekday: u32, last_sent_ms: Option<i64>) -> Vec<Period> {
-    let Some(last) = last_sent_ms else { return Vec::new() };
+pub fn missed(now_ms: i64, secs: u32, weekday: u32, last_sent: (Option<i64>, Option<i64>)) -> Vec<Period> {
     let due = next_fire(now_ms, secs, None) - DAY_MS;
-    if last >= due || now_ms - due > CATCH_UP_MS {
-        return Vec::new();
+    let late = |last: Option<i64>| last.is_some_and(|last| last < due && now_ms - due <= CATCH_UP_MS);
+    let mut out = Vec::new();
+    if late(last_sent.0) {
+        out.push(Period::Daily);
     }
-    let mut out = vec![Period::Daily];
-    if report::weekday(due) == weekday {
+    if report::weekday(due) == weekday && late(last_sent.1) {
         out.push(Period::Weekly);
     }
     out
@@ -116,7 +124,10 @@ pub async fn run(
     secs: u32,
     weekly_day: u32,
 ) {
-    let last_sent = within(REPORT_WAIT, store.send(LastEventAt(SENT))).await.ok().and_then(Result::ok).flatten();
+    let last = async |period| {
+        within(REPORT_WAIT, store.send(LastEventAt(sent_kind(period)))).await.ok().and_then(Result::ok).flatten()
+    };
+    let last_sent = (last(Period::Daily).await, last(Period::Weekly).await);
     let late = missed(now_ms(), secs, weekly_day, last_sent);
     if !late.is_empty() {
         info!(reports = late.len(), "a scheduled report was due while the daemon was stopped: sent now");
@@ -172,7 +183,7 @@ async fn send(
     if !out.push(m).await {
         return false;
     }
-    store.do_send(AddEvent { kind: SENT, message: format!("the scheduled {period:?} report was queued") });
+    store.do_send(AddEvent { kind: sent_kind(period), message: format!("the scheduled {period:?} report was queued") });
     true
 }
 
@@ -186,22 +197,25 @@ mod tests {
         let day = 20_782 * DAY_MS;
         let at = |h: i64, m: i64| day + h * 3_600_000 + m * 60_000;
         let secs = 18 * 3600;
-        // (now, last sent, weekly day, due now)
+        let week_ago = Some(at(18, 0) - 7 * DAY_MS);
+        // (now, last daily sent, last weekly sent, weekly day, due now)
         let cases = [
-            (at(18, 1), Some(at(18, 0) - DAY_MS), 2, vec![Period::Daily, Period::Weekly]),
-            (at(18, 1), Some(at(18, 0) - DAY_MS), 4, vec![Period::Daily]),
-            (at(18, 1), Some(at(18, 0) + 500), 4, vec![]),
+            (at(18, 1), Some(at(18, 0) - DAY_MS), week_ago, 2, vec![Period::Daily, Period::Weekly]),
+            (at(18, 1), Some(at(18, 0) - DAY_MS), week_ago, 4, vec![Period::Daily]),
+            (at(18, 1), Some(at(18, 0) + 500), week_ago, 4, vec![]),
+            // Stopped between the daily report and the weekly one: only the weekly is due.
+            (at(18, 1), Some(at(18, 0) + 500), week_ago, 2, vec![Period::Weekly]),
             // Down for two days: the last report due is sent, once.
-            (at(20, 0), Some(at(18, 0) - 2 * DAY_MS), 4, vec![Period::Daily]),
+            (at(20, 0), Some(at(18, 0) - 2 * DAY_MS), week_ago, 4, vec![Period::Daily]),
             // Before today's time: yesterday's is too long ago.
-            (at(17, 59), Some(at(18, 0) - 2 * DAY_MS), 4, vec![]),
+            (at(17, 59), Some(at(18, 0) - 2 * DAY_MS), week_ago, 4, vec![]),
             // Started seven hours after it was due: too late to be the day's report.
-            (at(25, 0), Some(at(18, 0) - DAY_MS), 4, vec![]),
-            (at(23, 59), Some(at(18, 0) - DAY_MS), 4, vec![Period::Daily]),
-            (at(18, 1), None, 4, vec![]),
+            (at(25, 0), Some(at(18, 0) - DAY_MS), week_ago, 4, vec![]),
+            (at(23, 59), Some(at(18, 0) - DAY_MS), week_ago, 4, vec![Period::Daily]),
+            (at(18, 1), None, None, 2, vec![]),
         ];
-        for (now, last, weekday, want) in cases {
-            assert_eq!(missed(now, secs, weekday, last), want, "{now} {last:?}");
+        for (now, daily, weekly, weekday, want) in cases {
+            assert_eq!(missed(now, secs, weekday, (daily, weekly)), want, "{now} {daily:?} {weekly:?}");
         }
     }
 

@@ -281,7 +281,7 @@ async fn test_report_when_its_time_passed_while_stopped_then_sent_at_the_start()
     let now = polycopy::store::now_ms();
     let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
     c.execute(
-        "INSERT INTO events (at_ms, kind, message) VALUES (?1, 'report_sent', 'x')",
+        "INSERT INTO events (at_ms, kind, message) VALUES (?1, 'report_sent_daily', 'x')",
         [now - 86_400_000 - 600_000],
     )
     .unwrap();
@@ -295,5 +295,8 @@ async fn test_report_when_its_time_passed_while_stopped_then_sent_at_the_start()
     })
     .await;
     assert!(report.contains("Daily report"), "{report}");
-    wait_for(20, "the report logged sent", async || (d.events("report_sent").len() == 2).then_some(())).await;
+    wait_for(20, "the report logged sent", async || (d.events("report_sent_daily").len() == 2).then_some(())).await;
+    // Logged once it was queued, so the start sent it once.
+    let daily = tg.sent_to(OP).iter().filter(|m| m.text.starts_with("Daily report")).count();
+    assert_eq!(daily, 1, "{:?}", tg.sent_to(OP));
 }
