@@ -20,6 +20,7 @@ use crate::domain::{
 use crate::risk::book::position_after;
 use crate::risk::sizing::{SizingContext, size_copy};
 use crate::risk::{Book, CopyRules, Limits, WalletActivity, check_intent};
+use crate::vet::resolutions::{Resolution, schedule};
 
 /// One fill of the vetted wallet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,14 +140,15 @@ impl Report {
     }
 }
 
-/// Replays `trades` (oldest first) under `cfg`; `resolved` settles markets at their payout;
-/// `held_before` is what the wallet held of a token when the period began, where it is known (a
+/// Replays `trades` (oldest first) under `cfg`; `resolved` settles markets at their payout, each
+/// when its market ended where that is known (as the daemon frees a resolved position's exposure),
+/// else at the period's end; `held_before` is what the wallet held of a token when the period began, where it is known (a
 /// sale is copied in proportion to what the wallet held, as the daemon copies it).
 #[must_use]
 pub fn replay(
     trades: &[Trade],
     cfg: &VetConfig,
-    resolved: &BTreeMap<TokenId, Price>,
+    resolved: &BTreeMap<TokenId, Resolution>,
     held_before: &BTreeMap<TokenId, Shares>,
 ) -> Report {
     let mut run = Replay {
@@ -154,8 +156,19 @@ pub fn replay(
         target_held: held_before.clone(),
         ..Replay::default()
     };
+    let due = schedule(trades, resolved, cfg.delay_ms);
+    let mut settled = 0;
     for (i, t) in trades.iter().enumerate() {
+        let at = t.at_ms.saturating_add(cfg.delay_ms);
+        // Markets that ended before this copy free their exposure first, as live.
+        while let Some(&(when, token, payout)) = due.get(settled).filter(|d| d.0 <= at) {
+            run.resolve(token, payout, when, cfg);
+            settled += 1;
+        }
         run.trade(t, &trades[i + 1..], cfg);
+    }
+    for &(when, token, payout) in due.get(settled..).unwrap_or_default() {
+        run.resolve(token, payout, when, cfg);
     }
     run.settle(resolved);
     let Replay { mut r, book, invested_by, mut holds, wins, closed, .. } = run;
@@ -163,7 +176,8 @@ pub fn replay(
         // Settled markets move the line at the period's end; what is left open is its cost.
         let open: i64 =
             book.tokens().iter().filter(|t| !resolved.contains_key(*t)).map(|t| book.position(t).cost.0).sum();
-        r.series.push((last.at_ms.saturating_add(cfg.delay_ms), r.realized.0, open));
+        let end = r.series.last().map_or(i64::MIN, |p| p.0).max(last.at_ms.saturating_add(cfg.delay_ms));
+        r.series.push((end, r.realized.0, open));
     }
     r.win_rate_pct = (closed > 0).then(|| wins * 100 / closed);
     holds.sort_unstable();
@@ -207,7 +221,7 @@ impl Replay {
         self.last_price.insert(t.token_id, t.price);
         let before = self.target_held.get(&t.token_id).copied().unwrap_or_default();
         let after = match t.side {
-            Side::Buy => before.0 + t.shares.0,
+            Side::Buy => before.0.saturating_add(t.shares.0),
             Side::Sell => (before.0 - t.shares.0).max(0),
         };
         self.target_held.insert(t.token_id, Shares(after));
@@ -248,7 +262,7 @@ impl Replay {
             self.opened_at.entry(t.token_id).or_insert(at);
         } else {
             if let Some(since) = self.opened_at.get(&t.token_id) {
-                self.holds.push(at - since);
+                self.holds.push(at.saturating_sub(*since));
             }
             if pos.shares.0 == 0 {
                 self.opened_at.remove(&t.token_id);
@@ -270,16 +284,37 @@ impl Replay {
         self.r.max_drawdown = Usdc(self.r.max_drawdown.0.max(self.peak - self.cum));
     }
 
-    /// What is still open: settled at its market's payout, else valued at the last price seen.
-    fn settle(&mut self, resolved: &BTreeMap<TokenId, Price>) {
+    /// Our position in `token`, whose market ended at `at` and paid `payout` a share: settled
+    /// then, its result counted toward that trading day's loss, as live.
+    fn resolve(&mut self, token: TokenId, payout: Price, at: i64, cfg: &VetConfig) {
+        let pos = self.book.position(&token);
+        if pos.shares.0 == 0 {
+            return;
+        }
+        let realized = mul_price_floor(pos.shares, payout) - pos.cost.0;
+        self.book.set(token, crate::risk::Position::default());
+        self.opened_at.remove(&token);
+        let day = crate::risk::day::day_start(at, cfg.day_starts_at_hour);
+        if day != self.day.0 {
+            self.day = (day, 0);
+        }
+        self.day.1 += realized;
+        self.r.realized.0 += realized;
+        self.close(realized);
+        self.r.series.push((at, self.r.realized.0, self.book.exposure().0));
+    }
+
+    /// What is still open: settled at its market's payout (markets whose end is unknown), else
+    /// valued at the last price seen.
+    fn settle(&mut self, resolved: &BTreeMap<TokenId, Resolution>) {
         // In token order, not the book's (a hash map's, another each run): the drawdown depends on
         // the order resolutions are counted in, and the same history must vet the same each time.
         let mut tokens = self.book.tokens();
         tokens.sort_unstable();
         for token in tokens {
             let pos = self.book.position(&token);
-            if let Some(payout) = resolved.get(&token) {
-                let realized = mul_price_floor(pos.shares, *payout) - pos.cost.0;
+            if let Some(res) = resolved.get(&token) {
+                let realized = mul_price_floor(pos.shares, res.payout) - pos.cost.0;
                 self.r.realized.0 += realized;
                 self.close(realized);
             } else if let Some(p) = self.last_price.get(&token) {
@@ -373,7 +408,11 @@ fn median(sorted: &[i64]) -> Option<i64> {
     match n {
         0 => None,
         _ if n % 2 == 1 => Some(sorted[n / 2]),
-        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2),
+        // Summed wider: two absurd times from a node would overflow an i64 sum.
+        _ => {
+            let (a, b) = (sorted[n / 2 - 1], sorted[n / 2]);
+            Some(i64::try_from((i128::from(a) + i128::from(b)) / 2).unwrap_or(b))
+        }
     }
 }
 
@@ -407,198 +446,5 @@ fn round_trips(trades: &[Trade], window_ms: i64) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::ONE;
-    use crate::risk::SizingRule;
-
-    const MIN: i64 = 60_000;
-    const H: i64 = 60 * MIN;
-
-    fn t(at_ms: i64, side: Side, token: u64, shares: i64, price: i64) -> Trade {
-        Trade {
-            at_ms,
-            side,
-            token_id: TokenId::from(token),
-            shares: Shares(shares * ONE),
-            price: Price(price),
-            taker: true,
-        }
-    }
-
-    /// As live: a copy made later than `max_copy_delay_s` after the fill is refused as stale, and
-    /// past the day's loss limit buys wait for the next trading day (exits still go).
-    #[test]
-    fn stale_copies_and_buys_past_the_days_loss_limit_are_refused_as_live() {
-        let stale = VetConfig { max_copy_delay_s: 5, ..cfg(10_000) };
-        let r = replay(&[t(0, Side::Buy, 1, 100, 500_000)], &stale, &BTreeMap::new(), &BTreeMap::new());
-        assert_eq!(r.refusals.get("stale"), Some(&1), "{:?}", r.refusals);
-        let mut tight = cfg(1_000);
-        tight.limits.daily_loss_limit_usdc = Usdc(ONE);
-        let day = 86_400_000;
-        let trades = [
-            t(0, Side::Buy, 1, 100, 500_000),
-            // Sold at 0.30: 10 shares copied lose about 2 USDC, past the 1 USDC limit.
-            t(60_000, Side::Sell, 1, 100, 300_000),
-            t(120_000, Side::Buy, 2, 100, 500_000),
-            // The next day the limit starts again.
-            t(day + 60_000, Side::Buy, 3, 100, 500_000),
-        ];
-        let r = replay(&trades, &tight, &BTreeMap::new(), &BTreeMap::new());
-        let copied: Vec<(Side, u64)> = r.copies.iter().map(|c| (c.side, u64::try_from(c.token_id).unwrap())).collect();
-        assert_eq!(copied, [(Side::Buy, 1), (Side::Sell, 1), (Side::Buy, 3)], "{:?}", r.refusals);
-        assert_eq!(r.refusals.get(crate::risk::reason::DAILY_LOSS_LIMIT), Some(&1), "{:?}", r.refusals);
-    }
-
-    #[test]
-    fn a_resting_orders_next_fill_does_not_price_a_copy() {
-        // A market maker's bid at 0.40 fills in two parts a few seconds apart: the second part is
-        // its own limit, not what a marketable copy would have paid. Priced at the cap instead.
-        let maker = |at_ms, shares| Trade { taker: false, ..t(at_ms, Side::Buy, 6, shares, 400_000) };
-        let r = replay(&[maker(0, 100), maker(3_000, 100)], &cfg(2_000), &BTreeMap::new(), &BTreeMap::new());
-        assert_eq!(r.copies[0].model, PriceModel::SlippageCap);
-        assert_eq!(r.copies[0].price, Price(408_000));
-    }
-
-    fn cfg(delay_ms: i64) -> VetConfig {
-        VetConfig {
-            rules: CopyRules::new(SizingRule::Multiplier(Decimal::new(1, 1))),
-            limits: Limits {
-                max_order_usdc: Usdc(1_000 * ONE),
-                max_position_usdc: Usdc(5_000 * ONE),
-                max_total_exposure_usdc: Usdc(10_000 * ONE),
-                max_trades_per_hour: 1_000,
-                daily_loss_limit_usdc: Usdc(1_000 * ONE),
-            },
-            delay_ms,
-            max_slippage_bps: 200,
-            min_order_usdc: Usdc(ONE),
-            round_trip_ms: 5 * MIN,
-            price_window_ms: MIN,
-            max_copy_delay_s: 0,
-            day_starts_at_hour: 0,
-        }
-    }
-
-    /// A time an API or node got absurdly wrong (as far in the future as a time can be) is
-    /// replayed, never a panic on overflow (release builds check arithmetic).
-    #[test]
-    fn an_absurd_time_is_replayed_without_overflow() {
-        let trades = [t(0, Side::Buy, 1, 100, 400_000), t(i64::MAX, Side::Sell, 1, 100, 600_000)];
-        let r = replay(&trades, &cfg(2_000), &BTreeMap::new(), &BTreeMap::new());
-        assert_eq!(r.copies.len(), 2);
-    }
-
-    #[test]
-    fn a_slow_profitable_wallet_stays_profitable_when_copied() {
-        // Buys 100 at 0.40, sells them hours later at 0.60. We copy 10 each; no next fill after
-        // the delay: priced at the slippage cap (0.408 and 0.588).
-        let trades = [t(0, Side::Buy, 1, 100, 400_000), t(5 * H, Side::Sell, 1, 100, 600_000)];
-        let r = replay(&trades, &cfg(2_000), &BTreeMap::new(), &BTreeMap::new());
-        assert_eq!(r.copies.len(), 2);
-        assert!(r.copies.iter().all(|c| c.model == PriceModel::SlippageCap));
-        assert_eq!((r.copies[0].price, r.copies[1].price), (Price(408_000), Price(588_000)));
-        // 10 × 0.588 − 10 × 0.408
-        assert_eq!(r.realized, Usdc(1_800_000));
-        assert_eq!(r.invested, Usdc(4_080_000));
-        assert_eq!(r.win_rate_pct, Some(100));
-        assert_eq!(r.median_hold_ms, Some(5 * H));
-        assert!(!r.high_frequency);
-        assert_eq!(r.concentration_pct, 100);
-    }
-
-    #[test]
-    fn a_sale_of_part_of_what_the_wallet_held_before_the_period_sells_that_part_of_ours() {
-        // It held 300 before the period, buys 100 at 0.40 and sells 100 at 0.60: a quarter of its
-        // 400. We bought 10 (at the cap, 0.408) and sell a quarter, 2.5, at 0.588; 7.5 stay open.
-        let trades = [t(0, Side::Buy, 7, 100, 400_000), t(5 * H, Side::Sell, 7, 100, 600_000)];
-        let held: BTreeMap<TokenId, Shares> = [(TokenId::from(7u8), Shares(300 * ONE))].into();
-        let r = replay(&trades, &cfg(2_000), &BTreeMap::new(), &held);
-        assert_eq!(r.copies[1].shares, Shares(2_500_000));
-        assert_eq!(r.realized, Usdc(450_000));
-        assert_eq!(r.open_pnl, Usdc(4_500_000 - 3_060_000));
-        // Not known: the period alone says it sold all it had, and all of ours is sold.
-        let r = replay(&trades, &cfg(2_000), &BTreeMap::new(), &BTreeMap::new());
-        assert_eq!((r.copies[1].shares, r.realized), (Shares(10 * ONE), Usdc(1_800_000)));
-    }
-
-    #[test]
-    fn an_edge_that_lives_in_one_block_disappears_with_the_delay() {
-        // The wallet buys at 0.40; a block later the market is at 0.404 (its own next buy), and it
-        // sells at 0.41 at once: +1.06 for it. Copied 2 s late we buy 10 at 0.404 (its second buy,
-        // 1 share, is under the 1 USDC minimum) and sell them at the cap under 0.41 (0.4018): a loss.
-        let trades = [
-            t(0, Side::Buy, 2, 100, 400_000),
-            t(2_000, Side::Buy, 2, 10, 404_000),
-            t(2_500, Side::Sell, 2, 110, 410_000),
-        ];
-        let r = replay(&trades, &cfg(2_000), &BTreeMap::new(), &BTreeMap::new());
-        let models: Vec<_> = r.copies.iter().map(|c| (c.side, c.price, c.model)).collect();
-        assert_eq!(
-            models,
-            vec![
-                (Side::Buy, Price(404_000), PriceModel::NextFill),
-                (Side::Sell, Price(401_800), PriceModel::SlippageCap),
-            ]
-        );
-        assert_eq!(r.refusals.get("below_minimum"), Some(&1));
-        assert_eq!(r.realized, Usdc(4_018_000 - 4_040_000));
-        assert!(r.realized.0 < 0 && r.win_rate_pct == Some(0));
-    }
-
-    #[test]
-    fn median_is_the_middle_or_the_mean_of_the_two_middles() {
-        let cases: [(&[i64], Option<i64>); 4] =
-            [(&[], None), (&[5], Some(5)), (&[1, 3], Some(2)), (&[1, 2, 9], Some(2))];
-        for (v, want) in cases {
-            assert_eq!(median(v), want, "{v:?}");
-        }
-    }
-
-    #[test]
-    fn a_quick_round_tripper_is_flagged() {
-        let mut trades = Vec::new();
-        for k in 0..6 {
-            trades.push(t(k * 10 * MIN, Side::Buy, 3, 50, 500_000));
-            trades.push(t(k * 10 * MIN + MIN, Side::Sell, 3, 50, 501_000));
-        }
-        let r = replay(&trades, &cfg(2_000), &BTreeMap::new(), &BTreeMap::new());
-        assert_eq!(r.round_trip_pct, 100);
-        assert!(r.high_frequency);
-        // 12 fills in 51 minutes: counted over at least an hour.
-        assert_eq!(r.trades_per_hour, Decimal::from(12));
-    }
-
-    #[test]
-    fn a_price_beyond_the_cap_is_not_copied_and_resolutions_settle_what_is_open() {
-        // The next fill is 10 % higher than the buy: our limit (2 %) would not have filled.
-        let trades = [
-            t(0, Side::Buy, 4, 100, 400_000),
-            t(3_000, Side::Buy, 4, 100, 440_000),
-            t(4_000, Side::Buy, 5, 100, 300_000),
-        ];
-        let resolved: BTreeMap<TokenId, Price> =
-            [(TokenId::from(4u8), Price(ONE)), (TokenId::from(5u8), Price(0))].into();
-        let r = replay(&trades, &cfg(2_000), &resolved, &BTreeMap::new());
-        assert_eq!(r.refusals.get("price_moved"), Some(&1));
-        // Copies: 10 of token 4 at the cap over 0.44 (0.4488: no later fill) → 4.488, settles at 10;
-        // 10 of token 5 at 0.306 → 3.06, settles at 0.
-        assert_eq!(r.realized, Usdc(10 * ONE - 4_488_000 - 3_060_000));
-        assert_eq!(r.win_rate_pct, Some(50));
-        assert_eq!(r.max_drawdown, Usdc(3_060_000));
-    }
-
-    /// Resolutions are counted in token order: the same history gives the same drawdown each run
-    /// (the book's own order is a hash map's, another for each book).
-    #[test]
-    fn the_same_history_vets_to_the_same_drawdown_every_run() {
-        let trades =
-            [t(0, Side::Buy, 7, 100, 300_000), t(1, Side::Buy, 8, 100, 300_000), t(2, Side::Buy, 9, 100, 300_000)];
-        let resolved: BTreeMap<TokenId, Price> =
-            [(TokenId::from(7u8), Price(0)), (TokenId::from(8u8), Price(ONE)), (TokenId::from(9u8), Price(0))].into();
-        let drawdowns: std::collections::BTreeSet<Usdc> =
-            (0..20).map(|_| replay(&trades, &cfg(2_000), &resolved, &BTreeMap::new()).max_drawdown).collect();
-        // Token 7 loses 3.06 first; token 8's gain then covers token 9's loss.
-        assert_eq!(drawdowns.into_iter().collect::<Vec<_>>(), [Usdc(3_060_000)]);
-    }
-}
+#[path = "replay_tests.rs"]
+mod tests;

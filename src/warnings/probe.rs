@@ -174,15 +174,16 @@ async fn publish_targets(src: &Sources) {
 }
 
 /// Our time less the CLOB's, where the CLOB's is `server_s` whole seconds (so anything inside
-/// that second is no offset at all).
+/// that second is no offset at all). Saturating: an absurd time from the server (a proxy's error
+/// page read as a number) must say "far off", never panic the warnings' loop.
 #[must_use]
 pub fn clock_offset_ms(ours_ms: i64, server_s: i64) -> i64 {
     let lo = server_s.saturating_mul(1000);
-    let hi = lo + 999;
+    let hi = lo.saturating_add(999);
     if ours_ms < lo {
-        ours_ms - lo
+        ours_ms.saturating_sub(lo)
     } else if ours_ms > hi {
-        ours_ms - hi
+        ours_ms.saturating_sub(hi)
     } else {
         0
     }
@@ -239,8 +240,15 @@ mod tests {
 
     #[test]
     fn clock_offset_counts_only_beyond_the_servers_second() {
-        for (ours, server, want) in [(5_000, 5, 0), (5_999, 5, 0), (6_500, 5, 501), (3_000, 5, -2_000), (4_999, 5, -1)]
-        {
+        let far = [
+            (0, i64::MAX, i64::MIN + 1),
+            (0, i64::MIN, i64::MAX - 998),
+            (i64::MAX, 0, i64::MAX - 999),
+            (i64::MIN, 1 << 40, i64::MIN),
+        ];
+        let near = [(5_000, 5, 0), (5_999, 5, 0), (6_500, 5, 501), (3_000, 5, -2_000), (4_999, 5, -1)];
+        // An absurd server time says "far off", never panics the warnings' loop.
+        for (ours, server, want) in near.into_iter().chain(far) {
             assert_eq!(clock_offset_ms(ours, server), want, "{ours} vs {server}");
         }
     }

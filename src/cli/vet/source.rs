@@ -10,12 +10,12 @@ use anyhow::{Context as _, Result};
 use crate::chain::history::{earliest_block, first_block_at};
 use crate::chain::rpc::Rpc;
 use crate::config::Settings;
-use crate::domain::{Price, TokenId};
+use crate::domain::TokenId;
 use crate::store::Store;
 use crate::vet::history::{self, Span};
 use crate::vet::holdings;
 use crate::vet::render::Vetted;
-use crate::vet::{Trade, VetConfig, replay};
+use crate::vet::{Resolution, Trade, VetConfig, replay};
 
 use super::Who;
 
@@ -189,13 +189,13 @@ pub(crate) fn keep_owner(db: &std::path::Path, like: &std::path::Path) {
     }
 }
 
-/// Which of the traded tokens' markets resolved, and how they paid: the journal's market cache,
-/// then Gamma. Returns (payouts, tokens asked about, Gamma's failure).
+/// Which of the traded tokens' markets resolved, how they paid and when they ended: the journal's
+/// market cache, then Gamma. Returns (resolutions, tokens asked about, Gamma's failure).
 async fn resolutions(
     env: &crate::config::Env,
     cache: Option<&Store>,
     trades: &[Trade],
-) -> (BTreeMap<TokenId, Price>, usize, Option<String>) {
+) -> (BTreeMap<TokenId, Resolution>, usize, Option<String>) {
     let mut tokens: Vec<TokenId> = trades.iter().map(|t| t.token_id).collect();
     tokens.sort();
     tokens.dedup();
@@ -204,7 +204,8 @@ async fn resolutions(
     for t in &tokens {
         match cache.and_then(|c| c.market(t).ok().flatten()) {
             Some((info, _)) if info.payout.is_some() => {
-                out.insert(*t, info.payout.unwrap_or_default());
+                let payout = info.payout.unwrap_or_default();
+                out.insert(*t, Resolution { payout, ended_ms: info.end_ms });
             }
             _ => ask.push(*t),
         }
@@ -232,8 +233,8 @@ async fn resolutions(
                             if let Some(c) = cache {
                                 let _ = c.put_market_facts(&info);
                             }
-                            if let Some(p) = info.payout {
-                                out.insert(*t, p);
+                            if let Some(payout) = info.payout {
+                                out.insert(*t, Resolution { payout, ended_ms: info.end_ms });
                             }
                         }
                     }
