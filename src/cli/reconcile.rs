@@ -158,7 +158,9 @@ fn funder(s: &Settings, env: &Env) -> Result<alloy::primitives::Address> {
 }
 
 /// The node's head, and our funder's balance of each token there: Conditional Tokens plus the V3
-/// PositionManager (a token lives in one of them; the other answers 0).
+/// PositionManager (a token lives in one of them; the other answers 0). A PositionManager with no
+/// code there (not deployed yet on this chain, or a wrong address) holds nothing: it must not make
+/// every Conditional Tokens market unreadable too.
 async fn chain_balances(
     s: &Settings,
     env: &Env,
@@ -174,10 +176,9 @@ async fn chain_balances(
     let c = PositionContracts::from_settings(&s.chain);
     let mut out = BTreeMap::new();
     for t in tokens {
-        let mut total = alloy::primitives::U256::ZERO;
-        for contract in [c.conditional_tokens, c.position_manager] {
-            total += rpc.balance_of(contract, funder, *t, head).await.map_err(|e| e.to_string())?;
-        }
+        let ctf = rpc.balance_of(c.conditional_tokens, funder, *t, head).await.map_err(|e| e.to_string())?;
+        let v3 = rpc.balance_of_if_deployed(c.position_manager, funder, *t, head).await.map_err(|e| e.to_string())?;
+        let total = ctf.saturating_add(v3.unwrap_or_default());
         let micros = i64::try_from(total).map_err(|_| format!("the balance of {t} is out of range"))?;
         out.insert(*t, Shares(micros));
     }

@@ -30,6 +30,16 @@ const RESULT_LATE: Duration = Duration::from_secs(6 * 3600);
 /// How long a failed lookup is not retried.
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
 
+/// Tokens held in memory past which stale ones are dropped (each one a few hundred bytes).
+const MEM_PRUNE_AT: usize = 4_096;
+
+/// Drops from memory what would be asked again anyway: months of short markets would otherwise
+/// keep every token ever looked up. A resolved market's facts stay in the journal, read from it
+/// when next asked.
+fn prune(mem: &mut HashMap<TokenId, (Instant, Option<MarketInfo>)>, ttl: Duration) {
+    mem.retain(|_, (at, info)| at.elapsed() < if info.is_some() { ttl } else { NEGATIVE_TTL });
+}
+
 /// What one refresh of the held markets learned.
 #[derive(Debug, Default)]
 pub struct Refreshed {
@@ -345,7 +355,55 @@ impl MarketDirectory {
 
     fn remember(&self, token: TokenId, info: Option<MarketInfo>) {
         if let Ok(mut m) = self.mem.lock() {
+            if m.len() >= MEM_PRUNE_AT {
+                prune(&mut m, self.ttl);
+            }
             m.insert(token, (Instant::now(), info));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Shares;
+
+    fn info(token: u64) -> MarketInfo {
+        MarketInfo {
+            token_id: TokenId::from(token),
+            condition_id: None,
+            question: "Will it rain today?".into(),
+            outcome: "Yes".into(),
+            neg_risk: false,
+            tick: None,
+            min_size: Shares::ZERO,
+            closed: false,
+            end_ms: None,
+            payout: None,
+            slug: None,
+        }
+    }
+
+    /// Pruned, memory keeps only what it would still answer from: facts younger than the TTL, and
+    /// "Gamma does not know it" younger than a minute.
+    #[test]
+    fn pruning_drops_only_what_would_be_asked_again() {
+        // Short: an `Instant` cannot go back past the machine's boot.
+        let ttl = Duration::from_secs(20);
+        let ago = |s| Instant::now().checked_sub(Duration::from_secs(s)).unwrap();
+        // (token, seen seconds ago, known to Gamma, kept)
+        let cases = [
+            (1, 0, true, true),
+            (2, 19, true, true),
+            (3, 21, true, false),
+            (4, 30, false, true),
+            (5, 61, false, false),
+        ];
+        let mut mem: HashMap<_, _> =
+            cases.iter().map(|&(t, s, known, _)| (TokenId::from(t), (ago(s), known.then(|| info(t))))).collect();
+        prune(&mut mem, ttl);
+        for (t, s, known, kept) in cases {
+            assert_eq!(mem.contains_key(&TokenId::from(t)), kept, "token {t}, {s} s old, known {known}");
         }
     }
 }

@@ -125,7 +125,7 @@ impl Redeemer {
 
     /// One round, with what earlier rounds of this run learned.
     async fn round(&self, memory: &mut Memory) -> Result<(), String> {
-        let Memory { worthless, done, waiting, approvals, halt_said } = memory;
+        let Memory { worthless, done, waiting, approvals, halt_said, cross_check_said } = memory;
         let Some(chain) = &self.chain else { return self.paper_round().await };
         // Halted, nothing new is signed with the key (no approval, no redemption): what was sent
         // before is still followed to its end and booked, as an order in flight is.
@@ -153,7 +153,7 @@ impl Redeemer {
         }
         *halt_said = false;
         let mut resolved = ask(self.store.send(ResolvedTokens).await)?;
-        self.cross_check(&resolved, worthless).await;
+        self.cross_check(&resolved, worthless, cross_check_said).await;
         done.retain(|_, at| at.elapsed() < DONE_FOR);
         // Booked redeemed lately (by this run or the one before a restart): not read again for a
         // while. A node behind the block of the receipt (a load balancer's backend) would still
@@ -226,10 +226,15 @@ impl Redeemer {
             let v3 = r.exchange.is_some_and(|e| c.v3_exchanges.contains(&e));
             let book = if v3 { c.position_manager } else { c.ctf };
             let read = chain.balance_1155(book, self.funder, r.token_id).await.map_err(|e| e.to_string());
-            let Some(shares) = read.ok().and_then(|b| i64::try_from(b).ok()).map(Shares) else {
-                warn!(market = %r.condition_id, token = %r.token_id, "reading a resolved position failed; next round");
-                unread.insert(r.condition_id);
-                continue;
+            let read =
+                read.and_then(|b| i64::try_from(b).map_err(|_| format!("a balance of {b} is beyond any position")));
+            let shares = match read {
+                Ok(b) => Shares(b),
+                Err(cause) => {
+                    warn!(market = %r.condition_id, token = %r.token_id, %cause, "reading a resolved position failed; next round");
+                    unread.insert(r.condition_id);
+                    continue;
+                }
             };
             held.push(Held {
                 token_id: r.token_id,
@@ -285,9 +290,20 @@ impl Redeemer {
 
     /// Says (once per token) when the Data API calls a position redeemable that the journal has not
     /// seen resolve: Gamma lagging, or tokens bought outside polycopy (`reconcile` shows them).
-    async fn cross_check(&self, resolved: &[crate::store::Resolved], told: &mut HashSet<B256>) {
+    /// A failing Data API is said once (until it works again): silent, it would turn this safety
+    /// net off for good without anyone knowing.
+    async fn cross_check(&self, resolved: &[crate::store::Resolved], told: &mut HashSet<B256>, failed_said: &mut bool) {
         let Some(url) = &self.data_api else { return };
-        let Ok(listed) = crate::market::data_api::positions(url, self.funder).await else { return };
+        let listed = match crate::market::data_api::positions(url, self.funder).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                if !std::mem::replace(failed_said, true) {
+                    warn!(cause = %e, "the Data API's positions could not be read: redeemable positions the journal has not seen resolve are not looked for until it answers");
+                }
+                return;
+            }
+        };
+        *failed_said = false;
         for (token, p) in listed {
             let (shares, redeemable) = (p.size, p.redeemable);
             let key = B256::from(token);
@@ -526,6 +542,8 @@ struct Memory {
     approvals: Option<SentApprovals>,
     /// The halt was said to hold redemptions up (said once per halt).
     halt_said: bool,
+    /// The Data API's cross-check was said to fail (said again only after it worked once).
+    cross_check_said: bool,
 }
 
 /// The positions read, by market.

@@ -213,6 +213,22 @@ async fn test_reconcile_when_its_node_is_behind_our_settled_fill_then_apply_book
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// The V3 PositionManager's address holds no code on this chain (not deployed there yet, or a
+/// wrong address in polycopy.toml): it holds nothing, and the Conditional Tokens markets are
+/// compared and booked as always, not all reported unreadable every night.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_the_position_manager_has_no_code_then_the_other_markets_are_compared() {
+    let l = one_buy_settled().await;
+    l.anvil.set_balance(SIGNER, STD_TOKEN, 4 * ONE).await;
+    l.clob.data_positions(&[(STD_TOKEN, "4", false)]);
+    l.d.set("chain", "position_manager = \"0x00000000000000000000000000000000000a11ce\"");
+    let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
+    assert_eq!(code, 1, "a difference: {out}{err}");
+    assert!(!format!("{out}{err}").contains("could not be read"), "{out}{err}");
+    assert_eq!(out.matches("applied: position in").count(), 1, "{out}{err}");
+    assert_eq!(positions(&l.d), vec![(STD_TOKEN.to_string(), "4".to_owned())]);
+}
+
 /// The chain cannot be read: the Data API's figure is shown, but `--apply` does not book it (it
 /// can lag a fresh trade); the position is left as the journal has it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
