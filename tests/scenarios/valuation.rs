@@ -351,6 +351,50 @@ async fn test_live_when_the_trading_day_rolls_on_its_timer_then_the_loss_limits_
     assert_eq!((rows[1]["status"].as_str(), rows[1]["reason"].as_str()), (Some("executed"), None), "{}", rows[1]);
 }
 
+/// The clock ran ahead past the day's hour (a new day opened at zero) and is set back: the day it
+/// left opens again with its losses, and the loss limit counts them with the next one, instead
+/// of allowing a second day's worth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_the_clock_is_set_back_into_the_day_it_left_then_its_losses_still_count() {
+    let mut l = live().await;
+    l.d.set("risk", "mark_interval_s = 3600");
+    let next_hour_ms = (polycopy::store::now_ms() / 3_600_000 + 1) * 3_600_000;
+    l.d.set("risk", &format!("day_starts_at_hour = {}", (next_hour_ms / 3_600_000) % 24));
+    l.d.set("copy", "max_copy_delay_s = 0");
+    let clock = l.d.dir.join("clock-shift");
+    l.d.env.push(("POLYCOPY_FAULT_CLOCK".into(), clock.to_string_lossy().into_owned()));
+    l.d.start_with(&[("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")]);
+    l.d.wait_live().await;
+    let pnl_today = async |l: &Live, want: &str| {
+        let line = format!("polycopy_realized_pnl_today_usdc {want}\n");
+        wait_for(20, &format!("today's realized P&L {want}"), async || {
+            http_get(&l.d.http_base().await, "/metrics").await.1.contains(&line).then_some(())
+        })
+        .await;
+    };
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    // A fee of 2 pUSD: today's loss, short of the -3 limit.
+    l.anvil.emit(&our_fill_of_the_first_order(&l, 2_000_000)).await;
+    pnl_today(&l, "-2").await;
+
+    // The clock runs ahead past the hour: a new day opens at zero.
+    std::fs::write(&clock, (next_hour_ms + 5_000 - polycopy::store::now_ms()).to_string()).unwrap();
+    pnl_today(&l, "0").await;
+    // Set right again: the day it left is open again, with its loss.
+    std::fs::write(&clock, "0").unwrap();
+    pnl_today(&l, "-2").await;
+    assert_eq!(l.d.status()["breaker"]["state"], "active");
+
+    // Another 1.50 of fees: -3.50 today, past the limit.
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    wait_for(20, "the second copy", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
+    let mut second = our_fill_of_the_first_order(&l, 1_500_000);
+    second.order_hash = l.clob.orders()[1].id.parse().unwrap();
+    l.anvil.emit(&second).await;
+    wait_for(20, "reducing", async || (l.d.status()["breaker"]["state"] == "reducing").then_some(())).await;
+}
+
 /// The fee the exchange charged our order, read from our fill on chain, is realized P&L at once:
 /// the supervisor's day (its limit can trip on fees alone), `status`, the metrics and the report
 /// agree, and a restart counts it once.

@@ -2,7 +2,7 @@
 //! when an intent arrives), records the unrealized P&L it opened with, and lifts a `reducing` state
 //! that the previous day's loss limit set.
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::RiskSupervisor;
 use crate::actors::notifier::Event;
@@ -27,17 +27,15 @@ impl RiskSupervisor {
         // and was corrected must not leave the day in the future, counting nothing as today's.
         if start > self.day_start_ms || now_ms < self.day_start_ms - STEP_BACK_MS {
             changed = true;
-            self.day_start_ms = start;
-            self.realized_today = Usdc::ZERO;
-            // With nothing open the day opens at zero whatever was marked.
-            if self.marked_since_start || self.book.positions.is_empty() {
-                self.open_day_at(self.unrealized);
+            let left =
+                LeftDay { start_ms: self.day_start_ms, realized: self.realized_today, open: self.unrealized_at_open };
+            if start < self.day_start_ms {
+                let earlier = self.left_day.take();
+                self.reopen(start, earlier);
             } else {
-                // Valued only at the journal's last marks: the CLOB's first marks open the day
-                // (see the Marks handler), so a stale mark's move does not count as today's.
-                self.unrealized_at_open = None;
+                self.open_day(start);
             }
-            info!(day_start_ms = start, "a new trading day opened");
+            self.left_day = Some(left);
         }
         if daily_limit_of_an_earlier_day(&self.breaker.state, self.day_start_ms) {
             changed = true;
@@ -49,6 +47,41 @@ impl RiskSupervisor {
         if changed {
             self.publish();
         }
+    }
+
+    /// Opens the day that starts at `start`, with nothing realized yet.
+    fn open_day(&mut self, start: i64) {
+        self.day_start_ms = start;
+        self.realized_today = Usdc::ZERO;
+        // With nothing open the day opens at zero whatever was marked.
+        if self.marked_since_start || self.book.positions.is_empty() {
+            self.open_day_at(self.unrealized);
+        } else {
+            // Valued only at the journal's last marks: the CLOB's first marks open the day
+            // (see the Marks handler), so a stale mark's move does not count as today's.
+            self.unrealized_at_open = None;
+        }
+        info!(day_start_ms = start, "a new trading day opened");
+    }
+
+    /// The clock, run ahead into a day that had not come, was set back into the day that starts
+    /// at `start`: that day is opened again with what it had realized (`earlier`, when it is the
+    /// day left), plus what was realized in the day that never was, which was made today too.
+    /// Opening it at zero would forget the day's losses, and the loss limit would allow a second
+    /// day's worth. Set back to a day this run did not see (ahead since the start), the day
+    /// keeps what it counted: a restart reads the day again from the journal.
+    fn reopen(&mut self, start: i64, earlier: Option<LeftDay>) {
+        self.day_start_ms = start;
+        if let Some(earlier) = earlier.filter(|e| e.start_ms == start) {
+            self.realized_today = Usdc(earlier.realized.0.saturating_add(self.realized_today.0));
+            // The day's opening value as it was; its journal row still holds it.
+            self.unrealized_at_open = earlier.open;
+        }
+        warn!(
+            day_start_ms = start,
+            realized_today = self.realized_today.0,
+            "the clock was set back into an earlier trading day: it is open again with what it realized"
+        );
     }
 
     /// Takes a change of the book that is not today's P&L into the day's opening value: what it
@@ -83,6 +116,14 @@ impl RiskSupervisor {
         self.unrealized_at_open = Some(unrealized);
         self.store.do_send(SetDayOpen { day_start_ms: self.day_start_ms, unrealized });
     }
+}
+
+/// The trading day last left (by a roll), kept in case the clock is set back into it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LeftDay {
+    start_ms: i64,
+    realized: Usdc,
+    open: Option<Usdc>,
 }
 
 /// Whether `state` is the `reducing` of a daily loss limit reached before the day that opened at

@@ -66,6 +66,8 @@ pub struct RiskSupervisor {
     day_start_ms: i64,
     /// The open positions' unrealized P&L when the trading day opened (`None`: not known yet).
     unrealized_at_open: Option<Usdc>,
+    /// The day last left, opened again if the clock is set back into it.
+    left_day: Option<day::LeftDay>,
     day_starts_at_hour: u32,
     daily_loss_halts: bool,
     journal: Option<(PathBuf, crate::store::identity::FileIdentity)>,
@@ -156,6 +158,7 @@ impl RiskSupervisor {
             marked_since_start: false,
             day_start_ms: state.day_start_ms,
             unrealized_at_open: state.unrealized_at_open,
+            left_day: None,
             day_starts_at_hour,
             daily_loss_halts,
             journal,
