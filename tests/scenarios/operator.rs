@@ -147,6 +147,32 @@ async fn test_pause_market_when_the_journal_is_slow_then_still_enforced_once_wri
     assert_eq!(rows[1]["status"], "executed");
 }
 
+/// A market paused by its slug, and a BUY whose market cannot be looked up (Gamma does not
+/// answer): it may be the paused market, so it is refused as paused, and the refusal says why.
+/// Once the pause is lifted, the next BUY is copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_pause_market_when_a_buys_market_is_unknown_then_a_pause_by_slug_still_refuses_it() {
+    let Running { anvil, dir: _dir, d } = running(&wallets(&[(A, "whale", true)], 0.1)).await;
+    let (code, out, err) = d.run_cli(&["pause-market", "will-it-rain"]);
+    assert_eq!(code, 0, "{out}{err}");
+    anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    let rows = wait_for(30, "the buy decided", async || {
+        let t = d.trades();
+        (t.len() == 1 && t[0]["status"] != "pending").then_some(t)
+    })
+    .await;
+    assert_eq!((rows[0]["status"].as_str(), rows[0]["reason"].as_str()), (Some("rejected"), Some("market_paused")));
+    let said = wait_for(10, "the refusal reported", async || {
+        d.events("rejected").into_iter().find(|m| m.contains("will-it-rain"))
+    })
+    .await;
+    assert!(said.contains("not known yet"), "{said}");
+    let (code, out, err) = d.run_cli(&["resume-market", "will-it-rain"]);
+    assert_eq!(code, 0, "{out}{err}");
+    anvil.emit(&Fill::v2(2, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    wait_for(30, "the next buy copied", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
+}
+
 /// A paused market refuses buys with its own code, still copies exits, shows in status, survives a
 /// restart (stored in the journal when no daemon runs), and copies buys again once resumed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -107,14 +107,28 @@ impl Paused {
         p
     }
 
-    /// The pause that covers `token` (or its market), if any.
+    /// The pause that covers `token` (or its market), if any; also one that cannot be ruled out:
+    /// a pause by condition or slug, and `market` unknown (Gamma not answering, a token too new)
+    /// or without the id that pause names. The operator paused a market; not knowing which market
+    /// this is is no reason to buy into it.
     #[must_use]
-    pub fn covering(&self, token: &TokenId, market: Option<&crate::market::MarketRef>) -> Option<&str> {
-        self.tokens
+    pub fn covering(&self, token: &TokenId, market: Option<&crate::market::MarketRef>) -> Option<String> {
+        let known = self
+            .tokens
             .get(token)
             .or_else(|| market.and_then(|m| m.condition.as_ref()).and_then(|c| self.conditions.get(c)))
-            .or_else(|| market.and_then(|m| m.slug.as_ref()).and_then(|s| self.slugs.get(&s.to_ascii_lowercase())))
-            .map(String::as_str)
+            .or_else(|| market.and_then(|m| m.slug.as_ref()).and_then(|s| self.slugs.get(&s.to_ascii_lowercase())));
+        if let Some(name) = known {
+            return Some(name.clone());
+        }
+        let no_condition = market.is_none_or(|m| m.condition.is_none());
+        let no_slug = market.is_none_or(|m| m.slug.is_none());
+        let unsure: Vec<&String> = (no_condition.then_some(&self.conditions).into_iter().flat_map(HashMap::values))
+            .chain(no_slug.then_some(&self.slugs).into_iter().flat_map(HashMap::values))
+            .collect();
+        unsure.into_iter().min().map(|name| {
+            format!("{name}, perhaps: this token's market is not known yet, and no buy is copied while it may be a paused one")
+        })
     }
 }
 
@@ -305,5 +319,54 @@ impl Handler<BookAdjusted> for RiskSupervisor {
         self.carry_into_day_open(Usdc(moved));
         self.check_daily_loss();
         self.publish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::MarketRef;
+
+    fn pause(selector: MarketSelector, tokens: &[u64]) -> PausedMarket {
+        PausedMarket {
+            selector,
+            tokens: tokens.iter().map(|t| TokenId::from(*t)).collect(),
+            since_ms: 0,
+            by: "cli".into(),
+        }
+    }
+
+    fn market(condition: Option<u8>, slug: Option<&str>) -> Option<MarketRef> {
+        Some(MarketRef { name: "m".into(), slug: slug.map(str::to_owned), condition: condition.map(B256::repeat_byte) })
+    }
+
+    /// A BUY is refused where a pause covers it, and where one by condition or slug cannot be
+    /// ruled out because its market, or the id the pause names, is not known.
+    #[test]
+    fn a_pause_covers_its_market_and_any_market_it_cannot_rule_out() {
+        let by_token = Paused::new(&[pause(MarketSelector::Token(TokenId::from(7u8)), &[7])]);
+        let by_condition = Paused::new(&[pause(MarketSelector::Condition(B256::repeat_byte(1)), &[8])]);
+        let by_slug = Paused::new(&[pause(MarketSelector::Slug("will-it-rain".into()), &[])]);
+        let none = Paused::new(&[]);
+        // (pauses, token, its market, covered, the pause not known to cover it for sure)
+        let cases = [
+            (&by_token, 7, market(None, None), true, false),
+            (&by_token, 9, None, false, false),
+            (&by_condition, 8, None, true, false),
+            (&by_condition, 9, market(Some(1), None), true, false),
+            (&by_condition, 9, market(Some(2), None), false, false),
+            (&by_condition, 9, None, true, true),
+            (&by_condition, 9, market(None, Some("will-it-rain")), true, true),
+            (&by_slug, 9, market(Some(2), Some("Will-It-Rain")), true, false),
+            (&by_slug, 9, market(Some(2), Some("sunny")), false, false),
+            (&by_slug, 9, market(Some(2), None), true, true),
+            (&by_slug, 9, None, true, true),
+            (&none, 9, None, false, false),
+        ];
+        for (i, (paused, token, m, covered, unsure)) in cases.into_iter().enumerate() {
+            let got = paused.covering(&TokenId::from(token), m.as_ref());
+            assert_eq!(got.is_some(), covered, "case {i}: {got:?}");
+            assert_eq!(got.is_some_and(|g| g.contains("not known yet")), unsure, "case {i}");
+        }
     }
 }

@@ -118,7 +118,7 @@ impl RiskSupervisor {
             && m.intent.side == crate::domain::Side::Buy
             && let Some(market) = self.paused_markets.covering(&m.intent.token_id, m.market.as_ref())
         {
-            let reason = DenyReason::MarketPaused { market: market.to_owned() };
+            let reason = DenyReason::MarketPaused { market };
             return Err(self.reject(&m, reason));
         }
         if !m.recovered && m.intent.side == crate::domain::Side::Sell {
