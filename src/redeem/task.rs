@@ -102,6 +102,8 @@ pub struct Redeemer {
     /// Approvals (book, operator) found reverted while followed, not yet counted against the
     /// redemption that needs them (see `ensure_approved`).
     pub reverted_approvals: std::sync::Mutex<std::collections::HashSet<(Address, Address)>>,
+    /// Redemptions whose nonce this run found used with no receipt of theirs, and since when.
+    pub nonce_used_since: std::sync::Mutex<HashMap<i64, std::time::Instant>>,
 }
 
 /// Rounds in a row a node failure holds a redemption up before the operator is told (once).

@@ -222,19 +222,23 @@ async fn test_redeem_when_market_resolves_then_winner_redeemed_once_loser_withou
 /// The node the daemon reads lags behind the one that mined its redemption (a load balancer's
 /// backends): the receipt is not found, sending the same bytes again says the nonce was used, and
 /// the redemption is still booked `redeemed` once the receipt shows, not `dropped` (which would
-/// leave the pUSD paid unreported and the market planned again).
+/// leave the pUSD paid unreported and the market planned again), also when the receipt stays
+/// missing for rounds, longer than a round's wait for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_redeem_when_the_receipt_lags_behind_the_nonce_then_booked_redeemed_not_dropped() {
     let mut l = live().await;
     let proxy = crate::support::capped_rpc::CappedRpc::start(&l.anvil.http_url(), u64::MAX).await;
     l.d.env.push(("POLYGON_RPC_URL".into(), proxy.url.clone()));
     proxy.hide_receipts(true);
-    let l = settle(l, &[], None, &[], false).await;
+    let l = settle(l, &[("CONFIRM_WAIT_S", "2")], None, &[], false).await;
     wait_for(30, "the pUSD paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(10 * ONE)).then_some(()))
         .await;
     // The same bytes sent again (a later round: the node does not know them), refused for their nonce.
     let sent = proxy.raw_sends();
     wait_for(30, "the redemption sent again", async || (proxy.raw_sends() > sent).then_some(())).await;
+    // Rounds go by, each refused for the nonce and finding no receipt in its wait: not dropped.
+    wait_for(30, "two more rounds", async || (proxy.raw_sends() > sent + 2).then_some(())).await;
+    assert_eq!(rows(&l.d).await.first().map(|r| r.1.clone()).as_deref(), Some("sent"));
     proxy.hide_receipts(false);
     wait_for(30, "the redemption booked", async || (rows(&l.d).await.first()?.1 == "redeemed").then_some(())).await;
     let ev = wait_for(10, "the redemption reported", async || l.d.events("redeemed").into_iter().next()).await;

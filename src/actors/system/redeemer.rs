@@ -50,6 +50,7 @@ pub(super) fn redeemer(
             node_failures: std::sync::Mutex::default(),
             gate,
             reverted_approvals: std::sync::Mutex::default(),
+            nonce_used_since: std::sync::Mutex::default(),
         });
     };
     let sig = SigType::parse(&s.live.signature_type).map_err(|e| format!("redemption off: live.signature_type {e}"))?;
@@ -81,5 +82,6 @@ pub(super) fn redeemer(
         node_failures: std::sync::Mutex::default(),
         gate,
         reverted_approvals: std::sync::Mutex::default(),
+        nonce_used_since: std::sync::Mutex::default(),
     })
 }

@@ -67,6 +67,14 @@ impl Redeemer {
                     return match self.earlier(chain, row).await {
                         Earlier::Mined(h, l) => self.book(row, h, l).await,
                         Earlier::Unread | Earlier::Waiting => InFlight::Yes,
+                        // A node behind a load balancer can miss a receipt for longer than one
+                        // round's wait: dropped only once the nonce has been used for a while with
+                        // no receipt of ours, or a redemption that paid would be reported dropped
+                        // and its market planned again.
+                        Earlier::Gone if !self.nonce_used_for_long(row.id) => {
+                            warn!(tx = %hash, "the redemption's nonce is used and its receipt not found yet; looked for again next round");
+                            InFlight::Yes
+                        }
                         Earlier::Gone => {
                             self.set(row, RedeemStatus::Dropped, &e.to_string(), row.attempts, 0).await;
                             InFlight::No
@@ -192,6 +200,14 @@ impl Redeemer {
         InFlight::Yes
     }
 
+    /// Whether redemption `id`'s nonce has been found used, with no receipt of ours, for
+    /// [`NONCE_USED_WAITS`] confirmation waits since this run first found it so.
+    fn nonce_used_for_long(&self, id: i64) -> bool {
+        let Ok(mut since) = self.nonce_used_since.lock() else { return false };
+        let first = *since.entry(id).or_insert_with(std::time::Instant::now);
+        first.elapsed() >= self.cfg.confirm_wait.saturating_mul(NONCE_USED_WAITS)
+    }
+
     /// Waits (at most `confirm_wait`) for `hash` to be mined.
     pub(super) async fn mined(&self, chain: &Chain, hash: B256) -> Result<Landed, ChainError> {
         let until = tokio::time::Instant::now() + self.cfg.confirm_wait;
@@ -204,6 +220,10 @@ impl Redeemer {
         }
     }
 }
+
+/// Confirmation waits a redemption's nonce is found used with no receipt before it is taken as
+/// dropped (ten minutes at the default wait).
+const NONCE_USED_WAITS: u32 = 10;
 
 /// How the transactions a redemption's current one replaced stand.
 enum Earlier {
