@@ -146,8 +146,20 @@ async fn settled_with_estimates_refused(extra: &[(&str, &str)]) -> (Live, crate:
 }
 
 /// `l` started with the redemption settings `extra`, two copies held and their markets resolved
-/// (after a halt, when `halted`).
-async fn settle(mut l: Live, extra: &[(&str, &str)], fault: Option<&str>, unreported: &[u64], halted: bool) -> Live {
+/// (after a halt, when `halted`): the standard market's copy wins, the neg-risk one's loses.
+async fn settle(l: Live, extra: &[(&str, &str)], fault: Option<&str>, unreported: &[u64], halted: bool) -> Live {
+    settle_markets(l, extra, fault, unreported, halted, false).await
+}
+
+/// [`settle`], the neg-risk market's copy winning too when `neg_wins`.
+async fn settle_markets(
+    mut l: Live,
+    extra: &[(&str, &str)],
+    fault: Option<&str>,
+    unreported: &[u64],
+    halted: bool,
+    neg_wins: bool,
+) -> Live {
     install(&l.anvil).await;
     l.d.set("risk", "mark_interval_s = 1");
     for (k, v) in [("CHECK_EVERY_S", "1"), ("RETRY_AFTER_S", "1"), ("CONFIRM_WAIT_S", "10")].iter().chain(extra) {
@@ -162,7 +174,7 @@ async fn settle(mut l: Live, extra: &[(&str, &str)], fault: Option<&str>, unrepo
     hold(&l.anvil, SIGNER, STD_TOKEN, 10 * ONE).await;
     hold(&l.anvil, SIGNER, NEG_TOKEN, 10 * ONE).await;
     market(&l.anvil, STD_ADAPTER, STD_TOKEN, true).await;
-    market(&l.anvil, NEG_ADAPTER, NEG_TOKEN, false).await;
+    market(&l.anvil, NEG_ADAPTER, NEG_TOKEN, neg_wins).await;
     if let Some(point) = fault {
         // Restarted with the fault armed before the markets resolve.
         l.d.stop();
@@ -178,7 +190,7 @@ async fn settle(mut l: Live, extra: &[(&str, &str)], fault: Option<&str>, unrepo
             .await;
     }
     l.clob.edit_token(STD_TOKEN, |t| (t.closed, t.payout) = (true, Some("1")));
-    l.clob.edit_token(NEG_TOKEN, |t| (t.closed, t.payout) = (true, Some("0")));
+    l.clob.edit_token(NEG_TOKEN, |t| (t.closed, t.payout) = (true, Some(if neg_wins { "1" } else { "0" })));
     l
 }
 
@@ -217,6 +229,23 @@ async fn test_redeem_when_market_resolves_then_winner_redeemed_once_loser_withou
     let (code, out, err) = l.d.run_cli(&["reconcile"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("no difference"), "{out}");
+}
+
+/// A winning neg-risk position is redeemed through the neg-risk adapter, and a standard one through
+/// the standard adapter, each once: the standard adapter would burn nothing of a neg-risk market's
+/// tokens and pay nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_a_neg_risk_market_wins_then_redeemed_through_its_own_adapter() {
+    let l = settle_markets(live().await, &[], None, &[], false, true).await;
+    wait_for(30, "both paid", async || (pusd_of(&l.anvil, SIGNER).await == U256::from(20 * ONE)).then_some(())).await;
+    wait_for(10, "both reported", async || (l.d.events("redeemed").len() == 2).then_some(())).await;
+    assert_eq!(calls_to(&l.anvil, NEG_ADAPTER).await, U256::from(1));
+    assert_eq!(calls_to(&l.anvil, STD_ADAPTER).await, U256::from(1));
+    let start = rounds(&l.d).await;
+    wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
+    let statuses: Vec<String> = rows(&l.d).await.into_iter().map(|r| r.1).collect();
+    assert_eq!(statuses, ["redeemed", "redeemed"]);
+    assert_eq!(calls_to(&l.anvil, NEG_ADAPTER).await, U256::from(1), "once");
 }
 
 /// The node the daemon reads lags behind the one that mined its redemption (a load balancer's
