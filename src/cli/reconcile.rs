@@ -116,7 +116,9 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
                 data: data.as_ref().ok().map(|_| listed.map_or(Shares(0), |p| p.size)),
                 unsettled: st.unsettled,
                 resolved: st.resolved || listed.is_some_and(|p| p.redeemable) || resolved_on_chain(t),
-                worthless: st.worthless,
+                // The journal's word, or a market the Data API shows lost (tokens bought
+                // outside polycopy): not "redeem them", which would only burn them.
+                worthless: st.worthless || listed.is_some_and(crate::market::data_api::DataPosition::lost),
                 settling: st.settling,
                 in_flight: st.in_flight,
                 resolution_unread: resolutions.get(t) == Some(&Resolution::Unread),

@@ -20,6 +20,18 @@ pub struct DataPosition {
     pub redeemable: bool,
     /// What the account paid for them on average (`None`: not given, or not a price).
     pub avg_price: Option<Price>,
+    /// What a share is worth now (a resolved market's: its payout, 0 for the losing side);
+    /// `None`: not given, or not a price.
+    pub cur_price: Option<Price>,
+}
+
+impl DataPosition {
+    /// A position in a resolved market that paid nothing: its tokens are worth nothing, and
+    /// redeeming them would only burn them.
+    #[must_use]
+    pub fn lost(&self) -> bool {
+        self.redeemable && self.cur_price == Some(Price(0))
+    }
 }
 
 /// The Data API's positions of `funder`, by token.
@@ -41,7 +53,10 @@ pub async fn positions(
             let avg_price = crate::clob::venue::decimal_to_micros(p.avg_price)
                 .filter(|m| *m > 0 && *m <= crate::domain::ONE)
                 .map(Price);
-            out.insert(p.asset, DataPosition { size: Shares(size), redeemable: p.redeemable, avg_price });
+            let cur_price = crate::clob::venue::decimal_to_micros(p.cur_price)
+                .filter(|m| (0..=crate::domain::ONE).contains(m))
+                .map(Price);
+            out.insert(p.asset, DataPosition { size: Shares(size), redeemable: p.redeemable, avg_price, cur_price });
         }
         if n < usize::try_from(PAGE).unwrap_or(usize::MAX) {
             return Ok(out);

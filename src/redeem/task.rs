@@ -307,7 +307,8 @@ impl Redeemer {
         };
         *failed_said = false;
         for (token, p) in listed {
-            let (shares, redeemable) = (p.size, p.redeemable);
+            // A lost market's tokens pay nothing: there is nothing to redeem, and nothing to say.
+            let (shares, redeemable) = (p.size, p.redeemable && !p.lost());
             let key = B256::from(token);
             if redeemable && shares.0 > 0 && !resolved.iter().any(|r| r.token_id == token) && told.insert(key) {
                 self.notifier.do_send(Event::Warning {

@@ -213,6 +213,34 @@ async fn test_reconcile_when_its_node_is_behind_our_settled_fill_then_apply_book
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// Tokens bought outside polycopy in markets that resolved, as the Data API lists them
+/// (`redeemable`, priced at their payout): the winning one is "resolved, not redeemed" (redeem it),
+/// the losing one is no difference at all. Told to redeem it, the operator would only burn it,
+/// and the nightly `--alert` would say so for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_tokens_bought_outside_resolved_then_only_the_winning_ones_are_to_redeem() {
+    const WON: u64 = 5005;
+    const LOST: u64 = 6006;
+    let l = one_buy_settled().await;
+    for (t, payout) in [(WON, "1"), (LOST, "0")] {
+        l.clob.token(t, Token::open(false));
+        l.clob.edit_token(t, |k| (k.closed, k.payout) = (true, Some(payout)));
+        l.anvil.set_balance(SIGNER, t, 5 * ONE).await;
+    }
+    l.anvil.set_balance(SIGNER, STD_TOKEN, 10 * ONE).await;
+    l.clob.data_positions(&[(STD_TOKEN, "10", false), (WON, "5", true), (LOST, "5", true)]);
+    let (code, out, err) = l.d.run_cli(&["reconcile", "--json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let found: Vec<(String, String)> = r["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["token_id"].as_str().unwrap().to_owned(), d["cause"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(found, [(WON.to_string(), "unredeemed".to_owned())], "{out}");
+}
+
 /// The V3 PositionManager's address holds no code on this chain (not deployed there yet, or a
 /// wrong address in polycopy.toml): it holds nothing, and the Conditional Tokens markets are
 /// compared and booked as always, not all reported unreadable every night.

@@ -231,6 +231,31 @@ async fn test_redeem_when_market_resolves_then_winner_redeemed_once_loser_withou
     assert!(out.contains("no difference"), "{out}");
 }
 
+/// The Data API lists positions the journal never saw resolve (bought outside polycopy): a
+/// winning one is said, once, to be redeemable; a losing one (priced 0) is not, as there is
+/// nothing to redeem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_redeem_when_the_data_api_lists_positions_the_journal_never_saw_resolve_then_only_winners_are_said() {
+    const WON: u64 = 5005;
+    const LOST: u64 = 6006;
+    let l = settled(&[], None).await;
+    for (t, payout) in [(WON, "1"), (LOST, "0")] {
+        l.clob.token(t, crate::support::clob::Token::open(false));
+        l.clob.edit_token(t, |k| (k.closed, k.payout) = (true, Some(payout)));
+    }
+    l.clob.data_positions(&[(WON, "5", true), (LOST, "7", true)]);
+    let said = wait_for(30, "the redeemable warning", async || {
+        l.d.events("warning").into_iter().find(|m| m.contains("WARNING (redeemable)"))
+    })
+    .await;
+    assert!(said.contains(&format!("5 shares of {WON}")), "{said}");
+    let start = rounds(&l.d).await;
+    wait_for(20, "later rounds", async || (rounds(&l.d).await >= start + 3).then_some(())).await;
+    let warnings: Vec<String> =
+        l.d.events("warning").into_iter().filter(|m| m.contains("WARNING (redeemable)")).collect();
+    assert_eq!(warnings.len(), 1, "said once, and never of the lost market: {warnings:?}");
+}
+
 /// A winning neg-risk position is redeemed through the neg-risk adapter, and a standard one through
 /// the standard adapter, each once: the standard adapter would burn nothing of a neg-risk market's
 /// tokens and pay nothing.

@@ -557,23 +557,28 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
             // In pages, as the real one serves them (100 a page unless asked).
             let offset: usize = query(&path, "offset").parse().unwrap_or(0);
             let limit: usize = query(&path, "limit").parse().unwrap_or(100);
-            let rows: Vec<Value> = st
-                .lock()
-                .unwrap()
-                .data_positions
-                .iter()
-                .skip(offset)
-                .take(limit)
-                .map(|(asset, size, redeemable)| {
-                    json!({"proxyWallet": user, "asset": asset, "conditionId": format!("0x{}", "11".repeat(32)),
+            let rows: Vec<Value> = {
+                let s = st.lock().unwrap();
+                s.data_positions
+                    .iter()
+                    .skip(offset)
+                    .take(limit)
+                    .map(|(asset, size, redeemable)| {
+                        // As the real one: a resolved market's price is its payout.
+                        let cur_price = match s.tokens.get(asset).and_then(|t| t.payout) {
+                            Some(p) => p.parse::<f64>().unwrap(),
+                            None => 0.5,
+                        };
+                        json!({"proxyWallet": user, "asset": asset, "conditionId": format!("0x{}", "11".repeat(32)),
                        "size": size.parse::<f64>().unwrap(), "avgPrice": 0.5, "initialValue": 1, "currentValue": 1,
                        "cashPnl": 0, "percentPnl": 0, "totalBought": 1, "realizedPnl": 0, "percentRealizedPnl": 0,
-                       "curPrice": 0.5, "redeemable": redeemable, "mergeable": false, "title": "Will it?",
+                       "curPrice": cur_price, "redeemable": redeemable, "mergeable": false, "title": "Will it?",
                        "slug": "will-it", "icon": "", "eventSlug": "will-it", "eventId": "", "outcome": "Yes",
                        "outcomeIndex": 0, "oppositeOutcome": "No", "oppositeAsset": "1", "endDate": "",
                        "negativeRisk": false})
-                })
-                .collect();
+                    })
+                    .collect()
+            };
             respond(&mut sock, 200, &Value::Array(rows), "").await;
         }
         // The Data API's leaderboard, with the fields the real one sends (numbers as numbers, rank
