@@ -139,6 +139,16 @@ mod tests {
             (intent(Side::Buy, 2 * ONE, 500_000), (0, 0), 0, act(2, None, None, None), None),
             (intent(Side::Buy, 2 * ONE, 500_000), (0, 0), 0, act(3, None, None, None), Some("trade_rate")),
             (intent(Side::Buy, 2 * ONE, 500_000), (0, 0), 0, act(3, None, Some(4), None), None),
+            // A wallet's own rate below the default binds too.
+            (intent(Side::Buy, 2 * ONE, 500_000), (0, 0), 0, act(1, None, Some(1), None), Some("trade_rate")),
+            // A last copy dated ahead of now (the clock stepped back) holds the next one back.
+            (
+                intent(Side::Buy, 2 * ONE, 500_000),
+                (0, 0),
+                0,
+                act(1, Some(now + 60_000), None, Some(300)),
+                Some("min_trade_interval"),
+            ),
             (
                 intent(Side::Buy, 2 * ONE, 500_000),
                 (0, 0),

@@ -282,6 +282,11 @@ mod tests {
             // wallet cap clips: $50 fixed at 0.5 → 100 shares, capped at $20 → 40 shares
             (SizingRule::FixedUsdc(Usdc(50 * ONE)), 1, 500_000, Some(20 * ONE), Ok(40 * ONE)),
             (mult("1"), 1_000 * ONE, 300_000, Some(10 * ONE), Ok(33_330_000)),
+            // Exactly the smallest order value ($1: 2 shares at 0.5) is copied; a lot less is not.
+            (mult("1"), 2 * ONE, 500_000, None, Ok(2 * ONE)),
+            (mult("1"), 2 * ONE - LOT, 500_000, None, Err("below_minimum")),
+            // A wallet cap that buys less than one lot at the price: nothing, not a rounding up.
+            (mult("1"), 100 * ONE, 500_000, Some(4_999), Err("below_minimum")),
         ];
         for (i, (rule, shares, price, cap, want)) in cases.into_iter().enumerate() {
             let mut r = rules(rule);
