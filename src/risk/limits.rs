@@ -19,7 +19,9 @@ pub struct Limits {
     pub max_total_exposure_usdc: Usdc,
     /// Default copies per wallet per rolling hour (a wallet may set its own).
     pub max_trades_per_hour: u32,
-    /// Realized loss today (UTC) at which we stop; positive amount.
+    /// Today's loss at which buys stop, a positive amount: today's P&L as the limit counts it
+    /// (realized since the trading day opened, at `risk.day_starts_at_hour` UTC, plus the change
+    /// of unrealized P&L since then).
     pub daily_loss_limit_usdc: Usdc,
 }
 
@@ -36,7 +38,8 @@ pub struct WalletActivity {
     pub min_trade_interval_s: Option<u64>,
 }
 
-/// Checks one intent against every limit; returns the first that denies it.
+/// Checks one intent against every limit; returns the first that denies it. `realized_today` is
+/// today's P&L as the daily loss limit counts it (see [`Limits::daily_loss_limit_usdc`]).
 ///
 /// # Errors
 /// The [`DenyReason`] of the first limit the intent breaks.
