@@ -342,6 +342,17 @@ fn system_file(g: &GlobalArgs) -> Result<Option<PathBuf>, Vec<Problem>> {
             ),
         )]);
     }
+    if let (None, Some(f)) = (&g.instance, file.as_ref().filter(|f| !f.exists()))
+        && system_config_var().is_some_and(|v| !v.is_empty())
+    {
+        // Named, and not there (a typo): built-in defaults and a journal in whatever directory the
+        // command runs from would be acted on, never the installation meant.
+        return Err(vec![Problem::new(
+            f.display().to_string(),
+            "POLYCOPY_SYSTEM_CONFIG",
+            "names a settings file that does not exist: correct it, or set it empty for no installation",
+        )]);
+    }
     if let (Some(i), Some(f)) = (&g.instance, &file)
         && !f.exists()
     {

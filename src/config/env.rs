@@ -127,10 +127,13 @@ fn optional_url(
 
 /// The primary RPC URL (or the public default), then the fallbacks in the order listed.
 fn rpc_urls(get: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Vec<String> {
+    const WHAT: &str = "our transactions and any key in the URL";
     let mut urls = vec![url_or(get, p, "POLYGON_RPC_URL", DEFAULT_RPC_URL)];
+    check_encrypted(p, "POLYGON_RPC_URL", &urls[0], WHAT);
     if let Some(list) = var(get, "POLYGON_RPC_FALLBACK_URLS") {
         for u in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
             check_url(p, "POLYGON_RPC_FALLBACK_URLS", u, &["http", "https"]);
+            check_encrypted(p, "POLYGON_RPC_FALLBACK_URLS", u, WHAT);
             urls.push(u.to_owned());
         }
     }
@@ -222,6 +225,7 @@ pub fn telegram_reach(get: &dyn Fn(&str) -> Option<String>) -> Result<TelegramRe
     let token = var(get, "TELEGRAM_BOT_TOKEN");
     let chats = chat_ids(get, &mut p);
     let api_url = url_or(get, &mut p, "TELEGRAM_API_URL", DEFAULT_TELEGRAM_API);
+    check_encrypted(&mut p, "TELEGRAM_API_URL", &api_url, "the bot token");
     if token.is_none() {
         p.push(Problem::new("environment", "TELEGRAM_BOT_TOKEN", "is not set: Telegram is off"));
     }
@@ -236,6 +240,48 @@ pub fn telegram_reach(get: &dyn Fn(&str) -> Option<String>) -> Result<TelegramRe
 
 fn var(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// Whether `url`'s host is this machine or on a private network (a private or link-local
+/// address, a name of one label, or a local-only domain): the only places plain `http`/`ws` is
+/// taken for an endpoint that carries a secret.
+fn private_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+        Some(url::Host::Ipv6(ip)) => {
+            let first = ip.segments()[0];
+            ip.is_loopback() || first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80
+        }
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            !d.contains('.')
+                || [".localhost", ".local", ".lan", ".internal", ".home.arpa"].iter().any(|s| d.ends_with(s))
+        }
+        None => false,
+    }
+}
+
+/// Refuses plain `http`/`ws` to a public host for an endpoint that carries `what` (a key in the
+/// URL, the bot token, our API credentials): anyone on the way would read it.
+fn check_encrypted(p: &mut Vec<Problem>, name: &str, url: &str, what: &str) {
+    let Ok(u) = url::Url::parse(url) else { return };
+    let secure = match u.scheme() {
+        "http" => "https",
+        "ws" => "wss",
+        _ => return,
+    };
+    if !private_host(&u) {
+        p.push(Problem::new(
+            "environment",
+            name,
+            format!(
+                "sends {what} unencrypted to a public host ({}): use {secure}:// (plain {}:// is taken only for this \
+                 machine or a private network)",
+                redact_url(url),
+                u.scheme()
+            ),
+        ));
+    }
 }
 
 fn check_url(p: &mut Vec<Problem>, name: &str, url: &str, schemes: &[&str]) {
@@ -271,7 +317,11 @@ impl Env {
         let mut p = Vec::new();
         let rpc_urls = rpc_urls(get, &mut p);
         let ws_url = optional_url(get, &mut p, "POLYGON_WS_URL", &["ws", "wss"]);
+        if let Some(u) = &ws_url {
+            check_encrypted(&mut p, "POLYGON_WS_URL", u, "any key in the URL");
+        }
         let clob_host = url_or(get, &mut p, "CLOB_HOST", DEFAULT_CLOB_HOST);
+        check_encrypted(&mut p, "CLOB_HOST", &clob_host, "our API credentials and signed orders");
         let paper_trading = paper_trading(get, &mut p);
         let private_key = private_key(get, &mut p);
         let gamma_url = api_base(var(get, "GAMMA_URL").unwrap_or_else(|| DEFAULT_GAMMA_URL.to_owned()));
@@ -282,6 +332,7 @@ impl Env {
         let telegram_bot_token = var(get, "TELEGRAM_BOT_TOKEN");
         let telegram_chat_ids = chat_ids(get, &mut p);
         let telegram_api_url = url_or(get, &mut p, "TELEGRAM_API_URL", DEFAULT_TELEGRAM_API);
+        check_encrypted(&mut p, "TELEGRAM_API_URL", &telegram_api_url, "the bot token");
         if telegram_bot_token.is_some() && telegram_chat_ids.is_empty() {
             p.push(Problem::new(
                 "environment",
@@ -494,6 +545,37 @@ mod tests {
         let fields: Vec<_> = errs.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["POLYGON_RPC_URL", "POLYGON_WS_URL", "PAPER_TRADING", "PRIVATE_KEY", "TELEGRAM_CHAT_ID"]);
         assert!(!format!("{errs:?}").contains("deadbeefsecret"));
+    }
+
+    /// Plain http or ws carrying a secret is taken only for this machine or a private network.
+    #[test]
+    fn a_secret_never_goes_unencrypted_to_a_public_host() {
+        // (variable, value, refused)
+        let cases = [
+            ("CLOB_HOST", "http://clob.polymarket.com", true),
+            ("CLOB_HOST", "https://clob.polymarket.com", false),
+            ("CLOB_HOST", "http://127.0.0.1:8080", false),
+            ("TELEGRAM_API_URL", "http://api.telegram.org", true),
+            ("TELEGRAM_API_URL", "http://[::1]:9000", false),
+            ("POLYGON_RPC_URL", "http://polygon-mainnet.example.com/v2/SECRETKEY", true),
+            ("POLYGON_RPC_URL", "http://10.0.0.5:8545", false),
+            ("POLYGON_RPC_URL", "http://192.168.1.20:8545", false),
+            ("POLYGON_RPC_URL", "http://8.8.8.8:8545", true),
+            ("POLYGON_RPC_URL", "http://bor:8545", false),
+            ("POLYGON_RPC_URL", "http://node.internal:8545", false),
+            ("POLYGON_RPC_URL", "http://[fd00::5]:8545", false),
+            ("POLYGON_RPC_FALLBACK_URLS", "https://a.example, http://b.example/SECRETKEY", true),
+            ("POLYGON_WS_URL", "ws://polygon.example.com/SECRETKEY", true),
+            ("POLYGON_WS_URL", "ws://localhost:8546", false),
+            // Carries nothing secret: plain http is the operator's choice.
+            ("GAMMA_URL", "http://gamma.example.com", false),
+        ];
+        for (name, value, refused) in cases {
+            let got = env(&[(name, value)]);
+            let said: Vec<_> = got.as_ref().err().into_iter().flatten().filter(|p| p.field == name).collect();
+            assert_eq!(!said.is_empty(), refused, "{name}={value}: {got:?}");
+            assert!(!format!("{said:?}").contains("SECRETKEY"), "{said:?}");
+        }
     }
 
     #[test]

@@ -442,6 +442,8 @@ mod tests {
             ("[live]\nsettle_timeout_s = 0\n", "live.settle_timeout_s"),
             ("[telegram]\nparked_retry_s = 0\n", "telegram.parked_retry_s"),
             ("[telegram]\nroutine_attempts = 0\n", "telegram.routine_attempts"),
+            // Past the hand-off channel's limit: a panic when Telegram connects.
+            ("[telegram]\nqueue_capacity = 3000000000000000000\n", "telegram.queue_capacity"),
             // Far past any use, and an overflow of `Instant + Duration` at the first order.
             ("[live]\nresolve_for_s = 9223372036854775807\n", "live.resolve_for_s"),
             ("[redeem]\nconfirm_wait_s = 2592001\n", "redeem.confirm_wait_s"),

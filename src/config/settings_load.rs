@@ -75,6 +75,7 @@ fn choice_problems(cfg: &Config, origin: &str) -> Vec<Problem> {
         .collect();
     if let Ok(levels) = cfg.get_table("telegram.notify") {
         for (kind, v) in levels {
+            let kind = super::problem::shown_key(&kind);
             found.push((format!("telegram.notify.{kind}"), v.to_string(), &NOTIFY_LEVELS[..]));
         }
     }

@@ -322,6 +322,8 @@ fn telegram(s: &Settings, bad: &mut impl FnMut(&str, String)) {
     let t = &s.telegram;
     for (kind, level) in &t.notify {
         if !EVENT_KINDS.contains(&kind.as_str()) {
+            // The name as the operator wrote it, never a forged line or a pasted key.
+            let kind = super::problem::shown_key(kind);
             bad(&format!("telegram.notify.{kind}"), format!("unknown event kind (known: {})", EVENT_KINDS.join(", ")));
         } else if ALWAYS_ON.contains(&kind.as_str()) && *level != NotifyLevel::On {
             bad(
@@ -333,8 +335,9 @@ fn telegram(s: &Settings, bad: &mut impl FnMut(&str, String)) {
     if t.per_chat_per_second == 0 || t.per_group_per_minute == 0 {
         bad("telegram.per_chat_per_second", "the pacing limits must be at least 1".into());
     }
-    if t.queue_capacity < 10 {
-        bad("telegram.queue_capacity", "must be at least 10".into());
+    // Bounded above too: memory is, and the hand-off channel refuses a capacity past its limit.
+    if !(10..=1_000_000).contains(&t.queue_capacity) {
+        bad("telegram.queue_capacity", "must be from 10 to 1000000".into());
     }
     if t.daily_report_secs().is_none() && !t.reports_off() {
         bad(

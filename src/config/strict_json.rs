@@ -82,8 +82,13 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
+                // Named as written when short and plain; never a pasted key or a forged line.
+                let shown = match super::problem::shown_key(&key) {
+                    s if s == key => format!("{key:?}"),
+                    s => s,
+                };
                 return Err(de::Error::custom(format!(
-                    "the key {key:?} appears twice in one object (only one may stay)"
+                    "the key {shown} appears twice in one object (only one may stay)"
                 )));
             }
             let v = map.next_value_seed(Strict)?;
@@ -99,7 +104,11 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_refused_at_any_depth_and_the_rest_parses_like_serde_json() {
-        let cases: [(&str, Option<&str>); 6] = [
+        let key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+        let twice = format!(r#"{{"{key}": 1, "{key}": 2}}"#);
+        let cases: [(&str, Option<&str>); 7] = [
+            // A key pasted as a name, twice: said without it.
+            (&twice, Some("(a key of 64 hex digits, not shown) appears twice")),
             (r#"{"a": 1, "b": [1, 2.5, "x", null, true]}"#, None),
             (r#"{"a": 1, "a": 2}"#, Some("\"a\" appears twice")),
             (r#"{"w": [{"enabled": true, "enabled": false}]}"#, Some("\"enabled\" appears twice")),

@@ -17,7 +17,18 @@ pub fn differs_under_systemd(line: &str) -> Option<&'static str> {
     if line.strip_prefix("export").is_some_and(|rest| rest.starts_with(char::is_whitespace)) {
         return Some("starts with `export`, which systemd does not take (the daemon would not get the variable)");
     }
-    let (_, raw) = line.split_once('=')?;
+    let (name, raw) = line.split_once('=')?;
+    // systemd takes only names of letters, digits and `_` (a byte-order mark a Windows editor put
+    // before the first name included), and logs any other line whole, value and all, each start.
+    let name = name.trim();
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Some(
+            "has a name systemd does not take (only letters, digits and `_`; a byte-order mark at the start of the \
+             file counts): it would log the whole line, value included, and the daemon would not get the variable",
+        );
+    }
     const COMMENT: &str = "has a `# comment` after its value, which systemd keeps as part of the value (put the comment on a line of its own)";
     const DOLLAR: &str =
         "has a `$` in its value, which the commands expand and systemd does not read alike (write the value out)";
@@ -73,6 +84,10 @@ mod tests {
             ("TELEGRAM_CHAT_ID=\"123\" # me", true),
             ("A= #x", true),
             ("NO_EQUALS_SIGN", false),
+            ("\u{feff}PRIVATE_KEY=0xabc", true),
+            ("PRIVATE-KEY=0xabc", true),
+            ("1KEY=0xabc", true),
+            ("_KEY2=0xabc", false),
         ];
         for (line, differs) in cases {
             assert_eq!(differs_under_systemd(line).is_some(), differs, "{line:?}");

@@ -183,12 +183,19 @@ impl Validator<'_> {
         default_trigger: Option<Trigger>,
         seen: &mut Seen,
     ) -> Option<Target> {
-        // The label names the entry in every problem: never a key pasted there.
+        // The label names the entry in every problem, only when it is one the label rules take:
+        // never a key, a seed phrase or anything else long pasted there, nor a forged line.
         let label_hint = w
             .get("label")
             .and_then(Value::as_str)
-            .filter(|l| !super::problem::looks_like_key(l))
-            .map(|l| format!(" ({})", l.escape_debug()))
+            .map(str::trim)
+            .filter(|l| {
+                !l.is_empty()
+                    && l.chars().count() <= 64
+                    && !super::problem::looks_like_key(l)
+                    && crate::domain::shown_plainly(l) == *l
+            })
+            .map(|l| format!(" ({l})"))
             .unwrap_or_default();
         let entry = format!("wallets[{i}]{label_hint}");
         let Some(wo) = w.as_object() else {
@@ -457,6 +464,22 @@ mod tests {
                 assert!(errs[0].message.contains("invisible"), "{errs:?}");
             }
         }
+    }
+
+    /// A label the rules refuse never names its entry in the problems: a seed phrase pasted there
+    /// would otherwise go, whole, to the log and every Telegram chat with each problem.
+    #[test]
+    fn a_refused_label_never_names_its_entry() {
+        let phrase = "abandon ability able about above absent absorb abstract absurd abuse access accident";
+        for label in [phrase, "x\\nERROR forged"] {
+            let text = format!(r#"{{"wallets": [{{"address": "0x12", "label": "{label}"}}]}}"#);
+            let errs = Wallets::parse(&text, "w.json").unwrap_err();
+            assert!(errs.iter().all(|e| e.entry.as_deref() == Some("wallets[0]")), "{errs:?}");
+            assert!(!crate::config::problem::render(&errs).contains("abandon ability"), "{errs:?}");
+        }
+        let text = r#"{"wallets": [{"address": "0x12", "label": "whale"}]}"#;
+        let errs = Wallets::parse(text, "w.json").unwrap_err();
+        assert_eq!(errs[0].entry.as_deref(), Some("wallets[0] (whale)"), "{errs:?}");
     }
 
     #[test]

@@ -105,6 +105,12 @@ pub fn append_to_file(path: &std::path::Path, entries: &[Value]) -> Result<(), S
         // Keep a Windows-edited file's line endings.
         new = new.replace("\r\n", "\n").replace('\n', "\r\n");
     }
+    if new.len() as u64 > super::wallets::MAX_FILE_BYTES {
+        return Err(format!(
+            "{name}: with the new entries it would be larger than the daemon reads ({} MiB), nothing was written",
+            super::wallets::MAX_FILE_BYTES / (1024 * 1024)
+        ));
+    }
     super::Wallets::parse(&new, &name).map_err(|p| {
         format!("{name}: the new entries would not validate, nothing was written:\n{}", super::problem::render(&p))
     })?;
@@ -112,11 +118,18 @@ pub fn append_to_file(path: &std::path::Path, entries: &[Value]) -> Result<(), S
     let tmp = path.with_extension(format!("json.new.{}", std::process::id()));
     // Synced before the rename, and the directory after it: a power cut must leave the old file or
     // the new one, never an empty one (the daemon would then refuse to start without its targets).
-    let written = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).and_then(|mut f| {
-        std::io::Write::write_all(&mut f, new.as_bytes())?;
-        f.sync_all()
-    });
-    written.map_err(|e| format!("{}: cannot write: {e}", tmp.display()))?;
+    // Readable by this user alone until it takes the old file's mode.
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let mut file = open.open(&tmp).map_err(|e| format!("{}: cannot write: {e}", tmp.display()))?;
+    let written = std::io::Write::write_all(&mut file, new.as_bytes()).and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        // A full disk leaves no half-written file behind.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("{}: cannot write: {e}", tmp.display()));
+    }
     let replaced = keep_like(&tmp, path, &text)
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| format!("{name}: cannot replace: {e}")));
     if let Err(e) = replaced {

@@ -89,6 +89,29 @@ fn test_env_file_when_the_installation_and_the_working_directory_disagree_then_t
         assert!(err.contains("line 2") && err.contains("systemd"), "{err}");
         assert!(!err.contains(secret) && !out.contains(secret), "{err}");
     }
+    // Saved by a Windows editor with a byte-order mark: systemd would log the first line, key and
+    // all, and start the daemon without it.
+    std::fs::write(etc.join("polycopy.env"), format!("\u{feff}PRIVATE_KEY={secret}\n")).unwrap();
+    let (code, out, err) = check();
+    assert_eq!(code, 78, "{out}{err}");
+    assert!(err.contains("line 1") && err.contains("byte-order mark"), "{err}");
+    assert!(!err.contains(secret) && !out.contains(secret), "{err}");
+}
+
+/// `POLYCOPY_SYSTEM_CONFIG` naming a file that is not there (a typo) is refused: the command would
+/// otherwise act on built-in defaults and a journal in the working directory, never the
+/// installation meant. Set empty, it means no installation.
+#[test]
+fn test_system_config_when_it_names_a_missing_file_then_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(dir.path());
+    let typo = dir.path().join("etc/polycopy.tmol");
+    for args in [&["status"][..], &["halt", "--reason", "x"], &["check-config", "--offline"]] {
+        let out = d.cmd(args).env("POLYCOPY_SYSTEM_CONFIG", &typo).output().unwrap();
+        let (code, out, err) = crate::support::output(out);
+        assert_eq!(code, 78, "{args:?}: {out}{err}");
+        assert!(err.contains("POLYCOPY_SYSTEM_CONFIG") && err.contains("does not exist"), "{err}");
+    }
 }
 
 /// The health port taken by another process: a clean message naming the setting, no panic and no

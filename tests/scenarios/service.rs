@@ -84,7 +84,7 @@ async fn test_sd_notify_when_chain_down_at_start_then_ready_pings_and_health_say
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_chain_when_endpoint_name_does_not_resolve_then_log_gives_dns_cause() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), "http://polygon-rpc.invalid:8545", "", &wallets(&[(A, "a", true)], 0.1));
+    let mut d = Daemon::new(dir.path(), "https://polygon-rpc.invalid:8545", "", &wallets(&[(A, "a", true)], 0.1));
     d.start();
     let line = wait_for(20, "the connection failure", async || {
         d.log().lines().find(|l| l.contains("chain sync failed") || l.contains("cannot connect")).map(str::to_owned)

@@ -14,7 +14,7 @@ fn direct(cwd: &std::path::Path, env: &[(&str, &str)], message: &str) -> (Option
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         // No installation here: only this test's variables count.
-        .env("POLYCOPY_SYSTEM_CONFIG", cwd.join("absent/polycopy.toml"))
+        .env("POLYCOPY_SYSTEM_CONFIG", "")
         .envs(env.iter().copied())
         .output()
         .unwrap();

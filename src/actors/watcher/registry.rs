@@ -343,6 +343,7 @@ impl Handler<Reload> for Registry {
                 let problems = problems
                     .into_iter()
                     .map(|p| crate::config::Problem {
+                        entry: p.entry.as_deref().map(crate::config::env::redact),
                         field: crate::config::env::redact(&p.field),
                         message: crate::config::env::redact(&p.message),
                         ..p
