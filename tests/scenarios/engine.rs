@@ -594,6 +594,14 @@ async fn halt_cancels_an_unanswered_gtd(window_closed: bool) {
     assert_eq!(code, 0, "{out}{err}");
     let cancels = wait_for(10, "the cancel", async || Some(l.clob.cancels()).filter(|c| !c.is_empty())).await;
     assert_eq!(cancels[0].1, format!("{:#x}", order_id(&l.d, 0)));
+    // Cancelled is proof the exchange held it: journaled, so that no lookup answering null, in
+    // this run or after a restart (where the halt's count starts afresh), sends it again.
+    wait_for(10, "the exchange's hold journaled", async || {
+        let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+        let held: i64 = c.query_row("SELECT exchange_has FROM orders", [], |r| r.get(0)).unwrap();
+        (held == 1).then_some(())
+    })
+    .await;
     assert_eq!(l.clob.posts().len(), 1, "never sent again");
 }
 

@@ -72,6 +72,11 @@ impl Run {
             Ok(true) => {
                 r.cancel_asked = true;
                 info!(order = %id, "trading stopped: our resting order is taken off the book");
+                // Cancelled is proof the exchange held it: journaled, so that no lookup answering
+                // null (in this window, a later one or after a restart) sends it again.
+                if let Err(e) = self.held(r).await {
+                    warn!(order = %id, cause = %e, "could not journal that the exchange held our cancelled order");
+                }
             }
             // Not open to cancel now (matched, expired, or not on the book yet: a delayed order):
             // the lookup says which, and a cancel is asked again after the next wait while it rests.
