@@ -658,6 +658,29 @@ async fn test_halt_when_an_order_is_on_its_way_then_its_reply_says_so() {
     assert!(out.contains("halted: nothing new is sent; 1 order was already on its way to the exchange"), "{out}");
 }
 
+/// A halt while a GTD order's POST is unanswered on a slow exchange that has put it on the book:
+/// the cancel goes at once, beside the POST, not after its answer (half a minute away here), so
+/// the order cannot fill for the whole request timeout after the halt. Never sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_while_a_gtd_orders_post_hangs_then_it_is_cancelled_at_once() {
+    let mut l = live().await;
+    l.d.set("live", "order_type = \"GTD\"");
+    reset(&l.d, "request_timeout_ms = 1500", "request_timeout_ms = 30000");
+    l.clob.script(&[Play::HangRest]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    wait_for(10, "resting on the book", async || l.clob.orders().iter().any(|o| o.resting).then_some(())).await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "hanging post test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let cancels =
+        wait_for(5, "the cancel, before the POST's answer", async || Some(l.clob.cancels()).filter(|c| !c.is_empty()))
+            .await;
+    assert_eq!(cancels[0].1, format!("{:#x}", order_id(&l.d, 0)));
+    wait_for(5, "off the book", async || l.clob.orders().iter().all(|o| !o.resting).then_some(())).await;
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+}
+
 /// A halt while the lookup of a resting order hangs on a slow exchange: the cancel does not wait
 /// for the lookup's answer (nor its timeout, half a minute here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -403,8 +403,11 @@ impl Run {
                 r.resent = true;
                 continue;
             }
-            let answer = self.venue.post(&order).await;
+            let (answer, cancelled) = self.send(&order).await;
             drop(under_way);
+            if cancelled {
+                self.held(&mut r).await?;
+            }
             match self.after_post(answer, &order, &mut r, &mut tries).await? {
                 AfterPost::Done(result) => return result,
                 AfterPost::Again => {}

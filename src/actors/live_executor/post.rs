@@ -124,6 +124,37 @@ impl Run {
         Ok(AfterPost::Again)
     }
 
+    /// Sends `order`; says too whether a cancel asked meanwhile was answered "canceled" (proof the
+    /// exchange holds it). A GTD order may rest once the exchange takes it: should trading stop
+    /// while its POST is unanswered (a slow exchange may hold the answer for the whole request
+    /// timeout), its cancel goes at once, beside the POST, not after its answer, so it cannot
+    /// fill for seconds after the halt. A cancel that finds nothing on the book yet is asked again
+    /// by the lookups that follow.
+    pub(super) async fn send(&self, order: &StoredOrder) -> (PostOutcome, bool) {
+        let post = self.venue.post(order);
+        if !order.order_type.eq_ignore_ascii_case("GTD") {
+            return (post.await, false);
+        }
+        tokio::pin!(post);
+        tokio::select! {
+            biased;
+            answer = &mut post => return (answer, false),
+            () = self.until_stopped() => {}
+        }
+        let id = order.id_hex();
+        let (answer, cancel) = tokio::join!(post, self.venue.cancel(&id));
+        match &cancel {
+            Ok(true) => tracing::info!(order = %id, "trading stopped while our order was being sent: it is cancelled"),
+            Ok(false) => {
+                tracing::info!(order = %id, "trading stopped while our order was being sent: nothing to cancel yet; looked up")
+            }
+            Err(e) => {
+                warn!(order = %id, cause = %e, "trading stopped while our order was being sent; the cancel failed: asked again by the lookups")
+            }
+        }
+        (answer, matches!(cancel, Ok(true)))
+    }
+
     /// A GTD order given up after "not now" answers is cancelled once, best effort: the exchange
     /// says 425, 429 and 503 of orders it did not take, but an answer lost on the way (a gateway's
     /// 503 after the engine took it) would leave an order resting until its expiry that nobody
