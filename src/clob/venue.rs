@@ -81,7 +81,13 @@ pub struct Venue {
     rules: Mutex<HashMap<TokenId, (std::time::Instant, MarketRules, SdkTickSize)>>,
     /// When the CLOB last answered, for `/health`.
     reach: Arc<Reachability>,
+    /// When a lookup or a cancel last derived the credentials again after a 401.
+    rederived_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// How often a refused lookup or cancel may derive the credentials again: a key that stays
+/// refused must not turn every lookup into a derivation.
+const REDERIVE_EVERY: Duration = Duration::from_secs(30);
 
 /// How long a market's tick, minimum size and exchange are trusted (the CLOB changes a market's
 /// tick when its price nears 0 or 1).
@@ -134,6 +140,7 @@ impl Venue {
             cfg,
             rules: Mutex::default(),
             reach: Arc::new(Reachability::since(crate::store::now_ms())),
+            rederived_at: Mutex::default(),
         })
     }
 
@@ -368,9 +375,35 @@ impl Venue {
     /// # Errors
     /// When the CLOB cannot answer (the order may still rest: asked again later).
     pub async fn cancel(&self, order_id: &str) -> Result<bool, VenueError> {
+        match self.cancel_once(order_id).await {
+            Err(e) if self.rederive_after(&e).await => self.cancel_once(order_id).await,
+            answer => answer,
+        }
+    }
+
+    async fn cancel_once(&self, order_id: &str) -> Result<bool, VenueError> {
         let c = self.client()?;
         let answer = self.call(c.cancel_order(order_id)).await?;
         Ok(answer.canceled.iter().any(|id| id.eq_ignore_ascii_case(order_id)))
+    }
+
+    /// Whether `e`, a refusal of our credentials (401), had them derived again, so the call may
+    /// be asked once more. Only a POST derived them before: while halted none is sent, and every
+    /// cancel owed and every lookup would fail until its order expired. At most once per
+    /// [`REDERIVE_EVERY`] across callers.
+    async fn rederive_after(&self, e: &VenueError) -> bool {
+        if !matches!(e, VenueError::Status { status: 401, .. }) {
+            return false;
+        }
+        {
+            let Ok(mut at) = self.rederived_at.lock() else { return false };
+            if at.is_some_and(|t| t.elapsed() < REDERIVE_EVERY) {
+                return false;
+            }
+            *at = Some(std::time::Instant::now());
+        }
+        tracing::warn!("the CLOB refused our API credentials on a lookup or cancel; deriving them again");
+        self.reauthenticate().await.is_ok()
     }
 
     /// What became of an order, by its id.
@@ -378,6 +411,13 @@ impl Venue {
     /// # Errors
     /// When the CLOB cannot answer (the order's fate stays unknown).
     pub async fn lookup(&self, order_id: &str) -> Result<FoundOrder, VenueError> {
+        match self.lookup_once(order_id).await {
+            Err(e) if self.rederive_after(&e).await => self.lookup_once(order_id).await,
+            answer => answer,
+        }
+    }
+
+    async fn lookup_once(&self, order_id: &str) -> Result<FoundOrder, VenueError> {
         let c = self.client()?;
         match self.call(c.order(order_id)).await {
             Ok(o) => {

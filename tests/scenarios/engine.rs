@@ -458,6 +458,22 @@ async fn test_live_when_halted_while_a_gtd_order_rests_then_it_is_cancelled() {
     assert_eq!((l.clob.cancels().len(), l.clob.posts().len()), (1, 1), "cancelled once, never sent again");
 }
 
+/// Our API key was replaced on the exchange's side while a GTD order rests, and trading halts:
+/// no POST is sent while halted, so it is the refused cancel that derives the credentials again,
+/// and the order comes off the book. Before, only a POST derived them: every cancel and lookup
+/// failed until the order expired, free to fill after the halt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_the_api_key_is_replaced_while_halted_then_the_cancel_derives_it_again() {
+    let l = resting_gtd(&[]).await;
+    l.clob.rotate_key();
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "rotated key test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for(10, "off the book", async || l.clob.orders().iter().all(|o| !o.resting).then_some(())).await;
+    let r = wait_for(20, "the copy to end", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!(r["reason"], "no_liquidity", "{r}");
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+}
+
 /// A GTD order refused "not now" (503) until the retries run out is given up, and a cancel is
 /// asked once all the same: had an answer been lost on the way after the exchange took it, it
 /// would rest until its expiry with nobody watching it.

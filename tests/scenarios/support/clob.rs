@@ -23,6 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub const API_KEY: &str = "6f1c1e5e-8c1a-4b8e-9a7e-0d7e5a3b2c11";
 pub const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=";
 pub const PASSPHRASE: &str = "pass-phrase-0001";
+/// Our API key once [`FakeClob::rotate_key`] replaced it.
+pub const ROTATED_API_KEY: &str = "0b9d2f44-1e7a-4c3d-8f61-5a2e9c7b4d20";
 pub const STD_EXCHANGE: Address = alloy::primitives::address!("E111180000d2663C0091e4f400237545B87B996B");
 pub const NEG_EXCHANGE: Address = alloy::primitives::address!("e2222d279d744050d28e00520010520000310F59");
 
@@ -145,6 +147,9 @@ struct State {
     blocked: bool,
     /// Our API key was revoked: authenticated reads answer 401.
     revoked: bool,
+    /// Our API key was replaced (as after a key rotation on the exchange's side): requests signed
+    /// with the old one answer 401, and deriving the credentials gives the new one.
+    rotated: bool,
     /// Lookups of filled orders answer `null`, as the real CLOB does for some filled FAK orders.
     null_lookups: bool,
     /// Lookups of filled orders answer `MATCHED` with a matched size of 0 (matched, not sized yet).
@@ -335,6 +340,12 @@ impl FakeClob {
         self.state.lock().unwrap().max_posting
     }
 
+    /// Replaces our API key: requests with the old one answer 401 until the credentials are
+    /// derived again.
+    pub fn rotate_key(&self) {
+        self.state.lock().unwrap().rotated = true;
+    }
+
     /// Revokes our API key: authenticated reads answer 401 from now on.
     pub fn revoke(&self) {
         self.state.lock().unwrap().revoked = true;
@@ -408,19 +419,25 @@ fn l1_ok(h: &HashMap<String, String>) -> bool {
         .is_some_and(|a| a == addr)
 }
 
-fn l2_ok(h: &HashMap<String, String>, method: &str, path: &str, body: &str) -> bool {
+fn l2_ok(st: &Arc<Mutex<State>>, h: &HashMap<String, String>, method: &str, path: &str, body: &str) -> bool {
+    let api_key = current_key(st);
     let (Some(sig), Some(ts), Some(key), Some(pass)) =
         (h.get("POLY_SIGNATURE"), h.get("POLY_TIMESTAMP"), h.get("POLY_API_KEY"), h.get("POLY_PASSPHRASE"))
     else {
         return false;
     };
-    if key != API_KEY || pass != PASSPHRASE || !h.contains_key("POLY_ADDRESS") {
+    if *key != api_key || pass != PASSPHRASE || !h.contains_key("POLY_ADDRESS") {
         return false;
     }
     let path = path.split('?').next().unwrap_or(path);
     let mut mac = Hmac::<Sha256>::new_from_slice(&URL_SAFE.decode(SECRET).unwrap()).unwrap();
     mac.update(format!("{ts}{method}{path}{body}").as_bytes());
     URL_SAFE.encode(mac.finalize().into_bytes()) == *sig
+}
+
+/// The API key the exchange takes now.
+fn current_key(st: &Arc<Mutex<State>>) -> &'static str {
+    if st.lock().unwrap().rotated { ROTATED_API_KEY } else { API_KEY }
 }
 
 fn query(path: &str, key: &str) -> String {
@@ -549,7 +566,8 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
                     return Some(());
                 }
             }
-            respond(&mut sock, 200, &json!({"apiKey": API_KEY, "secret": SECRET, "passphrase": PASSPHRASE}), "").await;
+            let key = current_key(&st);
+            respond(&mut sock, 200, &json!({"apiKey": key, "secret": SECRET, "passphrase": PASSPHRASE}), "").await;
         }
         // The Data API's positions, with every field the real one sends.
         ("GET", "/positions") => {
@@ -693,7 +711,7 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
             respond(&mut sock, 200, &Value::Object(out), "").await;
         }
         ("GET", "/balance-allowance") => {
-            if !l2_ok(&h, &method, &path, &body) || st.lock().unwrap().revoked {
+            if !l2_ok(&st, &h, &method, &path, &body) || st.lock().unwrap().revoked {
                 refuse(&st, format!("L2 {route}"));
                 {
                     respond(&mut sock, 401, &json!({"error": "Unauthorized/Invalid api key"}), "").await;
@@ -708,7 +726,7 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
             respond(&mut sock, 200, &v, "").await;
         }
         ("GET", r) if r.starts_with("/data/order/") => {
-            if !l2_ok(&h, &method, &path, &body) {
+            if !l2_ok(&st, &h, &method, &path, &body) {
                 refuse(&st, format!("L2 {route}"));
                 {
                     respond(&mut sock, 401, &json!({"error": "Unauthorized/Invalid api key"}), "").await;
@@ -739,7 +757,7 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
         }
         ("POST", "/order") => post_order(&mut sock, &st, &h, &path, &body).await,
         ("DELETE", "/order") => {
-            if !l2_ok(&h, &method, &path, &body) {
+            if !l2_ok(&st, &h, &method, &path, &body) {
                 refuse(&st, format!("L2 DELETE {route}"));
                 respond(&mut sock, 401, &json!({"error": "Unauthorized/Invalid api key"}), "").await;
                 return Some(());
@@ -779,7 +797,7 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
 }
 
 async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<String, String>, path: &str, body: &str) {
-    if !l2_ok(h, "POST", path, body) {
+    if !l2_ok(st, h, "POST", path, body) {
         st.lock().unwrap().refused.push("L2 /order".into());
         return respond(sock, 401, &json!({"error": "Unauthorized/Invalid api key"}), "").await;
     }
@@ -793,7 +811,7 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
     let Some(tok) = tok else {
         return respond(sock, 400, &json!({"error": "market not found"}), "").await;
     };
-    if v["owner"].as_str() != Some(API_KEY) {
+    if v["owner"].as_str() != Some(current_key(st)) {
         st.lock().unwrap().refused.push("owner".into());
         return respond(sock, 400, &json!({"error": "the order owner has to be the owner of the API KEY"}), "").await;
     }
