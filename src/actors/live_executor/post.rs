@@ -245,16 +245,11 @@ impl Run {
         Ok(())
     }
 
-    /// How long an order accepted onto the book is watched: a GTD order until its expiry (plus the
-    /// time the CLOB takes to expire it), else the resolve window.
+    /// How long an order accepted onto the book is watched ([`resting_for`]).
     pub(super) fn resting_window(&self, order: &StoredOrder) -> Duration {
         let expiry_s = u64::try_from(order.expiration).unwrap_or(0);
         let now_s = u64::try_from(now_ms() / 1000).unwrap_or(0);
-        if expiry_s > now_s {
-            Duration::from_secs(expiry_s - now_s) + self.rules.resolve_for
-        } else {
-            self.rules.resolve_for
-        }
+        resting_for(expiry_s, now_s, self.rules.resolve_for, self.rules.settle_within)
     }
 
     /// Journals a final refusal as `code: message` (so a restart replays it with its code).
@@ -289,6 +284,15 @@ impl Run {
     }
 }
 
+/// How long an order resting on the book is watched: a GTD order until its expiry, then as long as
+/// a match made just before it may take to settle on chain, plus the resolve window: at its end the
+/// chain can say it did not fill. Closed at expiry plus the resolve window alone, an order expired
+/// unfilled whose lookups answer `null` ended unknown, and counted as an error toward the breaker.
+/// Any other order: the resolve window.
+fn resting_for(expiry_s: u64, now_s: u64, resolve_for: Duration, settle_within: Duration) -> Duration {
+    if expiry_s > now_s { Duration::from_secs(expiry_s - now_s) + settle_within + resolve_for } else { resolve_for }
+}
+
 /// True when a GTD order answered `matched` (`making` given for `taking`) got fewer shares than it
 /// was signed for, before its expiry: the rest still rests. Shares decide: a GTD order is sized in
 /// shares, and a better price changes only its pUSD (a BUY filled below its limit pays less).
@@ -308,6 +312,23 @@ mod tests {
     use rust_decimal::Decimal;
 
     use super::*;
+
+    /// A GTD order is watched past its expiry for as long as its last match may take to settle,
+    /// so the chain can say it did not fill when the window closes.
+    #[test]
+    fn a_resting_gtd_order_is_watched_until_the_chain_can_decide() {
+        let (resolve, settle) = (Duration::from_secs(30), Duration::from_secs(120));
+        // (expiry, now, watched for)
+        for (expiry_s, now_s, want_s) in
+            [(1_300, 1_000, 300 + 120 + 30), (1_000, 1_000, 30), (900, 1_000, 30), (0, 1_000, 30)]
+        {
+            assert_eq!(
+                resting_for(expiry_s, now_s, resolve, settle),
+                Duration::from_secs(want_s),
+                "{expiry_s} {now_s}"
+            );
+        }
+    }
 
     /// Our BUY giving 5.10 pUSD for 10 shares.
     fn order(order_type: &str, expiration: u64) -> StoredOrder {
