@@ -674,6 +674,37 @@ async fn test_halt_when_an_order_is_on_its_way_then_its_reply_says_so() {
     assert!(out.contains("halted: nothing new is sent; 1 order was already on its way to the exchange"), "{out}");
 }
 
+/// A halt while an unanswered GTD order waits in the background and the only placement slot
+/// (`copy.max_in_flight = 1`) is held by a resting order being watched (lookups failing): the
+/// background attempt the halt brings forward sends nothing, so it does not queue for the slot,
+/// and its cancel goes at once rather than once the other order's watch ends, minutes later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_while_every_slot_watches_a_resting_order_then_a_background_gtd_is_cancelled_at_once() {
+    let mut l = live().await;
+    l.d.set("live", "order_type = \"GTD\"");
+    l.d.set("copy", "max_in_flight = 1");
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 2");
+    l.clob.script(&[Play::HangRest, Play::Rest]);
+    l.clob.lookups_down(true);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the first order's window closed", async || {
+        l.d.events("error").into_iter().find(|e| e.contains("unknown outcome"))
+    })
+    .await;
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    wait_for(20, "the second order resting", async || (orders_in_journal(&l.d).get(1)?.1 == "live").then_some(()))
+        .await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "busy slot test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let first = format!("{:#x}", order_id(&l.d, 0));
+    wait_for(10, "the background order's cancel", async || {
+        l.clob.cancels().iter().any(|(_, id)| *id == first).then_some(())
+    })
+    .await;
+    assert_eq!(l.clob.posts().len(), 2, "nothing sent again");
+}
+
 /// A halt while a GTD order's POST is unanswered on a slow exchange that has put it on the book:
 /// the cancel goes at once, beside the POST, not after its answer (half a minute away here), so
 /// the order cannot fill for the whole request timeout after the halt. Never sent again.

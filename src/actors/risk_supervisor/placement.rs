@@ -186,6 +186,20 @@ impl RiskSupervisor {
         }
     }
 
+    /// Starts the placement of `m`, which may send nothing, at once without a slot (see
+    /// [`RiskSupervisor::resolve_due`]).
+    pub(super) fn launch_unslotted(&mut self, ctx: &mut Context<Self>, mut m: Evaluate) {
+        m.halts_seen.get_or_insert(self.gate.halts());
+        self.in_flight += 1;
+        let placer = Placer {
+            writer: self.writer.clone(),
+            executor: self.executor.clone(),
+            paper: self.paper_instant,
+            me: ctx.address(),
+        };
+        placer.start(m, false, None);
+    }
+
     /// Counts the placement of `m` as in flight and starts it as its own task when a slot is free
     /// (`None`); else the returned future waits for its slot and then starts it. Slots go to
     /// waiters in turn, so one free now means nobody was waiting for it.

@@ -148,7 +148,14 @@ impl RiskSupervisor {
         }
         for m in run {
             let may_send = self.breaker.is_active() && self.gate.allows(m.intent.side);
-            self.launch(ctx, m, may_send);
+            if may_send {
+                self.launch(ctx, m, may_send);
+            } else {
+                // Sends nothing new, only looks up and cancels (a GTD order that may rest): it does
+                // not queue for a slot behind placements that may be watching orders for minutes,
+                // or the cancel a halt brought forward would wait for them.
+                self.launch_unslotted(ctx, m);
+            }
         }
     }
 }
