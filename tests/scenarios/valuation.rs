@@ -381,8 +381,10 @@ async fn test_live_when_the_clock_is_set_back_into_the_day_it_left_then_its_loss
     // The clock runs ahead past the hour: a new day opens at zero.
     std::fs::write(&clock, (next_hour_ms + 5_000 - polycopy::store::now_ms()).to_string()).unwrap();
     pnl_today(&l, "0").await;
-    // Set right again: the day it left is open again, with its loss.
-    std::fs::write(&clock, "0").unwrap();
+    // Set back into the day it left, a quarter of an hour before its end (more than the small
+    // step an NTP correction may take, whatever the minute this runs at): that day is open again,
+    // with its loss.
+    std::fs::write(&clock, (next_hour_ms - 15 * 60_000 - polycopy::store::now_ms()).to_string()).unwrap();
     pnl_today(&l, "-2").await;
     assert_eq!(l.d.status()["breaker"]["state"], "active");
 
@@ -393,6 +395,14 @@ async fn test_live_when_the_clock_is_set_back_into_the_day_it_left_then_its_loss
     second.order_hash = l.clob.orders()[1].id.parse().unwrap();
     l.anvil.emit(&second).await;
     wait_for(20, "reducing", async || (l.d.status()["breaker"]["state"] == "reducing").then_some(())).await;
+
+    // Ahead past the hour again: the new day lifts the limit. Set back, the day it left is past
+    // its limit again, and reducing again, not left active with its loss.
+    std::fs::write(&clock, (next_hour_ms + 5_000 - polycopy::store::now_ms()).to_string()).unwrap();
+    wait_for(20, "lifted", async || (l.d.status()["breaker"]["state"] == "active").then_some(())).await;
+    std::fs::write(&clock, (next_hour_ms - 15 * 60_000 - polycopy::store::now_ms()).to_string()).unwrap();
+    pnl_today(&l, "-3.5").await;
+    wait_for(20, "reducing again", async || (l.d.status()["breaker"]["state"] == "reducing").then_some(())).await;
 }
 
 /// The fee the exchange charged our order, read from our fill on chain, is realized P&L at once:

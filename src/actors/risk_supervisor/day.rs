@@ -82,6 +82,8 @@ impl RiskSupervisor {
             realized_today = self.realized_today.0,
             "the clock was set back into an earlier trading day: it is open again with what it realized"
         );
+        // Past its loss limit again: reducing again, and said, as when the limit was first met.
+        self.check_daily_loss();
     }
 
     /// Takes a change of the book that is not today's P&L into the day's opening value: what it
