@@ -674,6 +674,29 @@ async fn test_halt_when_an_order_is_on_its_way_then_its_reply_says_so() {
     assert!(out.contains("halted: nothing new is sent; 1 order was already on its way to the exchange"), "{out}");
 }
 
+/// A halt while a GTD order's POST is on its way; the cancel sent beside it answers `canceled` (the
+/// exchange took the order), then the POST itself answers 503, as a gateway may after the engine
+/// took it. The order is not journaled as refused or never sent: the exchange held it, so lookups
+/// decide what it did before the cancel. Never sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_gtd_order_cancelled_at_a_halt_is_answered_503_then_it_is_looked_up_not_refused() {
+    let mut l = live().await;
+    l.d.set("live", "order_type = \"GTD\"");
+    reset(&l.d, "request_timeout_ms = 1500", "request_timeout_ms = 30000");
+    l.clob.script(&[Play::RestThenStatus(3_000, 503, "upstream request timeout")]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(10, "resting on the book", async || l.clob.orders().iter().any(|o| o.resting).then_some(())).await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "cancelled then 503 test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = wait_for(20, "the copy to end", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!(r["reason"], "no_liquidity", "ended by its lookup, as cancelled with nothing matched: {r}");
+    let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+    let held: i64 = c.query_row("SELECT exchange_has FROM orders", [], |r| r.get(0)).unwrap();
+    assert_eq!(held, 1);
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+}
+
 /// A halt while an unanswered GTD order waits in the background and the only placement slot
 /// (`copy.max_in_flight = 1`) is held by a resting order being watched (lookups failing): the
 /// background attempt the halt brings forward sends nothing, so it does not queue for the slot,

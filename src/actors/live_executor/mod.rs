@@ -21,6 +21,7 @@ use crate::chain::ChainClock;
 use crate::clob::account::OrderKind;
 use crate::clob::amounts::market_order_amounts;
 use crate::clob::order::{StoredOrder, salt_for};
+use crate::clob::outcome::PostOutcome;
 use crate::clob::pricing::{approved_limit_on_tick, size_for_market};
 use crate::clob::venue::Venue;
 use crate::domain::{Execution, OrderIntent};
@@ -406,7 +407,16 @@ impl Run {
             let (answer, cancelled) = self.send(&order).await;
             drop(under_way);
             if cancelled {
+                // The exchange held it: whatever this send answered besides a match or a rest (a
+                // "not now" or a refusal of the send itself), only lookups and the chain decide
+                // what it did before the cancel. Never journaled as refused, never sent again.
                 self.held(&mut r).await?;
+                r.cancel_asked = true;
+                if !matches!(answer, PostOutcome::Matched { .. } | PostOutcome::Live | PostOutcome::Delayed) {
+                    let message = format!("cancelled at a halt while being sent; the send answered {answer:?}");
+                    self.uncertain(&mut r, message).await?;
+                    continue;
+                }
             }
             match self.after_post(answer, &order, &mut r, &mut tries).await? {
                 AfterPost::Done(result) => return result,

@@ -182,7 +182,7 @@ impl Run {
 
     /// The exchange may have the order: journaled as unknown, and only lookups (first) and our
     /// fill on chain decide it from now on.
-    async fn uncertain(&self, r: &mut Resolution, message: String) -> Result<(), ExecError> {
+    pub(super) async fn uncertain(&self, r: &mut Resolution, message: String) -> Result<(), ExecError> {
         r.uncertain = true;
         self.outcome(OrderStatus::Unknown, None, &message).await?;
         r.last_unknown = message;

@@ -61,6 +61,9 @@ pub enum Play {
     Slow(u64),
     /// A GTD order that rests on the book (answered `live`) until `fill_resting`.
     Rest,
+    /// A GTD order put on the book (resting) whose answer, after this many milliseconds, is this
+    /// HTTP error all the same (a gateway's 503 after the engine took the order).
+    RestThenStatus(u64, u16, &'static str),
     /// A GTD order put on the book (resting) whose answer never comes.
     HangRest,
     /// A GTD order taken and held back before the book (a lagging engine): unknown to lookups and
@@ -939,6 +942,12 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
             record.resting = true;
             st.lock().unwrap().orders.insert(id.clone(), record);
             tokio::time::sleep(Duration::from_secs(3_600)).await;
+        }
+        Play::RestThenStatus(ms, code, text) => {
+            record.resting = true;
+            st.lock().unwrap().orders.insert(id.clone(), record);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            respond(sock, code, &json!({"error": text}), "").await;
         }
         Play::Lost => tokio::time::sleep(Duration::from_secs(3_600)).await,
         Play::HangUnseen => {
