@@ -161,15 +161,32 @@ impl MarketDirectory {
             Some((at, None)) if at.elapsed() < NEGATIVE_TTL => return None,
             _ => {}
         }
+        let mut known = None;
         if let Ok(Ok(Some((info, fetched_ms)))) = self.store.send(GetMarket(token)).await {
             let age = Duration::from_millis(u64::try_from(now_ms() - fetched_ms).unwrap_or(0));
             if fresh(&info, age, self.ttl) {
                 self.remember(token, Some(info.clone()));
                 return Some(info);
             }
+            known = Some(info);
         }
         // A copy's path never waits on the chain for a result: the marking loop reads those.
-        self.fetch(&[token], None).await.into_iter().next()
+        let fetched = self.fetch(&[token], None).await.into_iter().next();
+        match (fetched, known) {
+            (Some(info), _) => Some(info),
+            // Gamma not answering: what the journal knew still names the market (its condition
+            // and slug never change), so a pause of it still recognises it; asked again in a
+            // minute, as after any failure, not once the whole TTL has passed.
+            (None, Some(info)) => {
+                if let Ok(mut m) = self.mem.lock() {
+                    let at =
+                        Instant::now().checked_sub(self.ttl.saturating_sub(NEGATIVE_TTL)).unwrap_or_else(Instant::now);
+                    m.insert(token, (at, Some(info.clone())));
+                }
+                Some(info)
+            }
+            (None, None) => None,
+        }
     }
 
     /// Asks Gamma about `tokens` and caches the answers, each closed market's result checked

@@ -173,6 +173,45 @@ async fn test_pause_market_when_a_buys_market_is_unknown_then_a_pause_by_slug_st
     wait_for(30, "the next buy copied", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
 }
 
+/// Gamma does not answer, but the journal knows the markets from before (their condition and
+/// slug never change): a pause by slug still recognises its market's tokens, a token the journal
+/// learnt after the pause included, and every other market's buys go on. Without the journal's
+/// word, every buy would be refused as "perhaps" the paused market.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_pause_market_when_gamma_is_down_then_the_journal_still_names_the_markets() {
+    let Running { anvil, dir: _dir, d } = running(&wallets(&[(A, "whale", true)], 0.1)).await;
+    let put = |token: u64, condition: &str, slug: &str| {
+        let c = rusqlite::Connection::open(d.dir.join("journal.db")).unwrap();
+        c.execute(
+            "INSERT INTO markets (token_id, condition_id, question, outcome, neg_risk, tick, min_size, closed, end_ms, \
+             payout, fetched_at_ms, slug) VALUES (?1, ?2, 'Q', 'Yes', 0, NULL, 0, 0, NULL, NULL, 0, ?3)",
+            rusqlite::params![token.to_string(), format!("0x{}", condition.repeat(32)), slug],
+        )
+        .unwrap();
+    };
+    put(8, "11", "will-it-rain");
+    put(9, "22", "sunny");
+    let (code, out, err) = d.run_cli(&["pause-market", "will-it-rain"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Learnt after the pause: not among its tokens, named by the journal all the same.
+    put(10, "11", "will-it-rain");
+    anvil.emit(&Fill::v2(1, A, C, true, 10, 100 * ONE, 50 * ONE)).await;
+    anvil.emit(&Fill::v2(2, A, C, true, 9, 100 * ONE, 50 * ONE)).await;
+    let rows = wait_for(30, "both decided", async || {
+        let t = d.trades();
+        (t.len() == 2 && t.iter().all(|r| r["status"] != "pending")).then_some(t)
+    })
+    .await;
+    let by_token = |t: &str| rows.iter().find(|r| r["token_id"] == t).cloned().unwrap();
+    assert_eq!(by_token("10")["reason"], "market_paused", "{rows:?}");
+    assert_eq!(by_token("9")["status"], "executed", "another market's buy goes on: {rows:?}");
+    let said = wait_for(10, "the refusal reported", async || {
+        d.events("rejected").into_iter().find(|m| m.contains("will-it-rain"))
+    })
+    .await;
+    assert!(!said.contains("not known yet"), "recognised, not guessed: {said}");
+}
+
 /// A paused market refuses buys with its own code, still copies exits, shows in status, survives a
 /// restart (stored in the journal when no daemon runs), and copies buys again once resumed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,6 +80,9 @@ pub struct Paused {
     tokens: HashMap<TokenId, String>,
     conditions: HashMap<B256, String>,
     slugs: HashMap<String, String>,
+    /// Pauses by condition or slug whose market's tokens the journal knew, both outcomes, when
+    /// they were made: a token not among them is not theirs, market known or not.
+    whole: std::collections::HashSet<String>,
 }
 
 impl Paused {
@@ -103,6 +106,9 @@ impl Paused {
             for t in &m.tokens {
                 p.tokens.entry(*t).or_insert_with(|| name.clone());
             }
+            if m.tokens.len() >= 2 {
+                p.whole.insert(name.clone());
+            }
         }
         p
     }
@@ -125,6 +131,7 @@ impl Paused {
         let no_slug = market.is_none_or(|m| m.slug.is_none());
         let unsure: Vec<&String> = (no_condition.then_some(&self.conditions).into_iter().flat_map(HashMap::values))
             .chain(no_slug.then_some(&self.slugs).into_iter().flat_map(HashMap::values))
+            .filter(|name| !self.whole.contains(*name))
             .collect();
         unsure.into_iter().min().map(|name| {
             format!("{name}, perhaps: this token's market is not known yet, and no buy is copied while it may be a paused one")
@@ -347,6 +354,8 @@ mod tests {
         let by_token = Paused::new(&[pause(MarketSelector::Token(TokenId::from(7u8)), &[7])]);
         let by_condition = Paused::new(&[pause(MarketSelector::Condition(B256::repeat_byte(1)), &[8])]);
         let by_slug = Paused::new(&[pause(MarketSelector::Slug("will-it-rain".into()), &[])]);
+        // Both of its market's tokens known when paused: any other token is not its market.
+        let whole = Paused::new(&[pause(MarketSelector::Slug("will-it-rain".into()), &[5, 6])]);
         let none = Paused::new(&[]);
         // (pauses, token, its market, covered, the pause not known to cover it for sure)
         let cases = [
@@ -362,6 +371,8 @@ mod tests {
             (&by_slug, 9, market(Some(2), None), true, true),
             (&by_slug, 9, None, true, true),
             (&none, 9, None, false, false),
+            (&whole, 5, None, true, false),
+            (&whole, 9, None, false, false),
         ];
         for (i, (paused, token, m, covered, unsure)) in cases.into_iter().enumerate() {
             let got = paused.covering(&TokenId::from(token), m.as_ref());
