@@ -102,6 +102,19 @@ pub fn keep_known(fresh: MarketInfo, known: &MarketInfo) -> MarketInfo {
     }
 }
 
+/// When Gamma says market `m` closed (its `closedTime`, given as "2024-11-06 05:12:27+00" or as
+/// RFC 3339), unix ms: when a resolved market stopped trading, often hours away from the end
+/// date it announced. `None` when absent or unreadable.
+#[must_use]
+pub fn closed_at_ms(m: &Market) -> Option<i64> {
+    let s = m.closed_time.as_deref()?.trim();
+    chrono::DateTime::parse_from_rfc3339(s)
+        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%#z"))
+        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z"))
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 /// The entry for `token` in a Gamma market, if the market lists it.
 #[must_use]
 pub fn from_gamma(m: &Market, token: TokenId) -> Option<MarketInfo> {
@@ -304,6 +317,22 @@ mod tests {
 
     fn market(json: &str) -> Market {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn gamma_closed_times_are_read_in_both_forms() {
+        // (closedTime, unix ms)
+        for (given, want) in [
+            (Some("2024-11-06 05:12:27+00"), Some(1_730_869_947_000)),
+            (Some("2024-11-06T05:12:27Z"), Some(1_730_869_947_000)),
+            (Some("2024-11-06 05:12:27.5+00"), Some(1_730_869_947_500)),
+            (Some("soon"), None),
+            (None, None),
+        ] {
+            let field = given.map_or(String::new(), |g| format!(r#","closedTime":"{g}""#));
+            let m = market(&format!(r#"{{"id":"1"{field}}}"#));
+            assert_eq!(closed_at_ms(&m), want, "{given:?}");
+        }
     }
 
     const OPEN: &str = r#"{"id":"521917","question":"Will it rain?","conditionId":"0x62995cb8a7c8c0d216a8882109bd1e05574b5df87d313f06cb3e1cd5593e6d13",

@@ -123,7 +123,8 @@ pub struct Report {
     pub high_frequency: bool,
     /// The largest share of the money invested in one token, percent.
     pub concentration_pct: u32,
-    /// After each copy: (unix ms, cumulative realized P&L, cost of what is open), for the chart.
+    /// After each copy and each market settled: (unix ms, cumulative realized P&L, cost of what is
+    /// open), for the chart.
     #[serde(skip)]
     pub series: Vec<(i64, i64, i64)>,
 }

@@ -225,16 +225,19 @@ async fn resolutions(
                 match tokio::time::timeout(GAMMA_WAIT, gamma.markets(&req)).await {
                     Ok(Ok(markets)) => {
                         for t in batch {
-                            let Some(info) = markets.iter().find_map(|m| crate::market::info::from_gamma(m, *t)) else {
-                                continue;
-                            };
+                            let found =
+                                markets.iter().find_map(|m| crate::market::info::from_gamma(m, *t).map(|i| (m, i)));
+                            let Some((market, info)) = found else { continue };
                             // What the market is, never its result: the daemon settles positions
                             // at the journal's payout, which only its check on chain writes.
                             if let Some(c) = cache {
                                 let _ = c.put_market_facts(&info);
                             }
                             if let Some(payout) = info.payout {
-                                out.insert(*t, Resolution { payout, ended_ms: info.end_ms });
+                                // When it really closed, as the daemon settles it then, not the end
+                                // date announced (hours or days away from the result, either way).
+                                let ended_ms = crate::market::info::closed_at_ms(market).or(info.end_ms);
+                                out.insert(*t, Resolution { payout, ended_ms });
                             }
                         }
                     }
