@@ -76,6 +76,7 @@ impl Redeemer {
                             InFlight::Yes
                         }
                         Earlier::Gone => {
+                            self.forget_nonce_used(row.id);
                             self.set(row, RedeemStatus::Dropped, &e.to_string(), row.attempts, 0).await;
                             InFlight::No
                         }
@@ -132,6 +133,7 @@ impl Redeemer {
     /// paid less than planned (left to the operator). What it paid comes from the receipt that
     /// showed it mined, so a mined redemption is booked in the round that finds it.
     async fn book(&self, row: &RedemptionRow, hash: B256, landed: Landed) -> InFlight {
+        self.forget_nonce_used(row.id);
         let Landed::Success(mined) = landed else {
             self.failed(row, &format!("transaction {hash:#x} reverted")).await;
             return InFlight::No;
@@ -206,6 +208,12 @@ impl Redeemer {
         let Ok(mut since) = self.nonce_used_since.lock() else { return false };
         let first = *since.entry(id).or_insert_with(std::time::Instant::now);
         first.elapsed() >= self.cfg.confirm_wait.saturating_mul(NONCE_USED_WAITS)
+    }
+
+    fn forget_nonce_used(&self, id: i64) {
+        if let Ok(mut since) = self.nonce_used_since.lock() {
+            since.remove(&id);
+        }
     }
 
     /// Waits (at most `confirm_wait`) for `hash` to be mined.
