@@ -674,6 +674,44 @@ async fn test_halt_when_an_order_is_on_its_way_then_its_reply_says_so() {
     assert!(out.contains("halted: nothing new is sent; 1 order was already on its way to the exchange"), "{out}");
 }
 
+/// A BUY answered 503 although the exchange took and matched it (a gateway's answer), then refused
+/// when sent again (the exchange checks the balance the first send spent before it sees the
+/// duplicate): the copy is refused, but its size stays held against the caps until our fill on
+/// chain books it (or the settlement timeout passes), so a second BUY cannot pass the exposure cap
+/// meanwhile on pUSD the first already spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_buy_answered_503_is_refused_when_sent_again_then_its_size_stays_held_until_the_chain_books_it()
+ {
+    let mut l = live().await;
+    l.clob.resends_checked_first();
+    l.clob.script(&[
+        Play::FillThenStatus(503, "upstream connect error"),
+        Play::Status(400, "not enough balance / allowance"),
+    ]);
+    l.d.start_with(&[
+        ("POLYCOPY_RISK__MAX_TOTAL_EXPOSURE_USDC", "8"),
+        ("POLYCOPY_RISK__MAX_POSITION_USDC", "8"),
+        ("POLYCOPY_RISK__MAX_ORDER_USDC", "8"),
+    ]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let r = wait_for(20, "the first copy refused", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!(r["status"], "rejected", "{r}");
+    assert_eq!(l.clob.posts().len(), 2, "sent twice: {:?}", l.clob.posts());
+    // 5.10 held still: another 5.10 would pass the 8 of exposure.
+    l.anvil.emit(&buy(2, NEG_TOKEN)).await;
+    let r = wait_for(20, "the second copy decided", async || row(&l.d, 1).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("max_total_exposure")), "{r}");
+    // Our fill on chain books the first: the position holds it.
+    let ours = Fill { order_hash: order_id(&l.d, 0), ..Fill::v2(0, SIGNER, C, true, STD_TOKEN, 10 * ONE, 5_100_000) };
+    l.anvil.emit(&ours).await;
+    wait_for(20, "the first booked from the chain", async || {
+        (l.d.status()["positions"][0]["shares"] == "10").then_some(())
+    })
+    .await;
+    assert_eq!(l.clob.posts().len(), 2, "never sent again");
+}
+
 /// A halt while a GTD order's POST is on its way; the cancel sent beside it answers `canceled` (the
 /// exchange took the order), then the POST itself answers 503, as a gateway may after the engine
 /// took it. The order is not journaled as refused or never sent: the exchange held it, so lookups

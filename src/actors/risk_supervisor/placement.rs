@@ -157,6 +157,9 @@ impl RiskSupervisor {
 pub(super) struct Placed {
     m: Evaluate,
     step: Step,
+    /// A BUY sent more than once that ended short of its size: an earlier send's answer may have
+    /// hidden a match that settles later (see [`RiskSupervisor::finish`]).
+    sent_again: bool,
     /// The fill's journal commit → the paper copy's (live orders measure theirs when the signed
     /// order is stored, in the executor).
     elapsed: Option<std::time::Duration>,
@@ -169,8 +172,8 @@ impl Message for Placed {
 impl Handler<Placed> for RiskSupervisor {
     type Result = ();
 
-    fn handle(&mut self, Placed { m, step, elapsed }: Placed, _: &mut Context<Self>) {
-        self.finish(&m, step, elapsed);
+    fn handle(&mut self, Placed { m, step, sent_again, elapsed }: Placed, _: &mut Context<Self>) {
+        self.finish(&m, step, sent_again, elapsed);
     }
 }
 
@@ -240,21 +243,44 @@ impl Placer {
     /// Runs the placement of `m` as its own task, holding `slot` until it ends.
     fn start(self, m: Evaluate, may_send: bool, slot: Option<tokio::sync::OwnedSemaphorePermit>) {
         actix::spawn(async move {
-            let (m, step, elapsed) = match self.paper {
+            let (m, step, sent_again, elapsed) = match self.paper {
                 Some(slippage_bps) => {
                     let (m, step, committed) = paper_copy(&self.writer, m, may_send, slippage_bps).await;
                     let elapsed = m.journaled.zip(committed).map(|(from, to)| to.saturating_duration_since(from));
-                    (m, step, elapsed)
+                    (m, step, false, elapsed)
                 }
                 None => {
                     let (m, step) = place(&self.writer, &self.executor, m, may_send).await;
-                    (m, step, None)
+                    let sent_again = sent_again_short(&self.writer, &m, &step).await;
+                    (m, step, sent_again, None)
                 }
             };
             drop(slot);
-            self.me.do_send(Placed { m, step, elapsed });
+            self.me.do_send(Placed { m, step, sent_again, elapsed });
         });
     }
+}
+
+/// Whether `m`, a BUY whose placement ended short of its size (refused, or matched in part), was
+/// sent more than once: the exchange answers "not now" (425, 429, 503) of orders it did
+/// not take, but an answer lost on the way (a gateway's 503, a timeout) may have hidden a match of
+/// an earlier send, which then settles on chain later. Only then is the journal asked.
+async fn sent_again_short(writer: &Writer, m: &Evaluate, step: &Step) -> bool {
+    if m.intent.side != crate::domain::Side::Buy {
+        return false;
+    }
+    let short = match step {
+        Step::Done(exec, _) => exec.shares < m.intent.shares,
+        // A no-fill is the last send's own answer, or the chain's word once any fill of any send
+        // would be there: nothing more to wait for.
+        Step::ExecFailed(ExecError::Rejected { .. }) => true,
+        _ => false,
+    };
+    short
+        && matches!(
+            writer.ask(crate::actors::store::GetOrder(m.intent.fill_row)).await,
+            Ok(Some(o)) if o.posts >= 2
+        )
 }
 
 /// Journal the intent (before anything leaves), have the executor place it, journal the outcome.
@@ -312,7 +338,7 @@ async fn paper_copy(
 impl RiskSupervisor {
     /// Applies a placement's outcome: books it, releases its reservation (kept while the outcome is
     /// unknown: the order may still fill), and wakes a shutdown waiting for the last one.
-    pub(super) fn finish(&mut self, m: &Evaluate, step: Step, elapsed: Option<std::time::Duration>) {
+    pub(super) fn finish(&mut self, m: &Evaluate, step: Step, sent_again: bool, elapsed: Option<std::time::Duration>) {
         self.in_flight = self.in_flight.saturating_sub(1);
         // A background attempt that ends unknown again is only rescheduled: it was reported (and
         // counted toward the error streak) once, when its first window closed.
@@ -351,11 +377,17 @@ impl RiskSupervisor {
                 "a journal write failed once the order may have left: it stays reserved and is looked up again");
         }
         if let Step::Done(added, Some(_)) = &step
-            && self.reserved.awaits_parts(m.intent.fill_row)
+            && (self.reserved.awaits_parts(m.intent.fill_row) || sent_again)
         {
             // The order's own answer booked more than the chain's part (the whole match, say):
             // what it added is held by the book now, not by the rest still awaited.
             self.reserved.filled_part(m.intent.fill_row, added.shares, added.usdc);
+        }
+        if sent_again && !may_have_left && !matches!(step, Step::Skipped) {
+            // Sent more than once and ended short: an earlier send may have matched behind a lost
+            // answer, and settle on chain later. The rest stays held (the caps count it) until our
+            // fill on chain books it or the settlement timeout passes, as for later parts.
+            self.reserved.await_later_parts(m.intent.fill_row, u64::try_from(now_ms() / 1000).unwrap_or(0));
         }
         if may_have_left {
             self.reserved.unresolved(m.intent.fill_row);

@@ -61,6 +61,9 @@ pub enum Play {
     Slow(u64),
     /// A GTD order that rests on the book (answered `live`) until `fill_resting`.
     Rest,
+    /// Takes the order (it matches in full) and answers this HTTP error all the same (a gateway's
+    /// 503 after the engine took it).
+    FillThenStatus(u16, &'static str),
     /// A GTD order put on the book (resting) whose answer, after this many milliseconds, is this
     /// HTTP error all the same (a gateway's 503 after the engine took the order).
     RestThenStatus(u64, u16, &'static str),
@@ -150,6 +153,9 @@ struct State {
     blocked: bool,
     /// Our API key was revoked: authenticated reads answer 401.
     revoked: bool,
+    /// A send of an order it already has gets the next scripted answer, not "Duplicated" (as an
+    /// exchange whose balance check comes first would answer).
+    resends_checked_first: bool,
     /// Our API key was replaced (as after a key rotation on the exchange's side): requests signed
     /// with the old one answer 401, and deriving the credentials gives the new one.
     rotated: bool,
@@ -341,6 +347,11 @@ impl FakeClob {
     /// The most POSTs the fake was answering at once.
     pub fn max_concurrent_posts(&self) -> u64 {
         self.state.lock().unwrap().max_posting
+    }
+
+    /// A send of an order the fake already has takes the next scripted answer, not "Duplicated".
+    pub fn resends_checked_first(&self) {
+        self.state.lock().unwrap().resends_checked_first = true;
     }
 
     /// Replaces our API key: requests with the old one answer 401 until the credentials are
@@ -832,7 +843,7 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
     let play = {
         let mut s = st.lock().unwrap();
         s.posts.push((Instant::now(), id.clone()));
-        if s.orders.contains_key(&id) {
+        if s.orders.contains_key(&id) && !s.resends_checked_first {
             None
         } else {
             let scripted = s.script.pop_front();
@@ -898,7 +909,12 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
             "transactionsHashes": [], "tradeIDs": ["t1"]})
     };
     match play {
-        Play::Fill | Play::FillEmptyMaking | Play::Partial(_) | Play::Hang | Play::Slow(_) => {
+        Play::Fill
+        | Play::FillEmptyMaking
+        | Play::Partial(_)
+        | Play::Hang
+        | Play::Slow(_)
+        | Play::FillThenStatus(..) => {
             record.matched = match play {
                 Play::Partial(p) => (shares * f64::from(p) / 100.0 * 100.0).floor() / 100.0,
                 _ => shares,
@@ -911,6 +927,9 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
                 // Taken, and the answer never comes.
                 tokio::time::sleep(Duration::from_secs(3_600)).await;
                 return;
+            }
+            if let Play::FillThenStatus(code, text) = play {
+                return respond(sock, code, &json!({"error": text}), "").await;
             }
             if let Play::Slow(ms) = play {
                 {
