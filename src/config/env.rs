@@ -127,13 +127,13 @@ fn optional_url(
 
 /// The primary RPC URL (or the public default), then the fallbacks in the order listed.
 fn rpc_urls(get: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Vec<String> {
-    const WHAT: &str = "the key in the URL";
+    const WHAT: &str = "the chain data we trade on (and any key in the URL)";
     let mut urls = vec![url_or(get, p, "POLYGON_RPC_URL", DEFAULT_RPC_URL)];
-    check_encrypted(p, "POLYGON_RPC_URL", &urls[0], WHAT, true);
+    check_encrypted(p, "POLYGON_RPC_URL", &urls[0], WHAT);
     if let Some(list) = var(get, "POLYGON_RPC_FALLBACK_URLS") {
         for u in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
             check_url(p, "POLYGON_RPC_FALLBACK_URLS", u, &["http", "https"]);
-            check_encrypted(p, "POLYGON_RPC_FALLBACK_URLS", u, WHAT, true);
+            check_encrypted(p, "POLYGON_RPC_FALLBACK_URLS", u, WHAT);
             urls.push(u.to_owned());
         }
     }
@@ -225,7 +225,7 @@ pub fn telegram_reach(get: &dyn Fn(&str) -> Option<String>) -> Result<TelegramRe
     let token = var(get, "TELEGRAM_BOT_TOKEN");
     let chats = chat_ids(get, &mut p);
     let api_url = url_or(get, &mut p, "TELEGRAM_API_URL", DEFAULT_TELEGRAM_API);
-    check_encrypted(&mut p, "TELEGRAM_API_URL", &api_url, "the bot token", false);
+    check_encrypted(&mut p, "TELEGRAM_API_URL", &api_url, "the bot token");
     if token.is_none() {
         p.push(Problem::new("environment", "TELEGRAM_BOT_TOKEN", "is not set: Telegram is off"));
     }
@@ -264,20 +264,17 @@ fn private_host(url: &url::Url) -> bool {
     }
 }
 
-/// A private, loopback, link-local or unspecified IPv4 address, or one of the shared space
-/// (100.64.0.0/10: carrier-grade NAT, and Tailscale's, already encrypted).
+/// A private, loopback, link-local or unspecified IPv4 address. Not the shared space
+/// (100.64.0.0/10): Tailscale's, but also carrier-grade NAT's, where traffic crosses the ISP in
+/// clear (a Tailscale node is reached by its `.ts.net` name).
 fn private_v4(ip: std::net::Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified() || (a == 100 && b & 0xc0 == 64)
+    ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
 }
 
 /// Refuses plain `http`/`ws` to a public host for an endpoint that carries `what` (the bot token,
-/// our API credentials; with `only_keyed`, a key or credentials in the URL itself, the only
-/// secret a node's URL carries): anyone on the way would read it.
-fn check_encrypted(p: &mut Vec<Problem>, name: &str, url: &str, what: &str, only_keyed: bool) {
-    if only_keyed && url_secrets(url).is_empty() {
-        return;
-    }
+/// our API credentials, a node's key; and the chain itself: anyone on the way could forge the
+/// target fills we copy), so that nothing on the way can read or change it.
+fn check_encrypted(p: &mut Vec<Problem>, name: &str, url: &str, what: &str) {
     let Ok(u) = url::Url::parse(url) else { return };
     let secure = match u.scheme() {
         "http" => "https",
@@ -332,10 +329,10 @@ impl Env {
         let rpc_urls = rpc_urls(get, &mut p);
         let ws_url = optional_url(get, &mut p, "POLYGON_WS_URL", &["ws", "wss"]);
         if let Some(u) = &ws_url {
-            check_encrypted(&mut p, "POLYGON_WS_URL", u, "the key in the URL", true);
+            check_encrypted(&mut p, "POLYGON_WS_URL", u, "the chain data we trade on (and any key in the URL)");
         }
         let clob_host = url_or(get, &mut p, "CLOB_HOST", DEFAULT_CLOB_HOST);
-        check_encrypted(&mut p, "CLOB_HOST", &clob_host, "our API credentials and signed orders", false);
+        check_encrypted(&mut p, "CLOB_HOST", &clob_host, "our API credentials and signed orders");
         let paper_trading = paper_trading(get, &mut p);
         let private_key = private_key(get, &mut p);
         let gamma_url = api_base(var(get, "GAMMA_URL").unwrap_or_else(|| DEFAULT_GAMMA_URL.to_owned()));
@@ -346,7 +343,7 @@ impl Env {
         let telegram_bot_token = var(get, "TELEGRAM_BOT_TOKEN");
         let telegram_chat_ids = chat_ids(get, &mut p);
         let telegram_api_url = url_or(get, &mut p, "TELEGRAM_API_URL", DEFAULT_TELEGRAM_API);
-        check_encrypted(&mut p, "TELEGRAM_API_URL", &telegram_api_url, "the bot token", false);
+        check_encrypted(&mut p, "TELEGRAM_API_URL", &telegram_api_url, "the bot token");
         if telegram_bot_token.is_some() && telegram_chat_ids.is_empty() {
             p.push(Problem::new(
                 "environment",
@@ -574,11 +571,12 @@ mod tests {
             ("POLYGON_RPC_URL", "http://polygon-mainnet.example.com/v2/SECRETKEY0123", true),
             ("POLYGON_RPC_URL", "http://10.0.0.5:8545", false),
             ("POLYGON_RPC_URL", "http://192.168.1.20:8545", false),
-            // A node of one's own on a public address, no key in its URL: nothing secret goes.
-            ("POLYGON_RPC_URL", "http://8.8.8.8:8545", false),
+            // No key in its URL, but the chain data we trade on could be forged on the way.
+            ("POLYGON_RPC_URL", "http://8.8.8.8:8545", true),
             ("POLYGON_RPC_URL", "http://8.8.8.8:8545/SECRETKEY0123456789abcdef", true),
             ("POLYGON_RPC_URL", "http://user:SECRETKEY@rpc.example.com", true),
-            ("CLOB_HOST", "http://100.101.102.103:8080", false),
+            // Shared space: carrier-grade NAT as much as Tailscale.
+            ("CLOB_HOST", "http://100.101.102.103:8080", true),
             ("CLOB_HOST", "http://[::ffff:127.0.0.1]:8080", false),
             ("CLOB_HOST", "http://clob-proxy.tail1234.ts.net", false),
             ("CLOB_HOST", "http://100.128.0.1:8080", true),

@@ -174,9 +174,10 @@ impl MarketDirectory {
         let fetched = self.fetch(&[token], None).await.into_iter().next();
         match (fetched, known) {
             (Some(info), _) => Some(info),
-            // Gamma not answering: what the journal knew still names the market (its condition
-            // and slug never change), so a pause of it still recognises it; asked again in a
-            // minute, as after any failure, not once the whole TTL has passed.
+            // Gamma not answering, or not listing it now: what the journal knew still names the
+            // market (its condition and slug never change), so a pause of it still recognises it;
+            // asked again in a minute, as after any failure, not once the whole TTL has passed.
+            // Its other facts are the last Gamma gave (an end date moved since reads as before).
             (None, Some(info)) => {
                 if let Ok(mut m) = self.mem.lock() {
                     let at =

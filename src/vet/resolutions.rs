@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use crate::domain::{Price, TokenId};
 use crate::vet::Trade;
 
-/// A market that resolved: what one share of the token paid, and when its market ended
-/// (Gamma's end date), where known.
+/// A market that resolved: what one share of the token paid, and when its market ended (Gamma's
+/// `closedTime`, else its end date: a market already in the journal's cache has only the end
+/// date), where known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resolution {
     /// What one share pays.

@@ -90,6 +90,9 @@ pub struct RiskSupervisor {
     chain_behind_told: bool,
     /// At most this many placements run at once; the rest wait for a slot, not the mailbox.
     slots: Arc<tokio::sync::Semaphore>,
+    /// Slots of background attempts that may send nothing (trading stopped): only lookups and
+    /// cancels, apart from the placements' slots (see `launch_unslotted`).
+    resolve_slots: Arc<tokio::sync::Semaphore>,
     /// Replied to when no placement runs any more (shutdown).
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Position questions waiting for a BUY of their token (see [`GetPosition`]): (token, until
@@ -119,6 +122,9 @@ const HOUR_MS: i64 = 3_600_000;
 /// Paper copies at the target's price waiting on the journal at once: about one group commit's
 /// worth, so a backfill's copies are journaled together without all of them queued at once.
 const PAPER_SLOTS: usize = 256;
+
+/// Background attempts that may send nothing, run at once (each a cancel and a few lookups).
+const RESOLVE_SLOTS: usize = 16;
 
 impl RiskSupervisor {
     /// A supervisor starting from `state`.
@@ -175,6 +181,7 @@ impl RiskSupervisor {
             in_flight: 0,
             unresolved: resolver::Unresolved::default(),
             chain_behind_told: false,
+            resolve_slots: Arc::new(tokio::sync::Semaphore::new(RESOLVE_SLOTS)),
             slots: Arc::new(tokio::sync::Semaphore::new(if paper_instant.is_some() {
                 PAPER_SLOTS
             } else {

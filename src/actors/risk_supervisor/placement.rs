@@ -61,7 +61,7 @@ impl Handler<Evaluate> for RiskSupervisor {
                 self.launch(ctx, m, may_send);
                 Response::reply(Decision::Approved)
             }
-            Ok((m, may_send)) => match self.placement(ctx, m, may_send) {
+            Ok((m, may_send)) => match self.placement(ctx, m, may_send, self.slots.clone()) {
                 None => Response::reply(Decision::Approved),
                 Some(waiting) => Response::fut(async move {
                     waiting.await;
@@ -184,29 +184,34 @@ impl RiskSupervisor {
         // Approved under the halts counted so far (see `approve`; a background attempt keeps its
         // first approval's count).
         m.halts_seen.get_or_insert(self.gate.halts());
-        if let Some(waiting) = self.placement(ctx, m, may_send) {
+        let slots = self.slots.clone();
+        if let Some(waiting) = self.placement(ctx, m, may_send, slots) {
             actix::spawn(waiting);
         }
     }
 
-    /// Starts the placement of `m`, which may send nothing, at once without a slot (see
-    /// [`RiskSupervisor::resolve_due`]).
+    /// Starts the placement of `m`, which may send nothing, with a slot of its own kind (see
+    /// [`RiskSupervisor::resolve_due`]): not behind placements watching orders for minutes, and
+    /// not hundreds at once after an outage, which would crowd the operator's own orders out of
+    /// the CLOB's pace.
     pub(super) fn launch_unslotted(&mut self, ctx: &mut Context<Self>, mut m: Evaluate) {
         m.halts_seen.get_or_insert(self.gate.halts());
-        self.in_flight += 1;
-        let placer = Placer {
-            writer: self.writer.clone(),
-            executor: self.executor.clone(),
-            paper: self.paper_instant,
-            me: ctx.address(),
-        };
-        placer.start(m, false, None);
+        let slots = self.resolve_slots.clone();
+        if let Some(waiting) = self.placement(ctx, m, false, slots) {
+            actix::spawn(waiting);
+        }
     }
 
     /// Counts the placement of `m` as in flight and starts it as its own task when a slot is free
     /// (`None`); else the returned future waits for its slot and then starts it. Slots go to
     /// waiters in turn, so one free now means nobody was waiting for it.
-    fn placement(&mut self, ctx: &Context<Self>, m: Evaluate, may_send: bool) -> Option<LocalBoxFuture<'static, ()>> {
+    fn placement(
+        &mut self,
+        ctx: &Context<Self>,
+        m: Evaluate,
+        may_send: bool,
+        slots: std::sync::Arc<tokio::sync::Semaphore>,
+    ) -> Option<LocalBoxFuture<'static, ()>> {
         self.in_flight += 1;
         let placer = Placer {
             writer: self.writer.clone(),
@@ -214,13 +219,12 @@ impl RiskSupervisor {
             paper: self.paper_instant,
             me: ctx.address(),
         };
-        match self.slots.clone().try_acquire_owned() {
+        match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 placer.start(m, may_send, Some(slot));
                 None
             }
             Err(_) => {
-                let slots = self.slots.clone();
                 Some(Box::pin(async move {
                     // Closed only at shutdown: the placement then runs without a slot.
                     let slot = slots.acquire_owned().await.ok();
@@ -388,6 +392,8 @@ impl RiskSupervisor {
             // answer, and settle on chain later. The rest stays held (the caps count it) until our
             // fill on chain books it or the settlement timeout passes, as for later parts.
             self.reserved.await_later_parts(m.intent.fill_row, u64::try_from(now_ms() / 1000).unwrap_or(0));
+            tracing::info!(row = m.intent.fill_row, rest = %self.reserved.rest(m.intent.fill_row),
+                "a BUY sent more than once ended short: its rest stays held against the caps until our fill on chain or the settlement timeout");
         }
         if may_have_left {
             self.reserved.unresolved(m.intent.fill_row);
