@@ -157,7 +157,7 @@ impl RiskSupervisor {
 pub(super) struct Placed {
     m: Evaluate,
     step: Step,
-    /// A BUY sent more than once that ended short of its size: an earlier send's answer may have
+    /// A BUY sent more than once that ended refused: an earlier send's answer may have
     /// hidden a match that settles later (see [`RiskSupervisor::finish`]).
     sent_again: bool,
     /// The fill's journal commit → the paper copy's (live orders measure theirs when the signed
@@ -265,21 +265,18 @@ impl Placer {
     }
 }
 
-/// Whether `m`, a BUY whose placement ended short of its size (refused, or matched in part), was
-/// sent more than once: the exchange answers "not now" (425, 429, 503) of orders it did
+/// Whether `m`, a BUY whose placement ended refused, was sent more than once: the exchange answers "not now" (425, 429, 503) of orders it did
 /// not take, but an answer lost on the way (a gateway's 503, a timeout) may have hidden a match of
 /// an earlier send, which then settles on chain later. Only then is the journal asked.
 async fn sent_again_short(writer: &Writer, m: &Evaluate, step: &Step) -> bool {
     if m.intent.side != crate::domain::Side::Buy {
         return false;
     }
-    let short = match step {
-        Step::Done(exec, _) => exec.shares < m.intent.shares,
-        // A no-fill is the last send's own answer, or the chain's word once any fill of any send
-        // would be there: nothing more to wait for.
-        Step::ExecFailed(ExecError::Rejected { .. }) => true,
-        _ => false,
-    };
+    // Only a refusal: a no-fill is the last send's own answer, or the chain's word once any fill
+    // of any send would be there, and a match is booked with what it got. (A market BUY's match
+    // is nearly always a little short of the intent's shares, its pUSD being whole cents: asking
+    // the journal after every match cost every other copy a turn at its writer.)
+    let short = matches!(step, Step::ExecFailed(ExecError::Rejected { .. }));
     short
         && matches!(
             writer.ask(crate::actors::store::GetOrder(m.intent.fill_row)).await,
@@ -388,12 +385,12 @@ impl RiskSupervisor {
             self.reserved.filled_part(m.intent.fill_row, added.shares, added.usdc);
         }
         if sent_again && !may_have_left && !matches!(step, Step::Skipped) {
-            // Sent more than once and ended short: an earlier send may have matched behind a lost
+            // Sent more than once and refused: an earlier send may have matched behind a lost
             // answer, and settle on chain later. The rest stays held (the caps count it) until our
             // fill on chain books it or the settlement timeout passes, as for later parts.
             self.reserved.await_later_parts(m.intent.fill_row, u64::try_from(now_ms() / 1000).unwrap_or(0));
             tracing::info!(row = m.intent.fill_row, rest = %self.reserved.rest(m.intent.fill_row),
-                "a BUY sent more than once ended short: its rest stays held against the caps until our fill on chain or the settlement timeout");
+                "a BUY sent more than once was refused: its size stays held against the caps until our fill on chain or the settlement timeout");
         }
         if may_have_left {
             self.reserved.unresolved(m.intent.fill_row);
