@@ -299,6 +299,23 @@ async fn test_live_when_a_buy_is_booked_far_from_a_stale_mark_then_its_shares_co
     assert_eq!(l.d.status()["breaker"]["state"], "active");
 }
 
+/// A live daemon with a daily loss limit of 3 whose trading day starts at the next whole UTC hour,
+/// marks read once an hour, and its clock (the commands' too) moved by the number written to the
+/// returned file (`POLYCOPY_FAULT_CLOCK`); also returns that hour, unix ms.
+async fn live_with_a_movable_day() -> (Live, std::path::PathBuf, i64) {
+    let mut l = live().await;
+    l.d.set("risk", "mark_interval_s = 3600");
+    let next_hour_ms = (polycopy::store::now_ms() / 3_600_000 + 1) * 3_600_000;
+    l.d.set("risk", &format!("day_starts_at_hour = {}", (next_hour_ms / 3_600_000) % 24));
+    // Copies stay fresh whatever the moved clock says of their blocks.
+    l.d.set("copy", "max_copy_delay_s = 0");
+    let clock = l.d.dir.join("clock-shift");
+    l.d.env.push(("POLYCOPY_FAULT_CLOCK".into(), clock.to_string_lossy().into_owned()));
+    l.d.start_with(&[("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")]);
+    l.d.wait_live().await;
+    (l, clock, next_hour_ms)
+}
+
 /// The trading day rolls on the supervisor's timer, with no fill, intent or mark arriving: the
 /// daily loss limit's `reducing` ends at the configured hour, the lift is reported, today's P&L
 /// starts again at zero, and the next BUY is copied. The limit is reached on a fee alone and marks
@@ -306,18 +323,7 @@ async fn test_live_when_a_buy_is_booked_far_from_a_stale_mark_then_its_shares_co
 /// forward past the hour (`POLYCOPY_FAULT_CLOCK`, the commands' too) while it runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_the_trading_day_rolls_on_its_timer_then_the_loss_limits_reducing_ends() {
-    let mut l = live().await;
-    l.d.set("risk", "mark_interval_s = 3600");
-    // The day starts at the next whole UTC hour: the clock is moved just past it below.
-    let next_hour_ms = (polycopy::store::now_ms() / 3_600_000 + 1) * 3_600_000;
-    l.d.set("risk", &format!("day_starts_at_hour = {}", (next_hour_ms / 3_600_000) % 24));
-    // Copies stay fresh whatever the moved clock says of their blocks.
-    l.d.set("copy", "max_copy_delay_s = 0");
-    // The commands read the journal's day by the same moved clock.
-    let clock = l.d.dir.join("clock-shift");
-    l.d.env.push(("POLYCOPY_FAULT_CLOCK".into(), clock.to_string_lossy().into_owned()));
-    l.d.start_with(&[("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")]);
-    l.d.wait_live().await;
+    let (l, clock, next_hour_ms) = live_with_a_movable_day().await;
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     wait_for(20, "the copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
     // Settled on chain with a fee of 3.50 pUSD: past the -3 limit.
@@ -356,15 +362,7 @@ async fn test_live_when_the_trading_day_rolls_on_its_timer_then_the_loss_limits_
 /// of allowing a second day's worth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_the_clock_is_set_back_into_the_day_it_left_then_its_losses_still_count() {
-    let mut l = live().await;
-    l.d.set("risk", "mark_interval_s = 3600");
-    let next_hour_ms = (polycopy::store::now_ms() / 3_600_000 + 1) * 3_600_000;
-    l.d.set("risk", &format!("day_starts_at_hour = {}", (next_hour_ms / 3_600_000) % 24));
-    l.d.set("copy", "max_copy_delay_s = 0");
-    let clock = l.d.dir.join("clock-shift");
-    l.d.env.push(("POLYCOPY_FAULT_CLOCK".into(), clock.to_string_lossy().into_owned()));
-    l.d.start_with(&[("POLYCOPY_RISK__DAILY_LOSS_LIMIT_USDC", "3")]);
-    l.d.wait_live().await;
+    let (l, clock, next_hour_ms) = live_with_a_movable_day().await;
     let pnl_today = async |l: &Live, want: &str| {
         let line = format!("polycopy_realized_pnl_today_usdc {want}\n");
         wait_for(20, &format!("today's realized P&L {want}"), async || {
