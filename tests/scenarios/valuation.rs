@@ -174,8 +174,14 @@ async fn test_live_when_a_buy_never_settles_after_its_shares_were_sold_then_both
     // The SELL four seconds later, so that the BUY is overdue (3 s) well before it.
     l.anvil.wait_older_than(l.anvil.head().await, 4).await;
     l.anvil.emit(&Fill::v2(2, A, C, false, STD_TOKEN, 100 * ONE, 50 * ONE)).await;
-    wait_for(20, "the SELL copied", async || (with_status(&l.d.trades(), "executed").len() == 2).then_some(())).await;
-    assert_eq!(position_shares(&l.d, STD_TOKEN), 0, "sold out");
+    let sold = wait_for(20, "the SELL copied", async || {
+        let t: Vec<serde_json::Value> = with_status(&l.d.trades(), "executed").into_iter().cloned().collect();
+        (t.len() == 2).then_some(t)
+    })
+    .await;
+    // Its shares, not the position: the BUY is overdue already, and under load the settlement
+    // check may be taking both out (the SELL first, giving its 10 back) when the book is read.
+    assert_eq!(sold[1]["shares"].as_str(), Some("10"), "sold out: {}", sold[1]);
     wait_for(30, "both taken out", async || {
         l.anvil.mine(1).await;
         settled(&l.d).iter().all(|(_, s)| *s == -1).then_some(())
