@@ -808,6 +808,31 @@ pub(crate) mod tests {
         assert!(again.contains(&buy) && again.contains(&sell), "{out:?}");
     }
 
+    /// A fill handed to the copier a second time while its first copy is placed: the second copy's
+    /// refusal (made before any intent of its own) leaves the fill to the first copy's order,
+    /// which would otherwise find its trade "gone" and never be sent; a fill with no intent is
+    /// refused as before, and an order's own outcome is recorded whatever the refusals said.
+    #[test]
+    fn a_refusal_before_approval_never_overrides_an_earlier_copys_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let h = B256::repeat_byte;
+        let out = s.journal_range(&[fill(1, 5), fill(2, 5)], (5, h(5)), &[(5, h(5))]).unwrap();
+        let (placed_row, plain) = (out.to_copy[0].row, out.to_copy[1].row);
+        let placed =
+            crate::domain::OrderIntent::for_fill(&out.to_copy[0].fill, placed_row, Shares(10_000_000), Price(500_000));
+        assert!(s.record_intent(&placed).unwrap());
+        s.record_refusal(placed_row, "no_position", "every share claimed by the first copy's SELL").unwrap();
+        s.record_refusal(plain, "no_position", "nothing held").unwrap();
+        let status = |s: &Store, row: i64| -> String {
+            s.conn.query_row("SELECT status FROM fills WHERE id = ?1", [row], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(status(&s, placed_row), "pending", "left to the order already placed");
+        assert_eq!(status(&s, plain), "rejected");
+        s.record_rejection(placed_row, "no_liquidity", "nothing matched").unwrap();
+        assert_eq!(status(&s, placed_row), "rejected", "the order's own outcome");
+    }
+
     /// A range journaled in parts (a long backfill): a reorg's suspect that a later part brings
     /// back in a later block is not swept as gone by an earlier part.
     #[test]

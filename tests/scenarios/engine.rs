@@ -1503,3 +1503,34 @@ async fn test_live_when_the_exchange_said_duplicated_then_a_restart_never_posts_
         .await;
     assert_eq!(l.clob.posts().len(), 2, "never posted again: {:?}", l.clob.posts());
 }
+
+/// A target's exit handed to the copier a second time while its first copy waits for its sizing
+/// (a reorg re-includes the very same transaction in a new block, and the rescan hands the fill on
+/// again): the second copy is dropped, not sized. Sized, it found every share claimed by the
+/// first copy's SELL, refused the fill `no_position`, and the first copy's order then found its
+/// trade "gone" and was never sent: the exit was lost. One SELL is sent, and the fill is executed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_an_exit_comes_again_after_a_reorg_while_its_copy_waits_then_it_is_sent_once() {
+    let mut l = live().await;
+    let hold = l.d.dir.join("hold-sell-sizing");
+    l.d.start_with(&[("POLYCOPY_FAULT", "hold_before_sell_sizing"), ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap())]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the BUY copied", async || row(&l.d, 0).filter(|r| r["status"] == "executed")).await;
+    std::fs::write(&hold, "").unwrap();
+    let (_, sale) = l.anvil.emit(&Fill::v2(2, A, C, false, STD_TOKEN, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "the exit's sizing held", async || l.d.log().contains("fault injection: holding").then_some(())).await;
+    // The same signed transaction, mined again in the block that replaces its own.
+    let raw = l.anvil.raw("eth_getRawTransactionByHash", json!([sale])).await;
+    l.anvil.raw("anvil_reorg", json!([1, [[raw, 0]]])).await;
+    wait_for(30, "the exit handed on again", async || {
+        l.d.log().contains("a copy of this fill is already being decided").then_some(())
+    })
+    .await;
+    std::fs::remove_file(&hold).unwrap();
+    let r = wait_for(30, "the exit decided", async || row(&l.d, 1).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((r["side"].as_str(), r["status"].as_str()), (Some("SELL"), Some("executed")), "{r}");
+    let sells: Vec<_> = l.clob.orders().into_iter().filter(|o| o.side == "SELL").collect();
+    assert_eq!(sells.len(), 1, "one SELL: {sells:?}");
+    assert_eq!(l.d.trades().len(), 2, "one row per fill");
+}

@@ -93,6 +93,8 @@ pub struct Copier {
     lanes: Lanes<TokenId, Queued>,
     /// Replied to when no copy is being sized any more.
     idle: Vec<oneshot::Sender<()>>,
+    /// Fills (journal rows) with a copy queued or being decided: one copy of a fill at a time.
+    deciding: std::collections::HashSet<i64>,
     /// Targets' exits already said to be refused as stale (see [`stale_exit_alert`]).
     stale_exits_told: StaleExitsTold,
 }
@@ -142,6 +144,7 @@ impl Copier {
             notifier,
             lanes: Lanes::new(MAX_BUYS_PER_TOKEN),
             idle: Vec::new(),
+            deciding: std::collections::HashSet::new(),
             stale_exits_told: Arc::default(),
         }
     }
@@ -180,6 +183,16 @@ fn access_of(m: &Copy) -> Access {
 impl Copier {
     /// Starts `m` now, or queues it behind the copies of its token it must follow.
     fn arrive(&mut self, m: Copy, tx: Option<oneshot::Sender<Decision>>, ctx: &mut Context<Self>) {
+        if !self.deciding.insert(m.pending.row) {
+            // The fill came again (a reorg's rescan, a sighting mined after it was withdrawn)
+            // while its first copy is still being decided: that one decides. Sized again, the
+            // second could find every share claimed by the first's SELL and refuse the fill.
+            debug!(fill = m.pending.row, "a copy of this fill is already being decided");
+            if let Some(tx) = tx {
+                let _ = tx.send(Decision::AlreadyPlacing);
+            }
+            return;
+        }
         let token = m.pending.fill.token_id;
         let access = access_of(&m);
         if let Some((m, tx)) = self.lanes.arrive(token, access, (m, tx)) {
@@ -191,13 +204,14 @@ impl Copier {
     /// every wake); when decided, [`Decided`] starts the copies of its token waiting for it.
     fn start(&mut self, mut m: Copy, tx: Option<oneshot::Sender<Decision>>, ctx: &mut Context<Self>) {
         let token = m.pending.fill.token_id;
+        let row = m.pending.row;
         let access = access_of(&m);
         let admitted = m.admitted.take();
         // Boxed once: the sizing future is about 2 KB, and a task moves its future several times.
         let work = Box::pin(self.size_and_decide(m));
         // Moves its lane on however the task ends: a sizing that panicked must not leave the
         // token's later copies (and their slots) waiting for ever.
-        let lane = LaneDone { me: ctx.address(), token, access };
+        let lane = LaneDone { me: ctx.address(), token, access, row };
         actix::spawn(async move {
             let decision = work.await;
             drop(admitted);
@@ -214,26 +228,29 @@ struct LaneDone {
     me: Addr<Copier>,
     token: TokenId,
     access: Access,
+    row: i64,
 }
 
 impl Drop for LaneDone {
     fn drop(&mut self) {
-        self.me.do_send(Decided { token: self.token, access: self.access });
+        self.me.do_send(Decided { token: self.token, access: self.access, row: self.row });
     }
 }
 
-/// A copy of `token` was decided: its lane moves on.
+/// A copy of `token` (of the fill in journal row `row`) was decided: its lane moves on.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 struct Decided {
     token: TokenId,
     access: Access,
+    row: i64,
 }
 
 impl Handler<Decided> for Copier {
     type Result = ();
 
-    fn handle(&mut self, Decided { token, access }: Decided, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Decided { token, access, row }: Decided, ctx: &mut Context<Self>) {
+        self.deciding.remove(&row);
         for (m, tx) in self.lanes.done(token, access) {
             self.start(m, tx, ctx);
         }

@@ -230,6 +230,21 @@ pub struct RecordRejection {
 }
 store_handler!(RecordRejection -> (), |s, m| s.record_rejection(m.row, m.code, &m.detail));
 
+/// Mark a fill as not copied by a refusal made before its copy was approved (the registry's, the
+/// copier's, the risk supervisor's limits): it never touches a fill whose intent is journaled, the
+/// intent of an earlier copy of the same fill still being placed (see
+/// [`Store::record_refusal`](crate::store::Store::record_refusal)).
+#[derive(Debug)]
+pub struct RecordRefusal {
+    /// Fill row.
+    pub row: i64,
+    /// Stable reason code.
+    pub code: &'static str,
+    /// Reason with numbers.
+    pub detail: String,
+}
+store_handler!(RecordRefusal -> (), |s, m| s.record_refusal(m.row, m.code, &m.detail));
+
 /// Keep a fill pending with reason `unknown`: its order's fate is looked up at the next start.
 #[derive(Debug)]
 pub struct MarkUnresolved {

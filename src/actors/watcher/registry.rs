@@ -18,7 +18,7 @@ use crate::actors::copier::admission::{Admission, Admitted};
 use crate::actors::copier::{Copier, Copy, Unwaited};
 use crate::actors::handoff::Handoff;
 use crate::actors::notifier::{Details, Event, Notifier};
-use crate::actors::store::{RecordRejection, SetPaused, StoreActor};
+use crate::actors::store::{RecordRefusal, SetPaused, StoreActor};
 use crate::config::{Target, Wallets};
 use crate::domain::addr_lower;
 use crate::risk::DenyReason;
@@ -230,7 +230,7 @@ pub struct Recover(pub Vec<PendingFill>);
 
 impl Registry {
     fn reject(&self, p: PendingFill, label: String, reason: DenyReason) {
-        self.store.do_send(RecordRejection { row: p.row, code: reason.code(), detail: reason.to_string() });
+        self.store.do_send(RecordRefusal { row: p.row, code: reason.code(), detail: reason.to_string() });
         self.notifier.do_send(Event::Rejected { label, fill: p.fill, reason, market: None });
     }
 
