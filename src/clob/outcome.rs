@@ -103,6 +103,9 @@ pub fn error_text(body: &str) -> String {
         .unwrap_or_else(|| body.trim().chars().take(300).collect())
 }
 
+/// The code of a refusal for the funder's balance or allowance: a BUY's moves trading to reducing.
+pub const INSUFFICIENT_BALANCE: &str = "insufficient_balance";
+
 /// A refusal message (HTTP 400, or `success: false`) → its outcome.
 #[must_use]
 pub fn classify_refusal(message: &str) -> PostOutcome {
@@ -114,7 +117,7 @@ pub fn classify_refusal(message: &str) -> PostOutcome {
         // The exchange has this very order: what became of it is found by looking it up.
         PostOutcome::Duplicate { message: format!("the exchange already has this order ({message})") }
     } else if m.contains("not enough balance") || m.contains("allowance") {
-        rejected("insufficient_balance", true)
+        rejected(INSUFFICIENT_BALANCE, true)
     } else if m.contains("lower than the minimum") || m.contains("min size") {
         // "Size (1.08) lower than the minimum: 5"; "invalid amount for a marketable BUY order
         // ($0.99), min size: $1": the order's size, not the account or the exchange.

@@ -135,6 +135,11 @@ async fn test_live_when_exchange_answers_each_way_then_journal_and_post_counts_m
         (vec![Play::Fill], "executed", None, 1, Some("10"), 0),
         (vec![Play::Partial(40)], "executed", None, 1, Some("4"), 0),
         (vec![Play::NoLiquidity], "rejected", Some("no_liquidity"), 1, None, 0),
+        (vec![Play::Status(425, "too early"), Play::Fill], "executed", None, 2, Some("10"), 90),
+        // live.rate_limit_wait_ms = 700
+        (vec![Play::Status(429, "Too Many Requests"), Play::Fill], "executed", None, 2, Some("10"), 650),
+        (vec![Play::Status(503, "trading is cancel-only"); 3], "rejected", Some("trading_paused"), 3, None, 90),
+        // Last: a BUY refused for the balance moves trading to reducing (its own scenario below).
         (
             vec![Play::Status(400, "not enough balance / allowance")],
             "rejected",
@@ -143,10 +148,6 @@ async fn test_live_when_exchange_answers_each_way_then_journal_and_post_counts_m
             None,
             0,
         ),
-        (vec![Play::Status(425, "too early"), Play::Fill], "executed", None, 2, Some("10"), 90),
-        // live.rate_limit_wait_ms = 700
-        (vec![Play::Status(429, "Too Many Requests"), Play::Fill], "executed", None, 2, Some("10"), 650),
-        (vec![Play::Status(503, "trading is cancel-only"); 3], "rejected", Some("trading_paused"), 3, None, 90),
     ];
     for (i, (plays, status, reason, posts, shares, min_gap_ms)) in cases.into_iter().enumerate() {
         let before = l.clob.posts().len();
@@ -180,6 +181,79 @@ async fn test_live_when_exchange_answers_each_way_then_journal_and_post_counts_m
         l.d.events("error").into_iter().find(|e| e.contains("insufficient_balance"))
     })
     .await;
+}
+
+/// The funder's pUSD runs out: the BUY the exchange refuses for its balance moves trading to
+/// reducing (said, with its cause), not toward the error streak's halt, so the targets' exits are
+/// still copied while every later BUY is refused before it is sent; a resume after funding trades
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_buy_is_refused_for_the_balance_then_reducing_and_exits_still_copied() {
+    let mut l = live().await;
+    // A single counted error would halt: the refusal must not count as one.
+    l.d.start_with(&[("POLYCOPY_RISK__MAX_CONSECUTIVE_ERRORS", "1")]);
+    l.d.wait_live().await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the first copy", async || (with_status(&l.d.trades(), "executed").len() == 1).then_some(())).await;
+    l.clob.script(&[Play::Status(400, "not enough balance / allowance")]);
+    l.anvil.emit(&buy(2, NEG_TOKEN)).await;
+    let b = wait_for(20, "reducing", async || {
+        let s = l.d.status();
+        (s["breaker"]["state"] == "reducing").then(|| s["breaker"].clone())
+    })
+    .await;
+    assert_eq!((b["code"].as_str(), b["tripped"].as_bool()), (Some("insufficient_balance"), Some(false)), "{b}");
+    assert!(b["reason"].as_str().unwrap().contains("exits are still copied"), "{b}");
+    wait_for(10, "the transition reported", async || {
+        l.d.events("breaker_tripped").into_iter().find(|e| e.contains("insufficient_balance"))
+    })
+    .await;
+    // The target exits the first market: copied. It buys again: refused before sending.
+    l.anvil.emit(&Fill::v2(3, A, C, false, STD_TOKEN, 100 * ONE, 50 * ONE)).await;
+    l.anvil.emit(&buy(4, STD_TOKEN)).await;
+    let rows = wait_for(20, "both decided", async || {
+        let t = l.d.trades();
+        (t.len() == 4 && t.iter().all(|r| r["status"] != "pending")).then_some(t)
+    })
+    .await;
+    assert_eq!((rows[2]["side"].as_str(), rows[2]["status"].as_str()), (Some("SELL"), Some("executed")), "{}", rows[2]);
+    assert_eq!((rows[3]["status"].as_str(), rows[3]["reason"].as_str()), (Some("rejected"), Some("reducing")));
+    assert_eq!(l.clob.posts().len(), 3, "the last BUY never reached the CLOB");
+    assert_eq!(l.d.status()["breaker"]["state"], "reducing", "not halted by the refusal");
+    // Funded: the operator resumes, and BUYs are copied again.
+    let (code, _, err) = l.d.run_cli(&["resume"]);
+    assert_eq!(code, 0, "{err}");
+    l.anvil.emit(&buy(5, STD_TOKEN)).await;
+    wait_for(20, "a BUY after the resume", async || (with_status(&l.d.trades(), "executed").len() == 3).then_some(()))
+        .await;
+}
+
+/// A copy that made no trade (nothing matched, or refused) does not use up the target's budget of
+/// copies: with ten minutes between copies, the next BUY right after a FAK that found no liquidity
+/// is copied, not refused `min_trade_interval`; after a real copy, the next one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_copy_finds_no_liquidity_then_the_targets_next_buy_is_not_held_back_by_its_interval() {
+    let mut l = live().await;
+    let mut w = wallets(&[(A, "whale", true)], 0.1);
+    w["wallets"][0]["min_trade_interval_s"] = json!(600);
+    l.d.write_wallets(&w);
+    start_live(&mut l).await;
+    l.clob.script(&[Play::NoLiquidity]);
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let first =
+        wait_for(20, "the first copy", async || l.d.trades().into_iter().next().filter(|r| r["status"] != "pending"))
+            .await;
+    assert_eq!((first["status"].as_str(), first["reason"].as_str()), (Some("rejected"), Some("no_liquidity")));
+    l.anvil.emit(&buy(2, STD_TOKEN)).await;
+    let second =
+        wait_for(20, "the second copy", async || l.d.trades().into_iter().nth(1).filter(|r| r["status"] != "pending"))
+            .await;
+    assert_eq!(second["status"].as_str(), Some("executed"), "{second}");
+    l.anvil.emit(&buy(3, STD_TOKEN)).await;
+    let third =
+        wait_for(20, "the third copy", async || l.d.trades().into_iter().nth(2).filter(|r| r["status"] != "pending"))
+            .await;
+    assert_eq!((third["status"].as_str(), third["reason"].as_str()), (Some("rejected"), Some("min_trade_interval")));
 }
 
 /// The exchange takes the order and never answers: the daemon marks it unknown, finds it by lookup,

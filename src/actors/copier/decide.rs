@@ -8,7 +8,7 @@ use actix::Addr;
 use super::{CopierConfig, Copy, target_balance_before};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::risk_supervisor::{BuyOpen, Decision, Evaluate, GetPosition, RiskSupervisor};
-use crate::actors::store::{CopiedShares, RecordRejection, StoreActor};
+use crate::actors::store::{CopiedShares, RecordRefusal, StoreActor};
 use crate::chain::Reads;
 use crate::domain::{OrderIntent, Shares, Side, TargetFill};
 use crate::market::{MarketDirectory, MarketInfo, MarketRef};
@@ -98,13 +98,18 @@ impl CopyTask {
     async fn size(&self, m: &Copy, market_min_shares: Shares) -> Result<Sized, DenyReason> {
         let fill = &m.pending.fill;
         let cfg = &self.cfg;
+        if fill.side == Side::Sell && !m.rules.copy_sells {
+            // Said before any wait: a SELL holds its token's queue while it is sized, and the
+            // wait for a BUY of the token in flight may take minutes.
+            return Err(DenyReason::SellsDisabled);
+        }
         let (our_position, target_balance_before) = if fill.side == Side::Sell {
             let ask = GetPosition { token: fill.token_id, at_start: m.at_start };
             let held = self.risk.send(ask).await.unwrap_or(Shares::ZERO);
             let ours = self.copied(fill, held).await?;
             // Nothing to sell: no balance read on the node (most of a target's exits are of
             // positions we never copied).
-            if ours.0 <= 0 && m.rules.copy_sells {
+            if ours.0 <= 0 {
                 return Err(DenyReason::NoPosition);
             }
             (ours, Box::pin(target_balance_before(cfg, self.rpc.as_deref(), &self.store, &m.pending)).await)
@@ -151,7 +156,7 @@ impl CopyTask {
 
     /// Journals and reports a refused copy.
     fn reject(&self, m: &Copy, reason: DenyReason, market: Option<MarketRef>) -> Decision {
-        self.store.do_send(RecordRejection { row: m.pending.row, code: reason.code(), detail: reason.to_string() });
+        self.store.do_send(RecordRefusal { row: m.pending.row, code: reason.code(), detail: reason.to_string() });
         let fill = &m.pending.fill;
         // Stale before or after its wait for a BUY in flight: said once per target and token.
         if matches!(reason, DenyReason::Stale { .. })

@@ -36,7 +36,9 @@ use alloy::primitives::Address;
 
 use crate::actors::executor::{ExecError, Execute};
 use crate::actors::notifier::{Event, Notifier};
-use crate::actors::store::{GetBreaker, MarkUnresolved, NoteHaltAsked, RecordRejection, SetBreaker, StoreActor};
+use crate::actors::store::{
+    GetBreaker, MarkUnresolved, NoteHaltAsked, RecordRefusal, RecordRejection, SetBreaker, StoreActor,
+};
 use crate::domain::{Shares, TokenId, Usdc};
 use crate::metrics::Metrics;
 use crate::risk::{Book, Breaker, BreakerState, DenyReason, Limits, WalletActivity, Written};
@@ -318,8 +320,24 @@ impl RiskSupervisor {
         }
     }
 
+    /// Journals and reports a placement's refusal (its intent journaled: the order's outcome).
     fn reject(&self, m: &Evaluate, reason: DenyReason) -> Decision {
         self.store.do_send(RecordRejection { row: m.intent.fill_row, code: reason.code(), detail: reason.to_string() });
+        self.said_rejected(m, reason)
+    }
+
+    /// Journals and reports a copy refused before approval: a fresh copy's refusal never touches
+    /// a fill whose intent an earlier copy of it journaled (see `RecordRefusal`); a recovered
+    /// intent's is its own outcome.
+    fn deny(&self, m: &Evaluate, reason: DenyReason) -> Decision {
+        if m.recovered {
+            return self.reject(m, reason);
+        }
+        self.store.do_send(RecordRefusal { row: m.intent.fill_row, code: reason.code(), detail: reason.to_string() });
+        self.said_rejected(m, reason)
+    }
+
+    fn said_rejected(&self, m: &Evaluate, reason: DenyReason) -> Decision {
         self.notifier.do_send(Event::Rejected {
             fill: m.fill.clone(),
             label: m.label.clone(),
@@ -344,7 +362,8 @@ impl RiskSupervisor {
     }
 
     /// Journals and reports an execution that produced no fill, and feeds the breaker.
-    fn exec_failed(&mut self, m: &Evaluate, e: ExecError) -> Decision {
+    /// A placement that ended without a trade (`sent_again`: sent more than once, see `finish`).
+    fn exec_failed(&mut self, m: &Evaluate, e: ExecError, sent_again: bool) -> Decision {
         match e {
             ExecError::NotSent => {
                 let reason = not_sent::not_sent_reason(&self.breaker.state, m.intent.side);
@@ -358,7 +377,34 @@ impl RiskSupervisor {
                     tracing::warn!("{message}");
                     self.notifier.do_send(Event::Alert { message });
                 }
-                if counts_as_error {
+                let balance =
+                    code == crate::clob::outcome::INSUFFICIENT_BALANCE && m.intent.side == crate::domain::Side::Buy;
+                if balance && sent_again {
+                    // Refused when sent again: most likely the pUSD an earlier send's match spent
+                    // behind a lost answer (its size stays held until the chain says), not an
+                    // empty wallet. Said, neither reducing nor counted.
+                    self.notifier.do_send(Event::Error {
+                        message: format!(
+                            "order for {} refused when sent again: {code}: {message} (an earlier send may have \
+                             matched; its size stays held until our fill on chain or the settlement timeout)",
+                            m.label
+                        ),
+                    });
+                } else if balance {
+                    // The funder's pUSD (or its allowance) does not cover our BUYs: more BUYs would
+                    // be refused the same way, but exits still free cash and must go on. Reducing,
+                    // not the error streak's halt, which would stop them too.
+                    self.notifier
+                        .do_send(Event::Error { message: format!("order for {} refused: {code}: {message}", m.label) });
+                    self.reduce(
+                        code,
+                        &format!(
+                            "the exchange refused a BUY for the funder's pUSD balance or allowance ({message}): \
+                             exits are still copied; fund the wallet (or approve pUSD), then resume"
+                        ),
+                        "daemon",
+                    );
+                } else if counts_as_error {
                     self.count_error();
                     self.notifier
                         .do_send(Event::Error { message: format!("order for {} refused: {code}: {message}", m.label) });

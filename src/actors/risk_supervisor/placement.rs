@@ -103,7 +103,7 @@ impl RiskSupervisor {
             let reason = DenyReason::Reducing {
                 reason: format!("only exits are copied ({}: {})", self.breaker.state.code, self.breaker.state.reason),
             };
-            return Err(self.reject(&m, reason));
+            return Err(self.deny(&m, reason));
         }
         if !may_send && !m.recovered {
             let reason = if self.breaker.is_active() {
@@ -112,21 +112,21 @@ impl RiskSupervisor {
             } else {
                 self.halted_reason()
             };
-            return Err(self.reject(&m, reason));
+            return Err(self.deny(&m, reason));
         }
         if !m.recovered
             && m.intent.side == crate::domain::Side::Buy
             && let Some(market) = self.paused_markets.covering(&m.intent.token_id, m.market.as_ref())
         {
             let reason = DenyReason::MarketPaused { market };
-            return Err(self.reject(&m, reason));
+            return Err(self.deny(&m, reason));
         }
         if !m.recovered && m.intent.side == crate::domain::Side::Sell {
             // Never sell what another SELL in flight already claimed, or what we do not hold.
             let sellable = self.reserved.sellable(&self.book, &m.intent.token_id);
             let whole = crate::domain::Shares(sellable.0 - sellable.0.rem_euclid(crate::domain::LOT));
             if whole.0 <= 0 {
-                return Err(self.reject(&m, DenyReason::NoPosition));
+                return Err(self.deny(&m, DenyReason::NoPosition));
             }
             m.intent.shares = m.intent.shares.min(whole);
         }
@@ -134,7 +134,7 @@ impl RiskSupervisor {
             let activity = self.activity(&m.intent.wallet, now, m.max_trades_per_hour, m.min_trade_interval_s);
             let view = self.reserved.over(&self.book);
             if let Err(r) = check_intent(&m.intent, &self.limits, &view, self.pnl_today(), &activity, now) {
-                return Err(self.reject(&m, r));
+                return Err(self.deny(&m, r));
             }
             // Counted when approved: two orders in flight for one wallet are two trades. Only
             // BUYs: exits are exempt from the frequency limits, and must not use up their budget.
@@ -425,7 +425,15 @@ impl RiskSupervisor {
             ),
             Step::ExecFailed(ExecError::Unknown(_)) if retrying => {}
             Step::ExecFailed(e) => {
-                let _ = self.exec_failed(m, e);
+                if !sent_again
+                    && matches!(e, ExecError::Rejected { .. } | ExecError::NoFill { .. } | ExecError::NotSent)
+                {
+                    // No trade was made (refused before or when sent, or nothing matched): the
+                    // target's budget of copies is not used up by it, as a restart, counting the
+                    // journal's executions, would not count it either.
+                    self.uncount(m);
+                }
+                let _ = self.exec_failed(m, e, sent_again);
             }
         }
         self.wake_position_waiters();
