@@ -89,11 +89,12 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
         ));
     }
     if let (Some(s), Some(w)) = (&settings, &wallets) {
-        problems.extend(crate::config::wallets_fit::below_minimum(
-            w,
-            s.copy.min_order_usdc,
-            &wallets_path.display().to_string(),
-        ));
+        let fit = crate::config::wallets_fit::Fit {
+            min_order_usdc: s.copy.min_order_usdc,
+            max_slippage_bps: s.copy.max_slippage_bps,
+            max_order_usdc: s.risk.max_order_usdc,
+        };
+        problems.extend(crate::config::wallets_fit::below_minimum(w, fit, &wallets_path.display().to_string()));
     }
     let enabled = wallets.as_ref().map_or(0, |w| w.enabled().count());
     let endpoints = match (&settings, &env) {

@@ -1,15 +1,32 @@
 //! Whether the targets' rules fit the settings: a wallet's own cap or fixed amount below
 //! `copy.min_order_usdc` passes each file's own checks, and then every BUY of that target is
-//! refused `below_minimum` at run time without a word at the start. `check-config` says so.
+//! refused `below_minimum` at run time without a word at the start; a fixed amount whose price
+//! with the slippage passes `risk.max_order_usdc` is refused `max_order_usdc` every time.
+//! `check-config` says so.
 
 use crate::config::{Problem, Wallets};
-use crate::domain::Usdc;
+use crate::domain::{LOT, Usdc};
 use crate::risk::SizingRule;
 
-/// The enabled targets whose every BUY the settings' smallest order (`min_order_usdc`) would
-/// refuse, one problem each, named in `wallets_file`.
+/// The settings a target's rules must fit.
+#[derive(Debug, Clone, Copy)]
+pub struct Fit {
+    /// `copy.min_order_usdc`.
+    pub min_order_usdc: Usdc,
+    /// `copy.max_slippage_bps`: a BUY's limit is the target's price raised by it.
+    pub max_slippage_bps: u32,
+    /// `risk.max_order_usdc`: a larger BUY is refused, not clipped.
+    pub max_order_usdc: Usdc,
+}
+
+/// The enabled targets whose every BUY the settings would refuse, one problem each, named in
+/// `wallets_file`.
 #[must_use]
-pub fn below_minimum(wallets: &Wallets, min_order_usdc: Usdc, wallets_file: &str) -> Vec<Problem> {
+pub fn below_minimum(wallets: &Wallets, fit: Fit, wallets_file: &str) -> Vec<Problem> {
+    let min_order_usdc = fit.min_order_usdc;
+    // A cap clips to whole lots at the limit price: up to one lot's worth (at most 0.01 USDC)
+    // under the cap, so a cap of exactly the minimum rounds under it nearly every time.
+    let least_cap = Usdc(min_order_usdc.0.saturating_add(LOT));
     let mut out = Vec::new();
     for (i, t) in wallets.targets.iter().enumerate().filter(|(_, t)| t.enabled) {
         let entry = format!("wallets[{i}] ({})", t.label);
@@ -24,15 +41,50 @@ pub fn below_minimum(wallets: &Wallets, min_order_usdc: Usdc, wallets_file: &str
             )
             .in_entry(entry.clone())
         };
-        if let Some(cap) = t.rules.max_order_usdc
-            && cap < min_order_usdc
-        {
-            out.push(refuse("max_order_usdc", cap));
+        if let Some(cap) = t.rules.max_order_usdc {
+            if cap < min_order_usdc {
+                out.push(refuse("max_order_usdc", cap));
+            } else if cap < least_cap {
+                out.push(
+                    Problem::new(
+                        wallets_file,
+                        "max_order_usdc",
+                        format!(
+                            "{cap} leaves no room above copy.min_order_usdc {min_order_usdc}: a BUY clipped to it \
+                             rounds down to whole 0.01-share lots and lands under the minimum nearly every time \
+                             (below_minimum). Set it at least {least_cap}"
+                        ),
+                    )
+                    .in_entry(entry.clone()),
+                );
+            }
         }
-        if let SizingRule::FixedUsdc(usdc) = t.rules.sizing
-            && usdc < min_order_usdc
-        {
-            out.push(refuse("sizing.usdc", usdc));
+        if let SizingRule::FixedUsdc(usdc) = t.rules.sizing {
+            if usdc < min_order_usdc {
+                out.push(refuse("sizing.usdc", usdc));
+            }
+            // Shares are the amount at the target's price; the order is valued at the limit,
+            // the price raised by the slippage (the wallet's own cap clips it back).
+            let raised = i128::from(usdc.0) * (10_000 + i128::from(fit.max_slippage_bps)) / 10_000;
+            let spend = t.rules.max_order_usdc.map_or(raised, |c| raised.min(i128::from(c.0)));
+            if spend > i128::from(fit.max_order_usdc.0) {
+                out.push(
+                    Problem::new(
+                        wallets_file,
+                        "sizing.usdc",
+                        format!(
+                            "{usdc} at the target's price is worth up to {} at our limit (slippage {} bps), over \
+                             risk.max_order_usdc {}: every BUY of this target would be refused (max_order_usdc). \
+                             Lower it, give the wallet a max_order_usdc of at most {}, or raise risk.max_order_usdc",
+                            Usdc(i64::try_from(spend).unwrap_or(i64::MAX)),
+                            fit.max_slippage_bps,
+                            fit.max_order_usdc,
+                            fit.max_order_usdc
+                        ),
+                    )
+                    .in_entry(entry.clone()),
+                );
+            }
         }
     }
     out
@@ -51,16 +103,28 @@ mod tests {
         Target { address: Address::repeat_byte(1), label: "t".into(), enabled, rules, trigger: None }
     }
 
+    fn fit(min: i64) -> Fit {
+        Fit { min_order_usdc: Usdc(min), max_slippage_bps: 200, max_order_usdc: Usdc(100_000_000) }
+    }
+
     #[test]
     fn a_targets_cap_or_fixed_amount_below_the_smallest_order_is_named() {
-        let one = Usdc(1_000_000);
         let mult = SizingRule::Multiplier(rust_decimal::Decimal::new(1, 1));
         // (target, fields named)
         let cases: Vec<(Target, Vec<&str>)> = vec![
             (target(true, mult, None), vec![]),
             (target(true, mult, Some(2_000_000)), vec![]),
-            (target(true, mult, Some(1_000_000)), vec![]),
+            (target(true, mult, Some(1_010_000)), vec![]),
+            // Exactly the minimum: clipped to whole lots, nearly every BUY lands under it.
+            (target(true, mult, Some(1_000_000)), vec!["max_order_usdc"]),
+            (target(true, mult, Some(1_009_999)), vec!["max_order_usdc"]),
             (target(true, mult, Some(500_000)), vec!["max_order_usdc"]),
+            // A fixed amount at the global cap: 100 at the price is 102 at the limit, refused.
+            (target(true, SizingRule::FixedUsdc(Usdc(100_000_000)), None), vec!["sizing.usdc"]),
+            (target(true, SizingRule::FixedUsdc(Usdc(98_000_000)), None), vec![]),
+            // The wallet's own cap clips it back under the global one.
+            (target(true, SizingRule::FixedUsdc(Usdc(100_000_000)), Some(100_000_000)), vec![]),
+            (target(true, SizingRule::FixedUsdc(Usdc(100_000_000)), Some(101_000_000)), vec!["sizing.usdc"]),
             (target(true, SizingRule::FixedUsdc(Usdc(900_000)), None), vec!["sizing.usdc"]),
             (target(true, SizingRule::FixedUsdc(Usdc(900_000)), Some(500_000)), vec!["max_order_usdc", "sizing.usdc"]),
             // A disabled entry copies nothing: nothing to say.
@@ -68,7 +132,8 @@ mod tests {
         ];
         for (t, want) in cases {
             let w = Wallets { targets: vec![t.clone()] };
-            let got: Vec<String> = below_minimum(&w, one, "wallets.json").into_iter().map(|p| p.field).collect();
+            let got: Vec<String> =
+                below_minimum(&w, fit(1_000_000), "wallets.json").into_iter().map(|p| p.field).collect();
             assert_eq!(got, want, "{t:?}");
         }
     }

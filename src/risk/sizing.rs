@@ -8,7 +8,11 @@
 //!   widest range any tick allows ([0.0001, 0.9999]), so a clamp only ever moves it our way; the
 //!   executor then puts it on the market's own tick, inward, or refuses it.
 //! - SELL, any mode: the same fraction of our position as the target sold of its own (its balance
-//!   before the fill), never more than we hold.
+//!   before the fill), never more than we hold; raised to the market's smallest order when that is
+//!   more (an exit only takes risk off, and a part the exchange refuses would leave us holding more
+//!   than the target's proportion at every step of a scaled exit).
+//! - A BUY under the market's smallest order is refused here, before it is approved: sent, the
+//!   exchange refuses it, and its approval would have used up the target's trade budget.
 
 use rust_decimal::Decimal;
 
@@ -160,6 +164,10 @@ pub fn size_copy(fill: &TargetFill, rules: &CopyRules, ctx: &SizingContext) -> R
     if shares < LOT || (notional < ctx.min_order_usdc && !exits_all) {
         return Err(DenyReason::BelowMinimum { shares: Shares(shares), notional, min: ctx.min_order_usdc });
     }
+    if fill.side == Side::Buy && shares < ctx.market_min_shares.0 {
+        let min = Usdc(mul_price_floor(ctx.market_min_shares, limit));
+        return Err(DenyReason::BelowMinimum { shares: Shares(shares), notional, min });
+    }
     Ok(Sized { shares: Shares(shares), limit_price: limit })
 }
 
@@ -197,7 +205,11 @@ fn sell_shares(target_sold: Shares, ctx: &SizingContext, limit: Price) -> Result
         return Ok(held);
     }
     let ours = i128::from(held) * i128::from(target_sold.0) / i128::from(before.0);
-    let part = floor_lot(i64::try_from(ours).unwrap_or(0)).min(held);
+    let mut part = floor_lot(i64::try_from(ours).unwrap_or(0)).min(held);
+    if part > 0 && part < ctx.market_min_shares.0 {
+        // The exchange would refuse so small a part: the market's smallest order instead.
+        part = ctx.market_min_shares.0.min(held);
+    }
     // What would be left is worth less than the minimum order, or is fewer shares than the market
     // takes in one order: it could never be sold on its own, so this exit takes it all.
     let rest = held - part;
@@ -336,11 +348,36 @@ mod tests {
             (12 * ONE, 60 * ONE, 0, 7_200_000),
             (12 * ONE, 50 * ONE, 5 * ONE, 6 * ONE),
             (20 * ONE, 60 * ONE, 5 * ONE, 12 * ONE),
+            // A part under the market's minimum is raised to it (2.4 of 12 → 5, 7 left)...
+            (12 * ONE, 20 * ONE, 5 * ONE, 5 * ONE),
+            // ...and all of it when what would be left is under the minimum too (1.8 of 9 → 9).
+            (9 * ONE, 20 * ONE, 5 * ONE, 9 * ONE),
+            // Fewer shares held than the minimum: the whole position (the exchange takes a
+            // closing sale of all we hold).
+            (4 * ONE, 20 * ONE, 5 * ONE, 4 * ONE),
         ];
         for (pos, sold, min, want) in cases {
             let c = SizingContext { market_min_shares: Shares(min), ..ctx(pos, Some(100 * ONE)) };
             let got = size_copy(&fill(Side::Sell, sold, 600_000), &rules(mult("0.1")), &c);
             assert_eq!(got.map(|s| s.shares), Ok(Shares(want)), "{pos} {sold} {min}");
+        }
+    }
+
+    #[test]
+    fn a_buy_under_the_markets_minimum_is_refused_before_approval() {
+        // (target shares at 0.50 × 0.1, market minimum, expected shares or reason code)
+        let cases: Vec<(i64, i64, Result<i64, &str>)> = vec![
+            (40 * ONE, 5 * ONE, Err("below_minimum")), // 4 shares, worth 2 USDC, under 5 shares
+            (50 * ONE, 5 * ONE, Ok(5 * ONE)),
+            (40 * ONE, 0, Ok(4 * ONE)), // minimum not known: only our own minimum value applies
+        ];
+        for (target, min, want) in cases {
+            let c = SizingContext { market_min_shares: Shares(min), ..ctx(0, None) };
+            let got = size_copy(&fill(Side::Buy, target, 500_000), &rules(mult("0.1")), &c);
+            match want {
+                Ok(s) => assert_eq!(got.map(|s| s.shares), Ok(Shares(s)), "{target} {min}"),
+                Err(code) => assert_eq!(got.map_err(|e| e.code()), Err(code), "{target} {min}"),
+            }
         }
     }
 
