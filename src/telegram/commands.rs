@@ -199,6 +199,20 @@ fn group_moved(ops: &Ops, old: i64, new: i64) {
 /// says so at most once a minute (the metric counts every one).
 static UNAUTHORIZED_LOGGED_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
+/// How old a command that resumes buying may be and still be carried out, seconds. Telegram keeps
+/// a bot's updates for a day: one typed while the daemon was down arrives at its next start.
+const RESUMPTION_MAX_AGE_S: i64 = 300;
+
+/// The age in seconds of `cmd`, sent at `sent`, when it resumes buying without asking to confirm
+/// (`/unpause`, `/resumemarket`) and is older than [`RESUMPTION_MAX_AGE_S`] at `now_ms`. Halts,
+/// pauses and everything else run however late: stopping late is still what was asked, and
+/// `/resume` and `/close` ask to confirm now.
+fn stale_resumption(cmd: &Command, sent: chrono::DateTime<chrono::Utc>, now_ms: i64) -> Option<i64> {
+    let resumes = matches!(cmd, Command::Unpause(_) | Command::ResumeMarket(_));
+    let age_s = (now_ms - sent.timestamp_millis()) / 1000;
+    (resumes && age_s > RESUMPTION_MAX_AGE_S).then_some(age_s)
+}
+
 fn unauthorized(ops: &Ops, chat: i64, what: &str) {
     let n = ops.metrics.telegram_unauthorized.fetch_add(1, Ordering::Relaxed) + 1;
     let now = crate::store::now_ms();
@@ -262,6 +276,15 @@ pub(super) async fn handle_update(
             let normalized =
                 if rest.is_empty() { word.to_lowercase() } else { format!("{} {rest}", word.to_lowercase()) };
             let reply = match parse_for_us(bot, &normalized, username).await {
+                Ok(cmd) if let Some(age_s) = stale_resumption(&cmd, msg.date, now_ms()) => {
+                    info!(chat, command = %word.to_lowercase(), age_s, "Telegram command too old to act on");
+                    Reply::text(format!(
+                        "{} was sent {} min ago, while the daemon was not running: not done (a late resumption \
+                         could buy when you no longer mean it). Send it again if you still want it.",
+                        word.to_lowercase(),
+                        age_s / 60
+                    ))
+                }
                 Ok(cmd) => {
                     // The name only: an argument (a halt's reason) may hold a pasted secret.
                     info!(chat, command = %word.to_lowercase(), "Telegram command");
@@ -506,6 +529,27 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(command_text(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_late_command_that_resumes_buying_is_held_back() {
+        let now = 1_800_000_000_000;
+        let sent = |ago_s: i64| chrono::DateTime::from_timestamp_millis(now - ago_s * 1000).unwrap();
+        // (command, sent seconds ago, held back)
+        let cases = [
+            (Command::Unpause("whale".into()), 30, false),
+            (Command::Unpause("whale".into()), 3_600, true),
+            (Command::ResumeMarket("us-election".into()), 3_600, true),
+            (Command::ResumeMarket("us-election".into()), 300, false),
+            (Command::Halt("late".into()), 3_600, false),
+            (Command::Pause("whale".into()), 3_600, false),
+            (Command::PauseMarket("x".into()), 3_600, false),
+            (Command::Resume, 3_600, false),
+            (Command::Status, 86_000, false),
+        ];
+        for (cmd, ago, held) in cases {
+            assert_eq!(stale_resumption(&cmd, sent(ago), now).is_some(), held, "{cmd:?} {ago}");
         }
     }
 }

@@ -111,12 +111,19 @@ impl Queue {
 
     /// Queues without waiting; false when the queue is full or closed.
     pub fn try_push(&self, m: Outgoing) -> bool {
+        self.try_push_or_return(m).is_none()
+    }
+
+    /// Queues without waiting; the message back (`Some`) when the queue is full or closed.
+    #[must_use]
+    pub fn try_push_or_return(&self, m: Outgoing) -> Option<Outgoing> {
         self.undispatched.fetch_add(1, Ordering::SeqCst);
-        let ok = self.tx.try_send(m).is_ok();
-        if !ok {
+        self.tx.try_send(m).err().map(|e| {
             self.undispatched.fetch_sub(1, Ordering::SeqCst);
-        }
-        ok
+            match e {
+                mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
+            }
+        })
     }
 
     /// Queues, waiting for room; false when delivery has stopped.
@@ -309,11 +316,25 @@ fn classify_api(api: &ApiError, cause: String) -> Failure {
             | ApiError::CantTalkWithBots
     );
     // Refusals about the bot's standing in the chat ("need administrator rights in the channel
-    // chat", "not enough rights to send text messages to the chat") hold for every message to it.
+    // chat", "not enough rights to send text messages to the chat", a muted bot's
+    // CHAT_WRITE_FORBIDDEN, a closed forum topic's TOPIC_CLOSED) hold for every message to it:
+    // taken for a bad message, each would be dropped in turn, never held for later.
     let lower = text.to_ascii_lowercase();
-    let no_rights = ["rights", "administrator", "not a member", "chat not found", "deactivated", "kicked", "blocked"]
-        .iter()
-        .any(|w| lower.contains(w));
+    let no_rights = [
+        "rights",
+        "administrator",
+        "not a member",
+        "chat not found",
+        "deactivated",
+        "kicked",
+        "blocked",
+        "forbidden",
+        "topic_closed",
+        "topic_deleted",
+        "chat_restricted",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
     if about_the_chat || text.starts_with("Forbidden") || no_rights {
         Failure::Permanent(cause)
     } else if text.starts_with("Bad Request") || matches!(api, ApiError::RequestEntityTooLarge) {
@@ -397,7 +418,11 @@ fn after_failure(
         // if Telegram refuses that too, count it and move on.
         Failure::BadMessage(cause) if msg.html || !msg.buttons.is_empty() || msg.photo.is_some() => {
             warn!(chat, kind = msg.kind, cause, "Telegram refused the message as it was; sending its text alone");
-            msg.text = super::format::plain(&msg.text);
+            if msg.html {
+                // Only markup is taken out: a plain text's "<" and "&" (a label, a typed
+                // argument) are its own.
+                msg.text = super::format::plain(&msg.text);
+            }
             msg.html = false;
             msg.buttons = Vec::new();
             msg.photo = None;
@@ -405,7 +430,9 @@ fn after_failure(
         }
         // A chat that takes text but not pictures (a group's member rights: "not enough rights to
         // send photos"): the figures go alone, and the chat is parked only if it refuses them too.
-        Failure::Permanent(cause) if msg.photo.is_some() && cause.to_ascii_lowercase().contains("photo") => {
+        Failure::Permanent(cause)
+            if msg.photo.is_some() && ["photo", "media"].iter().any(|w| cause.to_ascii_lowercase().contains(w)) =>
+        {
             warn!(chat, kind = msg.kind, cause, "Telegram refused the picture in this chat; sending the text alone");
             msg.photo = None;
             Some(Duration::ZERO)
@@ -451,6 +478,15 @@ fn after_failure(
 mod tests {
     use super::*;
 
+    /// A full queue hands the message back (an alert then waits for room instead of being lost).
+    #[test]
+    fn a_full_queue_gives_the_message_back() {
+        let (q, _rx) = Queue::new(1);
+        let m = |kind| Outgoing::text(kind, "x".into(), Class::Alert, false);
+        assert!(q.try_push_or_return(m("first")).is_none());
+        assert_eq!(q.try_push_or_return(m("second")).map(|m| m.kind), Some("second"));
+    }
+
     #[test]
     fn failures_are_classed_by_what_a_retry_can_change() {
         use teloxide::types::ChatId;
@@ -477,6 +513,12 @@ mod tests {
                 true,
                 false,
             ),
+            // A muted bot, a chat taking no text, a closed forum topic: every message to it fails
+            // the same way, so the chat is parked (its messages held), not each message dropped.
+            (RequestError::Api(ApiError::Unknown("Bad Request: CHAT_WRITE_FORBIDDEN".into())), true, false),
+            (RequestError::Api(ApiError::Unknown("Bad Request: CHAT_SEND_PLAIN_FORBIDDEN".into())), true, false),
+            (RequestError::Api(ApiError::Unknown("Bad Request: TOPIC_CLOSED".into())), true, false),
+            (RequestError::Api(ApiError::Unknown("Bad Request: CHAT_RESTRICTED".into())), true, false),
         ];
         for (e, permanent, bad) in cases {
             let got = classify(&e, "TOKEN");

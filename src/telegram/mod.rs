@@ -112,9 +112,19 @@ impl Handler<Event> for TelegramActor {
             tally,
             ..Outgoing::text(kind, format::html(&ev), class, level == NotifyLevel::Silent)
         };
-        if !self.out.try_push(m) {
-            self.metrics.telegram_send_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            warn!(kind, "Telegram queue full: message dropped");
+        if let Some(m) = self.out.try_push_or_return(m) {
+            if m.class == Class::Routine {
+                self.metrics.telegram_send_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                warn!(kind, "Telegram queue full: message dropped");
+            } else {
+                // An alert or the operator's own outcome is never dropped for a burst: it waits
+                // for room beside this actor (whose thread also empties the queue).
+                warn!(kind, "Telegram queue full: the message waits for room");
+                let out = self.out.clone();
+                actix::spawn(async move {
+                    let _ = out.push(m).await;
+                });
+            }
         }
     }
 }

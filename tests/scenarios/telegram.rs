@@ -312,6 +312,25 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
     assert_eq!(row["status"], "executed");
 }
 
+/// Commands typed while the daemon was down arrive at its next start, up to a day late: a late
+/// /unpause (which resumes buying without asking) is not done and says so, a late /pause is, and
+/// the same /unpause sent now is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_commands_when_a_resumption_is_an_hour_old_then_it_is_not_done() {
+    let (anvil, tg, _dir, d) = whale_with_telegram().await;
+    tg.inject_message_sent_ago(OP, "/pause whale", 3_600);
+    message_containing(&tg, OP, "paused whale").await;
+    tg.inject_message_sent_ago(OP, "/unpause whale", 3_000);
+    let refused = message_containing(&tg, OP, "was sent 50 min ago").await;
+    assert!(refused.text.contains("not done"), "{}", refused.text);
+    anvil.emit(&Fill::v2(1, A, C, true, 10, 100 * ONE, 50 * ONE)).await;
+    let row =
+        wait_for(20, "the fill", async || d.trades().into_iter().next().filter(|r| r["status"] != "pending")).await;
+    assert_eq!(row["reason"], "paused", "still paused: {row}");
+    tg.inject_message(OP, "/unpause whale");
+    message_containing(&tg, OP, "copying whale again").await;
+}
+
 /// A resume button offered before a restart, and a /halt after it that found trading already
 /// halted: the button is refused. The gate's count of halts starts afresh in the new process and
 /// may count the same again; the time of the last halt is journaled and does not.

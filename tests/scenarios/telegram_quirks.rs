@@ -87,6 +87,35 @@ async fn test_delivery_when_a_parked_chat_writes_again_then_it_is_served_at_once
     .await;
 }
 
+/// A chat where the bot may not write (muted: 400 "CHAT_WRITE_FORBIDDEN", a refusal naming no
+/// rights) is parked with its messages held, not each message dropped in turn as a bad one; once
+/// the bot may write again and the chat writes, the held start and the reply arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_delivery_when_the_bot_is_muted_in_the_chat_then_it_is_parked_and_nothing_is_dropped() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    tg.mute(OP, true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = daemon(&anvil, dir.path(), &tg, OP);
+    d.start();
+    d.wait_live().await;
+    let base = d.http_base().await;
+    wait_for(20, "the chat parked", async || {
+        let (_, health) = crate::support::http::http_get(&base, "/health").await;
+        health.contains("refuse our messages").then_some(())
+    })
+    .await;
+    tg.mute(OP, false);
+    tg.inject_message(OP, "/status");
+    wait_for(20, "the held start and the reply", async || {
+        let sent = tg.sent_to(OP);
+        (sent.iter().any(|m| m.text.contains("started in PAPER mode"))
+            && sent.iter().any(|m| m.text.contains("mode PAPER")))
+        .then_some(())
+    })
+    .await;
+}
+
 /// A command's reply held over a restart (its chat refused it) comes back as a reply, whole: it
 /// came back as a routine message, merged with the copies' reports into a digest that quoted 300
 /// characters of it.

@@ -46,6 +46,8 @@ struct State {
     conflict: bool,
     /// Chats that blocked the bot: Telegram answers 403 to every send there.
     blocked: std::collections::HashSet<i64>,
+    /// Chats where the bot may not write (muted): 400 "Bad Request: CHAT_WRITE_FORBIDDEN".
+    muted: std::collections::HashSet<i64>,
     /// Refused sends per chat.
     refused: HashMap<i64, u64>,
     /// Every parse_mode seen on a send.
@@ -121,12 +123,22 @@ impl FakeTelegram {
 
     /// User `user` writes `text` in `chat` (a group, say).
     pub fn inject_message_from(&self, chat: i64, user: u64, text: &str) {
+        self.inject_message_sent(chat, user, text, now_s());
+    }
+
+    /// The operator wrote `text` `ago_s` seconds ago (while the daemon was down, say): Telegram
+    /// keeps it, with the time it was sent, for the next poll.
+    pub fn inject_message_sent_ago(&self, chat: i64, text: &str, ago_s: i64) {
+        self.inject_message_sent(chat, chat.unsigned_abs(), text, now_s() - ago_s);
+    }
+
+    fn inject_message_sent(&self, chat: i64, user: u64, text: &str, date: i64) {
         let mut s = self.state.lock().unwrap();
         let (u, m) = (s.next_update, s.next_message + 1_000_000);
         s.next_update += 1;
         s.next_message += 1;
         let cmd_len = text.split_whitespace().next().unwrap_or("").len();
-        let mut msg = json!({"message_id": m, "date": now_s(), "chat": chat_json(chat),
+        let mut msg = json!({"message_id": m, "date": date, "chat": chat_json(chat),
             "from": {"id": user, "is_bot": false, "first_name": "op"}, "text": text});
         if text.starts_with('/') {
             msg["entities"] = json!([{"type": "bot_command", "offset": 0, "length": cmd_len}]);
@@ -195,6 +207,17 @@ impl FakeTelegram {
             s.blocked.insert(chat);
         } else {
             s.blocked.remove(&chat);
+        }
+    }
+
+    /// The bot is muted in `chat` (a group's member rights), or may write again: Telegram answers
+    /// every send there 400 "Bad Request: CHAT_WRITE_FORBIDDEN", a refusal that names no rights.
+    pub fn mute(&self, chat: i64, muted: bool) {
+        let mut s = self.state.lock().unwrap();
+        if muted {
+            s.muted.insert(chat);
+        } else {
+            s.muted.remove(&chat);
         }
     }
 
@@ -429,6 +452,10 @@ fn handle(s: &mut State, method: &str, json_body: &Value, body: &[u8], ctype: &s
             if s.blocked.contains(&target) {
                 *s.refused.entry(target).or_insert(0) += 1;
                 return (403, err(403, "Forbidden: bot was blocked by the user"));
+            }
+            if s.muted.contains(&target) {
+                *s.refused.entry(target).or_insert(0) += 1;
+                return (400, err(400, "Bad Request: CHAT_WRITE_FORBIDDEN"));
             }
             if let Some(new) = s.migrated.get(&target) {
                 *s.refused.entry(target).or_insert(0) += 1;
