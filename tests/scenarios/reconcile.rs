@@ -117,6 +117,14 @@ async fn test_reconcile_when_chain_differs_then_explained_applied_and_alerted() 
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("no difference"), "{out}");
     wait_for(10, "the four reconcile reports", async || (l.d.events("reconcile").len() == 4).then_some(())).await;
+    // Each is said as an operator's action (to every chat), with the change and its cause.
+    let said = wait_for(10, "the four corrections said", async || {
+        let said: Vec<String> = l.d.events("operator").into_iter().filter(|e| e.contains("shares by cli")).collect();
+        (said.len() == 4).then_some(said)
+    })
+    .await;
+    let std = format!("position in token {STD_TOKEN} set from 10 to 12 shares by cli");
+    assert!(said.iter().any(|e| e.contains(&std)), "{said:?}");
 
     // The target exits its whole position in the dusty token: we sell every whole lot (10) and the
     // 0.005 left is reported as dust, not left silently.

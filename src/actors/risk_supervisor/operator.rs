@@ -311,6 +311,8 @@ pub struct BookAdjusted {
     pub position: crate::risk::Written,
     /// Its position as the journal had it before.
     pub before: crate::risk::Position,
+    /// Who booked it and why, as reported to every chat.
+    pub said: String,
 }
 
 impl Handler<BookAdjusted> for RiskSupervisor {
@@ -326,6 +328,8 @@ impl Handler<BookAdjusted> for RiskSupervisor {
         self.carry_into_day_open(Usdc(moved));
         self.check_daily_loss();
         self.publish();
+        // The book changed by the operator's hand: said as every operator action is.
+        self.notifier.do_send(Event::Operator { message: m.said });
     }
 }
 
