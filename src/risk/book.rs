@@ -98,7 +98,12 @@ impl Exposure for Book {
 pub fn position_after(pos: Position, exec: &Execution) -> (Position, Usdc) {
     match exec.side {
         Side::Buy => (
-            Position { shares: Shares(pos.shares.0 + exec.shares.0), cost: Usdc(pos.cost.0 + exec.usdc.0) },
+            // Saturating: a node's absurd amounts (the feed saturates its sums too) must not panic
+            // the journal's writer on the same range after every restart.
+            Position {
+                shares: Shares(pos.shares.0.saturating_add(exec.shares.0)),
+                cost: Usdc(pos.cost.0.saturating_add(exec.usdc.0)),
+            },
             Usdc::ZERO,
         ),
         Side::Sell => {
@@ -115,8 +120,8 @@ pub fn position_after(pos: Position, exec: &Execution) -> (Position, Usdc) {
             // than counting whole as profit.
             let proceeds = proceeds_of(exec.usdc, Shares(sold), exec.shares).0;
             (
-                Position { shares: Shares(pos.shares.0 - sold), cost: Usdc(pos.cost.0 - cost_out) },
-                Usdc(proceeds - cost_out),
+                Position { shares: Shares(pos.shares.0 - sold), cost: Usdc(pos.cost.0.saturating_sub(cost_out)) },
+                Usdc(proceeds.saturating_sub(cost_out)),
             )
         }
     }
@@ -284,6 +289,19 @@ mod tests {
         }
         assert_eq!(pos, Position::default(), "no phantom shares");
         assert!(change_order(true, 5) > change_order(false, 9), "put back after every take-out");
+    }
+
+    /// Absurd amounts from a node (the feed saturates its sums at i64::MAX) saturate the book:
+    /// overflow checks are on in release, and a panic in the journal's writer would stop the feed
+    /// at the same range after every restart.
+    #[test]
+    fn absurd_amounts_saturate_rather_than_panic() {
+        let pos = Position { shares: Shares(i64::MAX - 1), cost: Usdc(i64::MAX - 1) };
+        let (after, realized) = position_after(pos, &exec(Side::Buy, i64::MAX, i64::MAX));
+        assert_eq!((after.shares.0, after.cost.0, realized), (i64::MAX, i64::MAX, Usdc::ZERO));
+        let (_, realized) =
+            position_after(Position { shares: Shares(ONE), cost: Usdc(i64::MAX) }, &exec(Side::Sell, ONE, -5));
+        assert_eq!(realized, Usdc(i64::MIN), "saturated, not wrapped");
     }
 
     #[test]

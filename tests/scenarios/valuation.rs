@@ -363,6 +363,29 @@ async fn test_live_when_the_trading_day_rolls_on_its_timer_then_the_loss_limits_
     assert_eq!((rows[1]["status"].as_str(), rows[1]["reason"].as_str()), (Some("executed"), None), "{}", rows[1]);
 }
 
+/// The trading day rolls while the journal cannot be written (another process holds its lock past
+/// the busy timeout): the day's opening value is not journaled, and trading halts
+/// (`database_error`) rather than going on with a loss limit that a restart would forget. The
+/// write was only logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_the_days_opening_value_cannot_be_journaled_then_trading_halts() {
+    let (l, clock, next_hour_ms) = live_with_a_movable_day().await;
+    let lock = LockedJournal::hold(&l.d.dir.join("journal.db"));
+    let shift = next_hour_ms + 5_000 - polycopy::store::now_ms();
+    std::fs::write(&clock, shift.to_string()).unwrap();
+    wait_for(30, "the opening value's write failed", async || {
+        l.d.log().contains("journal write failed (the trading day's opening value)").then_some(())
+    })
+    .await;
+    lock.release();
+    let b = wait_for(20, "halted", async || {
+        let s = l.d.status();
+        (s["breaker"]["state"] == "halted").then(|| s["breaker"].clone())
+    })
+    .await;
+    assert_eq!(b["code"], "database_error", "{b}");
+}
+
 /// The clock ran ahead past the day's hour (a new day opened at zero) and is set back: the day it
 /// left opens again with its losses, and the loss limit counts them with the next one, instead
 /// of allowing a second day's worth.

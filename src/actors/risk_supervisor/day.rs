@@ -100,7 +100,7 @@ impl RiskSupervisor {
         {
             let open = Usdc(open.0 + moved);
             self.unrealized_at_open = Some(open);
-            self.store.do_send(MoveDayOpen { day_start_ms: self.day_start_ms, unrealized: open });
+            self.journal_day_open(MoveDayOpen { day_start_ms: self.day_start_ms, unrealized: open });
         }
     }
 
@@ -116,7 +116,34 @@ impl RiskSupervisor {
     /// Records the day's opening unrealized P&L (in the journal too, so a restart keeps it).
     pub(super) fn open_day_at(&mut self, unrealized: Usdc) {
         self.unrealized_at_open = Some(unrealized);
-        self.store.do_send(SetDayOpen { day_start_ms: self.day_start_ms, unrealized });
+        self.journal_day_open(SetDayOpen { day_start_ms: self.day_start_ms, unrealized });
+    }
+
+    /// Journals the day's opening value; a failed write halts (`database_error`), as any write
+    /// the limits rest on: lost, a restart mid-day would open the day again at the marks of that
+    /// moment and forget the day's losses so far. Queued on the writer now, in order with the
+    /// day's other writes.
+    fn journal_day_open<R: crate::actors::store::Request<Out = ()>>(&self, write: R) {
+        let done = self.writer.ask(write);
+        let me = self.me.clone();
+        actix::spawn(async move {
+            if let (Err(e), Some(me)) = (done.await, me) {
+                me.do_send(DayOpenNotJournaled(e.to_string()));
+            }
+        });
+    }
+}
+
+/// The day's opening value could not be journaled.
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+struct DayOpenNotJournaled(String);
+
+impl actix::Handler<DayOpenNotJournaled> for RiskSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, DayOpenNotJournaled(e): DayOpenNotJournaled, _: &mut actix::Context<Self>) {
+        self.trip("database_error", &format!("journal write failed (the trading day's opening value): {e}"), "daemon");
     }
 }
 

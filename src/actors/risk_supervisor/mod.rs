@@ -108,6 +108,8 @@ pub struct RiskSupervisor {
     close_nonce: u64,
     /// See [`RiskConfig::paper_instant`].
     paper_instant: Option<u32>,
+    /// Its own address, once started: tasks awaiting a journal write report a failure here.
+    me: Option<Addr<Self>>,
 }
 
 impl std::fmt::Debug for RiskSupervisor {
@@ -195,6 +197,7 @@ impl RiskSupervisor {
             close_slippage_bps,
             close_nonce: 0,
             paper_instant,
+            me: None,
         };
         // Valued at the journal's last marks until the CLOB marks it again (a token it no longer
         // marks keeps its last mark instead of counting at cost against an opening that did not).
@@ -507,6 +510,7 @@ impl Actor for RiskSupervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.me = Some(ctx.address());
         self.poll_breaker(ctx);
         ctx.run_interval(self.poll, Self::poll_breaker);
         // Often enough that an attempt a halt brought forward (the cancel of a GTD order that may

@@ -274,7 +274,7 @@ fn order_settled(tx: &Connection, order_id: &str, tx_hash: &str, settled_shares:
         "UPDATE orders SET settled = CASE settled WHEN -1 THEN 2 ELSE 1 END, settle_tx = ?2 \
          WHERE order_id = ?1 AND (settled = -1 OR (settled = 0 AND ?3 >= \
          (SELECT e.shares FROM executions e WHERE e.fill_id = orders.fill_id)))",
-        params![order_id, tx_hash, settled_shares.0 + SETTLED_WITHIN.0],
+        params![order_id, tx_hash, settled_shares.0.saturating_add(SETTLED_WITHIN.0)],
     )?;
     Ok(n > 0)
 }
@@ -398,7 +398,7 @@ pub(crate) fn grow_execution_in(
     }
     let side = Side::parse(&side).ok_or(StoreError::Corrupt { column: "executions.side", value: side })?;
     let part_shares = Shares(shares.0 - had_shares);
-    let part_usdc = Usdc(usdc.0 - had_usdc);
+    let part_usdc = Usdc(usdc.0.saturating_sub(had_usdc));
     let part = Execution {
         fill_row,
         side,
