@@ -131,10 +131,22 @@ install -d -m 0755 "$root/usr/local/bin" "$lib" "$doc" "$root/etc/systemd/system
 install -d -m 0750 "$etc_base" "$etc" "$logs"
 install -d -m 0700 "$root/var/lib/polycopy" "$root/var/backups/polycopy" "$state" "$backups"
 
+# A service running on the installed binary keeps it until its next start (a crash, the watchdog, a
+# reboot), which would then run this one unverified, with no backup and no .prev to go back to
+# (after an update rolled back, it would be the very binary that failed). update.sh changes the
+# binary of a running service: backup, restart, health check, rollback. Checked where systemd is
+# (a real install, or SYSTEMCTL set), never for a staged tree alone.
+if [ -e "$root/usr/local/bin/polycopy" ] && ! cmp -s "$bin" "$root/usr/local/bin/polycopy" \
+  && { [ -z "$root" ] || [ -n "${SYSTEMCTL:-}" ]; }; then
+  running=$("${SYSTEMCTL:-systemctl}" list-units --type=service --state=active --no-legend --plain \
+    'polycopy.service' 'polycopy@*.service' 2>/dev/null | awk '{print $1}' | tr '\n' ' ' || true)
+  [ -z "${running// /}" ] \
+    || die "refusing to replace the binary under running ${running% }: change it with update.sh (backup, restart, health check, rollback), e.g. sudo $lib/update.sh $bin, then run this installer again for the scripts and units"
+fi
+
 # Written beside and renamed into place: a restart or a cron job at that moment runs the old
 # binary or the new one, never half of one ("Text file busy" where it runs). An identical one is
-# left alone. A running service keeps the old one until it is restarted: update.sh does that with a
-# backup, a health check and a rollback.
+# left alone.
 if ! cmp -s "$bin" "$root/usr/local/bin/polycopy"; then
   install -m 0755 "$bin" "$root/usr/local/bin/polycopy.new"
   mv -f "$root/usr/local/bin/polycopy.new" "$root/usr/local/bin/polycopy"

@@ -189,7 +189,9 @@ if [ "$with_config" = 1 ]; then
   for i in $(seq 1 "$saved"); do targets+=("settings-$i.toml$tab${current[$((i - 1))]}"); done
   if grep -qx wallets.json <<<"$names"; then
     w=$(config_field wallets_path)
-    [ -n "$w" ] || w="$(dirname "${current[0]:-$(settings_file)}")/wallets.json"
+    # A relative path is check-config's guess when the settings do not load (it depends on the
+    # directory this runs from): the installation's, next to its settings, instead.
+    case "$w" in /*) ;; *) w="$(dirname "${current[0]:-$(settings_file)}")/wallets.json" ;; esac
     targets+=("wallets.json$tab$w")
   fi
   if grep -qx backup.conf <<<"$names"; then targets+=("backup.conf$tab$(backup_conf_file)"); fi

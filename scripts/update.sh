@@ -28,8 +28,11 @@ so that the rollback never needs a decryption key on the server and an off-site 
 never stops an update. Retention deletes it like any other backup; with encryption on, delete it
 yourself once the update has proved itself if no plaintext backup should stay.
 Environment: SYSTEMCTL (default systemctl), HEALTH_ARGS (extra health_check.sh arguments),
-UPDATE_HOLD_S (default 30: once healthy, the new version must stay so that long, the same process,
-not restarted, or it is rolled back: one good probe does not prove a binary that falls over next).
+UPDATE_HOLD_S (default 100: once healthy, the new version must stay so that long, the same process,
+not restarted, or it is rolled back: one good probe does not prove a binary that falls over next.
+It outlasts the unit's WatchdogSec (90 s: a watchdog no longer fed restarts the process) and
+health.feed_stall_s (60 s: a chain feed that never syncs turns /health unhealthy), which a shorter
+hold passed as healthy).
 A hangup (a dropped SSH session) does not stop an update half-way; run it in tmux or with
 systemd-run all the same.
 A check failing before the swap (a chain or CLOB outage, low disk) is not blamed on the new version:
@@ -56,7 +59,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$new" ] || usage_error "which binary? (e.g. target/release/polycopy)"
 [[ "$timeout" =~ ^[0-9]+$ ]] || usage_error "--timeout must be a whole number of seconds"
-hold_s=${UPDATE_HOLD_S:-30}
+hold_s=${UPDATE_HOLD_S:-100}
 [[ "$hold_s" =~ ^[0-9]+$ ]] || usage_error "UPDATE_HOLD_S must be a whole number of seconds"
 [ -n "$bin_path" ] || bin_path=$(installed_bin)
 [ -n "$service" ] || service=$(default_service)

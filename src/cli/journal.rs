@@ -39,7 +39,9 @@ pub fn trades(g: &GlobalArgs, as_json: bool, limit: u32) -> Result<()> {
 /// # Errors
 /// When the journal cannot be read or the copy written or verified.
 pub fn backup(g: &GlobalArgs, out: &std::path::Path) -> Result<()> {
-    let s = settings_or_bail(g)?;
+    // Only read: a settings file edited with a mistake while the daemon trades on the settings it
+    // started with must not stop the nightly backups (its journal and mode are still read).
+    let s = super::settings_for_reading(g)?;
     super::require_journal(&s)?;
     // Never over a file: `--out` naming the journal itself would swap a snapshot in under the
     // running daemon, and everything journaled since would be lost at its next start.
@@ -84,7 +86,7 @@ pub fn backup(g: &GlobalArgs, out: &std::path::Path) -> Result<()> {
 pub fn db_check(g: &GlobalArgs, file: Option<&std::path::Path>, quick: bool) -> Result<i32> {
     let path = match file {
         Some(f) => f.to_path_buf(),
-        None => settings_or_bail(g)?.db_path,
+        None => super::settings_for_reading(g)?.db_path,
     };
     match crate::store::check_file(&path, quick)? {
         Ok(()) => {

@@ -473,6 +473,14 @@ fn settings_for_money(g: &GlobalArgs, what: &str) -> Result<Result<Settings, i32
     Ok(Ok(s))
 }
 
+/// The files' own mode and paths when the full settings do not load (see
+/// [`Settings::load_for_control`]), with the journal of that mode or `--db`.
+fn located_settings(g: &GlobalArgs) -> Option<Settings> {
+    let mut s = unchecked_settings(g).ok()?;
+    use_journal_of_mode(g, &mut s);
+    Some(s)
+}
+
 /// The files' own settings, unchecked (see [`Settings::load_for_control`]).
 fn unchecked_settings(g: &GlobalArgs) -> Result<Settings, Vec<Problem>> {
     let system_file = system_file(g)?;

@@ -40,10 +40,15 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
         };
         problems.push(crate::config::Problem::new(s.origin.clone(), "control_socket", message));
     }
+    // Where things are, for the scripts (backup, health check, alerts, restore): from the full
+    // settings, or, when they do not load (an edit left a mistake, the daemon still trades on the
+    // settings it started with), from the files' own mode and paths as `halt` reads them. Without
+    // them a wrong file silently stopped every backup and every script's alert.
+    let located = settings.clone().or_else(|| super::located_settings(g));
     let wallets_path = g
         .wallets
         .clone()
-        .or_else(|| settings.as_ref().map(|s| s.wallets_path.clone()))
+        .or_else(|| located.as_ref().map(|s| s.wallets_path.clone()))
         .unwrap_or_else(|| PathBuf::from("config/wallets.json"));
     // Without valid settings the wallets path is a guess: only check the file named on the command line.
     let wallets = if settings.is_some() || g.wallets.is_some() {
@@ -103,21 +108,21 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
     };
     // The file is checked as written; the daemon that trades may still run the mode it started
     // with, and the scripts (backup, health check) must act on that one.
-    let running = settings
+    let running = located
         .as_ref()
         .and_then(|s| super::daemon_that_trades::daemon_of_the_other_mode(g, s).map(|d| (d.describe(s.mode), d)));
     if as_json {
         let out = json!({
             "ok": problems.is_empty(),
             "problems": problems,
-            "mode": settings.as_ref().map(|s| s.mode.as_str()),
+            "mode": located.as_ref().map(|s| s.mode.as_str()),
             "targets_enabled": enabled,
             "wallets_path": wallets_path.display().to_string(),
-            "db_path": settings.as_ref().map(|s| s.db_path.display().to_string()),
-            "control_socket": settings.as_ref().map(|s| s.control_socket_path().display().to_string()),
-            "http_listen": settings.as_ref().map(|s| s.http.listen.clone()),
-            "emergency_stop_file": settings.as_ref().map(|s| s.emergency_stop_file.display().to_string()),
-            "alert_token_file": settings.as_ref().map(|s| crate::alert_gate::token_path(&s.db_path).display().to_string()),
+            "db_path": located.as_ref().map(|s| s.db_path.display().to_string()),
+            "control_socket": located.as_ref().map(|s| s.control_socket_path().display().to_string()),
+            "http_listen": located.as_ref().map(|s| s.http.listen.clone()),
+            "emergency_stop_file": located.as_ref().map(|s| s.emergency_stop_file.display().to_string()),
+            "alert_token_file": located.as_ref().map(|s| crate::alert_gate::token_path(&s.db_path).display().to_string()),
             "settings_file": settings.as_ref().map(|s| s.origin.clone()),
             "instance": g.instance,
             "endpoints": endpoints,

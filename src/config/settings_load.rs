@@ -253,7 +253,8 @@ impl Settings {
 
 impl Settings {
     /// What a halt or resume needs when the full load fails: the built-in defaults with the files'
-    /// own mode, journals, control socket and stop file, read with no other check and without the
+    /// own mode, journals, control socket, stop file, targets file and health server's address
+    /// (`check-config` names them to the scripts), read with no other check and without the
     /// environment (which may not set those). A file edited badly while the daemon runs on its old
     /// settings must not keep a halt from reaching it.
     ///
@@ -279,10 +280,16 @@ impl Settings {
             ("live.db_path", &mut s.live.db_path),
             ("control_socket", &mut s.control_socket),
             ("emergency_stop_file", &mut s.emergency_stop_file),
+            ("wallets_path", &mut s.wallets_path),
         ] {
             if let Ok(v) = cfg.get_string(key) {
                 *field = PathBuf::from(v);
             }
+        }
+        // Where the health server listens: the scripts' health check and alert relay find the
+        // daemon there.
+        if let Ok(v) = cfg.get_string("http.listen") {
+            s.http.listen = v;
         }
         s.origin = if read.is_empty() { "built-in defaults".to_owned() } else { read.join(" + ") };
         Ok(s)

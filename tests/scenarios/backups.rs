@@ -401,6 +401,30 @@ async fn test_encrypted_backup_when_restored_with_its_key_then_sound_and_refused
     assert!(out.lines().any(|l| l.contains(".config.tgz.age: ok: settings archive")), "{out}");
 }
 
+/// The settings file edited with a mistake while the daemon trades on its old settings: check-config
+/// reports the problem and still names the mode, the journal, its alert token and the targets
+/// file, so the cron backup goes on (it stopped, and every script's alert with it).
+#[test]
+fn test_backup_when_the_settings_file_was_edited_wrong_then_the_journal_is_still_backed_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = idle(dir.path());
+    // A mistake saved while the daemon trades on its old settings (not restarted).
+    d.set("risk", "max_order_usd = 5");
+    let (code, out, _) = d.run_cli(&["check-config", "--json", "--offline"]);
+    assert_eq!(code, 78, "{out}");
+    let c: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(c["ok"], false);
+    // The scripts still learn where the journal, its alert token and the targets are.
+    assert_eq!(c["mode"], "paper", "{c}");
+    assert!(c["db_path"].as_str().is_some_and(|p| p.ends_with("journal.db")), "{c}");
+    assert!(c["alert_token_file"].is_string(), "{c}");
+    assert!(c["wallets_path"].as_str().is_some_and(|p| p.ends_with("wallets.json")), "{c}");
+    let b = dir.path().join("backups");
+    let (code, out, err) = d.script("backup.sh", &["--dir", &b.display().to_string()], &[]);
+    assert_eq!(code, 0, "backups go on: {err}");
+    assert!(Path::new(out.trim()).exists(), "{out}");
+}
+
 /// The settings file and wallets.json are saved with the journal (never a secrets file), can be
 /// extracted for reading (--config-to) and put back in place (--with-config), the edited ones kept
 /// aside.

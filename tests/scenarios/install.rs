@@ -41,6 +41,49 @@ fn tree(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
     out
 }
 
+/// Re-running the installer with a different binary while the service runs is refused (the next
+/// restart would run it unverified, with no rollback): update.sh changes a running service's
+/// binary. Stopped, or the same binary, the installer goes on.
+#[test]
+fn test_install_when_the_service_runs_and_the_binary_differs_then_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().display().to_string();
+    let other = root.path().join("other-polycopy");
+    std::fs::write(&other, "#!/bin/sh\necho 'polycopy 9.9.9'\n").unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let units = root.path().join("active-units");
+    let systemctl = root.path().join("systemctl");
+    std::fs::write(
+        &systemctl,
+        format!("#!/bin/sh\n[ \"$1\" = list-units ] && cat {} 2>/dev/null\nexit 0\n", units.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let install = |b: &str| {
+        run(Command::new("bash")
+            .arg(repo().join("scripts/install.sh"))
+            .args(["--root", &r, "--bin", b])
+            .env("SYSTEMCTL", &systemctl))
+    };
+    let (code, _, err) = install(&bin());
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(&units, "polycopy.service loaded active running polycopy\n").unwrap();
+    let (code, _, err) = install(&bin());
+    assert_eq!(code, 0, "the same binary: nothing replaced, {err}");
+    let (code, _, err) = install(other.to_str().unwrap());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("refusing to replace the binary under running polycopy.service") && err.contains("update.sh"),
+        "{err}"
+    );
+    let installed = root.path().join("usr/local/bin/polycopy");
+    assert!(std::fs::read(&installed).unwrap() == std::fs::read(bin()).unwrap(), "the running binary is kept");
+    std::fs::write(&units, "").unwrap();
+    let (code, _, err) = install(other.to_str().unwrap());
+    assert_eq!(code, 0, "stopped: {err}");
+    assert!(std::fs::read(&installed).unwrap() == std::fs::read(&other).unwrap());
+}
+
 /// `install.sh --root` twice produces the same tree with the right modes and keeps an edited
 /// wallets.json; `uninstall.sh` removes the program and keeps the data.
 #[test]
