@@ -33,13 +33,16 @@ fn send(states: &[NotifyState<'_>]) {
     }
 }
 
-/// Feeds the systemd watchdog at half its period while the daemon is alive and trying: the actor
+/// Feeds the systemd watchdog six times a period while the daemon is alive and trying: the actor
 /// system answers and the chain feed attempted a read within `trying_within` (successful or not).
 /// A chain outage does not stop the pings (a restart cannot fix a provider, and would only turn an
 /// outage into a restart loop); it shows in `/health` and is alerted. A stuck loop does stop them.
+/// At half the period, one check that failed in passing (the supervisor's mailbox busy for a
+/// second during a backfill) left one late ping to make the deadline, a coin flip; at a sixth,
+/// only a daemon stuck for most of the period misses it.
 pub async fn watchdog(feed: watch::Receiver<FeedStatus>, risk: Addr<RiskSupervisor>, trying_within: Duration) {
     let Some(period) = sd_notify::watchdog_enabled() else { return };
-    let mut tick = tokio::time::interval(period / 2);
+    let mut tick = tokio::time::interval(period / 6);
     let window = i64::try_from(trying_within.as_millis()).unwrap_or(i64::MAX);
     loop {
         tick.tick().await;

@@ -1247,6 +1247,30 @@ async fn test_live_when_restarted_with_unresolved_orders_while_clob_503_then_rea
     assert_eq!(l.clob.posts().len(), 1);
 }
 
+/// The same with the target's exit of that token journaled undecided (it waited for our BUY): at
+/// the restart the exit's sizing waits for the BUY driven again at most a few seconds, not the two
+/// minutes a running daemon gives it, so the start becomes ready (systemd's start timeout is two
+/// minutes) and the operator is told the exit was sized without the BUY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_restarted_with_an_unresolved_buy_and_an_exit_of_its_token_then_ready_promptly() {
+    let mut l = live().await;
+    reset(&l.d, "resolve_for_s = 15", "resolve_for_s = 600");
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the POST", async || (l.clob.posts().len() == 1).then_some(())).await;
+    l.anvil.emit(&Fill::v2(2, A, C, false, STD_TOKEN, 100 * ONE, 50 * ONE)).await;
+    wait_for(20, "the exit journaled", async || (l.d.trades().len() == 2).then_some(())).await;
+    let started = std::time::Instant::now();
+    restart_with_lookups_down(&mut l).await;
+    assert!(started.elapsed() < Duration::from_secs(60), "ready in {:?}", started.elapsed());
+    wait_for(20, "the exit sized without the BUY, said", async || {
+        l.d.events("alert").into_iter().find(|e| e.contains("sized without our BUY of it still in flight"))
+    })
+    .await;
+    assert_eq!(l.clob.posts().len(), 1, "no second order for the BUY, and nothing to sell yet");
+}
+
 /// More unfinished fills at a restart than placement slots, while the CLOB's engine answers 503:
 /// recovery does not wait for slots held by orders that cannot be resolved yet, so the daemon is
 /// ready at once; the waiting fill is sent once a slot frees, and each fill gets one order.

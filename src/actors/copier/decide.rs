@@ -7,7 +7,7 @@ use actix::Addr;
 
 use super::{CopierConfig, Copy, target_balance_before};
 use crate::actors::notifier::{Event, Notifier};
-use crate::actors::risk_supervisor::{BuyOpen, Decision, Evaluate, GetPosition, RiskSupervisor};
+use crate::actors::risk_supervisor::{BuyOpen, Decision, Evaluate, GetPosition, Placing, RiskSupervisor};
 use crate::actors::store::{CopiedShares, RecordRefusal, StoreActor};
 use crate::chain::Reads;
 use crate::domain::{OrderIntent, Shares, Side, TargetFill};
@@ -66,6 +66,10 @@ impl CopyTask {
             Ok(()) => self.size(&m, info.as_ref().map_or(Shares::ZERO, |i| i.min_size)).await,
         };
         match sized {
+            // The same fill, copied before and approved (its order waits for a slot, its intent
+            // not journaled yet): that copy decides; refused here, this one would mark the fill
+            // refused under it, and its order would never be sent.
+            Err(_) if self.risk.send(Placing(m.pending.row)).await.unwrap_or(false) => Decision::AlreadyPlacing,
             Err(reason) => self.reject(&m, reason, market),
             Ok(sized) => {
                 if fill.side == Side::Buy

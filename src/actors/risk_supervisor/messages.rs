@@ -60,6 +60,11 @@ pub struct Evaluate {
 #[rtype(result = "bool")]
 pub struct BuyOpen(pub TokenId);
 
+/// Whether the fill in this journal row has an order being placed or resolved (its exposure held).
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct Placing(pub i64);
+
 /// Our current position in a token, for a SELL's size.
 #[derive(Debug, Message)]
 #[rtype(result = "Shares")]

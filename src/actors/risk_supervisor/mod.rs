@@ -16,7 +16,7 @@ mod setup;
 mod valuation;
 
 pub use messages::{
-    BuyOpen, Decision, Evaluate, Flush, GetBreakerState, GetPosition, HaltAsked, ResumeFrom, SetTrading,
+    BuyOpen, Decision, Evaluate, Flush, GetBreakerState, GetPosition, HaltAsked, Placing, ResumeFrom, SetTrading,
 };
 pub use operator::{BookAdjusted, CHANGED_SINCE_SHOWN, Close, CloseStarted, MarketPauses, OperatorDid, close_summary};
 pub use setup::{RiskConfig, RiskPeers, RiskState};

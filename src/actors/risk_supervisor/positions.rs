@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::{Context, Handler};
 
-use super::{BuyOpen, GetPosition, RiskSupervisor};
+use super::{BuyOpen, GetPosition, Placing, RiskSupervisor};
 use crate::domain::Shares;
 
 impl Handler<GetPosition> for RiskSupervisor {
@@ -32,7 +32,8 @@ impl Handler<GetPosition> for RiskSupervisor {
             return Box::pin(async move { shares });
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.position_waiters.push((m.token, std::time::Instant::now() + POSITION_WAIT, m.at_start, tx));
+        let wait = if m.at_start { POSITION_WAIT_AT_START } else { POSITION_WAIT };
+        self.position_waiters.push((m.token, std::time::Instant::now() + wait, m.at_start, tx));
         Box::pin(async move { rx.await.unwrap_or(Shares::ZERO) })
     }
 }
@@ -47,11 +48,25 @@ impl Handler<BuyOpen> for RiskSupervisor {
     }
 }
 
+impl Handler<Placing> for RiskSupervisor {
+    type Result = bool;
+
+    fn handle(&mut self, Placing(row): Placing, _: &mut Context<Self>) -> bool {
+        self.reserved.holds(row)
+    }
+}
+
 /// Longest a position question waits for a BUY in flight (an order whose outcome stays unknown
 /// keeps its reservation; the SELL is then sized on what is booked, and the operator told). Only
 /// the token's own copies wait meanwhile, and well inside the default copy delay (300 s): long
 /// enough for a BUY that waited for a slot behind hanging orders and then for its resolve window.
 const POSITION_WAIT: Duration = Duration::from_secs(120);
+
+/// The same during recovery at start, which the daemon's readiness waits for: a recovered BUY of
+/// the token being driven again may take its whole resolve window (a GTD order resting, a CLOB
+/// answering 503), and two minutes of it passed systemd's start timeout, which killed the start
+/// and looped. Past it the exit is sized without the BUY, and the operator told.
+const POSITION_WAIT_AT_START: Duration = Duration::from_secs(10);
 
 impl RiskSupervisor {
     /// Whether a SELL of `token` waits for a BUY of it: one being placed, or one whose outcome is
@@ -92,7 +107,8 @@ impl RiskSupervisor {
             if !buying || now >= deadline {
                 if buying {
                     // Sized without it: should it fill, we hold shares the target has left.
-                    self.sized_without_buy(&token, &format!("unknown after {} s", POSITION_WAIT.as_secs()));
+                    let waited = if at_start { POSITION_WAIT_AT_START } else { POSITION_WAIT };
+                    self.sized_without_buy(&token, &format!("unknown after {} s", waited.as_secs()));
                 }
                 let _ = tx.send(self.reserved.sellable(&self.book, &token));
             } else {
