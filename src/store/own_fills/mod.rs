@@ -306,18 +306,35 @@ fn may_still_fill(order: &StoredOrder, status: &str, now_s: i64) -> bool {
 /// proportion.
 fn capped_at_size(order: &StoredOrder, shares: Shares, usdc: Usdc, order_id: &str) -> (Shares, Usdc) {
     let Ok(gives) = i64::try_from(order.maker_amount) else { return (shares, usdc) };
-    let (given, other) = if order.side == 0 { (usdc.0, shares.0) } else { (shares.0, usdc.0) };
-    if gives <= 0 || given <= gives {
+    if gives <= 0 {
         return (shares, usdc);
     }
-    tracing::error!(
-        order = order_id,
-        gave = given,
-        signed = gives,
-        "our fills on chain add up to more than the order gives: capped at it (a settlement counted twice?); check with reconcile"
-    );
-    let other = i64::try_from(i128::from(other) * i128::from(gives) / i128::from(given)).unwrap_or(other);
-    if order.side == 0 { (Shares(other), Usdc(gives)) } else { (Shares(gives), Usdc(other)) }
+    let buy = order.side == 0;
+    let (mut given, mut other) = if buy { (usdc.0, shares.0) } else { (shares.0, usdc.0) };
+    // What the order can get for what it gives: a BUY's shares at the lowest price any tick allows
+    // (0.0001), a SELL's pUSD at a price of at most 1. Beyond that a node's figures are absurd, and
+    // kept, their sums would overflow the book's arithmetic (overflow checks are on).
+    let gets_at_most = if buy { gives.saturating_mul(10_000) } else { gives };
+    if other > gets_at_most {
+        tracing::error!(
+            order = order_id,
+            got = other,
+            most = gets_at_most,
+            "our fills on chain got more than the order can get: capped at it (a node's absurd figures?); check with reconcile"
+        );
+        other = gets_at_most;
+    }
+    if given > gives {
+        tracing::error!(
+            order = order_id,
+            gave = given,
+            signed = gives,
+            "our fills on chain add up to more than the order gives: capped at it (a settlement counted twice?); check with reconcile"
+        );
+        other = i64::try_from(i128::from(other) * i128::from(gives) / i128::from(given)).unwrap_or(other);
+        given = gives;
+    }
+    if buy { (Shares(other), Usdc(given)) } else { (Shares(given), Usdc(other)) }
 }
 
 /// Books the order of `f.fill_row` from its fills on chain, when its fill has no execution yet:

@@ -750,6 +750,18 @@ fn our_fills_are_capped_at_what_the_order_gives() {
     assert_eq!(position(&s), (11_000_000, 5_100_000));
 }
 
+/// A node's absurd figures for what our BUY got (the feed saturates its sums at i64::MAX) are
+/// capped at what its pUSD buys at the lowest price any tick allows: never booked whole, where
+/// the book's sums would overflow (overflow checks are on; a panic there would loop on restart).
+#[test]
+fn our_fills_never_get_more_than_the_order_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+    copies(&mut s, Side::Buy, 1);
+    let got = s.settle_own_fill(&id(0x51), Shares(i64::MAX), Usdc(5_100_000), ("0xa", 1)).unwrap();
+    assert!(matches!(got, OwnSettlement::Booked(ref b) if b.exec.shares == Shares(51_000_000_000)), "{got:?}");
+}
+
 /// Our order's fill on chain is what we own: it is booked whether the copy was still pending
 /// or had been decided otherwise, and the second case says so.
 #[test]
