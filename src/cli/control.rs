@@ -261,7 +261,7 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
 /// # Errors
 /// When the settings are invalid, or with no daemon the journal cannot be written.
 pub fn resume(g: &GlobalArgs) -> Result<i32> {
-    let s = settings_for_control(g)?;
+    let s = super::settings_for_resume(g)?;
     if s.emergency_stop_file.exists() {
         eprintln!(
             "refused: the emergency stop file {} is present: remove it first, then resume",

@@ -491,6 +491,18 @@ fn unchecked_settings(g: &GlobalArgs) -> Result<Settings, Vec<Problem>> {
 /// mode, journals and control socket, with the problems said as a warning. The daemon that trades
 /// runs on the settings it started with, and a halt must reach it even while the file is wrong.
 fn settings_for_control(g: &GlobalArgs) -> Result<Settings> {
+    settings_for_control_or_guess(g, true)
+}
+
+/// The settings `resume` acts with: as [`settings_for_control`], but settings that cannot be read
+/// at all are refused rather than taken from whichever installed daemon answers: mid-switch of
+/// mode, that may be the live one, which a resume must never restart on a guess.
+fn settings_for_resume(g: &GlobalArgs) -> Result<Settings> {
+    settings_for_control_or_guess(g, false)
+}
+
+/// [`settings_for_control`]; `guess`: unreadable settings fall back to the installed daemon.
+fn settings_for_control_or_guess(g: &GlobalArgs, guess: bool) -> Result<Settings> {
     let problems = match load_settings(g) {
         Ok(s) => return Ok(s),
         Err(p) => p,
@@ -498,7 +510,7 @@ fn settings_for_control(g: &GlobalArgs) -> Result<Settings> {
     let mut s = match unchecked_settings(g) {
         Ok(s) => s,
         Err(unreadable) => {
-            if let Some(s) = installed_daemon(g) {
+            if let Some(s) = installed_daemon(g).filter(|_| guess) {
                 eprintln!(
                     "warning: the settings cannot be read (the daemon keeps the settings it started with); this \
                      command acts on the installed {} daemon, which answers on {}:\n{}",
@@ -507,6 +519,14 @@ fn settings_for_control(g: &GlobalArgs) -> Result<Settings> {
                     render(&unreadable)
                 );
                 return Ok(s);
+            }
+            if !guess {
+                return Err(ConfigError(format!(
+                    "invalid settings, and not even their mode and journal can be read:\n{}\nFix the settings file \
+                     first: a resume is never sent to a daemon guessed at",
+                    render(&unreadable)
+                ))
+                .into());
             }
             return Err(ConfigError(format!(
                 "invalid settings, and not even their journal and control socket can be read:\n{}\nTo stop trading \

@@ -122,7 +122,17 @@ fn follow(s: &crate::config::Settings, rows: &[i64], wait: Duration) -> Result<i
 /// # Errors
 /// When the settings are invalid, or with no daemon the journal cannot be written.
 pub fn pause_market(g: &GlobalArgs, market: &str, paused: bool) -> Result<i32> {
-    let s = settings_or_bail(g)?;
+    // A pause only stops buying, and goes to the daemon that trades whatever its mode; a resumption
+    // buys again, so, as `resume` and `close`, it is not sent to a daemon of another mode than the
+    // file says (the operator may be moving away from it) unless its journal is named.
+    let s = if paused {
+        settings_or_bail(g)?
+    } else {
+        match super::settings_for_money(g, "resume-market")? {
+            Ok(s) => s,
+            Err(code) => return Ok(code),
+        }
+    };
     let sel = match MarketSelector::parse(market) {
         Ok(sel) => sel,
         Err(e) => {

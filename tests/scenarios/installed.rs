@@ -185,6 +185,15 @@ async fn test_installed_live_when_the_settings_file_does_not_parse_then_halt_sti
     assert!(err.contains("cannot be read") && err.contains("installed live daemon"), "{err}");
     l.next_copy_refused_as_halted().await;
     assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal appeared");
+    // A resume is never sent to the daemon guessed at (mid-switch, the file may have been meant to
+    // say paper): refused until the file reads again.
+    let (code, out, err) = l.cli(&["resume"]);
+    assert_eq!(code, 78, "{out}{err}");
+    assert!(err.contains("a resume is never sent to a daemon guessed at"), "{err}");
+    l.inst.edit("mode = \"live", "mode = \"live\"");
+    let (code, out, err) = l.cli(&["resume"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("resumed"), "{out}");
 }
 
 /// A `.env` in the operator's directory (a checkout's, say) that points `POLYCOPY_SYSTEM_CONFIG` at
@@ -262,13 +271,19 @@ async fn test_installed_live_when_the_file_says_paper_but_the_live_daemon_runs_t
 
     let (code, out, err) = l.cli(&["pause-market", &STD_TOKEN.to_string()]);
     assert_eq!(code, 0, "the live daemon pauses it: {out}{err}");
+    // Buying again in it is not sent to the live daemon the file moves away from, as a resume is not.
+    let (code, out, err) = l.cli(&["resume-market", &STD_TOKEN.to_string()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("refused") && err.contains("--db"), "{err}");
+    let live_db = l.live_db();
+    let (code, out, err) = l.cli(&["--db", live_db.to_str().unwrap(), "resume-market", &STD_TOKEN.to_string()]);
+    assert_eq!(code, 0, "named, it is: {out}{err}");
     let (code, out, err) = l.cli(&["close", "--all"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("refused") && err.contains("--db"), "{err}");
     assert!(l.clob.posts().len() == 1, "nothing sold");
     // Named with --db as the refusal says, a reconcile acts in the live daemon's mode, never
     // "paper mode: nothing to reconcile".
-    let live_db = l.live_db();
     let (_, out, err) = l.cli(&["--db", live_db.to_str().unwrap(), "reconcile", "--apply"]);
     assert!(!out.contains("paper mode") && err.contains("trades live"), "{out}{err}");
 
