@@ -79,6 +79,9 @@ check_once() {
   elif [ -n "$(config_field running_warning)" ]; then
     # The next restart (a crash, a reboot) changes the mode: the operator must decide it now.
     failures+=("config: $(config_field running_warning)")
+  elif [ "$(config_field settings_valid)" = false ]; then
+    # The daemon trades on the settings it started with; its next start would refuse these.
+    failures+=("config: the settings file $(config_field settings_file) has problems its next start would refuse: run $(polycopy_bin) check-config")
   fi
   local code
   if ! code=$(curl -sS --max-time 5 -o "$tmp" -w '%{http_code}' "$url/health" 2>/dev/null); then

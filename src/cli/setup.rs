@@ -26,6 +26,8 @@ pub fn env_for(s: &Settings, need_key: bool) -> Result<Env> {
 /// Never for a bad configuration (that is the output); only when printing fails.
 pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32> {
     let mut problems = Vec::new();
+    // Said, with no effect on the exit code: what runs, but not as the operator likely meant.
+    let mut warnings: Vec<crate::config::Problem> = Vec::new();
     let settings = load_settings(g).map_err(|p| problems.extend(p)).ok();
     let env = Env::from_process().map_err(|p| problems.extend(p)).ok();
     if let (Some(s), Some(e)) = (&settings, &env) {
@@ -99,7 +101,9 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
             max_slippage_bps: s.copy.max_slippage_bps,
             max_order_usdc: s.risk.max_order_usdc,
         };
-        problems.extend(crate::config::wallets_fit::below_minimum(w, fit, &wallets_path.display().to_string()));
+        let misfits = crate::config::wallets_fit::below_minimum(w, fit, &wallets_path.display().to_string());
+        problems.extend(misfits.problems);
+        warnings.extend(misfits.warnings);
     }
     let enabled = wallets.as_ref().map_or(0, |w| w.enabled().count());
     let endpoints = match (&settings, &env) {
@@ -115,6 +119,7 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
         let out = json!({
             "ok": problems.is_empty(),
             "problems": problems,
+            "warnings": warnings,
             "mode": located.as_ref().map(|s| s.mode.as_str()),
             "targets_enabled": enabled,
             "wallets_path": wallets_path.display().to_string(),
@@ -123,7 +128,10 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
             "http_listen": located.as_ref().map(|s| s.http.listen.clone()),
             "emergency_stop_file": located.as_ref().map(|s| s.emergency_stop_file.display().to_string()),
             "alert_token_file": located.as_ref().map(|s| crate::alert_gate::token_path(&s.db_path).display().to_string()),
-            "settings_file": settings.as_ref().map(|s| s.origin.clone()),
+            "settings_file": located.as_ref().map(|s| s.origin.clone()),
+            // False when the settings do not load: the daemon trades on those it started with,
+            // and its next start (a crash, a reboot, an update) would refuse them.
+            "settings_valid": settings.is_some(),
             "instance": g.instance,
             "endpoints": endpoints,
             "running_mode": running.as_ref().map(|(_, d)| d.mode.as_str()),
@@ -145,6 +153,9 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
     }
     if let Some((warning, _)) = running.as_ref().filter(|_| !as_json) {
         eprintln!("warning: {warning}");
+    }
+    if !as_json && !warnings.is_empty() {
+        eprintln!("{} warning(s):\n{}", warnings.len(), crate::config::env::redact(&render(&warnings)));
     }
     Ok(if problems.is_empty() { 0 } else { EXIT_CONFIG })
 }

@@ -423,6 +423,11 @@ fn test_backup_when_the_settings_file_was_edited_wrong_then_the_journal_is_still
     let (code, out, err) = d.script("backup.sh", &["--dir", &b.display().to_string()], &[]);
     assert_eq!(code, 0, "backups go on: {err}");
     assert!(Path::new(out.trim()).exists(), "{out}");
+    assert_eq!(c["settings_valid"], false, "{c}");
+    // The settings file as it is now is saved too (the mistake included: it is what runs next).
+    let archive = out.trim().replace(".db.gz", ".config.tgz");
+    let listing = sh(&b, &format!("tar -tzf {archive}"));
+    assert!(listing.lines().any(|l| l == "settings-1.toml"), "{listing}");
 }
 
 /// The settings file and wallets.json are saved with the journal (never a secrets file), can be
