@@ -209,6 +209,7 @@ if [ -z "$config_to" ] && [ -d "$pc_prefix/var/log/polycopy" ]; then
     [ -f "$job_lock" ] || continue
     # Opened to read: root never creates nor follows into a file in the service user's directory.
     exec {fd}<"$job_lock"
+    flock -n "$fd" || log info "the cron $job job runs on the journal: waiting up to $job_wait s for it to finish"
     flock -w "$job_wait" "$fd" \
       || die "refusing: the cron $job job still runs on the journal ($job_lock held), nothing was touched: run again when it is done"
   done

@@ -207,10 +207,15 @@ fi
 log crit "$version is not healthy: rolling back binary and journal"
 "$systemctl_cmd" stop "$service" || true
 mv -f "$bin_path.prev" "$bin_path"
-"$here/restore.sh" "$backup" ${inst[@]+"${inst[@]}"} --no-service >/dev/null || log crit "journal restore failed: restore $backup by hand"
-# restore.sh halted the journal it put back: it is older than what the exchange and the chain hold
-# now (copies made by the new version, and by the old one after the backup).
-if grep -q '"tripped": true' <<<"$(run_polycopy status --json 2>/dev/null || true)"; then
+if ! "$here/restore.sh" "$backup" ${inst[@]+"${inst[@]}"} --no-service >/dev/null; then
+  # Refused before touching anything (a cron backup or maintenance run held the journal past
+  # restore.sh's wait, say): the journal the new version used is still in place, the newest there
+  # is, so nothing copied since the backup is copied again. The previous version is started on
+  # it; one that cannot open it (a schema the new version migrated) fails its start below.
+  log crit "the journal restore was refused or failed: the journal the new version used stays in place (newest, not halted); starting the previous version on it. If it does not start, restore $backup by hand ($here/restore.sh $backup), then start $service"
+elif grep -q '"tripped": true' <<<"$(run_polycopy status --json 2>/dev/null || true)"; then
+  # restore.sh halted the journal it put back: it is older than what the exchange and the chain
+  # hold now (copies made by the new version, and by the old one after the backup).
   log crit "trading is HALTED: the journal put back is from before the update (the newer one is kept aside as <journal>.before-restore-*). Run reconcile, then resume"
 else
   # Started un-halted, the old journal would copy again what the new version already copied.
@@ -227,7 +232,7 @@ fi
 # shellcheck disable=SC2086
 if "$here/health_check.sh" ${inst[@]+"${inst[@]}"} --allow-halted --wait "$timeout" --no-backup-check ${HEALTH_ARGS:-} \
      >/dev/null; then
-  log warning "rolled back: the previous version runs again, halted"
+  log warning "rolled back: the previous version runs again"
 else
   log crit "rolled back, but the previous version is not healthy either: see the runbook"
 fi

@@ -449,6 +449,24 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
     assert!(!err.contains("rolling back"), "{err}");
     assert_eq!(d.status()["breaker"]["state"], "active", "nothing restored, nothing halted");
 
+    // A rollback whose journal restore is refused (here its wait setting is unusable; a cron job
+    // holding the journal past the wait ends the same way): the previous version is started on
+    // the journal the new one used, which is the newest, so it is not halted; not left stopped.
+    let trades_now = d.trades();
+    let refusing = [
+        ("SYSTEMCTL", fake_systemctl.to_str().unwrap()),
+        ("HEALTH_ARGS", &*format!("--url http://127.0.0.1:{port} --min-disk-mb 1")),
+        ("UPDATE_HOLD_S", "2"),
+        ("RESTORE_JOB_WAIT_S", "never"),
+    ];
+    let (code, out, err) = d.script("update.sh", &[&[broken.to_str().unwrap()][..], &common[..]].concat(), &refusing);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("the journal restore was refused or failed"), "{err}");
+    assert!(err.contains("rolled back: the previous version runs again"), "{err}");
+    assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(bin()).unwrap(), "the old binary is back");
+    assert_eq!(d.trades(), trades_now, "the journal in place is the one kept");
+    assert_eq!(d.status()["breaker"]["state"], "active");
+
     // restore.sh with the service: stops it, restores, starts it, checks health.
     let newest = std::fs::read_dir(dir.path().join("backups"))
         .unwrap()
@@ -479,7 +497,8 @@ async fn test_update_when_new_binary_unhealthy_then_rolls_back() {
 
     // A service the operator stopped stays stopped through an update: only the binary changes.
     ctl("stop");
-    std::fs::remove_file(installed.with_extension("prev")).unwrap();
+    // (The last rollback moved the previous binary back: there may be no `.prev` left.)
+    let _ = std::fs::remove_file(installed.with_extension("prev"));
     let (code, out, err) = sh(&[&[good.as_str()][..], &common[..]].concat());
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("was not running") && err.contains("left stopped"), "{err}");
