@@ -352,8 +352,8 @@ mod tests {
             (12 * ONE, 20 * ONE, 5 * ONE, 5 * ONE),
             // ...and all of it when what would be left is under the minimum too (1.8 of 9 → 9).
             (9 * ONE, 20 * ONE, 5 * ONE, 9 * ONE),
-            // Fewer shares held than the minimum: the whole position (the exchange takes a
-            // closing sale of all we hold).
+            // Fewer shares held than the minimum: the whole position, as sizing goes (the sender
+            // then refuses it below the market's minimum: nothing smaller could be sold either).
             (4 * ONE, 20 * ONE, 5 * ONE, 4 * ONE),
         ];
         for (pos, sold, min, want) in cases {

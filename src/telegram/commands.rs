@@ -279,8 +279,9 @@ pub(super) async fn handle_update(
                 Ok(cmd) if let Some(age_s) = stale_resumption(&cmd, msg.date, now_ms()) => {
                     info!(chat, command = %word.to_lowercase(), age_s, "Telegram command too old to act on");
                     Reply::text(format!(
-                        "{} was sent {} min ago, while the daemon was not running: not done (a late resumption \
-                         could buy when you no longer mean it). Send it again if you still want it.",
+                        "{} was sent {} min ago by Telegram's clock (while the daemon was not running, or this \
+                         server's clock is ahead): not done, a late resumption could buy when you no longer mean \
+                         it. Send it again if you still want it.",
                         word.to_lowercase(),
                         age_s / 60
                     ))
