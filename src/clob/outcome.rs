@@ -220,6 +220,25 @@ pub enum LookupOutcome {
     Unsized,
 }
 
+/// A lookup's status the SDK does not name, in the words `classify_lookup` takes: the documented
+/// `CANCELED_MARKET_RESOLVED` (a resting order cancelled when its market resolved) and `INVALID`
+/// are final, as a cancel is (what matched before stays booked); the `ORDER_STATUS_`-prefixed
+/// form an older API version gave reads as its plain name. Anything else is `"unknown"`, looked
+/// up again.
+#[must_use]
+pub fn other_status(raw: &str) -> &'static str {
+    let s = raw.trim().to_ascii_uppercase();
+    let s = s.strip_prefix("ORDER_STATUS_").unwrap_or(&s);
+    match s {
+        "LIVE" => "live",
+        "DELAYED" => "delayed",
+        "MATCHED" => "matched",
+        "UNMATCHED" => "unmatched",
+        "CANCELED" | "CANCELLED" | "CANCELED_MARKET_RESOLVED" | "CANCELLED_MARKET_RESOLVED" | "INVALID" => "canceled",
+        _ => "unknown",
+    }
+}
+
 /// A found order's status and matched size → its outcome.
 #[must_use]
 pub fn classify_lookup(status: &str, size_matched: Decimal) -> LookupOutcome {
@@ -421,5 +440,22 @@ mod tests {
         // A status we do not know is not final: its fate is looked up again (and the chain decides).
         assert_eq!(classify_lookup("unknown", Decimal::ZERO), LookupOutcome::Pending);
         assert_eq!(classify_lookup("PARTIALLY_SETTLED", Decimal::TEN), LookupOutcome::Pending);
+    }
+
+    #[test]
+    fn statuses_the_sdk_does_not_name_are_read_by_their_meaning() {
+        // (status as the API gave it, read as, outcome with 4 matched)
+        let four = Decimal::from(4);
+        for (raw, word, outcome) in [
+            ("CANCELED_MARKET_RESOLVED", "canceled", LookupOutcome::Done { matched: four }),
+            ("INVALID", "canceled", LookupOutcome::Done { matched: four }),
+            ("ORDER_STATUS_MATCHED", "matched", LookupOutcome::Done { matched: four }),
+            ("ORDER_STATUS_LIVE", "live", LookupOutcome::Pending),
+            ("order_status_canceled_market_resolved", "canceled", LookupOutcome::Done { matched: four }),
+            ("PARTIALLY_SETTLED", "unknown", LookupOutcome::Pending),
+        ] {
+            assert_eq!(other_status(raw), word, "{raw}");
+            assert_eq!(classify_lookup(other_status(raw), four), outcome, "{raw}");
+        }
     }
 }

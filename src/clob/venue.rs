@@ -427,12 +427,15 @@ impl Venue {
                     OrderStatusType::Matched => "matched",
                     OrderStatusType::Canceled => "canceled",
                     OrderStatusType::Unmatched => "unmatched",
-                    // A status we do not know is not a final one: looked up again, and the chain
-                    // decides if it never becomes one.
-                    OrderStatusType::Unknown(s) => {
-                        tracing::warn!(order = order_id, status = %s, "the CLOB reports a status we do not know; looking again");
-                        "unknown"
-                    }
+                    OrderStatusType::Unknown(s) => match crate::clob::outcome::other_status(s) {
+                        // A status we do not know is not a final one: looked up again, and the
+                        // chain decides if it never becomes one.
+                        "unknown" => {
+                            tracing::warn!(order = order_id, status = %s, "the CLOB reports a status we do not know; looking again");
+                            "unknown"
+                        }
+                        known => known,
+                    },
                     _ => "unknown",
                 };
                 Ok(FoundOrder { state: classify_lookup(status, o.size_matched), price: o.price })

@@ -389,6 +389,25 @@ async fn test_live_when_gtd_order_rests_then_no_error_no_resend_and_booked_once_
     assert_eq!(l.d.executions_for(&l.anvil_tx_of_first_fill().await), 1);
 }
 
+/// A resting GTD order whose market resolves: the exchange takes it off the book and its lookup
+/// answers `CANCELED_MARKET_RESOLVED`, a status the SDK does not name. It is final (nothing
+/// matched: a no-fill), not an unknown looked up until its window ends and then counted as an
+/// error; never sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_resting_orders_market_resolves_then_it_ends_as_the_exchange_says() {
+    let mut l = live().await;
+    l.d.set("live", "order_type = \"GTD\"");
+    l.clob.script(&[Play::Rest]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "resting on the book", async || l.clob.orders().iter().any(|o| o.resting).then_some(())).await;
+    l.clob.resolve_resting();
+    let r = wait_for(30, "the order ended", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("no_liquidity")), "{r}");
+    assert!(l.d.events("error").is_empty(), "not an error: {:?}", l.d.events("error"));
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+}
+
 /// An order sent before a crash whose lookups answer `null`, found again after the copy has grown
 /// too old to send: the exchange may have filled it, so it is not refused as stale (which would
 /// drop our fill on chain later), it is not sent again, and our fill on chain books it.

@@ -91,6 +91,9 @@ pub struct Order {
     pub expiration: u64,
     /// Resting on the book, not yet filled.
     pub resting: bool,
+    /// Taken off the book by the exchange when its market resolved: looked up as
+    /// `CANCELED_MARKET_RESOLVED` (a status the SDK does not name).
+    pub market_resolved: bool,
 }
 
 /// A token the fake lists (its Gamma market is "Market <token>", outcome "Yes").
@@ -326,6 +329,17 @@ impl FakeClob {
         }
     }
 
+    /// The markets of the resting orders resolve: the exchange takes them off the book, as
+    /// `CANCELED_MARKET_RESOLVED`, with what they matched before.
+    pub fn resolve_resting(&self) {
+        for o in self.state.lock().unwrap().orders.values_mut() {
+            if o.resting {
+                o.resting = false;
+                o.market_resolved = true;
+            }
+        }
+    }
+
     /// The orders a lagging engine held back (`Play::HangUnseen`) reach the book, resting.
     pub fn land_unseen(&self) {
         let mut s = self.state.lock().unwrap();
@@ -542,7 +556,9 @@ fn iso_in_minutes(minutes: i64) -> String {
 }
 
 fn open_order(o: &Order) -> Value {
-    let status = if o.resting {
+    let status = if o.market_resolved {
+        "CANCELED_MARKET_RESOLVED"
+    } else if o.resting {
         "LIVE"
     } else if o.matched > 0.0 {
         "MATCHED"
@@ -866,6 +882,7 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
         order_type: v["orderType"].as_str().unwrap_or("").to_owned(),
         expiration: order["expiration"].as_str().and_then(|e| e.parse().ok()).unwrap_or(u64::MAX),
         resting: false,
+        market_resolved: false,
     };
     // What the real CLOB checks of the unsigned fields: a GTD expiry at least a minute out, none
     // on other types.
