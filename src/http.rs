@@ -80,10 +80,23 @@ impl HttpState {
     /// Runs every health check now.
     pub async fn health(&self) -> HealthReport {
         let moved = self.journal.as_ref().and_then(|(p, id)| crate::store::identity::journal_moved(p, Some(*id)));
-        let answered = match moved {
-            Some(why) => Err(why),
-            None => Ok(tokio::time::timeout(Duration::from_secs(2), self.store.send(GetCheckpoint)).await),
+        // The three questions at once: one after the other, a busy journal and supervisor made the
+        // answer take 6 s, past the health check's 5 s, which then said the daemon was down.
+        let wait = Duration::from_secs(2);
+        let checkpoint = async {
+            match moved {
+                Some(why) => Err(why),
+                None => Ok(tokio::time::timeout(wait, self.store.send(GetCheckpoint)).await),
+            }
         };
+        let breaker = tokio::time::timeout(wait, self.risk.send(GetBreakerState));
+        let orders = async {
+            match self.live {
+                Some(_) => Some(tokio::time::timeout(wait, self.store.send(GetOrderHealth)).await),
+                None => None,
+            }
+        };
+        let (answered, breaker, orders) = tokio::join!(checkpoint, breaker, orders);
         let db = match answered {
             Err(why) => Err(why),
             Ok(Ok(Ok(Ok(_)))) => Ok(()),
@@ -91,20 +104,16 @@ impl HttpState {
             Ok(Ok(Err(e))) => Err(format!("journal actor gone: {e}")),
             Ok(Err(_)) => Err("journal did not answer within 2 s".into()),
         };
-        let breaker = tokio::time::timeout(Duration::from_secs(2), self.risk.send(GetBreakerState))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_else(|| crate::risk::BreakerState {
-                tripped: true,
-                code: "unknown".into(),
-                reason: "risk supervisor did not answer".into(),
-                ..Default::default()
-            });
-        let live = match &self.live {
-            None => None,
-            Some(l) => {
-                let orders = match tokio::time::timeout(Duration::from_secs(2), self.store.send(GetOrderHealth)).await {
+        let breaker = breaker.ok().and_then(Result::ok).unwrap_or_else(|| crate::risk::BreakerState {
+            tripped: true,
+            code: "unknown".into(),
+            reason: "risk supervisor did not answer".into(),
+            ..Default::default()
+        });
+        let live = match (&self.live, orders) {
+            (None, _) | (Some(_), None) => None,
+            (Some(l), Some(orders)) => {
+                let orders = match orders {
                     Ok(Ok(Ok(o))) => Ok(o),
                     Ok(Ok(Err(e))) => Err(e.to_string()),
                     Ok(Err(e)) => Err(e.to_string()),
@@ -332,7 +341,10 @@ const DASHBOARD_FRESH: Duration = Duration::from_secs(2);
 /// What the dashboard shows: the journal's part at most [`DASHBOARD_FRESH`] old, the trading state
 /// and the figures kept in memory as they are now.
 async fn dashboard_view(state: &HttpState) -> Option<crate::dashboard::View> {
-    let mut cached = state.dashboard.lock().await;
+    // One read of the journal at a time, the others waiting for it a bounded time only: queued
+    // behind a slow journal, every open tab's request held a connection slot, shared with
+    // /health and /metrics, until none was left for them.
+    let mut cached = tokio::time::timeout(Duration::from_millis(2_500), state.dashboard.lock()).await.ok()?;
     let fresh = cached.as_ref().filter(|(at, _)| at.elapsed() < DASHBOARD_FRESH).map(|(_, v)| v.clone());
     let mut view = match fresh {
         Some(v) => v,

@@ -259,12 +259,19 @@ async fn shutdown(
         warn!("in-flight copies did not finish within 5 s; they are resolved at the next start");
     }
     notifier.do_send(Event::Stopped { reason: reason.to_owned() });
-    let _ = notifier.send(Flushed).await;
+    // Bounded like every step before: a wedged actor or writer must not turn a stop into systemd's
+    // SIGKILL at TimeoutStopSec (what was journaled before stays; the rest is recovered at start).
+    if tokio::time::timeout(Duration::from_secs(3), notifier.send(Flushed)).await.is_err() {
+        warn!("the reports did not flush within 3 s");
+    }
     if let Some(tg) = telegram {
         tg.drain(Duration::from_secs(5)).await;
     }
     // The store handles messages in order: this reply means everything before it is written.
-    let _ = store.send(GetCheckpoint).await;
+    // All the waits of a stop add up to 26 s at most, inside the unit's TimeoutStopSec (30 s).
+    if tokio::time::timeout(Duration::from_secs(3), store.send(GetCheckpoint)).await.is_err() {
+        warn!("the journal did not confirm its last writes within 3 s; what it wrote is recovered at the next start");
+    }
     stops.all.cancel();
     info!("stopped");
 }
