@@ -207,12 +207,20 @@ fi
 log crit "$version is not healthy: rolling back binary and journal"
 "$systemctl_cmd" stop "$service" || true
 mv -f "$bin_path.prev" "$bin_path"
+journal=$(db_path)
+journal_was=$(stat -c '%d:%i' -- "$journal" 2>/dev/null || echo none)
 if ! "$here/restore.sh" "$backup" ${inst[@]+"${inst[@]}"} --no-service >/dev/null; then
+  if [ "$journal_was" = none ] || [ "$(stat -c '%d:%i' -- "$journal" 2>/dev/null || echo none)" != "$journal_was" ]; then
+    # It failed after moving the journal (its halt or its check): what is in place now may be the
+    # backup, older than the exchange and not halted. Started, it would copy again.
+    log crit "the journal restore failed part-way: $service is left stopped. Restore $backup by hand ($here/restore.sh $backup), which halts it, then start $service"
+    exit 1
+  fi
   # Refused before touching anything (a cron backup or maintenance run held the journal past
   # restore.sh's wait, say): the journal the new version used is still in place, the newest there
   # is, so nothing copied since the backup is copied again. The previous version is started on
   # it; one that cannot open it (a schema the new version migrated) fails its start below.
-  log crit "the journal restore was refused or failed: the journal the new version used stays in place (newest, not halted); starting the previous version on it. If it does not start, restore $backup by hand ($here/restore.sh $backup), then start $service"
+  log crit "the journal restore was refused, nothing touched: the journal the new version used stays in place (newest, not halted); starting the previous version on it. If it does not start, restore $backup by hand ($here/restore.sh $backup), then start $service"
 elif grep -q '"tripped": true' <<<"$(run_polycopy status --json 2>/dev/null || true)"; then
   # restore.sh halted the journal it put back: it is older than what the exchange and the chain
   # hold now (copies made by the new version, and by the old one after the backup).
@@ -226,7 +234,7 @@ fi
 # this start ("start request repeated too quickly") and leave the service down.
 "$systemctl_cmd" reset-failed "$service" >/dev/null 2>&1 || true
 if ! "$systemctl_cmd" start "$service"; then
-  log crit "rolled back, but systemd refused to start $service: see systemctl status $service, then start it (trading is halted)"
+  log crit "rolled back, but systemd refused to start $service: see systemctl status $service, then start it (its journal is halted unless the restore was refused, see above)"
   exit 1
 fi
 # shellcheck disable=SC2086

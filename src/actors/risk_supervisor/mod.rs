@@ -110,6 +110,10 @@ pub struct RiskSupervisor {
     paper_instant: Option<u32>,
     /// Its own address, once started: tasks awaiting a journal write report a failure here.
     me: Option<Addr<Self>>,
+    /// Tokens whose exits, during recovery at start, waited their time for a BUY of the token
+    /// already: the token's later exits do not wait again (each in turn would add its wait to the
+    /// start's).
+    waited_at_start: std::collections::HashSet<TokenId>,
 }
 
 impl std::fmt::Debug for RiskSupervisor {
@@ -198,6 +202,7 @@ impl RiskSupervisor {
             close_nonce: 0,
             paper_instant,
             me: None,
+            waited_at_start: std::collections::HashSet::new(),
         };
         // Valued at the journal's last marks until the CLOB marks it again (a token it no longer
         // marks keeps its last mark instead of counting at cost against an opening that did not).

@@ -23,7 +23,7 @@ impl Handler<GetPosition> for RiskSupervisor {
             if self.unknown_buy(&m.token, true) {
                 self.sized_without_buy(&m.token, "unknown at the start");
             }
-            self.reserved.buying(&m.token)
+            self.reserved.buying(&m.token) && !self.waited_at_start.contains(&m.token)
         } else {
             self.awaits_buy(&m.token)
         };
@@ -103,9 +103,16 @@ impl RiskSupervisor {
         let now = std::time::Instant::now();
         let waiters = std::mem::take(&mut self.position_waiters);
         for (token, deadline, at_start, tx) in waiters {
-            let buying = if at_start { self.reserved.buying(&token) } else { self.awaits_buy(&token) };
+            let buying = if at_start {
+                self.reserved.buying(&token) && !self.waited_at_start.contains(&token)
+            } else {
+                self.awaits_buy(&token)
+            };
             if !buying || now >= deadline {
                 if buying {
+                    if at_start {
+                        self.waited_at_start.insert(token);
+                    }
                     // Sized without it: should it fill, we hold shares the target has left.
                     let waited = if at_start { POSITION_WAIT_AT_START } else { POSITION_WAIT };
                     self.sized_without_buy(&token, &format!("unknown after {} s", waited.as_secs()));

@@ -264,11 +264,13 @@ async fn shutdown(
     if tokio::time::timeout(Duration::from_secs(3), notifier.send(Flushed)).await.is_err() {
         warn!("the reports did not flush within 3 s");
     }
-    if let Some(tg) = telegram {
-        tg.drain(Duration::from_secs(5)).await;
+    if let Some(tg) = telegram
+        && tokio::time::timeout(Duration::from_secs(6), tg.drain(Duration::from_secs(5))).await.is_err()
+    {
+        warn!("Telegram's queue did not drain within 6 s; what is held is sent at the next start");
     }
     // The store handles messages in order: this reply means everything before it is written.
-    // All the waits of a stop add up to 26 s at most, inside the unit's TimeoutStopSec (30 s).
+    // All the waits of a stop add up to 27 s at most, inside the unit's TimeoutStopSec (30 s).
     if tokio::time::timeout(Duration::from_secs(3), store.send(GetCheckpoint)).await.is_err() {
         warn!("the journal did not confirm its last writes within 3 s; what it wrote is recovered at the next start");
     }

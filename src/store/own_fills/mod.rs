@@ -147,6 +147,9 @@ impl Store {
         let open = may_still_fill(&signed, &status, now_ms() / 1000);
         // A fee below zero is a node's nonsense, not a rebate: it books nothing.
         let fee = Usdc(fee.0.max(0));
+        // Each row within what the order can give and get: the journal sums the rows, and SQLite's
+        // SUM fails on an overflow (the feed would read the same range again for ever).
+        let (shares, usdc, fee) = within_the_order(&signed, shares, usdc, fee);
         let counted = run(
             &tx,
             "INSERT OR IGNORE INTO own_fills (order_id, tx_hash, shares, usdc, seen_at_ms, block_number, fee) \
@@ -298,6 +301,17 @@ fn may_still_fill(order: &StoredOrder, status: &str, now_s: i64) -> bool {
         && !matches!(status, "matched" | "no_fill" | "rejected")
 }
 
+/// One fill's figures clamped to the most its order can give or get (see [`capped_at_size`]):
+/// never more than a node's saturated sums, which would overflow the journal's.
+fn within_the_order(order: &StoredOrder, shares: Shares, usdc: Usdc, fee: Usdc) -> (Shares, Usdc, Usdc) {
+    let Ok(gives) = i64::try_from(order.maker_amount) else { return (shares, usdc, fee) };
+    if gives <= 0 {
+        return (shares, usdc, fee);
+    }
+    let (most_shares, most_usdc) = if order.side == 0 { (gives.saturating_mul(10_000), gives) } else { (gives, gives) };
+    (Shares(shares.0.min(most_shares)), Usdc(usdc.0.min(most_usdc)), Usdc(fee.0.min(most_usdc)))
+}
+
 /// The sum of our fills of `order`, never more than the order gives: the exchange never takes
 /// more than an order's maker amount (pUSD for our BUY, shares for our SELL; the other side may
 /// exceed the signed amount, as a better price goes to the taker as surplus), so more means a
@@ -315,15 +329,6 @@ fn capped_at_size(order: &StoredOrder, shares: Shares, usdc: Usdc, order_id: &st
     // (0.0001), a SELL's pUSD at a price of at most 1. Beyond that a node's figures are absurd, and
     // kept, their sums would overflow the book's arithmetic (overflow checks are on).
     let gets_at_most = if buy { gives.saturating_mul(10_000) } else { gives };
-    if other > gets_at_most {
-        tracing::error!(
-            order = order_id,
-            got = other,
-            most = gets_at_most,
-            "our fills on chain got more than the order can get: capped at it (a node's absurd figures?); check with reconcile"
-        );
-        other = gets_at_most;
-    }
     if given > gives {
         tracing::error!(
             order = order_id,
@@ -333,6 +338,17 @@ fn capped_at_size(order: &StoredOrder, shares: Shares, usdc: Usdc, order_id: &st
         );
         other = i64::try_from(i128::from(other) * i128::from(gives) / i128::from(given)).unwrap_or(other);
         given = gives;
+    }
+    // After the proportion above: a SELL counted twice at 0.99 gets 9.9 for its 10 shares, not a
+    // cap taken before halving it.
+    if other > gets_at_most {
+        tracing::error!(
+            order = order_id,
+            got = other,
+            most = gets_at_most,
+            "our fills on chain got more than the order can get: capped at it (a node's absurd figures?); check with reconcile"
+        );
+        other = gets_at_most;
     }
     if buy { (Shares(other), Usdc(given)) } else { (Shares(given), Usdc(other)) }
 }

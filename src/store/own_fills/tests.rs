@@ -760,6 +760,24 @@ fn our_fills_never_get_more_than_the_order_can() {
     copies(&mut s, Side::Buy, 1);
     let got = s.settle_own_fill(&id(0x51), Shares(i64::MAX), Usdc(5_100_000), ("0xa", 1)).unwrap();
     assert!(matches!(got, OwnSettlement::Booked(ref b) if b.exec.shares == Shares(51_000_000_000)), "{got:?}");
+    // A second such transaction: the journal's sum of the rows does not overflow (SQLite's SUM
+    // fails on one, and the feed would read the same range again for ever).
+    s.settle_own_fill(&id(0x51), Shares(i64::MAX), Usdc(i64::MAX), ("0xb", 1)).unwrap();
+}
+
+/// The cap on what an order got comes after the proportion of a double count: our SELL of 10
+/// shares at 0.99 counted twice gets 9.90, not the 10 cap halved to 5.
+#[test]
+fn a_sell_counted_twice_keeps_its_price() {
+    let sell = order(0x51, Side::Sell);
+    let got = capped_at_size(&sell, Shares(20_000_000), Usdc(19_800_000), "0x51");
+    assert_eq!(got, (Shares(10_000_000), Usdc(9_900_000)));
+    let buy = order(0x52, Side::Buy);
+    // A BUY of 5.10 pUSD counted twice, with a better price: its shares in proportion.
+    assert_eq!(
+        capped_at_size(&buy, Shares(24_000_000), Usdc(10_200_000), "0x52"),
+        (Shares(12_000_000), Usdc(5_100_000))
+    );
 }
 
 /// Our order's fill on chain is what we own: it is booked whether the copy was still pending
