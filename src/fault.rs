@@ -106,3 +106,19 @@ pub fn number(name: &str) -> Option<usize> {
 pub const fn number(_name: &str) -> Option<usize> {
     None
 }
+
+/// Panics when `POLYCOPY_FAULT` names `point`: a test kills one actor (its task) and watches what
+/// the daemon does about it.
+#[cfg(feature = "fault-injection")]
+#[allow(clippy::panic)]
+pub fn panic_at(point: &str) {
+    if named(point) {
+        tracing::warn!(point, "fault injection: panicking");
+        panic!("fault injection: {point}");
+    }
+}
+
+/// Without the `fault-injection` feature: nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline]
+pub const fn panic_at(_point: &str) {}

@@ -87,6 +87,8 @@ pub struct Execute {
 /// Simulated execution.
 #[derive(Debug)]
 pub struct PaperExecutor {
+    /// Ends the daemon if this actor dies of a panic (see [`crate::actors::vital`]).
+    _vital: crate::actors::vital::Vital,
     slippage_bps: u32,
     /// Set for the `order_book` fill model: where the books come from.
     books: Option<PublicClob>,
@@ -97,7 +99,7 @@ impl PaperExecutor {
     /// (the `order_book` fill model).
     #[must_use]
     pub const fn new(slippage_bps: u32, books: Option<PublicClob>) -> Self {
-        Self { slippage_bps, books }
+        Self { _vital: crate::actors::vital::Vital::new("the paper executor"), slippage_bps, books }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod notifier;
 pub mod risk_supervisor;
 pub mod store;
 pub mod system;
+pub mod vital;
 pub mod watcher;
 
 pub use system::{DaemonConfig, DaemonError, run_daemon};

@@ -76,6 +76,8 @@ fn class_of(ev: &Event, operators_own: bool) -> Class {
 /// The notifier's Telegram sink: filters by level and queues for delivery without ever waiting.
 #[derive(Debug)]
 pub struct TelegramActor {
+    /// Ends the daemon if this actor dies of a panic (see [`crate::actors::vital`]).
+    _vital: crate::actors::vital::Vital,
     settings: TelegramSettings,
     out: Queue,
     metrics: Arc<Metrics>,
@@ -234,7 +236,13 @@ pub async fn start(
         crate::tasks::spawn_until(stop, schedule::run(store, registry, tx.clone(), secs, day));
     }
     metrics.telegram_on.store(true, std::sync::atomic::Ordering::Relaxed);
-    let sink = TelegramActor { settings: settings.clone(), out: tx.clone(), metrics }.start();
+    let sink = TelegramActor {
+        _vital: crate::actors::vital::Vital::new("the Telegram actor"),
+        settings: settings.clone(),
+        out: tx.clone(),
+        metrics,
+    }
+    .start();
     Some(Telegram { sink, out: tx, store: held_store, resent_up_to, snapshots })
 }
 

@@ -677,3 +677,27 @@ async fn test_backfill_when_provider_caps_log_ranges_then_reads_smaller_ranges_a
     assert!(log.contains("reading smaller ranges"), "{log}");
     assert!(!log.contains("chain sync failed"), "a refused range is not an outage: {log}");
 }
+
+/// A target's watcher dies of a panic while handing on a fill: the daemon does not go on
+/// half-running (the target no longer copied while the watchdog is fed) but ends with
+/// EX_SOFTWARE, which systemd restarts; the start copies the fill from the journal, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_actor_when_a_watcher_panics_then_the_daemon_ends_and_the_restart_copies_the_fill_once() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &wallets(&[(A, "a", true)], 0.1));
+    d.start_with(&[("POLYCOPY_FAULT", "panic_in_watcher")]);
+    d.wait_live().await;
+    let (_, tx) = anvil.emit(&buy(1, 61)).await;
+    let status = d.wait_exit().await;
+    assert_eq!(status.code(), Some(70), "ended as a software error, which systemd restarts");
+    assert!(d.log().contains("a target's watcher died of a panic"), "{}", d.log());
+    assert_eq!(d.executions_for(&tx), 0);
+
+    d.start();
+    executed(&d, 1).await;
+    anvil.mine(2).await;
+    marker(&anvil, &d, 99, 69).await;
+    assert_eq!(d.executions_for(&tx), 1);
+    assert_eq!(d.trades().len(), 2, "the fill once, and the marker");
+}

@@ -82,6 +82,8 @@ type Queued = (Copy, Option<oneshot::Sender<Decision>>);
 /// Sizes copies: one at a time per token (a SELL must see what the BUY before it got), several
 /// tokens at once (a slow metadata or balance read on one holds up no other).
 pub struct Copier {
+    /// Ends the daemon if this actor dies of a panic (see [`crate::actors::vital`]).
+    _vital: crate::actors::vital::Vital,
     /// Shared with each copy's task (a clone per copy allocated its lists).
     cfg: Arc<CopierConfig>,
     rpc: Option<Arc<Reads>>,
@@ -136,6 +138,7 @@ impl Copier {
         notifier: Addr<Notifier>,
     ) -> Self {
         Self {
+            _vital: crate::actors::vital::Vital::new("the copier"),
             cfg: Arc::new(cfg),
             rpc,
             markets,

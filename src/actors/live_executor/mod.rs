@@ -60,6 +60,8 @@ pub struct LiveRules {
 /// Places orders on the CLOB.
 #[derive(Debug)]
 pub struct LiveExecutor {
+    /// Ends the daemon if this actor dies of a panic (see [`crate::actors::vital`]).
+    _vital: crate::actors::vital::Vital,
     venue: Arc<Venue>,
     writer: Writer,
     rules: LiveRules,
@@ -79,7 +81,7 @@ impl LiveExecutor {
         gate: TradingGate,
         chain: ChainClock,
     ) -> Self {
-        Self { venue, writer, rules, gate, chain }
+        Self { _vital: crate::actors::vital::Vital::new("the live executor"), venue, writer, rules, gate, chain }
     }
 }
 

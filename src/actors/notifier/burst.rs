@@ -27,6 +27,8 @@ pub const BURST_MAX: usize = 256;
 /// [`ReportWriter`] on the report thread: logged, journaled, counted and sent to Telegram.
 #[derive(Debug)]
 pub struct Notifier {
+    /// Ends the daemon if this actor dies of a panic (see [`crate::actors::vital`]).
+    _vital: crate::actors::vital::Vital,
     bursts: Recipient<Burst>,
     sinks: Recipient<AddSink>,
     flushes: Recipient<Flushed>,
@@ -43,6 +45,7 @@ impl Notifier {
         W: Actor<Context = Context<W>> + Handler<Burst> + Handler<AddSink> + Handler<Flushed>,
     {
         Self {
+            _vital: crate::actors::vital::Vital::new("the notifier"),
             bursts: writer.clone().recipient(),
             sinks: writer.clone().recipient(),
             flushes: writer.clone().recipient(),

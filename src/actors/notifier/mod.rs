@@ -55,6 +55,8 @@ impl Details {
 /// (Telegram). Events arrive from the [`Notifier`] in bursts.
 #[derive(Debug)]
 pub struct ReportWriter {
+    /// Ends the daemon if this actor dies of a panic (see [`crate::actors::vital`]).
+    _vital: crate::actors::vital::Vital,
     store: Addr<StoreActor>,
     metrics: Arc<Metrics>,
     sinks: Vec<Recipient<Event>>,
@@ -73,7 +75,13 @@ impl ReportWriter {
     /// A report writer journaling into `store` and counting into `metrics`.
     #[must_use]
     pub const fn new(store: Addr<StoreActor>, metrics: Arc<Metrics>) -> Self {
-        Self { store, metrics, sinks: Vec::new(), early: Some(Vec::new()) }
+        Self {
+            _vital: crate::actors::vital::Vital::new("the report writer"),
+            store,
+            metrics,
+            sinks: Vec::new(),
+            early: Some(Vec::new()),
+        }
     }
 
     /// Keeps `ev` for the sinks not settled yet.

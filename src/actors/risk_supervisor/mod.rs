@@ -46,6 +46,8 @@ use crate::store::now_ms;
 
 /// The gateway actor.
 pub struct RiskSupervisor {
+    /// Ends the daemon if this actor dies of a panic (see [`crate::actors::vital`]).
+    _vital: crate::actors::vital::Vital,
     limits: Limits,
     breaker: Breaker,
     /// Bumped on every local breaker change, so a journal read that raced with it is ignored.
@@ -159,6 +161,7 @@ impl RiskSupervisor {
         // The journal's marks were read for the positions as the journal holds them.
         let marked = state.marks.keys().map(|t| (*t, state.book.position(t))).collect();
         let mut supervisor = Self {
+            _vital: crate::actors::vital::Vital::new("the risk supervisor"),
             limits,
             breaker: Breaker::new(state.breaker, max_consecutive_errors),
             breaker_epoch: 0,

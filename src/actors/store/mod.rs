@@ -12,6 +12,8 @@ use crate::store::{Store, StoreError, StoreResult};
 /// Hands journal work to the writer thread.
 #[derive(Debug)]
 pub struct StoreActor {
+    /// Ends the daemon if this actor dies of a panic (see [`crate::actors::vital`]).
+    _vital: crate::actors::vital::Vital,
     writer: Writer,
 }
 
@@ -21,7 +23,10 @@ impl StoreActor {
     /// # Errors
     /// When the thread cannot be started.
     pub fn new(store: Store) -> std::io::Result<Self> {
-        Ok(Self { writer: Writer { jobs: spawn_writer(store)? } })
+        Ok(Self {
+            _vital: crate::actors::vital::Vital::new("the journal's actor"),
+            writer: Writer { jobs: spawn_writer(store)? },
+        })
     }
 
     /// A way to the same writer that does not pass through this actor's mailbox.

@@ -90,6 +90,8 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     // a daemon that ended on it. One arriving during the start is acted on once it is up. SIGTERM
     // and SIGINT keep ending a start at once (`systemctl stop` must not wait for it).
     let mut signals = Signals::install_hangup();
+    // An actor that dies of a panic ends the daemon from now on, rather than leave it half-running.
+    crate::actors::vital::arm();
     let s = &cfg.settings;
     let o = opening::open(s).await?;
     // Held until the daemon returns: the journal's lock and the control socket's file.

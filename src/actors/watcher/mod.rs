@@ -66,6 +66,8 @@ pub struct SetTargetPaused {
 /// Watches one target: holds its rules and stats and forwards its fills to the copier.
 #[derive(Debug)]
 pub struct WalletWatcher {
+    /// Ends the daemon if this actor dies of a panic (see [`crate::actors::vital`]).
+    _vital: crate::actors::vital::Vital,
     /// Whether the fills' detection is reported (see [`Details`]).
     report_detected: bool,
     target: Target,
@@ -83,6 +85,7 @@ impl Handler<WatchedFill> for WalletWatcher {
 
     /// Reports the fill and sends it to be copied under the rules it arrived with.
     fn handle(&mut self, WatchedFill(c): WatchedFill, _: &mut Context<Self>) {
+        crate::fault::panic_at("panic_in_watcher");
         self.fills_seen += 1;
         if c.pending.intent.is_none() && self.report_detected {
             self.notifier.do_send(Event::FillDetected { fill: c.pending.fill.clone(), label: c.label.clone() });

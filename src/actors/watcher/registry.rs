@@ -28,6 +28,8 @@ use crate::store::PendingFill;
 /// Owns the watchers and the current target list.
 #[derive(Debug)]
 pub struct Registry {
+    /// Ends the daemon if this actor dies of a panic (see [`crate::actors::vital`]).
+    _vital: crate::actors::vital::Vital,
     path: PathBuf,
     watchers: HashMap<Address, (Target, Addr<WalletWatcher>)>,
     copier: Addr<Copier>,
@@ -91,6 +93,7 @@ impl Registry {
     ) -> Self {
         let handoff = Handoff::new(deliverer(copier.clone()), Some(Admission::for_daemon(None)));
         Self {
+            _vital: crate::actors::vital::Vital::new("the targets' registry"),
             path,
             watchers: HashMap::new(),
             copier,
@@ -175,6 +178,7 @@ impl Registry {
                 None => {
                     added.push(t.label.clone());
                     let w = WalletWatcher {
+                        _vital: crate::actors::vital::Vital::new("a target's watcher"),
                         report_detected: self.details.fill_detected,
                         target: t.clone(),
                         copier: self.copier.clone(),
