@@ -57,7 +57,7 @@ pub use ranges::Rewound;
 pub use reconcile::TokenState;
 pub use redemptions::{RedeemStatus, RedemptionRow, Resolved};
 pub use settlement::{SettlementChange, SettlementStep};
-pub use sightings::{ActOnSight, DetectionStats, Orphan};
+pub use sightings::{ActOnSight, DetectionStats, LeftToBlock, Orphan};
 pub use vet_cache::Coverage;
 
 /// Errors from the journal.

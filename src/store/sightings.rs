@@ -12,6 +12,17 @@ use super::journal::{PendingFill, exec, insert_fill, load_fill, move_target_posi
 use super::{Store, StoreResult, hex_b256, now_ms};
 use crate::domain::{TargetFill, addr_lower};
 
+/// What [`Store::leave_to_block`] did with a sighting's refused copy.
+#[derive(Debug)]
+pub enum LeftToBlock {
+    /// Still in the pool: its block hands it on.
+    Waits,
+    /// Its block was journaled meanwhile: the mined fill, to be copied now.
+    Mined(Box<PendingFill>),
+    /// Not left to its block (it has an intent, is no longer waiting, or nothing it waits behind).
+    Not,
+}
+
 /// How long an orphan may still be adopted by a replacement of its settlement: the operator's
 /// retry of a match comes within minutes, and an hour leaves a wide margin. Longer, a later real
 /// fill of the same order and size (a resting order filled in equal parts) would be taken for the
@@ -464,6 +475,57 @@ impl Store {
         Ok(out)
     }
 
+    /// A sighting's copy refused for what its block may change, left to that block instead: a
+    /// refusal would be found on the row by the mined log, and the trade never copied.
+    ///
+    /// - A BUY that `detection.pending_max_order_usdc` alone made too small (`behind_a_buy`
+    ///   false): its mined fill is not under that cap. Its block journaled already (while it was
+    ///   sized, so nothing was handed on then): the mined fill is returned, to be copied now.
+    /// - A SELL refused for want of a position while a BUY of the same wallet and token waits for
+    ///   its block (`behind_a_buy`, left there as above while the SELL was handed on): the chain
+    ///   orders the two. Its block journaled already: [`LeftToBlock::Not`], refused as before.
+    ///
+    /// The mined log (`confirm`) hands a fill left to its block on when its block comes, once. A fill with an
+    /// intent, or no longer waiting (orphaned meanwhile: its block, if it comes, revives it), is
+    /// not touched.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn leave_to_block(&mut self, row: i64, behind_a_buy: bool) -> StoreResult<LeftToBlock> {
+        let tx = self.conn.savepoint()?;
+        // Only a fill a sighting handed on: one its block handed on (`chain`) has its copy already.
+        let found: Option<(bool, String, String)> = tx
+            .prepare_cached(
+                "SELECT provisional, token_id, wallet FROM fills WHERE id = ?1 AND status = 'pending' \
+                 AND orphaned = 0 AND suspect = 0 AND triggered_by IS NOT NULL AND triggered_by != 'chain' \
+                 AND NOT EXISTS (SELECT 1 FROM intents WHERE fill_id = ?1)",
+            )?
+            .query_row([row], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let buy_waits = |token: &str, wallet: &str| -> rusqlite::Result<bool> {
+            tx.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM fills INDEXED BY fills_provisional WHERE provisional = 1 \
+                 AND orphaned = 0 AND triggered_by IS NULL AND status = 'pending' AND side = 'BUY' \
+                 AND wallet = ?1 AND token_id = ?2)",
+            )?
+            .query_row(params![wallet, token], |r| r.get(0))
+        };
+        let out = match found {
+            Some((true, token, wallet)) if !behind_a_buy || buy_waits(&token, &wallet)? => {
+                exec(&tx, "UPDATE fills SET triggered_by = NULL WHERE id = ?1", [row])?;
+                LeftToBlock::Waits
+            }
+            Some((false, token, _)) if !behind_a_buy => {
+                exec(&tx, "UPDATE fills SET triggered_by = 'chain' WHERE id = ?1", [row])?;
+                let fill = load_fill(&tx, row, &token)?;
+                LeftToBlock::Mined(Box::new(PendingFill { row, fill, intent: None, journaled: None, booked: None }))
+            }
+            _ => LeftToBlock::Not,
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// Marks the provisional fills of transaction `tx_hash` orphaned: never copied if not acted on
     /// yet, the target's tracked position taken back. Returns them.
     ///
@@ -795,6 +857,59 @@ mod tests {
         assert!(s.record_intent(&OrderIntent::for_fill(&f, row, Shares(10_000_000), Price(500_000))).unwrap());
         s.record_order(row, &crate::clob::order::StoredOrder::for_test(f.side, 10_000_000, 5_000_000)).unwrap();
         (dir, s, row)
+    }
+
+    #[test]
+    fn a_sighting_left_to_its_block_by_the_pending_cap_is_copied_once_by_its_block() {
+        let now: HashSet<Address> = [WALLET].into();
+        let b5 = (5, B256::repeat_byte(5));
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let row = s.journal_pending(&[fill(1, 9, 0)], "pending", ActOnSight::of(&now)).unwrap()[0].row;
+        assert!(matches!(s.leave_to_block(row, false).unwrap(), LeftToBlock::Waits), "its block decides");
+        assert_eq!(rows(&s)[0].4, "pending", "not refused");
+        assert!(s.unfinished().unwrap().is_empty(), "not copied at a restart before its block");
+        let out = s.journal_range(&[fill(1, 9, 5)], b5, &[b5]).unwrap();
+        assert_eq!(out.to_copy.iter().map(|p| p.row).collect::<Vec<_>>(), [row], "its block hands it on");
+        assert_eq!(rows(&s)[0].3.as_deref(), Some("chain"));
+
+        // Its block journaled while it was sized (nothing handed on then): the mined fill comes
+        // back, to be copied now, and only once.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let row = s.journal_pending(&[fill(1, 9, 0)], "pending", ActOnSight::of(&now)).unwrap()[0].row;
+        assert!(s.journal_range(&[fill(1, 9, 5)], b5, &[b5]).unwrap().to_copy.is_empty());
+        let LeftToBlock::Mined(mined) = s.leave_to_block(row, false).unwrap() else { panic!("the mined fill") };
+        assert_eq!((mined.row, mined.fill.block_number), (row, 5));
+        assert!(matches!(s.leave_to_block(row, false).unwrap(), LeftToBlock::Not), "handed on once");
+
+        // A sighting whose copy has an intent is never handed on again.
+        let (_dir, mut s, row) = copied_sighting();
+        assert!(matches!(s.leave_to_block(row, false).unwrap(), LeftToBlock::Not));
+        assert!(s.journal_range(&[fill(1, 9, 5)], b5, &[b5]).unwrap().to_copy.is_empty());
+    }
+
+    #[test]
+    fn a_sighting_sell_is_left_to_its_block_only_behind_a_buy_left_there() {
+        use crate::domain::Side;
+        let now: HashSet<Address> = [WALLET].into();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let mut sell = fill(2, 8, 0);
+        sell.side = Side::Sell;
+        // The BUY and the SELL handed on in two reads (the SELL while the BUY was being sized).
+        let buy = s.journal_pending(&[fill(1, 9, 0)], "pending", ActOnSight::of(&now)).unwrap()[0].row;
+        let sell = s.journal_pending(&[sell], "pending", ActOnSight::of(&now)).unwrap()[0].row;
+        assert!(matches!(s.leave_to_block(sell, true).unwrap(), LeftToBlock::Not), "no BUY waits: refused");
+        assert!(matches!(s.leave_to_block(buy, false).unwrap(), LeftToBlock::Waits));
+        assert!(matches!(s.leave_to_block(sell, true).unwrap(), LeftToBlock::Waits), "behind the BUY");
+        // Both blocks: both handed on, in the chain's order.
+        let b5 = (5, B256::repeat_byte(5));
+        let mut sold = fill(2, 8, 5);
+        sold.side = Side::Sell;
+        sold.log_index = 1;
+        let out = s.journal_range(&[fill(1, 9, 5), sold], b5, &[b5]).unwrap();
+        assert_eq!(out.to_copy.iter().map(|p| p.row).collect::<Vec<_>>(), [buy, sell]);
     }
 
     #[test]

@@ -1047,3 +1047,64 @@ async fn test_detection_when_a_pending_buy_then_a_pending_sell_then_the_sell_cou
     .await;
     assert_eq!((sell["status"].as_str(), sell["shares"].as_str()), (Some("executed"), Some("50")), "{sell}");
 }
+
+/// FAST's row of the fill in transaction `tx`, once journaled.
+fn fast_row(d: &Daemon, tx: B256) -> Option<Value> {
+    rows_of(d, FAST).into_iter().find(|r| r["fill"].as_str().unwrap().starts_with(&tx.to_string()))
+}
+
+/// With `detection.pending_max_order_usdc` at the 1 USDC minimum order, a copy on sight is capped:
+/// one the cap leaves at 2 shares for 1.00 USDC is copied before the block, and its block adds
+/// nothing; one the cap would leave under the minimum (3.33 shares at 0.30: 0.999 USDC) is not
+/// refused but left to its block, which copies it on the target's own rules (10 shares).
+/// Refused on sight, the mined log would find the refusal on the fill's row: never copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_the_pending_cap_alone_refuses_a_sighting_then_its_block_copies_it() {
+    // No slippage: the limit is the target's price, so 1 USDC buys whole lots at 0.50, not at 0.30.
+    let extra = [("POLYCOPY_DETECTION__PENDING_MAX_ORDER_USDC", "1"), ("POLYCOPY_COPY__MAX_SLIPPAGE_BPS", "0")];
+    let (anvil, _dir, mut d) = fast_on_sight(&extra, 0).await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+
+    // FAST buys 100 at 0.50: our 10 capped to 2 (1.00 USDC), copied while in the pool.
+    let (ex, data) = settlement(Generation::V2, FAST, 11, 100 * ONE, 50 * ONE, 1);
+    let capped = send(&anvil, ex, &data).await;
+    let row =
+        wait_for(20, "the capped copy on sight", async || fast_row(&d, capped).filter(|r| r["status"] == "executed"))
+            .await;
+    assert!(receipt(&anvil, capped).await.is_null(), "copied before the block");
+    assert_eq!((row["shares"].as_str(), row["triggered_by"].as_str()), (Some("2"), Some("pending")), "{row}");
+    anvil.mine(1).await;
+    let row =
+        wait_for(20, "the capped copy confirmed", async || fast_row(&d, capped).filter(|r| r["provisional"] == false))
+            .await;
+    assert_eq!((row["status"].as_str(), row["shares"].as_str()), (Some("executed"), Some("2")), "{row}");
+    assert_eq!(d.executions_for(&capped), 1, "the mined log added no second copy");
+
+    // FAST buys 100 at 0.30: capped, 3.33 shares for 0.999 USDC (under the minimum); uncapped, 10.
+    let (ex, data) = settlement(Generation::V2, FAST, 12, 100 * ONE, 30 * ONE, 3);
+    let left = send(&anvil, ex, &data).await;
+    let row = wait_for(20, "the sighting's copy decided", async || {
+        fast_row(&d, left).filter(|r| r["status"] != "pending" || d.log().contains("its block decides it"))
+    })
+    .await;
+    assert_eq!(
+        (row["status"].as_str(), row["triggered_by"].as_str(), row["provisional"].as_bool()),
+        (Some("pending"), None, Some(true)),
+        "refused for the pending cap alone, the trade would never be copied: {row}"
+    );
+    assert!(receipt(&anvil, left).await.is_null(), "still in the pool");
+    assert_eq!(d.executions_for(&left), 0, "nothing copied before the block");
+
+    // Its block copies it, on the target's own rules, once.
+    anvil.mine(1).await;
+    let row =
+        wait_for(20, "the copy by its block", async || fast_row(&d, left).filter(|r| r["status"] != "pending")).await;
+    assert_eq!(
+        (row["status"].as_str(), row["shares"].as_str(), row["triggered_by"].as_str(), row["provisional"].as_bool()),
+        (Some("executed"), Some("10"), Some("chain"), Some(false)),
+        "{row}"
+    );
+    assert_eq!(d.executions_for(&left), 1);
+    assert_eq!(d.executions_for(&capped), 1);
+    assert_eq!(d.stop().code(), Some(0));
+}

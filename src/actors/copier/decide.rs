@@ -8,13 +8,14 @@ use actix::Addr;
 use super::{CopierConfig, Copy, target_balance_before};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::risk_supervisor::{BuyOpen, Decision, Evaluate, GetPosition, Placing, RiskSupervisor};
-use crate::actors::store::{CopiedShares, RecordRefusal, StoreActor};
+use crate::actors::store::{CopiedShares, LeaveToBlock, RecordRefusal, StoreActor};
 use crate::chain::Reads;
 use crate::domain::{OrderIntent, Shares, Side, TargetFill};
 use crate::market::{MarketDirectory, MarketInfo, MarketRef};
 use crate::risk::market::check_market;
 use crate::risk::sizing::{Sized, SizingContext, check_fresh};
 use crate::risk::{DenyReason, size_copy};
+use crate::store::LeftToBlock;
 
 /// What one copy's decision needs from the copier, taken along so that it runs beside it.
 pub(super) struct CopyTask {
@@ -58,31 +59,121 @@ impl CopyTask {
         }
         let now_ms = crate::store::now_ms();
         let c = &self.cfg;
+        let min_shares = info.as_ref().map_or(Shares::ZERO, |i| i.min_size);
         let sized = match stale
             .or_else(|| self.v3_refusal(fill))
             .map_or_else(|| check_market(fill.side, info.as_ref(), c.skip_closed, c.min_minutes_to_end, now_ms), Err)
         {
             Err(r) => Err(r),
-            Ok(()) => self.size(&m, info.as_ref().map_or(Shares::ZERO, |i| i.min_size)).await,
+            Ok(()) => self.size(&m, min_shares).await,
         };
         match sized {
-            // The same fill, copied before and approved (its order waits for a slot, its intent
-            // not journaled yet): that copy decides; refused here, this one would mark the fill
-            // refused under it, and its order would never be sent.
-            Err(_) if self.risk.send(Placing(m.pending.row)).await.unwrap_or(false) => Decision::AlreadyPlacing,
-            Err(reason) => self.reject(&m, reason, market),
-            Ok(sized) => {
-                if fill.side == Side::Buy
-                    && let Ok(mut told) = self.stale_exits_told.lock()
-                {
-                    // The target is in again: its next stale exit is said again.
-                    told.remove(&(fill.wallet, fill.token_id));
+            Err(reason) if self.capped_only(&m, &reason, min_shares) => {
+                self.leave_to_block(&m, reason, min_shares, market).await
+            }
+            // A SELL seen in the pool while a BUY of its token, seen just before, was being left
+            // to its block: the chain orders the two, as it would have had the BUY been left
+            // there before the SELL was seen.
+            Err(DenyReason::NoPosition) if fill.block_number == 0 && fill.side == Side::Sell => {
+                self.leave_to_block(&m, DenyReason::NoPosition, min_shares, market).await
+            }
+            Err(reason) => self.refuse_unless_placing(&m, reason, market).await,
+            Ok(sized) => self.copy_sized(&m, sized, market).await,
+        }
+    }
+
+    /// Refuses `m`, unless the same fill, copied before, was approved (its order waits for a
+    /// slot, its intent not journaled yet): that copy decides; refused here, this one would mark
+    /// the fill refused under it, and its order would never be sent.
+    async fn refuse_unless_placing(&self, m: &Copy, reason: DenyReason, market: Option<MarketRef>) -> Decision {
+        if self.risk.send(Placing(m.pending.row)).await.unwrap_or(false) {
+            return Decision::AlreadyPlacing;
+        }
+        self.reject(m, reason, market)
+    }
+
+    /// Hands a sized copy to the risk supervisor.
+    async fn copy_sized(&self, m: &Copy, sized: Sized, market: Option<MarketRef>) -> Decision {
+        let fill = &m.pending.fill;
+        if fill.side == Side::Buy
+            && let Ok(mut told) = self.stale_exits_told.lock()
+        {
+            // The target is in again: its next stale exit is said again.
+            told.remove(&(fill.wallet, fill.token_id));
+        }
+        let intent = OrderIntent::for_fill(fill, m.pending.row, sized.shares, sized.limit_price);
+        if self.cfg.report_sized {
+            self.notifier.do_send(Event::Sized { label: m.label.clone(), intent: intent.clone() });
+        }
+        self.evaluate(m, intent, false, market).await
+    }
+
+    /// Whether `reason` refused a sighting's BUY only because of `detection.pending_max_order_usdc`:
+    /// sized on the target's own rules, as its mined fill will be, it passes. Only BUYs are
+    /// capped, and the cap can only make a copy too small.
+    fn capped_only(&self, m: &Copy, reason: &DenyReason, market_min_shares: Shares) -> bool {
+        let (fill, c) = (&m.pending.fill, &self.cfg);
+        if fill.block_number != 0
+            || c.pending_max_order_usdc.0 == 0
+            || fill.side != Side::Buy
+            || !matches!(reason, DenyReason::BelowMinimum { .. })
+        {
+            return false;
+        }
+        let ctx = SizingContext {
+            our_position: Shares::ZERO,
+            target_balance_before: None,
+            max_slippage_bps: c.max_slippage_bps,
+            min_order_usdc: c.min_order_usdc,
+            market_min_shares,
+            max_copy_delay_s: c.max_copy_delay_s,
+            now_ms: crate::store::now_ms(),
+        };
+        size_copy(fill, &m.rules, &ctx).is_ok()
+    }
+
+    /// A sighting's copy that the pending cap alone made too small is not refused (its block
+    /// would find the refusal on the fill's row, and the trade would never be copied): the fill
+    /// is left to its block, which hands it on to be copied on the target's own rules. Its block
+    /// journaled while it was sized: the mined fill is copied now. The journal failing: refused.
+    async fn leave_to_block(
+        &self,
+        m: &Copy,
+        reason: DenyReason,
+        min_shares: Shares,
+        market: Option<MarketRef>,
+    ) -> Decision {
+        let sell = m.pending.fill.side == Side::Sell;
+        let left = self
+            .store
+            .send(LeaveToBlock(m.pending.row, sell))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match left {
+            Ok(LeftToBlock::Waits) => {
+                tracing::info!(fill = m.pending.row, %reason, "a copy of a fill seen in the pool: its block decides it");
+                Decision::WaitsForBlock
+            }
+            // Nothing to refuse: the fill is being placed, or was taken back (orphaned).
+            Ok(LeftToBlock::Not) if !sell => Decision::AlreadyPlacing,
+            Ok(LeftToBlock::Not) => self.refuse_unless_placing(m, reason, market).await,
+            Ok(LeftToBlock::Mined(mined)) => {
+                let m = Copy {
+                    pending: *mined,
+                    label: m.label.clone(),
+                    rules: m.rules.clone(),
+                    at_start: m.at_start,
+                    admitted: None,
+                };
+                match self.size(&m, min_shares).await {
+                    Err(r) => self.refuse_unless_placing(&m, r, market).await,
+                    Ok(sized) => self.copy_sized(&m, sized, market).await,
                 }
-                let intent = OrderIntent::for_fill(fill, m.pending.row, sized.shares, sized.limit_price);
-                if self.cfg.report_sized {
-                    self.notifier.do_send(Event::Sized { label: m.label.clone(), intent: intent.clone() });
-                }
-                self.evaluate(&m, intent, false, market).await
+            }
+            Err(cause) => {
+                tracing::warn!(%cause, "the journal did not leave the fill to its block: the copy is refused");
+                self.refuse_unless_placing(m, reason, market).await
             }
         }
     }

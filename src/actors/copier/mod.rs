@@ -95,8 +95,12 @@ pub struct Copier {
     lanes: Lanes<TokenId, Queued>,
     /// Replied to when no copy is being sized any more.
     idle: Vec<oneshot::Sender<()>>,
-    /// Fills (journal rows) with a copy queued or being decided: one copy of a fill at a time.
-    deciding: std::collections::HashSet<i64>,
+    /// Fills (journal rows) with a copy queued or being decided, and whether that copy is of the
+    /// fill as seen in the pool (a sighting): one copy of a fill at a time.
+    deciding: std::collections::HashMap<i64, bool>,
+    /// A sighting's fill mined while its sighting's copy was still being decided (left to its
+    /// block by the pending cap, say): decided once that copy is, not dropped as a duplicate.
+    after_sighting: std::collections::HashMap<i64, (Copy, Option<oneshot::Sender<Decision>>)>,
     /// Targets' exits already said to be refused as stale (see [`stale_exit_alert`]).
     stale_exits_told: StaleExitsTold,
 }
@@ -147,7 +151,8 @@ impl Copier {
             notifier,
             lanes: Lanes::new(MAX_BUYS_PER_TOKEN),
             idle: Vec::new(),
-            deciding: std::collections::HashSet::new(),
+            deciding: std::collections::HashMap::new(),
+            after_sighting: std::collections::HashMap::new(),
             stale_exits_told: Arc::default(),
         }
     }
@@ -186,7 +191,22 @@ fn access_of(m: &Copy) -> Access {
 impl Copier {
     /// Starts `m` now, or queues it behind the copies of its token it must follow.
     fn arrive(&mut self, m: Copy, tx: Option<oneshot::Sender<Decision>>, ctx: &mut Context<Self>) {
-        if !self.deciding.insert(m.pending.row) {
+        let row = m.pending.row;
+        let sighting = m.pending.fill.block_number == 0;
+        if self.deciding.get(&row) == Some(&true)
+            && !sighting
+            && m.pending.intent.is_none()
+            && !self.after_sighting.contains_key(&row)
+        {
+            // Its block handed it on as the sighting's copy ended (left to the block): decided
+            // after that copy, which may still be placing it (then this one finds it so).
+            debug!(fill = row, "a mined fill waits for its sighting's copy to be decided");
+            self.after_sighting.insert(row, (m, tx));
+            return;
+        }
+        if let std::collections::hash_map::Entry::Vacant(v) = self.deciding.entry(row) {
+            v.insert(sighting);
+        } else {
             // The fill came again (a reorg's rescan, a sighting mined after it was withdrawn)
             // while its first copy is still being decided: that one decides. Sized again, the
             // second could find every share claimed by the first's SELL and refuse the fill.
@@ -254,6 +274,9 @@ impl Handler<Decided> for Copier {
 
     fn handle(&mut self, Decided { token, access, row }: Decided, ctx: &mut Context<Self>) {
         self.deciding.remove(&row);
+        if let Some((m, tx)) = self.after_sighting.remove(&row) {
+            self.arrive(m, tx, ctx);
+        }
         for (m, tx) in self.lanes.done(token, access) {
             self.start(m, tx, ctx);
         }

@@ -18,6 +18,9 @@ pub enum Decision {
     Rejected(DenyReason),
     /// The executor or the journal failed.
     Failed(String),
+    /// A sighting's copy that only the pending cap made too small: not refused, its fill waits
+    /// for its block, which hands it on to be copied on the target's own rules.
+    WaitsForBlock,
 }
 
 /// Approve (or deny) and execute one intent.

@@ -48,6 +48,12 @@ store_handler!(JournalPending -> Vec<PendingFill>, stamped by |v, at| stamp_jour
     s.journal_pending(&m.fills, m.source, crate::store::ActOnSight { wallets: &m.act_now, at_limit: Some(&m.at_limit) })
 });
 
+/// Leave a sighting's refused copy to its block ([`crate::store::Store::leave_to_block`]): its
+/// row, and whether only behind a BUY of its wallet and token left there (a SELL).
+#[derive(Debug)]
+pub struct LeaveToBlock(pub i64, pub bool);
+store_handler!(LeaveToBlock -> crate::store::LeftToBlock, |s, m| s.leave_to_block(m.0, m.1));
+
 /// Journal RTDS rows of targets as sightings (see [`crate::store::Store::record_rtds`]).
 #[derive(Debug)]
 pub struct RecordRtds(pub Vec<(crate::market::rtds::row::RtdsRow, i64)>);
