@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{
-    EXIT_NO_ACK, EXIT_NO_DAEMON, GlobalArgs, open_store, open_store_for_halt, other_mode_socket, settings_for_control,
+    EXIT_NO_ACK, EXIT_NO_DAEMON, GlobalArgs, open_store, open_store_for_halt, other_mode_journal_held,
+    other_mode_socket, settings_for_control,
 };
 use crate::config::Settings;
 use crate::control::client::{ControlError, ask, ask_expected};
@@ -58,16 +59,14 @@ fn no_socket_note(s: &crate::config::Settings, sock: &str) -> (String, i32) {
     }
 }
 
+/// What stores a change in a journal and says so: the journal, and the settings it is under.
+type Offline<'a> = &'a dyn Fn(&Store, &Settings) -> Result<String>;
+
 /// Asks the running daemon to carry out `req`; with no daemon, `offline` stores the change in the
 /// journal and says what it did. Returns the exit code (0 acknowledged, 1 refused, 3 no daemon,
 /// 4 no acknowledgement).
-fn reach(
-    g: &GlobalArgs,
-    s: &Settings,
-    req: &Request,
-    ok_hint: &str,
-    offline: impl FnOnce(&Store) -> Result<String>,
-) -> Result<i32> {
+fn reach(g: &GlobalArgs, s: &Settings, req: &Request, ok_hint: &str, offline: Offline<'_>) -> Result<i32> {
+    let is_halt = matches!(req, Request::Halt { .. });
     let answer = if matches!(req, Request::Halt { .. }) {
         // A halt goes to whichever daemon answers: stopping the wrong one too costs nothing.
         ask(&s.control_socket_path(), req, ACK_WAIT)
@@ -75,7 +74,7 @@ fn reach(
         ask_expected(&s.control_socket_path(), super::expected(g, s), req, ACK_WAIT)
     };
     match answer {
-        Ok(r) if matches!(req, Request::Halt { .. }) => Ok(halt_answered(s, &r, ok_hint, req, offline)),
+        Ok(r) if is_halt => Ok(halt_answered(g, s, &r, ok_hint, req, offline)),
         Ok(r) => Ok(answered(&r, ok_hint, req)),
         Err(e @ ControlError::OtherDaemon { .. }) => {
             eprintln!("{e}");
@@ -86,7 +85,12 @@ fn reach(
             if let Some(other) = other_mode_socket(g, s) {
                 match other_daemon(g, s, req, &other, &sock, ok_hint) {
                     OtherDaemon::None => {}
-                    OtherDaemon::Done(code) if matches!(req, Request::Halt { .. }) => {
+                    OtherDaemon::Done(code) if is_halt => {
+                        // Not carried out there (no answer in time, or refused): stored in the
+                        // journal it holds, which it reads every few hundred ms.
+                        if code != 0 {
+                            halt_the_held_journal_of_the_other_mode(g, s, offline);
+                        }
                         // The journal the file names is halted too: its next start stays halted.
                         if s.db_path.exists() {
                             store_too(s, offline);
@@ -96,17 +100,34 @@ fn reach(
                     OtherDaemon::Done(code) => return Ok(code),
                 }
             }
-            let store = if matches!(req, Request::Halt { .. }) { open_store_for_halt(s)? } else { open_store(s)? };
-            println!("{}", offline(&store)?);
+            // No socket answers (removed), but the daemon that trades may hold the other mode's
+            // journal: the file's mode was switched and the service not restarted.
+            if is_halt && halt_the_held_journal_of_the_other_mode(g, s, offline) {
+                if s.db_path.exists() {
+                    store_too(s, offline);
+                }
+                eprintln!(
+                    "NOT confirmed: nothing answers on {sock}; to stop trading for sure, touch the emergency stop file {}",
+                    s.emergency_stop_file.display()
+                );
+                return Ok(EXIT_NO_ACK);
+            }
+            let store = if is_halt { open_store_for_halt(s)? } else { open_store(s)? };
+            println!("{}", offline(&store, s)?);
             let (note, code) = no_socket_note(s, &sock);
             eprintln!("{note}");
             Ok(code)
         }
         Err(e) => {
-            if matches!(req, Request::Halt { .. }) {
+            if is_halt {
                 // A daemon that does not answer (still starting, say) still reads the journal's
-                // breaker every few hundred ms: the halt is stored there as well.
-                store_too(s, offline);
+                // breaker every few hundred ms: the halt is stored there as well, and in the other
+                // mode's journal if a daemon holds it (a shared socket: the one not answering may
+                // be that one).
+                let held = halt_the_held_journal_of_the_other_mode(g, s, offline);
+                if !held || s.db_path.exists() {
+                    store_too(s, offline);
+                }
             }
             let unit = super::unit_name(g);
             eprintln!(
@@ -123,13 +144,7 @@ fn reach(
 /// unconfirmed; one that trades another journal than the settings name (a shared control socket,
 /// the mode switched in the file) leaves the named journal halted as well, so that its next start
 /// stays halted.
-fn halt_answered(
-    s: &Settings,
-    r: &Reply,
-    ok_hint: &str,
-    req: &Request,
-    offline: impl FnOnce(&Store) -> Result<String>,
-) -> i32 {
+fn halt_answered(g: &GlobalArgs, s: &Settings, r: &Reply, ok_hint: &str, req: &Request, offline: Offline<'_>) -> i32 {
     if !r.ok {
         eprintln!(
             "{}. NOT confirmed: the halt is stored in the journal as well; to stop trading for sure, touch the \
@@ -138,6 +153,9 @@ fn halt_answered(
             s.emergency_stop_file.display()
         );
         store_too(s, offline);
+        if !crate::control::client::same_journal(std::path::Path::new(&r.journal), &s.db_path) {
+            halt_the_held_journal_of_the_other_mode(g, s, offline);
+        }
         return EXIT_NO_ACK;
     }
     let code = answered(r, ok_hint, req);
@@ -155,9 +173,30 @@ fn halt_answered(
     code
 }
 
+/// Stores the halt in the other mode's journal of these settings when a daemon holds it (its lock
+/// is taken): the file's mode was switched and the service not restarted, so that daemon trades
+/// there, and reads the journal's breaker every `risk.breaker_poll_ms` whether or not its socket
+/// answers. Says so; returns whether it was held. An instance's journals are its own: no other
+/// instance's daemon is reached.
+fn halt_the_held_journal_of_the_other_mode(g: &GlobalArgs, s: &Settings, offline: Offline<'_>) -> bool {
+    let Some((other, pid)) = other_mode_journal_held(g, s) else { return false };
+    eprintln!(
+        "warning: the settings say {} mode, but a daemon{} holds the {} journal {} (the file's mode was changed \
+         and the service not restarted): the halt is stored there, which it reads every {} ms; check it with \
+         `status`",
+        s.mode.as_str(),
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        other.mode.as_str(),
+        other.db_path.display(),
+        other.risk.breaker_poll_ms
+    );
+    store_too(&other, offline);
+    true
+}
+
 /// Stores the change in the journal as well, saying what happened.
-fn store_too(s: &Settings, offline: impl FnOnce(&Store) -> Result<String>) {
-    match open_store_for_halt(s).and_then(|store| offline(&store)) {
+fn store_too(s: &Settings, offline: Offline<'_>) {
+    match open_store_for_halt(s).and_then(|store| offline(&store, s)) {
         Ok(done) => eprintln!("{done}"),
         Err(e) => eprintln!("error: the change could not be stored in the journal either: {e:#}"),
     }
@@ -232,7 +271,7 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
     let reason = &crate::control::halt_reason(reason);
     let req = Request::Halt { reason: reason.to_owned(), by: "cli".into() };
     let hint = format!(". Undo with `{} resume`.", cmd(g));
-    reach(g, &s, &req, &hint, |store| {
+    reach(g, &s, &req, &hint, &|store, at_journal| {
         let cur = store.breaker()?;
         let at = now_ms();
         if cur.tripped {
@@ -251,7 +290,7 @@ pub fn halt(g: &GlobalArgs, reason: &str) -> Result<i32> {
         };
         store.set_breaker(&state)?;
         store.add_event("breaker_tripped", &format!("halted from the command line: {reason}"))?;
-        Ok(format!("halted in the journal {}: the next start stays halted.", s.db_path.display()))
+        Ok(format!("halted in the journal {}: the next start stays halted.", at_journal.db_path.display()))
     })
 }
 
@@ -269,7 +308,7 @@ pub fn resume(g: &GlobalArgs) -> Result<i32> {
         );
         return Ok(1);
     }
-    reach(g, &s, &Request::Resume { by: "cli".into() }, "", |store| {
+    reach(g, &s, &Request::Resume { by: "cli".into() }, "", &|store, at_journal| {
         let cur = store.breaker()?;
         if cur.trading() == TradingState::Active {
             return Ok("not halted: nothing to resume".to_owned());
@@ -277,6 +316,12 @@ pub fn resume(g: &GlobalArgs) -> Result<i32> {
         store.set_breaker(&BreakerState { by: "cli".into(), since_ms: now_ms(), ..BreakerState::default() })?;
         let was = format!("{}: {}", cur.code, cur.reason);
         store.add_event("breaker_reset", &format!("resumed from the command line (was {was})"))?;
-        Ok(format!("resumed in the journal {} (was {} by {}: {})", s.db_path.display(), cur.code, cur.by, cur.reason))
+        Ok(format!(
+            "resumed in the journal {} (was {} by {}: {})",
+            at_journal.db_path.display(),
+            cur.code,
+            cur.by,
+            cur.reason
+        ))
     })
 }

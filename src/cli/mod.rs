@@ -17,7 +17,7 @@ mod status;
 mod suggest;
 mod vet;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
@@ -599,6 +599,29 @@ fn other_mode_socket(g: &GlobalArgs, s: &Settings) -> Option<PathBuf> {
     };
     files.control_socket = PathBuf::new();
     Some(files.control_socket_path())
+}
+
+/// The other mode's journal of these settings when a daemon holds it (its lock is taken), with the
+/// settings pointed at it and the holder's pid: the mode in the file may have been changed since
+/// the daemon that trades started. `None` with `--db`, or when both modes share one journal.
+fn other_mode_journal_held(g: &GlobalArgs, s: &Settings) -> Option<(Settings, Option<u32>)> {
+    if g.db.is_some() {
+        return None;
+    }
+    let files = unchecked_settings(g).ok()?;
+    let (mode, journal) = match s.mode {
+        Mode::Live => (Mode::Paper, files.db_path),
+        Mode::Paper => (Mode::Live, files.live.db_path),
+    };
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    if canon(&journal) == canon(&s.db_path) {
+        return None;
+    }
+    let pid = crate::store::lock::holder(&journal)?;
+    let mut other = s.clone();
+    other.mode = mode;
+    other.db_path = journal;
+    Some((other, pid))
 }
 
 /// Opens the journal of a command that reads or controls: a missing journal is an error that names

@@ -725,3 +725,41 @@ fn test_installed_when_the_stop_file_is_relative_or_hidden_from_the_service_then
         assert!(err.lines().any(|l| l.contains(field) && l.contains("must be an absolute path")), "{field}: {err}");
     }
 }
+
+/// The file switched back to paper, the service not restarted, and no answer on the live daemon's
+/// control socket (removed, or something there that never replies): the live daemon still holds
+/// its journal and trades. `halt` stores the halt in that journal, which the daemon reads every
+/// few hundred ms, and says it is not confirmed; never "no daemon is running" or "no journal at".
+async fn halt_reaches_the_held_live_journal(shared_socket: bool, silent: bool) {
+    let l = live_install_with(shared_socket).await;
+    l.inst.edit("mode = \"live\"", "mode = \"paper\"");
+    let sock = l.inst.state().join(if shared_socket { "polycopy.sock" } else { "polycopy-live.db.sock" });
+    std::fs::remove_file(&sock).unwrap();
+    let _silent = silent.then(|| std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let (code, out, err) = l.cli(&["halt", "--reason", "socket gone"]);
+    let said = format!("{out}{err}");
+    assert_eq!(code, 4, "not confirmed: {said}");
+    assert!(said.contains(&format!("halted in the journal {}", l.live_db().display())), "{said}");
+    assert!(!said.contains("no daemon is running") && !said.contains("no journal at"), "{said}");
+    wait_for(10, "the live daemon to read the halt from its journal", async || {
+        l.inst.log().contains("BREAKER TRIPPED (manual) by cli").then_some(())
+    })
+    .await;
+    l.next_copy_refused_as_halted().await;
+    assert!(!l.inst.state().join("polycopy-paper.db").exists(), "no paper journal appeared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_the_file_says_paper_and_the_live_socket_is_gone_then_halt_reaches_its_journal() {
+    halt_reaches_the_held_live_journal(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_the_file_says_paper_and_the_live_socket_is_silent_then_halt_reaches_its_journal() {
+    halt_reaches_the_held_live_journal(false, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_live_when_the_file_says_paper_and_the_shared_socket_is_silent_then_halt_reaches_its_journal() {
+    halt_reaches_the_held_live_journal(true, true).await;
+}
