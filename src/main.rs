@@ -211,7 +211,9 @@ const fn is_emergency(cmd: Option<&cli::Command>) -> bool {
 fn main() {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
-    cli::note_system_config_var();
+    if let Some(warning) = cli::note_system_config_var(&cli.global) {
+        eprintln!("warning: {warning}");
+    }
     if let Err(e) = load_env_files(&cli.global) {
         // Stopping trading, or seeing it, never waits for a config fix: an env file systemd
         // reads in its own way may trade while ours cannot parse it. Anything that could start

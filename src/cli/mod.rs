@@ -283,25 +283,57 @@ pub struct DataError(pub String);
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// `POLYCOPY_SYSTEM_CONFIG` as the process got it, before any `.env` file was read: a `.env` in
-/// whatever directory a command runs from must not point it at other settings (another mode,
-/// another journal) than the daemon's.
-static SYSTEM_CONFIG_VAR: std::sync::OnceLock<Option<std::ffi::OsString>> = std::sync::OnceLock::new();
+/// `POLYCOPY_SYSTEM_CONFIG` as the process got it, before any `.env` file was read (`got`): a
+/// `.env` in whatever directory a command runs from must not point it at other settings (another
+/// mode, another journal) than the daemon's. `taken` is what commands act on.
+#[derive(Debug)]
+struct SystemConfigVar {
+    got: Option<std::ffi::OsString>,
+    taken: Option<std::ffi::OsString>,
+}
+
+static SYSTEM_CONFIG_VAR: std::sync::OnceLock<SystemConfigVar> = std::sync::OnceLock::new();
 
 /// Notes `POLYCOPY_SYSTEM_CONFIG` as the process got it; `main` calls it before reading `.env`.
-pub fn note_system_config_var() {
-    let _ = SYSTEM_CONFIG_VAR.set(std::env::var_os("POLYCOPY_SYSTEM_CONFIG"));
+/// Set empty ("no installation", as the demo and the tests run) in the shell of an installed
+/// binary's operator, on a server with an installation and without `--config`, it is ignored:
+/// the command acts on the installation, as its daemon does, not on built-in defaults and a
+/// journal under the working directory. Returns the warning to show then.
+pub fn note_system_config_var(g: &GlobalArgs) -> Option<String> {
+    let got = std::env::var_os("POLYCOPY_SYSTEM_CONFIG");
+    let installation = got
+        .as_ref()
+        .filter(|v| v.is_empty() && g.config.is_none() && crate::config::location::installed_binary())
+        .and_then(|_| installation_dir(g));
+    let taken = if installation.is_some() { None } else { got.clone() };
+    let _ = SYSTEM_CONFIG_VAR.set(SystemConfigVar { got, taken });
+    installation.map(|dir| {
+        format!(
+            "POLYCOPY_SYSTEM_CONFIG is set empty in this environment (no installation, as the demo and the tests \
+             run), but this server has one ({}): the command acts on it, as its daemon does. Unset the variable; \
+             to act on other settings, name them with --config",
+            dir.display()
+        )
+    })
+}
+
+/// This binary's installation, when there is one: the instance named, the default settings, or
+/// named instances.
+fn installation_dir(g: &GlobalArgs) -> Option<PathBuf> {
+    let loc = Location::discover(g.instance.as_deref()).ok()?;
+    let dir = loc.config_dir();
+    (loc.settings_file().exists() || (g.instance.is_none() && !installed_instances(&dir).is_empty())).then_some(dir)
 }
 
 /// True when a `.env` file set `POLYCOPY_SYSTEM_CONFIG` otherwise than the process got it (ignored).
 #[must_use]
 pub fn system_config_var_from_a_file() -> bool {
-    SYSTEM_CONFIG_VAR.get().is_some_and(|noted| *noted != std::env::var_os("POLYCOPY_SYSTEM_CONFIG"))
+    SYSTEM_CONFIG_VAR.get().is_some_and(|noted| noted.got != std::env::var_os("POLYCOPY_SYSTEM_CONFIG"))
 }
 
-/// `POLYCOPY_SYSTEM_CONFIG` as noted at start (the environment's, when nothing was noted).
+/// `POLYCOPY_SYSTEM_CONFIG` as commands take it (the environment's, when nothing was noted).
 fn system_config_var() -> Option<std::ffi::OsString> {
-    SYSTEM_CONFIG_VAR.get().cloned().unwrap_or_else(|| std::env::var_os("POLYCOPY_SYSTEM_CONFIG"))
+    SYSTEM_CONFIG_VAR.get().map_or_else(|| std::env::var_os("POLYCOPY_SYSTEM_CONFIG"), |v| v.taken.clone())
 }
 
 /// Where the settings come from: `POLYCOPY_SYSTEM_CONFIG` (set empty: none), else the installation's.

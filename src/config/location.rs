@@ -18,17 +18,30 @@ pub struct Location {
     pub instance: Option<String>,
 }
 
+/// How many directories above `exe` its install prefix is: 3 for `P/usr/local/bin/polycopy`, 2
+/// for `P/usr/bin/polycopy`; `None` for a binary run from anywhere else (a cargo build).
+fn install_depth(dirs: &[Component<'_>]) -> Option<usize> {
+    let names: Vec<&str> = dirs.iter().rev().take(3).filter_map(|c| c.as_os_str().to_str()).collect();
+    match names.as_slice() {
+        ["bin", "local", "usr", ..] => Some(3),
+        ["bin", "usr", ..] => Some(2),
+        _ => None,
+    }
+}
+
+/// Whether this process's binary is where `install.sh` puts it (not a cargo build).
+#[must_use]
+pub fn installed_binary() -> bool {
+    let exe = std::env::current_exe().ok().and_then(|e| e.canonicalize().ok());
+    exe.as_deref().and_then(Path::parent).is_some_and(|p| install_depth(&p.components().collect::<Vec<_>>()).is_some())
+}
+
 /// The install prefix of a binary at `exe`: `P` for `P/usr/local/bin/polycopy` or `P/usr/bin/polycopy`,
 /// else `/`.
 #[must_use]
 pub fn prefix_of(exe: &Path) -> PathBuf {
     let dirs: Vec<Component<'_>> = exe.parent().map(|p| p.components().collect()).unwrap_or_default();
-    let names: Vec<&str> = dirs.iter().rev().take(3).filter_map(|c| c.as_os_str().to_str()).collect();
-    let depth = match names.as_slice() {
-        ["bin", "local", "usr", ..] => 3,
-        ["bin", "usr", ..] => 2,
-        _ => return PathBuf::from("/"),
-    };
+    let Some(depth) = install_depth(&dirs) else { return PathBuf::from("/") };
     let keep = dirs.len().saturating_sub(depth);
     let p: PathBuf = dirs[..keep].iter().collect();
     if p.as_os_str().is_empty() { PathBuf::from("/") } else { p }

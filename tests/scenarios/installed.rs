@@ -613,6 +613,15 @@ fn which_instance(root: &std::path::Path, elsewhere: &std::path::Path) {
     std::fs::write(elsewhere.join("own.toml"), "mode = \"paper\"\n").unwrap();
     let (_, out, err) = run(&["--config", "own.toml", "check-config", "--offline"], &[]);
     assert!(!err.contains("only the instances"), "{out}{err}");
+    // Set empty in the shell, the variable detaches nothing here: naming no instance is still
+    // refused, and naming one acts on it (not "two answers").
+    let (code, out, err) = run(&["halt"], &[("POLYCOPY_SYSTEM_CONFIG", "")]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("only the instances acct1, acct2"), "{err}");
+    let (code, out, err) = run(&["--instance", "acct2", "status", "--json"], &[("POLYCOPY_SYSTEM_CONFIG", "")]);
+    assert_eq!(code, 0, "{out}{err}");
+    let st: Value = serde_json::from_str(&out).unwrap();
+    assert!(st["journal"].as_str().unwrap().ends_with("acct2/polycopy-paper.db"), "{st}");
     let acct1 = root.join("etc/polycopy/acct1/polycopy.toml");
     let (code, out, err) =
         run(&["--instance", "acct2", "halt"], &[("POLYCOPY_SYSTEM_CONFIG", acct1.to_str().unwrap())]);
@@ -762,4 +771,47 @@ async fn test_installed_live_when_the_file_says_paper_and_the_live_socket_is_sil
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_installed_live_when_the_file_says_paper_and_the_shared_socket_is_silent_then_halt_reaches_its_journal() {
     halt_reaches_the_held_live_journal(true, true).await;
+}
+
+/// `POLYCOPY_SYSTEM_CONFIG` set empty in the operator's shell (left from a demo or a test run):
+/// on a server with an installation, commands still act on it, with a warning. Before, `halt`
+/// looked for data/polycopy-paper.db under the working directory and the daemon traded on.
+/// Settings named with --config are still read without the installation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_installed_when_the_shell_sets_the_system_config_empty_then_commands_act_on_the_installation() {
+    let anvil = Anvil::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut inst = Installed::stage(&dir.path().join("root"), None);
+    inst.fast();
+    std::fs::write(inst.root.join("etc/polycopy/wallets.json"), wallets(&[(A, "whale", true)], 0.1).to_string())
+        .unwrap();
+    inst.env(&[
+        ("POLYGON_RPC_URL", &anvil.http_url()),
+        ("GAMMA_URL", "http://127.0.0.1:9"),
+        ("CLOB_HOST", "http://127.0.0.1:9"),
+    ]);
+    inst.start();
+    inst.wait_live().await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let empty = [("POLYCOPY_SYSTEM_CONFIG", "")];
+    let (code, out, err) = inst.cli_env(elsewhere.path(), &["halt", "--reason", "empty var"], &empty);
+    assert_eq!(code, 0, "the installed daemon acknowledges: {out}{err}");
+    assert!(out.contains("paper daemon") && out.contains("polycopy-paper.db"), "{out}");
+    assert!(err.contains("POLYCOPY_SYSTEM_CONFIG is set empty") && !err.contains("no journal at"), "{err}");
+    wait_for(10, "the daemon to obey the halt", async || {
+        inst.log().contains("BREAKER TRIPPED (manual) by cli").then_some(())
+    })
+    .await;
+    let (code, out, err) = inst.cli_env(elsewhere.path(), &["status", "--json"], &empty);
+    assert_eq!(code, 0, "{out}{err}");
+    let st: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["journal"].as_str(), inst.state().join("polycopy-paper.db").to_str(), "{st}");
+    std::fs::write(elsewhere.path().join("own.toml"), "mode = \"paper\"\n").unwrap();
+    let (code, out, err) =
+        inst.cli_env(elsewhere.path(), &["--config", "own.toml", "check-config", "--json", "--offline"], &empty);
+    let cfg: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{code} {out}{err}"));
+    assert_eq!(cfg["db_path"], "data/polycopy-paper.db", "--config with the empty variable: no installation");
+    assert!(!err.contains("is set empty"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(elsewhere.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 1, "only own.toml: {left:?}");
 }

@@ -212,12 +212,17 @@ impl Installed {
 
     /// The installed `polycopy` with `args`, run from `cwd` with a clean environment.
     pub fn cli(&self, cwd: &Path, args: &[&str]) -> (i32, String, String) {
+        self.cli_env(cwd, args, &[])
+    }
+
+    /// [`Installed::cli`] with `env` added to the clean environment (what the operator's shell exports).
+    pub fn cli_env(&self, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         let mut c = Command::new(self.root.join("usr/local/bin/polycopy"));
         if let Some(i) = &self.instance {
             c.args(["--instance", i]);
         }
         c.args(args).current_dir(cwd);
-        output(clean(&mut c).output().unwrap())
+        output(clean(&mut c).envs(env.iter().copied()).output().unwrap())
     }
 
     /// An installed script with `args` (and `--instance`), run from `cwd` with a clean environment.
