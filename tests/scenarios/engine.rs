@@ -1577,3 +1577,42 @@ async fn test_live_when_an_exit_comes_again_after_a_reorg_while_its_copy_waits_t
     assert_eq!(sells.len(), 1, "one SELL: {sells:?}");
     assert_eq!(l.d.trades().len(), 2, "one row per fill");
 }
+
+/// One slot for orders: a copy approved while the first order hangs waits for the slot, its intent
+/// not journaled yet. Its target is then paused and a reorg re-includes its transaction, so the
+/// rescan hands the BUY on again: the registry would refuse it (a paused target's BUY) and mark the
+/// fill refused under the approved copy, whose order then found its trade gone and was never sent.
+/// The approved copy decides: sent once, executed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_fill_comes_again_for_a_paused_target_while_its_copy_waits_for_a_slot_then_sent_once() {
+    let mut l = live().await;
+    let tg = FakeTelegram::start("123456789:ENGINE-TEST-TOKEN-abcdef").await;
+    l.d.with_telegram(&tg, "1001");
+    l.d.set("copy", "max_in_flight = 1");
+    l.clob.script(&[Play::Hang]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the first order at the exchange", async || (l.clob.posts().len() == 1).then_some(())).await;
+    let (_, second) = l.anvil.emit(&buy(2, NEG_TOKEN)).await;
+    wait_for(20, "the second copy approved, waiting for the slot", async || {
+        (l.d.status()["daemon"]["reserved_usdc"] == "10.2").then_some(())
+    })
+    .await;
+    tg.inject_message(1001, "/pause whale");
+    wait_for(10, "the target paused", async || {
+        tg.sent_to(1001).iter().any(|m| m.text.to_lowercase().contains("paused")).then_some(())
+    })
+    .await;
+    // The same signed transaction, mined again in the block that replaces its own.
+    let raw = l.anvil.raw("eth_getRawTransactionByHash", json!([second])).await;
+    l.anvil.raw("anvil_reorg", json!([1, [[raw, 0]]])).await;
+    wait_for(30, "the fill handed on again", async || {
+        l.d.log().contains("it decides, not the registry's refusal").then_some(())
+    })
+    .await;
+    // The first order is found matched by its lookups; the slot frees.
+    let r = wait_for(30, "the second copy decided", async || row(&l.d, 1).filter(|r| r["status"] != "pending")).await;
+    assert_eq!(r["status"], "executed", "{r}");
+    assert_eq!(l.clob.posts().len(), 2, "the approved copy was sent, once");
+    assert_eq!(l.d.trades().len(), 2, "one row per fill");
+}

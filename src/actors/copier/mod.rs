@@ -22,6 +22,8 @@ use crate::store::PendingFill;
 
 pub mod admission;
 mod decide;
+mod refuse;
+pub use refuse::Refuse;
 
 /// Copy one journaled target fill.
 #[derive(Debug, Message)]

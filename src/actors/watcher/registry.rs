@@ -15,10 +15,10 @@ use super::{
     ListTargets, NewFills, Reconfigure, Reload, SetTargetPaused, Stats, TargetInfo, WalletWatcher, WatchedFill,
 };
 use crate::actors::copier::admission::{Admission, Admitted};
-use crate::actors::copier::{Copier, Copy, Unwaited};
+use crate::actors::copier::{Copier, Copy, Refuse, Unwaited};
 use crate::actors::handoff::Handoff;
 use crate::actors::notifier::{Details, Event, Notifier};
-use crate::actors::store::{RecordRefusal, SetPaused, StoreActor};
+use crate::actors::store::{SetPaused, StoreActor};
 use crate::config::{Target, Wallets};
 use crate::domain::addr_lower;
 use crate::risk::DenyReason;
@@ -233,9 +233,9 @@ impl Registry {
 pub struct Recover(pub Vec<PendingFill>);
 
 impl Registry {
+    /// Refused through the copier, which leaves a fill a copy decides to that copy.
     fn reject(&self, p: PendingFill, label: String, reason: DenyReason) {
-        self.store.do_send(RecordRefusal { row: p.row, code: reason.code(), detail: reason.to_string() });
-        self.notifier.do_send(Event::Rejected { label, fill: p.fill, reason, market: None });
+        self.copier.do_send(Refuse { pending: p, label, reason });
     }
 
     /// The copy of `p` and the watcher it belongs to; `None` (journaled and reported) when it is
