@@ -211,8 +211,13 @@ const fn is_emergency(cmd: Option<&cli::Command>) -> bool {
 fn main() {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
-    if let Some(warning) = cli::note_system_config_var(&cli.global) {
-        eprintln!("warning: {warning}");
+    match cli::note_system_config_var(&cli.global, is_emergency(cli.command.as_ref())) {
+        Ok(Some(warning)) => eprintln!("warning: {warning}"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::exit(cli::EXIT_CONFIG);
+        }
     }
     if let Err(e) = load_env_files(&cli.global) {
         // Stopping trading, or seeing it, never waits for a config fix: an env file systemd

@@ -295,26 +295,40 @@ struct SystemConfigVar {
 static SYSTEM_CONFIG_VAR: std::sync::OnceLock<SystemConfigVar> = std::sync::OnceLock::new();
 
 /// Notes `POLYCOPY_SYSTEM_CONFIG` as the process got it; `main` calls it before reading `.env`.
+///
 /// Set empty ("no installation", as the demo and the tests run) in the shell of an installed
-/// binary's operator, on a server with an installation and without `--config`, it is ignored:
-/// the command acts on the installation, as its daemon does, not on built-in defaults and a
-/// journal under the working directory. Returns the warning to show then.
-pub fn note_system_config_var(g: &GlobalArgs) -> Option<String> {
+/// binary's operator, on a server with an installation and without `--config`, it would detach
+/// the command from the daemon that trades (built-in defaults, a journal under the working
+/// directory). An `emergency` command (halt, status) ignores it then and acts on the
+/// installation, with the warning returned; any other is refused, since acting on either could
+/// surprise (a scratch daemon turned live, a close of the wrong journal).
+///
+/// # Errors
+/// A command other than an emergency one in that case: the message says what to do.
+pub fn note_system_config_var(g: &GlobalArgs, emergency: bool) -> Result<Option<String>, ConfigError> {
     let got = std::env::var_os("POLYCOPY_SYSTEM_CONFIG");
     let installation = got
         .as_ref()
         .filter(|v| v.is_empty() && g.config.is_none() && crate::config::location::installed_binary())
         .and_then(|_| installation_dir(g));
-    let taken = if installation.is_some() { None } else { got.clone() };
-    let _ = SYSTEM_CONFIG_VAR.set(SystemConfigVar { got, taken });
-    installation.map(|dir| {
+    let said = installation.as_ref().map(|dir| {
         format!(
             "POLYCOPY_SYSTEM_CONFIG is set empty in this environment (no installation, as the demo and the tests \
-             run), but this server has one ({}): the command acts on it, as its daemon does. Unset the variable; \
-             to act on other settings, name them with --config",
+             run), but this server has one ({})",
             dir.display()
         )
-    })
+    });
+    let taken = if installation.is_some() && emergency { None } else { got.clone() };
+    let _ = SYSTEM_CONFIG_VAR.set(SystemConfigVar { got, taken });
+    match said {
+        Some(said) if emergency => {
+            Ok(Some(format!("{said}: the command acts on it, as its daemon does. Unset the variable")))
+        }
+        Some(said) => Err(ConfigError(format!(
+            "{said}: unset the variable to act on the installation, or name other settings with --config"
+        ))),
+        None => Ok(None),
+    }
 }
 
 /// This binary's installation, when there is one: the instance named, the default settings, or

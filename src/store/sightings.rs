@@ -482,8 +482,10 @@ impl Store {
     ///   false): its mined fill is not under that cap. Its block journaled already (while it was
     ///   sized, so nothing was handed on then): the mined fill is returned, to be copied now.
     /// - A SELL refused for want of a position while a BUY of the same wallet and token waits for
-    ///   its block (`behind_a_buy`, left there as above while the SELL was handed on): the chain
-    ///   orders the two. Its block journaled already: [`LeftToBlock::Not`], refused as before.
+    ///   its block (`behind_a_buy`, left there as above while the SELL was handed on), or was
+    ///   handed on by it and not copied yet: the chain orders the two. Its block journaled already:
+    ///   the mined fill, to be queued again behind the BUY's copy. No such BUY:
+    ///   [`LeftToBlock::Not`], refused as before.
     ///
     /// The mined log (`confirm`) hands a fill left to its block on when its block comes, once. A fill with an
     /// intent, or no longer waiting (orphaned meanwhile: its block, if it comes, revives it), is
@@ -502,11 +504,13 @@ impl Store {
             )?
             .query_row([row], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
+        // A BUY of the wallet and token left to its block, or handed on by it and not copied yet.
         let buy_waits = |token: &str, wallet: &str| -> rusqlite::Result<bool> {
             tx.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM fills INDEXED BY fills_provisional WHERE provisional = 1 \
-                 AND orphaned = 0 AND triggered_by IS NULL AND status = 'pending' AND side = 'BUY' \
-                 AND wallet = ?1 AND token_id = ?2)",
+                "SELECT EXISTS (SELECT 1 FROM fills INDEXED BY fills_wallet WHERE wallet = ?1 AND token_id = ?2 \
+                 AND side = 'BUY' AND status = 'pending' AND orphaned = 0 \
+                 AND ((provisional = 1 AND triggered_by IS NULL) OR (provisional = 0 AND triggered_by = 'chain')) \
+                 AND NOT EXISTS (SELECT 1 FROM intents WHERE fill_id = fills.id))",
             )?
             .query_row(params![wallet, token], |r| r.get(0))
         };
@@ -515,7 +519,7 @@ impl Store {
                 exec(&tx, "UPDATE fills SET triggered_by = NULL WHERE id = ?1", [row])?;
                 LeftToBlock::Waits
             }
-            Some((false, token, _)) if !behind_a_buy => {
+            Some((false, token, wallet)) if !behind_a_buy || buy_waits(&token, &wallet)? => {
                 exec(&tx, "UPDATE fills SET triggered_by = 'chain' WHERE id = ?1", [row])?;
                 let fill = load_fill(&tx, row, &token)?;
                 LeftToBlock::Mined(Box::new(PendingFill { row, fill, intent: None, journaled: None, booked: None }))
@@ -908,8 +912,22 @@ mod tests {
         let mut sold = fill(2, 8, 5);
         sold.side = Side::Sell;
         sold.log_index = 1;
-        let out = s.journal_range(&[fill(1, 9, 5), sold], b5, &[b5]).unwrap();
+        let out = s.journal_range(&[fill(1, 9, 5), sold.clone()], b5, &[b5]).unwrap();
         assert_eq!(out.to_copy.iter().map(|p| p.row).collect::<Vec<_>>(), [buy, sell]);
+
+        // The BUY left to its block, and both blocks journaled before the SELL's copy ends: the
+        // BUY is handed on, the SELL comes back mined, to be queued behind it.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("j.db")).unwrap();
+        let mut seen = fill(2, 8, 0);
+        seen.side = Side::Sell;
+        let buy = s.journal_pending(&[fill(1, 9, 0)], "pending", ActOnSight::of(&now)).unwrap()[0].row;
+        let sell = s.journal_pending(&[seen], "pending", ActOnSight::of(&now)).unwrap()[0].row;
+        assert!(matches!(s.leave_to_block(buy, false).unwrap(), LeftToBlock::Waits));
+        let out = s.journal_range(&[fill(1, 9, 5), sold], b5, &[b5]).unwrap();
+        assert_eq!(out.to_copy.iter().map(|p| p.row).collect::<Vec<_>>(), [buy], "the SELL's copy is under way");
+        let LeftToBlock::Mined(mined) = s.leave_to_block(sell, true).unwrap() else { panic!("the mined SELL") };
+        assert_eq!((mined.row, mined.fill.block_number), (sell, 5));
     }
 
     #[test]

@@ -262,14 +262,14 @@ async fn run(n: usize, seed: u64) {
         eprintln!("LOG:\n{}", lines.join("\n"));
     }
     let lost = n as i64 - journaled;
-    let [hangs, unavailable, early, partial, no_liquidity, rested] = l.clob.faults();
+    let [hangs, unavailable, early, partial, no_liquidity, rested, delayed] = l.clob.faults();
     let unbooked_n = unbooked.len();
     eprintln!(
         "chaos: fills {n}, journaled {journaled}, executed {executed}, executions {executions}, duplicates {duplicates}, \
          lost {lost}, orders missing at the exchange {missing}, matches not booked as matched {unbooked_n}, position \
          mismatches {mismatched}; restarts {restarts} (and {stall_restarts} after a stall), RPC cuts {cuts}, CLOB \
          faults: {hangs} hangs, {unavailable} 503, {early} 425, {partial} partial, {no_liquidity} no liquidity, \
-         {rested} rested, lookups answered null; {sells} SELLs executed; {:.0?}",
+         {rested} rested, {delayed} delayed, lookups answered null; {sells} SELLs executed; {:.0?}",
         started.elapsed()
     );
     assert!(unbooked.is_empty(), "matched at the exchange, not booked so:\n{}", unbooked.join("\n"));

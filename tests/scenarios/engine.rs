@@ -1616,3 +1616,44 @@ async fn test_live_when_a_fill_comes_again_for_a_paused_target_while_its_copy_wa
     assert_eq!(l.clob.posts().len(), 2, "the approved copy was sent, once");
     assert_eq!(l.d.trades().len(), 2, "one row per fill");
 }
+
+/// A market order held by the market's matching delay (sports markets): answered `delayed` with
+/// empty amounts, looked up as `null` while the delay lasts. It is journaled `delayed` (never
+/// sent again), a halt meanwhile cancels nothing (a market order never rests), and once the
+/// delay ends its match is booked from the lookup, once, with no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_an_order_is_delayed_by_the_market_then_booked_once_and_a_halt_cancels_nothing() {
+    let mut l = live().await;
+    l.clob.script(&[Play::Delayed(1_500, 100)]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    wait_for(20, "the order held by the delay", async || {
+        orders_in_journal(&l.d).first().filter(|o| o.1 == "delayed").cloned()
+    })
+    .await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "halt during a matching delay"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = wait_for(20, "the copy booked", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((r["status"].as_str(), r["shares"].as_str()), (Some("executed"), Some("10")), "{r}");
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+    assert!(l.clob.cancels().is_empty(), "a market order is not cancelled: {:?}", l.clob.cancels());
+    assert!(l.clob.requests("/data/order") >= 2, "looked up through the delay");
+    assert_eq!(orders_in_journal(&l.d)[0].1, "matched");
+    assert!(l.d.events("error").is_empty(), "no error: {:?}", l.d.events("error"));
+}
+
+/// A delayed FAK order that finds nothing to match once the delay ends (killed): a no-fill,
+/// its exposure released, not an error, and never sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_delayed_order_is_killed_after_the_delay_then_a_no_fill_not_an_error() {
+    let mut l = live().await;
+    l.clob.script(&[Play::Delayed(1_000, 0)]);
+    start_live(&mut l).await;
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let r = wait_for(20, "the copy decided", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("no_liquidity")), "{r}");
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+    assert_eq!(l.d.status()["daemon"]["reserved_usdc"], "0", "its exposure released");
+    wait_for(10, "the refusal reported", async || (!l.d.events("rejected").is_empty()).then_some(())).await;
+    assert!(l.d.events("error").is_empty(), "no error: {:?}", l.d.events("error"));
+}

@@ -613,8 +613,8 @@ fn which_instance(root: &std::path::Path, elsewhere: &std::path::Path) {
     std::fs::write(elsewhere.join("own.toml"), "mode = \"paper\"\n").unwrap();
     let (_, out, err) = run(&["--config", "own.toml", "check-config", "--offline"], &[]);
     assert!(!err.contains("only the instances"), "{out}{err}");
-    // Set empty in the shell, the variable detaches nothing here: naming no instance is still
-    // refused, and naming one acts on it (not "two answers").
+    // Set empty in the shell, the variable detaches nothing here: a halt naming no instance is
+    // still refused, and a status naming one acts on it (not "two answers").
     let (code, out, err) = run(&["halt"], &[("POLYCOPY_SYSTEM_CONFIG", "")]);
     assert_ne!(code, 0, "{out}{err}");
     assert!(err.contains("only the instances acct1, acct2"), "{err}");
@@ -806,6 +806,13 @@ async fn test_installed_when_the_shell_sets_the_system_config_empty_then_command
     assert_eq!(code, 0, "{out}{err}");
     let st: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(st["journal"].as_str(), inst.state().join("polycopy-paper.db").to_str(), "{st}");
+    // Any other command is refused: acting on either the installation or built-in defaults could
+    // surprise (a scratch daemon started live, a close of the wrong journal).
+    for cmd in [&["trades"][..], &["resume"], &["run"]] {
+        let (code, out, err) = inst.cli_env(elsewhere.path(), cmd, &empty);
+        assert_eq!(code, 78, "{cmd:?}: {out}{err}");
+        assert!(err.contains("POLYCOPY_SYSTEM_CONFIG is set empty") && err.contains("--config"), "{cmd:?}: {err}");
+    }
     std::fs::write(elsewhere.path().join("own.toml"), "mode = \"paper\"\n").unwrap();
     let (code, out, err) =
         inst.cli_env(elsewhere.path(), &["--config", "own.toml", "check-config", "--json", "--offline"], &empty);

@@ -33,6 +33,8 @@ pub(super) struct CopyTask {
     pub notifier: Addr<Notifier>,
     /// Targets' exits already said to be refused as stale, by target and token.
     pub stale_exits_told: super::StaleExitsTold,
+    /// The copier: a SELL whose block came while it was sized goes back to it, behind the BUY.
+    pub copier: Addr<super::Copier>,
 }
 
 impl CopyTask {
@@ -166,6 +168,12 @@ impl CopyTask {
                     at_start: m.at_start,
                     admitted: None,
                 };
+                if sell {
+                    // Its block and the BUY's came while it was sized: queued again, behind the
+                    // BUY's copy in its token's lane, once this copy is done.
+                    self.copier.do_send(super::Unwaited(m));
+                    return Decision::WaitsForBlock;
+                }
                 match self.size(&m, min_shares).await {
                     Err(r) => self.refuse_unless_placing(&m, r, market).await,
                     Ok(sized) => self.copy_sized(&m, sized, market).await,

@@ -58,6 +58,9 @@ impl Run {
                 }
                 Some((shares, usdc)) => return done(self.finish_post(shares, usdc).await),
             },
+            // A market order held by the market's matching delay (sports markets) never rests:
+            // looked up until it matched or was killed, never cancelled, never sent again.
+            PostOutcome::Delayed if !order.order_type.eq_ignore_ascii_case("GTD") => self.delayed(r).await?,
             PostOutcome::Live | PostOutcome::Delayed => self.rests(order, r, None, "resting on the book").await?,
             PostOutcome::NoFill { message } => {
                 self.outcome(OrderStatus::NoFill, None, &message).await?;
@@ -205,6 +208,19 @@ impl Run {
         self.outcome(OrderStatus::Live, part, message).await?;
         r.lookup_first = true;
         r.reset_window(self.resting_window(order));
+        Ok(())
+    }
+
+    /// A market order the exchange took and holds for the market's matching delay before it
+    /// matches: journaled `delayed` (held by its status, never sent again, even after a restart)
+    /// and looked up until it matched or was killed. A lookup answering null meanwhile is no
+    /// reason to send it again; a halt meanwhile cancels nothing (a market order never rests).
+    async fn delayed(&self, r: &mut Resolution) -> Result<(), ExecError> {
+        r.known = true;
+        r.uncertain = true;
+        self.outcome(OrderStatus::Delayed, None, "held by the market's matching delay").await?;
+        r.lookup_first = true;
+        r.reset_window(self.rules.resolve_for);
         Ok(())
     }
 

@@ -72,6 +72,10 @@ pub enum Play {
     /// A GTD order taken and held back before the book (a lagging engine): unknown to lookups and
     /// cancels until `land_unseen` puts it on the book, resting; its answer never comes.
     HangUnseen,
+    /// A market order held by the market's matching delay (sports markets): answered `delayed`
+    /// with empty amounts at once, looked up as `null` for this many milliseconds, then matched
+    /// this percentage (rounded down to lots; 0: killed, looked up as cancelled).
+    Delayed(u64, u32),
 }
 
 /// An order the fake accepted.
@@ -94,6 +98,8 @@ pub struct Order {
     /// Taken off the book by the exchange when its market resolved: looked up as
     /// `CANCELED_MARKET_RESOLVED` (a status the SDK does not name).
     pub market_resolved: bool,
+    /// Held by the market's matching delay until then: lookups answer `null`.
+    pub delayed_until: Option<Instant>,
 }
 
 /// A token the fake lists (its Gamma market is "Market <token>", outcome "Yes").
@@ -186,7 +192,7 @@ struct State {
     /// When set, unscripted POSTs draw a random play from this generator state.
     chaos: Option<u64>,
     /// Faults played at random: (hang, 503, 425, partial, no liquidity, rest).
-    faults: [u64; 6],
+    faults: [u64; 7],
     /// `GET /time`: the server's clock is this far ahead of ours (s), answered after this delay.
     time_offset_s: i64,
     time_delay_ms: u64,
@@ -197,7 +203,7 @@ struct State {
 }
 
 impl State {
-    /// The next play in chaos mode (a fill otherwise): 80% fills, the rest faults.
+    /// The next play in chaos mode (a fill otherwise): 75% fills, the rest faults.
     fn random_play(&mut self) -> Play {
         let Some(x) = self.chaos.as_mut() else { return self.default_play.clone().unwrap_or(Play::Fill) };
         // xorshift64*
@@ -212,6 +218,7 @@ impl State {
             14..=16 => (Play::Partial(50), 3),
             17..=19 => (Play::NoLiquidity, 4),
             20..=22 => (Play::Rest, 5),
+            23..=24 => (Play::Delayed(800, 100), 6),
             _ => return Play::Fill,
         };
         self.faults[i] += 1;
@@ -259,7 +266,7 @@ impl FakeClob {
     }
 
     /// Faults played so far: (hang, 503, 425, partial, no liquidity, rested).
-    pub fn faults(&self) -> [u64; 6] {
+    pub fn faults(&self) -> [u64; 7] {
         self.state.lock().unwrap().faults
     }
 
@@ -775,6 +782,9 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
                 return Some(());
             }
             match o {
+                Some(o) if o.delayed_until.is_some_and(|t| Instant::now() < t) => {
+                    respond(&mut sock, 200, &Value::Null, "").await;
+                }
                 Some(o) if null && o.matched > 0.0 => respond(&mut sock, 200, &Value::Null, "").await,
                 Some(o) if no_size && o.matched > 0.0 => {
                     let mut v = open_order(&o);
@@ -883,6 +893,7 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
         expiration: order["expiration"].as_str().and_then(|e| e.parse().ok()).unwrap_or(u64::MAX),
         resting: false,
         market_resolved: false,
+        delayed_until: None,
     };
     // What the real CLOB checks of the unsigned fields: a GTD expiry at least a minute out, none
     // on other types.
@@ -911,6 +922,28 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
             "invalid amounts, the market {side} orders pUSD amount supports a max accuracy of 2 decimals, shares a max of 4 decimals"
         );
         return respond(sock, 400, &json!({"error": msg}), "").await;
+    }
+    // A limit order's price (its amounts' ratio) is a whole number of ticks, and its size at least
+    // the market's minimum (docs/PROTOCOL.md §7): "breaks minimum tick size rule", "lower than the
+    // minimum". Market orders are checked on their amounts above instead.
+    if matches!(record.order_type.as_str(), "GTD" | "GTC") {
+        let micros = |s: &str| (s.parse::<f64>().unwrap() * 1e6).round() as u64;
+        let (tick, min) = (U256::from(micros(tok.tick)), U256::from(micros(tok.min_size)));
+        let priced_in_ticks = pusd * U256::from(1_000_000u64) % (tick * shares_units) == U256::ZERO;
+        let refusal = if shares_units.is_zero() || !priced_in_ticks {
+            Some(format!(
+                "order {id} is invalid. Price ({}), breaks minimum tick size rule: {}",
+                record.price, tok.tick
+            ))
+        } else if shares_units < min {
+            Some(format!("Size ({}) lower than the minimum: {}", shares, tok.min_size))
+        } else {
+            None
+        };
+        if let Some(msg) = refusal {
+            st.lock().unwrap().refused.push(msg.clone());
+            return respond(sock, 400, &json!({"error": msg}), "").await;
+        }
     }
     // And a marketable BUY spends at least 1 pUSD (reported by its users; docs/PROTOCOL.md).
     if buy && matches!(record.order_type.as_str(), "FAK" | "FOK") && pusd < U256::from(1_000_000u64) {
@@ -968,6 +1001,14 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
             st.lock().unwrap().orders.insert(id.clone(), record);
             let v = json!({"success": true, "errorMsg": "", "orderID": id, "status": "live",
                 "makingAmount": "0", "takingAmount": "0", "transactionsHashes": [], "tradeIDs": []});
+            respond(sock, 200, &v, "").await;
+        }
+        Play::Delayed(ms, pct) => {
+            record.matched = (shares * f64::from(pct) / 100.0 * 100.0).floor() / 100.0;
+            record.delayed_until = Some(Instant::now() + Duration::from_millis(ms));
+            st.lock().unwrap().orders.insert(id.clone(), record);
+            let v = json!({"success": true, "errorMsg": "", "orderID": id, "status": "delayed",
+                "makingAmount": "", "takingAmount": "", "transactionsHashes": [], "tradeIDs": []});
             respond(sock, 200, &v, "").await;
         }
         Play::HangUnmatched => {
