@@ -360,7 +360,7 @@ impl Venue {
             Ok(r) => classify_answer(
                 r.success,
                 r.error_msg.as_deref(),
-                &format!("{:?}", r.status),
+                status_word(&r.status),
                 r.making_amount,
                 r.taking_amount,
             ),
@@ -421,23 +421,12 @@ impl Venue {
         let c = self.client()?;
         match self.call(c.order(order_id)).await {
             Ok(o) => {
-                let status = match &o.status {
-                    OrderStatusType::Live => "live",
-                    OrderStatusType::Delayed => "delayed",
-                    OrderStatusType::Matched => "matched",
-                    OrderStatusType::Canceled => "canceled",
-                    OrderStatusType::Unmatched => "unmatched",
-                    OrderStatusType::Unknown(s) => match crate::clob::outcome::other_status(s) {
-                        // A status we do not know is not a final one: looked up again, and the
-                        // chain decides if it never becomes one.
-                        "unknown" => {
-                            tracing::warn!(order = order_id, status = %s, "the CLOB reports a status we do not know; looking again");
-                            "unknown"
-                        }
-                        known => known,
-                    },
-                    _ => "unknown",
-                };
+                let status = status_word(&o.status);
+                if status == "unknown" {
+                    // A status we do not know is not a final one: looked up again, and the chain
+                    // decides if it never becomes one.
+                    tracing::warn!(order = order_id, status = ?o.status, "the CLOB reports a status we do not know; looking again");
+                }
                 Ok(FoundOrder { state: classify_lookup(status, o.size_matched), price: o.price })
             }
             Err(VenueError::Status { status: 404, .. }) => {
@@ -470,4 +459,19 @@ impl Venue {
 
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
+}
+
+/// An order status in the words `classify_answer` and `classify_lookup` take: the SDK's named
+/// statuses, and one it does not name (the documented `ORDER_STATUS_`-prefixed form, say) read by
+/// [`crate::clob::outcome::other_status`]; `"unknown"` for anything else.
+fn status_word(status: &OrderStatusType) -> &'static str {
+    match status {
+        OrderStatusType::Live => "live",
+        OrderStatusType::Delayed => "delayed",
+        OrderStatusType::Matched => "matched",
+        OrderStatusType::Canceled => "canceled",
+        OrderStatusType::Unmatched => "unmatched",
+        OrderStatusType::Unknown(s) => crate::clob::outcome::other_status(s),
+        _ => "unknown",
+    }
 }

@@ -19,8 +19,24 @@ pub enum LeftToBlock {
     Waits,
     /// Its block was journaled meanwhile: the mined fill, to be copied now.
     Mined(Box<PendingFill>),
+    /// A SELL mined after a BUY of its wallet and token that is not copied yet: too late to wait
+    /// for it (the chain ordered the two while the SELL was sized).
+    Late,
     /// Not left to its block (it has an intent, is no longer waiting, or nothing it waits behind).
     Not,
+}
+
+/// Whether a BUY of `wallet`'s `token` mined before the SELL in `row` waits for its copy (handed
+/// on by its block, no intent yet).
+fn bought_before(tx: &Connection, row: i64, token: &str, wallet: &str) -> rusqlite::Result<bool> {
+    tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM fills s, fills b INDEXED BY fills_wallet WHERE s.id = ?3 \
+         AND b.wallet = ?1 AND b.token_id = ?2 AND b.side = 'BUY' AND b.status = 'pending' AND b.orphaned = 0 \
+         AND b.provisional = 0 AND b.triggered_by = 'chain' \
+         AND (b.block_number, b.log_index) < (s.block_number, s.log_index) \
+         AND NOT EXISTS (SELECT 1 FROM intents WHERE fill_id = b.id))",
+    )?
+    .query_row(params![wallet, token, row], |r| r.get(0))
 }
 
 /// How long an orphan may still be adopted by a replacement of its settlement: the operator's
@@ -483,9 +499,9 @@ impl Store {
     ///   sized, so nothing was handed on then): the mined fill is returned, to be copied now.
     /// - A SELL refused for want of a position while a BUY of the same wallet and token waits for
     ///   its block (`behind_a_buy`, left there as above while the SELL was handed on), or was
-    ///   handed on by it and not copied yet: the chain orders the two. Its block journaled already:
-    ///   the mined fill, to be queued again behind the BUY's copy. No such BUY:
-    ///   [`LeftToBlock::Not`], refused as before.
+    ///   handed on by it and not copied yet: the chain orders the two. Its block journaled already
+    ///   after such a BUY's: [`LeftToBlock::Late`] (refused; the BUY is copied, and the operator
+    ///   is told). No such BUY: [`LeftToBlock::Not`], refused as before.
     ///
     /// The mined log (`confirm`) hands a fill left to its block on when its block comes, once. A fill with an
     /// intent, or no longer waiting (orphaned meanwhile: its block, if it comes, revives it), is
@@ -519,11 +535,12 @@ impl Store {
                 exec(&tx, "UPDATE fills SET triggered_by = NULL WHERE id = ?1", [row])?;
                 LeftToBlock::Waits
             }
-            Some((false, token, wallet)) if !behind_a_buy || buy_waits(&token, &wallet)? => {
+            Some((false, token, _)) if !behind_a_buy => {
                 exec(&tx, "UPDATE fills SET triggered_by = 'chain' WHERE id = ?1", [row])?;
                 let fill = load_fill(&tx, row, &token)?;
                 LeftToBlock::Mined(Box::new(PendingFill { row, fill, intent: None, journaled: None, booked: None }))
             }
+            Some((false, token, wallet)) if bought_before(&tx, row, &token, &wallet)? => LeftToBlock::Late,
             _ => LeftToBlock::Not,
         };
         tx.commit()?;
@@ -916,7 +933,7 @@ mod tests {
         assert_eq!(out.to_copy.iter().map(|p| p.row).collect::<Vec<_>>(), [buy, sell]);
 
         // The BUY left to its block, and both blocks journaled before the SELL's copy ends: the
-        // BUY is handed on, the SELL comes back mined, to be queued behind it.
+        // BUY is handed on, the SELL is too late to wait for it.
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let mut seen = fill(2, 8, 0);
@@ -926,8 +943,7 @@ mod tests {
         assert!(matches!(s.leave_to_block(buy, false).unwrap(), LeftToBlock::Waits));
         let out = s.journal_range(&[fill(1, 9, 5), sold], b5, &[b5]).unwrap();
         assert_eq!(out.to_copy.iter().map(|p| p.row).collect::<Vec<_>>(), [buy], "the SELL's copy is under way");
-        let LeftToBlock::Mined(mined) = s.leave_to_block(sell, true).unwrap() else { panic!("the mined SELL") };
-        assert_eq!((mined.row, mined.fill.block_number), (sell, 5));
+        assert!(matches!(s.leave_to_block(sell, true).unwrap(), LeftToBlock::Late), "refused, and told");
     }
 
     #[test]

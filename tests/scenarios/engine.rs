@@ -1618,13 +1618,15 @@ async fn test_live_when_a_fill_comes_again_for_a_paused_target_while_its_copy_wa
 }
 
 /// A market order held by the market's matching delay (sports markets): answered `delayed` with
-/// empty amounts, looked up as `null` while the delay lasts. It is journaled `delayed` (never
-/// sent again), a halt meanwhile cancels nothing (a market order never rests), and once the
-/// delay ends its match is booked from the lookup, once, with no error.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_live_when_an_order_is_delayed_by_the_market_then_booked_once_and_a_halt_cancels_nothing() {
+/// empty amounts, looked up as `null` (or `LIVE`, nothing matched) while the delay lasts. It is
+/// journaled `delayed` (never sent again), a halt meanwhile cancels nothing (a market order never
+/// rests), and once the delay ends its match is booked from the lookup, once, with no error.
+async fn delayed_order_booked_once(looked_up_live: bool) {
     let mut l = live().await;
     l.clob.script(&[Play::Delayed(1_500, 100)]);
+    if looked_up_live {
+        l.clob.delayed_looked_up_live();
+    }
     start_live(&mut l).await;
     l.anvil.emit(&buy(1, STD_TOKEN)).await;
     wait_for(20, "the order held by the delay", async || {
@@ -1640,6 +1642,16 @@ async fn test_live_when_an_order_is_delayed_by_the_market_then_booked_once_and_a
     assert!(l.clob.requests("/data/order") >= 2, "looked up through the delay");
     assert_eq!(orders_in_journal(&l.d)[0].1, "matched");
     assert!(l.d.events("error").is_empty(), "no error: {:?}", l.d.events("error"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_an_order_is_delayed_by_the_market_then_booked_once_and_a_halt_cancels_nothing() {
+    delayed_order_booked_once(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_delayed_order_is_looked_up_live_then_still_never_cancelled_and_booked_once() {
+    delayed_order_booked_once(true).await;
 }
 
 /// A delayed FAK order that finds nothing to match once the delay ends (killed): a no-fill,

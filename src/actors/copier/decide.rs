@@ -33,8 +33,6 @@ pub(super) struct CopyTask {
     pub notifier: Addr<Notifier>,
     /// Targets' exits already said to be refused as stale, by target and token.
     pub stale_exits_told: super::StaleExitsTold,
-    /// The copier: a SELL whose block came while it was sized goes back to it, behind the BUY.
-    pub copier: Addr<super::Copier>,
 }
 
 impl CopyTask {
@@ -160,6 +158,18 @@ impl CopyTask {
             // Nothing to refuse: the fill is being placed, or was taken back (orphaned).
             Ok(LeftToBlock::Not) if !sell => Decision::AlreadyPlacing,
             Ok(LeftToBlock::Not) => self.refuse_unless_placing(m, reason, market).await,
+            Ok(LeftToBlock::Late) => {
+                let fill = &m.pending.fill;
+                let message = format!(
+                    "{} sold token {} right after buying it (both seen in the pool, then mined while the exit was \
+                     sized): its BUY is copied at its block, its exit could not be. We may hold shares the target has \
+                     sold: check /positions, and close them if so",
+                    m.label, fill.token_id
+                );
+                tracing::warn!("{message}");
+                self.notifier.do_send(Event::Alert { message });
+                self.refuse_unless_placing(m, reason, market).await
+            }
             Ok(LeftToBlock::Mined(mined)) => {
                 let m = Copy {
                     pending: *mined,
@@ -168,12 +178,6 @@ impl CopyTask {
                     at_start: m.at_start,
                     admitted: None,
                 };
-                if sell {
-                    // Its block and the BUY's came while it was sized: queued again, behind the
-                    // BUY's copy in its token's lane, once this copy is done.
-                    self.copier.do_send(super::Unwaited(m));
-                    return Decision::WaitsForBlock;
-                }
                 match self.size(&m, min_shares).await {
                     Err(r) => self.refuse_unless_placing(&m, r, market).await,
                     Ok(sized) => self.copy_sized(&m, sized, market).await,

@@ -233,13 +233,13 @@ impl Copier {
         let access = access_of(&m);
         let admitted = m.admitted.take();
         // Boxed once: the sizing future is about 2 KB, and a task moves its future several times.
-        let work = Box::pin(self.size_and_decide(m, ctx.address()));
+        let work = Box::pin(self.size_and_decide(m));
         // Moves its lane on however the task ends: a sizing that panicked must not leave the
         // token's later copies (and their slots) waiting for ever.
-        let mut lane = LaneDone { me: ctx.address(), token, access, row, left_to_block: false };
+        let mut lane = LaneDone { me: ctx.address(), token, access, row, placed: false };
         actix::spawn(async move {
             let decision = work.await;
-            lane.left_to_block = matches!(decision, Decision::WaitsForBlock);
+            lane.placed = matches!(decision, Decision::Approved | Decision::AlreadyPlacing);
             drop(admitted);
             if let Some(tx) = tx {
                 let _ = tx.send(decision);
@@ -255,13 +255,13 @@ struct LaneDone {
     token: TokenId,
     access: Access,
     row: i64,
-    left_to_block: bool,
+    placed: bool,
 }
 
 impl Drop for LaneDone {
     fn drop(&mut self) {
-        let (token, access, row, left_to_block) = (self.token, self.access, self.row, self.left_to_block);
-        self.me.do_send(Decided { token, access, row, left_to_block });
+        let (token, access, row, placed) = (self.token, self.access, self.row, self.placed);
+        self.me.do_send(Decided { token, access, row, placed });
     }
 }
 
@@ -272,19 +272,19 @@ struct Decided {
     token: TokenId,
     access: Access,
     row: i64,
-    /// The copy of a sighting left to its block (see [`Decision::WaitsForBlock`]).
-    left_to_block: bool,
+    /// The copy was approved (or found being placed): a mined copy of its fill adds nothing.
+    placed: bool,
 }
 
 impl Handler<Decided> for Copier {
     type Result = ();
 
-    fn handle(&mut self, Decided { token, access, row, left_to_block }: Decided, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Decided { token, access, row, placed }: Decided, ctx: &mut Context<Self>) {
         self.deciding.remove(&row);
-        // The mined fill of a sighting left to its block is decided now; one that came while
-        // the sighting's copy was decided otherwise (placed, refused) was a duplicate of it.
+        // The mined fill of a sighting whose copy placed nothing (left to its block; refused, as
+        // an orphan the block revives) is decided now; one whose copy was placed adds nothing.
         match self.after_sighting.remove(&row) {
-            Some((m, tx)) if left_to_block => self.arrive(m, tx, ctx),
+            Some((m, tx)) if !placed => self.arrive(m, tx, ctx),
             Some((_, tx)) => {
                 debug!(fill = row, "a copy of this fill was decided: the mined fill adds nothing");
                 if let Some(tx) = tx {
@@ -307,9 +307,8 @@ impl Handler<Decided> for Copier {
 impl Copier {
     /// Starts `m`'s decision, which runs beside the copier (metadata and balance reads are
     /// network calls).
-    fn size_and_decide(&mut self, m: Copy, me: Addr<Self>) -> impl std::future::Future<Output = Decision> + 'static {
+    fn size_and_decide(&mut self, m: Copy) -> impl std::future::Future<Output = Decision> + 'static {
         let task = decide::CopyTask {
-            copier: me,
             cfg: self.cfg.clone(),
             rpc: self.rpc.clone(),
             markets: self.markets.clone(),

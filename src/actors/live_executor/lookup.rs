@@ -117,6 +117,20 @@ impl Run {
                 LookupOutcome::Done { matched } => Step::Done(self.finish_lookup(order, matched, r.cancel_asked).await),
                 // A resting order is neither an error nor a reason to send anything: it is watched,
                 // a GTD order until its expiry, however we learnt it rests (an answer, a lookup).
+                // A market order the exchange still works on is held by a matching delay, not
+                // resting: waited for, never cancelled, never sent again (see `delayed`).
+                LookupOutcome::Pending if !order.order_type.eq_ignore_ascii_case("GTD") => {
+                    if !r.known {
+                        if let Err(e) = self.delayed(r).await {
+                            return Step::Done(Err(e));
+                        }
+                        Step::Wait
+                    } else if r.expired() {
+                        Step::Done(self.unknown(&format!("order {id} still held by the market's matching delay")).await)
+                    } else {
+                        Step::Wait
+                    }
+                }
                 LookupOutcome::Pending if !r.resting => {
                     r.resting = true;
                     // A cancel asked while it was not on the book yet (answered "not canceled")

@@ -211,16 +211,22 @@ impl Run {
         Ok(())
     }
 
+    /// How long a delayed market order is looked up at least before it is left to the chain: the
+    /// matches reported came up to 43 s after the POST.
+    const DELAYED_WINDOW: Duration = Duration::from_secs(60);
+
     /// A market order the exchange took and holds for the market's matching delay before it
     /// matches: journaled `delayed` (held by its status, never sent again, even after a restart)
     /// and looked up until it matched or was killed. A lookup answering null meanwhile is no
     /// reason to send it again; a halt meanwhile cancels nothing (a market order never rests).
-    async fn delayed(&self, r: &mut Resolution) -> Result<(), ExecError> {
+    pub(super) async fn delayed(&self, r: &mut Resolution) -> Result<(), ExecError> {
         r.known = true;
         r.uncertain = true;
         self.outcome(OrderStatus::Delayed, None, "held by the market's matching delay").await?;
         r.lookup_first = true;
-        r.reset_window(self.rules.resolve_for);
+        // Matches were reported up to 43 s after the POST (docs/PROTOCOL.md §7): the window is
+        // long enough for them, and an order unresolved after it is settled by our fill on chain.
+        r.reset_window(self.rules.resolve_for.max(Self::DELAYED_WINDOW));
         Ok(())
     }
 

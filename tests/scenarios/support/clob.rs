@@ -172,6 +172,8 @@ struct State {
     null_lookups: bool,
     /// Lookups of filled orders answer `MATCHED` with a matched size of 0 (matched, not sized yet).
     unsized_lookups: bool,
+    /// Lookups of an order held by a matching delay answer it `LIVE`, nothing matched (else `null`).
+    delayed_looked_up_live: bool,
     /// Order lookups answer 503 (the engine is down).
     lookups_down: bool,
     /// Cancels still to answer 503 (the exchange asked, nothing cancelled).
@@ -296,6 +298,12 @@ impl FakeClob {
 
     pub fn null_lookups(&self) {
         self.state.lock().unwrap().null_lookups = true;
+    }
+
+    /// Lookups of an order held by a matching delay answer it `LIVE`, nothing matched yet (what
+    /// the real CLOB answers then is not documented; by default `null`).
+    pub fn delayed_looked_up_live(&self) {
+        self.state.lock().unwrap().delayed_looked_up_live = true;
     }
 
     pub fn unsized_lookups(&self) {
@@ -563,7 +571,7 @@ fn iso_in_minutes(minutes: i64) -> String {
 }
 
 fn open_order(o: &Order) -> Value {
-    let status = if o.market_resolved {
+    let bare = if o.market_resolved {
         "CANCELED_MARKET_RESOLVED"
     } else if o.resting {
         "LIVE"
@@ -572,6 +580,11 @@ fn open_order(o: &Order) -> Value {
     } else {
         "CANCELED"
     };
+    // Polymarket's reference names the statuses `ORDER_STATUS_*`, its SDKs' enums name them bare:
+    // both forms are answered, by the order's hash (its last hex digit even: prefixed), so that
+    // every test meets both.
+    let prefixed = o.id.chars().last().and_then(|c| c.to_digit(16)).is_some_and(|d| d % 2 == 0);
+    let status = if prefixed { format!("ORDER_STATUS_{bare}") } else { bare.to_owned() };
     json!({"id": o.id, "status": status, "owner": API_KEY, "maker_address": o.maker,
         "market": format!("0x{}", "11".repeat(32)), "asset_id": o.token, "side": o.side,
         "original_size": format!("{}", o.shares), "size_matched": format!("{}", o.matched),
@@ -773,9 +786,15 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
             let id = r.trim_start_matches("/data/order/").to_ascii_lowercase();
             let mut held = st.lock().unwrap().lookups_hang.0.subscribe();
             let _ = held.wait_for(|hang| !*hang).await;
-            let (o, null, no_size, down) = {
+            let (o, null, no_size, down, delayed_live) = {
                 let s = st.lock().unwrap();
-                (s.orders.get(&id).cloned(), s.null_lookups, s.unsized_lookups, s.lookups_down)
+                (
+                    s.orders.get(&id).cloned(),
+                    s.null_lookups,
+                    s.unsized_lookups,
+                    s.lookups_down,
+                    s.delayed_looked_up_live,
+                )
             };
             if down {
                 respond(&mut sock, 503, &json!({"error": "trading is currently unavailable"}), "").await;
@@ -783,7 +802,13 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
             }
             match o {
                 Some(o) if o.delayed_until.is_some_and(|t| Instant::now() < t) => {
-                    respond(&mut sock, 200, &Value::Null, "").await;
+                    if delayed_live {
+                        let mut v = open_order(&Order { resting: true, matched: 0.0, ..o });
+                        v["size_matched"] = json!("0");
+                        respond(&mut sock, 200, &v, "").await;
+                    } else {
+                        respond(&mut sock, 200, &Value::Null, "").await;
+                    }
                 }
                 Some(o) if null && o.matched > 0.0 => respond(&mut sock, 200, &Value::Null, "").await,
                 Some(o) if no_size && o.matched > 0.0 => {
