@@ -70,8 +70,9 @@ impl TradingGate {
         PostUnderWay(self.posting.clone())
     }
 
-    /// POSTs under way now: read by a halt after it closed the gate, the orders that had already
-    /// left (or were leaving) when it came, which it does not recall.
+    /// POSTs under way now (and market orders the exchange holds for a matching delay): read by a
+    /// halt after it closed the gate, the orders that had already left (or were leaving) when it
+    /// came, which it does not recall.
     #[must_use]
     pub fn posts_under_way(&self) -> u64 {
         self.posting.load(Ordering::SeqCst)

@@ -1635,6 +1635,7 @@ async fn delayed_order_booked_once(looked_up_live: bool) {
     .await;
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "halt during a matching delay"]);
     assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 order was already on its way to the exchange and is not recalled"), "{out}");
     let r = wait_for(20, "the copy booked", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
     assert_eq!((r["status"].as_str(), r["shares"].as_str()), (Some("executed"), Some("10")), "{r}");
     assert_eq!(l.clob.posts().len(), 1, "never sent again");

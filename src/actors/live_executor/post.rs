@@ -222,6 +222,7 @@ impl Run {
     pub(super) async fn delayed(&self, r: &mut Resolution) -> Result<(), ExecError> {
         r.known = true;
         r.uncertain = true;
+        r.working.get_or_insert_with(|| self.gate.posting());
         self.outcome(OrderStatus::Delayed, None, "held by the market's matching delay").await?;
         r.lookup_first = true;
         // Matches were reported up to 43 s after the POST (docs/PROTOCOL.md §7): the window is

@@ -43,6 +43,9 @@ pub(super) struct Resolution {
     pub(super) last_unknown: String,
     pub(super) until: Instant,
     pub(super) wait: Duration,
+    /// A market order the exchange holds for a matching delay is counted with the POSTs under
+    /// way while this lives: a halt says it is not recalled (it may still match).
+    pub(super) working: Option<crate::risk::gate::PostUnderWay>,
 }
 
 impl Resolution {
@@ -62,6 +65,7 @@ impl Resolution {
             last_unknown: String::new(),
             until: Instant::now() + window,
             wait: Duration::from_millis(250),
+            working: None,
         }
     }
 
