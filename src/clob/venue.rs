@@ -357,13 +357,13 @@ impl Venue {
             }
         };
         match self.call_paced(c.post_order(signed)).await {
-            Ok(r) => classify_answer(
-                r.success,
-                r.error_msg.as_deref(),
-                status_word(&r.status),
-                r.making_amount,
-                r.taking_amount,
-            ),
+            Ok(r) => {
+                let status = status_word(&r.status);
+                if status == "unknown" {
+                    tracing::warn!(status = ?r.status, "the CLOB answered an order with a status we do not know");
+                }
+                classify_answer(r.success, r.error_msg.as_deref(), status, r.making_amount, r.taking_amount)
+            }
             Err(VenueError::Status { status, message }) => classify_status(status, &message),
             Err(e) => PostOutcome::Unknown { message: e.to_string() },
         }

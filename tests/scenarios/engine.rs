@@ -1621,9 +1621,9 @@ async fn test_live_when_a_fill_comes_again_for_a_paused_target_while_its_copy_wa
 /// empty amounts, looked up as `null` (or `LIVE`, nothing matched) while the delay lasts. It is
 /// journaled `delayed` (never sent again), a halt meanwhile cancels nothing (a market order never
 /// rests), and once the delay ends its match is booked from the lookup, once, with no error.
-async fn delayed_order_booked_once(looked_up_live: bool) {
+async fn delayed_order_booked_once(looked_up_live: bool, answered: bool) {
     let mut l = live().await;
-    l.clob.script(&[Play::Delayed(1_500, 100)]);
+    l.clob.script(&[if answered { Play::Delayed(1_500, 100) } else { Play::DelayedUnanswered(4_000) }]);
     if looked_up_live {
         l.clob.delayed_looked_up_live();
     }
@@ -1647,12 +1647,19 @@ async fn delayed_order_booked_once(looked_up_live: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_an_order_is_delayed_by_the_market_then_booked_once_and_a_halt_cancels_nothing() {
-    delayed_order_booked_once(false).await;
+    delayed_order_booked_once(false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_live_when_a_delayed_order_is_looked_up_live_then_still_never_cancelled_and_booked_once() {
-    delayed_order_booked_once(true).await;
+    delayed_order_booked_once(true, true).await;
+}
+
+/// The same when the POST's answer never comes (a timeout): the lookup finds the order working
+/// (`LIVE`), and it is taken for delayed, not resting, from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_an_unanswered_market_order_is_looked_up_live_then_taken_for_delayed_never_cancelled() {
+    delayed_order_booked_once(true, false).await;
 }
 
 /// A delayed FAK order that finds nothing to match once the delay ends (killed): a no-fill,

@@ -159,6 +159,10 @@ impl CopyTask {
             Ok(LeftToBlock::Not) if !sell => Decision::AlreadyPlacing,
             Ok(LeftToBlock::Not) => self.refuse_unless_placing(m, reason, market).await,
             Ok(LeftToBlock::Late) => {
+                let decision = self.refuse_unless_placing(m, reason, market).await;
+                if !matches!(decision, Decision::Rejected(_)) {
+                    return decision;
+                }
                 let fill = &m.pending.fill;
                 let message = format!(
                     "{} sold token {} right after buying it (both seen in the pool, then mined while the exit was \
@@ -168,7 +172,7 @@ impl CopyTask {
                 );
                 tracing::warn!("{message}");
                 self.notifier.do_send(Event::Alert { message });
-                self.refuse_unless_placing(m, reason, market).await
+                decision
             }
             Ok(LeftToBlock::Mined(mined)) => {
                 let m = Copy {

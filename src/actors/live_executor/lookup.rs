@@ -120,7 +120,9 @@ impl Run {
                 // A market order the exchange still works on is held by a matching delay, not
                 // resting: waited for, never cancelled, never sent again (see `delayed`).
                 LookupOutcome::Pending if !order.order_type.eq_ignore_ascii_case("GTD") => {
-                    if !r.known {
+                    // Once per resolution (a restart's, a background retry's too): journaled,
+                    // counted for a halt's answer, looked up for the delay's whole window.
+                    if r.working.is_none() {
                         if let Err(e) = self.delayed(r).await {
                             return Step::Done(Err(e));
                         }

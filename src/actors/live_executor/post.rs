@@ -60,7 +60,10 @@ impl Run {
             },
             // A market order held by the market's matching delay (sports markets) never rests:
             // looked up until it matched or was killed, never cancelled, never sent again.
-            PostOutcome::Delayed if !order.order_type.eq_ignore_ascii_case("GTD") => self.delayed(r).await?,
+            // (A market order answered `live` cannot rest either: the same.)
+            PostOutcome::Live | PostOutcome::Delayed if !order.order_type.eq_ignore_ascii_case("GTD") => {
+                self.delayed(r).await?;
+            }
             PostOutcome::Live | PostOutcome::Delayed => self.rests(order, r, None, "resting on the book").await?,
             PostOutcome::NoFill { message } => {
                 self.outcome(OrderStatus::NoFill, None, &message).await?;

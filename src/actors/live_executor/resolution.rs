@@ -43,8 +43,9 @@ pub(super) struct Resolution {
     pub(super) last_unknown: String,
     pub(super) until: Instant,
     pub(super) wait: Duration,
-    /// A market order the exchange holds for a matching delay is counted with the POSTs under
-    /// way while this lives: a halt says it is not recalled (it may still match).
+    /// A market order the exchange holds for a matching delay (learnt in this resolution) is
+    /// counted with the POSTs under way while this lives: a halt says it is not recalled (it may
+    /// still match).
     pub(super) working: Option<crate::risk::gate::PostUnderWay>,
 }
 

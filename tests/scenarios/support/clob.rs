@@ -76,6 +76,8 @@ pub enum Play {
     /// with empty amounts at once, looked up as `null` for this many milliseconds, then matched
     /// this percentage (rounded down to lots; 0: killed, looked up as cancelled).
     Delayed(u64, u32),
+    /// [`Play::Delayed`] matched in full, whose answer never comes.
+    DelayedUnanswered(u64),
 }
 
 /// An order the fake accepted.
@@ -1027,6 +1029,12 @@ async fn post_order(sock: &mut TcpStream, st: &Arc<Mutex<State>>, h: &HashMap<St
             let v = json!({"success": true, "errorMsg": "", "orderID": id, "status": "live",
                 "makingAmount": "0", "takingAmount": "0", "transactionsHashes": [], "tradeIDs": []});
             respond(sock, 200, &v, "").await;
+        }
+        Play::DelayedUnanswered(ms) => {
+            record.matched = shares;
+            record.delayed_until = Some(Instant::now() + Duration::from_millis(ms));
+            st.lock().unwrap().orders.insert(id.clone(), record);
+            tokio::time::sleep(Duration::from_secs(3_600)).await;
         }
         Play::Delayed(ms, pct) => {
             record.matched = (shares * f64::from(pct) / 100.0 * 100.0).floor() / 100.0;
