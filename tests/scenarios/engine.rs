@@ -487,7 +487,9 @@ async fn test_live_when_the_api_key_is_replaced_while_halted_then_the_cancel_der
     l.clob.rotate_key();
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "rotated key test"]);
     assert_eq!(code, 0, "{out}{err}");
-    wait_for(10, "off the book", async || l.clob.orders().iter().all(|o| !o.resting).then_some(())).await;
+    // A cancel refused for the key is asked again after each lookup's wait (0.25 s doubling to
+    // 4 s): under a loaded CI machine that took over 10 s once.
+    wait_for(30, "off the book", async || l.clob.orders().iter().all(|o| !o.resting).then_some(())).await;
     let r = wait_for(20, "the copy to end", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
     assert_eq!(r["reason"], "no_liquidity", "{r}");
     assert_eq!(l.clob.posts().len(), 1, "never sent again");
