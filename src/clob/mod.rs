@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod amounts;
+mod credentials;
 pub mod doctor;
 pub mod matched;
 pub mod order;

@@ -25,6 +25,7 @@ use rust_decimal::prelude::ToPrimitive as _;
 use secrecy::ExposeSecret as _;
 
 use crate::clob::account::{OrderKind, POLYGON, SigType, resolve_funder};
+use crate::clob::credentials::Rederivation;
 use crate::clob::order::{OrderError, StoredOrder};
 use crate::clob::outcome::{LookupOutcome, PostOutcome, classify_answer, classify_lookup, classify_status};
 use crate::clob::pricing::TickSize;
@@ -81,13 +82,9 @@ pub struct Venue {
     rules: Mutex<HashMap<TokenId, (std::time::Instant, MarketRules, SdkTickSize)>>,
     /// When the CLOB last answered, for `/health`.
     reach: Arc<Reachability>,
-    /// When a lookup or a cancel last derived the credentials again after a 401.
-    rederived_at: Mutex<Option<std::time::Instant>>,
+    /// Deriving the credentials again after a lookup or a cancel was refused them (401).
+    rederivation: Rederivation,
 }
-
-/// How often a refused lookup or cancel may derive the credentials again: a key that stays
-/// refused must not turn every lookup into a derivation.
-const REDERIVE_EVERY: Duration = Duration::from_secs(30);
 
 /// How long a market's tick, minimum size and exchange are trusted (the CLOB changes a market's
 /// tick when its price nears 0 or 1).
@@ -140,7 +137,7 @@ impl Venue {
             cfg,
             rules: Mutex::default(),
             reach: Arc::new(Reachability::since(crate::store::now_ms())),
-            rederived_at: Mutex::default(),
+            rederivation: Rederivation::default(),
         })
     }
 
@@ -181,6 +178,7 @@ impl Venue {
             Ok(mut w) => *w = Some(c),
             Err(p) => *p.into_inner() = Some(c),
         }
+        self.rederivation.installed();
         Ok(())
     }
 
@@ -375,8 +373,9 @@ impl Venue {
     /// # Errors
     /// When the CLOB cannot answer (the order may still rest: asked again later).
     pub async fn cancel(&self, order_id: &str) -> Result<bool, VenueError> {
+        let seen = self.rederivation.generation();
         match self.cancel_once(order_id).await {
-            Err(e) if self.rederive_after(&e).await => self.cancel_once(order_id).await,
+            Err(e) if self.rederive_after(&e, seen).await => self.cancel_once(order_id).await,
             answer => answer,
         }
     }
@@ -387,23 +386,20 @@ impl Venue {
         Ok(answer.canceled.iter().any(|id| id.eq_ignore_ascii_case(order_id)))
     }
 
-    /// Whether `e`, a refusal of our credentials (401), had them derived again, so the call may
-    /// be asked once more. Only a POST derived them before: while halted none is sent, and every
-    /// cancel owed and every lookup would fail until its order expired. At most once per
-    /// [`REDERIVE_EVERY`] across callers.
-    async fn rederive_after(&self, e: &VenueError) -> bool {
+    /// Whether `e`, a refusal of our credentials (401) for a call sent with generation `seen`,
+    /// had them derived again (by this call or another), so the call may be asked once more. Only
+    /// a POST derived them before: while halted none is sent, and every cancel owed and every
+    /// lookup would fail until its order expired.
+    async fn rederive_after(&self, e: &VenueError, seen: u64) -> bool {
         if !matches!(e, VenueError::Status { status: 401, .. }) {
             return false;
         }
-        {
-            let Ok(mut at) = self.rederived_at.lock() else { return false };
-            if at.is_some_and(|t| t.elapsed() < REDERIVE_EVERY) {
-                return false;
-            }
-            *at = Some(std::time::Instant::now());
-        }
-        tracing::warn!("the CLOB refused our API credentials on a lookup or cancel; deriving them again");
-        self.reauthenticate().await.is_ok()
+        self.rederivation
+            .after_refusal(seen, || async {
+                tracing::warn!("the CLOB refused our API credentials on a lookup or cancel; deriving them again");
+                self.reauthenticate().await.is_ok()
+            })
+            .await
     }
 
     /// What became of an order, by its id.
@@ -411,8 +407,9 @@ impl Venue {
     /// # Errors
     /// When the CLOB cannot answer (the order's fate stays unknown).
     pub async fn lookup(&self, order_id: &str) -> Result<FoundOrder, VenueError> {
+        let seen = self.rederivation.generation();
         match self.lookup_once(order_id).await {
-            Err(e) if self.rederive_after(&e).await => self.lookup_once(order_id).await,
+            Err(e) if self.rederive_after(&e, seen).await => self.lookup_once(order_id).await,
             answer => answer,
         }
     }

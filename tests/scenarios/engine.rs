@@ -495,6 +495,30 @@ async fn test_live_when_the_api_key_is_replaced_while_halted_then_the_cancel_der
     assert_eq!(l.clob.posts().len(), 1, "never sent again");
 }
 
+/// The same when the halt lands while a lookup is deriving the rotated key, so that the halt
+/// drops that lookup halfway: the cancel derives the key itself at once. Before, the dropped
+/// derivation counted as one just made, and every cancel was refused for the next 30 s while the
+/// order stayed on the book and could fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_a_halt_drops_a_lookup_deriving_a_rotated_key_then_the_cancel_is_not_held_back() {
+    let l = resting_gtd(&[]).await;
+    let derivations = || l.clob.requests("/auth/derive-api-key") + l.clob.requests("/auth/api-key");
+    let before = derivations();
+    l.clob.derivations_hang(true);
+    l.clob.rotate_key();
+    wait_for(20, "a lookup deriving the key", async || (derivations() > before).then_some(())).await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "rotated key test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let halted = std::time::Instant::now();
+    l.clob.derivations_hang(false);
+    wait_for(30, "off the book", async || l.clob.orders().iter().all(|o| !o.resting).then_some(())).await;
+    // Generous for a loaded machine; the fault held the cancel 30 s.
+    assert!(halted.elapsed() < Duration::from_secs(10), "the cancel came {:?} after the halt", halted.elapsed());
+    let r = wait_for(20, "the copy to end", async || row(&l.d, 0).filter(|r| r["status"] != "pending")).await;
+    assert_eq!(r["reason"], "no_liquidity", "{r}");
+    assert_eq!(l.clob.posts().len(), 1, "never sent again");
+}
+
 /// A GTD order refused "not now" (503) until the retries run out is given up, and a cancel is
 /// asked once all the same: had an answer been lost on the way after the exchange took it, it
 /// would rest until its expiry with nobody watching it.

@@ -63,7 +63,12 @@ impl Run {
     /// while reducing): an order that stays there could still fill. Asked once per resolution; the
     /// lookups that follow say what it matched before.
     pub(super) async fn cancel_if_stopped(&self, order: &StoredOrder, r: &mut Resolution) {
-        r.sendable_at_lookup = self.may_send();
+        let was_sendable = std::mem::replace(&mut r.sendable_at_lookup, self.may_send());
+        if was_sendable && !r.sendable_at_lookup {
+            // A cancel that fails now is asked again after the backoff's first step, not after
+            // the up to 4 s the lookups had reached while the order rested.
+            r.restart_backoff();
+        }
         if !(r.resting || may_rest(order, r)) || r.cancel_asked || r.sendable_at_lookup {
             return;
         }
@@ -231,7 +236,15 @@ impl Run {
             let expiry_s = u64::try_from(o.order.expiration).unwrap_or(u64::MAX);
             let within_s = self.rules.settle_within.as_secs();
             if o.last_sent_ms.is_some()
-                && past_any_fill(&o.order.order_type, last_sent_s, expiry_s, within_s, chain_read_s, now_s())
+                && past_any_fill(
+                    &o.order.order_type,
+                    o.exchange_has,
+                    last_sent_s,
+                    expiry_s,
+                    within_s,
+                    chain_read_s,
+                    now_s(),
+                )
             {
                 // Filled in part on chain (a GTD order that rested): that part is its outcome.
                 if let Some(done) = self.filled_in_part(&o).await? {

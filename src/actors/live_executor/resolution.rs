@@ -76,6 +76,11 @@ impl Resolution {
 
     pub(super) fn reset_window(&mut self, window: Duration) {
         self.until = Instant::now() + window;
+        self.restart_backoff();
+    }
+
+    /// Starts the backoff between lookups again from its first step.
+    pub(super) fn restart_backoff(&mut self) {
         self.wait = Duration::from_millis(250);
     }
 

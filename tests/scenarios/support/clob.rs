@@ -186,6 +186,8 @@ struct State {
     lookups_hang: Gate,
     /// While on, `GET /balance-allowance` is held unanswered.
     balance_hang: Gate,
+    /// While on, deriving or creating our credentials is held unanswered.
+    derivations_hang: Gate,
     /// What an unscripted POST gets outside chaos mode (a fill by default).
     default_play: Option<Play>,
     /// Orders taken and not on the book yet (`Play::HangUnseen`).
@@ -321,6 +323,11 @@ impl FakeClob {
     /// Order lookups are held unanswered (a slow exchange) until this is turned off again.
     pub fn lookups_hang(&self, hang: bool) {
         self.state.lock().unwrap().lookups_hang.0.send_replace(hang);
+    }
+
+    /// Holds (or lets go) the answers to credential derivations.
+    pub fn derivations_hang(&self, hang: bool) {
+        self.state.lock().unwrap().derivations_hang.0.send_replace(hang);
     }
 
     pub fn balance_hang(&self, hang: bool) {
@@ -611,6 +618,8 @@ async fn serve(mut sock: TcpStream, st: Arc<Mutex<State>>) -> Option<()> {
     let refuse = |st: &Arc<Mutex<State>>, why: String| st.lock().unwrap().refused.push(why);
     match (method.as_str(), route.as_str()) {
         ("POST", "/auth/api-key") | ("GET", "/auth/derive-api-key") => {
+            let mut held = st.lock().unwrap().derivations_hang.0.subscribe();
+            let _ = held.wait_for(|hang| !*hang).await;
             if !l1_ok(&h) {
                 refuse(&st, format!("L1 {route}"));
                 {
