@@ -310,6 +310,101 @@ async fn test_detection_when_a_settlement_is_pending_then_the_trigger_decides_an
     assert_eq!(d.stop().code(), Some(0));
 }
 
+/// A sighting's copy that the pending cap alone refuses, held undecided while its transaction is
+/// dropped (orphaned), then mined after all (a retry of the match): the mined fill waits for the
+/// sighting's copy, which finds the fill no longer its to leave to a block. The mined fill is then
+/// copied, once, on the target's own rules. Before, the sighting's copy answered "being placed"
+/// and the mined fill's copy was dropped: the trade stayed undecided until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_held_sighting_is_orphaned_and_then_mined_then_its_block_copies_it() {
+    let holds = tempfile::tempdir().unwrap();
+    let hold = holds.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let extra = [
+        ("POLYCOPY_DETECTION__PENDING_MAX_ORDER_USDC", "1"),
+        ("POLYCOPY_COPY__MAX_SLIPPAGE_BPS", "0"),
+        ("POLYCOPY_FAULT", "hold_before_sizing"),
+        ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
+    ];
+    let (anvil, _dir, mut d) = fast_on_sight(&extra, 0).await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+
+    // FAST buys 100 at 0.30: capped, 3.33 shares for 0.999 USDC (under the minimum); uncapped, 10.
+    let (ex, data) = settlement(Generation::V2, FAST, 12, 100 * ONE, 30 * ONE, 3);
+    let dropped = send(&anvil, ex, &data).await;
+    wait_for(20, "the sighting's copy held", async || d.log().contains("fault injection: holding").then_some(())).await;
+    anvil.raw("anvil_dropTransaction", json!([dropped])).await;
+    wait_for(20, "the orphan report", async || {
+        anvil.mine(1).await;
+        d.events("orphaned").into_iter().find(|m| m.contains(&dropped.to_string()))
+    })
+    .await;
+    // The match sent again and mined: the orphan's row is revived and handed on by its block.
+    let mined = send(&anvil, ex, &data).await;
+    anvil.mine(1).await;
+    wait_for(20, "the mined fill waiting for the sighting's copy", async || {
+        d.log().contains("a mined fill waits for its sighting's copy").then_some(())
+    })
+    .await;
+    std::fs::remove_file(&hold).unwrap();
+    let row =
+        wait_for(30, "the copy by its block", async || fast_row(&d, mined).filter(|r| r["status"] != "pending")).await;
+    assert_eq!(
+        (row["status"].as_str(), row["shares"].as_str(), row["triggered_by"].as_str()),
+        (Some("executed"), Some("10"), Some("chain")),
+        "{row}"
+    );
+    assert_eq!(d.executions_for(&mined), 1);
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// A sighting's copy left to its block by the pending cap, and held before that copy ends; the
+/// target is paused meanwhile and the block comes: the registry's refusal of the mined fill waits
+/// for the sighting's copy and is journaled once that copy ends. Before, it was dropped (a copy of
+/// the fill was being decided) while that copy placed nothing: the fill stayed undecided until a
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_detection_when_a_target_is_paused_while_its_sighting_is_left_to_its_block_then_the_block_refuses_it() {
+    let tg = crate::support::telegram::FakeTelegram::start("123456789:DETECTION-TEST-TOKEN-abcdef").await;
+    let holds = tempfile::tempdir().unwrap();
+    let hold = holds.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let extra = [
+        ("POLYCOPY_DETECTION__PENDING_MAX_ORDER_USDC", "1"),
+        ("POLYCOPY_COPY__MAX_SLIPPAGE_BPS", "0"),
+        ("POLYCOPY_FAULT", "hold_after_left_to_block"),
+        ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
+        ("TELEGRAM_BOT_TOKEN", &tg.token),
+        ("TELEGRAM_CHAT_ID", "1001"),
+        ("TELEGRAM_API_URL", &tg.url),
+    ];
+    let (anvil, _dir, mut d) = fast_on_sight(&extra, 0).await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+
+    // FAST buys 100 at 0.30: capped, 3.33 shares for 0.999 USDC (under the minimum): left to its block.
+    let (ex, data) = settlement(Generation::V2, FAST, 12, 100 * ONE, 30 * ONE, 3);
+    let tx = send(&anvil, ex, &data).await;
+    wait_for(20, "the sighting left to its block", async || d.log().contains("fault injection: holding").then_some(()))
+        .await;
+    tg.inject_message(1001, "/pause fast");
+    wait_for(10, "the target paused", async || {
+        tg.sent_to(1001).iter().any(|m| m.text.to_lowercase().contains("paused fast")).then_some(())
+    })
+    .await;
+    anvil.mine(1).await;
+    wait_for(20, "the registry's refusal of the mined fill", async || {
+        let log = d.log();
+        (log.contains("refusal of a mined fill waits") || log.contains("it decides, not the registry's refusal"))
+            .then_some(())
+    })
+    .await;
+    std::fs::remove_file(&hold).unwrap();
+    let row = wait_for(20, "the fill decided", async || fast_row(&d, tx).filter(|r| r["status"] != "pending")).await;
+    assert_eq!((row["status"].as_str(), row["reason"].as_str()), (Some("rejected"), Some("paused")), "{row}");
+    assert_eq!(d.executions_for(&tx), 0, "a paused target's BUY is not copied");
+    assert_eq!(d.stop().code(), Some(0));
+}
+
 /// The load figures for BENCHMARKS.md: anvil mining a block every 2 s, 40 settlements of a
 /// target sent at spread-out moments (the pending source's lead over the mined log), then 200
 /// settlements in one second (decoded without falling behind), our own pending-path time from

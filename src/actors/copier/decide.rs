@@ -153,10 +153,15 @@ impl CopyTask {
         match left {
             Ok(LeftToBlock::Waits) => {
                 tracing::info!(fill = m.pending.row, %reason, "a copy of a fill seen in the pool: its block decides it");
+                // A test acts between the fill left to its block and this copy's end.
+                crate::fault::hold_at("hold_after_left_to_block").await;
                 Decision::WaitsForBlock
             }
-            // Nothing to refuse: the fill is being placed, or was taken back (orphaned).
-            Ok(LeftToBlock::Not) if !sell => Decision::AlreadyPlacing,
+            // Nothing to refuse, and nothing placed by this copy: the fill was taken back
+            // (orphaned; its block revives it), or its block handed it on already (mined after it
+            // was orphaned, a reorg's rescan), or it has an intent. Whatever waits for this copy
+            // (its mined fill's copy, a refusal of it) decides it now; an intent keeps it once.
+            Ok(LeftToBlock::Not) if !sell => Decision::WaitsForBlock,
             Ok(LeftToBlock::Not) => self.refuse_unless_placing(m, reason, market).await,
             Ok(LeftToBlock::Late) => {
                 let decision = self.refuse_unless_placing(m, reason, market).await;

@@ -23,6 +23,7 @@ use crate::store::PendingFill;
 pub mod admission;
 mod decide;
 mod refuse;
+use refuse::Parked;
 pub use refuse::Refuse;
 
 /// Copy one journaled target fill.
@@ -101,8 +102,9 @@ pub struct Copier {
     /// fill as seen in the pool (a sighting): one copy of a fill at a time.
     deciding: std::collections::HashMap<i64, bool>,
     /// A sighting's fill mined while its sighting's copy was still being decided (left to its
-    /// block by the pending cap, say): decided once that copy is, not dropped as a duplicate.
-    after_sighting: std::collections::HashMap<i64, (Copy, Option<oneshot::Sender<Decision>>)>,
+    /// block by the pending cap, say): its copy, or the registry's refusal of it, decided once
+    /// that copy is, not dropped as a duplicate.
+    after_sighting: std::collections::HashMap<i64, Parked>,
     /// Targets' exits already said to be refused as stale (see [`stale_exit_alert`]).
     stale_exits_told: StaleExitsTold,
 }
@@ -203,7 +205,7 @@ impl Copier {
             // Its block handed it on as the sighting's copy ended (left to the block): decided
             // after that copy, which may still be placing it (then this one finds it so).
             debug!(fill = row, "a mined fill waits for its sighting's copy to be decided");
-            self.after_sighting.insert(row, (m, tx));
+            self.after_sighting.insert(row, Parked::Copy(m, tx));
             return;
         }
         if let std::collections::hash_map::Entry::Vacant(v) = self.deciding.entry(row) {
@@ -284,12 +286,16 @@ impl Handler<Decided> for Copier {
         // The mined fill of a sighting whose copy placed nothing (left to its block; refused, as
         // an orphan the block revives) is decided now; one whose copy was placed adds nothing.
         match self.after_sighting.remove(&row) {
-            Some((m, tx)) if !placed => self.arrive(m, tx, ctx),
-            Some((_, tx)) => {
+            Some(Parked::Copy(m, tx)) if !placed => self.arrive(m, tx, ctx),
+            Some(Parked::Refusal(r)) if !placed => self.refuse(r),
+            Some(Parked::Copy(_, tx)) => {
                 debug!(fill = row, "a copy of this fill was decided: the mined fill adds nothing");
                 if let Some(tx) = tx {
                     let _ = tx.send(Decision::AlreadyPlacing);
                 }
+            }
+            Some(Parked::Refusal(_)) => {
+                debug!(fill = row, "a copy of this fill was placed before the registry's refusal: it stands");
             }
             None => {}
         }

@@ -3,11 +3,12 @@
 //! decided, and asks the supervisor whether one is being placed.
 
 use actix::{Context, Handler, Message};
+use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::Copier;
+use super::{Copier, Copy};
 use crate::actors::notifier::Event;
-use crate::actors::risk_supervisor::Placing;
+use crate::actors::risk_supervisor::{Decision, Placing};
 use crate::actors::store::RecordRefusal;
 use crate::risk::DenyReason;
 use crate::store::PendingFill;
@@ -24,6 +25,15 @@ pub struct Refuse {
     pub reason: DenyReason,
 }
 
+/// What waits for a sighting's copy to be decided: the copy of its mined fill, or the registry's
+/// refusal of it. Decided once that copy is, unless that copy placed the fill.
+pub(super) enum Parked {
+    /// The mined fill's copy, with whoever waits for its decision.
+    Copy(Copy, Option<oneshot::Sender<Decision>>),
+    /// The registry's refusal of the mined fill (its target paused or removed meanwhile).
+    Refusal(Refuse),
+}
+
 impl Handler<Refuse> for Copier {
     type Result = ();
 
@@ -31,12 +41,27 @@ impl Handler<Refuse> for Copier {
     /// while its first copy, approved before that, waits for a slot with its intent not journaled
     /// yet: refused then, the fill would be marked refused under that copy, whose order would find
     /// its trade gone and never be sent. That copy decides; only a fill no copy has is refused.
+    /// A sighting's copy may place nothing (the fill left to its block): the refusal of its mined
+    /// fill waits for that copy, else nothing would ever decide the fill.
     fn handle(&mut self, m: Refuse, _: &mut Context<Self>) {
         let row = m.pending.row;
-        if self.deciding.contains_key(&row) {
-            debug!(fill = row, "a copy of this fill is being decided: it decides, not the registry's refusal");
-            return;
+        match self.deciding.get(&row) {
+            Some(&true) if m.pending.fill.block_number != 0 && !self.after_sighting.contains_key(&row) => {
+                debug!(fill = row, "the registry's refusal of a mined fill waits for its sighting's copy");
+                self.after_sighting.insert(row, Parked::Refusal(m));
+            }
+            Some(_) => {
+                debug!(fill = row, "a copy of this fill is being decided: it decides, not the registry's refusal");
+            }
+            None => self.refuse(m),
         }
+    }
+}
+
+impl Copier {
+    /// Refuses `m`'s fill unless a copy of it is being placed.
+    pub(super) fn refuse(&self, m: Refuse) {
+        let row = m.pending.row;
         let (risk, store, notifier) = (self.risk.clone(), self.store.clone(), self.notifier.clone());
         actix::spawn(async move {
             if risk.send(Placing(row)).await.unwrap_or(false) {

@@ -19,7 +19,8 @@ pub enum Decision {
     /// The executor or the journal failed.
     Failed(String),
     /// A sighting's copy that only the pending cap made too small: not refused, its fill waits
-    /// for its block, which hands it on to be copied on the target's own rules.
+    /// for its block, which hands it on to be copied on the target's own rules (or has already
+    /// handed it on, or will revive it if it was orphaned).
     WaitsForBlock,
 }
 
