@@ -250,9 +250,14 @@ pub fn classify_lookup(status: &str, size_matched: Decimal) -> LookupOutcome {
     }
 }
 
+/// How long after its send a market order held by a market's matching delay may still match:
+/// matches were reported up to 43 s after the POST (docs/PROTOCOL.md §7).
+pub const MATCHING_DELAY_MAX_S: u64 = 60;
+
 /// True when an order whose fate the CLOB never told us can no longer have filled unseen: its last
-/// chance to match (a FAK or FOK order matches when it arrives or never, so its last send; a GTD
-/// order rests until its expiry) plus the time a match takes to settle on chain is behind the chain
+/// chance to match (a FAK or FOK order matches when it arrives or never, so its last send, or the
+/// end of a matching delay when the exchange said it `held` it; a GTD order rests until its
+/// expiry) plus the time a match takes to settle on chain is behind the chain
 /// as journaled (`chain_read_s`, with our own fills). With no fill of ours on chain by then, it did
 /// not fill; a match that never settles would be taken out of the books at that point anyway. An
 /// order with no expiry that may rest never passes this point. All times are unix seconds.
@@ -263,6 +268,7 @@ pub fn classify_lookup(status: &str, size_matched: Decimal) -> LookupOutcome {
 #[must_use]
 pub fn past_any_fill(
     order_type: &str,
+    held: bool,
     last_sent_s: u64,
     expiration_s: u64,
     settle_within_s: u64,
@@ -270,6 +276,7 @@ pub fn past_any_fill(
     now_s: u64,
 ) -> bool {
     let last_chance_s = match order_type.to_ascii_uppercase().as_str() {
+        "FAK" | "FOK" if held => last_sent_s.saturating_add(MATCHING_DELAY_MAX_S),
         "FAK" | "FOK" => last_sent_s,
         "GTD" if expiration_s > 0 => expiration_s.max(last_sent_s),
         _ => return false,
@@ -287,6 +294,7 @@ mod tests {
         // host's clock far ahead
         for (kind, sent, expiry, within, chain, want) in [
             ("FAK", 1_000, 0, 600, 1_599, false),
+            ("FAK", 1_000, 0, 30, 1_030, true),
             ("FAK", 1_000, 0, 600, 1_600, true),
             ("fok", 1_000, 0, 600, 5_000, true),
             ("FAK", 1_000, 0, 600, 0, false),
@@ -300,7 +308,7 @@ mod tests {
             ("FAK", u64::MAX, 0, 600, u64::MAX, true),
         ] {
             assert_eq!(
-                past_any_fill(kind, sent, expiry, within, chain, u64::MAX),
+                past_any_fill(kind, false, sent, expiry, within, chain, u64::MAX),
                 want,
                 "{kind} {sent} {expiry} {within} {chain}"
             );
@@ -312,7 +320,24 @@ mod tests {
         // Sent at 1,000 by this host's clock, which runs 300 s behind the chain's blocks.
         // (this host's clock now, past any fill)
         for (now, want) in [(1_100, false), (1_599, false), (1_600, true)] {
-            assert_eq!(past_any_fill("FAK", 1_000, 0, 600, 1_900, now), want, "now {now}");
+            assert_eq!(past_any_fill("FAK", false, 1_000, 0, 600, 1_900, now), want, "now {now}");
+        }
+    }
+
+    #[test]
+    fn a_market_order_held_by_a_matching_delay_may_match_until_the_delay_ends() {
+        // (type, held, chain read through, past any fill): sent at 1,000, settled within 30 s
+        for (kind, held, chain, want) in [
+            ("FAK", false, 1_030, true),
+            ("FAK", true, 1_030, false),
+            ("FAK", true, 1_089, false),
+            ("FAK", true, 1_090, true),
+            ("FOK", true, 1_089, false),
+            // A GTD order's expiry decides, held or not.
+            ("GTD", true, 3_029, false),
+            ("GTD", true, 3_030, true),
+        ] {
+            assert_eq!(past_any_fill(kind, held, 1_000, 3_000, 30, chain, u64::MAX), want, "{kind} {held} {chain}");
         }
     }
 

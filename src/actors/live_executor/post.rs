@@ -11,7 +11,7 @@ use super::{Run, cancels};
 use crate::actors::executor::ExecError;
 use crate::actors::store::OweCancel;
 use crate::clob::order::StoredOrder;
-use crate::clob::outcome::PostOutcome;
+use crate::clob::outcome::{MATCHING_DELAY_MAX_S, PostOutcome};
 use crate::clob::venue::decimal_to_micros;
 use crate::domain::{Execution, Shares, Side, Usdc};
 use crate::store::{OrderStatus, OwedCancel, now_ms};
@@ -216,7 +216,7 @@ impl Run {
 
     /// How long a delayed market order is looked up at least before it is left to the chain: the
     /// matches reported came up to 43 s after the POST.
-    const DELAYED_WINDOW: Duration = Duration::from_secs(60);
+    const DELAYED_WINDOW: Duration = Duration::from_secs(MATCHING_DELAY_MAX_S);
 
     /// A market order the exchange took and holds for the market's matching delay before it
     /// matches: journaled `delayed` (held by its status, never sent again, even after a restart)
