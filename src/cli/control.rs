@@ -309,6 +309,17 @@ pub fn resume(g: &GlobalArgs) -> Result<i32> {
         return Ok(1);
     }
     reach(g, &s, &Request::Resume { by: "cli".into() }, "", &|store, at_journal| {
+        // A daemon that runs but does not answer would open trading from the journal without the
+        // ordering the socket gives (a halt asked after this resume must win): a resume is only
+        // ever carried out where it can be acknowledged.
+        if let Some(pid) = crate::store::lock::holder(&at_journal.db_path) {
+            anyhow::bail!(
+                "not resumed: a daemon{} holds {} but nothing answers on its control socket; restart it \
+                 (`systemctl restart polycopy`, or `polycopy@NAME` for a named instance), then resume",
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                at_journal.db_path.display()
+            );
+        }
         let cur = store.breaker()?;
         if cur.trading() == TradingState::Active {
             return Ok("not halted: nothing to resume".to_owned());

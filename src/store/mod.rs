@@ -23,6 +23,7 @@ mod ops;
 mod orders;
 pub mod other_journal;
 mod own_fills;
+mod pasted;
 mod quality;
 mod queries;
 mod ranges;

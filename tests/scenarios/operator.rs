@@ -313,6 +313,36 @@ async fn test_close_when_live_and_halted_then_sells_within_the_cap_and_says_part
     assert!(positions(&l.d).is_empty());
 }
 
+/// A halt stored in the journal while no daemon answered, by a CLI that could not read the
+/// secrets (an operator's user not allowed the root-only environment file), with the key pasted
+/// in its reason: the daemon that reads it there cleans it before it logs or journals an event
+/// of it. Before, only the messages to Telegram were cleaned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_operator_when_a_halt_stored_offline_carries_the_key_then_the_daemon_never_logs_it() {
+    use crate::support::live::*;
+    let mut l = live().await;
+    start_live(&mut l).await;
+    assert_eq!(l.d.stop().code(), Some(0));
+    let mut halt = l.d.cmd(&["halt", "--reason", &format!("pasted {KEY} by mistake")]);
+    halt.env_remove("PRIVATE_KEY");
+    let out = halt.output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("journal"), "{out:?}");
+    start_live(&mut l).await;
+    let bare = KEY.trim_start_matches("0x");
+    wait_for(20, "the halt read at the start", async || {
+        l.d.log().contains("pasted <redacted> by mistake").then_some(())
+    })
+    .await;
+    let log = l.d.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(bare)).collect();
+    assert!(lines.is_empty(), "the key is in the log: {lines:#?}");
+    let c = rusqlite::Connection::open(l.d.dir.join("journal.db")).unwrap();
+    let leaked: i64 =
+        c.query_row("SELECT COUNT(*) FROM events WHERE instr(lower(message), ?1) > 0", [bare], |r| r.get(0)).unwrap();
+    assert_eq!(leaked, 0, "the key is in the journal's events");
+    assert_eq!(l.d.stop().code(), Some(0));
+}
+
 /// `incident` writes one owner-only file with the evidence (status, health, breaker history,
 /// events, trades, settings, versions) and no secret: not the key, the bot token, the alert token
 /// or an RPC URL's API key, even where one of them reached the journal's events.
@@ -567,6 +597,23 @@ async fn close_held_before_its_post(l: &crate::support::live::Live, hold: &std::
     })
     .await;
     close
+}
+
+/// A halted daemon that runs but no longer answers on its control socket (the file removed):
+/// `resume` is refused (it would open trading from the journal, where a halt asked after it could
+/// lose), and trading stays halted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_resume_when_the_running_daemon_does_not_answer_then_refused_and_still_halted() {
+    let Running { anvil, dir: _dir, d } = running(&wallets(&[(A, "whale", true)], 0.1)).await;
+    let (code, out, err) = d.run_cli(&["halt", "--reason", "look first"]);
+    assert_eq!(code, 0, "{out}{err}");
+    d.remove_control_socket();
+    let (code, out, err) = d.run_cli(&["resume"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("not resumed") && err.contains("restart it"), "{out}{err}");
+    anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
+    let r = wait_for(20, "the copy decided", async || d.trades().into_iter().find(|r| r["status"] != "pending")).await;
+    assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("rejected"), Some("halted")), "{r}");
 }
 
 /// A daemon that runs but no longer answers on its control socket (the file removed) reads market

@@ -175,7 +175,10 @@ impl ReportWriter {
     /// unless it has a journal row of its own.
     fn log_and_journal(&self, ev: &Event) {
         let kind = ev.kind();
-        let text = ev.text();
+        // Text an operator typed (a halt reason stored by a CLI that could not read the secrets)
+        // is cleaned here as well as on its way to Telegram. An executed copy's text is ours only.
+        let text =
+            if matches!(ev, Event::Executed { .. }) { ev.text() } else { crate::config::env::redact(&ev.text()) };
         match ev {
             Event::Executed { latency_ms, .. } => {
                 self.metrics.executed.fetch_add(1, Ordering::Relaxed);

@@ -41,10 +41,19 @@ pub struct TargetPosition {
 }
 store_handler!(TargetPosition -> Option<Shares>, |s, m| s.target_position_at(&m.wallet, &m.token, m.row));
 
-/// The stored breaker.
+/// The stored breaker, its reason cleaned of the secrets this process knows.
 #[derive(Debug)]
 pub struct GetBreaker;
-store_handler!(GetBreaker -> BreakerState, |s, _m| s.breaker());
+store_handler!(GetBreaker -> BreakerState, |s, _m| s.breaker().map(cleaned));
+
+/// `b` with its reason cleaned of the secrets this process knows: a halt stored by a command that
+/// could not read them (an operator's user not allowed the root-only environment file) may carry
+/// a pasted one, which the daemon must not log, report or journal again.
+#[must_use]
+pub fn cleaned(mut b: BreakerState) -> BreakerState {
+    b.reason = crate::config::env::redact(&b.reason);
+    b
+}
 
 /// Store the breaker.
 #[derive(Debug)]

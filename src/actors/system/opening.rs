@@ -68,6 +68,10 @@ pub(super) async fn open(s: &Settings) -> Result<Opened, DaemonError> {
     store.quick_check()?;
     refuse_other_modes_journal(&store, s)?;
     let mut store = store;
+    let cleaned = store.clean_pasted_secrets()?;
+    if cleaned > 0 {
+        tracing::warn!(rows = cleaned, "a secret pasted into a halt stored by a command was cleaned from the journal");
+    }
     if !s.detection.pending {
         orphan_unfollowed_sightings(&mut store)?;
     }
@@ -144,7 +148,7 @@ fn trading_state(store: &Store, s: &Settings, now: i64) -> Result<RiskState, Dae
         None => None,
     };
     Ok(RiskState {
-        breaker: store.breaker()?,
+        breaker: crate::actors::store::cleaned(store.breaker()?),
         book,
         realized_today: store.realized_since(day_start_ms)?,
         recent_copies: store.copies_since(now - 3_600_000)?,
