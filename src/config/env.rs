@@ -481,6 +481,13 @@ pub fn register_secrets<'a>(secrets: impl IntoIterator<Item = &'a str>) {
     }
 }
 
+/// The registered secrets, longest first (the order [`redact`] replaces them in), for cleaning
+/// text already stored.
+#[must_use]
+pub fn known_secrets() -> Vec<String> {
+    KNOWN_SECRETS.read().map(|k| k.clone()).unwrap_or_default()
+}
+
 /// `text` with every registered secret replaced by `<redacted>`.
 #[must_use]
 pub fn redact(text: &str) -> String {

@@ -319,18 +319,18 @@ impl Store {
     /// (a SELL finding every share claimed by the first's order, say) must not mark the fill
     /// refused under the first copy's order, which would then find its trade "gone" and never be
     /// sent. So a fill with an intent is left to its order's own outcome; a suspect one stays
-    /// pending, as in [`Self::record_rejection`].
+    /// pending, as in [`Self::record_rejection`]. Returns whether the fill was marked.
     ///
     /// # Errors
     /// On a database error.
-    pub fn record_refusal(&mut self, row: i64, code: &str, detail: &str) -> StoreResult<()> {
-        exec(
+    pub fn record_refusal(&mut self, row: i64, code: &str, detail: &str) -> StoreResult<bool> {
+        let changed = exec(
             &self.conn,
             "UPDATE fills SET status = 'rejected', reason = ?2, detail = ?3 WHERE id = ?1 AND status = 'pending' \
              AND suspect = 0 AND NOT EXISTS (SELECT 1 FROM intents WHERE fill_id = ?1)",
             params![row, code, detail],
         )?;
-        Ok(())
+        Ok(changed > 0)
     }
 }
 

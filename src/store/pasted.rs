@@ -3,44 +3,44 @@
 //! typed, in the breaker and the events log. The daemon, which knows the secrets, cleans both when
 //! it opens the journal, so that no backup or report of it carries them on.
 
-use rusqlite::params;
-
 use super::{Store, StoreResult};
 
-/// How far before the breaker's time the events of its halt are looked for (the command writes
-/// the breaker and its event in one go; a margin for a halt asked again).
-const EVENTS_BEFORE_MS: i64 = 60_000;
-
 impl Store {
-    /// Cleans the stored breaker's reason, and the events written since a minute before it, of
-    /// the secrets this process knows. Returns how many rows changed.
+    /// Cleans the stored breaker's reason and every event of the secrets this process knows, the
+    /// old text overwritten on disk too (a backup copies the file's pages, free space included).
+    /// Returns how many rows changed.
     ///
     /// # Errors
     /// On a database error.
     pub fn clean_pasted_secrets(&mut self) -> StoreResult<usize> {
-        let tx = self.conn.savepoint()?;
-        let (reason, since_ms): (String, i64) =
-            match tx.query_row("SELECT reason, max(since_ms, halt_asked_ms) FROM breaker WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            }) {
-                Ok(found) => found,
-                Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(0),
-                Err(e) => return Err(e.into()),
-            };
-        let mut changed = 0;
-        let clean = crate::config::env::redact(&reason);
-        if clean != reason {
-            changed += tx.execute("UPDATE breaker SET reason = ?1 WHERE id = 1", [&clean])?;
+        let secrets = crate::config::env::known_secrets();
+        if secrets.is_empty() {
+            return Ok(0);
         }
-        let events: Vec<(i64, String)> = {
-            let mut st = tx.prepare("SELECT id, message FROM events WHERE at_ms >= ?1")?;
-            st.query_map([since_ms.saturating_sub(EVENTS_BEFORE_MS)], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?
-        };
-        for (id, message) in events {
-            let clean = crate::config::env::redact(&message);
-            if clean != message {
-                changed += tx.execute("UPDATE events SET message = ?1 WHERE id = ?2", params![clean, id])?;
+        // The text replaced is zeroed where it lay, not left in the page's free space.
+        self.conn.pragma_update(None, "secure_delete", true)?;
+        let cleaned = self.clean_each(&secrets);
+        self.conn.pragma_update(None, "secure_delete", false)?;
+        let changed = cleaned?;
+        if changed > 0 {
+            // The pages written since are copied into the file, and the log that held them emptied.
+            self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(changed)
+    }
+
+    fn clean_each(&mut self, secrets: &[String]) -> StoreResult<usize> {
+        let tx = self.conn.savepoint()?;
+        let mut changed = 0;
+        // One scan per secret, in SQL: the events of months are not read into memory at a start.
+        for s in secrets {
+            for (table, column) in [("breaker", "reason"), ("events", "message")] {
+                changed += tx.execute(
+                    &format!(
+                        "UPDATE {table} SET {column} = replace({column}, ?1, '<redacted>') WHERE instr({column}, ?1) > 0"
+                    ),
+                    [s],
+                )?;
             }
         }
         tx.commit()?;
@@ -52,9 +52,10 @@ impl Store {
 mod tests {
     use super::*;
     use crate::risk::BreakerState;
+    use rusqlite::params;
 
     #[test]
-    fn a_pasted_key_is_cleaned_from_the_breaker_and_its_events() {
+    fn a_pasted_key_is_cleaned_from_the_breaker_and_every_event() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("j.db")).unwrap();
         let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -67,18 +68,28 @@ mod tests {
             ..BreakerState::default()
         };
         s.set_breaker(&halt).unwrap();
-        s.conn
-            .execute(
-                "INSERT INTO events (at_ms, kind, message) VALUES (?1, 'breaker_tripped', ?2)",
-                params![crate::store::now_ms(), format!("halted: pasted {key}")],
-            )
-            .unwrap();
+        // An old event too: the halt asked again later moves the breaker's time past it.
+        for at in [0, crate::store::now_ms()] {
+            s.conn
+                .execute(
+                    "INSERT INTO events (at_ms, kind, message) VALUES (?1, 'breaker_tripped', ?2)",
+                    params![at, format!("halted: pasted {key}")],
+                )
+                .unwrap();
+        }
         assert_eq!(s.clean_pasted_secrets().unwrap(), 0, "nothing known yet");
         crate::config::env::register_secrets([key]);
-        assert_eq!(s.clean_pasted_secrets().unwrap(), 2);
+        assert_eq!(s.clean_pasted_secrets().unwrap(), 3);
         assert_eq!(s.breaker().unwrap().reason, "pasted <redacted>");
-        let message: String = s.conn.query_row("SELECT message FROM events", [], |r| r.get(0)).unwrap();
-        assert_eq!(message, "halted: pasted <redacted>");
+        let left: i64 = s
+            .conn
+            .query_row("SELECT COUNT(*) FROM events WHERE message != 'halted: pasted <redacted>'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
         assert_eq!(s.clean_pasted_secrets().unwrap(), 0, "once");
+        drop(s);
+        let bytes = std::fs::read(dir.path().join("j.db")).unwrap();
+        let bare = key.trim_start_matches("0x").as_bytes();
+        assert!(!bytes.windows(bare.len()).any(|w| w == bare), "the key is still in the file's bytes");
     }
 }

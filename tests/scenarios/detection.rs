@@ -392,10 +392,8 @@ async fn test_detection_when_a_target_is_paused_while_its_sighting_is_left_to_it
     })
     .await;
     anvil.mine(1).await;
-    wait_for(20, "the registry's refusal of the mined fill", async || {
-        let log = d.log();
-        (log.contains("refusal of a mined fill waits") || log.contains("it decides, not the registry's refusal"))
-            .then_some(())
+    wait_for(20, "the registry's refusal of the mined fill parked", async || {
+        d.log().contains("refusal of a mined fill waits for its sighting's copy").then_some(())
     })
     .await;
     std::fs::remove_file(&hold).unwrap();

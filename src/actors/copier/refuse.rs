@@ -69,8 +69,12 @@ impl Copier {
                 return;
             }
             let Refuse { pending, label, reason } = m;
-            store.do_send(RecordRefusal { row, code: reason.code(), detail: reason.to_string() });
-            notifier.do_send(Event::Rejected { label, fill: pending.fill, reason, market: None });
+            let recorded = store.send(RecordRefusal { row, code: reason.code(), detail: reason.to_string() }).await;
+            // A fill already decided (a refusal parked behind a sighting's copy that was refused
+            // itself) is not reported refused a second time; a journal that failed to say is.
+            if !matches!(recorded, Ok(Ok(false))) {
+                notifier.do_send(Event::Rejected { label, fill: pending.fill, reason, market: None });
+            }
         });
     }
 }

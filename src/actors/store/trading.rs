@@ -243,7 +243,7 @@ pub struct RecordRefusal {
     /// Reason with numbers.
     pub detail: String,
 }
-store_handler!(RecordRefusal -> (), |s, m| s.record_refusal(m.row, m.code, &m.detail));
+store_handler!(RecordRefusal -> bool, |s, m| s.record_refusal(m.row, m.code, &m.detail));
 
 /// Keep a fill pending with reason `unknown`: its order's fate is looked up at the next start.
 #[derive(Debug)]
