@@ -105,6 +105,9 @@ pub fn check_config(g: &GlobalArgs, as_json: bool, offline: bool) -> Result<i32>
         problems.extend(misfits.problems);
         warnings.extend(misfits.warnings);
     }
+    if let (Some(s), Some(e)) = (&settings, &env) {
+        warnings.extend(group_open_to_all(&e.telegram_chat_ids, &s.telegram.allowed_user_ids));
+    }
     let enabled = wallets.as_ref().map_or(0, |w| w.enabled().count());
     let endpoints = match (&settings, &env) {
         (Some(s), Some(e)) if !offline => probe_endpoints(s, e, &mut problems),
@@ -260,4 +263,41 @@ pub fn doctor(g: &GlobalArgs, as_json: bool) -> Result<i32> {
         );
     }
     Ok(i32::from(!d.healthy()))
+}
+
+/// A warning when an authorized chat is a group (negative id) and no user is named: every member
+/// of that group, one added later too, may then resume trading, close positions and unpause
+/// targets. Said, not refused: a private group of operators is a choice the runbook describes.
+fn group_open_to_all(chats: &[i64], allowed_user_ids: &[u64]) -> Option<crate::config::Problem> {
+    let groups = chats.iter().filter(|c| **c < 0).count();
+    (groups > 0 && allowed_user_ids.is_empty()).then(|| {
+        crate::config::Problem::new(
+            "environment",
+            "TELEGRAM_CHAT_ID",
+            format!(
+                "names {groups} group chat(s) and telegram.allowed_user_ids is empty: every member of such a group \
+                 can /resume, /close and /unpause; list the operators' Telegram user ids in telegram.allowed_user_ids"
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::group_open_to_all;
+
+    #[test]
+    fn a_group_chat_with_no_user_named_is_warned_about() {
+        // (chats, allowed users, warned)
+        let cases: [(&[i64], &[u64], bool); 5] = [
+            (&[1001], &[], false),
+            (&[-1001234567890], &[], true),
+            (&[1001, -42], &[], true),
+            (&[-1001234567890], &[7], false),
+            (&[], &[], false),
+        ];
+        for (chats, users, warned) in cases {
+            assert_eq!(group_open_to_all(chats, users).is_some(), warned, "{chats:?} {users:?}");
+        }
+    }
 }

@@ -229,6 +229,86 @@ fn unauthorized(ops: &Ops, chat: i64, what: &str) {
     }
 }
 
+/// A message (or an edited one) in a chat: a command from an authorized sender is carried out
+/// and answered. An edited command is carried out only when it is a `/halt` (stopping is always
+/// safe, and a fixed typo must not leave trading running); any other is answered "send it again",
+/// since an edit may change an old command into one never meant now.
+async fn on_message(
+    bot: &Bot,
+    ops: &Ops,
+    auth: &Authorized,
+    username: &str,
+    msg: teloxide::types::Message,
+    edited: bool,
+) {
+    let chats = &auth.chats;
+    let chat = msg.chat.id.0;
+    // An authorized group upgraded to a supergroup: Telegram says so in the old chat and
+    // in the new one. The new id is the group's from now on.
+    let moved = match (msg.migrate_to_chat_id(), msg.migrate_from_chat_id()) {
+        (Some(new), _) if chats.contains(&chat) => Some((chat, new.0)),
+        (_, Some(old)) if chats.contains(&old.0) => Some((old.0, chat)),
+        _ => None,
+    };
+    if let Some((old, new)) = moved {
+        return group_moved(ops, old, new);
+    }
+    // Counted whatever it holds (a sticker, the bot added to a group), before anything is read.
+    if !chats.contains(&chat) && ops.out.moves.from(chat).is_none() {
+        return unauthorized(ops, chat, "message");
+    }
+    // Telegram delivers there again (the bot unblocked, rights given back).
+    ops.out.heard_from(chat);
+    // A channel's post forwarded into its discussion group is not a command from anyone here.
+    if msg.is_automatic_forward() {
+        return;
+    }
+    let Some(text) = msg.text() else { return };
+    let Some(text) = command_text(text) else { return };
+    // As a channel or an anonymous admin, the sender is no user (`from` is a placeholder).
+    // Only a command counts as unauthorized: a group's chatter is none of our business.
+    let sender = if msg.sender_chat.is_some() { None } else { msg.from.as_ref().map(|u| u.id.0) };
+    if !auth.user(sender) {
+        return unauthorized(ops, chat, "command from a user not in telegram.allowed_user_ids");
+    }
+    // Command names are case-insensitive for people ("/STATUS"); arguments are kept as typed.
+    let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    let word: String = word.chars().filter(|c| !crate::domain::is_hidden_or_control(*c)).collect();
+    let word = word.as_str();
+    let normalized = if rest.is_empty() { word.to_lowercase() } else { format!("{} {rest}", word.to_lowercase()) };
+    let reply = match parse_for_us(bot, &normalized, username).await {
+        Ok(cmd) if edited && !matches!(cmd, Command::Halt(_)) => {
+            info!(chat, command = %word.to_lowercase(), "edited Telegram command not carried out");
+            Reply::text(format!(
+                "{} was edited, not sent: an edited command is not carried out (only /halt is). Send it again \
+                 as a new message if you want it.",
+                word.to_lowercase()
+            ))
+        }
+        Ok(cmd) if let Some(age_s) = stale_resumption(&cmd, msg.date, now_ms()) => {
+            info!(chat, command = %word.to_lowercase(), age_s, "Telegram command too old to act on");
+            Reply::text(format!(
+                "{} was sent {} min ago by Telegram's clock (while the daemon was not running, or this \
+                 server's clock is ahead): not done, a late resumption could buy when you no longer mean \
+                 it. Send it again if you still want it.",
+                word.to_lowercase(),
+                age_s / 60
+            ))
+        }
+        Ok(cmd) => {
+            // The name only: an argument (a halt's reason) may hold a pasted secret.
+            info!(chat, command = %word.to_lowercase(), "Telegram command");
+            execute(ops, cmd).await
+        }
+        // In a group, a command for another bot is none of our business: no answer at all.
+        Err(teloxide::utils::command::ParseError::WrongBotName(_)) => return,
+        Err(_) => Reply::text(format!("unknown command or bad arguments: {}\n/help lists the commands", word)),
+    };
+    send(ops, chat, reply).await;
+}
+
+/// One update from Telegram: a message, an edited one or a button pressed, from an authorized
+/// chat and sender; anything else is counted and never answered.
 pub(super) async fn handle_update(
     bot: &Bot,
     ops: &Ops,
@@ -239,64 +319,9 @@ pub(super) async fn handle_update(
 ) {
     let chats = &auth.chats;
     match kind {
-        UpdateKind::Message(msg) => {
-            let chat = msg.chat.id.0;
-            // An authorized group upgraded to a supergroup: Telegram says so in the old chat and
-            // in the new one. The new id is the group's from now on.
-            let moved = match (msg.migrate_to_chat_id(), msg.migrate_from_chat_id()) {
-                (Some(new), _) if chats.contains(&chat) => Some((chat, new.0)),
-                (_, Some(old)) if chats.contains(&old.0) => Some((old.0, chat)),
-                _ => None,
-            };
-            if let Some((old, new)) = moved {
-                return group_moved(ops, old, new);
-            }
-            // Counted whatever it holds (a sticker, the bot added to a group), before anything is read.
-            if !chats.contains(&chat) && ops.out.moves.from(chat).is_none() {
-                return unauthorized(ops, chat, "message");
-            }
-            // Telegram delivers there again (the bot unblocked, rights given back).
-            ops.out.heard_from(chat);
-            // A channel's post forwarded into its discussion group is not a command from anyone here.
-            if msg.is_automatic_forward() {
-                return;
-            }
-            let Some(text) = msg.text() else { return };
-            let Some(text) = command_text(text) else { return };
-            // As a channel or an anonymous admin, the sender is no user (`from` is a placeholder).
-            // Only a command counts as unauthorized: a group's chatter is none of our business.
-            let sender = if msg.sender_chat.is_some() { None } else { msg.from.as_ref().map(|u| u.id.0) };
-            if !auth.user(sender) {
-                return unauthorized(ops, chat, "command from a user not in telegram.allowed_user_ids");
-            }
-            // Command names are case-insensitive for people ("/STATUS"); arguments are kept as typed.
-            let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
-            let word: String = word.chars().filter(|c| !crate::domain::is_hidden_or_control(*c)).collect();
-            let word = word.as_str();
-            let normalized =
-                if rest.is_empty() { word.to_lowercase() } else { format!("{} {rest}", word.to_lowercase()) };
-            let reply = match parse_for_us(bot, &normalized, username).await {
-                Ok(cmd) if let Some(age_s) = stale_resumption(&cmd, msg.date, now_ms()) => {
-                    info!(chat, command = %word.to_lowercase(), age_s, "Telegram command too old to act on");
-                    Reply::text(format!(
-                        "{} was sent {} min ago by Telegram's clock (while the daemon was not running, or this \
-                         server's clock is ahead): not done, a late resumption could buy when you no longer mean \
-                         it. Send it again if you still want it.",
-                        word.to_lowercase(),
-                        age_s / 60
-                    ))
-                }
-                Ok(cmd) => {
-                    // The name only: an argument (a halt's reason) may hold a pasted secret.
-                    info!(chat, command = %word.to_lowercase(), "Telegram command");
-                    execute(ops, cmd).await
-                }
-                // In a group, a command for another bot is none of our business: no answer at all.
-                Err(teloxide::utils::command::ParseError::WrongBotName(_)) => return,
-                Err(_) => Reply::text(format!("unknown command or bad arguments: {}\n/help lists the commands", word)),
-            };
-            send(ops, chat, reply).await;
-        }
+        UpdateKind::Message(msg) => on_message(bot, ops, auth, username, msg, false).await,
+        // An operator who mistyped a command fixes it by editing the message, as Telegram invites.
+        UpdateKind::EditedMessage(msg) => on_message(bot, ops, auth, username, msg, true).await,
         UpdateKind::CallbackQuery(q) => {
             let chat = q.message.as_ref().map(|m| m.chat().id.0);
             let Some(chat) = chat.filter(|c| chats.contains(c) || ops.out.moves.from(*c).is_some()) else {

@@ -48,11 +48,11 @@ pub async fn run(bot: Bot, ops: Ops, chats: Authorized, poll_timeout_s: u32, use
                 info!(bot = %username, "Telegram answers: bot name known");
             }
         }
-        let req = bot
-            .get_updates()
-            .offset(offset)
-            .timeout(poll_timeout_s)
-            .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
+        let req = bot.get_updates().offset(offset).timeout(poll_timeout_s).allowed_updates(vec![
+            AllowedUpdate::Message,
+            AllowedUpdate::EditedMessage,
+            AllowedUpdate::CallbackQuery,
+        ]);
         match req.await {
             Ok(updates) => {
                 backoff = Duration::from_millis(500);

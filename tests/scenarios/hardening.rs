@@ -349,3 +349,21 @@ fn test_check_config_when_a_targets_amount_is_below_the_smallest_order_then_name
     assert!(text.contains("(tiny)") && text.contains("sizing.usdc"), "{text}");
     assert!(text.contains("below copy.min_order_usdc 1"), "{text}");
 }
+
+/// A group chat authorized with no operator named: every member could resume trading and close
+/// positions. `check-config` says so, as a warning (a private group of operators is allowed), and
+/// not once the operators' user ids are listed.
+#[test]
+fn test_check_config_when_a_group_chat_names_no_operator_then_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = daemon(&dir.path().join("work"));
+    d.env.push(("TELEGRAM_BOT_TOKEN".into(), "123456789:HARDENING-TEST-TOKEN-abcdef".into()));
+    d.env.push(("TELEGRAM_CHAT_ID".into(), "-1001234567890".into()));
+    let (code, out, err) = d.run_cli(&["check-config", "--offline"]);
+    assert_eq!(code, 0, "a warning, not a refusal: {out}{err}");
+    assert!(err.contains("TELEGRAM_CHAT_ID") && err.contains("allowed_user_ids is empty"), "{out}{err}");
+    d.set("telegram", "allowed_user_ids = [424242]");
+    let (code, out, err) = d.run_cli(&["check-config", "--offline"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("allowed_user_ids is empty"), "{out}{err}");
+}

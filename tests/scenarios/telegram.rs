@@ -1119,3 +1119,38 @@ async fn test_commands_when_a_group_member_is_not_an_allowed_user_then_ignored()
     tg.inject_callback_from(GROUP, OPERATOR, &offer.buttons[0]);
     wait_for(10, "resumed", async || (d.status()["breaker"]["tripped"] == false).then_some(())).await;
 }
+
+/// An operator fixes a mistyped command by editing the message, as Telegram invites: an edited
+/// `/halt` is carried out (stopping is always safe), any other edited command is answered "send it
+/// again" and not done; a stranger's edited `/halt` gets no answer and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_commands_when_edited_then_a_halt_is_obeyed_and_others_asked_again() {
+    let anvil = Anvil::start().await;
+    let tg = FakeTelegram::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &two_targets());
+    d.with_telegram(&tg, &OP.to_string());
+    d.set("telegram", r#"notify = { executed = "off", rejected = "off", started = "off", stopped = "off" }"#);
+    d.start();
+    d.wait_live().await;
+
+    tg.inject_edited_message(STRANGER, "/halt from a stranger");
+    wait_for(10, "the stranger's edit ignored", async || {
+        d.log().contains("Telegram update from an unauthorized chat ignored").then_some(())
+    })
+    .await;
+    let before = tg.sent_to(OP).len();
+    tg.inject_edited_message(OP, "/status");
+    let asked = wait_for(10, "the edited /status answered", async || {
+        tg.sent_to(OP)[before..].iter().find(|m| m.text.contains("was edited")).map(|m| m.text.clone())
+    })
+    .await;
+    assert!(asked.contains("Send it again"), "{asked}");
+    assert!(!tg.sent_to(OP)[before..].iter().any(|m| m.text.contains("mode PAPER")), "not carried out");
+    assert_eq!(d.status()["breaker"]["tripped"], false, "the stranger's edit changed nothing");
+    assert!(tg.sent_to(STRANGER).is_empty(), "a stranger gets no answer");
+
+    tg.inject_edited_message(OP, "/halt typo fixed");
+    wait_for(10, "the edited /halt obeyed", async || (d.status()["breaker"]["tripped"] == true).then_some(())).await;
+    assert_eq!(d.status()["breaker"]["reason"], "typo fixed");
+}
