@@ -53,9 +53,16 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
     }
     let env = super::env_for(s, true)?;
     let funder = funder(s, &env)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if crate::store::lock::holder(&s.db_path).is_some() {
+        rt.block_on(journal_caught_up(s, &env));
+    }
     let store = open_store(s)?;
     let book = store.book()?;
     let state = store.reconcile_state()?;
+    // The last block the journal has read: a balance that moved after it moved for something the
+    // daemon has yet to journal (a late settlement, a fill of ours).
+    let journal_block = store.checkpoint()?.map(|(n, _)| n);
     let mut prices = store.last_prices()?;
     // Held in the journal, and not known to have resolved: the chain is asked whether its market
     // did (redeemed by Polymarket's auto-redeemer or on the website, it would read as sold).
@@ -66,7 +73,6 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
         }
     }
     drop(store);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let data = rt.block_on(crate::market::data_api::positions(&env.data_api_url, funder));
     let mut tokens: Vec<TokenId> = state.keys().copied().collect();
     if let Ok(d) = &data {
@@ -84,9 +90,9 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
             }
         }
     }
-    let (chain, head) = match rt.block_on(chain_balances(s, &env, funder, &tokens)) {
-        Ok((head, c)) => (Ok(c), Some(head)),
-        Err(e) => (Err(e), None),
+    let (chain, head, moved) = match rt.block_on(chain_balances(s, &env, funder, &tokens, journal_block)) {
+        Ok((head, c, moved)) => (Ok(c), Some(head), moved),
+        Err(e) => (Err(e), None, std::collections::BTreeSet::new()),
     };
     // Asked only where the chain holds less than the journal: only there could missing tokens be
     // taken for sold.
@@ -125,6 +131,7 @@ fn compare_and_apply(g: &GlobalArgs, s: &Settings, as_json: bool, apply: bool, a
                 // The node read is behind a block holding a fill of ours (the daemon's feed saw it,
                 // this endpoint not yet): its balance is not the one the journal settled to.
                 node_behind: st.last_fill_block.zip(head).is_some_and(|(b, h)| b > h),
+                journal_behind: moved.contains(t),
             }
         })
         .collect();
@@ -159,32 +166,84 @@ fn funder(s: &Settings, env: &Env) -> Result<alloy::primitives::Address> {
     crate::clob::account::resolve_funder(sig, signer, cfg.funder).map_err(anyhow::Error::msg)
 }
 
-/// The node's head, and our funder's balance of each token there: Conditional Tokens plus the V3
-/// PositionManager (a token lives in one of them; the other answers 0). A PositionManager with no
-/// code there (not deployed yet on this chain, or a wrong address) holds nothing: it must not make
-/// every Conditional Tokens market unreadable too.
+/// How long reconcile waits for a running daemon's journal to read the node's head.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits (up to [`CATCH_UP_WAIT`]) until the running daemon's journal has read the node's head, so
+/// that the chain as it is now is compared with a journal that has read it; a balance that moved
+/// after the journal's block is shown, never booked (see `journal_behind`).
+async fn journal_caught_up(s: &Settings, env: &Env) {
+    let mut rpc = super::http_rpc(s, env);
+    let head = match tokio::time::timeout(SOURCE_WAIT, rpc.connect()).await {
+        Ok(Ok(())) => rpc.block_number().await.ok(),
+        _ => None,
+    };
+    let Some(head) = head else { return };
+    let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
+    loop {
+        let at = open_store(s).ok().and_then(|st| st.checkpoint().ok().flatten()).map(|(n, _)| n);
+        if at.is_some_and(|n| n >= head) {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!(
+                "note: the daemon's journal has read the chain up to block {} and the node is at {head}: balances \
+                 that moved after the journal's block are shown, not booked",
+                at.map_or_else(|| "none".to_owned(), |n| n.to_string())
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The node's head, our funder's balance of each token there, and the tokens whose balance moved
+/// after `journal_block`, the last block the journal has read (one that cannot be read there is
+/// counted as moved: a node keeping recent state only cannot say).
 async fn chain_balances(
     s: &Settings,
     env: &Env,
     funder: alloy::primitives::Address,
     tokens: &[TokenId],
-) -> Result<(u64, BTreeMap<TokenId, Shares>), String> {
+    journal_block: Option<u64>,
+) -> Result<(u64, BTreeMap<TokenId, Shares>, std::collections::BTreeSet<TokenId>), String> {
     let mut rpc = super::http_rpc(s, env);
     tokio::time::timeout(SOURCE_WAIT, rpc.connect())
         .await
         .map_err(|_| "no answer".to_owned())?
         .map_err(|e| e.to_string())?;
     let head = rpc.block_number().await.map_err(|e| e.to_string())?;
-    let c = PositionContracts::from_settings(&s.chain);
     let mut out = BTreeMap::new();
+    let mut moved = std::collections::BTreeSet::new();
     for t in tokens {
-        let ctf = rpc.balance_of(c.conditional_tokens, funder, *t, head).await.map_err(|e| e.to_string())?;
-        let v3 = rpc.balance_of_if_deployed(c.position_manager, funder, *t, head).await.map_err(|e| e.to_string())?;
-        let total = ctf.saturating_add(v3.unwrap_or_default());
-        let micros = i64::try_from(total).map_err(|_| format!("the balance of {t} is out of range"))?;
-        out.insert(*t, Shares(micros));
+        let now = balance_at(s, &rpc, funder, *t, head).await?;
+        if let Some(read) = journal_block.filter(|b| *b < head) {
+            // Moved after it, or unreadable there: either way not the journal's to book yet.
+            if balance_at(s, &rpc, funder, *t, read).await.ok() != Some(now) {
+                moved.insert(*t);
+            }
+        }
+        out.insert(*t, now);
     }
-    Ok((head, out))
+    Ok((head, out, moved))
+}
+
+/// Our funder's balance of `token` at block `at`: Conditional Tokens plus the V3 PositionManager
+/// (a token lives in one of them; the other answers 0). A PositionManager with no code there (not
+/// deployed yet on this chain, or a wrong address) holds nothing: it must not make every
+/// Conditional Tokens market unreadable too.
+async fn balance_at(
+    s: &Settings,
+    rpc: &crate::chain::Rpc,
+    funder: alloy::primitives::Address,
+    token: TokenId,
+    at: u64,
+) -> Result<Shares, String> {
+    let c = PositionContracts::from_settings(&s.chain);
+    let ctf = rpc.balance_of(c.conditional_tokens, funder, token, at).await.map_err(|e| e.to_string())?;
+    let v3 = rpc.balance_of_if_deployed(c.position_manager, funder, token, at).await.map_err(|e| e.to_string())?;
+    let total = ctf.saturating_add(v3.unwrap_or_default());
+    i64::try_from(total).map(Shares).map_err(|_| format!("the balance of {token} is out of range"))
 }
 
 /// Whether the market of each of `markets` (the journal's word on it, if any) has resolved on

@@ -35,6 +35,10 @@ pub struct Sighting {
     /// The node read is behind the block of our latest fill of it: its balance is not the one
     /// the journal settled to.
     pub node_behind: bool,
+    /// The balance changed in blocks after the last one the journal has read (the daemon behind
+    /// or stopped): what changed it (a late settlement of ours, a fill not booked yet) is still
+    /// to be journaled, and booking the chain's figure now would count it twice.
+    pub journal_behind: bool,
 }
 
 /// Whether a market resolved, as the chain was asked while reconciling.
@@ -89,6 +93,8 @@ pub enum Cause {
     DataApiLags,
     /// Reconcile's node has not seen the block of our latest fill of the token yet.
     NodeBehind,
+    /// The balance moved after the last block the journal has read.
+    JournalBehind,
     /// Neither the chain nor the Data API answered for this token.
     Unknown,
 }
@@ -117,6 +123,10 @@ impl Cause {
                 "reconcile's node has not seen the block of our latest fill of it yet (a load balancer's backend \
                  behind): nothing is booked; run again in a minute"
             }
+            Self::JournalBehind => {
+                "the balance moved on chain after the last block the journal has read (the daemon is behind or \
+                 stopped): nothing is booked; run again once the daemon has caught up (`status` shows its lag)"
+            }
             Self::Unknown => "the chain and the Data API did not answer; run again",
         }
     }
@@ -141,6 +151,7 @@ impl fmt::Display for Cause {
             Self::SoldOrRedeemed => "sold outside or redeemed",
             Self::DataApiLags => "Data API lags",
             Self::NodeBehind => "node behind our fill",
+            Self::JournalBehind => "journal behind the chain",
             Self::Unknown => "unknown",
         })
     }
@@ -215,6 +226,9 @@ fn classify(s: &Sighting) -> Option<Difference> {
     if s.in_flight && delta.0.abs() >= LOT {
         return diff(Cause::OrderInFlight);
     }
+    if s.journal_behind && s.chain.is_some() {
+        return diff(Cause::JournalBehind);
+    }
     if s.resolved && s.journal.0 == 0 && truth.0 > 0 {
         return diff(Cause::Unredeemed);
     }
@@ -248,6 +262,23 @@ mod tests {
             in_flight: false,
             resolution_unread: false,
             node_behind: false,
+            journal_behind: false,
+        }
+    }
+
+    #[test]
+    fn a_balance_moved_after_the_journals_block_is_shown_never_booked() {
+        let behind = |journal, chain| Sighting { journal_behind: true, ..s(journal, Some(chain), None) };
+        // (sighting, cause)
+        for (seen, cause) in [
+            (behind(0, 100 * ONE), Some(Cause::JournalBehind)),
+            (behind(100 * ONE, 0), Some(Cause::JournalBehind)),
+            // Agreeing, it is no difference at all.
+            (behind(10 * ONE, 10 * ONE), None),
+        ] {
+            let d = classify(&seen);
+            assert_eq!(d.map(|d| d.cause), cause, "{seen:?}");
+            assert!(d.is_none_or(|d| !d.bookable()), "{seen:?}");
         }
     }
 

@@ -184,6 +184,35 @@ async fn test_reconcile_when_an_order_is_in_flight_then_apply_waits_for_it() {
     assert!(positions(&l.d).is_empty(), "nothing booked: {:?}", positions(&l.d));
 }
 
+/// The daemon stopped, and the funder's balance moved on chain after the last block its journal
+/// read: `reconcile --apply` shows the journal behind the chain and books nothing (read at the
+/// node's head, a late settlement of our own match would be counted again once the daemon reads
+/// it). Once the daemon runs and has caught up, the difference is booked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reconcile_when_the_balance_moved_after_the_journals_block_then_apply_waits_for_the_daemon() {
+    let mut l = one_buy_settled().await;
+    l.anvil.set_balance(SIGNER, STD_TOKEN, 10 * ONE).await;
+    l.clob.data_positions(&[(STD_TOKEN, "10", false)]);
+    let (code, out, err) = l.d.run_cli(&["reconcile"]);
+    assert_eq!(code, 0, "the chain and the journal agree: {out}{err}");
+    assert_eq!(l.d.stop().code(), Some(0));
+    // A block first: anvil writes a storage change into the head's own state.
+    l.anvil.mine(1).await;
+    l.anvil.set_balance(SIGNER, STD_TOKEN, 12 * ONE).await;
+    l.clob.data_positions(&[(STD_TOKEN, "12", false)]);
+    let before = positions(&l.d);
+    let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("journal behind the chain"), "{out}{err}");
+    assert!(!out.contains("applied"), "{out}{err}");
+    assert_eq!(positions(&l.d), before, "nothing booked");
+    start_live(&mut l).await;
+    let (code, out, err) = l.d.run_cli(&["reconcile", "--apply"]);
+    assert_eq!(code, 1, "a difference was found: {out}{err}");
+    assert_eq!(out.matches("applied: position in").count(), 1, "{out}{err}");
+    assert_eq!(positions(&l.d), vec![(STD_TOKEN.to_string(), "12".to_owned())]);
+}
+
 /// A live daemon with one copied buy of the standard token, settled on chain.
 async fn one_buy_settled() -> Live {
     let mut l = live().await;
