@@ -54,7 +54,13 @@ pub fn decode_logs(logs: &[Log], headers: &BTreeMap<u64, BlockRef>, from: u64, t
     // One log is one fill: an answer that repeats a log (load-balanced providers have) must not
     // make two copies of it, and one that says two things of one position is not believed.
     let mut seen: BTreeMap<(u64, u64), &Log> = BTreeMap::new();
-    for log in logs.iter().filter(|l| !l.removed) {
+    // A polled answer cannot report a removal: a log flagged removed (a provider in the middle of
+    // a reorg, or lying) says the chain moved under us. Skipped, its fill would be lost as the
+    // checkpoint moved past it: the range is read again.
+    if logs.iter().any(|l| l.removed) {
+        return Err(ChainError::ChainMoved { from, to });
+    }
+    for log in logs {
         // A mined range's log always says where it is: one that does not is read again, never
         // skipped (skipping it would lose its fill as the checkpoint moves on).
         let (Some(bn), Some(bh), Some(tx), Some(li)) =
@@ -229,5 +235,12 @@ mod tests {
                 (got, want) => panic!("{why}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_polled_log_flagged_removed_makes_the_range_read_again_never_skipped() {
+        let removed = Log { removed: true, ..fill_log(4, 20) };
+        let got = decode_logs(&[fill_log(3, 10), removed], &headers(), BLOCK, BLOCK);
+        assert!(matches!(got, Err(ChainError::ChainMoved { .. })), "{got:?}");
     }
 }

@@ -89,6 +89,12 @@ store_handler!(Rewind -> crate::store::Rewound, |s, m| s.rewind(m.0));
 pub struct RecentBlocks;
 store_handler!(RecentBlocks -> Vec<(u64, B256)>, |s, _m| s.recent_blocks());
 
+/// Forgets our own fills journaled above the checkpoint (their range's fills were not): they are
+/// read again with that range, from the chain as it is then.
+#[derive(Debug)]
+pub struct ForgetOwnFillsAboveCheckpoint;
+store_handler!(ForgetOwnFillsAboveCheckpoint -> usize, |s, _m| s.forget_own_fills_above_checkpoint());
+
 /// The stored checkpoint.
 #[derive(Debug)]
 pub struct GetCheckpoint;

@@ -489,6 +489,13 @@ impl ChainFeed {
 
     async fn initial_checkpoint(&mut self, safe: u64) -> Result<(u64, B256), ChainError> {
         if let Some(cp) = ask(&self.writer, store_msgs::GetCheckpoint).await? {
+            // After a journal write failed mid-range (own fills committed, the range's fills not),
+            // the fills of ours above the checkpoint may be of blocks a reorg has since replaced:
+            // read again with their range, never kept on a transaction no longer on the chain.
+            let forgotten = ask(&self.writer, store_msgs::ForgetOwnFillsAboveCheckpoint).await?;
+            if forgotten > 0 {
+                info!(forgotten, "our fills on chain journaled above the checkpoint wait to be read again");
+            }
             info!(block = cp.0, "resuming from the stored checkpoint");
             self.checkpoint = Some(cp);
             return Ok(cp);
