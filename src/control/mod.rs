@@ -8,6 +8,7 @@
 pub mod client;
 pub mod market_ops;
 pub mod server;
+pub mod starting;
 
 use serde::{Deserialize, Serialize};
 

@@ -705,3 +705,33 @@ async fn test_paper_when_the_live_journal_still_holds_positions_then_the_start_s
     .await;
     assert!(told.contains("cost 5.1 USDC") && told.contains("PAPER"), "{told}");
 }
+
+/// A halt asked while a live start still checks a slow exchange (its balance check hangs until its
+/// timeout): answered at once and carried out, not "NOT confirmed" behind those checks; the daemon,
+/// once up, is halted with that reason and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_live_when_halted_while_the_start_checks_a_slow_exchange_then_answered_and_obeyed() {
+    let mut l = live().await;
+    l.clob.balance_hang(true);
+    l.d.start();
+    let dir = l.d.dir.clone();
+    wait_for(20, "the control socket bound", async || {
+        std::fs::read_dir(&dir).ok()?.flatten().any(|e| e.path().extension().is_some_and(|x| x == "sock")).then_some(())
+    })
+    .await;
+    let (code, out, err) = l.d.run_cli(&["halt", "--reason", "slow start"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("still starting"), "answered by the starting daemon: {out}{err}");
+    l.clob.balance_hang(false);
+    l.d.wait_live().await;
+    let st = l.d.status();
+    assert_eq!(
+        (st["breaker"]["tripped"].as_bool(), st["breaker"]["reason"].as_str()),
+        (Some(true), Some("slow start"))
+    );
+    l.anvil.emit(&buy(1, STD_TOKEN)).await;
+    let r =
+        wait_for(20, "the copy decided", async || l.d.trades().into_iter().find(|r| r["status"] != "pending")).await;
+    assert_eq!(r["reason"], "halted", "{r}");
+    assert!(l.clob.posts().is_empty(), "nothing sent");
+}

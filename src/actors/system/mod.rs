@@ -96,10 +96,18 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let o = opening::open(s).await?;
     // Held until the daemon returns: the journal's lock and the control socket's file.
     let (_journal_lock, _control_file) = (o.journal_lock, o.control_file);
+    // A halt asked while the start checks the exchange is carried out at once (stored in the
+    // journal, read by the risk supervisor as it starts), not left unanswered behind those checks.
+    let starting = crate::control::starting::Starting::answer(o.control, s.db_path.clone(), s.mode);
     let t = trading::start(s, &cfg.env, o.store, o.state, o.journal_file, o.now).await?;
+    let (control, halted) = starting.serving().await.map_err(DaemonError::Setup)?;
+    if let Some((reason, by)) = halted {
+        t.gate.close();
+        t.risk.do_send(crate::actors::risk_supervisor::SetTrading { halt: true, code: "manual", reason, by });
+    }
     // One token ends every background task at shutdown (see crate::tasks).
     let stop = tokio_util::sync::CancellationToken::new();
-    crate::tasks::spawn_until(&stop, crate::control::server::serve(o.control, control_peers(s, &t, o.http.as_ref())));
+    crate::tasks::spawn_until(&stop, crate::control::server::serve(control, control_peers(s, &t, o.http.as_ref())));
     let mut i = inputs::build(s, &cfg.env, &t, &o.wallets, o.paused).await;
     // Between reading wallets.json and watching it (tests act inside this window).
     crate::fault::hold_at("hold_before_watching").await;
