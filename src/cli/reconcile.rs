@@ -178,7 +178,8 @@ async fn journal_caught_up(s: &Settings, env: &Env) {
         Ok(Ok(())) => rpc.block_number().await.ok(),
         _ => None,
     };
-    let Some(head) = head else { return };
+    // The feed reads no further than `chain.confirmations` below the head.
+    let Some(head) = head.map(|h| h.saturating_sub(s.chain.confirmations)) else { return };
     let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
     loop {
         let at = open_store(s).ok().and_then(|st| st.checkpoint().ok().flatten()).map(|(n, _)| n);

@@ -41,16 +41,25 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn forget_own_fills_above_checkpoint(&mut self) -> StoreResult<usize> {
-        let Some((block, _)) = self.checkpoint()? else { return Ok(0) };
+        Ok(self.forget_own_fills_above_checkpoint_paying()?.0)
+    }
+
+    /// [`Self::forget_own_fills_above_checkpoint`], with the fees those fills had booked: a running
+    /// daemon's P&L of the day gives them back until the fills are read again.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn forget_own_fills_above_checkpoint_paying(&mut self) -> StoreResult<(usize, Vec<super::ForgottenFee>)> {
+        let Some((block, _)) = self.checkpoint()? else { return Ok((0, Vec::new())) };
         let tx = self.conn.savepoint()?;
         let above: i64 = tx.query_row(
             "SELECT COUNT(*) FROM own_fills WHERE block_number > ?1",
             [i64::try_from(block).unwrap_or(i64::MAX)],
             |r| r.get(0),
         )?;
-        super::own_fills::rewind_own_fills(&tx, block)?;
+        let fees = super::own_fills::rewind_own_fills(&tx, block)?;
         tx.commit()?;
-        Ok(usize::try_from(above).unwrap_or(0))
+        Ok((usize::try_from(above).unwrap_or(0), fees))
     }
 
     /// Sightings handed on at once whose copy had not left when the daemon stopped wait for their

@@ -722,6 +722,10 @@ async fn test_live_when_halted_while_the_start_checks_a_slow_exchange_then_answe
     let (code, out, err) = l.d.run_cli(&["halt", "--reason", "slow start"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("still starting"), "answered by the starting daemon: {out}{err}");
+    // Still starting: `status` says halted, from the journal, never "active".
+    let (_, out, err) = l.d.run_cli(&["status", "--json"]);
+    let st: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+    assert_eq!(st["breaker"]["tripped"], true, "{st}");
     l.clob.balance_hang(false);
     l.d.wait_live().await;
     let st = l.d.status();

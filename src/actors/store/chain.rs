@@ -90,10 +90,12 @@ pub struct RecentBlocks;
 store_handler!(RecentBlocks -> Vec<(u64, B256)>, |s, _m| s.recent_blocks());
 
 /// Forgets our own fills journaled above the checkpoint (their range's fills were not): they are
-/// read again with that range, from the chain as it is then.
+/// read again with that range, from the chain as it is then. Returns how many, and the fees they
+/// had booked.
 #[derive(Debug)]
 pub struct ForgetOwnFillsAboveCheckpoint;
-store_handler!(ForgetOwnFillsAboveCheckpoint -> usize, |s, _m| s.forget_own_fills_above_checkpoint());
+store_handler!(ForgetOwnFillsAboveCheckpoint -> (usize, Vec<crate::store::ForgottenFee>), |s, _m| s
+    .forget_own_fills_above_checkpoint_paying());
 
 /// The stored checkpoint.
 #[derive(Debug)]

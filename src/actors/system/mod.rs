@@ -98,7 +98,7 @@ pub async fn run_daemon(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let (_journal_lock, _control_file) = (o.journal_lock, o.control_file);
     // A halt asked while the start checks the exchange is carried out at once (stored in the
     // journal, read by the risk supervisor as it starts), not left unanswered behind those checks.
-    let starting = crate::control::starting::Starting::answer(o.control, s.db_path.clone(), s.mode);
+    let starting = crate::control::starting::Starting::answer(o.control, &s.db_path, s.mode);
     let t = trading::start(s, &cfg.env, o.store, o.state, o.journal_file, o.now).await?;
     let (control, halted) = starting.serving().await.map_err(DaemonError::Setup)?;
     if let Some((reason, by)) = halted {

@@ -492,7 +492,13 @@ impl ChainFeed {
             // After a journal write failed mid-range (own fills committed, the range's fills not),
             // the fills of ours above the checkpoint may be of blocks a reorg has since replaced:
             // read again with their range, never kept on a transaction no longer on the chain.
-            let forgotten = ask(&self.writer, store_msgs::ForgetOwnFillsAboveCheckpoint).await?;
+            let (forgotten, fees) = ask(&self.writer, store_msgs::ForgetOwnFillsAboveCheckpoint).await?;
+            if let Some(r) = &self.own_fills {
+                // Booked in today's P&L already: given back until the fills are read again.
+                for fee in fees {
+                    r.do_send(OwnBooked { order_id: fee.order_id.clone(), change: OwnChange::FeeForgotten(fee) });
+                }
+            }
             if forgotten > 0 {
                 info!(forgotten, "our fills on chain journaled above the checkpoint wait to be read again");
             }
