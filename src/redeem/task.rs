@@ -21,7 +21,7 @@ use super::{Held, Plan, calls, plan, retry_after_ms};
 use crate::actors::notifier::{Event, Notifier};
 use crate::actors::store::{
     OpenRedemptions, PlanRedemption, RedeemedSince, RedemptionExists, RedemptionSigned, RedemptionStatus,
-    ResolvedTokens, StoreActor,
+    ReplanRedemption, ResolvedTokens, StoreActor,
 };
 use crate::domain::{Shares, Usdc};
 use crate::store::{RedeemStatus, RedemptionRow, now_ms};
@@ -267,7 +267,16 @@ impl Redeemer {
                 if (r.status == RedeemStatus::Reverted && r.next_try_ms <= now_ms())
                     || r.status == RedeemStatus::Planned =>
             {
-                Ok(Some(r.clone()))
+                // What is held may have changed since the last attempt (a SELL settled late, the
+                // auto-redeemer took part): judged against the old plan, a retry paying what is
+                // held now would be taken for a wrong contract.
+                let mut r = r.clone();
+                if (r.shares, r.expected) != (shares, expected) {
+                    ask(self.store.send(ReplanRedemption { id: r.id, shares, expected }).await)?;
+                    info!(market = %condition_id, %shares, %expected, "redemption planned again for what is held now");
+                    (r.shares, r.expected) = (shares, expected);
+                }
+                Ok(Some(r))
             }
             Some(_) => Ok(None),
             None => {

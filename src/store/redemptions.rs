@@ -267,6 +267,21 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Plans redemption `id` again for what is held now (`shares`, paying `expected`), while it
+    /// waits for an attempt (planned, or reverted and due again): a retry is judged against what it
+    /// can pay now, not against a plan an earlier balance made. Returns whether it changed.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn redemption_replanned(&self, id: i64, shares: Shares, expected: Usdc) -> StoreResult<bool> {
+        let changed = self.conn.execute(
+            "UPDATE redemptions SET shares = ?2, expected = ?3, updated_at_ms = ?4 \
+             WHERE id = ?1 AND status IN ('planned', 'reverted') AND (shares != ?2 OR expected != ?3)",
+            params![id, shares.0, expected.0, now_ms()],
+        )?;
+        Ok(changed > 0)
+    }
+
     /// Stores the signed transaction before it is sent.
     ///
     /// # Errors
@@ -319,6 +334,22 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redemption_waiting_for_an_attempt_is_planned_again_for_what_is_held_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("j.db")).unwrap();
+        let c = B256::repeat_byte(3);
+        let id = s.plan_redemption(&c, &[], Shares(10), Usdc(10), RedeemStatus::Planned).unwrap();
+        s.redemption_status(id, RedeemStatus::Reverted, "reverted", 1, 0).unwrap();
+        assert!(s.redemption_replanned(id, Shares(6), Usdc(6)).unwrap());
+        assert!(!s.redemption_replanned(id, Shares(6), Usdc(6)).unwrap(), "unchanged");
+        let row = s.open_redemption(&c).unwrap().unwrap();
+        assert_eq!((row.shares, row.expected), (Shares(6), Usdc(6)));
+        // Signed, its transaction is what it is: never planned again under it.
+        s.redemption_signed(id, &B256::repeat_byte(4), "0x00").unwrap();
+        assert!(!s.redemption_replanned(id, Shares(5), Usdc(5)).unwrap());
+    }
 
     #[test]
     fn markets_redeemed_lately_are_listed_until_they_are_old() {

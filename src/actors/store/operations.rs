@@ -280,6 +280,19 @@ pub struct PlanRedemption {
 }
 store_handler!(PlanRedemption -> i64, |s, m| s.plan_redemption(&m.condition_id, &m.tokens, m.shares, m.expected, m.status));
 
+/// Plan a redemption waiting for an attempt again, for what is held now (see
+/// [`crate::store::Store::redemption_replanned`]).
+#[derive(Debug)]
+pub struct ReplanRedemption {
+    /// The row.
+    pub id: i64,
+    /// Shares held now.
+    pub shares: crate::domain::Shares,
+    /// What they pay.
+    pub expected: crate::domain::Usdc,
+}
+store_handler!(ReplanRedemption -> bool, |s, m| s.redemption_replanned(m.id, m.shares, m.expected));
+
 /// Journal a redemption's signed transaction (before it is sent).
 #[derive(Debug)]
 pub struct RedemptionSigned {
