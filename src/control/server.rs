@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix::Addr;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, info, warn};
 
@@ -130,17 +131,26 @@ pub async fn serve(listener: UnixListener, peers: ControlPeers) {
 
 async fn handle(stream: UnixStream, peers: &ControlPeers) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(read.take(MAX_LINE as u64));
-    let n = tokio::time::timeout(Duration::from_secs(2), reader.read_line(&mut line)).await;
-    if !matches!(n, Ok(Ok(1..))) {
-        return Ok(());
-    }
-    let reply = match serde_json::from_str::<Request>(&line) {
+    let Some(request) = read_request(read).await else { return Ok(()) };
+    let reply = match request {
         Ok(req) => apply(req, peers).await,
         Err(e) => reply(peers, false, format!("unreadable request: {e}"), current(peers).await),
     };
-    let mut out = serde_json::to_string(&reply).unwrap_or_default();
+    write_reply(&mut write, &reply).await
+}
+
+/// Reads a connection's one request line (within 2 s, at most [`MAX_LINE`] bytes); `None` when
+/// none came.
+pub(super) async fn read_request(read: OwnedReadHalf) -> Option<Result<Request, serde_json::Error>> {
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(MAX_LINE as u64));
+    let n = tokio::time::timeout(Duration::from_secs(2), reader.read_line(&mut line)).await;
+    matches!(n, Ok(Ok(1..))).then(|| serde_json::from_str::<Request>(&line))
+}
+
+/// Writes the reply line and ends the connection.
+pub(super) async fn write_reply(write: &mut OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> {
+    let mut out = serde_json::to_string(reply).unwrap_or_default();
     out.push('\n');
     write.write_all(out.as_bytes()).await?;
     write.shutdown().await

@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use super::{MAX_LINE, Reply, Request};
+use super::{Reply, Request};
 use crate::config::Mode;
 use crate::risk::BreakerState;
 use crate::store::{Store, now_ms};
@@ -102,13 +101,8 @@ impl Starting {
 
 async fn handle(stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(read.take(MAX_LINE as u64));
-    let n = tokio::time::timeout(Duration::from_secs(2), reader.read_line(&mut line)).await;
-    if !matches!(n, Ok(Ok(1..))) {
-        return Ok(());
-    }
-    let (ok, message, breaker) = match serde_json::from_str::<Request>(&line) {
+    let Some(request) = super::server::read_request(read).await else { return Ok(()) };
+    let (ok, message, breaker) = match request {
         Ok(Request::Halt { reason, by }) => halt(shared, reason, by).await,
         // The journal's breaker: what the daemon starts with, and any halt stored since.
         Ok(Request::Status) => (true, "starting".to_owned(), stored_breaker(&shared.journal).await),
@@ -121,10 +115,7 @@ async fn handle(stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
         ),
         Err(e) => (false, format!("unreadable request: {e}"), stored_breaker(&shared.journal).await),
     };
-    let mut out = serde_json::to_string(&answer(shared, ok, message, breaker)).unwrap_or_default();
-    out.push('\n');
-    write.write_all(out.as_bytes()).await?;
-    write.shutdown().await
+    super::server::write_reply(&mut write, &answer(shared, ok, message, breaker)).await
 }
 
 /// Carries out a halt: stored in the journal, and noted for the hand-over.

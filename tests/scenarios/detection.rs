@@ -310,6 +310,31 @@ async fn test_detection_when_a_settlement_is_pending_then_the_trigger_decides_an
     assert_eq!(d.stop().code(), Some(0));
 }
 
+/// A daemon copying FAST on sight with the pending cap at 1 USDC (no slippage), fault point
+/// `point` holding while `hold` exists, and `extra` settings; anvil no longer mining by itself.
+struct Held {
+    anvil: Anvil,
+    dir: tempfile::TempDir,
+    d: Daemon,
+    hold: std::path::PathBuf,
+    holds: tempfile::TempDir,
+}
+
+async fn capped_and_held(point: &str, extra: &[(&str, &str)]) -> Held {
+    let holds = tempfile::tempdir().unwrap();
+    let hold = holds.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let held = [
+        ("POLYCOPY_DETECTION__PENDING_MAX_ORDER_USDC", "1"),
+        ("POLYCOPY_COPY__MAX_SLIPPAGE_BPS", "0"),
+        ("POLYCOPY_FAULT", point),
+        ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
+    ];
+    let (anvil, dir, d) = fast_on_sight(&[&held[..], extra].concat(), 0).await;
+    anvil.raw("evm_setAutomine", json!([false])).await;
+    Held { anvil, dir, d, hold, holds }
+}
+
 /// A sighting's copy that the pending cap alone refuses, held undecided while its transaction is
 /// dropped (orphaned), then mined after all (a retry of the match): the mined fill waits for the
 /// sighting's copy, which finds the fill no longer its to leave to a block. The mined fill is then
@@ -317,17 +342,7 @@ async fn test_detection_when_a_settlement_is_pending_then_the_trigger_decides_an
 /// and the mined fill's copy was dropped: the trade stayed undecided until a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_detection_when_a_held_sighting_is_orphaned_and_then_mined_then_its_block_copies_it() {
-    let holds = tempfile::tempdir().unwrap();
-    let hold = holds.path().join("hold");
-    std::fs::write(&hold, "").unwrap();
-    let extra = [
-        ("POLYCOPY_DETECTION__PENDING_MAX_ORDER_USDC", "1"),
-        ("POLYCOPY_COPY__MAX_SLIPPAGE_BPS", "0"),
-        ("POLYCOPY_FAULT", "hold_before_sizing"),
-        ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
-    ];
-    let (anvil, _dir, mut d) = fast_on_sight(&extra, 0).await;
-    anvil.raw("evm_setAutomine", json!([false])).await;
+    let Held { anvil, dir: _dir, mut d, hold, holds: _holds } = capped_and_held("hold_before_sizing", &[]).await;
 
     // FAST buys 100 at 0.30: capped, 3.33 shares for 0.999 USDC (under the minimum); uncapped, 10.
     let (ex, data) = settlement(Generation::V2, FAST, 12, 100 * ONE, 30 * ONE, 3);
@@ -366,20 +381,10 @@ async fn test_detection_when_a_held_sighting_is_orphaned_and_then_mined_then_its
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_detection_when_a_target_is_paused_while_its_sighting_is_left_to_its_block_then_the_block_refuses_it() {
     let tg = crate::support::telegram::FakeTelegram::start("123456789:DETECTION-TEST-TOKEN-abcdef").await;
-    let holds = tempfile::tempdir().unwrap();
-    let hold = holds.path().join("hold");
-    std::fs::write(&hold, "").unwrap();
-    let extra = [
-        ("POLYCOPY_DETECTION__PENDING_MAX_ORDER_USDC", "1"),
-        ("POLYCOPY_COPY__MAX_SLIPPAGE_BPS", "0"),
-        ("POLYCOPY_FAULT", "hold_after_left_to_block"),
-        ("POLYCOPY_FAULT_HOLD", hold.to_str().unwrap()),
-        ("TELEGRAM_BOT_TOKEN", &tg.token),
-        ("TELEGRAM_CHAT_ID", "1001"),
-        ("TELEGRAM_API_URL", &tg.url),
-    ];
-    let (anvil, _dir, mut d) = fast_on_sight(&extra, 0).await;
-    anvil.raw("evm_setAutomine", json!([false])).await;
+    let telegram =
+        [("TELEGRAM_BOT_TOKEN", tg.token.as_str()), ("TELEGRAM_CHAT_ID", "1001"), ("TELEGRAM_API_URL", &tg.url)];
+    let Held { anvil, dir: _dir, mut d, hold, holds: _holds } =
+        capped_and_held("hold_after_left_to_block", &telegram).await;
 
     // FAST buys 100 at 0.30: capped, 3.33 shares for 0.999 USDC (under the minimum): left to its block.
     let (ex, data) = settlement(Generation::V2, FAST, 12, 100 * ONE, 30 * ONE, 3);

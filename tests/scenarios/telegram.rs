@@ -111,11 +111,9 @@ async fn test_report_when_copied_or_rejected_then_one_message_each() {
     assert!(!d.log().contains("TEST-SECRET-TOKEN"));
 }
 
-/// The commands answer from authorized chats with the journal's truth; /halt stops executions,
-/// /resume needs the button; /pause stops one target and survives a restart; a stranger's
-/// commands change nothing and get no reply.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
+/// A daemon watching two targets, commanded from chat `OP` of a fake Telegram, its routine
+/// reports off.
+async fn commanded() -> (Anvil, FakeTelegram, tempfile::TempDir, Daemon) {
     let anvil = Anvil::start().await;
     let tg = FakeTelegram::start(TOKEN).await;
     let dir = tempfile::tempdir().unwrap();
@@ -124,6 +122,15 @@ async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
     d.set("telegram", r#"notify = { executed = "off", rejected = "off", started = "off", stopped = "off" }"#);
     d.start();
     d.wait_live().await;
+    (anvil, tg, dir, d)
+}
+
+/// The commands answer from authorized chats with the journal's truth; /halt stops executions,
+/// /resume needs the button; /pause stops one target and survives a restart; a stranger's
+/// commands change nothing and get no reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_commands_when_authorized_then_obeyed_and_strangers_ignored() {
+    let (anvil, tg, dir, mut d) = commanded().await;
     anvil.emit(&Fill::v2(1, A, C, true, 7, 100 * ONE, 50 * ONE)).await;
     wait_for(20, "a copy", async || (with_status(&d.trades(), "executed").len() == 1).then_some(())).await;
 
@@ -1125,14 +1132,7 @@ async fn test_commands_when_a_group_member_is_not_an_allowed_user_then_ignored()
 /// again" and not done; a stranger's edited `/halt` gets no answer and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_commands_when_edited_then_a_halt_is_obeyed_and_others_asked_again() {
-    let anvil = Anvil::start().await;
-    let tg = FakeTelegram::start(TOKEN).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path(), &anvil.http_url(), "", &two_targets());
-    d.with_telegram(&tg, &OP.to_string());
-    d.set("telegram", r#"notify = { executed = "off", rejected = "off", started = "off", stopped = "off" }"#);
-    d.start();
-    d.wait_live().await;
+    let (_anvil, tg, _dir, d) = commanded().await;
 
     tg.inject_edited_message(STRANGER, "/halt from a stranger");
     wait_for(10, "the stranger's edit ignored", async || {
