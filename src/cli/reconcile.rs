@@ -179,11 +179,12 @@ async fn journal_caught_up(s: &Settings, env: &Env) {
         _ => None,
     };
     // The feed reads no further than `chain.confirmations` below the head.
-    let Some(head) = head.map(|h| h.saturating_sub(s.chain.confirmations)) else { return };
+    let Some(head) = head else { return };
+    let readable = head.saturating_sub(s.chain.confirmations);
     let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
     loop {
         let at = open_store(s).ok().and_then(|st| st.checkpoint().ok().flatten()).map(|(n, _)| n);
-        if at.is_some_and(|n| n >= head) {
+        if at.is_some_and(|n| n >= readable) {
             return;
         }
         if tokio::time::Instant::now() >= deadline {

@@ -61,13 +61,11 @@ impl Starting {
                     _ = &mut until => return listener,
                     accepted = listener.accept() => match accepted {
                         Ok((stream, _)) => {
-                            let shared = each.clone();
-                            shared.open.fetch_add(1, Ordering::AcqRel);
+                            let open = Open::count(each.clone());
                             actix::spawn(async move {
-                                if let Err(e) = handle(stream, &shared).await {
+                                if let Err(e) = handle(stream, &open.0).await {
                                     debug!(cause = %e, "control connection ended with an error during the start");
                                 }
-                                shared.open.fetch_sub(1, Ordering::AcqRel);
                             });
                         }
                         Err(e) => {
@@ -96,6 +94,22 @@ impl Starting {
         }
         let halted = self.shared.halted.lock().map(|mut h| h.take()).unwrap_or(None);
         Ok((listener, halted))
+    }
+}
+
+/// One connection being answered, counted until it is dropped (however its handler ends).
+struct Open(Arc<Shared>);
+
+impl Open {
+    fn count(shared: Arc<Shared>) -> Self {
+        shared.open.fetch_add(1, Ordering::AcqRel);
+        Self(shared)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
